@@ -1,0 +1,28 @@
+# RFLocal: `make run` serves the workbench, `make test` runs the tests.
+# Both set up a fresh machine first (system libraries, .venv, pinned packages).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8501
+
+.PHONY: setup setup-test run test test-fast demo-scene clean
+
+setup:
+	bash scripts/setup.sh
+
+setup-test:
+	bash scripts/setup.sh --test
+
+run: setup
+	$(PY) -m streamlit run app.py --server.port $(PORT)
+
+test: setup-test
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not browser"
+
+demo-scene: setup
+	$(PY) -m rflocal_core scene build --procedural --seed 7 --name demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache

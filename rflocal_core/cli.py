@@ -1,0 +1,168 @@
+"""Command line: ``python -m rflocal_core ...`` (also installed as ``rflocal``).
+
+Every command prints one JSON object (or list) on stdout. Bad input exits with
+status 2 and a one-line message on stderr; a backend that cannot run exits with 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rflocal_core.errors import BackendUnavailableError, RFLocalInputError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own exit 2, one clean line
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _add_scene_parsers(sub: Any) -> None:
+    scene = sub.add_parser("scene", help="build, list, show and delete scenes")
+    scene_sub = scene.add_subparsers(dest="scene_cmd", required=True, parser_class=_Parser)
+
+    build = scene_sub.add_parser("build", help="build a scene into workspace/scenes/NAME")
+    src = build.add_mutually_exclusive_group(required=True)
+    src.add_argument("--procedural", action="store_true", help="a procedural city (offline)")
+    src.add_argument("--osm-file", metavar="PATH", help="an .osm XML extract")
+    src.add_argument("--geojson", metavar="PATH", help="a GeoJSON FeatureCollection of footprints")
+    src.add_argument("--bbox", metavar="S,W,N,E", help="download buildings in this box (needs internet)")
+    build.add_argument("--name", required=True)
+    build.add_argument("--seed", type=int, default=7, help="seed of city, materials and site placement")
+    build.add_argument("--size-m", type=float, default=512.0, help="procedural city side (m)")
+    build.add_argument("--block-m", type=float, default=80.0, help="procedural block size (m)")
+    build.add_argument("--street-width-m", type=float, default=16.0)
+    build.add_argument("--open-squares", type=float, default=0.12, help="fraction of open blocks")
+    build.add_argument("--mean-height-m", type=float, default=18.0, help="procedural median height")
+    build.add_argument("--origin", metavar="LAT,LON", help="geographic centre of a procedural city")
+    build.add_argument("--default-height-m", type=float, default=10.0)
+    build.add_argument("--storey-height-m", type=float, default=3.0)
+    build.add_argument("--material", default="mixed", help="mixed, concrete, brick, glass, metal or wood")
+    build.add_argument("--ground-material", default="medium_dry_ground")
+    build.add_argument("--randomize-materials", action="store_true", help="domain randomization per building")
+    build.add_argument("--mode", default="ue", help="ue (sites transmit) or emitter (sites receive)")
+    build.add_argument("--placement", default="rooftop", help="rooftop, grid, random or custom")
+    build.add_argument("--sites", type=int, default=6, help="number of sites")
+    build.add_argument("--mount", default="rooftop", help="rooftop or ground (grid/random placement)")
+    build.add_argument("--site-height-m", type=float, default=3.0, help="above ground, or above roof")
+    build.add_argument("--sites-file", metavar="JSON", help="custom sites: a JSON list of objects")
+    build.add_argument("--freq-hz", type=float, default=3.5e9)
+    build.add_argument("--tx-power-dbm", type=float, default=43.0)
+    build.add_argument("--pattern", default="iso", help="iso or tr38901")
+    build.add_argument("--azimuth-deg", type=float, default=None, help="sector bearing; default: towards centre")
+    build.add_argument("--downtilt-deg", type=float, default=6.0)
+
+    scene_sub.add_parser("list", help="list scenes")
+    show = scene_sub.add_parser("show", help="print a scene's scene.json")
+    show.add_argument("name")
+    delete = scene_sub.add_parser("delete", help="delete a scene")
+    delete.add_argument("name")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the command line."""
+    parser = _Parser(prog="rflocal", description="RFLocal: radio localization workbench (core command line)")
+    sub = parser.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    _add_scene_parsers(sub)
+    sub.add_parser("doctor", help="check the ray-tracing backend and the workspace")
+    return parser
+
+
+def _scene_config(args: argparse.Namespace) -> Any:
+    from rflocal_core.errors import InvalidInputError
+    from rflocal_core.geo import BBox
+    from rflocal_core.scene import CustomSite, MaterialConfig, ProceduralConfig, SceneConfig, SiteConfig
+
+    custom: tuple[CustomSite, ...] = ()
+    placement = args.placement
+    if args.sites_file:
+        try:
+            with open(args.sites_file, encoding="utf-8") as fh:
+                rows = json.load(fh)
+        except (OSError, json.JSONDecodeError) as exc:
+            msg = f"sites_file: cannot read {args.sites_file!r} as JSON ({exc})"
+            raise InvalidInputError(msg) from None
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            msg = f"sites_file: expected a JSON list of objects, got {type(rows).__name__}"
+            raise InvalidInputError(msg)
+        custom = tuple(CustomSite.from_dict(r, index=i) for i, r in enumerate(rows))
+        placement = "custom"
+    origin = {}
+    if args.origin:
+        try:
+            lat, lon = (float(v) for v in args.origin.split(","))
+        except ValueError:
+            msg = f"origin: expected LAT,LON in degrees, got {args.origin!r}"
+            raise InvalidInputError(msg) from None
+        origin = {"origin_lat": lat, "origin_lon": lon}
+    sites = SiteConfig(
+        mode=args.mode, placement=placement, count=args.sites, mount=args.mount, height_m=args.site_height_m,
+        freq_hz=args.freq_hz, tx_power_dbm=args.tx_power_dbm, pattern=args.pattern,
+        azimuth_deg=args.azimuth_deg, downtilt_deg=args.downtilt_deg, custom=custom, seed=args.seed,
+    )
+    materials = MaterialConfig(building=args.material, randomize=args.randomize_materials, ground=args.ground_material)
+    common = {"name": args.name, "default_height_m": args.default_height_m, "storey_height_m": args.storey_height_m,
+              "materials": materials, "sites": sites, "seed": args.seed, **origin}
+    if args.procedural:
+        proc = ProceduralConfig(size_m=args.size_m, block_m=args.block_m, street_width_m=args.street_width_m,
+                                open_square_fraction=args.open_squares, mean_height_m=args.mean_height_m, seed=args.seed)
+        return SceneConfig(source="procedural", procedural=proc, **common)
+    if args.osm_file:
+        return SceneConfig(source="osm_file", path=args.osm_file, **common)
+    if args.geojson:
+        return SceneConfig(source="geojson_file", path=args.geojson, **common)
+    return SceneConfig(source="bbox", bbox=BBox.parse(args.bbox), **common)
+
+
+def _run(args: argparse.Namespace) -> Any:
+    if args.cmd == "doctor":
+        return _doctor()
+    from rflocal_core import scene
+
+    if args.scene_cmd == "build":
+        return scene.build_scene(_scene_config(args))
+    if args.scene_cmd == "list":
+        return scene.list_scenes()
+    if args.scene_cmd == "show":
+        return scene.load_scene_meta(args.name)
+    scene.delete_scene(args.name)
+    return {"deleted": args.name}
+
+
+def _doctor() -> dict[str, Any]:
+    from rflocal_core import backend, settings
+
+    llvm_path, llvm_major = backend.find_llvm()
+    info = backend.ensure_backend()
+    import mitsuba as mi
+    import sionna.rt
+
+    return {
+        "variant": info.variant,
+        "device": info.device,
+        "llvm_library": llvm_path,
+        "llvm_major": llvm_major,
+        "sionna_rt": sionna.rt.__version__,
+        "mitsuba": mi.__version__,
+        "workspace": str(settings.workspace_dir()),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        result = _run(args)
+    except RFLocalInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BackendUnavailableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    print(json.dumps(result, indent=2))
+    return 0

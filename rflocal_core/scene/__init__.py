@@ -1,0 +1,37 @@
+"""Scene Builder: footprints from OSM, files or a procedural city, extruded for Sionna RT.
+
+Public API::
+
+    from rflocal_core.scene import SceneConfig, build_scene, list_scenes
+    build_scene(SceneConfig(name="demo"))
+"""
+
+from __future__ import annotations
+
+from rflocal_core.geo import BBox, LocalFrame
+from rflocal_core.scene.build import SOURCES, SceneConfig, build_scene, scenes_dir
+from rflocal_core.scene.materials import BUILDING_MATERIALS, GROUND_MATERIALS, MaterialConfig
+from rflocal_core.scene.procedural import ProceduralConfig
+from rflocal_core.scene.sites import CustomSite, SiteConfig
+from rflocal_core.scene.store import delete_scene, list_scenes, load_scene_meta, scene_dir, scene_frame, view_data
+
+__all__ = [
+    "BBox",
+    "BUILDING_MATERIALS",
+    "CustomSite",
+    "GROUND_MATERIALS",
+    "LocalFrame",
+    "MaterialConfig",
+    "ProceduralConfig",
+    "SOURCES",
+    "SceneConfig",
+    "SiteConfig",
+    "build_scene",
+    "delete_scene",
+    "list_scenes",
+    "load_scene_meta",
+    "scene_dir",
+    "scene_frame",
+    "scenes_dir",
+    "view_data",
+]

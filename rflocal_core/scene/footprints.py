@@ -1,0 +1,383 @@
+"""Building footprints from OpenStreetMap (file or online) and GeoJSON.
+
+Everything here ends in :class:`Footprints`: polygons in WGS84 with their tags and
+the bounding box they belong to. :func:`to_scene_frame` projects them into scene
+metres, clips them to the box, drops degenerate parts and picks heights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import socket
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import shapely
+from shapely.geometry import MultiPolygon, Polygon, box, shape
+
+from rflocal_core import settings
+from rflocal_core.errors import OSMDownloadError, OSMFormatError
+from rflocal_core.geo import BBox, LocalFrame
+
+
+@dataclass
+class Footprints:
+    """Raw footprints in WGS84 (lon/lat coordinates, as GeoJSON orders them)."""
+
+    geometries: list[Polygon | MultiPolygon]
+    tags: list[dict[str, Any]]
+    bbox: BBox
+    source: dict[str, Any]
+    roads: list[Any] = field(default_factory=list)  # LineStrings in WGS84
+
+
+@dataclass
+class Building:
+    """A building in scene metres, ready to extrude."""
+
+    id: int
+    footprint: Polygon | MultiPolygon
+    height_m: float
+    height_rule: str  # "height", "levels", "default" or "procedural"
+    tags: dict[str, Any]
+    material: str = ""
+
+
+@dataclass
+class FootprintReport:
+    """What :func:`to_scene_frame` did, for the user to see."""
+
+    read: int = 0
+    kept: int = 0
+    clipped: int = 0
+    dropped_degenerate: int = 0
+    dropped_outside: int = 0
+    height_rules: dict[str, int] = field(default_factory=lambda: {"height": 0, "levels": 0, "default": 0})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "read": self.read,
+            "kept": self.kept,
+            "clipped": self.clipped,
+            "dropped_degenerate": self.dropped_degenerate,
+            "dropped_outside": self.dropped_outside,
+            "height_rules": dict(self.height_rules),
+        }
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def _check_file(path: Path, *, kind: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        msg = f"{kind}: file not found: {str(path)!r}"
+        raise OSMFormatError(msg)
+    size = path.stat().st_size
+    if size == 0:
+        msg = f"{kind}: file {path.name!r} is empty; expected OpenStreetMap XML or GeoJSON"
+        raise OSMFormatError(msg)
+    if size > settings.max_osm_file_bytes:
+        msg = (
+            f"{kind}: file {path.name!r} is {size / 1e6:.1f} MB; expected at most "
+            f"{settings.max_osm_file_bytes / 1e6:.0f} MB (cut a smaller extract)"
+        )
+        raise OSMFormatError(msg)
+    return path
+
+
+def _gdf_to_lists(gdf: Any) -> tuple[list[Any], list[dict[str, Any]], int]:
+    """Keep polygonal rows of an osmnx GeoDataFrame; count the rest."""
+    geometries, tags = [], []
+    skipped = 0
+    columns = [c for c in gdf.columns if c != "geometry"]
+    for row in gdf.itertuples(index=True):
+        geom = row.geometry
+        if geom is None or geom.geom_type not in ("Polygon", "MultiPolygon"):
+            skipped += 1
+            continue
+        values = {c: gdf.at[row.Index, c] for c in columns}
+        geometries.append(geom)
+        tags.append({k: v for k, v in values.items() if _present(v)})
+        tags[-1]["osm_id"] = "/".join(str(part) for part in row.Index) if isinstance(row.Index, tuple) else str(row.Index)
+    return geometries, tags, skipped
+
+
+def _present(value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, float) and math.isnan(value):
+        return False
+    return not isinstance(value, (list, dict))
+
+
+def _osm_bounds(path: Path) -> BBox | None:
+    """Return the ``<bounds>`` element of an OSM XML file, if it has one."""
+    try:
+        for _, elem in ET.iterparse(path, events=("start",)):
+            if elem.tag == "bounds":
+                return BBox(
+                    float(elem.get("minlat")), float(elem.get("minlon")), float(elem.get("maxlat")), float(elem.get("maxlon"))
+                )
+            if elem.tag in ("node", "way", "relation"):
+                return None
+    except (ET.ParseError, TypeError, ValueError) as exc:
+        msg = f"osm_file: {path.name!r} is not valid OpenStreetMap XML ({exc})"
+        raise OSMFormatError(msg) from None
+    return None
+
+
+def _bbox_of(geometries: list[Any]) -> BBox:
+    west, south, east, north = shapely.total_bounds(np.asarray(geometries, dtype=object))
+    return BBox(float(south), float(west), float(north), float(east))
+
+
+def from_osm_file(path: str | Path) -> Footprints:
+    """Read building footprints (and roads) from an ``.osm`` XML file with osmnx.
+
+    The file's ``<bounds>`` element is the scene box when present; otherwise the
+    bounds of its buildings are.
+    """
+    import osmnx as ox
+
+    path = _check_file(Path(path), kind="osm_file")
+    bounds = _osm_bounds(path)
+    try:
+        gdf = ox.features_from_xml(path, tags={"building": True})
+    except ET.ParseError as exc:
+        msg = f"osm_file: {path.name!r} is not valid OpenStreetMap XML ({exc})"
+        raise OSMFormatError(msg) from None
+    except Exception as exc:  # osmnx raises InsufficientResponseError and others for empty input
+        msg = f"osm_file: {path.name!r} holds no buildings (osmnx: {type(exc).__name__}: {exc})"
+        raise OSMFormatError(msg) from None
+    geometries, tags, _ = _gdf_to_lists(gdf)
+    if not geometries:
+        msg = f"osm_file: {path.name!r} holds no building polygons; expected ways or relations tagged building=*"
+        raise OSMFormatError(msg)
+    roads = _roads_from_xml(path)
+    bbox = bounds or _bbox_of(geometries)
+    return Footprints(geometries, tags, bbox, {"kind": "osm_file", "file": path.name}, roads)
+
+
+def _roads_from_xml(path: Path) -> list[Any]:
+    import osmnx as ox
+
+    try:
+        gdf = ox.features_from_xml(path, tags={"highway": True})
+    except Exception:  # a file with buildings but no roads is fine
+        return []
+    return [g for g in gdf.geometry if g is not None and g.geom_type in ("LineString", "MultiLineString")]
+
+
+def from_geojson(path: str | Path) -> Footprints:
+    """Read building footprints from a GeoJSON FeatureCollection (WGS84 lon/lat).
+
+    Properties ``height`` and ``building:levels`` are used as in OSM.
+    """
+    path = _check_file(Path(path), kind="geojson_file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        msg = f"geojson_file: {path.name!r} is not valid JSON ({exc})"
+        raise OSMFormatError(msg) from None
+    features = data.get("features") if isinstance(data, dict) else None
+    if not isinstance(features, list):
+        msg = f"geojson_file: {path.name!r} has no 'features' list; expected a GeoJSON FeatureCollection"
+        raise OSMFormatError(msg)
+    geometries, tags = [], []
+    for i, feature in enumerate(features):
+        try:
+            geom = shape(feature["geometry"])
+        except Exception as exc:
+            msg = f"geojson_file: features[{i}].geometry is not a valid GeoJSON geometry ({exc})"
+            raise OSMFormatError(msg) from None
+        if geom.geom_type not in ("Polygon", "MultiPolygon"):
+            continue
+        minx, miny, maxx, maxy = geom.bounds
+        if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
+            msg = f"geojson_file: features[{i}] has coordinates outside lon/lat degrees (bounds {geom.bounds}); expected WGS84"
+            raise OSMFormatError(msg)
+        props = feature.get("properties") or {}
+        geometries.append(geom)
+        tags.append({k: v for k, v in props.items() if _present(v)})
+    if not geometries:
+        msg = f"geojson_file: {path.name!r} holds no Polygon or MultiPolygon features"
+        raise OSMFormatError(msg)
+    return Footprints(geometries, tags, _bbox_of(geometries), {"kind": "geojson_file", "file": path.name})
+
+
+def from_bbox(bbox: BBox) -> Footprints:
+    """Download building footprints inside ``bbox`` from OpenStreetMap (needs internet)."""
+    import osmnx as ox
+    import requests
+
+    bbox.check_size()
+    ox.settings.requests_timeout = settings.osm_request_timeout_s
+    ox.settings.use_cache = False
+    if settings.overpass_url():
+        ox.settings.overpass_url = settings.overpass_url()
+    offline = _unreachable(ox.settings.overpass_url)
+    if offline:
+        msg = (
+            f"bbox: could not reach OpenStreetMap ({offline}); this machine seems to be offline. "
+            "Load an OSM file or build a procedural city instead."
+        )
+        raise OSMDownloadError(msg)
+    try:
+        gdf = ox.features_from_bbox((bbox.west, bbox.south, bbox.east, bbox.north), tags={"building": True})
+    except (requests.exceptions.RequestException, OSError) as exc:
+        msg = (
+            "bbox: could not download buildings from OpenStreetMap; this machine seems to be offline "
+            f"({type(exc).__name__}). Load an OSM file or build a procedural city instead."
+        )
+        raise OSMDownloadError(msg) from None
+    except Exception as exc:  # osmnx: InsufficientResponseError when the box is empty
+        msg = f"bbox: OpenStreetMap has no buildings in {bbox.as_tuple()} ({type(exc).__name__}: {exc})"
+        raise OSMFormatError(msg) from None
+    geometries, tags, _ = _gdf_to_lists(gdf)
+    if not geometries:
+        msg = f"bbox: OpenStreetMap has no building polygons in {bbox.as_tuple()}"
+        raise OSMFormatError(msg)
+    return Footprints(geometries, tags, bbox, {"kind": "bbox", "bbox": list(bbox.as_tuple())})
+
+
+def _unreachable(url: str, *, timeout_s: float = 5.0) -> str | None:
+    """Return why ``url``'s host cannot be reached, or None if a TCP connection opens.
+
+    osmnx waits a minute before its first request when the Overpass status check
+    fails; probing first lets an offline user hear so at once.
+    """
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout_s):
+            return None
+    except OSError as exc:
+        return f"{parts.hostname}:{port}: {exc.strerror or type(exc).__name__}"
+
+
+def from_path(path: str | Path) -> Footprints:
+    """Read footprints from ``.osm``/``.xml`` or ``.geojson``/``.json`` by extension."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".geojson", ".json"):
+        return from_geojson(path)
+    if suffix in (".osm", ".xml"):
+        return from_osm_file(path)
+    msg = f"osm_file: unsupported extension {suffix!r} of {Path(path).name!r}; expected .osm, .xml, .geojson or .json"
+    raise OSMFormatError(msg)
+
+
+# --------------------------------------------------------------------------- heights
+
+_NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)?")
+
+
+def parse_height_m(value: Any) -> float | None:
+    """Parse an OSM ``height`` value (``"12"``, ``"12.5 m"``, ``"40'"``, ``"40 ft"``) to metres."""
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    match = _NUMBER.search(text)
+    if not match:
+        return None
+    number = float(match.group().replace(",", "."))
+    if "'" in text or "ft" in text or "feet" in text:
+        number *= 0.3048
+    return number if math.isfinite(number) and 0 < number < 1000 else None
+
+
+def parse_levels(value: Any) -> float | None:
+    """Parse ``building:levels`` to a positive number of storeys."""
+    if value is None:
+        return None
+    match = _NUMBER.search(str(value))
+    if not match:
+        return None
+    levels = float(match.group().replace(",", "."))
+    return levels if 0 < levels < 300 else None
+
+
+def pick_height(tags: dict[str, Any], *, default_height_m: float, storey_height_m: float) -> tuple[float, str]:
+    """Height of a building from its tags, and the rule that gave it."""
+    height = parse_height_m(tags.get("height"))
+    if height is not None:
+        return height, "height"
+    levels = parse_levels(tags.get("building:levels"))
+    if levels is not None:
+        return levels * storey_height_m, "levels"
+    return default_height_m, "default"
+
+
+# --------------------------------------------------------------------------- projection
+
+
+def to_scene_frame(
+    raw: Footprints, frame: LocalFrame, *, default_height_m: float, storey_height_m: float
+) -> tuple[list[Building], FootprintReport, Polygon, list[Any]]:
+    """Project footprints to scene metres, clip to the box, pick heights.
+
+    Returns
+    -------
+    buildings : list of Building
+    report : FootprintReport
+    box_m : Polygon
+        The scene box in metres (the clip region).
+    roads_m : list of LineString
+        Roads clipped to the box, in metres.
+    """
+
+    def project(geom: Any) -> Any:
+        return shapely.transform(geom, lambda c: np.column_stack(frame.to_xy(c[:, 1], c[:, 0])))
+
+    corners_x, corners_y = frame.to_xy(
+        np.array([raw.bbox.south, raw.bbox.south, raw.bbox.north, raw.bbox.north]),
+        np.array([raw.bbox.west, raw.bbox.east, raw.bbox.east, raw.bbox.west]),
+    )
+    # Clip in degrees (the box the user chose), then project. The projected box is a
+    # slightly rotated quadrilateral; the scene extent is the rectangle around it.
+    box_deg = box(raw.bbox.west, raw.bbox.south, raw.bbox.east, raw.bbox.north)
+    box_m = box(corners_x.min(), corners_y.min(), corners_x.max(), corners_y.max())
+
+    report = FootprintReport(read=len(raw.geometries))
+    buildings: list[Building] = []
+    for geom, tags in zip(raw.geometries, raw.tags):
+        geom = shapely.make_valid(geom)
+        clipped = geom.intersection(box_deg)
+        if clipped.is_empty:
+            report.dropped_outside += 1
+            continue
+        if clipped.area < geom.area * (1 - 1e-9):
+            report.clipped += 1
+        clipped = shapely.set_precision(shapely.make_valid(project(clipped)), 1e-3)
+        parts = [p for p in _polygons(clipped) if p.area >= settings.min_footprint_area_m2]
+        if not parts:
+            report.dropped_degenerate += 1
+            continue
+        footprint = parts[0] if len(parts) == 1 else MultiPolygon(parts)
+        height, rule = pick_height(tags, default_height_m=default_height_m, storey_height_m=storey_height_m)
+        report.height_rules[rule] += 1
+        buildings.append(Building(len(buildings), footprint, height, rule, tags))
+    report.kept = len(buildings)
+    roads_m = []
+    for road in raw.roads:
+        clipped = road.intersection(box_deg)
+        if not clipped.is_empty and clipped.length > 0:
+            roads_m.append(project(clipped))
+    return buildings, report, box_m, roads_m
+
+
+def _polygons(geom: Any) -> list[Polygon]:
+    if isinstance(geom, Polygon):
+        return [geom]
+    if hasattr(geom, "geoms"):
+        out: list[Polygon] = []
+        for part in geom.geoms:
+            out.extend(_polygons(part))
+        return out
+    return []

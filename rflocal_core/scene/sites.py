@@ -1,0 +1,321 @@
+"""Sites: the radio nodes whose positions are known.
+
+In ``ue`` mode they are base stations that transmit and the device to locate
+receives; in ``emitter`` mode they are sensors that receive and the transmitter to
+locate is unknown. Either way the radio map of a site is computed with the site as
+the transmitter (reciprocity).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import shapely
+from shapely.geometry import Point, Polygon
+from shapely.ops import nearest_points
+
+from rflocal_core.errors import InvalidInputError
+from rflocal_core.geo import LocalFrame
+from rflocal_core.scene.footprints import Building
+
+MODES = ("ue", "emitter")
+PLACEMENTS = ("rooftop", "grid", "random", "custom")
+MOUNTS = ("rooftop", "ground")
+PATTERNS = ("iso", "tr38901")
+
+
+def _check_range(field: str, value: Any, lo: float, hi: float, unit: str = "") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not lo <= value <= hi:
+        msg = f"{field}: expected a number in [{lo}, {hi}]{' ' + unit if unit else ''}, got {value!r}"
+        raise InvalidInputError(msg)
+    return float(value)
+
+
+def _check_choice(field: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        msg = f"{field}: expected one of {', '.join(choices)}, got {value!r}"
+        raise InvalidInputError(msg)
+    return value
+
+
+@dataclass(frozen=True)
+class CustomSite:
+    """A site given by the user: ``x_m``/``y_m`` or ``lat``/``lon``.
+
+    ``height_m`` is above the ground (mount ``ground``) or above the roof (``rooftop``).
+    """
+
+    x_m: float | None = None
+    y_m: float | None = None
+    lat: float | None = None
+    lon: float | None = None
+    height_m: float = 10.0
+    mount: str = "ground"
+    id: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, index: int) -> CustomSite:
+        known = {"x_m", "y_m", "lat", "lon", "height_m", "mount", "id"}
+        unknown = set(data) - known
+        if unknown:
+            msg = f"sites[{index}]: unknown field(s) {sorted(unknown)}; expected some of {sorted(known)}"
+            raise InvalidInputError(msg)
+        clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
+        return cls(**clean)
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """How sites are placed and what they radiate.
+
+    Parameters
+    ----------
+    mode : str
+        ``"ue"`` or ``"emitter"``.
+    placement : str
+        ``"rooftop"`` (spread over roofs), ``"grid"``, ``"random"`` or ``"custom"``.
+    count : int
+        Number of sites for the automatic placements (1-64).
+    mount : str
+        ``"rooftop"`` or ``"ground"`` for grid and random placements.
+    height_m : float
+        Antenna height above the ground (ground mount) or above the roof (rooftop).
+    freq_hz : float
+        Carrier frequency.
+    tx_power_dbm : float
+        Transmit power per site (``ue`` mode; in ``emitter`` mode the sites only receive).
+    pattern : str
+        Antenna pattern, ``"iso"`` or ``"tr38901"`` (3GPP TR 38.901 sector).
+    azimuth_deg : float or None
+        Sector boresight as a compass bearing (clockwise from north); None points each
+        sector at the scene centre.
+    downtilt_deg : float
+        Electrical/mechanical downtilt below the horizon.
+    custom : tuple of CustomSite
+        Sites for ``placement="custom"``.
+    seed : int
+        Seed for random and rooftop placement.
+    """
+
+    mode: str = "ue"
+    placement: str = "rooftop"
+    count: int = 6
+    mount: str = "rooftop"
+    height_m: float = 3.0
+    freq_hz: float = 3.5e9
+    tx_power_dbm: float = 43.0
+    pattern: str = "iso"
+    azimuth_deg: float | None = None
+    downtilt_deg: float = 6.0
+    custom: tuple[CustomSite, ...] = field(default_factory=tuple)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_choice("sites.mode", self.mode, MODES)
+        _check_choice("sites.placement", self.placement, PLACEMENTS)
+        _check_choice("sites.mount", self.mount, MOUNTS)
+        _check_choice("sites.pattern", self.pattern, PATTERNS)
+        if self.placement != "custom" and (
+            isinstance(self.count, bool) or not isinstance(self.count, (int, np.integer)) or not 1 <= self.count <= 64
+        ):
+            msg = f"sites.count: expected an integer in [1, 64], got {self.count!r}"
+            raise InvalidInputError(msg)
+        _check_range("sites.height_m", self.height_m, 0.5, 300.0, "m")
+        _check_range("sites.freq_hz", self.freq_hz, 1e8, 1e11, "Hz")
+        _check_range("sites.tx_power_dbm", self.tx_power_dbm, -30.0, 80.0, "dBm")
+        if self.azimuth_deg is not None:
+            _check_range("sites.azimuth_deg", self.azimuth_deg, 0.0, 360.0, "degrees")
+        _check_range("sites.downtilt_deg", self.downtilt_deg, -90.0, 90.0, "degrees")
+        if self.placement == "custom" and not self.custom:
+            msg = "sites.custom: placement 'custom' needs at least one site, got none"
+            raise InvalidInputError(msg)
+
+
+def place_sites(
+    config: SiteConfig, buildings: list[Building], extent: tuple[float, float, float, float], frame: LocalFrame
+) -> list[dict[str, Any]]:
+    """Place sites in the scene and return their records for ``scene.json``.
+
+    Each record has ``id``, ``x_m``, ``y_m``, ``z_m`` (antenna height above the
+    scene's ground, z = 0), ``lat``, ``lon``, ``mount``, ``building`` (id or None),
+    and the radio parameters.
+    """
+    rng = np.random.default_rng(config.seed)
+    footprints = [b.footprint for b in buildings]
+    tree = shapely.STRtree(footprints) if footprints else None
+    x_min, y_min, x_max, y_max = extent
+
+    def building_at(x: float, y: float) -> Building | None:
+        if tree is None:
+            return None
+        for idx in tree.query(Point(x, y), predicate="intersects"):
+            return buildings[int(idx)]
+        return None
+
+    placed: list[tuple[float, float, float, str, Building | None]] = []
+    if config.placement == "rooftop":
+        for b in _spread_buildings(buildings, config.count, rng):
+            p = _roof_point(b.footprint)
+            placed.append((p.x, p.y, b.height_m + config.height_m, "rooftop", b))
+    elif config.placement in ("grid", "random"):
+        if config.placement == "grid":
+            points = _grid_points(config.count, extent)
+        else:
+            points = [
+                (rng.uniform(x_min + 0.05 * (x_max - x_min), x_max - 0.05 * (x_max - x_min)),
+                 rng.uniform(y_min + 0.05 * (y_max - y_min), y_max - 0.05 * (y_max - y_min)))
+                for _ in range(config.count)
+            ]
+        for x, y in points:
+            b = building_at(x, y)
+            if config.mount == "rooftop":
+                if b is None:
+                    b = _nearest_building(buildings, x, y)
+                    if b is None:
+                        msg = "sites.mount: 'rooftop' needs buildings, but the scene has none; use mount 'ground'"
+                        raise InvalidInputError(msg)
+                p = _roof_point(b.footprint)
+                placed.append((p.x, p.y, b.height_m + config.height_m, "rooftop", b))
+            else:
+                if b is not None:
+                    x, y = _outdoor_point_near(footprints, x, y)
+                placed.append((x, y, config.height_m, "ground", None))
+    else:
+        for i, site in enumerate(config.custom):
+            x, y = _custom_xy(site, i, frame)
+            if not (x_min <= x <= x_max and y_min <= y <= y_max):
+                msg = (
+                    f"sites[{i}]: position ({x:.1f}, {y:.1f}) m is outside the scene extent "
+                    f"x in [{x_min:.1f}, {x_max:.1f}], y in [{y_min:.1f}, {y_max:.1f}]"
+                )
+                raise InvalidInputError(msg)
+            _check_range(f"sites[{i}].height_m", site.height_m, 0.5, 300.0, "m")
+            mount = _check_choice(f"sites[{i}].mount", site.mount, MOUNTS)
+            b = building_at(x, y)
+            if mount == "ground" and b is not None:
+                msg = (
+                    f"sites[{i}]: position ({x:.1f}, {y:.1f}) m is inside building {b.id}; "
+                    "expected an outdoor position, or set mount to 'rooftop'"
+                )
+                raise InvalidInputError(msg)
+            if mount == "rooftop" and b is None:
+                msg = f"sites[{i}]: mount 'rooftop' at ({x:.1f}, {y:.1f}) m, but no building is there"
+                raise InvalidInputError(msg)
+            z = site.height_m + (b.height_m if mount == "rooftop" else 0.0)
+            placed.append((x, y, z, mount, b))
+
+    centre = ((x_min + x_max) / 2, (y_min + y_max) / 2)
+    records = []
+    for i, (x, y, z, mount, b) in enumerate(placed):
+        lat, lon = frame.to_latlon(x, y)
+        site_id = (config.custom[i].id if config.placement == "custom" and config.custom[i].id else None) or f"site-{i}"
+        if config.azimuth_deg is not None:
+            azimuth = config.azimuth_deg
+        else:
+            azimuth = float(np.mod(np.degrees(np.arctan2(centre[0] - x, centre[1] - y)), 360.0))
+        records.append(
+            {
+                "id": str(site_id),
+                "x_m": round(float(x), 3),
+                "y_m": round(float(y), 3),
+                "z_m": round(float(z), 3),
+                "lat": float(lat),
+                "lon": float(lon),
+                "mount": mount,
+                "building": None if b is None else int(b.id),
+                "role": "transmitter" if config.mode == "ue" else "receiver",
+                "freq_hz": config.freq_hz,
+                "tx_power_dbm": config.tx_power_dbm if config.mode == "ue" else None,
+                "pattern": config.pattern,
+                "azimuth_deg": round(azimuth, 2),
+                "downtilt_deg": config.downtilt_deg,
+            }
+        )
+    ids = [r["id"] for r in records]
+    if len(set(ids)) != len(ids):
+        msg = f"sites: duplicate site ids {sorted({i for i in ids if ids.count(i) > 1})}; expected unique ids"
+        raise InvalidInputError(msg)
+    return records
+
+
+def _custom_xy(site: CustomSite, index: int, frame: LocalFrame) -> tuple[float, float]:
+    if site.x_m is not None and site.y_m is not None:
+        return (_check_range(f"sites[{index}].x_m", site.x_m, -1e5, 1e5, "m"),
+                _check_range(f"sites[{index}].y_m", site.y_m, -1e5, 1e5, "m"))
+    if site.lat is not None and site.lon is not None:
+        lat = _check_range(f"sites[{index}].lat", site.lat, -90.0, 90.0, "degrees")
+        lon = _check_range(f"sites[{index}].lon", site.lon, -180.0, 180.0, "degrees")
+        x, y = frame.to_xy(lat, lon)
+        return float(x), float(y)
+    msg = f"sites[{index}]: expected x_m and y_m, or lat and lon, got {site!r}"
+    raise InvalidInputError(msg)
+
+
+def _grid_points(count: int, extent: tuple[float, float, float, float]) -> list[tuple[float, float]]:
+    x_min, y_min, x_max, y_max = extent
+    cols = int(math.ceil(math.sqrt(count)))
+    rows = int(math.ceil(count / cols))
+    points = []
+    for r in range(rows):
+        for c in range(cols):
+            if len(points) == count:
+                break
+            points.append((x_min + (c + 0.5) / cols * (x_max - x_min), y_min + (r + 0.5) / rows * (y_max - y_min)))
+    return points
+
+
+def _spread_buildings(buildings: list[Building], count: int, rng: np.random.Generator) -> list[Building]:
+    """Pick ``count`` buildings spread over the scene (farthest-point sampling)."""
+    candidates = [b for b in buildings if b.footprint.area >= 50.0] or list(buildings)
+    if len(candidates) < count:
+        msg = f"sites.count: {count} rooftop sites need as many buildings, but the scene has {len(candidates)}"
+        raise InvalidInputError(msg)
+    centres = np.array([[b.footprint.centroid.x, b.footprint.centroid.y] for b in candidates])
+    # Start from the building nearest a random point so the seed matters but the
+    # spread stays good.
+    start = rng.uniform(centres.min(0), centres.max(0))
+    chosen = [int(np.argmin(((centres - start) ** 2).sum(1)))]
+    dist = ((centres - centres[chosen[0]]) ** 2).sum(1)
+    while len(chosen) < count:
+        nxt = int(np.argmax(dist))
+        chosen.append(nxt)
+        dist = np.minimum(dist, ((centres - centres[nxt]) ** 2).sum(1))
+    return [candidates[i] for i in chosen]
+
+
+def _roof_point(footprint: Any) -> Point:
+    """A point on the roof, away from its edges and outside courtyards."""
+    largest = max(footprint.geoms, key=lambda g: g.area) if hasattr(footprint, "geoms") else footprint
+    centroid = largest.centroid
+    return centroid if largest.contains(centroid) else largest.representative_point()
+
+
+def _nearest_building(buildings: list[Building], x: float, y: float) -> Building | None:
+    if not buildings:
+        return None
+    p = Point(x, y)
+    return min(buildings, key=lambda b: b.footprint.distance(p))
+
+
+def _outdoor_point_near(footprints: list[Polygon], x: float, y: float) -> tuple[float, float]:
+    """Move a point that fell inside a building 1 m beyond its nearest wall."""
+    union = shapely.unary_union(footprints)
+    p = Point(x, y)
+    nearest = nearest_points(union.boundary, p)[0]
+    direction = np.array([nearest.x - x, nearest.y - y])
+    norm = float(np.linalg.norm(direction)) or 1.0
+    q = np.array([nearest.x, nearest.y]) + direction / norm * 1.0
+    return float(q[0]), float(q[1])
+
+
+def sionna_orientation_rad(azimuth_deg: float, downtilt_deg: float) -> tuple[float, float, float]:
+    """Sionna's (yaw, pitch, roll) for a compass azimuth and a downtilt.
+
+    Sionna measures yaw counter-clockwise from +x (east); a compass bearing is
+    clockwise from north, so yaw = 90° - azimuth. A positive pitch tilts the
+    boresight below the horizon.
+    """
+    return (math.radians(90.0 - azimuth_deg), math.radians(downtilt_deg), 0.0)

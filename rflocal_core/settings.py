@@ -1,0 +1,58 @@
+"""Typed settings with their defaults and limits.
+
+Every number a user may wonder about ("how big a box may I draw?") lives here, with
+its unit in the name. Values that depend on the environment are read when asked for,
+so a test can change an environment variable and see the effect.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Environment variable naming the workspace folder.
+WORKSPACE_ENV = "RFLOCAL_WORKSPACE"
+
+#: Environment variable that overrides the Overpass API endpoint used by osmnx.
+OVERPASS_URL_ENV = "RFLOCAL_OVERPASS_URL"
+
+#: Largest bounding box side accepted for a scene, in metres.
+max_bbox_side_m: float = 2000.0
+
+#: Largest OSM / GeoJSON file accepted, in bytes (uploads and paths alike).
+max_osm_file_bytes: int = 50 * 1024 * 1024
+
+#: Seconds before an online OpenStreetMap request is given up.
+osm_request_timeout_s: float = 60.0
+
+#: Height of a building storey, used when only ``building:levels`` is known.
+storey_height_m: float = 3.0
+
+#: Height used when a building has neither ``height`` nor ``building:levels``.
+default_building_height_m: float = 10.0
+
+#: Footprint parts smaller than this (after clipping) are dropped as degenerate.
+min_footprint_area_m2: float = 1.0
+
+#: Margin of ground plane around the scene extent, in metres.
+ground_margin_m: float = 20.0
+
+#: Wall thickness given to radio materials, in metres.
+wall_thickness_m: float = 0.2
+
+#: Ranges of domain-randomized material parameters.
+permittivity_range: tuple[float, float] = (2.0, 15.0)
+conductivity_range_s_per_m: tuple[float, float] = (0.001, 10.0)
+
+#: Scene schema version written in ``scene.json``.
+scene_schema_version: int = 1
+
+
+def workspace_dir() -> Path:
+    """Return the workspace folder (``$RFLOCAL_WORKSPACE`` or ``./workspace``)."""
+    return Path(os.environ.get(WORKSPACE_ENV, "workspace")).expanduser().resolve()
+
+
+def overpass_url() -> str | None:
+    """Return an Overpass endpoint override, or None for the osmnx default."""
+    return os.environ.get(OVERPASS_URL_ENV) or None
