@@ -61,6 +61,19 @@ class BBox:
             raise InvalidInputError(msg) from None
         return cls(*values)
 
+    @classmethod
+    def from_geojson(cls, geometry: dict[str, Any]) -> BBox:
+        """The box around a GeoJSON geometry (e.g. a rectangle drawn on a web map)."""
+        try:
+            coords = np.asarray(_flatten_coords(geometry["coordinates"]), dtype=float).reshape(-1, 2)
+        except (KeyError, TypeError, ValueError):
+            msg = f"bbox: expected a GeoJSON geometry with coordinates, got {geometry!r:.200}"
+            raise InvalidInputError(msg) from None
+        if coords.size == 0:
+            msg = "bbox: the drawn shape has no coordinates"
+            raise InvalidInputError(msg)
+        return cls(float(coords[:, 1].min()), float(coords[:, 0].min()), float(coords[:, 1].max()), float(coords[:, 0].max()))
+
     def as_tuple(self) -> tuple[float, float, float, float]:
         """Return ``(south, west, north, east)``."""
         return (self.south, self.west, self.north, self.east)
@@ -159,6 +172,15 @@ class LocalFrame:
             float(data["origin_lat"]),
             float(data["origin_lon"]),
         )
+
+
+def _flatten_coords(coords: Any) -> list[float]:
+    if isinstance(coords, (int, float)):
+        return [float(coords)]
+    out: list[float] = []
+    for item in coords:
+        out.extend(_flatten_coords(item))
+    return out
 
 
 _TRANSFORMERS: dict[tuple[int, int], Transformer] = {}

@@ -27,7 +27,7 @@ from rflocal_core.scene.mitsuba_xml import scene_xml
 from rflocal_core.scene.sites import SiteConfig, place_sites
 from rflocal_core.workspace import staged_dir, subdir, validate_name
 
-SOURCES = ("procedural", "osm_file", "geojson_file", "bbox")
+SOURCES = ("procedural", "osm_file", "geojson_file", "file", "bbox")
 
 #: Centre of procedural cities unless told otherwise (Marienplatz, Munich).
 DEFAULT_ORIGIN = (48.1372, 11.5755)
@@ -45,7 +45,8 @@ class SceneConfig:
     name : str
         Folder name under ``workspace/scenes``.
     source : str
-        ``"procedural"``, ``"osm_file"``, ``"geojson_file"`` or ``"bbox"`` (online).
+        ``"procedural"``, ``"osm_file"``, ``"geojson_file"``, ``"file"`` (either, by
+        extension) or ``"bbox"`` (online).
     procedural : ProceduralConfig
         Used when ``source == "procedural"``.
     origin_lat, origin_lon : float
@@ -80,7 +81,7 @@ class SceneConfig:
         if self.source not in SOURCES:
             msg = f"source: expected one of {', '.join(SOURCES)}, got {self.source!r}"
             raise InvalidInputError(msg)
-        if self.source in ("osm_file", "geojson_file") and not self.path:
+        if self.source in ("osm_file", "geojson_file", "file") and not self.path:
             msg = f"path: source {self.source!r} needs a file path, got {self.path!r}"
             raise InvalidInputError(msg)
         if self.source == "bbox" and self.bbox is None:
@@ -239,8 +240,10 @@ def _footprints(config: SceneConfig) -> tuple[Any, ...]:
         raw = fp.from_bbox(config.bbox)
     elif config.source == "osm_file":
         raw = fp.from_osm_file(config.path)
-    else:
+    elif config.source == "geojson_file":
         raw = fp.from_geojson(config.path)
+    else:
+        raw = fp.from_path(config.path)
     raw.bbox.check_size()
     frame = LocalFrame.at(*raw.bbox.centre)
     buildings, report, box_m, roads = fp.to_scene_frame(

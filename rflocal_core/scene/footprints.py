@@ -262,6 +262,34 @@ def _unreachable(url: str, *, timeout_s: float = 5.0) -> str | None:
         return f"{parts.hostname}:{port}: {exc.strerror or type(exc).__name__}"
 
 
+UPLOAD_SUFFIXES = (".osm", ".xml", ".geojson", ".json")
+
+
+def save_upload(filename: str, data: bytes) -> Path:
+    """Store an uploaded OSM/GeoJSON file in ``workspace/uploads`` and return its path.
+
+    The name is reduced to safe characters; size and extension are checked.
+    """
+    from rflocal_core.workspace import subdir
+
+    suffix = Path(filename).suffix.lower()
+    if suffix not in UPLOAD_SUFFIXES:
+        msg = f"osm_file: unsupported extension {suffix!r} of {filename!r}; expected one of {', '.join(UPLOAD_SUFFIXES)}"
+        raise OSMFormatError(msg)
+    if len(data) > settings.max_osm_file_bytes:
+        msg = (
+            f"osm_file: {filename!r} is {len(data) / 1e6:.1f} MB; expected at most "
+            f"{settings.max_osm_file_bytes / 1e6:.0f} MB (cut a smaller extract)"
+        )
+        raise OSMFormatError(msg)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(filename).stem).strip("._") or "upload"
+    path = subdir("uploads") / f"{stem[:60]}{suffix}"
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return path
+
+
 def from_path(path: str | Path) -> Footprints:
     """Read footprints from ``.osm``/``.xml`` or ``.geojson``/``.json`` by extension."""
     suffix = Path(path).suffix.lower()

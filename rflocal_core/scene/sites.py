@@ -63,7 +63,7 @@ class CustomSite:
         if unknown:
             msg = f"sites[{index}]: unknown field(s) {sorted(unknown)}; expected some of {sorted(known)}"
             raise InvalidInputError(msg)
-        clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in data.items()}
+        clean = {k: (None if _missing(v) else v) for k, v in data.items()}
         return cls(**clean)
 
 
@@ -239,6 +239,13 @@ def place_sites(
         msg = f"sites: duplicate site ids {sorted({i for i in ids if ids.count(i) > 1})}; expected unique ids"
         raise InvalidInputError(msg)
     return records
+
+
+def _missing(value: Any) -> bool:
+    """True for None, NaN and pandas' NA (empty cells of an edited table)."""
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):
+        return True
+    return isinstance(value, float) and math.isnan(value)
 
 
 def _custom_xy(site: CustomSite, index: int, frame: LocalFrame) -> tuple[float, float]:

@@ -1,0 +1,28 @@
+"""Overview: what RFLocal does, the workspace, and the state of the backend."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from rflocal_core import status
+
+st.title("RFLocal workbench")
+st.markdown(
+    "Locate a radio device or transmitter from measurements. Build a city scene, ray-trace it "
+    "with **Sionna RT**, generate realistic measurement datasets, train localization models and "
+    "predict positions from uploaded measurement JSON."
+)
+
+info = status.workspace_status()
+cols = st.columns(4)
+cols[0].metric("Scenes", info["scenes"])
+cols[1].metric("Datasets", info["datasets"])
+cols[2].metric("Runs", info["runs"])
+cols[3].metric("Ray tracing", info["backend"]["device"])
+st.caption(f"Workspace: `{info['workspace']}` (set `RFLOCAL_WORKSPACE` to move it)")
+if not info["backend"]["ok"]:
+    st.error(info["backend"]["message"])
+
+st.subheader("Workflow")
+for step in status.WORKFLOW:
+    st.markdown(f"**{step['page']}** — {step['what']}")

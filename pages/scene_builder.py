@@ -1,0 +1,193 @@
+"""Scene Builder: footprints from a procedural city, an OSM/GeoJSON file or a map box."""
+
+from __future__ import annotations
+
+import folium
+import pandas as pd
+import pydeck as pdk
+import streamlit as st
+from folium.plugins import Draw
+from streamlit_folium import st_folium
+
+from rflocal_core import scene as sc
+from rflocal_core.errors import InvalidInputError, RFLocalInputError
+from rflocal_core.scene.footprints import save_upload
+
+SOURCES = {"Procedural city": "procedural", "OSM / GeoJSON file": "file", "Box on a map (online)": "bbox"}
+
+st.title("Scene Builder")
+st.caption(
+    "Turn building footprints into a Sionna RT scene: closed meshes, ITU materials, a ground plane "
+    "and the known-position radio sites."
+)
+
+
+def render_scene(name: str, *, key: str) -> None:
+    """3D view and summary of a built scene."""
+    colour_by = st.radio("Colour buildings by", ["height", "material"], horizontal=True, key=f"{key}-colour")
+    view = sc.view_data(name, colour_by=colour_by)
+    meta = view["meta"]
+    buildings = pdk.Layer(
+        "PolygonLayer", data=view["buildings"], get_polygon="polygon", extruded=True, get_elevation="height_m",
+        get_fill_color="colour", get_line_color=[40, 40, 40], pickable=True, auto_highlight=True,
+    )
+    sites = pdk.Layer(
+        "ColumnLayer", data=view["sites"], get_position=["lon", "lat"], get_elevation="z_m", radius=4,
+        get_fill_color=[230, 30, 30], pickable=True,
+    )
+    lat, lon = view["centre"]
+    deck = pdk.Deck(
+        layers=[buildings, sites], map_style=None,
+        initial_view_state=pdk.ViewState(latitude=lat, longitude=lon, zoom=15.5, pitch=50, bearing=20),
+        tooltip={"text": "{material} {height_m} m {id}"},
+    )
+    st.pydeck_chart(deck, height=520)
+    st.caption(" · ".join(f"{row['label']}" for row in view["legend"]) + " · red columns: sites")
+    b = meta["buildings"]
+    cols = st.columns(5)
+    cols[0].metric("Buildings", b["count"])
+    cols[1].metric("Sites", len(meta["sites"]))
+    cols[2].metric("Extent", f"{meta['extent_m']['width']:.0f} x {meta['extent_m']['height']:.0f} m")
+    cols[3].metric("Median height", f"{b['height_m']['median']:.1f} m")
+    cols[4].metric("Mode", meta["mode"])
+    st.markdown("**Height rules used:** " + ", ".join(f"{k}: {v}" for k, v in b["height_rules"].items()))
+    fp = b["footprints"]
+    st.caption(
+        f"Footprints read {fp['read']}, kept {fp['kept']}, clipped to the box {fp['clipped']}, "
+        f"dropped as degenerate {fp['dropped_degenerate']}, outside the box {fp['dropped_outside']}."
+    )
+    with st.expander("Sites"):
+        st.dataframe(pd.DataFrame(meta["sites"]), hide_index=True)
+    with st.expander("Materials"):
+        st.dataframe(pd.DataFrame(meta["materials"]["table"]), hide_index=True)
+    with st.expander("scene.json"):
+        st.json(meta, expanded=False)
+
+
+tab_build, tab_scenes = st.tabs(["Build a scene", "Scenes"])
+
+with tab_build:
+    source = SOURCES[st.radio("Source", list(SOURCES), horizontal=True, key="sb_source")]
+    name = st.text_input("Scene name", value="demo", key="sb_name", help="Letters, digits, '_', '-', '.'")
+    file_path = None
+    bbox_text = ""
+    proc = {}
+    if source == "procedural":
+        c = st.columns(6)
+        proc["seed"] = c[0].number_input("Seed", 0, 2**31 - 1, 7, key="sb_seed")
+        proc["size_m"] = c[1].number_input("Size (m)", 100.0, 2000.0, 512.0, step=32.0, key="sb_size")
+        proc["block_m"] = c[2].number_input("Block (m)", 30.0, 300.0, 80.0, key="sb_block")
+        proc["street_width_m"] = c[3].number_input("Street width (m)", 4.0, 60.0, 16.0, key="sb_street")
+        proc["open_square_fraction"] = c[4].number_input("Open squares", 0.0, 0.9, 0.12, key="sb_squares")
+        proc["mean_height_m"] = c[5].number_input("Median height (m)", 3.0, 150.0, 18.0, key="sb_height")
+    elif source == "file":
+        upload = st.file_uploader("OSM XML (.osm) or GeoJSON footprints", type=["osm", "xml", "geojson", "json"])
+        typed = st.text_input("…or a path on this machine", key="sb_path")
+        file_path = ("upload", upload) if upload is not None else (("path", typed) if typed else None)
+    else:
+        st.markdown("Draw a rectangle (max 2 km x 2 km) or type its corners. Needs internet.")
+        fmap = folium.Map(location=[48.1372, 11.5755], zoom_start=15)
+        Draw(draw_options={"rectangle": True, "polygon": False, "polyline": False, "circle": False,
+                           "marker": False, "circlemarker": False}, edit_options={"edit": False}).add_to(fmap)
+        drawn = st_folium(fmap, height=380, returned_objects=["last_active_drawing"], key="sb_map")
+        if drawn and drawn.get("last_active_drawing"):
+            try:
+                box = sc.BBox.from_geojson(drawn["last_active_drawing"]["geometry"])
+                st.session_state["sb_bbox"] = ",".join(f"{v:.6f}" for v in box.as_tuple())
+            except RFLocalInputError as exc:
+                st.error(str(exc))
+        bbox_text = st.text_input("Box S,W,N,E (degrees)", key="sb_bbox")
+
+    with st.expander("Buildings and materials"):
+        c = st.columns(4)
+        default_height = c[0].number_input("Default height (m)", 1.0, 500.0, 10.0, key="sb_default_h",
+                                           help="For buildings without height or building:levels tags")
+        storey = c[1].number_input("Storey height (m)", 1.0, 10.0, 3.0, key="sb_storey")
+        material = c[2].selectbox("Building material", ["mixed", *sc.BUILDING_MATERIALS], key="sb_material")
+        ground = c[3].selectbox("Ground", list(sc.GROUND_MATERIALS), key="sb_ground")
+        randomize = st.checkbox(
+            "Domain randomization (per-building permittivity 2-15, conductivity 0.001-10 S/m)", key="sb_rand"
+        )
+
+    with st.expander("Sites", expanded=True):
+        c = st.columns(4)
+        mode = c[0].selectbox("Mode", ["ue", "emitter"], key="sb_mode",
+                              help="ue: base stations transmit, the device is located. "
+                                   "emitter: sensors receive, an unknown transmitter is located.")
+        placement = c[1].selectbox("Placement", ["rooftop", "grid", "random", "custom"], key="sb_placement")
+        count = c[2].number_input("Number of sites", 1, 64, 6, key="sb_count")
+        mount = c[3].selectbox("Mount", ["rooftop", "ground"], key="sb_mount",
+                               help="For grid and random placement")
+        c = st.columns(6)
+        height = c[0].number_input("Height (m)", 0.5, 300.0, 3.0, key="sb_site_h",
+                                   help="Above the roof (rooftop) or above the ground")
+        freq_ghz = c[1].number_input("Frequency (GHz)", 0.1, 100.0, 3.5, key="sb_freq")
+        power = c[2].number_input("Tx power (dBm)", -30.0, 80.0, 43.0, key="sb_power")
+        pattern = c[3].selectbox("Antenna", ["iso", "tr38901"], key="sb_pattern")
+        azimuth = c[4].number_input("Azimuth (° from N, -1 = towards centre)", -1.0, 360.0, -1.0, key="sb_az")
+        downtilt = c[5].number_input("Downtilt (°)", -90.0, 90.0, 6.0, key="sb_tilt")
+        custom_rows = None
+        if placement == "custom":
+            st.markdown("Custom sites: scene metres (x east, y north, origin at the centre) or lat/lon.")
+            custom_rows = st.data_editor(
+                pd.DataFrame([{"id": "site-0", "x_m": 0.0, "y_m": 0.0, "lat": None, "lon": None,
+                               "height_m": 10.0, "mount": "ground"}]),
+                num_rows="dynamic", key="sb_custom",
+                column_config={"mount": st.column_config.SelectboxColumn(options=["ground", "rooftop"])},
+            )
+
+    if st.button("Build scene", type="primary", key="sb_build"):
+        bar = st.progress(0.0, text="starting")
+        try:
+            path = None
+            if source == "file":
+                if file_path is None:
+                    raise InvalidInputError("osm_file: choose a file to upload or type a path, got none")
+                path = save_upload(file_path[1].name, file_path[1].getvalue()) if file_path[0] == "upload" else file_path[1]
+            custom = ()
+            if custom_rows is not None:
+                custom = tuple(sc.CustomSite.from_dict(row, index=i) for i, row in enumerate(custom_rows.to_dict("records")))
+            config = sc.SceneConfig(
+                name=name,
+                source=source,
+                procedural=sc.ProceduralConfig(**{k: (int(v) if k == "seed" else float(v)) for k, v in proc.items()})
+                if proc else sc.ProceduralConfig(),
+                path=str(path) if path else None,
+                bbox=sc.BBox.parse(bbox_text) if source == "bbox" else None,
+                default_height_m=float(default_height),
+                storey_height_m=float(storey),
+                materials=sc.MaterialConfig(building=material, randomize=randomize, ground=ground),
+                sites=sc.SiteConfig(mode=mode, placement=placement, count=int(count), mount=mount, height_m=float(height),
+                                    freq_hz=float(freq_ghz) * 1e9, tx_power_dbm=float(power), pattern=pattern,
+                                    azimuth_deg=None if azimuth < 0 else float(azimuth), downtilt_deg=float(downtilt),
+                                    custom=custom, seed=int(proc.get("seed", 0))),
+                seed=int(proc.get("seed", 0)),
+            )
+            summary = sc.build_scene(config, progress=lambda stage, f: bar.progress(min(f, 1.0), text=stage))
+        except RFLocalInputError as exc:
+            bar.empty()
+            st.error(str(exc))
+        else:
+            st.success(f"Built scene **{summary['name']}**: {summary['buildings']} buildings, "
+                      f"{summary['sites']} sites in {summary['seconds']:.1f} s.")
+            st.session_state["sb_built"] = summary["name"]
+
+    built = st.session_state.get("sb_built")
+    if built and built in {s["name"] for s in sc.list_scenes()}:
+        st.subheader(f"Scene {built}")
+        render_scene(built, key="built")
+
+with tab_scenes:
+    scenes = sc.list_scenes()
+    if not scenes:
+        st.info("No scenes yet: build one in the first tab.")
+    else:
+        st.dataframe(pd.DataFrame(scenes), hide_index=True)
+        chosen = st.selectbox("Open scene", [s["name"] for s in scenes], key="sb_open")
+        c = st.columns([1, 3])
+        confirm = c[1].checkbox("Yes, delete it", key="sb_confirm_delete")
+        if c[0].button("Delete scene", key="sb_delete", disabled=not confirm):
+            sc.delete_scene(chosen)
+            st.success(f"Deleted {chosen}.")
+            st.rerun()
+        render_scene(chosen, key="open")
