@@ -1,0 +1,19 @@
+# RFLocal workbench: docker build -t rflocal . && docker run -p 8501:8501 -v $PWD/workspace:/app/workspace rflocal
+FROM python:3.11-slim-bookworm
+
+# libllvm19: Sionna RT's CPU backend (Dr.Jit) needs LLVM >= 16; bookworm's default 15 aborts.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libllvm19 \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY requirements.txt pyproject.toml README.md ./
+RUN pip install --no-cache-dir -r requirements.txt
+COPY . .
+RUN pip install --no-cache-dir --no-deps -e .
+
+ENV RFLOCAL_WORKSPACE=/app/workspace
+EXPOSE 8501
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4).status == 200 else 1)"
+CMD ["streamlit", "run", "app.py", "--server.port=8501", "--server.address=0.0.0.0", "--server.headless=true"]

@@ -1,0 +1,121 @@
+"""Shared fixtures: an isolated workspace per test, the real data folder, built scenes.
+
+``settings.workspace_dir()`` reads ``$RFLOCAL_WORKSPACE`` each time it is called, so
+every fixture that hands out a scene also points the environment at its workspace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rflocal_core import settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+OSM_FILES = ("West-Oakland.osm", "bavaria_village_48.135_10.068.osm", "aguascalientes.osm")
+
+
+@contextlib.contextmanager
+def use_workspace(path: Path) -> Iterator[Path]:
+    """Point ``$RFLOCAL_WORKSPACE`` at ``path`` for the duration of the block."""
+    old = os.environ.get(settings.WORKSPACE_ENV)
+    os.environ[settings.WORKSPACE_ENV] = str(path)
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop(settings.WORKSPACE_ENV, None)
+        else:
+            os.environ[settings.WORKSPACE_ENV] = old
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty workspace folder for one test (``$RFLOCAL_WORKSPACE`` points at it)."""
+    path = tmp_path / "workspace"
+    path.mkdir()
+    monkeypatch.setenv(settings.WORKSPACE_ENV, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real test data folder ``../shared/data``; tests needing it skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real test data not found at {SHARED_DATA} (expected ../shared/data beside the repository)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def osm_dir(shared_data: Path) -> Path:
+    """``../shared/data/osm`` with the three OpenStreetMap extracts."""
+    path = shared_data / "osm"
+    missing = [name for name in OSM_FILES if not (path / name).is_file()]
+    if missing:
+        pytest.skip(f"OSM test files missing in {path}: {', '.join(missing)}")
+    return path
+
+
+def scene_entries(ws: Path) -> list[str]:
+    """Names of everything under ``<ws>/scenes`` (including hidden ``.tmp-*`` folders)."""
+    scenes = ws / "scenes"
+    return sorted(p.name for p in scenes.iterdir()) if scenes.is_dir() else []
+
+
+# --------------------------------------------------------------------------- built scenes
+
+DEMO_NAME = "demo"
+
+
+@pytest.fixture(scope="session")
+def _demo_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace holding the default procedural scene ``demo`` (built once per session)."""
+    from rflocal_core.scene import SceneConfig, build_scene
+
+    ws = tmp_path_factory.mktemp("demo_ws")
+    with use_workspace(ws):
+        build_scene(SceneConfig(name=DEMO_NAME))
+    return ws
+
+
+@pytest.fixture
+def demo_scene(_demo_workspace: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The default procedural scene (read-only!): its ``scene.json`` with ``_workspace`` added.
+
+    ``$RFLOCAL_WORKSPACE`` points at its workspace during the test.
+    """
+    monkeypatch.setenv(settings.WORKSPACE_ENV, str(_demo_workspace))
+    meta = json.loads((_demo_workspace / "scenes" / DEMO_NAME / "scene.json").read_text(encoding="utf-8"))
+    meta["_workspace"] = _demo_workspace
+    return meta
+
+
+def _run_cli(args: list[str], workspace: Path, *, env: dict[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m rflocal_core ARGS`` with ``$RFLOCAL_WORKSPACE`` set; capture text output."""
+    full_env = {**os.environ, settings.WORKSPACE_ENV: str(workspace), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "rflocal_core", *args],
+        capture_output=True, text=True, env=full_env, cwd=REPO_ROOT, timeout=timeout, check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """``run_cli(args, workspace, env=None)``: run the command line in a subprocess."""
+    return _run_cli
+
+
+@pytest.fixture(scope="session")
+def list_scene_entries():
+    """``list_scene_entries(ws)``: everything under ``ws/scenes``, hidden ``.tmp-*`` folders included."""
+    return scene_entries

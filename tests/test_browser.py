@@ -1,0 +1,122 @@
+"""The app in a real browser: streamlit run + headless Chromium (Debian's, via Playwright)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not (SHARED_DATA / "osm").is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent")
+    return SHARED_DATA
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
+    "--no-first-run", "--disable-component-update", "--disable-sync",
+]
+PAGES = {
+    "": "RFLocal workbench",
+    "scene_builder": "Scene Builder",
+    "data_generation": "Data Generation",
+    "training_monitor": "Training Monitor",
+    "live_inference": "Live Inference",
+    "metrics": "Metrics",
+    "ablations": "Ablations",
+}
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (make setup-test)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    workspace = tmp_path_factory.mktemp("browser-ws")
+    port = _free_port()
+    env = {**os.environ, "RFLOCAL_WORKSPACE": str(workspace)}
+    log = open(workspace / "streamlit.log", "w")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+         "--server.headless", "true", "--server.address", "127.0.0.1"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail(f"streamlit did not start: {(workspace / 'streamlit.log').read_text()[-2000:]}")
+    yield url, workspace
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def test_each_page_renders_its_title(server, browser, tmp_path):
+    url, _ = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    for path, title in PAGES.items():
+        page.goto(f"{url}/{path}")
+        page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
+        shot = tmp_path / f"page-{path or 'home'}.png"
+        page.screenshot(path=str(shot))
+        assert shot.stat().st_size > 10_000
+    page.close()
+
+
+def test_build_procedural_city_and_upload_osm_file(server, browser, tmp_path, shared_data):
+    url, workspace = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    page.goto(f"{url}/scene_builder")
+    page.get_by_role("heading", name="Scene Builder").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Build scene").click()
+    page.get_by_text("Built scene demo").wait_for(timeout=120_000)
+    page.locator("canvas").first.wait_for(timeout=60_000)  # the pydeck 3D view
+    page.screenshot(path=str(tmp_path / "procedural.png"), full_page=True)
+    assert (workspace / "scenes" / "demo" / "scene.xml").is_file()
+
+    page.get_by_text("OSM / GeoJSON file").click()
+    page.locator("input[type=file]").set_input_files(str(shared_data / "osm" / "bavaria_village_48.135_10.068.osm"))
+    page.get_by_role("textbox", name="Scene name").fill("bavaria")
+    page.get_by_role("textbox", name="Scene name").press("Enter")
+    page.get_by_role("button", name="Build scene").click()
+    page.get_by_text("Built scene bavaria").wait_for(timeout=120_000)
+    page.screenshot(path=str(tmp_path / "osm.png"), full_page=True)
+    assert (workspace / "scenes" / "bavaria" / "scene.json").is_file()
+    page.close()
