@@ -8,7 +8,10 @@ RUN apt-get update \
 
 WORKDIR /app
 COPY requirements.txt pyproject.toml README.md ./
-RUN pip install --no-cache-dir -r requirements.txt
+# The CPU build of PyTorch (the default index would bring several GB of CUDA libraries).
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+RUN pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" torch==2.13.0 \
+    && pip install --no-cache-dir -r requirements.txt
 COPY . .
 RUN pip install --no-cache-dir --no-deps -e .
 
