@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -153,9 +154,32 @@ def _doctor() -> dict[str, Any]:
     }
 
 
+#: Options whose value is a comma-separated list of numbers that may start with a minus sign.
+_COORD_OPTIONS = ("--bbox", "--origin")
+
+
+def _attach_negative_values(argv: Sequence[str]) -> list[str]:
+    """Rewrite ``--bbox -34.6,...`` as ``--bbox=-34.6,...``.
+
+    argparse takes a value that starts with '-' and is not a single number for an option
+    and fails with 'expected one argument'; southern latitudes (and western longitudes
+    given first) start so.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in _COORD_OPTIONS and i + 1 < len(argv) and re.match(r"-\.?\d", argv[i + 1]):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_attach_negative_values(list(sys.argv[1:] if argv is None else argv)))
     try:
         result = _run(args)
     except RFLocalInputError as exc:

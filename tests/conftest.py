@@ -19,8 +19,8 @@ import pytest
 
 from rflocal_core import settings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+REPO_ROOT = Path(__file__).parents[1]
+SHARED_DATA = Path(__file__).parents[1].parent / "shared" / "data"
 OSM_FILES = ("West-Oakland.osm", "bavaria_village_48.135_10.068.osm", "aguascalientes.osm")
 
 
@@ -119,3 +119,9 @@ def run_cli():
 def list_scene_entries():
     """``list_scene_entries(ws)``: everything under ``ws/scenes``, hidden ``.tmp-*`` folders included."""
     return scene_entries
+
+
+@pytest.fixture(scope="session")
+def workspace_env():
+    """``with workspace_env(path):`` points ``$RFLOCAL_WORKSPACE`` at ``path`` (for session/module fixtures)."""
+    return use_workspace

@@ -304,10 +304,11 @@ def from_path(path: str | Path) -> Footprints:
 # --------------------------------------------------------------------------- heights
 
 _NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)?")
+_FEET_INCHES = re.compile(r"^(\d+(?:\.\d+)?)\s*'\s*(\d+(?:\.\d+)?)\s*\"$")
 
 
 def parse_height_m(value: Any) -> float | None:
-    """Parse an OSM ``height`` value (``"12"``, ``"12.5 m"``, ``"40'"``, ``"40 ft"``) to metres."""
+    """Parse an OSM ``height`` value (``"12"``, ``"12.5 m"``, ``"40'"``, ``"40'6\""``, ``"40 ft"``) to metres."""
     if value is None:
         return None
     text = str(value).strip().lower()
@@ -315,7 +316,10 @@ def parse_height_m(value: Any) -> float | None:
     if not match:
         return None
     number = float(match.group().replace(",", "."))
-    if "'" in text or "ft" in text or "feet" in text:
+    feet_inches = _FEET_INCHES.match(text)
+    if feet_inches:  # the OSM wiki's feet-and-inches form
+        number = float(feet_inches.group(1)) * 0.3048 + float(feet_inches.group(2)) * 0.0254
+    elif "'" in text or "ft" in text or "feet" in text:
         number *= 0.3048
     return number if math.isfinite(number) and 0 < number < 1000 else None
 

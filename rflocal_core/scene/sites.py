@@ -276,7 +276,10 @@ def _grid_points(count: int, extent: tuple[float, float, float, float]) -> list[
 
 def _spread_buildings(buildings: list[Building], count: int, rng: np.random.Generator) -> list[Building]:
     """Pick ``count`` buildings spread over the scene (farthest-point sampling)."""
-    candidates = [b for b in buildings if b.footprint.area >= 50.0] or list(buildings)
+    # Prefer roofs big enough for a mast; fall back to any roof in small scenes.
+    candidates = [b for b in buildings if b.footprint.area >= 50.0]
+    if len(candidates) < count:
+        candidates = list(buildings)
     if len(candidates) < count:
         msg = f"sites.count: {count} rooftop sites need as many buildings, but the scene has {len(candidates)}"
         raise InvalidInputError(msg)
