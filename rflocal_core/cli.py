@@ -65,11 +65,98 @@ def _add_scene_parsers(sub: Any) -> None:
     delete.add_argument("name")
 
 
+def _add_data_parsers(sub: Any) -> None:
+    data = sub.add_parser("data", help="generate, list, show and delete datasets")
+    data_sub = data.add_subparsers(dest="data_cmd", required=True, parser_class=_Parser)
+    gen = data_sub.add_parser("generate", help="ray-trace scenes and synthesize a measurement dataset")
+    gen.add_argument("--scene", action="append", required=True, help="scene name (repeat for several)")
+    gen.add_argument("--name", required=True, help="dataset name")
+    gen.add_argument("--samples", type=int, default=2000, help="samples per scene")
+    gen.add_argument("--mode", default=None, help="ue or emitter (default: the scene's)")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--cell-size-m", type=float, default=2.0)
+    gen.add_argument("--plane-height-m", type=float, default=1.5)
+    gen.add_argument("--map-samples", type=int, default=10_000_000, help="rays per site for radio maps")
+    gen.add_argument("--no-diffraction", action="store_true", help="faster, but shadowed streets get no signal")
+    gen.add_argument("--no-timing", action="store_true", help="RSS only (skip PathSolver timing and angles)")
+    gen.add_argument("--paths-samples", type=int, default=30_000, help="rays per site for exact paths")
+    gen.add_argument("--sensitivity-dbm", type=float, default=-120.0)
+    gen.add_argument("--min-sites", type=int, default=3)
+    gen.add_argument("--sampling", default="uniform", help="uniform or coverage")
+    gen.add_argument("--min-distance-m", type=float, default=None)
+    gen.add_argument("--max-distance-m", type=float, default=None)
+    gen.add_argument("--sigma-db", type=float, default=6.0, help="shadow fading sigma")
+    gen.add_argument("--corr-m", type=float, default=20.0, help="shadow fading correlation distance")
+    gen.add_argument("--toa-noise-ns", type=float, default=10.0)
+    gen.add_argument("--nlos-bias-ns", type=float, default=50.0)
+    gen.add_argument("--aoa-noise-deg", type=float, default=5.0)
+    gen.add_argument("--top-k", type=int, default=8)
+    gen.add_argument("--dropout", type=float, default=0.0)
+    gen.add_argument("--sequence", metavar="MIN,MAX", default="1,1", help="reports per sample over time")
+    gen.add_argument("--motion", default="stationary", help="stationary, pedestrian or vehicular")
+    gen.add_argument("--emitter-power-dbm", metavar="MIN,MAX", default="10,30")
+    gen.add_argument("--unseen", action="append", default=[], help="scene held out as test_unseen")
+    gen.add_argument("--restart", action="store_true", help="discard an interrupted run instead of resuming")
+    data_sub.add_parser("list", help="list datasets")
+    show = data_sub.add_parser("show", help="print a dataset's attributes")
+    show.add_argument("name")
+    delete = data_sub.add_parser("delete", help="delete a dataset")
+    delete.add_argument("name")
+    delete.add_argument("--partial", action="store_true", help="delete an interrupted generation")
+
+
+def _pair(text: str, field: str, cast: Any) -> tuple[Any, Any]:
+    from rflocal_core.errors import InvalidInputError
+
+    try:
+        lo, hi = (cast(v) for v in str(text).split(","))
+    except ValueError:
+        msg = f"{field}: expected MIN,MAX, got {text!r}"
+        raise InvalidInputError(msg) from None
+    return lo, hi
+
+
+def _generation_config(args: argparse.Namespace) -> Any:
+    from rflocal_core.dataset import GenerationConfig
+
+    return GenerationConfig(
+        name=args.name, scenes=tuple(args.scene), samples_per_scene=args.samples, mode=args.mode, seed=args.seed,
+        cell_size_m=args.cell_size_m, plane_height_m=args.plane_height_m, map_samples_per_tx=args.map_samples,
+        map_diffraction=not args.no_diffraction, paths_diffraction=not args.no_diffraction,
+        timing=not args.no_timing, paths_samples_per_src=args.paths_samples, sensitivity_dbm=args.sensitivity_dbm,
+        min_sites=args.min_sites, sampling=args.sampling, min_distance_m=args.min_distance_m,
+        max_distance_m=args.max_distance_m, shadowing_sigma_db=args.sigma_db, shadowing_corr_m=args.corr_m,
+        toa_noise_ns=args.toa_noise_ns, nlos_bias_mean_ns=args.nlos_bias_ns, aoa_noise_deg=args.aoa_noise_deg,
+        top_k=args.top_k, dropout=args.dropout, sequence_length=_pair(args.sequence, "sequence", int),
+        motion=args.motion, emitter_power_dbm=_pair(args.emitter_power_dbm, "emitter_power_dbm", float),
+        unseen_scenes=tuple(args.unseen),
+    )
+
+
+def _run_data(args: argparse.Namespace) -> Any:
+    from rflocal_core import dataset
+
+    if args.data_cmd == "generate":
+        config = _generation_config(args)
+
+        def progress(stage: str, fraction: float) -> None:
+            print(f"[{fraction * 100:5.1f}%] {stage}", file=sys.stderr, flush=True)
+
+        return dataset.generate_dataset(config, progress=progress, restart=args.restart)
+    if args.data_cmd == "list":
+        return dataset.list_datasets()
+    if args.data_cmd == "show":
+        return dict(dataset.open_dataset(args.name).attrs)
+    dataset.delete_dataset(args.name, partial=args.partial)
+    return {"deleted": args.name}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the command line."""
     parser = _Parser(prog="rflocal", description="RFLocal: radio localization workbench (core command line)")
     sub = parser.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     _add_scene_parsers(sub)
+    _add_data_parsers(sub)
     sub.add_parser("doctor", help="check the ray-tracing backend and the workspace")
     return parser
 
@@ -123,6 +210,8 @@ def _scene_config(args: argparse.Namespace) -> Any:
 def _run(args: argparse.Namespace) -> Any:
     if args.cmd == "doctor":
         return _doctor()
+    if args.cmd == "data":
+        return _run_data(args)
     from rflocal_core import scene
 
     if args.scene_cmd == "build":

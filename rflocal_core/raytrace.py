@@ -122,6 +122,7 @@ def compute_radio_map(
     max_depth: int = 3,
     sites: list[dict[str, Any]] | None = None,
     seed: int = 42,
+    diffraction: bool = False,
 ) -> RadioMap:
     """Compute path gain and RSS maps of every site with Sionna's ``RadioMapSolver``.
 
@@ -143,6 +144,9 @@ def compute_radio_map(
         Override of the scene's sites.
     seed : int
         Solver seed.
+    diffraction : bool
+        Include (first-order wedge) diffraction: slower, but street canyons out of
+        sight of a rooftop site are no longer left without signal.
     """
     if not 0.5 <= cell_size_m <= 20.0:
         msg = f"cell_size_m: expected a number in [0.5, 20] m, got {cell_size_m!r}"
@@ -170,6 +174,7 @@ def compute_radio_map(
         samples_per_tx=int(samples_per_tx),
         max_depth=int(max_depth),
         seed=int(seed),
+        diffraction=bool(diffraction),
     )
     gain = np.asarray(rm.path_gain.numpy(), dtype=np.float64)
     centres = np.asarray(rm.cell_centers.numpy())
@@ -187,3 +192,106 @@ def compute_radio_map(
         site_ids=[str(s["id"]) for s in (sites or meta["sites"])],
         seconds=seconds,
     )
+
+
+@dataclass
+class PathFeatures:
+    """Per-link features from Sionna's ``PathSolver``, site -> target.
+
+    All arrays have shape [num_positions, num_sites]; NaN where no path was found.
+
+    Attributes
+    ----------
+    toa_ns : first-path delay (the smallest delay of any valid path), in ns.
+    aoa_deg : compass bearing (clockwise from north) at the site of the strongest path,
+        i.e. the direction in which the site sees the target's signal.
+    los : 1 if a line-of-sight path exists, 0 if not (paths exist but none direct),
+        -1 if no path at all.
+    delay_spread_ns : RMS delay spread, power-weighted.
+    path_gain_db : sum of path powers (incoherent), in dB.
+    """
+
+    toa_ns: np.ndarray
+    aoa_deg: np.ndarray
+    los: np.ndarray
+    delay_spread_ns: np.ndarray
+    path_gain_db: np.ndarray
+
+
+def compute_paths(
+    scene: Any,
+    positions_m: np.ndarray,
+    *,
+    max_depth: int = 3,
+    samples_per_src: int = 100_000,
+    batch_size: int = 200,
+    seed: int = 42,
+    diffraction: bool = False,
+    on_batch: Any = None,
+) -> PathFeatures:
+    """Trace exact paths between every transmitter of ``scene`` and each position.
+
+    The scene's transmitters are the sites (see :func:`load_rt_scene`); positions
+    are added as receivers in batches. By reciprocity the same paths serve the
+    uplink (``emitter`` mode): the angle at the site is the departure angle ``phi_t``.
+
+    Parameters
+    ----------
+    scene : sionna.rt.Scene
+        With one transmitter per site and no receivers.
+    positions_m : ndarray, shape [num_positions, 3]
+    max_depth, samples_per_src, seed, diffraction
+        Passed to ``PathSolver``.
+    batch_size : int
+        Receivers per solver call (bounds memory).
+    on_batch : callable, optional
+        ``on_batch(done, total)`` after each batch (progress; may raise to cancel).
+    """
+    ensure_backend()
+    from sionna.rt import PathSolver, Receiver
+    from sionna.rt.constants import InteractionType
+
+    positions_m = np.asarray(positions_m, dtype=np.float64)
+    n = len(positions_m)
+    num_sites = len(scene.transmitters)
+    out = {k: np.full((n, num_sites), np.nan) for k in ("toa_ns", "aoa_deg", "delay_spread_ns", "path_gain_db")}
+    los = np.full((n, num_sites), -1, dtype=np.int8)
+    solver = PathSolver()
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        names = [f"rflocal-rx-{i}" for i in range(start, stop)]
+        for name, pos in zip(names, positions_m[start:stop]):
+            scene.add(Receiver(name=name, position=[float(v) for v in pos]))
+        try:
+            paths = solver(scene, max_depth=max_depth, samples_per_src=samples_per_src,
+                           max_num_paths_per_src=max(10_000, 50 * (stop - start)), synthetic_array=True, seed=seed,
+                           diffraction=diffraction)
+            a_re, a_im = paths.a
+            power = np.asarray(a_re.numpy()) ** 2 + np.asarray(a_im.numpy()) ** 2  # [rx, 1, tx, 1, p]
+            power = power[:, 0, :, 0, :]
+            tau = np.asarray(paths.tau.numpy())  # [rx, tx, p]
+            phi = np.asarray(paths.phi_t.numpy())
+            valid = np.asarray(paths.valid.numpy()).astype(bool)
+            inter = np.asarray(paths.interactions.numpy())  # [depth, rx, tx, p]
+        finally:
+            for name in names:
+                scene.remove(name)
+        power = np.where(valid, power, 0.0)
+        has = valid.any(-1)
+        total = power.sum(-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            first = np.where(valid, tau, np.inf).min(-1)
+            strongest = np.argmax(power, axis=-1)
+            phi_best = np.take_along_axis(phi, strongest[..., None], -1)[..., 0]
+            mean_tau = (power * tau).sum(-1) / total
+            spread = np.sqrt(np.maximum((power * (tau - mean_tau[..., None]) ** 2).sum(-1) / total, 0.0))
+            direct = (valid & (inter == InteractionType.NONE).all(0)).any(-1)
+            sl = slice(start, stop)
+            out["toa_ns"][sl] = np.where(has, first * 1e9, np.nan)
+            out["aoa_deg"][sl] = np.where(has, np.mod(90.0 - np.degrees(phi_best), 360.0), np.nan)
+            out["delay_spread_ns"][sl] = np.where(has, spread * 1e9, np.nan)
+            out["path_gain_db"][sl] = np.where(has & (total > 0), 10 * np.log10(total), np.nan)
+        los[start:stop] = np.where(has, direct.astype(np.int8), -1)
+        if on_batch is not None:
+            on_batch(stop, n)
+    return PathFeatures(out["toa_ns"], out["aoa_deg"], los, out["delay_spread_ns"], out["path_gain_db"])

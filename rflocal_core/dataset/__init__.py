@@ -1,0 +1,29 @@
+"""Data Generation: ray-traced radio maps and measurement datasets in Zarr.
+
+Public API::
+
+    from rflocal_core.dataset import GenerationConfig, generate_dataset, open_dataset
+    generate_dataset(GenerationConfig(name="ds", scenes=("demo",), samples_per_scene=2000))
+"""
+
+from __future__ import annotations
+
+from rflocal_core.dataset.config import GenerationConfig
+from rflocal_core.dataset.generate import generate_dataset
+from rflocal_core.dataset.store import (
+    DatasetExistsError,
+    DatasetNotFoundError,
+    delete_dataset,
+    list_datasets,
+    open_dataset,
+)
+
+__all__ = [
+    "DatasetExistsError",
+    "DatasetNotFoundError",
+    "GenerationConfig",
+    "delete_dataset",
+    "generate_dataset",
+    "list_datasets",
+    "open_dataset",
+]

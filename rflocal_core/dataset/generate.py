@@ -1,0 +1,332 @@
+"""Generate a dataset: radio maps, positions, exact paths, reports -> Zarr.
+
+Stages per scene (each cached in the partial store, so an interrupted run resumes):
+radio maps (``RadioMapSolver``) and rasters; target positions and their motion;
+exact paths at every report position (``PathSolver``, in batches); reports.
+Every random draw comes from a generator seeded by (seed, scene index, purpose), so
+the same configuration always gives the same dataset, resumed or not.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import zarr
+
+from rflocal_core import __version__
+from rflocal_core.dataset import store
+from rflocal_core.dataset.config import GenerationConfig
+from rflocal_core.dataset.rasters import Grid, load_footprints_m, rasterize_scene
+from rflocal_core.dataset.sampling import candidate_cells, sample_positions, trajectories
+from rflocal_core.dataset.shadowing import gudmundson_field
+from rflocal_core.dataset.synth import noise_floor_dbm, synthesize
+from rflocal_core.errors import InvalidInputError
+from rflocal_core.geo import LocalFrame
+from rflocal_core.scene.store import load_scene_meta
+
+ProgressFn = Callable[[str, float], None]
+
+#: Receivers per PathSolver call; also the granularity of resuming.
+PATH_BATCH = 200
+
+_PURPOSE = {"shadowing": 1, "positions": 2, "motion": 3, "power": 4, "reports": 5, "splits": 6}
+
+
+def _rng(config: GenerationConfig, scene_index: int, purpose: str) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([config.seed, scene_index, _PURPOSE[purpose]]))
+
+
+def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = None, restart: bool = False) -> dict[str, Any]:
+    """Generate ``config.name`` into ``workspace/datasets``; resume an interrupted run.
+
+    Parameters
+    ----------
+    config : GenerationConfig
+    progress : callable, optional
+        ``progress(stage, fraction)``; it may raise to cancel (the partial work is kept).
+    restart : bool
+        Discard a partial run of this name instead of resuming it.
+
+    Returns
+    -------
+    dict
+        ``name``, ``path``, ``samples``, ``splits`` (counts), ``seconds`` per stage,
+        ``resumed`` (stages reused from an interrupted run).
+    """
+    report = progress or (lambda stage, fraction: None)
+    final = store.dataset_path(config.name)
+    if final.exists():
+        msg = f"name: a dataset named {config.name!r} already exists; choose another name or delete it first"
+        raise store.DatasetExistsError(msg)
+    metas = [load_scene_meta(s) for s in config.scenes]  # fails early on unknown scenes
+    partial = store.partial_path(config.name)
+    if partial.exists() and restart:
+        store.delete_dataset(config.name, partial=True)
+    if partial.exists():
+        root = zarr.open_group(str(partial), mode="a")
+        if root.attrs.get("digest") != config.digest():
+            msg = (
+                f"name: an interrupted generation of {config.name!r} with another configuration exists; "
+                "restart it (--restart) or choose another name"
+            )
+            raise InvalidInputError(msg)
+    else:
+        root = zarr.open_group(str(partial), mode="w")
+        root.attrs.update({"format": store.FORMAT, "complete": False, "digest": config.digest(),
+                           "config": config.to_dict()})
+
+    seconds: dict[str, float] = {}
+    resumed: list[str] = []
+    per_scene = []
+    n_scenes = len(config.scenes)
+    for i, (scene, meta) in enumerate(zip(config.scenes, metas)):
+        span = (i / n_scenes, (i + 1) / n_scenes)
+
+        def sub(stage: str, f: float, span: tuple[float, float] = span, scene: str = scene) -> None:
+            report(f"{scene}: {stage}", span[0] + (span[1] - span[0]) * 0.95 * f)
+
+        per_scene.append(_generate_scene(root, i, scene, meta, config, sub, seconds, resumed))
+
+    report("writing samples", 0.97)
+    t0 = time.perf_counter()
+    counts = _write_samples(root, per_scene, config)
+    seconds["write"] = time.perf_counter() - t0
+    root.attrs.update({
+        "complete": True,
+        "mode": per_scene[0]["mode"] if len({p["mode"] for p in per_scene}) == 1 else "mixed",
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "counts": counts,
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "scene_hashes": {m["name"]: m.get("content_sha256") for m in metas},
+        "versions": _versions(),
+    })
+    os.rename(partial, final)
+    report("done", 1.0)
+    return {"name": config.name, "path": str(final), "samples": counts["samples"], "splits": counts["splits"],
+            "seconds": {k: round(v, 3) for k, v in seconds.items()}, "resumed": resumed}
+
+
+def _versions() -> dict[str, str]:
+    import mitsuba
+    import sionna.rt
+
+    return {"rflocal": __version__, "sionna_rt": sionna.rt.__version__, "mitsuba": mitsuba.__version__,
+            "zarr": zarr.__version__, "numpy": np.__version__}
+
+
+def _add_seconds(seconds: dict[str, float], key: str, value: float) -> None:
+    seconds[key] = seconds.get(key, 0.0) + value
+
+
+def _generate_scene(
+    root: zarr.Group, index: int, scene: str, meta: dict[str, Any], config: GenerationConfig,
+    report: ProgressFn, seconds: dict[str, float], resumed: list[str],
+) -> dict[str, Any]:
+    mode = config.mode or meta["mode"]
+    sites = meta["sites"]
+    num_sites = len(sites)
+    site_pos = np.array([[s["x_m"], s["y_m"], s["z_m"]] for s in sites], dtype=np.float64)
+    group = root.require_group(f"scenes/{scene}")
+
+    # Radio maps and rasters.
+    if group.attrs.get("maps_done"):
+        resumed.append(f"{scene}: radio maps")
+        grid = Grid.from_dict(group.attrs["grid"])
+        pg_map = np.asarray(group["path_gain_db"][...])
+        footprint = np.asarray(group["footprint"][...])
+        shadow = np.asarray(group["shadowing_db"][...])
+    else:
+        report("radio maps (Sionna RT)", 0.0)
+        from rflocal_core.raytrace import compute_radio_map
+
+        t0 = time.perf_counter()
+        rm = compute_radio_map(scene, cell_size_m=config.cell_size_m, plane_height_m=config.plane_height_m,
+                               samples_per_tx=config.map_samples_per_tx, max_depth=config.map_max_depth,
+                               seed=config.seed, diffraction=config.map_diffraction)
+        _add_seconds(seconds, "radio_maps", time.perf_counter() - t0)
+        grid = Grid(float(rm.x_m[0]), float(rm.y_m[0]), config.cell_size_m, len(rm.x_m), len(rm.y_m))
+        pg_map = rm.path_gain_db.astype(np.float32)
+        report("rasters", 0.15)
+        t0 = time.perf_counter()
+        rasters = rasterize_scene(scene, meta, grid)
+        footprint = rasters["footprint"]
+        shadow = gudmundson_field(grid.ny, grid.nx, grid.cell_m, sigma_db=config.shadowing_sigma_db,
+                                  corr_m=config.shadowing_corr_m, rng=_rng(config, index, "shadowing"), count=num_sites)
+        store.write_array(group, "path_gain_db", pg_map)
+        if mode == "ue":
+            tx = np.array([s.get("tx_power_dbm") or 0.0 for s in sites], dtype=np.float32)
+            rss_map = pg_map + tx[:, None, None]
+            store.write_array(group, "rss_dbm", rss_map)
+            lin = np.where(np.isfinite(rss_map), 10 ** (rss_map / 10), 0.0)
+            noise = 10 ** (noise_floor_dbm(config.bandwidth_hz, config.noise_figure_db) / 10)
+            with np.errstate(divide="ignore"):
+                sinr = 10 * np.log10(lin / (lin.sum(0, keepdims=True) - lin + noise))
+            store.write_array(group, "sinr_db", sinr.astype(np.float32))
+        store.write_array(group, "shadowing_db", shadow)
+        for key, value in rasters.items():
+            store.write_array(group, key, value)
+        store.write_array(group, "site_pos_m", site_pos.astype(np.float32))
+        group.attrs.update({"grid": grid.to_dict(), "site_ids": [s["id"] for s in sites], "mode": mode,
+                            "frame": meta["frame"], "extent_m": meta["extent_m"], "maps_done": True})
+        _add_seconds(seconds, "rasters", time.perf_counter() - t0)
+
+    # Positions and motion (cheap and deterministic: recomputed on resume).
+    report("sampling positions", 0.2)
+    t0 = time.perf_counter()
+    n = config.samples_per_scene
+    if mode == "ue":
+        tx_power = np.array([s.get("tx_power_dbm") or 0.0 for s in sites])
+        link_power = np.broadcast_to(tx_power[None, None, :], (n, config.max_steps, num_sites))
+        covered = (pg_map + tx_power[:, None, None] >= config.sensitivity_dbm).sum(0)
+        emitter_power = np.full(n, np.nan)
+    else:
+        emitter_power = _rng(config, index, "power").uniform(*config.emitter_power_dbm, size=n)
+        link_power = np.broadcast_to(emitter_power[:, None, None], (n, config.max_steps, num_sites))
+        covered = (pg_map + float(np.mean(config.emitter_power_dbm)) >= config.sensitivity_dbm).sum(0)
+    buildings, _, _ = load_footprints_m(scene, meta)
+    cells, weights = candidate_cells(covered, footprint, grid, site_pos[:, :2], config)
+    start = sample_positions(n, cells, weights, grid, buildings, _rng(config, index, "positions"), scene=scene)
+    xy, t_s, step_mask = trajectories(start, config, grid, footprint, buildings, _rng(config, index, "motion"))
+    steps = xy.shape[1]
+    pos = np.concatenate([xy, np.full((n, steps, 1), config.plane_height_m)], axis=-1)
+    _add_seconds(seconds, "sampling", time.perf_counter() - t0)
+
+    # Exact paths at every report position.
+    features = None
+    if config.timing:
+        features = _paths(group, scene, pos, step_mask, config, report, seconds, resumed)
+
+    # Reports.
+    report("synthesizing reports", 0.95)
+    t0 = time.perf_counter()
+    iy, ix = grid.cell_of(pos[..., 0], pos[..., 1])
+    pg = np.moveaxis(pg_map[:, iy, ix], 0, -1)  # [n, T, S]
+    shadow_at = np.moveaxis(grid.bilinear(shadow, pos[..., 0], pos[..., 1]), 0, -1)
+    reps = synthesize(
+        pg_db=pg, shadow_db=shadow_at, tx_power_dbm=link_power,
+        toa_true_ns=None if features is None else features["toa_ns"],
+        aoa_true_deg=None if features is None else features["aoa_deg"],
+        los=None if features is None else features["los"],
+        delay_spread_ns=None if features is None else features["delay_spread_ns"],
+        step_mask=step_mask, config=config, rng=_rng(config, index, "reports"),
+    )
+    frame = LocalFrame.from_dict(meta["frame"])
+    lat, lon = frame.to_latlon(pos[..., 0], pos[..., 1])
+    _add_seconds(seconds, "reports", time.perf_counter() - t0)
+    return {"scene": scene, "index": index, "mode": mode, "pos": pos, "latlon": np.stack([lat, lon], -1), "t_s": t_s,
+            "step_mask": step_mask, "site_pos": site_pos, "tx_power": emitter_power, "reports": reps}
+
+
+def _paths(
+    group: zarr.Group, scene: str, pos: np.ndarray, step_mask: np.ndarray, config: GenerationConfig,
+    report: ProgressFn, seconds: dict[str, float], resumed: list[str],
+) -> dict[str, np.ndarray]:
+    from rflocal_core.raytrace import compute_paths, load_rt_scene
+
+    n, steps, _ = pos.shape
+    flat = pos[step_mask]  # only positions where a report is made
+    m = len(flat)
+    num_batches = (m + PATH_BATCH - 1) // PATH_BATCH
+    names = ("toa_ns", "aoa_deg", "delay_spread_ns", "los")
+    paths = group.require_group("paths")
+    if "done" not in paths or paths["done"].shape != (num_batches,):
+        num_sites = len(group.attrs["site_ids"])
+        for key in names:
+            dtype = np.int8 if key == "los" else np.float32
+            paths.create_array(key, shape=(m, num_sites), chunks=(PATH_BATCH, num_sites), dtype=dtype,
+                               fill_value=-1 if key == "los" else np.nan, overwrite=True)
+        paths.create_array("done", shape=(num_batches,), chunks=(max(num_batches, 1),), dtype=bool,
+                           fill_value=False, overwrite=True)
+    done = np.asarray(paths["done"][...])
+    if done.any():
+        resumed.append(f"{scene}: {int(done.sum())}/{num_batches} path batches")
+    rt_scene = None
+    t0 = time.perf_counter()
+    for b in range(num_batches):
+        if done[b]:
+            continue
+        if rt_scene is None:
+            rt_scene = load_rt_scene(scene)
+        sl = slice(b * PATH_BATCH, min((b + 1) * PATH_BATCH, m))
+        report(f"exact paths (Sionna PathSolver) {sl.stop}/{m}", 0.25 + 0.7 * b / max(num_batches, 1))
+        feats = compute_paths(rt_scene, flat[sl], max_depth=config.paths_max_depth,
+                              samples_per_src=config.paths_samples_per_src, batch_size=PATH_BATCH, seed=config.seed,
+                              diffraction=config.paths_diffraction)
+        for key in names:
+            paths[key][sl] = getattr(feats, key)
+        done[b] = True
+        paths["done"][b] = True  # written last: a batch counts only once all its arrays are stored
+    _add_seconds(seconds, "paths", time.perf_counter() - t0)
+    out = {}
+    for key in names:
+        values = np.asarray(paths[key][...])
+        full = np.full((n, steps, values.shape[1]), -1 if key == "los" else np.nan, dtype=values.dtype)
+        full[step_mask] = values
+        out[key] = full
+    return out
+
+
+def _write_samples(root: zarr.Group, per_scene: list[dict[str, Any]], config: GenerationConfig) -> dict[str, Any]:
+    s_max = max(p["site_pos"].shape[0] for p in per_scene)
+
+    def pad(a: np.ndarray, fill: Any) -> np.ndarray:
+        extra = s_max - a.shape[-1]
+        if extra == 0:
+            return a
+        widths = [(0, 0)] * (a.ndim - 1) + [(0, extra)]
+        return np.pad(a, widths, constant_values=fill)
+
+    cat = {}
+    fields = ("rss_dbm", "snr_db", "toa_ns", "ta", "aoa_deg", "los", "delay_spread_ns", "pg_true_db")
+    for key in fields:
+        fill = -1 if key in ("ta", "los") else np.nan
+        cat[key] = np.concatenate([pad(getattr(p["reports"], key), fill) for p in per_scene])
+    n_each = [len(p["pos"]) for p in per_scene]
+    node_pos = np.concatenate([
+        np.broadcast_to(np.pad(p["site_pos"], ((0, s_max - len(p["site_pos"])), (0, 0)))[None], (n, s_max, 3))
+        for p, n in zip(per_scene, n_each)
+    ]).astype(np.float32)
+    node_mask = np.concatenate([
+        np.broadcast_to((np.arange(s_max) < len(p["site_pos"]))[None], (n, s_max)) for p, n in zip(per_scene, n_each)
+    ])
+    samples = root.require_group("samples")
+    chunk = store.SAMPLE_CHUNK
+    arrays = {
+        "scene_idx": np.concatenate([np.full(n, p["index"], dtype=np.int16) for p, n in zip(per_scene, n_each)]),
+        "pos_m": np.concatenate([p["pos"] for p in per_scene]).astype(np.float32),
+        "latlon": np.concatenate([p["latlon"] for p in per_scene]).astype(np.float64),
+        "t_s": np.concatenate([p["t_s"] for p in per_scene]).astype(np.float32),
+        "step_mask": np.concatenate([p["step_mask"] for p in per_scene]),
+        "node_pos_m": node_pos,
+        "node_mask": node_mask,
+        "tx_power_dbm": np.concatenate([p["tx_power"] for p in per_scene]).astype(np.float32),
+        **cat,
+    }
+    for key, value in arrays.items():
+        store.write_array(samples, key, value, chunk_rows=chunk)
+
+    # Splits: whole unseen scenes to test_unseen; the rest shuffled into train/val/test.
+    rng = _rng(config, 0, "splits")
+    scene_idx = arrays["scene_idx"]
+    unseen = np.array([config.scenes[i] in config.unseen_scenes for i in scene_idx], dtype=bool)
+    seen_idx = rng.permutation(np.flatnonzero(~unseen))
+    n_train = int(round(config.split[0] * len(seen_idx)))
+    n_val = int(round(config.split[1] * len(seen_idx)))
+    splits = {"train": np.sort(seen_idx[:n_train]), "val": np.sort(seen_idx[n_train:n_train + n_val]),
+              "test": np.sort(seen_idx[n_train + n_val:]), "test_unseen": np.flatnonzero(unseen)}
+    group = root.require_group("splits")
+    for key, idx in splits.items():
+        store.write_array(group, key, idx.astype(np.int64), chunk_rows=max(len(idx), 1))
+    present = np.isfinite(cat["rss_dbm"])
+    return {
+        "samples": int(len(scene_idx)),
+        "splits": {k: int(len(v)) for k, v in splits.items()},
+        "sites_max": int(s_max),
+        "steps_max": int(config.max_steps),
+        "reports_per_sample_mean": float(present.any(1).sum(-1).mean()) if len(scene_idx) else 0.0,
+    }

@@ -1,0 +1,126 @@
+"""Zarr datasets in the workspace: layout, listing, opening, deleting.
+
+Layout of ``workspace/datasets/<name>/`` (a Zarr v3 group)::
+
+    attrs: format, complete, config, scene hashes, versions, counts, seconds per stage
+    scenes/<scene>/             per scene, on its own grid (attrs: grid, site ids, mode, frame)
+        path_gain_db [S, ny, nx]   ray-traced path gain per site (-inf: no ray)
+        rss_dbm      [S, ny, nx]   ue mode: site power + path gain
+        sinr_db      [S, ny, nx]   ue mode: each site against the others and the noise floor
+        shadowing_db [S, ny, nx]   the shadow-fading field that was applied
+        building_height_m, footprint, material, roads [ny, nx]
+        site_pos_m   [S, 3]
+    samples/                    one row per sample, T report times, S node slots
+        scene_idx [N], pos_m [N, T, 3], latlon [N, T, 2], t_s [N, T], step_mask [N, T]
+        node_pos_m [N, S, 3], node_mask [N, S], tx_power_dbm [N]
+        rss_dbm, snr_db, toa_ns, aoa_deg, delay_spread_ns, pg_true_db [N, T, S] (NaN: missing)
+        ta [N, T, S] (-1: missing), los [N, T, S] (1 LoS, 0 NLoS, -1 unknown)
+    splits/train, splits/val, splits/test, splits/test_unseen   sample indices
+
+A dataset is written under ``.partial-<name>`` and renamed when complete, so a
+folder named ``<name>`` is always complete; the partial folder holds the finished
+stages of an interrupted generation, which a rerun with the same config resumes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from rflocal_core.errors import RFLocalInputError
+from rflocal_core.workspace import subdir, validate_name
+
+FORMAT = "rflocal-dataset/1"
+PARTIAL_PREFIX = ".partial-"
+SAMPLE_CHUNK = 512
+SPLITS = ("train", "val", "test", "test_unseen")
+
+
+class DatasetNotFoundError(RFLocalInputError, FileNotFoundError):
+    """No complete dataset of that name exists."""
+
+
+class DatasetExistsError(RFLocalInputError, FileExistsError):
+    """A dataset of that name already exists."""
+
+
+def datasets_dir() -> Path:
+    """Return ``<workspace>/datasets``."""
+    return subdir("datasets")
+
+
+def dataset_path(name: str) -> Path:
+    validate_name(name, field="dataset")
+    return datasets_dir() / name
+
+
+def partial_path(name: str) -> Path:
+    validate_name(name, field="dataset")
+    return datasets_dir() / f"{PARTIAL_PREFIX}{name}"
+
+
+def open_dataset(name: str) -> zarr.Group:
+    """Open a complete dataset read-only."""
+    path = dataset_path(name)
+    if not (path / "zarr.json").is_file():
+        known = ", ".join(d["name"] for d in list_datasets()) or "none"
+        msg = f"dataset: no dataset named {name!r} in {datasets_dir()}; existing datasets: {known}"
+        raise DatasetNotFoundError(msg)
+    group = zarr.open_group(str(path), mode="r")
+    if not group.attrs.get("complete"):
+        msg = f"dataset: {name!r} is incomplete (its generation did not finish); regenerate it"
+        raise DatasetNotFoundError(msg)
+    return group
+
+
+def list_datasets() -> list[dict[str, Any]]:
+    """Summaries of complete datasets, and of partial ones marked as such."""
+    rows = []
+    for path in sorted(datasets_dir().iterdir()):
+        if not (path / "zarr.json").is_file():
+            continue
+        try:
+            attrs = dict(zarr.open_group(str(path), mode="r").attrs)
+        except Exception:  # an unreadable folder is listed as broken, not fatal
+            rows.append({"name": path.name, "state": "unreadable"})
+            continue
+        partial = path.name.startswith(PARTIAL_PREFIX)
+        config = attrs.get("config", {})
+        rows.append({
+            "name": path.name[len(PARTIAL_PREFIX):] if partial else path.name,
+            "state": "partial (resumable)" if partial else ("complete" if attrs.get("complete") else "incomplete"),
+            "scenes": config.get("scenes"),
+            "mode": attrs.get("mode"),
+            "samples": attrs.get("counts", {}).get("samples"),
+            "splits": attrs.get("counts", {}).get("splits"),
+            "created_utc": attrs.get("created_utc"),
+        })
+    return rows
+
+
+def delete_dataset(name: str, *, partial: bool = False) -> None:
+    """Delete a dataset (or the partial folder of an interrupted generation)."""
+    path = partial_path(name) if partial else dataset_path(name)
+    if not path.exists():
+        msg = f"dataset: nothing to delete at {path}"
+        raise DatasetNotFoundError(msg)
+    shutil.rmtree(path)
+
+
+def write_array(group: zarr.Group, name: str, data: np.ndarray, *, chunk_rows: int | None = None) -> zarr.Array:
+    """Write ``data`` as a new array, chunked along the first axis (whole maps per site)."""
+    data = np.asarray(data)
+    if chunk_rows is None:
+        chunks = (1, *data.shape[1:]) if data.ndim == 3 else data.shape
+    else:
+        chunks = (max(1, min(chunk_rows, data.shape[0])), *data.shape[1:])
+    chunks = tuple(max(1, c) for c in chunks)
+    fill = np.nan if data.dtype.kind == "f" else 0
+    arr = group.create_array(name, shape=data.shape, chunks=chunks, dtype=data.dtype, fill_value=fill, overwrite=True)
+    if data.size:
+        arr[...] = data
+    return arr
