@@ -1,4 +1,9 @@
-"""RFLocal workbench: the router. Each page lives in pages/ and calls rflocal_core."""
+"""RFLocal workbench: the router. Each page lives in pages/views/ and calls rflocal_core.
+
+The page scripts sit one level down on purpose: Streamlit treats ``*.py`` files directly
+in ``pages/`` as a legacy multipage app, and the first session of a server would then
+show that legacy navigation instead of this one.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,12 @@ import streamlit as st
 st.set_page_config(page_title="RFLocal", page_icon=":satellite_antenna:", layout="wide")
 
 pages = [
-    st.Page("pages/home.py", title="Overview", icon=":material/home:", default=True),
-    st.Page("pages/scene_builder.py", title="Scene Builder", icon=":material/location_city:"),
-    st.Page("pages/data_generation.py", title="Data Generation", icon=":material/cell_tower:"),
-    st.Page("pages/training_monitor.py", title="Training Monitor", icon=":material/monitoring:"),
-    st.Page("pages/live_inference.py", title="Live Inference", icon=":material/my_location:"),
-    st.Page("pages/metrics.py", title="Metrics", icon=":material/analytics:"),
-    st.Page("pages/ablations.py", title="Ablations", icon=":material/science:"),
+    st.Page("pages/views/home.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("pages/views/scene_builder.py", title="Scene Builder", icon=":material/location_city:"),
+    st.Page("pages/views/data_generation.py", title="Data Generation", icon=":material/cell_tower:"),
+    st.Page("pages/views/training_monitor.py", title="Training Monitor", icon=":material/monitoring:"),
+    st.Page("pages/views/live_inference.py", title="Live Inference", icon=":material/my_location:"),
+    st.Page("pages/views/metrics.py", title="Metrics", icon=":material/analytics:"),
+    st.Page("pages/views/ablations.py", title="Ablations", icon=":material/science:"),
 ]
 st.navigation(pages).run()

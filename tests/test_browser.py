@@ -27,6 +27,8 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
     "--no-first-run", "--disable-component-update", "--disable-sync",
 ]
+# The root first, as `make run` opens it; then deep links, whose navigation must be ours
+# (not Streamlit's legacy pages-folder list).
 PAGES = {
     "": "RFLocal workbench",
     "scene_builder": "Scene Builder",
@@ -94,6 +96,9 @@ def test_each_page_renders_its_title(server, browser, tmp_path):
     for path, title in PAGES.items():
         page.goto(f"{url}/{path}")
         page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
+        nav = page.get_by_test_id("stSidebarNav")
+        nav.get_by_text("Training Monitor").wait_for(timeout=30_000)
+        assert "Overview" in nav.inner_text() and "data generation" not in nav.inner_text()
         shot = tmp_path / f"page-{path or 'home'}.png"
         page.screenshot(path=str(shot))
         assert shot.stat().st_size > 10_000
@@ -103,7 +108,9 @@ def test_each_page_renders_its_title(server, browser, tmp_path):
 def test_build_procedural_city_and_upload_osm_file(server, browser, tmp_path, shared_data):
     url, workspace = server
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
-    page.goto(f"{url}/scene_builder")
+    page.goto(url)  # as a newcomer would: open the app, then pick the page in the sidebar
+    page.get_by_role("heading", name="RFLocal workbench").wait_for(timeout=60_000)
+    page.get_by_test_id("stSidebarNav").get_by_text("Scene Builder").click()
     page.get_by_role("heading", name="Scene Builder").wait_for(timeout=60_000)
     page.get_by_role("button", name="Build scene").click()
     page.get_by_text("Built scene demo").wait_for(timeout=120_000)

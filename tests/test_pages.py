@@ -18,13 +18,13 @@ def shared_data() -> Path:
         pytest.skip(f"real data folder {SHARED_DATA} is absent")
     return SHARED_DATA
 PAGES = {
-    "pages/home.py": "RFLocal workbench",
-    "pages/scene_builder.py": "Scene Builder",
-    "pages/data_generation.py": "Data Generation",
-    "pages/training_monitor.py": "Training Monitor",
-    "pages/live_inference.py": "Live Inference",
-    "pages/metrics.py": "Metrics",
-    "pages/ablations.py": "Ablations",
+    "pages/views/home.py": "RFLocal workbench",
+    "pages/views/scene_builder.py": "Scene Builder",
+    "pages/views/data_generation.py": "Data Generation",
+    "pages/views/training_monitor.py": "Training Monitor",
+    "pages/views/live_inference.py": "Live Inference",
+    "pages/views/metrics.py": "Metrics",
+    "pages/views/ablations.py": "Ablations",
 }
 
 
@@ -46,7 +46,7 @@ def test_every_page_renders_without_exception(app, page, title):
 
 
 def test_scene_builder_builds_the_default_procedural_city(app, tmp_path):
-    app.switch_page("pages/scene_builder.py")
+    app.switch_page("pages/views/scene_builder.py")
     app.run()
     app.text_input(key="sb_name").set_value("city7")
     app.number_input(key="sb_seed").set_value(3)
@@ -69,7 +69,7 @@ def test_scene_builder_builds_the_default_procedural_city(app, tmp_path):
 
 
 def test_scene_builder_reports_bad_input(app):
-    app.switch_page("pages/scene_builder.py")
+    app.switch_page("pages/views/scene_builder.py")
     app.run()
     app.text_input(key="sb_name").set_value("../escape")
     app.button(key="sb_build").click()
@@ -79,7 +79,7 @@ def test_scene_builder_reports_bad_input(app):
 
 
 def test_scene_builder_osm_path_and_scene_list(app, tmp_path, shared_data):
-    app.switch_page("pages/scene_builder.py")
+    app.switch_page("pages/views/scene_builder.py")
     app.run()
     app.radio(key="sb_source").set_value("OSM / GeoJSON file")
     app.run()
@@ -101,7 +101,7 @@ def test_scene_builder_osm_path_and_scene_list(app, tmp_path, shared_data):
 
 def test_bbox_source_offline_says_so(app, monkeypatch):
     monkeypatch.setenv("RFLOCAL_OVERPASS_URL", "http://127.0.0.1:9/api")
-    app.switch_page("pages/scene_builder.py")
+    app.switch_page("pages/views/scene_builder.py")
     app.run()
     app.radio(key="sb_source").set_value("Box on a map (online)")
     app.run()

@@ -1,0 +1,154 @@
+"""Data Generation: ray-traced radio maps and measurement datasets, generated in the background."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from rflocal_core import dataset as ds
+from rflocal_core.dataset.view import dataset_overview
+from rflocal_core.errors import RFLocalInputError
+from rflocal_core.jobs import REGISTRY
+from rflocal_core.scene import list_scenes
+
+st.title("Data Generation")
+st.caption(
+    "Ray-trace each scene with Sionna RT, draw target positions and synthesize the reports a network or "
+    "sensor array would make (RSS, time of arrival, timing advance, angle of arrival), stored as Zarr."
+)
+
+tab_gen, tab_data = st.tabs(["Generate", "Datasets"])
+
+with tab_gen:
+    scenes = [s["name"] for s in list_scenes()]
+    if not scenes:
+        st.info("No scenes yet: build one on the Scene Builder page first.")
+    else:
+        chosen = st.multiselect("Scenes", scenes, default=scenes[:1], key="dg_scenes")
+        c = st.columns(4)
+        name = c[0].text_input("Dataset name", value="dataset", key="dg_name")
+        samples = c[1].number_input("Samples per scene", 1, 1_000_000, 2000, key="dg_samples")
+        mode = c[2].selectbox("Mode", ["scene's own", "ue", "emitter"], key="dg_mode")
+        seed = c[3].number_input("Seed", 0, 2**31 - 1, 0, key="dg_seed")
+        with st.expander("Radio maps"):
+            c = st.columns(4)
+            cell = c[0].number_input("Cell size (m)", 0.5, 20.0, 2.0, key="dg_cell")
+            plane = c[1].number_input("Plane height (m)", 0.1, 300.0, 1.5, key="dg_plane")
+            rays = c[2].number_input("Rays per site", 1000, 10**9, 10_000_000, step=1_000_000, key="dg_rays")
+            diffraction = c[3].checkbox("Diffraction", value=True, key="dg_diff")
+        with st.expander("Measurements"):
+            c = st.columns(4)
+            sens = c[0].number_input("Sensitivity (dBm)", -200.0, 0.0, -120.0, key="dg_sens")
+            min_sites = c[1].number_input("Min. covering sites", 1, 64, 3, key="dg_min_sites")
+            sampling = c[2].selectbox("Position sampling", ["uniform", "coverage"], key="dg_sampling")
+            timing = c[3].checkbox("Timing and angles (PathSolver)", value=True, key="dg_timing")
+            c = st.columns(4)
+            sigma = c[0].number_input("Shadowing σ (dB)", 0.0, 30.0, 6.0, key="dg_sigma")
+            corr = c[1].number_input("Correlation distance (m)", 0.1, 1000.0, 20.0, key="dg_corr")
+            toa_noise = c[2].number_input("ToA noise σ (ns)", 0.0, 1e4, 10.0, key="dg_toa")
+            aoa_noise = c[3].number_input("AoA noise σ (°)", 0.0, 180.0, 5.0, key="dg_aoa")
+            c = st.columns(4)
+            nlos_bias = c[0].number_input("NLoS bias mean (ns)", 0.0, 1e4, 50.0, key="dg_bias")
+            top_k = c[1].number_input("Top-K sites (0 = all)", 0, 64, 8, key="dg_topk")
+            dropout = c[2].number_input("Feature dropout", 0.0, 0.9, 0.0, key="dg_dropout")
+        with st.expander("Sequences and emitters"):
+            c = st.columns(4)
+            seq_min = c[0].number_input("Reports per sample, min", 1, 100, 1, key="dg_seq_min")
+            seq_max = c[1].number_input("Reports per sample, max", 1, 100, 1, key="dg_seq_max")
+            motion = c[2].selectbox("Motion", ["stationary", "pedestrian", "vehicular"], key="dg_motion")
+            c = st.columns(4)
+            p_min = c[0].number_input("Emitter power min (dBm)", -50.0, 80.0, 10.0, key="dg_pmin")
+            p_max = c[1].number_input("Emitter power max (dBm)", -50.0, 80.0, 30.0, key="dg_pmax")
+            unseen = c[2].multiselect("Held-out scenes (unseen-city test)", chosen, key="dg_unseen")
+        if st.button("Generate dataset", type="primary", key="dg_start"):
+            try:
+                config = ds.GenerationConfig(
+                    name=name, scenes=tuple(chosen), samples_per_scene=int(samples),
+                    mode=None if mode == "scene's own" else mode, seed=int(seed), cell_size_m=float(cell),
+                    plane_height_m=float(plane), map_samples_per_tx=int(rays), map_diffraction=diffraction,
+                    paths_diffraction=diffraction, sensitivity_dbm=float(sens), min_sites=int(min_sites),
+                    sampling=sampling, timing=timing, shadowing_sigma_db=float(sigma), shadowing_corr_m=float(corr),
+                    toa_noise_ns=float(toa_noise), aoa_noise_deg=float(aoa_noise), nlos_bias_mean_ns=float(nlos_bias),
+                    top_k=int(top_k), dropout=float(dropout), sequence_length=(int(seq_min), int(seq_max)),
+                    motion=motion, emitter_power_dbm=(float(p_min), float(p_max)), unseen_scenes=tuple(unseen),
+                )
+            except RFLocalInputError as exc:
+                st.error(str(exc))
+            else:
+                job = REGISTRY.submit("generate", config.name, lambda ctx: ds.generate_dataset(config, progress=ctx.progress))
+                st.session_state["dg_job"] = job.id
+                st.success(f"Started generating **{config.name}** in the background.")
+
+    @st.fragment(run_every=1.0)
+    def jobs_panel() -> None:
+        jobs = REGISTRY.list(kind="generate")
+        if not jobs:
+            return
+        st.subheader("Generation jobs")
+        for job in reversed(jobs):
+            snap = job.snapshot()
+            eta = f", about {snap['eta_s']:.0f} s left" if snap["eta_s"] is not None else ""
+            elapsed = f"{snap['elapsed_s']:.0f} s" if snap["elapsed_s"] is not None else ""
+            cols = st.columns([5, 1])
+            cols[0].progress(snap["fraction"], text=f"**{snap['label']}** — {snap['stage']} ({elapsed}{eta})")
+            if not job.finished and cols[1].button("Cancel", key=f"cancel-{job.id}"):
+                job.cancel()
+            if snap["state"] == "failed":
+                st.error(f"{snap['label']}: {snap['error']}")
+            elif snap["state"] == "cancelled":
+                st.warning(f"{snap['label']}: cancelled; run it again with the same settings to resume.")
+            elif snap["state"] == "done":
+                res = snap["result"]
+                st.caption(f"{res['name']}: {res['samples']} samples {res['splits']} — seconds per stage {res['seconds']}")
+
+    jobs_panel()
+
+with tab_data:
+    rows = ds.list_datasets()
+    if not rows:
+        st.info("No datasets yet.")
+    else:
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
+        complete = [r["name"] for r in rows if r["state"] == "complete"]
+        if complete:
+            chosen_ds = st.selectbox("Open dataset", complete, key="dg_open")
+            try:
+                view = dataset_overview(chosen_ds)
+            except RFLocalInputError as exc:
+                st.error(str(exc))
+            else:
+                counts = view["attrs"].get("counts", {})
+                c = st.columns(4)
+                c[0].metric("Samples", counts.get("samples"))
+                c[1].metric("Mode", view["attrs"].get("mode"))
+                c[2].metric("Sites (max)", counts.get("sites_max"))
+                c[3].metric("Reports / sample", f"{counts.get('reports_per_sample_mean', 0):.1f}")
+                st.caption(f"Splits: {counts.get('splits')} — seconds per stage: {view['attrs'].get('seconds')}")
+                for sc in view["scenes"]:
+                    st.subheader(f"Radio maps — {sc['name']}")
+                    site = st.selectbox("Site", sc["site_ids"], key=f"dg_site_{sc['name']}")
+                    k = sc["site_ids"].index(site)
+                    fig = go.Figure(go.Heatmap(z=sc["path_gain_db"][k], x=sc["x_m"], y=sc["y_m"],
+                                               colorscale="Viridis", colorbar={"title": "path gain (dB)"}))
+                    fig.add_trace(go.Scatter(x=sc["site_xy"][:, 0], y=sc["site_xy"][:, 1], mode="markers+text",
+                                             text=sc["site_ids"], textposition="top center",
+                                             marker={"color": "red", "size": 9, "symbol": "triangle-up"}, name="sites"))
+                    fig.update_layout(height=520, xaxis_title="x (m, east)", yaxis_title="y (m, north)",
+                                      yaxis_scaleanchor="x")
+                    st.plotly_chart(fig, width="stretch")
+                smp = view["samples"]
+                fig = px.scatter(x=smp["x_m"], y=smp["y_m"], color=smp["split"], symbol=smp["scene"],
+                                 labels={"x": "x (m, east)", "y": "y (m, north)", "color": "split"}, opacity=0.6)
+                fig.update_layout(height=480, yaxis_scaleanchor="x", title="Sample positions")
+                st.plotly_chart(fig, width="stretch")
+                c = st.columns(3)
+                for col, key, label in zip(c, ("rss_dbm", "toa_ns", "aoa_deg"), ("RSS (dBm)", "ToA (ns)", "AoA (°)")):
+                    if len(view["values"][key]):
+                        col.plotly_chart(px.histogram(x=view["values"][key], nbins=60, labels={"x": label}),
+                                         width="stretch")
+                    else:
+                        col.caption(f"No {label} in this dataset.")
+                with st.expander("Attributes"):
+                    st.json(view["attrs"], expanded=False)

@@ -1,0 +1,75 @@
+"""Data for looking at a dataset: maps, sample positions, distributions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rflocal_core.dataset.rasters import MATERIAL_CLASSES, Grid
+from rflocal_core.dataset.store import open_dataset
+
+#: Largest map side sent to a plot (maps are strided down to it).
+MAX_MAP_SIDE = 256
+
+
+def dataset_overview(name: str, *, max_points: int = 3000, seed: int = 0) -> dict[str, Any]:
+    """Summary, per-scene maps and subsampled sample data of a dataset.
+
+    Returns
+    -------
+    dict
+        ``attrs`` (the dataset's attributes), ``scenes``: list of dicts with ``name``,
+        ``x_m``/``y_m`` (axis values), ``path_gain_db`` [S, ny, nx] (NaN: no signal),
+        ``building_height_m`` [ny, nx], ``site_ids``, ``site_xy`` [S, 2] (all maps
+        strided to at most :data:`MAX_MAP_SIDE` cells a side); ``samples``: ``x_m``,
+        ``y_m``, ``scene`` per shown sample and ``split``; ``values``: finite
+        ``rss_dbm``, ``toa_ns``, ``aoa_deg`` (each at most 20,000 values).
+    """
+    root = open_dataset(name)
+    attrs = dict(root.attrs)
+    scenes = []
+    if "scenes" in root:
+        for scene_name in sorted(root["scenes"].group_keys()):
+            g = root["scenes"][scene_name]
+            if "path_gain_db" not in g:
+                continue
+            grid = Grid.from_dict(g.attrs["grid"])
+            step = max(1, int(np.ceil(max(grid.nx, grid.ny) / MAX_MAP_SIDE)))
+            pg = np.asarray(g["path_gain_db"][:, ::step, ::step], dtype=np.float32)
+            scenes.append({
+                "name": scene_name,
+                "x_m": grid.x_m[::step], "y_m": grid.y_m[::step],
+                "path_gain_db": np.where(np.isfinite(pg), pg, np.nan),
+                "building_height_m": np.asarray(g["building_height_m"][::step, ::step]),
+                "material_classes": MATERIAL_CLASSES,
+                "site_ids": list(g.attrs["site_ids"]),
+                "site_xy": np.asarray(g["site_pos_m"][:, :2]),
+            })
+    s = root["samples"]
+    n = s["scene_idx"].shape[0]
+    rng = np.random.default_rng(seed)
+    shown = np.sort(rng.choice(n, size=min(n, max_points), replace=False)) if n else np.array([], dtype=int)
+    split_of = np.full(n, "", dtype=object)
+    for split in ("train", "val", "test", "test_unseen"):
+        if split in root["splits"]:
+            split_of[np.asarray(root["splits"][split][...])] = split
+    pos = np.asarray(s["pos_m"][...])
+    first = pos[:, 0, :]
+    names = attrs.get("config", {}).get("scenes", [])
+    scene_idx = np.asarray(s["scene_idx"][...])
+    values = {}
+    for key in ("rss_dbm", "toa_ns", "aoa_deg"):
+        v = np.asarray(s[key][...]).ravel()
+        v = v[np.isfinite(v)]
+        values[key] = rng.choice(v, size=min(len(v), 20_000), replace=False) if len(v) else v
+    return {
+        "attrs": attrs,
+        "scenes": scenes,
+        "samples": {
+            "x_m": first[shown, 0], "y_m": first[shown, 1],
+            "scene": [names[i] if i < len(names) else str(i) for i in scene_idx[shown]],
+            "split": list(split_of[shown]),
+        },
+        "values": values,
+    }
