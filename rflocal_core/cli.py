@@ -66,7 +66,7 @@ def _add_scene_parsers(sub: Any) -> None:
 
 
 def _add_data_parsers(sub: Any) -> None:
-    data = sub.add_parser("data", help="generate, list, show and delete datasets")
+    data = sub.add_parser("data", help="generate, list, show, delete, export and import datasets")
     data_sub = data.add_subparsers(dest="data_cmd", required=True, parser_class=_Parser)
     gen = data_sub.add_parser("generate", help="ray-trace scenes and synthesize a measurement dataset")
     gen.add_argument("--scene", action="append", required=True, help="scene name (repeat for several)")
@@ -103,6 +103,19 @@ def _add_data_parsers(sub: Any) -> None:
     delete = data_sub.add_parser("delete", help="delete a dataset")
     delete.add_argument("name")
     delete.add_argument("--partial", action="store_true", help="delete an interrupted generation")
+    export = data_sub.add_parser("export", help="write a split of a dataset as an rflocal-measurements/1 file")
+    export.add_argument("--dataset", required=True, help="dataset name")
+    export.add_argument("--split", default="test", help="train, val, test or test_unseen")
+    export.add_argument("--out", required=True, metavar="FILE.json", help="file to write (atomically)")
+    export.add_argument("--limit", type=int, default=None, help="export only the first N samples of the split")
+    export.add_argument("--scene", default=None, help="export this scene's samples (needed for multi-scene splits)")
+    imp = data_sub.add_parser("import", help="turn a measurement file into a dataset (no radio maps)")
+    imp.add_argument("file", metavar="FILE.json", help="an rflocal-measurements/1 (or survey) file")
+    imp.add_argument("--name", required=True, help="dataset name")
+    imp.add_argument("--split-fractions", default="0.8,0.1,0.1", metavar="TRAIN,VAL,TEST",
+                     help="fractions of the samples with truth")
+    imp.add_argument("--seed", type=int, default=0, help="seed of the split shuffle")
+    imp.add_argument("--scene", default=None, help="workspace scene whose frame to use (default: the file's)")
 
 
 def _pair(text: str, field: str, cast: Any) -> tuple[Any, Any]:
@@ -133,6 +146,27 @@ def _generation_config(args: argparse.Namespace) -> Any:
     )
 
 
+def _export(args: argparse.Namespace) -> dict[str, Any]:
+    from rflocal_core.dataset import export_dataset
+    from rflocal_core.errors import InvalidInputError
+    from rflocal_core.measurements import MAX_MEASUREMENT_FILE_BYTES, dump_measurements
+
+    ms = export_dataset(args.dataset, split=args.split, limit=args.limit, scene=args.scene)
+    try:
+        path = dump_measurements(ms, args.out)
+    except OSError as exc:
+        msg = f"out: cannot write {args.out!r} ({exc.strerror or exc}); expected a writable file path"
+        raise InvalidInputError(msg) from None
+    size = path.stat().st_size
+    out = {"dataset": args.dataset, "split": args.split, "scene": ms.scene, "mode": ms.mode, "out": str(path),
+           "samples": len(ms.samples), "nodes": len(ms.nodes), "reports": sum(len(s.reports) for s in ms.samples),
+           "bytes": size}
+    if size > MAX_MEASUREMENT_FILE_BYTES:
+        out["warning"] = (f"the file is larger than {MAX_MEASUREMENT_FILE_BYTES:,} bytes, the default limit of "
+                          "load_measurements; use --limit or pass max_bytes when reading it")
+    return out
+
+
 def _run_data(args: argparse.Namespace) -> Any:
     from rflocal_core import dataset
 
@@ -147,6 +181,13 @@ def _run_data(args: argparse.Namespace) -> Any:
         return dataset.list_datasets()
     if args.data_cmd == "show":
         return dict(dataset.open_dataset(args.name).attrs)
+    if args.data_cmd == "export":
+        return _export(args)
+    if args.data_cmd == "import":
+        from rflocal_core.dataset.exchange import parse_split_fractions
+
+        return dataset.import_measurements(args.file, name=args.name, scene=args.scene, seed=args.seed,
+                                           split_fractions=parse_split_fractions(args.split_fractions))
     dataset.delete_dataset(args.name, partial=args.partial)
     return {"deleted": args.name}
 

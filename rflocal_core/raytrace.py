@@ -276,6 +276,9 @@ def compute_paths(
         finally:
             for name in names:
                 scene.remove(name)
+        if valid.shape[-1] == 0:  # no path at all in this batch: one invalid placeholder path
+            power, tau, phi, valid = (np.pad(v, [(0, 0)] * (v.ndim - 1) + [(0, 1)]) for v in (power, tau, phi, valid))
+            inter = np.pad(inter, [(0, 0)] * (inter.ndim - 1) + [(0, 1)])
         power = np.where(valid, power, 0.0)
         has = valid.any(-1)
         total = power.sum(-1)

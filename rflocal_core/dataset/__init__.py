@@ -9,6 +9,7 @@ Public API::
 from __future__ import annotations
 
 from rflocal_core.dataset.config import GenerationConfig
+from rflocal_core.dataset.exchange import export_dataset, import_measurements
 from rflocal_core.dataset.generate import generate_dataset
 from rflocal_core.dataset.store import (
     DatasetExistsError,
@@ -23,7 +24,9 @@ __all__ = [
     "DatasetNotFoundError",
     "GenerationConfig",
     "delete_dataset",
+    "export_dataset",
     "generate_dataset",
+    "import_measurements",
     "list_datasets",
     "open_dataset",
 ]

@@ -17,6 +17,13 @@ Layout of ``workspace/datasets/<name>/`` (a Zarr v3 group)::
         ta [N, T, S] (-1: missing), los [N, T, S] (1 LoS, 0 NLoS, -1 unknown)
     splits/train, splits/val, splits/test, splits/test_unseen   sample indices
 
+Imported datasets (``data import``, attrs ``source: "import"``; see ``exchange.py``) have no
+``scenes/``. Node slots: the file's nodes (same every sample; attrs ``node_ids``, ``nodes``), then
+per-sample mobile-sensor slots. Also ``node_pos_known [N, S]`` (False: position unknown, node_pos_m
+NaN; absent in generated datasets: all known) and ``node_latlon [N, S, 2]``. pos_m/latlon hold the
+truth at the last step only (NaN elsewhere; z NaN without alt_m); t_s is float64. Samples without
+truth are in no split. samples attrs ``sample_ids``: the file's sample ids.
+
 A dataset is written under ``.partial-<name>`` and renamed when complete, so a
 folder named ``<name>`` is always complete; the partial folder holds the finished
 stages of an interrupted generation, which a rerun with the same config resumes.

@@ -1,0 +1,724 @@
+"""Datasets <-> measurement files: export a split as ``rflocal-measurements/1``, import real data.
+
+:func:`export_dataset` writes the samples of one split of a dataset (generated or imported)
+as a :class:`~rflocal_core.measurements.MeasurementSet`, so a localizer that reads measurement
+files can be evaluated on generated data. A measurement file belongs to one scene, so the
+export of a multi-scene dataset is per scene: pass ``scene`` when the split holds samples of
+several scenes (a split of one scene needs no ``scene``).
+
+:func:`import_measurements` turns a measurement file (real data such as the Antwerp LoRaWAN
+set) into a dataset in the same Zarr layout as generated ones, without radio maps, so the
+same training code (:class:`rflocal_core.dataset.torch_data.ZarrSamples`) reads both. How
+the file's nodes, mobile sensors, times and truths map onto the arrays is documented in
+:mod:`rflocal_core.dataset.store` and on :func:`import_measurements`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from rflocal_core import __version__
+from rflocal_core.dataset import store
+from rflocal_core.errors import InvalidInputError, SceneNotFoundError
+from rflocal_core.geo import LocalFrame
+from rflocal_core.measurements.format import (
+    AOA_RANGE_DEG,
+    RSS_RANGE_DBM,
+    SNR_RANGE_DB,
+    TA_RANGE,
+    TOA_RANGE_NS,
+    MeasurementFormatError,
+    MeasurementSet,
+    Node,
+    Position,
+    Report,
+    Sample,
+    load_measurements,
+)
+from rflocal_core.workspace import validate_name
+
+#: Value of the ``source`` attribute of an imported dataset.
+IMPORT_SOURCE = "import"
+
+#: Default train / val / test fractions of an import.
+DEFAULT_SPLIT_FRACTIONS: tuple[float, float, float] = (0.8, 0.1, 0.1)
+
+#: Float report fields stored as ``[N, T, S]`` arrays, with the format's accepted range.
+_FLOAT_FIELDS: dict[str, tuple[float, float]] = {
+    "rss_dbm": RSS_RANGE_DBM,
+    "toa_ns": TOA_RANGE_NS,
+    "aoa_deg": AOA_RANGE_DEG,
+    "snr_db": SNR_RANGE_DB,
+}
+
+#: Arrays of generated datasets that a measurement file cannot fill (written as missing on import).
+_UNKNOWN_FLOAT_FIELDS = ("delay_spread_ns", "pg_true_db")
+
+
+# --------------------------------------------------------------------------- export
+
+
+def export_dataset(
+    name: str, *, split: str = "test", limit: int | None = None, scene: str | None = None
+) -> MeasurementSet:
+    """Return the samples of one split of a dataset as an ``rflocal-measurements/1`` set.
+
+    Parameters
+    ----------
+    name : str
+        A complete dataset in ``workspace/datasets``.
+    split : {"train", "val", "test", "test_unseen"}
+        Which split to export.
+    limit : int, optional
+        Export only the first ``limit`` samples of the split (in dataset order).
+    scene : str, optional
+        Export only the samples of this scene. Required when the split holds samples of
+        several scenes (a measurement file names one scene).
+
+    Returns
+    -------
+    MeasurementSet
+        Generated datasets: ``scene`` is the scene's name; the nodes are the scene's sites
+        (ids, ``lat``/``lon`` from the scene frame, ``x_m``/``y_m``, ``alt_m`` = site height,
+        and in ue mode ``tx_power_dbm``); a sample (id ``"<dataset>-<row>"``) has one report
+        per (time step, node) with a measurement, carrying ``t_s`` and those of ``rss_dbm``,
+        ``toa_ns``, ``ta``, ``aoa_deg``, ``snr_db`` that are present; its truth is the position
+        (lat/lon, x_m/y_m, alt_m) at the last step. Imported datasets: the file's nodes and
+        sample ids, mobile-sensor reports with their own ``lat``/``lon``.
+        Write it with :func:`rflocal_core.measurements.dump_measurements` (atomic).
+
+    Raises
+    ------
+    DatasetNotFoundError
+        No complete dataset of that name.
+    InvalidInputError
+        Bad ``split``, ``limit`` or ``scene``, or nothing to export.
+    """
+    if split not in store.SPLITS:
+        msg = f"split: expected one of {', '.join(store.SPLITS)}, got {split!r}"
+        raise InvalidInputError(msg)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        msg = f"limit: expected a positive integer or None, got {limit!r}"
+        raise InvalidInputError(msg)
+    root = store.open_dataset(name)
+    attrs = dict(root.attrs)
+    if f"splits/{split}" not in root:
+        msg = f"split: dataset {name!r} has no {split!r} split"
+        raise InvalidInputError(msg)
+    indices = np.sort(np.asarray(root[f"splits/{split}"][...], dtype=np.int64))
+    if attrs.get("source") == IMPORT_SOURCE:
+        return _export_imported(root, attrs, name, split, indices, limit, scene)
+    return _export_generated(root, attrs, name, split, indices, limit, scene)
+
+
+def _short(value: Any) -> float:
+    """A float32 value as the shortest decimal that reads back as the same float32."""
+    return float(str(np.float32(value)))
+
+
+def _in_range(values: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(values) & (values >= bounds[0]) & (values <= bounds[1])
+
+
+def _read_rows(samples: zarr.Group, indices: np.ndarray, keys: Sequence[str]) -> dict[str, np.ndarray]:
+    out = {}
+    for key in keys:
+        arr = samples[key]
+        out[key] = np.asarray(arr.oindex[indices]) if len(indices) else np.zeros((0, *arr.shape[1:]), arr.dtype)
+    return out
+
+
+def _reports_of(
+    rows: dict[str, np.ndarray], i: int, slots: np.ndarray, dropped: dict[str, int]
+) -> list[tuple[int, int, dict[str, Any]]]:
+    """``(step, slot, measurements)`` of row ``i`` for every present (step, slot) in ``slots``."""
+    step_mask = rows["step_mask"][i]
+    fields: dict[str, np.ndarray] = {}
+    present = np.zeros(rows["rss_dbm"][i].shape, dtype=bool)
+    for key, bounds in _FLOAT_FIELDS.items():
+        values = rows[key][i]
+        ok = _in_range(values, bounds)
+        dropped[key] = dropped.get(key, 0) + int((np.isfinite(values) & ~ok)[step_mask][:, slots].sum())
+        fields[key] = np.where(ok, values, np.nan)
+        present |= ok
+    ta = rows["ta"][i]
+    ta_ok = (ta >= TA_RANGE[0]) & (ta <= TA_RANGE[1])
+    present |= ta_ok
+    out = []
+    for t in np.flatnonzero(step_mask):
+        for s in slots:
+            if not present[t, s]:
+                continue
+            values: dict[str, Any] = {key: _short(fields[key][t, s]) for key in _FLOAT_FIELDS
+                                      if np.isfinite(fields[key][t, s])}
+            if ta_ok[t, s]:
+                values["ta"] = int(ta[t, s])
+            out.append((int(t), int(s), values))
+    return out
+
+
+def _dropped_note(dropped: dict[str, int]) -> list[str]:
+    bad = {key: n for key, n in dropped.items() if n}
+    if not bad:
+        return []
+    listed = ", ".join(f"{n} {key}" for key, n in bad.items())
+    return [f"values outside the ranges of rflocal-measurements/1 were left out: {listed}."]
+
+
+def _export_generated(
+    root: zarr.Group, attrs: dict[str, Any], name: str, split: str, indices: np.ndarray,
+    limit: int | None, scene: str | None,
+) -> MeasurementSet:
+    scenes = list(attrs.get("config", {}).get("scenes", []))
+    if "scenes" not in root or not scenes:
+        msg = f"dataset: {name!r} has neither scenes/ maps nor source 'import'; it cannot be exported"
+        raise InvalidInputError(msg)
+    if len(indices) == 0:
+        msg = f"split: the {split!r} split of {name!r} is empty; expected a split with samples"
+        raise InvalidInputError(msg)
+    samples = root["samples"]
+    scene_idx = np.asarray(samples["scene_idx"][...])[indices]
+    present_scenes = [scenes[k] for k in sorted(set(scene_idx.tolist()))]
+    if scene is None:
+        if len(present_scenes) > 1:
+            msg = (
+                f"scene: the {split!r} split of {name!r} holds samples of {len(present_scenes)} scenes "
+                f"({', '.join(present_scenes)}); a measurement file belongs to one scene, so choose one "
+                "(--scene) and export each scene to its own file"
+            )
+            raise InvalidInputError(msg)
+        scene = present_scenes[0]
+    elif scene not in scenes:
+        msg = f"scene: dataset {name!r} has the scenes {', '.join(scenes)}, got {scene!r}"
+        raise InvalidInputError(msg)
+    k_scene = scenes.index(scene)
+    indices = indices[scene_idx == k_scene]
+    if len(indices) == 0:
+        msg = f"scene: the {split!r} split of {name!r} holds no samples of scene {scene!r}"
+        raise InvalidInputError(msg)
+    total = len(indices)
+    if limit is not None:
+        indices = indices[:limit]
+
+    group = root[f"scenes/{scene}"]
+    gattrs = dict(group.attrs)
+    mode = gattrs.get("mode") or attrs.get("mode")
+    frame = LocalFrame.from_dict(gattrs["frame"])
+    site_ids = list(gattrs["site_ids"])
+    site_pos = np.asarray(group["site_pos_m"][...], dtype=np.float64)
+    lat, lon = frame.to_latlon(site_pos[:, 0], site_pos[:, 1])
+    tx_power = _site_tx_power(group, len(site_ids)) if mode == "ue" else [None] * len(site_ids)
+    nodes = tuple(
+        Node(site_ids[s], lat=float(lat[s]), lon=float(lon[s]), x_m=_short(site_pos[s, 0]),
+             y_m=_short(site_pos[s, 1]), alt_m=_short(site_pos[s, 2]), tx_power_dbm=tx_power[s])
+        for s in range(len(site_ids))
+    )
+
+    rows = _read_rows(samples, indices, ("pos_m", "latlon", "t_s", "step_mask", "ta", *_FLOAT_FIELDS))
+    slots = np.arange(len(site_ids))
+    dropped: dict[str, int] = {}
+    out: list[Sample] = []
+    empty = 0
+    for i, k in enumerate(indices):
+        reports = [
+            Report(node=site_ids[s], t_s=_short(rows["t_s"][i, t]), **values)
+            for t, s, values in _reports_of(rows, i, slots, dropped)
+        ]
+        if not reports:
+            empty += 1
+            continue
+        steps = np.flatnonzero(rows["step_mask"][i])
+        last = int(steps[-1]) if len(steps) else 0
+        pos, latlon = rows["pos_m"][i, last], rows["latlon"][i, last]
+        truth = Position(lat=float(latlon[0]), lon=float(latlon[1]), x_m=_short(pos[0]), y_m=_short(pos[1]),
+                         alt_m=_short(pos[2]) if np.isfinite(pos[2]) else None)
+        out.append(Sample(f"{name}-{int(k)}", tuple(reports), truth))
+    if not out:
+        msg = f"split: none of the {len(indices)} exported samples of {name!r} has a report; nothing to export"
+        raise InvalidInputError(msg)
+
+    notes = [
+        f"Exported from the generated RFLocal dataset {name!r} (synthetic: ray-traced with Sionna RT), "
+        f"split {split}, scene {scene}: {len(out)} of the split's {total} samples of this scene; "
+        f"sample ids are <dataset>-<row>; truth is the position at the last report time.",
+        "Not in this format and left out: line of sight, delay spread, true path gain"
+        + (", the emitter's transmit power." if mode == "emitter" else "."),
+    ]
+    if empty:
+        notes.append(f"{empty} samples without any report were left out.")
+    notes += _dropped_note(dropped)
+    return MeasurementSet(mode, scene, nodes, tuple(out), (), tuple(notes))
+
+
+def _site_tx_power(group: zarr.Group, num_sites: int) -> list[float | None]:
+    """Per-site transmit power of a ue-mode scene: its RSS map minus its path-gain map."""
+    if "rss_dbm" not in group or "path_gain_db" not in group:
+        return [None] * num_sites
+    out: list[float | None] = []
+    for s in range(num_sites):
+        rss = np.asarray(group["rss_dbm"][s], dtype=np.float64)
+        pg = np.asarray(group["path_gain_db"][s], dtype=np.float64)
+        ok = np.isfinite(rss) & np.isfinite(pg)
+        out.append(round(float(np.median(rss[ok] - pg[ok])), 3) if ok.any() else None)
+    return out
+
+
+def _export_imported(
+    root: zarr.Group, attrs: dict[str, Any], name: str, split: str, indices: np.ndarray,
+    limit: int | None, scene: str | None,
+) -> MeasurementSet:
+    own_scene = attrs.get("scene")
+    if scene is not None and scene != own_scene:
+        msg = f"scene: the imported dataset {name!r} belongs to scene {own_scene!r}, got {scene!r}"
+        raise InvalidInputError(msg)
+    if len(indices) == 0:
+        msg = f"split: the {split!r} split of {name!r} is empty; expected a split with samples"
+        raise InvalidInputError(msg)
+    total = len(indices)
+    if limit is not None:
+        indices = indices[:limit]
+    samples = root["samples"]
+    frame = LocalFrame.from_dict(attrs["frame"])
+    scene_frame = str(attrs.get("frame_source", "")).startswith("scene")
+    nodes = tuple(Node(**row) for row in attrs.get("nodes", []))
+    num_nodes = len(nodes)
+    sample_ids = list(samples.attrs.get("sample_ids", []))
+    rows = _read_rows(samples, indices, ("pos_m", "latlon", "t_s", "step_mask", "node_mask", "node_pos_m",
+                                         "node_latlon", "ta", *_FLOAT_FIELDS))
+    dropped: dict[str, int] = {}
+    out: list[Sample] = []
+    for i, k in enumerate(indices):
+        slots = np.flatnonzero(rows["node_mask"][i])
+        reports = []
+        for t, s, values in _reports_of(rows, i, slots, dropped):
+            t_s = float(rows["t_s"][i, t])
+            if s < num_nodes:
+                reports.append(Report(node=nodes[s].id, t_s=t_s, **values))
+                continue
+            xyz, latlon = rows["node_pos_m"][i, s], rows["node_latlon"][i, s]
+            place: dict[str, Any] = {"lat": float(latlon[0]), "lon": float(latlon[1])}
+            if scene_frame:
+                place.update(x_m=_short(xyz[0]), y_m=_short(xyz[1]))
+            if np.isfinite(xyz[2]):
+                place["alt_m"] = _short(xyz[2])
+            reports.append(Report(t_s=t_s, **place, **values))
+        if not reports:
+            continue
+        steps = np.flatnonzero(rows["step_mask"][i])
+        last = int(steps[-1]) if len(steps) else 0
+        pos, latlon = rows["pos_m"][i, last], rows["latlon"][i, last]
+        truth = None
+        if np.isfinite(latlon).all():
+            extra: dict[str, Any] = {"x_m": _short(pos[0]), "y_m": _short(pos[1])} if scene_frame else {}
+            truth = Position(lat=float(latlon[0]), lon=float(latlon[1]),
+                             alt_m=_short(pos[2]) if np.isfinite(pos[2]) else None, **extra)
+        sample_id = sample_ids[k] if k < len(sample_ids) else f"{name}-{int(k)}"
+        out.append(Sample(sample_id, tuple(reports), truth))
+    notes = list(attrs.get("notes", []))
+    notes.append(f"Exported from the imported RFLocal dataset {name!r}, split {split}: {len(out)} of {total} samples.")
+    notes += _dropped_note(dropped)
+    return MeasurementSet(attrs.get("mode", "emitter"), own_scene, nodes, tuple(out), (), tuple(notes))
+
+
+# --------------------------------------------------------------------------- import
+
+
+def parse_split_fractions(text: str) -> tuple[float, float, float]:
+    """Parse ``"0.8,0.1,0.1"`` (train, val, test) and check it; see :func:`import_measurements`."""
+    try:
+        values = tuple(float(v) for v in str(text).split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        msg = f"split_fractions: expected three comma-separated numbers TRAIN,VAL,TEST, got {text!r}"
+        raise InvalidInputError(msg)
+    return _check_fractions(values)
+
+
+def _check_fractions(values: Any) -> tuple[float, float, float]:
+    try:
+        fractions = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        fractions = ()
+    if (
+        len(fractions) != 3
+        or any(isinstance(v, bool) for v in values)
+        or not all(math.isfinite(f) and 0.0 <= f <= 1.0 for f in fractions)
+        or abs(sum(fractions) - 1.0) > 1e-6
+    ):
+        msg = f"split_fractions: expected three fractions in [0, 1] (train, val, test) summing to 1, got {values!r}"
+        raise InvalidInputError(msg)
+    return fractions  # type: ignore[return-value]
+
+
+def import_measurements(
+    ms_or_path: MeasurementSet | str | os.PathLike[str] | bytes,
+    *,
+    name: str,
+    scene: str | None = None,
+    split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Turn measurements into a dataset ``workspace/datasets/<name>`` (same Zarr layout, no maps).
+
+    Parameters
+    ----------
+    ms_or_path : MeasurementSet, path or bytes
+        The measurements, or a measurement file (read strictly with
+        :func:`~rflocal_core.measurements.load_measurements`).
+    name : str
+        Name of the new dataset; it must not exist.
+    scene : str, optional
+        A workspace scene whose local frame to use (it must exist). Default: the scene the
+        file names, if it is in the workspace; otherwise a frame at the centroid of the
+        nodes, mobile sensors and truths with known lat/lon.
+    split_fractions : sequence of three floats
+        Train / val / test fractions (in [0, 1], summing to 1) of the samples with a truth.
+    seed : int
+        Seed of the shuffle that assigns samples to splits.
+
+    Returns
+    -------
+    dict
+        ``name``, ``path``, ``samples``, ``splits`` (counts), ``unlabeled`` (samples without
+        truth), ``nodes``, ``unknown_position_nodes``, ``mobile_slots``, ``steps``, ``mode``,
+        ``scene``, ``frame_source``, ``seconds``.
+
+    Notes
+    -----
+    Representation (see also :mod:`rflocal_core.dataset.store`):
+
+    - Node axis ``S`` = the file's nodes (slot ``s`` is ``nodes[s]`` for every sample, ids in
+      attrs ``node_ids``, the node table with tx powers in attrs ``nodes``) followed by
+      per-sample mobile-sensor slots: each report with its own position gets a slot of its
+      own in its sample (``S`` = nodes + the most such reports in one sample).
+      ``node_mask`` is True for every file node and for the used mobile slots;
+      ``node_pos_known`` is False for nodes whose position is unknown (their ``node_pos_m``
+      and ``node_latlon`` are NaN; their measurements are kept for fingerprinting).
+    - Time axis ``T`` = the most distinct ``t_s`` in one sample; a sample's steps are its
+      distinct times in increasing order (``t_s`` stored as float64; padding 0, step_mask False).
+      Two reports of one node at one time in one sample are refused.
+    - ``pos_m`` / ``latlon`` hold the truth at the sample's last step only (NaN elsewhere):
+      the file gives one truth per sample. An unknown altitude is a NaN ``z``.
+    - ``tx_power_dbm`` [N] is NaN (the format has no emitter power; node tx powers are in
+      attrs ``nodes``); ``los`` is -1 and ``delay_spread_ns``, ``pg_true_db`` are NaN (not in
+      the format); missing report values are NaN (``ta``: -1) as in generated datasets.
+    - Samples without truth are kept but are in no split (``counts.unlabeled`` says how many).
+    - Positions use the frame's metres: with a scene's frame a given ``x_m``/``y_m`` is used
+      as is, else lat/lon are projected; with a centroid frame lat/lon are projected (a
+      position given only as ``x_m``/``y_m`` then has no frame and is refused).
+
+    Raises
+    ------
+    DatasetExistsError
+        A dataset of that name exists (or an interrupted generation of it).
+    MeasurementFormatError
+        The file is missing or invalid, or a sample has two reports of a node at one time.
+    SceneNotFoundError
+        ``scene`` is not in the workspace.
+    InvalidInputError
+        Bad name, fractions or seed, or positions without a usable frame.
+    """
+    started = time.perf_counter()
+    validate_name(name, field="name")
+    fractions = _check_fractions(split_fractions)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        msg = f"seed: expected a non-negative integer, got {seed!r}"
+        raise InvalidInputError(msg)
+    final = store.dataset_path(name)
+    if final.exists():
+        msg = f"name: a dataset named {name!r} already exists; choose another name or delete it first"
+        raise store.DatasetExistsError(msg)
+    partial = store.partial_path(name)
+    if partial.exists():
+        try:
+            source = zarr.open_group(str(partial), mode="r").attrs.get("source")
+        except Exception:  # unreadable leftovers of an import are replaced as well
+            source = IMPORT_SOURCE
+        if source != IMPORT_SOURCE:
+            msg = (
+                f"name: an interrupted generation of {name!r} exists ({partial}); resume or delete it "
+                f"(data delete {name} --partial) or choose another name"
+            )
+            raise store.DatasetExistsError(msg)
+        shutil.rmtree(partial)
+
+    ms, input_info = _load(ms_or_path)
+    if not ms.samples:
+        msg = f"samples: expected at least one valid sample to import, got none ({len(ms.errors)} were invalid)"
+        raise InvalidInputError(msg)
+    frame, frame_source, scene_name = _choose_frame(ms, scene)
+    arrays, info = _build_arrays(ms, frame, frame_source.startswith("scene"))
+
+    has_truth = info["has_truth"]
+    labeled = np.flatnonzero(has_truth)
+    perm = np.random.default_rng(int(seed)).permutation(labeled)
+    n_train = int(round(fractions[0] * len(perm)))
+    n_val = int(round(fractions[1] * len(perm)))
+    splits = {"train": np.sort(perm[:n_train]), "val": np.sort(perm[n_train:n_train + n_val]),
+              "test": np.sort(perm[n_train + n_val:]), "test_unseen": np.zeros(0, dtype=np.int64)}
+
+    counts = {
+        "samples": len(ms.samples),
+        "splits": {k: int(len(v)) for k, v in splits.items()},
+        "unlabeled": int((~has_truth).sum()),
+        "sites_max": int(arrays["node_mask"].shape[1]),
+        "steps_max": int(arrays["step_mask"].shape[1]),
+        "reports_per_sample_mean": info["reports_mean"],
+    }
+    assumptions = [f"local frame: {frame_source}"]
+    unknown = [node.id for node in ms.nodes if not node.has_position]
+    if unknown:
+        assumptions.append(
+            f"{len(unknown)} nodes have an unknown position (node_pos_known False, node_pos_m NaN): "
+            + ", ".join(unknown)
+        )
+    if counts["unlabeled"]:
+        assumptions.append(f"{counts['unlabeled']} samples have no truth; they are kept but are in no split")
+    if ms.errors:
+        assumptions.append(f"{len(ms.errors)} samples of the file were invalid and skipped when it was read")
+    if ms.scene is not None and scene_name != ms.scene:
+        assumptions.append(f"the file names scene {ms.scene!r}, which is not in the workspace")
+    if info["no_alt"]:
+        assumptions.append("positions without alt_m have z = NaN")
+
+    try:
+        root = zarr.open_group(str(partial), mode="w")
+        root.attrs.update({"format": store.FORMAT, "complete": False, "source": IMPORT_SOURCE})
+        group = root.require_group("samples")
+        for key, value in arrays.items():
+            store.write_array(group, key, value, chunk_rows=store.SAMPLE_CHUNK)
+        group.attrs["sample_ids"] = [sample.id for sample in ms.samples]
+        split_group = root.require_group("splits")
+        for key, idx in splits.items():
+            store.write_array(split_group, key, idx.astype(np.int64), chunk_rows=max(len(idx), 1))
+        seconds = round(time.perf_counter() - started, 3)
+        root.attrs.update({
+            "complete": True,
+            "mode": ms.mode,
+            "scene": scene_name or ms.scene,
+            "frame": frame.to_dict(),
+            "frame_source": frame_source,
+            "notes": list(ms.notes),
+            "assumptions": assumptions,
+            "input": input_info,
+            "node_ids": [node.id for node in ms.nodes],
+            "nodes": [_node_row(node) for node in ms.nodes],
+            "config": {"name": name, "scenes": [scene_name] if scene_name else [], "source": IMPORT_SOURCE,
+                       "split": list(fractions), "seed": int(seed)},
+            "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "counts": counts,
+            "seconds": {"import": seconds},
+            "versions": {"rflocal": __version__, "zarr": zarr.__version__, "numpy": np.__version__},
+        })
+        try:
+            os.rename(partial, final)
+        except OSError:
+            msg = f"name: a dataset named {name!r} was created meanwhile; choose another name"
+            raise store.DatasetExistsError(msg) from None
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return {
+        "name": name, "path": str(final), "samples": counts["samples"], "splits": counts["splits"],
+        "unlabeled": counts["unlabeled"], "nodes": len(ms.nodes), "unknown_position_nodes": len(unknown),
+        "mobile_slots": info["mobile_slots"], "steps": counts["steps_max"], "mode": ms.mode,
+        "scene": scene_name or ms.scene, "frame_source": frame_source, "seconds": {"import": seconds},
+    }
+
+
+def _load(ms_or_path: Any) -> tuple[MeasurementSet, dict[str, Any] | None]:
+    if isinstance(ms_or_path, MeasurementSet):
+        return ms_or_path, None
+    if isinstance(ms_or_path, (bytes, bytearray, memoryview)):
+        data = bytes(ms_or_path)
+        return load_measurements(data), {"file": None, "sha256": hashlib.sha256(data).hexdigest()}
+    if isinstance(ms_or_path, (str, os.PathLike)):
+        path = Path(ms_or_path)
+        ms = load_measurements(path)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        return ms, {"file": str(path.resolve()), "sha256": digest}
+    msg = (
+        "ms_or_path: expected a MeasurementSet, a measurement file path or its bytes, "
+        f"got a {type(ms_or_path).__name__}"
+    )
+    raise InvalidInputError(msg)
+
+
+def _node_row(node: Node) -> dict[str, Any]:
+    keys = ("id", "lat", "lon", "x_m", "y_m", "alt_m", "tx_power_dbm")
+    return {key: getattr(node, key) for key in keys if getattr(node, key) is not None}
+
+
+def _positions(ms: MeasurementSet) -> list[tuple[str, Any]]:
+    """``(json path, object)`` of every node with a position, mobile report and truth."""
+    items: list[tuple[str, Any]] = [(f"nodes[{i}]", n) for i, n in enumerate(ms.nodes) if n.has_position]
+    for i, sample in enumerate(ms.samples):
+        items += [(f"samples[{i}].reports[{j}]", r) for j, r in enumerate(sample.reports) if r.node is None]
+        if sample.truth is not None:
+            items.append((f"samples[{i}].truth", sample.truth))
+    return items
+
+
+def _choose_frame(ms: MeasurementSet, scene: str | None) -> tuple[LocalFrame, str, str | None]:
+    """The local frame, a description of where it comes from, and the workspace scene used (if any)."""
+    from rflocal_core.scene.store import load_scene_meta, scene_frame
+
+    if scene is not None:
+        meta = load_scene_meta(scene)  # raises SceneNotFoundError naming the existing scenes
+        return scene_frame(meta), f"scene {scene!r}", scene
+    if ms.scene is not None:
+        try:
+            meta = load_scene_meta(ms.scene)
+        except (SceneNotFoundError, InvalidInputError):
+            meta = None
+        if meta is not None:
+            return scene_frame(meta), f"scene {ms.scene!r} (named by the file)", ms.scene
+    items = _positions(ms)
+    xy_only = next((path for path, item in items if item.lat is None), None)
+    if xy_only is not None:
+        where = f"the file's scene {ms.scene!r} is not in the workspace" if ms.scene else "the file names no scene"
+        msg = (
+            f"{xy_only}: a position given only as x_m/y_m needs its scene's frame, but {where}; "
+            "build or name the scene (scene=...), or give lat/lon"
+        )
+        raise InvalidInputError(msg)
+    if not items:
+        msg = "samples: no node, mobile sensor or truth has a position; expected at least one to place a local frame"
+        raise InvalidInputError(msg)
+    lat = float(np.mean([item.lat for _, item in items]))
+    lon = float(np.mean([item.lon for _, item in items]))
+    frame = LocalFrame.at(lat, lon)
+    return frame, f"centroid of the file's positions ({lat:.6f}, {lon:.6f}), UTM {frame.utm_zone}", None
+
+
+def _place(items: Sequence[Any], frame: LocalFrame, use_xy: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Metres ``[n, 3]`` (z = alt_m or NaN) and degrees ``[n, 2]`` of position-like objects."""
+    n = len(items)
+    lat = np.array([np.nan if it.lat is None else it.lat for it in items], dtype=np.float64)
+    lon = np.array([np.nan if it.lon is None else it.lon for it in items], dtype=np.float64)
+    x = np.array([np.nan if it.x_m is None else it.x_m for it in items], dtype=np.float64)
+    y = np.array([np.nan if it.y_m is None else it.y_m for it in items], dtype=np.float64)
+    z = np.array([np.nan if it.alt_m is None else it.alt_m for it in items], dtype=np.float64)
+    if not use_xy:
+        x[:], y[:] = np.nan, np.nan
+    project = np.isnan(x) & np.isfinite(lat)
+    if project.any():
+        px, py = frame.to_xy(lat[project], lon[project])
+        x[project], y[project] = px, py
+    unproject = np.isnan(lat) & np.isfinite(x)
+    if unproject.any():
+        plat, plon = frame.to_latlon(x[unproject], y[unproject])
+        lat[unproject], lon[unproject] = plat, plon
+    return np.column_stack([x, y, z]).reshape(n, 3), np.column_stack([lat, lon]).reshape(n, 2)
+
+
+def _build_arrays(ms: MeasurementSet, frame: LocalFrame, use_xy: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    num_nodes = len(ms.nodes)
+    node_index = {node.id: s for s, node in enumerate(ms.nodes)}
+    n = len(ms.samples)
+    times = [sorted({r.t_s for r in sample.reports}) for sample in ms.samples]
+    steps = max((len(t) for t in times), default=1)
+    mobile = [sum(r.node is None for r in sample.reports) for sample in ms.samples]
+    mobile_slots = max(mobile, default=0)
+    slots = num_nodes + mobile_slots
+
+    shape = (n, steps, slots)
+    reports = {key: np.full(shape, np.nan, dtype=np.float32) for key in (*_FLOAT_FIELDS, *_UNKNOWN_FLOAT_FIELDS)}
+    ta = np.full(shape, -1, dtype=np.int32)
+    t_s = np.zeros((n, steps), dtype=np.float64)
+    step_mask = np.zeros((n, steps), dtype=bool)
+    node_mask = np.zeros((n, slots), dtype=bool)
+    node_mask[:, :num_nodes] = True
+    node_pos = np.full((n, slots, 3), np.nan, dtype=np.float64)
+    node_latlon = np.full((n, slots, 2), np.nan, dtype=np.float64)
+    node_known = np.zeros((n, slots), dtype=bool)
+
+    known = [s for s, node in enumerate(ms.nodes) if node.has_position]
+    if known:
+        xyz, ll = _place([ms.nodes[s] for s in known], frame, use_xy)
+        node_pos[:, known], node_latlon[:, known], node_known[:, known] = xyz[None], ll[None], True
+
+    mobile_items: list[Report] = []
+    mobile_where: list[tuple[int, int]] = []
+    truth_items: list[Position] = []
+    truth_where: list[tuple[int, int]] = []
+    for i, sample in enumerate(ms.samples):
+        step_of = {t: k for k, t in enumerate(times[i])}
+        t_s[i, :len(times[i])] = times[i]
+        step_mask[i, :len(times[i])] = True
+        seen: dict[tuple[int, int], int] = {}
+        m = 0
+        for j, report in enumerate(sample.reports):
+            k = step_of[report.t_s]
+            if report.node is not None:
+                s = node_index[report.node]
+                if (k, s) in seen:
+                    msg = (
+                        f"expected at most one report per node and time in a sample, got a second report of node "
+                        f"{report.node!r} at t_s={report.t_s:g} (first at reports[{seen[(k, s)]}])"
+                    )
+                    raise MeasurementFormatError(msg, path=f"samples[{i}].reports[{j}]")
+                seen[(k, s)] = j
+            else:
+                s = num_nodes + m
+                m += 1
+                mobile_items.append(report)
+                mobile_where.append((i, s))
+            for key in _FLOAT_FIELDS:
+                value = getattr(report, key)
+                if value is not None:
+                    reports[key][i, k, s] = value
+            if report.ta is not None:
+                ta[i, k, s] = report.ta
+        node_mask[i, num_nodes:num_nodes + m] = True
+        if sample.truth is not None:
+            truth_items.append(sample.truth)
+            truth_where.append((i, len(times[i]) - 1))
+
+    if mobile_items:
+        xyz, ll = _place(mobile_items, frame, use_xy)
+        rows, cols = np.array(mobile_where).T
+        node_pos[rows, cols], node_latlon[rows, cols], node_known[rows, cols] = xyz, ll, True
+    pos = np.full((n, steps, 3), np.nan, dtype=np.float64)
+    latlon = np.full((n, steps, 2), np.nan, dtype=np.float64)
+    has_truth = np.zeros(n, dtype=bool)
+    if truth_items:
+        xyz, ll = _place(truth_items, frame, use_xy)
+        rows, cols = np.array(truth_where).T
+        pos[rows, cols], latlon[rows, cols], has_truth[rows] = xyz, ll, True
+    no_alt = bool(np.isnan(pos[has_truth][..., 2]).any() if has_truth.any() else False) or bool(
+        np.isnan(node_pos[node_known][..., 2]).any())
+
+    arrays = {
+        "scene_idx": np.zeros(n, dtype=np.int16),
+        "pos_m": pos.astype(np.float32),
+        "latlon": latlon,
+        "t_s": t_s,
+        "step_mask": step_mask,
+        "node_pos_m": node_pos.astype(np.float32),
+        "node_mask": node_mask,
+        "node_pos_known": node_known,
+        "node_latlon": node_latlon,
+        "tx_power_dbm": np.full(n, np.nan, dtype=np.float32),
+        **reports,
+        "ta": ta,
+        "los": np.full(shape, -1, dtype=np.int8),
+    }
+    # As for generated datasets: the mean number of node slots with an RSS report per sample.
+    with_rss = np.isfinite(reports["rss_dbm"]).any(1).sum(-1)
+    info = {"has_truth": has_truth, "mobile_slots": int(mobile_slots), "no_alt": no_alt,
+            "reports_mean": float(with_rss.mean()) if n else 0.0}
+    return arrays, info
