@@ -19,7 +19,7 @@ st.caption(
     "sensor array would make (RSS, time of arrival, timing advance, angle of arrival), stored as Zarr."
 )
 
-tab_gen, tab_data = st.tabs(["Generate", "Datasets"])
+tab_gen, tab_import, tab_data = st.tabs(["Generate", "Import measurements", "Datasets"])
 
 with tab_gen:
     scenes = [s["name"] for s in list_scenes()]
@@ -104,6 +104,29 @@ with tab_gen:
                 st.caption(f"{res['name']}: {res['samples']} samples {res['splits']} — seconds per stage {res['seconds']}")
 
     jobs_panel()
+
+with tab_import:
+    st.markdown(
+        "Real measurements in the `rflocal-measurements/1` JSON format or the survey format (see the README) "
+        "become a dataset without radio maps, usable by every model that does not need maps."
+    )
+    upload = st.file_uploader("Measurement JSON", type=["json"], key="dg_import_file")
+    c = st.columns(3)
+    import_name = c[0].text_input("Dataset name", value="imported", key="dg_import_name")
+    frame_scene = c[1].selectbox("Scene frame", ["(from the file)", *[s["name"] for s in list_scenes()]],
+                                 key="dg_import_scene")
+    if st.button("Import", key="dg_import"):
+        if upload is None:
+            st.error("file: choose a measurement JSON file to upload")
+        else:
+            try:
+                summary = ds.import_measurements(upload.getvalue(), name=import_name,
+                                                 scene=None if frame_scene == "(from the file)" else frame_scene)
+            except RFLocalInputError as exc:
+                st.error(str(exc))
+            else:
+                st.success(f"Imported **{summary['name']}**: {summary['samples']} samples, {summary['nodes']} nodes, "
+                           f"splits {summary['splits']}.")
 
 with tab_data:
     rows = ds.list_datasets()
