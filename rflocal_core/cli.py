@@ -96,6 +96,11 @@ def _add_data_parsers(sub: Any) -> None:
     gen.add_argument("--motion", default="stationary", help="stationary, pedestrian or vehicular")
     gen.add_argument("--emitter-power-dbm", metavar="MIN,MAX", default="10,30")
     gen.add_argument("--unseen", action="append", default=[], help="scene held out as test_unseen")
+    gen.add_argument("--survey", default="fixed", help="fixed (the scene's sites) or drone (emitter mode)")
+    gen.add_argument("--drone-altitude-m", type=float, default=40.0)
+    gen.add_argument("--drone-spacing-m", type=float, default=64.0, help="waypoint grid spacing")
+    gen.add_argument("--drone-points", type=int, default=16, help="measurement points per sample")
+    gen.add_argument("--drone-map-samples", type=int, default=2_000_000, help="rays per waypoint")
     gen.add_argument("--restart", action="store_true", help="discard an interrupted run instead of resuming")
     data_sub.add_parser("list", help="list datasets")
     show = data_sub.add_parser("show", help="print a dataset's attributes")
@@ -142,7 +147,9 @@ def _generation_config(args: argparse.Namespace) -> Any:
         toa_noise_ns=args.toa_noise_ns, nlos_bias_mean_ns=args.nlos_bias_ns, aoa_noise_deg=args.aoa_noise_deg,
         top_k=args.top_k, dropout=args.dropout, sequence_length=_pair(args.sequence, "sequence", int),
         motion=args.motion, emitter_power_dbm=_pair(args.emitter_power_dbm, "emitter_power_dbm", float),
-        unseen_scenes=tuple(args.unseen),
+        unseen_scenes=tuple(args.unseen), survey=args.survey, drone_altitude_m=args.drone_altitude_m,
+        drone_spacing_m=args.drone_spacing_m, drone_points=args.drone_points,
+        drone_map_samples_per_tx=args.drone_map_samples,
     )
 
 

@@ -62,6 +62,12 @@ with tab_gen:
             p_min = c[0].number_input("Emitter power min (dBm)", -50.0, 80.0, 10.0, key="dg_pmin")
             p_max = c[1].number_input("Emitter power max (dBm)", -50.0, 80.0, 30.0, key="dg_pmax")
             unseen = c[2].multiselect("Held-out scenes (unseen-city test)", chosen, key="dg_unseen")
+            c = st.columns(4)
+            survey = c[0].selectbox("Sensors", ["fixed", "drone"], key="dg_survey",
+                                    help="drone (emitter mode): measurement points along a flight line")
+            drone_alt = c[1].number_input("Drone altitude (m)", 2.0, 500.0, 40.0, key="dg_drone_alt")
+            drone_spacing = c[2].number_input("Waypoint spacing (m)", 4.0, 500.0, 64.0, key="dg_drone_spacing")
+            drone_points = c[3].number_input("Points per sample", 1, 256, 16, key="dg_drone_points")
         if st.button("Generate dataset", type="primary", key="dg_start"):
             try:
                 config = ds.GenerationConfig(
@@ -73,6 +79,8 @@ with tab_gen:
                     toa_noise_ns=float(toa_noise), aoa_noise_deg=float(aoa_noise), nlos_bias_mean_ns=float(nlos_bias),
                     top_k=int(top_k), dropout=float(dropout), sequence_length=(int(seq_min), int(seq_max)),
                     motion=motion, emitter_power_dbm=(float(p_min), float(p_max)), unseen_scenes=tuple(unseen),
+                    survey=survey, drone_altitude_m=float(drone_alt), drone_spacing_m=float(drone_spacing),
+                    drone_points=int(drone_points),
                 )
             except RFLocalInputError as exc:
                 st.error(str(exc))

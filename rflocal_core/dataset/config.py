@@ -12,6 +12,7 @@ from rflocal_core.errors import InvalidInputError
 from rflocal_core.workspace import validate_name
 
 MOTIONS = ("stationary", "pedestrian", "vehicular")
+SURVEYS = ("fixed", "drone")
 SAMPLINGS = ("uniform", "coverage")
 
 #: Speeds of the motion models, m/s.
@@ -89,6 +90,15 @@ class GenerationConfig:
         ``"stationary"``, ``"pedestrian"`` (1 m/s) or ``"vehicular"`` (10 m/s).
     emitter_power_dbm : tuple of float
         (min, max) of the unknown transmit power in ``emitter`` mode, drawn per sample.
+    survey : str
+        ``"fixed"``: the scene's sites measure. ``"drone"`` (``emitter`` mode): a drone
+        measures at ``drone_points`` waypoints along a flight line at ``drone_altitude_m``,
+        each report carrying its own position. Waypoints lie on a grid of
+        ``drone_spacing_m``; their radio maps (reciprocity: the waypoint as transmitter)
+        use ``drone_map_samples_per_tx`` rays each.
+    drone_altitude_m, drone_spacing_m : float
+    drone_points : int
+    drone_map_samples_per_tx : int
     split : tuple of float
         Train / val / test fractions of the samples of the seen scenes.
     unseen_scenes : tuple of str
@@ -128,6 +138,11 @@ class GenerationConfig:
     interval_s: tuple[float, float] = (0.1, 0.5)
     motion: str = "stationary"
     emitter_power_dbm: tuple[float, float] = (10.0, 30.0)
+    survey: str = "fixed"
+    drone_altitude_m: float = 40.0
+    drone_spacing_m: float = 64.0
+    drone_points: int = 16
+    drone_map_samples_per_tx: int = 2_000_000
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     unseen_scenes: tuple[str, ...] = ()
 
@@ -187,6 +202,20 @@ class GenerationConfig:
             raise InvalidInputError(msg)
         _num("emitter_power_dbm[0]", self.emitter_power_dbm[0], -50.0, 80.0, "dBm")
         _num("emitter_power_dbm[1]", self.emitter_power_dbm[1], self.emitter_power_dbm[0], 80.0, "dBm")
+        if self.survey not in SURVEYS:
+            msg = f"survey: expected one of {', '.join(SURVEYS)}, got {self.survey!r}"
+            raise InvalidInputError(msg)
+        if self.survey == "drone":
+            if self.mode != "emitter":
+                msg = f"survey: a drone survey locates an emitter; expected mode 'emitter', got {self.mode!r}"
+                raise InvalidInputError(msg)
+            if self.sequence_length != (1, 1):
+                msg = f"sequence_length: a drone survey is one pass per sample; expected (1, 1), got {self.sequence_length!r}"
+                raise InvalidInputError(msg)
+            _num("drone_altitude_m", self.drone_altitude_m, 2.0, 500.0, "m")
+            _num("drone_spacing_m", self.drone_spacing_m, 4.0, 500.0, "m")
+            _int("drone_points", self.drone_points, 1, 256)
+            _int("drone_map_samples_per_tx", self.drone_map_samples_per_tx, 1000, 10**9)
         if len(self.split) != 3 or any(not isinstance(f, (int, float)) or f < 0 for f in self.split) or abs(sum(self.split) - 1) > 1e-6:
             msg = f"split: expected three fractions (train, val, test) >= 0 summing to 1, got {self.split!r}"
             raise InvalidInputError(msg)

@@ -34,7 +34,7 @@ ProgressFn = Callable[[str, float], None]
 #: Receivers per PathSolver call; also the granularity of resuming.
 PATH_BATCH = 200
 
-_PURPOSE = {"shadowing": 1, "positions": 2, "motion": 3, "power": 4, "reports": 5, "splits": 6}
+_PURPOSE = {"shadowing": 1, "positions": 2, "motion": 3, "power": 4, "reports": 5, "splits": 6, "flight": 7}
 
 
 def _rng(config: GenerationConfig, scene_index: int, purpose: str) -> np.random.Generator:
@@ -128,7 +128,8 @@ def _generate_scene(
     report: ProgressFn, seconds: dict[str, float], resumed: list[str],
 ) -> dict[str, Any]:
     mode = config.mode or meta["mode"]
-    sites = meta["sites"]
+    drone = config.survey == "drone"
+    sites = _drone_waypoints(meta, config) if drone else meta["sites"]
     num_sites = len(sites)
     site_pos = np.array([[s["x_m"], s["y_m"], s["z_m"]] for s in sites], dtype=np.float64)
     group = root.require_group(f"scenes/{scene}")
@@ -146,8 +147,11 @@ def _generate_scene(
 
         t0 = time.perf_counter()
         rm = compute_radio_map(scene, cell_size_m=config.cell_size_m, plane_height_m=config.plane_height_m,
-                               samples_per_tx=config.map_samples_per_tx, max_depth=config.map_max_depth,
-                               seed=config.seed, diffraction=config.map_diffraction)
+                               samples_per_tx=config.drone_map_samples_per_tx if drone else config.map_samples_per_tx,
+                               max_depth=config.map_max_depth, seed=config.seed, diffraction=config.map_diffraction,
+                               sites=sites if drone else None,
+                               on_site=lambda done, total: report(f"radio maps (Sionna RT) {done}/{total} sites",
+                                                                  0.15 * done / total))
         _add_seconds(seconds, "radio_maps", time.perf_counter() - t0)
         grid = Grid(float(rm.x_m[0]), float(rm.y_m[0]), config.cell_size_m, len(rm.x_m), len(rm.y_m))
         pg_map = rm.path_gain_db.astype(np.float32)
@@ -172,6 +176,8 @@ def _generate_scene(
             store.write_array(group, key, value)
         store.write_array(group, "site_pos_m", site_pos.astype(np.float32))
         group.attrs.update({"grid": grid.to_dict(), "site_ids": [s["id"] for s in sites], "mode": mode,
+                            "survey": config.survey,
+                            "waypoint_grid": _waypoint_grid_shape(sites) if drone else None,
                             "frame": meta["frame"], "extent_m": meta["extent_m"], "maps_done": True})
         _add_seconds(seconds, "rasters", time.perf_counter() - t0)
 
@@ -194,32 +200,149 @@ def _generate_scene(
     xy, t_s, step_mask = trajectories(start, config, grid, footprint, buildings, _rng(config, index, "motion"))
     steps = xy.shape[1]
     pos = np.concatenate([xy, np.full((n, steps, 1), config.plane_height_m)], axis=-1)
+    # Which site (or drone waypoint) fills each node slot of each sample: [n, S].
+    if drone:
+        slots = _flight_lines(n, group.attrs["waypoint_grid"], config, _rng(config, index, "flight"))
+        link_power = link_power[..., : slots.shape[1]]
+    else:
+        slots = np.broadcast_to(np.arange(num_sites)[None], (n, num_sites))
     _add_seconds(seconds, "sampling", time.perf_counter() - t0)
 
     # Exact paths at every report position.
     features = None
     if config.timing:
-        features = _paths(group, scene, pos, step_mask, config, report, seconds, resumed)
+        if drone:
+            features = _drone_paths(group, scene, sites, pos, slots, config, report, seconds, resumed)
+        else:
+            features = _paths(group, scene, pos, step_mask, config, report, seconds, resumed)
 
     # Reports.
     report("synthesizing reports", 0.95)
     t0 = time.perf_counter()
     iy, ix = grid.cell_of(pos[..., 0], pos[..., 1])
-    pg = np.moveaxis(pg_map[:, iy, ix], 0, -1)  # [n, T, S]
-    shadow_at = np.moveaxis(grid.bilinear(shadow, pos[..., 0], pos[..., 1]), 0, -1)
+    pg_all = np.moveaxis(pg_map[:, iy, ix], 0, -1)  # [n, T, num_sites]
+    shadow_all = np.moveaxis(grid.bilinear(shadow, pos[..., 0], pos[..., 1]), 0, -1)
+    take = np.broadcast_to(slots[:, None, :], (n, steps, slots.shape[1]))
+    pg = np.take_along_axis(pg_all, take, axis=-1)  # [n, T, S]
+    shadow_at = np.take_along_axis(shadow_all, take, axis=-1)
     reps = synthesize(
         pg_db=pg, shadow_db=shadow_at, tx_power_dbm=link_power,
         toa_true_ns=None if features is None else features["toa_ns"],
         aoa_true_deg=None if features is None else features["aoa_deg"],
         los=None if features is None else features["los"],
         delay_spread_ns=None if features is None else features["delay_spread_ns"],
-        step_mask=step_mask, config=config, rng=_rng(config, index, "reports"),
+        step_mask=step_mask, config=config, rng=_rng(config, index, "reports"), top_k=0 if drone else config.top_k,
     )
     frame = LocalFrame.from_dict(meta["frame"])
     lat, lon = frame.to_latlon(pos[..., 0], pos[..., 1])
     _add_seconds(seconds, "reports", time.perf_counter() - t0)
     return {"scene": scene, "index": index, "mode": mode, "pos": pos, "latlon": np.stack([lat, lon], -1), "t_s": t_s,
-            "step_mask": step_mask, "site_pos": site_pos, "tx_power": emitter_power, "reports": reps}
+            "step_mask": step_mask, "site_pos": site_pos, "node_pos": site_pos[slots], "tx_power": emitter_power,
+            "reports": reps}
+
+
+def _waypoint_grid_shape(waypoints: list[dict[str, Any]]) -> list[int]:
+    return [max(w["grid"][0] for w in waypoints) + 1, max(w["grid"][1] for w in waypoints) + 1]
+
+
+def _drone_waypoints(meta: dict[str, Any], config: GenerationConfig) -> list[dict[str, Any]]:
+    """Waypoints on a grid over the scene at the drone's altitude, as site records."""
+    ext = meta["extent_m"]
+    spacing = config.drone_spacing_m
+    xs = np.arange(ext["x_min"] + spacing / 2, ext["x_max"], spacing)
+    ys = np.arange(ext["y_min"] + spacing / 2, ext["y_max"], spacing)
+    freq = meta["sites"][0]["freq_hz"] if meta["sites"] else 3.5e9
+    waypoints = []
+    for j, y in enumerate(ys):
+        for i, x in enumerate(xs):
+            waypoints.append({"id": f"wp-{j}-{i}", "x_m": float(x), "y_m": float(y), "z_m": config.drone_altitude_m,
+                              "freq_hz": freq, "pattern": "iso", "tx_power_dbm": None, "grid": [j, i]})
+    return waypoints
+
+
+def _flight_lines(n: int, grid_shape: list[int], config: GenerationConfig, rng: np.random.Generator) -> np.ndarray:
+    """Waypoint indices [n, drone_points] of a lawnmower flight line per sample.
+
+    A line starts at a random waypoint, flies east/west/north/south, and at the edge of
+    the grid moves one row (or column) over and turns back.
+    """
+    rows, cols = grid_shape
+    out = np.empty((n, config.drone_points), dtype=np.int64)
+    for k in range(n):
+        j, i = int(rng.integers(rows)), int(rng.integers(cols))
+        along_x = bool(rng.integers(2))
+        step = 1 if rng.integers(2) else -1
+        shift = 1 if rng.integers(2) else -1
+        for p in range(config.drone_points):
+            out[k, p] = j * cols + i
+            if along_x:
+                if 0 <= i + step < cols:
+                    i += step
+                else:
+                    step = -step
+                    if not 0 <= j + shift < rows:
+                        shift = -shift
+                    j = min(max(j + shift, 0), rows - 1)
+            else:
+                if 0 <= j + step < rows:
+                    j += step
+                else:
+                    step = -step
+                    if not 0 <= i + shift < cols:
+                        shift = -shift
+                    i = min(max(i + shift, 0), cols - 1)
+    return out
+
+
+def _drone_paths(
+    group: zarr.Group, scene: str, waypoints: list[dict[str, Any]], pos: np.ndarray, slots: np.ndarray,
+    config: GenerationConfig, report: ProgressFn, seconds: dict[str, float], resumed: list[str],
+) -> dict[str, np.ndarray]:
+    """Exact paths between each sample's emitter and its own drone waypoints only.
+
+    One waypoint at a time is the transmitter (reciprocity), with the emitters that
+    the drone visits there as receivers; resumable per waypoint.
+    """
+    from rflocal_core.raytrace import compute_paths, load_rt_scene
+
+    n, steps, _ = pos.shape
+    names = ("toa_ns", "aoa_deg", "delay_spread_ns", "los")
+    num_wp = len(waypoints)
+    paths = group.require_group("paths")
+    shape = (n, slots.shape[1])
+    if "done" not in paths or paths["done"].shape != (num_wp,):
+        for key in names:
+            dtype = np.int8 if key == "los" else np.float32
+            paths.create_array(key, shape=shape, chunks=shape, dtype=dtype,
+                               fill_value=-1 if key == "los" else np.nan, overwrite=True)
+        paths.create_array("done", shape=(num_wp,), chunks=(num_wp,), dtype=bool, fill_value=False, overwrite=True)
+    done = np.asarray(paths["done"][...])
+    if done.any():
+        resumed.append(f"{scene}: {int(done.sum())}/{num_wp} drone waypoints")
+    t0 = time.perf_counter()
+    rt_scene = None
+    for w in range(num_wp):
+        if done[w]:
+            continue
+        sample_idx, slot_idx = np.nonzero(slots == w)
+        report(f"exact paths (Sionna PathSolver), waypoint {w + 1}/{num_wp}", 0.25 + 0.7 * w / num_wp)
+        if len(sample_idx):
+            # One transmitter, moved from waypoint to waypoint (loading the scene is the slow part).
+            if rt_scene is None:
+                rt_scene = load_rt_scene(scene, sites=[{**waypoints[w], "id": "drone"}])
+            wp = waypoints[w]
+            rt_scene.get("drone").position = [wp["x_m"], wp["y_m"], wp["z_m"]]
+            feats = compute_paths(rt_scene, pos[sample_idx, 0], max_depth=config.paths_max_depth,
+                                  samples_per_src=config.paths_samples_per_src, batch_size=PATH_BATCH,
+                                  seed=config.seed, diffraction=config.paths_diffraction)
+            for key in names:
+                arr = np.asarray(paths[key][...])
+                arr[sample_idx, slot_idx] = getattr(feats, key)[:, 0]
+                paths[key][...] = arr
+        done[w] = True
+        paths["done"][w] = True
+    _add_seconds(seconds, "paths", time.perf_counter() - t0)
+    return {key: np.asarray(paths[key][...])[:, None, :].repeat(steps, axis=1) for key in names}
 
 
 def _paths(
@@ -272,7 +395,7 @@ def _paths(
 
 
 def _write_samples(root: zarr.Group, per_scene: list[dict[str, Any]], config: GenerationConfig) -> dict[str, Any]:
-    s_max = max(p["site_pos"].shape[0] for p in per_scene)
+    s_max = max(p["node_pos"].shape[1] for p in per_scene)
 
     def pad(a: np.ndarray, fill: Any) -> np.ndarray:
         extra = s_max - a.shape[-1]
@@ -288,12 +411,10 @@ def _write_samples(root: zarr.Group, per_scene: list[dict[str, Any]], config: Ge
         cat[key] = np.concatenate([pad(getattr(p["reports"], key), fill) for p in per_scene])
     n_each = [len(p["pos"]) for p in per_scene]
     node_pos = np.concatenate([
-        np.broadcast_to(np.pad(p["site_pos"], ((0, s_max - len(p["site_pos"])), (0, 0)))[None], (n, s_max, 3))
-        for p, n in zip(per_scene, n_each)
+        np.pad(p["node_pos"], ((0, 0), (0, s_max - p["node_pos"].shape[1]), (0, 0)), constant_values=np.nan)
+        for p in per_scene
     ]).astype(np.float32)
-    node_mask = np.concatenate([
-        np.broadcast_to((np.arange(s_max) < len(p["site_pos"]))[None], (n, s_max)) for p, n in zip(per_scene, n_each)
-    ])
+    node_mask = np.isfinite(node_pos).all(-1)
     samples = root.require_group("samples")
     chunk = store.SAMPLE_CHUNK
     arrays = {

@@ -109,4 +109,6 @@ def trajectories(
             if moved.all():
                 break
         xy[~moved, k] = pos[~moved]  # boxed in: stand still this step
+    last = xy[np.arange(n), lengths - 1]
+    xy = np.where(step_mask[..., None], xy, last[:, None, :])  # padded steps repeat the last report
     return xy, np.where(step_mask, t_s, 0.0), step_mask

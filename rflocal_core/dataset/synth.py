@@ -49,6 +49,7 @@ def synthesize(
     step_mask: np.ndarray,
     config: GenerationConfig,
     rng: np.random.Generator,
+    top_k: int | None = None,
 ) -> Reports:
     """Turn noise-free link quantities into reports.
 
@@ -63,19 +64,22 @@ def synthesize(
     toa_true_ns, aoa_true_deg, los, delay_spread_ns : ndarray [n, T, S] or None
         Exact-path features (None when timing is off).
     step_mask : ndarray [n, T] bool
+    top_k : int, optional
+        Overrides ``config.top_k`` (0 keeps every report).
     """
+    top_k = config.top_k if top_k is None else top_k
     pg = np.where(np.isfinite(pg_db), pg_db, np.nan)
     rss = tx_power_dbm + pg + shadow_db
     if config.rss_quantization_db > 0:
         rss = np.round(rss / config.rss_quantization_db) * config.rss_quantization_db
     present = np.isfinite(rss) & (rss >= config.sensitivity_dbm) & step_mask[..., None]
 
-    if config.top_k and rss.shape[-1] > config.top_k:
+    if top_k and rss.shape[-1] > top_k:
         ranked = np.where(present, rss, -np.inf)
-        kth = -np.sort(-ranked, axis=-1)[..., config.top_k - 1 : config.top_k]
+        kth = -np.sort(-ranked, axis=-1)[..., top_k - 1 : top_k]
         order = np.argsort(-ranked, axis=-1, kind="stable")
         keep = np.zeros_like(present)
-        np.put_along_axis(keep, order[..., : config.top_k], True, axis=-1)
+        np.put_along_axis(keep, order[..., :top_k], True, axis=-1)
         present &= keep & (ranked >= kth)
 
     shape = rss.shape
