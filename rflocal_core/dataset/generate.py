@@ -32,7 +32,7 @@ from rflocal_core.scene.store import load_scene_meta
 ProgressFn = Callable[[str, float], None]
 
 #: Receivers per PathSolver call; also the granularity of resuming.
-PATH_BATCH = 200
+PATH_BATCH = 100
 
 _PURPOSE = {"shadowing": 1, "positions": 2, "motion": 3, "power": 4, "reports": 5, "splits": 6, "flight": 7}
 
