@@ -7,14 +7,24 @@ Sionna RT is the only propagation engine of RFLocal. If it cannot run here,
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from rflocal_core import settings
 from rflocal_core.backend import ensure_backend
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.scene.sites import sionna_orientation_rad
@@ -140,6 +150,7 @@ def compute_radio_map(
     diffraction: bool = False,
     on_site: Any = None,
     reproducible: bool = True,
+    workers: int | None = None,
 ) -> RadioMap:
     """Compute path gain and RSS maps of every site with Sionna's ``RadioMapSolver``.
 
@@ -172,21 +183,23 @@ def compute_radio_map(
         msg = f"plane_height_m: expected a number in [0.1, 500] m, got {plane_height_m!r}"
         raise InvalidInputError(msg)
     ensure_backend()
-    from sionna.rt import RadioMapSolver
-
     meta = load_scene_meta(name)
     sites = meta["sites"] if sites is None else sites
-    # One solver call per site: progress per site, and one map in memory at a time.
-    scene = load_rt_scene(name, sites=sites[:1])
     ext = meta["extent_m"]
     if center_m is None:
         center_m = ((ext["x_min"] + ext["x_max"]) / 2, (ext["y_min"] + ext["y_max"]) / 2)
     if size_m is None:
         size_m = (ext["width"], ext["height"])
+    solve = {"center_m": tuple(center_m), "size_m": tuple(size_m), "plane_height_m": plane_height_m,
+             "cell_size_m": cell_size_m, "samples_per_tx": samples_per_tx, "max_depth": max_depth, "seed": seed,
+             "diffraction": diffraction}
+    if workers is None:
+        workers = min(os.cpu_count() or 1, len(sites)) if reproducible and backend_device() == "cpu" else 1
     t0 = time.perf_counter()
-    with _reproducible_threads(enabled=reproducible):
-        gain, centres = _solve_sites(RadioMapSolver(), scene, sites, center_m, size_m, plane_height_m, cell_size_m,
-                                     samples_per_tx, max_depth, seed, diffraction, on_site)
+    if workers > 1:
+        gain, centres = _solve_sites_in_processes(name, sites, solve, workers, on_site)
+    else:
+        gain, centres = solve_sites_here(name, sites, solve, on_site=on_site, reproducible=reproducible)
     seconds = time.perf_counter() - t0
     with np.errstate(divide="ignore"):
         gain_db = 10.0 * np.log10(gain)
@@ -225,7 +238,80 @@ def _reproducible_threads(*, enabled: bool) -> Iterator[None]:
         dr.set_thread_count(before)
 
 
-def _solve_sites(solver: Any, scene: Any, sites: list[dict[str, Any]], center_m: tuple[float, float],
+def solve_sites_here(
+    name: str, sites: list[dict[str, Any]], solve: dict[str, Any], *, on_site: Any = None, reproducible: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Maps of ``sites`` in this process: linear gain [num_sites, ny, nx] and cell centres [ny, nx, 3].
+
+    One solver call per site (progress per site, one map in memory at a time), the
+    transmitter moved from site to site in a scene loaded once.
+    """
+    from sionna.rt import RadioMapSolver
+
+    scene = load_rt_scene(name, sites=sites[:1])
+    with _reproducible_threads(enabled=reproducible):
+        return _solve_sites(RadioMapSolver(), scene, sites, on_site=on_site, **solve)
+
+
+def _solve_sites_in_processes(name: str, sites: list[dict[str, Any]], solve: dict[str, Any], workers: int,
+                              on_site: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Maps of all sites computed by ``workers`` child processes (sites dealt round-robin).
+
+    Children are fresh interpreters (``python -m rflocal_core.mapworker``), not
+    multiprocessing forks or spawns: they never re-import the caller's main script and
+    are safe to start from any thread. Each prints a line per finished site (progress)
+    and saves its maps to a temporary ``.npz``.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-maps-", dir=settings.workspace_dir()))
+    procs = []
+    try:
+        for w in range(workers):
+            job = {"name": name, "sites": sites[w::workers], "solve": solve, "out": str(tmp / f"worker-{w}.npz")}
+            (tmp / f"worker-{w}.json").write_text(json.dumps(job), encoding="utf-8")
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "rflocal_core.mapworker", str(tmp / f"worker-{w}.json")],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+            ))
+        done = 0
+        lines: queue.Queue[str | None] = queue.Queue()
+        readers = [threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True) for proc in procs]
+        for reader in readers:
+            reader.start()
+        finished = 0
+        while finished < len(procs):
+            line = lines.get()
+            if line is None:
+                finished += 1
+            elif line.startswith("site-done"):
+                done += 1
+                if on_site is not None:
+                    on_site(done, len(sites))
+        for w, proc in enumerate(procs):
+            if proc.wait() != 0:
+                err = proc.stderr.read().strip().splitlines() if proc.stderr else []
+                msg = f"radio map worker {w} failed: {err[-1] if err else 'exit status ' + str(proc.returncode)}"
+                raise RuntimeError(msg)
+        parts = [np.load(tmp / f"worker-{w}.npz") for w in range(workers)]
+        gains = [None] * len(sites)
+        for w, part in enumerate(parts):
+            for j, k in enumerate(range(w, len(sites), workers)):
+                gains[k] = part["gain"][j]
+        return np.stack(gains), parts[0]["centres"]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _pump(stream: Any, lines: queue.Queue) -> None:
+    for line in stream:
+        lines.put(line.strip())
+    lines.put(None)
+
+
+def _solve_sites(solver: Any, scene: Any, sites: list[dict[str, Any]], *, center_m: tuple[float, float],
                  size_m: tuple[float, float], plane_height_m: float, cell_size_m: float, samples_per_tx: int,
                  max_depth: int, seed: int, diffraction: bool, on_site: Any) -> tuple[np.ndarray, np.ndarray]:
     """Path-gain maps [num_sites, ny, nx] (one solver call per site) and cell centres [ny, nx, 3]."""
