@@ -176,6 +176,16 @@ def test_layout_shapes_and_attributes(ws: Path) -> None:
     np.testing.assert_allclose(y, pos[..., 1], atol=0.01)
 
 
+def test_report_fields_have_presence_masks(ws: Path) -> None:
+    s = open_dataset("main")["samples"]
+    for key in ("rss_dbm", "toa_ns", "aoa_deg", "snr_db"):
+        values = np.asarray(s[key][...])
+        mask = np.asarray(s[f"mask_{key}"][...])
+        assert mask.dtype == bool and mask.shape == values.shape
+        assert np.array_equal(mask, np.isfinite(values)) and mask.any(), key
+    assert np.array_equal(np.asarray(s["mask_ta"][...]), np.asarray(s["ta"][...]) >= 0)
+
+
 def test_splits_partition_the_samples(ws: Path) -> None:
     g = open_dataset("main")
     splits = {k: np.asarray(g[f"splits/{k}"][...]) for k in ("train", "val", "test", "test_unseen")}

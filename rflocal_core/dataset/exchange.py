@@ -290,7 +290,6 @@ def _export_imported(
     if limit is not None:
         indices = indices[:limit]
     samples = root["samples"]
-    frame = LocalFrame.from_dict(attrs["frame"])
     scene_frame = str(attrs.get("frame_source", "")).startswith("scene")
     nodes = tuple(Node(**row) for row in attrs.get("nodes", []))
     num_nodes = len(nodes)
@@ -498,8 +497,7 @@ def import_measurements(
         root = zarr.open_group(str(partial), mode="w")
         root.attrs.update({"format": store.FORMAT, "complete": False, "source": IMPORT_SOURCE})
         group = root.require_group("samples")
-        for key, value in arrays.items():
-            store.write_array(group, key, value, chunk_rows=store.SAMPLE_CHUNK)
+        store.write_samples(group, arrays)
         group.attrs["sample_ids"] = [sample.id for sample in ms.samples]
         split_group = root.require_group("splits")
         for key, idx in splits.items():

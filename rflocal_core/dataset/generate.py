@@ -416,7 +416,6 @@ def _write_samples(root: zarr.Group, per_scene: list[dict[str, Any]], config: Ge
     ]).astype(np.float32)
     node_mask = np.isfinite(node_pos).all(-1)
     samples = root.require_group("samples")
-    chunk = store.SAMPLE_CHUNK
     arrays = {
         "scene_idx": np.concatenate([np.full(n, p["index"], dtype=np.int16) for p, n in zip(per_scene, n_each)]),
         "pos_m": np.concatenate([p["pos"] for p in per_scene]).astype(np.float32),
@@ -428,8 +427,7 @@ def _write_samples(root: zarr.Group, per_scene: list[dict[str, Any]], config: Ge
         "tx_power_dbm": np.concatenate([p["tx_power"] for p in per_scene]).astype(np.float32),
         **cat,
     }
-    for key, value in arrays.items():
-        store.write_array(samples, key, value, chunk_rows=chunk)
+    store.write_samples(samples, arrays)
 
     # Splits: whole unseen scenes to test_unseen; the rest shuffled into train/val/test.
     rng = _rng(config, 0, "splits")

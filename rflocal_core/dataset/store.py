@@ -15,6 +15,7 @@ Layout of ``workspace/datasets/<name>/`` (a Zarr v3 group)::
         node_pos_m [N, S, 3], node_mask [N, S], tx_power_dbm [N]
         rss_dbm, snr_db, toa_ns, aoa_deg, delay_spread_ns, pg_true_db [N, T, S] (NaN: missing)
         ta [N, T, S] (-1: missing), los [N, T, S] (1 LoS, 0 NLoS, -1 unknown)
+        mask_rss_dbm, mask_toa_ns, mask_ta, mask_aoa_deg, mask_snr_db [N, T, S] bool (True: present)
     splits/train, splits/val, splits/test, splits/test_unseen   sample indices
 
 Imported datasets (``data import``, attrs ``source: "import"``; see ``exchange.py``) have no
@@ -131,3 +132,18 @@ def write_array(group: zarr.Group, name: str, data: np.ndarray, *, chunk_rows: i
     if data.size:
         arr[...] = data
     return arr
+
+
+#: Report fields that get an explicit presence mask ``mask_<field>`` in ``samples/``.
+MASKED_FIELDS = ("rss_dbm", "toa_ns", "ta", "aoa_deg", "snr_db")
+
+
+def write_samples(group: zarr.Group, arrays: dict[str, np.ndarray]) -> None:
+    """Write the ``samples/`` arrays, plus a presence mask for each report field."""
+    for key, value in arrays.items():
+        write_array(group, key, value, chunk_rows=SAMPLE_CHUNK)
+    for key in MASKED_FIELDS:
+        if key in arrays:
+            values = np.asarray(arrays[key])
+            present = values >= 0 if values.dtype.kind in "iu" else np.isfinite(values)
+            write_array(group, f"mask_{key}", present, chunk_rows=SAMPLE_CHUNK)
