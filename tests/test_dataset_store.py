@@ -152,6 +152,7 @@ def test_layout_shapes_and_attributes(ws: Path) -> None:
         "node_pos_m": (N, S, 3), "node_mask": (N, S), "tx_power_dbm": (N,),
         **{k: (N, T, S) for k in ("rss_dbm", "snr_db", "toa_ns", "aoa_deg", "delay_spread_ns", "pg_true_db",
                                   "ta", "los")},
+        **{f"mask_{k}": (N, T, S) for k in ("rss_dbm", "toa_ns", "ta", "aoa_deg", "snr_db")},
     }
     assert {k: s[k].shape for k in shapes} == shapes
     assert set(dict(s.members())) == set(shapes)
