@@ -386,7 +386,7 @@ def test_bad_inputs_give_clear_messages(ws: Path) -> None:
             GenerationConfig(**kwargs)
     with pytest.raises(InvalidInputError, match="split: expected one of train, val, test, test_unseen"):
         ZarrSamples("main", "everything")
-    with pytest.raises(DatasetNotFoundError, match="no dataset named 'nothing' in .*; existing datasets: main, "):
+    with pytest.raises(DatasetNotFoundError, match="no dataset named 'nothing' in .*; existing datasets: main"):
         open_dataset("nothing")
     with pytest.raises(DatasetNotFoundError, match="nothing to delete"):
         delete_dataset("nothing")

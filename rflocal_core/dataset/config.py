@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from rflocal_core.errors import InvalidInputError
+from rflocal_core.validation import check_int, check_number
 from rflocal_core.workspace import validate_name
 
 MOTIONS = ("stationary", "pedestrian", "vehicular")
@@ -17,18 +17,6 @@ SAMPLINGS = ("uniform", "coverage")
 
 #: Speeds of the motion models, m/s.
 MOTION_SPEED_M_S = {"stationary": 0.0, "pedestrian": 1.0, "vehicular": 10.0}
-
-
-def _num(field: str, value: Any, lo: float, hi: float, unit: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not lo <= value <= hi:
-        msg = f"{field}: expected a number in [{lo}, {hi}]{' ' + unit if unit else ''}, got {value!r}"
-        raise InvalidInputError(msg)
-
-
-def _int(field: str, value: Any, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        msg = f"{field}: expected an integer in [{lo}, {hi}], got {value!r}"
-        raise InvalidInputError(msg)
 
 
 @dataclass(frozen=True)
@@ -160,48 +148,48 @@ class GenerationConfig:
         if len(set(self.unseen_scenes)) >= len(set(self.scenes)):
             msg = "unseen_scenes: at least one scene must remain for train/val/test"
             raise InvalidInputError(msg)
-        _int("samples_per_scene", self.samples_per_scene, 1, 1_000_000)
+        check_int("samples_per_scene", self.samples_per_scene, 1, 1_000_000)
         if self.mode is not None and self.mode not in ("ue", "emitter"):
             msg = f"mode: expected 'ue', 'emitter' or None (the scene's mode), got {self.mode!r}"
             raise InvalidInputError(msg)
-        _int("seed", self.seed, 0, 2**31 - 1)
-        _num("cell_size_m", self.cell_size_m, 0.5, 20.0, "m")
-        _num("plane_height_m", self.plane_height_m, 0.1, 300.0, "m")
-        _int("map_samples_per_tx", self.map_samples_per_tx, 1000, 10**9)
-        _int("map_max_depth", self.map_max_depth, 0, 10)
-        _num("sensitivity_dbm", self.sensitivity_dbm, -200.0, 0.0, "dBm")
-        _int("min_sites", self.min_sites, 1, 64)
+        check_int("seed", self.seed, 0, 2**31 - 1)
+        check_number("cell_size_m", self.cell_size_m, 0.5, 20.0, "m")
+        check_number("plane_height_m", self.plane_height_m, 0.1, 300.0, "m")
+        check_int("map_samples_per_tx", self.map_samples_per_tx, 1000, 10**9)
+        check_int("map_max_depth", self.map_max_depth, 0, 10)
+        check_number("sensitivity_dbm", self.sensitivity_dbm, -200.0, 0.0, "dBm")
+        check_int("min_sites", self.min_sites, 1, 64)
         for field in ("min_distance_m", "max_distance_m"):
             if getattr(self, field) is not None:
-                _num(field, getattr(self, field), 0.0, 1e5, "m")
+                check_number(field, getattr(self, field), 0.0, 1e5, "m")
         if self.min_distance_m is not None and self.max_distance_m is not None and self.min_distance_m >= self.max_distance_m:
             msg = f"min_distance_m: {self.min_distance_m} must be below max_distance_m {self.max_distance_m}"
             raise InvalidInputError(msg)
         if self.sampling not in SAMPLINGS:
             msg = f"sampling: expected one of {', '.join(SAMPLINGS)}, got {self.sampling!r}"
             raise InvalidInputError(msg)
-        _num("shadowing_sigma_db", self.shadowing_sigma_db, 0.0, 30.0, "dB")
-        _num("shadowing_corr_m", self.shadowing_corr_m, 0.1, 1000.0, "m")
-        _num("rss_quantization_db", self.rss_quantization_db, 0.0, 10.0, "dB")
-        _int("paths_samples_per_src", self.paths_samples_per_src, 1000, 10**8)
-        _int("paths_max_depth", self.paths_max_depth, 0, 10)
-        _num("toa_noise_ns", self.toa_noise_ns, 0.0, 1e4, "ns")
-        _num("nlos_bias_mean_ns", self.nlos_bias_mean_ns, 0.0, 1e4, "ns")
-        _num("aoa_noise_deg", self.aoa_noise_deg, 0.0, 180.0, "degrees")
-        _num("bandwidth_hz", self.bandwidth_hz, 1e3, 1e10, "Hz")
-        _num("noise_figure_db", self.noise_figure_db, 0.0, 30.0, "dB")
-        _int("top_k", self.top_k, 0, 64)
-        _num("dropout", self.dropout, 0.0, 0.9)
+        check_number("shadowing_sigma_db", self.shadowing_sigma_db, 0.0, 30.0, "dB")
+        check_number("shadowing_corr_m", self.shadowing_corr_m, 0.1, 1000.0, "m")
+        check_number("rss_quantization_db", self.rss_quantization_db, 0.0, 10.0, "dB")
+        check_int("paths_samples_per_src", self.paths_samples_per_src, 1000, 10**8)
+        check_int("paths_max_depth", self.paths_max_depth, 0, 10)
+        check_number("toa_noise_ns", self.toa_noise_ns, 0.0, 1e4, "ns")
+        check_number("nlos_bias_mean_ns", self.nlos_bias_mean_ns, 0.0, 1e4, "ns")
+        check_number("aoa_noise_deg", self.aoa_noise_deg, 0.0, 180.0, "degrees")
+        check_number("bandwidth_hz", self.bandwidth_hz, 1e3, 1e10, "Hz")
+        check_number("noise_figure_db", self.noise_figure_db, 0.0, 30.0, "dB")
+        check_int("top_k", self.top_k, 0, 64)
+        check_number("dropout", self.dropout, 0.0, 0.9)
         lo, hi = self.sequence_length
-        _int("sequence_length[0]", lo, 1, 100)
-        _int("sequence_length[1]", hi, lo, 100)
-        _num("interval_s[0]", self.interval_s[0], 0.001, 60.0, "s")
-        _num("interval_s[1]", self.interval_s[1], self.interval_s[0], 60.0, "s")
+        check_int("sequence_length[0]", lo, 1, 100)
+        check_int("sequence_length[1]", hi, lo, 100)
+        check_number("interval_s[0]", self.interval_s[0], 0.001, 60.0, "s")
+        check_number("interval_s[1]", self.interval_s[1], self.interval_s[0], 60.0, "s")
         if self.motion not in MOTIONS:
             msg = f"motion: expected one of {', '.join(MOTIONS)}, got {self.motion!r}"
             raise InvalidInputError(msg)
-        _num("emitter_power_dbm[0]", self.emitter_power_dbm[0], -50.0, 80.0, "dBm")
-        _num("emitter_power_dbm[1]", self.emitter_power_dbm[1], self.emitter_power_dbm[0], 80.0, "dBm")
+        check_number("emitter_power_dbm[0]", self.emitter_power_dbm[0], -50.0, 80.0, "dBm")
+        check_number("emitter_power_dbm[1]", self.emitter_power_dbm[1], self.emitter_power_dbm[0], 80.0, "dBm")
         if self.survey not in SURVEYS:
             msg = f"survey: expected one of {', '.join(SURVEYS)}, got {self.survey!r}"
             raise InvalidInputError(msg)
@@ -212,10 +200,10 @@ class GenerationConfig:
             if self.sequence_length != (1, 1):
                 msg = f"sequence_length: a drone survey is one pass per sample; expected (1, 1), got {self.sequence_length!r}"
                 raise InvalidInputError(msg)
-            _num("drone_altitude_m", self.drone_altitude_m, 2.0, 500.0, "m")
-            _num("drone_spacing_m", self.drone_spacing_m, 4.0, 500.0, "m")
-            _int("drone_points", self.drone_points, 1, 256)
-            _int("drone_map_samples_per_tx", self.drone_map_samples_per_tx, 1000, 10**9)
+            check_number("drone_altitude_m", self.drone_altitude_m, 2.0, 500.0, "m")
+            check_number("drone_spacing_m", self.drone_spacing_m, 4.0, 500.0, "m")
+            check_int("drone_points", self.drone_points, 1, 256)
+            check_int("drone_map_samples_per_tx", self.drone_map_samples_per_tx, 1000, 10**9)
         if len(self.split) != 3 or any(not isinstance(f, (int, float)) or f < 0 for f in self.split) or abs(sum(self.split) - 1) > 1e-6:
             msg = f"split: expected three fractions (train, val, test) >= 0 summing to 1, got {self.split!r}"
             raise InvalidInputError(msg)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -25,6 +24,7 @@ from rflocal_core.scene.materials import MaterialConfig, assign_materials
 from rflocal_core.scene.mesh import MeshError, extrude, ground_plane, write_ply
 from rflocal_core.scene.mitsuba_xml import scene_xml
 from rflocal_core.scene.sites import SiteConfig, place_sites
+from rflocal_core.validation import check_number
 from rflocal_core.workspace import staged_dir, subdir, validate_name
 
 SOURCES = ("procedural", "osm_file", "geojson_file", "file", "bbox")
@@ -93,9 +93,7 @@ class SceneConfig:
             ("origin_lat", self.origin_lat, -80.0, 84.0),
             ("origin_lon", self.origin_lon, -180.0, 180.0),
         ):
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or not lo <= value <= hi:
-                msg = f"{name}: expected a number in [{lo}, {hi}], got {value!r}"
-                raise InvalidInputError(msg)
+            check_number(name, value, lo, hi)
 
 
 def scenes_dir() -> Path:

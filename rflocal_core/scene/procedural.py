@@ -14,6 +14,7 @@ from shapely.geometry import LineString, Polygon, box
 
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.scene.footprints import Building
+from rflocal_core.validation import check_number
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,7 @@ class ProceduralConfig:
             ("mean_height_m", self.mean_height_m, 3.0, 150.0),
         )
         for field, value, lo, hi in checks:
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or not lo <= value <= hi:
-                msg = f"procedural.{field}: expected a number in [{lo}, {hi}], got {value!r}"
-                raise InvalidInputError(msg)
+            check_number(f"procedural.{field}", value, lo, hi)
         if self.street_width_m >= self.block_m / 2:
             msg = (
                 f"procedural.street_width_m: {self.street_width_m} leaves no room for buildings in "

@@ -20,25 +20,12 @@ from shapely.ops import nearest_points
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.geo import LocalFrame
 from rflocal_core.scene.footprints import Building
+from rflocal_core.validation import check_choice, check_number
 
 MODES = ("ue", "emitter")
 PLACEMENTS = ("rooftop", "grid", "random", "custom")
 MOUNTS = ("rooftop", "ground")
 PATTERNS = ("iso", "tr38901")
-
-
-def _check_range(field: str, value: Any, lo: float, hi: float, unit: str = "") -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not lo <= value <= hi:
-        msg = f"{field}: expected a number in [{lo}, {hi}]{' ' + unit if unit else ''}, got {value!r}"
-        raise InvalidInputError(msg)
-    return float(value)
-
-
-def _check_choice(field: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        msg = f"{field}: expected one of {', '.join(choices)}, got {value!r}"
-        raise InvalidInputError(msg)
-    return value
 
 
 @dataclass(frozen=True)
@@ -114,21 +101,21 @@ class SiteConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_choice("sites.mode", self.mode, MODES)
-        _check_choice("sites.placement", self.placement, PLACEMENTS)
-        _check_choice("sites.mount", self.mount, MOUNTS)
-        _check_choice("sites.pattern", self.pattern, PATTERNS)
+        check_choice("sites.mode", self.mode, MODES)
+        check_choice("sites.placement", self.placement, PLACEMENTS)
+        check_choice("sites.mount", self.mount, MOUNTS)
+        check_choice("sites.pattern", self.pattern, PATTERNS)
         if self.placement != "custom" and (
             isinstance(self.count, bool) or not isinstance(self.count, (int, np.integer)) or not 1 <= self.count <= 64
         ):
             msg = f"sites.count: expected an integer in [1, 64], got {self.count!r}"
             raise InvalidInputError(msg)
-        _check_range("sites.height_m", self.height_m, 0.5, 300.0, "m")
-        _check_range("sites.freq_hz", self.freq_hz, 1e8, 1e11, "Hz")
-        _check_range("sites.tx_power_dbm", self.tx_power_dbm, -30.0, 80.0, "dBm")
+        check_number("sites.height_m", self.height_m, 0.5, 300.0, "m")
+        check_number("sites.freq_hz", self.freq_hz, 1e8, 1e11, "Hz")
+        check_number("sites.tx_power_dbm", self.tx_power_dbm, -30.0, 80.0, "dBm")
         if self.azimuth_deg is not None:
-            _check_range("sites.azimuth_deg", self.azimuth_deg, 0.0, 360.0, "degrees")
-        _check_range("sites.downtilt_deg", self.downtilt_deg, -90.0, 90.0, "degrees")
+            check_number("sites.azimuth_deg", self.azimuth_deg, 0.0, 360.0, "degrees")
+        check_number("sites.downtilt_deg", self.downtilt_deg, -90.0, 90.0, "degrees")
         if self.placement == "custom" and not self.custom:
             msg = "sites.custom: placement 'custom' needs at least one site, got none"
             raise InvalidInputError(msg)
@@ -192,8 +179,8 @@ def place_sites(
                     f"x in [{x_min:.1f}, {x_max:.1f}], y in [{y_min:.1f}, {y_max:.1f}]"
                 )
                 raise InvalidInputError(msg)
-            _check_range(f"sites[{i}].height_m", site.height_m, 0.5, 300.0, "m")
-            mount = _check_choice(f"sites[{i}].mount", site.mount, MOUNTS)
+            check_number(f"sites[{i}].height_m", site.height_m, 0.5, 300.0, "m")
+            mount = check_choice(f"sites[{i}].mount", site.mount, MOUNTS)
             b = building_at(x, y)
             if mount == "ground" and b is not None:
                 msg = (
@@ -250,11 +237,11 @@ def _missing(value: Any) -> bool:
 
 def _custom_xy(site: CustomSite, index: int, frame: LocalFrame) -> tuple[float, float]:
     if site.x_m is not None and site.y_m is not None:
-        return (_check_range(f"sites[{index}].x_m", site.x_m, -1e5, 1e5, "m"),
-                _check_range(f"sites[{index}].y_m", site.y_m, -1e5, 1e5, "m"))
+        return (check_number(f"sites[{index}].x_m", site.x_m, -1e5, 1e5, "m"),
+                check_number(f"sites[{index}].y_m", site.y_m, -1e5, 1e5, "m"))
     if site.lat is not None and site.lon is not None:
-        lat = _check_range(f"sites[{index}].lat", site.lat, -90.0, 90.0, "degrees")
-        lon = _check_range(f"sites[{index}].lon", site.lon, -180.0, 180.0, "degrees")
+        lat = check_number(f"sites[{index}].lat", site.lat, -90.0, 90.0, "degrees")
+        lon = check_number(f"sites[{index}].lon", site.lon, -180.0, 180.0, "degrees")
         x, y = frame.to_xy(lat, lon)
         return float(x), float(y)
     msg = f"sites[{index}]: expected x_m and y_m, or lat and lon, got {site!r}"
