@@ -1,0 +1,995 @@
+"""Classical localization baselines with one common interface.
+
+Every baseline takes :class:`Inputs` (one dataset split as plain numpy arrays, see
+:func:`load_inputs`) and returns a :class:`Prediction` (positions in scene metres, x east,
+y north, and a 1-sigma uncertainty per axis where the method has one)::
+
+    model = MapMatching().fit(load_inputs("ds", "train"), load_inputs("ds", "val"))
+    pred = model.predict(load_inputs("ds", "test"))
+    state = model.state_dict()                      # plain numpy / python values
+    again = MapMatching.from_state(model.config, state)
+
+Methods: :class:`StrongestSite`, :class:`WeightedCentroid`,
+:class:`LogDistanceMultilateration`, :class:`AoATriangulation`, :class:`ToAMultilateration`,
+:class:`KNNFingerprint`, :class:`MapMatching`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy.optimize import least_squares
+from scipy.special import log_ndtr
+
+from rflocal_core.dataset.rasters import Grid
+from rflocal_core.dataset.store import SPLITS, open_dataset
+from rflocal_core.errors import InvalidInputError
+
+#: Speed of light in metres per nanosecond.
+C_M_PER_NS = 0.299792458
+
+#: Target height assumed when the training split has none (m).
+DEFAULT_TARGET_Z_M = 1.5
+
+
+class NotFittedError(InvalidInputError):
+    """``predict`` (or ``state_dict``) was called before ``fit``."""
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True, eq=False)
+class SceneMaps:
+    """The precomputed radio maps of one scene.
+
+    Attributes
+    ----------
+    name : str
+    grid : Grid
+    path_gain_db : ndarray [M, ny, nx] float32
+        Ray-traced path gain per site (-inf: no ray).
+    outdoor : ndarray [ny, nx] bool
+        Cells outside buildings (``footprint == 0``).
+    site_pos_m : ndarray [M, 3]
+    tx_power_dbm : ndarray [M]
+        Site transmit power (``ue`` mode: RSS map minus path-gain map); NaN if unknown.
+    """
+
+    name: str
+    grid: Grid
+    path_gain_db: np.ndarray
+    outdoor: np.ndarray
+    site_pos_m: np.ndarray
+    tx_power_dbm: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Inputs:
+    """One dataset split as per-sample snapshots.
+
+    Attributes
+    ----------
+    dataset, split, mode : str
+        Dataset name, split name, ``"ue"`` or ``"emitter"`` (or ``"mixed"``).
+    indices : ndarray [N] int
+        Sample rows in the dataset.
+    rss_dbm : ndarray [N, S] float
+        Mean RSS over the sample's valid steps (dBm; NaN: not reported).
+    toa_ns, aoa_deg : ndarray [N, S] float
+        Time of arrival (ns) and compass bearing (degrees clockwise from north, node to
+        target) at the sample's last valid step; NaN where missing.
+    los : ndarray [N, S] int8
+        1 LoS, 0 NLoS, -1 unknown (last valid step).
+    node_pos_m : ndarray [N, S, 3]
+        Node positions (NaN where unknown).
+    node_mask : ndarray [N, S] bool
+        Slots that hold a node.
+    tx_power_dbm : ndarray [N, S]
+        Known transmit power of the link (``ue`` sites); NaN if unknown (emitter mode).
+    slot_site : ndarray [N, S] int
+        Index of the slot's site in its scene's :class:`SceneMaps` (-1: none / no maps).
+    truth_m : ndarray [N, 2]
+        True position at the last valid step (NaN if absent).
+    truth_z_m : ndarray [N]
+        True height at the last valid step (NaN if absent).
+    scene_idx : ndarray [N] int
+        Index into ``scenes``.
+    scenes : tuple of str
+    maps : dict of str to SceneMaps, or None
+        Per-scene radio maps (None for imported datasets).
+    fixed_slots : int
+        The first ``fixed_slots`` slots hold the same node in every sample of a scene
+        (fingerprinting uses those); 0 when slots vary (drone surveys).
+    sensitivity_dbm, shadowing_sigma_db, rss_quantization_db : float
+        From the dataset configuration (NaN when unknown).
+    top_k : int
+        Reports kept per step (0: all).
+    """
+
+    dataset: str
+    split: str
+    mode: str
+    indices: np.ndarray
+    rss_dbm: np.ndarray
+    toa_ns: np.ndarray
+    aoa_deg: np.ndarray
+    los: np.ndarray
+    node_pos_m: np.ndarray
+    node_mask: np.ndarray
+    tx_power_dbm: np.ndarray
+    slot_site: np.ndarray
+    truth_m: np.ndarray
+    truth_z_m: np.ndarray
+    scene_idx: np.ndarray
+    scenes: tuple[str, ...]
+    maps: dict[str, SceneMaps] | None = None
+    fixed_slots: int = 0
+    sensitivity_dbm: float = float("nan")
+    shadowing_sigma_db: float = float("nan")
+    rss_quantization_db: float = 0.0
+    top_k: int = 0
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def known_nodes(self) -> np.ndarray:
+        """[N, S] bool: slots holding a node with a known x/y position."""
+        return self.node_mask & np.isfinite(self.node_pos_m[..., :2]).all(-1)
+
+
+def _last_step(values: np.ndarray, last: np.ndarray) -> np.ndarray:
+    return values[np.arange(len(last)), last]
+
+
+def load_inputs(dataset: str, split: str, *, with_maps: bool = True) -> Inputs:
+    """Read one split of a dataset as :class:`Inputs`.
+
+    Parameters
+    ----------
+    dataset : str
+        Dataset name in the workspace.
+    split : str
+        One of ``train``, ``val``, ``test``, ``test_unseen``.
+    with_maps : bool
+        Also read the per-scene radio maps (generated datasets only).
+
+    Returns
+    -------
+    Inputs
+        RSS averaged over each sample's valid steps (NaN ignored); ToA, AoA and the truth
+        at the last valid step.
+    """
+    if split not in SPLITS:
+        msg = f"split: expected one of {', '.join(SPLITS)}, got {split!r}"
+        raise InvalidInputError(msg)
+    root = open_dataset(dataset)
+    attrs = dict(root.attrs)
+    config = attrs.get("config", {}) or {}
+    idx = np.asarray(root[f"splits/{split}"][...], dtype=np.int64)
+    g = root["samples"]
+
+    def read(key: str) -> np.ndarray:
+        return np.asarray(g[key][...])[idx]
+
+    step_mask = read("step_mask").astype(bool)
+    n = len(idx)
+    last = np.where(step_mask.any(1), step_mask.shape[1] - 1 - np.argmax(step_mask[:, ::-1], axis=1), 0)
+    rss_t = read("rss_dbm").astype(np.float64)
+    rss_t = np.where(step_mask[..., None], rss_t, np.nan)
+    count = np.isfinite(rss_t).sum(1)
+    with np.errstate(invalid="ignore"):
+        rss = np.where(count > 0, np.nansum(rss_t, axis=1) / np.maximum(count, 1), np.nan)
+    toa = _last_step(read("toa_ns").astype(np.float64), last)
+    aoa = _last_step(read("aoa_deg").astype(np.float64), last)
+    los = _last_step(read("los"), last).astype(np.int8) if "los" in g else np.full(rss.shape, -1, np.int8)
+    pos = _last_step(read("pos_m").astype(np.float64), last)
+    node_pos = read("node_pos_m").astype(np.float64)
+    node_mask = read("node_mask").astype(bool)
+    if "node_pos_known" in g:
+        known = read("node_pos_known").astype(bool)
+        node_pos = np.where(known[..., None], node_pos, np.nan)
+    scene_idx = read("scene_idx").astype(np.int64) if "scene_idx" in g else np.zeros(n, np.int64)
+    scenes = tuple(config.get("scenes") or ())
+    s = rss.shape[1]
+    tx = np.full((n, s), np.nan)
+    slot_site = np.full((n, s), -1, dtype=np.int64)
+    maps: dict[str, SceneMaps] | None = None
+    if "scenes" in root:
+        maps = {}
+        fixed = 0 if config.get("survey") == "drone" else s
+        for i, name in enumerate(scenes):
+            sg = root[f"scenes/{name}"]
+            site_pos = np.asarray(sg["site_pos_m"][...], dtype=np.float64)
+            pg = np.asarray(sg["path_gain_db"][...], dtype=np.float32)
+            site_tx = np.full(len(site_pos), np.nan)
+            if sg.attrs.get("mode") == "ue" and "rss_dbm" in sg:
+                rss_map = np.asarray(sg["rss_dbm"][...], dtype=np.float64)
+                for m in range(len(site_pos)):
+                    ok = np.isfinite(rss_map[m]) & np.isfinite(pg[m])
+                    site_tx[m] = float(np.median(rss_map[m][ok] - pg[m][ok])) if ok.any() else np.nan
+            rows = scene_idx == i
+            if rows.any():
+                d = np.linalg.norm(node_pos[rows][:, :, None, :] - site_pos[None, None], axis=-1)  # [n, S, M]
+                d = np.where(np.isnan(d), np.inf, d)
+                nearest = np.argmin(d, axis=-1)
+                ok = np.take_along_axis(d, nearest[..., None], -1)[..., 0] < 0.05
+                slot_site[rows] = np.where(ok, nearest, -1)
+                tx[rows] = np.where(ok, site_tx[nearest], np.nan)
+            if with_maps:
+                maps[name] = SceneMaps(name, Grid.from_dict(sg.attrs["grid"]), pg,
+                                       np.asarray(sg["footprint"][...]) == 0, site_pos, site_tx)
+        if not with_maps:
+            maps = None
+    else:
+        node_ids = list(attrs.get("node_ids") or [])
+        fixed = len(node_ids)
+        rows = attrs.get("nodes") or []
+        for j, row in enumerate(rows[:s]):
+            if row.get("tx_power_dbm") is not None:
+                tx[:, j] = float(row["tx_power_dbm"])
+        if not scenes:
+            scenes = (str(attrs.get("scene") or dataset),)
+    return Inputs(
+        dataset=dataset, split=split, mode=str(attrs.get("mode", "ue")), indices=idx, rss_dbm=rss, toa_ns=toa,
+        aoa_deg=aoa, los=los, node_pos_m=node_pos, node_mask=node_mask, tx_power_dbm=tx, slot_site=slot_site,
+        truth_m=pos[:, :2], truth_z_m=pos[:, 2], scene_idx=scene_idx, scenes=scenes, maps=maps, fixed_slots=fixed,
+        sensitivity_dbm=float(config.get("sensitivity_dbm", np.nan)),
+        shadowing_sigma_db=float(config.get("shadowing_sigma_db", np.nan)),
+        rss_quantization_db=float(config.get("rss_quantization_db", 0.0) or 0.0),
+        top_k=int(config.get("top_k", 0) or 0),
+    )
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """Positions estimated by a baseline.
+
+    Attributes
+    ----------
+    position_m : ndarray [N, 2]
+        Estimated x, y in scene metres.
+    sigma_m : ndarray [N, 2]
+        1-sigma uncertainty of x and y in metres (NaN where the method has none).
+    info : dict
+        Method-specific extras (e.g. ``fallbacks``: samples that fell back to the
+        weighted centroid; ``map_cell_m`` [N, 2] for map matching).
+    """
+
+    position_m: np.ndarray
+    sigma_m: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def errors_m(pred: Prediction, x: Inputs) -> np.ndarray:
+    """Euclidean 2-D error [N] in metres of ``pred`` against ``x.truth_m``."""
+    return np.hypot(*(pred.position_m - x.truth_m).T)
+
+
+# --------------------------------------------------------------------------- base
+
+
+@dataclass(frozen=True)
+class _NoConfig:
+    """Configuration of a baseline without parameters."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Baseline:
+    """Common interface: ``fit``, ``predict``, ``state_dict``, ``from_state``."""
+
+    name: ClassVar[str] = "baseline"
+    config_cls: ClassVar[type] = _NoConfig
+
+    def __init__(self, config: Any = None) -> None:
+        if config is None:
+            config = self.config_cls()
+        elif isinstance(config, dict):
+            config = self.config_cls(**config)
+        elif not isinstance(config, self.config_cls):
+            msg = f"config: expected {self.config_cls.__name__} or a dict of its fields, got {type(config).__name__}"
+            raise InvalidInputError(msg)
+        self.config = config
+        self._state: dict[str, Any] | None = None
+
+    # subclasses implement _fit(train, val) -> state and _predict(x) -> Prediction
+    def fit(self, train: Inputs, val: Inputs | None = None) -> Baseline:
+        """Fit on ``train`` (with true positions); some methods tune on ``val``. Returns self."""
+        _check_inputs(train, "train")
+        if val is not None:
+            _check_inputs(val, "val")
+        self._state = self._fit(train, val)
+        return self
+
+    def predict(self, x: Inputs) -> Prediction:
+        """Estimate the position of every sample of ``x``."""
+        _check_inputs(x, "x")
+        self._require_fit()
+        return self._predict(x)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything fitted, as plain numpy arrays and python values."""
+        self._require_fit()
+        assert self._state is not None
+        return dict(self._state)
+
+    @classmethod
+    def from_state(cls, config: Any, state: dict[str, Any]) -> Baseline:
+        """Rebuild a fitted baseline from its config and :meth:`state_dict`."""
+        if not isinstance(state, dict):
+            msg = f"state: expected the dict from state_dict(), got {type(state).__name__}"
+            raise InvalidInputError(msg)
+        model = cls(config)
+        model._state = dict(state)
+        return model
+
+    def _require_fit(self) -> None:
+        if self._state is None:
+            msg = f"{self.name}: not fitted; call fit(train) before predict() or state_dict()"
+            raise NotFittedError(msg)
+
+    def _fit(self, train: Inputs, val: Inputs | None) -> dict[str, Any]:
+        return {"bounds_m": _bounds(train)}
+
+    def _predict(self, x: Inputs) -> Prediction:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _check_inputs(x: Any, what: str) -> None:
+    if not isinstance(x, Inputs):
+        msg = f"{what}: expected Inputs (from load_inputs), got {type(x).__name__}"
+        raise InvalidInputError(msg)
+
+
+def _bounds(train: Inputs) -> list[float]:
+    """Search box [x_min, x_max, y_min, y_max] (m): training truths and known nodes, 10% margin."""
+    pts = [train.truth_m[np.isfinite(train.truth_m).all(1)],
+           train.node_pos_m[..., :2][train.known_nodes]]
+    pts = np.concatenate([p.reshape(-1, 2) for p in pts])
+    if len(pts) == 0:
+        msg = f"train: split {train.split!r} of {train.dataset!r} has neither true positions nor known node positions"
+        raise InvalidInputError(msg)
+    lo, hi = pts.min(0), pts.max(0)
+    margin = 0.1 * max(float((hi - lo).max()), 10.0)
+    return [float(lo[0] - margin), float(hi[0] + margin), float(lo[1] - margin), float(hi[1] + margin)]
+
+
+def _clip(pos: np.ndarray, bounds: list[float]) -> np.ndarray:
+    return np.column_stack([np.clip(pos[:, 0], bounds[0], bounds[1]), np.clip(pos[:, 1], bounds[2], bounds[3])])
+
+
+def _fallback_position(x: Inputs, bounds: list[float]) -> np.ndarray:
+    """Per sample: mean of its known nodes, else the centre of the search box. [N, 2]."""
+    known = x.known_nodes
+    xy = np.where(known[..., None], x.node_pos_m[..., :2], 0.0)
+    cnt = known.sum(1)
+    mean = xy.sum(1) / np.maximum(cnt, 1)[:, None]
+    centre = np.array([(bounds[0] + bounds[1]) / 2, (bounds[2] + bounds[3]) / 2])
+    return np.where((cnt > 0)[:, None], mean, centre)
+
+
+def _reported(x: Inputs) -> np.ndarray:
+    """[N, S] bool: slots with an RSS report from a node with a known position."""
+    return np.isfinite(x.rss_dbm) & x.known_nodes
+
+
+# --------------------------------------------------------------------------- 1, 2
+
+
+class StrongestSite(Baseline):
+    """Position of the node with the highest RSS (no uncertainty).
+
+    A sample without any RSS from a positioned node gets the mean of its known nodes.
+    """
+
+    name = "strongest_site"
+
+    def _predict(self, x: Inputs) -> Prediction:
+        ok = _reported(x)
+        best = np.argmax(np.where(ok, x.rss_dbm, -np.inf), axis=1)
+        pos = x.node_pos_m[np.arange(len(x)), best, :2]
+        none = ~ok.any(1)
+        pos = np.where(none[:, None], _fallback_position(x, self._state["bounds_m"]), pos)
+        return Prediction(pos, np.full_like(pos, np.nan), {"fallbacks": int(none.sum())})
+
+
+@dataclass(frozen=True)
+class WeightedCentroidConfig:
+    """Weighting of the RSS-weighted centroid.
+
+    Parameters
+    ----------
+    weighting : str
+        ``"db"`` (default): w = rss - (weakest RSS of the sample) + ``offset_db``, i.e.
+        linear in dB, so a 10 dB stronger node weighs ~10 dB more, not 10x: robust with the
+        2-5 reports typical here. ``"power"``: w = 10^(rss/10) (nearly the strongest site).
+    offset_db : float
+        Weight of the weakest report (dB above zero), > 0.
+    """
+
+    weighting: str = "db"
+    offset_db: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.weighting not in ("db", "power"):
+            msg = f"weighting: expected 'db' or 'power', got {self.weighting!r}"
+            raise InvalidInputError(msg)
+        if not (isinstance(self.offset_db, (int, float)) and 0 < self.offset_db <= 100):
+            msg = f"offset_db: expected a number in (0, 100] dB, got {self.offset_db!r}"
+            raise InvalidInputError(msg)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _weighted_centroid(x: Inputs, config: WeightedCentroidConfig, bounds: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    ok = _reported(x)
+    rss = np.where(ok, x.rss_dbm, np.nan)
+    if config.weighting == "power":
+        top = np.nanmax(np.where(ok, rss, -np.inf), axis=1, keepdims=True)
+        w = np.where(ok, 10 ** ((rss - np.where(np.isfinite(top), top, 0.0)) / 10), 0.0)
+    else:
+        low = np.min(np.where(ok, rss, np.inf), axis=1, keepdims=True)
+        w = np.where(ok, rss - np.where(np.isfinite(low), low, 0.0) + config.offset_db, 0.0)
+    wsum = w.sum(1)
+    xy = np.where(ok[..., None], x.node_pos_m[..., :2], 0.0)
+    pos = (w[..., None] * xy).sum(1) / np.maximum(wsum, 1e-12)[:, None]
+    none = wsum <= 0
+    pos = np.where(none[:, None], _fallback_position(x, bounds), pos)
+    return pos, none
+
+
+class WeightedCentroid(Baseline):
+    """RSS-weighted centroid of the reporting nodes (see :class:`WeightedCentroidConfig`)."""
+
+    name = "weighted_centroid"
+    config_cls = WeightedCentroidConfig
+
+    def _predict(self, x: Inputs) -> Prediction:
+        pos, none = _weighted_centroid(x, self.config, self._state["bounds_m"])
+        return Prediction(pos, np.full_like(pos, np.nan), {"fallbacks": int(none.sum())})
+
+
+# --------------------------------------------------------------------------- 3
+
+
+def _dist3(p: np.ndarray, nodes: np.ndarray, z: float) -> np.ndarray:
+    dz = np.where(np.isfinite(nodes[:, 2]), nodes[:, 2] - z, 0.0)
+    return np.sqrt((p[0] - nodes[:, 0]) ** 2 + (p[1] - nodes[:, 1]) ** 2 + dz**2)
+
+
+def _cov_sigma(jac: np.ndarray, scale2: float, cap: float) -> np.ndarray:
+    cov = np.linalg.pinv(jac.T @ jac) * scale2
+    return np.clip(np.sqrt(np.maximum(np.diag(cov)[:2], 0.0)), 0.0, cap)
+
+
+@dataclass(frozen=True)
+class LogDistanceConfig:
+    """Log-distance multilateration.
+
+    Parameters
+    ----------
+    min_distance_m : float
+        Distances are clamped to at least this (m) in the model.
+    centroid : WeightedCentroidConfig
+        Start point, and the fallback for samples with too few reports.
+    """
+
+    min_distance_m: float = 1.0
+    centroid: WeightedCentroidConfig = WeightedCentroidConfig()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.centroid, dict):
+            object.__setattr__(self, "centroid", WeightedCentroidConfig(**self.centroid))
+        if not (isinstance(self.min_distance_m, (int, float)) and 0 < self.min_distance_m <= 100):
+            msg = f"min_distance_m: expected a number in (0, 100] m, got {self.min_distance_m!r}"
+            raise InvalidInputError(msg)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class LogDistanceMultilateration(Baseline):
+    """RSS = P - 10 n log10(d) fitted on train, then per-sample nonlinear least squares.
+
+    ``P`` = site transmit power + G0 where the power is known (ue mode), else G0 + dP with a
+    per-sample offset dP (emitter mode: estimated jointly with x, y). Fit: least squares on
+    the training links with true positions (emitter mode: within-sample demeaned, i.e. with
+    per-sample offsets as fixed effects). Uncertainty: sqrt(diag((J^T J)^-1)) of the
+    residuals scaled by the training residual std ``sigma_db`` (the model's residual variance).
+    Samples with fewer reports than unknowns fall back to the weighted centroid.
+    """
+
+    name = "log_distance"
+    config_cls = LogDistanceConfig
+
+    def _fit(self, train: Inputs, val: Inputs | None) -> dict[str, Any]:
+        bounds = _bounds(train)
+        z = float(np.nanmedian(train.truth_z_m)) if np.isfinite(train.truth_z_m).any() else DEFAULT_TARGET_Z_M
+        ok = _reported(train) & np.isfinite(train.truth_m).all(1)[:, None]
+        rows, cols = np.nonzero(ok)
+        if len(rows) < 3:
+            msg = f"train: {len(rows)} RSS reports with known node and true positions; need at least 3 to fit n and P0"
+            raise InvalidInputError(msg)
+        nodes = train.node_pos_m[rows, cols]
+        dz = np.where(np.isfinite(nodes[:, 2]), nodes[:, 2] - z, 0.0)
+        d = np.sqrt(((train.truth_m[rows] - nodes[:, :2]) ** 2).sum(1) + dz**2)
+        lg = -10 * np.log10(np.maximum(d, self.config.min_distance_m))
+        tx = train.tx_power_dbm[rows, cols]
+        known_tx = bool(np.isfinite(tx).all())
+        y = train.rss_dbm[rows, cols] - (tx if known_tx else 0.0)
+        if known_tx:
+            a = np.column_stack([np.ones_like(lg), lg])
+            (g0, n), *_ = np.linalg.lstsq(a, y, rcond=None)
+            resid = y - a @ np.array([g0, n])
+            dof = len(y) - 2
+        else:
+            # fixed effects: demean per sample
+            sums_y = np.bincount(rows, y, minlength=len(train))
+            sums_l = np.bincount(rows, lg, minlength=len(train))
+            cnt = np.bincount(rows, minlength=len(train))
+            yc = y - (sums_y / np.maximum(cnt, 1))[rows]
+            lc = lg - (sums_l / np.maximum(cnt, 1))[rows]
+            if np.sum(lc**2) <= 0:
+                msg = "train: no sample has two RSS reports at different distances; cannot fit the path-loss exponent"
+                raise InvalidInputError(msg)
+            n = float(np.sum(yc * lc) / np.sum(lc**2))
+            g0 = float(np.mean(y - n * lg))
+            resid = yc - n * lc
+            dof = len(y) - int((cnt > 0).sum()) - 1
+        sigma = float(np.sqrt(np.sum(resid**2) / max(dof, 1)))
+        return {"bounds_m": bounds, "target_z_m": z, "n": float(n), "g0_db": float(g0),
+                "sigma_db": max(sigma, 0.5), "known_tx": known_tx}
+
+    def _predict(self, x: Inputs) -> Prediction:
+        st = self._state
+        bounds = st["bounds_m"]
+        start, _ = _weighted_centroid(x, self.config.centroid, bounds)
+        start = _clip(start, bounds)
+        ok = _reported(x)
+        pos = start.copy()
+        sig = np.full_like(pos, np.nan)
+        power = np.full(len(x), np.nan)
+        fallbacks = 0
+        lo = np.array([bounds[0], bounds[2]])
+        hi = np.array([bounds[1], bounds[3]])
+        cap = float(max(hi - lo))
+        n_exp, g0, sigma, z = st["n"], st["g0_db"], st["sigma_db"], st["target_z_m"]
+        dmin = self.config.min_distance_m
+        for i in range(len(x)):
+            cols = np.flatnonzero(ok[i])
+            tx = x.tx_power_dbm[i, cols]
+            joint = not np.isfinite(tx).all()
+            nodes = x.node_pos_m[i, cols]
+            rss = x.rss_dbm[i, cols] - (0.0 if joint else tx)
+            if len(cols) < (3 if joint else 2):
+                fallbacks += 1
+                continue
+            if joint:
+                d0 = _dist3(start[i], nodes, z)
+                p_start = float(np.mean(rss - g0 + 10 * n_exp * np.log10(np.maximum(d0, dmin))))
+
+                def res(p: np.ndarray) -> np.ndarray:
+                    d = np.maximum(_dist3(p, nodes, z), dmin)
+                    return (rss - (g0 + p[2] - 10 * n_exp * np.log10(d))) / sigma
+
+                x0 = np.array([*start[i], p_start])
+                lb, ub = np.array([*lo, -np.inf]), np.array([*hi, np.inf])
+            else:
+
+                def res(p: np.ndarray) -> np.ndarray:
+                    d = np.maximum(_dist3(p, nodes, z), dmin)
+                    return (rss - (g0 - 10 * n_exp * np.log10(d))) / sigma
+
+                x0, lb, ub = start[i].copy(), lo, hi
+            x0 = np.clip(x0, lb + 1e-6, ub - 1e-6)
+            sol = least_squares(res, x0, bounds=(lb, ub), method="trf")
+            pos[i] = sol.x[:2]
+            sig[i] = _cov_sigma(sol.jac, 1.0, cap)
+            if joint:
+                power[i] = sol.x[2]
+        return Prediction(pos, sig, {"fallbacks": fallbacks, "power_offset_db": power,
+                                     "n": n_exp, "g0_db": g0, "sigma_db": sigma})
+
+
+# --------------------------------------------------------------------------- 4
+
+
+class AoATriangulation(Baseline):
+    """Least-squares intersection of the bearing lines (>= 2 angles), else weighted centroid.
+
+    Bearing theta (clockwise from north, node to target): the target lies on
+    p = node + t (sin theta, cos theta), i.e. (cos theta, -sin theta) . p = (cos theta, -sin theta) . node.
+    Uncertainty: residual variance (m^2, with > 2 lines) times diag((A^T A)^-1); NaN with 2 lines.
+    Nearly parallel lines (condition number > 1e6) also fall back.
+    """
+
+    name = "aoa_triangulation"
+    config_cls = WeightedCentroidConfig
+
+    def _predict(self, x: Inputs) -> Prediction:
+        bounds = self._state["bounds_m"]
+        pos, _ = _weighted_centroid(x, self.config, bounds)
+        sig = np.full_like(pos, np.nan)
+        ok = np.isfinite(x.aoa_deg) & x.known_nodes
+        fallbacks = 0
+        for i in range(len(x)):
+            cols = np.flatnonzero(ok[i])
+            if len(cols) < 2:
+                fallbacks += 1
+                continue
+            th = np.radians(x.aoa_deg[i, cols])
+            a = np.column_stack([np.cos(th), -np.sin(th)])
+            b = (a * x.node_pos_m[i, cols, :2]).sum(1)
+            ata = a.T @ a
+            if np.linalg.cond(ata) > 1e6:
+                fallbacks += 1
+                continue
+            p = np.linalg.solve(ata, a.T @ b)
+            pos[i] = p
+            if len(cols) > 2:
+                r = a @ p - b
+                sig[i] = np.sqrt(np.diag(np.linalg.inv(ata)) * np.sum(r**2) / (len(cols) - 2))
+        pos = _clip(pos, bounds)
+        return Prediction(pos, sig, {"fallbacks": fallbacks})
+
+
+class ToAMultilateration(Baseline):
+    """Nonlinear least squares on ranges toa_ns * c (>= 3 ToA), else weighted centroid.
+
+    3-D ranges with the target at the training median height. Starts at the weighted
+    centroid; uncertainty: residual variance (m^2) times diag((J^T J)^-1).
+    """
+
+    name = "toa_multilateration"
+    config_cls = WeightedCentroidConfig
+
+    def _fit(self, train: Inputs, val: Inputs | None) -> dict[str, Any]:
+        z = float(np.nanmedian(train.truth_z_m)) if np.isfinite(train.truth_z_m).any() else DEFAULT_TARGET_Z_M
+        return {"bounds_m": _bounds(train), "target_z_m": z}
+
+    def _predict(self, x: Inputs) -> Prediction:
+        bounds, z = self._state["bounds_m"], self._state["target_z_m"]
+        start, _ = _weighted_centroid(x, self.config, bounds)
+        start = _clip(start, bounds)
+        pos = start.copy()
+        sig = np.full_like(pos, np.nan)
+        ok = np.isfinite(x.toa_ns) & x.known_nodes
+        lo, hi = np.array([bounds[0], bounds[2]]), np.array([bounds[1], bounds[3]])
+        cap = float(max(hi - lo))
+        fallbacks = 0
+        for i in range(len(x)):
+            cols = np.flatnonzero(ok[i])
+            if len(cols) < 3:
+                fallbacks += 1
+                continue
+            rng = x.toa_ns[i, cols] * C_M_PER_NS
+            nodes = x.node_pos_m[i, cols]
+            sol = least_squares(lambda p: _dist3(p, nodes, z) - rng, np.clip(start[i], lo + 1e-6, hi - 1e-6),
+                                bounds=(lo, hi), method="trf")
+            pos[i] = sol.x
+            dof = len(cols) - 2
+            sig[i] = _cov_sigma(sol.jac, float(np.sum(sol.fun**2)) / dof, cap)
+        return Prediction(pos, sig, {"fallbacks": fallbacks})
+
+
+# --------------------------------------------------------------------------- 5
+
+
+@dataclass(frozen=True)
+class KNNConfig:
+    """kNN fingerprinting.
+
+    Parameters
+    ----------
+    k : int or None
+        Neighbours; None chooses k on the validation split from ``k_choices`` by median error.
+    k_choices : tuple of int
+    floor_dbm : float
+        Value of a missing RSS in a fingerprint.
+    """
+
+    k: int | None = None
+    k_choices: tuple[int, ...] = (1, 3, 5, 7, 11, 15)
+    floor_dbm: float = -130.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "k_choices", tuple(self.k_choices))
+        if self.k is not None and not (isinstance(self.k, int) and self.k >= 1):
+            msg = f"k: expected None or an integer >= 1, got {self.k!r}"
+            raise InvalidInputError(msg)
+        if not self.k_choices or not all(isinstance(k, int) and k >= 1 for k in self.k_choices):
+            msg = f"k_choices: expected integers >= 1, got {self.k_choices!r}"
+            raise InvalidInputError(msg)
+        if not (isinstance(self.floor_dbm, (int, float)) and -300 <= self.floor_dbm <= 0):
+            msg = f"floor_dbm: expected a number in [-300, 0] dBm, got {self.floor_dbm!r}"
+            raise InvalidInputError(msg)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class KNNFingerprint(Baseline):
+    """k nearest training fingerprints (Euclidean in dB over the fixed node slots), per scene.
+
+    Missing RSS becomes ``floor_dbm``. The estimate is the inverse-distance weighted mean of
+    the k neighbours' positions; ``sigma_m`` is their weighted spread (NaN for k = 1).
+    Needs fixed node slots (not drone surveys).
+    """
+
+    name = "knn"
+    config_cls = KNNConfig
+
+    def _features(self, x: Inputs) -> np.ndarray:
+        if x.fixed_slots <= 0:
+            msg = f"dataset {x.dataset!r}: kNN fingerprinting needs fixed node slots (same nodes every sample); it has none"
+            raise InvalidInputError(msg)
+        f = x.rss_dbm[:, : x.fixed_slots]
+        return np.where(np.isfinite(f), f, self.config.floor_dbm)
+
+    def _fit(self, train: Inputs, val: Inputs | None) -> dict[str, Any]:
+        feats = self._features(train)
+        ok = np.isfinite(train.truth_m).all(1)
+        db: dict[str, Any] = {}
+        for i, scene in enumerate(train.scenes):
+            rows = ok & (train.scene_idx == i)
+            if rows.any():
+                db[scene] = {"rss_dbm": feats[rows].astype(np.float32), "pos_m": train.truth_m[rows].astype(np.float64)}
+        if not db:
+            msg = f"train: split {train.split!r} of {train.dataset!r} has no sample with a true position"
+            raise InvalidInputError(msg)
+        state: dict[str, Any] = {"bounds_m": _bounds(train), "fingerprints": db, "k": self.config.k,
+                                 "val_median_m": {}}
+        if self.config.k is None:
+            if val is None or not np.isfinite(val.truth_m).all(1).any():
+                msg = "val: KNNConfig.k is None, so k is chosen on a validation split with true positions; pass val"
+                raise InvalidInputError(msg)
+            self._state = state
+            medians = {}
+            vok = np.isfinite(val.truth_m).all(1)
+            for k in self.config.k_choices:
+                state["k"] = k
+                err = errors_m(self._predict(val), val)[vok]
+                medians[k] = float(np.median(err))
+            state["k"] = min(medians, key=lambda k: (medians[k], k))
+            state["val_median_m"] = {str(k): v for k, v in medians.items()}
+        return state
+
+    def _predict(self, x: Inputs) -> Prediction:
+        st = self._state
+        feats = self._features(x).astype(np.float64)
+        pos = np.full((len(x), 2), np.nan)
+        sig = np.full((len(x), 2), np.nan)
+        for i, scene in enumerate(x.scenes):
+            rows = np.flatnonzero(x.scene_idx == i)
+            if len(rows) == 0:
+                continue
+            if scene not in st["fingerprints"]:
+                msg = f"x: scene {scene!r} has no training fingerprints (trained scenes: {sorted(st['fingerprints'])})"
+                raise InvalidInputError(msg)
+            ref = np.asarray(st["fingerprints"][scene]["rss_dbm"], dtype=np.float64)
+            ref_pos = np.asarray(st["fingerprints"][scene]["pos_m"], dtype=np.float64)
+            if ref.shape[1] != feats.shape[1]:
+                msg = f"x: {feats.shape[1]} fingerprint slots, but the model was trained on {ref.shape[1]}"
+                raise InvalidInputError(msg)
+            k = min(int(st["k"]), len(ref))
+            for start in range(0, len(rows), 1024):
+                r = rows[start:start + 1024]
+                q = feats[r]
+                d2 = (q**2).sum(1)[:, None] + (ref**2).sum(1)[None] - 2 * q @ ref.T
+                d = np.sqrt(np.maximum(d2, 0.0))
+                nn = np.argpartition(d, k - 1, axis=1)[:, :k] if k < len(ref) else np.tile(np.arange(len(ref)), (len(r), 1))
+                dn = np.take_along_axis(d, nn, 1)
+                w = 1.0 / (dn + 1e-6)
+                w /= w.sum(1, keepdims=True)
+                p = (w[..., None] * ref_pos[nn]).sum(1)
+                pos[r] = p
+                if k > 1:
+                    sig[r] = np.sqrt((w[..., None] * (ref_pos[nn] - p[:, None]) ** 2).sum(1))
+        return Prediction(pos, sig, {"k": int(st["k"])})
+
+
+# --------------------------------------------------------------------------- 6
+
+
+@dataclass(frozen=True)
+class MapMatchingConfig:
+    """Maximum-likelihood matching against the ray-traced path-gain maps.
+
+    Parameters
+    ----------
+    sigma_db : float or None
+        Shadowing std of the likelihood; None: the dataset's ``shadowing_sigma_db``
+        (plus quantization variance q^2/12), at least ``min_sigma_db``.
+    min_sigma_db : float
+        Floor of sigma (map and model error: > 0 even for noise-free data).
+    censoring : bool
+        Score unreported sites by P(RSS < sensitivity) (see :class:`MapMatching`).
+    no_signal_sigmas : float
+        A report from a site with no ray at a cell scores like a residual of this many sigmas.
+    batch_size : int
+        Samples per vectorized batch.
+    """
+
+    sigma_db: float | None = None
+    min_sigma_db: float = 1.0
+    censoring: bool = True
+    no_signal_sigmas: float = 4.0
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.sigma_db is not None and not (isinstance(self.sigma_db, (int, float)) and 0 < self.sigma_db <= 50):
+            msg = f"sigma_db: expected None or a number in (0, 50] dB, got {self.sigma_db!r}"
+            raise InvalidInputError(msg)
+        if not (isinstance(self.min_sigma_db, (int, float)) and 0 < self.min_sigma_db <= 50):
+            msg = f"min_sigma_db: expected a number in (0, 50] dB, got {self.min_sigma_db!r}"
+            raise InvalidInputError(msg)
+        if not (isinstance(self.no_signal_sigmas, (int, float)) and 0 <= self.no_signal_sigmas <= 100):
+            msg = f"no_signal_sigmas: expected a number in [0, 100], got {self.no_signal_sigmas!r}"
+            raise InvalidInputError(msg)
+        if not (isinstance(self.batch_size, int) and 1 <= self.batch_size <= 4096):
+            msg = f"batch_size: expected an integer in [1, 4096], got {self.batch_size!r}"
+            raise InvalidInputError(msg)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class MapMatching(Baseline):
+    """Grid posterior from the radio maps of the sample's scene (outdoor cells only).
+
+    Log-likelihood of a cell c with predicted RSS mu_j(c) = P_j + pg_j(c):
+
+    - reported site j: -(rss_j - mu_j)^2 / (2 sigma^2); if site j has no ray at c,
+      -no_signal_sigmas^2 / 2 (a report there is implausible, not impossible);
+    - unreported site j (``censoring``, only when fewer than ``top_k`` reports, else the
+      site may have been dropped by top-K): log P(rss < sensitivity) =
+      log Phi((sensitivity - mu_j) / sigma); no-ray cells contribute 0 (surely unheard).
+
+    P_j is the site's power in ue mode; in emitter mode (unknown power) the common offset
+    P is profiled out per cell in closed form as the mean residual over the reported sites
+    with a ray. Flat prior over outdoor cells; the estimate is the posterior mean, sigma the
+    posterior std per axis; ``info["map_cell_m"]`` is the MAP cell centre. The maps come with
+    the inputs (not the state): predict needs a dataset with ``scenes/``.
+    """
+
+    name = "map_matching"
+    config_cls = MapMatchingConfig
+
+    def _fit(self, train: Inputs, val: Inputs | None) -> dict[str, Any]:
+        _need_maps(train, "train")
+        if self.config.sigma_db is not None:
+            sigma = float(self.config.sigma_db)
+        else:
+            s0 = train.shadowing_sigma_db if np.isfinite(train.shadowing_sigma_db) else 6.0
+            sigma = float(np.sqrt(s0**2 + train.rss_quantization_db**2 / 12))
+        sigma = max(sigma, float(self.config.min_sigma_db))
+        sens = train.sensitivity_dbm if np.isfinite(train.sensitivity_dbm) else -120.0
+        return {"sigma_db": sigma, "sensitivity_dbm": float(sens), "top_k": int(train.top_k)}
+
+    def _loglik(self, x: Inputs, rows: np.ndarray, maps: SceneMaps, cells: np.ndarray) -> np.ndarray:
+        """Log-likelihood [B, C] of samples ``rows`` over flat outdoor ``cells``."""
+        st = self._state
+        sigma, sens, top_k = st["sigma_db"], st["sensitivity_dbm"], st["top_k"]
+        pg = maps.path_gain_db.reshape(len(maps.path_gain_db), -1)[:, cells].astype(np.float32)  # [M, C]
+        has_ray = np.isfinite(pg)
+        pg0 = np.where(has_ray, pg, np.float32(0.0))
+        rss = x.rss_dbm[rows]
+        site = x.slot_site[rows]
+        usable = site >= 0
+        reported = np.isfinite(rss) & usable
+        tx = np.where(usable, maps.tx_power_dbm[np.maximum(site, 0)], np.nan)
+        joint = ~np.isfinite(np.where(reported, tx, 0.0)).all(1)  # [B] power unknown
+        b, c = len(rows), pg.shape[1]
+        # per-sample, per-cell power P (only used where joint)
+        if joint.any():
+            num = np.zeros((b, c), np.float32)
+            cnt = np.zeros((b, c), np.float32)
+            for s in range(rss.shape[1]):
+                rep = reported[:, s]
+                if not rep.any():
+                    continue
+                m = np.maximum(site[:, s], 0)
+                ray = has_ray[m] & rep[:, None]
+                num += np.where(ray, (np.nan_to_num(rss[:, s])[:, None] - pg0[m]), 0.0)
+                cnt += ray
+            power = num / np.maximum(cnt, 1)
+        else:
+            power = np.zeros((b, c), np.float32)
+        ll = np.zeros((b, c), np.float32)
+        inv2 = np.float32(0.5 / sigma**2)
+        penalty = np.float32(0.5 * self.config.no_signal_sigmas**2)
+        n_rep = reported.sum(1)
+        censor = self.config.censoring & ((top_k == 0) | (n_rep < top_k))
+        for s in range(rss.shape[1]):
+            m = np.maximum(site[:, s], 0)
+            p_s = np.where(joint[:, None], power, np.nan_to_num(tx[:, s])[:, None]).astype(np.float32)
+            mu = p_s + pg0[m]
+            ray = has_ray[m]
+            rep = reported[:, s]
+            if rep.any():
+                r = np.nan_to_num(rss[:, s])[:, None] - mu
+                term = np.where(ray, -inv2 * r * r, -penalty)
+                ll += np.where(rep[:, None], term, 0.0)
+            unrep = usable[:, s] & ~rep & censor
+            if unrep.any():
+                z = np.where(ray & unrep[:, None], (sens - mu) / sigma, np.float32(50.0))
+                ll += log_ndtr(z).astype(np.float32)
+        return ll
+
+    def _scene_cells(self, maps: SceneMaps) -> tuple[np.ndarray, np.ndarray]:
+        cells = np.flatnonzero(maps.outdoor.ravel())
+        if len(cells) == 0:
+            msg = f"maps: scene {maps.name!r} has no outdoor cell"
+            raise InvalidInputError(msg)
+        iy, ix = np.unravel_index(cells, maps.outdoor.shape)
+        return cells, np.column_stack([maps.grid.x_m[ix], maps.grid.y_m[iy]])
+
+    def _predict(self, x: Inputs) -> Prediction:
+        _need_maps(x, "x")
+        assert x.maps is not None
+        pos = np.full((len(x), 2), np.nan)
+        sig = np.full((len(x), 2), np.nan)
+        map_cell = np.full((len(x), 2), np.nan)
+        for i, scene in enumerate(x.scenes):
+            rows_all = np.flatnonzero(x.scene_idx == i)
+            if len(rows_all) == 0:
+                continue
+            maps = x.maps[scene]
+            cells, xy = self._scene_cells(maps)
+            for start in range(0, len(rows_all), self.config.batch_size):
+                rows = rows_all[start:start + self.config.batch_size]
+                ll = self._loglik(x, rows, maps, cells)
+                best = np.argmax(ll, axis=1)
+                p = np.exp(ll - ll[np.arange(len(rows)), best][:, None])
+                p /= p.sum(1, keepdims=True)
+                mean = p @ xy
+                var = p @ (xy**2) - mean**2
+                pos[rows] = mean
+                sig[rows] = np.sqrt(np.maximum(var, 0.0))
+                map_cell[rows] = xy[best]
+        return Prediction(pos, sig, {"map_cell_m": map_cell, "sigma_db": self._state["sigma_db"]})
+
+    def posterior(self, x: Inputs, i: int) -> tuple[np.ndarray, Grid]:
+        """Posterior of sample ``i`` of ``x`` as a heatmap [ny, nx] (sums to 1; 0 indoors) and its grid."""
+        _check_inputs(x, "x")
+        self._require_fit()
+        _need_maps(x, "x")
+        assert x.maps is not None
+        if not (isinstance(i, (int, np.integer)) and 0 <= i < len(x)):
+            msg = f"i: expected a sample index in [0, {len(x)}), got {i!r}"
+            raise InvalidInputError(msg)
+        maps = x.maps[x.scenes[int(x.scene_idx[i])]]
+        cells, _ = self._scene_cells(maps)
+        ll = self._loglik(x, np.array([i]), maps, cells)[0]
+        p = np.exp(ll - ll.max())
+        heat = np.zeros(maps.outdoor.size)
+        heat[cells] = p / p.sum()
+        return heat.reshape(maps.outdoor.shape), maps.grid
+
+
+def _need_maps(x: Inputs, what: str) -> None:
+    if not x.maps:
+        msg = (f"{what}: dataset {x.dataset!r} has no radio maps (imported measurements, or loaded with "
+               "with_maps=False); map matching needs a generated dataset with scenes/")
+        raise InvalidInputError(msg)
+    missing = [s for i, s in enumerate(x.scenes) if (x.scene_idx == i).any() and s not in x.maps]
+    if missing:
+        msg = f"{what}: no radio maps for scenes {missing}"
+        raise InvalidInputError(msg)
+
+
+#: All baselines by name.
+BASELINES: dict[str, type[Baseline]] = {
+    cls.name: cls
+    for cls in (StrongestSite, WeightedCentroid, LogDistanceMultilateration, AoATriangulation, ToAMultilateration,
+                KNNFingerprint, MapMatching)
+}
