@@ -206,6 +206,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scene_parsers(sub)
     _add_data_parsers(sub)
     sub.add_parser("doctor", help="check the ray-tracing backend and the workspace")
+    tr = sub.add_parser("train", help="fit a model on a dataset and save it as a run")
+    tr.add_argument("--dataset", required=True)
+    tr.add_argument("--model", required=True, help="strongest_site, weighted_centroid, log_distance, "
+                    "aoa_triangulation, toa_multilateration, knn or map_matching")
+    tr.add_argument("--config", metavar="JSON", default=None, help="model configuration as a JSON object")
+    tr.add_argument("--seed", type=int, default=0)
+    ev = sub.add_parser("evaluate", help="error statistics of a run on a dataset split")
+    ev.add_argument("--run", required=True)
+    ev.add_argument("--dataset", required=True)
+    ev.add_argument("--split", default="test")
+    runs = sub.add_parser("runs", help="list or delete runs")
+    runs_sub = runs.add_subparsers(dest="runs_cmd", required=True, parser_class=_Parser)
+    runs_sub.add_parser("list", help="list runs")
+    rdel = runs_sub.add_parser("delete", help="delete a run")
+    rdel.add_argument("run")
     return parser
 
 
@@ -260,6 +275,32 @@ def _run(args: argparse.Namespace) -> Any:
         return _doctor()
     if args.cmd == "data":
         return _run_data(args)
+    if args.cmd == "train":
+        from rflocal_core.errors import InvalidInputError
+        from rflocal_core.train import train
+
+        config = None
+        if args.config:
+            try:
+                config = json.loads(args.config)
+            except json.JSONDecodeError as exc:
+                msg = f"config: expected a JSON object, got {args.config!r} ({exc})"
+                raise InvalidInputError(msg) from None
+            if not isinstance(config, dict):
+                msg = f"config: expected a JSON object, got {args.config!r}"
+                raise InvalidInputError(msg)
+        return train(args.dataset, args.model, model_config=config, seed=args.seed)
+    if args.cmd == "evaluate":
+        from rflocal_core.infer import evaluate
+
+        return evaluate(args.run, args.dataset, split=args.split)
+    if args.cmd == "runs":
+        from rflocal_core.train import delete_run, list_runs
+
+        if args.runs_cmd == "list":
+            return list_runs()
+        delete_run(args.run)
+        return {"deleted": args.run}
     from rflocal_core import scene
 
     if args.scene_cmd == "build":

@@ -1,0 +1,191 @@
+"""Runs: every trained model (baseline or network) lives in ``workspace/runs/<run_id>/``.
+
+Files of a run::
+
+    config.json     model name and configuration, dataset name and digest, seed, kind
+    status.json     state (running / done / failed / cancelled), error, best validation figures
+    metrics.jsonl   one JSON line per epoch (baselines: one line for the fit)
+    model.pt        {"format", "model", "config", "state"} saved with torch.save and read
+                    with torch.load(weights_only=True): tensors and plain values only
+
+Files are written through a temporary name and a rename, so a run never holds a
+half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rflocal_core.errors import RFLocalInputError
+from rflocal_core.workspace import atomic_write_text, subdir, validate_name
+
+CHECKPOINT_FORMAT = "rflocal-run/1"
+
+
+class RunNotFoundError(RFLocalInputError, FileNotFoundError):
+    """No run of that id exists."""
+
+
+class CheckpointError(RFLocalInputError, ValueError):
+    """A run's checkpoint is missing, corrupt or not an RFLocal checkpoint."""
+
+
+def runs_dir() -> Path:
+    """Return ``<workspace>/runs``."""
+    return subdir("runs")
+
+
+def new_run_id(model: str, dataset: str) -> str:
+    """A readable unique id: ``<model>-<dataset>-<UTC time>-<4 hex>``."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    raw = f"{model}-{dataset}-{stamp}-{uuid.uuid4().hex[:4]}"
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", raw)[:64]
+
+
+def run_dir(run_id: str) -> Path:
+    """The folder of an existing run, or raise :class:`RunNotFoundError`."""
+    validate_name(run_id, field="run")
+    path = runs_dir() / run_id
+    if not (path / "config.json").is_file():
+        msg = f"run: no run {run_id!r} in {runs_dir()}; see 'python -m rflocal_core runs list'"
+        raise RunNotFoundError(msg)
+    return path
+
+
+def create_run(run_id: str, config: dict[str, Any]) -> Path:
+    """Create the folder of a new run with its ``config.json`` and a running status."""
+    path = runs_dir() / validate_name(run_id, field="run")
+    path.mkdir(parents=False, exist_ok=False)
+    atomic_write_text(path / "config.json", json.dumps(config, indent=2))
+    write_status(path, state="running")
+    return path
+
+
+def write_status(path: Path, *, state: str, error: str | None = None, best: dict[str, Any] | None = None) -> None:
+    """Write ``status.json`` (atomically)."""
+    status = {"state": state, "error": error, "best": best, "updated_utc": _now()}
+    atomic_write_text(path / "status.json", json.dumps(status, indent=2))
+
+
+def append_metrics(path: Path, row: dict[str, Any]) -> None:
+    """Append one line to ``metrics.jsonl`` (one line per epoch)."""
+    with open(path / "metrics.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_metrics(run_id: str) -> list[dict[str, Any]]:
+    """All lines of a run's ``metrics.jsonl``."""
+    path = run_dir(run_id) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def save_checkpoint(path: Path, *, model: str, config: Any, state: dict[str, Any]) -> None:
+    """Save a model's configuration and state as ``model.pt`` (tensors and plain values)."""
+    payload = {"format": CHECKPOINT_FORMAT, "model": model, "config": _plain(config), "state": _to_torch(state)}
+    tmp = path / f".tmp-model-{uuid.uuid4().hex[:8]}.pt"
+    torch.save(payload, tmp)
+    os.replace(tmp, path / "model.pt")
+
+
+def load_checkpoint(run_id: str) -> dict[str, Any]:
+    """Read a run's ``model.pt`` safely (``weights_only=True``); numpy arrays come back as numpy."""
+    path = run_dir(run_id) / "model.pt"
+    if not path.is_file():
+        msg = f"run {run_id!r}: no checkpoint model.pt (the run did not finish a fit)"
+        raise CheckpointError(msg)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for damaged or foreign files
+        # torch's own text suggests weights_only=False, which we never do: name the failure only.
+        msg = f"run {run_id!r}: checkpoint {path.name} is corrupt or not a safe tensor checkpoint ({type(exc).__name__})"
+        raise CheckpointError(msg) from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        msg = f"run {run_id!r}: {path.name} is not an RFLocal checkpoint (expected format {CHECKPOINT_FORMAT!r})"
+        raise CheckpointError(msg)
+    payload["state"] = _to_numpy(payload["state"])
+    return payload
+
+
+def list_runs() -> list[dict[str, Any]]:
+    """One row per run: id, model, dataset, state, best validation figures, created time."""
+    rows = []
+    for path in sorted(runs_dir().iterdir()):
+        if not (path / "config.json").is_file():
+            continue
+        try:
+            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+            status = json.loads((path / "status.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            rows.append({"run_id": path.name, "state": "unreadable"})
+            continue
+        best = status.get("best") or {}
+        rows.append({
+            "run_id": path.name, "model": config.get("model"), "dataset": config.get("dataset"),
+            "state": status.get("state"), "error": status.get("error"), "median_m": best.get("median_m"),
+            "p95_m": best.get("p95_m"), "seconds": best.get("seconds"), "created_utc": config.get("created_utc"),
+        })
+    return rows
+
+
+def delete_run(run_id: str) -> None:
+    """Delete a run folder."""
+    shutil.rmtree(run_dir(run_id))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _plain(value: Any) -> Any:
+    """Dataclasses, tuples and numpy scalars to JSON-like python values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _to_torch(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, dict):
+        return {str(k): _to_torch(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_torch(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _to_numpy(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.numpy()
+    if isinstance(value, dict):
+        return {k: _to_numpy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_numpy(v) for v in value]
+    return value
+
+
+def elapsed_since(t0: float) -> float:
+    return round(time.perf_counter() - t0, 3)
