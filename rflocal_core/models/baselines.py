@@ -16,6 +16,8 @@ Methods: :class:`StrongestSite`, :class:`WeightedCentroid`,
 
 from __future__ import annotations
 
+import abc
+
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -283,7 +285,7 @@ class _NoConfig:
         return asdict(self)
 
 
-class Baseline:
+class Baseline(abc.ABC):
     """Common interface: ``fit``, ``predict``, ``state_dict``, ``from_state``."""
 
     name: ClassVar[str] = "baseline"
@@ -339,8 +341,9 @@ class Baseline:
     def _fit(self, train: Inputs, val: Inputs | None) -> dict[str, Any]:
         return {"bounds_m": _bounds(train)}
 
-    def _predict(self, x: Inputs) -> Prediction:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _predict(self, x: Inputs) -> Prediction:
+        """Positions of the samples of ``x`` (each method's own estimator)."""
 
 
 def _check_inputs(x: Any, what: str) -> None:
