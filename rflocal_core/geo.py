@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import shapely
 from pyproj import CRS, Transformer
 
 from rflocal_core import settings
@@ -149,6 +150,19 @@ class LocalFrame:
             np.asarray(x_m, float) + self.origin_easting_m, np.asarray(y_m, float) + self.origin_northing_m
         )
         return np.asarray(lat), np.asarray(lon)
+
+    def geometry_to_xy(self, geom: Any) -> Any:
+        """A shapely geometry in WGS84 (lon, lat order, as GeoJSON) in scene metres."""
+        return shapely.transform(geom, lambda c: np.column_stack(self.to_xy(c[:, 1], c[:, 0])))
+
+    def geometry_to_lonlat(self, geom: Any) -> Any:
+        """A shapely geometry in scene metres in WGS84 (lon, lat order, as GeoJSON)."""
+
+        def fn(c: np.ndarray) -> np.ndarray:
+            lat, lon = self.to_latlon(c[:, 0], c[:, 1])
+            return np.column_stack([lon, lat])
+
+        return shapely.transform(geom, fn)
 
     def to_dict(self) -> dict[str, Any]:
         """Serialize for ``scene.json``."""

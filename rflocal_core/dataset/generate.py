@@ -133,6 +133,8 @@ def _generate_scene(
     num_sites = len(sites)
     site_pos = np.array([[s["x_m"], s["y_m"], s["z_m"]] for s in sites], dtype=np.float64)
     group = root.require_group(f"scenes/{scene}")
+    footprints = load_footprints_m(scene, meta)  # read and projected once: rasters and sampling use them
+    buildings = footprints[0]
 
     # Radio maps and rasters.
     if group.attrs.get("maps_done"):
@@ -157,7 +159,7 @@ def _generate_scene(
         pg_map = rm.path_gain_db.astype(np.float32)
         report("rasters", 0.15)
         t0 = time.perf_counter()
-        rasters = rasterize_scene(scene, meta, grid)
+        rasters = rasterize_scene(scene, meta, grid, footprints)
         footprint = rasters["footprint"]
         shadow = gudmundson_field(grid.ny, grid.nx, grid.cell_m, sigma_db=config.shadowing_sigma_db,
                                   corr_m=config.shadowing_corr_m, rng=_rng(config, index, "shadowing"), count=num_sites)
@@ -194,7 +196,6 @@ def _generate_scene(
         emitter_power = _rng(config, index, "power").uniform(*config.emitter_power_dbm, size=n)
         link_power = np.broadcast_to(emitter_power[:, None, None], (n, config.max_steps, num_sites))
         covered = (pg_map + float(np.mean(config.emitter_power_dbm)) >= config.sensitivity_dbm).sum(0)
-    buildings, _, _ = load_footprints_m(scene, meta)
     cells, weights = candidate_cells(covered, footprint, grid, site_pos[:, :2], config)
     start = sample_positions(n, cells, weights, grid, buildings, _rng(config, index, "positions"), scene=scene)
     xy, t_s, step_mask = trajectories(start, config, grid, footprint, buildings, _rng(config, index, "motion"))
@@ -335,10 +336,8 @@ def _drone_paths(
             feats = compute_paths(rt_scene, pos[sample_idx, 0], max_depth=config.paths_max_depth,
                                   samples_per_src=config.paths_samples_per_src, batch_size=PATH_BATCH,
                                   seed=config.seed, diffraction=config.paths_diffraction)
-            for key in names:
-                arr = np.asarray(paths[key][...])
-                arr[sample_idx, slot_idx] = getattr(feats, key)[:, 0]
-                paths[key][...] = arr
+            for key in names:  # only this waypoint's links, not the whole array
+                paths[key].vindex[sample_idx, slot_idx] = getattr(feats, key)[:, 0]
         done[w] = True
         paths["done"][w] = True
     _add_seconds(seconds, "paths", time.perf_counter() - t0)

@@ -78,12 +78,9 @@ def load_footprints_m(name: str, meta: dict[str, Any]) -> tuple[list[Any], list[
     features = json.loads((scene_dir(name) / "buildings.geojson").read_text(encoding="utf-8"))["features"]
     materials = {row["id"]: row for row in meta["materials"]["table"]}
 
-    def project(c: np.ndarray) -> np.ndarray:
-        return np.column_stack(frame.to_xy(c[:, 1], c[:, 0]))
-
     geoms, heights, mats = [], [], []
     for f in features:
-        geoms.append(shapely.transform(shape(f["geometry"]), project))
+        geoms.append(frame.geometry_to_xy(shape(f["geometry"])))
         heights.append(float(f["properties"]["height_m"]))
         row = materials.get(f["properties"]["material"], {})
         mats.append(row.get("itu_type") or row.get("base_material") or "concrete")
@@ -97,17 +94,20 @@ def load_roads_m(name: str, meta: dict[str, Any]) -> list[Any]:
         return []
     frame = LocalFrame.from_dict(meta["frame"])
     features = json.loads(path.read_text(encoding="utf-8"))["features"]
-    return [shapely.transform(shape(f["geometry"]), lambda c: np.column_stack(frame.to_xy(c[:, 1], c[:, 0])))
-            for f in features]
+    return [frame.geometry_to_xy(shape(f["geometry"])) for f in features]
 
 
-def rasterize_scene(name: str, meta: dict[str, Any], grid: Grid) -> dict[str, np.ndarray]:
+def rasterize_scene(
+    name: str, meta: dict[str, Any], grid: Grid,
+    footprints: tuple[list[Any], list[float], list[str]] | None = None,
+) -> dict[str, np.ndarray]:
     """Scene rasters on ``grid``, each [ny, nx], sampled at cell centres.
 
     Returns ``building_height_m`` (float32, 0 outdoors), ``footprint`` (uint8),
     ``material`` (int8 index into :data:`MATERIAL_CLASSES`) and ``roads`` (uint8).
+    ``footprints`` is what :func:`load_footprints_m` returns, when the caller has it already.
     """
-    geoms, heights, mats = load_footprints_m(name, meta)
+    geoms, heights, mats = footprints if footprints is not None else load_footprints_m(name, meta)
     xs, ys = grid.x_m, grid.y_m
     height = np.zeros((grid.ny, grid.nx), dtype=np.float32)
     material = np.zeros((grid.ny, grid.nx), dtype=np.int8)

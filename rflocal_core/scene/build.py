@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import shapely
 from shapely.geometry import box, mapping
 
 from rflocal_core import __version__, settings
@@ -263,24 +262,16 @@ def _rules(buildings: list[fp.Building]) -> dict[str, int]:
     return counts
 
 
-def _to_wgs84(geom: Any, frame: LocalFrame) -> Any:
-    def fn(c: np.ndarray) -> np.ndarray:
-        lat, lon = frame.to_latlon(c[:, 0], c[:, 1])
-        return np.column_stack([lon, lat])
-
-    return shapely.transform(geom, fn)
-
-
 def _building_feature(b: fp.Building, frame: LocalFrame) -> dict[str, Any]:
     props = {"id": b.id, "height_m": b.height_m, "height_rule": b.height_rule, "material": b.material,
              "area_m2": round(float(b.footprint.area), 3)}
     if "osm_id" in b.tags:
         props["osm_id"] = b.tags["osm_id"]
-    return {"type": "Feature", "geometry": mapping(_to_wgs84(b.footprint, frame)), "properties": props}
+    return {"type": "Feature", "geometry": mapping(frame.geometry_to_lonlat(b.footprint)), "properties": props}
 
 
 def _line_feature(line: Any, frame: LocalFrame) -> dict[str, Any]:
-    return {"type": "Feature", "geometry": mapping(_to_wgs84(line, frame)), "properties": {}}
+    return {"type": "Feature", "geometry": mapping(frame.geometry_to_lonlat(line)), "properties": {}}
 
 
 def _write_geojson(path: Path, features: list[dict[str, Any]]) -> None:

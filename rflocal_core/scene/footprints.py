@@ -149,30 +149,23 @@ def from_osm_file(path: str | Path) -> Footprints:
     path = _check_file(Path(path), kind="osm_file")
     bounds = _osm_bounds(path)
     try:
-        gdf = ox.features_from_xml(path, tags={"building": True})
+        # One parse for buildings and roads: osmnx reads the whole file per call.
+        gdf = ox.features_from_xml(path, tags={"building": True, "highway": True})
     except ET.ParseError as exc:
         msg = f"osm_file: {path.name!r} is not valid OpenStreetMap XML ({exc})"
         raise OSMFormatError(msg) from None
     except Exception as exc:  # osmnx raises InsufficientResponseError and others for empty input
         msg = f"osm_file: {path.name!r} holds no buildings (osmnx: {type(exc).__name__}: {exc})"
         raise OSMFormatError(msg) from None
-    geometries, tags, _ = _gdf_to_lists(gdf)
+    is_building = gdf["building"].notna() if "building" in gdf.columns else gdf.index.isin([])
+    geometries, tags, _ = _gdf_to_lists(gdf[is_building])
     if not geometries:
         msg = f"osm_file: {path.name!r} holds no building polygons; expected ways or relations tagged building=*"
         raise OSMFormatError(msg)
-    roads = _roads_from_xml(path)
+    roads = [g for g in gdf[~is_building].geometry
+             if g is not None and g.geom_type in ("LineString", "MultiLineString")]
     bbox = bounds or _bbox_of(geometries)
     return Footprints(geometries, tags, bbox, {"kind": "osm_file", "file": path.name}, roads)
-
-
-def _roads_from_xml(path: Path) -> list[Any]:
-    import osmnx as ox
-
-    try:
-        gdf = ox.features_from_xml(path, tags={"highway": True})
-    except Exception:  # a file with buildings but no roads is fine
-        return []
-    return [g for g in gdf.geometry if g is not None and g.geom_type in ("LineString", "MultiLineString")]
 
 
 def from_geojson(path: str | Path) -> Footprints:
@@ -364,9 +357,6 @@ def to_scene_frame(
         Roads clipped to the box, in metres.
     """
 
-    def project(geom: Any) -> Any:
-        return shapely.transform(geom, lambda c: np.column_stack(frame.to_xy(c[:, 1], c[:, 0])))
-
     corners_x, corners_y = frame.to_xy(
         np.array([raw.bbox.south, raw.bbox.south, raw.bbox.north, raw.bbox.north]),
         np.array([raw.bbox.west, raw.bbox.east, raw.bbox.east, raw.bbox.west]),
@@ -386,7 +376,7 @@ def to_scene_frame(
             continue
         if clipped.area < geom.area * (1 - 1e-9):
             report.clipped += 1
-        clipped = shapely.set_precision(shapely.make_valid(project(clipped)), 1e-3)
+        clipped = shapely.set_precision(shapely.make_valid(frame.geometry_to_xy(clipped)), 1e-3)
         parts = [p for p in _polygons(clipped) if p.area >= settings.min_footprint_area_m2]
         if not parts:
             report.dropped_degenerate += 1
@@ -400,7 +390,7 @@ def to_scene_frame(
     for road in raw.roads:
         clipped = road.intersection(box_deg)
         if not clipped.is_empty and clipped.length > 0:
-            roads_m.append(project(clipped))
+            roads_m.append(frame.geometry_to_xy(clipped))
     return buildings, report, box_m, roads_m
 
 
