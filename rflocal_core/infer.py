@@ -1,4 +1,4 @@
-"""Load a run and predict: the same path for every model (baselines now, networks later)."""
+"""Load a run and predict: the same path for every model, baseline or network."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 
 from rflocal_core.metrics import error_summary
 from rflocal_core.models import BASELINES, Inputs, Prediction, errors_m, load_inputs
+from rflocal_core.models.nets import NETWORKS
+from rflocal_core.models.neural import NeuralModel
 from rflocal_core.train.runs import CheckpointError, load_checkpoint, run_dir
 
 
@@ -35,6 +37,12 @@ def load_run(run_id: str) -> LoadedRun:
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     payload = load_checkpoint(run_id)
     name = payload.get("model")
+    if name in NETWORKS:
+        try:
+            return LoadedRun(run_id, config, NeuralModel.from_checkpoint(payload))
+        except (KeyError, RuntimeError, TypeError) as exc:  # state does not fit the configured network
+            msg = f"run {run_id!r}: checkpoint does not match its {name} configuration ({type(exc).__name__}: {exc})"
+            raise CheckpointError(msg) from None
     if name not in BASELINES:
         msg = f"run {run_id!r}: checkpoint holds model {name!r}, which this version cannot load"
         raise CheckpointError(msg)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import abc
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -92,7 +92,9 @@ class Inputs:
     tx_power_dbm : ndarray [N, S]
         Known transmit power of the link (``ue`` sites); NaN if unknown (emitter mode).
     slot_site : ndarray [N, S] int
-        Index of the slot's site in its scene's :class:`SceneMaps` (-1: none / no maps).
+        Identity of the slot's node within its scene (-1: none): the site index in the
+        scene's :class:`SceneMaps` for generated datasets, the index in the dataset's node
+        list for imported ones. Drone waypoints have none.
     truth_m : ndarray [N, 2]
         True position at the last valid step (NaN if absent).
     truth_z_m : ndarray [N]
@@ -136,6 +138,26 @@ class Inputs:
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    #: Fields indexed [N, S, ...] (per sample and report slot).
+    SLOT_FIELDS: ClassVar[tuple[str, ...]] = ("rss_dbm", "toa_ns", "aoa_deg", "los", "node_pos_m", "node_mask",
+                                              "tx_power_dbm", "slot_site")
+    #: Fields indexed [N, ...] (per sample).
+    SAMPLE_FIELDS: ClassVar[tuple[str, ...]] = ("indices", "truth_m", "truth_z_m", "scene_idx")
+
+    def subset(self, rows: np.ndarray | slice) -> Inputs:
+        """The samples ``rows`` (an index array, boolean mask or slice)."""
+        return replace(self, **{f: getattr(self, f)[rows] for f in self.SLOT_FIELDS + self.SAMPLE_FIELDS})
+
+    def slots(self, cols: np.ndarray | slice) -> Inputs:
+        """The report slots ``cols`` of every sample (reordered or removed).
+
+        ``fixed_slots`` becomes 0 unless the first slots stay in place: a slot's position
+        then no longer names the same node in every sample.
+        """
+        sel = np.arange(self.node_mask.shape[1])[cols]
+        fixed = self.fixed_slots if np.array_equal(sel[: self.fixed_slots], np.arange(self.fixed_slots)) else 0
+        return replace(self, fixed_slots=fixed, **{f: getattr(self, f)[:, sel] for f in self.SLOT_FIELDS})
 
     @property
     def known_nodes(self) -> np.ndarray:
@@ -229,6 +251,7 @@ def load_inputs(dataset: str, split: str, *, with_maps: bool = True) -> Inputs:
     else:
         node_ids = list(attrs.get("node_ids") or [])
         fixed = len(node_ids)
+        slot_site[:, : min(fixed, s)] = np.arange(min(fixed, s))
         rows = attrs.get("nodes") or []
         for j, row in enumerate(rows[:s]):
             if row.get("tx_power_dbm") is not None:

@@ -5,12 +5,15 @@ model is loaded and compared alike (:mod:`rflocal_core.infer`).
 
 Public API::
 
-    from rflocal_core.train import train, list_runs
+    from rflocal_core.train import train, resume, list_runs
     result = train("ds", "map_matching")     # {"run_id", "median_m", "p95_m", "mean_m", ...}
+    result = train("ds", "heimdall", train_config={"epochs": 40, "max_minutes": 5})
+    result = resume(result["run_id"])        # continue a cancelled or interrupted network run
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +23,10 @@ from rflocal_core.errors import InvalidInputError
 from rflocal_core.jobs import JobCancelled
 from rflocal_core.metrics import error_summary
 from rflocal_core.models import BASELINES, errors_m, load_inputs
+from rflocal_core.models.features import FeatureSpec
+from rflocal_core.models.nets import NETWORKS, build_network
+from rflocal_core.models.neural import NeuralModel
+from rflocal_core.train.engine import TrainConfig, fit_network, load_resume
 from rflocal_core.train.runs import (
     CheckpointError,
     RunNotFoundError,
@@ -29,6 +36,7 @@ from rflocal_core.train.runs import (
     list_runs,
     new_run_id,
     read_metrics,
+    run_dir,
     runs_dir,
     save_checkpoint,
     write_status,
@@ -39,20 +47,32 @@ ProgressFn = Callable[[str, float], None]
 #: Models that need the dataset's radio maps.
 MAP_MODELS = ("map_matching",)
 
-__all__ = ["CheckpointError", "RunNotFoundError", "delete_run", "list_runs", "models", "read_metrics", "runs_dir",
-           "train"]
+__all__ = ["CheckpointError", "NETWORKS", "RunNotFoundError", "TrainConfig", "delete_run", "list_runs", "models",
+           "read_metrics", "resume", "runs_dir", "train"]
 
 
 def models() -> list[str]:
-    """Names of the models that can be trained."""
-    return list(BASELINES)
+    """Names of the models that can be trained (networks first)."""
+    return list(NETWORKS) + list(BASELINES)
 
 
 def train(
-    dataset: str, model: str, *, model_config: dict[str, Any] | None = None, seed: int = 0,
-    progress: ProgressFn | None = None,
+    dataset: str, model: str, *, model_config: dict[str, Any] | None = None,
+    train_config: dict[str, Any] | TrainConfig | None = None, seed: int = 0, progress: ProgressFn | None = None,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     """Fit ``model`` on the train split of ``dataset``, validate, save the run.
+
+    Parameters
+    ----------
+    model_config : dict, optional
+        Options of the model (e.g. :class:`~rflocal_core.models.nets.HeimdallConfig`).
+    train_config : dict or TrainConfig, optional
+        Epoch loop options for networks (ignored by baselines).
+    progress : callable(stage, fraction), optional
+        Progress reports; may raise to cancel (:class:`~rflocal_core.jobs.JobCancelled`).
+    run_id : str, optional
+        Id for the new run (default: ``<model>-<dataset>-<time>-<hex>``).
 
     Returns
     -------
@@ -61,13 +81,15 @@ def train(
         ``mean_m`` (and the rest of :func:`rflocal_core.metrics.error_summary`), ``seconds``.
     """
     report = progress or (lambda stage, fraction: None)
+    if model in NETWORKS:
+        return _train_network(dataset, model, model_config, train_config, seed, report, run_id)
     if model not in BASELINES:
-        msg = f"model: expected one of {', '.join(BASELINES)}, got {model!r}"
+        msg = f"model: expected one of {', '.join(models())}, got {model!r}"
         raise InvalidInputError(msg)
     attrs = dict(open_dataset(dataset).attrs)  # fails early on an unknown dataset
     cls = BASELINES[model]
     instance = cls(model_config)  # validates the configuration before anything is written
-    run_id = new_run_id(model, dataset)
+    run_id = run_id or new_run_id(model, dataset)
     config = {
         "run_id": run_id, "kind": "baseline", "model": model, "model_config": instance.config.to_dict(),
         "dataset": dataset, "dataset_digest": attrs.get("digest") or (attrs.get("input") or {}).get("sha256"),
@@ -105,3 +127,113 @@ def train(
     report("done", 1.0)
     return {"run_id": run_id, "model": model, "dataset": dataset, **summary, "seconds": seconds,
             "inference_ms_per_sample": round(per_sample_ms, 4)}
+
+
+def _dataset_digest(attrs: dict[str, Any]) -> str | None:
+    return attrs.get("digest") or (attrs.get("input") or {}).get("sha256")
+
+
+def _train_network(
+    dataset: str, model: str, model_config: dict[str, Any] | None, train_config: Any, seed: int,
+    report: ProgressFn, run_id: str | None,
+) -> dict[str, Any]:
+    attrs = dict(open_dataset(dataset).attrs)
+    cfg = train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(train_config)
+    build_network(model, model_config, vocab_size=0)  # validates the model options before anything is written
+    report("loading data", 0.0)
+    train_in = load_inputs(dataset, "train", with_maps=False)
+    val_in = load_inputs(dataset, "val", with_maps=False)
+    if len(train_in) == 0 or len(val_in) == 0:
+        msg = f"dataset {dataset!r}: train and val splits must both hold samples"
+        raise InvalidInputError(msg)
+    spec = FeatureSpec.fit(train_in)
+    torch_seed(seed)
+    net = build_network(model, model_config, vocab_size=len(spec.node_keys))
+    run_id = run_id or new_run_id(model, dataset)
+    config = {
+        "run_id": run_id, "kind": "network", "model": model, "model_config": net.config.to_dict(),
+        "train_config": cfg.to_dict(), "features": spec.to_dict(), "dataset": dataset,
+        "dataset_digest": _dataset_digest(attrs), "seed": seed, "parameters": sum(p.numel() for p in net.parameters()),
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    path = create_run(run_id, config)
+    return _run_network(path, config, NeuralModel(model, net, spec), cfg, train_in, val_in, report, None)
+
+
+def resume(run_id: str, *, progress: ProgressFn | None = None, max_minutes: float | None = None) -> dict[str, Any]:
+    """Continue a network run that was cancelled, interrupted or failed from its last finished epoch.
+
+    Parameters
+    ----------
+    max_minutes : float, optional
+        A new wall-clock budget for the whole run (the time already spent counts).
+    """
+    report = progress or (lambda stage, fraction: None)
+    path = run_dir(run_id)
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    if config.get("kind") != "network":
+        msg = f"run {run_id!r}: only network runs can be resumed; {config.get('model')!r} is fitted in one step"
+        raise InvalidInputError(msg)
+    state = json.loads((path / "status.json").read_text(encoding="utf-8")).get("state")
+    if state == "done":
+        msg = f"run {run_id!r}: already finished; train a new run to train longer"
+        raise InvalidInputError(msg)
+    payload = load_resume(path)
+    if payload is None:
+        msg = f"run {run_id!r}: no resume.pt (it stopped before its first epoch ended); start a new run"
+        raise InvalidInputError(msg)
+    tc = dict(config["train_config"])
+    if max_minutes is not None:
+        tc["max_minutes"] = max_minutes
+    cfg = TrainConfig.from_dict(tc)
+    spec = FeatureSpec.from_dict(config["features"])
+    net = build_network(config["model"], config["model_config"], vocab_size=len(spec.node_keys))
+    report("loading data", 0.0)
+    train_in = load_inputs(config["dataset"], "train", with_maps=False)
+    val_in = load_inputs(config["dataset"], "val", with_maps=False)
+    write_status(path, state="running")
+    return _run_network(path, config, NeuralModel(config["model"], net, spec), cfg, train_in, val_in, report, payload)
+
+
+def _run_network(path, config, model, cfg, train_in, val_in, report, payload) -> dict[str, Any]:  # noqa: ANN001
+    run_id = config["run_id"]
+    try:
+        out = fit_network(path, model, cfg, train_in, val_in, seed=int(config["seed"]), progress=report,
+                          resume=payload)
+        best = {k: out["best"][k] for k in ("median_m", "p95_m", "mean_m")}
+        best.update(seconds=out["seconds"], epoch=out["best_epoch"], epochs_run=out["epochs_run"],
+                    stop_reason=out["stop_reason"])
+        write_status(path, state="done", best=best)
+    except JobCancelled:
+        write_status(path, state="cancelled", best=_best_so_far(path))
+        raise
+    except BaseException as exc:
+        write_status(path, state="failed", error=f"{type(exc).__name__}: {exc}", best=_best_so_far(path))
+        raise
+    report("done", 1.0)
+    return {"run_id": run_id, "model": config["model"], "dataset": config["dataset"], **out["best"],
+            "seconds": out["seconds"], "best_epoch": out["best_epoch"], "epochs_run": out["epochs_run"],
+            "stop_reason": out["stop_reason"]}
+
+
+def _best_so_far(path) -> dict[str, Any] | None:  # noqa: ANN001
+    """Best validation figures in metrics.jsonl (for cancelled or failed runs)."""
+    try:
+        rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    except OSError:
+        return None
+    best = [r for r in rows if r.get("best")]
+    if not best:
+        return None
+    v = best[-1]["val"]
+    return {"median_m": v["median_m"], "p95_m": v["p95_m"], "mean_m": v["mean_m"], "epoch": best[-1]["epoch"],
+            "seconds": rows[-1].get("elapsed_s")}
+
+
+def torch_seed(seed: int) -> None:
+    """Seed torch and numpy (network initialization is drawn after this)."""
+    import numpy as np
+    import torch
+
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)

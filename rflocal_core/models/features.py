@@ -1,0 +1,195 @@
+"""Measurement reports as tensors for the neural models.
+
+One sample is a set of report tokens (one per node slot). :class:`FeatureSpec` holds what is
+fitted on the training split (scene extent, node vocabulary) and travels in the checkpoint,
+so a model is rebuilt and fed exactly as it was trained.
+
+Token features (all per slot, ``ok`` flags are 1 where the value is present):
+
+==================  ============================================================
+``node_xy``         node x, y min-max normalized to the scene extent ([0, 1])
+``node_z``          node height / 100 m
+``pos_ok``          node position known
+``rss``             RSS mapped from [-120, -30] dBm to [0, 1] (clipped to [-0.5, 1.5])
+``aoa``             (sin, cos) of the compass bearing node -> target
+``toa``             ToA x c / scene extent (a distance in extent units, clipped to 4)
+``tx``              known transmit power / 50 dBm
+``node_id``         index in the node vocabulary (0: unknown node)
+==================  ============================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from rflocal_core.errors import InvalidInputError
+from rflocal_core.models.baselines import C_M_PER_NS, Inputs, _bounds
+
+RSS_MIN_DBM, RSS_MAX_DBM = -120.0, -30.0
+NODE_Z_SCALE_M = 100.0
+TX_SCALE_DBM = 50.0
+
+#: Columns of the dense per-token feature vector (see :func:`token_features`).
+TOKEN_COLUMNS = ("node_z", "pos_ok", "rss", "rss_ok", "aoa_sin", "aoa_cos", "aoa_ok", "toa", "toa_ok", "tx", "tx_ok")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Normalization fitted on a training split.
+
+    Attributes
+    ----------
+    origin_m : tuple of float
+        Lower-left corner (x, y) of the normalized square (m).
+    extent_m : float
+        Side of the normalized square (m): positions map to [0, 1] in both axes.
+    node_keys : tuple of str
+        Node vocabulary (``"<scene>#<site>"``); index i + 1 in ``node_id``; 0 is unknown.
+    max_slots : int
+        Report slots per sample in training (informative; any count is accepted).
+    """
+
+    origin_m: tuple[float, float]
+    extent_m: float
+    node_keys: tuple[str, ...]
+    max_slots: int
+
+    @classmethod
+    def fit(cls, train: Inputs) -> FeatureSpec:
+        b = _bounds(train)
+        extent = max(b[1] - b[0], b[3] - b[2], 1.0)
+        cx, cy = (b[0] + b[1]) / 2, (b[2] + b[3]) / 2
+        keys = node_keys(train)
+        vocab = sorted({k for k in keys[train.node_mask].ravel().tolist() if k})
+        return cls((cx - extent / 2, cy - extent / 2), float(extent), tuple(vocab), int(train.node_mask.shape[1]))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
+        return cls(tuple(float(v) for v in d["origin_m"]), float(d["extent_m"]), tuple(d["node_keys"]),
+                   int(d["max_slots"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_unit(self, xy_m: np.ndarray) -> np.ndarray:
+        return (xy_m - np.asarray(self.origin_m)) / self.extent_m
+
+    def to_metres(self, xy_unit: np.ndarray) -> np.ndarray:
+        return np.asarray(xy_unit) * self.extent_m + np.asarray(self.origin_m)
+
+
+def node_keys(x: Inputs) -> np.ndarray:
+    """[N, S] object array of node identity keys ``"<scene>#<node index>"`` (``""``: no identity).
+
+    The index is :attr:`Inputs.slot_site` (a site of a generated scene, a node of an
+    imported dataset); drone waypoints have no identity.
+    """
+    scenes = list(x.scenes) or [x.dataset]
+    keys = np.full(x.node_mask.shape, "", dtype=object)
+    for (i, j), site in np.ndenumerate(x.slot_site):
+        if site >= 0 and x.node_mask[i, j]:
+            keys[i, j] = f"{scenes[min(int(x.scene_idx[i]), len(scenes) - 1)]}#{site}"
+    return keys
+
+
+@dataclass
+class Batch:
+    """Tensors of a set of samples. Shapes: N samples, S slots.
+
+    Attributes
+    ----------
+    node_xy : [N, S, 2] float32, normalized (0 where unknown)
+    feats : [N, S, F] float32, :data:`TOKEN_COLUMNS`
+    node_id : [N, S] int64
+    mask : [N, S] bool, slots that carry at least one measurement
+    truth : [N, 2] float32, normalized (NaN where absent)
+    """
+
+    node_xy: torch.Tensor
+    feats: torch.Tensor
+    node_id: torch.Tensor
+    mask: torch.Tensor
+    truth: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.mask.shape[0]
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(*(t.to(device) for t in (self.node_xy, self.feats, self.node_id, self.mask, self.truth)))
+
+    def index(self, rows: torch.Tensor | np.ndarray | slice) -> Batch:
+        return Batch(self.node_xy[rows], self.feats[rows], self.node_id[rows], self.mask[rows], self.truth[rows])
+
+    def compact(self) -> Batch:
+        """Move each sample's reporting slots to the front and drop slots no sample uses.
+
+        The models are invariant to slot order (node ids travel with their slots), so this
+        only saves work: imported datasets have many nodes but few reports per sample.
+        """
+        n, s = self.mask.shape
+        keep = max(int(self.mask.sum(1).max()) if n else 0, 1)
+        if keep == s:
+            return self
+        order = torch.argsort((~self.mask).to(torch.int8), dim=1, stable=True)[:, :keep]
+
+        def take(t: torch.Tensor) -> torch.Tensor:
+            idx = order.reshape(n, keep, *([1] * (t.dim() - 2))).expand(n, keep, *t.shape[2:])
+            return torch.gather(t, 1, idx)
+
+        return Batch(take(self.node_xy), take(self.feats), take(self.node_id), take(self.mask), self.truth)
+
+    def col(self, name: str) -> torch.Tensor:
+        return self.feats[..., TOKEN_COLUMNS.index(name)]
+
+
+def make_batch(x: Inputs, spec: FeatureSpec, *, unknown_nodes: str = "allow") -> Batch:
+    """Encode :class:`Inputs` as a :class:`Batch`.
+
+    Parameters
+    ----------
+    unknown_nodes : str
+        ``"allow"``: nodes outside the vocabulary get id 0; ``"error"``: raise
+        :class:`InvalidInputError` naming them.
+    """
+    if not isinstance(x, Inputs):
+        msg = f"x: expected Inputs (from load_inputs), got {type(x).__name__}"
+        raise InvalidInputError(msg)
+    n, s = x.node_mask.shape
+    known = x.known_nodes
+    xy = np.where(known[..., None], spec.to_unit(np.nan_to_num(x.node_pos_m[..., :2])), 0.0)
+    z = np.where(np.isfinite(x.node_pos_m[..., 2]), x.node_pos_m[..., 2], 0.0) / NODE_Z_SCALE_M
+    rss_ok = np.isfinite(x.rss_dbm) & x.node_mask
+    rss = np.clip((np.nan_to_num(x.rss_dbm, nan=RSS_MIN_DBM) - RSS_MIN_DBM) / (RSS_MAX_DBM - RSS_MIN_DBM), -0.5, 1.5)
+    aoa_ok = np.isfinite(x.aoa_deg) & x.node_mask
+    aoa = np.deg2rad(np.nan_to_num(x.aoa_deg))
+    toa_ok = np.isfinite(x.toa_ns) & x.node_mask
+    toa = np.clip(np.nan_to_num(x.toa_ns) * C_M_PER_NS / spec.extent_m, 0.0, 4.0)
+    tx_ok = np.isfinite(x.tx_power_dbm) & x.node_mask
+    tx = np.nan_to_num(x.tx_power_dbm) / TX_SCALE_DBM
+    cols = {
+        "node_z": z, "pos_ok": known, "rss": rss * rss_ok, "rss_ok": rss_ok, "aoa_sin": np.sin(aoa) * aoa_ok,
+        "aoa_cos": np.cos(aoa) * aoa_ok, "aoa_ok": aoa_ok, "toa": toa * toa_ok, "toa_ok": toa_ok, "tx": tx * tx_ok,
+        "tx_ok": tx_ok,
+    }
+    feats = np.stack([np.asarray(cols[c], dtype=np.float32) for c in TOKEN_COLUMNS], axis=-1)
+    mask = x.node_mask & (rss_ok | aoa_ok | toa_ok)
+    keys = node_keys(x)
+    lookup = {k: i + 1 for i, k in enumerate(spec.node_keys)}
+    ids = np.zeros((n, s), dtype=np.int64)
+    unknown: set[str] = set()
+    for (i, j), key in np.ndenumerate(keys):
+        if key:
+            ids[i, j] = lookup.get(key, 0)
+            if ids[i, j] == 0 and mask[i, j]:
+                unknown.add(key)
+    if unknown and unknown_nodes == "error":
+        msg = (f"x: node ids {sorted(unknown)[:5]} were never seen in training "
+               f"(the model knows {len(spec.node_keys)} nodes, e.g. {list(spec.node_keys[:3])})")
+        raise InvalidInputError(msg)
+    truth = spec.to_unit(x.truth_m).astype(np.float32)
+    return Batch(torch.from_numpy(xy.astype(np.float32)), torch.from_numpy(feats), torch.from_numpy(ids),
+                 torch.from_numpy(mask), torch.from_numpy(truth))

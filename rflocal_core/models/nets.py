@@ -1,0 +1,390 @@
+"""Neural localization models over sets of measurement reports.
+
+Both models take a :class:`~rflocal_core.models.features.Batch` (N samples x S report
+slots with a mask), are invariant to the order of the slots, ignore masked slots exactly as
+if they were absent, and return a position in normalized scene units plus a 1-sigma
+uncertainty per axis::
+
+    out = net(batch)          # {"mu": [N, 2], "sigma": [N, 2], ...}
+    loss, parts = net.loss(batch, out, stage="joint")
+
+``setnet``
+    Report tokens (sinusoidal encoding of the node position, RSS, AoA (sin, cos), ToA,
+    transmit power and their masks) through a masked transformer encoder, pooled by
+    attention with a learned seed plus a masked mean. Auxiliary heads predict, per
+    report, the bearing (sin, cos) and distance from that node to the target.
+``heimdall``
+    A per-node encoder with learnable node embeddings; a geometry encoder of pairwise
+    node distances, bearings and height differences; max + mean + quality-weighted
+    (RSS) pooling; global fusion; position and uncertainty heads trained with Gaussian NLL.
+    Node dropout (progressive), RSS noise and node position jitter augment training.
+
+Uncertainty: ``sigma = softplus(s) + sigma_min`` keeps it positive and away from collapse;
+the position loss is the beta-NLL of Seitzer et al. (2022): the Gaussian NLL weighted by
+``sigma^(2 beta)`` (detached), so the mean keeps learning where sigma is large (beta=0 is
+the plain NLL).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rflocal_core.errors import InvalidInputError
+from rflocal_core.models.features import TOKEN_COLUMNS, Batch
+from rflocal_core.validation import check_choice, check_int, check_number
+
+
+def _masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[N, S, D], [N, S] -> [N, D]; zero for an empty set."""
+    w = mask.to(h.dtype).unsqueeze(-1)
+    return (h * w).sum(1) / w.sum(1).clamp_min(1.0)
+
+
+def _masked_max(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """[N, S, D], [N, S] -> [N, D]; zero for an empty set."""
+    filled = h.masked_fill(~mask.unsqueeze(-1), float("-inf"))
+    out = filled.max(1).values
+    return torch.where(mask.any(1, keepdim=True), out, torch.zeros_like(out))
+
+
+def _mlp(sizes: list[int], *, final_act: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2 or final_act:
+            layers.append(nn.GELU())
+    return nn.Sequential(*layers)
+
+
+def sinusoidal(xy: torch.Tensor, num_freqs: int) -> torch.Tensor:
+    """[..., 2] in [0, 1] -> [..., 4 * num_freqs]: sin, cos of 2^k pi x for k < num_freqs."""
+    freqs = math.pi * 2.0 ** torch.arange(num_freqs, device=xy.device, dtype=xy.dtype)
+    ang = xy.unsqueeze(-1) * freqs  # [..., 2, F]
+    return torch.cat([ang.sin(), ang.cos()], dim=-1).flatten(-2)
+
+
+def gaussian_beta_nll(mu: torch.Tensor, sigma: torch.Tensor, target: torch.Tensor, beta: float) -> torch.Tensor:
+    """Per-sample beta-NLL summed over axes: [N, 2] x3 -> [N]."""
+    nll = 0.5 * ((target - mu) / sigma) ** 2 + torch.log(sigma)
+    if beta > 0:
+        nll = nll * sigma.detach() ** (2 * beta)
+    return nll.sum(-1)
+
+
+# --------------------------------------------------------------------------- configs
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Options common to the networks.
+
+    Parameters
+    ----------
+    d_model : int
+        Token width.
+    dropout : float
+        Dropout inside the network (0 disables).
+    sigma_min : float
+        Floor of the predicted sigma, in normalized scene units (1e-3 of a 500 m scene is 0.5 m).
+    beta : float
+        beta of the beta-NLL position loss (0: plain Gaussian NLL).
+    node_dropout : tuple of float
+        Fraction of a sample's reports removed in training, per third of the epochs
+        (progressive schedule); at least one report is always kept.
+    rss_noise_db : float
+        Uniform noise +-rss_noise_db added to training RSS.
+    position_jitter_m : float
+        Gaussian jitter (m, 1 sigma) added to training node positions.
+    """
+
+    d_model: int = 64
+    dropout: float = 0.0
+    sigma_min: float = 1e-3
+    beta: float = 0.5
+    node_dropout: tuple[float, ...] = (0.0,)
+    rss_noise_db: float = 0.0
+    position_jitter_m: float = 0.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "node_dropout", tuple(float(v) for v in self.node_dropout))
+        check_int("d_model", self.d_model, 8, 1024)
+        check_number("dropout", self.dropout, 0.0, 0.9)
+        check_number("sigma_min", self.sigma_min, 1e-6, 0.5)
+        check_number("beta", self.beta, 0.0, 1.0)
+        if not self.node_dropout or not all(0.0 <= p <= 0.9 for p in self.node_dropout):
+            msg = f"node_dropout: expected a non-empty list of fractions in [0, 0.9], got {self.node_dropout!r}"
+            raise InvalidInputError(msg)
+        check_number("rss_noise_db", self.rss_noise_db, 0.0, 20.0, "dB")
+        check_number("position_jitter_m", self.position_jitter_m, 0.0, 100.0, "m")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> NetConfig:
+        d = dict(d or {})
+        names = {f.name for f in fields(cls)}
+        extra = sorted(set(d) - names)
+        if extra:
+            msg = f"{cls.__name__}: unknown option(s) {extra}; expected some of {sorted(names)}"
+            raise InvalidInputError(msg)
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class SetNetConfig(NetConfig):
+    """``setnet`` options (see :class:`NetConfig` for the common ones).
+
+    Parameters
+    ----------
+    pe_freqs : int
+        Frequencies of the sinusoidal node-position encoding (4 x pe_freqs features).
+    layers, heads : int
+        Transformer encoder depth and attention heads (``d_model % heads == 0``).
+    aux_weight : float
+        Weight of the auxiliary bearing/distance losses.
+    aux_epochs : int
+        Two-stage training: the first ``aux_epochs`` epochs train the auxiliary heads only,
+        then position and auxiliary losses jointly; 0 trains jointly from the start.
+    """
+
+    pe_freqs: int = 6
+    layers: int = 3
+    heads: int = 4
+    aux_weight: float = 0.5
+    aux_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_int("pe_freqs", self.pe_freqs, 1, 16)
+        check_int("layers", self.layers, 1, 12)
+        check_int("heads", self.heads, 1, 16)
+        if self.d_model % self.heads:
+            msg = f"heads: d_model ({self.d_model}) must be divisible by heads, got heads={self.heads}"
+            raise InvalidInputError(msg)
+        check_number("aux_weight", self.aux_weight, 0.0, 100.0)
+        check_int("aux_epochs", self.aux_epochs, 0, 10_000)
+
+
+@dataclass(frozen=True)
+class HeimdallConfig(NetConfig):
+    """``heimdall`` options; augmentation on by default (see :class:`NetConfig`).
+
+    Parameters
+    ----------
+    node_embedding_dim : int
+        Width of the learnable per-node embedding (0 disables it).
+    geometry : bool
+        Use the pairwise geometry encoder.
+    """
+
+    node_dropout: tuple[float, ...] = (0.0, 0.2, 0.5)
+    rss_noise_db: float = 3.0
+    position_jitter_m: float = 1.0
+    node_embedding_dim: int = 16
+    geometry: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_int("node_embedding_dim", self.node_embedding_dim, 0, 512)
+        if not isinstance(self.geometry, bool):
+            msg = f"geometry: expected true or false, got {self.geometry!r}"
+            raise InvalidInputError(msg)
+
+
+# --------------------------------------------------------------------------- models
+
+
+class LocNet(nn.Module):
+    """Common parts: configuration, position/uncertainty head, augmentation and loss."""
+
+    name: ClassVar[str] = "net"
+    config_cls: ClassVar[type[NetConfig]] = NetConfig
+
+    def __init__(self, config: NetConfig, *, vocab_size: int = 0) -> None:
+        super().__init__()
+        self.config = config
+        self.vocab_size = int(vocab_size)
+
+    def _head_out(self, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.position_head(g)
+        mu = 0.5 + out[:, :2]  # the head starts at the scene centre
+        sigma = F.softplus(out[:, 2:] - 2.0) + self.config.sigma_min
+        return mu, sigma
+
+    def augment(self, batch: Batch, *, epoch_fraction: float, extent_m: float, generator: torch.Generator) -> Batch:
+        """Training-time node dropout (progressive schedule), RSS noise and position jitter."""
+        c = self.config
+        sched = c.node_dropout
+        p = sched[min(int(epoch_fraction * len(sched)), len(sched) - 1)]
+        mask = batch.mask
+        if p > 0:
+            drop = torch.rand(mask.shape, generator=generator) < p
+            keep = mask & ~drop
+            # keep at least one report: restore the strongest if all were dropped
+            empty = ~keep.any(1) & mask.any(1)
+            if empty.any():
+                score = batch.col("rss").masked_fill(~mask, -1e9) + torch.rand(mask.shape, generator=generator) * 1e-3
+                first = F.one_hot(score.argmax(1), mask.shape[1]).bool()
+                keep = keep | (first & empty.unsqueeze(1))
+            mask = keep
+        feats = batch.feats
+        if c.rss_noise_db > 0:
+            feats = feats.clone()
+            i = TOKEN_COLUMNS.index("rss")
+            noise = (torch.rand(mask.shape, generator=generator) * 2 - 1) * c.rss_noise_db / 90.0
+            feats[..., i] = feats[..., i] + noise * feats[..., TOKEN_COLUMNS.index("rss_ok")]
+        node_xy = batch.node_xy
+        if c.position_jitter_m > 0:
+            jitter = torch.randn(node_xy.shape, generator=generator) * (c.position_jitter_m / extent_m)
+            node_xy = node_xy + jitter * batch.col("pos_ok").unsqueeze(-1)
+        return Batch(node_xy, feats, batch.node_id, mask, batch.truth)
+
+    def loss(self, batch: Batch, out: dict[str, torch.Tensor], *, stage: str = "joint"
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training loss and its parts. ``stage``: ``"joint"`` or ``"aux"`` (auxiliary only)."""
+        pos = gaussian_beta_nll(out["mu"], out["sigma"], batch.truth, self.config.beta).mean()
+        parts = {"position": float(pos.detach())}
+        total = pos
+        aux = self._aux_loss(batch, out)
+        if aux is not None:
+            parts["aux"] = float(aux.detach())
+            weight = getattr(self.config, "aux_weight", 0.0)
+            total = aux if stage == "aux" else pos + weight * aux
+        return total, parts
+
+    def _aux_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        return None
+
+
+class SetNet(LocNet):
+    """Masked set transformer over report tokens (``setnet``)."""
+
+    name = "setnet"
+    config_cls = SetNetConfig
+
+    def __init__(self, config: SetNetConfig, *, vocab_size: int = 0) -> None:
+        super().__init__(config, vocab_size=vocab_size)
+        d = config.d_model
+        in_dim = 4 * config.pe_freqs + len(TOKEN_COLUMNS)
+        self.token_mlp = _mlp([in_dim, 2 * d, d])
+        layer = nn.TransformerEncoderLayer(d, config.heads, 2 * d, config.dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.seed = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        self.pool = nn.MultiheadAttention(d, config.heads, batch_first=True)
+        self.position_head = _mlp([2 * d, 2 * d, d, 4])
+        self.aux_head = _mlp([d, d, 3])  # bearing sin, cos; distance (extent units)
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        c = self.config
+        tokens = torch.cat([sinusoidal(batch.node_xy, c.pe_freqs) * batch.col("pos_ok").unsqueeze(-1),
+                            batch.feats], dim=-1)
+        h = self.token_mlp(tokens)
+        mask = batch.mask
+        # An always-present seed token keeps attention defined for an empty set.
+        n = h.shape[0]
+        seed = self.seed.expand(n, 1, -1)
+        h = torch.cat([seed, h], dim=1)
+        full = torch.cat([torch.ones(n, 1, dtype=torch.bool, device=mask.device), mask], dim=1)
+        h = self.norm(self.encoder(h, src_key_padding_mask=~full))
+        pooled, _ = self.pool(h[:, :1], h, h, key_padding_mask=~full, need_weights=False)
+        g = torch.cat([pooled[:, 0], _masked_mean(h, full)], dim=-1)
+        mu, sigma = self._head_out(g)
+        aux = self.aux_head(h[:, 1:])
+        return {"mu": mu, "sigma": sigma, "aux": aux}
+
+    def _aux_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> torch.Tensor:
+        delta = batch.truth.unsqueeze(1) - batch.node_xy  # [N, S, 2] node -> target (x east, y north)
+        dist = delta.norm(dim=-1)
+        target = torch.stack([delta[..., 0] / dist.clamp_min(1e-6), delta[..., 1] / dist.clamp_min(1e-6), dist], -1)
+        ok = (batch.mask & (batch.col("pos_ok") > 0)).to(out["aux"].dtype)
+        err = F.smooth_l1_loss(out["aux"], target, reduction="none", beta=0.05).sum(-1)
+        return (err * ok).sum() / ok.sum().clamp_min(1.0)
+
+
+class Heimdall(LocNet):
+    """Per-node encoder + pairwise geometry + multi-pooling fusion (``heimdall``)."""
+
+    name = "heimdall"
+    config_cls = HeimdallConfig
+
+    def __init__(self, config: HeimdallConfig, *, vocab_size: int = 0) -> None:
+        super().__init__(config, vocab_size=vocab_size)
+        d = config.d_model
+        e = config.node_embedding_dim
+        self.node_embedding = nn.Embedding(vocab_size + 1, e) if e else None
+        if self.node_embedding is not None:
+            nn.init.normal_(self.node_embedding.weight, std=0.02)
+            with torch.no_grad():
+                self.node_embedding.weight[0].zero_()  # unknown nodes: no identity
+        self.node_mlp = _mlp([2 + len(TOKEN_COLUMNS) + e, 2 * d, d], final_act=True)
+        # pair features: dx, dy, distance, bearing sin/cos, dz, both-positions-known
+        self.pair_mlp = _mlp([7 + 2 * d, d, d], final_act=True) if config.geometry else None
+        self.node_mlp2 = _mlp([2 * d if config.geometry else d, d, d], final_act=True)
+        self.quality = nn.Linear(d, 1)
+        self.rss_temperature = nn.Parameter(torch.tensor(4.0))
+        self.fusion = _mlp([3 * d, 2 * d, 2 * d], final_act=True)
+        self.drop = nn.Dropout(config.dropout)
+        self.position_head = _mlp([2 * d, d, 4])
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        mask = batch.mask
+        parts = [batch.node_xy, batch.feats]
+        if self.node_embedding is not None:
+            ids = batch.node_id.clamp(0, self.vocab_size)
+            parts.append(self.node_embedding(ids))
+        h = self.node_mlp(torch.cat(parts, dim=-1))  # [N, S, d]
+        if self.pair_mlp is not None:
+            h = torch.cat([h, self._geometry(batch, h)], dim=-1)
+        h = self.drop(self.node_mlp2(h))
+        score = self.quality(h)[..., 0] + self.rss_temperature * batch.col("rss")
+        w = torch.softmax(score.masked_fill(~mask, float("-inf")), dim=1)
+        w = torch.nan_to_num(w, nan=0.0) * mask  # an empty set gives NaN softmax: zero weights
+        weighted = (w.unsqueeze(-1) * h).sum(1)
+        g = self.fusion(torch.cat([_masked_max(h, mask), _masked_mean(h, mask), weighted], dim=-1))
+        mu, sigma = self._head_out(self.drop(g))
+        return {"mu": mu, "sigma": sigma, "weights": w}
+
+    def _geometry(self, batch: Batch, h: torch.Tensor) -> torch.Tensor:
+        """Per node: masked mean over the other reporting nodes of an MLP of the pair geometry."""
+        xy = batch.node_xy
+        delta = xy.unsqueeze(1) - xy.unsqueeze(2)  # [N, S, S, 2]: node i -> node j
+        dist = delta.norm(dim=-1, keepdim=True)
+        unit = delta / dist.clamp_min(1e-6)
+        z = batch.col("node_z")
+        dz = (z.unsqueeze(1) - z.unsqueeze(2)).unsqueeze(-1)
+        known = batch.col("pos_ok") > 0
+        both = (known.unsqueeze(1) & known.unsqueeze(2)).unsqueeze(-1).to(h.dtype)
+        s = h.shape[1]
+        hj = h.unsqueeze(1).expand(-1, s, -1, -1)
+        hi = h.unsqueeze(2).expand(-1, -1, s, -1)
+        pair = torch.cat([delta * both, dist * both, unit * both, dz, both, hi, hj], dim=-1)
+        e = self.pair_mlp(pair)  # [N, S, S, d]
+        pm = batch.mask.unsqueeze(1) & batch.mask.unsqueeze(2) & ~torch.eye(s, dtype=torch.bool, device=h.device)
+        w = pm.to(h.dtype).unsqueeze(-1)
+        return (e * w).sum(2) / w.sum(2).clamp_min(1.0)
+
+
+NETWORKS: dict[str, type[LocNet]] = {"setnet": SetNet, "heimdall": Heimdall}
+
+
+def build_network(name: str, config: dict[str, Any] | NetConfig | None, *, vocab_size: int) -> LocNet:
+    """A network by name from its configuration (a dict of options or the config object)."""
+    check_choice("model", name, tuple(NETWORKS))
+    cls = NETWORKS[name]
+    cfg = config if isinstance(config, cls.config_cls) else cls.config_cls.from_dict(
+        config if isinstance(config, dict) or config is None else _bad_config(config))
+    return cls(cfg, vocab_size=vocab_size)
+
+
+def _bad_config(config: Any) -> dict[str, Any]:
+    msg = f"model_config: expected a dict of options, got {type(config).__name__}"
+    raise InvalidInputError(msg)

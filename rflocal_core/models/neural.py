@@ -1,0 +1,72 @@
+"""A trained network with its feature normalization: predicts like a baseline.
+
+    model = NeuralModel.from_checkpoint(payload)     # payload from train.runs.load_checkpoint
+    pred = model.predict(load_inputs("ds", "test"))  # Prediction in scene metres
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from rflocal_core.errors import InvalidInputError
+from rflocal_core.models.baselines import Inputs, Prediction
+from rflocal_core.models.features import Batch, FeatureSpec, make_batch
+from rflocal_core.models.nets import NETWORKS, LocNet, build_network
+
+#: Samples per forward pass when predicting a whole split.
+PREDICT_CHUNK = 2048
+
+
+@dataclass
+class NeuralModel:
+    """A network, its name and the :class:`FeatureSpec` it was trained with."""
+
+    name: str
+    net: LocNet
+    spec: FeatureSpec
+
+    @classmethod
+    def from_checkpoint(cls, payload: dict[str, Any]) -> NeuralModel:
+        """Rebuild from a checkpoint payload (``config``: model_config + features; ``state``)."""
+        name = payload.get("model")
+        if name not in NETWORKS:
+            msg = f"checkpoint: model {name!r} is not a network ({', '.join(NETWORKS)})"
+            raise InvalidInputError(msg)
+        cfg = payload.get("config") or {}
+        spec = FeatureSpec.from_dict(cfg["features"])
+        net = build_network(name, cfg.get("model_config"), vocab_size=len(spec.node_keys))
+        state = {k: torch.as_tensor(np.asarray(v)) for k, v in payload["state"].items()}
+        net.load_state_dict(state)
+        net.eval()
+        return cls(name, net, spec)
+
+    def checkpoint_config(self) -> dict[str, Any]:
+        return {"model_config": self.net.config.to_dict(), "features": self.spec.to_dict()}
+
+    @torch.no_grad()
+    def predict_batch(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        """Normalized (mu, sigma), each [N, 2] float64, for an encoded batch (eval mode)."""
+        was_training = self.net.training
+        self.net.eval()
+        device = next(self.net.parameters()).device
+        mus, sigmas = [], []
+        try:
+            for start in range(0, len(batch), PREDICT_CHUNK):
+                part = batch.index(slice(start, start + PREDICT_CHUNK)).compact().to(device)
+                out = self.net(part)
+                mus.append(out["mu"].float().cpu().numpy())
+                sigmas.append(out["sigma"].float().cpu().numpy())
+        finally:
+            self.net.train(was_training)
+        if not mus:
+            return np.zeros((0, 2)), np.zeros((0, 2))
+        return np.concatenate(mus).astype(np.float64), np.concatenate(sigmas).astype(np.float64)
+
+    def predict(self, x: Inputs, *, unknown_nodes: str = "allow") -> Prediction:
+        """Positions [N, 2] in scene metres with a 1-sigma uncertainty per axis."""
+        mu, sigma = self.predict_batch(make_batch(x, self.spec, unknown_nodes=unknown_nodes))
+        return Prediction(self.spec.to_metres(mu), sigma * self.spec.extent_m, {"model": self.name})
