@@ -86,6 +86,7 @@ def _add_data_parsers(sub: Any) -> None:
     gen.add_argument("--min-distance-m", type=float, default=None)
     gen.add_argument("--max-distance-m", type=float, default=None)
     gen.add_argument("--sigma-db", type=float, default=6.0, help="shadow fading sigma")
+    gen.add_argument("--rss-noise-db", type=float, default=2.0, help="per-report measurement noise sigma")
     gen.add_argument("--corr-m", type=float, default=20.0, help="shadow fading correlation distance")
     gen.add_argument("--toa-noise-ns", type=float, default=10.0)
     gen.add_argument("--nlos-bias-ns", type=float, default=50.0)
@@ -144,6 +145,7 @@ def _generation_config(args: argparse.Namespace) -> Any:
         timing=not args.no_timing, paths_samples_per_src=args.paths_samples, sensitivity_dbm=args.sensitivity_dbm,
         min_sites=args.min_sites, sampling=args.sampling, min_distance_m=args.min_distance_m,
         max_distance_m=args.max_distance_m, shadowing_sigma_db=args.sigma_db, shadowing_corr_m=args.corr_m,
+        rss_noise_db=args.rss_noise_db,
         toa_noise_ns=args.toa_noise_ns, nlos_bias_mean_ns=args.nlos_bias_ns, aoa_noise_deg=args.aoa_noise_deg,
         top_k=args.top_k, dropout=args.dropout, sequence_length=_pair(args.sequence, "sequence", int),
         motion=args.motion, emitter_power_dbm=_pair(args.emitter_power_dbm, "emitter_power_dbm", float),
@@ -208,9 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="check the ray-tracing backend and the workspace")
     tr = sub.add_parser("train", help="fit a model on a dataset and save it as a run")
     tr.add_argument("--dataset", required=True)
-    tr.add_argument("--model", required=True, help="strongest_site, weighted_centroid, log_distance, "
-                    "aoa_triangulation, toa_multilateration, knn or map_matching")
+    tr.add_argument("--model", required=True, help="setnet, heimdall, strongest_site, weighted_centroid, "
+                    "log_distance, aoa_triangulation, toa_multilateration, knn or map_matching")
     tr.add_argument("--config", metavar="JSON", default=None, help="model configuration as a JSON object")
+    tr.add_argument("--train-config", metavar="JSON", default=None,
+                    help="network training options as a JSON object (see TrainConfig)")
+    tr.add_argument("--epochs", type=int, default=None, help="networks: maximum epochs")
+    tr.add_argument("--max-minutes", type=float, default=None, help="networks: wall-clock budget")
+    tr.add_argument("--batch-size", type=int, default=None)
+    tr.add_argument("--lr", type=float, default=None)
     tr.add_argument("--seed", type=int, default=0)
     ev = sub.add_parser("evaluate", help="error statistics of a run on a dataset split")
     ev.add_argument("--run", required=True)
@@ -221,7 +229,22 @@ def build_parser() -> argparse.ArgumentParser:
     runs_sub.add_parser("list", help="list runs")
     rdel = runs_sub.add_parser("delete", help="delete a run")
     rdel.add_argument("run")
+    rres = runs_sub.add_parser("resume", help="continue a cancelled or interrupted network run")
+    rres.add_argument("run")
+    rres.add_argument("--max-minutes", type=float, default=None, help="new wall-clock budget for the whole run")
     return parser
+
+
+def _stderr_progress() -> Any:
+    """A progress callback that prints each new stage to stderr (stdout stays pure JSON)."""
+    last = {"stage": None}
+
+    def report(stage: str, fraction: float) -> None:
+        if stage != last["stage"] and not stage.startswith("epoch") or "val median" in stage:
+            print(f"[{100 * fraction:5.1f}%] {stage}", file=sys.stderr, flush=True)
+        last["stage"] = stage
+
+    return report
 
 
 def _scene_config(args: argparse.Namespace) -> Any:
@@ -279,17 +302,26 @@ def _run(args: argparse.Namespace) -> Any:
         from rflocal_core.errors import InvalidInputError
         from rflocal_core.train import train
 
-        config = None
-        if args.config:
+        def json_object(field: str, text: str | None) -> dict[str, Any] | None:
+            if not text:
+                return None
             try:
-                config = json.loads(args.config)
+                value = json.loads(text)
             except json.JSONDecodeError as exc:
-                msg = f"config: expected a JSON object, got {args.config!r} ({exc})"
+                msg = f"{field}: expected a JSON object, got {text!r} ({exc})"
                 raise InvalidInputError(msg) from None
-            if not isinstance(config, dict):
-                msg = f"config: expected a JSON object, got {args.config!r}"
+            if not isinstance(value, dict):
+                msg = f"{field}: expected a JSON object, got {text!r}"
                 raise InvalidInputError(msg)
-        return train(args.dataset, args.model, model_config=config, seed=args.seed)
+            return value
+
+        config = json_object("config", args.config)
+        train_config = json_object("train-config", args.train_config) or {}
+        for key in ("epochs", "max_minutes", "batch_size", "lr"):
+            if getattr(args, key) is not None:
+                train_config[key] = getattr(args, key)
+        return train(args.dataset, args.model, model_config=config, train_config=train_config, seed=args.seed,
+                     progress=_stderr_progress())
     if args.cmd == "evaluate":
         from rflocal_core.infer import evaluate
 
@@ -299,6 +331,10 @@ def _run(args: argparse.Namespace) -> Any:
 
         if args.runs_cmd == "list":
             return list_runs()
+        if args.runs_cmd == "resume":
+            from rflocal_core.train import resume
+
+            return resume(args.run, max_minutes=args.max_minutes, progress=_stderr_progress())
         delete_run(args.run)
         return {"deleted": args.run}
     from rflocal_core import scene

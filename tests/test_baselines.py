@@ -47,7 +47,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory):
                       min_sites=2)
         generate_dataset(GenerationConfig(name="blds", samples_per_scene=400, **common))
         generate_dataset(GenerationConfig(name="blclean", samples_per_scene=150, shadowing_sigma_db=0.0,
-                                          rss_quantization_db=0.0, aoa_noise_deg=0.0, **common))
+                                          rss_quantization_db=0.0, rss_noise_db=0.0, aoa_noise_deg=0.0, **common))
         generate_dataset(GenerationConfig(name="blem", samples_per_scene=200, mode="emitter", timing=False, **common))
         yield path
     finally:

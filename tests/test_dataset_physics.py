@@ -211,7 +211,7 @@ NOISE_FREE = GenerationConfig(
     name="noise-free", scenes=(OPEN,), samples_per_scene=120, cell_size_m=2.0, map_samples_per_tx=1_000_000,
     map_max_depth=1, map_diffraction=False, min_sites=3, shadowing_sigma_db=6.0, shadowing_corr_m=6.0,
     timing=True, paths_samples_per_src=10_000, paths_max_depth=1, paths_diffraction=False,
-    toa_noise_ns=0.0, nlos_bias_mean_ns=0.0, aoa_noise_deg=0.0, top_k=0,
+    toa_noise_ns=0.0, nlos_bias_mean_ns=0.0, aoa_noise_deg=0.0, top_k=0, rss_noise_db=0.0,
 )
 
 
@@ -444,7 +444,7 @@ def _config(**kw: Any) -> GenerationConfig:
 
 def test_reports_sensitivity_floor_and_quantization() -> None:
     inputs = _synth_inputs()
-    config = _config(sensitivity_dbm=-100.0, top_k=0, dropout=0.0)
+    config = _config(sensitivity_dbm=-100.0, top_k=0, dropout=0.0, rss_noise_db=0.0)
     reps = synthesize(**inputs, config=config, rng=np.random.default_rng(1))
     rss = reps.rss_dbm
     present = np.isfinite(rss)
@@ -466,6 +466,20 @@ def test_reports_sensitivity_floor_and_quantization() -> None:
                        rng=np.random.default_rng(1))
     v = reps2.rss_dbm[np.isfinite(reps2.rss_dbm)]
     np.testing.assert_array_equal(v / 2.0, np.round(v / 2.0))
+
+
+def test_reports_measurement_noise_has_its_sigma_and_is_independent_per_report() -> None:
+    inputs = _synth_inputs()
+    config = _config(sensitivity_dbm=-200.0, top_k=0, rss_quantization_db=0.0, rss_noise_db=2.5)
+    a = synthesize(**inputs, config=config, rng=np.random.default_rng(5)).rss_dbm
+    b = synthesize(**inputs, config=config, rng=np.random.default_rng(6)).rss_dbm
+    clean = 43.0 + np.where(np.isfinite(inputs["pg_db"]), inputs["pg_db"], np.nan) + inputs["shadow_db"]
+    ok = np.isfinite(a) & np.isfinite(b)
+    assert ok.sum() > 500
+    assert np.std((a - clean)[ok]) == pytest.approx(2.5, rel=0.08)
+    assert abs(np.mean((a - clean)[ok])) < 0.2
+    # two visits to the same place differ by sqrt(2) sigma (the shadowing is the same both times)
+    assert np.std((a - b)[ok]) == pytest.approx(2.5 * np.sqrt(2), rel=0.08)
 
 
 def test_reports_top_k_keeps_the_strongest() -> None:

@@ -53,6 +53,8 @@ with tab_gen:
             nlos_bias = c[0].number_input("NLoS bias mean (ns)", 0.0, 1e4, 50.0, key="dg_bias")
             top_k = c[1].number_input("Top-K sites (0 = all)", 0, 64, 8, key="dg_topk")
             dropout = c[2].number_input("Feature dropout", 0.0, 0.9, 0.0, key="dg_dropout")
+            rss_noise = c[3].number_input("RSS measurement noise σ (dB)", 0.0, 20.0, 2.0, key="dg_rss_noise",
+                                          help="independent per report, on top of the static shadowing")
         with st.expander("Sequences and emitters"):
             c = st.columns(4)
             seq_min = c[0].number_input("Reports per sample, min", 1, 100, 1, key="dg_seq_min")
@@ -76,6 +78,7 @@ with tab_gen:
                     plane_height_m=float(plane), map_samples_per_tx=int(rays), map_diffraction=diffraction,
                     paths_diffraction=diffraction, sensitivity_dbm=float(sens), min_sites=int(min_sites),
                     sampling=sampling, timing=timing, shadowing_sigma_db=float(sigma), shadowing_corr_m=float(corr),
+                    rss_noise_db=float(rss_noise),
                     toa_noise_ns=float(toa_noise), aoa_noise_deg=float(aoa_noise), nlos_bias_mean_ns=float(nlos_bias),
                     top_k=int(top_k), dropout=float(dropout), sequence_length=(int(seq_min), int(seq_max)),
                     motion=motion, emitter_power_dbm=(float(p_min), float(p_max)), unseen_scenes=tuple(unseen),

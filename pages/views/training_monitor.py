@@ -1,17 +1,188 @@
-"""Training Monitor: not built yet; says what it will do and what it needs first."""
+"""Training Monitor: start training in the background, watch live curves, cancel, resume, delete."""
 
 from __future__ import annotations
 
+import json
+
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
+from plotly.subplots import make_subplots
 
-from rflocal_core import status
+from rflocal_core import dataset as ds
+from rflocal_core import train as tr
+from rflocal_core.errors import RFLocalInputError
+from rflocal_core.jobs import REGISTRY
+from rflocal_core.models.nets import NETWORKS, build_network
+from rflocal_core.train.runs import new_run_id
 
-info = status.stage_status("Training Monitor")
 st.title("Training Monitor")
-st.markdown(info["what"][:1].upper() + info["what"][1:])
-st.info("This stage is not available yet in this version of RFLocal.")
-if info["needs"]:
-    st.markdown(
-        f"**Needs first:** {info['needs']}. The workspace has {info['scenes']} scene(s), "
-        f"{info['datasets']} dataset(s) and {info['runs']} run(s)."
-    )
+st.caption(
+    "Train localization models in the background: the networks `setnet` and `heimdall` epoch by epoch, and the "
+    "classical baselines in one fit. Training keeps running when you switch pages or reload the browser."
+)
+
+datasets = [d["name"] for d in ds.list_datasets()]
+
+with st.expander("Start a run", expanded=not tr.list_runs()):
+    if not datasets:
+        st.info("No datasets yet: generate or import one on the Data Generation page first.")
+    else:
+        c = st.columns(3)
+        dataset = c[0].selectbox("Dataset", datasets, key="tm_dataset")
+        model = c[1].selectbox("Model", tr.models(), key="tm_model",
+                               help="setnet / heimdall are networks; the others are classical baselines")
+        seed = c[2].number_input("Seed", 0, 2**31 - 1, 0, key="tm_seed")
+        train_config: dict = {}
+        model_config: dict | None = None
+        if model in NETWORKS:
+            c = st.columns(4)
+            train_config["epochs"] = int(c[0].number_input("Epochs", 1, 10_000, 60, key="tm_epochs"))
+            train_config["batch_size"] = int(c[1].number_input("Batch size", 1, 8192, 128, key="tm_batch"))
+            train_config["lr"] = float(c[2].number_input("Learning rate", 1e-6, 1.0, 2e-3, format="%.4f", key="tm_lr"))
+            minutes = float(c[3].number_input("Time budget (min, 0 = none)", 0.0, 10_000.0, 0.0, key="tm_minutes"))
+            if minutes > 0:
+                train_config["max_minutes"] = minutes
+            c = st.columns(4)
+            train_config["schedule"] = c[0].selectbox("Schedule", ["cosine", "plateau"], key="tm_schedule")
+            train_config["warmup_epochs"] = float(c[1].number_input("Warm-up epochs", 0.0, 100.0, 2.0, key="tm_warmup"))
+            train_config["patience"] = int(c[2].number_input("Early-stop patience (0 = off)", 0, 10_000, 15,
+                                                             key="tm_patience"))
+            train_config["device"] = c[3].selectbox("Device", ["auto", "cpu", "cuda"], key="tm_device")
+            options = st.text_area("Model options (JSON)", value="{}", key="tm_model_options",
+                                   help="e.g. {\"d_model\": 96, \"layers\": 4} for setnet or "
+                                        "{\"node_dropout\": [0, 0.2, 0.5]} for heimdall; empty = defaults")
+        else:
+            options = st.text_area("Model options (JSON)", value="{}", key="tm_model_options_b")
+        if st.button("Start training", type="primary", key="tm_start"):
+            try:
+                try:
+                    model_config = json.loads(options or "{}")
+                except json.JSONDecodeError as exc:
+                    msg = f"model options: expected a JSON object, got {options!r} ({exc})"
+                    raise RFLocalInputError(msg) from None
+                if not isinstance(model_config, dict):
+                    msg = f"model options: expected a JSON object, got {options!r}"
+                    raise RFLocalInputError(msg)
+                if model in NETWORKS:  # validate here so a bad option is reported on the page, not in a job
+                    tr.TrainConfig.from_dict(train_config)
+                    build_network(model, model_config, vocab_size=0)
+            except RFLocalInputError as exc:
+                st.error(str(exc))
+            else:
+                run_id = new_run_id(model, dataset)
+                REGISTRY.submit("train", run_id, lambda ctx: tr.train(
+                    dataset, model, model_config=model_config, train_config=train_config, seed=int(seed),
+                    progress=ctx.progress, run_id=run_id))
+                st.session_state["tm_selected"] = run_id
+                st.success(f"Started **{run_id}** in the background.")
+
+
+def _job_for(run_id: str):  # noqa: ANN202 - the latest registry job training this run, if any
+    jobs = [j for j in REGISTRY.list(kind="train") if j.label == run_id]
+    return jobs[-1] if jobs else None
+
+
+def _curves(run_id: str) -> go.Figure | None:
+    rows = tr.read_metrics(run_id)
+    rows = [r for r in rows if "train_loss" in r]
+    if not rows:
+        return None
+    epochs = [r["epoch"] for r in rows]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Validation error (m)"))
+    fig.add_trace(go.Scatter(x=epochs, y=[r["train_loss"] for r in rows], name="train loss", mode="lines+markers"),
+                  1, 1)
+    fig.add_trace(go.Scatter(x=epochs, y=[r["val_loss"] for r in rows], name="val loss", mode="lines+markers"), 1, 1)
+    fig.add_trace(go.Scatter(x=epochs, y=[r["val"]["median_m"] for r in rows], name="val median",
+                             mode="lines+markers"), 1, 2)
+    fig.add_trace(go.Scatter(x=epochs, y=[r["val"]["p95_m"] for r in rows], name="val P95", mode="lines",
+                             line={"dash": "dot"}), 1, 2)
+    best = [r for r in rows if r.get("best")]
+    if best:
+        fig.add_trace(go.Scatter(x=[best[-1]["epoch"]], y=[best[-1]["val"]["median_m"]], name="best",
+                                 mode="markers", marker={"size": 12, "symbol": "star"}), 1, 2)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(type="log", row=1, col=2)
+    fig.update_layout(height=360, margin={"t": 40, "b": 10, "l": 10, "r": 10})
+    return fig
+
+
+@st.fragment(run_every=1.5)
+def live_panel() -> None:
+    jobs = [j for j in REGISTRY.list(kind="train") if not j.finished]
+    if jobs:
+        st.subheader("Running")
+    for job in jobs:
+        snap = job.snapshot()
+        eta = f", about {snap['eta_s']:.0f} s left" if snap["eta_s"] is not None else ""
+        elapsed = f"{snap['elapsed_s']:.0f} s" if snap["elapsed_s"] is not None else ""
+        cols = st.columns([5, 1])
+        cols[0].progress(snap["fraction"], text=f"**{snap['label']}** — {snap['stage']} ({elapsed}{eta})")
+        if cols[1].button("Cancel", key=f"tm-cancel-{job.id}"):
+            job.cancel()
+
+    runs = sorted(tr.list_runs(), key=lambda r: (r.get("created_utc") or "", r["run_id"]))
+    known = {r["run_id"] for r in runs}
+    for job in REGISTRY.list(kind="train"):  # failures before the run folder existed
+        if job.state == "failed" and job.label not in known:
+            st.error(f"{job.label}: {job.error}")
+    st.subheader("Runs")
+    if not runs:
+        st.info("No runs yet.")
+        return
+    table = pd.DataFrame([{
+        "run": r["run_id"], "model": r.get("model"), "dataset": r.get("dataset"),
+        "state": ("running" if r.get("active") else "interrupted") if r.get("state") == "running" else r.get("state"),
+        "best val median (m)": r.get("median_m"), "best val P95 (m)": r.get("p95_m"), "best epoch": r.get("epoch"),
+        "duration (s)": r.get("seconds"), "created": r.get("created_utc"),
+    } for r in reversed(runs)])
+    st.dataframe(table, hide_index=True, width="stretch")
+
+    starting = [j.label for j in REGISTRY.list(kind="train") if not j.finished and j.label not in known]
+    ids = starting + [r["run_id"] for r in reversed(runs)]
+    if st.session_state.get("tm_selected") not in ids:
+        st.session_state["tm_selected"] = ids[0]
+    run_id = st.selectbox("Run", ids, key="tm_selected")
+    row = next((r for r in runs if r["run_id"] == run_id), None)
+    if row is None:
+        st.info(f"{run_id} is starting (loading the dataset).")
+        return
+    if row.get("state") == "failed":
+        st.error(f"{run_id} failed: {row.get('error')}")
+    elif row.get("state") == "cancelled":
+        st.warning(f"{run_id} was cancelled" + ("; it can be resumed." if row.get("resumable") else "."))
+    elif row.get("state") == "running" and not row.get("active"):
+        st.warning(f"{run_id} is marked running but no job in this app trains it: it was interrupted "
+                   "(or runs in another process).")
+    fig = _curves(run_id)
+    if fig is not None:
+        st.plotly_chart(fig, key=f"tm-curves-{run_id}")
+    elif row.get("kind") == "baseline" and row.get("state") == "done":
+        st.caption(f"Baseline fitted in one step: validation median {row['median_m']:.2f} m, "
+                   f"P95 {row['p95_m']:.2f} m.")
+
+    c = st.columns(3)
+    job = _job_for(run_id)
+    if row.get("active") and job is not None and not job.finished:
+        if c[0].button("Cancel run", key="tm-cancel-selected"):
+            job.cancel()
+    if row.get("resumable") and not row.get("active"):
+        if c[1].button("Resume", key="tm-resume"):
+            try:
+                REGISTRY.submit("train", run_id, lambda ctx: tr.resume(run_id, progress=ctx.progress))
+            except RFLocalInputError as exc:
+                st.error(str(exc))
+            else:
+                st.success(f"Resuming **{run_id}**.")
+    if not row.get("active"):
+        confirm = c[2].checkbox("Confirm delete", key=f"tm-confirm-{run_id}")
+        if c[2].button("Delete run", key="tm-delete", disabled=not confirm):
+            try:
+                tr.delete_run(run_id)
+            except RFLocalInputError as exc:
+                st.error(str(exc))
+            else:
+                st.rerun()
+
+
+live_panel()

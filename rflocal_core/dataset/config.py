@@ -53,6 +53,10 @@ class GenerationConfig:
         number of covering sites).
     shadowing_sigma_db, shadowing_corr_m : float
         Log-normal shadow fading, spatially correlated (Gudmundson, exponential).
+    rss_noise_db : float
+        Per-report measurement noise (dB, 1 sigma, independent per report and step): the
+        residual of fast fading after averaging plus receiver error. Shadowing is static
+        (the same at a place every time); this is what changes between two visits.
     rss_quantization_db : float
         Report resolution (0 for none).
     timing : bool
@@ -111,6 +115,7 @@ class GenerationConfig:
     shadowing_sigma_db: float = 6.0
     shadowing_corr_m: float = 20.0
     rss_quantization_db: float = 1.0
+    rss_noise_db: float = 2.0
     timing: bool = True
     paths_samples_per_src: int = 30_000
     paths_max_depth: int = 3
@@ -171,6 +176,7 @@ class GenerationConfig:
         check_number("shadowing_sigma_db", self.shadowing_sigma_db, 0.0, 30.0, "dB")
         check_number("shadowing_corr_m", self.shadowing_corr_m, 0.1, 1000.0, "m")
         check_number("rss_quantization_db", self.rss_quantization_db, 0.0, 10.0, "dB")
+        check_number("rss_noise_db", self.rss_noise_db, 0.0, 20.0, "dB")
         check_int("paths_samples_per_src", self.paths_samples_per_src, 1000, 10**8)
         check_int("paths_max_depth", self.paths_max_depth, 0, 10)
         check_number("toa_noise_ns", self.toa_noise_ns, 0.0, 1e4, "ns")

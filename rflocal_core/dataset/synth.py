@@ -70,6 +70,8 @@ def synthesize(
     top_k = config.top_k if top_k is None else top_k
     pg = np.where(np.isfinite(pg_db), pg_db, np.nan)
     rss = tx_power_dbm + pg + shadow_db
+    if config.rss_noise_db > 0:
+        rss = rss + rng.normal(0.0, config.rss_noise_db, rss.shape)
     if config.rss_quantization_db > 0:
         rss = np.round(rss / config.rss_quantization_db) * config.rss_quantization_db
     present = np.isfinite(rss) & (rss >= config.sensitivity_dbm) & step_mask[..., None]

@@ -107,7 +107,7 @@ class Inputs:
     fixed_slots : int
         The first ``fixed_slots`` slots hold the same node in every sample of a scene
         (fingerprinting uses those); 0 when slots vary (drone surveys).
-    sensitivity_dbm, shadowing_sigma_db, rss_quantization_db : float
+    sensitivity_dbm, shadowing_sigma_db, rss_quantization_db, rss_noise_db : float
         From the dataset configuration (NaN when unknown).
     top_k : int
         Reports kept per step (0: all).
@@ -134,6 +134,7 @@ class Inputs:
     sensitivity_dbm: float = float("nan")
     shadowing_sigma_db: float = float("nan")
     rss_quantization_db: float = 0.0
+    rss_noise_db: float = float("nan")
     top_k: int = 0
 
     def __len__(self) -> int:
@@ -265,6 +266,7 @@ def load_inputs(dataset: str, split: str, *, with_maps: bool = True) -> Inputs:
         sensitivity_dbm=float(config.get("sensitivity_dbm", np.nan)),
         shadowing_sigma_db=float(config.get("shadowing_sigma_db", np.nan)),
         rss_quantization_db=float(config.get("rss_quantization_db", 0.0) or 0.0),
+        rss_noise_db=float(config.get("rss_noise_db", 0.0 if "rss_quantization_db" in config else np.nan)),
         top_k=int(config.get("top_k", 0) or 0),
     )
 
@@ -896,7 +898,8 @@ class MapMatching(Baseline):
             sigma = float(self.config.sigma_db)
         else:
             s0 = train.shadowing_sigma_db if np.isfinite(train.shadowing_sigma_db) else 6.0
-            sigma = float(np.sqrt(s0**2 + train.rss_quantization_db**2 / 12))
+            noise = train.rss_noise_db if np.isfinite(train.rss_noise_db) else 0.0
+            sigma = float(np.sqrt(s0**2 + noise**2 + train.rss_quantization_db**2 / 12))
         sigma = max(sigma, float(self.config.min_sigma_db))
         sens = train.sensitivity_dbm if np.isfinite(train.sensitivity_dbm) else -120.0
         return {"sigma_db": sigma, "sensitivity_dbm": float(sens), "top_k": int(train.top_k)}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +23,7 @@ from rflocal_core.dataset.store import open_dataset
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.jobs import JobCancelled
 from rflocal_core.metrics import error_summary
-from rflocal_core.models import BASELINES, errors_m, load_inputs
+from rflocal_core.models import BASELINES, Inputs, errors_m, load_inputs
 from rflocal_core.models.features import FeatureSpec
 from rflocal_core.models.nets import NETWORKS, build_network
 from rflocal_core.models.neural import NeuralModel
@@ -30,9 +31,11 @@ from rflocal_core.train.engine import TrainConfig, fit_network, load_resume
 from rflocal_core.train.runs import (
     CheckpointError,
     RunNotFoundError,
+    active,
     append_metrics,
     create_run,
     delete_run,
+    is_active,
     list_runs,
     new_run_id,
     read_metrics,
@@ -178,6 +181,9 @@ def resume(run_id: str, *, progress: ProgressFn | None = None, max_minutes: floa
     if state == "done":
         msg = f"run {run_id!r}: already finished; train a new run to train longer"
         raise InvalidInputError(msg)
+    if is_active(run_id):
+        msg = f"run {run_id!r}: is being trained right now; cancel it before resuming"
+        raise InvalidInputError(msg)
     payload = load_resume(path)
     if payload is None:
         msg = f"run {run_id!r}: no resume.pt (it stopped before its first epoch ended); start a new run"
@@ -195,7 +201,19 @@ def resume(run_id: str, *, progress: ProgressFn | None = None, max_minutes: floa
     return _run_network(path, config, NeuralModel(config["model"], net, spec), cfg, train_in, val_in, report, payload)
 
 
-def _run_network(path, config, model, cfg, train_in, val_in, report, payload) -> dict[str, Any]:  # noqa: ANN001
+def _run_network(
+    path: Path, config: dict[str, Any], model: NeuralModel, cfg: TrainConfig, train_in: Inputs, val_in: Inputs,
+    report: ProgressFn, payload: dict[str, Any] | None,
+) -> dict[str, Any]:
+    run_id = config["run_id"]
+    with active(run_id):
+        return _run_network_locked(path, config, model, cfg, train_in, val_in, report, payload)
+
+
+def _run_network_locked(
+    path: Path, config: dict[str, Any], model: NeuralModel, cfg: TrainConfig, train_in: Inputs, val_in: Inputs,
+    report: ProgressFn, payload: dict[str, Any] | None,
+) -> dict[str, Any]:
     run_id = config["run_id"]
     try:
         out = fit_network(path, model, cfg, train_in, val_in, seed=int(config["seed"]), progress=report,
@@ -204,7 +222,7 @@ def _run_network(path, config, model, cfg, train_in, val_in, report, payload) ->
         best.update(seconds=out["seconds"], epoch=out["best_epoch"], epochs_run=out["epochs_run"],
                     stop_reason=out["stop_reason"])
         write_status(path, state="done", best=best)
-    except JobCancelled:
+    except (JobCancelled, KeyboardInterrupt):  # the best checkpoint and resume.pt stay: resumable
         write_status(path, state="cancelled", best=_best_so_far(path))
         raise
     except BaseException as exc:
@@ -216,7 +234,7 @@ def _run_network(path, config, model, cfg, train_in, val_in, report, payload) ->
             "stop_reason": out["stop_reason"]}
 
 
-def _best_so_far(path) -> dict[str, Any] | None:  # noqa: ANN001
+def _best_so_far(path: Path) -> dict[str, Any] | None:
     """Best validation figures in metrics.jsonl (for cancelled or failed runs)."""
     try:
         rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if line]

@@ -24,7 +24,7 @@ import torch
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.metrics import error_summary
 from rflocal_core.models.baselines import Inputs
-from rflocal_core.models.features import Batch, FeatureSpec, make_batch
+from rflocal_core.models.features import Batch, make_batch
 from rflocal_core.models.neural import NeuralModel
 from rflocal_core.models.nets import LocNet
 from rflocal_core.train.runs import append_metrics, save_checkpoint

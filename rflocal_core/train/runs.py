@@ -14,14 +14,17 @@ half-written checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
 from datetime import datetime, timezone
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,31 @@ from rflocal_core.errors import RFLocalInputError
 from rflocal_core.workspace import atomic_write_text, subdir, validate_name
 
 CHECKPOINT_FORMAT = "rflocal-run/1"
+
+#: Runs being trained by this process (a run "running" on disk but not here was
+#: interrupted, or is trained by another process).
+_ACTIVE: set[str] = set()
+_ACTIVE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def active(run_id: str) -> Iterator[None]:
+    """Mark ``run_id`` as being trained by this process for the duration of the block."""
+    with _ACTIVE_LOCK:
+        if run_id in _ACTIVE:
+            msg = f"run {run_id!r}: is already being trained in this process"
+            raise RFLocalInputError(msg)
+        _ACTIVE.add(run_id)
+    try:
+        yield
+    finally:
+        with _ACTIVE_LOCK:
+            _ACTIVE.discard(run_id)
+
+
+def is_active(run_id: str) -> bool:
+    with _ACTIVE_LOCK:
+        return run_id in _ACTIVE
 
 
 class RunNotFoundError(RFLocalInputError, FileNotFoundError):
@@ -136,16 +164,24 @@ def list_runs() -> list[dict[str, Any]]:
             continue
         best = status.get("best") or {}
         rows.append({
-            "run_id": path.name, "model": config.get("model"), "dataset": config.get("dataset"),
-            "state": status.get("state"), "error": status.get("error"), "median_m": best.get("median_m"),
-            "p95_m": best.get("p95_m"), "seconds": best.get("seconds"), "created_utc": config.get("created_utc"),
+            "run_id": path.name, "model": config.get("model"), "kind": config.get("kind", "baseline"),
+            "dataset": config.get("dataset"), "state": status.get("state"), "active": is_active(path.name),
+            "error": status.get("error"), "median_m": best.get("median_m"), "p95_m": best.get("p95_m"),
+            "mean_m": best.get("mean_m"), "epoch": best.get("epoch"), "seconds": best.get("seconds"),
+            "resumable": config.get("kind") == "network" and status.get("state") != "done"
+            and (path / "resume.pt").is_file(),
+            "created_utc": config.get("created_utc"),
         })
     return rows
 
 
 def delete_run(run_id: str) -> None:
-    """Delete a run folder."""
-    shutil.rmtree(run_dir(run_id))
+    """Delete a run folder (not while this process trains it: cancel first)."""
+    path = run_dir(run_id)
+    if is_active(run_id):
+        msg = f"run {run_id!r}: is being trained; cancel it before deleting"
+        raise RFLocalInputError(msg)
+    shutil.rmtree(path)
 
 
 def _now() -> str:

@@ -1,0 +1,161 @@
+"""Network runs end to end: files of a run, reload, cancel mid-epoch, resume, failure, CLI, page."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from rflocal_core.dataset import GenerationConfig, generate_dataset
+from rflocal_core.infer import evaluate, load_run
+from rflocal_core.jobs import REGISTRY
+from rflocal_core.models import errors_m, load_inputs
+from rflocal_core.scene import ProceduralConfig, SceneConfig, SiteConfig, build_scene
+from rflocal_core.train import CheckpointError, list_runs, read_metrics, resume, train
+
+pytestmark = pytest.mark.raytrace
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    path = tmp_path_factory.mktemp("engine-ws")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RFLOCAL_WORKSPACE", str(path))
+    build_scene(SceneConfig(name="ecity", procedural=ProceduralConfig(size_m=200, seed=8), sites=SiteConfig(count=5)))
+    generate_dataset(GenerationConfig(name="eds", scenes=("ecity",), samples_per_scene=400, cell_size_m=4.0,
+                                      map_samples_per_tx=600_000, paths_samples_per_src=10_000, min_sites=2))
+    yield path
+    mp.undo()
+
+
+def _row(run_id: str) -> dict:
+    return next(r for r in list_runs() if r["run_id"] == run_id)
+
+
+@pytest.mark.parametrize("model", ["setnet", "heimdall"])
+def test_network_run_files_and_identical_reload(ws, model):
+    result = train("eds", model, train_config={"epochs": 4, "batch_size": 32}, seed=3)
+    run = ws / "runs" / result["run_id"]
+    config = json.loads((run / "config.json").read_text())
+    assert config["kind"] == "network" and config["train_config"]["epochs"] == 4 and config["dataset_digest"]
+    assert config["features"]["extent_m"] > 0 and config["parameters"] > 1000
+    rows = read_metrics(result["run_id"])
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    for r in rows:
+        assert {"train_loss", "val_loss", "lr", "seconds"} <= set(r) and r["val"]["median_m"] > 0
+    best = min(rows, key=lambda r: r["val"]["median_m"])
+    assert result["median_m"] == pytest.approx(best["val"]["median_m"])
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "done" and status["best"]["epoch"] == best["epoch"]
+
+    loaded = load_run(result["run_id"])
+    x = load_inputs("eds", "val", with_maps=False)
+    a = loaded.predict(x)
+    b = load_run(result["run_id"]).predict(x)
+    np.testing.assert_array_equal(a.position_m, b.position_m)
+    assert np.median(errors_m(a, x)) == pytest.approx(result["median_m"], rel=1e-6)
+    assert (a.sigma_m > 0).all()
+    on_test = evaluate(result["run_id"], "eds", split="test")
+    assert on_test["count"] > 0 and on_test["median_m"] > 0
+
+
+def test_cancel_mid_epoch_stops_fast_keeps_best_checkpoint_and_resumes(ws):
+    # small batches make an epoch last long enough to cancel inside it
+    job = REGISTRY.submit("train", "cancel-me", lambda ctx: train(
+        "eds", "heimdall", train_config={"epochs": 400, "batch_size": 2}, progress=ctx.progress, run_id="cancel-me"))
+    deadline = time.time() + 120
+    while not read_metrics_safe("cancel-me") and time.time() < deadline:
+        time.sleep(0.2)
+    assert read_metrics_safe("cancel-me"), "no epoch finished in 120 s"
+    time.sleep(0.5)  # inside the next epoch
+    t0 = time.time()
+    job.cancel()
+    assert job.wait(10.0)
+    assert time.time() - t0 < 5.0
+    assert job.state == "cancelled"
+    row = _row("cancel-me")
+    assert row["state"] == "cancelled" and row["resumable"] and row["median_m"] > 0
+    done_epochs = len(read_metrics("cancel-me"))
+    x = load_inputs("eds", "val", with_maps=False)
+    assert np.isfinite(load_run("cancel-me").predict(x).position_m).all()
+
+    out = resume("cancel-me", max_minutes=0.01)  # the budget is already spent: one step, validate, stop
+    assert out["stop_reason"] == "time limit"
+    epochs = [r["epoch"] for r in read_metrics("cancel-me")]
+    assert epochs == list(range(1, done_epochs + 2))
+    assert _row("cancel-me")["state"] == "done"
+    with pytest.raises(ValueError, match="already finished"):
+        resume("cancel-me")
+
+
+def read_metrics_safe(run_id: str) -> list:
+    try:
+        return read_metrics(run_id)
+    except FileNotFoundError:
+        return []
+
+
+def test_a_crash_marks_the_run_failed_with_its_error(ws):
+    def boom(stage: str, fraction: float) -> None:
+        if stage.startswith("epoch 2"):
+            raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        train("eds", "setnet", train_config={"epochs": 3}, progress=boom, run_id="crashes")
+    row = _row("crashes")
+    assert row["state"] == "failed" and row["error"] == "RuntimeError: disk on fire"
+
+
+def test_corrupt_network_checkpoint_is_a_clear_error(ws):
+    run_id = train("eds", "setnet", train_config={"epochs": 1})["run_id"]
+    path = ws / "runs" / run_id / "model.pt"
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="corrupt or not a safe tensor checkpoint"):
+        load_run(run_id)
+
+
+def test_cli_trains_a_network_with_epochs_and_budget(ws, run_cli):
+    proc = run_cli(["train", "--dataset", "eds", "--model", "setnet", "--epochs", "2", "--max-minutes", "5",
+                    "--seed", "4"], ws)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert {"run_id", "median_m", "p95_m", "mean_m"} <= set(out) and out["epochs_run"] == 2
+    assert "epoch 2/2 val median" in proc.stderr
+    proc = run_cli(["runs", "resume", out["run_id"]], ws)
+    assert proc.returncode == 2 and "already finished" in proc.stderr
+    proc = run_cli(["train", "--dataset", "eds", "--model", "setnet", "--epochs", "0"], ws)
+    assert proc.returncode == 2 and "epochs: expected an integer in [1, 100000], got 0" in proc.stderr
+
+
+def test_training_monitor_starts_a_short_run_and_shows_it_finished(ws):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/views/training_monitor.py")
+    at.run()
+    assert not at.exception
+    at.selectbox(key="tm_dataset").set_value("eds")
+    at.selectbox(key="tm_model").set_value("setnet")
+    at.run()
+    at.number_input(key="tm_epochs").set_value(2)
+    at.button(key="tm_start").click()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    started = at.success[0].value
+    run_id = started.split("**")[1]
+    job = next(j for j in REGISTRY.list(kind="train") if j.label == run_id)
+    assert job.wait(120) and job.state == "done", job.error
+    at.run()
+    table = at.dataframe[0].value
+    assert table.loc[table["run"] == run_id, "state"].item() == "done"
+    assert at.selectbox(key="tm_selected").value == run_id
+    assert at.get("plotly_chart"), "no training curves shown"
+
+    at.selectbox(key="tm_selected").set_value("crashes" if (ws / "runs" / "crashes").exists() else run_id)
+    at.run()
+    if (ws / "runs" / "crashes").exists():
+        assert any("disk on fire" in e.value for e in at.error)
