@@ -20,7 +20,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -362,6 +362,23 @@ def _check_fractions(values: Any) -> tuple[float, float, float]:
     return fractions  # type: ignore[return-value]
 
 
+def _check_fixed_splits(fixed: Mapping[str, str] | None, ms: MeasurementSet) -> dict[str, str]:
+    if fixed is None:
+        return {}
+    if not isinstance(fixed, Mapping):
+        msg = f"fixed_splits: expected a mapping of sample id to split, got {type(fixed).__name__}"
+        raise InvalidInputError(msg)
+    ids = {s.id for s in ms.samples}
+    for sid, split in fixed.items():
+        if split not in ("train", "val", "test"):
+            msg = f"fixed_splits[{sid!r}]: expected 'train', 'val' or 'test', got {split!r}"
+            raise InvalidInputError(msg)
+        if sid not in ids:
+            msg = f"fixed_splits: sample id {sid!r} is not in the measurements"
+            raise InvalidInputError(msg)
+    return dict(fixed)
+
+
 def import_measurements(
     ms_or_path: MeasurementSet | str | os.PathLike[str] | bytes,
     *,
@@ -369,6 +386,7 @@ def import_measurements(
     scene: str | None = None,
     split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
     seed: int = 0,
+    fixed_splits: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Turn measurements into a dataset ``workspace/datasets/<name>`` (same Zarr layout, no maps).
 
@@ -387,6 +405,10 @@ def import_measurements(
         Train / val / test fractions (in [0, 1], summing to 1) of the samples with a truth.
     seed : int
         Seed of the shuffle that assigns samples to splits.
+    fixed_splits : mapping of str to str, optional
+        Sample id -> ``"train"``, ``"val"`` or ``"test"`` for samples whose split is given
+        (e.g. a published test set); the other labeled samples are shuffled into
+        ``split_fractions``.
 
     Returns
     -------
@@ -462,12 +484,17 @@ def import_measurements(
     arrays, info = _build_arrays(ms, frame, frame_source.startswith("scene"))
 
     has_truth = info["has_truth"]
-    labeled = np.flatnonzero(has_truth)
+    fixed = _check_fixed_splits(fixed_splits, ms)
+    sample_split = np.array([fixed.get(s.id, "") for s in ms.samples], dtype=object)
+    labeled = np.flatnonzero(has_truth & (sample_split == ""))
     perm = np.random.default_rng(int(seed)).permutation(labeled)
     n_train = int(round(fractions[0] * len(perm)))
     n_val = int(round(fractions[1] * len(perm)))
-    splits = {"train": np.sort(perm[:n_train]), "val": np.sort(perm[n_train:n_train + n_val]),
-              "test": np.sort(perm[n_train + n_val:]), "test_unseen": np.zeros(0, dtype=np.int64)}
+    given = {k: np.flatnonzero(has_truth & (sample_split == k)) for k in ("train", "val", "test")}
+    splits = {"train": np.sort(np.concatenate([perm[:n_train], given["train"]])),
+              "val": np.sort(np.concatenate([perm[n_train:n_train + n_val], given["val"]])),
+              "test": np.sort(np.concatenate([perm[n_train + n_val:], given["test"]])),
+              "test_unseen": np.zeros(0, dtype=np.int64)}
 
     counts = {
         "samples": len(ms.samples),

@@ -11,6 +11,8 @@ unknown transmitter (its transmit power is unknown). Public API: :func:`convert_
 
 from __future__ import annotations
 
+import dataclasses
+
 import csv
 import math
 import os
@@ -52,8 +54,10 @@ def convert_antwerp(
     ----------
     folder : str or Path
         The dataset folder (e.g. ``../shared/data/real/antwerp_lorawan``).
-    split : {"test", "val"}
-        Which ``x_<split>.csv`` / ``y_<split>.csv`` pair to read.
+    split : {"test", "val", "all"}
+        Which ``x_<split>.csv`` / ``y_<split>.csv`` pair to read; ``"all"`` reads both (val
+        first), sample ids keep their file (``"val-<row>"``, ``"test-<row>"``) so the
+        published test file can stay the test split (``import_measurements(fixed_splits=...)``).
     limit : int, optional
         Read only the first ``limit`` messages.
 
@@ -73,8 +77,14 @@ def convert_antwerp(
     MeasurementFormatError
         A file's content is malformed (the message names file, line and column).
     """
+    if split == "all":
+        parts = [convert_antwerp(folder, split=s, limit=limit) for s in ("val", "test")]
+        seen = {n.id for n in parts[0].nodes}
+        nodes = parts[0].nodes + tuple(n for n in parts[1].nodes if n.id not in seen)
+        return dataclasses.replace(parts[0], nodes=nodes, samples=parts[0].samples + parts[1].samples,
+                                   errors=parts[0].errors + parts[1].errors, notes=parts[0].notes + parts[1].notes[:1])
     if split not in ANTWERP_SPLITS:
-        msg = f"split: expected one of {', '.join(ANTWERP_SPLITS)}, got {split!r}"
+        msg = f"split: expected one of {', '.join(ANTWERP_SPLITS)} or all, got {split!r}"
         raise InvalidInputError(msg)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         msg = f"limit: expected a positive integer or None, got {limit!r}"
