@@ -299,21 +299,9 @@ def _run(args: argparse.Namespace) -> Any:
     if args.cmd == "data":
         return _run_data(args)
     if args.cmd == "train":
-        from rflocal_core.errors import InvalidInputError
         from rflocal_core.train import train
 
-        def json_object(field: str, text: str | None) -> dict[str, Any] | None:
-            if not text:
-                return None
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as exc:
-                msg = f"{field}: expected a JSON object, got {text!r} ({exc})"
-                raise InvalidInputError(msg) from None
-            if not isinstance(value, dict):
-                msg = f"{field}: expected a JSON object, got {text!r}"
-                raise InvalidInputError(msg)
-            return value
+        from rflocal_core.validation import json_object
 
         config = json_object("config", args.config)
         train_config = json_object("train-config", args.train_config) or {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -34,3 +36,29 @@ def check_choice(field: str, value: Any, choices: Sequence[str]) -> str:
         msg = f"{field}: expected one of {', '.join(choices)}, got {value!r}"
         raise InvalidInputError(msg)
     return value
+
+
+def json_object(field: str, text: str | None) -> dict[str, Any] | None:
+    """Parse ``text`` as a JSON object (None for empty text), else raise naming ``field``."""
+    if not text or not text.strip():
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        msg = f"{field}: expected a JSON object, got {text!r} ({exc})"
+        raise InvalidInputError(msg) from None
+    if not isinstance(value, dict):
+        msg = f"{field}: expected a JSON object, got {text!r}"
+        raise InvalidInputError(msg)
+    return value
+
+
+def dataclass_from_dict(cls: type, values: dict[str, Any] | None, *, field: str) -> Any:
+    """Build the (validating) dataclass ``cls`` from a dict, refusing unknown keys by name."""
+    values = dict(values or {})
+    names = {f.name for f in dataclasses.fields(cls)}
+    extra = sorted(set(values) - names)
+    if extra:
+        msg = f"{field}: unknown option(s) {extra}; expected some of {sorted(names)}"
+        raise InvalidInputError(msg)
+    return cls(**values)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -15,6 +13,7 @@ from rflocal_core.errors import RFLocalInputError
 from rflocal_core.jobs import REGISTRY
 from rflocal_core.models.nets import NETWORKS, build_network
 from rflocal_core.train.runs import new_run_id
+from rflocal_core.validation import json_object
 
 st.title("Training Monitor")
 st.caption(
@@ -56,14 +55,7 @@ with st.expander("Start a run", expanded=not tr.list_runs()):
             options = st.text_area("Model options (JSON)", value="{}", key="tm_model_options_b")
         if st.button("Start training", type="primary", key="tm_start"):
             try:
-                try:
-                    model_config = json.loads(options or "{}")
-                except json.JSONDecodeError as exc:
-                    msg = f"model options: expected a JSON object, got {options!r} ({exc})"
-                    raise RFLocalInputError(msg) from None
-                if not isinstance(model_config, dict):
-                    msg = f"model options: expected a JSON object, got {options!r}"
-                    raise RFLocalInputError(msg)
+                model_config = json_object("model options", options) or {}
                 if model in NETWORKS:  # validate here so a bad option is reported on the page, not in a job
                     tr.TrainConfig.from_dict(train_config)
                     build_network(model, model_config, vocab_size=0)

@@ -28,7 +28,7 @@ the plain NLL).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -37,7 +37,7 @@ from torch import nn
 
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.features import TOKEN_COLUMNS, Batch
-from rflocal_core.validation import check_choice, check_int, check_number
+from rflocal_core.validation import check_choice, check_int, check_number, dataclass_from_dict
 
 
 def _masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -128,13 +128,7 @@ class NetConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> NetConfig:
-        d = dict(d or {})
-        names = {f.name for f in fields(cls)}
-        extra = sorted(set(d) - names)
-        if extra:
-            msg = f"{cls.__name__}: unknown option(s) {extra}; expected some of {sorted(names)}"
-            raise InvalidInputError(msg)
-        return cls(**d)
+        return dataclass_from_dict(cls, d, field=cls.__name__)
 
 
 @dataclass(frozen=True)

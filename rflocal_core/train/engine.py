@@ -14,7 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from rflocal_core.models.features import Batch, make_batch
 from rflocal_core.models.neural import NeuralModel
 from rflocal_core.models.nets import LocNet
 from rflocal_core.train.runs import append_metrics, save_checkpoint
-from rflocal_core.validation import check_choice, check_int, check_number
+from rflocal_core.validation import check_choice, check_int, check_number, dataclass_from_dict
 
 RESUME_FORMAT = "rflocal-resume/1"
 ProgressFn = Callable[[str, float], None]
@@ -103,13 +103,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> TrainConfig:
-        d = dict(d or {})
-        names = {f.name for f in fields(cls)}
-        extra = sorted(set(d) - names)
-        if extra:
-            msg = f"train_config: unknown option(s) {extra}; expected some of {sorted(names)}"
-            raise InvalidInputError(msg)
-        return cls(**d)
+        return dataclass_from_dict(cls, d, field="train_config")
 
     def resolved_device(self) -> torch.device:
         if self.device == "auto":
