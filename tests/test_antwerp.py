@@ -101,7 +101,7 @@ def test_val_split_and_limit(antwerp_dir: Path) -> None:
 
 
 def test_bad_arguments(tmp_path: Path) -> None:
-    with pytest.raises(InvalidInputError, match="split: expected one of test, val, got 'train'"):
+    with pytest.raises(InvalidInputError, match="split: expected one of test, val or all, got 'train'"):
         convert_antwerp(tmp_path, split="train")
     with pytest.raises(InvalidInputError, match="limit: expected a positive integer"):
         convert_antwerp(tmp_path, limit=0)
