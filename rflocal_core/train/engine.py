@@ -10,9 +10,7 @@ random state, so a cancelled or interrupted run continues where it stopped.
 from __future__ import annotations
 
 import math
-import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +25,7 @@ from rflocal_core.models.baselines import Inputs
 from rflocal_core.models.features import Batch, make_batch
 from rflocal_core.models.neural import NeuralModel
 from rflocal_core.models.nets import LocNet
-from rflocal_core.train.runs import append_metrics, save_checkpoint
+from rflocal_core.train.runs import append_metrics, read_torch, save_checkpoint, write_torch
 from rflocal_core.validation import check_choice, check_int, check_number, dataclass_from_dict
 
 RESUME_FORMAT = "rflocal-resume/1"
@@ -253,30 +251,27 @@ def fit_network(
 
 
 def _validate(model: NeuralModel, val_b: Batch, val_in: Inputs, device: torch.device) -> tuple[dict[str, Any], float]:
+    """Validation error summary and mean loss, from one forward pass over the samples with truth."""
     net = model.net
     net.eval()
+    ok = np.isfinite(val_in.truth_m).all(1)
+    labeled = val_b.index(torch.from_numpy(ok))
+    loss_sum, mus = 0.0, []
     with torch.no_grad():
-        ok = torch.isfinite(val_b.truth).all(1)
-        losses = []
-        for start in range(0, len(val_b), 2048):
-            part = val_b.index(slice(start, start + 2048))
-            part = part.index(torch.isfinite(part.truth).all(1)).compact().to(device)
-            if len(part):
-                out = net(part)
-                losses.append(float(net.loss(part, out)[0]) * len(part))
-        val_loss = sum(losses) / max(int(ok.sum()), 1)
-    mu, _ = model.predict_batch(val_b)
-    err = np.hypot(*(model.spec.to_metres(mu) - val_in.truth_m).T)
-    return error_summary(err), val_loss
+        for start in range(0, len(labeled), 2048):
+            part = labeled.index(slice(start, start + 2048)).compact().to(device)
+            out = net(part)
+            loss_sum += float(net.loss(part, out)[0]) * len(part)
+            mus.append(out["mu"].float().cpu().numpy())
+    mu = np.concatenate(mus).astype(np.float64) if mus else np.zeros((0, 2))
+    err = np.hypot(*(model.spec.to_metres(mu) - val_in.truth_m[ok]).T)
+    return error_summary(err), loss_sum / max(len(labeled), 1)
 
 
 def _save_resume(path: Path, net: LocNet, opt: torch.optim.Optimizer, gen: torch.Generator,
                  state: dict[str, Any]) -> None:
-    payload = {"format": RESUME_FORMAT, "net": net.state_dict(), "optimizer": opt.state_dict(),
-               "generator": gen.get_state(), "state": {k: v for k, v in state.items()}}
-    tmp = path / f".tmp-resume-{uuid.uuid4().hex[:8]}.pt"
-    torch.save(payload, tmp)
-    os.replace(tmp, path / "resume.pt")
+    write_torch(path / "resume.pt", {"format": RESUME_FORMAT, "net": net.state_dict(), "optimizer": opt.state_dict(),
+                                     "generator": gen.get_state(), "state": dict(state)})
 
 
 def load_resume(path: Path) -> dict[str, Any] | None:
@@ -284,13 +279,5 @@ def load_resume(path: Path) -> dict[str, Any] | None:
     file = path / "resume.pt"
     if not file.is_file():
         return None
-    try:
-        payload = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # damaged or foreign file
-        msg = f"run {path.name!r}: resume.pt is corrupt or not a safe tensor checkpoint ({type(exc).__name__})"
-        raise InvalidInputError(msg) from None
-    if not isinstance(payload, dict) or payload.get("format") != RESUME_FORMAT:
-        msg = f"run {path.name!r}: resume.pt is not an RFLocal resume file (expected {RESUME_FORMAT!r})"
-        raise InvalidInputError(msg)
-    return payload
+    return read_torch(file, run_id=path.name, expected_format=RESUME_FORMAT)
 

@@ -123,12 +123,31 @@ def read_metrics(run_id: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def write_torch(file: Path, payload: dict[str, Any]) -> None:
+    """``torch.save`` through a temporary name and a rename: never a half-written file."""
+    tmp = file.parent / f".tmp-{file.stem}-{uuid.uuid4().hex[:8]}.pt"
+    torch.save(payload, tmp)
+    os.replace(tmp, file)
+
+
+def read_torch(file: Path, *, run_id: str, expected_format: str) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` of a run file, checked for its ``format``."""
+    try:
+        payload = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for damaged or foreign files
+        # torch's own text suggests weights_only=False, which we never do: name the failure only.
+        msg = f"run {run_id!r}: checkpoint {file.name} is corrupt or not a safe tensor checkpoint ({type(exc).__name__})"
+        raise CheckpointError(msg) from None
+    if not isinstance(payload, dict) or payload.get("format") != expected_format:
+        msg = f"run {run_id!r}: {file.name} is not an RFLocal checkpoint (expected format {expected_format!r})"
+        raise CheckpointError(msg)
+    return payload
+
+
 def save_checkpoint(path: Path, *, model: str, config: Any, state: dict[str, Any]) -> None:
     """Save a model's configuration and state as ``model.pt`` (tensors and plain values)."""
-    payload = {"format": CHECKPOINT_FORMAT, "model": model, "config": _plain(config), "state": _to_torch(state)}
-    tmp = path / f".tmp-model-{uuid.uuid4().hex[:8]}.pt"
-    torch.save(payload, tmp)
-    os.replace(tmp, path / "model.pt")
+    write_torch(path / "model.pt",
+                {"format": CHECKPOINT_FORMAT, "model": model, "config": _plain(config), "state": _to_torch(state)})
 
 
 def load_checkpoint(run_id: str) -> dict[str, Any]:
@@ -137,15 +156,7 @@ def load_checkpoint(run_id: str) -> dict[str, Any]:
     if not path.is_file():
         msg = f"run {run_id!r}: no checkpoint model.pt (the run did not finish a fit)"
         raise CheckpointError(msg)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for damaged or foreign files
-        # torch's own text suggests weights_only=False, which we never do: name the failure only.
-        msg = f"run {run_id!r}: checkpoint {path.name} is corrupt or not a safe tensor checkpoint ({type(exc).__name__})"
-        raise CheckpointError(msg) from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        msg = f"run {run_id!r}: {path.name} is not an RFLocal checkpoint (expected format {CHECKPOINT_FORMAT!r})"
-        raise CheckpointError(msg)
+    payload = read_torch(path, run_id=run_id, expected_format=CHECKPOINT_FORMAT)
     payload["state"] = _to_numpy(payload["state"])
     return payload
 
