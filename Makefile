@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: setup setup-test run test test-fast demo-scene clean
+.PHONY: setup setup-test run test test-fast demo-scene demo-model clean
 
 setup:
 	bash scripts/setup.sh
@@ -23,6 +23,10 @@ test-fast: setup
 
 demo-scene: setup
 	$(PY) -m rflocal_core scene build --procedural --seed 7 --name demo
+
+# Rebuild the shipped demo models and example files in assets/ (about 8 minutes on 2 cores).
+demo-model: setup
+	$(PY) -m rflocal_core demo build
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -224,6 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--run", required=True)
     ev.add_argument("--dataset", required=True)
     ev.add_argument("--split", default="test")
+    pr = sub.add_parser("predict", help="predict the positions of the samples of a measurement file")
+    pr.add_argument("--run", required=True, action="append", help="run id (repeat to compare several)")
+    pr.add_argument("--input", required=True, metavar="FILE.json", help="an rflocal-measurements/1 or survey file")
+    pr.add_argument("--out", default=None, metavar="predictions.json", help="also write the result here (atomically)")
+    demo = sub.add_parser("demo", help="the shipped demo models: rebuild them, or install them into the workspace")
+    demo_sub = demo.add_subparsers(dest="demo_cmd", required=True, parser_class=_Parser)
+    dbuild = demo_sub.add_parser("build", help="rebuild assets/demo from scratch (scene, ray tracing, training)")
+    dbuild.add_argument("--samples", type=int, default=8000)
+    dbuild.add_argument("--epochs", type=int, default=150)
+    dbuild.add_argument("--max-minutes", type=float, default=5.0)
+    demo_sub.add_parser("install", help="copy the shipped demo runs into the workspace")
     runs = sub.add_parser("runs", help="list or delete runs")
     runs_sub = runs.add_subparsers(dest="runs_cmd", required=True, parser_class=_Parser)
     runs_sub.add_parser("list", help="list runs")
@@ -233,6 +244,31 @@ def build_parser() -> argparse.ArgumentParser:
     rres.add_argument("run")
     rres.add_argument("--max-minutes", type=float, default=None, help="new wall-clock budget for the whole run")
     return parser
+
+
+def _predict(args: argparse.Namespace) -> dict[str, Any]:
+    from pathlib import Path
+
+    from rflocal_core.errors import InvalidInputError
+    from rflocal_core.infer import predict_file
+    from rflocal_core.workspace import atomic_write_text
+
+    result = predict_file(args.run, args.input)
+    for run in result["runs"]:
+        for bad in run["bad_samples"]:
+            print(f"warning: {run['run_id']}: sample {bad['id']!r} not predicted: {bad['message']}", file=sys.stderr)
+        if not run["predictions"]:
+            first = run["bad_samples"][0]["message"] if run["bad_samples"] else "no samples"
+            msg = f"input: none of the samples of {args.input!r} could be predicted by {run['run_id']!r} ({first})"
+            raise InvalidInputError(msg)
+    out: dict[str, Any] = result["runs"][0] if len(result["runs"]) == 1 else result
+    if args.out:
+        try:
+            atomic_write_text(Path(args.out), json.dumps(out, indent=2))
+        except OSError as exc:
+            msg = f"out: cannot write {args.out!r} ({exc.strerror or exc}); expected a writable file path"
+            raise InvalidInputError(msg) from None
+    return out
 
 
 def _stderr_progress() -> Any:
@@ -314,6 +350,15 @@ def _run(args: argparse.Namespace) -> Any:
         from rflocal_core.infer import evaluate
 
         return evaluate(args.run, args.dataset, split=args.split)
+    if args.cmd == "demo":
+        from rflocal_core import demo
+
+        if args.demo_cmd == "install":
+            return {"installed": demo.install_demo(), "runs": list(demo.DEMO_RUNS)}
+        return demo.build_demo(samples=args.samples, epochs=args.epochs, max_minutes=args.max_minutes,
+                               progress=_stderr_progress())
+    if args.cmd == "predict":
+        return _predict(args)
     if args.cmd == "runs":
         from rflocal_core.train import delete_run, list_runs
 

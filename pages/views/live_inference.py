@@ -1,17 +1,203 @@
-"""Live Inference: not built yet; says what it will do and what it needs first."""
+"""Live Inference: measurements in, predicted positions with their uncertainty out, on a map."""
 
 from __future__ import annotations
 
+import json
+import random
+
+import folium
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
+from folium.plugins import HeatMap
+from streamlit_folium import st_folium
 
-from rflocal_core import status
+from rflocal_core import dataset as ds
+from rflocal_core import demo
+from rflocal_core import infer
+from rflocal_core.errors import RFLocalInputError
+from rflocal_core.measurements import MAX_MEASUREMENT_FILE_BYTES, load_measurements
+from rflocal_core.train import list_runs
 
-info = status.stage_status("Live Inference")
+RUN_COLOURS = ["#1f6feb", "#d1242f", "#8250df", "#bf8700", "#1a7f37", "#cf222e"]
+EXAMPLES = ["example_measurements.json", "example_single.json", "example_measurements_format.json",
+            "example_survey.json"]
+
 st.title("Live Inference")
-st.markdown(info["what"][:1].upper() + info["what"][1:])
-st.info("This stage is not available yet in this version of RFLocal.")
-if info["needs"]:
-    st.markdown(
-        f"**Needs first:** {info['needs']}. The workspace has {info['scenes']} scene(s), "
-        f"{info['datasets']} dataset(s) and {info['runs']} run(s)."
-    )
+st.caption(
+    "Upload measurements (rflocal-measurements/1 or the survey format, see the README), choose one or several "
+    "trained runs, and see each predicted position with its 1σ/2σ uncertainty on the map."
+)
+
+if not st.session_state.get("li_demo_checked"):
+    installed = demo.install_demo()  # the shipped demo runs: a prediction before anything is trained
+    st.session_state["li_demo_checked"] = True
+    if installed:
+        st.toast(f"Installed the demo models {', '.join(installed)}.")
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def cached_run(run_id: str, stamp: int) -> infer.LoadedRun:
+    """A run loaded once per checkpoint version (``stamp``: model.pt mtime)."""
+    return infer.load_run(run_id)
+
+
+runs = [r for r in list_runs() if r.get("state") == "done"]
+if not runs:
+    st.info("No trained runs yet: train one on the Training Monitor page (the demo models ship in assets/demo; "
+            "`make demo-model` rebuilds them).")
+    st.stop()
+
+# --------------------------------------------------------------------------- input
+
+default = [r["run_id"] for r in runs if r["run_id"] in demo.DEMO_RUNS][:1] or [runs[-1]["run_id"]]
+chosen_runs = st.multiselect("Runs", [r["run_id"] for r in runs], default=default, key="li_runs",
+                             help="Several runs are compared side by side on the same samples.")
+if not chosen_runs:
+    st.info("Choose at least one run.")
+    st.stop()
+
+source = st.radio("Measurements", ["Upload a file", "Example file", "Dataset test split", "Demo sample"],
+                  horizontal=True, key="li_source")
+data: bytes | None = None
+label = ""
+ms = None
+try:
+    if source == "Upload a file":
+        upload = st.file_uploader(f"Measurement JSON (at most {MAX_MEASUREMENT_FILE_BYTES // 2**20} MiB)",
+                                  type=["json"], key="li_upload")
+        if upload is not None:
+            data, label = upload.getvalue(), upload.name
+    elif source == "Example file":
+        name = st.selectbox("Example", [e for e in EXAMPLES if (demo.ASSETS_DIR / e).is_file()], key="li_example")
+        data, label = (demo.ASSETS_DIR / name).read_bytes(), name
+    elif source == "Dataset test split":
+        names = [d["name"] for d in ds.list_datasets()]
+        if not names:
+            st.info("No datasets in the workspace: generate or import one on the Data Generation page.")
+        else:
+            c = st.columns(2)
+            chosen = c[0].selectbox("Dataset", names, key="li_dataset")
+            limit = int(c[1].number_input("Samples", 1, 5000, 20, key="li_limit"))
+            ms, label = ds.export_dataset(chosen, split="test", limit=limit), f"{chosen} (test split)"
+    else:
+        if st.button("New demo sample", key="li_new_demo"):
+            st.session_state["li_demo_seed"] = random.randrange(10**6)
+        if demo.EXAMPLE_FILE.is_file():
+            full = load_measurements(demo.EXAMPLE_FILE)
+            pick = random.Random(st.session_state.get("li_demo_seed", 0)).randrange(len(full.samples))
+            ms = type(full)(full.mode, full.scene, full.nodes, (full.samples[pick],), (), full.notes)
+            label = f"demo sample {full.samples[pick].id}"
+        else:
+            st.info("The demo example file is missing: run `make demo-model`.")
+    if data is not None:
+        ms = load_measurements(data, on_error="collect")
+except RFLocalInputError as exc:
+    st.error(str(exc))
+    st.stop()
+
+if ms is None:
+    st.stop()
+
+# --------------------------------------------------------------------------- predict
+
+results, models = [], {}
+for run_id in chosen_runs:
+    try:
+        run = cached_run(*infer.checkpoint_stamp(run_id))
+        res = infer.predict_measurements(run, ms, heatmaps=True)
+    except RFLocalInputError as exc:
+        st.error(f"**{run_id}**: {exc}")
+        continue
+    results.append(res)
+    models[run_id] = run
+
+if ms.errors or (results and results[0]["bad_samples"]):
+    bad = results[0]["bad_samples"] if results else [{"index": e.index, "id": e.id, "message": e.message}
+                                                      for e in ms.errors]
+    st.warning(f"{len(bad)} of {len(ms.samples) + len(ms.errors)} samples in {label} cannot be predicted; "
+               "the others are.")
+    st.dataframe(pd.DataFrame(bad), hide_index=True)
+for res in results:
+    for w in res["warnings"]:
+        st.warning(f"**{res['run_id']}**: {w}")
+results = [r for r in results if r["predictions"]]
+if not results:
+    st.stop()
+
+ids = [p["id"] for p in results[0]["predictions"]]
+sample_id = st.selectbox("Sample", ids, key="li_sample") if len(ids) > 1 else ids[0]
+st.subheader(f"Sample {sample_id}")
+
+cols = st.columns(len(results))
+for col, res in zip(cols, results):
+    row = next(p for p in res["predictions"] if p["id"] == sample_id)
+    with col:
+        st.markdown(f"**{res['model']}** · `{res['run_id']}`")
+        st.metric("Predicted position", f"{row['lat']:.6f}, {row['lon']:.6f}",
+                  help=f"scene metres: x = {row['x_m']} m, y = {row['y_m']} m")
+        sigma = (f"σx {row['sigma_x_m']:.1f} m · σy {row['sigma_y_m']:.1f} m" if row["sigma_x_m"] is not None
+                 else "no uncertainty from this model")
+        err = f" · error **{row['error_m']:.1f} m**" if row["error_m"] is not None else ""
+        st.markdown(f"x = {row['x_m']:.1f} m, y = {row['y_m']:.1f} m · {sigma}{err} · "
+                    f"{res['predict_ms']:.1f} ms for {len(res['predictions'])} sample(s)")
+        for flag in row["flags"]:
+            st.warning(flag)
+        if row["candidates"]:
+            st.dataframe(pd.DataFrame(row["candidates"])[["x_m", "y_m", "p"]].rename(columns={"p": "probability"}),
+                         hide_index=True)
+
+# --------------------------------------------------------------------------- map
+
+first = models[results[0]["run_id"]]
+scene = results[0]["scene"]
+overlay = infer.scene_overlay(first, scene)
+frame = first.reference.frame(scene)
+fmap = folium.Map(location=list(overlay["centre"]), zoom_start=16, control_scale=True)
+if overlay["buildings"]:
+    folium.GeoJson(overlay["buildings"], name="buildings",
+                   style_function=lambda f: {"color": "#8c959f", "weight": 1, "fillOpacity": 0.35}).add_to(fmap)
+for node in overlay["nodes"]:
+    folium.CircleMarker([node["lat"], node["lon"]], radius=5, color="#24292f", fill=True, fill_opacity=1,
+                        tooltip=f"node {node['id']}").add_to(fmap)
+truth = None
+for k, res in enumerate(results):
+    colour = RUN_COLOURS[k % len(RUN_COLOURS)]
+    row = next(p for p in res["predictions"] if p["id"] == sample_id)
+    heat = res.get("heatmaps", {}).get(sample_id)
+    if heat is not None:
+        HeatMap(infer.heat_points(heat["p"], heat["grid"], frame), name=f"posterior {res['model']}", radius=12,
+                blur=10, min_opacity=0.2).add_to(fmap)
+    for level, dash in ((2, "6"), (1, None)):
+        ring = infer.ellipse_latlon(row, frame, k=level)
+        if ring:
+            folium.Polygon(ring, color=colour, weight=2, dash_array=dash, fill=level == 1, fill_opacity=0.12,
+                           tooltip=f"{res['model']} {level}σ ({100 * infer.ELLIPSE_LEVELS[level]:.0f}%)").add_to(fmap)
+    folium.Marker([row["lat"], row["lon"]], tooltip=f"{res['model']}: predicted",
+                  icon=folium.Icon(color=["blue", "red", "purple", "orange", "green", "darkred"][k % 6])).add_to(fmap)
+    truth = row["truth"] or truth
+if truth:
+    folium.CircleMarker([truth["lat"], truth["lon"]], radius=7, color="#1a7f37", fill=True, fill_opacity=0.9,
+                        tooltip="true position").add_to(fmap)
+st_folium(fmap, height=460, returned_objects=[], key="li_map")
+st.caption("Markers: predictions (one colour per run); filled ring 1σ (39%), dashed 2σ (86%); green dot: the true "
+           "position when the file gives it; black dots: nodes; shading: the posterior where the model has one.")
+
+# --------------------------------------------------------------------------- timeline, batch
+
+timeline = pd.DataFrame(infer.report_timeline(ms, sample_id))
+if timeline["t_s"].nunique() > 1:
+    fig = go.Figure()
+    for node, part in timeline.dropna(subset=["rss_dbm"]).groupby("node"):
+        fig.add_trace(go.Scatter(x=part["t_s"], y=part["rss_dbm"], mode="lines+markers", name=str(node)))
+    fig.update_layout(title="RSS per node over time", xaxis_title="t (s)", yaxis_title="RSS (dBm)", height=320)
+    st.plotly_chart(fig)
+
+table = pd.DataFrame(infer.predictions_table(results))
+with st.expander(f"All predictions ({len(table)} rows)", expanded=len(ids) > 1):
+    st.dataframe(table, hide_index=True)
+    c = st.columns(2)
+    c[0].download_button("Download CSV", table.to_csv(index=False), "predictions.csv", "text/csv", key="li_csv")
+    payload = [{k: v for k, v in r.items() if k != "heatmaps"} for r in results]
+    c[1].download_button("Download JSON", json.dumps(payload, indent=2), "predictions.json", "application/json",
+                         key="li_json")

@@ -1,17 +1,187 @@
-"""Metrics: not built yet; says what it will do and what it needs first."""
+"""Metrics: error CDFs, percentiles, breakdowns, calibration, spatial error and the Cramér-Rao bound of runs."""
 
 from __future__ import annotations
 
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
-from rflocal_core import status
+from rflocal_core import dataset as ds
+from rflocal_core import train as tr
+from rflocal_core.dataset.store import SPLITS
+from rflocal_core.errors import RFLocalInputError
+from rflocal_core.metrics import SUCCESS_THRESHOLDS_M, evaluate_run
 
-info = status.stage_status("Metrics")
 st.title("Metrics")
-st.markdown(info["what"][:1].upper() + info["what"][1:])
-st.info("This stage is not available yet in this version of RFLocal.")
-if info["needs"]:
-    st.markdown(
-        f"**Needs first:** {info['needs']}. The workspace has {info['scenes']} scene(s), "
-        f"{info['datasets']} dataset(s) and {info['runs']} run(s)."
-    )
+st.caption(
+    "Evaluate finished runs on a dataset split: error CDF against the Cramér-Rao bound, percentiles and success "
+    "rates, breakdowns, uncertainty calibration and the error over the scene. Results are cached with each run."
+)
+
+BREAKDOWN_TITLES = {"los": "LoS / NLoS (strongest link)", "nodes": "Number of reporting nodes",
+                    "rss_band": "Strongest RSS (dBm)", "scene": "Scene seen in training"}
+
+
+def _fmt(value: float | None, scale: float = 1.0) -> float | None:
+    return None if value is None else round(value * scale, 2)
+
+
+def _cdf_figure(results: list[dict]) -> go.Figure:
+    fig = go.Figure()
+    for r in results:
+        fig.add_trace(go.Scatter(x=r["cdf"]["x_m"], y=r["cdf"]["fraction"], name=r["run_id"], mode="lines",
+                                 line_shape="hv"))
+    bound = next((r["crlb"] for r in results if r["crlb"].get("available")), None)
+    if bound is not None:
+        fig.add_trace(go.Scatter(x=bound["cdf"]["x_m"], y=bound["cdf"]["fraction"], name="CRLB (per sample)",
+                                 mode="lines", line={"dash": "dash", "color": "black"}, line_shape="hv"))
+    fig.update_layout(xaxis_title="error (m)", yaxis_title="fraction of samples", height=420,
+                      margin={"t": 30, "b": 10, "l": 10, "r": 10}, legend={"orientation": "h", "y": -0.2})
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(range=[0, 1.02])
+    return fig
+
+
+def _summary_table(results: list[dict]) -> pd.DataFrame:
+    rows = []
+    for r in results:
+        row = {"run": r["run_id"], "model": r["model"], "samples": r["count"], "mean m": _fmt(r["mean_m"]),
+               "RMSE m": _fmt(r["rmse_m"]), "median m": _fmt(r["median_m"]), "P67 m": _fmt(r["p67_m"]),
+               "P80 m": _fmt(r["p80_m"]), "P95 m": _fmt(r["p95_m"])}
+        for t in SUCCESS_THRESHOLDS_M:
+            row[f"≤ {t:g} m %"] = _fmt(r["success_rates"].get(f"{t:g}m"), 100)
+        row["RMSE/√CRLB"] = _fmt(r["crlb"].get("ratio_rmse_to_crlb"))
+        row["ms/sample"] = r["inference_ms_per_sample"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _breakdown(results: list[dict], key: str) -> None:
+    rows = [{"run": r["run_id"], **row} for r in results for row in r["breakdowns"][key]]
+    if not rows:
+        st.info("No samples.")
+        return
+    frame = pd.DataFrame(rows)
+    fig = go.Figure([go.Bar(x=[row["group"] for row in r["breakdowns"][key]],
+                            y=[row["median_m"] for row in r["breakdowns"][key]], name=r["run_id"])
+                     for r in results])
+    fig.update_layout(barmode="group", yaxis_title="median error (m)", height=300,
+                      margin={"t": 10, "b": 10, "l": 10, "r": 10})
+    st.plotly_chart(fig, key=f"mx-bd-{key}")
+    st.dataframe(frame.round(2), hide_index=True, width="stretch")
+
+
+def _calibration(results: list[dict]) -> None:
+    table, fig = [], go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], name="ideal", mode="lines", line={"dash": "dot", "color": "gray"}))
+    for r in results:
+        c = r["calibration"]
+        table.append({"run": r["run_id"], "with σ": c["count"], "no σ": c["no_sigma"],
+                      "inside 1σ %": _fmt(c["inside_1sigma"], 100), "expected 1σ %": _fmt(c["expected_1sigma"], 100),
+                      "inside 2σ %": _fmt(c["inside_2sigma"], 100), "expected 2σ %": _fmt(c["expected_2sigma"], 100),
+                      "median σ m": _fmt(c["median_sigma_m"])})
+        if c["available"]:
+            fig.add_trace(go.Scatter(x=c["reliability"]["nominal"], y=c["reliability"]["observed"],
+                                     name=r["run_id"], mode="lines+markers"))
+    st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch")
+    if not any(r["calibration"]["available"] for r in results):
+        st.info("None of these runs predicts an uncertainty (σ), so there is nothing to calibrate.")
+        return
+    fig.update_layout(xaxis_title="nominal probability (inside the ellipse)", yaxis_title="observed fraction",
+                      height=360, margin={"t": 10, "b": 10, "l": 10, "r": 10})
+    fig.update_xaxes(range=[0, 1])
+    fig.update_yaxes(range=[0, 1])
+    st.plotly_chart(fig, key="mx-reliability")
+
+
+def _spatial(result: dict) -> None:
+    s = result["spatial"]
+    if not s["x_m"]:
+        st.info("No sample has both a true position and an estimate.")
+        return
+    fig = go.Figure(go.Heatmap(x=s["x_m"], y=s["y_m"], z=s["median_m"], colorscale="Viridis",
+                               colorbar={"title": "median error (m)"}, customdata=s["count"],
+                               hovertemplate="x %{x:.0f} m, y %{y:.0f} m<br>median %{z:.1f} m"
+                                             "<br>%{customdata} samples<extra></extra>"))
+    fig.update_layout(xaxis_title="x east (m)", yaxis_title="y north (m)", height=480,
+                      margin={"t": 10, "b": 10, "l": 10, "r": 10})
+    fig.update_yaxes(scaleanchor="x", scaleratio=1)
+    st.plotly_chart(fig, key="mx-spatial")
+    st.caption(f"Cells of {s['cell_m']:g} m over the true positions; empty cells are blank.")
+
+
+def main() -> None:
+    datasets = [d["name"] for d in ds.list_datasets() if d.get("state") == "complete"]
+    runs = [r for r in tr.list_runs() if r.get("state") == "done"]
+    if not datasets:
+        st.info("No datasets yet: generate or import one on the Data Generation page first.")
+        return
+    if not runs:
+        st.info("No finished runs yet: train a model (a baseline takes seconds) on the Training Monitor page, "
+                "or run `python -m rflocal_core train --dataset DS --model knn`.")
+        return
+    c = st.columns([2, 1, 1])
+    dataset = c[0].selectbox("Dataset", datasets, key="mx_dataset")
+    split = c[1].selectbox("Split", SPLITS, index=SPLITS.index("test"), key="mx_split")
+    recompute = c[2].checkbox("Recompute (ignore cache)", key="mx_recompute")
+    ids = [r["run_id"] for r in runs]
+    default = [r["run_id"] for r in runs if r.get("dataset") == dataset][:3]
+    chosen = st.multiselect("Runs", ids, default=default, key="mx_runs",
+                            help="finished runs; any run can be evaluated on any dataset with the same kind of nodes")
+    if not chosen:
+        st.info("Choose one or more runs to evaluate.")
+        return
+
+    results = []
+    for run_id in chosen:
+        with st.spinner(f"Evaluating {run_id} on {dataset}/{split}…"):
+            try:
+                results.append(evaluate_run(run_id, dataset, split=split, use_cache=not recompute))
+            except RFLocalInputError as exc:
+                st.error(str(exc))
+    if not results:
+        return
+
+    st.subheader("Error CDF")
+    st.plotly_chart(_cdf_figure(results), key="mx-cdf")
+    st.subheader("Summary")
+    st.dataframe(_summary_table(results), hide_index=True, width="stretch")
+
+    crlb = next((r["crlb"] for r in results if r["crlb"].get("available")), results[0]["crlb"])
+    if crlb.get("available"):
+        parts = [f"features {', '.join(crlb['features'])}", f"median {crlb['median_m']:.2f} m",
+                 f"RMS {crlb['rms_m']:.2f} m"]
+        if "rss" in crlb["features"]:
+            parts.append(f"RSS σ {crlb['sigma_rss_db']:.2f} dB, fitted path-loss exponent "
+                         f"{crlb['path_loss_exponent']:.2f}")
+        if "toa" in crlb["features"]:
+            parts.append(f"ToA σ {crlb['sigma_toa_m']:.2f} m")
+        if "aoa" in crlb["features"]:
+            parts.append(f"AoA σ {crlb['sigma_aoa_deg']:.2f}°")
+        if crlb.get("unbounded"):
+            parts.append(f"{crlb['unbounded']} sample(s) whose reports do not fix a position left out")
+        st.markdown("**Cramér-Rao bound** (dashed): " + "; ".join(parts) + ".")
+    else:
+        st.warning("No Cramér-Rao bound for this split: " + (crlb.get("note") or "no feature with a known noise."))
+    if crlb.get("note") and crlb.get("available"):
+        st.caption(crlb["note"] + ".")
+    st.caption(crlb["caveat"])
+
+    st.subheader("Breakdowns")
+    tabs = st.tabs(list(BREAKDOWN_TITLES.values()))
+    for tab, key in zip(tabs, BREAKDOWN_TITLES):
+        with tab:
+            _breakdown(results, key)
+
+    st.subheader("Uncertainty calibration")
+    st.caption("Fraction of true positions inside the predicted 1σ and 2σ ellipses (x and y independent "
+               "Gaussians: expected 39.3% and 86.5%), and the observed fraction at each nominal level.")
+    _calibration(results)
+
+    st.subheader("Error over the scene")
+    by_id = {r["run_id"]: r for r in results}
+    shown = st.selectbox("Run", list(by_id), key="mx_spatial_run") if len(by_id) > 1 else next(iter(by_id))
+    _spatial(by_id[shown])
+
+
+main()

@@ -166,6 +166,25 @@ class Inputs:
         return self.node_mask & np.isfinite(self.node_pos_m[..., :2]).all(-1)
 
 
+def read_scene_maps(root: Any, name: str) -> SceneMaps:
+    """The radio maps of scene ``name`` in an open generated dataset (``root["scenes/<name>"]``).
+
+    A ``ue`` site's transmit power is its RSS map minus its path-gain map (median over the
+    cells where both are finite); NaN in ``emitter`` mode.
+    """
+    sg = root[f"scenes/{name}"]
+    site_pos = np.asarray(sg["site_pos_m"][...], dtype=np.float64)
+    pg = np.asarray(sg["path_gain_db"][...], dtype=np.float32)
+    site_tx = np.full(len(site_pos), np.nan)
+    if sg.attrs.get("mode") == "ue" and "rss_dbm" in sg:
+        rss_map = np.asarray(sg["rss_dbm"][...], dtype=np.float64)
+        for m in range(len(site_pos)):
+            ok = np.isfinite(rss_map[m]) & np.isfinite(pg[m])
+            site_tx[m] = float(np.median(rss_map[m][ok] - pg[m][ok])) if ok.any() else np.nan
+    return SceneMaps(name, Grid.from_dict(sg.attrs["grid"]), pg, np.asarray(sg["footprint"][...]) == 0, site_pos,
+                     site_tx)
+
+
 def _last_step(values: np.ndarray, last: np.ndarray) -> np.ndarray:
     return values[np.arange(len(last)), last]
 
@@ -227,15 +246,8 @@ def load_inputs(dataset: str, split: str, *, with_maps: bool = True) -> Inputs:
         maps = {}
         fixed = 0 if config.get("survey") == "drone" else s
         for i, name in enumerate(scenes):
-            sg = root[f"scenes/{name}"]
-            site_pos = np.asarray(sg["site_pos_m"][...], dtype=np.float64)
-            pg = np.asarray(sg["path_gain_db"][...], dtype=np.float32)
-            site_tx = np.full(len(site_pos), np.nan)
-            if sg.attrs.get("mode") == "ue" and "rss_dbm" in sg:
-                rss_map = np.asarray(sg["rss_dbm"][...], dtype=np.float64)
-                for m in range(len(site_pos)):
-                    ok = np.isfinite(rss_map[m]) & np.isfinite(pg[m])
-                    site_tx[m] = float(np.median(rss_map[m][ok] - pg[m][ok])) if ok.any() else np.nan
+            scene_maps = read_scene_maps(root, name)
+            site_pos, site_tx = scene_maps.site_pos_m, scene_maps.tx_power_dbm
             rows = scene_idx == i
             if rows.any():
                 d = np.linalg.norm(node_pos[rows][:, :, None, :] - site_pos[None, None], axis=-1)  # [n, S, M]
@@ -245,8 +257,7 @@ def load_inputs(dataset: str, split: str, *, with_maps: bool = True) -> Inputs:
                 slot_site[rows] = np.where(ok, nearest, -1)
                 tx[rows] = np.where(ok, site_tx[nearest], np.nan)
             if with_maps:
-                maps[name] = SceneMaps(name, Grid.from_dict(sg.attrs["grid"]), pg,
-                                       np.asarray(sg["footprint"][...]) == 0, site_pos, site_tx)
+                maps[name] = scene_maps
         if not with_maps:
             maps = None
     else:

@@ -27,6 +27,7 @@ from rflocal_core.models import BASELINES, Inputs, errors_m, load_inputs
 from rflocal_core.models.features import FeatureSpec
 from rflocal_core.models.nets import NETWORKS, build_network
 from rflocal_core.models.neural import NeuralModel
+from rflocal_core.reference import write_reference
 from rflocal_core.train.engine import TrainConfig, fit_network, load_resume
 from rflocal_core.train.runs import (
     CheckpointError,
@@ -102,6 +103,7 @@ def train(
     t0 = time.perf_counter()
     try:
         report("loading data", 0.05)
+        write_reference(path, dataset)  # what reading new measurement files needs, kept with the run
         with_maps = model in MAP_MODELS
         train_in = load_inputs(dataset, "train", with_maps=with_maps)
         val_in = load_inputs(dataset, "val", with_maps=with_maps)
@@ -160,6 +162,11 @@ def _train_network(
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     path = create_run(run_id, config)
+    try:
+        write_reference(path, dataset)
+    except BaseException as exc:
+        write_status(path, state="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
     return _run_network(path, config, NeuralModel(model, net, spec), cfg, train_in, val_in, report, None)
 
 

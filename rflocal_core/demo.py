@@ -1,0 +1,205 @@
+"""The demo that works out of the box: small models trained by this project's own pipeline.
+
+``build_demo()`` (``make demo-model``) runs the whole pipeline in a scratch workspace: the
+default procedural scene (``make demo-scene``: seed 7, 6 rooftop sites at 3.5 GHz), a
+ray-traced ``ue`` dataset with RSS, ToA and AoA, a ``setnet`` network and a kNN baseline.
+It ships the two runs in ``assets/demo/runs/``, example measurement files from the test
+split in ``assets/`` and the errors measured on them in ``assets/demo/demo.json``.
+
+``install_demo()`` copies the shipped runs into the workspace so Live Inference predicts
+before anything is trained.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rflocal_core.workspace import atomic_write_text
+
+ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
+DEMO_DIR = ASSETS_DIR / "demo"
+MANIFEST = DEMO_DIR / "demo.json"
+EXAMPLE_FILE = ASSETS_DIR / "example_measurements.json"
+EXAMPLE_SINGLE = ASSETS_DIR / "example_single.json"
+
+DEMO_SCENE = "demo"
+DEMO_DATASET = "demo-ds"
+DEMO_RUNS = ("demo-setnet", "demo-knn")
+#: Files of a run that are shipped (resume.pt is not: a finished run is not resumed).
+RUN_FILES = ("config.json", "status.json", "metrics.jsonl", "model.pt", "reference.json")
+#: The demo scene's footprints (WGS84 GeoJSON), shipped with each demo run for its map.
+BUILDINGS_FILE = "buildings.geojson"
+EXAMPLE_SAMPLES = 25
+
+ProgressFn = Callable[[str, float], None]
+
+
+def demo_scene_config() -> Any:
+    """The default procedural scene, as ``make demo-scene`` builds it (seed 7)."""
+    from rflocal_core.scene import ProceduralConfig, SceneConfig
+
+    return SceneConfig(name=DEMO_SCENE, procedural=ProceduralConfig(seed=7), seed=7)
+
+
+def build_demo(
+    *, samples: int = 8000, epochs: int = 150, max_minutes: float = 5.0, progress: ProgressFn | None = None,
+    out_dir: Path = DEMO_DIR, assets_dir: Path = ASSETS_DIR,
+) -> dict[str, Any]:
+    """Rebuild the shipped demo runs and example files (about 8 minutes on 2 CPU cores).
+
+    Parameters
+    ----------
+    samples : int
+        Samples of the demo dataset (80/10/10 train/val/test).
+    epochs, max_minutes : int, float
+        Training budget of the ``setnet`` run.
+    out_dir, assets_dir : Path
+        Where the runs + manifest and the example files go.
+
+    Returns
+    -------
+    dict
+        The manifest written to ``demo.json``.
+    """
+    from rflocal_core import settings
+    from rflocal_core.dataset import GenerationConfig, export_dataset, generate_dataset
+    from rflocal_core.measurements import dump_measurements
+    from rflocal_core.scene import build_scene
+    from rflocal_core.train import train
+
+    report = progress or (lambda stage, fraction: None)
+    t0 = time.perf_counter()
+    old = os.environ.get(settings.WORKSPACE_ENV)
+    with tempfile.TemporaryDirectory(prefix="rflocal-demo-") as tmp:
+        os.environ[settings.WORKSPACE_ENV] = tmp  # map workers are child processes: they read the environment
+        try:
+            report("scene", 0.0)
+            build_scene(demo_scene_config())
+            report("ray tracing and dataset", 0.05)
+            generate_dataset(GenerationConfig(name=DEMO_DATASET, scenes=(DEMO_SCENE,), samples_per_scene=samples,
+                                              seed=0),
+                             progress=lambda stage, f: report(f"dataset: {stage}", 0.05 + 0.45 * f))
+            report("training setnet", 0.5)
+            net = train(DEMO_DATASET, "setnet", run_id=DEMO_RUNS[0], seed=0,
+                        train_config={"epochs": epochs, "max_minutes": max_minutes, "patience": 30},
+                        progress=lambda stage, f: report(f"setnet: {stage}", 0.5 + 0.4 * f))
+            report("fitting knn", 0.9)
+            knn = train(DEMO_DATASET, "knn", run_id=DEMO_RUNS[1], seed=0)
+            ms = export_dataset(DEMO_DATASET, split="test", limit=EXAMPLE_SAMPLES)
+            single = export_dataset(DEMO_DATASET, split="test", limit=1)
+            staging = Path(tmp) / "ship"
+            for run_id in DEMO_RUNS:
+                (staging / run_id).mkdir(parents=True)
+                for name in RUN_FILES:
+                    shutil.copy2(Path(tmp) / "runs" / run_id / name, staging / run_id / name)
+                # The footprints travel with the run so its map shows buildings in any workspace.
+                shutil.copy2(Path(tmp) / "scenes" / DEMO_SCENE / BUILDINGS_FILE, staging / run_id / BUILDINGS_FILE)
+            test_errors = {r: _test_errors(r, DEMO_DATASET) for r in DEMO_RUNS}
+        finally:
+            if old is None:
+                os.environ.pop(settings.WORKSPACE_ENV, None)
+            else:
+                os.environ[settings.WORKSPACE_ENV] = old
+        runs_out = out_dir / "runs"
+        if runs_out.exists():
+            shutil.rmtree(runs_out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(staging, runs_out)
+    dump_measurements(ms, assets_dir / EXAMPLE_FILE.name)
+    dump_measurements(single, assets_dir / EXAMPLE_SINGLE.name)
+    examples = {run_id: _example_errors(run_id, runs_out, [assets_dir / EXAMPLE_FILE.name,
+                                                           assets_dir / EXAMPLE_SINGLE.name])
+                for run_id in DEMO_RUNS}
+    manifest = {
+        "runs": list(DEMO_RUNS), "scene": DEMO_SCENE, "dataset": DEMO_DATASET, "samples": samples,
+        "scene_config": "procedural, seed 7 (make demo-scene), 6 rooftop sites, 3.5 GHz, 43 dBm",
+        "dataset_config": "ue mode, RSS + ToA + AoA, Sionna RT maps at 2 m, 6 dB shadowing + 2 dB noise, seed 0",
+        "training": {"setnet": {k: net.get(k) for k in ("median_m", "p95_m", "best_epoch", "epochs_run", "seconds")},
+                     "knn": {k: knn.get(k) for k in ("median_m", "p95_m", "seconds")}},
+        "test_split": test_errors,
+        "examples": examples,
+        "built_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "build_seconds": round(time.perf_counter() - t0, 1),
+    }
+    atomic_write_text(out_dir / MANIFEST.name, json.dumps(manifest, indent=2))
+    report("done", 1.0)
+    return manifest
+
+
+def _test_errors(run_id: str, dataset: str) -> dict[str, float]:
+    from rflocal_core.infer import load_run
+    from rflocal_core.metrics import error_summary
+    from rflocal_core.models import errors_m, load_inputs
+
+    run = load_run(run_id)
+    x = load_inputs(dataset, "test", with_maps=False)
+    s = error_summary(errors_m(run.predict(x), x))
+    return {"count": s["count"], "median_m": round(s["median_m"], 2), "p95_m": round(s["p95_m"], 2),
+            "mean_m": round(s["mean_m"], 2)}
+
+
+def _example_errors(run_id: str, runs_root: Path, files: list[Path]) -> dict[str, Any]:
+    """Errors of a shipped run on the example files, and the bounds the tests assert."""
+    from rflocal_core import settings
+    from rflocal_core.infer import predict_file
+
+    old = os.environ.get(settings.WORKSPACE_ENV)
+    with tempfile.TemporaryDirectory(prefix="rflocal-demo-check-") as tmp:
+        os.environ[settings.WORKSPACE_ENV] = tmp
+        try:
+            shutil.copytree(runs_root / run_id, Path(tmp) / "runs" / run_id)
+            out = {}
+            for file in files:
+                errs = np.array([p["error_m"] for p in predict_file(run_id, file)["runs"][0]["predictions"]], float)
+                med, p95 = float(np.median(errs)), float(np.percentile(errs, 95))
+                # Inference is deterministic on the CPU; the margin covers other BLAS builds.
+                out[file.name] = {"count": int(len(errs)), "median_m": round(med, 3), "p95_m": round(p95, 3),
+                                  "median_bound_m": round(1.1 * med + 0.5, 2), "p95_bound_m": round(1.1 * p95 + 0.5, 2)}
+        finally:
+            if old is None:
+                os.environ.pop(settings.WORKSPACE_ENV, None)
+            else:
+                os.environ[settings.WORKSPACE_ENV] = old
+    return out
+
+
+def demo_available() -> bool:
+    """Whether the shipped demo runs are present in ``assets/demo``."""
+    return all((DEMO_DIR / "runs" / r / "model.pt").is_file() for r in DEMO_RUNS)
+
+
+def install_demo() -> list[str]:
+    """Copy the shipped demo runs into the workspace (those missing).
+
+    Returns the run ids installed now (empty when they were all there). No scene is built:
+    the runs carry the demo scene's footprints for their maps, and a workspace scene of the
+    same name stays the user's own.
+    """
+    from rflocal_core.train.runs import runs_dir
+    from rflocal_core.workspace import staged_dir
+
+    if not demo_available():
+        return []
+    installed = []
+    for run_id in DEMO_RUNS:
+        final = runs_dir() / run_id
+        if (final / "config.json").is_file():
+            continue
+        try:
+            with staged_dir(final) as tmp:
+                for name in (*RUN_FILES, BUILDINGS_FILE):
+                    if (DEMO_DIR / "runs" / run_id / name).is_file():
+                        shutil.copy2(DEMO_DIR / "runs" / run_id / name, tmp / name)
+        except OSError:  # another session installed it meanwhile
+            continue
+        installed.append(run_id)
+    return installed

@@ -1,0 +1,475 @@
+"""What a trained run needs to read a measurement file: its training data's frame, nodes and ranges.
+
+A run's ``reference.json`` is written when it is trained (and rebuilt from the dataset for
+older runs), so a run predicts from an uploaded file even where its dataset is not in the
+workspace (the shipped demo model)::
+
+    ref = run_reference("setnet-demo-...")          # RunReference
+    x, bad, warnings = measurements_to_inputs(load_measurements("file.json"), ref)
+
+The file's nodes are matched to the nodes the model was trained on by id (or, for an id it
+does not know, by position within :data:`NODE_MATCH_M`); a file of another mode or scene, a
+node the model never saw, or a node that sits elsewhere than in training is refused with a
+message that says so, instead of giving a silently wrong answer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rflocal_core.errors import InvalidInputError
+from rflocal_core.geo import LocalFrame
+from rflocal_core.measurements import MeasurementSet
+from rflocal_core.models.baselines import Inputs, SceneMaps, load_inputs, read_scene_maps
+from rflocal_core.workspace import atomic_write_text
+
+REFERENCE_FILE = "reference.json"
+REFERENCE_FORMAT = "rflocal-reference/1"
+
+#: A file node whose id the model does not know is matched to a training node this close (m).
+NODE_MATCH_M = 1.0
+#: A known node id placed farther than this from its training position means another layout (m).
+NODE_MOVED_M = 5.0
+#: Measurements this far outside the training range are flagged (dB for RSS).
+RSS_MARGIN_DB = 10.0
+#: ToA beyond this factor of the training maximum is flagged.
+TOA_FACTOR = 1.5
+
+#: Report fields a model reads, as named in the measurement format.
+FEATURES = ("rss_dbm", "toa_ns", "aoa_deg")
+
+
+class InferenceInputError(InvalidInputError):
+    """A measurement file that does not fit the run (mode, scene, nodes)."""
+
+
+@dataclass(frozen=True)
+class RunReference:
+    """The training data of a run, as far as reading new measurements needs it.
+
+    Attributes
+    ----------
+    dataset : str
+        Name of the training dataset.
+    mode : {"ue", "emitter"}
+    source : {"generated", "import"}
+    scenes : tuple of str
+        Scene names as the models know them (``Inputs.scenes``).
+    declared_scene : str or None
+        Imported data: the scene its file named (None: any).
+    frames : dict of str to dict
+        Per scene, :meth:`LocalFrame.to_dict` (lat/lon <-> scene metres).
+    nodes : dict of str to list of dict
+        Per scene, the node slots in training order: ``id``, ``x_m``, ``y_m``, ``z_m`` (None
+        where unknown), ``tx_power_dbm`` (None where unknown).
+    slots : int
+        Node slots per sample in training (kNN fingerprints need the same count).
+    fixed_slots : bool
+        Whether a slot names the same node in every sample (False: drone surveys).
+    features : tuple of str
+        Report fields present in the training split (of ``rss_dbm``, ``toa_ns``, ``aoa_deg``).
+    ranges : dict of str to [lo, hi]
+        0.1 and 99.9 percentiles of each feature in training (RSS: per-sample means).
+    area_m : list of float
+        ``[x_min, x_max, y_min, y_max]`` of the training truths (m).
+    config : dict
+        Noise and receiver settings of the dataset (sensitivity_dbm, shadowing_sigma_db,
+        rss_noise_db, rss_quantization_db, top_k, toa_noise_ns, aoa_noise_deg).
+    """
+
+    dataset: str
+    mode: str
+    source: str
+    scenes: tuple[str, ...]
+    declared_scene: str | None
+    frames: dict[str, dict[str, Any]]
+    nodes: dict[str, list[dict[str, Any]]]
+    slots: int
+    fixed_slots: bool
+    features: tuple[str, ...]
+    ranges: dict[str, list[float]]
+    area_m: list[float]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def frame(self, scene: str) -> LocalFrame:
+        return LocalFrame.from_dict(self.frames[scene])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": REFERENCE_FORMAT, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunReference:
+        if d.get("format") != REFERENCE_FORMAT:
+            msg = f"reference: expected format {REFERENCE_FORMAT!r}, got {d.get('format')!r}"
+            raise InvalidInputError(msg)
+        fields = {k: v for k, v in d.items() if k != "format"}
+        fields["scenes"] = tuple(fields["scenes"])
+        fields["features"] = tuple(fields["features"])
+        return cls(**fields)
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _num(value: Any) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def build_reference(dataset: str) -> RunReference:
+    """Read the reference of a dataset's training split (see :class:`RunReference`)."""
+    from rflocal_core.dataset.store import open_dataset
+
+    root = open_dataset(dataset)
+    attrs = dict(root.attrs)
+    config = attrs.get("config", {}) or {}
+    train = load_inputs(dataset, "train", with_maps=False)
+    nodes: dict[str, list[dict[str, Any]]] = {}
+    frames: dict[str, dict[str, Any]] = {}
+    if "scenes" in root:
+        source = "generated"
+        fixed = config.get("survey") != "drone"
+        for name in train.scenes:
+            group = root[f"scenes/{name}"]
+            frames[name] = dict(group.attrs["frame"])
+            site_ids = list(group.attrs["site_ids"])
+            if not fixed:  # drone surveys: every report carries its own position
+                nodes[name] = []
+                continue
+            maps = read_scene_maps(root, name)
+            nodes[name] = [
+                {"id": str(site_ids[s]), "x_m": float(maps.site_pos_m[s, 0]), "y_m": float(maps.site_pos_m[s, 1]),
+                 "z_m": float(maps.site_pos_m[s, 2]), "tx_power_dbm": _num(maps.tx_power_dbm[s])}
+                for s in range(len(site_ids))
+            ]
+        declared = None
+    else:
+        source = "import"
+        name = train.scenes[0]
+        frames[name] = dict(attrs["frame"])
+        pos = (np.asarray(root["samples/node_pos_m"][0], dtype=np.float64) if root["samples/node_pos_m"].shape[0]
+               else None)
+        known = (np.asarray(root["samples/node_pos_known"][0], dtype=bool) if "node_pos_known" in root["samples"]
+                 else None)
+        rows = []
+        for s, row in enumerate(attrs.get("nodes") or []):
+            ok = pos is not None and (known is None or bool(known[s])) and np.isfinite(pos[s, :2]).all()
+            rows.append({"id": str(row["id"]), "x_m": float(pos[s, 0]) if ok else None,
+                         "y_m": float(pos[s, 1]) if ok else None,
+                         "z_m": _num(pos[s, 2]) if ok else None, "tx_power_dbm": _num(row.get("tx_power_dbm"))})
+        nodes[name] = rows
+        declared = attrs.get("scene")
+        fixed = True
+    features, ranges = [], {}
+    for key, values in (("rss_dbm", train.rss_dbm), ("toa_ns", train.toa_ns), ("aoa_deg", train.aoa_deg)):
+        finite = values[np.isfinite(values)]
+        if len(finite):
+            features.append(key)
+            lo, hi = np.percentile(finite, [0.1, 99.9])
+            ranges[key] = [float(lo), float(hi)]
+    truth = train.truth_m[np.isfinite(train.truth_m).all(1)]
+    if len(truth) == 0:
+        msg = f"dataset {dataset!r}: the train split has no sample with a true position"
+        raise InvalidInputError(msg)
+    area = [float(truth[:, 0].min()), float(truth[:, 0].max()), float(truth[:, 1].min()), float(truth[:, 1].max())]
+    keep = ("sensitivity_dbm", "shadowing_sigma_db", "rss_noise_db", "rss_quantization_db", "top_k", "toa_noise_ns",
+            "aoa_noise_deg", "survey")
+    return RunReference(
+        dataset=dataset, mode=train.mode, source=source, scenes=tuple(train.scenes), declared_scene=declared,
+        frames=frames, nodes=nodes, slots=int(train.node_mask.shape[1]), fixed_slots=bool(fixed),
+        features=tuple(features), ranges=ranges, area_m=area, config={k: config[k] for k in keep if k in config},
+    )
+
+
+def write_reference(run_path: Path, dataset: str) -> RunReference:
+    """Build the reference of ``dataset`` and write it as ``<run>/reference.json`` (atomically)."""
+    ref = build_reference(dataset)
+    atomic_write_text(run_path / REFERENCE_FILE, json.dumps(ref.to_dict(), indent=1))
+    return ref
+
+
+def run_reference(run_id: str) -> RunReference:
+    """The reference of a run: its ``reference.json``, else built from its dataset (and then written)."""
+    from rflocal_core.dataset.store import DatasetNotFoundError
+    from rflocal_core.train.runs import run_dir
+
+    path = run_dir(run_id)
+    file = path / REFERENCE_FILE
+    if file.is_file():
+        return RunReference.from_dict(json.loads(file.read_text(encoding="utf-8")))
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    try:
+        return write_reference(path, config["dataset"])
+    except DatasetNotFoundError:
+        msg = (f"run {run_id!r}: has no {REFERENCE_FILE} and its training dataset {config['dataset']!r} is not in "
+               "the workspace, so its nodes and frame are unknown; retrain it or restore the dataset")
+        raise InferenceInputError(msg) from None
+
+
+# --------------------------------------------------------------------------- measurements -> inputs
+
+
+@dataclass(frozen=True)
+class BadSample:
+    """A sample of a file that cannot be predicted: its index, id and why."""
+
+    index: int
+    id: str
+    message: str
+
+
+def _choose_scene(ms: MeasurementSet, ref: RunReference, who: str) -> str:
+    if ref.source == "import":
+        scene = ref.scenes[0]
+        if ms.scene is not None and ref.declared_scene is not None and ms.scene != ref.declared_scene:
+            msg = (f"scene: the file is for scene {ms.scene!r}, but {who} was trained on measurements of scene "
+                   f"{ref.declared_scene!r}; a model of one place gives wrong positions in another")
+            raise InferenceInputError(msg)
+        return scene
+    if ms.scene is None:
+        if len(ref.scenes) == 1:
+            return ref.scenes[0]
+        msg = (f"scene: the file names no scene, but {who} was trained on several ({', '.join(ref.scenes)}); "
+               'add "scene": "<name>" to the file')
+        raise InferenceInputError(msg)
+    if ms.scene not in ref.scenes:
+        msg = (f"scene: the file is for scene {ms.scene!r}, but {who} was trained on scene(s) "
+               f"{', '.join(ref.scenes)}; a model of one scene gives wrong positions in another")
+        raise InferenceInputError(msg)
+    return ms.scene
+
+
+def _xy_of(item: Any, frame: LocalFrame) -> tuple[float, float] | None:
+    if item.x_m is not None:
+        return float(item.x_m), float(item.y_m)
+    if item.lat is not None:
+        x, y = frame.to_xy(item.lat, item.lon)
+        return float(x), float(y)
+    return None
+
+
+def _match_nodes(ms: MeasurementSet, ref: RunReference, scene: str, who: str) -> dict[str, int | None]:
+    """File node id -> training slot (None: the model never saw it)."""
+    frame = ref.frame(scene)
+    table = ref.nodes.get(scene, [])
+    by_id = {row["id"]: s for s, row in enumerate(table)}
+    placed = [(s, row["x_m"], row["y_m"]) for s, row in enumerate(table) if row["x_m"] is not None]
+    out: dict[str, int | None] = {}
+    for i, node in enumerate(ms.nodes):
+        xy = _xy_of(node, frame)
+        slot = by_id.get(node.id)
+        if slot is not None:
+            row = table[slot]
+            if xy is not None and row["x_m"] is not None:
+                dist = math.hypot(xy[0] - row["x_m"], xy[1] - row["y_m"])
+                if dist > NODE_MOVED_M:
+                    msg = (f"nodes[{i}]: node {node.id!r} is at x={xy[0]:.1f} m, y={xy[1]:.1f} m, {dist:.1f} m from "
+                           f"where {who} was trained with it (x={row['x_m']:.1f}, y={row['y_m']:.1f}); expected at "
+                           f"most {NODE_MOVED_M:g} m: the file belongs to another scene or site layout")
+                    raise InferenceInputError(msg)
+            out[node.id] = slot
+            continue
+        if xy is not None and placed:
+            d = [(math.hypot(xy[0] - x, xy[1] - y), s) for s, x, y in placed]
+            dist, s = min(d)
+            if dist <= NODE_MATCH_M:
+                out[node.id] = s
+                continue
+        out[node.id] = None
+    return out
+
+
+def _known_ids(ref: RunReference, scene: str) -> str:
+    ids = [row["id"] for row in ref.nodes.get(scene, [])]
+    return ", ".join(ids[:8]) + (f", ... ({len(ids)} in all)" if len(ids) > 8 else "") if ids else "none"
+
+
+def measurements_to_inputs(
+    ms: MeasurementSet, ref: RunReference, *, run_id: str = "the model", maps: dict[str, SceneMaps] | None = None,
+) -> tuple[Inputs | None, list[BadSample], list[str], list[list[str]]]:
+    """Turn a measurement file into :class:`Inputs` laid out as the run's training data.
+
+    Parameters
+    ----------
+    ms : MeasurementSet
+        A validated file (:func:`~rflocal_core.measurements.load_measurements`).
+    ref : RunReference
+        The run's reference.
+    run_id : str
+        Named in messages.
+    maps : dict, optional
+        Radio maps to attach (map matching).
+
+    Returns
+    -------
+    inputs : Inputs or None
+        The samples that can be predicted (None if none can), in file order; per sample the
+        RSS averaged over its report times, ToA/AoA at its last report time, the truth (NaN
+        where the file gives none).
+    bad : list of BadSample
+        Samples that cannot be predicted (invalid in the file, or reporting a node the model
+        never saw), with the reason.
+    warnings : list of str
+        File-level remarks (features the model was not trained with are ignored, nodes
+        matched by position).
+    flags : list of list of str
+        Per kept sample, what is unusual about it (measurements outside the training range).
+
+    Raises
+    ------
+    InferenceInputError
+        The file's mode or scene is not the run's, or a node sits elsewhere than in training.
+    """
+    who = f"run {run_id!r}" if run_id != "the model" else run_id
+    if ms.mode != ref.mode:
+        msg = (f"mode: the file holds {ms.mode!r} measurements, but {who} was trained on {ref.mode!r} data "
+               f"({'known nodes transmit, the device is located' if ref.mode == 'ue' else 'known nodes receive, the transmitter is located'})")
+        raise InferenceInputError(msg)
+    scene = _choose_scene(ms, ref, who)
+    frame = ref.frame(scene)
+    slot_of = _match_nodes(ms, ref, scene, who)
+    table = ref.nodes.get(scene, [])
+    warnings: list[str] = []
+    by_position = [nid for nid, s in slot_of.items() if s is not None and table[s]["id"] != nid]
+    if by_position:
+        warnings.append(f"nodes {by_position} are not known by id; matched to training nodes at the same position "
+                        f"(within {NODE_MATCH_M:g} m)")
+    bad = [BadSample(e.index, e.id, e.message) for e in ms.errors]
+    keep: list[tuple[int, Any]] = []
+    for i, sample in enumerate(ms.samples):
+        unknown = sorted({r.node for r in sample.reports if r.node is not None and slot_of.get(r.node) is None})
+        if unknown:
+            bad.append(BadSample(i, sample.id, (
+                f"samples[{i}]: reports node(s) {', '.join(repr(u) for u in unknown)} that {who} never saw in "
+                f"training (it knows {_known_ids(ref, scene)}); predicting without them would be silently wrong")))
+            continue
+        if ref.fixed_slots is False and any(r.node is not None for r in sample.reports) and not table:
+            bad.append(BadSample(i, sample.id, f"samples[{i}]: {who} was trained on a drone survey (reports with their "
+                                 "own positions); reports of fixed nodes do not fit it"))
+            continue
+        keep.append((i, sample))
+    dropped = sorted({k for _, s in keep for r in s.reports for k in FEATURES
+                      if getattr(r, k) is not None and k not in ref.features})
+    if dropped:
+        warnings.append(f"{', '.join(dropped)} given in the file but {who} was trained without it; ignored")
+    if not keep:
+        return None, bad, warnings, []
+
+    n = len(keep)
+    # The fixed slots exactly as in training (kNN compares fingerprints slot by slot): generated
+    # datasets pad every scene to the most sites; imported ones list the file's nodes first.
+    base = (ref.slots if ref.source == "generated" else len(table)) if ref.fixed_slots else 0
+    mobile = max(sum(r.node is None for r in s.reports) for _, s in keep)
+    slots = base + mobile
+    rss = np.full((n, slots), np.nan)
+    toa = np.full((n, slots), np.nan)
+    aoa = np.full((n, slots), np.nan)
+    node_pos = np.full((n, slots, 3), np.nan)
+    node_mask = np.zeros((n, slots), dtype=bool)
+    tx = np.full((n, slots), np.nan)
+    slot_site = np.full((n, slots), -1, dtype=np.int64)
+    truth = np.full((n, 2), np.nan)
+    truth_z = np.full(n, np.nan)
+    file_tx = {node.id: node.tx_power_dbm for node in ms.nodes}
+    for s, row in enumerate(table):
+        if row["x_m"] is not None:
+            node_pos[:, s] = [row["x_m"], row["y_m"], np.nan if row["z_m"] is None else row["z_m"]]
+        node_mask[:, s] = True
+        slot_site[:, s] = s
+        if row["tx_power_dbm"] is not None:
+            tx[:, s] = row["tx_power_dbm"]
+    if ref.mode == "ue":  # a power given in the file wins over the training one
+        for nid, s in slot_of.items():
+            if s is not None and file_tx.get(nid) is not None:
+                tx[:, s] = file_tx[nid]
+    use = {k: k in ref.features for k in FEATURES}
+    flags: list[list[str]] = []
+    for row, (_, sample) in enumerate(keep):
+        last_t = max(r.t_s for r in sample.reports)
+        sums: dict[int, list[float]] = {}
+        m = 0
+        for report in sample.reports:
+            if report.node is not None:
+                s = slot_of[report.node]
+            else:
+                s = base + m
+                m += 1
+                xy = _xy_of(report, frame)
+                node_pos[row, s] = [xy[0], xy[1], np.nan if report.alt_m is None else report.alt_m]
+                node_mask[row, s] = True
+            if report.rss_dbm is not None and use["rss_dbm"]:
+                sums.setdefault(s, []).append(report.rss_dbm)
+            if report.t_s == last_t:
+                if report.toa_ns is not None and use["toa_ns"]:
+                    toa[row, s] = report.toa_ns
+                if report.aoa_deg is not None and use["aoa_deg"]:
+                    aoa[row, s] = report.aoa_deg
+        for s, values in sums.items():
+            rss[row, s] = float(np.mean(values))
+        if sample.truth is not None:
+            xy = _xy_of(sample.truth, frame)
+            if xy is not None:
+                truth[row] = xy
+            truth_z[row] = np.nan if sample.truth.alt_m is None else sample.truth.alt_m
+        flags.append(_range_flags(rss[row], toa[row], ref))
+    scenes = ref.scenes
+    cfg = ref.config
+    x = Inputs(
+        dataset=ref.dataset, split="upload", mode=ref.mode, indices=np.array([i for i, _ in keep], dtype=np.int64),
+        rss_dbm=rss, toa_ns=toa, aoa_deg=aoa, los=np.full((n, slots), -1, dtype=np.int8), node_pos_m=node_pos,
+        node_mask=node_mask, tx_power_dbm=tx, slot_site=slot_site, truth_m=truth, truth_z_m=truth_z,
+        scene_idx=np.full(n, scenes.index(scene), dtype=np.int64), scenes=scenes, maps=maps,
+        fixed_slots=base if ref.fixed_slots else 0,
+        sensitivity_dbm=float(cfg.get("sensitivity_dbm", np.nan)),
+        shadowing_sigma_db=float(cfg.get("shadowing_sigma_db", np.nan)),
+        rss_quantization_db=float(cfg.get("rss_quantization_db", 0.0) or 0.0),
+        rss_noise_db=float(cfg.get("rss_noise_db", np.nan)),
+        top_k=int(cfg.get("top_k", 0) or 0),
+    )
+    return x, bad, warnings, flags
+
+
+def _range_flags(rss: np.ndarray, toa: np.ndarray, ref: RunReference) -> list[str]:
+    out = []
+    if "rss_dbm" in ref.ranges:
+        lo, hi = ref.ranges["rss_dbm"]
+        v = rss[np.isfinite(rss)]
+        far = v[(v < lo - RSS_MARGIN_DB) | (v > hi + RSS_MARGIN_DB)]
+        if len(far):
+            out.append(f"RSS {', '.join(f'{f:.0f}' for f in far[:4])} dBm outside the training range "
+                       f"[{lo:.0f}, {hi:.0f}] dBm (more than {RSS_MARGIN_DB:g} dB away)")
+    if "toa_ns" in ref.ranges:
+        hi = ref.ranges["toa_ns"][1]
+        v = toa[np.isfinite(toa)]
+        far = v[v > TOA_FACTOR * hi]
+        if len(far):
+            out.append(f"ToA {', '.join(f'{f:.0f}' for f in far[:4])} ns beyond {TOA_FACTOR:g}x the training "
+                       f"maximum ({hi:.0f} ns)")
+    if not np.isfinite(rss).any() and not np.isfinite(toa).any():
+        out.append("no RSS or ToA the model can use")
+    return out
+
+
+def scene_maps_of(ref: RunReference) -> dict[str, SceneMaps]:
+    """The radio maps of the run's training dataset (map matching): it must be in the workspace."""
+    from rflocal_core.dataset.store import DatasetNotFoundError, open_dataset
+
+    try:
+        root = open_dataset(ref.dataset)
+    except DatasetNotFoundError:
+        msg = (f"dataset: map matching predicts from the radio maps of its dataset {ref.dataset!r}, which is not in "
+               "the workspace")
+        raise InferenceInputError(msg) from None
+    if "scenes" not in root:
+        msg = f"dataset: {ref.dataset!r} has no radio maps"
+        raise InferenceInputError(msg)
+    return {name: read_scene_maps(root, name) for name in ref.scenes}

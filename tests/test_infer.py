@@ -1,0 +1,255 @@
+"""Live Inference core and command line: measurement files in, positions out, for every kind of run."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rflocal_core import settings
+from rflocal_core.dataset import export_dataset
+from rflocal_core.infer import (
+    ELLIPSE_LEVELS,
+    ellipse_latlon,
+    load_run,
+    predict_file,
+    predict_measurements,
+    predictions_table,
+    report_timeline,
+    scene_overlay,
+)
+from rflocal_core.measurements import dumps_measurements, load_measurements, to_json_dict
+from rflocal_core.models import errors_m, load_inputs
+from rflocal_core.reference import REFERENCE_FILE, InferenceInputError, run_reference
+from rflocal_core.train import train
+
+MODELS = ("weighted_centroid", "knn", "map_matching", "setnet")
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory):
+    """One tiny scene, a small ue dataset with timing and angles, and a run of each kind of model."""
+    from rflocal_core.dataset import GenerationConfig, generate_dataset
+    from rflocal_core.scene import ProceduralConfig, SceneConfig, SiteConfig, build_scene
+
+    path = tmp_path_factory.mktemp("infer") / "workspace"
+    path.mkdir()
+    old = os.environ.get(settings.WORKSPACE_ENV)
+    os.environ[settings.WORKSPACE_ENV] = str(path)
+    try:
+        build_scene(SceneConfig(name="inf", procedural=ProceduralConfig(size_m=240, seed=4), sites=SiteConfig(count=5)))
+        generate_dataset(GenerationConfig(name="infds", scenes=("inf",), samples_per_scene=400, cell_size_m=4.0,
+                                          map_samples_per_tx=1_000_000, paths_samples_per_src=10_000, min_sites=2))
+        runs = {m: train("infds", m, train_config={"epochs": 4}, seed=0)["run_id"] for m in MODELS}
+        doc = to_json_dict(export_dataset("infds", split="test", limit=12))
+        (path / "test12.json").write_text(json.dumps(doc))
+        yield {"path": path, "runs": runs, "doc": doc}
+    finally:
+        if old is None:
+            os.environ.pop(settings.WORKSPACE_ENV, None)
+        else:
+            os.environ[settings.WORKSPACE_ENV] = old
+
+
+@pytest.fixture
+def env(ws, monkeypatch):
+    monkeypatch.setenv(settings.WORKSPACE_ENV, str(ws["path"]))
+    return ws
+
+
+def _file(tmp_path: Path, doc: dict, name: str = "m.json") -> Path:
+    p = tmp_path / name
+    p.write_text(json.dumps(doc))
+    return p
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_file_predicts_exactly_as_the_dataset_split(env, model):
+    """Exported test samples read back from JSON give the same positions as the Zarr split."""
+    run = load_run(env["runs"][model])
+    x = load_inputs("infds", "test", with_maps=run.needs_maps)
+    by_id = {f"infds-{int(i)}": e for i, e in zip(x.indices, errors_m(run.predict(x), x))}
+    out = predict_measurements(run, export_dataset("infds", split="test"), top_k=0)
+    assert not out["bad_samples"] and not out["warnings"]
+    assert len(out["predictions"]) == len(x)
+    for row in out["predictions"]:
+        assert row["error_m"] == pytest.approx(by_id[row["id"]], abs=0.02)  # file values are float32, 2 decimals
+        assert {"x_m", "y_m", "lat", "lon", "sigma_x_m", "sigma_y_m", "error_m", "truth"} <= set(row)
+    # the lat/lon of a prediction is the frame's image of its x/y
+    frame = run.reference.frame("inf")
+    row = out["predictions"][0]
+    lat, lon = frame.to_latlon(row["x_m"], row["y_m"])
+    assert (float(lat), float(lon)) == pytest.approx((row["lat"], row["lon"]), abs=1e-6)
+
+
+def test_uncertainty_and_posterior(env):
+    mm = predict_measurements(load_run(env["runs"]["map_matching"]), load_measurements(env["path"] / "test12.json"),
+                              heatmaps=True)
+    for row in mm["predictions"]:
+        assert row["sigma_x_m"] is not None and row["sigma_x_m"] >= 0
+        heat = mm["heatmaps"][row["id"]]["p"]
+        assert heat.sum() == pytest.approx(1.0, abs=1e-6)
+        probs = [c["p"] for c in row["candidates"]]
+        assert 1 <= len(probs) <= 5 and sum(probs) <= 1.0 + 1e-6 and probs[0] > 0
+    wc = predict_measurements(load_run(env["runs"]["weighted_centroid"]), load_measurements(env["path"] / "test12.json"))
+    assert all(r["sigma_x_m"] is None and r["candidates"] == [] for r in wc["predictions"])
+
+
+def test_cli_predict_gives_the_core_numbers(env, run_cli, tmp_path):
+    run_id = env["runs"]["setnet"]
+    out_file = tmp_path / "pred.json"
+    proc = run_cli(["predict", "--run", run_id, "--input", str(env["path"] / "test12.json"), "--out", str(out_file)],
+                   env["path"])
+    assert proc.returncode == 0, proc.stderr
+    cli = json.loads(proc.stdout)
+    core = predict_file(run_id, env["path"] / "test12.json")["runs"][0]
+    assert json.loads(out_file.read_text()) == cli
+    assert [(p["id"], p["x_m"], p["y_m"], p["sigma_x_m"], p["error_m"]) for p in cli["predictions"]] == \
+           [(p["id"], p["x_m"], p["y_m"], p["sigma_x_m"], p["error_m"]) for p in core["predictions"]]
+    two = run_cli(["predict", "--run", run_id, "--run", env["runs"]["knn"], "--input", str(env["path"] / "test12.json")],
+                  env["path"])
+    assert two.returncode == 0 and [r["run_id"] for r in json.loads(two.stdout)["runs"]] == [run_id, env["runs"]["knn"]]
+
+
+def _edited(doc: dict, fn) -> dict:
+    d = copy.deepcopy(doc)
+    fn(d)
+    return d
+
+
+def _moved(d: dict) -> None:
+    d["nodes"][0]["x_m"] += 300.0
+    d["nodes"][0].pop("lat")
+    d["nodes"][0].pop("lon")
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda d: d.update(mode="emitter"), "mode: the file holds 'emitter' measurements"),
+    (lambda d: d.update(scene="elsewhere"), "scene: the file is for scene 'elsewhere'"),
+    (_moved, "the file belongs to another scene or site layout"),
+])
+def test_a_file_that_does_not_fit_the_run_is_refused(env, run_cli, tmp_path, edit, needle):
+    path = _file(tmp_path, _edited(env["doc"], edit))
+    with pytest.raises(InferenceInputError) as info:
+        predict_file(env["runs"]["knn"], path)
+    assert needle in str(info.value)
+    proc = run_cli(["predict", "--run", env["runs"]["knn"], "--input", str(path)], env["path"])
+    assert proc.returncode == 2 and needle in proc.stderr and proc.stdout == ""
+
+
+def test_unknown_nodes_and_bad_samples_are_listed_while_the_rest_predicts(env, tmp_path):
+    def edit(d: dict) -> None:
+        d["nodes"].append({"id": "stranger", "x_m": 5000.0, "y_m": 5000.0})
+        d["samples"][0]["reports"][0]["node"] = "stranger"
+        d["samples"][1]["reports"][0]["rss_dbm"] = "loud"
+
+    doc = _edited(env["doc"], edit)
+    out = predict_file(env["runs"]["setnet"], _file(tmp_path, doc))["runs"][0]
+    bad = {b["id"]: b["message"] for b in out["bad_samples"]}
+    assert set(bad) == {doc["samples"][0]["id"], doc["samples"][1]["id"]}
+    assert "'stranger'" in bad[doc["samples"][0]["id"]] and "never saw" in bad[doc["samples"][0]["id"]]
+    assert "samples[1].reports[0].rss_dbm" in bad[doc["samples"][1]["id"]]
+    assert len(out["predictions"]) == len(doc["samples"]) - 2
+
+
+def test_a_node_known_only_by_position_is_matched_and_out_of_range_rss_is_flagged(env, tmp_path):
+    def edit(d: dict) -> None:
+        old = d["nodes"][0]["id"]
+        d["nodes"][0]["id"] = "renamed"
+        for s in d["samples"]:
+            for r in s["reports"]:
+                if r.get("node") == old:
+                    r["node"] = "renamed"
+        d["samples"][0]["reports"][0]["rss_dbm"] = 20.0
+
+    out = predict_file(env["runs"]["knn"], _file(tmp_path, _edited(env["doc"], edit)))["runs"][0]
+    assert any("matched to training nodes at the same position" in w for w in out["warnings"])
+    flags = out["predictions"][0]["flags"]
+    assert any("outside the training range" in f for f in flags), flags
+    assert not any(p["flags"] for p in out["predictions"][1:])
+
+
+def test_features_the_model_never_saw_are_ignored_with_a_warning(env, tmp_path):
+    """A model trained without AoA must not read AoA it never learned: the warning says so."""
+    from rflocal_core.dataset import GenerationConfig, generate_dataset
+
+    generate_dataset(GenerationConfig(name="infrss", scenes=("inf",), samples_per_scene=150, cell_size_m=4.0,
+                                      map_samples_per_tx=1_000_000, timing=False, min_sites=2))
+    run_id = train("infrss", "weighted_centroid")["run_id"]
+    out = predict_file(run_id, env["path"] / "test12.json")["runs"][0]
+    assert any("aoa_deg" in w and "trained without" in w for w in out["warnings"])
+    assert len(out["predictions"]) == 12
+
+
+def test_a_run_predicts_without_its_dataset_from_its_reference(env, tmp_path, monkeypatch):
+    other = tmp_path / "empty-ws"
+    (other / "runs").mkdir(parents=True)
+    run_id = env["runs"]["setnet"]
+    shutil.copytree(env["path"] / "runs" / run_id, other / "runs" / run_id)
+    expected = predict_file(run_id, env["path"] / "test12.json")["runs"][0]["predictions"]
+    monkeypatch.setenv(settings.WORKSPACE_ENV, str(other))
+    assert predict_file(run_id, env["path"] / "test12.json")["runs"][0]["predictions"] == expected
+    (other / "runs" / run_id / REFERENCE_FILE).unlink()
+    with pytest.raises(InferenceInputError, match="has no reference.json and its training dataset 'infds'"):
+        run_reference(run_id)
+
+
+def test_an_old_run_without_reference_gets_one_from_its_dataset(env):
+    run_id = env["runs"]["weighted_centroid"]
+    file = env["path"] / "runs" / run_id / REFERENCE_FILE
+    before = json.loads(file.read_text())
+    file.unlink()
+    ref = run_reference(run_id)
+    assert file.is_file() and json.loads(file.read_text()) == before
+    assert ref.scenes == ("inf",) and [n["id"] for n in ref.nodes["inf"]] == [f"site-{i}" for i in range(5)]
+    assert ref.features == ("rss_dbm", "toa_ns", "aoa_deg")
+
+
+def test_views_ellipse_timeline_table_overlay(env):
+    run = load_run(env["runs"]["setnet"])
+    ms = load_measurements(env["path"] / "test12.json")
+    out = predict_measurements(run, ms)
+    row = out["predictions"][0]
+    frame = run.reference.frame("inf")
+    ring = np.array(ellipse_latlon(row, frame, k=2))
+    x, y = frame.to_xy(ring[:, 0], ring[:, 1])
+    # every point of the 2-sigma ellipse satisfies (dx/2sx)^2 + (dy/2sy)^2 = 1
+    d = ((x - row["x_m"]) / (2 * row["sigma_x_m"])) ** 2 + ((y - row["y_m"]) / (2 * row["sigma_y_m"])) ** 2
+    np.testing.assert_allclose(d, 1.0, atol=1e-3)
+    assert ELLIPSE_LEVELS[1] == pytest.approx(0.3935, abs=1e-4) and ELLIPSE_LEVELS[2] == pytest.approx(0.8647, abs=1e-4)
+    timeline = report_timeline(ms, row["id"])
+    assert len(timeline) == len(ms.samples[0].reports) and all("rss_dbm" in r for r in timeline)
+    table = predictions_table([out])
+    assert len(table) == 12 and table[0]["id"] == row["id"]
+    overlay = scene_overlay(run, "inf")
+    assert len(overlay["nodes"]) == 5 and overlay["buildings"]["features"]
+
+
+def test_dumps_round_trip_keeps_predictions(env, tmp_path):
+    ms = load_measurements(env["path"] / "test12.json")
+    again = tmp_path / "again.json"
+    again.write_text(dumps_measurements(ms))
+    a = predict_file(env["runs"]["knn"], env["path"] / "test12.json")["runs"][0]["predictions"]
+    b = predict_file(env["runs"]["knn"], again)["runs"][0]["predictions"]
+    assert a == b
+
+
+def test_runs_on_imported_measurements_predict_their_own_files(env, tmp_path):
+    """Imported data (no maps): nodes come from the file's node table, matched by id."""
+    from rflocal_core.dataset import import_measurements
+
+    full = tmp_path / "all.json"
+    full.write_text(json.dumps(to_json_dict(export_dataset("infds", split="train"))))
+    import_measurements(full, name="infimp", seed=0)
+    for model in ("knn", "setnet"):
+        run_id = train("infimp", model, train_config={"epochs": 2})["run_id"]
+        ref = run_reference(run_id)
+        assert ref.source == "import" and len(ref.nodes[ref.scenes[0]]) == 5
+        out = predict_file(run_id, env["path"] / "test12.json")["runs"][0]
+        assert len(out["predictions"]) == 12 and not out["bad_samples"]
+        assert np.median([p["error_m"] for p in out["predictions"]]) < 100
