@@ -15,7 +15,7 @@ WORKFLOW: list[dict[str, str]] = [
     {"page": "Training Monitor", "what": "train classical baselines and PyTorch localization models in the "
      "background; watch live curves, cancel and resume.", "needs": "a dataset"},
     {"page": "Live Inference", "what": "upload measurement JSON and see the predicted position, its "
-     "uncertainty and heatmap on a map.", "needs": "a trained run"},
+     "uncertainty and heatmap on a map; ready demo models ship with the app.", "needs": "a trained run"},
     {"page": "Metrics", "what": "error CDFs, percentiles, breakdowns, calibration and the Cramér-Rao bound.",
      "needs": "a trained run and a dataset"},
     {"page": "Ablations", "what": "what each model ingredient is worth, measured.", "needs": "a dataset"},

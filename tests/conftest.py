@@ -121,6 +121,23 @@ def list_scene_entries():
     return scene_entries
 
 
+def build_tiny_dataset(scene: str, dataset: str, *, samples: int = 400, **generation: Any) -> None:
+    """A 240 m procedural scene with 5 sites and a small generated dataset on it (4 m maps, few rays)."""
+    from rflocal_core.dataset import GenerationConfig, generate_dataset
+    from rflocal_core.scene import ProceduralConfig, SceneConfig, SiteConfig, build_scene
+
+    build_scene(SceneConfig(name=scene, procedural=ProceduralConfig(size_m=240, seed=4), sites=SiteConfig(count=5)))
+    options = {"cell_size_m": 4.0, "map_samples_per_tx": 1_000_000, "paths_samples_per_src": 10_000, "min_sites": 2,
+               **generation}
+    generate_dataset(GenerationConfig(name=dataset, scenes=(scene,), samples_per_scene=samples, **options))
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset():
+    """``tiny_dataset(scene, dataset, samples=400, **generation)``: see :func:`build_tiny_dataset`."""
+    return build_tiny_dataset
+
+
 @pytest.fixture(scope="session")
 def workspace_env():
     """``with workspace_env(path):`` points ``$RFLOCAL_WORKSPACE`` at ``path`` (for session/module fixtures)."""

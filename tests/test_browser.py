@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -126,4 +127,31 @@ def test_build_procedural_city_and_upload_osm_file(server, browser, tmp_path, sh
     page.get_by_text("Built scene bavaria").wait_for(timeout=120_000)
     page.screenshot(path=str(tmp_path / "osm.png"), full_page=True)
     assert (workspace / "scenes" / "bavaria" / "scene.json").is_file()
+    page.close()
+
+
+def test_live_inference_predicts_an_uploaded_file(server, browser, tmp_path):
+    # The shipped demo runs are installed into the (fresh) workspace on the page's first visit;
+    # no scene is built, so the `demo` scene another test builds here is no conflict.
+    single = ROOT / "assets" / "example_single.json"
+    assert single.is_file(), "assets/example_single.json is missing: run `make demo-model`"
+    url, workspace = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+    page.goto(url)
+    page.get_by_role("heading", name="RFLocal workbench").wait_for(timeout=60_000)
+    page.get_by_test_id("stSidebarNav").get_by_text("Live Inference").click()
+    page.get_by_role("heading", name="Live Inference").wait_for(timeout=60_000)
+    page.locator("input[type=file]").set_input_files(str(single))  # "Upload a file" is the default source
+    metric = page.get_by_test_id("stMetric").filter(has_text="Predicted position")
+    value = metric.get_by_test_id("stMetricValue")
+    value.wait_for(timeout=120_000)
+    assert re.fullmatch(r"-?\d+\.\d{6}, -?\d+\.\d{6}", value.inner_text().strip()), value.inner_text()
+    page.locator("iframe").first.wait_for(timeout=60_000)  # st_folium renders the map in an iframe
+    map_frame = page.frame_locator("iframe").first
+    map_frame.locator(".leaflet-marker-icon").first.wait_for(timeout=60_000)  # the predicted-position marker
+    assert page.get_by_test_id("stException").count() == 0
+    assert (workspace / "runs" / "demo-setnet" / "model.pt").is_file()
+    shot = tmp_path / "live-inference.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
     page.close()

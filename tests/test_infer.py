@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -32,28 +31,16 @@ MODELS = ("weighted_centroid", "knn", "map_matching", "setnet")
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory: pytest.TempPathFactory):
+def ws(tmp_path_factory: pytest.TempPathFactory, workspace_env, tiny_dataset):
     """One tiny scene, a small ue dataset with timing and angles, and a run of each kind of model."""
-    from rflocal_core.dataset import GenerationConfig, generate_dataset
-    from rflocal_core.scene import ProceduralConfig, SceneConfig, SiteConfig, build_scene
-
     path = tmp_path_factory.mktemp("infer") / "workspace"
     path.mkdir()
-    old = os.environ.get(settings.WORKSPACE_ENV)
-    os.environ[settings.WORKSPACE_ENV] = str(path)
-    try:
-        build_scene(SceneConfig(name="inf", procedural=ProceduralConfig(size_m=240, seed=4), sites=SiteConfig(count=5)))
-        generate_dataset(GenerationConfig(name="infds", scenes=("inf",), samples_per_scene=400, cell_size_m=4.0,
-                                          map_samples_per_tx=1_000_000, paths_samples_per_src=10_000, min_sites=2))
+    with workspace_env(path):
+        tiny_dataset("inf", "infds", samples=400)
         runs = {m: train("infds", m, train_config={"epochs": 4}, seed=0)["run_id"] for m in MODELS}
         doc = to_json_dict(export_dataset("infds", split="test", limit=12))
         (path / "test12.json").write_text(json.dumps(doc))
         yield {"path": path, "runs": runs, "doc": doc}
-    finally:
-        if old is None:
-            os.environ.pop(settings.WORKSPACE_ENV, None)
-        else:
-            os.environ[settings.WORKSPACE_ENV] = old
 
 
 @pytest.fixture
@@ -179,7 +166,7 @@ def test_features_the_model_never_saw_are_ignored_with_a_warning(env, tmp_path):
     from rflocal_core.dataset import GenerationConfig, generate_dataset
 
     generate_dataset(GenerationConfig(name="infrss", scenes=("inf",), samples_per_scene=150, cell_size_m=4.0,
-                                      map_samples_per_tx=1_000_000, timing=False, min_sites=2))
+                                      map_samples_per_tx=1_000_000, timing=False, min_sites=2))  # RSS only
     run_id = train("infrss", "weighted_centroid")["run_id"]
     out = predict_file(run_id, env["path"] / "test12.json")["runs"][0]
     assert any("aoa_deg" in w and "trained without" in w for w in out["warnings"])

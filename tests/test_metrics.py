@@ -41,27 +41,16 @@ KEYS = ("run_id", "model", "dataset", "split", "count", "missing", "mean_m", "rm
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory: pytest.TempPathFactory):
+def ws(tmp_path_factory: pytest.TempPathFactory, workspace_env, tiny_dataset):
     """A workspace with one small scene, one ue dataset (RSS + ToA + AoA) and two fitted baselines."""
-    from rflocal_core.dataset import GenerationConfig, generate_dataset
-    from rflocal_core.scene import ProceduralConfig, SceneConfig, SiteConfig, build_scene
     from rflocal_core.train import train
 
     path = tmp_path_factory.mktemp("mx") / "workspace"
     path.mkdir()
-    old = os.environ.get(settings.WORKSPACE_ENV)
-    os.environ[settings.WORKSPACE_ENV] = str(path)
-    try:
-        build_scene(SceneConfig(name="mx", procedural=ProceduralConfig(size_m=240, seed=4), sites=SiteConfig(count=5)))
-        generate_dataset(GenerationConfig(name=DS, scenes=("mx",), samples_per_scene=300, cell_size_m=4.0,
-                                          map_samples_per_tx=1_000_000, paths_samples_per_src=10_000, min_sites=2))
+    with workspace_env(path):
+        tiny_dataset("mx", DS, samples=300)
         runs = {m: train(DS, m)["run_id"] for m in ("weighted_centroid", "knn")}
         yield {"path": path, "runs": runs}
-    finally:
-        if old is None:
-            os.environ.pop(settings.WORKSPACE_ENV, None)
-        else:
-            os.environ[settings.WORKSPACE_ENV] = old
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,9 @@ st.caption(f"Workspace: `{info['workspace']}` (set `RFLOCAL_WORKSPACE` to move i
 if not info["backend"]["ok"]:
     st.error(info["backend"]["message"])
 
+st.info("New here? Open **Live Inference**: two demo models trained by this project's own pipeline ship with the "
+        "app, with example measurement files, so you get a prediction before training anything.")
+
 st.subheader("Workflow")
 for step in status.WORKFLOW:
     st.markdown(f"**{step['page']}** — {step['what']}")

@@ -50,8 +50,9 @@ if not runs:
 
 # --------------------------------------------------------------------------- input
 
-default = [r["run_id"] for r in runs if r["run_id"] in demo.DEMO_RUNS][:1] or [runs[-1]["run_id"]]
-chosen_runs = st.multiselect("Runs", [r["run_id"] for r in runs], default=default, key="li_runs",
+done_ids = [r["run_id"] for r in runs]
+default = [r for r in demo.DEMO_RUNS if r in done_ids][:1] or [done_ids[-1]]
+chosen_runs = st.multiselect("Runs", done_ids, default=default, key="li_runs",
                              help="Several runs are compared side by side on the same samples.")
 if not chosen_runs:
     st.info("Choose at least one run.")
@@ -115,8 +116,9 @@ for run_id in chosen_runs:
 if ms.errors or (results and results[0]["bad_samples"]):
     bad = results[0]["bad_samples"] if results else [{"index": e.index, "id": e.id, "message": e.message}
                                                       for e in ms.errors]
-    st.warning(f"{len(bad)} of {len(ms.samples) + len(ms.errors)} samples in {label} cannot be predicted; "
-               "the others are.")
+    total = len(ms.samples) + len(ms.errors)
+    st.warning(f"None of the {total} samples in {label} can be predicted:" if len(bad) == total else
+               f"{len(bad)} of {total} samples in {label} cannot be predicted (the others are):")
     st.dataframe(pd.DataFrame(bad), hide_index=True)
 for res in results:
     for w in res["warnings"]:

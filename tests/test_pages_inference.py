@@ -1,0 +1,148 @@
+"""Live Inference through AppTest: the shipped demo predicts out of the box; bad files get their message."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from rflocal_core import demo
+from rflocal_core.infer import predict_file
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "views" / "live_inference.py")
+
+pytestmark = pytest.mark.skipif(not demo.demo_available(), reason="assets/demo is missing (make demo-model)")
+
+
+@pytest.fixture
+def page(tmp_path, monkeypatch):
+    monkeypatch.setenv("RFLOCAL_WORKSPACE", str(tmp_path / "ws"))
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _upload(at: AppTest, name: str, data: bytes) -> AppTest:
+    at.file_uploader(key="li_upload").set_value((name, data, "application/json"))
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_the_demo_models_are_installed_and_predict_the_example_files(tmp_path, monkeypatch):
+    """A fresh workspace: the shipped runs predict the shipped examples within the recorded bounds."""
+    monkeypatch.setenv("RFLOCAL_WORKSPACE", str(tmp_path / "ws"))
+    assert demo.install_demo() == list(demo.DEMO_RUNS)
+    assert demo.install_demo() == []  # idempotent
+    manifest = json.loads(demo.MANIFEST.read_text())
+    for run_id in demo.DEMO_RUNS:
+        for file in (demo.EXAMPLE_FILE, demo.EXAMPLE_SINGLE):
+            out = predict_file(run_id, file)["runs"][0]
+            errors = np.array([p["error_m"] for p in out["predictions"]])
+            bound = manifest["examples"][run_id][file.name]
+            assert len(errors) == bound["count"] and not out["bad_samples"]
+            assert np.median(errors) <= bound["median_bound_m"], (run_id, file.name, np.median(errors), bound)
+            assert np.percentile(errors, 95) <= bound["p95_bound_m"]
+
+
+def test_uploading_the_example_shows_a_prediction(page):
+    _upload(page, "example_single.json", demo.EXAMPLE_SINGLE.read_bytes())
+    assert not page.error, [e.value for e in page.error]
+    metric = page.metric[0]
+    assert metric.label == "Predicted position"
+    lat, lon = (float(v) for v in metric.value.split(","))
+    expected = predict_file(demo.DEMO_RUNS[0], demo.EXAMPLE_SINGLE)["runs"][0]["predictions"][0]
+    assert (lat, lon) == pytest.approx((expected["lat"], expected["lon"]), abs=2e-6)
+    assert any("error" in m.value for m in page.markdown)
+
+
+def test_several_runs_side_by_side_and_a_batch_table(page):
+    page.multiselect(key="li_runs").set_value(list(demo.DEMO_RUNS))
+    page.run()
+    _upload(page, "example_measurements.json", demo.EXAMPLE_FILE.read_bytes())
+    assert not page.error, [e.value for e in page.error]
+    assert len(page.metric) == 2
+    table = page.dataframe[-1].value
+    assert len(table) == 2 * 25 and set(table["run_id"]) == set(demo.DEMO_RUNS)
+    page.selectbox(key="li_sample").set_value(table["id"].iloc[3])
+    page.run()
+    assert not page.exception and page.subheader[0].value == f"Sample {table['id'].iloc[3]}"
+
+
+def _example() -> dict:
+    return json.loads(demo.EXAMPLE_FILE.read_text())
+
+
+def _edit(fn) -> bytes:
+    doc = copy.deepcopy(_example())
+    fn(doc)
+    return json.dumps(doc).encode()
+
+
+def _move_node(d: dict) -> None:
+    d["nodes"][0]["x_m"] += 300.0  # the file gives x_m/y_m and lat/lon; scene metres win, as on import
+
+
+def _unknown_everywhere(d: dict) -> None:
+    d["nodes"].append({"id": "ghost", "lat": 0.0, "lon": 0.0})
+    for s in d["samples"]:
+        s["reports"][0]["node"] = "ghost"
+
+
+def _one_bad_sample(d: dict) -> None:
+    d["samples"][2]["reports"][0]["rss_dbm"] = "strong"
+
+
+def _report_of_unlisted_node(d: dict) -> None:
+    d["samples"][0]["reports"][0]["node"] = "nowhere"
+
+
+BAD_FILES = {
+    "not JSON": (b"{not json", "error", "invalid JSON at line 1"),
+    "empty": (b"", "error", "got an empty file"),
+    "not UTF-8": (b"\xff\xfe\x00{", "error", "expected UTF-8 encoded JSON"),
+    "a list": (b"[1, 2, 3]", "error", "expected a JSON object"),
+    "wrong format": (_edit(lambda d: d.update(format="other/2")), "error", 'format: expected "rflocal-measurements/1"'),
+    "no samples": (_edit(lambda d: d.update(samples=[])), "error", "samples: expected a non-empty list of samples"),
+    "emitter mode": (_edit(lambda d: d.update(mode="emitter")), "error", "mode: the file holds 'emitter' measurements"),
+    "other scene": (_edit(lambda d: d.update(scene="atlantis")), "error", "scene: the file is for scene 'atlantis'"),
+    "moved node": (_edit(_move_node), "error", "the file belongs to another scene or site layout"),
+    "unknown node everywhere": (_edit(_unknown_everywhere), "warning", "None of the 25 samples"),
+    "one bad sample": (_edit(_one_bad_sample), "warning", "1 of 25 samples"),
+    "unlisted node": (_edit(_report_of_unlisted_node), "warning", "1 of 25 samples"),
+    "survey of an emitter": (json.dumps({"src": {"features": {"x": [48.1], "y": [11.5], "rssi": [-90]}}}).encode(),
+                             "error", "mode: the file holds 'emitter' measurements"),
+    "too large": (b" " * (20 * 2**20 + 10) + b"{}", "error", "is too large"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_FILES)
+def test_each_bad_file_shows_its_message(page, name):
+    data, kind, needle = BAD_FILES[name]
+    _upload(page, f"{name}.json", data)
+    shown = [e.value for e in (page.error if kind == "error" else page.warning)]
+    assert any(needle in text for text in shown), shown
+    if name == "unknown node everywhere":
+        assert any("never saw" in str(v) for v in page.dataframe[0].value["message"])
+        assert not page.metric  # nothing predicted, nothing made up
+    if name in ("one bad sample", "unlisted node"):
+        assert page.metric  # the good samples are still predicted
+        assert any("samples[" in str(v) for v in page.dataframe[0].value["message"])
+
+
+def test_a_sequence_gets_a_timeline_of_its_reports(page):
+    def sequence(d: dict) -> None:
+        d["samples"] = d["samples"][:1]
+        reports = d["samples"][0]["reports"]
+        later = [{**r, "t_s": 0.5, "rss_dbm": r["rss_dbm"] - 2.0} for r in reports if "rss_dbm" in r]
+        d["samples"][0]["reports"] = reports + later
+
+    _upload(page, "sequence.json", _edit(sequence))
+    assert not page.error, [e.value for e in page.error]
+    assert page.metric and len(page.get("plotly_chart")) == 1
