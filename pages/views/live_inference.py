@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import random
 
-import folium
 import pandas as pd
 import plotly.graph_objects as go
+import pydeck as pdk
 import streamlit as st
-from folium.plugins import HeatMap
-from streamlit_folium import st_folium
 
 from rflocal_core import dataset as ds
 from rflocal_core import demo
@@ -19,7 +17,7 @@ from rflocal_core.errors import RFLocalInputError
 from rflocal_core.measurements import MAX_MEASUREMENT_FILE_BYTES, load_measurements
 from rflocal_core.train import list_runs
 
-RUN_COLOURS = ["#1f6feb", "#d1242f", "#8250df", "#bf8700", "#1a7f37", "#cf222e"]
+RUN_COLOURS = [[31, 111, 235], [209, 36, 47], [130, 80, 223], [191, 135, 0], [9, 105, 218], [207, 34, 46]]
 EXAMPLES = ["example_measurements.json", "example_single.json", "example_measurements_format.json",
             "example_survey.json"]
 
@@ -155,35 +153,51 @@ first = models[results[0]["run_id"]]
 scene = results[0]["scene"]
 overlay = infer.scene_overlay(first, scene)
 frame = first.reference.frame(scene)
-fmap = folium.Map(location=list(overlay["centre"]), zoom_start=16, control_scale=True)
+layers = []
 if overlay["buildings"]:
-    folium.GeoJson(overlay["buildings"], name="buildings",
-                   style_function=lambda f: {"color": "#8c959f", "weight": 1, "fillOpacity": 0.35}).add_to(fmap)
-for node in overlay["nodes"]:
-    folium.CircleMarker([node["lat"], node["lon"]], radius=5, color="#24292f", fill=True, fill_opacity=1,
-                        tooltip=f"node {node['id']}").add_to(fmap)
+    layers.append(pdk.Layer("GeoJsonLayer", data=overlay["buildings"], get_fill_color=[140, 149, 159, 90],
+                            get_line_color=[110, 119, 129], line_width_min_pixels=1, stroked=True, filled=True))
+points: list[dict] = []
+paths: list[dict] = []
+heat_cells: list[dict] = []
 truth = None
 for k, res in enumerate(results):
     colour = RUN_COLOURS[k % len(RUN_COLOURS)]
     row = next(p for p in res["predictions"] if p["id"] == sample_id)
     heat = res.get("heatmaps", {}).get(sample_id)
     if heat is not None:
-        HeatMap(infer.heat_points(heat["p"], heat["grid"], frame), name=f"posterior {res['model']}", radius=12,
-                blur=10, min_opacity=0.2).add_to(fmap)
-    for level, dash in ((2, "6"), (1, None)):
+        heat_cells += [{"lon": lon, "lat": lat, "w": w, "colour": [*colour, int(30 + 200 * w)],
+                        "label": f"posterior {res['model']}: {w:.2f} of max"}
+                       for lat, lon, w in infer.heat_points(heat["p"], heat["grid"], frame)]
+        cell_m = heat["grid"].cell_m
+    for level in (2, 1):
         ring = infer.ellipse_latlon(row, frame, k=level)
         if ring:
-            folium.Polygon(ring, color=colour, weight=2, dash_array=dash, fill=level == 1, fill_opacity=0.12,
-                           tooltip=f"{res['model']} {level}σ ({100 * infer.ELLIPSE_LEVELS[level]:.0f}%)").add_to(fmap)
-    folium.Marker([row["lat"], row["lon"]], tooltip=f"{res['model']}: predicted",
-                  icon=folium.Icon(color=["blue", "red", "purple", "orange", "green", "darkred"][k % 6])).add_to(fmap)
+            paths.append({"path": [[lon, lat] for lat, lon in ring], "colour": colour, "width": 3 if level == 1 else 1.5,
+                          "label": f"{res['model']} {level}σ ({100 * infer.ELLIPSE_LEVELS[level]:.0f}%)"})
+    points.append({"lon": row["lon"], "lat": row["lat"], "colour": colour, "radius": 5,
+                   "label": f"{res['model']}: predicted ({row['x_m']:.1f}, {row['y_m']:.1f}) m"})
     truth = row["truth"] or truth
+points += [{"lon": n["lon"], "lat": n["lat"], "colour": [36, 41, 47], "radius": 4, "label": f"node {n['id']}"}
+           for n in overlay["nodes"]]
 if truth:
-    folium.CircleMarker([truth["lat"], truth["lon"]], radius=7, color="#1a7f37", fill=True, fill_opacity=0.9,
-                        tooltip="true position").add_to(fmap)
-st_folium(fmap, height=460, returned_objects=[], key="li_map")
-st.caption("Markers: predictions (one colour per run); filled ring 1σ (39%), dashed 2σ (86%); green dot: the true "
-           "position when the file gives it; black dots: nodes; shading: the posterior where the model has one.")
+    points.append({"lon": truth["lon"], "lat": truth["lat"], "colour": [26, 127, 55], "radius": 5,
+                   "label": "true position"})
+if heat_cells:
+    layers.append(pdk.Layer("ScatterplotLayer", data=heat_cells, get_position=["lon", "lat"], get_fill_color="colour",
+                            get_radius=cell_m / 2, pickable=True))
+layers.append(pdk.Layer("PathLayer", data=paths, get_path="path", get_color="colour", get_width="width",
+                        width_units="'pixels'", pickable=True))
+layers.append(pdk.Layer("ScatterplotLayer", data=points, get_position=["lon", "lat"], get_fill_color="colour",
+                        get_radius="radius", radius_units="'pixels'", stroked=True, get_line_color=[255, 255, 255],
+                        line_width_min_pixels=1, pickable=True))
+view_lat, view_lon = (points[0]["lat"], points[0]["lon"])
+st.pydeck_chart(pdk.Deck(layers=layers, map_style=None, tooltip={"text": "{label}"},
+                         initial_view_state=pdk.ViewState(latitude=view_lat, longitude=view_lon, zoom=16.3)),
+                height=480, key="li_map")
+st.caption("Dots: predictions (one colour per run) with their 1σ (39%, thick) and 2σ (86%, thin) ellipses; green: "
+           "the true position when the file gives it; black: nodes; tinted cells: the posterior where the model has "
+           "one; grey: buildings.")
 
 # --------------------------------------------------------------------------- timeline, batch
 
