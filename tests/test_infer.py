@@ -240,3 +240,54 @@ def test_runs_on_imported_measurements_predict_their_own_files(env, tmp_path):
         out = predict_file(run_id, env["path"] / "test12.json")["runs"][0]
         assert len(out["predictions"]) == 12 and not out["bad_samples"]
         assert np.median([p["error_m"] for p in out["predictions"]]) < 100
+
+
+def _same_as_dataset(run_id: str, dataset: str, ms) -> None:
+    run = load_run(run_id)
+    x = load_inputs(dataset, "test", with_maps=run.needs_maps)
+    by_id = {f"{dataset}-{int(i)}": e for i, e in zip(x.indices, errors_m(run.predict(x), x))}
+    out = predict_measurements(run, ms, top_k=0)
+    assert not out["bad_samples"] and len(out["predictions"]) == len(x)
+    for row in out["predictions"]:
+        assert row["error_m"] == pytest.approx(by_id[row["id"]], abs=0.05)
+
+
+def test_emitter_runs_predict_files_of_fixed_sensors(env, tiny_dataset):
+    tiny_dataset("infem", "infemds", samples=200, mode="emitter", timing=False)
+    for model in ("knn", "setnet"):
+        run_id = train("infemds", model, train_config={"epochs": 2})["run_id"]
+        _same_as_dataset(run_id, "infemds", export_dataset("infemds", split="test"))
+
+
+def test_drone_survey_runs_predict_reports_with_their_own_positions(env):
+    """Drone surveys: every report carries its own position (rflocal format or the survey format)."""
+    from rflocal_core.dataset import GenerationConfig, generate_dataset, open_dataset
+    from rflocal_core.measurements import MeasurementSet, Position, Report, Sample, parse_measurements
+    from rflocal_core.scene import ProceduralConfig, SceneConfig, SiteConfig, build_scene
+
+    build_scene(SceneConfig(name="infdrone", procedural=ProceduralConfig(size_m=200, seed=2), sites=SiteConfig(count=4)))
+    generate_dataset(GenerationConfig(
+        name="infdroneds", scenes=("infdrone",), samples_per_scene=60, mode="emitter", survey="drone",
+        drone_spacing_m=40.0, drone_points=8, cell_size_m=4.0, drone_map_samples_per_tx=400_000, timing=False,
+        min_sites=3))
+    run_id = train("infdroneds", "setnet", train_config={"epochs": 2})["run_id"]
+    root = open_dataset("infdroneds")
+    s = root["samples"]
+    idx = np.asarray(root["splits/test"][...])
+    node_pos, rss, pos = (np.asarray(s[k][...])[idx] for k in ("node_pos_m", "rss_dbm", "pos_m"))
+    samples = []
+    for i, row in enumerate(idx):
+        reports = tuple(Report(x_m=float(node_pos[i, j, 0]), y_m=float(node_pos[i, j, 1]), alt_m=float(node_pos[i, j, 2]),
+                               rss_dbm=float(rss[i, 0, j])) for j in range(node_pos.shape[1]) if np.isfinite(rss[i, 0, j]))
+        truth = Position(x_m=float(pos[i, 0, 0]), y_m=float(pos[i, 0, 1]))
+        samples.append(Sample(f"infdroneds-{int(row)}", reports, truth))
+    _same_as_dataset(run_id, "infdroneds", MeasurementSet("emitter", "infdrone", (), tuple(samples)))
+    ref = run_reference(run_id)
+    assert ref.fixed_slots is False and ref.nodes["infdrone"] == []
+    # The survey format (lat/lon, no altitude) reads as the same kind of file and predicts.
+    frame = ref.frame("infdrone")
+    heard = np.isfinite(rss[0, 0])
+    lat, lon = frame.to_latlon(node_pos[0, heard, 0], node_pos[0, heard, 1])
+    survey = {"src": {"features": {"x": lat.tolist(), "y": lon.tolist(), "rssi": rss[0, 0, heard].tolist()}}}
+    out = predict_measurements(load_run(run_id), parse_measurements(survey))
+    assert len(out["predictions"]) == 1 and out["predictions"][0]["x_m"] is not None
