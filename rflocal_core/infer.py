@@ -11,14 +11,13 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from rflocal_core.errors import RFLocalInputError
-from rflocal_core.metrics import error_summary
-from rflocal_core.models import BASELINES, Inputs, Prediction, errors_m, load_inputs
+from rflocal_core.models import BASELINES, Inputs, Prediction, errors_m
 from rflocal_core.models.nets import NETWORKS
 from rflocal_core.models.neural import NeuralModel
 from rflocal_core.reference import InferenceInputError, RunReference, measurements_to_inputs, run_reference, scene_maps_of
@@ -206,6 +205,20 @@ def predict_measurements(
     if heatmaps:
         out["heatmaps"] = maps_out
     return out
+
+
+def sample_heatmap(run: LoadedRun, ms: Any, sample_id: str) -> dict[str, Any] | None:
+    """The posterior heatmap of one sample (``{"p": [ny, nx], "grid": Grid}``), or None if the model has none.
+
+    A file of many samples is predicted without heatmaps; the one shown gets its own.
+    """
+    if not hasattr(run.model, "posterior"):
+        return None
+    one = replace(ms, samples=tuple(s for s in ms.samples if s.id == sample_id), errors=())
+    if not one.samples:
+        msg = f"sample: no sample {sample_id!r} in the file"
+        raise InferenceInputError(msg)
+    return predict_measurements(run, one, heatmaps=True, top_k=0).get("heatmaps", {}).get(sample_id)
 
 
 def predict_file(

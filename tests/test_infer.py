@@ -20,6 +20,7 @@ from rflocal_core.infer import (
     predict_measurements,
     predictions_table,
     report_timeline,
+    sample_heatmap,
     scene_overlay,
 )
 from rflocal_core.measurements import dumps_measurements, load_measurements, to_json_dict
@@ -85,6 +86,12 @@ def test_uncertainty_and_posterior(env):
         assert 1 <= len(probs) <= 5 and sum(probs) <= 1.0 + 1e-6 and probs[0] > 0
     wc = predict_measurements(load_run(env["runs"]["weighted_centroid"]), load_measurements(env["path"] / "test12.json"))
     assert all(r["sigma_x_m"] is None and r["candidates"] == [] for r in wc["predictions"])
+    # one sample's heatmap on its own is the one of the batch
+    ms = load_measurements(env["path"] / "test12.json")
+    sid = mm["predictions"][3]["id"]
+    one = sample_heatmap(load_run(env["runs"]["map_matching"]), ms, sid)
+    np.testing.assert_array_equal(one["p"], mm["heatmaps"][sid]["p"])
+    assert sample_heatmap(load_run(env["runs"]["setnet"]), ms, sid) is None
 
 
 def test_cli_predict_gives_the_core_numbers(env, run_cli, tmp_path):

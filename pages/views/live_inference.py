@@ -77,7 +77,7 @@ try:
         else:
             c = st.columns(2)
             chosen = c[0].selectbox("Dataset", names, key="li_dataset")
-            limit = int(c[1].number_input("Samples", 1, 5000, 20, key="li_limit"))
+            limit = int(c[1].number_input("Samples", 1, 500, 20, key="li_limit"))
             ms, label = ds.export_dataset(chosen, split="test", limit=limit), f"{chosen} (test split)"
     else:
         if st.button("New demo sample", key="li_new_demo"):
@@ -104,7 +104,7 @@ results, models = [], {}
 for run_id in chosen_runs:
     try:
         run = cached_run(*infer.checkpoint_stamp(run_id))
-        res = infer.predict_measurements(run, ms, heatmaps=True)
+        res = infer.predict_measurements(run, ms)
     except RFLocalInputError as exc:
         st.error(f"**{run_id}**: {exc}")
         continue
@@ -164,7 +164,7 @@ truth = None
 for k, res in enumerate(results):
     colour = RUN_COLOURS[k % len(RUN_COLOURS)]
     row = next(p for p in res["predictions"] if p["id"] == sample_id)
-    heat = res.get("heatmaps", {}).get(sample_id)
+    heat = infer.sample_heatmap(models[res["run_id"]], ms, sample_id)
     if heat is not None:
         heat_cells += [{"lon": lon, "lat": lat, "w": w, "colour": [*colour, int(30 + 200 * w)],
                         "label": f"posterior {res['model']}: {w:.2f} of max"}
@@ -214,6 +214,5 @@ with st.expander(f"All predictions ({len(table)} rows)", expanded=len(ids) > 1):
     st.dataframe(table, hide_index=True)
     c = st.columns(2)
     c[0].download_button("Download CSV", table.to_csv(index=False), "predictions.csv", "text/csv", key="li_csv")
-    payload = [{k: v for k, v in r.items() if k != "heatmaps"} for r in results]
-    c[1].download_button("Download JSON", json.dumps(payload, indent=2), "predictions.json", "application/json",
+    c[1].download_button("Download JSON", json.dumps(results, indent=2), "predictions.json", "application/json",
                          key="li_json")
