@@ -228,6 +228,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--run", required=True, action="append", help="run id (repeat to compare several)")
     pr.add_argument("--input", required=True, metavar="FILE.json", help="an rflocal-measurements/1 or survey file")
     pr.add_argument("--out", default=None, metavar="predictions.json", help="also write the result here (atomically)")
+    ab = sub.add_parser("ablate", help="run an ablation study: train and test each variant, print the table")
+    ab.add_argument("--study", required=True, help="features, sparsity, dropout, locheatmap-modes, "
+                    "mapformer-physics or map-corruption")
+    ab.add_argument("--dataset", required=True)
+    ab.add_argument("--seeds", type=int, default=1)
+    ab.add_argument("--max-minutes-per-variant", type=float, default=None)
+    ab.add_argument("--epochs", type=int, default=None, help="networks: maximum epochs per variant")
+    ab.add_argument("--variants", default=None, metavar="A,B", help="run only these variants (comma-separated)")
+    ab.add_argument("--name", default=None, help="results folder under workspace/ablations")
     demo = sub.add_parser("demo", help="the shipped demo models: rebuild them, or install them into the workspace")
     demo_sub = demo.add_subparsers(dest="demo_cmd", required=True, parser_class=_Parser)
     dbuild = demo_sub.add_parser("build", help="rebuild assets/demo from scratch (scene, ray tracing, training)")
@@ -350,6 +359,13 @@ def _run(args: argparse.Namespace) -> Any:
         from rflocal_core.infer import evaluate
 
         return evaluate(args.run, args.dataset, split=args.split)
+    if args.cmd == "ablate":
+        from rflocal_core.ablate import run_study
+
+        variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
+        return run_study(args.study, args.dataset, seeds=args.seeds, epochs=args.epochs, variants=variants,
+                         max_minutes_per_variant=args.max_minutes_per_variant, name=args.name,
+                         progress=_stderr_progress())
     if args.cmd == "demo":
         from rflocal_core import demo
 

@@ -56,7 +56,8 @@ class LoadedRun:
 
     @property
     def needs_maps(self) -> bool:
-        return self.config["model"] == "map_matching"
+        """Whether predicting needs the radio maps (map matching, map-conditioned networks)."""
+        return self.config["model"] == "map_matching" or bool(getattr(self.model, "needs_maps", False))
 
     def predict(self, x: Inputs) -> Prediction:
         """Positions [N, 2] (and uncertainty) for the samples of ``x``."""

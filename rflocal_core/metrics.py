@@ -783,7 +783,8 @@ def evaluate_run(run_id: str, dataset: str, *, split: str = "test", use_cache: b
     """
     from rflocal_core.dataset.store import SPLITS, dataset_path, open_dataset
     from rflocal_core.infer import load_run
-    from rflocal_core.models.baselines import errors_m, load_inputs
+    from rflocal_core.models.baselines import errors_m
+    from rflocal_core.models.transforms import InputTransform, load_transformed
     from rflocal_core.train.runs import run_dir
     from rflocal_core.workspace import atomic_write_text
 
@@ -805,7 +806,9 @@ def evaluate_run(run_id: str, dataset: str, *, split: str = "test", use_cache: b
             return {**stored["result"], "cached": True}
 
     run = load_run(run_id)
-    x = load_inputs(dataset, split, with_maps=run.needs_maps)
+    # the run's own view of the data (features, sites, steps it was trained with)
+    x = load_transformed(dataset, split, InputTransform.from_dict(run.config.get("input_transform")),
+                         with_maps=run.needs_maps)
     if len(x) == 0:
         msg = f"split: {split!r} of dataset {dataset!r} holds no samples; choose another split"
         raise InvalidInputError(msg)

@@ -26,7 +26,7 @@ import numpy as np
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.geo import LocalFrame
 from rflocal_core.measurements import MeasurementSet
-from rflocal_core.models.baselines import Inputs, SceneMaps, load_inputs, read_scene_maps
+from rflocal_core.models.baselines import Inputs, SceneMaps, read_scene_maps
 from rflocal_core.workspace import atomic_write_text
 
 REFERENCE_FILE = "reference.json"
@@ -125,14 +125,19 @@ def _num(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def build_reference(dataset: str) -> RunReference:
-    """Read the reference of a dataset's training split (see :class:`RunReference`)."""
+def build_reference(dataset: str, transform: Any = None) -> RunReference:
+    """Read the reference of a dataset's training split (see :class:`RunReference`).
+
+    ``transform``: the :class:`~rflocal_core.models.transforms.InputTransform` the run was
+    trained through (its features are the ones the run knows).
+    """
     from rflocal_core.dataset.store import open_dataset
+    from rflocal_core.models.transforms import load_transformed
 
     root = open_dataset(dataset)
     attrs = dict(root.attrs)
     config = attrs.get("config", {}) or {}
-    train = load_inputs(dataset, "train", with_maps=False)
+    train = load_transformed(dataset, "train", transform, with_maps=False)
     nodes: dict[str, list[dict[str, Any]]] = {}
     frames: dict[str, dict[str, Any]] = {}
     if "scenes" in root:
@@ -190,9 +195,9 @@ def build_reference(dataset: str) -> RunReference:
     )
 
 
-def write_reference(run_path: Path, dataset: str) -> RunReference:
+def write_reference(run_path: Path, dataset: str, transform: Any = None) -> RunReference:
     """Build the reference of ``dataset`` and write it as ``<run>/reference.json`` (atomically)."""
-    ref = build_reference(dataset)
+    ref = build_reference(dataset, transform)
     atomic_write_text(run_path / REFERENCE_FILE, json.dumps(ref.to_dict(), indent=1))
     return ref
 
@@ -208,7 +213,9 @@ def run_reference(run_id: str) -> RunReference:
         return RunReference.from_dict(json.loads(file.read_text(encoding="utf-8")))
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     try:
-        return write_reference(path, config["dataset"])
+        from rflocal_core.models.transforms import InputTransform
+
+        return write_reference(path, config["dataset"], InputTransform.from_dict(config.get("input_transform")))
     except DatasetNotFoundError:
         msg = (f"run {run_id!r}: has no {REFERENCE_FILE} and its training dataset {config['dataset']!r} is not in "
                "the workspace, so its nodes and frame are unknown; retrain it or restore the dataset")

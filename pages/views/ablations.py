@@ -1,17 +1,124 @@
-"""Ablations: not built yet; says what it will do and what it needs first."""
+"""Ablations: run a study in the background, watch each variant, compare them, export the table."""
 
 from __future__ import annotations
 
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
-from rflocal_core import status
+from rflocal_core import ablate
+from rflocal_core import dataset as ds
+from rflocal_core.errors import RFLocalInputError
+from rflocal_core.jobs import REGISTRY
 
-info = status.stage_status("Ablations")
 st.title("Ablations")
-st.markdown(info["what"][:1].upper() + info["what"][1:])
-st.info("This stage is not available yet in this version of RFLocal.")
-if info["needs"]:
-    st.markdown(
-        f"**Needs first:** {info['needs']}. The workspace has {info['scenes']} scene(s), "
-        f"{info['datasets']} dataset(s) and {info['runs']} run(s)."
-    )
+st.caption(
+    "What each model ingredient is worth, measured: a study trains every variant on the same splits and seeds, "
+    "tests it on the test split and keeps the table in workspace/ablations/."
+)
+
+datasets = [d["name"] for d in ds.list_datasets() if d.get("state") == "complete"]
+
+with st.expander("Start a study", expanded=not ablate.list_ablations()):
+    if not datasets:
+        st.info("No datasets yet: generate or import one on the Data Generation page first.")
+    else:
+        c = st.columns(2)
+        study_name = c[0].selectbox("Study", list(ablate.STUDIES), key="ab_study")
+        dataset = c[1].selectbox("Dataset", datasets, key="ab_dataset")
+        study = ablate.STUDIES[study_name]
+        st.markdown(f"{study.description} Base model: `{study.model}`.")
+        names = [v.name for v in study.variants]
+        chosen = st.multiselect("Variants", names, default=names, key=f"ab_variants_{study_name}")
+        c = st.columns(4)
+        seeds = int(c[0].number_input("Seeds", 1, 10, 1, key="ab_seeds"))
+        epochs = int(c[1].number_input("Epochs per variant (0 = model default)", 0, 10_000, 30, key="ab_epochs"))
+        minutes = float(c[2].number_input("Minutes per variant (0 = no limit)", 0.0, 1440.0, 2.0, key="ab_minutes"))
+        name = c[3].text_input("Save as", value=f"{study_name}-{dataset}", key="ab_name")
+        if st.button("Start study", type="primary", key="ab_start"):
+            kwargs = {"seeds": seeds, "epochs": epochs or None, "max_minutes_per_variant": minutes or None,
+                      "variants": chosen, "name": name}
+            try:
+                if not chosen:
+                    raise RFLocalInputError("variants: choose at least one variant")
+                ablate.check_study(study_name, dataset, **kwargs)
+            except RFLocalInputError as exc:
+                st.error(str(exc))
+            else:
+                REGISTRY.submit("ablation", name, lambda ctx: ablate.run_study(
+                    study_name, dataset, progress=ctx.progress, **kwargs))
+                st.session_state["ab_open"] = name
+                st.success(f"Started **{name}** ({len(chosen)} variants x {seeds} seed(s)) in the background.")
+
+
+def _summary_table(results: dict) -> pd.DataFrame:
+    rows = [{"variant": s["variant"], "seeds": s["seeds"], "median m": s["median_m"], "± median": s["median_m_std"],
+             "P95 m": s["p95_m"], "mean m": s["mean_m"], "train s": s["train_s"], "inference ms": s["infer_ms"],
+             "parameters": s["parameters"]} for s in results.get("summary") or []]
+    return pd.DataFrame(rows).round(3)
+
+
+def _charts(results: dict) -> None:
+    summary = results.get("summary") or []
+    bars = go.Figure(go.Bar(
+        x=[s["variant"] for s in summary], y=[s["median_m"] for s in summary],
+        error_y={"type": "data", "array": [s["median_m_std"] or 0.0 for s in summary],
+                 "visible": any(s["median_m_std"] for s in summary)}))
+    bars.update_layout(yaxis_title="median test error (m)", height=340, margin={"t": 10, "b": 10, "l": 10, "r": 10})
+    st.plotly_chart(bars, key="ab-bars")
+    cdf = go.Figure()
+    for key, curve in (results.get("cdfs") or {}).items():
+        variant, seed = key.rsplit("#", 1)
+        cdf.add_trace(go.Scatter(x=curve["x_m"], y=curve["fraction"], mode="lines", line_shape="hv",
+                                 name=variant if results.get("summary", [{}])[0].get("seeds", 1) == 1
+                                 else f"{variant} (seed {seed})"))
+    cdf.update_layout(xaxis_title="test error (m)", yaxis_title="fraction of samples", height=380,
+                      margin={"t": 10, "b": 10, "l": 10, "r": 10})
+    cdf.update_xaxes(type="log")
+    st.plotly_chart(cdf, key="ab-cdfs")
+
+
+@st.fragment(run_every=1.5)
+def live_panel() -> None:
+    jobs = [j for j in REGISTRY.list(kind="ablation") if not j.finished]
+    for job in jobs:
+        snap = job.snapshot()
+        eta = f", about {snap['eta_s']:.0f} s left" if snap["eta_s"] is not None else ""
+        cols = st.columns([5, 1])
+        cols[0].progress(snap["fraction"], text=f"**{snap['label']}** — {snap['stage']}{eta}")
+        if cols[1].button("Cancel", key=f"ab-cancel-{job.id}"):
+            job.cancel()
+    for job in REGISTRY.list(kind="ablation"):
+        if job.state == "failed":
+            st.error(f"{job.label}: {job.error}")
+
+    saved = ablate.list_ablations()
+    st.subheader("Studies")
+    if not saved:
+        st.info("No studies yet.")
+        return
+    st.dataframe(pd.DataFrame(saved), hide_index=True, width="stretch")
+    names = [a["name"] for a in saved]
+    if st.session_state.get("ab_open") not in names:
+        st.session_state["ab_open"] = names[0]
+    opened = st.selectbox("Open", names, key="ab_open")
+    try:
+        results = ablate.load_ablation(opened)
+    except RFLocalInputError as exc:
+        st.error(str(exc))
+        return
+    running = any(j.label == opened for j in jobs)
+    state = results["state"] if results["state"] != "running" or running else "interrupted"
+    st.markdown(f"**{results['study']}** on `{results['dataset']}` — {state}, "
+                f"{len(results['rows'])} of {results.get('total')} variant runs done.")
+    if results.get("error"):
+        st.error(results["error"])
+    if not results["rows"]:
+        return
+    st.dataframe(_summary_table(results), hide_index=True, width="stretch")
+    _charts(results)
+    st.download_button("Download CSV", ablate.rows_csv(results["rows"]), f"{opened}.csv", "text/csv",
+                       key="ab-csv")
+
+
+live_panel()

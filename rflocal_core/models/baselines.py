@@ -58,6 +58,9 @@ class SceneMaps:
     site_pos_m : ndarray [M, 3]
     tx_power_dbm : ndarray [M]
         Site transmit power (``ue`` mode: RSS map minus path-gain map); NaN if unknown.
+    rasters : dict of str to ndarray [ny, nx]
+        Scene rasters on the same grid: ``building_height_m``, ``footprint``, ``material``
+        (class index), ``roads`` (those the dataset has).
     """
 
     name: str
@@ -66,6 +69,7 @@ class SceneMaps:
     outdoor: np.ndarray
     site_pos_m: np.ndarray
     tx_power_dbm: np.ndarray
+    rasters: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -181,15 +185,17 @@ def read_scene_maps(root: Any, name: str) -> SceneMaps:
         for m in range(len(site_pos)):
             ok = np.isfinite(rss_map[m]) & np.isfinite(pg[m])
             site_tx[m] = float(np.median(rss_map[m][ok] - pg[m][ok])) if ok.any() else np.nan
+    rasters = {key: np.asarray(sg[key][...]) for key in ("building_height_m", "footprint", "material", "roads")
+               if key in sg}
     return SceneMaps(name, Grid.from_dict(sg.attrs["grid"]), pg, np.asarray(sg["footprint"][...]) == 0, site_pos,
-                     site_tx)
+                     site_tx, rasters)
 
 
 def _last_step(values: np.ndarray, last: np.ndarray) -> np.ndarray:
     return values[np.arange(len(last)), last]
 
 
-def load_inputs(dataset: str, split: str, *, with_maps: bool = True) -> Inputs:
+def load_inputs(dataset: str, split: str, *, with_maps: bool = True, max_steps: int | None = None) -> Inputs:
     """Read one split of a dataset as :class:`Inputs`.
 
     Parameters
@@ -200,6 +206,8 @@ def load_inputs(dataset: str, split: str, *, with_maps: bool = True) -> Inputs:
         One of ``train``, ``val``, ``test``, ``test_unseen``.
     with_maps : bool
         Also read the per-scene radio maps (generated datasets only).
+    max_steps : int, optional
+        Use only the last ``max_steps`` valid report times of each sample (sparser sequences).
 
     Returns
     -------
@@ -220,6 +228,9 @@ def load_inputs(dataset: str, split: str, *, with_maps: bool = True) -> Inputs:
         return np.asarray(g[key][...])[idx]
 
     step_mask = read("step_mask").astype(bool)
+    if max_steps is not None:
+        from_end = np.cumsum(step_mask[:, ::-1], axis=1)[:, ::-1]  # valid steps at or after each step
+        step_mask &= from_end <= max_steps
     n = len(idx)
     last = np.where(step_mask.any(1), step_mask.shape[1] - 1 - np.argmax(step_mask[:, ::-1], axis=1), 0)
     rss_t = read("rss_dbm").astype(np.float64)

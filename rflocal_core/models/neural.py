@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ import torch
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.baselines import Inputs, Prediction
 from rflocal_core.models.features import Batch, FeatureSpec, make_batch
+from rflocal_core.models.maps import MapSource
 from rflocal_core.models.nets import NETWORKS, LocNet, build_network
 
 #: Samples per forward pass when predicting a whole split.
@@ -47,17 +49,42 @@ class NeuralModel:
     def checkpoint_config(self) -> dict[str, Any]:
         return {"model_config": self.net.config.to_dict(), "features": self.spec.to_dict()}
 
+    @property
+    def needs_maps(self) -> bool:
+        """Whether the network reads radio maps and scene rasters (``mapformer``, ``locheatmap``)."""
+        return bool(getattr(self.net, "needs_maps", False))
+
+    @property
+    def map_res(self) -> int:
+        """Cells per side of the unit-square map grid the network reads."""
+        return int(getattr(self.net.config, "map_res", None) or getattr(self.net.config, "res", 64))
+
+    def map_source(self, x: Inputs) -> MapSource | None:
+        """The maps of ``x`` on this model's grid (None for networks without maps)."""
+        return MapSource.from_inputs(x, self.spec, res=self.map_res) if self.needs_maps else None
+
+    def chunks(self, batch: Batch, source: MapSource | None, rows: np.ndarray | None = None, *,
+               size: int = PREDICT_CHUNK) -> Iterator[tuple[Any, dict[str, torch.Tensor]]]:
+        """``(input, output)`` of the network over ``batch`` in chunks (the caller sets the mode).
+
+        ``rows``: the rows of ``source``'s inputs that ``batch`` holds (default: all, in order).
+        """
+        device = next(self.net.parameters()).device
+        rows = np.arange(len(batch)) if rows is None else np.asarray(rows)
+        for start in range(0, len(batch), size):
+            part = batch.index(slice(start, start + size))
+            inp = part.compact() if source is None else source.batch(part, rows[start:start + size])
+            inp = inp.to(device)
+            yield inp, self.net(inp)
+
     @torch.no_grad()
-    def predict_batch(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+    def predict_batch(self, batch: Batch, source: MapSource | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Normalized (mu, sigma), each [N, 2] float64, for an encoded batch (eval mode)."""
         was_training = self.net.training
         self.net.eval()
-        device = next(self.net.parameters()).device
         mus, sigmas = [], []
         try:
-            for start in range(0, len(batch), PREDICT_CHUNK):
-                part = batch.index(slice(start, start + PREDICT_CHUNK)).compact().to(device)
-                out = self.net(part)
+            for _, out in self.chunks(batch, source):
                 mus.append(out["mu"].float().cpu().numpy())
                 sigmas.append(out["sigma"].float().cpu().numpy())
         finally:
@@ -68,5 +95,5 @@ class NeuralModel:
 
     def predict(self, x: Inputs, *, unknown_nodes: str = "allow") -> Prediction:
         """Positions [N, 2] in scene metres with a 1-sigma uncertainty per axis."""
-        mu, sigma = self.predict_batch(make_batch(x, self.spec, unknown_nodes=unknown_nodes))
+        mu, sigma = self.predict_batch(make_batch(x, self.spec, unknown_nodes=unknown_nodes), self.map_source(x))
         return Prediction(self.spec.to_metres(mu), sigma * self.spec.extent_m, {"model": self.name})

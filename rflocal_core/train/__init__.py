@@ -23,10 +23,11 @@ from rflocal_core.dataset.store import open_dataset
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.jobs import JobCancelled
 from rflocal_core.metrics import error_summary
-from rflocal_core.models import BASELINES, Inputs, errors_m, load_inputs
+from rflocal_core.models import BASELINES, Inputs, errors_m
 from rflocal_core.models.features import FeatureSpec
 from rflocal_core.models.nets import NETWORKS, build_network
 from rflocal_core.models.neural import NeuralModel
+from rflocal_core.models.transforms import InputTransform, load_transformed
 from rflocal_core.reference import write_reference
 from rflocal_core.train.engine import TrainConfig, fit_network, load_resume
 from rflocal_core.train.runs import (
@@ -55,6 +56,11 @@ __all__ = ["CheckpointError", "NETWORKS", "RunNotFoundError", "TrainConfig", "de
            "read_metrics", "resume", "runs_dir", "train"]
 
 
+def network_needs_maps(model: str) -> bool:
+    """Whether the network ``model`` reads the dataset's radio maps and scene rasters."""
+    return bool(getattr(NETWORKS.get(model), "needs_maps", False))
+
+
 def models() -> list[str]:
     """Names of the models that can be trained (networks first)."""
     return list(NETWORKS) + list(BASELINES)
@@ -63,7 +69,7 @@ def models() -> list[str]:
 def train(
     dataset: str, model: str, *, model_config: dict[str, Any] | None = None,
     train_config: dict[str, Any] | TrainConfig | None = None, seed: int = 0, progress: ProgressFn | None = None,
-    run_id: str | None = None,
+    run_id: str | None = None, input_transform: dict[str, Any] | InputTransform | None = None,
 ) -> dict[str, Any]:
     """Fit ``model`` on the train split of ``dataset``, validate, save the run.
 
@@ -77,6 +83,9 @@ def train(
         Progress reports; may raise to cancel (:class:`~rflocal_core.jobs.JobCancelled`).
     run_id : str, optional
         Id for the new run (default: ``<model>-<dataset>-<time>-<hex>``).
+    input_transform : dict or InputTransform, optional
+        Train and validate on this view of the dataset (features, sites, steps, dropout;
+        see :class:`~rflocal_core.models.transforms.InputTransform`); kept in the run's config.
 
     Returns
     -------
@@ -85,8 +94,10 @@ def train(
         ``mean_m`` (and the rest of :func:`rflocal_core.metrics.error_summary`), ``seconds``.
     """
     report = progress or (lambda stage, fraction: None)
+    transform = (input_transform if isinstance(input_transform, InputTransform)
+                 else InputTransform.from_dict(input_transform))
     if model in NETWORKS:
-        return _train_network(dataset, model, model_config, train_config, seed, report, run_id)
+        return _train_network(dataset, model, model_config, train_config, seed, report, run_id, transform)
     if model not in BASELINES:
         msg = f"model: expected one of {', '.join(models())}, got {model!r}"
         raise InvalidInputError(msg)
@@ -98,15 +109,16 @@ def train(
         "run_id": run_id, "kind": "baseline", "model": model, "model_config": instance.config.to_dict(),
         "dataset": dataset, "dataset_digest": attrs.get("digest") or (attrs.get("input") or {}).get("sha256"),
         "seed": seed, "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "input_transform": transform.to_dict(),
     }
     path = create_run(run_id, config)
     t0 = time.perf_counter()
     try:
         report("loading data", 0.05)
-        write_reference(path, dataset)  # what reading new measurement files needs, kept with the run
+        write_reference(path, dataset, transform)  # what reading new measurement files needs, kept with the run
         with_maps = model in MAP_MODELS
-        train_in = load_inputs(dataset, "train", with_maps=with_maps)
-        val_in = load_inputs(dataset, "val", with_maps=with_maps)
+        train_in = load_transformed(dataset, "train", transform, with_maps=with_maps)
+        val_in = load_transformed(dataset, "val", transform, with_maps=with_maps)
         if len(train_in.truth_m) == 0 or len(val_in.truth_m) == 0:
             msg = f"dataset {dataset!r}: train and val splits must both hold samples with truth"
             raise InvalidInputError(msg)
@@ -140,14 +152,15 @@ def _dataset_digest(attrs: dict[str, Any]) -> str | None:
 
 def _train_network(
     dataset: str, model: str, model_config: dict[str, Any] | None, train_config: Any, seed: int,
-    report: ProgressFn, run_id: str | None,
+    report: ProgressFn, run_id: str | None, transform: InputTransform,
 ) -> dict[str, Any]:
     attrs = dict(open_dataset(dataset).attrs)
     cfg = train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(train_config)
     build_network(model, model_config, vocab_size=0)  # validates the model options before anything is written
     report("loading data", 0.0)
-    train_in = load_inputs(dataset, "train", with_maps=False)
-    val_in = load_inputs(dataset, "val", with_maps=False)
+    with_maps = network_needs_maps(model)
+    train_in = load_transformed(dataset, "train", transform, with_maps=with_maps)
+    val_in = load_transformed(dataset, "val", transform, with_maps=with_maps)
     if len(train_in) == 0 or len(val_in) == 0:
         msg = f"dataset {dataset!r}: train and val splits must both hold samples"
         raise InvalidInputError(msg)
@@ -159,11 +172,11 @@ def _train_network(
         "run_id": run_id, "kind": "network", "model": model, "model_config": net.config.to_dict(),
         "train_config": cfg.to_dict(), "features": spec.to_dict(), "dataset": dataset,
         "dataset_digest": _dataset_digest(attrs), "seed": seed, "parameters": sum(p.numel() for p in net.parameters()),
-        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "input_transform": transform.to_dict(),
     }
     path = create_run(run_id, config)
     try:
-        write_reference(path, dataset)
+        write_reference(path, dataset, transform)
     except BaseException as exc:
         write_status(path, state="failed", error=f"{type(exc).__name__}: {exc}")
         raise
@@ -202,8 +215,10 @@ def resume(run_id: str, *, progress: ProgressFn | None = None, max_minutes: floa
     spec = FeatureSpec.from_dict(config["features"])
     net = build_network(config["model"], config["model_config"], vocab_size=len(spec.node_keys))
     report("loading data", 0.0)
-    train_in = load_inputs(config["dataset"], "train", with_maps=False)
-    val_in = load_inputs(config["dataset"], "val", with_maps=False)
+    with_maps = network_needs_maps(config["model"])
+    transform = InputTransform.from_dict(config.get("input_transform"))
+    train_in = load_transformed(config["dataset"], "train", transform, with_maps=with_maps)
+    val_in = load_transformed(config["dataset"], "val", transform, with_maps=with_maps)
     write_status(path, state="running")
     return _run_network(path, config, NeuralModel(config["model"], net, spec), cfg, train_in, val_in, report, payload)
 

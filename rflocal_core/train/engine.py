@@ -23,6 +23,7 @@ from rflocal_core.errors import InvalidInputError
 from rflocal_core.metrics import error_summary
 from rflocal_core.models.baselines import Inputs
 from rflocal_core.models.features import Batch, make_batch
+from rflocal_core.models.maps import MapSource
 from rflocal_core.models.neural import NeuralModel
 from rflocal_core.models.nets import LocNet
 from rflocal_core.train.runs import append_metrics, read_torch, save_checkpoint, write_torch
@@ -139,6 +140,8 @@ def fit_network(
     val_b = make_batch(val_in, spec)
     keep = torch.isfinite(train_b.truth).all(1)
     train_b = train_b.index(keep)
+    train_rows = torch.nonzero(keep).squeeze(1)  # rows of train_in (the map source's samples)
+    train_src, val_src = model.map_source(train_in), model.map_source(val_in)
     if len(train_b) == 0 or not torch.isfinite(val_b.truth).all(1).any():
         msg = "dataset: train and val splits must both hold samples with a true position"
         raise InvalidInputError(msg)
@@ -181,8 +184,10 @@ def fit_network(
         out_of_time = False
         for b in range(steps_per_epoch):
             rows = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            batch = net.augment(train_b.index(rows), epoch_fraction=epoch / cfg.epochs, extent_m=spec.extent_m,
-                                generator=gen).compact().to(device)
+            base = train_b.index(rows)
+            inp = base if train_src is None else train_src.batch(base, train_rows[rows])
+            batch = net.augment(inp, epoch_fraction=epoch / cfg.epochs, extent_m=spec.extent_m, generator=gen)
+            batch = (batch.compact() if train_src is None else batch).to(device)
             for group in opt.param_groups:
                 group["lr"] = lr_at(state["step"])
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
@@ -210,7 +215,7 @@ def fit_network(
                 out_of_time = True
                 break
 
-        val_summary, val_loss = _validate(model, val_b, val_in, device)
+        val_summary, val_loss = _validate(model, val_b, val_in, val_src)
         state["epoch"] = epoch + 1
         state["elapsed_s"] = time.perf_counter() - t_start
         row = {"epoch": epoch + 1, "stage": stage, "train_loss": sums["loss"] / max(seen, 1),
@@ -250,7 +255,8 @@ def fit_network(
             "best": state["best"], "seconds": round(state["elapsed_s"], 3)}
 
 
-def _validate(model: NeuralModel, val_b: Batch, val_in: Inputs, device: torch.device) -> tuple[dict[str, Any], float]:
+def _validate(model: NeuralModel, val_b: Batch, val_in: Inputs, source: MapSource | None
+              ) -> tuple[dict[str, Any], float]:
     """Validation error summary and mean loss, from one forward pass over the samples with truth."""
     net = model.net
     net.eval()
@@ -258,9 +264,7 @@ def _validate(model: NeuralModel, val_b: Batch, val_in: Inputs, device: torch.de
     labeled = val_b.index(torch.from_numpy(ok))
     loss_sum, mus = 0.0, []
     with torch.no_grad():
-        for start in range(0, len(labeled), 2048):
-            part = labeled.index(slice(start, start + 2048)).compact().to(device)
-            out = net(part)
+        for part, out in model.chunks(labeled, source, np.flatnonzero(ok)):
             loss_sum += float(net.loss(part, out)[0]) * len(part)
             mus.append(out["mu"].float().cpu().numpy())
     mu = np.concatenate(mus).astype(np.float64) if mus else np.zeros((0, 2))

@@ -1,0 +1,383 @@
+"""Ablations: what each model ingredient is worth, measured on the same splits and seeds.
+
+A study is a base configuration plus a list of variants. The runner trains each variant
+(for each seed) into an ordinary run, evaluates it on the test split (through the variant's
+test-time view of the data), and keeps a results table in ``workspace/ablations/<name>/``::
+
+    study.json      the study definition (variants, dataset, seeds, budgets)
+    results.json    state (running / done / cancelled / failed), one row per variant and seed,
+                    the test-error CDF of each, rewritten atomically after every variant
+    results.csv     the same rows, for spreadsheets
+
+    out = run_study("features", "ds", seeds=1, max_minutes_per_variant=2)
+    out["rows"][0]  # {"variant", "seed", "median_m", "p95_m", "mean_m", "train_s", "infer_ms", "parameters", ...}
+
+Ready-made studies: :data:`STUDIES`. A study whose model is not available in this version
+says so instead of running.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rflocal_core.errors import InvalidInputError
+from rflocal_core.jobs import JobCancelled
+from rflocal_core.workspace import atomic_write_text, subdir, validate_name
+
+ProgressFn = Callable[[str, float], None]
+STATES = ("running", "done", "cancelled", "failed")
+
+#: Ablations running in this process (by folder name).
+_ACTIVE: set[str] = set()
+_ACTIVE_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One arm of a study: changes to the base model, training and data.
+
+    Attributes
+    ----------
+    name : str
+    model : str or None
+        Model name (None: the study's base model).
+    model_config, train_config : dict
+        Merged over the base configuration.
+    train_transform : dict
+        :class:`~rflocal_core.models.transforms.InputTransform` options for train/val.
+    test_transform : dict
+        Options for the test split (default: the train transform, less dropout).
+    """
+
+    name: str
+    model: str | None = None
+    model_config: dict[str, Any] = field(default_factory=dict)
+    train_config: dict[str, Any] = field(default_factory=dict)
+    train_transform: dict[str, Any] = field(default_factory=dict)
+    test_transform: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Study:
+    """A base configuration and its variants."""
+
+    name: str
+    description: str
+    model: str
+    variants: tuple[Variant, ...]
+    model_config: dict[str, Any] = field(default_factory=dict)
+    train_config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_LOCHEATMAP_MODES = ("proposal", "DCAe", "DCAe_simple", "LocUNet", "LocUNet_softargmax", "proposal_rss_only",
+                     "proposal_aoa_only", "proposal_gaussian_dsnt", "proposal_gaussian_softargmax", "proposal_dsnt")
+_ALL = ("rss", "toa", "aoa")
+
+#: The ready-made studies, by name.
+STUDIES: dict[str, Study] = {s.name: s for s in (
+    Study("features", "Which measurements matter: RSS only, RSS + ToA, RSS + AoA, all (setnet).", "setnet",
+          (Variant("rss", train_transform={"features": ["rss"]}),
+           Variant("rss+toa", train_transform={"features": ["rss", "toa"]}),
+           Variant("rss+aoa", train_transform={"features": ["rss", "aoa"]}),
+           Variant("all", train_transform={"features": list(_ALL)}))),
+    Study("sparsity", "How many sites and reports are needed: 3 / 5 / all sites, 1 / 5 / 20 reports per sequence "
+          "(setnet).", "setnet",
+          (Variant("3 sites", train_transform={"max_sites": 3}),
+           Variant("5 sites", train_transform={"max_sites": 5}),
+           Variant("all sites"),
+           Variant("1 report", train_transform={"max_steps": 1}),
+           Variant("5 reports", train_transform={"max_steps": 5}),
+           Variant("20 reports", train_transform={"max_steps": 20}))),
+    Study("dropout", "Feature dropout in training: 0 / 20 / 50% of the measurements removed (setnet, tested on "
+          "complete data).", "setnet",
+          (Variant("dropout 0%"),
+           Variant("dropout 20%", train_transform={"feature_dropout": 0.2}, test_transform={}),
+           Variant("dropout 50%", train_transform={"feature_dropout": 0.5}, test_transform={}))),
+    Study("locheatmap-modes", "The ten modes of the sparse-to-dense heatmap model (locheatmap).", "locheatmap",
+          tuple(Variant(m, model_config={"mode": m}) for m in _LOCHEATMAP_MODES)),
+    Study("mapformer-physics", "The physics-consistency loss and the map streams of mapformer.", "mapformer",
+          (Variant("no physics loss", model_config={"physics_weight": 0.0}),
+           Variant("lambda 0.01", model_config={"physics_weight": 0.01}),
+           Variant("lambda 0.1", model_config={"physics_weight": 0.1}),
+           Variant("lambda 1", model_config={"physics_weight": 1.0}),
+           Variant("no radio-map stream", model_config={"use_radio_maps": False}),
+           Variant("no OSM stream", model_config={"use_scene": False}),
+           Variant("no fine head", model_config={"top_k": 0}))),
+    Study("map-corruption", "Map-based models when the maps are wrong at test time: buildings removed or added, "
+          "materials wrong, maps missing (map matching).", "map_matching",
+          tuple(Variant(k.replace("_", " "), test_transform={"map_corruption": k})
+                for k in ("none", "buildings_removed", "buildings_added", "materials_wrong", "maps_missing"))),
+)}
+
+
+def ablations_dir() -> Path:
+    """Return ``<workspace>/ablations``."""
+    return subdir("ablations")
+
+
+def get_study(name: str) -> Study:
+    """A ready-made study by name."""
+    if name not in STUDIES:
+        msg = f"study: expected one of {', '.join(STUDIES)}, got {name!r}"
+        raise InvalidInputError(msg)
+    return STUDIES[name]
+
+
+def _check_available(study: Study) -> None:
+    from rflocal_core.train import models
+
+    missing = sorted({v.model or study.model for v in study.variants} - set(models()))
+    if missing:
+        msg = (f"study: {study.name!r} needs the model(s) {', '.join(missing)}, which this version does not have yet "
+               f"(available: {', '.join(models())})")
+        raise InvalidInputError(msg)
+
+
+def check_study(
+    study: str | Study, dataset: str, *, seeds: int = 1, max_minutes_per_variant: float | None = None,
+    epochs: int | None = None, variants: list[str] | None = None, name: str | None = None,
+) -> tuple[Study, list[Variant], str]:
+    """Validate the arguments of :func:`run_study` (before a background job starts).
+
+    Returns the study, the variants to run and the results folder name.
+    """
+    from rflocal_core.dataset.store import open_dataset
+    from rflocal_core.models.transforms import InputTransform
+
+    st = get_study(study) if isinstance(study, str) else study
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or not 1 <= seeds <= 10:
+        msg = f"seeds: expected an integer in [1, 10], got {seeds!r}"
+        raise InvalidInputError(msg)
+    if max_minutes_per_variant is not None and not (0 < float(max_minutes_per_variant) <= 24 * 60):
+        msg = f"max_minutes_per_variant: expected a number in (0, 1440], got {max_minutes_per_variant!r}"
+        raise InvalidInputError(msg)
+    if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or not 1 <= epochs <= 10_000):
+        msg = f"epochs: expected an integer in [1, 10000], got {epochs!r}"
+        raise InvalidInputError(msg)
+    chosen = list(st.variants)
+    if variants:
+        known = [v.name for v in st.variants]
+        unknown = [v for v in variants if v not in known]
+        if unknown:
+            msg = f"variants: {unknown} are not variants of {st.name!r}; expected some of {known}"
+            raise InvalidInputError(msg)
+        chosen = [v for v in st.variants if v.name in variants]
+    _check_available(replace(st, variants=tuple(chosen)))
+    for v in chosen:  # every transform is checked before anything runs
+        InputTransform.from_dict(v.train_transform)
+        InputTransform.from_dict(_test_transform(v))
+    open_dataset(dataset)
+    folder_name = validate_name(name or f"{st.name}-{dataset}", field="name")
+    with _ACTIVE_LOCK:
+        if folder_name in _ACTIVE:
+            msg = f"name: the ablation {folder_name!r} is running; wait for it, cancel it, or choose another name"
+            raise InvalidInputError(msg)
+    return st, chosen, folder_name
+
+
+def run_study(
+    study: str | Study, dataset: str, *, seeds: int = 1, max_minutes_per_variant: float | None = None,
+    epochs: int | None = None, variants: list[str] | None = None, name: str | None = None,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate every variant of a study (for each seed) and keep the results table.
+
+    Parameters
+    ----------
+    study : str or Study
+        A name from :data:`STUDIES` or a study object.
+    dataset : str
+        The dataset: every variant uses its train/val/test splits.
+    seeds : int
+        Seeds 0 .. seeds-1 per variant (1 to 10).
+    max_minutes_per_variant : float, optional
+        Wall-clock budget of each network training.
+    epochs : int, optional
+        Maximum epochs of each network training (default: the model's).
+    variants : list of str, optional
+        Run only these variants (by name), in the study's order.
+    name : str, optional
+        Folder name under ``workspace/ablations`` (default ``<study>-<dataset>``).
+
+    Returns
+    -------
+    dict
+        ``study``, ``dataset``, ``state``, ``rows`` (see module doc), ``summary`` (per variant:
+        mean and std over seeds of median, P95 and mean error), ``path``.
+    """
+    st, chosen, folder_name = check_study(study, dataset, seeds=seeds, max_minutes_per_variant=max_minutes_per_variant,
+                                          epochs=epochs, variants=variants, name=name)
+    with _ACTIVE_LOCK:
+        if folder_name in _ACTIVE:
+            msg = f"name: the ablation {folder_name!r} is running; wait for it, cancel it, or choose another name"
+            raise InvalidInputError(msg)
+        _ACTIVE.add(folder_name)
+    try:
+        return _run(st, chosen, folder_name, dataset, seeds, epochs, max_minutes_per_variant, progress)
+    finally:
+        with _ACTIVE_LOCK:
+            _ACTIVE.discard(folder_name)
+
+
+def _run(st: Study, chosen: list[Variant], folder_name: str, dataset: str, seeds: int, epochs: int | None,
+         max_minutes_per_variant: float | None, progress: ProgressFn | None) -> dict[str, Any]:
+    folder = ablations_dir() / folder_name
+    folder.mkdir(parents=True, exist_ok=True)
+    definition = {"study": st.to_dict(), "dataset": dataset, "seeds": seeds, "epochs": epochs,
+                  "max_minutes_per_variant": max_minutes_per_variant, "variants": [v.name for v in chosen],
+                  "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    atomic_write_text(folder / "study.json", json.dumps(definition, indent=2))
+    report = progress or (lambda stage, fraction: None)
+    results: dict[str, Any] = {"study": st.name, "dataset": dataset, "name": folder_name, "state": "running",
+                               "error": None, "rows": [], "cdfs": {}, "total": len(chosen) * seeds}
+    _write(folder, results)
+    jobs = [(v, s) for v in chosen for s in range(seeds)]
+    try:
+        for k, (variant, seed) in enumerate(jobs):
+            label = f"{variant.name} (seed {seed})"
+
+            def sub(stage: str, fraction: float, k: int = k, label: str = label) -> None:
+                report(f"{label}: {stage}", (k + min(max(fraction, 0.0), 1.0)) / len(jobs))
+
+            row, cdf = _run_variant(st, variant, dataset, seed, epochs, max_minutes_per_variant, sub)
+            results["rows"].append(row)
+            results["cdfs"][f"{variant.name}#{seed}"] = cdf
+            results["summary"] = summarize(results["rows"])
+            _write(folder, results)
+    except JobCancelled:
+        results["state"] = "cancelled"
+        _write(folder, results)
+        raise
+    except BaseException as exc:
+        results.update(state="failed", error=f"{type(exc).__name__}: {exc}")
+        _write(folder, results)
+        raise
+    results["state"] = "done"
+    results["summary"] = summarize(results["rows"])
+    _write(folder, results)
+    report("done", 1.0)
+    return {**{k: v for k, v in results.items() if k != "cdfs"}, "path": str(folder)}
+
+
+def _test_transform(v: Variant) -> dict[str, Any]:
+    if v.test_transform is not None:
+        return dict(v.test_transform)
+    return {k: val for k, val in v.train_transform.items() if k != "feature_dropout"}
+
+
+def _run_variant(
+    st: Study, v: Variant, dataset: str, seed: int, epochs: int | None, minutes: float | None, report: ProgressFn,
+) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    from rflocal_core.infer import load_run
+    from rflocal_core.metrics import error_cdf, error_summary
+    from rflocal_core.models import errors_m
+    from rflocal_core.models.transforms import InputTransform, load_transformed
+    from rflocal_core.train import NETWORKS, network_needs_maps, train
+
+    model = v.model or st.model
+    train_config = {**st.train_config, **v.train_config}
+    if model in NETWORKS:
+        if epochs is not None:
+            train_config["epochs"] = epochs
+        if minutes is not None:
+            train_config["max_minutes"] = minutes
+    t0 = time.perf_counter()
+    out = train(dataset, model, model_config={**st.model_config, **v.model_config} or None,
+                train_config=train_config, seed=seed, progress=report,
+                input_transform={**v.train_transform, "seed": seed})
+    train_s = time.perf_counter() - t0
+    run = load_run(out["run_id"])
+    test_t = InputTransform.from_dict({**_test_transform(v), "seed": seed})
+    with_maps = model == "map_matching" or network_needs_maps(model)
+    x = load_transformed(dataset, "test", test_t, with_maps=with_maps)
+    if len(x) == 0:
+        msg = f"dataset {dataset!r}: the test split is empty; an ablation is measured on it"
+        raise InvalidInputError(msg)
+    t1 = time.perf_counter()
+    pred = run.predict(x)
+    infer_ms = 1000 * (time.perf_counter() - t1) / len(x)
+    err = errors_m(pred, x)
+    s = error_summary(err)
+    xs, frac = error_cdf(err)
+    step = max(1, len(xs) // 200)
+    row = {"variant": v.name, "seed": seed, "model": model, "run_id": out["run_id"], "median_m": s["median_m"],
+           "p95_m": s["p95_m"], "mean_m": s["mean_m"], "rmse_m": s["rmse_m"], "count": s["count"],
+           "train_s": round(train_s, 2), "infer_ms": round(infer_ms, 4), "parameters": _parameters(run)}
+    return row, {"x_m": [float(v) for v in xs[::step]], "fraction": [float(f) for f in frac[::step]]}
+
+
+def _parameters(run: Any) -> int | None:
+    net = getattr(run.model, "net", None)
+    return int(sum(p.numel() for p in net.parameters())) if net is not None else None
+
+
+def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per variant (in first-seen order): seeds run, mean and std over seeds of median, P95 and mean error."""
+    out = []
+    for name in dict.fromkeys(r["variant"] for r in rows):
+        part = [r for r in rows if r["variant"] == name]
+        entry: dict[str, Any] = {"variant": name, "seeds": len(part)}
+        for key in ("median_m", "p95_m", "mean_m", "train_s", "infer_ms"):
+            vals = np.array([r[key] for r in part if r[key] is not None], dtype=float)
+            entry[key] = float(vals.mean()) if len(vals) else None
+            entry[f"{key}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else None
+        entry["parameters"] = part[0].get("parameters")
+        out.append(entry)
+    return out
+
+
+def _write(folder: Path, results: dict[str, Any]) -> None:
+    atomic_write_text(folder / "results.json", json.dumps(results, indent=2))
+    atomic_write_text(folder / "results.csv", rows_csv(results["rows"]))
+
+
+def rows_csv(rows: list[dict[str, Any]]) -> str:
+    """The result rows as CSV text."""
+    buf = io.StringIO()
+    keys = ["variant", "seed", "model", "median_m", "p95_m", "mean_m", "rmse_m", "count", "train_s", "infer_ms",
+            "parameters", "run_id"]
+    writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow(r)
+    return buf.getvalue()
+
+
+def list_ablations() -> list[dict[str, Any]]:
+    """The saved studies: name, study, dataset, state, variants done / total."""
+    out = []
+    for path in sorted(ablations_dir().iterdir()):
+        file = path / "results.json"
+        if not file.is_file():
+            continue
+        try:
+            r = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        out.append({"name": path.name, "study": r.get("study"), "dataset": r.get("dataset"), "state": r.get("state"),
+                    "done": len(r.get("rows", [])), "total": r.get("total")})
+    return out
+
+
+def load_ablation(name: str) -> dict[str, Any]:
+    """The saved results of ``workspace/ablations/<name>`` (rows, summary, cdfs, state)."""
+    validate_name(name, field="name")
+    file = ablations_dir() / name / "results.json"
+    if not file.is_file():
+        known = ", ".join(a["name"] for a in list_ablations()) or "none"
+        msg = f"name: no ablation {name!r} in {ablations_dir()}; saved ablations: {known}"
+        raise InvalidInputError(msg)
+    return json.loads(file.read_text(encoding="utf-8"))

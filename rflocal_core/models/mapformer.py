@@ -1,0 +1,609 @@
+"""``mapformer``: a map-conditioned transformer with a coarse-to-fine output and a physics loss.
+
+Input: a :class:`~rflocal_core.models.maps.MapBatch` (report tokens plus, per slot, the radio
+map of the slot's node and, per sample, the scene rasters; see :mod:`rflocal_core.models.maps`).
+Output: the same keys as the other networks, positions on the unit square::
+
+    out = net(map_batch)   # {"mu": [N, 2], "sigma": [N, 2], "coarse_logits": [N, G*G], ...}
+    loss, parts = net.loss(map_batch, out)   # parts: coarse, fine, position, physics
+
+Architecture
+------------
+Radio encoder
+    One token per report slot: the sinusoidal encoding of the node position (as ``setnet``),
+    the token features (:data:`~rflocal_core.models.features.TOKEN_COLUMNS`, their ``ok``
+    flags are the feature masks) and a learned node-id embedding (id 0, unknown node: zero).
+    A masked transformer encoder with a CLS token; the CLS output is the radio embedding.
+    The tokens are per-slot snapshots without a time axis, so there is no time embedding;
+    "temporal" dropout is report dropout (``node_dropout``) plus ``feature_dropout``.
+Map encoder
+    A raster stack on the sample's map grid, permutation invariant in the slots:
+
+    * radio-map stream (``use_radio_maps``), 5 channels from the slots that report RSS and
+      have a map: the masked mean path gain; the coverage (fraction of those slots with a
+      ray at the cell); per cell the RMS residual (dB) of the observed RSS against
+      ``map + tx`` (tx known) or with tx profiled out (its mean over the slots, emitter
+      mode), as ``exp(-mse / (2 * 8 dB)^2)`` and ``rms / 20 dB``; and whether the cell has
+      any degree of freedom left (the classic map-matching surface, as an input);
+    * scene stream (``use_scene``): the 4 :data:`~rflocal_core.models.maps.SCENE_CHANNELS`.
+
+    ViT-style patch embedding (``map_encoder="patch"``, ``patch_size`` cells a patch) or a
+    small strided CNN (``"cnn"``), sinusoidal position of each token, ``map_layers``
+    transformer layers over the map tokens.
+Fusion
+    Cross-attention from the radio embedding (query) to the map tokens (keys/values).
+Coarse head
+    For each of the ``G x G`` cells (``grid_cells``; index ``iy * G + ix``, ``iy`` from the
+    south): the map tokens sampled at the cell centre, the raster stack at 4x4 sub-cell
+    resolution (space-to-depth) and per-cell maxima, and the cell position, modulated
+    (FiLM) by the fused radio/map embedding, two 3x3 convolutions over the cell grid, then a
+    logit. Trained with cross-entropy against the true cell.
+Fine head (``top_k > 0``)
+    For each of the top-K cells an offset of at most one cell from its centre and a
+    heteroscedastic sigma (Gaussian beta-NLL on the cells within one cell of the truth:
+    the top-K ones and the true one).
+Output
+    ``mu`` is the *mode*: the best cell plus its offset (a probability-weighted mean would
+    land between the modes of a multimodal heatmap). ``sigma`` is the root of the second
+    moment of the top-K mixture about ``mu`` per axis, ``sum_k p_k (sigma_k^2 + (mu_k - mu)^2)``
+    (``p`` the coarse probabilities renormalized over the top K): the fine sigma when one cell
+    dominates, wider when the heatmap is split. With ``top_k=0`` (coarse only) ``mu`` is a
+    soft-argmax over the 3x3 cells around the best one and ``sigma`` their spread plus the
+    cell quantization.
+Physics-consistency loss (weight ``physics_weight``)
+    :meth:`MapFormer.physics_residual`: the slots' maps looked up (bilinear) at ``mu``,
+    predicted RSS = path gain + tx (tx profiled out where unknown), against the observed
+    RSS where the slot reports RSS, has a map and the map has a ray there; the mean squared
+    residual (dB^2) / 100. Gradients flow to ``mu`` (not into the maps).
+Refinement (``refine_steps > 0``, eval mode only)
+    :meth:`MapFormer.refine`: Adam steps on the position against the same residual, keeping
+    per sample the position with the lowest residual; ``residual_db`` (the RMS residual at
+    the returned ``mu``) is a confidence signal (NaN where no slot gives evidence).
+
+Training augmentation (:meth:`MapFormer.augment`): the :class:`~rflocal_core.models.nets.LocNet`
+report dropout, RSS noise and node jitter; feature dropout (per token, each of the RSS, AoA and
+ToA groups, never all of a token's); and a rotation (``map_rotation_deg``) and scaling
+(``map_scale``) about the centre of the unit square applied consistently to the maps, the
+scene rasters, the truth, the node positions, the AoA bearings and the ToA distances.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rflocal_core.errors import InvalidInputError
+from rflocal_core.models.features import TOKEN_COLUMNS, TX_SCALE_DBM, Batch
+from rflocal_core.models.maps import SCENE_CHANNELS, MapBatch, lookup, rss_unit_to_dbm, unit_to_pg_db
+from rflocal_core.models.nets import LocNet, NetConfig, _mlp, gaussian_beta_nll, sinusoidal
+from rflocal_core.validation import check_choice, check_int, check_number
+
+#: Radio-map stream channels (see the module doc).
+RADIO_CHANNELS = ("mean_pg", "coverage", "match", "rms", "informative")
+#: dB scale of the ``match`` channel and of the ``rms`` channel.
+MATCH_SIGMA_DB, RMS_SCALE_DB = 8.0, 20.0
+#: Sub-cells per cell side of the raster features each coarse cell sees.
+SUB_CELLS = 4
+#: The physics loss is the mean squared residual in dB^2 divided by this.
+PHYSICS_SCALE_DB2 = 100.0
+
+_GROUPS = (("rss", "rss_ok"), ("aoa_sin", "aoa_cos", "aoa_ok"), ("toa", "toa_ok"))
+
+
+def _check_bool(field: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        msg = f"{field}: expected true or false, got {value!r}"
+        raise InvalidInputError(msg)
+
+
+@dataclass(frozen=True)
+class MapFormerConfig(NetConfig):
+    """``mapformer`` options (see :class:`~rflocal_core.models.nets.NetConfig` for the common ones).
+
+    Parameters
+    ----------
+    pe_freqs : int
+        Frequencies of the sinusoidal position encodings (node positions, map tokens, cells).
+    layers, heads : int
+        Radio transformer depth and attention heads of all attention layers (``d_model % heads == 0``).
+    map_encoder : str
+        ``"patch"`` (ViT-style patch embedding) or ``"cnn"`` (small strided CNN).
+    patch_size : int
+        Map cells per patch side (for ``"cnn"``: the downsampling of its token grid).
+    map_layers : int
+        Transformer layers over the map tokens (0: the embedding only).
+    map_res : int
+        Cells per side of the map grid the model is fed (read by the map source; the network
+        itself accepts any grid).
+    use_radio_maps, use_scene : bool
+        Use the radio-map (site maps) stream / the scene-raster stream.
+    grid_cells : int
+        Coarse cells per side (G).
+    top_k : int
+        Cells refined by the fine head (0: coarse only, soft-argmax around the best cell).
+    physics_weight : float
+        Weight lambda of the physics-consistency loss (0 disables it).
+    refine_steps : int
+        Inference-time gradient steps on the position against the physics residual (eval only).
+    refine_lr : float
+        Step size of the refinement (Adam), in unit-square units.
+    feature_dropout : float
+        Training: probability of dropping each measurement group (RSS, AoA, ToA) of a token.
+    map_rotation_deg, map_scale : float
+        Training: uniform random rotation within +-map_rotation_deg and scaling within
+        +-map_scale about the square's centre (0 disables).
+    """
+
+    node_dropout: tuple[float, ...] = (0.0, 0.1, 0.2)
+    pe_freqs: int = 6
+    layers: int = 2
+    heads: int = 4
+    map_encoder: str = "patch"
+    patch_size: int = 8
+    map_layers: int = 1
+    map_res: int = 64
+    use_radio_maps: bool = True
+    use_scene: bool = True
+    grid_cells: int = 16
+    top_k: int = 4
+    physics_weight: float = 0.1
+    refine_steps: int = 0
+    refine_lr: float = 0.005
+    feature_dropout: float = 0.1
+    map_rotation_deg: float = 5.0
+    map_scale: float = 0.05
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_int("pe_freqs", self.pe_freqs, 1, 16)
+        check_int("layers", self.layers, 1, 12)
+        check_int("heads", self.heads, 1, 16)
+        if self.d_model % self.heads:
+            msg = f"heads: d_model ({self.d_model}) must be divisible by heads, got heads={self.heads}"
+            raise InvalidInputError(msg)
+        check_choice("map_encoder", self.map_encoder, ("patch", "cnn"))
+        check_int("patch_size", self.patch_size, 1, 64)
+        check_int("map_layers", self.map_layers, 0, 8)
+        check_int("map_res", self.map_res, 4, 1024)
+        _check_bool("use_radio_maps", self.use_radio_maps)
+        _check_bool("use_scene", self.use_scene)
+        check_int("grid_cells", self.grid_cells, 2, 128)
+        check_int("top_k", self.top_k, 0, 64)
+        if self.top_k > self.grid_cells ** 2:
+            msg = f"top_k: expected at most grid_cells^2 = {self.grid_cells ** 2}, got {self.top_k}"
+            raise InvalidInputError(msg)
+        check_number("physics_weight", self.physics_weight, 0.0, 100.0)
+        check_int("refine_steps", self.refine_steps, 0, 1000)
+        check_number("refine_lr", self.refine_lr, 1e-5, 0.5)
+        check_number("feature_dropout", self.feature_dropout, 0.0, 0.9)
+        check_number("map_rotation_deg", self.map_rotation_deg, 0.0, 45.0, "deg")
+        check_number("map_scale", self.map_scale, 0.0, 0.5)
+
+
+# --------------------------------------------------------------------------- physics
+
+
+def _profiled_residual(batch: MapBatch, pg_db: torch.Tensor, valid: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Squared-residual sum and degrees of freedom over the slots (dim 1).
+
+    ``pg_db`` [N, S, *R] path gain at some points, ``valid`` [N, S, *R]. Residual of a slot:
+    observed RSS - tx - pg where tx is known, and for the slots with unknown tx the same
+    with tx replaced by its mean over those slots (profiled out; one degree of freedom).
+    Returns ``(sum r^2 [N, *R], dof [N, *R])``.
+    """
+    b = batch.base
+    extra = (1,) * (pg_db.dim() - 2)
+    rss = rss_unit_to_dbm(b.col("rss")).view(*b.mask.shape, *extra)
+    known = (b.col("tx_ok") > 0.5).view(*b.mask.shape, *extra)
+    tx = (b.col("tx") * TX_SCALE_DBM).view(*b.mask.shape, *extra)
+    r = rss - torch.where(known, tx, torch.zeros_like(tx)) - pg_db
+    w = valid.to(r.dtype)
+    unk = w * (~known).to(r.dtype)
+    n_unk = unk.sum(1, keepdim=True)
+    offset = (r * unk).sum(1, keepdim=True) / n_unk.clamp_min(1.0)
+    r = torch.where(known, r, r - offset) * w
+    dof = w.sum(1) - (n_unk[:, 0] > 0).to(r.dtype)
+    return (r * r).sum(1), dof
+
+
+def _valid_slots(batch: MapBatch) -> torch.Tensor:
+    """[N, S]: slots that report RSS and whose node has a map."""
+    b = batch.base
+    return b.mask & (b.col("rss_ok") > 0.5) & batch.site_has_map
+
+
+def physics_residual(batch: MapBatch, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean squared RSS residual (dB^2) of each sample at ``pos`` [N, 2] (unit square).
+
+    Returns ``(mse [N], has_evidence [N] bool)``; ``mse`` is 0 where there is no evidence
+    (no slot with RSS, a map and a ray at ``pos``, or a single slot with unknown tx).
+    Differentiable in ``pos``.
+    """
+    pos = pos.float()
+    pg = unit_to_pg_db(lookup(batch.site_maps.float(), pos))
+    ray = lookup(batch.site_ok.float(), pos) > 0.5
+    valid = _valid_slots(batch) & ray
+    sq, dof = _profiled_residual(batch, pg, valid)
+    has = dof > 0.5
+    return torch.where(has, sq / dof.clamp_min(1.0), torch.zeros_like(sq)), has
+
+
+def radio_channels(batch: MapBatch) -> torch.Tensor:
+    """[N, 5, H, W] the radio-map stream (:data:`RADIO_CHANNELS`), invariant to slot order."""
+    maps = batch.site_maps.float()
+    slots = _valid_slots(batch)
+    has = (batch.base.mask & batch.site_has_map).to(maps.dtype)[..., None, None]
+    mean_pg = (maps * has).sum(1) / has.sum(1).clamp_min(1.0)
+    valid = slots[..., None, None] & batch.site_ok
+    n_slots = slots.to(maps.dtype).sum(1)[:, None, None]
+    coverage = valid.to(maps.dtype).sum(1) / n_slots.clamp_min(1.0)
+    sq, dof = _profiled_residual(batch, unit_to_pg_db(maps), valid)
+    informative = (dof > 0.5).to(maps.dtype)
+    mse = sq / dof.clamp_min(1.0)
+    match = torch.exp(-mse / (2 * MATCH_SIGMA_DB ** 2)) * informative
+    rms = (mse.sqrt() / RMS_SCALE_DB).clamp(max=3.0) * informative
+    return torch.stack([mean_pg, coverage, match, rms, informative], dim=1)
+
+
+# --------------------------------------------------------------------------- modules
+
+
+class _MapEncoder(nn.Module):
+    """Raster stack [N, C, H, W] -> token grid [N, d, h, w] and the unit extent it covers."""
+
+    def __init__(self, c_in: int, d: int, kind: str, patch: int) -> None:
+        super().__init__()
+        self.kind, self.patch = kind, patch
+        if kind == "patch":
+            self.body = nn.Conv2d(c_in, d, patch, stride=patch)
+        else:
+            downs = min(int(math.log2(patch)), 3) if patch > 1 else 0
+            layers: list[nn.Module] = [nn.Conv2d(c_in, d // 2, 3, padding=1), nn.GELU()]
+            ch = d // 2
+            for _ in range(downs):
+                layers += [nn.Conv2d(ch, d, 3, stride=2, padding=1), nn.GELU()]
+                ch = d
+            layers.append(nn.Conv2d(ch, d, 1))
+            self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[float, float]]:
+        h, w = x.shape[-2:]
+        p = self.patch
+        th, tw = max(math.ceil(h / p), 1), max(math.ceil(w / p), 1)
+        if self.kind == "patch":
+            x = F.pad(x, (0, tw * p - w, 0, th * p - h))
+            return self.body(x), (tw * p / w, th * p / h)
+        y = self.body(x)
+        if y.shape[-2:] != (th, tw):
+            y = F.adaptive_avg_pool2d(y, (th, tw))
+        return y, (1.0, 1.0)
+
+
+def _centres(n_y: int, n_x: int, extent: tuple[float, float], device: torch.device) -> torch.Tensor:
+    """[n_y * n_x, 2] unit (x, y) of the centres of a grid covering ``extent``, row-major from the south."""
+    ys = (torch.arange(n_y, device=device, dtype=torch.float32) + 0.5) / n_y * extent[1]
+    xs = (torch.arange(n_x, device=device, dtype=torch.float32) + 0.5) / n_x * extent[0]
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx, gy], dim=-1).reshape(-1, 2)
+
+
+class MapFormer(LocNet):
+    """Map-conditioned transformer, coarse heatmap + fine offsets, physics loss (``mapformer``)."""
+
+    name = "mapformer"
+    config_cls = MapFormerConfig
+    needs_maps: ClassVar[bool] = True
+
+    def __init__(self, config: MapFormerConfig, *, vocab_size: int = 0) -> None:
+        super().__init__(config, vocab_size=vocab_size)
+        c = config
+        d = c.d_model
+        self.token_mlp = _mlp([4 * c.pe_freqs + len(TOKEN_COLUMNS), 2 * d, d])
+        self.node_embedding = nn.Embedding(vocab_size + 1, d, padding_idx=0)
+        nn.init.normal_(self.node_embedding.weight, std=0.02)
+        with torch.no_grad():
+            self.node_embedding.weight[0].zero_()
+        self.cls = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        layer = nn.TransformerEncoderLayer(d, c.heads, 2 * d, c.dropout, activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.radio_encoder = nn.TransformerEncoder(layer, c.layers, enable_nested_tensor=False)
+        self.radio_norm = nn.LayerNorm(d)
+
+        self.map_channels = (len(RADIO_CHANNELS) if c.use_radio_maps else 0) + (
+            len(SCENE_CHANNELS) if c.use_scene else 0)
+        cm = self.map_channels
+        if cm:
+            self.map_encoder = _MapEncoder(cm, d, c.map_encoder, c.patch_size)
+            self.map_pos = nn.Linear(4 * c.pe_freqs, d)
+            if c.map_layers:
+                mlayer = nn.TransformerEncoderLayer(d, c.heads, 2 * d, c.dropout, activation="gelu",
+                                                    batch_first=True, norm_first=True)
+                self.map_transformer = nn.TransformerEncoder(mlayer, c.map_layers, enable_nested_tensor=False)
+            else:
+                self.map_transformer = None
+            self.map_norm = nn.LayerNorm(d)
+            self.cross = nn.MultiheadAttention(d, c.heads, dropout=c.dropout, batch_first=True)
+            self.cell_tok = nn.Linear(d, d)
+            self.cell_raster = nn.Linear(cm * (SUB_CELLS ** 2 + 1), d)
+        self.fuse = _mlp([2 * d, 2 * d, d], final_act=True)
+        self.cell_pos = nn.Linear(4 * c.pe_freqs, d)
+        self.cell_norm = nn.LayerNorm(d)
+        self.film = nn.Linear(d, 2 * d)
+        self.cell_conv = nn.Sequential(nn.Conv2d(d, d, 3, padding=1), nn.GELU(), nn.Conv2d(d, d, 3, padding=1))
+        self.cell_mlp = _mlp([d, d, d], final_act=True)
+        self.logit_head = nn.Linear(d, 1)
+        self.fine_head = nn.Linear(d, 4) if c.top_k else None
+        self.drop = nn.Dropout(c.dropout)
+
+    # ----------------------------------------------------------------- forward
+
+    def forward(self, batch: MapBatch) -> dict[str, torch.Tensor]:
+        if not isinstance(batch, MapBatch):
+            msg = f"mapformer: expected a MapBatch (report tokens with maps), got {type(batch).__name__}"
+            raise InvalidInputError(msg)
+        c = self.config
+        b = batch.base
+        n = len(b)
+        d = c.d_model
+        g_cells = c.grid_cells
+        dev = b.feats.device
+
+        # radio encoder
+        tokens = torch.cat([sinusoidal(b.node_xy, c.pe_freqs) * b.col("pos_ok").unsqueeze(-1), b.feats], dim=-1)
+        h = self.token_mlp(tokens) + self.node_embedding(b.node_id.clamp(0, self.vocab_size))
+        full = torch.cat([torch.ones(n, 1, dtype=torch.bool, device=dev), b.mask], dim=1)
+        h = torch.cat([self.cls.expand(n, 1, -1), h], dim=1)
+        radio = self.radio_norm(self.radio_encoder(h, src_key_padding_mask=~full))[:, 0]  # [N, d]
+
+        # map encoder, cross-attention
+        cells = _centres(g_cells, g_cells, (1.0, 1.0), dev)  # [G*G, 2]
+        cell_h = self.cell_pos(sinusoidal(cells, c.pe_freqs)).unsqueeze(0).expand(n, -1, -1)
+        if self.map_channels:
+            x = self._rasters(batch)  # [N, C, H, W]
+            grid, extent = self.map_encoder(x)
+            th, tw = grid.shape[-2:]
+            pos = self.map_pos(sinusoidal(_centres(th, tw, extent, dev), c.pe_freqs))
+            mt = grid.flatten(2).transpose(1, 2) + pos  # [N, T, d]
+            if self.map_transformer is not None:
+                mt = self.map_transformer(mt)
+            mt = self.map_norm(mt)
+            ctx, _ = self.cross(radio.unsqueeze(1), mt, mt, need_weights=False)
+            ctx = ctx[:, 0]
+            # token features at the cell centres (grid_sample over the token grid's extent)
+            tgrid = mt.transpose(1, 2).reshape(n, d, th, tw)
+            where = torch.stack([cells[:, 0] / extent[0], cells[:, 1] / extent[1]], -1) * 2 - 1
+            at = F.grid_sample(tgrid, where.view(1, 1, -1, 2).expand(n, -1, -1, -1), mode="bilinear",
+                               padding_mode="border", align_corners=False)[:, :, 0].transpose(1, 2)
+            fine_r = F.adaptive_avg_pool2d(x, (g_cells * SUB_CELLS, g_cells * SUB_CELLS))
+            s2d = F.pixel_unshuffle(fine_r, SUB_CELLS)  # [N, C * SUB^2, G, G]
+            mx = F.adaptive_max_pool2d(x, (g_cells, g_cells))
+            raster = torch.cat([s2d, mx], dim=1).flatten(2).transpose(1, 2)  # [N, G*G, C * (SUB^2 + 1)]
+            cell_h = cell_h + self.cell_tok(at) + self.cell_raster(raster)
+        else:
+            ctx = torch.zeros_like(radio)
+        fused = self.drop(self.fuse(torch.cat([radio, ctx], dim=-1)))  # [N, d]
+        gamma, beta = self.film(fused).unsqueeze(1).chunk(2, dim=-1)
+        cell_h = self.cell_norm(cell_h) * (1 + gamma) + beta
+        sq = cell_h.transpose(1, 2).reshape(n, d, g_cells, g_cells)
+        sq = sq + self.cell_conv(F.gelu(sq))
+        cell_h = self.cell_mlp(sq.flatten(2).transpose(1, 2))  # [N, G*G, d]
+        logits = self.logit_head(cell_h)[..., 0]  # [N, G*G]
+
+        out: dict[str, torch.Tensor] = {"coarse_logits": logits}
+        size = 1.0 / g_cells
+        if self.fine_head is not None:
+            fine = self.fine_head(self.drop(cell_h))  # [N, G*G, 4]
+            offset = torch.tanh(fine[..., :2]) * size
+            f_mu = cells.unsqueeze(0) + offset
+            f_sigma = F.softplus(fine[..., 2:] - 2.0) * size + c.sigma_min
+            k = min(c.top_k, g_cells ** 2)
+            top = logits.detach().topk(k, dim=1).indices  # [N, K], best first
+            idx = top.unsqueeze(-1).expand(-1, -1, 2)
+            mu_k, sigma_k = torch.gather(f_mu, 1, idx), torch.gather(f_sigma, 1, idx)
+            prob_k = torch.softmax(torch.gather(logits, 1, top), dim=1)
+            mu = mu_k[:, 0]
+            var = (prob_k.unsqueeze(-1) * (sigma_k ** 2 + (mu_k - mu.unsqueeze(1)) ** 2)).sum(1)
+            sigma = var.clamp_min(c.sigma_min ** 2).sqrt()
+            out.update(fine_mu=f_mu, fine_sigma=f_sigma, topk_cells=top, topk_mu=mu_k, topk_sigma=sigma_k,
+                       topk_prob=prob_k)
+        else:
+            mu, sigma = self._soft_argmax(logits, cells, size)
+        out["mu"], out["sigma"] = mu, sigma
+
+        if not self.training and c.refine_steps > 0:
+            out["mu_net"] = mu
+            out["mu"], out["residual_db"] = self.refine(batch, out, steps=c.refine_steps, lr=c.refine_lr)
+        else:
+            with torch.no_grad():
+                mse, has = physics_residual(batch, mu.detach())
+            out["residual_db"] = torch.where(has, mse.sqrt(), torch.full_like(mse, float("nan")))
+        return out
+
+    def _rasters(self, batch: MapBatch) -> torch.Tensor:
+        parts = []
+        if self.config.use_radio_maps:
+            parts.append(radio_channels(batch))
+        if self.config.use_scene:
+            parts.append(batch.scene_rasters.float())
+        return torch.cat(parts, dim=1)
+
+    def _soft_argmax(self, logits: torch.Tensor, cells: torch.Tensor, size: float
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Coarse-only output: soft-argmax over the 3x3 cells around the best one."""
+        g = self.config.grid_cells
+        n = logits.shape[0]
+        best = logits.detach().argmax(1)
+        by, bx = best // g, best % g
+        d = torch.arange(-1, 2, device=logits.device)
+        ny = (by[:, None, None] + d[None, :, None]).expand(n, 3, 3).reshape(n, 9)
+        nx = (bx[:, None, None] + d[None, None, :]).expand(n, 3, 3).reshape(n, 9)
+        inside = (ny >= 0) & (ny < g) & (nx >= 0) & (nx < g)
+        idx = ny.clamp(0, g - 1) * g + nx.clamp(0, g - 1)
+        w = torch.gather(logits, 1, idx).masked_fill(~inside, float("-inf")).softmax(1)
+        pts = cells[idx]  # [N, 9, 2]
+        mu = (w.unsqueeze(-1) * pts).sum(1)
+        var = (w.unsqueeze(-1) * (pts - mu.unsqueeze(1)) ** 2).sum(1) + size ** 2 / 12
+        return mu, var.sqrt() + self.config.sigma_min
+
+    # ----------------------------------------------------------------- physics
+
+    physics_residual = staticmethod(physics_residual)
+
+    def refine(self, batch: MapBatch, out: dict[str, torch.Tensor], steps: int | None = None,
+               lr: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradient steps on the position (not the weights) against the physics residual.
+
+        Starts at ``out["mu"]``; Adam with step ``lr`` (unit square), positions kept in the
+        square; per sample the position with the lowest residual is returned (so the residual
+        never grows). Returns ``(mu [N, 2], residual_db [N])``: the RMS residual in dB at the
+        returned position, NaN where no slot gives evidence (those samples are not moved).
+        Works under ``torch.no_grad`` (not under ``torch.inference_mode``).
+        """
+        steps = self.config.refine_steps if steps is None else int(steps)
+        lr = self.config.refine_lr if lr is None else float(lr)
+        mu0 = out["mu"].detach().float()
+        with torch.enable_grad():
+            best = mu0.clone()
+            best_mse, has = physics_residual(batch, best)
+            best_mse = best_mse.detach()
+            if steps > 0 and bool(has.any()):
+                pos = mu0.clone().requires_grad_(True)
+                opt = torch.optim.Adam([pos], lr=lr)
+                for _ in range(steps):
+                    mse, _ = physics_residual(batch, pos)
+                    opt.zero_grad()
+                    mse.sum().backward()
+                    opt.step()
+                    with torch.no_grad():
+                        pos.clamp_(0.0, 1.0)
+                        new, new_has = physics_residual(batch, pos)
+                        better = has & new_has & (new < best_mse)
+                        best = torch.where(better.unsqueeze(-1), pos, best)
+                        best_mse = torch.where(better, new, best_mse)
+        resid = torch.where(has, best_mse.sqrt(), torch.full_like(best_mse, float("nan")))
+        return best.detach().to(out["mu"].dtype), resid
+
+    # ----------------------------------------------------------------- training
+
+    def loss(self, batch: MapBatch, out: dict[str, torch.Tensor], *, stage: str = "joint"
+             ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Coarse cross-entropy + fine NLL + position NLL + physics_weight * physics.
+
+        ``stage`` is accepted for the training engine; mapformer has no auxiliary stage.
+        Samples without truth are left out.
+        """
+        c = self.config
+        b = batch.base if isinstance(batch, MapBatch) else batch
+        g = c.grid_cells
+        ok = torch.isfinite(b.truth).all(-1)
+        truth = torch.nan_to_num(b.truth.to(out["mu"].dtype))
+        okf = ok.to(truth.dtype)
+        denom = okf.sum().clamp_min(1.0)
+        cell_xy = (truth * g).floor().long().clamp(0, g - 1)
+        true_idx = cell_xy[:, 1] * g + cell_xy[:, 0]
+        logits = out["coarse_logits"]
+        coarse = (F.cross_entropy(logits.float(), true_idx, reduction="none") * okf).sum() / denom
+        pos = (gaussian_beta_nll(out["mu"], out["sigma"], truth, c.beta) * okf).sum() / denom
+        total = coarse + pos
+        parts = {"coarse": float(coarse.detach()), "position": float(pos.detach())}
+        if "fine_mu" in out:
+            sel = torch.cat([out["topk_cells"], true_idx.unsqueeze(1)], dim=1)  # [N, K + 1]
+            idx = sel.unsqueeze(-1).expand(-1, -1, 2)
+            mu_s, sigma_s = torch.gather(out["fine_mu"], 1, idx), torch.gather(out["fine_sigma"], 1, idx)
+            centre = (torch.stack([sel % g, sel // g], -1).to(truth.dtype) + 0.5) / g
+            reach = ((truth.unsqueeze(1) - centre).abs() <= 1.0 / g).all(-1) & ok.unsqueeze(1)
+            nll = gaussian_beta_nll(mu_s, sigma_s, truth.unsqueeze(1).expand_as(mu_s), c.beta)
+            w = reach.to(nll.dtype)
+            fine = (nll * w).sum() / w.sum().clamp_min(1.0)
+            total = total + fine
+            parts["fine"] = float(fine.detach())
+        mu = out.get("mu_net", out["mu"])
+        mse, has = physics_residual(batch, mu)
+        hasf = (has & ok).to(mse.dtype)
+        physics = (mse * hasf).sum() / hasf.sum().clamp_min(1.0) / PHYSICS_SCALE_DB2
+        parts["physics"] = float(physics.detach())
+        if c.physics_weight > 0:
+            total = total + c.physics_weight * physics
+        return total, parts
+
+    def augment(self, batch: MapBatch | Batch, *, epoch_fraction: float, extent_m: float,
+                generator: torch.Generator) -> MapBatch | Batch:
+        """Report dropout, RSS noise, jitter; feature dropout; consistent map rotation and scaling."""
+        c = self.config
+        is_map = isinstance(batch, MapBatch)
+        base = super().augment(batch.base if is_map else batch, epoch_fraction=epoch_fraction, extent_m=extent_m,
+                               generator=generator)
+        if c.feature_dropout > 0:
+            base = self._feature_dropout(base, generator)
+        if not is_map:
+            return base
+        batch = batch.with_base(base)
+        if c.map_rotation_deg > 0 or c.map_scale > 0:
+            batch = self._geometric(batch, generator)
+        return batch
+
+    def _feature_dropout(self, b: Batch, generator: torch.Generator) -> Batch:
+        p = self.config.feature_dropout
+        n, s = b.mask.shape
+        oks = torch.stack([b.col(g[-1]) > 0.5 for g in _GROUPS], -1)  # [N, S, 3]
+        drop = (torch.rand((n, s, len(_GROUPS)), generator=generator) < p).to(oks.device) & oks
+        left = (oks & ~drop).any(-1)
+        drop = drop & left.unsqueeze(-1)  # never drop every measurement of a token
+        feats = b.feats.clone()
+        for gi, group in enumerate(_GROUPS):
+            for col in group:
+                i = TOKEN_COLUMNS.index(col)
+                feats[..., i] = feats[..., i] * (~drop[..., gi]).to(feats.dtype)
+        return Batch(b.node_xy, feats, b.node_id, b.mask, b.truth)
+
+    def _geometric(self, batch: MapBatch, generator: torch.Generator) -> MapBatch:
+        """Rotate by theta and scale by s about (0.5, 0.5): p' = c + s R(theta) (p - c), for every input."""
+        c = self.config
+        b = batch.base
+        n = len(b)
+        dev = b.feats.device
+        theta = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(c.map_rotation_deg)
+        scale = 1 + (torch.rand(n, generator=generator) * 2 - 1) * c.map_scale
+        theta, scale = theta.to(dev), scale.to(dev)
+        cos, sin = theta.cos(), theta.sin()
+        a = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2) * scale[:, None, None]
+
+        def move(p: torch.Tensor) -> torch.Tensor:  # [N, ..., 2]
+            shape = p.shape
+            q = (p.reshape(n, -1, 2) - 0.5) @ a.transpose(1, 2) + 0.5
+            return q.reshape(shape)
+
+        node_xy = torch.where(b.col("pos_ok").unsqueeze(-1) > 0.5, move(b.node_xy), b.node_xy)
+        truth = move(b.truth)  # NaN stays NaN
+        feats = b.feats.clone()
+        si, ci, oi = (TOKEN_COLUMNS.index(k) for k in ("aoa_sin", "aoa_cos", "aoa_ok"))
+        s0, c0 = feats[..., si].clone(), feats[..., ci].clone()
+        cs, sn = cos.unsqueeze(1), sin.unsqueeze(1)
+        # a counter-clockwise rotation by theta lowers the compass bearing by theta
+        feats[..., si] = (s0 * cs - c0 * sn) * feats[..., oi]
+        feats[..., ci] = (c0 * cs + s0 * sn) * feats[..., oi]
+        ti, tok = TOKEN_COLUMNS.index("toa"), TOKEN_COLUMNS.index("toa_ok")
+        feats[..., ti] = (feats[..., ti] * scale.unsqueeze(1)).clamp(0.0, 4.0) * feats[..., tok]
+        # output grid point q samples the input at c + A^-1 (q - c) (grid coords are 2u - 1, centred)
+        inv = torch.linalg.inv(a)
+        aff = torch.cat([inv, torch.zeros(n, 2, 1, device=dev, dtype=inv.dtype)], dim=2)
+        maps, scene = batch.site_maps, batch.scene_rasters
+        grid = F.affine_grid(aff.to(maps.dtype), list(maps.shape), align_corners=False)
+        site_maps = F.grid_sample(maps, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        site_ok = F.grid_sample(batch.site_ok.to(maps.dtype), grid, mode="nearest", padding_mode="zeros",
+                                align_corners=False) > 0.5
+        site_maps = site_maps * site_ok
+        sgrid = F.affine_grid(aff.to(scene.dtype), list(scene.shape), align_corners=False)
+        scene = F.grid_sample(scene, sgrid, mode="nearest", padding_mode="zeros", align_corners=False)
+        return MapBatch(Batch(node_xy, feats, b.node_id, b.mask, truth), site_maps, site_ok, batch.site_has_map,
+                        scene)
+
+
+#: The map-conditioned networks of this module, for the registry of the training engine.
+MAP_NETWORKS: dict[str, type[LocNet]] = {"mapformer": MapFormer}

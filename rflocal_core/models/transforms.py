@@ -1,0 +1,154 @@
+"""What an ablation changes in the data: features kept, sites kept, reports per sequence, dropout, map corruption.
+
+An :class:`InputTransform` travels in a run's ``config.json`` (``input_transform``) so the
+run is trained, validated and evaluated on the same view of its dataset::
+
+    t = InputTransform(features=("rss",), max_sites=3)
+    x = load_transformed("ds", "train", t, with_maps=False)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from rflocal_core.errors import InvalidInputError
+from rflocal_core.models.baselines import Inputs, SceneMaps, load_inputs
+from rflocal_core.validation import check_int, check_number, dataclass_from_dict
+
+FEATURES = ("rss", "toa", "aoa")
+#: Test-time corruptions of the radio maps and scene rasters a map-conditioned model reads.
+MAP_CORRUPTIONS = ("none", "buildings_removed", "buildings_added", "materials_wrong", "maps_missing")
+_FIELD_OF = {"rss": "rss_dbm", "toa": "toa_ns", "aoa": "aoa_deg"}
+
+
+@dataclass(frozen=True)
+class InputTransform:
+    """A view of a dataset split.
+
+    Parameters
+    ----------
+    features : tuple of str
+        Measurement types kept (of ``rss``, ``toa``, ``aoa``); the others become missing.
+    max_sites : int or None
+        Keep only the ``max_sites`` strongest reporting nodes (by RSS) of each sample.
+    max_steps : int or None
+        Keep only the last ``max_steps`` report times of each sequence (RSS is averaged over
+        the steps kept).
+    feature_dropout : float
+        Fraction of the (node, feature) measurements removed at random, in [0, 0.95].
+    map_corruption : str
+        One of :data:`MAP_CORRUPTIONS` (test time: what the maps get wrong).
+    seed : int
+        Seed of the random parts (dropout, corruption).
+    """
+
+    features: tuple[str, ...] = FEATURES
+    max_sites: int | None = None
+    max_steps: int | None = None
+    feature_dropout: float = 0.0
+    map_corruption: str = "none"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        feats = tuple(self.features) if isinstance(self.features, (list, tuple)) else self.features
+        if not isinstance(feats, tuple) or not feats or any(f not in FEATURES for f in feats):
+            msg = f"features: expected a non-empty list of {', '.join(FEATURES)}, got {self.features!r}"
+            raise InvalidInputError(msg)
+        object.__setattr__(self, "features", feats)
+        if self.max_sites is not None:
+            check_int("max_sites", self.max_sites, 1, 1000)
+        if self.max_steps is not None:
+            check_int("max_steps", self.max_steps, 1, 100_000)
+        check_number("feature_dropout", self.feature_dropout, 0.0, 0.95)
+        if self.map_corruption not in MAP_CORRUPTIONS:
+            msg = f"map_corruption: expected one of {', '.join(MAP_CORRUPTIONS)}, got {self.map_corruption!r}"
+            raise InvalidInputError(msg)
+        check_int("seed", self.seed, 0, 2**31 - 1)
+
+    @property
+    def identity(self) -> bool:
+        return self == InputTransform(seed=self.seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["features"] = list(self.features)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> InputTransform:
+        return dataclass_from_dict(cls, d or {}, field="input_transform")
+
+
+def load_transformed(dataset: str, split: str, transform: InputTransform | None, *, with_maps: bool) -> Inputs:
+    """:func:`~rflocal_core.models.load_inputs` of a split, seen through ``transform``."""
+    t = transform or InputTransform()
+    x = load_inputs(dataset, split, with_maps=with_maps, max_steps=t.max_steps)
+    return apply_transform(x, t)
+
+
+def apply_transform(x: Inputs, t: InputTransform) -> Inputs:
+    """``x`` with the features, sites, dropout and map corruption of ``t`` applied (steps: at load)."""
+    if t.identity:
+        return x
+    rng = np.random.default_rng([t.seed, len(x)])
+    fields = {name: getattr(x, name).copy() for name in _FIELD_OF.values()}
+    for feat, name in _FIELD_OF.items():
+        if feat not in t.features:
+            fields[name][:] = np.nan
+    if t.max_sites is not None:
+        strength = np.where(np.isfinite(x.rss_dbm), x.rss_dbm, -np.inf)
+        reporting = np.isfinite(fields["rss_dbm"]) | np.isfinite(fields["toa_ns"]) | np.isfinite(fields["aoa_deg"])
+        strength = np.where(reporting, strength, -np.inf)
+        rank = np.argsort(np.argsort(-strength, axis=1, kind="stable"), axis=1)  # 0 = strongest
+        drop = (rank >= t.max_sites) | ~reporting
+        for name in fields:
+            fields[name][drop] = np.nan
+    if t.feature_dropout > 0:
+        for name in fields:
+            fields[name][rng.random(fields[name].shape) < t.feature_dropout] = np.nan
+    out = replace(x, **fields)
+    if t.map_corruption != "none" and x.maps:
+        out = replace(out, maps={k: corrupt_maps(m, t.map_corruption, rng) for k, m in x.maps.items()})
+    return out
+
+
+def corrupt_maps(maps: SceneMaps, kind: str, rng: np.random.Generator) -> SceneMaps:
+    """A copy of one scene's maps with what ``kind`` gets wrong (see :data:`MAP_CORRUPTIONS`).
+
+    ``buildings_removed``: a third of the building cells become open ground in the scene
+    rasters; ``buildings_added``: as many open cells become 15 m buildings;
+    ``materials_wrong``: building material classes are shuffled; ``maps_missing``: the radio
+    map of every other site is absent (no ray anywhere).
+    """
+    r = {k: v.copy() for k, v in maps.rasters.items()}
+    pg = maps.path_gain_db
+    if kind in ("buildings_removed", "buildings_added") and "footprint" in r:
+        foot = r["footprint"].astype(bool)
+        if kind == "buildings_removed":
+            cells = foot & (rng.random(foot.shape) < 1 / 3)
+            for key in ("footprint", "building_height_m", "material"):
+                if key in r:
+                    r[key][cells] = 0
+        else:
+            cells = ~foot & (rng.random(foot.shape) < foot.mean() / 3)
+            r["footprint"][cells] = 1
+            if "building_height_m" in r:
+                r["building_height_m"][cells] = 15.0
+            if "material" in r:
+                r["material"][cells] = 1
+    elif kind == "materials_wrong" and "material" in r:
+        m = r["material"]
+        classes = np.unique(m[m > 0])
+        if len(classes) > 1:
+            shuffled = rng.permutation(classes)
+            lut = np.arange(int(m.max()) + 1)
+            lut[classes] = shuffled
+            r["material"] = lut[m].astype(m.dtype)
+    elif kind == "maps_missing":
+        pg = pg.copy()
+        pg[1::2] = -np.inf
+    outdoor = (r["footprint"] == 0) if "footprint" in r else maps.outdoor
+    return replace(maps, path_gain_db=pg, rasters=r, outdoor=outdoor)
