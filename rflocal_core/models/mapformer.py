@@ -285,6 +285,19 @@ class _MapEncoder(nn.Module):
         return y, (1.0, 1.0)
 
 
+def _pool_to(x: torch.Tensor, size: int, kind: str) -> torch.Tensor:
+    """[N, C, H, W] -> [N, C, size, size]: area mean or max (fast paths for integer ratios)."""
+    h, w = x.shape[-2:]
+    if (h, w) == (size, size):
+        return x
+    if h % size == 0 and w % size == 0:
+        k = (h // size, w // size)
+        return F.avg_pool2d(x, k) if kind == "avg" else F.max_pool2d(x, k)
+    if size % h == 0 and size % w == 0:  # finer than the raster: every sub-cell is inside one cell
+        return F.interpolate(x, size=(size, size), mode="nearest")
+    return F.adaptive_avg_pool2d(x, size) if kind == "avg" else F.adaptive_max_pool2d(x, size)
+
+
 def _centres(n_y: int, n_x: int, extent: tuple[float, float], device: torch.device) -> torch.Tensor:
     """[n_y * n_x, 2] unit (x, y) of the centres of a grid covering ``extent``, row-major from the south."""
     ys = (torch.arange(n_y, device=device, dtype=torch.float32) + 0.5) / n_y * extent[1]
@@ -377,12 +390,15 @@ class MapFormer(LocNet):
             ctx = ctx[:, 0]
             # token features at the cell centres (grid_sample over the token grid's extent)
             tgrid = mt.transpose(1, 2).reshape(n, d, th, tw)
-            where = torch.stack([cells[:, 0] / extent[0], cells[:, 1] / extent[1]], -1) * 2 - 1
-            at = F.grid_sample(tgrid, where.view(1, 1, -1, 2).expand(n, -1, -1, -1), mode="bilinear",
-                               padding_mode="border", align_corners=False)[:, :, 0].transpose(1, 2)
-            fine_r = F.adaptive_avg_pool2d(x, (g_cells * SUB_CELLS, g_cells * SUB_CELLS))
-            s2d = F.pixel_unshuffle(fine_r, SUB_CELLS)  # [N, C * SUB^2, G, G]
-            mx = F.adaptive_max_pool2d(x, (g_cells, g_cells))
+            if extent == (1.0, 1.0):  # the same as sampling at the cell centres, faster
+                at = F.interpolate(tgrid, size=(g_cells, g_cells), mode="bilinear", align_corners=False)
+                at = at.flatten(2).transpose(1, 2)
+            else:
+                where = torch.stack([cells[:, 0] / extent[0], cells[:, 1] / extent[1]], -1) * 2 - 1
+                at = F.grid_sample(tgrid, where.view(1, 1, -1, 2).expand(n, -1, -1, -1), mode="bilinear",
+                                   padding_mode="border", align_corners=False)[:, :, 0].transpose(1, 2)
+            s2d = F.pixel_unshuffle(_pool_to(x, g_cells * SUB_CELLS, "avg"), SUB_CELLS)  # [N, C * SUB^2, G, G]
+            mx = _pool_to(x, g_cells, "max")
             raster = torch.cat([s2d, mx], dim=1).flatten(2).transpose(1, 2)  # [N, G*G, C * (SUB^2 + 1)]
             cell_h = cell_h + self.cell_tok(at) + self.cell_raster(raster)
         else:
