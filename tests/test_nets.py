@@ -9,6 +9,9 @@ import torch
 from rflocal_core.models import Inputs, errors_m
 from rflocal_core.models.features import FeatureSpec, make_batch
 from rflocal_core.models.nets import NETWORKS, build_network
+
+#: The set networks (no maps); the map-conditioned ones have tests of their own.
+SET_NETWORKS = sorted(n for n, cls in NETWORKS.items() if not getattr(cls, "needs_maps", False))
 from rflocal_core.models.neural import NeuralModel
 from rflocal_core.train.engine import TrainConfig, fit_network
 
@@ -47,7 +50,7 @@ def trained(tmp_path_factory):
     """Each network briefly trained (an untrained head barely reacts to its inputs)."""
     x = synthetic_inputs(64, nodes=6, seed=7)
     models = {}
-    for name in NETWORKS:
+    for name in SET_NETWORKS:
         model = _model(name, x)
         fit_network(tmp_path_factory.mktemp(name), model, TrainConfig(epochs=15, batch_size=16, patience=0), x, x,
                     seed=0, progress=lambda stage, fraction: None)
@@ -55,7 +58,7 @@ def trained(tmp_path_factory):
     return models
 
 
-@pytest.mark.parametrize("name", sorted(NETWORKS))
+@pytest.mark.parametrize("name", SET_NETWORKS)
 def test_each_network_overfits_a_tiny_dataset(tmp_path, name):
     x = synthetic_inputs(48, seed=1)
     model = _model(name, x, **NO_AUGMENT)
@@ -67,7 +70,7 @@ def test_each_network_overfits_a_tiny_dataset(tmp_path, name):
     assert (tmp_path / "model.pt").is_file() and (tmp_path / "resume.pt").is_file()
 
 
-@pytest.mark.parametrize("name", sorted(NETWORKS))
+@pytest.mark.parametrize("name", SET_NETWORKS)
 def test_permuting_sites_leaves_the_prediction_unchanged(trained, name):
     x = synthetic_inputs(32, nodes=6, seed=2)
     model = trained[name]
@@ -78,7 +81,7 @@ def test_permuting_sites_leaves_the_prediction_unchanged(trained, name):
     np.testing.assert_allclose(moved.sigma_m, base.sigma_m, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", sorted(NETWORKS))
+@pytest.mark.parametrize("name", SET_NETWORKS)
 def test_masking_a_report_equals_removing_it(trained, name):
     x = synthetic_inputs(32, nodes=6, seed=3)
     model = trained[name]
@@ -93,7 +96,7 @@ def test_masking_a_report_equals_removing_it(trained, name):
     assert np.abs(a.position_m - model.predict(x).position_m).max() > 0.5
 
 
-@pytest.mark.parametrize("name", sorted(NETWORKS))
+@pytest.mark.parametrize("name", SET_NETWORKS)
 def test_batch_of_one_single_report_and_no_report_are_finite(trained, name):
     x = synthetic_inputs(16, nodes=6, seed=4)
     model = trained[name]

@@ -26,6 +26,15 @@ from rflocal_core.models.baselines import (
     load_inputs,
 )
 
+# The map-conditioned networks import nets.py, so they join its registry here, where every
+# import of rflocal_core.models.* passes first.
+from rflocal_core.models.locheatmap import LocHeatmap  # noqa: E402
+from rflocal_core.models.mapformer import MapFormer  # noqa: E402
+from rflocal_core.models.nets import NETWORKS  # noqa: E402
+
+for _cls in (MapFormer, LocHeatmap):
+    NETWORKS.setdefault(_cls.name, _cls)
+
 __all__ = [
     "BASELINES",
     "AoATriangulation",

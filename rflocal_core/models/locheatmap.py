@@ -68,8 +68,8 @@ Modes (:data:`MODES`)
 ==============================  =====================================================================
 
 Every mode's loss has the position term of :class:`~rflocal_core.models.nets.LocNet`
-(``position_loss="nll"``: beta-NLL with the heatmap's sigma; ``"euclidean"``: the DSNT
-distance loss) plus, for the modes with a completion network, ``completion_weight`` x the masked
+(``position_loss``: beta-NLL with the heatmap's sigma, the DSNT distance loss, or, by
+default, both) plus, for the modes with a completion network, ``completion_weight`` x the masked
 MSE of the completed maps (mean over the channels that have a target).
 """
 
@@ -351,9 +351,13 @@ class LocHeatmapConfig(NetConfig):
     holdout_fraction : float
         Share of the reports hidden from the completion input in training (their cells become targets).
     position_loss : str
-        ``nll`` (beta-NLL with the heatmap's sigma, as the other networks) or ``euclidean``.
+        ``nll`` (beta-NLL with the heatmap's sigma, as the other networks), ``euclidean`` (the DSNT
+        distance loss) or ``both`` (their sum, the default: the distance drives the mean to the
+        cell, the NLL calibrates the heatmap's spread). ``beta`` defaults to 1 here (the NLL's
+        mean gradient is then the squared error's).
     """
 
+    beta: float = 1.0
     mode: str = "proposal"
     res: int = 64
     completion_channels: tuple[int, ...] = (16, 32, 64)
@@ -368,7 +372,7 @@ class LocHeatmapConfig(NetConfig):
     scene_rasters: bool = True
     rss_target: str = "max"
     holdout_fraction: float = 0.2
-    position_loss: str = "nll"
+    position_loss: str = "both"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -394,7 +398,7 @@ class LocHeatmapConfig(NetConfig):
             raise InvalidInputError(msg)
         check_choice("rss_target", self.rss_target, ("max", "mean"))
         check_number("holdout_fraction", self.holdout_fraction, 0.0, 0.9)
-        check_choice("position_loss", self.position_loss, ("nll", "euclidean"))
+        check_choice("position_loss", self.position_loss, ("nll", "euclidean", "both"))
 
 
 # --------------------------------------------------------------------------- modules
@@ -536,8 +540,8 @@ class LocHeatmap(LocNet):
             completed, code = self.completion(torch.cat([seen[:, self.in_idx], coords], 1))
             out["completed"] = completed
         if self.is_dcae:
-            mu, sigma = self._head_out(code)
-            out.update(mu=mu, sigma=sigma, heatmap=gaussian_heatmap(mu.float(), res, res, sigma.float()))
+            mu, sigma = (t.float() for t in self._head_out(code))
+            out.update(mu=mu, sigma=sigma, heatmap=gaussian_heatmap(mu, res, res, sigma))
             return out
         parts = ([completed] if completed is not None else []) + [reports[:, self.in_idx], coords]
         if c.scene_rasters:
@@ -600,10 +604,11 @@ class LocHeatmap(LocNet):
         okf = ok.to(truth.dtype)
         denom = okf.sum().clamp_min(1.0)
         t = torch.where(ok.unsqueeze(1), truth, out["mu"].detach())
-        if c.position_loss == "nll":
-            per = gaussian_beta_nll(out["mu"], out["sigma"], t, c.beta)
-        else:
-            per = torch.sqrt(((out["mu"] - t) ** 2).sum(1) + 1e-12)
+        per = torch.zeros_like(okf)
+        if c.position_loss in ("nll", "both"):
+            per = per + gaussian_beta_nll(out["mu"], out["sigma"], t, c.beta)
+        if c.position_loss in ("euclidean", "both"):
+            per = per + torch.sqrt(((out["mu"] - t) ** 2).sum(1) + 1e-12)
         pos = (per * okf).sum() / denom
         parts = {"position": float(pos.detach())}
         total = pos

@@ -36,8 +36,9 @@ Coarse head
     For each of the ``G x G`` cells (``grid_cells``; index ``iy * G + ix``, ``iy`` from the
     south): the map tokens sampled at the cell centre, the raster stack at 4x4 sub-cell
     resolution (space-to-depth) and per-cell maxima, and the cell position, modulated
-    (FiLM) by the fused radio/map embedding, two 3x3 convolutions over the cell grid, then a
-    logit. Trained with cross-entropy against the true cell.
+    (FiLM) by the fused radio/map embedding, a residual block of two depthwise-separable 3x3
+    convolutions over the cell grid, then a logit. Trained with cross-entropy against the
+    true cell.
 Fine head (``top_k > 0``)
     For each of the top-K cells an offset of at most one cell from its centre and a
     heteroscedastic sigma (Gaussian beta-NLL on the cells within one cell of the truth:
@@ -348,7 +349,8 @@ class MapFormer(LocNet):
         self.cell_pos = nn.Linear(4 * c.pe_freqs, d)
         self.cell_norm = nn.LayerNorm(d)
         self.film = nn.Linear(d, 2 * d)
-        self.cell_conv = nn.Sequential(nn.Conv2d(d, d, 3, padding=1), nn.GELU(), nn.Conv2d(d, d, 3, padding=1))
+        self.cell_conv = nn.Sequential(nn.Conv2d(d, d, 3, padding=1, groups=d), nn.GELU(), nn.Conv2d(d, d, 1),
+                                       nn.GELU(), nn.Conv2d(d, d, 3, padding=1, groups=d), nn.Conv2d(d, d, 1))
         self.cell_mlp = _mlp([d, d, d], final_act=True)
         self.logit_head = nn.Linear(d, 1)
         self.fine_head = nn.Linear(d, 4) if c.top_k else None

@@ -1,0 +1,265 @@
+"""mapformer on synthetic map batches: shapes, masks, the physics lookup and loss, refinement,
+overfitting, augmentation, configuration errors and the ablation options."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rflocal_core.errors import InvalidInputError
+from rflocal_core.models.features import TOKEN_COLUMNS, Batch
+from rflocal_core.models.mapformer import MapFormer, MapFormerConfig, physics_residual
+from rflocal_core.models.maps import MapBatch, lookup, pg_to_unit, unit_to_pg_db
+
+SMALL = {"d_model": 32, "heads": 2, "layers": 1}
+NO_AUGMENT = {"node_dropout": [0.0], "feature_dropout": 0.0, "map_rotation_deg": 0.0, "map_scale": 0.0}
+EXTENT_M = 200.0
+
+
+def synthetic(n: int, *, sites: int = 4, res: int = 32, seed: int = 0, tx_known: bool = True,
+              noise_db: float = 0.0) -> MapBatch:
+    """Sites on the unit square with log-distance path-gain maps; RSS = 20 dBm + the map at the truth."""
+    site_xy = torch.rand(sites, 2, generator=torch.Generator().manual_seed(99)) * 0.8 + 0.1
+    g = torch.Generator().manual_seed(seed)
+    u = (torch.arange(res) + 0.5) / res
+    gy, gx = torch.meshgrid(u, u, indexing="ij")
+    d_m = torch.hypot(gx - site_xy[:, 0, None, None], gy - site_xy[:, 1, None, None]) * EXTENT_M
+    maps = pg_to_unit(-40.0 - 30.0 * torch.log10(d_m.clamp_min(1.0)))
+    truth = torch.rand(n, 2, generator=g) * 0.9 + 0.05
+    site_maps = maps.expand(n, -1, -1, -1).clone()
+    rss = 20.0 + unit_to_pg_db(lookup(site_maps, truth)) + noise_db * torch.randn((n, sites), generator=g)
+    delta = truth[:, None] - site_xy[None]
+    bearing = torch.atan2(delta[..., 0], delta[..., 1])
+    ones = torch.ones(n, sites)
+    cols = {"node_z": 0.2 * ones, "pos_ok": ones, "rss": (rss + 120.0) / 90.0, "rss_ok": ones,
+            "aoa_sin": bearing.sin(), "aoa_cos": bearing.cos(), "aoa_ok": ones, "toa": delta.norm(dim=-1),
+            "toa_ok": ones, "tx": ones * (20.0 / 50.0 if tx_known else 0.0), "tx_ok": ones * float(tx_known)}
+    feats = torch.stack([cols[c] for c in TOKEN_COLUMNS], -1)
+    base = Batch(site_xy.expand(n, -1, -1).clone(), feats, torch.arange(1, sites + 1).expand(n, -1).clone(),
+                 torch.ones(n, sites, dtype=torch.bool), truth)
+    scene = (torch.rand(n, 4, res, res, generator=g) < 0.3).float()
+    return MapBatch(base, site_maps, torch.ones(n, sites, res, res, dtype=torch.bool),
+                    torch.ones(n, sites, dtype=torch.bool), scene)
+
+
+def slots(mb: MapBatch, keep: list[int]) -> MapBatch:
+    """The batch with only the slots ``keep`` (in that order)."""
+    b = mb.base
+    k = torch.tensor(keep)
+    return MapBatch(Batch(b.node_xy[:, k], b.feats[:, k], b.node_id[:, k], b.mask[:, k], b.truth),
+                    mb.site_maps[:, k], mb.site_ok[:, k], mb.site_has_map[:, k], mb.scene_rasters)
+
+
+def net_for(vocab: int = 4, seed: int = 0, **options) -> MapFormer:
+    torch.manual_seed(seed)
+    return MapFormer(MapFormerConfig.from_dict({**SMALL, **options}), vocab_size=vocab)
+
+
+def test_output_shapes_and_an_empty_sample():
+    mb = synthetic(3)
+    net = net_for(grid_cells=8, top_k=3).eval()
+    with torch.no_grad():
+        out = net(mb)
+    assert out["mu"].shape == (3, 2) and out["sigma"].shape == (3, 2)
+    assert out["coarse_logits"].shape == (3, 64)
+    assert out["topk_cells"].shape == (3, 3) and out["topk_mu"].shape == (3, 3, 2)
+    assert out["topk_prob"].shape == (3, 3) and torch.allclose(out["topk_prob"].sum(1), torch.ones(3))
+    assert out["residual_db"].shape == (3,)
+    assert (out["sigma"] > 0).all() and torch.isfinite(out["mu"]).all()
+    # mu is the best cell's centre plus an offset of at most one cell
+    best = out["coarse_logits"].argmax(1)
+    centre = torch.stack([best % 8, best // 8], -1).float().add(0.5) / 8
+    assert ((out["mu"] - centre).abs() <= 1 / 8 + 1e-6).all()
+    # a sample without any report: finite, no physics evidence (NaN residual)
+    empty = mb.index(slice(0, 1)).with_base(Batch(*(t[:1] for t in (
+        mb.base.node_xy, mb.base.feats, mb.base.node_id, torch.zeros_like(mb.base.mask), mb.base.truth))))
+    with torch.no_grad():
+        e = net(empty)
+    assert torch.isfinite(e["mu"]).all() and (e["sigma"] > 0).all() and torch.isnan(e["residual_db"]).all()
+    with pytest.raises(InvalidInputError, match="mapformer: expected a MapBatch"):
+        net(mb.base)
+
+
+@pytest.mark.parametrize("encoder", ["patch", "cnn"])
+def test_masking_a_slot_equals_removing_it_and_slot_order_does_not_matter(encoder):
+    mb = synthetic(6, sites=5, seed=1)
+    net = net_for(vocab=5, map_encoder=encoder).eval()
+    masked = MapBatch(mb.base, mb.site_maps.clone(), mb.site_ok.clone(), mb.site_has_map, mb.scene_rasters)
+    masked.base = Batch(mb.base.node_xy, mb.base.feats.clone(), mb.base.node_id, mb.base.mask.clone(), mb.base.truth)
+    masked.base.mask[:, 2] = False
+    masked.base.feats[:, 2] = 7.0  # whatever a masked slot holds is ignored
+    masked.site_maps[:, 2] = torch.rand(masked.site_maps[:, 2].shape)
+    masked.site_ok[:, 2] = False
+    removed = slots(mb, [0, 1, 3, 4])
+    permuted = slots(mb, [3, 0, 4, 2, 1])
+    with torch.no_grad():
+        a, b, full, p = net(masked), net(removed), net(mb), net(permuted)
+    for key in ("mu", "sigma", "coarse_logits", "residual_db"):
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(p[key], full[key], atol=1e-5, rtol=1e-4)
+    # and the slot does matter when it is not masked (the test is not vacuous)
+    assert (a["coarse_logits"] - full["coarse_logits"]).abs().max() > 1e-3
+
+
+def test_lookup_is_exact_at_cell_centres_and_bilinear_between():
+    h, w = 6, 8
+    maps = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(5))
+    iy, ix = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    centres = torch.stack([(ix.flatten() + 0.5) / w, (iy.flatten() + 0.5) / h], -1)  # row 0 in the south
+    for n in range(2):
+        got = lookup(maps[n:n + 1].expand(len(centres), -1, -1, -1), centres)  # [H*W, 3]
+        torch.testing.assert_close(got, maps[n].flatten(1).T, atol=1e-6, rtol=0)
+    # a quarter of the way from cell (2, 3) to its east neighbour, and half-way to its north one
+    i, j = 2, 3
+    east = torch.tensor([[(j + 0.5 + 0.25) / w, (i + 0.5) / h]])
+    torch.testing.assert_close(lookup(maps[:1], east)[0], 0.75 * maps[0, :, i, j] + 0.25 * maps[0, :, i, j + 1])
+    north = torch.tensor([[(j + 0.5) / w, (i + 1.0) / h]])
+    torch.testing.assert_close(lookup(maps[:1], north)[0], 0.5 * (maps[0, :, i, j] + maps[0, :, i + 1, j]))
+    mid = torch.tensor([[(j + 1.0) / w, (i + 1.0) / h]])
+    torch.testing.assert_close(lookup(maps[:1], mid)[0], maps[0, :, i:i + 2, j:j + 2].mean((-1, -2)))
+
+
+@pytest.mark.parametrize("tx_known", [True, False], ids=["tx-known", "emitter"])
+def test_physics_loss_vanishes_at_the_truth_grows_away_and_has_gradients(tx_known):
+    mb = synthetic(16, seed=2, tx_known=tx_known)
+    truth = mb.base.truth
+    mse, has = physics_residual(mb, truth)
+    assert has.all() and mse.max() < 1e-6
+    far, _ = physics_residual(mb, (truth + 0.05).clamp(0, 1))  # 10 m off
+    assert (far > 0.01).all() and far.median() > 1.0
+    # a slot without a map, or without a ray there, is left out whatever its RSS says
+    bad = MapBatch(mb.base, mb.site_maps, mb.site_ok.clone(), mb.site_has_map.clone(), mb.scene_rasters)
+    bad.base = Batch(mb.base.node_xy, mb.base.feats.clone(), mb.base.node_id, mb.base.mask, truth)
+    bad.base.feats[:, :2, TOKEN_COLUMNS.index("rss")] = 0.0  # -120 dBm, far off the maps
+    bad.site_has_map[:, 0] = False
+    bad.site_ok[:, 1] = False
+    assert physics_residual(bad, truth)[0].max() < 1e-6
+
+    net = net_for(grid_cells=8)
+    out = net(mb)
+    out["mu"] = truth.clone()
+    assert net.loss(mb, out)[1]["physics"] < 1e-8
+    mu = (truth + 0.03).clamp(0, 1).requires_grad_(True)
+    out["mu"] = mu
+    loss, parts = net.loss(mb, out)
+    assert parts["physics"] > 0.01
+    loss.backward()
+    assert torch.isfinite(mu.grad).all() and (mu.grad.abs().sum(1) > 0).all()
+
+
+@pytest.mark.parametrize("tx_known", [True, False], ids=["tx-known", "emitter"])
+def test_refine_reduces_the_residual_on_consistent_data(tx_known):
+    mb = synthetic(24, seed=3, tx_known=tx_known)
+    start = (mb.base.truth + torch.tensor([0.03, -0.02])).clamp(0, 1)
+    net = net_for(grid_cells=8).eval()
+    before = physics_residual(mb, start)[0].sqrt()
+    with torch.no_grad():  # as at inference
+        mu, resid = net.refine(mb, {"mu": start}, steps=60, lr=0.004)
+    assert (resid <= before + 1e-6).all()
+    assert resid.median() < 0.3 * before.median()
+    err0 = (start - mb.base.truth).norm(dim=-1)
+    err1 = (mu - mb.base.truth).norm(dim=-1)
+    assert err1.median() < 0.5 * err0.median()
+    # forward applies it in eval mode when refine_steps > 0
+    net = net_for(grid_cells=8, refine_steps=5).eval()
+    with torch.no_grad():
+        out = net(mb)
+    assert {"mu_net", "residual_db"} <= set(out)
+    plain = physics_residual(mb, out["mu_net"])[0].sqrt()
+    assert (out["residual_db"] <= plain + 1e-5).all()
+
+
+def test_overfits_a_tiny_dataset():
+    mb = synthetic(64, seed=3)
+    cfg = {**NO_AUGMENT, "grid_cells": 8}
+    net = net_for(**cfg)
+    steps = 120
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    net.train()
+    for _ in range(steps):
+        out = net(mb)
+        loss, parts = net.loss(mb, out)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    net.eval()
+    with torch.no_grad():
+        out = net(mb)
+    err_cells = (out["mu"] - mb.base.truth).norm(dim=-1) * 8
+    assert err_cells.median() < 0.2, f"median training error {float(err_cells.median()):.3f} cells"
+    assert parts["coarse"] < 0.1 and parts["physics"] < 0.05
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"map_encoder": "rnn"}, "map_encoder: expected one of patch, cnn, got 'rnn'"),
+    ({"grid_cells": 4, "top_k": 17}, r"top_k: expected at most grid_cells\^2 = 16, got 17"),
+    ({"grid_cells": 1}, r"grid_cells: expected an integer in \[2, 128\], got 1"),
+    ({"physics_weight": -0.1}, r"physics_weight: expected a number in \[0.0, 100.0\], got -0.1"),
+    ({"d_model": 60, "heads": 8}, r"heads: d_model \(60\) must be divisible by heads"),
+    ({"use_scene": "no"}, "use_scene: expected true or false, got 'no'"),
+    ({"use_radio_maps": 1}, "use_radio_maps: expected true or false, got 1"),
+    ({"refine_steps": 2.5}, r"refine_steps: expected an integer in \[0, 1000\], got 2.5"),
+    ({"refine_lr": 0.0}, r"refine_lr: expected a number in \[1e-05, 0.5\]"),
+    ({"feature_dropout": 0.95}, r"feature_dropout: expected a number in \[0.0, 0.9\]"),
+    ({"map_rotation_deg": 90}, r"map_rotation_deg: expected a number in \[0.0, 45.0\] deg, got 90"),
+    ({"patch_size": 0}, r"patch_size: expected an integer in \[1, 64\], got 0"),
+    ({"patch": 8}, r"unknown option\(s\) \['patch'\]"),
+])
+def test_bad_options_name_the_field(options, message):
+    with pytest.raises(InvalidInputError, match=message):
+        MapFormerConfig.from_dict(options)
+
+
+@pytest.mark.parametrize("options", [
+    {"use_radio_maps": False}, {"use_scene": False}, {"use_radio_maps": False, "use_scene": False},
+    {"physics_weight": 0.0}, {"physics_weight": 1.0}, {"top_k": 0}, {"top_k": 1}, {"map_encoder": "cnn"},
+    {"map_layers": 0}, {"patch_size": 7}, {"refine_steps": 3},
+], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_ablation_options_train_and_predict(options):
+    mb = synthetic(8, seed=4)
+    net = net_for(grid_cells=8, **options)
+    net.train()
+    batch = net.augment(mb, epoch_fraction=0.5, extent_m=EXTENT_M, generator=torch.Generator().manual_seed(0))
+    out = net(batch)
+    loss, parts = net.loss(batch, out)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+    assert ("fine" in parts) == (net.config.top_k > 0)
+    expected = parts["coarse"] + parts["position"] + parts.get("fine", 0.0) + net.config.physics_weight * parts[
+        "physics"]
+    assert math.isclose(float(loss.detach()), expected, rel_tol=1e-4, abs_tol=1e-5)
+    net.eval()
+    with torch.no_grad():
+        pred = net(mb)
+    assert pred["mu"].shape == (8, 2) and torch.isfinite(pred["mu"]).all() and (pred["sigma"] > 0).all()
+
+
+def test_augmentation_moves_maps_positions_and_measurements_together():
+    mb = synthetic(32, res=64, seed=6)
+    net = net_for(map_rotation_deg=20.0, map_scale=0.2, node_dropout=[0.0], feature_dropout=0.5)
+    a = net.augment(mb, epoch_fraction=0.0, extent_m=EXTENT_M, generator=torch.Generator().manual_seed(1))
+    assert isinstance(a, MapBatch)
+    b = a.base
+    assert (b.truth - mb.base.truth).abs().max() > 0.01  # it moved
+    # the rotated/scaled maps at the moved truth still explain the (unchanged) RSS
+    mse, has = physics_residual(a.with_base(Batch(b.node_xy, mb.base.feats, b.node_id, b.mask, b.truth)), b.truth)
+    assert has.all() and mse.sqrt().median() < 0.1
+    # AoA and ToA follow the moved geometry where they were kept
+    delta = b.truth[:, None] - b.node_xy
+    bearing = torch.atan2(delta[..., 0], delta[..., 1])
+    aoa_ok, toa_ok = b.col("aoa_ok") > 0, b.col("toa_ok") > 0
+    torch.testing.assert_close(b.col("aoa_sin")[aoa_ok], bearing.sin()[aoa_ok], atol=1e-5, rtol=0)
+    torch.testing.assert_close(b.col("aoa_cos")[aoa_ok], bearing.cos()[aoa_ok], atol=1e-5, rtol=0)
+    torch.testing.assert_close(b.col("toa")[toa_ok], delta.norm(dim=-1)[toa_ok], atol=1e-5, rtol=0)
+    # feature dropout removed some groups, never all of a token's
+    kept = torch.stack([b.col(c) > 0 for c in ("rss_ok", "aoa_ok", "toa_ok")], -1)
+    assert kept.any(-1).all() and not kept.all()
+    # with the augmentation options off nothing moves
+    off = net_for(**NO_AUGMENT).augment(mb, epoch_fraction=0.0, extent_m=EXTENT_M,
+                                        generator=torch.Generator().manual_seed(1))
+    assert torch.equal(off.base.truth, mb.base.truth) and torch.equal(off.site_maps, mb.site_maps)
