@@ -164,6 +164,10 @@ def _train_network(
     if len(train_in) == 0 or len(val_in) == 0:
         msg = f"dataset {dataset!r}: train and val splits must both hold samples"
         raise InvalidInputError(msg)
+    if with_maps and not train_in.maps:
+        msg = (f"model: {model} reads radio maps and scene rasters, but dataset {dataset!r} has none (imported "
+               "measurements); train it on a generated dataset, or choose setnet or heimdall")
+        raise InvalidInputError(msg)
     spec = FeatureSpec.fit(train_in)
     torch_seed(seed)
     net = build_network(model, model_config, vocab_size=len(spec.node_keys))

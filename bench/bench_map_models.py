@@ -1,0 +1,164 @@
+"""The map-conditioned models against the others: the goals of the map-models issue, measured in one run.
+
+Benchmark (fixed; do not change it without renaming it):
+
+- ``bench-unseen``: three procedural cities (512 m, seeds 11, 12, 13; 6 rooftop sites at
+  3.5 GHz; 2 m maps with diffraction), ``ue`` mode with RSS + ToA + AoA, 4,000 samples per
+  city; the third city is held out whole as ``test_unseen``. Every model trains on the first
+  two and is tested on the unseen one: ``mapformer`` (physics weight 0.1, and 0), map
+  matching, ``setnet``, ``heimdall`` and the geometric baselines (kNN cannot fingerprint a
+  city it never saw and is left out). Median error overall and on NLoS samples (the
+  strongest link NLoS).
+- ``bench-drone``: the drone-survey variant of ``emitter`` mode on the first city, RSS + AoA
+  (16 waypoints per sample at 40 m, 64 m grid), 3,000 samples; ``locheatmap`` modes
+  ``proposal``, ``LocUNet`` and ``DCAe`` on its test split.
+- ``mapformer`` batch-1 CPU inference on the 512 m scene, map resampling and feature
+  encoding included (median over 100 single samples).
+
+Every network trains with the same budget (``--max-minutes``, default 3; ``--epochs``
+default 200, patience 25). CPU only.
+
+Run::
+
+    .venv/bin/python bench/bench_map_models.py [--max-minutes 3] [--workspace bench/workspace-maps]
+
+About 35 minutes on 2 cores (data about 10, training the rest). Datasets are generated once
+and reused. Results: a markdown table on stdout and ``bench/results/map_models.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+HERE = Path(__file__).resolve().parent
+CITIES = ("bench-city-11", "bench-city-12", "bench-city-13")
+UNSEEN_MODELS = (("mapformer", {}), ("mapformer", {"physics_weight": 0.0}), ("map_matching", None),
+                 ("setnet", None), ("heimdall", None), ("weighted_centroid", None), ("log_distance", None),
+                 ("toa_multilateration", None), ("aoa_triangulation", None), ("strongest_site", None))
+DRONE_MODES = ("proposal", "LocUNet", "DCAe")
+
+
+def _prepare() -> None:
+    from rflocal_core.dataset import GenerationConfig, generate_dataset, list_datasets
+    from rflocal_core.scene import ProceduralConfig, SceneConfig, build_scene, list_scenes
+
+    have_scenes = {s["name"] for s in list_scenes()}
+    for name in CITIES:
+        if name not in have_scenes:
+            seed = int(name.rsplit("-", 1)[1])
+            build_scene(SceneConfig(name=name, procedural=ProceduralConfig(seed=seed), seed=seed))
+    configs = [
+        GenerationConfig(name="bench-unseen", scenes=CITIES, samples_per_scene=4000, unseen_scenes=(CITIES[2],)),
+        GenerationConfig(name="bench-drone", scenes=(CITIES[0],), samples_per_scene=3000, mode="emitter",
+                         survey="drone"),
+    ]
+    have = {d["name"] for d in list_datasets()}
+    for config in configs:
+        if config.name not in have:
+            t0 = time.perf_counter()
+            print(f"generating {config.name} ...", file=sys.stderr, flush=True)
+            generate_dataset(config, progress=lambda s, f: None)
+            print(f"  {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+
+
+def _row(dataset: str, split: str, model: str, config: dict | None, tc: dict | None,
+         transform: dict | None = None) -> dict:
+    import numpy as np
+
+    from rflocal_core.infer import load_run
+    from rflocal_core.metrics import error_summary, group_labels
+    from rflocal_core.models import errors_m
+    from rflocal_core.models.transforms import InputTransform, load_transformed
+    from rflocal_core.train import train
+
+    t0 = time.perf_counter()
+    result = train(dataset, model, model_config=config, train_config=tc, seed=0, input_transform=transform)
+    train_s = time.perf_counter() - t0
+    run = load_run(result["run_id"])
+    x = load_transformed(dataset, split, InputTransform.from_dict(transform), with_maps=run.needs_maps)
+    pred = run.predict(x)
+    err = errors_m(pred, x)
+    s = error_summary(err)
+    los = group_labels(x)["los"]
+    nlos = err[los == "NLoS"]
+    label = model if not config else f"{model} {json.dumps(config, sort_keys=True)}"
+    row = {"dataset": dataset, "split": split, "model": label, "run_id": result["run_id"], "median_m": s["median_m"],
+           "p95_m": s["p95_m"], "mean_m": s["mean_m"],
+           "nlos_median_m": float(np.median(nlos)) if len(nlos) else None, "nlos_count": int(len(nlos)),
+           "train_s": round(train_s, 1), "epochs_run": result.get("epochs_run")}
+    print(json.dumps(row), file=sys.stderr, flush=True)
+    return row
+
+
+def _batch1_ms(run_id: str, dataset: str, split: str, count: int = 100) -> float:
+    import numpy as np
+
+    from rflocal_core.infer import load_run
+    from rflocal_core.models import load_inputs
+
+    run = load_run(run_id)
+    x = load_inputs(dataset, split, with_maps=True)
+    rows = np.linspace(0, len(x) - 1, min(count, len(x))).astype(int)
+    run.predict(x.subset(rows[:1]))
+    times = []
+    for i in rows:
+        one = x.subset(np.array([i]))
+        t0 = time.perf_counter()
+        run.predict(one)
+        times.append(1000 * (time.perf_counter() - t0))
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workspace", default=str(HERE / "workspace-maps"))
+    parser.add_argument("--max-minutes", type=float, default=3.0)
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--only", default=None, help="comma-separated models (default: all)")
+    args = parser.parse_args(argv)
+    os.environ["RFLOCAL_WORKSPACE"] = args.workspace
+    Path(args.workspace).mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(HERE.parent))
+    import torch
+
+    from rflocal_core.train import NETWORKS
+
+    _prepare()
+    tc = {"epochs": args.epochs, "max_minutes": args.max_minutes, "patience": 25}
+    only = set(args.only.split(",")) if args.only else None
+    rows = []
+    for model, config in UNSEEN_MODELS:
+        if only is None or model in only:
+            rows.append(_row("bench-unseen", "test_unseen", model, config, tc if model in NETWORKS else None))
+    if only is None or "locheatmap" in only:
+        for mode in DRONE_MODES:
+            rows.append(_row("bench-drone", "test", "locheatmap", {"mode": mode}, tc, {"features": ["rss", "aoa"]}))
+    mapformer = next((r for r in rows if r["model"] == "mapformer"), None)
+    latency = _batch1_ms(mapformer["run_id"], "bench-unseen", "test_unseen") if mapformer else None
+    results = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "max_minutes": args.max_minutes,
+               "epochs": args.epochs, "rows": rows, "mapformer_batch1_ms": latency}
+    lines = ["| dataset / split | model | median m | P95 m | mean m | NLoS median m (n) | train s | epochs |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        nlos = "–" if r["nlos_median_m"] is None else f"{r['nlos_median_m']:.1f} ({r['nlos_count']})"
+        lines.append(f"| {r['dataset']} / {r['split']} | {r['model']} | {r['median_m']:.1f} | {r['p95_m']:.1f} | "
+                     f"{r['mean_m']:.1f} | {nlos} | {r['train_s']:.0f} | {r['epochs_run'] or ''} |")
+    if latency is not None:
+        lines.append(f"\nmapformer batch-1 CPU inference (512 m scene): {latency:.2f} ms")
+    results["table"] = "\n".join(lines)
+    print(results["table"])
+    out = HERE / "results" / "map_models.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
