@@ -240,6 +240,10 @@ def test_runs_on_imported_measurements_predict_their_own_files(env, tmp_path):
     full = tmp_path / "all.json"
     full.write_text(json.dumps(to_json_dict(export_dataset("infds", split="train"))))
     import_measurements(full, name="infimp", seed=0)
+    from rflocal_core.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="mapformer reads radio maps and scene rasters, but dataset 'infimp'"):
+        train("infimp", "mapformer")
     for model in ("knn", "setnet"):
         run_id = train("infimp", model, train_config={"epochs": 2})["run_id"]
         ref = run_reference(run_id)

@@ -55,7 +55,7 @@ def _summary_table(results: dict) -> pd.DataFrame:
     rows = [{"variant": s["variant"], "seeds": s["seeds"], "median m": s["median_m"], "± median": s["median_m_std"],
              "P95 m": s["p95_m"], "mean m": s["mean_m"], "train s": s["train_s"], "inference ms": s["infer_ms"],
              "parameters": s["parameters"]} for s in results.get("summary") or []]
-    return pd.DataFrame(rows).round(3)
+    return pd.DataFrame(rows).astype({"± median": float}).round(3)  # one seed: no spread, shown blank
 
 
 def _charts(results: dict) -> None:
