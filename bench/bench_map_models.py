@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -98,22 +97,12 @@ def _row(dataset: str, split: str, model: str, config: dict | None, tc: dict | N
 
 
 def _batch1_ms(run_id: str, dataset: str, split: str, count: int = 100) -> float:
-    import numpy as np
+    from bench_models import _batch1_ms as batch1_ms  # the same measurement as the training benchmark
 
     from rflocal_core.infer import load_run
     from rflocal_core.models import load_inputs
 
-    run = load_run(run_id)
-    x = load_inputs(dataset, split, with_maps=True)
-    rows = np.linspace(0, len(x) - 1, min(count, len(x))).astype(int)
-    run.predict(x.subset(rows[:1]))
-    times = []
-    for i in rows:
-        one = x.subset(np.array([i]))
-        t0 = time.perf_counter()
-        run.predict(one)
-        times.append(1000 * (time.perf_counter() - t0))
-    return statistics.median(times)
+    return batch1_ms(load_run(run_id), load_inputs(dataset, split, with_maps=True), count)
 
 
 def main(argv: list[str] | None = None) -> int:

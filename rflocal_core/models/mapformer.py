@@ -81,7 +81,7 @@ from torch import nn
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.features import TOKEN_COLUMNS, TX_SCALE_DBM, Batch
 from rflocal_core.models.maps import SCENE_CHANNELS, MapBatch, lookup, rss_unit_to_dbm, unit_to_pg_db
-from rflocal_core.models.nets import LocNet, NetConfig, _mlp, gaussian_beta_nll, sinusoidal
+from rflocal_core.models.nets import LocNet, NetConfig, _mlp, check_encoder, gaussian_beta_nll, sinusoidal
 from rflocal_core.validation import check_choice, check_int, check_number
 
 #: Radio-map stream channels (see the module doc).
@@ -161,12 +161,7 @@ class MapFormerConfig(NetConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_int("pe_freqs", self.pe_freqs, 1, 16)
-        check_int("layers", self.layers, 1, 12)
-        check_int("heads", self.heads, 1, 16)
-        if self.d_model % self.heads:
-            msg = f"heads: d_model ({self.d_model}) must be divisible by heads, got heads={self.heads}"
-            raise InvalidInputError(msg)
+        check_encoder(self)
         check_choice("map_encoder", self.map_encoder, ("patch", "cnn"))
         check_int("patch_size", self.patch_size, 1, 64)
         check_int("map_layers", self.map_layers, 0, 8)

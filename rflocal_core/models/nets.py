@@ -131,6 +131,16 @@ class NetConfig:
         return dataclass_from_dict(cls, d, field=cls.__name__)
 
 
+def check_encoder(config: Any) -> None:
+    """Check the transformer options ``pe_freqs``, ``layers``, ``heads`` (dividing ``d_model``) of a config."""
+    check_int("pe_freqs", config.pe_freqs, 1, 16)
+    check_int("layers", config.layers, 1, 12)
+    check_int("heads", config.heads, 1, 16)
+    if config.d_model % config.heads:
+        msg = f"heads: d_model ({config.d_model}) must be divisible by heads, got heads={config.heads}"
+        raise InvalidInputError(msg)
+
+
 @dataclass(frozen=True)
 class SetNetConfig(NetConfig):
     """``setnet`` options (see :class:`NetConfig` for the common ones).
@@ -156,12 +166,7 @@ class SetNetConfig(NetConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_int("pe_freqs", self.pe_freqs, 1, 16)
-        check_int("layers", self.layers, 1, 12)
-        check_int("heads", self.heads, 1, 16)
-        if self.d_model % self.heads:
-            msg = f"heads: d_model ({self.d_model}) must be divisible by heads, got heads={self.heads}"
-            raise InvalidInputError(msg)
+        check_encoder(self)
         check_number("aux_weight", self.aux_weight, 0.0, 100.0)
         check_int("aux_epochs", self.aux_epochs, 0, 10_000)
 
