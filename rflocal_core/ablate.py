@@ -117,8 +117,10 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
            Variant("no OSM stream", model_config={"use_scene": False}),
            Variant("no fine head", model_config={"top_k": 0}))),
     Study("map-corruption", "Map-based models when the maps are wrong at test time: buildings removed or added, "
-          "materials wrong, maps missing (map matching).", "map_matching",
-          tuple(Variant(k.replace("_", " "), test_transform={"map_corruption": k})
+          "materials wrong, maps missing (mapformer, and map matching for reference; each model is trained once "
+          "and tested on every corruption).", "mapformer",
+          tuple(Variant(f"{name}: {k.replace('_', ' ')}", model=model, test_transform={"map_corruption": k})
+                for model, name in (("mapformer", "mapformer"), ("map_matching", "map matching"))
                 for k in ("none", "buildings_removed", "buildings_added", "materials_wrong", "maps_missing"))),
 )}
 
@@ -245,6 +247,7 @@ def _run(st: Study, chosen: list[Variant], folder_name: str, dataset: str, seeds
                                "error": None, "rows": [], "cdfs": {}, "total": len(chosen) * seeds}
     _write(folder, results)
     jobs = [(v, s) for v in chosen for s in range(seeds)]
+    trained: dict[str, tuple[str, float]] = {}
     try:
         for k, (variant, seed) in enumerate(jobs):
             label = f"{variant.name} (seed {seed})"
@@ -252,7 +255,7 @@ def _run(st: Study, chosen: list[Variant], folder_name: str, dataset: str, seeds
             def sub(stage: str, fraction: float, k: int = k, label: str = label) -> None:
                 report(f"{label}: {stage}", (k + min(max(fraction, 0.0), 1.0)) / len(jobs))
 
-            row, cdf = _run_variant(st, variant, dataset, seed, epochs, max_minutes_per_variant, sub)
+            row, cdf = _run_variant(st, variant, dataset, seed, epochs, max_minutes_per_variant, sub, trained)
             results["rows"].append(row)
             results["cdfs"][f"{variant.name}#{seed}"] = cdf
             results["summary"] = summarize(results["rows"])
@@ -280,7 +283,10 @@ def _test_transform(v: Variant) -> dict[str, Any]:
 
 def _run_variant(
     st: Study, v: Variant, dataset: str, seed: int, epochs: int | None, minutes: float | None, report: ProgressFn,
+    trained: dict[str, tuple[str, float]],
 ) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    """Train (or reuse) and test one variant. ``trained``: training spec -> (run id, seconds), so
+    variants that differ only at test time (map corruption) share one training."""
     from rflocal_core.infer import load_run
     from rflocal_core.metrics import error_cdf, error_summary
     from rflocal_core.models import errors_m
@@ -294,12 +300,16 @@ def _run_variant(
             train_config["epochs"] = epochs
         if minutes is not None:
             train_config["max_minutes"] = minutes
-    t0 = time.perf_counter()
-    out = train(dataset, model, model_config={**st.model_config, **v.model_config} or None,
-                train_config=train_config, seed=seed, progress=report,
-                input_transform={**v.train_transform, "seed": seed})
-    train_s = time.perf_counter() - t0
-    run = load_run(out["run_id"])
+    model_config = {**st.model_config, **v.model_config} or None
+    transform = {**v.train_transform, "seed": seed}
+    key = json.dumps([model, model_config, train_config, transform, seed], sort_keys=True)
+    if key not in trained:
+        t0 = time.perf_counter()
+        out = train(dataset, model, model_config=model_config, train_config=train_config, seed=seed, progress=report,
+                    input_transform=transform)
+        trained[key] = (out["run_id"], time.perf_counter() - t0)
+    run_id, train_s = trained[key]
+    run = load_run(run_id)
     test_t = InputTransform.from_dict({**_test_transform(v), "seed": seed})
     with_maps = model == "map_matching" or network_needs_maps(model)
     x = load_transformed(dataset, "test", test_t, with_maps=with_maps)
@@ -313,7 +323,7 @@ def _run_variant(
     s = error_summary(err)
     xs, frac = error_cdf(err)
     step = max(1, len(xs) // 200)
-    row = {"variant": v.name, "seed": seed, "model": model, "run_id": out["run_id"], "median_m": s["median_m"],
+    row = {"variant": v.name, "seed": seed, "model": model, "run_id": run_id, "median_m": s["median_m"],
            "p95_m": s["p95_m"], "mean_m": s["mean_m"], "rmse_m": s["rmse_m"], "count": s["count"],
            "train_s": round(train_s, 2), "infer_ms": round(infer_ms, 4), "parameters": _parameters(run)}
     return row, {"x_m": [float(v) for v in xs[::step]], "fraction": [float(f) for f in frac[::step]]}

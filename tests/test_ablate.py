@@ -143,3 +143,12 @@ def test_the_page_runs_a_study_and_shows_its_table(env):
     table = at.dataframe[-1].value
     assert list(table["variant"]) == ["rss", "rss+toa"] and table["median m"].notna().all()
     assert len(at.get("plotly_chart")) == 2
+
+
+def test_test_time_variants_share_one_training(env):
+    out = ablate.run_study("map-corruption", "abds", epochs=1, name="corrupt",
+                           variants=["mapformer: none", "mapformer: maps missing", "map matching: maps missing"])
+    rows = {r["variant"]: r for r in out["rows"]}
+    assert rows["mapformer: none"]["run_id"] == rows["mapformer: maps missing"]["run_id"]
+    assert rows["mapformer: none"]["median_m"] != rows["mapformer: maps missing"]["median_m"]
+    assert rows["map matching: maps missing"]["model"] == "map_matching"

@@ -47,7 +47,7 @@ with st.expander("Start a study", expanded=not ablate.list_ablations()):
             else:
                 REGISTRY.submit("ablation", name, lambda ctx: ablate.run_study(
                     study_name, dataset, progress=ctx.progress, **kwargs))
-                st.session_state["ab_open"] = name
+                st.session_state["ab_want"] = name  # opened as soon as its folder exists
                 st.success(f"Started **{name}** ({len(chosen)} variants x {seeds} seed(s)) in the background.")
 
 
@@ -99,6 +99,8 @@ def live_panel() -> None:
         return
     st.dataframe(pd.DataFrame(saved), hide_index=True, width="stretch")
     names = [a["name"] for a in saved]
+    if st.session_state.get("ab_want") in names:
+        st.session_state["ab_open"] = st.session_state.pop("ab_want")
     if st.session_state.get("ab_open") not in names:
         st.session_state["ab_open"] = names[0]
     opened = st.selectbox("Open", names, key="ab_open")
