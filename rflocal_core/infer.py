@@ -190,6 +190,8 @@ def predict_measurements(
             "sigma_y_m": _finite(pred.sigma_m[r, 1], 2), "truth": None, "error_m": None, "flags": row_flags,
             "candidates": [],
         }
+        if "residual_db" in pred.info:  # physics residual at the prediction: a confidence signal (mapformer)
+            row["residual_db"] = _finite(pred.info["residual_db"][r], 2)
         if np.isfinite(x.truth_m[r]).all():
             tlat, tlon = frame.to_latlon(x.truth_m[r, 0], x.truth_m[r, 1])
             row["truth"] = {"x_m": _finite(x.truth_m[r, 0], 2), "y_m": _finite(x.truth_m[r, 1], 2),

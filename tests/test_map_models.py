@@ -72,6 +72,8 @@ def test_map_networks_train_evaluate_and_predict_files(env, model):
         assert row["sigma_x_m"] > 0
     result = evaluate_run(env["runs"][model], "mnds")
     assert result["count"] == len(x) and result["calibration"]["available"]
+    if model == "mapformer":  # the physics residual travels with each prediction as a confidence signal
+        assert any(row.get("residual_db") is not None and row["residual_db"] >= 0 for row in out["predictions"])
 
 
 def test_wrong_maps_at_test_time_change_a_map_model(env):
@@ -80,3 +82,11 @@ def test_wrong_maps_at_test_time_change_a_map_model(env):
     clean = run.predict(x).position_m
     missing = run.predict(apply_transform(x, InputTransform(map_corruption="maps_missing"))).position_m
     assert np.abs(clean - missing).max() > 0.1
+
+
+def test_mapformer_refines_its_position_at_inference(env):
+    run_id = train("mnds", "mapformer", model_config={"refine_steps": 5}, train_config={"epochs": 1})["run_id"]
+    run = load_run(run_id)
+    x = load_inputs("mnds", "test")
+    pred = run.predict(x)
+    assert np.isfinite(pred.position_m).all() and np.isfinite(pred.info["residual_db"]).any()

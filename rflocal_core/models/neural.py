@@ -23,6 +23,12 @@ from rflocal_core.models.nets import NETWORKS, LocNet, build_network
 PREDICT_CHUNK = 2048
 
 
+def _no_grad(items: Iterator[Any]) -> Iterator[Any]:
+    """Iterate under ``torch.no_grad`` (the network runs while the generator advances)."""
+    with torch.no_grad():
+        yield from items
+
+
 @dataclass
 class NeuralModel:
     """A network, its name and the :class:`FeatureSpec` it was trained with."""
@@ -77,23 +83,38 @@ class NeuralModel:
             inp = inp.to(device)
             yield inp, self.net(inp)
 
-    @torch.no_grad()
     def predict_batch(self, batch: Batch, source: MapSource | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Normalized (mu, sigma), each [N, 2] float64, for an encoded batch (eval mode)."""
+        mu, sigma, _ = self._predict_all(batch, source)
+        return mu, sigma
+
+    def _predict_all(self, batch: Batch, source: MapSource | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         was_training = self.net.training
         self.net.eval()
-        mus, sigmas = [], []
+        mus, sigmas, residuals = [], [], []
         try:
-            for _, out in self.chunks(batch, source):
-                mus.append(out["mu"].float().cpu().numpy())
-                sigmas.append(out["sigma"].float().cpu().numpy())
+            # mapformer's refinement re-enables gradients for the position inside (not under inference_mode)
+            for _, out in _no_grad(self.chunks(batch, source)):
+                mus.append(out["mu"].detach().float().cpu().numpy())
+                sigmas.append(out["sigma"].detach().float().cpu().numpy())
+                if "residual_db" in out:
+                    residuals.append(out["residual_db"].detach().float().cpu().numpy())
         finally:
             self.net.train(was_training)
         if not mus:
-            return np.zeros((0, 2)), np.zeros((0, 2))
-        return np.concatenate(mus).astype(np.float64), np.concatenate(sigmas).astype(np.float64)
+            return np.zeros((0, 2)), np.zeros((0, 2)), None
+        residual = np.concatenate(residuals).astype(np.float64) if residuals else None
+        return np.concatenate(mus).astype(np.float64), np.concatenate(sigmas).astype(np.float64), residual
 
     def predict(self, x: Inputs, *, unknown_nodes: str = "allow") -> Prediction:
-        """Positions [N, 2] in scene metres with a 1-sigma uncertainty per axis."""
-        mu, sigma = self.predict_batch(make_batch(x, self.spec, unknown_nodes=unknown_nodes), self.map_source(x))
-        return Prediction(self.spec.to_metres(mu), sigma * self.spec.extent_m, {"model": self.name})
+        """Positions [N, 2] in scene metres with a 1-sigma uncertainty per axis.
+
+        ``info["residual_db"]`` [N]: for networks with a physics residual (``mapformer``), the RMS
+        difference (dB) between the observed RSS and the maps at the predicted position.
+        """
+        mu, sigma, residual = self._predict_all(make_batch(x, self.spec, unknown_nodes=unknown_nodes),
+                                                self.map_source(x))
+        info: dict[str, Any] = {"model": self.name}
+        if residual is not None:
+            info["residual_db"] = residual
+        return Prediction(self.spec.to_metres(mu), sigma * self.spec.extent_m, info)
