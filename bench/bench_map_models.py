@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=None, help="comma-separated models (default: all)")
     parser.add_argument("--long-minutes", type=float, default=None,
                         help="also train mapformer (default options) with this budget: an extra row")
+    parser.add_argument("--drone-minutes", type=float, default=None,
+                        help="also train the three locheatmap drone modes with this budget: extra rows")
     parser.add_argument("--out", default=str(HERE / "results" / "map_models.json"))
     args = parser.parse_args(argv)
     os.environ["RFLOCAL_WORKSPACE"] = args.workspace
@@ -136,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     if only is None or "locheatmap" in only:
         for mode in DRONE_MODES:
             rows.append(_row("bench-drone", "test", "locheatmap", {"mode": mode}, tc, {"features": ["rss", "aoa"]}))
+    if args.drone_minutes:
+        drone_tc = {**tc, "max_minutes": args.drone_minutes, "epochs": max(args.epochs, 1000)}
+        for mode in DRONE_MODES:
+            rows.append(_row("bench-drone", "test", "locheatmap", {"mode": mode}, drone_tc, {"features": ["rss", "aoa"]}))
+            rows[-1]["model"] += f" ({args.drone_minutes:g} min)"
     mapformer = next((r for r in rows if r["model"] == "mapformer"), None)
     latency = _batch1_ms(mapformer["run_id"], "bench-unseen", "test_unseen") if mapformer else None
     results = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "max_minutes": args.max_minutes,
