@@ -291,7 +291,7 @@ def _run_variant(
     from rflocal_core.metrics import error_cdf, error_summary
     from rflocal_core.models import errors_m
     from rflocal_core.models.transforms import InputTransform, load_transformed
-    from rflocal_core.train import NETWORKS, network_needs_maps, train
+    from rflocal_core.train import NETWORKS, train
 
     model = v.model or st.model
     train_config = {**st.train_config, **v.train_config}
@@ -311,8 +311,7 @@ def _run_variant(
     run_id, train_s = trained[key]
     run = load_run(run_id)
     test_t = InputTransform.from_dict({**_test_transform(v), "seed": seed})
-    with_maps = model == "map_matching" or network_needs_maps(model)
-    x = load_transformed(dataset, "test", test_t, with_maps=with_maps)
+    x = load_transformed(dataset, "test", test_t, with_maps=run.needs_maps)
     if len(x) == 0:
         msg = f"dataset {dataset!r}: the test split is empty; an ablation is measured on it"
         raise InvalidInputError(msg)

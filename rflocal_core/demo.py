@@ -13,7 +13,6 @@ before anything is trained.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -78,10 +77,8 @@ def build_demo(
 
     report = progress or (lambda stage, fraction: None)
     t0 = time.perf_counter()
-    old = os.environ.get(settings.WORKSPACE_ENV)
     with tempfile.TemporaryDirectory(prefix="rflocal-demo-") as tmp:
-        os.environ[settings.WORKSPACE_ENV] = tmp  # map workers are child processes: they read the environment
-        try:
+        with settings.use_workspace(tmp):
             report("scene", 0.0)
             build_scene(demo_scene_config())
             report("ray tracing and dataset", 0.05)
@@ -104,11 +101,6 @@ def build_demo(
                 # The footprints travel with the run so its map shows buildings in any workspace.
                 shutil.copy2(Path(tmp) / "scenes" / DEMO_SCENE / BUILDINGS_FILE, staging / run_id / BUILDINGS_FILE)
             test_errors = {r: _test_errors(r, DEMO_DATASET) for r in DEMO_RUNS}
-        finally:
-            if old is None:
-                os.environ.pop(settings.WORKSPACE_ENV, None)
-            else:
-                os.environ[settings.WORKSPACE_ENV] = old
         runs_out = out_dir / "runs"
         if runs_out.exists():
             shutil.rmtree(runs_out)
@@ -152,23 +144,15 @@ def _example_errors(run_id: str, runs_root: Path, files: list[Path]) -> dict[str
     from rflocal_core import settings
     from rflocal_core.infer import predict_file
 
-    old = os.environ.get(settings.WORKSPACE_ENV)
-    with tempfile.TemporaryDirectory(prefix="rflocal-demo-check-") as tmp:
-        os.environ[settings.WORKSPACE_ENV] = tmp
-        try:
-            shutil.copytree(runs_root / run_id, Path(tmp) / "runs" / run_id)
-            out = {}
-            for file in files:
-                errs = np.array([p["error_m"] for p in predict_file(run_id, file)["runs"][0]["predictions"]], float)
-                med, p95 = float(np.median(errs)), float(np.percentile(errs, 95))
-                # Inference is deterministic on the CPU; the margin covers other BLAS builds.
-                out[file.name] = {"count": int(len(errs)), "median_m": round(med, 3), "p95_m": round(p95, 3),
-                                  "median_bound_m": round(1.1 * med + 0.5, 2), "p95_bound_m": round(1.1 * p95 + 0.5, 2)}
-        finally:
-            if old is None:
-                os.environ.pop(settings.WORKSPACE_ENV, None)
-            else:
-                os.environ[settings.WORKSPACE_ENV] = old
+    with tempfile.TemporaryDirectory(prefix="rflocal-demo-check-") as tmp, settings.use_workspace(tmp):
+        shutil.copytree(runs_root / run_id, Path(tmp) / "runs" / run_id)
+        out = {}
+        for file in files:
+            errs = np.array([p["error_m"] for p in predict_file(run_id, file)["runs"][0]["predictions"]], float)
+            med, p95 = float(np.median(errs)), float(np.percentile(errs, 95))
+            # Inference is deterministic on the CPU; the margin covers other BLAS builds.
+            out[file.name] = {"count": int(len(errs)), "median_m": round(med, 3), "p95_m": round(p95, 3),
+                              "median_bound_m": round(1.1 * med + 0.5, 2), "p95_bound_m": round(1.1 * p95 + 0.5, 2)}
     return out
 
 

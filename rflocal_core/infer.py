@@ -57,7 +57,7 @@ class LoadedRun:
     @property
     def needs_maps(self) -> bool:
         """Whether predicting needs the radio maps (map matching, map-conditioned networks)."""
-        return self.config["model"] == "map_matching" or bool(getattr(self.model, "needs_maps", False))
+        return bool(getattr(self.model, "needs_maps", False))
 
     def predict(self, x: Inputs) -> Prediction:
         """Positions [N, 2] (and uncertainty) for the samples of ``x``."""

@@ -125,19 +125,17 @@ def _num(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def build_reference(dataset: str, transform: Any = None) -> RunReference:
-    """Read the reference of a dataset's training split (see :class:`RunReference`).
+def build_reference(dataset: str, train: Inputs) -> RunReference:
+    """The reference of a run trained on ``train``, the train split of ``dataset`` (see :class:`RunReference`).
 
-    ``transform``: the :class:`~rflocal_core.models.transforms.InputTransform` the run was
-    trained through (its features are the ones the run knows).
+    ``train`` is the split as the run saw it (through its input transform: its features are
+    the ones the run knows); training passes the split it has already loaded.
     """
     from rflocal_core.dataset.store import open_dataset
-    from rflocal_core.models.transforms import load_transformed
 
     root = open_dataset(dataset)
     attrs = dict(root.attrs)
     config = attrs.get("config", {}) or {}
-    train = load_transformed(dataset, "train", transform, with_maps=False)
     nodes: dict[str, list[dict[str, Any]]] = {}
     frames: dict[str, dict[str, Any]] = {}
     if "scenes" in root:
@@ -195,9 +193,9 @@ def build_reference(dataset: str, transform: Any = None) -> RunReference:
     )
 
 
-def write_reference(run_path: Path, dataset: str, transform: Any = None) -> RunReference:
-    """Build the reference of ``dataset`` and write it as ``<run>/reference.json`` (atomically)."""
-    ref = build_reference(dataset, transform)
+def write_reference(run_path: Path, dataset: str, train: Inputs) -> RunReference:
+    """Build the reference (:func:`build_reference`) and write it as ``<run>/reference.json`` (atomically)."""
+    ref = build_reference(dataset, train)
     atomic_write_text(run_path / REFERENCE_FILE, json.dumps(ref.to_dict(), indent=1))
     return ref
 
@@ -213,9 +211,11 @@ def run_reference(run_id: str) -> RunReference:
         return RunReference.from_dict(json.loads(file.read_text(encoding="utf-8")))
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     try:
-        from rflocal_core.models.transforms import InputTransform
+        from rflocal_core.models.transforms import InputTransform, load_transformed
 
-        return write_reference(path, config["dataset"], InputTransform.from_dict(config.get("input_transform")))
+        transform = InputTransform.from_dict(config.get("input_transform"))
+        train = load_transformed(config["dataset"], "train", transform, with_maps=False)
+        return write_reference(path, config["dataset"], train)
     except DatasetNotFoundError:
         msg = (f"run {run_id!r}: has no {REFERENCE_FILE} and its training dataset {config['dataset']!r} is not in "
                "the workspace, so its nodes and frame are unknown; retrain it or restore the dataset")

@@ -7,7 +7,9 @@ so a test can change an environment variable and see the effect.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 #: Environment variable naming the workspace folder.
@@ -51,6 +53,23 @@ scene_schema_version: int = 1
 def workspace_dir() -> Path:
     """Return the workspace folder (``$RFLOCAL_WORKSPACE`` or ``./workspace``)."""
     return Path(os.environ.get(WORKSPACE_ENV, "workspace")).expanduser().resolve()
+
+
+@contextlib.contextmanager
+def use_workspace(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Point ``$RFLOCAL_WORKSPACE`` at ``path`` for the duration of the block, then restore it.
+
+    The environment, not a module variable, so child processes (ray-tracing workers) see it too.
+    """
+    old = os.environ.get(WORKSPACE_ENV)
+    os.environ[WORKSPACE_ENV] = str(path)
+    try:
+        yield Path(path)
+    finally:
+        if old is None:
+            os.environ.pop(WORKSPACE_ENV, None)
+        else:
+            os.environ[WORKSPACE_ENV] = old
 
 
 def overpass_url() -> str | None:

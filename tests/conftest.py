@@ -6,12 +6,10 @@ every fixture that hands out a scene also points the environment at its workspac
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +22,8 @@ SHARED_DATA = Path(__file__).parents[1].parent / "shared" / "data"
 OSM_FILES = ("West-Oakland.osm", "bavaria_village_48.135_10.068.osm", "aguascalientes.osm")
 
 
-@contextlib.contextmanager
-def use_workspace(path: Path) -> Iterator[Path]:
-    """Point ``$RFLOCAL_WORKSPACE`` at ``path`` for the duration of the block."""
-    old = os.environ.get(settings.WORKSPACE_ENV)
-    os.environ[settings.WORKSPACE_ENV] = str(path)
-    try:
-        yield path
-    finally:
-        if old is None:
-            os.environ.pop(settings.WORKSPACE_ENV, None)
-        else:
-            os.environ[settings.WORKSPACE_ENV] = old
+#: ``with use_workspace(path):`` points ``$RFLOCAL_WORKSPACE`` at ``path`` for the block.
+use_workspace = settings.use_workspace
 
 
 @pytest.fixture

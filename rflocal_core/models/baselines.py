@@ -336,6 +336,8 @@ class Baseline(abc.ABC):
     """Common interface: ``fit``, ``predict``, ``state_dict``, ``from_state``."""
 
     name: ClassVar[str] = "baseline"
+    #: Whether fitting and predicting read the dataset's radio maps (``Inputs.maps``).
+    needs_maps: ClassVar[bool] = False
     config_cls: ClassVar[type] = _NoConfig
 
     def __init__(self, config: Any = None) -> None:
@@ -912,6 +914,7 @@ class MapMatching(Baseline):
     """
 
     name = "map_matching"
+    needs_maps = True
     config_cls = MapMatchingConfig
 
     def _fit(self, train: Inputs, val: Inputs | None) -> dict[str, Any]:

@@ -49,16 +49,14 @@ from rflocal_core.train.runs import (
 
 ProgressFn = Callable[[str, float], None]
 
-#: Models that need the dataset's radio maps.
-MAP_MODELS = ("map_matching",)
 
 __all__ = ["CheckpointError", "NETWORKS", "RunNotFoundError", "TrainConfig", "delete_run", "list_runs", "models",
            "read_metrics", "resume", "runs_dir", "train"]
 
 
-def network_needs_maps(model: str) -> bool:
-    """Whether the network ``model`` reads the dataset's radio maps and scene rasters."""
-    return bool(getattr(NETWORKS.get(model), "needs_maps", False))
+def model_needs_maps(model: str) -> bool:
+    """Whether the model ``model`` (network or baseline) reads the dataset's radio maps."""
+    return bool(getattr(NETWORKS.get(model) or BASELINES.get(model), "needs_maps", False))
 
 
 def models() -> list[str]:
@@ -107,18 +105,17 @@ def train(
     run_id = run_id or new_run_id(model, dataset)
     config = {
         "run_id": run_id, "kind": "baseline", "model": model, "model_config": instance.config.to_dict(),
-        "dataset": dataset, "dataset_digest": attrs.get("digest") or (attrs.get("input") or {}).get("sha256"),
-        "seed": seed, "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "dataset": dataset, "dataset_digest": _dataset_digest(attrs), "seed": seed, "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "input_transform": transform.to_dict(),
     }
     path = create_run(run_id, config)
     t0 = time.perf_counter()
     try:
         report("loading data", 0.05)
-        write_reference(path, dataset, transform)  # what reading new measurement files needs, kept with the run
-        with_maps = model in MAP_MODELS
+        with_maps = model_needs_maps(model)
         train_in = load_transformed(dataset, "train", transform, with_maps=with_maps)
         val_in = load_transformed(dataset, "val", transform, with_maps=with_maps)
+        write_reference(path, dataset, train_in)  # what reading new measurement files needs, kept with the run
         if len(train_in.truth_m) == 0 or len(val_in.truth_m) == 0:
             msg = f"dataset {dataset!r}: train and val splits must both hold samples with truth"
             raise InvalidInputError(msg)
@@ -158,7 +155,7 @@ def _train_network(
     cfg = train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(train_config)
     build_network(model, model_config, vocab_size=0)  # validates the model options before anything is written
     report("loading data", 0.0)
-    with_maps = network_needs_maps(model)
+    with_maps = model_needs_maps(model)
     train_in = load_transformed(dataset, "train", transform, with_maps=with_maps)
     val_in = load_transformed(dataset, "val", transform, with_maps=with_maps)
     if len(train_in) == 0 or len(val_in) == 0:
@@ -180,7 +177,7 @@ def _train_network(
     }
     path = create_run(run_id, config)
     try:
-        write_reference(path, dataset, transform)
+        write_reference(path, dataset, train_in)
     except BaseException as exc:
         write_status(path, state="failed", error=f"{type(exc).__name__}: {exc}")
         raise
@@ -219,7 +216,7 @@ def resume(run_id: str, *, progress: ProgressFn | None = None, max_minutes: floa
     spec = FeatureSpec.from_dict(config["features"])
     net = build_network(config["model"], config["model_config"], vocab_size=len(spec.node_keys))
     report("loading data", 0.0)
-    with_maps = network_needs_maps(config["model"])
+    with_maps = model_needs_maps(config["model"])
     transform = InputTransform.from_dict(config.get("input_transform"))
     train_in = load_transformed(config["dataset"], "train", transform, with_maps=with_maps)
     val_in = load_transformed(config["dataset"], "val", transform, with_maps=with_maps)
