@@ -12,6 +12,12 @@ Benchmark (fixed; do not change it without renaming it):
 - ``bench-drone``: the drone-survey variant of ``emitter`` mode on the first city, RSS + AoA
   (16 waypoints per sample at 40 m, 64 m grid), 3,000 samples; ``locheatmap`` modes
   ``proposal``, ``LocUNet`` and ``DCAe`` on its test split.
+  With ``--drone-seeds K`` each mode is trained with seeds 0 .. K-1 and the mean and spread
+  of its errors over the seeds are reported too (the test split holds 300 samples, so one
+  run's median moves by a few metres with the seed).
+- The physics likelihood alone (no learning): the argmax of ``mapformer``'s prior on the
+  unseen city and of ``locheatmap``'s AoA back-projection on the drone survey, so the rows
+  say what the learned part adds.
 - ``mapformer`` batch-1 CPU inference on the 512 m scene, map resampling and feature
   encoding included (median over 100 single samples).
 
@@ -68,7 +74,7 @@ def _prepare() -> None:
 
 
 def _row(dataset: str, split: str, model: str, config: dict | None, tc: dict | None,
-         transform: dict | None = None) -> dict:
+         transform: dict | None = None, seed: int = 0) -> dict:
     import numpy as np
 
     from rflocal_core.infer import load_run
@@ -78,7 +84,7 @@ def _row(dataset: str, split: str, model: str, config: dict | None, tc: dict | N
     from rflocal_core.train import train
 
     t0 = time.perf_counter()
-    result = train(dataset, model, model_config=config, train_config=tc, seed=0, input_transform=transform)
+    result = train(dataset, model, model_config=config, train_config=tc, seed=seed, input_transform=transform)
     train_s = time.perf_counter() - t0
     run = load_run(result["run_id"])
     x = load_transformed(dataset, split, InputTransform.from_dict(transform), with_maps=run.needs_maps)
@@ -91,7 +97,52 @@ def _row(dataset: str, split: str, model: str, config: dict | None, tc: dict | N
     row = {"dataset": dataset, "split": split, "model": label, "run_id": result["run_id"], "median_m": s["median_m"],
            "p95_m": s["p95_m"], "mean_m": s["mean_m"],
            "nlos_median_m": float(np.median(nlos)) if len(nlos) else None, "nlos_count": int(len(nlos)),
-           "train_s": round(train_s, 1), "epochs_run": result.get("epochs_run")}
+           "train_s": round(train_s, 1), "epochs_run": result.get("epochs_run"), "seed": seed}
+    print(json.dumps(row), file=sys.stderr, flush=True)
+    return row
+
+
+def _prior_row(dataset: str, split: str, transform: dict | None, terms: tuple[str, ...], label: str) -> dict:
+    """The physics log-likelihood alone (no learning): argmax over the 64 x 64 map cells.
+
+    The same :func:`~rflocal_core.models.mapformer.physics_loglik` (default spreads, unit
+    weights) that ``mapformer`` adds to its logits and the AoA term that is ``locheatmap``'s
+    back-projection channel: the row says what the learned part adds on top.
+    """
+    import numpy as np
+    import torch
+
+    from rflocal_core.metrics import error_summary, group_labels
+    from rflocal_core.models.features import FeatureSpec, make_batch
+    from rflocal_core.models.mapformer import PRIOR_TERMS, MapFormerConfig, physics_loglik
+    from rflocal_core.models.maps import MapSource
+    from rflocal_core.models.transforms import InputTransform, load_transformed
+
+    t = InputTransform.from_dict(transform)
+    spec = FeatureSpec.fit(load_transformed(dataset, "train", t, with_maps=False))
+    x = load_transformed(dataset, split, t, with_maps=True)
+    src = MapSource.from_inputs(x, spec, res=64)
+    base = make_batch(x, spec)
+    c = MapFormerConfig()
+    use = torch.tensor([name in terms for name in PRIOR_TERMS], dtype=torch.float32).view(1, -1, 1, 1)
+    t0 = time.perf_counter()
+    pos = []
+    for start in range(0, len(base), 256):
+        rows = torch.arange(start, min(start + 256, len(base)))
+        mb = src.batch(base.index(rows), rows)
+        ll = (physics_loglik(mb, rss_sigma_db=c.prior_rss_sigma_db, toa_sigma_m=c.prior_toa_sigma_m,
+                             aoa_sigma_deg=c.prior_aoa_sigma_deg) * use).sum(1)
+        h, w = ll.shape[-2:]
+        i = ll.flatten(1).argmax(1)
+        pos.append(torch.stack([((i % w).float() + 0.5) / w, ((i // w).float() + 0.5) / h], -1))
+    seconds = time.perf_counter() - t0
+    err = np.linalg.norm(spec.to_metres(torch.cat(pos).numpy()) - x.truth_m, axis=1)
+    s = error_summary(err)
+    los = group_labels(x)["los"]
+    nlos = err[los == "NLoS"]
+    row = {"dataset": dataset, "split": split, "model": label, "run_id": None, "median_m": s["median_m"],
+           "p95_m": s["p95_m"], "mean_m": s["mean_m"], "nlos_median_m": float(np.median(nlos)) if len(nlos) else None,
+           "nlos_count": int(len(nlos)), "train_s": 0.0, "epochs_run": None, "predict_s": round(seconds, 1)}
     print(json.dumps(row), file=sys.stderr, flush=True)
     return row
 
@@ -105,6 +156,25 @@ def _batch1_ms(run_id: str, dataset: str, split: str, count: int = 100) -> float
     return batch1_ms(load_run(run_id), load_inputs(dataset, split, with_maps=True), count)
 
 
+def _over_seeds(rows: list[dict]) -> list[dict]:
+    """Per drone mode of the 3-minute runs: the mean and sample standard deviation over seeds."""
+    import numpy as np
+
+    out = []
+    for mode in DRONE_MODES:
+        label = f"locheatmap {json.dumps({'mode': mode}, sort_keys=True)}"
+        mine = [r for r in rows if r["model"] == label]
+        if not mine:
+            continue
+        item = {"model": label, "seeds": len(mine)}
+        for key in ("median_m", "p95_m", "mean_m"):
+            v = np.array([r[key] for r in mine])
+            item[key] = float(v.mean())
+            item[key.replace("_m", "_sd_m")] = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+        out.append(item)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workspace", default=str(HERE / "workspace-maps"))
@@ -115,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also train mapformer (default options) with this budget: an extra row")
     parser.add_argument("--drone-minutes", type=float, default=None,
                         help="also train the three locheatmap drone modes with this budget: extra rows")
+    parser.add_argument("--drone-seeds", type=int, default=1,
+                        help="train the three locheatmap drone modes with this many seeds (0, 1, ...) and "
+                             "report the mean and spread of their errors over the seeds")
     parser.add_argument("--out", default=str(HERE / "results" / "map_models.json"))
     args = parser.parse_args(argv)
     os.environ["RFLOCAL_WORKSPACE"] = args.workspace
@@ -131,28 +204,42 @@ def main(argv: list[str] | None = None) -> int:
     for model, config in UNSEEN_MODELS:
         if only is None or model in only:
             rows.append(_row("bench-unseen", "test_unseen", model, config, tc if model in NETWORKS else None))
+    if only is None or "prior" in only:
+        rows.append(_prior_row("bench-unseen", "test_unseen", None, ("rss", "toa", "aoa", "indoor"),
+                               "physics likelihood alone (mapformer's prior, no learning)"))
     if args.long_minutes:
         long_tc = {**tc, "max_minutes": args.long_minutes, "epochs": max(args.epochs, 1000)}
         rows.append(_row("bench-unseen", "test_unseen", "mapformer", {}, long_tc))
         rows[-1]["model"] = f"mapformer ({args.long_minutes:g} min)"
     if only is None or "locheatmap" in only:
-        for mode in DRONE_MODES:
-            rows.append(_row("bench-drone", "test", "locheatmap", {"mode": mode}, tc, {"features": ["rss", "aoa"]}))
+        for seed in range(max(args.drone_seeds, 1)):
+            for mode in DRONE_MODES:
+                rows.append(_row("bench-drone", "test", "locheatmap", {"mode": mode}, tc, {"features": ["rss", "aoa"]},
+                                 seed=seed))
+    if only is None or "prior" in only:
+        rows.append(_prior_row("bench-drone", "test", {"features": ["rss", "aoa"]}, ("aoa",),
+                               "AoA back-projection alone (locheatmap's channel, no learning)"))
     if args.drone_minutes:
         drone_tc = {**tc, "max_minutes": args.drone_minutes, "epochs": max(args.epochs, 1000)}
         for mode in DRONE_MODES:
             rows.append(_row("bench-drone", "test", "locheatmap", {"mode": mode}, drone_tc, {"features": ["rss", "aoa"]}))
             rows[-1]["model"] += f" ({args.drone_minutes:g} min)"
+    seeds_summary = _over_seeds(rows) if args.drone_seeds > 1 else None
     mapformer = next((r for r in rows if r["model"] == "mapformer"), None)
     latency = _batch1_ms(mapformer["run_id"], "bench-unseen", "test_unseen") if mapformer else None
     results = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "max_minutes": args.max_minutes,
-               "epochs": args.epochs, "rows": rows, "mapformer_batch1_ms": latency}
+               "epochs": args.epochs, "rows": rows, "mapformer_batch1_ms": latency, "over_seeds": seeds_summary}
     lines = ["| dataset / split | model | median m | P95 m | mean m | NLoS median m (n) | train s | epochs |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         nlos = "–" if r["nlos_median_m"] is None else f"{r['nlos_median_m']:.1f} ({r['nlos_count']})"
         lines.append(f"| {r['dataset']} / {r['split']} | {r['model']} | {r['median_m']:.1f} | {r['p95_m']:.1f} | "
                      f"{r['mean_m']:.1f} | {nlos} | {r['train_s']:.0f} | {r['epochs_run'] or ''} |")
+    if seeds_summary:
+        lines += ["", "| drone mode | seeds | median m | P95 m | mean m |", "|---|---|---|---|---|"]
+        for r in seeds_summary:
+            lines.append(f"| {r['model']} | {r['seeds']} | {r['median_m']:.1f} ± {r['median_sd_m']:.1f} | "
+                         f"{r['p95_m']:.1f} ± {r['p95_sd_m']:.1f} | {r['mean_m']:.1f} ± {r['mean_sd_m']:.1f} |")
     if latency is not None:
         lines.append(f"\nmapformer batch-1 CPU inference (512 m scene): {latency:.2f} ms")
     results["table"] = "\n".join(lines)

@@ -106,8 +106,11 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
           (Variant("dropout 0%"),
            Variant("dropout 20%", train_transform={"feature_dropout": 0.2}, test_transform={}),
            Variant("dropout 50%", train_transform={"feature_dropout": 0.5}, test_transform={}))),
-    Study("locheatmap-modes", "The ten modes of the sparse-to-dense heatmap model (locheatmap).", "locheatmap",
-          tuple(Variant(m, model_config={"mode": m}) for m in _LOCHEATMAP_MODES)),
+    Study("locheatmap-modes", "The ten modes of the sparse-to-dense heatmap model (locheatmap), and proposal "
+          "without the AoA log-prior and without the AoA back-projection channel.", "locheatmap",
+          (*(Variant(m, model_config={"mode": m}) for m in _LOCHEATMAP_MODES),
+           Variant("proposal, no AoA prior", model_config={"mode": "proposal", "aoa_prior": False}),
+           Variant("proposal, no back-projection", model_config={"mode": "proposal", "aoa_backprojection": False}))),
     Study("mapformer-physics", "The physics-consistency loss and the map streams of mapformer.", "mapformer",
           (Variant("no physics loss", model_config={"physics_weight": 0.0}),
            Variant("lambda 0.01", model_config={"physics_weight": 0.01}),
@@ -115,7 +118,8 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
            Variant("lambda 1", model_config={"physics_weight": 1.0}),
            Variant("no radio-map stream", model_config={"use_radio_maps": False}),
            Variant("no OSM stream", model_config={"use_scene": False}),
-           Variant("no fine head", model_config={"top_k": 0}))),
+           Variant("no fine head", model_config={"top_k": 0}),
+           Variant("no physics prior", model_config={"physics_prior": False}))),
     Study("map-corruption", "Map-based models when the maps are wrong at test time: buildings removed or added, "
           "materials wrong, maps missing (mapformer, and map matching for reference; each model is trained once "
           "and tested on every corruption).", "mapformer",

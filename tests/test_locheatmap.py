@@ -22,6 +22,7 @@ from rflocal_core.models.locheatmap import (
     gaussian_target_loss,
     heatmap_moments,
     js_regularizer,
+    backprojection,
     rasterize_reports,
     soft_argmax,
 )
@@ -183,6 +184,39 @@ def test_rasterize_puts_each_report_in_its_cell_and_masks_empty_cells():
     assert (r[:, :3][~want_rss.expand(1, 3, res, res)] == 0).all()
 
 
+def test_backprojection_peaks_where_the_bearings_cross():
+    res = 20
+    target = (0.62, 0.33)  # cell (row 6, column 12)
+
+    def towards(node):
+        return math.degrees(math.atan2(target[0] - node[0], target[1] - node[1]))  # compass bearing
+
+    nodes = [(0.1, 0.1), (0.9, 0.9), (0.2, 0.8)]
+    reports = [_one_report(n, 0.5, towards(n)) for n in nodes]
+    reports.append(_one_report((0.5, 0.5), float("nan"), 10.0))  # masked: ignored
+    bp = backprojection(_batch(reports, [True] * 3 + [False]), res, sigma_deg=3.0)
+    assert bp.shape == (1, 1, res, res) and torch.isfinite(bp).all()
+    assert float(bp.max()) == 0.0 and float(bp.min()) >= -5.0
+    best = int(bp.flatten().argmax())
+    assert (best // res, best % res) == (6, 12)
+    # one bearing alone is a ray: cells along it score 0, across it low
+    ray = backprojection(_batch(reports[:1], [True]), res, sigma_deg=3.0)[0, 0]
+    assert ray[6, 12] > -0.05 and ray[12, 6] < -0.4  # the uniform share caps the penalty at 4.3 nats
+    # a sample without bearings: all zeros (no evidence)
+    no_aoa = [_one_report((0.3, 0.3), 0.5, None)]
+    assert (backprojection(_batch(no_aoa, [True]), res, sigma_deg=3.0) == 0).all()
+
+
+def test_backprojection_option_sets_the_input_channels():
+    on = LocHeatmap(LocHeatmapConfig(mode="LocUNet", **SMALL))
+    off = LocHeatmap(LocHeatmapConfig(mode="LocUNet", aoa_backprojection=False, **SMALL))
+    assert len(on.in_idx) == len(off.in_idx) + 1
+    assert len(LocHeatmap(LocHeatmapConfig(mode="proposal_rss_only", **SMALL)).in_idx) == 2
+    mb = synthetic(2, SMALL["res"])
+    with torch.no_grad():
+        assert torch.isfinite(on.eval()(mb)["mu"]).all() and torch.isfinite(off.eval()(mb)["mu"]).all()
+
+
 def test_completion_targets_are_the_bearing_field_and_the_strongest_site_map():
     mb = synthetic(2, 8)
     mb.base.mask[1, 2] = False  # a masked slot's map is not used
@@ -320,6 +354,8 @@ def test_network_identity():
     ({"holdout_fraction": 1.0}, "holdout_fraction: expected a number"),
     ({"sigma_min": 0}, "sigma_min: expected a number"),
     ({"resolution": 64}, r"unknown option\(s\) \['resolution'\]"),
+    ({"aoa_backprojection": "on"}, "aoa_backprojection: expected true or false, got 'on'"),
+    ({"aoa_sigma_deg": 0}, r"aoa_sigma_deg: expected a number in \[0.1, 90.0\] deg, got 0"),
 ])
 def test_bad_options_name_the_field_and_the_allowed_values(options, message):
     with pytest.raises(InvalidInputError, match=message):

@@ -10,7 +10,8 @@ import torch
 
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.features import TOKEN_COLUMNS, Batch
-from rflocal_core.models.mapformer import MapFormer, MapFormerConfig, physics_residual
+from rflocal_core.models.mapformer import (PRIOR_TERMS, MapFormer, MapFormerConfig, _pool_prior, physics_loglik,
+                                           physics_residual)
 from rflocal_core.models.maps import MapBatch, lookup, pg_to_unit, unit_to_pg_db
 
 SMALL = {"d_model": 32, "heads": 2, "layers": 1}
@@ -208,6 +209,9 @@ def test_overfits_a_tiny_dataset():
     ({"map_rotation_deg": 90}, r"map_rotation_deg: expected a number in \[0.0, 45.0\] deg, got 90"),
     ({"patch_size": 0}, r"patch_size: expected an integer in \[1, 64\], got 0"),
     ({"patch": 8}, r"unknown option\(s\) \['patch'\]"),
+    ({"physics_prior": "yes"}, "physics_prior: expected true or false, got 'yes'"),
+    ({"prior_toa_sigma_m": 0.0}, r"prior_toa_sigma_m: expected a number in \[0.1, 1000.0\] m, got 0.0"),
+    ({"prior_aoa_sigma_deg": 120}, r"prior_aoa_sigma_deg: expected a number in \[0.1, 90.0\] deg, got 120"),
 ])
 def test_bad_options_name_the_field(options, message):
     with pytest.raises(InvalidInputError, match=message):
@@ -217,7 +221,8 @@ def test_bad_options_name_the_field(options, message):
 @pytest.mark.parametrize("options", [
     {"use_radio_maps": False}, {"use_scene": False}, {"use_radio_maps": False, "use_scene": False},
     {"physics_weight": 0.0}, {"physics_weight": 1.0}, {"top_k": 0}, {"top_k": 1}, {"map_encoder": "cnn"},
-    {"map_layers": 0}, {"patch_size": 7}, {"refine_steps": 3},
+    {"map_layers": 0}, {"patch_size": 7}, {"refine_steps": 3}, {"physics_prior": False},
+    {"physics_prior": True, "use_radio_maps": False},
 ], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
 def test_ablation_options_train_and_predict(options):
     mb = synthetic(8, seed=4)
@@ -263,3 +268,93 @@ def test_augmentation_moves_maps_positions_and_measurements_together():
     off = net_for(**NO_AUGMENT).augment(mb, epoch_fraction=0.0, extent_m=EXTENT_M,
                                         generator=torch.Generator().manual_seed(1))
     assert torch.equal(off.base.truth, mb.base.truth) and torch.equal(off.site_maps, mb.site_maps)
+
+
+# --------------------------------------------------------------------------- physics prior
+
+
+def _with_extent(mb: MapBatch, *, toa_3d: bool = True) -> MapBatch:
+    """``mb`` with its extent in metres and ToA as the 3D distance node -> truth (target on the ground)."""
+    b = mb.base
+    feats = b.feats.clone()
+    if toa_3d:
+        dz = b.col("node_z") * 100.0 / EXTENT_M
+        d2 = (b.truth[:, None] - b.node_xy).norm(dim=-1)
+        feats[..., TOKEN_COLUMNS.index("toa")] = torch.sqrt(d2 ** 2 + dz ** 2)
+    return MapBatch(Batch(b.node_xy, feats, b.node_id, b.mask, b.truth), mb.site_maps, mb.site_ok, mb.site_has_map,
+                    mb.scene_rasters, EXTENT_M)
+
+
+def _cell_of(pos: torch.Tensor, res: int) -> torch.Tensor:
+    return (pos * res).floor().long().clamp(0, res - 1)
+
+
+@pytest.mark.parametrize("term", ["rss", "toa", "aoa"])
+def test_each_physics_term_peaks_at_the_true_cell_on_consistent_data(term):
+    res = 32
+    mb = _with_extent(synthetic(6, res=res, seed=11))
+    ll = physics_loglik(mb, rss_sigma_db=6.0, toa_sigma_m=4.0, aoa_sigma_deg=5.0)
+    assert ll.shape == (6, len(PRIOR_TERMS), res, res) and torch.isfinite(ll).all()
+    t = ll[:, PRIOR_TERMS.index(term)]
+    best = t.flatten(1).argmax(1)
+    best_xy = torch.stack([best % res, best // res], -1)
+    # the argmax is the truth's cell or a neighbour (the truth is not at a cell centre)
+    assert ((best_xy - _cell_of(mb.base.truth, res)).abs() <= 1).all(), term
+
+
+def test_physics_terms_are_the_formulas():
+    res = 16
+    mb = _with_extent(synthetic(2, res=res, seed=12, tx_known=True))
+    ll = physics_loglik(mb, rss_sigma_db=5.0, toa_sigma_m=4.0, aoa_sigma_deg=5.0)
+    # RSS at one cell: -sum_j (rss_j - tx - pg_j(c))^2 / (2 sigma^2)
+    iy, ix = 3, 9
+    pg = unit_to_pg_db(mb.site_maps[0, :, iy, ix])
+    rss = mb.base.col("rss")[0] * 90.0 - 120.0
+    expected = -((rss - 20.0 - pg) ** 2).sum() / (2 * 5.0 ** 2)
+    assert math.isclose(float(ll[0, 0, iy, ix]), float(expected), rel_tol=1e-4)
+    # indoor: -3 nats where the footprint raster is set, 0 elsewhere
+    foot = mb.scene_rasters[:, 1] > 0.5
+    assert torch.equal(ll[:, 3] == -3.0, foot) and (ll[:, 3][~foot] == 0).all()
+    # without an extent in metres, ToA gives no evidence
+    no_extent = MapBatch(mb.base, mb.site_maps, mb.site_ok, mb.site_has_map, mb.scene_rasters)
+    assert (physics_loglik(no_extent, rss_sigma_db=5.0, toa_sigma_m=4.0, aoa_sigma_deg=5.0)[:, 1] == 0).all()
+
+
+def test_physics_loglik_ignores_masked_slots_even_with_garbage():
+    mb = _with_extent(synthetic(3, res=16, seed=13))
+    b = mb.base
+    feats = b.feats.clone()
+    feats[:, 1] = float("nan")
+    mask = b.mask.clone()
+    mask[:, 1] = False
+    masked = MapBatch(Batch(b.node_xy, feats, b.node_id, mask, b.truth), mb.site_maps, mb.site_ok, mb.site_has_map,
+                      mb.scene_rasters, EXTENT_M)
+    kw = {"rss_sigma_db": 6.0, "toa_sigma_m": 4.0, "aoa_sigma_deg": 5.0}
+    without = _with_extent(slots(mb, [0, 2, 3]), toa_3d=False)  # the slot removed (ToA already 3D)
+    torch.testing.assert_close(physics_loglik(masked, **kw), physics_loglik(without, **kw))
+
+
+def test_pool_prior_is_the_log_sum_exp_and_the_mean_offset_in_each_cell():
+    g, k = 4, 4
+    total = torch.full((1, g * k, g * k), -1e4)
+    total[0, 5, 6] = 0.0  # one sub-cell of coarse cell (row 1, col 1) dominates
+    lse, offset = _pool_prior(total, g)
+    assert lse.shape == (1, g * g) and offset.shape == (1, g * g, 2)
+    cell = 1 * g + 1
+    assert math.isclose(float(lse[0, cell]), 0.0, abs_tol=1e-6) and lse[0].argmax() == cell
+    # sub-cell (5, 6) of the 16 x 16 grid: centre (6.5 / 16, 5.5 / 16); cell centre (1.5 / 4, 1.5 / 4)
+    torch.testing.assert_close(offset[0, cell], torch.tensor([6.5 / 16 - 1.5 / 4, 5.5 / 16 - 1.5 / 4]))
+    # a flat cell: offset 0; a raster whose side is not a multiple of g is resampled
+    assert offset[0, 0].abs().max() < 1e-6
+    lse2, off2 = _pool_prior(torch.zeros(2, 10, 10), g)
+    assert lse2.shape == (2, g * g) and torch.isfinite(lse2).all() and off2.abs().max() < 1e-6
+
+
+def test_the_prior_makes_an_untrained_network_locate_consistent_data():
+    mb = _with_extent(synthetic(16, res=32, seed=14))
+    with torch.no_grad():
+        on = net_for(grid_cells=8, physics_prior=True).eval()(mb)
+        off = net_for(grid_cells=8, physics_prior=False).eval()(mb)
+    err_on = (on["mu"] - mb.base.truth).norm(dim=-1) * EXTENT_M
+    err_off = (off["mu"] - mb.base.truth).norm(dim=-1) * EXTENT_M
+    assert float(err_on.median()) < 15.0 < float(err_off.median())

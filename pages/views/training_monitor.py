@@ -50,8 +50,9 @@ with st.expander("Start a run", expanded=not tr.list_runs()):
             train_config["device"] = c[3].selectbox("Device", ["auto", "cpu", "cuda"], key="tm_device")
             options = st.text_area("Model options (JSON)", value="{}", key="tm_model_options",
                                    help="e.g. {\"d_model\": 96, \"layers\": 4} for setnet, "
-                                        "{\"node_dropout\": [0, 0.2, 0.5]} for heimdall, {\"physics_weight\": 0.1} "
-                                        "for mapformer or {\"mode\": \"proposal\", \"res\": 64} for locheatmap "
+                                        "{\"node_dropout\": [0, 0.2, 0.5]} for heimdall, "
+                                        "{\"physics_weight\": 0.1, \"physics_prior\": false} for mapformer or "
+                                        "{\"mode\": \"proposal\", \"res\": 64} for locheatmap "
                                         "(these two need a generated dataset with radio maps); empty = defaults")
         else:
             options = st.text_area("Model options (JSON)", value="{}", key="tm_model_options_b")

@@ -16,6 +16,9 @@ column ``j`` is the unit position ``((j + 0.5) / W, (i + 0.5) / H)``, row 0 in t
    :data:`RASTER_CHANNELS` (RSS as the ``rss`` token feature, AoA as sin/cos of the compass
    bearing node -> target, and one presence mask per quantity); several reports in one cell
    are averaged; masked slots, nodes of unknown position and nodes outside the square are dropped.
+   With ``aoa_backprojection`` (default, every mode) a sixth channel, :func:`backprojection`,
+   draws each bearing as a ray across the grid (where the bearings point, not only where they
+   were measured).
 2. A deep completion autoencoder (conv encoder, dense latent bottleneck, conv decoder) fills in
    the dense maps :data:`COMPLETED_CHANNELS`.
 3. A U-Net maps the completed maps, the sparse rasters, two coordinate channels and (optionally)
@@ -85,7 +88,7 @@ from torch import nn
 
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.features import Batch
-from rflocal_core.models.maps import SCENE_CHANNELS, MapBatch
+from rflocal_core.models.maps import SCENE_CHANNELS, MapBatch, aoa_loglik
 from rflocal_core.models.nets import LocNet, NetConfig, _mlp, gaussian_beta_nll
 from rflocal_core.validation import check_choice, check_int, check_number
 
@@ -94,6 +97,10 @@ MODES = ("proposal", "DCAe", "DCAe_simple", "LocUNet", "LocUNet_softargmax", "pr
 
 #: Channels of :func:`rasterize_reports`.
 RASTER_CHANNELS = ("rss", "aoa_sin", "aoa_cos", "rss_ok", "aoa_ok")
+#: Input channels of the networks: the rasters plus the AoA back-projection (:func:`backprojection`).
+INPUT_CHANNELS = (*RASTER_CHANNELS, "aoa_bp")
+#: The back-projection channel is ``((ll - max ll) / BP_SCALE_NATS).clamp(-5, 0)``.
+BP_SCALE_NATS = 10.0
 #: Channels of the completion network's output (see the module doc for their targets).
 COMPLETED_CHANNELS = ("rss", "aoa_sin", "aoa_cos", "pg")
 
@@ -144,6 +151,20 @@ def rasterize_reports(batch: Batch, res: int) -> torch.Tensor:
     mean = sums / cnt.clamp_min(1.0)
     present = (cnt[:, 0:2] > 0).to(vals.dtype)
     return torch.cat([mean, present], 1).view(n, 5, res, res)
+
+
+def backprojection(batch: Batch, res: int, *, sigma_deg: float) -> torch.Tensor:
+    """AoA back-projection raster ``[N, 1, res, res]``: how well each cell agrees with the sample's bearings.
+
+    :func:`~rflocal_core.models.maps.aoa_loglik` (each reported bearing drawn as a ray from its
+    node, a von Mises across it) relative to its maximum, ``((ll - max) / BP_SCALE_NATS)`` in
+    ``[-5, 0]``: 0 where the rays cross best. All zeros for a sample without bearings. A sparse
+    raster of bearings says where they were measured; this says where they point, which a
+    convolution cannot draw across the map in a few layers.
+    """
+    ll = aoa_loglik(batch, res, res, sigma_deg=sigma_deg)
+    top = ll.flatten(1).max(1).values.view(-1, 1, 1)
+    return ((ll - top) / BP_SCALE_NATS).clamp(-5.0, 0.0).unsqueeze(1)
 
 
 def _resample(values: torch.Tensor, weight: torch.Tensor, res: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -350,6 +371,14 @@ class LocHeatmapConfig(NetConfig):
         ``max`` (strongest site) or ``mean``: aggregation of the slots' radio maps into the ``pg`` target.
     holdout_fraction : float
         Share of the reports hidden from the completion input in training (their cells become targets).
+    aoa_backprojection : bool
+        Add the AoA back-projection channel (:func:`backprojection`) to every mode's input.
+    aoa_sigma_deg : float
+        Spread of the back-projected bearings.
+    aoa_prior : bool
+        For the softmax heatmaps (every mode but ``LocUNet``, whose centre-of-mass read-out has
+        no log scale, and ``DCAe*``, which have no heatmap): add the back-projection, in nats
+        with a learned weight, to the heatmap logits, so the U-Net predicts a correction to it.
     position_loss : str
         ``nll`` (beta-NLL with the heatmap's sigma, as the other networks), ``euclidean`` (the DSNT
         distance loss) or ``both`` (their sum, the default: the distance drives the mean to the
@@ -359,7 +388,7 @@ class LocHeatmapConfig(NetConfig):
 
     beta: float = 1.0
     mode: str = "proposal"
-    res: int = 64
+    res: int = 32
     completion_channels: tuple[int, ...] = (16, 32, 64)
     latent_dim: int = 128
     unet_channels: tuple[int, ...] = (16, 32, 64, 128)
@@ -372,6 +401,9 @@ class LocHeatmapConfig(NetConfig):
     scene_rasters: bool = True
     rss_target: str = "max"
     holdout_fraction: float = 0.2
+    aoa_backprojection: bool = True
+    aoa_sigma_deg: float = 7.0
+    aoa_prior: bool = True
     position_loss: str = "both"
 
     def __post_init__(self) -> None:
@@ -398,6 +430,13 @@ class LocHeatmapConfig(NetConfig):
             raise InvalidInputError(msg)
         check_choice("rss_target", self.rss_target, ("max", "mean"))
         check_number("holdout_fraction", self.holdout_fraction, 0.0, 0.9)
+        if not isinstance(self.aoa_backprojection, bool):
+            msg = f"aoa_backprojection: expected true or false, got {self.aoa_backprojection!r}"
+            raise InvalidInputError(msg)
+        check_number("aoa_sigma_deg", self.aoa_sigma_deg, 0.1, 90.0, "deg")
+        if not isinstance(self.aoa_prior, bool):
+            msg = f"aoa_prior: expected true or false, got {self.aoa_prior!r}"
+            raise InvalidInputError(msg)
         check_choice("position_loss", self.position_loss, ("nll", "euclidean", "both"))
 
 
@@ -501,12 +540,13 @@ class LocHeatmap(LocNet):
         super().__init__(config, vocab_size=vocab_size)
         c = config
         mode = c.mode
+        bp = (INPUT_CHANNELS.index("aoa_bp"),) if c.aoa_backprojection else ()
         if mode == "proposal_rss_only":
             self.in_idx, self.out_idx = (0, 3), (0, 3)
         elif mode == "proposal_aoa_only":
-            self.in_idx, self.out_idx = (1, 2, 4), (1, 2)
+            self.in_idx, self.out_idx = (1, 2, 4, *bp), (1, 2)
         else:
-            self.in_idx, self.out_idx = tuple(range(len(RASTER_CHANNELS))), tuple(range(len(COMPLETED_CHANNELS)))
+            self.in_idx, self.out_idx = (*range(len(RASTER_CHANNELS)), *bp), tuple(range(len(COMPLETED_CHANNELS)))
         self.has_completion = mode in _COMPLETION_MODES
         self.is_dcae = mode in ("DCAe", "DCAe_simple")
         cin = len(self.in_idx) + 2  # + coordinate channels
@@ -519,6 +559,10 @@ class LocHeatmap(LocNet):
             unet_in = len(self.in_idx) + 2 + (len(self.out_idx) if self.has_completion else 0)
             unet_in += len(SCENE_CHANNELS) if c.scene_rasters else 0
             self.unet = UNet(unet_in, c.unet_channels)
+        # softmax heatmaps take the back-projection as a log-prior; softplus(w) starts at 1
+        self.prior_weight = (nn.Parameter(torch.tensor(math.log(math.e - 1.0)))
+                             if c.aoa_prior and c.aoa_backprojection and self.unet is not None and mode != "LocUNet"
+                             and 5 in self.in_idx else None)
         x, y = cell_centres(c.res, c.res)
         self.register_buffer("coords", torch.stack([x.view(1, -1).expand(c.res, -1), y.view(-1, 1).expand(-1, c.res)]),
                              persistent=False)
@@ -529,10 +573,10 @@ class LocHeatmap(LocNet):
         c = self.config
         base = batch.base if isinstance(batch, MapBatch) else batch
         n, res = len(base), c.res
-        reports = rasterize_reports(base, res)
+        reports = self._inputs(base)
         seen = reports
         if self.training and self.has_completion and c.holdout_fraction > 0:
-            seen = rasterize_reports(self._holdout(base), res)
+            seen = self._inputs(self._holdout(base))
         coords = self.coords.to(reports.dtype).unsqueeze(0).expand(n, -1, -1, -1)
         out: dict[str, torch.Tensor] = {"reports": reports}
         completed = code = None
@@ -547,6 +591,10 @@ class LocHeatmap(LocNet):
         if c.scene_rasters:
             parts.append(self._scene(batch, n, res, reports))
         logits = self.unet(torch.cat(parts, 1))
+        if self.prior_weight is not None:  # the U-Net's output is a correction to the bearings' log-likelihood
+            beta = c.softargmax_beta if c.mode in _SOFTARGMAX_MODES else 1.0
+            bp = reports[:, INPUT_CHANNELS.index("aoa_bp"):INPUT_CHANNELS.index("aoa_bp") + 1]
+            logits = logits + F.softplus(self.prior_weight) * bp * (BP_SCALE_NATS / beta)
         z = logits.float()
         if c.mode == "LocUNet":
             prob = com_weights(z, c.com_activation)
@@ -558,6 +606,16 @@ class LocHeatmap(LocNet):
         sigma = torch.sqrt(var + (1.0 / res) ** 2 / 12.0 + c.sigma_min ** 2)
         out.update(mu=mu, sigma=sigma, heatmap=prob, heat_logits=logits)
         return out
+
+    def _inputs(self, base: Batch) -> torch.Tensor:
+        """[N, 6, res, res]: :func:`rasterize_reports` and the back-projection (zeros when off), :data:`INPUT_CHANNELS`."""
+        c = self.config
+        r = rasterize_reports(base, c.res)
+        if c.aoa_backprojection and 5 in self.in_idx:
+            bp = backprojection(base, c.res, sigma_deg=c.aoa_sigma_deg).to(r.dtype)
+        else:
+            bp = r.new_zeros(len(base), 1, c.res, c.res)
+        return torch.cat([r, bp], 1)
 
     def _holdout(self, base: Batch) -> Batch:
         """Hide a random ``holdout_fraction`` of each sample's reports (at least one stays)."""

@@ -19,12 +19,13 @@ Radio encoder
 Map encoder
     A raster stack on the sample's map grid, permutation invariant in the slots:
 
-    * radio-map stream (``use_radio_maps``), 5 channels from the slots that report RSS and
-      have a map: the masked mean path gain; the coverage (fraction of those slots with a
-      ray at the cell); per cell the RMS residual (dB) of the observed RSS against
-      ``map + tx`` (tx known) or with tx profiled out (its mean over the slots, emitter
-      mode), as ``exp(-mse / (2 * 8 dB)^2)`` and ``rms / 20 dB``; and whether the cell has
-      any degree of freedom left (the classic map-matching surface, as an input);
+    * radio-map stream (``use_radio_maps``), 8 channels (:data:`RADIO_CHANNELS`): from the
+      slots that report RSS and have a map, the masked mean path gain; the coverage (fraction
+      of those slots with a ray at the cell); per cell the RMS residual (dB) of the observed
+      RSS against ``map + tx`` (tx known) or with tx profiled out (its mean over the slots,
+      emitter mode), as ``exp(-mse / (2 * 8 dB)^2)`` and ``rms / 20 dB``; whether the cell
+      has any degree of freedom left (the classic map-matching surface, as an input); and
+      the RSS, ToA and AoA log-likelihoods of :func:`physics_loglik`, scaled;
     * scene stream (``use_scene``): the 4 :data:`~rflocal_core.models.maps.SCENE_CHANNELS`.
 
     ViT-style patch embedding (``map_encoder="patch"``, ``patch_size`` cells a patch) or a
@@ -32,6 +33,14 @@ Map encoder
     transformer layers over the map tokens.
 Fusion
     Cross-attention from the radio embedding (query) to the map tokens (keys/values).
+Physics prior (``physics_prior``)
+    :func:`physics_loglik` at every map cell (RSS against the radio maps; ToA and AoA against
+    the geometry of the known nodes, robust to NLoS; building footprints), summed with a
+    learned positive weight per term (starting at 1, the likelihood as derived), is
+    log-sum-exp pooled onto the coarse cells and added to the coarse logits; each fine offset
+    starts from the prior's mean within its cell. The network's own logits and offsets are
+    then corrections to physics map matching with all measured quantities, so it is useful
+    from the first epoch and learns where the physics is wrong (NLoS, map error).
 Coarse head
     For each of the ``G x G`` cells (``grid_cells``; index ``iy * G + ix``, ``iy`` from the
     south): the map tokens sampled at the cell centre, the raster stack at 4x4 sub-cell
@@ -79,13 +88,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.models.features import TOKEN_COLUMNS, TX_SCALE_DBM, Batch
-from rflocal_core.models.maps import SCENE_CHANNELS, MapBatch, lookup, rss_unit_to_dbm, unit_to_pg_db
+from rflocal_core.models.features import NODE_Z_SCALE_M, TOKEN_COLUMNS, TX_SCALE_DBM, Batch
+from rflocal_core.models.maps import SCENE_CHANNELS, MapBatch, aoa_loglik, lookup, rss_unit_to_dbm, unit_to_pg_db
 from rflocal_core.models.nets import LocNet, NetConfig, _mlp, check_encoder, gaussian_beta_nll, sinusoidal
 from rflocal_core.validation import check_choice, check_int, check_number
 
 #: Radio-map stream channels (see the module doc).
-RADIO_CHANNELS = ("mean_pg", "coverage", "match", "rms", "informative")
+RADIO_CHANNELS = ("mean_pg", "coverage", "match", "rms", "informative", "rss_ll", "toa_ll", "aoa_ll")
+#: Terms of the physics prior (:func:`physics_loglik`), in order; "indoor" is the footprint penalty.
+PRIOR_TERMS = ("rss", "toa", "aoa", "indoor")
+#: Log-likelihood (nats) of a report from a site whose map has no ray at the cell.
+NO_RAY_NATS = 8.0
+#: ToA: probability of the line-of-sight component; scale (m) of the NLoS excess path length.
+TOA_LOS_PROB, TOA_NLOS_SCALE_M = 0.5, 40.0
+#: Penalty (nats) of a cell inside a building footprint.
+INDOOR_NATS = 3.0
+#: The log-likelihood channels of the raster stream are ``(ll / LL_SCALE).clamp(-5, 0)``.
+LL_SCALE = 10.0
 #: dB scale of the ``match`` channel and of the ``rms`` channel.
 MATCH_SIGMA_DB, RMS_SCALE_DB = 8.0, 20.0
 #: Sub-cells per cell side of the raster features each coarse cell sees.
@@ -129,6 +148,14 @@ class MapFormerConfig(NetConfig):
         Cells refined by the fine head (0: coarse only, soft-argmax around the best cell).
     physics_weight : float
         Weight lambda of the physics-consistency loss (0 disables it).
+    physics_prior : bool
+        Add the physics log-likelihood of each cell (:func:`physics_loglik`: RSS against the
+        radio maps, ToA and AoA against the geometry, building footprints), with learned
+        weights per term, to the coarse logits, and centre each fine offset on the prior's
+        mean within the cell. The network then learns a correction of physics map matching
+        rather than the matching itself.
+    prior_rss_sigma_db, prior_toa_sigma_m, prior_aoa_sigma_deg : float
+        Spreads of the prior's RSS (shadowing + noise), line-of-sight ToA and inlier AoA terms.
     refine_steps : int
         Inference-time gradient steps on the position against the physics residual (eval only).
     refine_lr : float
@@ -153,6 +180,10 @@ class MapFormerConfig(NetConfig):
     grid_cells: int = 16
     top_k: int = 4
     physics_weight: float = 0.1
+    physics_prior: bool = True
+    prior_rss_sigma_db: float = 6.5
+    prior_toa_sigma_m: float = 4.0
+    prior_aoa_sigma_deg: float = 7.0
     refine_steps: int = 0
     refine_lr: float = 0.005
     feature_dropout: float = 0.1
@@ -174,6 +205,10 @@ class MapFormerConfig(NetConfig):
             msg = f"top_k: expected at most grid_cells^2 = {self.grid_cells ** 2}, got {self.top_k}"
             raise InvalidInputError(msg)
         check_number("physics_weight", self.physics_weight, 0.0, 100.0)
+        _check_bool("physics_prior", self.physics_prior)
+        check_number("prior_rss_sigma_db", self.prior_rss_sigma_db, 0.1, 50.0, "dB")
+        check_number("prior_toa_sigma_m", self.prior_toa_sigma_m, 0.1, 1000.0, "m")
+        check_number("prior_aoa_sigma_deg", self.prior_aoa_sigma_deg, 0.1, 90.0, "deg")
         check_int("refine_steps", self.refine_steps, 0, 1000)
         check_number("refine_lr", self.refine_lr, 1e-5, 0.5)
         check_number("feature_dropout", self.feature_dropout, 0.0, 0.9)
@@ -199,6 +234,7 @@ def _profiled_residual(batch: MapBatch, pg_db: torch.Tensor, valid: torch.Tensor
     known = (b.col("tx_ok") > 0.5).view(*b.mask.shape, *extra)
     tx = (b.col("tx") * TX_SCALE_DBM).view(*b.mask.shape, *extra)
     r = rss - torch.where(known, tx, torch.zeros_like(tx)) - pg_db
+    r = torch.where(valid, r, torch.zeros_like(r))  # masked slots may hold anything, NaN included
     w = valid.to(r.dtype)
     unk = w * (~known).to(r.dtype)
     n_unk = unk.sum(1, keepdim=True)
@@ -230,8 +266,71 @@ def physics_residual(batch: MapBatch, pos: torch.Tensor) -> tuple[torch.Tensor, 
     return torch.where(has, sq / dof.clamp_min(1.0), torch.zeros_like(sq)), has
 
 
-def radio_channels(batch: MapBatch) -> torch.Tensor:
-    """[N, 5, H, W] the radio-map stream (:data:`RADIO_CHANNELS`), invariant to slot order."""
+def physics_loglik(batch: MapBatch, *, rss_sigma_db: float, toa_sigma_m: float, aoa_sigma_deg: float
+                   ) -> torch.Tensor:
+    """[N, 4, H, W]: log-likelihood (nats) of the sample's reports at each map cell, per term.
+
+    Terms (:data:`PRIOR_TERMS`), each summed over the report slots:
+
+    ``rss``
+        ``-r^2 / (2 rss_sigma_db^2)`` with ``r`` the profiled residual of
+        :func:`physics_residual` (tx known, or its mean over the slots where unknown), and
+        ``-NO_RAY_NATS`` for a report from a site with no ray at the cell.
+    ``toa``
+        ``e`` = reported ToA distance - 3D distance node -> cell (target at ground level), m:
+        a mixture of line of sight ``N(0, toa_sigma_m)`` (weight :data:`TOA_LOS_PROB`) and an
+        NLoS excess path, exponential with scale :data:`TOA_NLOS_SCALE_M` for ``e > 0``.
+        Zero when ``batch.extent_m`` is unknown (no metres to compare in).
+    ``aoa``
+        :func:`~rflocal_core.models.maps.aoa_loglik`: von Mises in the difference between the
+        reported bearing and the bearing node -> cell (``kappa = 1 / sigma^2``, weight
+        :data:`~rflocal_core.models.maps.AOA_INLIER_PROB`) mixed with a uniform.
+    ``indoor``
+        ``-INDOOR_NATS`` at cells inside a building footprint (scene raster).
+
+    Slots without a known node position give no ToA/AoA term. Invariant to slot order.
+    """
+    b = batch.base
+    maps = batch.site_maps.float()
+    n, _, h, w = maps.shape
+    dev = maps.device
+    slots = _valid_slots(batch)
+    valid = slots[..., None, None] & batch.site_ok
+    sq, _ = _profiled_residual(batch, unit_to_pg_db(maps), valid)
+    no_ray = (slots[..., None, None] & ~batch.site_ok).to(maps.dtype).sum(1)
+    rss = -sq / (2 * rss_sigma_db ** 2) - NO_RAY_NATS * no_ray
+
+    known = b.mask & (b.col("pos_ok") > 0.5)
+    ys = (torch.arange(h, device=dev, dtype=maps.dtype) + 0.5) / h
+    xs = (torch.arange(w, device=dev, dtype=maps.dtype) + 0.5) / w
+    dx = xs.view(1, 1, 1, w) - b.node_xy[..., 0, None, None].to(maps.dtype)  # [N, S, 1, W]
+    dy = ys.view(1, 1, h, 1) - b.node_xy[..., 1, None, None].to(maps.dtype)  # [N, S, H, 1]
+    r2 = dx * dx + dy * dy  # [N, S, H, W]
+
+    toa_on = (known & (b.col("toa_ok") > 0.5))[..., None, None]
+    if batch.extent_m is not None and bool(toa_on.any()):
+        ext = float(batch.extent_m)
+        dz = (b.col("node_z") * NODE_Z_SCALE_M / ext)[..., None, None].to(maps.dtype)
+        e = (b.col("toa")[..., None, None].to(maps.dtype) - torch.sqrt(r2 + dz * dz)) * ext  # m
+        s_los = toa_sigma_m
+        los = math.log(TOA_LOS_PROB) - 0.5 * (e / s_los) ** 2 - math.log(s_los * math.sqrt(2 * math.pi))
+        nlos = (math.log(1 - TOA_LOS_PROB) - math.log(TOA_NLOS_SCALE_M) - e.clamp_min(0) / TOA_NLOS_SCALE_M
+                - 0.5 * (e.clamp_max(0) / s_los) ** 2)
+        toa = torch.where(toa_on, torch.logaddexp(los, nlos), torch.zeros_like(los)).sum(1)  # masked: NaN-safe
+    else:
+        toa = torch.zeros(n, h, w, device=dev, dtype=maps.dtype)
+
+    aoa = aoa_loglik(b, h, w, sigma_deg=aoa_sigma_deg).to(maps.dtype)
+    indoor = -INDOOR_NATS * (batch.scene_rasters[:, SCENE_CHANNELS.index("footprint")].float() > 0.5).to(maps.dtype)
+    return torch.stack([rss, toa, aoa, indoor], dim=1)
+
+
+def radio_channels(batch: MapBatch, loglik: torch.Tensor | None = None) -> torch.Tensor:
+    """[N, 8, H, W] the radio-map stream (:data:`RADIO_CHANNELS`), invariant to slot order.
+
+    ``loglik``: the :func:`physics_loglik` of the batch (computed with the default spreads
+    when not given); its RSS, ToA and AoA terms are the last three channels, scaled.
+    """
     maps = batch.site_maps.float()
     slots = _valid_slots(batch)
     has = (batch.base.mask & batch.site_has_map).to(maps.dtype)[..., None, None]
@@ -244,7 +343,34 @@ def radio_channels(batch: MapBatch) -> torch.Tensor:
     mse = sq / dof.clamp_min(1.0)
     match = torch.exp(-mse / (2 * MATCH_SIGMA_DB ** 2)) * informative
     rms = (mse.sqrt() / RMS_SCALE_DB).clamp(max=3.0) * informative
-    return torch.stack([mean_pg, coverage, match, rms, informative], dim=1)
+    if loglik is None:
+        defaults = MapFormerConfig()
+        loglik = physics_loglik(batch, rss_sigma_db=defaults.prior_rss_sigma_db,
+                                toa_sigma_m=defaults.prior_toa_sigma_m, aoa_sigma_deg=defaults.prior_aoa_sigma_deg)
+    ll = (loglik[:, :3] / LL_SCALE).clamp(-5.0, 0.0)
+    return torch.cat([torch.stack([mean_pg, coverage, match, rms, informative], dim=1), ll], dim=1)
+
+
+def _pool_prior(total: torch.Tensor, g: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prior [N, H, W] -> (log-sum-exp per coarse cell [N, g*g], mean offset in each cell [N, g*g, 2]).
+
+    The offset (unit square, relative to the cell centre) is the prior-weighted mean of the
+    sub-cell centres. Rasters whose side is not a multiple of ``g`` are resampled first.
+    """
+    n, h, w = total.shape
+    if h % g or w % g:
+        total = F.interpolate(total.unsqueeze(1), size=(g * SUB_CELLS, g * SUB_CELLS), mode="bilinear",
+                              align_corners=False)[:, 0]
+        h = w = g * SUB_CELLS
+    ky, kx = h // g, w // g
+    blocks = total.view(n, g, ky, g, kx).permute(0, 1, 3, 2, 4).reshape(n, g * g, ky * kx)
+    lse = torch.logsumexp(blocks, dim=-1)
+    weights = torch.softmax(blocks, dim=-1)
+    sub_y = ((torch.arange(ky, device=total.device, dtype=total.dtype) + 0.5) / ky - 0.5) / g
+    sub_x = ((torch.arange(kx, device=total.device, dtype=total.dtype) + 0.5) / kx - 0.5) / g
+    gy, gx = torch.meshgrid(sub_y, sub_x, indexing="ij")
+    offset = torch.stack([weights @ gx.reshape(-1), weights @ gy.reshape(-1)], dim=-1)
+    return lse, offset
 
 
 # --------------------------------------------------------------------------- modules
@@ -350,6 +476,9 @@ class MapFormer(LocNet):
         self.logit_head = nn.Linear(d, 1)
         self.fine_head = nn.Linear(d, 4) if c.top_k else None
         self.drop = nn.Dropout(c.dropout)
+        # softplus(w) is the weight of each prior term; starts at 1 (the physics as derived)
+        self.prior_weight = nn.Parameter(torch.full((len(PRIOR_TERMS),), math.log(math.e - 1.0))) \
+            if c.physics_prior else None
 
     # ----------------------------------------------------------------- forward
 
@@ -374,8 +503,12 @@ class MapFormer(LocNet):
         # map encoder, cross-attention
         cells = _centres(g_cells, g_cells, (1.0, 1.0), dev)  # [G*G, 2]
         cell_h = self.cell_pos(sinusoidal(cells, c.pe_freqs)).unsqueeze(0).expand(n, -1, -1)
+        loglik = None
+        if c.physics_prior or c.use_radio_maps:
+            loglik = physics_loglik(batch, rss_sigma_db=c.prior_rss_sigma_db, toa_sigma_m=c.prior_toa_sigma_m,
+                                    aoa_sigma_deg=c.prior_aoa_sigma_deg)  # [N, 4, H, W]
         if self.map_channels:
-            x = self._rasters(batch)  # [N, C, H, W]
+            x = self._rasters(batch, loglik)  # [N, C, H, W]
             grid, extent = self.map_encoder(x)
             th, tw = grid.shape[-2:]
             pos = self.map_pos(sinusoidal(_centres(th, tw, extent, dev), c.pe_freqs))
@@ -407,12 +540,21 @@ class MapFormer(LocNet):
         sq = sq + self.cell_conv(F.gelu(sq))
         cell_h = self.cell_mlp(sq.flatten(2).transpose(1, 2))  # [N, G*G, d]
         logits = self.logit_head(cell_h)[..., 0]  # [N, G*G]
+        prior_offset = None
+        if self.prior_weight is not None and loglik is not None:
+            use = torch.tensor([c.use_radio_maps, True, True, c.use_scene], device=dev, dtype=loglik.dtype)
+            weight = F.softplus(self.prior_weight) * use
+            prior = (loglik * weight.view(1, -1, 1, 1)).sum(1)  # [N, H, W]
+            prior_logits, prior_offset = _pool_prior(prior, g_cells)
+            logits = logits + prior_logits
 
         out: dict[str, torch.Tensor] = {"coarse_logits": logits}
         size = 1.0 / g_cells
         if self.fine_head is not None:
             fine = self.fine_head(self.drop(cell_h))  # [N, G*G, 4]
             offset = torch.tanh(fine[..., :2]) * size
+            if prior_offset is not None:  # start from the prior's mean in the cell, still within one cell
+                offset = (offset + prior_offset).clamp(-size, size)
             f_mu = cells.unsqueeze(0) + offset
             f_sigma = F.softplus(fine[..., 2:] - 2.0) * size + c.sigma_min
             k = min(c.top_k, g_cells ** 2)
@@ -438,10 +580,10 @@ class MapFormer(LocNet):
             out["residual_db"] = torch.where(has, mse.sqrt(), torch.full_like(mse, float("nan")))
         return out
 
-    def _rasters(self, batch: MapBatch) -> torch.Tensor:
+    def _rasters(self, batch: MapBatch, loglik: torch.Tensor | None) -> torch.Tensor:
         parts = []
         if self.config.use_radio_maps:
-            parts.append(radio_channels(batch))
+            parts.append(radio_channels(batch, loglik))
         if self.config.use_scene:
             parts.append(batch.scene_rasters.float())
         return torch.cat(parts, dim=1)
@@ -615,7 +757,7 @@ class MapFormer(LocNet):
         sgrid = F.affine_grid(aff.to(scene.dtype), list(scene.shape), align_corners=False)
         scene = F.grid_sample(scene, sgrid, mode="nearest", padding_mode="zeros", align_corners=False)
         return MapBatch(Batch(node_xy, feats, b.node_id, b.mask, truth), site_maps, site_ok, batch.site_has_map,
-                        scene)
+                        scene, batch.extent_m)
 
 
 #: The map-conditioned networks of this module, for the registry of the training engine.

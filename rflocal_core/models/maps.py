@@ -15,10 +15,12 @@ Contract of a batch (``N`` samples, ``S`` report slots, ``H x W`` cells, ``C`` s
     MapBatch.site_ok        [N, S, H, W] bool     cells where that node's map has a ray
     MapBatch.site_has_map   [N, S] bool           the slot's node has a radio map at all
     MapBatch.scene_rasters  [N, C, H, W] float32  SCENE_CHANNELS of the sample's scene
+    MapBatch.extent_m       float or None         side of the unit square in metres (None: unknown)
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -28,6 +30,10 @@ import torch.nn.functional as F
 
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.features import RSS_MAX_DBM, RSS_MIN_DBM, Batch
+
+#: AoA likelihood: probability that a reported bearing points at the target (else uniform:
+#: NLoS, reflections).
+AOA_INLIER_PROB = 0.6
 
 #: Scene raster channels, in order: building height / 100 m, footprint (0/1), road (0/1),
 #: material class / (number of classes - 1) (0: none).
@@ -73,6 +79,31 @@ def lookup(maps: torch.Tensor, pos_unit: torch.Tensor) -> torch.Tensor:
     return out[:, :, 0, 0]
 
 
+def aoa_loglik(base: Batch, h: int, w: int, *, sigma_deg: float) -> torch.Tensor:
+    """AoA back-projection [N, H, W]: log-likelihood (nats) of each sample's bearings at each cell.
+
+    Per slot that reports AoA and has a known node position: a von Mises in the difference
+    between the reported compass bearing and the bearing node -> cell centre (``kappa =
+    1 / sigma^2``, weight :data:`AOA_INLIER_PROB`) mixed with a uniform; summed over the slots
+    (0 where a sample has no bearing). Cells follow the raster convention of this module.
+    """
+    dev, dtype = base.feats.device, base.feats.dtype
+    on = (base.mask & (base.col("pos_ok") > 0.5) & (base.col("aoa_ok") > 0.5))[..., None, None]
+    if not bool(on.any()):
+        return torch.zeros(len(base), h, w, device=dev, dtype=dtype)
+    ys = (torch.arange(h, device=dev, dtype=dtype) + 0.5) / h
+    xs = (torch.arange(w, device=dev, dtype=dtype) + 0.5) / w
+    dx = xs.view(1, 1, 1, w) - base.node_xy[..., 0, None, None].to(dtype)  # [N, S, 1, W]
+    dy = ys.view(1, 1, h, 1) - base.node_xy[..., 1, None, None].to(dtype)  # [N, S, H, 1]
+    dist = (dx * dx + dy * dy).clamp_min(1e-12).sqrt()
+    # the aoa features are (sin, cos) of the compass bearing: (east, north) of the direction
+    cos_d = (base.col("aoa_sin")[..., None, None] * dx + base.col("aoa_cos")[..., None, None] * dy) / dist
+    kappa = 1.0 / math.radians(sigma_deg) ** 2
+    inlier = math.log(AOA_INLIER_PROB) + kappa * (cos_d - 1) + 0.5 * math.log(kappa / (2 * math.pi))
+    uniform = torch.full_like(inlier, math.log((1 - AOA_INLIER_PROB) / (2 * math.pi)))
+    return torch.where(on, torch.logaddexp(inlier, uniform), torch.zeros_like(inlier)).sum(1)  # masked: NaN-safe
+
+
 @dataclass
 class MapBatch:
     """Report tokens plus the maps of each slot's node and of each sample's scene (see module doc)."""
@@ -82,17 +113,18 @@ class MapBatch:
     site_ok: torch.Tensor
     site_has_map: torch.Tensor
     scene_rasters: torch.Tensor
+    extent_m: float | None = None
 
     def __len__(self) -> int:
         return len(self.base)
 
     def to(self, device: torch.device | str) -> MapBatch:
         return MapBatch(self.base.to(device), self.site_maps.to(device), self.site_ok.to(device),
-                        self.site_has_map.to(device), self.scene_rasters.to(device))
+                        self.site_has_map.to(device), self.scene_rasters.to(device), self.extent_m)
 
     def index(self, rows: torch.Tensor | slice) -> MapBatch:
         return MapBatch(self.base.index(rows), self.site_maps[rows], self.site_ok[rows], self.site_has_map[rows],
-                        self.scene_rasters[rows])
+                        self.scene_rasters[rows], self.extent_m)
 
     def with_base(self, base: Batch) -> MapBatch:
         """The same maps with other tokens (augmentation changes masks and features, not slots)."""
@@ -119,12 +151,14 @@ class MapSource:
     slot_map : Tensor [N, S] int64
         Row of ``site_maps`` for each slot's node (-1: none, e.g. drone waypoints).
     scene : Tensor [N] int64
+    extent_m : float, optional
+        Side of the unit square in metres (passed on to every batch).
     """
 
     def __init__(self, site_maps: torch.Tensor, site_ok: torch.Tensor, scene_rasters: torch.Tensor,
-                 slot_map: torch.Tensor, scene: torch.Tensor) -> None:
+                 slot_map: torch.Tensor, scene: torch.Tensor, extent_m: float | None = None) -> None:
         self.site_maps, self.site_ok, self.scene_rasters = site_maps, site_ok, scene_rasters
-        self.slot_map, self.scene = slot_map, scene
+        self.slot_map, self.scene, self.extent_m = slot_map, scene, extent_m
 
     @property
     def res(self) -> int:
@@ -179,7 +213,8 @@ class MapSource:
                    torch.from_numpy(np.concatenate(site_ok or [empty.astype(bool)])),
                    torch.from_numpy(np.stack(rasters).astype(np.float32)) if rasters else
                    torch.zeros((1, len(SCENE_CHANNELS), res, res)),
-                   torch.from_numpy(slot_map), torch.from_numpy(np.asarray(x.scene_idx, dtype=np.int64)))
+                   torch.from_numpy(slot_map), torch.from_numpy(np.asarray(x.scene_idx, dtype=np.int64)),
+                   float(spec.extent_m))
 
     def batch(self, base: Batch, rows: torch.Tensor | np.ndarray | slice) -> MapBatch:
         """The :class:`MapBatch` of samples ``rows`` (rows of the inputs this source was built from).
@@ -193,4 +228,4 @@ class MapSource:
         has = slot >= 0
         idx = slot.clamp_min(0)
         return MapBatch(base, self.site_maps[idx] * has[..., None, None], self.site_ok[idx] & has[..., None, None],
-                        has, self.scene_rasters[self.scene[rows]])
+                        has, self.scene_rasters[self.scene[rows]], self.extent_m)
