@@ -358,3 +358,17 @@ def test_the_prior_makes_an_untrained_network_locate_consistent_data():
     err_on = (on["mu"] - mb.base.truth).norm(dim=-1) * EXTENT_M
     err_off = (off["mu"] - mb.base.truth).norm(dim=-1) * EXTENT_M
     assert float(err_on.median()) < 15.0 < float(err_off.median())
+
+
+def test_a_checkpoint_whose_weights_do_not_fit_is_refused_with_a_clear_error():
+    from rflocal_core.models.features import FeatureSpec
+    from rflocal_core.models.neural import NeuralModel
+
+    net = net_for(vocab=2)
+    spec = FeatureSpec((0.0, 0.0), EXTENT_M, ("a", "b"), 4)
+    payload = {"model": "mapformer", "config": {"model_config": net.config.to_dict(), "features": spec.to_dict()},
+               "state": {k: v.numpy() for k, v in net.state_dict().items()}}
+    assert NeuralModel.from_checkpoint(payload).name == "mapformer"
+    del payload["state"]["prior_weight"]  # a run from before the physics prior
+    with pytest.raises(InvalidInputError, match="checkpoint: the weights of this mapformer run do not fit"):
+        NeuralModel.from_checkpoint(payload)

@@ -479,6 +479,12 @@ class MapFormer(LocNet):
         # softplus(w) is the weight of each prior term; starts at 1 (the physics as derived)
         self.prior_weight = nn.Parameter(torch.full((len(PRIOR_TERMS),), math.log(math.e - 1.0))) \
             if c.physics_prior else None
+        if c.physics_prior:  # start as the prior exactly: the network's logits and offsets begin at 0
+            nn.init.zeros_(self.logit_head.weight)
+            nn.init.zeros_(self.logit_head.bias)
+            if self.fine_head is not None:
+                nn.init.zeros_(self.fine_head.weight)
+                nn.init.zeros_(self.fine_head.bias)
 
     # ----------------------------------------------------------------- forward
 

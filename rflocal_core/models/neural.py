@@ -48,7 +48,13 @@ class NeuralModel:
         spec = FeatureSpec.from_dict(cfg["features"])
         net = build_network(name, cfg.get("model_config"), vocab_size=len(spec.node_keys))
         state = {k: torch.as_tensor(np.asarray(v)) for k, v in payload["state"].items()}
-        net.load_state_dict(state)
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:  # missing, unexpected or mis-shaped weights
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            msg = (f"checkpoint: the weights of this {name} run do not fit the {name} network of this version "
+                   f"(it was probably trained by an older one; train it again): {first}")
+            raise InvalidInputError(msg) from exc
         net.eval()
         return cls(name, net, spec)
 
