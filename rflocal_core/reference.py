@@ -321,7 +321,8 @@ def measurements_to_inputs(
     inputs : Inputs or None
         The samples that can be predicted (None if none can), in file order; per sample the
         RSS averaged over its report times, ToA/AoA at its last report time, the truth (NaN
-        where the file gives none).
+        where the file gives none); with several report times also the RSS at each time and
+        its age (``rss_steps_dbm``, ``step_age_s``).
     bad : list of BadSample
         Samples that cannot be predicted (invalid in the file, or reporting a node the model
         never saw), with the reason.
@@ -400,8 +401,17 @@ def measurements_to_inputs(
                 tx[:, s] = file_tx[nid]
     use = {k: k in ref.features for k in FEATURES}
     flags: list[list[str]] = []
+    # report times as the dataset stores them (float32), so the ages match a Zarr split exactly
+    times = [sorted({float(np.float32(r.t_s)) for r in sample.reports}) for _, sample in keep]
+    n_steps = max((len(t) for t in times), default=1)
+    rss_steps = np.full((n, n_steps, slots), np.nan) if n_steps > 1 else None
+    step_age = np.full((n, n_steps), np.nan) if n_steps > 1 else None
     for row, (_, sample) in enumerate(keep):
         last_t = max(r.t_s for r in sample.reports)
+        step_of = {t: k for k, t in enumerate(times[row])}
+        if step_age is not None:
+            step_age[row, :len(times[row])] = times[row][-1] - np.asarray(times[row])
+            step_sums: dict[tuple[int, int], list[float]] = {}
         sums: dict[int, list[float]] = {}
         m = 0
         for report in sample.reports:
@@ -415,6 +425,8 @@ def measurements_to_inputs(
                 node_mask[row, s] = True
             if report.rss_dbm is not None and use["rss_dbm"]:
                 sums.setdefault(s, []).append(report.rss_dbm)
+                if step_age is not None:
+                    step_sums.setdefault((step_of[float(np.float32(report.t_s))], s), []).append(report.rss_dbm)
             if report.t_s == last_t:
                 if report.toa_ns is not None and use["toa_ns"]:
                     toa[row, s] = report.toa_ns
@@ -422,6 +434,9 @@ def measurements_to_inputs(
                     aoa[row, s] = report.aoa_deg
         for s, values in sums.items():
             rss[row, s] = float(np.mean(values))
+        if rss_steps is not None:
+            for (k, s), values in step_sums.items():
+                rss_steps[row, k, s] = float(np.mean(values))
         if sample.truth is not None:
             xy = _xy_of(sample.truth, frame)
             if xy is not None:
@@ -440,7 +455,7 @@ def measurements_to_inputs(
         shadowing_sigma_db=float(cfg.get("shadowing_sigma_db", np.nan)),
         rss_quantization_db=float(cfg.get("rss_quantization_db", 0.0) or 0.0),
         rss_noise_db=float(cfg.get("rss_noise_db", np.nan)),
-        top_k=int(cfg.get("top_k", 0) or 0),
+        top_k=int(cfg.get("top_k", 0) or 0), rss_steps_dbm=rss_steps, step_age_s=step_age,
     )
     return x, bad, warnings, flags
 

@@ -270,6 +270,30 @@ def test_emitter_runs_predict_files_of_fixed_sensors(env, tiny_dataset):
         _same_as_dataset(run_id, "infemds", export_dataset("infemds", split="test"))
 
 
+def test_sequences_give_mapformer_earlier_reports_and_a_file_predicts_as_the_split(env, tiny_dataset):
+    """Sequence datasets: earlier report times become mapformer's history tokens, in a Zarr split and a file."""
+    from dataclasses import replace
+
+    from rflocal_core.models.features import make_batch
+
+    tiny_dataset("infseq", "infseqds", samples=160, timing=False, sequence_length=(4, 4), motion="pedestrian")
+    run_id = train("infseqds", "mapformer", model_config={"d_model": 32, "heads": 2, "layers": 1, "map_res": 32},
+                   train_config={"epochs": 1}, seed=0)["run_id"]
+    run = load_run(run_id)
+    x = load_inputs("infseqds", "test", with_maps=True)
+    assert x.rss_steps_dbm is not None and x.rss_steps_dbm.shape[:2] == (len(x), 4)
+    b = make_batch(x, run.model.spec)
+    assert b.hist is not None and b.hist.shape == (len(x), 4, x.node_mask.shape[1], 2) and b.hist_mask.any()
+    ages = b.hist[..., 1][b.hist_mask]
+    assert (ages > 0).all()  # the current report is the snapshot token, not a history token
+    assert not (b.hist_mask & ~b.mask.unsqueeze(1)).any()  # only nodes that report
+    _same_as_dataset(run_id, "infseqds", export_dataset("infseqds", split="test"))
+    # the earlier reports are read: without them the answer changes
+    with_history = run.predict(x).position_m
+    snapshot = run.predict(replace(x, rss_steps_dbm=None, step_age_s=None)).position_m
+    assert np.abs(with_history - snapshot).max() > 1e-3
+
+
 def test_drone_survey_runs_predict_reports_with_their_own_positions(env):
     """Drone surveys: every report carries its own position (rflocal format or the survey format)."""
     from rflocal_core.dataset import GenerationConfig, generate_dataset, open_dataset

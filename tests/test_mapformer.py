@@ -372,3 +372,57 @@ def test_a_checkpoint_whose_weights_do_not_fit_is_refused_with_a_clear_error():
     del payload["state"]["prior_weight"]  # a run from before the physics prior
     with pytest.raises(InvalidInputError, match="checkpoint: the weights of this mapformer run do not fit"):
         NeuralModel.from_checkpoint(payload)
+
+
+# --------------------------------------------------------------------------- history tokens
+
+
+def _with_history(mb: MapBatch, steps: int = 3, seed: int = 0) -> MapBatch:
+    """``mb`` plus ``steps`` earlier RSS reports of every slot, ages 1 .. steps seconds."""
+    b = mb.base
+    n, s = b.mask.shape
+    g = torch.Generator().manual_seed(seed)
+    rss = b.col("rss").unsqueeze(1).expand(n, steps, s) + 0.02 * torch.randn((n, steps, s), generator=g)
+    age = torch.arange(1, steps + 1, dtype=torch.float32).view(1, steps, 1).expand(n, steps, s) / 10.0
+    hist = torch.stack([rss, age], -1)
+    hist_mask = b.mask.unsqueeze(1).expand(n, steps, s).clone()
+    base = Batch(b.node_xy, b.feats, b.node_id, b.mask, b.truth, hist, hist_mask)
+    return mb.with_base(base)
+
+
+def test_history_tokens_are_read_masked_and_follow_the_slots():
+    mb = synthetic(4, res=16, seed=21)
+    net = net_for(grid_cells=4, physics_prior=False).eval()  # with the prior, untrained logits are the prior's
+    hb = _with_history(mb)
+    with torch.no_grad():
+        plain, with_hist = net(mb), net(hb)
+        # no history token set == no history at all (the snapshot network)
+        none = net(hb.with_base(hb.base.with_tokens(hist_mask=torch.zeros_like(hb.base.hist_mask))))
+        # a masked history token with garbage values is ignored
+        garbage = hb.base.hist.clone()
+        garbage[:, 0] = float("nan")
+        hm = hb.base.hist_mask.clone()
+        hm[:, 0] = False
+        masked = net(hb.with_base(Batch(*(getattr(hb.base, k) for k in ("node_xy", "feats", "node_id", "mask",
+                                                                          "truth")), garbage, hm)))
+        fewer = net(hb.with_base(hb.base.with_tokens(hist_mask=hm)))
+    assert not torch.allclose(plain["coarse_logits"], with_hist["coarse_logits"])
+    torch.testing.assert_close(none["coarse_logits"], plain["coarse_logits"])
+    torch.testing.assert_close(masked["coarse_logits"], fewer["coarse_logits"])
+    # a slot that stops reporting loses its history too
+    drop = hb.base.mask.clone()
+    drop[:, 0] = False
+    assert not hb.base.with_tokens(mask=drop).hist_mask[:, :, 0].any()
+
+
+def test_temporal_dropout_drops_earlier_reports_in_training_only():
+    hb = _with_history(synthetic(64, res=16, seed=22), steps=4)
+    # without the prior (whose zero-initialized heads pass no gradient back on the first step)
+    net = net_for(grid_cells=4, temporal_dropout=0.5, physics_prior=False, **NO_AUGMENT)
+    a = net.augment(hb, epoch_fraction=0.0, extent_m=EXTENT_M, generator=torch.Generator().manual_seed(0))
+    kept = float(a.base.hist_mask.sum()) / float(hb.base.hist_mask.sum())
+    assert 0.4 < kept < 0.6
+    net.train()
+    loss, _ = net.loss(a, net(a))
+    loss.backward()
+    assert torch.isfinite(loss) and net.hist_mlp[0].weight.grad.abs().sum() > 0

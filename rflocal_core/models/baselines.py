@@ -115,6 +115,11 @@ class Inputs:
         From the dataset configuration (NaN when unknown).
     top_k : int
         Reports kept per step (0: all).
+    rss_steps_dbm : ndarray [N, T, S], optional
+        RSS of every report time (NaN: no report, or no such step); None for snapshots.
+    step_age_s : ndarray [N, T], optional
+        Seconds from each report time to the sample's last one (0 at the last, NaN for
+        padding steps); None with ``rss_steps_dbm``.
     """
 
     dataset: str
@@ -140,6 +145,8 @@ class Inputs:
     rss_quantization_db: float = 0.0
     rss_noise_db: float = float("nan")
     top_k: int = 0
+    rss_steps_dbm: np.ndarray | None = None
+    step_age_s: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -152,7 +159,9 @@ class Inputs:
 
     def subset(self, rows: np.ndarray | slice) -> Inputs:
         """The samples ``rows`` (an index array, boolean mask or slice)."""
-        return replace(self, **{f: getattr(self, f)[rows] for f in self.SLOT_FIELDS + self.SAMPLE_FIELDS})
+        steps = {} if self.rss_steps_dbm is None else {"rss_steps_dbm": self.rss_steps_dbm[rows],
+                                                       "step_age_s": self.step_age_s[rows]}
+        return replace(self, **{f: getattr(self, f)[rows] for f in self.SLOT_FIELDS + self.SAMPLE_FIELDS}, **steps)
 
     def slots(self, cols: np.ndarray | slice) -> Inputs:
         """The report slots ``cols`` of every sample (reordered or removed).
@@ -162,7 +171,8 @@ class Inputs:
         """
         sel = np.arange(self.node_mask.shape[1])[cols]
         fixed = self.fixed_slots if np.array_equal(sel[: self.fixed_slots], np.arange(self.fixed_slots)) else 0
-        return replace(self, fixed_slots=fixed, **{f: getattr(self, f)[:, sel] for f in self.SLOT_FIELDS})
+        steps = {} if self.rss_steps_dbm is None else {"rss_steps_dbm": self.rss_steps_dbm[:, :, sel]}
+        return replace(self, fixed_slots=fixed, **{f: getattr(self, f)[:, sel] for f in self.SLOT_FIELDS}, **steps)
 
     @property
     def known_nodes(self) -> np.ndarray:
@@ -213,7 +223,8 @@ def load_inputs(dataset: str, split: str, *, with_maps: bool = True, max_steps: 
     -------
     Inputs
         RSS averaged over each sample's valid steps (NaN ignored); ToA, AoA and the truth
-        at the last valid step.
+        at the last valid step; for datasets with sequences also the RSS of every step and
+        its age (``rss_steps_dbm``, ``step_age_s``).
     """
     if split not in SPLITS:
         msg = f"split: expected one of {', '.join(SPLITS)}, got {split!r}"
@@ -238,6 +249,9 @@ def load_inputs(dataset: str, split: str, *, with_maps: bool = True, max_steps: 
     count = np.isfinite(rss_t).sum(1)
     with np.errstate(invalid="ignore"):
         rss = np.where(count > 0, np.nansum(rss_t, axis=1) / np.maximum(count, 1), np.nan)
+    t_s = read("t_s").astype(np.float64) if "t_s" in g else np.zeros(step_mask.shape)
+    last_t = np.take_along_axis(t_s, last[:, None], 1)
+    step_age = np.where(step_mask, last_t - t_s, np.nan)
     toa = _last_step(read("toa_ns").astype(np.float64), last)
     aoa = _last_step(read("aoa_deg").astype(np.float64), last)
     los = _last_step(read("los"), last).astype(np.int8) if "los" in g else np.full(rss.shape, -1, np.int8)
@@ -290,6 +304,7 @@ def load_inputs(dataset: str, split: str, *, with_maps: bool = True, max_steps: 
         rss_quantization_db=float(config.get("rss_quantization_db", 0.0) or 0.0),
         rss_noise_db=float(config.get("rss_noise_db", 0.0 if "rss_quantization_db" in config else np.nan)),
         top_k=int(config.get("top_k", 0) or 0),
+        rss_steps_dbm=rss_t if rss_t.shape[1] > 1 else None, step_age_s=step_age if rss_t.shape[1] > 1 else None,
     )
 
 

@@ -33,6 +33,10 @@ RSS_MIN_DBM, RSS_MAX_DBM = -120.0, -30.0
 NODE_Z_SCALE_M = 100.0
 TX_SCALE_DBM = 50.0
 
+#: Columns of an earlier report (:attr:`Batch.hist`): RSS as the ``rss`` feature, age / AGE_SCALE_S.
+HIST_COLUMNS = ("rss", "age")
+AGE_SCALE_S = 10.0
+
 #: Columns of the dense per-token feature vector (see :func:`token_features`).
 TOKEN_COLUMNS = ("node_z", "pos_ok", "rss", "rss_ok", "aoa_sin", "aoa_cos", "aoa_ok", "toa", "toa_ok", "tx", "tx_ok")
 
@@ -107,6 +111,11 @@ class Batch:
     node_id : [N, S] int64
     mask : [N, S] bool, slots that carry at least one measurement
     truth : [N, 2] float32, normalized (NaN where absent)
+    hist : [N, T, S, 2] float32 or None
+        Earlier reports of the slots (sequences only): :data:`HIST_COLUMNS` per report time
+        and slot; None when no sample has an earlier report.
+    hist_mask : [N, T, S] bool or None
+        Where ``hist`` holds a report: an RSS at an earlier time of a slot that reports now.
     """
 
     node_xy: torch.Tensor
@@ -114,15 +123,32 @@ class Batch:
     node_id: torch.Tensor
     mask: torch.Tensor
     truth: torch.Tensor
+    hist: torch.Tensor | None = None
+    hist_mask: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.mask.shape[0]
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(*(t.to(device) for t in (self.node_xy, self.feats, self.node_id, self.mask, self.truth)))
+        hist = {} if self.hist is None else {"hist": self.hist.to(device), "hist_mask": self.hist_mask.to(device)}
+        return Batch(*(t.to(device) for t in (self.node_xy, self.feats, self.node_id, self.mask, self.truth)), **hist)
 
     def index(self, rows: torch.Tensor | np.ndarray | slice) -> Batch:
-        return Batch(self.node_xy[rows], self.feats[rows], self.node_id[rows], self.mask[rows], self.truth[rows])
+        hist = {} if self.hist is None else {"hist": self.hist[rows], "hist_mask": self.hist_mask[rows]}
+        return Batch(self.node_xy[rows], self.feats[rows], self.node_id[rows], self.mask[rows], self.truth[rows],
+                     **hist)
+
+    def with_tokens(self, *, node_xy: torch.Tensor | None = None, feats: torch.Tensor | None = None,
+                    mask: torch.Tensor | None = None, truth: torch.Tensor | None = None,
+                    hist_mask: torch.Tensor | None = None) -> Batch:
+        """The same batch with some tensors replaced; the history follows ``mask`` (a slot that
+        no longer reports loses its earlier reports too)."""
+        mask = self.mask if mask is None else mask
+        hm = self.hist_mask if hist_mask is None else hist_mask
+        if hm is not None:
+            hm = hm & mask.unsqueeze(1)
+        return Batch(self.node_xy if node_xy is None else node_xy, self.feats if feats is None else feats,
+                     self.node_id, mask, self.truth if truth is None else truth, self.hist, hm)
 
     def compact(self) -> Batch:
         """Move each sample's reporting slots to the front and drop slots no sample uses.
@@ -140,6 +166,7 @@ class Batch:
             idx = order.reshape(n, keep, *([1] * (t.dim() - 2))).expand(n, keep, *t.shape[2:])
             return torch.gather(t, 1, idx)
 
+        # the history is dropped: only mapformer reads it, and it is never compacted (its maps follow the slots)
         return Batch(take(self.node_xy), take(self.feats), take(self.node_id), take(self.mask), self.truth)
 
     def col(self, name: str) -> torch.Tensor:
@@ -191,5 +218,15 @@ def make_batch(x: Inputs, spec: FeatureSpec, *, unknown_nodes: str = "allow") ->
                f"(the model knows {len(spec.node_keys)} nodes, e.g. {list(spec.node_keys[:3])})")
         raise InvalidInputError(msg)
     truth = spec.to_unit(x.truth_m).astype(np.float32)
+    hist = hist_mask = None
+    if x.rss_steps_dbm is not None and x.step_age_s is not None:
+        age = x.step_age_s[..., None]  # [N, T, 1]
+        hm = np.isfinite(x.rss_steps_dbm) & np.isfinite(age) & (age > 0) & mask[:, None, :]
+        if hm.any():
+            h_rss = np.clip((np.nan_to_num(x.rss_steps_dbm, nan=RSS_MIN_DBM) - RSS_MIN_DBM)
+                            / (RSS_MAX_DBM - RSS_MIN_DBM), -0.5, 1.5)
+            h_age = np.broadcast_to(np.nan_to_num(age) / AGE_SCALE_S, h_rss.shape)
+            hist = torch.from_numpy(np.stack([h_rss * hm, h_age * hm], -1).astype(np.float32))
+            hist_mask = torch.from_numpy(hm)
     return Batch(torch.from_numpy(xy.astype(np.float32)), torch.from_numpy(feats), torch.from_numpy(ids),
-                 torch.from_numpy(mask), torch.from_numpy(truth))
+                 torch.from_numpy(mask), torch.from_numpy(truth), hist, hist_mask)

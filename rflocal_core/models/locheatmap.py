@@ -626,7 +626,7 @@ class LocHeatmap(LocNet):
         if lost.any():
             first = F.one_hot(mask.to(torch.int8).argmax(1), mask.shape[1]).bool()
             keep = keep | (first & lost.unsqueeze(1))
-        return Batch(base.node_xy, base.feats, base.node_id, keep, base.truth)
+        return base.with_tokens(mask=keep)
 
     @staticmethod
     def _scene(batch: MapBatch | Batch, n: int, res: int, like: torch.Tensor) -> torch.Tensor:

@@ -13,9 +13,13 @@ Radio encoder
     One token per report slot: the sinusoidal encoding of the node position (as ``setnet``),
     the token features (:data:`~rflocal_core.models.features.TOKEN_COLUMNS`, their ``ok``
     flags are the feature masks) and a learned node-id embedding (id 0, unknown node: zero).
-    A masked transformer encoder with a CLS token; the CLS output is the radio embedding.
-    The tokens are per-slot snapshots without a time axis, so there is no time embedding;
-    "temporal" dropout is report dropout (``node_dropout``) plus ``feature_dropout``.
+    For sequences, one more token per earlier report time and slot (the RSS then, the
+    slot's position encoding and node-id embedding, and the age in seconds before the
+    current report as the time embedding, plus a learned "earlier report" embedding). A
+    masked transformer encoder with a CLS token over both; the CLS output is the radio
+    embedding. Snapshot datasets have no earlier reports, and the network is then the same
+    as without the history stream. Temporal dropout (``temporal_dropout``) drops earlier
+    reports; report dropout (``node_dropout``) drops a node at every time.
 Map encoder
     A raster stack on the sample's map grid, permutation invariant in the slots:
 
@@ -88,7 +92,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.models.features import NODE_Z_SCALE_M, TOKEN_COLUMNS, TX_SCALE_DBM, Batch
+from rflocal_core.models.features import AGE_SCALE_S, NODE_Z_SCALE_M, TOKEN_COLUMNS, TX_SCALE_DBM, Batch
 from rflocal_core.models.maps import SCENE_CHANNELS, MapBatch, aoa_loglik, lookup, rss_unit_to_dbm, unit_to_pg_db
 from rflocal_core.models.nets import LocNet, NetConfig, _mlp, check_encoder, gaussian_beta_nll, sinusoidal
 from rflocal_core.validation import check_choice, check_int, check_number
@@ -162,6 +166,8 @@ class MapFormerConfig(NetConfig):
         Step size of the refinement (Adam), in unit-square units.
     feature_dropout : float
         Training: probability of dropping each measurement group (RSS, AoA, ToA) of a token.
+    temporal_dropout : float
+        Training: probability of dropping each earlier report (history token).
     map_rotation_deg, map_scale : float
         Training: uniform random rotation within +-map_rotation_deg and scaling within
         +-map_scale about the square's centre (0 disables).
@@ -187,6 +193,7 @@ class MapFormerConfig(NetConfig):
     refine_steps: int = 0
     refine_lr: float = 0.005
     feature_dropout: float = 0.1
+    temporal_dropout: float = 0.2
     map_rotation_deg: float = 5.0
     map_scale: float = 0.05
 
@@ -212,6 +219,7 @@ class MapFormerConfig(NetConfig):
         check_int("refine_steps", self.refine_steps, 0, 1000)
         check_number("refine_lr", self.refine_lr, 1e-5, 0.5)
         check_number("feature_dropout", self.feature_dropout, 0.0, 0.9)
+        check_number("temporal_dropout", self.temporal_dropout, 0.0, 0.9)
         check_number("map_rotation_deg", self.map_rotation_deg, 0.0, 45.0, "deg")
         check_number("map_scale", self.map_scale, 0.0, 0.5)
 
@@ -485,6 +493,9 @@ class MapFormer(LocNet):
             if self.fine_head is not None:
                 nn.init.zeros_(self.fine_head.weight)
                 nn.init.zeros_(self.fine_head.bias)
+        # history tokens (earlier report times); built last, so snapshot data trains as before
+        self.hist_mlp = _mlp([4 * c.pe_freqs + 3, 2 * d, d])
+        self.hist_type = nn.Parameter(torch.randn(1, 1, 1, d) * 0.02)
 
     # ----------------------------------------------------------------- forward
 
@@ -501,9 +512,13 @@ class MapFormer(LocNet):
 
         # radio encoder
         tokens = torch.cat([sinusoidal(b.node_xy, c.pe_freqs) * b.col("pos_ok").unsqueeze(-1), b.feats], dim=-1)
-        h = self.token_mlp(tokens) + self.node_embedding(b.node_id.clamp(0, self.vocab_size))
+        ids = self.node_embedding(b.node_id.clamp(0, self.vocab_size))
+        h = self.token_mlp(tokens) + ids
         full = torch.cat([torch.ones(n, 1, dtype=torch.bool, device=dev), b.mask], dim=1)
         h = torch.cat([self.cls.expand(n, 1, -1), h], dim=1)
+        if b.hist is not None and b.hist_mask is not None and bool(b.hist_mask.any()):
+            ht, hm = self._history(b, tokens[..., :4 * c.pe_freqs], ids)
+            h, full = torch.cat([h, ht], dim=1), torch.cat([full, hm], dim=1)
         radio = self.radio_norm(self.radio_encoder(h, src_key_padding_mask=~full))[:, 0]  # [N, d]
 
         # map encoder, cross-attention
@@ -585,6 +600,24 @@ class MapFormer(LocNet):
                 mse, has = physics_residual(batch, mu.detach())
             out["residual_db"] = torch.where(has, mse.sqrt(), torch.full_like(mse, float("nan")))
         return out
+
+    def _history(self, b: Batch, pe: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """History tokens [N, K, d] and their mask [N, K]: one per (earlier time, slot) that any sample uses.
+
+        Token: MLP(node position encoding, RSS, age, log age) + node-id embedding + a learned
+        "earlier report" embedding; the age (seconds before the current report) is the time
+        embedding.
+        """
+        hm = b.hist_mask
+        hist = torch.where(hm.unsqueeze(-1), b.hist.to(pe.dtype), torch.zeros((), dtype=pe.dtype, device=pe.device))
+        n, t, s, _ = hist.shape
+        age = hist[..., 1:2]
+        x = torch.cat([pe.unsqueeze(1).expand(n, t, s, -1), hist[..., :1], age,
+                       torch.log1p(age.clamp_min(0) * AGE_SCALE_S) / 5.0], dim=-1)
+        ht = self.hist_mlp(x) + ids.unsqueeze(1) + self.hist_type  # [N, T, S, d]
+        ht, hm = ht.reshape(n, t * s, -1), hm.reshape(n, t * s)
+        used = hm.any(0)
+        return ht[:, used], hm[:, used]
 
     def _rasters(self, batch: MapBatch, loglik: torch.Tensor | None) -> torch.Tensor:
         parts = []
@@ -702,6 +735,9 @@ class MapFormer(LocNet):
                                generator=generator)
         if c.feature_dropout > 0:
             base = self._feature_dropout(base, generator)
+        if c.temporal_dropout > 0 and base.hist_mask is not None:
+            keep = torch.rand(base.hist_mask.shape, generator=generator) >= c.temporal_dropout
+            base = base.with_tokens(hist_mask=base.hist_mask & keep.to(base.hist_mask.device))
         if not is_map:
             return base
         batch = batch.with_base(base)
@@ -721,7 +757,8 @@ class MapFormer(LocNet):
             for col in group:
                 i = TOKEN_COLUMNS.index(col)
                 feats[..., i] = feats[..., i] * (~drop[..., gi]).to(feats.dtype)
-        return Batch(b.node_xy, feats, b.node_id, b.mask, b.truth)
+        hist_mask = None if b.hist_mask is None else b.hist_mask & ~drop[..., 0].unsqueeze(1)  # RSS dropped: all times
+        return b.with_tokens(feats=feats, hist_mask=hist_mask)
 
     def _geometric(self, batch: MapBatch, generator: torch.Generator) -> MapBatch:
         """Rotate by theta and scale by s about (0.5, 0.5): p' = c + s R(theta) (p - c), for every input."""
@@ -762,8 +799,8 @@ class MapFormer(LocNet):
         site_maps = site_maps * site_ok
         sgrid = F.affine_grid(aff.to(scene.dtype), list(scene.shape), align_corners=False)
         scene = F.grid_sample(scene, sgrid, mode="nearest", padding_mode="zeros", align_corners=False)
-        return MapBatch(Batch(node_xy, feats, b.node_id, b.mask, truth), site_maps, site_ok, batch.site_has_map,
-                        scene, batch.extent_m)
+        return MapBatch(b.with_tokens(node_xy=node_xy, feats=feats, truth=truth), site_maps, site_ok,
+                        batch.site_has_map, scene, batch.extent_m)
 
 
 #: The map-conditioned networks of this module, for the registry of the training engine.

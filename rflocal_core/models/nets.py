@@ -243,7 +243,7 @@ class LocNet(nn.Module):
         if c.position_jitter_m > 0:
             jitter = torch.randn(node_xy.shape, generator=generator) * (c.position_jitter_m / extent_m)
             node_xy = node_xy + jitter * batch.col("pos_ok").unsqueeze(-1)
-        return Batch(node_xy, feats, batch.node_id, mask, batch.truth)
+        return batch.with_tokens(node_xy=node_xy, feats=feats, mask=mask)
 
     def loss(self, batch: Batch, out: dict[str, torch.Tensor], *, stage: str = "joint"
              ) -> tuple[torch.Tensor, dict[str, float]]:

@@ -109,6 +109,8 @@ def apply_transform(x: Inputs, t: InputTransform) -> Inputs:
     if t.feature_dropout > 0:
         for name in fields:
             fields[name][rng.random(fields[name].shape) < t.feature_dropout] = np.nan
+    if x.rss_steps_dbm is not None:  # a slot whose RSS is gone loses it at every time
+        fields["rss_steps_dbm"] = np.where(np.isfinite(fields["rss_dbm"])[:, None, :], x.rss_steps_dbm, np.nan)
     out = replace(x, **fields)
     if t.map_corruption != "none" and x.maps:
         out = replace(out, maps={k: corrupt_maps(m, t.map_corruption, rng) for k, m in x.maps.items()})
