@@ -26,10 +26,11 @@ default 200, patience 25). CPU only.
 
 Run::
 
-    .venv/bin/python bench/bench_map_models.py [--max-minutes 3] [--workspace bench/workspace-maps]
+    .venv/bin/python bench/bench_map_models.py [--drone-seeds 3] [--max-minutes 3] [--workspace bench/workspace-maps]
 
-About 35 minutes on 2 cores (data about 10, training the rest). Datasets are generated once
-and reused. Results: a markdown table on stdout and ``bench/results/map_models.json``.
+About 25 minutes on 2 cores with one drone seed, 45 with three (plus about 10 to generate
+the data). Datasets are generated once and reused. Results: a markdown table on stdout
+and ``bench/results/map_models.json``.
 """
 
 from __future__ import annotations
