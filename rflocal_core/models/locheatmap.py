@@ -99,6 +99,7 @@ MODES = ("proposal", "DCAe", "DCAe_simple", "LocUNet", "LocUNet_softargmax", "pr
 RASTER_CHANNELS = ("rss", "aoa_sin", "aoa_cos", "rss_ok", "aoa_ok")
 #: Input channels of the networks: the rasters plus the AoA back-projection (:func:`backprojection`).
 INPUT_CHANNELS = (*RASTER_CHANNELS, "aoa_bp")
+BP_CHANNEL = INPUT_CHANNELS.index("aoa_bp")
 #: The back-projection channel is ``((ll - max ll) / BP_SCALE_NATS).clamp(-5, 0)``.
 BP_SCALE_NATS = 10.0
 #: Channels of the completion network's output (see the module doc for their targets).
@@ -540,7 +541,7 @@ class LocHeatmap(LocNet):
         super().__init__(config, vocab_size=vocab_size)
         c = config
         mode = c.mode
-        bp = (INPUT_CHANNELS.index("aoa_bp"),) if c.aoa_backprojection else ()
+        bp = (BP_CHANNEL,) if c.aoa_backprojection else ()
         if mode == "proposal_rss_only":
             self.in_idx, self.out_idx = (0, 3), (0, 3)
         elif mode == "proposal_aoa_only":
@@ -561,8 +562,8 @@ class LocHeatmap(LocNet):
             self.unet = UNet(unet_in, c.unet_channels)
         # softmax heatmaps take the back-projection as a log-prior; softplus(w) starts at 1
         self.prior_weight = (nn.Parameter(torch.tensor(math.log(math.e - 1.0)))
-                             if c.aoa_prior and c.aoa_backprojection and self.unet is not None and mode != "LocUNet"
-                             and 5 in self.in_idx else None)
+                             if c.aoa_prior and BP_CHANNEL in self.in_idx and self.unet is not None
+                             and mode != "LocUNet" else None)
         x, y = cell_centres(c.res, c.res)
         self.register_buffer("coords", torch.stack([x.view(1, -1).expand(c.res, -1), y.view(-1, 1).expand(-1, c.res)]),
                              persistent=False)
@@ -593,7 +594,7 @@ class LocHeatmap(LocNet):
         logits = self.unet(torch.cat(parts, 1))
         if self.prior_weight is not None:  # the U-Net's output is a correction to the bearings' log-likelihood
             beta = c.softargmax_beta if c.mode in _SOFTARGMAX_MODES else 1.0
-            bp = reports[:, INPUT_CHANNELS.index("aoa_bp"):INPUT_CHANNELS.index("aoa_bp") + 1]
+            bp = reports[:, BP_CHANNEL:BP_CHANNEL + 1]
             logits = logits + F.softplus(self.prior_weight) * bp * (BP_SCALE_NATS / beta)
         z = logits.float()
         if c.mode == "LocUNet":
@@ -611,7 +612,7 @@ class LocHeatmap(LocNet):
         """[N, 6, res, res]: :func:`rasterize_reports` and the back-projection (zeros when off), :data:`INPUT_CHANNELS`."""
         c = self.config
         r = rasterize_reports(base, c.res)
-        if c.aoa_backprojection and 5 in self.in_idx:
+        if BP_CHANNEL in self.in_idx:
             bp = backprojection(base, c.res, sigma_deg=c.aoa_sigma_deg).to(r.dtype)
         else:
             bp = r.new_zeros(len(base), 1, c.res, c.res)

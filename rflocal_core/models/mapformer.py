@@ -274,8 +274,23 @@ def physics_residual(batch: MapBatch, pos: torch.Tensor) -> tuple[torch.Tensor, 
     return torch.where(has, sq / dof.clamp_min(1.0), torch.zeros_like(sq)), has
 
 
-def physics_loglik(batch: MapBatch, *, rss_sigma_db: float, toa_sigma_m: float, aoa_sigma_deg: float
-                   ) -> torch.Tensor:
+def rss_cells(batch: MapBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The RSS evidence at every map cell, shared by :func:`physics_loglik` and :func:`radio_channels`.
+
+    Returns ``(sum r^2 [N, H, W], dof [N, H, W], no_ray [N, H, W])``: the squared profiled
+    residuals (dB^2) and degrees of freedom of :func:`_profiled_residual` over the slots that
+    report RSS, have a map and a ray at the cell, and the number of reporting slots whose map
+    has no ray there.
+    """
+    slots = _valid_slots(batch)
+    valid = slots[..., None, None] & batch.site_ok
+    sq, dof = _profiled_residual(batch, unit_to_pg_db(batch.site_maps.float()), valid)
+    no_ray = (slots[..., None, None] & ~batch.site_ok).to(sq.dtype).sum(1)
+    return sq, dof, no_ray
+
+
+def physics_loglik(batch: MapBatch, *, rss_sigma_db: float, toa_sigma_m: float, aoa_sigma_deg: float,
+                   cells: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """[N, 4, H, W]: log-likelihood (nats) of the sample's reports at each map cell, per term.
 
     Terms (:data:`PRIOR_TERMS`), each summed over the report slots:
@@ -297,15 +312,13 @@ def physics_loglik(batch: MapBatch, *, rss_sigma_db: float, toa_sigma_m: float, 
         ``-INDOOR_NATS`` at cells inside a building footprint (scene raster).
 
     Slots without a known node position give no ToA/AoA term. Invariant to slot order.
+    ``cells``: :func:`rss_cells` of the batch, if already computed.
     """
     b = batch.base
     maps = batch.site_maps.float()
     n, _, h, w = maps.shape
     dev = maps.device
-    slots = _valid_slots(batch)
-    valid = slots[..., None, None] & batch.site_ok
-    sq, _ = _profiled_residual(batch, unit_to_pg_db(maps), valid)
-    no_ray = (slots[..., None, None] & ~batch.site_ok).to(maps.dtype).sum(1)
+    sq, _, no_ray = rss_cells(batch) if cells is None else cells
     rss = -sq / (2 * rss_sigma_db ** 2) - NO_RAY_NATS * no_ray
 
     known = b.mask & (b.col("pos_ok") > 0.5)
@@ -333,28 +346,24 @@ def physics_loglik(batch: MapBatch, *, rss_sigma_db: float, toa_sigma_m: float, 
     return torch.stack([rss, toa, aoa, indoor], dim=1)
 
 
-def radio_channels(batch: MapBatch, loglik: torch.Tensor | None = None) -> torch.Tensor:
+def radio_channels(batch: MapBatch, loglik: torch.Tensor,
+                   cells: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """[N, 8, H, W] the radio-map stream (:data:`RADIO_CHANNELS`), invariant to slot order.
 
-    ``loglik``: the :func:`physics_loglik` of the batch (computed with the default spreads
-    when not given); its RSS, ToA and AoA terms are the last three channels, scaled.
+    ``loglik``: the :func:`physics_loglik` of the batch, whose RSS, ToA and AoA terms are the
+    last three channels, scaled; ``cells``: its :func:`rss_cells`.
     """
     maps = batch.site_maps.float()
     slots = _valid_slots(batch)
     has = (batch.base.mask & batch.site_has_map).to(maps.dtype)[..., None, None]
     mean_pg = (maps * has).sum(1) / has.sum(1).clamp_min(1.0)
-    valid = slots[..., None, None] & batch.site_ok
+    sq, dof, no_ray = cells
     n_slots = slots.to(maps.dtype).sum(1)[:, None, None]
-    coverage = valid.to(maps.dtype).sum(1) / n_slots.clamp_min(1.0)
-    sq, dof = _profiled_residual(batch, unit_to_pg_db(maps), valid)
+    coverage = (n_slots - no_ray) / n_slots.clamp_min(1.0)  # reporting slots with a ray at the cell
     informative = (dof > 0.5).to(maps.dtype)
     mse = sq / dof.clamp_min(1.0)
     match = torch.exp(-mse / (2 * MATCH_SIGMA_DB ** 2)) * informative
     rms = (mse.sqrt() / RMS_SCALE_DB).clamp(max=3.0) * informative
-    if loglik is None:
-        defaults = MapFormerConfig()
-        loglik = physics_loglik(batch, rss_sigma_db=defaults.prior_rss_sigma_db,
-                                toa_sigma_m=defaults.prior_toa_sigma_m, aoa_sigma_deg=defaults.prior_aoa_sigma_deg)
     ll = (loglik[:, :3] / LL_SCALE).clamp(-5.0, 0.0)
     return torch.cat([torch.stack([mean_pg, coverage, match, rms, informative], dim=1), ll], dim=1)
 
@@ -524,12 +533,13 @@ class MapFormer(LocNet):
         # map encoder, cross-attention
         cells = _centres(g_cells, g_cells, (1.0, 1.0), dev)  # [G*G, 2]
         cell_h = self.cell_pos(sinusoidal(cells, c.pe_freqs)).unsqueeze(0).expand(n, -1, -1)
-        loglik = None
+        loglik = rss = None
         if c.physics_prior or c.use_radio_maps:
+            rss = rss_cells(batch)  # once, for the prior and the radio-map stream
             loglik = physics_loglik(batch, rss_sigma_db=c.prior_rss_sigma_db, toa_sigma_m=c.prior_toa_sigma_m,
-                                    aoa_sigma_deg=c.prior_aoa_sigma_deg)  # [N, 4, H, W]
+                                    aoa_sigma_deg=c.prior_aoa_sigma_deg, cells=rss)  # [N, 4, H, W]
         if self.map_channels:
-            x = self._rasters(batch, loglik)  # [N, C, H, W]
+            x = self._rasters(batch, loglik, rss)  # [N, C, H, W]
             grid, extent = self.map_encoder(x)
             th, tw = grid.shape[-2:]
             pos = self.map_pos(sinusoidal(_centres(th, tw, extent, dev), c.pe_freqs))
@@ -619,10 +629,11 @@ class MapFormer(LocNet):
         used = hm.any(0)
         return ht[:, used], hm[:, used]
 
-    def _rasters(self, batch: MapBatch, loglik: torch.Tensor | None) -> torch.Tensor:
+    def _rasters(self, batch: MapBatch, loglik: torch.Tensor | None,
+                 rss: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         parts = []
         if self.config.use_radio_maps:
-            parts.append(radio_channels(batch, loglik))
+            parts.append(radio_channels(batch, loglik, rss))
         if self.config.use_scene:
             parts.append(batch.scene_rasters.float())
         return torch.cat(parts, dim=1)
