@@ -263,34 +263,22 @@ def _solve_sites_in_processes(name: str, sites: list[dict[str, Any]], solve: dic
     and saves its maps to a temporary ``.npz``.
     """
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-maps-", dir=settings.workspace_dir()))
-    procs = []
     try:
+        commands = []
         for w in range(workers):
             job = {"name": name, "sites": sites[w::workers], "solve": solve, "out": str(tmp / f"worker-{w}.npz")}
             (tmp / f"worker-{w}.json").write_text(json.dumps(job), encoding="utf-8")
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "rflocal_core.mapworker", str(tmp / f"worker-{w}.json")],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
-            ))
+            commands.append([sys.executable, "-m", "rflocal_core.mapworker", str(tmp / f"worker-{w}.json")])
         done = 0
-        lines: queue.Queue[str | None] = queue.Queue()
-        readers = [threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True) for proc in procs]
-        for reader in readers:
-            reader.start()
-        finished = 0
-        while finished < len(procs):
-            line = lines.get()
-            if line is None:
-                finished += 1
-            elif line.startswith("site-done"):
+
+        def on_line(line: str) -> None:
+            nonlocal done
+            if line.startswith("site-done"):
                 done += 1
                 if on_site is not None:
                     on_site(done, len(sites))
-        for w, proc in enumerate(procs):
-            if proc.wait() != 0:
-                err = proc.stderr.read().strip().splitlines() if proc.stderr else []
-                msg = f"radio map worker {w} failed: {err[-1] if err else 'exit status ' + str(proc.returncode)}"
-                raise RuntimeError(msg)
+
+        run_children(commands, on_line=on_line, log_dir=tmp, what="radio map worker")
         parts = [np.load(tmp / f"worker-{w}.npz") for w in range(workers)]
         gains = [None] * len(sites)
         for w, part in enumerate(parts):
@@ -298,11 +286,51 @@ def _solve_sites_in_processes(name: str, sites: list[dict[str, Any]], solve: dic
                 gains[k] = part["gain"][j]
         return np.stack(gains), parts[0]["centres"]
     finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_children(commands: list[list[str]], *, on_line: Any, log_dir: Path, what: str = "worker") -> None:
+    """Run child processes at once; pass each stdout line to ``on_line``; raise if one fails.
+
+    Each child's stderr goes to a file in ``log_dir``, not to a pipe: a pipe read only
+    after the child exits fills up (about 64 KB, e.g. a Dr.Jit warning storm) and
+    blocks the child forever.
+
+    Raises
+    ------
+    RuntimeError
+        A child exited with a non-zero status; the message names it and quotes the last
+        line of its stderr.
+    """
+    procs, logs = [], []
+    try:
+        for w, argv in enumerate(commands):
+            logs.append(open(log_dir / f"worker-{w}.stderr", "w+", encoding="utf-8", errors="replace"))  # noqa: SIM115
+            procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=logs[-1], text=True,
+                                          env=os.environ.copy()))
+        lines: queue.Queue[str | None] = queue.Queue()
+        for proc in procs:
+            threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
+        finished = 0
+        while finished < len(procs):
+            line = lines.get()
+            if line is None:
+                finished += 1
+            else:
+                on_line(line)
+        for w, proc in enumerate(procs):
+            if proc.wait() != 0:
+                logs[w].seek(0)
+                err = logs[w].read().strip().splitlines()
+                msg = f"{what} {w} failed: {err[-1] if err else 'exit status ' + str(proc.returncode)}"
+                raise RuntimeError(msg)
+    finally:
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
+        for log in logs:
+            log.close()
 
 
 def _pump(stream: Any, lines: queue.Queue) -> None:

@@ -189,3 +189,18 @@ def test_radio_maps_are_repeatable_and_independent_of_worker_count(workspace):
     assert np.array_equal(here.path_gain_db, two.path_gain_db)
     assert np.array_equal(here.path_gain_db, three.path_gain_db)
     assert np.array_equal(here.x_m, two.x_m) and np.array_equal(here.y_m, two.y_m)
+
+
+def test_children_that_flood_stderr_do_not_hang(tmp_path: Path) -> None:
+    """A child writing 1 MB to stderr (far more than a pipe holds) finishes; a failing one is named."""
+    from rflocal_core.raytrace import run_children
+
+    flood = "import sys; sys.stderr.write('w' * 2**20 + '\\n'); print('site-done', flush=True)"
+    fail = "import sys; sys.stderr.write('x' * 2**20 + '\\nboom: the last line\\n'); sys.exit(3)"
+    lines: list[str] = []
+    run_children([[sys.executable, "-c", flood]] * 2, on_line=lines.append, log_dir=tmp_path)
+    assert lines == ["site-done", "site-done"]
+    assert (tmp_path / "worker-0.stderr").stat().st_size > 2**20
+    with pytest.raises(RuntimeError, match=r"worker 1 failed: boom: the last line"):
+        run_children([[sys.executable, "-c", flood], [sys.executable, "-c", fail]], on_line=lines.append,
+                     log_dir=tmp_path)
