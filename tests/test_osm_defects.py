@@ -62,7 +62,8 @@ class OsmFile:
         lines = ['<?xml version="1.0" encoding="UTF-8"?>', '<osm version="0.6" generator="rflocal-tests">',
                  f'  <bounds minlat="{lat_lo:.7f}" minlon="{ORIGIN[1] - 60 * dlon:.7f}" '
                  f'maxlat="{lat_hi:.7f}" maxlon="{ORIGIN[1] + 400 * dlon:.7f}"/>']
-        lines += [f'  <node id="{i}" version="1" lat="{lat:.8f}" lon="{lon:.8f}"/>' for i, (lat, lon) in self.nodes.items()]
+        lines += [f'  <node id="{i}" version="1" lat="{lat:.8f}" lon="{lon:.8f}"/>'
+                  for i, (lat, lon) in self.nodes.items()]
         path.write_text("\n".join([*lines, *self.elements, "</osm>"]) + "\n", encoding="utf-8")
         return path
 
@@ -97,7 +98,8 @@ def assert_report(summary: dict[str, Any], meta: dict[str, Any], *, skipped: dic
     for got in (summary, report):
         assert ids_by_reason(got["skipped"]) == skipped
         assert ids_by_reason(got["repaired"]) == repaired
-        assert all(entry["count"] == len(entry["ids"]) for entry in [*got["skipped"].values(), *got["repaired"].values()])
+        entries = [*got["skipped"].values(), *got["repaired"].values()]
+        assert all(entry["count"] == len(entry["ids"]) for entry in entries)
     notes = [line for line in summary["notes"] if line.startswith(("skipped: ", "repaired: "))]
     assert len(notes) == len(skipped) + len(repaired)
 
@@ -226,17 +228,20 @@ def test_building_parts_with_min_height(workspace: Path, tmp_path: Path) -> None
     osm.way(47, [*tower, tower[0]], {"building:part": "yes", "height": "30"})
     lifted = osm.square(112.0, 112.0, 4.0)
     osm.way(48, [*lifted, lifted[0]], {"building:part": "yes", "min_height": "31", "height": "30"})
+    alone = osm.square(200.0, 100.0)
+    osm.way(49, [*alone, alone[0]], {"building:part": "yes", "height": "5"})  # no outline: a building of its own
     summary, meta, props = build(osm.write(tmp_path / "parts.osm"), "parts")
-    assert set(props) == good | {"way/44", "way/45", "way/46", "way/47"}  # way/43 replaced by its parts
+    assert set(props) == good | {"way/44", "way/45", "way/46", "way/47", "way/49"}  # way/43 replaced by its parts
     assert (props["way/44"]["height_m"], props["way/44"].get("min_height_m")) == (20.0, None)
     assert (props["way/45"]["height_m"], props["way/45"]["min_height_m"]) == (14.0, 8.0)
     assert props["way/46"]["area_m2"] == pytest.approx(1600.0 - 100.0, rel=0.02)  # the outline minus the tower
     assert (props["way/46"]["height_m"], props["way/47"]["height_m"]) == (9.0, 30.0)
-    assert meta["buildings"]["footprints"]["parts"] == {"parts": 4, "outlines_with_parts": 2, "outline_remainders": 1,
-                                                         "standalone_parts": 0}
+    assert meta["buildings"]["footprints"]["parts"] == {"parts": 5, "outlines_with_parts": 2, "outline_remainders": 1,
+                                                         "standalone_parts": 1}
+    assert props["way/49"]["height_m"] == 5.0
     assert_report(summary, meta, skipped={"base_not_below_top": ["way/48"]}, repaired={})
-    assert summary["notes"][-1] == ("building:part: 4 parts replaced 2 outlines (1 outline remainders kept, "
-                                    "0 parts outside any outline kept on their own)")
+    assert summary["notes"][-1] == ("building:part: 5 parts replaced 2 outlines (1 outline remainders kept, "
+                                    "1 parts outside any outline kept on their own)")
     vertices, faces = read_ply(scene_dir("parts") / "meshes" / f"building_{props['way/45']['id']:05d}.ply")
     assert is_closed(faces)
     assert (vertices[:, 2].min(), vertices[:, 2].max()) == (pytest.approx(8.0), pytest.approx(14.0))
@@ -380,3 +385,25 @@ def test_geojson_bad_features_are_skipped(workspace: Path, tmp_path: Path) -> No
                                           "not_lonlat": ["features[5]"], "zero_area": ["features[7]"]},
                   repaired={"self_intersecting": ["features[4]"]})
     assert meta["buildings"]["footprints"]["seen"] == {"features": 8, "non_polygon": 1}
+
+
+def test_scene_builder_page_names_what_was_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("RFLOCAL_WORKSPACE", str(tmp_path / "ws"))
+    app = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120)
+    app.run()
+    app.switch_page("pages/views/scene_builder.py")
+    app.run()
+    app.radio(key="sb_source").set_value("OSM / GeoJSON file")
+    app.run()
+    app.text_input(key="sb_name").set_value("wild")
+    app.number_input(key="sb_count").set_value(2)
+    app.text_input(key="sb_path").set_value(str(wild_file(tmp_path / "wild.osm")))
+    app.button(key="sb_build").click()
+    app.run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    assert "3 buildings" in app.success[0].value
+    warning = app.warning[0].value
+    assert "- skipped: 1 relations with missing member ways (relation/50)" in warning.splitlines()
+    assert "- repaired: 1 invalid (self-intersecting) rings fixed with make_valid (way/15)" in warning.splitlines()

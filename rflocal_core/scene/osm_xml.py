@@ -410,8 +410,9 @@ def building_features(data: OSMData) -> list[Feature]:
     returned in the order osmnx gives them (relations, then ways, by id).
     """
     log = data.log
-    candidates = [("relation", rid, tags) for rid, (_, tags) in data.relations.items() if is_building(tags) or is_part(tags)]
-    candidates += [("way", wid, tags) for wid, (_, tags) in data.ways.items() if is_building(tags) or is_part(tags)]
+    candidates = [("relation", rid, tags) for rid, (_, tags) in data.relations.items()]
+    candidates += [("way", wid, tags) for wid, (_, tags) in data.ways.items()]
+    candidates = [c for c in candidates if is_building(c[2]) or is_part(c[2])]
     features = []
     for kind, element_id, tags in sorted(candidates, key=lambda c: (c[0], c[1])):
         feature_id = f"{kind}/{element_id}"
