@@ -407,3 +407,36 @@ def test_scene_builder_page_names_what_was_skipped(tmp_path: Path, monkeypatch: 
     warning = app.warning[0].value
     assert "- skipped: 1 relations with missing member ways (relation/50)" in warning.splitlines()
     assert "- repaired: 1 invalid (self-intersecting) rings fixed with make_valid (way/15)" in warning.splitlines()
+
+
+def test_overpass_out_geom_file(workspace: Path, tmp_path: Path) -> None:
+    # Overpass Turbo exports ("out geom") carry coordinates inside ways and relation
+    # members instead of <node> elements, and a <bounds> inside every element.
+    def lat_lon(x_m: float, y_m: float) -> str:
+        lon = ORIGIN[1] + x_m / (M_PER_DEG_LAT * math.cos(math.radians(ORIGIN[0])))
+        return f'lat="{ORIGIN[0] + y_m / M_PER_DEG_LAT:.8f}" lon="{lon:.8f}"'
+
+    def corners(x_m: float, y_m: float, side_m: float) -> list[str]:
+        return [lat_lon(x_m, y_m), lat_lon(x_m + side_m, y_m), lat_lon(x_m + side_m, y_m + side_m),
+                lat_lon(x_m, y_m + side_m)]
+
+    elements = []
+    for way_id, x_m in ((1, 0.0), (2, 40.0)):
+        c = corners(x_m, 0.0, 20.0)
+        nds = "".join(f'<nd ref="{way_id * 10 + i % 4}" {c[i % 4]}/>' for i in range(5))
+        elements.append(f'<way id="{way_id}"><bounds minlat="0" minlon="0" maxlat="1" maxlon="1"/>{nds}'
+                        '<tag k="building" v="yes"/></way>')
+    c = corners(100.0, 0.0, 40.0)  # the outer ring in two members, coordinates only
+    first = "".join(f"<nd {c[i]}/>" for i in (0, 1, 2))
+    second = "".join(f"<nd {c[i % 4]}/>" for i in (2, 3, 4))
+    elements.append(f'<relation id="5"><member type="way" ref="70" role="outer">{first}</member>'
+                    f'<member type="way" ref="71" role="outer">{second}</member>'
+                    '<tag k="type" v="multipolygon"/><tag k="building" v="yes"/></relation>')
+    path = tmp_path / "export.osm"
+    path.write_text('<?xml version="1.0" encoding="UTF-8"?>\n<osm version="0.6" generator="Overpass API">\n'
+                    + "\n".join(elements) + "\n</osm>\n", encoding="utf-8")
+    summary, meta, props = build(path, "overpass")
+    assert set(props) == {"way/1", "way/2", "relation/5"}
+    assert props["relation/5"]["area_m2"] == pytest.approx(1600.0, rel=0.02)
+    assert_report(summary, meta, skipped={}, repaired={})
+    assert meta["bbox"]["south"] == pytest.approx(ORIGIN[0]) and meta["bbox"]["west"] == pytest.approx(ORIGIN[1])

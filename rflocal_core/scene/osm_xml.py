@@ -157,6 +157,18 @@ class OSMData:
     relations: dict[int, tuple[list[tuple[str, int | None, str]], dict[str, str]]] = field(default_factory=dict)
     bounds: BBox | None = None
     log: FeatureLog = field(default_factory=FeatureLog)
+    inline_ids: dict[tuple[float, float], int] = field(default_factory=dict)  # coordinates -> made-up node id
+
+    def inline_node(self, ref: int | None, coord: tuple[float, float]) -> int:
+        """Record a node given inline (Overpass ``out geom``); return its id, made up when it has none.
+
+        Made-up ids are negative below any JOSM id and shared by equal coordinates, so
+        member ways still join at their ends.
+        """
+        if ref is None:
+            ref = self.inline_ids.setdefault(coord, -(2**62) - len(self.inline_ids))
+        self.nodes.setdefault(ref, coord)
+        return ref
 
 
 # --------------------------------------------------------------------------- parsing
@@ -167,7 +179,9 @@ def read_osm_xml(path: Path) -> OSMData:
 
     Elements marked deleted (``action="delete"`` in JOSM files, ``visible="false"``) are
     left out; nodes without a valid id or lon/lat are counted as ``bad_nodes`` and left
-    out, so ways using them have missing nodes.
+    out, so ways using them have missing nodes. Coordinates given inline (Overpass
+    ``out geom``: ``<nd ref lat lon>`` in ways, ``<nd lat lon>`` in relation members) are
+    used as nodes.
 
     Raises
     ------
@@ -185,9 +199,11 @@ def read_osm_xml(path: Path) -> OSMData:
         if root.tag != "osm":
             msg = f"osm_file: {path.name!r} is not OpenStreetMap XML (root element <{root.tag}>; expected <osm>)"
             raise OSMFormatError(msg)
+        depth = 1
         for event, elem in context:
-            if event != "end":
-                continue
+            depth += 1 if event == "start" else -1
+            if event == "start" or depth != 1:
+                continue  # only direct children of <osm> (Overpass puts <bounds> inside ways too)
             if elem.tag in ("node", "way", "relation"):
                 _store(elem, data)
                 root.clear()  # streaming: drop what is stored
@@ -218,14 +234,11 @@ def _store(elem: ET.Element, data: OSMData) -> None:
     element_id = _int(elem.get("id"))
     if elem.tag == "node":
         log.count("nodes")
-        try:
-            lon, lat = float(elem.get("lon")), float(elem.get("lat"))  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            lon = lat = math.nan
-        if element_id is None or not (-180 <= lon <= 180 and -90 <= lat <= 90):  # NaN fails too
+        coord = _coord(elem)
+        if element_id is None or coord is None:
             log.count("bad_nodes")
             return
-        data.nodes[element_id] = (lon, lat)
+        data.nodes[element_id] = coord
         if is_building(tags):
             log.count("building_nodes")
         return
@@ -233,14 +246,35 @@ def _store(elem: ET.Element, data: OSMData) -> None:
     if element_id is None:
         return
     if elem.tag == "way":
-        data.ways[element_id] = ([_int(nd.get("ref")) for nd in elem.iter("nd")], tags)
+        data.ways[element_id] = (_node_refs(elem, data), tags)
         log.count("highway_ways", int("highway" in tags))
         log.count("building_ways", int(is_building(tags)))
     else:
         members = [(m.get("type") or "", _int(m.get("ref")), m.get("role") or "") for m in elem.iter("member")]
+        for m, (kind, ref, _) in zip(elem.iter("member"), members):
+            if kind == "way" and ref is not None and ref not in data.ways and m.find("nd") is not None:
+                data.ways[ref] = (_node_refs(m, data), {})  # member geometry given inline
         data.relations[element_id] = (members, tags)
         log.count("building_relations", int(is_building(tags)))
     log.count("building_parts", int(is_part(tags)))
+
+
+def _coord(elem: ET.Element) -> tuple[float, float] | None:
+    """``(lon, lat)`` of an element's attributes, or None when absent or out of range."""
+    try:
+        lon, lat = float(elem.get("lon")), float(elem.get("lat"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return (lon, lat) if -180 <= lon <= 180 and -90 <= lat <= 90 else None  # NaN fails too
+
+
+def _node_refs(elem: ET.Element, data: OSMData) -> list[int | None]:
+    """Node ids of the ``<nd>`` children; inline coordinates become nodes."""
+    refs: list[int | None] = []
+    for nd in elem.iter("nd"):
+        ref, coord = _int(nd.get("ref")), _coord(nd)
+        refs.append(data.inline_node(ref, coord) if coord is not None else ref)
+    return refs
 
 
 def is_building(tags: dict[str, Any]) -> bool:
