@@ -12,6 +12,7 @@ from streamlit_folium import st_folium
 from rflocal_core import scene as sc
 from rflocal_core.errors import InvalidInputError, RFLocalInputError
 from rflocal_core.scene.footprints import save_upload
+from rflocal_core.scene.osm_xml import describe as describe_footprints
 
 SOURCES = {"Procedural city": "procedural", "OSM / GeoJSON file": "file", "Box on a map (online)": "bbox"}
 
@@ -56,6 +57,9 @@ def render_scene(name: str, *, key: str) -> None:
         f"Footprints read {fp['read']}, kept {fp['kept']}, clipped to the box {fp['clipped']}, "
         f"dropped as degenerate {fp['dropped_degenerate']}, outside the box {fp['dropped_outside']}."
     )
+    notes = describe_footprints(fp)  # skipped / repaired features of the source file, by reason
+    if notes:
+        st.warning("\n".join(f"- {line}" for line in notes))
     with st.expander("Sites"):
         st.dataframe(pd.DataFrame(meta["sites"]), hide_index=True)
     with st.expander("Materials"):

@@ -109,7 +109,10 @@ def build_scene(config: SceneConfig, *, progress: ProgressFn | None = None) -> d
     -------
     dict
         Summary: ``name``, ``path``, ``buildings``, ``sites``, ``extent_m``
-        (``[width, height]``), ``height_rules`` and ``seconds``.
+        (``[width, height]``), ``height_rules``, ``dropped_degenerate``, ``clipped``,
+        ``skipped`` and ``repaired`` (by reason: ``count`` and the first ``ids``, as in
+        ``scene.json``'s ``buildings.footprints``), ``notes`` (one line per reason) and
+        ``seconds``.
     """
     t0 = time.perf_counter()
     report = progress or (lambda stage, fraction: None)
@@ -149,7 +152,7 @@ def build_scene(config: SceneConfig, *, progress: ProgressFn | None = None) -> d
             if i % 16 == 0:
                 report("extruding buildings", 0.35 + 0.5 * i / max(len(buildings), 1))
             try:
-                vertices, faces = extrude(b.footprint, b.height_m)
+                vertices, faces = extrude(b.footprint, b.height_m - b.base_m, base_z_m=b.base_m)
             except MeshError:
                 failed += 1
                 continue
@@ -208,6 +211,7 @@ def build_scene(config: SceneConfig, *, progress: ProgressFn | None = None) -> d
         meta["content_sha256"] = _content_hash(tmp)
         (tmp / "scene.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     report("done", 1.0)
+    footprints = meta["buildings"]["footprints"]
     return {
         "name": config.name,
         "path": str(final),
@@ -217,6 +221,9 @@ def build_scene(config: SceneConfig, *, progress: ProgressFn | None = None) -> d
         "height_rules": meta["buildings"]["height_rules"],
         "dropped_degenerate": fp_report.dropped_degenerate,
         "clipped": fp_report.clipped,
+        "skipped": footprints["skipped"],
+        "repaired": footprints["repaired"],
+        "notes": fp_report.describe(),
         "seconds": round(time.perf_counter() - t0, 3),
     }
 
@@ -247,9 +254,11 @@ def _footprints(config: SceneConfig) -> tuple[Any, ...]:
         raw, frame, default_height_m=config.default_height_m, storey_height_m=config.storey_height_m
     )
     if not buildings:
+        skipped = "; ".join(report.describe())
         msg = (
             f"{config.source}: no usable building inside the box ({report.read} read, "
-            f"{report.dropped_outside} outside, {report.dropped_degenerate} degenerate)"
+            f"{report.dropped_outside} outside, {report.dropped_degenerate} degenerate"
+            f"{'; ' + skipped if skipped else ''})"
         )
         raise OSMFormatError(msg)
     return buildings, frame, raw.bbox, box_m, roads, report, raw.source
@@ -265,6 +274,8 @@ def _rules(buildings: list[fp.Building]) -> dict[str, int]:
 def _building_feature(b: fp.Building, frame: LocalFrame) -> dict[str, Any]:
     props = {"id": b.id, "height_m": b.height_m, "height_rule": b.height_rule, "material": b.material,
              "area_m2": round(float(b.footprint.area), 3)}
+    if b.base_m > 0:  # a building part lifted by min_height: extruded from base to roof
+        props["min_height_m"] = b.base_m
     if "osm_id" in b.tags:
         props["osm_id"] = b.tags["osm_id"]
     return {"type": "Feature", "geometry": mapping(frame.geometry_to_lonlat(b.footprint)), "properties": props}

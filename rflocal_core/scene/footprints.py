@@ -1,8 +1,12 @@
 """Building footprints from OpenStreetMap (file or online) and GeoJSON.
 
-Everything here ends in :class:`Footprints`: polygons in WGS84 with their tags and
-the bounding box they belong to. :func:`to_scene_frame` projects them into scene
-metres, clips them to the box, drops degenerate parts and picks heights.
+Everything here ends in :class:`Footprints`: polygons in WGS84 with their tags, the
+bounding box they belong to and a :class:`~rflocal_core.scene.osm_xml.FeatureLog` of what
+was skipped or repaired. OSM files are read feature by feature
+(:mod:`rflocal_core.scene.osm_xml`), GeoJSON feature by feature here, so one bad feature
+costs only itself. :func:`to_scene_frame` projects the footprints into scene metres,
+clips them to the box, drops degenerate parts and picks heights (and the base of
+``building:part`` features lifted by ``min_height``).
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ import json
 import math
 import re
 import socket
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +22,14 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import shapely
+from shapely.errors import GEOSException
 from shapely.geometry import MultiPolygon, Polygon, box, shape
 
 from rflocal_core import settings
 from rflocal_core.errors import OSMDownloadError, OSMFormatError
 from rflocal_core.geo import BBox, LocalFrame
+from rflocal_core.scene import osm_xml
+from rflocal_core.scene.osm_xml import FeatureLog, clean_polygon, polygons_of
 
 
 @dataclass
@@ -35,6 +41,7 @@ class Footprints:
     bbox: BBox
     source: dict[str, Any]
     roads: list[Any] = field(default_factory=list)  # LineStrings in WGS84
+    log: FeatureLog = field(default_factory=FeatureLog)
 
 
 @dataclass
@@ -43,15 +50,20 @@ class Building:
 
     id: int
     footprint: Polygon | MultiPolygon
-    height_m: float
+    height_m: float  # the roof, above the ground
     height_rule: str  # "height", "levels", "default" or "procedural"
     tags: dict[str, Any]
     material: str = ""
+    base_m: float = 0.0  # the floor, above the ground (min_height of a building part)
 
 
 @dataclass
 class FootprintReport:
-    """What :func:`to_scene_frame` did, for the user to see."""
+    """What reading and :func:`to_scene_frame` did, for the user to see.
+
+    ``log`` holds the counts by reason of features skipped or repaired while reading
+    (and of parts dropped here because their base is not below their top).
+    """
 
     read: int = 0
     kept: int = 0
@@ -59,8 +71,10 @@ class FootprintReport:
     dropped_degenerate: int = 0
     dropped_outside: int = 0
     height_rules: dict[str, int] = field(default_factory=lambda: {"height": 0, "levels": 0, "default": 0})
+    log: FeatureLog = field(default_factory=FeatureLog)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON form; ``seen``, ``skipped``, ``repaired`` and ``parts`` come from :attr:`log`."""
         return {
             "read": self.read,
             "kept": self.kept,
@@ -68,7 +82,12 @@ class FootprintReport:
             "dropped_degenerate": self.dropped_degenerate,
             "dropped_outside": self.dropped_outside,
             "height_rules": dict(self.height_rules),
+            **self.log.to_dict(),
         }
+
+    def describe(self) -> list[str]:
+        """One line per skip or repair reason (see :func:`rflocal_core.scene.osm_xml.describe`)."""
+        return osm_xml.describe(self.log.to_dict())
 
 
 # --------------------------------------------------------------------------- sources
@@ -117,61 +136,58 @@ def _present(value: Any) -> bool:
     return not isinstance(value, (list, dict))
 
 
-def _osm_bounds(path: Path) -> BBox | None:
-    """Return the ``<bounds>`` element of an OSM XML file, if it has one."""
-    try:
-        for _, elem in ET.iterparse(path, events=("start",)):
-            if elem.tag == "bounds":
-                return BBox(
-                    float(elem.get("minlat")), float(elem.get("minlon")), float(elem.get("maxlat")), float(elem.get("maxlon"))
-                )
-            if elem.tag in ("node", "way", "relation"):
-                return None
-    except (ET.ParseError, TypeError, ValueError) as exc:
-        msg = f"osm_file: {path.name!r} is not valid OpenStreetMap XML ({exc})"
-        raise OSMFormatError(msg) from None
-    return None
-
-
 def _bbox_of(geometries: list[Any]) -> BBox:
     west, south, east, north = shapely.total_bounds(np.asarray(geometries, dtype=object))
     return BBox(float(south), float(west), float(north), float(east))
 
 
 def from_osm_file(path: str | Path) -> Footprints:
-    """Read building footprints (and roads) from an ``.osm`` XML file with osmnx.
+    """Read building footprints (and roads) from an ``.osm`` XML file, one feature at a time.
 
     The file's ``<bounds>`` element is the scene box when present; otherwise the
-    bounds of its buildings are.
-    """
-    import osmnx as ox
+    bounds of its buildings are. Features that cannot be built are skipped or repaired
+    and counted in ``Footprints.log`` (rules: :mod:`rflocal_core.scene.osm_xml`).
 
+    Raises
+    ------
+    OSMFormatError
+        The file is not OSM XML, or not one building in it can be built (the message
+        names what was seen and skipped).
+    """
     path = _check_file(Path(path), kind="osm_file")
-    bounds = _osm_bounds(path)
-    try:
-        # One parse for buildings and roads: osmnx reads the whole file per call.
-        gdf = ox.features_from_xml(path, tags={"building": True, "highway": True})
-    except ET.ParseError as exc:
-        msg = f"osm_file: {path.name!r} is not valid OpenStreetMap XML ({exc})"
-        raise OSMFormatError(msg) from None
-    except Exception as exc:  # osmnx raises InsufficientResponseError and others for empty input
-        msg = f"osm_file: {path.name!r} holds no buildings (osmnx: {type(exc).__name__}: {exc})"
-        raise OSMFormatError(msg) from None
-    is_building = gdf["building"].notna() if "building" in gdf.columns else gdf.index.isin([])
-    geometries, tags, _ = _gdf_to_lists(gdf[is_building])
-    if not geometries:
-        msg = f"osm_file: {path.name!r} holds no building polygons; expected ways or relations tagged building=*"
+    data = osm_xml.read_osm_xml(path)
+    features = osm_xml.apply_parts(osm_xml.building_features(data), data.log)
+    if not features:
+        msg = (
+            f"osm_file: {path.name!r} holds no buildings ({seen_summary(data.log)}); "
+            "expected closed ways or multipolygon relations tagged building=*"
+        )
         raise OSMFormatError(msg)
-    roads = [g for g in gdf[~is_building].geometry
-             if g is not None and g.geom_type in ("LineString", "MultiLineString")]
-    bbox = bounds or _bbox_of(geometries)
-    return Footprints(geometries, tags, bbox, {"kind": "osm_file", "file": path.name}, roads)
+    roads = osm_xml.road_lines(data)
+    geometries = [f.geometry for f in features]
+    bbox = data.bounds or _bbox_of(geometries)
+    return Footprints(geometries, [f.tags for f in features], bbox, {"kind": "osm_file", "file": path.name},
+                      roads, data.log)
+
+
+def seen_summary(log: FeatureLog) -> str:
+    """``"seen 12 nodes, 3 ways, ...; skipped: ..."`` on one line, for "holds no buildings" messages."""
+    seen = log.seen
+    parts = [f"{seen.get(k, 0)} {k.replace('_', ' ')}" for k in ("nodes", "ways", "relations")]
+    parts.append(f"{seen.get('building_ways', 0) + seen.get('building_relations', 0)} tagged building "
+                 f"({seen.get('building_ways', 0)} ways, {seen.get('building_relations', 0)} relations)")
+    parts += [f"{seen[k]} {k.replace('_', ' ')}" for k in ("building_parts", "building_nodes", "bad_nodes", "deleted")
+              if seen.get(k)]
+    lines = osm_xml.describe(log.to_dict())
+    return "seen " + ", ".join(parts) + ("; " + "; ".join(lines) if lines else "; nothing skipped")
 
 
 def from_geojson(path: str | Path) -> Footprints:
-    """Read building footprints from a GeoJSON FeatureCollection (WGS84 lon/lat).
+    """Read building footprints from a GeoJSON FeatureCollection (WGS84 lon/lat), feature by feature.
 
-    Properties ``height`` and ``building:levels`` are used as in OSM.
+    Properties ``height`` and ``building:levels`` are used as in OSM. A feature without a
+    usable polygon is skipped and counted (``features[i]`` in ``Footprints.log``); only a
+    file whose polygons all lie outside lon/lat degrees (a projected file) is refused.
     """
     path = _check_file(Path(path), kind="geojson_file")
     try:
@@ -183,26 +199,53 @@ def from_geojson(path: str | Path) -> Footprints:
     if not isinstance(features, list):
         msg = f"geojson_file: {path.name!r} has no 'features' list; expected a GeoJSON FeatureCollection"
         raise OSMFormatError(msg)
-    geometries, tags = [], []
+    log = FeatureLog(seen={"features": len(features), "non_polygon": 0})
+    read, outside = [], []
     for i, feature in enumerate(features):
-        try:
-            geom = shape(feature["geometry"])
-        except Exception as exc:
-            msg = f"geojson_file: features[{i}].geometry is not a valid GeoJSON geometry ({exc})"
-            raise OSMFormatError(msg) from None
-        if geom.geom_type not in ("Polygon", "MultiPolygon"):
+        geom = _geojson_polygon(feature, f"features[{i}]", log)
+        if geom is None:
             continue
         minx, miny, maxx, maxy = geom.bounds
         if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
-            msg = f"geojson_file: features[{i}] has coordinates outside lon/lat degrees (bounds {geom.bounds}); expected WGS84"
-            raise OSMFormatError(msg)
-        props = feature.get("properties") or {}
-        geometries.append(geom)
-        tags.append({k: v for k, v in props.items() if _present(v)})
-    if not geometries:
-        msg = f"geojson_file: {path.name!r} holds no Polygon or MultiPolygon features"
+            outside.append((i, geom.bounds))
+            continue
+        props = feature.get("properties")
+        read.append((i, geom, {k: v for k, v in (props if isinstance(props, dict) else {}).items() if _present(v)}))
+    if outside and not read:
+        i, bounds = outside[0]
+        msg = f"geojson_file: features[{i}] has coordinates outside lon/lat degrees (bounds {bounds}); expected WGS84"
         raise OSMFormatError(msg)
-    return Footprints(geometries, tags, _bbox_of(geometries), {"kind": "geojson_file", "file": path.name})
+    for i, _ in outside:
+        log.skip("not_lonlat", f"features[{i}]")
+    geometries, tags = [], []
+    for i, geom, props in read:
+        cleaned = clean_polygon(geom, f"features[{i}]", log)
+        if cleaned is not None:
+            geometries.append(cleaned)
+            tags.append(props)
+    if not geometries:
+        lines = osm_xml.describe(log.to_dict())
+        msg = (f"geojson_file: {path.name!r} holds no Polygon or MultiPolygon features ({len(features)} features, "
+               f"{log.seen['non_polygon']} not polygons{'; ' + '; '.join(lines) if lines else ''})")
+        raise OSMFormatError(msg)
+    return Footprints(geometries, tags, _bbox_of(geometries), {"kind": "geojson_file", "file": path.name}, log=log)
+
+
+def _geojson_polygon(feature: Any, feature_id: str, log: FeatureLog) -> Polygon | MultiPolygon | None:
+    """The (Multi)Polygon of one GeoJSON feature; None (logged or counted) otherwise."""
+    geometry = feature.get("geometry") if isinstance(feature, dict) else None
+    if not geometry:
+        log.skip("no_geometry", feature_id)
+        return None
+    try:
+        geom = shape(geometry)
+    except (GEOSException, ValueError, TypeError, KeyError, IndexError, AttributeError):
+        log.skip("invalid_geometry", feature_id)
+        return None
+    if geom.geom_type not in ("Polygon", "MultiPolygon"):
+        log.count("non_polygon")  # points and lines are not footprints; not an error
+        return None
+    return geom
 
 
 def from_bbox(bbox: BBox) -> Footprints:
@@ -233,11 +276,12 @@ def from_bbox(bbox: BBox) -> Footprints:
     except Exception as exc:  # osmnx: InsufficientResponseError when the box is empty
         msg = f"bbox: OpenStreetMap has no buildings in {bbox.as_tuple()} ({type(exc).__name__}: {exc})"
         raise OSMFormatError(msg) from None
-    geometries, tags, _ = _gdf_to_lists(gdf)
+    geometries, tags, non_polygons = _gdf_to_lists(gdf)
     if not geometries:
         msg = f"bbox: OpenStreetMap has no building polygons in {bbox.as_tuple()}"
         raise OSMFormatError(msg)
-    return Footprints(geometries, tags, bbox, {"kind": "bbox", "bbox": list(bbox.as_tuple())})
+    log = FeatureLog(seen={"features": len(gdf), "non_polygon": non_polygons})
+    return Footprints(geometries, tags, bbox, {"kind": "bbox", "bbox": list(bbox.as_tuple())}, log=log)
 
 
 def _unreachable(url: str, *, timeout_s: float = 5.0) -> str | None:
@@ -339,6 +383,18 @@ def pick_height(tags: dict[str, Any], *, default_height_m: float, storey_height_
     return default_height_m, "default"
 
 
+def pick_base_m(tags: dict[str, Any], *, storey_height_m: float) -> float:
+    """Height of a building's (or part's) floor above the ground, in metres.
+
+    ``min_height``, else ``building:min_level`` × ``storey_height_m``, else 0.
+    """
+    base = parse_height_m(tags.get("min_height"))
+    if base is not None:
+        return base
+    levels = parse_levels(tags.get("building:min_level"))
+    return levels * storey_height_m if levels is not None else 0.0
+
+
 # --------------------------------------------------------------------------- projection
 
 
@@ -366,9 +422,15 @@ def to_scene_frame(
     box_deg = box(raw.bbox.west, raw.bbox.south, raw.bbox.east, raw.bbox.north)
     box_m = box(corners_x.min(), corners_y.min(), corners_x.max(), corners_y.max())
 
-    report = FootprintReport(read=len(raw.geometries))
+    report = FootprintReport(log=raw.log)
     buildings: list[Building] = []
-    for geom, tags in zip(raw.geometries, raw.tags):
+    for index, (geom, tags) in enumerate(zip(raw.geometries, raw.tags)):
+        height, rule = pick_height(tags, default_height_m=default_height_m, storey_height_m=storey_height_m)
+        base = pick_base_m(tags, storey_height_m=storey_height_m)
+        if base >= height:  # a part lifted to or above its own top has no volume
+            report.log.skip("base_not_below_top", str(tags.get("osm_id", f"#{index}")))
+            continue
+        report.read += 1
         geom = shapely.make_valid(geom)
         clipped = geom.intersection(box_deg)
         if clipped.is_empty:
@@ -377,14 +439,13 @@ def to_scene_frame(
         if clipped.area < geom.area * (1 - 1e-9):
             report.clipped += 1
         clipped = shapely.set_precision(shapely.make_valid(frame.geometry_to_xy(clipped)), 1e-3)
-        parts = [p for p in _polygons(clipped) if p.area >= settings.min_footprint_area_m2]
+        parts = [p for p in polygons_of(clipped) if p.area >= settings.min_footprint_area_m2]
         if not parts:
             report.dropped_degenerate += 1
             continue
         footprint = parts[0] if len(parts) == 1 else MultiPolygon(parts)
-        height, rule = pick_height(tags, default_height_m=default_height_m, storey_height_m=storey_height_m)
         report.height_rules[rule] += 1
-        buildings.append(Building(len(buildings), footprint, height, rule, tags))
+        buildings.append(Building(len(buildings), footprint, height, rule, tags, base_m=base))
     report.kept = len(buildings)
     roads_m = []
     for road in raw.roads:
@@ -393,13 +454,3 @@ def to_scene_frame(
             roads_m.append(frame.geometry_to_xy(clipped))
     return buildings, report, box_m, roads_m
 
-
-def _polygons(geom: Any) -> list[Polygon]:
-    if isinstance(geom, Polygon):
-        return [geom]
-    if hasattr(geom, "geoms"):
-        out: list[Polygon] = []
-        for part in geom.geoms:
-            out.extend(_polygons(part))
-        return out
-    return []
