@@ -212,6 +212,21 @@ def test_multipolygon_with_hole_and_split_outer(workspace: Path, tmp_path: Path)
     assert_report(summary, meta, skipped={}, repaired={})
 
 
+def test_building_tagged_on_relation_and_its_outer_way_is_built_once(workspace: Path, tmp_path: Path) -> None:
+    """Old-style tagging (building=* on the multipolygon and on its outer way) makes one building, not two."""
+    osm = OsmFile()
+    good = good_buildings(osm)
+    outer = osm.square(0.0, 100.0, 40.0)
+    osm.way(40, [*outer, outer[0]], {"building": "yes"})
+    hole = osm.square(10.0, 110.0, 20.0)
+    osm.way(41, [*hole, hole[0]])
+    osm.relation(55, [("way", 40, "outer"), ("way", 41, "inner")], {"type": "multipolygon", "building": "yes"})
+    summary, meta, props = build(osm.write(tmp_path / "old_style.osm"), "old_style")
+    assert set(props) == good | {"relation/55"}
+    assert props["relation/55"]["area_m2"] == pytest.approx(1600.0 - 400.0, rel=0.02)
+    assert_report(summary, meta, skipped={"outer_way_of_relation": ["way/40"]}, repaired={})
+
+
 def test_building_parts_with_min_height(workspace: Path, tmp_path: Path) -> None:
     # An outline covered by two parts (one lifted: 8 m to 14 m), an outline with one
     # part (a tower) and the rest of it, and a part lifted above its own top.

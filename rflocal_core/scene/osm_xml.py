@@ -76,6 +76,7 @@ SKIP_LABELS = {
     "no_geometry": "features without a geometry",
     "not_lonlat": "features with coordinates outside lon/lat degrees",
     "road_no_nodes": "roads with fewer than 2 present nodes",
+    "outer_way_of_relation": "building ways that are the outer ring of a building relation (built once, as the relation)",
 }
 REPAIR_LABELS = {
     "closed_gap": f"rings closed across a gap of at most {RING_GAP_TOLERANCE_M:g} m",
@@ -448,8 +449,12 @@ def building_features(data: OSMData) -> list[Feature]:
     candidates += [("way", wid, tags) for wid, (_, tags) in data.ways.items()]
     candidates = [c for c in candidates if is_building(c[2]) or is_part(c[2])]
     features = []
+    built_outers: set[int] = set()  # relations sort before ways, so this is filled before ways are read
     for kind, element_id, tags in sorted(candidates, key=lambda c: (c[0], c[1])):
         feature_id = f"{kind}/{element_id}"
+        if kind == "way" and element_id in built_outers and is_building(tags):
+            log.skip("outer_way_of_relation", feature_id)  # old-style tagging: one building, not two
+            continue
         if kind == "relation" and tags.get("type") != "multipolygon":
             if tags.get("type") != "building":  # type=building only groups ways built on their own
                 log.skip("not_multipolygon", feature_id)
@@ -461,6 +466,9 @@ def building_features(data: OSMData) -> list[Feature]:
             log.skip("invalid_geometry", feature_id)
             continue
         if geom is not None:
+            if kind == "relation" and is_building(tags):
+                built_outers.update(ref for k, ref, role in data.relations[element_id][0]
+                                    if k == "way" and (role or "outer") == "outer" and ref is not None)
             part = is_part(tags) and not is_building(tags)
             features.append(Feature(feature_id, geom, {**tags, "osm_id": feature_id}, is_part=part))
     return features
