@@ -19,6 +19,7 @@ given by lat/lon are refused.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import json
 import re
@@ -127,15 +128,32 @@ class SceneImportConfig:
         check_number("min_footprint_area_m2", self.min_footprint_area_m2, 0.0, 10_000.0, "m²")
 
 
-def bundled_scenes() -> dict[str, str]:
-    """Scenes shipped inside the sionna-rt package: name -> path of the XML."""
-    import sionna.rt.scene as bundled
+def parse_origin(text: str | None) -> tuple[float, float] | None:
+    """Parse ``"LAT,LON"`` (degrees); None for empty text."""
+    if text is None or not str(text).strip():
+        return None
+    try:
+        lat, lon = (float(v) for v in str(text).split(","))
+    except ValueError:
+        msg = f"origin: expected LAT,LON in degrees, got {text!r}"
+        raise InvalidInputError(msg) from None
+    return lat, lon
 
+
+def bundled_scenes() -> dict[str, str]:
+    """Scenes shipped inside the sionna-rt package: name -> path of the XML.
+
+    Found on disk (``sionna/rt/scenes/<name>/<name>.xml``, the paths that
+    ``sionna.rt.scene.<name>`` holds) without importing Sionna.
+    """
+    spec = importlib.util.find_spec("sionna")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
     out = {}
-    for name in dir(bundled):
-        value = getattr(bundled, name)
-        if not name.startswith("_") and isinstance(value, str) and value.endswith(".xml") and Path(value).is_file():
-            out[name] = value
+    for location in spec.submodule_search_locations:
+        for xml in sorted(Path(location, "rt", "scenes").glob("*/*.xml")):
+            if xml.stem == xml.parent.name:
+                out.setdefault(xml.stem, str(xml))
     return dict(sorted(out.items()))
 
 
@@ -540,4 +558,4 @@ def save_scene_zip(filename: str, data: bytes) -> Path:
 
 
 __all__ = ["NOMINAL_ORIGIN", "SceneImportConfig", "bundled_scenes", "import_scene", "material_class",
-           "save_scene_zip", "scene_origin"]
+           "parse_origin", "save_scene_zip", "scene_origin"]
