@@ -191,20 +191,7 @@ def import_scene(config: SceneImportConfig, *, progress: ProgressFn | None = Non
         copied = copy_meshes(xml, tmp)
         write_xml(xml, tmp)
         report("loading with Sionna RT", 0.15)
-        objects, info = load_objects(tmp / "scene.xml", config.sites.freq_hz)
-        report("detecting the ground", 0.4)
-        tris = Triangles.of(objects)
-        ground = detect_ground(objects, tris)
-        shift = -ground.z_m if ground.detected and abs(ground.z_m) > 0.05 else 0.0
-        if shift:  # the project's scenes stand on z = 0: move the whole scene, not only our copy of it
-            write_xml(xml, tmp, shift_z_m=shift)
-            tris.xyz[..., 2] += shift
-            ground.z_m += shift
-        if not ground.detected:
-            warnings.append("no ground plane detected: heights are measured from the lowest vertex")
-        elif ground.z_span_m > 2.0:
-            warnings.append(f"the ground is not flat (z spans {ground.z_span_m:.1f} m): heights are measured from "
-                            "its mean and the measurement plane is flat")
+        objects, info, tris, ground, shift = _load_and_level(xml, tmp, config.sites.freq_hz, warnings)
         extent = _check_extent(ground.extent, xml.path.name)
         report("rasterizing roofs", 0.5)
         raster = rasterize_top(tris, ~ground.mask, extent, config.raster_cell_m)
@@ -237,6 +224,25 @@ def import_scene(config: SceneImportConfig, *, progress: ProgressFn | None = Non
         "georeferenced": origin["georeferenced"], "origin_source": origin["source"],
         "footprints": counts.to_dict(), "warnings": warnings, "seconds": round(time.perf_counter() - t0, 3),
     }
+
+
+def _load_and_level(xml: XmlScene, folder: Path, freq_hz: float,
+                    warnings: list[str]) -> tuple[list[MeshObject], dict[str, Any], Triangles, Ground, float]:
+    """Load the copied scene, find its ground and move it to z = 0 (XML and triangles); return the shift."""
+    objects, info = load_objects(folder / "scene.xml", freq_hz)
+    tris = Triangles.of(objects)
+    ground = detect_ground(objects, tris)
+    shift = -ground.z_m if ground.detected and abs(ground.z_m) > 0.05 else 0.0
+    if shift:  # the project's scenes stand on z = 0: move the whole scene, not only our copy of it
+        write_xml(xml, folder, shift_z_m=shift)
+        tris.xyz[..., 2] += shift
+        ground.z_m += shift
+    if not ground.detected:
+        warnings.append("no ground plane detected: heights are measured from the lowest vertex")
+    elif ground.z_span_m > 2.0:
+        warnings.append(f"the ground is not flat (z spans {ground.z_span_m:.1f} m): heights are measured from "
+                        "its mean and the measurement plane is flat")
+    return objects, info, tris, ground, shift
 
 
 # --------------------------------------------------------------------------- origin
