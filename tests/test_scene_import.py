@@ -130,11 +130,11 @@ def test_street_canyon_buildings_are_its_six_boxes(canyon, monkeypatch):
         assert row["xy"].symmetric_difference(outline).area <= outline.length * 1.0  # one 1 m cell along the edges
         assert row["properties"]["material"] == CLASSES[material]
         assert row["properties"]["sionna_material"] == material
-    # Rooftop sites stand above the roof under them.
+    # Rooftop antennas stand 3 m above the roof under them (z in the scene's coordinates, as Sionna places them).
     meta = load_scene_meta("canyon")
     for site in meta["sites"]:
         (row,) = [r for r in rows if r["properties"]["id"] == site["building"]]
-        assert site["z_m"] == pytest.approx(row["properties"]["height_max_m"] + 3.0, abs=0.01)
+        assert site["z_m"] == pytest.approx(floor_z + row["properties"]["height_max_m"] + 3.0, abs=0.01)
 
 
 @pytest.mark.raytrace
@@ -197,17 +197,21 @@ def test_munich_radio_maps_paths_and_knn(munich):
 
 
 def write_scene(folder: Path, *, ground_z_m: float = 0.0, buildings: int = 2, defaults: str = "",
-                skip_mesh: str | None = None, side_m: float = 200.0) -> Path:
-    """A small real scene: a ground square of ``side_m`` and box buildings 20 m tall (PLY files + XML)."""
+                skip_mesh: str | None = None, side_m: float = 200.0, slope: float = 0.0) -> Path:
+    """A small real scene: a ground square of ``side_m`` and box buildings 20 m tall (PLY files + XML).
+
+    ``slope`` tilts the ground along x (dz/dx); each building's base then sits at the ground
+    height under its centre.
+    """
     (folder / "meshes").mkdir(parents=True, exist_ok=True)
     half = side_m / 2
     gv, gf = ground_plane(-half, -half, half, half)
-    gv[:, 2] = ground_z_m
+    gv[:, 2] = ground_z_m + slope * gv[:, 0]
     write_ply(folder / "meshes" / "ground.ply", gv, gf)
     shapes = ['<shape type="ply" id="mesh-ground"><string name="filename" value="meshes/ground.ply"/>'
               '<ref id="ground-material" name="bsdf"/></shape>']
     for i in range(buildings):
-        v, f = extrude(box(-60 + 70 * i, -20, -20 + 70 * i, 20), 20.0, base_z_m=ground_z_m)
+        v, f = extrude(box(-60 + 70 * i, -20, -20 + 70 * i, 20), 20.0, base_z_m=ground_z_m + slope * (-40 + 70 * i))
         if skip_mesh != f"b{i}.ply":
             write_ply(folder / "meshes" / f"b{i}.ply", v, f)
         shapes.append(f'<shape type="ply" id="mesh-b{i}"><string name="filename" value="meshes/b{i}.ply"/>'
@@ -312,6 +316,19 @@ def test_a_raised_ground_is_moved_to_zero_in_the_copied_scene(workspace, tmp_pat
     ground = np.array(scene.objects["ground"].mi_mesh.vertex_positions_buffer()).reshape(-1, 3)
     roof = np.array(scene.objects["b0"].mi_mesh.vertex_positions_buffer()).reshape(-1, 3)
     assert np.allclose(ground[:, 2], 0.0, atol=1e-4) and roof[:, 2].max() == pytest.approx(20.0, abs=1e-4)
+
+
+def test_a_terrain_is_ground_and_heights_are_measured_from_it(workspace, tmp_path):
+    path = write_scene(tmp_path / "hill", slope=0.1)  # ground from -10 m to +10 m along x
+    s = import_scene(SceneImportConfig(name="hill", path=str(path), sites=GROUND_SITES))
+    assert s["ground"]["objects"] == ["ground"] and s["ground"]["z_span_m"] == pytest.approx(20.0, abs=0.01)
+    assert s["warnings"][0].startswith("the ground is a terrain (its height spans 20.0 m)")
+    meta = load_scene_meta("hill")
+    assert meta["source"]["shift_z_m"] == 10.0  # the lowest ground point moves to z = 0
+    heights = sorted(r["properties"]["height_m"] for r in features("hill"))
+    assert heights == pytest.approx([20.0, 20.0], abs=0.3)  # from the slope under each, not from z = 0
+    for site in meta["sites"]:  # ground antennas 3 m above the slope under them
+        assert site["z_m"] == pytest.approx(10.0 + 0.1 * site["x_m"] + 3.0, abs=0.15)
 
 
 def test_a_frequency_outside_the_scenes_itu_materials_is_refused(workspace, list_scene_entries):

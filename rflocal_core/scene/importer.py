@@ -47,6 +47,7 @@ from rflocal_core.scene.meshraster import (
     Triangles,
     derive_buildings,
     detect_ground,
+    ground_height,
     rasterize_top,
 )
 from rflocal_core.scene.mitsuba_read import GEO2SIGMAP_KEYS, XmlScene, copy_meshes, read_scene_xml, write_xml
@@ -57,6 +58,9 @@ from rflocal_core.workspace import staged_dir, subdir, validate_name
 #: Origin of the nominal frame of a scene without a geographic origin: Point Nemo
 #: (South Pacific), the oceanic pole of inaccessibility. Never a real scene's place.
 NOMINAL_ORIGIN = (-48.8767, -123.3933)
+
+#: A ground whose height spans more than this is a terrain (m).
+TERRAIN_SPAN_M = 2.0
 
 #: Most triangles an imported scene may have (Sionna's Munich scene has 38,936).
 MAX_TRIANGLES = 5_000_000
@@ -195,8 +199,9 @@ def import_scene(config: SceneImportConfig, *, progress: ProgressFn | None = Non
         extent = _check_extent(ground.extent, xml.path.name)
         report("rasterizing roofs", 0.5)
         raster = rasterize_top(tris, ~ground.mask, extent, config.raster_cell_m)
+        ground_z = ground_height(tris, ground, raster)
         derived, counts, height = derive_buildings(
-            raster, tris, ground, [o.material for o in objects],
+            raster, ground_z, tris, ground, [o.material for o in objects],
             min_building_height_m=config.min_building_height_m, min_footprint_area_m2=config.min_footprint_area_m2,
         )
         if not derived:
@@ -208,7 +213,7 @@ def import_scene(config: SceneImportConfig, *, progress: ProgressFn | None = Non
         table = material_table(info["materials"], objects, tris, ground)
         buildings = _buildings(derived, table)
         sites = place_sites(config.sites, buildings, extent, frame)
-        _sites_on_roofs(sites, raster, height, config.sites)
+        _sites_on_surfaces(sites, raster, ground_z, config.sites)
         report("writing scene files", 0.85)
         _write_geojson(tmp / "buildings.geojson", [_feature(b, frame) for b in buildings])
         _write_geojson(tmp / "roads.geojson", [])
@@ -232,16 +237,20 @@ def _load_and_level(xml: XmlScene, folder: Path, freq_hz: float,
     objects, info = load_objects(folder / "scene.xml", freq_hz)
     tris = Triangles.of(objects)
     ground = detect_ground(objects, tris)
-    shift = -ground.z_m if ground.detected and abs(ground.z_m) > 0.05 else 0.0
+    flat = ground.z_span_m <= TERRAIN_SPAN_M
+    # Flat ground to z = 0; a terrain's lowest point to z = 0 (the measurement plane is above it).
+    level = ground.z_m if flat else float(tris.xyz[ground.mask, :, 2].min())
+    shift = -level if ground.detected and abs(level) > 0.05 else 0.0
     if shift:  # the project's scenes stand on z = 0: move the whole scene, not only our copy of it
         write_xml(xml, folder, shift_z_m=shift)
         tris.xyz[..., 2] += shift
         ground.z_m += shift
     if not ground.detected:
         warnings.append("no ground plane detected: heights are measured from the lowest vertex")
-    elif ground.z_span_m > 2.0:
-        warnings.append(f"the ground is not flat (z spans {ground.z_span_m:.1f} m): heights are measured from "
-                        "its mean and the measurement plane is flat")
+    elif not flat:
+        warnings.append(f"the ground is a terrain (its height spans {ground.z_span_m:.1f} m): building heights are "
+                        "measured from the terrain under them, but radio maps and samples lie on a flat plane above "
+                        "z = 0 (the lowest ground), which passes under the terrain where it is higher")
     return objects, info, tris, ground, shift
 
 
@@ -407,15 +416,22 @@ def _buildings(derived: list[DerivedBuilding], table: dict[str, Any]) -> list[Bu
     return out
 
 
-def _sites_on_roofs(sites: list[dict[str, Any]], raster: RoofRaster, height: np.ndarray, config: SiteConfig) -> None:
-    """Put rooftop antennas above the real roof under them (a footprint's median may be lower)."""
+def _sites_on_surfaces(sites: list[dict[str, Any]], raster: RoofRaster, ground_z: np.ndarray,
+                       config: SiteConfig) -> None:
+    """Put each antenna its height above the real surface under it, in scene z (what Sionna places).
+
+    Rooftop: above the highest roof in the 3 x 3 cells around it (a footprint's median
+    height may be lower; sloped roofs, edges). Ground: above the ground's cell (a terrain).
+    """
+    top = np.where(np.isfinite(raster.top_z_m), raster.top_z_m, -np.inf)
     for i, site in enumerate(sites):
-        if site["mount"] != "rooftop":
-            continue
-        iy, ix = raster.cell_of(site["x_m"], site["y_m"])
-        roof = float(height[max(iy - 1, 0): iy + 2, max(ix - 1, 0): ix + 2].max())  # 3x3: sloped roofs, edges
         above = config.custom[i].height_m if config.placement == "custom" else config.height_m
-        site["z_m"] = round(roof + above, 3)
+        iy, ix = raster.cell_of(site["x_m"], site["y_m"])
+        if site["mount"] == "rooftop":
+            surface = float(top[max(iy - 1, 0): iy + 2, max(ix - 1, 0): ix + 2].max())
+        else:
+            surface = float(ground_z[iy, ix])
+        site["z_m"] = round(max(surface, float(ground_z[iy, ix])) + above, 3)
 
 
 def _check_extent(extent: tuple[float, ...], file_name: str) -> tuple[float, float, float, float]:
@@ -460,7 +476,7 @@ def _scene_meta(config: SceneImportConfig, xml: XmlScene, frame: LocalFrame, ori
         if b.tags["sionna_material"] not in row["scene_materials"]:
             row["scene_materials"].append(b.tags["sionna_material"])
     ground_row = {"id": ground.material, "kind": "scene", "objects": ground.objects[:20]}
-    tallest = float(np.nanmax(np.where(np.isfinite(raster.top_z_m), raster.top_z_m, np.nan)) - ground.z_m)
+    tallest = max(b.tags["height_max_m"] for b in buildings)
     return {
         "schema_version": settings.scene_schema_version,
         "name": config.name,

@@ -3,18 +3,19 @@
 Used by the scene import (:mod:`rflocal_core.scene.importer`). Three steps:
 
 1. :func:`detect_ground` finds the ground, which is left out of everything else.
-   Rule: an object whose triangles are (by area) at least 95 % near-horizontal (normal
-   within 10° of vertical) and whose horizontal extent covers at least 90 % of the whole
-   scene's on both axes; if several do, the lowest (area-weighted mean z) and any within
-   0.5 m of it. Without such an object (a scene merged into one mesh), the near-horizontal
-   triangles lying within 0.5 m of the lowest vertex are the ground if they cover at
-   least half of the scene's extent. Otherwise no ground is detected and heights are
-   measured from the lowest vertex.
-2. :func:`rasterize_top` rasterizes every other triangle top-down: a cell's roof is the
-   highest triangle covering its centre (its z interpolated there) and the object it
-   belongs to. Vertical triangles (walls) cover no cell centre.
+   Rule: an object whose triangles (by area) face up for at least 95 % (normal within 45°
+   of vertical: a flat plane or a terrain) and whose horizontal extent covers at least 90 %
+   of the whole scene's on both axes; if several do, the lowest (area-weighted mean z) and
+   any within 0.5 m of it. Without such an object (a scene merged into one mesh), the
+   near-horizontal triangles (normal within 10° of vertical) lying within 0.5 m of the
+   lowest vertex are the ground if they cover at least half of the scene's extent.
+   Otherwise no ground is detected and heights are measured from the lowest vertex.
+2. :func:`rasterize_top` rasterizes triangles top-down: a cell's roof is the highest
+   triangle covering its centre (its z interpolated there) and the object it belongs to.
+   Vertical triangles (walls) cover no cell centre. The ground alone, rasterized the same
+   way, gives the ground height per cell (:func:`ground_height`).
 3. :func:`derive_buildings` keeps the cells whose roof is at least
-   ``min_building_height_m`` above the ground, labels their 4-connected components and
+   ``min_building_height_m`` above the ground under it, labels their 4-connected components and
    turns each into a polygon (union of the cell rows, simplified by one cell), with the
    median and maximum roof height of its cells and the radio material with the largest
    surface area among the triangles within two cells of it.
@@ -33,8 +34,10 @@ from shapely.geometry import MultiPolygon, Polygon, box
 
 #: A triangle is near-horizontal when its normal is within this angle of vertical.
 HORIZONTAL_MAX_TILT_DEG = 10.0
-#: Share of an object's area that must be near-horizontal for it to be ground.
-GROUND_FLAT_FRACTION = 0.95
+#: A ground object's triangles face up: normal within this angle of vertical (terrain slopes included).
+GROUND_MAX_SLOPE_DEG = 45.0
+#: Share of an object's area that must face up for it to be ground.
+GROUND_UP_FRACTION = 0.95
 #: Share of the scene's extent (per axis) that a ground object spans.
 GROUND_SPAN_FRACTION = 0.9
 #: Ground objects (or triangles) lie within this height of the lowest one.
@@ -105,18 +108,18 @@ def detect_ground(objects: list[MeshObject], tris: Triangles) -> Ground:
     xy = tris.xyz[..., :2].reshape(-1, 2)
     lo, hi = xy.min(0), xy.max(0)
     span = np.maximum(hi - lo, 1e-9)
+    n = len(objects)
+    area = np.bincount(tris.owner, weights=tris.area_m2, minlength=n)
+    up = tris.cos_tilt >= math.cos(math.radians(GROUND_MAX_SLOPE_DEG))
+    up_area = np.bincount(tris.owner, weights=tris.area_m2 * up, minlength=n)
+    z_area = np.bincount(tris.owner, weights=tris.xyz[..., 2].mean(1) * tris.area_m2, minlength=n)
     candidates = []
     for i, obj in enumerate(objects):
-        sel = tris.owner == i
-        area = tris.area_m2[sel].sum()
-        if area <= 0:
+        if area[i] <= 0 or up_area[i] / area[i] < GROUND_UP_FRACTION:
             continue
         o_lo, o_hi = obj.vertices[:, :2].min(0), obj.vertices[:, :2].max(0)
-        if tris.area_m2[sel & flat].sum() / area >= GROUND_FLAT_FRACTION and np.all(
-            o_hi - o_lo >= GROUND_SPAN_FRACTION * span
-        ):
-            mean_z = float((tris.xyz[sel, :, 2].mean(1) * tris.area_m2[sel]).sum() / area)
-            candidates.append((mean_z, i))
+        if np.all(o_hi - o_lo >= GROUND_SPAN_FRACTION * span):
+            candidates.append((float(z_area[i] / area[i]), i))
     if candidates:
         lowest = min(z for z, _ in candidates)
         chosen = [i for z, i in candidates if z - lowest <= GROUND_TOLERANCE_M]
@@ -124,7 +127,7 @@ def detect_ground(objects: list[MeshObject], tris: Triangles) -> Ground:
         verts = np.concatenate([objects[i].vertices for i in chosen])
         extent = (*verts[:, :2].min(0), *verts[:, :2].max(0))
         materials = {objects[i].material for i in chosen}
-        return _ground(True, "an object spanning the scene, near-horizontal", tris, mask,
+        return _ground(True, "an object spanning the scene, facing up", tris, mask,
                        [objects[i].name for i in chosen], ", ".join(sorted(materials)), extent)
     z_min = float(tris.xyz[..., 2].min())
     mask = flat & (tris.xyz[..., 2].max(1) <= z_min + GROUND_TOLERANCE_M)
@@ -226,6 +229,16 @@ def _interpolate(tri: np.ndarray, px: np.ndarray, py: np.ndarray) -> tuple[np.nd
     return l1 * az + l2 * bz + l3 * cz, inside
 
 
+def ground_height(tris: Triangles, ground: Ground, like: RoofRaster) -> np.ndarray:
+    """Ground z per cell of ``like``: the ground's own top-down raster, ``ground.z_m`` where it has none."""
+    if not ground.mask.any():
+        return np.full(like.shape, ground.z_m)
+    x_min, y_min = like.x0_m - like.cell_m / 2, like.y0_m - like.cell_m / 2
+    extent = (x_min, y_min, x_min + like.shape[1] * like.cell_m, y_min + like.shape[0] * like.cell_m)
+    top = rasterize_top(tris, ground.mask, extent, like.cell_m).top_z_m
+    return np.where(np.isfinite(top), top, ground.z_m)
+
+
 @dataclass
 class DerivedBuilding:
     """A building derived from the roof raster, in scene metres."""
@@ -251,15 +264,16 @@ class DeriveReport:
 
 
 def derive_buildings(
-    raster: RoofRaster, tris: Triangles, ground: Ground, materials: list[str], *,
+    raster: RoofRaster, ground_z: np.ndarray, tris: Triangles, ground: Ground, materials: list[str], *,
     min_building_height_m: float, min_footprint_area_m2: float,
 ) -> tuple[list[DerivedBuilding], DeriveReport, np.ndarray]:
     """Footprint polygons of the cells standing above the ground (see the module docstring).
 
-    ``materials`` is the radio material name of each object (indexed like ``tris.owner``).
-    Returns the buildings, the counts and the height raster above the ground (0 where none).
+    ``ground_z`` is the ground height per cell (:func:`ground_height`); ``materials`` the
+    radio material name of each object (indexed like ``tris.owner``). Returns the
+    buildings, the counts and the building height raster above the ground (0 elsewhere).
     """
-    height = np.where(np.isfinite(raster.top_z_m), raster.top_z_m - ground.z_m, 0.0)
+    height = np.where(np.isfinite(raster.top_z_m), raster.top_z_m - ground_z, 0.0)
     labels, num = ndimage.label(height >= min_building_height_m)
     report = DeriveReport(components=int(num))
     dominant = _dominant_materials(labels, num, raster, tris, ground, materials)
