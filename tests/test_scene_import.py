@@ -338,6 +338,20 @@ def test_a_frequency_outside_the_scenes_itu_materials_is_refused(workspace, list
     assert list_scene_entries(workspace) == []
 
 
+def test_meshes_outside_the_scene_folder_are_copied_in_under_unique_names(workspace, tmp_path):
+    path = write_scene(tmp_path / "a" / "scene")
+    (tmp_path / "other").mkdir()
+    (path.parent / "meshes" / "b1.ply").rename(tmp_path / "other" / "b0.ply")  # same file name, another folder
+    path.write_text(path.read_text().replace('value="meshes/b1.ply"', f'value="{tmp_path / "other" / "b0.ply"}"'))
+    s = import_scene(SceneImportConfig(name="gathered", path=str(path), sites=GROUND_SITES))
+    assert s["buildings"] == 2
+    folder = scene_dir("gathered")
+    names = [el.get("value") for el in ET.parse(folder / "scene.xml").iter("string") if el.get("name") == "filename"]
+    assert names == ["meshes/ground.ply", "meshes/b0.ply", "meshes/b0-1.ply"]
+    assert sorted(p.name for p in (folder / "meshes").iterdir()) == ["b0-1.ply", "b0.ply", "ground.ply"]
+    assert load_scene_meta("gathered")["source"]["meshes"] == 3
+
+
 def test_an_uploaded_zip_of_a_scene_is_unpacked_and_imported(workspace, tmp_path):
     import io
     import zipfile
