@@ -391,7 +391,8 @@ def test_scene_builder_page_imports_a_bundled_scene_and_refuses_a_bad_file(tmp_p
     app.button(key="sb_import").click()
     app.run()
     assert not app.exception and not app.error, [e.value for e in app.error]
-    assert "Imported scene **canyon**: 6 buildings derived from 7 objects (74 triangles), 6 sites" in app.success[0].value
+    expected = "Imported scene **canyon**: 6 buildings derived from 7 objects (74 triangles), 6 sites"
+    assert expected in app.success[0].value
     assert any("no geographic origin" in w.value for w in app.warning)
     assert load_scene_meta("canyon")["source"]["kind"] == "sionna_xml"
     # A file that is not a scene: the core's message, nothing written.

@@ -110,8 +110,9 @@ with tab_build:
         xml_kind = st.radio("Scene", XML_KINDS, horizontal=True, key="sb_xml_kind")
         if xml_kind == XML_KINDS[0]:
             bundled = bundled_scenes()
-            chosen_xml = st.selectbox("Sionna RT scene", list(bundled), key="sb_bundled",
-                                      index=list(bundled).index("simple_street_canyon") if "simple_street_canyon" in bundled else 0)
+            names = list(bundled)
+            default = names.index("simple_street_canyon") if "simple_street_canyon" in names else 0
+            chosen_xml = st.selectbox("Sionna RT scene", names, key="sb_bundled", index=default)
             file_path = ("path", bundled[chosen_xml])
         elif xml_kind == XML_KINDS[1]:
             typed = st.text_input("Scene XML on this machine (its meshes beside it)", key="sb_xml_path")
@@ -221,19 +222,20 @@ with tab_build:
         try:
             if file_path is None:
                 raise InvalidInputError("scene_xml: choose a bundled scene, type a path or upload a .zip, got none")
-            xml_path = save_scene_zip(file_path[1].name, file_path[1].getvalue()) if file_path[0] == "zip" else file_path[1]
+            kind, value = file_path
+            xml_path = save_scene_zip(value.name, value.getvalue()) if kind == "zip" else value
             origin = parse_origin(origin_text)
-            custom = ()
-            if custom_rows is not None:
-                custom = tuple(sc.CustomSite.from_dict(row, index=i) for i, row in enumerate(custom_rows.to_dict("records")))
+            rows = custom_rows.to_dict("records") if custom_rows is not None else []
+            sites = sc.SiteConfig(
+                mode=mode, placement=placement, count=int(count), mount=mount, height_m=float(height),
+                freq_hz=float(freq_ghz) * 1e9, tx_power_dbm=float(power), pattern=pattern,
+                azimuth_deg=None if azimuth < 0 else float(azimuth), downtilt_deg=float(downtilt),
+                custom=tuple(sc.CustomSite.from_dict(row, index=i) for i, row in enumerate(rows)),
+            )
             config = SceneImportConfig(
                 name=name, path=str(xml_path), origin_lat=origin[0] if origin else None,
                 origin_lon=origin[1] if origin else None, raster_cell_m=float(raster_cell),
-                min_building_height_m=float(min_height),
-                sites=sc.SiteConfig(mode=mode, placement=placement, count=int(count), mount=mount, height_m=float(height),
-                                    freq_hz=float(freq_ghz) * 1e9, tx_power_dbm=float(power), pattern=pattern,
-                                    azimuth_deg=None if azimuth < 0 else float(azimuth), downtilt_deg=float(downtilt),
-                                    custom=custom),
+                min_building_height_m=float(min_height), sites=sites,
             )
             summary = import_scene(config, progress=lambda stage, f: bar.progress(min(f, 1.0), text=stage))
         except RFLocalInputError as exc:

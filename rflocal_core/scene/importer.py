@@ -119,7 +119,8 @@ class SceneImportConfig:
             msg = f"path: expected the path of a Mitsuba scene XML, got {self.path!r}"
             raise InvalidInputError(msg)
         if (self.origin_lat is None) != (self.origin_lon is None):
-            msg = f"origin: expected both origin_lat and origin_lon or neither, got {self.origin_lat!r}, {self.origin_lon!r}"
+            msg = (f"origin: expected both origin_lat and origin_lon or neither, "
+                   f"got {self.origin_lat!r}, {self.origin_lon!r}")
             raise InvalidInputError(msg)
         if self.origin_lat is not None:
             check_number("origin_lat", self.origin_lat, -80.0, 84.0, "degrees")
@@ -200,7 +201,7 @@ def import_scene(config: SceneImportConfig, *, progress: ProgressFn | None = Non
         report("rasterizing roofs", 0.5)
         raster = rasterize_top(tris, ~ground.mask, extent, config.raster_cell_m)
         ground_z = ground_height(tris, ground, raster)
-        derived, counts, height = derive_buildings(
+        derived, counts, _ = derive_buildings(
             raster, ground_z, tris, ground, [o.material for o in objects],
             min_building_height_m=config.min_building_height_m, min_footprint_area_m2=config.min_footprint_area_m2,
         )

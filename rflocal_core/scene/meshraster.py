@@ -137,8 +137,7 @@ def detect_ground(objects: list[MeshObject], tris: Triangles) -> Ground:
         materials = sorted({objects[i].material for i in np.unique(tris.owner[mask])})
         return _ground(True, "the lowest near-horizontal triangles", tris, mask, owners, ", ".join(materials), extent)
     none = np.zeros(len(tris.owner), dtype=bool)
-    ground = Ground(False, "none found: heights are measured from the lowest vertex", z_min, 0.0, [], None, extent, none)
-    return ground
+    return Ground(False, "none found: heights are measured from the lowest vertex", z_min, 0.0, [], None, extent, none)
 
 
 def _ground(detected: bool, rule: str, tris: Triangles, mask: np.ndarray, names: list[str], material: str,
