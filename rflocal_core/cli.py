@@ -46,23 +46,40 @@ def _add_scene_parsers(sub: Any) -> None:
     build.add_argument("--material", default="mixed", help="mixed, concrete, brick, glass, metal or wood")
     build.add_argument("--ground-material", default="medium_dry_ground")
     build.add_argument("--randomize-materials", action="store_true", help="domain randomization per building")
-    build.add_argument("--mode", default="ue", help="ue (sites transmit) or emitter (sites receive)")
-    build.add_argument("--placement", default="rooftop", help="rooftop, grid, random or custom")
-    build.add_argument("--sites", type=int, default=6, help="number of sites")
-    build.add_argument("--mount", default="rooftop", help="rooftop or ground (grid/random placement)")
-    build.add_argument("--site-height-m", type=float, default=3.0, help="above ground, or above roof")
-    build.add_argument("--sites-file", metavar="JSON", help="custom sites: a JSON list of objects")
-    build.add_argument("--freq-hz", type=float, default=3.5e9)
-    build.add_argument("--tx-power-dbm", type=float, default=43.0)
-    build.add_argument("--pattern", default="iso", help="iso or tr38901")
-    build.add_argument("--azimuth-deg", type=float, default=None, help="sector bearing; default: towards centre")
-    build.add_argument("--downtilt-deg", type=float, default=6.0)
+    _add_site_arguments(build)
+
+    imp = scene_sub.add_parser("import", help="import a Sionna / Mitsuba scene (XML + meshes) as workspace/scenes/NAME")
+    imp.add_argument("xml", nargs="?", metavar="SCENE.xml", help="the scene file (its meshes beside it)")
+    imp.add_argument("--bundled", metavar="SCENE", help="a scene shipped with Sionna RT instead (e.g. munich)")
+    imp.add_argument("--name", required=True)
+    imp.add_argument("--origin", metavar="LAT,LON", help="geographic position of the scene's (0, 0) "
+                     "(default: the file's, else scene metres only)")
+    imp.add_argument("--raster-cell-m", type=float, default=1.0, help="cell of the roof raster (m)")
+    imp.add_argument("--min-building-height-m", type=float, default=2.0, help="roofs lower than this are not buildings")
+    imp.add_argument("--min-footprint-area-m2", type=float, default=10.0, help="smaller footprints are dropped")
+    imp.add_argument("--seed", type=int, default=7, help="seed of site placement")
+    _add_site_arguments(imp)
 
     scene_sub.add_parser("list", help="list scenes")
     show = scene_sub.add_parser("show", help="print a scene's scene.json")
     show.add_argument("name")
     delete = scene_sub.add_parser("delete", help="delete a scene")
     delete.add_argument("name")
+
+
+def _add_site_arguments(parser: argparse.ArgumentParser) -> None:
+    """The site options shared by ``scene build`` and ``scene import``."""
+    parser.add_argument("--mode", default="ue", help="ue (sites transmit) or emitter (sites receive)")
+    parser.add_argument("--placement", default="rooftop", help="rooftop, grid, random or custom")
+    parser.add_argument("--sites", type=int, default=6, help="number of sites")
+    parser.add_argument("--mount", default="rooftop", help="rooftop or ground (grid/random placement)")
+    parser.add_argument("--site-height-m", type=float, default=3.0, help="above ground, or above roof")
+    parser.add_argument("--sites-file", metavar="JSON", help="custom sites: a JSON list of objects")
+    parser.add_argument("--freq-hz", type=float, default=3.5e9)
+    parser.add_argument("--tx-power-dbm", type=float, default=43.0)
+    parser.add_argument("--pattern", default="iso", help="iso or tr38901")
+    parser.add_argument("--azimuth-deg", type=float, default=None, help="sector bearing; default: towards centre")
+    parser.add_argument("--downtilt-deg", type=float, default=6.0)
 
 
 def _add_data_parsers(sub: Any) -> None:
@@ -292,10 +309,10 @@ def _stderr_progress() -> Any:
     return report
 
 
-def _scene_config(args: argparse.Namespace) -> Any:
+def _site_config(args: argparse.Namespace) -> Any:
+    """The :class:`SiteConfig` of the site options (``--sites-file`` implies placement custom)."""
     from rflocal_core.errors import InvalidInputError
-    from rflocal_core.geo import BBox
-    from rflocal_core.scene import CustomSite, MaterialConfig, ProceduralConfig, SceneConfig, SiteConfig
+    from rflocal_core.scene import CustomSite, SiteConfig
 
     custom: tuple[CustomSite, ...] = ()
     placement = args.placement
@@ -311,19 +328,27 @@ def _scene_config(args: argparse.Namespace) -> Any:
             raise InvalidInputError(msg)
         custom = tuple(CustomSite.from_dict(r, index=i) for i, r in enumerate(rows))
         placement = "custom"
-    origin = {}
-    if args.origin:
-        try:
-            lat, lon = (float(v) for v in args.origin.split(","))
-        except ValueError:
-            msg = f"origin: expected LAT,LON in degrees, got {args.origin!r}"
-            raise InvalidInputError(msg) from None
-        origin = {"origin_lat": lat, "origin_lon": lon}
-    sites = SiteConfig(
+    return SiteConfig(
         mode=args.mode, placement=placement, count=args.sites, mount=args.mount, height_m=args.site_height_m,
         freq_hz=args.freq_hz, tx_power_dbm=args.tx_power_dbm, pattern=args.pattern,
         azimuth_deg=args.azimuth_deg, downtilt_deg=args.downtilt_deg, custom=custom, seed=args.seed,
     )
+
+
+def _origin(args: argparse.Namespace) -> dict[str, float]:
+    """``{"origin_lat": ..., "origin_lon": ...}`` from ``--origin LAT,LON``, or an empty dict."""
+    from rflocal_core.scene.importer import parse_origin
+
+    origin = parse_origin(args.origin)
+    return {} if origin is None else {"origin_lat": origin[0], "origin_lon": origin[1]}
+
+
+def _scene_config(args: argparse.Namespace) -> Any:
+    from rflocal_core.geo import BBox
+    from rflocal_core.scene import MaterialConfig, ProceduralConfig, SceneConfig
+
+    sites = _site_config(args)
+    origin = _origin(args)
     materials = MaterialConfig(building=args.material, randomize=args.randomize_materials, ground=args.ground_material)
     common = {"name": args.name, "default_height_m": args.default_height_m, "storey_height_m": args.storey_height_m,
               "materials": materials, "sites": sites, "seed": args.seed, **origin}
@@ -336,6 +361,27 @@ def _scene_config(args: argparse.Namespace) -> Any:
     if args.geojson:
         return SceneConfig(source="geojson_file", path=args.geojson, **common)
     return SceneConfig(source="bbox", bbox=BBox.parse(args.bbox), **common)
+
+
+def _import_scene(args: argparse.Namespace) -> dict[str, Any]:
+    from rflocal_core.errors import InvalidInputError
+    from rflocal_core.scene.importer import SceneImportConfig, bundled_scenes, import_scene
+
+    if (args.xml is None) == (args.bundled is None):
+        msg = f"xml: expected a scene file or --bundled NAME (one of them), got {args.xml!r} and {args.bundled!r}"
+        raise InvalidInputError(msg)
+    path = args.xml
+    if args.bundled is not None:
+        known = bundled_scenes()
+        if args.bundled not in known:
+            msg = f"bundled: Sionna RT ships no scene {args.bundled!r}; expected one of {', '.join(known)}"
+            raise InvalidInputError(msg)
+        path = known[args.bundled]
+    config = SceneImportConfig(
+        name=args.name, path=path, raster_cell_m=args.raster_cell_m, min_building_height_m=args.min_building_height_m,
+        min_footprint_area_m2=args.min_footprint_area_m2, sites=_site_config(args), seed=args.seed, **_origin(args),
+    )
+    return import_scene(config)
 
 
 def _run(args: argparse.Namespace) -> Any:
@@ -390,6 +436,8 @@ def _run(args: argparse.Namespace) -> Any:
 
     if args.scene_cmd == "build":
         return scene.build_scene(_scene_config(args))
+    if args.scene_cmd == "import":
+        return _import_scene(args)
     if args.scene_cmd == "list":
         return scene.list_scenes()
     if args.scene_cmd == "show":

@@ -34,3 +34,7 @@ class OSMDownloadError(RFLocalInputError, ConnectionError):
 
 class BackendUnavailableError(RuntimeError):
     """The ray-tracing backend (Mitsuba / Dr.Jit) cannot run on this machine."""
+
+
+class SceneImportError(RFLocalInputError, ValueError):
+    """A Mitsuba / Sionna scene file cannot be imported (not a scene, no geometry, missing meshes)."""

@@ -12,9 +12,12 @@ from streamlit_folium import st_folium
 from rflocal_core import scene as sc
 from rflocal_core.errors import InvalidInputError, RFLocalInputError
 from rflocal_core.scene.footprints import save_upload
+from rflocal_core.scene.importer import SceneImportConfig, bundled_scenes, import_scene, parse_origin, save_scene_zip
 from rflocal_core.scene.osm_xml import describe as describe_footprints
 
-SOURCES = {"Procedural city": "procedural", "OSM / GeoJSON file": "file", "Box on a map (online)": "bbox"}
+SOURCES = {"Procedural city": "procedural", "OSM / GeoJSON file": "file", "Box on a map (online)": "bbox",
+           "Sionna / Mitsuba scene": "sionna_xml"}
+XML_KINDS = ("Bundled with Sionna RT", "Path on this machine", "Upload a .zip (XML + meshes)")
 
 st.title("Scene Builder")
 st.caption(
@@ -52,6 +55,8 @@ def render_scene(name: str, *, key: str) -> None:
     cols[3].metric("Median height", f"{b['height_m']['median']:.1f} m")
     cols[4].metric("Mode", meta["mode"])
     st.markdown("**Height rules used:** " + ", ".join(f"{k}: {v}" for k, v in b["height_rules"].items()))
+    if meta["source"]["kind"] == "sionna_xml":
+        render_import_notes(meta)
     fp = b["footprints"]
     st.caption(
         f"Footprints read {fp['read']}, kept {fp['kept']}, clipped to the box {fp['clipped']}, "
@@ -66,6 +71,23 @@ def render_scene(name: str, *, key: str) -> None:
         st.dataframe(pd.DataFrame(meta["materials"]["table"]), hide_index=True)
     with st.expander("scene.json"):
         st.json(meta, expanded=False)
+
+
+def render_import_notes(meta: dict) -> None:
+    """What an imported scene's footprints were derived from, and whether its lat/lon are real."""
+    src, ground, raster = meta["source"], meta["ground"], meta["raster"]
+    st.caption(
+        f"Imported from {src['file']} (sha256 {src['sha256'][:12]}…): {src['objects']} objects, "
+        f"{src['triangles']:,} triangles. Ground: {ground['rule']} ({', '.join(ground['objects']) or 'none'}, "
+        f"z = {ground['z_m']} m). Roof raster {raster['cell_m']} m; buildings are areas at least "
+        f"{raster['min_building_height_m']} m above the ground and {raster['min_footprint_area_m2']} m² large "
+        f"({meta['buildings']['footprints'].get('dropped_small', 0)} smaller dropped)."
+    )
+    if not meta["frame"].get("georeferenced", True):
+        st.warning("This scene has no geographic origin: it works in scene metres; its latitudes and longitudes "
+                   "are placeholders around a nominal origin. Import it again with an origin to geo-reference it.")
+    for line in meta.get("warnings", []):
+        st.warning(line)
 
 
 tab_build, tab_scenes = st.tabs(["Build a scene", "Scenes"])
@@ -88,6 +110,28 @@ with tab_build:
         upload = st.file_uploader("OSM XML (.osm) or GeoJSON footprints", type=["osm", "xml", "geojson", "json"])
         typed = st.text_input("…or a path on this machine", key="sb_path")
         file_path = ("upload", upload) if upload is not None else (("path", typed) if typed else None)
+    elif source == "sionna_xml":
+        xml_kind = st.radio("Scene", XML_KINDS, horizontal=True, key="sb_xml_kind")
+        if xml_kind == XML_KINDS[0]:
+            bundled = bundled_scenes()
+            names = list(bundled)
+            default = names.index("simple_street_canyon") if "simple_street_canyon" in names else 0
+            chosen_xml = st.selectbox("Sionna RT scene", names, key="sb_bundled", index=default)
+            file_path = ("path", bundled[chosen_xml])
+        elif xml_kind == XML_KINDS[1]:
+            typed = st.text_input("Scene XML on this machine (its meshes beside it)", key="sb_xml_path")
+            file_path = ("path", typed) if typed else None
+        else:
+            upload = st.file_uploader("A .zip holding the scene XML and its meshes", type=["zip"], key="sb_xml_zip")
+            file_path = ("zip", upload) if upload is not None else None
+        c = st.columns(3)
+        origin_text = c[0].text_input("Origin LAT,LON (optional)", key="sb_origin",
+                                      help="Geographic position of the scene's (0, 0). Default: the file's "
+                                           "(Geo2SigMap states it), else the scene works in metres only.")
+        raster_cell = c[1].number_input("Roof raster cell (m)", 0.25, 10.0, 1.0, key="sb_raster_cell")
+        min_height = c[2].number_input("Min building height (m)", 0.5, 50.0, 2.0, key="sb_min_height")
+        st.caption("Footprints, heights and materials are derived from the meshes (top-down roof raster, ground "
+                   "left out); the scene's own radio materials are traced.")
     else:
         st.markdown("Draw a rectangle (max 2 km x 2 km) or type its corners. Needs internet.")
         fmap = folium.Map(location=[48.1372, 11.5755], zoom_start=15)
@@ -102,16 +146,17 @@ with tab_build:
                 st.error(str(exc))
         bbox_text = st.text_input("Box S,W,N,E (degrees)", key="sb_bbox")
 
-    with st.expander("Buildings and materials"):
-        c = st.columns(4)
-        default_height = c[0].number_input("Default height (m)", 1.0, 500.0, 10.0, key="sb_default_h",
-                                           help="For buildings without height or building:levels tags")
-        storey = c[1].number_input("Storey height (m)", 1.0, 10.0, 3.0, key="sb_storey")
-        material = c[2].selectbox("Building material", ["mixed", *sc.BUILDING_MATERIALS], key="sb_material")
-        ground = c[3].selectbox("Ground", list(sc.GROUND_MATERIALS), key="sb_ground")
-        randomize = st.checkbox(
-            "Domain randomization (per-building permittivity 2-15, conductivity 0.001-10 S/m)", key="sb_rand"
-        )
+    if source != "sionna_xml":  # an imported scene brings its own materials
+        with st.expander("Buildings and materials"):
+            c = st.columns(4)
+            default_height = c[0].number_input("Default height (m)", 1.0, 500.0, 10.0, key="sb_default_h",
+                                               help="For buildings without height or building:levels tags")
+            storey = c[1].number_input("Storey height (m)", 1.0, 10.0, 3.0, key="sb_storey")
+            material = c[2].selectbox("Building material", ["mixed", *sc.BUILDING_MATERIALS], key="sb_material")
+            ground = c[3].selectbox("Ground", list(sc.GROUND_MATERIALS), key="sb_ground")
+            randomize = st.checkbox(
+                "Domain randomization (per-building permittivity 2-15, conductivity 0.001-10 S/m)", key="sb_rand"
+            )
 
     with st.expander("Sites", expanded=True):
         c = st.columns(4)
@@ -140,7 +185,7 @@ with tab_build:
                 column_config={"mount": st.column_config.SelectboxColumn(options=["ground", "rooftop"])},
             )
 
-    if st.button("Build scene", type="primary", key="sb_build"):
+    if source != "sionna_xml" and st.button("Build scene", type="primary", key="sb_build"):
         bar = st.progress(0.0, text="starting")
         try:
             path = None
@@ -174,6 +219,36 @@ with tab_build:
         else:
             st.success(f"Built scene **{summary['name']}**: {summary['buildings']} buildings, "
                       f"{summary['sites']} sites in {summary['seconds']:.1f} s.")
+            st.session_state["sb_built"] = summary["name"]
+
+    if source == "sionna_xml" and st.button("Import scene", type="primary", key="sb_import"):
+        bar = st.progress(0.0, text="starting")
+        try:
+            if file_path is None:
+                raise InvalidInputError("scene_xml: choose a bundled scene, type a path or upload a .zip, got none")
+            kind, value = file_path
+            xml_path = save_scene_zip(value.name, value.getvalue()) if kind == "zip" else value
+            origin = parse_origin(origin_text)
+            rows = custom_rows.to_dict("records") if custom_rows is not None else []
+            sites = sc.SiteConfig(
+                mode=mode, placement=placement, count=int(count), mount=mount, height_m=float(height),
+                freq_hz=float(freq_ghz) * 1e9, tx_power_dbm=float(power), pattern=pattern,
+                azimuth_deg=None if azimuth < 0 else float(azimuth), downtilt_deg=float(downtilt),
+                custom=tuple(sc.CustomSite.from_dict(row, index=i) for i, row in enumerate(rows)),
+            )
+            config = SceneImportConfig(
+                name=name, path=str(xml_path), origin_lat=origin[0] if origin else None,
+                origin_lon=origin[1] if origin else None, raster_cell_m=float(raster_cell),
+                min_building_height_m=float(min_height), sites=sites,
+            )
+            summary = import_scene(config, progress=lambda stage, f: bar.progress(min(f, 1.0), text=stage))
+        except RFLocalInputError as exc:
+            bar.empty()
+            st.error(str(exc))
+        else:
+            st.success(f"Imported scene **{summary['name']}**: {summary['buildings']} buildings derived from "
+                       f"{summary['objects']} objects ({summary['triangles']:,} triangles), {summary['sites']} sites "
+                       f"in {summary['seconds']:.1f} s.")
             st.session_state["sb_built"] = summary["name"]
 
     built = st.session_state.get("sb_built")

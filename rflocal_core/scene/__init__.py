@@ -2,14 +2,16 @@
 
 Public API::
 
-    from rflocal_core.scene import SceneConfig, build_scene, list_scenes
+    from rflocal_core.scene import SceneConfig, SceneImportConfig, build_scene, bundled_scenes, import_scene
     build_scene(SceneConfig(name="demo"))
+    import_scene(SceneImportConfig(name="munich", path=bundled_scenes()["munich"]))
 """
 
 from __future__ import annotations
 
 from rflocal_core.geo import BBox, LocalFrame
 from rflocal_core.scene.build import SOURCES, SceneConfig, build_scene, scenes_dir
+from rflocal_core.scene.importer import SceneImportConfig, bundled_scenes, import_scene
 from rflocal_core.scene.materials import BUILDING_MATERIALS, GROUND_MATERIALS, MaterialConfig
 from rflocal_core.scene.procedural import ProceduralConfig
 from rflocal_core.scene.sites import CustomSite, SiteConfig
@@ -25,9 +27,12 @@ __all__ = [
     "ProceduralConfig",
     "SOURCES",
     "SceneConfig",
+    "SceneImportConfig",
     "SiteConfig",
     "build_scene",
+    "bundled_scenes",
     "delete_scene",
+    "import_scene",
     "list_scenes",
     "load_scene_meta",
     "scene_dir",
