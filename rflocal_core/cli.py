@@ -139,6 +139,8 @@ def _add_table_arguments(group: Any) -> None:
                        help="a measurement value meaning 'not received', e.g. -101 (repeatable, or comma-separated)")
     group.add_argument("--nodes", metavar="NODES.csv|json", default=None,
                        help="node positions: a table id, lat, lon[, alt_m][, tx_power_dbm] (CSV or JSON)")
+    group.add_argument("--split-block-m", type=float, default=None, metavar="M",
+                       help="split by squares of M metres (whole blocks to train, val or test) instead of by sample")
 
 
 def _pair(text: str, field: str, cast: Any) -> tuple[Any, Any]:
@@ -206,7 +208,7 @@ def _import(args: argparse.Namespace) -> dict[str, Any]:
     common = {"name": args.name, "scene": args.scene, "seed": args.seed, "split_fractions": fractions}
     suffix = Path(args.file).suffix.lower()
     table_options = {"--columns": args.columns, "--mode": args.mode, "--group-by": args.group_by,
-                     "--missing": args.missing, "--nodes": args.nodes}
+                     "--missing": args.missing, "--nodes": args.nodes, "--split-block-m": args.split_block_m}
     if suffix == ".json":
         given = [flag for flag, value in table_options.items() if value is not None]
         if given:
@@ -227,7 +229,7 @@ def _import(args: argparse.Namespace) -> dict[str, Any]:
         raise InvalidInputError(msg)
     return import_table(args.file, columns=parse_columns(args.columns), mode=args.mode or "ue",
                         group_by=parse_list(args.group_by), missing=parse_list(args.missing), nodes=args.nodes,
-                        **common)
+                        split_block_m=args.split_block_m, **common)
 
 
 def _run_data(args: argparse.Namespace) -> Any:

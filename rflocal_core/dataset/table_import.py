@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rflocal_core.dataset.exchange import DEFAULT_SPLIT_FRACTIONS, import_measurements
+from rflocal_core.dataset.splits import block_splits
 from rflocal_core.measurements.format import Node
 from rflocal_core.measurements.table import MAX_TABLE_FILE_BYTES, MAX_TABLE_ROWS, read_table
 
@@ -39,6 +40,7 @@ def import_table(
     scene: str | None = None,
     split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
     seed: int = 0,
+    split_block_m: float | None = None,
     max_bytes: int = MAX_TABLE_FILE_BYTES,
     max_rows: int = MAX_TABLE_ROWS,
 ) -> dict[str, Any]:
@@ -48,12 +50,18 @@ def import_table(
     and of :func:`rflocal_core.dataset.import_measurements` (``name``, ``scene``,
     ``split_fractions``, ``seed``).
 
+    split_block_m : float, optional
+        Split by squares of this many metres instead of by sample
+        (:func:`rflocal_core.dataset.splits.block_splits`): neighbouring points of one walk
+        then stay on one side.
+
     Returns
     -------
     dict
         The summary of :func:`~rflocal_core.dataset.import_measurements`, plus ``table``:
         the :class:`~rflocal_core.measurements.table.TableReport` as a dict (rows read and
-        used, samples, reports, nodes, nodes of unknown position, issues by reason).
+        used, samples, reports, nodes, nodes of unknown position, issues by reason); with
+        ``split_block_m``, ``split``: the block size and the blocks per split.
 
     Raises
     ------
@@ -63,7 +71,13 @@ def import_table(
     """
     table = read_table(source, columns=columns, mode=mode, group_by=group_by, missing=missing, nodes=nodes,
                        kind=kind, strict=strict, max_bytes=max_bytes, max_rows=max_rows)
+    info, fixed, split = dict(table.input_info), None, None
+    if split_block_m is not None:
+        fixed, split = block_splits(table.measurements, block_m=split_block_m, fractions=split_fractions, seed=seed)
+        info["split"] = split
     summary = import_measurements(table.measurements, name=name, scene=scene, split_fractions=split_fractions,
-                                  seed=seed, input_info=table.input_info)
+                                  seed=seed, fixed_splits=fixed, input_info=info)
     summary["table"] = table.report.to_dict()
+    if split is not None:
+        summary["split"] = split
     return summary

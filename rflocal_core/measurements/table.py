@@ -451,8 +451,8 @@ def _decode(data: bytes, label: str) -> str:
 
 
 def _csv_header(text: str, kind: str, label: str) -> tuple[str, list[str]]:
-    """The delimiter and the header names, as written, of a CSV/TSV text (first non-blank line)."""
-    first = text.lstrip("\r\n").split("\n", 1)[0].rstrip("\r")
+    """The delimiter and the header names, as written, of a CSV/TSV text (its first line)."""
+    first = text.split("\n", 1)[0].rstrip("\r")
     if kind == "tsv":
         sep = "\t"
     else:  # a CSV saved with a European locale uses ';'
@@ -460,7 +460,7 @@ def _csv_header(text: str, kind: str, label: str) -> tuple[str, list[str]]:
         sep = max(counts, key=lambda s: (counts[s], s == ","))
     header = next(csv.reader([first], delimiter=sep), [])
     if not any(name.strip() for name in header):
-        msg = f"{label}: expected a header line naming the columns, got {first[:60]!r}"
+        msg = f"{label}: expected a header line naming the columns on line 1, got {first[:60]!r}"
         raise TableFormatError(msg)
     return sep, header
 
@@ -483,25 +483,42 @@ def _check_wanted(names: Sequence[str], wanted: Sequence[str], spec: TableSpec |
 
 
 def _load_csv(data: bytes, kind: str, label: str, wanted: Sequence[str] | None, spec: TableSpec | None,
-              max_rows: int) -> tuple[pd.DataFrame, list[str]]:
+              max_rows: int) -> tuple[pd.DataFrame, list[str], np.ndarray]:
+    """The wanted columns as text, and which rows have another number of fields than the header.
+
+    Python's csv module reads it (quoted fields, quoted newlines), so a row with a stray
+    delimiter, or a truncated last line, is seen rather than silently shifted or padded.
+    Blank lines are skipped and not counted.
+    """
     text = _decode(data, label)
     sep, header = _csv_header(text, kind, label)
     names = [name.strip() for name in header]
     wanted = list(names if wanted is None else wanted)
     _check_wanted(names, wanted, spec, label)
-    raw = dict(zip(names, header))
+    index = [names.index(name) for name in wanted]
+    values: list[list[str]] = [[] for _ in wanted]
+    ragged: list[bool] = []
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_filter=False,
-                            usecols=[raw[name] for name in wanted], nrows=max_rows + 1, skip_blank_lines=True)
-    except (pd.errors.ParserError, ValueError, csv.Error) as exc:
-        msg = f"{label}: not a readable {kind.upper()} table: {' '.join(str(exc).split())}"
+        next(reader)
+        for row in reader:
+            if not row:
+                continue
+            if len(ragged) >= max_rows:
+                raise _too_many_rows(label, max_rows + 1, max_rows, at_least=True)
+            ok = len(row) == len(header)
+            ragged.append(not ok)
+            for column, k in zip(values, index):
+                column.append(row[k] if ok else "")
+    except csv.Error as exc:
+        msg = f"{label} line {reader.line_num}: not a readable {kind.upper()} row: {exc}"
         raise TableFormatError(msg) from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame[wanted].fillna(""), names
+    frame = pd.DataFrame({name: pd.Series(column, dtype=object) for name, column in zip(wanted, values)})
+    return frame, names, np.asarray(ragged, dtype=bool)
 
 
 def _load_parquet(data: bytes, label: str, wanted: Sequence[str] | None, spec: TableSpec | None,
-                  max_rows: int) -> tuple[pd.DataFrame, list[str]]:
+                  max_rows: int) -> tuple[pd.DataFrame, list[str], np.ndarray]:
     import pyarrow.parquet as pq
 
     try:
@@ -522,30 +539,29 @@ def _load_parquet(data: bytes, label: str, wanted: Sequence[str] | None, spec: T
         if column.dtype == object and column.map(lambda v: isinstance(v, (list, dict, np.ndarray))).any():
             msg = f"{label}: column {name!r} holds lists or records; expected one value per row"
             raise TableFormatError(msg)
-    return frame, names
+    return frame, names, np.zeros(len(frame), dtype=bool)
 
 
-def _too_many_rows(label: str, rows: int, max_rows: int) -> TableFormatError:
-    msg = f"{label}: {rows:,} rows is more than the limit of {max_rows:,} rows; split the table into several files"
+def _too_many_rows(label: str, rows: int, max_rows: int, *, at_least: bool = False) -> TableFormatError:
+    counted = f"more than {max_rows:,} rows" if at_least else f"{rows:,} rows"
+    msg = f"{label}: {counted} is more than the limit of {max_rows:,} rows; split the table into several files"
     return TableFormatError(msg)
 
 
 def _load_frame(data: bytes, kind: str, label: str, wanted: Sequence[str] | None, spec: TableSpec | None,
-                max_rows: int) -> tuple[pd.DataFrame, list[str]]:
-    """The wanted columns of the table (text for CSV/TSV, as stored for Parquet) and the header."""
+                max_rows: int) -> tuple[pd.DataFrame, list[str], np.ndarray]:
+    """The wanted columns (text for CSV/TSV, as stored for Parquet), the header, and the ragged rows."""
     if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
         msg = f"max_rows: expected a positive integer, got {max_rows!r}"
         raise InvalidInputError(msg)
     if kind == "parquet":
-        frame, names = _load_parquet(data, label, wanted, spec, max_rows)
+        frame, names, ragged = _load_parquet(data, label, wanted, spec, max_rows)
     else:
-        frame, names = _load_csv(data, kind, label, wanted, spec, max_rows)
-    if len(frame) > max_rows:
-        raise _too_many_rows(label, len(frame), max_rows)
+        frame, names, ragged = _load_csv(data, kind, label, wanted, spec, max_rows)
     if len(frame) == 0:
         msg = f"{label}: expected at least one row under the header, got none"
         raise TableFormatError(msg)
-    return frame.reset_index(drop=True), names
+    return frame.reset_index(drop=True), names, ragged
 
 
 def read_table_header(source: str | os.PathLike[str] | bytes, *, kind: str | None = None, preview_rows: int = 5,
@@ -559,7 +575,7 @@ def read_table_header(source: str | os.PathLike[str] | bytes, *, kind: str | Non
     """
     kind = _resolve_kind(kind, source)
     data, label, _ = _read_source(source, kind, max_bytes)
-    frame, names = _load_frame(data, kind, label, None, None, max_rows)
+    frame, names, _ = _load_frame(data, kind, label, None, None, max_rows)
     head = frame.head(preview_rows)
     preview = tuple({str(k): _show_cell(v) for k, v in row.items()} for row in head.to_dict("records"))
     return TableHeader(kind, tuple(names), len(frame), preview)
@@ -728,7 +744,7 @@ def _typed(frame: pd.DataFrame, spec: TableSpec, issues: _Issues, label: str) ->
 # --------------------------------------------------------------------------- rows
 
 
-def _drop_rows(t: pd.DataFrame, spec: TableSpec, issues: _Issues) -> pd.DataFrame:
+def _drop_rows(t: pd.DataFrame, spec: TableSpec, issues: _Issues, fields: int) -> pd.DataFrame:
     """The rows that can become a report; each dropped row is counted once, under its first reason."""
     keep = np.ones(len(t), dtype=bool)
     rows = t["row"].to_numpy()
@@ -739,6 +755,8 @@ def _drop_rows(t: pd.DataFrame, spec: TableSpec, issues: _Issues) -> pd.DataFram
         issues.add(reason, rows[mask], action="row dropped", fault=fault, detail=detail)
         keep &= ~mask
 
+    drop("wrong_field_count", t["ragged"].to_numpy(),
+         f"rows with another number of fields than the header's {fields} (a stray delimiter or a cut line)")
     if "sample" in spec.columns:
         what = f"rows without a sample id (column {spec.columns['sample']!r})"
     else:
@@ -778,7 +796,8 @@ def _most_frequent(t: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
         ok &= np.isfinite(t[key].to_numpy())
     sub = t.loc[ok, ["node", *keys]]
     if sub.empty:
-        return pd.DataFrame(columns=["node", *keys]).set_index("node")
+        return pd.DataFrame({key: pd.Series(dtype=np.float64) for key in keys},
+                            index=pd.Index([], dtype=object, name="node"))
     counts = sub.groupby(["node", *keys], sort=False).size().reset_index(name="n")
     best = counts.loc[counts.groupby("node", sort=False)["n"].idxmax()]
     return best.set_index("node")[list(keys)]
@@ -793,7 +812,8 @@ def _node_positions(t: pd.DataFrame, spec: TableSpec, issues: _Issues) -> tuple[
     ref = best.reindex(t["node"].to_numpy())
     lat, lon = t["node_lat"].to_numpy(), t["node_lon"].to_numpy()
     far = np.isfinite(lat) & np.isfinite(lon) & (
-        _distance_m(lat, lon, ref["node_lat"].to_numpy(), ref["node_lon"].to_numpy()) > NODE_POSITION_TOLERANCE_M)
+        _distance_m(lat, lon, ref["node_lat"].to_numpy(np.float64), ref["node_lon"].to_numpy(np.float64))
+        > NODE_POSITION_TOLERANCE_M)
     issues.add("node_position_conflict", t["row"].to_numpy()[far], action="row dropped", fault=True,
                detail=f"rows placing their node more than {NODE_POSITION_TOLERANCE_M:g} m from its most frequent "
                       f"position (columns {spec.columns['node_lat']!r}, {spec.columns['node_lon']!r}); a node is fixed",
@@ -814,7 +834,7 @@ def _node_powers(t: pd.DataFrame, spec: TableSpec, issues: _Issues) -> dict[str,
     if "tx_power_dbm" not in t:
         return {}
     best = _most_frequent(t, ("tx_power_dbm",))["tx_power_dbm"]
-    ref = best.reindex(t["node"].to_numpy()).to_numpy()
+    ref = best.reindex(t["node"].to_numpy()).to_numpy(np.float64)
     power = t["tx_power_dbm"].to_numpy()
     with np.errstate(invalid="ignore"):
         off = np.isfinite(power) & (np.abs(power - ref) > TX_POWER_TOLERANCE_DB)
@@ -1077,7 +1097,11 @@ def _nodes_from_json(data: bytes, label: str) -> list[Node]:
 
 
 def _nodes_from_csv(data: bytes, kind: str, label: str) -> list[Node]:
-    frame, names = _load_frame(data, kind, label, None, None, MAX_TABLE_ROWS)
+    frame, names, ragged = _load_frame(data, kind, label, None, None, MAX_TABLE_ROWS)
+    if ragged.any():
+        row = int(np.flatnonzero(ragged)[0]) + 1
+        msg = f"{label} row {row}: expected {len(names)} fields like the header, got another number"
+        raise TableFormatError(msg)
     normal = {"".join(ch for ch in name.lower() if ch.isalnum()): name for name in names}
     chosen = {key: next((normal[g] for g in guesses if g in normal), None)
               for key, guesses in _NODE_TABLE_COLUMNS.items()}
@@ -1170,10 +1194,10 @@ def read_table(
     kind = _resolve_kind(kind, source)
     data, label, path = _read_source(source, kind, max_bytes)
     node_table = _node_table(nodes)
-    frame, _ = _load_frame(data, kind, label, spec.wanted, spec, max_rows)
+    frame, header, ragged = _load_frame(data, kind, label, spec.wanted, spec, max_rows)
     issues = _Issues()
     t, ids = _typed(frame, spec, issues, label)
-    t = _drop_rows(t, spec, issues)
+    t = _drop_rows(t.assign(ragged=ragged), spec, issues, len(header))
     if t.empty:
         listed = "; ".join(f"{i.count} {i.reason} ({i.detail})" for i in issues.items.values())
         msg = f"{label}: none of its {len(frame):,} rows is usable: {listed}"
@@ -1253,3 +1277,23 @@ def _notes(spec: TableSpec, report: TableReport, label: str) -> list[str]:
             f"{', '.join(report.nodes_unknown_position[:20])}; fingerprinting models (knn, heimdall) use their "
             "measurements, models that need node positions cannot.")
     return notes
+
+
+def preview_samples(ms: MeasurementSet, *, limit: int = 5) -> list[dict[str, Any]]:
+    """The first ``limit`` samples as flat rows (id, truth, reports, nodes, times, RSS), for a preview table."""
+    rows = []
+    for sample in ms.samples[:limit]:
+        rss = [r.rss_dbm for r in sample.reports if r.rss_dbm is not None]
+        times = sorted({r.t_s for r in sample.reports})
+        rows.append({
+            "sample": sample.id,
+            "truth_lat": sample.truth.lat if sample.truth is not None else None,
+            "truth_lon": sample.truth.lon if sample.truth is not None else None,
+            "reports": len(sample.reports),
+            "nodes": ", ".join(dict.fromkeys(r.node if r.node is not None else f"({r.lat:.5f}, {r.lon:.5f})"
+                                             for r in sample.reports)),
+            "times": len(times),
+            "t_s_last": times[-1],
+            "rss_dbm": ", ".join(f"{v:g}" for v in rss[:8]) + (", ..." if len(rss) > 8 else ""),
+        })
+    return rows
