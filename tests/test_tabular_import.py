@@ -451,3 +451,40 @@ def test_duke_cbrs_import_and_knn(shared_data: Path, workspace: Path) -> None:
     assert 30.0 < figures["median_m"] < 70.0  # measured 48.0 m (random split, seed 0)
     with pytest.raises(InvalidInputError, match="no node reporting in the train split of 'duke' has a known position"):
         train("duke", "weighted_centroid")
+
+
+# --------------------------------------------------------------------------- the Data Generation page
+
+
+def test_page_maps_previews_and_imports_a_table(workspace: Path) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    root = Path(__file__).resolve().parents[1]
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/views/data_generation.py")
+    at.run()
+    at.file_uploader(key="dg_import_file").set_value(("walk.csv", GROUPED.encode(), "text/csv"))
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    guessed = {key: at.selectbox(key=f"dg_tab_{key}").value for key in ("sample", "node", "lat", "lon", "rss_dbm")}
+    assert guessed == {"sample": "(none)", **DUKE_COLUMNS}
+    assert at.multiselect(key="dg_tab_group").value == list(DUKE_GROUP)
+    at.text_input(key="dg_tab_missing").set_value("-101, -200")
+    at.button(key="dg_tab_preview").click()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    preview = at.dataframe[1].value
+    assert list(preview["sample"]) == ["row-1", "row-5", "row-6"] and list(preview["reports"]) == [2, 1, 1]
+    assert "3 samples from 5 of 9 rows" in [c.value for c in at.caption]
+    at.text_input(key="dg_import_name").set_value("walk")
+    at.button(key="dg_import").click()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.success[0].value.startswith("Imported **walk**: 3 samples, 3 nodes")
+    assert open_dataset("walk").attrs["input"]["table"]["rows_used"] == 5
+    at.selectbox(key="dg_tab_rss_dbm").set_value("(none)")
+    at.button(key="dg_tab_preview").click()
+    at.run()
+    assert not at.exception
+    assert "columns: map at least one measurement key" in at.error[0].value
