@@ -21,7 +21,7 @@ from rflocal_core.dataset.splits import block_splits
 from rflocal_core.dataset.table_import import import_table
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.geo import LocalFrame
-from rflocal_core.measurements import MeasurementSet, Node, load_measurements
+from rflocal_core.measurements import MeasurementSet, load_measurements
 from rflocal_core.measurements.columns import COLUMN_KEYS, guess_columns, guess_group_by, parse_columns
 from rflocal_core.measurements.table import (
     MAX_TABLE_FILE_BYTES,
@@ -268,6 +268,41 @@ def test_bad_cells_are_counted_and_strict_refuses_them(tmp_path: Path) -> None:
         _table(tmp_path, text, columns=columns, strict=True)
     assert str(err.value) == ("bad.csv row 2: rss_dbm (column 'rss'): expected a number, got 'abc' "
                               "(1 rss_dbm_not_a_number; refused because strict, otherwise: value removed)")
+
+
+def test_conflicts_merges_and_times(tmp_path: Path) -> None:
+    text = ("id,t,node,nlat,nlon,tx,rss,aoa\n"
+            "a,0,n1,1.0,1.0,40,-80,350\n"   # merged with the next row: RSS median, angle circular mean
+            "a,0,n1,1.0,1.0,40,-84,10\n"
+            "a,1,n2,1.0,1.001,30,NA,20\n"   # NA: not received, the angle stays
+            "b,0,n1,1.0,1.0,43,-70,\n"      # another power for n1: counted, kept
+            "b,x,n1,1.0,1.0,40,-71,\n"      # no readable time: dropped
+            "c,0,n1,2.0,2.0,40,-60,\n"      # n1 elsewhere: dropped
+            "c,0,n2,1.0,1.001,30,-65,90\n")
+    columns = {"sample": "id", "time": "t", "node": "node", "node_lat": "nlat", "node_lon": "nlon",
+               "tx_power_dbm": "tx", "rss_dbm": "rss", "aoa_deg": "aoa"}
+    table = read_table(_write(tmp_path, "c.csv", text), columns=columns, missing=["NA"])
+    report = table.report.to_dict()
+    assert (report["rows"], report["rows_used"], report["samples"], report["reports"]) == (7, 5, 3, 4)
+    issues = {k: (v["count"], v["action"], v.get("rows"), v.get("values"), v.get("samples"))
+              for k, v in report["issues"].items()}
+    assert issues == {
+        "time_not_a_time": (1, "value removed", [5], ["x"], None),
+        "missing_value": (1, "value removed (not received)", [3], None, None),
+        "no_time": (1, "row dropped", [5], None, None),
+        "node_position_conflict": (1, "row dropped", [6], ["n1"], None),
+        "tx_power_conflict": (1, "kept; the node's most frequent power is used", [4], ["43.0"], None),
+        "duplicate_reports_merged": (1, "rows merged", [2], None, ["a"]),
+    }
+    n1, n2 = table.measurements.nodes
+    assert (n1.lat, n1.lon, n1.tx_power_dbm, n2.lon, n2.tx_power_dbm) == (1.0, 1.0, 40.0, 1.001, 30.0)
+    a, b, c = table.measurements.samples
+    assert [(r.node, r.t_s, r.rss_dbm, r.aoa_deg) for r in a.reports] == [("n1", 0.0, -82.0, 0.0),
+                                                                          ("n2", 1.0, None, 20.0)]
+    assert [(r.node, r.rss_dbm) for r in b.reports] == [("n1", -70.0)]
+    assert [(r.node, r.rss_dbm, r.aoa_deg) for r in c.reports] == [("n2", -65.0, 90.0)]
+    with pytest.raises(TableFormatError, match="none of its 2 rows is usable: 2 missing_value"):
+        _table(tmp_path, "id,node,rss\na,n1,NA\nb,n1,NA\n", missing=["NA"])
 
 
 @pytest.mark.parametrize(("columns", "options", "needle"), [

@@ -108,7 +108,6 @@ TRUTH_TOLERANCE_M: float = 1.0
 #: How many row numbers / values / sample ids an issue lists.
 LISTED: int = 5
 
-_TEXT_KEYS = ("sample", "node")
 _RANGES: dict[str, tuple[float, float]] = {
     "node_lat": LAT_RANGE_DEG, "node_lon": LON_RANGE_DEG, "node_alt_m": ALT_RANGE_M,
     "lat": LAT_RANGE_DEG, "lon": LON_RANGE_DEG, "alt_m": ALT_RANGE_M,
@@ -654,14 +653,14 @@ def _number_column(frame: pd.DataFrame, key: str, column: str, spec: TableSpec, 
     rows = np.arange(1, len(frame) + 1)
     values, bad, text = _numbers(frame[column])
     shown = text if text is not None else frame[column].astype(str).to_numpy(dtype=object)
-    if bad.any() and not np.isfinite(values).any():
+    missing = _missing_mask(values, text, spec.missing) if key in MEASUREMENT_KEYS and spec.missing else \
+        np.zeros(len(values), dtype=bool)
+    bad &= ~missing
+    if bad.any() and not np.isfinite(values[~missing]).any():  # a wrong mapping, not a few bad cells
         msg = (f"{label}: column {column!r} ({key}) holds no numbers (e.g. {shown[bad][0]!r}); expected "
                f"{COLUMN_KEYS[key]}; check the column mapping")
         raise TableFormatError(msg)
     where = f"{key} (column {column!r})"
-    missing = _missing_mask(values, text, spec.missing) if key in MEASUREMENT_KEYS and spec.missing else \
-        np.zeros(len(values), dtype=bool)
-    bad &= ~missing
     issues.add(f"{key}_not_a_number", rows[bad], action="value removed", fault=True,
                detail=f"{where}: expected a number", values=shown[bad][:LISTED])
     values = np.where(missing, np.nan, values)
@@ -672,21 +671,25 @@ def _number_column(frame: pd.DataFrame, key: str, column: str, spec: TableSpec, 
 
 
 def _time_column(frame: pd.DataFrame, column: str, issues: _Issues, label: str) -> np.ndarray:
-    """Seconds per row (NaN where absent or unreadable): numbers, or ISO 8601 timestamps (naive = UTC)."""
+    """Seconds per row (NaN where absent or unreadable): numbers, or ISO 8601 timestamps (naive = UTC).
+
+    A text column is read as whichever of the two reads more of its cells; the other cells are bad.
+    """
     series = frame[column]
     rows = np.arange(1, len(frame) + 1)
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
         stamps = pd.to_datetime(series, utc=True)
         return ((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(np.float64, na_value=np.nan)
     values, bad, text = _numbers(series)
-    if text is not None and bad.any():  # not all numbers: the column holds timestamps
+    if text is not None and bad.any():  # seconds or timestamps: whichever reads more cells
         empty = text == ""
         stamps = pd.to_datetime(pd.Series(np.where(empty, None, text), dtype=object), utc=True, format="ISO8601",
                                 errors="coerce")
-        values = ((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(np.float64,
-                                                                                           na_value=np.nan)
-        bad = ~empty & np.isnan(values)
-        if bad.all():
+        seconds = ((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(np.float64,
+                                                                                            na_value=np.nan)
+        if np.isfinite(seconds).sum() > np.isfinite(values).sum():
+            values, bad = seconds, ~empty & np.isnan(seconds)
+        if not np.isfinite(values).any():
             msg = (f"{label}: column {column!r} (time) holds neither numbers (seconds) nor ISO 8601 timestamps "
                    f"(e.g. {text[bad][0]!r}); check the column mapping")
             raise TableFormatError(msg)
@@ -1172,7 +1175,7 @@ def read_table(
     strict : bool
         Refuse the table at the first fault (a bad cell or a dropped row), naming it.
     max_bytes, max_rows : int
-        Caps on the file (default 200 MiB) and on its data rows (default 2,000,000).
+        Caps on the file (200 MiB) and on its data rows (2,000,000).
 
     Returns
     -------
@@ -1198,11 +1201,9 @@ def read_table(
     issues = _Issues()
     t, ids = _typed(frame, spec, issues, label)
     t = _drop_rows(t.assign(ragged=ragged), spec, issues, len(header))
-    if t.empty:
-        listed = "; ".join(f"{i.count} {i.reason} ({i.detail})" for i in issues.items.values())
-        msg = f"{label}: none of its {len(frame):,} rows is usable: {listed}"
-        raise TableFormatError(msg)
+    _check_usable(t, len(frame), issues, label)
     t, node_list = _build_nodes(t, spec, node_table, issues, label)
+    _check_usable(t, len(frame), issues, label)
     samples = _samples(t, spec, ids, issues, label)
     rows_used = len(frame) - issues.dropped()
     _check_size(samples, node_list, label)
@@ -1211,13 +1212,24 @@ def read_table(
                          len(node_list), unknown, tuple(issues.items.values()))
     if strict and report.faults:
         raise _strict_error(report.faults[0], label)
-    notes = _notes(spec, report, label)
-    ms = MeasurementSet(spec.mode, None, node_list, samples, (), tuple(notes))
-    info = {"file": path, "sha256": hashlib.sha256(data).hexdigest(), "kind": kind, "columns": dict(spec.columns),
-            "mode": spec.mode, "group_by": list(spec.group_by), "missing": list(spec.missing),
+    ms = MeasurementSet(spec.mode, None, node_list, samples, (), tuple(_notes(spec, report, label)))
+    return TableImport(ms, report, _input_info(spec, report, data, path, nodes))
+
+
+def _input_info(spec: TableSpec, report: TableReport, data: bytes, path: str | None, nodes: Any) -> dict[str, Any]:
+    """Where the measurements came from and how they were read, for the dataset's ``input`` attribute."""
+    return {"file": path, "sha256": hashlib.sha256(data).hexdigest(), "kind": report.kind,
+            "columns": dict(spec.columns), "mode": spec.mode, "group_by": list(spec.group_by),
+            "missing": list(spec.missing),
             "nodes_file": str(Path(nodes).resolve()) if isinstance(nodes, (str, os.PathLike)) else None,
             "table": report.to_dict()}
-    return TableImport(ms, report, info)
+
+
+def _check_usable(t: pd.DataFrame, rows: int, issues: _Issues, label: str) -> None:
+    if t.empty:
+        listed = "; ".join(f"{i.count} {i.reason} ({i.detail})" for i in issues.items.values())
+        msg = f"{label}: none of its {rows:,} rows is usable: {listed}"
+        raise TableFormatError(msg)
 
 
 def _node_table(nodes: Any) -> dict[str, Node] | None:
