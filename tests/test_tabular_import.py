@@ -523,3 +523,7 @@ def test_page_maps_previews_and_imports_a_table(workspace: Path) -> None:
     at.run()
     assert not at.exception
     assert "columns: map at least one measurement key" in at.error[0].value
+    at.file_uploader(key="dg_import_file").set_value(("empty.csv", b"", "text/csv"))
+    at.run()
+    assert not at.exception
+    assert "expected a header line and rows, got an empty file" in at.error[0].value

@@ -166,9 +166,14 @@ def _show_summary(summary: dict) -> None:
             st.dataframe(pd.DataFrame([{"reason": k, **v} for k, v in table["issues"].items()]), hide_index=True)
 
 
+@st.cache_data(max_entries=2, show_spinner=False)
+def _header(data: bytes, kind: str) -> TableHeader:
+    return read_table_header(data, kind=kind)  # every widget change reruns the page: read the header once
+
+
 def _table_tab(data: bytes, kind: str, import_name: str, frame_scene: str | None) -> None:
     """The column mapping, a preview of the first samples, and the import of a table."""
-    header = read_table_header(data, kind=kind)
+    header = _header(data, kind)
     st.caption(f"{kind.upper()} table: {header.rows:,} rows, columns {', '.join(header.columns)}")
     st.dataframe(pd.DataFrame(list(header.preview)), hide_index=True)
     options = _table_mapping(header)

@@ -29,12 +29,13 @@ Keys (:data:`COLUMN_KEYS` has the help text of each):
   ``ue`` mode an alternative to ``lat``/``lon``; giving both is refused).
 - ``rss_dbm``, ``toa_ns``, ``ta``, ``aoa_deg``: the measurements (at least one is mapped).
 
-A sample's truth is the one of its latest row (by time, then by row) that has a valid
+A sample's truth is the one of its latest used row (by time, then by row) that has a valid
 position, as the format keeps the truth at the last report time. Node positions come from
 the ``node_*`` columns, from a nodes table (:func:`read_nodes`), or are unknown.
 
 Never trusting the file: the size and the row count are capped, every cell is read as text
-(Parquet: as stored) and converted here; a cell that is not a number, a value outside the
+(Parquet: as stored) and converted here; a CSV row with another number of fields than the
+header (a stray delimiter, a cut last line) is dropped; a cell that is not a number, a value outside the
 format's ranges (e.g. -999 dBm) and a ``missing`` value ("not received") are removed and
 counted; rows left without a sample id, node, time or measurement are dropped and counted,
 by reason, with their first row numbers (data rows counted from 1, the header not counted).
