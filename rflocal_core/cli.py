@@ -132,13 +132,32 @@ def _add_data_parsers(sub: Any) -> None:
     export.add_argument("--out", required=True, metavar="FILE.json", help="file to write (atomically)")
     export.add_argument("--limit", type=int, default=None, help="export only the first N samples of the split")
     export.add_argument("--scene", default=None, help="export this scene's samples (needed for multi-scene splits)")
-    imp = data_sub.add_parser("import", help="turn a measurement file into a dataset (no radio maps)")
-    imp.add_argument("file", metavar="FILE.json", help="an rflocal-measurements/1 (or survey) file")
+    imp = data_sub.add_parser("import", help="turn a measurement file or table into a dataset (no radio maps)")
+    imp.add_argument("file", metavar="FILE", help="an rflocal-measurements/1 (or survey) .json file, or a .csv, .tsv "
+                     "or .parquet table with one row per measurement")
     imp.add_argument("--name", required=True, help="dataset name")
     imp.add_argument("--split-fractions", default="0.8,0.1,0.1", metavar="TRAIN,VAL,TEST",
                      help="fractions of the samples with truth")
     imp.add_argument("--seed", type=int, default=0, help="seed of the split shuffle")
     imp.add_argument("--scene", default=None, help="workspace scene whose frame to use (default: the file's)")
+    _add_table_arguments(imp.add_argument_group("tables (.csv, .tsv, .parquet)"))
+
+
+def _add_table_arguments(group: Any) -> None:
+    from rflocal_core.measurements.columns import COLUMN_KEYS
+
+    group.add_argument("--columns", action="append", metavar="KEY=COLUMN,...",
+                       help=f"which column holds what (repeatable); keys: {', '.join(COLUMN_KEYS)}")
+    group.add_argument("--mode", default=None, help="ue (default: the device that measures is located; lat/lon "
+                       "are its position) or emitter (lat/lon are a mobile sensor's position)")
+    group.add_argument("--group-by", action="append", metavar="COL,...",
+                       help="columns whose values identify a sample, when there is no sample id column")
+    group.add_argument("--missing", action="append", metavar="VALUE",
+                       help="a measurement value meaning 'not received', e.g. -101 (repeatable, or comma-separated)")
+    group.add_argument("--nodes", metavar="NODES.csv|json", default=None,
+                       help="node positions: a table id, lat, lon[, alt_m][, tx_power_dbm] (CSV or JSON)")
+    group.add_argument("--split-block-m", type=float, default=None, metavar="M",
+                       help="split by squares of M metres (whole blocks to train, val or test) instead of by sample")
 
 
 def _pair(text: str, field: str, cast: Any) -> tuple[Any, Any]:
@@ -193,6 +212,43 @@ def _export(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _import(args: argparse.Namespace) -> dict[str, Any]:
+    """``data import``: a JSON measurement file, or a table (chosen by the file's suffix)."""
+    from pathlib import Path
+
+    from rflocal_core.dataset import import_measurements
+    from rflocal_core.dataset.exchange import parse_split_fractions
+    from rflocal_core.errors import InvalidInputError
+    from rflocal_core.measurements.columns import parse_columns, parse_list
+
+    fractions = parse_split_fractions(args.split_fractions)
+    common = {"name": args.name, "scene": args.scene, "seed": args.seed, "split_fractions": fractions}
+    suffix = Path(args.file).suffix.lower()
+    table_options = {"--columns": args.columns, "--mode": args.mode, "--group-by": args.group_by,
+                     "--missing": args.missing, "--nodes": args.nodes, "--split-block-m": args.split_block_m}
+    if suffix == ".json":
+        given = [flag for flag, value in table_options.items() if value is not None]
+        if given:
+            msg = (f"{given[0]}: applies to tables (.csv, .tsv, .parquet); {Path(args.file).name} is read as "
+                   "rflocal-measurements/1 JSON, which names its own nodes, mode and samples")
+            raise InvalidInputError(msg)
+        return import_measurements(args.file, **common)
+    from rflocal_core.dataset.table_import import import_table
+    from rflocal_core.measurements.table import TABLE_SUFFIXES
+
+    if suffix not in TABLE_SUFFIXES:
+        msg = (f"file: expected a .json measurement file or a table ending in {', '.join(TABLE_SUFFIXES)}, "
+               f"got {Path(args.file).name!r}")
+        raise InvalidInputError(msg)
+    if not args.columns:
+        msg = (f"--columns: a table needs the column mapping, e.g. --columns node=PCI,lat=latitude,lon=longitude,"
+               f"rss_dbm=rsrp; {Path(args.file).name} was not read")
+        raise InvalidInputError(msg)
+    return import_table(args.file, columns=parse_columns(args.columns), mode=args.mode or "ue",
+                        group_by=parse_list(args.group_by), missing=parse_list(args.missing), nodes=args.nodes,
+                        split_block_m=args.split_block_m, **common)
+
+
 def _run_data(args: argparse.Namespace) -> Any:
     from rflocal_core import dataset
 
@@ -210,10 +266,7 @@ def _run_data(args: argparse.Namespace) -> Any:
     if args.data_cmd == "export":
         return _export(args)
     if args.data_cmd == "import":
-        from rflocal_core.dataset.exchange import parse_split_fractions
-
-        return dataset.import_measurements(args.file, name=args.name, scene=args.scene, seed=args.seed,
-                                           split_fractions=parse_split_fractions(args.split_fractions))
+        return _import(args)
     dataset.delete_dataset(args.name, partial=args.partial)
     return {"deleted": args.name}
 

@@ -10,7 +10,17 @@ import streamlit as st
 from rflocal_core import dataset as ds
 from rflocal_core.dataset.view import dataset_overview
 from rflocal_core.errors import RFLocalInputError
+from rflocal_core.dataset.table_import import import_table
 from rflocal_core.jobs import REGISTRY
+from rflocal_core.measurements.columns import COLUMN_KEYS, guess_columns, guess_group_by, parse_list
+from rflocal_core.measurements.table import (
+    TableHeader,
+    preview_samples,
+    read_nodes,
+    read_table,
+    read_table_header,
+    table_kind,
+)
 from rflocal_core.scene import list_scenes
 
 st.title("Data Generation")
@@ -116,28 +126,93 @@ with tab_gen:
 
     jobs_panel()
 
+
+
+def _table_mapping(header: TableHeader) -> dict:
+    """Widgets: mode, one column per key (guessed from the header), grouping, missing values, nodes table."""
+    guess = guess_columns(header.columns)
+    mode = st.radio("Mode", ["ue", "emitter"], horizontal=True, key="dg_tab_mode",
+                    help="ue: the device that measures is located (lat/lon are its position, the truth); emitter: "
+                         "an unknown transmitter is located (lat/lon are a mobile sensor's position)")
+    columns = {}
+    grid = st.columns(4)
+    for k, (key, text) in enumerate(COLUMN_KEYS.items()):
+        options = ["(none)", *header.columns]
+        index = options.index(guess[key]) if key in guess else 0
+        chosen = grid[k % 4].selectbox(key, options, index=index, key=f"dg_tab_{key}", help=text)
+        if chosen != "(none)":
+            columns[key] = chosen
+    c = st.columns(3)
+    group_by = c[0].multiselect("Group rows into samples by", list(header.columns),
+                                default=guess_group_by(header.columns, columns), key="dg_tab_group",
+                                help="when there is no sample id: the columns whose values identify a sample")
+    missing = c[1].text_input("Missing values (not received)", value="", key="dg_tab_missing",
+                              help="comma-separated, e.g. -101, -200")
+    nodes = c[2].file_uploader("Node positions (optional)", type=["csv", "tsv", "json"], key="dg_tab_nodes",
+                               help="a table id, lat, lon[, alt_m][, tx_power_dbm]")
+    return {"columns": columns, "mode": mode, "group_by": [] if "sample" in columns else group_by,
+            "missing": parse_list(missing),
+            "nodes": None if nodes is None else read_nodes(nodes.getvalue(), kind=table_kind(nodes.name) or "json")}
+
+
+def _show_summary(summary: dict) -> None:
+    st.success(f"Imported **{summary['name']}**: {summary['samples']} samples, {summary['nodes']} nodes, "
+               f"splits {summary['splits']}.")
+    if "table" in summary:
+        table = summary["table"]
+        st.caption(f"{table['rows']:,} rows read, {table['rows_used']:,} used, {table['reports']:,} reports; "
+                   f"nodes of unknown position: {', '.join(table['nodes_unknown_position']) or 'none'}")
+        if table["issues"]:
+            st.dataframe(pd.DataFrame([{"reason": k, **v} for k, v in table["issues"].items()]), hide_index=True)
+
+
+@st.cache_data(max_entries=2, show_spinner=False)
+def _header(data: bytes, kind: str) -> TableHeader:
+    return read_table_header(data, kind=kind)  # every widget change reruns the page: read the header once
+
+
+def _table_tab(data: bytes, kind: str, import_name: str, frame_scene: str | None) -> None:
+    """The column mapping, a preview of the first samples, and the import of a table."""
+    header = _header(data, kind)
+    st.caption(f"{kind.upper()} table: {header.rows:,} rows, columns {', '.join(header.columns)}")
+    st.dataframe(pd.DataFrame(list(header.preview)), hide_index=True)
+    options = _table_mapping(header)
+    c = st.columns(2)
+    if c[0].button("Preview samples", key="dg_tab_preview"):
+        table = read_table(data, kind=kind, **options)
+        st.dataframe(pd.DataFrame(preview_samples(table.measurements)), hide_index=True)
+        st.caption(f"{table.report.samples:,} samples from {table.report.rows_used:,} of {table.report.rows:,} rows")
+        if table.report.issues:
+            st.dataframe(pd.DataFrame([{"reason": k, **v} for k, v in table.report.to_dict()["issues"].items()]),
+                         hide_index=True)
+    if c[1].button("Import", key="dg_import"):
+        _show_summary(import_table(data, name=import_name, kind=kind, scene=frame_scene, **options))
+
+
 with tab_import:
     st.markdown(
-        "Real measurements in the `rflocal-measurements/1` JSON format or the survey format (see the README) "
-        "become a dataset without radio maps, usable by every model that does not need maps."
+        "Real measurements become a dataset without radio maps, usable by every model that does not need maps: "
+        "the `rflocal-measurements/1` JSON format or the survey format (see the README), or a CSV, TSV or "
+        "Parquet table with one row per measurement, whose columns you map below."
     )
-    upload = st.file_uploader("Measurement JSON", type=["json"], key="dg_import_file")
+    upload = st.file_uploader("Measurement JSON or table", type=["json", "csv", "tsv", "parquet"],
+                              key="dg_import_file")
     c = st.columns(3)
     import_name = c[0].text_input("Dataset name", value="imported", key="dg_import_name")
     frame_scene = c[1].selectbox("Scene frame", ["(from the file)", *[s["name"] for s in list_scenes()]],
                                  key="dg_import_scene")
-    if st.button("Import", key="dg_import"):
-        if upload is None:
-            st.error("file: choose a measurement JSON file to upload")
-        else:
-            try:
-                summary = ds.import_measurements(upload.getvalue(), name=import_name,
-                                                 scene=None if frame_scene == "(from the file)" else frame_scene)
-            except RFLocalInputError as exc:
-                st.error(str(exc))
+    frame_scene = None if frame_scene == "(from the file)" else frame_scene
+    table_kind_ = table_kind(upload.name) if upload is not None else None
+    try:
+        if table_kind_ is not None:
+            _table_tab(upload.getvalue(), table_kind_, import_name, frame_scene)
+        elif st.button("Import", key="dg_import"):
+            if upload is None:
+                st.error("file: choose a measurement JSON file or a table to upload")
             else:
-                st.success(f"Imported **{summary['name']}**: {summary['samples']} samples, {summary['nodes']} nodes, "
-                           f"splits {summary['splits']}.")
+                _show_summary(ds.import_measurements(upload.getvalue(), name=import_name, scene=frame_scene))
+    except RFLocalInputError as exc:
+        st.error(str(exc))
 
 with tab_data:
     rows = ds.list_datasets()

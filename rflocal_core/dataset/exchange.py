@@ -387,6 +387,7 @@ def import_measurements(
     split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
     seed: int = 0,
     fixed_splits: Mapping[str, str] | None = None,
+    input_info: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Turn measurements into a dataset ``workspace/datasets/<name>`` (same Zarr layout, no maps).
 
@@ -409,6 +410,10 @@ def import_measurements(
         Sample id -> ``"train"``, ``"val"`` or ``"test"`` for samples whose split is given
         (e.g. a published test set); the other labeled samples are shuffled into
         ``split_fractions``.
+    input_info : mapping, optional
+        Where a :class:`MeasurementSet` came from (e.g. the table it was read from, see
+        :func:`rflocal_core.measurements.table.read_table`), kept as the dataset's ``input``
+        attribute; a file given by path or bytes is described automatically.
 
     Returns
     -------
@@ -476,7 +481,8 @@ def import_measurements(
             raise store.DatasetExistsError(msg)
         shutil.rmtree(partial)
 
-    ms, input_info = _load(ms_or_path)
+    ms, loaded_info = _load(ms_or_path)
+    input_info = dict(input_info) if input_info is not None else loaded_info
     if not ms.samples:
         msg = f"samples: expected at least one valid sample to import, got none ({len(ms.errors)} were invalid)"
         raise InvalidInputError(msg)

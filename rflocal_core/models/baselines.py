@@ -353,6 +353,8 @@ class Baseline(abc.ABC):
     name: ClassVar[str] = "baseline"
     #: Whether fitting and predicting read the dataset's radio maps (``Inputs.maps``).
     needs_maps: ClassVar[bool] = False
+    #: Whether it places each report at its node's position (reports of nodes of unknown position are ignored).
+    needs_node_positions: ClassVar[bool] = False
     config_cls: ClassVar[type] = _NoConfig
 
     def __init__(self, config: Any = None) -> None:
@@ -458,6 +460,7 @@ class StrongestSite(Baseline):
     """
 
     name = "strongest_site"
+    needs_node_positions = True
 
     def _predict(self, x: Inputs) -> Prediction:
         ok = _reported(x)
@@ -518,6 +521,7 @@ class WeightedCentroid(Baseline):
     """RSS-weighted centroid of the reporting nodes (see :class:`WeightedCentroidConfig`)."""
 
     name = "weighted_centroid"
+    needs_node_positions = True
     config_cls = WeightedCentroidConfig
 
     def _predict(self, x: Inputs) -> Prediction:
@@ -576,6 +580,7 @@ class LogDistanceMultilateration(Baseline):
     """
 
     name = "log_distance"
+    needs_node_positions = True
     config_cls = LogDistanceConfig
 
     def _fit(self, train: Inputs, val: Inputs | None) -> dict[str, Any]:
@@ -680,6 +685,7 @@ class AoATriangulation(Baseline):
     """
 
     name = "aoa_triangulation"
+    needs_node_positions = True
     config_cls = WeightedCentroidConfig
 
     def _predict(self, x: Inputs) -> Prediction:
@@ -717,6 +723,7 @@ class ToAMultilateration(Baseline):
     """
 
     name = "toa_multilateration"
+    needs_node_positions = True
     config_cls = WeightedCentroidConfig
 
     def _fit(self, train: Inputs, val: Inputs | None) -> dict[str, Any]:

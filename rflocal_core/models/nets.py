@@ -205,6 +205,8 @@ class LocNet(nn.Module):
 
     name: ClassVar[str] = "net"
     config_cls: ClassVar[type[NetConfig]] = NetConfig
+    #: Whether it needs each report's node position (nodes of unknown position cannot be placed).
+    needs_node_positions: ClassVar[bool] = False
 
     def __init__(self, config: NetConfig, *, vocab_size: int = 0) -> None:
         super().__init__()
@@ -266,6 +268,7 @@ class SetNet(LocNet):
     """Masked set transformer over report tokens (``setnet``)."""
 
     name = "setnet"
+    needs_node_positions = True  # a token knows its node only by the node's position
     config_cls = SetNetConfig
 
     def __init__(self, config: SetNetConfig, *, vocab_size: int = 0) -> None:

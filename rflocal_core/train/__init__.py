@@ -19,6 +19,8 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from rflocal_core.dataset.store import open_dataset
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.jobs import JobCancelled
@@ -57,6 +59,41 @@ __all__ = ["CheckpointError", "NETWORKS", "RunNotFoundError", "TrainConfig", "de
 def model_needs_maps(model: str) -> bool:
     """Whether the model ``model`` (network or baseline) reads the dataset's radio maps."""
     return bool(getattr(NETWORKS.get(model) or BASELINES.get(model), "needs_maps", False))
+
+
+def model_needs_node_positions(model: str) -> bool:
+    """Whether ``model`` places each report at its node's position (it cannot use nodes of unknown position)."""
+    return bool(getattr(NETWORKS.get(model) or BASELINES.get(model), "needs_node_positions", False))
+
+
+def node_position_warnings(model: str, dataset: str, train_in: Inputs) -> list[str]:
+    """Warnings about reports whose node has no known position, for a model that needs node positions.
+
+    Raises
+    ------
+    InvalidInputError
+        No report of the train split has a node of known position (e.g. cells whose
+        positions are not published): the model could only guess the centre.
+    """
+    if not model_needs_node_positions(model):
+        return []
+    reported = train_in.node_mask & (np.isfinite(train_in.rss_dbm) | np.isfinite(train_in.toa_ns)
+                                     | np.isfinite(train_in.aoa_deg))
+    blind = reported & ~train_in.known_nodes
+    if not blind.any():
+        return []
+    node_ids = list(open_dataset(dataset).attrs.get("node_ids") or [])
+    slots = np.unique(train_in.slot_site[blind])
+    names = [str(node_ids[k]) for k in slots if 0 <= k < len(node_ids)] or [f"{len(slots)} nodes"]
+    listed = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+    if not (reported & train_in.known_nodes).any():
+        msg = (f"model: {model} needs the position of each report's node, but no node reporting in the train split "
+               f"of {dataset!r} has a known position ({listed}); choose knn or heimdall, which tell nodes apart by "
+               "their ids, or give the node positions (data import --nodes, or node_lat/node_lon columns)")
+        raise InvalidInputError(msg)
+    share = 100.0 * blind.sum() / reported.sum()
+    return [f"{len(names)} nodes of {dataset!r} have an unknown position ({listed}): {model} cannot place their "
+            f"reports ({share:.1f}% of the train split's reports); knn and heimdall use them"]
 
 
 def models() -> list[str]:
@@ -116,6 +153,7 @@ def train(
         train_in = load_transformed(dataset, "train", transform, with_maps=with_maps)
         val_in = load_transformed(dataset, "val", transform, with_maps=with_maps)
         write_reference(path, dataset, train_in)  # what reading new measurement files needs, kept with the run
+        warnings = node_position_warnings(model, dataset, train_in)
         if len(train_in.truth_m) == 0 or len(val_in.truth_m) == 0:
             msg = f"dataset {dataset!r}: train and val splits must both hold samples with truth"
             raise InvalidInputError(msg)
@@ -139,8 +177,9 @@ def train(
         write_status(path, state="failed", error=f"{type(exc).__name__}: {exc}")
         raise
     report("done", 1.0)
-    return {"run_id": run_id, "model": model, "dataset": dataset, **summary, "seconds": seconds,
-            "inference_ms_per_sample": round(per_sample_ms, 4)}
+    out = {"run_id": run_id, "model": model, "dataset": dataset, **summary, "seconds": seconds,
+           "inference_ms_per_sample": round(per_sample_ms, 4)}
+    return {**out, "warnings": warnings} if warnings else out
 
 
 def _dataset_digest(attrs: dict[str, Any]) -> str | None:
@@ -165,6 +204,7 @@ def _train_network(
         msg = (f"model: {model} reads radio maps and scene rasters, but dataset {dataset!r} has none (imported "
                "measurements); train it on a generated dataset, or choose setnet or heimdall")
         raise InvalidInputError(msg)
+    warnings = node_position_warnings(model, dataset, train_in)
     spec = FeatureSpec.fit(train_in)
     torch_seed(seed)
     net = build_network(model, model_config, vocab_size=len(spec.node_keys))
@@ -181,7 +221,8 @@ def _train_network(
     except BaseException as exc:
         write_status(path, state="failed", error=f"{type(exc).__name__}: {exc}")
         raise
-    return _run_network(path, config, NeuralModel(model, net, spec), cfg, train_in, val_in, report, None)
+    result = _run_network(path, config, NeuralModel(model, net, spec), cfg, train_in, val_in, report, None)
+    return {**result, "warnings": warnings} if warnings else result
 
 
 def resume(run_id: str, *, progress: ProgressFn | None = None, max_minutes: float | None = None) -> dict[str, Any]:

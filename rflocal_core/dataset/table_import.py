@@ -1,0 +1,83 @@
+"""Tables (CSV, TSV, Parquet) -> datasets: :func:`read_table`, then the same store as JSON imports.
+
+::
+
+    from rflocal_core.dataset.table_import import import_table
+    summary = import_table("Duke_CBRS.csv", name="duke",
+                           columns={"node": "PCI", "lat": "latitude", "lon": "longitude", "rss_dbm": "rsrp"},
+                           group_by=["latitude", "longitude", "device"])
+    summary["table"]      # rows read / used and the row-level problems by reason
+
+The table's reading (keys, grouping, node positions, missing values, caps) is documented in
+:mod:`rflocal_core.measurements.table`; the dataset it becomes is the one
+:func:`~rflocal_core.dataset.exchange.import_measurements` writes for a JSON file, with the
+table's description and report in the ``input`` attribute.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rflocal_core.dataset.exchange import DEFAULT_SPLIT_FRACTIONS, import_measurements
+from rflocal_core.dataset.splits import block_splits
+from rflocal_core.measurements.format import Node
+from rflocal_core.measurements.table import MAX_TABLE_FILE_BYTES, MAX_TABLE_ROWS, read_table
+
+
+def import_table(
+    source: str | os.PathLike[str] | bytes,
+    *,
+    name: str,
+    columns: Mapping[str, str],
+    mode: str = "ue",
+    group_by: Sequence[str] = (),
+    missing: Sequence[str | float] = (),
+    nodes: str | os.PathLike[str] | bytes | Sequence[Node] | None = None,
+    kind: str | None = None,
+    strict: bool = False,
+    scene: str | None = None,
+    split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
+    seed: int = 0,
+    split_block_m: float | None = None,
+    max_bytes: int = MAX_TABLE_FILE_BYTES,
+    max_rows: int = MAX_TABLE_ROWS,
+) -> dict[str, Any]:
+    """Read a long-layout table and store it as the dataset ``workspace/datasets/<name>``.
+
+    Parameters are those of :func:`rflocal_core.measurements.table.read_table` (the table)
+    and of :func:`rflocal_core.dataset.import_measurements` (``name``, ``scene``,
+    ``split_fractions``, ``seed``).
+
+    split_block_m : float, optional
+        Split by squares of this many metres instead of by sample
+        (:func:`rflocal_core.dataset.splits.block_splits`): neighbouring points of one walk
+        then stay on one side.
+
+    Returns
+    -------
+    dict
+        The summary of :func:`~rflocal_core.dataset.import_measurements`, plus ``table``:
+        the :class:`~rflocal_core.measurements.table.TableReport` as a dict (rows read and
+        used, samples, reports, nodes, nodes of unknown position, issues by reason); with
+        ``split_block_m``, ``split``: the block size and the blocks per split.
+
+    Raises
+    ------
+    RFLocalInputError
+        Any refusal of the table (:class:`~rflocal_core.measurements.table.TableFormatError`,
+        :class:`~rflocal_core.errors.InvalidInputError`) or of the import.
+    """
+    table = read_table(source, columns=columns, mode=mode, group_by=group_by, missing=missing, nodes=nodes,
+                       kind=kind, strict=strict, max_bytes=max_bytes, max_rows=max_rows)
+    info, fixed, split = dict(table.input_info), None, None
+    if split_block_m is not None:
+        fixed, split = block_splits(table.measurements, block_m=split_block_m, fractions=split_fractions, seed=seed)
+        info["split"] = split
+    summary = import_measurements(table.measurements, name=name, scene=scene, split_fractions=split_fractions,
+                                  seed=seed, fixed_splits=fixed, input_info=info)
+    summary["table"] = table.report.to_dict()
+    if split is not None:
+        summary["split"] = split
+    return summary

@@ -1,0 +1,529 @@
+"""Tabular measurement import (CSV, TSV, Parquet): small hand-made tables, through the API and the CLI.
+
+Every table is written by the test; the summary's counts are asserted exactly. The real Duke
+CBRS drive test (``../shared/data/real/duke_cbrs``) is imported whole and fingerprinted with
+kNN (skipped when the folder is absent).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rflocal_core.dataset import export_dataset, open_dataset
+from rflocal_core.dataset.splits import block_splits
+from rflocal_core.dataset.table_import import import_table
+from rflocal_core.errors import InvalidInputError
+from rflocal_core.geo import LocalFrame
+from rflocal_core.measurements import MeasurementSet, load_measurements
+from rflocal_core.measurements.columns import COLUMN_KEYS, guess_columns, guess_group_by, parse_columns
+from rflocal_core.measurements.table import (
+    MAX_TABLE_FILE_BYTES,
+    TableFormatError,
+    read_nodes,
+    read_table,
+    read_table_header,
+)
+
+DUKE_COLUMNS = {"node": "PCI", "lat": "latitude", "lon": "longitude", "rss_dbm": "rsrp"}
+DUKE_GROUP = ("latitude", "longitude", "device")
+
+# Long layout with sample ids, ISO times (UTC "Z", an offset, naive = UTC), nodes with positions in columns.
+LONG = """sample,time,cell,cell_lat,cell_lon,cell_alt,tx,lat,lon,rsrp,ta
+s1,2024-05-01T10:00:00Z,A,48.1000,11.5000,25,43,48.10100,11.50100,-80,3
+s1,2024-05-01T10:00:00Z,B,48.1020,11.5030,30,40,48.10100,11.50100,-90,
+s1,2024-05-01T10:00:01.5Z,A,48.1000,11.5000,25,43,48.10120,11.50120,-82,4
+s2,2024-05-01T10:00:05+00:00,B,48.1020,11.5030,30,40,48.10300,11.50200,-70,
+s2,2024-05-01T10:00:05+00:00,C,,,,,48.10300,11.50200,-95,
+s3,2024-05-01 10:00:09,A,48.1000,11.5000,25,43,48.10500,11.50400,-100,7
+s3,2024-05-01 10:00:09,C,,,,,48.10500,11.50400,-104,
+"""
+LONG_COLUMNS = {"sample": "sample", "time": "time", "node": "cell", "node_lat": "cell_lat", "node_lon": "cell_lon",
+                "node_alt_m": "cell_alt", "tx_power_dbm": "tx", "lat": "lat", "lon": "lon", "rss_dbm": "rsrp",
+                "ta": "ta"}
+
+# Duke-like: no sample id, repeated rows, sentinels, an empty latitude.
+GROUPED = """PCI,latitude,longitude,device,rsrp
+A,36.00100,-78.93000,Pixel,-100
+B,36.00100,-78.93000,Pixel,-110
+A,36.00100,-78.93000,Pixel,-104
+A,36.00100,-78.93000,Pixel,-101
+A,36.00100,-78.93000,Samsung,-90
+C,36.00200,-78.93100,Pixel,-120
+C,36.00200,-78.93100,Pixel,-101
+B,,-78.93100,Pixel,-99
+D,36.00300,-78.93200,Pixel,-200
+"""
+GROUPED_TABLE = {
+    "kind": "csv", "rows": 9, "rows_used": 5, "samples": 3, "reports": 4, "nodes": 3,
+    "nodes_unknown_position": ["A", "B", "C"],
+    "issues": {
+        "missing_value": {"count": 3, "action": "value removed (not received)", "fault": False,
+                          "detail": "measurement cells equal to a missing value (-101, -200)", "rows": [4, 7, 9]},
+        "no_sample": {"count": 1, "action": "row dropped", "fault": True,
+                      "detail": "rows with an empty group_by cell (latitude, longitude, device)", "rows": [8]},
+        "not_received": {"count": 3, "action": "row dropped", "fault": False,
+                         "detail": "rows whose every measurement is a missing value (not received)",
+                         "rows": [4, 7, 9]},
+        "duplicate_reports_merged": {
+            "count": 1, "action": "rows merged", "fault": False,
+            "detail": "rows repeating a node at the same time in a sample, merged into one report (the median of "
+                      "each measurement; the circular mean of angles)", "rows": [3], "samples": ["row-1"]},
+    },
+}
+
+
+def _write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _ok(proc: Any) -> Any:
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _fails(proc: Any, *needles: str) -> str:
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- layouts
+
+
+def test_sample_ids_iso_times_node_columns(tmp_path: Path) -> None:
+    table = read_table(_write(tmp_path, "long.csv", LONG), columns=LONG_COLUMNS)
+    ms = table.measurements
+    assert table.report.to_dict() == {
+        "kind": "csv", "rows": 7, "rows_used": 7, "samples": 3, "reports": 7, "nodes": 3,
+        "nodes_unknown_position": ["C"],
+        "issues": {"truth_varies": {"count": 1, "action": "the latest row's position is the truth", "fault": False,
+                                    "detail": "samples whose rows give positions ('lat', 'lon') more than 1 m apart",
+                                    "samples": ["s1"]}}}
+    assert ms.mode == "ue" and [s.id for s in ms.samples] == ["s1", "s2", "s3"]
+    a, b, c = ms.nodes
+    assert (a.id, a.lat, a.lon, a.alt_m, a.tx_power_dbm) == ("A", 48.1, 11.5, 25.0, 43.0)
+    assert (b.id, b.lat, b.lon, b.alt_m, b.tx_power_dbm) == ("B", 48.102, 11.503, 30.0, 40.0)
+    assert c.id == "C" and not c.has_position
+    s1 = ms.samples[0]
+    assert [(r.node, r.t_s, r.rss_dbm, r.ta) for r in s1.reports] == [("A", 0.0, -80.0, 3), ("B", 0.0, -90.0, None),
+                                                                       ("A", 1.5, -82.0, 4)]
+    assert (s1.truth.lat, s1.truth.lon) == (48.1012, 11.5012)  # the latest row's position
+    assert [(r.node, r.t_s) for r in ms.samples[2].reports] == [("A", 0.0), ("C", 0.0)]
+    assert table.input_info["columns"] == LONG_COLUMNS and table.input_info["table"] == table.report.to_dict()
+
+
+def test_import_export_round_trip(tmp_path: Path, workspace: Path, run_cli: Any) -> None:
+    src = _write(tmp_path, "long.csv", LONG)
+    summary = import_table(src, name="long", columns=LONG_COLUMNS, split_fractions=(0.34, 0.33, 0.33))
+    assert (summary["samples"], summary["nodes"], summary["unknown_position_nodes"]) == (3, 3, 1)
+    assert summary["splits"] == {"train": 1, "val": 1, "test": 1, "test_unseen": 0}
+    assert summary["table"]["rows_used"] == 7 and summary["steps"] == 2
+    attrs = dict(open_dataset("long").attrs)
+    assert attrs["input"]["kind"] == "csv" and attrs["input"]["table"]["samples"] == 3
+    assert any("lat/lon of a row is the position of the device" in note for note in attrs["notes"])
+    original = {s.id: s for s in read_table(src, columns=LONG_COLUMNS).measurements.samples}
+    for split in ("train", "val", "test"):
+        exported = export_dataset("long", split=split)
+        for sample in exported.samples:
+            want = original[sample.id]
+            assert [(r.node, r.t_s, r.rss_dbm, r.ta) for r in sample.reports] == \
+                   [(r.node, r.t_s, r.rss_dbm, r.ta) for r in want.reports]
+            assert math.isclose(sample.truth.lat, want.truth.lat, abs_tol=1e-9)
+    out = tmp_path / "out.json"
+    done = _ok(run_cli(["data", "export", "--dataset", "long", "--split", "train", "--out", str(out)], workspace))
+    assert done["samples"] == 1 and done["nodes"] == 3
+    reread = load_measurements(out)
+    assert [n.id for n in reread.unknown_position_nodes] == ["C"]
+
+
+def test_group_by_duplicates_and_missing_values_via_cli(tmp_path: Path, workspace: Path, run_cli: Any) -> None:
+    src = _write(tmp_path, "walk.csv", GROUPED)
+    summary = _ok(run_cli(["data", "import", str(src), "--name", "walk",
+                           "--columns", "node=PCI,lat=latitude,lon=longitude,rss_dbm=rsrp",
+                           "--group-by", "latitude,longitude,device", "--missing", "-101", "--missing", "-200",
+                           "--split-fractions", "0.34,0.33,0.33"], workspace))
+    assert summary["table"] == GROUPED_TABLE
+    assert (summary["samples"], summary["nodes"], summary["unknown_position_nodes"]) == (3, 3, 3)
+    ms = read_table(src, columns=DUKE_COLUMNS, group_by=DUKE_GROUP, missing=["-101", -200.0]).measurements
+    first = ms.samples[0]
+    assert first.id == "row-1" and (first.truth.lat, first.truth.lon) == (36.001, -78.93)
+    assert [(r.node, r.rss_dbm) for r in first.reports] == [("A", -102.0), ("B", -110.0)]  # median of -100, -104
+    assert [s.id for s in ms.samples] == ["row-1", "row-5", "row-6"]
+
+
+def test_node_positions_from_a_nodes_table(tmp_path: Path) -> None:
+    text = "sample,cell,rss\n1,A,-80\n1,B,-90\n1,C,-95\n2,A,-85\n"
+    src = _write(tmp_path, "t.csv", text)
+    columns = {"sample": "sample", "node": "cell", "rss_dbm": "rss"}
+    nodes_csv = _write(tmp_path, "nodes.csv", "Node_ID,Latitude,Longitude,height_m,tx_power_dbm\n"
+                                              "A,48.1000,11.5000,25,43\nB,48.1020,11.5030,,\nZ,48.2,11.6,,\n")
+    table = read_table(src, columns=columns, nodes=nodes_csv)
+    a, b, c = table.measurements.nodes
+    assert (a.lat, a.lon, a.alt_m, a.tx_power_dbm) == (48.1, 11.5, 25.0, 43.0)
+    assert (b.lat, b.lon, b.alt_m) == (48.102, 11.503, None) and not c.has_position
+    assert table.report.to_dict()["issues"] == {"nodes_not_in_nodes_table": {
+        "count": 1, "action": "kept with an unknown position", "fault": False,
+        "detail": "node ids of the table that the nodes table does not list", "values": ["C"]}}
+    doc = {"nodes": [{"id": "A", "lat": 48.1, "lon": 11.5, "alt_m": 25, "tx_power_dbm": 43},
+                     {"id": "B", "lat": 48.102, "lon": 11.503}, {"id": "C", "position": None}]}
+    nodes_json = _write(tmp_path, "nodes.json", json.dumps(doc))
+    table = read_table(src, columns=columns, nodes=nodes_json)
+    assert [n.has_position for n in table.measurements.nodes] == [True, True, False]
+    assert table.report.issues == () and table.report.nodes_unknown_position == ("C",)
+    assert read_nodes(_write(tmp_path, "list.json", json.dumps(doc["nodes"])))[0].tx_power_dbm == 43.0
+    without = read_table(src, columns=columns)
+    assert without.report.nodes_unknown_position == ("A", "B", "C")
+
+
+@pytest.mark.parametrize(("name", "text", "needle"), [
+    ("n.json", '[{"id": "A", "lat": "x", "lon": 11.5}]', "nodes[0].lat: expected a number in [-90, 90]"),
+    ("n.json", '[{"id": "A", "lat": 48.1, "lon": 11.5, "height": 3}]', "nodes[0]: unknown key 'height'"),
+    ("n.json", '[{"id": "A"}, {"id": "A"}]', "node 'A' is listed twice"),
+    ("n.csv", "id,lat,lon\nA,48.1,\n", "row 1, column 'lon': expected a number in [-180, 180] together with lat"),
+    ("n.csv", "id,lat,lon\nA,north,11.5\n", "row 1, column 'lat': expected a number, got 'north'"),
+    ("n.csv", "name,x,y\nA,1,2\n", "found no lat, lon column among 'name', 'x', 'y'"),
+])
+def test_bad_nodes_tables(tmp_path: Path, name: str, text: str, needle: str) -> None:
+    with pytest.raises(TableFormatError) as err:
+        read_nodes(_write(tmp_path, name, text))
+    assert needle in str(err.value)
+
+
+def test_parquet_emitter_mobile_sensors(tmp_path: Path) -> None:
+    t0 = pd.Timestamp("2024-05-01T10:00:00Z")
+    frame = pd.DataFrame({
+        "msg": [7, 7, 7, 8, 8],
+        "when": [t0, t0 + pd.Timedelta(seconds=2), t0 + pd.Timedelta(seconds=2), t0, t0],
+        "s_lat": [48.10, 48.11, 48.12, 48.13, 48.14],
+        "s_lon": [11.50, 11.51, 11.52, 11.53, 11.54],
+        "rssi": [-90.0, -95.0, np.nan, -100.0, -80.0],
+        "src_lat": [48.2, 48.2, 48.21, np.nan, np.nan],
+        "src_lon": [11.6, 11.6, 11.61, np.nan, np.nan],
+    })
+    src = tmp_path / "survey.parquet"
+    frame.to_parquet(src)
+    columns = {"sample": "msg", "time": "when", "lat": "s_lat", "lon": "s_lon", "rss_dbm": "rssi",
+               "truth_lat": "src_lat", "truth_lon": "src_lon"}
+    table = read_table(src, columns=columns, mode="emitter")
+    ms = table.measurements
+    assert ms.mode == "emitter" and ms.nodes == () and [s.id for s in ms.samples] == ["7", "8"]
+    assert [(r.lat, r.t_s, r.rss_dbm) for r in ms.samples[0].reports] == [(48.10, 0.0, -90.0), (48.11, 2.0, -95.0)]
+    assert (ms.samples[0].truth.lat, ms.samples[0].truth.lon) == (48.2, 11.6)  # the latest used row's
+    assert ms.samples[1].truth is None
+    assert table.report.to_dict()["issues"] == {"no_measurement": {
+        "count": 1, "action": "row dropped", "fault": True,
+        "detail": "rows without a valid measurement in rss_dbm ('rssi')", "rows": [3]}}
+    ids = pd.DataFrame({"pci": [101, 101, 205], "lat": [1.0, 1.0, 1.1], "lon": [2.0, 2.0, 2.1],
+                        "rsrp": [-80, -85, -90]})
+    ids.to_parquet(tmp_path / "ids.parquet")
+    ue = read_table(tmp_path / "ids.parquet", columns={"node": "pci", "lat": "lat", "lon": "lon", "rss_dbm": "rsrp"},
+                    group_by=["lat", "lon"])
+    assert [n.id for n in ue.measurements.nodes] == ["101", "205"]
+    assert [r.rss_dbm for r in ue.measurements.samples[0].reports] == [-82.5]
+
+
+def test_seconds_and_tsv(tmp_path: Path) -> None:
+    text = "id\tt\tnode\tdbm\nx\t100.5\tn1\t-70\nx\t102\tn1\t-71\nx\t102\tn2\t-72\n"
+    table = read_table(_write(tmp_path, "t.tsv", text),
+                       columns={"sample": "id", "time": "t", "node": "node", "rss_dbm": "dbm"})
+    assert [(r.node, r.t_s) for r in table.measurements.samples[0].reports] == [("n1", 0.0), ("n1", 1.5), ("n2", 1.5)]
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _table(tmp_path: Path, text: str, **options: Any) -> Any:
+    columns = options.pop("columns", {"sample": "id", "node": "node", "rss_dbm": "rss"})
+    return read_table(_write(tmp_path, "bad.csv", text), columns=columns, **options)
+
+
+def test_bad_cells_are_counted_and_strict_refuses_them(tmp_path: Path) -> None:
+    text = "id,node,rss,toa\na,n1,-80,100\na,n2,abc,\nb,n1,-999,\nb,n2,-70,-5\nc,,-60,\n,n1,-60,\n"
+    columns = {"sample": "id", "node": "node", "rss_dbm": "rss", "toa_ns": "toa"}
+    report = _table(tmp_path, text, columns=columns).report.to_dict()
+    assert (report["rows"], report["rows_used"], report["samples"], report["reports"]) == (6, 2, 2, 2)
+    issues = {k: (v["count"], v["action"], v.get("rows"), v.get("values")) for k, v in report["issues"].items()}
+    assert issues == {
+        "rss_dbm_not_a_number": (1, "value removed", [2], ["abc"]),
+        "rss_dbm_out_of_range": (1, "value removed", [3], ["-999"]),
+        "toa_ns_out_of_range": (1, "value removed", [4], ["-5"]),
+        "no_sample": (1, "row dropped", [6], None),
+        "no_node": (1, "row dropped", [5], None),
+        "no_measurement": (2, "row dropped", [2, 3], None),
+    }
+    with pytest.raises(TableFormatError) as err:
+        _table(tmp_path, text, columns=columns, strict=True)
+    assert str(err.value) == ("bad.csv row 2: rss_dbm (column 'rss'): expected a number, got 'abc' "
+                              "(1 rss_dbm_not_a_number; refused because strict, otherwise: value removed)")
+
+
+def test_conflicts_merges_and_times(tmp_path: Path) -> None:
+    text = ("id,t,node,nlat,nlon,tx,rss,aoa\n"
+            "a,0,n1,1.0,1.0,40,-80,350\n"   # merged with the next row: RSS median, angle circular mean
+            "a,0,n1,1.0,1.0,40,-84,10\n"
+            "a,1,n2,1.0,1.001,30,NA,20\n"   # NA: not received, the angle stays
+            "b,0,n1,1.0,1.0,43,-70,\n"      # another power for n1: counted, kept
+            "b,x,n1,1.0,1.0,40,-71,\n"      # no readable time: dropped
+            "c,0,n1,2.0,2.0,40,-60,\n"      # n1 elsewhere: dropped
+            "c,0,n2,1.0,1.001,30,-65,90\n")
+    columns = {"sample": "id", "time": "t", "node": "node", "node_lat": "nlat", "node_lon": "nlon",
+               "tx_power_dbm": "tx", "rss_dbm": "rss", "aoa_deg": "aoa"}
+    table = read_table(_write(tmp_path, "c.csv", text), columns=columns, missing=["NA"])
+    report = table.report.to_dict()
+    assert (report["rows"], report["rows_used"], report["samples"], report["reports"]) == (7, 5, 3, 4)
+    issues = {k: (v["count"], v["action"], v.get("rows"), v.get("values"), v.get("samples"))
+              for k, v in report["issues"].items()}
+    assert issues == {
+        "time_not_a_time": (1, "value removed", [5], ["x"], None),
+        "missing_value": (1, "value removed (not received)", [3], None, None),
+        "no_time": (1, "row dropped", [5], None, None),
+        "node_position_conflict": (1, "row dropped", [6], ["n1"], None),
+        "tx_power_conflict": (1, "kept; the node's most frequent power is used", [4], ["43.0"], None),
+        "duplicate_reports_merged": (1, "rows merged", [2], None, ["a"]),
+    }
+    n1, n2 = table.measurements.nodes
+    assert (n1.lat, n1.lon, n1.tx_power_dbm, n2.lon, n2.tx_power_dbm) == (1.0, 1.0, 40.0, 1.001, 30.0)
+    a, b, c = table.measurements.samples
+    assert [(r.node, r.t_s, r.rss_dbm, r.aoa_deg) for r in a.reports] == [("n1", 0.0, -82.0, 0.0),
+                                                                          ("n2", 1.0, None, 20.0)]
+    assert [(r.node, r.rss_dbm) for r in b.reports] == [("n1", -70.0)]
+    assert [(r.node, r.rss_dbm, r.aoa_deg) for r in c.reports] == [("n2", -65.0, 90.0)]
+    with pytest.raises(TableFormatError, match="none of its 2 rows is usable: 2 missing_value"):
+        _table(tmp_path, "id,node,rss\na,n1,NA\nb,n1,NA\n", missing=["NA"])
+
+
+@pytest.mark.parametrize(("columns", "options", "needle"), [
+    ({"sample": "id", "node": "node", "rss": "rss"}, {}, "columns: unknown key 'rss'; expected keys: sample, time,"),
+    ({"sample": "id", "node": "node", "rss_dbm": "rsrp"}, {},
+     "no column 'rss_dbm=rsrp' in the header; the columns are 'id', 'node', 'rss', 'dev'"),
+    ({"node": "node", "rss_dbm": "rss"}, {"group_by": ["device"]}, "no column 'group_by device' in the header"),
+    ({"node": "node", "rss_dbm": "rss"}, {}, "give either the key sample"),
+    ({"sample": "id", "node": "node", "rss_dbm": "rss"}, {"group_by": ["dev"]}, "not both"),
+    ({"sample": "id", "node": "node"}, {}, "map at least one measurement key"),
+    ({"sample": "id", "node": "node", "rss_dbm": "rss", "lat": "dev"}, {}, "lat needs lon too"),
+    ({"sample": "id", "rss_dbm": "rss"}, {}, "ue mode: map node"),
+    ({"sample": "id", "node": "node", "rss_dbm": "rss", "lat": "rss", "lon": "rss", "truth_lat": "rss",
+      "truth_lon": "rss"}, {}, "give either lat/lon or truth_lat/truth_lon"),
+    ({"sample": "id", "node": "node", "rss_dbm": "rss", "tx_power_dbm": "rss"}, {"mode": "emitter"},
+     "tx_power_dbm (a node's transmit power) does not apply"),
+    ({"sample": "id", "node": "node", "rss_dbm": "rss"}, {"mode": "drone"}, "mode: expected one of ue, emitter"),
+    ({"sample": "id", "node": "node", "rss_dbm": "dev"}, {},
+     "column 'dev' (rss_dbm) holds no numbers (e.g. 'Pixel')"),
+    ({"sample": "id", "node": "node", "time": "dev", "rss_dbm": "rss"}, {},
+     "column 'dev' (time) holds neither numbers (seconds) nor ISO 8601 timestamps (e.g. 'Pixel')"),
+])
+def test_bad_mappings(tmp_path: Path, columns: dict[str, str], options: dict[str, Any], needle: str) -> None:
+    with pytest.raises((InvalidInputError, TableFormatError)) as err:
+        _table(tmp_path, "id,node,rss,dev\na,n1,-80,Pixel\n", columns=columns, **options)
+    assert needle in str(err.value)
+
+
+@pytest.mark.parametrize(("data", "options", "needle"), [
+    (b"", {}, "bad.csv: expected a header line and rows, got an empty file"),
+    (b"id,node,rss\n", {}, "expected at least one row under the header, got none"),
+    (b"id,node,rss\na,n1,-80,7\n", {}, "none of its 1 rows is usable: 1 wrong_field_count (rows with another "
+                                         "number of fields than the header's 3"),
+    (b"id,node,rss\na,n1,-80\na,n" + b"x" * 140_000 + b",-80\n", {},
+     "bad.csv line 3: not a readable CSV row: field larger than field limit"),
+    (b"id,node,rss\na,n\xe9,-80\n", {}, "expected UTF-8 text, got byte 0xe9 at offset 15 (line 2)"),
+    (b"id,node,rss\na,n1,-80\n", {"max_bytes": 10}, "bad.csv: 21 bytes (0.0 MiB) is too large; expected at most 10"),
+    (b"id,node,rss\na,n1,-80\nb,n1,-81\n", {"max_rows": 1}, "more than 1 rows is more than the limit of 1 rows"),
+    (b"id,node,rss\na,,-80\n", {}, "none of its 1 rows is usable: 1 no_node"),
+    (b"id,node,rss,rss\na,n1,-80,-81\n", {}, "column 'rss' appears 2 times in the header"),
+])
+def test_bad_files(tmp_path: Path, data: bytes, options: dict[str, Any], needle: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_bytes(data)
+    with pytest.raises(TableFormatError) as err:
+        read_table(path, columns={"sample": "id", "node": "node", "rss_dbm": "rss"}, **options)
+    assert needle in str(err.value)
+
+
+def test_bad_kinds(tmp_path: Path) -> None:
+    (tmp_path / "t.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(TableFormatError, match="t.parquet: not a readable Parquet file"):
+        read_table(tmp_path / "t.parquet", columns={"sample": "id", "node": "node", "rss_dbm": "rss"})
+    with pytest.raises(TableFormatError, match="expected a table file ending in .csv, .tsv, .parquet, .pq"):
+        read_table_header(_write(tmp_path, "t.xlsx", "x"))
+    with pytest.raises(TableFormatError, match="no such file"):
+        read_table_header(tmp_path / "absent.csv")
+
+
+def test_cli_refusals(tmp_path: Path, workspace: Path, run_cli: Any) -> None:
+    src = _write(tmp_path, "walk.csv", GROUPED)
+    base = ["data", "import", str(src), "--name", "w", "--group-by", "latitude,longitude,device"]
+    _fails(run_cli([*base, "--columns", "node=PCI,rss=rsrp"], workspace), "unknown key 'rss'; expected keys:")
+    _fails(run_cli([*base, "--columns", "node=PCI,rss_dbm=RSRP"], workspace),
+           "walk.csv: no column 'rss_dbm=RSRP' in the header; the columns are 'PCI', 'latitude'")
+    _fails(run_cli([*base, "--columns", "node=PCI,rss_dbm"], workspace), "expected KEY=COLUMN pairs")
+    _fails(run_cli(base, workspace), "--columns: a table needs the column mapping")
+    empty = _write(tmp_path, "empty.csv", "")
+    _fails(run_cli(["data", "import", str(empty), "--name", "e", "--columns", "node=a,rss_dbm=b",
+                    "--group-by", "a"], workspace), "empty.csv: expected a header line and rows, got an empty file")
+    huge = tmp_path / "huge.csv"
+    with huge.open("wb") as fh:  # sparse: no disk space used; refused by its size before reading
+        fh.truncate(MAX_TABLE_FILE_BYTES + 1)
+    _fails(run_cli(["data", "import", str(huge), "--name", "h", "--columns", "node=a,rss_dbm=b", "--group-by", "a"],
+                   workspace), "huge.csv: 209,715,201 bytes (200.0 MiB) is too large; expected at most 209,715,200")
+    good_json = Path(__file__).resolve().parents[1] / "assets" / "example_survey.json"
+    _fails(run_cli(["data", "import", str(good_json), "--name", "j", "--columns", "node=a"], workspace),
+           "--columns: applies to tables (.csv, .tsv, .parquet)")
+    _fails(run_cli(["data", "import", str(_write(tmp_path, "x.xls", "a")), "--name", "x"], workspace),
+           "file: expected a .json measurement file or a table ending in .csv, .tsv, .parquet, .pq")
+    assert not (workspace / "datasets").exists() or not any((workspace / "datasets").iterdir())
+
+
+# --------------------------------------------------------------------------- mapping helpers, splits, models
+
+
+def test_column_vocabulary_and_guesses() -> None:
+    assert list(COLUMN_KEYS) == ["sample", "time", "node", "node_lat", "node_lon", "node_alt_m", "lat", "lon",
+                                 "alt_m", "rss_dbm", "toa_ns", "ta", "aoa_deg", "tx_power_dbm", "truth_lat",
+                                 "truth_lon"]
+    header = ["PCI", "latitude", "longitude", "device", "rsrp"]
+    assert guess_columns(header) == DUKE_COLUMNS
+    assert guess_group_by(header, DUKE_COLUMNS) == list(DUKE_GROUP)
+    assert guess_columns(["Timestamp", "Cell_ID", "RSSI (dBm)", "Lat", "Lng"]) == {
+        "time": "Timestamp", "node": "Cell_ID", "lat": "Lat", "lon": "Lng", "rss_dbm": "RSSI (dBm)"}
+    assert parse_columns(["node=PCI, lat=latitude", "rss_dbm=rsrp"]) == {"node": "PCI", "lat": "latitude",
+                                                                          "rss_dbm": "rsrp"}
+    with pytest.raises(InvalidInputError, match="key 'node' is given twice"):
+        parse_columns("node=a,node=b")
+
+
+def _line_walk(n: int, *, unknown: tuple[str, ...] = ()) -> str:
+    """A walk of ``n`` points along 2 km east, three cells with log-distance RSS (cells in ``unknown`` unplaced)."""
+    cells = {"A": (36.000, -78.950), "B": (36.010, -78.940), "C": (35.995, -78.925)}
+    lines = ["walk_id,cell,cell_lat,cell_lon,lat,lon,rsrp"]
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        lat, lon = 36.002, -78.950 + 0.022 * i / n
+        for cell, (clat, clon) in cells.items():
+            d = math.hypot((lat - clat) * 111_320, (lon - clon) * 90_000) + 10
+            rss = round(-40 - 35 * math.log10(d) + rng.normal(0, 2), 1)
+            place = "," if cell in unknown else f"{clat},{clon}"
+            lines.append(f"w{i},{cell},{place},{lat:.6f},{lon:.6f},{rss}")
+    return "\n".join(lines) + "\n"
+
+
+WALK_COLUMNS = {"sample": "walk_id", "node": "cell", "node_lat": "cell_lat", "node_lon": "cell_lon", "lat": "lat",
+                "lon": "lon", "rss_dbm": "rsrp"}
+
+
+def test_models_and_nodes_of_unknown_position(tmp_path: Path, workspace: Path) -> None:
+    from rflocal_core.train import train
+
+    import_table(_write(tmp_path, "some.csv", _line_walk(60, unknown=("C",))), name="some", columns=WALK_COLUMNS)
+    result = train("some", "weighted_centroid")
+    assert result["warnings"] == ["1 nodes of 'some' have an unknown position (C): weighted_centroid cannot place "
+                                  "their reports (33.3% of the train split's reports); knn and heimdall use them"]
+    import_table(_write(tmp_path, "none.csv", _line_walk(60, unknown=("A", "B", "C"))), name="none",
+                 columns=WALK_COLUMNS)
+    for model in ("strongest_site", "setnet"):
+        with pytest.raises(InvalidInputError, match=f"model: {model} needs the position of each report's node, but "
+                                                    r"no node reporting in the train split of 'none' has a known "
+                                                    r"position \(A, B, C\); choose knn or heimdall"):
+            train("none", model)
+    fitted = train("none", "knn")
+    assert "warnings" not in fitted and fitted["median_m"] < 100
+
+
+def test_spatial_block_split(tmp_path: Path, workspace: Path) -> None:
+    src = _write(tmp_path, "walk.csv", _line_walk(200))
+    summary = import_table(src, name="blocks", columns=WALK_COLUMNS, split_block_m=250.0, seed=3)
+    assert summary["split"] == {"kind": "spatial blocks", "block_m": 250.0,
+                                "blocks": {"train": 6, "val": 1, "test": 1}}
+    assert sum(summary["splits"].values()) == 200
+    root = open_dataset("blocks")
+    x = np.asarray(root["samples/pos_m"][...])[:, 0, 0]
+    ms: MeasurementSet = read_table(src, columns=WALK_COLUMNS).measurements
+    lat = np.array([s.truth.lat for s in ms.samples])
+    lon = np.array([s.truth.lon for s in ms.samples])
+    bx, _ = LocalFrame.at(float(lat.mean()), float(lon.mean())).to_xy(lat, lon)
+    block = np.floor(np.asarray(bx) / 250.0)
+    for split in ("train", "val", "test"):
+        rows = np.asarray(root[f"splits/{split}"][...])
+        other = np.setdiff1d(np.arange(200), rows)
+        assert not set(block[rows]) & set(block[other]), split  # no block on two sides
+    assert np.isfinite(x).all()
+    with pytest.raises(InvalidInputError, match=r"block\(s\); expected at least 3 \(one per split\)"):
+        block_splits(ms, block_m=50_000, fractions=(0.8, 0.1, 0.1))
+
+
+# --------------------------------------------------------------------------- the real Duke drive test
+
+
+def test_duke_cbrs_import_and_knn(shared_data: Path, workspace: Path) -> None:
+    from rflocal_core.infer import evaluate
+    from rflocal_core.train import train
+
+    src = shared_data / "real" / "duke_cbrs" / "Duke_CBRS.csv"
+    if not src.is_file():
+        pytest.skip(f"{src} is absent")
+    summary = import_table(src, name="duke", columns=DUKE_COLUMNS, group_by=DUKE_GROUP)
+    table = summary["table"]
+    assert (table["rows"], table["rows_used"], table["samples"], table["reports"]) == (46655, 46655, 12595, 25168)
+    assert table["nodes_unknown_position"] == ["A", "B", "C", "D", "E", "F"]
+    assert list(table["issues"]) == ["duplicate_reports_merged"] and \
+        table["issues"]["duplicate_reports_merged"]["count"] == 21487
+    assert summary["splits"] == {"train": 10076, "val": 1260, "test": 1259, "test_unseen": 0}
+    run = train("duke", "knn")
+    figures = evaluate(run["run_id"], "duke", split="test")
+    assert figures["count"] == 1259
+    assert 30.0 < figures["median_m"] < 70.0  # measured 48.0 m (random split, seed 0)
+    with pytest.raises(InvalidInputError, match="no node reporting in the train split of 'duke' has a known position"):
+        train("duke", "weighted_centroid")
+
+
+# --------------------------------------------------------------------------- the Data Generation page
+
+
+def test_page_maps_previews_and_imports_a_table(workspace: Path) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    root = Path(__file__).resolve().parents[1]
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/views/data_generation.py")
+    at.run()
+    at.file_uploader(key="dg_import_file").set_value(("walk.csv", GROUPED.encode(), "text/csv"))
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    guessed = {key: at.selectbox(key=f"dg_tab_{key}").value for key in ("sample", "node", "lat", "lon", "rss_dbm")}
+    assert guessed == {"sample": "(none)", **DUKE_COLUMNS}
+    assert at.multiselect(key="dg_tab_group").value == list(DUKE_GROUP)
+    at.text_input(key="dg_tab_missing").set_value("-101, -200")
+    at.button(key="dg_tab_preview").click()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    preview = at.dataframe[1].value
+    assert list(preview["sample"]) == ["row-1", "row-5", "row-6"] and list(preview["reports"]) == [2, 1, 1]
+    assert "3 samples from 5 of 9 rows" in [c.value for c in at.caption]
+    at.text_input(key="dg_import_name").set_value("walk")
+    at.button(key="dg_import").click()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.success[0].value.startswith("Imported **walk**: 3 samples, 3 nodes")
+    assert open_dataset("walk").attrs["input"]["table"]["rows_used"] == 5
+    at.selectbox(key="dg_tab_rss_dbm").set_value("(none)")
+    at.button(key="dg_tab_preview").click()
+    at.run()
+    assert not at.exception
+    assert "columns: map at least one measurement key" in at.error[0].value
+    at.file_uploader(key="dg_import_file").set_value(("empty.csv", b"", "text/csv"))
+    at.run()
+    assert not at.exception
+    assert "expected a header line and rows, got an empty file" in at.error[0].value
