@@ -11,6 +11,7 @@ from rflocal_core import dataset as ds
 from rflocal_core.dataset.view import dataset_overview
 from rflocal_core.errors import RFLocalInputError
 from rflocal_core.jobs import REGISTRY
+from rflocal_core.measurements import QualityReport
 from rflocal_core.scene import list_scenes
 
 st.title("Data Generation")
@@ -126,18 +127,25 @@ with tab_import:
     import_name = c[0].text_input("Dataset name", value="imported", key="dg_import_name")
     frame_scene = c[1].selectbox("Scene frame", ["(from the file)", *[s["name"] for s in list_scenes()]],
                                  key="dg_import_scene")
+    import_strict = c[2].checkbox("Strict quality", key="dg_import_strict",
+                                  help="refuse a file with GPS or RSS sentinels, outliers or duplicate ids instead of "
+                                       "dropping those parts (see the README: Quality checks)")
     if st.button("Import", key="dg_import"):
         if upload is None:
             st.error("file: choose a measurement JSON file to upload")
         else:
             try:
-                summary = ds.import_measurements(upload.getvalue(), name=import_name,
+                summary = ds.import_measurements(upload.getvalue(), name=import_name, strict=import_strict,
                                                  scene=None if frame_scene == "(from the file)" else frame_scene)
             except RFLocalInputError as exc:
                 st.error(str(exc))
             else:
                 st.success(f"Imported **{summary['name']}**: {summary['samples']} samples, {summary['nodes']} nodes, "
                            f"splits {summary['splits']}.")
+                quality = summary["quality"]
+                if quality["faulty"]:
+                    st.warning(quality["summary"])
+                    st.dataframe(pd.DataFrame(QualityReport.from_dict(quality).rows()), hide_index=True)
 
 with tab_data:
     rows = ds.list_datasets()

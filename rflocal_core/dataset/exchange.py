@@ -502,7 +502,8 @@ def import_measurements(
     ms, input_info = _load(ms_or_path)
     ms, report = check_quality(ms, strict=strict, min_reports=min_reports, prior=quality)
     if not ms.samples:
-        msg = f"samples: expected at least one valid sample to import, got none ({len(ms.errors)} were invalid; {report.summary()})"
+        msg = (f"samples: expected at least one valid sample to import, got none ({len(ms.errors)} were invalid; "
+               f"{report.summary()})")
         raise InvalidInputError(msg)
     frame, frame_source, scene_name = _choose_frame(ms, scene)
     arrays, info = _build_arrays(ms, frame, frame_source.startswith("scene"))

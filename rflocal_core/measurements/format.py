@@ -794,7 +794,8 @@ def _parse_document(obj: Mapping[str, Any], on_error: str, on_fault: str = "rais
         raw_id = raw.get("id") if isinstance(raw, Mapping) else None
         sample_id = raw_id if isinstance(raw_id, str) and raw_id.strip() else f"s-{i}"
         if on_fault == "drop" and sample_id in first_sample:  # the first sample of an id wins
-            msg = f"expected unique sample ids, got {_show(sample_id)} again (first at samples[{first_sample[sample_id]}])"
+            first = first_sample[sample_id]
+            msg = f"expected unique sample ids, got {_show(sample_id)} again (first at samples[{first}])"
             dropped.append(Dropped("duplicate_sample_id", "samples", sample_id, f"samples[{i}].id", msg))
             continue
         faults: list[Dropped] | None = [] if on_fault == "drop" else None

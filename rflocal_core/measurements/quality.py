@@ -73,7 +73,7 @@ REASONS: dict[str, tuple[str, str]] = {
     "truth_position_sentinel": ("truths", "true position at a GPS no-fix sentinel; the sample is kept unlabeled"),
     "node_position_sentinel": ("node_positions", "node position at a GPS sentinel; the node is kept, position unknown"),
     "report_position_outlier": ("reports", "mobile-sensor position outside the file's robust extent"),
-    "truth_position_outlier": ("truths", "true position outside the file's robust extent; the sample is kept unlabeled"),
+    "truth_position_outlier": ("truths", "true position outside the file's robust extent; kept unlabeled"),
     "node_position_outlier": ("node_positions", "node position far outside the file's extent; position unknown"),
     "report_position_repeated": ("reports", "mobile-sensor position repeated far from every other position"),
     "truth_position_repeated": ("truths", "true position repeated far from every other position; kept unlabeled"),
@@ -234,6 +234,11 @@ class QualityReport:
                                               row.get("first", ""))
         return out
 
+    def rows(self) -> list[dict[str, Any]]:
+        """A table: one row per reason with a count (``reason``, ``count``, ``unit``, ``first ids``, ``first``, ``what``)."""
+        return [{"reason": i.reason, "count": i.count, "unit": i.unit, "first ids": ", ".join(i.ids),
+                 "first": i.first, "what": i.what} for i in self.issues.values() if i.count]
+
     def summary(self) -> str:
         """One line: what was dropped by unit and reason, and what was kept."""
         kept = ""
@@ -376,15 +381,15 @@ def _check_group(
     centre = np.median(ref_xy, axis=0)
     dist = np.hypot(*(xy - centre).T)
     spread = float(np.median(np.hypot(*(ref_xy - centre).T)))
-    limit = np.where(gps, max(limits.extent_min_m, limits.extent_spread_factor * spread),
-                     max(limits.node_extent_min_m, limits.extent_spread_factor * spread))
+    floor_m = np.where(gps, limits.extent_min_m, limits.node_extent_min_m)
+    limit = np.maximum(floor_m, limits.extent_spread_factor * spread)
     out = dist > limit
     for p in np.flatnonzero(out):
         sid, where = _where(ms, kinds[p], refs[p])
         report.add(f"{kinds[p]}_position_outlier", sample_id=sid, where=where, message=(
             f"{labels[p]} is {dist[p] / 1000:.1f} km from the file's median position {centre_label}; expected at "
-            f"most {limit[p] / 1000:.1f} km (the larger of {(limits.extent_min_m if gps[p] else limits.node_extent_min_m) / 1000:g} km "
-            f"and {limits.extent_spread_factor:g} x the median distance {spread / 1000:.2f} km)"))
+            f"most {limit[p] / 1000:.1f} km (the larger of {floor_m[p] / 1000:g} km and "
+            f"{limits.extent_spread_factor:g} x the median distance {spread / 1000:.2f} km)"))
         _mark(verdict, kinds[p], refs[p])
     kind_arr = np.asarray(kinds)
     repeated = [hit for kind in ("report", "truth")
@@ -488,7 +493,9 @@ def _check_values(ms: MeasurementSet, limits: QualityLimits, report: QualityRepo
 # --------------------------------------------------------------------------- cleaning
 
 
-def _rebuild(ms: MeasurementSet, verdict: _Verdict, min_reports: int, report: QualityReport) -> MeasurementSet:
+def _rebuild(
+    ms: MeasurementSet, verdict: _Verdict, min_reports: int, report: QualityReport,
+) -> tuple[tuple[Node, ...], tuple[Sample, ...]]:
     nodes = tuple(Node(n.id, tx_power_dbm=n.tx_power_dbm) if k in verdict.nodes else n for k, n in enumerate(ms.nodes))
     samples = []
     for i, sample in enumerate(ms.samples):
@@ -504,7 +511,7 @@ def _rebuild(ms: MeasurementSet, verdict: _Verdict, min_reports: int, report: Qu
             samples.append(sample)
         else:
             samples.append(Sample(sample.id, reports, truth))
-    return replace(ms, nodes=nodes, samples=tuple(samples), dropped=())
+    return nodes, tuple(samples)
 
 
 def _absorb(report: QualityReport, ms: MeasurementSet) -> None:
@@ -547,6 +554,7 @@ def check_quality(
     MeasurementQualityError
         With ``strict``, when anything is faulty: one line naming the first offender and
         every reason with its count and first sample ids (``error.report`` holds the report).
+        Also when no sample is left (and ``ms`` lists no invalid ones).
     InvalidInputError
         Bad ``ms``, ``min_reports`` or ``limits``.
     """
@@ -566,13 +574,16 @@ def check_quality(
     _absorb(report, ms)
     verdict = _check_positions(ms, limits, report)
     _check_values(ms, limits, report, verdict)
-    clean = _rebuild(ms, verdict, int(min_reports), report)
-    report.kept = {"samples": len(clean.samples), "reports": sum(len(s.reports) for s in clean.samples),
-                   "truths": sum(s.truth is not None for s in clean.samples),
-                   "node_positions": sum(n.has_position for n in clean.nodes)}
+    nodes, samples = _rebuild(ms, verdict, int(min_reports), report)
+    report.kept = {"samples": len(samples), "reports": sum(len(s.reports) for s in samples),
+                   "truths": sum(s.truth is not None for s in samples),
+                   "node_positions": sum(n.has_position for n in nodes)}
     if strict and report.faulty:
         raise MeasurementQualityError(report.refusal(), report=report)
-    return clean, report
+    if not samples and not ms.errors:
+        msg = f"samples: expected at least one sample left after the quality checks, got none ({report.summary()})"
+        raise MeasurementQualityError(msg, report=report)
+    return replace(ms, nodes=nodes, samples=samples, dropped=()), report
 
 
 # --------------------------------------------------------------------------- nodes given per row
@@ -626,7 +637,8 @@ def fixed_node_positions(
     ids = [str(n) for n in node_ids]
     lat_a, lon_a = np.asarray(list(lat), dtype=float), np.asarray(list(lon), dtype=float)
     alt_a = np.full(len(ids), np.nan) if alt_m is None else np.asarray(list(alt_m), dtype=float)
-    if not len(ids) == len(lat_a) == len(lon_a) == len(alt_a) or (sample_ids is not None and len(sample_ids) != len(ids)):
+    n_samples = len(ids) if sample_ids is None else len(sample_ids)
+    if not len(ids) == len(lat_a) == len(lon_a) == len(alt_a) == n_samples:
         msg = (f"node_ids, lat, lon, alt_m, sample_ids: expected one value per row each, got {len(ids)}, {len(lat_a)}, "
                f"{len(lon_a)}, {len(alt_a)}, {len(sample_ids) if sample_ids is not None else '-'}")
         raise InvalidInputError(msg)
