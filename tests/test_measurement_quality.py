@@ -606,3 +606,27 @@ def test_live_inference_shows_the_quality_and_strict_refuses(knn_env: dict[str, 
     at.run()
     assert at.error[0].value.startswith("quality: refused (strict): sample 's-1' truth: lat/lon (0, 0)")
     assert not at.metric
+
+
+def test_the_training_monitor_refuses_a_wide_dataset_unless_allowed(workspace: Path) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from rflocal_core.jobs import REGISTRY
+
+    import_measurements(_synthetic(n=120, seed=2, side_m=60_000.0), name="wide-page", seed=0)
+    at = AppTest.from_file(str(ROOT / "pages" / "views" / "training_monitor.py"), default_timeout=60)
+    at.run()
+    at.selectbox(key="tm_dataset").set_value("wide-page")
+    at.selectbox(key="tm_model").set_value("weighted_centroid")
+    at.run()
+    at.button(key="tm_start").click()
+    at.run()
+    assert not at.exception and at.error[0].value.startswith("dataset: 'wide-page' spans ")
+    assert "more than the 50 km limit" in at.error[0].value and not at.success
+    at.checkbox(key="tm_large_extent").check()
+    at.button(key="tm_start").click()
+    at.run()
+    assert not at.error, [e.value for e in at.error]
+    run_id = at.success[0].value.split("**")[1]
+    job = next(j for j in REGISTRY.list(kind="train") if j.label == run_id)
+    assert job.wait(60) and job.state == "done", job.error

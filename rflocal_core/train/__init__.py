@@ -51,8 +51,8 @@ from rflocal_core.train.runs import (
 ProgressFn = Callable[[str, float], None]
 
 
-__all__ = ["CheckpointError", "NETWORKS", "RunNotFoundError", "TrainConfig", "delete_run", "list_runs", "models",
-           "read_metrics", "resume", "runs_dir", "train"]
+__all__ = ["CheckpointError", "NETWORKS", "RunNotFoundError", "TrainConfig", "check_extent", "delete_run", "list_runs",
+           "models", "read_metrics", "resume", "runs_dir", "train"]
 
 
 def model_needs_maps(model: str) -> bool:
