@@ -36,7 +36,6 @@ from rflocal_core.measurements import (
     convert_antwerp,
     dump_measurements,
     fixed_node_positions,
-    load_measurements,
     parse_measurements,
     to_json_dict,
 )
@@ -158,8 +157,10 @@ def test_a_position_repeated_far_from_everything_else() -> None:
     assert "is repeated 5 times" in q["reasons"]["truth_position_repeated"]["first"]
     assert sum(s.truth is None for s in clean.samples) == 5
     # four repeats are not enough, and a repeated position among the others is a parked device
-    four = [Sample(s.id, s.reports, Position(*stale)) if i in (0, 20, 40, 60) else s for i, s in enumerate(ms.samples)]
-    assert not check_quality(MeasurementSet("emitter", None, ms.nodes, tuple(four)))[1].faulty
+    four = MeasurementSet("emitter", None, ms.nodes, tuple(
+        Sample(s.id, s.reports, Position(*stale)) if i in (0, 20, 40, 60) else s for i, s in enumerate(ms.samples)))
+    assert not check_quality(four)[1].faulty
+    assert check_quality(four, limits=QualityLimits(repeat_min=4))[1].issues["truth_position_repeated"].count == 4
     parked = [Sample(s.id, s.reports, ms.samples[1].truth) if i % 20 == 0 else s for i, s in enumerate(ms.samples)]
     assert not check_quality(MeasurementSet("emitter", None, ms.nodes, tuple(parked)))[1].faulty
     # fixed sensors reporting their own position (a survey) repeat by nature: no fault
