@@ -140,6 +140,9 @@ def _add_data_parsers(sub: Any) -> None:
                      help="fractions of the samples with truth")
     imp.add_argument("--seed", type=int, default=0, help="seed of the split shuffle")
     imp.add_argument("--scene", default=None, help="workspace scene whose frame to use (default: the file's)")
+    imp.add_argument("--strict", action="store_true",
+                     help="refuse a file with GPS / RSS sentinels, outliers or duplicate ids instead of dropping them")
+    imp.add_argument("--min-reports", type=int, default=1, help="drop samples left with fewer reports after cleaning")
     _add_table_arguments(imp.add_argument_group("tables (.csv, .tsv, .parquet)"))
 
 
@@ -222,7 +225,8 @@ def _import(args: argparse.Namespace) -> dict[str, Any]:
     from rflocal_core.measurements.columns import parse_columns, parse_list
 
     fractions = parse_split_fractions(args.split_fractions)
-    common = {"name": args.name, "scene": args.scene, "seed": args.seed, "split_fractions": fractions}
+    common = {"name": args.name, "scene": args.scene, "seed": args.seed, "split_fractions": fractions,
+              "strict": args.strict, "min_reports": args.min_reports}
     suffix = Path(args.file).suffix.lower()
     table_options = {"--columns": args.columns, "--mode": args.mode, "--group-by": args.group_by,
                      "--missing": args.missing, "--nodes": args.nodes, "--split-block-m": args.split_block_m}
@@ -266,7 +270,9 @@ def _run_data(args: argparse.Namespace) -> Any:
     if args.data_cmd == "export":
         return _export(args)
     if args.data_cmd == "import":
-        return _import(args)
+        summary = _import(args)
+        _warn_quality(summary["quality"])
+        return summary
     dataset.delete_dataset(args.name, partial=args.partial)
     return {"deleted": args.name}
 
@@ -290,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=int, default=None)
     tr.add_argument("--lr", type=float, default=None)
     tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--allow-large-extent", action="store_true",
+                    help="train on a dataset whose positions span more than the configured limit (50 km)")
     ev = sub.add_parser("evaluate", help="error statistics of a run on a dataset split")
     ev.add_argument("--run", required=True)
     ev.add_argument("--dataset", required=True)
@@ -298,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--run", required=True, action="append", help="run id (repeat to compare several)")
     pr.add_argument("--input", required=True, metavar="FILE.json", help="an rflocal-measurements/1 or survey file")
     pr.add_argument("--out", default=None, metavar="predictions.json", help="also write the result here (atomically)")
+    pr.add_argument("--strict", action="store_true",
+                    help="refuse a file with GPS / RSS sentinels, outliers or duplicate ids instead of dropping them")
     ab = sub.add_parser("ablate", help="run an ablation study: train and test each variant, print the table")
     ab.add_argument("--study", required=True, help="features, sparsity, dropout, locheatmap-modes, "
                     "mapformer-physics or map-corruption")
@@ -332,15 +342,18 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
     from rflocal_core.infer import predict_file
     from rflocal_core.workspace import atomic_write_text
 
-    result = predict_file(args.run, args.input)
+    result = predict_file(args.run, args.input, strict=args.strict)
+    _warn_quality(result["file"]["quality"])
     for run in result["runs"]:
         for bad in run["bad_samples"]:
             print(f"warning: {run['run_id']}: sample {bad['id']!r} not predicted: {bad['message']}", file=sys.stderr)
         if not run["predictions"]:
-            first = run["bad_samples"][0]["message"] if run["bad_samples"] else "no samples"
+            first = run["bad_samples"][0]["message"] if run["bad_samples"] else result["file"]["quality"]["summary"]
             msg = f"input: none of the samples of {args.input!r} could be predicted by {run['run_id']!r} ({first})"
             raise InvalidInputError(msg)
-    out: dict[str, Any] = result["runs"][0] if len(result["runs"]) == 1 else result
+    out: dict[str, Any] = result
+    if len(result["runs"]) == 1:
+        out = {**result["runs"][0], "quality": result["file"]["quality"]}
     if args.out:
         try:
             atomic_write_text(Path(args.out), json.dumps(out, indent=2))
@@ -348,6 +361,15 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
             msg = f"out: cannot write {args.out!r} ({exc.strerror or exc}); expected a writable file path"
             raise InvalidInputError(msg) from None
     return out
+
+
+def _warn_quality(quality: dict[str, Any]) -> None:
+    """One warning line on stderr per reason the quality checks dropped something for."""
+    for reason, row in quality["reasons"].items():
+        ids = row.get("sample_ids") or row.get("node_ids") or []
+        listed = f" ({', '.join(repr(i) for i in ids)}{', ...' if row['count'] > len(ids) else ''})" if ids else ""
+        print(f"warning: quality: dropped {row['count']} {row['unit'].replace('_', ' ')}{listed}: {reason}, "
+              f"{row['what']}; first: {row['first']}", file=sys.stderr)
 
 
 def _stderr_progress() -> Any:
@@ -453,7 +475,7 @@ def _run(args: argparse.Namespace) -> Any:
             if getattr(args, key) is not None:
                 train_config[key] = getattr(args, key)
         return train(args.dataset, args.model, model_config=config, train_config=train_config, seed=args.seed,
-                     progress=_stderr_progress())
+                     progress=_stderr_progress(), allow_large_extent=args.allow_large_extent)
     if args.cmd == "evaluate":
         from rflocal_core.infer import evaluate
 
@@ -518,8 +540,9 @@ def _doctor() -> dict[str, Any]:
     }
 
 
-#: Options whose value is a comma-separated list of numbers that may start with a minus sign.
-_COORD_OPTIONS = ("--bbox", "--origin")
+#: Options whose value is a comma-separated list of numbers that may start with a minus sign
+#: (coordinates, and "not received" codes such as --missing -101,-200).
+_COORD_OPTIONS = ("--bbox", "--origin", "--missing")
 
 
 def _attach_negative_values(argv: Sequence[str]) -> list[str]:

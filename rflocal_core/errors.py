@@ -16,6 +16,17 @@ class InvalidInputError(RFLocalInputError, ValueError):
     """A parameter is out of range or malformed."""
 
 
+class MeasurementQualityError(RFLocalInputError, ValueError):
+    """A measurement file holds real-world faults (GPS sentinels, RSS sentinels, ...) and strict checking refuses it.
+
+    ``report`` is the :class:`~rflocal_core.measurements.quality.QualityReport` of what was found.
+    """
+
+    def __init__(self, message: str, *, report: object | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 class OSMFormatError(RFLocalInputError, ValueError):
     """An OSM or GeoJSON file cannot be read or holds no usable buildings."""
 

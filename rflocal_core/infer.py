@@ -226,23 +226,32 @@ def sample_heatmap(run: LoadedRun, ms: Any, sample_id: str) -> dict[str, Any] | 
 
 def predict_file(
     run_ids: list[str] | str, source: str | os.PathLike[str] | bytes, *, heatmaps: bool = False,
+    strict: bool = False,
 ) -> dict[str, Any]:
-    """Read a measurement file leniently and predict it with one or several runs.
+    """Read a measurement file leniently, check its quality and predict it with one or several runs.
 
-    Returns ``{"file": {"samples", "bad_samples"}, "runs": [predict_measurements(...), ...]}``;
-    a file-level problem (not JSON, wrong format) raises
-    :class:`~rflocal_core.measurements.MeasurementFormatError`.
+    Invalid samples are listed as bad samples; the faults of real logs (GPS and RSS sentinels,
+    positions outside the file's extent, duplicate ids, ...) are dropped before predicting
+    (:func:`~rflocal_core.measurements.quality.check_quality`), or refused with ``strict``.
+
+    Returns ``{"file": {"samples", "invalid", "mode", "scene", "quality"}, "runs":
+    [predict_measurements(...), ...]}`` (``quality``: what was dropped, by reason); a
+    file-level problem (not JSON, wrong format) raises
+    :class:`~rflocal_core.measurements.MeasurementFormatError`, a fault with ``strict``
+    :class:`~rflocal_core.errors.MeasurementQualityError`.
     """
-    from rflocal_core.measurements import load_measurements
+    from rflocal_core.measurements import check_quality, load_measurements
 
     ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
     if not ids:
         msg = "run: expected at least one run id, got none"
         raise InferenceInputError(msg)
-    ms = load_measurements(source, on_error="collect")
+    raw = load_measurements(source, on_error="collect", on_fault="drop")
+    ms, quality = check_quality(raw, strict=strict)
     runs = [predict_measurements(load_run(r), ms, heatmaps=heatmaps) for r in ids]
-    return {"file": {"samples": len(ms.samples) + len(ms.errors), "invalid": len(ms.errors), "mode": ms.mode,
-                     "scene": ms.scene}, "runs": runs}
+    read = len(raw.samples) + len(raw.errors) + sum(d.unit == "samples" for d in raw.dropped)
+    return {"file": {"samples": read, "invalid": len(ms.errors), "mode": ms.mode, "scene": ms.scene,
+                     "quality": quality.to_dict()}, "runs": runs}
 
 
 # --------------------------------------------------------------------------- for map views

@@ -46,6 +46,11 @@ wall_thickness_m: float = 0.2
 permittivity_range: tuple[float, float] = (2.0, 15.0)
 conductivity_range_s_per_m: tuple[float, float] = (0.001, 10.0)
 
+#: Largest extent (the longer side of the box around the true positions and mobile-sensor
+#: positions) of a dataset that training accepts without ``allow_large_extent``, in metres:
+#: a larger one is almost always a GPS fault that cleaning did not catch.
+max_dataset_extent_m: float = 50_000.0
+
 #: Scene schema version written in ``scene.json``.
 scene_schema_version: int = 1
 

@@ -23,6 +23,7 @@ from rflocal_core.dataset import (
     open_dataset,
 )
 from rflocal_core.dataset.exchange import IMPORT_SOURCE, parse_split_fractions
+from rflocal_core.dataset.store import position_extent_m
 from rflocal_core.errors import InvalidInputError, SceneNotFoundError
 from rflocal_core.geo import LocalFrame
 from rflocal_core.measurements import (
@@ -219,6 +220,9 @@ def test_round_trip_generated(gen: Path, tmp_path: Path) -> None:
 def test_antwerp_import(antwerp: dict[str, Any], antwerp_ms: MeasurementSet) -> None:
     assert antwerp["samples"] == 8307 and antwerp["nodes"] == 44 and antwerp["unknown_position_nodes"] == 5
     assert antwerp["unlabeled"] == 0 and antwerp["mobile_slots"] == 0 and antwerp["steps"] == 1
+    assert not antwerp["quality"]["faulty"] and antwerp["quality"]["kept"]["reports"] == 37_627
+    # training looks at where the messages are (9 km), not at the gateways (53 km)
+    assert 5_000 < position_extent_m("antwerp")["extent_m"] < 10_000
     root = open_dataset("antwerp")
     attrs = dict(root.attrs)
     assert attrs["complete"] is True and attrs["source"] == "import" and attrs["mode"] == "emitter"

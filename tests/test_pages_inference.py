@@ -128,12 +128,17 @@ def test_each_bad_file_shows_its_message(page, name):
     _upload(page, f"{name}.json", data)
     shown = [e.value for e in (page.error if kind == "error" else page.warning)]
     assert any(needle in text for text in shown), shown
+    bad_table = next((df.value for df in page.dataframe if "message" in df.value), None)
     if name == "unknown node everywhere":
-        assert any("never saw" in str(v) for v in page.dataframe[0].value["message"])
+        assert any("never saw" in str(v) for v in bad_table["message"])
         assert not page.metric  # nothing predicted, nothing made up
+        # the ghost node sits at (0, 0): the quality checks say so, and its position is dropped
+        quality = next(df.value for df in page.dataframe if "reason" in df.value)
+        assert list(quality["reason"]) == ["node_position_sentinel"] and list(quality["first ids"]) == ["ghost"]
+        assert any("1 node positions (node_position_sentinel 1)" in w.value for w in page.warning)
     if name in ("one bad sample", "unlisted node"):
         assert page.metric  # the good samples are still predicted
-        assert any("samples[" in str(v) for v in page.dataframe[0].value["message"])
+        assert any("samples[" in str(v) for v in bad_table["message"])
 
 
 def test_a_sequence_gets_a_timeline_of_its_reports(page):

@@ -164,6 +164,25 @@ def test_group_by_duplicates_and_missing_values_via_cli(tmp_path: Path, workspac
     assert [s.id for s in ms.samples] == ["row-1", "row-5", "row-6"]
 
 
+def test_table_faults_and_gps_sentinels_join_the_quality_report(tmp_path: Path, workspace: Path,
+                                                                 run_cli: Any) -> None:
+    """A table goes through the same quality checks as JSON: its own faults and a (0, 0) fix, counted once."""
+    src = _write(tmp_path, "walk0.csv", GROUPED + "A,0,0,Pixel,-95\nB,0,0,Pixel,-97\n")
+    args = ["data", "import", str(src), "--columns", "node=PCI,lat=latitude,lon=longitude,rss_dbm=rsrp",
+            "--group-by", "latitude,longitude,device", "--missing", "-101,-200"]
+    summary = _ok(run_cli([*args, "--name", "walk0", "--split-fractions", "0.34,0.33,0.33"], workspace))
+    reasons = {k: (v["count"], v["unit"]) for k, v in summary["quality"]["reasons"].items()}
+    assert reasons == {"table_no_sample": (1, "reports"), "truth_position_sentinel": (1, "truths")}
+    assert (summary["samples"], summary["unlabeled"]) == (4, 1)  # the (0, 0) sample is kept, unlabeled
+    frame = open_dataset("walk0").attrs["frame"]
+    assert abs(frame["origin_lat"] - 36.002) < 0.01 and abs(frame["origin_lon"] + 78.931) < 0.01
+    _fails(run_cli([*args, "--name", "walk0s", "--strict"], workspace), "row 8", "no_sample", "strict")
+    clean_rows = src.read_text().replace("B,,-78.93100,Pixel,-99\n", "")  # only the (0, 0) fix is left
+    src.write_text(clean_rows)
+    _fails(run_cli([*args, "--name", "walk0s", "--strict"], workspace), "truth_position_sentinel")
+    assert not (workspace / "datasets" / "walk0s").exists()
+
+
 def test_node_positions_from_a_nodes_table(tmp_path: Path) -> None:
     text = "sample,cell,rss\n1,A,-80\n1,B,-90\n1,C,-95\n2,A,-85\n"
     src = _write(tmp_path, "t.csv", text)

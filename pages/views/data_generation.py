@@ -12,6 +12,7 @@ from rflocal_core.dataset.view import dataset_overview
 from rflocal_core.errors import RFLocalInputError
 from rflocal_core.dataset.table_import import import_table
 from rflocal_core.jobs import REGISTRY
+from rflocal_core.measurements import QualityReport
 from rflocal_core.measurements.columns import COLUMN_KEYS, guess_columns, guess_group_by, parse_list
 from rflocal_core.measurements.table import (
     TableHeader,
@@ -158,6 +159,10 @@ def _table_mapping(header: TableHeader) -> dict:
 def _show_summary(summary: dict) -> None:
     st.success(f"Imported **{summary['name']}**: {summary['samples']} samples, {summary['nodes']} nodes, "
                f"splits {summary['splits']}.")
+    quality = summary["quality"]
+    if quality["faulty"]:
+        st.warning(quality["summary"])
+        st.dataframe(pd.DataFrame(QualityReport.from_dict(quality).rows()), hide_index=True)
     if "table" in summary:
         table = summary["table"]
         st.caption(f"{table['rows']:,} rows read, {table['rows_used']:,} used, {table['reports']:,} reports; "
@@ -171,7 +176,7 @@ def _header(data: bytes, kind: str) -> TableHeader:
     return read_table_header(data, kind=kind)  # every widget change reruns the page: read the header once
 
 
-def _table_tab(data: bytes, kind: str, import_name: str, frame_scene: str | None) -> None:
+def _table_tab(data: bytes, kind: str, import_name: str, frame_scene: str | None, strict: bool) -> None:
     """The column mapping, a preview of the first samples, and the import of a table."""
     header = _header(data, kind)
     st.caption(f"{kind.upper()} table: {header.rows:,} rows, columns {', '.join(header.columns)}")
@@ -186,7 +191,7 @@ def _table_tab(data: bytes, kind: str, import_name: str, frame_scene: str | None
             st.dataframe(pd.DataFrame([{"reason": k, **v} for k, v in table.report.to_dict()["issues"].items()]),
                          hide_index=True)
     if c[1].button("Import", key="dg_import"):
-        _show_summary(import_table(data, name=import_name, kind=kind, scene=frame_scene, **options))
+        _show_summary(import_table(data, name=import_name, kind=kind, scene=frame_scene, strict=strict, **options))
 
 
 with tab_import:
@@ -201,16 +206,20 @@ with tab_import:
     import_name = c[0].text_input("Dataset name", value="imported", key="dg_import_name")
     frame_scene = c[1].selectbox("Scene frame", ["(from the file)", *[s["name"] for s in list_scenes()]],
                                  key="dg_import_scene")
+    import_strict = c[2].checkbox("Strict quality", key="dg_import_strict",
+                                  help="refuse a file with GPS or RSS sentinels, outliers or duplicate ids instead of "
+                                       "dropping those parts (see the README: Quality checks)")
     frame_scene = None if frame_scene == "(from the file)" else frame_scene
     table_kind_ = table_kind(upload.name) if upload is not None else None
     try:
         if table_kind_ is not None:
-            _table_tab(upload.getvalue(), table_kind_, import_name, frame_scene)
+            _table_tab(upload.getvalue(), table_kind_, import_name, frame_scene, import_strict)
         elif st.button("Import", key="dg_import"):
             if upload is None:
                 st.error("file: choose a measurement JSON file or a table to upload")
             else:
-                _show_summary(ds.import_measurements(upload.getvalue(), name=import_name, scene=frame_scene))
+                _show_summary(ds.import_measurements(upload.getvalue(), name=import_name, scene=frame_scene,
+                                                     strict=import_strict))
     except RFLocalInputError as exc:
         st.error(str(exc))
 

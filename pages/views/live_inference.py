@@ -14,7 +14,7 @@ from rflocal_core import dataset as ds
 from rflocal_core import demo
 from rflocal_core import infer
 from rflocal_core.errors import RFLocalInputError
-from rflocal_core.measurements import MAX_MEASUREMENT_FILE_BYTES, load_measurements
+from rflocal_core.measurements import MAX_MEASUREMENT_FILE_BYTES, check_quality, load_measurements
 from rflocal_core.train import list_runs
 
 RUN_COLOURS = [[31, 111, 235], [209, 36, 47], [130, 80, 223], [191, 135, 0], [9, 105, 218], [207, 34, 46]]
@@ -56,8 +56,12 @@ if not chosen_runs:
     st.info("Choose at least one run.")
     st.stop()
 
-source = st.radio("Measurements", ["Upload a file", "Example file", "Dataset test split", "Demo sample"],
-                  horizontal=True, key="li_source")
+c = st.columns([4, 1])
+source = c[0].radio("Measurements", ["Upload a file", "Example file", "Dataset test split", "Demo sample"],
+                    horizontal=True, key="li_source")
+strict = c[1].checkbox("Strict quality", key="li_strict",
+                       help="refuse a file with GPS or RSS sentinels, outliers or duplicate ids instead of dropping "
+                            "those parts (see the README: Quality checks)")
 data: bytes | None = None
 label = ""
 ms = None
@@ -90,13 +94,18 @@ try:
         else:
             st.info("The demo example file is missing: run `make demo-model`.")
     if data is not None:
-        ms = load_measurements(data, on_error="collect")
+        ms = load_measurements(data, on_error="collect", on_fault="drop")
+    if ms is not None:
+        ms, quality = check_quality(ms, strict=strict)
 except RFLocalInputError as exc:
     st.error(str(exc))
     st.stop()
 
 if ms is None:
     st.stop()
+if quality.faulty:
+    st.warning(f"{label}: {quality.summary()}")
+    st.dataframe(pd.DataFrame(quality.rows()), hide_index=True)
 
 # --------------------------------------------------------------------------- predict
 

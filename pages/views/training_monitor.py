@@ -56,8 +56,12 @@ with st.expander("Start a run", expanded=not tr.list_runs()):
                                         "(these two need a generated dataset with radio maps); empty = defaults")
         else:
             options = st.text_area("Model options (JSON)", value="{}", key="tm_model_options_b")
+        large = st.checkbox("Allow an extent over 50 km", key="tm_large_extent",
+                            help="a dataset whose positions span more than settings.max_dataset_extent_m is refused: "
+                                 "so large an extent is almost always a GPS fault (README: Quality checks)")
         if st.button("Start training", type="primary", key="tm_start"):
             try:
+                tr.check_extent(dataset, allow_large_extent=large)  # refused here, on the page, not in a job
                 model_config = json_object("model options", options) or {}
                 if model in NETWORKS:  # validate here so a bad option is reported on the page, not in a job
                     tr.TrainConfig.from_dict(train_config)
@@ -68,7 +72,7 @@ with st.expander("Start a run", expanded=not tr.list_runs()):
                 run_id = new_run_id(model, dataset)
                 REGISTRY.submit("train", run_id, lambda ctx: tr.train(
                     dataset, model, model_config=model_config, train_config=train_config, seed=int(seed),
-                    progress=ctx.progress, run_id=run_id))
+                    progress=ctx.progress, run_id=run_id, allow_large_extent=large))
                 st.session_state["tm_selected"] = run_id
                 st.success(f"Started **{run_id}** in the background.")
 

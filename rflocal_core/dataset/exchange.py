@@ -46,6 +46,7 @@ from rflocal_core.measurements.format import (
     Sample,
     load_measurements,
 )
+from rflocal_core.measurements.quality import QualityReport, check_quality
 from rflocal_core.workspace import validate_name
 
 #: Value of the ``source`` attribute of an imported dataset.
@@ -387,15 +388,25 @@ def import_measurements(
     split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
     seed: int = 0,
     fixed_splits: Mapping[str, str] | None = None,
+    strict: bool = False,
+    min_reports: int = 1,
+    quality: QualityReport | None = None,
     input_info: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Turn measurements into a dataset ``workspace/datasets/<name>`` (same Zarr layout, no maps).
 
+    The measurements go through the quality checks first
+    (:func:`~rflocal_core.measurements.quality.check_quality`): GPS sentinels, positions
+    outside the file's robust extent, RSS sentinels and floors, implausible ToA, duplicate
+    sample ids are dropped and counted (``quality`` in the result and in the attributes), so
+    the frame, the splits and every model's extent come from the cleaned positions.
+
     Parameters
     ----------
     ms_or_path : MeasurementSet, path or bytes
-        The measurements, or a measurement file (read strictly with
-        :func:`~rflocal_core.measurements.load_measurements`).
+        The measurements, or a measurement file (read with
+        :func:`~rflocal_core.measurements.load_measurements`: malformed input raises; later
+        duplicate sample ids and RSS / ToA outside the format's range are dropped and counted).
     name : str
         Name of the new dataset; it must not exist.
     scene : str, optional
@@ -410,6 +421,14 @@ def import_measurements(
         Sample id -> ``"train"``, ``"val"`` or ``"test"`` for samples whose split is given
         (e.g. a published test set); the other labeled samples are shuffled into
         ``split_fractions``.
+    strict : bool
+        Refuse measurements with any fault (:class:`~rflocal_core.errors.MeasurementQualityError`
+        naming the first offenders) instead of dropping the faulty parts.
+    min_reports : int
+        Samples left with fewer reports after cleaning are dropped (``too_few_reports``).
+    quality : QualityReport, optional
+        Faults counted before (e.g. the rows a table reader dropped): merged into the report,
+        and refused with ``strict``.
     input_info : mapping, optional
         Where a :class:`MeasurementSet` came from (e.g. the table it was read from, see
         :func:`rflocal_core.measurements.table.read_table`), kept as the dataset's ``input``
@@ -420,7 +439,9 @@ def import_measurements(
     dict
         ``name``, ``path``, ``samples``, ``splits`` (counts), ``unlabeled`` (samples without
         truth), ``nodes``, ``unknown_position_nodes``, ``mobile_slots``, ``steps``, ``mode``,
-        ``scene``, ``frame_source``, ``seconds``.
+        ``scene``, ``frame_source``, ``seconds``, ``quality``
+        (:meth:`~rflocal_core.measurements.quality.QualityReport.to_dict`: what was dropped by
+        reason, with counts and the first sample ids; also in the dataset's attributes).
 
     Notes
     -----
@@ -452,6 +473,8 @@ def import_measurements(
         A dataset of that name exists (or an interrupted generation of it).
     MeasurementFormatError
         The file is missing or invalid, or a sample has two reports of a node at one time.
+    MeasurementQualityError
+        ``strict`` and the measurements hold a fault.
     SceneNotFoundError
         ``scene`` is not in the workspace.
     InvalidInputError
@@ -483,14 +506,17 @@ def import_measurements(
 
     ms, loaded_info = _load(ms_or_path)
     input_info = dict(input_info) if input_info is not None else loaded_info
+    # Fixed splits name samples of the file as given; those the checks drop are simply gone.
+    fixed = _check_fixed_splits(fixed_splits, ms)
+    ms, report = check_quality(ms, strict=strict, min_reports=min_reports, prior=quality)
     if not ms.samples:
-        msg = f"samples: expected at least one valid sample to import, got none ({len(ms.errors)} were invalid)"
+        msg = (f"samples: expected at least one valid sample to import, got none ({len(ms.errors)} were invalid; "
+               f"{report.summary()})")
         raise InvalidInputError(msg)
     frame, frame_source, scene_name = _choose_frame(ms, scene)
     arrays, info = _build_arrays(ms, frame, frame_source.startswith("scene"))
 
     has_truth = info["has_truth"]
-    fixed = _check_fixed_splits(fixed_splits, ms)
     sample_split = np.array([fixed.get(s.id, "") for s in ms.samples], dtype=object)
     labeled = np.flatnonzero(has_truth & (sample_split == ""))
     perm = np.random.default_rng(int(seed)).permutation(labeled)
@@ -525,6 +551,8 @@ def import_measurements(
         assumptions.append(f"the file names scene {ms.scene!r}, which is not in the workspace")
     if info["no_alt"]:
         assumptions.append("positions without alt_m have z = NaN")
+    if report.faulty:
+        assumptions.append(report.summary())
 
     try:
         root = zarr.open_group(str(partial), mode="w")
@@ -551,6 +579,7 @@ def import_measurements(
                        "split": list(fractions), "seed": int(seed)},
             "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "counts": counts,
+            "quality": report.to_dict(),
             "seconds": {"import": seconds},
             "versions": {"rflocal": __version__, "zarr": zarr.__version__, "numpy": np.__version__},
         })
@@ -567,6 +596,7 @@ def import_measurements(
         "unlabeled": counts["unlabeled"], "nodes": len(ms.nodes), "unknown_position_nodes": len(unknown),
         "mobile_slots": info["mobile_slots"], "steps": counts["steps_max"], "mode": ms.mode,
         "scene": scene_name or ms.scene, "frame_source": frame_source, "seconds": {"import": seconds},
+        "quality": report.to_dict(),
     }
 
 
@@ -575,10 +605,10 @@ def _load(ms_or_path: Any) -> tuple[MeasurementSet, dict[str, Any] | None]:
         return ms_or_path, None
     if isinstance(ms_or_path, (bytes, bytearray, memoryview)):
         data = bytes(ms_or_path)
-        return load_measurements(data), {"file": None, "sha256": hashlib.sha256(data).hexdigest()}
+        return load_measurements(data, on_fault="drop"), {"file": None, "sha256": hashlib.sha256(data).hexdigest()}
     if isinstance(ms_or_path, (str, os.PathLike)):
         path = Path(ms_or_path)
-        ms = load_measurements(path)
+        ms = load_measurements(path, on_fault="drop")
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         return ms, {"file": str(path.resolve()), "sha256": digest}
     msg = (

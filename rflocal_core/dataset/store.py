@@ -147,3 +147,45 @@ def write_samples(group: zarr.Group, arrays: dict[str, np.ndarray]) -> None:
             values = np.asarray(arrays[key])
             present = values >= 0 if values.dtype.kind in "iu" else np.isfinite(values)
             write_array(group, f"mask_{key}", present, chunk_rows=SAMPLE_CHUNK)
+
+
+def position_extent_m(name: str) -> dict[str, Any]:
+    """The box around where a dataset's targets and moving sensors are, per scene frame.
+
+    Counts the true positions and the known positions of the node slots, except the fixed
+    nodes of an imported dataset (attrs ``nodes``): fixed infrastructure such as a LoRaWAN
+    gateway legitimately lies far outside the measured area (and the quality checks of
+    :mod:`rflocal_core.measurements.quality` limit how far). Positions of different scenes
+    are in their own frames and never compared.
+
+    Returns
+    -------
+    dict
+        ``extent_m``: the longer side of the largest box (0 without positions); ``x_m`` and
+        ``y_m``: that box's sides; ``scene``: its scene index.
+    """
+    root = open_dataset(name)
+    samples = root["samples"]
+    fixed = len(root.attrs.get("nodes") or []) if root.attrs.get("source") == "import" else 0
+    n = samples["pos_m"].shape[0]
+    lo: dict[int, np.ndarray] = {}
+    hi: dict[int, np.ndarray] = {}
+    for start in range(0, n, 8 * SAMPLE_CHUNK):  # chunk by chunk: node_pos_m of a large import is big
+        rows = slice(start, min(start + 8 * SAMPLE_CHUNK, n))
+        scene = np.asarray(samples["scene_idx"][rows])
+        truth = np.asarray(samples["pos_m"][rows][..., :2], dtype=np.float64)
+        nodes = np.asarray(samples["node_pos_m"][rows][:, fixed:, :2], dtype=np.float64)
+        if "node_pos_known" in samples:
+            nodes[~np.asarray(samples["node_pos_known"][rows][:, fixed:], dtype=bool)] = np.nan
+        for k in np.unique(scene).tolist():
+            pts = np.concatenate([truth[scene == k].reshape(-1, 2), nodes[scene == k].reshape(-1, 2)])
+            pts = pts[np.isfinite(pts).all(1)]
+            if len(pts):
+                lo[k] = np.minimum(lo.get(k, pts.min(0)), pts.min(0))
+                hi[k] = np.maximum(hi.get(k, pts.max(0)), pts.max(0))
+    best = {"extent_m": 0.0, "x_m": 0.0, "y_m": 0.0, "scene": None}
+    for k in lo:
+        side = hi[k] - lo[k]
+        if float(side.max()) >= best["extent_m"]:
+            best = {"extent_m": float(side.max()), "x_m": float(side[0]), "y_m": float(side[1]), "scene": int(k)}
+    return best

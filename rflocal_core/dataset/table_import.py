@@ -37,6 +37,7 @@ def import_table(
     nodes: str | os.PathLike[str] | bytes | Sequence[Node] | None = None,
     kind: str | None = None,
     strict: bool = False,
+    min_reports: int = 1,
     scene: str | None = None,
     split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
     seed: int = 0,
@@ -48,7 +49,8 @@ def import_table(
 
     Parameters are those of :func:`rflocal_core.measurements.table.read_table` (the table)
     and of :func:`rflocal_core.dataset.import_measurements` (``name``, ``scene``,
-    ``split_fractions``, ``seed``).
+    ``split_fractions``, ``seed``, ``strict``, ``min_reports``). The table's faulty cells and
+    rows join the quality report of the import (reasons ``table_*``).
 
     split_block_m : float, optional
         Split by squares of this many metres instead of by sample
@@ -76,7 +78,8 @@ def import_table(
         fixed, split = block_splits(table.measurements, block_m=split_block_m, fractions=split_fractions, seed=seed)
         info["split"] = split
     summary = import_measurements(table.measurements, name=name, scene=scene, split_fractions=split_fractions,
-                                  seed=seed, fixed_splits=fixed, input_info=info)
+                                  seed=seed, fixed_splits=fixed, input_info=info, strict=strict,
+                                  min_reports=min_reports, quality=table.report.quality())
     summary["table"] = table.report.to_dict()
     if split is not None:
         summary["split"] = split

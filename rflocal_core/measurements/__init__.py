@@ -6,6 +6,8 @@ Public API::
     ms = load_measurements("measurements.json")                 # strict: first error raises
     ms = load_measurements(upload_bytes, on_error="collect")     # bad samples listed in ms.errors
     dump_measurements(convert_antwerp("../shared/data/real/antwerp_lorawan"), "antwerp_test.json")
+    ms = load_measurements("log.json", on_fault="drop")          # duplicate ids, -999 dBm: dropped, listed
+    clean, report = check_quality(ms)                             # GPS / RSS sentinels, outliers: dropped, counted
 
 The format is documented for users in ``docs/measurement-format.md``.
 """
@@ -18,6 +20,7 @@ from rflocal_core.measurements.format import (
     MAX_MEASUREMENT_FILE_BYTES,
     MEASUREMENT_FIELDS,
     MODES,
+    Dropped,
     MeasurementFormatError,
     MeasurementSet,
     Node,
@@ -31,6 +34,13 @@ from rflocal_core.measurements.format import (
     parse_measurements,
     to_json_dict,
 )
+from rflocal_core.measurements.quality import (
+    NodePositions,
+    QualityLimits,
+    QualityReport,
+    check_quality,
+    fixed_node_positions,
+)
 
 __all__ = [
     "ANTWERP_MISSING_RSSI_DBM",
@@ -39,16 +49,22 @@ __all__ = [
     "MAX_MEASUREMENT_FILE_BYTES",
     "MEASUREMENT_FIELDS",
     "MODES",
+    "Dropped",
     "MeasurementFormatError",
     "MeasurementSet",
     "Node",
+    "NodePositions",
     "Position",
+    "QualityLimits",
+    "QualityReport",
     "Report",
     "Sample",
     "SampleError",
+    "check_quality",
     "convert_antwerp",
     "dump_measurements",
     "dumps_measurements",
+    "fixed_node_positions",
     "load_measurements",
     "parse_measurements",
     "to_json_dict",

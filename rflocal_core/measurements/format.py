@@ -63,6 +63,14 @@ MAX_MEASUREMENT_FILE_BYTES: int = 20 * 1024 * 1024
 #: Accepted values of ``on_error``.
 ON_ERROR: tuple[str, ...] = ("raise", "collect")
 
+#: Accepted values of ``on_fault``.
+ON_FAULT: tuple[str, ...] = ("raise", "drop")
+
+#: Measurement fields whose out-of-range numbers are real-world faults (``on_fault="drop"``
+#: leaves the report out) rather than malformed input: receivers write -999 dBm for "not
+#: received", loggers write a ToA of -1 or a huge counter value.
+FAULT_FIELDS: tuple[str, ...] = ("rss_dbm", "toa_ns")
+
 #: Measurement fields of a report; a report carries at least one of them.
 MEASUREMENT_FIELDS: tuple[str, ...] = ("rss_dbm", "toa_ns", "ta", "aoa_deg", "snr_db")
 
@@ -99,6 +107,7 @@ SURVEY_FEATURE_KEYS: tuple[str, ...] = ("x", "y", "rssi")
 SURVEY_TARGET_KEYS: tuple[str, ...] = ("source_x", "source_y")
 
 OnError = Literal["raise", "collect"]
+OnFault = Literal["raise", "drop"]
 
 
 # --------------------------------------------------------------------------- errors
@@ -149,6 +158,24 @@ class SampleError(NamedTuple):
     #: The sample's id (``"s-<index>"`` when it has none or it is unusable).
     id: str
     #: The full error message, path included.
+    message: str
+
+
+class Dropped(NamedTuple):
+    """A sample or report left out by reading with ``on_fault="drop"`` (a real-world fault, not malformed input).
+
+    :func:`rflocal_core.measurements.quality.check_quality` counts them by reason.
+    """
+
+    #: ``"duplicate_sample_id"``, ``"rss_out_of_range"``, ``"toa_out_of_range"`` or ``"too_few_reports"``.
+    reason: str
+    #: What was left out: ``"samples"`` or ``"reports"``.
+    unit: str
+    #: Id of the sample concerned (``"s-<index>"`` when it has none).
+    sample_id: str
+    #: JSON path of the offending field, e.g. ``"samples[3].reports[0].rss_dbm"``.
+    path: str
+    #: What was expected and what was found.
     message: str
 
 
@@ -491,6 +518,9 @@ class MeasurementSet:
         Samples skipped by lenient loading (never written to a file).
     notes : tuple of str
         Free-text remarks (provenance, assumptions), kept in the file.
+    dropped : tuple of Dropped
+        Samples and reports left out by reading with ``on_fault="drop"`` (never written to a
+        file); :func:`~rflocal_core.measurements.quality.check_quality` reports them.
     """
 
     mode: str
@@ -499,6 +529,7 @@ class MeasurementSet:
     samples: tuple[Sample, ...] = ()
     errors: tuple[SampleError, ...] = ()
     notes: tuple[str, ...] = ()
+    dropped: tuple[Dropped, ...] = ()
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -510,6 +541,7 @@ class MeasurementSet:
         _set(self, "samples", _tuple_of(self.samples, Sample, "samples"))
         _set(self, "errors", tuple(SampleError(*e) for e in self.errors))
         _set(self, "notes", tuple(self.notes))
+        _set(self, "dropped", tuple(Dropped(*d) for d in self.dropped))
         for i, note in enumerate(self.notes):
             _text(note, f"notes[{i}]")
         first_node: dict[str, int] = {}
@@ -530,7 +562,7 @@ class MeasurementSet:
             for j, report in enumerate(sample.reports):
                 if report.node is not None and report.node not in first_node:
                     raise _unknown_node(report.node, list(first_node)).within(f"samples[{i}].reports[{j}]")
-        if not self.samples and not self.errors:
+        if not self.samples and not self.errors and not self.dropped:
             msg = "expected a non-empty list of samples, got []"
             raise MeasurementFormatError(msg, path="samples")
 
@@ -618,6 +650,24 @@ def _check_on_error(on_error: Any) -> None:
         raise InvalidInputError(msg)
 
 
+def _check_on_fault(on_fault: Any) -> None:
+    if on_fault not in ON_FAULT:
+        msg = f'on_fault: expected "raise" or "drop", got {on_fault!r}'
+        raise InvalidInputError(msg)
+
+
+def _fault(raw_report: Mapping[str, Any], rpath: str) -> tuple[str, str, str] | None:
+    """``(reason, path, message)`` if a report's RSS or ToA is a finite number outside the format's range."""
+    for key in FAULT_FIELDS:
+        value = raw_report.get(key)
+        if _is_number(value) and math.isfinite(value):
+            lo, hi = _MEASUREMENT_RANGES[key]
+            if not lo <= value <= hi:
+                return (f"{key.split('_')[0]}_out_of_range", f"{rpath}.{key}",
+                        f"expected {_range_text(lo, hi)}, got {_show(value)}")
+    return None
+
+
 def _object(value: Any, path: str, what: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         msg = f"expected {what}, got {_show(value)}"
@@ -651,7 +701,7 @@ def _position_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {key: raw.get(key) for key in POSITION_KEYS}
 
 
-def parse_measurements(obj: Any, *, on_error: OnError = "raise") -> MeasurementSet:
+def parse_measurements(obj: Any, *, on_error: OnError = "raise", on_fault: OnFault = "raise") -> MeasurementSet:
     """Validate a decoded JSON document and return its :class:`MeasurementSet`.
 
     The format is detected: ``rflocal-measurements/1`` (an object with ``"format"``) or the
@@ -665,6 +715,12 @@ def parse_measurements(obj: Any, *, on_error: OnError = "raise") -> MeasurementS
         ``"raise"``: the first error raises. ``"collect"``: problems of the document as a
         whole still raise, but a sample with an error is skipped and listed in
         :attr:`MeasurementSet.errors` as ``(index, id, message)``.
+    on_fault : {"raise", "drop"}
+        What to do with the faults of real logs that the format can name but a reader can
+        survive: a sample id seen before, a report whose ``rss_dbm`` or ``toa_ns`` is a finite
+        number outside the format's range (``-999`` dBm). ``"raise"``: they are errors like
+        any other. ``"drop"``: the later sample, or the report, is left out and listed in
+        :attr:`MeasurementSet.dropped` (a sample left with no report is left out too).
 
     Raises
     ------
@@ -672,13 +728,14 @@ def parse_measurements(obj: Any, *, on_error: OnError = "raise") -> MeasurementS
         Naming the first offending field by its JSON path, what was expected and what was found.
     """
     _check_on_error(on_error)
+    _check_on_fault(on_fault)
     if not isinstance(obj, Mapping):
         msg = f'expected a JSON object ({{"format": "{FORMAT_ID}", ...}} or a survey), got {_show(obj)}'
         raise MeasurementFormatError(msg)
     if "format" in obj or any(key in obj for key in ("mode", "nodes", "samples")):
-        return _parse_document(obj, on_error)
+        return _parse_document(obj, on_error, on_fault)
     if any(isinstance(value, Mapping) and "features" in value for value in obj.values()):
-        return _parse_survey(obj, on_error)
+        return _parse_survey(obj, on_error, on_fault)
     msg = (
         f'expected an {FORMAT_ID} document ({{"format": "{FORMAT_ID}", "mode": ..., "samples": [...]}}) '
         f'or a survey ({{"<source_id>": {{"features": {{"x": [...], "y": [...], "rssi": [...]}}}}}}), '
@@ -687,7 +744,7 @@ def parse_measurements(obj: Any, *, on_error: OnError = "raise") -> MeasurementS
     raise MeasurementFormatError(msg)
 
 
-def _parse_document(obj: Mapping[str, Any], on_error: str) -> MeasurementSet:
+def _parse_document(obj: Mapping[str, Any], on_error: str, on_fault: str = "raise") -> MeasurementSet:
     fmt = obj.get("format", _MISSING)
     if fmt != FORMAT_ID:
         msg = f'expected "{FORMAT_ID}", got {_show(fmt)}'
@@ -730,18 +787,29 @@ def _parse_document(obj: Mapping[str, Any], on_error: str) -> MeasurementSet:
     raw_samples = _list(obj.get("samples", _MISSING), "samples", "a non-empty list of samples")
     samples: list[Sample] = []
     errors: list[SampleError] = []
+    dropped: list[Dropped] = []
     first_sample: dict[str, int] = {}
     known = list(node_index)
     for i, raw in enumerate(raw_samples):
         raw_id = raw.get("id") if isinstance(raw, Mapping) else None
         sample_id = raw_id if isinstance(raw_id, str) and raw_id.strip() else f"s-{i}"
+        if on_fault == "drop" and sample_id in first_sample:  # the first sample of an id wins
+            first = first_sample[sample_id]
+            msg = f"expected unique sample ids, got {_show(sample_id)} again (first at samples[{first}])"
+            dropped.append(Dropped("duplicate_sample_id", "samples", sample_id, f"samples[{i}].id", msg))
+            continue
+        faults: list[Dropped] | None = [] if on_fault == "drop" else None
         try:
-            samples.append(_parse_sample(raw, i, node_index, known, first_sample))
+            sample = _parse_sample(raw, i, node_index, known, first_sample, faults)
         except MeasurementFormatError as exc:
             if on_error == "raise":
                 raise
             errors.append(SampleError(i, sample_id, str(exc)))
-    return MeasurementSet(mode, scene, tuple(nodes), tuple(samples), tuple(errors), tuple(notes))
+            continue
+        dropped.extend(faults or ())
+        if sample is not None:
+            samples.append(sample)
+    return MeasurementSet(mode, scene, tuple(nodes), tuple(samples), tuple(errors), tuple(notes), tuple(dropped))
 
 
 def _parse_node(raw: Any, path: str) -> Node:
@@ -769,8 +837,10 @@ def _parse_node(raw: Any, path: str) -> Node:
 
 
 def _parse_sample(
-    raw: Any, index: int, node_index: Mapping[str, int], known: list[str], first_sample: dict[str, int]
-) -> Sample:
+    raw: Any, index: int, node_index: Mapping[str, int], known: list[str], first_sample: dict[str, int],
+    faults: list[Dropped] | None = None,
+) -> Sample | None:
+    """One sample; with ``faults`` (a list), faulty reports are left out and listed there (None: no report left)."""
     path = f"samples[{index}]"
     raw = _object(raw, path, 'a sample object {"id": ..., "reports": [...]}')
     _known_keys(raw, SAMPLE_KEYS, path)
@@ -788,6 +858,10 @@ def _parse_sample(
         rpath = f"{path}.reports[{j}]"
         raw_report = _object(raw_report, rpath, 'a report object {"node": ..., "rss_dbm": ...}')
         _known_keys(raw_report, REPORT_KEYS, rpath)
+        fault = _fault(raw_report, rpath) if faults is not None else None
+        if fault is not None:
+            faults.append(Dropped(fault[0], "reports", sample_id, fault[1], fault[2]))
+            continue
         t_s = raw_report.get("t_s")
         fields = {key: raw_report.get(key) for key in REPORT_KEYS}
         fields["t_s"] = 0.0 if t_s is None else t_s
@@ -802,24 +876,34 @@ def _parse_sample(
         raw_truth = _object(raw_truth, tpath, 'a position object {"lat": ..., "lon": ...} or null')
         _known_keys(raw_truth, POSITION_KEYS, tpath)
         truth = _build(Position, tpath, **_position_fields(raw_truth))
+    if not reports and faults:
+        msg = f"expected at least one report left, got none ({len(faults)} had faulty values)"
+        faults.append(Dropped("too_few_reports", "samples", sample_id, f"{path}.reports", msg))
+        return None
     return _build(Sample, path, id=sample_id, reports=tuple(reports), truth=truth)
 
 
-def _parse_survey(obj: Mapping[str, Any], on_error: str) -> MeasurementSet:
+def _parse_survey(obj: Mapping[str, Any], on_error: str, on_fault: str = "raise") -> MeasurementSet:
     samples: list[Sample] = []
     errors: list[SampleError] = []
+    dropped: list[Dropped] = []
     for i, (source_id, raw) in enumerate(obj.items()):
+        faults: list[Dropped] | None = [] if on_fault == "drop" else None
         try:
-            samples.append(_parse_survey_source(source_id, raw))
+            sample = _parse_survey_source(source_id, raw, faults)
         except MeasurementFormatError as exc:
             if on_error == "raise":
                 raise
             sample_id = source_id if isinstance(source_id, str) and source_id.strip() else f"s-{i}"
             errors.append(SampleError(i, sample_id, str(exc)))
-    return MeasurementSet("emitter", None, (), tuple(samples), tuple(errors))
+            continue
+        dropped.extend(faults or ())
+        if sample is not None:
+            samples.append(sample)
+    return MeasurementSet("emitter", None, (), tuple(samples), tuple(errors), dropped=tuple(dropped))
 
 
-def _parse_survey_source(source_id: Any, raw: Any) -> Sample:
+def _parse_survey_source(source_id: Any, raw: Any, faults: list[Dropped] | None = None) -> Sample | None:
     path = _key(source_id)
     if not isinstance(source_id, str) or not source_id.strip():
         msg = f"expected a source id (a non-empty string), got {_show(source_id)}"
@@ -839,6 +923,10 @@ def _parse_survey_source(source_id: Any, raw: Any) -> Sample:
             raise MeasurementFormatError(msg, path=f"{fpath}.{key}")
     reports = []
     for k, (lat, lon, rss) in enumerate(zip(columns["x"], columns["y"], columns["rssi"])):
+        fault = _fault({"rss_dbm": rss}, f"{fpath}.rssi[{k}]") if faults is not None else None
+        if fault is not None:
+            faults.append(Dropped(fault[0], "reports", source_id, fault[1].removesuffix(".rss_dbm"), fault[2]))
+            continue
         reports.append(Report(
             lat=_number(lat, f"{fpath}.x[{k}]", LAT_RANGE_DEG, extra=" (latitude)"),
             lon=_number(lon, f"{fpath}.y[{k}]", LON_RANGE_DEG, extra=" (longitude)"),
@@ -853,6 +941,10 @@ def _parse_survey_source(source_id: Any, raw: Any) -> Sample:
         lat = _number(targets.get("source_x", _MISSING), f"{tpath}.source_x", LAT_RANGE_DEG, extra=" (latitude)")
         lon = _number(targets.get("source_y", _MISSING), f"{tpath}.source_y", LON_RANGE_DEG, extra=" (longitude)")
         truth = Position(lat=lat, lon=lon)
+    if not reports and faults:
+        msg = f"expected at least one report left, got none ({len(faults)} had faulty values)"
+        faults.append(Dropped("too_few_reports", "samples", source_id, f"{fpath}.rssi", msg))
+        return None
     return Sample(source_id, tuple(reports), truth)
 
 
@@ -864,6 +956,7 @@ def load_measurements(
     *,
     on_error: OnError = "raise",
     max_bytes: int = MAX_MEASUREMENT_FILE_BYTES,
+    on_fault: OnFault = "raise",
 ) -> MeasurementSet:
     """Read, validate and return a measurement file (``rflocal-measurements/1`` or survey).
 
@@ -874,6 +967,9 @@ def load_measurements(
     on_error : {"raise", "collect"}
         See :func:`parse_measurements`. File-level problems (size, encoding, JSON syntax,
         format, nodes) raise in both modes.
+    on_fault : {"raise", "drop"}
+        See :func:`parse_measurements`: ``"drop"`` leaves out later duplicate sample ids and
+        reports with RSS or ToA outside the format's range, listed in ``dropped``.
     max_bytes : int
         Largest accepted size (default :data:`MAX_MEASUREMENT_FILE_BYTES`, 20 MiB).
 
@@ -883,6 +979,7 @@ def load_measurements(
         The file is missing, too large, not UTF-8, not JSON, or not a valid measurement file.
     """
     _check_on_error(on_error)
+    _check_on_fault(on_fault)
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
         msg = f"max_bytes: expected a positive integer number of bytes, got {max_bytes!r}"
         raise InvalidInputError(msg)
@@ -905,7 +1002,7 @@ def load_measurements(
         raise InvalidInputError(msg)
     if len(data) > max_bytes:
         raise _too_large(label, len(data), max_bytes)
-    return parse_measurements(_decode_json(data, label), on_error=on_error)
+    return parse_measurements(_decode_json(data, label), on_error=on_error, on_fault=on_fault)
 
 
 def _too_large(label: str, size: int, max_bytes: int) -> MeasurementFormatError:

@@ -78,6 +78,7 @@ from rflocal_core.measurements.format import (
     Report,
     Sample,
 )
+from rflocal_core.measurements.quality import QualityReport
 
 #: Kinds of table read by :func:`read_table`.
 TABLE_KINDS: tuple[str, ...] = ("csv", "tsv", "parquet")
@@ -189,6 +190,21 @@ class TableReport:
     def faults(self) -> tuple[TableIssue, ...]:
         """The issues that are bad data (``strict`` refuses them)."""
         return tuple(issue for issue in self.issues if issue.fault)
+
+    def quality(self) -> QualityReport:
+        """The faults as a :class:`~rflocal_core.measurements.quality.QualityReport` (reasons ``table_*``).
+
+        Import merges it with the checks of the measurements themselves, so one report (and
+        ``strict``) covers the table's bad cells and rows too.
+        """
+        report = QualityReport()
+        for issue in self.faults:
+            unit = "samples" if issue.samples and not issue.rows else "reports"
+            where = f"row {issue.rows[0]}" if issue.rows else ""
+            found = f"got {issue.values[0]!r}" if issue.values else ""
+            report.add(f"table_{issue.reason}", count=issue.count, unit=unit, what=f"{issue.detail} ({issue.action})",
+                       sample_id=issue.samples[0] if issue.samples else None, where=where, message=found)
+        return report
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: counts, and ``issues`` as reason -> {count, action, fault, detail, rows, ...}."""

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from rflocal_core.dataset.store import open_dataset
+from rflocal_core import settings
+from rflocal_core.dataset.store import open_dataset, position_extent_m
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.jobs import JobCancelled
 from rflocal_core.metrics import error_summary
@@ -52,8 +53,8 @@ from rflocal_core.train.runs import (
 ProgressFn = Callable[[str, float], None]
 
 
-__all__ = ["CheckpointError", "NETWORKS", "RunNotFoundError", "TrainConfig", "delete_run", "list_runs", "models",
-           "read_metrics", "resume", "runs_dir", "train"]
+__all__ = ["CheckpointError", "NETWORKS", "RunNotFoundError", "TrainConfig", "check_extent", "delete_run", "list_runs",
+           "models", "read_metrics", "resume", "runs_dir", "train"]
 
 
 def model_needs_maps(model: str) -> bool:
@@ -105,6 +106,7 @@ def train(
     dataset: str, model: str, *, model_config: dict[str, Any] | None = None,
     train_config: dict[str, Any] | TrainConfig | None = None, seed: int = 0, progress: ProgressFn | None = None,
     run_id: str | None = None, input_transform: dict[str, Any] | InputTransform | None = None,
+    allow_large_extent: bool = False,
 ) -> dict[str, Any]:
     """Fit ``model`` on the train split of ``dataset``, validate, save the run.
 
@@ -121,6 +123,10 @@ def train(
     input_transform : dict or InputTransform, optional
         Train and validate on this view of the dataset (features, sites, steps, dropout;
         see :class:`~rflocal_core.models.transforms.InputTransform`); kept in the run's config.
+    allow_large_extent : bool
+        Train even when the dataset's true and mobile-sensor positions span more than
+        :data:`rflocal_core.settings.max_dataset_extent_m` (50 km); without it that is refused,
+        since such an extent is almost always a GPS fault (networks then predict kilometres off).
 
     Returns
     -------
@@ -131,6 +137,8 @@ def train(
     report = progress or (lambda stage, fraction: None)
     transform = (input_transform if isinstance(input_transform, InputTransform)
                  else InputTransform.from_dict(input_transform))
+    if model in NETWORKS or model in BASELINES:
+        check_extent(dataset, allow_large_extent=allow_large_extent)
     if model in NETWORKS:
         return _train_network(dataset, model, model_config, train_config, seed, report, run_id, transform)
     if model not in BASELINES:
@@ -180,6 +188,27 @@ def train(
     out = {"run_id": run_id, "model": model, "dataset": dataset, **summary, "seconds": seconds,
            "inference_ms_per_sample": round(per_sample_ms, 4)}
     return {**out, "warnings": warnings} if warnings else out
+
+
+def check_extent(dataset: str, *, allow_large_extent: bool = False) -> dict[str, Any]:
+    """Refuse a dataset whose positions span more than :data:`rflocal_core.settings.max_dataset_extent_m`.
+
+    Returns :func:`rflocal_core.dataset.store.position_extent_m` of the dataset.
+
+    Raises
+    ------
+    InvalidInputError
+        The extent exceeds the limit and ``allow_large_extent`` is False (the message names it).
+    """
+    extent = position_extent_m(dataset)
+    limit = float(settings.max_dataset_extent_m)
+    if extent["extent_m"] > limit and not allow_large_extent:
+        msg = (f"dataset: {dataset!r} spans {extent['extent_m'] / 1000:,.1f} km (true and mobile-sensor positions: "
+               f"{extent['x_m'] / 1000:,.1f} km east-west, {extent['y_m'] / 1000:,.1f} km north-south), more than the "
+               f"{limit / 1000:g} km limit; so large an extent is almost always a GPS fault: check its positions "
+               f"(data show {dataset}), or train anyway with --allow-large-extent (allow_large_extent=True)")
+        raise InvalidInputError(msg)
+    return extent
 
 
 def _dataset_digest(attrs: dict[str, Any]) -> str | None:
