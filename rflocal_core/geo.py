@@ -117,6 +117,10 @@ class LocalFrame:
         UTM coordinates of the frame's origin.
     origin_lat, origin_lon : float
         The origin in degrees (kept for display; the transform uses the UTM values).
+    georeferenced : bool
+        False for a scene known in metres only (an imported Sionna scene that states no
+        origin): its latitudes/longitudes are placeholders, so positions given only as
+        lat/lon cannot be placed in it (:meth:`check_latlon_input` says so).
     """
 
     epsg: int
@@ -124,6 +128,23 @@ class LocalFrame:
     origin_northing_m: float
     origin_lat: float
     origin_lon: float
+    georeferenced: bool = True
+
+    def check_latlon_input(self, where: str, *, scene: str | None = None) -> None:
+        """Refuse a position given only as lat/lon when the frame is not geo-referenced.
+
+        Raises
+        ------
+        InvalidInputError
+            Naming ``where`` (e.g. a JSON path) and how to fix it.
+        """
+        if self.georeferenced:
+            return
+        what = f"scene {scene!r}" if scene else "the scene"
+        msg = (f"{where}: a position given only as lat/lon cannot be placed in {what}, which is not geo-referenced "
+               "(it was imported without a geographic origin; its lat/lon are placeholders); give x_m/y_m in scene "
+               "metres, or re-import the scene with --origin LAT,LON")
+        raise InvalidInputError(msg)
 
     @classmethod
     def at(cls, lat: float, lon: float) -> LocalFrame:
@@ -174,6 +195,7 @@ class LocalFrame:
             "origin_northing_m": self.origin_northing_m,
             "origin_lat": self.origin_lat,
             "origin_lon": self.origin_lon,
+            **({} if self.georeferenced else {"georeferenced": False}),
         }
 
     @classmethod
@@ -185,6 +207,7 @@ class LocalFrame:
             float(data["origin_northing_m"]),
             float(data["origin_lat"]),
             float(data["origin_lon"]),
+            bool(data.get("georeferenced", True)),
         )
 
 

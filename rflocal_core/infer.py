@@ -167,6 +167,10 @@ def predict_measurements(
     scene = x.scenes[int(x.scene_idx[0])]
     frame = ref.frame(scene)
     out["scene"] = scene
+    if not frame.georeferenced:
+        out["georeferenced"] = False
+        warnings.append(f"scene {scene!r} is not geo-referenced: positions are in scene metres (x_m, y_m); "
+                        "lat/lon are placeholders around a nominal origin, not places on Earth")
     t0 = time.perf_counter()
     pred = run.predict(x)
     elapsed_ms = 1000 * (time.perf_counter() - t0)

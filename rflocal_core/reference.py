@@ -255,10 +255,11 @@ def _choose_scene(ms: MeasurementSet, ref: RunReference, who: str) -> str:
     return ms.scene
 
 
-def _xy_of(item: Any, frame: LocalFrame) -> tuple[float, float] | None:
+def _xy_of(item: Any, frame: LocalFrame, where: str = "position") -> tuple[float, float] | None:
     if item.x_m is not None:
         return float(item.x_m), float(item.y_m)
     if item.lat is not None:
+        frame.check_latlon_input(where)  # a scene in metres only cannot place lat/lon
         x, y = frame.to_xy(item.lat, item.lon)
         return float(x), float(y)
     return None
@@ -272,7 +273,7 @@ def _match_nodes(ms: MeasurementSet, ref: RunReference, scene: str, who: str) ->
     placed = [(s, row["x_m"], row["y_m"]) for s, row in enumerate(table) if row["x_m"] is not None]
     out: dict[str, int | None] = {}
     for i, node in enumerate(ms.nodes):
-        xy = _xy_of(node, frame)
+        xy = _xy_of(node, frame, f"nodes[{i}]")
         slot = by_id.get(node.id)
         if slot is not None:
             row = table[slot]
@@ -420,7 +421,7 @@ def measurements_to_inputs(
             else:
                 s = base + m
                 m += 1
-                xy = _xy_of(report, frame)
+                xy = _xy_of(report, frame, f"sample {sample.id!r}: a mobile report")
                 node_pos[row, s] = [xy[0], xy[1], np.nan if report.alt_m is None else report.alt_m]
                 node_mask[row, s] = True
             if report.rss_dbm is not None and use["rss_dbm"]:
@@ -438,7 +439,7 @@ def measurements_to_inputs(
             for (k, s), values in step_sums.items():
                 rss_steps[row, k, s] = float(np.mean(values))
         if sample.truth is not None:
-            xy = _xy_of(sample.truth, frame)
+            xy = _xy_of(sample.truth, frame, f"sample {sample.id!r}: truth")
             if xy is not None:
                 truth[row] = xy
             truth_z[row] = np.nan if sample.truth.alt_m is None else sample.truth.alt_m

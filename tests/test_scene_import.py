@@ -145,6 +145,35 @@ def test_street_canyon_dataset_knn_and_a_predicted_file_through_the_cli(canyon):
 
 
 @pytest.mark.raytrace
+def test_a_scene_in_metres_only_never_passes_placeholder_lat_lon_as_real(canyon, run_cli, tmp_path):
+    """Exports of a scene without origin carry metres only; lat/lon inputs are refused; predictions say so."""
+    from rflocal_core.measurements import load_measurements
+
+    ws = canyon["ws"]
+    exported = load_measurements(ws / "canyon-ds-test.json")
+    items = [*exported.nodes, *(s.truth for s in exported.samples)]
+    assert all(i.lat is None and i.x_m is not None for i in items)
+    assert any("not geo-referenced" in note for note in exported.notes)
+    run_id = json.loads(run_cli(["runs", "list"], ws).stdout)[0]["run_id"]
+    proc = run_cli(["predict", "--run", run_id, "--input", str(ws / "canyon-ds-test.json")], ws)
+    out = json.loads(proc.stdout)
+    assert out["georeferenced"] is False and any("not geo-referenced" in w for w in out["warnings"])
+    # The same file with (placeholder-looking) lat/lon instead of metres cannot be placed in the scene.
+    doc = json.loads((ws / "canyon-ds-test.json").read_text())
+    frame = scene_frame(json.loads((ws / "scenes" / "canyon" / "scene.json").read_text()))
+    for node in doc["nodes"]:
+        lat, lon = frame.to_latlon(node.pop("x_m"), node.pop("y_m"))
+        node.update(lat=float(lat), lon=float(lon))
+    latlon_file = tmp_path / "latlon.json"
+    latlon_file.write_text(json.dumps(doc))
+    for args in (["predict", "--run", run_id, "--input", str(latlon_file)],
+                 ["data", "import", str(latlon_file), "--name", "latlon-import", "--scene", "canyon"]):
+        proc = run_cli(args, ws)
+        assert proc.returncode == 2 and "not geo-referenced" in proc.stderr and "nodes[0]" in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.raytrace
 def test_munich_derived_buildings_against_its_meshes(munich, monkeypatch):
     monkeypatch.setenv(settings.WORKSPACE_ENV, str(munich["ws"]))
     s = munich["summary"]

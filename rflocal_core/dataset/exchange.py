@@ -221,9 +221,11 @@ def _export_generated(
     site_pos = np.asarray(group["site_pos_m"][...], dtype=np.float64)
     lat, lon = frame.to_latlon(site_pos[:, 0], site_pos[:, 1])
     tx_power = _site_tx_power(group, len(site_ids)) if mode == "ue" else [None] * len(site_ids)
+    geo = frame.georeferenced  # a scene in metres only: its lat/lon are placeholders, not written
     nodes = tuple(
-        Node(site_ids[s], lat=float(lat[s]), lon=float(lon[s]), x_m=_short(site_pos[s, 0]),
-             y_m=_short(site_pos[s, 1]), alt_m=_short(site_pos[s, 2]), tx_power_dbm=tx_power[s])
+        Node(site_ids[s], lat=float(lat[s]) if geo else None, lon=float(lon[s]) if geo else None,
+             x_m=_short(site_pos[s, 0]), y_m=_short(site_pos[s, 1]), alt_m=_short(site_pos[s, 2]),
+             tx_power_dbm=tx_power[s])
         for s in range(len(site_ids))
     )
 
@@ -243,8 +245,8 @@ def _export_generated(
         steps = np.flatnonzero(rows["step_mask"][i])
         last = int(steps[-1]) if len(steps) else 0
         pos, latlon = rows["pos_m"][i, last], rows["latlon"][i, last]
-        truth = Position(lat=float(latlon[0]), lon=float(latlon[1]), x_m=_short(pos[0]), y_m=_short(pos[1]),
-                         alt_m=_short(pos[2]) if np.isfinite(pos[2]) else None)
+        truth = Position(lat=float(latlon[0]) if geo else None, lon=float(latlon[1]) if geo else None,
+                         x_m=_short(pos[0]), y_m=_short(pos[1]), alt_m=_short(pos[2]) if np.isfinite(pos[2]) else None)
         out.append(Sample(f"{name}-{int(k)}", tuple(reports), truth))
     if not out:
         msg = f"split: none of the {len(indices)} exported samples of {name!r} has a report; nothing to export"
@@ -259,6 +261,8 @@ def _export_generated(
     ]
     if empty:
         notes.append(f"{empty} samples without any report were left out.")
+    if not geo:
+        notes.append(f"Scene {scene!r} is not geo-referenced: positions are given in scene metres (x_m/y_m) only.")
     notes += _dropped_note(dropped)
     return MeasurementSet(mode, scene, nodes, tuple(out), (), tuple(notes))
 
@@ -292,6 +296,7 @@ def _export_imported(
         indices = indices[:limit]
     samples = root["samples"]
     scene_frame = str(attrs.get("frame_source", "")).startswith("scene")
+    geo = LocalFrame.from_dict(attrs["frame"]).georeferenced  # False: lat/lon are placeholders, not written
     nodes = tuple(Node(**row) for row in attrs.get("nodes", []))
     num_nodes = len(nodes)
     sample_ids = list(samples.attrs.get("sample_ids", []))
@@ -308,7 +313,7 @@ def _export_imported(
                 reports.append(Report(node=nodes[s].id, t_s=t_s, **values))
                 continue
             xyz, latlon = rows["node_pos_m"][i, s], rows["node_latlon"][i, s]
-            place: dict[str, Any] = {"lat": float(latlon[0]), "lon": float(latlon[1])}
+            place: dict[str, Any] = {"lat": float(latlon[0]), "lon": float(latlon[1])} if geo else {}
             if scene_frame:
                 place.update(x_m=_short(xyz[0]), y_m=_short(xyz[1]))
             if np.isfinite(xyz[2]):
@@ -322,8 +327,9 @@ def _export_imported(
         truth = None
         if np.isfinite(latlon).all():
             extra: dict[str, Any] = {"x_m": _short(pos[0]), "y_m": _short(pos[1])} if scene_frame else {}
-            truth = Position(lat=float(latlon[0]), lon=float(latlon[1]),
-                             alt_m=_short(pos[2]) if np.isfinite(pos[2]) else None, **extra)
+            if geo:
+                extra.update(lat=float(latlon[0]), lon=float(latlon[1]))
+            truth = Position(alt_m=_short(pos[2]) if np.isfinite(pos[2]) else None, **extra)
         sample_id = sample_ids[k] if k < len(sample_ids) else f"{name}-{int(k)}"
         out.append(Sample(sample_id, tuple(reports), truth))
     notes = list(attrs.get("notes", []))
@@ -637,17 +643,18 @@ def _choose_frame(ms: MeasurementSet, scene: str | None) -> tuple[LocalFrame, st
     """The local frame, a description of where it comes from, and the workspace scene used (if any)."""
     from rflocal_core.scene.store import load_scene_meta, scene_frame
 
+    items = _positions(ms)
     if scene is not None:
         meta = load_scene_meta(scene)  # raises SceneNotFoundError naming the existing scenes
-        return scene_frame(meta), f"scene {scene!r}", scene
+        return _checked_frame(scene_frame(meta), items, scene), f"scene {scene!r}", scene
     if ms.scene is not None:
         try:
             meta = load_scene_meta(ms.scene)
         except (SceneNotFoundError, InvalidInputError):
             meta = None
         if meta is not None:
-            return scene_frame(meta), f"scene {ms.scene!r} (named by the file)", ms.scene
-    items = _positions(ms)
+            frame = _checked_frame(scene_frame(meta), items, ms.scene)
+            return frame, f"scene {ms.scene!r} (named by the file)", ms.scene
     xy_only = next((path for path, item in items if item.lat is None), None)
     if xy_only is not None:
         where = f"the file's scene {ms.scene!r} is not in the workspace" if ms.scene else "the file names no scene"
@@ -663,6 +670,14 @@ def _choose_frame(ms: MeasurementSet, scene: str | None) -> tuple[LocalFrame, st
     lon = float(np.mean([item.lon for _, item in items]))
     frame = LocalFrame.at(lat, lon)
     return frame, f"centroid of the file's positions ({lat:.6f}, {lon:.6f}), UTM {frame.utm_zone}", None
+
+
+def _checked_frame(frame: LocalFrame, items: list[tuple[str, Any]], scene: str) -> LocalFrame:
+    """``frame``, after refusing positions given only as lat/lon if it is not geo-referenced."""
+    latlon_only = next((path for path, item in items if item.x_m is None), None)
+    if latlon_only is not None:
+        frame.check_latlon_input(latlon_only, scene=scene)
+    return frame
 
 
 def _place(items: Sequence[Any], frame: LocalFrame, use_xy: bool) -> tuple[np.ndarray, np.ndarray]:

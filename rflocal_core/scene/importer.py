@@ -18,6 +18,7 @@ given by lat/lon are refused.
 
 from __future__ import annotations
 
+
 import hashlib
 import importlib.util
 import io
@@ -26,7 +27,7 @@ import re
 import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -270,7 +271,7 @@ def scene_origin(config: SceneImportConfig, xml: XmlScene) -> tuple[LocalFrame, 
     if stated is not None:
         frame, where = stated
         return frame, {"source": f"the file ({where['keys']})", "georeferenced": True}
-    frame = LocalFrame.at(*NOMINAL_ORIGIN)
+    frame = replace(LocalFrame.at(*NOMINAL_ORIGIN), georeferenced=False)
     source = ("none: the file states no geographic origin and none was given; the scene works in scene metres and "
               f"its latitudes/longitudes are placeholders around a nominal origin at Point Nemo {NOMINAL_ORIGIN}")
     return frame, {"source": source, "georeferenced": False}
