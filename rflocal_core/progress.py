@@ -146,10 +146,10 @@ class Eta:
 def eta_text(low_s: float, high_s: float, *, scope: str = "job", bound_only: bool = False) -> str:
     """``"about 20–30 s left"``: the range rounded outwards to 5 s, whole minutes or half hours."""
     where = " in this stage" if scope == "stage" else ""
-    if bound_only:
-        return f"at most {_amount(high_s, up=True)} left{where}"
     if high_s < 10:
         return f"a few seconds left{where}"
+    if bound_only:
+        return f"at most {_amount(high_s)} left{where}"
     step, unit = (5.0, "s") if high_s < 120 else (60.0, "min") if high_s < 90 * 60 else (1800.0, "h")
     a = math.floor(low_s / step) * step
     b = math.ceil(high_s / step) * step
@@ -166,10 +166,10 @@ def _num(value_s: float, step: float, unit: str) -> str:
     return f"{v:.1f}".rstrip("0").rstrip(".") if unit == "h" else f"{v:.0f}"
 
 
-def _amount(value_s: float, *, up: bool) -> str:
+def _amount(value_s: float) -> str:
+    """An upper bound, rounded up to 5 s, a whole minute or half an hour."""
     step, unit = (5.0, "s") if value_s < 120 else (60.0, "min") if value_s < 90 * 60 else (1800.0, "h")
-    rounded = (math.ceil if up else math.floor)(value_s / step) * step
-    return f"{_num(max(rounded, step), step, unit)} {unit}"
+    return f"{_num(math.ceil(value_s / step) * step, step, unit)} {unit}"
 
 
 @dataclass

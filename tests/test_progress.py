@@ -178,6 +178,8 @@ def test_ablation_variants_are_parts_of_the_study():
     (4, 12, {}, "under 15 s left"),
     (40, 52, {"scope": "stage"}, "about 40–55 s left in this stage"),
     (0, 44, {"bound_only": True}, "at most 45 s left"),
+    (0, 4, {"bound_only": True}, "a few seconds left"),
+    (0, 600, {"bound_only": True, "scope": "stage"}, "at most 10 min left in this stage"),
     (7000, 9000, {}, "about 1.5–2.5 h left"),
 ])
 def test_eta_text(low, high, kw, text):
@@ -238,3 +240,38 @@ def test_job_cancelled_is_still_importable_from_jobs():
     from rflocal_core import jobs
 
     assert jobs.JobCancelled is JobCancelled
+
+
+@pytest.mark.raytrace
+def test_a_real_two_scene_generation_reports_its_stages_and_sane_estimates(workspace):
+    """Sionna RT on two small cities: each scene is a part, maps count sites, paths count batches,
+    and every estimate made while it ran is checked against when the stage and the job really ended."""
+    from rflocal_core.dataset import GenerationConfig, generate_dataset
+    from rflocal_core.scene import ProceduralConfig, SceneConfig, SiteConfig, build_scene
+
+    for name, seed in (("p0", 3), ("p1", 4)):
+        build_scene(SceneConfig(name=name, procedural=ProceduralConfig(size_m=160, seed=seed), sites=SiteConfig(count=3)))
+    est, calls = EtaEstimator(), []
+
+    def watch(stage, fraction, *, step=None):
+        now = time.monotonic()
+        est.update(stage, step, now)
+        calls.append((now, stage, step, est.estimate(now)))
+
+    generate_dataset(GenerationConfig(name="parts", scenes=("p0", "p1"), samples_per_scene=250, cell_size_m=4.0,
+                                      map_samples_per_tx=200_000, paths_samples_per_src=5_000, min_sites=1),
+                     progress=watch)
+    end = time.monotonic()
+    maps = [(s.part, s.done, s.total) for _, _, s, _ in calls if s is not None and s.key == "radio maps"]
+    assert maps == [(p, k, 3) for p in (0, 1) for k in range(4)]
+    paths = [(s.part, s.done, s.total) for _, _, s, _ in calls if s is not None and s.key == "exact paths"]
+    assert [d for p, d, _ in paths if p == 0] == list(range(3)) and {t for _, _, t in paths} == {3}
+    assert all(s.parts == 2 for _, _, s, _ in calls if s is not None)
+    assert calls[-1][1] == "done" and calls[-1][2] is None
+    keys = [s.key if s is not None else stage for _, stage, s, _ in calls]
+    for i, (t, _, _, eta) in enumerate(calls):
+        if eta is None:
+            continue
+        j = next((j for j in range(i + 1, len(calls)) if keys[j] != keys[i]), len(calls) - 1)
+        truth = (end if eta.scope == "job" else calls[j][0]) - t
+        assert eta.high_s <= 3 * truth + 5 and (eta.bound_only or eta.low_s >= truth / 3 - 5), (calls[i], truth)
