@@ -39,6 +39,7 @@ RUN_FILES = ("config.json", "status.json", "metrics.jsonl", "model.pt", "referen
 BUILDINGS_FILE = "buildings.geojson"
 EXAMPLE_SAMPLES = 25
 
+
 def demo_scene_config() -> Any:
     """The default procedural scene, as ``make demo-scene`` builds it (seed 7)."""
     from rflocal_core.scene import ProceduralConfig, SceneConfig

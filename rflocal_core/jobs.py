@@ -80,9 +80,9 @@ class Job:
             eta = self.eta()
             return {
                 "id": self.id, "kind": self.kind, "label": self.label, "state": self.state, "stage": self.stage,
-                "fraction": self.fraction, "elapsed_s": elapsed, "eta": eta, "eta_s": None if eta is None else eta.high_s,
-                "eta_text": "" if eta is None else eta.text, "error": self.error, "result": self.result,
-                "log": list(self.log[-20:]),
+                "fraction": self.fraction, "elapsed_s": elapsed, "eta": eta,
+                "eta_s": None if eta is None else eta.high_s, "eta_text": "" if eta is None else eta.text,
+                "error": self.error, "result": self.result, "log": list(self.log[-20:]),
             }
 
     def wait(self, timeout_s: float | None = None) -> bool:

@@ -250,7 +250,8 @@ def test_a_real_two_scene_generation_reports_its_stages_and_sane_estimates(works
     from rflocal_core.scene import ProceduralConfig, SceneConfig, SiteConfig, build_scene
 
     for name, seed in (("p0", 3), ("p1", 4)):
-        build_scene(SceneConfig(name=name, procedural=ProceduralConfig(size_m=160, seed=seed), sites=SiteConfig(count=3)))
+        build_scene(SceneConfig(name=name, procedural=ProceduralConfig(size_m=160, seed=seed),
+                                sites=SiteConfig(count=3)))
     est, calls = EtaEstimator(), []
 
     def watch(stage, fraction, *, step=None):

@@ -47,8 +47,8 @@ from rflocal_core.train.runs import (
     write_status,
 )
 
-__all__ = ["CheckpointError", "NETWORKS", "RunNotFoundError", "StopReason", "TrainConfig", "delete_run", "list_runs", "models",
-           "read_metrics", "resume", "runs_dir", "train"]
+__all__ = ["CheckpointError", "NETWORKS", "RunNotFoundError", "StopReason", "TrainConfig", "delete_run", "list_runs",
+           "models", "read_metrics", "resume", "runs_dir", "train"]
 
 
 def model_needs_maps(model: str) -> bool:

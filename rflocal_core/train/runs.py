@@ -140,11 +140,13 @@ class StopReason:
     @property
     def text(self) -> str:
         """For people: "time budget reached at epoch 23/60", "early stop at epoch 41 (patience 15)"."""
-        at = "" if self.epoch is None else f" at epoch {self.epoch}" + ("" if self.epochs is None else f"/{self.epochs}")
+        of = "" if self.epochs is None else f"/{self.epochs}"
+        at = "" if self.epoch is None else f" at epoch {self.epoch}{of}"
         if self.kind == "epochs":
             return f"all epochs done ({self.epoch}/{self.epochs})"
         if self.kind == "early_stop":
-            return f"early stop at epoch {self.epoch}" + ("" if self.patience is None else f" (patience {self.patience})")
+            patience = "" if self.patience is None else f" (patience {self.patience})"
+            return f"early stop at epoch {self.epoch}{patience}"
         if self.kind == "time_budget":
             return f"time budget reached{at}"
         return {"cancelled": f"cancelled{at}", "failed": f"failed{at}"}.get(self.kind, "fitted")
@@ -252,7 +254,8 @@ def list_runs() -> list[dict[str, Any]]:
         rows.append({
             "run_id": path.name, "model": config.get("model"), "kind": config.get("kind", "baseline"),
             "dataset": config.get("dataset"), "state": status.get("state"), "active": is_active(path.name),
-            "stopped": None if stop is None else stop.text, "error": status.get("error"), "median_m": best.get("median_m"), "p95_m": best.get("p95_m"),
+            "stopped": None if stop is None else stop.text, "error": status.get("error"),
+            "median_m": best.get("median_m"), "p95_m": best.get("p95_m"),
             "mean_m": best.get("mean_m"), "epoch": best.get("epoch"), "seconds": best.get("seconds"),
             "resumable": config.get("kind") == "network" and status.get("state") != "done"
             and (path / "resume.pt").is_file(),
