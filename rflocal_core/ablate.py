@@ -23,7 +23,6 @@ import io
 import json
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,10 +30,9 @@ from typing import Any
 import numpy as np
 
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.jobs import JobCancelled
+from rflocal_core.progress import JobCancelled, ProgressFn, StepProgressFn, as_progress, sub_progress
 from rflocal_core.workspace import atomic_write_text, subdir, validate_name
 
-ProgressFn = Callable[[str, float], None]
 STATES = ("running", "done", "cancelled", "failed")
 
 #: Ablations running in this process (by folder name).
@@ -246,7 +244,7 @@ def _run(st: Study, chosen: list[Variant], folder_name: str, dataset: str, seeds
                   "max_minutes_per_variant": max_minutes_per_variant, "variants": [v.name for v in chosen],
                   "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     atomic_write_text(folder / "study.json", json.dumps(definition, indent=2))
-    report = progress or (lambda stage, fraction: None)
+    report = as_progress(progress)
     results: dict[str, Any] = {"study": st.name, "dataset": dataset, "name": folder_name, "state": "running",
                                "error": None, "rows": [], "cdfs": {}, "total": len(chosen) * seeds}
     _write(folder, results)
@@ -255,10 +253,9 @@ def _run(st: Study, chosen: list[Variant], folder_name: str, dataset: str, seeds
     try:
         for k, (variant, seed) in enumerate(jobs):
             label = f"{variant.name} (seed {seed})"
-
-            def sub(stage: str, fraction: float, k: int = k, label: str = label) -> None:
-                report(f"{label}: {stage}", (k + min(max(fraction, 0.0), 1.0)) / len(jobs))
-
+            # variants are parts of the study: those done time the ones left
+            sub = sub_progress(report, prefix=f"{label}: ", span=(k / len(jobs), (k + 1) / len(jobs)), part=k,
+                               parts=len(jobs))
             row, cdf = _run_variant(st, variant, dataset, seed, epochs, max_minutes_per_variant, sub, trained)
             results["rows"].append(row)
             results["cdfs"][f"{variant.name}#{seed}"] = cdf
@@ -286,7 +283,7 @@ def _test_transform(v: Variant) -> dict[str, Any]:
 
 
 def _run_variant(
-    st: Study, v: Variant, dataset: str, seed: int, epochs: int | None, minutes: float | None, report: ProgressFn,
+    st: Study, v: Variant, dataset: str, seed: int, epochs: int | None, minutes: float | None, report: StepProgressFn,
     trained: dict[str, tuple[str, float]],
 ) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """Train (or reuse) and test one variant. ``trained``: training spec -> (run id, seconds), so

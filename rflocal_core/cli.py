@@ -258,11 +258,7 @@ def _run_data(args: argparse.Namespace) -> Any:
 
     if args.data_cmd == "generate":
         config = _generation_config(args)
-
-        def progress(stage: str, fraction: float) -> None:
-            print(f"[{fraction * 100:5.1f}%] {stage}", file=sys.stderr, flush=True)
-
-        return dataset.generate_dataset(config, progress=progress, restart=args.restart)
+        return dataset.generate_dataset(config, progress=_stderr_progress(every=True), restart=args.restart)
     if args.data_cmd == "list":
         return dataset.list_datasets()
     if args.data_cmd == "show":
@@ -372,14 +368,25 @@ def _warn_quality(quality: dict[str, Any]) -> None:
               f"{row['what']}; first: {row['first']}", file=sys.stderr)
 
 
-def _stderr_progress() -> Any:
-    """A progress callback that prints each new stage to stderr (stdout stays pure JSON)."""
-    last = {"stage": None}
+def _stderr_progress(*, every: bool = False) -> Any:
+    """A progress callback that prints to stderr (stdout stays pure JSON) each new stage text
+    (``every``), or each new stage but epochs only when validated, with the time left once known."""
+    import time
 
-    def report(stage: str, fraction: float) -> None:
-        if stage != last["stage"] and not stage.startswith("epoch") or "val median" in stage:
-            print(f"[{100 * fraction:5.1f}%] {stage}", file=sys.stderr, flush=True)
+    from rflocal_core.progress import EtaEstimator, Step
+
+    last = {"stage": None}
+    estimator = EtaEstimator()
+
+    def report(stage: str, fraction: float, *, step: Step | None = None) -> None:
+        now = time.monotonic()
+        estimator.update(stage, step, now)
+        new = stage != last["stage"]
         last["stage"] = stage
+        if new and (every or not stage.startswith("epoch")) or "val median" in stage:
+            eta = estimator.estimate(now)
+            tail = f" ({eta.text})" if eta is not None else ""
+            print(f"[{100 * fraction:5.1f}%] {stage}{tail}", file=sys.stderr, flush=True)
 
     return report
 

@@ -16,12 +16,12 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rflocal_core.progress import ProgressFn, as_progress, sub_progress
 from rflocal_core.workspace import atomic_write_text
 
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
@@ -38,8 +38,6 @@ RUN_FILES = ("config.json", "status.json", "metrics.jsonl", "model.pt", "referen
 #: The demo scene's footprints (WGS84 GeoJSON), shipped with each demo run for its map.
 BUILDINGS_FILE = "buildings.geojson"
 EXAMPLE_SAMPLES = 25
-
-ProgressFn = Callable[[str, float], None]
 
 
 def demo_scene_config() -> Any:
@@ -75,7 +73,7 @@ def build_demo(
     from rflocal_core.scene import build_scene
     from rflocal_core.train import train
 
-    report = progress or (lambda stage, fraction: None)
+    report = as_progress(progress)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rflocal-demo-") as tmp:
         with settings.use_workspace(tmp):
@@ -84,11 +82,11 @@ def build_demo(
             report("ray tracing and dataset", 0.05)
             generate_dataset(GenerationConfig(name=DEMO_DATASET, scenes=(DEMO_SCENE,), samples_per_scene=samples,
                                               seed=0),
-                             progress=lambda stage, f: report(f"dataset: {stage}", 0.05 + 0.45 * f))
+                             progress=sub_progress(report, prefix="dataset: ", span=(0.05, 0.5)))
             report("training setnet", 0.5)
             net = train(DEMO_DATASET, "setnet", run_id=DEMO_RUNS[0], seed=0,
                         train_config={"epochs": epochs, "max_minutes": max_minutes, "patience": 30},
-                        progress=lambda stage, f: report(f"setnet: {stage}", 0.5 + 0.4 * f))
+                        progress=sub_progress(report, prefix="setnet: ", span=(0.5, 0.9)))
             report("fitting knn", 0.9)
             knn = train(DEMO_DATASET, "knn", run_id=DEMO_RUNS[1], seed=0)
             ms = export_dataset(DEMO_DATASET, split="test", limit=EXAMPLE_SAMPLES)

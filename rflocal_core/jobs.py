@@ -3,7 +3,8 @@
 A job belongs to the process, not to a UI session: switching pages or reloading the
 browser does not stop it. The worker reports progress through its
 :class:`JobContext` and checks for cancellation there; it never touches the UI.
-Pages poll :meth:`Job.snapshot` (e.g. from ``st.fragment(run_every=...)``).
+Pages poll :meth:`Job.snapshot` (e.g. from ``st.fragment(run_every=...)``); its ``eta`` is
+the time-left estimate of :mod:`rflocal_core.progress` (None until it is known).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rflocal_core.progress import Eta, EtaEstimator, JobCancelled, Step
+
+__all__ = ["REGISTRY", "STATES", "Job", "JobCancelled", "JobContext", "JobRegistry"]
+
 STATES = ("queued", "running", "done", "failed", "cancelled")
-
-
-class JobCancelled(Exception):
-    """Raised inside a worker when its job was cancelled."""
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Job:
     result: Any = None
     error: str | None = None
     log: list[str] = field(default_factory=list)
+    _estimator: EtaEstimator = field(default_factory=EtaEstimator, repr=False)
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -54,23 +56,33 @@ class Job:
     def finished(self) -> bool:
         return self.state in ("done", "failed", "cancelled")
 
-    def eta_s(self) -> float | None:
-        """Seconds left, extrapolated from progress so far (None until measurable)."""
-        if self.state != "running" or self.started_s is None or self.fraction <= 0.02:
+    def eta(self) -> Eta | None:
+        """Time left (see :class:`~rflocal_core.progress.EtaEstimator`); None until it is known."""
+        if self.state != "running":
             return None
-        elapsed = time.time() - self.started_s
-        return max(0.0, elapsed * (1.0 - self.fraction) / self.fraction)
+        return self._estimator.estimate(time.monotonic())
+
+    def eta_s(self) -> float | None:
+        """The upper end of :meth:`eta` in seconds, or None."""
+        eta = self.eta()
+        return None if eta is None else eta.high_s
 
     def snapshot(self) -> dict[str, Any]:
-        """A consistent copy of the observable state."""
+        """A consistent copy of the observable state.
+
+        ``eta`` is an :class:`~rflocal_core.progress.Eta` or None, ``eta_text`` its text
+        (e.g. "about 20–30 s left") or "", ``eta_s`` its upper end or None.
+        """
         with self._lock:
             elapsed = None
             if self.started_s is not None:
                 elapsed = (self.finished_s or time.time()) - self.started_s
+            eta = self.eta()
             return {
                 "id": self.id, "kind": self.kind, "label": self.label, "state": self.state, "stage": self.stage,
-                "fraction": self.fraction, "elapsed_s": elapsed, "eta_s": self.eta_s(), "error": self.error,
-                "result": self.result, "log": list(self.log[-20:]),
+                "fraction": self.fraction, "elapsed_s": elapsed, "eta": eta,
+                "eta_s": None if eta is None else eta.high_s, "eta_text": "" if eta is None else eta.text,
+                "error": self.error, "result": self.result, "log": list(self.log[-20:]),
             }
 
     def wait(self, timeout_s: float | None = None) -> bool:
@@ -87,14 +99,16 @@ class JobContext:
     def __init__(self, job: Job) -> None:
         self._job = job
 
-    def progress(self, stage: str, fraction: float) -> None:
-        """Report the current stage and overall fraction done; raise if cancelled."""
+    def progress(self, stage: str, fraction: float, *, step: Step | None = None) -> None:
+        """Report the current stage, the overall fraction done and, optionally, the work done
+        inside the stage (:class:`~rflocal_core.progress.Step`, for the time left); raise if cancelled."""
         job = self._job
         with job._lock:
             if stage != job.stage:
                 job.log.append(f"{time.strftime('%H:%M:%S')} {stage}")
             job.stage = stage
             job.fraction = float(min(max(fraction, 0.0), 1.0))
+            job._estimator.update(stage, step, time.monotonic())
         self.check_cancelled()
 
     def check_cancelled(self) -> None:

@@ -26,7 +26,8 @@ def test_job_reports_progress_and_result():
         time.sleep(0.01)
     snap = job.snapshot()
     assert snap["state"] == "running" and snap["fraction"] == 0.5
-    assert snap["eta_s"] is not None and snap["eta_s"] >= 0
+    # one update of a stage without counted work: the time left is not known, so none is claimed
+    assert snap["eta"] is None and snap["eta_s"] is None and snap["eta_text"] == ""
     gate.set()
     assert job.wait(5)
     snap = job.snapshot()

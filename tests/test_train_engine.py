@@ -1,4 +1,5 @@
-"""Network runs end to end: files of a run, reload, cancel mid-epoch, resume, failure, CLI, page."""
+"""Network runs end to end: files of a run, reload, cancel mid-epoch, resume, failure, CLI, page;
+why each run stopped (all epochs, early stop, time budget, cancelled, failed) and its time left."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from rflocal_core.dataset import GenerationConfig, generate_dataset
 from rflocal_core.infer import evaluate, load_run
 from rflocal_core.jobs import REGISTRY
 from rflocal_core.models import errors_m, load_inputs
+from rflocal_core.progress import EtaEstimator, Step
 from rflocal_core.scene import ProceduralConfig, SceneConfig, SiteConfig, build_scene
 from rflocal_core.train import CheckpointError, list_runs, read_metrics, resume, train
 
@@ -52,6 +54,8 @@ def test_network_run_files_and_identical_reload(ws, model):
     assert result["median_m"] == pytest.approx(best["val"]["median_m"])
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "done" and status["best"]["epoch"] == best["epoch"]
+    assert status["stop"]["kind"] == "epochs" and status["stop"]["text"] == "all epochs done (4/4)"
+    assert result["stopped"] == "all epochs done (4/4)" == _row(result["run_id"])["stopped"]
 
     loaded = load_run(result["run_id"])
     x = load_inputs("eds", "val", with_maps=False)
@@ -81,6 +85,7 @@ def test_cancel_mid_epoch_stops_fast_keeps_best_checkpoint_and_resumes(ws):
     row = _row("cancel-me")
     assert row["state"] == "cancelled" and row["resumable"] and row["median_m"] > 0
     done_epochs = len(read_metrics("cancel-me"))
+    assert row["stopped"] == f"cancelled at epoch {done_epochs + 1}/400"  # the epoch a resume continues
     x = load_inputs("eds", "val", with_maps=False)
     assert np.isfinite(load_run("cancel-me").predict(x).position_m).all()
 
@@ -89,6 +94,7 @@ def test_cancel_mid_epoch_stops_fast_keeps_best_checkpoint_and_resumes(ws):
     epochs = [r["epoch"] for r in read_metrics("cancel-me")]
     assert epochs == list(range(1, done_epochs + 2))
     assert _row("cancel-me")["state"] == "done"
+    assert _row("cancel-me")["stopped"] == f"time budget reached at epoch {done_epochs + 1}/400" == out["stopped"]
     with pytest.raises(ValueError, match="already finished"):
         resume("cancel-me")
 
@@ -109,6 +115,41 @@ def test_a_crash_marks_the_run_failed_with_its_error(ws):
         train("eds", "setnet", train_config={"epochs": 3}, progress=boom, run_id="crashes")
     row = _row("crashes")
     assert row["state"] == "failed" and row["error"] == "RuntimeError: disk on fire"
+    assert row["stopped"] == "failed at epoch 2/3"
+
+
+def test_a_time_budget_stops_the_run_and_bounds_its_time_left(ws):
+    """A real run under a 3-second budget: the status says where the budget stopped it, and the
+    time left shown while it ran never exceeded what was left of the budget."""
+    est, shown, first = EtaEstimator(), [], []
+
+    def watch(stage: str, fraction: float, *, step: Step | None = None) -> None:
+        now = time.monotonic()
+        if step is not None and not first:
+            first.append(now)  # the first epoch report comes after the budget's clock started
+        est.update(stage, step, now)
+        eta = est.estimate(now)
+        if eta is not None:
+            shown.append((now - first[0], eta))
+
+    result = train("eds", "setnet", train_config={"epochs": 1000, "max_minutes": 0.05, "batch_size": 16},
+                   progress=watch, run_id="budget")
+    k = result["epochs_run"]
+    assert 0 < k < 1000 and result["stop_reason"] == "time limit"
+    status = json.loads((ws / "runs" / "budget" / "status.json").read_text())
+    assert status["stop"] == {"kind": "time_budget", "epoch": k, "epochs": 1000, "patience": None,
+                              "text": f"time budget reached at epoch {k}/1000"}
+    assert _row("budget")["stopped"] == result["stopped"] == f"time budget reached at epoch {k}/1000"
+    assert shown and all(eta.scope == "job" for _, eta in shown)
+    assert all(eta.high_s <= max(3.0 - t, 0.0) + 1e-6 for t, eta in shown), shown  # 1000 epochs: hours
+
+
+def test_early_stop_is_recorded_with_its_epoch(ws):
+    # a learning rate too small to move the validation median: the second epoch is no better
+    result = train("eds", "setnet", train_config={"epochs": 30, "patience": 1, "lr": 1e-7, "warmup_epochs": 0},
+                   run_id="stops-early")
+    assert result["stop_reason"] == "early stopping" and result["epochs_run"] == 2
+    assert result["stopped"] == "early stop at epoch 2 (patience 1)" == _row("stops-early")["stopped"]
 
 
 def test_corrupt_network_checkpoint_is_a_clear_error(ws):
@@ -125,7 +166,9 @@ def test_cli_trains_a_network_with_epochs_and_budget(ws, run_cli):
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert {"run_id", "median_m", "p95_m", "mean_m"} <= set(out) and out["epochs_run"] == 2
-    assert "epoch 2/2 val median" in proc.stderr
+    assert "epoch 2/2 val median" in proc.stderr and out["stopped"] == "all epochs done (2/2)"
+    listed = json.loads(run_cli(["runs", "list"], ws).stdout)
+    assert next(r for r in listed if r["run_id"] == out["run_id"])["stopped"] == "all epochs done (2/2)"
     proc = run_cli(["runs", "resume", out["run_id"]], ws)
     assert proc.returncode == 2 and "already finished" in proc.stderr
     proc = run_cli(["train", "--dataset", "eds", "--model", "setnet", "--epochs", "0"], ws)
@@ -152,6 +195,8 @@ def test_training_monitor_starts_a_short_run_and_shows_it_finished(ws):
     at.run()
     table = at.dataframe[0].value
     assert table.loc[table["run"] == run_id, "state"].item() == "done"
+    assert table.loc[table["run"] == run_id, "stopped"].item() == "all epochs done (2/2)"
+    assert any(m.value == "**Stopped:** all epochs done (2/2)" for m in at.markdown)
     assert at.selectbox(key="tm_selected").value == run_id
     assert at.get("plotly_chart"), "no training curves shown"
 
@@ -159,6 +204,36 @@ def test_training_monitor_starts_a_short_run_and_shows_it_finished(ws):
     at.run()
     if (ws / "runs" / "crashes").exists():
         assert any("disk on fire" in e.value for e in at.error)
+
+
+def test_training_monitor_shows_time_left_within_the_budget_and_why_the_run_stopped(ws):
+    at = AppTest.from_file(str(ROOT / "pages" / "views" / "training_monitor.py"), default_timeout=120)
+    at.run()
+    at.selectbox(key="tm_dataset").set_value("eds")
+    at.selectbox(key="tm_model").set_value("setnet")
+    at.run()
+    at.number_input(key="tm_epochs").set_value(1000)
+    at.number_input(key="tm_batch").set_value(16)
+    at.number_input(key="tm_minutes").set_value(0.1)
+    at.button(key="tm_start").click()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    run_id = at.success[0].value.split("**")[1]
+    job = next(j for j in REGISTRY.list(kind="train") if j.label == run_id)
+    texts: list[str] = []
+    while not job.finished:
+        at.run()
+        texts += [p.proto.text for p in at.get("progress") if run_id in p.proto.text]
+        time.sleep(0.5)
+    shown = [t for t in texts if " left" in t]
+    assert shown, texts  # the 6-second budget bounds the time left from the first epoch on
+    assert all("min left" not in t and " h left" not in t for t in shown), shown  # 1000 epochs would say so
+    assert job.state == "done", job.error
+    at.run()
+    k = len(read_metrics(run_id))
+    table = at.dataframe[0].value
+    assert table.loc[table["run"] == run_id, "stopped"].item() == f"time budget reached at epoch {k}/1000"
+    assert any(m.value == f"**Stopped:** time budget reached at epoch {k}/1000" for m in at.markdown)
 
 
 ANTWERP = ROOT.parent / "shared" / "data" / "real" / "antwerp_lorawan"

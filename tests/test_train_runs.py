@@ -38,6 +38,8 @@ def test_every_baseline_trains_into_a_run_that_reloads_identically(ws, model):
     assert config["model"] == model and config["dataset"] == "rds" and config["dataset_digest"]
     status = json.loads((folder / "status.json").read_text())
     assert status["state"] == "done" and status["best"]["median_m"] == result["median_m"]
+    assert status["stop"]["kind"] == "fitted" and result["stopped"] == "fitted"
+    assert next(r for r in list_runs() if r["run_id"] == run_id)["stopped"] == "fitted"
     assert read_metrics(run_id)[0]["val"]["median_m"] == result["median_m"]
 
     run = load_run(run_id)
@@ -83,3 +85,25 @@ def test_cli_train_evaluate_and_list(ws, run_cli):
     assert proc.returncode == 2 and "no dataset named 'missing'" in proc.stderr and proc.stdout == ""
     proc = run_cli(["train", "--dataset", "rds", "--model", "knn", "--config", "[1]"], ws)
     assert proc.returncode == 2 and "config: expected a JSON object" in proc.stderr
+
+
+def test_runs_written_before_stop_reasons_get_theirs_from_their_figures(workspace):
+    """The shipped demo runs predate ``status.json``'s ``stop``: it is derived from what they kept."""
+    from rflocal_core.demo import DEMO_RUNS, install_demo
+    from rflocal_core.train import StopReason
+
+    if not install_demo():
+        pytest.skip("the demo runs are not shipped in this checkout")
+    rows = {r["run_id"]: r for r in list_runs()}
+    setnet, knn = (json.loads((workspace / "runs" / r / "status.json").read_text()) for r in DEMO_RUNS)
+    assert "stop" not in setnet and setnet["best"]["stop_reason"] == "epochs"
+    epochs = setnet["best"]["epochs_run"]
+    assert rows[DEMO_RUNS[0]]["stopped"] == f"all epochs done ({epochs}/{epochs})"
+    assert rows[DEMO_RUNS[1]]["stopped"] == "fitted"
+    legacy = {"state": "done", "best": {"stop_reason": "time limit", "epochs_run": 23}}
+    assert StopReason.from_status(legacy, {"kind": "network", "train_config": {"epochs": 60}}).text == (
+        "time budget reached at epoch 23/60")
+    legacy = {"state": "done", "best": {"stop_reason": "early stopping", "epochs_run": 41}}
+    assert StopReason.from_status(legacy, {"kind": "network", "train_config": {"epochs": 60, "patience": 15}}).text \
+        == "early stop at epoch 41 (patience 15)"
+    assert StopReason.from_status({"state": "running"}, {"kind": "network"}) is None

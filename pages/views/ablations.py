@@ -83,7 +83,7 @@ def live_panel() -> None:
     jobs = [j for j in REGISTRY.list(kind="ablation") if not j.finished]
     for job in jobs:
         snap = job.snapshot()
-        eta = f", about {snap['eta_s']:.0f} s left" if snap["eta_s"] is not None else ""
+        eta = f", {snap['eta_text']}" if snap["eta_text"] else ""  # a range, only once it is known
         cols = st.columns([5, 1])
         cols[0].progress(snap["fraction"], text=f"**{snap['label']}** — {snap['stage']}{eta}")
         if cols[1].button("Cancel", key=f"ab-cancel-{job.id}"):

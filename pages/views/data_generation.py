@@ -111,7 +111,7 @@ with tab_gen:
         st.subheader("Generation jobs")
         for job in reversed(jobs):
             snap = job.snapshot()
-            eta = f", about {snap['eta_s']:.0f} s left" if snap["eta_s"] is not None else ""
+            eta = f", {snap['eta_text']}" if snap["eta_text"] else ""  # a range, only once it is known
             elapsed = f"{snap['elapsed_s']:.0f} s" if snap["elapsed_s"] is not None else ""
             cols = st.columns([5, 1])
             cols[0].progress(snap["fraction"], text=f"**{snap['label']}** — {snap['stage']} ({elapsed}{eta})")

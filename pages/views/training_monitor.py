@@ -113,7 +113,7 @@ def live_panel() -> None:
         st.subheader("Running")
     for job in jobs:
         snap = job.snapshot()
-        eta = f", about {snap['eta_s']:.0f} s left" if snap["eta_s"] is not None else ""
+        eta = f", {snap['eta_text']}" if snap["eta_text"] else ""  # a range, only once it is known
         elapsed = f"{snap['elapsed_s']:.0f} s" if snap["elapsed_s"] is not None else ""
         cols = st.columns([5, 1])
         cols[0].progress(snap["fraction"], text=f"**{snap['label']}** — {snap['stage']} ({elapsed}{eta})")
@@ -132,6 +132,7 @@ def live_panel() -> None:
     table = pd.DataFrame([{
         "run": r["run_id"], "model": r.get("model"), "dataset": r.get("dataset"),
         "state": ("running" if r.get("active") else "interrupted") if r.get("state") == "running" else r.get("state"),
+        "stopped": r.get("stopped"),
         "best val median (m)": r.get("median_m"), "best val P95 (m)": r.get("p95_m"), "best epoch": r.get("epoch"),
         "duration (s)": r.get("seconds"), "created": r.get("created_utc"),
     } for r in reversed(runs)])
@@ -153,6 +154,8 @@ def live_panel() -> None:
     elif row.get("state") == "running" and not row.get("active"):
         st.warning(f"{run_id} is marked running but no job in this app trains it: it was interrupted "
                    "(or runs in another process).")
+    if row.get("stopped"):
+        st.markdown(f"**Stopped:** {row['stopped']}")
     fig = _curves(run_id)
     if fig is not None:
         st.plotly_chart(fig, key=f"tm-curves-{run_id}")

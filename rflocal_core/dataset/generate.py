@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -27,9 +26,8 @@ from rflocal_core.dataset.shadowing import gudmundson_field
 from rflocal_core.dataset.synth import noise_floor_dbm, synthesize
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.geo import LocalFrame
+from rflocal_core.progress import ProgressFn, Step, StepProgressFn, as_progress, sub_progress
 from rflocal_core.scene.store import load_scene_meta
-
-ProgressFn = Callable[[str, float], None]
 
 #: Receivers per PathSolver call; also the granularity of resuming.
 PATH_BATCH = 100
@@ -48,7 +46,9 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
     ----------
     config : GenerationConfig
     progress : callable, optional
-        ``progress(stage, fraction)``; it may raise to cancel (the partial work is kept).
+        ``progress(stage, fraction)``, or ``progress(stage, fraction, *, step)`` to get the sites
+        and path batches done per stage (:class:`~rflocal_core.progress.Step`, for the time
+        left); it may raise to cancel (the partial work is kept).
     restart : bool
         Discard a partial run of this name instead of resuming it.
 
@@ -58,7 +58,7 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
         ``name``, ``path``, ``samples``, ``splits`` (counts), ``seconds`` per stage,
         ``resumed`` (stages reused from an interrupted run).
     """
-    report = progress or (lambda stage, fraction: None)
+    report = as_progress(progress)
     final = store.dataset_path(config.name)
     if final.exists():
         msg = f"name: a dataset named {config.name!r} already exists; choose another name or delete it first"
@@ -85,11 +85,9 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
     per_scene = []
     n_scenes = len(config.scenes)
     for i, (scene, meta) in enumerate(zip(config.scenes, metas)):
-        span = (i / n_scenes, (i + 1) / n_scenes)
-
-        def sub(stage: str, f: float, span: tuple[float, float] = span, scene: str = scene) -> None:
-            report(f"{scene}: {stage}", span[0] + (span[1] - span[0]) * 0.95 * f)
-
+        # scenes are parts of the job: the first ones time the ones left
+        sub = sub_progress(report, prefix=f"{scene}: ", span=(i / n_scenes, (i + 0.95) / n_scenes), part=i,
+                           parts=n_scenes)
         per_scene.append(_generate_scene(root, i, scene, meta, config, sub, seconds, resumed))
 
     report("writing samples", 0.97)
@@ -125,7 +123,7 @@ def _add_seconds(seconds: dict[str, float], key: str, value: float) -> None:
 
 def _generate_scene(
     root: zarr.Group, index: int, scene: str, meta: dict[str, Any], config: GenerationConfig,
-    report: ProgressFn, seconds: dict[str, float], resumed: list[str],
+    report: StepProgressFn, seconds: dict[str, float], resumed: list[str],
 ) -> dict[str, Any]:
     mode = config.mode or meta["mode"]
     drone = config.survey == "drone"
@@ -144,7 +142,7 @@ def _generate_scene(
         footprint = np.asarray(group["footprint"][...])
         shadow = np.asarray(group["shadowing_db"][...])
     else:
-        report("radio maps (Sionna RT)", 0.0)
+        report("radio maps (Sionna RT)", 0.0, step=Step("radio maps", 0, num_sites))
         from rflocal_core.raytrace import compute_radio_map
 
         t0 = time.perf_counter()
@@ -153,7 +151,8 @@ def _generate_scene(
                                max_depth=config.map_max_depth, seed=config.seed, diffraction=config.map_diffraction,
                                sites=sites if drone else None,
                                on_site=lambda done, total: report(f"radio maps (Sionna RT) {done}/{total} sites",
-                                                                  0.15 * done / total))
+                                                                  0.15 * done / total,
+                                                                  step=Step("radio maps", done, total)))
         _add_seconds(seconds, "radio_maps", time.perf_counter() - t0)
         grid = Grid(float(rm.x_m[0]), float(rm.y_m[0]), config.cell_size_m, len(rm.x_m), len(rm.y_m))
         pg_map = rm.path_gain_db.astype(np.float32)
@@ -297,7 +296,7 @@ def _flight_lines(n: int, grid_shape: list[int], config: GenerationConfig, rng: 
 
 def _drone_paths(
     group: zarr.Group, scene: str, waypoints: list[dict[str, Any]], pos: np.ndarray, slots: np.ndarray,
-    config: GenerationConfig, report: ProgressFn, seconds: dict[str, float], resumed: list[str],
+    config: GenerationConfig, report: StepProgressFn, seconds: dict[str, float], resumed: list[str],
 ) -> dict[str, np.ndarray]:
     """Exact paths between each sample's emitter and its own drone waypoints only.
 
@@ -326,7 +325,8 @@ def _drone_paths(
         if done[w]:
             continue
         sample_idx, slot_idx = np.nonzero(slots == w)
-        report(f"exact paths (Sionna PathSolver), waypoint {w + 1}/{num_wp}", 0.25 + 0.7 * w / num_wp)
+        report(f"exact paths (Sionna PathSolver), waypoint {w + 1}/{num_wp}", 0.25 + 0.7 * w / num_wp,
+               step=Step("exact paths", int(done.sum()), num_wp))
         if len(sample_idx):
             # One transmitter, moved from waypoint to waypoint (loading the scene is the slow part).
             if rt_scene is None:
@@ -346,7 +346,7 @@ def _drone_paths(
 
 def _paths(
     group: zarr.Group, scene: str, pos: np.ndarray, step_mask: np.ndarray, config: GenerationConfig,
-    report: ProgressFn, seconds: dict[str, float], resumed: list[str],
+    report: StepProgressFn, seconds: dict[str, float], resumed: list[str],
 ) -> dict[str, np.ndarray]:
     from rflocal_core.raytrace import compute_paths, load_rt_scene
 
@@ -375,7 +375,8 @@ def _paths(
         if rt_scene is None:
             rt_scene = load_rt_scene(scene)
         sl = slice(b * PATH_BATCH, min((b + 1) * PATH_BATCH, m))
-        report(f"exact paths (Sionna PathSolver) {sl.stop}/{m}", 0.25 + 0.7 * b / max(num_batches, 1))
+        report(f"exact paths (Sionna PathSolver) {sl.stop}/{m}", 0.25 + 0.7 * b / max(num_batches, 1),
+               step=Step("exact paths", int(done.sum()), num_batches))
         feats = compute_paths(rt_scene, flat[sl], max_depth=config.paths_max_depth,
                               samples_per_src=config.paths_samples_per_src, batch_size=PATH_BATCH, seed=config.seed,
                               diffraction=config.paths_diffraction)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +16,7 @@ from shapely.geometry import box, mapping
 from rflocal_core import __version__, settings
 from rflocal_core.errors import InvalidInputError, OSMFormatError, SceneExistsError
 from rflocal_core.geo import BBox, LocalFrame
+from rflocal_core.progress import ProgressFn
 from rflocal_core.scene import footprints as fp
 from rflocal_core.scene import procedural
 from rflocal_core.scene.materials import MaterialConfig, assign_materials
@@ -30,9 +30,6 @@ SOURCES = ("procedural", "osm_file", "geojson_file", "file", "bbox")
 
 #: Centre of procedural cities unless told otherwise (Marienplatz, Munich).
 DEFAULT_ORIGIN = (48.1372, 11.5755)
-
-#: ``progress(stage, fraction)`` with ``fraction`` in [0, 1] over the whole build.
-ProgressFn = Callable[[str, float], None]
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ model is loaded and compared alike (:mod:`rflocal_core.infer`).
 Public API::
 
     from rflocal_core.train import train, resume, list_runs
-    result = train("ds", "map_matching")     # {"run_id", "median_m", "p95_m", "mean_m", ...}
+    result = train("ds", "map_matching")     # {"run_id", "median_m", "p95_m", "mean_m", "stopped", ...}
     result = train("ds", "heimdall", train_config={"epochs": 40, "max_minutes": 5})
     result = resume(result["run_id"])        # continue a cancelled or interrupted network run
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,18 +23,19 @@ import numpy as np
 from rflocal_core import settings
 from rflocal_core.dataset.store import open_dataset, position_extent_m
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.jobs import JobCancelled
 from rflocal_core.metrics import error_summary
 from rflocal_core.models import BASELINES, Inputs, errors_m
 from rflocal_core.models.features import FeatureSpec
 from rflocal_core.models.nets import NETWORKS, build_network
 from rflocal_core.models.neural import NeuralModel
 from rflocal_core.models.transforms import InputTransform, load_transformed
+from rflocal_core.progress import JobCancelled, ProgressFn, StepProgressFn, as_progress
 from rflocal_core.reference import write_reference
 from rflocal_core.train.engine import TrainConfig, fit_network, load_resume
 from rflocal_core.train.runs import (
     CheckpointError,
     RunNotFoundError,
+    StopReason,
     active,
     append_metrics,
     create_run,
@@ -50,11 +50,8 @@ from rflocal_core.train.runs import (
     write_status,
 )
 
-ProgressFn = Callable[[str, float], None]
-
-
-__all__ = ["CheckpointError", "NETWORKS", "RunNotFoundError", "TrainConfig", "check_extent", "delete_run", "list_runs",
-           "models", "read_metrics", "resume", "runs_dir", "train"]
+__all__ = ["CheckpointError", "NETWORKS", "RunNotFoundError", "StopReason", "TrainConfig", "check_extent",
+           "delete_run", "list_runs", "models", "read_metrics", "resume", "runs_dir", "train"]
 
 
 def model_needs_maps(model: str) -> bool:
@@ -116,8 +113,9 @@ def train(
         Options of the model (e.g. :class:`~rflocal_core.models.nets.HeimdallConfig`).
     train_config : dict or TrainConfig, optional
         Epoch loop options for networks (ignored by baselines).
-    progress : callable(stage, fraction), optional
-        Progress reports; may raise to cancel (:class:`~rflocal_core.jobs.JobCancelled`).
+    progress : callable(stage, fraction[, step]), optional
+        Progress reports (with the epochs done as a :class:`~rflocal_core.progress.Step` when it
+        takes ``step``); may raise to cancel (:class:`~rflocal_core.progress.JobCancelled`).
     run_id : str, optional
         Id for the new run (default: ``<model>-<dataset>-<time>-<hex>``).
     input_transform : dict or InputTransform, optional
@@ -132,9 +130,11 @@ def train(
     -------
     dict
         ``run_id``, ``model``, ``dataset``, validation ``median_m``, ``p95_m``,
-        ``mean_m`` (and the rest of :func:`rflocal_core.metrics.error_summary`), ``seconds``.
+        ``mean_m`` (and the rest of :func:`rflocal_core.metrics.error_summary`), ``seconds``,
+        ``stopped`` (why it stopped: "fitted", "all epochs done (60/60)", "early stop at epoch 41
+        (patience 15)", "time budget reached at epoch 23/60"; also in the run's ``status.json``).
     """
-    report = progress or (lambda stage, fraction: None)
+    report = as_progress(progress)
     transform = (input_transform if isinstance(input_transform, InputTransform)
                  else InputTransform.from_dict(input_transform))
     if model in NETWORKS or model in BASELINES:
@@ -177,16 +177,16 @@ def train(
         save_checkpoint(path, model=model, config=instance.config, state=instance.state_dict())
         best = {"median_m": summary["median_m"], "p95_m": summary["p95_m"], "mean_m": summary["mean_m"],
                 "seconds": seconds}
-        write_status(path, state="done", best=best)
+        write_status(path, state="done", best=best, stop=StopReason("fitted"))
     except JobCancelled:
-        write_status(path, state="cancelled")
+        write_status(path, state="cancelled", stop=StopReason("cancelled"))
         raise
     except BaseException as exc:
-        write_status(path, state="failed", error=f"{type(exc).__name__}: {exc}")
+        write_status(path, state="failed", error=f"{type(exc).__name__}: {exc}", stop=StopReason("failed"))
         raise
     report("done", 1.0)
     out = {"run_id": run_id, "model": model, "dataset": dataset, **summary, "seconds": seconds,
-           "inference_ms_per_sample": round(per_sample_ms, 4)}
+           "inference_ms_per_sample": round(per_sample_ms, 4), "stopped": "fitted"}
     return {**out, "warnings": warnings} if warnings else out
 
 
@@ -217,7 +217,7 @@ def _dataset_digest(attrs: dict[str, Any]) -> str | None:
 
 def _train_network(
     dataset: str, model: str, model_config: dict[str, Any] | None, train_config: Any, seed: int,
-    report: ProgressFn, run_id: str | None, transform: InputTransform,
+    report: StepProgressFn, run_id: str | None, transform: InputTransform,
 ) -> dict[str, Any]:
     attrs = dict(open_dataset(dataset).attrs)
     cfg = train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(train_config)
@@ -248,7 +248,7 @@ def _train_network(
     try:
         write_reference(path, dataset, train_in)
     except BaseException as exc:
-        write_status(path, state="failed", error=f"{type(exc).__name__}: {exc}")
+        write_status(path, state="failed", error=f"{type(exc).__name__}: {exc}", stop=StopReason("failed"))
         raise
     result = _run_network(path, config, NeuralModel(model, net, spec), cfg, train_in, val_in, report, None)
     return {**result, "warnings": warnings} if warnings else result
@@ -262,7 +262,7 @@ def resume(run_id: str, *, progress: ProgressFn | None = None, max_minutes: floa
     max_minutes : float, optional
         A new wall-clock budget for the whole run (the time already spent counts).
     """
-    report = progress or (lambda stage, fraction: None)
+    report = as_progress(progress)
     path = run_dir(run_id)
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     if config.get("kind") != "network":
@@ -296,7 +296,7 @@ def resume(run_id: str, *, progress: ProgressFn | None = None, max_minutes: floa
 
 def _run_network(
     path: Path, config: dict[str, Any], model: NeuralModel, cfg: TrainConfig, train_in: Inputs, val_in: Inputs,
-    report: ProgressFn, payload: dict[str, Any] | None,
+    report: StepProgressFn, payload: dict[str, Any] | None,
 ) -> dict[str, Any]:
     run_id = config["run_id"]
     with active(run_id):
@@ -305,7 +305,7 @@ def _run_network(
 
 def _run_network_locked(
     path: Path, config: dict[str, Any], model: NeuralModel, cfg: TrainConfig, train_in: Inputs, val_in: Inputs,
-    report: ProgressFn, payload: dict[str, Any] | None,
+    report: StepProgressFn, payload: dict[str, Any] | None,
 ) -> dict[str, Any]:
     run_id = config["run_id"]
     try:
@@ -314,17 +314,27 @@ def _run_network_locked(
         best = {k: out["best"][k] for k in ("median_m", "p95_m", "mean_m")}
         best.update(seconds=out["seconds"], epoch=out["best_epoch"], epochs_run=out["epochs_run"],
                     stop_reason=out["stop_reason"])
-        write_status(path, state="done", best=best)
+        write_status(path, state="done", best=best, stop=out["stop"])
     except (JobCancelled, KeyboardInterrupt):  # the best checkpoint and resume.pt stay: resumable
-        write_status(path, state="cancelled", best=_best_so_far(path))
+        write_status(path, state="cancelled", best=_best_so_far(path), stop=_stopped_in(path, "cancelled", cfg))
         raise
     except BaseException as exc:
-        write_status(path, state="failed", error=f"{type(exc).__name__}: {exc}", best=_best_so_far(path))
+        write_status(path, state="failed", error=f"{type(exc).__name__}: {exc}", best=_best_so_far(path),
+                     stop=_stopped_in(path, "failed", cfg))
         raise
     report("done", 1.0)
     return {"run_id": run_id, "model": config["model"], "dataset": config["dataset"], **out["best"],
             "seconds": out["seconds"], "best_epoch": out["best_epoch"], "epochs_run": out["epochs_run"],
-            "stop_reason": out["stop_reason"]}
+            "stop_reason": out["stop_reason"], "stopped": out["stop"].text}
+
+
+def _stopped_in(path: Path, kind: str, cfg: TrainConfig) -> StopReason:
+    """A run cancelled or failed during the epoch after the last one in metrics.jsonl."""
+    try:
+        finished = sum(1 for line in (path / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if line)
+    except OSError:
+        finished = 0
+    return StopReason(kind, min(finished + 1, cfg.epochs), cfg.epochs)
 
 
 def _best_so_far(path: Path) -> dict[str, Any] | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +25,11 @@ from rflocal_core.models.features import Batch, make_batch
 from rflocal_core.models.maps import MapSource
 from rflocal_core.models.neural import NeuralModel
 from rflocal_core.models.nets import LocNet
-from rflocal_core.train.runs import append_metrics, read_torch, save_checkpoint, write_torch
+from rflocal_core.progress import ProgressFn, Step, as_progress
+from rflocal_core.train.runs import StopReason, append_metrics, read_torch, save_checkpoint, write_torch
 from rflocal_core.validation import check_choice, check_int, check_number, dataclass_from_dict
 
 RESUME_FORMAT = "rflocal-resume/1"
-ProgressFn = Callable[[str, float], None]
 
 
 @dataclass(frozen=True)
@@ -122,17 +121,21 @@ def fit_network(
         The run folder (``metrics.jsonl``, ``model.pt``, ``resume.pt`` are written there).
     resume : dict, optional
         The payload of ``resume.pt`` to continue from.
-    progress : callable(stage, fraction)
-        Called every few tenths of a second; raises :class:`~rflocal_core.jobs.JobCancelled`
-        to stop (the best checkpoint and ``resume.pt`` stay valid).
+    progress : callable(stage, fraction[, step])
+        Called every few tenths of a second, with the epochs done as a
+        :class:`~rflocal_core.progress.Step` (and the time budget left) when it takes ``step``;
+        raises :class:`~rflocal_core.progress.JobCancelled` to stop (the best checkpoint and
+        ``resume.pt`` stay valid).
 
     Returns
     -------
     dict
-        ``best_epoch``, ``epochs_run``, ``stop_reason``, ``best`` (validation summary of the
-        best epoch), ``seconds``.
+        ``best_epoch``, ``epochs_run``, ``stop`` (:class:`~rflocal_core.train.runs.StopReason`),
+        ``stop_reason`` (``"epochs"``, ``"early stopping"`` or ``"time limit"``), ``best``
+        (validation summary of the best epoch), ``seconds``.
     """
     torch.manual_seed(seed)
+    report = as_progress(progress)
     device = cfg.resolved_device()
     net: LocNet = model.net.to(device)
     spec = model.spec
@@ -174,6 +177,11 @@ def fit_network(
     last_report = 0.0
     stop_reason = "epochs"
     start_epoch = int(state["epoch"])
+
+    def epochs_done(done: float) -> Step:  # training is the last stage: its time left is the job's
+        limit = None if deadline is None else deadline - time.perf_counter()
+        return Step("epochs", done, cfg.epochs, limit_s=limit, last=True)
+
     for epoch in range(start_epoch, cfg.epochs):
         t_epoch = time.perf_counter()
         stage = "aux" if epoch < aux_epochs else "joint"
@@ -210,7 +218,8 @@ def fit_network(
             now = time.perf_counter()
             if now - last_report > 0.25:
                 last_report = now
-                progress(f"epoch {epoch + 1}/{cfg.epochs}", (epoch + (b + 1) / steps_per_epoch) / cfg.epochs)
+                done = epoch + (b + 1) / steps_per_epoch
+                report(f"epoch {epoch + 1}/{cfg.epochs}", done / cfg.epochs, step=epochs_done(done))
             if deadline is not None and now > deadline:
                 out_of_time = True
                 break
@@ -241,7 +250,8 @@ def fit_network(
         row["best"] = improved
         append_metrics(path, row)
         _save_resume(path, net, opt, gen, state)
-        progress(f"epoch {epoch + 1}/{cfg.epochs} val median {median:.2f} m", (epoch + 1) / cfg.epochs)
+        report(f"epoch {epoch + 1}/{cfg.epochs} val median {median:.2f} m", (epoch + 1) / cfg.epochs,
+               step=epochs_done(epoch + 1))
         if out_of_time:
             stop_reason = "time limit"
             break
@@ -251,8 +261,10 @@ def fit_network(
     if state["best"] is None:
         msg = "no epoch of joint training finished (all epochs were auxiliary?); raise epochs above aux_epochs"
         raise InvalidInputError(msg)
+    kind = {"epochs": "epochs", "time limit": "time_budget", "early stopping": "early_stop"}[stop_reason]
+    stop = StopReason(kind, int(state["epoch"]), cfg.epochs, cfg.patience if kind == "early_stop" else None)
     return {"best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "stop_reason": stop_reason,
-            "best": state["best"], "seconds": round(state["elapsed_s"], 3)}
+            "stop": stop, "best": state["best"], "seconds": round(state["elapsed_s"], 3)}
 
 
 def _validate(model: NeuralModel, val_b: Batch, val_in: Inputs, source: MapSource | None

@@ -3,7 +3,9 @@
 Files of a run::
 
     config.json     model name and configuration, dataset name and digest, seed, kind
-    status.json     state (running / done / failed / cancelled), error, best validation figures
+    status.json     state (running / done / failed / cancelled), why it stopped (``stop``: all
+                    epochs done, early stop, time budget, cancelled, failed; baselines: fitted),
+                    error, best validation figures
     metrics.jsonl   one JSON line per epoch (baselines: one line for the fit)
     model.pt        {"format", "model", "config", "state"} saved with torch.save and read
                     with torch.load(weights_only=True): tensors and plain values only
@@ -101,9 +103,82 @@ def create_run(run_id: str, config: dict[str, Any]) -> Path:
     return path
 
 
-def write_status(path: Path, *, state: str, error: str | None = None, best: dict[str, Any] | None = None) -> None:
-    """Write ``status.json`` (atomically)."""
-    status = {"state": state, "error": error, "best": best, "updated_utc": _now()}
+#: Why a run stopped (:class:`StopReason`).
+STOP_KINDS = ("epochs", "early_stop", "time_budget", "cancelled", "failed", "fitted")
+#: The engine's older ``stop_reason`` words (kept in ``best.stop_reason`` of earlier runs).
+_LEGACY_STOP = {"epochs": "epochs", "early stopping": "early_stop", "time limit": "time_budget"}
+
+
+@dataclasses.dataclass(frozen=True)
+class StopReason:
+    """Why a run stopped.
+
+    Attributes
+    ----------
+    kind : str
+        One of :data:`STOP_KINDS`.
+    epoch : int, optional
+        The epoch it stopped at: the last one run (all done, early stop, time budget: that
+        epoch was cut short, validated and kept), or the one under way (cancelled, failed:
+        a resume continues it).
+    epochs : int, optional
+        The run's maximum number of epochs.
+    patience : int, optional
+        Early stop: the epochs without a better validation median that stopped it.
+    """
+
+    kind: str
+    epoch: int | None = None
+    epochs: int | None = None
+    patience: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in STOP_KINDS:
+            msg = f"stop: expected one of {', '.join(STOP_KINDS)}, got {self.kind!r}"
+            raise ValueError(msg)
+
+    @property
+    def text(self) -> str:
+        """For people: "time budget reached at epoch 23/60", "early stop at epoch 41 (patience 15)"."""
+        of = "" if self.epochs is None else f"/{self.epochs}"
+        at = "" if self.epoch is None else f" at epoch {self.epoch}{of}"
+        if self.kind == "epochs":
+            return f"all epochs done ({self.epoch}/{self.epochs})"
+        if self.kind == "early_stop":
+            patience = "" if self.patience is None else f" (patience {self.patience})"
+            return f"early stop at epoch {self.epoch}{patience}"
+        if self.kind == "time_budget":
+            return f"time budget reached{at}"
+        return {"cancelled": f"cancelled{at}", "failed": f"failed{at}"}.get(self.kind, "fitted")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "epoch": self.epoch, "epochs": self.epochs, "patience": self.patience,
+                "text": self.text}
+
+    @classmethod
+    def from_status(cls, status: dict[str, Any], config: dict[str, Any]) -> StopReason | None:
+        """The reason in a ``status.json`` (runs written before it was kept: from their figures)."""
+        stop = status.get("stop")
+        if isinstance(stop, dict) and stop.get("kind") in STOP_KINDS:
+            return cls(stop["kind"], stop.get("epoch"), stop.get("epochs"), stop.get("patience"))
+        state, best = status.get("state"), status.get("best") or {}
+        if state == "done" and config.get("kind", "baseline") == "baseline":
+            return cls("fitted")
+        tc = config.get("train_config") or {}
+        if state == "done" and best.get("stop_reason") in _LEGACY_STOP:
+            kind = _LEGACY_STOP[best["stop_reason"]]
+            return cls(kind, best.get("epochs_run"), tc.get("epochs"),
+                       tc.get("patience") if kind == "early_stop" else None)
+        if state in ("cancelled", "failed"):
+            return cls(state)
+        return None
+
+
+def write_status(path: Path, *, state: str, error: str | None = None, best: dict[str, Any] | None = None,
+                 stop: StopReason | None = None) -> None:
+    """Write ``status.json`` (atomically); ``stop`` says why a finished run stopped."""
+    status = {"state": state, "stop": None if stop is None else stop.to_dict(), "error": error, "best": best,
+              "updated_utc": _now()}
     atomic_write_text(path / "status.json", json.dumps(status, indent=2))
 
 
@@ -162,7 +237,8 @@ def load_checkpoint(run_id: str) -> dict[str, Any]:
 
 
 def list_runs() -> list[dict[str, Any]]:
-    """One row per run: id, model, dataset, state, best validation figures, created time."""
+    """One row per run: id, model, dataset, state, why it stopped (``stopped``), best validation
+    figures, created time."""
     rows = []
     for path in sorted(runs_dir().iterdir()):
         if not (path / "config.json").is_file():
@@ -174,10 +250,12 @@ def list_runs() -> list[dict[str, Any]]:
             rows.append({"run_id": path.name, "state": "unreadable"})
             continue
         best = status.get("best") or {}
+        stop = StopReason.from_status(status, config)
         rows.append({
             "run_id": path.name, "model": config.get("model"), "kind": config.get("kind", "baseline"),
             "dataset": config.get("dataset"), "state": status.get("state"), "active": is_active(path.name),
-            "error": status.get("error"), "median_m": best.get("median_m"), "p95_m": best.get("p95_m"),
+            "stopped": None if stop is None else stop.text, "error": status.get("error"),
+            "median_m": best.get("median_m"), "p95_m": best.get("p95_m"),
             "mean_m": best.get("mean_m"), "epoch": best.get("epoch"), "seconds": best.get("seconds"),
             "resumable": config.get("kind") == "network" and status.get("state") != "done"
             and (path / "resume.pt").is_file(),
