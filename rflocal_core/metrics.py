@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rflocal_core.errors import InvalidInputError, RFLocalInputError
+from rflocal_core.workspace import jsonable
 
 if TYPE_CHECKING:
     from rflocal_core.models.baselines import Inputs
@@ -704,22 +705,6 @@ def crlb_summary(x: Inputs, errors_m: np.ndarray, dataset_config: dict[str, Any]
 # --------------------------------------------------------------------------- evaluation of a run
 
 
-def _jsonable(value: Any) -> Any:
-    """Numpy values to python; NaN and inf to None (so ``json.dumps(allow_nan=False)`` works)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value
-
 
 def _training_scenes(train_dataset: str | None) -> list[str] | None:
     """Scenes the run was trained on: its dataset's scenes less the held-out ones (None: unknown)."""
@@ -828,7 +813,7 @@ def evaluate_run(run_id: str, dataset: str, *, split: str = "test", use_cache: b
         "inference_ms_per_sample": round(1000 * seconds / max(len(x), 1), 4),
         "training_scenes": training,
     }
-    result = _jsonable(result)
+    result = jsonable(result)
     cache.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cache, json.dumps({"key": key, "result": result}, allow_nan=False))
     return {**result, "cached": False}

@@ -1,14 +1,19 @@
-"""The workspace folder, safe names and all-or-nothing folder writes."""
+"""The workspace folder, safe names, all-or-nothing writes and JSON-ready values."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import math
 import os
 import re
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from rflocal_core import settings
 from rflocal_core.errors import InvalidInputError
@@ -71,3 +76,33 @@ def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f"{TEMP_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays as Python values, tuples as lists, NaN and inf as None.
+
+    What ``json.dumps(..., allow_nan=False)`` accepts; dict keys become strings.
+    """
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def content_hash(folder: Path, *, exclude: tuple[str, ...] = ("scene.json",)) -> str:
+    """SHA-256 of every file under ``folder`` (paths and bytes, in sorted order) but those named in ``exclude``."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and path.name not in exclude:
+            digest.update(path.relative_to(folder).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()

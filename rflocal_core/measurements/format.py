@@ -980,37 +980,62 @@ def load_measurements(
     """
     _check_on_error(on_error)
     _check_on_fault(on_fault)
+    data, label, _ = read_capped(source, max_bytes=max_bytes, what="measurement file")
+    return parse_measurements(_decode_json(data, label), on_error=on_error, on_fault=on_fault)
+
+
+def read_capped(
+    source: str | os.PathLike[str] | bytes, *, max_bytes: int, what: str,
+    error: type[MeasurementFormatError] = MeasurementFormatError, upload_label: str | None = None,
+) -> tuple[bytes, str, str | None]:
+    """The bytes of a file given by path (read no further than the cap) or as the bytes of an upload.
+
+    Returns
+    -------
+    data : bytes
+    label : str
+        The file name (or ``upload_label`` / ``what`` for bytes), for messages.
+    path : str or None
+        The resolved path, None for bytes.
+
+    Raises
+    ------
+    MeasurementFormatError (or ``error``)
+        No such file, a folder, or more than ``max_bytes``.
+    InvalidInputError
+        ``max_bytes`` is not a positive integer, or ``source`` is neither a path nor bytes.
+    """
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
         msg = f"max_bytes: expected a positive integer number of bytes, got {max_bytes!r}"
         raise InvalidInputError(msg)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        label = "measurement file"
+        data, label, resolved = bytes(source), upload_label or what, None
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        label = path.name or str(path)
+        label, resolved = path.name or str(path), str(path.resolve())
         if not path.is_file():
-            msg = f"{path}: expected a measurement file, got {'a folder' if path.is_dir() else 'no such file'}"
-            raise MeasurementFormatError(msg)
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise _too_large(label, size, max_bytes)
+            msg = f"{path}: expected a {what}, got {'a folder' if path.is_dir() else 'no such file'}"
+            raise error(msg)
+        if path.stat().st_size > max_bytes:
+            raise _too_large(label, path.stat().st_size, max_bytes, what, error)
         with path.open("rb") as fh:
             data = fh.read(max_bytes + 1)
     else:
         msg = f"source: expected a file path or the file's bytes, got a {type(source).__name__}"
         raise InvalidInputError(msg)
     if len(data) > max_bytes:
-        raise _too_large(label, len(data), max_bytes)
-    return parse_measurements(_decode_json(data, label), on_error=on_error, on_fault=on_fault)
+        raise _too_large(label, len(data), max_bytes, what, error)
+    return data, label, resolved
 
 
-def _too_large(label: str, size: int, max_bytes: int) -> MeasurementFormatError:
+def _too_large(label: str, size: int, max_bytes: int, what: str,
+               error: type[MeasurementFormatError]) -> MeasurementFormatError:
+    unit = "the measurements" if what == "measurement file" else f"the {what.removesuffix(' file')}"
     msg = (
         f"{label}: {size:,} bytes ({size / 2**20:.1f} MiB) is too large; expected at most "
-        f"{max_bytes:,} bytes ({max_bytes / 2**20:.1f} MiB); split the measurements into several files"
+        f"{max_bytes:,} bytes ({max_bytes / 2**20:.1f} MiB); split {unit} into several files"
     )
-    return MeasurementFormatError(msg)
+    return error(msg)
 
 
 def _decode_json(data: bytes, label: str) -> Any:

@@ -77,6 +77,7 @@ from rflocal_core.measurements.format import (
     Position,
     Report,
     Sample,
+    read_capped,
 )
 from rflocal_core.measurements.quality import QualityReport
 
@@ -409,34 +410,8 @@ def table_kind(name: str | os.PathLike[str]) -> str | None:
 
 def _read_source(source: Any, kind: str | None, max_bytes: int, what: str = "table") -> tuple[bytes, str, str | None]:
     """The bytes of ``source`` (a path or the bytes of an upload), a label for messages, the path."""
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
-        msg = f"max_bytes: expected a positive integer number of bytes, got {max_bytes!r}"
-        raise InvalidInputError(msg)
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data, label, path = bytes(source), f"{what} ({kind or 'upload'})", None
-    elif isinstance(source, (str, os.PathLike)):
-        file = Path(source)
-        label, path = file.name or str(file), str(file.resolve())
-        if not file.is_file():
-            msg = f"{file}: expected a {what} file, got {'a folder' if file.is_dir() else 'no such file'}"
-            raise TableFormatError(msg)
-        size = file.stat().st_size
-        if size > max_bytes:
-            raise _too_large(label, size, max_bytes)
-        with file.open("rb") as fh:
-            data = fh.read(max_bytes + 1)
-    else:
-        msg = f"source: expected a file path or the file's bytes, got a {type(source).__name__}"
-        raise InvalidInputError(msg)
-    if len(data) > max_bytes:
-        raise _too_large(label, len(data), max_bytes)
-    return data, label, path
-
-
-def _too_large(label: str, size: int, max_bytes: int) -> TableFormatError:
-    msg = (f"{label}: {size:,} bytes ({size / 2**20:.1f} MiB) is too large; expected at most {max_bytes:,} bytes "
-           f"({max_bytes / 2**20:.0f} MiB); split the table into several files")
-    return TableFormatError(msg)
+    return read_capped(source, max_bytes=max_bytes, what=what, error=TableFormatError,
+                       upload_label=f"{what} ({kind or 'upload'})")
 
 
 def _resolve_kind(kind: str | None, source: Any) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,7 +23,7 @@ from rflocal_core.scene.mesh import MeshError, extrude, ground_plane, write_ply
 from rflocal_core.scene.mitsuba_xml import scene_xml
 from rflocal_core.scene.sites import SiteConfig, place_sites
 from rflocal_core.validation import check_number
-from rflocal_core.workspace import staged_dir, subdir, validate_name
+from rflocal_core.workspace import content_hash, jsonable, staged_dir, subdir, validate_name
 
 SOURCES = ("procedural", "osm_file", "geojson_file", "file", "bbox")
 
@@ -198,14 +197,14 @@ def build_scene(config: SceneConfig, *, progress: ProgressFn | None = None) -> d
                 "footprints": fp_report.to_dict(),
             },
             "roads": len(roads_m),
-            "materials": {"config": _jsonable(asdict(config.materials)), "table": table, "ground": ground_row},
+            "materials": {"config": jsonable(asdict(config.materials)), "table": table, "ground": ground_row},
             "mode": config.sites.mode,
-            "site_config": _jsonable(asdict(config.sites)),
+            "site_config": jsonable(asdict(config.sites)),
             "sites": sites,
             "files": {"xml": "scene.xml", "buildings": "buildings.geojson", "roads": "roads.geojson", "meshes": "meshes/"},
             "seed": config.seed,
         }
-        meta["content_sha256"] = _content_hash(tmp)
+        meta["content_sha256"] = content_hash(tmp)
         (tmp / "scene.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     report("done", 1.0)
     footprints = meta["buildings"]["footprints"]
@@ -234,7 +233,7 @@ def _footprints(config: SceneConfig) -> tuple[Any, ...]:
         bbox = BBox(float(lat[0]), float(lon[0]), float(lat[1]), float(lon[1]))
         report = fp.FootprintReport(read=len(buildings), kept=len(buildings))
         report.height_rules = {"procedural": len(buildings)}
-        source = {"kind": "procedural", **_jsonable(asdict(config.procedural))}
+        source = {"kind": "procedural", **jsonable(asdict(config.procedural))}
         return buildings, frame, bbox, box(-half, -half, half, half), roads, report, source
 
     if config.source == "bbox":
@@ -286,22 +285,3 @@ def _write_geojson(path: Path, features: list[dict[str, Any]]) -> None:
     path.write_text(json.dumps({"type": "FeatureCollection", "features": features}), encoding="utf-8")
 
 
-def _content_hash(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.name != "scene.json":
-            digest.update(path.relative_to(folder).as_posix().encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    return value

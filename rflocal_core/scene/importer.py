@@ -19,7 +19,6 @@ given by lat/lon are refused.
 from __future__ import annotations
 
 
-import hashlib
 import importlib.util
 import io
 import json
@@ -54,7 +53,7 @@ from rflocal_core.scene.meshraster import (
 from rflocal_core.scene.mitsuba_read import GEO2SIGMAP_KEYS, XmlScene, copy_meshes, read_scene_xml, write_xml
 from rflocal_core.scene.sites import SiteConfig, place_sites
 from rflocal_core.validation import check_number
-from rflocal_core.workspace import staged_dir, subdir, validate_name
+from rflocal_core.workspace import content_hash, jsonable, staged_dir, subdir, validate_name
 
 #: Origin of the nominal frame of a scene without a geographic origin: Point Nemo
 #: (South Pacific), the oceanic pole of inaccessibility. Never a real scene's place.
@@ -221,7 +220,7 @@ def import_scene(config: SceneImportConfig, *, progress: ProgressFn | None = Non
         _write_geojson(tmp / "roads.geojson", [])
         meta = _scene_meta(config, xml, frame, origin, extent, buildings, counts, ground, raster, table, sites,
                            {**copied, **info, "shift_z_m": round(shift, 4), "triangles": len(tris.owner)}, warnings)
-        meta["content_sha256"] = _content_hash(tmp)
+        meta["content_sha256"] = content_hash(tmp)
         (tmp / "scene.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     report("done", 1.0)
     return {
@@ -511,7 +510,7 @@ def _scene_meta(config: SceneImportConfig, xml: XmlScene, frame: LocalFrame, ori
                       "table": sorted(classes.values(), key=lambda r: r["id"]),
                       "scene": table["scene"], "ground": ground_row},
         "mode": config.sites.mode,
-        "site_config": _jsonable(asdict(config.sites)),
+        "site_config": jsonable(asdict(config.sites)),
         "sites": sites,
         "files": {"xml": "scene.xml", "buildings": "buildings.geojson", "roads": "roads.geojson", "meshes": "meshes/"},
         "seed": config.seed,
@@ -519,24 +518,6 @@ def _scene_meta(config: SceneImportConfig, xml: XmlScene, frame: LocalFrame, ori
     }
 
 
-def _content_hash(folder: Path) -> str:
-    """The same digest as built scenes' ``content_sha256``: every file but scene.json, by path."""
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.name != "scene.json":
-            digest.update(path.relative_to(folder).as_posix().encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 # --------------------------------------------------------------------------- uploads

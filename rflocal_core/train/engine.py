@@ -216,7 +216,7 @@ def fit_network(
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v * n
             now = time.perf_counter()
-            if now - last_report > 0.25:
+            if now - last_report > 0.25 or b == 0:  # every epoch says it started, however short
                 last_report = now
                 done = epoch + (b + 1) / steps_per_epoch
                 report(f"epoch {epoch + 1}/{cfg.epochs}", done / cfg.epochs, step=epochs_done(done))
