@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -23,7 +24,7 @@ from rflocal_core.dataset.config import GenerationConfig
 from rflocal_core.dataset.rasters import Grid, load_footprints_m, rasterize_scene
 from rflocal_core.dataset.sampling import candidate_cells, sample_positions, trajectories
 from rflocal_core.dataset.shadowing import gudmundson_field
-from rflocal_core.dataset.synth import noise_floor_dbm, synthesize
+from rflocal_core.dataset.synth import Reports, noise_floor_dbm, synthesize
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.geo import LocalFrame
 from rflocal_core.progress import ProgressFn, Step, StepProgressFn, as_progress, sub_progress
@@ -121,6 +122,28 @@ def _add_seconds(seconds: dict[str, float], key: str, value: float) -> None:
     seconds[key] = seconds.get(key, 0.0) + value
 
 
+@dataclass(frozen=True)
+class _SceneMaps:
+    """A scene's radio maps and rasters, computed or read back from the partial store."""
+
+    grid: Grid
+    path_gain_db: np.ndarray  # [num_sites, ny, nx] float32
+    footprint: np.ndarray  # [ny, nx]
+    shadowing_db: np.ndarray  # [num_sites, ny, nx]
+
+
+@dataclass(frozen=True)
+class _Motion:
+    """Where each sample is at each step, which sites fill its slots and with what power."""
+
+    pos: np.ndarray  # [n, T, 3]
+    t_s: np.ndarray  # [n, T]
+    step_mask: np.ndarray  # [n, T]
+    slots: np.ndarray  # [n, S]: site (or drone waypoint) index per slot
+    link_power: np.ndarray  # [n, T, S] transmit power of each link, dBm
+    emitter_power: np.ndarray  # [n]: the emitter's power (emitter mode), NaN in ue mode
+
+
 def _generate_scene(
     root: zarr.Group, index: int, scene: str, meta: dict[str, Any], config: GenerationConfig,
     report: StepProgressFn, seconds: dict[str, float], resumed: list[str],
@@ -128,64 +151,119 @@ def _generate_scene(
     mode = config.mode or meta["mode"]
     drone = config.survey == "drone"
     sites = _drone_waypoints(meta, config) if drone else meta["sites"]
-    num_sites = len(sites)
     site_pos = np.array([[s["x_m"], s["y_m"], s["z_m"]] for s in sites], dtype=np.float64)
     group = root.require_group(f"scenes/{scene}")
     footprints = load_footprints_m(scene, meta)  # read and projected once: rasters and sampling use them
-    buildings = footprints[0]
 
     # Radio maps and rasters.
     if group.attrs.get("maps_done"):
         resumed.append(f"{scene}: radio maps")
-        grid = Grid.from_dict(group.attrs["grid"])
-        pg_map = np.asarray(group["path_gain_db"][...])
-        footprint = np.asarray(group["footprint"][...])
-        shadow = np.asarray(group["shadowing_db"][...])
+        maps = _read_maps(group)
     else:
-        report("radio maps (Sionna RT)", 0.0, step=Step("radio maps", 0, num_sites))
-        from rflocal_core.raytrace import compute_radio_map
-
-        t0 = time.perf_counter()
-        rm = compute_radio_map(scene, cell_size_m=config.cell_size_m, plane_height_m=config.plane_height_m,
-                               samples_per_tx=config.drone_map_samples_per_tx if drone else config.map_samples_per_tx,
-                               max_depth=config.map_max_depth, seed=config.seed, diffraction=config.map_diffraction,
-                               sites=sites if drone else None,
-                               on_site=lambda done, total: report(f"radio maps (Sionna RT) {done}/{total} sites",
-                                                                  0.15 * done / total,
-                                                                  step=Step("radio maps", done, total)))
-        _add_seconds(seconds, "radio_maps", time.perf_counter() - t0)
-        grid = Grid(float(rm.x_m[0]), float(rm.y_m[0]), config.cell_size_m, len(rm.x_m), len(rm.y_m))
-        pg_map = rm.path_gain_db.astype(np.float32)
-        report("rasters", 0.15)
-        t0 = time.perf_counter()
-        rasters = rasterize_scene(scene, meta, grid, footprints)
-        footprint = rasters["footprint"]
-        shadow = gudmundson_field(grid.ny, grid.nx, grid.cell_m, sigma_db=config.shadowing_sigma_db,
-                                  corr_m=config.shadowing_corr_m, rng=_rng(config, index, "shadowing"), count=num_sites)
-        store.write_array(group, "path_gain_db", pg_map)
-        if mode == "ue":
-            tx = np.array([s.get("tx_power_dbm") or 0.0 for s in sites], dtype=np.float32)
-            rss_map = pg_map + tx[:, None, None]
-            store.write_array(group, "rss_dbm", rss_map)
-            lin = np.where(np.isfinite(rss_map), 10 ** (rss_map / 10), 0.0)
-            noise = 10 ** (noise_floor_dbm(config.bandwidth_hz, config.noise_figure_db) / 10)
-            with np.errstate(divide="ignore"):
-                sinr = 10 * np.log10(lin / (lin.sum(0, keepdims=True) - lin + noise))
-            store.write_array(group, "sinr_db", sinr.astype(np.float32))
-        store.write_array(group, "shadowing_db", shadow)
-        for key, value in rasters.items():
-            store.write_array(group, key, value)
-        store.write_array(group, "site_pos_m", site_pos.astype(np.float32))
-        group.attrs.update({"grid": grid.to_dict(), "site_ids": [s["id"] for s in sites], "mode": mode,
-                            "survey": config.survey,
-                            "waypoint_grid": _waypoint_grid_shape(sites) if drone else None,
-                            "frame": meta["frame"], "extent_m": meta["extent_m"], "maps_done": True})
-        _add_seconds(seconds, "rasters", time.perf_counter() - t0)
+        maps = _compute_maps(group, index, scene, meta, sites, site_pos, footprints, mode=mode, config=config,
+                             report=report, seconds=seconds)
 
     # Positions and motion (cheap and deterministic: recomputed on resume).
     report("sampling positions", 0.2)
     t0 = time.perf_counter()
-    n = config.samples_per_scene
+    motion = _sample_motion(group, index, scene, sites, site_pos, maps, footprints[0], mode=mode, config=config)
+    _add_seconds(seconds, "sampling", time.perf_counter() - t0)
+
+    # Exact paths at every report position.
+    features = None
+    if config.timing:
+        if drone:
+            features = _drone_paths(group, scene, sites, motion.pos, motion.slots, config, report, seconds, resumed)
+        else:
+            features = _paths(group, scene, motion.pos, motion.step_mask, config, report, seconds, resumed)
+
+    # Reports.
+    report("synthesizing reports", 0.95)
+    t0 = time.perf_counter()
+    reps = _synthesize_reports(maps, motion, features, config, _rng(config, index, "reports"),
+                               top_k=0 if drone else config.top_k)
+    pos = motion.pos
+    frame = LocalFrame.from_dict(meta["frame"])
+    lat, lon = frame.to_latlon(pos[..., 0], pos[..., 1])
+    _add_seconds(seconds, "reports", time.perf_counter() - t0)
+    return {"scene": scene, "index": index, "mode": mode, "pos": pos, "latlon": np.stack([lat, lon], -1),
+            "t_s": motion.t_s, "step_mask": motion.step_mask, "site_pos": site_pos, "node_pos": site_pos[motion.slots],
+            "tx_power": motion.emitter_power, "reports": reps}
+
+
+def _read_maps(group: zarr.Group) -> _SceneMaps:
+    """The radio maps and rasters of an interrupted run."""
+    return _SceneMaps(Grid.from_dict(group.attrs["grid"]), np.asarray(group["path_gain_db"][...]),
+                      np.asarray(group["footprint"][...]), np.asarray(group["shadowing_db"][...]))
+
+
+def _compute_maps(
+    group: zarr.Group, index: int, scene: str, meta: dict[str, Any], sites: list[dict[str, Any]],
+    site_pos: np.ndarray, footprints: tuple[list[Any], list[float], list[str]], *, mode: str,
+    config: GenerationConfig, report: StepProgressFn, seconds: dict[str, float],
+) -> _SceneMaps:
+    """Radio maps (Sionna RT), rasters and shadowing of a scene, written to ``group``."""
+    drone = config.survey == "drone"
+    t0 = time.perf_counter()
+    rm = _radio_maps(scene, sites, config, report)
+    _add_seconds(seconds, "radio_maps", time.perf_counter() - t0)
+    grid = Grid(float(rm.x_m[0]), float(rm.y_m[0]), config.cell_size_m, len(rm.x_m), len(rm.y_m))
+    pg_map = rm.path_gain_db.astype(np.float32)
+    report("rasters", 0.15)
+    t0 = time.perf_counter()
+    rasters = rasterize_scene(scene, meta, grid, footprints)
+    shadow = gudmundson_field(grid.ny, grid.nx, grid.cell_m, sigma_db=config.shadowing_sigma_db,
+                              corr_m=config.shadowing_corr_m, rng=_rng(config, index, "shadowing"), count=len(sites))
+    store.write_array(group, "path_gain_db", pg_map)
+    if mode == "ue":
+        rss_map, sinr = _ue_maps(pg_map, sites, config)
+        store.write_array(group, "rss_dbm", rss_map)
+        store.write_array(group, "sinr_db", sinr)
+    store.write_array(group, "shadowing_db", shadow)
+    for key, value in rasters.items():
+        store.write_array(group, key, value)
+    store.write_array(group, "site_pos_m", site_pos.astype(np.float32))
+    group.attrs.update({"grid": grid.to_dict(), "site_ids": [s["id"] for s in sites], "mode": mode,
+                        "survey": config.survey,
+                        "waypoint_grid": _waypoint_grid_shape(sites) if drone else None,
+                        "frame": meta["frame"], "extent_m": meta["extent_m"], "maps_done": True})
+    _add_seconds(seconds, "rasters", time.perf_counter() - t0)
+    return _SceneMaps(grid, pg_map, rasters["footprint"], shadow)
+
+
+def _radio_maps(scene: str, sites: list[dict[str, Any]], config: GenerationConfig, report: StepProgressFn) -> Any:
+    """One path-gain map per site (or drone waypoint) from Sionna's ``RadioMapSolver``."""
+    from rflocal_core.raytrace import compute_radio_map
+
+    drone = config.survey == "drone"
+    report("radio maps (Sionna RT)", 0.0, step=Step("radio maps", 0, len(sites)))
+    return compute_radio_map(scene, cell_size_m=config.cell_size_m, plane_height_m=config.plane_height_m,
+                             samples_per_tx=config.drone_map_samples_per_tx if drone else config.map_samples_per_tx,
+                             max_depth=config.map_max_depth, seed=config.seed, diffraction=config.map_diffraction,
+                             sites=sites if drone else None,
+                             on_site=lambda done, total: report(f"radio maps (Sionna RT) {done}/{total} sites",
+                                                                0.15 * done / total,
+                                                                step=Step("radio maps", done, total)))
+
+
+def _ue_maps(
+    pg_map: np.ndarray, sites: list[dict[str, Any]], config: GenerationConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """RSS maps (dBm) and SINR maps (dB, float32) of the base stations, for ue mode."""
+    tx = np.array([s.get("tx_power_dbm") or 0.0 for s in sites], dtype=np.float32)
+    rss_map = pg_map + tx[:, None, None]
+    lin = np.where(np.isfinite(rss_map), 10 ** (rss_map / 10), 0.0)
+    noise = 10 ** (noise_floor_dbm(config.bandwidth_hz, config.noise_figure_db) / 10)
+    with np.errstate(divide="ignore"):
+        sinr = 10 * np.log10(lin / (lin.sum(0, keepdims=True) - lin + noise))
+    return rss_map, sinr.astype(np.float32)
+
+
+def _link_power(
+    sites: list[dict[str, Any]], pg_map: np.ndarray, index: int, *, mode: str, config: GenerationConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Transmit power per link [n, T, num_sites], sites covering each cell [ny, nx], emitter power [n]."""
+    n, num_sites = config.samples_per_scene, len(sites)
     if mode == "ue":
         tx_power = np.array([s.get("tx_power_dbm") or 0.0 for s in sites])
         link_power = np.broadcast_to(tx_power[None, None, :], (n, config.max_steps, num_sites))
@@ -195,50 +273,52 @@ def _generate_scene(
         emitter_power = _rng(config, index, "power").uniform(*config.emitter_power_dbm, size=n)
         link_power = np.broadcast_to(emitter_power[:, None, None], (n, config.max_steps, num_sites))
         covered = (pg_map + float(np.mean(config.emitter_power_dbm)) >= config.sensitivity_dbm).sum(0)
+    return link_power, covered, emitter_power
+
+
+def _sample_motion(
+    group: zarr.Group, index: int, scene: str, sites: list[dict[str, Any]], site_pos: np.ndarray, maps: _SceneMaps,
+    buildings: list[Any], *, mode: str, config: GenerationConfig,
+) -> _Motion:
+    """Start positions in covered outdoor cells, their trajectories, and the sites each sample hears."""
+    n = config.samples_per_scene
+    grid, footprint = maps.grid, maps.footprint
+    link_power, covered, emitter_power = _link_power(sites, maps.path_gain_db, index, mode=mode, config=config)
     cells, weights = candidate_cells(covered, footprint, grid, site_pos[:, :2], config)
     start = sample_positions(n, cells, weights, grid, buildings, _rng(config, index, "positions"), scene=scene)
     xy, t_s, step_mask = trajectories(start, config, grid, footprint, buildings, _rng(config, index, "motion"))
     steps = xy.shape[1]
     pos = np.concatenate([xy, np.full((n, steps, 1), config.plane_height_m)], axis=-1)
     # Which site (or drone waypoint) fills each node slot of each sample: [n, S].
-    if drone:
+    if config.survey == "drone":
         slots = _flight_lines(n, group.attrs["waypoint_grid"], config, _rng(config, index, "flight"))
         link_power = link_power[..., : slots.shape[1]]
     else:
-        slots = np.broadcast_to(np.arange(num_sites)[None], (n, num_sites))
-    _add_seconds(seconds, "sampling", time.perf_counter() - t0)
+        slots = np.broadcast_to(np.arange(len(sites))[None], (n, len(sites)))
+    return _Motion(pos, t_s, step_mask, slots, link_power, emitter_power)
 
-    # Exact paths at every report position.
-    features = None
-    if config.timing:
-        if drone:
-            features = _drone_paths(group, scene, sites, pos, slots, config, report, seconds, resumed)
-        else:
-            features = _paths(group, scene, pos, step_mask, config, report, seconds, resumed)
 
-    # Reports.
-    report("synthesizing reports", 0.95)
-    t0 = time.perf_counter()
-    iy, ix = grid.cell_of(pos[..., 0], pos[..., 1])
-    pg_all = np.moveaxis(pg_map[:, iy, ix], 0, -1)  # [n, T, num_sites]
-    shadow_all = np.moveaxis(grid.bilinear(shadow, pos[..., 0], pos[..., 1]), 0, -1)
+def _synthesize_reports(
+    maps: _SceneMaps, motion: _Motion, features: dict[str, np.ndarray] | None, config: GenerationConfig,
+    rng: np.random.Generator, *, top_k: int,
+) -> Reports:
+    """Reports of every sample's slots at every step, from the maps at its positions and the exact paths."""
+    pos, slots = motion.pos, motion.slots
+    n, steps = pos.shape[:2]
+    iy, ix = maps.grid.cell_of(pos[..., 0], pos[..., 1])
+    pg_all = np.moveaxis(maps.path_gain_db[:, iy, ix], 0, -1)  # [n, T, num_sites]
+    shadow_all = np.moveaxis(maps.grid.bilinear(maps.shadowing_db, pos[..., 0], pos[..., 1]), 0, -1)
     take = np.broadcast_to(slots[:, None, :], (n, steps, slots.shape[1]))
     pg = np.take_along_axis(pg_all, take, axis=-1)  # [n, T, S]
     shadow_at = np.take_along_axis(shadow_all, take, axis=-1)
-    reps = synthesize(
-        pg_db=pg, shadow_db=shadow_at, tx_power_dbm=link_power,
+    return synthesize(
+        pg_db=pg, shadow_db=shadow_at, tx_power_dbm=motion.link_power,
         toa_true_ns=None if features is None else features["toa_ns"],
         aoa_true_deg=None if features is None else features["aoa_deg"],
         los=None if features is None else features["los"],
         delay_spread_ns=None if features is None else features["delay_spread_ns"],
-        step_mask=step_mask, config=config, rng=_rng(config, index, "reports"), top_k=0 if drone else config.top_k,
+        step_mask=motion.step_mask, config=config, rng=rng, top_k=top_k,
     )
-    frame = LocalFrame.from_dict(meta["frame"])
-    lat, lon = frame.to_latlon(pos[..., 0], pos[..., 1])
-    _add_seconds(seconds, "reports", time.perf_counter() - t0)
-    return {"scene": scene, "index": index, "mode": mode, "pos": pos, "latlon": np.stack([lat, lon], -1), "t_s": t_s,
-            "step_mask": step_mask, "site_pos": site_pos, "node_pos": site_pos[slots], "tx_power": emitter_power,
-            "reports": reps}
 
 
 def _waypoint_grid_shape(waypoints: list[dict[str, Any]]) -> list[int]:
