@@ -121,6 +121,10 @@ class SiteConfig:
             raise InvalidInputError(msg)
 
 
+#: A site placed in the scene, before its record: x, y, z (m), mount, and the building it stands on.
+_Placed = tuple[float, float, float, str, Building | None]
+
+
 def place_sites(
     config: SiteConfig, buildings: list[Building], extent: tuple[float, float, float, float], frame: LocalFrame
 ) -> list[dict[str, Any]]:
@@ -133,99 +137,128 @@ def place_sites(
     rng = np.random.default_rng(config.seed)
     footprints = [b.footprint for b in buildings]
     tree = shapely.STRtree(footprints) if footprints else None
-    x_min, y_min, x_max, y_max = extent
 
-    def building_at(x: float, y: float) -> Building | None:
-        if tree is None:
-            return None
-        for idx in tree.query(Point(x, y), predicate="intersects"):
-            return buildings[int(idx)]
-        return None
-
-    placed: list[tuple[float, float, float, str, Building | None]] = []
     if config.placement == "rooftop":
-        for b in _spread_buildings(buildings, config.count, rng):
-            p = _roof_point(b.footprint)
-            placed.append((p.x, p.y, b.height_m + config.height_m, "rooftop", b))
+        placed = [_on_roof(b, config.height_m) for b in _spread_buildings(buildings, config.count, rng)]
     elif config.placement in ("grid", "random"):
-        if config.placement == "grid":
-            points = _grid_points(config.count, extent)
-        else:
-            points = [
-                (rng.uniform(x_min + 0.05 * (x_max - x_min), x_max - 0.05 * (x_max - x_min)),
-                 rng.uniform(y_min + 0.05 * (y_max - y_min), y_max - 0.05 * (y_max - y_min)))
-                for _ in range(config.count)
-            ]
-        for x, y in points:
-            b = building_at(x, y)
-            if config.mount == "rooftop":
-                if b is None:
-                    b = _nearest_building(buildings, x, y)
-                    if b is None:
-                        msg = "sites.mount: 'rooftop' needs buildings, but the scene has none; use mount 'ground'"
-                        raise InvalidInputError(msg)
-                p = _roof_point(b.footprint)
-                placed.append((p.x, p.y, b.height_m + config.height_m, "rooftop", b))
-            else:
-                if b is not None:
-                    x, y = _outdoor_point_near(footprints, x, y)
-                placed.append((x, y, config.height_m, "ground", None))
+        placed = _automatic_sites(config, buildings, tree, extent, rng)
     else:
-        for i, site in enumerate(config.custom):
-            x, y = _custom_xy(site, i, frame)
-            if not (x_min <= x <= x_max and y_min <= y <= y_max):
-                msg = (
-                    f"sites[{i}]: position ({x:.1f}, {y:.1f}) m is outside the scene extent "
-                    f"x in [{x_min:.1f}, {x_max:.1f}], y in [{y_min:.1f}, {y_max:.1f}]"
-                )
-                raise InvalidInputError(msg)
-            check_number(f"sites[{i}].height_m", site.height_m, 0.5, 300.0, "m")
-            mount = check_choice(f"sites[{i}].mount", site.mount, MOUNTS)
-            b = building_at(x, y)
-            if mount == "ground" and b is not None:
-                msg = (
-                    f"sites[{i}]: position ({x:.1f}, {y:.1f}) m is inside building {b.id}; "
-                    "expected an outdoor position, or set mount to 'rooftop'"
-                )
-                raise InvalidInputError(msg)
-            if mount == "rooftop" and b is None:
-                msg = f"sites[{i}]: mount 'rooftop' at ({x:.1f}, {y:.1f}) m, but no building is there"
-                raise InvalidInputError(msg)
-            z = site.height_m + (b.height_m if mount == "rooftop" else 0.0)
-            placed.append((x, y, z, mount, b))
+        placed = [_custom_site(site, i, buildings, tree, extent, frame) for i, site in enumerate(config.custom)]
 
-    centre = ((x_min + x_max) / 2, (y_min + y_max) / 2)
-    records = []
-    for i, (x, y, z, mount, b) in enumerate(placed):
-        lat, lon = frame.to_latlon(x, y)
-        site_id = (config.custom[i].id if config.placement == "custom" and config.custom[i].id else None) or f"site-{i}"
-        if config.azimuth_deg is not None:
-            azimuth = config.azimuth_deg
-        else:
-            azimuth = float(np.mod(np.degrees(np.arctan2(centre[0] - x, centre[1] - y)), 360.0))
-        records.append(
-            {
-                "id": str(site_id),
-                "x_m": round(float(x), 3),
-                "y_m": round(float(y), 3),
-                "z_m": round(float(z), 3),
-                "lat": float(lat),
-                "lon": float(lon),
-                "mount": mount,
-                "building": None if b is None else int(b.id),
-                "role": "transmitter" if config.mode == "ue" else "receiver",
-                "freq_hz": config.freq_hz,
-                "tx_power_dbm": config.tx_power_dbm if config.mode == "ue" else None,
-                "pattern": config.pattern,
-                "azimuth_deg": round(azimuth, 2),
-                "downtilt_deg": config.downtilt_deg,
-            }
-        )
+    records = [_site_record(config, i, site, extent, frame) for i, site in enumerate(placed)]
     ids = [r["id"] for r in records]
     if len(set(ids)) != len(ids):
         msg = f"sites: duplicate site ids {sorted({i for i in ids if ids.count(i) > 1})}; expected unique ids"
         raise InvalidInputError(msg)
     return records
+
+
+def _building_at(tree: shapely.STRtree | None, buildings: list[Building], x: float, y: float) -> Building | None:
+    """The building whose footprint contains (or touches) the point, if any."""
+    if tree is None:
+        return None
+    for idx in tree.query(Point(x, y), predicate="intersects"):
+        return buildings[int(idx)]
+    return None
+
+
+def _on_roof(building: Building, height_m: float) -> _Placed:
+    """A site ``height_m`` above the roof of ``building``."""
+    p = _roof_point(building.footprint)
+    return (p.x, p.y, building.height_m + height_m, "rooftop", building)
+
+
+def _automatic_sites(
+    config: SiteConfig, buildings: list[Building], tree: shapely.STRtree | None,
+    extent: tuple[float, float, float, float], rng: np.random.Generator,
+) -> list[_Placed]:
+    """Grid or random points, each moved onto the nearest roof or out of any building (``config.mount``)."""
+    x_min, y_min, x_max, y_max = extent
+    if config.placement == "grid":
+        points = _grid_points(config.count, extent)
+    else:
+        points = [
+            (rng.uniform(x_min + 0.05 * (x_max - x_min), x_max - 0.05 * (x_max - x_min)),
+             rng.uniform(y_min + 0.05 * (y_max - y_min), y_max - 0.05 * (y_max - y_min)))
+            for _ in range(config.count)
+        ]
+    footprints = [b.footprint for b in buildings]
+    placed: list[_Placed] = []
+    for x, y in points:
+        b = _building_at(tree, buildings, x, y)
+        if config.mount == "rooftop":
+            if b is None:
+                b = _nearest_building(buildings, x, y)
+                if b is None:
+                    msg = "sites.mount: 'rooftop' needs buildings, but the scene has none; use mount 'ground'"
+                    raise InvalidInputError(msg)
+            placed.append(_on_roof(b, config.height_m))
+        else:
+            if b is not None:
+                x, y = _outdoor_point_near(footprints, x, y)
+            placed.append((x, y, config.height_m, "ground", None))
+    return placed
+
+
+def _custom_site(
+    site: CustomSite, index: int, buildings: list[Building], tree: shapely.STRtree | None,
+    extent: tuple[float, float, float, float], frame: LocalFrame,
+) -> _Placed:
+    """A user's site, checked: inside the extent, outdoors when on the ground, on a building when on a roof."""
+    x_min, y_min, x_max, y_max = extent
+    x, y = _custom_xy(site, index, frame)
+    if not (x_min <= x <= x_max and y_min <= y <= y_max):
+        msg = (
+            f"sites[{index}]: position ({x:.1f}, {y:.1f}) m is outside the scene extent "
+            f"x in [{x_min:.1f}, {x_max:.1f}], y in [{y_min:.1f}, {y_max:.1f}]"
+        )
+        raise InvalidInputError(msg)
+    check_number(f"sites[{index}].height_m", site.height_m, 0.5, 300.0, "m")
+    mount = check_choice(f"sites[{index}].mount", site.mount, MOUNTS)
+    b = _building_at(tree, buildings, x, y)
+    if mount == "ground" and b is not None:
+        msg = (
+            f"sites[{index}]: position ({x:.1f}, {y:.1f}) m is inside building {b.id}; "
+            "expected an outdoor position, or set mount to 'rooftop'"
+        )
+        raise InvalidInputError(msg)
+    if mount == "rooftop" and b is None:
+        msg = f"sites[{index}]: mount 'rooftop' at ({x:.1f}, {y:.1f}) m, but no building is there"
+        raise InvalidInputError(msg)
+    z = site.height_m + (b.height_m if mount == "rooftop" else 0.0)
+    return (x, y, z, mount, b)
+
+
+def _site_record(
+    config: SiteConfig, index: int, site: _Placed, extent: tuple[float, float, float, float], frame: LocalFrame,
+) -> dict[str, Any]:
+    """The ``scene.json`` record of a placed site; sectors point at the scene centre unless told otherwise."""
+    x, y, z, mount, b = site
+    x_min, y_min, x_max, y_max = extent
+    centre = ((x_min + x_max) / 2, (y_min + y_max) / 2)
+    lat, lon = frame.to_latlon(x, y)
+    custom_id = config.custom[index].id if config.placement == "custom" and config.custom[index].id else None
+    site_id = custom_id or f"site-{index}"
+    if config.azimuth_deg is not None:
+        azimuth = config.azimuth_deg
+    else:
+        azimuth = float(np.mod(np.degrees(np.arctan2(centre[0] - x, centre[1] - y)), 360.0))
+    return {
+        "id": str(site_id),
+        "x_m": round(float(x), 3),
+        "y_m": round(float(y), 3),
+        "z_m": round(float(z), 3),
+        "lat": float(lat),
+        "lon": float(lon),
+        "mount": mount,
+        "building": None if b is None else int(b.id),
+        "role": "transmitter" if config.mode == "ue" else "receiver",
+        "freq_hz": config.freq_hz,
+        "tx_power_dbm": config.tx_power_dbm if config.mode == "ue" else None,
+        "pattern": config.pattern,
+        "azimuth_deg": round(azimuth, 2),
+        "downtilt_deg": config.downtilt_deg,
+    }
 
 
 def _missing(value: Any) -> bool:
