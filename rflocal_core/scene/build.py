@@ -122,18 +122,7 @@ def build_scene(config: SceneConfig, *, progress: ProgressFn | None = None) -> d
     extent = tuple(float(v) for v in box_m.bounds)  # x_min, y_min, x_max, y_max
 
     report("assigning materials", 0.25)
-    rng = np.random.default_rng(config.seed)
-    names, table = assign_materials([b.tags for b in buildings], config.materials, rng)
-    for b, name in zip(buildings, names):
-        b.material = name
-    lo, hi = config.materials.valid_freq_range_ghz({row.get("itu_type") for row in table if row["kind"] == "itu"})
-    freq_ghz = config.sites.freq_hz / 1e9
-    if not lo <= freq_ghz <= hi:
-        msg = (
-            f"sites.freq_hz: {config.sites.freq_hz:.4g} Hz is outside [{lo:g}, {hi:g}] GHz, where the ITU "
-            "models of the chosen materials are defined; pick another frequency or materials"
-        )
-        raise InvalidInputError(msg)
+    table = _assign_building_materials(config, buildings)
 
     report("placing sites", 0.3)
     sites = place_sites(config.sites, buildings, extent, frame)
@@ -141,30 +130,10 @@ def build_scene(config: SceneConfig, *, progress: ProgressFn | None = None) -> d
     with staged_dir(final) as tmp:
         meshes = tmp / "meshes"
         meshes.mkdir()
-        shapes: list[tuple[str, str, str]] = []
-        failed = 0
-        kept = []
-        for i, b in enumerate(buildings):
-            if i % 16 == 0:
-                report("extruding buildings", 0.35 + 0.5 * i / max(len(buildings), 1))
-            try:
-                vertices, faces = extrude(b.footprint, b.height_m - b.base_m, base_z_m=b.base_m)
-            except MeshError:
-                failed += 1
-                continue
-            write_ply(meshes / f"building_{b.id:05d}.ply", vertices, faces)
-            shapes.append((f"mesh-building-{b.id}", f"meshes/building_{b.id:05d}.ply", b.material))
-            kept.append(b)
-        if not kept:
-            msg = "footprints: no building could be meshed; expected at least one valid polygon"
-            raise InvalidInputError(msg)
-        fp_report.dropped_degenerate += failed
+        kept, shapes = _write_building_meshes(meshes, buildings, report)
+        fp_report.dropped_degenerate += len(buildings) - len(kept)
         fp_report.kept = len(kept)
-        margin = settings.ground_margin_m
-        gv, gf = ground_plane(extent[0] - margin, extent[1] - margin, extent[2] + margin, extent[3] + margin)
-        write_ply(meshes / "ground.ply", gv, gf)
-        ground_row = {"id": "ground-material", "kind": "itu", "itu_type": config.materials.ground,
-                      "thickness_m": settings.wall_thickness_m, "buildings": 0}
+        ground_row = _write_ground(meshes, extent, config.materials)
         shapes.append(("mesh-ground", "meshes/ground.ply", "ground-material"))
         used = {b.material for b in kept}
         table = [row for row in table if row["id"] in used]
@@ -174,36 +143,9 @@ def build_scene(config: SceneConfig, *, progress: ProgressFn | None = None) -> d
         _write_geojson(tmp / "buildings.geojson", [_building_feature(b, frame) for b in kept])
         _write_geojson(tmp / "roads.geojson", [_line_feature(r, frame) for r in roads_m])
 
-        heights = np.array([b.height_m for b in kept])
         width, height = extent[2] - extent[0], extent[3] - extent[1]
-        meta = {
-            "schema_version": settings.scene_schema_version,
-            "name": config.name,
-            "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "rflocal_version": __version__,
-            "source": source,
-            "bbox": dict(zip(("south", "west", "north", "east"), bbox.as_tuple())),
-            "frame": frame.to_dict(),
-            "extent_m": {"x_min": extent[0], "y_min": extent[1], "x_max": extent[2], "y_max": extent[3],
-                         "width": width, "height": height},
-            "buildings": {
-                "count": len(kept),
-                "footprint_area_m2": float(sum(b.footprint.area for b in kept)),
-                "height_m": {"min": float(heights.min()), "max": float(heights.max()),
-                             "mean": float(heights.mean()), "median": float(np.median(heights))},
-                "height_rules": _rules(kept),
-                "default_height_m": config.default_height_m,
-                "storey_height_m": config.storey_height_m,
-                "footprints": fp_report.to_dict(),
-            },
-            "roads": len(roads_m),
-            "materials": {"config": jsonable(asdict(config.materials)), "table": table, "ground": ground_row},
-            "mode": config.sites.mode,
-            "site_config": jsonable(asdict(config.sites)),
-            "sites": sites,
-            "files": {"xml": "scene.xml", "buildings": "buildings.geojson", "roads": "roads.geojson", "meshes": "meshes/"},
-            "seed": config.seed,
-        }
+        meta = _scene_meta(config, source=source, bbox=bbox, frame=frame, extent=extent, kept=kept,
+                           fp_report=fp_report, roads=len(roads_m), table=table, ground_row=ground_row, sites=sites)
         meta["content_sha256"] = content_hash(tmp)
         (tmp / "scene.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     report("done", 1.0)
@@ -258,6 +200,92 @@ def _footprints(config: SceneConfig) -> tuple[Any, ...]:
         )
         raise OSMFormatError(msg)
     return buildings, frame, raw.bbox, box_m, roads, report, raw.source
+
+
+def _assign_building_materials(config: SceneConfig, buildings: list[fp.Building]) -> list[dict[str, Any]]:
+    """Set each building's material; return the material table. Refuses a frequency the ITU models lack."""
+    rng = np.random.default_rng(config.seed)
+    names, table = assign_materials([b.tags for b in buildings], config.materials, rng)
+    for b, name in zip(buildings, names):
+        b.material = name
+    lo, hi = config.materials.valid_freq_range_ghz({row.get("itu_type") for row in table if row["kind"] == "itu"})
+    freq_ghz = config.sites.freq_hz / 1e9
+    if not lo <= freq_ghz <= hi:
+        msg = (
+            f"sites.freq_hz: {config.sites.freq_hz:.4g} Hz is outside [{lo:g}, {hi:g}] GHz, where the ITU "
+            "models of the chosen materials are defined; pick another frequency or materials"
+        )
+        raise InvalidInputError(msg)
+    return table
+
+
+def _write_building_meshes(
+    meshes: Path, buildings: list[fp.Building], report: ProgressFn,
+) -> tuple[list[fp.Building], list[tuple[str, str, str]]]:
+    """Extrude each building into ``meshes/``; return those meshed and their (id, file, material) shapes."""
+    shapes: list[tuple[str, str, str]] = []
+    kept = []
+    for i, b in enumerate(buildings):
+        if i % 16 == 0:
+            report("extruding buildings", 0.35 + 0.5 * i / max(len(buildings), 1))
+        try:
+            vertices, faces = extrude(b.footprint, b.height_m - b.base_m, base_z_m=b.base_m)
+        except MeshError:
+            continue  # counted as degenerate by the caller
+        write_ply(meshes / f"building_{b.id:05d}.ply", vertices, faces)
+        shapes.append((f"mesh-building-{b.id}", f"meshes/building_{b.id:05d}.ply", b.material))
+        kept.append(b)
+    if not kept:
+        msg = "footprints: no building could be meshed; expected at least one valid polygon"
+        raise InvalidInputError(msg)
+    return kept, shapes
+
+
+def _write_ground(meshes: Path, extent: tuple[float, ...], materials: MaterialConfig) -> dict[str, Any]:
+    """Write the ground plane (the extent plus a margin) to ``meshes/ground.ply``; return its material row."""
+    margin = settings.ground_margin_m
+    gv, gf = ground_plane(extent[0] - margin, extent[1] - margin, extent[2] + margin, extent[3] + margin)
+    write_ply(meshes / "ground.ply", gv, gf)
+    return {"id": "ground-material", "kind": "itu", "itu_type": materials.ground,
+            "thickness_m": settings.wall_thickness_m, "buildings": 0}
+
+
+def _scene_meta(
+    config: SceneConfig, *, source: dict[str, Any], bbox: BBox, frame: LocalFrame, extent: tuple[float, ...],
+    kept: list[fp.Building], fp_report: fp.FootprintReport, roads: int, table: list[dict[str, Any]],
+    ground_row: dict[str, Any], sites: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The content of ``scene.json`` (without its ``content_sha256``)."""
+    heights = np.array([b.height_m for b in kept])
+    width, height = extent[2] - extent[0], extent[3] - extent[1]
+    return {
+        "schema_version": settings.scene_schema_version,
+        "name": config.name,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "rflocal_version": __version__,
+        "source": source,
+        "bbox": dict(zip(("south", "west", "north", "east"), bbox.as_tuple())),
+        "frame": frame.to_dict(),
+        "extent_m": {"x_min": extent[0], "y_min": extent[1], "x_max": extent[2], "y_max": extent[3],
+                     "width": width, "height": height},
+        "buildings": {
+            "count": len(kept),
+            "footprint_area_m2": float(sum(b.footprint.area for b in kept)),
+            "height_m": {"min": float(heights.min()), "max": float(heights.max()),
+                         "mean": float(heights.mean()), "median": float(np.median(heights))},
+            "height_rules": _rules(kept),
+            "default_height_m": config.default_height_m,
+            "storey_height_m": config.storey_height_m,
+            "footprints": fp_report.to_dict(),
+        },
+        "roads": roads,
+        "materials": {"config": jsonable(asdict(config.materials)), "table": table, "ground": ground_row},
+        "mode": config.sites.mode,
+        "site_config": jsonable(asdict(config.sites)),
+        "sites": sites,
+        "files": {"xml": "scene.xml", "buildings": "buildings.geojson", "roads": "roads.geojson", "meshes": "meshes/"},
+        "seed": config.seed,
+    }
 
 
 def _rules(buildings: list[fp.Building]) -> dict[str, int]:
