@@ -419,8 +419,7 @@ def compute_paths(
         ``on_batch(done, total)`` after each batch (progress; may raise to cancel).
     """
     ensure_backend()
-    from sionna.rt import PathSolver, Receiver
-    from sionna.rt.constants import InteractionType
+    from sionna.rt import PathSolver
 
     positions_m = np.asarray(positions_m, dtype=np.float64)
     n = len(positions_m)
@@ -430,44 +429,73 @@ def compute_paths(
     solver = PathSolver()
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        names = [f"rflocal-rx-{i}" for i in range(start, stop)]
-        for name, pos in zip(names, positions_m[start:stop]):
-            scene.add(Receiver(name=name, position=[float(v) for v in pos]))
-        try:
-            # Candidates beyond max_num_paths_per_src are dropped silently; depth 3 with diffraction
-            # needs ~80 per receiver and source at 30k samples, so leave ample room.
-            paths = solver(scene, max_depth=max_depth, samples_per_src=samples_per_src,
-                           max_num_paths_per_src=max(10_000, 500 * (stop - start)), synthetic_array=True, seed=seed,
-                           diffraction=diffraction)
-            a_re, a_im = paths.a
-            power = np.asarray(a_re.numpy()) ** 2 + np.asarray(a_im.numpy()) ** 2  # [rx, 1, tx, 1, p]
-            power = power[:, 0, :, 0, :]
-            tau = np.asarray(paths.tau.numpy())  # [rx, tx, p]
-            phi = np.asarray(paths.phi_t.numpy())
-            valid = np.asarray(paths.valid.numpy()).astype(bool)
-            inter = np.asarray(paths.interactions.numpy())  # [depth, rx, tx, p]
-        finally:
-            for name in names:
-                scene.remove(name)
-        if valid.shape[-1] == 0:  # no path at all in this batch: one invalid placeholder path
-            power, tau, phi, valid = (np.pad(v, [(0, 0)] * (v.ndim - 1) + [(0, 1)]) for v in (power, tau, phi, valid))
-            inter = np.pad(inter, [(0, 0)] * (inter.ndim - 1) + [(0, 1)])
-        power = np.where(valid, power, 0.0)
-        has = valid.any(-1)
-        total = power.sum(-1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            first = np.where(valid, tau, np.inf).min(-1)
-            strongest = np.argmax(power, axis=-1)
-            phi_best = np.take_along_axis(phi, strongest[..., None], -1)[..., 0]
-            mean_tau = (power * tau).sum(-1) / total
-            spread = np.sqrt(np.maximum((power * (tau - mean_tau[..., None]) ** 2).sum(-1) / total, 0.0))
-            direct = (valid & (inter == InteractionType.NONE).all(0)).any(-1)
-            sl = slice(start, stop)
-            out["toa_ns"][sl] = np.where(has, first * 1e9, np.nan)
-            out["aoa_deg"][sl] = np.where(has, np.mod(90.0 - np.degrees(phi_best), 360.0), np.nan)
-            out["delay_spread_ns"][sl] = np.where(has, spread * 1e9, np.nan)
-            out["path_gain_db"][sl] = np.where(has & (total > 0), 10 * np.log10(total), np.nan)
-        los[start:stop] = np.where(has, direct.astype(np.int8), -1)
+        traced = _trace_batch(solver, scene, positions_m[start:stop], first=start, max_depth=max_depth,
+                              samples_per_src=samples_per_src, seed=seed, diffraction=diffraction)
+        features, direct = _link_features(*traced)
+        for key, value in features.items():
+            out[key][start:stop] = value
+        los[start:stop] = direct
         if on_batch is not None:
             on_batch(stop, n)
     return PathFeatures(out["toa_ns"], out["aoa_deg"], los, out["delay_spread_ns"], out["path_gain_db"])
+
+
+def _trace_batch(
+    solver: Any, scene: Any, positions_m: np.ndarray, *, first: int, max_depth: int, samples_per_src: int,
+    seed: int, diffraction: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Paths from every transmitter to receivers added at ``positions_m`` (removed again afterwards).
+
+    Returns power [rx, tx, p], delay ``tau`` (s), departure azimuth ``phi_t`` (rad), ``valid`` and
+    interaction types [depth, rx, tx, p]; at least one (invalid) path per link.
+    """
+    from sionna.rt import Receiver
+
+    names = [f"rflocal-rx-{i}" for i in range(first, first + len(positions_m))]
+    for name, pos in zip(names, positions_m):
+        scene.add(Receiver(name=name, position=[float(v) for v in pos]))
+    try:
+        # Candidates beyond max_num_paths_per_src are dropped silently; depth 3 with diffraction
+        # needs ~80 per receiver and source at 30k samples, so leave ample room.
+        paths = solver(scene, max_depth=max_depth, samples_per_src=samples_per_src,
+                       max_num_paths_per_src=max(10_000, 500 * len(names)), synthetic_array=True, seed=seed,
+                       diffraction=diffraction)
+        a_re, a_im = paths.a
+        power = np.asarray(a_re.numpy()) ** 2 + np.asarray(a_im.numpy()) ** 2  # [rx, 1, tx, 1, p]
+        power = power[:, 0, :, 0, :]
+        tau = np.asarray(paths.tau.numpy())  # [rx, tx, p]
+        phi = np.asarray(paths.phi_t.numpy())
+        valid = np.asarray(paths.valid.numpy()).astype(bool)
+        inter = np.asarray(paths.interactions.numpy())  # [depth, rx, tx, p]
+    finally:
+        for name in names:
+            scene.remove(name)
+    if valid.shape[-1] == 0:  # no path at all in this batch: one invalid placeholder path
+        power, tau, phi, valid = (np.pad(v, [(0, 0)] * (v.ndim - 1) + [(0, 1)]) for v in (power, tau, phi, valid))
+        inter = np.pad(inter, [(0, 0)] * (inter.ndim - 1) + [(0, 1)])
+    return power, tau, phi, valid, inter
+
+
+def _link_features(
+    power: np.ndarray, tau: np.ndarray, phi: np.ndarray, valid: np.ndarray, inter: np.ndarray,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per-link ToA, AoA, delay spread and path gain [rx, tx] (NaN without a path), and the LoS flag."""
+    from sionna.rt.constants import InteractionType
+
+    power = np.where(valid, power, 0.0)
+    has = valid.any(-1)
+    total = power.sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        first = np.where(valid, tau, np.inf).min(-1)
+        strongest = np.argmax(power, axis=-1)
+        phi_best = np.take_along_axis(phi, strongest[..., None], -1)[..., 0]
+        mean_tau = (power * tau).sum(-1) / total
+        spread = np.sqrt(np.maximum((power * (tau - mean_tau[..., None]) ** 2).sum(-1) / total, 0.0))
+        direct = (valid & (inter == InteractionType.NONE).all(0)).any(-1)
+        features = {
+            "toa_ns": np.where(has, first * 1e9, np.nan),
+            "aoa_deg": np.where(has, np.mod(90.0 - np.degrees(phi_best), 360.0), np.nan),
+            "delay_spread_ns": np.where(has, spread * 1e9, np.nan),
+            "path_gain_db": np.where(has & (total > 0), 10 * np.log10(total), np.nan),
+        }
+    return features, np.where(has, direct.astype(np.int8), -1)
