@@ -513,22 +513,11 @@ class MapFormer(LocNet):
             msg = f"mapformer: expected a MapBatch (report tokens with maps), got {type(batch).__name__}"
             raise InvalidInputError(msg)
         c = self.config
-        b = batch.base
-        n = len(b)
-        d = c.d_model
+        n = len(batch.base)
         g_cells = c.grid_cells
-        dev = b.feats.device
+        dev = batch.base.feats.device
 
-        # radio encoder
-        tokens = torch.cat([sinusoidal(b.node_xy, c.pe_freqs) * b.col("pos_ok").unsqueeze(-1), b.feats], dim=-1)
-        ids = self.node_embedding(b.node_id.clamp(0, self.vocab_size))
-        h = self.token_mlp(tokens) + ids
-        full = torch.cat([torch.ones(n, 1, dtype=torch.bool, device=dev), b.mask], dim=1)
-        h = torch.cat([self.cls.expand(n, 1, -1), h], dim=1)
-        if b.hist is not None and b.hist_mask is not None and bool(b.hist_mask.any()):
-            ht, hm = self._history(b, tokens[..., :4 * c.pe_freqs], ids)
-            h, full = torch.cat([h, ht], dim=1), torch.cat([full, hm], dim=1)
-        radio = self.radio_norm(self.radio_encoder(h, src_key_padding_mask=~full))[:, 0]  # [N, d]
+        radio = self._encode_reports(batch.base)  # [N, d]
 
         # map encoder, cross-attention
         cells = _centres(g_cells, g_cells, (1.0, 1.0), dev)  # [G*G, 2]
@@ -539,67 +528,21 @@ class MapFormer(LocNet):
             loglik = physics_loglik(batch, rss_sigma_db=c.prior_rss_sigma_db, toa_sigma_m=c.prior_toa_sigma_m,
                                     aoa_sigma_deg=c.prior_aoa_sigma_deg, cells=rss)  # [N, 4, H, W]
         if self.map_channels:
-            x = self._rasters(batch, loglik, rss)  # [N, C, H, W]
-            grid, extent = self.map_encoder(x)
-            th, tw = grid.shape[-2:]
-            pos = self.map_pos(sinusoidal(_centres(th, tw, extent, dev), c.pe_freqs))
-            mt = grid.flatten(2).transpose(1, 2) + pos  # [N, T, d]
-            if self.map_transformer is not None:
-                mt = self.map_transformer(mt)
-            mt = self.map_norm(mt)
-            ctx, _ = self.cross(radio.unsqueeze(1), mt, mt, need_weights=False)
-            ctx = ctx[:, 0]
-            # token features at the cell centres (grid_sample over the token grid's extent)
-            tgrid = mt.transpose(1, 2).reshape(n, d, th, tw)
-            if extent == (1.0, 1.0):  # the same as sampling at the cell centres, faster
-                at = F.interpolate(tgrid, size=(g_cells, g_cells), mode="bilinear", align_corners=False)
-                at = at.flatten(2).transpose(1, 2)
-            else:
-                where = torch.stack([cells[:, 0] / extent[0], cells[:, 1] / extent[1]], -1) * 2 - 1
-                at = F.grid_sample(tgrid, where.view(1, 1, -1, 2).expand(n, -1, -1, -1), mode="bilinear",
-                                   padding_mode="border", align_corners=False)[:, :, 0].transpose(1, 2)
-            s2d = F.pixel_unshuffle(_pool_to(x, g_cells * SUB_CELLS, "avg"), SUB_CELLS)  # [N, C * SUB^2, G, G]
-            mx = _pool_to(x, g_cells, "max")
-            raster = torch.cat([s2d, mx], dim=1).flatten(2).transpose(1, 2)  # [N, G*G, C * (SUB^2 + 1)]
-            cell_h = cell_h + self.cell_tok(at) + self.cell_raster(raster)
+            ctx, cell_h = self._map_context(batch, loglik, rss, radio, cells, cell_h)
         else:
             ctx = torch.zeros_like(radio)
-        fused = self.drop(self.fuse(torch.cat([radio, ctx], dim=-1)))  # [N, d]
-        gamma, beta = self.film(fused).unsqueeze(1).chunk(2, dim=-1)
-        cell_h = self.cell_norm(cell_h) * (1 + gamma) + beta
-        sq = cell_h.transpose(1, 2).reshape(n, d, g_cells, g_cells)
-        sq = sq + self.cell_conv(F.gelu(sq))
-        cell_h = self.cell_mlp(sq.flatten(2).transpose(1, 2))  # [N, G*G, d]
-        logits = self.logit_head(cell_h)[..., 0]  # [N, G*G]
+        cell_h, logits = self._cell_logits(radio, ctx, cell_h)
         prior_offset = None
         if self.prior_weight is not None and loglik is not None:
-            use = torch.tensor([c.use_radio_maps, True, True, c.use_scene], device=dev, dtype=loglik.dtype)
-            weight = F.softplus(self.prior_weight) * use
-            prior = (loglik * weight.view(1, -1, 1, 1)).sum(1)  # [N, H, W]
-            prior_logits, prior_offset = _pool_prior(prior, g_cells)
+            prior_logits, prior_offset = self._prior_logits(loglik)
             logits = logits + prior_logits
 
         out: dict[str, torch.Tensor] = {"coarse_logits": logits}
-        size = 1.0 / g_cells
         if self.fine_head is not None:
-            fine = self.fine_head(self.drop(cell_h))  # [N, G*G, 4]
-            offset = torch.tanh(fine[..., :2]) * size
-            if prior_offset is not None:  # start from the prior's mean in the cell, still within one cell
-                offset = (offset + prior_offset).clamp(-size, size)
-            f_mu = cells.unsqueeze(0) + offset
-            f_sigma = F.softplus(fine[..., 2:] - 2.0) * size + c.sigma_min
-            k = min(c.top_k, g_cells ** 2)
-            top = logits.detach().topk(k, dim=1).indices  # [N, K], best first
-            idx = top.unsqueeze(-1).expand(-1, -1, 2)
-            mu_k, sigma_k = torch.gather(f_mu, 1, idx), torch.gather(f_sigma, 1, idx)
-            prob_k = torch.softmax(torch.gather(logits, 1, top), dim=1)
-            mu = mu_k[:, 0]
-            var = (prob_k.unsqueeze(-1) * (sigma_k ** 2 + (mu_k - mu.unsqueeze(1)) ** 2)).sum(1)
-            sigma = var.clamp_min(c.sigma_min ** 2).sqrt()
-            out.update(fine_mu=f_mu, fine_sigma=f_sigma, topk_cells=top, topk_mu=mu_k, topk_sigma=sigma_k,
-                       topk_prob=prob_k)
+            mu, sigma, fine = self._fine_positions(cell_h, logits, cells, prior_offset)
+            out.update(fine)
         else:
-            mu, sigma = self._soft_argmax(logits, cells, size)
+            mu, sigma = self._soft_argmax(logits, cells, 1.0 / g_cells)
         out["mu"], out["sigma"] = mu, sigma
 
         if not self.training and c.refine_steps > 0:
@@ -610,6 +553,94 @@ class MapFormer(LocNet):
                 mse, has = physics_residual(batch, mu.detach())
             out["residual_db"] = torch.where(has, mse.sqrt(), torch.full_like(mse, float("nan")))
         return out
+
+    def _encode_reports(self, b: Batch) -> torch.Tensor:
+        """The radio encoder: report tokens (and history tokens) -> the CLS embedding [N, d]."""
+        c = self.config
+        n = len(b)
+        tokens = torch.cat([sinusoidal(b.node_xy, c.pe_freqs) * b.col("pos_ok").unsqueeze(-1), b.feats], dim=-1)
+        ids = self.node_embedding(b.node_id.clamp(0, self.vocab_size))
+        h = self.token_mlp(tokens) + ids
+        full = torch.cat([torch.ones(n, 1, dtype=torch.bool, device=b.feats.device), b.mask], dim=1)
+        h = torch.cat([self.cls.expand(n, 1, -1), h], dim=1)
+        if b.hist is not None and b.hist_mask is not None and bool(b.hist_mask.any()):
+            ht, hm = self._history(b, tokens[..., :4 * c.pe_freqs], ids)
+            h, full = torch.cat([h, ht], dim=1), torch.cat([full, hm], dim=1)
+        return self.radio_norm(self.radio_encoder(h, src_key_padding_mask=~full))[:, 0]
+
+    def _map_context(
+        self, batch: MapBatch, loglik: torch.Tensor | None, rss: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+        radio: torch.Tensor, cells: torch.Tensor, cell_h: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The map context of the radio embedding [N, d], and the cell tokens with map features added."""
+        c = self.config
+        n, g_cells = len(radio), c.grid_cells
+        x = self._rasters(batch, loglik, rss)  # [N, C, H, W]
+        grid, extent = self.map_encoder(x)
+        th, tw = grid.shape[-2:]
+        pos = self.map_pos(sinusoidal(_centres(th, tw, extent, x.device), c.pe_freqs))
+        mt = grid.flatten(2).transpose(1, 2) + pos  # [N, T, d]
+        if self.map_transformer is not None:
+            mt = self.map_transformer(mt)
+        mt = self.map_norm(mt)
+        ctx, _ = self.cross(radio.unsqueeze(1), mt, mt, need_weights=False)
+        # token features at the cell centres (grid_sample over the token grid's extent)
+        tgrid = mt.transpose(1, 2).reshape(n, c.d_model, th, tw)
+        if extent == (1.0, 1.0):  # the same as sampling at the cell centres, faster
+            at = F.interpolate(tgrid, size=(g_cells, g_cells), mode="bilinear", align_corners=False)
+            at = at.flatten(2).transpose(1, 2)
+        else:
+            where = torch.stack([cells[:, 0] / extent[0], cells[:, 1] / extent[1]], -1) * 2 - 1
+            at = F.grid_sample(tgrid, where.view(1, 1, -1, 2).expand(n, -1, -1, -1), mode="bilinear",
+                               padding_mode="border", align_corners=False)[:, :, 0].transpose(1, 2)
+        s2d = F.pixel_unshuffle(_pool_to(x, g_cells * SUB_CELLS, "avg"), SUB_CELLS)  # [N, C * SUB^2, G, G]
+        mx = _pool_to(x, g_cells, "max")
+        raster = torch.cat([s2d, mx], dim=1).flatten(2).transpose(1, 2)  # [N, G*G, C * (SUB^2 + 1)]
+        return ctx[:, 0], cell_h + self.cell_tok(at) + self.cell_raster(raster)
+
+    def _cell_logits(self, radio: torch.Tensor, ctx: torch.Tensor,
+                     cell_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fuse radio and map context into the cell tokens (FiLM, convolutions): cell tokens [N, G*G, d], logits."""
+        n, d, g_cells = len(radio), self.config.d_model, self.config.grid_cells
+        fused = self.drop(self.fuse(torch.cat([radio, ctx], dim=-1)))  # [N, d]
+        gamma, beta = self.film(fused).unsqueeze(1).chunk(2, dim=-1)
+        cell_h = self.cell_norm(cell_h) * (1 + gamma) + beta
+        sq = cell_h.transpose(1, 2).reshape(n, d, g_cells, g_cells)
+        sq = sq + self.cell_conv(F.gelu(sq))
+        cell_h = self.cell_mlp(sq.flatten(2).transpose(1, 2))  # [N, G*G, d]
+        return cell_h, self.logit_head(cell_h)[..., 0]  # [N, G*G]
+
+    def _prior_logits(self, loglik: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weighted physics prior pooled to coarse cells: logits [N, G*G] and its mean offset in each cell."""
+        c = self.config
+        use = torch.tensor([c.use_radio_maps, True, True, c.use_scene], device=loglik.device, dtype=loglik.dtype)
+        weight = F.softplus(self.prior_weight) * use
+        prior = (loglik * weight.view(1, -1, 1, 1)).sum(1)  # [N, H, W]
+        return _pool_prior(prior, c.grid_cells)
+
+    def _fine_positions(
+        self, cell_h: torch.Tensor, logits: torch.Tensor, cells: torch.Tensor, prior_offset: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """``mu``, ``sigma`` from the fine heads of the top-k cells, and the fine and top-k outputs."""
+        c = self.config
+        g_cells = c.grid_cells
+        size = 1.0 / g_cells
+        fine = self.fine_head(self.drop(cell_h))  # [N, G*G, 4]
+        offset = torch.tanh(fine[..., :2]) * size
+        if prior_offset is not None:  # start from the prior's mean in the cell, still within one cell
+            offset = (offset + prior_offset).clamp(-size, size)
+        f_mu = cells.unsqueeze(0) + offset
+        f_sigma = F.softplus(fine[..., 2:] - 2.0) * size + c.sigma_min
+        k = min(c.top_k, g_cells ** 2)
+        top = logits.detach().topk(k, dim=1).indices  # [N, K], best first
+        idx = top.unsqueeze(-1).expand(-1, -1, 2)
+        mu_k, sigma_k = torch.gather(f_mu, 1, idx), torch.gather(f_sigma, 1, idx)
+        prob_k = torch.softmax(torch.gather(logits, 1, top), dim=1)
+        mu = mu_k[:, 0]
+        var = (prob_k.unsqueeze(-1) * (sigma_k ** 2 + (mu_k - mu.unsqueeze(1)) ** 2)).sum(1)
+        sigma = var.clamp_min(c.sigma_min ** 2).sqrt()
+        return mu, sigma, {"fine_mu": f_mu, "fine_sigma": f_sigma, "topk_cells": top, "topk_mu": mu_k,
+                           "topk_sigma": sigma_k, "topk_prob": prob_k}
 
     def _history(self, b: Batch, pe: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """History tokens [N, K, d] and their mask [N, K]: one per (earlier time, slot) that any sample uses.
