@@ -89,15 +89,7 @@ def convert_antwerp(
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         msg = f"limit: expected a positive integer or None, got {limit!r}"
         raise InvalidInputError(msg)
-    root = Path(folder)
-    x_path, y_path, crosswalk_path = root / f"x_{split}.csv", root / f"y_{split}.csv", root / ANTWERP_CROSSWALK_FILE
-    if not root.is_dir():
-        msg = f"folder: expected the Antwerp LoRaWAN dataset folder, got {str(root)!r} (no such folder)"
-        raise InvalidInputError(msg)
-    missing = [p.name for p in (x_path, y_path, crosswalk_path) if not p.is_file()]
-    if missing:
-        msg = f"folder: expected {', '.join(missing)} in {root}, got no such file"
-        raise InvalidInputError(msg)
+    x_path, y_path, crosswalk_path = _split_files(Path(folder), split)
 
     gateways = _read_crosswalk(crosswalk_path)
     columns, rss = _read_rss(x_path, limit)
@@ -106,22 +98,43 @@ def convert_antwerp(
         msg = f"expected as many positions as messages in {x_path.name} ({rss.shape[0]}), got {len(truths)}"
         raise MeasurementFormatError(msg, path=y_path.name)
 
-    node_of_column: list[str] = []
-    extra_nodes: dict[str, Node] = {}
-    for bs in columns:
-        if bs in gateways:
-            node_of_column.append(gateways[bs].id)
-        else:
-            node_of_column.append(f"BS {bs}")
-    received = rss != ANTWERP_MISSING_RSSI_DBM
+    samples, errors, extra_nodes = _samples(split, columns, rss, truths, gateways, x_name=x_path.name,
+                                            y_name=y_path.name)
+    nodes = [gateways[bs] for bs in sorted(gateways)] + list(extra_nodes.values())
+    notes = _notes(split, len(samples), len(errors), gateways, extra_nodes, x_name=x_path.name, y_name=y_path.name,
+                   crosswalk_name=crosswalk_path.name)
+    return MeasurementSet("emitter", None, tuple(nodes), tuple(samples), tuple(errors), tuple(notes))
 
+
+def _split_files(root: Path, split: str) -> tuple[Path, Path, Path]:
+    """``x_<split>.csv``, ``y_<split>.csv`` and the crosswalk in ``root``, which must all exist."""
+    x_path, y_path, crosswalk_path = root / f"x_{split}.csv", root / f"y_{split}.csv", root / ANTWERP_CROSSWALK_FILE
+    if not root.is_dir():
+        msg = f"folder: expected the Antwerp LoRaWAN dataset folder, got {str(root)!r} (no such folder)"
+        raise InvalidInputError(msg)
+    missing = [p.name for p in (x_path, y_path, crosswalk_path) if not p.is_file()]
+    if missing:
+        msg = f"folder: expected {', '.join(missing)} in {root}, got no such file"
+        raise InvalidInputError(msg)
+    return x_path, y_path, crosswalk_path
+
+
+def _samples(
+    split: str, columns: list[int], rss: np.ndarray, truths: list[tuple[float, float]], gateways: dict[int, Node],
+    *, x_name: str, y_name: str,
+) -> tuple[list[Sample], list[SampleError], dict[str, Node]]:
+    """One sample per message received by some gateway, the messages received by none, and the gateway
+    columns missing from the crosswalk (as nodes of unknown position)."""
+    node_of_column = [gateways[bs].id if bs in gateways else f"BS {bs}" for bs in columns]
+    received = rss != ANTWERP_MISSING_RSSI_DBM
     samples: list[Sample] = []
     errors: list[SampleError] = []
+    extra_nodes: dict[str, Node] = {}
     for i in range(rss.shape[0]):
         sample_id = f"{split}-{i}"
         cols = np.flatnonzero(received[i])
         if cols.size == 0:
-            msg = f"{x_path.name} line {i + 2}: expected at least one gateway with RSSI != -200, got none"
+            msg = f"{x_name} line {i + 2}: expected at least one gateway with RSSI != -200, got none"
             errors.append(SampleError(i, sample_id, msg))
             continue
         reports = []
@@ -133,19 +146,25 @@ def convert_antwerp(
                 reports.append(Report(node=node_id, rss_dbm=float(rss[i, j])))
             except MeasurementFormatError as exc:
                 msg = f"{exc.detail} (RSSI in dBm, -200 = not received)"
-                raise MeasurementFormatError(msg, path=f'{x_path.name} line {i + 2}, "BS {columns[j]}"') from None
+                raise MeasurementFormatError(msg, path=f'{x_name} line {i + 2}, "BS {columns[j]}"') from None
         lat, lon = truths[i]
         try:
             truth = Position(lat=lat, lon=lon)
         except MeasurementFormatError as exc:
             column = "Latitude" if exc.path == "lat" else "Longitude"
-            raise MeasurementFormatError(exc.detail, path=f"{y_path.name} line {i + 2}, {column}") from None
+            raise MeasurementFormatError(exc.detail, path=f"{y_name} line {i + 2}, {column}") from None
         samples.append(Sample(sample_id, tuple(reports), truth))
+    return samples, errors, extra_nodes
 
-    nodes = [gateways[bs] for bs in sorted(gateways)] + list(extra_nodes.values())
+
+def _notes(
+    split: str, num_samples: int, num_errors: int, gateways: dict[int, Node], extra_nodes: dict[str, Node], *,
+    x_name: str, y_name: str, crosswalk_name: str,
+) -> list[str]:
+    """Where the data comes from, and which gateways have no known position."""
     notes = [
         f"Antwerp LoRaWAN dataset (Aernouts et al., Data 3(2):13, 2018; CC-BY-4.0), split {split}: "
-        f"{len(samples)} messages from {x_path.name} and {y_path.name}; a report per gateway that received "
+        f"{num_samples} messages from {x_name} and {y_name}; a report per gateway that received "
         f"the message (RSSI -200 = not received is left out); truth is the device's GPS position; "
         f"the device's transmit power is unknown.",
     ]
@@ -158,12 +177,12 @@ def convert_antwerp(
         )
     if extra_nodes:
         notes.append(
-            f"{len(extra_nodes)} gateway columns are not in {crosswalk_path.name} and were kept with an "
+            f"{len(extra_nodes)} gateway columns are not in {crosswalk_name} and were kept with an "
             f"unknown position: {', '.join(extra_nodes)}."
         )
-    if errors:
-        notes.append(f"{len(errors)} messages received by no gateway were skipped (see errors).")
-    return MeasurementSet("emitter", None, tuple(nodes), tuple(samples), tuple(errors), tuple(notes))
+    if num_errors:
+        notes.append(f"{num_errors} messages received by no gateway were skipped (see errors).")
+    return notes
 
 
 def _read_crosswalk(path: Path) -> dict[int, Node]:
