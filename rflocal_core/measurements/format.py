@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
-from rflocal_core.errors import InvalidInputError, RFLocalInputError
+from rflocal_core.errors import InvalidInputError, MeasurementFormatError, join_path
 
 if TYPE_CHECKING:
     from rflocal_core.geo import LocalFrame
@@ -113,43 +113,6 @@ OnFault = Literal["raise", "drop"]
 # --------------------------------------------------------------------------- errors
 
 
-class MeasurementFormatError(RFLocalInputError, ValueError):
-    """A measurement file or object does not follow ``rflocal-measurements/1``.
-
-    Parameters
-    ----------
-    message : str
-        What was expected and what was found (without the path).
-    path : str
-        JSON path of the offending field, e.g. ``"samples[3].reports[0].rss_dbm"``; empty
-        for problems of the file as a whole (size, encoding, JSON syntax).
-
-    Attributes
-    ----------
-    path : str
-        As given.
-    detail : str
-        ``message`` as given; ``str(error)`` is ``"<path>: <detail>"``.
-    """
-
-    def __init__(self, message: str, *, path: str = "") -> None:
-        self.path = path
-        self.detail = message
-        super().__init__(f"{path}: {message}" if path else message)
-
-    def within(self, prefix: str) -> MeasurementFormatError:
-        """Return the same error with its path placed under ``prefix``."""
-        return MeasurementFormatError(self.detail, path=_join(prefix, self.path))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Keep ``path`` when the error crosses a process boundary (pickle).
-        return (_rebuild_error, (type(self), self.detail, self.path))
-
-
-def _rebuild_error(cls: type[MeasurementFormatError], detail: str, path: str) -> MeasurementFormatError:
-    return cls(detail, path=path)
-
-
 class SampleError(NamedTuple):
     """A sample skipped by lenient loading (``on_error="collect"``)."""
 
@@ -193,14 +156,6 @@ class _JSONConstant:
 
 _MISSING = object()
 _PLAIN_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-
-
-def _join(prefix: str, path: str) -> str:
-    if not prefix:
-        return path
-    if not path:
-        return prefix
-    return prefix + path if path.startswith("[") else f"{prefix}.{path}"
 
 
 def _key(name: Any) -> str:
@@ -679,7 +634,7 @@ def _known_keys(obj: Mapping[str, Any], allowed: tuple[str, ...], path: str) -> 
     for key in obj:
         if key not in allowed:
             msg = f"unknown key; expected one of {', '.join(allowed)}"
-            raise MeasurementFormatError(msg, path=_join(path, _key(key)))
+            raise MeasurementFormatError(msg, path=join_path(path, _key(key)))
 
 
 def _list(value: Any, path: str, what: str) -> list[Any]:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rflocal_core.errors import RFLocalInputError
+from rflocal_core.errors import CheckpointError, RFLocalInputError, RunNotFoundError
 from rflocal_core.workspace import atomic_write_text, subdir, validate_name
 
 CHECKPOINT_FORMAT = "rflocal-run/1"
@@ -62,14 +62,6 @@ def active(run_id: str) -> Iterator[None]:
 def is_active(run_id: str) -> bool:
     with _ACTIVE_LOCK:
         return run_id in _ACTIVE
-
-
-class RunNotFoundError(RFLocalInputError, FileNotFoundError):
-    """No run of that id exists."""
-
-
-class CheckpointError(RFLocalInputError, ValueError):
-    """A run's checkpoint is missing, corrupt or not an RFLocal checkpoint."""
 
 
 def runs_dir() -> Path:

@@ -1,0 +1,68 @@
+"""One of each: every error class in errors.py, one speed of light, one atomic write, osmnx settings restored."""
+
+from __future__ import annotations
+
+import ast
+import pickle
+from pathlib import Path
+
+import rflocal_core
+from rflocal_core import errors
+
+CORE = Path(rflocal_core.__file__).resolve().parent
+
+
+def _core_modules() -> list[tuple[Path, ast.Module]]:
+    return [(path, ast.parse(path.read_text(encoding="utf-8"))) for path in sorted(CORE.rglob("*.py"))]
+
+
+#: Exceptions that are not errors: a cancelled job is a signal and lives with the progress callbacks.
+NOT_ERRORS = {"JobCancelled"}
+
+
+def _base_names(node: ast.ClassDef) -> list[str]:
+    return [b.id if isinstance(b, ast.Name) else b.attr if isinstance(b, ast.Attribute) else "" for b in node.bases]
+
+
+def test_every_error_class_is_defined_in_errors_py() -> None:
+    elsewhere = [
+        f"{path.relative_to(CORE)}:{node.lineno} {node.name}"
+        for path, tree in _core_modules() if path.name != "errors.py"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef) and node.name not in NOT_ERRORS
+        and any(name.endswith(("Error", "Exception", "Warning")) for name in _base_names(node))
+    ]
+    assert elsewhere == []
+    defined = [n.name for n in ast.parse((CORE / "errors.py").read_text(encoding="utf-8")).body
+               if isinstance(n, ast.ClassDef)]
+    assert len(defined) >= 17
+
+
+def test_documented_error_names_are_still_importable_where_they_were() -> None:
+    from rflocal_core.dataset import DatasetExistsError, DatasetNotFoundError
+    from rflocal_core.measurements import MeasurementFormatError
+    from rflocal_core.measurements.table import TableFormatError
+    from rflocal_core.models import NotFittedError
+    from rflocal_core.reference import InferenceInputError
+    from rflocal_core.scene.mesh import MeshError
+    from rflocal_core.train import CheckpointError, RunNotFoundError
+
+    assert MeasurementFormatError is errors.MeasurementFormatError
+    assert TableFormatError is errors.TableFormatError and issubclass(TableFormatError, MeasurementFormatError)
+    assert (DatasetExistsError, DatasetNotFoundError) == (errors.DatasetExistsError, errors.DatasetNotFoundError)
+    assert (CheckpointError, RunNotFoundError) == (errors.CheckpointError, errors.RunNotFoundError)
+    assert (NotFittedError, InferenceInputError, MeshError) == (errors.NotFittedError, errors.InferenceInputError,
+                                                                errors.MeshError)
+
+
+def test_format_errors_keep_their_path_through_pickle() -> None:
+    for cls in (errors.MeasurementFormatError, errors.TableFormatError):
+        err = cls("expected a number in [-200, 30], got \"abc\"", path="reports[0].rss_dbm").within("samples[3]")
+        copied = pickle.loads(pickle.dumps(err))
+        assert type(copied) is errors.MeasurementFormatError  # within() builds the base class, as before
+        assert copied.path == "samples[3].reports[0].rss_dbm"
+        assert str(copied) == 'samples[3].reports[0].rss_dbm: expected a number in [-200, 30], got "abc"'
+        table = pickle.loads(pickle.dumps(cls("bad", path="rows")))
+        assert type(table) is cls and table.path == "rows" and table.detail == "bad"
+    assert errors.join_path("samples[3]", "[0]") == "samples[3][0]"
+    assert errors.join_path("", "id") == "id" and errors.join_path("nodes[1]", "") == "nodes[1]"
