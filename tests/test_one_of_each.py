@@ -66,3 +66,17 @@ def test_format_errors_keep_their_path_through_pickle() -> None:
         assert type(table) is cls and table.path == "rows" and table.detail == "bad"
     assert errors.join_path("samples[3]", "[0]") == "samples[3][0]"
     assert errors.join_path("", "id") == "id" and errors.join_path("nodes[1]", "") == "nodes[1]"
+
+
+def test_one_speed_of_light() -> None:
+    from rflocal_core.constants import C_M_PER_NS, SPEED_OF_LIGHT_M_S
+
+    assert SPEED_OF_LIGHT_M_S == 299_792_458.0 and C_M_PER_NS == 0.299792458
+    literals = [
+        f"{path.relative_to(CORE)}:{node.lineno} {node.value!r}"
+        for path, tree in _core_modules() if path.name != "constants.py"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float))
+        and round(float(node.value) / 299_792_458.0, 12) in (1.0, 1e-9, 1e-6, 1e-3)
+    ]
+    assert literals == []
