@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import ast
+import functools
+import os
 import pickle
 from pathlib import Path
+
+import pytest
 
 import rflocal_core
 from rflocal_core import errors
@@ -12,6 +16,7 @@ from rflocal_core import errors
 CORE = Path(rflocal_core.__file__).resolve().parent
 
 
+@functools.cache
 def _core_modules() -> list[tuple[Path, ast.Module]]:
     return [(path, ast.parse(path.read_text(encoding="utf-8"))) for path in sorted(CORE.rglob("*.py"))]
 
@@ -80,3 +85,72 @@ def test_one_speed_of_light() -> None:
         and round(float(node.value) / 299_792_458.0, 12) in (1.0, 1e-9, 1e-6, 1e-3)
     ]
     assert literals == []
+
+
+def test_atomic_writes_leave_the_old_file_or_the_new_one(tmp_path: Path) -> None:
+    from rflocal_core.workspace import TEMP_PREFIX, atomic_path, atomic_write_bytes, atomic_write_text
+
+    target = tmp_path / "out.bin"
+    assert atomic_write_bytes(target, b"\x00\x01") == target and target.read_bytes() == b"\x00\x01"
+    assert atomic_write_text(tmp_path / "t.json", "é\n").read_bytes() == "é\n".encode()
+    with pytest.raises(RuntimeError, match="writer failed"), atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(f"{TEMP_PREFIX}out.bin-")
+        tmp.write_bytes(b"half")
+        raise RuntimeError("writer failed")
+    assert target.read_bytes() == b"\x00\x01"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin", "t.json"]
+    with pytest.raises(TypeError):  # text where bytes are expected: nothing is left behind
+        atomic_write_bytes(target, "text")  # type: ignore[arg-type]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin", "t.json"]
+    names = set()
+    for _ in range(3):
+        with atomic_path(target) as tmp:
+            names.add(tmp.name)
+            tmp.write_bytes(b"new")
+    assert len(names) == 3 and target.read_bytes() == b"new"
+
+
+def test_torch_and_upload_writers_use_the_helper(tmp_path: Path, workspace: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from rflocal_core.scene.footprints import save_upload
+    from rflocal_core.train.runs import write_torch
+
+    file = tmp_path / "model.pt"
+    write_torch(file, {"format": "x", "w": torch.arange(3)})
+    assert torch.load(file, weights_only=True)["w"].tolist() == [0, 1, 2]
+
+    def broken_replace(src: object, dst: object) -> None:
+        raise OSError("disk full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", broken_replace)
+        with pytest.raises(OSError, match="disk full"):
+            write_torch(file, {"format": "y"})
+        with pytest.raises(OSError, match="disk full"):
+            save_upload("my city.osm", b"<osm/>")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != workspace.name) == ["model.pt"]
+    assert torch.load(file, weights_only=True)["format"] == "x"
+    assert list((workspace / "uploads").iterdir()) == []
+    path = save_upload("my city.osm", b"<osm/>")
+    assert path.name == "my_city.osm" and path.read_bytes() == b"<osm/>"
+    assert [p.name for p in (workspace / "uploads").iterdir()] == ["my_city.osm"]
+
+
+def test_no_other_rename_into_place() -> None:
+    # Files reach their final name only through workspace.atomic_path; folders through
+    # workspace.staged_dir, except the datasets' resumable .partial-<name> folders.
+    allowed = {"workspace.py": 2, "dataset/exchange.py": 1, "dataset/generate.py": 1}
+    found: dict[str, int] = {}
+    for path, tree in _core_modules():
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+                continue
+            func, nargs = node.func, len(node.args) + len(node.keywords)
+            is_os = isinstance(func.value, ast.Name) and func.value.id == "os" and func.attr in ("replace", "rename")
+            is_path = func.attr in ("replace", "rename") and nargs == 1 and not node.keywords  # str.replace takes 2
+            if is_os or is_path:
+                key = path.relative_to(CORE).as_posix()
+                found[key] = found.get(key, 0) + 1
+    assert found == allowed

@@ -37,7 +37,6 @@ import math
 import numbers
 import os
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -47,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 import numpy as np
 
 from rflocal_core.errors import InvalidInputError, MeasurementFormatError, join_path
+from rflocal_core.workspace import atomic_write_text
 
 if TYPE_CHECKING:
     from rflocal_core.geo import LocalFrame
@@ -1092,11 +1092,4 @@ def dump_measurements(ms: MeasurementSet, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     text = dumps_measurements(ms)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, text)

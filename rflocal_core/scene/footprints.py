@@ -30,6 +30,7 @@ from rflocal_core.errors import OSMDownloadError, OSMFormatError
 from rflocal_core.geo import BBox, LocalFrame
 from rflocal_core.scene import osm_xml
 from rflocal_core.scene.osm_xml import FeatureLog, clean_polygon, polygons_of
+from rflocal_core.workspace import atomic_write_bytes, subdir
 
 
 @dataclass
@@ -307,8 +308,6 @@ def save_upload(filename: str, data: bytes) -> Path:
 
     The name is reduced to safe characters; size and extension are checked.
     """
-    from rflocal_core.workspace import subdir
-
     suffix = Path(filename).suffix.lower()
     if suffix not in UPLOAD_SUFFIXES:
         msg = f"osm_file: unsupported extension {suffix!r} of {filename!r}; expected one of {', '.join(UPLOAD_SUFFIXES)}"
@@ -320,11 +319,7 @@ def save_upload(filename: str, data: bytes) -> Path:
         )
         raise OSMFormatError(msg)
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(filename).stem).strip("._") or "upload"
-    path = subdir("uploads") / f"{stem[:60]}{suffix}"
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return path
+    return atomic_write_bytes(subdir("uploads") / f"{stem[:60]}{suffix}", data)
 
 
 def from_path(path: str | Path) -> Footprints:
