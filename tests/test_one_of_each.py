@@ -154,3 +154,59 @@ def test_no_other_rename_into_place() -> None:
                 key = path.relative_to(CORE).as_posix()
                 found[key] = found.get(key, 0) + 1
     assert found == allowed
+
+
+def test_osmnx_settings_are_restored_and_serialized() -> None:
+    import threading
+
+    import osmnx as ox
+
+    from rflocal_core.scene.footprints import osmnx_settings
+
+    before = (ox.settings.requests_timeout, ox.settings.use_cache, ox.settings.overpass_url)
+    with pytest.raises(RuntimeError, match="download failed"), osmnx_settings(requests_timeout=3, use_cache=False):
+        assert (ox.settings.requests_timeout, ox.settings.use_cache) == (3, False)
+        raise RuntimeError("download failed")
+    assert (ox.settings.requests_timeout, ox.settings.use_cache, ox.settings.overpass_url) == before
+    with pytest.raises(AttributeError, match="requests_timeot"), osmnx_settings(requests_timeot=3):
+        pass
+
+    seen: list[object] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def other_job() -> None:
+        with osmnx_settings(overpass_url="http://127.0.0.1:9/api"):
+            entered.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=other_job)
+    worker.start()
+    assert entered.wait(10)
+    def second_job() -> None:
+        with osmnx_settings(use_cache=True):
+            seen.append(ox.settings.overpass_url)
+
+    waiter = threading.Thread(target=second_job)
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive() and seen == []  # the second download waits for the first
+    release.set()
+    worker.join(10)
+    waiter.join(10)
+    assert seen == [before[2]]  # and sees the first one's settings restored, not its overpass_url
+    assert (ox.settings.requests_timeout, ox.settings.use_cache, ox.settings.overpass_url) == before
+
+
+def test_from_bbox_offline_restores_osmnx_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    import osmnx as ox
+
+    from rflocal_core import settings
+    from rflocal_core.errors import OSMDownloadError
+    from rflocal_core.geo import BBox
+    from rflocal_core.scene.footprints import from_bbox
+
+    before = (ox.settings.requests_timeout, ox.settings.use_cache, ox.settings.overpass_url)
+    monkeypatch.setenv(settings.OVERPASS_URL_ENV, "http://127.0.0.1:9/api")  # discard port: refused at once
+    with pytest.raises(OSMDownloadError, match=r"could not reach OpenStreetMap \(127\.0\.0\.1:9"):
+        from_bbox(BBox(48.137, 11.575, 48.139, 11.578))
+    assert (ox.settings.requests_timeout, ox.settings.use_cache, ox.settings.overpass_url) == before
