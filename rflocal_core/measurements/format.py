@@ -93,7 +93,6 @@ SNR_RANGE_DB = (-50.0, 100.0)
 T_RANGE_S = (0.0, None)
 
 
-
 @dataclass(frozen=True)
 class FieldSpec:
     """One value of the format: its JSON type, accepted range (inclusive) and meaning.
