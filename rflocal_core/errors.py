@@ -1,11 +1,16 @@
-"""Errors with messages a user can act on.
+"""Errors with messages a user can act on: every error class of the core is defined here.
 
 Each error names the field, the bad value and what was expected. They subclass
 built-in exceptions so callers can catch them generically (``except ValueError``).
 The command line turns :class:`RFLocalInputError` subclasses into exit status 2.
+The modules that raise them re-export the public ones where they were documented
+(``rflocal_core.measurements.MeasurementFormatError``, ``rflocal_core.dataset.DatasetExistsError``,
+``rflocal_core.train.CheckpointError``, ...).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class RFLocalInputError(Exception):
@@ -49,3 +54,81 @@ class BackendUnavailableError(RuntimeError):
 
 class SceneImportError(RFLocalInputError, ValueError):
     """A Mitsuba / Sionna scene file cannot be imported (not a scene, no geometry, missing meshes)."""
+
+
+class MeshError(ValueError):
+    """A footprint cannot be turned into a closed mesh."""
+
+
+class DatasetNotFoundError(RFLocalInputError, FileNotFoundError):
+    """No complete dataset of that name exists."""
+
+
+class DatasetExistsError(RFLocalInputError, FileExistsError):
+    """A dataset of that name already exists."""
+
+
+class RunNotFoundError(RFLocalInputError, FileNotFoundError):
+    """No run of that id exists."""
+
+
+class CheckpointError(RFLocalInputError, ValueError):
+    """A run's checkpoint is missing, corrupt or not an RFLocal checkpoint."""
+
+
+class NotFittedError(InvalidInputError):
+    """``predict`` (or ``state_dict``) was called before ``fit``."""
+
+
+class InferenceInputError(InvalidInputError):
+    """A measurement file that does not fit the run (mode, scene, nodes)."""
+
+
+def join_path(prefix: str, path: str) -> str:
+    """JSON path ``path`` placed under ``prefix``: ``("samples[3]", "id")`` gives ``"samples[3].id"``."""
+    if not prefix:
+        return path
+    if not path:
+        return prefix
+    return prefix + path if path.startswith("[") else f"{prefix}.{path}"
+
+
+class MeasurementFormatError(RFLocalInputError, ValueError):
+    """A measurement file or object does not follow ``rflocal-measurements/1``.
+
+    Parameters
+    ----------
+    message : str
+        What was expected and what was found (without the path).
+    path : str
+        JSON path of the offending field, e.g. ``"samples[3].reports[0].rss_dbm"``; empty
+        for problems of the file as a whole (size, encoding, JSON syntax).
+
+    Attributes
+    ----------
+    path : str
+        As given.
+    detail : str
+        ``message`` as given; ``str(error)`` is ``"<path>: <detail>"``.
+    """
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        self.path = path
+        self.detail = message
+        super().__init__(f"{path}: {message}" if path else message)
+
+    def within(self, prefix: str) -> MeasurementFormatError:
+        """Return the same error with its path placed under ``prefix``."""
+        return MeasurementFormatError(self.detail, path=join_path(prefix, self.path))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keep ``path`` when the error crosses a process boundary (pickle).
+        return (_rebuild_error, (type(self), self.detail, self.path))
+
+
+def _rebuild_error(cls: type[MeasurementFormatError], detail: str, path: str) -> MeasurementFormatError:
+    return cls(detail, path=path)
+
+
+class TableFormatError(MeasurementFormatError):
+    """A table cannot be read, or the column mapping does not fit it (exit 2 on the command line)."""

@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from rflocal_core.errors import RFLocalInputError
+from rflocal_core.errors import CheckpointError, InferenceInputError, RFLocalInputError
 from rflocal_core.models import BASELINES, Inputs, Prediction, errors_m
 from rflocal_core.models.nets import NETWORKS
 from rflocal_core.models.neural import NeuralModel
-from rflocal_core.reference import InferenceInputError, RunReference, measurements_to_inputs, run_reference, scene_maps_of
-from rflocal_core.train.runs import CheckpointError, load_checkpoint, run_dir
+from rflocal_core.reference import RunReference, measurements_to_inputs, run_reference, scene_maps_of
+from rflocal_core.train.runs import load_checkpoint, run_dir
 
 #: Candidate positions listed per sample for models with a posterior.
 TOP_CANDIDATES = 5

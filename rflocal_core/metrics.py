@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rflocal_core.constants import C_M_PER_NS
 from rflocal_core.errors import InvalidInputError, RFLocalInputError
 from rflocal_core.workspace import jsonable
 
@@ -40,9 +41,6 @@ SUCCESS_THRESHOLDS_M = (5.0, 10.0, 20.0, 50.0, 100.0)
 
 #: Bump when the content of :func:`evaluate_run` changes: older caches are then recomputed.
 METRICS_VERSION = 1
-
-#: Speed of light in metres per nanosecond.
-_C_M_PER_NS = 0.299792458
 
 #: Expected fraction of a 2-D Gaussian inside its 1-sigma and 2-sigma ellipses.
 EXPECTED_1SIGMA = 1.0 - math.exp(-0.5)
@@ -633,7 +631,7 @@ def dataset_noise(x: Inputs, dataset_config: dict[str, Any]) -> dict[str, Any]:
     aoa = dataset_config.get("aoa_noise_deg")
     return {
         "sigma_rss_db": rss if math.isfinite(rss) else None,
-        "sigma_toa_m": float(toa) * _C_M_PER_NS if isinstance(toa, (int, float)) else None,
+        "sigma_toa_m": float(toa) * C_M_PER_NS if isinstance(toa, (int, float)) else None,
         "sigma_aoa_deg": math.sqrt(float(aoa) ** 2 + 1.0 / 12.0) if isinstance(aoa, (int, float)) else None,
     }
 

@@ -26,12 +26,10 @@ import numpy as np
 
 from rflocal_core import settings
 from rflocal_core.backend import ensure_backend
+from rflocal_core.constants import SPEED_OF_LIGHT_M_S
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.scene.sites import sionna_orientation_rad
 from rflocal_core.scene.store import load_scene_meta, scene_dir
-
-#: Speed of light in vacuum, m/s.
-SPEED_OF_LIGHT_M_S = 299_792_458.0
 
 
 def backend_device() -> str:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from rflocal_core.errors import InvalidInputError
+from rflocal_core.errors import DatasetNotFoundError, InferenceInputError, InvalidInputError
 from rflocal_core.geo import LocalFrame
 from rflocal_core.measurements import MeasurementSet
 from rflocal_core.models.baselines import Inputs, SceneMaps, read_scene_maps
@@ -43,10 +43,6 @@ TOA_FACTOR = 1.5
 
 #: Report fields a model reads, as named in the measurement format.
 FEATURES = ("rss_dbm", "toa_ns", "aoa_deg")
-
-
-class InferenceInputError(InvalidInputError):
-    """A measurement file that does not fit the run (mode, scene, nodes)."""
 
 
 @dataclass(frozen=True)
@@ -202,7 +198,6 @@ def write_reference(run_path: Path, dataset: str, train: Inputs) -> RunReference
 
 def run_reference(run_id: str) -> RunReference:
     """The reference of a run: its ``reference.json``, else built from its dataset (and then written)."""
-    from rflocal_core.dataset.store import DatasetNotFoundError
     from rflocal_core.train.runs import run_dir
 
     path = run_dir(run_id)
@@ -484,7 +479,7 @@ def _range_flags(rss: np.ndarray, toa: np.ndarray, ref: RunReference) -> list[st
 
 def scene_maps_of(ref: RunReference) -> dict[str, SceneMaps]:
     """The radio maps of the run's training dataset (map matching): it must be in the workspace."""
-    from rflocal_core.dataset.store import DatasetNotFoundError, open_dataset
+    from rflocal_core.dataset.store import open_dataset
 
     try:
         root = open_dataset(ref.dataset)

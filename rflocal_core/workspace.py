@@ -20,7 +20,7 @@ from rflocal_core.errors import InvalidInputError
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
-#: Prefix of folders still being written; listings skip them.
+#: Prefix of files and folders still being written; listings skip them.
 TEMP_PREFIX = ".tmp-"
 
 
@@ -59,7 +59,7 @@ def staged_dir(final: Path) -> Iterator[Path]:
     half-written result under the final name.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f"{TEMP_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
+    tmp = temp_path(final)
     tmp.mkdir()
     try:
         yield tmp
@@ -71,11 +71,41 @@ def staged_dir(final: Path) -> Iterator[Path]:
         raise
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(f"{TEMP_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def temp_path(final: Path) -> Path:
+    """A fresh temporary name beside ``final``: ``.tmp-<name>-<8 hex digits>`` (files and folders alike)."""
+    return final.parent / f"{TEMP_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary file path beside ``path``; rename it onto ``path`` when the block succeeds.
+
+    For writers that want a path or open the file themselves (``torch.save(obj, tmp)``).
+    On any exception, the rename's included, the temporary file is removed and ``path`` is
+    left as it was: never a half-written file under the final name.
+    """
+    final = Path(path)
+    tmp = temp_path(final)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file and a rename (see :func:`atomic_path`); return the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` as UTF-8 to ``path`` through a temporary file and a rename; return the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
 
 
 def jsonable(value: Any) -> Any:

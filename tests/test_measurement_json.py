@@ -6,6 +6,7 @@ import copy
 import json
 import os
 import pickle
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -582,3 +583,198 @@ def test_example_assets_load() -> None:
     assert any(r.ta is not None for s in ms.samples for r in s.reports)
     survey_ms = load_measurements(EXAMPLE_SURVEY)
     assert len(survey_ms.samples) == 2
+
+
+# --------------------------------------------------------------------------- JSON Schema
+
+
+SCHEMA_PATH = REPO_ROOT / "docs" / "rflocal-measurements-1.schema.json"
+
+#: Malformed cases whose rule JSON Schema cannot express (schema.NOT_IN_SCHEMA): the schema accepts them.
+SCHEMA_BLIND = {"report-unknown-node", "sample-id-duplicate", "node-id-duplicate", "length-mismatch"}
+#: Malformed cases that are not JSON at all (RFC 8259: no NaN / Infinity, UTF-8): no schema ever sees them.
+NOT_JSON = {"rss-nan-literal", "toa-infinity-literal", "aoa-minus-infinity-literal", "rssi-nan",
+            "invalid-json", "not-utf8", "empty-file"}
+
+
+@pytest.fixture(scope="module")
+def validator() -> Any:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def strict_json(content: bytes) -> Any:
+    """The document as a standard JSON parser reads it, or None if it is not JSON (NaN, Infinity, syntax, UTF-8)."""
+    def refuse(name: str) -> Any:
+        raise ValueError(name)
+
+    try:
+        return json.loads(content.decode("utf-8"), parse_constant=refuse)
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def schema_path(parts: Any) -> str:
+    """A jsonschema error location written as the reader writes paths (``samples[0].id``, ``["tx 1"].features``)."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.match(r"^[A-Za-z_][A-Za-z0-9_-]*$", part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{json.dumps(part)}]"
+    return out
+
+
+def test_committed_schema_is_current() -> None:
+    from rflocal_core.measurements.schema import dumps_schema
+
+    assert SCHEMA_PATH.read_text(encoding="utf-8") == dumps_schema(), (
+        "docs/rflocal-measurements-1.schema.json is stale: run "
+        "python -m rflocal_core.measurements.schema docs/rflocal-measurements-1.schema.json")
+
+
+def test_schema_command_writes_the_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rflocal_core.measurements.schema import main
+
+    assert main([]) == 0
+    assert json.loads(capsys.readouterr().out)["title"] == FORMAT_ID
+    assert main([str(tmp_path / "s.json")]) == 0
+    assert (tmp_path / "s.json").read_text(encoding="utf-8") == SCHEMA_PATH.read_text(encoding="utf-8")
+
+
+def test_schema_accepts_the_shipped_examples_and_round_trips(validator: Any, tmp_path: Path) -> None:
+    files = sorted((REPO_ROOT / "assets").glob("*.json"))
+    assert len(files) >= 4
+    for path in files:
+        load_measurements(path)
+        assert list(validator.iter_errors(json.loads(path.read_text(encoding="utf-8")))) == [], path.name
+        assert validator.is_valid(to_json_dict(load_measurements(path))), path.name
+    for doc in (base_doc(), base_survey()):
+        assert validator.is_valid(doc)
+
+
+ALL_MALFORMED = [(c[0], c[1], c[2]) for c in MALFORMED + SURVEY_MALFORMED] + [(c[0], c[1], "") for c in FILE_LEVEL]
+
+
+@pytest.mark.parametrize(("case", "content", "path"), ALL_MALFORMED, ids=[c[0] for c in ALL_MALFORMED])
+def test_schema_rejects_what_the_reader_refuses(validator: Any, case: str, content: bytes, path: str) -> None:
+    with pytest.raises(MeasurementFormatError):
+        load_measurements(content)
+    doc = strict_json(content)
+    if doc is None:
+        assert case in NOT_JSON
+        return
+    assert case not in NOT_JSON
+    errors = list(validator.iter_errors(doc))
+    if case in SCHEMA_BLIND:
+        assert errors == []
+        return
+    assert errors, f"the schema accepts {case!r}, which the reader refuses at {path!r}"
+    from jsonschema.exceptions import best_match
+
+    # The schema's best error lies on the reader's path, or beside it in the same object.
+    where = schema_path(best_match(errors).absolute_path)
+    assert path.startswith(where) or parent_path(where) == parent_path(path), (where, path)
+
+
+def parent_path(path: str) -> str:
+    """``samples[0].reports[1]`` for ``samples[0].reports[1].node``; ``""`` for a top-level key."""
+    return re.sub(r"((^|\.)[^.\[]+|\[[^\]]*\])$", "", path)
+
+
+def test_schema_and_reader_agree_on_strings(validator: Any) -> None:
+    cases = 0
+    for value in ("", " ", "\t\n", "a", " a ", 5, None, True):
+        for where in ("scene", "node_id", "sample_id", "note"):
+            doc = base_doc()
+            if where == "scene":
+                doc["scene"] = value
+            elif where == "node_id":
+                doc["nodes"][1]["id"] = value
+                doc["samples"][0]["reports"][1]["node"] = value  # the one report of site-1
+            elif where == "sample_id":
+                doc["samples"][0]["id"] = value
+            else:
+                doc["notes"] = [value]
+            assert validator.is_valid(doc) == _reader_accepts(doc), (where, value)
+            cases += 1
+    assert cases == 32
+
+
+def test_schema_and_reader_agree_on_every_field_range(validator: Any) -> None:
+    from rflocal_core.measurements.format import FIELDS
+
+    def place(name: str, value: Any) -> dict[str, Any]:
+        doc = base_doc()
+        if name == "tx_power_dbm":
+            doc["nodes"][0][name] = value
+        elif name in ("lat", "lon", "x_m", "y_m", "alt_m"):
+            other = {"lat": "lon", "lon": "lat", "x_m": "y_m", "y_m": "x_m", "alt_m": "lat"}[name]
+            doc["samples"][0]["truth"] = {other: 0.0, **({"lon": 0.0} if name == "alt_m" else {}), name: value}
+        else:
+            report0(doc)[name] = value
+        return doc
+
+    checked = 0
+    for name, spec in FIELDS.items():
+        lo, hi = spec.bounds
+        values: list[Any] = [None, "1", True, [1], 3.0, 3.5]
+        for bound, step in ((lo, -1), (hi, 1)):
+            if bound is not None:
+                values += [bound, bound + step, bound - step * 1e-9]
+        for value in values:
+            doc = place(name, value)
+            try:
+                load_measurements(encode(doc))
+                reader_ok = True
+            except MeasurementFormatError:
+                reader_ok = False
+            assert validator.is_valid(doc) == reader_ok, (name, value, reader_ok)
+            checked += 1
+    assert checked >= 100
+
+
+def _combinations(keys: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every object with each key absent, null or set to its value."""
+    out: list[dict[str, Any]] = [{}]
+    for key, value in keys.items():
+        out = [{**obj, **extra} for obj in out for extra in ({}, {key: None}, {key: value})]
+    return out
+
+
+def _reader_accepts(doc: dict[str, Any]) -> bool:
+    try:
+        parse_measurements(doc)
+    except MeasurementFormatError:
+        return False
+    return True
+
+
+def test_schema_and_reader_agree_on_node_position_and_report_rules(validator: Any) -> None:
+    position = {"lat": 48.1, "lon": 11.5, "x_m": 10.0, "y_m": 20.0, "alt_m": 5.0}
+    disagree: list[tuple[str, dict[str, Any]]] = []
+    counts = {"report": 0, "node": 0, "truth": 0}
+    for report in _combinations({"node": "site-0", **position, "rss_dbm": -80.0}):
+        doc = base_doc()
+        doc["samples"][0]["reports"][0] = report
+        counts["report"] += 1
+        if validator.is_valid(doc) != _reader_accepts(doc):
+            disagree.append(("report", report))
+    for node in _combinations({**position, "position": {"lat": 1.0, "lon": 2.0}}):
+        doc = base_doc()
+        doc["nodes"][0] = {"id": "site-0", **node}
+        counts["node"] += 1
+        if validator.is_valid(doc) != _reader_accepts(doc):
+            disagree.append(("node", node))
+    for truth in _combinations(position):
+        doc = base_doc()
+        doc["samples"][0]["truth"] = truth
+        counts["truth"] += 1
+        if validator.is_valid(doc) != _reader_accepts(doc):
+            disagree.append(("truth", truth))
+    assert disagree == []
+    assert counts == {"report": 3**7, "node": 3**6, "truth": 3**5}

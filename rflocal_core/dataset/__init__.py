@@ -11,13 +11,8 @@ from __future__ import annotations
 from rflocal_core.dataset.config import GenerationConfig
 from rflocal_core.dataset.exchange import export_dataset, import_measurements
 from rflocal_core.dataset.generate import generate_dataset
-from rflocal_core.dataset.store import (
-    DatasetExistsError,
-    DatasetNotFoundError,
-    delete_dataset,
-    list_datasets,
-    open_dataset,
-)
+from rflocal_core.dataset.store import delete_dataset, list_datasets, open_dataset
+from rflocal_core.errors import DatasetExistsError, DatasetNotFoundError
 
 __all__ = [
     "DatasetExistsError",

@@ -30,7 +30,7 @@ import zarr
 
 from rflocal_core import __version__
 from rflocal_core.dataset import store
-from rflocal_core.errors import InvalidInputError, SceneNotFoundError
+from rflocal_core.errors import DatasetExistsError, InvalidInputError, SceneNotFoundError
 from rflocal_core.geo import LocalFrame
 from rflocal_core.measurements.format import (
     AOA_RANGE_DEG,
@@ -495,7 +495,7 @@ def import_measurements(
     final = store.dataset_path(name)
     if final.exists():
         msg = f"name: a dataset named {name!r} already exists; choose another name or delete it first"
-        raise store.DatasetExistsError(msg)
+        raise DatasetExistsError(msg)
     partial = store.partial_path(name)
     if partial.exists():
         try:
@@ -507,7 +507,7 @@ def import_measurements(
                 f"name: an interrupted generation of {name!r} exists ({partial}); resume or delete it "
                 f"(data delete {name} --partial) or choose another name"
             )
-            raise store.DatasetExistsError(msg)
+            raise DatasetExistsError(msg)
         shutil.rmtree(partial)
 
     ms, loaded_info = _load(ms_or_path)
@@ -593,7 +593,7 @@ def import_measurements(
             os.rename(partial, final)
         except OSError:
             msg = f"name: a dataset named {name!r} was created meanwhile; choose another name"
-            raise store.DatasetExistsError(msg) from None
+            raise DatasetExistsError(msg) from None
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

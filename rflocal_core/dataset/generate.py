@@ -25,7 +25,7 @@ from rflocal_core.dataset.rasters import Grid, load_footprints_m, rasterize_scen
 from rflocal_core.dataset.sampling import candidate_cells, sample_positions, trajectories
 from rflocal_core.dataset.shadowing import gudmundson_field
 from rflocal_core.dataset.synth import Reports, noise_floor_dbm, synthesize
-from rflocal_core.errors import InvalidInputError
+from rflocal_core.errors import DatasetExistsError, InvalidInputError
 from rflocal_core.geo import LocalFrame
 from rflocal_core.progress import ProgressFn, Step, StepProgressFn, as_progress, sub_progress
 from rflocal_core.scene.store import load_scene_meta
@@ -63,7 +63,7 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
     final = store.dataset_path(config.name)
     if final.exists():
         msg = f"name: a dataset named {config.name!r} already exists; choose another name or delete it first"
-        raise store.DatasetExistsError(msg)
+        raise DatasetExistsError(msg)
     metas = [load_scene_meta(s) for s in config.scenes]  # fails early on unknown scenes
     partial = store.partial_path(config.name)
     if partial.exists() and restart:

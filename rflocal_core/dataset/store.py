@@ -39,21 +39,13 @@ from typing import Any
 import numpy as np
 import zarr
 
-from rflocal_core.errors import RFLocalInputError
+from rflocal_core.errors import DatasetNotFoundError
 from rflocal_core.workspace import subdir, validate_name
 
 FORMAT = "rflocal-dataset/1"
 PARTIAL_PREFIX = ".partial-"
 SAMPLE_CHUNK = 512
 SPLITS = ("train", "val", "test", "test_unseen")
-
-
-class DatasetNotFoundError(RFLocalInputError, FileNotFoundError):
-    """No complete dataset of that name exists."""
-
-
-class DatasetExistsError(RFLocalInputError, FileExistsError):
-    """A dataset of that name already exists."""
 
 
 def datasets_dir() -> Path:

@@ -27,7 +27,10 @@ source, every report a mobile-sensor report)::
 Every error is a :class:`MeasurementFormatError` naming the first offending field by its JSON
 path, what was expected and what was found, e.g.
 ``samples[3].reports[0].rss_dbm: expected a number in [-200, 30], got "abc"``.
-The user documentation is ``docs/measurement-format.md``.
+The user documentation is ``docs/measurement-format.md``. Field ranges and meanings are
+defined once, in :data:`FIELDS`: the checks here and the published JSON Schema
+(``docs/rflocal-measurements-1.schema.json``, written by :mod:`rflocal_core.measurements.schema`)
+both come from it.
 """
 
 from __future__ import annotations
@@ -37,7 +40,6 @@ import math
 import numbers
 import os
 import re
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -46,7 +48,8 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
-from rflocal_core.errors import InvalidInputError, RFLocalInputError
+from rflocal_core.errors import InvalidInputError, MeasurementFormatError, join_path
+from rflocal_core.workspace import atomic_write_text
 
 if TYPE_CHECKING:
     from rflocal_core.geo import LocalFrame
@@ -89,11 +92,52 @@ AOA_RANGE_DEG = (0.0, 360.0)
 SNR_RANGE_DB = (-50.0, 100.0)
 T_RANGE_S = (0.0, None)
 
-_MEASUREMENT_RANGES: dict[str, tuple[float, float]] = {
-    "rss_dbm": RSS_RANGE_DBM,
-    "toa_ns": TOA_RANGE_NS,
-    "aoa_deg": AOA_RANGE_DEG,
-    "snr_db": SNR_RANGE_DB,
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One value of the format: its JSON type, accepted range (inclusive) and meaning.
+
+    :data:`FIELDS` holds one per field name; the reader's checks take their ranges from it
+    and :func:`rflocal_core.measurements.schema.measurement_schema` writes it as JSON Schema.
+    """
+
+    #: ``"number"`` (finite, not a boolean) or ``"integer"`` (``3.0`` counts as 3).
+    kind: Literal["number", "integer"]
+    #: Lower and upper bound; ``None`` means unbounded on that side.
+    bounds: tuple[float | None, float | None]
+    #: What the value means, with its unit.
+    description: str
+
+
+#: Every number field of nodes, reports and truths, by name: the one definition of its range.
+FIELDS: dict[str, FieldSpec] = {
+    "lat": FieldSpec("number", LAT_RANGE_DEG, "WGS84 latitude, degrees."),
+    "lon": FieldSpec("number", LON_RANGE_DEG, "WGS84 longitude, degrees."),
+    "x_m": FieldSpec("number", XY_RANGE_M, "Scene metres east of the scene's origin (its centre)."),
+    "y_m": FieldSpec("number", XY_RANGE_M, "Scene metres north of the scene's origin (its centre)."),
+    "alt_m": FieldSpec("number", ALT_RANGE_M, "Height, metres."),
+    "tx_power_dbm": FieldSpec("number", TX_POWER_RANGE_DBM, "Transmit power of the node (ue mode), dBm."),
+    "t_s": FieldSpec("number", T_RANGE_S, "Time of the report, seconds (default 0); reports of a node at "
+                                          "different times form a sequence."),
+    "rss_dbm": FieldSpec("number", RSS_RANGE_DBM, "Received signal strength, dBm."),
+    "toa_ns": FieldSpec("number", TOA_RANGE_NS, "Time of arrival, nanoseconds."),
+    "ta": FieldSpec("integer", TA_RANGE, "Timing-advance index, in units of 16 Ts (LTE / NR)."),
+    "aoa_deg": FieldSpec("number", AOA_RANGE_DEG, "Angle of arrival: compass bearing, degrees clockwise from north, "
+                                                  "of the direction from the node to the target as seen at the node."),
+    "snr_db": FieldSpec("number", SNR_RANGE_DB, "Signal-to-noise ratio, dB."),
+}
+
+#: Survey columns and targets: the field of :data:`FIELDS` whose range they take, and what they hold.
+SURVEY_FIELDS: dict[str, tuple[str, str]] = {
+    "x": ("lat", "latitude"), "y": ("lon", "longitude"), "rssi": ("rss_dbm", "dBm"),
+    "source_x": ("lat", "latitude"), "source_y": ("lon", "longitude"),
+}
+
+#: Top-level keys that make an object an ``rflocal-measurements/1`` document (else it is read as a survey).
+DOCUMENT_KEYS: tuple[str, ...] = ("format", "mode", "nodes", "samples")
+
+_MEASUREMENT_RANGES: dict[str, tuple[float | None, float | None]] = {
+    name: FIELDS[name].bounds for name in MEASUREMENT_FIELDS if FIELDS[name].kind == "number"
 }
 
 # Allowed keys, in the order they are written.
@@ -101,6 +145,8 @@ TOP_KEYS: tuple[str, ...] = ("format", "mode", "scene", "notes", "nodes", "sampl
 NODE_KEYS: tuple[str, ...] = ("id", "lat", "lon", "x_m", "y_m", "alt_m", "tx_power_dbm", "position")
 SAMPLE_KEYS: tuple[str, ...] = ("id", "reports", "truth")
 POSITION_KEYS: tuple[str, ...] = ("lat", "lon", "x_m", "y_m", "alt_m")
+#: A position field and the one it must come with.
+POSITION_PAIRS: tuple[tuple[str, str], ...] = (("lat", "lon"), ("lon", "lat"), ("x_m", "y_m"), ("y_m", "x_m"))
 REPORT_KEYS: tuple[str, ...] = ("node", "t_s", *MEASUREMENT_FIELDS, *POSITION_KEYS)
 SURVEY_SOURCE_KEYS: tuple[str, ...] = ("features", "targets")
 SURVEY_FEATURE_KEYS: tuple[str, ...] = ("x", "y", "rssi")
@@ -111,43 +157,6 @@ OnFault = Literal["raise", "drop"]
 
 
 # --------------------------------------------------------------------------- errors
-
-
-class MeasurementFormatError(RFLocalInputError, ValueError):
-    """A measurement file or object does not follow ``rflocal-measurements/1``.
-
-    Parameters
-    ----------
-    message : str
-        What was expected and what was found (without the path).
-    path : str
-        JSON path of the offending field, e.g. ``"samples[3].reports[0].rss_dbm"``; empty
-        for problems of the file as a whole (size, encoding, JSON syntax).
-
-    Attributes
-    ----------
-    path : str
-        As given.
-    detail : str
-        ``message`` as given; ``str(error)`` is ``"<path>: <detail>"``.
-    """
-
-    def __init__(self, message: str, *, path: str = "") -> None:
-        self.path = path
-        self.detail = message
-        super().__init__(f"{path}: {message}" if path else message)
-
-    def within(self, prefix: str) -> MeasurementFormatError:
-        """Return the same error with its path placed under ``prefix``."""
-        return MeasurementFormatError(self.detail, path=_join(prefix, self.path))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Keep ``path`` when the error crosses a process boundary (pickle).
-        return (_rebuild_error, (type(self), self.detail, self.path))
-
-
-def _rebuild_error(cls: type[MeasurementFormatError], detail: str, path: str) -> MeasurementFormatError:
-    return cls(detail, path=path)
 
 
 class SampleError(NamedTuple):
@@ -193,14 +202,6 @@ class _JSONConstant:
 
 _MISSING = object()
 _PLAIN_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-
-
-def _join(prefix: str, path: str) -> str:
-    if not prefix:
-        return path
-    if not path:
-        return prefix
-    return prefix + path if path.startswith("[") else f"{prefix}.{path}"
 
 
 def _key(name: Any) -> str:
@@ -272,11 +273,27 @@ def _number(value: Any, path: str, bounds: tuple[float | None, float | None], *,
     return float(value)
 
 
-def _opt_number(value: Any, path: str, bounds: tuple[float | None, float | None]) -> float | None:
-    return None if value is None else _number(value, path, bounds)
+def _field(name: str, value: Any, path: str | None = None, *, extra: str = "") -> float | int:
+    """``value`` checked against ``FIELDS[name]`` (kind and range), else raise naming ``path`` (default ``name``)."""
+    spec = FIELDS[name]
+    path = name if path is None else path
+    if spec.kind == "integer":
+        return _integer(value, path, spec.bounds)
+    return _number(value, path, spec.bounds, extra=extra)
 
 
-def _integer(value: Any, path: str, bounds: tuple[int, int]) -> int:
+def _opt_field(name: str, value: Any) -> float | int | None:
+    """:func:`_field`, with ``None`` (absent) allowed."""
+    return None if value is None else _field(name, value)
+
+
+def _survey_value(key: str, value: Any, path: str) -> float:
+    """A survey column value or target, checked against the field of :data:`SURVEY_FIELDS` it stands for."""
+    name, what = SURVEY_FIELDS[key]
+    return float(_field(name, value, path, extra=f" ({what})"))
+
+
+def _integer(value: Any, path: str, bounds: tuple[float | None, float | None]) -> int:
     """Return ``value`` as an int (``3.0`` is accepted as 3) within ``bounds``, else raise."""
     lo, hi = bounds
     if (
@@ -307,15 +324,11 @@ def _check_position_fields(obj: Any, *, required: bool, what: str = "") -> bool:
     Pairs are complete (lat with lon, x_m with y_m); ``alt_m`` needs a horizontal position;
     with ``required`` at least one pair must be given.
     """
-    _set(obj, "lat", _opt_number(obj.lat, "lat", LAT_RANGE_DEG))
-    _set(obj, "lon", _opt_number(obj.lon, "lon", LON_RANGE_DEG))
-    _set(obj, "x_m", _opt_number(obj.x_m, "x_m", XY_RANGE_M))
-    _set(obj, "y_m", _opt_number(obj.y_m, "y_m", XY_RANGE_M))
-    _set(obj, "alt_m", _opt_number(obj.alt_m, "alt_m", ALT_RANGE_M))
-    for first, second, bounds in (("lat", "lon", LON_RANGE_DEG), ("lon", "lat", LAT_RANGE_DEG),
-                                  ("x_m", "y_m", XY_RANGE_M), ("y_m", "x_m", XY_RANGE_M)):
+    for name in POSITION_KEYS:
+        _set(obj, name, _opt_field(name, getattr(obj, name)))
+    for first, second in POSITION_PAIRS:
         if getattr(obj, first) is not None and getattr(obj, second) is None:
-            msg = f"expected {_range_text(*bounds)} together with {first}, got nothing"
+            msg = f"expected {_range_text(*FIELDS[second].bounds)} together with {first}, got nothing"
             raise MeasurementFormatError(msg, path=second)
     has_position = obj.lat is not None or obj.x_m is not None
     if obj.alt_m is not None and not has_position:
@@ -380,7 +393,7 @@ class Node:
     def __post_init__(self) -> None:
         _text(self.id, "id")
         _check_position_fields(self, required=False)
-        _set(self, "tx_power_dbm", _opt_number(self.tx_power_dbm, "tx_power_dbm", TX_POWER_RANGE_DBM))
+        _set(self, "tx_power_dbm", _opt_field("tx_power_dbm", self.tx_power_dbm))
 
     @property
     def has_position(self) -> bool:
@@ -436,11 +449,10 @@ class Report:
     def __post_init__(self) -> None:
         if self.node is not None:
             _text(self.node, "node", "a node id (a non-empty string)")
-        _set(self, "t_s", _number(self.t_s, "t_s", T_RANGE_S))
-        for name, bounds in _MEASUREMENT_RANGES.items():
-            _set(self, name, _opt_number(getattr(self, name), name, bounds))
-        if self.ta is not None:
-            _set(self, "ta", _integer(self.ta, "ta", TA_RANGE))
+        _set(self, "t_s", _field("t_s", self.t_s))
+        for name in _MEASUREMENT_RANGES:
+            _set(self, name, _opt_field(name, getattr(self, name)))
+        _set(self, "ta", _opt_field("ta", self.ta))
         if self.node is not None and any(getattr(self, key) is not None for key in POSITION_KEYS):
             msg = (
                 f"expected either a node id or the report's own position (lat/lon, x_m/y_m, alt_m), "
@@ -679,7 +691,7 @@ def _known_keys(obj: Mapping[str, Any], allowed: tuple[str, ...], path: str) -> 
     for key in obj:
         if key not in allowed:
             msg = f"unknown key; expected one of {', '.join(allowed)}"
-            raise MeasurementFormatError(msg, path=_join(path, _key(key)))
+            raise MeasurementFormatError(msg, path=join_path(path, _key(key)))
 
 
 def _list(value: Any, path: str, what: str) -> list[Any]:
@@ -732,7 +744,7 @@ def parse_measurements(obj: Any, *, on_error: OnError = "raise", on_fault: OnFau
     if not isinstance(obj, Mapping):
         msg = f'expected a JSON object ({{"format": "{FORMAT_ID}", ...}} or a survey), got {_show(obj)}'
         raise MeasurementFormatError(msg)
-    if "format" in obj or any(key in obj for key in ("mode", "nodes", "samples")):
+    if any(key in obj for key in DOCUMENT_KEYS):
         return _parse_document(obj, on_error, on_fault)
     if any(isinstance(value, Mapping) and "features" in value for value in obj.values()):
         return _parse_survey(obj, on_error, on_fault)
@@ -928,9 +940,9 @@ def _parse_survey_source(source_id: Any, raw: Any, faults: list[Dropped] | None 
             faults.append(Dropped(fault[0], "reports", source_id, fault[1].removesuffix(".rss_dbm"), fault[2]))
             continue
         reports.append(Report(
-            lat=_number(lat, f"{fpath}.x[{k}]", LAT_RANGE_DEG, extra=" (latitude)"),
-            lon=_number(lon, f"{fpath}.y[{k}]", LON_RANGE_DEG, extra=" (longitude)"),
-            rss_dbm=_number(rss, f"{fpath}.rssi[{k}]", RSS_RANGE_DBM, extra=" (dBm)"),
+            lat=_survey_value("x", lat, f"{fpath}.x[{k}]"),
+            lon=_survey_value("y", lon, f"{fpath}.y[{k}]"),
+            rss_dbm=_survey_value("rssi", rss, f"{fpath}.rssi[{k}]"),
         ))
     truth = None
     raw_targets = raw.get("targets")
@@ -938,8 +950,8 @@ def _parse_survey_source(source_id: Any, raw: Any, faults: list[Dropped] | None 
         tpath = f"{path}.targets"
         targets = _object(raw_targets, tpath, 'an object {"source_x": latitude, "source_y": longitude} or null')
         _known_keys(targets, SURVEY_TARGET_KEYS, tpath)
-        lat = _number(targets.get("source_x", _MISSING), f"{tpath}.source_x", LAT_RANGE_DEG, extra=" (latitude)")
-        lon = _number(targets.get("source_y", _MISSING), f"{tpath}.source_y", LON_RANGE_DEG, extra=" (longitude)")
+        lat = _survey_value("source_x", targets.get("source_x", _MISSING), f"{tpath}.source_x")
+        lon = _survey_value("source_y", targets.get("source_y", _MISSING), f"{tpath}.source_y")
         truth = Position(lat=lat, lon=lon)
     if not reports and faults:
         msg = f"expected at least one report left, got none ({len(faults)} had faulty values)"
@@ -1137,11 +1149,4 @@ def dump_measurements(ms: MeasurementSet, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     text = dumps_measurements(ms)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, text)

@@ -54,11 +54,10 @@ from typing import Any
 import numpy as np
 from scipy.spatial import cKDTree
 
+from rflocal_core.constants import C_M_PER_NS
 from rflocal_core.errors import InvalidInputError, MeasurementQualityError
 from rflocal_core.measurements.format import MeasurementSet, Node, Sample
 
-#: Speed of light in metres per nanosecond.
-C_M_PER_NS = 0.299792458
 #: Sample (or node) ids listed per reason.
 MAX_LISTED = 5
 #: Metres per degree of latitude (the local projection used for distances).

@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rflocal_core.errors import InvalidInputError
+from rflocal_core.errors import InvalidInputError, MeasurementFormatError, TableFormatError
 from rflocal_core.measurements.columns import COLUMN_KEYS, MEASUREMENT_KEYS, parse_list
 from rflocal_core.measurements.format import (
     ALT_RANGE_M,
@@ -71,7 +71,6 @@ from rflocal_core.measurements.format import (
     TA_RANGE,
     TOA_RANGE_NS,
     TX_POWER_RANGE_DBM,
-    MeasurementFormatError,
     MeasurementSet,
     Node,
     Position,
@@ -119,10 +118,6 @@ _RANGES: dict[str, tuple[float, float]] = {
 }
 _PAIRS = (("lat", "lon"), ("node_lat", "node_lon"), ("truth_lat", "truth_lon"))
 _M_PER_DEG = 111_320.0
-
-class TableFormatError(MeasurementFormatError):
-    """A table cannot be read, or the column mapping does not fit it (exit 2 on the command line)."""
-
 
 # --------------------------------------------------------------------------- results
 

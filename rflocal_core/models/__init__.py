@@ -9,6 +9,7 @@ Public API::
 
 from __future__ import annotations
 
+from rflocal_core.errors import NotFittedError
 from rflocal_core.models.baselines import (
     BASELINES,
     AoATriangulation,
@@ -16,7 +17,6 @@ from rflocal_core.models.baselines import (
     KNNFingerprint,
     LogDistanceMultilateration,
     MapMatching,
-    NotFittedError,
     Prediction,
     SceneMaps,
     StrongestSite,

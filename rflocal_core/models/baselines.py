@@ -27,17 +27,11 @@ from scipy.special import log_ndtr
 
 from rflocal_core.dataset.rasters import Grid
 from rflocal_core.dataset.store import SPLITS, open_dataset
-from rflocal_core.errors import InvalidInputError
-
-#: Speed of light in metres per nanosecond.
-C_M_PER_NS = 0.299792458
+from rflocal_core.constants import C_M_PER_NS
+from rflocal_core.errors import InvalidInputError, NotFittedError
 
 #: Target height assumed when the training split has none (m).
 DEFAULT_TARGET_Z_M = 1.5
-
-
-class NotFittedError(InvalidInputError):
-    """``predict`` (or ``state_dict``) was called before ``fit``."""
 
 
 # --------------------------------------------------------------------------- inputs

@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from rflocal_core.constants import C_M_PER_NS
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.models.baselines import C_M_PER_NS, Inputs, _bounds
+from rflocal_core.models.baselines import Inputs, _bounds
 
 RSS_MIN_DBM, RSS_MAX_DBM = -120.0, -30.0
 NODE_Z_SCALE_M = 100.0

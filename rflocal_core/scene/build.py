@@ -13,13 +13,13 @@ import numpy as np
 from shapely.geometry import box, mapping
 
 from rflocal_core import __version__, settings
-from rflocal_core.errors import InvalidInputError, OSMFormatError, SceneExistsError
+from rflocal_core.errors import InvalidInputError, MeshError, OSMFormatError, SceneExistsError
 from rflocal_core.geo import BBox, LocalFrame
 from rflocal_core.progress import ProgressFn
 from rflocal_core.scene import footprints as fp
 from rflocal_core.scene import procedural
 from rflocal_core.scene.materials import MaterialConfig, assign_materials
-from rflocal_core.scene.mesh import MeshError, extrude, ground_plane, write_ply
+from rflocal_core.scene.mesh import extrude, ground_plane, write_ply
 from rflocal_core.scene.mitsuba_xml import scene_xml
 from rflocal_core.scene.sites import SiteConfig, place_sites
 from rflocal_core.validation import check_number

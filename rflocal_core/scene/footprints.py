@@ -11,10 +11,13 @@ clips them to the box, drops degenerate parts and picks heights (and the base of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
 import socket
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,7 @@ from rflocal_core.errors import OSMDownloadError, OSMFormatError
 from rflocal_core.geo import BBox, LocalFrame
 from rflocal_core.scene import osm_xml
 from rflocal_core.scene.osm_xml import FeatureLog, clean_polygon, polygons_of
+from rflocal_core.workspace import atomic_write_bytes, subdir
 
 
 @dataclass
@@ -248,25 +252,76 @@ def _geojson_polygon(feature: Any, feature_id: str, log: FeatureLog) -> Polygon 
     return geom
 
 
+# osmnx 2.1 takes no per-call options: its functions read the module-global ``ox.settings``
+# while they run. Background jobs may download at the same time, so a download sets them,
+# holds this lock for its whole duration and restores them (see osmnx_settings).
+_OSMNX_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def osmnx_settings(**values: Any) -> Iterator[Any]:
+    """Set attributes of ``osmnx.settings`` for the block and restore them after it, under a lock.
+
+    osmnx 2.1 accepts no per-call settings, so they are set globally; the lock keeps a
+    concurrent download (another job's thread) from seeing or changing them midway.
+
+    Parameters
+    ----------
+    **values
+        ``osmnx.settings`` attribute names and their values for the block, e.g. ``use_cache=False``.
+
+    Yields
+    ------
+    module
+        ``osmnx.settings``, as set.
+    """
+    import osmnx as ox
+
+    unknown = [name for name in values if not hasattr(ox.settings, name)]
+    if unknown:
+        msg = f"osmnx_settings: unknown osmnx setting {unknown[0]!r}"
+        raise AttributeError(msg)
+    with _OSMNX_LOCK:
+        old = {name: getattr(ox.settings, name) for name in values}
+        try:
+            for name, value in values.items():
+                setattr(ox.settings, name, value)
+            yield ox.settings
+        finally:
+            for name, value in old.items():
+                setattr(ox.settings, name, value)
+
+
 def from_bbox(bbox: BBox) -> Footprints:
     """Download building footprints inside ``bbox`` from OpenStreetMap (needs internet)."""
+    bbox.check_size()
+    values: dict[str, Any] = {"requests_timeout": settings.osm_request_timeout_s, "use_cache": False}
+    if settings.overpass_url():
+        values["overpass_url"] = settings.overpass_url()
+    with osmnx_settings(**values) as ox_settings:
+        offline = _unreachable(ox_settings.overpass_url)
+        if offline:
+            msg = (
+                f"bbox: could not reach OpenStreetMap ({offline}); this machine seems to be offline. "
+                "Load an OSM file or build a procedural city instead."
+            )
+            raise OSMDownloadError(msg)
+        gdf = _download_buildings(bbox)
+    geometries, tags, non_polygons = _gdf_to_lists(gdf)
+    if not geometries:
+        msg = f"bbox: OpenStreetMap has no building polygons in {bbox.as_tuple()}"
+        raise OSMFormatError(msg)
+    log = FeatureLog(seen={"features": len(gdf), "non_polygon": non_polygons})
+    return Footprints(geometries, tags, bbox, {"kind": "bbox", "bbox": list(bbox.as_tuple())}, log=log)
+
+
+def _download_buildings(bbox: BBox) -> Any:
+    """The osmnx GeoDataFrame of the buildings in ``bbox`` (call within :func:`osmnx_settings`)."""
     import osmnx as ox
     import requests
 
-    bbox.check_size()
-    ox.settings.requests_timeout = settings.osm_request_timeout_s
-    ox.settings.use_cache = False
-    if settings.overpass_url():
-        ox.settings.overpass_url = settings.overpass_url()
-    offline = _unreachable(ox.settings.overpass_url)
-    if offline:
-        msg = (
-            f"bbox: could not reach OpenStreetMap ({offline}); this machine seems to be offline. "
-            "Load an OSM file or build a procedural city instead."
-        )
-        raise OSMDownloadError(msg)
     try:
-        gdf = ox.features_from_bbox((bbox.west, bbox.south, bbox.east, bbox.north), tags={"building": True})
+        return ox.features_from_bbox((bbox.west, bbox.south, bbox.east, bbox.north), tags={"building": True})
     except (requests.exceptions.RequestException, OSError) as exc:
         msg = (
             "bbox: could not download buildings from OpenStreetMap; this machine seems to be offline "
@@ -276,12 +331,6 @@ def from_bbox(bbox: BBox) -> Footprints:
     except Exception as exc:  # osmnx: InsufficientResponseError when the box is empty
         msg = f"bbox: OpenStreetMap has no buildings in {bbox.as_tuple()} ({type(exc).__name__}: {exc})"
         raise OSMFormatError(msg) from None
-    geometries, tags, non_polygons = _gdf_to_lists(gdf)
-    if not geometries:
-        msg = f"bbox: OpenStreetMap has no building polygons in {bbox.as_tuple()}"
-        raise OSMFormatError(msg)
-    log = FeatureLog(seen={"features": len(gdf), "non_polygon": non_polygons})
-    return Footprints(geometries, tags, bbox, {"kind": "bbox", "bbox": list(bbox.as_tuple())}, log=log)
 
 
 def _unreachable(url: str, *, timeout_s: float = 5.0) -> str | None:
@@ -307,8 +356,6 @@ def save_upload(filename: str, data: bytes) -> Path:
 
     The name is reduced to safe characters; size and extension are checked.
     """
-    from rflocal_core.workspace import subdir
-
     suffix = Path(filename).suffix.lower()
     if suffix not in UPLOAD_SUFFIXES:
         msg = f"osm_file: unsupported extension {suffix!r} of {filename!r}; expected one of {', '.join(UPLOAD_SUFFIXES)}"
@@ -320,11 +367,7 @@ def save_upload(filename: str, data: bytes) -> Path:
         )
         raise OSMFormatError(msg)
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(filename).stem).strip("._") or "upload"
-    path = subdir("uploads") / f"{stem[:60]}{suffix}"
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return path
+    return atomic_write_bytes(subdir("uploads") / f"{stem[:60]}{suffix}", data)
 
 
 def from_path(path: str | Path) -> Footprints:

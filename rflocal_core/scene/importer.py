@@ -557,8 +557,8 @@ def save_scene_zip(filename: str, data: bytes) -> Path:
         raise SceneImportError(msg)
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(filename).stem).strip("._") or "scene"
     folder = subdir("uploads") / f"scene-{stem[:50]}-{int(time.time() * 1000) % 10**8}"
-    folder.mkdir()
-    archive.extractall(folder)
+    with staged_dir(folder) as tmp:  # a failed extraction leaves no half-unpacked scene behind
+        archive.extractall(tmp)
     return folder / top[0]
 
 

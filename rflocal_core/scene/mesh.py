@@ -17,9 +17,7 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.polygon import orient
 
-
-class MeshError(ValueError):
-    """A footprint cannot be turned into a closed mesh."""
+from rflocal_core.errors import MeshError
 
 
 def extrude(footprint: Polygon | MultiPolygon, height_m: float, *, base_z_m: float = 0.0) -> tuple[np.ndarray, np.ndarray]:

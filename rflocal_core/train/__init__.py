@@ -22,7 +22,7 @@ import numpy as np
 
 from rflocal_core import settings
 from rflocal_core.dataset.store import open_dataset, position_extent_m
-from rflocal_core.errors import InvalidInputError
+from rflocal_core.errors import CheckpointError, InvalidInputError, RunNotFoundError
 from rflocal_core.metrics import error_summary
 from rflocal_core.models import BASELINES, Inputs, errors_m
 from rflocal_core.models.features import FeatureSpec
@@ -33,8 +33,6 @@ from rflocal_core.progress import JobCancelled, ProgressFn, StepProgressFn, as_p
 from rflocal_core.reference import write_reference
 from rflocal_core.train.engine import TrainConfig, fit_network, load_resume
 from rflocal_core.train.runs import (
-    CheckpointError,
-    RunNotFoundError,
     StopReason,
     active,
     append_metrics,

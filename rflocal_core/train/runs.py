@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rflocal_core.errors import RFLocalInputError
-from rflocal_core.workspace import atomic_write_text, subdir, validate_name
+from rflocal_core.errors import CheckpointError, RFLocalInputError, RunNotFoundError
+from rflocal_core.workspace import atomic_path, atomic_write_text, subdir, validate_name
 
 CHECKPOINT_FORMAT = "rflocal-run/1"
 
@@ -62,14 +62,6 @@ def active(run_id: str) -> Iterator[None]:
 def is_active(run_id: str) -> bool:
     with _ACTIVE_LOCK:
         return run_id in _ACTIVE
-
-
-class RunNotFoundError(RFLocalInputError, FileNotFoundError):
-    """No run of that id exists."""
-
-
-class CheckpointError(RFLocalInputError, ValueError):
-    """A run's checkpoint is missing, corrupt or not an RFLocal checkpoint."""
 
 
 def runs_dir() -> Path:
@@ -200,9 +192,8 @@ def read_metrics(run_id: str) -> list[dict[str, Any]]:
 
 def write_torch(file: Path, payload: dict[str, Any]) -> None:
     """``torch.save`` through a temporary name and a rename: never a half-written file."""
-    tmp = file.parent / f".tmp-{file.stem}-{uuid.uuid4().hex[:8]}.pt"
-    torch.save(payload, tmp)
-    os.replace(tmp, file)
+    with atomic_path(file) as tmp:
+        torch.save(payload, tmp)
 
 
 def read_torch(file: Path, *, run_id: str, expected_format: str) -> dict[str, Any]:
