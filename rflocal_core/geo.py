@@ -233,3 +233,19 @@ def _transformer(src: int, dst: int) -> Transformer:
 def bearing_deg(dx_m: Any, dy_m: Any) -> np.ndarray:
     """Compass bearing of a direction, clockwise from north (+y), in [0, 360)."""
     return np.mod(np.degrees(np.arctan2(dx_m, dy_m)), 360.0)
+
+
+#: Metres per degree of latitude (mean; equirectangular approximations only).
+M_PER_DEG_LAT: float = 111_320.0
+
+
+def equirectangular_m(lat: Any, lon: Any, lat0: Any, lon0: Any) -> tuple[np.ndarray, np.ndarray]:
+    """East and north offsets in metres of ``(lat, lon)`` from ``(lat0, lon0)``, equirectangular.
+
+    Exact enough for tolerances of metres to kilometres (quality thresholds, position
+    conflicts); longitudes wrap at the antimeridian. Use :class:`LocalFrame` for geometry.
+    """
+    lat, lon = np.asarray(lat, dtype=float), np.asarray(lon, dtype=float)
+    dlon = (lon - np.asarray(lon0, dtype=float) + 180.0) % 360.0 - 180.0
+    east = dlon * M_PER_DEG_LAT * np.cos(np.radians(lat0))
+    return east, (lat - np.asarray(lat0, dtype=float)) * M_PER_DEG_LAT

@@ -56,12 +56,12 @@ from scipy.spatial import cKDTree
 
 from rflocal_core.constants import C_M_PER_NS
 from rflocal_core.errors import InvalidInputError, MeasurementQualityError
+from rflocal_core.geo import equirectangular_m
 from rflocal_core.measurements.format import MeasurementSet, Node, Sample
 
 #: Sample (or node) ids listed per reason.
 MAX_LISTED = 5
 #: Metres per degree of latitude (the local projection used for distances).
-_M_PER_DEG = 111_320.0
 
 #: Reason -> (unit, what it means). Units: ``samples``, ``reports``, ``truths``, ``node_positions``.
 REASONS: dict[str, tuple[str, str]] = {
@@ -330,8 +330,7 @@ def _mark(verdict: _Verdict, kind: str, ref: tuple[int, int]) -> None:
 
 def _local_m(lat: np.ndarray, lon: np.ndarray, lat0: float, lon0: float) -> np.ndarray:
     """Equirectangular metres around (lat0, lon0): exact enough for the km-scale thresholds used here."""
-    dlon = (lon - lon0 + 180.0) % 360.0 - 180.0
-    return np.column_stack([dlon * _M_PER_DEG * math.cos(math.radians(lat0)), (lat - lat0) * _M_PER_DEG])
+    return np.column_stack(equirectangular_m(lat, lon, lat0, lon0))
 
 
 def _check_positions(ms: MeasurementSet, limits: QualityLimits, report: QualityReport) -> _Verdict:

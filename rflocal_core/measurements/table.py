@@ -59,6 +59,7 @@ import numpy as np
 import pandas as pd
 
 from rflocal_core.errors import InvalidInputError, MeasurementFormatError, TableFormatError
+from rflocal_core.geo import equirectangular_m
 from rflocal_core.measurements.columns import COLUMN_KEYS, MEASUREMENT_KEYS, parse_list
 from rflocal_core.measurements.format import (
     ALT_RANGE_M,
@@ -117,7 +118,6 @@ _RANGES: dict[str, tuple[float, float]] = {
     "tx_power_dbm": TX_POWER_RANGE_DBM, "truth_lat": LAT_RANGE_DEG, "truth_lon": LON_RANGE_DEG,
 }
 _PAIRS = (("lat", "lon"), ("node_lat", "node_lon"), ("truth_lat", "truth_lon"))
-_M_PER_DEG = 111_320.0
 
 # --------------------------------------------------------------------------- results
 
@@ -774,9 +774,7 @@ def _drop_rows(t: pd.DataFrame, spec: TableSpec, issues: _Issues, fields: int) -
 
 def _distance_m(lat: np.ndarray, lon: np.ndarray, lat0: np.ndarray, lon0: np.ndarray) -> np.ndarray:
     """Equirectangular distance in metres (exact enough for tolerances of metres)."""
-    dy = (lat - lat0) * _M_PER_DEG
-    dx = (lon - lon0) * _M_PER_DEG * np.cos(np.radians(lat0))
-    return np.hypot(dx, dy)
+    return np.hypot(*equirectangular_m(lat, lon, lat0, lon0))
 
 
 def _most_frequent(t: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:

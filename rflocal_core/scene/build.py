@@ -140,8 +140,8 @@ def build_scene(config: SceneConfig, *, progress: ProgressFn | None = None) -> d
 
         report("writing scene files", 0.9)
         (tmp / "scene.xml").write_text(scene_xml([*table, ground_row], shapes), encoding="utf-8")
-        _write_geojson(tmp / "buildings.geojson", [_building_feature(b, frame) for b in kept])
-        _write_geojson(tmp / "roads.geojson", [_line_feature(r, frame) for r in roads_m])
+        write_geojson(tmp / "buildings.geojson", [_building_feature(b, frame) for b in kept])
+        write_geojson(tmp / "roads.geojson", [_line_feature(r, frame) for r in roads_m])
 
         width, height = extent[2] - extent[0], extent[3] - extent[1]
         meta = _scene_meta(config, source=source, bbox=bbox, frame=frame, extent=extent, kept=kept,
@@ -309,7 +309,8 @@ def _line_feature(line: Any, frame: LocalFrame) -> dict[str, Any]:
     return {"type": "Feature", "geometry": mapping(frame.geometry_to_lonlat(line)), "properties": {}}
 
 
-def _write_geojson(path: Path, features: list[dict[str, Any]]) -> None:
+def write_geojson(path: Path, features: list[dict[str, Any]]) -> None:
+    """Write ``features`` as a GeoJSON FeatureCollection (inside a staged scene folder)."""
     path.write_text(json.dumps({"type": "FeatureCollection", "features": features}), encoding="utf-8")
 
 

@@ -37,7 +37,7 @@ from shapely.geometry import mapping
 from rflocal_core import __version__, settings
 from rflocal_core.errors import InvalidInputError, SceneExistsError, SceneImportError
 from rflocal_core.geo import BBox, LocalFrame
-from rflocal_core.scene.build import scenes_dir
+from rflocal_core.scene.build import scenes_dir, write_geojson
 from rflocal_core.scene.footprints import Building
 from rflocal_core.scene.meshraster import (
     DerivedBuilding,
@@ -216,8 +216,8 @@ def import_scene(config: SceneImportConfig, *, progress: ProgressFn | None = Non
         sites = place_sites(config.sites, buildings, extent, frame)
         _sites_on_surfaces(sites, raster, ground_z, config.sites)
         report("writing scene files", 0.85)
-        _write_geojson(tmp / "buildings.geojson", [_feature(b, frame) for b in buildings])
-        _write_geojson(tmp / "roads.geojson", [])
+        write_geojson(tmp / "buildings.geojson", [_feature(b, frame) for b in buildings])
+        write_geojson(tmp / "roads.geojson", [])
         meta = _scene_meta(config, xml, frame, origin, extent, buildings, counts, ground, raster, table, sites,
                            {**copied, **info, "shift_z_m": round(shift, 4), "triangles": len(tris.owner)}, warnings)
         meta["content_sha256"] = content_hash(tmp)
@@ -456,9 +456,6 @@ def _feature(b: Building, frame: LocalFrame) -> dict[str, Any]:
              "area_m2": round(float(b.footprint.area), 3), **b.tags}
     return {"type": "Feature", "geometry": mapping(frame.geometry_to_lonlat(b.footprint)), "properties": props}
 
-
-def _write_geojson(path: Path, features: list[dict[str, Any]]) -> None:
-    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}), encoding="utf-8")
 
 
 def _scene_meta(config: SceneImportConfig, xml: XmlScene, frame: LocalFrame, origin: dict[str, Any],
