@@ -105,7 +105,7 @@ class GenerationConfig:
                                     help="samples per scene")
     # mode is checked by hand: its message names None
     mode: str | None = option(None, choices=("ue", "emitter"), check=False, label="Mode", none_means="the scene's",
-                              help="ue or emitter")
+                              help="who transmits: ue (sites) or emitter (the target)")
     seed: int = seed_option(0, help="seed of positions, fading and noise")
     cell_size_m: float = option(2.0, lo=0.5, hi=20.0, unit="m", label="Cell size (m)", help="radio-map cell")
     plane_height_m: float = option(1.5, lo=0.1, hi=300.0, unit="m", label="Plane height (m)",
@@ -159,12 +159,12 @@ class GenerationConfig:
                                               help="reports per sample over time")
     interval_s: tuple[float, float] = option((0.1, 0.5), lo=0.001, hi=60.0, unit="s", label="Report interval (s)",
                                              help="time between consecutive reports")
-    motion: str = option("stationary", choices=MOTIONS, label="Motion", help="stationary, pedestrian or vehicular")
+    motion: str = option("stationary", choices=MOTIONS, label="Motion", help="motion model of the target")
     emitter_power_dbm: tuple[float, float] = option((10.0, 30.0), lo=-50.0, hi=80.0, unit="dBm",
                                                     label="Emitter power (dBm)",
                                                     help="unknown transmit power in emitter mode, drawn per sample")
     survey: str = option("fixed", choices=SURVEYS, label="Sensors",
-                         help="fixed (the scene's sites) or drone (emitter mode)")
+                         help="fixed: the scene's sites measure; drone (emitter mode): a drone measures")
     drone_altitude_m: float = option(40.0, lo=2.0, hi=500.0, unit="m", label="Drone altitude (m)",
                                      help="flight altitude of a drone survey")
     drone_spacing_m: float = option(64.0, lo=4.0, hi=500.0, unit="m", label="Waypoint spacing (m)",

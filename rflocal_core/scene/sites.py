@@ -89,16 +89,16 @@ class SiteConfig:
         Seed for random and rooftop placement.
     """
 
-    mode: str = option("ue", choices=MODES, label="Mode", help="ue (sites transmit) or emitter (sites receive)")
-    placement: str = option("rooftop", choices=PLACEMENTS, label="Placement", help="rooftop, grid, random or custom")
+    mode: str = option("ue", choices=MODES, label="Mode", help="ue: sites transmit; emitter: sites receive")
+    placement: str = option("rooftop", choices=PLACEMENTS, label="Placement", help="how sites are placed")
     count: int = option(6, lo=1, hi=64, label="Number of sites", flag="sites", help="number of sites")
-    mount: str = option("rooftop", choices=MOUNTS, label="Mount", help="rooftop or ground (grid/random placement)")
+    mount: str = option("rooftop", choices=MOUNTS, label="Mount", help="for grid and random placement")
     height_m: float = option(3.0, lo=0.5, hi=300.0, unit="m", label="Height (m)", flag="site-height-m",
                              help="antenna height above the ground, or above the roof (rooftop)")
     freq_hz: float = option(3.5e9, lo=1e8, hi=1e11, unit="Hz", label="Frequency (Hz)", help="carrier frequency")
     tx_power_dbm: float = option(43.0, lo=-30.0, hi=80.0, unit="dBm", label="Tx power (dBm)",
                                  help="transmit power per site (ue mode)")
-    pattern: str = option("iso", choices=PATTERNS, label="Antenna", help="antenna pattern: iso or tr38901")
+    pattern: str = option("iso", choices=PATTERNS, label="Antenna", help="antenna pattern (tr38901: a 3GPP sector)")
     azimuth_deg: float | None = option(None, lo=0.0, hi=360.0, unit="degrees", label="Azimuth (° from N)",
                                        none_means="towards the scene centre",
                                        help="sector bearing, clockwise from north")
