@@ -164,7 +164,7 @@ class GenerationConfig:
                                                     label="Emitter power (dBm)",
                                                     help="unknown transmit power in emitter mode, drawn per sample")
     survey: str = option("fixed", choices=SURVEYS, label="Sensors",
-                         help="fixed: the scene's sites measure; drone (emitter mode): a drone measures")
+                         help="fixed: the scene's sites measure; drone (emitter mode): points along a flight line")
     drone_altitude_m: float = option(40.0, lo=2.0, hi=500.0, unit="m", label="Drone altitude (m)",
                                      help="flight altitude of a drone survey")
     drone_spacing_m: float = option(64.0, lo=4.0, hi=500.0, unit="m", label="Waypoint spacing (m)",

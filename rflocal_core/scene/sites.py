@@ -89,7 +89,9 @@ class SiteConfig:
         Seed for random and rooftop placement.
     """
 
-    mode: str = option("ue", choices=MODES, label="Mode", help="ue: sites transmit; emitter: sites receive")
+    mode: str = option("ue", choices=MODES, label="Mode",
+                       help="ue: base stations transmit, the device is located; "
+                            "emitter: sensors receive, an unknown transmitter is located")
     placement: str = option("rooftop", choices=PLACEMENTS, label="Placement", help="how sites are placed")
     count: int = option(6, lo=1, hi=64, label="Number of sites", flag="sites", help="number of sites")
     mount: str = option("rooftop", choices=MOUNTS, label="Mount", help="for grid and random placement")
