@@ -36,6 +36,8 @@ class _Parser(argparse.ArgumentParser):
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
         self._add_flags()
+        if args is not None:
+            args = _attach_negative_values(list(args))
         return super().parse_known_args(args, namespace)
 
     def format_usage(self) -> str:
@@ -240,7 +242,7 @@ def _run_data(args: argparse.Namespace) -> Any:
     from rflocal_core import dataset
 
     if args.data_cmd == "generate":
-        config = _generation_config(args)
+        config = command_config(args)
         return dataset.generate_dataset(config, progress=_stderr_progress(every=True), restart=args.restart)
     if args.data_cmd == "list":
         return dataset.list_datasets()
@@ -427,10 +429,10 @@ def _scene_config(args: argparse.Namespace) -> Any:
     return SceneConfig(source="bbox", bbox=BBox.parse(args.bbox), **common)
 
 
-def _import_scene(args: argparse.Namespace) -> dict[str, Any]:
+def _scene_import_config(args: argparse.Namespace) -> Any:
     from rflocal_core.errors import InvalidInputError
     from rflocal_core.options import flag_values
-    from rflocal_core.scene.importer import SceneImportConfig, bundled_scenes, import_scene
+    from rflocal_core.scene.importer import SceneImportConfig, bundled_scenes
 
     if (args.xml is None) == (args.bundled is None):
         msg = f"xml: expected a scene file or --bundled NAME (one of them), got {args.xml!r} and {args.bundled!r}"
@@ -444,8 +446,23 @@ def _import_scene(args: argparse.Namespace) -> dict[str, Any]:
         path = known[args.bundled]
     given = flag_values(args, SceneImportConfig)
     seed = {"seed": given["seed"]} if "seed" in given else {}  # --seed: recorded, and site placement
-    config = SceneImportConfig(name=args.name, path=path, sites=_site_config(args, seed), **given, **_origin(args))
-    return import_scene(config)
+    return SceneImportConfig(name=args.name, path=path, sites=_site_config(args, seed), **given, **_origin(args))
+
+
+def command_config(args: argparse.Namespace) -> Any:
+    """The configuration a parsed ``scene build``, ``scene import`` or ``data generate`` runs with.
+
+    Options not given on the command line keep their field defaults, so
+    ``command_config(build_parser().parse_args([...]))`` equals the API's default config.
+    """
+    if args.cmd == "data" and args.data_cmd == "generate":
+        return _generation_config(args)
+    if args.cmd == "scene" and args.scene_cmd == "build":
+        return _scene_config(args)
+    if args.cmd == "scene" and args.scene_cmd == "import":
+        return _scene_import_config(args)
+    msg = f"command_config: no configuration for {args.cmd!r}"
+    raise ValueError(msg)
 
 
 def _run(args: argparse.Namespace) -> Any:
@@ -497,9 +514,11 @@ def _run(args: argparse.Namespace) -> Any:
     from rflocal_core import scene
 
     if args.scene_cmd == "build":
-        return scene.build_scene(_scene_config(args))
+        return scene.build_scene(command_config(args))
     if args.scene_cmd == "import":
-        return _import_scene(args)
+        from rflocal_core.scene.importer import import_scene
+
+        return import_scene(command_config(args))
     if args.scene_cmd == "list":
         return scene.list_scenes()
     if args.scene_cmd == "show":
@@ -533,7 +552,7 @@ _COORD_OPTIONS = ("--bbox", "--origin", "--missing")
 
 
 def _attach_negative_values(argv: Sequence[str]) -> list[str]:
-    """Rewrite ``--bbox -34.6,...`` as ``--bbox=-34.6,...``.
+    """Rewrite ``--bbox -34.6,...`` as ``--bbox=-34.6,...`` (and any ``--flag -5,20``).
 
     argparse takes a value that starts with '-' and is not a single number for an option
     and fails with 'expected one argument'; southern latitudes (and western longitudes
@@ -542,7 +561,9 @@ def _attach_negative_values(argv: Sequence[str]) -> list[str]:
     out: list[str] = []
     i = 0
     while i < len(argv):
-        if argv[i] in _COORD_OPTIONS and i + 1 < len(argv) and re.match(r"-\.?\d", argv[i + 1]):
+        negative = i + 1 < len(argv) and re.match(r"-\.?\d", argv[i + 1])
+        # also any MIN,MAX pair that starts below zero (--emitter-power-dbm -5,20)
+        if negative and (argv[i] in _COORD_OPTIONS or argv[i].startswith("--") and "," in argv[i + 1]):
             out.append(f"{argv[i]}={argv[i + 1]}")
             i += 2
         else:
