@@ -399,7 +399,7 @@ def _site_config(args: argparse.Namespace, seed: dict[str, int]) -> Any:
             raise InvalidInputError(msg)
         given["custom"] = tuple(CustomSite.from_dict(r, index=i) for i, r in enumerate(rows))
         given["placement"] = "custom"
-    return SiteConfig(**given, **seed)
+    return SiteConfig(**{**seed, **given})  # --site-seed wins over --seed
 
 
 def _origin(args: argparse.Namespace) -> dict[str, float]:

@@ -34,7 +34,7 @@ storey_height_m: float = 3.0
 default_building_height_m: float = 10.0
 
 #: Seed of a scene (its procedural city, material draw and site placement) unless one is given:
-#: the default procedural scene, ``make demo-scene``.
+#: ``scene build --procedural`` and ``SceneConfig(name=...)`` build the same default city.
 scene_seed: int = 7
 
 #: Footprint parts smaller than this (after clipping) are dropped as degenerate.

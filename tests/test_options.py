@@ -151,7 +151,28 @@ def test_scene_build_defaults_are_the_api_defaults() -> None:
     assert SceneImportConfig(name="x", path="a.xml").seed == settings.scene_seed
 
 
+def test_make_demo_scene_builds_the_scene_of_the_shipped_demo_runs(workspace: Path) -> None:
+    """``make demo-scene`` and ``demo_scene_config()`` agree, and place the sites the shipped runs know."""
+    import json
+    import shlex
+
+    from rflocal_core import demo
+    from rflocal_core.scene import build_scene, load_scene_meta
+
+    line = next(ln for ln in (ROOT / "Makefile").read_text().splitlines() if "scene build" in ln)
+    argv = shlex.split(line.split("-m rflocal_core", 1)[1])
+    assert command_config(parse(*argv)) == demo.demo_scene_config()
+    build_scene(demo.demo_scene_config())
+    sites = [(s["id"], round(s["x_m"], 2), round(s["y_m"], 2)) for s in load_scene_meta(demo.DEMO_SCENE)["sites"]]
+    for run_id in demo.DEMO_RUNS:
+        reference = json.loads((demo.DEMO_DIR / "runs" / run_id / "reference.json").read_text())
+        shipped = [(n["id"], round(n["x_m"], 2), round(n["y_m"], 2)) for n in reference["nodes"][demo.DEMO_SCENE]]
+        assert shipped == sites, run_id
+
+
 def test_scene_build_flags_reach_every_config() -> None:
+    config = command_config(parse("scene", "build", "--procedural", "--name", "x", "--seed", "3", "--site-seed", "4"))
+    assert config.seed == config.procedural.seed == 3 and config.sites.seed == 4
     config = command_config(parse("scene", "build", "--procedural", "--name", "x", "--seed", "3", "--size-m", "300",
                                   "--open-squares", "0.2", "--material", "glass", "--no-osm-material-tags",
                                   "--sites", "4", "--site-height-m", "7", "--azimuth-deg", "90", "--storey-height-m",

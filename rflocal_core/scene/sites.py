@@ -107,7 +107,8 @@ class SiteConfig:
     downtilt_deg: float = option(6.0, lo=-90.0, hi=90.0, unit="degrees", label="Downtilt (°)",
                                  help="downtilt below the horizon")
     custom: tuple[CustomSite, ...] = field(default_factory=tuple)
-    seed: int = seed_option(settings.scene_seed, flag=None, help="seed of random and rooftop placement")
+    seed: int = seed_option(settings.scene_seed, flag="site-seed",
+                            help="seed of random and rooftop placement (when not given: --seed)")
 
     def __post_init__(self) -> None:
         # the count of custom sites is the length of their list
