@@ -27,7 +27,7 @@ import functools
 import math
 import types
 import typing
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -141,7 +141,7 @@ def option(default: Any = dataclasses.MISSING, *, default_factory: Any = datacla
     return dataclasses.field(default=default, default_factory=default_factory, metadata={"option": Option(**spec)})
 
 
-def seed_option(default: int, *, help: str, flag: str | None = "") -> Any:  # noqa: A002 - the option's help
+def seed_option(default: int, *, help: str, flag: str | None = "") -> Any:
     """A random seed: an integer in [0, :data:`MAX_SEED`]."""
     return option(default, lo=0, hi=MAX_SEED, label="Seed", help=help, flag=flag)
 
@@ -339,7 +339,3 @@ def flag_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:
         out[name] = _parse_numbers(value, opt) if opt.kind in ("pair", "list") and isinstance(value, str) else value
     return out
 
-
-def describe(cls: type, *, skip: Sequence[str] = ()) -> list[str]:
-    """One line per option of ``cls``: ``name: help; allowed values; default`` (for help texts)."""
-    return [f"{name}: {flag_help(opt)}" for name, opt in options(cls).items() if name not in skip]

@@ -17,7 +17,7 @@ def _cast(kind: str) -> type:
 
 
 def number(where: Any, cls: type, name: str, *, key: str, label: str | None = None, index: int | None = None,
-           none_value: float | None = None, scale: float = 1.0, format: str | None = None) -> Any:  # noqa: A002
+           none_value: float | None = None, scale: float = 1.0, format: str | None = None) -> Any:
     """A ``number_input`` for the option ``name`` of ``cls``; returns the value in the field's unit.
 
     Parameters

@@ -768,7 +768,7 @@ class KNNConfig:
 
     k: int | None = option(None, lo=1, none_means="chosen on the validation split", help="neighbours")
     # checked by hand: a list of integers
-    k_choices: tuple[int, ...] = option((1, 3, 5, 7, 11, 15), check=False, lo=1, help="candidates for k")
+    k_choices: tuple[int, ...] = option((1, 3, 5, 7, 11, 15), check=False, help="candidates for k")
     floor_dbm: float = option(-130.0, lo=-300, hi=0, unit="dBm", help="value of a missing RSS in a fingerprint")
 
     def __post_init__(self) -> None:

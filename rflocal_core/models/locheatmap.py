@@ -392,10 +392,10 @@ class LocHeatmapConfig(NetConfig):
     mode: str = option("proposal", choices=MODES, help="the localization mode (see the module doc)")
     res: int = option(32, lo=8, hi=512, help="cells per side of every raster and of the heatmap")
     # the channel lists are checked by hand: their message names the level counts
-    completion_channels: tuple[int, ...] = option((16, 32, 64), check=False, lo=4, hi=512,
+    completion_channels: tuple[int, ...] = option((16, 32, 64), check=False,
                                                   help="widths of the completion encoder levels")
     latent_dim: int = option(128, lo=4, hi=4096, help="width of the completion network's dense bottleneck")
-    unet_channels: tuple[int, ...] = option((16, 32, 64, 128), check=False, lo=4, hi=512,
+    unet_channels: tuple[int, ...] = option((16, 32, 64, 128), check=False,
                                             help="widths of the U-Net levels")
     completion_weight: float = option(1.0, lo=0.0, hi=100.0, help="weight of the completion loss")
     heatmap_weight: float = option(1.0, lo=0.0, hi=100.0, help="weight of the heatmap loss")

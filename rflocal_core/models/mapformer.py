@@ -85,7 +85,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -94,8 +94,7 @@ from torch import nn
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.features import AGE_SCALE_S, NODE_Z_SCALE_M, TOKEN_COLUMNS, TX_SCALE_DBM, Batch
 from rflocal_core.models.maps import SCENE_CHANNELS, MapBatch, aoa_loglik, lookup, rss_unit_to_dbm, unit_to_pg_db
-from rflocal_core.models.nets import (LocNet, NetConfig, SetNetConfig, _mlp, check_encoder, gaussian_beta_nll,
-                                      sinusoidal)
+from rflocal_core.models.nets import LocNet, NetConfig, SetNetConfig, _mlp, check_encoder, gaussian_beta_nll, sinusoidal
 from rflocal_core.options import option, redefault
 
 #: Radio-map stream channels (see the module doc).

@@ -109,7 +109,7 @@ class NetConfig:
     sigma_min: float = option(1e-3, lo=1e-6, hi=0.5, help="floor of the predicted sigma, in normalized scene units")
     beta: float = option(0.5, lo=0.0, hi=1.0, help="beta of the beta-NLL position loss (0: plain Gaussian NLL)")
     # checked by hand: a list of fractions
-    node_dropout: tuple[float, ...] = option((0.0,), check=False, lo=0.0, hi=0.9,
+    node_dropout: tuple[float, ...] = option((0.0,), check=False,
                                              help="fraction of reports removed in training, per third of the epochs")
     rss_noise_db: float = option(0.0, lo=0.0, hi=20.0, unit="dB", help="uniform noise added to training RSS")
     position_jitter_m: float = option(0.0, lo=0.0, hi=100.0, unit="m",
