@@ -22,7 +22,7 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not browser"
 
 demo-scene: setup
-	$(PY) -m rflocal_core scene build --procedural --seed 7 --name demo
+	$(PY) -m rflocal_core scene build --procedural --seed 7 --site-seed 0 --name demo
 
 # Rebuild the shipped demo models and example files in assets/ (about 8 minutes on 2 cores).
 demo-model: setup

@@ -10,13 +10,44 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rflocal_core.errors import BackendUnavailableError, RFLocalInputError
 
 
 class _Parser(argparse.ArgumentParser):
+    """Exits 2 with one clean line; adds its config flags only when it parses or prints help.
+
+    The flags of a subcommand are derived from its config dataclasses (:mod:`rflocal_core.options`),
+    whose modules import numpy, shapely or torch: ``flags`` (a function adding them) runs when
+    this subcommand is the one used, so ``rflocal scene list`` does not import torch.
+    """
+
+    def __init__(self, *args: Any, flags: Callable[[argparse.ArgumentParser], None] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._flags = flags
+
+    def _add_flags(self) -> None:
+        flags, self._flags = self._flags, None
+        if flags is not None:
+            flags(self)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self._add_flags()
+        if args is not None:
+            args = _attach_negative_values(list(args))
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self._add_flags()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._add_flags()
+        return super().format_help()
+
     def error(self, message: str) -> None:  # argparse's own exit 2, one clean line
         self.print_usage(sys.stderr)
         print(f"error: {message}", file=sys.stderr)
@@ -27,38 +58,24 @@ def _add_scene_parsers(sub: Any) -> None:
     scene = sub.add_parser("scene", help="build, list, show and delete scenes")
     scene_sub = scene.add_subparsers(dest="scene_cmd", required=True, parser_class=_Parser)
 
-    build = scene_sub.add_parser("build", help="build a scene into workspace/scenes/NAME")
+    build = scene_sub.add_parser("build", help="build a scene into workspace/scenes/NAME", flags=_scene_build_flags)
     src = build.add_mutually_exclusive_group(required=True)
     src.add_argument("--procedural", action="store_true", help="a procedural city (offline)")
     src.add_argument("--osm-file", metavar="PATH", help="an .osm XML extract")
     src.add_argument("--geojson", metavar="PATH", help="a GeoJSON FeatureCollection of footprints")
     src.add_argument("--bbox", metavar="S,W,N,E", help="download buildings in this box (needs internet)")
     build.add_argument("--name", required=True)
-    build.add_argument("--seed", type=int, default=7, help="seed of city, materials and site placement")
-    build.add_argument("--size-m", type=float, default=512.0, help="procedural city side (m)")
-    build.add_argument("--block-m", type=float, default=80.0, help="procedural block size (m)")
-    build.add_argument("--street-width-m", type=float, default=16.0)
-    build.add_argument("--open-squares", type=float, default=0.12, help="fraction of open blocks")
-    build.add_argument("--mean-height-m", type=float, default=18.0, help="procedural median height")
     build.add_argument("--origin", metavar="LAT,LON", help="geographic centre of a procedural city")
-    build.add_argument("--default-height-m", type=float, default=10.0)
-    build.add_argument("--storey-height-m", type=float, default=3.0)
-    build.add_argument("--material", default="mixed", help="mixed, concrete, brick, glass, metal or wood")
-    build.add_argument("--ground-material", default="medium_dry_ground")
-    build.add_argument("--randomize-materials", action="store_true", help="domain randomization per building")
-    _add_site_arguments(build)
+    build.add_argument("--sites-file", metavar="JSON", help="custom sites: a JSON list of objects")
 
-    imp = scene_sub.add_parser("import", help="import a Sionna / Mitsuba scene (XML + meshes) as workspace/scenes/NAME")
+    imp = scene_sub.add_parser("import", help="import a Sionna / Mitsuba scene (XML + meshes) as workspace/scenes/NAME",
+                               flags=_scene_import_flags)
     imp.add_argument("xml", nargs="?", metavar="SCENE.xml", help="the scene file (its meshes beside it)")
     imp.add_argument("--bundled", metavar="SCENE", help="a scene shipped with Sionna RT instead (e.g. munich)")
     imp.add_argument("--name", required=True)
     imp.add_argument("--origin", metavar="LAT,LON", help="geographic position of the scene's (0, 0) "
                      "(default: the file's, else scene metres only)")
-    imp.add_argument("--raster-cell-m", type=float, default=1.0, help="cell of the roof raster (m)")
-    imp.add_argument("--min-building-height-m", type=float, default=2.0, help="roofs lower than this are not buildings")
-    imp.add_argument("--min-footprint-area-m2", type=float, default=10.0, help="smaller footprints are dropped")
-    imp.add_argument("--seed", type=int, default=7, help="seed of site placement")
-    _add_site_arguments(imp)
+    imp.add_argument("--sites-file", metavar="JSON", help="custom sites: a JSON list of objects")
 
     scene_sub.add_parser("list", help="list scenes")
     show = scene_sub.add_parser("show", help="print a scene's scene.json")
@@ -67,58 +84,39 @@ def _add_scene_parsers(sub: Any) -> None:
     delete.add_argument("name")
 
 
-def _add_site_arguments(parser: argparse.ArgumentParser) -> None:
-    """The site options shared by ``scene build`` and ``scene import``."""
-    parser.add_argument("--mode", default="ue", help="ue (sites transmit) or emitter (sites receive)")
-    parser.add_argument("--placement", default="rooftop", help="rooftop, grid, random or custom")
-    parser.add_argument("--sites", type=int, default=6, help="number of sites")
-    parser.add_argument("--mount", default="rooftop", help="rooftop or ground (grid/random placement)")
-    parser.add_argument("--site-height-m", type=float, default=3.0, help="above ground, or above roof")
-    parser.add_argument("--sites-file", metavar="JSON", help="custom sites: a JSON list of objects")
-    parser.add_argument("--freq-hz", type=float, default=3.5e9)
-    parser.add_argument("--tx-power-dbm", type=float, default=43.0)
-    parser.add_argument("--pattern", default="iso", help="iso or tr38901")
-    parser.add_argument("--azimuth-deg", type=float, default=None, help="sector bearing; default: towards centre")
-    parser.add_argument("--downtilt-deg", type=float, default=6.0)
+def _scene_build_flags(parser: argparse.ArgumentParser) -> None:
+    """The option flags of ``scene build``: scene, procedural city, materials and sites (one ``--seed`` for all)."""
+    from rflocal_core.options import add_flags
+    from rflocal_core.scene import MaterialConfig, ProceduralConfig, SceneConfig, SiteConfig
+
+    for cls in (SceneConfig, ProceduralConfig, MaterialConfig, SiteConfig):
+        add_flags(parser.add_argument_group(_GROUPS[cls.__name__]), cls)
+
+
+def _scene_import_flags(parser: argparse.ArgumentParser) -> None:
+    """The option flags of ``scene import``: import and sites (one ``--seed`` for both)."""
+    from rflocal_core.options import add_flags
+    from rflocal_core.scene import SiteConfig
+    from rflocal_core.scene.importer import SceneImportConfig
+
+    for cls in (SceneImportConfig, SiteConfig):
+        add_flags(parser.add_argument_group(_GROUPS[cls.__name__]), cls)
+
+
+#: Titles of the flag groups in ``--help``, by config class.
+_GROUPS = {"SceneConfig": "scene", "ProceduralConfig": "procedural city (--procedural)",
+           "MaterialConfig": "materials", "SiteConfig": "sites", "SceneImportConfig": "import",
+           "GenerationConfig": "dataset", "TrainConfig": "network training (override --train-config)"}
 
 
 def _add_data_parsers(sub: Any) -> None:
     data = sub.add_parser("data", help="generate, list, show, delete, export and import datasets")
     data_sub = data.add_subparsers(dest="data_cmd", required=True, parser_class=_Parser)
-    gen = data_sub.add_parser("generate", help="ray-trace scenes and synthesize a measurement dataset")
+    gen = data_sub.add_parser("generate", help="ray-trace scenes and synthesize a measurement dataset",
+                              flags=_generate_flags)
     gen.add_argument("--scene", action="append", required=True, help="scene name (repeat for several)")
     gen.add_argument("--name", required=True, help="dataset name")
-    gen.add_argument("--samples", type=int, default=2000, help="samples per scene")
-    gen.add_argument("--mode", default=None, help="ue or emitter (default: the scene's)")
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--cell-size-m", type=float, default=2.0)
-    gen.add_argument("--plane-height-m", type=float, default=1.5)
-    gen.add_argument("--map-samples", type=int, default=10_000_000, help="rays per site for radio maps")
-    gen.add_argument("--no-diffraction", action="store_true", help="faster, but shadowed streets get no signal")
-    gen.add_argument("--no-timing", action="store_true", help="RSS only (skip PathSolver timing and angles)")
-    gen.add_argument("--paths-samples", type=int, default=30_000, help="rays per site for exact paths")
-    gen.add_argument("--sensitivity-dbm", type=float, default=-120.0)
-    gen.add_argument("--min-sites", type=int, default=3)
-    gen.add_argument("--sampling", default="uniform", help="uniform or coverage")
-    gen.add_argument("--min-distance-m", type=float, default=None)
-    gen.add_argument("--max-distance-m", type=float, default=None)
-    gen.add_argument("--sigma-db", type=float, default=6.0, help="shadow fading sigma")
-    gen.add_argument("--rss-noise-db", type=float, default=2.0, help="per-report measurement noise sigma")
-    gen.add_argument("--corr-m", type=float, default=20.0, help="shadow fading correlation distance")
-    gen.add_argument("--toa-noise-ns", type=float, default=10.0)
-    gen.add_argument("--nlos-bias-ns", type=float, default=50.0)
-    gen.add_argument("--aoa-noise-deg", type=float, default=5.0)
-    gen.add_argument("--top-k", type=int, default=8)
-    gen.add_argument("--dropout", type=float, default=0.0)
-    gen.add_argument("--sequence", metavar="MIN,MAX", default="1,1", help="reports per sample over time")
-    gen.add_argument("--motion", default="stationary", help="stationary, pedestrian or vehicular")
-    gen.add_argument("--emitter-power-dbm", metavar="MIN,MAX", default="10,30")
     gen.add_argument("--unseen", action="append", default=[], help="scene held out as test_unseen")
-    gen.add_argument("--survey", default="fixed", help="fixed (the scene's sites) or drone (emitter mode)")
-    gen.add_argument("--drone-altitude-m", type=float, default=40.0)
-    gen.add_argument("--drone-spacing-m", type=float, default=64.0, help="waypoint grid spacing")
-    gen.add_argument("--drone-points", type=int, default=16, help="measurement points per sample")
-    gen.add_argument("--drone-map-samples", type=int, default=2_000_000, help="rays per waypoint")
     gen.add_argument("--restart", action="store_true", help="discard an interrupted run instead of resuming")
     data_sub.add_parser("list", help="list datasets")
     show = data_sub.add_parser("show", help="print a dataset's attributes")
@@ -146,6 +144,14 @@ def _add_data_parsers(sub: Any) -> None:
     _add_table_arguments(imp.add_argument_group("tables (.csv, .tsv, .parquet)"))
 
 
+def _generate_flags(parser: argparse.ArgumentParser) -> None:
+    """The option flags of ``data generate`` (``--no-diffraction`` turns it off in maps and paths)."""
+    from rflocal_core.dataset import GenerationConfig
+    from rflocal_core.options import add_flags
+
+    add_flags(parser.add_argument_group(_GROUPS["GenerationConfig"]), GenerationConfig)
+
+
 def _add_table_arguments(group: Any) -> None:
     from rflocal_core.measurements.columns import COLUMN_KEYS
 
@@ -163,35 +169,14 @@ def _add_table_arguments(group: Any) -> None:
                        help="split by squares of M metres (whole blocks to train, val or test) instead of by sample")
 
 
-def _pair(text: str, field: str, cast: Any) -> tuple[Any, Any]:
-    from rflocal_core.errors import InvalidInputError
-
-    try:
-        lo, hi = (cast(v) for v in str(text).split(","))
-    except ValueError:
-        msg = f"{field}: expected MIN,MAX, got {text!r}"
-        raise InvalidInputError(msg) from None
-    return lo, hi
-
-
 def _generation_config(args: argparse.Namespace) -> Any:
     from rflocal_core.dataset import GenerationConfig
+    from rflocal_core.options import flag_values
 
-    return GenerationConfig(
-        name=args.name, scenes=tuple(args.scene), samples_per_scene=args.samples, mode=args.mode, seed=args.seed,
-        cell_size_m=args.cell_size_m, plane_height_m=args.plane_height_m, map_samples_per_tx=args.map_samples,
-        map_diffraction=not args.no_diffraction, paths_diffraction=not args.no_diffraction,
-        timing=not args.no_timing, paths_samples_per_src=args.paths_samples, sensitivity_dbm=args.sensitivity_dbm,
-        min_sites=args.min_sites, sampling=args.sampling, min_distance_m=args.min_distance_m,
-        max_distance_m=args.max_distance_m, shadowing_sigma_db=args.sigma_db, shadowing_corr_m=args.corr_m,
-        rss_noise_db=args.rss_noise_db,
-        toa_noise_ns=args.toa_noise_ns, nlos_bias_mean_ns=args.nlos_bias_ns, aoa_noise_deg=args.aoa_noise_deg,
-        top_k=args.top_k, dropout=args.dropout, sequence_length=_pair(args.sequence, "sequence", int),
-        motion=args.motion, emitter_power_dbm=_pair(args.emitter_power_dbm, "emitter_power_dbm", float),
-        unseen_scenes=tuple(args.unseen), survey=args.survey, drone_altitude_m=args.drone_altitude_m,
-        drone_spacing_m=args.drone_spacing_m, drone_points=args.drone_points,
-        drone_map_samples_per_tx=args.drone_map_samples,
-    )
+    given = flag_values(args, GenerationConfig)
+    if "map_diffraction" in given:  # one flag for both
+        given["paths_diffraction"] = given["map_diffraction"]
+    return GenerationConfig(name=args.name, scenes=tuple(args.scene), unseen_scenes=tuple(args.unseen), **given)
 
 
 def _export(args: argparse.Namespace) -> dict[str, Any]:
@@ -257,7 +242,7 @@ def _run_data(args: argparse.Namespace) -> Any:
     from rflocal_core import dataset
 
     if args.data_cmd == "generate":
-        config = _generation_config(args)
+        config = command_config(args)
         return dataset.generate_dataset(config, progress=_stderr_progress(every=True), restart=args.restart)
     if args.data_cmd == "list":
         return dataset.list_datasets()
@@ -280,17 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scene_parsers(sub)
     _add_data_parsers(sub)
     sub.add_parser("doctor", help="check the ray-tracing backend and the workspace")
-    tr = sub.add_parser("train", help="fit a model on a dataset and save it as a run")
+    tr = sub.add_parser("train", help="fit a model on a dataset and save it as a run", flags=_train_flags)
     tr.add_argument("--dataset", required=True)
     tr.add_argument("--model", required=True, help="setnet, heimdall, strongest_site, weighted_centroid, "
                     "log_distance, aoa_triangulation, toa_multilateration, knn or map_matching")
     tr.add_argument("--config", metavar="JSON", default=None, help="model configuration as a JSON object")
     tr.add_argument("--train-config", metavar="JSON", default=None,
                     help="network training options as a JSON object (see TrainConfig)")
-    tr.add_argument("--epochs", type=int, default=None, help="networks: maximum epochs")
-    tr.add_argument("--max-minutes", type=float, default=None, help="networks: wall-clock budget")
-    tr.add_argument("--batch-size", type=int, default=None)
-    tr.add_argument("--lr", type=float, default=None)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--allow-large-extent", action="store_true",
                     help="train on a dataset whose positions span more than the configured limit (50 km)")
@@ -329,6 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
     rres.add_argument("run")
     rres.add_argument("--max-minutes", type=float, default=None, help="new wall-clock budget for the whole run")
     return parser
+
+
+def _train_flags(parser: argparse.ArgumentParser) -> None:
+    """The TrainConfig flags of ``train``: each given one overrides ``--train-config``."""
+    from rflocal_core.options import add_flags
+    from rflocal_core.train import TrainConfig
+
+    add_flags(parser.add_argument_group(_GROUPS["TrainConfig"]), TrainConfig)
 
 
 def _predict(args: argparse.Namespace) -> dict[str, Any]:
@@ -391,13 +380,13 @@ def _stderr_progress(*, every: bool = False) -> Any:
     return report
 
 
-def _site_config(args: argparse.Namespace) -> Any:
+def _site_config(args: argparse.Namespace, seed: dict[str, int]) -> Any:
     """The :class:`SiteConfig` of the site options (``--sites-file`` implies placement custom)."""
     from rflocal_core.errors import InvalidInputError
+    from rflocal_core.options import flag_values
     from rflocal_core.scene import CustomSite, SiteConfig
 
-    custom: tuple[CustomSite, ...] = ()
-    placement = args.placement
+    given = flag_values(args, SiteConfig)
     if args.sites_file:
         try:
             with open(args.sites_file, encoding="utf-8") as fh:
@@ -408,13 +397,9 @@ def _site_config(args: argparse.Namespace) -> Any:
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             msg = f"sites_file: expected a JSON list of objects, got {type(rows).__name__}"
             raise InvalidInputError(msg)
-        custom = tuple(CustomSite.from_dict(r, index=i) for i, r in enumerate(rows))
-        placement = "custom"
-    return SiteConfig(
-        mode=args.mode, placement=placement, count=args.sites, mount=args.mount, height_m=args.site_height_m,
-        freq_hz=args.freq_hz, tx_power_dbm=args.tx_power_dbm, pattern=args.pattern,
-        azimuth_deg=args.azimuth_deg, downtilt_deg=args.downtilt_deg, custom=custom, seed=args.seed,
-    )
+        given["custom"] = tuple(CustomSite.from_dict(r, index=i) for i, r in enumerate(rows))
+        given["placement"] = "custom"
+    return SiteConfig(**{**seed, **given})  # --site-seed wins over --seed
 
 
 def _origin(args: argparse.Namespace) -> dict[str, float]:
@@ -427,16 +412,15 @@ def _origin(args: argparse.Namespace) -> dict[str, float]:
 
 def _scene_config(args: argparse.Namespace) -> Any:
     from rflocal_core.geo import BBox
+    from rflocal_core.options import flag_values
     from rflocal_core.scene import MaterialConfig, ProceduralConfig, SceneConfig
 
-    sites = _site_config(args)
-    origin = _origin(args)
-    materials = MaterialConfig(building=args.material, randomize=args.randomize_materials, ground=args.ground_material)
-    common = {"name": args.name, "default_height_m": args.default_height_m, "storey_height_m": args.storey_height_m,
-              "materials": materials, "sites": sites, "seed": args.seed, **origin}
+    given = flag_values(args, SceneConfig)
+    seed = {"seed": given["seed"]} if "seed" in given else {}  # --seed: city, materials and sites
+    common = {"name": args.name, "materials": MaterialConfig(**flag_values(args, MaterialConfig)),
+              "sites": _site_config(args, seed), **given, **_origin(args)}
     if args.procedural:
-        proc = ProceduralConfig(size_m=args.size_m, block_m=args.block_m, street_width_m=args.street_width_m,
-                                open_square_fraction=args.open_squares, mean_height_m=args.mean_height_m, seed=args.seed)
+        proc = ProceduralConfig(**flag_values(args, ProceduralConfig), **seed)
         return SceneConfig(source="procedural", procedural=proc, **common)
     if args.osm_file:
         return SceneConfig(source="osm_file", path=args.osm_file, **common)
@@ -445,9 +429,10 @@ def _scene_config(args: argparse.Namespace) -> Any:
     return SceneConfig(source="bbox", bbox=BBox.parse(args.bbox), **common)
 
 
-def _import_scene(args: argparse.Namespace) -> dict[str, Any]:
+def _scene_import_config(args: argparse.Namespace) -> Any:
     from rflocal_core.errors import InvalidInputError
-    from rflocal_core.scene.importer import SceneImportConfig, bundled_scenes, import_scene
+    from rflocal_core.options import flag_values
+    from rflocal_core.scene.importer import SceneImportConfig, bundled_scenes
 
     if (args.xml is None) == (args.bundled is None):
         msg = f"xml: expected a scene file or --bundled NAME (one of them), got {args.xml!r} and {args.bundled!r}"
@@ -459,11 +444,25 @@ def _import_scene(args: argparse.Namespace) -> dict[str, Any]:
             msg = f"bundled: Sionna RT ships no scene {args.bundled!r}; expected one of {', '.join(known)}"
             raise InvalidInputError(msg)
         path = known[args.bundled]
-    config = SceneImportConfig(
-        name=args.name, path=path, raster_cell_m=args.raster_cell_m, min_building_height_m=args.min_building_height_m,
-        min_footprint_area_m2=args.min_footprint_area_m2, sites=_site_config(args), seed=args.seed, **_origin(args),
-    )
-    return import_scene(config)
+    given = flag_values(args, SceneImportConfig)
+    seed = {"seed": given["seed"]} if "seed" in given else {}  # --seed: recorded, and site placement
+    return SceneImportConfig(name=args.name, path=path, sites=_site_config(args, seed), **given, **_origin(args))
+
+
+def command_config(args: argparse.Namespace) -> Any:
+    """The configuration a parsed ``scene build``, ``scene import`` or ``data generate`` runs with.
+
+    Options not given on the command line keep their field defaults, so
+    ``command_config(build_parser().parse_args([...]))`` equals the API's default config.
+    """
+    if args.cmd == "data" and args.data_cmd == "generate":
+        return _generation_config(args)
+    if args.cmd == "scene" and args.scene_cmd == "build":
+        return _scene_config(args)
+    if args.cmd == "scene" and args.scene_cmd == "import":
+        return _scene_import_config(args)
+    msg = f"command_config: no configuration for {args.cmd!r}"
+    raise ValueError(msg)
 
 
 def _run(args: argparse.Namespace) -> Any:
@@ -472,15 +471,13 @@ def _run(args: argparse.Namespace) -> Any:
     if args.cmd == "data":
         return _run_data(args)
     if args.cmd == "train":
-        from rflocal_core.train import train
-
+        from rflocal_core.options import flag_values
+        from rflocal_core.train import TrainConfig, train
         from rflocal_core.validation import json_object
 
         config = json_object("config", args.config)
         train_config = json_object("train-config", args.train_config) or {}
-        for key in ("epochs", "max_minutes", "batch_size", "lr"):
-            if getattr(args, key) is not None:
-                train_config[key] = getattr(args, key)
+        train_config.update(flag_values(args, TrainConfig))
         return train(args.dataset, args.model, model_config=config, train_config=train_config, seed=args.seed,
                      progress=_stderr_progress(), allow_large_extent=args.allow_large_extent)
     if args.cmd == "evaluate":
@@ -517,9 +514,11 @@ def _run(args: argparse.Namespace) -> Any:
     from rflocal_core import scene
 
     if args.scene_cmd == "build":
-        return scene.build_scene(_scene_config(args))
+        return scene.build_scene(command_config(args))
     if args.scene_cmd == "import":
-        return _import_scene(args)
+        from rflocal_core.scene.importer import import_scene
+
+        return import_scene(command_config(args))
     if args.scene_cmd == "list":
         return scene.list_scenes()
     if args.scene_cmd == "show":
@@ -553,7 +552,7 @@ _COORD_OPTIONS = ("--bbox", "--origin", "--missing")
 
 
 def _attach_negative_values(argv: Sequence[str]) -> list[str]:
-    """Rewrite ``--bbox -34.6,...`` as ``--bbox=-34.6,...``.
+    """Rewrite ``--bbox -34.6,...`` as ``--bbox=-34.6,...`` (and any ``--flag -5,20``).
 
     argparse takes a value that starts with '-' and is not a single number for an option
     and fails with 'expected one argument'; southern latitudes (and western longitudes
@@ -562,7 +561,9 @@ def _attach_negative_values(argv: Sequence[str]) -> list[str]:
     out: list[str] = []
     i = 0
     while i < len(argv):
-        if argv[i] in _COORD_OPTIONS and i + 1 < len(argv) and re.match(r"-\.?\d", argv[i + 1]):
+        negative = i + 1 < len(argv) and re.match(r"-\.?\d", argv[i + 1])
+        # also any MIN,MAX pair that starts below zero (--emitter-power-dbm -5,20)
+        if negative and (argv[i] in _COORD_OPTIONS or argv[i].startswith("--") and "," in argv[i + 1]):
             out.append(f"{argv[i]}={argv[i + 1]}")
             i += 2
         else:

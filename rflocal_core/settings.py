@@ -33,6 +33,10 @@ storey_height_m: float = 3.0
 #: Height used when a building has neither ``height`` nor ``building:levels``.
 default_building_height_m: float = 10.0
 
+#: Seed of a scene (its procedural city, material draw and site placement) unless one is given:
+#: ``scene build --procedural`` and ``SceneConfig(name=...)`` build the same default city.
+scene_seed: int = 7
+
 #: Footprint parts smaller than this (after clipping) are dropped as degenerate.
 min_footprint_area_m2: float = 1.0
 

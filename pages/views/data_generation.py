@@ -24,6 +24,8 @@ from rflocal_core.measurements.table import (
 )
 from rflocal_core.scene import list_scenes
 
+from pages.views.widgets import choice, number, toggle
+
 st.title("Data Generation")
 st.caption(
     "Ray-trace each scene with Sionna RT, draw target positions and synthesize the reports a network or "
@@ -40,52 +42,54 @@ with tab_gen:
         chosen = st.multiselect("Scenes", scenes, default=scenes[:1], key="dg_scenes")
         c = st.columns(4)
         name = c[0].text_input("Dataset name", value="dataset", key="dg_name")
-        samples = c[1].number_input("Samples per scene", 1, 1_000_000, 2000, key="dg_samples")
-        mode = c[2].selectbox("Mode", ["scene's own", "ue", "emitter"], key="dg_mode")
-        seed = c[3].number_input("Seed", 0, 2**31 - 1, 0, key="dg_seed")
+        samples = number(c[1], ds.GenerationConfig, "samples_per_scene", key="dg_samples")
+        mode = choice(c[2], ds.GenerationConfig, "mode", key="dg_mode", none_label="scene's own")
+        seed = number(c[3], ds.GenerationConfig, "seed", key="dg_seed")
         with st.expander("Radio maps"):
             c = st.columns(4)
-            cell = c[0].number_input("Cell size (m)", 0.5, 20.0, 2.0, key="dg_cell")
-            plane = c[1].number_input("Plane height (m)", 0.1, 300.0, 1.5, key="dg_plane")
-            rays = c[2].number_input("Rays per site", 1000, 10**9, 10_000_000, step=1_000_000, key="dg_rays")
-            diffraction = c[3].checkbox("Diffraction", value=True, key="dg_diff")
+            cell = number(c[0], ds.GenerationConfig, "cell_size_m", key="dg_cell")
+            plane = number(c[1], ds.GenerationConfig, "plane_height_m", key="dg_plane")
+            rays = number(c[2], ds.GenerationConfig, "map_samples_per_tx", key="dg_rays")
+            diffraction = toggle(c[3], ds.GenerationConfig, "map_diffraction", key="dg_diff")
         with st.expander("Measurements"):
             c = st.columns(4)
-            sens = c[0].number_input("Sensitivity (dBm)", -200.0, 0.0, -120.0, key="dg_sens")
-            min_sites = c[1].number_input("Min. covering sites", 1, 64, 3, key="dg_min_sites")
-            sampling = c[2].selectbox("Position sampling", ["uniform", "coverage"], key="dg_sampling")
-            timing = c[3].checkbox("Timing and angles (PathSolver)", value=True, key="dg_timing")
+            sens = number(c[0], ds.GenerationConfig, "sensitivity_dbm", key="dg_sens")
+            min_sites = number(c[1], ds.GenerationConfig, "min_sites", key="dg_min_sites")
+            sampling = choice(c[2], ds.GenerationConfig, "sampling", key="dg_sampling")
+            timing = toggle(c[3], ds.GenerationConfig, "timing", key="dg_timing")
             c = st.columns(4)
-            sigma = c[0].number_input("Shadowing σ (dB)", 0.0, 30.0, 6.0, key="dg_sigma")
-            corr = c[1].number_input("Correlation distance (m)", 0.1, 1000.0, 20.0, key="dg_corr")
-            toa_noise = c[2].number_input("ToA noise σ (ns)", 0.0, 1e4, 10.0, key="dg_toa")
-            aoa_noise = c[3].number_input("AoA noise σ (°)", 0.0, 180.0, 5.0, key="dg_aoa")
+            sigma = number(c[0], ds.GenerationConfig, "shadowing_sigma_db", key="dg_sigma")
+            corr = number(c[1], ds.GenerationConfig, "shadowing_corr_m", key="dg_corr")
+            toa_noise = number(c[2], ds.GenerationConfig, "toa_noise_ns", key="dg_toa")
+            aoa_noise = number(c[3], ds.GenerationConfig, "aoa_noise_deg", key="dg_aoa")
             c = st.columns(4)
-            nlos_bias = c[0].number_input("NLoS bias mean (ns)", 0.0, 1e4, 50.0, key="dg_bias")
-            top_k = c[1].number_input("Top-K sites (0 = all)", 0, 64, 8, key="dg_topk")
-            dropout = c[2].number_input("Feature dropout", 0.0, 0.9, 0.0, key="dg_dropout")
-            rss_noise = c[3].number_input("RSS measurement noise σ (dB)", 0.0, 20.0, 2.0, key="dg_rss_noise",
-                                          help="independent per report, on top of the static shadowing")
+            nlos_bias = number(c[0], ds.GenerationConfig, "nlos_bias_mean_ns", key="dg_bias")
+            top_k = number(c[1], ds.GenerationConfig, "top_k", key="dg_topk")
+            dropout = number(c[2], ds.GenerationConfig, "dropout", key="dg_dropout")
+            rss_noise = number(c[3], ds.GenerationConfig, "rss_noise_db", key="dg_rss_noise")
         with st.expander("Sequences and emitters"):
             c = st.columns(4)
-            seq_min = c[0].number_input("Reports per sample, min", 1, 100, 1, key="dg_seq_min")
-            seq_max = c[1].number_input("Reports per sample, max", 1, 100, 1, key="dg_seq_max")
-            motion = c[2].selectbox("Motion", ["stationary", "pedestrian", "vehicular"], key="dg_motion")
+            seq_min = number(c[0], ds.GenerationConfig, "sequence_length", index=0, key="dg_seq_min",
+                             label="Reports per sample, min")
+            seq_max = number(c[1], ds.GenerationConfig, "sequence_length", index=1, key="dg_seq_max",
+                             label="Reports per sample, max")
+            motion = choice(c[2], ds.GenerationConfig, "motion", key="dg_motion")
             c = st.columns(4)
-            p_min = c[0].number_input("Emitter power min (dBm)", -50.0, 80.0, 10.0, key="dg_pmin")
-            p_max = c[1].number_input("Emitter power max (dBm)", -50.0, 80.0, 30.0, key="dg_pmax")
+            p_min = number(c[0], ds.GenerationConfig, "emitter_power_dbm", index=0, key="dg_pmin",
+                           label="Emitter power min (dBm)")
+            p_max = number(c[1], ds.GenerationConfig, "emitter_power_dbm", index=1, key="dg_pmax",
+                           label="Emitter power max (dBm)")
             unseen = c[2].multiselect("Held-out scenes (unseen-city test)", chosen, key="dg_unseen")
             c = st.columns(4)
-            survey = c[0].selectbox("Sensors", ["fixed", "drone"], key="dg_survey",
-                                    help="drone (emitter mode): measurement points along a flight line")
-            drone_alt = c[1].number_input("Drone altitude (m)", 2.0, 500.0, 40.0, key="dg_drone_alt")
-            drone_spacing = c[2].number_input("Waypoint spacing (m)", 4.0, 500.0, 64.0, key="dg_drone_spacing")
-            drone_points = c[3].number_input("Points per sample", 1, 256, 16, key="dg_drone_points")
+            survey = choice(c[0], ds.GenerationConfig, "survey", key="dg_survey")
+            drone_alt = number(c[1], ds.GenerationConfig, "drone_altitude_m", key="dg_drone_alt")
+            drone_spacing = number(c[2], ds.GenerationConfig, "drone_spacing_m", key="dg_drone_spacing")
+            drone_points = number(c[3], ds.GenerationConfig, "drone_points", key="dg_drone_points")
         if st.button("Generate dataset", type="primary", key="dg_start"):
             try:
                 config = ds.GenerationConfig(
                     name=name, scenes=tuple(chosen), samples_per_scene=int(samples),
-                    mode=None if mode == "scene's own" else mode, seed=int(seed), cell_size_m=float(cell),
+                    mode=mode, seed=int(seed), cell_size_m=float(cell),
                     plane_height_m=float(plane), map_samples_per_tx=int(rays), map_diffraction=diffraction,
                     paths_diffraction=diffraction, sensitivity_dbm=float(sens), min_sites=int(min_sites),
                     sampling=sampling, timing=timing, shadowing_sigma_db=float(sigma), shadowing_corr_m=float(corr),

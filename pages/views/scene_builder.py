@@ -15,6 +15,8 @@ from rflocal_core.scene.footprints import save_upload
 from rflocal_core.scene.importer import SceneImportConfig, bundled_scenes, import_scene, parse_origin, save_scene_zip
 from rflocal_core.scene.osm_xml import describe as describe_footprints
 
+from pages.views.widgets import choice, number, toggle
+
 SOURCES = {"Procedural city": "procedural", "OSM / GeoJSON file": "file", "Box on a map (online)": "bbox",
            "Sionna / Mitsuba scene": "sionna_xml"}
 XML_KINDS = ("Bundled with Sionna RT", "Path on this machine", "Upload a .zip (XML + meshes)")
@@ -100,12 +102,12 @@ with tab_build:
     proc = {}
     if source == "procedural":
         c = st.columns(6)
-        proc["seed"] = c[0].number_input("Seed", 0, 2**31 - 1, 7, key="sb_seed")
-        proc["size_m"] = c[1].number_input("Size (m)", 100.0, 2000.0, 512.0, step=32.0, key="sb_size")
-        proc["block_m"] = c[2].number_input("Block (m)", 30.0, 300.0, 80.0, key="sb_block")
-        proc["street_width_m"] = c[3].number_input("Street width (m)", 4.0, 60.0, 16.0, key="sb_street")
-        proc["open_square_fraction"] = c[4].number_input("Open squares", 0.0, 0.9, 0.12, key="sb_squares")
-        proc["mean_height_m"] = c[5].number_input("Median height (m)", 3.0, 150.0, 18.0, key="sb_height")
+        proc["seed"] = number(c[0], sc.ProceduralConfig, "seed", key="sb_seed")
+        proc["size_m"] = number(c[1], sc.ProceduralConfig, "size_m", key="sb_size")
+        proc["block_m"] = number(c[2], sc.ProceduralConfig, "block_m", key="sb_block")
+        proc["street_width_m"] = number(c[3], sc.ProceduralConfig, "street_width_m", key="sb_street")
+        proc["open_square_fraction"] = number(c[4], sc.ProceduralConfig, "open_square_fraction", key="sb_squares")
+        proc["mean_height_m"] = number(c[5], sc.ProceduralConfig, "mean_height_m", key="sb_height")
     elif source == "file":
         upload = st.file_uploader("OSM XML (.osm) or GeoJSON footprints", type=["osm", "xml", "geojson", "json"])
         typed = st.text_input("…or a path on this machine", key="sb_path")
@@ -128,8 +130,8 @@ with tab_build:
         origin_text = c[0].text_input("Origin LAT,LON (optional)", key="sb_origin",
                                       help="Geographic position of the scene's (0, 0). Default: the file's "
                                            "(Geo2SigMap states it), else the scene works in metres only.")
-        raster_cell = c[1].number_input("Roof raster cell (m)", 0.25, 10.0, 1.0, key="sb_raster_cell")
-        min_height = c[2].number_input("Min building height (m)", 0.5, 50.0, 2.0, key="sb_min_height")
+        raster_cell = number(c[1], SceneImportConfig, "raster_cell_m", key="sb_raster_cell")
+        min_height = number(c[2], SceneImportConfig, "min_building_height_m", key="sb_min_height")
         st.caption("Footprints, heights and materials are derived from the meshes (top-down roof raster, ground "
                    "left out); the scene's own radio materials are traced.")
     else:
@@ -149,32 +151,26 @@ with tab_build:
     if source != "sionna_xml":  # an imported scene brings its own materials
         with st.expander("Buildings and materials"):
             c = st.columns(4)
-            default_height = c[0].number_input("Default height (m)", 1.0, 500.0, 10.0, key="sb_default_h",
-                                               help="For buildings without height or building:levels tags")
-            storey = c[1].number_input("Storey height (m)", 1.0, 10.0, 3.0, key="sb_storey")
-            material = c[2].selectbox("Building material", ["mixed", *sc.BUILDING_MATERIALS], key="sb_material")
-            ground = c[3].selectbox("Ground", list(sc.GROUND_MATERIALS), key="sb_ground")
-            randomize = st.checkbox(
-                "Domain randomization (per-building permittivity 2-15, conductivity 0.001-10 S/m)", key="sb_rand"
-            )
+            default_height = number(c[0], sc.SceneConfig, "default_height_m", key="sb_default_h")
+            storey = number(c[1], sc.SceneConfig, "storey_height_m", key="sb_storey")
+            material = choice(c[2], sc.MaterialConfig, "building", key="sb_material")
+            ground = choice(c[3], sc.MaterialConfig, "ground", key="sb_ground")
+            randomize = toggle(st, sc.MaterialConfig, "randomize", key="sb_rand")
 
     with st.expander("Sites", expanded=True):
         c = st.columns(4)
-        mode = c[0].selectbox("Mode", ["ue", "emitter"], key="sb_mode",
-                              help="ue: base stations transmit, the device is located. "
-                                   "emitter: sensors receive, an unknown transmitter is located.")
-        placement = c[1].selectbox("Placement", ["rooftop", "grid", "random", "custom"], key="sb_placement")
-        count = c[2].number_input("Number of sites", 1, 64, 6, key="sb_count")
-        mount = c[3].selectbox("Mount", ["rooftop", "ground"], key="sb_mount",
-                               help="For grid and random placement")
+        mode = choice(c[0], sc.SiteConfig, "mode", key="sb_mode")
+        placement = choice(c[1], sc.SiteConfig, "placement", key="sb_placement")
+        count = number(c[2], sc.SiteConfig, "count", key="sb_count")
+        mount = choice(c[3], sc.SiteConfig, "mount", key="sb_mount")
         c = st.columns(6)
-        height = c[0].number_input("Height (m)", 0.5, 300.0, 3.0, key="sb_site_h",
-                                   help="Above the roof (rooftop) or above the ground")
-        freq_ghz = c[1].number_input("Frequency (GHz)", 0.1, 100.0, 3.5, key="sb_freq")
-        power = c[2].number_input("Tx power (dBm)", -30.0, 80.0, 43.0, key="sb_power")
-        pattern = c[3].selectbox("Antenna", ["iso", "tr38901"], key="sb_pattern")
-        azimuth = c[4].number_input("Azimuth (° from N, -1 = towards centre)", -1.0, 360.0, -1.0, key="sb_az")
-        downtilt = c[5].number_input("Downtilt (°)", -90.0, 90.0, 6.0, key="sb_tilt")
+        height = number(c[0], sc.SiteConfig, "height_m", key="sb_site_h")
+        freq_hz = number(c[1], sc.SiteConfig, "freq_hz", key="sb_freq", label="Frequency (GHz)", scale=1e9)
+        power = number(c[2], sc.SiteConfig, "tx_power_dbm", key="sb_power")
+        pattern = choice(c[3], sc.SiteConfig, "pattern", key="sb_pattern")
+        azimuth = number(c[4], sc.SiteConfig, "azimuth_deg", key="sb_az", none_value=-1.0,
+                         label="Azimuth (° from N, -1 = towards centre)")
+        downtilt = number(c[5], sc.SiteConfig, "downtilt_deg", key="sb_tilt")
         custom_rows = None
         if placement == "custom":
             st.markdown("Custom sites: scene metres (x east, y north, origin at the centre) or lat/lon.")
@@ -194,6 +190,7 @@ with tab_build:
                     raise InvalidInputError("osm_file: choose a file to upload or type a path, got none")
                 path = save_upload(file_path[1].name, file_path[1].getvalue()) if file_path[0] == "upload" else file_path[1]
             custom = ()
+            seed = {"seed": int(proc["seed"])} if "seed" in proc else {}  # the city's seed, else the configs' own
             if custom_rows is not None:
                 custom = tuple(sc.CustomSite.from_dict(row, index=i) for i, row in enumerate(custom_rows.to_dict("records")))
             config = sc.SceneConfig(
@@ -207,10 +204,9 @@ with tab_build:
                 storey_height_m=float(storey),
                 materials=sc.MaterialConfig(building=material, randomize=randomize, ground=ground),
                 sites=sc.SiteConfig(mode=mode, placement=placement, count=int(count), mount=mount, height_m=float(height),
-                                    freq_hz=float(freq_ghz) * 1e9, tx_power_dbm=float(power), pattern=pattern,
-                                    azimuth_deg=None if azimuth < 0 else float(azimuth), downtilt_deg=float(downtilt),
-                                    custom=custom, seed=int(proc.get("seed", 0))),
-                seed=int(proc.get("seed", 0)),
+                                    freq_hz=freq_hz, tx_power_dbm=float(power), pattern=pattern,
+                                    azimuth_deg=azimuth, downtilt_deg=float(downtilt), custom=custom, **seed),
+                **seed,
             )
             summary = sc.build_scene(config, progress=lambda stage, f: bar.progress(min(f, 1.0), text=stage))
         except RFLocalInputError as exc:
@@ -232,8 +228,8 @@ with tab_build:
             rows = custom_rows.to_dict("records") if custom_rows is not None else []
             sites = sc.SiteConfig(
                 mode=mode, placement=placement, count=int(count), mount=mount, height_m=float(height),
-                freq_hz=float(freq_ghz) * 1e9, tx_power_dbm=float(power), pattern=pattern,
-                azimuth_deg=None if azimuth < 0 else float(azimuth), downtilt_deg=float(downtilt),
+                freq_hz=freq_hz, tx_power_dbm=float(power), pattern=pattern,
+                azimuth_deg=azimuth, downtilt_deg=float(downtilt),
                 custom=tuple(sc.CustomSite.from_dict(row, index=i) for i, row in enumerate(rows)),
             )
             config = SceneImportConfig(

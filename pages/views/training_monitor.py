@@ -15,6 +15,8 @@ from rflocal_core.models.nets import NETWORKS, build_network
 from rflocal_core.train.runs import new_run_id
 from rflocal_core.validation import json_object
 
+from pages.views.widgets import choice, number
+
 st.title("Training Monitor")
 st.caption(
     "Train localization models in the background: the networks `setnet` and `heimdall` epoch by epoch, and the "
@@ -36,18 +38,18 @@ with st.expander("Start a run", expanded=not tr.list_runs()):
         model_config: dict | None = None
         if model in NETWORKS:
             c = st.columns(4)
-            train_config["epochs"] = int(c[0].number_input("Epochs", 1, 10_000, 60, key="tm_epochs"))
-            train_config["batch_size"] = int(c[1].number_input("Batch size", 1, 8192, 128, key="tm_batch"))
-            train_config["lr"] = float(c[2].number_input("Learning rate", 1e-6, 1.0, 2e-3, format="%.4f", key="tm_lr"))
-            minutes = float(c[3].number_input("Time budget (min, 0 = none)", 0.0, 10_000.0, 0.0, key="tm_minutes"))
-            if minutes > 0:
+            train_config["epochs"] = number(c[0], tr.TrainConfig, "epochs", key="tm_epochs")
+            train_config["batch_size"] = number(c[1], tr.TrainConfig, "batch_size", key="tm_batch")
+            train_config["lr"] = number(c[2], tr.TrainConfig, "lr", format="%.4f", key="tm_lr")
+            minutes = number(c[3], tr.TrainConfig, "max_minutes", none_value=0.0, key="tm_minutes",
+                             label="Time budget (min, 0 = none)")
+            if minutes is not None:
                 train_config["max_minutes"] = minutes
             c = st.columns(4)
-            train_config["schedule"] = c[0].selectbox("Schedule", ["cosine", "plateau"], key="tm_schedule")
-            train_config["warmup_epochs"] = float(c[1].number_input("Warm-up epochs", 0.0, 100.0, 2.0, key="tm_warmup"))
-            train_config["patience"] = int(c[2].number_input("Early-stop patience (0 = off)", 0, 10_000, 15,
-                                                             key="tm_patience"))
-            train_config["device"] = c[3].selectbox("Device", ["auto", "cpu", "cuda"], key="tm_device")
+            train_config["schedule"] = choice(c[0], tr.TrainConfig, "schedule", key="tm_schedule")
+            train_config["warmup_epochs"] = number(c[1], tr.TrainConfig, "warmup_epochs", key="tm_warmup")
+            train_config["patience"] = number(c[2], tr.TrainConfig, "patience", key="tm_patience")
+            train_config["device"] = choice(c[3], tr.TrainConfig, "device", key="tm_device")
             options = st.text_area("Model options (JSON)", value="{}", key="tm_model_options",
                                    help="e.g. {\"d_model\": 96, \"layers\": 4} for setnet, "
                                         "{\"node_dropout\": [0, 0.2, 0.5]} for heimdall, "

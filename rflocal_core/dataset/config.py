@@ -8,12 +8,14 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.validation import check_int, check_number
+from rflocal_core.options import check_options, option, seed_option
 from rflocal_core.workspace import validate_name
 
 MOTIONS = ("stationary", "pedestrian", "vehicular")
 SURVEYS = ("fixed", "drone")
 SAMPLINGS = ("uniform", "coverage")
+#: Options of drone surveys only (checked when ``survey == "drone"``).
+DRONE_OPTIONS = ("drone_altitude_m", "drone_spacing_m", "drone_points", "drone_map_samples_per_tx")
 
 #: Speeds of the motion models, m/s.
 MOTION_SPEED_M_S = {"stationary": 0.0, "pedestrian": 1.0, "vehicular": 10.0}
@@ -99,43 +101,77 @@ class GenerationConfig:
 
     name: str
     scenes: tuple[str, ...]
-    samples_per_scene: int = 2000
-    mode: str | None = None
-    seed: int = 0
-    cell_size_m: float = 2.0
-    plane_height_m: float = 1.5
-    map_samples_per_tx: int = 10_000_000
-    map_max_depth: int = 3
-    map_diffraction: bool = True
-    sensitivity_dbm: float = -120.0
-    min_sites: int = 3
-    min_distance_m: float | None = None
-    max_distance_m: float | None = None
-    sampling: str = "uniform"
-    shadowing_sigma_db: float = 6.0
-    shadowing_corr_m: float = 20.0
-    rss_quantization_db: float = 1.0
-    rss_noise_db: float = 2.0
-    timing: bool = True
-    paths_samples_per_src: int = 30_000
-    paths_max_depth: int = 3
-    paths_diffraction: bool = True
-    toa_noise_ns: float = 10.0
-    nlos_bias_mean_ns: float = 50.0
-    aoa_noise_deg: float = 5.0
-    bandwidth_hz: float = 20e6
-    noise_figure_db: float = 7.0
-    top_k: int = 8
-    dropout: float = 0.0
-    sequence_length: tuple[int, int] = (1, 1)
-    interval_s: tuple[float, float] = (0.1, 0.5)
-    motion: str = "stationary"
-    emitter_power_dbm: tuple[float, float] = (10.0, 30.0)
-    survey: str = "fixed"
-    drone_altitude_m: float = 40.0
-    drone_spacing_m: float = 64.0
-    drone_points: int = 16
-    drone_map_samples_per_tx: int = 2_000_000
+    samples_per_scene: int = option(2000, lo=1, hi=1_000_000, label="Samples per scene", flag="samples",
+                                    help="samples per scene")
+    # mode is checked by hand: its message names None
+    mode: str | None = option(None, choices=("ue", "emitter"), check=False, label="Mode", none_means="the scene's",
+                              help="who transmits: ue (sites) or emitter (the target)")
+    seed: int = seed_option(0, help="seed of positions, fading and noise")
+    cell_size_m: float = option(2.0, lo=0.5, hi=20.0, unit="m", label="Cell size (m)", help="radio-map cell")
+    plane_height_m: float = option(1.5, lo=0.1, hi=300.0, unit="m", label="Plane height (m)",
+                                   help="height of the measurement plane (the target's height)")
+    map_samples_per_tx: int = option(10_000_000, lo=1000, hi=10**9, step=1_000_000, label="Rays per site",
+                                     flag="map-samples", help="rays per site for radio maps")
+    map_max_depth: int = option(3, lo=0, hi=10, label="Map interaction depth", help="radio-map interaction depth")
+    map_diffraction: bool = option(True, label="Diffraction", flag="no-diffraction",
+                                   help="diffraction in maps and paths (without it, shadowed streets get no signal)")
+    sensitivity_dbm: float = option(-120.0, lo=-200.0, hi=0.0, unit="dBm", label="Sensitivity (dBm)",
+                                    help="reports below this are missing")
+    min_sites: int = option(3, lo=1, hi=64, label="Min. covering sites",
+                            help="a target position needs coverage from at least this many sites")
+    min_distance_m: float | None = option(None, lo=0.0, hi=1e5, unit="m", none_means="no bound",
+                                          label="Min. distance to the nearest site (m)",
+                                          help="least distance from the target to its nearest site")
+    max_distance_m: float | None = option(None, lo=0.0, hi=1e5, unit="m", none_means="no bound",
+                                          label="Max. distance to the nearest site (m)",
+                                          help="largest distance from the target to its nearest site")
+    sampling: str = option("uniform", choices=SAMPLINGS, label="Position sampling",
+                           help="uniform over covered cells, or weighted by coverage")
+    shadowing_sigma_db: float = option(6.0, lo=0.0, hi=30.0, unit="dB", label="Shadowing σ (dB)", flag="sigma-db",
+                                       help="shadow fading sigma")
+    shadowing_corr_m: float = option(20.0, lo=0.1, hi=1000.0, unit="m", label="Correlation distance (m)",
+                                     flag="corr-m", help="shadow fading correlation distance")
+    rss_quantization_db: float = option(1.0, lo=0.0, hi=10.0, unit="dB", label="RSS resolution (dB)",
+                                        help="report resolution (0 for none)")
+    rss_noise_db: float = option(2.0, lo=0.0, hi=20.0, unit="dB", label="RSS measurement noise σ (dB)",
+                                 help="per-report measurement noise sigma, on top of the static shadowing")
+    timing: bool = option(True, label="Timing and angles (PathSolver)",
+                          help="exact paths for time of arrival and angles (without: RSS only)")
+    paths_samples_per_src: int = option(30_000, lo=1000, hi=10**8, label="Rays per site (paths)",
+                                        flag="paths-samples", help="rays per site for exact paths")
+    paths_max_depth: int = option(3, lo=0, hi=10, label="Path interaction depth", help="exact-path interaction depth")
+    # follows map_diffraction on the command line and the page
+    paths_diffraction: bool = option(True, flag=None, label="Diffraction (paths)", help="diffraction in exact paths")
+    toa_noise_ns: float = option(10.0, lo=0.0, hi=1e4, unit="ns", label="ToA noise σ (ns)",
+                                 help="Gaussian time-of-arrival noise")
+    nlos_bias_mean_ns: float = option(50.0, lo=0.0, hi=1e4, unit="ns", label="NLoS bias mean (ns)",
+                                      flag="nlos-bias-ns", help="mean of the exponential NLoS bias")
+    aoa_noise_deg: float = option(5.0, lo=0.0, hi=180.0, unit="degrees", label="AoA noise σ (°)",
+                                  help="Gaussian angle noise before 1-degree binning")
+    bandwidth_hz: float = option(20e6, lo=1e3, hi=1e10, unit="Hz", label="Bandwidth (Hz)",
+                                 help="receiver bandwidth (noise floor for SNR)")
+    noise_figure_db: float = option(7.0, lo=0.0, hi=30.0, unit="dB", label="Noise figure (dB)",
+                                    help="receiver noise figure (noise floor for SNR)")
+    top_k: int = option(8, lo=0, hi=64, label="Top-K sites (0 = all)", help="keep the K strongest sites per report")
+    dropout: float = option(0.0, lo=0.0, hi=0.9, label="Feature dropout",
+                            help="probability that a feature of a report is missing at random")
+    sequence_length: tuple[int, int] = option((1, 1), lo=1, hi=100, label="Reports per sample", flag="sequence",
+                                              help="reports per sample over time")
+    interval_s: tuple[float, float] = option((0.1, 0.5), lo=0.001, hi=60.0, unit="s", label="Report interval (s)",
+                                             help="time between consecutive reports")
+    motion: str = option("stationary", choices=MOTIONS, label="Motion", help="motion model of the target")
+    emitter_power_dbm: tuple[float, float] = option((10.0, 30.0), lo=-50.0, hi=80.0, unit="dBm",
+                                                    label="Emitter power (dBm)",
+                                                    help="unknown transmit power in emitter mode, drawn per sample")
+    survey: str = option("fixed", choices=SURVEYS, label="Sensors",
+                         help="fixed: the scene's sites measure; drone (emitter mode): points along a flight line")
+    drone_altitude_m: float = option(40.0, lo=2.0, hi=500.0, unit="m", label="Drone altitude (m)",
+                                     help="flight altitude of a drone survey")
+    drone_spacing_m: float = option(64.0, lo=4.0, hi=500.0, unit="m", label="Waypoint spacing (m)",
+                                    help="waypoint grid spacing")
+    drone_points: int = option(16, lo=1, hi=256, label="Points per sample", help="measurement points per sample")
+    drone_map_samples_per_tx: int = option(2_000_000, lo=1000, hi=10**9, label="Rays per waypoint",
+                                           flag="drone-map-samples", help="rays per waypoint")
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     unseen_scenes: tuple[str, ...] = ()
 
@@ -153,51 +189,13 @@ class GenerationConfig:
         if len(set(self.unseen_scenes)) >= len(set(self.scenes)):
             msg = "unseen_scenes: at least one scene must remain for train/val/test"
             raise InvalidInputError(msg)
-        check_int("samples_per_scene", self.samples_per_scene, 1, 1_000_000)
         if self.mode is not None and self.mode not in ("ue", "emitter"):
             msg = f"mode: expected 'ue', 'emitter' or None (the scene's mode), got {self.mode!r}"
             raise InvalidInputError(msg)
-        check_int("seed", self.seed, 0, 2**31 - 1)
-        check_number("cell_size_m", self.cell_size_m, 0.5, 20.0, "m")
-        check_number("plane_height_m", self.plane_height_m, 0.1, 300.0, "m")
-        check_int("map_samples_per_tx", self.map_samples_per_tx, 1000, 10**9)
-        check_int("map_max_depth", self.map_max_depth, 0, 10)
-        check_number("sensitivity_dbm", self.sensitivity_dbm, -200.0, 0.0, "dBm")
-        check_int("min_sites", self.min_sites, 1, 64)
-        for field in ("min_distance_m", "max_distance_m"):
-            if getattr(self, field) is not None:
-                check_number(field, getattr(self, field), 0.0, 1e5, "m")
+        # the drone options apply to drone surveys only
+        check_options(self, skip=DRONE_OPTIONS)
         if self.min_distance_m is not None and self.max_distance_m is not None and self.min_distance_m >= self.max_distance_m:
             msg = f"min_distance_m: {self.min_distance_m} must be below max_distance_m {self.max_distance_m}"
-            raise InvalidInputError(msg)
-        if self.sampling not in SAMPLINGS:
-            msg = f"sampling: expected one of {', '.join(SAMPLINGS)}, got {self.sampling!r}"
-            raise InvalidInputError(msg)
-        check_number("shadowing_sigma_db", self.shadowing_sigma_db, 0.0, 30.0, "dB")
-        check_number("shadowing_corr_m", self.shadowing_corr_m, 0.1, 1000.0, "m")
-        check_number("rss_quantization_db", self.rss_quantization_db, 0.0, 10.0, "dB")
-        check_number("rss_noise_db", self.rss_noise_db, 0.0, 20.0, "dB")
-        check_int("paths_samples_per_src", self.paths_samples_per_src, 1000, 10**8)
-        check_int("paths_max_depth", self.paths_max_depth, 0, 10)
-        check_number("toa_noise_ns", self.toa_noise_ns, 0.0, 1e4, "ns")
-        check_number("nlos_bias_mean_ns", self.nlos_bias_mean_ns, 0.0, 1e4, "ns")
-        check_number("aoa_noise_deg", self.aoa_noise_deg, 0.0, 180.0, "degrees")
-        check_number("bandwidth_hz", self.bandwidth_hz, 1e3, 1e10, "Hz")
-        check_number("noise_figure_db", self.noise_figure_db, 0.0, 30.0, "dB")
-        check_int("top_k", self.top_k, 0, 64)
-        check_number("dropout", self.dropout, 0.0, 0.9)
-        lo, hi = self.sequence_length
-        check_int("sequence_length[0]", lo, 1, 100)
-        check_int("sequence_length[1]", hi, lo, 100)
-        check_number("interval_s[0]", self.interval_s[0], 0.001, 60.0, "s")
-        check_number("interval_s[1]", self.interval_s[1], self.interval_s[0], 60.0, "s")
-        if self.motion not in MOTIONS:
-            msg = f"motion: expected one of {', '.join(MOTIONS)}, got {self.motion!r}"
-            raise InvalidInputError(msg)
-        check_number("emitter_power_dbm[0]", self.emitter_power_dbm[0], -50.0, 80.0, "dBm")
-        check_number("emitter_power_dbm[1]", self.emitter_power_dbm[1], self.emitter_power_dbm[0], 80.0, "dBm")
-        if self.survey not in SURVEYS:
-            msg = f"survey: expected one of {', '.join(SURVEYS)}, got {self.survey!r}"
             raise InvalidInputError(msg)
         if self.survey == "drone":
             if self.mode != "emitter":
@@ -206,10 +204,7 @@ class GenerationConfig:
             if self.sequence_length != (1, 1):
                 msg = f"sequence_length: a drone survey is one pass per sample; expected (1, 1), got {self.sequence_length!r}"
                 raise InvalidInputError(msg)
-            check_number("drone_altitude_m", self.drone_altitude_m, 2.0, 500.0, "m")
-            check_number("drone_spacing_m", self.drone_spacing_m, 4.0, 500.0, "m")
-            check_int("drone_points", self.drone_points, 1, 256)
-            check_int("drone_map_samples_per_tx", self.drone_map_samples_per_tx, 1000, 10**9)
+            check_options(self, only=DRONE_OPTIONS)
         if len(self.split) != 3 or any(not isinstance(f, (int, float)) or f < 0 for f in self.split) or abs(sum(self.split) - 1) > 1e-6:
             msg = f"split: expected three fractions (train, val, test) >= 0 summing to 1, got {self.split!r}"
             raise InvalidInputError(msg)

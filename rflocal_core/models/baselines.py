@@ -29,6 +29,7 @@ from rflocal_core.dataset.rasters import Grid
 from rflocal_core.dataset.store import SPLITS, open_dataset
 from rflocal_core.constants import C_M_PER_NS
 from rflocal_core.errors import InvalidInputError, NotFittedError
+from rflocal_core.options import check_options, option
 
 #: Target height assumed when the training split has none (m).
 DEFAULT_TARGET_Z_M = 1.5
@@ -479,16 +480,11 @@ class WeightedCentroidConfig:
         Weight of the weakest report (dB above zero), > 0.
     """
 
-    weighting: str = "db"
-    offset_db: float = 5.0
+    weighting: str = option("db", choices=("db", "power"), help="db (linear in dB) or power weights")
+    offset_db: float = option(5.0, lo=0, hi=100, lo_open=True, unit="dB", help="weight of the weakest report")
 
     def __post_init__(self) -> None:
-        if self.weighting not in ("db", "power"):
-            msg = f"weighting: expected 'db' or 'power', got {self.weighting!r}"
-            raise InvalidInputError(msg)
-        if not (isinstance(self.offset_db, (int, float)) and 0 < self.offset_db <= 100):
-            msg = f"offset_db: expected a number in (0, 100] dB, got {self.offset_db!r}"
-            raise InvalidInputError(msg)
+        check_options(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -548,15 +544,14 @@ class LogDistanceConfig:
         Start point, and the fallback for samples with too few reports.
     """
 
-    min_distance_m: float = 1.0
+    min_distance_m: float = option(1.0, lo=0, hi=100, lo_open=True, unit="m",
+                                   help="distances are clamped to at least this in the model")
     centroid: WeightedCentroidConfig = WeightedCentroidConfig()
 
     def __post_init__(self) -> None:
         if isinstance(self.centroid, dict):
             object.__setattr__(self, "centroid", WeightedCentroidConfig(**self.centroid))
-        if not (isinstance(self.min_distance_m, (int, float)) and 0 < self.min_distance_m <= 100):
-            msg = f"min_distance_m: expected a number in (0, 100] m, got {self.min_distance_m!r}"
-            raise InvalidInputError(msg)
+        check_options(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -765,20 +760,16 @@ class KNNConfig:
         Value of a missing RSS in a fingerprint.
     """
 
-    k: int | None = None
-    k_choices: tuple[int, ...] = (1, 3, 5, 7, 11, 15)
-    floor_dbm: float = -130.0
+    k: int | None = option(None, lo=1, none_means="chosen on the validation split", help="neighbours")
+    # checked by hand: a list of integers
+    k_choices: tuple[int, ...] = option((1, 3, 5, 7, 11, 15), check=False, help="candidates for k")
+    floor_dbm: float = option(-130.0, lo=-300, hi=0, unit="dBm", help="value of a missing RSS in a fingerprint")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "k_choices", tuple(self.k_choices))
-        if self.k is not None and not (isinstance(self.k, int) and self.k >= 1):
-            msg = f"k: expected None or an integer >= 1, got {self.k!r}"
-            raise InvalidInputError(msg)
+        check_options(self)
         if not self.k_choices or not all(isinstance(k, int) and k >= 1 for k in self.k_choices):
             msg = f"k_choices: expected integers >= 1, got {self.k_choices!r}"
-            raise InvalidInputError(msg)
-        if not (isinstance(self.floor_dbm, (int, float)) and -300 <= self.floor_dbm <= 0):
-            msg = f"floor_dbm: expected a number in [-300, 0] dBm, got {self.floor_dbm!r}"
             raise InvalidInputError(msg)
 
     def to_dict(self) -> dict[str, Any]:
@@ -887,25 +878,16 @@ class MapMatchingConfig:
         Samples per vectorized batch.
     """
 
-    sigma_db: float | None = None
-    min_sigma_db: float = 1.0
-    censoring: bool = True
-    no_signal_sigmas: float = 4.0
-    batch_size: int = 32
+    sigma_db: float | None = option(None, lo=0, hi=50, lo_open=True, unit="dB",
+                                    none_means="the dataset's shadowing sigma", help="shadowing std of the likelihood")
+    min_sigma_db: float = option(1.0, lo=0, hi=50, lo_open=True, unit="dB", help="floor of sigma")
+    censoring: bool = option(True, help="score unreported sites by P(RSS < sensitivity)")
+    no_signal_sigmas: float = option(4.0, lo=0, hi=100,
+                                     help="a report from a site with no ray scores like a residual of this many sigmas")
+    batch_size: int = option(32, lo=1, hi=4096, help="samples per vectorized batch")
 
     def __post_init__(self) -> None:
-        if self.sigma_db is not None and not (isinstance(self.sigma_db, (int, float)) and 0 < self.sigma_db <= 50):
-            msg = f"sigma_db: expected None or a number in (0, 50] dB, got {self.sigma_db!r}"
-            raise InvalidInputError(msg)
-        if not (isinstance(self.min_sigma_db, (int, float)) and 0 < self.min_sigma_db <= 50):
-            msg = f"min_sigma_db: expected a number in (0, 50] dB, got {self.min_sigma_db!r}"
-            raise InvalidInputError(msg)
-        if not (isinstance(self.no_signal_sigmas, (int, float)) and 0 <= self.no_signal_sigmas <= 100):
-            msg = f"no_signal_sigmas: expected a number in [0, 100], got {self.no_signal_sigmas!r}"
-            raise InvalidInputError(msg)
-        if not (isinstance(self.batch_size, int) and 1 <= self.batch_size <= 4096):
-            msg = f"batch_size: expected an integer in [1, 4096], got {self.batch_size!r}"
-            raise InvalidInputError(msg)
+        check_options(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

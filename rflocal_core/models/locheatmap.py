@@ -90,7 +90,8 @@ from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.features import Batch
 from rflocal_core.models.maps import SCENE_CHANNELS, MapBatch, aoa_loglik
 from rflocal_core.models.nets import LocNet, NetConfig, _mlp, gaussian_beta_nll
-from rflocal_core.validation import check_choice, check_int, check_number
+from rflocal_core.options import option, redefault
+from rflocal_core.validation import check_choice, check_int
 
 MODES = ("proposal", "DCAe", "DCAe_simple", "LocUNet", "LocUNet_softargmax", "proposal_rss_only",
          "proposal_aoa_only", "proposal_gaussian_dsnt", "proposal_gaussian_softargmax", "proposal_dsnt")
@@ -387,30 +388,32 @@ class LocHeatmapConfig(NetConfig):
         mean gradient is then the squared error's).
     """
 
-    beta: float = 1.0
-    mode: str = "proposal"
-    res: int = 32
-    completion_channels: tuple[int, ...] = (16, 32, 64)
-    latent_dim: int = 128
-    unet_channels: tuple[int, ...] = (16, 32, 64, 128)
-    completion_weight: float = 1.0
-    heatmap_weight: float = 1.0
-    js_weight: float = 1.0
-    gaussian_sigma_cells: float = 1.0
-    softargmax_beta: float = 5.0
-    com_activation: str = "relu"
-    scene_rasters: bool = True
-    rss_target: str = "max"
-    holdout_fraction: float = 0.2
-    aoa_backprojection: bool = True
-    aoa_sigma_deg: float = 7.0
-    aoa_prior: bool = True
-    position_loss: str = "both"
+    beta: float = redefault(NetConfig, "beta", 1.0)
+    mode: str = option("proposal", choices=MODES, help="the localization mode (see the module doc)")
+    res: int = option(32, lo=8, hi=512, help="cells per side of every raster and of the heatmap")
+    # the channel lists are checked by hand: their message names the level counts
+    completion_channels: tuple[int, ...] = option((16, 32, 64), check=False,
+                                                  help="widths of the completion encoder levels")
+    latent_dim: int = option(128, lo=4, hi=4096, help="width of the completion network's dense bottleneck")
+    unet_channels: tuple[int, ...] = option((16, 32, 64, 128), check=False,
+                                            help="widths of the U-Net levels")
+    completion_weight: float = option(1.0, lo=0.0, hi=100.0, help="weight of the completion loss")
+    heatmap_weight: float = option(1.0, lo=0.0, hi=100.0, help="weight of the heatmap loss")
+    js_weight: float = option(1.0, lo=0.0, hi=100.0, help="weight of the DSNT Jensen-Shannon regularizer")
+    gaussian_sigma_cells: float = option(1.0, lo=0.1, hi=64.0, unit="cells",
+                                         help="standard deviation of the Gaussian targets")
+    softargmax_beta: float = option(5.0, lo=0.01, hi=1000.0, help="inverse temperature of the soft-argmax modes")
+    com_activation: str = option("relu", choices=("relu", "sigmoid"), help="the map LocUNet's centre of mass reads")
+    scene_rasters: bool = option(True, help="the scene rasters fed to the U-Net")
+    rss_target: str = option("max", choices=("max", "mean"), help="aggregation of the radio maps into the target")
+    holdout_fraction: float = option(0.2, lo=0.0, hi=0.9, help="share of the reports hidden from the completion input")
+    aoa_backprojection: bool = option(True, help="the AoA back-projection channel")
+    aoa_sigma_deg: float = option(7.0, lo=0.1, hi=90.0, unit="deg", help="spread of the back-projected bearings")
+    aoa_prior: bool = option(True, help="the back-projection added to the heatmap logits")
+    position_loss: str = option("both", choices=("nll", "euclidean", "both"), help="nll, euclidean or both")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_choice("mode", self.mode, MODES)
-        check_int("res", self.res, 8, 512)
         object.__setattr__(self, "completion_channels", _check_widths("completion_channels",
                                                                       self.completion_channels, 1, 5))
         object.__setattr__(self, "unet_channels", _check_widths("unet_channels", self.unet_channels, 2, 6))
@@ -419,26 +422,6 @@ class LocHeatmapConfig(NetConfig):
             msg = (f"res: expected a multiple of {need} (2 ** {len(self.completion_channels)} completion levels, "
                    f"2 ** {len(self.unet_channels) - 1} U-Net downsamplings), got {self.res!r}")
             raise InvalidInputError(msg)
-        check_int("latent_dim", self.latent_dim, 4, 4096)
-        check_number("completion_weight", self.completion_weight, 0.0, 100.0)
-        check_number("heatmap_weight", self.heatmap_weight, 0.0, 100.0)
-        check_number("js_weight", self.js_weight, 0.0, 100.0)
-        check_number("gaussian_sigma_cells", self.gaussian_sigma_cells, 0.1, 64.0, "cells")
-        check_number("softargmax_beta", self.softargmax_beta, 0.01, 1000.0)
-        check_choice("com_activation", self.com_activation, ("relu", "sigmoid"))
-        if not isinstance(self.scene_rasters, bool):
-            msg = f"scene_rasters: expected true or false, got {self.scene_rasters!r}"
-            raise InvalidInputError(msg)
-        check_choice("rss_target", self.rss_target, ("max", "mean"))
-        check_number("holdout_fraction", self.holdout_fraction, 0.0, 0.9)
-        if not isinstance(self.aoa_backprojection, bool):
-            msg = f"aoa_backprojection: expected true or false, got {self.aoa_backprojection!r}"
-            raise InvalidInputError(msg)
-        check_number("aoa_sigma_deg", self.aoa_sigma_deg, 0.1, 90.0, "deg")
-        if not isinstance(self.aoa_prior, bool):
-            msg = f"aoa_prior: expected true or false, got {self.aoa_prior!r}"
-            raise InvalidInputError(msg)
-        check_choice("position_loss", self.position_loss, ("nll", "euclidean", "both"))
 
 
 # --------------------------------------------------------------------------- modules

@@ -85,7 +85,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -94,8 +94,8 @@ from torch import nn
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.features import AGE_SCALE_S, NODE_Z_SCALE_M, TOKEN_COLUMNS, TX_SCALE_DBM, Batch
 from rflocal_core.models.maps import SCENE_CHANNELS, MapBatch, aoa_loglik, lookup, rss_unit_to_dbm, unit_to_pg_db
-from rflocal_core.models.nets import LocNet, NetConfig, _mlp, check_encoder, gaussian_beta_nll, sinusoidal
-from rflocal_core.validation import check_choice, check_int, check_number
+from rflocal_core.models.nets import LocNet, NetConfig, SetNetConfig, _mlp, check_encoder, gaussian_beta_nll, sinusoidal
+from rflocal_core.options import option, redefault
 
 #: Radio-map stream channels (see the module doc).
 RADIO_CHANNELS = ("mean_pg", "coverage", "match", "rms", "informative", "rss_ll", "toa_ll", "aoa_ll")
@@ -117,12 +117,6 @@ SUB_CELLS = 4
 PHYSICS_SCALE_DB2 = 100.0
 
 _GROUPS = (("rss", "rss_ok"), ("aoa_sin", "aoa_cos", "aoa_ok"), ("toa", "toa_ok"))
-
-
-def _check_bool(field: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        msg = f"{field}: expected true or false, got {value!r}"
-        raise InvalidInputError(msg)
 
 
 @dataclass(frozen=True)
@@ -173,55 +167,36 @@ class MapFormerConfig(NetConfig):
         +-map_scale about the square's centre (0 disables).
     """
 
-    node_dropout: tuple[float, ...] = (0.0, 0.1, 0.2)
-    pe_freqs: int = 6
-    layers: int = 2
-    heads: int = 4
-    map_encoder: str = "patch"
-    patch_size: int = 8
-    map_layers: int = 1
-    map_res: int = 64
-    use_radio_maps: bool = True
-    use_scene: bool = True
-    grid_cells: int = 16
-    top_k: int = 4
-    physics_weight: float = 0.1
-    physics_prior: bool = True
-    prior_rss_sigma_db: float = 6.5
-    prior_toa_sigma_m: float = 4.0
-    prior_aoa_sigma_deg: float = 7.0
-    refine_steps: int = 0
-    refine_lr: float = 0.005
-    feature_dropout: float = 0.1
-    temporal_dropout: float = 0.2
-    map_rotation_deg: float = 5.0
-    map_scale: float = 0.05
+    node_dropout: tuple[float, ...] = redefault(NetConfig, "node_dropout", (0.0, 0.1, 0.2))
+    pe_freqs: int = redefault(SetNetConfig, "pe_freqs", 6)
+    layers: int = redefault(SetNetConfig, "layers", 2)
+    heads: int = redefault(SetNetConfig, "heads", 4)
+    map_encoder: str = option("patch", choices=("patch", "cnn"), help="patch (ViT-style) or cnn map embedding")
+    patch_size: int = option(8, lo=1, hi=64, help="map cells per patch side")
+    map_layers: int = option(1, lo=0, hi=8, help="transformer layers over the map tokens")
+    map_res: int = option(64, lo=4, hi=1024, help="cells per side of the map grid fed to the model")
+    use_radio_maps: bool = option(True, help="the radio-map stream")
+    use_scene: bool = option(True, help="the scene-raster stream")
+    grid_cells: int = option(16, lo=2, hi=128, help="coarse cells per side")
+    top_k: int = option(4, lo=0, hi=64, help="cells refined by the fine head (0: coarse only)")
+    physics_weight: float = option(0.1, lo=0.0, hi=100.0, help="weight of the physics-consistency loss")
+    physics_prior: bool = option(True, help="the physics log-likelihood of each cell added to the coarse logits")
+    prior_rss_sigma_db: float = option(6.5, lo=0.1, hi=50.0, unit="dB", help="spread of the prior's RSS term")
+    prior_toa_sigma_m: float = option(4.0, lo=0.1, hi=1000.0, unit="m", help="spread of the prior's ToA term")
+    prior_aoa_sigma_deg: float = option(7.0, lo=0.1, hi=90.0, unit="deg", help="spread of the prior's AoA term")
+    refine_steps: int = option(0, lo=0, hi=1000, help="inference-time gradient steps against the physics residual")
+    refine_lr: float = option(0.005, lo=1e-5, hi=0.5, help="step size of the refinement, in unit-square units")
+    feature_dropout: float = option(0.1, lo=0.0, hi=0.9, help="training: drop each measurement group of a token")
+    temporal_dropout: float = option(0.2, lo=0.0, hi=0.9, help="training: drop each earlier report")
+    map_rotation_deg: float = option(5.0, lo=0.0, hi=45.0, unit="deg", help="training: random map rotation")
+    map_scale: float = option(0.05, lo=0.0, hi=0.5, help="training: random map scaling")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_encoder(self)
-        check_choice("map_encoder", self.map_encoder, ("patch", "cnn"))
-        check_int("patch_size", self.patch_size, 1, 64)
-        check_int("map_layers", self.map_layers, 0, 8)
-        check_int("map_res", self.map_res, 4, 1024)
-        _check_bool("use_radio_maps", self.use_radio_maps)
-        _check_bool("use_scene", self.use_scene)
-        check_int("grid_cells", self.grid_cells, 2, 128)
-        check_int("top_k", self.top_k, 0, 64)
         if self.top_k > self.grid_cells ** 2:
             msg = f"top_k: expected at most grid_cells^2 = {self.grid_cells ** 2}, got {self.top_k}"
             raise InvalidInputError(msg)
-        check_number("physics_weight", self.physics_weight, 0.0, 100.0)
-        _check_bool("physics_prior", self.physics_prior)
-        check_number("prior_rss_sigma_db", self.prior_rss_sigma_db, 0.1, 50.0, "dB")
-        check_number("prior_toa_sigma_m", self.prior_toa_sigma_m, 0.1, 1000.0, "m")
-        check_number("prior_aoa_sigma_deg", self.prior_aoa_sigma_deg, 0.1, 90.0, "deg")
-        check_int("refine_steps", self.refine_steps, 0, 1000)
-        check_number("refine_lr", self.refine_lr, 1e-5, 0.5)
-        check_number("feature_dropout", self.feature_dropout, 0.0, 0.9)
-        check_number("temporal_dropout", self.temporal_dropout, 0.0, 0.9)
-        check_number("map_rotation_deg", self.map_rotation_deg, 0.0, 45.0, "deg")
-        check_number("map_scale", self.map_scale, 0.0, 0.5)
 
 
 # --------------------------------------------------------------------------- physics

@@ -37,7 +37,8 @@ from torch import nn
 
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.features import TOKEN_COLUMNS, Batch
-from rflocal_core.validation import check_choice, check_int, check_number, dataclass_from_dict
+from rflocal_core.options import check_options, option, redefault
+from rflocal_core.validation import check_choice, dataclass_from_dict
 
 
 def _masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -103,25 +104,23 @@ class NetConfig:
         Gaussian jitter (m, 1 sigma) added to training node positions.
     """
 
-    d_model: int = 64
-    dropout: float = 0.0
-    sigma_min: float = 1e-3
-    beta: float = 0.5
-    node_dropout: tuple[float, ...] = (0.0,)
-    rss_noise_db: float = 0.0
-    position_jitter_m: float = 0.0
+    d_model: int = option(64, lo=8, hi=1024, help="token width")
+    dropout: float = option(0.0, lo=0.0, hi=0.9, help="dropout inside the network (0 disables)")
+    sigma_min: float = option(1e-3, lo=1e-6, hi=0.5, help="floor of the predicted sigma, in normalized scene units")
+    beta: float = option(0.5, lo=0.0, hi=1.0, help="beta of the beta-NLL position loss (0: plain Gaussian NLL)")
+    # checked by hand: a list of fractions
+    node_dropout: tuple[float, ...] = option((0.0,), check=False,
+                                             help="fraction of reports removed in training, per third of the epochs")
+    rss_noise_db: float = option(0.0, lo=0.0, hi=20.0, unit="dB", help="uniform noise added to training RSS")
+    position_jitter_m: float = option(0.0, lo=0.0, hi=100.0, unit="m",
+                                      help="Gaussian jitter (1 sigma) added to training node positions")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "node_dropout", tuple(float(v) for v in self.node_dropout))
-        check_int("d_model", self.d_model, 8, 1024)
-        check_number("dropout", self.dropout, 0.0, 0.9)
-        check_number("sigma_min", self.sigma_min, 1e-6, 0.5)
-        check_number("beta", self.beta, 0.0, 1.0)
+        check_options(self)
         if not self.node_dropout or not all(0.0 <= p <= 0.9 for p in self.node_dropout):
             msg = f"node_dropout: expected a non-empty list of fractions in [0, 0.9], got {self.node_dropout!r}"
             raise InvalidInputError(msg)
-        check_number("rss_noise_db", self.rss_noise_db, 0.0, 20.0, "dB")
-        check_number("position_jitter_m", self.position_jitter_m, 0.0, 100.0, "m")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,10 +131,7 @@ class NetConfig:
 
 
 def check_encoder(config: Any) -> None:
-    """Check the transformer options ``pe_freqs``, ``layers``, ``heads`` (dividing ``d_model``) of a config."""
-    check_int("pe_freqs", config.pe_freqs, 1, 16)
-    check_int("layers", config.layers, 1, 12)
-    check_int("heads", config.heads, 1, 16)
+    """Check that ``heads`` divides ``d_model`` (the ranges of ``pe_freqs``, ``layers``, ``heads`` are options)."""
     if config.d_model % config.heads:
         msg = f"heads: d_model ({config.d_model}) must be divisible by heads, got heads={config.heads}"
         raise InvalidInputError(msg)
@@ -158,17 +154,15 @@ class SetNetConfig(NetConfig):
         then position and auxiliary losses jointly; 0 trains jointly from the start.
     """
 
-    pe_freqs: int = 6
-    layers: int = 3
-    heads: int = 4
-    aux_weight: float = 0.5
-    aux_epochs: int = 0
+    pe_freqs: int = option(6, lo=1, hi=16, help="frequencies of the sinusoidal position encoding")
+    layers: int = option(3, lo=1, hi=12, help="transformer encoder depth")
+    heads: int = option(4, lo=1, hi=16, help="attention heads (dividing d_model)")
+    aux_weight: float = option(0.5, lo=0.0, hi=100.0, help="weight of the auxiliary bearing/distance losses")
+    aux_epochs: int = option(0, lo=0, hi=10_000, help="epochs that train the auxiliary heads only (0: joint)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_encoder(self)
-        check_number("aux_weight", self.aux_weight, 0.0, 100.0)
-        check_int("aux_epochs", self.aux_epochs, 0, 10_000)
 
 
 @dataclass(frozen=True)
@@ -183,18 +177,11 @@ class HeimdallConfig(NetConfig):
         Use the pairwise geometry encoder.
     """
 
-    node_dropout: tuple[float, ...] = (0.0, 0.2, 0.5)
-    rss_noise_db: float = 3.0
-    position_jitter_m: float = 1.0
-    node_embedding_dim: int = 16
-    geometry: bool = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_int("node_embedding_dim", self.node_embedding_dim, 0, 512)
-        if not isinstance(self.geometry, bool):
-            msg = f"geometry: expected true or false, got {self.geometry!r}"
-            raise InvalidInputError(msg)
+    node_dropout: tuple[float, ...] = redefault(NetConfig, "node_dropout", (0.0, 0.2, 0.5))
+    rss_noise_db: float = redefault(NetConfig, "rss_noise_db", 3.0)
+    position_jitter_m: float = redefault(NetConfig, "position_jitter_m", 1.0)
+    node_embedding_dim: int = option(16, lo=0, hi=512, help="width of the learnable per-node embedding (0: none)")
+    geometry: bool = option(True, help="the pairwise geometry encoder")
 
 
 # --------------------------------------------------------------------------- models

@@ -15,6 +15,7 @@ from shapely.geometry import box, mapping
 from rflocal_core import __version__, settings
 from rflocal_core.errors import InvalidInputError, MeshError, OSMFormatError, SceneExistsError
 from rflocal_core.geo import BBox, LocalFrame
+from rflocal_core.options import check_options, option, seed_option
 from rflocal_core.progress import ProgressFn
 from rflocal_core.scene import footprints as fp
 from rflocal_core.scene import procedural
@@ -22,7 +23,6 @@ from rflocal_core.scene.materials import MaterialConfig, assign_materials
 from rflocal_core.scene.mesh import extrude, ground_plane, write_ply
 from rflocal_core.scene.mitsuba_xml import scene_xml
 from rflocal_core.scene.sites import SiteConfig, place_sites
-from rflocal_core.validation import check_number
 from rflocal_core.workspace import content_hash, jsonable, staged_dir, subdir, validate_name
 
 SOURCES = ("procedural", "osm_file", "geojson_file", "file", "bbox")
@@ -61,15 +61,18 @@ class SceneConfig:
     name: str
     source: str = "procedural"
     procedural: procedural.ProceduralConfig = field(default_factory=procedural.ProceduralConfig)
-    origin_lat: float = DEFAULT_ORIGIN[0]
-    origin_lon: float = DEFAULT_ORIGIN[1]
+    origin_lat: float = option(DEFAULT_ORIGIN[0], lo=-80.0, hi=84.0, flag=None, help="latitude of the centre")
+    origin_lon: float = option(DEFAULT_ORIGIN[1], lo=-180.0, hi=180.0, flag=None, help="longitude of the centre")
     path: str | None = None
     bbox: BBox | None = None
-    default_height_m: float = settings.default_building_height_m
-    storey_height_m: float = settings.storey_height_m
+    default_height_m: float = option(settings.default_building_height_m, lo=1.0, hi=500.0, unit="m",
+                                     label="Default height (m)",
+                                     help="for buildings without height or building:levels tags")
+    storey_height_m: float = option(settings.storey_height_m, lo=1.0, hi=10.0, unit="m", label="Storey height (m)",
+                                    help="height of a storey, for buildings with building:levels only")
     materials: MaterialConfig = field(default_factory=MaterialConfig)
     sites: SiteConfig = field(default_factory=SiteConfig)
-    seed: int = 0
+    seed: int = seed_option(settings.scene_seed, help="seed of city, materials and site placement")
 
     def __post_init__(self) -> None:
         validate_name(self.name, field="name")
@@ -82,13 +85,7 @@ class SceneConfig:
         if self.source == "bbox" and self.bbox is None:
             msg = "bbox: source 'bbox' needs a bounding box S,W,N,E, got none"
             raise InvalidInputError(msg)
-        for name, value, lo, hi in (
-            ("default_height_m", self.default_height_m, 1.0, 500.0),
-            ("storey_height_m", self.storey_height_m, 1.0, 10.0),
-            ("origin_lat", self.origin_lat, -80.0, 84.0),
-            ("origin_lon", self.origin_lon, -180.0, 180.0),
-        ):
-            check_number(name, value, lo, hi)
+        check_options(self)
 
 
 def scenes_dir() -> Path:

@@ -37,6 +37,7 @@ from shapely.geometry import mapping
 from rflocal_core import __version__, settings
 from rflocal_core.errors import InvalidInputError, SceneExistsError, SceneImportError
 from rflocal_core.geo import BBox, LocalFrame
+from rflocal_core.options import check_options, option, seed_option
 from rflocal_core.scene.build import scenes_dir, write_geojson
 from rflocal_core.scene.footprints import Building
 from rflocal_core.scene.meshraster import (
@@ -107,11 +108,14 @@ class SceneImportConfig:
     path: str
     origin_lat: float | None = None
     origin_lon: float | None = None
-    raster_cell_m: float = 1.0
-    min_building_height_m: float = 2.0
-    min_footprint_area_m2: float = 10.0
+    raster_cell_m: float = option(1.0, lo=0.25, hi=10.0, unit="m", label="Roof raster cell (m)",
+                                  help="cell of the roof raster")
+    min_building_height_m: float = option(2.0, lo=0.5, hi=50.0, unit="m", label="Min building height (m)",
+                                          help="roofs lower than this are not buildings")
+    min_footprint_area_m2: float = option(10.0, lo=0.0, hi=10_000.0, unit="m²", label="Min footprint area (m²)",
+                                          help="smaller footprints are dropped")
     sites: SiteConfig = field(default_factory=SiteConfig)
-    seed: int = 0
+    seed: int = seed_option(settings.scene_seed, help="seed of site placement")
 
     def __post_init__(self) -> None:
         validate_name(self.name, field="name")
@@ -128,9 +132,7 @@ class SceneImportConfig:
             if self.origin_lat == 0.0 and self.origin_lon == 0.0:
                 msg = "origin: (0, 0) is the GPS no-fix sentinel, not a scene's position; give the real origin or none"
                 raise InvalidInputError(msg)
-        check_number("raster_cell_m", self.raster_cell_m, 0.25, 10.0, "m")
-        check_number("min_building_height_m", self.min_building_height_m, 0.5, 50.0, "m")
-        check_number("min_footprint_area_m2", self.min_footprint_area_m2, 0.0, 10_000.0, "m²")
+        check_options(self)
 
 
 def parse_origin(text: str | None) -> tuple[float, float] | None:

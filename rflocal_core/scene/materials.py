@@ -9,6 +9,7 @@ import numpy as np
 
 from rflocal_core import settings
 from rflocal_core.errors import InvalidInputError
+from rflocal_core.options import check_options, option
 
 #: Building materials offered, with the frequency range (GHz) in which the
 #: ITU-R P.2040 Table 3 model (as implemented by Sionna RT) is defined.
@@ -87,13 +88,19 @@ class MaterialConfig:
         ITU material of the ground plane.
     """
 
-    building: str = "mixed"
+    # building and ground are checked by hand: their message names the materials offered
+    building: str = option("mixed", choices=("mixed", *BUILDING_MATERIALS), check=False, label="Building material",
+                           flag="material", help="mixed, or one material for every building")
     mix: tuple[tuple[str, float], ...] = DEFAULT_MIX
-    use_osm_tags: bool = True
-    randomize: bool = False
-    ground: str = "medium_dry_ground"
+    use_osm_tags: bool = option(True, label="Use building:material tags", flag="no-osm-material-tags",
+                                help="the OSM building:material tags where present")
+    randomize: bool = option(False, flag="randomize-materials", help="domain randomization per building",
+                             label="Domain randomization (per-building permittivity 2-15, conductivity 0.001-10 S/m)")
+    ground: str = option("medium_dry_ground", choices=tuple(GROUND_MATERIALS), check=False, label="Ground",
+                         flag="ground-material", help="ITU material of the ground plane")
 
     def __post_init__(self) -> None:
+        check_options(self, prefix="materials.")
         if self.building != "mixed":
             check_material(self.building, field="materials.building", allowed=BUILDING_MATERIALS)
         for name, weight in self.mix:

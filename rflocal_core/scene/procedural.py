@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 from shapely.geometry import LineString, Polygon, box
 
+from rflocal_core import settings
 from rflocal_core.errors import InvalidInputError
+from rflocal_core.options import check_options, option, seed_option
 from rflocal_core.scene.footprints import Building
-from rflocal_core.validation import check_number
 
 
 @dataclass(frozen=True)
@@ -37,31 +38,24 @@ class ProceduralConfig:
         Random seed.
     """
 
-    size_m: float = 512.0
-    block_m: float = 80.0
-    street_width_m: float = 16.0
-    open_square_fraction: float = 0.12
-    mean_height_m: float = 18.0
-    seed: int = 7
+    size_m: float = option(512.0, lo=100.0, hi=2000.0, unit="m", step=32.0, label="Size (m)",
+                           help="procedural city side")
+    block_m: float = option(80.0, lo=30.0, hi=300.0, unit="m", label="Block (m)", help="procedural block size")
+    street_width_m: float = option(16.0, lo=4.0, hi=60.0, unit="m", label="Street width (m)",
+                                   help="width of ordinary streets (avenues are 1.5 times wider)")
+    open_square_fraction: float = option(0.12, lo=0.0, hi=0.9, label="Open squares", flag="open-squares",
+                                         help="fraction of blocks left open as squares or parks")
+    mean_height_m: float = option(18.0, lo=3.0, hi=150.0, unit="m", label="Median height (m)",
+                                  help="procedural median building height")
+    seed: int = seed_option(settings.scene_seed, flag=None, help="seed of the city")
 
     def __post_init__(self) -> None:
-        checks = (
-            ("size_m", self.size_m, 100.0, 2000.0),
-            ("block_m", self.block_m, 30.0, 300.0),
-            ("street_width_m", self.street_width_m, 4.0, 60.0),
-            ("open_square_fraction", self.open_square_fraction, 0.0, 0.9),
-            ("mean_height_m", self.mean_height_m, 3.0, 150.0),
-        )
-        for field, value, lo, hi in checks:
-            check_number(f"procedural.{field}", value, lo, hi)
+        check_options(self, prefix="procedural.")
         if self.street_width_m >= self.block_m / 2:
             msg = (
                 f"procedural.street_width_m: {self.street_width_m} leaves no room for buildings in "
                 f"{self.block_m} m blocks; expected less than half of block_m"
             )
-            raise InvalidInputError(msg)
-        if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            msg = f"procedural.seed: expected a non-negative integer, got {self.seed!r}"
             raise InvalidInputError(msg)
 
 

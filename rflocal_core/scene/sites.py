@@ -17,8 +17,10 @@ import shapely
 from shapely.geometry import Point, Polygon
 from shapely.ops import nearest_points
 
+from rflocal_core import settings
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.geo import LocalFrame
+from rflocal_core.options import check_options, option, seed_option
 from rflocal_core.scene.footprints import Building
 from rflocal_core.validation import check_choice, check_number
 
@@ -87,35 +89,30 @@ class SiteConfig:
         Seed for random and rooftop placement.
     """
 
-    mode: str = "ue"
-    placement: str = "rooftop"
-    count: int = 6
-    mount: str = "rooftop"
-    height_m: float = 3.0
-    freq_hz: float = 3.5e9
-    tx_power_dbm: float = 43.0
-    pattern: str = "iso"
-    azimuth_deg: float | None = None
-    downtilt_deg: float = 6.0
+    mode: str = option("ue", choices=MODES, label="Mode",
+                       help="ue: base stations transmit, the device is located; "
+                            "emitter: sensors receive, an unknown transmitter is located")
+    placement: str = option("rooftop", choices=PLACEMENTS, label="Placement", help="how sites are placed")
+    count: int = option(6, lo=1, hi=64, label="Number of sites", flag="sites", help="number of sites")
+    mount: str = option("rooftop", choices=MOUNTS, label="Mount", help="for grid and random placement")
+    height_m: float = option(3.0, lo=0.5, hi=300.0, unit="m", label="Height (m)", flag="site-height-m",
+                             help="antenna height above the ground, or above the roof (rooftop)")
+    freq_hz: float = option(3.5e9, lo=1e8, hi=1e11, unit="Hz", label="Frequency (Hz)", help="carrier frequency")
+    tx_power_dbm: float = option(43.0, lo=-30.0, hi=80.0, unit="dBm", label="Tx power (dBm)",
+                                 help="transmit power per site (ue mode)")
+    pattern: str = option("iso", choices=PATTERNS, label="Antenna", help="antenna pattern (tr38901: a 3GPP sector)")
+    azimuth_deg: float | None = option(None, lo=0.0, hi=360.0, unit="degrees", label="Azimuth (° from N)",
+                                       none_means="towards the scene centre",
+                                       help="sector bearing, clockwise from north")
+    downtilt_deg: float = option(6.0, lo=-90.0, hi=90.0, unit="degrees", label="Downtilt (°)",
+                                 help="downtilt below the horizon")
     custom: tuple[CustomSite, ...] = field(default_factory=tuple)
-    seed: int = 0
+    seed: int = seed_option(settings.scene_seed, flag="site-seed",
+                            help="seed of random and rooftop placement (when not given: --seed)")
 
     def __post_init__(self) -> None:
-        check_choice("sites.mode", self.mode, MODES)
-        check_choice("sites.placement", self.placement, PLACEMENTS)
-        check_choice("sites.mount", self.mount, MOUNTS)
-        check_choice("sites.pattern", self.pattern, PATTERNS)
-        if self.placement != "custom" and (
-            isinstance(self.count, bool) or not isinstance(self.count, (int, np.integer)) or not 1 <= self.count <= 64
-        ):
-            msg = f"sites.count: expected an integer in [1, 64], got {self.count!r}"
-            raise InvalidInputError(msg)
-        check_number("sites.height_m", self.height_m, 0.5, 300.0, "m")
-        check_number("sites.freq_hz", self.freq_hz, 1e8, 1e11, "Hz")
-        check_number("sites.tx_power_dbm", self.tx_power_dbm, -30.0, 80.0, "dBm")
-        if self.azimuth_deg is not None:
-            check_number("sites.azimuth_deg", self.azimuth_deg, 0.0, 360.0, "degrees")
-        check_number("sites.downtilt_deg", self.downtilt_deg, -90.0, 90.0, "degrees")
+        # the count of custom sites is the length of their list
+        check_options(self, prefix="sites.", skip=("count",) if self.placement == "custom" else ())
         if self.placement == "custom" and not self.custom:
             msg = "sites.custom: placement 'custom' needs at least one site, got none"
             raise InvalidInputError(msg)

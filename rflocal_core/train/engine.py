@@ -25,9 +25,10 @@ from rflocal_core.models.features import Batch, make_batch
 from rflocal_core.models.maps import MapSource
 from rflocal_core.models.neural import NeuralModel
 from rflocal_core.models.nets import LocNet
+from rflocal_core.options import check_options, option
 from rflocal_core.progress import ProgressFn, Step, as_progress
 from rflocal_core.train.runs import StopReason, append_metrics, read_torch, save_checkpoint, write_torch
-from rflocal_core.validation import check_choice, check_int, check_number, dataclass_from_dict
+from rflocal_core.validation import dataclass_from_dict
 
 RESUME_FORMAT = "rflocal-resume/1"
 
@@ -63,35 +64,26 @@ class TrainConfig:
     plateau_patience : int
     """
 
-    epochs: int = 60
-    batch_size: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"
-    warmup_epochs: float = 2.0
-    grad_clip: float = 1.0
-    patience: int = 15
-    max_minutes: float | None = None
-    device: str = "auto"
-    amp: bool = True
-    plateau_patience: int = 4
+    epochs: int = option(60, lo=1, hi=100_000, label="Epochs", help="networks: maximum epochs")
+    batch_size: int = option(128, lo=1, hi=65_536, label="Batch size", help="samples per training step")
+    lr: float = option(2e-3, lo=1e-7, hi=1.0, label="Learning rate", help="peak learning rate of AdamW")
+    weight_decay: float = option(1e-4, lo=0.0, hi=1.0, label="Weight decay", help="AdamW weight decay")
+    schedule: str = option("cosine", choices=("cosine", "plateau"), label="Schedule",
+                           help="cosine decay, or halving on a validation plateau")
+    warmup_epochs: float = option(2.0, lo=0.0, hi=1000.0, label="Warm-up epochs", help="linear warm-up length")
+    grad_clip: float = option(1.0, lo=0.0, hi=1e6, label="Gradient clip", help="largest gradient norm (0: none)")
+    patience: int = option(15, lo=0, hi=100_000, label="Early-stop patience (0 = off)",
+                           help="stop after this many epochs without a better validation median (0: never)")
+    max_minutes: float | None = option(None, lo=0.01, hi=60 * 24 * 30, unit="min", label="Time budget (min)",
+                                       none_means="no limit", help="networks: wall-clock budget")
+    device: str = option("auto", choices=("auto", "cpu", "cuda"), label="Device",
+                         help="auto (CUDA when available), cpu or cuda")
+    amp: bool = option(True, label="bfloat16 autocast", help="bfloat16 autocast on CUDA")
+    plateau_patience: int = option(4, lo=1, hi=1000, label="Plateau patience",
+                                   help="epochs without a better validation median before halving the rate (plateau)")
 
     def __post_init__(self) -> None:
-        check_int("epochs", self.epochs, 1, 100_000)
-        check_int("batch_size", self.batch_size, 1, 65_536)
-        check_number("lr", self.lr, 1e-7, 1.0)
-        check_number("weight_decay", self.weight_decay, 0.0, 1.0)
-        check_choice("schedule", self.schedule, ("cosine", "plateau"))
-        check_number("warmup_epochs", self.warmup_epochs, 0.0, 1000.0)
-        check_number("grad_clip", self.grad_clip, 0.0, 1e6)
-        check_int("patience", self.patience, 0, 100_000)
-        if self.max_minutes is not None:
-            check_number("max_minutes", self.max_minutes, 0.01, 60 * 24 * 30, "min")
-        check_choice("device", self.device, ("auto", "cpu", "cuda"))
-        if not isinstance(self.amp, bool):
-            msg = f"amp: expected true or false, got {self.amp!r}"
-            raise InvalidInputError(msg)
-        check_int("plateau_patience", self.plateau_patience, 1, 1000)
+        check_options(self)
         if self.device == "cuda" and not torch.cuda.is_available():
             msg = "device: 'cuda' was asked for, but torch sees no CUDA device here; use 'auto' or 'cpu'"
             raise InvalidInputError(msg)
