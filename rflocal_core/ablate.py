@@ -290,7 +290,7 @@ def _run_variant(
     variants that differ only at test time (map corruption) share one training."""
     from rflocal_core.infer import load_run
     from rflocal_core.metrics import error_cdf, error_summary
-    from rflocal_core.models import errors_m
+    from rflocal_core.models.inputs import errors_m
     from rflocal_core.models.transforms import InputTransform, load_transformed
     from rflocal_core.train import NETWORKS, train
 

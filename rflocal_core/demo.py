@@ -128,7 +128,7 @@ def build_demo(
 def _test_errors(run_id: str, dataset: str) -> dict[str, float]:
     from rflocal_core.infer import load_run
     from rflocal_core.metrics import error_summary
-    from rflocal_core.models import errors_m, load_inputs
+    from rflocal_core.models.inputs import errors_m, load_inputs
 
     run = load_run(run_id)
     x = load_inputs(dataset, "test", with_maps=False)

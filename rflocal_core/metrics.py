@@ -33,7 +33,7 @@ from rflocal_core.errors import InvalidInputError, RFLocalInputError
 from rflocal_core.workspace import jsonable
 
 if TYPE_CHECKING:
-    from rflocal_core.models.baselines import Inputs
+    from rflocal_core.models.inputs import Inputs
 
 #: Success-rate thresholds, metres.
 SUCCESS_THRESHOLDS_M = (5.0, 10.0, 20.0, 50.0, 100.0)
@@ -768,7 +768,7 @@ def evaluate_run(run_id: str, dataset: str, *, split: str = "test", use_cache: b
     """
     from rflocal_core.dataset.store import SPLITS, dataset_path, open_dataset
     from rflocal_core.infer import load_run
-    from rflocal_core.models.baselines import errors_m
+    from rflocal_core.models.inputs import errors_m
     from rflocal_core.models.transforms import InputTransform, load_transformed
     from rflocal_core.train.runs import run_dir
     from rflocal_core.workspace import atomic_write_text

@@ -26,7 +26,7 @@ import numpy as np
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.geo import LocalFrame
 from rflocal_core.measurements import MeasurementSet
-from rflocal_core.models.baselines import Inputs, SceneMaps, read_scene_maps
+from rflocal_core.models.inputs import Inputs, SceneMaps, read_scene_maps
 from rflocal_core.workspace import atomic_write_text
 
 REFERENCE_FILE = "reference.json"

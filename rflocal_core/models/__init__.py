@@ -12,19 +12,15 @@ from __future__ import annotations
 from rflocal_core.models.baselines import (
     BASELINES,
     AoATriangulation,
-    Inputs,
     KNNFingerprint,
     LogDistanceMultilateration,
     MapMatching,
     NotFittedError,
-    Prediction,
-    SceneMaps,
     StrongestSite,
     ToAMultilateration,
     WeightedCentroid,
-    errors_m,
-    load_inputs,
 )
+from rflocal_core.models.inputs import Inputs, Prediction, SceneMaps, errors_m, load_inputs
 
 # The map-conditioned networks import nets.py, so they join its registry here, where every
 # import of rflocal_core.models.* passes first.

@@ -24,7 +24,8 @@ from rflocal_core import settings
 from rflocal_core.dataset.store import open_dataset, position_extent_m
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.metrics import error_summary
-from rflocal_core.models import BASELINES, Inputs, errors_m
+from rflocal_core.models.baselines import BASELINES
+from rflocal_core.models.inputs import Inputs, errors_m
 from rflocal_core.models.features import FeatureSpec
 from rflocal_core.models.nets import NETWORKS, build_network
 from rflocal_core.models.neural import NeuralModel

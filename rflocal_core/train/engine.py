@@ -20,7 +20,7 @@ import torch
 
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.metrics import error_summary
-from rflocal_core.models.baselines import Inputs
+from rflocal_core.models.inputs import Inputs
 from rflocal_core.models.features import Batch, make_batch
 from rflocal_core.models.maps import MapSource
 from rflocal_core.models.neural import NeuralModel
