@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     from rflocal_core.dataset import import_measurements, list_datasets
     from rflocal_core.infer import evaluate
     from rflocal_core.measurements import convert_antwerp
-    from rflocal_core.models.nets import NETWORKS
+    from rflocal_core.models.registry import NETWORKS
     from rflocal_core.train import train
 
     if "antwerp" not in {d["name"] for d in list_datasets()}:

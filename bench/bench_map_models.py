@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(HERE.parent))
     import torch
 
-    from rflocal_core.train import NETWORKS
+    from rflocal_core.models.registry import NETWORKS
 
     _prepare()
     tc = {"epochs": args.epochs, "max_minutes": args.max_minutes, "patience": 25}

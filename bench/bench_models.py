@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     from rflocal_core.infer import load_run
     from rflocal_core.metrics import error_summary
     from rflocal_core.models import BASELINES, errors_m, load_inputs
-    from rflocal_core.models.nets import NETWORKS
+    from rflocal_core.models.registry import NETWORKS
     from rflocal_core.train import train
 
     datasets = _prepare(args.quick)

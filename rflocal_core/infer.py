@@ -17,10 +17,9 @@ from typing import Any
 import numpy as np
 
 from rflocal_core.errors import RFLocalInputError
-from rflocal_core.models.baselines import BASELINES
 from rflocal_core.models.inputs import Inputs, Prediction, errors_m
-from rflocal_core.models.nets import NETWORKS
 from rflocal_core.models.neural import NeuralModel
+from rflocal_core.models.registry import BASELINES, NETWORKS
 from rflocal_core.reference import InferenceInputError, RunReference, measurements_to_inputs, run_reference, scene_maps_of
 from rflocal_core.train.runs import CheckpointError, load_checkpoint, run_dir
 

@@ -8,7 +8,8 @@ import torch
 
 from rflocal_core.models import Inputs, errors_m
 from rflocal_core.models.features import FeatureSpec, make_batch
-from rflocal_core.models.nets import NETWORKS, build_network
+from rflocal_core.models.nets import build_network
+from rflocal_core.models.registry import NETWORKS
 
 #: The set networks (no maps); the map-conditioned ones have tests of their own.
 SET_NETWORKS = sorted(n for n, cls in NETWORKS.items() if not getattr(cls, "needs_maps", False))

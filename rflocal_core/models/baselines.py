@@ -29,6 +29,7 @@ from scipy.special import log_ndtr
 from rflocal_core.dataset.rasters import Grid
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.inputs import Inputs, Prediction, SceneMaps, errors_m, search_bounds
+from rflocal_core.models.registry import register
 
 #: Speed of light in metres per nanosecond.
 C_M_PER_NS = 0.299792458
@@ -55,7 +56,10 @@ class _NoConfig:
 class Baseline(abc.ABC):
     """Common interface: ``fit``, ``predict``, ``state_dict``, ``from_state``."""
 
+    #: The registry name, set by :func:`~rflocal_core.models.registry.register`.
     name: ClassVar[str] = "baseline"
+    #: Which registry the class joins.
+    kind: ClassVar[str] = "baseline"
     #: Whether fitting and predicting read the dataset's radio maps (``Inputs.maps``).
     needs_maps: ClassVar[bool] = False
     #: Whether it places each report at its node's position (reports of nodes of unknown position are ignored).
@@ -145,13 +149,13 @@ def _reported(x: Inputs) -> np.ndarray:
 # --------------------------------------------------------------------------- 1, 2
 
 
+@register("strongest_site")
 class StrongestSite(Baseline):
     """Position of the node with the highest RSS (no uncertainty).
 
     A sample without any RSS from a positioned node gets the mean of its known nodes.
     """
 
-    name = "strongest_site"
     needs_node_positions = True
 
     def _predict(self, x: Inputs) -> Prediction:
@@ -209,10 +213,10 @@ def _weighted_centroid(x: Inputs, config: WeightedCentroidConfig, bounds: list[f
     return pos, none
 
 
+@register("weighted_centroid")
 class WeightedCentroid(Baseline):
     """RSS-weighted centroid of the reporting nodes (see :class:`WeightedCentroidConfig`)."""
 
-    name = "weighted_centroid"
     needs_node_positions = True
     config_cls = WeightedCentroidConfig
 
@@ -260,6 +264,7 @@ class LogDistanceConfig:
         return asdict(self)
 
 
+@register("log_distance")
 class LogDistanceMultilateration(Baseline):
     """RSS = P - 10 n log10(d) fitted on train, then per-sample nonlinear least squares.
 
@@ -271,7 +276,6 @@ class LogDistanceMultilateration(Baseline):
     Samples with fewer reports than unknowns fall back to the weighted centroid.
     """
 
-    name = "log_distance"
     needs_node_positions = True
     config_cls = LogDistanceConfig
 
@@ -367,6 +371,7 @@ class LogDistanceMultilateration(Baseline):
 # --------------------------------------------------------------------------- 4
 
 
+@register("aoa_triangulation")
 class AoATriangulation(Baseline):
     """Least-squares intersection of the bearing lines (>= 2 angles), else weighted centroid.
 
@@ -376,7 +381,6 @@ class AoATriangulation(Baseline):
     Nearly parallel lines (condition number > 1e6) also fall back.
     """
 
-    name = "aoa_triangulation"
     needs_node_positions = True
     config_cls = WeightedCentroidConfig
 
@@ -407,6 +411,7 @@ class AoATriangulation(Baseline):
         return Prediction(pos, sig, {"fallbacks": fallbacks})
 
 
+@register("toa_multilateration")
 class ToAMultilateration(Baseline):
     """Nonlinear least squares on ranges toa_ns * c (>= 3 ToA), else weighted centroid.
 
@@ -414,7 +419,6 @@ class ToAMultilateration(Baseline):
     centroid; uncertainty: residual variance (m^2) times diag((J^T J)^-1).
     """
 
-    name = "toa_multilateration"
     needs_node_positions = True
     config_cls = WeightedCentroidConfig
 
@@ -483,6 +487,7 @@ class KNNConfig:
         return asdict(self)
 
 
+@register("knn")
 class KNNFingerprint(Baseline):
     """k nearest training fingerprints (Euclidean in dB over the fixed node slots), per scene.
 
@@ -491,7 +496,6 @@ class KNNFingerprint(Baseline):
     Needs fixed node slots (not drone surveys).
     """
 
-    name = "knn"
     config_cls = KNNConfig
 
     def _features(self, x: Inputs) -> np.ndarray:
@@ -609,6 +613,7 @@ class MapMatchingConfig:
         return asdict(self)
 
 
+@register("map_matching")
 class MapMatching(Baseline):
     """Grid posterior from the radio maps of the sample's scene (outdoor cells only).
 
@@ -627,7 +632,6 @@ class MapMatching(Baseline):
     the inputs (not the state): predict needs a dataset with ``scenes/``.
     """
 
-    name = "map_matching"
     needs_maps = True
     config_cls = MapMatchingConfig
 
@@ -753,11 +757,3 @@ def _need_maps(x: Inputs, what: str) -> None:
     if missing:
         msg = f"{what}: no radio maps for scenes {missing}"
         raise InvalidInputError(msg)
-
-
-#: All baselines by name.
-BASELINES: dict[str, type[Baseline]] = {
-    cls.name: cls
-    for cls in (StrongestSite, WeightedCentroid, LogDistanceMultilateration, AoATriangulation, ToAMultilateration,
-                KNNFingerprint, MapMatching)
-}

@@ -24,11 +24,11 @@ from rflocal_core import settings
 from rflocal_core.dataset.store import open_dataset, position_extent_m
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.metrics import error_summary
-from rflocal_core.models.baselines import BASELINES
 from rflocal_core.models.inputs import Inputs, errors_m
 from rflocal_core.models.features import FeatureSpec
-from rflocal_core.models.nets import NETWORKS, build_network
+from rflocal_core.models.nets import build_network
 from rflocal_core.models.neural import NeuralModel
+from rflocal_core.models.registry import BASELINES, NETWORKS
 from rflocal_core.models.transforms import InputTransform, load_transformed
 from rflocal_core.progress import JobCancelled, ProgressFn, StepProgressFn, as_progress
 from rflocal_core.reference import write_reference
@@ -51,7 +51,7 @@ from rflocal_core.train.runs import (
     write_status,
 )
 
-__all__ = ["CheckpointError", "NETWORKS", "RunNotFoundError", "StopReason", "TrainConfig", "check_extent",
+__all__ = ["CheckpointError", "RunNotFoundError", "StopReason", "TrainConfig", "check_extent",
            "delete_run", "list_runs", "models", "read_metrics", "resume", "runs_dir", "train"]
 
 
