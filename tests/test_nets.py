@@ -67,7 +67,7 @@ def test_each_network_overfits_a_tiny_dataset(tmp_path, name):
                       x, x, seed=0, progress=lambda stage, fraction: None)
     err = errors_m(model.predict(x), x)
     assert np.median(err) < 3.0, f"{name} median training error {np.median(err):.2f} m"
-    assert out["best"]["median_m"] < 3.0
+    assert out.best.median_m < 3.0 and out.stop_reason == "epochs" and out.epochs_run == 150
     assert (tmp_path / "model.pt").is_file() and (tmp_path / "resume.pt").is_file()
 
 
