@@ -291,8 +291,8 @@ def _run_variant(
     from rflocal_core.infer import load_run
     from rflocal_core.metrics import error_cdf, error_summary
     from rflocal_core.models.inputs import errors_m
-    from rflocal_core.models.transforms import InputTransform, load_transformed
     from rflocal_core.models.registry import NETWORKS
+    from rflocal_core.models.transforms import InputTransform, load_transformed
     from rflocal_core.train import train
 
     model = v.model or st.model

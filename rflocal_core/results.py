@@ -23,11 +23,9 @@ import functools
 import sys
 import types
 import typing
-from typing import Any, TypeVar, Union
+from typing import Any, Self, Union
 
 from rflocal_core.workspace import jsonable
-
-R = TypeVar("R", bound="JsonResult")
 
 _MISSING: Any = dataclasses.MISSING
 
@@ -82,7 +80,7 @@ class JsonResult:
         return out
 
     @classmethod
-    def from_json(cls: type[R], data: dict[str, Any]) -> R:
+    def from_json(cls, data: dict[str, Any]) -> Self:
         """The result whose :meth:`to_json` is ``data`` (missing keys take the field defaults)."""
         hints = _hints(cls)
         kwargs: dict[str, Any] = {}

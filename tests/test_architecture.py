@@ -112,7 +112,7 @@ def test_the_metrics_import_nothing_of_models_runs_or_inference_at_run_time() ->
 
 def test_no_module_imports_a_private_name_of_another() -> None:
     bad = []
-    for name, path in MODULES.items():
+    for path in MODULES.values():
         module_aliases = set()
         for line, module, imported in _imports(path):
             if imported is not None and imported.startswith("_") and not imported.startswith("__"):
@@ -135,7 +135,8 @@ def test_every_module_imports_and_none_imports_streamlit() -> None:
             f"for name in {names!r}:\n"
             "    importlib.import_module(name)\n"
             "print(sorted(m for m in ('streamlit', 'sionna') if m in sys.modules))\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          check=False)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().replace("'", '"')) == []  # Sionna loads only when ray tracing
 

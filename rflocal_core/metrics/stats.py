@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -261,7 +261,8 @@ class Breakdowns(JsonResult):
     scene: tuple[BreakdownRow, ...] = ()
 
     #: Group order of each category.
-    ORDERS = {"los": LOS_GROUPS, "nodes": NODE_COUNT_GROUPS, "rss_band": RSS_BAND_GROUPS, "scene": SCENE_GROUPS}
+    ORDERS: ClassVar[dict[str, tuple[str, ...]]] = {"los": LOS_GROUPS, "nodes": NODE_COUNT_GROUPS,
+                                                    "rss_band": RSS_BAND_GROUPS, "scene": SCENE_GROUPS}
 
     def rows(self, category: str) -> tuple[BreakdownRow, ...]:
         """The rows of ``category`` (``los``, ``nodes``, ``rss_band`` or ``scene``)."""

@@ -25,8 +25,8 @@ from rflocal_core import settings
 from rflocal_core.dataset.store import open_dataset, position_extent_m
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.metrics import ErrorSummary, error_summary
-from rflocal_core.models.inputs import Inputs, errors_m
 from rflocal_core.models.features import FeatureSpec
+from rflocal_core.models.inputs import Inputs, errors_m
 from rflocal_core.models.nets import build_network
 from rflocal_core.models.neural import NeuralModel
 from rflocal_core.models.registry import BASELINES, NETWORKS
