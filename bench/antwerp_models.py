@@ -41,25 +41,25 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.workspace).mkdir(parents=True, exist_ok=True)
 
     from rflocal_core.dataset import import_measurements, list_datasets
-    from rflocal_core.infer import evaluate
+    from rflocal_core.infer import evaluate_run
     from rflocal_core.measurements import convert_antwerp
-    from rflocal_core.models.nets import NETWORKS
+    from rflocal_core.models.registry import NETWORKS
     from rflocal_core.train import train
 
     if "antwerp" not in {d["name"] for d in list_datasets()}:
         ms = convert_antwerp(args.data, split="all")
         fixed = {s.id: "test" for s in ms.samples if s.id.startswith("test-")}
         info = import_measurements(ms, name="antwerp", split_fractions=(0.9, 0.1, 0.0), fixed_splits=fixed)
-        print(f"imported: {info['splits']}", file=sys.stderr)
+        print(f"imported: {info.splits}", file=sys.stderr)
     models = [m for m in MODELS if not args.only or m in args.only.split(",")]
     rows = []
     for model in models:
         t0 = time.perf_counter()
         tc = {"epochs": args.epochs, "max_minutes": args.max_minutes} if model in NETWORKS else None
         result = train("antwerp", model, train_config=tc, seed=0)
-        test = evaluate(result["run_id"], "antwerp", split="test")
-        rows.append({"model": model, "run_id": result["run_id"], "val_median_m": result["median_m"],
-                     "test_median_m": test["median_m"], "test_mean_m": test["mean_m"], "test_p95_m": test["p95_m"],
+        test = evaluate_run(result.run_id, "antwerp", split="test").summary
+        rows.append({"model": model, "run_id": result.run_id, "val_median_m": result.summary.median_m,
+                     "test_median_m": test.median_m, "test_mean_m": test.mean_m, "test_p95_m": test.p95_m,
                      "train_s": round(time.perf_counter() - t0, 1)})
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     lines = ["| model | test median m | test mean m | test P95 m | train s |", "|---|---|---|---|---|"]

@@ -104,8 +104,8 @@ def _expected(run_id: str, files: list[tuple[Path, str]]) -> list[str]:
     run = infer.load_run(run_id)
     out = []
     for path, _ in files:
-        row = infer.predict_measurements(run, load_measurements(path.read_bytes(), on_error="collect"))["predictions"][0]
-        out.append(f"{row['lat']:.6f}, {row['lon']:.6f}")
+        row = infer.predict_measurements(run, load_measurements(path.read_bytes(), on_error="collect")).predictions[0]
+        out.append(f"{row.lat:.6f}, {row.lon:.6f}")
     return out
 
 

@@ -87,7 +87,7 @@ def _row(dataset: str, split: str, model: str, config: dict | None, tc: dict | N
     t0 = time.perf_counter()
     result = train(dataset, model, model_config=config, train_config=tc, seed=seed, input_transform=transform)
     train_s = time.perf_counter() - t0
-    run = load_run(result["run_id"])
+    run = load_run(result.run_id)
     x = load_transformed(dataset, split, InputTransform.from_dict(transform), with_maps=run.needs_maps)
     pred = run.predict(x)
     err = errors_m(pred, x)
@@ -95,10 +95,10 @@ def _row(dataset: str, split: str, model: str, config: dict | None, tc: dict | N
     los = group_labels(x)["los"]
     nlos = err[los == "NLoS"]
     label = model if not config else f"{model} {json.dumps(config, sort_keys=True)}"
-    row = {"dataset": dataset, "split": split, "model": label, "run_id": result["run_id"], "median_m": s["median_m"],
-           "p95_m": s["p95_m"], "mean_m": s["mean_m"],
+    row = {"dataset": dataset, "split": split, "model": label, "run_id": result.run_id, "median_m": s.median_m,
+           "p95_m": s.p95_m, "mean_m": s.mean_m,
            "nlos_median_m": float(np.median(nlos)) if len(nlos) else None, "nlos_count": int(len(nlos)),
-           "train_s": round(train_s, 1), "epochs_run": result.get("epochs_run"), "seed": seed}
+           "train_s": round(train_s, 1), "epochs_run": result.epochs_run, "seed": seed}
     print(json.dumps(row), file=sys.stderr, flush=True)
     return row
 
@@ -141,8 +141,8 @@ def _prior_row(dataset: str, split: str, transform: dict | None, terms: tuple[st
     s = error_summary(err)
     los = group_labels(x)["los"]
     nlos = err[los == "NLoS"]
-    row = {"dataset": dataset, "split": split, "model": label, "run_id": None, "median_m": s["median_m"],
-           "p95_m": s["p95_m"], "mean_m": s["mean_m"], "nlos_median_m": float(np.median(nlos)) if len(nlos) else None,
+    row = {"dataset": dataset, "split": split, "model": label, "run_id": None, "median_m": s.median_m,
+           "p95_m": s.p95_m, "mean_m": s.mean_m, "nlos_median_m": float(np.median(nlos)) if len(nlos) else None,
            "nlos_count": int(len(nlos)), "train_s": 0.0, "epochs_run": None, "predict_s": round(seconds, 1)}
     print(json.dumps(row), file=sys.stderr, flush=True)
     return row
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(HERE.parent))
     import torch
 
-    from rflocal_core.train import NETWORKS
+    from rflocal_core.models.registry import NETWORKS
 
     _prepare()
     tc = {"epochs": args.epochs, "max_minutes": args.max_minutes, "patience": 25}

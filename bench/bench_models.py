@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     from rflocal_core.infer import load_run
     from rflocal_core.metrics import error_summary
     from rflocal_core.models import BASELINES, errors_m, load_inputs
-    from rflocal_core.models.nets import NETWORKS
+    from rflocal_core.models.registry import NETWORKS
     from rflocal_core.train import train
 
     datasets = _prepare(args.quick)
@@ -143,19 +143,19 @@ def main(argv: list[str] | None = None) -> int:
             tc = {"epochs": epochs, "max_minutes": args.max_minutes, "patience": 25} if model in NETWORKS else None
             result = train(ds, model, train_config=tc, seed=0)
             train_s = time.perf_counter() - t0
-            run = load_run(result["run_id"])
+            run = load_run(result.run_id)
             x = test if run.needs_maps else test_nomaps
             t1 = time.perf_counter()
             pred = run.predict(x)
             batched_ms = 1000 * (time.perf_counter() - t1) / len(x)
             summary = error_summary(errors_m(pred, x))
             row = {
-                "dataset": ds, "model": model, "run_id": result["run_id"],
-                **{k: summary[k] for k in ("mean_m", "median_m", "p67_m", "p95_m")},
+                "dataset": ds, "model": model, "run_id": result.run_id,
+                **{k: getattr(summary, k) for k in ("mean_m", "median_m", "p67_m", "p95_m")},
                 "train_s": round(train_s, 1), "batched_ms": round(batched_ms, 4),
                 "batch1_ms": round(_batch1_ms(run, x, 50 if model == "map_matching" else 200), 3),
-                "to_within_10pct_min": _minutes_to_within_10pct(result["run_id"]) if model in NETWORKS else None,
-                "epochs_run": result.get("epochs_run"), "stop_reason": result.get("stop_reason"),
+                "to_within_10pct_min": _minutes_to_within_10pct(result.run_id) if model in NETWORKS else None,
+                "epochs_run": result.epochs_run, "stop_reason": result.stop_reason,
             }
             results["rows"].append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)

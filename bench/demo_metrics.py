@@ -3,7 +3,7 @@
 The demo dataset is regenerated exactly as ``make demo-model`` made it (same scene, same
 configuration, seed 0: the same samples), the shipped runs ``demo-setnet`` and ``demo-knn``
 are installed, the baselines are fitted on its train split, and every run is evaluated with
-:func:`rflocal_core.metrics.evaluate_run` (errors, calibration, Cramér-Rao bound).
+:func:`rflocal_core.infer.evaluate_run` (errors, calibration, Cramér-Rao bound).
 
 Run::
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(HERE.parent))
     from rflocal_core import demo
     from rflocal_core.dataset import GenerationConfig, generate_dataset, list_datasets
-    from rflocal_core.metrics import evaluate_run
+    from rflocal_core.infer import evaluate_run
     from rflocal_core.scene import build_scene, list_scenes
     from rflocal_core.train import list_runs, train
 
@@ -53,16 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for run_id in (*demo.DEMO_RUNS, *(f"{m}-demo" for m in BASELINES)):
         e = evaluate_run(run_id, demo.DEMO_DATASET, split="test", use_cache=False)
-        c, cal = e["crlb"], e["calibration"]
-        los = {b["group"]: b["median_m"] for b in e["breakdowns"]["los"]}
+        c, cal = e.crlb, e.calibration
+        los = {b.group: b.median_m for b in e.breakdowns.los}
         rows.append({
-            "run_id": run_id, "model": e["model"], "median_m": e["median_m"], "p95_m": e["p95_m"],
-            "rmse_m": e["rmse_m"], "median_los_m": los.get("LoS"), "median_nlos_m": los.get("NLoS"),
-            "inside_1sigma": cal.get("inside_1sigma"), "inside_2sigma": cal.get("inside_2sigma"),
-            "crlb_median_m": c.get("median_m"), "crlb_rms_m": c.get("rms_m"),
-            "ratio_rmse_to_crlb": c.get("ratio_rmse_to_crlb"),
+            "run_id": run_id, "model": e.model, "median_m": e.summary.median_m, "p95_m": e.summary.p95_m,
+            "rmse_m": e.summary.rmse_m, "median_los_m": los.get("LoS"), "median_nlos_m": los.get("NLoS"),
+            "inside_1sigma": cal.inside_1sigma, "inside_2sigma": cal.inside_2sigma,
+            "crlb_median_m": c.median_m, "crlb_rms_m": c.rms_m,
+            "ratio_rmse_to_crlb": c.ratio_rmse_to_crlb,
         })
-    out = {"dataset": demo.DEMO_DATASET, "split": "test", "crlb": {k: v for k, v in c.items() if k != "cdf"},
+    out = {"dataset": demo.DEMO_DATASET, "split": "test", "crlb": {k: v for k, v in c.to_json().items() if k != "cdf"},
            "rows": rows}
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "demo_metrics.json").write_text(json.dumps(out, indent=2), encoding="utf-8")

@@ -290,9 +290,10 @@ def _run_variant(
     variants that differ only at test time (map corruption) share one training."""
     from rflocal_core.infer import load_run
     from rflocal_core.metrics import error_cdf, error_summary
-    from rflocal_core.models import errors_m
+    from rflocal_core.models.inputs import errors_m
+    from rflocal_core.models.registry import NETWORKS
     from rflocal_core.models.transforms import InputTransform, load_transformed
-    from rflocal_core.train import NETWORKS, train
+    from rflocal_core.train import train
 
     model = v.model or st.model
     train_config = {**st.train_config, **v.train_config}
@@ -308,7 +309,7 @@ def _run_variant(
         t0 = time.perf_counter()
         out = train(dataset, model, model_config=model_config, train_config=train_config, seed=seed, progress=report,
                     input_transform=transform)
-        trained[key] = (out["run_id"], time.perf_counter() - t0)
+        trained[key] = (out.run_id, time.perf_counter() - t0)
     run_id, train_s = trained[key]
     run = load_run(run_id)
     test_t = InputTransform.from_dict({**_test_transform(v), "seed": seed})
@@ -323,8 +324,8 @@ def _run_variant(
     s = error_summary(err)
     xs, frac = error_cdf(err)
     step = max(1, len(xs) // 200)
-    row = {"variant": v.name, "seed": seed, "model": model, "run_id": run_id, "median_m": s["median_m"],
-           "p95_m": s["p95_m"], "mean_m": s["mean_m"], "rmse_m": s["rmse_m"], "count": s["count"],
+    row = {"variant": v.name, "seed": seed, "model": model, "run_id": run_id, "median_m": s.median_m,
+           "p95_m": s.p95_m, "mean_m": s.mean_m, "rmse_m": s.rmse_m, "count": s.count,
            "train_s": round(train_s, 2), "infer_ms": round(infer_ms, 4), "parameters": _parameters(run)}
     return row, {"x_m": [float(v) for v in xs[::step]], "fraction": [float(f) for f in frac[::step]]}
 

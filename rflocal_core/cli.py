@@ -200,7 +200,7 @@ def _export(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _import(args: argparse.Namespace) -> dict[str, Any]:
+def _import(args: argparse.Namespace) -> Any:
     """``data import``: a JSON measurement file, or a table (chosen by the file's suffix)."""
     from pathlib import Path
 
@@ -252,7 +252,7 @@ def _run_data(args: argparse.Namespace) -> Any:
         return _export(args)
     if args.data_cmd == "import":
         summary = _import(args)
-        _warn_quality(summary["quality"])
+        _warn_quality(summary.quality)
         return summary
     dataset.delete_dataset(args.name, partial=args.partial)
     return {"deleted": args.name}
@@ -328,17 +328,18 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
     from rflocal_core.workspace import atomic_write_text
 
     result = predict_file(args.run, args.input, strict=args.strict)
-    _warn_quality(result["file"]["quality"])
-    for run in result["runs"]:
-        for bad in run["bad_samples"]:
-            print(f"warning: {run['run_id']}: sample {bad['id']!r} not predicted: {bad['message']}", file=sys.stderr)
-        if not run["predictions"]:
-            first = run["bad_samples"][0]["message"] if run["bad_samples"] else result["file"]["quality"]["summary"]
-            msg = f"input: none of the samples of {args.input!r} could be predicted by {run['run_id']!r} ({first})"
+    quality = result.file.quality
+    _warn_quality(quality)
+    for run in result.runs:
+        for bad in run.bad_samples:
+            print(f"warning: {run.run_id}: sample {bad.id!r} not predicted: {bad.message}", file=sys.stderr)
+        if not run.predictions:
+            first = run.bad_samples[0].message if run.bad_samples else quality.summary()
+            msg = f"input: none of the samples of {args.input!r} could be predicted by {run.run_id!r} ({first})"
             raise InvalidInputError(msg)
-    out: dict[str, Any] = result
-    if len(result["runs"]) == 1:
-        out = {**result["runs"][0], "quality": result["file"]["quality"]}
+    out = result.to_json()
+    if len(result.runs) == 1:
+        out = {**result.runs[0].to_json(), "quality": quality.to_dict()}
     if args.out:
         try:
             atomic_write_text(Path(args.out), json.dumps(out, indent=2))
@@ -348,13 +349,15 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _warn_quality(quality: dict[str, Any]) -> None:
-    """One warning line on stderr per reason the quality checks dropped something for."""
-    for reason, row in quality["reasons"].items():
-        ids = row.get("sample_ids") or row.get("node_ids") or []
-        listed = f" ({', '.join(repr(i) for i in ids)}{', ...' if row['count'] > len(ids) else ''})" if ids else ""
-        print(f"warning: quality: dropped {row['count']} {row['unit'].replace('_', ' ')}{listed}: {reason}, "
-              f"{row['what']}; first: {row['first']}", file=sys.stderr)
+def _warn_quality(quality: Any) -> None:
+    """One warning line on stderr per reason the quality checks (a ``QualityReport``) dropped something for."""
+    for reason, issue in quality.issues.items():
+        if not issue.count:
+            continue
+        ids = issue.ids
+        listed = f" ({', '.join(repr(i) for i in ids)}{', ...' if issue.count > len(ids) else ''})" if ids else ""
+        print(f"warning: quality: dropped {issue.count} {issue.unit.replace('_', ' ')}{listed}: {reason}, "
+              f"{issue.what}; first: {issue.first}", file=sys.stderr)
 
 
 def _stderr_progress(*, every: bool = False) -> Any:
@@ -481,9 +484,9 @@ def _run(args: argparse.Namespace) -> Any:
         return train(args.dataset, args.model, model_config=config, train_config=train_config, seed=args.seed,
                      progress=_stderr_progress(), allow_large_extent=args.allow_large_extent)
     if args.cmd == "evaluate":
-        from rflocal_core.infer import evaluate
+        from rflocal_core.infer import evaluate_run
 
-        return evaluate(args.run, args.dataset, split=args.split)
+        return evaluate_run(args.run, args.dataset, split=args.split)
     if args.cmd == "ablate":
         from rflocal_core.ablate import run_study
 
@@ -583,5 +586,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BackendUnavailableError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
-    print(json.dumps(result, indent=2))
+    from rflocal_core.results import JsonResult
+
+    print(json.dumps(result.to_json() if isinstance(result, JsonResult) else result, indent=2))
     return 0

@@ -116,8 +116,9 @@ def build_demo(
         "runs": list(DEMO_RUNS), "scene": DEMO_SCENE, "dataset": DEMO_DATASET, "samples": samples,
         "scene_config": "procedural, seed 7 (make demo-scene), 6 rooftop sites, 3.5 GHz, 43 dBm",
         "dataset_config": "ue mode, RSS + ToA + AoA, Sionna RT maps at 2 m, 6 dB shadowing + 2 dB noise, seed 0",
-        "training": {"setnet": {k: net.get(k) for k in ("median_m", "p95_m", "best_epoch", "epochs_run", "seconds")},
-                     "knn": {k: knn.get(k) for k in ("median_m", "p95_m", "seconds")}},
+        "training": {"setnet": {"median_m": net.summary.median_m, "p95_m": net.summary.p95_m,
+                                "best_epoch": net.best_epoch, "epochs_run": net.epochs_run, "seconds": net.seconds},
+                     "knn": {"median_m": knn.summary.median_m, "p95_m": knn.summary.p95_m, "seconds": knn.seconds}},
         "test_split": test_errors,
         "examples": examples,
         "built_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -131,13 +132,13 @@ def build_demo(
 def _test_errors(run_id: str, dataset: str) -> dict[str, float]:
     from rflocal_core.infer import load_run
     from rflocal_core.metrics import error_summary
-    from rflocal_core.models import errors_m, load_inputs
+    from rflocal_core.models.inputs import errors_m, load_inputs
 
     run = load_run(run_id)
     x = load_inputs(dataset, "test", with_maps=False)
     s = error_summary(errors_m(run.predict(x), x))
-    return {"count": s["count"], "median_m": round(s["median_m"], 2), "p95_m": round(s["p95_m"], 2),
-            "mean_m": round(s["mean_m"], 2)}
+    return {"count": s.count, "median_m": round(s.median_m, 2), "p95_m": round(s.p95_m, 2),
+            "mean_m": round(s.mean_m, 2)}
 
 
 def _example_errors(run_id: str, runs_root: Path, files: list[Path]) -> dict[str, Any]:
@@ -149,7 +150,7 @@ def _example_errors(run_id: str, runs_root: Path, files: list[Path]) -> dict[str
         shutil.copytree(runs_root / run_id, Path(tmp) / "runs" / run_id)
         out = {}
         for file in files:
-            errs = np.array([p["error_m"] for p in predict_file(run_id, file)["runs"][0]["predictions"]], float)
+            errs = np.array([p.error_m for p in predict_file(run_id, file).runs[0].predictions], float)
             med, p95 = float(np.median(errs)), float(np.percentile(errs, 95))
             # Inference is deterministic on the CPU; the margin covers other BLAS builds.
             out[file.name] = {"count": int(len(errs)), "median_m": round(med, 3), "p95_m": round(p95, 3),

@@ -26,7 +26,8 @@ import numpy as np
 from rflocal_core.errors import DatasetNotFoundError, InferenceInputError, InvalidInputError
 from rflocal_core.geo import LocalFrame
 from rflocal_core.measurements import MeasurementSet
-from rflocal_core.models.baselines import Inputs, SceneMaps, read_scene_maps
+from rflocal_core.models.inputs import Inputs, SceneMaps, read_scene_maps
+from rflocal_core.results import JsonResult
 from rflocal_core.workspace import atomic_write_text
 
 REFERENCE_FILE = "reference.json"
@@ -221,7 +222,7 @@ def run_reference(run_id: str) -> RunReference:
 
 
 @dataclass(frozen=True)
-class BadSample:
+class BadSample(JsonResult):
     """A sample of a file that cannot be predicted: its index, id and why."""
 
     index: int
@@ -339,7 +340,6 @@ def measurements_to_inputs(
                f"({'known nodes transmit, the device is located' if ref.mode == 'ue' else 'known nodes receive, the transmitter is located'})")
         raise InferenceInputError(msg)
     scene = _choose_scene(ms, ref, who)
-    frame = ref.frame(scene)
     slot_of = _match_nodes(ms, ref, scene, who)
     table = ref.nodes.get(scene, [])
     warnings: list[str] = []
@@ -347,6 +347,36 @@ def measurements_to_inputs(
     if by_position:
         warnings.append(f"nodes {by_position} are not known by id; matched to training nodes at the same position "
                         f"(within {NODE_MATCH_M:g} m)")
+    keep, bad = _usable_samples(ms, ref, scene, slot_of, who)
+    dropped = sorted({k for _, s in keep for r in s.reports for k in FEATURES
+                      if getattr(r, k) is not None and k not in ref.features})
+    if dropped:
+        warnings.append(f"{', '.join(dropped)} given in the file but {who} was trained without it; ignored")
+    if not keep:
+        return None, bad, warnings, []
+    a = _fixed_slots(ms, ref, table, slot_of, keep)
+    frame = ref.frame(scene)
+    flags = [_fill_sample(a, row, sample, slot_of, frame, ref) for row, (_, sample) in enumerate(keep)]
+    n, cfg = len(keep), ref.config
+    x = Inputs(
+        dataset=ref.dataset, split="upload", mode=ref.mode, indices=np.array([i for i, _ in keep], dtype=np.int64),
+        rss_dbm=a["rss"], toa_ns=a["toa"], aoa_deg=a["aoa"], los=np.full(a["rss"].shape, -1, dtype=np.int8),
+        node_pos_m=a["node_pos"], node_mask=a["node_mask"], tx_power_dbm=a["tx"], slot_site=a["slot_site"],
+        truth_m=a["truth"], truth_z_m=a["truth_z"], scene_idx=np.full(n, ref.scenes.index(scene), dtype=np.int64),
+        scenes=ref.scenes, maps=maps, fixed_slots=a["base"] if ref.fixed_slots else 0,
+        sensitivity_dbm=float(cfg.get("sensitivity_dbm", np.nan)),
+        shadowing_sigma_db=float(cfg.get("shadowing_sigma_db", np.nan)),
+        rss_quantization_db=float(cfg.get("rss_quantization_db", 0.0) or 0.0),
+        rss_noise_db=float(cfg.get("rss_noise_db", np.nan)),
+        top_k=int(cfg.get("top_k", 0) or 0), rss_steps_dbm=a["rss_steps"], step_age_s=a["step_age"],
+    )
+    return x, bad, warnings, flags
+
+
+def _usable_samples(ms: MeasurementSet, ref: RunReference, scene: str, slot_of: dict[str, int | None],
+                    who: str) -> tuple[list[tuple[int, Any]], list[BadSample]]:
+    """``(index, sample)`` of the samples the run can predict, and the others (with why), file errors first."""
+    table = ref.nodes.get(scene, [])
     bad = [BadSample(e.index, e.id, e.message) for e in ms.errors]
     keep: list[tuple[int, Any]] = []
     for i, sample in enumerate(ms.samples):
@@ -361,99 +391,87 @@ def measurements_to_inputs(
                                  "own positions); reports of fixed nodes do not fit it"))
             continue
         keep.append((i, sample))
-    dropped = sorted({k for _, s in keep for r in s.reports for k in FEATURES
-                      if getattr(r, k) is not None and k not in ref.features})
-    if dropped:
-        warnings.append(f"{', '.join(dropped)} given in the file but {who} was trained without it; ignored")
-    if not keep:
-        return None, bad, warnings, []
+    return keep, bad
 
+
+def _fixed_slots(ms: MeasurementSet, ref: RunReference, table: list[dict[str, Any]], slot_of: dict[str, int | None],
+                 keep: list[tuple[int, Any]]) -> dict[str, Any]:
+    """The arrays of the kept samples, empty but for the training nodes in their slots.
+
+    The fixed slots are exactly as in training (kNN compares fingerprints slot by slot):
+    generated datasets pad every scene to the most sites; imported ones list the file's
+    nodes first. Mobile reports get the slots after them (``base`` on).
+    """
     n = len(keep)
-    # The fixed slots exactly as in training (kNN compares fingerprints slot by slot): generated
-    # datasets pad every scene to the most sites; imported ones list the file's nodes first.
     base = (ref.slots if ref.source == "generated" else len(table)) if ref.fixed_slots else 0
-    mobile = max(sum(r.node is None for r in s.reports) for _, s in keep)
-    slots = base + mobile
-    rss = np.full((n, slots), np.nan)
-    toa = np.full((n, slots), np.nan)
-    aoa = np.full((n, slots), np.nan)
-    node_pos = np.full((n, slots, 3), np.nan)
-    node_mask = np.zeros((n, slots), dtype=bool)
-    tx = np.full((n, slots), np.nan)
-    slot_site = np.full((n, slots), -1, dtype=np.int64)
-    truth = np.full((n, 2), np.nan)
-    truth_z = np.full(n, np.nan)
-    file_tx = {node.id: node.tx_power_dbm for node in ms.nodes}
-    for s, row in enumerate(table):
-        if row["x_m"] is not None:
-            node_pos[:, s] = [row["x_m"], row["y_m"], np.nan if row["z_m"] is None else row["z_m"]]
-        node_mask[:, s] = True
-        slot_site[:, s] = s
-        if row["tx_power_dbm"] is not None:
-            tx[:, s] = row["tx_power_dbm"]
-    if ref.mode == "ue":  # a power given in the file wins over the training one
-        for nid, s in slot_of.items():
-            if s is not None and file_tx.get(nid) is not None:
-                tx[:, s] = file_tx[nid]
-    use = {k: k in ref.features for k in FEATURES}
-    flags: list[list[str]] = []
+    slots = base + max(sum(r.node is None for r in s.reports) for _, s in keep)
     # report times as the dataset stores them (float32), so the ages match a Zarr split exactly
     times = [sorted({float(np.float32(r.t_s)) for r in sample.reports}) for _, sample in keep]
     n_steps = max((len(t) for t in times), default=1)
-    rss_steps = np.full((n, n_steps, slots), np.nan) if n_steps > 1 else None
-    step_age = np.full((n, n_steps), np.nan) if n_steps > 1 else None
-    for row, (_, sample) in enumerate(keep):
-        last_t = max(r.t_s for r in sample.reports)
-        step_of = {t: k for k, t in enumerate(times[row])}
-        if step_age is not None:
-            step_age[row, :len(times[row])] = times[row][-1] - np.asarray(times[row])
-            step_sums: dict[tuple[int, int], list[float]] = {}
-        sums: dict[int, list[float]] = {}
-        m = 0
-        for report in sample.reports:
-            if report.node is not None:
-                s = slot_of[report.node]
-            else:
-                s = base + m
-                m += 1
-                xy = _xy_of(report, frame, f"sample {sample.id!r}: a mobile report")
-                node_pos[row, s] = [xy[0], xy[1], np.nan if report.alt_m is None else report.alt_m]
-                node_mask[row, s] = True
-            if report.rss_dbm is not None and use["rss_dbm"]:
-                sums.setdefault(s, []).append(report.rss_dbm)
-                if step_age is not None:
-                    step_sums.setdefault((step_of[float(np.float32(report.t_s))], s), []).append(report.rss_dbm)
-            if report.t_s == last_t:
-                if report.toa_ns is not None and use["toa_ns"]:
-                    toa[row, s] = report.toa_ns
-                if report.aoa_deg is not None and use["aoa_deg"]:
-                    aoa[row, s] = report.aoa_deg
-        for s, values in sums.items():
-            rss[row, s] = float(np.mean(values))
-        if rss_steps is not None:
-            for (k, s), values in step_sums.items():
-                rss_steps[row, k, s] = float(np.mean(values))
-        if sample.truth is not None:
-            xy = _xy_of(sample.truth, frame, f"sample {sample.id!r}: truth")
-            if xy is not None:
-                truth[row] = xy
-            truth_z[row] = np.nan if sample.truth.alt_m is None else sample.truth.alt_m
-        flags.append(_range_flags(rss[row], toa[row], ref))
-    scenes = ref.scenes
-    cfg = ref.config
-    x = Inputs(
-        dataset=ref.dataset, split="upload", mode=ref.mode, indices=np.array([i for i, _ in keep], dtype=np.int64),
-        rss_dbm=rss, toa_ns=toa, aoa_deg=aoa, los=np.full((n, slots), -1, dtype=np.int8), node_pos_m=node_pos,
-        node_mask=node_mask, tx_power_dbm=tx, slot_site=slot_site, truth_m=truth, truth_z_m=truth_z,
-        scene_idx=np.full(n, scenes.index(scene), dtype=np.int64), scenes=scenes, maps=maps,
-        fixed_slots=base if ref.fixed_slots else 0,
-        sensitivity_dbm=float(cfg.get("sensitivity_dbm", np.nan)),
-        shadowing_sigma_db=float(cfg.get("shadowing_sigma_db", np.nan)),
-        rss_quantization_db=float(cfg.get("rss_quantization_db", 0.0) or 0.0),
-        rss_noise_db=float(cfg.get("rss_noise_db", np.nan)),
-        top_k=int(cfg.get("top_k", 0) or 0), rss_steps_dbm=rss_steps, step_age_s=step_age,
-    )
-    return x, bad, warnings, flags
+    a: dict[str, Any] = {
+        "base": base, "times": times, "rss": np.full((n, slots), np.nan), "toa": np.full((n, slots), np.nan),
+        "aoa": np.full((n, slots), np.nan), "node_pos": np.full((n, slots, 3), np.nan),
+        "node_mask": np.zeros((n, slots), dtype=bool), "tx": np.full((n, slots), np.nan),
+        "slot_site": np.full((n, slots), -1, dtype=np.int64), "truth": np.full((n, 2), np.nan),
+        "truth_z": np.full(n, np.nan), "rss_steps": np.full((n, n_steps, slots), np.nan) if n_steps > 1 else None,
+        "step_age": np.full((n, n_steps), np.nan) if n_steps > 1 else None,
+    }
+    for s, row in enumerate(table):
+        if row["x_m"] is not None:
+            a["node_pos"][:, s] = [row["x_m"], row["y_m"], np.nan if row["z_m"] is None else row["z_m"]]
+        a["node_mask"][:, s] = True
+        a["slot_site"][:, s] = s
+        if row["tx_power_dbm"] is not None:
+            a["tx"][:, s] = row["tx_power_dbm"]
+    if ref.mode == "ue":  # a power given in the file wins over the training one
+        file_tx = {node.id: node.tx_power_dbm for node in ms.nodes}
+        for nid, s in slot_of.items():
+            if s is not None and file_tx.get(nid) is not None:
+                a["tx"][:, s] = file_tx[nid]
+    return a
+
+
+def _fill_sample(a: dict[str, Any], row: int, sample: Any, slot_of: dict[str, int | None], frame: LocalFrame,
+                 ref: RunReference) -> list[str]:
+    """Put one sample's reports (RSS averaged per slot over its times, ToA/AoA at its last time) and truth
+    into row ``row`` of the arrays ``a``; return what is unusual about it."""
+    use = {k: k in ref.features for k in FEATURES}
+    times = a["times"][row]
+    last_t = max(r.t_s for r in sample.reports)
+    step_of = {t: k for k, t in enumerate(times)}
+    if a["step_age"] is not None:
+        a["step_age"][row, :len(times)] = times[-1] - np.asarray(times)
+    sums: dict[int, list[float]] = {}
+    step_sums: dict[tuple[int, int], list[float]] = {}
+    m = 0
+    for report in sample.reports:
+        if report.node is not None:
+            s = slot_of[report.node]
+        else:
+            s = a["base"] + m
+            m += 1
+            xy = _xy_of(report, frame, f"sample {sample.id!r}: a mobile report")
+            a["node_pos"][row, s] = [xy[0], xy[1], np.nan if report.alt_m is None else report.alt_m]
+            a["node_mask"][row, s] = True
+        if report.rss_dbm is not None and use["rss_dbm"]:
+            sums.setdefault(s, []).append(report.rss_dbm)
+            step_sums.setdefault((step_of[float(np.float32(report.t_s))], s), []).append(report.rss_dbm)
+        if report.t_s == last_t:
+            if report.toa_ns is not None and use["toa_ns"]:
+                a["toa"][row, s] = report.toa_ns
+            if report.aoa_deg is not None and use["aoa_deg"]:
+                a["aoa"][row, s] = report.aoa_deg
+    for s, values in sums.items():
+        a["rss"][row, s] = float(np.mean(values))
+    if a["rss_steps"] is not None:
+        for (k, s), values in step_sums.items():
+            a["rss_steps"][row, k, s] = float(np.mean(values))
+    if sample.truth is not None:
+        xy = _xy_of(sample.truth, frame, f"sample {sample.id!r}: truth")
+        if xy is not None:
+            a["truth"][row] = xy
+        a["truth_z"][row] = np.nan if sample.truth.alt_m is None else sample.truth.alt_m
+    return _range_flags(a["rss"][row], a["toa"][row], ref)
 
 
 def _range_flags(rss: np.ndarray, toa: np.ndarray, ref: RunReference) -> list[str]:

@@ -18,32 +18,14 @@ CORE = Path(__file__).parents[1] / "rflocal_core"
 #: Longest function body allowed, in lines from ``def`` to its last line.
 MAX_FUNCTION_LINES = 80
 
-#: Functions still over the limit, as "path::qualname" (files split by the "seams" part of issue 13).
-LONG_FUNCTIONS_ALLOWED = {
-    "dataset/exchange.py::_export_generated",
-    "dataset/exchange.py::import_measurements",
-    "dataset/exchange.py::_build_arrays",
-    "infer.py::predict_measurements",
-    "metrics.py::evaluate_run",
-    "models/baselines.py::load_inputs",
-    "reference.py::measurements_to_inputs",
-    "train/__init__.py::train",
-    "train/engine.py::fit_network",
-}
+#: Functions allowed over the limit, as "path::qualname" (none: keep it so).
+LONG_FUNCTIONS_ALLOWED: set[str] = set()
 
-#: Private names still imported from another module, as "importing path: module._name"
-#: (made public by the "seams" part of issue 13).
-PRIVATE_IMPORTS_ALLOWED = {
-    "models/features.py: rflocal_core.models.baselines._bounds",
-    "models/locheatmap.py: rflocal_core.models.nets._mlp",
-    "models/mapformer.py: rflocal_core.models.nets._mlp",
-}
+#: Private names allowed to be imported from another module, as "importing path: module._name" (none).
+PRIVATE_IMPORTS_ALLOWED: set[str] = set()
 
-#: Import cycles still present, each as the set of its modules (infer <-> metrics: run evaluation
-#: moves next to inference in the "seams" part of issue 13).
-IMPORT_CYCLES_ALLOWED = [
-    {"rflocal_core.infer", "rflocal_core.metrics"},
-]
+#: Import cycles allowed, each as the set of its modules (none).
+IMPORT_CYCLES_ALLOWED: list[set[str]] = []
 
 
 # --------------------------------------------------------------------------- the checks

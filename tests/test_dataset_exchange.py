@@ -18,6 +18,7 @@ import zarr
 from rflocal_core.dataset import (
     DatasetExistsError,
     DatasetNotFoundError,
+    ImportResult,
     export_dataset,
     import_measurements,
     open_dataset,
@@ -100,7 +101,7 @@ def antwerp_ms(antwerp_dir: Path) -> MeasurementSet:
 
 @pytest.fixture(scope="module")
 def antwerp_ws(antwerp_ms: MeasurementSet, tmp_path_factory: pytest.TempPathFactory,
-               workspace_env: Any) -> tuple[Path, dict[str, Any]]:
+               workspace_env: Any) -> tuple[Path, ImportResult]:
     """A workspace holding the Antwerp test split imported as dataset ``antwerp``, and the summary."""
     ws = tmp_path_factory.mktemp("antwerp_ws")
     with workspace_env(ws):
@@ -109,7 +110,7 @@ def antwerp_ws(antwerp_ms: MeasurementSet, tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.fixture
-def antwerp(antwerp_ws: tuple[Path, dict[str, Any]], workspace_env: Any) -> Iterator[dict[str, Any]]:
+def antwerp(antwerp_ws: tuple[Path, ImportResult], workspace_env: Any) -> Iterator[ImportResult]:
     ws, summary = antwerp_ws
     with workspace_env(ws):
         yield summary
@@ -188,8 +189,8 @@ def test_round_trip_generated(gen: Path, tmp_path: Path) -> None:
     path = dump_measurements(export_dataset(DATASET, split="train", scene="xa"), tmp_path / "xa_train.json")
     ms = load_measurements(path)
     summary = import_measurements(ms, name="rt-xa", split_fractions=(1.0, 0.0, 0.0))
-    assert summary["samples"] == len(ms.samples) and summary["splits"]["train"] == len(ms.samples)
-    assert summary["scene"] == "xa" and summary["frame_source"].startswith("scene 'xa'")
+    assert summary.samples == len(ms.samples) and summary.splits["train"] == len(ms.samples)
+    assert summary.scene == "xa" and summary.frame_source.startswith("scene 'xa'")
 
     orig, new = open_dataset(DATASET), open_dataset("rt-xa")
     rows = np.array([int(smp.id.rsplit("-", 1)[1]) for smp in ms.samples])
@@ -217,10 +218,14 @@ def test_round_trip_generated(gen: Path, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the real Antwerp data
 
 
-def test_antwerp_import(antwerp: dict[str, Any], antwerp_ms: MeasurementSet) -> None:
-    assert antwerp["samples"] == 8307 and antwerp["nodes"] == 44 and antwerp["unknown_position_nodes"] == 5
-    assert antwerp["unlabeled"] == 0 and antwerp["mobile_slots"] == 0 and antwerp["steps"] == 1
-    assert not antwerp["quality"]["faulty"] and antwerp["quality"]["kept"]["reports"] == 37_627
+def test_antwerp_import(antwerp: ImportResult, antwerp_ms: MeasurementSet) -> None:
+    assert antwerp.samples == 8307 and antwerp.nodes == 44 and antwerp.unknown_position_nodes == 5
+    assert antwerp.unlabeled == 0 and antwerp.mobile_slots == 0 and antwerp.steps == 1
+    assert not antwerp.quality.faulty and antwerp.quality.kept["reports"] == 37_627
+    plain = antwerp.to_json()  # what `data import` prints: the same keys as before results were typed
+    assert list(plain) == ["name", "path", "samples", "splits", "unlabeled", "nodes", "unknown_position_nodes",
+                           "mobile_slots", "steps", "mode", "scene", "frame_source", "seconds", "quality"]
+    assert plain["quality"] == antwerp.quality.to_dict()
     # training looks at where the messages are (9 km), not at the gateways (53 km)
     assert 5_000 < position_extent_m("antwerp")["extent_m"] < 10_000
     root = open_dataset("antwerp")
@@ -267,7 +272,7 @@ def test_antwerp_import(antwerp: dict[str, Any], antwerp_ms: MeasurementSet) -> 
     assert np.isnan(np.asarray(s["pos_m"][:, 0, 2])).all()  # no altitude in the data
 
 
-def test_antwerp_export_gives_back_the_file(antwerp: dict[str, Any], antwerp_ms: MeasurementSet) -> None:
+def test_antwerp_export_gives_back_the_file(antwerp: ImportResult, antwerp_ms: MeasurementSet) -> None:
     ms = export_dataset("antwerp", split="val")
     by_id = {smp.id: smp for smp in antwerp_ms.samples}
     assert ms.mode == "emitter" and ms.nodes == antwerp_ms.nodes and len(ms.samples) == 831
@@ -277,7 +282,7 @@ def test_antwerp_export_gives_back_the_file(antwerp: dict[str, Any], antwerp_ms:
         assert smp.truth == orig.truth
 
 
-def test_antwerp_zarr_samples_and_dataloader(antwerp: dict[str, Any]) -> None:
+def test_antwerp_zarr_samples_and_dataloader(antwerp: ImportResult) -> None:
     torch = pytest.importorskip("torch")
     from rflocal_core.dataset.torch_data import ZarrSamples
 
@@ -329,7 +334,7 @@ def test_mobile_sensors_times_and_missing_truth(workspace: Path) -> None:
     )
     ms = MeasurementSet("emitter", None, nodes, samples, notes=("made up",))
     summary = import_measurements(ms, name="mob", split_fractions=(0.5, 0.0, 0.5))
-    assert summary["mobile_slots"] == 2 and summary["steps"] == 2 and summary["unlabeled"] == 1
+    assert summary.mobile_slots == 2 and summary.steps == 2 and summary.unlabeled == 1
     root = open_dataset("mob")
     s = root["samples"]
     assert s["rss_dbm"].shape == (3, 2, 4)  # S = 2 nodes + 2 mobile slots, T = 2 distinct times
@@ -364,8 +369,8 @@ def test_mobile_sensors_times_and_missing_truth(workspace: Path) -> None:
 
 def test_survey_file_import(workspace: Path) -> None:
     summary = import_measurements(REPO_ROOT / "assets" / "example_survey.json", name="survey")
-    assert summary["samples"] == 2 and summary["nodes"] == 0 and summary["mobile_slots"] == 5
-    assert summary["unlabeled"] == 1 and sum(summary["splits"].values()) == 1
+    assert summary.samples == 2 and summary.nodes == 0 and summary.mobile_slots == 5
+    assert summary.unlabeled == 1 and sum(summary.splits.values()) == 1
     s = open_dataset("survey")["samples"]
     assert s["rss_dbm"].shape == (2, 1, 5)
     assert np.array_equal(s["node_mask"][...].sum(1), [5, 3])
@@ -380,7 +385,7 @@ def test_example_file_needs_its_scene_for_scene_metres(workspace: Path) -> None:
         import_measurements(example, name="ex")
     build_scene(SceneConfig(name="demo", procedural=ProceduralConfig(size_m=200), sites=SiteConfig(count=3)))
     summary = import_measurements(example, name="ex")
-    assert summary["frame_source"].startswith("scene 'demo'") and summary["steps"] == 3
+    assert summary.frame_source.startswith("scene 'demo'") and summary.steps == 3
     root = open_dataset("ex")
     assert root.attrs["frame"] == load_scene_meta("demo")["frame"] and root.attrs["scene"] == "demo"
     s = root["samples"]
@@ -423,7 +428,7 @@ def test_import_replaces_an_interrupted_import_but_not_a_generation(workspace: P
     ms = MeasurementSet("ue", None, (Node("g1", lat=51.0, lon=4.0),),
                         (Sample("s", (Report(node="g1", rss_dbm=-80.0),), Position(lat=51.001, lon=4.0)),))
     zarr.open_group(str(partial_path("left")), mode="w").attrs.update({"source": IMPORT_SOURCE, "complete": False})
-    assert import_measurements(ms, name="left")["samples"] == 1
+    assert import_measurements(ms, name="left").samples == 1
     assert not partial_path("left").exists()
     zarr.open_group(str(partial_path("gen")), mode="w").attrs.update({"digest": "abc", "complete": False})
     with pytest.raises(DatasetExistsError, match="interrupted generation of 'gen'"):

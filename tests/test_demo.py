@@ -26,7 +26,7 @@ def test_build_demo_makes_runs_examples_and_recorded_bounds(tmp_path, monkeypatc
     monkeypatch.setenv("RFLOCAL_WORKSPACE", str(ws))
     for run_id in demo.DEMO_RUNS:
         (ws / "runs" / run_id).symlink_to(out / "demo" / "runs" / run_id)
-        errs = [p["error_m"] for p in predict_file(run_id, out / demo.EXAMPLE_FILE.name)["runs"][0]["predictions"]]
+        errs = [p.error_m for p in predict_file(run_id, out / demo.EXAMPLE_FILE.name).runs[0].predictions]
         bound = manifest["examples"][run_id][demo.EXAMPLE_FILE.name]
         assert np.median(errs) == bound["median_m"] or abs(np.median(errs) - bound["median_m"]) < 1e-3
         assert bound["median_bound_m"] > bound["median_m"]

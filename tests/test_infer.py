@@ -38,7 +38,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory, workspace_env, tiny_dataset):
     path.mkdir()
     with workspace_env(path):
         tiny_dataset("inf", "infds", samples=400)
-        runs = {m: train("infds", m, train_config={"epochs": 4}, seed=0)["run_id"] for m in MODELS}
+        runs = {m: train("infds", m, train_config={"epochs": 4}, seed=0).run_id for m in MODELS}
         doc = to_json_dict(export_dataset("infds", split="test", limit=12))
         (path / "test12.json").write_text(json.dumps(doc))
         yield {"path": path, "runs": runs, "doc": doc}
@@ -63,34 +63,35 @@ def test_a_file_predicts_exactly_as_the_dataset_split(env, model):
     x = load_inputs("infds", "test", with_maps=run.needs_maps)
     by_id = {f"infds-{int(i)}": e for i, e in zip(x.indices, errors_m(run.predict(x), x))}
     out = predict_measurements(run, export_dataset("infds", split="test"), top_k=0)
-    assert not out["bad_samples"] and not out["warnings"]
-    assert len(out["predictions"]) == len(x)
-    for row in out["predictions"]:
-        assert row["error_m"] == pytest.approx(by_id[row["id"]], abs=0.02)  # file values are float32, 2 decimals
-        assert {"x_m", "y_m", "lat", "lon", "sigma_x_m", "sigma_y_m", "error_m", "truth"} <= set(row)
+    assert not out.bad_samples and not out.warnings
+    assert len(out.predictions) == len(x)
+    for row in out.predictions:
+        assert row.error_m == pytest.approx(by_id[row.id], abs=0.02)  # file values are float32, 2 decimals
+        assert {"x_m", "y_m", "lat", "lon", "sigma_x_m", "sigma_y_m", "error_m", "truth"} <= set(row.to_json())
     # the lat/lon of a prediction is the frame's image of its x/y
     frame = run.reference.frame("inf")
-    row = out["predictions"][0]
-    lat, lon = frame.to_latlon(row["x_m"], row["y_m"])
-    assert (float(lat), float(lon)) == pytest.approx((row["lat"], row["lon"]), abs=1e-6)
+    row = out.predictions[0]
+    lat, lon = frame.to_latlon(row.x_m, row.y_m)
+    assert (float(lat), float(lon)) == pytest.approx((row.lat, row.lon), abs=1e-6)
 
 
 def test_uncertainty_and_posterior(env):
     mm = predict_measurements(load_run(env["runs"]["map_matching"]), load_measurements(env["path"] / "test12.json"),
                               heatmaps=True)
-    for row in mm["predictions"]:
-        assert row["sigma_x_m"] is not None and row["sigma_x_m"] >= 0
-        heat = mm["heatmaps"][row["id"]]["p"]
+    for row in mm.predictions:
+        assert row.sigma_x_m is not None and row.sigma_x_m >= 0
+        heat = mm.heatmaps[row.id].p
         assert heat.sum() == pytest.approx(1.0, abs=1e-6)
-        probs = [c["p"] for c in row["candidates"]]
+        probs = [c.p for c in row.candidates]
         assert 1 <= len(probs) <= 5 and sum(probs) <= 1.0 + 1e-6 and probs[0] > 0
     wc = predict_measurements(load_run(env["runs"]["weighted_centroid"]), load_measurements(env["path"] / "test12.json"))
-    assert all(r["sigma_x_m"] is None and r["candidates"] == [] for r in wc["predictions"])
+    assert all(r.sigma_x_m is None and r.candidates == () for r in wc.predictions)
+    assert wc.heatmaps is None and "heatmaps" not in mm.to_json()
     # one sample's heatmap on its own is the one of the batch
     ms = load_measurements(env["path"] / "test12.json")
-    sid = mm["predictions"][3]["id"]
+    sid = mm.predictions[3].id
     one = sample_heatmap(load_run(env["runs"]["map_matching"]), ms, sid)
-    np.testing.assert_array_equal(one["p"], mm["heatmaps"][sid]["p"])
+    np.testing.assert_array_equal(one.p, mm.heatmaps[sid].p)
     assert sample_heatmap(load_run(env["runs"]["setnet"]), ms, sid) is None
 
 
@@ -101,10 +102,14 @@ def test_cli_predict_gives_the_core_numbers(env, run_cli, tmp_path):
                    env["path"])
     assert proc.returncode == 0, proc.stderr
     cli = json.loads(proc.stdout)
-    core = predict_file(run_id, env["path"] / "test12.json")["runs"][0]
+    core = predict_file(run_id, env["path"] / "test12.json")
     assert json.loads(out_file.read_text()) == cli
     assert [(p["id"], p["x_m"], p["y_m"], p["sigma_x_m"], p["error_m"]) for p in cli["predictions"]] == \
-           [(p["id"], p["x_m"], p["y_m"], p["sigma_x_m"], p["error_m"]) for p in core["predictions"]]
+           [(p.id, p.x_m, p.y_m, p.sigma_x_m, p.error_m) for p in core.runs[0].predictions]
+    # the CLI prints the core's JSON: the run's keys, and the file's quality
+    timing = ("predict_ms", "predict_ms_per_sample")
+    assert {k: v for k, v in cli.items() if k not in timing} == \
+           {**{k: v for k, v in core.runs[0].to_json().items() if k not in timing}, "quality": core.file.quality.to_dict()}
     two = run_cli(["predict", "--run", run_id, "--run", env["runs"]["knn"], "--input", str(env["path"] / "test12.json")],
                   env["path"])
     assert two.returncode == 0 and [r["run_id"] for r in json.loads(two.stdout)["runs"]] == [run_id, env["runs"]["knn"]]
@@ -143,12 +148,12 @@ def test_unknown_nodes_and_bad_samples_are_listed_while_the_rest_predicts(env, t
         d["samples"][1]["reports"][0]["rss_dbm"] = "loud"
 
     doc = _edited(env["doc"], edit)
-    out = predict_file(env["runs"]["setnet"], _file(tmp_path, doc))["runs"][0]
-    bad = {b["id"]: b["message"] for b in out["bad_samples"]}
+    out = predict_file(env["runs"]["setnet"], _file(tmp_path, doc)).runs[0]
+    bad = {b.id: b.message for b in out.bad_samples}
     assert set(bad) == {doc["samples"][0]["id"], doc["samples"][1]["id"]}
     assert "'stranger'" in bad[doc["samples"][0]["id"]] and "never saw" in bad[doc["samples"][0]["id"]]
     assert "samples[1].reports[0].rss_dbm" in bad[doc["samples"][1]["id"]]
-    assert len(out["predictions"]) == len(doc["samples"]) - 2
+    assert len(out.predictions) == len(doc["samples"]) - 2
 
 
 def test_a_node_known_only_by_position_is_matched_and_out_of_range_rss_is_flagged(env, tmp_path):
@@ -161,11 +166,11 @@ def test_a_node_known_only_by_position_is_matched_and_out_of_range_rss_is_flagge
                     r["node"] = "renamed"
         d["samples"][0]["reports"][0]["rss_dbm"] = 20.0
 
-    out = predict_file(env["runs"]["knn"], _file(tmp_path, _edited(env["doc"], edit)))["runs"][0]
-    assert any("matched to training nodes at the same position" in w for w in out["warnings"])
-    flags = out["predictions"][0]["flags"]
+    out = predict_file(env["runs"]["knn"], _file(tmp_path, _edited(env["doc"], edit))).runs[0]
+    assert any("matched to training nodes at the same position" in w for w in out.warnings)
+    flags = out.predictions[0].flags
     assert any("outside the training range" in f for f in flags), flags
-    assert not any(p["flags"] for p in out["predictions"][1:])
+    assert not any(p.flags for p in out.predictions[1:])
 
 
 def test_features_the_model_never_saw_are_ignored_with_a_warning(env, tmp_path):
@@ -174,10 +179,10 @@ def test_features_the_model_never_saw_are_ignored_with_a_warning(env, tmp_path):
 
     generate_dataset(GenerationConfig(name="infrss", scenes=("inf",), samples_per_scene=150, cell_size_m=4.0,
                                       map_samples_per_tx=1_000_000, timing=False, min_sites=2))  # RSS only
-    run_id = train("infrss", "weighted_centroid")["run_id"]
-    out = predict_file(run_id, env["path"] / "test12.json")["runs"][0]
-    assert any("aoa_deg" in w and "trained without" in w for w in out["warnings"])
-    assert len(out["predictions"]) == 12
+    run_id = train("infrss", "weighted_centroid").run_id
+    out = predict_file(run_id, env["path"] / "test12.json").runs[0]
+    assert any("aoa_deg" in w and "trained without" in w for w in out.warnings)
+    assert len(out.predictions) == 12
 
 
 def test_a_run_predicts_without_its_dataset_from_its_reference(env, tmp_path, monkeypatch):
@@ -185,9 +190,9 @@ def test_a_run_predicts_without_its_dataset_from_its_reference(env, tmp_path, mo
     (other / "runs").mkdir(parents=True)
     run_id = env["runs"]["setnet"]
     shutil.copytree(env["path"] / "runs" / run_id, other / "runs" / run_id)
-    expected = predict_file(run_id, env["path"] / "test12.json")["runs"][0]["predictions"]
+    expected = predict_file(run_id, env["path"] / "test12.json").runs[0].predictions
     monkeypatch.setenv(settings.WORKSPACE_ENV, str(other))
-    assert predict_file(run_id, env["path"] / "test12.json")["runs"][0]["predictions"] == expected
+    assert predict_file(run_id, env["path"] / "test12.json").runs[0].predictions == expected
     (other / "runs" / run_id / REFERENCE_FILE).unlink()
     with pytest.raises(InferenceInputError, match="has no reference.json and its training dataset 'infds'"):
         run_reference(run_id)
@@ -208,18 +213,18 @@ def test_views_ellipse_timeline_table_overlay(env):
     run = load_run(env["runs"]["setnet"])
     ms = load_measurements(env["path"] / "test12.json")
     out = predict_measurements(run, ms)
-    row = out["predictions"][0]
+    row = out.predictions[0]
     frame = run.reference.frame("inf")
     ring = np.array(ellipse_latlon(row, frame, k=2))
     x, y = frame.to_xy(ring[:, 0], ring[:, 1])
     # every point of the 2-sigma ellipse satisfies (dx/2sx)^2 + (dy/2sy)^2 = 1
-    d = ((x - row["x_m"]) / (2 * row["sigma_x_m"])) ** 2 + ((y - row["y_m"]) / (2 * row["sigma_y_m"])) ** 2
+    d = ((x - row.x_m) / (2 * row.sigma_x_m)) ** 2 + ((y - row.y_m) / (2 * row.sigma_y_m)) ** 2
     np.testing.assert_allclose(d, 1.0, atol=1e-3)
     assert ELLIPSE_LEVELS[1] == pytest.approx(0.3935, abs=1e-4) and ELLIPSE_LEVELS[2] == pytest.approx(0.8647, abs=1e-4)
-    timeline = report_timeline(ms, row["id"])
+    timeline = report_timeline(ms, row.id)
     assert len(timeline) == len(ms.samples[0].reports) and all("rss_dbm" in r for r in timeline)
     table = predictions_table([out])
-    assert len(table) == 12 and table[0]["id"] == row["id"]
+    assert len(table) == 12 and table[0]["id"] == row.id
     overlay = scene_overlay(run, "inf")
     assert len(overlay["nodes"]) == 5 and overlay["buildings"]["features"]
 
@@ -228,8 +233,8 @@ def test_dumps_round_trip_keeps_predictions(env, tmp_path):
     ms = load_measurements(env["path"] / "test12.json")
     again = tmp_path / "again.json"
     again.write_text(dumps_measurements(ms))
-    a = predict_file(env["runs"]["knn"], env["path"] / "test12.json")["runs"][0]["predictions"]
-    b = predict_file(env["runs"]["knn"], again)["runs"][0]["predictions"]
+    a = predict_file(env["runs"]["knn"], env["path"] / "test12.json").runs[0].predictions
+    b = predict_file(env["runs"]["knn"], again).runs[0].predictions
     assert a == b
 
 
@@ -245,12 +250,12 @@ def test_runs_on_imported_measurements_predict_their_own_files(env, tmp_path):
     with pytest.raises(InvalidInputError, match="mapformer reads radio maps and scene rasters, but dataset 'infimp'"):
         train("infimp", "mapformer")
     for model in ("knn", "setnet"):
-        run_id = train("infimp", model, train_config={"epochs": 2})["run_id"]
+        run_id = train("infimp", model, train_config={"epochs": 2}).run_id
         ref = run_reference(run_id)
         assert ref.source == "import" and len(ref.nodes[ref.scenes[0]]) == 5
-        out = predict_file(run_id, env["path"] / "test12.json")["runs"][0]
-        assert len(out["predictions"]) == 12 and not out["bad_samples"]
-        assert np.median([p["error_m"] for p in out["predictions"]]) < 100
+        out = predict_file(run_id, env["path"] / "test12.json").runs[0]
+        assert len(out.predictions) == 12 and not out.bad_samples
+        assert np.median([p.error_m for p in out.predictions]) < 100
 
 
 def _same_as_dataset(run_id: str, dataset: str, ms) -> None:
@@ -258,15 +263,15 @@ def _same_as_dataset(run_id: str, dataset: str, ms) -> None:
     x = load_inputs(dataset, "test", with_maps=run.needs_maps)
     by_id = {f"{dataset}-{int(i)}": e for i, e in zip(x.indices, errors_m(run.predict(x), x))}
     out = predict_measurements(run, ms, top_k=0)
-    assert not out["bad_samples"] and len(out["predictions"]) == len(x)
-    for row in out["predictions"]:
-        assert row["error_m"] == pytest.approx(by_id[row["id"]], abs=0.05)
+    assert not out.bad_samples and len(out.predictions) == len(x)
+    for row in out.predictions:
+        assert row.error_m == pytest.approx(by_id[row.id], abs=0.05)
 
 
 def test_emitter_runs_predict_files_of_fixed_sensors(env, tiny_dataset):
     tiny_dataset("infem", "infemds", samples=200, mode="emitter", timing=False)
     for model in ("knn", "setnet"):
-        run_id = train("infemds", model, train_config={"epochs": 2})["run_id"]
+        run_id = train("infemds", model, train_config={"epochs": 2}).run_id
         _same_as_dataset(run_id, "infemds", export_dataset("infemds", split="test"))
 
 
@@ -278,7 +283,7 @@ def test_sequences_give_mapformer_earlier_reports_and_a_file_predicts_as_the_spl
 
     tiny_dataset("infseq", "infseqds", samples=160, timing=False, sequence_length=(4, 4), motion="pedestrian")
     run_id = train("infseqds", "mapformer", model_config={"d_model": 32, "heads": 2, "layers": 1, "map_res": 32},
-                   train_config={"epochs": 1}, seed=0)["run_id"]
+                   train_config={"epochs": 1}, seed=0).run_id
     run = load_run(run_id)
     x = load_inputs("infseqds", "test", with_maps=True)
     assert x.rss_steps_dbm is not None and x.rss_steps_dbm.shape[:2] == (len(x), 4)
@@ -305,7 +310,7 @@ def test_drone_survey_runs_predict_reports_with_their_own_positions(env):
         name="infdroneds", scenes=("infdrone",), samples_per_scene=60, mode="emitter", survey="drone",
         drone_spacing_m=40.0, drone_points=8, cell_size_m=4.0, drone_map_samples_per_tx=400_000, timing=False,
         min_sites=3))
-    run_id = train("infdroneds", "setnet", train_config={"epochs": 2})["run_id"]
+    run_id = train("infdroneds", "setnet", train_config={"epochs": 2}).run_id
     root = open_dataset("infdroneds")
     s = root["samples"]
     idx = np.asarray(root["splits/test"][...])
@@ -325,4 +330,4 @@ def test_drone_survey_runs_predict_reports_with_their_own_positions(env):
     lat, lon = frame.to_latlon(node_pos[0, heard, 0], node_pos[0, heard, 1])
     survey = {"src": {"features": {"x": lat.tolist(), "y": lon.tolist(), "rssi": rss[0, 0, heard].tolist()}}}
     out = predict_measurements(load_run(run_id), parse_measurements(survey))
-    assert len(out["predictions"]) == 1 and out["predictions"][0]["x_m"] is not None
+    assert len(out.predictions) == 1 and out.predictions[0].x_m is not None

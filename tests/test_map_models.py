@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from rflocal_core.dataset import export_dataset
-from rflocal_core.infer import load_run, predict_measurements
-from rflocal_core.metrics import evaluate_run
+from rflocal_core.infer import evaluate_run, load_run, predict_measurements
 from rflocal_core.models import errors_m, load_inputs
 from rflocal_core.models.features import FeatureSpec, make_batch
 from rflocal_core.models.maps import MapSource, lookup, unit_to_pg_db
@@ -24,7 +23,7 @@ def ws(tmp_path_factory, workspace_env, tiny_dataset):
     path.mkdir()
     with workspace_env(path):
         tiny_dataset("mn", "mnds", samples=240)
-        runs = {m: train("mnds", m, model_config=cfg, train_config={"epochs": 2, "batch_size": 64})["run_id"]
+        runs = {m: train("mnds", m, model_config=cfg, train_config={"epochs": 2, "batch_size": 64}).run_id
                 for m, cfg in CONFIGS.items()}
         yield {"path": path, "runs": runs}
 
@@ -66,14 +65,17 @@ def test_map_networks_train_evaluate_and_predict_files(env, model):
     by_id = {f"mnds-{int(i)}": e for i, e in zip(x.indices, errors_m(run.predict(x), x))}
     assert np.isfinite(list(by_id.values())).all()
     out = predict_measurements(run, export_dataset("mnds", split="test"), top_k=0)
-    assert not out["bad_samples"] and len(out["predictions"]) == len(x)
-    for row in out["predictions"]:  # a file reads the maps of the run's dataset: the same answer
-        assert row["error_m"] == pytest.approx(by_id[row["id"]], abs=0.5)
-        assert row["sigma_x_m"] > 0
+    assert not out.bad_samples and len(out.predictions) == len(x)
+    for row in out.predictions:  # a file reads the maps of the run's dataset: the same answer
+        assert row.error_m == pytest.approx(by_id[row.id], abs=0.5)
+        assert row.sigma_x_m > 0
     result = evaluate_run(env["runs"][model], "mnds")
-    assert result["count"] == len(x) and result["calibration"]["available"]
+    assert result.summary.count == len(x) and result.calibration.available
     if model == "mapformer":  # the physics residual travels with each prediction as a confidence signal
-        assert any(row.get("residual_db") is not None and row["residual_db"] >= 0 for row in out["predictions"])
+        assert any(row.residual_db is not None and row.residual_db >= 0 for row in out.predictions)
+        assert "residual_db" in out.predictions[0].to_json()
+    else:
+        assert "residual_db" not in out.predictions[0].to_json()
 
 
 def test_wrong_maps_at_test_time_change_a_map_model(env):
@@ -85,7 +87,7 @@ def test_wrong_maps_at_test_time_change_a_map_model(env):
 
 
 def test_mapformer_refines_its_position_at_inference(env):
-    run_id = train("mnds", "mapformer", model_config={"refine_steps": 5}, train_config={"epochs": 1})["run_id"]
+    run_id = train("mnds", "mapformer", model_config={"refine_steps": 5}, train_config={"epochs": 1}).run_id
     run = load_run(run_id)
     x = load_inputs("mnds", "test")
     pred = run.predict(x)

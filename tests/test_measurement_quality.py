@@ -69,7 +69,10 @@ def _synthetic(n: int = 200, seed: int = 0, side_m: float = 2000.0) -> Measureme
     return MeasurementSet("emitter", None, nodes, tuple(samples))
 
 
-def _counts(quality: dict[str, Any]) -> dict[str, int]:
+def _counts(quality: QualityReport | dict[str, Any]) -> dict[str, int]:
+    """Counts by reason, of a report or of its JSON (what the command line prints)."""
+    if isinstance(quality, QualityReport):
+        return {reason: issue.count for reason, issue in quality.issues.items() if issue.count}
     return {reason: row["count"] for reason, row in quality["reasons"].items()}
 
 
@@ -361,15 +364,15 @@ def test_import_drops_faults_and_reports_them_by_reason(workspace: Path, tmp_pat
     path = tmp_path / "dirty.json"
     path.write_text(json.dumps(doc))
     summary = import_measurements(path, name="dirty")
-    q = summary["quality"]
+    q = summary.quality
     assert _counts(q) == counts
-    assert q["dropped"] == {"samples": 2, "reports": 36, "truths": 2, "node_positions": 1}
-    assert summary["samples"] == 199 and summary["unlabeled"] == 2 and summary["unknown_position_nodes"] == 1
-    assert q["kept"]["samples"] == 199 and q["kept"]["truths"] == 197
-    assert q["reasons"]["duplicate_sample_id"]["sample_ids"] == ["s-3"]
-    assert q["reasons"]["truth_position_sentinel"]["sample_ids"] == ["s-30"]
+    assert q.dropped == {"samples": 2, "reports": 36, "truths": 2, "node_positions": 1}
+    assert summary.samples == 199 and summary.unlabeled == 2 and summary.unknown_position_nodes == 1
+    assert q.kept["samples"] == 199 and q.kept["truths"] == 197
+    assert q.issues["duplicate_sample_id"].ids == ["s-3"]
+    assert q.issues["truth_position_sentinel"].ids == ["s-30"]
     root = open_dataset("dirty")
-    assert root.attrs["quality"] == q and q["summary"] in root.attrs["assumptions"]
+    assert root.attrs["quality"] == q.to_dict() and q.summary() in root.attrs["assumptions"]
     assert "s-50" not in root["samples"].attrs["sample_ids"]
     assert np.nanmin(np.asarray(root["samples/rss_dbm"][...])) > -120  # no code or floor left
     # the frame is where the clean positions are
@@ -407,8 +410,8 @@ def test_cli_import_prints_the_quality_and_strict_exits_2(workspace: Path, tmp_p
     assert run_cli(["data", "list"], workspace).stdout.count('"name"') == 1
     # --min-reports reaches the core: the command line reports what the API reports
     proc = run_cli(["data", "import", str(path), "--name", "m3", "--min-reports", "3"], workspace)
-    api = import_measurements(path, name="api3", min_reports=3)["quality"]
-    assert json.loads(proc.stdout)["quality"] == api and api["reasons"]["too_few_reports"]["count"] > 1
+    api = import_measurements(path, name="api3", min_reports=3).quality
+    assert json.loads(proc.stdout)["quality"] == api.to_dict() and api.issues["too_few_reports"].count > 1
 
 
 # --------------------------------------------------------------------------- prediction, training
@@ -420,7 +423,7 @@ def knn_ws(tmp_path_factory: pytest.TempPathFactory, workspace_env: Any) -> dict
     path = tmp_path_factory.mktemp("quality_ws")
     with workspace_env(path):
         import_measurements(_synthetic(n=300, seed=1), name="syn", seed=0)
-        run_id = train("syn", "knn")["run_id"]
+        run_id = train("syn", "knn").run_id
     return {"path": path, "run": run_id}
 
 
@@ -438,16 +441,16 @@ def test_predict_drops_faults_and_strict_refuses(knn_env: dict[str, Any], tmp_pa
     path = tmp_path / "p.json"
     path.write_text(json.dumps(doc))
     out = predict_file(knn_env["run"], path)
-    assert out["file"]["samples"] == 13
-    assert _counts(out["file"]["quality"]) == {"duplicate_sample_id": 1, "rss_out_of_range": 1,
-                                               "truth_position_sentinel": 1}
-    preds = {p["id"]: p for p in out["runs"][0]["predictions"]}
-    assert len(preds) == 12 and preds["s-1"]["error_m"] is None and preds["s-1"]["truth"] is None
-    errors = [p["error_m"] for sid, p in preds.items() if sid != "s-1"]
+    assert out.file.samples == 13
+    assert _counts(out.file.quality) == {"duplicate_sample_id": 1, "rss_out_of_range": 1,
+                                         "truth_position_sentinel": 1}
+    preds = {p.id: p for p in out.runs[0].predictions}
+    assert len(preds) == 12 and preds["s-1"].error_m is None and preds["s-1"].truth is None
+    errors = [p.error_m for sid, p in preds.items() if sid != "s-1"]
     assert np.median(errors) < 300.0  # a truth at (0, 0) would have made one error of 5,700 km
     proc = run_cli(["predict", "--run", knn_env["run"], "--input", str(path)], knn_env["path"])
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["quality"] == out["file"]["quality"]
+    assert json.loads(proc.stdout)["quality"] == out.file.quality.to_dict()
     assert sum(line.startswith("warning: quality: dropped") for line in proc.stderr.splitlines()) == 3
     _fails(run_cli(["predict", "--run", knn_env["run"], "--input", str(path), "--strict"], knn_env["path"]),
            "quality: refused (strict): samples[3].reports[0].rss_dbm: expected a number in [-200, 30], got -999")
@@ -459,13 +462,13 @@ def test_training_refuses_an_extent_over_the_limit(knn_env: dict[str, Any], run_
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     wide = _synthetic(n=120, seed=2, side_m=60_000.0)  # legitimately wide: the quality checks keep it
     summary = import_measurements(wide, name="wide", seed=0)
-    assert not summary["quality"]["faulty"]
+    assert not summary.quality.faulty
     extent = position_extent_m("wide")
     assert 50_000.0 < extent["extent_m"] < 60_000.0
     km = f"{extent['extent_m'] / 1000:,.1f} km"
     with pytest.raises(InvalidInputError, match=f"dataset: 'wide' spans {km} .*more than the 50 km limit"):
         train("wide", "knn")
-    assert train("wide", "knn", allow_large_extent=True)["median_m"] > 0
+    assert train("wide", "knn", allow_large_extent=True).summary.median_m > 0
     _fails(run_cli(["train", "--dataset", "wide", "--model", "setnet"], knn_env["path"]),
            f"spans {km}", "--allow-large-extent")
     proc = run_cli(["train", "--dataset", "wide", "--model", "weighted_centroid", "--allow-large-extent"],
@@ -539,11 +542,11 @@ def test_a_dirty_real_file_trains_a_network_as_well_as_the_clean_one(workspace: 
     assert (np.mean(lat) - np.mean([r.lat for s in clean.samples for r in s.reports]
                                    + [s.truth.lat for s in clean.samples])) * M_PER_DEG < -10_000
 
-    q_clean = import_measurements(tmp_path / "clean.json", name="clean", seed=1)["quality"]
-    q_dirty = import_measurements(tmp_path / "dirty.json", name="dirty", seed=1)["quality"]
-    assert not q_clean["faulty"]
+    q_clean = import_measurements(tmp_path / "clean.json", name="clean", seed=1).quality
+    q_dirty = import_measurements(tmp_path / "dirty.json", name="dirty", seed=1).quality
+    assert not q_clean.faulty
     assert _counts(q_dirty) == {"duplicate_sample_id": 1, "report_position_sentinel": n_zero, "rss_sentinel": n_floor}
-    assert q_dirty["kept"] == q_clean["kept"]
+    assert q_dirty.kept == q_clean.kept
     # cleaned, the dirty file is the clean one: the same frame, splits and arrays
     a, b = open_dataset("clean"), open_dataset("dirty")
     assert a.attrs["frame"] == b.attrs["frame"] and position_extent_m("dirty")["extent_m"] < 30_000.0
@@ -552,9 +555,9 @@ def test_a_dirty_real_file_trains_a_network_as_well_as_the_clean_one(workspace: 
 
     run = train("dirty", "setnet", model_config={"d_model": 32, "layers": 1, "heads": 2},
                 train_config={"epochs": 8, "batch_size": 64, "patience": 0, "device": "cpu"}, seed=0)
-    out = predict_file(run["run_id"], tmp_path / "test.json")
-    errors = np.array([p["error_m"] for p in out["runs"][0]["predictions"]])
-    assert len(errors) == len(test.samples) and not out["file"]["quality"]["faulty"]
+    out = predict_file(run.run_id, tmp_path / "test.json")
+    errors = np.array([p.error_m for p in out.runs[0].predictions])
+    assert len(errors) == len(test.samples) and not out.file.quality.faulty
     assert np.median(errors) < 420.0, np.median(errors)  # clean file: 382 m (measured once)
 
 
@@ -584,7 +587,7 @@ def test_the_import_tab_shows_the_quality_and_strict_refuses(workspace: Path) ->
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert "Imported **dirty**: 199 samples" in at.success[0].value
-    assert at.warning[0].value == import_measurements(json.dumps(doc).encode(), name="again")["quality"]["summary"]
+    assert at.warning[0].value == import_measurements(json.dumps(doc).encode(), name="again").quality.summary()
     table = next(df.value for df in at.dataframe if "reason" in df.value)
     assert dict(zip(table["reason"], table["count"])) == counts
 

@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from rflocal_core import settings
 from rflocal_core.errors import InvalidInputError
+from rflocal_core.infer import EvaluationResult, evaluate_run, evaluation_cache_path
 from rflocal_core.metrics import (
     EXPECTED_1SIGMA,
     EXPECTED_2SIGMA,
@@ -26,8 +27,6 @@ from rflocal_core.metrics import (
     crlb_summary,
     error_cdf,
     error_summary,
-    evaluate_run,
-    evaluation_cache_path,
     fit_path_loss_exponent,
     group_labels,
     spatial_error_map,
@@ -49,7 +48,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory, workspace_env, tiny_dataset):
     path.mkdir()
     with workspace_env(path):
         tiny_dataset("mx", DS, samples=300)
-        runs = {m: train(DS, m)["run_id"] for m in ("weighted_centroid", "knn")}
+        runs = {m: train(DS, m).run_id for m in ("weighted_centroid", "knn")}
         yield {"path": path, "runs": runs}
 
 
@@ -69,17 +68,21 @@ def test_cdf_and_percentiles_hand_computed() -> None:
     assert x.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
     assert frac.tolist() == [0.2, 0.4, 0.6, 0.8, 1.0]
     s = error_summary(errors)
-    assert s["count"] == 5 and s["missing"] == 2
-    assert s["mean_m"] == pytest.approx(3.0)
-    assert s["rmse_m"] == pytest.approx(math.sqrt(55 / 5))
-    assert s["median_m"] == pytest.approx(3.0)
+    assert s.count == 5 and s.missing == 2
+    assert s.mean_m == pytest.approx(3.0)
+    assert s.rmse_m == pytest.approx(math.sqrt(55 / 5))
+    assert s.median_m == pytest.approx(3.0)
     # linear interpolation between order statistics: rank q * (n - 1)
-    assert s["p67_m"] == pytest.approx(3.68)
-    assert s["p80_m"] == pytest.approx(4.2)
-    assert s["p95_m"] == pytest.approx(4.8)
-    assert s["success_rates"] == {"5m": 1.0, "10m": 1.0, "20m": 1.0, "50m": 1.0, "100m": 1.0}
-    assert error_summary(np.array([0.5, 7.0, 30.0, 60.0]))["success_rates"] == {
+    assert s.p67_m == pytest.approx(3.68)
+    assert s.p80_m == pytest.approx(4.2)
+    assert s.p95_m == pytest.approx(4.8)
+    assert s.success_rates == {"5m": 1.0, "10m": 1.0, "20m": 1.0, "50m": 1.0, "100m": 1.0}
+    assert error_summary(np.array([0.5, 7.0, 30.0, 60.0])).success_rates == {
         "5m": 0.25, "10m": 0.5, "20m": 0.5, "50m": 0.75, "100m": 1.0}
+    assert list(s.to_json()) == ["count", "missing", "mean_m", "rmse_m", "median_m", "p67_m", "p80_m", "p95_m",
+                                 "success_rates"]
+    none = error_summary(np.array([np.nan]))
+    assert none.count == 0 and none.missing == 1 and none.median_m is None and none.success_rates == {}
     x, frac = error_cdf(np.array([np.nan]))
     assert len(x) == 0 and len(frac) == 0
 
@@ -161,13 +164,13 @@ def test_calibration_on_synthetic_gaussian_errors() -> None:
     sigma = rng.uniform(2.0, 30.0, (n, 2))
     err = rng.normal(0.0, 1.0, (n, 2)) * sigma
     c = calibration(err, sigma)
-    assert c["available"] and c["count"] == n and c["no_sigma"] == 0
-    assert c["inside_1sigma"] == pytest.approx(EXPECTED_1SIGMA, abs=0.015)
-    assert c["inside_2sigma"] == pytest.approx(EXPECTED_2SIGMA, abs=0.015)
+    assert c.available and c.count == n and c.no_sigma == 0
+    assert c.inside_1sigma == pytest.approx(EXPECTED_1SIGMA, abs=0.015)
+    assert c.inside_2sigma == pytest.approx(EXPECTED_2SIGMA, abs=0.015)
     assert EXPECTED_1SIGMA == pytest.approx(0.3935, abs=1e-4) and EXPECTED_2SIGMA == pytest.approx(0.8647, abs=1e-4)
-    np.testing.assert_allclose(c["reliability"]["observed"], c["reliability"]["nominal"], atol=0.015)
+    np.testing.assert_allclose(c.reliability.observed, c.reliability.nominal, atol=0.015)
     over = calibration(err, sigma / 2)  # overconfident
-    assert over["inside_1sigma"] < 0.15 and over["inside_2sigma"] < 0.45
+    assert over.inside_1sigma < 0.15 and over.inside_2sigma < 0.45
     # samples without a finite positive sigma are counted and left out
     s2 = sigma.copy()
     s2[:100, 0] = np.nan
@@ -175,18 +178,20 @@ def test_calibration_on_synthetic_gaussian_errors() -> None:
     err2 = err.copy()
     err2[150:160] = np.nan
     c2 = calibration(err2, s2)
-    assert c2["no_sigma"] == 150 and c2["count"] == n - 160
+    assert c2.no_sigma == 150 and c2.count == n - 160
     none = calibration(err, np.full_like(sigma, np.nan))
-    assert none["available"] is False and none["no_sigma"] == n and none["inside_1sigma"] is None
+    assert none.available is False and none.no_sigma == n and none.inside_1sigma is None
+    assert none.to_json()["reliability"] == {"nominal": list(none.reliability.nominal), "observed": [None] * 11}
 
 
 def test_spatial_error_map_cells() -> None:
     truth = np.array([[1.0, 1.0], [2.0, 3.0], [40.0, 1.0], [40.0, 70.0], [np.nan, 0.0]])
     err = np.array([1.0, 3.0, 10.0, 5.0, 1.0])
     s = spatial_error_map(truth, err, cell_m=32.0)
-    assert s["x_m"] == [16.0, 48.0] and s["y_m"] == [16.0, 48.0, 80.0]
-    assert s["count"] == [[2, 1], [0, 0], [0, 1]]
-    assert s["median_m"][0] == [2.0, 10.0] and math.isnan(s["median_m"][1][0]) and s["median_m"][2][1] == 5.0
+    assert s.x_m == [16.0, 48.0] and s.y_m == [16.0, 48.0, 80.0]
+    assert s.count == [[2, 1], [0, 0], [0, 1]]
+    assert s.median_m[0] == [2.0, 10.0] and math.isnan(s.median_m[1][0]) and s.median_m[2][1] == 5.0
+    assert s.to_json()["median_m"][1][0] is None  # NaN in the JSON is None
     with pytest.raises(InvalidInputError, match="cell_m"):
         spatial_error_map(truth, err, cell_m=0)
 
@@ -200,30 +205,33 @@ def test_breakdowns_partition_the_samples(ws, test_split) -> None:
     err = rng.uniform(0, 100, len(x))
     err[:3] = np.nan
     out = breakdowns(err, x, training_scenes=["mx"])
-    assert set(out) == {"los", "nodes", "rss_band", "scene"}
-    for key, rows in out.items():
-        assert sum(r["count"] for r in rows) == len(x), key
-        assert sum(r["missing"] for r in rows) == 3, key
-        assert all(r["count"] > 0 for r in rows)
-    assert {r["group"] for r in out["los"]} <= {"LoS", "NLoS", "unknown"}
-    assert {r["group"] for r in out["los"]} & {"LoS", "NLoS"}
-    assert [r["group"] for r in out["scene"]] == ["seen"]
-    assert [r["group"] for r in breakdowns(err, x, training_scenes=["other"])["scene"]] == ["unseen"]
+    assert list(out.to_json()) == ["los", "nodes", "rss_band", "scene"]
+    for key in ("los", "nodes", "rss_band", "scene"):
+        rows = out.rows(key)
+        assert sum(r.count for r in rows) == len(x), key
+        assert sum(r.missing for r in rows) == 3, key
+        assert all(r.count > 0 for r in rows)
+    assert {r.group for r in out.los} <= {"LoS", "NLoS", "unknown"}
+    assert {r.group for r in out.los} & {"LoS", "NLoS"}
+    assert [r.group for r in out.scene] == ["seen"]
+    assert [r.group for r in breakdowns(err, x, training_scenes=["other"]).scene] == ["unseen"]
+    with pytest.raises(InvalidInputError, match="category"):
+        out.rows("weather")
     labels = group_labels(x)
     assert set(labels["scene"]) == {"unknown"}
     order = ["1-2", "3", "4", "5", "6-7", "8+"]
-    groups = [r["group"] for r in out["nodes"]]
+    groups = [r.group for r in out.nodes]
     assert groups == sorted(groups, key=order.index)
-    row = out["nodes"][0]
-    sel = err[labels["nodes"] == row["group"]]
-    assert row["median_m"] == pytest.approx(np.nanmedian(sel))
+    row = out.nodes[0]
+    sel = err[labels["nodes"] == row.group]
+    assert row.median_m == pytest.approx(np.nanmedian(sel))
 
 
 def test_crlb_for_inputs_matches_the_single_geometry(ws, test_split) -> None:
     x = test_split
     fit = fit_path_loss_exponent(x)
-    assert 1.5 <= fit["path_loss_exponent"] <= 6.0 and fit["reports"] > 50
-    kw = dict(path_loss_exponent=fit["path_loss_exponent"], sigma_rss_db=6.3, sigma_toa_m=3.0, sigma_aoa_deg=5.0)
+    assert 1.5 <= fit.path_loss_exponent <= 6.0 and fit.reports > 50
+    kw = dict(path_loss_exponent=fit.path_loss_exponent, sigma_rss_db=6.3, sigma_toa_m=3.0, sigma_aoa_deg=5.0)
     bound = crlb_for_inputs(x, **kw)
     assert bound.shape == (len(x),) and np.isfinite(bound).mean() > 0.9
     for i in np.flatnonzero(np.isfinite(bound))[:5]:
@@ -231,69 +239,71 @@ def test_crlb_for_inputs_matches_the_single_geometry(ws, test_split) -> None:
         nodes = x.node_pos_m[i, known]
         one = crlb_rmse_m(
             x.truth_m[i], nodes[:, :2], rss=np.isfinite(x.rss_dbm[i, known]), toa=np.isfinite(x.toa_ns[i, known]),
-            aoa=np.isfinite(x.aoa_deg[i, known]), sigma_rss_db=6.3, path_loss_exponent=fit["path_loss_exponent"],
+            aoa=np.isfinite(x.aoa_deg[i, known]), sigma_rss_db=6.3, path_loss_exponent=fit.path_loss_exponent,
             sigma_toa_m=3.0, sigma_aoa_rad=math.radians(5.0), dz_m=x.truth_z_m[i] - nodes[:, 2])
         assert bound[i] == pytest.approx(one, rel=1e-9)
     # fewer features, larger bound; unknown power never helps
-    rss_only = crlb_for_inputs(x, path_loss_exponent=fit["path_loss_exponent"], sigma_rss_db=6.3, sigma_toa_m=None,
+    rss_only = crlb_for_inputs(x, path_loss_exponent=fit.path_loss_exponent, sigma_rss_db=6.3, sigma_toa_m=None,
                                sigma_aoa_deg=None)
     ok = np.isfinite(rss_only)
     assert np.all(rss_only[ok] >= bound[ok] - 1e-9)
     em = dataclasses.replace(x, mode="emitter", tx_power_dbm=np.full_like(x.tx_power_dbm, np.nan))
-    em_rss = crlb_for_inputs(em, path_loss_exponent=fit["path_loss_exponent"], sigma_rss_db=6.3, sigma_toa_m=None,
+    em_rss = crlb_for_inputs(em, path_loss_exponent=fit.path_loss_exponent, sigma_rss_db=6.3, sigma_toa_m=None,
                              sigma_aoa_deg=None)
     assert np.all(em_rss[ok] >= rss_only[ok] * (1 - 1e-9))
     # the per-sample-intercept fit (unknown power) finds a similar exponent
-    assert fit_path_loss_exponent(em)["path_loss_exponent"] == pytest.approx(fit["path_loss_exponent"], abs=1.0)
+    assert fit_path_loss_exponent(em).path_loss_exponent == pytest.approx(fit.path_loss_exponent, abs=1.0)
 
 
 def test_crlb_without_known_noise_says_so(ws, test_split) -> None:
     x = dataclasses.replace(test_split, shadowing_sigma_db=float("nan"), rss_noise_db=float("nan"))
     out = crlb_summary(x, np.ones(len(x)), {})  # an imported dataset: no noise recorded
-    assert out["available"] is False and out["features"] == [] and out["rms_m"] is None
-    assert all(f"{f} left out" in out["note"] for f in ("RSS", "ToA", "AoA"))
+    assert out.available is False and out.features == () and out.rms_m is None
+    assert out.to_json()["features"] == [] and out.to_json()["cdf"] == {"x_m": [], "fraction": []}
+    assert all(f"{f} left out" in out.note for f in ("RSS", "ToA", "AoA"))
     part = crlb_summary(x, np.ones(len(x)), {"toa_noise_ns": 10.0})
-    assert part["available"] and part["features"] == ["toa"] and "RSS left out" in part["note"]
-    assert part["ratio_rmse_to_crlb"] == pytest.approx(1.0 / part["rms_m"], rel=1e-9)
+    assert part.available and part.features == ("toa",) and "RSS left out" in part.note
+    assert part.ratio_rmse_to_crlb == pytest.approx(1.0 / part.rms_m, rel=1e-9)
 
 
 def test_evaluate_run_keys_json_and_cache(ws) -> None:
     run_id = ws["runs"]["knn"]
     first = evaluate_run(run_id, DS, split="test", use_cache=True)
-    for key in KEYS:
-        assert key in first, key
-    json.dumps(first, allow_nan=False)
-    assert first["run_id"] == run_id and first["model"] == "knn" and first["count"] > 0
-    assert first["training_scenes"] == ["mx"]
-    c = first["crlb"]
-    assert c["available"] and set(c["features"]) == {"rss", "toa", "aoa"}
-    assert c["sigma_rss_db"] == pytest.approx(math.sqrt(6**2 + 2**2 + 1 / 12))
-    assert c["sigma_toa_m"] == pytest.approx(10 * 0.299792458)
-    assert c["sigma_aoa_deg"] == pytest.approx(math.sqrt(25 + 1 / 12))
-    assert 1.5 <= c["path_loss_exponent"] <= 6.0 and c["rms_m"] > 0
-    assert c["ratio_rmse_to_crlb"] > 0 and "non-Bayesian" in c["caveat"]
-    assert c["cdf"]["fraction"][-1] == 1.0
-    assert sum(r["count"] for r in first["breakdowns"]["los"]) == first["count"] + first["missing"]
-    assert first["cdf"]["fraction"][-1] == 1.0 and len(first["cdf"]["x_m"]) == first["count"]
-    assert first["calibration"]["available"] in (True, False)
+    assert isinstance(first, EvaluationResult)
+    plain = first.to_json()
+    assert list(plain) == [*KEYS[:-1], "training_scenes", "cached"]
+    json.dumps(plain, allow_nan=False)
+    assert first.run_id == run_id and first.model == "knn" and first.summary.count > 0
+    assert first.training_scenes == ("mx",)
+    c = first.crlb
+    assert c.available and set(c.features) == {"rss", "toa", "aoa"}
+    assert c.sigma_rss_db == pytest.approx(math.sqrt(6**2 + 2**2 + 1 / 12))
+    assert c.sigma_toa_m == pytest.approx(10 * 0.299792458)
+    assert c.sigma_aoa_deg == pytest.approx(math.sqrt(25 + 1 / 12))
+    assert 1.5 <= c.path_loss_exponent <= 6.0 and c.rms_m > 0
+    assert c.ratio_rmse_to_crlb > 0 and "non-Bayesian" in c.caveat
+    assert c.cdf.fraction[-1] == 1.0
+    assert sum(r.count for r in first.breakdowns.los) == first.summary.count + first.summary.missing
+    assert first.cdf.fraction[-1] == 1.0 and len(first.cdf.x_m) == first.summary.count
+    assert first.calibration.available in (True, False)
     path = evaluation_cache_path(run_id, DS, "test")
     assert path == ws["path"] / "runs" / run_id / "eval" / f"{DS}__test.json" and path.is_file()
-    assert first["cached"] is False
+    assert first.cached is False
 
     second = evaluate_run(run_id, DS, split="test")
-    assert second["cached"] is True
-    assert {k: v for k, v in second.items() if k != "cached"} == {k: v for k, v in first.items() if k != "cached"}
+    assert second.cached is True
+    assert dataclasses.replace(second, cached=False) == first  # the cache gives back the very same result
 
     model = ws["path"] / "runs" / run_id / "model.pt"
     st = model.stat()
     os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     third = evaluate_run(run_id, DS, split="test")
-    assert third["cached"] is False and third["median_m"] == first["median_m"]
-    assert evaluate_run(run_id, DS, split="test", use_cache=False)["cached"] is False
+    assert third.cached is False and third.summary.median_m == first.summary.median_m
+    assert evaluate_run(run_id, DS, split="test", use_cache=False).cached is False
 
     wc = evaluate_run(ws["runs"]["weighted_centroid"], DS, split="val")
-    json.dumps(wc, allow_nan=False)
-    assert wc["split"] == "val" and wc["crlb"]["rms_m"] > 0
+    json.dumps(wc.to_json(), allow_nan=False)
+    assert wc.split == "val" and wc.crlb.rms_m > 0
     with pytest.raises(InvalidInputError, match="split"):
         evaluate_run(run_id, DS, split="nope")
     with pytest.raises(InvalidInputError, match="no samples"):
@@ -306,11 +316,7 @@ def test_cli_evaluate_prints_the_same_numbers(ws, run_cli) -> None:
     proc = run_cli(["evaluate", "--run", run_id, "--dataset", DS, "--split", "test"], ws["path"])
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    for key in ("median_m", "p95_m", "mean_m", "rmse_m", "p67_m", "p80_m", "success_rates"):
-        assert out[key] == core[key], key
-    assert out["crlb"]["rms_m"] == core["crlb"]["rms_m"]
-    for key in ("breakdowns", "calibration", "crlb"):
-        assert key in out
+    assert out == {**core.to_json(), "cached": True}  # the CLI prints the core's JSON (here from the cache)
     bad = run_cli(["evaluate", "--run", run_id, "--dataset", "missing-ds"], ws["path"])
     assert bad.returncode == 2 and "missing-ds" in bad.stderr
 

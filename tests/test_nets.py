@@ -8,7 +8,8 @@ import torch
 
 from rflocal_core.models import Inputs, errors_m
 from rflocal_core.models.features import FeatureSpec, make_batch
-from rflocal_core.models.nets import NETWORKS, build_network
+from rflocal_core.models.nets import build_network
+from rflocal_core.models.registry import NETWORKS
 
 #: The set networks (no maps); the map-conditioned ones have tests of their own.
 SET_NETWORKS = sorted(n for n, cls in NETWORKS.items() if not getattr(cls, "needs_maps", False))
@@ -66,7 +67,7 @@ def test_each_network_overfits_a_tiny_dataset(tmp_path, name):
                       x, x, seed=0, progress=lambda stage, fraction: None)
     err = errors_m(model.predict(x), x)
     assert np.median(err) < 3.0, f"{name} median training error {np.median(err):.2f} m"
-    assert out["best"]["median_m"] < 3.0
+    assert out.best.median_m < 3.0 and out.stop_reason == "epochs" and out.epochs_run == 150
     assert (tmp_path / "model.pt").is_file() and (tmp_path / "resume.pt").is_file()
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from rflocal_core.dataset.rasters import rasterize_scene, scene_grid
 from rflocal_core.errors import OSMFormatError
-from rflocal_core.scene import SceneConfig, SiteConfig, build_scene, load_scene_meta, scene_dir
+from rflocal_core.scene import SceneBuildResult, SceneConfig, SiteConfig, build_scene, load_scene_meta, scene_dir
 from rflocal_core.scene.mesh import is_closed, read_ply
 
 ORIGIN = (52.5200, 13.4050)
@@ -79,7 +79,7 @@ def good_buildings(osm: OsmFile, count: int = 3) -> set[str]:
     return {f"way/{1 + i}" for i in range(count)}
 
 
-def build(path: Path, name: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, Any]]]:
+def build(path: Path, name: str) -> tuple[SceneBuildResult, dict[str, Any], dict[str, dict[str, Any]]]:
     """Build ``path``; return the summary, scene.json and buildings.geojson properties by osm_id."""
     summary = build_scene(SceneConfig(name=name, source="osm_file", path=str(path), sites=SiteConfig(count=2)))
     meta = load_scene_meta(name)
@@ -91,16 +91,16 @@ def ids_by_reason(table: dict[str, Any]) -> dict[str, list[str]]:
     return {reason: entry["ids"] for reason, entry in table.items()}
 
 
-def assert_report(summary: dict[str, Any], meta: dict[str, Any], *, skipped: dict[str, list[str]],
+def assert_report(summary: SceneBuildResult, meta: dict[str, Any], *, skipped: dict[str, list[str]],
                   repaired: dict[str, list[str]]) -> None:
     """The summary and scene.json report exactly these features, by reason (counts = len(ids))."""
     report = meta["buildings"]["footprints"]
-    for got in (summary, report):
-        assert ids_by_reason(got["skipped"]) == skipped
-        assert ids_by_reason(got["repaired"]) == repaired
-        entries = [*got["skipped"].values(), *got["repaired"].values()]
+    for got_skipped, got_repaired in ((summary.skipped, summary.repaired), (report["skipped"], report["repaired"])):
+        assert ids_by_reason(got_skipped) == skipped
+        assert ids_by_reason(got_repaired) == repaired
+        entries = [*got_skipped.values(), *got_repaired.values()]
         assert all(entry["count"] == len(entry["ids"]) for entry in entries)
-    notes = [line for line in summary["notes"] if line.startswith(("skipped: ", "repaired: "))]
+    notes = [line for line in summary.notes if line.startswith(("skipped: ", "repaired: "))]
     assert len(notes) == len(skipped) + len(repaired)
 
 
@@ -114,9 +114,9 @@ def test_relation_with_absent_member_way(workspace: Path, tmp_path: Path) -> Non
     osm.way(20, [*ring, ring[0]])  # present outer; the inner way 999 is not in the file
     osm.relation(50, [("way", 20, "outer"), ("way", 999, "inner")], {"type": "multipolygon", "building": "yes"})
     summary, meta, props = build(osm.write(tmp_path / "absent_member.osm"), "absent")
-    assert set(props) == good and summary["buildings"] == 3
+    assert set(props) == good and summary.buildings == 3
     assert_report(summary, meta, skipped={"missing_member_ways": ["relation/50"]}, repaired={})
-    assert summary["notes"] == ["skipped: 1 relations with missing member ways (relation/50)"]
+    assert summary.notes == ("skipped: 1 relations with missing member ways (relation/50)",)
 
 
 def test_way_with_absent_nodes(workspace: Path, tmp_path: Path) -> None:
@@ -174,7 +174,7 @@ def test_broken_highway_relation_beside_buildings(workspace: Path, tmp_path: Pat
     osm.way(32, [road[0], road[1], 9004, road[3], road[4]], {"highway": "service"})  # cut in the middle
     osm.way(33, [9005, road[2]], {"highway": "footway"})
     summary, meta, props = build(osm.write(tmp_path / "broken_highway.osm"), "highway")
-    assert set(props) == good and summary["buildings"] == 5
+    assert set(props) == good and summary.buildings == 5
     assert_report(summary, meta, skipped={"road_no_nodes": ["way/33"]}, repaired={"road_missing_nodes": ["way/32"]})
     roads = json.loads((scene_dir("highway") / "roads.geojson").read_text())["features"]
     assert meta["roads"] == 2
@@ -255,7 +255,7 @@ def test_building_parts_with_min_height(workspace: Path, tmp_path: Path) -> None
                                                          "standalone_parts": 1}
     assert props["way/49"]["height_m"] == 5.0
     assert_report(summary, meta, skipped={"base_not_below_top": ["way/48"]}, repaired={})
-    assert summary["notes"][-1] == ("building:part: 5 parts replaced 2 outlines (1 outline remainders kept, "
+    assert summary.notes[-1] == ("building:part: 5 parts replaced 2 outlines (1 outline remainders kept, "
                                     "1 parts outside any outline kept on their own)")
     vertices, faces = read_ply(scene_dir("parts") / "meshes" / f"building_{props['way/45']['id']:05d}.ply")
     assert is_closed(faces)
@@ -306,13 +306,14 @@ def test_wild_file_through_the_cli(workspace: Path, tmp_path: Path, run_cli: Any
     path = wild_file(tmp_path / "wild.osm")
     proc = run_cli(["scene", "build", "--osm-file", str(path), "--name", "wild", "--sites", "2"], workspace)
     assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout)
-    assert summary["buildings"] == 3  # ways 1, 2 and the repaired bow tie 15
+    summary = SceneBuildResult.from_json(json.loads(proc.stdout))  # the CLI prints the result's JSON
+    assert summary.to_json() == json.loads(proc.stdout)
+    assert summary.buildings == 3  # ways 1, 2 and the repaired bow tie 15
     skipped = {"empty_relation": ["relation/52"], "missing_member_ways": ["relation/50"],
                "missing_nodes": ["way/10"], "unclosed_ring": ["way/11"]}
     meta = json.loads((workspace / "scenes" / "wild" / "scene.json").read_text())
     assert_report(summary, meta, skipped=skipped, repaired={"self_intersecting": ["way/15"]})
-    assert summary["notes"][0] == "skipped: 1 empty relations (no member ways) (relation/52)"
+    assert summary.notes[0] == "skipped: 1 empty relations (no member ways) (relation/52)"
     assert meta["buildings"]["footprints"]["seen"] == {
         "nodes": 24, "ways": 7, "relations": 3, "building_ways": 5, "building_relations": 2, "building_parts": 0,
         "building_nodes": 0, "highway_ways": 0, "bad_nodes": 0, "deleted": 0}
@@ -395,7 +396,7 @@ def test_geojson_bad_features_are_skipped(workspace: Path, tmp_path: Path) -> No
     path.write_text(json.dumps({"type": "FeatureCollection", "features": features}), encoding="utf-8")
     summary = build_scene(SceneConfig(name="gj", source="geojson_file", path=str(path), sites=SiteConfig(count=2)))
     meta = load_scene_meta("gj")
-    assert summary["buildings"] == 3
+    assert summary.buildings == 3
     assert_report(summary, meta, skipped={"invalid_geometry": ["features[3]"], "no_geometry": ["features[2]"],
                                           "not_lonlat": ["features[5]"], "zero_area": ["features[7]"]},
                   repaired={"self_intersecting": ["features[4]"]})

@@ -77,7 +77,7 @@ def test_osm_file_matches_osmnx(filename: str, osm_dir: Path, osm_scenes: dict[s
     areas = expected["areas"]
     assert len(areas) > 5, "the independent reading found almost nothing; the data changed?"
     # counts and total footprint area
-    assert meta["buildings"]["count"] == summary["buildings"] == len(areas)
+    assert meta["buildings"]["count"] == summary.buildings == len(areas)
     total = sum(areas.values())
     assert meta["buildings"]["footprint_area_m2"] == pytest.approx(total, rel=0.005)
     # the same buildings, each with (about) the same clipped area
@@ -94,7 +94,7 @@ def test_osm_file_matches_osmnx(filename: str, osm_dir: Path, osm_scenes: dict[s
     # heights: levels where tagged (3 m per storey), the default elsewhere
     levels = expected["levels"]
     rules = {k: v for k, v in {"levels": len(levels), "default": len(areas) - len(levels)}.items() if v}
-    assert meta["buildings"]["height_rules"] == rules == summary["height_rules"]
+    assert meta["buildings"]["height_rules"] == rules == summary.height_rules
     for key, props in by_id.items():
         if key in levels:
             assert (props["height_rule"], props["height_m"]) == ("levels", pytest.approx(levels[key] * 3.0))
@@ -108,7 +108,7 @@ def test_osm_report_counts(osm_scenes: dict[str, Any]) -> None:
         report = meta["buildings"]["footprints"]
         assert report["kept"] == meta["buildings"]["count"], filename
         assert report["read"] == report["kept"] + report["dropped_outside"] + report["dropped_degenerate"], filename
-        assert summary["clipped"] == report["clipped"]
+        assert summary.clipped == report["clipped"]
     # Known features of the data: Oakland has buildings crossing the box edge,
     # Aguascalientes has buildings outside its <bounds>.
     assert osm_scenes["West-Oakland.osm"][1]["buildings"]["footprints"]["clipped"] > 0
@@ -171,8 +171,8 @@ def test_osm_height_rules(workspace: Path, tmp_path: Path) -> None:
     path = write_osm(tmp_path / "heights.osm", HEIGHT_TAGS)
     summary = build_scene(SceneConfig(name="heights", source="osm_file", path=str(path),
                                       default_height_m=7.0, storey_height_m=3.5, sites=SiteConfig(count=2)))
-    assert summary["buildings"] == 4
-    assert summary["height_rules"] == {"height": 2, "levels": 1, "default": 1}
+    assert summary.buildings == 4
+    assert summary.height_rules == {"height": 2, "levels": 1, "default": 1}
     meta = load_scene_meta("heights")
     assert meta["buildings"]["height_rules"] == {"height": 2, "levels": 1, "default": 1}
     assert meta["buildings"]["default_height_m"] == 7.0 and meta["buildings"]["storey_height_m"] == 3.5
@@ -203,8 +203,8 @@ def test_geojson_file_builds(workspace: Path, tmp_path: Path) -> None:
     path = tmp_path / "footprints.geojson"
     path.write_text(json.dumps({"type": "FeatureCollection", "features": features}), encoding="utf-8")
     summary = build_scene(SceneConfig(name="gj", source="geojson_file", path=str(path), sites=SiteConfig(count=3)))
-    assert summary["buildings"] == 3
-    assert summary["height_rules"] == {"height": 1, "levels": 1, "default": 1}
+    assert summary.buildings == 3
+    assert summary.height_rules == {"height": 1, "levels": 1, "default": 1}
     meta = load_scene_meta("gj")
     assert meta["source"] == {"kind": "geojson_file", "file": "footprints.geojson"}
     assert meta["buildings"]["footprint_area_m2"] == pytest.approx(3 * 225.0, rel=0.01)

@@ -82,7 +82,7 @@ def test_import_measurements_through_the_page(app, tmp_path):
     from rflocal_core.dataset import import_measurements
 
     summary = import_measurements(survey, name="survey")
-    assert summary["samples"] == 2
+    assert summary.samples == 2
     app.run()
     app.button(key="dg_import").click()
     app.run()

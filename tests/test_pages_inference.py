@@ -43,10 +43,10 @@ def test_the_demo_models_are_installed_and_predict_the_example_files(tmp_path, m
     manifest = json.loads(demo.MANIFEST.read_text())
     for run_id in demo.DEMO_RUNS:
         for file in (demo.EXAMPLE_FILE, demo.EXAMPLE_SINGLE):
-            out = predict_file(run_id, file)["runs"][0]
-            errors = np.array([p["error_m"] for p in out["predictions"]])
+            out = predict_file(run_id, file).runs[0]
+            errors = np.array([p.error_m for p in out.predictions])
             bound = manifest["examples"][run_id][file.name]
-            assert len(errors) == bound["count"] and not out["bad_samples"]
+            assert len(errors) == bound["count"] and not out.bad_samples
             assert np.median(errors) <= bound["median_bound_m"], (run_id, file.name, np.median(errors), bound)
             assert np.percentile(errors, 95) <= bound["p95_bound_m"]
 
@@ -57,8 +57,8 @@ def test_uploading_the_example_shows_a_prediction(page):
     metric = page.metric[0]
     assert metric.label == "Predicted position"
     lat, lon = (float(v) for v in metric.value.split(","))
-    expected = predict_file(demo.DEMO_RUNS[0], demo.EXAMPLE_SINGLE)["runs"][0]["predictions"][0]
-    assert (lat, lon) == pytest.approx((expected["lat"], expected["lon"]), abs=2e-6)
+    expected = predict_file(demo.DEMO_RUNS[0], demo.EXAMPLE_SINGLE).runs[0].predictions[0]
+    assert (lat, lon) == pytest.approx((expected.lat, expected.lon), abs=2e-6)
     assert any("error" in m.value for m in page.markdown)
 
 

@@ -57,11 +57,13 @@ def knn_median_on_test_file(dataset: str, folder: Path, run_cli: Any | None = No
     from rflocal_core.measurements import dump_measurements
     from rflocal_core.train import train
 
-    run_id = train(dataset, "knn", seed=0)["run_id"]
+    run_id = train(dataset, "knn", seed=0).run_id
     path = folder / f"{dataset}-test.json"
     if run_cli is None:
         dump_measurements(export_dataset(dataset, split="test"), path)
-        out = predict_file(run_id, path)["runs"][0]
+        out = predict_file(run_id, path).runs[0]
+        assert not out.bad_samples
+        errors = [row.error_m for row in out.predictions]
     else:
         ws = Path(settings.workspace_dir())
         proc = run_cli(["data", "export", "--dataset", dataset, "--split", "test", "--out", str(path)], ws)
@@ -69,8 +71,9 @@ def knn_median_on_test_file(dataset: str, folder: Path, run_cli: Any | None = No
         proc = run_cli(["predict", "--run", run_id, "--input", str(path)], ws)
         assert proc.returncode == 0, proc.stderr
         out = json.loads(proc.stdout)
-    assert not out["bad_samples"]
-    return float(np.median([row["error_m"] for row in out["predictions"]])), len(out["predictions"])
+        assert not out["bad_samples"]
+        errors = [row["error_m"] for row in out["predictions"]]
+    return float(np.median(errors)), len(errors)
 
 
 # --------------------------------------------------------------------------- bundled scenes
@@ -177,10 +180,10 @@ def test_a_scene_in_metres_only_never_passes_placeholder_lat_lon_as_real(canyon,
 def test_munich_derived_buildings_against_its_meshes(munich, monkeypatch):
     monkeypatch.setenv(settings.WORKSPACE_ENV, str(munich["ws"]))
     s = munich["summary"]
-    assert (s["objects"], s["triangles"], s["buildings"]) == (2367, 38936, 148)
-    assert s["footprints"] == {"components": 148, "kept": 148, "dropped_small": 0, "dropped_degenerate": 0}
-    assert s["ground"]["objects"] == ["ground"] and s["ground"]["z_m"] == 0.0
-    assert s["extent_m"] == [1475.47, 1205.64]
+    assert (s.objects, s.triangles, s.buildings) == (2367, 38936, 148)
+    assert s.footprints == {"components": 148, "kept": 148, "dropped_small": 0, "dropped_degenerate": 0}
+    assert s.ground["objects"] == ["ground"] and s.ground["z_m"] == 0.0
+    assert s.extent_m == (1475.47, 1205.64)
     meshes = sionna_meshes(BUNDLED["munich"])
     tallest = max(v[:, 2].max() for name, (_, v) in meshes.items() if name != "ground")
     meta = load_scene_meta("munich")
@@ -303,14 +306,14 @@ def test_geo2sigmap_origin_is_read_from_the_file_and_can_be_overridden(workspace
         "scenegen_max_lon": "-78.899"}.items())
     path = write_scene(tmp_path / "g2s", defaults=defaults)
     s = import_scene(SceneImportConfig(name="g2s", path=str(path), sites=GROUND_SITES))
-    assert s["georeferenced"] and s["origin_source"].startswith("the file (scenegen_center_lat")
+    assert s.georeferenced and s.origin_source.startswith("the file (scenegen_center_lat")
     frame = scene_frame(load_scene_meta("g2s"))
     assert frame.epsg == 32617
     lat, lon = frame.to_latlon(0.0, 0.0)  # Geo2SigMap's (0, 0): the centre of the box's UTM envelope
     assert (float(lat), float(lon)) == pytest.approx((36.0, -78.9), abs=2e-6)
     s = import_scene(SceneImportConfig(name="given", path=str(path), origin_lat=-33.9, origin_lon=18.4,
                                        sites=GROUND_SITES))
-    assert s["origin_source"].startswith("given (--origin); the file states 36.000000, -78.900000")
+    assert s.origin_source.startswith("given (--origin); the file states 36.000000, -78.900000")
     assert scene_frame(load_scene_meta("given")).epsg == 32734
 
 
@@ -318,10 +321,10 @@ def test_a_scene_without_origin_works_in_metres_and_says_so(workspace, tmp_path)
     path = write_scene(tmp_path / "plain")
     s = import_scene(SceneImportConfig(name="plain", path=str(path), sites=GROUND_SITES))
     meta = load_scene_meta("plain")
-    assert s["georeferenced"] is False and meta["frame"]["georeferenced"] is False
+    assert s.georeferenced is False and meta["frame"]["georeferenced"] is False
     assert (meta["frame"]["origin_lat"], meta["frame"]["origin_lon"]) == NOMINAL_ORIGIN  # never (0, 0)
     assert "placeholders" in meta["frame"]["origin_source"]
-    assert (s["buildings"], s["ground"]["objects"]) == (2, ["ground"])
+    assert (s.buildings, s.ground["objects"]) == (2, ["ground"])
     # Custom sites by lat/lon mean nothing without an origin; by metres they are fine.
     by_latlon = SiteConfig(placement="custom", custom=(CustomSite(lat=-48.87, lon=-123.39),))
     with pytest.raises(InvalidInputError, match=r"sites\[0\]: given by lat/lon .* has no geographic origin"):
@@ -329,7 +332,7 @@ def test_a_scene_without_origin_works_in_metres_and_says_so(workspace, tmp_path)
     with pytest.raises(InvalidInputError, match=r"origin: \(0, 0\) is the GPS no-fix sentinel"):
         SceneImportConfig(name="x", path=str(path), origin_lat=0.0, origin_lon=0.0)
     by_metres = SiteConfig(placement="custom", custom=(CustomSite(x_m=0.0, y_m=60.0, height_m=5.0),))
-    assert import_scene(SceneImportConfig(name="plain3", path=str(path), sites=by_metres))["sites"] == 1
+    assert import_scene(SceneImportConfig(name="plain3", path=str(path), sites=by_metres)).sites == 1
 
 
 def test_a_raised_ground_is_moved_to_zero_in_the_copied_scene(workspace, tmp_path):
@@ -337,7 +340,7 @@ def test_a_raised_ground_is_moved_to_zero_in_the_copied_scene(workspace, tmp_pat
 
     path = write_scene(tmp_path / "raised", ground_z_m=12.0)
     s = import_scene(SceneImportConfig(name="raised", path=str(path), sites=GROUND_SITES))
-    assert s["ground"]["z_m"] == 0.0
+    assert s.ground["z_m"] == 0.0
     meta = load_scene_meta("raised")
     assert meta["source"]["shift_z_m"] == -12.0
     assert meta["buildings"]["height_m"]["max"] == pytest.approx(20.0, abs=0.01)
@@ -350,8 +353,8 @@ def test_a_raised_ground_is_moved_to_zero_in_the_copied_scene(workspace, tmp_pat
 def test_a_terrain_is_ground_and_heights_are_measured_from_it(workspace, tmp_path):
     path = write_scene(tmp_path / "hill", slope=0.1)  # ground from -10 m to +10 m along x
     s = import_scene(SceneImportConfig(name="hill", path=str(path), sites=GROUND_SITES))
-    assert s["ground"]["objects"] == ["ground"] and s["ground"]["z_span_m"] == pytest.approx(20.0, abs=0.01)
-    assert s["warnings"][0].startswith("the ground is a terrain (its height spans 20.0 m)")
+    assert s.ground["objects"] == ["ground"] and s.ground["z_span_m"] == pytest.approx(20.0, abs=0.01)
+    assert s.warnings[0].startswith("the ground is a terrain (its height spans 20.0 m)")
     meta = load_scene_meta("hill")
     assert meta["source"]["shift_z_m"] == 10.0  # the lowest ground point moves to z = 0
     heights = sorted(r["properties"]["height_m"] for r in features("hill"))
@@ -373,7 +376,7 @@ def test_meshes_outside_the_scene_folder_are_copied_in_under_unique_names(worksp
     (path.parent / "meshes" / "b1.ply").rename(tmp_path / "other" / "b0.ply")  # same file name, another folder
     path.write_text(path.read_text().replace('value="meshes/b1.ply"', f'value="{tmp_path / "other" / "b0.ply"}"'))
     s = import_scene(SceneImportConfig(name="gathered", path=str(path), sites=GROUND_SITES))
-    assert s["buildings"] == 2
+    assert s.buildings == 2
     folder = scene_dir("gathered")
     names = [el.get("value") for el in ET.parse(folder / "scene.xml").iter("string") if el.get("name") == "filename"]
     assert names == ["meshes/ground.ply", "meshes/b0.ply", "meshes/b0-1.ply"]
@@ -395,7 +398,7 @@ def test_an_uploaded_zip_of_a_scene_is_unpacked_and_imported(workspace, tmp_path
                 archive.write(path, f"myscene/{path.relative_to(folder).as_posix()}")
     xml = save_scene_zip("my scene.zip", data.getvalue())
     assert xml.name == "scene.xml" and xml.is_relative_to(workspace / "uploads")
-    assert import_scene(SceneImportConfig(name="zipped", path=str(xml), sites=GROUND_SITES))["buildings"] == 2
+    assert import_scene(SceneImportConfig(name="zipped", path=str(xml), sites=GROUND_SITES)).buildings == 2
     evil = io.BytesIO()
     with zipfile.ZipFile(evil, "w") as archive:
         archive.writestr("../outside.xml", "<scene/>")

@@ -128,9 +128,10 @@ def test_sample_ids_iso_times_node_columns(tmp_path: Path) -> None:
 def test_import_export_round_trip(tmp_path: Path, workspace: Path, run_cli: Any) -> None:
     src = _write(tmp_path, "long.csv", LONG)
     summary = import_table(src, name="long", columns=LONG_COLUMNS, split_fractions=(0.34, 0.33, 0.33))
-    assert (summary["samples"], summary["nodes"], summary["unknown_position_nodes"]) == (3, 3, 1)
-    assert summary["splits"] == {"train": 1, "val": 1, "test": 1, "test_unseen": 0}
-    assert summary["table"]["rows_used"] == 7 and summary["steps"] == 2
+    assert (summary.samples, summary.nodes, summary.unknown_position_nodes) == (3, 3, 1)
+    assert summary.splits == {"train": 1, "val": 1, "test": 1, "test_unseen": 0}
+    assert summary.table.rows_used == 7 and summary.steps == 2
+    assert list(summary.to_json())[-2:] == ["quality", "table"]  # no "split" key without split_block_m
     attrs = dict(open_dataset("long").attrs)
     assert attrs["input"]["kind"] == "csv" and attrs["input"]["table"]["samples"] == 3
     assert any("lat/lon of a row is the position of the device" in note for note in attrs["notes"])
@@ -447,8 +448,8 @@ def test_models_and_nodes_of_unknown_position(tmp_path: Path, workspace: Path) -
 
     import_table(_write(tmp_path, "some.csv", _line_walk(60, unknown=("C",))), name="some", columns=WALK_COLUMNS)
     result = train("some", "weighted_centroid")
-    assert result["warnings"] == ["1 nodes of 'some' have an unknown position (C): weighted_centroid cannot place "
-                                  "their reports (33.3% of the train split's reports); knn and heimdall use them"]
+    assert result.warnings == ("1 nodes of 'some' have an unknown position (C): weighted_centroid cannot place "
+                               "their reports (33.3% of the train split's reports); knn and heimdall use them",)
     import_table(_write(tmp_path, "none.csv", _line_walk(60, unknown=("A", "B", "C"))), name="none",
                  columns=WALK_COLUMNS)
     for model in ("strongest_site", "setnet"):
@@ -457,15 +458,14 @@ def test_models_and_nodes_of_unknown_position(tmp_path: Path, workspace: Path) -
                                                     r"position \(A, B, C\); choose knn or heimdall"):
             train("none", model)
     fitted = train("none", "knn")
-    assert "warnings" not in fitted and fitted["median_m"] < 100
+    assert not fitted.warnings and "warnings" not in fitted.to_json() and fitted.summary.median_m < 100
 
 
 def test_spatial_block_split(tmp_path: Path, workspace: Path) -> None:
     src = _write(tmp_path, "walk.csv", _line_walk(200))
     summary = import_table(src, name="blocks", columns=WALK_COLUMNS, split_block_m=250.0, seed=3)
-    assert summary["split"] == {"kind": "spatial blocks", "block_m": 250.0,
-                                "blocks": {"train": 6, "val": 1, "test": 1}}
-    assert sum(summary["splits"].values()) == 200
+    assert summary.split == {"kind": "spatial blocks", "block_m": 250.0, "blocks": {"train": 6, "val": 1, "test": 1}}
+    assert sum(summary.splits.values()) == 200
     root = open_dataset("blocks")
     x = np.asarray(root["samples/pos_m"][...])[:, 0, 0]
     ms: MeasurementSet = read_table(src, columns=WALK_COLUMNS).measurements
@@ -486,23 +486,22 @@ def test_spatial_block_split(tmp_path: Path, workspace: Path) -> None:
 
 
 def test_duke_cbrs_import_and_knn(shared_data: Path, workspace: Path) -> None:
-    from rflocal_core.infer import evaluate
+    from rflocal_core.infer import evaluate_run
     from rflocal_core.train import train
 
     src = shared_data / "real" / "duke_cbrs" / "Duke_CBRS.csv"
     if not src.is_file():
         pytest.skip(f"{src} is absent")
     summary = import_table(src, name="duke", columns=DUKE_COLUMNS, group_by=DUKE_GROUP)
-    table = summary["table"]
-    assert (table["rows"], table["rows_used"], table["samples"], table["reports"]) == (46655, 46655, 12595, 25168)
-    assert table["nodes_unknown_position"] == ["A", "B", "C", "D", "E", "F"]
-    assert list(table["issues"]) == ["duplicate_reports_merged"] and \
-        table["issues"]["duplicate_reports_merged"]["count"] == 21487
-    assert summary["splits"] == {"train": 10076, "val": 1260, "test": 1259, "test_unseen": 0}
+    table = summary.table
+    assert (table.rows, table.rows_used, table.samples, table.reports) == (46655, 46655, 12595, 25168)
+    assert table.nodes_unknown_position == ("A", "B", "C", "D", "E", "F")
+    assert [i.reason for i in table.issues] == ["duplicate_reports_merged"] and table.issues[0].count == 21487
+    assert summary.splits == {"train": 10076, "val": 1260, "test": 1259, "test_unseen": 0}
     run = train("duke", "knn")
-    figures = evaluate(run["run_id"], "duke", split="test")
-    assert figures["count"] == 1259
-    assert 30.0 < figures["median_m"] < 70.0  # measured 48.0 m (random split, seed 0)
+    figures = evaluate_run(run.run_id, "duke", split="test").summary
+    assert figures.count == 1259
+    assert 30.0 < figures.median_m < 70.0  # measured 48.0 m (random split, seed 0)
     with pytest.raises(InvalidInputError, match="no node reporting in the train split of 'duke' has a known position"):
         train("duke", "weighted_centroid")
 

@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from rflocal_core.dataset import GenerationConfig, generate_dataset
-from rflocal_core.infer import evaluate, load_run
+from rflocal_core.infer import evaluate_run, load_run
 from rflocal_core.jobs import REGISTRY
 from rflocal_core.models import errors_m, load_inputs
 from rflocal_core.progress import EtaEstimator, Step
@@ -42,30 +42,32 @@ def _row(run_id: str) -> dict:
 @pytest.mark.parametrize("model", ["setnet", "heimdall"])
 def test_network_run_files_and_identical_reload(ws, model):
     result = train("eds", model, train_config={"epochs": 4, "batch_size": 32}, seed=3)
-    run = ws / "runs" / result["run_id"]
+    run = ws / "runs" / result.run_id
     config = json.loads((run / "config.json").read_text())
     assert config["kind"] == "network" and config["train_config"]["epochs"] == 4 and config["dataset_digest"]
     assert config["features"]["extent_m"] > 0 and config["parameters"] > 1000
-    rows = read_metrics(result["run_id"])
+    rows = read_metrics(result.run_id)
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
     for r in rows:
         assert {"train_loss", "val_loss", "lr", "seconds"} <= set(r) and r["val"]["median_m"] > 0
     best = min(rows, key=lambda r: r["val"]["median_m"])
-    assert result["median_m"] == pytest.approx(best["val"]["median_m"])
+    assert result.summary.median_m == pytest.approx(best["val"]["median_m"])
+    assert result.summary.to_json() == best["val"] and result.best_epoch == best["epoch"] and result.epochs_run == 4
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "done" and status["best"]["epoch"] == best["epoch"]
     assert status["stop"]["kind"] == "epochs" and status["stop"]["text"] == "all epochs done (4/4)"
-    assert result["stopped"] == "all epochs done (4/4)" == _row(result["run_id"])["stopped"]
+    assert result.stopped == "all epochs done (4/4)" == _row(result.run_id)["stopped"]
+    assert "inference_ms_per_sample" not in result.to_json() and "warnings" not in result.to_json()
 
-    loaded = load_run(result["run_id"])
+    loaded = load_run(result.run_id)
     x = load_inputs("eds", "val", with_maps=False)
     a = loaded.predict(x)
-    b = load_run(result["run_id"]).predict(x)
+    b = load_run(result.run_id).predict(x)
     np.testing.assert_array_equal(a.position_m, b.position_m)
-    assert np.median(errors_m(a, x)) == pytest.approx(result["median_m"], rel=1e-6)
+    assert np.median(errors_m(a, x)) == pytest.approx(result.summary.median_m, rel=1e-6)
     assert (a.sigma_m > 0).all()
-    on_test = evaluate(result["run_id"], "eds", split="test")
-    assert on_test["count"] > 0 and on_test["median_m"] > 0
+    on_test = evaluate_run(result.run_id, "eds", split="test").summary
+    assert on_test.count > 0 and on_test.median_m > 0
 
 
 def test_cancel_mid_epoch_stops_fast_keeps_best_checkpoint_and_resumes(ws):
@@ -90,11 +92,11 @@ def test_cancel_mid_epoch_stops_fast_keeps_best_checkpoint_and_resumes(ws):
     assert np.isfinite(load_run("cancel-me").predict(x).position_m).all()
 
     out = resume("cancel-me", max_minutes=0.01)  # the budget is already spent: one step, validate, stop
-    assert out["stop_reason"] == "time limit"
+    assert out.stop_reason == "time limit"
     epochs = [r["epoch"] for r in read_metrics("cancel-me")]
     assert epochs == list(range(1, done_epochs + 2))
     assert _row("cancel-me")["state"] == "done"
-    assert _row("cancel-me")["stopped"] == f"time budget reached at epoch {done_epochs + 1}/400" == out["stopped"]
+    assert _row("cancel-me")["stopped"] == f"time budget reached at epoch {done_epochs + 1}/400" == out.stopped
     with pytest.raises(ValueError, match="already finished"):
         resume("cancel-me")
 
@@ -134,12 +136,12 @@ def test_a_time_budget_stops_the_run_and_bounds_its_time_left(ws):
 
     result = train("eds", "setnet", train_config={"epochs": 1000, "max_minutes": 0.05, "batch_size": 16},
                    progress=watch, run_id="budget")
-    k = result["epochs_run"]
-    assert 0 < k < 1000 and result["stop_reason"] == "time limit"
+    k = result.epochs_run
+    assert 0 < k < 1000 and result.stop_reason == "time limit"
     status = json.loads((ws / "runs" / "budget" / "status.json").read_text())
     assert status["stop"] == {"kind": "time_budget", "epoch": k, "epochs": 1000, "patience": None,
                               "text": f"time budget reached at epoch {k}/1000"}
-    assert _row("budget")["stopped"] == result["stopped"] == f"time budget reached at epoch {k}/1000"
+    assert _row("budget")["stopped"] == result.stopped == f"time budget reached at epoch {k}/1000"
     assert shown and all(eta.scope == "job" for _, eta in shown)
     assert all(eta.high_s <= max(3.0 - t, 0.0) + 1e-6 for t, eta in shown), shown  # 1000 epochs: hours
 
@@ -148,12 +150,12 @@ def test_early_stop_is_recorded_with_its_epoch(ws):
     # a learning rate too small to move the validation median: the second epoch is no better
     result = train("eds", "setnet", train_config={"epochs": 30, "patience": 1, "lr": 1e-7, "warmup_epochs": 0},
                    run_id="stops-early")
-    assert result["stop_reason"] == "early stopping" and result["epochs_run"] == 2
-    assert result["stopped"] == "early stop at epoch 2 (patience 1)" == _row("stops-early")["stopped"]
+    assert result.stop_reason == "early stopping" and result.epochs_run == 2
+    assert result.stopped == "early stop at epoch 2 (patience 1)" == _row("stops-early")["stopped"]
 
 
 def test_corrupt_network_checkpoint_is_a_clear_error(ws):
-    run_id = train("eds", "setnet", train_config={"epochs": 1})["run_id"]
+    run_id = train("eds", "setnet", train_config={"epochs": 1}).run_id
     path = ws / "runs" / run_id / "model.pt"
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(CheckpointError, match="corrupt or not a safe tensor checkpoint"):
@@ -251,11 +253,11 @@ def test_networks_train_on_imported_real_data(ws, model):
         ms = convert_antwerp(ANTWERP, split="all", limit=600)
         fixed = {s.id: "test" for s in ms.samples if s.id.startswith("test-")}
         info = import_measurements(ms, name="antw-small", split_fractions=(0.9, 0.1, 0.0), fixed_splits=fixed)
-        assert info["splits"]["test"] == len(fixed) == 600 and info["splits"]["train"] == 540
+        assert info.splits["test"] == len(fixed) == 600 and info.splits["train"] == 540
     result = train("antw-small", model, train_config={"epochs": 3})
-    out = evaluate(result["run_id"], "antw-small", split="test")
-    assert out["count"] == 600 and out["missing"] == 0
+    out = evaluate_run(result.run_id, "antw-small", split="test").summary
+    assert out.count == 600 and out.missing == 0
     # a 3-epoch model is weak, but it is somewhere in Antwerp (the test area spans ~10 km)
-    assert 0 < out["median_m"] < 5000
-    config = json.loads((ws / "runs" / result["run_id"] / "config.json").read_text())
+    assert 0 < out.median_m < 5000
+    config = json.loads((ws / "runs" / result.run_id / "config.json").read_text())
     assert len(config["features"]["node_keys"]) == 44  # every gateway column, positioned or not

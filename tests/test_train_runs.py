@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rflocal_core.dataset import GenerationConfig, generate_dataset
-from rflocal_core.infer import evaluate, load_run
+from rflocal_core.infer import evaluate_run, load_run
 from rflocal_core.models import BASELINES, errors_m, load_inputs
 from rflocal_core.scene import ProceduralConfig, SceneConfig, SiteConfig, build_scene
 from rflocal_core.train import CheckpointError, RunNotFoundError, list_runs, read_metrics, train
@@ -31,29 +31,34 @@ def ws(tmp_path_factory):
 @pytest.mark.parametrize("model", sorted(BASELINES))
 def test_every_baseline_trains_into_a_run_that_reloads_identically(ws, model):
     result = train("rds", model)
-    run_id = result["run_id"]
-    assert np.isfinite(result["median_m"]) and result["p95_m"] >= result["median_m"]
+    run_id = result.run_id
+    val = result.summary
+    assert np.isfinite(val.median_m) and val.p95_m >= val.median_m
+    assert result.stopped == "fitted" and result.inference_ms_per_sample >= 0 and result.best_epoch is None
+    plain = result.to_json()
+    assert list(plain)[:3] == ["run_id", "model", "dataset"] and plain["median_m"] == val.median_m
+    assert "best_epoch" not in plain and plain["stopped"] == "fitted"
     folder = ws / "runs" / run_id
     config = json.loads((folder / "config.json").read_text())
     assert config["model"] == model and config["dataset"] == "rds" and config["dataset_digest"]
     status = json.loads((folder / "status.json").read_text())
-    assert status["state"] == "done" and status["best"]["median_m"] == result["median_m"]
-    assert status["stop"]["kind"] == "fitted" and result["stopped"] == "fitted"
+    assert status["state"] == "done" and status["best"]["median_m"] == val.median_m
+    assert status["stop"]["kind"] == "fitted"
     assert next(r for r in list_runs() if r["run_id"] == run_id)["stopped"] == "fitted"
-    assert read_metrics(run_id)[0]["val"]["median_m"] == result["median_m"]
+    assert read_metrics(run_id)[0]["val"] == val.to_json()
 
     run = load_run(run_id)
     x = load_inputs("rds", "val", with_maps=run.needs_maps)
     again = errors_m(run.predict(x), x)
-    assert np.nanmedian(again) == pytest.approx(result["median_m"], abs=1e-9)
+    assert np.nanmedian(again) == pytest.approx(val.median_m, abs=1e-9)
 
-    on_test = evaluate(run_id, "rds", split="test")
-    assert on_test["split"] == "test" and on_test["count"] > 0
-    assert set(on_test) >= {"mean_m", "rmse_m", "median_m", "p67_m", "p80_m", "p95_m", "success_rates"}
+    on_test = evaluate_run(run_id, "rds", split="test")
+    assert on_test.split == "test" and on_test.summary.count > 0
+    assert set(on_test.to_json()) >= {"mean_m", "rmse_m", "median_m", "p67_m", "p80_m", "p95_m", "success_rates"}
 
 
 def test_corrupt_or_missing_checkpoint_and_unknown_run_are_clear_errors(ws):
-    run_id = train("rds", "weighted_centroid")["run_id"]
+    run_id = train("rds", "weighted_centroid").run_id
     (ws / "runs" / run_id / "model.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="corrupt or not a safe tensor checkpoint"):
         load_run(run_id)

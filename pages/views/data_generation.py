@@ -12,7 +12,6 @@ from rflocal_core.dataset.view import dataset_overview
 from rflocal_core.errors import RFLocalInputError
 from rflocal_core.dataset.table_import import import_table
 from rflocal_core.jobs import REGISTRY
-from rflocal_core.measurements import QualityReport
 from rflocal_core.measurements.columns import COLUMN_KEYS, guess_columns, guess_group_by, parse_list
 from rflocal_core.measurements.table import (
     TableHeader,
@@ -160,19 +159,20 @@ def _table_mapping(header: TableHeader) -> dict:
             "nodes": None if nodes is None else read_nodes(nodes.getvalue(), kind=table_kind(nodes.name) or "json")}
 
 
-def _show_summary(summary: dict) -> None:
-    st.success(f"Imported **{summary['name']}**: {summary['samples']} samples, {summary['nodes']} nodes, "
-               f"splits {summary['splits']}.")
-    quality = summary["quality"]
-    if quality["faulty"]:
-        st.warning(quality["summary"])
-        st.dataframe(pd.DataFrame(QualityReport.from_dict(quality).rows()), hide_index=True)
-    if "table" in summary:
-        table = summary["table"]
-        st.caption(f"{table['rows']:,} rows read, {table['rows_used']:,} used, {table['reports']:,} reports; "
-                   f"nodes of unknown position: {', '.join(table['nodes_unknown_position']) or 'none'}")
-        if table["issues"]:
-            st.dataframe(pd.DataFrame([{"reason": k, **v} for k, v in table["issues"].items()]), hide_index=True)
+def _show_summary(summary: ds.ImportResult) -> None:
+    st.success(f"Imported **{summary.name}**: {summary.samples} samples, {summary.nodes} nodes, "
+               f"splits {summary.splits}.")
+    quality = summary.quality
+    if quality.faulty:
+        st.warning(quality.summary())
+        st.dataframe(pd.DataFrame(quality.rows()), hide_index=True)
+    if summary.table is not None:
+        table = summary.table
+        st.caption(f"{table.rows:,} rows read, {table.rows_used:,} used, {table.reports:,} reports; "
+                   f"nodes of unknown position: {', '.join(table.nodes_unknown_position) or 'none'}")
+        if table.issues:
+            st.dataframe(pd.DataFrame([{"reason": k, **v} for k, v in table.to_dict()["issues"].items()]),
+                         hide_index=True)
 
 
 @st.cache_data(max_entries=2, show_spinner=False)

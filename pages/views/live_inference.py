@@ -120,46 +120,46 @@ for run_id in chosen_runs:
     results.append(res)
     models[run_id] = run
 
-if ms.errors or (results and results[0]["bad_samples"]):
-    bad = results[0]["bad_samples"] if results else [{"index": e.index, "id": e.id, "message": e.message}
-                                                      for e in ms.errors]
+if ms.errors or (results and results[0].bad_samples):
+    bad = ([b.to_json() for b in results[0].bad_samples] if results
+           else [{"index": e.index, "id": e.id, "message": e.message} for e in ms.errors])
     total = len(ms.samples) + len(ms.errors)
     st.warning(f"None of the {total} samples in {label} can be predicted:" if len(bad) == total else
                f"{len(bad)} of {total} samples in {label} cannot be predicted (the others are):")
     st.dataframe(pd.DataFrame(bad), hide_index=True)
 for res in results:
-    for w in res["warnings"]:
-        st.warning(f"**{res['run_id']}**: {w}")
-results = [r for r in results if r["predictions"]]
+    for w in res.warnings:
+        st.warning(f"**{res.run_id}**: {w}")
+results = [r for r in results if r.predictions]
 if not results:
     st.stop()
 
-ids = [p["id"] for p in results[0]["predictions"]]
+ids = [p.id for p in results[0].predictions]
 sample_id = st.selectbox("Sample", ids, key="li_sample") if len(ids) > 1 else ids[0]
 st.subheader(f"Sample {sample_id}")
 
 cols = st.columns(len(results))
 for col, res in zip(cols, results):
-    row = next(p for p in res["predictions"] if p["id"] == sample_id)
+    row = res.sample(sample_id)
     with col:
-        st.markdown(f"**{res['model']}** · `{res['run_id']}`")
-        st.metric("Predicted position", f"{row['lat']:.6f}, {row['lon']:.6f}",
-                  help=f"scene metres: x = {row['x_m']} m, y = {row['y_m']} m")
-        sigma = (f"σx {row['sigma_x_m']:.1f} m · σy {row['sigma_y_m']:.1f} m" if row["sigma_x_m"] is not None
+        st.markdown(f"**{res.model}** · `{res.run_id}`")
+        st.metric("Predicted position", f"{row.lat:.6f}, {row.lon:.6f}",
+                  help=f"scene metres: x = {row.x_m} m, y = {row.y_m} m")
+        sigma = (f"σx {row.sigma_x_m:.1f} m · σy {row.sigma_y_m:.1f} m" if row.sigma_x_m is not None
                  else "no uncertainty from this model")
-        err = f" · error **{row['error_m']:.1f} m**" if row["error_m"] is not None else ""
-        st.markdown(f"x = {row['x_m']:.1f} m, y = {row['y_m']:.1f} m · {sigma}{err} · "
-                    f"{res['predict_ms']:.1f} ms for {len(res['predictions'])} sample(s)")
-        for flag in row["flags"]:
+        err = f" · error **{row.error_m:.1f} m**" if row.error_m is not None else ""
+        st.markdown(f"x = {row.x_m:.1f} m, y = {row.y_m:.1f} m · {sigma}{err} · "
+                    f"{res.predict_ms:.1f} ms for {len(res.predictions)} sample(s)")
+        for flag in row.flags:
             st.warning(flag)
-        if row["candidates"]:
-            st.dataframe(pd.DataFrame(row["candidates"])[["x_m", "y_m", "p"]].rename(columns={"p": "probability"}),
-                         hide_index=True)
+        if row.candidates:
+            st.dataframe(pd.DataFrame([c.to_json() for c in row.candidates])[["x_m", "y_m", "p"]]
+                         .rename(columns={"p": "probability"}), hide_index=True)
 
 # --------------------------------------------------------------------------- map
 
-first = models[results[0]["run_id"]]
-scene = results[0]["scene"]
+first = models[results[0].run_id]
+scene = results[0].scene
 overlay = infer.scene_overlay(first, scene)
 frame = first.reference.frame(scene)
 layers = []
@@ -172,25 +172,25 @@ heat_cells: list[dict] = []
 truth = None
 for k, res in enumerate(results):
     colour = RUN_COLOURS[k % len(RUN_COLOURS)]
-    row = next(p for p in res["predictions"] if p["id"] == sample_id)
-    heat = infer.sample_heatmap(models[res["run_id"]], ms, sample_id)
+    row = res.sample(sample_id)
+    heat = infer.sample_heatmap(models[res.run_id], ms, sample_id)
     if heat is not None:
         heat_cells += [{"lon": lon, "lat": lat, "w": w, "colour": [*colour, int(30 + 200 * w)],
-                        "label": f"posterior {res['model']}: {w:.2f} of max"}
-                       for lat, lon, w in infer.heat_points(heat["p"], heat["grid"], frame)]
-        cell_m = heat["grid"].cell_m
+                        "label": f"posterior {res.model}: {w:.2f} of max"}
+                       for lat, lon, w in infer.heat_points(heat.p, heat.grid, frame)]
+        cell_m = heat.grid.cell_m
     for level in (2, 1):
         ring = infer.ellipse_latlon(row, frame, k=level)
         if ring:
             paths.append({"path": [[lon, lat] for lat, lon in ring], "colour": colour, "width": 3 if level == 1 else 1.5,
-                          "label": f"{res['model']} {level}σ ({100 * infer.ELLIPSE_LEVELS[level]:.0f}%)"})
-    points.append({"lon": row["lon"], "lat": row["lat"], "colour": colour, "radius": 5,
-                   "label": f"{res['model']}: predicted ({row['x_m']:.1f}, {row['y_m']:.1f}) m"})
-    truth = row["truth"] or truth
+                          "label": f"{res.model} {level}σ ({100 * infer.ELLIPSE_LEVELS[level]:.0f}%)"})
+    points.append({"lon": row.lon, "lat": row.lat, "colour": colour, "radius": 5,
+                   "label": f"{res.model}: predicted ({row.x_m:.1f}, {row.y_m:.1f}) m"})
+    truth = row.truth or truth
 points += [{"lon": n["lon"], "lat": n["lat"], "colour": [36, 41, 47], "radius": 4, "label": f"node {n['id']}"}
            for n in overlay["nodes"]]
 if truth:
-    points.append({"lon": truth["lon"], "lat": truth["lat"], "colour": [26, 127, 55], "radius": 5,
+    points.append({"lon": truth.lon, "lat": truth.lat, "colour": [26, 127, 55], "radius": 5,
                    "label": "true position"})
 if heat_cells:
     layers.append(pdk.Layer("ScatterplotLayer", data=heat_cells, get_position=["lon", "lat"], get_fill_color="colour",
@@ -223,5 +223,5 @@ with st.expander(f"All predictions ({len(table)} rows)", expanded=len(ids) > 1):
     st.dataframe(table, hide_index=True)
     c = st.columns(2)
     c[0].download_button("Download CSV", table.to_csv(index=False), "predictions.csv", "text/csv", key="li_csv")
-    c[1].download_button("Download JSON", json.dumps(results, indent=2), "predictions.json", "application/json",
-                         key="li_json")
+    c[1].download_button("Download JSON", json.dumps([r.to_json() for r in results], indent=2), "predictions.json",
+                         "application/json", key="li_json")

@@ -10,7 +10,8 @@ from rflocal_core import dataset as ds
 from rflocal_core import train as tr
 from rflocal_core.dataset.store import SPLITS
 from rflocal_core.errors import RFLocalInputError
-from rflocal_core.metrics import SUCCESS_THRESHOLDS_M, evaluate_run
+from rflocal_core.infer import EvaluationResult, evaluate_run
+from rflocal_core.metrics import SUCCESS_THRESHOLDS_M
 
 st.title("Metrics")
 st.caption(
@@ -26,14 +27,13 @@ def _fmt(value: float | None, scale: float = 1.0) -> float | None:
     return None if value is None else round(value * scale, 2)
 
 
-def _cdf_figure(results: list[dict]) -> go.Figure:
+def _cdf_figure(results: list[EvaluationResult]) -> go.Figure:
     fig = go.Figure()
     for r in results:
-        fig.add_trace(go.Scatter(x=r["cdf"]["x_m"], y=r["cdf"]["fraction"], name=r["run_id"], mode="lines",
-                                 line_shape="hv"))
-    bound = next((r["crlb"] for r in results if r["crlb"].get("available")), None)
+        fig.add_trace(go.Scatter(x=r.cdf.x_m, y=r.cdf.fraction, name=r.run_id, mode="lines", line_shape="hv"))
+    bound = next((r.crlb for r in results if r.crlb.available), None)
     if bound is not None:
-        fig.add_trace(go.Scatter(x=bound["cdf"]["x_m"], y=bound["cdf"]["fraction"], name="CRLB (per sample)",
+        fig.add_trace(go.Scatter(x=bound.cdf.x_m, y=bound.cdf.fraction, name="CRLB (per sample)",
                                  mode="lines", line={"dash": "dash", "color": "black"}, line_shape="hv"))
     fig.update_layout(xaxis_title="error (m)", yaxis_title="fraction of samples", height=420,
                       margin={"t": 30, "b": 10, "l": 10, "r": 10}, legend={"orientation": "h", "y": -0.2})
@@ -42,28 +42,29 @@ def _cdf_figure(results: list[dict]) -> go.Figure:
     return fig
 
 
-def _summary_table(results: list[dict]) -> pd.DataFrame:
+def _summary_table(results: list[EvaluationResult]) -> pd.DataFrame:
     rows = []
     for r in results:
-        row = {"run": r["run_id"], "model": r["model"], "samples": r["count"], "mean m": _fmt(r["mean_m"]),
-               "RMSE m": _fmt(r["rmse_m"]), "median m": _fmt(r["median_m"]), "P67 m": _fmt(r["p67_m"]),
-               "P80 m": _fmt(r["p80_m"]), "P95 m": _fmt(r["p95_m"])}
+        s = r.summary
+        row = {"run": r.run_id, "model": r.model, "samples": s.count, "mean m": _fmt(s.mean_m),
+               "RMSE m": _fmt(s.rmse_m), "median m": _fmt(s.median_m), "P67 m": _fmt(s.p67_m),
+               "P80 m": _fmt(s.p80_m), "P95 m": _fmt(s.p95_m)}
         for t in SUCCESS_THRESHOLDS_M:
-            row[f"≤ {t:g} m %"] = _fmt(r["success_rates"].get(f"{t:g}m"), 100)
-        row["RMSE/√CRLB"] = _fmt(r["crlb"].get("ratio_rmse_to_crlb"))
-        row["ms/sample"] = r["inference_ms_per_sample"]
+            row[f"≤ {t:g} m %"] = _fmt(s.success_rates.get(f"{t:g}m"), 100)
+        row["RMSE/√CRLB"] = _fmt(r.crlb.ratio_rmse_to_crlb)
+        row["ms/sample"] = r.inference_ms_per_sample
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _breakdown(results: list[dict], key: str) -> None:
-    rows = [{"run": r["run_id"], **row} for r in results for row in r["breakdowns"][key]]
+def _breakdown(results: list[EvaluationResult], key: str) -> None:
+    rows = [{"run": r.run_id, **row.to_json()} for r in results for row in r.breakdowns.rows(key)]
     if not rows:
         st.info("No samples.")
         return
     frame = pd.DataFrame(rows)
-    fig = go.Figure([go.Bar(x=[row["group"] for row in r["breakdowns"][key]],
-                            y=[row["median_m"] for row in r["breakdowns"][key]], name=r["run_id"])
+    fig = go.Figure([go.Bar(x=[row.group for row in r.breakdowns.rows(key)],
+                            y=[row.median_m for row in r.breakdowns.rows(key)], name=r.run_id)
                      for r in results])
     fig.update_layout(barmode="group", yaxis_title="median error (m)", height=300,
                       margin={"t": 10, "b": 10, "l": 10, "r": 10})
@@ -71,20 +72,20 @@ def _breakdown(results: list[dict], key: str) -> None:
     st.dataframe(frame.round(2), hide_index=True, width="stretch")
 
 
-def _calibration(results: list[dict]) -> None:
+def _calibration(results: list[EvaluationResult]) -> None:
     table, fig = [], go.Figure()
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], name="ideal", mode="lines", line={"dash": "dot", "color": "gray"}))
     for r in results:
-        c = r["calibration"]
-        table.append({"run": r["run_id"], "with σ": c["count"], "no σ": c["no_sigma"],
-                      "inside 1σ %": _fmt(c["inside_1sigma"], 100), "expected 1σ %": _fmt(c["expected_1sigma"], 100),
-                      "inside 2σ %": _fmt(c["inside_2sigma"], 100), "expected 2σ %": _fmt(c["expected_2sigma"], 100),
-                      "median σ m": _fmt(c["median_sigma_m"])})
-        if c["available"]:
-            fig.add_trace(go.Scatter(x=c["reliability"]["nominal"], y=c["reliability"]["observed"],
-                                     name=r["run_id"], mode="lines+markers"))
+        c = r.calibration
+        table.append({"run": r.run_id, "with σ": c.count, "no σ": c.no_sigma,
+                      "inside 1σ %": _fmt(c.inside_1sigma, 100), "expected 1σ %": _fmt(c.expected_1sigma, 100),
+                      "inside 2σ %": _fmt(c.inside_2sigma, 100), "expected 2σ %": _fmt(c.expected_2sigma, 100),
+                      "median σ m": _fmt(c.median_sigma_m)})
+        if c.available:
+            fig.add_trace(go.Scatter(x=c.reliability.nominal, y=c.reliability.observed,
+                                     name=r.run_id, mode="lines+markers"))
     st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch")
-    if not any(r["calibration"]["available"] for r in results):
+    if not any(r.calibration.available for r in results):
         st.info("None of these runs predicts an uncertainty (σ), so there is nothing to calibrate.")
         return
     fig.update_layout(xaxis_title="nominal probability (inside the ellipse)", yaxis_title="observed fraction",
@@ -94,20 +95,20 @@ def _calibration(results: list[dict]) -> None:
     st.plotly_chart(fig, key="mx-reliability")
 
 
-def _spatial(result: dict) -> None:
-    s = result["spatial"]
-    if not s["x_m"]:
+def _spatial(result: EvaluationResult) -> None:
+    s = result.spatial
+    if not s.x_m:
         st.info("No sample has both a true position and an estimate.")
         return
-    fig = go.Figure(go.Heatmap(x=s["x_m"], y=s["y_m"], z=s["median_m"], colorscale="Viridis",
-                               colorbar={"title": "median error (m)"}, customdata=s["count"],
+    fig = go.Figure(go.Heatmap(x=s.x_m, y=s.y_m, z=s.median_m, colorscale="Viridis",
+                               colorbar={"title": "median error (m)"}, customdata=s.count,
                                hovertemplate="x %{x:.0f} m, y %{y:.0f} m<br>median %{z:.1f} m"
                                              "<br>%{customdata} samples<extra></extra>"))
     fig.update_layout(xaxis_title="x east (m)", yaxis_title="y north (m)", height=480,
                       margin={"t": 10, "b": 10, "l": 10, "r": 10})
     fig.update_yaxes(scaleanchor="x", scaleratio=1)
     st.plotly_chart(fig, key="mx-spatial")
-    st.caption(f"Cells of {s['cell_m']:g} m over the true positions; empty cells are blank.")
+    st.caption(f"Cells of {s.cell_m:g} m over the true positions; empty cells are blank.")
 
 
 def main() -> None:
@@ -147,25 +148,24 @@ def main() -> None:
     st.subheader("Summary")
     st.dataframe(_summary_table(results), hide_index=True, width="stretch")
 
-    crlb = next((r["crlb"] for r in results if r["crlb"].get("available")), results[0]["crlb"])
-    if crlb.get("available"):
-        parts = [f"features {', '.join(crlb['features'])}", f"median {crlb['median_m']:.2f} m",
-                 f"RMS {crlb['rms_m']:.2f} m"]
-        if "rss" in crlb["features"]:
-            parts.append(f"RSS σ {crlb['sigma_rss_db']:.2f} dB, fitted path-loss exponent "
-                         f"{crlb['path_loss_exponent']:.2f}")
-        if "toa" in crlb["features"]:
-            parts.append(f"ToA σ {crlb['sigma_toa_m']:.2f} m")
-        if "aoa" in crlb["features"]:
-            parts.append(f"AoA σ {crlb['sigma_aoa_deg']:.2f}°")
-        if crlb.get("unbounded"):
-            parts.append(f"{crlb['unbounded']} sample(s) whose reports do not fix a position left out")
+    crlb = next((r.crlb for r in results if r.crlb.available), results[0].crlb)
+    if crlb.available:
+        parts = [f"features {', '.join(crlb.features)}", f"median {crlb.median_m:.2f} m", f"RMS {crlb.rms_m:.2f} m"]
+        if "rss" in crlb.features:
+            parts.append(f"RSS σ {crlb.sigma_rss_db:.2f} dB, fitted path-loss exponent "
+                         f"{crlb.path_loss_exponent:.2f}")
+        if "toa" in crlb.features:
+            parts.append(f"ToA σ {crlb.sigma_toa_m:.2f} m")
+        if "aoa" in crlb.features:
+            parts.append(f"AoA σ {crlb.sigma_aoa_deg:.2f}°")
+        if crlb.unbounded:
+            parts.append(f"{crlb.unbounded} sample(s) whose reports do not fix a position left out")
         st.markdown("**Cramér-Rao bound** (dashed): " + "; ".join(parts) + ".")
     else:
-        st.warning("No Cramér-Rao bound for this split: " + (crlb.get("note") or "no feature with a known noise."))
-    if crlb.get("note") and crlb.get("available"):
-        st.caption(crlb["note"] + ".")
-    st.caption(crlb["caveat"])
+        st.warning("No Cramér-Rao bound for this split: " + (crlb.note or "no feature with a known noise."))
+    if crlb.note and crlb.available:
+        st.caption(crlb.note + ".")
+    st.caption(crlb.caveat)
 
     st.subheader("Breakdowns")
     tabs = st.tabs(list(BREAKDOWN_TITLES.values()))
@@ -179,7 +179,7 @@ def main() -> None:
     _calibration(results)
 
     st.subheader("Error over the scene")
-    by_id = {r["run_id"]: r for r in results}
+    by_id = {r.run_id: r for r in results}
     shown = st.selectbox("Run", list(by_id), key="mx_spatial_run") if len(by_id) > 1 else next(iter(by_id))
     _spatial(by_id[shown])
 

@@ -213,9 +213,9 @@ with tab_build:
             bar.empty()
             st.error(str(exc))
         else:
-            st.success(f"Built scene **{summary['name']}**: {summary['buildings']} buildings, "
-                      f"{summary['sites']} sites in {summary['seconds']:.1f} s.")
-            st.session_state["sb_built"] = summary["name"]
+            st.success(f"Built scene **{summary.name}**: {summary.buildings} buildings, "
+                      f"{summary.sites} sites in {summary.seconds:.1f} s.")
+            st.session_state["sb_built"] = summary.name
 
     if source == "sionna_xml" and st.button("Import scene", type="primary", key="sb_import"):
         bar = st.progress(0.0, text="starting")
@@ -242,10 +242,10 @@ with tab_build:
             bar.empty()
             st.error(str(exc))
         else:
-            st.success(f"Imported scene **{summary['name']}**: {summary['buildings']} buildings derived from "
-                       f"{summary['objects']} objects ({summary['triangles']:,} triangles), {summary['sites']} sites "
-                       f"in {summary['seconds']:.1f} s.")
-            st.session_state["sb_built"] = summary["name"]
+            st.success(f"Imported scene **{summary.name}**: {summary.buildings} buildings derived from "
+                       f"{summary.objects} objects ({summary.triangles:,} triangles), {summary.sites} sites "
+                       f"in {summary.seconds:.1f} s.")
+            st.session_state["sb_built"] = summary.name
 
     built = st.session_state.get("sb_built")
     if built and built in {s["name"] for s in sc.list_scenes()}:

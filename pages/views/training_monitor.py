@@ -11,7 +11,8 @@ from rflocal_core import dataset as ds
 from rflocal_core import train as tr
 from rflocal_core.errors import RFLocalInputError
 from rflocal_core.jobs import REGISTRY
-from rflocal_core.models.nets import NETWORKS, build_network
+from rflocal_core.models.nets import build_network
+from rflocal_core.models.registry import NETWORKS
 from rflocal_core.train.runs import new_run_id
 from rflocal_core.validation import json_object
 

@@ -9,7 +9,7 @@ Public API::
 from __future__ import annotations
 
 from rflocal_core.dataset.config import GenerationConfig
-from rflocal_core.dataset.exchange import export_dataset, import_measurements
+from rflocal_core.dataset.exchange import ImportResult, export_dataset, import_measurements
 from rflocal_core.dataset.generate import generate_dataset
 from rflocal_core.dataset.store import delete_dataset, list_datasets, open_dataset
 from rflocal_core.errors import DatasetExistsError, DatasetNotFoundError
@@ -18,6 +18,7 @@ __all__ = [
     "DatasetExistsError",
     "DatasetNotFoundError",
     "GenerationConfig",
+    "ImportResult",
     "delete_dataset",
     "export_dataset",
     "generate_dataset",

@@ -10,7 +10,29 @@ several scenes (a split of one scene needs no ``scene``).
 set) into a dataset in the same Zarr layout as generated ones, without radio maps, so the
 same training code (:class:`rflocal_core.dataset.torch_data.ZarrSamples`) reads both. How
 the file's nodes, mobile sensors, times and truths map onto the arrays is documented in
-:mod:`rflocal_core.dataset.store` and on :func:`import_measurements`.
+:mod:`rflocal_core.dataset.store` and below.
+
+Representation of an import
+---------------------------
+- Node axis ``S`` = the file's nodes (slot ``s`` is ``nodes[s]`` for every sample, ids in
+  attrs ``node_ids``, the node table with tx powers in attrs ``nodes``) followed by
+  per-sample mobile-sensor slots: each report with its own position gets a slot of its
+  own in its sample (``S`` = nodes + the most such reports in one sample).
+  ``node_mask`` is True for every file node and for the used mobile slots;
+  ``node_pos_known`` is False for nodes whose position is unknown (their ``node_pos_m``
+  and ``node_latlon`` are NaN; their measurements are kept for fingerprinting).
+- Time axis ``T`` = the most distinct ``t_s`` in one sample; a sample's steps are its
+  distinct times in increasing order (``t_s`` stored as float64; padding 0, step_mask False).
+  Two reports of one node at one time in one sample are refused.
+- ``pos_m`` / ``latlon`` hold the truth at the sample's last step only (NaN elsewhere):
+  the file gives one truth per sample. An unknown altitude is a NaN ``z``.
+- ``tx_power_dbm`` [N] is NaN (the format has no emitter power; node tx powers are in
+  attrs ``nodes``); ``los`` is -1 and ``delay_spread_ns``, ``pg_true_db`` are NaN (not in
+  the format); missing report values are NaN (``ta``: -1) as in generated datasets.
+- Samples without truth are kept but are in no split (``counts.unlabeled`` says how many).
+- Positions use the frame's metres: with a scene's frame a given ``x_m``/``y_m`` is used
+  as is, else lat/lon are projected; with a centroid frame lat/lon are projected (a
+  position given only as ``x_m``/``y_m`` then has no frame and is refused).
 """
 
 from __future__ import annotations
@@ -21,6 +43,7 @@ import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -47,6 +70,8 @@ from rflocal_core.measurements.format import (
     load_measurements,
 )
 from rflocal_core.measurements.quality import QualityReport, check_quality
+from rflocal_core.measurements.table import TableReport
+from rflocal_core.results import JsonResult, json_field
 from rflocal_core.workspace import validate_name
 
 #: Value of the ``source`` attribute of an imported dataset.
@@ -182,54 +207,18 @@ def _export_generated(
     root: zarr.Group, attrs: dict[str, Any], name: str, split: str, indices: np.ndarray,
     limit: int | None, scene: str | None,
 ) -> MeasurementSet:
-    scenes = list(attrs.get("config", {}).get("scenes", []))
-    if "scenes" not in root or not scenes:
-        msg = f"dataset: {name!r} has neither scenes/ maps nor source 'import'; it cannot be exported"
-        raise InvalidInputError(msg)
-    if len(indices) == 0:
-        msg = f"split: the {split!r} split of {name!r} is empty; expected a split with samples"
-        raise InvalidInputError(msg)
-    samples = root["samples"]
-    scene_idx = np.asarray(samples["scene_idx"][...])[indices]
-    present_scenes = [scenes[k] for k in sorted(set(scene_idx.tolist()))]
-    if scene is None:
-        if len(present_scenes) > 1:
-            msg = (
-                f"scene: the {split!r} split of {name!r} holds samples of {len(present_scenes)} scenes "
-                f"({', '.join(present_scenes)}); a measurement file belongs to one scene, so choose one "
-                "(--scene) and export each scene to its own file"
-            )
-            raise InvalidInputError(msg)
-        scene = present_scenes[0]
-    elif scene not in scenes:
-        msg = f"scene: dataset {name!r} has the scenes {', '.join(scenes)}, got {scene!r}"
-        raise InvalidInputError(msg)
-    k_scene = scenes.index(scene)
-    indices = indices[scene_idx == k_scene]
-    if len(indices) == 0:
-        msg = f"scene: the {split!r} split of {name!r} holds no samples of scene {scene!r}"
-        raise InvalidInputError(msg)
+    scene, indices = _scene_rows(root, attrs, name, split, indices, scene)
     total = len(indices)
     if limit is not None:
         indices = indices[:limit]
-
     group = root[f"scenes/{scene}"]
-    gattrs = dict(group.attrs)
-    mode = gattrs.get("mode") or attrs.get("mode")
-    frame = LocalFrame.from_dict(gattrs["frame"])
-    site_ids = list(gattrs["site_ids"])
-    site_pos = np.asarray(group["site_pos_m"][...], dtype=np.float64)
-    lat, lon = frame.to_latlon(site_pos[:, 0], site_pos[:, 1])
-    tx_power = _site_tx_power(group, len(site_ids)) if mode == "ue" else [None] * len(site_ids)
+    mode = dict(group.attrs).get("mode") or attrs.get("mode")
+    frame = LocalFrame.from_dict(dict(group.attrs)["frame"])
     geo = frame.georeferenced  # a scene in metres only: its lat/lon are placeholders, not written
-    nodes = tuple(
-        Node(site_ids[s], lat=float(lat[s]) if geo else None, lon=float(lon[s]) if geo else None,
-             x_m=_short(site_pos[s, 0]), y_m=_short(site_pos[s, 1]), alt_m=_short(site_pos[s, 2]),
-             tx_power_dbm=tx_power[s])
-        for s in range(len(site_ids))
-    )
+    nodes = _site_nodes(group, frame, mode)
+    site_ids = [node.id for node in nodes]
 
-    rows = _read_rows(samples, indices, ("pos_m", "latlon", "t_s", "step_mask", "ta", *_FLOAT_FIELDS))
+    rows = _read_rows(root["samples"], indices, ("pos_m", "latlon", "t_s", "step_mask", "ta", *_FLOAT_FIELDS))
     slots = np.arange(len(site_ids))
     dropped: dict[str, int] = {}
     out: list[Sample] = []
@@ -265,6 +254,52 @@ def _export_generated(
         notes.append(f"Scene {scene!r} is not geo-referenced: positions are given in scene metres (x_m/y_m) only.")
     notes += _dropped_note(dropped)
     return MeasurementSet(mode, scene, nodes, tuple(out), (), tuple(notes))
+
+
+def _scene_rows(root: zarr.Group, attrs: dict[str, Any], name: str, split: str, indices: np.ndarray,
+                scene: str | None) -> tuple[str, np.ndarray]:
+    """The scene to export (the split's only one when not given) and the split's rows of that scene."""
+    scenes = list(attrs.get("config", {}).get("scenes", []))
+    if "scenes" not in root or not scenes:
+        msg = f"dataset: {name!r} has neither scenes/ maps nor source 'import'; it cannot be exported"
+        raise InvalidInputError(msg)
+    if len(indices) == 0:
+        msg = f"split: the {split!r} split of {name!r} is empty; expected a split with samples"
+        raise InvalidInputError(msg)
+    scene_idx = np.asarray(root["samples"]["scene_idx"][...])[indices]
+    present_scenes = [scenes[k] for k in sorted(set(scene_idx.tolist()))]
+    if scene is None:
+        if len(present_scenes) > 1:
+            msg = (
+                f"scene: the {split!r} split of {name!r} holds samples of {len(present_scenes)} scenes "
+                f"({', '.join(present_scenes)}); a measurement file belongs to one scene, so choose one "
+                "(--scene) and export each scene to its own file"
+            )
+            raise InvalidInputError(msg)
+        scene = present_scenes[0]
+    elif scene not in scenes:
+        msg = f"scene: dataset {name!r} has the scenes {', '.join(scenes)}, got {scene!r}"
+        raise InvalidInputError(msg)
+    indices = indices[scene_idx == scenes.index(scene)]
+    if len(indices) == 0:
+        msg = f"scene: the {split!r} split of {name!r} holds no samples of scene {scene!r}"
+        raise InvalidInputError(msg)
+    return scene, indices
+
+
+def _site_nodes(group: zarr.Group, frame: LocalFrame, mode: str | None) -> tuple[Node, ...]:
+    """The scene's sites as nodes (lat/lon only when the scene is geo-referenced; tx power in ue mode)."""
+    site_ids = list(dict(group.attrs)["site_ids"])
+    site_pos = np.asarray(group["site_pos_m"][...], dtype=np.float64)
+    lat, lon = frame.to_latlon(site_pos[:, 0], site_pos[:, 1])
+    tx_power = _site_tx_power(group, len(site_ids)) if mode == "ue" else [None] * len(site_ids)
+    geo = frame.georeferenced
+    return tuple(
+        Node(site_ids[s], lat=float(lat[s]) if geo else None, lon=float(lon[s]) if geo else None,
+             x_m=_short(site_pos[s, 0]), y_m=_short(site_pos[s, 1]), alt_m=_short(site_pos[s, 2]),
+             tx_power_dbm=tx_power[s])
+        for s in range(len(site_ids))
+    )
 
 
 def _site_tx_power(group: zarr.Group, num_sites: int) -> list[float | None]:
@@ -386,6 +421,34 @@ def _check_fixed_splits(fixed: Mapping[str, str] | None, ms: MeasurementSet) -> 
     return dict(fixed)
 
 
+@dataclass(frozen=True, kw_only=True)
+class ImportResult(JsonResult):
+    """A dataset made from measurements (see :func:`import_measurements` and
+    :func:`~rflocal_core.dataset.table_import.import_table`)."""
+
+    name: str
+    path: str
+    samples: int
+    #: Samples per split (``train``, ``val``, ``test``, ``test_unseen``).
+    splits: dict[str, int]
+    #: Samples without truth (kept, in no split).
+    unlabeled: int
+    nodes: int
+    unknown_position_nodes: int
+    mobile_slots: int
+    steps: int
+    mode: str
+    scene: str | None
+    frame_source: str
+    seconds: dict[str, float]
+    #: What the quality checks dropped, by reason (also in the dataset's attributes).
+    quality: QualityReport
+    #: Tables: rows read and used, and the row-level problems by reason.
+    table: TableReport | None = json_field(default=None, omit_none=True)
+    #: Tables split by blocks (``split_block_m``): the block size and the blocks per split.
+    split: dict[str, Any] | None = json_field(default=None, omit_none=True)
+
+
 def import_measurements(
     ms_or_path: MeasurementSet | str | os.PathLike[str] | bytes,
     *,
@@ -398,100 +461,117 @@ def import_measurements(
     min_reports: int = 1,
     quality: QualityReport | None = None,
     input_info: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> ImportResult:
     """Turn measurements into a dataset ``workspace/datasets/<name>`` (same Zarr layout, no maps).
 
     The measurements go through the quality checks first
     (:func:`~rflocal_core.measurements.quality.check_quality`): GPS sentinels, positions
     outside the file's robust extent, RSS sentinels and floors, implausible ToA, duplicate
     sample ids are dropped and counted (``quality`` in the result and in the attributes), so
-    the frame, the splits and every model's extent come from the cleaned positions.
+    the frame, the splits and every model's extent come from the cleaned positions. How the
+    file becomes arrays is in this module's docstring ("Representation of an import").
 
     Parameters
     ----------
     ms_or_path : MeasurementSet, path or bytes
-        The measurements, or a measurement file (read with
-        :func:`~rflocal_core.measurements.load_measurements`: malformed input raises; later
-        duplicate sample ids and RSS / ToA outside the format's range are dropped and counted).
+        The measurements, or a file (read with :func:`~rflocal_core.measurements.load_measurements`).
     name : str
         Name of the new dataset; it must not exist.
     scene : str, optional
-        A workspace scene whose local frame to use (it must exist). Default: the scene the
-        file names, if it is in the workspace; otherwise a frame at the centroid of the
-        nodes, mobile sensors and truths with known lat/lon.
-    split_fractions : sequence of three floats
-        Train / val / test fractions (in [0, 1], summing to 1) of the samples with a truth.
-    seed : int
-        Seed of the shuffle that assigns samples to splits.
+        A workspace scene whose local frame to use. Default: the scene the file names, if it
+        is in the workspace; else a frame at the centroid of the positions given as lat/lon.
+    split_fractions, seed : sequence of three floats, int
+        Train / val / test fractions (in [0, 1], sum 1) of the samples with a truth; shuffle seed.
     fixed_splits : mapping of str to str, optional
-        Sample id -> ``"train"``, ``"val"`` or ``"test"`` for samples whose split is given
-        (e.g. a published test set); the other labeled samples are shuffled into
-        ``split_fractions``.
+        Sample id -> ``"train"``, ``"val"`` or ``"test"`` for samples whose split is given.
     strict : bool
-        Refuse measurements with any fault (:class:`~rflocal_core.errors.MeasurementQualityError`
-        naming the first offenders) instead of dropping the faulty parts.
+        Refuse measurements with any fault (:class:`~rflocal_core.errors.MeasurementQualityError`).
     min_reports : int
         Samples left with fewer reports after cleaning are dropped (``too_few_reports``).
     quality : QualityReport, optional
-        Faults counted before (e.g. the rows a table reader dropped): merged into the report,
-        and refused with ``strict``.
+        Faults counted before (e.g. by a table reader): merged into the report.
     input_info : mapping, optional
-        Where a :class:`MeasurementSet` came from (e.g. the table it was read from, see
-        :func:`rflocal_core.measurements.table.read_table`), kept as the dataset's ``input``
-        attribute; a file given by path or bytes is described automatically.
+        Where a :class:`MeasurementSet` came from, kept as the dataset's ``input`` attribute
+        (a file given by path or bytes is described automatically).
 
     Returns
     -------
-    dict
-        ``name``, ``path``, ``samples``, ``splits`` (counts), ``unlabeled`` (samples without
-        truth), ``nodes``, ``unknown_position_nodes``, ``mobile_slots``, ``steps``, ``mode``,
-        ``scene``, ``frame_source``, ``seconds``, ``quality``
-        (:meth:`~rflocal_core.measurements.quality.QualityReport.to_dict`: what was dropped by
-        reason, with counts and the first sample ids; also in the dataset's attributes).
-
-    Notes
-    -----
-    Representation (see also :mod:`rflocal_core.dataset.store`):
-
-    - Node axis ``S`` = the file's nodes (slot ``s`` is ``nodes[s]`` for every sample, ids in
-      attrs ``node_ids``, the node table with tx powers in attrs ``nodes``) followed by
-      per-sample mobile-sensor slots: each report with its own position gets a slot of its
-      own in its sample (``S`` = nodes + the most such reports in one sample).
-      ``node_mask`` is True for every file node and for the used mobile slots;
-      ``node_pos_known`` is False for nodes whose position is unknown (their ``node_pos_m``
-      and ``node_latlon`` are NaN; their measurements are kept for fingerprinting).
-    - Time axis ``T`` = the most distinct ``t_s`` in one sample; a sample's steps are its
-      distinct times in increasing order (``t_s`` stored as float64; padding 0, step_mask False).
-      Two reports of one node at one time in one sample are refused.
-    - ``pos_m`` / ``latlon`` hold the truth at the sample's last step only (NaN elsewhere):
-      the file gives one truth per sample. An unknown altitude is a NaN ``z``.
-    - ``tx_power_dbm`` [N] is NaN (the format has no emitter power; node tx powers are in
-      attrs ``nodes``); ``los`` is -1 and ``delay_spread_ns``, ``pg_true_db`` are NaN (not in
-      the format); missing report values are NaN (``ta``: -1) as in generated datasets.
-    - Samples without truth are kept but are in no split (``counts.unlabeled`` says how many).
-    - Positions use the frame's metres: with a scene's frame a given ``x_m``/``y_m`` is used
-      as is, else lat/lon are projected; with a centroid frame lat/lon are projected (a
-      position given only as ``x_m``/``y_m`` then has no frame and is refused).
+    ImportResult
+        Counts (samples, splits, unlabeled, nodes, ...), the frame used and ``quality``.
 
     Raises
     ------
-    DatasetExistsError
-        A dataset of that name exists (or an interrupted generation of it).
-    MeasurementFormatError
-        The file is missing or invalid, or a sample has two reports of a node at one time.
-    MeasurementQualityError
-        ``strict`` and the measurements hold a fault.
-    SceneNotFoundError
-        ``scene`` is not in the workspace.
-    InvalidInputError
-        Bad name, fractions or seed, or positions without a usable frame.
+    DatasetExistsError, MeasurementFormatError, MeasurementQualityError, SceneNotFoundError, InvalidInputError
+        The name is taken; the file is invalid (or a sample has two reports of a node at one time);
+        ``strict`` and a fault; ``scene`` is not in the workspace; bad name, fractions or seed, or
+        positions without a usable frame.
     """
     started = time.perf_counter()
+    fractions = _check_import_args(name, split_fractions, seed)
+    final, partial = _free_paths(name)
+    ms, report, fixed, loaded_info = _read_and_check(ms_or_path, fixed_splits, strict, min_reports, quality)
+    frame, frame_source, scene_name = _choose_frame(ms, scene)
+    arrays, info = _build_arrays(ms, frame, frame_source.startswith("scene"))
+    splits = _assign_splits(ms, info["has_truth"], fixed, fractions, seed)
+    counts = _import_counts(ms, arrays, info, splits)
+    attrs = {
+        "mode": ms.mode, "scene": scene_name or ms.scene, "frame": frame.to_dict(), "frame_source": frame_source,
+        "notes": list(ms.notes), "assumptions": _assumptions(ms, counts, info, report, frame_source, scene_name),
+        "input": dict(input_info) if input_info is not None else loaded_info, **_node_attrs(ms),
+        "config": {"name": name, "scenes": [scene_name] if scene_name else [], "source": IMPORT_SOURCE,
+                   "split": list(fractions), "seed": int(seed)},
+    }
+    seconds = _write_import(partial, final, name, ms, arrays, splits, attrs, counts, report, started)
+    return ImportResult(
+        name=name, path=str(final), samples=counts["samples"], splits=counts["splits"],
+        unlabeled=counts["unlabeled"], nodes=len(ms.nodes),
+        unknown_position_nodes=sum(not node.has_position for node in ms.nodes), mobile_slots=info["mobile_slots"],
+        steps=counts["steps_max"], mode=ms.mode, scene=scene_name or ms.scene, frame_source=frame_source,
+        seconds={"import": seconds}, quality=report,
+    )
+
+
+def _check_import_args(name: str, split_fractions: Sequence[float], seed: Any) -> tuple[float, float, float]:
+    """Check the name, fractions and seed of an import; return the fractions."""
     validate_name(name, field="name")
     fractions = _check_fractions(split_fractions)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         msg = f"seed: expected a non-negative integer, got {seed!r}"
         raise InvalidInputError(msg)
+    return fractions
+
+
+def _read_and_check(ms_or_path: Any, fixed_splits: Mapping[str, str] | None, strict: bool, min_reports: int,
+                    prior: QualityReport | None,
+                    ) -> tuple[MeasurementSet, QualityReport, dict[str, str], dict[str, Any] | None]:
+    """The measurements after the quality checks, their report, the fixed splits and where the file came from."""
+    ms, loaded_info = _load(ms_or_path)
+    # Fixed splits name samples of the file as given; those the checks drop are simply gone.
+    fixed = _check_fixed_splits(fixed_splits, ms)
+    ms, report = check_quality(ms, strict=strict, min_reports=min_reports, prior=prior)
+    if not ms.samples:
+        msg = (f"samples: expected at least one valid sample to import, got none ({len(ms.errors)} were invalid; "
+               f"{report.summary()})")
+        raise InvalidInputError(msg)
+    return ms, report, fixed, loaded_info
+
+
+def _import_counts(ms: MeasurementSet, arrays: dict[str, np.ndarray], info: dict[str, Any],
+                   splits: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The ``counts`` attribute of an imported dataset."""
+    return {
+        "samples": len(ms.samples),
+        "splits": {k: int(len(v)) for k, v in splits.items()},
+        "unlabeled": int((~info["has_truth"]).sum()),
+        "sites_max": int(arrays["node_mask"].shape[1]),
+        "steps_max": int(arrays["step_mask"].shape[1]),
+        "reports_per_sample_mean": info["reports_mean"],
+    }
+
+
+def _free_paths(name: str) -> tuple[Path, Path]:
+    """The dataset's path and its temporary one, after checking the name is free (removing the leftovers
+    of an interrupted import; an interrupted generation is refused)."""
     final = store.dataset_path(name)
     if final.exists():
         msg = f"name: a dataset named {name!r} already exists; choose another name or delete it first"
@@ -509,39 +589,27 @@ def import_measurements(
             )
             raise DatasetExistsError(msg)
         shutil.rmtree(partial)
+    return final, partial
 
-    ms, loaded_info = _load(ms_or_path)
-    input_info = dict(input_info) if input_info is not None else loaded_info
-    # Fixed splits name samples of the file as given; those the checks drop are simply gone.
-    fixed = _check_fixed_splits(fixed_splits, ms)
-    ms, report = check_quality(ms, strict=strict, min_reports=min_reports, prior=quality)
-    if not ms.samples:
-        msg = (f"samples: expected at least one valid sample to import, got none ({len(ms.errors)} were invalid; "
-               f"{report.summary()})")
-        raise InvalidInputError(msg)
-    frame, frame_source, scene_name = _choose_frame(ms, scene)
-    arrays, info = _build_arrays(ms, frame, frame_source.startswith("scene"))
 
-    has_truth = info["has_truth"]
+def _assign_splits(ms: MeasurementSet, has_truth: np.ndarray, fixed: dict[str, str],
+                   fractions: tuple[float, float, float], seed: int) -> dict[str, np.ndarray]:
+    """Sample rows per split: the fixed ones where given, the other labeled samples shuffled by ``fractions``."""
     sample_split = np.array([fixed.get(s.id, "") for s in ms.samples], dtype=object)
     labeled = np.flatnonzero(has_truth & (sample_split == ""))
     perm = np.random.default_rng(int(seed)).permutation(labeled)
     n_train = int(round(fractions[0] * len(perm)))
     n_val = int(round(fractions[1] * len(perm)))
     given = {k: np.flatnonzero(has_truth & (sample_split == k)) for k in ("train", "val", "test")}
-    splits = {"train": np.sort(np.concatenate([perm[:n_train], given["train"]])),
-              "val": np.sort(np.concatenate([perm[n_train:n_train + n_val], given["val"]])),
-              "test": np.sort(np.concatenate([perm[n_train + n_val:], given["test"]])),
-              "test_unseen": np.zeros(0, dtype=np.int64)}
+    return {"train": np.sort(np.concatenate([perm[:n_train], given["train"]])),
+            "val": np.sort(np.concatenate([perm[n_train:n_train + n_val], given["val"]])),
+            "test": np.sort(np.concatenate([perm[n_train + n_val:], given["test"]])),
+            "test_unseen": np.zeros(0, dtype=np.int64)}
 
-    counts = {
-        "samples": len(ms.samples),
-        "splits": {k: int(len(v)) for k, v in splits.items()},
-        "unlabeled": int((~has_truth).sum()),
-        "sites_max": int(arrays["node_mask"].shape[1]),
-        "steps_max": int(arrays["step_mask"].shape[1]),
-        "reports_per_sample_mean": info["reports_mean"],
-    }
+
+def _assumptions(ms: MeasurementSet, counts: dict[str, Any], info: dict[str, Any], report: QualityReport,
+                 frame_source: str, scene_name: str | None) -> list[str]:
+    """What the import assumed or left out, one line each, for the dataset's attributes."""
     assumptions = [f"local frame: {frame_source}"]
     unknown = [node.id for node in ms.nodes if not node.has_position]
     if unknown:
@@ -559,7 +627,13 @@ def import_measurements(
         assumptions.append("positions without alt_m have z = NaN")
     if report.faulty:
         assumptions.append(report.summary())
+    return assumptions
 
+
+def _write_import(partial: Path, final: Path, name: str, ms: MeasurementSet, arrays: dict[str, np.ndarray],
+                  splits: dict[str, np.ndarray], attrs: dict[str, Any], counts: dict[str, Any],
+                  report: QualityReport, started: float) -> float:
+    """Write the store at ``partial`` and rename it to ``final`` (nothing is left on a failure); the seconds taken."""
     try:
         root = zarr.open_group(str(partial), mode="w")
         root.attrs.update({"format": store.FORMAT, "complete": False, "source": IMPORT_SOURCE})
@@ -572,17 +646,7 @@ def import_measurements(
         seconds = round(time.perf_counter() - started, 3)
         root.attrs.update({
             "complete": True,
-            "mode": ms.mode,
-            "scene": scene_name or ms.scene,
-            "frame": frame.to_dict(),
-            "frame_source": frame_source,
-            "notes": list(ms.notes),
-            "assumptions": assumptions,
-            "input": input_info,
-            "node_ids": [node.id for node in ms.nodes],
-            "nodes": [_node_row(node) for node in ms.nodes],
-            "config": {"name": name, "scenes": [scene_name] if scene_name else [], "source": IMPORT_SOURCE,
-                       "split": list(fractions), "seed": int(seed)},
+            **attrs,
             "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "counts": counts,
             "quality": report.to_dict(),
@@ -597,13 +661,7 @@ def import_measurements(
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    return {
-        "name": name, "path": str(final), "samples": counts["samples"], "splits": counts["splits"],
-        "unlabeled": counts["unlabeled"], "nodes": len(ms.nodes), "unknown_position_nodes": len(unknown),
-        "mobile_slots": info["mobile_slots"], "steps": counts["steps_max"], "mode": ms.mode,
-        "scene": scene_name or ms.scene, "frame_source": frame_source, "seconds": {"import": seconds},
-        "quality": report.to_dict(),
-    }
+    return seconds
 
 
 def _load(ms_or_path: Any) -> tuple[MeasurementSet, dict[str, Any] | None]:
@@ -622,6 +680,11 @@ def _load(ms_or_path: Any) -> tuple[MeasurementSet, dict[str, Any] | None]:
         f"got a {type(ms_or_path).__name__}"
     )
     raise InvalidInputError(msg)
+
+
+def _node_attrs(ms: MeasurementSet) -> dict[str, Any]:
+    """``node_ids`` and ``nodes`` (the node table with positions and tx powers) of an imported dataset."""
+    return {"node_ids": [node.id for node in ms.nodes], "nodes": [_node_row(node) for node in ms.nodes]}
 
 
 def _node_row(node: Node) -> dict[str, Any]:
@@ -703,38 +766,81 @@ def _place(items: Sequence[Any], frame: LocalFrame, use_xy: bool) -> tuple[np.nd
 
 def _build_arrays(ms: MeasurementSet, frame: LocalFrame, use_xy: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     num_nodes = len(ms.nodes)
-    node_index = {node.id: s for s, node in enumerate(ms.nodes)}
     n = len(ms.samples)
     times = [sorted({r.t_s for r in sample.reports}) for sample in ms.samples]
     steps = max((len(t) for t in times), default=1)
-    mobile = [sum(r.node is None for r in sample.reports) for sample in ms.samples]
-    mobile_slots = max(mobile, default=0)
+    mobile_slots = max((sum(r.node is None for r in sample.reports) for sample in ms.samples), default=0)
     slots = num_nodes + mobile_slots
 
     shape = (n, steps, slots)
-    reports = {key: np.full(shape, np.nan, dtype=np.float32) for key in (*_FLOAT_FIELDS, *_UNKNOWN_FLOAT_FIELDS)}
-    ta = np.full(shape, -1, dtype=np.int32)
-    t_s = np.zeros((n, steps), dtype=np.float64)
-    step_mask = np.zeros((n, steps), dtype=bool)
-    node_mask = np.zeros((n, slots), dtype=bool)
-    node_mask[:, :num_nodes] = True
-    node_pos = np.full((n, slots, 3), np.nan, dtype=np.float64)
-    node_latlon = np.full((n, slots, 2), np.nan, dtype=np.float64)
-    node_known = np.zeros((n, slots), dtype=bool)
-
+    a: dict[str, np.ndarray] = {key: np.full(shape, np.nan, dtype=np.float32)
+                                for key in (*_FLOAT_FIELDS, *_UNKNOWN_FLOAT_FIELDS)}
+    a.update(ta=np.full(shape, -1, dtype=np.int32), t_s=np.zeros((n, steps), dtype=np.float64),
+             step_mask=np.zeros((n, steps), dtype=bool), node_mask=np.zeros((n, slots), dtype=bool),
+             node_pos_m=np.full((n, slots, 3), np.nan, dtype=np.float64),
+             node_latlon=np.full((n, slots, 2), np.nan, dtype=np.float64),
+             node_pos_known=np.zeros((n, slots), dtype=bool),
+             pos_m=np.full((n, steps, 3), np.nan, dtype=np.float64),
+             latlon=np.full((n, steps, 2), np.nan, dtype=np.float64))
+    a["node_mask"][:, :num_nodes] = True
     known = [s for s, node in enumerate(ms.nodes) if node.has_position]
     if known:
         xyz, ll = _place([ms.nodes[s] for s in known], frame, use_xy)
-        node_pos[:, known], node_latlon[:, known], node_known[:, known] = xyz[None], ll[None], True
+        a["node_pos_m"][:, known], a["node_latlon"][:, known], a["node_pos_known"][:, known] = xyz[None], ll[None], True
 
+    mobile_items, mobile_where, truth_items, truth_where = _fill_reports(ms, times, a)
+    if mobile_items:
+        xyz, ll = _place(mobile_items, frame, use_xy)
+        rows, cols = np.array(mobile_where).T
+        a["node_pos_m"][rows, cols], a["node_latlon"][rows, cols], a["node_pos_known"][rows, cols] = xyz, ll, True
+    has_truth = np.zeros(n, dtype=bool)
+    if truth_items:
+        xyz, ll = _place(truth_items, frame, use_xy)
+        rows, cols = np.array(truth_where).T
+        a["pos_m"][rows, cols], a["latlon"][rows, cols], has_truth[rows] = xyz, ll, True
+    node_pos, pos = a["node_pos_m"], a["pos_m"]
+    no_alt = bool(np.isnan(pos[has_truth][..., 2]).any() if has_truth.any() else False) or bool(
+        np.isnan(node_pos[a["node_pos_known"]][..., 2]).any())
+
+    arrays = {
+        "scene_idx": np.zeros(n, dtype=np.int16),
+        "pos_m": pos.astype(np.float32),
+        "latlon": a["latlon"],
+        "t_s": a["t_s"],
+        "step_mask": a["step_mask"],
+        "node_pos_m": node_pos.astype(np.float32),
+        "node_mask": a["node_mask"],
+        "node_pos_known": a["node_pos_known"],
+        "node_latlon": a["node_latlon"],
+        "tx_power_dbm": np.full(n, np.nan, dtype=np.float32),
+        **{key: a[key] for key in (*_FLOAT_FIELDS, *_UNKNOWN_FLOAT_FIELDS)},
+        "ta": a["ta"],
+        "los": np.full(shape, -1, dtype=np.int8),
+    }
+    # As for generated datasets: the mean number of node slots with an RSS report per sample.
+    with_rss = np.isfinite(a["rss_dbm"]).any(1).sum(-1)
+    info = {"has_truth": has_truth, "mobile_slots": int(mobile_slots), "no_alt": no_alt,
+            "reports_mean": float(with_rss.mean()) if n else 0.0}
+    return arrays, info
+
+
+def _fill_reports(ms: MeasurementSet, times: list[list[float]], a: dict[str, np.ndarray]
+                  ) -> tuple[list[Report], list[tuple[int, int]], list[Position], list[tuple[int, int]]]:
+    """Put every report's values into ``a`` (at its time step and node or mobile slot).
+
+    Returns the mobile reports and the truths with their (sample, slot) and (sample, last
+    step), to be placed in the frame all at once.
+    """
+    num_nodes = len(ms.nodes)
+    node_index = {node.id: s for s, node in enumerate(ms.nodes)}
     mobile_items: list[Report] = []
     mobile_where: list[tuple[int, int]] = []
     truth_items: list[Position] = []
     truth_where: list[tuple[int, int]] = []
     for i, sample in enumerate(ms.samples):
         step_of = {t: k for k, t in enumerate(times[i])}
-        t_s[i, :len(times[i])] = times[i]
-        step_mask[i, :len(times[i])] = True
+        a["t_s"][i, :len(times[i])] = times[i]
+        a["step_mask"][i, :len(times[i])] = True
         seen: dict[tuple[int, int], int] = {}
         m = 0
         for j, report in enumerate(sample.reports):
@@ -756,45 +862,11 @@ def _build_arrays(ms: MeasurementSet, frame: LocalFrame, use_xy: bool) -> tuple[
             for key in _FLOAT_FIELDS:
                 value = getattr(report, key)
                 if value is not None:
-                    reports[key][i, k, s] = value
+                    a[key][i, k, s] = value
             if report.ta is not None:
-                ta[i, k, s] = report.ta
-        node_mask[i, num_nodes:num_nodes + m] = True
+                a["ta"][i, k, s] = report.ta
+        a["node_mask"][i, num_nodes:num_nodes + m] = True
         if sample.truth is not None:
             truth_items.append(sample.truth)
             truth_where.append((i, len(times[i]) - 1))
-
-    if mobile_items:
-        xyz, ll = _place(mobile_items, frame, use_xy)
-        rows, cols = np.array(mobile_where).T
-        node_pos[rows, cols], node_latlon[rows, cols], node_known[rows, cols] = xyz, ll, True
-    pos = np.full((n, steps, 3), np.nan, dtype=np.float64)
-    latlon = np.full((n, steps, 2), np.nan, dtype=np.float64)
-    has_truth = np.zeros(n, dtype=bool)
-    if truth_items:
-        xyz, ll = _place(truth_items, frame, use_xy)
-        rows, cols = np.array(truth_where).T
-        pos[rows, cols], latlon[rows, cols], has_truth[rows] = xyz, ll, True
-    no_alt = bool(np.isnan(pos[has_truth][..., 2]).any() if has_truth.any() else False) or bool(
-        np.isnan(node_pos[node_known][..., 2]).any())
-
-    arrays = {
-        "scene_idx": np.zeros(n, dtype=np.int16),
-        "pos_m": pos.astype(np.float32),
-        "latlon": latlon,
-        "t_s": t_s,
-        "step_mask": step_mask,
-        "node_pos_m": node_pos.astype(np.float32),
-        "node_mask": node_mask,
-        "node_pos_known": node_known,
-        "node_latlon": node_latlon,
-        "tx_power_dbm": np.full(n, np.nan, dtype=np.float32),
-        **reports,
-        "ta": ta,
-        "los": np.full(shape, -1, dtype=np.int8),
-    }
-    # As for generated datasets: the mean number of node slots with an RSS report per sample.
-    with_rss = np.isfinite(reports["rss_dbm"]).any(1).sum(-1)
-    info = {"has_truth": has_truth, "mobile_slots": int(mobile_slots), "no_alt": no_alt,
-            "reports_mean": float(with_rss.mean()) if n else 0.0}
-    return arrays, info
+    return mobile_items, mobile_where, truth_items, truth_where

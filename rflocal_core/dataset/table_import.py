@@ -6,7 +6,7 @@
     summary = import_table("Duke_CBRS.csv", name="duke",
                            columns={"node": "PCI", "lat": "latitude", "lon": "longitude", "rss_dbm": "rsrp"},
                            group_by=["latitude", "longitude", "device"])
-    summary["table"]      # rows read / used and the row-level problems by reason
+    summary.table         # TableReport: rows read / used and the row-level problems by reason
 
 The table's reading (keys, grouping, node positions, missing values, caps) is documented in
 :mod:`rflocal_core.measurements.table`; the dataset it becomes is the one
@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import replace
 
-from rflocal_core.dataset.exchange import DEFAULT_SPLIT_FRACTIONS, import_measurements
+from rflocal_core.dataset.exchange import DEFAULT_SPLIT_FRACTIONS, ImportResult, import_measurements
 from rflocal_core.dataset.splits import block_splits
 from rflocal_core.measurements.format import Node
 from rflocal_core.measurements.table import MAX_TABLE_FILE_BYTES, MAX_TABLE_ROWS, read_table
@@ -44,7 +44,7 @@ def import_table(
     split_block_m: float | None = None,
     max_bytes: int = MAX_TABLE_FILE_BYTES,
     max_rows: int = MAX_TABLE_ROWS,
-) -> dict[str, Any]:
+) -> ImportResult:
     """Read a long-layout table and store it as the dataset ``workspace/datasets/<name>``.
 
     Parameters are those of :func:`rflocal_core.measurements.table.read_table` (the table)
@@ -59,11 +59,11 @@ def import_table(
 
     Returns
     -------
-    dict
-        The summary of :func:`~rflocal_core.dataset.import_measurements`, plus ``table``:
-        the :class:`~rflocal_core.measurements.table.TableReport` as a dict (rows read and
-        used, samples, reports, nodes, nodes of unknown position, issues by reason); with
-        ``split_block_m``, ``split``: the block size and the blocks per split.
+    ImportResult
+        The result of :func:`~rflocal_core.dataset.import_measurements`, with ``table``: the
+        :class:`~rflocal_core.measurements.table.TableReport` (rows read and used, samples,
+        reports, nodes, nodes of unknown position, issues by reason); with ``split_block_m``,
+        ``split``: the block size and the blocks per split.
 
     Raises
     ------
@@ -80,7 +80,4 @@ def import_table(
     summary = import_measurements(table.measurements, name=name, scene=scene, split_fractions=split_fractions,
                                   seed=seed, fixed_splits=fixed, input_info=info, strict=strict,
                                   min_reports=min_reports, quality=table.report.quality())
-    summary["table"] = table.report.to_dict()
-    if split is not None:
-        summary["split"] = split
-    return summary
+    return replace(summary, table=table.report, split=split)

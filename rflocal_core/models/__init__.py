@@ -1,47 +1,46 @@
-"""Localization models: classical baselines over the Zarr datasets.
+"""Localization models: classical baselines and networks over the Zarr datasets.
 
 Public API::
 
     from rflocal_core.models import load_inputs, MapMatching
     train, test = load_inputs("ds", "train"), load_inputs("ds", "test")
     pred = MapMatching().fit(train).predict(test)   # pred.position_m [N, 2]
+
+The data types live in :mod:`~rflocal_core.models.inputs`, the registries of models by name
+(:data:`BASELINES`, :data:`NETWORKS`, filled by ``@register("name")``) in
+:mod:`~rflocal_core.models.registry`.
 """
 
 from __future__ import annotations
 
 from rflocal_core.errors import NotFittedError
 from rflocal_core.models.baselines import (
-    BASELINES,
     AoATriangulation,
-    Inputs,
     KNNFingerprint,
     LogDistanceMultilateration,
     MapMatching,
-    Prediction,
-    SceneMaps,
     StrongestSite,
     ToAMultilateration,
     WeightedCentroid,
-    errors_m,
-    load_inputs,
 )
+from rflocal_core.models.inputs import Inputs, Prediction, SceneMaps, errors_m, load_inputs
 
-# The map-conditioned networks import nets.py, so they join its registry here, where every
-# import of rflocal_core.models.* passes first.
-from rflocal_core.models.locheatmap import LocHeatmap  # noqa: E402
-from rflocal_core.models.mapformer import MapFormer  # noqa: E402
-from rflocal_core.models.nets import NETWORKS  # noqa: E402
-
-for _cls in (MapFormer, LocHeatmap):
-    NETWORKS.setdefault(_cls.name, _cls)
+# Every model module is imported here, where every import of rflocal_core.models.* passes
+# first, so each class has registered itself (models.registry) before any lookup by name.
+from rflocal_core.models.mapformer import MapFormer
+from rflocal_core.models.locheatmap import LocHeatmap  # after mapformer: the registry keeps this order
+from rflocal_core.models.registry import BASELINES, NETWORKS, register
 
 __all__ = [
     "BASELINES",
     "AoATriangulation",
     "Inputs",
     "KNNFingerprint",
+    "LocHeatmap",
     "LogDistanceMultilateration",
+    "MapFormer",
     "MapMatching",
+    "NETWORKS",
     "NotFittedError",
     "Prediction",
     "SceneMaps",
@@ -50,4 +49,5 @@ __all__ = [
     "WeightedCentroid",
     "errors_m",
     "load_inputs",
+    "register",
 ]

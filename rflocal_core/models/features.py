@@ -28,7 +28,7 @@ import torch
 
 from rflocal_core.constants import C_M_PER_NS
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.models.baselines import Inputs, _bounds
+from rflocal_core.models.inputs import Inputs, search_bounds
 
 RSS_MIN_DBM, RSS_MAX_DBM = -120.0, -30.0
 NODE_Z_SCALE_M = 100.0
@@ -65,7 +65,7 @@ class FeatureSpec:
 
     @classmethod
     def fit(cls, train: Inputs) -> FeatureSpec:
-        b = _bounds(train)
+        b = search_bounds(train)
         extent = max(b[1] - b[0], b[3] - b[2], 1.0)
         cx, cy = (b[0] + b[1]) / 2, (b[2] + b[3]) / 2
         keys = node_keys(train)

@@ -89,7 +89,8 @@ from torch import nn
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.features import Batch
 from rflocal_core.models.maps import SCENE_CHANNELS, MapBatch, aoa_loglik
-from rflocal_core.models.nets import LocNet, NetConfig, _mlp, gaussian_beta_nll
+from rflocal_core.models.nets import LocNet, NetConfig, gaussian_beta_nll, mlp
+from rflocal_core.models.registry import register
 from rflocal_core.options import option, redefault
 from rflocal_core.validation import check_choice, check_int
 
@@ -513,10 +514,10 @@ class UNet(nn.Module):
 # --------------------------------------------------------------------------- the network
 
 
+@register("locheatmap")
 class LocHeatmap(LocNet):
     """Sparse report rasters -> completed maps -> U-Net heatmap -> differentiable position (``locheatmap``)."""
 
-    name = "locheatmap"
     config_cls = LocHeatmapConfig
     needs_maps: ClassVar[bool] = True
 
@@ -538,7 +539,7 @@ class LocHeatmap(LocNet):
                                         simple=mode == "DCAe_simple") if self.has_completion else None)
         self.unet = None
         if self.is_dcae:
-            self.position_head = _mlp([self.completion.code_dim, c.d_model, c.d_model, 4])
+            self.position_head = mlp([self.completion.code_dim, c.d_model, c.d_model, 4])
         else:
             unet_in = len(self.in_idx) + 2 + (len(self.out_idx) if self.has_completion else 0)
             unet_in += len(SCENE_CHANNELS) if c.scene_rasters else 0

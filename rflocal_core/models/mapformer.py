@@ -94,7 +94,8 @@ from torch import nn
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.features import AGE_SCALE_S, NODE_Z_SCALE_M, TOKEN_COLUMNS, TX_SCALE_DBM, Batch
 from rflocal_core.models.maps import SCENE_CHANNELS, MapBatch, aoa_loglik, lookup, rss_unit_to_dbm, unit_to_pg_db
-from rflocal_core.models.nets import LocNet, NetConfig, SetNetConfig, _mlp, check_encoder, gaussian_beta_nll, sinusoidal
+from rflocal_core.models.nets import LocNet, NetConfig, SetNetConfig, check_encoder, gaussian_beta_nll, mlp, sinusoidal
+from rflocal_core.models.registry import register
 from rflocal_core.options import option, redefault
 
 #: Radio-map stream channels (see the module doc).
@@ -420,10 +421,10 @@ def _centres(n_y: int, n_x: int, extent: tuple[float, float], device: torch.devi
     return torch.stack([gx, gy], dim=-1).reshape(-1, 2)
 
 
+@register("mapformer")
 class MapFormer(LocNet):
     """Map-conditioned transformer, coarse heatmap + fine offsets, physics loss (``mapformer``)."""
 
-    name = "mapformer"
     config_cls = MapFormerConfig
     needs_maps: ClassVar[bool] = True
 
@@ -431,7 +432,7 @@ class MapFormer(LocNet):
         super().__init__(config, vocab_size=vocab_size)
         c = config
         d = c.d_model
-        self.token_mlp = _mlp([4 * c.pe_freqs + len(TOKEN_COLUMNS), 2 * d, d])
+        self.token_mlp = mlp([4 * c.pe_freqs + len(TOKEN_COLUMNS), 2 * d, d])
         self.node_embedding = nn.Embedding(vocab_size + 1, d, padding_idx=0)
         nn.init.normal_(self.node_embedding.weight, std=0.02)
         with torch.no_grad():
@@ -458,13 +459,13 @@ class MapFormer(LocNet):
             self.cross = nn.MultiheadAttention(d, c.heads, dropout=c.dropout, batch_first=True)
             self.cell_tok = nn.Linear(d, d)
             self.cell_raster = nn.Linear(cm * (SUB_CELLS ** 2 + 1), d)
-        self.fuse = _mlp([2 * d, 2 * d, d], final_act=True)
+        self.fuse = mlp([2 * d, 2 * d, d], final_act=True)
         self.cell_pos = nn.Linear(4 * c.pe_freqs, d)
         self.cell_norm = nn.LayerNorm(d)
         self.film = nn.Linear(d, 2 * d)
         self.cell_conv = nn.Sequential(nn.Conv2d(d, d, 3, padding=1, groups=d), nn.GELU(), nn.Conv2d(d, d, 1),
                                        nn.GELU(), nn.Conv2d(d, d, 3, padding=1, groups=d), nn.Conv2d(d, d, 1))
-        self.cell_mlp = _mlp([d, d, d], final_act=True)
+        self.cell_mlp = mlp([d, d, d], final_act=True)
         self.logit_head = nn.Linear(d, 1)
         self.fine_head = nn.Linear(d, 4) if c.top_k else None
         self.drop = nn.Dropout(c.dropout)
@@ -478,7 +479,7 @@ class MapFormer(LocNet):
                 nn.init.zeros_(self.fine_head.weight)
                 nn.init.zeros_(self.fine_head.bias)
         # history tokens (earlier report times); built last, so snapshot data trains as before
-        self.hist_mlp = _mlp([4 * c.pe_freqs + 3, 2 * d, d])
+        self.hist_mlp = mlp([4 * c.pe_freqs + 3, 2 * d, d])
         self.hist_type = nn.Parameter(torch.randn(1, 1, 1, d) * 0.02)
 
     # ----------------------------------------------------------------- forward

@@ -37,6 +37,7 @@ from torch import nn
 
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.features import TOKEN_COLUMNS, Batch
+from rflocal_core.models.registry import NETWORKS, register
 from rflocal_core.options import check_options, option, redefault
 from rflocal_core.validation import check_choice, dataclass_from_dict
 
@@ -54,7 +55,8 @@ def _masked_max(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask.any(1, keepdim=True), out, torch.zeros_like(out))
 
 
-def _mlp(sizes: list[int], *, final_act: bool = False) -> nn.Sequential:
+def mlp(sizes: list[int], *, final_act: bool = False) -> nn.Sequential:
+    """Linear layers of widths ``sizes`` with GELU between them (and after the last with ``final_act``)."""
     layers: list[nn.Module] = []
     for i in range(len(sizes) - 1):
         layers.append(nn.Linear(sizes[i], sizes[i + 1]))
@@ -190,7 +192,10 @@ class HeimdallConfig(NetConfig):
 class LocNet(nn.Module):
     """Common parts: configuration, position/uncertainty head, augmentation and loss."""
 
+    #: The registry name, set by :func:`~rflocal_core.models.registry.register`.
     name: ClassVar[str] = "net"
+    #: Which registry the class joins.
+    kind: ClassVar[str] = "network"
     config_cls: ClassVar[type[NetConfig]] = NetConfig
     #: Whether it needs each report's node position (nodes of unknown position cannot be placed).
     needs_node_positions: ClassVar[bool] = False
@@ -251,10 +256,10 @@ class LocNet(nn.Module):
         return None
 
 
+@register("setnet")
 class SetNet(LocNet):
     """Masked set transformer over report tokens (``setnet``)."""
 
-    name = "setnet"
     needs_node_positions = True  # a token knows its node only by the node's position
     config_cls = SetNetConfig
 
@@ -262,15 +267,15 @@ class SetNet(LocNet):
         super().__init__(config, vocab_size=vocab_size)
         d = config.d_model
         in_dim = 4 * config.pe_freqs + len(TOKEN_COLUMNS)
-        self.token_mlp = _mlp([in_dim, 2 * d, d])
+        self.token_mlp = mlp([in_dim, 2 * d, d])
         layer = nn.TransformerEncoderLayer(d, config.heads, 2 * d, config.dropout, activation="gelu",
                                            batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
         self.seed = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.pool = nn.MultiheadAttention(d, config.heads, batch_first=True)
-        self.position_head = _mlp([2 * d, 2 * d, d, 4])
-        self.aux_head = _mlp([d, d, 3])  # bearing sin, cos; distance (extent units)
+        self.position_head = mlp([2 * d, 2 * d, d, 4])
+        self.aux_head = mlp([d, d, 3])  # bearing sin, cos; distance (extent units)
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         c = self.config
@@ -299,10 +304,10 @@ class SetNet(LocNet):
         return (err * ok).sum() / ok.sum().clamp_min(1.0)
 
 
+@register("heimdall")
 class Heimdall(LocNet):
     """Per-node encoder + pairwise geometry + multi-pooling fusion (``heimdall``)."""
 
-    name = "heimdall"
     config_cls = HeimdallConfig
 
     def __init__(self, config: HeimdallConfig, *, vocab_size: int = 0) -> None:
@@ -314,15 +319,15 @@ class Heimdall(LocNet):
             nn.init.normal_(self.node_embedding.weight, std=0.02)
             with torch.no_grad():
                 self.node_embedding.weight[0].zero_()  # unknown nodes: no identity
-        self.node_mlp = _mlp([2 + len(TOKEN_COLUMNS) + e, 2 * d, d], final_act=True)
+        self.node_mlp = mlp([2 + len(TOKEN_COLUMNS) + e, 2 * d, d], final_act=True)
         # pair features: dx, dy, distance, bearing sin/cos, dz, both-positions-known
-        self.pair_mlp = _mlp([7 + 2 * d, d, d], final_act=True) if config.geometry else None
-        self.node_mlp2 = _mlp([2 * d if config.geometry else d, d, d], final_act=True)
+        self.pair_mlp = mlp([7 + 2 * d, d, d], final_act=True) if config.geometry else None
+        self.node_mlp2 = mlp([2 * d if config.geometry else d, d, d], final_act=True)
         self.quality = nn.Linear(d, 1)
         self.rss_temperature = nn.Parameter(torch.tensor(4.0))
-        self.fusion = _mlp([3 * d, 2 * d, 2 * d], final_act=True)
+        self.fusion = mlp([3 * d, 2 * d, 2 * d], final_act=True)
         self.drop = nn.Dropout(config.dropout)
-        self.position_head = _mlp([2 * d, d, 4])
+        self.position_head = mlp([2 * d, d, 4])
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
         mask = batch.mask
@@ -360,9 +365,6 @@ class Heimdall(LocNet):
         pm = batch.mask.unsqueeze(1) & batch.mask.unsqueeze(2) & ~torch.eye(s, dtype=torch.bool, device=h.device)
         w = pm.to(h.dtype).unsqueeze(-1)
         return (e * w).sum(2) / w.sum(2).clamp_min(1.0)
-
-
-NETWORKS: dict[str, type[LocNet]] = {"setnet": SetNet, "heimdall": Heimdall}
 
 
 def build_network(name: str, config: dict[str, Any] | NetConfig | None, *, vocab_size: int) -> LocNet:

@@ -14,10 +14,11 @@ import numpy as np
 import torch
 
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.models.baselines import Inputs, Prediction
 from rflocal_core.models.features import Batch, FeatureSpec, make_batch
+from rflocal_core.models.inputs import Inputs, Prediction
 from rflocal_core.models.maps import MapSource
-from rflocal_core.models.nets import NETWORKS, LocNet, build_network
+from rflocal_core.models.nets import LocNet, build_network
+from rflocal_core.models.registry import NETWORKS
 
 #: Samples per forward pass when predicting a whole split.
 PREDICT_CHUNK = 2048

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.models.baselines import Inputs, SceneMaps, load_inputs
+from rflocal_core.models.inputs import Inputs, SceneMaps, load_inputs
 from rflocal_core.validation import check_int, check_number, dataclass_from_dict
 
 FEATURES = ("rss", "toa", "aoa")

@@ -10,8 +10,8 @@ Public API::
 from __future__ import annotations
 
 from rflocal_core.geo import BBox, LocalFrame
-from rflocal_core.scene.build import SOURCES, SceneConfig, build_scene, scenes_dir
-from rflocal_core.scene.importer import SceneImportConfig, bundled_scenes, import_scene
+from rflocal_core.scene.build import SOURCES, SceneBuildResult, SceneConfig, build_scene, scenes_dir
+from rflocal_core.scene.importer import SceneImportConfig, SceneImportResult, bundled_scenes, import_scene
 from rflocal_core.scene.materials import BUILDING_MATERIALS, GROUND_MATERIALS, MaterialConfig
 from rflocal_core.scene.procedural import ProceduralConfig
 from rflocal_core.scene.sites import CustomSite, SiteConfig
@@ -26,8 +26,10 @@ __all__ = [
     "MaterialConfig",
     "ProceduralConfig",
     "SOURCES",
+    "SceneBuildResult",
     "SceneConfig",
     "SceneImportConfig",
+    "SceneImportResult",
     "SiteConfig",
     "build_scene",
     "bundled_scenes",

@@ -17,6 +17,7 @@ from rflocal_core.errors import InvalidInputError, MeshError, OSMFormatError, Sc
 from rflocal_core.geo import BBox, LocalFrame
 from rflocal_core.options import check_options, option, seed_option
 from rflocal_core.progress import ProgressFn
+from rflocal_core.results import JsonResult
 from rflocal_core.scene import footprints as fp
 from rflocal_core.scene import procedural
 from rflocal_core.scene.materials import MaterialConfig, assign_materials
@@ -88,19 +89,41 @@ class SceneConfig:
         check_options(self)
 
 
+@dataclass(frozen=True, kw_only=True)
+class SceneBuildResult(JsonResult):
+    """A scene built into ``workspace/scenes/<name>/`` (see :func:`build_scene`)."""
+
+    name: str
+    path: str
+    buildings: int
+    sites: int
+    #: Width and height of the scene box (m).
+    extent_m: tuple[float, float]
+    #: Buildings per height rule (``height``, ``levels``, ``default``, ...).
+    height_rules: dict[str, int]
+    dropped_degenerate: int
+    clipped: int
+    #: Footprints skipped and repaired, by reason: ``count`` and the first ``ids`` (as in ``scene.json``).
+    skipped: dict[str, Any]
+    repaired: dict[str, Any]
+    #: One line per reason something was skipped or repaired.
+    notes: tuple[str, ...]
+    seconds: float
+
+
 def scenes_dir() -> Path:
     """Return ``<workspace>/scenes``."""
     return subdir("scenes")
 
 
-def build_scene(config: SceneConfig, *, progress: ProgressFn | None = None) -> dict[str, Any]:
+def build_scene(config: SceneConfig, *, progress: ProgressFn | None = None) -> SceneBuildResult:
     """Build a scene and write it to ``workspace/scenes/<name>/``.
 
     The folder appears only when complete; a failure leaves nothing behind.
 
     Returns
     -------
-    dict
+    SceneBuildResult
         Summary: ``name``, ``path``, ``buildings``, ``sites``, ``extent_m``
         (``[width, height]``), ``height_rules``, ``dropped_degenerate``, ``clipped``,
         ``skipped`` and ``repaired`` (by reason: ``count`` and the first ``ids``, as in
@@ -147,20 +170,20 @@ def build_scene(config: SceneConfig, *, progress: ProgressFn | None = None) -> d
         (tmp / "scene.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     report("done", 1.0)
     footprints = meta["buildings"]["footprints"]
-    return {
-        "name": config.name,
-        "path": str(final),
-        "buildings": len(kept),
-        "sites": len(sites),
-        "extent_m": [round(width, 2), round(height, 2)],
-        "height_rules": meta["buildings"]["height_rules"],
-        "dropped_degenerate": fp_report.dropped_degenerate,
-        "clipped": fp_report.clipped,
-        "skipped": footprints["skipped"],
-        "repaired": footprints["repaired"],
-        "notes": fp_report.describe(),
-        "seconds": round(time.perf_counter() - t0, 3),
-    }
+    return SceneBuildResult(
+        name=config.name,
+        path=str(final),
+        buildings=len(kept),
+        sites=len(sites),
+        extent_m=(round(width, 2), round(height, 2)),
+        height_rules=meta["buildings"]["height_rules"],
+        dropped_degenerate=fp_report.dropped_degenerate,
+        clipped=fp_report.clipped,
+        skipped=footprints["skipped"],
+        repaired=footprints["repaired"],
+        notes=tuple(fp_report.describe()),
+        seconds=round(time.perf_counter() - t0, 3),
+    )
 
 
 def _footprints(config: SceneConfig) -> tuple[Any, ...]:

@@ -38,6 +38,7 @@ from rflocal_core import __version__, settings
 from rflocal_core.errors import InvalidInputError, SceneExistsError, SceneImportError
 from rflocal_core.geo import BBox, LocalFrame
 from rflocal_core.options import check_options, option, seed_option
+from rflocal_core.results import JsonResult
 from rflocal_core.scene.build import scenes_dir, write_geojson
 from rflocal_core.scene.footprints import Building
 from rflocal_core.scene.meshraster import (
@@ -164,14 +165,38 @@ def bundled_scenes() -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-def import_scene(config: SceneImportConfig, *, progress: ProgressFn | None = None) -> dict[str, Any]:
+@dataclass(frozen=True, kw_only=True)
+class SceneImportResult(JsonResult):
+    """A Mitsuba scene imported into ``workspace/scenes/<name>/`` (see :func:`import_scene`)."""
+
+    name: str
+    path: str
+    buildings: int
+    sites: int
+    #: Width and height of the scene box (m).
+    extent_m: tuple[float, float]
+    #: Shapes of the scene file, and their triangles.
+    objects: int
+    triangles: int
+    #: How the ground was found (``Ground.to_dict``).
+    ground: dict[str, Any]
+    georeferenced: bool
+    #: Where the geographic origin came from.
+    origin_source: str
+    #: Roof areas found and dropped on the way to footprints (``counts.to_dict``).
+    footprints: dict[str, Any]
+    warnings: tuple[str, ...]
+    seconds: float
+
+
+def import_scene(config: SceneImportConfig, *, progress: ProgressFn | None = None) -> SceneImportResult:
     """Import a Mitsuba scene into ``workspace/scenes/<name>/``.
 
     The folder appears only when complete; a failure leaves nothing behind.
 
     Returns
     -------
-    dict
+    SceneImportResult
         Summary: ``name``, ``path``, ``buildings``, ``sites``, ``extent_m``, ``objects``,
         ``triangles``, ``ground``, ``georeferenced``, ``origin_source``, ``warnings``
         and ``seconds``.
@@ -225,13 +250,13 @@ def import_scene(config: SceneImportConfig, *, progress: ProgressFn | None = Non
         meta["content_sha256"] = content_hash(tmp)
         (tmp / "scene.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     report("done", 1.0)
-    return {
-        "name": config.name, "path": str(final), "buildings": len(buildings), "sites": len(sites),
-        "extent_m": [round(extent[2] - extent[0], 2), round(extent[3] - extent[1], 2)],
-        "objects": len(objects), "triangles": int(len(tris.owner)), "ground": ground.to_dict(),
-        "georeferenced": origin["georeferenced"], "origin_source": origin["source"],
-        "footprints": counts.to_dict(), "warnings": warnings, "seconds": round(time.perf_counter() - t0, 3),
-    }
+    return SceneImportResult(
+        name=config.name, path=str(final), buildings=len(buildings), sites=len(sites),
+        extent_m=(round(extent[2] - extent[0], 2), round(extent[3] - extent[1], 2)),
+        objects=len(objects), triangles=int(len(tris.owner)), ground=ground.to_dict(),
+        georeferenced=origin["georeferenced"], origin_source=origin["source"],
+        footprints=counts.to_dict(), warnings=tuple(warnings), seconds=round(time.perf_counter() - t0, 3),
+    )
 
 
 def _load_and_level(xml: XmlScene, folder: Path, freq_hz: float,

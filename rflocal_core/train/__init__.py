@@ -6,15 +6,16 @@ model is loaded and compared alike (:mod:`rflocal_core.infer`).
 Public API::
 
     from rflocal_core.train import train, resume, list_runs
-    result = train("ds", "map_matching")     # {"run_id", "median_m", "p95_m", "mean_m", "stopped", ...}
+    result = train("ds", "map_matching")     # TrainResult: run_id, summary.median_m, stopped, ...
     result = train("ds", "heimdall", train_config={"epochs": 40, "max_minutes": 5})
-    result = resume(result["run_id"])        # continue a cancelled or interrupted network run
+    result = resume(result.run_id)           # continue a cancelled or interrupted network run
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +24,17 @@ import numpy as np
 from rflocal_core import settings
 from rflocal_core.dataset.store import open_dataset, position_extent_m
 from rflocal_core.errors import CheckpointError, InvalidInputError, RunNotFoundError
-from rflocal_core.metrics import error_summary
-from rflocal_core.models import BASELINES, Inputs, errors_m
+from rflocal_core.metrics import ErrorSummary, error_summary
 from rflocal_core.models.features import FeatureSpec
-from rflocal_core.models.nets import NETWORKS, build_network
+from rflocal_core.models.inputs import Inputs, errors_m
+from rflocal_core.models.nets import build_network
 from rflocal_core.models.neural import NeuralModel
+from rflocal_core.models.registry import BASELINES, NETWORKS
 from rflocal_core.models.transforms import InputTransform, load_transformed
 from rflocal_core.progress import JobCancelled, ProgressFn, StepProgressFn, as_progress
 from rflocal_core.reference import write_reference
-from rflocal_core.train.engine import TrainConfig, fit_network, load_resume
+from rflocal_core.results import JsonResult, json_field
+from rflocal_core.train.engine import FitResult, TrainConfig, fit_network, load_resume
 from rflocal_core.train.runs import (
     StopReason,
     active,
@@ -48,8 +51,35 @@ from rflocal_core.train.runs import (
     write_status,
 )
 
-__all__ = ["CheckpointError", "NETWORKS", "RunNotFoundError", "StopReason", "TrainConfig", "check_extent",
+__all__ = ["CheckpointError", "RunNotFoundError", "StopReason", "TrainConfig", "TrainResult", "check_extent",
            "delete_run", "list_runs", "models", "read_metrics", "resume", "runs_dir", "train"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainResult(JsonResult):
+    """A trained run (see :func:`train` and :func:`resume`).
+
+    In the JSON the fields of ``summary`` stand at the top level (``median_m``, ``p95_m``, ...);
+    the fields a kind of model does not have are left out (``inference_ms_per_sample`` for
+    networks, the epoch fields for baselines), and ``warnings`` when there are none.
+    """
+
+    run_id: str
+    model: str
+    dataset: str
+    #: Validation errors (of the best epoch, for networks).
+    summary: ErrorSummary = json_field(flatten=True)
+    seconds: float
+    #: Baselines: validation prediction time per sample.
+    inference_ms_per_sample: float | None = json_field(default=None, omit_none=True)
+    #: Networks: the best epoch, the epochs run, and why training stopped (``"epochs"``,
+    #: ``"early stopping"``, ``"time limit"``).
+    best_epoch: int | None = json_field(default=None, omit_none=True)
+    epochs_run: int | None = json_field(default=None, omit_none=True)
+    stop_reason: str | None = json_field(default=None, omit_none=True)
+    #: Why it stopped, in words: "fitted", "all epochs done (60/60)", "early stop at epoch 41 (patience 15)", ...
+    stopped: str
+    warnings: tuple[str, ...] = json_field(default=(), omit_empty=True)
 
 
 def model_needs_maps(model: str) -> bool:
@@ -102,7 +132,7 @@ def train(
     train_config: dict[str, Any] | TrainConfig | None = None, seed: int = 0, progress: ProgressFn | None = None,
     run_id: str | None = None, input_transform: dict[str, Any] | InputTransform | None = None,
     allow_large_extent: bool = False,
-) -> dict[str, Any]:
+) -> TrainResult:
     """Fit ``model`` on the train split of ``dataset``, validate, save the run.
 
     Parameters
@@ -126,11 +156,11 @@ def train(
 
     Returns
     -------
-    dict
-        ``run_id``, ``model``, ``dataset``, validation ``median_m``, ``p95_m``,
-        ``mean_m`` (and the rest of :func:`rflocal_core.metrics.error_summary`), ``seconds``,
-        ``stopped`` (why it stopped: "fitted", "all epochs done (60/60)", "early stop at epoch 41
-        (patience 15)", "time budget reached at epoch 23/60"; also in the run's ``status.json``).
+    TrainResult
+        ``run_id``, ``model``, ``dataset``, ``summary`` (validation errors,
+        :func:`rflocal_core.metrics.error_summary`), ``seconds``, ``stopped`` (why it stopped:
+        "fitted", "all epochs done (60/60)", "early stop at epoch 41 (patience 15)", "time budget
+        reached at epoch 23/60"; also in the run's ``status.json``), ``warnings``.
     """
     report = as_progress(progress)
     transform = (input_transform if isinstance(input_transform, InputTransform)
@@ -142,13 +172,20 @@ def train(
     if model not in BASELINES:
         msg = f"model: expected one of {', '.join(models())}, got {model!r}"
         raise InvalidInputError(msg)
+    return _train_baseline(dataset, model, model_config, seed, report, run_id, transform)
+
+
+def _train_baseline(
+    dataset: str, model: str, model_config: dict[str, Any] | None, seed: int, report: StepProgressFn,
+    run_id: str | None, transform: InputTransform,
+) -> TrainResult:
     attrs = dict(open_dataset(dataset).attrs)  # fails early on an unknown dataset
-    cls = BASELINES[model]
-    instance = cls(model_config)  # validates the configuration before anything is written
+    instance = BASELINES[model](model_config)  # validates the configuration before anything is written
     run_id = run_id or new_run_id(model, dataset)
     config = {
         "run_id": run_id, "kind": "baseline", "model": model, "model_config": instance.config.to_dict(),
-        "dataset": dataset, "dataset_digest": _dataset_digest(attrs), "seed": seed, "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "dataset": dataset, "dataset_digest": _dataset_digest(attrs), "seed": seed,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "input_transform": transform.to_dict(),
     }
     path = create_run(run_id, config)
@@ -171,10 +208,9 @@ def train(
         per_sample_ms = 1000 * (time.perf_counter() - t1) / max(len(val_in.truth_m), 1)
         summary = error_summary(errors_m(pred, val_in))
         seconds = round(time.perf_counter() - t0, 3)
-        append_metrics(path, {"epoch": 0, "stage": "fit", "val": summary, "seconds": seconds})
+        append_metrics(path, {"epoch": 0, "stage": "fit", "val": summary.to_json(), "seconds": seconds})
         save_checkpoint(path, model=model, config=instance.config, state=instance.state_dict())
-        best = {"median_m": summary["median_m"], "p95_m": summary["p95_m"], "mean_m": summary["mean_m"],
-                "seconds": seconds}
+        best = {"median_m": summary.median_m, "p95_m": summary.p95_m, "mean_m": summary.mean_m, "seconds": seconds}
         write_status(path, state="done", best=best, stop=StopReason("fitted"))
     except JobCancelled:
         write_status(path, state="cancelled", stop=StopReason("cancelled"))
@@ -183,9 +219,8 @@ def train(
         write_status(path, state="failed", error=f"{type(exc).__name__}: {exc}", stop=StopReason("failed"))
         raise
     report("done", 1.0)
-    out = {"run_id": run_id, "model": model, "dataset": dataset, **summary, "seconds": seconds,
-           "inference_ms_per_sample": round(per_sample_ms, 4), "stopped": "fitted"}
-    return {**out, "warnings": warnings} if warnings else out
+    return TrainResult(run_id=run_id, model=model, dataset=dataset, summary=summary, seconds=seconds,
+                       inference_ms_per_sample=round(per_sample_ms, 4), stopped="fitted", warnings=tuple(warnings))
 
 
 def check_extent(dataset: str, *, allow_large_extent: bool = False) -> dict[str, Any]:
@@ -216,7 +251,7 @@ def _dataset_digest(attrs: dict[str, Any]) -> str | None:
 def _train_network(
     dataset: str, model: str, model_config: dict[str, Any] | None, train_config: Any, seed: int,
     report: StepProgressFn, run_id: str | None, transform: InputTransform,
-) -> dict[str, Any]:
+) -> TrainResult:
     attrs = dict(open_dataset(dataset).attrs)
     cfg = train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(train_config)
     build_network(model, model_config, vocab_size=0)  # validates the model options before anything is written
@@ -249,16 +284,21 @@ def _train_network(
         write_status(path, state="failed", error=f"{type(exc).__name__}: {exc}", stop=StopReason("failed"))
         raise
     result = _run_network(path, config, NeuralModel(model, net, spec), cfg, train_in, val_in, report, None)
-    return {**result, "warnings": warnings} if warnings else result
+    return replace(result, warnings=tuple(warnings))
 
 
-def resume(run_id: str, *, progress: ProgressFn | None = None, max_minutes: float | None = None) -> dict[str, Any]:
+def resume(run_id: str, *, progress: ProgressFn | None = None, max_minutes: float | None = None) -> TrainResult:
     """Continue a network run that was cancelled, interrupted or failed from its last finished epoch.
 
     Parameters
     ----------
     max_minutes : float, optional
         A new wall-clock budget for the whole run (the time already spent counts).
+
+    Returns
+    -------
+    TrainResult
+        As :func:`train` returns it, for the whole run.
     """
     report = as_progress(progress)
     path = run_dir(run_id)
@@ -295,7 +335,7 @@ def resume(run_id: str, *, progress: ProgressFn | None = None, max_minutes: floa
 def _run_network(
     path: Path, config: dict[str, Any], model: NeuralModel, cfg: TrainConfig, train_in: Inputs, val_in: Inputs,
     report: StepProgressFn, payload: dict[str, Any] | None,
-) -> dict[str, Any]:
+) -> TrainResult:
     run_id = config["run_id"]
     with active(run_id):
         return _run_network_locked(path, config, model, cfg, train_in, val_in, report, payload)
@@ -304,15 +344,14 @@ def _run_network(
 def _run_network_locked(
     path: Path, config: dict[str, Any], model: NeuralModel, cfg: TrainConfig, train_in: Inputs, val_in: Inputs,
     report: StepProgressFn, payload: dict[str, Any] | None,
-) -> dict[str, Any]:
-    run_id = config["run_id"]
+) -> TrainResult:
     try:
-        out = fit_network(path, model, cfg, train_in, val_in, seed=int(config["seed"]), progress=report,
-                          resume=payload)
-        best = {k: out["best"][k] for k in ("median_m", "p95_m", "mean_m")}
-        best.update(seconds=out["seconds"], epoch=out["best_epoch"], epochs_run=out["epochs_run"],
-                    stop_reason=out["stop_reason"])
-        write_status(path, state="done", best=best, stop=out["stop"])
+        out: FitResult = fit_network(path, model, cfg, train_in, val_in, seed=int(config["seed"]), progress=report,
+                                     resume=payload)
+        best = {"median_m": out.best.median_m, "p95_m": out.best.p95_m, "mean_m": out.best.mean_m,
+                "seconds": out.seconds, "epoch": out.best_epoch, "epochs_run": out.epochs_run,
+                "stop_reason": out.stop_reason}
+        write_status(path, state="done", best=best, stop=out.stop)
     except (JobCancelled, KeyboardInterrupt):  # the best checkpoint and resume.pt stay: resumable
         write_status(path, state="cancelled", best=_best_so_far(path), stop=_stopped_in(path, "cancelled", cfg))
         raise
@@ -321,9 +360,9 @@ def _run_network_locked(
                      stop=_stopped_in(path, "failed", cfg))
         raise
     report("done", 1.0)
-    return {"run_id": run_id, "model": config["model"], "dataset": config["dataset"], **out["best"],
-            "seconds": out["seconds"], "best_epoch": out["best_epoch"], "epochs_run": out["epochs_run"],
-            "stop_reason": out["stop_reason"], "stopped": out["stop"].text}
+    return TrainResult(run_id=config["run_id"], model=config["model"], dataset=config["dataset"], summary=out.best,
+                       seconds=out.seconds, best_epoch=out.best_epoch, epochs_run=out.epochs_run,
+                       stop_reason=out.stop_reason, stopped=out.stop.text)
 
 
 def _stopped_in(path: Path, kind: str, cfg: TrainConfig) -> StopReason:

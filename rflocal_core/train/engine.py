@@ -1,4 +1,4 @@
-"""The epoch loop for the networks: one function a reader can hold in their head.
+"""The epoch loop for the networks (:func:`fit_network`): one epoch, one validation, the loop.
 
 AdamW; linear warm-up then cosine decay (or halving on a validation plateau); gradient
 clipping; validation median error every epoch; the best model kept as ``model.pt``; early
@@ -19,14 +19,14 @@ import numpy as np
 import torch
 
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.metrics import error_summary
-from rflocal_core.models.baselines import Inputs
+from rflocal_core.metrics import ErrorSummary, error_summary
+from rflocal_core.models.inputs import Inputs
 from rflocal_core.models.features import Batch, make_batch
 from rflocal_core.models.maps import MapSource
 from rflocal_core.models.neural import NeuralModel
 from rflocal_core.models.nets import LocNet
 from rflocal_core.options import check_options, option
-from rflocal_core.progress import ProgressFn, Step, as_progress
+from rflocal_core.progress import ProgressFn, Step, StepProgressFn, as_progress
 from rflocal_core.train.runs import StopReason, append_metrics, read_torch, save_checkpoint, write_torch
 from rflocal_core.validation import dataclass_from_dict
 
@@ -101,10 +101,35 @@ class TrainConfig:
         return torch.device(self.device)
 
 
+@dataclass(frozen=True)
+class FitResult:
+    """What :func:`fit_network` did.
+
+    Attributes
+    ----------
+    best_epoch, epochs_run : int
+    stop_reason : str
+        ``"epochs"``, ``"early stopping"`` or ``"time limit"``.
+    stop : StopReason
+        Why it stopped, as the run's ``status.json`` says it.
+    best : ErrorSummary
+        Validation summary of the best epoch.
+    seconds : float
+        Training time, over every resumption.
+    """
+
+    best_epoch: int
+    epochs_run: int
+    stop_reason: str
+    stop: StopReason
+    best: ErrorSummary
+    seconds: float
+
+
 def fit_network(
     path: Path, model: NeuralModel, cfg: TrainConfig, train_in: Inputs, val_in: Inputs, *, seed: int,
     progress: ProgressFn, resume: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> FitResult:
     """Train ``model.net`` and keep the best epoch in ``path/model.pt``.
 
     Parameters
@@ -121,146 +146,205 @@ def fit_network(
 
     Returns
     -------
-    dict
+    FitResult
         ``best_epoch``, ``epochs_run``, ``stop`` (:class:`~rflocal_core.train.runs.StopReason`),
         ``stop_reason`` (``"epochs"``, ``"early stopping"`` or ``"time limit"``), ``best``
         (validation summary of the best epoch), ``seconds``.
     """
     torch.manual_seed(seed)
-    report = as_progress(progress)
-    device = cfg.resolved_device()
-    net: LocNet = model.net.to(device)
-    spec = model.spec
-    train_b = make_batch(train_in, spec)
-    val_b = make_batch(val_in, spec)
-    keep = torch.isfinite(train_b.truth).all(1)
-    train_b = train_b.index(keep)
-    train_rows = torch.nonzero(keep).squeeze(1)  # rows of train_in (the map source's samples)
-    train_src, val_src = model.map_source(train_in), model.map_source(val_in)
-    if len(train_b) == 0 or not torch.isfinite(val_b.truth).all(1).any():
-        msg = "dataset: train and val splits must both hold samples with a true position"
+    loop = _Loop.start(path, model, cfg, train_in, val_in, seed=seed, report=as_progress(progress), resume=resume)
+    aux_epochs = int(getattr(loop.net.config, "aux_epochs", 0))
+    stop_reason = "epochs"
+    for epoch in range(int(loop.state["epoch"]), cfg.epochs):
+        t_epoch = time.perf_counter()
+        stage = "aux" if epoch < aux_epochs else "joint"
+        sums, seen, out_of_time = loop.train_epoch(epoch, stage)
+        loop.end_epoch(epoch, stage, sums, seen, t_epoch)
+        if out_of_time:
+            stop_reason = "time limit"
+            break
+        if cfg.patience and loop.state["bad_epochs"] >= cfg.patience:
+            stop_reason = "early stopping"
+            break
+    state = loop.state
+    if state["best"] is None:
+        msg = "no epoch of joint training finished (all epochs were auxiliary?); raise epochs above aux_epochs"
         raise InvalidInputError(msg)
+    kind = {"epochs": "epochs", "time limit": "time_budget", "early stopping": "early_stop"}[stop_reason]
+    stop = StopReason(kind, int(state["epoch"]), cfg.epochs, cfg.patience if kind == "early_stop" else None)
+    return FitResult(state["best_epoch"], state["epoch"], stop_reason, stop, ErrorSummary.from_json(state["best"]),
+                     round(state["elapsed_s"], 3))
 
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(seed)
-    steps_per_epoch = math.ceil(len(train_b) / cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
-    warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
-    aux_epochs = int(getattr(net.config, "aux_epochs", 0))
-    amp = cfg.amp and device.type == "cuda"
-    state = {"epoch": 0, "step": 0, "best_median": math.inf, "best_epoch": -1, "best": None, "bad_epochs": 0,
-             "plateau_scale": 1.0, "plateau_bad": 0, "plateau_best": math.inf, "elapsed_s": 0.0}
-    if resume is not None:
-        net.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in resume["net"].items()})
-        opt.load_state_dict(resume["optimizer"])
-        gen.set_state(torch.as_tensor(np.asarray(resume["generator"]), dtype=torch.uint8))
-        state.update(resume["state"])
 
-    def lr_at(step: int) -> float:
+@dataclass
+class _Loop:
+    """The moving parts of one training run; :func:`fit_network` drives it epoch by epoch.
+
+    ``state`` is what ``resume.pt`` keeps (epoch, step, best so far, early-stop and plateau
+    counters, time spent), plain values only.
+    """
+
+    path: Path
+    model: NeuralModel
+    cfg: TrainConfig
+    net: LocNet
+    device: torch.device
+    train_b: Batch
+    train_rows: torch.Tensor  # rows of train_in (the map source's samples)
+    train_src: MapSource | None
+    val_b: Batch
+    val_in: Inputs
+    val_src: MapSource | None
+    opt: torch.optim.Optimizer
+    gen: torch.Generator
+    report: StepProgressFn
+    state: dict[str, Any]
+    t_start: float
+    deadline: float | None
+    last_report: float = 0.0
+
+    @classmethod
+    def start(cls, path: Path, model: NeuralModel, cfg: TrainConfig, train_in: Inputs, val_in: Inputs, *, seed: int,
+              report: StepProgressFn, resume: dict[str, Any] | None) -> _Loop:
+        """Batches, optimizer and state, from scratch or from a ``resume.pt`` payload."""
+        device = cfg.resolved_device()
+        net: LocNet = model.net.to(device)
+        train_b = make_batch(train_in, model.spec)
+        val_b = make_batch(val_in, model.spec)
+        keep = torch.isfinite(train_b.truth).all(1)
+        train_b = train_b.index(keep)
+        train_rows = torch.nonzero(keep).squeeze(1)
+        train_src, val_src = model.map_source(train_in), model.map_source(val_in)
+        if len(train_b) == 0 or not torch.isfinite(val_b.truth).all(1).any():
+            msg = "dataset: train and val splits must both hold samples with a true position"
+            raise InvalidInputError(msg)
+        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        gen = torch.Generator().manual_seed(seed)
+        state = {"epoch": 0, "step": 0, "best_median": math.inf, "best_epoch": -1, "best": None, "bad_epochs": 0,
+                 "plateau_scale": 1.0, "plateau_bad": 0, "plateau_best": math.inf, "elapsed_s": 0.0}
+        if resume is not None:
+            net.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in resume["net"].items()})
+            opt.load_state_dict(resume["optimizer"])
+            gen.set_state(torch.as_tensor(np.asarray(resume["generator"]), dtype=torch.uint8))
+            state.update(resume["state"])
+        t_start = time.perf_counter() - state["elapsed_s"]
+        deadline = None if cfg.max_minutes is None else t_start + 60 * cfg.max_minutes
+        return cls(path, model, cfg, net, device, train_b, train_rows, train_src, val_b, val_in, val_src, opt, gen,
+                   report, state, t_start, deadline)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train_b) / self.cfg.batch_size)
+
+    def lr_at(self, step: int) -> float:
+        """Linear warm-up, then cosine decay to 1% of ``lr`` or the plateau-halved rate."""
+        cfg = self.cfg
+        warmup_steps = int(cfg.warmup_epochs * self.steps_per_epoch)
+        total_steps = cfg.epochs * self.steps_per_epoch
         if step < warmup_steps:
             return cfg.lr * (step + 1) / warmup_steps
         if cfg.schedule == "cosine":
             t = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
             return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
-        return cfg.lr * state["plateau_scale"]
+        return cfg.lr * self.state["plateau_scale"]
 
-    t_start = time.perf_counter() - state["elapsed_s"]
-    deadline = None if cfg.max_minutes is None else t_start + 60 * cfg.max_minutes
-    last_report = 0.0
-    stop_reason = "epochs"
-    start_epoch = int(state["epoch"])
+    def epochs_done(self, done: float) -> Step:
+        """Progress in epochs; training is the last stage, so its time left is the job's."""
+        limit = None if self.deadline is None else self.deadline - time.perf_counter()
+        return Step("epochs", done, self.cfg.epochs, limit_s=limit, last=True)
 
-    def epochs_done(done: float) -> Step:  # training is the last stage: its time left is the job's
-        limit = None if deadline is None else deadline - time.perf_counter()
-        return Step("epochs", done, cfg.epochs, limit_s=limit, last=True)
-
-    for epoch in range(start_epoch, cfg.epochs):
-        t_epoch = time.perf_counter()
-        stage = "aux" if epoch < aux_epochs else "joint"
+    def train_epoch(self, epoch: int, stage: str) -> tuple[dict[str, float], int, bool]:
+        """One pass over the shuffled train split: summed losses, samples seen, whether time ran out."""
+        cfg, net = self.cfg, self.net
         net.train()
-        order = torch.randperm(len(train_b), generator=gen)
+        order = torch.randperm(len(self.train_b), generator=self.gen)
         sums: dict[str, float] = {}
         seen = 0
-        out_of_time = False
-        for b in range(steps_per_epoch):
+        for b in range(self.steps_per_epoch):
             rows = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            base = train_b.index(rows)
-            inp = base if train_src is None else train_src.batch(base, train_rows[rows])
-            batch = net.augment(inp, epoch_fraction=epoch / cfg.epochs, extent_m=spec.extent_m, generator=gen)
-            batch = (batch.compact() if train_src is None else batch).to(device)
-            for group in opt.param_groups:
-                group["lr"] = lr_at(state["step"])
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-                out = net(batch)
-                loss, parts = net.loss(batch, out, stage=stage)
-            if not torch.isfinite(loss):
-                msg = f"training diverged at epoch {epoch + 1}, step {b + 1}: loss is {float(loss)}; lower lr (now {cfg.lr})"
-                raise FloatingPointError(msg)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-            opt.step()
-            state["step"] += 1
+            loss, parts = self.train_step(epoch, b, rows, stage)
             n = len(rows)
             seen += n
             sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * n
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v * n
             now = time.perf_counter()
-            if now - last_report > 0.25 or b == 0:  # every epoch says it started, however short
-                last_report = now
-                done = epoch + (b + 1) / steps_per_epoch
-                report(f"epoch {epoch + 1}/{cfg.epochs}", done / cfg.epochs, step=epochs_done(done))
-            if deadline is not None and now > deadline:
-                out_of_time = True
-                break
+            if now - self.last_report > 0.25 or b == 0:  # every epoch says it started, however short
+                self.last_report = now
+                done = epoch + (b + 1) / self.steps_per_epoch
+                self.report(f"epoch {epoch + 1}/{cfg.epochs}", done / cfg.epochs, step=self.epochs_done(done))
+            if self.deadline is not None and now > self.deadline:
+                return sums, seen, True
+        return sums, seen, False
 
-        val_summary, val_loss = _validate(model, val_b, val_in, val_src)
+    def train_step(self, epoch: int, b: int, rows: torch.Tensor, stage: str) -> tuple[torch.Tensor, dict[str, float]]:
+        """One optimizer step on the samples ``rows`` (augmented); returns the loss and its parts."""
+        cfg, net, device = self.cfg, self.net, self.device
+        base = self.train_b.index(rows)
+        inp = base if self.train_src is None else self.train_src.batch(base, self.train_rows[rows])
+        batch = net.augment(inp, epoch_fraction=epoch / cfg.epochs, extent_m=self.model.spec.extent_m,
+                            generator=self.gen)
+        batch = (batch.compact() if self.train_src is None else batch).to(device)
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr_at(self.state["step"])
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
+            out = net(batch)
+            loss, parts = net.loss(batch, out, stage=stage)
+        if not torch.isfinite(loss):
+            msg = (f"training diverged at epoch {epoch + 1}, step {b + 1}: loss is {float(loss)}; "
+                   f"lower lr (now {cfg.lr})")
+            raise FloatingPointError(msg)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+        self.opt.step()
+        self.state["step"] += 1
+        return loss, parts
+
+    def end_epoch(self, epoch: int, stage: str, sums: dict[str, float], seen: int, t_epoch: float) -> None:
+        """Validate; keep the best model, count epochs without progress, adapt a plateau schedule; write
+        the epoch's metrics row and ``resume.pt``."""
+        cfg, state = self.cfg, self.state
+        val, val_loss = _validate(self.model, self.val_b, self.val_in, self.val_src)
+        val_summary = val.to_json()  # plain values: the row goes to metrics.jsonl, the best to resume.pt
         state["epoch"] = epoch + 1
-        state["elapsed_s"] = time.perf_counter() - t_start
+        state["elapsed_s"] = time.perf_counter() - self.t_start
         row = {"epoch": epoch + 1, "stage": stage, "train_loss": sums["loss"] / max(seen, 1),
                **{f"train_{k}_loss": v / max(seen, 1) for k, v in sums.items() if k != "loss"},
-               "val_loss": val_loss, "val": val_summary, "lr": lr_at(max(state["step"] - 1, 0)),
+               "val_loss": val_loss, "val": val_summary, "lr": self.lr_at(max(state["step"] - 1, 0)),
                "seconds": round(time.perf_counter() - t_epoch, 3), "elapsed_s": round(state["elapsed_s"], 3),
                "samples": seen}
-        median = val_summary["median_m"]
+        median = val.median_m
         improved = stage == "joint" and math.isfinite(median) and median < state["best_median"] * (1 - 1e-4)
         if improved:
             state.update(best_median=median, best_epoch=epoch + 1, best=val_summary, bad_epochs=0)
-            save_checkpoint(path, model=model.name, config=model.checkpoint_config(), state=net.state_dict())
+            save_checkpoint(self.path, model=self.model.name, config=self.model.checkpoint_config(),
+                            state=self.net.state_dict())
         elif stage == "joint":
             state["bad_epochs"] += 1
         if cfg.schedule == "plateau" and stage == "joint":
-            if median < state["plateau_best"] * (1 - 1e-4):
-                state["plateau_best"], state["plateau_bad"] = median, 0
-            else:
-                state["plateau_bad"] += 1
-                if state["plateau_bad"] >= cfg.plateau_patience:
-                    state["plateau_scale"] *= 0.5
-                    state["plateau_bad"] = 0
+            self._plateau(median)
         row["best"] = improved
-        append_metrics(path, row)
-        _save_resume(path, net, opt, gen, state)
-        report(f"epoch {epoch + 1}/{cfg.epochs} val median {median:.2f} m", (epoch + 1) / cfg.epochs,
-               step=epochs_done(epoch + 1))
-        if out_of_time:
-            stop_reason = "time limit"
-            break
-        if cfg.patience and state["bad_epochs"] >= cfg.patience:
-            stop_reason = "early stopping"
-            break
-    if state["best"] is None:
-        msg = "no epoch of joint training finished (all epochs were auxiliary?); raise epochs above aux_epochs"
-        raise InvalidInputError(msg)
-    kind = {"epochs": "epochs", "time limit": "time_budget", "early stopping": "early_stop"}[stop_reason]
-    stop = StopReason(kind, int(state["epoch"]), cfg.epochs, cfg.patience if kind == "early_stop" else None)
-    return {"best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "stop_reason": stop_reason,
-            "stop": stop, "best": state["best"], "seconds": round(state["elapsed_s"], 3)}
+        append_metrics(self.path, row)
+        _save_resume(self.path, self.net, self.opt, self.gen, state)
+        self.report(f"epoch {epoch + 1}/{cfg.epochs} val median {median:.2f} m", (epoch + 1) / cfg.epochs,
+                    step=self.epochs_done(epoch + 1))
+
+    def _plateau(self, median: float) -> None:
+        """Halve the rate after ``plateau_patience`` epochs without a better validation median."""
+        state = self.state
+        if median < state["plateau_best"] * (1 - 1e-4):
+            state["plateau_best"], state["plateau_bad"] = median, 0
+        else:
+            state["plateau_bad"] += 1
+            if state["plateau_bad"] >= self.cfg.plateau_patience:
+                state["plateau_scale"] *= 0.5
+                state["plateau_bad"] = 0
 
 
 def _validate(model: NeuralModel, val_b: Batch, val_in: Inputs, source: MapSource | None
-              ) -> tuple[dict[str, Any], float]:
+              ) -> tuple[ErrorSummary, float]:
     """Validation error summary and mean loss, from one forward pass over the samples with truth."""
     net = model.net
     net.eval()

@@ -1,0 +1,43 @@
+"""Inference: load a run, predict measurement files, evaluate a run on a dataset split.
+
+    run = load_run("setnet-demo-...")                        # infer.run
+    out = predict_measurements(run, load_measurements("file.json", on_error="collect"))
+    out.predictions[0].x_m                                   # infer.predict: typed results
+    evaluate_run(run.run_id, "ds", split="test").summary.median_m     # infer.evaluate
+
+Every model, baseline or network, goes the same way. :mod:`~rflocal_core.infer.views` holds
+what a map of predictions shows (ellipses, posterior cells, the scene around them).
+"""
+
+from __future__ import annotations
+
+from rflocal_core.infer.evaluate import EvaluationResult, evaluate_run, evaluation_cache_path
+from rflocal_core.infer.predict import (
+    TOP_CANDIDATES,
+    Candidate,
+    FilePrediction,
+    FileSummary,
+    Heatmap,
+    Place,
+    PredictedSample,
+    RunPrediction,
+    predict_file,
+    predict_measurements,
+    sample_heatmap,
+)
+from rflocal_core.infer.run import LoadedRun, checkpoint_stamp, load_run
+from rflocal_core.infer.views import (
+    ELLIPSE_LEVELS,
+    ellipse_latlon,
+    heat_points,
+    predictions_table,
+    report_timeline,
+    scene_overlay,
+)
+
+__all__ = [
+    "ELLIPSE_LEVELS", "TOP_CANDIDATES", "Candidate", "EvaluationResult", "FilePrediction", "FileSummary", "Heatmap",
+    "LoadedRun", "Place", "PredictedSample", "RunPrediction", "checkpoint_stamp", "ellipse_latlon", "evaluate_run",
+    "evaluation_cache_path", "heat_points", "load_run", "predict_file", "predict_measurements", "predictions_table",
+    "report_timeline", "sample_heatmap", "scene_overlay",
+]

@@ -1,0 +1,186 @@
+"""The evaluation of a run on a dataset split: every figure of the Metrics page, cached with the run.
+
+    result = evaluate_run("knn-ds-...", "ds", split="test")
+    result.summary.median_m, result.crlb.rms_m, result.calibration.inside_1sigma
+    result.to_json()     # what `python -m rflocal_core evaluate` prints
+
+The cache is ``workspace/runs/<run_id>/eval/<dataset>__<split>.json``, valid while the
+checkpoint and the dataset are unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from rflocal_core.dataset.store import SPLITS, dataset_path, open_dataset
+from rflocal_core.errors import InvalidInputError, RFLocalInputError
+from rflocal_core.infer.run import load_run
+from rflocal_core.metrics import (
+    Breakdowns,
+    Calibration,
+    Cdf,
+    CrlbSummary,
+    ErrorSummary,
+    SpatialErrorMap,
+    breakdowns,
+    calibration,
+    cdf_points,
+    crlb_summary,
+    error_summary,
+    spatial_error_map,
+)
+from rflocal_core.models.inputs import errors_m
+from rflocal_core.models.transforms import InputTransform, load_transformed
+from rflocal_core.results import JsonResult, json_field
+from rflocal_core.train.runs import run_dir
+from rflocal_core.workspace import atomic_write_text, validate_name
+
+#: Bump when the content of :func:`evaluate_run` changes: older caches are then recomputed.
+METRICS_VERSION = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluationResult(JsonResult):
+    """Every figure of a run on a dataset split (see :func:`evaluate_run`).
+
+    In the JSON the fields of ``summary`` stand at the top level (``count``, ``median_m``, ...).
+    """
+
+    run_id: str
+    model: str | None
+    dataset: str
+    split: str
+    summary: ErrorSummary = json_field(flatten=True)
+    breakdowns: Breakdowns
+    calibration: Calibration
+    crlb: CrlbSummary
+    cdf: Cdf
+    spatial: SpatialErrorMap
+    inference_ms_per_sample: float
+    #: Scenes of the run's training data (None: unknown).
+    training_scenes: tuple[str, ...] | None
+    #: True when read from the cache.
+    cached: bool = False
+
+
+def _training_scenes(train_dataset: str | None) -> list[str] | None:
+    """Scenes the run was trained on: its dataset's scenes less the held-out ones (None: unknown)."""
+    if not train_dataset:
+        return None
+    try:
+        attrs = dict(open_dataset(train_dataset).attrs)
+    except RFLocalInputError:
+        return None
+    config = attrs.get("config") or {}
+    unseen = set(config.get("unseen_scenes") or ())
+    scenes = [str(s) for s in (config.get("scenes") or ()) if s not in unseen]
+    return scenes or [str(attrs.get("scene") or train_dataset)]
+
+
+def _cache_key(run_path: Path, dataset_zarr: Path) -> dict[str, Any]:
+    model = (run_path / "model.pt").stat()
+    return {"version": METRICS_VERSION, "model_mtime_ns": model.st_mtime_ns, "model_size": model.st_size,
+            "dataset_mtime_ns": dataset_zarr.stat().st_mtime_ns}
+
+
+def evaluation_cache_path(run_id: str, dataset: str, split: str) -> Path:
+    """Where :func:`evaluate_run` caches its result: ``runs/<run_id>/eval/<dataset>__<split>.json``."""
+    return run_dir(run_id) / "eval" / f"{validate_name(dataset, field='dataset')}__{split}.json"
+
+
+def evaluate_run(run_id: str, dataset: str, *, split: str = "test", use_cache: bool = True) -> EvaluationResult:
+    """Evaluate a run on a dataset split: every figure of the Metrics page.
+
+    Parameters
+    ----------
+    run_id : str
+        A finished run (``workspace/runs/<run_id>``).
+    dataset : str
+        Dataset name (any dataset, not only the run's own).
+    split : str
+        ``train``, ``val``, ``test`` or ``test_unseen``.
+    use_cache : bool
+        Reuse ``runs/<run_id>/eval/<dataset>__<split>.json`` while it matches the
+        checkpoint (``model.pt`` mtime and size) and the dataset (``zarr.json`` mtime).
+
+    Returns
+    -------
+    EvaluationResult
+        ``run_id``, ``model``, ``dataset``, ``split``, ``summary`` (:func:`~rflocal_core.metrics.error_summary`:
+        ``count``, ``missing``, ``mean_m``, ``rmse_m``, ``median_m``, ``p67_m``, ``p80_m``,
+        ``p95_m``, ``success_rates``), ``breakdowns`` (:func:`~rflocal_core.metrics.breakdowns`),
+        ``calibration`` (:func:`~rflocal_core.metrics.calibration`), ``crlb``
+        (:func:`~rflocal_core.metrics.crlb_summary`), ``cdf`` (``x_m``, ``fraction``), ``spatial``
+        (:func:`~rflocal_core.metrics.spatial_error_map`), ``inference_ms_per_sample``,
+        ``training_scenes``, ``cached`` (True when read from the cache). In its JSON NaN and inf are None.
+
+    Raises
+    ------
+    RFLocalInputError
+        Unknown run or dataset, bad split, a run without checkpoint, an empty split.
+    """
+    path = run_dir(run_id)
+    if split not in SPLITS:
+        msg = f"split: expected one of {', '.join(SPLITS)}, got {split!r}"
+        raise InvalidInputError(msg)
+    attrs = dict(open_dataset(dataset).attrs)
+    if not (path / "model.pt").is_file():
+        load_run(run_id)  # raises the checkpoint error that names the run
+    cache = evaluation_cache_path(run_id, dataset, split)
+    key = _cache_key(path, dataset_path(dataset) / "zarr.json")
+    if use_cache:
+        cached = _read_cache(cache, key)
+        if cached is not None:
+            return replace(cached, cached=True)
+    stored = _evaluate(run_id, dataset, split, attrs.get("config") or {}).to_json()
+    del stored["cached"]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cache, json.dumps({"key": key, "result": stored}, allow_nan=False))
+    return EvaluationResult.from_json(stored)  # as a cache hit gives it: NaN and inf are None
+
+
+def _read_cache(cache: Path, key: dict[str, Any]) -> EvaluationResult | None:
+    """The cached result when the cache file exists, reads and matches ``key``; else None."""
+    if not cache.is_file():
+        return None
+    try:
+        stored = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if isinstance(stored, dict) and stored.get("key") == key and isinstance(stored.get("result"), dict):
+        try:
+            return EvaluationResult.from_json(stored["result"])
+        except (KeyError, TypeError, ValueError):  # a cache of another layout: recompute
+            return None
+    return None
+
+
+def _evaluate(run_id: str, dataset: str, split: str, dataset_config: dict[str, Any]) -> EvaluationResult:
+    """Predict the split with the run (in its own view of the data) and compute every figure."""
+    run = load_run(run_id)
+    # the run's own view of the data (features, sites, steps it was trained with)
+    x = load_transformed(dataset, split, InputTransform.from_dict(run.config.get("input_transform")),
+                         with_maps=run.needs_maps)
+    if len(x) == 0:
+        msg = f"split: {split!r} of dataset {dataset!r} holds no samples; choose another split"
+        raise InvalidInputError(msg)
+    t0 = time.perf_counter()
+    pred = run.predict(x)
+    seconds = time.perf_counter() - t0
+    err = errors_m(pred, x)
+    training = _training_scenes(run.config.get("dataset"))
+    return EvaluationResult(
+        run_id=run_id, model=run.config.get("model"), dataset=dataset, split=split,
+        summary=error_summary(err),
+        breakdowns=breakdowns(err, x, training_scenes=training),
+        calibration=calibration(pred.position_m - x.truth_m, pred.sigma_m),
+        crlb=crlb_summary(x, err, dataset_config),
+        cdf=cdf_points(err),
+        spatial=spatial_error_map(x.truth_m, err),
+        inference_ms_per_sample=round(1000 * seconds / max(len(x), 1), 4),
+        training_scenes=tuple(training) if training is not None else None,
+    )

@@ -1,0 +1,78 @@
+"""A trained run, loaded and ready to predict: the same path for every model, baseline or network.
+
+    run = load_run("setnet-demo-...")      # rebuilt from config.json and model.pt (weights_only=True)
+    pred = run.predict(inputs)             # a Prediction
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from rflocal_core.errors import CheckpointError
+from rflocal_core.models.inputs import Inputs, Prediction
+from rflocal_core.models.neural import NeuralModel
+from rflocal_core.models.registry import BASELINES, NETWORKS
+from rflocal_core.reference import RunReference, run_reference, scene_maps_of
+from rflocal_core.train.runs import load_checkpoint, run_dir
+
+
+@dataclass
+class LoadedRun:
+    """A run ready to predict: its configuration and the rebuilt model."""
+
+    run_id: str
+    config: dict[str, Any]
+    model: Any
+    _reference: Any = field(default=None, repr=False)
+    _maps: Any = field(default=None, repr=False)
+
+    @property
+    def reference(self) -> RunReference:
+        """What reading a measurement file needs of the training data (read once)."""
+        if self._reference is None:
+            self._reference = run_reference(self.run_id)
+        return self._reference
+
+    def scene_maps(self) -> dict[str, Any] | None:
+        """The training dataset's radio maps for map matching (read once); None for other models."""
+        if not self.needs_maps:
+            return None
+        if self._maps is None:
+            self._maps = scene_maps_of(self.reference)
+        return self._maps
+
+    @property
+    def needs_maps(self) -> bool:
+        """Whether predicting needs the radio maps (map matching, map-conditioned networks)."""
+        return bool(getattr(self.model, "needs_maps", False))
+
+    def predict(self, x: Inputs) -> Prediction:
+        """Positions [N, 2] (and uncertainty) for the samples of ``x``."""
+        return self.model.predict(x)
+
+
+def load_run(run_id: str) -> LoadedRun:
+    """Rebuild a run's model from ``config.json`` and ``model.pt`` (``weights_only=True``)."""
+    path = run_dir(run_id)
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    payload = load_checkpoint(run_id)
+    name = payload.get("model")
+    if name in NETWORKS:
+        try:
+            return LoadedRun(run_id, config, NeuralModel.from_checkpoint(payload))
+        except (KeyError, RuntimeError, TypeError) as exc:  # state does not fit the configured network
+            msg = f"run {run_id!r}: checkpoint does not match its {name} configuration ({type(exc).__name__}: {exc})"
+            raise CheckpointError(msg) from None
+    if name not in BASELINES:
+        msg = f"run {run_id!r}: checkpoint holds model {name!r}, which this version cannot load"
+        raise CheckpointError(msg)
+    cls = BASELINES[name]
+    return LoadedRun(run_id, config, cls.from_state(payload["config"] or None, payload["state"]))
+
+
+def checkpoint_stamp(run_id: str) -> tuple[str, int]:
+    """``(run_id, model.pt mtime in ns)``: a cache key that changes when a run is retrained."""
+    path = run_dir(run_id) / "model.pt"
+    return run_id, path.stat().st_mtime_ns if path.is_file() else 0

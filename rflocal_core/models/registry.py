@@ -1,0 +1,56 @@
+"""Every model by name: :data:`BASELINES` and :data:`NETWORKS`, filled by :func:`register`.
+
+A model class joins the registry of its kind when its module is imported::
+
+    @register("setnet")
+    class SetNet(LocNet): ...
+
+The class's ``kind`` (``"baseline"`` or ``"network"``, set on :class:`~rflocal_core.models.baselines.Baseline`
+and :class:`~rflocal_core.models.nets.LocNet`) chooses the registry, and ``name`` is set from the
+decorator, so a model's name is written once. :mod:`rflocal_core.models` imports every model
+module, so the registries are complete wherever ``rflocal_core.models.*`` is imported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+#: Classical baselines (:class:`~rflocal_core.models.baselines.Baseline` subclasses) by name.
+BASELINES: dict[str, type[Any]] = {}
+#: Networks (:class:`~rflocal_core.models.nets.LocNet` subclasses) by name.
+NETWORKS: dict[str, type[Any]] = {}
+
+_BY_KIND = {"baseline": BASELINES, "network": NETWORKS}
+
+T = TypeVar("T", bound=type)
+
+
+def register(name: str) -> Callable[[T], T]:
+    """Class decorator: add a model class to the registry of its ``kind`` under ``name``.
+
+    Raises
+    ------
+    TypeError
+        The class has no ``kind`` of ``"baseline"`` or ``"network"``.
+    ValueError
+        Another class is registered under ``name`` already (a name is unique across both
+        registries, since runs name their model by it alone).
+    """
+
+    def add(cls: T) -> T:
+        kind = getattr(cls, "kind", None)
+        if kind not in _BY_KIND:
+            msg = f"register: {cls.__qualname__} has kind {kind!r}; expected one of {', '.join(_BY_KIND)}"
+            raise TypeError(msg)
+        existing = BASELINES.get(name) or NETWORKS.get(name)
+        same = existing is not None and (existing.__module__, existing.__qualname__) == (cls.__module__,
+                                                                                           cls.__qualname__)
+        if existing is not None and not same:  # a reloaded module may register its class again
+            msg = f"register: the name {name!r} is taken by {existing.__module__}.{existing.__qualname__}"
+            raise ValueError(msg)
+        cls.name = name
+        _BY_KIND[kind][name] = cls
+        return cls
+
+    return add
