@@ -501,7 +501,7 @@ def _run(args: argparse.Namespace) -> Any:
         from rflocal_core import demo
 
         if args.demo_cmd == "install":
-            return {"installed": demo.install_demo(), "runs": list(demo.DEMO_RUNS)}
+            return {"installed": demo.install_demo(), "runs": list(demo.DEMO_RUNS), "dataset": demo.DEMO_TEST_DATASET}
         return demo.build_demo(samples=args.samples, epochs=args.epochs, max_minutes=args.max_minutes,
                                progress=_stderr_progress())
     if args.cmd == "predict":
