@@ -78,7 +78,7 @@ def _summary(results: list[EvaluationResult]) -> None:
     success = {f"≤ {t:g} m (%)": st.column_config.NumberColumn(format="%.1f %%", help=f"errors of at most {t:g} m")
                for t in SUCCESS_THRESHOLDS_M}
     success["RMSE / √CRLB"] = st.column_config.NumberColumn(
-        format="%.2f", help="RMSE over the root of the mean Cramér-Rao bound (1: as good as the bound allows)")
+        format="%.2f", help="RMSE over the bound's RMS error (1: as good as the Cramér-Rao bound allows)")
     success["inference (ms/sample)"] = st.column_config.NumberColumn(format="%.3f ms")
     st.dataframe(_success_table(results), hide_index=True, width="stretch", column_config=success)
 
