@@ -56,10 +56,32 @@ def test_check_scene_tells_a_scene_of_the_same_name_apart(ws, monkeypatch: pytes
     assert "scene digest" in str(err.value) and USER_DS in str(err.value)
     forced = evaluate_run("demo-setnet", USER_DS, allow_other_scene=True)
     assert forced.scene_check.other_scene and forced.summary.count > 0
-    assert forced.to_json()["scene_check"]["status"] == "other"
+    assert forced.to_json()["scene_check"]["status"] == "other" and forced.scene_check.differing == ("demo",)
+    # its samples are not "seen in training" although the scene names match (the run's dataset is not here)
+    assert forced.training_scenes == () and [r.group for r in forced.breakdowns.scene] == ["unseen"]
+    assert evaluate_run("demo-setnet", demo.DEMO_TEST_DATASET).training_scenes == ("demo",)
     # a cached result is checked again, not taken on trust
     with pytest.raises(OtherSceneError):
         evaluate_run("demo-setnet", USER_DS)
+
+
+def test_a_run_whose_training_data_is_unknown_is_flagged_unknown_not_refused(ws, monkeypatch) -> None:
+    import shutil
+
+    monkeypatch.setenv(settings.WORKSPACE_ENV, str(ws["path"]))
+    old = ws["path"] / "runs" / "old-knn"  # a run from before reference.json, its dataset gone
+    if not old.exists():
+        shutil.copytree(ws["path"] / "runs" / "demo-knn", old, ignore=shutil.ignore_patterns("reference.json", "eval"))
+    check = check_scene("old-knn", demo.DEMO_TEST_DATASET)
+    assert check.status == "unknown" and "no reference.json" in check.notes[0]
+    out = evaluate_run("old-knn", demo.DEMO_TEST_DATASET)
+    assert out.scene_check.status == "unknown" and out.training_scenes is None
+    at = _page("pages/views/metrics.py")
+    at.selectbox(key="mx_dataset").set_value(demo.DEMO_TEST_DATASET)
+    at.run()
+    at.multiselect(key="mx_runs").set_value(["old-knn"])
+    at.run()
+    assert not at.error and any("is unknown" in w.value for w in at.warning)
 
 
 def test_demo_runs_score_on_the_shipped_split_as_the_manifest_says(ws, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -86,7 +108,7 @@ def test_cli_evaluate_refuses_another_scene_unless_allowed(ws, run_cli) -> None:
     own = run_cli(["evaluate", "--run", "demo-knn", "--dataset", demo.DEMO_TEST_DATASET], ws["path"])
     assert own.returncode == 0, own.stderr
     assert json.loads(own.stdout)["scene_check"] == {"status": "same", "run_scenes": ["demo"],
-                                                     "dataset_scenes": ["demo"], "problems": [], "notes": []}
+                                                     "dataset_scenes": ["demo"], "problems": [], "notes": [], "differing": []}
 
 
 def _page(path: str) -> AppTest:

@@ -152,7 +152,7 @@ def evaluate_run(run_id: str, dataset: str, *, split: str = "test", use_cache: b
         cached = _read_cache(cache, key)
         if cached is not None:
             return replace(cached, cached=True, scene_check=scene)
-    stored = replace(_evaluate(run_id, dataset, split, attrs.get("config") or {}), scene_check=scene).to_json()
+    stored = _evaluate(run_id, dataset, split, attrs.get("config") or {}, scene).to_json()
     del stored["cached"]
     cache.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cache, json.dumps({"key": key, "result": stored}, allow_nan=False))
@@ -175,7 +175,8 @@ def _read_cache(cache: Path, key: dict[str, Any]) -> EvaluationResult | None:
     return None
 
 
-def _evaluate(run_id: str, dataset: str, split: str, dataset_config: dict[str, Any]) -> EvaluationResult:
+def _evaluate(run_id: str, dataset: str, split: str, dataset_config: dict[str, Any],
+              scene: SceneCheck) -> EvaluationResult:
     """Predict the split with the run (in its own view of the data) and compute every figure."""
     run = load_run(run_id)
     # the run's own view of the data (features, sites, steps it was trained with)
@@ -188,7 +189,8 @@ def _evaluate(run_id: str, dataset: str, split: str, dataset_config: dict[str, A
     pred = run.predict(x)
     seconds = time.perf_counter() - t0
     err = errors_m(pred, x)
-    training = _training_scenes(run.config.get("dataset"))
+    # seen in training: by the run's dataset, else its reference; never a same-named scene of another place
+    training = scene.seen_in_training(_training_scenes(run.config.get("dataset")))
     return EvaluationResult(
         run_id=run_id, model=run.config.get("model"), dataset=dataset, split=split,
         summary=error_summary(err),
@@ -198,5 +200,5 @@ def _evaluate(run_id: str, dataset: str, split: str, dataset_config: dict[str, A
         cdf=cdf_points(err),
         spatial=spatial_error_map(x.truth_m, err),
         inference_ms_per_sample=round(1000 * seconds / max(len(x), 1), 4),
-        training_scenes=tuple(training) if training is not None else None,
+        training_scenes=tuple(training) if training is not None else None, scene_check=scene,
     )

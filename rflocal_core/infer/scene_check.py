@@ -77,6 +77,8 @@ class SceneCheck(JsonResult):
         What differs, one line each: the field, the dataset's value and the run's.
     notes : tuple of str
         What could not be compared, and scenes held out of training by design.
+    differing : tuple of str
+        The dataset scenes that are not the run's (other digest, frame or nodes, or unknown to it).
     """
 
     status: str
@@ -84,6 +86,17 @@ class SceneCheck(JsonResult):
     dataset_scenes: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    differing: tuple[str, ...] = ()
+
+    def seen_in_training(self, training_scenes: list[str] | None) -> list[str] | None:
+        """The scenes of the dataset to count as seen in training (the Metrics breakdown).
+
+        ``training_scenes``: read from the run's dataset (None where it is gone); then the run's
+        own scenes are used. Scenes of the same name but another place are never seen.
+        """
+        scenes = training_scenes if training_scenes is not None else (
+            list(self.run_scenes) if self.status != "unknown" else None)
+        return None if scenes is None else [s for s in scenes if s not in self.differing]
 
     @property
     def other_scene(self) -> bool:
@@ -294,8 +307,10 @@ def check_scene(run_id: str, dataset: str, *, split: str = "test") -> SceneCheck
         None, attrs.get("digest") or (attrs.get("input") or {}).get("sha256"))
     problems: list[str] = []
     notes: list[str] = []
+    differing: list[str] = []
     compared = 0
     for ds in ds_scenes.values():
+        before = len(problems)
         run = _counterpart(ds, runs)
         if run is None:
             if own_data:  # the dataset's held-out scenes: unseen by design, shown in the breakdowns
@@ -309,8 +324,10 @@ def check_scene(run_id: str, dataset: str, *, split: str = "test") -> SceneCheck
         problems += p
         notes += n
         compared += c
+        if len(problems) > before:
+            differing.append(ds.name)
     status = "other" if problems else ("same" if compared else "unknown")
     if status == "unknown":
         notes.append("no scene digest, geo-referenced frame or node position to compare")
     return SceneCheck(status=status, run_scenes=tuple(runs), dataset_scenes=tuple(ds_scenes),
-                      problems=tuple(problems), notes=tuple(notes))
+                      problems=tuple(problems), notes=tuple(notes), differing=tuple(differing))
