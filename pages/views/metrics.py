@@ -88,8 +88,9 @@ def _scene_warnings(results: list[EvaluationResult]) -> None:
     for r in results:
         check = r.scene_check
         if check.other_scene:
-            st.error(f"**{r.run_id} is scored on another scene**: these figures measure a model of one place used "
-                     "in another, not its accuracy. " + check.summary(r.run_id, r.dataset) + ".")
+            st.error(f"**{r.run_id} is scored on another scene.** Dataset {r.dataset!r} is not the place it was "
+                     "trained on, so its figures below measure a model of one place used in another, not its "
+                     "accuracy:\n\n" + "\n".join(f"- {p}" for p in check.problems))
         elif check.status == "unknown":
             st.warning(check.summary(r.run_id, r.dataset) + ".")
 
