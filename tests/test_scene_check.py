@@ -3,6 +3,7 @@ on their shipped test split; ablation runs stay out of the run pickers by defaul
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -82,6 +83,29 @@ def test_a_run_whose_training_data_is_unknown_is_flagged_unknown_not_refused(ws,
     at.multiselect(key="mx_runs").set_value(["old-knn"])
     at.run()
     assert not at.error and any("is unknown" in w.value for w in at.warning)
+
+
+def test_imported_measurements_are_checked_by_frame_digest_and_nodes(workspace: Path) -> None:
+    """The demo's test split as a measurement file: imported on the demo scene it is the run's place (the import
+    records the scene's digest); imported in a frame of its own (the centroid of its positions) it is not."""
+    from rflocal_core.dataset import export_dataset, import_measurements
+    from rflocal_core.scene import build_scene
+
+    demo.install_demo()
+    build_scene(demo.demo_scene_config())
+    ms = export_dataset(demo.DEMO_TEST_DATASET, split="test", limit=60)
+    import_measurements(ms, name="on-scene", scene="demo", split_fractions=(0.0, 0.0, 1.0))
+    on_scene = check_scene("demo-setnet", "on-scene")
+    assert on_scene.status == "same" and on_scene.notes == (), on_scene  # digests compared, frames, nodes
+    scored = evaluate_run("demo-setnet", "on-scene")
+    assert scored.summary.count == 60 and scored.summary.median_m < 20
+
+    import_measurements(dataclasses.replace(ms, scene=None), name="own-frame", split_fractions=(0.0, 0.0, 1.0))
+    own_frame = check_scene("demo-setnet", "own-frame")
+    assert own_frame.status == "other"
+    assert any(p.startswith("frame:") and "from the training origin" in p for p in own_frame.problems)
+    with pytest.raises(OtherSceneError, match="frame"):
+        evaluate_run("demo-setnet", "own-frame")
 
 
 def test_demo_runs_score_on_the_shipped_split_as_the_manifest_says(ws, monkeypatch: pytest.MonkeyPatch) -> None:

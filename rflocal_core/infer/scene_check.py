@@ -231,8 +231,9 @@ def _compare(ds: SceneIdentity, run: SceneIdentity, dataset: str) -> tuple[list[
         compared += 1
         far = _distance_m(ds.origin, run.origin)
         if far > FRAME_MOVED_M:
+            away = f"{far / 1000:,.2f} km" if far >= 1000 else f"{far:.1f} m"
             problems.append(f"frame: {where} has its origin at {ds.origin[0]:.5f}, {ds.origin[1]:.5f}, "
-                            f"{far / 1000:,.2f} km from the training origin {run.origin[0]:.5f}, {run.origin[1]:.5f}; expected at most "
+                            f"{away} from the training origin {run.origin[0]:.5f}, {run.origin[1]:.5f}; expected at most "
                             f"{FRAME_MOVED_M:g} m")
     node_problems, placed = _compare_nodes(ds, run, where)
     problems += node_problems
