@@ -157,9 +157,14 @@ def _training_dataset_hashes(ref: RunReference, run_config: dict[str, Any]) -> d
         attrs = dict(open_dataset(ref.dataset).attrs)
     except RFLocalInputError:
         return {}
-    if run_config.get("dataset_digest") not in (None, attrs.get("digest") or (attrs.get("input") or {}).get("sha256")):
+    if run_config.get("dataset_digest") not in (None, data_digest(attrs)):
         return {}
     return {k: v for k, v in (attrs.get("scene_hashes") or {}).items() if v}
+
+
+def data_digest(attrs: dict[str, Any]) -> str | None:
+    """A run's ``dataset_digest`` of its data: the generation config's digest, or the imported file's."""
+    return attrs.get("digest") or (attrs.get("input") or {}).get("sha256")
 
 
 def split_scenes(attrs: dict[str, Any], dataset: str, split: str) -> tuple[str, ...]:
@@ -233,8 +238,8 @@ def _compare(ds: SceneIdentity, run: SceneIdentity, dataset: str) -> tuple[list[
         if far > FRAME_MOVED_M:
             away = f"{far / 1000:,.2f} km" if far >= 1000 else f"{far:.1f} m"
             problems.append(f"frame: {where} has its origin at {ds.origin[0]:.5f}, {ds.origin[1]:.5f}, "
-                            f"{away} from the training origin {run.origin[0]:.5f}, {run.origin[1]:.5f}; expected at most "
-                            f"{FRAME_MOVED_M:g} m")
+                            f"{away} from the training origin {run.origin[0]:.5f}, {run.origin[1]:.5f}; expected at "
+                            f"most {FRAME_MOVED_M:g} m")
     node_problems, placed = _compare_nodes(ds, run, where)
     problems += node_problems
     return problems, notes, compared + placed
@@ -304,8 +309,7 @@ def check_scene(run_id: str, dataset: str, *, split: str = "test") -> SceneCheck
     if runs is None:
         return SceneCheck(status="unknown", dataset_scenes=tuple(ds_scenes), notes=(
             f"run {run_id!r} has no reference.json and its training data is not in the workspace",))
-    own_data = dataset == config.get("dataset") and config.get("dataset_digest") in (
-        None, attrs.get("digest") or (attrs.get("input") or {}).get("sha256"))
+    own_data = dataset == config.get("dataset") and config.get("dataset_digest") in (None, data_digest(attrs))
     problems: list[str] = []
     notes: list[str] = []
     differing: list[str] = []
