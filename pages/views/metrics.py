@@ -96,7 +96,9 @@ def _scene_warnings(results: list[EvaluationResult]) -> None:
 
 
 def _breakdown(results: list[EvaluationResult], key: str) -> None:
-    rows = [{"run": r.run_id, **row.to_json()} for r in results for row in r.breakdowns.rows(key)]
+    rows = [{"run": r.run_id, "group": row.group, "samples": row.count, "not scored": row.missing,
+             "mean (m)": row.mean_m, "median (m)": row.median_m, "P95 (m)": row.p95_m}
+            for r in results for row in r.breakdowns.rows(key)]
     if not rows:
         st.info("No samples.")
         return
