@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import folium
 import pandas as pd
 import pydeck as pdk
 import streamlit as st
-from folium.plugins import Draw
-from streamlit_folium import st_folium
 
 from rflocal_core import scene as sc
 from rflocal_core.errors import InvalidInputError, RFLocalInputError
@@ -15,6 +12,7 @@ from rflocal_core.scene.footprints import save_upload
 from rflocal_core.scene.importer import SceneImportConfig, bundled_scenes, import_scene, parse_origin, save_scene_zip
 from rflocal_core.scene.osm_xml import describe as describe_footprints
 
+from pages.views import boxmap
 from pages.views.widgets import choice, number, toggle
 
 SOURCES = {"Procedural city": "procedural", "OSM / GeoJSON file": "file", "Box on a map (online)": "bbox",
@@ -135,17 +133,11 @@ with tab_build:
         st.caption("Footprints, heights and materials are derived from the meshes (top-down roof raster, ground "
                    "left out); the scene's own radio materials are traced.")
     else:
-        st.markdown("Draw a rectangle (max 2 km x 2 km) or type its corners. Needs internet.")
-        fmap = folium.Map(location=[48.1372, 11.5755], zoom_start=15)
-        Draw(draw_options={"rectangle": True, "polygon": False, "polyline": False, "circle": False,
-                           "marker": False, "circlemarker": False}, edit_options={"edit": False}).add_to(fmap)
-        drawn = st_folium(fmap, height=380, returned_objects=["last_active_drawing"], key="sb_map")
-        if drawn and drawn.get("last_active_drawing"):
-            try:
-                box = sc.BBox.from_geojson(drawn["last_active_drawing"]["geometry"])
-                st.session_state["sb_bbox"] = ",".join(f"{v:.6f}" for v in box.as_tuple())
-            except RFLocalInputError as exc:
-                st.error(str(exc))
+        st.markdown("Draw a box on the map (the square button, then drag; at most 2 km a side) or type its "
+                    "corners. The map works offline: without map tiles it shows a degree grid and the outlines "
+                    "of a file loaded here. Building downloads the box's buildings from OpenStreetMap (online).")
+        outlines = boxmap.outlines_picker(key="sb_outline")
+        boxmap.box_map(key="sb_map", field="sb_bbox", outlines=outlines)
         bbox_text = st.text_input("Box S,W,N,E (degrees)", key="sb_bbox")
 
     if source != "sionna_xml":  # an imported scene brings its own materials
