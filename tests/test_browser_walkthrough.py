@@ -40,27 +40,27 @@ def shots(request: pytest.FixtureRequest) -> Iterator[Path]:
         print(f"walkthrough screenshots kept in {ARTIFACTS}")
 
 
-def _open(page, name: str) -> None:  # noqa: ANN001 - a Playwright page
+def _open(page, name: str) -> None:
     """Click a page in the sidebar and wait for its title."""
     page.get_by_test_id("stSidebarNav").get_by_text(name, exact=True).click()
     page.get_by_role("heading", name=name).first.wait_for(timeout=60_000)
     _idle(page)
 
 
-def _idle(page, timeout_ms: int = 120_000) -> None:  # noqa: ANN001
+def _idle(page, timeout_ms: int = 120_000) -> None:
     """Wait until Streamlit has finished the rerun a click started."""
     page.wait_for_timeout(400)
     page.get_by_test_id("stStatusWidget").get_by_text("Running").wait_for(state="hidden", timeout=timeout_ms)
 
 
-def _set_number(page, label: str, value: float) -> None:  # noqa: ANN001
+def _set_number(page, label: str, value: float) -> None:
     box = page.get_by_role("spinbutton", name=label)
     box.fill(str(value))
     box.press("Enter")
     _idle(page)
 
 
-def _build_scene(page, shots: Path, workspace: Path) -> None:  # noqa: ANN001
+def _build_scene(page, shots: Path, workspace: Path) -> None:
     _open(page, "Scene Builder")
     page.get_by_role("button", name="Build scene").click()
     page.get_by_text("Built scene demo").wait_for(timeout=240_000)
@@ -68,7 +68,7 @@ def _build_scene(page, shots: Path, workspace: Path) -> None:  # noqa: ANN001
     assert (workspace / "scenes" / "demo" / "scene.xml").is_file()
 
 
-def _generate(page, shots: Path, workspace: Path) -> None:  # noqa: ANN001
+def _generate(page, shots: Path, workspace: Path) -> None:
     _open(page, "Data Generation")
     name = page.get_by_role("textbox", name="Dataset name").first
     name.fill("walk")
@@ -87,7 +87,7 @@ def _generate(page, shots: Path, workspace: Path) -> None:  # noqa: ANN001
     assert (workspace / "datasets" / "walk").is_dir()
 
 
-def _train(page, shots: Path, workspace: Path) -> str:  # noqa: ANN001
+def _train(page, shots: Path, workspace: Path) -> str:
     _open(page, "Training Monitor")
     page.get_by_role("combobox", name="Model").first.click()
     page.get_by_role("option", name="knn", exact=True).click()
@@ -116,7 +116,7 @@ def _export(workspace: Path, out: Path) -> Path:
     return out
 
 
-def _predict(page, shots: Path, run_id: str, upload: Path) -> None:  # noqa: ANN001
+def _predict(page, shots: Path, run_id: str, upload: Path) -> None:
     _open(page, "Live Inference")
     runs = page.get_by_role("combobox", name="Runs").first
     runs.click()
@@ -131,7 +131,7 @@ def _predict(page, shots: Path, run_id: str, upload: Path) -> None:  # noqa: ANN
     page.screenshot(path=str(shots / "4-prediction.png"), full_page=True)
 
 
-def _metrics(page, shots: Path, run_id: str) -> None:  # noqa: ANN001
+def _metrics(page, shots: Path, run_id: str) -> None:
     _open(page, "Metrics")
     page.get_by_text("Error CDF", exact=True).wait_for(timeout=180_000)
     page.get_by_text("Summary", exact=True).wait_for(timeout=60_000)
