@@ -56,7 +56,8 @@ def server(tmp_path_factory):
     log = open(workspace / "streamlit.log", "w")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1"],
+         "--server.headless", "true", "--server.address", "127.0.0.1",
+         "--server.fileWatcherType", "none"],  # nothing edits the source during a test (see test_browser.py)
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -183,3 +184,18 @@ def test_box_map_shows_the_outlines_of_a_loaded_file(offline_page, tmp_path):
     expect(outlines).to_have_count(23 + 31, timeout=30_000)
     expect(frame.locator(".grid-label").first).to_contain_text("°")
     page.screenshot(path=str(tmp_path / "map-outlines.png"), full_page=True)
+
+
+def test_uploaded_file_names_the_scene(offline_page):
+    # Issue 14: a scene built from an uploaded file kept the previous scene name.
+    if not (SHARED_DATA / "osm" / "bavaria_village_48.135_10.068.osm").is_file():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent")
+    from playwright.sync_api import expect
+
+    page, _, _ = offline_page
+    page.get_by_role("radiogroup", name="Source").get_by_text("OSM / GeoJSON file").click()
+    # The source's own uploader (the box source's outline uploader may still be on the page).
+    uploader = page.get_by_test_id("stFileUploader").filter(has_text="OSM XML (.osm) or GeoJSON footprints")
+    uploader.locator("input[type=file]").set_input_files(str(SHARED_DATA / "osm" / "bavaria_village_48.135_10.068.osm"))
+    expect(page.get_by_role("textbox", name="Scene name")).to_have_value("bavaria_village_48.135_10.068",
+                                                                         timeout=60_000)
