@@ -148,3 +148,22 @@ def test_drawn_box_value_is_checked():
         drawn_box({"box": [1, 2]})
     with pytest.raises(InvalidInputError, match="too large"):
         drawn_box({"box": [48.0, 11.0, 48.1, 11.1]})
+
+
+def test_missing_leaflet_says_how_to_install_it(tmp_path, monkeypatch):
+    from pages.views import boxmap
+
+    monkeypatch.setattr(boxmap, "VENDORED", ("node_modules/not-installed/x.js",))
+    monkeypatch.setenv("RFLOCAL_WORKSPACE", str(tmp_path / "ws"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/views/scene_builder.py")
+    at.run()
+    at.radio(key="sb_source").set_value(BOX_SOURCE)
+    at.run()
+    assert not at.exception
+    assert "make setup" in at.warning[0].value and "not-installed/x.js" in at.warning[0].value
+    assert not [c for c in at.get("component_instance") if c.proto.component_name == COMPONENT]
+    at.text_input(key="sb_bbox").set_value("48.136,11.574,48.138,11.577")  # typing still works
+    at.run()
+    assert not at.exception

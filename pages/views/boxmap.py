@@ -122,7 +122,12 @@ def box_map(*, key: str, field: str, outlines: Outlines | None = None, height: i
         except RFLocalInputError as exc:
             st.error(str(exc))
     box = _typed_box(st.session_state.get(field, ""))
-    centre = box.centre if box else (outlines and BBox(*outlines.bbox).centre) or DEFAULT_CENTRE
+    if box is not None:
+        centre = box.centre
+    elif outlines is not None:
+        centre = BBox(*outlines.bbox).centre
+    else:
+        centre = DEFAULT_CENTRE
     _component(
         center=list(centre), zoom=DEFAULT_ZOOM, box=list(box.as_tuple()) if box else None,
         fit=list(outlines.bbox) if outlines else None, outlines=outlines.geojson if outlines else None,
