@@ -339,3 +339,105 @@ def flag_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:
         out[name] = _parse_numbers(value, opt) if opt.kind in ("pair", "list") and isinstance(value, str) else value
     return out
 
+
+
+# --------------------------------------------------------------------------- text values (--set KEY=VALUE, saved forms)
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+_NONE = ("none", "null", "")
+
+
+def _refuse(field: str, opt: Option, text: Any) -> None:
+    expected = "a JSON value (use the JSON config)" if opt.kind == "other" else opt.range_text()
+    msg = f"{field}: expected {'None or ' if opt.nullable else ''}{expected}, got {text!r}"
+    raise InvalidInputError(msg)
+
+
+def _from_text(field: str, text: str, opt: Option) -> Any:
+    """The value ``text`` stands for, by ``opt``'s kind (unchecked; :func:`parse_text` checks it)."""
+    cleaned = text.strip()
+    if opt.nullable and cleaned.lower() in _NONE:
+        return None
+    try:
+        if opt.kind == "int":
+            return int(cleaned)
+        if opt.kind == "float":
+            return float(cleaned)
+        if opt.kind in ("pair", "list"):
+            cast = int if opt.item == "int" else float
+            return tuple(cast(v) for v in cleaned.split(",") if v.strip())
+    except ValueError:
+        _refuse(field, opt, text)
+    if opt.kind == "bool":
+        if cleaned.lower() not in (*_TRUE, *_FALSE):
+            _refuse(field, opt, text)
+        return cleaned.lower() in _TRUE
+    if opt.kind == "other":
+        _refuse(field, opt, text)
+    return cleaned
+
+
+def parse_text(field: str, text: str, opt: Option) -> Any:
+    """The value of option ``opt`` written as text, checked against its range.
+
+    ``"12"`` for an int, ``"0.5"`` for a float, ``true``/``false`` (also ``1``/``0``,
+    ``yes``/``no``) for a bool, ``"a,b"`` for a pair or a list, ``none`` where None is allowed.
+
+    Raises
+    ------
+    InvalidInputError
+        Naming ``field``, the value and what is expected: ``"k: expected None or an integer >= 1, got 'x'"``.
+    """
+    value = _from_text(field, text, opt)
+    if opt.kind == "list" and not value:
+        _refuse(field, opt, text)
+    if opt.check:
+        check_value(field, value, opt)
+    return value
+
+
+def parse_assignments(cls: type, items: Collection[str], *, owner: str = "") -> dict[str, Any]:
+    """``{name: value}`` from ``["KEY=VALUE", ...]`` for the options of ``cls`` (``--set`` on the command line).
+
+    Parameters
+    ----------
+    owner : str
+        What the options belong to, for messages (``"knn"``); default the class name.
+
+    Raises
+    ------
+    InvalidInputError
+        An item without ``=``, an unknown key (the message lists the known ones) or a value
+        outside its option's range (:func:`parse_text`).
+    """
+    known = options(cls)
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep:
+            msg = f"set: expected KEY=VALUE, got {item!r}"
+            raise InvalidInputError(msg)
+        if key not in known:
+            msg = (f"set: {owner or cls.__name__} has no option {key!r}; "
+                   f"expected one of {', '.join(known) or '(none)'}")
+            raise InvalidInputError(msg)
+        out[key] = parse_text(key, text, known[key])
+    return out
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def describe(cls: type) -> list[dict[str, Any]]:
+    """One row per option of ``cls``: name, kind, default, allowed values, unit, help (``rflocal models NAME``)."""
+    rows = []
+    for name, opt in options(cls).items():
+        allowed = "" if opt.kind == "other" else opt.range_text()
+        rows.append({"name": name, "kind": opt.kind, "default": _plain(opt.default),
+                     "allowed": f"{'None or ' if opt.nullable else ''}{allowed}", "lo": opt.lo, "hi": opt.hi,
+                     "choices": list(opt.choices), "unit": opt.unit, "help": opt.help,
+                     "none_means": opt.none_means or None})
+    return rows
