@@ -107,8 +107,10 @@ class Option:
             return f"one of {', '.join(self.choices)}"
         kind = self.item if self.kind in ("pair", "list") else self.kind
         noun = "an integer" if kind == "int" else "a number"
-        if self.kind in ("pair", "list"):
-            noun = f"{'MIN <= MAX' if self.kind == 'pair' else 'items'}, each {noun}"
+        if self.kind == "pair":
+            noun = f"MIN <= MAX, each {noun}"
+        elif self.kind == "list":
+            noun = f"a comma-separated list of {'integers' if kind == 'int' else 'numbers'}"
         if self.lo is None and self.hi is None:
             return noun
         if self.lo is None:

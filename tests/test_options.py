@@ -526,3 +526,72 @@ def test_every_widget_table_names_real_options() -> None:
     for table in (SCENE_WIDGETS, IMPORT_WIDGETS, DATA_WIDGETS, TRAIN_WIDGETS):
         for cls, name, *_ in table.values():
             assert dataclasses.is_dataclass(cls) and name in options(cls)
+
+
+def _check_model_widgets(at: AppTest, model: str) -> int:
+    """Assert every option widget of ``model`` on the Training Monitor has the field's range, default and help."""
+    from pages.views.widgets import none_value
+    from rflocal_core.models.registry import config_class
+
+    cls = config_class(model)
+    numbers, selects = {w.key: w for w in at.number_input}, {w.key: w for w in at.selectbox}
+    boxes, texts = {w.key: w for w in at.checkbox}, {w.key: w for w in at.text_input}
+    for name, opt in options(cls).items():
+        key = f"tm_opt_{model}_{name}"
+        if opt.kind == "bool":
+            assert boxes[key].value is opt.default and boxes[key].help == opt.help, key
+        elif opt.choices:
+            assert list(selects[key].options) == list(opt.choices) and selects[key].value == opt.default, key
+        elif opt.kind in ("int", "float"):
+            widget = numbers[key]
+            lo = none_value(opt) if opt.nullable else opt.lo
+            assert (widget.min, widget.max) == (lo, opt.hi), key
+            assert widget.value == (lo if opt.default is None else opt.default), key
+            assert widget.help == opt.help, key
+        else:
+            assert texts[key].value == ",".join(str(v) for v in opt.default), key
+    return len(options(cls))
+
+
+def test_training_monitor_model_option_widgets_are_the_options(page_workspace: Path) -> None:
+    from rflocal_core.train import models
+
+    at = _page("training_monitor.py")
+    checked = 0
+    for model in models():
+        at.selectbox(key="tm_model").set_value(model).run()
+        assert not at.exception, at.exception
+        checked += _check_model_widgets(at, model)
+        if model == "strongest_site":
+            assert any(c.value == "strongest_site has no options." for c in at.caption)
+    assert checked > 80  # every model's options were there
+
+
+def _wait_for_run(at: AppTest) -> str:
+    from rflocal_core.jobs import REGISTRY
+
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    run_id = at.success[0].value.split("**")[1]
+    job = next(j for j in REGISTRY.list(kind="train") if j.label == run_id)
+    assert job.wait(120) and job.state == "done", job.error
+    return run_id
+
+
+def test_a_changed_model_option_reaches_the_saved_run_config(page_workspace: Path) -> None:
+    import json
+
+    at = _page("training_monitor.py")
+    at.selectbox(key="tm_dataset").set_value("ex")
+    at.selectbox(key="tm_model").set_value("knn").run()
+    at.number_input(key="tm_opt_knn_k").set_value(3)
+    at.number_input(key="tm_opt_knn_floor_dbm").set_value(-110.0)
+    at.text_input(key="tm_opt_knn_k_choices").set_value("1,3")
+    at.button(key="tm_start").click().run()
+    run_id = _wait_for_run(at)
+    saved = json.loads((page_workspace / "runs" / run_id / "config.json").read_text())["model_config"]
+    assert saved == {"k": 3, "k_choices": [1, 3], "floor_dbm": -110.0}
+
+    at.number_input(key="tm_opt_knn_k").set_value(0)  # the widget's "0 = chosen on the validation split"
+    at.text_input(key="tm_opt_knn_k_choices").set_value("1,x")
+    at.button(key="tm_start").click().run()
+    assert [e.value for e in at.error] == ["k_choices: expected a comma-separated list of integers, got '1,x'"]
