@@ -16,7 +16,7 @@ from rflocal_core.models.registry import NETWORKS, config_class
 from rflocal_core.options import options
 from rflocal_core.train.runs import new_run_id
 
-from pages.views.widgets import choice, number, option_widgets
+from pages.views.widgets import bounded, choice, number, option_widgets, select
 
 st.title("Training Monitor")
 st.caption(
@@ -34,10 +34,10 @@ with st.expander("Start a run", expanded=st.session_state.setdefault("tm_form_op
         st.info("No datasets yet: generate or import one on the Data Generation page first.")
     else:
         c = st.columns(3)
-        dataset = c[0].selectbox("Dataset", datasets, key="tm_dataset")
-        model = c[1].selectbox("Model", tr.models(), key="tm_model",
+        dataset = select(c[0], "Dataset", datasets, key="tm_dataset")
+        model = select(c[1], "Model", tr.models(), key="tm_model",
                                help="setnet / heimdall are networks; the others are classical baselines")
-        seed = c[2].number_input("Seed", 0, 2**31 - 1, 0, key="tm_seed")
+        seed = bounded(c[2], "Seed", 0, 2**31 - 1, 0, key="tm_seed")
         train_config: dict = {}
         model_config: dict | None = None
         if model in NETWORKS:
