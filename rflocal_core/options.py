@@ -189,6 +189,29 @@ def options(cls: type) -> dict[str, Option]:
     return out
 
 
+def option_paths(cls: type) -> list[tuple[str, type, str]]:
+    """``(path, owner, name)`` of every option of ``cls`` and of the option-bearing configs nested in it.
+
+    A nested config field (``LogDistanceConfig.centroid``, a ``WeightedCentroidConfig``) gives
+    dotted paths (``"centroid.offset_db"``), whose option is ``option_of(owner, name)``.
+    """
+    out = [(name, cls, name) for name in options(cls)]
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        sub = hints[f.name]
+        if "option" not in f.metadata and isinstance(sub, type) and dataclasses.is_dataclass(sub) and options(sub):
+            out += [(f"{f.name}.{path}", owner, name) for path, owner, name in option_paths(sub)]
+    return out
+
+
+def put_path(values: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``values[a][b] = value`` for the dotted ``path`` ``"a.b"`` (the nested dicts made as needed)."""
+    *parents, leaf = path.split(".")
+    for part in parents:
+        values = values.setdefault(part, {})
+    values[leaf] = value
+
+
 def option_of(cls: type, name: str) -> Option:
     """The :class:`Option` of field ``name`` of ``cls`` (KeyError names the known ones)."""
     known = options(cls)
@@ -402,6 +425,9 @@ def parse_text(field: str, text: str, opt: Option) -> Any:
 def parse_assignments(cls: type, items: Collection[str], *, owner: str = "") -> dict[str, Any]:
     """``{name: value}`` from ``["KEY=VALUE", ...]`` for the options of ``cls`` (``--set`` on the command line).
 
+    A key of a nested config is dotted (``centroid.offset_db=3``) and its value lands in a
+    nested dict (``{"centroid": {"offset_db": 3.0}}``).
+
     Parameters
     ----------
     owner : str
@@ -413,7 +439,7 @@ def parse_assignments(cls: type, items: Collection[str], *, owner: str = "") -> 
         An item without ``=``, an unknown key (the message lists the known ones) or a value
         outside its option's range (:func:`parse_text`).
     """
-    known = options(cls)
+    known = {path: option_of(owner, name) for path, owner, name in option_paths(cls)}
     out: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
@@ -425,7 +451,7 @@ def parse_assignments(cls: type, items: Collection[str], *, owner: str = "") -> 
             msg = (f"set: {owner or cls.__name__} has no option {key!r}; "
                    f"expected one of {', '.join(known) or '(none)'}")
             raise InvalidInputError(msg)
-        out[key] = parse_text(key, text, known[key])
+        put_path(out, key, parse_text(key, text, known[key]))
     return out
 
 
@@ -434,9 +460,11 @@ def _plain(value: Any) -> Any:
 
 
 def describe(cls: type) -> list[dict[str, Any]]:
-    """One row per option of ``cls``: name, kind, default, allowed values, unit, help (``rflocal models NAME``)."""
+    """One row per option of ``cls`` (nested ones dotted): name, kind, default, allowed values, unit, help
+    (``rflocal models NAME``)."""
     rows = []
-    for name, opt in options(cls).items():
+    for name, owner, leaf in option_paths(cls):
+        opt = option_of(owner, leaf)
         allowed = "" if opt.kind == "other" else opt.range_text()
         rows.append({"name": name, "kind": opt.kind, "default": _plain(opt.default),
                      "allowed": f"{'None or ' if opt.nullable else ''}{allowed}", "lo": opt.lo, "hi": opt.hi,

@@ -25,7 +25,7 @@ from rflocal_core.models.baselines import KNNConfig, LogDistanceConfig, MapMatch
 from rflocal_core.models.locheatmap import LocHeatmapConfig
 from rflocal_core.models.mapformer import MapFormerConfig
 from rflocal_core.models.nets import HeimdallConfig, NetConfig, SetNetConfig
-from rflocal_core.options import check_value, flag_values, option_of, options
+from rflocal_core.options import check_value, flag_values, option_of, option_paths, options
 from rflocal_core.scene import MaterialConfig, ProceduralConfig, SceneConfig, SiteConfig
 from rflocal_core.scene.importer import SceneImportConfig
 from rflocal_core.train import TrainConfig
@@ -300,6 +300,12 @@ def _a_changed_value(opt: Any) -> Any:
     return value
 
 
+def _at_path(config: Any, path: str) -> Any:
+    for part in path.split("."):
+        config = getattr(config, part)
+    return config
+
+
 def _as_text(value: Any) -> str:
     return ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value).lower() \
         if isinstance(value, bool) else str(value)
@@ -315,12 +321,12 @@ def test_models_lists_the_options_of_every_model_with_the_api_defaults(model: st
     cls = config_class(model)
     assert main(["models", model]) == 0
     out = json.loads(capsys.readouterr().out)
-    defaults = dataclasses.asdict(cls())
-    assert [row["name"] for row in out["options"]] == list(options(cls))
-    for row in out["options"]:
-        opt = option_of(cls, row["name"])
-        default = list(defaults[row["name"]]) if isinstance(defaults[row["name"]], tuple) else defaults[row["name"]]
-        assert row["default"] == default, row["name"]
+    paths = option_paths(cls)
+    assert [row["name"] for row in out["options"]] == [path for path, _, _ in paths]
+    for row, (path, owner, name) in zip(out["options"], paths, strict=True):
+        opt = option_of(owner, name)
+        default = _at_path(cls(), path)  # the dataclass's own default, nested configs included
+        assert row["default"] == (list(default) if isinstance(default, tuple) else default), path
         assert (row["lo"], row["hi"], row["unit"], row["help"]) == (opt.lo, opt.hi, opt.unit, opt.help), row["name"]
         assert row["choices"] == list(opt.choices) and row["allowed"].endswith(opt.range_text() if opt.kind != "other" else "")
     # no --set, no --config: the model's own defaults
@@ -328,7 +334,7 @@ def test_models_lists_the_options_of_every_model_with_the_api_defaults(model: st
     assert (config, train_config) == ({}, {})
     assert main(["models"]) == 0
     listed = {row["model"]: row for row in json.loads(capsys.readouterr().out)}
-    assert set(listed) == set(_models()) and listed[model]["config"] == (cls.__name__ if options(cls) else None)
+    assert set(listed) == set(_models()) and listed[model]["config"] == (cls.__name__ if paths else None)
 
 
 @pytest.mark.parametrize("model", [m for m in _models() if m != "strongest_site"])
@@ -337,13 +343,13 @@ def test_set_reaches_every_option_of_the_model_config(model: str) -> None:
     from rflocal_core.models.registry import config_class
 
     cls = config_class(model)
-    for name, opt in options(cls).items():
+    for path, owner, name in option_paths(cls):
+        opt = option_of(owner, name)
         value = _a_changed_value(opt)
         if value is None:
             continue
-        config, _ = train_configs(parse("train", "--dataset", "d", "--model", model, "--set", f"{name}={_as_text(value)}"))
-        built = cls(**config)
-        assert getattr(built, name) == value != opt.default, (name, value)
+        config, _ = train_configs(parse("train", "--dataset", "d", "--model", model, "--set", f"{path}={_as_text(value)}"))
+        assert _at_path(cls(**config), path) == value != opt.default, (path, value)
 
 
 def test_set_overrides_the_json_config_and_none_means_none() -> None:
@@ -370,6 +376,7 @@ BAD_SETS = [
     ("mapformer", "physics_prior=maybe", "physics_prior: expected true or false, got 'maybe'"),
     ("heimdall", "node_dropout=0,1.5", "node_dropout: expected a non-empty list of fractions in [0, 0.9], got (0.0, 1.5)"),
     ("strongest_site", "k=3", "set: strongest_site has no option 'k'; expected one of (none)"),
+    ("log_distance", "centroid.offset_db=0", "centroid.offset_db: expected a number in (0, 100] dB, got 0.0"),
 ]
 
 
@@ -536,8 +543,9 @@ def _check_model_widgets(at: AppTest, model: str) -> int:
     cls = config_class(model)
     numbers, selects = {w.key: w for w in at.number_input}, {w.key: w for w in at.selectbox}
     boxes, texts = {w.key: w for w in at.checkbox}, {w.key: w for w in at.text_input}
-    for name, opt in options(cls).items():
-        key = f"tm_opt_{model}_{name}"
+    for path, owner, name in option_paths(cls):
+        opt = option_of(owner, name)
+        key = f"tm_opt_{model}_{path}"
         if opt.kind == "bool":
             assert boxes[key].value is opt.default and boxes[key].help == opt.help, key
         elif opt.choices:
@@ -550,7 +558,7 @@ def _check_model_widgets(at: AppTest, model: str) -> int:
             assert widget.help == opt.help, key
         else:
             assert texts[key].value == ",".join(str(v) for v in opt.default), key
-    return len(options(cls))
+    return len(option_paths(cls))
 
 
 def test_training_monitor_model_option_widgets_are_the_options(page_workspace: Path) -> None:
@@ -591,6 +599,13 @@ def test_a_changed_model_option_reaches_the_saved_run_config(page_workspace: Pat
     saved = json.loads((page_workspace / "runs" / run_id / "config.json").read_text())["model_config"]
     assert saved == {"k": 3, "k_choices": [1, 3], "floor_dbm": -110.0}
 
+    at.selectbox(key="tm_model").set_value("log_distance").run()  # a nested config's options: dotted
+    at.selectbox(key="tm_opt_log_distance_centroid.weighting").set_value("power")
+    at.button(key="tm_start").click().run()
+    saved = json.loads((page_workspace / "runs" / _wait_for_run(at) / "config.json").read_text())["model_config"]
+    assert saved["centroid"] == {"weighting": "power", "offset_db": 5.0}
+
+    at.selectbox(key="tm_model").set_value("knn").run()
     at.number_input(key="tm_opt_knn_k").set_value(0)  # the widget's "0 = chosen on the validation split"
     at.text_input(key="tm_opt_knn_k_choices").set_value("1,x")
     at.button(key="tm_start").click().run()

@@ -13,7 +13,7 @@ from rflocal_core.errors import RFLocalInputError
 from rflocal_core.jobs import REGISTRY
 from rflocal_core.models import registry
 from rflocal_core.models.registry import NETWORKS, config_class
-from rflocal_core.options import options
+from rflocal_core.options import option_paths
 from rflocal_core.train.runs import new_run_id
 
 from pages.views.widgets import bounded, choice, number, option_widgets, select
@@ -55,7 +55,7 @@ with st.expander("Start a run", expanded=st.session_state.setdefault("tm_form_op
             train_config["patience"] = number(c[2], tr.TrainConfig, "patience", key="tm_patience")
             train_config["device"] = choice(c[3], tr.TrainConfig, "device", key="tm_device")
         with st.expander("Model options", key="tm_model_options"):  # from the model's config fields, as `models NAME`
-            if options(config_class(model)):
+            if option_paths(config_class(model)):
                 model_values, model_lists = option_widgets(st, config_class(model), key=f"tm_opt_{model}")
             else:
                 model_values, model_lists = {}, []

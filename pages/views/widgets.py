@@ -21,7 +21,7 @@ from typing import Any
 import streamlit as st
 
 from rflocal_core.formstate import load_form, rule, save_form
-from rflocal_core.options import Option, option_of, options
+from rflocal_core.options import Option, option_of, option_paths, put_path
 
 #: Session-state entry holding, per widget key, the value last saved (or found saved) this session.
 _SAVED = "_forms_saved"
@@ -171,9 +171,9 @@ def none_value(opt: Option) -> float:
     return int(lo) - 1 if opt.kind == "int" else float(lo) - 1.0
 
 
-def option_label(opt: Option) -> str:
-    """A widget label of an option without one: its name, unit and what the None value means."""
-    label = opt.label or f"{opt.name}{f' ({opt.unit})' if opt.unit else ''}"
+def option_label(opt: Option, path: str | None = None) -> str:
+    """A widget label of an option without one: its name (or dotted path), unit and what the None value means."""
+    label = opt.label or f"{path or opt.name}{f' ({opt.unit})' if opt.unit else ''}"
     if opt.nullable and opt.kind in ("int", "float"):
         label += f" ({none_value(opt):g} = {opt.none_means or 'none'})"
     return label
@@ -184,12 +184,14 @@ def option_widgets(where: Any, cls: type, *, key: str, columns: int = 3) -> tupl
 
     Numbers get the field's range, default and help (a nullable one its :func:`none_value`),
     bools a checkbox, choices a select box, lists (``node_dropout``) a text field of
-    comma-separated values. Widget keys are ``f"{key}_{name}"``.
+    comma-separated values; a nested config's options are dotted (``centroid.offset_db``). Widget
+    keys are ``f"{key}_{path}"``.
 
     Returns
     -------
     values : dict
-        The scalar options in field units (None where the widget shows the none value).
+        The scalar options in field units (None where the widget shows the none value), a nested
+        config's in a nested dict.
     assignments : list of str
         The list options as ``"name=text"``, for the core to parse and check
         (:func:`rflocal_core.models.registry.model_config`).
@@ -197,21 +199,22 @@ def option_widgets(where: Any, cls: type, *, key: str, columns: int = 3) -> tupl
     cols = where.columns(columns)
     values: dict[str, Any] = {}
     assignments: list[str] = []
-    shown = [(name, opt) for name, opt in options(cls).items() if opt.kind != "other"]
-    for i, (name, opt) in enumerate(shown):
-        at, wkey, label = cols[i % columns], f"{key}_{name}", option_label(opt)
+    shown = [(path, owner, name) for path, owner, name in option_paths(cls) if option_of(owner, name).kind != "other"]
+    for i, (path, owner, name) in enumerate(shown):
+        opt = option_of(owner, name)
+        at, wkey, label = cols[i % columns], f"{key}_{path}", option_label(opt, path)
         if opt.kind == "bool":
-            values[name] = toggle(at, cls, name, key=wkey, label=label)
+            put_path(values, path, toggle(at, owner, name, key=wkey, label=label))
         elif opt.choices:
-            values[name] = choice(at, cls, name, key=wkey, label=label)
+            put_path(values, path, choice(at, owner, name, key=wkey, label=label))
         elif opt.kind in ("int", "float"):
-            values[name] = number(at, cls, name, key=wkey, label=label, format="%g" if opt.kind == "float" else None,
-                                  none_value=none_value(opt) if opt.nullable else None)
+            put_path(values, path, number(at, owner, name, key=wkey, label=label, none_value=none_value(opt)
+                                          if opt.nullable else None, format="%g" if opt.kind == "float" else None))
         else:
             _seed(wkey, opt)
             default = ",".join(str(v) for v in opt.default)
             typed = at.text_input(label, value=default, key=wkey,
                                   help=f"{opt.help}; comma-separated" if opt.help else "comma-separated")
             _keep(wkey, typed, default)
-            assignments.append(f"{name}={typed}")
+            assignments.append(f"{path}={typed}")
     return values, assignments

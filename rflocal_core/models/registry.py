@@ -82,9 +82,18 @@ def model_config(model: str, base: dict[str, Any] | None = None, assignments: Co
     refused here, naming the field, the value and the range.
     """
     cls = config_class(model)
-    merged = {**(base or {}), **parse_assignments(cls, assignments, owner=model)}
+    merged = _merged(base or {}, parse_assignments(cls, assignments, owner=model))
     dataclass_from_dict(cls, merged, field="model_config")
     return merged
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` on top, nested dicts (a nested config's options) merged key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merged(out[key], value) if both else value
+    return out
 
 
 def describe_model(model: str) -> dict[str, Any]:
