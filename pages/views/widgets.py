@@ -50,7 +50,10 @@ def _keep(key: str, value: Any, default: Any) -> None:
     """After: save the widget's value (field units) when it differs from what is saved (or, unsaved, the default)."""
     seen = st.session_state.setdefault(_SAVED, {})
     if value != seen.get(key, default):
-        save_form(form_of(key), {key: value})
+        try:
+            save_form(form_of(key), {key: value})
+        except OSError:  # a read-only workspace: the form still works, it just forgets on reload
+            pass
         seen[key] = value
 
 
