@@ -36,10 +36,9 @@ with st.expander("Start a run", expanded=st.session_state.setdefault("tm_form_op
         c = st.columns(3)
         dataset = select(c[0], "Dataset", datasets, key="tm_dataset")
         model = select(c[1], "Model", tr.models(), key="tm_model",
-                               help="setnet / heimdall are networks; the others are classical baselines")
+                       help="setnet, heimdall, mapformer and locheatmap are networks; the others classical baselines")
         seed = bounded(c[2], "Seed", 0, 2**31 - 1, 0, key="tm_seed")
         train_config: dict = {}
-        model_config: dict | None = None
         if model in NETWORKS:
             c = st.columns(4)
             train_config["epochs"] = number(c[0], tr.TrainConfig, "epochs", key="tm_epochs")
