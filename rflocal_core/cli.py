@@ -267,8 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="check the ray-tracing backend and the workspace")
     tr = sub.add_parser("train", help="fit a model on a dataset and save it as a run", flags=_train_flags)
     tr.add_argument("--dataset", required=True)
-    tr.add_argument("--model", required=True, help="setnet, heimdall, strongest_site, weighted_centroid, "
-                    "log_distance, aoa_triangulation, toa_multilateration, knn or map_matching")
+    tr.add_argument("--model", required=True, help="setnet, heimdall, mapformer, locheatmap, strongest_site, "
+                    "weighted_centroid, log_distance, aoa_triangulation, toa_multilateration, knn or map_matching "
+                    "(`rflocal models` lists them)")
     tr.add_argument("--config", metavar="JSON", default=None, help="model configuration as a JSON object")
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="model_options",
                     help="a model option, over --config (repeatable; lists as A,B,C; none where allowed); "

@@ -337,6 +337,13 @@ def test_models_lists_the_options_of_every_model_with_the_api_defaults(model: st
     assert set(listed) == set(_models()) and listed[model]["config"] == (cls.__name__ if paths else None)
 
 
+def test_train_help_names_every_model(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert all(model in out for model in _models()) and "--set KEY=VALUE" in out
+
+
 @pytest.mark.parametrize("model", [m for m in _models() if m != "strongest_site"])
 def test_set_reaches_every_option_of_the_model_config(model: str) -> None:
     from rflocal_core.cli import train_configs
