@@ -15,7 +15,7 @@ from rflocal_core.scene.footprints import save_upload
 from rflocal_core.scene.importer import SceneImportConfig, bundled_scenes, import_scene, parse_origin, save_scene_zip
 from rflocal_core.scene.osm_xml import describe as describe_footprints
 
-from pages.views.widgets import choice, number, toggle
+from pages.views.widgets import choice, number, radio, text, toggle
 
 SOURCES = {"Procedural city": "procedural", "OSM / GeoJSON file": "file", "Box on a map (online)": "bbox",
            "Sionna / Mitsuba scene": "sionna_xml"}
@@ -95,8 +95,8 @@ def render_import_notes(meta: dict) -> None:
 tab_build, tab_scenes = st.tabs(["Build a scene", "Scenes"])
 
 with tab_build:
-    source = SOURCES[st.radio("Source", list(SOURCES), horizontal=True, key="sb_source")]
-    name = st.text_input("Scene name", value="demo", key="sb_name", help="Letters, digits, '_', '-', '.'")
+    source = SOURCES[radio(st, "Source", list(SOURCES), horizontal=True, key="sb_source")]
+    name = text(st, "Scene name", value="demo", key="sb_name", help="Letters, digits, '_', '-', '.'")
     file_path = None
     bbox_text = ""
     proc = {}
