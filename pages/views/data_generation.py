@@ -23,7 +23,7 @@ from rflocal_core.measurements.table import (
 )
 from rflocal_core.scene import list_scenes
 
-from pages.views.widgets import choice, number, toggle
+from pages.views.widgets import choice, multi, number, text, toggle
 
 st.title("Data Generation")
 st.caption(
@@ -38,9 +38,9 @@ with tab_gen:
     if not scenes:
         st.info("No scenes yet: build one on the Scene Builder page first.")
     else:
-        chosen = st.multiselect("Scenes", scenes, default=scenes[:1], key="dg_scenes")
+        chosen = multi(st, "Scenes", scenes, default=scenes[:1], key="dg_scenes")
         c = st.columns(4)
-        name = c[0].text_input("Dataset name", value="dataset", key="dg_name")
+        name = text(c[0], "Dataset name", value="dataset", key="dg_name")
         samples = number(c[1], ds.GenerationConfig, "samples_per_scene", key="dg_samples")
         mode = choice(c[2], ds.GenerationConfig, "mode", key="dg_mode", none_label="scene's own")
         seed = number(c[3], ds.GenerationConfig, "seed", key="dg_seed")
@@ -78,7 +78,7 @@ with tab_gen:
                            label="Emitter power min (dBm)")
             p_max = number(c[1], ds.GenerationConfig, "emitter_power_dbm", index=1, key="dg_pmax",
                            label="Emitter power max (dBm)")
-            unseen = c[2].multiselect("Held-out scenes (unseen-city test)", chosen, key="dg_unseen")
+            unseen = multi(c[2], "Held-out scenes (unseen-city test)", chosen, default=[], key="dg_unseen")
             c = st.columns(4)
             survey = choice(c[0], ds.GenerationConfig, "survey", key="dg_survey")
             drone_alt = number(c[1], ds.GenerationConfig, "drone_altitude_m", key="dg_drone_alt")

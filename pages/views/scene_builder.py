@@ -16,7 +16,7 @@ from rflocal_core.scene.osm_xml import describe as describe_footprints
 from rflocal_core.workspace import name_from_file
 
 from pages.views import boxmap
-from pages.views.widgets import choice, number, toggle
+from pages.views.widgets import choice, number, radio, text, toggle
 
 SOURCES = {"Procedural city": "procedural", "OSM / GeoJSON file": "file", "Box on a map (online)": "bbox",
            "Sionna / Mitsuba scene": "sionna_xml"}
@@ -129,9 +129,9 @@ def render_import_notes(meta: dict) -> None:
 tab_build, tab_scenes = st.tabs(["Build a scene", "Scenes"])
 
 with tab_build:
-    source = SOURCES[st.radio("Source", list(SOURCES), horizontal=True, key="sb_source")]
-    st.session_state.setdefault("sb_name", DEFAULT_NAME)  # set here, not as value=: a chosen file renames it (name_from)
-    name = st.text_input("Scene name", key="sb_name", help="Letters, digits, '_', '-', '.'")
+    source = SOURCES[radio(st, "Source", list(SOURCES), horizontal=True, key="sb_source")]
+    # A chosen file renames the scene (name_from, on the file widgets below).
+    name = text(st, "Scene name", value=DEFAULT_NAME, key="sb_name", help="Letters, digits, '_', '-', '.'")
     file_path = None
     bbox_text = ""
     proc = {}
