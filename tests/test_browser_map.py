@@ -13,10 +13,12 @@ import os
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import time
 import urllib.request
+import zlib
 from pathlib import Path
 
 import pytest
@@ -114,6 +116,15 @@ def offline_page(server, browser):
     context.close()
 
 
+def tile_png(rgb: tuple[int, int, int] = (200, 230, 200)) -> bytes:
+    """A plain 256 x 256 PNG, standing in for a map tile server."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    rows = b"".join(b"\x00" + bytes(rgb) * 256 for _ in range(256))
+    header = struct.pack(">IIBBBBB", 256, 256, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
 def drag(page, container, start: tuple[float, float], end: tuple[float, float]) -> None:
     """Press at ``start``, move to ``end`` in steps (fractions of the map's size), keep the button down."""
     bb = container.bounding_box()
@@ -199,3 +210,26 @@ def test_uploaded_file_names_the_scene(offline_page):
     uploader.locator("input[type=file]").set_input_files(str(SHARED_DATA / "osm" / "bavaria_village_48.135_10.068.osm"))
     expect(page.get_by_role("textbox", name="Scene name")).to_have_value("bavaria_village_48.135_10.068",
                                                                          timeout=60_000)
+
+
+def test_box_map_shows_tiles_when_they_load(server, browser):
+    # "Online": a stand-in answers the tile requests (this test, too, never reaches the internet).
+    from playwright.sync_api import expect
+
+    url, _ = server
+    context = browser.new_context(viewport={"width": 1400, "height": 1400})
+    png = tile_png()
+    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(LOCAL) else (
+        route.fulfill(status=200, content_type="image/png", body=png) if route.request.url.endswith(".png")
+        else route.abort("internetdisconnected")))
+    page = context.new_page()
+    page.goto(url)
+    page.get_by_role("heading", name="RFLocal workbench").wait_for(timeout=60_000)
+    page.get_by_test_id("stSidebarNav").get_by_text("Scene Builder").click()
+    page.get_by_role("radiogroup", name="Source").get_by_text("Box on a map (online)").click()
+    frame = page.frame_locator(MAP_FRAME)
+    expect(frame.locator("img.leaflet-tile-loaded").first).to_be_visible(timeout=60_000)
+    expect(frame.locator(".boxmap-readout")).to_contain_text("no box")
+    assert "Offline" not in frame.locator(".boxmap-readout").inner_text()
+    assert frame.locator(".grid-label").count() >= 4  # the grid stays over the tiles
+    context.close()
