@@ -116,6 +116,8 @@ def test_each_page_renders_its_title(server, browser, tmp_path):
 
 
 def test_build_procedural_city_and_upload_osm_file(server, browser, tmp_path, shared_data):
+    from playwright.sync_api import expect
+
     url, workspace = server
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
     page.goto(url)  # as a newcomer would: open the app, then pick the page in the sidebar
@@ -132,6 +134,10 @@ def test_build_procedural_city_and_upload_osm_file(server, browser, tmp_path, sh
     page.locator("input[type=file]").set_input_files(str(shared_data / "osm" / "bavaria_village_48.135_10.068.osm"))
     # A click before the upload has reached the server builds nothing ("choose a file"): wait for it.
     page.get_by_text("10.068.osm").wait_for(timeout=120_000)  # shown shortened: "bavaria...10.068.osm"
+    # The upload's rerun names the scene after the file; a name typed before it ends is overwritten.
+    expect(page.get_by_role("textbox", name="Scene name")).to_have_value("bavaria_village_48.135_10.068",
+                                                                         timeout=60_000)
+    wait_idle(page)
     page.get_by_role("textbox", name="Scene name").fill("bavaria")
     page.get_by_role("textbox", name="Scene name").press("Enter")
     wait_idle(page)
