@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
 from rflocal_core import dataset as ds
-from rflocal_core.dataset.view import dataset_overview
+from rflocal_core.dataset.view import dataset_overview, split_rows, split_text, stage_rows
 from rflocal_core.errors import RFLocalInputError
 from rflocal_core.dataset.table_import import import_table
 from rflocal_core.jobs import REGISTRY
@@ -23,6 +22,8 @@ from rflocal_core.measurements.table import (
 )
 from rflocal_core.scene import list_scenes
 
+from pages.views.plots import radio_map_figure
+from pages.views.refresh import rerun_when_a_job_ends
 from pages.views.widgets import choice, number, toggle
 
 st.title("Data Generation")
@@ -30,6 +31,17 @@ st.caption(
     "Ray-trace each scene with Sionna RT, draw target positions and synthesize the reports a network or "
     "sensor array would make (RSS, time of arrival, timing advance, angle of arrival), stored as Zarr."
 )
+rerun_when_a_job_ends()  # the Datasets tab lists what a generation writes
+
+
+def _summary_tables(splits: dict | None, seconds: dict | None = None) -> None:
+    """Samples per split and, for a generation, time per stage, as two tables side by side."""
+    c = st.columns(2)
+    if splits:
+        c[0].dataframe(pd.DataFrame(split_rows(splits)), hide_index=True)
+    if seconds:
+        c[1].dataframe(pd.DataFrame(stage_rows(seconds)), hide_index=True)
+
 
 tab_gen, tab_import, tab_data = st.tabs(["Generate", "Import measurements", "Datasets"])
 
@@ -126,7 +138,9 @@ with tab_gen:
                 st.warning(f"{snap['label']}: cancelled; run it again with the same settings to resume.")
             elif snap["state"] == "done":
                 res = snap["result"]
-                st.caption(f"{res['name']}: {res['samples']} samples {res['splits']} — seconds per stage {res['seconds']}")
+                st.success(f"**{res['name']}**: {res['samples']:,} samples in {snap['elapsed_s']:.0f} s"
+                           + (f" (resumed: {', '.join(res['resumed'])})" if res.get("resumed") else ""))
+                _summary_tables(res["splits"], res["seconds"])
 
     jobs_panel()
 
@@ -160,8 +174,8 @@ def _table_mapping(header: TableHeader) -> dict:
 
 
 def _show_summary(summary: ds.ImportResult) -> None:
-    st.success(f"Imported **{summary.name}**: {summary.samples} samples, {summary.nodes} nodes, "
-               f"splits {summary.splits}.")
+    st.success(f"Imported **{summary.name}**: {summary.samples:,} samples, {summary.nodes:,} nodes.")
+    _summary_tables(summary.splits)
     quality = summary.quality
     if quality.faulty:
         st.warning(quality.summary())
@@ -232,7 +246,9 @@ with tab_data:
     if not rows:
         st.info("No datasets yet.")
     else:
-        st.dataframe(pd.DataFrame(rows), hide_index=True)
+        listing = pd.DataFrame([{**r, "scenes": ", ".join(r.get("scenes") or []), "splits": split_text(r.get("splits"))}
+                                for r in rows])
+        st.dataframe(listing, hide_index=True)
         complete = [r["name"] for r in rows if r["state"] == "complete"]
         if complete:
             chosen_ds = st.selectbox("Open dataset", complete, key="dg_open")
@@ -247,19 +263,14 @@ with tab_data:
                 c[1].metric("Mode", view["attrs"].get("mode"))
                 c[2].metric("Sites (max)", counts.get("sites_max"))
                 c[3].metric("Reports / sample", f"{counts.get('reports_per_sample_mean', 0):.1f}")
-                st.caption(f"Splits: {counts.get('splits')} — seconds per stage: {view['attrs'].get('seconds')}")
+                _summary_tables(counts.get("splits"), view["attrs"].get("seconds"))
                 for sc in view["scenes"]:
                     st.subheader(f"Radio maps — {sc['name']}")
                     site = st.selectbox("Site", sc["site_ids"], key=f"dg_site_{sc['name']}")
                     k = sc["site_ids"].index(site)
-                    fig = go.Figure(go.Heatmap(z=sc["path_gain_db"][k], x=sc["x_m"], y=sc["y_m"],
-                                               colorscale="Viridis", colorbar={"title": "path gain (dB)"}))
-                    fig.add_trace(go.Scatter(x=sc["site_xy"][:, 0], y=sc["site_xy"][:, 1], mode="markers+text",
-                                             text=sc["site_ids"], textposition="top center",
-                                             marker={"color": "red", "size": 9, "symbol": "triangle-up"}, name="sites"))
-                    fig.update_layout(height=520, xaxis_title="x (m, east)", yaxis_title="y (m, north)",
-                                      yaxis_scaleanchor="x")
-                    st.plotly_chart(fig, width="stretch")
+                    st.plotly_chart(radio_map_figure(sc, k), width="stretch", key=f"dg_map_{sc['name']}")
+                    st.caption("Grey with a dark outline: buildings; white: no signal; "
+                               "red triangles: sites. The axes span the scene.")
                 smp = view["samples"]
                 fig = px.scatter(x=smp["x_m"], y=smp["y_m"], color=smp["split"], symbol=smp["scene"],
                                  labels={"x": "x (m, east)", "y": "y (m, north)", "color": "split"}, opacity=0.6)
