@@ -169,3 +169,31 @@ def test_summary_rows_have_units_and_a_total():
     assert rows[0]["share (%)"] == 75.0
     assert split_rows({"train": 3, "test": 1})[0] == {"split": "train", "samples": 3, "share (%)": 75.0}
     assert split_rows(None) == [] and stage_rows({}) == []
+
+
+LISTING_PAGES = {
+    "pages/views/home.py": "RFLocal workbench",
+    "pages/views/data_generation.py": "Data Generation",
+    "pages/views/training_monitor.py": "Training Monitor",
+    "pages/views/live_inference.py": "Live Inference",
+    "pages/views/metrics.py": "Metrics",
+    "pages/views/ablations.py": "Ablations",
+}
+
+
+@pytest.mark.parametrize("path", list(LISTING_PAGES))
+def test_every_listing_page_redraws_when_a_job_ends(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("RFLOCAL_WORKSPACE", str(tmp_path / "ws"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page(path)
+    at.run()
+    assert not at.exception
+    assert at.title[0].value == LISTING_PAGES[path]
+    run_fragments(at)  # no job ended: the page itself is not drawn again
+    assert not at.title
+    job = REGISTRY.submit("test", "ends at once", lambda ctx: None)
+    assert job.wait(10) and job.state == "done"
+    run_fragments(at)
+    assert not at.exception
+    assert [t.value for t in at.title] == [LISTING_PAGES[path]]  # the whole page ran again

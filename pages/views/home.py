@@ -6,12 +6,15 @@ import streamlit as st
 
 from rflocal_core import status
 
+from pages.views.refresh import rerun_when_a_job_ends
+
 st.title("RFLocal workbench")
 st.markdown(
     "Locate a radio device or transmitter from measurements. Build a city scene, ray-trace it "
     "with **Sionna RT**, generate realistic measurement datasets, train localization models and "
     "predict positions from uploaded measurement JSON."
 )
+rerun_when_a_job_ends()  # the counts change when a job ends
 
 info = status.workspace_status()
 cols = st.columns(4)

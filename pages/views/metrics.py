@@ -13,11 +13,14 @@ from rflocal_core.errors import RFLocalInputError
 from rflocal_core.infer import EvaluationResult, evaluate_run
 from rflocal_core.metrics import SUCCESS_THRESHOLDS_M
 
+from pages.views.refresh import rerun_when_a_job_ends
+
 st.title("Metrics")
 st.caption(
     "Evaluate finished runs on a dataset split: error CDF against the Cramér-Rao bound, percentiles and success "
     "rates, breakdowns, uncertainty calibration and the error over the scene. Results are cached with each run."
 )
+rerun_when_a_job_ends()  # runs and datasets to score change when a job ends
 
 BREAKDOWN_TITLES = {"los": "LoS / NLoS (strongest link)", "nodes": "Number of reporting nodes",
                     "rss_band": "Strongest RSS (dBm)", "scene": "Scene seen in training"}

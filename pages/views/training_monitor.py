@@ -16,6 +16,7 @@ from rflocal_core.models.registry import NETWORKS
 from rflocal_core.train.runs import new_run_id
 from rflocal_core.validation import json_object
 
+from pages.views.refresh import rerun_when_a_job_ends
 from pages.views.widgets import choice, number
 
 st.title("Training Monitor")
@@ -23,6 +24,7 @@ st.caption(
     "Train localization models in the background: the networks `setnet` and `heimdall` epoch by epoch, and the "
     "classical baselines in one fit. Training keeps running when you switch pages or reload the browser."
 )
+rerun_when_a_job_ends()  # the runs table and the dataset choices change when a job ends
 
 datasets = [d["name"] for d in ds.list_datasets()]
 
