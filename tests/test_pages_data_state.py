@@ -92,7 +92,7 @@ def test_datasets_tab_refreshes_when_a_generation_ends(page, data_ws):
         time.sleep(0.1)
     page.run()
     assert not job.finished, "the generation ended before the page could show it running; make it larger"
-    assert _listing_state(page, "fresh") == "partial (resumable)"
+    assert _listing_state(page, "fresh").startswith("generating (")  # not "partial (resumable)": a job writes it
     assert job.wait(300), "the generation did not end in 300 s"
     assert job.state == "done", job.error
     # the page is not rerun as a whole (nothing is clicked): only its timers fire
@@ -140,6 +140,8 @@ def test_radio_map_has_building_outlines_and_fits_the_scene(page, data_ws):
     assert fig["layout"]["xaxis"]["range"] == pytest.approx([scene["x_min"], scene["x_max"]])
     assert fig["layout"]["yaxis"]["range"] == pytest.approx([scene["y_min"], scene["y_max"]])
     assert fig["layout"]["yaxis"]["scaleanchor"] == "x"
+    positions = [c for c in charts if c["layout"].get("title", {}).get("text") == "Sample positions"]
+    assert positions[0]["layout"]["xaxis"]["range"] == pytest.approx([scene["x_min"], scene["x_max"]])
     traces = {t.get("name"): t for t in fig["data"]}
     outline = traces["building outlines"]
     assert outline["type"] == "contour" and outline["contours"]["start"] == 0.5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -22,7 +23,7 @@ from rflocal_core.measurements.table import (
 )
 from rflocal_core.scene import list_scenes
 
-from pages.views.plots import radio_map_figure
+from pages.views.plots import fit_to_extent, radio_map_figure
 from pages.views.refresh import rerun_when_a_job_ends
 from pages.views.widgets import choice, number, toggle
 
@@ -246,7 +247,11 @@ with tab_data:
     if not rows:
         st.info("No datasets yet.")
     else:
-        listing = pd.DataFrame([{**r, "scenes": ", ".join(r.get("scenes") or []), "splits": split_text(r.get("splits"))}
+        generating = {j.label: j for j in REGISTRY.list(kind="generate") if not j.finished}
+        listing = pd.DataFrame([{**r, "scenes": ", ".join(r.get("scenes") or []), "splits": split_text(r.get("splits")),
+                                 # a partial folder a job is writing right now is not one to resume
+                                 **({"state": f"generating ({generating[r['name']].fraction:.0%})"}
+                                    if r["state"].startswith("partial") and r["name"] in generating else {})}
                                 for r in rows])
         st.dataframe(listing, hide_index=True)
         complete = [r["name"] for r in rows if r["state"] == "complete"]
@@ -275,6 +280,9 @@ with tab_data:
                 fig = px.scatter(x=smp["x_m"], y=smp["y_m"], color=smp["split"], symbol=smp["scene"],
                                  labels={"x": "x (m, east)", "y": "y (m, north)", "color": "split"}, opacity=0.6)
                 fig.update_layout(height=480, yaxis_scaleanchor="x", title="Sample positions")
+                if view["scenes"]:  # imported datasets have no maps and so no extent: autoscale
+                    edges = np.array([sc["extent_m"] for sc in view["scenes"]])
+                    fit_to_extent(fig, (*edges[:, :2].min(axis=0), *edges[:, 2:].max(axis=0)))
                 st.plotly_chart(fig, width="stretch")
                 c = st.columns(3)
                 for col, key, label in zip(c, ("rss_dbm", "toa_ns", "aoa_deg"), ("RSS (dBm)", "ToA (ns)", "AoA (°)")):
