@@ -199,3 +199,20 @@ def test_every_listing_page_redraws_when_a_job_ends(path, tmp_path, monkeypatch)
     run_fragments(at)
     assert not at.exception
     assert [t.value for t in at.title] == [LISTING_PAGES[path]]  # the whole page ran again
+
+
+def test_registry_ended_lists_finished_jobs_only():
+    import threading
+
+    from rflocal_core.jobs import JobRegistry
+
+    registry, release = JobRegistry(), threading.Event()
+    running = registry.submit("test", "waits", lambda ctx: release.wait(10))
+    done = registry.submit("test", "done", lambda ctx: 1)
+    failed = registry.submit("test", "fails", lambda ctx: 1 / 0)
+    assert done.wait(10) and failed.wait(10)
+    assert registry.ended() == {done.id, failed.id}
+    running.cancel()
+    release.set()
+    assert running.wait(10)
+    assert registry.ended() == {done.id, failed.id, running.id}

@@ -125,6 +125,7 @@ with tab_gen:
         if not jobs:
             return
         st.subheader("Generation jobs")
+        newest_done = next((j.id for j in reversed(jobs) if j.state == "done"), None)
         for job in reversed(jobs):
             snap = job.snapshot()
             eta = f", {snap['eta_text']}" if snap["eta_text"] else ""  # a range, only once it is known
@@ -139,9 +140,11 @@ with tab_gen:
                 st.warning(f"{snap['label']}: cancelled; run it again with the same settings to resume.")
             elif snap["state"] == "done":
                 res = snap["result"]
-                st.success(f"**{res['name']}**: {res['samples']:,} samples in {snap['elapsed_s']:.0f} s"
-                           + (f" (resumed: {', '.join(res['resumed'])})" if res.get("resumed") else ""))
-                _summary_tables(res["splits"], res["seconds"])
+                resumed = f", resumed: {', '.join(res['resumed'])}" if res.get("resumed") else ""
+                # one summary open at a time: the newest; older ones stay one line each
+                with st.expander(f"{res['name']}: {res['samples']:,} samples in {snap['elapsed_s']:.0f} s{resumed}",
+                                 expanded=job.id == newest_done, icon=":material/check_circle:"):
+                    _summary_tables(res["splits"], res["seconds"])
 
     jobs_panel()
 
