@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from rflocal_core import status
-
 from pages.views.refresh import rerun_when_a_job_ends
+from rflocal_core import status
 
 st.title("RFLocal workbench")
 st.markdown(

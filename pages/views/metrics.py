@@ -6,14 +6,13 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from pages.views.refresh import rerun_when_a_job_ends
 from rflocal_core import dataset as ds
 from rflocal_core import train as tr
 from rflocal_core.dataset.store import SPLITS
 from rflocal_core.errors import RFLocalInputError
 from rflocal_core.infer import EvaluationResult, evaluate_run
 from rflocal_core.metrics import SUCCESS_THRESHOLDS_M
-
-from pages.views.refresh import rerun_when_a_job_ends
 
 st.title("Metrics")
 st.caption(
