@@ -6,18 +6,19 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from pages.views.refresh import rerun_when_a_job_ends
+from pages.views.widgets import bounded, multi, select
 from rflocal_core import ablate
 from rflocal_core import dataset as ds
 from rflocal_core.errors import RFLocalInputError
 from rflocal_core.jobs import REGISTRY
-
-from pages.views.widgets import bounded, multi, select
 
 st.title("Ablations")
 st.caption(
     "What each model ingredient is worth, measured: a study trains every variant on the same splits and seeds, "
     "tests it on the test split and keeps the table in workspace/ablations/."
 )
+rerun_when_a_job_ends()  # studies and datasets change when a job ends
 
 datasets = [d["name"] for d in ds.list_datasets() if d.get("state") == "complete"]
 

@@ -7,6 +7,8 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from pages.views.refresh import rerun_when_a_job_ends
+from pages.views.widgets import bounded, choice, number, option_widgets, select
 from rflocal_core import dataset as ds
 from rflocal_core import train as tr
 from rflocal_core.errors import RFLocalInputError
@@ -16,13 +18,12 @@ from rflocal_core.models.registry import NETWORKS, config_class
 from rflocal_core.options import option_paths
 from rflocal_core.train.runs import new_run_id
 
-from pages.views.widgets import bounded, choice, number, option_widgets, select
-
 st.title("Training Monitor")
 st.caption(
     "Train localization models in the background: the networks `setnet` and `heimdall` epoch by epoch, and the "
     "classical baselines in one fit. Training keeps running when you switch pages or reload the browser."
 )
+rerun_when_a_job_ends()  # the runs table and the dataset choices change when a job ends
 
 datasets = [d["name"] for d in ds.list_datasets()]
 
@@ -80,7 +81,7 @@ with st.expander("Start a run", expanded=st.session_state.setdefault("tm_form_op
                 st.success(f"Started **{run_id}** in the background.")
 
 
-def _job_for(run_id: str):  # noqa: ANN202 - the latest registry job training this run, if any
+def _job_for(run_id: str):
     jobs = [j for j in REGISTRY.list(kind="train") if j.label == run_id]
     return jobs[-1] if jobs else None
 
