@@ -17,6 +17,8 @@ from rflocal_core.errors import RFLocalInputError
 from rflocal_core.measurements import MAX_MEASUREMENT_FILE_BYTES, check_quality, load_measurements
 from rflocal_core.train import list_runs
 
+from pages.views.refresh import rerun_when_a_job_ends
+
 RUN_COLOURS = [[31, 111, 235], [209, 36, 47], [130, 80, 223], [191, 135, 0], [9, 105, 218], [207, 34, 46]]
 EXAMPLES = ["example_measurements.json", "example_single.json", "example_measurements_format.json",
             "example_survey.json"]
@@ -26,6 +28,7 @@ st.caption(
     "Upload measurements (rflocal-measurements/1 or the survey format, see the README), choose one or several "
     "trained runs, and see each predicted position with its 1σ/2σ uncertainty on the map."
 )
+rerun_when_a_job_ends()  # the runs to predict with change when a training ends
 
 if not st.session_state.get("li_demo_checked"):
     installed = demo.install_demo()  # the shipped demo runs: a prediction before anything is trained
