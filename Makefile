@@ -24,7 +24,8 @@ test-fast: setup
 demo-scene: setup
 	$(PY) -m rflocal_core scene build --procedural --seed 7 --site-seed 0 --name demo
 
-# Rebuild the shipped demo models and example files in assets/ (about 8 minutes on 2 cores).
+# Rebuild the shipped demo models, example files and test split (assets/demo/demo-test) in assets/
+# (about 8 minutes on 2 cores).
 demo-model: setup
 	$(PY) -m rflocal_core demo build
 

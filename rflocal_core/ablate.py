@@ -31,6 +31,7 @@ import numpy as np
 
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.progress import JobCancelled, ProgressFn, StepProgressFn, as_progress, sub_progress
+from rflocal_core.train.runs import ABLATION_TAG
 from rflocal_core.workspace import atomic_write_text, subdir, validate_name
 
 STATES = ("running", "done", "cancelled", "failed")
@@ -308,7 +309,7 @@ def _run_variant(
     if key not in trained:
         t0 = time.perf_counter()
         out = train(dataset, model, model_config=model_config, train_config=train_config, seed=seed, progress=report,
-                    input_transform=transform)
+                    input_transform=transform, tags=(ABLATION_TAG,))
         trained[key] = (out.run_id, time.perf_counter() - t0)
     run_id, train_s = trained[key]
     run = load_run(run_id)

@@ -283,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--run", required=True)
     ev.add_argument("--dataset", required=True)
     ev.add_argument("--split", default="test")
+    ev.add_argument("--allow-other-scene", action="store_true",
+                    help="evaluate even when the dataset is of another place than the run's training data (its "
+                    "scene digest, frame or nodes differ); refused without it (exit 2)")
     pr = sub.add_parser("predict", help="predict the positions of the samples of a measurement file")
     pr.add_argument("--run", required=True, action="append", help="run id (repeat to compare several)")
     pr.add_argument("--input", required=True, metavar="FILE.json", help="an rflocal-measurements/1 or survey file")
@@ -518,7 +521,7 @@ def _run(args: argparse.Namespace) -> Any:
     if args.cmd == "evaluate":
         from rflocal_core.infer import evaluate_run
 
-        return evaluate_run(args.run, args.dataset, split=args.split)
+        return evaluate_run(args.run, args.dataset, split=args.split, allow_other_scene=args.allow_other_scene)
     if args.cmd == "ablate":
         from rflocal_core.ablate import run_study
 
@@ -530,7 +533,7 @@ def _run(args: argparse.Namespace) -> Any:
         from rflocal_core import demo
 
         if args.demo_cmd == "install":
-            return {"installed": demo.install_demo(), "runs": list(demo.DEMO_RUNS)}
+            return {"installed": demo.install_demo(), "runs": list(demo.DEMO_RUNS), "dataset": demo.DEMO_TEST_DATASET}
         return demo.build_demo(samples=args.samples, epochs=args.epochs, max_minutes=args.max_minutes,
                                progress=_stderr_progress())
     if args.cmd == "predict":

@@ -4,10 +4,13 @@
 demo scene (``make demo-scene``: the procedural city of seed 7, 6 rooftop sites at 3.5 GHz), a
 ray-traced ``ue`` dataset with RSS, ToA and AoA, a ``setnet`` network and a kNN baseline.
 It ships the two runs in ``assets/demo/runs/``, example measurement files from the test
-split in ``assets/`` and the errors measured on them in ``assets/demo/demo.json``.
+split in ``assets/``, the test split itself as a small dataset (``assets/demo/demo-test``:
+its samples, the site positions and the two maps reading them needs) and the errors
+measured on them in ``assets/demo/demo.json``.
 
-``install_demo()`` copies the shipped runs into the workspace so Live Inference predicts
-before anything is trained.
+``install_demo()`` copies the shipped runs and the test split into the workspace so Live
+Inference predicts, and Metrics scores the demo runs on their own data, before anything is
+trained.
 """
 
 from __future__ import annotations
@@ -33,6 +36,12 @@ EXAMPLE_SINGLE = ASSETS_DIR / "example_single.json"
 DEMO_SCENE = "demo"
 DEMO_DATASET = "demo-ds"
 DEMO_RUNS = ("demo-setnet", "demo-knn")
+#: The demo dataset's test split, shipped as a dataset of its own (every sample in its ``test`` split).
+DEMO_TEST_DATASET = "demo-test"
+TEST_SPLIT_DIR = DEMO_DIR / DEMO_TEST_DATASET
+#: Scene arrays the shipped split keeps: what reading its samples needs (site positions; the
+#: transmit power is the RSS map less the path-gain map). The other rasters stay out (size).
+SPLIT_SCENE_ARRAYS = ("site_pos_m", "path_gain_db", "rss_dbm", "footprint")
 #: Files of a run that are shipped (resume.pt is not: a finished run is not resumed).
 RUN_FILES = ("config.json", "status.json", "metrics.jsonl", "model.pt", "reference.json")
 #: The demo scene's footprints (WGS84 GeoJSON), shipped with each demo run for its map.
@@ -102,11 +111,14 @@ def build_demo(
                 # The footprints travel with the run so its map shows buildings in any workspace.
                 shutil.copy2(Path(tmp) / "scenes" / DEMO_SCENE / BUILDINGS_FILE, staging / run_id / BUILDINGS_FILE)
             test_errors = {r: _test_errors(r, DEMO_DATASET) for r in DEMO_RUNS}
+            write_test_split(DEMO_DATASET, Path(tmp) / "ship-split")
         runs_out = out_dir / "runs"
         if runs_out.exists():
             shutil.rmtree(runs_out)
         out_dir.mkdir(parents=True, exist_ok=True)
         shutil.copytree(staging, runs_out)
+        shutil.rmtree(out_dir / DEMO_TEST_DATASET, ignore_errors=True)
+        shutil.copytree(Path(tmp) / "ship-split", out_dir / DEMO_TEST_DATASET)
     dump_measurements(ms, assets_dir / EXAMPLE_FILE.name)
     dump_measurements(single, assets_dir / EXAMPLE_SINGLE.name)
     examples = {run_id: _example_errors(run_id, runs_out, [assets_dir / EXAMPLE_FILE.name,
@@ -158,6 +170,51 @@ def _example_errors(run_id: str, runs_root: Path, files: list[Path]) -> dict[str
     return out
 
 
+def write_test_split(dataset: str, out: Path, *, split: str = "test") -> dict[str, Any]:
+    """Write the ``split`` of a generated ``dataset`` as a dataset of its own at ``out`` (all in ``test``).
+
+    The samples are copied as they are; of each scene only :data:`SPLIT_SCENE_ARRAYS` are kept.
+    The attrs (configuration, config digest, scene digests) are the source's, so the Metrics
+    scene check and the runs trained on the source see the same data; ``split_of`` names the source.
+
+    Returns
+    -------
+    dict
+        The ``counts`` written (``samples``, ``splits``).
+    """
+    import zarr
+
+    from rflocal_core.dataset import store
+
+    src = store.open_dataset(dataset)
+    idx = np.asarray(src[f"splits/{split}"][...], dtype=np.int64)
+    dst = zarr.open_group(str(out), mode="w")
+    for name in src["scenes"]:
+        group = dst.require_group(f"scenes/{name}")
+        group.attrs.update(dict(src[f"scenes/{name}"].attrs))
+        for key in SPLIT_SCENE_ARRAYS:
+            if key in src[f"scenes/{name}"]:
+                store.write_array(group, key, np.asarray(src[f"scenes/{name}/{key}"][...]))
+    samples = dst.require_group("samples")
+    samples.attrs.update(dict(src["samples"].attrs))
+    for key in src["samples"]:
+        store.write_array(samples, key, np.asarray(src[f"samples/{key}"][...])[idx], chunk_rows=store.SAMPLE_CHUNK)
+    splits = {k: (np.arange(len(idx), dtype=np.int64) if k == "test" else np.zeros(0, np.int64)) for k in store.SPLITS}
+    for key, rows in splits.items():
+        store.write_array(dst.require_group("splits"), key, rows, chunk_rows=max(len(rows), 1))
+    source_counts = dict(src.attrs).get("counts", {})
+    counts = {"samples": len(idx), "splits": {k: len(v) for k, v in splits.items()},
+              **{k: source_counts[k] for k in ("sites_max", "steps_max") if k in source_counts}}
+    dst.attrs.update({**dict(src.attrs), "counts": counts, "split_of": {"dataset": dataset, "split": split}})
+    return counts
+
+
+def training_datasets(dataset: str) -> tuple[str, ...]:
+    """The datasets whose runs are scored on ``dataset`` by default: itself, and for the shipped
+    demo test split the demo dataset it was drawn from."""
+    return (dataset, DEMO_DATASET) if dataset == DEMO_TEST_DATASET else (dataset,)
+
+
 def demo_available() -> bool:
     """Whether the shipped demo runs are present in ``assets/demo``."""
     return all((DEMO_DIR / "runs" / r / "model.pt").is_file() for r in DEMO_RUNS)
@@ -175,6 +232,7 @@ def install_demo() -> list[str]:
 
     if not demo_available():
         return []
+    install_test_split()
     installed = []
     for run_id in DEMO_RUNS:
         final = runs_dir() / run_id
@@ -189,3 +247,34 @@ def install_demo() -> list[str]:
             continue
         installed.append(run_id)
     return installed
+
+
+def install_test_split() -> bool:
+    """Copy the shipped demo test split into the workspace as dataset :data:`DEMO_TEST_DATASET`.
+
+    Returns True when installed now (False: already there, not shipped, or a dataset of that name
+    is the user's own).
+    """
+    from rflocal_core.dataset.store import dataset_path
+    from rflocal_core.workspace import staged_dir
+
+    final = dataset_path(DEMO_TEST_DATASET)
+    if not (TEST_SPLIT_DIR / "zarr.json").is_file() or final.exists():
+        return False
+    try:
+        with staged_dir(final) as tmp:
+            shutil.copytree(TEST_SPLIT_DIR, tmp, dirs_exist_ok=True)
+    except OSError:  # another session installed it meanwhile
+        return False
+    return True
+
+
+def shipped_not_installed() -> dict[str, int]:
+    """How many shipped demo runs and datasets are not (yet) in the workspace: installed on first use."""
+    from rflocal_core.dataset.store import dataset_path
+    from rflocal_core.train.runs import runs_dir
+
+    runs = sum(1 for r in DEMO_RUNS if (DEMO_DIR / "runs" / r / "model.pt").is_file()
+               and not (runs_dir() / r / "config.json").is_file())
+    split = (TEST_SPLIT_DIR / "zarr.json").is_file() and not dataset_path(DEMO_TEST_DATASET).exists()
+    return {"runs": runs, "datasets": int(split)}

@@ -84,6 +84,10 @@ class InferenceInputError(InvalidInputError):
     """A measurement file that does not fit the run (mode, scene, nodes)."""
 
 
+class OtherSceneError(InvalidInputError):
+    """A run evaluated on data of another place than its training data (scene digest, frame or nodes differ)."""
+
+
 def join_path(prefix: str, path: str) -> str:
     """JSON path ``path`` placed under ``prefix``: ``("samples[3]", "id")`` gives ``"samples[3].id"``."""
     if not prefix:

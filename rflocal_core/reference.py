@@ -78,6 +78,9 @@ class RunReference:
     config : dict
         Noise and receiver settings of the dataset (sensitivity_dbm, shadowing_sigma_db,
         rss_noise_db, rss_quantization_db, top_k, toa_noise_ns, aoa_noise_deg).
+    scene_hashes : dict of str to str
+        Per scene, the content digest of its files (``content_sha256``) where the dataset
+        recorded it: a scene of the same name elsewhere is told apart by it (empty for older runs).
     """
 
     dataset: str
@@ -93,6 +96,7 @@ class RunReference:
     ranges: dict[str, list[float]]
     area_m: list[float]
     config: dict[str, Any] = field(default_factory=dict)
+    scene_hashes: dict[str, str] = field(default_factory=dict)
 
     def frame(self, scene: str) -> LocalFrame:
         return LocalFrame.from_dict(self.frames[scene])
@@ -187,6 +191,7 @@ def build_reference(dataset: str, train: Inputs) -> RunReference:
         dataset=dataset, mode=train.mode, source=source, scenes=tuple(train.scenes), declared_scene=declared,
         frames=frames, nodes=nodes, slots=int(train.node_mask.shape[1]), fixed_slots=bool(fixed),
         features=tuple(features), ranges=ranges, area_m=area, config={k: config[k] for k in keep if k in config},
+        scene_hashes={k: str(v) for k, v in (attrs.get("scene_hashes") or {}).items() if v and k in train.scenes},
     )
 
 

@@ -41,12 +41,20 @@ def backend_status() -> dict[str, Any]:
 
 
 def workspace_status() -> dict[str, Any]:
-    """Counts of scenes, datasets and runs, the workspace path and the backend state."""
+    """Counts of scenes, datasets and runs, the workspace path and the backend state.
+
+    ``runs`` and ``datasets`` include the shipped demo runs and test split not yet copied into
+    the workspace (they are, on first use by Live Inference or Metrics); ``demo`` says how many.
+    """
+    from rflocal_core import demo
+
+    shipped = demo.shipped_not_installed()
     return {
         "workspace": str(settings.workspace_dir()),
         "scenes": _count("scenes"),
-        "datasets": _count("datasets"),
-        "runs": _count("runs"),
+        "datasets": _count("datasets") + shipped["datasets"],
+        "runs": _count("runs") + shipped["runs"],
+        "demo": shipped,
         "backend": backend_status(),
     }
 

@@ -108,6 +108,7 @@ def test_two_variants_through_the_command_line(env, run_cli):
     # the variant's run carries its view of the data
     cfg = json.loads((env / "runs" / out["rows"][0]["run_id"] / "config.json").read_text())
     assert cfg["input_transform"]["features"] == ["rss"]
+    assert cfg["tags"] == ["ablation"]  # run pickers leave it out by default
     bad = run_cli(["ablate", "--study", "features", "--dataset", "abds", "--seeds", "0"], env)
     assert bad.returncode == 2 and "seeds: expected an integer in [1, 10], got 0" in bad.stderr
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 
 from rflocal_core import demo
-from rflocal_core.infer import predict_file
+from rflocal_core.infer import evaluate_run, predict_file
 from rflocal_core.measurements import load_measurements
 
 
@@ -30,3 +31,10 @@ def test_build_demo_makes_runs_examples_and_recorded_bounds(tmp_path, monkeypatc
         bound = manifest["examples"][run_id][demo.EXAMPLE_FILE.name]
         assert np.median(errs) == bound["median_m"] or abs(np.median(errs) - bound["median_m"]) < 1e-3
         assert bound["median_bound_m"] > bound["median_m"]
+    # the test split ships as a dataset of its own, and the runs score on it as the manifest recorded
+    shutil.copytree(out / "demo" / demo.DEMO_TEST_DATASET, ws / "datasets" / demo.DEMO_TEST_DATASET)
+    for run_id in demo.DEMO_RUNS:
+        scored = evaluate_run(run_id, demo.DEMO_TEST_DATASET)
+        assert scored.scene_check.status == "same", scored.scene_check
+        assert scored.summary.count == manifest["test_split"][run_id]["count"]
+        assert abs(scored.summary.median_m - manifest["test_split"][run_id]["median_m"]) < 0.01

@@ -271,7 +271,8 @@ def test_evaluate_run_keys_json_and_cache(ws) -> None:
     first = evaluate_run(run_id, DS, split="test", use_cache=True)
     assert isinstance(first, EvaluationResult)
     plain = first.to_json()
-    assert list(plain) == [*KEYS[:-1], "training_scenes", "cached"]
+    assert list(plain) == [*KEYS[:-1], "training_scenes", "scene_check", "cached"]
+    assert first.scene_check.status == "same" and first.scene_check.problems == ()  # its own data
     json.dumps(plain, allow_nan=False)
     assert first.run_id == run_id and first.model == "knn" and first.summary.count > 0
     assert first.training_scenes == ("mx",)
@@ -336,6 +337,8 @@ def test_metrics_page_shows_cdf_and_table(ws, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv(settings.WORKSPACE_ENV, str(ws["path"]))
     at = _metrics_page()
     assert not at.exception, at.exception
+    at.selectbox(key="mx_dataset").set_value(DS)
+    at.run()
     at.multiselect(key="mx_runs").set_value(list(ws["runs"].values()))
     at.run()
     assert not at.exception, at.exception
@@ -345,18 +348,33 @@ def test_metrics_page_shows_cdf_and_table(ws, monkeypatch: pytest.MonkeyPatch) -
     cdf = json.loads(charts[0].proto.spec)
     names = [trace.get("name") for trace in cdf["data"]]
     assert set(ws["runs"].values()) <= set(names) and "CRLB (per sample)" in names
-    summary = at.dataframe[0].value
-    assert list(summary["run"]) == list(ws["runs"].values())
-    assert {"median m", "P95 m", "RMSE/√CRLB", "≤ 5 m %"} <= set(summary.columns)
+    errors, success = at.dataframe[0].value, at.dataframe[1].value  # two narrow tables, units in the headers
+    assert list(errors["run"]) == list(success["run"]) == list(ws["runs"].values())
+    assert {"median (m)", "P95 (m)", "RMSE (m)"} <= set(errors.columns)
+    assert {"≤ 5 m (%)", "RMSE / √CRLB", "inference (ms/sample)"} <= set(success.columns)
+    assert len(errors.columns) <= 9 and len(success.columns) <= 9
     assert any("non-Bayesian" in c.value for c in at.caption)
     at.selectbox(key="mx_split").set_value("test_unseen")
     at.run()
     assert not at.exception and at.error  # the empty split is a known failure, shown as a message
 
 
-def test_metrics_page_empty_workspace_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_metrics_page_empty_workspace_scores_the_demo_on_its_test_split(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out of the box the shipped demo runs are scored on the shipped test split, with no scene warning."""
+    from rflocal_core import demo
+
+    if not demo.demo_available():
+        pytest.skip("the demo runs are not shipped in assets/demo")
     monkeypatch.setenv(settings.WORKSPACE_ENV, str(tmp_path / "empty"))
     at = _metrics_page()
     assert not at.exception, at.exception
     assert [t.value for t in at.title] == ["Metrics"]
-    assert at.info and "Data Generation" in at.info[0].value
+    assert at.selectbox(key="mx_dataset").value == demo.DEMO_TEST_DATASET
+    assert set(at.multiselect(key="mx_runs").value) == set(demo.DEMO_RUNS)
+    assert not at.error and not at.warning, [e.value for e in [*at.error, *at.warning]]
+    errors = at.dataframe[0].value
+    manifest = json.loads(demo.MANIFEST.read_text())["test_split"]
+    for row in errors.to_dict("records"):
+        assert row["samples"] == manifest[row["run"]]["count"]
+        assert row["median (m)"] == pytest.approx(manifest[row["run"]]["median_m"], abs=0.01)

@@ -22,6 +22,9 @@ cols[1].metric("Datasets", info["datasets"])
 cols[2].metric("Runs", info["runs"])
 cols[3].metric("Ray tracing", info["backend"]["device"])
 st.caption(f"Workspace: `{info['workspace']}` (set `RFLOCAL_WORKSPACE` to move it)")
+if info["demo"]["runs"] or info["demo"]["datasets"]:
+    st.caption(f"The counts include the {info['demo']['runs']} demo run(s) and {info['demo']['datasets']} demo "
+               "dataset(s) that ship with the app; Live Inference and Metrics copy them into the workspace.")
 if not info["backend"]["ok"]:
     st.error(info["backend"]["message"])
 

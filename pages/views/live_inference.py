@@ -43,7 +43,9 @@ def cached_run(run_id: str, stamp: int) -> infer.LoadedRun:
     return infer.load_run(run_id)
 
 
-runs = [r for r in list_runs() if r.get("state") == "done"]
+show_ablation = st.checkbox("Show ablation runs", key="li_show_ablation",
+                            help="runs trained by ablation studies are left out of the list by default")
+runs = [r for r in list_runs(include_ablation=show_ablation) if r.get("state") == "done"]
 if not runs:
     st.info("No trained runs yet: train one on the Training Monitor page (the demo models ship in assets/demo; "
             "`make demo-model` rebuilds them).")

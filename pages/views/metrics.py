@@ -8,6 +8,7 @@ import streamlit as st
 
 from pages.views.refresh import rerun_when_a_job_ends
 from rflocal_core import dataset as ds
+from rflocal_core import demo
 from rflocal_core import train as tr
 from rflocal_core.dataset.store import SPLITS
 from rflocal_core.errors import RFLocalInputError
@@ -44,23 +45,62 @@ def _cdf_figure(results: list[EvaluationResult]) -> go.Figure:
     return fig
 
 
-def _summary_table(results: list[EvaluationResult]) -> pd.DataFrame:
+#: Columns of the error table and the success table: header -> (format, help).
+ERROR_COLUMNS = {"samples": ("%d", "samples with a true position and an estimate"),
+                 "mean (m)": ("%.2f m", None), "RMSE (m)": ("%.2f m", "root mean square error"),
+                 "median (m)": ("%.2f m", None), "P67 (m)": ("%.2f m", "67th percentile"),
+                 "P80 (m)": ("%.2f m", "80th percentile"), "P95 (m)": ("%.2f m", "95th percentile")}
+
+
+def _error_table(results: list[EvaluationResult]) -> pd.DataFrame:
+    """Error percentiles per run, in metres."""
+    return pd.DataFrame([{
+        "run": r.run_id, "model": r.model, "samples": r.summary.count, "mean (m)": _fmt(r.summary.mean_m),
+        "RMSE (m)": _fmt(r.summary.rmse_m), "median (m)": _fmt(r.summary.median_m), "P67 (m)": _fmt(r.summary.p67_m),
+        "P80 (m)": _fmt(r.summary.p80_m), "P95 (m)": _fmt(r.summary.p95_m)} for r in results])
+
+
+def _success_table(results: list[EvaluationResult]) -> pd.DataFrame:
+    """Success rates per run (%), the ratio to the bound and the inference cost."""
     rows = []
     for r in results:
-        s = r.summary
-        row = {"run": r.run_id, "model": r.model, "samples": s.count, "mean m": _fmt(s.mean_m),
-               "RMSE m": _fmt(s.rmse_m), "median m": _fmt(s.median_m), "P67 m": _fmt(s.p67_m),
-               "P80 m": _fmt(s.p80_m), "P95 m": _fmt(s.p95_m)}
+        row = {"run": r.run_id}
         for t in SUCCESS_THRESHOLDS_M:
-            row[f"≤ {t:g} m %"] = _fmt(s.success_rates.get(f"{t:g}m"), 100)
-        row["RMSE/√CRLB"] = _fmt(r.crlb.ratio_rmse_to_crlb)
-        row["ms/sample"] = r.inference_ms_per_sample
+            row[f"≤ {t:g} m (%)"] = _fmt(r.summary.success_rates.get(f"{t:g}m"), 100)
+        row["RMSE / √CRLB"] = _fmt(r.crlb.ratio_rmse_to_crlb)
+        row["inference (ms/sample)"] = r.inference_ms_per_sample
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def _summary(results: list[EvaluationResult]) -> None:
+    """Two narrow tables (errors in m; success rates in %, cost) so that neither is cut off on the right."""
+    config = {k: st.column_config.NumberColumn(k, format=f, help=h) for k, (f, h) in ERROR_COLUMNS.items()}
+    st.dataframe(_error_table(results), hide_index=True, width="stretch", column_config=config)
+    success = {f"≤ {t:g} m (%)": st.column_config.NumberColumn(format="%.1f %%", help=f"errors of at most {t:g} m")
+               for t in SUCCESS_THRESHOLDS_M}
+    success["RMSE / √CRLB"] = st.column_config.NumberColumn(
+        format="%.2f", help="RMSE over the bound's RMS error (1: as good as the Cramér-Rao bound allows)")
+    success["inference (ms/sample)"] = st.column_config.NumberColumn(format="%.3f ms")
+    st.dataframe(_success_table(results), hide_index=True, width="stretch", column_config=success)
+
+
+def _scene_warnings(results: list[EvaluationResult]) -> None:
+    """Red above the results for a run scored on another place; a note where that is unknown."""
+    for r in results:
+        check = r.scene_check
+        if check.other_scene:
+            st.error(f"**{r.run_id} is scored on another scene.** Dataset {r.dataset!r} is not the place it was "
+                     "trained on, so its figures below measure a model of one place used in another, not its "
+                     "accuracy:\n\n" + "\n".join(f"- {p}" for p in check.problems))
+        elif check.status == "unknown":
+            st.warning(check.summary(r.run_id, r.dataset) + ".")
+
+
 def _breakdown(results: list[EvaluationResult], key: str) -> None:
-    rows = [{"run": r.run_id, **row.to_json()} for r in results for row in r.breakdowns.rows(key)]
+    rows = [{"run": r.run_id, "group": row.group, "samples": row.count, "not scored": row.missing,
+             "mean (m)": row.mean_m, "median (m)": row.median_m, "P95 (m)": row.p95_m}
+            for r in results for row in r.breakdowns.rows(key)]
     if not rows:
         st.info("No samples.")
         return
@@ -114,8 +154,13 @@ def _spatial(result: EvaluationResult) -> None:
 
 
 def main() -> None:
+    if not st.session_state.get("mx_demo_checked"):
+        demo.install_demo()  # the shipped demo runs and their test split: scorable before anything is trained
+        st.session_state["mx_demo_checked"] = True
     datasets = [d["name"] for d in ds.list_datasets() if d.get("state") == "complete"]
-    runs = [r for r in tr.list_runs() if r.get("state") == "done"]
+    show_ablation = st.checkbox("Show ablation runs", key="mx_show_ablation",
+                                help="runs trained by ablation studies are left out of the list by default")
+    runs = [r for r in tr.list_runs(include_ablation=show_ablation) if r.get("state") == "done"]
     if not datasets:
         st.info("No datasets yet: generate or import one on the Data Generation page first.")
         return
@@ -128,9 +173,9 @@ def main() -> None:
     split = c[1].selectbox("Split", SPLITS, index=SPLITS.index("test"), key="mx_split")
     recompute = c[2].checkbox("Recompute (ignore cache)", key="mx_recompute")
     ids = [r["run_id"] for r in runs]
-    default = [r["run_id"] for r in runs if r.get("dataset") == dataset][:3]
+    default = [r["run_id"] for r in runs if r.get("dataset") in demo.training_datasets(dataset)][:3]
     chosen = st.multiselect("Runs", ids, default=default, key="mx_runs",
-                            help="finished runs; any run can be evaluated on any dataset with the same kind of nodes")
+                            help="finished runs; a run scored on data of another place is flagged in red")
     if not chosen:
         st.info("Choose one or more runs to evaluate.")
         return
@@ -139,16 +184,19 @@ def main() -> None:
     for run_id in chosen:
         with st.spinner(f"Evaluating {run_id} on {dataset}/{split}…"):
             try:
-                results.append(evaluate_run(run_id, dataset, split=split, use_cache=not recompute))
+                # the page shows other-scene pairs with a red warning instead of refusing them
+                results.append(evaluate_run(run_id, dataset, split=split, use_cache=not recompute,
+                                            allow_other_scene=True))
             except RFLocalInputError as exc:
                 st.error(str(exc))
     if not results:
         return
 
+    _scene_warnings(results)
     st.subheader("Error CDF")
     st.plotly_chart(_cdf_figure(results), key="mx-cdf")
     st.subheader("Summary")
-    st.dataframe(_summary_table(results), hide_index=True, width="stretch")
+    _summary(results)
 
     crlb = next((r.crlb for r in results if r.crlb.available), results[0].crlb)
     if crlb.available:

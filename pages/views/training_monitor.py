@@ -124,7 +124,9 @@ def live_panel() -> None:
         if cols[1].button("Cancel", key=f"tm-cancel-{job.id}"):
             job.cancel()
 
-    runs = sorted(tr.list_runs(), key=lambda r: (r.get("created_utc") or "", r["run_id"]))
+    show_ablation = st.checkbox("Show ablation runs", key="tm_show_ablation",
+                                help="runs trained by ablation studies are left out of the list by default")
+    runs = sorted(tr.list_runs(include_ablation=show_ablation), key=lambda r: (r.get("created_utc") or "", r["run_id"]))
     known = {r["run_id"] for r in runs}
     for job in REGISTRY.list(kind="train"):  # failures before the run folder existed
         if job.state == "failed" and job.label not in known:

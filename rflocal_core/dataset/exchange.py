@@ -518,8 +518,8 @@ def import_measurements(
         "mode": ms.mode, "scene": scene_name or ms.scene, "frame": frame.to_dict(), "frame_source": frame_source,
         "notes": list(ms.notes), "assumptions": _assumptions(ms, counts, info, report, frame_source, scene_name),
         "input": dict(input_info) if input_info is not None else loaded_info, **_node_attrs(ms),
-        "config": {"name": name, "scenes": [scene_name] if scene_name else [], "source": IMPORT_SOURCE,
-                   "split": list(fractions), "seed": int(seed)},
+        **_scene_attrs(scene_name), "config": {"name": name, "scenes": [scene_name] if scene_name else [],
+                                               "source": IMPORT_SOURCE, "split": list(fractions), "seed": int(seed)},
     }
     seconds = _write_import(partial, final, name, ms, arrays, splits, attrs, counts, report, started)
     return ImportResult(
@@ -700,6 +700,15 @@ def _positions(ms: MeasurementSet) -> list[tuple[str, Any]]:
         if sample.truth is not None:
             items.append((f"samples[{i}].truth", sample.truth))
     return items
+
+
+def _scene_attrs(scene_name: str | None) -> dict[str, Any]:
+    """``scene_hashes``: the content digest of the workspace scene whose frame an import uses (the Metrics
+    scene check compares it with a run's)."""
+    from rflocal_core.scene.store import load_scene_meta
+
+    digest = load_scene_meta(scene_name).get("content_sha256") if scene_name is not None else None
+    return {"scene_hashes": {scene_name: str(digest)} if digest else {}}
 
 
 def _choose_frame(ms: MeasurementSet, scene: str | None) -> tuple[LocalFrame, str, str | None]:

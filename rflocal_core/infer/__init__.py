@@ -26,6 +26,7 @@ from rflocal_core.infer.predict import (
     sample_heatmap,
 )
 from rflocal_core.infer.run import LoadedRun, checkpoint_stamp, load_run
+from rflocal_core.infer.scene_check import SceneCheck, check_scene
 from rflocal_core.infer.views import (
     ELLIPSE_LEVELS,
     ellipse_latlon,
@@ -37,7 +38,7 @@ from rflocal_core.infer.views import (
 
 __all__ = [
     "ELLIPSE_LEVELS", "TOP_CANDIDATES", "Candidate", "EvaluationResult", "FilePrediction", "FileSummary", "Heatmap",
-    "LoadedRun", "Place", "PredictedSample", "RunPrediction", "checkpoint_stamp", "ellipse_latlon", "evaluate_run",
-    "evaluation_cache_path", "heat_points", "load_run", "predict_file", "predict_measurements", "predictions_table",
-    "report_timeline", "sample_heatmap", "scene_overlay",
+    "LoadedRun", "Place", "PredictedSample", "RunPrediction", "SceneCheck", "check_scene", "checkpoint_stamp",
+    "ellipse_latlon", "evaluate_run", "evaluation_cache_path", "heat_points", "load_run", "predict_file",
+    "predict_measurements", "predictions_table", "report_timeline", "sample_heatmap", "scene_overlay",
 ]

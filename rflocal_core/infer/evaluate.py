@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from rflocal_core.dataset.store import SPLITS, dataset_path, open_dataset
-from rflocal_core.errors import InvalidInputError, RFLocalInputError
+from rflocal_core.errors import InvalidInputError, OtherSceneError, RFLocalInputError
 from rflocal_core.infer.run import load_run
+from rflocal_core.infer.scene_check import SceneCheck, check_scene
 from rflocal_core.metrics import (
     Breakdowns,
     Calibration,
@@ -40,7 +41,7 @@ from rflocal_core.train.runs import run_dir
 from rflocal_core.workspace import atomic_write_text, validate_name
 
 #: Bump when the content of :func:`evaluate_run` changes: older caches are then recomputed.
-METRICS_VERSION = 1
+METRICS_VERSION = 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,6 +64,8 @@ class EvaluationResult(JsonResult):
     inference_ms_per_sample: float
     #: Scenes of the run's training data (None: unknown).
     training_scenes: tuple[str, ...] | None
+    #: Whether the dataset shows the place the run was trained on (digests, frame, nodes).
+    scene_check: SceneCheck = field(default_factory=lambda: SceneCheck(status="unknown"))
     #: True when read from the cache.
     cached: bool = False
 
@@ -92,7 +95,8 @@ def evaluation_cache_path(run_id: str, dataset: str, split: str) -> Path:
     return run_dir(run_id) / "eval" / f"{validate_name(dataset, field='dataset')}__{split}.json"
 
 
-def evaluate_run(run_id: str, dataset: str, *, split: str = "test", use_cache: bool = True) -> EvaluationResult:
+def evaluate_run(run_id: str, dataset: str, *, split: str = "test", use_cache: bool = True,
+                 allow_other_scene: bool = False) -> EvaluationResult:
     """Evaluate a run on a dataset split: every figure of the Metrics page.
 
     Parameters
@@ -106,6 +110,10 @@ def evaluate_run(run_id: str, dataset: str, *, split: str = "test", use_cache: b
     use_cache : bool
         Reuse ``runs/<run_id>/eval/<dataset>__<split>.json`` while it matches the
         checkpoint (``model.pt`` mtime and size) and the dataset (``zarr.json`` mtime).
+    allow_other_scene : bool
+        Evaluate even when the dataset is of another place than the run's training data
+        (:func:`~rflocal_core.infer.scene_check.check_scene` finds a differing scene digest,
+        frame or node set); without it that is refused. The result keeps the check either way.
 
     Returns
     -------
@@ -116,10 +124,13 @@ def evaluate_run(run_id: str, dataset: str, *, split: str = "test", use_cache: b
         ``calibration`` (:func:`~rflocal_core.metrics.calibration`), ``crlb``
         (:func:`~rflocal_core.metrics.crlb_summary`), ``cdf`` (``x_m``, ``fraction``), ``spatial``
         (:func:`~rflocal_core.metrics.spatial_error_map`), ``inference_ms_per_sample``,
-        ``training_scenes``, ``cached`` (True when read from the cache). In its JSON NaN and inf are None.
+        ``training_scenes``, ``scene_check`` (:class:`~rflocal_core.infer.scene_check.SceneCheck`),
+        ``cached`` (True when read from the cache). In its JSON NaN and inf are None.
 
     Raises
     ------
+    OtherSceneError
+        The dataset is of another place than the run's training data and ``allow_other_scene`` is False.
     RFLocalInputError
         Unknown run or dataset, bad split, a run without checkpoint, an empty split.
     """
@@ -130,13 +141,18 @@ def evaluate_run(run_id: str, dataset: str, *, split: str = "test", use_cache: b
     attrs = dict(open_dataset(dataset).attrs)
     if not (path / "model.pt").is_file():
         load_run(run_id)  # raises the checkpoint error that names the run
+    scene = check_scene(run_id, dataset, split=split)
+    if scene.other_scene and not allow_other_scene:
+        msg = (f"{scene.summary(run_id, dataset)}; evaluate it anyway with --allow-other-scene "
+               "(allow_other_scene=True)")
+        raise OtherSceneError(msg)
     cache = evaluation_cache_path(run_id, dataset, split)
     key = _cache_key(path, dataset_path(dataset) / "zarr.json")
     if use_cache:
         cached = _read_cache(cache, key)
         if cached is not None:
-            return replace(cached, cached=True)
-    stored = _evaluate(run_id, dataset, split, attrs.get("config") or {}).to_json()
+            return replace(cached, cached=True, scene_check=scene)
+    stored = _evaluate(run_id, dataset, split, attrs.get("config") or {}, scene).to_json()
     del stored["cached"]
     cache.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cache, json.dumps({"key": key, "result": stored}, allow_nan=False))
@@ -159,7 +175,8 @@ def _read_cache(cache: Path, key: dict[str, Any]) -> EvaluationResult | None:
     return None
 
 
-def _evaluate(run_id: str, dataset: str, split: str, dataset_config: dict[str, Any]) -> EvaluationResult:
+def _evaluate(run_id: str, dataset: str, split: str, dataset_config: dict[str, Any],
+              scene: SceneCheck) -> EvaluationResult:
     """Predict the split with the run (in its own view of the data) and compute every figure."""
     run = load_run(run_id)
     # the run's own view of the data (features, sites, steps it was trained with)
@@ -172,7 +189,8 @@ def _evaluate(run_id: str, dataset: str, split: str, dataset_config: dict[str, A
     pred = run.predict(x)
     seconds = time.perf_counter() - t0
     err = errors_m(pred, x)
-    training = _training_scenes(run.config.get("dataset"))
+    # seen in training: by the run's dataset, else its reference; never a same-named scene of another place
+    training = scene.seen_in_training(_training_scenes(run.config.get("dataset")))
     return EvaluationResult(
         run_id=run_id, model=run.config.get("model"), dataset=dataset, split=split,
         summary=error_summary(err),
@@ -182,5 +200,5 @@ def _evaluate(run_id: str, dataset: str, split: str, dataset_config: dict[str, A
         cdf=cdf_points(err),
         spatial=spatial_error_map(x.truth_m, err),
         inference_ms_per_sample=round(1000 * seconds / max(len(x), 1), 4),
-        training_scenes=tuple(training) if training is not None else None,
+        training_scenes=tuple(training) if training is not None else None, scene_check=scene,
     )

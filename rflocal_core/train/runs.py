@@ -33,10 +33,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from rflocal_core import settings
 from rflocal_core.errors import CheckpointError, RFLocalInputError, RunNotFoundError
 from rflocal_core.workspace import atomic_path, atomic_write_text, subdir, validate_name
 
 CHECKPOINT_FORMAT = "rflocal-run/1"
+#: The tag (``config.json`` ``tags``) of the runs an ablation study trains (left out of run lists by default).
+ABLATION_TAG = "ablation"
 
 #: Runs being trained by this process (a run "running" on disk but not here was
 #: interrupted, or is trained by another process).
@@ -227,10 +230,18 @@ def load_checkpoint(run_id: str) -> dict[str, Any]:
     return payload
 
 
-def list_runs() -> list[dict[str, Any]]:
+def list_runs(*, include_ablation: bool = True) -> list[dict[str, Any]]:
     """One row per run: id, model, dataset, state, why it stopped (``stopped``), best validation
-    figures, created time."""
+    figures, created time, ``tags`` and ``ablation`` (trained by an ablation study).
+
+    Parameters
+    ----------
+    include_ablation : bool
+        False: leave out the runs of ablation studies (tagged :data:`ABLATION_TAG` when trained,
+        or, for older ones, named in a study's ``results.json``), as run pickers do by default.
+    """
     rows = []
+    studies = _ablation_run_ids()
     for path in sorted(runs_dir().iterdir()):
         if not (path / "config.json").is_file():
             continue
@@ -238,10 +249,11 @@ def list_runs() -> list[dict[str, Any]]:
             config = json.loads((path / "config.json").read_text(encoding="utf-8"))
             status = json.loads((path / "status.json").read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
-            rows.append({"run_id": path.name, "state": "unreadable"})
+            rows.append({"run_id": path.name, "state": "unreadable", "tags": [], "ablation": False})
             continue
         best = status.get("best") or {}
         stop = StopReason.from_status(status, config)
+        tags = [str(t) for t in config.get("tags") or ()]
         rows.append({
             "run_id": path.name, "model": config.get("model"), "kind": config.get("kind", "baseline"),
             "dataset": config.get("dataset"), "state": status.get("state"), "active": is_active(path.name),
@@ -250,9 +262,24 @@ def list_runs() -> list[dict[str, Any]]:
             "mean_m": best.get("mean_m"), "epoch": best.get("epoch"), "seconds": best.get("seconds"),
             "resumable": config.get("kind") == "network" and status.get("state") != "done"
             and (path / "resume.pt").is_file(),
-            "created_utc": config.get("created_utc"),
+            "created_utc": config.get("created_utc"), "tags": tags,
+            "ablation": ABLATION_TAG in tags or path.name in studies,
         })
-    return rows
+    return rows if include_ablation else [r for r in rows if not r["ablation"]]
+
+
+def _ablation_run_ids() -> set[str]:
+    """Runs named in the results of ablation studies (``workspace/ablations/*/results.json``): older
+    ablation runs carry no tag."""
+    out: set[str] = set()
+    folder = settings.workspace_dir() / "ablations"
+    for file in folder.glob("*/results.json") if folder.is_dir() else ():
+        try:
+            rows = json.loads(file.read_text(encoding="utf-8")).get("rows") or []
+        except (OSError, json.JSONDecodeError, AttributeError):
+            continue
+        out.update(str(r["run_id"]) for r in rows if isinstance(r, dict) and r.get("run_id"))
+    return out
 
 
 def delete_run(run_id: str) -> None:
