@@ -151,3 +151,32 @@ def test_a_sequence_gets_a_timeline_of_its_reports(page):
     _upload(page, "sequence.json", _edit(sequence))
     assert not page.error, [e.value for e in page.error]
     assert page.metric and len(page.get("plotly_chart")) == 1
+
+
+def test_a_file_with_several_problems_lists_them_all(page):
+    """A missing mode no longer hides the bad samples: the page lists every problem, one per line."""
+    doc = _example()
+    del doc["mode"]
+    doc["samples"][1]["reports"][0]["rss_dbm"] = "oops"
+    doc["samples"][4]["reports"][0]["toa_ns"] = "late"
+    _upload(page, "several.json", json.dumps(doc).encode())
+    (shown,) = [e.value for e in page.error]
+    lines = shown.splitlines()
+    assert lines[0] == "3 problems:"
+    assert lines[1].startswith("- mode: expected") and lines[2].startswith("- samples[1].reports[0].rss_dbm: ")
+    assert lines[3].startswith("- samples[4].reports[0].toa_ns: ")
+
+
+def test_the_upload_limit_is_one_number(page):
+    """The label, Streamlit's own "per file" limit and the core's cap agree, and the server takes it."""
+    import tomllib
+
+    from rflocal_core import settings
+    from rflocal_core.measurements import MAX_MEASUREMENT_FILE_BYTES
+
+    uploader = page.file_uploader(key="li_upload")
+    mib = MAX_MEASUREMENT_FILE_BYTES // 2**20
+    assert uploader.proto.max_upload_size_mb == mib == 20 and f"(at most {mib} MB)" in uploader.label
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] == settings.max_upload_mib >= mib
+    assert settings.max_osm_file_bytes // 2**20 <= settings.max_upload_mib  # OSM extracts fit under the server's cap

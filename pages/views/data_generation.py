@@ -23,7 +23,7 @@ from rflocal_core.measurements.table import (
 )
 from rflocal_core.scene import list_scenes
 
-from pages.views.widgets import choice, number, toggle
+from pages.views.widgets import choice, error_text, number, toggle
 
 st.title("Data Generation")
 st.caption(
@@ -225,7 +225,7 @@ with tab_import:
                 _show_summary(ds.import_measurements(upload.getvalue(), name=import_name, scene=frame_scene,
                                                      strict=import_strict))
     except RFLocalInputError as exc:
-        st.error(str(exc))
+        st.error(error_text(exc))
 
 with tab_data:
     rows = ds.list_datasets()

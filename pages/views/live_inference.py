@@ -17,6 +17,8 @@ from rflocal_core.errors import RFLocalInputError
 from rflocal_core.measurements import MAX_MEASUREMENT_FILE_BYTES, check_quality, load_measurements
 from rflocal_core.train import list_runs
 
+from pages.views.widgets import error_text, upload_limit_mib
+
 RUN_COLOURS = [[31, 111, 235], [209, 36, 47], [130, 80, 223], [191, 135, 0], [9, 105, 218], [207, 34, 46]]
 EXAMPLES = ["example_measurements.json", "example_single.json", "example_measurements_format.json",
             "example_survey.json"]
@@ -67,8 +69,9 @@ label = ""
 ms = None
 try:
     if source == "Upload a file":
-        upload = st.file_uploader(f"Measurement JSON (at most {MAX_MEASUREMENT_FILE_BYTES // 2**20} MiB)",
-                                  type=["json"], key="li_upload")
+        limit_mib = upload_limit_mib(MAX_MEASUREMENT_FILE_BYTES)  # Streamlit shows it too: "20MB per file"
+        upload = st.file_uploader(f"Measurement JSON (at most {limit_mib} MB)", type=["json"], key="li_upload",
+                                  max_upload_size=limit_mib)
         if upload is not None:
             data, label = upload.getvalue(), upload.name
     elif source == "Example file":
@@ -98,7 +101,7 @@ try:
     if ms is not None:
         ms, quality = check_quality(ms, strict=strict)
 except RFLocalInputError as exc:
-    st.error(str(exc))
+    st.error(error_text(exc))
     st.stop()
 
 if ms is None:
