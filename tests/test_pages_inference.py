@@ -150,7 +150,8 @@ def test_a_sequence_gets_a_timeline_of_its_reports(page):
 
     _upload(page, "sequence.json", _edit(sequence))
     assert not page.error, [e.value for e in page.error]
-    assert page.metric and len(page.get("plotly_chart")) == 1
+    titles = [json.loads(c.proto.spec)["layout"].get("title", {}).get("text") for c in page.get("plotly_chart")]
+    assert page.metric and titles.count("RSS per node over time") == 1  # the timeline, beside the map
 
 
 def test_a_file_with_several_problems_lists_them_all(page):
@@ -180,3 +181,41 @@ def test_the_upload_limit_is_one_number(page):
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["server"]["maxUploadSize"] == settings.max_upload_mib >= mib
     assert settings.max_osm_file_bytes // 2**20 <= settings.max_upload_mib  # OSM extracts fit under the server's cap
+
+
+def _map(at: AppTest) -> dict:
+    (spec,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.proto.id.endswith("li_map")] or [None]
+    assert spec is not None, "no map"
+    return spec
+
+
+def test_the_map_shows_the_scene_a_scale_bar_and_the_demo_knn_posterior(page):
+    """The demo opens with both shipped runs; the map: buildings inside its axes, a scale bar, a heatmap with a
+    colour bar and a legend entry, a caption naming what is drawn; the candidates table has its caption."""
+    from pages.views.inference_map import BUILDINGS, SCALE_BAR, TRUTH
+
+    assert page.multiselect(key="li_runs").value == list(demo.DEMO_RUNS)
+    page.radio(key="li_source").set_value("Example file").run()
+    assert not page.exception and not page.error, [e.value for e in page.error]
+    spec = _map(page)
+    traces = {t.get("name"): t for t in spec["data"]}
+    layout = spec["layout"]
+    # full width: no fixed width (Streamlit stretches it), equal axes in metres
+    assert "width" not in layout and layout["height"] >= 600 and layout["yaxis"]["scaleanchor"] == "x"
+    # no building is clipped: every vertex lies inside the axes' ranges
+    (x0, x1), (y0, y1) = layout["xaxis"]["range"], layout["yaxis"]["range"]
+    xs = [v for v in traces[BUILDINGS]["x"] if v is not None]
+    ys = [v for v in traces[BUILDINGS]["y"] if v is not None]
+    assert len(xs) > 100 and x0 <= min(xs) and max(xs) <= x1 and y0 <= min(ys) and max(ys) <= y1
+    # a scale bar of a round length, labelled
+    bar = traces[SCALE_BAR]
+    length = max(v for v in bar["x"] if v is not None) - min(v for v in bar["x"] if v is not None)
+    assert any(a["text"] == f"{length:g} m" for a in layout["annotations"]) and length in (50, 100, 200)
+    # the demo kNN's posterior: a heatmap with a colour scale, a colour bar and a legend entry
+    heat = next(t for t in spec["data"] if t["type"] == "heatmap")
+    assert heat["showscale"] and heat["colorbar"]["title"]["text"] and heat["colorscale"] and heat["showlegend"]
+    assert heat["name"] == "posterior of knn" and heat["zmax"] == 1.0
+    assert TRUTH in traces and sum(t["type"] == "scatter" and t.get("mode") == "markers" for t in spec["data"]) >= 3
+    captions = [c.value for c in page.caption]
+    assert any("bar in the corner is" in c and "posterior of **knn**" in c for c in captions)
+    assert any(c.startswith("Top ") and "posterior mass within 10 m" in c for c in captions)
