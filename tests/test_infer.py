@@ -14,6 +14,7 @@ from rflocal_core import settings
 from rflocal_core.dataset import export_dataset
 from rflocal_core.infer import (
     ELLIPSE_LEVELS,
+    FOCUS_MIN_M,
     ellipse_latlon,
     load_run,
     predict_file,
@@ -131,6 +132,11 @@ def test_scene_map_clips_nothing_and_has_a_round_scale_bar(env):
     for x, y in [*points, *((n["x_m"], n["y_m"]) for n in view.nodes)]:
         assert x0 <= x <= x1 and y0 <= y <= y1
     assert (x1 - x0) / 10 <= view.scale_bar_m <= (x1 - x0) / 5
+    # the box to zoom to holds the points alone, at least FOCUS_MIN_M a side
+    one = scene_map(run, out.scene, points[:1])
+    fx0, fx1, fy0, fy1 = one.focus_m
+    assert fx0 < points[0][0] < fx1 and fy0 < points[0][1] < fy1 and fx1 - fx0 == pytest.approx(FOCUS_MIN_M, abs=0.02)
+    assert one.focus_scale_bar_m == 20.0 and one.extent_m == view.extent_m
     wide = scene_map(run, out.scene, [*points, far])
     assert wide.extent_m[1] >= far[0] and wide.extent_m[2] <= far[1] and wide.scale_bar_m > view.scale_bar_m
     # building outlines in metres are the footprints of the workspace's scene (their lat/lon mapped by the frame)

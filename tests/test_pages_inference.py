@@ -217,5 +217,13 @@ def test_the_map_shows_the_scene_a_scale_bar_and_the_demo_knn_posterior(page):
     assert heat["name"] == "posterior of knn" and heat["zmax"] == 1.0
     assert TRUTH in traces and sum(t["type"] == "scatter" and t.get("mode") == "markers" for t in spec["data"]) >= 3
     captions = [c.value for c in page.caption]
-    assert any("bar in the corner is" in c and "posterior of **knn**" in c for c in captions)
+    assert any(f"the bar below the scene is {length:g} m" in c and "posterior of **knn**" in c for c in captions)
     assert any(c.startswith("Top ") and "posterior mass within 10 m" in c for c in captions)
+    # zoomed to the sample: the axes hold its predictions and truth, and are smaller than the scene
+    page.toggle(key="li_focus").set_value(True).run()
+    zoomed = _map(page)
+    (zx0, zx1), (zy0, zy1) = zoomed["layout"]["xaxis"]["range"], zoomed["layout"]["yaxis"]["range"]
+    assert zx1 - zx0 < (x1 - x0) / 2
+    for t in zoomed["data"]:
+        if t.get("mode") == "markers":
+            assert all(zx0 <= x <= zx1 for x in t["x"]) and all(zy0 <= y <= zy1 for y in t["y"]), t["name"]

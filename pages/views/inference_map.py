@@ -37,7 +37,7 @@ def _buildings(view: infer.SceneMap) -> go.Scatter:
 
 def _heat(heat: infer.Heatmap, label: str) -> go.Heatmap:
     rel = heat.p / max(float(heat.p.max()), 1e-300)
-    z = np.where(rel >= HEAT_FLOOR, rel, np.nan)  # transparent where the posterior is negligible
+    z = np.round(np.where(rel >= HEAT_FLOOR, rel, np.nan), 3)  # clear where negligible; 3 digits keep the page light
     return go.Heatmap(x=heat.grid.x_m, y=heat.grid.y_m, z=z, zmin=0.0, zmax=1.0, colorscale=HEAT_SCALE, opacity=0.85,
                       name=label, showlegend=True, showscale=True,
                       colorbar={"title": {"text": "posterior<br>(÷ peak)"}, "len": 0.6, "thickness": 14},
@@ -60,25 +60,27 @@ def _run_traces(res: infer.RunPrediction, row: infer.PredictedSample, colour: st
     return traces
 
 
-def _scale_bar(view: infer.SceneMap) -> tuple[go.Scatter, dict[str, Any]]:
-    """A bar of ``view.scale_bar_m`` in the lower left corner, in data units so it scales with zooming."""
-    x0, x1, y0, y1 = view.extent_m
-    left, base = x0 + 0.04 * (x1 - x0), y0 + 0.04 * (y1 - y0)
+def _scale_bar(box: tuple[float, float, float, float], length: float) -> tuple[go.Scatter, dict[str, Any]]:
+    """A bar of ``length`` metres in the strip below ``box`` (left), in data units so it scales with zooming."""
+    x0, x1, y0, y1 = box
+    left, base = x0 + 0.02 * (x1 - x0), y0 - 0.06 * (y1 - y0)
     tick = 0.012 * (y1 - y0)
-    length = view.scale_bar_m
     bar = go.Scatter(x=[left, left, None, left, left + length, None, left + length, left + length],
                      y=[base - tick, base + tick, None, base, base, None, base - tick, base + tick],
                      mode="lines", line={"color": "black", "width": 3}, name=SCALE_BAR, showlegend=False,
                      hoverinfo="skip")
     label = {"x": left + length / 2, "y": base + tick, "text": f"{length:g} m", "showarrow": False,
-             "yanchor": "bottom", "font": {"size": 13}}
+             "yanchor": "bottom", "font": {"size": 13}, "bgcolor": "rgba(255,255,255,0.8)"}
     return bar, label
 
 
 def map_figure(view: infer.SceneMap, results: list[infer.RunPrediction], sample_id: str, *,
-               heat: infer.Heatmap | None = None, heat_label: str = "posterior") -> go.Figure:
+               heat: infer.Heatmap | None = None, heat_label: str = "posterior", focus: bool = False) -> go.Figure:
     """The map of one sample: the scene of ``view``, each run's prediction and ellipses, the truth, and
-    ``heat`` (a posterior) under them with a colour bar; scale bar, legend, equal axes in metres."""
+    ``heat`` (a posterior) under them with a colour bar; scale bar, legend, equal axes in metres.
+
+    The axes show the whole scene (``view.extent_m``: no building clipped), or with ``focus`` the box
+    around the sample's predictions (``view.focus_m``); zooming and panning reach the rest."""
     fig = go.Figure()
     if heat is not None:
         fig.add_trace(_heat(heat, heat_label))
@@ -100,11 +102,14 @@ def map_figure(view: infer.SceneMap, results: list[infer.RunPrediction], sample_
         fig.add_trace(go.Scatter(x=[truth.x_m], y=[truth.y_m], mode="markers", name=TRUTH,
                                  marker={"symbol": "x", "color": "#1a7f37", "size": 13, "line": {"width": 1}},
                                  hovertemplate="true position x %{x:.1f} m, y %{y:.1f} m<extra></extra>"))
-    bar, label = _scale_bar(view)
+    box, length = ((view.focus_m, view.focus_scale_bar_m) if focus and view.focus_m
+                   else (view.extent_m, view.scale_bar_m))
+    bar, label = _scale_bar(box, length)
     fig.add_trace(bar)
-    x0, x1, y0, y1 = view.extent_m
+    x0, x1, y0, y1 = box
+    y0 -= 0.09 * (y1 - y0)  # the strip below the scene holds the scale bar
     fig.update_layout(
-        height=640, margin={"l": 10, "r": 10, "t": 10, "b": 10}, plot_bgcolor="white", annotations=[label],
+        height=780, margin={"l": 10, "r": 10, "t": 10, "b": 10}, plot_bgcolor="white", annotations=[label],
         legend={"orientation": "h", "yanchor": "top", "y": -0.08, "xanchor": "left", "x": 0.0},
         xaxis={"title": "x east (m)", "range": [x0, x1], "showgrid": True, "gridcolor": "#eef1f4", "zeroline": False},
         yaxis={"title": "y north (m)", "range": [y0, y1], "scaleanchor": "x", "scaleratio": 1, "showgrid": True,

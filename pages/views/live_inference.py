@@ -165,11 +165,14 @@ for col, res in zip(cols, results):
 
 heats = {res.run_id: h for res in results
          if (h := infer.sample_heatmap(models[res.run_id], ms, sample_id)) is not None}
+c = st.columns([3, 1])
 heat_run = None
 if len(heats) > 1:
-    heat_run = st.radio("Posterior shown", list(heats), horizontal=True, key="li_heat_run")
+    heat_run = c[0].radio("Posterior shown", list(heats), horizontal=True, key="li_heat_run")
 elif heats:
     heat_run = next(iter(heats))
+focus = c[1].toggle("Zoom to the sample", key="li_focus",
+                    help="the box around the predictions, their 2σ ellipses and the truth; off: the whole scene")
 points = [(r.sample(sample_id).x_m, r.sample(sample_id).y_m) for r in results]
 for res in results:
     row = res.sample(sample_id)
@@ -179,12 +182,13 @@ for res in results:
 view = infer.scene_map(models[results[0].run_id], results[0].scene, points)
 heat_model = next((r.model for r in results if r.run_id == heat_run), None)
 st.plotly_chart(map_figure(view, results, sample_id, heat=heats.get(heat_run),
-                           heat_label=f"posterior of {heat_model}"),
+                           heat_label=f"posterior of {heat_model}", focus=focus),
                 width="stretch", key="li_map", config={"scrollZoom": True, "displaylogo": False})
 heat_note = (f"shaded: the posterior of **{heat_model}** (`{heat_run}`), by the colour bar as a fraction of its peak "
              f"(cells under {HEAT_FLOOR:g} of it left clear)" if heat_run else
              "no posterior: none of the chosen runs has one (kNN and map matching do: add `demo-knn`)")
-st.caption(f"Scene metres of the run's frame (x east, y north); the bar in the corner is {view.scale_bar_m:g} m. "
+bar_m = view.focus_scale_bar_m if focus and view.focus_m else view.scale_bar_m
+st.caption(f"Scene metres of the run's frame (x east, y north); the bar below the scene is {bar_m:g} m. "
            "Dots: predictions (one colour per run) with their 1σ (39%, solid) and 2σ (86%, dotted) ellipses; "
            f"green ×: the true position when the file gives it; black triangles: nodes; grey: buildings; {heat_note}.")
 

@@ -29,6 +29,7 @@ from rflocal_core.infer.predict import (
 from rflocal_core.infer.run import LoadedRun, checkpoint_stamp, load_run
 from rflocal_core.infer.views import (
     ELLIPSE_LEVELS,
+    FOCUS_MIN_M,
     SceneMap,
     ellipse_latlon,
     ellipse_xy,
@@ -41,7 +42,7 @@ from rflocal_core.infer.views import (
 )
 
 __all__ = [
-    "CANDIDATE_RADIUS_M", "ELLIPSE_LEVELS", "TOP_CANDIDATES", "Candidate", "EvaluationResult", "FilePrediction",
+    "CANDIDATE_RADIUS_M", "ELLIPSE_LEVELS", "FOCUS_MIN_M", "TOP_CANDIDATES", "Candidate", "EvaluationResult", "FilePrediction",
     "FileSummary", "Heatmap", "LoadedRun", "Place", "PredictedSample", "RunPrediction", "SceneMap",
     "checkpoint_stamp", "ellipse_latlon", "ellipse_xy", "evaluate_run", "evaluation_cache_path", "heat_points",
     "load_run", "predict_file", "predict_measurements", "predictions_table", "report_timeline", "sample_heatmap",

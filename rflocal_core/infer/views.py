@@ -123,13 +123,21 @@ class SceneMap:
     ``buildings``: footprint rings, each ``(xs, ys)``; ``nodes``: ``{"id", "x_m", "y_m"}``;
     ``extent_m``: ``(x0, x1, y0, y1)`` holding every building, node, the training area and the
     points asked for, with a margin, so nothing is clipped; ``scale_bar_m``: a round length
-    (1, 2 or 5 × 10^k m) about a fifth of the width, for a scale bar.
+    (1, 2 or 5 × 10^k m) about a fifth of the width, for a scale bar; ``focus_m``: the box around
+    the points alone (at least :data:`FOCUS_MIN_M` a side), to zoom to a sample, and
+    ``focus_scale_bar_m`` its scale bar's length.
     """
 
     buildings: tuple[tuple[tuple[float, ...], tuple[float, ...]], ...]
     nodes: tuple[dict[str, Any], ...]
     extent_m: tuple[float, float, float, float]
     scale_bar_m: float
+    focus_m: tuple[float, float, float, float] | None = None
+    focus_scale_bar_m: float | None = None
+
+
+#: Smallest side of the box a map zooms to around a sample's predictions (m).
+FOCUS_MIN_M = 120.0
 
 
 def scale_bar_length(width_m: float) -> float:
@@ -167,15 +175,22 @@ def scene_map(run: LoadedRun, scene: str, points_m: list[tuple[float, float]] = 
     rings = _rings_xy(overlay["buildings"], frame)
     nodes = tuple({"id": row["id"], "x_m": float(row["x_m"]), "y_m": float(row["y_m"])}
                   for row in ref.nodes.get(scene, []) if row["x_m"] is not None)
-    xs = [*ref.area_m[:2], *(x for ring in rings for x in ring[0]), *(n["x_m"] for n in nodes)]
-    ys = [*ref.area_m[2:], *(y for ring in rings for y in ring[1]), *(n["y_m"] for n in nodes)]
+    px, py = [], []
     for x, y in points_m:
         if x is not None and y is not None and math.isfinite(x) and math.isfinite(y):
-            xs.append(float(x))
-            ys.append(float(y))
+            px.append(float(x))
+            py.append(float(y))
+    xs = [*ref.area_m[:2], *(x for ring in rings for x in ring[0]), *(n["x_m"] for n in nodes), *px]
+    ys = [*ref.area_m[2:], *(y for ring in rings for y in ring[1]), *(n["y_m"] for n in nodes), *py]
     margin = 0.03 * max(max(xs) - min(xs), max(ys) - min(ys), 10.0)
-    extent = (min(xs) - margin, max(xs) + margin, min(ys) - margin, max(ys) + margin)
-    return SceneMap(tuple(rings), nodes, tuple(round(v, 2) for v in extent), scale_bar_length(extent[1] - extent[0]))
+    extent = tuple(round(v, 2) for v in (min(xs) - margin, max(xs) + margin, min(ys) - margin, max(ys) + margin))
+    focus = None
+    if px:
+        half = max(max(px) - min(px), max(py) - min(py), FOCUS_MIN_M / 1.2) * 0.6
+        cx, cy = (max(px) + min(px)) / 2, (max(py) + min(py)) / 2
+        focus = tuple(round(v, 2) for v in (cx - half, cx + half, cy - half, cy + half))
+    return SceneMap(tuple(rings), nodes, extent, scale_bar_length(extent[1] - extent[0]), focus,
+                    scale_bar_length(focus[1] - focus[0]) if focus else None)
 
 
 def ellipse_xy(row: PredictedSample, *, k: float = 1.0, points: int = 48) -> tuple[list[float], list[float]] | None:
