@@ -1,4 +1,10 @@
 # RFLocal workbench: docker build -t rflocal . && docker run -p 8501:8501 -v $PWD/workspace:/app/workspace rflocal
+# Leaflet for the Scene Builder's box map, from the committed lock file (served by the app: works offline).
+FROM node:20-bookworm-slim AS boxmap
+WORKDIR /boxmap
+COPY pages/components/boxmap/package.json pages/components/boxmap/package-lock.json pages/components/boxmap/.npmrc ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+
 FROM python:3.11-slim-bookworm
 
 # libllvm19: Sionna RT's CPU backend (Dr.Jit) needs LLVM >= 16; bookworm's default 15 aborts.
@@ -13,6 +19,7 @@ ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 RUN pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" torch==2.13.0 \
     && pip install --no-cache-dir -r requirements.txt
 COPY . .
+COPY --from=boxmap /boxmap/node_modules pages/components/boxmap/node_modules
 RUN pip install --no-cache-dir --no-deps -e .
 
 ENV RFLOCAL_WORKSPACE=/app/workspace

@@ -29,4 +29,4 @@ demo-model: setup
 	$(PY) -m rflocal_core demo build
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache pages/components/boxmap/node_modules

@@ -267,9 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="check the ray-tracing backend and the workspace")
     tr = sub.add_parser("train", help="fit a model on a dataset and save it as a run", flags=_train_flags)
     tr.add_argument("--dataset", required=True)
-    tr.add_argument("--model", required=True, help="setnet, heimdall, strongest_site, weighted_centroid, "
-                    "log_distance, aoa_triangulation, toa_multilateration, knn or map_matching")
+    tr.add_argument("--model", required=True, help="setnet, heimdall, mapformer, locheatmap, strongest_site, "
+                    "weighted_centroid, log_distance, aoa_triangulation, toa_multilateration, knn or map_matching "
+                    "(`rflocal models` lists them)")
     tr.add_argument("--config", metavar="JSON", default=None, help="model configuration as a JSON object")
+    tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="model_options",
+                    help="a model option, over --config (repeatable; lists as A,B,C; none where allowed); "
+                         "`rflocal models MODEL` lists a model's options with their defaults and ranges")
     tr.add_argument("--train-config", metavar="JSON", default=None,
                     help="network training options as a JSON object (see TrainConfig)")
     tr.add_argument("--seed", type=int, default=0)
@@ -294,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--epochs", type=int, default=None, help="networks: maximum epochs per variant")
     ab.add_argument("--variants", default=None, metavar="A,B", help="run only these variants (comma-separated)")
     ab.add_argument("--name", default=None, help="results folder under workspace/ablations")
+    models = sub.add_parser("models", help="list the models, or one model's options (default, range, unit, help)")
+    models.add_argument("model", nargs="?", default=None, help="a model name: print its options")
     demo = sub.add_parser("demo", help="the shipped demo models: rebuild them, or install them into the workspace")
     demo_sub = demo.add_subparsers(dest="demo_cmd", required=True, parser_class=_Parser)
     dbuild = demo_sub.add_parser("build", help="rebuild assets/demo from scratch (scene, ray tracing, training)")
@@ -318,6 +324,38 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     from rflocal_core.train import TrainConfig
 
     add_flags(parser.add_argument_group(_GROUPS["TrainConfig"]), TrainConfig)
+
+
+def train_configs(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The model and training options a parsed ``train`` runs with: ``--set`` over ``--config``, flags over
+    ``--train-config``; each value checked against its option (a bad one raises naming field, value and range)."""
+    from rflocal_core.models.registry import model_config
+    from rflocal_core.options import flag_values
+    from rflocal_core.train import TrainConfig
+    from rflocal_core.validation import json_object
+
+    config = model_config(args.model, json_object("config", args.config), args.model_options)
+    train_config = json_object("train-config", args.train_config) or {}
+    train_config.update(flag_values(args, TrainConfig))
+    return config, train_config
+
+
+def _train(args: argparse.Namespace) -> Any:
+    from rflocal_core.train import train
+
+    config, train_config = train_configs(args)
+    return train(args.dataset, args.model, model_config=config, train_config=train_config, seed=args.seed,
+                 progress=_stderr_progress(), allow_large_extent=args.allow_large_extent)
+
+
+def _models(args: argparse.Namespace) -> Any:
+    """``models``: every model's name and kind, or (``models NAME``) one model's options."""
+    from rflocal_core.models.registry import describe_model
+    from rflocal_core.train import models
+
+    if args.model is not None:
+        return describe_model(args.model)
+    return [{key: value for key, value in describe_model(name).items() if key != "options"} for name in models()]
 
 
 def _predict(args: argparse.Namespace) -> dict[str, Any]:
@@ -474,15 +512,9 @@ def _run(args: argparse.Namespace) -> Any:
     if args.cmd == "data":
         return _run_data(args)
     if args.cmd == "train":
-        from rflocal_core.options import flag_values
-        from rflocal_core.train import TrainConfig, train
-        from rflocal_core.validation import json_object
-
-        config = json_object("config", args.config)
-        train_config = json_object("train-config", args.train_config) or {}
-        train_config.update(flag_values(args, TrainConfig))
-        return train(args.dataset, args.model, model_config=config, train_config=train_config, seed=args.seed,
-                     progress=_stderr_progress(), allow_large_extent=args.allow_large_extent)
+        return _train(args)
+    if args.cmd == "models":
+        return _models(args)
     if args.cmd == "evaluate":
         from rflocal_core.infer import evaluate_run
 

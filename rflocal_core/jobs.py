@@ -167,6 +167,13 @@ class JobRegistry:
                 raise KeyError(msg)
             return self._jobs[job_id]
 
+    def ended(self) -> frozenset[str]:
+        """Ids of the jobs that have finished (done, failed or cancelled): a page that saw a smaller
+        set draws listings a job has changed since (datasets, runs) and redraws."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+        return frozenset(j.id for j in jobs if j.finished)
+
     def list(self, *, kind: str | None = None) -> list[Job]:
         with self._lock:
             jobs = list(self._jobs.values())

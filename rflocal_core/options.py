@@ -107,8 +107,10 @@ class Option:
             return f"one of {', '.join(self.choices)}"
         kind = self.item if self.kind in ("pair", "list") else self.kind
         noun = "an integer" if kind == "int" else "a number"
-        if self.kind in ("pair", "list"):
-            noun = f"{'MIN <= MAX' if self.kind == 'pair' else 'items'}, each {noun}"
+        if self.kind == "pair":
+            noun = f"MIN <= MAX, each {noun}"
+        elif self.kind == "list":
+            noun = f"a comma-separated list of {'integers' if kind == 'int' else 'numbers'}"
         if self.lo is None and self.hi is None:
             return noun
         if self.lo is None:
@@ -185,6 +187,29 @@ def options(cls: type) -> dict[str, Option]:
         out[f.name] = dataclasses.replace(declared, name=f.name, kind=kind, item=item, nullable=nullable,
                                           default=default)
     return out
+
+
+def option_paths(cls: type) -> list[tuple[str, type, str]]:
+    """``(path, owner, name)`` of every option of ``cls`` and of the option-bearing configs nested in it.
+
+    A nested config field (``LogDistanceConfig.centroid``, a ``WeightedCentroidConfig``) gives
+    dotted paths (``"centroid.offset_db"``), whose option is ``option_of(owner, name)``.
+    """
+    out = [(name, cls, name) for name in options(cls)]
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        sub = hints[f.name]
+        if "option" not in f.metadata and isinstance(sub, type) and dataclasses.is_dataclass(sub) and options(sub):
+            out += [(f"{f.name}.{path}", owner, name) for path, owner, name in option_paths(sub)]
+    return out
+
+
+def put_path(values: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``values[a][b] = value`` for the dotted ``path`` ``"a.b"`` (the nested dicts made as needed)."""
+    *parents, leaf = path.split(".")
+    for part in parents:
+        values = values.setdefault(part, {})
+    values[leaf] = value
 
 
 def option_of(cls: type, name: str) -> Option:
@@ -339,3 +364,110 @@ def flag_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:
         out[name] = _parse_numbers(value, opt) if opt.kind in ("pair", "list") and isinstance(value, str) else value
     return out
 
+
+
+# --------------------------------------------------------------------------- text values (--set KEY=VALUE, saved forms)
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+_NONE = ("none", "null", "")
+
+
+def _refuse(field: str, opt: Option, text: Any) -> None:
+    expected = "a JSON value (use the JSON config)" if opt.kind == "other" else opt.range_text()
+    msg = f"{field}: expected {'None or ' if opt.nullable else ''}{expected}, got {text!r}"
+    raise InvalidInputError(msg)
+
+
+def _from_text(field: str, text: str, opt: Option) -> Any:
+    """The value ``text`` stands for, by ``opt``'s kind (unchecked; :func:`parse_text` checks it)."""
+    cleaned = text.strip()
+    if opt.nullable and cleaned.lower() in _NONE:
+        return None
+    try:
+        if opt.kind == "int":
+            return int(cleaned)
+        if opt.kind == "float":
+            return float(cleaned)
+        if opt.kind in ("pair", "list"):
+            cast = int if opt.item == "int" else float
+            return tuple(cast(v) for v in cleaned.split(",") if v.strip())
+    except ValueError:
+        _refuse(field, opt, text)
+    if opt.kind == "bool":
+        if cleaned.lower() not in (*_TRUE, *_FALSE):
+            _refuse(field, opt, text)
+        return cleaned.lower() in _TRUE
+    if opt.kind == "other":
+        _refuse(field, opt, text)
+    return cleaned
+
+
+def parse_text(field: str, text: str, opt: Option) -> Any:
+    """The value of option ``opt`` written as text, checked against its range.
+
+    ``"12"`` for an int, ``"0.5"`` for a float, ``true``/``false`` (also ``1``/``0``,
+    ``yes``/``no``) for a bool, ``"a,b"`` for a pair or a list, ``none`` where None is allowed.
+
+    Raises
+    ------
+    InvalidInputError
+        Naming ``field``, the value and what is expected: ``"k: expected None or an integer >= 1, got 'x'"``.
+    """
+    value = _from_text(field, text, opt)
+    if opt.kind == "list" and not value:
+        _refuse(field, opt, text)
+    if opt.check:
+        check_value(field, value, opt)
+    return value
+
+
+def parse_assignments(cls: type, items: Collection[str], *, owner: str = "") -> dict[str, Any]:
+    """``{name: value}`` from ``["KEY=VALUE", ...]`` for the options of ``cls`` (``--set`` on the command line).
+
+    A key of a nested config is dotted (``centroid.offset_db=3``) and its value lands in a
+    nested dict (``{"centroid": {"offset_db": 3.0}}``).
+
+    Parameters
+    ----------
+    owner : str
+        What the options belong to, for messages (``"knn"``); default the class name.
+
+    Raises
+    ------
+    InvalidInputError
+        An item without ``=``, an unknown key (the message lists the known ones) or a value
+        outside its option's range (:func:`parse_text`).
+    """
+    known = {path: option_of(owner, name) for path, owner, name in option_paths(cls)}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep:
+            msg = f"set: expected KEY=VALUE, got {item!r}"
+            raise InvalidInputError(msg)
+        if key not in known:
+            msg = (f"set: {owner or cls.__name__} has no option {key!r}; "
+                   f"expected one of {', '.join(known) or '(none)'}")
+            raise InvalidInputError(msg)
+        put_path(out, key, parse_text(key, text, known[key]))
+    return out
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def describe(cls: type) -> list[dict[str, Any]]:
+    """One row per option of ``cls`` (nested ones dotted): name, kind, default, allowed values, unit, help
+    (``rflocal models NAME``)."""
+    rows = []
+    for name, owner, leaf in option_paths(cls):
+        opt = option_of(owner, leaf)
+        allowed = "" if opt.kind == "other" else opt.range_text()
+        rows.append({"name": name, "kind": opt.kind, "default": _plain(opt.default),
+                     "allowed": f"{'None or ' if opt.nullable else ''}{allowed}", "lo": opt.lo, "hi": opt.hi,
+                     "choices": list(opt.choices), "unit": opt.unit, "help": opt.help,
+                     "none_means": opt.none_means or None})
+    return rows

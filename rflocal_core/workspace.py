@@ -44,6 +44,19 @@ def validate_name(name: str, *, field: str = "name") -> str:
     return name
 
 
+def name_from_file(filename: str | Path, *, fallback: str = "scene") -> str:
+    """A safe name (see :func:`validate_name`) made from a file's stem, e.g. for a scene built from it.
+
+    Characters other than letters, digits, ``_``, ``-`` and ``.`` become ``_``; leading ones
+    that cannot start a name are dropped; runs of dots shrink to one; at most 64 characters.
+    ``fallback`` when nothing is left.
+    """
+    stem = Path(str(filename).replace("\\", "/")).stem
+    name = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9_.-]+", "_", stem))
+    name = re.sub(r"^[^A-Za-z0-9]+", "", name)[:64].rstrip("._-")
+    return name if name and _NAME_RE.match(name) else fallback
+
+
 def subdir(kind: str) -> Path:
     """Return ``<workspace>/<kind>``, creating it if needed."""
     path = settings.workspace_dir() / kind

@@ -18,6 +18,8 @@ apt_packages=()
 if ! ldconfig -p 2>/dev/null | grep -qE 'libLLVM(-(1[6-9]|[2-9][0-9])\.so|\.so\.(1[6-9]|[2-9][0-9]))'; then
   if [[ -z "${DRJIT_LIBLLVM_PATH:-}" ]]; then apt_packages+=(libllvm19); fi
 fi
+# npm installs Leaflet for the Scene Builder's box map (below).
+if ! command -v npm >/dev/null 2>&1; then apt_packages+=(npm); fi
 if [[ $want_test -eq 1 ]] && ! command -v chromium >/dev/null 2>&1; then
   apt_packages+=(chromium chromium-driver)
 fi
@@ -41,4 +43,10 @@ if [[ ! -f "$stamp" || requirements.txt -nt "$stamp" || pyproject.toml -nt "$sta
   "$VENV/bin/pip" install -q --no-deps -e .
   touch "$stamp"
 fi
-echo "setup: ok ($("$VENV/bin/python" --version))"
+# The Scene Builder's box map serves Leaflet and Leaflet.draw from this machine, so it works
+# offline: `npm ci` installs the versions and sha512 sums pinned in the committed lock file.
+boxmap=pages/components/boxmap
+if [[ ! -f "$boxmap/node_modules/.package-lock.json" || "$boxmap/package-lock.json" -nt "$boxmap/node_modules/.package-lock.json" ]]; then
+  (cd "$boxmap" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+fi
+echo "setup: ok ($("$VENV/bin/python" --version), $(cd "$boxmap" && node -p 'const p = require("./package.json").dependencies; Object.keys(p).map(k => k + " " + p[k]).join(", ")'))"

@@ -130,3 +130,11 @@ def tiny_dataset():
 def workspace_env():
     """``with workspace_env(path):`` points ``$RFLOCAL_WORKSPACE`` at ``path`` (for session/module fixtures)."""
     return use_workspace
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """Keep each phase's report on the test item (``item.rep_call``): fixtures see whether the test passed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

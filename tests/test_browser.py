@@ -60,7 +60,10 @@ def server(tmp_path_factory):
     log = open(workspace / "streamlit.log", "w")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1"],
+         "--server.headless", "true", "--server.address", "127.0.0.1",
+         # Nothing edits the source during a test; watching it only adds inotify storms that
+         # stall the server when other work fills the disk.
+         "--server.fileWatcherType", "none"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -91,6 +94,12 @@ def browser():
         b.close()
 
 
+def wait_idle(page, timeout_ms: int = 120_000) -> None:
+    """Wait until the app has finished its rerun (Streamlit's running indicator is gone)."""
+    page.wait_for_timeout(300)  # let a rerun that was just triggered start
+    page.get_by_test_id("stStatusWidget").get_by_text("Running").wait_for(state="hidden", timeout=timeout_ms)
+
+
 def test_each_page_renders_its_title(server, browser, tmp_path):
     url, _ = server
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -107,6 +116,8 @@ def test_each_page_renders_its_title(server, browser, tmp_path):
 
 
 def test_build_procedural_city_and_upload_osm_file(server, browser, tmp_path, shared_data):
+    from playwright.sync_api import expect
+
     url, workspace = server
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
     page.goto(url)  # as a newcomer would: open the app, then pick the page in the sidebar
@@ -121,10 +132,17 @@ def test_build_procedural_city_and_upload_osm_file(server, browser, tmp_path, sh
 
     page.get_by_text("OSM / GeoJSON file").click()
     page.locator("input[type=file]").set_input_files(str(shared_data / "osm" / "bavaria_village_48.135_10.068.osm"))
+    # A click before the upload has reached the server builds nothing ("choose a file"): wait for it.
+    page.get_by_text("10.068.osm").wait_for(timeout=120_000)  # shown shortened: "bavaria...10.068.osm"
+    # The upload's rerun names the scene after the file; a name typed before it ends is overwritten.
+    expect(page.get_by_role("textbox", name="Scene name")).to_have_value("bavaria_village_48.135_10.068",
+                                                                         timeout=60_000)
+    wait_idle(page)
     page.get_by_role("textbox", name="Scene name").fill("bavaria")
     page.get_by_role("textbox", name="Scene name").press("Enter")
+    wait_idle(page)
     page.get_by_role("button", name="Build scene").click()
-    page.get_by_text("Built scene bavaria").wait_for(timeout=120_000)
+    page.get_by_text("Built scene bavaria").wait_for(timeout=240_000)
     page.screenshot(path=str(tmp_path / "osm.png"), full_page=True)
     assert (workspace / "scenes" / "bavaria" / "scene.json").is_file()
     page.close()

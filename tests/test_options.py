@@ -25,7 +25,7 @@ from rflocal_core.models.baselines import KNNConfig, LogDistanceConfig, MapMatch
 from rflocal_core.models.locheatmap import LocHeatmapConfig
 from rflocal_core.models.mapformer import MapFormerConfig
 from rflocal_core.models.nets import HeimdallConfig, NetConfig, SetNetConfig
-from rflocal_core.options import check_value, flag_values, option_of, options
+from rflocal_core.options import check_value, flag_values, option_of, option_paths, options
 from rflocal_core.scene import MaterialConfig, ProceduralConfig, SceneConfig, SiteConfig
 from rflocal_core.scene.importer import SceneImportConfig
 from rflocal_core.train import TrainConfig
@@ -241,7 +241,7 @@ def test_a_bad_pair_is_refused_naming_the_flag(capsys: pytest.CaptureFixture[str
 
 COMMANDS = [[], ["scene"], ["scene", "build"], ["scene", "import"], ["scene", "list"], ["data"], ["data", "generate"],
             ["data", "import"], ["data", "export"], ["train"], ["evaluate"], ["predict"], ["ablate"], ["demo", "build"],
-            ["runs"], ["runs", "resume"], ["doctor"]]
+            ["runs"], ["runs", "resume"], ["doctor"], ["models"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "rflocal")
@@ -270,6 +270,144 @@ def test_help_shows_every_flag_with_its_default(command: list[str], classes: tup
             assert opt.flag_name in out, (cls.__name__, name)
             if opt.kind not in ("bool", "other") and opt.default is not None:
                 assert f"default {opt.default if not isinstance(opt.default, tuple) else ''}" in out, name
+
+
+# --------------------------------------------------------------------------- model options (train --set, models)
+
+
+def _models() -> list[str]:
+    from rflocal_core.train import models
+
+    return models()
+
+
+def _a_changed_value(opt: Any) -> Any:
+    """A value in ``opt``'s range other than its default (None where no scalar change fits)."""
+    if opt.kind == "bool":
+        return not opt.default
+    if opt.choices:
+        return next(c for c in opt.choices if c != opt.default)
+    if opt.kind == "list":
+        return tuple(opt.default[:-1]) if len(opt.default) > 2 else (*opt.default, opt.default[-1])
+    if opt.kind not in ("int", "float"):
+        return None
+    if opt.default is None:
+        return opt.lo + (1 if opt.lo_open else 0)
+    # ints doubled (d_model stays divisible by heads, map_res by patch_size), floats halfway to the top
+    value = (opt.default * 2 or 1) if opt.kind == "int" else opt.default * 0.5 + (opt.hi or opt.default + 1) * 0.5
+    if opt.hi is not None and (value > opt.hi or value == opt.default):  # at the top: go down
+        value = opt.default - 1 if opt.kind == "int" else (opt.default + opt.lo) / 2
+    return value
+
+
+def _at_path(config: Any, path: str) -> Any:
+    for part in path.split("."):
+        config = getattr(config, part)
+    return config
+
+
+def _as_text(value: Any) -> str:
+    return ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value).lower() \
+        if isinstance(value, bool) else str(value)
+
+
+@pytest.mark.parametrize("model", _models())
+def test_models_lists_the_options_of_every_model_with_the_api_defaults(model: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from rflocal_core.cli import train_configs
+    from rflocal_core.models.registry import config_class
+
+    cls = config_class(model)
+    assert main(["models", model]) == 0
+    out = json.loads(capsys.readouterr().out)
+    paths = option_paths(cls)
+    assert [row["name"] for row in out["options"]] == [path for path, _, _ in paths]
+    for row, (path, owner, name) in zip(out["options"], paths, strict=True):
+        opt = option_of(owner, name)
+        default = _at_path(cls(), path)  # the dataclass's own default, nested configs included
+        assert row["default"] == (list(default) if isinstance(default, tuple) else default), path
+        assert (row["lo"], row["hi"], row["unit"], row["help"]) == (opt.lo, opt.hi, opt.unit, opt.help), row["name"]
+        assert row["choices"] == list(opt.choices) and row["allowed"].endswith(opt.range_text() if opt.kind != "other" else "")
+    # no --set, no --config: the model's own defaults
+    config, train_config = train_configs(parse("train", "--dataset", "d", "--model", model))
+    assert (config, train_config) == ({}, {})
+    assert main(["models"]) == 0
+    listed = {row["model"]: row for row in json.loads(capsys.readouterr().out)}
+    assert set(listed) == set(_models()) and listed[model]["config"] == (cls.__name__ if paths else None)
+
+
+def test_train_help_names_every_model(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert all(model in out for model in _models()) and "--set KEY=VALUE" in out
+
+
+@pytest.mark.parametrize("model", [m for m in _models() if m != "strongest_site"])
+def test_set_reaches_every_option_of_the_model_config(model: str) -> None:
+    from rflocal_core.cli import train_configs
+    from rflocal_core.models.registry import config_class
+
+    cls = config_class(model)
+    for path, owner, name in option_paths(cls):
+        opt = option_of(owner, name)
+        value = _a_changed_value(opt)
+        if value is None:
+            continue
+        config, _ = train_configs(parse("train", "--dataset", "d", "--model", model, "--set", f"{path}={_as_text(value)}"))
+        assert _at_path(cls(**config), path) == value != opt.default, (path, value)
+
+
+def test_set_overrides_the_json_config_and_none_means_none() -> None:
+    from rflocal_core.cli import train_configs
+
+    config, _ = train_configs(parse("train", "--dataset", "d", "--model", "knn", "--config", '{"k": 3, "floor_dbm": -120}',
+                                    "--set", "k=none"))
+    assert config == {"k": None, "floor_dbm": -120}
+    config, _ = train_configs(parse("train", "--dataset", "d", "--model", "heimdall", "--set", "node_dropout=0,0.3",
+                                    "--set", "geometry=false", "--epochs", "3"))
+    assert config == {"node_dropout": (0.0, 0.3), "geometry": False}
+    assert HeimdallConfig(**config).node_dropout == (0.0, 0.3)
+
+
+BAD_SETS = [
+    ("knn", "k=0", "k: expected None or an integer >= 1, got 0"),
+    ("knn", "k=three", "k: expected None or an integer >= 1, got 'three'"),
+    ("knn", "floor_dbm=5", "floor_dbm: expected a number in [-300, 0] dBm, got 5.0"),
+    ("knn", "kk=1", "set: knn has no option 'kk'; expected one of k, k_choices, floor_dbm"),
+    ("knn", "k", "set: expected KEY=VALUE, got 'k'"),
+    ("weighted_centroid", "weighting=cubic", "weighting: expected one of db, power, got 'cubic'"),
+    ("setnet", "layers=13", "layers: expected an integer in [1, 12], got 13"),
+    ("setnet", "d_model=64.5", "d_model: expected an integer in [8, 1024], got '64.5'"),
+    ("mapformer", "physics_prior=maybe", "physics_prior: expected true or false, got 'maybe'"),
+    ("heimdall", "node_dropout=0,1.5", "node_dropout: expected a non-empty list of fractions in [0, 0.9], got (0.0, 1.5)"),
+    ("strongest_site", "k=3", "set: strongest_site has no option 'k'; expected one of (none)"),
+    ("log_distance", "centroid.offset_db=0", "centroid.offset_db: expected a number in (0, 100] dB, got 0.0"),
+]
+
+
+@pytest.mark.parametrize("model,item,message", BAD_SETS, ids=[b[1] for b in BAD_SETS])
+def test_a_bad_set_exits_2_naming_the_field_the_value_and_the_range(
+        model: str, item: str, message: str, capsys: pytest.CaptureFixture[str], workspace: Path) -> None:
+    assert main(["train", "--dataset", "nowhere", "--model", model, "--set", item]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {message}\n"
+    assert not (workspace / "runs").exists() or not list((workspace / "runs").iterdir())
+
+
+def test_set_reaches_the_saved_run_config(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from rflocal_core.dataset import import_measurements
+
+    import_measurements(ROOT / "assets" / "example_measurements.json", name="ex")
+    capsys.readouterr()
+    assert main(["train", "--dataset", "ex", "--model", "knn", "--config", '{"floor_dbm": -110}',
+                 "--set", "k=3", "--set", "k_choices=1,3"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    saved = json.loads((workspace / "runs" / run_id / "config.json").read_text())["model_config"]
+    assert saved == {"k": 3, "k_choices": [1, 3], "floor_dbm": -110.0}
 
 
 def test_module_help_in_a_fresh_process() -> None:
@@ -402,3 +540,80 @@ def test_every_widget_table_names_real_options() -> None:
     for table in (SCENE_WIDGETS, IMPORT_WIDGETS, DATA_WIDGETS, TRAIN_WIDGETS):
         for cls, name, *_ in table.values():
             assert dataclasses.is_dataclass(cls) and name in options(cls)
+
+
+def _check_model_widgets(at: AppTest, model: str) -> int:
+    """Assert every option widget of ``model`` on the Training Monitor has the field's range, default and help."""
+    from pages.views.widgets import none_value
+    from rflocal_core.models.registry import config_class
+
+    cls = config_class(model)
+    numbers, selects = {w.key: w for w in at.number_input}, {w.key: w for w in at.selectbox}
+    boxes, texts = {w.key: w for w in at.checkbox}, {w.key: w for w in at.text_input}
+    for path, owner, name in option_paths(cls):
+        opt = option_of(owner, name)
+        key = f"tm_opt_{model}_{path}"
+        if opt.kind == "bool":
+            assert boxes[key].value is opt.default and boxes[key].help == opt.help, key
+        elif opt.choices:
+            assert list(selects[key].options) == list(opt.choices) and selects[key].value == opt.default, key
+        elif opt.kind in ("int", "float"):
+            widget = numbers[key]
+            lo = none_value(opt) if opt.nullable else opt.lo
+            assert (widget.min, widget.max) == (lo, opt.hi), key
+            assert widget.value == (lo if opt.default is None else opt.default), key
+            assert widget.help == opt.help, key
+        else:
+            assert texts[key].value == ",".join(str(v) for v in opt.default), key
+    return len(option_paths(cls))
+
+
+def test_training_monitor_model_option_widgets_are_the_options(page_workspace: Path) -> None:
+    from rflocal_core.train import models
+
+    at = _page("training_monitor.py")
+    checked = 0
+    for model in models():
+        at.selectbox(key="tm_model").set_value(model).run()
+        assert not at.exception, at.exception
+        checked += _check_model_widgets(at, model)
+        if model == "strongest_site":
+            assert any(c.value == "strongest_site has no options." for c in at.caption)
+    assert checked > 80  # every model's options were there
+
+
+def _wait_for_run(at: AppTest) -> str:
+    from rflocal_core.jobs import REGISTRY
+
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    run_id = at.success[0].value.split("**")[1]
+    job = next(j for j in REGISTRY.list(kind="train") if j.label == run_id)
+    assert job.wait(120) and job.state == "done", job.error
+    return run_id
+
+
+def test_a_changed_model_option_reaches_the_saved_run_config(page_workspace: Path) -> None:
+    import json
+
+    at = _page("training_monitor.py")
+    at.selectbox(key="tm_dataset").set_value("ex")
+    at.selectbox(key="tm_model").set_value("knn").run()
+    at.number_input(key="tm_opt_knn_k").set_value(3)
+    at.number_input(key="tm_opt_knn_floor_dbm").set_value(-110.0)
+    at.text_input(key="tm_opt_knn_k_choices").set_value("1,3")
+    at.button(key="tm_start").click().run()
+    run_id = _wait_for_run(at)
+    saved = json.loads((page_workspace / "runs" / run_id / "config.json").read_text())["model_config"]
+    assert saved == {"k": 3, "k_choices": [1, 3], "floor_dbm": -110.0}
+
+    at.selectbox(key="tm_model").set_value("log_distance").run()  # a nested config's options: dotted
+    at.selectbox(key="tm_opt_log_distance_centroid.weighting").set_value("power")
+    at.button(key="tm_start").click().run()
+    saved = json.loads((page_workspace / "runs" / _wait_for_run(at) / "config.json").read_text())["model_config"]
+    assert saved["centroid"] == {"weighting": "power", "offset_db": 5.0}
+
+    at.selectbox(key="tm_model").set_value("knn").run()
+    at.number_input(key="tm_opt_knn_k").set_value(0)  # the widget's "0 = chosen on the validation split"
+    at.text_input(key="tm_opt_knn_k_choices").set_value("1,x")
+    at.button(key="tm_start").click().run()
+    assert [e.value for e in at.error] == ["k_choices: expected a comma-separated list of integers, got '1,x'"]

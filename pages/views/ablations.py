@@ -6,6 +6,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from pages.views.refresh import rerun_when_a_job_ends
+from pages.views.widgets import bounded, multi, select
 from rflocal_core import ablate
 from rflocal_core import dataset as ds
 from rflocal_core.errors import RFLocalInputError
@@ -16,24 +18,26 @@ st.caption(
     "What each model ingredient is worth, measured: a study trains every variant on the same splits and seeds, "
     "tests it on the test split and keeps the table in workspace/ablations/."
 )
+rerun_when_a_job_ends()  # studies and datasets change when a job ends
 
 datasets = [d["name"] for d in ds.list_datasets() if d.get("state") == "complete"]
 
-with st.expander("Start a study", expanded=not ablate.list_ablations()):
+with st.expander("Start a study", expanded=st.session_state.setdefault("ab_form_open", not ablate.list_ablations()),
+                 key="ab_form"):  # stays as the user left it when a study appears (see the Training Monitor)
     if not datasets:
         st.info("No datasets yet: generate or import one on the Data Generation page first.")
     else:
         c = st.columns(2)
-        study_name = c[0].selectbox("Study", list(ablate.STUDIES), key="ab_study")
-        dataset = c[1].selectbox("Dataset", datasets, key="ab_dataset")
+        study_name = select(c[0], "Study", list(ablate.STUDIES), key="ab_study")
+        dataset = select(c[1], "Dataset", datasets, key="ab_dataset")
         study = ablate.STUDIES[study_name]
         st.markdown(f"{study.description} Base model: `{study.model}`.")
         names = [v.name for v in study.variants]
-        chosen = st.multiselect("Variants", names, default=names, key=f"ab_variants_{study_name}")
+        chosen = multi(st, "Variants", names, default=names, key=f"ab_variants_{study_name}")
         c = st.columns(4)
-        seeds = int(c[0].number_input("Seeds", 1, 10, 1, key="ab_seeds"))
-        epochs = int(c[1].number_input("Epochs per variant (0 = model default)", 0, 10_000, 30, key="ab_epochs"))
-        minutes = float(c[2].number_input("Minutes per variant (0 = no limit)", 0.0, 1440.0, 2.0, key="ab_minutes"))
+        seeds = int(bounded(c[0], "Seeds", 1, 10, 1, key="ab_seeds"))
+        epochs = int(bounded(c[1], "Epochs per variant (0 = model default)", 0, 10_000, 30, key="ab_epochs"))
+        minutes = float(bounded(c[2], "Minutes per variant (0 = no limit)", 0.0, 1440.0, 2.0, key="ab_minutes"))
         name = c[3].text_input("Save as", value=f"{study_name}-{dataset}", key="ab_name")
         if st.button("Start study", type="primary", key="ab_start"):
             kwargs = {"seeds": seeds, "epochs": epochs or None, "max_minutes_per_variant": minutes or None,

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
+from pages.views.plots import fit_to_extent, radio_map_figure
+from pages.views.refresh import rerun_when_a_job_ends
+from pages.views.widgets import choice, error_text, multi, number, text, toggle, upload_limit_mib
 from rflocal_core import dataset as ds
-from rflocal_core.dataset.view import dataset_overview
-from rflocal_core.errors import RFLocalInputError
 from rflocal_core.dataset.table_import import import_table
+from rflocal_core.dataset.view import dataset_overview, split_rows, split_text, stage_rows
+from rflocal_core.errors import RFLocalInputError
 from rflocal_core.jobs import REGISTRY
-from rflocal_core.measurements.columns import COLUMN_KEYS, guess_columns, guess_group_by, parse_list
 from rflocal_core.measurements import MAX_MEASUREMENT_FILE_BYTES
+from rflocal_core.measurements.columns import COLUMN_KEYS, guess_columns, guess_group_by, parse_list
 from rflocal_core.measurements.table import (
     MAX_NODES_FILE_BYTES,
     MAX_TABLE_FILE_BYTES,
@@ -26,13 +29,22 @@ from rflocal_core.measurements.table import (
 )
 from rflocal_core.scene import list_scenes
 
-from pages.views.widgets import choice, error_text, number, toggle, upload_limit_mib
-
 st.title("Data Generation")
 st.caption(
     "Ray-trace each scene with Sionna RT, draw target positions and synthesize the reports a network or "
     "sensor array would make (RSS, time of arrival, timing advance, angle of arrival), stored as Zarr."
 )
+rerun_when_a_job_ends()  # the Datasets tab lists what a generation writes
+
+
+def _summary_tables(splits: dict | None, seconds: dict | None = None) -> None:
+    """Samples per split and, for a generation, time per stage, as two tables side by side."""
+    c = st.columns(2)
+    if splits:
+        c[0].dataframe(pd.DataFrame(split_rows(splits)), hide_index=True)
+    if seconds:
+        c[1].dataframe(pd.DataFrame(stage_rows(seconds)), hide_index=True)
+
 
 tab_gen, tab_import, tab_data = st.tabs(["Generate", "Import measurements", "Datasets"])
 
@@ -41,9 +53,9 @@ with tab_gen:
     if not scenes:
         st.info("No scenes yet: build one on the Scene Builder page first.")
     else:
-        chosen = st.multiselect("Scenes", scenes, default=scenes[:1], key="dg_scenes")
+        chosen = multi(st, "Scenes", scenes, default=scenes[:1], key="dg_scenes")
         c = st.columns(4)
-        name = c[0].text_input("Dataset name", value="dataset", key="dg_name")
+        name = text(c[0], "Dataset name", value="dataset", key="dg_name")
         samples = number(c[1], ds.GenerationConfig, "samples_per_scene", key="dg_samples")
         mode = choice(c[2], ds.GenerationConfig, "mode", key="dg_mode", none_label="scene's own")
         seed = number(c[3], ds.GenerationConfig, "seed", key="dg_seed")
@@ -81,7 +93,7 @@ with tab_gen:
                            label="Emitter power min (dBm)")
             p_max = number(c[1], ds.GenerationConfig, "emitter_power_dbm", index=1, key="dg_pmax",
                            label="Emitter power max (dBm)")
-            unseen = c[2].multiselect("Held-out scenes (unseen-city test)", chosen, key="dg_unseen")
+            unseen = multi(c[2], "Held-out scenes (unseen-city test)", chosen, default=[], key="dg_unseen")
             c = st.columns(4)
             survey = choice(c[0], ds.GenerationConfig, "survey", key="dg_survey")
             drone_alt = number(c[1], ds.GenerationConfig, "drone_altitude_m", key="dg_drone_alt")
@@ -115,6 +127,7 @@ with tab_gen:
         if not jobs:
             return
         st.subheader("Generation jobs")
+        newest_done = next((j.id for j in reversed(jobs) if j.state == "done"), None)
         for job in reversed(jobs):
             snap = job.snapshot()
             eta = f", {snap['eta_text']}" if snap["eta_text"] else ""  # a range, only once it is known
@@ -129,7 +142,11 @@ with tab_gen:
                 st.warning(f"{snap['label']}: cancelled; run it again with the same settings to resume.")
             elif snap["state"] == "done":
                 res = snap["result"]
-                st.caption(f"{res['name']}: {res['samples']} samples {res['splits']} — seconds per stage {res['seconds']}")
+                resumed = f", resumed: {', '.join(res['resumed'])}" if res.get("resumed") else ""
+                # one summary open at a time: the newest; older ones stay one line each
+                with st.expander(f"{res['name']}: {res['samples']:,} samples in {snap['elapsed_s']:.0f} s{resumed}",
+                                 expanded=job.id == newest_done, icon=":material/check_circle:"):
+                    _summary_tables(res["splits"], res["seconds"])
 
     jobs_panel()
 
@@ -143,10 +160,10 @@ def _table_mapping(header: TableHeader) -> dict:
                          "an unknown transmitter is located (lat/lon are a mobile sensor's position)")
     columns = {}
     grid = st.columns(4)
-    for k, (key, text) in enumerate(COLUMN_KEYS.items()):
+    for k, (key, meaning) in enumerate(COLUMN_KEYS.items()):
         options = ["(none)", *header.columns]
         index = options.index(guess[key]) if key in guess else 0
-        chosen = grid[k % 4].selectbox(key, options, index=index, key=f"dg_tab_{key}", help=text)
+        chosen = grid[k % 4].selectbox(key, options, index=index, key=f"dg_tab_{key}", help=meaning)
         if chosen != "(none)":
             columns[key] = chosen
     c = st.columns(3)
@@ -164,8 +181,8 @@ def _table_mapping(header: TableHeader) -> dict:
 
 
 def _show_summary(summary: ds.ImportResult) -> None:
-    st.success(f"Imported **{summary.name}**: {summary.samples} samples, {summary.nodes} nodes, "
-               f"splits {summary.splits}.")
+    st.success(f"Imported **{summary.name}**: {summary.samples:,} samples, {summary.nodes:,} nodes.")
+    _summary_tables(summary.splits)
     quality = summary.quality
     if quality.faulty:
         st.warning(quality.summary())
@@ -238,7 +255,13 @@ with tab_data:
     if not rows:
         st.info("No datasets yet.")
     else:
-        st.dataframe(pd.DataFrame(rows), hide_index=True)
+        generating = {j.label: j for j in REGISTRY.list(kind="generate") if not j.finished}
+        listing = pd.DataFrame([{**r, "scenes": ", ".join(r.get("scenes") or []), "splits": split_text(r.get("splits")),
+                                 # a partial folder a job is writing right now is not one to resume
+                                 **({"state": f"generating ({generating[r['name']].fraction:.0%})"}
+                                    if r["state"].startswith("partial") and r["name"] in generating else {})}
+                                for r in rows])
+        st.dataframe(listing, hide_index=True)
         complete = [r["name"] for r in rows if r["state"] == "complete"]
         if complete:
             chosen_ds = st.selectbox("Open dataset", complete, key="dg_open")
@@ -253,23 +276,21 @@ with tab_data:
                 c[1].metric("Mode", view["attrs"].get("mode"))
                 c[2].metric("Sites (max)", counts.get("sites_max"))
                 c[3].metric("Reports / sample", f"{counts.get('reports_per_sample_mean', 0):.1f}")
-                st.caption(f"Splits: {counts.get('splits')} — seconds per stage: {view['attrs'].get('seconds')}")
+                _summary_tables(counts.get("splits"), view["attrs"].get("seconds"))
                 for sc in view["scenes"]:
                     st.subheader(f"Radio maps — {sc['name']}")
                     site = st.selectbox("Site", sc["site_ids"], key=f"dg_site_{sc['name']}")
                     k = sc["site_ids"].index(site)
-                    fig = go.Figure(go.Heatmap(z=sc["path_gain_db"][k], x=sc["x_m"], y=sc["y_m"],
-                                               colorscale="Viridis", colorbar={"title": "path gain (dB)"}))
-                    fig.add_trace(go.Scatter(x=sc["site_xy"][:, 0], y=sc["site_xy"][:, 1], mode="markers+text",
-                                             text=sc["site_ids"], textposition="top center",
-                                             marker={"color": "red", "size": 9, "symbol": "triangle-up"}, name="sites"))
-                    fig.update_layout(height=520, xaxis_title="x (m, east)", yaxis_title="y (m, north)",
-                                      yaxis_scaleanchor="x")
-                    st.plotly_chart(fig, width="stretch")
+                    st.plotly_chart(radio_map_figure(sc, k), width="stretch", key=f"dg_map_{sc['name']}")
+                    st.caption("Grey with a dark outline: buildings; white: no signal; "
+                               "red triangles: sites. The axes span the scene.")
                 smp = view["samples"]
                 fig = px.scatter(x=smp["x_m"], y=smp["y_m"], color=smp["split"], symbol=smp["scene"],
                                  labels={"x": "x (m, east)", "y": "y (m, north)", "color": "split"}, opacity=0.6)
                 fig.update_layout(height=480, yaxis_scaleanchor="x", title="Sample positions")
+                if view["scenes"]:  # imported datasets have no maps and so no extent: autoscale
+                    edges = np.array([sc["extent_m"] for sc in view["scenes"]])
+                    fit_to_extent(fig, (*edges[:, :2].min(axis=0), *edges[:, 2:].max(axis=0)))
                 st.plotly_chart(fig, width="stretch")
                 c = st.columns(3)
                 for col, key, label in zip(c, ("rss_dbm", "toa_ns", "aoa_deg"), ("RSS (dBm)", "ToA (ns)", "AoA (°)")):

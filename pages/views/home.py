@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from pages.views.refresh import rerun_when_a_job_ends
 from rflocal_core import status
 
 st.title("RFLocal workbench")
@@ -12,6 +13,7 @@ st.markdown(
     "with **Sionna RT**, generate realistic measurement datasets, train localization models and "
     "predict positions from uploaded measurement JSON."
 )
+rerun_when_a_job_ends()  # the counts change when a job ends
 
 info = status.workspace_status()
 cols = st.columns(4)

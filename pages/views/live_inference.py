@@ -9,15 +9,14 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from pages.views.inference_map import HEAT_FLOOR, map_figure
+from pages.views.refresh import rerun_when_a_job_ends
+from pages.views.widgets import error_text, upload_limit_mib
 from rflocal_core import dataset as ds
-from rflocal_core import demo
-from rflocal_core import infer
+from rflocal_core import demo, infer
 from rflocal_core.errors import RFLocalInputError
 from rflocal_core.measurements import MAX_MEASUREMENT_FILE_BYTES, check_quality, load_measurements
 from rflocal_core.train import list_runs
-
-from pages.views.inference_map import HEAT_FLOOR, map_figure
-from pages.views.widgets import error_text, upload_limit_mib
 
 EXAMPLES = ["example_measurements.json", "example_single.json", "example_measurements_format.json",
             "example_survey.json"]
@@ -27,6 +26,7 @@ st.caption(
     "Upload measurements (rflocal-measurements/1 or the survey format, see the README), choose one or several "
     "trained runs, and see each predicted position with its 1σ/2σ uncertainty on the map."
 )
+rerun_when_a_job_ends()  # the runs to predict with change when a training ends
 
 if not st.session_state.get("li_demo_checked"):
     installed = demo.install_demo()  # the shipped demo runs: a prediction before anything is trained

@@ -6,6 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from pages.views.refresh import rerun_when_a_job_ends
 from rflocal_core import dataset as ds
 from rflocal_core import train as tr
 from rflocal_core.dataset.store import SPLITS
@@ -18,6 +19,7 @@ st.caption(
     "Evaluate finished runs on a dataset split: error CDF against the Cramér-Rao bound, percentiles and success "
     "rates, breakdowns, uncertainty calibration and the error over the scene. Results are cached with each run."
 )
+rerun_when_a_job_ends()  # runs and datasets to score change when a job ends
 
 BREAKDOWN_TITLES = {"los": "LoS / NLoS (strongest link)", "nodes": "Number of reporting nodes",
                     "rss_band": "Strongest RSS (dBm)", "scene": "Scene seen in training"}

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-import folium
+import html
+
 import pandas as pd
 import pydeck as pdk
 import streamlit as st
-from folium.plugins import Draw
-from streamlit_folium import st_folium
 
 from rflocal_core import scene as sc
 from rflocal_core.errors import InvalidInputError, RFLocalInputError
 from rflocal_core.scene.footprints import save_upload
 from rflocal_core.scene.importer import SceneImportConfig, bundled_scenes, import_scene, parse_origin, save_scene_zip
 from rflocal_core.scene.osm_xml import describe as describe_footprints
+from rflocal_core.workspace import name_from_file
 
-from pages.views.widgets import choice, number, toggle
+from pages.views import boxmap
+from pages.views.widgets import choice, number, radio, text, toggle
 
 SOURCES = {"Procedural city": "procedural", "OSM / GeoJSON file": "file", "Box on a map (online)": "bbox",
            "Sionna / Mitsuba scene": "sionna_xml"}
+SITE_RGB = [230, 30, 30]
+DEFAULT_NAME = "demo"
 XML_KINDS = ("Bundled with Sionna RT", "Path on this machine", "Upload a .zip (XML + meshes)")
 
 st.title("Scene Builder")
@@ -37,18 +40,24 @@ def render_scene(name: str, *, key: str) -> None:
         "PolygonLayer", data=view["buildings"], get_polygon="polygon", extruded=True, get_elevation="height_m",
         get_fill_color="colour", get_line_color=[40, 40, 40], pickable=True, auto_highlight=True,
     )
-    sites = pdk.Layer(
-        "ColumnLayer", data=view["sites"], get_position=["lon", "lat"], get_elevation="z_m", radius=4,
-        get_fill_color=[230, 30, 30], pickable=True,
+    # A site is a red dot at its antenna (seen above the roofs at any zoom) on a thin red mast.
+    masts = pdk.Layer(
+        "ColumnLayer", data=view["sites"], get_position=["lon", "lat"], get_elevation="z_m", radius=1.5,
+        get_fill_color=SITE_RGB, pickable=True,
+    )
+    antennas = pdk.Layer(
+        "ScatterplotLayer", data=view["sites"], get_position=["lon", "lat", "z_m"], get_radius=4,
+        radius_min_pixels=5, stroked=True, get_line_color=[255, 255, 255], line_width_min_pixels=1,
+        get_fill_color=SITE_RGB, billboard=True, pickable=True,
     )
     lat, lon = view["centre"]
     deck = pdk.Deck(
-        layers=[buildings, sites], map_style=None,
+        layers=[buildings, masts, antennas], map_style=None,
         initial_view_state=pdk.ViewState(latitude=lat, longitude=lon, zoom=15.5, pitch=50, bearing=20),
         tooltip={"text": "{material} {height_m} m {id}"},
     )
     st.pydeck_chart(deck, height=520)
-    st.caption(" · ".join(f"{row['label']}" for row in view["legend"]) + " · red columns: sites")
+    st.markdown(legend_html(view["legend"]), unsafe_allow_html=True)
     b = meta["buildings"]
     cols = st.columns(5)
     cols[0].metric("Buildings", b["count"])
@@ -75,6 +84,31 @@ def render_scene(name: str, *, key: str) -> None:
         st.json(meta, expanded=False)
 
 
+def name_from(key: str) -> None:
+    """``on_change`` of a file or path widget: the scene name becomes the new file's stem.
+
+    Unless the user typed a name of their own: only the default, the name a previous file
+    gave, or the name of a scene that already exists (unusable for a new build) is replaced.
+    """
+    value = st.session_state.get(key)
+    filename = getattr(value, "name", value)  # an uploaded file, or a typed path
+    current = st.session_state.get("sb_name", DEFAULT_NAME)
+    replaceable = {DEFAULT_NAME, "", st.session_state.get("sb_name_auto")} | {s["name"] for s in sc.list_scenes()}
+    if filename and current in replaceable:
+        st.session_state["sb_name"] = st.session_state["sb_name_auto"] = name_from_file(filename)
+
+
+def legend_html(rows: list[dict]) -> str:
+    """The colour legend with a swatch per row, and the sites' marker as drawn."""
+    def swatch(rgb: list[int], *, round_: bool = False) -> str:
+        shape = "border-radius:50%;" if round_ else ""
+        return (f'<span style="display:inline-block;width:0.9em;height:0.9em;vertical-align:-0.1em;{shape}'
+                f'background:rgb({rgb[0]},{rgb[1]},{rgb[2]});border:1px solid #555"></span>')
+    items = [f"{swatch(row['colour'])}&nbsp;{html.escape(str(row['label']))}" for row in rows]
+    items.append(f"{swatch(SITE_RGB, round_=True)}&nbsp;sites (red dot at the antenna's height)")
+    return '<div data-testid="scene-legend" style="font-size:0.85em">' + " &nbsp; ".join(items) + "</div>"
+
+
 def render_import_notes(meta: dict) -> None:
     """What an imported scene's footprints were derived from, and whether its lat/lon are real."""
     src, ground, raster = meta["source"], meta["ground"], meta["raster"]
@@ -95,8 +129,9 @@ def render_import_notes(meta: dict) -> None:
 tab_build, tab_scenes = st.tabs(["Build a scene", "Scenes"])
 
 with tab_build:
-    source = SOURCES[st.radio("Source", list(SOURCES), horizontal=True, key="sb_source")]
-    name = st.text_input("Scene name", value="demo", key="sb_name", help="Letters, digits, '_', '-', '.'")
+    source = SOURCES[radio(st, "Source", list(SOURCES), horizontal=True, key="sb_source")]
+    # A chosen file renames the scene (name_from, on the file widgets below).
+    name = text(st, "Scene name", value=DEFAULT_NAME, key="sb_name", help="Letters, digits, '_', '-', '.'")
     file_path = None
     bbox_text = ""
     proc = {}
@@ -109,8 +144,9 @@ with tab_build:
         proc["open_square_fraction"] = number(c[4], sc.ProceduralConfig, "open_square_fraction", key="sb_squares")
         proc["mean_height_m"] = number(c[5], sc.ProceduralConfig, "mean_height_m", key="sb_height")
     elif source == "file":
-        upload = st.file_uploader("OSM XML (.osm) or GeoJSON footprints", type=["osm", "xml", "geojson", "json"])
-        typed = st.text_input("…or a path on this machine", key="sb_path")
+        upload = st.file_uploader("OSM XML (.osm) or GeoJSON footprints", type=["osm", "xml", "geojson", "json"],
+                                  key="sb_file", on_change=name_from, args=("sb_file",))
+        typed = st.text_input("…or a path on this machine", key="sb_path", on_change=name_from, args=("sb_path",))
         file_path = ("upload", upload) if upload is not None else (("path", typed) if typed else None)
     elif source == "sionna_xml":
         xml_kind = st.radio("Scene", XML_KINDS, horizontal=True, key="sb_xml_kind")
@@ -121,10 +157,12 @@ with tab_build:
             chosen_xml = st.selectbox("Sionna RT scene", names, key="sb_bundled", index=default)
             file_path = ("path", bundled[chosen_xml])
         elif xml_kind == XML_KINDS[1]:
-            typed = st.text_input("Scene XML on this machine (its meshes beside it)", key="sb_xml_path")
+            typed = st.text_input("Scene XML on this machine (its meshes beside it)", key="sb_xml_path",
+                                  on_change=name_from, args=("sb_xml_path",))
             file_path = ("path", typed) if typed else None
         else:
-            upload = st.file_uploader("A .zip holding the scene XML and its meshes", type=["zip"], key="sb_xml_zip")
+            upload = st.file_uploader("A .zip holding the scene XML and its meshes", type=["zip"], key="sb_xml_zip",
+                                      on_change=name_from, args=("sb_xml_zip",))
             file_path = ("zip", upload) if upload is not None else None
         c = st.columns(3)
         origin_text = c[0].text_input("Origin LAT,LON (optional)", key="sb_origin",
@@ -135,17 +173,11 @@ with tab_build:
         st.caption("Footprints, heights and materials are derived from the meshes (top-down roof raster, ground "
                    "left out); the scene's own radio materials are traced.")
     else:
-        st.markdown("Draw a rectangle (max 2 km x 2 km) or type its corners. Needs internet.")
-        fmap = folium.Map(location=[48.1372, 11.5755], zoom_start=15)
-        Draw(draw_options={"rectangle": True, "polygon": False, "polyline": False, "circle": False,
-                           "marker": False, "circlemarker": False}, edit_options={"edit": False}).add_to(fmap)
-        drawn = st_folium(fmap, height=380, returned_objects=["last_active_drawing"], key="sb_map")
-        if drawn and drawn.get("last_active_drawing"):
-            try:
-                box = sc.BBox.from_geojson(drawn["last_active_drawing"]["geometry"])
-                st.session_state["sb_bbox"] = ",".join(f"{v:.6f}" for v in box.as_tuple())
-            except RFLocalInputError as exc:
-                st.error(str(exc))
+        st.markdown("Draw a box on the map (the square button, then drag; at most 2 km a side) or type its "
+                    "corners. The map works offline: without map tiles it shows a degree grid and the outlines "
+                    "of a file loaded here. Building downloads the box's buildings from OpenStreetMap (online).")
+        outlines = boxmap.outlines_picker(key="sb_outline")
+        boxmap.box_map(key="sb_map", field="sb_bbox", outlines=outlines)
         bbox_text = st.text_input("Box S,W,N,E (degrees)", key="sb_bbox")
 
     if source != "sionna_xml":  # an imported scene brings its own materials

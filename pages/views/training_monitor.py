@@ -7,36 +7,39 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from pages.views.refresh import rerun_when_a_job_ends
+from pages.views.widgets import bounded, choice, number, option_widgets, select
 from rflocal_core import dataset as ds
 from rflocal_core import train as tr
 from rflocal_core.errors import RFLocalInputError
 from rflocal_core.jobs import REGISTRY
-from rflocal_core.models.nets import build_network
-from rflocal_core.models.registry import NETWORKS
+from rflocal_core.models import registry
+from rflocal_core.models.registry import NETWORKS, config_class
+from rflocal_core.options import option_paths
 from rflocal_core.train.runs import new_run_id
-from rflocal_core.validation import json_object
-
-from pages.views.widgets import choice, number
 
 st.title("Training Monitor")
 st.caption(
     "Train localization models in the background: the networks `setnet` and `heimdall` epoch by epoch, and the "
     "classical baselines in one fit. Training keeps running when you switch pages or reload the browser."
 )
+rerun_when_a_job_ends()  # the runs table and the dataset choices change when a job ends
 
 datasets = [d["name"] for d in ds.list_datasets()]
 
-with st.expander("Start a run", expanded=not tr.list_runs()):
+# open on a first visit without runs; a key and a value fixed for the session keep it open or closed as
+# the user left it when the model changes or a run appears (issue 14: the form collapsed)
+with st.expander("Start a run", expanded=st.session_state.setdefault("tm_form_open", not tr.list_runs()),
+                 key="tm_form"):
     if not datasets:
         st.info("No datasets yet: generate or import one on the Data Generation page first.")
     else:
         c = st.columns(3)
-        dataset = c[0].selectbox("Dataset", datasets, key="tm_dataset")
-        model = c[1].selectbox("Model", tr.models(), key="tm_model",
-                               help="setnet / heimdall are networks; the others are classical baselines")
-        seed = c[2].number_input("Seed", 0, 2**31 - 1, 0, key="tm_seed")
+        dataset = select(c[0], "Dataset", datasets, key="tm_dataset")
+        model = select(c[1], "Model", tr.models(), key="tm_model",
+                       help="setnet, heimdall, mapformer and locheatmap are networks; the others classical baselines")
+        seed = bounded(c[2], "Seed", 0, 2**31 - 1, 0, key="tm_seed")
         train_config: dict = {}
-        model_config: dict | None = None
         if model in NETWORKS:
             c = st.columns(4)
             train_config["epochs"] = number(c[0], tr.TrainConfig, "epochs", key="tm_epochs")
@@ -51,24 +54,22 @@ with st.expander("Start a run", expanded=not tr.list_runs()):
             train_config["warmup_epochs"] = number(c[1], tr.TrainConfig, "warmup_epochs", key="tm_warmup")
             train_config["patience"] = number(c[2], tr.TrainConfig, "patience", key="tm_patience")
             train_config["device"] = choice(c[3], tr.TrainConfig, "device", key="tm_device")
-            options = st.text_area("Model options (JSON)", value="{}", key="tm_model_options",
-                                   help="e.g. {\"d_model\": 96, \"layers\": 4} for setnet, "
-                                        "{\"node_dropout\": [0, 0.2, 0.5]} for heimdall, "
-                                        "{\"physics_weight\": 0.1, \"physics_prior\": false} for mapformer or "
-                                        "{\"mode\": \"proposal\", \"res\": 64} for locheatmap "
-                                        "(these two need a generated dataset with radio maps); empty = defaults")
-        else:
-            options = st.text_area("Model options (JSON)", value="{}", key="tm_model_options_b")
+        with st.expander("Model options", key="tm_model_options"):  # from the model's config fields, as `models NAME`
+            if option_paths(config_class(model)):
+                model_values, model_lists = option_widgets(st, config_class(model), key=f"tm_opt_{model}")
+            else:
+                model_values, model_lists = {}, []
+                st.caption(f"{model} has no options.")
         large = st.checkbox("Allow an extent over 50 km", key="tm_large_extent",
                             help="a dataset whose positions span more than settings.max_dataset_extent_m is refused: "
                                  "so large an extent is almost always a GPS fault (README: Quality checks)")
         if st.button("Start training", type="primary", key="tm_start"):
             try:
                 tr.check_extent(dataset, allow_large_extent=large)  # refused here, on the page, not in a job
-                model_config = json_object("model options", options) or {}
-                if model in NETWORKS:  # validate here so a bad option is reported on the page, not in a job
+                # checked here so a bad option is reported on the page, not in a job
+                model_config = registry.model_config(model, model_values, model_lists)
+                if model in NETWORKS:
                     tr.TrainConfig.from_dict(train_config)
-                    build_network(model, model_config, vocab_size=0)
             except RFLocalInputError as exc:
                 st.error(str(exc))
             else:
@@ -80,7 +81,7 @@ with st.expander("Start a run", expanded=not tr.list_runs()):
                 st.success(f"Started **{run_id}** in the background.")
 
 
-def _job_for(run_id: str):  # noqa: ANN202 - the latest registry job training this run, if any
+def _job_for(run_id: str):
     jobs = [j for j in REGISTRY.list(kind="train") if j.label == run_id]
     return jobs[-1] if jobs else None
 

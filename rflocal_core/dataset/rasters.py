@@ -38,6 +38,13 @@ class Grid:
     def y_m(self) -> np.ndarray:
         return self.y0_m + self.cell_m * np.arange(self.ny)
 
+    @property
+    def extent_m(self) -> tuple[float, float, float, float]:
+        """(x_min, y_min, x_max, y_max): the outer edges of the cells, i.e. the area the grid covers."""
+        half = self.cell_m / 2
+        return (self.x0_m - half, self.y0_m - half,
+                self.x0_m + (self.nx - 1) * self.cell_m + half, self.y0_m + (self.ny - 1) * self.cell_m + half)
+
     def cell_of(self, x_m: np.ndarray, y_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Indices (iy, ix) of the cells containing the points, clipped to the grid."""
         ix = np.floor((np.asarray(x_m) - self.x0_m) / self.cell_m + 0.5).astype(np.int64)

@@ -22,7 +22,8 @@ def dataset_overview(name: str, *, max_points: int = 3000, seed: int = 0) -> dic
         ``attrs`` (the dataset's attributes), ``scenes``: list of dicts with ``name``,
         ``x_m``/``y_m`` (axis values), ``path_gain_db`` [S, ny, nx] (NaN: no signal),
         ``building_height_m`` [ny, nx], ``site_ids``, ``site_xy`` [S, 2] (all maps
-        strided to at most :data:`MAX_MAP_SIDE` cells a side); ``samples``: ``x_m``,
+        strided to at most :data:`MAX_MAP_SIDE` cells a side), ``extent_m`` (x_min, y_min,
+        x_max, y_max: the area the maps cover, i.e. the scene); ``samples``: ``x_m``,
         ``y_m``, ``scene`` per shown sample and ``split``; ``values``: finite
         ``rss_dbm``, ``toa_ns``, ``aoa_deg`` (each at most 20,000 values).
     """
@@ -40,6 +41,7 @@ def dataset_overview(name: str, *, max_points: int = 3000, seed: int = 0) -> dic
             scenes.append({
                 "name": scene_name,
                 "x_m": grid.x_m[::step], "y_m": grid.y_m[::step],
+                "extent_m": grid.extent_m,
                 "path_gain_db": np.where(np.isfinite(pg), pg, np.nan),
                 "building_height_m": np.asarray(g["building_height_m"][::step, ::step]),
                 "material_classes": MATERIAL_CLASSES,
@@ -73,3 +75,37 @@ def dataset_overview(name: str, *, max_points: int = 3000, seed: int = 0) -> dic
         },
         "values": values,
     }
+
+
+#: Generation stages as a summary names them, in the order they run.
+STAGE_LABELS = {
+    "radio_maps": "radio maps (Sionna RT)", "rasters": "rasters", "paths": "paths (Sionna RT)",
+    "sampling": "positions", "reports": "reports", "write": "writing samples",
+}
+
+
+def _share(part: float, total: float) -> float:
+    return round(100.0 * part / total, 1) if total > 0 else 0.0
+
+
+def split_rows(splits: dict[str, int] | None) -> list[dict[str, Any]]:
+    """Rows of a table of samples per split: ``split``, ``samples``, ``share (%)``; a ``total`` row last."""
+    splits = {k: int(v) for k, v in (splits or {}).items()}
+    total = sum(splits.values())
+    rows = [{"split": k, "samples": v, "share (%)": _share(v, total)} for k, v in splits.items()]
+    return [*rows, {"split": "total", "samples": total, "share (%)": 100.0 if total else 0.0}] if rows else []
+
+
+def stage_rows(seconds: dict[str, float] | None) -> list[dict[str, Any]]:
+    """Rows of a table of time per generation stage: ``stage``, ``time (s)``, ``share (%)``; a ``total`` row last."""
+    seconds = {k: float(v) for k, v in (seconds or {}).items()}
+    order = [k for k in STAGE_LABELS if k in seconds] + [k for k in seconds if k not in STAGE_LABELS]
+    total = sum(seconds.values())
+    rows = [{"stage": STAGE_LABELS.get(k, k), "time (s)": round(seconds[k], 2), "share (%)": _share(seconds[k], total)}
+            for k in order]
+    return [*rows, {"stage": "total", "time (s)": round(total, 2), "share (%)": 100.0 if total else 0.0}] if rows else []
+
+
+def split_text(splits: dict[str, int] | None) -> str:
+    """Samples per split on one line, e.g. ``train 280 · val 60 · test 60`` ("" when unknown)."""
+    return " · ".join(f"{k} {int(v):,}" for k, v in (splits or {}).items())

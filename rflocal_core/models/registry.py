@@ -13,8 +13,12 @@ module, so the registries are complete wherever ``rflocal_core.models.*`` is imp
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, TypeVar
+
+from rflocal_core.errors import InvalidInputError
+from rflocal_core.options import describe, parse_assignments
+from rflocal_core.validation import dataclass_from_dict
 
 #: Classical baselines (:class:`~rflocal_core.models.baselines.Baseline` subclasses) by name.
 BASELINES: dict[str, type[Any]] = {}
@@ -54,3 +58,47 @@ def register(name: str) -> Callable[[T], T]:
         return cls
 
     return add
+
+
+def model_class(model: str) -> type[Any]:
+    """The registered class of ``model`` (a network or a baseline), else :class:`InvalidInputError`."""
+    cls = NETWORKS.get(model) or BASELINES.get(model)
+    if cls is None:
+        msg = f"model: expected one of {', '.join([*NETWORKS, *BASELINES])}, got {model!r}"
+        raise InvalidInputError(msg)
+    return cls
+
+
+def config_class(model: str) -> type[Any]:
+    """The configuration dataclass of ``model`` (its ``config_cls``), whose options it takes."""
+    return model_class(model).config_cls
+
+
+def model_config(model: str, base: dict[str, Any] | None = None, assignments: Collection[str] = ()) -> dict[str, Any]:
+    """The options of ``model``: ``base`` (a JSON config) with ``KEY=VALUE`` ``assignments`` over it, checked.
+
+    Returns the merged dict (what ``train(model_config=...)`` takes); every value has been
+    checked against its option's range and the whole config built once, so a bad value is
+    refused here, naming the field, the value and the range.
+    """
+    cls = config_class(model)
+    merged = _merged(base or {}, parse_assignments(cls, assignments, owner=model))
+    dataclass_from_dict(cls, merged, field="model_config")
+    return merged
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over`` on top, nested dicts (a nested config's options) merged key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merged(out[key], value) if both else value
+    return out
+
+
+def describe_model(model: str) -> dict[str, Any]:
+    """``{"model", "kind", "config", "options": [...]}``: what ``rflocal models NAME`` prints."""
+    cls = model_class(model)
+    rows = describe(cls.config_cls)
+    return {"model": model, "kind": cls.kind, "needs_maps": bool(getattr(cls, "needs_maps", False)),
+            "config": cls.config_cls.__name__ if rows else None, "options": rows}

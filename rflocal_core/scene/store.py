@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,24 @@ MATERIAL_COLOURS = {
 }
 
 
+def height_legend(h_min: float, h_max: float) -> list[dict[str, Any]]:
+    """Legend rows (``label``, ``colour``) of the height colours, as :func:`view_data` colours buildings.
+
+    One row when every building has the same height (all of them take the first colour);
+    otherwise one row per colour bin, with as many decimals as the bin width needs and a
+    bin whose ends print alike shown as one value (never "11-11 m").
+    """
+    if h_max - h_min <= 0:
+        return [{"label": f"{h_min:g} m", "colour": list(_HEIGHT_COLOURS[0])}]
+    step = (h_max - h_min) / len(_HEIGHT_COLOURS)
+    decimals = max(0, math.ceil(-math.log10(step))) if step < 1 else 0
+    rows = []
+    for i, colour in enumerate(_HEIGHT_COLOURS):
+        lo, hi = f"{h_min + i * step:.{decimals}f}", f"{h_min + (i + 1) * step:.{decimals}f}"
+        rows.append({"label": f"{lo} m" if lo == hi else f"{lo}-{hi} m", "colour": list(colour)})
+    return rows
+
+
 def view_data(name: str, *, colour_by: str = "height") -> dict[str, Any]:
     """Data for a 3D view of a scene (pydeck or any deck.gl client).
 
@@ -111,9 +130,7 @@ def view_data(name: str, *, colour_by: str = "height") -> dict[str, Any]:
             rows.append({"polygon": rings, "height_m": props["height_m"], "material": material,
                          "building": props["id"], "colour": list(colour)})
     if colour_by == "height":
-        step = (h_max - h_min) / len(_HEIGHT_COLOURS)
-        legend = [{"label": f"{h_min + i * step:.0f}-{h_min + (i + 1) * step:.0f} m", "colour": list(c)}
-                  for i, c in enumerate(_HEIGHT_COLOURS)]
+        legend = height_legend(h_min, h_max)
     else:
         legend = [{"label": m, "colour": list(c)} for m, c in MATERIAL_COLOURS.items()]
     sites = [{"id": s["id"], "lon": s["lon"], "lat": s["lat"], "z_m": s["z_m"], "mount": s["mount"]} for s in meta["sites"]]
