@@ -29,6 +29,13 @@ def test_config_keeps_the_workspace_out_of_the_file_watcher():
     assert "workspace" in server.get("folderWatchBlacklist", []), server.get("folderWatchBlacklist")
 
 
+def test_config_silences_the_warning_for_seeded_widgets():
+    # widgets.py seeds a widget from its saved value through Session State on purpose (forms
+    # remember); Streamlit would log a duplication warning for each such widget otherwise.
+    config = tomllib.loads(CONFIG.read_text(encoding="utf-8"))
+    assert config["global"]["disableWidgetStateDuplicationWarning"] is True
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
