@@ -114,24 +114,52 @@ class MeasurementFormatError(RFLocalInputError, ValueError):
         As given.
     detail : str
         ``message`` as given; ``str(error)`` is ``"<path>: <detail>"``.
+    problems : tuple of str
+        Every problem found, each ``"<path>: <detail>"`` (one for an error of one problem; see
+        :meth:`combined`).
     """
 
     def __init__(self, message: str, *, path: str = "") -> None:
         self.path = path
         self.detail = message
-        super().__init__(f"{path}: {message}" if path else message)
+        self.problems: tuple[str, ...] = (f"{path}: {message}" if path else message,)
+        super().__init__(self.problems[0])
 
     def within(self, prefix: str) -> MeasurementFormatError:
         """Return the same error with its path placed under ``prefix``."""
         return MeasurementFormatError(self.detail, path=join_path(prefix, self.path))
 
+    @classmethod
+    def combined(cls, errors: list[MeasurementFormatError], *, found: int | None = None) -> MeasurementFormatError:
+        """One error listing several problems (so a reader sees them all at once, not the first alone).
+
+        ``str(error)`` is one line: ``"3 problems: mode: ...; samples: ...; nodes[0].id: ..."``,
+        ended by ``"; and N more"`` when ``found`` (all problems found) exceeds the errors given;
+        ``path`` is the first problem's. A single error is returned as it is.
+        """
+        found = len(errors) if found is None else found
+        if found == 1 and len(errors) == 1:
+            return errors[0]
+        problems = tuple(p for e in errors for p in e.problems)
+        more = found - len(problems)
+        text = f"{found} problems: " + "; ".join(problems) + (f"; and {more} more" if more > 0 else "")
+        out = cls(text)
+        out.path = errors[0].path  # where the first problem is, as for an error of one problem
+        out.problems = problems + ((f"and {more} more",) if more > 0 else ())
+        return out
+
     def __reduce__(self) -> tuple[Any, ...]:
-        # Keep ``path`` when the error crosses a process boundary (pickle).
-        return (_rebuild_error, (type(self), self.detail, self.path))
+        # Keep ``path`` and the problems when the error crosses a process boundary (pickle).
+        return (_rebuild_error, (type(self), self.detail, self.path, self.problems))
 
 
-def _rebuild_error(cls: type[MeasurementFormatError], detail: str, path: str) -> MeasurementFormatError:
-    return cls(detail, path=path)
+def _rebuild_error(cls: type[MeasurementFormatError], detail: str, path: str,
+                   problems: tuple[str, ...] | None = None) -> MeasurementFormatError:
+    if problems is None or len(problems) == 1:
+        return cls(detail, path=path)
+    out = cls(detail)  # a combined error: its text already names every path
+    out.path, out.problems = path, tuple(problems)
+    return out
 
 
 class TableFormatError(MeasurementFormatError):

@@ -24,6 +24,12 @@ max_bbox_side_m: float = 2000.0
 #: Largest OSM / GeoJSON file accepted, in bytes (uploads and paths alike).
 max_osm_file_bytes: int = 50 * 1024 * 1024
 
+#: Largest upload the workbench's server takes, in MiB: ``server.maxUploadSize`` in
+#: ``.streamlit/config.toml`` is this number (a test holds them equal). Each uploader asks for
+#: the cap of its own kind of file, at most this (``st.file_uploader(max_upload_size=...)``), so
+#: the limit Streamlit shows under it is the one the core applies.
+max_upload_mib: int = 50
+
 #: Seconds before an online OpenStreetMap request is given up.
 osm_request_timeout_s: float = 60.0
 

@@ -166,7 +166,7 @@ def test_live_inference_predicts_an_uploaded_file(server, browser, tmp_path):
     value.wait_for(timeout=120_000)
     assert re.fullmatch(r"\d+\.\d{6}, \d+\.\d{6}", value.inner_text().strip()), value.inner_text()
     assert page.get_by_role("heading", name="Sample ").count() == 1
-    page.locator("canvas").first.wait_for(timeout=60_000)  # the pydeck map (deck.gl ships with Streamlit)
+    page.get_by_test_id("stPlotlyChart").first.locator(".main-svg").first.wait_for(timeout=60_000)  # the map
     page.get_by_text("Dots: predictions").wait_for(timeout=60_000)  # the script ran past the map
     assert page.get_by_test_id("stException").count() == 0
     assert (workspace / "runs" / "demo-setnet" / "model.pt").is_file()

@@ -126,7 +126,7 @@ def _predict(page, shots: Path, run_id: str, upload: Path) -> None:
     page.locator("input[type=file]").set_input_files(str(upload))
     page.get_by_text("Predicted position").first.wait_for(timeout=120_000)
     page.get_by_text(run_id).first.wait_for(timeout=60_000)
-    page.locator("canvas").first.wait_for(timeout=60_000)  # the map
+    page.get_by_test_id("stPlotlyChart").first.locator(".main-svg").first.wait_for(timeout=60_000)  # the map
     _idle(page)
     page.screenshot(path=str(shots / "4-prediction.png"), full_page=True)
 

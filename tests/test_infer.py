@@ -14,6 +14,7 @@ from rflocal_core import settings
 from rflocal_core.dataset import export_dataset
 from rflocal_core.infer import (
     ELLIPSE_LEVELS,
+    FOCUS_MIN_M,
     ellipse_latlon,
     load_run,
     predict_file,
@@ -21,6 +22,8 @@ from rflocal_core.infer import (
     predictions_table,
     report_timeline,
     sample_heatmap,
+    scale_bar_length,
+    scene_map,
     scene_overlay,
 )
 from rflocal_core.measurements import dumps_measurements, load_measurements, to_json_dict
@@ -93,6 +96,53 @@ def test_uncertainty_and_posterior(env):
     one = sample_heatmap(load_run(env["runs"]["map_matching"]), ms, sid)
     np.testing.assert_array_equal(one.p, mm.heatmaps[sid].p)
     assert sample_heatmap(load_run(env["runs"]["setnet"]), ms, sid) is None
+
+
+def test_knn_posterior_is_its_neighbours_weights(env):
+    """kNN's map: its k neighbours' weights spread over a grid; its mean is the estimate, its modes the candidates."""
+    run = load_run(env["runs"]["knn"])
+    ms = load_measurements(env["path"] / "test12.json")
+    out = predict_measurements(run, ms, heatmaps=True)
+    for row in out.predictions:
+        heat = out.heatmaps[row.id]
+        assert heat.p.shape == (heat.grid.ny, heat.grid.nx) and heat.p.sum() == pytest.approx(1.0, abs=1e-9)
+        mean = (heat.p.sum(0) @ heat.grid.x_m, heat.p.sum(1) @ heat.grid.y_m)
+        # the mean of the spread weights is the estimate (the grid leaves room around the training area)
+        assert np.hypot(mean[0] - row.x_m, mean[1] - row.y_m) < 0.25 * heat.grid.cell_m + 0.05
+        assert 1 <= len(row.candidates) <= 5 and sum(c.p for c in row.candidates) <= 1.0 + 1e-6
+    # the strongest candidate lies at a neighbour's place: the cell of most weight
+    row = out.predictions[0]
+    heat = out.heatmaps[row.id]
+    iy, ix = np.unravel_index(np.argmax(heat.p), heat.p.shape)
+    assert (row.candidates[0].x_m, row.candidates[0].y_m) == pytest.approx(
+        (heat.grid.x_m[ix], heat.grid.y_m[iy]), abs=0.01)
+    assert sample_heatmap(run, ms, row.id) is not None
+
+
+def test_scene_map_clips_nothing_and_has_a_round_scale_bar(env):
+    run = load_run(env["runs"]["setnet"])
+    out = predict_measurements(run, load_measurements(env["path"] / "test12.json"))
+    far = (10_000.0, -3_000.0)  # a point far outside the scene widens the map to hold it
+    points = [(p.x_m, p.y_m) for p in out.predictions]
+    view = scene_map(run, out.scene, points)
+    x0, x1, y0, y1 = view.extent_m
+    assert view.buildings and len(view.nodes) == 5
+    for xs, ys in view.buildings:
+        assert x0 <= min(xs) and max(xs) <= x1 and y0 <= min(ys) and max(ys) <= y1
+    for x, y in [*points, *((n["x_m"], n["y_m"]) for n in view.nodes)]:
+        assert x0 <= x <= x1 and y0 <= y <= y1
+    assert (x1 - x0) / 10 <= view.scale_bar_m <= (x1 - x0) / 5
+    # the box to zoom to holds the points alone, at least FOCUS_MIN_M a side
+    one = scene_map(run, out.scene, points[:1])
+    fx0, fx1, fy0, fy1 = one.focus_m
+    assert fx0 < points[0][0] < fx1 and fy0 < points[0][1] < fy1 and fx1 - fx0 == pytest.approx(FOCUS_MIN_M, abs=0.02)
+    assert one.focus_scale_bar_m == 20.0 and one.extent_m == view.extent_m
+    wide = scene_map(run, out.scene, [*points, far])
+    assert wide.extent_m[1] >= far[0] and wide.extent_m[2] <= far[1] and wide.scale_bar_m > view.scale_bar_m
+    # building outlines in metres are the footprints of the workspace's scene (their lat/lon mapped by the frame)
+    geo = scene_overlay(run, out.scene)["buildings"]
+    assert len(view.buildings) >= len(geo["features"])
+    assert [scale_bar_length(w) for w in (512.0, 1000.0, 37.0, 3.0, 0.5)] == [100.0, 200.0, 5.0, 1.0, 1.0]
 
 
 def test_cli_predict_gives_the_core_numbers(env, run_cli, tmp_path):

@@ -504,7 +504,9 @@ def test_lenient_mode_keeps_good_samples_and_lists_bad_ones() -> None:
     doc["samples"][4] = "not a sample"
     content = encode(doc)
 
-    with pytest.raises(MeasurementFormatError, match=r"^samples\[1\]\.reports\[0\]\.rss_dbm"):
+    # strict reading names every bad sample at once (the first problem of each)
+    with pytest.raises(MeasurementFormatError, match=r"^3 problems: samples\[1\]\.reports\[0\]\.rss_dbm.*; "
+                                                      r"samples\[3\]\.reports\[0\]\.node: .*; samples\[4\]: "):
         load_measurements(content)
 
     ms = load_measurements(content, on_error="collect")
@@ -778,3 +780,109 @@ def test_schema_and_reader_agree_on_node_position_and_report_rules(validator: An
             disagree.append(("truth", truth))
     assert disagree == []
     assert counts == {"report": 3**7, "node": 3**6, "truth": 3**5}
+
+
+# --------------------------------------------------------------------------- all problems at once
+
+
+def test_every_problem_of_a_document_is_listed_at_once():
+    """A missing mode no longer hides the bad samples list: both are named, one line, in file order."""
+    doc = base_doc()
+    del doc["mode"]
+    doc["samples"] = "oops"
+    with pytest.raises(MeasurementFormatError) as info:
+        parse_measurements(doc)
+    err = info.value
+    assert err.problems == (
+        ('mode: expected "ue" (known nodes transmit, the device is located) or "emitter" (known nodes receive, '
+         "an unknown transmitter is located), got nothing"),
+        'samples: expected a non-empty list of samples, got "oops"',
+    )
+    assert str(err) == "2 problems: " + "; ".join(err.problems) and "\n" not in str(err)
+    # the same through a file and in lenient mode: problems of the document as a whole still raise, together
+    with pytest.raises(MeasurementFormatError) as lenient:
+        load_measurements(json.dumps(doc).encode(), on_error="collect")
+    assert lenient.value.problems == err.problems
+    # lenient reading of a refused document names its bad samples too
+    doc["samples"] = base_doc()["samples"]
+    doc["samples"][1]["reports"][0]["rss_dbm"] = "oops"
+    with pytest.raises(MeasurementFormatError) as both:
+        parse_measurements(doc, on_error="collect")
+    assert both.value.problems[0].startswith("mode: ") and len(both.value.problems) == 2
+    assert both.value.problems[1] == 'samples[1].reports[0].rss_dbm: expected a number in [-200, 30], got "oops"'
+
+
+def test_nodes_samples_and_unknown_keys_each_add_their_first_problem():
+    doc = base_doc()
+    doc["extra"] = 1
+    doc["nodes"][0]["lat"] = 100.0
+    doc["nodes"].append({"id": "site-1", "x_m": 0.0, "y_m": 0.0})
+    doc["samples"][0]["reports"][1]["rss_dbm"] = "abc"
+    doc["samples"][0]["reports"][1]["ta"] = -1  # a second problem of the same sample: the first one is named
+    problems = _problems(doc)
+    assert problems == [
+        "extra: unknown key; expected one of format, mode, scene, notes, nodes, samples",
+        "nodes[0].lat: expected a number in [-90, 90], got 100.0",
+        'nodes[2].id: expected unique node ids, got "site-1" again (first at nodes[1])',
+        'samples[0].reports[1].rss_dbm: expected a number in [-200, 30], got "abc"',
+    ]
+    # the reports naming a node with a problem (or renamed by a duplicate) add none of their own
+    assert not any("expected the id of a node" in p for p in problems)
+
+
+def _problems(doc: dict[str, Any], **kw: Any) -> list[str]:
+    with pytest.raises(MeasurementFormatError) as info:
+        parse_measurements(doc, **kw)
+    return list(info.value.problems)
+
+
+def test_one_problem_reads_as_before_and_many_are_capped():
+    from rflocal_core.measurements.format import MAX_LISTED_PROBLEMS
+
+    doc = base_doc()
+    doc["samples"][0]["reports"][0]["rss_dbm"] = "abc"
+    with pytest.raises(MeasurementFormatError) as one:
+        parse_measurements(doc)
+    assert str(one.value) == 'samples[0].reports[0].rss_dbm: expected a number in [-200, 30], got "abc"'
+    assert one.value.path == "samples[0].reports[0].rss_dbm" and one.value.problems == (str(one.value),)
+    # a thousand bad samples: the first MAX_LISTED_PROBLEMS are listed, the rest counted
+    bad = copy.deepcopy(doc["samples"][0])
+    doc["samples"] = [{**copy.deepcopy(bad), "id": f"s-{i}"} for i in range(1000)]
+    problems = _problems(doc)
+    assert len(problems) == MAX_LISTED_PROBLEMS + 1
+    assert problems[0].startswith("samples[0].reports[0].rss_dbm") and problems[-1] == f"and {1000 - MAX_LISTED_PROBLEMS} more"
+    with pytest.raises(MeasurementFormatError, match=r"^1000 problems: samples\[0\]\..*; and 980 more$"):
+        parse_measurements(doc)
+    # lenient reading skips the bad samples instead, as before
+    assert len(parse_measurements({**doc, "samples": [*doc["samples"], {**base_doc()["samples"][0], "id": "ok"}]},
+                                  on_error="collect").errors) == 1000
+
+
+def test_survey_sources_each_add_their_first_problem():
+    doc = {"a": {"features": {"x": [91.0], "y": [11.0], "rssi": [-80.0]}},
+           "b": {"features": {"x": [48.0], "y": [11.0], "rssi": ["x"]}}}
+    assert _problems(doc) == ["a.features.x[0]: expected a number in [-90, 90] (latitude), got 91.0",
+                              'b.features.rssi[0]: expected a number in [-200, 30] (dBm), got "x"']
+
+
+def test_a_combined_error_survives_pickling():
+    doc = base_doc()
+    del doc["mode"]
+    doc["samples"] = "oops"
+    with pytest.raises(MeasurementFormatError) as info:
+        parse_measurements(doc)
+    back = pickle.loads(pickle.dumps(info.value))
+    assert back.problems == info.value.problems and str(back) == str(info.value)
+
+
+def test_cli_names_every_problem_on_one_line(run_cli, tmp_path):
+    doc = base_doc()
+    del doc["mode"]
+    doc["samples"] = "oops"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    proc = run_cli(["data", "import", str(bad), "--name", "bad"], tmp_path / "ws")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: 2 problems: mode: expected")
+    assert 'samples: expected a non-empty list of samples, got "oops"' in lines[0]

@@ -89,3 +89,25 @@ def test_import_measurements_through_the_page(app, tmp_path):
     assert not app.exception
     assert "choose a measurement JSON file" in app.error[0].value
     assert "survey" in app.selectbox(key="dg_open").options
+
+
+def test_import_names_its_upload_limits_and_every_problem(tmp_path, monkeypatch):
+    """The import uploader's label gives the caps Streamlit enforces; a bad file's problems are listed together."""
+    import json
+
+    from rflocal_core import settings
+    from rflocal_core.measurements import FORMAT_ID
+
+    monkeypatch.setenv("RFLOCAL_WORKSPACE", str(tmp_path / "ws"))
+    at = AppTest.from_file(str(ROOT / PAGE), default_timeout=60)
+    at.run()
+    uploader = at.file_uploader(key="dg_import_file")
+    assert uploader.label == "Measurement JSON (at most 20 MB) or table (at most 50 MB)"
+    assert uploader.proto.max_upload_size_mb == 50 == settings.max_upload_mib  # tables: the server's cap
+    doc = {"format": FORMAT_ID, "nodes": [{"id": "n", "lat": 48.0, "lon": 11.0}], "samples": "oops"}
+    uploader.set_value(("bad.json", json.dumps(doc).encode(), "application/json"))
+    at.run()
+    at.button(key="dg_import").click()
+    at.run()
+    (shown,) = [e.value for e in at.error]
+    assert shown.splitlines()[0] == "2 problems:" and shown.splitlines()[2].startswith("- samples: expected a non-empty")

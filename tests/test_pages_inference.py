@@ -150,4 +150,80 @@ def test_a_sequence_gets_a_timeline_of_its_reports(page):
 
     _upload(page, "sequence.json", _edit(sequence))
     assert not page.error, [e.value for e in page.error]
-    assert page.metric and len(page.get("plotly_chart")) == 1
+    titles = [json.loads(c.proto.spec)["layout"].get("title", {}).get("text") for c in page.get("plotly_chart")]
+    assert page.metric and titles.count("RSS per node over time") == 1  # the timeline, beside the map
+
+
+def test_a_file_with_several_problems_lists_them_all(page):
+    """A missing mode no longer hides the bad samples: the page lists every problem, one per line."""
+    doc = _example()
+    del doc["mode"]
+    doc["samples"][1]["reports"][0]["rss_dbm"] = "oops"
+    doc["samples"][4]["reports"][0]["toa_ns"] = "late"
+    _upload(page, "several.json", json.dumps(doc).encode())
+    (shown,) = [e.value for e in page.error]
+    lines = shown.splitlines()
+    assert lines[0] == "3 problems:"
+    assert lines[1].startswith("- mode: expected") and lines[2].startswith("- samples[1].reports[0].rss_dbm: ")
+    assert lines[3].startswith("- samples[4].reports[0].toa_ns: ")
+
+
+def test_the_upload_limit_is_one_number(page):
+    """The label, Streamlit's own "per file" limit and the core's cap agree, and the server takes it."""
+    import tomllib
+
+    from rflocal_core import settings
+    from rflocal_core.measurements import MAX_MEASUREMENT_FILE_BYTES
+
+    uploader = page.file_uploader(key="li_upload")
+    mib = MAX_MEASUREMENT_FILE_BYTES // 2**20
+    assert uploader.proto.max_upload_size_mb == mib == 20 and f"(at most {mib} MB)" in uploader.label
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] == settings.max_upload_mib >= mib
+    assert settings.max_osm_file_bytes // 2**20 <= settings.max_upload_mib  # OSM extracts fit under the server's cap
+
+
+def _map(at: AppTest) -> dict:
+    (spec,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.proto.id.endswith("li_map")] or [None]
+    assert spec is not None, "no map"
+    return spec
+
+
+def test_the_map_shows_the_scene_a_scale_bar_and_the_demo_knn_posterior(page):
+    """The demo opens with both shipped runs; the map: buildings inside its axes, a scale bar, a heatmap with a
+    colour bar and a legend entry, a caption naming what is drawn; the candidates table has its caption."""
+    from pages.views.inference_map import BUILDINGS, SCALE_BAR, TRUTH
+
+    assert page.multiselect(key="li_runs").value == list(demo.DEMO_RUNS)
+    page.radio(key="li_source").set_value("Example file").run()
+    assert not page.exception and not page.error, [e.value for e in page.error]
+    spec = _map(page)
+    traces = {t.get("name"): t for t in spec["data"]}
+    layout = spec["layout"]
+    # full width: no fixed width (Streamlit stretches it), equal axes in metres
+    assert "width" not in layout and layout["height"] >= 600 and layout["yaxis"]["scaleanchor"] == "x"
+    # no building is clipped: every vertex lies inside the axes' ranges
+    (x0, x1), (y0, y1) = layout["xaxis"]["range"], layout["yaxis"]["range"]
+    xs = [v for v in traces[BUILDINGS]["x"] if v is not None]
+    ys = [v for v in traces[BUILDINGS]["y"] if v is not None]
+    assert len(xs) > 100 and x0 <= min(xs) and max(xs) <= x1 and y0 <= min(ys) and max(ys) <= y1
+    # a scale bar of a round length, labelled
+    bar = traces[SCALE_BAR]
+    length = max(v for v in bar["x"] if v is not None) - min(v for v in bar["x"] if v is not None)
+    assert any(a["text"] == f"{length:g} m" for a in layout["annotations"]) and length in (50, 100, 200)
+    # the demo kNN's posterior: a heatmap with a colour scale, a colour bar and a legend entry
+    heat = next(t for t in spec["data"] if t["type"] == "heatmap")
+    assert heat["showscale"] and heat["colorbar"]["title"]["text"] and heat["colorscale"] and heat["showlegend"]
+    assert heat["name"] == "posterior of knn" and heat["zmax"] == 1.0
+    assert TRUTH in traces and sum(t["type"] == "scatter" and t.get("mode") == "markers" for t in spec["data"]) >= 3
+    captions = [c.value for c in page.caption]
+    assert any(f"the bar below the scene is {length:g} m" in c and "posterior of **knn**" in c for c in captions)
+    assert any(c.startswith("Top ") and "posterior mass within 10 m" in c for c in captions)
+    # zoomed to the sample: the axes hold its predictions and truth, and are smaller than the scene
+    page.toggle(key="li_focus").set_value(True).run()
+    zoomed = _map(page)
+    (zx0, zx1), (zy0, zy1) = zoomed["layout"]["xaxis"]["range"], zoomed["layout"]["yaxis"]["range"]
+    assert zx1 - zx0 < (x1 - x0) / 2
+    for t in zoomed["data"]:
+        if t.get("mode") == "markers":
+            assert all(zx0 <= x <= zx1 for x in t["x"]) and all(zy0 <= y <= zy1 for y in t["y"]), t["name"]

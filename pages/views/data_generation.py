@@ -9,14 +9,17 @@ import streamlit as st
 
 from pages.views.plots import fit_to_extent, radio_map_figure
 from pages.views.refresh import rerun_when_a_job_ends
-from pages.views.widgets import choice, multi, number, text, toggle
+from pages.views.widgets import choice, error_text, multi, number, text, toggle, upload_limit_mib
 from rflocal_core import dataset as ds
 from rflocal_core.dataset.table_import import import_table
 from rflocal_core.dataset.view import dataset_overview, split_rows, split_text, stage_rows
 from rflocal_core.errors import RFLocalInputError
 from rflocal_core.jobs import REGISTRY
+from rflocal_core.measurements import MAX_MEASUREMENT_FILE_BYTES
 from rflocal_core.measurements.columns import COLUMN_KEYS, guess_columns, guess_group_by, parse_list
 from rflocal_core.measurements.table import (
+    MAX_NODES_FILE_BYTES,
+    MAX_TABLE_FILE_BYTES,
     TableHeader,
     preview_samples,
     read_nodes,
@@ -170,7 +173,8 @@ def _table_mapping(header: TableHeader) -> dict:
     missing = c[1].text_input("Missing values (not received)", value="", key="dg_tab_missing",
                               help="comma-separated, e.g. -101, -200")
     nodes = c[2].file_uploader("Node positions (optional)", type=["csv", "tsv", "json"], key="dg_tab_nodes",
-                               help="a table id, lat, lon[, alt_m][, tx_power_dbm]")
+                               help="a table id, lat, lon[, alt_m][, tx_power_dbm]",
+                               max_upload_size=upload_limit_mib(MAX_NODES_FILE_BYTES))
     return {"columns": columns, "mode": mode, "group_by": [] if "sample" in columns else group_by,
             "missing": parse_list(missing),
             "nodes": None if nodes is None else read_nodes(nodes.getvalue(), kind=table_kind(nodes.name) or "json")}
@@ -221,8 +225,10 @@ with tab_import:
         "the `rflocal-measurements/1` JSON format or the survey format (see the README), or a CSV, TSV or "
         "Parquet table with one row per measurement, whose columns you map below."
     )
-    upload = st.file_uploader("Measurement JSON or table", type=["json", "csv", "tsv", "parquet"],
-                              key="dg_import_file")
+    json_mib, table_mib = upload_limit_mib(MAX_MEASUREMENT_FILE_BYTES), upload_limit_mib(MAX_TABLE_FILE_BYTES)
+    upload = st.file_uploader(f"Measurement JSON (at most {json_mib} MB) or table (at most {table_mib} MB)",
+                              type=["json", "csv", "tsv", "parquet"], key="dg_import_file",
+                              max_upload_size=max(json_mib, table_mib))
     c = st.columns(3)
     import_name = c[0].text_input("Dataset name", value="imported", key="dg_import_name")
     frame_scene = c[1].selectbox("Scene frame", ["(from the file)", *[s["name"] for s in list_scenes()]],
@@ -242,7 +248,7 @@ with tab_import:
                 _show_summary(ds.import_measurements(upload.getvalue(), name=import_name, scene=frame_scene,
                                                      strict=import_strict))
     except RFLocalInputError as exc:
-        st.error(str(exc))
+        st.error(error_text(exc))
 
 with tab_data:
     rows = ds.list_datasets()

@@ -7,19 +7,17 @@ import random
 
 import pandas as pd
 import plotly.graph_objects as go
-import pydeck as pdk
 import streamlit as st
 
+from pages.views.inference_map import HEAT_FLOOR, map_figure
+from pages.views.refresh import rerun_when_a_job_ends
+from pages.views.widgets import error_text, upload_limit_mib
 from rflocal_core import dataset as ds
-from rflocal_core import demo
-from rflocal_core import infer
+from rflocal_core import demo, infer
 from rflocal_core.errors import RFLocalInputError
 from rflocal_core.measurements import MAX_MEASUREMENT_FILE_BYTES, check_quality, load_measurements
 from rflocal_core.train import list_runs
 
-from pages.views.refresh import rerun_when_a_job_ends
-
-RUN_COLOURS = [[31, 111, 235], [209, 36, 47], [130, 80, 223], [191, 135, 0], [9, 105, 218], [207, 34, 46]]
 EXAMPLES = ["example_measurements.json", "example_single.json", "example_measurements_format.json",
             "example_survey.json"]
 
@@ -54,7 +52,7 @@ if not runs:
 # --------------------------------------------------------------------------- input
 
 done_ids = [r["run_id"] for r in runs]
-default = [r for r in demo.DEMO_RUNS if r in done_ids][:1] or [done_ids[-1]]
+default = [r for r in demo.DEMO_RUNS if r in done_ids] or [done_ids[-1]]  # the demo's kNN has a posterior
 chosen_runs = st.multiselect("Runs", done_ids, default=default, key="li_runs",
                              help="Several runs are compared side by side on the same samples.")
 if not chosen_runs:
@@ -72,8 +70,9 @@ label = ""
 ms = None
 try:
     if source == "Upload a file":
-        upload = st.file_uploader(f"Measurement JSON (at most {MAX_MEASUREMENT_FILE_BYTES // 2**20} MiB)",
-                                  type=["json"], key="li_upload")
+        limit_mib = upload_limit_mib(MAX_MEASUREMENT_FILE_BYTES)  # Streamlit shows it too: "20MB per file"
+        upload = st.file_uploader(f"Measurement JSON (at most {limit_mib} MB)", type=["json"], key="li_upload",
+                                  max_upload_size=limit_mib)
         if upload is not None:
             data, label = upload.getvalue(), upload.name
     elif source == "Example file":
@@ -103,7 +102,7 @@ try:
     if ms is not None:
         ms, quality = check_quality(ms, strict=strict)
 except RFLocalInputError as exc:
-    st.error(str(exc))
+    st.error(error_text(exc))
     st.stop()
 
 if ms is None:
@@ -160,58 +159,40 @@ for col, res in zip(cols, results):
         if row.candidates:
             st.dataframe(pd.DataFrame([c.to_json() for c in row.candidates])[["x_m", "y_m", "p"]]
                          .rename(columns={"p": "probability"}), hide_index=True)
+            st.caption(f"Top {len(row.candidates)} candidate positions: the strongest posterior modes at least "
+                       f"{2 * infer.CANDIDATE_RADIUS_M:g} m apart (scene metres); probability: the posterior mass "
+                       f"within {infer.CANDIDATE_RADIUS_M:g} m of each.")
 
 # --------------------------------------------------------------------------- map
 
-first = models[results[0].run_id]
-scene = results[0].scene
-overlay = infer.scene_overlay(first, scene)
-frame = first.reference.frame(scene)
-layers = []
-if overlay["buildings"]:
-    layers.append(pdk.Layer("GeoJsonLayer", data=overlay["buildings"], get_fill_color=[140, 149, 159, 90],
-                            get_line_color=[110, 119, 129], line_width_min_pixels=1, stroked=True, filled=True))
-points: list[dict] = []
-paths: list[dict] = []
-heat_cells: list[dict] = []
-truth = None
-for k, res in enumerate(results):
-    colour = RUN_COLOURS[k % len(RUN_COLOURS)]
+heats = {res.run_id: h for res in results
+         if (h := infer.sample_heatmap(models[res.run_id], ms, sample_id)) is not None}
+c = st.columns([3, 1])
+heat_run = None
+if len(heats) > 1:
+    heat_run = c[0].radio("Posterior shown", list(heats), horizontal=True, key="li_heat_run")
+elif heats:
+    heat_run = next(iter(heats))
+focus = c[1].toggle("Zoom to the sample", key="li_focus",
+                    help="the box around the predictions, their 2σ ellipses and the truth; off: the whole scene")
+points = [(r.sample(sample_id).x_m, r.sample(sample_id).y_m) for r in results]
+for res in results:
     row = res.sample(sample_id)
-    heat = infer.sample_heatmap(models[res.run_id], ms, sample_id)
-    if heat is not None:
-        heat_cells += [{"lon": lon, "lat": lat, "w": w, "colour": [*colour, int(30 + 200 * w)],
-                        "label": f"posterior {res.model}: {w:.2f} of max"}
-                       for lat, lon, w in infer.heat_points(heat.p, heat.grid, frame)]
-        cell_m = heat.grid.cell_m
-    for level in (2, 1):
-        ring = infer.ellipse_latlon(row, frame, k=level)
-        if ring:
-            paths.append({"path": [[lon, lat] for lat, lon in ring], "colour": colour, "width": 3 if level == 1 else 1.5,
-                          "label": f"{res.model} {level}σ ({100 * infer.ELLIPSE_LEVELS[level]:.0f}%)"})
-    points.append({"lon": row.lon, "lat": row.lat, "colour": colour, "radius": 5,
-                   "label": f"{res.model}: predicted ({row.x_m:.1f}, {row.y_m:.1f}) m"})
-    truth = row.truth or truth
-points += [{"lon": n["lon"], "lat": n["lat"], "colour": [36, 41, 47], "radius": 4, "label": f"node {n['id']}"}
-           for n in overlay["nodes"]]
-if truth:
-    points.append({"lon": truth.lon, "lat": truth.lat, "colour": [26, 127, 55], "radius": 5,
-                   "label": "true position"})
-if heat_cells:
-    layers.append(pdk.Layer("ScatterplotLayer", data=heat_cells, get_position=["lon", "lat"], get_fill_color="colour",
-                            get_radius=cell_m / 2, pickable=True))
-layers.append(pdk.Layer("PathLayer", data=paths, get_path="path", get_color="colour", get_width="width",
-                        width_units="'pixels'", pickable=True))
-layers.append(pdk.Layer("ScatterplotLayer", data=points, get_position=["lon", "lat"], get_fill_color="colour",
-                        get_radius="radius", radius_units="'pixels'", stroked=True, get_line_color=[255, 255, 255],
-                        line_width_min_pixels=1, pickable=True))
-view_lat, view_lon = (points[0]["lat"], points[0]["lon"])
-st.pydeck_chart(pdk.Deck(layers=layers, map_style=None, tooltip={"text": "{label}"},
-                         initial_view_state=pdk.ViewState(latitude=view_lat, longitude=view_lon, zoom=16.3)),
-                height=480, key="li_map")
-st.caption("Dots: predictions (one colour per run) with their 1σ (39%, thick) and 2σ (86%, thin) ellipses; green: "
-           "the true position when the file gives it; black: nodes; tinted cells: the posterior where the model has "
-           "one; grey: buildings.")
+    ring = infer.ellipse_xy(row, k=2)
+    points += list(zip(*ring)) if ring else []
+    points += [(row.truth.x_m, row.truth.y_m)] if row.truth else []
+view = infer.scene_map(models[results[0].run_id], results[0].scene, points)
+heat_model = next((r.model for r in results if r.run_id == heat_run), None)
+st.plotly_chart(map_figure(view, results, sample_id, heat=heats.get(heat_run),
+                           heat_label=f"posterior of {heat_model}", focus=focus),
+                width="stretch", key="li_map", config={"scrollZoom": True, "displaylogo": False})
+heat_note = (f"shaded: the posterior of **{heat_model}** (`{heat_run}`), by the colour bar as a fraction of its peak "
+             f"(cells under {HEAT_FLOOR:g} of it left clear)" if heat_run else
+             "no posterior: none of the chosen runs has one (kNN and map matching do: add `demo-knn`)")
+bar_m = view.focus_scale_bar_m if focus and view.focus_m else view.scale_bar_m
+st.caption(f"Scene metres of the run's frame (x east, y north); the bar below the scene is {bar_m:g} m. "
+           "Dots: predictions (one colour per run) with their 1σ (39%, solid) and 2σ (86%, dotted) ellipses; "
+           f"green ×: the true position when the file gives it; black triangles: nodes; grey: buildings; {heat_note}.")
 
 # --------------------------------------------------------------------------- timeline, batch
 

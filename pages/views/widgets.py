@@ -20,6 +20,7 @@ from typing import Any
 
 import streamlit as st
 
+from rflocal_core import settings
 from rflocal_core.formstate import load_form, rule, save_form
 from rflocal_core.options import Option, option_of, option_paths, put_path
 
@@ -221,3 +222,25 @@ def option_widgets(where: Any, cls: type, *, key: str, columns: int = 3) -> tupl
             _keep(wkey, typed, default)
             assignments.append(f"{path}={typed}")
     return values, assignments
+
+
+def error_text(exc: BaseException) -> str:
+    """An error's message for ``st.error``: as it is, or a bulleted list when it names several problems.
+
+    A measurement file with several problems raises one error listing them all
+    (:meth:`rflocal_core.errors.MeasurementFormatError.combined`); the page shows one per line.
+    """
+    problems = getattr(exc, "problems", ())
+    if len(problems) <= 1:
+        return str(exc)
+    head = str(exc).split(":", 1)[0]  # "3 problems"
+    return f"{head}:\n" + "\n".join(f"- {p}" for p in problems)
+
+
+def upload_limit_mib(max_bytes: int) -> int:
+    """The size, in whole MiB, an uploader takes for files the core caps at ``max_bytes``.
+
+    Passed as ``st.file_uploader(max_upload_size=...)`` and written in the label, so the page names
+    one number; never above what the server takes (:data:`rflocal_core.settings.max_upload_mib`).
+    """
+    return max(1, min(max_bytes // 2**20, settings.max_upload_mib))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from rflocal_core.infer.evaluate import EvaluationResult, evaluate_run, evaluation_cache_path
 from rflocal_core.infer.predict import (
+    CANDIDATE_RADIUS_M,
     TOP_CANDIDATES,
     Candidate,
     FilePrediction,
@@ -29,16 +30,22 @@ from rflocal_core.infer.run import LoadedRun, checkpoint_stamp, load_run
 from rflocal_core.infer.scene_check import SceneCheck, check_scene
 from rflocal_core.infer.views import (
     ELLIPSE_LEVELS,
+    FOCUS_MIN_M,
+    SceneMap,
     ellipse_latlon,
+    ellipse_xy,
     heat_points,
     predictions_table,
     report_timeline,
+    scale_bar_length,
+    scene_map,
     scene_overlay,
 )
 
 __all__ = [
-    "ELLIPSE_LEVELS", "TOP_CANDIDATES", "Candidate", "EvaluationResult", "FilePrediction", "FileSummary", "Heatmap",
-    "LoadedRun", "Place", "PredictedSample", "RunPrediction", "SceneCheck", "check_scene", "checkpoint_stamp",
-    "ellipse_latlon", "evaluate_run", "evaluation_cache_path", "heat_points", "load_run", "predict_file",
-    "predict_measurements", "predictions_table", "report_timeline", "sample_heatmap", "scene_overlay",
+    "CANDIDATE_RADIUS_M", "ELLIPSE_LEVELS", "FOCUS_MIN_M", "TOP_CANDIDATES", "Candidate", "EvaluationResult",
+    "FilePrediction", "FileSummary", "Heatmap", "LoadedRun", "Place", "PredictedSample", "RunPrediction",
+    "SceneCheck", "SceneMap", "check_scene", "checkpoint_stamp", "ellipse_latlon", "ellipse_xy", "evaluate_run",
+    "evaluation_cache_path", "heat_points", "load_run", "predict_file", "predict_measurements", "predictions_table",
+    "report_timeline", "sample_heatmap", "scale_bar_length", "scene_map", "scene_overlay",
 ]

@@ -146,20 +146,21 @@ def _finite(value: Any, digits: int = 3) -> float | None:
 def _candidates(heat: np.ndarray, grid: Any, frame: Any, k: int) -> tuple[Candidate, ...]:
     """Top-``k`` posterior modes at least :data:`CANDIDATE_RADIUS_M` apart, with the mass around each."""
     flat = heat.ravel()
-    order = np.argsort(flat)[::-1]
-    order = order[flat[order] > 0][:5000]
+    top = np.argpartition(-flat, 5000)[:5000] if flat.size > 5000 else np.arange(flat.size)  # no full sort
+    order = top[np.argsort(-flat[top], kind="stable")]
+    order = order[flat[order] > 0]
     iy, ix = np.unravel_index(order, heat.shape)
     xs, ys = grid.x_m[ix], grid.y_m[iy]
     gx, gy = np.meshgrid(grid.x_m, grid.y_m)
     out: list[Candidate] = []
-    for x, y in zip(xs, ys):
-        if any(math.hypot(x - c.x_m, y - c.y_m) < 2 * CANDIDATE_RADIUS_M for c in out):
-            continue
+    free = np.ones(len(order), bool)  # cells not within 2 radii of a candidate (one pass per candidate)
+    while len(out) < k and free.any():
+        j = int(np.argmax(free))  # the strongest free cell
+        x, y = xs[j], ys[j]
         mass = float(heat[(gx - x) ** 2 + (gy - y) ** 2 <= CANDIDATE_RADIUS_M**2].sum())
         lat, lon = frame.to_latlon(x, y)
         out.append(Candidate(round(float(x), 2), round(float(y), 2), float(lat), float(lon), round(mass, 4)))
-        if len(out) == k:
-            break
+        free &= (xs - x) ** 2 + (ys - y) ** 2 >= (2 * CANDIDATE_RADIUS_M) ** 2
     return tuple(out)
 
 

@@ -1,5 +1,8 @@
 """What a map of predictions shows: uncertainty ellipses, posterior cells, a sample's reports, the scene.
 
+:func:`scene_map` gives the scene in scene metres (buildings, nodes, an extent that clips nothing,
+a scale bar's length) for the Live Inference map.
+
 Helpers of the Live Inference page, over the results of :mod:`rflocal_core.infer.predict`.
 """
 
@@ -7,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -107,3 +111,92 @@ def scene_overlay(run: LoadedRun, scene: str) -> dict[str, Any]:
     area = ref.area_m
     clat, clon = frame.to_latlon((area[0] + area[1]) / 2, (area[2] + area[3]) / 2)
     return {"centre": (float(clat), float(clon)), "nodes": nodes, "buildings": buildings}
+
+
+# --------------------------------------------------------------------------- a map in scene metres
+
+
+@dataclass(frozen=True)
+class SceneMap:
+    """What a map of predictions draws around them, in scene metres (x east, y north) of the run's frame.
+
+    ``buildings``: footprint rings, each ``(xs, ys)``; ``nodes``: ``{"id", "x_m", "y_m"}``;
+    ``extent_m``: ``(x0, x1, y0, y1)`` holding every building, node, the training area and the
+    points asked for, with a margin, so nothing is clipped; ``scale_bar_m``: a round length
+    (1, 2 or 5 × 10^k m) about a fifth of the width, for a scale bar; ``focus_m``: the box around
+    the points alone (at least :data:`FOCUS_MIN_M` a side), to zoom to a sample, and
+    ``focus_scale_bar_m`` its scale bar's length.
+    """
+
+    buildings: tuple[tuple[tuple[float, ...], tuple[float, ...]], ...]
+    nodes: tuple[dict[str, Any], ...]
+    extent_m: tuple[float, float, float, float]
+    scale_bar_m: float
+    focus_m: tuple[float, float, float, float] | None = None
+    focus_scale_bar_m: float | None = None
+
+
+#: Smallest side of the box a map zooms to around a sample's predictions (m).
+FOCUS_MIN_M = 120.0
+
+
+def scale_bar_length(width_m: float) -> float:
+    """A round length (1, 2 or 5 × 10^k m) of about a fifth of ``width_m``, at least 1 m."""
+    target = max(width_m / 5.0, 1.0)
+    power = 10.0 ** math.floor(math.log10(target))
+    return max(step * power for step in (1.0, 2.0, 5.0) if step * power <= target)
+
+
+def _rings_xy(geojson: dict[str, Any] | None, frame: Any) -> list[tuple[tuple[float, ...], tuple[float, ...]]]:
+    """The exterior rings of a WGS84 GeoJSON's polygons, in scene metres."""
+    rings = []
+    for feature in (geojson or {}).get("features", []):
+        geom = feature.get("geometry") or {}
+        polygons = geom.get("coordinates", [])
+        polygons = [polygons] if geom.get("type") == "Polygon" else polygons if geom.get("type") == "MultiPolygon" else []
+        for polygon in polygons:
+            if polygon and len(polygon[0]) >= 3:
+                lon, lat = np.asarray(polygon[0], float)[:, :2].T
+                xs, ys = frame.to_xy(lat, lon)
+                rings.append((tuple(np.round(xs, 2).tolist()), tuple(np.round(ys, 2).tolist())))
+    return rings
+
+
+def scene_map(run: LoadedRun, scene: str, points_m: list[tuple[float, float]] = ()) -> SceneMap:
+    """The scene around predictions in scene metres: buildings, nodes, an extent that clips none of them
+    (nor ``points_m``: predictions, truths, ellipse points), and a scale bar's length.
+
+    The buildings are those :func:`scene_overlay` finds (the workspace's scene when it is the
+    run's own, else the run's shipped ``buildings.geojson``).
+    """
+    ref = run.reference
+    frame = ref.frame(scene)
+    overlay = scene_overlay(run, scene)
+    rings = _rings_xy(overlay["buildings"], frame)
+    nodes = tuple({"id": row["id"], "x_m": float(row["x_m"]), "y_m": float(row["y_m"])}
+                  for row in ref.nodes.get(scene, []) if row["x_m"] is not None)
+    px, py = [], []
+    for x, y in points_m:
+        if x is not None and y is not None and math.isfinite(x) and math.isfinite(y):
+            px.append(float(x))
+            py.append(float(y))
+    xs = [*ref.area_m[:2], *(x for ring in rings for x in ring[0]), *(n["x_m"] for n in nodes), *px]
+    ys = [*ref.area_m[2:], *(y for ring in rings for y in ring[1]), *(n["y_m"] for n in nodes), *py]
+    margin = 0.03 * max(max(xs) - min(xs), max(ys) - min(ys), 10.0)
+    extent = tuple(round(v, 2) for v in (min(xs) - margin, max(xs) + margin, min(ys) - margin, max(ys) + margin))
+    focus = None
+    if px:
+        half = max(max(px) - min(px), max(py) - min(py), FOCUS_MIN_M / 1.2) * 0.6
+        cx, cy = (max(px) + min(px)) / 2, (max(py) + min(py)) / 2
+        focus = tuple(round(v, 2) for v in (cx - half, cx + half, cy - half, cy + half))
+    return SceneMap(tuple(rings), nodes, extent, scale_bar_length(extent[1] - extent[0]), focus,
+                    scale_bar_length(focus[1] - focus[0]) if focus else None)
+
+
+def ellipse_xy(row: PredictedSample, *, k: float = 1.0, points: int = 48) -> tuple[list[float], list[float]] | None:
+    """The k-sigma ellipse of a predicted sample in scene metres, ``(xs, ys)`` (None without an uncertainty)."""
+    sx, sy, x, y = row.sigma_x_m, row.sigma_y_m, row.x_m, row.y_m
+    if sx is None or sy is None or x is None or y is None:
+        return None
+    t = np.linspace(0.0, 2 * np.pi, points)
+    return (x + k * sx * np.cos(t)).tolist(), (y + k * sy * np.sin(t)).tolist()

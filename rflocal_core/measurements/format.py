@@ -24,9 +24,12 @@ source, every report a mobile-sensor report)::
     {"<source_id>": {"features": {"x": [lat, ...], "y": [lon, ...], "rssi": [dBm, ...]},
                      "targets": {"source_x": lat, "source_y": lon}}}
 
-Every error is a :class:`MeasurementFormatError` naming the first offending field by its JSON
-path, what was expected and what was found, e.g.
-``samples[3].reports[0].rss_dbm: expected a number in [-200, 30], got "abc"``.
+Every error is a :class:`MeasurementFormatError` naming the offending field by its JSON path,
+what was expected and what was found, e.g.
+``samples[3].reports[0].rss_dbm: expected a number in [-200, 30], got "abc"``. A document with
+several problems raises one error that lists them all (the first of each node and sample, up to
+:data:`MAX_LISTED_PROBLEMS`; its ``problems`` attribute holds them one by one), e.g.
+``2 problems: mode: expected "ue" ... got nothing; samples: expected a non-empty list of samples, got "oops"``.
 The user documentation is ``docs/measurement-format.md``. Field ranges and meanings are
 defined once, in :data:`FIELDS`: the checks here and the published JSON Schema
 (``docs/rflocal-measurements-1.schema.json``, written by :mod:`rflocal_core.measurements.schema`)
@@ -35,12 +38,13 @@ both come from it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import numbers
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -62,6 +66,9 @@ MODES: tuple[str, ...] = ("ue", "emitter")
 
 #: Largest measurement file accepted by :func:`load_measurements`, in bytes.
 MAX_MEASUREMENT_FILE_BYTES: int = 20 * 1024 * 1024
+
+#: Most problems one error lists when a document has several; the others are counted ("and 5 more").
+MAX_LISTED_PROBLEMS: int = 20
 
 #: Accepted values of ``on_error``.
 ON_ERROR: tuple[str, ...] = ("raise", "collect")
@@ -186,6 +193,37 @@ class Dropped(NamedTuple):
     path: str
     #: What was expected and what was found.
     message: str
+
+
+class _Problems:
+    """The problems found in one document, raised together as one error (:meth:`raise_any`).
+
+    A reader sees every problem at once instead of fixing them one run at a time; at most
+    :data:`MAX_LISTED_PROBLEMS` are listed, the rest counted.
+    """
+
+    def __init__(self, cap: int | None = None) -> None:
+        self.cap = MAX_LISTED_PROBLEMS if cap is None else cap
+        self.errors: list[MeasurementFormatError] = []
+        self.found = 0
+
+    def add(self, exc: MeasurementFormatError) -> None:
+        self.found += 1
+        if len(self.errors) < self.cap:
+            self.errors.append(exc)
+
+    @contextlib.contextmanager
+    def check(self) -> Iterator[None]:
+        """Add the :class:`MeasurementFormatError` raised in the block instead of letting it through."""
+        try:
+            yield
+        except MeasurementFormatError as exc:
+            self.add(exc)
+
+    def raise_any(self) -> None:
+        """Raise one error listing the problems found (the error itself when there is one)."""
+        if self.found:
+            raise MeasurementFormatError.combined(self.errors, found=self.found)
 
 
 class _JSONConstant:
@@ -687,11 +725,16 @@ def _object(value: Any, path: str, what: str) -> Mapping[str, Any]:
     return value
 
 
+def _unknown_keys(obj: Mapping[str, Any], allowed: tuple[str, ...], path: str) -> list[MeasurementFormatError]:
+    """One problem per key of ``obj`` not in ``allowed``."""
+    msg = f"unknown key; expected one of {', '.join(allowed)}"
+    return [MeasurementFormatError(msg, path=join_path(path, _key(key))) for key in obj if key not in allowed]
+
+
 def _known_keys(obj: Mapping[str, Any], allowed: tuple[str, ...], path: str) -> None:
-    for key in obj:
-        if key not in allowed:
-            msg = f"unknown key; expected one of {', '.join(allowed)}"
-            raise MeasurementFormatError(msg, path=join_path(path, _key(key)))
+    unknown = _unknown_keys(obj, allowed, path)
+    if unknown:
+        raise unknown[0]
 
 
 def _list(value: Any, path: str, what: str) -> list[Any]:
@@ -724,9 +767,10 @@ def parse_measurements(obj: Any, *, on_error: OnError = "raise", on_fault: OnFau
     obj : dict
         The decoded JSON document.
     on_error : {"raise", "collect"}
-        ``"raise"``: the first error raises. ``"collect"``: problems of the document as a
-        whole still raise, but a sample with an error is skipped and listed in
-        :attr:`MeasurementSet.errors` as ``(index, id, message)``.
+        ``"raise"``: any problem raises, all of them listed in one error (the first of each
+        node and sample, up to :data:`MAX_LISTED_PROBLEMS`). ``"collect"``: problems of the
+        document as a whole still raise (listed together), but a sample with an error is
+        skipped and listed in :attr:`MeasurementSet.errors` as ``(index, id, message)``.
     on_fault : {"raise", "drop"}
         What to do with the faults of real logs that the format can name but a reader can
         survive: a sample id seen before, a report whose ``rss_dbm`` or ``toa_ns`` is a finite
@@ -737,7 +781,8 @@ def parse_measurements(obj: Any, *, on_error: OnError = "raise", on_fault: OnFau
     Raises
     ------
     MeasurementFormatError
-        Naming the first offending field by its JSON path, what was expected and what was found.
+        Naming each offending field by its JSON path, what was expected and what was found
+        (``problems``: one entry per problem).
     """
     _check_on_error(on_error)
     _check_on_fault(on_fault)
@@ -758,48 +803,98 @@ def parse_measurements(obj: Any, *, on_error: OnError = "raise", on_fault: OnFau
 
 def _parse_document(obj: Mapping[str, Any], on_error: str, on_fault: str = "raise") -> MeasurementSet:
     fmt = obj.get("format", _MISSING)
-    if fmt != FORMAT_ID:
+    if fmt != FORMAT_ID:  # another format: its other fields cannot be judged
         msg = f'expected "{FORMAT_ID}", got {_show(fmt)}'
         raise MeasurementFormatError(msg, path="format")
-    _known_keys(obj, TOP_KEYS, "")
+    problems = _Problems()
+    mode, scene, notes = _parse_header(obj, problems)
+    nodes, node_index = _parse_nodes(obj.get("nodes"), problems)
+    samples, errors, dropped = _parse_samples(obj.get("samples", _MISSING), node_index, on_error, on_fault, problems)
+    if problems.found:  # the document is refused: name its bad samples too, not only after the next try
+        for error in errors:
+            problems.add(MeasurementFormatError(error.message))
+    problems.raise_any()
+    return MeasurementSet(mode, scene, tuple(nodes), tuple(samples), tuple(errors), tuple(notes), tuple(dropped))
+
+
+def _parse_header(obj: Mapping[str, Any], problems: _Problems) -> tuple[str, str | None, list[str]]:
+    """``mode``, ``scene`` and ``notes`` of a document, and its unknown keys (problems are added, not raised)."""
+    for exc in _unknown_keys(obj, TOP_KEYS, ""):
+        problems.add(exc)
     mode = obj.get("mode", _MISSING)
     if mode not in MODES or not isinstance(mode, str):
         msg = (
             f'expected "ue" (known nodes transmit, the device is located) or "emitter" '
             f"(known nodes receive, an unknown transmitter is located), got {_show(mode)}"
         )
-        raise MeasurementFormatError(msg, path="mode")
+        problems.add(MeasurementFormatError(msg, path="mode"))
+        mode = MODES[0]  # a stand-in: the problem is raised before the set is built
     scene = obj.get("scene")
     if scene is not None:
-        _text(scene, "scene", "a scene name (a non-empty string) or null")
+        with problems.check():
+            _text(scene, "scene", "a scene name (a non-empty string) or null")
     raw_notes = obj.get("notes")
     notes: list[str] = []
-    if raw_notes is not None:
-        if not isinstance(raw_notes, list):
-            msg = f"expected a list of strings, got {_show(raw_notes)}"
-            raise MeasurementFormatError(msg, path="notes")
-        notes = [_text(note, f"notes[{i}]") for i, note in enumerate(raw_notes)]
+    if raw_notes is not None and not isinstance(raw_notes, list):
+        msg = f"expected a list of strings, got {_show(raw_notes)}"
+        problems.add(MeasurementFormatError(msg, path="notes"))
+    elif raw_notes is not None:
+        for i, note in enumerate(raw_notes):
+            with problems.check():
+                notes.append(_text(note, f"notes[{i}]"))
+    return mode, scene, notes
 
-    raw_nodes = obj.get("nodes")
+
+def _parse_nodes(raw_nodes: Any, problems: _Problems) -> tuple[list[Node], dict[str, int]]:
+    """The nodes of a document and their index by id (problems are added, not raised).
+
+    When a node has a problem, the reports are not checked against the node ids: which node a
+    report meant is then unknown, and a report naming it would only repeat the node's problem.
+    """
     if raw_nodes is None:
         raw_nodes = []
     if not isinstance(raw_nodes, list):
         msg = f"expected a list of nodes, got {_show(raw_nodes)}"
-        raise MeasurementFormatError(msg, path="nodes")
+        problems.add(MeasurementFormatError(msg, path="nodes"))
+        return [], _EveryId()
     nodes: list[Node] = []
     node_index: dict[str, int] = {}
+    found = problems.found
     for i, raw in enumerate(raw_nodes):
-        node = _parse_node(raw, f"nodes[{i}]")
+        try:
+            node = _parse_node(raw, f"nodes[{i}]")
+        except MeasurementFormatError as exc:
+            problems.add(exc)
+            continue
         if node.id in node_index:
             msg = f"expected unique node ids, got {_show(node.id)} again (first at nodes[{node_index[node.id]}])"
-            raise MeasurementFormatError(msg, path=f"nodes[{i}].id")
+            problems.add(MeasurementFormatError(msg, path=f"nodes[{i}].id"))
+            continue
         node_index[node.id] = i
         nodes.append(node)
+    return nodes, (node_index if problems.found == found else _EveryId())
 
-    raw_samples = _list(obj.get("samples", _MISSING), "samples", "a non-empty list of samples")
+
+class _EveryId(dict):
+    """The node index of a document whose nodes have a problem: reports naming any node add no problem."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+
+def _parse_samples(
+    value: Any, node_index: dict[str, int], on_error: str, on_fault: str, problems: _Problems,
+) -> tuple[list[Sample], list[SampleError], list[Dropped]]:
+    """The samples of a document; a sample's problem is added to ``problems`` (``on_error="raise"``) or
+    listed as a :class:`SampleError` (``"collect"``)."""
     samples: list[Sample] = []
     errors: list[SampleError] = []
     dropped: list[Dropped] = []
+    try:
+        raw_samples = _list(value, "samples", "a non-empty list of samples")
+    except MeasurementFormatError as exc:
+        problems.add(exc)
+        return samples, errors, dropped
     first_sample: dict[str, int] = {}
     known = list(node_index)
     for i, raw in enumerate(raw_samples):
@@ -815,13 +910,14 @@ def _parse_document(obj: Mapping[str, Any], on_error: str, on_fault: str = "rais
             sample = _parse_sample(raw, i, node_index, known, first_sample, faults)
         except MeasurementFormatError as exc:
             if on_error == "raise":
-                raise
-            errors.append(SampleError(i, sample_id, str(exc)))
+                problems.add(exc)
+            else:
+                errors.append(SampleError(i, sample_id, str(exc)))
             continue
         dropped.extend(faults or ())
         if sample is not None:
             samples.append(sample)
-    return MeasurementSet(mode, scene, tuple(nodes), tuple(samples), tuple(errors), tuple(notes), tuple(dropped))
+    return samples, errors, dropped
 
 
 def _parse_node(raw: Any, path: str) -> Node:
@@ -899,19 +995,22 @@ def _parse_survey(obj: Mapping[str, Any], on_error: str, on_fault: str = "raise"
     samples: list[Sample] = []
     errors: list[SampleError] = []
     dropped: list[Dropped] = []
+    problems = _Problems()
     for i, (source_id, raw) in enumerate(obj.items()):
         faults: list[Dropped] | None = [] if on_fault == "drop" else None
         try:
             sample = _parse_survey_source(source_id, raw, faults)
         except MeasurementFormatError as exc:
             if on_error == "raise":
-                raise
+                problems.add(exc)
+                continue
             sample_id = source_id if isinstance(source_id, str) and source_id.strip() else f"s-{i}"
             errors.append(SampleError(i, sample_id, str(exc)))
             continue
         dropped.extend(faults or ())
         if sample is not None:
             samples.append(sample)
+    problems.raise_any()
     return MeasurementSet("emitter", None, (), tuple(samples), tuple(errors), dropped=tuple(dropped))
 
 

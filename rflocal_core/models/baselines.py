@@ -18,6 +18,7 @@ Methods: :class:`StrongestSite`, :class:`WeightedCentroid`,
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -526,29 +527,68 @@ class KNNFingerprint(Baseline):
             rows = np.flatnonzero(x.scene_idx == i)
             if len(rows) == 0:
                 continue
-            if scene not in st["fingerprints"]:
-                msg = f"x: scene {scene!r} has no training fingerprints (trained scenes: {sorted(st['fingerprints'])})"
-                raise InvalidInputError(msg)
-            ref = np.asarray(st["fingerprints"][scene]["rss_dbm"], dtype=np.float64)
-            ref_pos = np.asarray(st["fingerprints"][scene]["pos_m"], dtype=np.float64)
-            if ref.shape[1] != feats.shape[1]:
-                msg = f"x: {feats.shape[1]} fingerprint slots, but the model was trained on {ref.shape[1]}"
-                raise InvalidInputError(msg)
+            ref, ref_pos = self._fingerprints(scene, feats.shape[1])
             k = min(int(st["k"]), len(ref))
             for start in range(0, len(rows), 1024):
                 r = rows[start:start + 1024]
-                q = feats[r]
-                d2 = (q**2).sum(1)[:, None] + (ref**2).sum(1)[None] - 2 * q @ ref.T
-                d = np.sqrt(np.maximum(d2, 0.0))
-                nn = np.argpartition(d, k - 1, axis=1)[:, :k] if k < len(ref) else np.tile(np.arange(len(ref)), (len(r), 1))
-                dn = np.take_along_axis(d, nn, 1)
-                w = 1.0 / (dn + 1e-6)
-                w /= w.sum(1, keepdims=True)
+                nn, w = _neighbours(feats[r], ref, k)
                 p = (w[..., None] * ref_pos[nn]).sum(1)
                 pos[r] = p
                 if k > 1:
                     sig[r] = np.sqrt((w[..., None] * (ref_pos[nn] - p[:, None]) ** 2).sum(1))
         return Prediction(pos, sig, {"k": int(st["k"])})
+
+    def _fingerprints(self, scene: str, slots: int) -> tuple[np.ndarray, np.ndarray]:
+        """The training fingerprints [M, slots] (dB) of ``scene`` and their positions [M, 2]."""
+        db = self._state["fingerprints"]
+        if scene not in db:
+            msg = f"x: scene {scene!r} has no training fingerprints (trained scenes: {sorted(db)})"
+            raise InvalidInputError(msg)
+        ref = np.asarray(db[scene]["rss_dbm"], dtype=np.float64)
+        if ref.shape[1] != slots:
+            msg = f"x: {slots} fingerprint slots, but the model was trained on {ref.shape[1]}"
+            raise InvalidInputError(msg)
+        return ref, np.asarray(db[scene]["pos_m"], dtype=np.float64)
+
+    def posterior(self, x: Inputs, i: int) -> tuple[np.ndarray, Grid]:
+        """The weights of sample ``i``'s k neighbours spread over a grid [ny, nx] (sums to 1), and the grid.
+
+        Each neighbour's weight (as in the estimate) is spread as a Gaussian whose width is the
+        typical spacing of the training positions (at least one cell), so the map shows where
+        the fingerprints point and how they disagree; its mean is the estimate. The grid covers the training positions of the scene with a margin of three
+        spacings, at most 200 cells a side.
+        """
+        _check_inputs(x, "x")
+        self._require_fit()
+        if not (isinstance(i, (int, np.integer)) and 0 <= i < len(x)):
+            msg = f"i: expected a sample index in [0, {len(x)}), got {i!r}"
+            raise InvalidInputError(msg)
+        feats = self._features(x).astype(np.float64)
+        ref, ref_pos = self._fingerprints(x.scenes[int(x.scene_idx[i])], feats.shape[1])
+        nn, w = _neighbours(feats[i:i + 1], ref, min(int(self._state["k"]), len(ref)))
+        lo, hi = ref_pos.min(0), ref_pos.max(0)
+        spacing = math.sqrt(max(float(np.prod(hi - lo)), 1.0) / len(ref_pos))
+        lo, hi = lo - 3 * spacing, hi + 3 * spacing  # room for the Gaussians of neighbours at the edge
+        cell = max(float((hi - lo).max()) / 200.0, 1.0)
+        width = max(spacing, cell)
+        n = np.floor((hi - lo) / cell).astype(int) + 1
+        grid = Grid(float(lo[0]), float(lo[1]), cell, int(n[0]), int(n[1]))
+        heat = np.zeros((grid.ny, grid.nx))
+        for (px, py), weight in zip(ref_pos[nn[0]], w[0]):
+            gx = np.exp(-0.5 * ((grid.x_m - px) / width) ** 2)
+            gy = np.exp(-0.5 * ((grid.y_m - py) / width) ** 2)
+            heat += weight * np.outer(gy, gx) / max(gx.sum() * gy.sum(), 1e-300)
+        return heat / heat.sum(), grid
+
+
+def _neighbours(q: np.ndarray, ref: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest fingerprints of ``ref`` to each row of ``q`` (Euclidean in dB): indices and
+    inverse-distance weights, each [N, k] (weights sum to 1)."""
+    d2 = (q**2).sum(1)[:, None] + (ref**2).sum(1)[None] - 2 * q @ ref.T
+    d = np.sqrt(np.maximum(d2, 0.0))
+    nn = np.argpartition(d, k - 1, axis=1)[:, :k] if k < len(ref) else np.tile(np.arange(len(ref)), (len(q), 1))
+    w = 1.0 / (np.take_along_axis(d, nn, 1) + 1e-6)
+    return nn, w / w.sum(1, keepdims=True)
 
 
 # --------------------------------------------------------------------------- 6
