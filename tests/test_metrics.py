@@ -337,6 +337,8 @@ def test_metrics_page_shows_cdf_and_table(ws, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv(settings.WORKSPACE_ENV, str(ws["path"]))
     at = _metrics_page()
     assert not at.exception, at.exception
+    # the workspace's own runs are newer than the shipped demo runs: the page opens on their dataset
+    assert at.selectbox(key="mx_dataset").value == DS
     at.selectbox(key="mx_dataset").set_value(DS)
     at.run()
     at.multiselect(key="mx_runs").set_value(list(ws["runs"].values()))

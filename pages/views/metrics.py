@@ -153,6 +153,15 @@ def _spatial(result: EvaluationResult) -> None:
     st.caption(f"Cells of {s.cell_m:g} m over the true positions; empty cells are blank.")
 
 
+def _default_dataset(datasets: list[str], runs: list[dict]) -> int:
+    """Index of the dataset of the newest run (the one just trained), else the first."""
+    for run in sorted(runs, key=lambda r: r.get("created_utc") or "", reverse=True):
+        for k, name in enumerate(datasets):
+            if run.get("dataset") in demo.training_datasets(name):
+                return k
+    return 0
+
+
 def main() -> None:
     if not st.session_state.get("mx_demo_checked"):
         demo.install_demo()  # the shipped demo runs and their test split: scorable before anything is trained
@@ -169,7 +178,8 @@ def main() -> None:
                 "or run `python -m rflocal_core train --dataset DS --model knn`.")
         return
     c = st.columns([2, 1, 1])
-    dataset = c[0].selectbox("Dataset", datasets, key="mx_dataset")
+    dataset = c[0].selectbox("Dataset", datasets, index=_default_dataset(datasets, runs), key="mx_dataset",
+                             help="opens on the dataset of the newest run")
     split = c[1].selectbox("Split", SPLITS, index=SPLITS.index("test"), key="mx_split")
     recompute = c[2].checkbox("Recompute (ignore cache)", key="mx_recompute")
     ids = [r["run_id"] for r in runs]
