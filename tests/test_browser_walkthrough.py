@@ -83,6 +83,9 @@ def _generate(page, shots: Path, workspace: Path) -> None:
     _idle(page)
     page.get_by_role("button", name="Generate dataset").click()
     page.get_by_text("walk: 300 samples").first.wait_for(timeout=420_000)
+    page.wait_for_timeout(2000)  # the page redraws itself once the job has ended
+    _idle(page)
+    assert page.get_by_role("heading", name="Generation jobs").count() == 1
     page.screenshot(path=str(shots / "2-dataset.png"), full_page=True)
     assert (workspace / "datasets" / "walk").is_dir()
 
@@ -118,14 +121,11 @@ def _export(workspace: Path, out: Path) -> Path:
 
 def _predict(page, shots: Path, run_id: str, upload: Path) -> None:
     _open(page, "Live Inference")
-    runs = page.get_by_role("combobox", name="Runs").first
-    runs.click()
-    page.get_by_role("option", name=run_id).click()
-    page.keyboard.press("Escape")
-    _idle(page)
+    # the run just trained is chosen by default (not the demo runs, which belong to the demo's scene)
     page.locator("input[type=file]").set_input_files(str(upload))
     page.get_by_text("Predicted position").first.wait_for(timeout=120_000)
     page.get_by_text(run_id).first.wait_for(timeout=60_000)
+    assert not page.get_by_text("belongs to another scene").count()
     page.get_by_test_id("stPlotlyChart").first.locator(".main-svg").first.wait_for(timeout=60_000)  # the map
     _idle(page)
     page.screenshot(path=str(shots / "4-prediction.png"), full_page=True)
@@ -140,9 +140,10 @@ def _metrics(page, shots: Path, run_id: str) -> None:
     assert page.get_by_text(run_id).count() > 0
 
 
+# Tall: Streamlit scrolls inside its main block, so a full-page shot is the viewport.
 def test_scene_to_metrics_walkthrough(server, browser, shots):  # noqa: F811 - the fixtures imported above
     url, workspace = server
-    page = browser.new_page(viewport={"width": 1600, "height": 1100})
+    page = browser.new_page(viewport={"width": 1600, "height": 2600})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(url)

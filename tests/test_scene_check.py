@@ -182,6 +182,8 @@ def test_ablation_runs_are_left_out_of_run_pickers_by_default(ws, monkeypatch: p
         at = _page(page)
         assert ws["own"] in at.multiselect(key=picker).options
         assert not ablation & set(at.multiselect(key=picker).options), page
+        if picker == "li_runs":  # the user's own run is chosen, not the demo runs of the demo's scene
+            assert at.multiselect(key=picker).value == [ws["own"]]
         at.checkbox(key=toggle).check()
         at.run()
         assert ablation <= set(at.multiselect(key=picker).options), page

@@ -52,7 +52,10 @@ if not runs:
 # --------------------------------------------------------------------------- input
 
 done_ids = [r["run_id"] for r in runs]
-default = [r for r in demo.DEMO_RUNS if r in done_ids] or [done_ids[-1]]  # the demo's kNN has a posterior
+# The newest run of the user's own, once there is one (the demo runs belong to the demo's scene);
+# before that both demo runs (the demo's kNN has a posterior).
+own = sorted((r for r in runs if r["run_id"] not in demo.DEMO_RUNS), key=lambda r: r.get("created_utc") or "")
+default = [own[-1]["run_id"]] if own else [r for r in demo.DEMO_RUNS if r in done_ids] or [done_ids[-1]]
 chosen_runs = st.multiselect("Runs", done_ids, default=default, key="li_runs",
                              help="Several runs are compared side by side on the same samples.")
 if not chosen_runs:
