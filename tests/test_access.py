@@ -1,0 +1,164 @@
+"""Access control (issue 20): roles and actions, salted password hashes, the shared-password sign-in with
+its throttle, the role of an identity-provider account, and the ``auth hash`` command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rflocal_core import access
+from rflocal_core.access import LOCAL_USER, SignInThrottle, User
+from rflocal_core.errors import AccessDeniedError, InvalidInputError, SignInThrottledError
+
+FAST = 1_000  # PBKDF2 rounds in these tests: the real default takes a third of a second per hash
+
+
+@pytest.fixture
+def no_auth_env(monkeypatch, tmp_path):
+    """No password in the environment, and an empty secrets file."""
+    for plain, hashed in access.PASSWORD_ENV.values():
+        monkeypatch.delenv(plain, raising=False)
+        monkeypatch.delenv(hashed, raising=False)
+    monkeypatch.delenv(access.AUTH_ENV, raising=False)
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text("", encoding="utf-8")
+    monkeypatch.setenv(access.SECRETS_FILE_ENV, str(secrets))
+    return secrets
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_roles_and_actions():
+    viewer = User("vera", "viewer")
+    assert access.allowed(viewer, "predict") and access.allowed(viewer, "view")
+    for action in ("delete_run", "delete_dataset", "delete_scene", "train", "generate", "cancel", "ablate"):
+        assert not access.allowed(viewer, action)
+        with pytest.raises(AccessDeniedError, match=f"{action}: user 'vera' has the role 'viewer'"):
+            access.require(viewer, action)
+        access.require(LOCAL_USER, action)  # the command line may do everything
+    assert isinstance(AccessDeniedError("x"), PermissionError)
+    with pytest.raises(InvalidInputError, match="action: 'format_disk' is not an action"):
+        access.require(LOCAL_USER, "format_disk")
+    with pytest.raises(InvalidInputError, match="role: 'admin' is not a role"):
+        User("x", "admin")
+    with pytest.raises(InvalidInputError, match="name:"):
+        User(" padded", "viewer")
+
+
+def test_hashes_are_salted_and_verified():
+    one, two = access.hash_password("s3cret", iterations=FAST), access.hash_password("s3cret", iterations=FAST)
+    assert one != two and one.startswith("pbkdf2_sha256$1000$")
+    assert access.verify_password("s3cret", one) and access.verify_password("s3cret", two)
+    assert not access.verify_password("s3cret ", one)
+    assert not access.verify_password("", one)
+    with pytest.raises(InvalidInputError, match="is not a password hash"):
+        access.verify_password("s3cret", "s3cret")
+    with pytest.raises(InvalidInputError, match="password: empty"):
+        access.hash_password("")
+
+
+def test_one_role_per_password_from_env_and_secrets(no_auth_env, monkeypatch):
+    throttle = SignInThrottle()
+    assert access.configured_mode() == "unset"
+    with pytest.raises(AccessDeniedError, match="no password is configured"):
+        access.sign_in("anything", throttle=throttle)
+    monkeypatch.setenv("RFLOCAL_PASSWORD", "edit-pw")
+    monkeypatch.setenv("RFLOCAL_VIEWER_PASSWORD_HASH", access.hash_password("view-pw", iterations=FAST))
+    assert access.configured_mode() == "password"
+    assert access.sign_in("edit-pw", throttle=throttle) == User("editor", "editor")
+    assert access.sign_in("view-pw", name="Vera", throttle=throttle) == User("Vera", "viewer")
+    with pytest.raises(AccessDeniedError, match="password: wrong password"):
+        access.sign_in("edit-pw ", throttle=throttle)
+
+    # The secrets file: [rflocal] password_hash (editors) and [rflocal.passwords] (one hash per role).
+    monkeypatch.delenv("RFLOCAL_PASSWORD")
+    monkeypatch.delenv("RFLOCAL_VIEWER_PASSWORD_HASH")
+    no_auth_env.write_text(f'[rflocal]\npassword_hash = "{access.hash_password("file-edit", iterations=FAST)}"\n'
+                           f'[rflocal.passwords]\nviewer = "{access.hash_password("file-view", iterations=FAST)}"\n',
+                           encoding="utf-8")
+    assert access.configured_mode() == "password"
+    assert access.sign_in("file-edit", throttle=throttle).role == "editor"
+    assert access.sign_in("file-view", throttle=throttle).role == "viewer"
+    no_auth_env.write_text('[rflocal.passwords]\nadmin = "x"\n', encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"\[rflocal.passwords\]: 'admin' is not a role"):
+        access.credentials()
+
+
+def test_mode_none_and_oidc(no_auth_env, monkeypatch):
+    no_auth_env.write_text('[auth]\nredirect_uri = "http://localhost:8501/oauth2callback"\n', encoding="utf-8")
+    assert access.configured_mode() == "oidc"
+    monkeypatch.setenv(access.AUTH_ENV, "none")
+    assert access.configured_mode() == "none"
+
+
+def test_wrong_tries_slow_further_tries_down():
+    clock = Clock()
+    throttle = SignInThrottle(free_tries=3, base_delay_s=2.0, max_delay_s=30.0, clock=clock)
+    secrets = {"rflocal": {"password_hash": access.hash_password("right", iterations=FAST)}}
+
+    def attempt(password: str, client: str = "10.0.0.9") -> User:
+        return access.sign_in(password, client=client, throttle=throttle, secrets=secrets)
+
+    for _ in range(3):  # the first few wrong tries cost nothing
+        with pytest.raises(AccessDeniedError, match="wrong password$"):
+            attempt("wrong")
+    with pytest.raises(AccessDeniedError, match="wrong password; wait 2 s"):
+        attempt("wrong")
+    # While it waits, even the right password is refused (unchecked), and another client is not affected.
+    with pytest.raises(SignInThrottledError, match="too many wrong tries; try again in 2 s") as refused:
+        attempt("right")
+    assert refused.value.retry_after_s == pytest.approx(2.0)
+    assert attempt("right", client="10.0.0.10").role == "editor"
+    clock.now += 2.1
+    with pytest.raises(AccessDeniedError, match="wait 4 s"):
+        attempt("wrong")
+    clock.now += 4.1
+    with pytest.raises(AccessDeniedError, match="wait 8 s"):
+        attempt("wrong")
+    for _ in range(5):
+        clock.now += 60
+        with pytest.raises(AccessDeniedError, match=r"wait \d+ s"):
+            attempt("wrong")
+    with pytest.raises(SignInThrottledError, match="try again in 30 s"):  # capped
+        attempt("right")
+    clock.now += 31
+    assert attempt("right").role == "editor"
+    with pytest.raises(AccessDeniedError, match="wrong password$"):  # a right one clears the count
+        attempt("wrong")
+
+
+def test_identity_provider_accounts_map_to_roles():
+    secrets = {"rflocal": {"roles": {"editor": ["ana@lab.org", "group:rf-team"], "viewer": ["@lab.org"]}}}
+    assert access.oidc_user({"email": "Ana@lab.org", "name": "Ana"}, secrets=secrets) == User("Ana", "editor")
+    assert access.oidc_user({"email": "bo@lab.org"}, secrets=secrets) == User("bo@lab.org", "viewer")
+    assert access.oidc_user({"email": "cy@x.org", "groups": ["rf-team"]}, secrets=secrets).role == "editor"
+    with pytest.raises(AccessDeniedError, match="eve@x.org has no role"):
+        access.oidc_user({"email": "eve@x.org"}, secrets=secrets)
+    secrets["rflocal"]["roles"]["default"] = "viewer"
+    assert access.oidc_user({"email": "eve@x.org"}, secrets=secrets).role == "viewer"
+
+
+def test_cli_prints_a_hash_of_the_password_on_stdin(workspace, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    def run(stdin: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "rflocal_core", "auth", "hash"], input=stdin, text=True,
+                              capture_output=True, cwd=REPO_ROOT, timeout=60, check=False)
+
+    done = run("correct horse\n")
+    assert done.returncode == 0, done.stderr
+    encoded = json.loads(done.stdout)["password_hash"]
+    assert encoded.startswith(f"pbkdf2_sha256${access.HASH_ITERATIONS}$")
+    assert access.verify_password("correct horse", encoded)
+    empty = run("\n")
+    assert empty.returncode == 2 and "password: empty" in empty.stderr
