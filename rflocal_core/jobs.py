@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.progress import Eta, EtaEstimator, JobCancelled, Step
 
 __all__ = ["REGISTRY", "STATES", "Job", "JobCancelled", "JobContext", "JobRegistry"]
@@ -44,8 +45,9 @@ class Job:
     _thread: threading.Thread | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def cancel(self) -> None:
-        """Ask the worker to stop at its next check."""
+    def cancel(self, *, user: User = LOCAL_USER) -> None:
+        """Ask the worker to stop at its next check (``user`` must be an editor)."""
+        require(user, "cancel")
         self._cancel.set()
 
     @property

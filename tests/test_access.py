@@ -162,3 +162,64 @@ def test_cli_prints_a_hash_of_the_password_on_stdin(workspace, tmp_path):
     assert access.verify_password("correct horse", encoded)
     empty = run("\n")
     assert empty.returncode == 2 and "password: empty" in empty.stderr
+
+
+def _tree(root) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_the_core_refuses_a_viewer_and_changes_nothing(workspace):
+    """The page is not the only guard: every call that changes the workspace or takes the cores refuses a viewer."""
+    from rflocal_core import ablate, dataset, scene, train
+    from rflocal_core.dataset import GenerationConfig
+    from rflocal_core.dataset.table_import import import_table
+    from rflocal_core.scene import ProceduralConfig, SceneConfig
+    from rflocal_core.scene.importer import SceneImportConfig, import_scene
+
+    scene.build_scene(SceneConfig(name="city", procedural=ProceduralConfig(size_m=240, seed=4)))
+    (workspace / "datasets" / "data1").mkdir(parents=True)
+    (workspace / "runs" / "run1").mkdir(parents=True)
+    (workspace / "runs" / "run1" / "config.json").write_text("{}", encoding="utf-8")
+    before = _tree(workspace)
+    viewer = User("vera", "viewer")
+    calls = {
+        "delete_scene": lambda: scene.delete_scene("city", user=viewer),
+        "delete_dataset": lambda: dataset.delete_dataset("data1", user=viewer),
+        "delete_run": lambda: train.delete_run("run1", user=viewer),
+        "build_scene": lambda: scene.build_scene(SceneConfig(name="city2"), user=viewer),
+        "import_scene": lambda: import_scene(SceneImportConfig(name="imp", path="x.xml"), user=viewer),
+        "generate": lambda: dataset.generate_dataset(GenerationConfig(name="d2", scenes=("city",)), user=viewer),
+        "import_dataset": lambda: import_table(b"a,b\n1,2\n", name="t", columns={}, user=viewer),
+        "train": lambda: train.train("data1", "knn", user=viewer),
+        "resume": lambda: train.resume("run1", user=viewer),
+        "ablate": lambda: ablate.run_study("features", "data1", user=viewer),
+    }
+    for action, call in calls.items():
+        with pytest.raises(AccessDeniedError, match=f"^{action}: user 'vera' has the role 'viewer'"):
+            call()
+    assert _tree(workspace) == before
+    scene.delete_scene("city", user=User("ed", "editor"))  # an editor may
+    assert "city" not in [s["name"] for s in scene.list_scenes()]
+
+
+def test_a_viewer_cannot_cancel_a_job():
+    import threading
+
+    from rflocal_core.jobs import REGISTRY
+
+    release = threading.Event()
+
+    def work(ctx):
+        while not release.wait(0.01):
+            ctx.check_cancelled()
+        return "finished"
+
+    job = REGISTRY.submit("test", "access", work)
+    try:
+        with pytest.raises(AccessDeniedError, match="^cancel: user 'vera'"):
+            job.cancel(user=User("vera", "viewer"))
+        assert not job.wait(0.2) and job.state == "running"
+        job.cancel(user=User("ed", "editor"))
+        assert job.wait(10) and job.state == "cancelled"
+    finally:
+        release.set()

@@ -52,6 +52,7 @@ import numpy as np
 import zarr
 
 from rflocal_core import __version__
+from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.dataset import store
 from rflocal_core.errors import DatasetExistsError, InvalidInputError, SceneNotFoundError
 from rflocal_core.geo import LocalFrame
@@ -460,7 +461,7 @@ def import_measurements(
     strict: bool = False,
     min_reports: int = 1,
     quality: QualityReport | None = None,
-    input_info: Mapping[str, Any] | None = None,
+    input_info: Mapping[str, Any] | None = None, user: User = LOCAL_USER,
 ) -> ImportResult:
     """Turn measurements into a dataset ``workspace/datasets/<name>`` (same Zarr layout, no maps).
 
@@ -493,6 +494,8 @@ def import_measurements(
     input_info : mapping, optional
         Where a :class:`MeasurementSet` came from, kept as the dataset's ``input`` attribute
         (a file given by path or bytes is described automatically).
+    user : User
+        Who asks (default: the command line's :data:`~rflocal_core.access.LOCAL_USER`); a viewer is refused.
 
     Returns
     -------
@@ -507,7 +510,7 @@ def import_measurements(
         positions without a usable frame.
     """
     started = time.perf_counter()
-    fractions = _check_import_args(name, split_fractions, seed)
+    fractions = _check_import_args(name, split_fractions, seed, user)
     final, partial = _free_paths(name)
     ms, report, fixed, loaded_info = _read_and_check(ms_or_path, fixed_splits, strict, min_reports, quality)
     frame, frame_source, scene_name = _choose_frame(ms, scene)
@@ -523,16 +526,16 @@ def import_measurements(
     }
     seconds = _write_import(partial, final, name, ms, arrays, splits, attrs, counts, report, started)
     return ImportResult(
-        name=name, path=str(final), samples=counts["samples"], splits=counts["splits"],
-        unlabeled=counts["unlabeled"], nodes=len(ms.nodes),
-        unknown_position_nodes=sum(not node.has_position for node in ms.nodes), mobile_slots=info["mobile_slots"],
-        steps=counts["steps_max"], mode=ms.mode, scene=scene_name or ms.scene, frame_source=frame_source,
-        seconds={"import": seconds}, quality=report,
-    )
+        name=name, path=str(final), samples=counts["samples"], splits=counts["splits"], unlabeled=counts["unlabeled"],
+        nodes=len(ms.nodes), unknown_position_nodes=sum(not node.has_position for node in ms.nodes),
+        mobile_slots=info["mobile_slots"], steps=counts["steps_max"], mode=ms.mode, scene=scene_name or ms.scene,
+        frame_source=frame_source, seconds={"import": seconds}, quality=report)
 
 
-def _check_import_args(name: str, split_fractions: Sequence[float], seed: Any) -> tuple[float, float, float]:
-    """Check the name, fractions and seed of an import; return the fractions."""
+def _check_import_args(name: str, split_fractions: Sequence[float], seed: Any,
+                       user: User) -> tuple[float, float, float]:
+    """Check the user's role, the name, fractions and seed of an import; return the fractions."""
+    require(user, "import_dataset")
     validate_name(name, field="name")
     fractions = _check_fractions(split_fractions)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:

@@ -19,6 +19,7 @@ import numpy as np
 import zarr
 
 from rflocal_core import __version__
+from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.dataset import store
 from rflocal_core.dataset.config import GenerationConfig
 from rflocal_core.dataset.rasters import Grid, load_footprints_m, rasterize_scene
@@ -40,7 +41,8 @@ def _rng(config: GenerationConfig, scene_index: int, purpose: str) -> np.random.
     return np.random.default_rng(np.random.SeedSequence([config.seed, scene_index, _PURPOSE[purpose]]))
 
 
-def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = None, restart: bool = False) -> dict[str, Any]:
+def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = None, restart: bool = False,
+                     user: User = LOCAL_USER) -> dict[str, Any]:
     """Generate ``config.name`` into ``workspace/datasets``; resume an interrupted run.
 
     Parameters
@@ -52,6 +54,8 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
         left); it may raise to cancel (the partial work is kept).
     restart : bool
         Discard a partial run of this name instead of resuming it.
+    user : User
+        Who asks (default: the command line's :data:`~rflocal_core.access.LOCAL_USER`); a viewer is refused.
 
     Returns
     -------
@@ -59,6 +63,7 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
         ``name``, ``path``, ``samples``, ``splits`` (counts), ``seconds`` per stage,
         ``resumed`` (stages reused from an interrupted run).
     """
+    require(user, "generate")
     report = as_progress(progress)
     final = store.dataset_path(config.name)
     if final.exists():

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.errors import DatasetNotFoundError
 from rflocal_core.workspace import subdir, validate_name
 
@@ -102,8 +103,9 @@ def list_datasets() -> list[dict[str, Any]]:
     return rows
 
 
-def delete_dataset(name: str, *, partial: bool = False) -> None:
-    """Delete a dataset (or the partial folder of an interrupted generation)."""
+def delete_dataset(name: str, *, partial: bool = False, user: User = LOCAL_USER) -> None:
+    """Delete a dataset (or the partial folder of an interrupted generation); ``user`` must be an editor."""
+    require(user, "delete_dataset")
     path = partial_path(name) if partial else dataset_path(name)
     if not path.exists():
         msg = f"dataset: nothing to delete at {path}"

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.errors import SceneNotFoundError
 from rflocal_core.geo import LocalFrame
 from rflocal_core.scene.build import scenes_dir
@@ -63,8 +64,9 @@ def list_scenes() -> list[dict[str, Any]]:
     return rows
 
 
-def delete_scene(name: str) -> None:
-    """Delete a scene folder."""
+def delete_scene(name: str, *, user: User = LOCAL_USER) -> None:
+    """Delete a scene folder (``user`` must be an editor)."""
+    require(user, "delete_scene")
     shutil.rmtree(scene_dir(name))
 
 
