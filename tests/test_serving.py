@@ -254,6 +254,9 @@ def test_make_run_listens_on_loopback_only(tmp_path):
         pytest.skip("make is not installed")
     command = shlex.split(dry.strip().splitlines()[-1])
     assert command[1:] == ["-m", "rflocal_core", "serve", "--address", "127.0.0.1", "--port", str(port)]
+    other = subprocess.run(["make", "-n", "run", "ADDRESS=0.0.0.0", f"PY={sys.executable}"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60, check=True).stdout
+    assert other.strip().splitlines()[-1].endswith("serve --address 0.0.0.0 --port 8501")  # the deliberate choice
     log = tmp_path / "server.log"
     assert _listening_addresses(command, cwd=ROOT, env=_clean_env(tmp_path), port=port, log=log) == {"127.0.0.1"}
     assert "Network URL" not in log.read_text()
