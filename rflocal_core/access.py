@@ -22,18 +22,15 @@ import os
 import re
 import threading
 import time
-import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from rflocal_core.errors import AccessDeniedError, InvalidInputError, SignInThrottledError
 
 __all__ = [
     "ACTIONS", "LOCAL_USER", "PASSWORD_ENV", "ROLES", "THROTTLE", "Credential", "SignInThrottle", "User",
-    "allowed", "configured_mode", "credentials", "hash_password", "load_secrets", "oidc_user", "require",
-    "secrets_files", "sign_in", "verify_password",
+    "allowed", "credentials", "hash_password", "oidc_user", "require", "sign_in", "verify_password",
 ]
 
 #: Roles from least to most rights: a viewer looks (Overview, Live Inference with uploads, Metrics);
@@ -145,12 +142,6 @@ PASSWORD_ENV: dict[str, tuple[str, str]] = {
     "viewer": ("RFLOCAL_VIEWER_PASSWORD", "RFLOCAL_VIEWER_PASSWORD_HASH"),
 }
 
-#: Environment variable naming the secrets file instead of Streamlit's two places.
-SECRETS_FILE_ENV = "RFLOCAL_SECRETS_FILE"
-#: ``RFLOCAL_AUTH=none`` serves without sign-in on purpose (the workbench shows a warning).
-AUTH_ENV = "RFLOCAL_AUTH"
-
-
 @dataclass(frozen=True)
 class Credential:
     """One role's shared password: plain text (from the environment) or a hash, and where it was set."""
@@ -165,34 +156,15 @@ class Credential:
         return verify_password(password, self.secret) if self.hashed else _same_text(password, self.secret)
 
 
-def secrets_files() -> list[Path]:
-    """The secrets files read, later ones overriding: ``$RFLOCAL_SECRETS_FILE``, else Streamlit's
-    ``~/.streamlit/secrets.toml`` and ``.streamlit/secrets.toml`` in the working folder."""
-    if os.environ.get(SECRETS_FILE_ENV):
-        return [Path(os.environ[SECRETS_FILE_ENV]).expanduser()]
-    return [Path.home() / ".streamlit" / "secrets.toml", Path.cwd() / ".streamlit" / "secrets.toml"]
-
-
-def load_secrets() -> dict[str, Any]:
-    """The merged top-level tables of the secrets files (empty when there are none)."""
-    merged: dict[str, Any] = {}
-    for path in secrets_files():
-        if not path.is_file():
-            continue
-        try:
-            merged.update(tomllib.loads(path.read_text(encoding="utf-8")))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            msg = f"secrets file: {path} is not valid TOML ({exc})"
-            raise InvalidInputError(msg) from exc
-    return merged
-
-
 def _secret_credentials(secrets: Mapping[str, Any]) -> list[Credential]:
-    table = secrets.get("rflocal", {})
+    table = secrets.get("rflocal")
+    if not isinstance(table, dict):
+        return []
     out = []
     if table.get("password_hash"):
         out.append(Credential("editor", str(table["password_hash"]), True, "secrets [rflocal] password_hash"))
-    for role, encoded in dict(table.get("passwords", {})).items():
+    passwords = table.get("passwords")
+    for role, encoded in (passwords.items() if isinstance(passwords, dict) else ()):
         if role not in ROLES:
             msg = f"secrets [rflocal.passwords]: {role!r} is not a role; expected one of {', '.join(ROLES)}"
             raise InvalidInputError(msg)
@@ -200,28 +172,16 @@ def _secret_credentials(secrets: Mapping[str, Any]) -> list[Credential]:
     return out
 
 
-def credentials(secrets: Mapping[str, Any] | None = None) -> list[Credential]:
-    """Every configured shared password: the environment's, then the secrets file's (``secrets`` if given)."""
+def credentials(secrets: Mapping[str, Any]) -> list[Credential]:
+    """Every configured shared password: the environment's, then those of ``secrets`` (the secrets files'
+    tables, :func:`rflocal_core.serving.read_secrets`)."""
     out = []
     for role, (plain, hashed) in PASSWORD_ENV.items():
         if os.environ.get(plain):
             out.append(Credential(role, os.environ[plain], False, plain))
         if os.environ.get(hashed):
             out.append(Credential(role, os.environ[hashed], True, hashed))
-    return out + _secret_credentials(load_secrets() if secrets is None else secrets)
-
-
-def configured_mode(secrets: Mapping[str, Any] | None = None) -> str:
-    """``"none"`` (``RFLOCAL_AUTH=none``), ``"password"``, ``"oidc"`` (an ``[auth]`` secrets table) or ``"unset"``.
-
-    The same rule as ``serving.auth_mode`` (issue 20's serving check), read here directly.
-    """
-    if os.environ.get(AUTH_ENV, "").strip().lower() == "none":
-        return "none"
-    secrets = load_secrets() if secrets is None else secrets
-    if credentials(secrets):
-        return "password"
-    return "oidc" if secrets.get("auth") else "unset"
+    return out + _secret_credentials(secrets)
 
 
 # --------------------------------------------------------------------------- sign-in
@@ -269,9 +229,12 @@ class SignInThrottle:
 THROTTLE = SignInThrottle()
 
 
-def sign_in(password: str, *, name: str = "", client: str = "unknown", throttle: SignInThrottle | None = None,
-            secrets: Mapping[str, Any] | None = None) -> User:
+def sign_in(password: str, *, secrets: Mapping[str, Any], name: str = "", client: str = "unknown",
+            throttle: SignInThrottle | None = None) -> User:
     """The :class:`User` whose role's shared password ``password`` is (named ``name``, else after the role).
+
+    ``secrets`` are the secrets files' tables (:func:`rflocal_core.serving.read_secrets`); the
+    environment's passwords count too (:func:`credentials`).
 
     Raises :class:`~rflocal_core.errors.AccessDeniedError` for a wrong password (or none configured) and
     :class:`~rflocal_core.errors.SignInThrottledError` while ``client`` must wait after wrong tries.
@@ -302,15 +265,16 @@ def _matches(entry: str, email: str, groups: Iterable[str]) -> bool:
     return entry == email
 
 
-def oidc_user(claims: Mapping[str, Any], *, secrets: Mapping[str, Any] | None = None) -> User:
+def oidc_user(claims: Mapping[str, Any], *, secrets: Mapping[str, Any]) -> User:
     """The :class:`User` of someone signed in with an identity provider (``st.user``'s claims).
 
     ``[rflocal.roles]`` in the secrets maps people to roles: ``editor = ["ana@lab.org", "@lab.org",
     "group:rf-team"]`` (an address, a domain, a group of the ``groups`` claim), ``viewer = [...]``, and
     ``default = "viewer"`` for everyone else signed in; without a default, others are refused.
     """
-    secrets = load_secrets() if secrets is None else secrets
-    table = dict(secrets.get("rflocal", {}).get("roles", {}))
+    section = secrets.get("rflocal")
+    table = section.get("roles") if isinstance(section, dict) else None
+    table = table if isinstance(table, dict) else {}
     email = str(claims.get("email") or claims.get("sub") or "").strip().lower()
     groups = [str(g) for g in claims.get("groups", []) or []]
     matched = [role for role in ROLES if any(_matches(e, email, groups) for e in table.get(role, []))]

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from rflocal_core import serving
 from rflocal_core.errors import BackendUnavailableError, RFLocalInputError
 
 
@@ -322,6 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     auth_sub = auth.add_subparsers(dest="auth_cmd", required=True, parser_class=_Parser)
     auth_sub.add_parser("hash", help="read a password from stdin, print its salted hash (for RFLOCAL_PASSWORD_HASH "
                         "or [rflocal] password_hash in .streamlit/secrets.toml)")
+    serve = sub.add_parser("serve", help="serve the workbench (Streamlit); refuses a non-loopback address "
+                           "without sign-in configured or RFLOCAL_AUTH=none")
+    serve.add_argument("--address", default=serving.DEFAULT_ADDRESS,
+                       help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=serving.DEFAULT_PORT)
     return parser
 
 
@@ -524,6 +530,8 @@ def command_config(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace) -> Any:
+    if args.cmd == "serve":
+        serving.serve(args.address, args.port)  # replaces this process with the server; returns only by raising
     if args.cmd == "doctor":
         return _doctor()
     if args.cmd == "data":

@@ -7,23 +7,23 @@ import json
 
 import pytest
 
-from rflocal_core import access
+from rflocal_core import access, serving
 from rflocal_core.access import LOCAL_USER, SignInThrottle, User
-from rflocal_core.errors import AccessDeniedError, InvalidInputError, SignInThrottledError
+from rflocal_core.errors import AccessDeniedError, InvalidInputError, ServingError, SignInThrottledError
 
 FAST = 1_000  # PBKDF2 rounds in these tests: the real default takes a third of a second per hash
 
 
 @pytest.fixture
 def no_auth_env(monkeypatch, tmp_path):
-    """No password in the environment, and an empty secrets file."""
+    """No password in the environment, an empty home (no ~/.streamlit/secrets.toml); returns a secrets file."""
     for plain, hashed in access.PASSWORD_ENV.values():
         monkeypatch.delenv(plain, raising=False)
         monkeypatch.delenv(hashed, raising=False)
-    monkeypatch.delenv(access.AUTH_ENV, raising=False)
+    monkeypatch.delenv(serving.AUTH_ENV, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
     secrets = tmp_path / "secrets.toml"
     secrets.write_text("", encoding="utf-8")
-    monkeypatch.setenv(access.SECRETS_FILE_ENV, str(secrets))
     return secrets
 
 
@@ -66,36 +66,44 @@ def test_hashes_are_salted_and_verified():
 
 def test_one_role_per_password_from_env_and_secrets(no_auth_env, monkeypatch):
     throttle = SignInThrottle()
-    assert access.configured_mode() == "unset"
+    files = [no_auth_env]
+
+    def mode() -> str:
+        return serving.auth_mode(files=files)
+
+    def attempt(password: str, name: str = "") -> User:
+        return access.sign_in(password, name=name, throttle=throttle, secrets=serving.read_secrets(files))
+
+    assert mode() == "unset"
     with pytest.raises(AccessDeniedError, match="no password is configured"):
-        access.sign_in("anything", throttle=throttle)
+        attempt("anything")
     monkeypatch.setenv("RFLOCAL_PASSWORD", "edit-pw")
     monkeypatch.setenv("RFLOCAL_VIEWER_PASSWORD_HASH", access.hash_password("view-pw", iterations=FAST))
-    assert access.configured_mode() == "password"
-    assert access.sign_in("edit-pw", throttle=throttle) == User("editor", "editor")
-    assert access.sign_in("view-pw", name="Vera", throttle=throttle) == User("Vera", "viewer")
+    assert mode() == "password"
+    assert attempt("edit-pw") == User("editor", "editor")
+    assert attempt("view-pw", name="Vera") == User("Vera", "viewer")
     with pytest.raises(AccessDeniedError, match="password: wrong password"):
-        access.sign_in("edit-pw ", throttle=throttle)
+        attempt("edit-pw ")
+    monkeypatch.delenv("RFLOCAL_PASSWORD")
+    assert mode() == "password"  # a viewer password alone is a sign-in too (serving refuses nothing then)
 
     # The secrets file: [rflocal] password_hash (editors) and [rflocal.passwords] (one hash per role).
-    monkeypatch.delenv("RFLOCAL_PASSWORD")
     monkeypatch.delenv("RFLOCAL_VIEWER_PASSWORD_HASH")
+    no_auth_env.write_text(f'[rflocal.passwords]\nviewer = "{access.hash_password("file-view", iterations=FAST)}"\n',
+                           encoding="utf-8")
+    assert mode() == "password"
     no_auth_env.write_text(f'[rflocal]\npassword_hash = "{access.hash_password("file-edit", iterations=FAST)}"\n'
                            f'[rflocal.passwords]\nviewer = "{access.hash_password("file-view", iterations=FAST)}"\n',
                            encoding="utf-8")
-    assert access.configured_mode() == "password"
-    assert access.sign_in("file-edit", throttle=throttle).role == "editor"
-    assert access.sign_in("file-view", throttle=throttle).role == "viewer"
+    assert attempt("file-edit").role == "editor"
+    assert attempt("file-view").role == "viewer"
+    with pytest.raises(AccessDeniedError, match="password: wrong password"):
+        attempt("edit-pw")
     no_auth_env.write_text('[rflocal.passwords]\nadmin = "x"\n', encoding="utf-8")
     with pytest.raises(InvalidInputError, match=r"\[rflocal.passwords\]: 'admin' is not a role"):
-        access.credentials()
-
-
-def test_mode_none_and_oidc(no_auth_env, monkeypatch):
-    no_auth_env.write_text('[auth]\nredirect_uri = "http://localhost:8501/oauth2callback"\n', encoding="utf-8")
-    assert access.configured_mode() == "oidc"
-    monkeypatch.setenv(access.AUTH_ENV, "none")
-    assert access.configured_mode() == "none"
+        access.credentials(serving.read_secrets(files))
+    with pytest.raises(ServingError, match=r"'admin' is not a role"):  # the server refuses to guess
+        mode()
 
 
 def test_wrong_tries_slow_further_tries_down():

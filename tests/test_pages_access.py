@@ -1,6 +1,6 @@
 """Sign-in and roles in the workbench (issue 20), headless under AppTest: without credentials only the
-sign-in form shows, a wrong password is refused, a viewer sees Overview, Live Inference and Metrics only
-(and no delete or cancel button), an editor sees every page, and an open server shows a warning."""
+sign-in form shows, a wrong password is refused (and slows further tries down), a viewer sees Overview,
+Live Inference and Metrics only (and no delete or cancel button), an editor sees every page."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from rflocal_core import access
+from rflocal_core import access, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = {
@@ -26,12 +26,12 @@ VIEWER_PAGES = {"RFLocal workbench", "Live Inference", "Metrics"}
 
 @pytest.fixture
 def auth_env(workspace, monkeypatch, tmp_path):
-    """An editor and a viewer password, no secrets file; a fresh sign-in throttle."""
+    """An editor and a viewer password, no secrets file in the home folder; a fresh sign-in throttle."""
     for plain, hashed in access.PASSWORD_ENV.values():
         monkeypatch.delenv(plain, raising=False)
         monkeypatch.delenv(hashed, raising=False)
-    monkeypatch.delenv(access.AUTH_ENV, raising=False)
-    monkeypatch.setenv(access.SECRETS_FILE_ENV, str(tmp_path / "no-secrets.toml"))
+    monkeypatch.delenv(serving.AUTH_ENV, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.streamlit/secrets.toml
     monkeypatch.setenv("RFLOCAL_PASSWORD", "edit-pw")
     monkeypatch.setenv("RFLOCAL_VIEWER_PASSWORD_HASH", access.hash_password("view-pw", iterations=1_000))
     monkeypatch.setattr(access, "THROTTLE", access.SignInThrottle())
@@ -121,14 +121,28 @@ def test_an_editor_sees_every_page_and_can_sign_out(auth_env):
     assert _is_sign_in_form(at)
 
 
-def test_serving_without_sign_in_on_purpose_shows_a_warning(auth_env, monkeypatch):
+@pytest.fixture
+def every_interface():
+    """Streamlit's ``server.address`` 0.0.0.0 for the test (as ``--server.address`` would set it)."""
+    from streamlit import config
+
+    old = config.get_option("server.address")
+    config.set_option("server.address", "0.0.0.0")
+    yield
+    config.set_option("server.address", old)
+
+
+def test_a_shared_server_with_a_password_shows_the_sign_in_form(auth_env, every_interface):
+    at = _app()
+    assert _is_sign_in_form(at) and not at.warning  # no refusal, no open-server banner
+    _sign_in(at, "view-pw")
+    assert [t.value for t in at.title] == ["RFLocal workbench"]
+
+
+def test_without_sign_in_everyone_is_the_local_editor(auth_env, monkeypatch, every_interface):
     monkeypatch.delenv("RFLOCAL_PASSWORD")
     monkeypatch.delenv("RFLOCAL_VIEWER_PASSWORD_HASH")
-    monkeypatch.setenv(access.AUTH_ENV, "none")
-    at = _app()  # AppTest's server address is Streamlit's default: every interface
-    assert [t.value for t in at.title] == ["RFLocal workbench"]
-    assert any("without sign-in (RFLOCAL_AUTH=none)" in w.value for w in at.warning)
-    monkeypatch.delenv(access.AUTH_ENV)  # unset (local use): no sign-in, no banner
+    monkeypatch.setenv(serving.AUTH_ENV, "none")  # on purpose: the banner says so (tests/test_serving.py)
     at = _app()
-    assert [t.value for t in at.title] == ["RFLocal workbench"]
-    assert not any("RFLOCAL_AUTH" in w.value for w in at.warning)
+    assert not at.sidebar.button  # nobody to sign out
+    assert _titles_by_page(at) == {page: [title] for page, title in PAGES.items()}

@@ -1,23 +1,21 @@
 """Sign-in of the workbench (issue 20). Not a page itself: app.py calls :func:`signed_in_user` first.
 
-With a shared password configured (:func:`rflocal_core.access.configured_mode` is ``"password"``) a
+With a shared password configured (:func:`rflocal_core.serving.auth_mode` is ``"password"``) a
 session sees only the sign-in form until a password is right; with an identity provider (``[auth]``
 in ``.streamlit/secrets.toml``) only a button that starts Streamlit's own sign-in (``st.login``).
 Without either, everyone is :data:`~rflocal_core.access.LOCAL_USER` (the local default; serving
-other machines so needs ``RFLOCAL_AUTH=none``, shown as a warning banner). The user is kept in the
-session's state; pages read it with :func:`current_user` and pass it to the core, which refuses
-what the role may not do.
+other machines so needs ``RFLOCAL_AUTH=none``: app.py's banner, :mod:`rflocal_core.serving`). The
+user is kept in the session's state; pages read it with :func:`current_user` and pass it to the
+core, which refuses what the role may not do.
 """
 
 from __future__ import annotations
 
-import ipaddress
-
 import streamlit as st
 
-from rflocal_core import access
+from rflocal_core import access, serving
 from rflocal_core.access import LOCAL_USER, User
-from rflocal_core.errors import AccessDeniedError, InvalidInputError
+from rflocal_core.errors import AccessDeniedError, InvalidInputError, ServingError
 
 #: Session key of the signed-in :class:`~rflocal_core.access.User`.
 USER_KEY = "auth_user"
@@ -49,8 +47,8 @@ def _password_form() -> None:
     if not submitted:
         return
     try:
-        user = access.sign_in(password, name=name, client=_client())
-    except (AccessDeniedError, InvalidInputError) as exc:
+        user = access.sign_in(password, name=name, client=_client(), secrets=serving.read_secrets())
+    except (AccessDeniedError, InvalidInputError, ServingError) as exc:
         st.error(str(exc))
         return
     st.session_state[USER_KEY] = user
@@ -61,8 +59,8 @@ def _oidc_user() -> User | None:
     """The user signed in through the identity provider, or None after drawing the sign-in button."""
     if st.user.is_logged_in:
         try:
-            return access.oidc_user(st.user.to_dict())
-        except (AccessDeniedError, InvalidInputError) as exc:
+            return access.oidc_user(st.user.to_dict(), secrets=serving.read_secrets())
+        except (AccessDeniedError, InvalidInputError, ServingError) as exc:
             st.error(str(exc))
             st.button("Sign out", on_click=st.logout, key="auth_logout")
             return None
@@ -82,8 +80,8 @@ def signed_in_user() -> User:
     if isinstance(user, User):
         return user
     try:
-        mode = access.configured_mode()
-    except InvalidInputError as exc:  # a broken secrets file: refuse rather than serve without sign-in
+        mode = serving.auth_mode()
+    except ServingError as exc:  # a broken secrets file: refuse rather than serve without sign-in
         st.error(str(exc))
         st.stop()
     if mode in ("none", "unset"):
@@ -96,25 +94,9 @@ def signed_in_user() -> User:
     return user
 
 
-def _serves_others() -> bool:
-    address = str(st.get_option("server.address") or "").strip()
-    if address in ("", "0.0.0.0", "::"):  # Streamlit's default: every interface
-        return True
-    if address == "localhost":
-        return False
-    try:
-        return not ipaddress.ip_address(address).is_loopback
-    except ValueError:  # a host name: assume it is reachable from elsewhere
-        return True
-
-
 def account_panel(user: User) -> None:
-    """The sidebar's line on who is signed in, with a sign-out button; the banner of an open server."""
-    mode = access.configured_mode()
-    if mode == "none" and _serves_others():
-        st.warning("This workbench is served to other machines without sign-in (RFLOCAL_AUTH=none): anyone who "
-                   "can reach it may start jobs and delete scenes, datasets and runs. README: Access control.",
-                   icon=":material/lock_open:")
+    """The sidebar's line on who is signed in, with a sign-out button (nothing without sign-in)."""
+    mode = serving.auth_mode()
     if mode not in ("password", "oidc"):
         return
     with st.sidebar:
