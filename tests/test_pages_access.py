@@ -146,3 +146,17 @@ def test_without_sign_in_everyone_is_the_local_editor(auth_env, monkeypatch, eve
     at = _app()
     assert not at.sidebar.button  # nobody to sign out
     assert _titles_by_page(at) == {page: [title] for page, title in PAGES.items()}
+
+
+def test_with_an_identity_provider_only_its_sign_in_button_shows(auth_env, monkeypatch, tmp_path):
+    monkeypatch.delenv("RFLOCAL_PASSWORD")
+    monkeypatch.delenv("RFLOCAL_VIEWER_PASSWORD_HASH")
+    (tmp_path / ".streamlit").mkdir()
+    (tmp_path / ".streamlit" / "secrets.toml").write_text(  # in the home folder (auth_env points HOME here)
+        '[auth]\nredirect_uri = "http://localhost:8501/oauth2callback"\ncookie_secret = "x"\n'
+        '[auth.lab]\nclient_id = "id"\nclient_secret = "s"\n'
+        'server_metadata_url = "https://id.lab.org/.well-known/openid-configuration"\n', encoding="utf-8")
+    at = _app()
+    assert [t.value for t in at.title] == ["Sign in"]
+    assert [b.label for b in at.button] == ["Sign in with lab"]
+    assert set(_titles_by_page(at).values()) == {None}  # no page is listed before signing in

@@ -65,12 +65,17 @@ def _oidc_user() -> User | None:
             st.button("Sign out", on_click=st.logout, key="auth_logout")
             return None
     st.title("Sign in")
-    if st.button("Sign in with your identity provider", type="primary", key="auth_login"):
-        try:
-            st.login()
-        except Exception as exc:  # noqa: BLE001 - Streamlit raises several types for a bad [auth] table
-            st.error(f"sign-in: Streamlit cannot start the sign-in ({exc}); check the [auth] table of "
-                     ".streamlit/secrets.toml and that Authlib is installed (pip install 'streamlit[auth]')")
+    # [auth.NAME] tables are named providers (st.login("NAME")); without them [auth] is the one provider.
+    auth = serving.read_secrets().get("auth", {})
+    providers = [name for name, table in auth.items() if isinstance(table, dict)] or [None]
+    for provider in providers:
+        if st.button(f"Sign in with {provider or 'your identity provider'}", type="primary",
+                     key=f"auth_login_{provider or 'default'}"):
+            try:
+                st.login(provider) if provider else st.login()
+            except Exception as exc:  # noqa: BLE001 - Streamlit raises several types for a bad [auth] table
+                st.error(f"sign-in: Streamlit cannot start the sign-in ({exc}); check the [auth] table of "
+                         ".streamlit/secrets.toml and that Authlib is installed (pip install 'streamlit[auth]')")
     return None
 
 
