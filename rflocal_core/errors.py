@@ -56,8 +56,11 @@ class SceneImportError(RFLocalInputError, ValueError):
     """A Mitsuba / Sionna scene file cannot be imported (not a scene, no geometry, missing meshes)."""
 
 
-class AccessDeniedError(PermissionError):
-    """The signed-in user's role may not do this (a viewer deleting a run), or the password is wrong."""
+class AccessDeniedError(RFLocalInputError, PermissionError):
+    """The signed-in user's role may not do this (a viewer deleting a run), or the password is wrong.
+
+    An input error too, so a page that reports ``RFLocalInputError`` with ``st.error`` reports this one.
+    """
 
 
 class SignInThrottledError(AccessDeniedError):

@@ -9,7 +9,13 @@ import pytest
 
 from rflocal_core import access, serving
 from rflocal_core.access import LOCAL_USER, SignInThrottle, User
-from rflocal_core.errors import AccessDeniedError, InvalidInputError, ServingError, SignInThrottledError
+from rflocal_core.errors import (
+    AccessDeniedError,
+    InvalidInputError,
+    RFLocalInputError,
+    ServingError,
+    SignInThrottledError,
+)
 
 FAST = 1_000  # PBKDF2 rounds in these tests: the real default takes a third of a second per hash
 
@@ -43,7 +49,7 @@ def test_roles_and_actions():
         with pytest.raises(AccessDeniedError, match=f"{action}: user 'vera' has the role 'viewer'"):
             access.require(viewer, action)
         access.require(LOCAL_USER, action)  # the command line may do everything
-    assert isinstance(AccessDeniedError("x"), PermissionError)
+    assert isinstance(AccessDeniedError("x"), PermissionError) and isinstance(AccessDeniedError("x"), RFLocalInputError)
     with pytest.raises(InvalidInputError, match="action: 'format_disk' is not an action"):
         access.require(LOCAL_USER, "format_disk")
     with pytest.raises(InvalidInputError, match="role: 'admin' is not a role"):
