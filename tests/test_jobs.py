@@ -10,7 +10,7 @@ import pytest
 from rflocal_core.jobs import JobRegistry
 
 
-def test_job_reports_progress_and_result():
+def test_job_reports_progress_and_result(workspace):
     registry = JobRegistry()
     gate = threading.Event()
 
@@ -35,7 +35,7 @@ def test_job_reports_progress_and_result():
     assert registry.get(job.id) is job and registry.list(kind="test") == [job]
 
 
-def test_cancel_stops_the_worker_at_its_next_check():
+def test_cancel_stops_the_worker_at_its_next_check(workspace):
     registry = JobRegistry()
     started = threading.Event()
     steps = []
@@ -56,7 +56,7 @@ def test_cancel_stops_the_worker_at_its_next_check():
     assert len(steps) < 1000
 
 
-def test_a_failing_worker_is_marked_failed_with_its_error():
+def test_a_failing_worker_is_marked_failed_with_its_error(workspace):
     registry = JobRegistry()
 
     def work(ctx):
