@@ -180,3 +180,43 @@ def test_the_generation_panel_shows_a_queued_job_with_its_place_and_cancels_it(w
         second.cancel()
         gate.set()
         assert first.wait(10)
+
+
+def test_a_generation_asking_for_more_samples_than_the_cap_is_refused_naming_it(workspace, monkeypatch):
+    from rflocal_core.dataset import GenerationConfig, generate_dataset
+
+    monkeypatch.setenv(settings.MAX_DATASET_SAMPLES_ENV, "100")
+    at_cap = GenerationConfig(name="fits", scenes=("a", "b"), samples_per_scene=50)
+    assert at_cap.requested_samples == 100
+    at_cap.check_size()  # exactly the cap is allowed
+    config = GenerationConfig(name="toobig", scenes=("a", "b"), samples_per_scene=60)
+    with pytest.raises(InvalidInputError, match=r"samples_per_scene: 60 samples per scene x 2 scene\(s\) = 120 samples, "
+                                                r"more than the 100 samples one job may request \(the cap "
+                                                r"RFLOCAL_MAX_DATASET_SAMPLES=100\)"):
+        generate_dataset(config)  # refused before the scenes are even looked up
+    assert not (workspace / "datasets").exists() or not any((workspace / "datasets").iterdir())
+    monkeypatch.delenv(settings.MAX_DATASET_SAMPLES_ENV)
+    assert settings.max_dataset_samples() == settings.max_dataset_samples_default
+    GenerationConfig(name="big", scenes=("a",), samples_per_scene=1_000_000).check_size()  # the default cap
+
+
+def test_the_generate_button_refuses_a_request_over_the_cap_on_the_page(demo_scene, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from rflocal_core.jobs import REGISTRY
+
+    monkeypatch.setenv(settings.MAX_DATASET_SAMPLES_ENV, "500")
+    before = len(REGISTRY.list(kind="generate"))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/views/data_generation.py")
+    at.run()
+    at.number_input(key="dg_samples").set_value(501)
+    at.button(key="dg_start").click().run()
+    assert not at.exception
+    expected = ("samples_per_scene: 501 samples per scene x 1 scene(s) = 501 samples, more than the 500 samples one "
+                "job may request (the cap RFLOCAL_MAX_DATASET_SAMPLES=500); ask for fewer samples per scene or fewer scenes")
+    assert [e.value for e in at.error] == [expected]
+    assert len(REGISTRY.list(kind="generate")) == before  # no job was started

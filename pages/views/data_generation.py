@@ -114,6 +114,7 @@ with tab_gen:
                     survey=survey, drone_altitude_m=float(drone_alt), drone_spacing_m=float(drone_spacing),
                     drone_points=int(drone_points),
                 )
+                config.check_size()  # the cap on samples per job, refused here rather than in the job
             except RFLocalInputError as exc:
                 st.error(str(exc))
             else:

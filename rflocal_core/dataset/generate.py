@@ -58,7 +58,14 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
     dict
         ``name``, ``path``, ``samples``, ``splits`` (counts), ``seconds`` per stage,
         ``resumed`` (stages reused from an interrupted run).
+
+    Raises
+    ------
+    InvalidInputError
+        The job asks for more samples than :func:`~rflocal_core.settings.max_dataset_samples`
+        (:meth:`GenerationConfig.check_size`), among other bad inputs.
     """
+    config.check_size()  # the cap on what one job may request (issue 20), before any work
     report = as_progress(progress)
     final = store.dataset_path(config.name)
     if final.exists():
