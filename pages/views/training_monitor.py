@@ -143,7 +143,7 @@ def live_panel() -> None:
         "state": ("running" if r.get("active") else "interrupted") if r.get("state") == "running" else r.get("state"),
         "stopped": r.get("stopped"),
         "best val median (m)": r.get("median_m"), "best val P95 (m)": r.get("p95_m"), "best epoch": r.get("epoch"),
-        "duration (s)": r.get("seconds"), "created": r.get("created_utc"),
+        "duration (s)": r.get("seconds"), "created": r.get("created_utc"), "owner": r.get("owner"),
     } for r in reversed(runs)])
     st.dataframe(table, hide_index=True, width="stretch")
 
