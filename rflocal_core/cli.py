@@ -318,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     rres = runs_sub.add_parser("resume", help="continue a cancelled or interrupted network run")
     rres.add_argument("run")
     rres.add_argument("--max-minutes", type=float, default=None, help="new wall-clock budget for the whole run")
+    log = sub.add_parser("audit", help="who started, cancelled or deleted what (workspace/audit.jsonl), oldest first")
+    for flag in ("actor", "action", "target"):
+        log.add_argument(f"--{flag}", default=None, help=f"only the entries of this {flag}")
     return parser
 
 
@@ -538,6 +541,10 @@ def _run(args: argparse.Namespace) -> Any:
                                progress=_stderr_progress())
     if args.cmd == "predict":
         return _predict(args)
+    if args.cmd == "audit":
+        from rflocal_core.audit import read_audit
+
+        return read_audit(actor=args.actor, action=args.action, target=args.target)
     if args.cmd == "runs":
         from rflocal_core.train import delete_run, list_runs
 

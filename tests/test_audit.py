@@ -107,6 +107,11 @@ def test_without_an_owner_the_command_line_and_python_are_local(workspace, run_c
     proc = run_cli(["data", "delete", "mine"], workspace)
     assert proc.returncode == 0, proc.stderr
     assert [(e["actor"], e["action"], e["target"]) for e in read_audit()] == [("local", "delete", "dataset:mine")]
+    record("ana", "start", "job:x")
+    proc = run_cli(["audit", "--action", "delete"], workspace)  # the log from the command line
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == read_audit(action="delete")
+    assert [e["actor"] for e in json.loads(run_cli(["audit"], workspace).stdout)] == ["local", "ana"]
 
 
 def test_deleting_a_scene_is_recorded(workspace):
@@ -138,3 +143,16 @@ def test_the_pages_show_owners_of_datasets_and_runs(workspace):
     assert not at.exception
     runs = next(df.value for df in at.dataframe if "run" in df.value.columns)
     assert isinstance(runs, pd.DataFrame) and runs.set_index("run").loc[run_id, "owner"] == "bo"
+
+
+def test_an_ablation_study_keeps_its_owner_and_gives_it_to_its_runs(workspace):
+    from rflocal_core import ablate
+    from rflocal_core.dataset import import_measurements
+    from rflocal_core.train import list_runs
+
+    import_measurements(_measurements(), name="survey")
+    study = ablate.Study("own", "one kNN variant", "knn", (ablate.Variant("plain"),))
+    out = ablate.run_study(study, "survey", name="owned", owner="ana")
+    assert out["state"] == "done" and out["owner"] == "ana"
+    assert [(a["name"], a["owner"]) for a in ablate.list_ablations()] == [("owned", "ana")]
+    assert [r["owner"] for r in list_runs()] == ["ana"]

@@ -94,9 +94,9 @@ def test_cancelled_generation_leaves_a_resumable_partial_dataset(tmp_path, monke
             if "sampling" in stage:
                 job.cancel()  # as a user clicking Cancel once the maps are done
                 ctx.check_cancelled()
-        return generate_dataset(config, progress=progress)
+        return generate_dataset(config, progress=progress, owner="ana")
 
-    job = registry.submit("generate", "cancelme", work)
+    job = registry.submit("generate", "cancelme", work, owner="ana")
     assert job.wait(120)
     assert job.snapshot()["state"] == "cancelled"
     rows = {r["name"]: r for r in list_datasets()}
@@ -105,3 +105,4 @@ def test_cancelled_generation_leaves_a_resumable_partial_dataset(tmp_path, monke
     resumed = generate_dataset(config)
     assert resumed["resumed"] == ["c: radio maps"]
     assert (tmp_path / "datasets" / "cancelme" / "zarr.json").is_file()
+    assert {r["name"]: r["owner"] for r in list_datasets()} == {"cancelme": "ana"}  # resumed: the first owner stays
