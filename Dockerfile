@@ -1,4 +1,8 @@
-# RFLocal workbench: docker build -t rflocal . && docker run -p 8501:8501 -v $PWD/workspace:/app/workspace rflocal
+# RFLocal workbench: docker build -t rflocal . && docker run -p 8501:8501 -v $PWD/workspace:/app/workspace \
+#   -e RFLOCAL_PASSWORD=... rflocal
+# The container binds 0.0.0.0 (to be reachable through -p), so it starts only with sign-in configured
+# (RFLOCAL_PASSWORD / RFLOCAL_PASSWORD_HASH, or a secrets file mounted at /app/.streamlit/secrets.toml)
+# or RFLOCAL_AUTH=none; otherwise it exits 2 saying so (README: "Serving other machines").
 # Leaflet for the Scene Builder's box map, from the committed lock file (served by the app: works offline).
 FROM node:20-bookworm-slim AS boxmap
 WORKDIR /boxmap
@@ -26,4 +30,4 @@ ENV RFLOCAL_WORKSPACE=/app/workspace
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4).status == 200 else 1)"
-CMD ["streamlit", "run", "app.py", "--server.port=8501", "--server.address=0.0.0.0", "--server.headless=true"]
+CMD ["python", "-m", "rflocal_core", "serve", "--address", "0.0.0.0", "--port", "8501"]

@@ -3,6 +3,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
+# This machine only; `make run ADDRESS=0.0.0.0` serves other machines, which needs sign-in configured
+# or RFLOCAL_AUTH=none (README: "Serving other machines").
+ADDRESS ?= 127.0.0.1
 
 .PHONY: setup setup-test run test test-fast demo-scene demo-model clean
 
@@ -13,7 +16,7 @@ setup-test:
 	bash scripts/setup.sh --test
 
 run: setup
-	$(PY) -m streamlit run app.py --server.port $(PORT)
+	$(PY) -m rflocal_core serve --address $(ADDRESS) --port $(PORT)
 
 test: setup-test
 	$(PY) -m pytest -q

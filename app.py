@@ -9,7 +9,20 @@ from __future__ import annotations
 
 import streamlit as st
 
+from rflocal_core import serving
+from rflocal_core.errors import ServingError
+
 st.set_page_config(page_title="RFLocal", page_icon=":satellite_antenna:", layout="wide")
+
+# Other machines only with sign-in or RFLOCAL_AUTH=none: `python -m rflocal_core serve` checks this
+# before the server starts; this catches a server started by hand on another address.
+try:
+    open_banner = serving.check_app(st.get_option("server.address"))
+except ServingError as exc:
+    st.error(f"RFLocal does not serve this address without sign-in. {exc}", icon=":material/lock:")
+    st.stop()
+if open_banner:
+    st.warning(open_banner, icon=":material/lock_open:")
 
 pages = [
     st.Page("pages/views/home.py", title="Overview", icon=":material/home:", default=True),

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from rflocal_core import serving
 from rflocal_core.errors import BackendUnavailableError, RFLocalInputError
 
 
@@ -318,6 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
     rres = runs_sub.add_parser("resume", help="continue a cancelled or interrupted network run")
     rres.add_argument("run")
     rres.add_argument("--max-minutes", type=float, default=None, help="new wall-clock budget for the whole run")
+    serve = sub.add_parser("serve", help="serve the workbench (Streamlit); refuses a non-loopback address "
+                           "without sign-in configured or RFLOCAL_AUTH=none")
+    serve.add_argument("--address", default=serving.DEFAULT_ADDRESS,
+                       help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=serving.DEFAULT_PORT)
     log = sub.add_parser("audit", help="who started, cancelled or deleted what (workspace/audit.jsonl), oldest first")
     for flag in ("actor", "action", "target"):
         log.add_argument(f"--{flag}", default=None, help=f"only the entries of this {flag}")
@@ -513,6 +519,8 @@ def command_config(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace) -> Any:
+    if args.cmd == "serve":
+        serving.serve(args.address, args.port)  # replaces this process with the server; returns only by raising
     if args.cmd == "doctor":
         return _doctor()
     if args.cmd == "data":

@@ -169,3 +169,11 @@ def _rebuild_error(cls: type[MeasurementFormatError], detail: str, path: str,
 
 class TableFormatError(MeasurementFormatError):
     """A table cannot be read, or the column mapping does not fit it (exit 2 on the command line)."""
+
+
+class ServingError(RFLocalInputError, RuntimeError):
+    """The workbench would serve other machines without sign-in (a non-loopback address, no auth configured).
+
+    The message names the address and how to configure sign-in or opt out (``RFLOCAL_AUTH=none``);
+    ``python -m rflocal_core serve`` exits 2 with it.
+    """
