@@ -199,13 +199,23 @@ def test_a_generation_asking_for_more_samples_than_the_cap_is_refused_naming_it(
     GenerationConfig(name="big", scenes=("a",), samples_per_scene=1_000_000).check_size()  # the default cap
 
 
-def test_the_generate_button_refuses_a_request_over_the_cap_on_the_page(demo_scene, monkeypatch):
+def _scene_workspace(demo_scene, workspace):
+    """A workspace of its own holding a copy of the demo scene (the shared one is read-only, and the
+    registry writes the audit log into the workspace)."""
+    import shutil
+
+    shutil.copytree(demo_scene["_workspace"] / "scenes", workspace / "scenes")
+    return workspace
+
+
+def test_the_generate_button_refuses_a_request_over_the_cap_on_the_page(demo_scene, workspace, monkeypatch):
     from pathlib import Path
 
     from streamlit.testing.v1 import AppTest
 
     from rflocal_core.jobs import REGISTRY
 
+    monkeypatch.setenv(settings.WORKSPACE_ENV, str(_scene_workspace(demo_scene, workspace)))
     monkeypatch.setenv(settings.MAX_DATASET_SAMPLES_ENV, "500")
     before = len(REGISTRY.list(kind="generate"))
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
@@ -219,3 +229,43 @@ def test_the_generate_button_refuses_a_request_over_the_cap_on_the_page(demo_sce
                 "job may request (the cap RFLOCAL_MAX_DATASET_SAMPLES=500); ask for fewer samples per scene or fewer scenes")
     assert [e.value for e in at.error] == [expected]
     assert len(REGISTRY.list(kind="generate")) == before  # no job was started
+
+
+def test_the_generate_button_queues_or_is_refused_when_the_slots_are_taken(demo_scene, workspace, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from rflocal_core.jobs import REGISTRY
+
+    monkeypatch.setenv(settings.WORKSPACE_ENV, str(_scene_workspace(demo_scene, workspace)))
+    monkeypatch.setenv(settings.MAX_JOBS_ENV, "1")
+    monkeypatch.setenv(settings.MAX_QUEUED_JOBS_ENV, "0")
+    gate, ran = threading.Event(), []
+    holder = REGISTRY.submit("test", "holds-the-slot", _gated(gate, ran, "holder"))
+    try:
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+        at.run()
+        at.switch_page("pages/views/data_generation.py")
+        at.run()
+        at.text_input(key="dg_name").set_value("quota-refused")
+        at.button(key="dg_start").click().run()
+        assert not at.exception and not at.success
+        assert len(at.error) == 1 and at.error[0].value.startswith("job 'quota-refused': not started: ")
+        assert "RFLOCAL_MAX_QUEUED_JOBS=0" in at.error[0].value
+        assert not [j for j in REGISTRY.list(kind="generate") if j.label == "quota-refused"]
+
+        monkeypatch.setenv(settings.MAX_QUEUED_JOBS_ENV, "5")
+        at.text_input(key="dg_name").set_value("quota-queued")
+        at.button(key="dg_start").click().run()
+        assert not at.exception and not at.error
+        job = next(j for j in REGISTRY.list(kind="generate") if j.label == "quota-queued")
+        assert job.state == "queued"
+        assert at.success[0].value == f"Queued **quota-queued**: {job.snapshot()['stage']}."
+        job.cancel()  # before it ever runs: nothing is ray-traced
+        assert job.state == "cancelled" and not (workspace / "datasets" / ".partial-quota-queued").exists()
+        assert [e["action"] for e in read_audit() if "quota" in e["details"].get("label", "")] == [
+            "refuse", "start", "cancel"]
+    finally:
+        holder.cancel()
+        assert holder.wait(10)
