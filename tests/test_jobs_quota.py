@@ -208,6 +208,13 @@ def _scene_workspace(demo_scene, workspace):
     return workspace
 
 
+def test_data_generate_on_the_command_line_is_refused_over_the_cap(workspace, run_cli):
+    proc = run_cli(["data", "generate", "--scene", "a", "--scene", "b", "--name", "toobig", "--samples", "600"],
+                   workspace, env={settings.MAX_DATASET_SAMPLES_ENV: "1000"})
+    assert proc.returncode == 2
+    assert "error: samples_per_scene: 600 samples per scene x 2 scene(s) = 1,200 samples, more than the 1,000" in proc.stderr
+
+
 def test_the_generate_button_refuses_a_request_over_the_cap_on_the_page(demo_scene, workspace, monkeypatch):
     from pathlib import Path
 
