@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rflocal_core import audit, settings
-from rflocal_core.errors import JobLimitError
+from rflocal_core.errors import JobLimitError, RFLocalInputError
 from rflocal_core.progress import Eta, EtaEstimator, JobCancelled, Step
 
 __all__ = ["REGISTRY", "STATES", "Job", "JobCancelled", "JobContext", "JobRegistry", "ordinal", "queue_text"]
@@ -184,6 +184,7 @@ class JobRegistry:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._limits = (max_running, max_per_owner, max_queued)
+        self._last_limits = (1, 1, 0)  # the limits of the last start, for when a setting turns unreadable
 
     def limits(self) -> tuple[int, int, int]:
         """``(max_running, max_per_owner, max_queued)`` in force now."""
@@ -191,7 +192,8 @@ class JobRegistry:
         running = settings.max_running_jobs() if running is None else running
         # one owner may use every slot unless told otherwise
         per_owner = settings.max_jobs_per_owner(running) if per_owner is None else per_owner
-        return running, per_owner, settings.max_queued_jobs() if queued is None else queued
+        self._last_limits = (running, per_owner, settings.max_queued_jobs() if queued is None else queued)
+        return self._last_limits
 
     def submit(self, kind: str, label: str, fn: Callable[[JobContext], Any], *, owner: str = "local") -> Job:
         """Run ``fn(ctx)`` in a daemon thread now, or queue it until a slot frees; return its job.
@@ -202,6 +204,8 @@ class JobRegistry:
         ------
         JobLimitError
             The job cannot run now and :func:`~rflocal_core.settings.max_queued_jobs` jobs already wait.
+        InvalidInputError
+            A quota's environment variable is not a whole number in range.
         """
         job = Job(id=f"{kind}-{uuid.uuid4().hex[:8]}", kind=kind, label=label, owner=owner, _registry=self)
         job._thread = threading.Thread(target=self._run, args=(job, fn), name=job.id, daemon=True)
@@ -265,7 +269,10 @@ class JobRegistry:
 
     def _dispatch(self) -> None:
         """Start the queued jobs that fit now (after a job ended)."""
-        limits = self.limits()
+        try:
+            limits = self.limits()
+        except RFLocalInputError:  # a quota variable edited into nonsense: the waiting jobs still start
+            limits = self._last_limits
         with self._lock:
             start = self._mark_running(self._startable(limits))
         for job in start:

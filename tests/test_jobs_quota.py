@@ -276,3 +276,17 @@ def test_the_generate_button_queues_or_is_refused_when_the_slots_are_taken(demo_
     finally:
         holder.cancel()
         assert holder.wait(10)
+
+
+def test_waiting_jobs_still_start_when_a_quota_variable_turns_unreadable(workspace, monkeypatch):
+    monkeypatch.setenv(settings.MAX_JOBS_ENV, "1")
+    registry = JobRegistry(max_queued=5)
+    gate, ran = threading.Event(), []
+    first = registry.submit("test", "a", _gated(gate, ran, "a"))
+    second = registry.submit("test", "b", _gated(gate, ran, "b"))
+    assert second.state == "queued"
+    monkeypatch.setenv(settings.MAX_JOBS_ENV, "many")
+    with pytest.raises(InvalidInputError, match="RFLOCAL_MAX_JOBS"):
+        registry.submit("test", "c", _gated(gate, ran, "c"))
+    gate.set()
+    assert first.wait(5) and second.wait(5) and ran == ["a", "b"]
