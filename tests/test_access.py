@@ -237,3 +237,32 @@ def test_a_viewer_cannot_cancel_a_job():
         assert job.wait(10) and job.state == "cancelled"
     finally:
         release.set()
+
+
+def test_the_signed_in_user_is_the_actor_and_the_owner(workspace):
+    """Roles and the audit log meet: a refused viewer leaves no trace of a delete, an editor's name is logged
+    as who deleted or cancelled, and owns the jobs the page starts for them."""
+    import threading
+
+    from rflocal_core import audit, scene
+    from rflocal_core.jobs import JobRegistry
+    from rflocal_core.scene import ProceduralConfig, SceneConfig
+
+    scene.build_scene(SceneConfig(name="city", procedural=ProceduralConfig(size_m=240, seed=4)))
+    with pytest.raises(AccessDeniedError):
+        scene.delete_scene("city", user=User("vera", "viewer"))
+    scene.delete_scene("city", user=User("ed", "editor"))
+    assert [(r["actor"], r["target"]) for r in audit.read_audit(action="delete")] == [("ed", "scene:city")]
+
+    release = threading.Event()
+    registry = JobRegistry(max_running=1, max_per_owner=1, max_queued=4)
+    job = registry.submit("test", "owned", lambda ctx: release.wait(10), owner="ed")
+    try:
+        with pytest.raises(AccessDeniedError):
+            job.cancel(user=User("vera", "viewer"))
+        job.cancel(user=User("ed", "editor"))
+    finally:
+        release.set()
+    assert job.wait(10)
+    cancels = audit.read_audit(action="cancel")
+    assert [(r["actor"], r["details"]["owner"]) for r in cancels] == [("ed", "ed")]

@@ -451,17 +451,11 @@ class ImportResult(JsonResult):
 
 
 def import_measurements(
-    ms_or_path: MeasurementSet | str | os.PathLike[str] | bytes,
-    *,
-    name: str,
-    scene: str | None = None,
-    split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
-    seed: int = 0,
-    fixed_splits: Mapping[str, str] | None = None,
-    strict: bool = False,
-    min_reports: int = 1,
-    quality: QualityReport | None = None,
-    input_info: Mapping[str, Any] | None = None, user: User = LOCAL_USER,
+    ms_or_path: MeasurementSet | str | os.PathLike[str] | bytes, *, name: str, scene: str | None = None,
+    split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS, seed: int = 0,
+    fixed_splits: Mapping[str, str] | None = None, strict: bool = False, min_reports: int = 1,
+    quality: QualityReport | None = None, input_info: Mapping[str, Any] | None = None, owner: str | None = None,
+    user: User = LOCAL_USER,
 ) -> ImportResult:
     """Turn measurements into a dataset ``workspace/datasets/<name>`` (same Zarr layout, no maps).
 
@@ -494,6 +488,8 @@ def import_measurements(
     input_info : mapping, optional
         Where a :class:`MeasurementSet` came from, kept as the dataset's ``input`` attribute
         (a file given by path or bytes is described automatically).
+    owner : str, optional
+        Who imported it (default the user's name; ``"local"``: the command line): the ``owner`` attribute.
     user : User
         Who asks (default: the command line's :data:`~rflocal_core.access.LOCAL_USER`); a viewer is refused.
 
@@ -520,7 +516,8 @@ def import_measurements(
     attrs = {
         "mode": ms.mode, "scene": scene_name or ms.scene, "frame": frame.to_dict(), "frame_source": frame_source,
         "notes": list(ms.notes), "assumptions": _assumptions(ms, counts, info, report, frame_source, scene_name),
-        "input": dict(input_info) if input_info is not None else loaded_info, **_node_attrs(ms),
+        "input": dict(input_info) if input_info is not None else loaded_info,
+        "owner": user.name if owner is None else owner, **_node_attrs(ms),
         **_scene_attrs(scene_name), "config": {"name": name, "scenes": [scene_name] if scene_name else [],
                                                "source": IMPORT_SOURCE, "split": list(fractions), "seed": int(seed)},
     }

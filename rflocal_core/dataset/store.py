@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from rflocal_core import audit
 from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.errors import DatasetNotFoundError
 from rflocal_core.workspace import subdir, validate_name
@@ -79,7 +80,8 @@ def open_dataset(name: str) -> zarr.Group:
 
 
 def list_datasets() -> list[dict[str, Any]]:
-    """Summaries of complete datasets, and of partial ones marked as such."""
+    """Summaries of complete datasets, and of partial ones marked as such, with their ``owner`` (who
+    generated or imported them; None for datasets from before owners were kept)."""
     rows = []
     for path in sorted(datasets_dir().iterdir()):
         if not (path / "zarr.json").is_file():
@@ -99,18 +101,27 @@ def list_datasets() -> list[dict[str, Any]]:
             "samples": attrs.get("counts", {}).get("samples"),
             "splits": attrs.get("counts", {}).get("splits"),
             "created_utc": attrs.get("created_utc"),
+            "owner": attrs.get("owner"),
         })
     return rows
 
 
-def delete_dataset(name: str, *, partial: bool = False, user: User = LOCAL_USER) -> None:
-    """Delete a dataset (or the partial folder of an interrupted generation); ``user`` must be an editor."""
+def delete_dataset(name: str, *, partial: bool = False, user: User = LOCAL_USER, actor: str | None = None) -> None:
+    """Delete a dataset (or the partial folder of an interrupted generation); ``user`` must be an editor;
+    ``actor`` (who deleted it, default the user's name) goes to the audit log (:mod:`rflocal_core.audit`)
+    with the dataset's owner."""
     require(user, "delete_dataset")
+    actor = user.name if actor is None else actor
     path = partial_path(name) if partial else dataset_path(name)
     if not path.exists():
         msg = f"dataset: nothing to delete at {path}"
         raise DatasetNotFoundError(msg)
+    try:
+        owner = zarr.open_group(str(path), mode="r").attrs.get("owner")
+    except Exception:  # noqa: BLE001 - a broken folder is deleted all the same
+        owner = None
     shutil.rmtree(path)
+    audit.record(actor, "delete", f"dataset:{name}", partial=partial, owner=owner)
 
 
 def write_array(group: zarr.Group, name: str, data: np.ndarray, *, chunk_rows: int | None = None) -> zarr.Array:
