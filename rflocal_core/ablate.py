@@ -196,7 +196,7 @@ def check_study(
 def run_study(
     study: str | Study, dataset: str, *, seeds: int = 1, max_minutes_per_variant: float | None = None,
     epochs: int | None = None, variants: list[str] | None = None, name: str | None = None,
-    progress: ProgressFn | None = None,
+    progress: ProgressFn | None = None, owner: str = "local",
 ) -> dict[str, Any]:
     """Train and evaluate every variant of a study (for each seed) and keep the results table.
 
@@ -216,6 +216,8 @@ def run_study(
         Run only these variants (by name), in the study's order.
     name : str, optional
         Folder name under ``workspace/ablations`` (default ``<study>-<dataset>``).
+    owner : str
+        Who started it (``"local"``: the command line): kept in the results and in the runs it trains.
 
     Returns
     -------
@@ -231,23 +233,23 @@ def run_study(
             raise InvalidInputError(msg)
         _ACTIVE.add(folder_name)
     try:
-        return _run(st, chosen, folder_name, dataset, seeds, epochs, max_minutes_per_variant, progress)
+        return _run(st, chosen, folder_name, dataset, seeds, epochs, max_minutes_per_variant, progress, owner=owner)
     finally:
         with _ACTIVE_LOCK:
             _ACTIVE.discard(folder_name)
 
 
 def _run(st: Study, chosen: list[Variant], folder_name: str, dataset: str, seeds: int, epochs: int | None,
-         max_minutes_per_variant: float | None, progress: ProgressFn | None) -> dict[str, Any]:
+         max_minutes_per_variant: float | None, progress: ProgressFn | None, *, owner: str = "local") -> dict[str, Any]:
     folder = ablations_dir() / folder_name
     folder.mkdir(parents=True, exist_ok=True)
     definition = {"study": st.to_dict(), "dataset": dataset, "seeds": seeds, "epochs": epochs,
                   "max_minutes_per_variant": max_minutes_per_variant, "variants": [v.name for v in chosen],
-                  "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                  "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "owner": owner}
     atomic_write_text(folder / "study.json", json.dumps(definition, indent=2))
     report = as_progress(progress)
     results: dict[str, Any] = {"study": st.name, "dataset": dataset, "name": folder_name, "state": "running",
-                               "error": None, "rows": [], "cdfs": {}, "total": len(chosen) * seeds}
+                               "error": None, "rows": [], "cdfs": {}, "total": len(chosen) * seeds, "owner": owner}
     _write(folder, results)
     jobs = [(v, s) for v in chosen for s in range(seeds)]
     trained: dict[str, tuple[str, float]] = {}
@@ -257,7 +259,8 @@ def _run(st: Study, chosen: list[Variant], folder_name: str, dataset: str, seeds
             # variants are parts of the study: those done time the ones left
             sub = sub_progress(report, prefix=f"{label}: ", span=(k / len(jobs), (k + 1) / len(jobs)), part=k,
                                parts=len(jobs))
-            row, cdf = _run_variant(st, variant, dataset, seed, epochs, max_minutes_per_variant, sub, trained)
+            row, cdf = _run_variant(st, variant, dataset, seed, epochs, max_minutes_per_variant, sub, trained,
+                                    owner=owner)
             results["rows"].append(row)
             results["cdfs"][f"{variant.name}#{seed}"] = cdf
             results["summary"] = summarize(results["rows"])
@@ -285,7 +288,7 @@ def _test_transform(v: Variant) -> dict[str, Any]:
 
 def _run_variant(
     st: Study, v: Variant, dataset: str, seed: int, epochs: int | None, minutes: float | None, report: StepProgressFn,
-    trained: dict[str, tuple[str, float]],
+    trained: dict[str, tuple[str, float]], *, owner: str = "local",
 ) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """Train (or reuse) and test one variant. ``trained``: training spec -> (run id, seconds), so
     variants that differ only at test time (map corruption) share one training."""
@@ -309,7 +312,7 @@ def _run_variant(
     if key not in trained:
         t0 = time.perf_counter()
         out = train(dataset, model, model_config=model_config, train_config=train_config, seed=seed, progress=report,
-                    input_transform=transform, tags=(ABLATION_TAG,))
+                    input_transform=transform, tags=(ABLATION_TAG,), owner=owner)
         trained[key] = (out.run_id, time.perf_counter() - t0)
     run_id, train_s = trained[key]
     run = load_run(run_id)
@@ -369,7 +372,7 @@ def rows_csv(rows: list[dict[str, Any]]) -> str:
 
 
 def list_ablations() -> list[dict[str, Any]]:
-    """The saved studies: name, study, dataset, state, variants done / total."""
+    """The saved studies: name, study, dataset, state, variants done / total, owner (None: from before owners)."""
     out = []
     for path in sorted(ablations_dir().iterdir()):
         file = path / "results.json"
@@ -380,7 +383,7 @@ def list_ablations() -> list[dict[str, Any]]:
         except (OSError, json.JSONDecodeError):
             continue
         out.append({"name": path.name, "study": r.get("study"), "dataset": r.get("dataset"), "state": r.get("state"),
-                    "done": len(r.get("rows", [])), "total": r.get("total")})
+                    "done": len(r.get("rows", [])), "total": r.get("total"), "owner": r.get("owner")})
     return out
 
 

@@ -324,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--address", default=serving.DEFAULT_ADDRESS,
                        help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
     serve.add_argument("--port", type=int, default=serving.DEFAULT_PORT)
+    log = sub.add_parser("audit", help="who started, cancelled or deleted what (workspace/audit.jsonl), oldest first")
+    for flag in ("actor", "action", "target"):
+        log.add_argument(f"--{flag}", default=None, help=f"only the entries of this {flag}")
     return parser
 
 
@@ -546,6 +549,10 @@ def _run(args: argparse.Namespace) -> Any:
                                progress=_stderr_progress())
     if args.cmd == "predict":
         return _predict(args)
+    if args.cmd == "audit":
+        from rflocal_core.audit import read_audit
+
+        return read_audit(actor=args.actor, action=args.action, target=args.target)
     if args.cmd == "runs":
         from rflocal_core.train import delete_run, list_runs
 

@@ -72,6 +72,11 @@ class RunNotFoundError(RFLocalInputError, FileNotFoundError):
     """No run of that id exists."""
 
 
+class JobLimitError(RFLocalInputError, RuntimeError):
+    """A job cannot start: the running jobs are at their limit and the queue is full
+    (``settings.max_queued_jobs``)."""
+
+
 class CheckpointError(RFLocalInputError, ValueError):
     """A run's checkpoint is missing, corrupt or not an RFLocal checkpoint."""
 

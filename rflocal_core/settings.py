@@ -12,6 +12,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from rflocal_core.errors import InvalidInputError
+
 #: Environment variable naming the workspace folder.
 WORKSPACE_ENV = "RFLOCAL_WORKSPACE"
 
@@ -64,6 +66,19 @@ max_dataset_extent_m: float = 50_000.0
 #: Scene schema version written in ``scene.json``.
 scene_schema_version: int = 1
 
+#: Environment variables that override the job quotas and the dataset size cap below.
+MAX_JOBS_ENV = "RFLOCAL_MAX_JOBS"
+MAX_JOBS_PER_OWNER_ENV = "RFLOCAL_MAX_JOBS_PER_OWNER"
+MAX_QUEUED_JOBS_ENV = "RFLOCAL_MAX_QUEUED_JOBS"
+MAX_DATASET_SAMPLES_ENV = "RFLOCAL_MAX_DATASET_SAMPLES"
+
+#: Jobs (generation, training, ablation) queued beyond the running ones before further starts are
+#: refused; 0: never queue, refuse every start over a running limit.
+max_queued_jobs_default: int = 32
+
+#: Most samples one generation job may request (samples per scene x scenes).
+max_dataset_samples_default: int = 1_000_000
+
 
 def workspace_dir() -> Path:
     """Return the workspace folder (``$RFLOCAL_WORKSPACE`` or ``./workspace``)."""
@@ -90,3 +105,41 @@ def use_workspace(path: str | os.PathLike[str]) -> Iterator[Path]:
 def overpass_url() -> str | None:
     """Return an Overpass endpoint override, or None for the osmnx default."""
     return os.environ.get(OVERPASS_URL_ENV) or None
+
+
+def _env_int(name: str, default: int, *, lo: int) -> int:
+    """``int($name)`` (at least ``lo``), or ``default`` when unset or empty."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or value < lo:
+        msg = f"{name}: expected a whole number >= {lo}, got {raw!r}"
+        raise InvalidInputError(msg)
+    return value
+
+
+def max_running_jobs() -> int:
+    """Most background jobs running at once (``$RFLOCAL_MAX_JOBS``; default: the number of cores)."""
+    return _env_int(MAX_JOBS_ENV, os.cpu_count() or 1, lo=1)
+
+
+def max_jobs_per_owner(default: int | None = None) -> int:
+    """Most background jobs of one owner running at once (``$RFLOCAL_MAX_JOBS_PER_OWNER``; default:
+    ``default``, or :func:`max_running_jobs` when None)."""
+    return _env_int(MAX_JOBS_PER_OWNER_ENV, max_running_jobs() if default is None else default, lo=1)
+
+
+def max_queued_jobs() -> int:
+    """Most jobs waiting for a free slot (``$RFLOCAL_MAX_QUEUED_JOBS``; default
+    :data:`max_queued_jobs_default`); 0 refuses every start that cannot run at once."""
+    return _env_int(MAX_QUEUED_JOBS_ENV, max_queued_jobs_default, lo=0)
+
+
+def max_dataset_samples() -> int:
+    """Most samples one generation job may request, samples per scene x scenes
+    (``$RFLOCAL_MAX_DATASET_SAMPLES``; default :data:`max_dataset_samples_default`)."""
+    return _env_int(MAX_DATASET_SAMPLES_ENV, max_dataset_samples_default, lo=1)

@@ -10,7 +10,7 @@ import pytest
 from rflocal_core.jobs import JobRegistry
 
 
-def test_job_reports_progress_and_result():
+def test_job_reports_progress_and_result(workspace):
     registry = JobRegistry()
     gate = threading.Event()
 
@@ -35,7 +35,7 @@ def test_job_reports_progress_and_result():
     assert registry.get(job.id) is job and registry.list(kind="test") == [job]
 
 
-def test_cancel_stops_the_worker_at_its_next_check():
+def test_cancel_stops_the_worker_at_its_next_check(workspace):
     registry = JobRegistry()
     started = threading.Event()
     steps = []
@@ -56,7 +56,7 @@ def test_cancel_stops_the_worker_at_its_next_check():
     assert len(steps) < 1000
 
 
-def test_a_failing_worker_is_marked_failed_with_its_error():
+def test_a_failing_worker_is_marked_failed_with_its_error(workspace):
     registry = JobRegistry()
 
     def work(ctx):
@@ -94,9 +94,9 @@ def test_cancelled_generation_leaves_a_resumable_partial_dataset(tmp_path, monke
             if "sampling" in stage:
                 job.cancel()  # as a user clicking Cancel once the maps are done
                 ctx.check_cancelled()
-        return generate_dataset(config, progress=progress)
+        return generate_dataset(config, progress=progress, owner="ana")
 
-    job = registry.submit("generate", "cancelme", work)
+    job = registry.submit("generate", "cancelme", work, owner="ana")
     assert job.wait(120)
     assert job.snapshot()["state"] == "cancelled"
     rows = {r["name"]: r for r in list_datasets()}
@@ -105,3 +105,4 @@ def test_cancelled_generation_leaves_a_resumable_partial_dataset(tmp_path, monke
     resumed = generate_dataset(config)
     assert resumed["resumed"] == ["c: radio maps"]
     assert (tmp_path / "datasets" / "cancelme" / "zarr.json").is_file()
+    assert {r["name"]: r["owner"] for r in list_datasets()} == {"cancelme": "ana"}  # resumed: the first owner stays

@@ -201,7 +201,7 @@ def test_every_listing_page_redraws_when_a_job_ends(path, tmp_path, monkeypatch)
     assert [t.value for t in at.title] == [LISTING_PAGES[path]]  # the whole page ran again
 
 
-def test_registry_ended_lists_finished_jobs_only():
+def test_registry_ended_lists_finished_jobs_only(workspace):
     import threading
 
     from rflocal_core.jobs import JobRegistry

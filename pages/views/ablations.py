@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.views.refresh import rerun_when_a_job_ends
+from pages.views.refresh import job_line, rerun_when_a_job_ends
 from pages.views.widgets import bounded, multi, select
 from rflocal_core import ablate
 from rflocal_core import dataset as ds
@@ -49,10 +49,15 @@ with st.expander("Start a study", expanded=st.session_state.setdefault("ab_form_
             except RFLocalInputError as exc:
                 st.error(str(exc))
             else:
-                REGISTRY.submit("ablation", name, lambda ctx: ablate.run_study(
-                    study_name, dataset, progress=ctx.progress, **kwargs))
-                st.session_state["ab_want"] = name  # opened as soon as its folder exists
-                st.success(f"Started **{name}** ({len(chosen)} variants x {seeds} seed(s)) in the background.")
+                try:
+                    job = REGISTRY.submit("ablation", name, lambda ctx: ablate.run_study(
+                        study_name, dataset, progress=ctx.progress, **kwargs))
+                except RFLocalInputError as exc:  # the job quota: too many jobs running and waiting
+                    st.error(str(exc))
+                else:
+                    st.session_state["ab_want"] = name  # opened as soon as its folder exists
+                    st.success(f"Started **{name}** ({len(chosen)} variants x {seeds} seed(s)) in the background."
+                               if job.state == "running" else f"Queued **{name}**: {job.snapshot()['stage']}.")
 
 
 def _summary_table(results: dict) -> pd.DataFrame:
@@ -87,9 +92,8 @@ def live_panel() -> None:
     jobs = [j for j in REGISTRY.list(kind="ablation") if not j.finished]
     for job in jobs:
         snap = job.snapshot()
-        eta = f", {snap['eta_text']}" if snap["eta_text"] else ""  # a range, only once it is known
         cols = st.columns([5, 1])
-        cols[0].progress(snap["fraction"], text=f"**{snap['label']}** — {snap['stage']}{eta}")
+        cols[0].progress(snap["fraction"], text=job_line(snap))
         if cols[1].button("Cancel", key=f"ab-cancel-{job.id}"):
             job.cancel()
     for job in REGISTRY.list(kind="ablation"):

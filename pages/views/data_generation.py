@@ -8,7 +8,7 @@ import plotly.express as px
 import streamlit as st
 
 from pages.views.plots import fit_to_extent, radio_map_figure
-from pages.views.refresh import rerun_when_a_job_ends
+from pages.views.refresh import job_line, rerun_when_a_job_ends
 from pages.views.widgets import choice, error_text, multi, number, text, toggle, upload_limit_mib
 from rflocal_core import dataset as ds
 from rflocal_core.dataset.table_import import import_table
@@ -114,12 +114,19 @@ with tab_gen:
                     survey=survey, drone_altitude_m=float(drone_alt), drone_spacing_m=float(drone_spacing),
                     drone_points=int(drone_points),
                 )
+                config.check_size()  # the cap on samples per job, refused here rather than in the job
             except RFLocalInputError as exc:
                 st.error(str(exc))
             else:
-                job = REGISTRY.submit("generate", config.name, lambda ctx: ds.generate_dataset(config, progress=ctx.progress))
-                st.session_state["dg_job"] = job.id
-                st.success(f"Started generating **{config.name}** in the background.")
+                try:
+                    job = REGISTRY.submit("generate", config.name,
+                                          lambda ctx: ds.generate_dataset(config, progress=ctx.progress))
+                except RFLocalInputError as exc:  # the job quota: too many jobs running and waiting
+                    st.error(str(exc))
+                else:
+                    st.session_state["dg_job"] = job.id
+                    st.success(f"Started generating **{config.name}** in the background." if job.state == "running"
+                               else f"Queued **{config.name}**: {job.snapshot()['stage']}.")
 
     @st.fragment(run_every=1.0)
     def jobs_panel() -> None:
@@ -130,10 +137,8 @@ with tab_gen:
         newest_done = next((j.id for j in reversed(jobs) if j.state == "done"), None)
         for job in reversed(jobs):
             snap = job.snapshot()
-            eta = f", {snap['eta_text']}" if snap["eta_text"] else ""  # a range, only once it is known
-            elapsed = f"{snap['elapsed_s']:.0f} s" if snap["elapsed_s"] is not None else ""
             cols = st.columns([5, 1])
-            cols[0].progress(snap["fraction"], text=f"**{snap['label']}** — {snap['stage']} ({elapsed}{eta})")
+            cols[0].progress(snap["fraction"], text=job_line(snap))
             if not job.finished and cols[1].button("Cancel", key=f"cancel-{job.id}"):
                 job.cancel()
             if snap["state"] == "failed":

@@ -8,6 +8,8 @@ Datasets tab until the page was left. :func:`rerun_when_a_job_ends` polls the jo
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from rflocal_core.jobs import REGISTRY
@@ -32,3 +34,13 @@ def rerun_when_a_job_ends(*, every_s: float = 1.5) -> None:
             st.rerun(scope="app")
 
     watch_jobs()
+
+
+def job_line(snap: dict[str, Any]) -> str:
+    """The text of a job's progress bar: "**label** — stage (12 s, about 20–30 s left)"; a queued job
+    says its place ("**label** — queued, 2nd in line"), a job of another user its owner."""
+    parts = [f"{snap['elapsed_s']:.0f} s"] if snap.get("elapsed_s") is not None else []
+    if snap.get("eta_text"):  # a range, only once it is known
+        parts.append(snap["eta_text"])
+    owner = f" [{snap['owner']}]" if snap.get("owner") not in (None, "local") else ""
+    return f"**{snap['label']}**{owner} — {snap['stage']}" + (f" ({', '.join(parts)})" if parts else "")

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from pages.views.refresh import rerun_when_a_job_ends
+from pages.views.refresh import job_line, rerun_when_a_job_ends
 from pages.views.widgets import bounded, choice, number, option_widgets, select
 from rflocal_core import dataset as ds
 from rflocal_core import train as tr
@@ -74,11 +74,16 @@ with st.expander("Start a run", expanded=st.session_state.setdefault("tm_form_op
                 st.error(str(exc))
             else:
                 run_id = new_run_id(model, dataset)
-                REGISTRY.submit("train", run_id, lambda ctx: tr.train(
-                    dataset, model, model_config=model_config, train_config=train_config, seed=int(seed),
-                    progress=ctx.progress, run_id=run_id, allow_large_extent=large))
-                st.session_state["tm_selected"] = run_id
-                st.success(f"Started **{run_id}** in the background.")
+                try:
+                    job = REGISTRY.submit("train", run_id, lambda ctx: tr.train(
+                        dataset, model, model_config=model_config, train_config=train_config, seed=int(seed),
+                        progress=ctx.progress, run_id=run_id, allow_large_extent=large))
+                except RFLocalInputError as exc:  # the job quota: too many jobs running and waiting
+                    st.error(str(exc))
+                else:
+                    st.session_state["tm_selected"] = run_id
+                    st.success(f"Started **{run_id}** in the background." if job.state == "running"
+                               else f"Queued **{run_id}**: {job.snapshot()['stage']}.")
 
 
 def _job_for(run_id: str):
@@ -117,10 +122,8 @@ def live_panel() -> None:
         st.subheader("Running")
     for job in jobs:
         snap = job.snapshot()
-        eta = f", {snap['eta_text']}" if snap["eta_text"] else ""  # a range, only once it is known
-        elapsed = f"{snap['elapsed_s']:.0f} s" if snap["elapsed_s"] is not None else ""
         cols = st.columns([5, 1])
-        cols[0].progress(snap["fraction"], text=f"**{snap['label']}** — {snap['stage']} ({elapsed}{eta})")
+        cols[0].progress(snap["fraction"], text=job_line(snap))
         if cols[1].button("Cancel", key=f"tm-cancel-{job.id}"):
             job.cancel()
 
@@ -140,7 +143,7 @@ def live_panel() -> None:
         "state": ("running" if r.get("active") else "interrupted") if r.get("state") == "running" else r.get("state"),
         "stopped": r.get("stopped"),
         "best val median (m)": r.get("median_m"), "best val P95 (m)": r.get("p95_m"), "best epoch": r.get("epoch"),
-        "duration (s)": r.get("seconds"), "created": r.get("created_utc"),
+        "duration (s)": r.get("seconds"), "created": r.get("created_utc"), "owner": r.get("owner"),
     } for r in reversed(runs)])
     st.dataframe(table, hide_index=True, width="stretch")
 
@@ -151,7 +154,9 @@ def live_panel() -> None:
     run_id = st.selectbox("Run", ids, key="tm_selected")
     row = next((r for r in runs if r["run_id"] == run_id), None)
     if row is None:
-        st.info(f"{run_id} is starting (loading the dataset).")
+        job = _job_for(run_id)
+        queued = job is not None and job.state == "queued"
+        st.info(f"{run_id} is {job.snapshot()['stage']}." if queued else f"{run_id} is starting (loading the dataset).")
         return
     if row.get("state") == "failed":
         st.error(f"{run_id} failed: {row.get('error')}")
@@ -176,7 +181,7 @@ def live_panel() -> None:
             job.cancel()
     if row.get("resumable") and not row.get("active"):
         if c[1].button("Resume", key="tm-resume"):
-            try:
+            try:  # the job quota may refuse it
                 REGISTRY.submit("train", run_id, lambda ctx: tr.resume(run_id, progress=ctx.progress))
             except RFLocalInputError as exc:
                 st.error(str(exc))

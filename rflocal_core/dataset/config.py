@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from rflocal_core import settings
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.options import check_options, option, seed_option
 from rflocal_core.workspace import validate_name
@@ -207,6 +208,29 @@ class GenerationConfig:
             check_options(self, only=DRONE_OPTIONS)
         if len(self.split) != 3 or any(not isinstance(f, (int, float)) or f < 0 for f in self.split) or abs(sum(self.split) - 1) > 1e-6:
             msg = f"split: expected three fractions (train, val, test) >= 0 summing to 1, got {self.split!r}"
+            raise InvalidInputError(msg)
+
+    @property
+    def requested_samples(self) -> int:
+        """Samples the job asks for: samples per scene x scenes."""
+        return self.samples_per_scene * len(self.scenes)
+
+    def check_size(self) -> None:
+        """Refuse a job that asks for more samples than :func:`~rflocal_core.settings.max_dataset_samples`.
+
+        Checked when a generation starts (not on construction: a stored configuration stays readable
+        after the cap is lowered).
+
+        Raises
+        ------
+        InvalidInputError
+            The message names the request and the cap.
+        """
+        cap = settings.max_dataset_samples()
+        if self.requested_samples > cap:
+            msg = (f"samples_per_scene: {self.samples_per_scene:,} samples per scene x {len(self.scenes)} scene(s) = "
+                   f"{self.requested_samples:,} samples, more than the {cap:,} samples one job may request (the cap "
+                   f"{settings.MAX_DATASET_SAMPLES_ENV}={cap}); ask for fewer samples per scene or fewer scenes")
             raise InvalidInputError(msg)
 
     @property

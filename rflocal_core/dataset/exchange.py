@@ -450,17 +450,10 @@ class ImportResult(JsonResult):
 
 
 def import_measurements(
-    ms_or_path: MeasurementSet | str | os.PathLike[str] | bytes,
-    *,
-    name: str,
-    scene: str | None = None,
-    split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
-    seed: int = 0,
-    fixed_splits: Mapping[str, str] | None = None,
-    strict: bool = False,
-    min_reports: int = 1,
-    quality: QualityReport | None = None,
-    input_info: Mapping[str, Any] | None = None,
+    ms_or_path: MeasurementSet | str | os.PathLike[str] | bytes, *, name: str, scene: str | None = None,
+    split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS, seed: int = 0,
+    fixed_splits: Mapping[str, str] | None = None, strict: bool = False, min_reports: int = 1,
+    quality: QualityReport | None = None, input_info: Mapping[str, Any] | None = None, owner: str = "local",
 ) -> ImportResult:
     """Turn measurements into a dataset ``workspace/datasets/<name>`` (same Zarr layout, no maps).
 
@@ -493,6 +486,8 @@ def import_measurements(
     input_info : mapping, optional
         Where a :class:`MeasurementSet` came from, kept as the dataset's ``input`` attribute
         (a file given by path or bytes is described automatically).
+    owner : str
+        Who imported it (``"local"``: the command line): the ``owner`` attribute, shown in dataset lists.
 
     Returns
     -------
@@ -517,7 +512,7 @@ def import_measurements(
     attrs = {
         "mode": ms.mode, "scene": scene_name or ms.scene, "frame": frame.to_dict(), "frame_source": frame_source,
         "notes": list(ms.notes), "assumptions": _assumptions(ms, counts, info, report, frame_source, scene_name),
-        "input": dict(input_info) if input_info is not None else loaded_info, **_node_attrs(ms),
+        "input": dict(input_info) if input_info is not None else loaded_info, "owner": owner, **_node_attrs(ms),
         **_scene_attrs(scene_name), "config": {"name": name, "scenes": [scene_name] if scene_name else [],
                                                "source": IMPORT_SOURCE, "split": list(fractions), "seed": int(seed)},
     }

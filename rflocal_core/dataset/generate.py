@@ -40,7 +40,8 @@ def _rng(config: GenerationConfig, scene_index: int, purpose: str) -> np.random.
     return np.random.default_rng(np.random.SeedSequence([config.seed, scene_index, _PURPOSE[purpose]]))
 
 
-def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = None, restart: bool = False) -> dict[str, Any]:
+def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = None, restart: bool = False,
+                     owner: str = "local") -> dict[str, Any]:
     """Generate ``config.name`` into ``workspace/datasets``; resume an interrupted run.
 
     Parameters
@@ -52,13 +53,23 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
         left); it may raise to cancel (the partial work is kept).
     restart : bool
         Discard a partial run of this name instead of resuming it.
+    owner : str
+        Who started it (a signed-in user's name; ``"local"`` on the command line): the dataset's
+        ``owner`` attribute, shown in dataset lists (a resumed generation keeps the first owner).
 
     Returns
     -------
     dict
         ``name``, ``path``, ``samples``, ``splits`` (counts), ``seconds`` per stage,
         ``resumed`` (stages reused from an interrupted run).
+
+    Raises
+    ------
+    InvalidInputError
+        The job asks for more samples than :func:`~rflocal_core.settings.max_dataset_samples`
+        (:meth:`GenerationConfig.check_size`), among other bad inputs.
     """
+    config.check_size()  # the cap on what one job may request (issue 20), before any work
     report = as_progress(progress)
     final = store.dataset_path(config.name)
     if final.exists():
@@ -67,7 +78,7 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
     metas = [load_scene_meta(s) for s in config.scenes]  # fails early on unknown scenes
     partial = store.partial_path(config.name)
     if partial.exists() and restart:
-        store.delete_dataset(config.name, partial=True)
+        store.delete_dataset(config.name, partial=True, actor=owner)
     if partial.exists():
         root = zarr.open_group(str(partial), mode="a")
         if root.attrs.get("digest") != config.digest():
@@ -79,7 +90,7 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
     else:
         root = zarr.open_group(str(partial), mode="w")
         root.attrs.update({"format": store.FORMAT, "complete": False, "digest": config.digest(),
-                           "config": config.to_dict()})
+                           "config": config.to_dict(), "owner": owner})
 
     seconds: dict[str, float] = {}
     resumed: list[str] = []

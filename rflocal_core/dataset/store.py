@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from rflocal_core import audit
 from rflocal_core.errors import DatasetNotFoundError
 from rflocal_core.workspace import subdir, validate_name
 
@@ -78,7 +79,8 @@ def open_dataset(name: str) -> zarr.Group:
 
 
 def list_datasets() -> list[dict[str, Any]]:
-    """Summaries of complete datasets, and of partial ones marked as such."""
+    """Summaries of complete datasets, and of partial ones marked as such, with their ``owner`` (who
+    generated or imported them; None for datasets from before owners were kept)."""
     rows = []
     for path in sorted(datasets_dir().iterdir()):
         if not (path / "zarr.json").is_file():
@@ -98,17 +100,24 @@ def list_datasets() -> list[dict[str, Any]]:
             "samples": attrs.get("counts", {}).get("samples"),
             "splits": attrs.get("counts", {}).get("splits"),
             "created_utc": attrs.get("created_utc"),
+            "owner": attrs.get("owner"),
         })
     return rows
 
 
-def delete_dataset(name: str, *, partial: bool = False) -> None:
-    """Delete a dataset (or the partial folder of an interrupted generation)."""
+def delete_dataset(name: str, *, partial: bool = False, actor: str = "local") -> None:
+    """Delete a dataset (or the partial folder of an interrupted generation); ``actor`` (who deleted
+    it) goes to the audit log (:mod:`rflocal_core.audit`) with the dataset's owner."""
     path = partial_path(name) if partial else dataset_path(name)
     if not path.exists():
         msg = f"dataset: nothing to delete at {path}"
         raise DatasetNotFoundError(msg)
+    try:
+        owner = zarr.open_group(str(path), mode="r").attrs.get("owner")
+    except Exception:  # noqa: BLE001 - a broken folder is deleted all the same
+        owner = None
     shutil.rmtree(path)
+    audit.record(actor, "delete", f"dataset:{name}", partial=partial, owner=owner)
 
 
 def write_array(group: zarr.Group, name: str, data: np.ndarray, *, chunk_rows: int | None = None) -> zarr.Array:

@@ -44,12 +44,13 @@ def import_table(
     split_block_m: float | None = None,
     max_bytes: int = MAX_TABLE_FILE_BYTES,
     max_rows: int = MAX_TABLE_ROWS,
+    owner: str = "local",
 ) -> ImportResult:
     """Read a long-layout table and store it as the dataset ``workspace/datasets/<name>``.
 
     Parameters are those of :func:`rflocal_core.measurements.table.read_table` (the table)
     and of :func:`rflocal_core.dataset.import_measurements` (``name``, ``scene``,
-    ``split_fractions``, ``seed``, ``strict``, ``min_reports``). The table's faulty cells and
+    ``split_fractions``, ``seed``, ``strict``, ``min_reports``, ``owner``). The table's faulty cells and
     rows join the quality report of the import (reasons ``table_*``).
 
     split_block_m : float, optional
@@ -79,5 +80,5 @@ def import_table(
         info["split"] = split
     summary = import_measurements(table.measurements, name=name, scene=scene, split_fractions=split_fractions,
                                   seed=seed, fixed_splits=fixed, input_info=info, strict=strict,
-                                  min_reports=min_reports, quality=table.report.quality())
+                                  min_reports=min_reports, quality=table.report.quality(), owner=owner)
     return replace(summary, table=table.report, split=split)

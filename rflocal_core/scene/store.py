@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from rflocal_core import audit
 from rflocal_core.errors import SceneNotFoundError
 from rflocal_core.geo import LocalFrame
 from rflocal_core.scene.build import scenes_dir
@@ -63,9 +64,10 @@ def list_scenes() -> list[dict[str, Any]]:
     return rows
 
 
-def delete_scene(name: str) -> None:
-    """Delete a scene folder."""
+def delete_scene(name: str, *, actor: str = "local") -> None:
+    """Delete a scene folder; ``actor`` (who deleted it) goes to the audit log (:mod:`rflocal_core.audit`)."""
     shutil.rmtree(scene_dir(name))
+    audit.record(actor, "delete", f"scene:{name}")
 
 
 _HEIGHT_COLOURS = [  # viridis, 8 stops

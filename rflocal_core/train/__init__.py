@@ -131,7 +131,7 @@ def train(
     dataset: str, model: str, *, model_config: dict[str, Any] | None = None,
     train_config: dict[str, Any] | TrainConfig | None = None, seed: int = 0, progress: ProgressFn | None = None,
     run_id: str | None = None, input_transform: dict[str, Any] | InputTransform | None = None,
-    allow_large_extent: bool = False, tags: tuple[str, ...] = (),
+    allow_large_extent: bool = False, tags: tuple[str, ...] = (), owner: str = "local",
 ) -> TrainResult:
     """Fit ``model`` on the train split of ``dataset``, validate, save the run.
 
@@ -156,6 +156,9 @@ def train(
     tags : tuple of str
         Kept in the run's ``config.json``; ``"ablation"`` marks the runs an ablation study trains,
         which run lists leave out by default (:func:`~rflocal_core.train.runs.list_runs`).
+    owner : str
+        Who started the run (a signed-in user's name; ``"local"`` on the command line), kept in its
+        ``config.json`` and shown in run lists.
 
     Returns
     -------
@@ -171,16 +174,17 @@ def train(
     if model in NETWORKS or model in BASELINES:
         check_extent(dataset, allow_large_extent=allow_large_extent)
     if model in NETWORKS:
-        return _train_network(dataset, model, model_config, train_config, seed, report, run_id, transform, tags)
+        return _train_network(dataset, model, model_config, train_config, seed, report, run_id, transform, tags,
+                              owner=owner)
     if model not in BASELINES:
         msg = f"model: expected one of {', '.join(models())}, got {model!r}"
         raise InvalidInputError(msg)
-    return _train_baseline(dataset, model, model_config, seed, report, run_id, transform, tags)
+    return _train_baseline(dataset, model, model_config, seed, report, run_id, transform, tags, owner=owner)
 
 
 def _train_baseline(
     dataset: str, model: str, model_config: dict[str, Any] | None, seed: int, report: StepProgressFn,
-    run_id: str | None, transform: InputTransform, tags: tuple[str, ...] = (),
+    run_id: str | None, transform: InputTransform, tags: tuple[str, ...] = (), *, owner: str = "local",
 ) -> TrainResult:
     attrs = dict(open_dataset(dataset).attrs)  # fails early on an unknown dataset
     instance = BASELINES[model](model_config)  # validates the configuration before anything is written
@@ -189,7 +193,7 @@ def _train_baseline(
         "run_id": run_id, "kind": "baseline", "model": model, "model_config": instance.config.to_dict(),
         "dataset": dataset, "dataset_digest": _dataset_digest(attrs), "seed": seed,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "input_transform": transform.to_dict(), "tags": list(tags),
+        "input_transform": transform.to_dict(), "tags": list(tags), "owner": owner,
     }
     path = create_run(run_id, config)
     t0 = time.perf_counter()
@@ -253,7 +257,8 @@ def _dataset_digest(attrs: dict[str, Any]) -> str | None:
 
 def _train_network(
     dataset: str, model: str, model_config: dict[str, Any] | None, train_config: Any, seed: int,
-    report: StepProgressFn, run_id: str | None, transform: InputTransform, tags: tuple[str, ...] = (),
+    report: StepProgressFn, run_id: str | None, transform: InputTransform, tags: tuple[str, ...] = (), *,
+    owner: str = "local",
 ) -> TrainResult:
     attrs = dict(open_dataset(dataset).attrs)
     cfg = train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(train_config)
@@ -279,7 +284,7 @@ def _train_network(
         "train_config": cfg.to_dict(), "features": spec.to_dict(), "dataset": dataset,
         "dataset_digest": _dataset_digest(attrs), "seed": seed, "parameters": sum(p.numel() for p in net.parameters()),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "input_transform": transform.to_dict(),
-        "tags": list(tags),
+        "tags": list(tags), "owner": owner,
     }
     path = create_run(run_id, config)
     try:

@@ -2,7 +2,7 @@
 
 Files of a run::
 
-    config.json     model name and configuration, dataset name and digest, seed, kind
+    config.json     model name and configuration, dataset name and digest, seed, kind, owner
     status.json     state (running / done / failed / cancelled), why it stopped (``stop``: all
                     epochs done, early stop, time budget, cancelled, failed; baselines: fitted),
                     error, best validation figures
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rflocal_core import settings
+from rflocal_core import audit, settings
 from rflocal_core.errors import CheckpointError, RFLocalInputError, RunNotFoundError
 from rflocal_core.workspace import atomic_path, atomic_write_text, subdir, validate_name
 
@@ -232,7 +232,8 @@ def load_checkpoint(run_id: str) -> dict[str, Any]:
 
 def list_runs(*, include_ablation: bool = True) -> list[dict[str, Any]]:
     """One row per run: id, model, dataset, state, why it stopped (``stopped``), best validation
-    figures, created time, ``tags`` and ``ablation`` (trained by an ablation study).
+    figures, created time, ``tags``, ``ablation`` (trained by an ablation study) and ``owner`` (who
+    started it; None for runs from before owners were kept).
 
     Parameters
     ----------
@@ -262,7 +263,7 @@ def list_runs(*, include_ablation: bool = True) -> list[dict[str, Any]]:
             "mean_m": best.get("mean_m"), "epoch": best.get("epoch"), "seconds": best.get("seconds"),
             "resumable": config.get("kind") == "network" and status.get("state") != "done"
             and (path / "resume.pt").is_file(),
-            "created_utc": config.get("created_utc"), "tags": tags,
+            "created_utc": config.get("created_utc"), "tags": tags, "owner": config.get("owner"),
             "ablation": ABLATION_TAG in tags or path.name in studies,
         })
     return rows if include_ablation else [r for r in rows if not r["ablation"]]
@@ -282,13 +283,20 @@ def _ablation_run_ids() -> set[str]:
     return out
 
 
-def delete_run(run_id: str) -> None:
-    """Delete a run folder (not while this process trains it: cancel first)."""
+def delete_run(run_id: str, *, actor: str = "local") -> None:
+    """Delete a run folder (not while this process trains it: cancel first); ``actor`` (who deleted
+    it) goes to the audit log (:mod:`rflocal_core.audit`) with the run's model, dataset and owner."""
     path = run_dir(run_id)
     if is_active(run_id):
         msg = f"run {run_id!r}: is being trained; cancel it before deleting"
         raise RFLocalInputError(msg)
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        config = {}
     shutil.rmtree(path)
+    audit.record(actor, "delete", f"run:{run_id}", model=config.get("model"), dataset=config.get("dataset"),
+                 owner=config.get("owner"))
 
 
 def _now() -> str:
