@@ -243,19 +243,27 @@ def _listening_addresses(command: list[str], *, cwd: Path, env: dict[str, str], 
         proc.wait(timeout=30)
 
 
+def _outside_make() -> dict[str, str]:
+    """The environment without the variables of a calling make (``make test`` runs this suite): a nested
+    make would print "Entering/Leaving directory" lines and inherit its flags."""
+    return {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")}
+
+
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc/net/tcp to read listening sockets")
 def test_make_run_listens_on_loopback_only(tmp_path):
     """``make run``'s own command (its setup step left out), started for real."""
     port = _free_port()
     try:
-        dry = subprocess.run(["make", "-n", "run", f"PORT={port}", f"PY={sys.executable}"], cwd=ROOT,
-                             capture_output=True, text=True, timeout=60, check=True).stdout
+        dry = subprocess.run(["make", "--no-print-directory", "-n", "run", f"PORT={port}", f"PY={sys.executable}"],
+                             cwd=ROOT, env=_outside_make(), capture_output=True, text=True, timeout=60,
+                             check=True).stdout
     except FileNotFoundError:
         pytest.skip("make is not installed")
     command = shlex.split(dry.strip().splitlines()[-1])
     assert command[1:] == ["-m", "rflocal_core", "serve", "--address", "127.0.0.1", "--port", str(port)]
-    other = subprocess.run(["make", "-n", "run", "ADDRESS=0.0.0.0", f"PY={sys.executable}"], cwd=ROOT,
-                           capture_output=True, text=True, timeout=60, check=True).stdout
+    other = subprocess.run(["make", "--no-print-directory", "-n", "run", "ADDRESS=0.0.0.0", f"PY={sys.executable}"],
+                           cwd=ROOT, env=_outside_make(), capture_output=True, text=True, timeout=60,
+                           check=True).stdout
     assert other.strip().splitlines()[-1].endswith("serve --address 0.0.0.0 --port 8501")  # the deliberate choice
     log = tmp_path / "server.log"
     assert _listening_addresses(command, cwd=ROOT, env=_clean_env(tmp_path), port=port, log=log) == {"127.0.0.1"}
