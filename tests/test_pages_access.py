@@ -160,3 +160,19 @@ def test_with_an_identity_provider_only_its_sign_in_button_shows(auth_env, monke
     assert [t.value for t in at.title] == ["Sign in"]
     assert [b.label for b in at.button] == ["Sign in with lab"]
     assert set(_titles_by_page(at).values()) == {None}  # no page is listed before signing in
+
+
+def test_a_viewer_uploads_a_measurement_file_and_gets_a_prediction(auth_env):
+    from rflocal_core import demo
+
+    if not demo.demo_available():
+        pytest.skip("assets/demo is missing (make demo-model)")
+    at = _app()
+    _sign_in(at, "view-pw")
+    at.switch_page("pages/views/live_inference.py")
+    at.run()
+    at.file_uploader(key="li_upload").set_value(("example_single.json", demo.EXAMPLE_SINGLE.read_bytes(),
+                                                  "application/json"))
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.metric[0].label == "Predicted position"
