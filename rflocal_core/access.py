@@ -119,11 +119,14 @@ def hash_password(password: str, *, iterations: int = HASH_ITERATIONS, salt: byt
 def verify_password(password: str, encoded: str) -> bool:
     """Whether ``password`` matches the hash ``encoded`` (compared in constant time)."""
     found = _HASH.fullmatch(encoded.strip())
-    if found is None:
-        msg = (f"password hash: {encoded[:20]!r}... is not a password hash; expected "
-               "pbkdf2_sha256$ITERATIONS$SALT$HASH (python -m rflocal_core auth hash makes one)")
-        raise InvalidInputError(msg)
-    iterations, salt, expected = int(found[1]), base64.b64decode(found[2]), base64.b64decode(found[3])
+    try:
+        if found is None:
+            raise ValueError(encoded)
+        iterations, salt, expected = int(found[1]), base64.b64decode(found[2]), base64.b64decode(found[3])
+    except ValueError:  # binascii.Error too; the value is a secret and is never shown, nor chained
+        msg = ("password hash: not a password hash; expected pbkdf2_sha256$ITERATIONS$SALT$HASH "
+               "(python -m rflocal_core auth hash makes one)")
+        raise InvalidInputError(msg) from None
     digest = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
     return hmac.compare_digest(digest, expected)
 
@@ -153,7 +156,13 @@ class Credential:
 
     def matches(self, password: str) -> bool:
         """Whether ``password`` is this one (constant time)."""
-        return verify_password(password, self.secret) if self.hashed else _same_text(password, self.secret)
+        if not self.hashed:
+            return _same_text(password, self.secret)
+        try:
+            return verify_password(password, self.secret)
+        except InvalidInputError as exc:  # name where the bad hash was set (never its value)
+            msg = f"{self.source}: {exc}"
+            raise InvalidInputError(msg) from None
 
 
 def _secret_credentials(secrets: Mapping[str, Any]) -> list[Credential]:

@@ -64,8 +64,10 @@ def test_hashes_are_salted_and_verified():
     assert access.verify_password("s3cret", one) and access.verify_password("s3cret", two)
     assert not access.verify_password("s3cret ", one)
     assert not access.verify_password("", one)
-    with pytest.raises(InvalidInputError, match="is not a password hash"):
-        access.verify_password("s3cret", "s3cret")
+    for bad in ("s3cret", "pbkdf2_sha256$1000$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"):  # a plain one; bad padding
+        with pytest.raises(InvalidInputError, match="not a password hash") as refused:
+            access.verify_password("s3cret", bad)
+        assert bad not in str(refused.value) and refused.value.__cause__ is None
     with pytest.raises(InvalidInputError, match="password: empty"):
         access.hash_password("")
 
@@ -92,6 +94,11 @@ def test_one_role_per_password_from_env_and_secrets(no_auth_env, monkeypatch):
         attempt("edit-pw ")
     monkeypatch.delenv("RFLOCAL_PASSWORD")
     assert mode() == "password"  # a viewer password alone is a sign-in too (serving refuses nothing then)
+    monkeypatch.setenv("RFLOCAL_PASSWORD_HASH", "my-plain-password")  # a mistake: the message names the variable
+    with pytest.raises(InvalidInputError, match="^RFLOCAL_PASSWORD_HASH: password hash: not a password hash") as bad:
+        attempt("view-pw ")
+    assert "my-plain-password" not in str(bad.value)
+    monkeypatch.delenv("RFLOCAL_PASSWORD_HASH")
 
     # The secrets file: [rflocal] password_hash (editors) and [rflocal.passwords] (one hash per role).
     monkeypatch.delenv("RFLOCAL_VIEWER_PASSWORD_HASH")
