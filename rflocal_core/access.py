@@ -23,7 +23,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rflocal_core.errors import AccessDeniedError, InvalidInputError, SignInThrottledError
@@ -150,9 +150,9 @@ class Credential:
     """One role's shared password: plain text (from the environment) or a hash, and where it was set."""
 
     role: str
-    secret: str
-    hashed: bool
-    source: str
+    secret: str = field(repr=False)  # kept out of repr: logs and error reports
+    hashed: bool = False
+    source: str = ""
 
     def matches(self, password: str) -> bool:
         """Whether ``password`` is this one (constant time)."""
