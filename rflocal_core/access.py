@@ -249,6 +249,9 @@ def sign_in(password: str, *, secrets: Mapping[str, Any], name: str = "", client
     :class:`~rflocal_core.errors.SignInThrottledError` while ``client`` must wait after wrong tries.
     """
     throttle = THROTTLE if throttle is None else throttle
+    if name.strip().lower() == LOCAL_USER.name:
+        msg = f"name: {LOCAL_USER.name!r} stands for the command line in the audit log; choose another name"
+        raise InvalidInputError(msg)
     throttle.check(client)
     configured = credentials(secrets)
     if not configured:

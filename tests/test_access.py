@@ -90,6 +90,8 @@ def test_one_role_per_password_from_env_and_secrets(no_auth_env, monkeypatch):
     assert mode() == "password"
     assert attempt("edit-pw") == User("editor", "editor")
     assert attempt("view-pw", name="Vera") == User("Vera", "viewer")
+    with pytest.raises(InvalidInputError, match="name: 'local' stands for the command line"):
+        attempt("edit-pw", name="Local")
     with pytest.raises(AccessDeniedError, match="password: wrong password"):
         attempt("edit-pw ")
     monkeypatch.delenv("RFLOCAL_PASSWORD")
