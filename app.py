@@ -3,13 +3,19 @@
 The page scripts sit one level down on purpose: Streamlit treats ``*.py`` files directly
 in ``pages/`` as a legacy multipage app, and the first session of a server would then
 show that legacy navigation instead of this one.
+
+Sign-in next (pages/views/signin.py): with a password or an identity provider configured, a session
+sees only the sign-in form until it has signed in, and the navigation then lists only the pages its
+role may use.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
+from pages.views.signin import account_panel, signed_in_user
 from rflocal_core import serving
+from rflocal_core.access import allowed
 from rflocal_core.errors import ServingError
 
 st.set_page_config(page_title="RFLocal", page_icon=":satellite_antenna:", layout="wide")
@@ -24,13 +30,17 @@ except ServingError as exc:
 if open_banner:
     st.warning(open_banner, icon=":material/lock_open:")
 
+user = signed_in_user()
+
+# Each page with the action it exists for: a role that may not take it does not see the page.
 pages = [
-    st.Page("pages/views/home.py", title="Overview", icon=":material/home:", default=True),
-    st.Page("pages/views/scene_builder.py", title="Scene Builder", icon=":material/location_city:"),
-    st.Page("pages/views/data_generation.py", title="Data Generation", icon=":material/cell_tower:"),
-    st.Page("pages/views/training_monitor.py", title="Training Monitor", icon=":material/monitoring:"),
-    st.Page("pages/views/live_inference.py", title="Live Inference", icon=":material/my_location:"),
-    st.Page("pages/views/metrics.py", title="Metrics", icon=":material/analytics:"),
-    st.Page("pages/views/ablations.py", title="Ablations", icon=":material/science:"),
+    (st.Page("pages/views/home.py", title="Overview", icon=":material/home:", default=True), "view"),
+    (st.Page("pages/views/scene_builder.py", title="Scene Builder", icon=":material/location_city:"), "build_scene"),
+    (st.Page("pages/views/data_generation.py", title="Data Generation", icon=":material/cell_tower:"), "generate"),
+    (st.Page("pages/views/training_monitor.py", title="Training Monitor", icon=":material/monitoring:"), "train"),
+    (st.Page("pages/views/live_inference.py", title="Live Inference", icon=":material/my_location:"), "predict"),
+    (st.Page("pages/views/metrics.py", title="Metrics", icon=":material/analytics:"), "evaluate"),
+    (st.Page("pages/views/ablations.py", title="Ablations", icon=":material/science:"), "ablate"),
 ]
-st.navigation(pages).run()
+account_panel(user)
+st.navigation([page for page, action in pages if allowed(user, action)]).run()

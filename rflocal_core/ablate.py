@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.progress import JobCancelled, ProgressFn, StepProgressFn, as_progress, sub_progress
 from rflocal_core.train.runs import ABLATION_TAG
@@ -196,7 +197,7 @@ def check_study(
 def run_study(
     study: str | Study, dataset: str, *, seeds: int = 1, max_minutes_per_variant: float | None = None,
     epochs: int | None = None, variants: list[str] | None = None, name: str | None = None,
-    progress: ProgressFn | None = None, owner: str = "local",
+    progress: ProgressFn | None = None, owner: str | None = None, user: User = LOCAL_USER,
 ) -> dict[str, Any]:
     """Train and evaluate every variant of a study (for each seed) and keep the results table.
 
@@ -216,8 +217,11 @@ def run_study(
         Run only these variants (by name), in the study's order.
     name : str, optional
         Folder name under ``workspace/ablations`` (default ``<study>-<dataset>``).
-    owner : str
-        Who started it (``"local"``: the command line): kept in the results and in the runs it trains.
+    owner : str, optional
+        Who started it (default the user's name; ``"local"``: the command line): kept in the results and in
+        the runs it trains.
+    user : User
+        Who asks (default: the command line's :data:`~rflocal_core.access.LOCAL_USER`); a viewer is refused.
 
     Returns
     -------
@@ -225,6 +229,8 @@ def run_study(
         ``study``, ``dataset``, ``state``, ``rows`` (see module doc), ``summary`` (per variant:
         mean and std over seeds of median, P95 and mean error), ``path``.
     """
+    require(user, "ablate")
+    owner = user.name if owner is None else owner
     st, chosen, folder_name = check_study(study, dataset, seeds=seeds, max_minutes_per_variant=max_minutes_per_variant,
                                           epochs=epochs, variants=variants, name=name)
     with _ACTIVE_LOCK:

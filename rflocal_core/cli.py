@@ -319,6 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
     rres = runs_sub.add_parser("resume", help="continue a cancelled or interrupted network run")
     rres.add_argument("run")
     rres.add_argument("--max-minutes", type=float, default=None, help="new wall-clock budget for the whole run")
+    auth = sub.add_parser("auth", help="sign-in of the workbench: make a password hash")
+    auth_sub = auth.add_subparsers(dest="auth_cmd", required=True, parser_class=_Parser)
+    auth_sub.add_parser("hash", help="read a password from stdin, print its salted hash (for RFLOCAL_PASSWORD_HASH "
+                        "or [rflocal] password_hash in .streamlit/secrets.toml)")
     serve = sub.add_parser("serve", help="serve the workbench (Streamlit); refuses a non-loopback address "
                            "without sign-in configured or RFLOCAL_AUTH=none")
     serve.add_argument("--address", default=serving.DEFAULT_ADDRESS,
@@ -328,6 +332,16 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("actor", "action", "target"):
         log.add_argument(f"--{flag}", default=None, help=f"only the entries of this {flag}")
     return parser
+
+
+def _auth_hash() -> dict[str, str]:
+    """The salted hash of the password on stdin (asked for without echo on a terminal)."""
+    import getpass
+
+    from rflocal_core.access import hash_password
+
+    password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\r\n")
+    return {"password_hash": hash_password(password)}
 
 
 def _train_flags(parser: argparse.ArgumentParser) -> None:
@@ -549,6 +563,8 @@ def _run(args: argparse.Namespace) -> Any:
                                progress=_stderr_progress())
     if args.cmd == "predict":
         return _predict(args)
+    if args.cmd == "auth":
+        return _auth_hash()
     if args.cmd == "audit":
         from rflocal_core.audit import read_audit
 

@@ -56,6 +56,21 @@ class SceneImportError(RFLocalInputError, ValueError):
     """A Mitsuba / Sionna scene file cannot be imported (not a scene, no geometry, missing meshes)."""
 
 
+class AccessDeniedError(RFLocalInputError, PermissionError):
+    """The signed-in user's role may not do this (a viewer deleting a run), or the password is wrong.
+
+    An input error too, so a page that reports ``RFLocalInputError`` with ``st.error`` reports this one.
+    """
+
+
+class SignInThrottledError(AccessDeniedError):
+    """Too many wrong passwords from one client: the next try is refused until ``retry_after_s`` passed."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class MeshError(ValueError):
     """A footprint cannot be turned into a closed mesh."""
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rflocal_core import audit, settings
+from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.errors import JobLimitError, RFLocalInputError
 from rflocal_core.progress import Eta, EtaEstimator, JobCancelled, Step
 
@@ -73,11 +74,14 @@ class Job:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _registry: JobRegistry | None = field(default=None, repr=False)
 
-    def cancel(self, *, actor: str = "local") -> None:
+    def cancel(self, *, user: User = LOCAL_USER, actor: str | None = None) -> None:
         """Ask the worker to stop at its next check; a queued job is cancelled at once (it never starts).
 
-        ``actor`` (who cancelled) goes to the audit log; cancelling a finished job does nothing.
+        ``user`` must be an editor; ``actor`` (who cancelled, default the user's name) goes to the audit
+        log; cancelling a finished job does nothing.
         """
+        require(user, "cancel")
+        actor = user.name if actor is None else actor
         with self._lock:
             if self.finished or self._cancel.is_set():
                 return

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from rflocal_core.access import credentials
 from rflocal_core.errors import InvalidInputError, ServingError
 
 #: Environment variable that switches sign-in off explicitly: ``RFLOCAL_AUTH=none``.
@@ -89,8 +90,9 @@ def auth_mode(*, files: Sequence[Path] | None = None) -> str:
     """Which sign-in is configured: ``"oidc"``, ``"password"``, ``"none"`` or ``"unset"``.
 
     ``"oidc"`` when a secrets file has an ``[auth]`` section (Streamlit's ``st.login``);
-    ``"password"`` when ``$RFLOCAL_PASSWORD`` or ``$RFLOCAL_PASSWORD_HASH`` is set, or a secrets file
-    has ``[rflocal] password_hash``; ``"none"`` when neither is configured and ``RFLOCAL_AUTH=none``
+    ``"password"`` when a shared password of any role is configured (:func:`rflocal_core.access.credentials`:
+    ``$RFLOCAL_PASSWORD``, ``$RFLOCAL_PASSWORD_HASH``, the viewer's, or ``[rflocal] password_hash`` /
+    ``[rflocal.passwords]`` in a secrets file); ``"none"`` when neither is configured and ``RFLOCAL_AUTH=none``
     opts out explicitly; ``"unset"`` otherwise. Configured sign-in wins over the opt-out (the safe side).
 
     Parameters
@@ -111,9 +113,11 @@ def auth_mode(*, files: Sequence[Path] | None = None) -> str:
     secrets = read_secrets(files)
     if isinstance(secrets.get("auth"), dict):
         return "oidc"
-    section = secrets.get("rflocal")
-    if os.environ.get(PASSWORD_ENV) or os.environ.get(PASSWORD_HASH_ENV) or (
-            isinstance(section, dict) and section.get("password_hash")):
+    try:
+        configured = credentials(secrets)  # any role's shared password (rflocal_core.access), not only the editors'
+    except InvalidInputError as exc:  # e.g. [rflocal.passwords] names no role: refuse rather than guess
+        raise ServingError(str(exc)) from exc
+    if configured:
         return "password"
     return "none" if opt_out == "none" else "unset"
 

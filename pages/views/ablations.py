@@ -7,9 +7,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages.views.refresh import job_line, rerun_when_a_job_ends
+from pages.views.signin import current_user
 from pages.views.widgets import bounded, multi, select
 from rflocal_core import ablate
 from rflocal_core import dataset as ds
+from rflocal_core.access import allowed
 from rflocal_core.errors import RFLocalInputError
 from rflocal_core.jobs import REGISTRY
 
@@ -18,6 +20,8 @@ st.caption(
     "What each model ingredient is worth, measured: a study trains every variant on the same splits and seeds, "
     "tests it on the test split and keeps the table in workspace/ablations/."
 )
+
+user = current_user()  # passed to every core call that changes the workspace
 rerun_when_a_job_ends()  # studies and datasets change when a job ends
 
 datasets = [d["name"] for d in ds.list_datasets() if d.get("state") == "complete"]
@@ -51,7 +55,7 @@ with st.expander("Start a study", expanded=st.session_state.setdefault("ab_form_
             else:
                 try:
                     job = REGISTRY.submit("ablation", name, lambda ctx: ablate.run_study(
-                        study_name, dataset, progress=ctx.progress, **kwargs))
+                        study_name, dataset, progress=ctx.progress, user=user, **kwargs), owner=user.name)
                 except RFLocalInputError as exc:  # the job quota: too many jobs running and waiting
                     st.error(str(exc))
                 else:
@@ -94,8 +98,8 @@ def live_panel() -> None:
         snap = job.snapshot()
         cols = st.columns([5, 1])
         cols[0].progress(snap["fraction"], text=job_line(snap))
-        if cols[1].button("Cancel", key=f"ab-cancel-{job.id}"):
-            job.cancel()
+        if allowed(user, "cancel") and cols[1].button("Cancel", key=f"ab-cancel-{job.id}"):
+            job.cancel(user=user)
     for job in REGISTRY.list(kind="ablation"):
         if job.state == "failed":
             st.error(f"{job.label}: {job.error}")

@@ -9,8 +9,10 @@ import streamlit as st
 
 from pages.views.plots import fit_to_extent, radio_map_figure
 from pages.views.refresh import job_line, rerun_when_a_job_ends
+from pages.views.signin import current_user
 from pages.views.widgets import choice, error_text, multi, number, text, toggle, upload_limit_mib
 from rflocal_core import dataset as ds
+from rflocal_core.access import allowed
 from rflocal_core.dataset.table_import import import_table
 from rflocal_core.dataset.view import dataset_overview, split_rows, split_text, stage_rows
 from rflocal_core.errors import RFLocalInputError
@@ -34,6 +36,8 @@ st.caption(
     "Ray-trace each scene with Sionna RT, draw target positions and synthesize the reports a network or "
     "sensor array would make (RSS, time of arrival, timing advance, angle of arrival), stored as Zarr."
 )
+
+user = current_user()  # passed to every core call that changes the workspace
 rerun_when_a_job_ends()  # the Datasets tab lists what a generation writes
 
 
@@ -120,7 +124,8 @@ with tab_gen:
             else:
                 try:
                     job = REGISTRY.submit("generate", config.name,
-                                          lambda ctx: ds.generate_dataset(config, progress=ctx.progress))
+                                          lambda ctx: ds.generate_dataset(config, progress=ctx.progress, user=user),
+                                          owner=user.name)
                 except RFLocalInputError as exc:  # the job quota: too many jobs running and waiting
                     st.error(str(exc))
                 else:
@@ -139,8 +144,8 @@ with tab_gen:
             snap = job.snapshot()
             cols = st.columns([5, 1])
             cols[0].progress(snap["fraction"], text=job_line(snap))
-            if not job.finished and cols[1].button("Cancel", key=f"cancel-{job.id}"):
-                job.cancel()
+            if not job.finished and allowed(user, "cancel") and cols[1].button("Cancel", key=f"cancel-{job.id}"):
+                job.cancel(user=user)
             if snap["state"] == "failed":
                 st.error(f"{snap['label']}: {snap['error']}")
             elif snap["state"] == "cancelled":
@@ -221,7 +226,8 @@ def _table_tab(data: bytes, kind: str, import_name: str, frame_scene: str | None
             st.dataframe(pd.DataFrame([{"reason": k, **v} for k, v in table.report.to_dict()["issues"].items()]),
                          hide_index=True)
     if c[1].button("Import", key="dg_import"):
-        _show_summary(import_table(data, name=import_name, kind=kind, scene=frame_scene, strict=strict, **options))
+        _show_summary(import_table(data, name=import_name, kind=kind, scene=frame_scene, strict=strict, user=user,
+                                   **options))
 
 
 with tab_import:
@@ -251,7 +257,7 @@ with tab_import:
                 st.error("file: choose a measurement JSON file or a table to upload")
             else:
                 _show_summary(ds.import_measurements(upload.getvalue(), name=import_name, scene=frame_scene,
-                                                     strict=import_strict))
+                                                     strict=import_strict, user=user))
     except RFLocalInputError as exc:
         st.error(error_text(exc))
 

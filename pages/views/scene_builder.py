@@ -9,6 +9,7 @@ import pydeck as pdk
 import streamlit as st
 
 from rflocal_core import scene as sc
+from rflocal_core.access import allowed
 from rflocal_core.errors import InvalidInputError, RFLocalInputError
 from rflocal_core.scene.footprints import save_upload
 from rflocal_core.scene.importer import SceneImportConfig, bundled_scenes, import_scene, parse_origin, save_scene_zip
@@ -16,6 +17,7 @@ from rflocal_core.scene.osm_xml import describe as describe_footprints
 from rflocal_core.workspace import name_from_file
 
 from pages.views import boxmap
+from pages.views.signin import current_user
 from pages.views.widgets import choice, number, radio, text, toggle
 
 SOURCES = {"Procedural city": "procedural", "OSM / GeoJSON file": "file", "Box on a map (online)": "bbox",
@@ -29,6 +31,8 @@ st.caption(
     "Turn building footprints into a Sionna RT scene: closed meshes, ITU materials, a ground plane "
     "and the known-position radio sites."
 )
+
+user = current_user()  # passed to every core call that changes the workspace
 
 
 def render_scene(name: str, *, key: str) -> None:
@@ -240,7 +244,8 @@ with tab_build:
                                     azimuth_deg=azimuth, downtilt_deg=float(downtilt), custom=custom, **seed),
                 **seed,
             )
-            summary = sc.build_scene(config, progress=lambda stage, f: bar.progress(min(f, 1.0), text=stage))
+            summary = sc.build_scene(config, progress=lambda stage, f: bar.progress(min(f, 1.0), text=stage),
+                                     user=user)
         except RFLocalInputError as exc:
             bar.empty()
             st.error(str(exc))
@@ -269,7 +274,8 @@ with tab_build:
                 origin_lon=origin[1] if origin else None, raster_cell_m=float(raster_cell),
                 min_building_height_m=float(min_height), sites=sites,
             )
-            summary = import_scene(config, progress=lambda stage, f: bar.progress(min(f, 1.0), text=stage))
+            summary = import_scene(config, progress=lambda stage, f: bar.progress(min(f, 1.0), text=stage),
+                                   user=user)
         except RFLocalInputError as exc:
             bar.empty()
             st.error(str(exc))
@@ -292,9 +298,10 @@ with tab_scenes:
         st.dataframe(pd.DataFrame(scenes), hide_index=True)
         chosen = st.selectbox("Open scene", [s["name"] for s in scenes], key="sb_open")
         c = st.columns([1, 3])
-        confirm = c[1].checkbox("Yes, delete it", key="sb_confirm_delete")
-        if c[0].button("Delete scene", key="sb_delete", disabled=not confirm):
-            sc.delete_scene(chosen)
-            st.success(f"Deleted {chosen}.")
-            st.rerun()
+        if allowed(user, "delete_scene"):
+            confirm = c[1].checkbox("Yes, delete it", key="sb_confirm_delete")
+            if c[0].button("Delete scene", key="sb_delete", disabled=not confirm):
+                sc.delete_scene(chosen, user=user)
+                st.success(f"Deleted {chosen}.")
+                st.rerun()
         render_scene(chosen, key="open")

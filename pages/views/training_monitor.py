@@ -8,9 +8,11 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from pages.views.refresh import job_line, rerun_when_a_job_ends
+from pages.views.signin import current_user
 from pages.views.widgets import bounded, choice, number, option_widgets, select
 from rflocal_core import dataset as ds
 from rflocal_core import train as tr
+from rflocal_core.access import allowed
 from rflocal_core.errors import RFLocalInputError
 from rflocal_core.jobs import REGISTRY
 from rflocal_core.models import registry
@@ -23,6 +25,8 @@ st.caption(
     "Train localization models in the background: the networks `setnet` and `heimdall` epoch by epoch, and the "
     "classical baselines in one fit. Training keeps running when you switch pages or reload the browser."
 )
+
+user = current_user()  # passed to every core call that changes the workspace
 rerun_when_a_job_ends()  # the runs table and the dataset choices change when a job ends
 
 datasets = [d["name"] for d in ds.list_datasets()]
@@ -77,7 +81,7 @@ with st.expander("Start a run", expanded=st.session_state.setdefault("tm_form_op
                 try:
                     job = REGISTRY.submit("train", run_id, lambda ctx: tr.train(
                         dataset, model, model_config=model_config, train_config=train_config, seed=int(seed),
-                        progress=ctx.progress, run_id=run_id, allow_large_extent=large))
+                        progress=ctx.progress, run_id=run_id, allow_large_extent=large, user=user), owner=user.name)
                 except RFLocalInputError as exc:  # the job quota: too many jobs running and waiting
                     st.error(str(exc))
                 else:
@@ -124,8 +128,8 @@ def live_panel() -> None:
         snap = job.snapshot()
         cols = st.columns([5, 1])
         cols[0].progress(snap["fraction"], text=job_line(snap))
-        if cols[1].button("Cancel", key=f"tm-cancel-{job.id}"):
-            job.cancel()
+        if allowed(user, "cancel") and cols[1].button("Cancel", key=f"tm-cancel-{job.id}"):
+            job.cancel(user=user)
 
     show_ablation = st.checkbox("Show ablation runs", key="tm_show_ablation",
                                 help="runs trained by ablation studies are left out of the list by default")
@@ -176,22 +180,23 @@ def live_panel() -> None:
 
     c = st.columns(3)
     job = _job_for(run_id)
-    if row.get("active") and job is not None and not job.finished:
+    if row.get("active") and job is not None and not job.finished and allowed(user, "cancel"):
         if c[0].button("Cancel run", key="tm-cancel-selected"):
-            job.cancel()
+            job.cancel(user=user)
     if row.get("resumable") and not row.get("active"):
         if c[1].button("Resume", key="tm-resume"):
             try:  # the job quota may refuse it
-                REGISTRY.submit("train", run_id, lambda ctx: tr.resume(run_id, progress=ctx.progress))
+                REGISTRY.submit("train", run_id, lambda ctx: tr.resume(run_id, progress=ctx.progress, user=user),
+                                owner=user.name)
             except RFLocalInputError as exc:
                 st.error(str(exc))
             else:
                 st.success(f"Resuming **{run_id}**.")
-    if not row.get("active"):
+    if not row.get("active") and allowed(user, "delete_run"):
         confirm = c[2].checkbox("Confirm delete", key=f"tm-confirm-{run_id}")
         if c[2].button("Delete run", key="tm-delete", disabled=not confirm):
             try:
-                tr.delete_run(run_id)
+                tr.delete_run(run_id, user=user)
             except RFLocalInputError as exc:
                 st.error(str(exc))
             else:

@@ -52,6 +52,7 @@ import numpy as np
 import zarr
 
 from rflocal_core import __version__
+from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.dataset import store
 from rflocal_core.errors import DatasetExistsError, InvalidInputError, SceneNotFoundError
 from rflocal_core.geo import LocalFrame
@@ -453,7 +454,8 @@ def import_measurements(
     ms_or_path: MeasurementSet | str | os.PathLike[str] | bytes, *, name: str, scene: str | None = None,
     split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS, seed: int = 0,
     fixed_splits: Mapping[str, str] | None = None, strict: bool = False, min_reports: int = 1,
-    quality: QualityReport | None = None, input_info: Mapping[str, Any] | None = None, owner: str = "local",
+    quality: QualityReport | None = None, input_info: Mapping[str, Any] | None = None, owner: str | None = None,
+    user: User = LOCAL_USER,
 ) -> ImportResult:
     """Turn measurements into a dataset ``workspace/datasets/<name>`` (same Zarr layout, no maps).
 
@@ -486,8 +488,10 @@ def import_measurements(
     input_info : mapping, optional
         Where a :class:`MeasurementSet` came from, kept as the dataset's ``input`` attribute
         (a file given by path or bytes is described automatically).
-    owner : str
-        Who imported it (``"local"``: the command line): the ``owner`` attribute, shown in dataset lists.
+    owner : str, optional
+        Who imported it (default the user's name; ``"local"``: the command line): the ``owner`` attribute.
+    user : User
+        Who asks (default: the command line's :data:`~rflocal_core.access.LOCAL_USER`); a viewer is refused.
 
     Returns
     -------
@@ -502,7 +506,7 @@ def import_measurements(
         positions without a usable frame.
     """
     started = time.perf_counter()
-    fractions = _check_import_args(name, split_fractions, seed)
+    fractions = _check_import_args(name, split_fractions, seed, user)
     final, partial = _free_paths(name)
     ms, report, fixed, loaded_info = _read_and_check(ms_or_path, fixed_splits, strict, min_reports, quality)
     frame, frame_source, scene_name = _choose_frame(ms, scene)
@@ -512,22 +516,23 @@ def import_measurements(
     attrs = {
         "mode": ms.mode, "scene": scene_name or ms.scene, "frame": frame.to_dict(), "frame_source": frame_source,
         "notes": list(ms.notes), "assumptions": _assumptions(ms, counts, info, report, frame_source, scene_name),
-        "input": dict(input_info) if input_info is not None else loaded_info, "owner": owner, **_node_attrs(ms),
+        "input": dict(input_info) if input_info is not None else loaded_info,
+        "owner": user.name if owner is None else owner, **_node_attrs(ms),
         **_scene_attrs(scene_name), "config": {"name": name, "scenes": [scene_name] if scene_name else [],
                                                "source": IMPORT_SOURCE, "split": list(fractions), "seed": int(seed)},
     }
     seconds = _write_import(partial, final, name, ms, arrays, splits, attrs, counts, report, started)
     return ImportResult(
-        name=name, path=str(final), samples=counts["samples"], splits=counts["splits"],
-        unlabeled=counts["unlabeled"], nodes=len(ms.nodes),
-        unknown_position_nodes=sum(not node.has_position for node in ms.nodes), mobile_slots=info["mobile_slots"],
-        steps=counts["steps_max"], mode=ms.mode, scene=scene_name or ms.scene, frame_source=frame_source,
-        seconds={"import": seconds}, quality=report,
-    )
+        name=name, path=str(final), samples=counts["samples"], splits=counts["splits"], unlabeled=counts["unlabeled"],
+        nodes=len(ms.nodes), unknown_position_nodes=sum(not node.has_position for node in ms.nodes),
+        mobile_slots=info["mobile_slots"], steps=counts["steps_max"], mode=ms.mode, scene=scene_name or ms.scene,
+        frame_source=frame_source, seconds={"import": seconds}, quality=report)
 
 
-def _check_import_args(name: str, split_fractions: Sequence[float], seed: Any) -> tuple[float, float, float]:
-    """Check the name, fractions and seed of an import; return the fractions."""
+def _check_import_args(name: str, split_fractions: Sequence[float], seed: Any,
+                       user: User) -> tuple[float, float, float]:
+    """Check the user's role, the name, fractions and seed of an import; return the fractions."""
+    require(user, "import_dataset")
     validate_name(name, field="name")
     fractions = _check_fractions(split_fractions)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:

@@ -13,12 +13,14 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
 
 from rflocal_core import __version__
+from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.dataset import store
 from rflocal_core.dataset.config import GenerationConfig
 from rflocal_core.dataset.rasters import Grid, load_footprints_m, rasterize_scene
@@ -41,7 +43,7 @@ def _rng(config: GenerationConfig, scene_index: int, purpose: str) -> np.random.
 
 
 def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = None, restart: bool = False,
-                     owner: str = "local") -> dict[str, Any]:
+                     owner: str | None = None, user: User = LOCAL_USER) -> dict[str, Any]:
     """Generate ``config.name`` into ``workspace/datasets``; resume an interrupted run.
 
     Parameters
@@ -53,9 +55,11 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
         left); it may raise to cancel (the partial work is kept).
     restart : bool
         Discard a partial run of this name instead of resuming it.
-    owner : str
-        Who started it (a signed-in user's name; ``"local"`` on the command line): the dataset's
+    owner : str, optional
+        Who started it (default the user's name; ``"local"`` on the command line): the dataset's
         ``owner`` attribute, shown in dataset lists (a resumed generation keeps the first owner).
+    user : User
+        Who asks (default: the command line's :data:`~rflocal_core.access.LOCAL_USER`); a viewer is refused.
 
     Returns
     -------
@@ -69,6 +73,8 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
         The job asks for more samples than :func:`~rflocal_core.settings.max_dataset_samples`
         (:meth:`GenerationConfig.check_size`), among other bad inputs.
     """
+    require(user, "generate")
+    owner = user.name if owner is None else owner
     config.check_size()  # the cap on what one job may request (issue 20), before any work
     report = as_progress(progress)
     final = store.dataset_path(config.name)
@@ -76,21 +82,7 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
         msg = f"name: a dataset named {config.name!r} already exists; choose another name or delete it first"
         raise DatasetExistsError(msg)
     metas = [load_scene_meta(s) for s in config.scenes]  # fails early on unknown scenes
-    partial = store.partial_path(config.name)
-    if partial.exists() and restart:
-        store.delete_dataset(config.name, partial=True, actor=owner)
-    if partial.exists():
-        root = zarr.open_group(str(partial), mode="a")
-        if root.attrs.get("digest") != config.digest():
-            msg = (
-                f"name: an interrupted generation of {config.name!r} with another configuration exists; "
-                "restart it (--restart) or choose another name"
-            )
-            raise InvalidInputError(msg)
-    else:
-        root = zarr.open_group(str(partial), mode="w")
-        root.attrs.update({"format": store.FORMAT, "complete": False, "digest": config.digest(),
-                           "config": config.to_dict(), "owner": owner})
+    partial, root = _open_partial(config, restart=restart, owner=owner)
 
     seconds: dict[str, float] = {}
     resumed: list[str] = []
@@ -119,6 +111,26 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
     report("done", 1.0)
     return {"name": config.name, "path": str(final), "samples": counts["samples"], "splits": counts["splits"],
             "seconds": {k: round(v, 3) for k, v in seconds.items()}, "resumed": resumed}
+
+
+def _open_partial(config: GenerationConfig, *, restart: bool, owner: str) -> tuple[Path, zarr.Group]:
+    """The folder and store of an interrupted generation of the same configuration (resumed), or a new one."""
+    partial = store.partial_path(config.name)
+    if partial.exists() and restart:
+        store.delete_dataset(config.name, partial=True, actor=owner)
+    if partial.exists():
+        root = zarr.open_group(str(partial), mode="a")
+        if root.attrs.get("digest") != config.digest():
+            msg = (
+                f"name: an interrupted generation of {config.name!r} with another configuration exists; "
+                "restart it (--restart) or choose another name"
+            )
+            raise InvalidInputError(msg)
+        return partial, root
+    root = zarr.open_group(str(partial), mode="w")
+    root.attrs.update({"format": store.FORMAT, "complete": False, "digest": config.digest(),
+                       "config": config.to_dict(), "owner": owner})
+    return partial, root
 
 
 def _versions() -> dict[str, str]:

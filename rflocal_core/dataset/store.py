@@ -40,6 +40,7 @@ import numpy as np
 import zarr
 
 from rflocal_core import audit
+from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.errors import DatasetNotFoundError
 from rflocal_core.workspace import subdir, validate_name
 
@@ -105,9 +106,12 @@ def list_datasets() -> list[dict[str, Any]]:
     return rows
 
 
-def delete_dataset(name: str, *, partial: bool = False, actor: str = "local") -> None:
-    """Delete a dataset (or the partial folder of an interrupted generation); ``actor`` (who deleted
-    it) goes to the audit log (:mod:`rflocal_core.audit`) with the dataset's owner."""
+def delete_dataset(name: str, *, partial: bool = False, user: User = LOCAL_USER, actor: str | None = None) -> None:
+    """Delete a dataset (or the partial folder of an interrupted generation); ``user`` must be an editor;
+    ``actor`` (who deleted it, default the user's name) goes to the audit log (:mod:`rflocal_core.audit`)
+    with the dataset's owner."""
+    require(user, "delete_dataset")
+    actor = user.name if actor is None else actor
     path = partial_path(name) if partial else dataset_path(name)
     if not path.exists():
         msg = f"dataset: nothing to delete at {path}"

@@ -20,6 +20,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
+from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.dataset.exchange import DEFAULT_SPLIT_FRACTIONS, ImportResult, import_measurements
 from rflocal_core.dataset.splits import block_splits
 from rflocal_core.measurements.format import Node
@@ -44,13 +45,14 @@ def import_table(
     split_block_m: float | None = None,
     max_bytes: int = MAX_TABLE_FILE_BYTES,
     max_rows: int = MAX_TABLE_ROWS,
-    owner: str = "local",
+    owner: str | None = None,
+    user: User = LOCAL_USER,
 ) -> ImportResult:
     """Read a long-layout table and store it as the dataset ``workspace/datasets/<name>``.
 
     Parameters are those of :func:`rflocal_core.measurements.table.read_table` (the table)
     and of :func:`rflocal_core.dataset.import_measurements` (``name``, ``scene``,
-    ``split_fractions``, ``seed``, ``strict``, ``min_reports``, ``owner``). The table's faulty cells and
+    ``split_fractions``, ``seed``, ``strict``, ``min_reports``, ``owner``, ``user``). The table's faulty cells and
     rows join the quality report of the import (reasons ``table_*``).
 
     split_block_m : float, optional
@@ -72,6 +74,7 @@ def import_table(
         Any refusal of the table (:class:`~rflocal_core.measurements.table.TableFormatError`,
         :class:`~rflocal_core.errors.InvalidInputError`) or of the import.
     """
+    require(user, "import_dataset")  # before reading the table: a viewer's upload costs nothing
     table = read_table(source, columns=columns, mode=mode, group_by=group_by, missing=missing, nodes=nodes,
                        kind=kind, strict=strict, max_bytes=max_bytes, max_rows=max_rows)
     info, fixed, split = dict(table.input_info), None, None
@@ -80,5 +83,5 @@ def import_table(
         info["split"] = split
     summary = import_measurements(table.measurements, name=name, scene=scene, split_fractions=split_fractions,
                                   seed=seed, fixed_splits=fixed, input_info=info, strict=strict,
-                                  min_reports=min_reports, quality=table.report.quality(), owner=owner)
+                                  min_reports=min_reports, quality=table.report.quality(), owner=owner, user=user)
     return replace(summary, table=table.report, split=split)

@@ -13,6 +13,7 @@ import numpy as np
 from shapely.geometry import box, mapping
 
 from rflocal_core import __version__, settings
+from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.errors import InvalidInputError, MeshError, OSMFormatError, SceneExistsError
 from rflocal_core.geo import BBox, LocalFrame
 from rflocal_core.options import check_options, option, seed_option
@@ -116,8 +117,9 @@ def scenes_dir() -> Path:
     return subdir("scenes")
 
 
-def build_scene(config: SceneConfig, *, progress: ProgressFn | None = None) -> SceneBuildResult:
-    """Build a scene and write it to ``workspace/scenes/<name>/``.
+def build_scene(config: SceneConfig, *, progress: ProgressFn | None = None,
+                user: User = LOCAL_USER) -> SceneBuildResult:
+    """Build a scene and write it to ``workspace/scenes/<name>/`` (``user`` must be an editor).
 
     The folder appears only when complete; a failure leaves nothing behind.
 
@@ -130,6 +132,7 @@ def build_scene(config: SceneConfig, *, progress: ProgressFn | None = None) -> S
         ``scene.json``'s ``buildings.footprints``), ``notes`` (one line per reason) and
         ``seconds``.
     """
+    require(user, "build_scene")
     t0 = time.perf_counter()
     report = progress or (lambda stage, fraction: None)
     final = scenes_dir() / config.name

@@ -18,7 +18,6 @@ given by lat/lon are refused.
 
 from __future__ import annotations
 
-
 import importlib.util
 import io
 import json
@@ -35,6 +34,7 @@ import numpy as np
 from shapely.geometry import mapping
 
 from rflocal_core import __version__, settings
+from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.errors import InvalidInputError, SceneExistsError, SceneImportError
 from rflocal_core.geo import BBox, LocalFrame
 from rflocal_core.options import check_options, option, seed_option
@@ -189,8 +189,9 @@ class SceneImportResult(JsonResult):
     seconds: float
 
 
-def import_scene(config: SceneImportConfig, *, progress: ProgressFn | None = None) -> SceneImportResult:
-    """Import a Mitsuba scene into ``workspace/scenes/<name>/``.
+def import_scene(config: SceneImportConfig, *, progress: ProgressFn | None = None,
+                 user: User = LOCAL_USER) -> SceneImportResult:
+    """Import a Mitsuba scene into ``workspace/scenes/<name>/`` (``user`` must be an editor).
 
     The folder appears only when complete; a failure leaves nothing behind.
 
@@ -207,6 +208,7 @@ def import_scene(config: SceneImportConfig, *, progress: ProgressFn | None = Non
         Not a Mitsuba scene, no geometry, a mesh file missing, Sionna cannot load it,
         an extent above ``settings.max_bbox_side_m`` or no building above the ground.
     """
+    require(user, "import_scene")
     t0 = time.perf_counter()
     report = progress or (lambda stage, fraction: None)
     final = scenes_dir() / config.name

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rflocal_core import audit
+from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.errors import SceneNotFoundError
 from rflocal_core.geo import LocalFrame
 from rflocal_core.scene.build import scenes_dir
@@ -64,8 +65,11 @@ def list_scenes() -> list[dict[str, Any]]:
     return rows
 
 
-def delete_scene(name: str, *, actor: str = "local") -> None:
-    """Delete a scene folder; ``actor`` (who deleted it) goes to the audit log (:mod:`rflocal_core.audit`)."""
+def delete_scene(name: str, *, user: User = LOCAL_USER, actor: str | None = None) -> None:
+    """Delete a scene folder (``user`` must be an editor); ``actor`` (who deleted it, default the user's
+    name) goes to the audit log (:mod:`rflocal_core.audit`)."""
+    require(user, "delete_scene")
+    actor = user.name if actor is None else actor
     shutil.rmtree(scene_dir(name))
     audit.record(actor, "delete", f"scene:{name}")
 

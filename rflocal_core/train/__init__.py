@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from rflocal_core import settings
+from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.dataset.store import open_dataset, position_extent_m
 from rflocal_core.errors import CheckpointError, InvalidInputError, RunNotFoundError
 from rflocal_core.metrics import ErrorSummary, error_summary
@@ -131,7 +132,8 @@ def train(
     dataset: str, model: str, *, model_config: dict[str, Any] | None = None,
     train_config: dict[str, Any] | TrainConfig | None = None, seed: int = 0, progress: ProgressFn | None = None,
     run_id: str | None = None, input_transform: dict[str, Any] | InputTransform | None = None,
-    allow_large_extent: bool = False, tags: tuple[str, ...] = (), owner: str = "local",
+    allow_large_extent: bool = False, tags: tuple[str, ...] = (), owner: str | None = None,
+    user: User = LOCAL_USER,
 ) -> TrainResult:
     """Fit ``model`` on the train split of ``dataset``, validate, save the run.
 
@@ -156,9 +158,11 @@ def train(
     tags : tuple of str
         Kept in the run's ``config.json``; ``"ablation"`` marks the runs an ablation study trains,
         which run lists leave out by default (:func:`~rflocal_core.train.runs.list_runs`).
-    owner : str
-        Who started the run (a signed-in user's name; ``"local"`` on the command line), kept in its
+    owner : str, optional
+        Who started the run (default the user's name; ``"local"`` on the command line), kept in its
         ``config.json`` and shown in run lists.
+    user : User
+        Who asks (default: the command line's :data:`~rflocal_core.access.LOCAL_USER`); a viewer is refused.
 
     Returns
     -------
@@ -168,6 +172,8 @@ def train(
         "fitted", "all epochs done (60/60)", "early stop at epoch 41 (patience 15)", "time budget
         reached at epoch 23/60"; also in the run's ``status.json``), ``warnings``.
     """
+    require(user, "train")
+    owner = user.name if owner is None else owner
     report = as_progress(progress)
     transform = (input_transform if isinstance(input_transform, InputTransform)
                  else InputTransform.from_dict(input_transform))
@@ -296,19 +302,23 @@ def _train_network(
     return replace(result, warnings=tuple(warnings))
 
 
-def resume(run_id: str, *, progress: ProgressFn | None = None, max_minutes: float | None = None) -> TrainResult:
+def resume(run_id: str, *, progress: ProgressFn | None = None, max_minutes: float | None = None,
+           user: User = LOCAL_USER) -> TrainResult:
     """Continue a network run that was cancelled, interrupted or failed from its last finished epoch.
 
     Parameters
     ----------
     max_minutes : float, optional
         A new wall-clock budget for the whole run (the time already spent counts).
+    user : User
+        Who asks (default: the command line's :data:`~rflocal_core.access.LOCAL_USER`); a viewer is refused.
 
     Returns
     -------
     TrainResult
         As :func:`train` returns it, for the whole run.
     """
+    require(user, "resume")
     report = as_progress(progress)
     path = run_dir(run_id)
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))

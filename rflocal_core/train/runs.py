@@ -25,8 +25,8 @@ import shutil
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from rflocal_core import audit, settings
+from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.errors import CheckpointError, RFLocalInputError, RunNotFoundError
 from rflocal_core.workspace import atomic_path, atomic_write_text, subdir, validate_name
 
@@ -283,9 +284,12 @@ def _ablation_run_ids() -> set[str]:
     return out
 
 
-def delete_run(run_id: str, *, actor: str = "local") -> None:
-    """Delete a run folder (not while this process trains it: cancel first); ``actor`` (who deleted
-    it) goes to the audit log (:mod:`rflocal_core.audit`) with the run's model, dataset and owner."""
+def delete_run(run_id: str, *, user: User = LOCAL_USER, actor: str | None = None) -> None:
+    """Delete a run folder (not while this process trains it: cancel first); ``user`` must be an editor;
+    ``actor`` (who deleted it, default the user's name) goes to the audit log (:mod:`rflocal_core.audit`)
+    with the run's model, dataset and owner."""
+    require(user, "delete_run")
+    actor = user.name if actor is None else actor
     path = run_dir(run_id)
     if is_active(run_id):
         msg = f"run {run_id!r}: is being trained; cancel it before deleting"
