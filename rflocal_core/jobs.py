@@ -323,6 +323,17 @@ class JobRegistry:
             jobs = list(self._jobs.values())
         return frozenset(j.id for j in jobs if j.finished)
 
+    def forget_finished(self) -> int:
+        """Drop the finished jobs (done, failed or cancelled) from the registry; running and queued jobs stay.
+
+        Returns the number dropped. The pages then no longer list them (their results are in the
+        workspace: datasets, runs, the audit log)."""
+        with self._lock:
+            gone = [job_id for job_id, job in self._jobs.items() if job.finished]
+            for job_id in gone:
+                del self._jobs[job_id]
+        return len(gone)
+
     def list(self, *, kind: str | None = None) -> list[Job]:
         with self._lock:
             jobs = list(self._jobs.values())

@@ -138,3 +138,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+@pytest.fixture(autouse=True)
+def _no_finished_jobs_of_other_tests() -> None:
+    """Each test starts without the finished jobs of earlier tests in this process: the pages list every
+    job of the process-wide registry, so another test's cancelled job would show on a page under test."""
+    from rflocal_core.jobs import REGISTRY
+
+    REGISTRY.forget_finished()

@@ -106,3 +106,19 @@ def test_cancelled_generation_leaves_a_resumable_partial_dataset(tmp_path, monke
     assert resumed["resumed"] == ["c: radio maps"]
     assert (tmp_path / "datasets" / "cancelme" / "zarr.json").is_file()
     assert {r["name"]: r["owner"] for r in list_datasets()} == {"cancelme": "ana"}  # resumed: the first owner stays
+
+
+def test_forget_finished_drops_finished_jobs_and_keeps_running_ones(workspace) -> None:
+    import threading
+
+    from rflocal_core.jobs import JobRegistry
+
+    registry = JobRegistry(max_running=2, max_per_owner=2, max_queued=2)
+    release = threading.Event()
+    done = registry.submit("t", "quick", lambda ctx: 1)
+    assert done.wait(10)
+    running = registry.submit("t", "slow", lambda ctx: release.wait(10))
+    assert registry.forget_finished() == 1
+    assert [j.label for j in registry.list()] == ["slow"]
+    release.set()
+    assert running.wait(10) and registry.forget_finished() == 1 and registry.list() == []

@@ -1,0 +1,115 @@
+"""Sign-in and roles in a real browser: a shared server with an editor and a viewer password.
+
+Served on 127.0.0.1 (the test needs no other interface), with the passwords set, so the app asks
+for sign-in exactly as it does on a shared address.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, _free_port
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (make setup-test)"),
+]
+
+EDITOR_PASSWORD = "edit-the-city-42"
+VIEWER_PASSWORD = "look-only-17"
+EDITOR_PAGES = ["Overview", "Scene Builder", "Data Generation", "Training Monitor", "Live Inference", "Metrics",
+                "Ablations"]
+VIEWER_PAGES = ["Overview", "Live Inference", "Metrics"]
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    workspace = tmp_path_factory.mktemp("access-ws")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RFLOCAL_")}
+    env.update(RFLOCAL_WORKSPACE=str(workspace), RFLOCAL_PASSWORD=EDITOR_PASSWORD,
+               RFLOCAL_VIEWER_PASSWORD=VIEWER_PASSWORD, HOME=str(workspace))  # no ~/.streamlit/secrets.toml
+    log = open(workspace / "streamlit.log", "w")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+         "--server.headless", "true", "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail(f"streamlit did not start: {(workspace / 'streamlit.log').read_text()[-2000:]}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def chromium():  # noqa: ANN201 - a Playwright browser
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def _sign_in(page, url: str, password: str, name: str = "") -> None:  # noqa: ANN001 - a Playwright page
+    page.goto(url)
+    page.get_by_role("heading", name="Sign in").wait_for(timeout=60_000)
+    if name:
+        page.get_by_role("textbox", name="Your name").fill(name)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def _pages(page) -> list[str]:  # noqa: ANN001
+    nav = page.get_by_test_id("stSidebarNav")
+    nav.wait_for(timeout=60_000)
+    return [name for name in EDITOR_PAGES if nav.get_by_text(name, exact=True).count()]
+
+
+def test_only_the_sign_in_form_shows_and_a_wrong_password_is_refused(shared_server, chromium):
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    _sign_in(page, shared_server, "not-the-password")
+    page.get_by_test_id("stAlert").first.wait_for(timeout=60_000)
+    assert page.get_by_role("heading", name="Sign in").count() == 1
+    assert page.get_by_test_id("stSidebarNav").count() == 0  # no page is listed before sign-in
+    assert page.get_by_role("heading", name="RFLocal workbench").count() == 0
+    page.close()
+
+
+def test_a_viewer_sees_three_pages_and_an_editor_all(shared_server, chromium):
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    _sign_in(page, shared_server, VIEWER_PASSWORD, name="vera")
+    page.get_by_role("heading", name="RFLocal workbench").wait_for(timeout=60_000)
+    assert _pages(page) == VIEWER_PAGES
+    page.get_by_text("Signed in as").wait_for(timeout=30_000)
+    # a deep link to a page the role may not use opens a new session: sign-in first, never the page
+    page.goto(f"{shared_server}/training_monitor")
+    page.wait_for_timeout(3000)
+    assert page.get_by_role("heading", name="Training Monitor").count() == 0
+    page.close()
+
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    _sign_in(page, shared_server, EDITOR_PASSWORD, name="ed")
+    page.get_by_role("heading", name="RFLocal workbench").wait_for(timeout=60_000)
+    assert _pages(page) == EDITOR_PAGES
+    page.close()
