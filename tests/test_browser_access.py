@@ -12,7 +12,6 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -62,7 +61,7 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def chromium():  # noqa: ANN201 - a Playwright browser
+def chromium():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -71,7 +70,7 @@ def chromium():  # noqa: ANN201 - a Playwright browser
         b.close()
 
 
-def _sign_in(page, url: str, password: str, name: str = "") -> None:  # noqa: ANN001 - a Playwright page
+def _sign_in(page, url: str, password: str, name: str = "") -> None:
     page.goto(url)
     page.get_by_role("heading", name="Sign in").wait_for(timeout=60_000)
     if name:
@@ -80,7 +79,7 @@ def _sign_in(page, url: str, password: str, name: str = "") -> None:  # noqa: AN
     page.get_by_role("button", name="Sign in").click()
 
 
-def _pages(page) -> list[str]:  # noqa: ANN001
+def _pages(page) -> list[str]:
     nav = page.get_by_test_id("stSidebarNav")
     nav.wait_for(timeout=60_000)
     return [name for name in EDITOR_PAGES if nav.get_by_text(name, exact=True).count()]
