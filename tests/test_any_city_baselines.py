@@ -150,3 +150,28 @@ def test_within_1_2x_of_a_textbook_solver_on_the_unseen_scene(ws: dict[str, Inpu
           f"textbook {np.median(ref_err):.1f} m; P90 {np.percentile(our_err, 90):.1f} m vs "
           f"{np.percentile(ref_err, 90):.1f} m")
     assert np.median(our_err) <= 1.2 * np.median(ref_err)
+
+
+def test_log_distance_within_1_2x_of_a_textbook_fit_of_the_same_law(ws: dict[str, Inputs]) -> None:
+    """Least squares on RSS with the model's fitted path-loss law (n, G0), from the strongest node."""
+    train, te = ws["train"], ws["test_unseen"]
+    model = LogDistanceMultilateration().fit(train)
+    st = model.state_dict()
+    ok = np.isfinite(te.rss_dbm) & te.known_nodes
+    rows = np.flatnonzero(ok.sum(1) >= 2)
+    assert len(rows) >= 100
+
+    def textbook(i: int) -> np.ndarray:
+        nodes, y = te.node_pos_m[i, ok[i]], te.rss_dbm[i, ok[i]] - te.tx_power_dbm[i, ok[i]]
+
+        def res(p: np.ndarray) -> np.ndarray:
+            d = np.sqrt(((p - nodes[:, :2]) ** 2).sum(1) + (nodes[:, 2] - st["target_z_m"]) ** 2)
+            return y - (st["g0_db"] - 10 * st["n"] * np.log10(np.maximum(d, 1.0)))
+
+        return least_squares(res, nodes[np.argmax(y), :2] + 0.5).x
+
+    ref_err = np.hypot(*(np.array([textbook(i) for i in rows]) - te.truth_m[rows]).T)
+    our_err = errors_m(model.predict(te.subset(rows)), te.subset(rows))
+    print(f"\nlog_distance: {len(rows)} unseen samples with >= 2 RSS reports; median {np.median(our_err):.1f} m, "
+          f"textbook {np.median(ref_err):.1f} m")
+    assert np.median(our_err) <= 1.2 * np.median(ref_err)
