@@ -13,6 +13,12 @@ and a 1-sigma uncertainty per axis where the method has one)::
 Methods: :class:`StrongestSite`, :class:`WeightedCentroid`,
 :class:`LogDistanceMultilateration`, :class:`AoATriangulation`, :class:`ToAMultilateration`,
 :class:`KNNFingerprint`, :class:`MapMatching`.
+
+Any scene: nothing fitted on the training scenes bounds a prediction. The geometric methods
+(centroids, log-distance, AoA, ToA) solve in the coordinates of the data they predict and
+clamp only to that scene's extent (:func:`~rflocal_core.models.inputs.scene_extent`: its
+radio-map grid, else its node box widened); map matching searches the maps of the scene it
+is given. kNN alone is tied to its training scenes (it returns training positions).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from scipy.special import log_ndtr
 from rflocal_core.constants import C_M_PER_NS
 from rflocal_core.dataset.rasters import Grid
 from rflocal_core.errors import InvalidInputError, NotFittedError
-from rflocal_core.models.inputs import Inputs, Prediction, SceneMaps, errors_m, search_bounds
+from rflocal_core.models.inputs import Inputs, Prediction, SceneMaps, errors_m, scene_extent
 from rflocal_core.models.registry import register
 from rflocal_core.options import check_options, option
 
@@ -109,7 +115,8 @@ class Baseline(abc.ABC):
             raise NotFittedError(msg)
 
     def _fit(self, train: Inputs, val: Inputs | None) -> dict[str, Any]:
-        return {"bounds_m": search_bounds(train)}
+        # Nothing to learn; in particular not the training extent (see the module docstring).
+        return {}
 
     @abc.abstractmethod
     def _predict(self, x: Inputs) -> Prediction:
@@ -122,18 +129,20 @@ def _check_inputs(x: Any, what: str) -> None:
         raise InvalidInputError(msg)
 
 
-def _clip(pos: np.ndarray, bounds: list[float]) -> np.ndarray:
-    return np.column_stack([np.clip(pos[:, 0], bounds[0], bounds[1]), np.clip(pos[:, 1], bounds[2], bounds[3])])
+def _clip(pos: np.ndarray, ext: np.ndarray) -> np.ndarray:
+    """``pos`` [N, 2] clamped to the per-sample scene extent ``ext`` [N, 4] (see :func:`scene_extent`)."""
+    return np.column_stack([np.clip(pos[:, 0], ext[:, 0], ext[:, 1]), np.clip(pos[:, 1], ext[:, 2], ext[:, 3])])
 
 
-def _fallback_position(x: Inputs, bounds: list[float]) -> np.ndarray:
-    """Per sample: mean of its known nodes, else the centre of the search box. [N, 2]."""
+def _fallback_position(x: Inputs, ext: np.ndarray) -> np.ndarray:
+    """Per sample: mean of its known nodes, else the centre of its scene's extent (its origin if unbounded). [N, 2]."""
     known = x.known_nodes
     xy = np.where(known[..., None], x.node_pos_m[..., :2], 0.0)
     cnt = known.sum(1)
     mean = xy.sum(1) / np.maximum(cnt, 1)[:, None]
-    centre = np.array([(bounds[0] + bounds[1]) / 2, (bounds[2] + bounds[3]) / 2])
-    return np.where((cnt > 0)[:, None], mean, centre)
+    with np.errstate(invalid="ignore"):
+        centre = np.column_stack([(ext[:, 0] + ext[:, 1]) / 2, (ext[:, 2] + ext[:, 3]) / 2])
+    return np.where((cnt > 0)[:, None], mean, np.nan_to_num(centre, nan=0.0))
 
 
 def _reported(x: Inputs) -> np.ndarray:
@@ -158,7 +167,7 @@ class StrongestSite(Baseline):
         best = np.argmax(np.where(ok, x.rss_dbm, -np.inf), axis=1)
         pos = x.node_pos_m[np.arange(len(x)), best, :2]
         none = ~ok.any(1)
-        pos = np.where(none[:, None], _fallback_position(x, self._state["bounds_m"]), pos)
+        pos = np.where(none[:, None], _fallback_position(x, scene_extent(x)), pos)
         return Prediction(pos, np.full_like(pos, np.nan), {"fallbacks": int(none.sum())})
 
 
@@ -186,7 +195,7 @@ class WeightedCentroidConfig:
         return asdict(self)
 
 
-def _weighted_centroid(x: Inputs, config: WeightedCentroidConfig, bounds: list[float]) -> tuple[np.ndarray, np.ndarray]:
+def _weighted_centroid(x: Inputs, config: WeightedCentroidConfig, ext: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ok = _reported(x)
     rss = np.where(ok, x.rss_dbm, np.nan)
     if config.weighting == "power":
@@ -199,7 +208,7 @@ def _weighted_centroid(x: Inputs, config: WeightedCentroidConfig, bounds: list[f
     xy = np.where(ok[..., None], x.node_pos_m[..., :2], 0.0)
     pos = (w[..., None] * xy).sum(1) / np.maximum(wsum, 1e-12)[:, None]
     none = wsum <= 0
-    pos = np.where(none[:, None], _fallback_position(x, bounds), pos)
+    pos = np.where(none[:, None], _fallback_position(x, ext), pos)
     return pos, none
 
 
@@ -211,7 +220,7 @@ class WeightedCentroid(Baseline):
     config_cls = WeightedCentroidConfig
 
     def _predict(self, x: Inputs) -> Prediction:
-        pos, none = _weighted_centroid(x, self.config, self._state["bounds_m"])
+        pos, none = _weighted_centroid(x, self.config, scene_extent(x))
         return Prediction(pos, np.full_like(pos, np.nan), {"fallbacks": int(none.sum())})
 
 
@@ -221,6 +230,12 @@ class WeightedCentroid(Baseline):
 def _dist3(p: np.ndarray, nodes: np.ndarray, z: float) -> np.ndarray:
     dz = np.where(np.isfinite(nodes[:, 2]), nodes[:, 2] - z, 0.0)
     return np.sqrt((p[0] - nodes[:, 0]) ** 2 + (p[1] - nodes[:, 1]) ** 2 + dz**2)
+
+
+def _box(ext: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Lower and upper (x, y) corners of one sample's scene extent [4], and its larger side (the sigma cap)."""
+    lo, hi = ext[[0, 2]], ext[[1, 3]]
+    return lo, hi, float(max(hi - lo))
 
 
 def _cov_sigma(jac: np.ndarray, scale2: float, cap: float) -> np.ndarray:
@@ -269,7 +284,6 @@ class LogDistanceMultilateration(Baseline):
     config_cls = LogDistanceConfig
 
     def _fit(self, train: Inputs, val: Inputs | None) -> dict[str, Any]:
-        bounds = search_bounds(train)
         z = float(np.nanmedian(train.truth_z_m)) if np.isfinite(train.truth_z_m).any() else DEFAULT_TARGET_Z_M
         ok = _reported(train) & np.isfinite(train.truth_m).all(1)[:, None]
         rows, cols = np.nonzero(ok)
@@ -303,22 +317,19 @@ class LogDistanceMultilateration(Baseline):
             resid = yc - n * lc
             dof = len(y) - int((cnt > 0).sum()) - 1
         sigma = float(np.sqrt(np.sum(resid**2) / max(dof, 1)))
-        return {"bounds_m": bounds, "target_z_m": z, "n": float(n), "g0_db": float(g0),
+        return {"target_z_m": z, "n": float(n), "g0_db": float(g0),
                 "sigma_db": max(sigma, 0.5), "known_tx": known_tx}
 
     def _predict(self, x: Inputs) -> Prediction:
         st = self._state
-        bounds = st["bounds_m"]
-        start, _ = _weighted_centroid(x, self.config.centroid, bounds)
-        start = _clip(start, bounds)
+        ext = scene_extent(x)
+        start, _ = _weighted_centroid(x, self.config.centroid, ext)
+        start = _clip(start, ext)
         ok = _reported(x)
         pos = start.copy()
         sig = np.full_like(pos, np.nan)
         power = np.full(len(x), np.nan)
         fallbacks = 0
-        lo = np.array([bounds[0], bounds[2]])
-        hi = np.array([bounds[1], bounds[3]])
-        cap = float(max(hi - lo))
         n_exp, g0, sigma, z = st["n"], st["g0_db"], st["sigma_db"], st["target_z_m"]
         dmin = self.config.min_distance_m
         for i in range(len(x)):
@@ -330,6 +341,7 @@ class LogDistanceMultilateration(Baseline):
             if len(cols) < (3 if joint else 2):
                 fallbacks += 1
                 continue
+            lo, hi, cap = _box(ext[i])
             if joint:
                 d0 = _dist3(start[i], nodes, z)
                 p_start = float(np.mean(rss - g0 + 10 * n_exp * np.log10(np.maximum(d0, dmin))))
@@ -360,70 +372,141 @@ class LogDistanceMultilateration(Baseline):
 # --------------------------------------------------------------------------- 4
 
 
+def _target_height(train: Inputs, device_height_m: float | None) -> float:
+    """The device height of the model: the configured one, else the training median (1.5 m without one)."""
+    if device_height_m is not None:
+        return float(device_height_m)
+    z = train.truth_z_m[np.isfinite(train.truth_z_m)]
+    return float(np.median(z)) if len(z) else DEFAULT_TARGET_Z_M
+
+
+def _solve_robust(res: Any, starts: list[np.ndarray], lo: np.ndarray, hi: np.ndarray, f_scale: float) -> Any:
+    """Soft-L1 least squares of ``res`` from each start (clamped into [lo, hi]); the lowest-cost solution."""
+    best = None
+    for x0 in starts:
+        x0 = np.clip(x0, lo + 1e-6, hi - 1e-6)
+        sol = least_squares(res, x0, bounds=(lo, hi), loss="soft_l1", f_scale=f_scale, method="trf")
+        if best is None or sol.cost < best.cost:
+            best = sol
+    return best
+
+
+@dataclass(frozen=True)
+class AoAConfig(WeightedCentroidConfig):
+    """Robust bearing least squares (the centroid options give the start and the fallback).
+
+    Parameters
+    ----------
+    loss_scale_deg : float
+        Bearing residual where the soft-L1 loss turns from quadratic to linear: bearings off
+        by much more (NLoS reflections) count linearly, not quadratically.
+    """
+
+    loss_scale_deg: float = option(5.0, lo=0, hi=90, lo_open=True, unit="deg",
+                                   help="bearing residual where the soft-L1 loss turns linear (NLoS outliers)")
+
+
+def _bearing_residual(p: np.ndarray, nodes: np.ndarray, theta_deg: np.ndarray) -> np.ndarray:
+    """Wrapped difference (degrees) between the compass bearings node -> ``p`` and the measured ones."""
+    pred = np.degrees(np.arctan2(p[0] - nodes[:, 0], p[1] - nodes[:, 1]))
+    return (pred - theta_deg + 180.0) % 360.0 - 180.0
+
+
+def _bearing_intersection(nodes: np.ndarray, theta_deg: np.ndarray) -> np.ndarray | None:
+    """Linear least-squares intersection of the bearing lines, or None when they are nearly parallel."""
+    th = np.radians(theta_deg)
+    a = np.column_stack([np.cos(th), -np.sin(th)])
+    b = (a * nodes[:, :2]).sum(1)
+    ata = a.T @ a
+    if np.linalg.cond(ata) > 1e6:
+        return None
+    return np.linalg.solve(ata, a.T @ b)
+
+
 @register("aoa_triangulation")
 class AoATriangulation(Baseline):
-    """Least-squares intersection of the bearing lines (>= 2 angles), else weighted centroid.
+    """Robust least squares on the bearings (>= 2 angles), else the weighted centroid.
 
-    Bearing theta (clockwise from north, node to target): the target lies on
-    p = node + t (sin theta, cos theta), i.e. (cos theta, -sin theta) . p = (cos theta, -sin theta) . node.
-    Uncertainty: residual variance (m^2, with > 2 lines) times diag((A^T A)^-1); NaN with 2 lines.
-    Nearly parallel lines (condition number > 1e6) also fall back.
+    Bearing theta (clockwise from north, node to target). Minimizes the soft-L1 loss of the
+    wrapped bearing residuals (degrees, scale ``loss_scale_deg``) in the coordinates of the
+    scene given, from two starts: the linear intersection of the bearing lines
+    ((cos theta, -sin theta) . p = (cos theta, -sin theta) . node) and the weighted centroid;
+    clamped to that scene's extent only. Uncertainty (> 2 bearings): residual variance times
+    diag((J^T J)^-1); NaN with 2. Two nearly parallel lines fall back.
     """
 
     needs_node_positions = True
-    config_cls = WeightedCentroidConfig
+    config_cls = AoAConfig
 
     def _predict(self, x: Inputs) -> Prediction:
-        bounds = self._state["bounds_m"]
-        pos, _ = _weighted_centroid(x, self.config, bounds)
+        ext = scene_extent(x)
+        centroid, _ = _weighted_centroid(x, self.config, ext)
+        pos = _clip(centroid, ext)
         sig = np.full_like(pos, np.nan)
         ok = np.isfinite(x.aoa_deg) & x.known_nodes
         fallbacks = 0
         for i in range(len(x)):
             cols = np.flatnonzero(ok[i])
-            if len(cols) < 2:
+            nodes, theta = x.node_pos_m[i, cols], x.aoa_deg[i, cols]
+            linear = _bearing_intersection(nodes, theta) if len(cols) >= 2 else None
+            if linear is None:
                 fallbacks += 1
                 continue
-            th = np.radians(x.aoa_deg[i, cols])
-            a = np.column_stack([np.cos(th), -np.sin(th)])
-            b = (a * x.node_pos_m[i, cols, :2]).sum(1)
-            ata = a.T @ a
-            if np.linalg.cond(ata) > 1e6:
-                fallbacks += 1
-                continue
-            p = np.linalg.solve(ata, a.T @ b)
-            pos[i] = p
+            lo, hi, cap = _box(ext[i])
+            sol = _solve_robust(lambda p, n=nodes, t=theta: _bearing_residual(p, n, t), [linear, centroid[i]], lo, hi,
+                                self.config.loss_scale_deg)
+            pos[i] = sol.x
             if len(cols) > 2:
-                r = a @ p - b
-                sig[i] = np.sqrt(np.diag(np.linalg.inv(ata)) * np.sum(r**2) / (len(cols) - 2))
-        pos = _clip(pos, bounds)
+                sig[i] = _cov_sigma(sol.jac, float(np.sum(sol.fun**2)) / (len(cols) - 2), cap)
         return Prediction(pos, sig, {"fallbacks": fallbacks})
+
+
+@dataclass(frozen=True)
+class ToAConfig(WeightedCentroidConfig):
+    """Robust range least squares (the centroid options give a start and the fallback).
+
+    Parameters
+    ----------
+    loss_scale_m : float
+        Range residual where the soft-L1 loss turns from quadratic to linear: NLoS ranges,
+        longer by tens of metres, count linearly.
+    device_height_m : float or None
+        Height of the target in the range model; None: the median height of the training
+        targets (1.5 m when they have none).
+    """
+
+    loss_scale_m: float = option(10.0, lo=0, hi=1000, lo_open=True, unit="m",
+                                 help="range residual where the soft-L1 loss turns linear (NLoS outliers)")
+    device_height_m: float | None = option(None, lo=-100, hi=10000, unit="m",
+                                           none_means="the median height of the training targets",
+                                           help="height of the target in the range model")
 
 
 @register("toa_multilateration")
 class ToAMultilateration(Baseline):
-    """Nonlinear least squares on ranges toa_ns * c (>= 3 ToA), else weighted centroid.
+    """Robust least squares on the ranges toa_ns * c (>= 3 ToA), else the weighted centroid.
 
-    3-D ranges with the target at the training median height. Starts at the weighted
-    centroid; uncertainty: residual variance (m^2) times diag((J^T J)^-1).
+    3-D ranges from each node's own height to the device height (``device_height_m``).
+    Minimizes the soft-L1 loss (scale ``loss_scale_m``) of the range residuals in the
+    coordinates of the scene given, from the nearest node (shortest range), the
+    range-weighted centroid of the ToA nodes and the RSS-weighted centroid; the lowest-cost
+    fix wins; clamped to that scene's extent only. Uncertainty: residual variance (m^2)
+    times diag((J^T J)^-1).
     """
 
     needs_node_positions = True
-    config_cls = WeightedCentroidConfig
+    config_cls = ToAConfig
 
     def _fit(self, train: Inputs, val: Inputs | None) -> dict[str, Any]:
-        z = float(np.nanmedian(train.truth_z_m)) if np.isfinite(train.truth_z_m).any() else DEFAULT_TARGET_Z_M
-        return {"bounds_m": search_bounds(train), "target_z_m": z}
+        return {"target_z_m": _target_height(train, self.config.device_height_m)}
 
     def _predict(self, x: Inputs) -> Prediction:
-        bounds, z = self._state["bounds_m"], self._state["target_z_m"]
-        start, _ = _weighted_centroid(x, self.config, bounds)
-        start = _clip(start, bounds)
-        pos = start.copy()
+        z = self._state["target_z_m"]
+        ext = scene_extent(x)
+        centroid, _ = _weighted_centroid(x, self.config, ext)
+        pos = _clip(centroid, ext)
         sig = np.full_like(pos, np.nan)
         ok = np.isfinite(x.toa_ns) & x.known_nodes
-        lo, hi = np.array([bounds[0], bounds[2]]), np.array([bounds[1], bounds[3]])
-        cap = float(max(hi - lo))
         fallbacks = 0
         for i in range(len(x)):
             cols = np.flatnonzero(ok[i])
@@ -432,12 +515,13 @@ class ToAMultilateration(Baseline):
                 continue
             rng = x.toa_ns[i, cols] * C_M_PER_NS
             nodes = x.node_pos_m[i, cols]
-            sol = least_squares(lambda p: _dist3(p, nodes, z) - rng, np.clip(start[i], lo + 1e-6, hi - 1e-6),
-                                bounds=(lo, hi), method="trf")
+            w = 1.0 / np.maximum(rng, 1.0)
+            starts = [nodes[np.argmin(rng), :2], (w[:, None] * nodes[:, :2]).sum(0) / w.sum(), centroid[i]]
+            lo, hi, cap = _box(ext[i])
+            sol = _solve_robust(lambda p, n=nodes, r=rng: _dist3(p, n, z) - r, starts, lo, hi, self.config.loss_scale_m)
             pos[i] = sol.x
-            dof = len(cols) - 2
-            sig[i] = _cov_sigma(sol.jac, float(np.sum(sol.fun**2)) / dof, cap)
-        return Prediction(pos, sig, {"fallbacks": fallbacks})
+            sig[i] = _cov_sigma(sol.jac, float(np.sum(sol.fun**2)) / max(len(cols) - 2, 1), cap)
+        return Prediction(pos, sig, {"fallbacks": fallbacks, "target_z_m": z})
 
 
 # --------------------------------------------------------------------------- 5
@@ -501,7 +585,7 @@ class KNNFingerprint(Baseline):
         if not db:
             msg = f"train: split {train.split!r} of {train.dataset!r} has no sample with a true position"
             raise InvalidInputError(msg)
-        state: dict[str, Any] = {"bounds_m": search_bounds(train), "fingerprints": db, "k": self.config.k,
+        state: dict[str, Any] = {"fingerprints": db, "k": self.config.k,
                                  "val_median_m": {}}
         if self.config.k is None:
             if val is None or not np.isfinite(val.truth_m).all(1).any():

@@ -339,7 +339,11 @@ def errors_m(pred: Prediction, x: Inputs) -> np.ndarray:
 
 
 def search_bounds(train: Inputs) -> list[float]:
-    """Search box [x_min, x_max, y_min, y_max] (m): training truths and known nodes, 10% margin."""
+    """Search box [x_min, x_max, y_min, y_max] (m): training truths and known nodes, 10% margin.
+
+    The extent of the *training* scenes: the geometric baselines no longer use it (they use
+    :func:`scene_extent` of the data they predict); the networks' normalization still does.
+    """
     pts = [train.truth_m[np.isfinite(train.truth_m).all(1)],
            train.node_pos_m[..., :2][train.known_nodes]]
     pts = np.concatenate([p.reshape(-1, 2) for p in pts])
@@ -349,3 +353,34 @@ def search_bounds(train: Inputs) -> list[float]:
     lo, hi = pts.min(0), pts.max(0)
     margin = 0.1 * max(float((hi - lo).max()), 10.0)
     return [float(lo[0] - margin), float(hi[0] + margin), float(lo[1] - margin), float(hi[1] + margin)]
+
+
+#: Least margin (m) around the node box of a scene without radio maps (see :func:`scene_extent`).
+MIN_NODE_MARGIN_M = 100.0
+
+
+def scene_extent(x: Inputs) -> np.ndarray:
+    """Per sample, the extent ``[x_min, x_max, y_min, y_max]`` (m) of its scene as ``x`` gives it. [N, 4].
+
+    Nothing here comes from training: this is the area a model predicting ``x`` may clamp
+    to, whatever the scenes it was trained on. Where ``x`` carries the scene's radio maps:
+    the area their grid covers. Otherwise (imported measurements, ``with_maps=False``): the
+    box of the scene's known node positions in ``x``, widened on every side by its larger
+    side (at least :data:`MIN_NODE_MARGIN_M`), since a geometric fix lies near its nodes;
+    +-inf where the scene has neither (no clamp).
+    """
+    ext = np.tile(np.array([-np.inf, np.inf, -np.inf, np.inf]), (len(x), 1))
+    for i, scene in enumerate(x.scenes):
+        rows = x.scene_idx == i
+        if not rows.any():
+            continue
+        if x.maps and scene in x.maps:
+            x0, y0, x1, y1 = x.maps[scene].grid.extent_m
+            ext[rows] = [x0, x1, y0, y1]
+            continue
+        nodes = x.node_pos_m[rows][..., :2][x.known_nodes[rows]]
+        if len(nodes):
+            lo, hi = nodes.min(0), nodes.max(0)
+            margin = max(float((hi - lo).max()), MIN_NODE_MARGIN_M)
+            ext[rows] = [lo[0] - margin, hi[0] + margin, lo[1] - margin, hi[1] + margin]
+    return ext
