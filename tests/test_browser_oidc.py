@@ -1,0 +1,259 @@
+"""Sign-in with an identity provider (``st.login``) in a real browser, offline.
+
+The test runs a small OpenID Connect provider on 127.0.0.1 (discovery, an authorization endpoint that
+signs in one fixed test user and redirects back with a code, a token endpoint that checks the client,
+the code, the redirect URI and the PKCE verifier and returns an RS256-signed ``id_token``, and a JWKS
+endpoint with its public key). The workbench reads an ``[auth]`` section that points at it from
+``~/.streamlit/secrets.toml`` of a temporary HOME, so the repository is not touched. Streamlit's own
+OIDC client (Authlib) does the protocol, verifies the signature, issuer, audience and nonce; the test
+clicks through it in headless Chromium and checks the role ``[rflocal.roles]`` gives the user.
+
+Plain http is fine here: Streamlit checks only that ``redirect_uri`` ends with ``/oauth2callback``, and
+browsers treat 127.0.0.1 as a secure context for its cookies; a shared server needs https
+(README "Access control").
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, _free_port
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (make setup-test)"),
+]
+
+CLIENT_ID = "rflocal-test"
+CLIENT_SECRET = "client-secret-for-the-test-idp"  # noqa: S105 - a test provider's, never a real one
+USER = {"sub": "u-1001", "email": "vera@lab.example", "email_verified": True, "name": "Vera Viewer"}
+VIEWER_PAGES = ["Overview", "Live Inference", "Metrics"]
+ALL_PAGES = ["Overview", "Scene Builder", "Data Generation", "Training Monitor", "Live Inference", "Metrics",
+             "Ablations"]
+
+
+class TestProvider:
+    """A minimal OpenID Connect provider (authorization code flow, PKCE S256) for one fixed user."""
+
+    __test__ = False  # a helper, not a test class
+
+    def __init__(self) -> None:
+        from authlib.jose import JsonWebKey
+
+        self.key = JsonWebKey.generate_key("RSA", 2048, is_private=True, options={"kid": "test-key-1"})
+        self.codes: dict[str, dict[str, str]] = {}  # code -> the authorization request it answers
+        self.tokens_issued = 0
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.issuer = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def metadata(self) -> dict[str, object]:
+        return {
+            "issuer": self.issuer, "authorization_endpoint": f"{self.issuer}/authorize",
+            "token_endpoint": f"{self.issuer}/token", "jwks_uri": f"{self.issuer}/jwks",
+            "userinfo_endpoint": f"{self.issuer}/userinfo", "response_types_supported": ["code"],
+            "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": ["RS256"],
+            "scopes_supported": ["openid", "email", "profile"], "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        }
+
+    def authorize(self, query: dict[str, str]) -> tuple[int, dict[str, str], object]:
+        """Sign the fixed user in at once (no login form) and send the browser back with a code."""
+        if query.get("client_id") != CLIENT_ID or query.get("response_type") != "code":
+            return 400, {}, {"error": "unauthorized_client"}
+        if "openid" not in query.get("scope", "").split():
+            return 400, {}, {"error": "invalid_scope"}
+        code = secrets.token_urlsafe(16)
+        self.codes[code] = query
+        back = {"code": code, "state": query.get("state", "")}
+        return 302, {"Location": f"{query['redirect_uri']}?{urllib.parse.urlencode(back)}"}, None
+
+    def token(self, form: dict[str, str], authorization: str) -> tuple[int, dict[str, str], object]:
+        """Exchange a code once for an RS256-signed id_token, checking client, redirect URI and PKCE."""
+        from authlib.jose import jwt
+
+        client_id, client_secret = form.get("client_id"), form.get("client_secret")
+        if authorization.startswith("Basic "):
+            pair = base64.b64decode(authorization[6:]).decode()
+            client_id, client_secret = (urllib.parse.unquote(p) for p in pair.split(":", 1))
+        if (client_id, client_secret) != (CLIENT_ID, CLIENT_SECRET):
+            return 401, {}, {"error": "invalid_client"}
+        request = self.codes.pop(form.get("code", ""), None)  # a code is good once
+        if request is None or form.get("grant_type") != "authorization_code" \
+                or form.get("redirect_uri") != request["redirect_uri"]:
+            return 400, {}, {"error": "invalid_grant"}
+        if "code_challenge" in request:
+            digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
+            if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != request["code_challenge"]:
+                return 400, {}, {"error": "invalid_grant", "error_description": "PKCE verifier"}
+        now = int(time.time())
+        claims = dict(USER, iss=self.issuer, aud=CLIENT_ID, iat=now, exp=now + 600)
+        if "nonce" in request:
+            claims["nonce"] = request["nonce"]
+        id_token = jwt.encode({"alg": "RS256", "kid": "test-key-1"}, claims, self.key).decode()
+        self.tokens_issued += 1
+        return 200, {}, {"access_token": secrets.token_urlsafe(16), "token_type": "Bearer",
+                         "expires_in": 600, "id_token": id_token, "scope": request["scope"]}
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        provider = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _send(self, status: int, headers: dict[str, str], body: object) -> None:
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                data = b"" if body is None else json.dumps(body).encode()
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                url = urllib.parse.urlsplit(self.path)
+                query = dict(urllib.parse.parse_qsl(url.query))
+                if url.path == "/.well-known/openid-configuration":
+                    self._send(200, {}, provider.metadata())
+                elif url.path == "/jwks":
+                    self._send(200, {}, {"keys": [provider.key.as_dict(is_private=False)]})
+                elif url.path == "/authorize":
+                    self._send(*provider.authorize(query))
+                elif url.path == "/userinfo":
+                    self._send(200, {}, USER)
+                else:
+                    self._send(404, {}, {"error": "not_found"})
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                length = int(self.headers.get("Content-Length", 0))
+                form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
+                if urllib.parse.urlsplit(self.path).path == "/token":
+                    self._send(*provider.token(form, self.headers.get("Authorization", "")))
+                else:
+                    self._send(404, {}, {"error": "not_found"})
+
+            def log_message(self, *args: object) -> None:  # quiet: pytest shows failures
+                pass
+
+        return Handler
+
+    def __enter__(self) -> TestProvider:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _secrets_toml(provider: TestProvider, port: int) -> str:
+    return f"""
+[auth]
+redirect_uri = "http://127.0.0.1:{port}/oauth2callback"
+cookie_secret = "{secrets.token_hex(32)}"
+client_id = "{CLIENT_ID}"
+client_secret = "{CLIENT_SECRET}"
+server_metadata_url = "{provider.issuer}/.well-known/openid-configuration"
+
+[rflocal.roles]
+viewer = ["{USER['email']}"]
+"""
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    pytest.fail(f"streamlit did not start: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def oidc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, TestProvider]]:
+    home = tmp_path_factory.mktemp("oidc-home")  # HOME: Streamlit and the app read ~/.streamlit/secrets.toml
+    port = _free_port()
+    with TestProvider() as provider:
+        (home / ".streamlit").mkdir()
+        (home / ".streamlit" / "secrets.toml").write_text(_secrets_toml(provider, port))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RFLOCAL_")}
+        env.update(RFLOCAL_WORKSPACE=str(home / "workspace"), HOME=str(home),
+                   NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+        log_path = home / "streamlit.log"
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+                 "--server.headless", "true", "--server.address", "127.0.0.1",
+                 "--server.fileWatcherType", "none"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+            url = f"http://127.0.0.1:{port}"
+            _wait_healthy(url, proc, log_path)
+            yield url, provider
+            proc.terminate()
+            proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def _pages(page) -> list[str]:
+    nav = page.get_by_test_id("stSidebarNav")
+    nav.wait_for(timeout=60_000)
+    return [name for name in ALL_PAGES if nav.get_by_text(name, exact=True).count()]
+
+
+def test_identity_provider_sign_in_gives_the_mapped_role_and_signs_out(oidc_server, chromium):
+    url, provider = oidc_server
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(url)
+    page.get_by_role("heading", name="Sign in").wait_for(timeout=60_000)
+    assert page.get_by_test_id("stSidebarNav").count() == 0  # nothing but the button before sign-in
+    assert page.get_by_role("textbox", name="Password").count() == 0  # the provider signs in, not a password
+
+    page.get_by_role("button", name="Sign in with your identity provider").click()
+    # Streamlit -> /authorize -> /oauth2callback (code exchanged, id_token verified) -> the app
+    page.get_by_role("heading", name="RFLocal workbench").wait_for(timeout=60_000)
+    assert provider.tokens_issued == 1
+    assert page.url.rstrip("/") == url
+    page.get_by_text(f"Signed in as {USER['name']} (viewer)").wait_for(timeout=30_000)
+    assert _pages(page) == VIEWER_PAGES
+    cookies = {c["name"] for c in context.cookies(url)}
+    assert any(name.startswith("_streamlit_user") for name in cookies), cookies
+
+    # a reload keeps the sign-in (Streamlit's cookie), with the same role
+    page.reload()
+    page.get_by_text(f"Signed in as {USER['name']} (viewer)").wait_for(timeout=60_000)
+
+    page.get_by_test_id("stSidebar").get_by_role("button", name="Sign out").click()
+    page.get_by_role("heading", name="Sign in").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Sign in with your identity provider").wait_for(timeout=30_000)
+    assert page.get_by_test_id("stSidebarNav").count() == 0
+    assert not any(c["name"].startswith("_streamlit_user") for c in context.cookies(url))
+    context.close()
