@@ -10,9 +10,10 @@ and delete the workspace, so it serves other machines only by a deliberate choic
   ``RFLOCAL_AUTH=none`` (``"none"``, which the app shows as a warning banner: :func:`open_warning`).
 
 Sign-in itself (the password check, roles) lives in :mod:`rflocal_core.access`; this module only
-tells which kind is configured. It reads the secrets files where Streamlit reads them: the user's
-``~/.streamlit/secrets.toml``, ``./.streamlit/secrets.toml`` (the working folder) and
-``.streamlit/secrets.toml`` beside ``app.py``.
+tells which kind is configured. It reads the secrets files where Streamlit reads them by default: the
+user's ``~/.streamlit/secrets.toml``, ``./.streamlit/secrets.toml`` (the working folder) and
+``.streamlit/secrets.toml`` beside ``app.py``; the app passes ``files=`` with Streamlit's
+``secrets.files`` option instead (``pages/views/signin.py``), so it reads what ``st.login`` reads.
 """
 
 from __future__ import annotations

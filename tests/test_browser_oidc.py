@@ -16,6 +16,7 @@ browsers treat 127.0.0.1 as a secure context for its cookies; a shared server ne
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -26,7 +27,8 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -40,22 +42,37 @@ pytestmark = [
 ]
 
 CLIENT_ID = "rflocal-test"
-CLIENT_SECRET = "client-secret-for-the-test-idp"  # noqa: S105 - a test provider's, never a real one
+CLIENT_SECRET = "client-secret-for-the-test-idp"  # a test provider's, never a real one
 USER = {"sub": "u-1001", "email": "vera@lab.example", "email_verified": True, "name": "Vera Viewer"}
 VIEWER_PAGES = ["Overview", "Live Inference", "Metrics"]
 ALL_PAGES = ["Overview", "Scene Builder", "Data Generation", "Training Monitor", "Live Inference", "Metrics",
              "Ablations"]
 
 
+def _jose():
+    """Authlib's JOSE module (deprecated for joserfc, still the one this test signs with)."""
+    from authlib.deprecate import AuthlibDeprecationWarning  # first: importing it sets its "always" filter
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AuthlibDeprecationWarning)
+        import authlib.jose
+
+    return authlib.jose
+
+
+def _new_key():
+    return _jose().JsonWebKey.generate_key("RSA", 2048, is_private=True, options={"kid": "test-key-1"})
+
+
 class TestProvider:
-    """A minimal OpenID Connect provider (authorization code flow, PKCE S256) for one fixed user."""
+    """A minimal OpenID Connect provider (authorization code flow, PKCE S256) that signs in :attr:`user`."""
 
     __test__ = False  # a helper, not a test class
 
     def __init__(self) -> None:
-        from authlib.jose import JsonWebKey
-
-        self.key = JsonWebKey.generate_key("RSA", 2048, is_private=True, options={"kid": "test-key-1"})
+        self.key = _new_key()
+        self.signing_key = self.key  # the key id_tokens are signed with (the JWKS publishes self.key)
+        self.user: dict[str, object] = dict(USER)  # who signs in at /authorize
         self.codes: dict[str, dict[str, str]] = {}  # code -> the authorization request it answers
         self.tokens_issued = 0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -85,8 +102,6 @@ class TestProvider:
 
     def token(self, form: dict[str, str], authorization: str) -> tuple[int, dict[str, str], object]:
         """Exchange a code once for an RS256-signed id_token, checking client, redirect URI and PKCE."""
-        from authlib.jose import jwt
-
         client_id, client_secret = form.get("client_id"), form.get("client_secret")
         if authorization.startswith("Basic "):
             pair = base64.b64decode(authorization[6:]).decode()
@@ -102,10 +117,10 @@ class TestProvider:
             if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != request["code_challenge"]:
                 return 400, {}, {"error": "invalid_grant", "error_description": "PKCE verifier"}
         now = int(time.time())
-        claims = dict(USER, iss=self.issuer, aud=CLIENT_ID, iat=now, exp=now + 600)
+        claims = dict(self.user, iss=self.issuer, aud=CLIENT_ID, iat=now, exp=now + 600)
         if "nonce" in request:
             claims["nonce"] = request["nonce"]
-        id_token = jwt.encode({"alg": "RS256", "kid": "test-key-1"}, claims, self.key).decode()
+        id_token = _jose().jwt.encode({"alg": "RS256", "kid": "test-key-1"}, claims, self.signing_key).decode()
         self.tokens_issued += 1
         return 200, {}, {"access_token": secrets.token_urlsafe(16), "token_type": "Bearer",
                          "expires_in": 600, "id_token": id_token, "scope": request["scope"]}
@@ -124,7 +139,7 @@ class TestProvider:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:  # http.server's name
                 url = urllib.parse.urlsplit(self.path)
                 query = dict(urllib.parse.parse_qsl(url.query))
                 if url.path == "/.well-known/openid-configuration":
@@ -134,11 +149,11 @@ class TestProvider:
                 elif url.path == "/authorize":
                     self._send(*provider.authorize(query))
                 elif url.path == "/userinfo":
-                    self._send(200, {}, USER)
+                    self._send(200, {}, provider.user)
                 else:
                     self._send(404, {}, {"error": "not_found"})
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:  # http.server's name
                 length = int(self.headers.get("Content-Length", 0))
                 form = dict(urllib.parse.parse_qsl(self.rfile.read(length).decode()))
                 if urllib.parse.urlsplit(self.path).path == "/token":
@@ -151,11 +166,10 @@ class TestProvider:
 
         return Handler
 
-    def __enter__(self) -> TestProvider:
+    def start(self) -> None:
         self.thread.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
 
@@ -171,45 +185,67 @@ server_metadata_url = "{provider.issuer}/.well-known/openid-configuration"
 
 [rflocal.roles]
 viewer = ["{USER['email']}"]
+editor = ["group:rf-team"]
 """
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.time() + 90
-    while time.time() < deadline:
+@contextlib.contextmanager
+def _serve(home: Path, port: int, extra_args: Sequence[str] = ()) -> Iterator[str]:
+    """``streamlit run app.py`` on 127.0.0.1:``port`` with HOME=``home`` (no RFLOCAL_* variables)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RFLOCAL_")}
+    env.update(RFLOCAL_WORKSPACE=str(home / "workspace"), HOME=str(home),
+               NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")  # the IdP is local
+    log_path = home / "streamlit.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+             "--server.headless", "true", "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
+             *extra_args],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            proc.kill()
+            pytest.fail(f"streamlit did not start: {log_path.read_text()[-2000:]}")
         try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    pytest.fail(f"streamlit did not start: {log.read_text()[-2000:]}")
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")
-def oidc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, TestProvider]]:
-    home = tmp_path_factory.mktemp("oidc-home")  # HOME: Streamlit and the app read ~/.streamlit/secrets.toml
+def idp() -> Iterator[TestProvider]:
+    provider = TestProvider()
+    provider.start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture
+def provider(idp: TestProvider) -> Iterator[TestProvider]:
+    """The module's provider, back to the test user and the published key after each test."""
+    yield idp
+    idp.user, idp.signing_key = dict(USER), idp.key
+
+
+@pytest.fixture(scope="module")
+def oidc_server(idp: TestProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The workbench with the [auth] section in ~/.streamlit/secrets.toml of a temporary HOME."""
+    home = tmp_path_factory.mktemp("oidc-home")
     port = _free_port()
-    with TestProvider() as provider:
-        (home / ".streamlit").mkdir()
-        (home / ".streamlit" / "secrets.toml").write_text(_secrets_toml(provider, port))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RFLOCAL_")}
-        env.update(RFLOCAL_WORKSPACE=str(home / "workspace"), HOME=str(home),
-                   NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
-        log_path = home / "streamlit.log"
-        with open(log_path, "w") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-                 "--server.headless", "true", "--server.address", "127.0.0.1",
-                 "--server.fileWatcherType", "none"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            )
-            url = f"http://127.0.0.1:{port}"
-            _wait_healthy(url, proc, log_path)
-            yield url, provider
-            proc.terminate()
-            proc.wait(timeout=20)
+    (home / ".streamlit").mkdir()
+    (home / ".streamlit" / "secrets.toml").write_text(_secrets_toml(idp, port))
+    with _serve(home, port) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -228,32 +264,102 @@ def _pages(page) -> list[str]:
     return [name for name in ALL_PAGES if nav.get_by_text(name, exact=True).count()]
 
 
-def test_identity_provider_sign_in_gives_the_mapped_role_and_signs_out(oidc_server, chromium):
-    url, provider = oidc_server
-    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
+def _user_cookies(context, url: str) -> list[str]:
+    return [c["name"] for c in context.cookies(url) if c["name"].startswith("_streamlit_user")]
+
+
+def _sign_in_with_provider(page, url: str) -> None:
     page.goto(url)
     page.get_by_role("heading", name="Sign in").wait_for(timeout=60_000)
     assert page.get_by_test_id("stSidebarNav").count() == 0  # nothing but the button before sign-in
     assert page.get_by_role("textbox", name="Password").count() == 0  # the provider signs in, not a password
-
-    page.get_by_role("button", name="Sign in with your identity provider").click()
     # Streamlit -> /authorize -> /oauth2callback (code exchanged, id_token verified) -> the app
+    page.get_by_role("button", name="Sign in with your identity provider").click()
+
+
+def test_a_viewer_signs_in_with_the_provider_and_signs_out(oidc_server, provider, chromium):
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    issued = provider.tokens_issued
+    _sign_in_with_provider(page, oidc_server)
     page.get_by_role("heading", name="RFLocal workbench").wait_for(timeout=60_000)
-    assert provider.tokens_issued == 1
-    assert page.url.rstrip("/") == url
+    assert provider.tokens_issued == issued + 1
+    assert page.url.rstrip("/") == oidc_server
     page.get_by_text(f"Signed in as {USER['name']} (viewer)").wait_for(timeout=30_000)
     assert _pages(page) == VIEWER_PAGES
-    cookies = {c["name"] for c in context.cookies(url)}
-    assert any(name.startswith("_streamlit_user") for name in cookies), cookies
+    assert _user_cookies(context, oidc_server)
 
-    # a reload keeps the sign-in (Streamlit's cookie), with the same role
+    # a reload keeps the sign-in (Streamlit's signed cookie), with the same role
     page.reload()
     page.get_by_text(f"Signed in as {USER['name']} (viewer)").wait_for(timeout=60_000)
+    assert _pages(page) == VIEWER_PAGES
 
     page.get_by_test_id("stSidebar").get_by_role("button", name="Sign out").click()
-    page.get_by_role("heading", name="Sign in").wait_for(timeout=60_000)
-    page.get_by_role("button", name="Sign in with your identity provider").wait_for(timeout=30_000)
+    page.get_by_role("button", name="Sign in with your identity provider").wait_for(timeout=60_000)
     assert page.get_by_test_id("stSidebarNav").count() == 0
-    assert not any(c["name"].startswith("_streamlit_user") for c in context.cookies(url))
+    assert not _user_cookies(context, oidc_server)
+    page.reload()  # signed out for good, not only in this page's session
+    page.get_by_role("button", name="Sign in with your identity provider").wait_for(timeout=60_000)
+    assert page.get_by_test_id("stSidebarNav").count() == 0
     context.close()
+
+
+def test_a_group_of_the_id_token_makes_an_editor(oidc_server, provider, chromium):
+    provider.user = dict(USER, sub="u-1002", email="ed@other.example", name="Ed Editor", groups=["rf-team"])
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    _sign_in_with_provider(page, oidc_server)
+    page.get_by_text("Signed in as Ed Editor (editor)").wait_for(timeout=60_000)
+    assert _pages(page) == ALL_PAGES
+    context.close()
+
+
+def test_an_account_without_a_role_is_refused(oidc_server, provider, chromium):
+    provider.user = dict(USER, sub="u-1003", email="nobody@else.example", name="No Body")
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    _sign_in_with_provider(page, oidc_server)
+    page.get_by_text("sign-in: nobody@else.example has no role").wait_for(timeout=60_000)
+    assert page.get_by_test_id("stSidebarNav").count() == 0
+    assert page.get_by_role("heading", name="RFLocal workbench").count() == 0
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign in with your identity provider").wait_for(timeout=60_000)
+    assert not _user_cookies(context, oidc_server)
+    context.close()
+
+
+def test_an_id_token_signed_with_another_key_is_refused(oidc_server, provider, chromium):
+    # the same key id, a key the JWKS does not publish: the signature check must fail
+    provider.signing_key = _new_key()
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    issued = provider.tokens_issued
+    _sign_in_with_provider(page, oidc_server)
+    for _ in range(120):  # the browser came back and Streamlit exchanged the code
+        if provider.tokens_issued > issued:
+            break
+        page.wait_for_timeout(500)
+    assert provider.tokens_issued == issued + 1
+    page.wait_for_url(f"{oidc_server}/", timeout=60_000)  # back from /oauth2callback, refused
+    page.get_by_role("button", name="Sign in with your identity provider").wait_for(timeout=60_000)
+    page.wait_for_timeout(2000)
+    assert page.get_by_test_id("stSidebarNav").count() == 0
+    assert not _user_cookies(context, oidc_server)
+    context.close()
+
+
+def test_secrets_given_with_the_secrets_files_flag_are_the_sign_in(provider, chromium, tmp_path):
+    # Streamlit reads [auth] from --secrets.files; the workbench must read the same file, or it would
+    # let everyone in as the local editor while Streamlit's sign-in is configured
+    home, port = tmp_path / "home", _free_port()
+    home.mkdir()
+    secrets_file = tmp_path / "etc" / "secrets.toml"
+    secrets_file.parent.mkdir()
+    secrets_file.write_text(_secrets_toml(provider, port))
+    with _serve(home, port, ["--secrets.files", str(secrets_file)]) as url:
+        context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        _sign_in_with_provider(page, url)
+        page.get_by_text(f"Signed in as {USER['name']} (viewer)").wait_for(timeout=60_000)
+        assert _pages(page) == VIEWER_PAGES
+        context.close()
