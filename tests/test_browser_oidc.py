@@ -174,11 +174,13 @@ class TestProvider:
         self.server.server_close()
 
 
-def _secrets_toml(provider: TestProvider, port: int) -> str:
+def _secrets_toml(provider: TestProvider, port: int, *, name: str = "") -> str:
+    """The [auth] section (the provider in it, or in [auth.NAME]) and [rflocal.roles]."""
     return f"""
 [auth]
 redirect_uri = "http://127.0.0.1:{port}/oauth2callback"
 cookie_secret = "{secrets.token_hex(32)}"
+{f"[auth.{name}]" if name else ""}
 client_id = "{CLIENT_ID}"
 client_secret = "{CLIENT_SECRET}"
 server_metadata_url = "{provider.issuer}/.well-known/openid-configuration"
@@ -268,13 +270,13 @@ def _user_cookies(context, url: str) -> list[str]:
     return [c["name"] for c in context.cookies(url) if c["name"].startswith("_streamlit_user")]
 
 
-def _sign_in_with_provider(page, url: str) -> None:
+def _sign_in_with_provider(page, url: str, button: str = "Sign in with your identity provider") -> None:
     page.goto(url)
     page.get_by_role("heading", name="Sign in").wait_for(timeout=60_000)
     assert page.get_by_test_id("stSidebarNav").count() == 0  # nothing but the button before sign-in
     assert page.get_by_role("textbox", name="Password").count() == 0  # the provider signs in, not a password
     # Streamlit -> /authorize -> /oauth2callback (code exchanged, id_token verified) -> the app
-    page.get_by_role("button", name="Sign in with your identity provider").click()
+    page.get_by_role("button", name=button).click()
 
 
 def test_a_viewer_signs_in_with_the_provider_and_signs_out(oidc_server, provider, chromium):
@@ -294,7 +296,10 @@ def test_a_viewer_signs_in_with_the_provider_and_signs_out(oidc_server, provider
     page.get_by_text(f"Signed in as {USER['name']} (viewer)").wait_for(timeout=60_000)
     assert _pages(page) == VIEWER_PAGES
 
-    page.get_by_test_id("stSidebar").get_by_role("button", name="Sign out").click()
+    # st.logout sends the browser to /auth/logout, which clears the cookie and redirects to the app; the
+    # page's own rerun may draw the button first, with the old navigation still shown until then
+    with page.expect_navigation(url=f"{oidc_server}/", timeout=60_000):
+        page.get_by_test_id("stSidebar").get_by_role("button", name="Sign out").click()
     page.get_by_role("button", name="Sign in with your identity provider").wait_for(timeout=60_000)
     assert page.get_by_test_id("stSidebarNav").count() == 0
     assert not _user_cookies(context, oidc_server)
@@ -322,7 +327,8 @@ def test_an_account_without_a_role_is_refused(oidc_server, provider, chromium):
     page.get_by_text("sign-in: nobody@else.example has no role").wait_for(timeout=60_000)
     assert page.get_by_test_id("stSidebarNav").count() == 0
     assert page.get_by_role("heading", name="RFLocal workbench").count() == 0
-    page.get_by_role("button", name="Sign out").click()
+    with page.expect_navigation(url=f"{oidc_server}/", timeout=60_000):  # via /auth/logout
+        page.get_by_role("button", name="Sign out").click()
     page.get_by_role("button", name="Sign in with your identity provider").wait_for(timeout=60_000)
     assert not _user_cookies(context, oidc_server)
     context.close()
@@ -348,18 +354,19 @@ def test_an_id_token_signed_with_another_key_is_refused(oidc_server, provider, c
     context.close()
 
 
-def test_secrets_given_with_the_secrets_files_flag_are_the_sign_in(provider, chromium, tmp_path):
+def test_a_named_provider_in_the_secrets_files_flag_is_the_sign_in(provider, chromium, tmp_path):
     # Streamlit reads [auth] from --secrets.files; the workbench must read the same file, or it would
-    # let everyone in as the local editor while Streamlit's sign-in is configured
+    # let everyone in as the local editor while Streamlit's sign-in is configured. The provider is a
+    # named one ([auth.lab]: st.login("lab")), as a server with several providers has them.
     home, port = tmp_path / "home", _free_port()
     home.mkdir()
     secrets_file = tmp_path / "etc" / "secrets.toml"
     secrets_file.parent.mkdir()
-    secrets_file.write_text(_secrets_toml(provider, port))
+    secrets_file.write_text(_secrets_toml(provider, port, name="lab"))
     with _serve(home, port, ["--secrets.files", str(secrets_file)]) as url:
         context = chromium.new_context(viewport={"width": 1400, "height": 1000})
         page = context.new_page()
-        _sign_in_with_provider(page, url)
+        _sign_in_with_provider(page, url, "Sign in with lab")
         page.get_by_text(f"Signed in as {USER['name']} (viewer)").wait_for(timeout=60_000)
         assert _pages(page) == VIEWER_PAGES
         context.close()
