@@ -116,8 +116,15 @@ def account_panel(user: User) -> None:
         return
     with st.sidebar:
         st.caption(f"Signed in as **{user.name}** ({user.role})")
-        if st.button("Sign out", key="auth_signout"):
-            st.session_state.pop(USER_KEY, None)
-            if mode == "oidc":
-                st.logout()
-            st.rerun()
+        st.button("Sign out", key="auth_signout", on_click=_sign_out, args=(mode,))
+
+
+def _sign_out(mode: str) -> None:
+    """The sign-out button's callback: forget the user; with a provider, also Streamlit's sign-in cookie.
+
+    A callback, not ``if st.button(...): st.logout(); st.rerun()``: that ``st.rerun`` often dropped
+    ``st.logout``'s redirect to ``/auth/logout``, so the cookie stayed and a reload signed the user in again.
+    """
+    st.session_state.pop(USER_KEY, None)
+    if mode == "oidc":
+        st.logout()
