@@ -75,6 +75,7 @@ class TestProvider:
         self.user: dict[str, object] = dict(USER)  # who signs in at /authorize
         self.codes: dict[str, dict[str, str]] = {}  # code -> the authorization request it answers
         self.tokens_issued = 0
+        self.ended_sessions: list[str] = []  # the "sub" of each id_token_hint of a sign-out at /logout
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.issuer = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -83,7 +84,8 @@ class TestProvider:
         return {
             "issuer": self.issuer, "authorization_endpoint": f"{self.issuer}/authorize",
             "token_endpoint": f"{self.issuer}/token", "jwks_uri": f"{self.issuer}/jwks",
-            "userinfo_endpoint": f"{self.issuer}/userinfo", "response_types_supported": ["code"],
+            "userinfo_endpoint": f"{self.issuer}/userinfo", "end_session_endpoint": f"{self.issuer}/logout",
+            "response_types_supported": ["code"],
             "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": ["RS256"],
             "scopes_supported": ["openid", "email", "profile"], "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
@@ -125,6 +127,19 @@ class TestProvider:
         return 200, {}, {"access_token": secrets.token_urlsafe(16), "token_type": "Bearer",
                          "expires_in": 600, "id_token": id_token, "scope": request["scope"]}
 
+    def end_session(self, query: dict[str, str]) -> tuple[int, dict[str, str], object]:
+        """RP-initiated logout: check the id_token_hint (ours, for this client), then send the browser back."""
+        try:
+            claims = _jose().jwt.decode(query.get("id_token_hint", ""), self.key)
+        except Exception:  # noqa: BLE001 - any bad hint is refused the same way
+            return 400, {}, {"error": "invalid_request", "error_description": "id_token_hint"}
+        back = query.get("post_logout_redirect_uri", "")
+        if query.get("client_id") != CLIENT_ID or claims.get("aud") != CLIENT_ID \
+                or not back.endswith("/oauth2callback"):
+            return 400, {}, {"error": "invalid_request"}
+        self.ended_sessions.append(str(claims["sub"]))
+        return 302, {"Location": back}, None
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         provider = self
 
@@ -148,6 +163,8 @@ class TestProvider:
                     self._send(200, {}, {"keys": [provider.key.as_dict(is_private=False)]})
                 elif url.path == "/authorize":
                     self._send(*provider.authorize(query))
+                elif url.path == "/logout":
+                    self._send(*provider.end_session(query))
                 elif url.path == "/userinfo":
                     self._send(200, {}, provider.user)
                 else:
@@ -297,6 +314,7 @@ def test_a_viewer_signs_in_with_the_provider_and_signs_out(oidc_server, provider
     assert _pages(page) == VIEWER_PAGES
 
     _sign_out(page, context, oidc_server)
+    assert provider.ended_sessions[-1:] == [USER["sub"]]  # Streamlit ended the session at the provider too
     # more rounds without a reload first: the sidebar's button once lost st.logout's redirect to
     # /auth/logout now and then (the cookie stayed, a reload signed the user in again)
     for _ in range(3):
@@ -308,8 +326,9 @@ def test_a_viewer_signs_in_with_the_provider_and_signs_out(oidc_server, provider
 
 def _sign_out(page, context, url: str) -> None:
     """Click the sidebar's "Sign out"; check that the cookie is gone and a reload shows the sign-in."""
-    # st.logout sends the browser to /auth/logout, which clears the cookie and redirects to the app (a
-    # timeout here: the redirect never came, the cookie stays)
+    # st.logout sends the browser to /auth/logout, which clears the cookie and redirects to the provider's
+    # end_session_endpoint, back to /oauth2callback and to the app (a timeout here: the redirect never
+    # came, the cookie stays)
     with page.expect_navigation(url=f"{url}/", timeout=30_000):
         page.get_by_test_id("stSidebar").get_by_role("button", name="Sign out").click()
     assert not _user_cookies(context, url), "signed out, yet Streamlit's sign-in cookie is still there"
