@@ -312,6 +312,14 @@ def test_a_viewer_signs_in_with_the_provider_and_signs_out(oidc_server, provider
     page.reload()
     page.get_by_text(f"Signed in as {USER['name']} (viewer)").wait_for(timeout=60_000)
     assert _pages(page) == VIEWER_PAGES
+    # a deep link to a page the role may not use: signed in by the cookie at once, still not that page
+    page.goto(f"{oidc_server}/training_monitor")
+    page.get_by_text(f"Signed in as {USER['name']} (viewer)").wait_for(timeout=60_000)
+    page.wait_for_timeout(2000)
+    assert page.get_by_role("heading", name="Training Monitor").count() == 0
+    assert _pages(page) == VIEWER_PAGES
+    page.goto(oidc_server)  # away from Streamlit's "page not found" dialog, which covers the sidebar
+    page.get_by_text(f"Signed in as {USER['name']} (viewer)").wait_for(timeout=60_000)
 
     _sign_out(page, context, oidc_server)
     assert provider.ended_sessions[-1:] == [USER["sub"]]  # Streamlit ended the session at the provider too
