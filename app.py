@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.views.signin import account_panel, signed_in_user
+from pages.views.signin import account_panel, secrets_files, signed_in_user
 from rflocal_core import serving
 from rflocal_core.access import allowed
 from rflocal_core.errors import ServingError
@@ -23,7 +23,7 @@ st.set_page_config(page_title="RFLocal", page_icon=":satellite_antenna:", layout
 # Other machines only with sign-in or RFLOCAL_AUTH=none: `python -m rflocal_core serve` checks this
 # before the server starts; this catches a server started by hand on another address.
 try:
-    open_banner = serving.check_app(st.get_option("server.address"))
+    open_banner = serving.check_app(st.get_option("server.address"), files=secrets_files())
 except ServingError as exc:
     st.error(f"RFLocal does not serve this address without sign-in. {exc}", icon=":material/lock:")
     st.stop()

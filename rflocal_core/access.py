@@ -270,6 +270,8 @@ def sign_in(password: str, *, secrets: Mapping[str, Any], name: str = "", client
 
 def _matches(entry: str, email: str, groups: Iterable[str]) -> bool:
     entry = entry.strip().lower()
+    if not entry or not email and not entry.startswith("group:"):  # "" never stands for everyone
+        return False
     if entry.startswith("group:"):
         return entry[6:] in {g.lower() for g in groups}
     if entry.startswith("@"):
@@ -277,23 +279,35 @@ def _matches(entry: str, email: str, groups: Iterable[str]) -> bool:
     return entry == email
 
 
+def _identity(claims: Mapping[str, Any]) -> tuple[str, bool, list[str]]:
+    """The address (``email``, else ``sub``), whether the provider vouches for it, and the groups."""
+    email = str(claims.get("email") or claims.get("sub") or "").strip().lower()
+    # email_verified false (a bool, or "false" from some providers): anyone may have typed that address
+    verified = str(claims.get("email_verified", True)).strip().lower() not in ("false", "0")
+    groups = claims.get("groups") or []
+    groups = [groups] if isinstance(groups, str) else groups  # one group: some providers send a string
+    return email, verified, [str(g) for g in groups]
+
+
 def oidc_user(claims: Mapping[str, Any], *, secrets: Mapping[str, Any]) -> User:
     """The :class:`User` of someone signed in with an identity provider (``st.user``'s claims).
 
     ``[rflocal.roles]`` in the secrets maps people to roles: ``editor = ["ana@lab.org", "@lab.org",
     "group:rf-team"]`` (an address, a domain, a group of the ``groups`` claim), ``viewer = [...]``, and
-    ``default = "viewer"`` for everyone else signed in; without a default, others are refused.
+    ``default = "viewer"`` for everyone else signed in; without a default, others are refused. An address
+    the provider says it has not verified (``email_verified`` false) matches no address or domain entry.
     """
     section = secrets.get("rflocal")
     table = section.get("roles") if isinstance(section, dict) else None
     table = table if isinstance(table, dict) else {}
-    email = str(claims.get("email") or claims.get("sub") or "").strip().lower()
-    groups = [str(g) for g in claims.get("groups", []) or []]
-    matched = [role for role in ROLES if any(_matches(e, email, groups) for e in table.get(role, []))]
+    email, verified, groups = _identity(claims)
+    matched = [role for role in ROLES
+               if any(_matches(e, email if verified else "", groups) for e in table.get(role, []))]
     role = matched[-1] if matched else table.get("default")
     if role is None:
-        msg = (f"sign-in: {email or 'this account'} has no role; an editor adds it to [rflocal.roles] in "
-               "the secrets file (or sets default = \"viewer\")")
+        unverified = "" if verified else " (the identity provider has not verified this address)"
+        msg = (f"sign-in: {email or 'this account'} has no role{unverified}; an editor adds it to "
+               "[rflocal.roles] in the secrets file (or sets default = \"viewer\")")
         raise AccessDeniedError(msg)
     name = " ".join(str(claims.get("name") or email or "user").split())[:64].strip()
     return User(name if name.isprintable() else "user", str(role))

@@ -10,9 +10,10 @@ and delete the workspace, so it serves other machines only by a deliberate choic
   ``RFLOCAL_AUTH=none`` (``"none"``, which the app shows as a warning banner: :func:`open_warning`).
 
 Sign-in itself (the password check, roles) lives in :mod:`rflocal_core.access`; this module only
-tells which kind is configured. It reads the secrets files where Streamlit reads them: the user's
-``~/.streamlit/secrets.toml``, ``./.streamlit/secrets.toml`` (the working folder) and
-``.streamlit/secrets.toml`` beside ``app.py``.
+tells which kind is configured. It reads the secrets files where Streamlit reads them by default: the
+user's ``~/.streamlit/secrets.toml``, ``./.streamlit/secrets.toml`` (the working folder) and
+``.streamlit/secrets.toml`` beside ``app.py``; the app passes ``files=`` with Streamlit's
+``secrets.files`` option instead (``pages/views/signin.py``), so it reads what ``st.login`` reads.
 """
 
 from __future__ import annotations
@@ -66,8 +67,36 @@ def secrets_files(app_dir: Path | None = None) -> list[Path]:
     return list(dict.fromkeys(p.resolve() for p in out))  # the working folder is often app_dir
 
 
+def read_secrets_directory(folder: Path) -> dict[str, Any]:
+    """The secrets of a folder (Kubernetes style), as Streamlit reads one named in ``secrets.files``.
+
+    Each subfolder is a section whose files are its keys (the file's text, stripped); a subfolder of one
+    file is that file's value itself.
+
+    Raises
+    ------
+    ServingError
+        ``folder`` holds a file (Streamlit wants every secret in a subfolder), or a file is not UTF-8.
+    """
+    out: dict[str, Any] = {}
+    for sub in sorted(folder.iterdir()):
+        if not sub.is_dir():
+            msg = (f"secrets folder {folder}: {sub.name} is not a folder; expected one subfolder per secret "
+                   "(Streamlit's directory secrets)")
+            raise ServingError(msg)
+        try:
+            values = {f.name: f.read_text(encoding="utf-8").strip() for f in sorted(sub.iterdir()) if f.is_file()}
+        except UnicodeDecodeError as exc:
+            msg = f"secrets folder {sub}: a file is not UTF-8 text ({exc})"
+            raise ServingError(msg) from exc
+        out[sub.name] = next(iter(values.values())) if len(values) == 1 else values
+    return out
+
+
 def read_secrets(files: Sequence[Path] | None = None) -> dict[str, Any]:
     """The top-level sections of the secrets files merged (a later file's section replaces an earlier one's).
+
+    A path that is a folder is read as Streamlit reads one (:func:`read_secrets_directory`).
 
     Raises
     ------
@@ -76,6 +105,9 @@ def read_secrets(files: Sequence[Path] | None = None) -> dict[str, Any]:
     """
     merged: dict[str, Any] = {}
     for path in secrets_files() if files is None else files:
+        if path.is_dir() and path.suffix != ".toml":
+            merged.update(read_secrets_directory(path))
+            continue
         if not path.is_file():
             continue
         try:

@@ -168,6 +168,29 @@ def test_identity_provider_accounts_map_to_roles():
     assert access.oidc_user({"email": "eve@x.org"}, secrets=secrets).role == "viewer"
 
 
+def test_an_address_the_provider_has_not_verified_gets_no_role_by_it():
+    secrets = {"rflocal": {"roles": {"editor": ["ana@lab.org", "group:rf-team"], "viewer": ["@lab.org"]}}}
+    for unverified in (False, "false", "False"):
+        with pytest.raises(AccessDeniedError, match=r"ana@lab.org has no role \(the identity provider has not "):
+            access.oidc_user({"email": "ana@lab.org", "email_verified": unverified}, secrets=secrets)
+    assert access.oidc_user({"email": "ana@lab.org", "email_verified": True}, secrets=secrets).role == "editor"
+    # a group comes from the provider's own directory: it still counts; so does the default
+    assert access.oidc_user({"email": "ana@lab.org", "email_verified": False, "groups": ["rf-team"]},
+                            secrets=secrets).role == "editor"
+    secrets["rflocal"]["roles"]["default"] = "viewer"
+    assert access.oidc_user({"email": "ana@lab.org", "email_verified": False}, secrets=secrets).role == "viewer"
+
+
+def test_one_group_as_a_string_and_empty_entries():
+    secrets = {"rflocal": {"roles": {"editor": ["group:rf-team", ""], "viewer": [" "]}}}
+    assert access.oidc_user({"email": "cy@x.org", "groups": "rf-team"}, secrets=secrets).role == "editor"
+    with pytest.raises(AccessDeniedError, match="this account has no role"):  # "" is nobody, not everyone
+        access.oidc_user({"name": "No Address"}, secrets=secrets)
+    with pytest.raises(AccessDeniedError, match="cy@x.org has no role"):  # "rf" is not a group of "rf-team"
+        access.oidc_user({"email": "cy@x.org", "groups": "rf-team"},
+                         secrets={"rflocal": {"roles": {"editor": ["group:r"]}}})
+
+
 def test_cli_prints_a_hash_of_the_password_on_stdin(workspace, tmp_path):
     import subprocess
     import sys

@@ -176,3 +176,33 @@ def test_a_viewer_uploads_a_measurement_file_and_gets_a_prediction(auth_env):
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert at.metric[0].label == "Predicted position"
+
+
+@pytest.fixture
+def secrets_files_option(tmp_path):
+    """Streamlit's ``secrets.files`` pointed at one file outside the usual places (as ``--secrets.files``
+    or ``[secrets] files`` in config.toml would); the file is written by the test."""
+    from streamlit import config
+
+    path = tmp_path / "elsewhere" / "secrets.toml"
+    path.parent.mkdir()
+    old = config.get_option("secrets.files")
+    config.set_option("secrets.files", [str(path)])
+    yield path
+    config.set_option("secrets.files", old)
+
+
+def test_an_identity_provider_in_streamlits_secrets_files_is_the_sign_in(auth_env, monkeypatch,
+                                                                          secrets_files_option):
+    # Streamlit's st.login reads [auth] from the files of the secrets.files option; the workbench must
+    # read the same files, or a configured sign-in would be skipped and everyone be the local editor.
+    monkeypatch.delenv("RFLOCAL_PASSWORD")
+    monkeypatch.delenv("RFLOCAL_VIEWER_PASSWORD_HASH")
+    secrets_files_option.write_text(
+        '[auth]\nredirect_uri = "http://localhost:8501/oauth2callback"\ncookie_secret = "x"\nclient_id = "id"\n'
+        'client_secret = "s"\nserver_metadata_url = "https://id.lab.org/.well-known/openid-configuration"\n',
+        encoding="utf-8")
+    at = _app()
+    assert [t.value for t in at.title] == ["Sign in"]
+    assert [b.label for b in at.button] == ["Sign in with your identity provider"]
+    assert set(_titles_by_page(at).values()) == {None}

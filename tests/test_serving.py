@@ -120,6 +120,26 @@ def test_the_default_secrets_files_are_streamlits(no_auth, monkeypatch, tmp_path
     assert serving.auth_mode(files=files) == "unset"
 
 
+
+def test_a_secrets_folder_is_read_as_streamlit_reads_it(no_auth, tmp_path):
+    """A folder in Streamlit's ``secrets.files`` (Kubernetes style): an [auth] mounted there is the sign-in."""
+    folder = tmp_path / "mounted"
+    for key, value in {"redirect_uri": "https://rf.lab.org/oauth2callback", "cookie_secret": "c",
+                       "client_id": "id", "client_secret": "s",
+                       "server_metadata_url": "https://id.lab.org/.well-known/openid-configuration"}.items():
+        (folder / "auth").mkdir(parents=True, exist_ok=True)
+        (folder / "auth" / key).write_text(value + "\n", encoding="utf-8")
+    (folder / "token").mkdir()
+    (folder / "token" / "value").write_text(" t0k3n \n", encoding="utf-8")
+    secrets = serving.read_secrets([folder])
+    assert secrets["auth"]["redirect_uri"] == "https://rf.lab.org/oauth2callback"
+    assert secrets["token"] == "t0k3n"  # one file: the value itself, as Streamlit collapses it
+    assert serving.auth_mode(files=[folder]) == "oidc"
+    (folder / "stray.txt").write_text("x", encoding="utf-8")
+    with pytest.raises(ServingError, match=r"mounted: stray\.txt is not a folder"):
+        serving.auth_mode(files=[folder])
+
+
 # --------------------------------------------------------------------------- the check
 
 def test_check_refuses_other_machines_without_sign_in(no_auth):

@@ -11,6 +11,8 @@ core, which refuses what the role may not do.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from rflocal_core import access, serving
@@ -19,6 +21,14 @@ from rflocal_core.errors import AccessDeniedError, InvalidInputError, ServingErr
 
 #: Session key of the signed-in :class:`~rflocal_core.access.User`.
 USER_KEY = "auth_user"
+
+
+def secrets_files() -> list[Path]:
+    """The secrets files of this server: Streamlit's ``secrets.files`` option, where ``st.login`` reads
+    ``[auth]`` (``--secrets.files`` or ``[secrets] files`` in config.toml move it), so that the sign-in the
+    workbench asks for is the one Streamlit has; by default the places of
+    :func:`rflocal_core.serving.secrets_files`."""
+    return [Path(p) for p in st.get_option("secrets.files")]
 
 
 def current_user() -> User:
@@ -47,7 +57,7 @@ def _password_form() -> None:
     if not submitted:
         return
     try:
-        user = access.sign_in(password, name=name, client=_client(), secrets=serving.read_secrets())
+        user = access.sign_in(password, name=name, client=_client(), secrets=serving.read_secrets(secrets_files()))
     except (AccessDeniedError, InvalidInputError, ServingError) as exc:
         st.error(str(exc))
         return
@@ -59,14 +69,14 @@ def _oidc_user() -> User | None:
     """The user signed in through the identity provider, or None after drawing the sign-in button."""
     if st.user.is_logged_in:
         try:
-            return access.oidc_user(st.user.to_dict(), secrets=serving.read_secrets())
+            return access.oidc_user(st.user.to_dict(), secrets=serving.read_secrets(secrets_files()))
         except (AccessDeniedError, InvalidInputError, ServingError) as exc:
             st.error(str(exc))
             st.button("Sign out", on_click=st.logout, key="auth_logout")
             return None
     st.title("Sign in")
     # [auth.NAME] tables are named providers (st.login("NAME")); without them [auth] is the one provider.
-    auth = serving.read_secrets().get("auth", {})
+    auth = serving.read_secrets(secrets_files()).get("auth", {})
     providers = [name for name, table in auth.items() if isinstance(table, dict)] or [None]
     for provider in providers:
         if st.button(f"Sign in with {provider or 'your identity provider'}", type="primary",
@@ -85,7 +95,7 @@ def signed_in_user() -> User:
     if isinstance(user, User):
         return user
     try:
-        mode = serving.auth_mode()
+        mode = serving.auth_mode(files=secrets_files())
     except ServingError as exc:  # a broken secrets file: refuse rather than serve without sign-in
         st.error(str(exc))
         st.stop()
@@ -101,13 +111,20 @@ def signed_in_user() -> User:
 
 def account_panel(user: User) -> None:
     """The sidebar's line on who is signed in, with a sign-out button (nothing without sign-in)."""
-    mode = serving.auth_mode()
+    mode = serving.auth_mode(files=secrets_files())
     if mode not in ("password", "oidc"):
         return
     with st.sidebar:
         st.caption(f"Signed in as **{user.name}** ({user.role})")
-        if st.button("Sign out", key="auth_signout"):
-            st.session_state.pop(USER_KEY, None)
-            if mode == "oidc":
-                st.logout()
-            st.rerun()
+        st.button("Sign out", key="auth_signout", on_click=_sign_out, args=(mode,))
+
+
+def _sign_out(mode: str) -> None:
+    """The sign-out button's callback: forget the user; with a provider, also Streamlit's sign-in cookie.
+
+    A callback, not ``if st.button(...): st.logout(); st.rerun()``: that ``st.rerun`` often dropped
+    ``st.logout``'s redirect to ``/auth/logout``, so the cookie stayed and a reload signed the user in again.
+    """
+    st.session_state.pop(USER_KEY, None)
+    if mode == "oidc":
+        st.logout()
