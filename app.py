@@ -14,7 +14,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages.views.signin import account_panel, secrets_files, signed_in_user
-from rflocal_core import serving
+from rflocal_core import serving, status
 from rflocal_core.access import allowed
 from rflocal_core.errors import ServingError
 
@@ -32,15 +32,18 @@ if open_banner:
 
 user = signed_in_user()
 
-# Each page with the action it exists for: a role that may not take it does not see the page.
+# Each page with the action it exists for (status.WORKFLOW): a role that may not take it does not see the page.
+ACTION = {step["page"]: step["action"] for step in status.WORKFLOW}
 pages = [
     (st.Page("pages/views/home.py", title="Overview", icon=":material/home:", default=True), "view"),
-    (st.Page("pages/views/scene_builder.py", title="Scene Builder", icon=":material/location_city:"), "build_scene"),
-    (st.Page("pages/views/data_generation.py", title="Data Generation", icon=":material/cell_tower:"), "generate"),
-    (st.Page("pages/views/training_monitor.py", title="Training Monitor", icon=":material/monitoring:"), "train"),
-    (st.Page("pages/views/live_inference.py", title="Live Inference", icon=":material/my_location:"), "predict"),
-    (st.Page("pages/views/metrics.py", title="Metrics", icon=":material/analytics:"), "evaluate"),
-    (st.Page("pages/views/ablations.py", title="Ablations", icon=":material/science:"), "ablate"),
+    *((st.Page(f"pages/views/{script}.py", title=title, icon=icon), ACTION[title]) for script, title, icon in (
+        ("scene_builder", "Scene Builder", ":material/location_city:"),
+        ("data_generation", "Data Generation", ":material/cell_tower:"),
+        ("training_monitor", "Training Monitor", ":material/monitoring:"),
+        ("live_inference", "Live Inference", ":material/my_location:"),
+        ("metrics", "Metrics", ":material/analytics:"),
+        ("ablations", "Ablations", ":material/science:"),
+    )),
 ]
 account_panel(user)
 st.navigation([page for page, action in pages if allowed(user, action)]).run()

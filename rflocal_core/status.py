@@ -7,18 +7,26 @@ from typing import Any
 from rflocal_core import backend, settings
 
 #: The stages of the workbench, in order, with what each needs first.
+#: The workflow's pages in order, each with the action (rflocal_core.access.ACTIONS) it exists for:
+#: a role that may not take it does not see the page.
 WORKFLOW: list[dict[str, str]] = [
-    {"page": "Scene Builder", "what": "draw a box on a map, load an OSM file or make a procedural city; "
+    {"page": "Scene Builder", "action": "build_scene",
+     "what": "draw a box on a map, load an OSM file or make a procedural city; "
      "buildings are extruded into a Sionna RT scene with materials and sites.", "needs": ""},
-    {"page": "Data Generation", "what": "ray-trace radio maps, sample positions and synthesize measurement "
+    {"page": "Data Generation", "action": "generate",
+     "what": "ray-trace radio maps, sample positions and synthesize measurement "
      "reports (RSS, timing, angle of arrival) into Zarr datasets; import real measurements.", "needs": "a scene"},
-    {"page": "Training Monitor", "what": "train classical baselines and PyTorch localization models in the "
+    {"page": "Training Monitor", "action": "train",
+     "what": "train classical baselines and PyTorch localization models in the "
      "background; watch live curves, cancel and resume.", "needs": "a dataset"},
-    {"page": "Live Inference", "what": "upload measurement JSON and see the predicted position, its "
+    {"page": "Live Inference", "action": "predict",
+     "what": "upload measurement JSON and see the predicted position, its "
      "uncertainty and heatmap on a map; ready demo models ship with the app.", "needs": "a trained run"},
-    {"page": "Metrics", "what": "error CDFs, percentiles, breakdowns, calibration and the Cramér-Rao bound.",
+    {"page": "Metrics", "action": "evaluate",
+     "what": "error CDFs, percentiles, breakdowns, calibration and the Cramér-Rao bound.",
      "needs": "a trained run and a dataset"},
-    {"page": "Ablations", "what": "what each model ingredient is worth, measured.", "needs": "a dataset"},
+    {"page": "Ablations", "action": "ablate",
+     "what": "what each model ingredient is worth, measured.", "needs": "a dataset"},
 ]
 
 

@@ -101,6 +101,8 @@ def test_a_viewer_sees_three_pages_and_nothing_to_delete(auth_env):
     _sign_in(at, "view-pw", name="Vera")
     assert [t.value for t in at.title] == ["RFLocal workbench"]
     assert "Signed in as **Vera** (viewer)" in [c.value for c in at.sidebar.caption]
+    steps = [m.value.split("**")[1] for m in at.markdown if m.value.startswith("**")]
+    assert steps == ["Live Inference", "Metrics"], steps  # the Overview's workflow: only the viewer's pages
     titles = _titles_by_page(at)
     assert {PAGES[p] for p, t in titles.items() if t is not None} == VIEWER_PAGES
     assert all(t in (None, [PAGES[p]]) for p, t in titles.items())
@@ -115,6 +117,8 @@ def test_an_editor_sees_every_page_and_can_sign_out(auth_env):
     at = _app()
     _sign_in(at, "edit-pw")
     assert "Signed in as **editor** (editor)" in [c.value for c in at.sidebar.caption]
+    steps = [m.value.split("**")[1] for m in at.markdown if m.value.startswith("**")]
+    assert steps == ["Scene Builder", "Data Generation", "Training Monitor", "Live Inference", "Metrics", "Ablations"]
     assert _titles_by_page(at) == {page: [title] for page, title in PAGES.items()}
     at.sidebar.button(key="auth_signout").click()
     at.run()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from pages.views.refresh import rerun_when_a_job_ends
+from pages.views.signin import current_user
 from rflocal_core import status
+from rflocal_core.access import allowed
 
 st.title("RFLocal workbench")
 st.markdown(
@@ -33,4 +35,6 @@ st.info("New here? Open **Live Inference**: two demo models trained by this proj
 
 st.subheader("Workflow")
 for step in status.WORKFLOW:
+    if not allowed(current_user(), step["action"]):  # a viewer is not shown the steps it cannot take
+        continue
     st.markdown(f"**{step['page']}** — {step['what']}")
