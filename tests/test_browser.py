@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.browser_support import BROWSER_MARKS, ROOT, launch_chromium, serve_app, wait_idle
+
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
@@ -23,11 +17,8 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "osm").is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent")
     return SHARED_DATA
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-    "--no-first-run", "--disable-component-update", "--disable-sync",
-]
+
+
 # The root first, as `make run` opens it; then deep links, whose navigation must be ours
 # (not Streamlit's legacy pages-folder list).
 PAGES = {
@@ -40,64 +31,20 @@ PAGES = {
     "ablations": "Ablations",
 }
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (make setup-test)"),
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     workspace = tmp_path_factory.mktemp("browser-ws")
-    port = _free_port()
-    env = {**os.environ, "RFLOCAL_WORKSPACE": str(workspace)}
-    log = open(workspace / "streamlit.log", "w")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1",
-         # Nothing edits the source during a test; watching it only adds inotify storms that
-         # stall the server when other work fills the disk.
-         "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail(f"streamlit did not start: {(workspace / 'streamlit.log').read_text()[-2000:]}")
-    yield url, workspace
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.close()
+    with serve_app(workspace) as url:
+        yield url, workspace
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launch_chromium() as b:
         yield b
-        b.close()
-
-
-def wait_idle(page, timeout_ms: int = 120_000) -> None:
-    """Wait until the app has finished its rerun (Streamlit's running indicator is gone)."""
-    page.wait_for_timeout(300)  # let a rerun that was just triggered start
-    page.get_by_test_id("stStatusWidget").get_by_text("Running").wait_for(state="hidden", timeout=timeout_ms)
 
 
 def test_each_page_renders_its_title(server, browser, tmp_path):

@@ -7,20 +7,13 @@ for sign-in exactly as it does on a shared address.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
 
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, _free_port
+from tests.browser_support import BROWSER_MARKS, launch_chromium, serve_app
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (make setup-test)"),
-]
+pytestmark = BROWSER_MARKS
 
 EDITOR_PASSWORD = "edit-the-city-42"
 VIEWER_PASSWORD = "look-only-17"
@@ -32,42 +25,17 @@ VIEWER_PAGES = ["Overview", "Live Inference", "Metrics"]
 @pytest.fixture(scope="module")
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     workspace = tmp_path_factory.mktemp("access-ws")
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RFLOCAL_")}
-    env.update(RFLOCAL_WORKSPACE=str(workspace), RFLOCAL_PASSWORD=EDITOR_PASSWORD,
-               RFLOCAL_VIEWER_PASSWORD=VIEWER_PASSWORD, HOME=str(workspace))  # no ~/.streamlit/secrets.toml
-    log = open(workspace / "streamlit.log", "w")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail(f"streamlit did not start: {(workspace / 'streamlit.log').read_text()[-2000:]}")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.close()
+    env.update(RFLOCAL_PASSWORD=EDITOR_PASSWORD, RFLOCAL_VIEWER_PASSWORD=VIEWER_PASSWORD,
+               HOME=str(workspace))  # no ~/.streamlit/secrets.toml
+    with serve_app(workspace, env=env) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def chromium():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launch_chromium() as b:
         yield b
-        b.close()
 
 
 def _sign_in(page, url: str, password: str, name: str = "") -> None:

@@ -9,85 +9,40 @@ its size shown live and held to the 2 km limit while it is drawn.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import socket
 import struct
-import subprocess
-import sys
-import time
-import urllib.request
 import zlib
 from pathlib import Path
 
 import pytest
 
 from rflocal_core.geo import BBox
+from tests import browser_support
+from tests.browser_support import launch_chromium, serve_app
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-    "--no-first-run", "--disable-component-update", "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",  # no host but this one resolves
-]
+CHROMIUM_ARGS = (*browser_support.CHROMIUM_ARGS,
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1")  # no host but this one resolves
 LOCAL = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "about:")
 MAP_FRAME = 'iframe[title="pages.views.boxmap.boxmap"]'
 SIZE = re.compile(r"(\d+) m × (\d+) m")
 BOX = re.compile(r"^-?\d+\.\d{6}(,-?\d+\.\d{6}){3}$")
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (make setup-test)"),
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = browser_support.BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     workspace = tmp_path_factory.mktemp("browser-map-ws")
-    port = _free_port()
-    env = {**os.environ, "RFLOCAL_WORKSPACE": str(workspace)}
-    log = open(workspace / "streamlit.log", "w")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1",
-         "--server.fileWatcherType", "none"],  # nothing edits the source during a test (see test_browser.py)
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail(f"streamlit did not start: {(workspace / 'streamlit.log').read_text()[-2000:]}")
-    yield url, workspace
-    proc.terminate()
-    proc.wait(timeout=20)
-    log.close()
+    with serve_app(workspace) as url:
+        yield url, workspace
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launch_chromium(CHROMIUM_ARGS) as b:
         yield b
-        b.close()
 
 
 @pytest.fixture

@@ -21,8 +21,6 @@ import hashlib
 import json
 import os
 import secrets
-import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -34,12 +32,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, _free_port
+from tests.browser_support import BROWSER_MARKS, free_port, launch_chromium, serve_app
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (make setup-test)"),
-]
+pytestmark = BROWSER_MARKS
 
 CLIENT_ID = "rflocal-test"
 CLIENT_SECRET = "client-secret-for-the-test-idp"  # a test provider's, never a real one
@@ -212,33 +207,10 @@ editor = ["group:rf-team"]
 def _serve(home: Path, port: int, extra_args: Sequence[str] = ()) -> Iterator[str]:
     """``streamlit run app.py`` on 127.0.0.1:``port`` with HOME=``home`` (no RFLOCAL_* variables)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RFLOCAL_")}
-    env.update(RFLOCAL_WORKSPACE=str(home / "workspace"), HOME=str(home),
-               NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")  # the IdP is local
-    log_path = home / "streamlit.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-             "--server.headless", "true", "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
-             *extra_args],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            proc.kill()
-            pytest.fail(f"streamlit did not start: {log_path.read_text()[-2000:]}")
-        try:
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
+    env.update(HOME=str(home), NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")  # the IdP is local
+    with serve_app(home / "workspace", log_path=home / "streamlit.log", env=env, extra_args=extra_args,
+                   port=port) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +232,7 @@ def provider(idp: TestProvider) -> Iterator[TestProvider]:
 def oidc_server(idp: TestProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The workbench with the [auth] section in ~/.streamlit/secrets.toml of a temporary HOME."""
     home = tmp_path_factory.mktemp("oidc-home")
-    port = _free_port()
+    port = free_port()
     (home / ".streamlit").mkdir()
     (home / ".streamlit" / "secrets.toml").write_text(_secrets_toml(idp, port))
     with _serve(home, port) as url:
@@ -269,12 +241,8 @@ def oidc_server(idp: TestProvider, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="module")
 def chromium():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launch_chromium() as b:
         yield b
-        b.close()
 
 
 def _pages(page) -> list[str]:
@@ -396,7 +364,7 @@ def test_a_named_provider_in_the_secrets_files_flag_is_the_sign_in(provider, chr
     # Streamlit reads [auth] from --secrets.files; the workbench must read the same file, or it would
     # let everyone in as the local editor while Streamlit's sign-in is configured. The provider is a
     # named one ([auth.lab]: st.login("lab")), as a server with several providers has them.
-    home, port = tmp_path / "home", _free_port()
+    home, port = tmp_path / "home", free_port()
     home.mkdir()
     secrets_file = tmp_path / "etc" / "secrets.toml"
     secrets_file.parent.mkdir()

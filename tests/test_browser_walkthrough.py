@@ -17,12 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_browser import CHROMIUM, ROOT, browser, server  # noqa: F401 (fixtures)
+from tests.browser_support import BROWSER_MARKS, ROOT, wait_idle
+from tests.test_browser import browser, server  # noqa: F401 (fixtures)
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (make setup-test)"),
-]
+pytestmark = BROWSER_MARKS
 
 ARTIFACTS = Path(os.environ.get("RFLOCAL_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "walkthrough"
 
@@ -44,20 +42,14 @@ def _open(page, name: str) -> None:
     """Click a page in the sidebar and wait for its title."""
     page.get_by_test_id("stSidebarNav").get_by_text(name, exact=True).click()
     page.get_by_role("heading", name=name).first.wait_for(timeout=60_000)
-    _idle(page)
-
-
-def _idle(page, timeout_ms: int = 120_000) -> None:
-    """Wait until Streamlit has finished the rerun a click started."""
-    page.wait_for_timeout(400)
-    page.get_by_test_id("stStatusWidget").get_by_text("Running").wait_for(state="hidden", timeout=timeout_ms)
+    wait_idle(page)
 
 
 def _set_number(page, label: str, value: float) -> None:
     box = page.get_by_role("spinbutton", name=label)
     box.fill(str(value))
     box.press("Enter")
-    _idle(page)
+    wait_idle(page)
 
 
 def _build_scene(page, shots: Path, workspace: Path) -> None:
@@ -73,18 +65,18 @@ def _generate(page, shots: Path, workspace: Path) -> None:
     name = page.get_by_role("textbox", name="Dataset name").first
     name.fill("walk")
     name.press("Enter")
-    _idle(page)
+    wait_idle(page)
     _set_number(page, "Samples per scene", 300)
     page.get_by_text("Radio maps", exact=True).click()
     _set_number(page, "Cell size (m)", 8)
     _set_number(page, "Rays per site", 1_000_000)
     page.get_by_text("Measurements", exact=True).first.click()
     page.get_by_text("Timing and angles (PathSolver)").click()  # RSS only: the quick dataset a newcomer tries
-    _idle(page)
+    wait_idle(page)
     page.get_by_role("button", name="Generate dataset").click()
     page.get_by_text("walk: 300 samples").first.wait_for(timeout=420_000)
     page.wait_for_timeout(2000)  # the page redraws itself once the job has ended
-    _idle(page)
+    wait_idle(page)
     assert page.get_by_role("heading", name="Generation jobs").count() == 1
     page.screenshot(path=str(shots / "2-dataset.png"), full_page=True)
     assert (workspace / "datasets" / "walk").is_dir()
@@ -94,7 +86,7 @@ def _train(page, shots: Path, workspace: Path) -> str:
     _open(page, "Training Monitor")
     page.get_by_role("combobox", name="Model").first.click()
     page.get_by_role("option", name="knn", exact=True).click()
-    _idle(page)
+    wait_idle(page)
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("Started **", exact=False).or_(page.get_by_text("in the background")).first.wait_for(timeout=60_000)
     run_dir = workspace / "runs"
@@ -127,7 +119,7 @@ def _predict(page, shots: Path, run_id: str, upload: Path) -> None:
     page.get_by_text(run_id).first.wait_for(timeout=60_000)
     assert not page.get_by_text("belongs to another scene").count()
     page.get_by_test_id("stPlotlyChart").first.locator(".main-svg").first.wait_for(timeout=60_000)  # the map
-    _idle(page)
+    wait_idle(page)
     page.screenshot(path=str(shots / "4-prediction.png"), full_page=True)
 
 
@@ -135,7 +127,7 @@ def _metrics(page, shots: Path, run_id: str) -> None:
     _open(page, "Metrics")
     page.get_by_text("Error CDF", exact=True).wait_for(timeout=180_000)
     page.get_by_text("Summary", exact=True).wait_for(timeout=60_000)
-    _idle(page)
+    wait_idle(page)
     page.screenshot(path=str(shots / "5-metrics.png"), full_page=True)
     assert page.get_by_text(run_id).count() > 0
 
