@@ -99,9 +99,7 @@ def save_form(form: str, values: Mapping[str, Any]) -> Path:
     with _LOCK:
         forms = read_forms()
         forms[form] = {**forms.get(form, {}), **jsonable(dict(values))}
-        path = forms_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return atomic_write_text(path, json.dumps({"format": FORMAT, "forms": forms}, indent=1, sort_keys=True))
+        return _write_forms(forms)
 
 
 def forget_form(form: str) -> None:
@@ -109,4 +107,11 @@ def forget_form(form: str) -> None:
     with _LOCK:
         forms = read_forms()
         if forms.pop(form, None) is not None:
-            atomic_write_text(forms_file(), json.dumps({"format": FORMAT, "forms": forms}, indent=1, sort_keys=True))
+            _write_forms(forms)
+
+
+def _write_forms(forms: dict[str, Any]) -> Path:
+    """Write every form's values atomically (the caller holds the lock)."""
+    path = forms_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(path, json.dumps({"format": FORMAT, "forms": forms}, indent=1, sort_keys=True))
