@@ -269,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="fit a model on a dataset and save it as a run", flags=_train_flags)
     tr.add_argument("--dataset", required=True)
     tr.add_argument("--model", required=True, help="setnet, heimdall, mapformer, locheatmap, strongest_site, "
-                    "weighted_centroid, log_distance, aoa_triangulation, toa_multilateration, knn or map_matching "
+                    "weighted_centroid, log_distance, aoa_triangulation, toa_multilateration, knn, map_matching, lgbm "
+                    "or knn_lgbm "
                     "(`rflocal models` lists them)")
     tr.add_argument("--config", metavar="JSON", default=None, help="model configuration as a JSON object")
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="model_options",
