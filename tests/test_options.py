@@ -25,6 +25,7 @@ from rflocal_core.models.baselines import KNNConfig, LogDistanceConfig, MapMatch
 from rflocal_core.models.locheatmap import LocHeatmapConfig
 from rflocal_core.models.mapformer import MapFormerConfig
 from rflocal_core.models.nets import HeimdallConfig, NetConfig, SetNetConfig
+from rflocal_core.models.trees import KNNLGBMConfig, LGBMConfig
 from rflocal_core.options import check_value, flag_values, option_of, option_paths, options
 from rflocal_core.scene import MaterialConfig, ProceduralConfig, SceneConfig, SiteConfig
 from rflocal_core.scene.importer import SceneImportConfig
@@ -50,6 +51,8 @@ CONFIGS: dict[type, tuple[dict[str, Any], str]] = {
     LogDistanceConfig: ({}, ""),
     KNNConfig: ({}, ""),
     MapMatchingConfig: ({}, ""),
+    LGBMConfig: ({}, ""),
+    KNNLGBMConfig: ({}, ""),
 }
 
 
@@ -375,8 +378,8 @@ BAD_SETS = [
     ("knn", "k=0", "k: expected None or an integer >= 1, got 0"),
     ("knn", "k=three", "k: expected None or an integer >= 1, got 'three'"),
     ("knn", "floor_dbm=5", "floor_dbm: expected None or a number in [-300, 0] dBm, got 5.0"),
-    ("knn", "kk=1", "set: knn has no option 'kk'; expected one of k, k_choices, floor_dbm, floor_choices, metric, "
-                   "weighting, softmin_scale, select_by"),
+    ("knn", "kk=1", ("set: knn has no option 'kk'; expected one of k, k_choices, floor_dbm, floor_choices, metric, "
+                     "weighting, softmin_scale, select_by")),
     ("knn", "k", "set: expected KEY=VALUE, got 'k'"),
     ("weighted_centroid", "weighting=cubic", "weighting: expected one of db, power, got 'cubic'"),
     ("setnet", "layers=13", "layers: expected an integer in [1, 12], got 13"),
