@@ -107,7 +107,8 @@ def _scene_import_flags(parser: argparse.ArgumentParser) -> None:
 #: Titles of the flag groups in ``--help``, by config class.
 _GROUPS = {"SceneConfig": "scene", "ProceduralConfig": "procedural city (--procedural)",
            "MaterialConfig": "materials", "SiteConfig": "sites", "SceneImportConfig": "import",
-           "GenerationConfig": "dataset", "TrainConfig": "network training (override --train-config)"}
+           "GenerationConfig": "dataset", "TrainConfig": "network training (override --train-config)",
+           "AutoConfig": "model selection (--model auto; its budget is --max-minutes)"}
 
 
 def _add_data_parsers(sub: Any) -> None:
@@ -270,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--dataset", required=True)
     tr.add_argument("--model", required=True, help="setnet, heimdall, mapformer, locheatmap, strongest_site, "
                     "weighted_centroid, log_distance, aoa_triangulation, toa_multilateration, knn or map_matching "
-                    "(`rflocal models` lists them)")
+                    "(`rflocal models` lists them); auto: train every model that fits the dataset within "
+                    "--max-minutes (all together, default 10) and keep the best on the validation split")
     tr.add_argument("--config", metavar="JSON", default=None, help="model configuration as a JSON object")
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="model_options",
                     help="a model option, over --config (repeatable; lists as A,B,C; none where allowed); "
@@ -350,6 +352,9 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     from rflocal_core.train import TrainConfig
 
     add_flags(parser.add_argument_group(_GROUPS["TrainConfig"]), TrainConfig)
+    from rflocal_core.train.auto import AutoConfig
+
+    add_flags(parser.add_argument_group(_GROUPS["AutoConfig"]), AutoConfig)
 
 
 def train_configs(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -368,10 +373,34 @@ def train_configs(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, A
 
 def _train(args: argparse.Namespace) -> Any:
     from rflocal_core.train import train
+    from rflocal_core.train.auto import AUTO_MODEL
 
+    if args.model == AUTO_MODEL:
+        return _train_auto(args)
     config, train_config = train_configs(args)
     return train(args.dataset, args.model, model_config=config, train_config=train_config, seed=args.seed,
                  progress=_stderr_progress(), allow_large_extent=args.allow_large_extent)
+
+
+def _train_auto(args: argparse.Namespace) -> Any:
+    """``train --model auto``: :func:`~rflocal_core.train.auto.auto_train`; ``--max-minutes`` is the whole budget,
+    the other training flags go to every network candidate."""
+    from rflocal_core.errors import InvalidInputError
+    from rflocal_core.options import flag_values
+    from rflocal_core.train import TrainConfig
+    from rflocal_core.train.auto import AutoConfig, auto_train
+    from rflocal_core.validation import json_object
+
+    if args.config is not None or args.model_options:
+        msg = ("model: --config and --set are options of one model; --model auto trains each candidate with its "
+               "defaults (train the chosen model again with options to tune it)")
+        raise InvalidInputError(msg)
+    train_config = json_object("train-config", args.train_config) or {}
+    train_config.update(flag_values(args, TrainConfig))
+    budget = train_config.pop("max_minutes", None)
+    auto = {**flag_values(args, AutoConfig), **({} if budget is None else {"max_minutes": budget})}
+    return auto_train(args.dataset, config=auto, train_config=train_config, seed=args.seed,
+                      progress=_stderr_progress(), allow_large_extent=args.allow_large_extent)
 
 
 def _models(args: argparse.Namespace) -> Any:

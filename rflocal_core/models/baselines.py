@@ -566,6 +566,7 @@ class KNNFingerprint(Baseline):
     """
 
     config_cls = KNNConfig
+    needs_fixed_slots: ClassVar[bool] = True  # model selection (train/auto.py) skips it where slots vary
 
     def _features(self, x: Inputs) -> np.ndarray:
         if x.fixed_slots <= 0:
