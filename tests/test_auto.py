@@ -18,6 +18,7 @@ from rflocal_core.models import errors_m, load_inputs
 from rflocal_core.models.baselines import Baseline
 from rflocal_core.models.inputs import Inputs, Prediction
 from rflocal_core.models.registry import BASELINES, NETWORKS, register
+from rflocal_core.options import option_of
 from rflocal_core.progress import JobCancelled
 from rflocal_core.train import list_runs
 from rflocal_core.train.auto import (
@@ -251,7 +252,11 @@ def test_training_monitor_starts_auto_and_shows_the_table(env):
     at.selectbox(key="tm_model").set_value("auto")
     at.run()
     assert not at.exception
-    at.number_input(key="tm_auto_minutes").set_value(0.2)
+    minutes, opt = at.number_input(key="tm_auto_minutes"), option_of(AutoConfig, "max_minutes")
+    assert (minutes.min, minutes.max, minutes.value, minutes.help) == (opt.lo, opt.hi, opt.default, opt.help)
+    assert at.checkbox(key="tm_auto_keep").value is False
+    assert "auto" not in at.multiselect(key="tm_auto_candidates").options
+    minutes.set_value(0.2)
     at.multiselect(key="tm_auto_candidates").set_value(["strongest_site", "weighted_centroid"])
     at.button(key="tm_start").click()
     at.run()
