@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -256,20 +257,28 @@ def test_training_monitor_starts_auto_and_shows_the_table(env):
     assert (minutes.min, minutes.max, minutes.value, minutes.help) == (opt.lo, opt.hi, opt.default, opt.help)
     assert at.checkbox(key="tm_auto_keep").value is False
     assert "auto" not in at.multiselect(key="tm_auto_candidates").options
-    minutes.set_value(0.2)
-    at.multiselect(key="tm_auto_candidates").set_value(["strongest_site", "weighted_centroid"])
+    minutes.set_value(0.2)  # setnet gets what strongest_site leaves of 12 s: over 10 s, so it trains
+    at.multiselect(key="tm_auto_candidates").set_value(["strongest_site", "setnet"])
     at.button(key="tm_start").click()
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     run_id = at.success[0].value.split("**")[1]
     assert run_id.startswith("auto-ads-")
     job = next(j for j in REGISTRY.list(kind="train") if j.label == run_id)
+    while "setnet" not in job.snapshot()["stage"] and not job.finished:
+        time.sleep(0.2)
+    at.run()
+    assert not job.finished, job.snapshot()  # setnet trains for seconds
+    assert any(i.value.startswith(f"{run_id} is choosing a model") and "2/2 setnet: " in i.value for i in at.info), (
+        [i.value for i in at.info], at.selectbox(key="tm_selected").value)
+    assert any("2/2 setnet: " in p.proto.text for p in at.get("progress"))
     assert job.wait(120) and job.state == "done", job.error
     at.run()
     table = at.dataframe[0].value
     chosen = table.loc[table["run"] == run_id, "model"].item()
-    assert chosen in ("strongest_site", "weighted_centroid")
+    assert chosen in ("strongest_site", "setnet")
     assert any(m.value.startswith(f"**Chosen by auto:** {chosen} (") for m in at.markdown)
     candidates = at.dataframe[1].value
-    assert list(candidates["model"]) == ["strongest_site", "weighted_centroid"]
+    assert list(candidates["model"]) == ["strongest_site", "setnet"]
+    assert list(candidates["status"]) == ["trained", "trained"]
     assert candidates.loc[candidates["chosen"], "model"].item() == chosen
