@@ -1,7 +1,7 @@
 """A trained run, loaded and ready to predict: the same path for every model, baseline or network.
 
     run = load_run("setnet-demo-...")      # rebuilt from config.json and model.pt (weights_only=True)
-    pred = run.predict(inputs)             # a Prediction
+    pred = run.predict(inputs)             # a Prediction, its sigma times the run's sigma_scale
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from rflocal_core.models.inputs import Inputs, Prediction
 from rflocal_core.models.neural import NeuralModel
 from rflocal_core.models.registry import BASELINES, NETWORKS
 from rflocal_core.reference import RunReference, run_reference, scene_maps_of
+from rflocal_core.train.calibrate import scale_sigma, sigma_scale_of
 from rflocal_core.train.runs import load_checkpoint, run_dir
 
 
@@ -48,9 +49,15 @@ class LoadedRun:
         """Whether predicting needs the radio maps (map matching, map-conditioned networks)."""
         return bool(getattr(self.model, "needs_maps", False))
 
+    @property
+    def sigma_scale(self) -> float:
+        """The scale of the model's sigma fitted on the validation split (1 for runs written before)."""
+        return sigma_scale_of(self.config)
+
     def predict(self, x: Inputs) -> Prediction:
-        """Positions [N, 2] (and uncertainty) for the samples of ``x``."""
-        return self.model.predict(x)
+        """Positions [N, 2] and the calibrated uncertainty (the model's sigma times :attr:`sigma_scale`)
+        for the samples of ``x``: the one place a run predicts (``predict``, Live Inference, Metrics)."""
+        return scale_sigma(self.model.predict(x), self.sigma_scale)
 
 
 def load_run(run_id: str) -> LoadedRun:
