@@ -92,7 +92,9 @@ def calib_ws(tmp_path_factory: pytest.TempPathFactory, tiny_dataset, workspace_e
 
 
 def test_baseline_run_stores_and_applies_its_scale(calib_ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rflocal_core.infer import evaluate_run, load_run
+    from rflocal_core.access import User
+    from rflocal_core.errors import AccessDeniedError
+    from rflocal_core.infer import calibrate_run, evaluate_run, load_run
     from rflocal_core.models.transforms import InputTransform, load_transformed
     from rflocal_core.train import train
 
@@ -123,6 +125,14 @@ def test_baseline_run_stores_and_applies_its_scale(calib_ws: Path, monkeypatch: 
     assert not old.cached and old.sigma_scale == 1.0
     unscaled = calibration(raw.position_m - test.truth_m, raw.sigma_m)
     assert old.calibration.inside_1sigma == pytest.approx(unscaled.inside_1sigma)
+
+    # `runs calibrate` fits it again from the model's own sigma: the same scale as training fitted
+    again = calibrate_run(result.run_id)
+    assert again.scale == pytest.approx(scale)
+    assert load_run(result.run_id).sigma_scale == pytest.approx(scale)
+    assert evaluate_run(result.run_id, "calds", split="test").sigma_scale == pytest.approx(scale)
+    with pytest.raises(AccessDeniedError):
+        calibrate_run(result.run_id, user=User("guest", "viewer"))
 
 
 def test_model_without_sigma_keeps_none(calib_ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:

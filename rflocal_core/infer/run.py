@@ -10,12 +10,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from rflocal_core.errors import CheckpointError
+from rflocal_core.access import LOCAL_USER, User, require
+from rflocal_core.errors import CheckpointError, InvalidInputError
 from rflocal_core.models.inputs import Inputs, Prediction
 from rflocal_core.models.neural import NeuralModel
 from rflocal_core.models.registry import BASELINES, NETWORKS
+from rflocal_core.models.transforms import InputTransform, load_transformed
 from rflocal_core.reference import RunReference, run_reference, scene_maps_of
-from rflocal_core.train.calibrate import scale_sigma, sigma_scale_of
+from rflocal_core.train.calibrate import SigmaCalibration, calibrate_run_folder, scale_sigma, sigma_scale_of
 from rflocal_core.train.runs import load_checkpoint, run_dir
 
 
@@ -77,6 +79,34 @@ def load_run(run_id: str) -> LoadedRun:
         raise CheckpointError(msg)
     cls = BASELINES[name]
     return LoadedRun(run_id, config, cls.from_state(payload["config"] or None, payload["state"]))
+
+
+def calibrate_run(run_id: str, *, user: User = LOCAL_USER) -> SigmaCalibration:
+    """Fit (again) a run's sigma scale on its dataset's validation split and keep it in its ``config.json``.
+
+    Training does this at its end; this is for runs trained before scales were kept, or whose
+    dataset's validation split changed. The run's own view of the data (its input transform)
+    is used, and the model's own sigma, not the currently scaled one.
+
+    Returns
+    -------
+    SigmaCalibration
+        ``scale`` (None for a model without sigma), ``method``, ``count``, and the fractions
+        inside the 1σ and 2σ ellipses of the validation split before and after scaling.
+
+    Raises
+    ------
+    InvalidInputError
+        The run's dataset has no validation samples.
+    """
+    require(user, "train")
+    run = load_run(run_id)
+    val = load_transformed(run.config["dataset"], "val", InputTransform.from_dict(run.config.get("input_transform")),
+                           with_maps=run.needs_maps)
+    if len(val) == 0:
+        msg = f"dataset: the val split of {run.config['dataset']!r} holds no samples; the sigma scale is fitted on it"
+        raise InvalidInputError(msg)
+    return calibrate_run_folder(run_dir(run_id), run.model.predict(val), val)
 
 
 def checkpoint_stamp(run_id: str) -> tuple[str, int]:
