@@ -321,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     rres = runs_sub.add_parser("resume", help="continue a cancelled or interrupted network run")
     rres.add_argument("run")
     rres.add_argument("--max-minutes", type=float, default=None, help="new wall-clock budget for the whole run")
+    rcal = runs_sub.add_parser("calibrate", help="fit a run's sigma scale on its validation split again "
+                               "(runs trained before scales were kept)")
+    rcal.add_argument("run")
     auth = sub.add_parser("auth", help="sign-in of the workbench: make a password hash")
     auth_sub = auth.add_subparsers(dest="auth_cmd", required=True, parser_class=_Parser)
     auth_sub.add_parser("hash", help="read a password from stdin, print its salted hash (for RFLOCAL_PASSWORD_HASH "
@@ -607,6 +610,10 @@ def _run(args: argparse.Namespace) -> Any:
             from rflocal_core.train import resume
 
             return resume(args.run, max_minutes=args.max_minutes, progress=_stderr_progress())
+        if args.runs_cmd == "calibrate":
+            from rflocal_core.infer import calibrate_run
+
+            return calibrate_run(args.run)
         delete_run(args.run)
         return {"deleted": args.run}
     from rflocal_core import scene
