@@ -451,8 +451,10 @@ def _node_pairs(xy: np.ndarray, rng: np.random.Generator, neighbours: int, rando
 def make_pairs(xy: np.ndarray, node: np.ndarray, config: NoiseFitConfig) -> Pairs:
     """The variogram pairs of the reports at ``xy`` of the nodes ``node``, and their lag bins.
 
-    Bins: the first from 0 to the 2nd percentile of the positive lags (co-located reports), then
-    geometric up to the median lag of the random pairs (beyond it, few pairs and edge effects).
+    Bins: the first holds the co-located pairs (lag under 1/1000 of the largest, e.g. repeated
+    messages from one place: they pin the nugget), the second runs up to the 1st percentile of
+    the other lags, then geometric bins up to the median lag of the random pairs (beyond it, few
+    pairs and edge effects).
     """
     rng = np.random.default_rng(config.seed)
     near, far = [np.zeros((0, 2), np.int64)], [np.zeros((0, 2), np.int64)]
@@ -467,10 +469,12 @@ def make_pairs(xy: np.ndarray, node: np.ndarray, config: NoiseFitConfig) -> Pair
         msg = f"reports: only {len(pairs)} pairs of reports of the same node; the variogram needs more samples"
         raise InvalidInputError(msg)
     lag = np.hypot(*(xy[pairs[:, 0]] - xy[pairs[:, 1]]).T)
-    positive = lag[lag > 0]
-    lo = max(float(np.percentile(positive, 2)), 1e-3) if len(positive) else 1.0
-    hi = max(float(np.median(lag[len(pairs) - len(far_pairs):])) if len(far_pairs) else float(lag.max()), lo * 10)
-    edges = np.concatenate([[0.0], np.geomspace(lo, hi, config.lag_bins)])
+    hi = max(float(np.median(lag[len(pairs) - len(far_pairs):])) if len(far_pairs) else float(lag.max()), 1e-3)
+    same = 1e-3 * hi  # closer than this: the same place (GPS jitter), the nugget's own bin
+    positive = lag[lag > same]
+    lo = max(float(np.percentile(positive, 1)) if len(positive) else same, same * 1.01)
+    hi = max(hi, lo * 10)
+    edges = np.concatenate([[0.0, same], np.geomspace(lo, hi, config.lag_bins)])
     keep = lag <= hi
     pairs, lag = pairs[keep], lag[keep]
     return Pairs(i=pairs[:, 0], j=pairs[:, 1], lag_m=lag, bin=np.searchsorted(edges, lag, side="right") - 1,
