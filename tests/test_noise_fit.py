@@ -21,7 +21,7 @@ from rflocal_core.dataset.noisefit import (
 )
 from rflocal_core.dataset.shadowing import gudmundson_field
 from rflocal_core.dataset.synth import synthesize
-from rflocal_core.errors import InvalidInputError
+from rflocal_core.errors import InvalidInputError, RFLocalInputError
 from rflocal_core.measurements import MeasurementSet, Node, Position, Report, Sample
 
 #: What the synthetic set is made with.
@@ -71,10 +71,17 @@ def synthetic_set(seed: int = 3) -> MeasurementSet:
 
 
 @pytest.fixture(scope="module")
-def synthetic_fit(tmp_path_factory: pytest.TempPathFactory, workspace_env) -> NoiseFit:
+def synthetic_ws(tmp_path_factory: pytest.TempPathFactory, workspace_env) -> Path:
+    """A workspace holding the synthetic set as the imported dataset ``synthetic`` (read-only)."""
     ws = tmp_path_factory.mktemp("noisefit_ws")
     with workspace_env(ws):
         import_measurements(synthetic_set(), name="synthetic", split_fractions=(0.8, 0.1, 0.1))
+    return ws
+
+
+@pytest.fixture(scope="module")
+def synthetic_fit(synthetic_ws: Path, workspace_env) -> NoiseFit:
+    with workspace_env(synthetic_ws):
         return fit_noise("synthetic", NoiseFitConfig(bootstrap=10))
 
 
@@ -120,6 +127,24 @@ def test_generation_options_from_the_fit(synthetic_fit: NoiseFit) -> None:
     wide = NoiseFit.from_json({**synthetic_fit.to_json(), "corr_m": {"value": 5000.0}})
     values, notes = generation_fields(wide)
     assert values["shadowing_corr_m"] == 1000.0 and "shadowing_corr_m" in notes[0]
+
+
+def test_generate_like_on_the_command_line(synthetic_ws: Path, synthetic_fit: NoiseFit,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """``data generate --like DS`` takes the fitted options; a flag given on the command line wins."""
+    from rflocal_core import settings
+    from rflocal_core.cli import build_parser, command_config
+
+    monkeypatch.setenv(settings.WORKSPACE_ENV, str(synthetic_ws))
+    argv = ["data", "generate", "--scene", "demo", "--name", "like", "--like", "synthetic", "--sigma-db", "4"]
+    config = command_config(build_parser().parse_args(argv))
+    values, _ = generation_fields(synthetic_fit)
+    assert config.shadowing_sigma_db == 4.0
+    assert config.shadowing_corr_m == values["shadowing_corr_m"] and config.rss_quantization_db == 1.0
+    assert config.sensitivity_dbm == values["sensitivity_dbm"] and config.rss_noise_db == values["rss_noise_db"]
+    argv[argv.index("synthetic")] = "nosuch"
+    with pytest.raises(RFLocalInputError, match="nosuch"):
+        command_config(build_parser().parse_args(argv))
 
 
 def test_quantization_step() -> None:
