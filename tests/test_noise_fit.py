@@ -202,3 +202,46 @@ def test_cli_refusal_names_the_field(workspace: Path, run_cli) -> None:
         Sample(id="s", reports=(Report(node="a", rss_dbm=-90.0),), truth=Position(lat=LAT0, lon=LON0)),)), "nopos")
     proc = run_cli(["data", "fit-noise", "--dataset", "nopos"], workspace)
     assert proc.returncode == 2 and proc.stderr.startswith("error: node_pos_m:"), proc.stderr
+
+
+# --------------------------------------------------------------------------- the Data Generation page
+
+
+def test_page_fits_plots_and_fills_the_generate_form(synthetic_ws: Path, synthetic_fit: NoiseFit, workspace: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Datasets tab: fit the open dataset, see the figures and plots, "Generate like this dataset" fills the
+    Generate tab's options; a dataset without node positions is refused naming the field."""
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    from rflocal_core.scene import ProceduralConfig, SceneConfig, SiteConfig, build_scene
+
+    shutil.copytree(synthetic_ws / "datasets" / "synthetic", workspace / "datasets" / "synthetic")
+    build_scene(SceneConfig(name="tiny", procedural=ProceduralConfig(size_m=160.0), sites=SiteConfig(count=3)))
+    _import(MeasurementSet(mode="ue", nodes=(Node(id="a"),), samples=(
+        Sample(id="s", reports=(Report(node="a", rss_dbm=-90.0),), truth=Position(lat=LAT0, lon=LON0)),)), "nopos")
+    at = AppTest.from_file(str(Path(__file__).parents[1] / "pages" / "views" / "data_generation.py"),
+                           default_timeout=120)
+    at.run()
+    at.selectbox(key="dg_open").set_value("synthetic").run()
+    at.number_input(key="dg_fit_boot").set_value(0)
+    at.button(key="dg_fit").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    figures = next(d.value for d in at.dataframe if "figure" in d.value.columns).set_index("figure")
+    assert figures.loc["shadowing σ", "value"] == round(synthetic_fit.sigma_db.value, 2), figures
+    layouts = [json.loads(c.proto.spec)["layout"] for c in at.get("plotly_chart")]
+    charts = [layout["title"]["text"] for layout in layouts if "title" in layout]
+    assert {"Variogram of the residuals", "Residuals of the heard reports", "Not heard against distance"} <= set(charts)
+    at.button(key="dg_fit_like").click().run()
+    assert not at.exception
+    values, _ = generation_fields(synthetic_fit)
+    for key, name in (("dg_sigma", "shadowing_sigma_db"), ("dg_corr", "shadowing_corr_m"),
+                      ("dg_rss_noise", "rss_noise_db"), ("dg_rss_step", "rss_quantization_db"),
+                      ("dg_sens", "sensitivity_dbm")):
+        assert at.number_input(key=key).value == pytest.approx(values[name]), key
+    assert "now hold" in at.success[-1].value
+    at.selectbox(key="dg_open").set_value("nopos").run()
+    at.button(key="dg_fit").click().run()
+    assert not at.exception
+    assert at.error and at.error[0].value.startswith("node_pos_m: dataset 'nopos'"), [e.value for e in at.error]
