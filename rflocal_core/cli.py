@@ -120,6 +120,8 @@ def _add_data_parsers(sub: Any) -> None:
     gen.add_argument("--name", required=True, help="dataset name")
     gen.add_argument("--unseen", action="append", default=[], help="scene held out as test_unseen")
     gen.add_argument("--restart", action="store_true", help="discard an interrupted run instead of resuming")
+    gen.add_argument("--like", default=None, metavar="DATASET", help="take the shadowing, noise, quantization and "
+                     "sensitivity from the measurement model fitted on DATASET (see data fit-noise); flags given win")
     data_sub.add_parser("list", help="list datasets")
     show = data_sub.add_parser("show", help="print a dataset's attributes")
     show.add_argument("name")
@@ -144,6 +146,11 @@ def _add_data_parsers(sub: Any) -> None:
                      help="refuse a file with GPS / RSS sentinels, outliers or duplicate ids instead of dropping them")
     imp.add_argument("--min-reports", type=int, default=1, help="drop samples left with fewer reports after cleaning")
     _add_table_arguments(imp.add_argument_group("tables (.csv, .tsv, .parquet)"))
+    fit = data_sub.add_parser("fit-noise", help="fit the measurement model of a dataset with known node and true "
+                              "positions: path loss, shadowing sigma and correlation distance, floor, quantization",
+                              flags=_fit_noise_flags)
+    fit.add_argument("--dataset", required=True, help="dataset name (e.g. an imported real set)")
+    fit.add_argument("--out", default=None, metavar="DIR", help="also write DIR/noise_fit.json (atomically)")
 
 
 def _generate_flags(parser: argparse.ArgumentParser) -> None:
@@ -152,6 +159,36 @@ def _generate_flags(parser: argparse.ArgumentParser) -> None:
     from rflocal_core.options import add_flags
 
     add_flags(parser.add_argument_group(_GROUPS["GenerationConfig"]), GenerationConfig)
+
+
+def _fit_noise_flags(parser: argparse.ArgumentParser) -> None:
+    from rflocal_core.dataset.noisefit import NoiseFitConfig
+    from rflocal_core.options import add_flags
+
+    add_flags(parser.add_argument_group("fit"), NoiseFitConfig)
+
+
+def _fit_noise(args: argparse.Namespace) -> Any:
+    """``data fit-noise``: the fit as JSON on stdout, its main figures with intervals on stderr."""
+    from pathlib import Path
+
+    from rflocal_core.dataset.noisefit import NoiseFitConfig, fit_noise, generation_fields
+    from rflocal_core.errors import InvalidInputError
+    from rflocal_core.options import flag_values
+    from rflocal_core.workspace import atomic_write_text
+
+    fit = fit_noise(args.dataset, NoiseFitConfig(**flag_values(args, NoiseFitConfig)))
+    fields, notes = generation_fields(fit)
+    print("\n".join([*fit.summary_lines(), f"generate like this: {fields}", *notes, *fit.warnings]), file=sys.stderr)
+    if args.out:
+        out = fit.to_json() | {"generation_options": fields}
+        try:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            atomic_write_text(Path(args.out) / "noise_fit.json", json.dumps(out, indent=2))
+        except OSError as exc:
+            msg = f"out: cannot write {args.out!r} ({exc.strerror or exc}); expected a writable folder"
+            raise InvalidInputError(msg) from None
+    return fit
 
 
 def _add_table_arguments(group: Any) -> None:
@@ -178,7 +215,14 @@ def _generation_config(args: argparse.Namespace) -> Any:
     given = flag_values(args, GenerationConfig)
     if "map_diffraction" in given:  # one flag for both
         given["paths_diffraction"] = given["map_diffraction"]
-    return GenerationConfig(name=args.name, scenes=tuple(args.scene), unseen_scenes=tuple(args.unseen), **given)
+    like: dict[str, Any] = {}
+    if getattr(args, "like", None):
+        from rflocal_core.dataset.noisefit import NoiseFitConfig, fit_noise, generation_fields
+
+        like, notes = generation_fields(fit_noise(args.like, NoiseFitConfig(bootstrap=0)))
+        print("\n".join([f"like {args.like}: {like}", *notes]), file=sys.stderr)
+    return GenerationConfig(name=args.name, scenes=tuple(args.scene), unseen_scenes=tuple(args.unseen),
+                            **(like | given))
 
 
 def _export(args: argparse.Namespace) -> dict[str, Any]:
@@ -252,6 +296,8 @@ def _run_data(args: argparse.Namespace) -> Any:
         return dict(dataset.open_dataset(args.name).attrs)
     if args.data_cmd == "export":
         return _export(args)
+    if args.data_cmd == "fit-noise":
+        return _fit_noise(args)
     if args.data_cmd == "import":
         summary = _import(args)
         _warn_quality(summary.quality)
