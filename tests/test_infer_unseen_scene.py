@@ -68,18 +68,19 @@ def _reports(target: np.ndarray, nodes: np.ndarray, ids: list[str]) -> list[dict
     for node_id, (nx, ny, nz) in zip(ids, nodes):
         dist = float(np.sqrt((target[0] - nx) ** 2 + (target[1] - ny) ** 2 + (nz - DEVICE_Z_M) ** 2))
         bearing = float(np.degrees(np.arctan2(target[0] - nx, target[1] - ny)) % 360)
-        out.append({"node": node_id, "toa_ns": dist / C_M_PER_NS, "aoa_deg": bearing, "rss_dbm": -80.0})
+        rss = round(-20.0 - 25.0 * float(np.log10(dist)), 1)  # a plausible path loss (constants read as a sentinel)
+        out.append({"node": node_id, "toa_ns": dist / C_M_PER_NS, "aoa_deg": bearing, "rss_dbm": rss})
     return out
 
 
-def _city_doc(scene: str | None, *, frame: LocalFrame | None = None) -> dict:
+def _city_doc(scene: str | None, *, frame: LocalFrame | None = None, targets: np.ndarray = TARGETS) -> dict:
     """The 1.5 km file: nodes and truths in scene metres, or (``frame`` given) in lat/lon only."""
     ids = [f"tower-{k}" for k in range(len(NODES))]
     nodes, samples = [], []
     for node_id, (x, y, z) in zip(ids, NODES):
         where = {"x_m": x, "y_m": y} if frame is None else dict(zip(("lat", "lon"), map(float, frame.to_latlon(x, y))))
         nodes.append({"id": node_id, **where, "alt_m": z})
-    for k, t in enumerate(TARGETS):
+    for k, t in enumerate(targets):
         truth = ({"x_m": float(t[0]), "y_m": float(t[1])} if frame is None
                  else dict(zip(("lat", "lon"), map(float, frame.to_latlon(t[0], t[1])))))
         samples.append({"id": f"t{k}", "reports": _reports(t, NODES, ids), "truth": truth})
@@ -107,8 +108,9 @@ def test_aoa_and_the_centroid_predict_in_the_new_scene_too(env, tmp_path):
     assert aoa.new_scene and max(p.error_m for p in aoa.predictions) < 1.0
     centroid = predict_file(env["runs"]["weighted_centroid"], path).runs[0]
     got = np.array([[p.x_m, p.y_m] for p in centroid.predictions])
-    # equal RSS from the four corners: the centroid of the 1.5 km scene's nodes, far from the 240 m training area
-    assert np.allclose(got, NODES[:, :2].mean(0), atol=1.0), got
+    # pulled towards the nearest corner node: inside the 1.5 km scene, far from the 240 m training area
+    assert (np.abs(got) <= 710.0).all() and (np.abs(got).max(1) > 200.0).all(), got
+    assert (np.sign(got) == np.sign(TARGETS)).all(), got
 
 
 def test_nodes_in_lat_lon_only_place_the_scene_on_earth(env, tmp_path):
@@ -188,3 +190,18 @@ def test_the_training_scene_still_predicts_as_before_and_moved_nodes_are_a_new_l
     assert out.new_scene and out.scene == "small"
     with pytest.raises(InferenceInputError, match="the file belongs to another scene or site layout.*fingerprints"):
         predict_file(env["runs"]["knn"], _file(tmp_path, moved, "moved.json"))
+
+
+def test_a_geometric_run_is_scored_on_a_dataset_of_another_city(env, tmp_path):
+    """evaluate_run refuses another place for models tied to their scenes, not for a geometric one."""
+    from rflocal_core.dataset import import_measurements
+    from rflocal_core.errors import OtherSceneError
+    from rflocal_core.infer import evaluate_run
+
+    targets = np.random.default_rng(0).uniform(-700.0, 700.0, (30, 2))
+    doc = _city_doc("farcity", frame=LocalFrame.at(51.2194, 4.4025), targets=targets)
+    import_measurements(_file(tmp_path, doc), name="farcity-ds", split_fractions=(0.0, 0.0, 1.0))
+    out = evaluate_run(env["runs"]["toa_multilateration"], "farcity-ds", split="test")
+    assert out.scene_check.status == "other" and out.summary.count == 30 and out.summary.p95_m < 1.0
+    with pytest.raises(OtherSceneError, match="allow-other-scene"):
+        evaluate_run(env["runs"]["knn"], "farcity-ds", split="test")
