@@ -78,6 +78,18 @@ def _add_scene_parsers(sub: Any) -> None:
                      "(default: the file's, else scene metres only)")
     imp.add_argument("--sites-file", metavar="JSON", help="custom sites: a JSON list of objects")
 
+    tiles = scene_sub.add_parser("tiles", help="build many scene tiles of different morphology for one dataset "
+                                 "(procedural cities, OSM extracts, Sionna scenes); prints their names",
+                                 flags=_scene_tiles_flags)
+    tiles.add_argument("--osm", action="append", default=[], metavar="PATH",
+                       help="an .osm file, or a folder whose .osm files each become a tile (repeatable)")
+    tiles.add_argument("--bundled", action="append", default=[], metavar="SCENE",
+                       help="a scene shipped with Sionna RT as a tile, e.g. munich (repeatable)")
+    tiles.add_argument("--generate", metavar="DATASET",
+                       help="then generate dataset DATASET over every tile, the held-out ones as test_unseen")
+    tiles.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="a dataset option for --generate (repeatable), e.g. cell_size_m=4 samples_per_scene=1500")
+
     scene_sub.add_parser("list", help="list scenes")
     show = scene_sub.add_parser("show", help="print a scene's scene.json")
     show.add_argument("name")
@@ -104,10 +116,21 @@ def _scene_import_flags(parser: argparse.ArgumentParser) -> None:
         add_flags(parser.add_argument_group(_GROUPS[cls.__name__]), cls)
 
 
+def _scene_tiles_flags(parser: argparse.ArgumentParser) -> None:
+    """The option flags of ``scene tiles``: the tiles' ranges and the sites of every tile (count and seed drawn)."""
+    from rflocal_core.options import add_flags
+    from rflocal_core.scene import SiteConfig
+    from rflocal_core.scene.tiles import TilesConfig
+
+    add_flags(parser.add_argument_group(_GROUPS["TilesConfig"]), TilesConfig)
+    add_flags(parser.add_argument_group(_GROUPS["SiteConfig"]), SiteConfig, skip=("count", "seed"))
+
+
 #: Titles of the flag groups in ``--help``, by config class.
 _GROUPS = {"SceneConfig": "scene", "ProceduralConfig": "procedural city (--procedural)",
            "MaterialConfig": "materials", "SiteConfig": "sites", "SceneImportConfig": "import",
-           "GenerationConfig": "dataset", "TrainConfig": "network training (override --train-config)",
+           "GenerationConfig": "dataset", "TilesConfig": "tiles (procedural ranges: MIN,MAX)",
+           "TrainConfig": "network training (override --train-config)",
            "AutoConfig": "model selection (--model auto; its budget is --max-minutes)"}
 
 
@@ -594,8 +617,35 @@ def _scene_import_config(args: argparse.Namespace) -> Any:
     return SceneImportConfig(name=args.name, path=path, sites=_site_config(args, seed), **given, **_origin(args))
 
 
+def _tiles_config(args: argparse.Namespace) -> Any:
+    from rflocal_core.options import flag_values
+    from rflocal_core.scene import SiteConfig
+    from rflocal_core.scene.tiles import TilesConfig
+
+    return TilesConfig(**flag_values(args, TilesConfig), osm=tuple(args.osm), bundled=tuple(args.bundled),
+                       sites=SiteConfig(**flag_values(args, SiteConfig)))
+
+
+def _tiles(args: argparse.Namespace) -> Any:
+    """``scene tiles``: build the tiles; with ``--generate``, a dataset over them (tiles and dataset printed)."""
+    from rflocal_core.dataset import GenerationConfig, generate_dataset
+    from rflocal_core.errors import InvalidInputError
+    from rflocal_core.options import parse_assignments
+    from rflocal_core.scene.tiles import build_tiles
+
+    if args.set and not args.generate:
+        msg = f"--set: dataset options apply with --generate DATASET, got {args.set[0]!r} without it"
+        raise InvalidInputError(msg)
+    given = parse_assignments(GenerationConfig, args.set)  # checked before anything is built
+    result = build_tiles(command_config(args), progress=_stderr_progress())
+    if not args.generate:
+        return result
+    config = GenerationConfig(name=args.generate, scenes=result.scenes, unseen_scenes=result.unseen, **given)
+    return {**result.to_json(), "dataset": generate_dataset(config, progress=_stderr_progress(every=True))}
+
+
 def command_config(args: argparse.Namespace) -> Any:
-    """The configuration a parsed ``scene build``, ``scene import`` or ``data generate`` runs with.
+    """The configuration a parsed ``scene build``, ``scene import``, ``scene tiles`` or ``data generate`` runs with.
 
     Options not given on the command line keep their field defaults, so
     ``command_config(build_parser().parse_args([...]))`` equals the API's default config.
@@ -606,6 +656,8 @@ def command_config(args: argparse.Namespace) -> Any:
         return _scene_config(args)
     if args.cmd == "scene" and args.scene_cmd == "import":
         return _scene_import_config(args)
+    if args.cmd == "scene" and args.scene_cmd == "tiles":
+        return _tiles_config(args)
     msg = f"command_config: no configuration for {args.cmd!r}"
     raise ValueError(msg)
 
@@ -670,6 +722,8 @@ def _run(args: argparse.Namespace) -> Any:
         from rflocal_core.scene.importer import import_scene
 
         return import_scene(command_config(args))
+    if args.scene_cmd == "tiles":
+        return _tiles(args)
     if args.scene_cmd == "list":
         return scene.list_scenes()
     if args.scene_cmd == "show":

@@ -118,7 +118,8 @@ def evaluate_run(run_id: str, dataset: str, *, split: str = "test", use_cache: b
     allow_other_scene : bool
         Evaluate even when the dataset is of another place than the run's training data
         (:func:`~rflocal_core.infer.scene_check.check_scene` finds a differing scene digest,
-        frame or node set); without it that is refused. The result keeps the check either way.
+        frame or node set); without it that is refused, except for a model that predicts in
+        any scene (the geometric baselines, ``any_scene``). The result keeps the check either way.
 
     Returns
     -------
@@ -136,7 +137,8 @@ def evaluate_run(run_id: str, dataset: str, *, split: str = "test", use_cache: b
     Raises
     ------
     OtherSceneError
-        The dataset is of another place than the run's training data and ``allow_other_scene`` is False.
+        The dataset is of another place than the run's training data, the model is tied to its
+        training scenes and ``allow_other_scene`` is False.
     RFLocalInputError
         Unknown run or dataset, bad split, a run without checkpoint, an empty split.
     """
@@ -148,7 +150,8 @@ def evaluate_run(run_id: str, dataset: str, *, split: str = "test", use_cache: b
     if not (path / "model.pt").is_file():
         load_run(run_id)  # raises the checkpoint error that names the run
     scene = check_scene(run_id, dataset, split=split)
-    if scene.other_scene and not allow_other_scene:
+    # a geometric model (any_scene) solves in whatever scene it is given: scoring it elsewhere is meaningful
+    if scene.other_scene and not allow_other_scene and not load_run(run_id).any_scene:
         msg = (f"{scene.summary(run_id, dataset)}; evaluate it anyway with --allow-other-scene "
                "(allow_other_scene=True)")
         raise OtherSceneError(msg)

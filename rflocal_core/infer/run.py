@@ -30,6 +30,8 @@ class LoadedRun:
     model: Any
     _reference: Any = field(default=None, repr=False)
     _maps: Any = field(default=None, repr=False)
+    #: Scenes the run was not trained on that a file was last predicted in, and their references.
+    _file_scenes: dict[str, RunReference] = field(default_factory=dict, repr=False)
 
     @property
     def reference(self) -> RunReference:
@@ -37,6 +39,29 @@ class LoadedRun:
         if self._reference is None:
             self._reference = run_reference(self.run_id)
         return self._reference
+
+    def reference_for(self, scene: str | None) -> RunReference:
+        """The reference that places predictions in ``scene``: the file scene of that name last predicted
+        in (a scene the run was not trained on, see :mod:`rflocal_core.infer.anyscene`), else the run's."""
+        return self._file_scenes.get(scene or "", self.reference)
+
+    def remember_scene(self, scene: str, reference: RunReference | None) -> None:
+        """Keep (or, with None, forget) the reference of a file scene, for the maps drawn after predicting."""
+        if reference is None:
+            self._file_scenes.pop(scene, None)
+        else:
+            self._file_scenes[scene] = reference
+
+    @property
+    def any_scene(self) -> bool:
+        """Whether the model predicts in a scene it was not trained on (geometric baselines; a network
+        that declares ``any_scene``); never a model that needs the radio maps of its scenes."""
+        if self.needs_maps:
+            return False
+        flag = getattr(self.model, "any_scene", None)
+        if flag is None:  # a network: its LocNet says
+            flag = getattr(getattr(self.model, "net", None), "any_scene", False)
+        return bool(flag)
 
     def scene_maps(self) -> dict[str, Any] | None:
         """The training dataset's radio maps for map matching (read once); None for other models."""
