@@ -97,7 +97,9 @@ def test_auto_chooses_the_val_best_within_the_budget_and_writes_one_ordinary_run
     run = load_run(result.run_id)
     x = load_inputs("ads", "val", with_maps=run.needs_maps)
     assert float(np.nanmedian(errors_m(run.predict(x), x))) == pytest.approx(best.val_median_m, rel=1e-6)
-    assert evaluate_run(result.run_id, "ads", split="test").summary.count > 0
+    evaluated = evaluate_run(result.run_id, "ads", split="test")
+    assert evaluated.summary.count > 0
+    assert evaluated.sigma_scale == result.sigma_scale  # the chosen run's sigma calibration moved with it
 
 
 def test_networks_without_time_left_are_skipped_and_kept_candidates_are_hidden(env):
