@@ -195,12 +195,15 @@ def test_cancelling_leaves_no_run(env):
 
 
 def test_cli_train_model_auto(env, run_cli, capsys):
-    proc = run_cli(["train", "--dataset", "ads", "--model", "auto", "--max-minutes", "0.2",
-                    "--candidates", "knn,weighted_centroid"], env)
+    proc = run_cli(["train", "--dataset", "ads", "--model", "auto", "--max-minutes", "0.3",
+                    "--candidates", "knn,weighted_centroid,setnet", "--epochs", "1"], env)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert out["model"] in ("knn", "weighted_centroid") and out["max_minutes"] == 0.2
-    assert [c["model"] for c in out["candidates"]] == ["weighted_centroid", "knn"]
+    assert out["model"] in ("knn", "weighted_centroid", "setnet") and out["max_minutes"] == 0.3
+    assert [c["model"] for c in out["candidates"]] == ["weighted_centroid", "knn", "setnet"]
+    setnet = out["candidates"][2]  # the training flags reach the networks; the budget is its share
+    assert setnet["stopped"] == "all epochs done (1/1)" and 0 < setnet["max_minutes"] < 0.3
+    assert "3/3 setnet: " in proc.stderr  # progress on stderr, JSON alone on stdout
     assert out["run_id"] in {r["run_id"] for r in json.loads(run_cli(["runs", "list"], env).stdout)}
     # refusals, in this process (the command line's main): exit 2 and the field named
     assert main(["train", "--dataset", "ads", "--model", "auto", "--set", "k=3"]) == 2
