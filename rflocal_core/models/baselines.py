@@ -65,6 +65,9 @@ class Baseline(abc.ABC):
     needs_maps: ClassVar[bool] = False
     #: Whether it places each report at its node's position (reports of nodes of unknown position are ignored).
     needs_node_positions: ClassVar[bool] = False
+    #: The report field (of :class:`~rflocal_core.models.inputs.Inputs`) it locates from, None: any; on a
+    #: dataset without such reports it only falls back (model selection, train/auto.py, skips it there).
+    needs_measurement: ClassVar[str | None] = None
     #: Whether it predicts in a scene it was not trained on from the nodes the data gives (the geometric
     #: methods); False: what it learned belongs to its training scenes (fingerprints, radio maps).
     any_scene: ClassVar[bool] = False
@@ -443,6 +446,7 @@ class AoATriangulation(Baseline):
 
     any_scene = True
     needs_node_positions = True
+    needs_measurement = "aoa_deg"
     config_cls = AoAConfig
 
     def _predict(self, x: Inputs) -> Prediction:
@@ -503,6 +507,7 @@ class ToAMultilateration(Baseline):
 
     any_scene = True
     needs_node_positions = True
+    needs_measurement = "toa_ns"
     config_cls = ToAConfig
 
     def _fit(self, train: Inputs, val: Inputs | None) -> dict[str, Any]:
