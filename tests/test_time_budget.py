@@ -66,9 +66,13 @@ def test_the_cosine_schedule_follows_progress_with_a_bounded_warm_up():
 
 def test_a_capped_run_ends_at_a_low_rate_not_at_its_peak(env):
     # 1000 epochs cannot run in 15 s: the schedule follows the budget (before: the rate stayed near its peak)
+    fractions: list[float] = []
     result = train("bds", "setnet", train_config={"epochs": 1000, "max_minutes": 0.25, "batch_size": 64,
-                                                 "warmup_epochs": 0}, seed=1)
+                                                 "warmup_epochs": 0}, seed=1,
+                   progress=lambda stage, fraction: fractions.append(fraction))
     rows = read_metrics(result.run_id)
+    # the progress bar follows the budget too, not the 1000 epochs
+    assert fractions[-1] == 1.0 and fractions == sorted(fractions)
     assert result.stop_reason == "time limit" and 1 <= len(rows) < 1000
     assert rows[-1]["progress"] == 1.0
     # its last step started before the deadline (each takes a second or two on a busy machine)

@@ -309,7 +309,8 @@ class _Loop:
             if now - self.last_report > 0.25 or b == 0:  # every epoch says it started, however short
                 self.last_report = now
                 done = epoch + (b + 1) / self.steps_per_epoch
-                self.report(f"epoch {epoch + 1}/{cfg.epochs}", done / cfg.epochs, step=self.epochs_done(done))
+                self.report(f"epoch {epoch + 1}/{cfg.epochs}", max(done / cfg.epochs, self.progress()),
+                            step=self.epochs_done(done))
             if self.deadline is not None and now > self.deadline:
                 return sums, seen, True
         return sums, seen, False
@@ -367,8 +368,9 @@ class _Loop:
         row["best"] = improved
         append_metrics(self.path, row)
         _save_resume(self.path, self.net, self.opt, self.gen, state)
-        self.report(f"epoch {epoch + 1}/{cfg.epochs} val median {median:.2f} m", (epoch + 1) / cfg.epochs,
-                    step=self.epochs_done(epoch + 1))
+        # the job's fraction: of the epochs or, with a time budget, of the schedule, whichever is further
+        self.report(f"epoch {epoch + 1}/{cfg.epochs} val median {median:.2f} m",
+                    max((epoch + 1) / cfg.epochs, state["progress"]), step=self.epochs_done(epoch + 1))
 
     def _plateau(self, median: float) -> None:
         """Halve the rate after ``plateau_patience`` epochs without a better validation median."""
