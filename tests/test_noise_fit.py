@@ -99,6 +99,7 @@ def test_recovers_the_parameters_it_was_made_with(synthetic_fit: NoiseFit) -> No
     assert fit.quantization_db == TRUE["step_db"]
     assert TRUE["sensitivity_dbm"] <= fit.floor_dbm <= TRUE["sensitivity_dbm"] + 1
     assert abs(fit.sensitivity_dbm - TRUE["sensitivity_dbm"]) <= 1.5
+    assert fit.warnings == (), fit.warnings
 
 
 def independent_set(seed: int = 2, places: int = 2000, area_m: float = 1500.0) -> MeasurementSet:
@@ -238,6 +239,7 @@ def test_antwerp_is_plausible(shared_data: Path, tmp_path_factory: pytest.TempPa
     assert fit["quantization_db"] == 1.0 and -140 <= fit["floor_dbm"] <= -110
     assert fit["nodes_used"] == 37 and len(fit["nodes_skipped"]) == 5
     assert "shadowing sigma" in proc.stderr and "[" in proc.stderr  # the figures with their intervals
+    assert "fits poorly" not in proc.stderr
     saved = json.loads((out / "noise_fit.json").read_text(encoding="utf-8"))
     assert saved["generation_options"]["rss_quantization_db"] == 1.0
 

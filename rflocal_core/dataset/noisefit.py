@@ -708,6 +708,10 @@ def _warnings(links: Links, point: _Point, pairs: Pairs) -> list[str]:
     if np.isfinite(point.corr_m) and point.corr_m > 0.5 * pairs.edges[-1]:
         out.append(f"the correlation distance {point.corr_m:.0f} m is over half the largest lag fitted "
                    f"({pairs.edges[-1]:.0f} m): the variogram barely levels off, the value is uncertain")
+    if not 1.0 <= point.exponent <= 6.0 or point.residual_sigma_db > 15.0:
+        out.append(f"the log-distance model fits poorly (exponent {point.exponent:.1f}, residual sigma "
+                   f"{point.residual_sigma_db:.1f} dB): line-of-sight and blocked links, or coverage holes counted as "
+                   "below the floor, do not follow one log-normal law; the generation options are of limited use")
     if not np.isfinite(point.sill):
         out.append("too few variogram bins with enough pairs: sigma, correlation distance and nugget are not fitted")
     return out
