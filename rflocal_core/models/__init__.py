@@ -30,12 +30,15 @@ from rflocal_core.models.inputs import Inputs, Prediction, SceneMaps, errors_m, 
 from rflocal_core.models.mapformer import MapFormer
 from rflocal_core.models.locheatmap import LocHeatmap  # after mapformer: the registry keeps this order
 from rflocal_core.models.registry import BASELINES, NETWORKS, register
+from rflocal_core.models.trees import KNNLightGBM, LightGBMFingerprint
 
 __all__ = [
     "BASELINES",
     "AoATriangulation",
     "Inputs",
     "KNNFingerprint",
+    "KNNLightGBM",
+    "LightGBMFingerprint",
     "LocHeatmap",
     "LogDistanceMultilateration",
     "MapFormer",
