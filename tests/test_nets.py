@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +19,8 @@ from rflocal_core.models.neural import NeuralModel
 from rflocal_core.train.engine import TrainConfig, fit_network
 
 NO_AUGMENT = {"node_dropout": [0.0], "rss_noise_db": 0.0, "position_jitter_m": 0.0}
+#: The fingerprint networks' own augmentations and dropout (on by default there), off where their config has them.
+NO_FP_AUGMENT = {"gateway_drop": 0.0, "rss_offset_db": 0.0, "dropout": 0.0}
 
 
 def synthetic_inputs(n: int, *, nodes: int = 5, seed: int = 0, split: str = "train") -> Inputs:
@@ -43,7 +47,13 @@ def synthetic_inputs(n: int, *, nodes: int = 5, seed: int = 0, split: str = "tra
 def _model(name: str, x: Inputs, **options) -> NeuralModel:
     spec = FeatureSpec.fit(x)
     torch.manual_seed(0)
-    return NeuralModel(name, build_network(name, options, vocab_size=len(spec.node_keys)), spec)
+    if options == NO_AUGMENT:
+        names = {f.name for f in fields(NETWORKS[name].config_cls)}
+        options = {**options, **{k: v for k, v in NO_FP_AUGMENT.items() if k in names}}
+    net = build_network(name, options, vocab_size=len(spec.node_keys))
+    if hasattr(net, "prepare"):  # as the run machinery does (fpnet: output scale, fingerprint database)
+        net.prepare(x, spec)
+    return NeuralModel(name, net, spec)
 
 
 @pytest.fixture(scope="module")
