@@ -1,10 +1,10 @@
 """The fingerprint networks (``fpnet``, ``fpnet_knn``) on the real Antwerp LoRaWAN data, through the run machinery.
 
 Same protocol as ``bench/antwerp_models.py`` (train on ``x_val.csv`` split 90/10 into train and
-val, test on the published ``x_test.csv``). Each variant is ``MODEL`` or ``MODEL:KEY=VALUE,...``
-(model options); every run is trained with ``train(...)`` and evaluated on the test split with
+val, test on the published ``x_test.csv``). Each variant is ``MODEL[:KEY=VALUE;...][@EPOCHS]``
+(model options, epochs); every run is trained with ``train(...)`` and evaluated on the test split with
 ``evaluate_run``; ``--seeds N`` trains N seeds and also reports their ensemble (the mean of the
-seeds' test positions). Models are trained with one torch thread.
+seeds' test positions); the last row is the mean of every run's test positions. Models are trained with one torch thread.
 
 Run::
 
@@ -28,10 +28,18 @@ os.environ["CUDA_VISIBLE_DEVICES"] = ""
 HERE = Path(__file__).resolve().parent
 
 
-def parse_variant(text: str) -> tuple[str, dict[str, str]]:
-    """``"fpnet_knn:neighbours=64,dropout=0.2"`` -> ("fpnet_knn", {"neighbours": "64", "dropout": "0.2"})."""
+def parse_variant(text: str, epochs: int) -> tuple[str, dict[str, str], int]:
+    """``"fpnet_knn:neighbours=64;dropout=0.2@20"`` -> ("fpnet_knn", {"neighbours": "64", "dropout": "0.2"}, 20)."""
+    text, _, ep = text.partition("@")
     model, _, opts = text.partition(":")
-    return model, dict(kv.split("=", 1) for kv in opts.split(";") if kv)
+    return model, dict(kv.split("=", 1) for kv in opts.split(";") if kv), int(ep) if ep else epochs
+
+
+def ensemble_row(name: str, preds: list[np.ndarray], truth: np.ndarray) -> dict[str, object]:
+    """A table row for the mean of several runs' test positions."""
+    err = np.hypot(*(np.mean(preds, 0) - truth).T)
+    return {"variant": name, "seed": None, "run_id": None, "val_median_m": None, "test_median_m": float(np.median(err)),
+            "test_mean_m": float(err.mean()), "test_p95_m": float(np.percentile(err, 95)), "train_s": None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,14 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"imported: {info.splits}", file=sys.stderr)
     test_in = load_inputs("antwerp", "test")
     truth = test_in.truth_m
-    rows = []
+    rows, every = [], []
     for variant in args.variants.split(","):
-        model, opts = parse_variant(variant)
+        model, opts, epochs = parse_variant(variant, args.epochs)
         cfg = model_config(model, None, [f"{k}={v}" for k, v in opts.items()])
         preds = []
         for seed in range(args.seeds):
             t0 = time.perf_counter()
-            tc = {"epochs": args.epochs, "max_minutes": args.max_minutes, "device": "cpu"}
+            tc = {"epochs": epochs, "max_minutes": args.max_minutes, "device": "cpu"}
             result = train("antwerp", model, model_config=cfg, train_config=tc, seed=seed)
             test = evaluate_run(result.run_id, "antwerp", split="test").summary
             preds.append(load_run(result.run_id).predict(test_in).position_m)
@@ -80,11 +88,11 @@ def main(argv: list[str] | None = None) -> int:
                          "test_mean_m": test.mean_m, "test_p95_m": test.p95_m,
                          "train_s": round(time.perf_counter() - t0, 1)})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        every += preds
         if len(preds) > 1:
-            err = np.hypot(*(np.mean(preds, 0) - truth).T)
-            rows.append({"variant": f"{variant} (mean of {len(preds)} seeds)", "seed": None, "run_id": None,
-                         "val_median_m": None, "test_median_m": float(np.median(err)), "test_mean_m": float(err.mean()),
-                         "test_p95_m": float(np.percentile(err, 95)), "train_s": None})
+            rows.append(ensemble_row(f"{variant} (mean of {len(preds)} seeds)", preds, truth))
+    if len(every) > max(args.seeds, 1):
+        rows.append(ensemble_row(f"all {len(every)} runs (mean)", every, truth))
     lines = ["| variant | seed | val median m | test median m | test mean m | test P95 m |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['variant']} | {r['seed'] if r['seed'] is not None else '-'} | "
               f"{r['val_median_m'] if r['val_median_m'] is None else round(r['val_median_m'])} | "

@@ -97,8 +97,12 @@ class FPNetKNNConfig(FPNetConfig):
         RSS of a node that does not hear the sample, for the fingerprint distance.
     """
 
-    d_model: int = redefault(NetConfig, "d_model", 128)
-    neighbours: int = option(32, lo=2, hi=512, help="training fingerprints the network attends over")
+    d_model: int = redefault(NetConfig, "d_model", 64)
+    # a twin fingerprint (same place, a few dB apart) is the strongest clue; noise and offsets blur it
+    rss_noise_db: float = redefault(NetConfig, "rss_noise_db", 0.0)
+    gateway_drop: float = redefault(FPNetConfig, "gateway_drop", 0.0)
+    rss_offset_db: float = redefault(FPNetConfig, "rss_offset_db", 0.0)
+    neighbours: int = option(16, lo=2, hi=512, help="training fingerprints the network attends over")
     base_k: int = option(5, lo=1, hi=512, help="neighbours of the kNN estimate the positions are relative to")
     not_heard_dbm: float = option(-130.0, lo=-250.0, hi=-50.0, unit="dBm",
                                   help="RSS of a node that does not hear the sample (fingerprint distance)")
@@ -261,8 +265,9 @@ class FPNetKNN(FPNet):
     def __init__(self, config: FPNetKNNConfig, *, vocab_size: int = 0) -> None:
         super().__init__(config, vocab_size=vocab_size)
         d, v = config.d_model, max(vocab_size, 1)
-        # per neighbour: RSS difference, heard difference, both heard, relative position (2), distance, rank
-        self.neighbour_mlp = nn.Sequential(nn.Linear(3 * v + 4 + d, 2 * d), nn.GELU(), nn.Dropout(config.dropout),
+        # per neighbour: RSS difference, heard difference, both heard (V each), relative position (2),
+        # distance, log distance, log distance beyond the nearest, rank
+        self.neighbour_mlp = nn.Sequential(nn.Linear(3 * v + 6 + d, 2 * d), nn.GELU(), nn.Dropout(config.dropout),
                                            nn.Linear(2 * d, d), nn.GELU())
         self.logit = nn.Linear(d, 1)
         self.position_head = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, 4))
@@ -306,6 +311,7 @@ class FPNetKNN(FPNet):
         rank = (torch.arange(k, device=idx.device, dtype=rel.dtype) / k).expand(n, k)
         hq_f, nh_f = heard.to(rel.dtype).unsqueeze(1), n_heard.to(rel.dtype)
         feats = torch.cat([xq.unsqueeze(1) - xn, hq_f - nh_f, hq_f * nh_f, rel, dist.unsqueeze(-1) / 50.0,
+                           torch.log1p(dist).unsqueeze(-1), torch.log1p(dist - dist[:, :1]).unsqueeze(-1),
                            rank.unsqueeze(-1), hq.unsqueeze(1).expand(-1, k, -1)], dim=-1)
         e = self.neighbour_mlp(feats)
         w = torch.softmax(self.logit(e)[..., 0], dim=1)
