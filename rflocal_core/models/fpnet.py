@@ -70,6 +70,10 @@ class FPNetConfig(NetConfig):
         Training: probability of dropping each heard node (samples with >= 3 heard; >= 2 stay).
     rss_offset_db : float
         Training: 1-sigma Gaussian RSS offset per sample (unknown device power).
+    position_loss : str
+        ``"distance"``: the mean Euclidean error (what the median and mean measure) plus 0.1 x
+        the Gaussian NLL of sigma around the detached position; ``"nll"``: the beta-NLL of
+        position and sigma together (it trusts easy samples more and lags on the hard ones).
     """
 
     d_model: int = redefault(NetConfig, "d_model", 256)
@@ -81,6 +85,8 @@ class FPNetConfig(NetConfig):
                                  help="training: chance to drop each heard node (samples with >= 3 heard)")
     rss_offset_db: float = option(6.0, lo=0.0, hi=30.0, unit="dB",
                                   help="training: 1-sigma RSS offset per sample (unknown device power)")
+    position_loss: str = option("distance", choices=("distance", "nll"),
+                                help="distance: mean error + 0.1 x sigma's NLL (position detached); nll: beta-NLL")
 
 
 @dataclass(frozen=True)
@@ -216,10 +222,15 @@ class FPNet(LocNet):
 
     def loss(self, batch: Batch, out: dict[str, torch.Tensor], *, stage: str = "joint"
              ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Gaussian (beta-)NLL of the position, in units of the training spread (scale-free)."""
+        """Position loss (``position_loss``), in units of the training spread (scale-free)."""
         s = self.pos_scale
-        pos = gaussian_beta_nll(out["mu"] / s, out["sigma"] / s, batch.truth / s, self.config.beta).mean()
-        return pos, {"position": float(pos.detach())}
+        mu, sigma, truth = out["mu"] / s, out["sigma"] / s, batch.truth / s
+        if self.config.position_loss == "nll":
+            pos = gaussian_beta_nll(mu, sigma, truth, self.config.beta).mean()
+            return pos, {"position": float(pos.detach())}
+        dist = ((truth - mu) ** 2).sum(-1).add(1e-9).sqrt().mean()
+        nll = gaussian_beta_nll(mu.detach(), sigma, truth, 0.0).mean()
+        return dist + 0.1 * nll, {"position": float(dist.detach()), "sigma_nll": float(nll.detach())}
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """Load weights; buffers sized by the training data (the fingerprint database) take the saved shape."""
