@@ -81,6 +81,9 @@ class RunReference:
     scene_hashes : dict of str to str
         Per scene, the content digest of its files (``content_sha256``) where the dataset
         recorded it: a scene of the same name elsewhere is told apart by it (empty for older runs).
+    held_out : tuple of str
+        Scenes of the dataset without a training sample (held out as ``test_unseen``): the run
+        knows their frame and nodes but learned nothing there (empty for older runs).
     """
 
     dataset: str
@@ -97,6 +100,7 @@ class RunReference:
     area_m: list[float]
     config: dict[str, Any] = field(default_factory=dict)
     scene_hashes: dict[str, str] = field(default_factory=dict)
+    held_out: tuple[str, ...] = ()
 
     def frame(self, scene: str) -> LocalFrame:
         return LocalFrame.from_dict(self.frames[scene])
@@ -112,6 +116,7 @@ class RunReference:
         fields = {k: v for k, v in d.items() if k != "format"}
         fields["scenes"] = tuple(fields["scenes"])
         fields["features"] = tuple(fields["features"])
+        fields["held_out"] = tuple(fields.get("held_out", ()))
         return cls(**fields)
 
 
@@ -192,6 +197,7 @@ def build_reference(dataset: str, train: Inputs) -> RunReference:
         frames=frames, nodes=nodes, slots=int(train.node_mask.shape[1]), fixed_slots=bool(fixed),
         features=tuple(features), ranges=ranges, area_m=area, config={k: config[k] for k in keep if k in config},
         scene_hashes={k: str(v) for k, v in (attrs.get("scene_hashes") or {}).items() if v and k in train.scenes},
+        held_out=tuple(s for i, s in enumerate(train.scenes) if not (train.scene_idx == i).any()),
     )
 
 
@@ -568,6 +574,20 @@ def file_fit_problem(ms: MeasurementSet, ref: RunReference) -> str | None:
     return None
 
 
+def held_out_problem(ms: MeasurementSet, ref: RunReference) -> str | None:
+    """Why a file is of a scene the run's dataset held out of training (``test_unseen``); None when not."""
+    if ms.mode != ref.mode:
+        return None
+    try:
+        scene = _choose_scene(ms, ref, "the model")
+    except InferenceInputError:
+        return None
+    if scene not in ref.held_out:
+        return None
+    return (f"scene: the file is for scene {scene!r}, which dataset {ref.dataset!r} held out of training (its "
+            "test_unseen split): the model learned nothing there")
+
+
 def _workspace_scene(name: str | None) -> dict[str, Any] | None:
     """``scene.json`` of the workspace scene ``name``; None when there is none of that name."""
     if name is None:
@@ -689,4 +709,4 @@ def replace_reference(ref: RunReference, scene: str, frame: LocalFrame, table: l
     ranges = {k: v for k, v in ref.ranges.items() if k != "toa_ns"}
     return replace(ref, source="import", scenes=(scene,), declared_scene=scene, frames={scene: frame.to_dict()},
                    nodes={scene: table}, slots=len(table), fixed_slots=True, ranges=ranges, area_m=area_m,
-                   scene_hashes={})
+                   scene_hashes={}, held_out=())

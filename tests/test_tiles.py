@@ -140,6 +140,28 @@ def test_one_command_builds_the_tiles_and_a_dataset_with_a_whole_tile_unseen(wor
         assert {x.scenes[i] for i in np.unique(x.scene_idx)} <= set(seen), split
     # the printed one-liner is the same dataset: these scenes, that one held out
     assert out["generate_command"].replace("DATASET", "world") == generate_command(tuple(scenes), tuple(unseen), "world")
+    _predict_the_held_out_tile_from_a_file(workspace, unseen[0])
+
+
+def _predict_the_held_out_tile_from_a_file(workspace: Path, tile: str) -> None:
+    """A file of the held-out tile: a geometric run predicts it as a new scene; kNN refuses (no fingerprints)."""
+    from rflocal_core.dataset import export_dataset
+    from rflocal_core.errors import InferenceInputError
+    from rflocal_core.infer import evaluate_run, predict_file
+    from rflocal_core.measurements import dumps_measurements
+    from rflocal_core.train import train
+
+    path = workspace / "unseen.json"
+    path.write_text(dumps_measurements(export_dataset("world", split="test_unseen")))
+    toa = train("world", "toa_multilateration").run_id
+    out = predict_file(toa, path).runs[0]
+    assert out.scene == tile and out.new_scene and len(out.predictions) > 0
+    # the same samples, the same answers as scoring the split
+    errors = np.array([p.error_m for p in out.predictions])
+    assert np.median(errors) == pytest.approx(evaluate_run(toa, "world", split="test_unseen").summary.median_m, abs=0.01)
+    knn = train("world", "knn").run_id
+    with pytest.raises(InferenceInputError, match=f"scene '{tile}', which dataset 'world' held out of training"):
+        predict_file(knn, path)
 
 
 def test_pick_unseen_is_reproducible() -> None:
