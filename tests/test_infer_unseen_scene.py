@@ -229,3 +229,13 @@ def test_a_file_naming_no_scene_with_a_new_node_stays_in_the_run_scene(env, tmp_
     before = predict_file(run, _file(tmp_path, env["doc"], "before.json")).runs[0]
     # the other samples report the training nodes only, placed where the run had them: the same answers
     assert [(p.x_m, p.y_m, p.lat) for p in out.predictions[1:]] == [(p.x_m, p.y_m, p.lat) for p in before.predictions[1:]]
+
+
+def test_a_new_scene_without_any_node_position_is_refused(env, tmp_path):
+    doc = _city_doc("nowhere")
+    for node in doc["nodes"]:
+        for key in ("x_m", "y_m", "alt_m"):
+            node.pop(key)
+        node["position"] = None
+    with pytest.raises(InferenceInputError, match="none of its 4 node\\(s\\) has a position"):
+        predict_file(env["runs"]["toa_multilateration"], _file(tmp_path, doc))

@@ -114,6 +114,14 @@ def file_inputs(run: LoadedRun, ms: MeasurementSet) -> FileInputs:
             raise InferenceInputError(_refused(str(exc), why)) from None
         return FileInputs(x, bad, warnings, flags, ref)
     new = new_scene_reference(ms, ref)
+    placed = any(row["x_m"] is not None for row in new.reference.nodes[new.name])
+    if not placed and not any(r.node is None for s in ms.samples for r in s.reports):  # no mobile report either
+        name = run.config.get("model") or "the model"
+        msg = (f"nodes: the file is for scene {new.name!r}, which run {run.run_id!r} was not trained on, and none of "
+               f"its {len(ms.nodes)} node(s) has a position (in the file, a workspace scene of that name or the run); "
+               f"{name} places a sample from its nodes' positions: give each node lat/lon or x_m/y_m, or name the "
+               "workspace scene whose sites they are")
+        raise InferenceInputError(msg)
     x, bad, warnings, flags = measurements_to_inputs(ms, new.reference, run_id=run.run_id)
     return FileInputs(x, bad, [*new.notes, *warnings], flags, new.reference, new)
 
