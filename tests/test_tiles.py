@@ -183,3 +183,12 @@ def test_help_shows_every_tiles_flag_with_its_default(capsys: pytest.CaptureFixt
     for flag in ("--osm", "--bundled", "--generate", "--set", "--mode", "--site-height-m"):
         assert flag in out
     assert "--site-seed" not in out and "--sites " not in out  # drawn per tile
+
+
+def test_an_osm_folder_gives_one_tile_per_file(osm_dir: Path, tmp_path: Path) -> None:
+    from rflocal_core.scene.tiles import osm_files
+
+    found = osm_files((str(osm_dir),))
+    assert [p.name for p in found] == sorted(p.name for p in osm_dir.glob("*.osm")) and len(found) == 3
+    with pytest.raises(InvalidInputError, match="holds no .osm file"):
+        osm_files((str(tmp_path),))
