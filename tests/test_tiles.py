@@ -43,6 +43,12 @@ def test_two_tiny_tiles_of_different_morphology(workspace: Path) -> None:
                                        f"--scene tile3-p01 --unseen {result.unseen[0]}")
     again = build_tiles(config)  # a repeated command keeps what is there
     assert not any(t.built for t in again.tiles) and again.scenes == result.scenes and again.unseen == result.unseen
+    # the same names asked with other options: refused, not silently kept
+    with pytest.raises(InvalidInputError, match="^tile 'tile3-p00': a scene of that name is in the workspace with "
+                                                "other options \\(size_m"):
+        build_tiles(TilesConfig(**{**TINY, "size_m": (300.0, 400.0)}))
+    with pytest.raises(InvalidInputError, match="sites.mode 'ue' \\(asked 'emitter'\\)"):
+        build_tiles(TilesConfig(**TINY, sites=SiteConfig(mode="emitter")))
 
 
 def test_a_tile_draw_does_not_depend_on_the_count_and_covers_the_ranges() -> None:
