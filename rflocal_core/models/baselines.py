@@ -65,6 +65,12 @@ class Baseline(abc.ABC):
     needs_maps: ClassVar[bool] = False
     #: Whether it places each report at its node's position (reports of nodes of unknown position are ignored).
     needs_node_positions: ClassVar[bool] = False
+    #: The report field (of :class:`~rflocal_core.models.inputs.Inputs`) it locates from, None: any; on a
+    #: dataset without such reports it only falls back (model selection, train/auto.py, skips it there).
+    needs_measurement: ClassVar[str | None] = None
+    #: Whether it predicts in a scene it was not trained on from the nodes the data gives (the geometric
+    #: methods); False: what it learned belongs to its training scenes (fingerprints, radio maps).
+    any_scene: ClassVar[bool] = False
     config_cls: ClassVar[type] = _NoConfig
 
     def __init__(self, config: Any = None) -> None:
@@ -160,6 +166,7 @@ class StrongestSite(Baseline):
     A sample without any RSS from a positioned node gets the mean of its known nodes.
     """
 
+    any_scene = True
     needs_node_positions = True
 
     def _predict(self, x: Inputs) -> Prediction:
@@ -216,6 +223,7 @@ def _weighted_centroid(x: Inputs, config: WeightedCentroidConfig, ext: np.ndarra
 class WeightedCentroid(Baseline):
     """RSS-weighted centroid of the reporting nodes (see :class:`WeightedCentroidConfig`)."""
 
+    any_scene = True
     needs_node_positions = True
     config_cls = WeightedCentroidConfig
 
@@ -280,6 +288,7 @@ class LogDistanceMultilateration(Baseline):
     Samples with fewer reports than unknowns fall back to the weighted centroid.
     """
 
+    any_scene = True
     needs_node_positions = True
     config_cls = LogDistanceConfig
 
@@ -435,7 +444,9 @@ class AoATriangulation(Baseline):
     diag((J^T J)^-1); NaN with 2. Two nearly parallel lines fall back.
     """
 
+    any_scene = True
     needs_node_positions = True
+    needs_measurement = "aoa_deg"
     config_cls = AoAConfig
 
     def _predict(self, x: Inputs) -> Prediction:
@@ -494,7 +505,9 @@ class ToAMultilateration(Baseline):
     times diag((J^T J)^-1).
     """
 
+    any_scene = True
     needs_node_positions = True
+    needs_measurement = "toa_ns"
     config_cls = ToAConfig
 
     def _fit(self, train: Inputs, val: Inputs | None) -> dict[str, Any]:
@@ -605,6 +618,7 @@ class KNNFingerprint(Baseline):
     """
 
     config_cls = KNNConfig
+    needs_fixed_slots: ClassVar[bool] = True  # model selection (train/auto.py) skips it where slots vary
 
     def _raw(self, x: Inputs) -> np.ndarray:
         if x.fixed_slots <= 0:
