@@ -12,7 +12,7 @@ import pytest
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models import KNNFingerprint, KNNLightGBM, LightGBMFingerprint, WeightedCentroid, errors_m
 from rflocal_core.models.trees import LGBMConfig, fingerprint_features
-from rflocal_core.train.search import search
+from rflocal_core.tuning import search
 from tests.test_knn_fingerprint import antwerp_subset
 
 #: Small boosters: the tests check behaviour, the benchmark the accuracy.

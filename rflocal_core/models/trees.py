@@ -19,7 +19,7 @@ out-of-fold errors of the position boosters (``sigma_folds`` folds of the traini
 so it learns which fingerprints are hard rather than a constant; the per-axis 1-sigma is its
 prediction over sqrt(2 ln 2) (the median of a 2-D isotropic Gaussian's error norm).
 
-``search_trials > 0`` tunes the booster parameters with :func:`rflocal_core.train.search.search`
+``search_trials > 0`` tunes the booster parameters with :func:`rflocal_core.tuning.search`
 (TPE, seeded, scored on the validation split only) and keeps the trials table in the state.
 """
 
@@ -36,11 +36,12 @@ from rflocal_core.models.baselines import Baseline, KNNConfig, KNNFingerprint, k
 from rflocal_core.models.inputs import Inputs, Prediction
 from rflocal_core.models.registry import register
 from rflocal_core.options import check_options, option, redefault
+from rflocal_core.tuning import search
 
 #: Median of the norm of a 2-D isotropic Gaussian error, in units of its per-axis sigma.
 RAYLEIGH_MEDIAN = math.sqrt(2 * math.log(2))
 
-#: Booster parameters :func:`~rflocal_core.train.search.search` tunes (``search_trials > 0``).
+#: Booster parameters :func:`~rflocal_core.tuning.search` tunes (``search_trials > 0``).
 SEARCH_SPACE: dict[str, tuple[Any, ...]] = {
     "learning_rate": ("float", 0.03, 0.3, "log"),
     "num_leaves": ("int", 8, 128, "log"),
@@ -263,8 +264,6 @@ class LightGBMFingerprint(Baseline):
 
     def _search(self, tr: _FeatureView, va: _FeatureView, val: Inputs) -> tuple[LGBMConfig, list[dict], dict]:
         """Tune the parameters of :data:`SEARCH_SPACE` on val (median + mean error)/2; the trials table."""
-        from rflocal_core.train.search import search  # lazily: rflocal_core.train imports the models
-
         design = va.feats
 
         def score(p: dict[str, Any]) -> float:
