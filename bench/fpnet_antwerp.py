@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(ensemble_row(f"all {len(every)} runs (mean)", every, truth))
     lines = ["| variant | seed | val median m | test median m | test mean m | test P95 m |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['variant']} | {r['seed'] if r['seed'] is not None else '-'} | "
-              f"{r['val_median_m'] if r['val_median_m'] is None else round(r['val_median_m'])} | "
+              f"{'-' if r['val_median_m'] is None else round(r['val_median_m'])} | "
               f"{r['test_median_m']:.0f} | {r['test_mean_m']:.0f} | {r['test_p95_m']:.0f} |" for r in rows]
     print("\n".join(lines))
     out = Path(args.out)
