@@ -14,7 +14,8 @@ same as the first linear layer, so there is none).
 ``fpnet``
     Residual MLP (pre-norm blocks, dropout) on that vector; the position is
     ``centre + scale * out`` with the centre and spread of the training positions (no clamp
-    to the training extent); per-axis Gaussian NLL (beta-NLL, see :mod:`nets`).
+    to the training extent) and a per-axis sigma. Loss (``position_loss``): the mean distance
+    error plus 0.1 x the Gaussian NLL of sigma around the detached position, or the beta-NLL.
 ``fpnet_knn``
     A hybrid: the k nearest training fingerprints (Euclidean in dBm, not heard = ``not_heard_dbm``)
     with their positions relative to the inverse-distance kNN estimate, their fingerprint
