@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--max-minutes", type=float, default=10.0)
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--out", default=str(HERE / "results" / "fpnet_antwerp.json"))
     args = parser.parse_args(argv)
     os.environ["RFLOCAL_WORKSPACE"] = args.workspace
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         model, opts, epochs = parse_variant(variant, args.epochs)
         cfg = model_config(model, None, [f"{k}={v}" for k, v in opts.items()])
         preds = []
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             t0 = time.perf_counter()
             tc = {"epochs": epochs, "max_minutes": args.max_minutes, "device": "cpu"}
             result = train("antwerp", model, model_config=cfg, train_config=tc, seed=seed)
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(ensemble_row(f"all {len(every)} runs (mean)", every, truth))
     lines = ["| variant | seed | val median m | test median m | test mean m | test P95 m |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['variant']} | {r['seed'] if r['seed'] is not None else '-'} | "
-              f"{r['val_median_m'] if r['val_median_m'] is None else round(r['val_median_m'])} | "
+              f"{'-' if r['val_median_m'] is None else round(r['val_median_m'])} | "
               f"{r['test_median_m']:.0f} | {r['test_mean_m']:.0f} | {r['test_p95_m']:.0f} |" for r in rows]
     print("\n".join(lines))
     out = Path(args.out)
