@@ -1,0 +1,285 @@
+"""Every model of the registry on every real measurement set: test figures, seeds, skips (issue 15).
+
+Sets and their splits (fixed; the same on every run):
+
+- ``antwerp``: Antwerp LoRaWAN (emitter mode). ``x_val.csv`` / ``y_val.csv`` (8,306 messages)
+  split 90/10 at random (seed 0) into train and val; the published ``x_test.csv`` /
+  ``y_test.csv`` (8,307 messages) is the test split (as ``bench/antwerp_models.py``).
+- ``duke``: Duke CBRS drive test (ue mode, six cells of unknown position, so only
+  fingerprinting models run). Rows with the same position and device are one sample. Split
+  by area: the campus is cut into squares of ``DUKE_BLOCK_M`` (200 m); the squares are
+  shuffled (seed 0) and whole squares go to train until it holds 80% of the samples, then to
+  val up to 90%, the rest to test (:func:`rflocal_core.dataset.splits.block_splits`), so
+  neighbouring points of one walk are never on both sides.
+
+The models come from the registry at run time (:func:`rflocal_core.train.models`): a model
+that cannot run on a set (it needs radio maps, or node positions the set does not have) is
+skipped and the reason is kept. Networks run once per seed (``--seeds``, default 3) under
+``--max-minutes`` each, and the table reports the median over the seeds of each figure (the
+per-seed figures are in the JSON); baselines run once (seed 0).
+
+Run::
+
+    nice -n 10 .venv/bin/python bench/bench_real.py --max-minutes 3 --seeds 3
+    .venv/bin/python bench/bench_real.py --sets duke --only knn,heimdall --seeds 1 --max-minutes 1
+
+Prints a markdown table (test median, mean, P95, 1σ/2σ coverage, train seconds) and writes
+``bench/results/real.json`` (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # the bench shares 2 cores; before numpy/torch load
+    os.environ.setdefault(_var, "2")
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parents[1] / "shared" / "data" / "real"
+#: Side of the Duke split squares, metres.
+DUKE_BLOCK_M = 200.0
+#: Figures of each run kept in the JSON and aggregated over seeds.
+FIGURES = ("test_median_m", "test_mean_m", "test_p95_m", "inside_1sigma", "inside_2sigma", "val_median_m",
+           "train_s")
+
+#: Published figures, with their setting (not measured here).
+PUBLISHED = {
+    "antwerp": [
+        {"model": "DRAFNET (published)", "median_m": None, "mean_m": 293.6,
+         "setting": "full 2019 Antwerp LoRaWAN set, own split"},
+        {"model": "DRAFNET (published)", "median_m": None, "mean_m": 225.6,
+         "setting": "messages heard by >= 3 gateways (as our test file)"},
+        {"model": "MLP (published)", "median_m": 204.0, "mean_m": 358.0,
+         "setting": "Anagnostopoulos & Kalousis 2019, full 2019 release"},
+        {"model": "kNN (published)", "median_m": None, "mean_m": 398.4,
+         "setting": "Aernouts et al. 2018, full 2018 set"},
+    ],
+    "duke": [],
+}
+
+
+@dataclass
+class RealSet:
+    """A real set: the dataset name in the bench workspace, how to import it, and its split in words."""
+
+    name: str
+    dataset: str
+    importer: Callable[[Path, str], dict[str, Any]]
+    split: str
+    data_dir: str
+
+
+def import_antwerp(data: Path, dataset: str) -> dict[str, Any]:
+    """Antwerp: x_val 90/10 train/val (seed 0), x_test the test split."""
+    from rflocal_core.dataset import import_measurements
+    from rflocal_core.measurements import convert_antwerp
+
+    ms = convert_antwerp(str(data), split="all")
+    fixed = {s.id: "test" for s in ms.samples if s.id.startswith("test-")}
+    info = import_measurements(ms, name=dataset, split_fractions=(0.9, 0.1, 0.0), fixed_splits=fixed, seed=0)
+    return {"splits": info.splits}
+
+
+def import_duke(data: Path, dataset: str) -> dict[str, Any]:
+    """Duke: one sample per position and device, 200 m squares split 80/10/10 (seed 0)."""
+    from rflocal_core.dataset.table_import import import_table
+
+    info = import_table(data / "Duke_CBRS.csv", name=dataset,
+                        columns={"node": "PCI", "lat": "latitude", "lon": "longitude", "rss_dbm": "rsrp"},
+                        group_by=["latitude", "longitude", "device"], split_fractions=(0.8, 0.1, 0.1), seed=0,
+                        split_block_m=DUKE_BLOCK_M)
+    return {"splits": info.splits, "split": info.split}
+
+
+SETS = {
+    "antwerp": RealSet("antwerp", "antwerp", import_antwerp,
+                       "train/val: x_val 90/10 at random (seed 0); test: published x_test", "antwerp_lorawan"),
+    "duke": RealSet("duke", f"duke-b{DUKE_BLOCK_M:.0f}", import_duke,
+                    f"{DUKE_BLOCK_M:.0f} m squares, shuffled (seed 0), whole squares 80/10/10 train/val/test",
+                    "duke_cbrs"),
+}
+
+
+@dataclass
+class Row:
+    """One model on one set: per-seed figures, or why it was skipped."""
+
+    set: str
+    model: str
+    kind: str
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    skipped: str | None = None
+
+    def figure(self, key: str) -> float | None:
+        """Median over the seeds of ``key`` (None when no run has it)."""
+        values = [r[key] for r in self.runs if r.get(key) is not None]
+        return statistics.median(values) if values else None
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"set": self.set, "model": self.model, "kind": self.kind, "seeds": [r["seed"] for r in self.runs],
+               "median_over_seeds": {k: self.figure(k) for k in FIGURES}, "runs": self.runs}
+        if self.skipped:
+            out["skipped"] = self.skipped
+        return out
+
+
+def ensure_dataset(real: RealSet, data_root: Path) -> dict[str, Any]:
+    """Import ``real`` into the bench workspace unless it is there already; its splits."""
+    from rflocal_core.dataset import list_datasets
+
+    if real.dataset not in {d["name"] for d in list_datasets()}:
+        info = real.importer(data_root / real.data_dir, real.dataset)
+        print(f"imported {real.dataset}: {info}", file=sys.stderr, flush=True)
+    from rflocal_core.dataset import open_dataset
+
+    attrs = dict(open_dataset(real.dataset).attrs)
+    return {"splits": (attrs.get("counts") or {}).get("splits"), "split": (attrs.get("input") or {}).get("split")}
+
+
+def skip_reason(model: str, dataset: str) -> str | None:
+    """Why ``model`` cannot run on ``dataset`` before trying it (None: try it)."""
+    from rflocal_core.dataset import open_dataset
+    from rflocal_core.train import model_needs_maps, model_needs_node_positions
+
+    group = open_dataset(dataset)
+    if model_needs_maps(model) and "maps" not in group:
+        return "needs radio maps; a measurement set has none"
+    if model_needs_node_positions(model):
+        import numpy as np
+
+        known = np.asarray(group["node_pos_known"][:1]) if "node_pos_known" in group else None
+        if known is not None and not known.any():
+            return "needs node positions; every node of this set has an unknown position"
+    return None
+
+
+def run_model(dataset: str, model: str, *, seed: int, epochs: int, max_minutes: float) -> dict[str, Any]:
+    """Train ``model`` on ``dataset`` with ``seed``, evaluate on test: the figures of one run."""
+    from rflocal_core.infer import evaluate_run
+    from rflocal_core.models.registry import NETWORKS
+    from rflocal_core.train import train
+
+    t0 = time.perf_counter()
+    tc = {"epochs": epochs, "max_minutes": max_minutes} if model in NETWORKS else None
+    result = train(dataset, model, train_config=tc, seed=seed, tags=("bench_real",))
+    train_s = time.perf_counter() - t0
+    test = evaluate_run(result.run_id, dataset, split="test")
+    cal = test.calibration
+    return {"seed": seed, "run_id": result.run_id, "val_median_m": result.summary.median_m,
+            "test_median_m": test.summary.median_m, "test_mean_m": test.summary.mean_m,
+            "test_p95_m": test.summary.p95_m, "test_count": test.summary.count,
+            "inside_1sigma": cal.inside_1sigma if cal.available else None,
+            "inside_2sigma": cal.inside_2sigma if cal.available else None,
+            "train_s": round(train_s, 1), "stopped": result.stopped}
+
+
+def bench_set(real: RealSet, models: Sequence[str], *, seeds: Sequence[int], epochs: int,
+              max_minutes: float) -> list[Row]:
+    """Every model of ``models`` on ``real``: networks once per seed, baselines once."""
+    from rflocal_core.errors import RFLocalInputError
+    from rflocal_core.models.registry import NETWORKS
+
+    rows = []
+    for model in models:
+        kind = "network" if model in NETWORKS else "baseline"
+        row = Row(real.name, model, kind)
+        rows.append(row)
+        row.skipped = skip_reason(model, real.dataset)
+        for seed in (seeds if kind == "network" else seeds[:1]):
+            if row.skipped:
+                break
+            try:
+                row.runs.append(run_model(real.dataset, model, seed=seed, epochs=epochs, max_minutes=max_minutes))
+            except RFLocalInputError as exc:  # a model that refuses this set says why
+                row.skipped = f"refused: {exc}"
+        print(json.dumps(row.to_json()), file=sys.stderr, flush=True)
+    return rows
+
+
+def _fmt(value: float | None, spec: str = ".0f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def table(rows: Sequence[Row]) -> str:
+    """Markdown table of the measured rows (medians over seeds), the skips and the published figures."""
+    lines = ["| set | model | seeds | test median m | test mean m | test P95 m | inside 1σ | inside 2σ | train s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if not r.runs:
+            continue
+        pct = [_fmt(None if r.figure(k) is None else 100 * r.figure(k), ".0f") + ("%" if r.figure(k) is not None
+                                                                                     else "")
+               for k in ("inside_1sigma", "inside_2sigma")]
+        lines.append(f"| {r.set} | {r.model} | {len(r.runs)} | {_fmt(r.figure('test_median_m'))} | "
+                     f"{_fmt(r.figure('test_mean_m'))} | {_fmt(r.figure('test_p95_m'))} | {pct[0]} | {pct[1]} | "
+                     f"{_fmt(r.figure('train_s'))} |")
+    sets = dict.fromkeys(r.set for r in rows)
+    for name in sets:
+        for p in PUBLISHED.get(name, []):
+            lines.append(f"| {name} | {p['model']}: {p['setting']} | – | {_fmt(p['median_m'])} | "
+                         f"{_fmt(p['mean_m'])} | – | – | – | – |")
+    skipped = [f"- {r.set} / {r.model}: {r.skipped}" for r in rows if r.skipped]
+    return "\n".join(lines + ([""] + ["Skipped or refused:"] + skipped if skipped else []))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=str(DATA), help="folder holding antwerp_lorawan/ and duke_cbrs/")
+    parser.add_argument("--workspace", default=str(HERE / "workspace-real"))
+    parser.add_argument("--sets", default="antwerp,duke", help=f"comma-separated, of {', '.join(SETS)}")
+    parser.add_argument("--only", default=None, help="comma-separated models (default: every registered model)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per network (0, 1, ...)")
+    parser.add_argument("--epochs", type=int, default=200, help="epoch cap per network (the time budget rules)")
+    parser.add_argument("--max-minutes", type=float, default=3.0, help="time budget per network run")
+    parser.add_argument("--out", default=str(HERE / "results" / "real.json"))
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ["RFLOCAL_WORKSPACE"] = args.workspace
+    Path(args.workspace).mkdir(parents=True, exist_ok=True)
+    import torch
+
+    torch.set_num_threads(2)
+    from rflocal_core.train import models as registered
+
+    names = [s for s in args.sets.split(",") if s]
+    unknown = [s for s in names if s not in SETS] + [m for m in (args.only or "").split(",")
+                                                     if m and m not in registered()]
+    if unknown:
+        print(f"unknown set or model: {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    wanted = [m for m in registered() if not args.only or m in args.only.split(",")]
+    seeds = list(range(max(1, args.seeds)))
+    out: dict[str, Any] = {"command": " ".join(["bench/bench_real.py", *(argv or sys.argv[1:])]),
+                           "seeds": seeds, "epochs": args.epochs, "max_minutes": args.max_minutes, "sets": {}}
+    rows: list[Row] = []
+    for name in names:
+        real = SETS[name]
+        out["sets"][name] = {"dataset": real.dataset, "split": real.split,
+                             **ensure_dataset(real, Path(args.data))}
+        rows += bench_set(real, wanted, seeds=seeds, epochs=args.epochs, max_minutes=args.max_minutes)
+    text = table(rows)
+    print(text)
+    out["rows"] = [r.to_json() for r in rows]
+    out["table"] = text
+    target = Path(args.out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    from rflocal_core.workspace import atomic_write_text
+
+    atomic_write_text(target, json.dumps(out, indent=2, allow_nan=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""bench/bench_real.py on small slices of the real sets: imports, splits, skips, figures, table (not timed)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    """``bench/bench_real.py`` as a module (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("bench_real", ROOT / "bench" / "bench_real.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_real"] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+def _head(src: Path, dst: Path, rows: int) -> None:
+    """The header and the first ``rows`` lines of ``src`` into ``dst``."""
+    with src.open() as f:
+        lines = [next(f) for _ in range(rows + 1)]
+    dst.write_text("".join(lines))
+
+
+@pytest.fixture
+def real_slices(shared_data: Path, tmp_path: Path) -> Path:
+    """A data folder like ``../shared/data/real`` with the first rows of each real set."""
+    real = shared_data / "real"
+    antwerp, duke = real / "antwerp_lorawan", real / "duke_cbrs"
+    if not (antwerp / "x_test.csv").is_file() or not (duke / "Duke_CBRS.csv").is_file():
+        pytest.skip(f"real sets absent under {real}")
+    out = tmp_path / "real"
+    (out / "antwerp_lorawan").mkdir(parents=True)
+    (out / "duke_cbrs").mkdir()
+    for name in ("x_val.csv", "y_val.csv", "x_test.csv", "y_test.csv"):
+        _head(antwerp / name, out / "antwerp_lorawan" / name, 300)
+    for name in ("bs_to_gateway_crosswalk_from_anantarj.csv", "lorawan_antwerp_gateway_locations.json"):
+        shutil.copy(antwerp / name, out / "antwerp_lorawan" / name)
+    _head(duke / "Duke_CBRS.csv", out / "duke_cbrs" / "Duke_CBRS.csv", 6000)
+    return out
+
+
+def test_duke_slice_split_by_area_and_fingerprint_models_only(bench: ModuleType, real_slices: Path,
+                                                              workspace: Path) -> None:
+    from rflocal_core.dataset import open_dataset
+    from rflocal_core.geo import LocalFrame
+
+    real = bench.SETS["duke"]
+    info = bench.ensure_dataset(real, real_slices)
+    assert info["split"]["kind"] == "spatial blocks" and info["split"]["block_m"] == bench.DUKE_BLOCK_M
+    counts = info["splits"]
+    total = counts["train"] + counts["val"] + counts["test"]
+    assert all(counts[k] > 0 for k in ("train", "val", "test")) and counts["train"] > total / 2
+    # no 200 m square on two sides (squares as block_splits draws them: frame at the samples' mean)
+    root = open_dataset(real.dataset)
+    latlon = np.asarray(root["samples/latlon"][...]).reshape(total, -1)[:, :2]
+    x, y = LocalFrame.at(*latlon.mean(0)).to_xy(latlon[:, 0], latlon[:, 1])
+    square = np.floor(np.column_stack([x, y]) / bench.DUKE_BLOCK_M).astype(int)
+    sides = {k: {tuple(b) for b in square[np.asarray(root[f"splits/{k}"][...])]} for k in ("train", "val", "test")}
+    assert not sides["train"] & sides["val"] and not sides["train"] & sides["test"] and not sides["val"] & sides["test"]
+    assert {k: len(v) for k, v in sides.items()} == info["split"]["blocks"]
+
+    rows = bench.bench_set(real, ["knn", "setnet", "strongest_site", "map_matching"], seeds=[0, 1], epochs=1,
+                           max_minutes=0.2)
+    by = {r.model: r for r in rows}
+    knn = by["knn"]
+    assert knn.skipped is None and [r["seed"] for r in knn.runs] == [0]  # a baseline runs once
+    run = knn.runs[0]
+    assert run["test_count"] == counts["test"] and 0 < run["test_median_m"] <= run["test_p95_m"]
+    assert 0.0 <= run["inside_1sigma"] <= run["inside_2sigma"] <= 1.0
+    for model in ("setnet", "strongest_site"):
+        assert by[model].skipped.startswith("refused: model: " + model + " needs the position of each report's node")
+        assert not by[model].runs
+    assert by["map_matching"].skipped == "needs radio maps; a measurement set has none"
+
+    text = bench.table(rows)
+    assert f"| duke | knn | 1 | {run['test_median_m']:.0f} | {run['test_mean_m']:.0f} |" in text
+    assert "- duke / map_matching: needs radio maps" in text and "| duke | setnet |" not in text
+    assert json.loads(json.dumps(knn.to_json()))["median_over_seeds"]["test_median_m"] == run["test_median_m"]
+
+
+def test_antwerp_slice_network_over_seeds_and_published_rows(bench: ModuleType, real_slices: Path,
+                                                             workspace: Path) -> None:
+    real = bench.SETS["antwerp"]
+    info = bench.ensure_dataset(real, real_slices)
+    assert info["splits"]["test"] == 300 and info["splits"]["train"] + info["splits"]["val"] == 300
+    rows = bench.bench_set(real, ["heimdall"], seeds=[0, 1, 2], epochs=1, max_minutes=0.5)
+    net = rows[0]
+    assert net.skipped is None and [r["seed"] for r in net.runs] == [0, 1, 2]
+    medians = sorted(r["test_median_m"] for r in net.runs)
+    assert net.figure("test_median_m") == medians[1]  # the median over the seeds, not the mean
+    assert all(r["inside_1sigma"] is not None for r in net.runs)  # networks predict a sigma
+    text = bench.table(rows)
+    assert "| antwerp | heimdall | 3 |" in text
+    assert "| antwerp | DRAFNET (published): messages heard by >= 3 gateways (as our test file) | – | – | 226 |" in text
+
+
+def test_cli_refuses_unknown_names(bench: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = bench.main(["--sets", "nowhere", "--only", "knn,nonet", "--workspace", str(tmp_path / "ws"),
+                       "--out", str(tmp_path / "real.json")])
+    assert code == 2 and "unknown set or model: nowhere, nonet" in capsys.readouterr().err
+    assert not (tmp_path / "real.json").exists()
