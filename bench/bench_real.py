@@ -8,15 +8,19 @@ Sets and their splits (fixed; the same on every run):
 - ``duke``: Duke CBRS drive test (ue mode, six cells of unknown position, so only
   fingerprinting models run). Rows with the same position and device are one sample. Split
   by area: the campus is cut into squares of ``DUKE_BLOCK_M`` (200 m); the squares are
-  shuffled (seed 0) and whole squares go to train until it holds 80% of the samples, then to
-  val up to 90%, the rest to test (:func:`rflocal_core.dataset.splits.block_splits`), so
-  neighbouring points of one walk are never on both sides.
+  shuffled (split seed) and each in turn goes to the split furthest below its share of
+  80/10/10 % train/val/test (:func:`rflocal_core.dataset.splits.block_splits`), so
+  neighbouring points of one walk are never on both sides. A split holds only 3-9 squares
+  of test, and kNN's test median moves between 142 and 269 m with the split seed, so Duke
+  has one area split per seed (``duke-b200-s0``, ``-s1``, ...): run ``i`` of every model
+  (baselines too) uses split ``i`` and model seed ``i``, and the median is over the splits.
 
 The models come from the registry at run time (:func:`rflocal_core.train.models`): a model
 that cannot run on a set (it needs radio maps, or node positions the set does not have) is
 skipped and the reason is kept. Networks run once per seed (``--seeds``, default 3) under
 ``--max-minutes`` each, and the table reports the median over the seeds of each figure (the
-per-seed figures are in the JSON); baselines run once (seed 0).
+per-seed figures are in the JSON); baselines run once per distinct dataset (once on Antwerp,
+once per area split on Duke).
 
 Run::
 
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -69,43 +74,47 @@ PUBLISHED = {
 
 @dataclass
 class RealSet:
-    """A real set: the dataset name in the bench workspace, how to import it, and its split in words."""
+    """A real set: how to import it, its split in words, and the dataset each seed uses."""
 
     name: str
-    dataset: str
-    importer: Callable[[Path, str], dict[str, Any]]
+    importer: Callable[[Path, str, int], dict[str, Any]]
     split: str
     data_dir: str
+    #: Dataset name in the bench workspace for a seed (one per split seed where the split varies).
+    dataset_for: Callable[[int], str]
 
 
-def import_antwerp(data: Path, dataset: str) -> dict[str, Any]:
-    """Antwerp: x_val 90/10 train/val (seed 0), x_test the test split."""
+def import_antwerp(data: Path, dataset: str, seed: int) -> dict[str, Any]:
+    """Antwerp: x_val 90/10 train/val (seed 0 whatever ``seed``), x_test the test split."""
     from rflocal_core.dataset import import_measurements
     from rflocal_core.measurements import convert_antwerp
 
+    del seed  # one fixed split: the published test file
     ms = convert_antwerp(str(data), split="all")
     fixed = {s.id: "test" for s in ms.samples if s.id.startswith("test-")}
     info = import_measurements(ms, name=dataset, split_fractions=(0.9, 0.1, 0.0), fixed_splits=fixed, seed=0)
     return {"splits": info.splits}
 
 
-def import_duke(data: Path, dataset: str) -> dict[str, Any]:
-    """Duke: one sample per position and device, 200 m squares split 80/10/10 (seed 0)."""
+def import_duke(data: Path, dataset: str, seed: int) -> dict[str, Any]:
+    """Duke: one sample per position and device, 200 m squares split 80/10/10 (squares shuffled with ``seed``)."""
     from rflocal_core.dataset.table_import import import_table
 
     info = import_table(data / "Duke_CBRS.csv", name=dataset,
                         columns={"node": "PCI", "lat": "latitude", "lon": "longitude", "rss_dbm": "rsrp"},
-                        group_by=["latitude", "longitude", "device"], split_fractions=(0.8, 0.1, 0.1), seed=0,
+                        group_by=["latitude", "longitude", "device"], split_fractions=(0.8, 0.1, 0.1), seed=seed,
                         split_block_m=DUKE_BLOCK_M)
     return {"splits": info.splits, "split": info.split}
 
 
 SETS = {
-    "antwerp": RealSet("antwerp", "antwerp", import_antwerp,
-                       "train/val: x_val 90/10 at random (seed 0); test: published x_test", "antwerp_lorawan"),
-    "duke": RealSet("duke", f"duke-b{DUKE_BLOCK_M:.0f}", import_duke,
-                    f"{DUKE_BLOCK_M:.0f} m squares, shuffled (seed 0), whole squares 80/10/10 train/val/test",
-                    "duke_cbrs"),
+    "antwerp": RealSet("antwerp", import_antwerp,
+                       "train/val: x_val 90/10 at random (seed 0); test: published x_test", "antwerp_lorawan",
+                       lambda seed: "antwerp"),
+    "duke": RealSet("duke", import_duke,
+                    f"{DUKE_BLOCK_M:.0f} m squares, whole squares to train/val/test (80/10/10 %); one area split "
+                    "per seed (squares shuffled with the seed)", "duke_cbrs",
+                    lambda seed: f"duke-b{DUKE_BLOCK_M:.0f}-s{seed}"),
 }
 
 
@@ -132,17 +141,17 @@ class Row:
         return out
 
 
-def ensure_dataset(real: RealSet, data_root: Path) -> dict[str, Any]:
-    """Import ``real`` into the bench workspace unless it is there already; its splits."""
-    from rflocal_core.dataset import list_datasets
+def ensure_dataset(real: RealSet, data_root: Path, seed: int) -> dict[str, Any]:
+    """Import the dataset of ``real`` for ``seed`` into the bench workspace unless it is there; its splits."""
+    from rflocal_core.dataset import list_datasets, open_dataset
 
-    if real.dataset not in {d["name"] for d in list_datasets()}:
-        info = real.importer(data_root / real.data_dir, real.dataset)
-        print(f"imported {real.dataset}: {info}", file=sys.stderr, flush=True)
-    from rflocal_core.dataset import open_dataset
-
-    attrs = dict(open_dataset(real.dataset).attrs)
-    return {"splits": (attrs.get("counts") or {}).get("splits"), "split": (attrs.get("input") or {}).get("split")}
+    dataset = real.dataset_for(seed)
+    if dataset not in {d["name"] for d in list_datasets()}:
+        info = real.importer(data_root / real.data_dir, dataset, seed)
+        print(f"imported {dataset}: {info}", file=sys.stderr, flush=True)
+    attrs = dict(open_dataset(dataset).attrs)
+    return {"dataset": dataset, "splits": (attrs.get("counts") or {}).get("splits"),
+            "split": (attrs.get("input") or {}).get("split")}
 
 
 def skip_reason(model: str, dataset: str) -> str | None:
@@ -174,31 +183,35 @@ def run_model(dataset: str, model: str, *, seed: int, epochs: int, max_minutes: 
     train_s = time.perf_counter() - t0
     test = evaluate_run(result.run_id, dataset, split="test")
     cal = test.calibration
-    return {"seed": seed, "run_id": result.run_id, "val_median_m": result.summary.median_m,
-            "test_median_m": test.summary.median_m, "test_mean_m": test.summary.mean_m,
-            "test_p95_m": test.summary.p95_m, "test_count": test.summary.count,
-            "inside_1sigma": cal.inside_1sigma if cal.available else None,
-            "inside_2sigma": cal.inside_2sigma if cal.available else None,
+    figures = {"val_median_m": result.summary.median_m, "test_median_m": test.summary.median_m,
+               "test_mean_m": test.summary.mean_m, "test_p95_m": test.summary.p95_m,
+               "inside_1sigma": cal.inside_1sigma if cal.available else None,
+               "inside_2sigma": cal.inside_2sigma if cal.available else None}
+    finite = {k: (float(v) if v is not None and math.isfinite(v) else None) for k, v in figures.items()}
+    return {"seed": seed, "run_id": result.run_id, **finite, "test_count": test.summary.count,
             "train_s": round(train_s, 1), "stopped": result.stopped}
 
 
 def bench_set(real: RealSet, models: Sequence[str], *, seeds: Sequence[int], epochs: int,
               max_minutes: float) -> list[Row]:
-    """Every model of ``models`` on ``real``: networks once per seed, baselines once."""
+    """Every model of ``models`` on ``real``: networks once per seed, baselines once per distinct dataset."""
     from rflocal_core.errors import RFLocalInputError
     from rflocal_core.models.registry import NETWORKS
 
+    pairs = [(seed, real.dataset_for(seed)) for seed in seeds]
+    once = list({dataset: (seed, dataset) for seed, dataset in reversed(pairs)}.values())[::-1]
     rows = []
     for model in models:
         kind = "network" if model in NETWORKS else "baseline"
         row = Row(real.name, model, kind)
         rows.append(row)
-        row.skipped = skip_reason(model, real.dataset)
-        for seed in (seeds if kind == "network" else seeds[:1]):
+        row.skipped = skip_reason(model, pairs[0][1])
+        for seed, dataset in (pairs if kind == "network" else once):
             if row.skipped:
                 break
             try:
-                row.runs.append(run_model(real.dataset, model, seed=seed, epochs=epochs, max_minutes=max_minutes))
+                row.runs.append({"dataset": dataset, **run_model(dataset, model, seed=seed, epochs=epochs,
+                                                                 max_minutes=max_minutes)})
             except RFLocalInputError as exc:  # a model that refuses this set says why
                 row.skipped = f"refused: {exc}"
         print(json.dumps(row.to_json()), file=sys.stderr, flush=True)
@@ -211,7 +224,7 @@ def _fmt(value: float | None, spec: str = ".0f") -> str:
 
 def table(rows: Sequence[Row]) -> str:
     """Markdown table of the measured rows (medians over seeds), the skips and the published figures."""
-    lines = ["| set | model | seeds | test median m | test mean m | test P95 m | inside 1σ | inside 2σ | train s |",
+    lines = ["| set | model | runs | test median m | test mean m | test P95 m | inside 1σ | inside 2σ | train s |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if not r.runs:
@@ -266,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     for name in names:
         real = SETS[name]
-        out["sets"][name] = {"dataset": real.dataset, "split": real.split,
-                             **ensure_dataset(real, Path(args.data))}
+        out["sets"][name] = {"split": real.split,
+                             "datasets": [ensure_dataset(real, Path(args.data), seed) for seed in seeds]}
         rows += bench_set(real, wanted, seeds=seeds, epochs=args.epochs, max_minutes=args.max_minutes)
     text = table(rows)
     print(text)

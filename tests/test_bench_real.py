@@ -57,13 +57,13 @@ def test_duke_slice_split_by_area_and_fingerprint_models_only(bench: ModuleType,
     from rflocal_core.geo import LocalFrame
 
     real = bench.SETS["duke"]
-    info = bench.ensure_dataset(real, real_slices)
-    assert info["split"]["kind"] == "spatial blocks" and info["split"]["block_m"] == bench.DUKE_BLOCK_M
+    info = bench.ensure_dataset(real, real_slices, 0)
+    assert info["dataset"] == "duke-b200-s0" and info["split"]["kind"] == "spatial blocks" and info["split"]["block_m"] == bench.DUKE_BLOCK_M
     counts = info["splits"]
     total = counts["train"] + counts["val"] + counts["test"]
     assert all(counts[k] > 0 for k in ("train", "val", "test")) and counts["train"] > total / 2
     # no 200 m square on two sides (squares as block_splits draws them: frame at the samples' mean)
-    root = open_dataset(real.dataset)
+    root = open_dataset(info["dataset"])
     latlon = np.asarray(root["samples/latlon"][...]).reshape(total, -1)[:, :2]
     x, y = LocalFrame.at(*latlon.mean(0)).to_xy(latlon[:, 0], latlon[:, 1])
     square = np.floor(np.column_stack([x, y]) / bench.DUKE_BLOCK_M).astype(int)
@@ -71,13 +71,17 @@ def test_duke_slice_split_by_area_and_fingerprint_models_only(bench: ModuleType,
     assert not sides["train"] & sides["val"] and not sides["train"] & sides["test"] and not sides["val"] & sides["test"]
     assert {k: len(v) for k, v in sides.items()} == info["split"]["blocks"]
 
+    assert bench.ensure_dataset(real, real_slices, 1)["dataset"] == "duke-b200-s1"
     rows = bench.bench_set(real, ["knn", "setnet", "strongest_site", "map_matching"], seeds=[0, 1], epochs=1,
                            max_minutes=0.2)
     by = {r.model: r for r in rows}
     knn = by["knn"]
-    assert knn.skipped is None and [r["seed"] for r in knn.runs] == [0]  # a baseline runs once
+    # a baseline runs once per area split: split i with seed i
+    assert knn.skipped is None and [(r["seed"], r["dataset"]) for r in knn.runs] == [(0, "duke-b200-s0"),
+                                                                                     (1, "duke-b200-s1")]
     run = knn.runs[0]
     assert run["test_count"] == counts["test"] and 0 < run["test_median_m"] <= run["test_p95_m"]
+    assert knn.runs[1]["test_median_m"] != run["test_median_m"]  # another area split
     assert 0.0 <= run["inside_1sigma"] <= run["inside_2sigma"] <= 1.0
     for model in ("setnet", "strongest_site"):
         assert by[model].skipped.startswith("refused: model: " + model + " needs the position of each report's node")
@@ -85,19 +89,22 @@ def test_duke_slice_split_by_area_and_fingerprint_models_only(bench: ModuleType,
     assert by["map_matching"].skipped == "needs radio maps; a measurement set has none"
 
     text = bench.table(rows)
-    assert f"| duke | knn | 1 | {run['test_median_m']:.0f} | {run['test_mean_m']:.0f} |" in text
+    assert f"| duke | knn | 2 | {knn.figure('test_median_m'):.0f} | {knn.figure('test_mean_m'):.0f} |" in text
     assert "- duke / map_matching: needs radio maps" in text and "| duke | setnet |" not in text
-    assert json.loads(json.dumps(knn.to_json()))["median_over_seeds"]["test_median_m"] == run["test_median_m"]
+    median = (knn.runs[0]["test_median_m"] + knn.runs[1]["test_median_m"]) / 2
+    assert json.loads(json.dumps(knn.to_json()))["median_over_seeds"]["test_median_m"] == pytest.approx(median)
 
 
 def test_antwerp_slice_network_over_seeds_and_published_rows(bench: ModuleType, real_slices: Path,
                                                              workspace: Path) -> None:
     real = bench.SETS["antwerp"]
-    info = bench.ensure_dataset(real, real_slices)
-    assert info["splits"]["test"] == 300 and info["splits"]["train"] + info["splits"]["val"] == 300
+    info = bench.ensure_dataset(real, real_slices, 2)
+    assert info["dataset"] == "antwerp" and info["splits"]["test"] == 300 and info["splits"]["train"] + info["splits"]["val"] == 300
     rows = bench.bench_set(real, ["heimdall"], seeds=[0, 1, 2], epochs=1, max_minutes=0.5)
     net = rows[0]
-    assert net.skipped is None and [r["seed"] for r in net.runs] == [0, 1, 2]
+    assert net.skipped is None and [r["seed"] for r in net.runs] == [0, 1, 2]  # one dataset, three seeds
+    assert {r["dataset"] for r in net.runs} == {"antwerp"}
+    assert len({r["test_median_m"] for r in net.runs}) > 1  # the seeds differ
     medians = sorted(r["test_median_m"] for r in net.runs)
     assert net.figure("test_median_m") == medians[1]  # the median over the seeds, not the mean
     assert all(r["inside_1sigma"] is not None for r in net.runs)  # networks predict a sigma
