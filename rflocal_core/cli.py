@@ -78,6 +78,18 @@ def _add_scene_parsers(sub: Any) -> None:
                      "(default: the file's, else scene metres only)")
     imp.add_argument("--sites-file", metavar="JSON", help="custom sites: a JSON list of objects")
 
+    tiles = scene_sub.add_parser("tiles", help="build many scene tiles of different morphology for one dataset "
+                                 "(procedural cities, OSM extracts, Sionna scenes); prints their names",
+                                 flags=_scene_tiles_flags)
+    tiles.add_argument("--osm", action="append", default=[], metavar="PATH",
+                       help="an .osm file, or a folder whose .osm files each become a tile (repeatable)")
+    tiles.add_argument("--bundled", action="append", default=[], metavar="SCENE",
+                       help="a scene shipped with Sionna RT as a tile, e.g. munich (repeatable)")
+    tiles.add_argument("--generate", metavar="DATASET",
+                       help="then generate dataset DATASET over every tile, the held-out ones as test_unseen")
+    tiles.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="a dataset option for --generate (repeatable), e.g. cell_size_m=4 samples_per_scene=1500")
+
     scene_sub.add_parser("list", help="list scenes")
     show = scene_sub.add_parser("show", help="print a scene's scene.json")
     show.add_argument("name")
@@ -104,10 +116,22 @@ def _scene_import_flags(parser: argparse.ArgumentParser) -> None:
         add_flags(parser.add_argument_group(_GROUPS[cls.__name__]), cls)
 
 
+def _scene_tiles_flags(parser: argparse.ArgumentParser) -> None:
+    """The option flags of ``scene tiles``: the tiles' ranges and the sites of every tile (count and seed drawn)."""
+    from rflocal_core.options import add_flags
+    from rflocal_core.scene import SiteConfig
+    from rflocal_core.scene.tiles import TilesConfig
+
+    add_flags(parser.add_argument_group(_GROUPS["TilesConfig"]), TilesConfig)
+    add_flags(parser.add_argument_group(_GROUPS["SiteConfig"]), SiteConfig, skip=("count", "seed"))
+
+
 #: Titles of the flag groups in ``--help``, by config class.
 _GROUPS = {"SceneConfig": "scene", "ProceduralConfig": "procedural city (--procedural)",
            "MaterialConfig": "materials", "SiteConfig": "sites", "SceneImportConfig": "import",
-           "GenerationConfig": "dataset", "TrainConfig": "network training (override --train-config)"}
+           "GenerationConfig": "dataset", "TilesConfig": "tiles (procedural ranges: MIN,MAX)",
+           "TrainConfig": "network training (override --train-config)",
+           "AutoConfig": "model selection (--model auto; its budget is --max-minutes)"}
 
 
 def _add_data_parsers(sub: Any) -> None:
@@ -119,6 +143,8 @@ def _add_data_parsers(sub: Any) -> None:
     gen.add_argument("--name", required=True, help="dataset name")
     gen.add_argument("--unseen", action="append", default=[], help="scene held out as test_unseen")
     gen.add_argument("--restart", action="store_true", help="discard an interrupted run instead of resuming")
+    gen.add_argument("--like", default=None, metavar="DATASET", help="take the shadowing, noise, quantization and "
+                     "sensitivity from the measurement model fitted on DATASET (see data fit-noise); flags given win")
     data_sub.add_parser("list", help="list datasets")
     show = data_sub.add_parser("show", help="print a dataset's attributes")
     show.add_argument("name")
@@ -143,6 +169,11 @@ def _add_data_parsers(sub: Any) -> None:
                      help="refuse a file with GPS / RSS sentinels, outliers or duplicate ids instead of dropping them")
     imp.add_argument("--min-reports", type=int, default=1, help="drop samples left with fewer reports after cleaning")
     _add_table_arguments(imp.add_argument_group("tables (.csv, .tsv, .parquet)"))
+    fit = data_sub.add_parser("fit-noise", help="fit the measurement model of a dataset with known node and true "
+                              "positions: path loss, shadowing sigma and correlation distance, floor, quantization",
+                              flags=_fit_noise_flags)
+    fit.add_argument("--dataset", required=True, help="dataset name (e.g. an imported real set)")
+    fit.add_argument("--out", default=None, metavar="DIR", help="also write DIR/noise_fit.json (atomically)")
 
 
 def _generate_flags(parser: argparse.ArgumentParser) -> None:
@@ -151,6 +182,36 @@ def _generate_flags(parser: argparse.ArgumentParser) -> None:
     from rflocal_core.options import add_flags
 
     add_flags(parser.add_argument_group(_GROUPS["GenerationConfig"]), GenerationConfig)
+
+
+def _fit_noise_flags(parser: argparse.ArgumentParser) -> None:
+    from rflocal_core.dataset.noisefit import NoiseFitConfig
+    from rflocal_core.options import add_flags
+
+    add_flags(parser.add_argument_group("fit"), NoiseFitConfig)
+
+
+def _fit_noise(args: argparse.Namespace) -> Any:
+    """``data fit-noise``: the fit as JSON on stdout, its main figures with intervals on stderr."""
+    from pathlib import Path
+
+    from rflocal_core.dataset.noisefit import NoiseFitConfig, fit_noise, generation_fields
+    from rflocal_core.errors import InvalidInputError
+    from rflocal_core.options import flag_values
+    from rflocal_core.workspace import atomic_write_text
+
+    fit = fit_noise(args.dataset, NoiseFitConfig(**flag_values(args, NoiseFitConfig)))
+    fields, notes = generation_fields(fit)
+    print("\n".join([*fit.summary_lines(), f"generate like this: {fields}", *notes, *fit.warnings]), file=sys.stderr)
+    if args.out:
+        out = fit.to_json() | {"generation_options": fields}
+        try:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            atomic_write_text(Path(args.out) / "noise_fit.json", json.dumps(out, indent=2))
+        except OSError as exc:
+            msg = f"out: cannot write {args.out!r} ({exc.strerror or exc}); expected a writable folder"
+            raise InvalidInputError(msg) from None
+    return fit
 
 
 def _add_table_arguments(group: Any) -> None:
@@ -177,7 +238,14 @@ def _generation_config(args: argparse.Namespace) -> Any:
     given = flag_values(args, GenerationConfig)
     if "map_diffraction" in given:  # one flag for both
         given["paths_diffraction"] = given["map_diffraction"]
-    return GenerationConfig(name=args.name, scenes=tuple(args.scene), unseen_scenes=tuple(args.unseen), **given)
+    like: dict[str, Any] = {}
+    if getattr(args, "like", None):
+        from rflocal_core.dataset.noisefit import NoiseFitConfig, fit_noise, generation_fields
+
+        like, notes = generation_fields(fit_noise(args.like, NoiseFitConfig(bootstrap=0)))
+        print("\n".join([f"like {args.like}: {like}", *notes]), file=sys.stderr)
+    return GenerationConfig(name=args.name, scenes=tuple(args.scene), unseen_scenes=tuple(args.unseen),
+                            **(like | given))
 
 
 def _export(args: argparse.Namespace) -> dict[str, Any]:
@@ -251,6 +319,8 @@ def _run_data(args: argparse.Namespace) -> Any:
         return dict(dataset.open_dataset(args.name).attrs)
     if args.data_cmd == "export":
         return _export(args)
+    if args.data_cmd == "fit-noise":
+        return _fit_noise(args)
     if args.data_cmd == "import":
         summary = _import(args)
         _warn_quality(summary.quality)
@@ -270,7 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--dataset", required=True)
     tr.add_argument("--model", required=True, help="setnet, heimdall, mapformer, locheatmap, strongest_site, "
                     "weighted_centroid, log_distance, aoa_triangulation, toa_multilateration, knn or map_matching "
-                    "(`rflocal models` lists them)")
+                    "(`rflocal models` lists them); auto: train every model that fits the dataset within "
+                    "--max-minutes (all together, default 10) and keep the best on the validation split")
     tr.add_argument("--config", metavar="JSON", default=None, help="model configuration as a JSON object")
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="model_options",
                     help="a model option, over --config (repeatable; lists as A,B,C; none where allowed); "
@@ -319,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     rres = runs_sub.add_parser("resume", help="continue a cancelled or interrupted network run")
     rres.add_argument("run")
     rres.add_argument("--max-minutes", type=float, default=None, help="new wall-clock budget for the whole run")
+    rcal = runs_sub.add_parser("calibrate", help="fit a run's sigma scale on its validation split again "
+                               "(runs trained before scales were kept)")
+    rcal.add_argument("run")
     auth = sub.add_parser("auth", help="sign-in of the workbench: make a password hash")
     auth_sub = auth.add_subparsers(dest="auth_cmd", required=True, parser_class=_Parser)
     auth_sub.add_parser("hash", help="read a password from stdin, print its salted hash (for RFLOCAL_PASSWORD_HASH "
@@ -350,6 +424,9 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     from rflocal_core.train import TrainConfig
 
     add_flags(parser.add_argument_group(_GROUPS["TrainConfig"]), TrainConfig)
+    from rflocal_core.train.auto import AutoConfig
+
+    add_flags(parser.add_argument_group(_GROUPS["AutoConfig"]), AutoConfig)
 
 
 def train_configs(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -368,10 +445,34 @@ def train_configs(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, A
 
 def _train(args: argparse.Namespace) -> Any:
     from rflocal_core.train import train
+    from rflocal_core.train.auto import AUTO_MODEL
 
+    if args.model == AUTO_MODEL:
+        return _train_auto(args)
     config, train_config = train_configs(args)
     return train(args.dataset, args.model, model_config=config, train_config=train_config, seed=args.seed,
                  progress=_stderr_progress(), allow_large_extent=args.allow_large_extent)
+
+
+def _train_auto(args: argparse.Namespace) -> Any:
+    """``train --model auto``: :func:`~rflocal_core.train.auto.auto_train`; ``--max-minutes`` is the whole budget,
+    the other training flags go to every network candidate."""
+    from rflocal_core.errors import InvalidInputError
+    from rflocal_core.options import flag_values
+    from rflocal_core.train import TrainConfig
+    from rflocal_core.train.auto import AutoConfig, auto_train
+    from rflocal_core.validation import json_object
+
+    if args.config is not None or args.model_options:
+        msg = ("model: --config and --set are options of one model; --model auto trains each candidate with its "
+               "defaults (train the chosen model again with options to tune it)")
+        raise InvalidInputError(msg)
+    train_config = json_object("train-config", args.train_config) or {}
+    train_config.update(flag_values(args, TrainConfig))
+    budget = train_config.pop("max_minutes", None)
+    auto = {**flag_values(args, AutoConfig), **({} if budget is None else {"max_minutes": budget})}
+    return auto_train(args.dataset, config=auto, train_config=train_config, seed=args.seed,
+                      progress=_stderr_progress(), allow_large_extent=args.allow_large_extent)
 
 
 def _models(args: argparse.Namespace) -> Any:
@@ -516,8 +617,35 @@ def _scene_import_config(args: argparse.Namespace) -> Any:
     return SceneImportConfig(name=args.name, path=path, sites=_site_config(args, seed), **given, **_origin(args))
 
 
+def _tiles_config(args: argparse.Namespace) -> Any:
+    from rflocal_core.options import flag_values
+    from rflocal_core.scene import SiteConfig
+    from rflocal_core.scene.tiles import TilesConfig
+
+    return TilesConfig(**flag_values(args, TilesConfig), osm=tuple(args.osm), bundled=tuple(args.bundled),
+                       sites=SiteConfig(**flag_values(args, SiteConfig)))
+
+
+def _tiles(args: argparse.Namespace) -> Any:
+    """``scene tiles``: build the tiles; with ``--generate``, a dataset over them (tiles and dataset printed)."""
+    from rflocal_core.dataset import GenerationConfig, generate_dataset
+    from rflocal_core.errors import InvalidInputError
+    from rflocal_core.options import parse_assignments
+    from rflocal_core.scene.tiles import build_tiles
+
+    if args.set and not args.generate:
+        msg = f"--set: dataset options apply with --generate DATASET, got {args.set[0]!r} without it"
+        raise InvalidInputError(msg)
+    given = parse_assignments(GenerationConfig, args.set)  # checked before anything is built
+    result = build_tiles(command_config(args), progress=_stderr_progress())
+    if not args.generate:
+        return result
+    config = GenerationConfig(name=args.generate, scenes=result.scenes, unseen_scenes=result.unseen, **given)
+    return {**result.to_json(), "dataset": generate_dataset(config, progress=_stderr_progress(every=True))}
+
+
 def command_config(args: argparse.Namespace) -> Any:
-    """The configuration a parsed ``scene build``, ``scene import`` or ``data generate`` runs with.
+    """The configuration a parsed ``scene build``, ``scene import``, ``scene tiles`` or ``data generate`` runs with.
 
     Options not given on the command line keep their field defaults, so
     ``command_config(build_parser().parse_args([...]))`` equals the API's default config.
@@ -528,6 +656,8 @@ def command_config(args: argparse.Namespace) -> Any:
         return _scene_config(args)
     if args.cmd == "scene" and args.scene_cmd == "import":
         return _scene_import_config(args)
+    if args.cmd == "scene" and args.scene_cmd == "tiles":
+        return _tiles_config(args)
     msg = f"command_config: no configuration for {args.cmd!r}"
     raise ValueError(msg)
 
@@ -578,6 +708,10 @@ def _run(args: argparse.Namespace) -> Any:
             from rflocal_core.train import resume
 
             return resume(args.run, max_minutes=args.max_minutes, progress=_stderr_progress())
+        if args.runs_cmd == "calibrate":
+            from rflocal_core.infer import calibrate_run
+
+            return calibrate_run(args.run)
         delete_run(args.run)
         return {"deleted": args.run}
     from rflocal_core import scene
@@ -588,6 +722,8 @@ def _run(args: argparse.Namespace) -> Any:
         from rflocal_core.scene.importer import import_scene
 
         return import_scene(command_config(args))
+    if args.scene_cmd == "tiles":
+        return _tiles(args)
     if args.scene_cmd == "list":
         return scene.list_scenes()
     if args.scene_cmd == "show":

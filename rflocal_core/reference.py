@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -514,3 +514,160 @@ def scene_maps_of(ref: RunReference) -> dict[str, SceneMaps]:
         msg = f"dataset: {ref.dataset!r} has no radio maps"
         raise InferenceInputError(msg)
     return {name: read_scene_maps(root, name) for name in ref.scenes}
+
+
+# --------------------------------------------------------------------------- a scene the run never saw
+
+#: The name a file's own scene takes when the file names none.
+UNNAMED_SCENE = "file"
+
+
+@dataclass(frozen=True)
+class NewScene:
+    """A file's own scene, laid out for a model that predicts in any scene (see :func:`new_scene_reference`).
+
+    Attributes
+    ----------
+    reference : RunReference
+        The run's reference with the training scenes replaced by this one: its frame, its
+        nodes in file order, ``area_m`` its extent. Reading the file through it
+        (:func:`measurements_to_inputs`) gives inputs in this scene's coordinates.
+    name : str
+        The scene's name (the file's, else :data:`UNNAMED_SCENE`).
+    notes : tuple of str
+        Where the frame and the node positions came from, and nodes left without a position.
+    extent_from : str
+        What ``reference.area_m`` is: the workspace scene's box, or the node box widened.
+    """
+
+    reference: RunReference
+    name: str
+    notes: tuple[str, ...]
+    extent_from: str
+
+
+def file_fit_problem(ms: MeasurementSet, ref: RunReference) -> str | None:
+    """Why a file does not fit the scene(s) and nodes a run was trained on; None when it fits.
+
+    It does not fit when it names a scene the run was not trained on, names none while the
+    run knows several, places a known node elsewhere, or reports a node the run never saw.
+    A file of another mode fits (its mode is refused on its own by :func:`measurements_to_inputs`).
+    """
+    if ms.mode != ref.mode:
+        return None
+    try:
+        scene = _choose_scene(ms, ref, "the model")
+        slot_of = _match_nodes(ms, ref, scene, "the model")
+    except InferenceInputError as exc:
+        return str(exc)
+    reported = {r.node for s in ms.samples for r in s.reports if r.node is not None}
+    unknown = sorted(n for n in reported if slot_of.get(n) is None)
+    if unknown:
+        return (f"nodes: the file reports node(s) {', '.join(repr(u) for u in unknown[:5])} that the model never saw "
+                f"in scene {scene!r} (it knows {_known_ids(ref, scene)})")
+    return None
+
+
+def _workspace_scene(name: str | None) -> dict[str, Any] | None:
+    """``scene.json`` of the workspace scene ``name``; None when there is none of that name."""
+    if name is None:
+        return None
+    from rflocal_core.errors import RFLocalInputError
+    from rflocal_core.scene.store import load_scene_meta
+
+    try:
+        return load_scene_meta(name)
+    except RFLocalInputError:
+        return None
+
+
+def _new_scene_frame(ms: MeasurementSet, ref: RunReference, meta: dict[str, Any] | None) -> tuple[LocalFrame, str]:
+    """The frame of a file's own scene, and where it came from.
+
+    The run's frame for a scene it knows by name; the workspace scene's; a frame centred on
+    the file's nodes when every placed node is given in lat/lon; else the file's own metres
+    (not geo-referenced).
+    """
+    if ms.scene is not None and ms.scene in ref.frames:
+        return ref.frame(ms.scene), f"the frame of scene {ms.scene!r} as the run knows it"
+    if meta is not None:
+        return LocalFrame.from_dict(meta["frame"]), f"the frame of workspace scene {ms.scene!r}"
+    placed = [n for n in ms.nodes if n.has_position]
+    if placed and all(n.lat is not None for n in placed):
+        lat = float(np.mean([n.lat for n in placed]))
+        lon = float(np.mean([n.lon for n in placed]))
+        return LocalFrame.at(lat, lon), f"a frame centred on the file's nodes ({lat:.5f}, {lon:.5f})"
+    from rflocal_core.scene.importer import NOMINAL_ORIGIN
+
+    frame = replace(LocalFrame.at(*NOMINAL_ORIGIN), georeferenced=False)
+    return frame, "the file's own metres (x_m, y_m; not geo-referenced)"
+
+
+def _new_scene_nodes(ms: MeasurementSet, ref: RunReference, meta: dict[str, Any] | None,
+                     frame: LocalFrame) -> tuple[list[dict[str, Any]], list[str]]:
+    """The file's nodes in file order, placed by the file, else by the workspace scene's sites, else by
+    the run's nodes of a scene it knows by that name; and the ids left without a position."""
+    sites = {str(s["id"]): s for s in (meta or {}).get("sites", [])}
+    trained = {row["id"]: row for row in ref.nodes.get(ms.scene or "", [])} if ms.scene in ref.scenes else {}
+    table, unplaced = [], []
+    for i, node in enumerate(ms.nodes):
+        xy = _xy_of(node, frame, f"nodes[{i}]")
+        other = sites.get(node.id) or trained.get(node.id) or {}
+        if xy is None and other.get("x_m") is not None:
+            xy = (float(other["x_m"]), float(other["y_m"]))
+        z = node.alt_m if node.alt_m is not None else _num(other.get("z_m"))
+        tx = node.tx_power_dbm if node.tx_power_dbm is not None else _num(other.get("tx_power_dbm"))
+        if xy is None:
+            unplaced.append(node.id)
+        table.append({"id": node.id, "x_m": None if xy is None else xy[0], "y_m": None if xy is None else xy[1],
+                      "z_m": None if xy is None else z, "tx_power_dbm": tx})
+    return table, unplaced
+
+
+def _new_scene_extent(meta: dict[str, Any] | None, table: list[dict[str, Any]]) -> tuple[list[float], str]:
+    """``[x_min, x_max, y_min, y_max]`` of the scene: the workspace scene's box, else its node box widened."""
+    if meta is not None and "extent_m" in meta:
+        e = meta["extent_m"]
+        return [float(e["x_min"]), float(e["x_max"]), float(e["y_min"]), float(e["y_max"])], "the workspace scene"
+    from rflocal_core.models.inputs import MIN_NODE_MARGIN_M
+
+    xy = np.array([[row["x_m"], row["y_m"]] for row in table if row["x_m"] is not None], dtype=np.float64)
+    if not len(xy):
+        return [-math.inf, math.inf, -math.inf, math.inf], "no node position"
+    lo, hi = xy.min(0), xy.max(0)
+    margin = max(float((hi - lo).max()), MIN_NODE_MARGIN_M)
+    return ([float(lo[0] - margin), float(hi[0] + margin), float(lo[1] - margin), float(hi[1] + margin)],
+            "the file's nodes (their box widened by its larger side)")
+
+
+def new_scene_reference(ms: MeasurementSet, ref: RunReference) -> NewScene:
+    """The file's own scene as a run's reference, for models that predict in any scene.
+
+    Its nodes are the file's (in file order), placed where the file says, else where the
+    workspace scene of the file's name has the site of that id, else where the run had it
+    (a scene the run knows by that name); its frame as :func:`_new_scene_frame` chooses. The
+    run's features, ranges and receiver settings are kept: the model reads the file as it
+    read its training data, in the coordinates of this scene.
+    """
+    name = ms.scene or UNNAMED_SCENE
+    meta = _workspace_scene(ms.scene)
+    frame, frame_note = _new_scene_frame(ms, ref, meta)
+    table, unplaced = _new_scene_nodes(ms, ref, meta, frame)
+    area, extent_from = _new_scene_extent(meta, table)
+    notes = [(f"scene {name!r}: the model was not trained on this scene or these nodes; predicted in the scene's own "
+              f"coordinates from the file's {len(table)} node(s), in {frame_note}")]
+    if unplaced:
+        notes.append(f"nodes {unplaced[:8]} have no position in the file{' or the workspace scene' if meta else ''}: "
+                     "their reports are not used")
+    new = replace_reference(ref, name, frame, table, area)
+    return NewScene(new, name, tuple(notes), extent_from)
+
+
+def replace_reference(ref: RunReference, scene: str, frame: LocalFrame, table: list[dict[str, Any]],
+                      area_m: list[float]) -> RunReference:
+    """``ref`` with one scene ``scene`` of nodes ``table`` (fixed slots in that order) instead of its own."""
+    # longer ranges are what a larger scene has, not a sign of a fault: only the RSS range is kept
+    ranges = {k: v for k, v in ref.ranges.items() if k != "toa_ns"}
+    return replace(ref, source="import", scenes=(scene,), declared_scene=scene, frames={scene: frame.to_dict()},
+                   nodes={scene: table}, slots=len(table), fixed_slots=True, ranges=ranges, area_m=area_m,
+                   scene_hashes={})

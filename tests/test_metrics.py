@@ -35,7 +35,7 @@ from rflocal_core.metrics import (
 ROOT = Path(__file__).resolve().parents[1]
 DS = "mxds"
 KEYS = ("run_id", "model", "dataset", "split", "count", "missing", "mean_m", "rmse_m", "median_m", "p67_m", "p80_m",
-        "p95_m", "success_rates", "breakdowns", "calibration", "crlb", "cdf", "spatial", "inference_ms_per_sample",
+        "p95_m", "success_rates", "breakdowns", "calibration", "sigma_scale", "crlb", "cdf", "spatial", "inference_ms_per_sample",
         "cached")
 
 
@@ -355,6 +355,9 @@ def test_metrics_page_shows_cdf_and_table(ws, monkeypatch: pytest.MonkeyPatch) -
     assert {"median (m)", "P95 (m)", "RMSE (m)"} <= set(errors.columns)
     assert {"≤ 5 m (%)", "RMSE / √CRLB", "inference (ms/sample)"} <= set(success.columns)
     assert len(errors.columns) <= 9 and len(success.columns) <= 9
+    cal = next(d.value for d in at.dataframe if "σ scale" in d.value.columns)  # the run's fitted sigma scale
+    assert list(cal["run"]) == list(ws["runs"].values())
+    assert cal["σ scale"].isna().iloc[0]  # weighted_centroid gives no sigma: no scale
     assert any("non-Bayesian" in c.value for c in at.caption)
     at.selectbox(key="mx_split").set_value("test_unseen")
     at.run()

@@ -20,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 from rflocal_core import settings
 from rflocal_core.cli import build_parser, command_config, main
 from rflocal_core.dataset import GenerationConfig
+from rflocal_core.dataset.noisefit import NoiseFitConfig
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.baselines import KNNConfig, LogDistanceConfig, MapMatchingConfig, WeightedCentroidConfig
 from rflocal_core.models.locheatmap import LocHeatmapConfig
@@ -50,6 +51,7 @@ CONFIGS: dict[type, tuple[dict[str, Any], str]] = {
     LogDistanceConfig: ({}, ""),
     KNNConfig: ({}, ""),
     MapMatchingConfig: ({}, ""),
+    NoiseFitConfig: ({}, ""),
 }
 
 
@@ -240,7 +242,7 @@ def test_a_bad_pair_is_refused_naming_the_flag(capsys: pytest.CaptureFixture[str
 
 
 COMMANDS = [[], ["scene"], ["scene", "build"], ["scene", "import"], ["scene", "list"], ["data"], ["data", "generate"],
-            ["data", "import"], ["data", "export"], ["train"], ["evaluate"], ["predict"], ["ablate"], ["demo", "build"],
+            ["data", "import"], ["data", "export"], ["data", "fit-noise"], ["train"], ["evaluate"], ["predict"], ["ablate"], ["demo", "build"],
             ["runs"], ["runs", "resume"], ["doctor"], ["models"]]
 
 
@@ -256,6 +258,7 @@ def test_help_works(command: list[str], capsys: pytest.CaptureFixture[str]) -> N
     (["scene", "build"], (SceneConfig, ProceduralConfig, MaterialConfig, SiteConfig)),
     (["scene", "import"], (SceneImportConfig, SiteConfig)),
     (["data", "generate"], (GenerationConfig,)),
+    (["data", "fit-noise"], (NoiseFitConfig,)),
     (["train"], (TrainConfig,)),
 ], ids=lambda c: " ".join(c) if isinstance(c, list) else "")
 def test_help_shows_every_flag_with_its_default(command: list[str], classes: tuple[type, ...],
@@ -451,6 +454,8 @@ DATA_WIDGETS = {
     "dg_pmax": (GenerationConfig, "emitter_power_dbm", {"index": 1}), "dg_survey": (GenerationConfig, "survey"),
     "dg_drone_alt": (GenerationConfig, "drone_altitude_m"), "dg_drone_spacing": (GenerationConfig, "drone_spacing_m"),
     "dg_drone_points": (GenerationConfig, "drone_points"),
+    "dg_rss_step": (GenerationConfig, "rss_quantization_db"),
+    "dg_fit_split": (NoiseFitConfig, "split"), "dg_fit_boot": (NoiseFitConfig, "bootstrap"),
 }
 TRAIN_WIDGETS = {
     "tm_epochs": (TrainConfig, "epochs"), "tm_batch": (TrainConfig, "batch_size"), "tm_lr": (TrainConfig, "lr"),

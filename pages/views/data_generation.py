@@ -7,12 +7,19 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.views.plots import fit_to_extent, radio_map_figure
+from pages.views.plots import (
+    fit_to_extent,
+    not_heard_figure,
+    radio_map_figure,
+    residual_histogram_figure,
+    variogram_figure,
+)
 from pages.views.refresh import job_line, rerun_when_a_job_ends
 from pages.views.signin import current_user
 from pages.views.widgets import choice, error_text, multi, number, text, toggle, upload_limit_mib
 from rflocal_core import dataset as ds
 from rflocal_core.access import allowed
+from rflocal_core.dataset.noisefit import NoiseFit, NoiseFitConfig, fit_noise, generation_fields
 from rflocal_core.dataset.table_import import import_table
 from rflocal_core.dataset.view import dataset_overview, split_rows, split_text, stage_rows
 from rflocal_core.errors import RFLocalInputError
@@ -85,6 +92,8 @@ with tab_gen:
             top_k = number(c[1], ds.GenerationConfig, "top_k", key="dg_topk")
             dropout = number(c[2], ds.GenerationConfig, "dropout", key="dg_dropout")
             rss_noise = number(c[3], ds.GenerationConfig, "rss_noise_db", key="dg_rss_noise")
+            c = st.columns(4)
+            rss_step = number(c[0], ds.GenerationConfig, "rss_quantization_db", key="dg_rss_step")
         with st.expander("Sequences and emitters"):
             c = st.columns(4)
             seq_min = number(c[0], ds.GenerationConfig, "sequence_length", index=0, key="dg_seq_min",
@@ -111,7 +120,7 @@ with tab_gen:
                     plane_height_m=float(plane), map_samples_per_tx=int(rays), map_diffraction=diffraction,
                     paths_diffraction=diffraction, sensitivity_dbm=float(sens), min_sites=int(min_sites),
                     sampling=sampling, timing=timing, shadowing_sigma_db=float(sigma), shadowing_corr_m=float(corr),
-                    rss_noise_db=float(rss_noise),
+                    rss_noise_db=float(rss_noise), rss_quantization_db=float(rss_step),
                     toa_noise_ns=float(toa_noise), aoa_noise_deg=float(aoa_noise), nlos_bias_mean_ns=float(nlos_bias),
                     top_k=int(top_k), dropout=float(dropout), sequence_length=(int(seq_min), int(seq_max)),
                     motion=motion, emitter_power_dbm=(float(p_min), float(p_max)), unseen_scenes=tuple(unseen),
@@ -261,6 +270,69 @@ with tab_import:
     except RFLocalInputError as exc:
         st.error(error_text(exc))
 
+#: Generate-form widget of each option a measurement-model fit sets.
+PRESET_KEYS = {"shadowing_sigma_db": "dg_sigma", "shadowing_corr_m": "dg_corr", "rss_noise_db": "dg_rss_noise",
+               "rss_quantization_db": "dg_rss_step", "sensitivity_dbm": "dg_sens"}
+
+
+def _fill_generate_form(values: dict[str, float]) -> None:
+    """Button callback (runs before the rerun, so before the Generate form's widgets exist)."""
+    for name, value in values.items():
+        st.session_state[PRESET_KEYS[name]] = float(value)
+    st.session_state["dg_fit_filled"] = values
+
+
+def _fit_rows(fit: NoiseFit) -> list[dict]:
+    return [{"figure": label, "value": round(e.value, 2), "95% low": round(e.lo, 2), "95% high": round(e.hi, 2),
+             "unit": unit} for label, e, unit in (
+        ("path-loss exponent n", fit.exponent, ""), ("intercept P0 at 1 m", fit.intercept_db, "dB"),
+        ("shadowing σ", fit.sigma_db, "dB"), ("correlation distance", fit.corr_m, "m"),
+        ("nugget (per-report noise)", fit.nugget_db, "dB"), ("residual σ (all)", fit.residual_sigma_db, "dB"))]
+
+
+def _show_fit(fit: NoiseFit) -> None:
+    st.caption(f"{fit.samples:,} samples, {fit.reports:,} reports, {fit.nodes_used} nodes; intervals: bootstrap over "
+               f"samples, B = {fit.bootstrap}. RSS floor {fit.floor_dbm:.1f} dBm (lowest report), sensitivity "
+               f"{fit.sensitivity_dbm:.1f} dBm, quantization step {fit.quantization_db:g} dB.")
+    st.dataframe(pd.DataFrame(_fit_rows(fit)), hide_index=True)
+    for line in fit.warnings:
+        st.warning(line)
+    c = st.columns(3)
+    c[0].plotly_chart(variogram_figure(fit), width="stretch", key="dg_fit_variogram")
+    c[1].plotly_chart(residual_histogram_figure(fit), width="stretch", key="dg_fit_hist")
+    c[2].plotly_chart(not_heard_figure(fit), width="stretch", key="dg_fit_not_heard")
+    with st.expander("Per node"):
+        st.dataframe(pd.DataFrame([n.to_json() for n in fit.nodes]), hide_index=True)
+    values, notes = generation_fields(fit)
+    st.button("Generate like this dataset", key="dg_fit_like", on_click=_fill_generate_form, args=(values,),
+              help="fill the Generate tab's shadowing, noise, resolution and sensitivity with these figures")
+    for line in notes:
+        st.caption(line)
+    if st.session_state.get("dg_fit_filled") == values:
+        st.success("The Generate tab's measurement options now hold: "
+                   + ", ".join(f"{k} = {v:g}" for k, v in values.items()))
+
+
+def _noise_panel(name: str) -> None:
+    """The measurement model of the open dataset: fitted on request, kept for the session."""
+    st.subheader("Measurement model")
+    st.caption("Fit the log-distance path loss, the shadowing σ and its correlation distance (variogram of the "
+               "residuals), the floor and the RSS resolution from the dataset's reports; needs node and true positions.")
+    c = st.columns(3)
+    split = choice(c[0], NoiseFitConfig, "split", key="dg_fit_split")
+    rounds = number(c[1], NoiseFitConfig, "bootstrap", key="dg_fit_boot")
+    if c[2].button("Fit measurement model", key="dg_fit"):
+        try:
+            with st.spinner("Fitting..."):
+                st.session_state["dg_fit_result"] = fit_noise(name, NoiseFitConfig(split=split, bootstrap=int(rounds)))
+        except RFLocalInputError as exc:
+            st.session_state.pop("dg_fit_result", None)
+            st.error(error_text(exc))
+    fit = st.session_state.get("dg_fit_result")
+    if fit is not None and fit.dataset == name:
+        _show_fit(fit)
+
+
 with tab_data:
     rows = ds.list_datasets()
     if not rows:
@@ -312,3 +384,4 @@ with tab_data:
                         col.caption(f"No {label} in this dataset.")
                 with st.expander("Attributes"):
                     st.json(view["attrs"], expanded=False)
+                _noise_panel(chosen_ds)

@@ -119,7 +119,7 @@ def _calibration(results: list[EvaluationResult]) -> None:
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], name="ideal", mode="lines", line={"dash": "dot", "color": "gray"}))
     for r in results:
         c = r.calibration
-        table.append({"run": r.run_id, "with σ": c.count, "no σ": c.no_sigma,
+        table.append({"run": r.run_id, "with σ": c.count, "no σ": c.no_sigma, "σ scale": _fmt(r.sigma_scale),
                       "inside 1σ %": _fmt(c.inside_1sigma, 100), "expected 1σ %": _fmt(c.expected_1sigma, 100),
                       "inside 2σ %": _fmt(c.inside_2sigma, 100), "expected 2σ %": _fmt(c.expected_2sigma, 100),
                       "median σ m": _fmt(c.median_sigma_m)})
@@ -235,7 +235,9 @@ def main() -> None:
 
     st.subheader("Uncertainty calibration")
     st.caption("Fraction of true positions inside the predicted 1σ and 2σ ellipses (x and y independent "
-               "Gaussians: expected 39.3% and 86.5%), and the observed fraction at each nominal level.")
+               "Gaussians: expected 39.3% and 86.5%), and the observed fraction at each nominal level. Each run's "
+               "σ is the model's times its σ scale, fitted on the run's validation split when it was trained "
+               "(1 for runs trained before).")
     _calibration(results)
 
     st.subheader("Error over the scene")

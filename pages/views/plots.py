@@ -55,3 +55,36 @@ def radio_map_figure(scene: dict[str, Any], site: int, *, height: int = 560) -> 
                              marker={"color": "red", "size": 9, "symbol": "triangle-up"}))
     fig.update_layout(height=height, legend={"orientation": "h", "y": -0.12}, plot_bgcolor="white")
     return fit_to_extent(fig, scene["extent_m"])
+
+
+def variogram_figure(fit: Any, *, height: int = 360) -> go.Figure:
+    """The binned semivariogram of a :class:`~rflocal_core.dataset.noisefit.NoiseFit` and its exponential fit."""
+    v = fit.variogram
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=v.lag_m, y=v.semivariance_db2, mode="markers", name="empirical",
+                             customdata=v.pairs, hovertemplate="%{x:.1f} m: %{y:.1f} dB² (%{customdata} pairs)"))
+    fig.add_trace(go.Scatter(x=v.lag_m, y=v.model_db2, mode="lines", name="exponential fit"))
+    fig.update_layout(height=height, title="Variogram of the residuals", xaxis_type="log",
+                      xaxis_title="lag between the true positions (m)", yaxis_title="semivariance (dB²)")
+    return fig
+
+
+def residual_histogram_figure(fit: Any, *, height: int = 360) -> go.Figure:
+    """Histogram of the residuals (RSS less the fitted path loss) of the heard reports."""
+    edges = np.asarray(fit.residual_histogram["edges_db"])
+    fig = go.Figure(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=fit.residual_histogram["counts"],
+                           width=np.diff(edges), name="reports"))
+    fig.update_layout(height=height, title="Residuals of the heard reports", xaxis_title="residual (dB)",
+                      yaxis_title="reports", bargap=0)
+    return fig
+
+
+def not_heard_figure(fit: Any, *, height: int = 360) -> go.Figure:
+    """Fraction of (sample, node) links not heard against distance."""
+    bins = fit.not_heard
+    fig = go.Figure(go.Scatter(x=[np.sqrt(b.lo_m * b.hi_m) for b in bins], y=[b.not_heard for b in bins],
+                               mode="lines+markers", customdata=[b.links for b in bins],
+                               hovertemplate="%{x:.0f} m: %{y:.0%} of %{customdata} links"))
+    fig.update_layout(height=height, title="Not heard against distance", xaxis_type="log",
+                      xaxis_title="distance to the node (m)", yaxis_title="fraction not heard", yaxis_range=[0, 1])
+    return fig

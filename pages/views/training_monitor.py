@@ -9,7 +9,7 @@ from plotly.subplots import make_subplots
 
 from pages.views.refresh import job_line, rerun_when_a_job_ends
 from pages.views.signin import current_user
-from pages.views.widgets import bounded, choice, number, option_widgets, select
+from pages.views.widgets import bounded, choice, multi, number, option_widgets, select, toggle
 from rflocal_core import dataset as ds
 from rflocal_core import train as tr
 from rflocal_core.access import allowed
@@ -18,18 +18,41 @@ from rflocal_core.jobs import REGISTRY
 from rflocal_core.models import registry
 from rflocal_core.models.registry import NETWORKS, config_class
 from rflocal_core.options import option_paths
+from rflocal_core.train import auto
 from rflocal_core.train.runs import new_run_id
 
 st.title("Training Monitor")
 st.caption(
     "Train localization models in the background: the networks `setnet` and `heimdall` epoch by epoch, and the "
-    "classical baselines in one fit. Training keeps running when you switch pages or reload the browser."
+    "classical baselines in one fit; or **auto**: every model that fits the dataset within a time budget, the best "
+    "on the validation split kept as the run. Training keeps running when you switch pages or reload the browser."
 )
 
 user = current_user()  # passed to every core call that changes the workspace
 rerun_when_a_job_ends()  # the runs table and the dataset choices change when a job ends
 
 datasets = [d["name"] for d in ds.list_datasets()]
+
+
+def start_auto(dataset: str, auto_config: dict, seed: int, large: bool) -> None:
+    """Check a model selection on the page, then start it as a background training job."""
+    try:
+        config = auto.check_auto(dataset, auto_config, allow_large_extent=large)
+    except RFLocalInputError as exc:
+        st.error(str(exc))
+        return
+    run_id = new_run_id(auto.AUTO_MODEL, dataset)
+    try:
+        job = REGISTRY.submit("train", run_id, lambda ctx: auto.auto_train(
+            dataset, config=config, seed=seed, progress=ctx.progress, run_id=run_id, allow_large_extent=large,
+            user=user), owner=user.name)
+    except RFLocalInputError as exc:  # the job quota: too many jobs running and waiting
+        st.error(str(exc))
+        return
+    st.session_state["tm_selected"] = run_id
+    st.success(f"Started **{run_id}** in the background: the best of the candidates on the validation split "
+               f"becomes this run." if job.state == "running" else f"Queued **{run_id}**: {job.snapshot()['stage']}.")
+
 
 # open on a first visit without runs; a key and a value fixed for the session keep it open or closed as
 # the user left it when the model changes or a run appears (issue 14: the form collapsed)
@@ -40,11 +63,20 @@ with st.expander("Start a run", expanded=st.session_state.setdefault("tm_form_op
     else:
         c = st.columns(3)
         dataset = select(c[0], "Dataset", datasets, key="tm_dataset")
-        model = select(c[1], "Model", tr.models(), key="tm_model",
-                       help="setnet, heimdall, mapformer and locheatmap are networks; the others classical baselines")
+        model = select(c[1], "Model", [*tr.models(), auto.AUTO_MODEL], key="tm_model",
+                       help="setnet, heimdall, mapformer and locheatmap are networks; the others classical baselines; "
+                            "auto trains every model that fits and keeps the best on the validation split")
         seed = bounded(c[2], "Seed", 0, 2**31 - 1, 0, key="tm_seed")
         train_config: dict = {}
-        if model in NETWORKS:
+        if model == auto.AUTO_MODEL:
+            c = st.columns(3)
+            auto_config = {
+                "max_minutes": number(c[0], auto.AutoConfig, "max_minutes", key="tm_auto_minutes"),
+                "candidates": multi(c[1], "Candidates (none: every model that fits)", tr.models(), default=[],
+                                    key="tm_auto_candidates"),
+                "keep_candidates": toggle(c[2], auto.AutoConfig, "keep_candidates", key="tm_auto_keep"),
+            }
+        elif model in NETWORKS:
             c = st.columns(4)
             train_config["epochs"] = number(c[0], tr.TrainConfig, "epochs", key="tm_epochs")
             train_config["batch_size"] = number(c[1], tr.TrainConfig, "batch_size", key="tm_batch")
@@ -59,7 +91,10 @@ with st.expander("Start a run", expanded=st.session_state.setdefault("tm_form_op
             train_config["patience"] = number(c[2], tr.TrainConfig, "patience", key="tm_patience")
             train_config["device"] = choice(c[3], tr.TrainConfig, "device", key="tm_device")
         with st.expander("Model options", key="tm_model_options"):  # from the model's config fields, as `models NAME`
-            if option_paths(config_class(model)):
+            if model == auto.AUTO_MODEL:
+                model_values, model_lists = {}, []
+                st.caption("auto trains each candidate with its default options.")
+            elif option_paths(config_class(model)):
                 model_values, model_lists = option_widgets(st, config_class(model), key=f"tm_opt_{model}")
             else:
                 model_values, model_lists = {}, []
@@ -67,7 +102,10 @@ with st.expander("Start a run", expanded=st.session_state.setdefault("tm_form_op
         large = st.checkbox("Allow an extent over 50 km", key="tm_large_extent",
                             help="a dataset whose positions span more than settings.max_dataset_extent_m is refused: "
                                  "so large an extent is almost always a GPS fault (README: Quality checks)")
-        if st.button("Start training", type="primary", key="tm_start"):
+        start = st.button("Start training", type="primary", key="tm_start")
+        if start and model == auto.AUTO_MODEL:
+            start_auto(dataset, auto_config, int(seed), large)
+        elif start:
             try:
                 tr.check_extent(dataset, allow_large_extent=large)  # refused here, on the page, not in a job
                 # checked here so a bad option is reported on the page, not in a job
@@ -132,7 +170,8 @@ def live_panel() -> None:
             job.cancel(user=user)
 
     show_ablation = st.checkbox("Show ablation runs", key="tm_show_ablation",
-                                help="runs trained by ablation studies are left out of the list by default")
+                                help="runs trained by ablation studies, and the candidates auto kept but did "
+                                     "not choose, are left out of the list by default")
     runs = sorted(tr.list_runs(include_ablation=show_ablation), key=lambda r: (r.get("created_utc") or "", r["run_id"]))
     known = {r["run_id"] for r in runs}
     for job in REGISTRY.list(kind="train"):  # failures before the run folder existed
@@ -177,6 +216,15 @@ def live_panel() -> None:
     elif row.get("kind") == "baseline" and row.get("state") == "done":
         st.caption(f"Baseline fitted in one step: validation median {row['median_m']:.2f} m, "
                    f"P95 {row['p95_m']:.2f} m.")
+    table = auto.auto_table(run_id)
+    if table is not None:
+        st.markdown(f"**Chosen by auto:** {table['chosen']} ({table['criterion']}; budget "
+                    f"{table['max_minutes']:g} min, took {table['seconds']:.0f} s)")
+        st.dataframe(pd.DataFrame([{
+            "model": c["model"], "kind": c["kind"], "status": c["status"], "chosen": c.get("chosen", False),
+            "val median (m)": c.get("val_median_m"), "val mean (m)": c.get("val_mean_m"),
+            "seconds": c.get("seconds"), "budget (min)": c.get("max_minutes"), "reason": c.get("reason"),
+        } for c in table["candidates"]]), hide_index=True, width="stretch", key=f"tm-auto-{run_id}")
 
     c = st.columns(3)
     job = _job_for(run_id)

@@ -41,7 +41,7 @@ from rflocal_core.train.runs import run_dir
 from rflocal_core.workspace import atomic_write_text, validate_name
 
 #: Bump when the content of :func:`evaluate_run` changes: older caches are then recomputed.
-METRICS_VERSION = 2
+METRICS_VERSION = 3
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,6 +58,9 @@ class EvaluationResult(JsonResult):
     summary: ErrorSummary = json_field(flatten=True)
     breakdowns: Breakdowns
     calibration: Calibration
+    #: The scale applied to the model's sigma (fitted on the run's validation split; 1 for runs
+    #: written before; None when the model gives no sigma).
+    sigma_scale: float | None = None
     crlb: CrlbSummary
     cdf: Cdf
     spatial: SpatialErrorMap
@@ -86,8 +89,9 @@ def _training_scenes(train_dataset: str | None) -> list[str] | None:
 
 def _cache_key(run_path: Path, dataset_zarr: Path) -> dict[str, Any]:
     model = (run_path / "model.pt").stat()
+    config = json.loads((run_path / "config.json").read_text(encoding="utf-8"))
     return {"version": METRICS_VERSION, "model_mtime_ns": model.st_mtime_ns, "model_size": model.st_size,
-            "dataset_mtime_ns": dataset_zarr.stat().st_mtime_ns}
+            "dataset_mtime_ns": dataset_zarr.stat().st_mtime_ns, "sigma_scale": config.get("sigma_scale")}
 
 
 def evaluation_cache_path(run_id: str, dataset: str, split: str) -> Path:
@@ -109,11 +113,13 @@ def evaluate_run(run_id: str, dataset: str, *, split: str = "test", use_cache: b
         ``train``, ``val``, ``test`` or ``test_unseen``.
     use_cache : bool
         Reuse ``runs/<run_id>/eval/<dataset>__<split>.json`` while it matches the
-        checkpoint (``model.pt`` mtime and size) and the dataset (``zarr.json`` mtime).
+        checkpoint (``model.pt`` mtime and size), the run's ``sigma_scale`` and the dataset
+        (``zarr.json`` mtime).
     allow_other_scene : bool
         Evaluate even when the dataset is of another place than the run's training data
         (:func:`~rflocal_core.infer.scene_check.check_scene` finds a differing scene digest,
-        frame or node set); without it that is refused. The result keeps the check either way.
+        frame or node set); without it that is refused, except for a model that predicts in
+        any scene (the geometric baselines, ``any_scene``). The result keeps the check either way.
 
     Returns
     -------
@@ -121,7 +127,8 @@ def evaluate_run(run_id: str, dataset: str, *, split: str = "test", use_cache: b
         ``run_id``, ``model``, ``dataset``, ``split``, ``summary`` (:func:`~rflocal_core.metrics.error_summary`:
         ``count``, ``missing``, ``mean_m``, ``rmse_m``, ``median_m``, ``p67_m``, ``p80_m``,
         ``p95_m``, ``success_rates``), ``breakdowns`` (:func:`~rflocal_core.metrics.breakdowns`),
-        ``calibration`` (:func:`~rflocal_core.metrics.calibration`), ``crlb``
+        ``calibration`` (:func:`~rflocal_core.metrics.calibration` of the calibrated sigma),
+        ``sigma_scale`` (the run's scale of the model's sigma; None without sigma), ``crlb``
         (:func:`~rflocal_core.metrics.crlb_summary`), ``cdf`` (``x_m``, ``fraction``), ``spatial``
         (:func:`~rflocal_core.metrics.spatial_error_map`), ``inference_ms_per_sample``,
         ``training_scenes``, ``scene_check`` (:class:`~rflocal_core.infer.scene_check.SceneCheck`),
@@ -130,7 +137,8 @@ def evaluate_run(run_id: str, dataset: str, *, split: str = "test", use_cache: b
     Raises
     ------
     OtherSceneError
-        The dataset is of another place than the run's training data and ``allow_other_scene`` is False.
+        The dataset is of another place than the run's training data, the model is tied to its
+        training scenes and ``allow_other_scene`` is False.
     RFLocalInputError
         Unknown run or dataset, bad split, a run without checkpoint, an empty split.
     """
@@ -142,7 +150,8 @@ def evaluate_run(run_id: str, dataset: str, *, split: str = "test", use_cache: b
     if not (path / "model.pt").is_file():
         load_run(run_id)  # raises the checkpoint error that names the run
     scene = check_scene(run_id, dataset, split=split)
-    if scene.other_scene and not allow_other_scene:
+    # a geometric model (any_scene) solves in whatever scene it is given: scoring it elsewhere is meaningful
+    if scene.other_scene and not allow_other_scene and not load_run(run_id).any_scene:
         msg = (f"{scene.summary(run_id, dataset)}; evaluate it anyway with --allow-other-scene "
                "(allow_other_scene=True)")
         raise OtherSceneError(msg)
@@ -191,11 +200,13 @@ def _evaluate(run_id: str, dataset: str, split: str, dataset_config: dict[str, A
     err = errors_m(pred, x)
     # seen in training: by the run's dataset, else its reference; never a same-named scene of another place
     training = scene.seen_in_training(_training_scenes(run.config.get("dataset")))
+    cal = calibration(pred.position_m - x.truth_m, pred.sigma_m)  # of the calibrated sigma (run.predict scales it)
     return EvaluationResult(
         run_id=run_id, model=run.config.get("model"), dataset=dataset, split=split,
         summary=error_summary(err),
         breakdowns=breakdowns(err, x, training_scenes=training),
-        calibration=calibration(pred.position_m - x.truth_m, pred.sigma_m),
+        calibration=cal,
+        sigma_scale=run.sigma_scale if cal.available else None,
         crlb=crlb_summary(x, err, dataset_config),
         cdf=cdf_points(err),
         spatial=spatial_error_map(x.truth_m, err),

@@ -18,10 +18,11 @@ import numpy as np
 
 from rflocal_core.dataset.rasters import Grid
 from rflocal_core.errors import InferenceInputError
+from rflocal_core.infer.anyscene import file_inputs
 from rflocal_core.infer.run import LoadedRun, load_run
 from rflocal_core.measurements import MeasurementSet, QualityReport
 from rflocal_core.models.inputs import Inputs, Prediction, errors_m
-from rflocal_core.reference import BadSample, measurements_to_inputs
+from rflocal_core.reference import BadSample, RunReference
 from rflocal_core.results import JsonResult, json_field
 
 #: Candidate positions listed per sample for models with a posterior.
@@ -106,6 +107,9 @@ class RunPrediction(JsonResult):
     georeferenced: bool | None = json_field(default=None, omit_none=True)
     #: Posterior per sample id, with ``heatmaps=True`` (arrays: not in the JSON).
     heatmaps: dict[str, Heatmap] | None = json_field(default=None, json=False)
+    #: True (and in the JSON) when the file's scene or nodes are not the run's training ones and the model
+    #: predicted in the file's own scene (a geometric model; see :mod:`rflocal_core.infer.anyscene`).
+    new_scene: bool | None = json_field(default=None, omit_none=True)
 
     def sample(self, sample_id: str) -> PredictedSample:
         """The prediction of sample ``sample_id``."""
@@ -195,15 +199,19 @@ def predict_measurements(
     Raises
     ------
     InferenceInputError
-        The file's mode or scene is not the run's, or its nodes do not fit.
+        The file's mode is not the run's; or its scene or nodes are not the run's and the model
+        cannot predict in another scene (a geometric model predicts in the file's own scene:
+        ``new_scene`` is then True; see :mod:`rflocal_core.infer.anyscene`).
     """
-    ref = run.reference
-    x, bad, warnings, flags = measurements_to_inputs(ms, ref, run_id=run.run_id, maps=run.scene_maps())
+    read = file_inputs(run, ms)
+    x, bad, warnings, flags, ref = read.inputs, read.bad, read.warnings, read.flags, read.reference
     empty = RunPrediction(run.run_id, run.config.get("model"), ref.mode, None, (),
-                          tuple(sorted(bad, key=lambda b: b.index)), tuple(warnings))
+                          tuple(sorted(bad, key=lambda b: b.index)), tuple(warnings),
+                          new_scene=True if read.new_scene else None)
     if x is None:
         return empty
     scene = x.scenes[int(x.scene_idx[0])]
+    run.remember_scene(scene, ref if read.new_scene else None)
     frame = ref.frame(scene)
     if not frame.georeferenced:
         warnings.append(f"scene {scene!r} is not geo-referenced: positions are in scene metres (x_m, y_m); "
@@ -212,28 +220,34 @@ def predict_measurements(
     pred = run.predict(x)
     elapsed_ms = 1000 * (time.perf_counter() - t0)
     sample_ids = [ms.samples[int(i)].id for i in x.indices]
-    rows, maps_out = _rows(run, x, pred, sample_ids, flags, frame, heatmaps=heatmaps, top_k=top_k)
+    area = ("the extent of scene " + repr(scene)) if read.new_scene else "the area the model was trained on"
+    rows, maps_out = _rows(run, x, pred, sample_ids, flags, frame, heatmaps=heatmaps, top_k=top_k,
+                           area=(ref, area))
     return replace(empty, scene=scene, predictions=tuple(rows), warnings=tuple(warnings),
                    predict_ms=round(elapsed_ms, 3), predict_ms_per_sample=round(elapsed_ms / len(sample_ids), 4),
                    georeferenced=None if frame.georeferenced else False, heatmaps=maps_out if heatmaps else None)
 
 
 def _rows(run: LoadedRun, x: Inputs, pred: Prediction, sample_ids: list[str], flags: list[list[str]], frame: Any,
-          *, heatmaps: bool, top_k: int) -> tuple[list[PredictedSample], dict[str, Heatmap]]:
-    """One :class:`PredictedSample` per sample of ``x``, and the posteriors asked for."""
+          *, heatmaps: bool, top_k: int, area: tuple[RunReference, str]) -> tuple[list[PredictedSample],
+                                                                                 dict[str, Heatmap]]:
+    """One :class:`PredictedSample` per sample of ``x``, and the posteriors asked for.
+
+    ``area``: the reference whose ``area_m`` a position should lie in, and what that area is (for the flag).
+    """
     lat, lon = frame.to_latlon(pred.position_m[:, 0], pred.position_m[:, 1])
     lat, lon = np.atleast_1d(lat), np.atleast_1d(lon)
     errors = errors_m(pred, x)
-    area = run.reference.area_m
-    margin = 0.1 * max(area[1] - area[0], area[3] - area[2], 10.0)
+    box, area_text = area[0].area_m, area[1]
+    margin = 0.1 * max(box[1] - box[0], box[3] - box[2], 10.0) if np.isfinite(box).all() else 0.0
     rows, maps_out = [], {}
     for r, sid in enumerate(sample_ids):
         px, py = (float(v) for v in pred.position_m[r])
         row_flags = list(flags[r])
         if not (math.isfinite(px) and math.isfinite(py)):
             row_flags.append("the model gave no position")
-        elif not (area[0] - margin <= px <= area[1] + margin and area[2] - margin <= py <= area[3] + margin):
-            row_flags.append("predicted position outside the area the model was trained on")
+        elif not (box[0] - margin <= px <= box[1] + margin and box[2] - margin <= py <= box[3] + margin):
+            row_flags.append(f"predicted position outside {area_text}")
         truth = None
         if np.isfinite(x.truth_m[r]).all():
             tlat, tlon = frame.to_latlon(x.truth_m[r, 0], x.truth_m[r, 1])

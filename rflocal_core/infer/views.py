@@ -80,7 +80,7 @@ def scene_overlay(run: LoadedRun, scene: str) -> dict[str, Any]:
 
     Returns ``{"centre": (lat, lon), "nodes": [{"id", "lat", "lon"}], "buildings": dict | None}``.
     """
-    ref = run.reference
+    ref = run.reference_for(scene)
     frame = ref.frame(scene)
     nodes = []
     for row in ref.nodes.get(scene, []):
@@ -169,7 +169,7 @@ def scene_map(run: LoadedRun, scene: str, points_m: list[tuple[float, float]] = 
     The buildings are those :func:`scene_overlay` finds (the workspace's scene when it is the
     run's own, else the run's shipped ``buildings.geojson``).
     """
-    ref = run.reference
+    ref = run.reference_for(scene)
     frame = ref.frame(scene)
     overlay = scene_overlay(run, scene)
     rings = _rings_xy(overlay["buildings"], frame)

@@ -34,6 +34,7 @@ from rflocal_core.metrics.stats import (
     breakdowns,
     calibration,
     cdf_points,
+    ellipse_d2,
     error_cdf,
     error_summary,
     group_labels,
@@ -45,6 +46,6 @@ __all__ = [
     "CRLB_CAVEAT", "EXPECTED_1SIGMA", "EXPECTED_2SIGMA", "SUCCESS_THRESHOLDS_M", "BreakdownRow", "Breakdowns",
     "Calibration", "Cdf", "CrlbSummary", "ErrorSummary", "PathLossFit", "Reliability", "SpatialErrorMap",
     "bound_from_fisher", "breakdown", "breakdowns", "calibration", "cdf_points", "crlb_fisher", "crlb_for_inputs",
-    "crlb_rmse_m", "crlb_summary", "dataset_noise", "error_cdf", "error_summary", "fit_path_loss_exponent",
+    "crlb_rmse_m", "crlb_summary", "dataset_noise", "ellipse_d2", "error_cdf", "error_summary", "fit_path_loss_exponent",
     "group_labels", "reporting_nodes", "spatial_error_map",
 ]

@@ -309,6 +309,42 @@ class Calibration(JsonResult):
     reliability: Reliability = json_field(default_factory=Reliability)
 
 
+def ellipse_d2(error_xy_m: np.ndarray, sigma_m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Squared Mahalanobis radius d² = (ex/σx)² + (ey/σy)² of each error with a sigma.
+
+    Parameters
+    ----------
+    error_xy_m : ndarray [N, 2]
+        Estimate minus truth, metres.
+    sigma_m : ndarray [N, 2]
+        Predicted 1-sigma per axis, metres.
+
+    Returns
+    -------
+    d2 : ndarray [M]
+        d² of the M rows in ``has_sigma`` (chi-square with 2 degrees of freedom when the
+        sigmas are right).
+    valid : ndarray [N] of bool
+        Rows with a finite error.
+    has_sigma : ndarray [N] of bool
+        Valid rows with a finite positive sigma on both axes.
+
+    Raises
+    ------
+    InvalidInputError
+        The shapes are not both [N, 2].
+    """
+    e = np.asarray(error_xy_m, dtype=float)
+    s = np.asarray(sigma_m, dtype=float)
+    if e.ndim != 2 or e.shape[1] != 2 or s.shape != e.shape:
+        msg = f"sigma_m: expected shape {e.shape} like error_xy_m [N, 2], got error {e.shape} and sigma {s.shape}"
+        raise InvalidInputError(msg)
+    valid = np.isfinite(e).all(1)
+    with np.errstate(invalid="ignore"):
+        has_sigma = valid & np.isfinite(s).all(1) & (s > 0).all(1)
+    return ((e[has_sigma] / s[has_sigma]) ** 2).sum(1), valid, has_sigma
+
+
 def calibration(error_xy_m: np.ndarray, sigma_m: np.ndarray) -> Calibration:
     """Uncertainty calibration of per-axis 1-sigma estimates.
 
@@ -333,18 +369,12 @@ def calibration(error_xy_m: np.ndarray, sigma_m: np.ndarray) -> Calibration:
         ``median_sigma_m`` (median of the per-sample RMS sigma), and ``reliability``:
         ``nominal`` levels p and the ``observed`` fraction with d² ≤ -2 ln(1 - p).
     """
-    e = np.asarray(error_xy_m, dtype=float)
+    d2, valid, has_sigma = ellipse_d2(error_xy_m, sigma_m)
     s = np.asarray(sigma_m, dtype=float)
-    if e.ndim != 2 or e.shape[1] != 2 or s.shape != e.shape:
-        msg = f"sigma_m: expected shape {e.shape} like error_xy_m [N, 2], got error {e.shape} and sigma {s.shape}"
-        raise InvalidInputError(msg)
-    valid = np.isfinite(e).all(1)
-    has_sigma = valid & np.isfinite(s).all(1) & (s > 0).all(1)
     counts = {"available": bool(has_sigma.any()), "count": int(has_sigma.sum()),
               "no_sigma": int((valid & ~has_sigma).sum())}
     if not has_sigma.any():
         return Calibration(**counts)
-    d2 = ((e[has_sigma] / s[has_sigma]) ** 2).sum(1)
     thresholds = -2.0 * np.log1p(-np.asarray(RELIABILITY_LEVELS))
     return Calibration(
         **counts,

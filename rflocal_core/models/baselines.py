@@ -65,6 +65,9 @@ class Baseline(abc.ABC):
     needs_maps: ClassVar[bool] = False
     #: Whether it places each report at its node's position (reports of nodes of unknown position are ignored).
     needs_node_positions: ClassVar[bool] = False
+    #: Whether it predicts in a scene it was not trained on from the nodes the data gives (the geometric
+    #: methods); False: what it learned belongs to its training scenes (fingerprints, radio maps).
+    any_scene: ClassVar[bool] = False
     config_cls: ClassVar[type] = _NoConfig
 
     def __init__(self, config: Any = None) -> None:
@@ -160,6 +163,7 @@ class StrongestSite(Baseline):
     A sample without any RSS from a positioned node gets the mean of its known nodes.
     """
 
+    any_scene = True
     needs_node_positions = True
 
     def _predict(self, x: Inputs) -> Prediction:
@@ -216,6 +220,7 @@ def _weighted_centroid(x: Inputs, config: WeightedCentroidConfig, ext: np.ndarra
 class WeightedCentroid(Baseline):
     """RSS-weighted centroid of the reporting nodes (see :class:`WeightedCentroidConfig`)."""
 
+    any_scene = True
     needs_node_positions = True
     config_cls = WeightedCentroidConfig
 
@@ -280,6 +285,7 @@ class LogDistanceMultilateration(Baseline):
     Samples with fewer reports than unknowns fall back to the weighted centroid.
     """
 
+    any_scene = True
     needs_node_positions = True
     config_cls = LogDistanceConfig
 
@@ -435,6 +441,7 @@ class AoATriangulation(Baseline):
     diag((J^T J)^-1); NaN with 2. Two nearly parallel lines fall back.
     """
 
+    any_scene = True
     needs_node_positions = True
     config_cls = AoAConfig
 
@@ -494,6 +501,7 @@ class ToAMultilateration(Baseline):
     times diag((J^T J)^-1).
     """
 
+    any_scene = True
     needs_node_positions = True
     config_cls = ToAConfig
 
@@ -566,6 +574,7 @@ class KNNFingerprint(Baseline):
     """
 
     config_cls = KNNConfig
+    needs_fixed_slots: ClassVar[bool] = True  # model selection (train/auto.py) skips it where slots vary
 
     def _features(self, x: Inputs) -> np.ndarray:
         if x.fixed_slots <= 0:

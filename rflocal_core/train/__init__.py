@@ -35,6 +35,7 @@ from rflocal_core.models.transforms import InputTransform, load_transformed
 from rflocal_core.progress import JobCancelled, ProgressFn, StepProgressFn, as_progress
 from rflocal_core.reference import write_reference
 from rflocal_core.results import JsonResult, json_field
+from rflocal_core.train.calibrate import SigmaCalibration, calibrate_run_folder
 from rflocal_core.train.engine import FitResult, TrainConfig, fit_network, load_resume
 from rflocal_core.train.runs import (
     StopReason,
@@ -44,6 +45,7 @@ from rflocal_core.train.runs import (
     delete_run,
     is_active,
     list_runs,
+    load_checkpoint,
     new_run_id,
     read_metrics,
     run_dir,
@@ -81,6 +83,9 @@ class TrainResult(JsonResult):
     #: Why it stopped, in words: "fitted", "all epochs done (60/60)", "early stop at epoch 41 (patience 15)", ...
     stopped: str
     warnings: tuple[str, ...] = json_field(default=(), omit_empty=True)
+    #: The sigma scale fitted on the validation split, which the run applies when it predicts
+    #: (None: the model gives no sigma; :mod:`rflocal_core.train.calibrate`).
+    sigma_scale: float | None = json_field(default=None, omit_none=True)
 
 
 def model_needs_maps(model: str) -> bool:
@@ -223,6 +228,7 @@ def _train_baseline(
         seconds = round(time.perf_counter() - t0, 3)
         append_metrics(path, {"epoch": 0, "stage": "fit", "val": summary.to_json(), "seconds": seconds})
         save_checkpoint(path, model=model, config=instance.config, state=instance.state_dict())
+        cal = calibrate_run_folder(path, pred, val_in)  # before "done": a finished run has its scale
         best = {"median_m": summary.median_m, "p95_m": summary.p95_m, "mean_m": summary.mean_m, "seconds": seconds}
         write_status(path, state="done", best=best, stop=StopReason("fitted"))
     except JobCancelled:
@@ -233,7 +239,8 @@ def _train_baseline(
         raise
     report("done", 1.0)
     return TrainResult(run_id=run_id, model=model, dataset=dataset, summary=summary, seconds=seconds,
-                       inference_ms_per_sample=round(per_sample_ms, 4), stopped="fitted", warnings=tuple(warnings))
+                       inference_ms_per_sample=round(per_sample_ms, 4), stopped="fitted", warnings=tuple(warnings),
+                       sigma_scale=cal.scale)
 
 
 def check_extent(dataset: str, *, allow_large_extent: bool = False) -> dict[str, Any]:
@@ -367,6 +374,7 @@ def _run_network_locked(
     try:
         out: FitResult = fit_network(path, model, cfg, train_in, val_in, seed=int(config["seed"]), progress=report,
                                      resume=payload)
+        cal = _calibrate_network(path, val_in)
         best = {"median_m": out.best.median_m, "p95_m": out.best.p95_m, "mean_m": out.best.mean_m,
                 "seconds": out.seconds, "epoch": out.best_epoch, "epochs_run": out.epochs_run,
                 "stop_reason": out.stop_reason}
@@ -381,7 +389,13 @@ def _run_network_locked(
     report("done", 1.0)
     return TrainResult(run_id=config["run_id"], model=config["model"], dataset=config["dataset"], summary=out.best,
                        seconds=out.seconds, best_epoch=out.best_epoch, epochs_run=out.epochs_run,
-                       stop_reason=out.stop_reason, stopped=out.stop.text)
+                       stop_reason=out.stop_reason, stopped=out.stop.text, sigma_scale=cal.scale)
+
+
+def _calibrate_network(path: Path, val_in: Inputs) -> SigmaCalibration:
+    """Fit the sigma scale of the best epoch (``model.pt``, not the last one in memory) on the val split."""
+    best = NeuralModel.from_checkpoint(load_checkpoint(path.name))
+    return calibrate_run_folder(path, best.predict(val_in), val_in)
 
 
 def _stopped_in(path: Path, kind: str, cfg: TrainConfig) -> StopReason:

@@ -41,6 +41,9 @@ from rflocal_core.workspace import atomic_path, atomic_write_text, subdir, valid
 CHECKPOINT_FORMAT = "rflocal-run/1"
 #: The tag (``config.json`` ``tags``) of the runs an ablation study trains (left out of run lists by default).
 ABLATION_TAG = "ablation"
+#: The tag of the candidates a model selection (``train --model auto``) trains and does not choose
+#: (left out of run lists by default, like ablation runs).
+AUTO_CANDIDATE_TAG = "auto-candidate"
 
 #: Runs being trained by this process (a run "running" on disk but not here was
 #: interrupted, or is trained by another process).
@@ -233,14 +236,16 @@ def load_checkpoint(run_id: str) -> dict[str, Any]:
 
 def list_runs(*, include_ablation: bool = True) -> list[dict[str, Any]]:
     """One row per run: id, model, dataset, state, why it stopped (``stopped``), best validation
-    figures, created time, ``tags``, ``ablation`` (trained by an ablation study) and ``owner`` (who
-    started it; None for runs from before owners were kept).
+    figures, created time, ``tags``, ``ablation`` (trained by an ablation study), ``candidate`` (a
+    candidate of a model selection, :data:`AUTO_CANDIDATE_TAG`) and ``owner`` (who started it; None for
+    runs from before owners were kept).
 
     Parameters
     ----------
     include_ablation : bool
         False: leave out the runs of ablation studies (tagged :data:`ABLATION_TAG` when trained,
-        or, for older ones, named in a study's ``results.json``), as run pickers do by default.
+        or, for older ones, named in a study's ``results.json``) and the candidates of model
+        selections, as run pickers do by default.
     """
     rows = []
     studies = _ablation_run_ids()
@@ -251,7 +256,7 @@ def list_runs(*, include_ablation: bool = True) -> list[dict[str, Any]]:
             config = json.loads((path / "config.json").read_text(encoding="utf-8"))
             status = json.loads((path / "status.json").read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
-            rows.append({"run_id": path.name, "state": "unreadable", "tags": [], "ablation": False})
+            rows.append({"run_id": path.name, "state": "unreadable", "tags": [], "ablation": False, "candidate": False})
             continue
         best = status.get("best") or {}
         stop = StopReason.from_status(status, config)
@@ -265,9 +270,9 @@ def list_runs(*, include_ablation: bool = True) -> list[dict[str, Any]]:
             "resumable": config.get("kind") == "network" and status.get("state") != "done"
             and (path / "resume.pt").is_file(),
             "created_utc": config.get("created_utc"), "tags": tags, "owner": config.get("owner"),
-            "ablation": ABLATION_TAG in tags or path.name in studies,
+            "ablation": ABLATION_TAG in tags or path.name in studies, "candidate": AUTO_CANDIDATE_TAG in tags,
         })
-    return rows if include_ablation else [r for r in rows if not r["ablation"]]
+    return rows if include_ablation else [r for r in rows if not (r["ablation"] or r["candidate"])]
 
 
 def _ablation_run_ids() -> set[str]:

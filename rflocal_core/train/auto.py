@@ -1,0 +1,425 @@
+"""Model selection for a user's own data: train every model that fits, keep the best on validation.
+
+``python -m rflocal_core train --dataset DS --model auto --max-minutes M`` and "auto" on the
+Training Monitor call :func:`auto_train`::
+
+    from rflocal_core.train.auto import auto_train
+    result = auto_train("my-data", config={"max_minutes": 10})   # AutoResult
+    result.model, result.run_id, result.candidates                   # the chosen model, its run, the table
+
+The candidates are every registered model (:data:`~rflocal_core.models.registry.BASELINES`, then
+:data:`~rflocal_core.models.registry.NETWORKS`, read when the selection starts, so models registered
+later join by themselves) that fits the dataset. A model is skipped, with the reason in the table,
+when it reads radio maps and the dataset has none (imported measurements), when it places reports at
+their nodes' positions and no node of the train split has a known position, or when it fingerprints
+the fixed node slots (class attribute ``needs_fixed_slots``) and the dataset's slots vary. A model
+that refuses the dataset when trained (an :class:`~rflocal_core.errors.InvalidInputError`) is skipped
+too, with its message.
+
+The budget: the baselines first (they are fitted in one step, usually in seconds), then the networks,
+each with an equal share of the time left (``max_minutes`` of its training, so its epoch loop stops
+on time). A candidate is not started once the budget is spent, and a network not when its share is
+under :data:`MIN_NETWORK_SECONDS`. Each candidate is trained by :func:`rflocal_core.train.train` into
+an ordinary run tagged :data:`~rflocal_core.train.runs.AUTO_CANDIDATE_TAG`; the choice reads the
+validation split only (lowest median error, then lowest mean). The chosen candidate's run becomes
+the result: renamed to the auto run's id, tagged ``"auto"`` instead, its ``config.json`` holding the
+table under the key ``"auto"``; so ``predict``, ``evaluate``, Live Inference and Metrics use it like
+any run. The other candidates' runs are deleted (kept, hidden from run lists by default, with
+``keep_candidates``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from rflocal_core.access import LOCAL_USER, User, require
+from rflocal_core.dataset.store import open_dataset
+from rflocal_core.errors import InvalidInputError, RunNotFoundError
+from rflocal_core.metrics import ErrorSummary
+from rflocal_core.models.registry import BASELINES, NETWORKS
+from rflocal_core.models.transforms import load_transformed
+from rflocal_core.options import check_options, option
+from rflocal_core.progress import JobCancelled, ProgressFn, Step, StepProgressFn, as_progress
+from rflocal_core.results import JsonResult, json_field
+from rflocal_core.train import (
+    TrainConfig,
+    TrainResult,
+    check_extent,
+    model_needs_maps,
+    model_needs_node_positions,
+    train,
+)
+from rflocal_core.train.runs import AUTO_CANDIDATE_TAG, new_run_id, run_dir, runs_dir
+from rflocal_core.validation import dataclass_from_dict
+from rflocal_core.workspace import atomic_write_text, validate_name
+
+#: The model name that asks for a selection (``train --model auto``).
+AUTO_MODEL = "auto"
+#: The tag of the run a selection writes (its chosen candidate's run).
+AUTO_TAG = "auto"
+#: A network is not started with a share of the budget under this many seconds.
+MIN_NETWORK_SECONDS = 10.0
+#: Of a network's share, what its epoch loop gets (the rest: loading the data, the last validation).
+NETWORK_SHARE_FRACTION = 0.9
+#: How the candidates are compared (kept in the table).
+CRITERION = "lowest validation median error, then lowest validation mean error"
+
+
+@dataclass(frozen=True)
+class AutoConfig:
+    """How :func:`auto_train` chooses.
+
+    Parameters
+    ----------
+    max_minutes : float
+        Wall-clock budget of the whole selection, every candidate together.
+    candidates : tuple of str
+        Consider only these models (default: every registered model).
+    keep_candidates : bool
+        Keep the runs of the candidates not chosen (tagged ``auto-candidate``; run lists leave them
+        out by default); without it they are deleted once the choice is made.
+    """
+
+    max_minutes: float = option(10.0, lo=0.1, hi=60 * 24 * 30, unit="min", label="Time budget (min)", flag=None,
+                                help="auto: wall-clock budget of all candidates together")
+    candidates: tuple[str, ...] = option((), check=False, label="Candidates",
+                                         help="auto: comma-separated models to consider (default: every model "
+                                              "that fits the dataset)")
+    keep_candidates: bool = option(False, label="Keep the candidates' runs",
+                                   help="auto: keep the runs of the candidates not chosen (hidden from run lists)")
+
+    def __post_init__(self) -> None:
+        names = self.candidates
+        if isinstance(names, str):  # the command line's A,B,C
+            names = tuple(n.strip() for n in names.split(",") if n.strip())
+        object.__setattr__(self, "candidates", tuple(names))
+        check_options(self)
+        known = [*BASELINES, *NETWORKS]
+        unknown = [n for n in self.candidates if n not in known]
+        if unknown or not all(isinstance(n, str) for n in self.candidates):
+            msg = f"candidates: expected names among {', '.join(known)}, got {', '.join(map(str, unknown))}"
+            raise InvalidInputError(msg)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"max_minutes": self.max_minutes, "candidates": list(self.candidates),
+                "keep_candidates": self.keep_candidates}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> AutoConfig:
+        return dataclass_from_dict(cls, d, field="auto")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Candidate(JsonResult):
+    """One row of the table of a selection."""
+
+    model: str
+    #: ``"baseline"`` or ``"network"``.
+    kind: str
+    #: ``"trained"``, ``"skipped"`` (does not fit the dataset, or no time left) or ``"failed"``.
+    status: str
+    reason: str | None = json_field(default=None, omit_none=True)
+    #: Validation figures (networks: of the best epoch).
+    val_median_m: float | None = None
+    val_mean_m: float | None = None
+    val_p95_m: float | None = None
+    #: Wall-clock seconds of the candidate, loading included.
+    seconds: float | None = None
+    #: Networks: the training budget it was given.
+    max_minutes: float | None = json_field(default=None, omit_none=True)
+    stopped: str | None = json_field(default=None, omit_none=True)
+    chosen: bool = False
+    #: Its run (the chosen one's, or a kept candidate's).
+    run_id: str | None = json_field(default=None, omit_none=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AutoResult(JsonResult):
+    """What :func:`auto_train` did: the chosen model's run, its validation figures and the table."""
+
+    run_id: str
+    model: str
+    dataset: str
+    #: Validation errors of the chosen model.
+    summary: ErrorSummary = json_field(flatten=True)
+    #: Wall-clock seconds of the whole selection.
+    seconds: float
+    max_minutes: float
+    stopped: str
+    candidates: tuple[Candidate, ...]
+    warnings: tuple[str, ...] = json_field(default=(), omit_empty=True)
+
+
+@dataclass(frozen=True)
+class DatasetTraits:
+    """What decides which models fit a dataset (:func:`dataset_traits`)."""
+
+    has_maps: bool
+    positioned_nodes: bool
+    fixed_slots: int
+
+
+def dataset_traits(dataset: str) -> DatasetTraits:
+    """Whether ``dataset`` has radio maps, nodes of known position in its train split, and fixed slots."""
+    root = open_dataset(dataset)
+    x = load_transformed(dataset, "train", None, with_maps=False)
+    reported = x.node_mask & (np.isfinite(x.rss_dbm) | np.isfinite(x.toa_ns) | np.isfinite(x.aoa_deg))
+    return DatasetTraits(has_maps="scenes" in root, positioned_nodes=bool((reported & x.known_nodes).any()),
+                         fixed_slots=int(x.fixed_slots))
+
+
+def model_needs_fixed_slots(model: str) -> bool:
+    """Whether ``model`` fingerprints the fixed node slots (class attribute ``needs_fixed_slots``)."""
+    return bool(getattr(NETWORKS.get(model) or BASELINES.get(model), "needs_fixed_slots", False))
+
+
+def unfit_reason(model: str, dataset: str, traits: DatasetTraits) -> str | None:
+    """Why ``model`` cannot be trained on ``dataset`` (None: it fits)."""
+    if model_needs_maps(model) and not traits.has_maps:
+        return f"reads radio maps and scene rasters; {dataset!r} has none (imported measurements)"
+    if model_needs_node_positions(model) and not traits.positioned_nodes:
+        return f"places reports at their nodes' positions; no node reporting in the train split of {dataset!r} " \
+               "has a known position"
+    if model_needs_fixed_slots(model) and traits.fixed_slots <= 0:
+        return f"fingerprints the fixed node slots; the slots of {dataset!r} hold other nodes in each sample"
+    return None
+
+
+def plan(dataset: str, candidates: tuple[str, ...] = ()) -> list[Candidate]:
+    """The candidates of a selection on ``dataset``, baselines first: ``"planned"``, or ``"skipped"`` with the reason.
+
+    ``candidates`` restricts them to these models (default: every registered model).
+    """
+    traits = dataset_traits(dataset)
+    rows = []
+    for kind, registry in (("baseline", BASELINES), ("network", NETWORKS)):
+        for model in registry:
+            if candidates and model not in candidates:
+                continue
+            reason = unfit_reason(model, dataset, traits)
+            rows.append(Candidate(model=model, kind=kind, status="planned" if reason is None else "skipped",
+                                  reason=reason))
+    return rows
+
+
+def check_auto(dataset: str, config: AutoConfig | dict[str, Any] | None = None, *,
+               train_config: dict[str, Any] | None = None, run_id: str | None = None,
+               allow_large_extent: bool = False) -> AutoConfig:
+    """Validate the arguments of :func:`auto_train` (before a background job starts); returns the config.
+
+    Raises
+    ------
+    InvalidInputError
+        A bad option, an unknown dataset, a refused extent, a taken run id, or no candidate fits.
+    """
+    return _checked(dataset, config, train_config, run_id, allow_large_extent)[0]
+
+
+def _checked(dataset: str, config: AutoConfig | dict[str, Any] | None, train_config: dict[str, Any] | None,
+             run_id: str | None, allow_large_extent: bool) -> tuple[AutoConfig, list[Candidate]]:
+    cfg = config if isinstance(config, AutoConfig) else AutoConfig.from_dict(config)
+    TrainConfig.from_dict({k: v for k, v in (train_config or {}).items() if k != "max_minutes"})
+    check_extent(dataset, allow_large_extent=allow_large_extent)
+    if run_id is not None and (runs_dir() / validate_name(run_id, field="run")).exists():
+        msg = f"run: a run {run_id!r} exists already; choose another id"
+        raise InvalidInputError(msg)
+    rows = plan(dataset, cfg.candidates)
+    if not any(r.status == "planned" for r in rows):
+        reasons = "; ".join(f"{r.model}: {r.reason}" for r in rows) or "no model"
+        msg = f"model: auto found no model that fits dataset {dataset!r} ({reasons})"
+        raise InvalidInputError(msg)
+    return cfg, rows
+
+
+@dataclass
+class _Budget:
+    """The wall clock of a selection: its start, its length, and progress reports against it."""
+
+    start: float
+    seconds: float
+    report: StepProgressFn
+
+    def left(self) -> float:
+        return self.seconds - (time.perf_counter() - self.start)
+
+    def tell(self, stage: str) -> None:
+        """Report ``stage``: the fraction and the time left are the budget's (may raise JobCancelled)."""
+        spent = time.perf_counter() - self.start
+        step = Step("auto budget", min(spent, self.seconds), self.seconds, limit_s=max(self.left(), 0.0), last=True)
+        self.report(stage, min(spent / self.seconds, 0.99), step=step)
+
+    def sub(self, label: str) -> StepProgressFn:
+        """The progress callback of one candidate's training."""
+
+        def report(stage: str, fraction: float, *, step: Step | None = None) -> None:
+            self.tell(f"{label}: {stage}")
+
+        return report
+
+
+def auto_train(
+    dataset: str, *, config: AutoConfig | dict[str, Any] | None = None, train_config: dict[str, Any] | None = None,
+    seed: int = 0, progress: ProgressFn | None = None, run_id: str | None = None, allow_large_extent: bool = False,
+    owner: str | None = None, user: User = LOCAL_USER,
+) -> AutoResult:
+    """Train every model that fits ``dataset`` within the budget; keep the best on the validation split as a run.
+
+    Parameters
+    ----------
+    config : AutoConfig or dict, optional
+        The budget (``max_minutes``, default 10), the models to consider, whether to keep the others' runs.
+    train_config : dict, optional
+        Training options of every network candidate (:class:`~rflocal_core.train.TrainConfig`; its
+        ``max_minutes`` is replaced by the candidate's share of the budget).
+    progress : callable(stage, fraction[, step]), optional
+        Progress against the budget; may raise :class:`~rflocal_core.progress.JobCancelled`, which stops the
+        selection and deletes the candidates' runs.
+    run_id : str, optional
+        Id of the run written (default ``auto-<dataset>-<time>-<hex>``).
+    owner, user
+        As for :func:`rflocal_core.train.train`.
+
+    Returns
+    -------
+    AutoResult
+        ``run_id`` (an ordinary run of the chosen ``model``), ``summary`` (its validation errors),
+        ``candidates`` (the table, also in the run's ``config.json`` under ``"auto"``), ``seconds``.
+
+    Raises
+    ------
+    InvalidInputError
+        Bad options, or no candidate fits or could be trained (the message gives each one's reason).
+    """
+    require(user, "train")
+    owner = user.name if owner is None else owner
+    budget_start = time.perf_counter()
+    cfg, rows = _checked(dataset, config, train_config, run_id, allow_large_extent)
+    run_id = run_id or new_run_id(AUTO_MODEL, dataset)
+    budget = _Budget(budget_start, 60.0 * cfg.max_minutes, as_progress(progress))
+    created: list[str] = []
+    results: dict[str, TrainResult] = {}
+    try:
+        for i in range(len(rows)):
+            rows[i] = _next_candidate(dataset, rows, i, budget, created, results, train_config or {}, seed, owner,
+                                      user, allow_large_extent)
+        best = _choose(dataset, rows)
+        rows = [replace(r, chosen=r is best, run_id=run_id if r is best else r.run_id if cfg.keep_candidates else None)
+                for r in rows]
+        _make_result_run(best.run_id, run_id, rows, cfg, budget, train_config or {}, seed)
+    except BaseException:
+        for made in created:  # a cancelled or failed selection leaves nothing behind
+            _remove(made)
+        raise
+    if not cfg.keep_candidates:
+        for made in created:
+            if made != best.run_id:
+                _remove(made)
+    seconds = round(time.perf_counter() - budget_start, 3)
+    warnings = list(results[best.run_id].warnings)
+    if seconds > 1.1 * budget.seconds:
+        warnings.append(f"the selection took {seconds:.0f} s of a {budget.seconds:.0f} s budget (a candidate "
+                        "cannot be stopped before its fit or epoch ends)")
+    budget.report("done", 1.0)
+    chosen = results[best.run_id]
+    return AutoResult(run_id=run_id, model=best.model, dataset=dataset, summary=chosen.summary, seconds=seconds,
+                      max_minutes=cfg.max_minutes, stopped=chosen.stopped, candidates=tuple(rows),
+                      warnings=tuple(warnings))
+
+
+def _next_candidate(
+    dataset: str, rows: list[Candidate], i: int, budget: _Budget, created: list[str],
+    results: dict[str, TrainResult], train_config: dict[str, Any], seed: int, owner: str, user: User,
+    allow_large_extent: bool,
+) -> Candidate:
+    """Train the planned candidate ``rows[i]`` if the budget allows; its row of the table."""
+    row = rows[i]
+    if row.status != "planned":
+        return row
+    left = budget.left()
+    tc: dict[str, Any] | None = None
+    if row.kind == "network":
+        share = left / sum(1 for r in rows[i:] if r.status == "planned" and r.kind == "network")
+        if share < MIN_NETWORK_SECONDS:
+            return replace(row, status="skipped", reason=f"no time left: its share of the budget would be "
+                                                         f"{max(share, 0):.1f} s (under {MIN_NETWORK_SECONDS:g} s)")
+        tc = {**train_config, "max_minutes": round(max(NETWORK_SHARE_FRACTION * share / 60.0, 0.01), 3)}
+    elif left <= 0:
+        return replace(row, status="skipped", reason="no time left in the budget")
+    label = f"{i + 1}/{len(rows)} {row.model}"
+    budget.tell(f"{label}: starting")
+    cand_id = new_run_id(row.model, dataset)
+    created.append(cand_id)
+    t0 = time.perf_counter()
+    try:
+        result = train(dataset, row.model, train_config=tc, seed=seed, progress=budget.sub(label), run_id=cand_id,
+                       allow_large_extent=allow_large_extent, tags=(AUTO_CANDIDATE_TAG,), owner=owner, user=user)
+    except JobCancelled:
+        raise
+    except InvalidInputError as exc:  # the model refuses this dataset
+        _remove(cand_id)
+        return replace(row, status="skipped", reason=str(exc), seconds=round(time.perf_counter() - t0, 3))
+    except Exception as exc:  # noqa: BLE001 - one candidate failing (diverged, out of memory) is a row of the table
+        _remove(cand_id)
+        return replace(row, status="failed", reason=f"{type(exc).__name__}: {exc}",
+                       seconds=round(time.perf_counter() - t0, 3))
+    results[cand_id] = result
+    s = result.summary
+    return replace(row, status="trained", val_median_m=s.median_m, val_mean_m=s.mean_m, val_p95_m=s.p95_m,
+                   seconds=round(time.perf_counter() - t0, 3), max_minutes=None if tc is None else tc["max_minutes"],
+                   stopped=result.stopped, run_id=cand_id)
+
+
+def _choose(dataset: str, rows: list[Candidate]) -> Candidate:
+    """The trained candidate with the lowest validation median, then mean, then the first."""
+    done = [(r.val_median_m, r.val_mean_m if _finite(r.val_mean_m) else math.inf, k, r)
+            for k, r in enumerate(rows) if r.status == "trained" and _finite(r.val_median_m)]
+    if not done:
+        reasons = "; ".join(f"{r.model}: {r.status}, {r.reason or 'no validation figure'}" for r in rows)
+        msg = f"model: auto trained no model on dataset {dataset!r} ({reasons})"
+        raise InvalidInputError(msg)
+    return min(done, key=lambda t: t[:3])[3]
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _make_result_run(cand_id: str, run_id: str, rows: list[Candidate], cfg: AutoConfig, budget: _Budget,
+                     train_config: dict[str, Any], seed: int) -> None:
+    """Turn the chosen candidate's run into the selection's run: the table in its config, its new id and tag."""
+    path = run_dir(cand_id)
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    config["run_id"] = run_id
+    config["tags"] = [t for t in config.get("tags") or () if t != AUTO_CANDIDATE_TAG] + [AUTO_TAG]
+    config["auto"] = {
+        "chosen": config["model"], "criterion": CRITERION, "split": "val", "max_minutes": cfg.max_minutes,
+        "seconds": round(time.perf_counter() - budget.start, 3), "seed": seed, "train_config": train_config,
+        "candidates": [r.to_json() for r in rows],
+    }
+    atomic_write_text(path / "config.json", json.dumps(config, indent=2))
+    os.replace(path, runs_dir() / validate_name(run_id, field="run"))  # the finished run appears under its id
+
+
+def auto_table(run_id: str) -> dict[str, Any] | None:
+    """The selection table of a run written by :func:`auto_train` (its ``config.json`` ``"auto"``), else None."""
+    try:
+        config = json.loads((run_dir(run_id) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, RunNotFoundError):
+        return None
+    table = config.get("auto")
+    return table if isinstance(table, dict) else None
+
+
+def _remove(run_id: str) -> None:
+    """Delete a candidate's run folder (one this selection created), if it exists."""
+    path = runs_dir() / run_id
+    if path.is_dir():
+        shutil.rmtree(path)
