@@ -274,24 +274,41 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     wanted = [m for m in registered() if not args.only or m in args.only.split(",")]
     seeds = list(range(max(1, args.seeds)))
-    out: dict[str, Any] = {"command": " ".join(["bench/bench_real.py", *(argv or sys.argv[1:])]),
-                           "seeds": seeds, "epochs": args.epochs, "max_minutes": args.max_minutes, "sets": {}}
-    rows: list[Row] = []
+    command = " ".join(["bench/bench_real.py", *(sys.argv[1:] if argv is None else argv)])
+    done: dict[str, Any] = {}
     for name in names:
         real = SETS[name]
-        out["sets"][name] = {"split": real.split,
-                             "datasets": [ensure_dataset(real, Path(args.data), seed) for seed in seeds]}
-        rows += bench_set(real, wanted, seeds=seeds, epochs=args.epochs, max_minutes=args.max_minutes)
-    text = table(rows)
-    print(text)
-    out["rows"] = [r.to_json() for r in rows]
-    out["table"] = text
-    target = Path(args.out)
-    target.parent.mkdir(parents=True, exist_ok=True)
+        datasets = [ensure_dataset(real, Path(args.data), seed) for seed in seeds]
+        rows = bench_set(real, wanted, seeds=seeds, epochs=args.epochs, max_minutes=args.max_minutes)
+        done[name] = {"command": command, "seeds": seeds, "epochs": args.epochs, "max_minutes": args.max_minutes,
+                      "split": real.split, "datasets": datasets, "rows": [r.to_json() for r in rows],
+                      "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        print(table(rows))
+    write_results(Path(args.out), done)
+    return 0
+
+
+def write_results(target: Path, done: dict[str, Any]) -> dict[str, Any]:
+    """Write the sets in ``done`` into ``target``, keeping the other sets a former run wrote there.
+
+    A re-run of one set (``--sets duke``) so leaves the other's figures in place; ``table`` is
+    the markdown table of every set in the file.
+    """
     from rflocal_core.workspace import atomic_write_text
 
+    sets: dict[str, Any] = {}
+    if target.is_file():
+        try:
+            sets = dict(json.loads(target.read_text()).get("sets") or {})
+        except (ValueError, AttributeError):  # not a file of this bench: replaced
+            sets = {}
+    sets.update(done)
+    rows = [Row(r["set"], r["model"], r["kind"], list(r["runs"]), r.get("skipped"))
+            for name in SETS if name in sets for r in sets[name]["rows"]]
+    out = {"sets": {name: sets[name] for name in SETS if name in sets}, "table": table(rows)}
+    target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(target, json.dumps(out, indent=2, allow_nan=False))
-    return 0
+    return out
 
 
 if __name__ == "__main__":
