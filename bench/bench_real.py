@@ -154,32 +154,41 @@ def ensure_dataset(real: RealSet, data_root: Path, seed: int) -> dict[str, Any]:
             "split": (attrs.get("input") or {}).get("split")}
 
 
+#: Measurements a geometric baseline solves from: without them it only returns its weighted-centroid
+#: fallback, which the table would show as if it were the method's figure.
+NEEDS_MEASUREMENT = {"aoa_triangulation": ("aoa_deg", "bearings (AoA)"),
+                     "toa_multilateration": ("toa_ns", "times of arrival (ToA)")}
+
+
 def skip_reason(model: str, dataset: str) -> str | None:
     """Why ``model`` cannot run on ``dataset`` before trying it (None: try it)."""
+    import numpy as np
+
     from rflocal_core.dataset import open_dataset
     from rflocal_core.train import model_needs_maps, model_needs_node_positions
 
     group = open_dataset(dataset)
-    if model_needs_maps(model) and "maps" not in group:
+    if model_needs_maps(model) and "scenes" not in group:
         return "needs radio maps; a measurement set has none"
-    if model_needs_node_positions(model):
-        import numpy as np
-
-        known = np.asarray(group["node_pos_known"][:1]) if "node_pos_known" in group else None
-        if known is not None and not known.any():
-            return "needs node positions; every node of this set has an unknown position"
+    if model_needs_node_positions(model) and not np.asarray(group["samples/node_pos_known"][...]).any():
+        return "needs node positions; every node of this set has an unknown position"
+    if model in NEEDS_MEASUREMENT:
+        key, words = NEEDS_MEASUREMENT[model]
+        if not np.isfinite(np.asarray(group[f"samples/{key}"][...])).any():
+            return f"solves from {words}; the set has none (it would only return its weighted-centroid fallback)"
     return None
 
 
-def run_model(dataset: str, model: str, *, seed: int, epochs: int, max_minutes: float) -> dict[str, Any]:
-    """Train ``model`` on ``dataset`` with ``seed``, evaluate on test: the figures of one run."""
+def run_model(dataset: str, model: str, *, seed: int, epochs: int, max_minutes: float,
+              model_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train ``model`` on ``dataset`` with ``seed`` (and ``model_config``), evaluate on test: one run's figures."""
     from rflocal_core.infer import evaluate_run
     from rflocal_core.models.registry import NETWORKS
     from rflocal_core.train import train
 
     t0 = time.perf_counter()
     tc = {"epochs": epochs, "max_minutes": max_minutes} if model in NETWORKS else None
-    result = train(dataset, model, train_config=tc, seed=seed, tags=("bench_real",))
+    result = train(dataset, model, model_config=model_config, train_config=tc, seed=seed, tags=("bench_real",))
     train_s = time.perf_counter() - t0
     test = evaluate_run(result.run_id, dataset, split="test")
     cal = test.calibration
@@ -193,7 +202,7 @@ def run_model(dataset: str, model: str, *, seed: int, epochs: int, max_minutes: 
 
 
 def bench_set(real: RealSet, models: Sequence[str], *, seeds: Sequence[int], epochs: int,
-              max_minutes: float) -> list[Row]:
+              max_minutes: float, options: dict[str, dict[str, Any]] | None = None) -> list[Row]:
     """Every model of ``models`` on ``real``: networks once per seed, baselines once per distinct dataset."""
     from rflocal_core.errors import RFLocalInputError
     from rflocal_core.models.registry import NETWORKS
@@ -211,7 +220,8 @@ def bench_set(real: RealSet, models: Sequence[str], *, seeds: Sequence[int], epo
                 break
             try:
                 row.runs.append({"dataset": dataset, **run_model(dataset, model, seed=seed, epochs=epochs,
-                                                                 max_minutes=max_minutes)})
+                                                                 max_minutes=max_minutes,
+                                                                 model_config=(options or {}).get(model))})
             except RFLocalInputError as exc:  # a model that refuses this set says why
                 row.skipped = f"refused: {exc}"
         print(json.dumps(row.to_json()), file=sys.stderr, flush=True)
@@ -253,6 +263,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=3, help="seeds per network (0, 1, ...)")
     parser.add_argument("--epochs", type=int, default=200, help="epoch cap per network (the time budget rules)")
     parser.add_argument("--max-minutes", type=float, default=3.0, help="time budget per network run")
+    parser.add_argument("--set", action="append", default=[], metavar="MODEL:KEY=VALUE",
+                        help="a model option for this bench (repeatable), e.g. fpnet:rss_offset_db=0")
     parser.add_argument("--out", default=str(HERE / "results" / "real.json"))
     return parser.parse_args(argv)
 
@@ -274,18 +286,35 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     wanted = [m for m in registered() if not args.only or m in args.only.split(",")]
     seeds = list(range(max(1, args.seeds)))
+    options = model_options(args.set)
     command = " ".join(["bench/bench_real.py", *(sys.argv[1:] if argv is None else argv)])
     done: dict[str, Any] = {}
     for name in names:
         real = SETS[name]
         datasets = [ensure_dataset(real, Path(args.data), seed) for seed in seeds]
-        rows = bench_set(real, wanted, seeds=seeds, epochs=args.epochs, max_minutes=args.max_minutes)
-        done[name] = {"command": command, "seeds": seeds, "epochs": args.epochs, "max_minutes": args.max_minutes,
+        rows = bench_set(real, wanted, seeds=seeds, epochs=args.epochs, max_minutes=args.max_minutes,
+                         options=options)
+        done[name] = {"command": command, "options": options, "seeds": seeds, "epochs": args.epochs, "max_minutes": args.max_minutes,
                       "split": real.split, "datasets": datasets, "rows": [r.to_json() for r in rows],
                       "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         print(table(rows))
     write_results(Path(args.out), done)
     return 0
+
+
+def model_options(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``{model: model_config}`` from ``["MODEL:KEY=VALUE", ...]``, checked by the model's options."""
+    from rflocal_core.errors import InvalidInputError
+    from rflocal_core.models.registry import model_config
+
+    by_model: dict[str, list[str]] = {}
+    for item in items:
+        model, sep, assignment = item.partition(":")
+        if not sep:
+            msg = f"--set: expected MODEL:KEY=VALUE, got {item!r}"
+            raise InvalidInputError(msg)
+        by_model.setdefault(model, []).append(assignment)
+    return {model: model_config(model, None, assignments) for model, assignments in by_model.items()}
 
 
 def write_results(target: Path, done: dict[str, Any]) -> dict[str, Any]:

@@ -84,7 +84,7 @@ def test_duke_slice_split_by_area_and_fingerprint_models_only(bench: ModuleType,
     assert knn.runs[1]["test_median_m"] != run["test_median_m"]  # another area split
     assert 0.0 <= run["inside_1sigma"] <= run["inside_2sigma"] <= 1.0
     for model in ("setnet", "strongest_site"):
-        assert by[model].skipped.startswith("refused: model: " + model + " needs the position of each report's node")
+        assert by[model].skipped == "needs node positions; every node of this set has an unknown position"
         assert not by[model].runs
     assert by["map_matching"].skipped == "needs radio maps; a measurement set has none"
 
@@ -100,8 +100,9 @@ def test_antwerp_slice_network_over_seeds_and_published_rows(bench: ModuleType, 
     real = bench.SETS["antwerp"]
     info = bench.ensure_dataset(real, real_slices, 2)
     assert info["dataset"] == "antwerp" and info["splits"]["test"] == 300 and info["splits"]["train"] + info["splits"]["val"] == 300
-    rows = bench.bench_set(real, ["heimdall"], seeds=[0, 1, 2], epochs=1, max_minutes=0.5)
-    net = rows[0]
+    rows = bench.bench_set(real, ["heimdall", "toa_multilateration"], seeds=[0, 1, 2], epochs=1, max_minutes=0.5)
+    net, toa = rows
+    assert toa.skipped.startswith("solves from times of arrival (ToA); the set has none") and not toa.runs
     assert net.skipped is None and [r["seed"] for r in net.runs] == [0, 1, 2]  # one dataset, three seeds
     assert {r["dataset"] for r in net.runs} == {"antwerp"}
     assert len({r["test_median_m"] for r in net.runs}) > 1  # the seeds differ
