@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +97,9 @@ def test_auto_chooses_the_val_best_within_the_budget_and_writes_one_ordinary_run
     run = load_run(result.run_id)
     x = load_inputs("ads", "val", with_maps=run.needs_maps)
     assert float(np.nanmedian(errors_m(run.predict(x), x))) == pytest.approx(best.val_median_m, rel=1e-6)
-    assert evaluate_run(result.run_id, "ads", split="test").summary.count > 0
+    evaluated = evaluate_run(result.run_id, "ads", split="test")
+    assert evaluated.summary.count > 0
+    assert evaluated.sigma_scale == result.sigma_scale  # the chosen run's sigma calibration moved with it
 
 
 def test_networks_without_time_left_are_skipped_and_kept_candidates_are_hidden(env):
@@ -192,12 +195,15 @@ def test_cancelling_leaves_no_run(env):
 
 
 def test_cli_train_model_auto(env, run_cli, capsys):
-    proc = run_cli(["train", "--dataset", "ads", "--model", "auto", "--max-minutes", "0.2",
-                    "--candidates", "knn,weighted_centroid"], env)
+    proc = run_cli(["train", "--dataset", "ads", "--model", "auto", "--max-minutes", "0.3",
+                    "--candidates", "knn,weighted_centroid,setnet", "--epochs", "1"], env)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert out["model"] in ("knn", "weighted_centroid") and out["max_minutes"] == 0.2
-    assert [c["model"] for c in out["candidates"]] == ["weighted_centroid", "knn"]
+    assert out["model"] in ("knn", "weighted_centroid", "setnet") and out["max_minutes"] == 0.3
+    assert [c["model"] for c in out["candidates"]] == ["weighted_centroid", "knn", "setnet"]
+    setnet = out["candidates"][2]  # the training flags reach the networks; the budget is its share
+    assert setnet["stopped"] == "all epochs done (1/1)" and 0 < setnet["max_minutes"] < 0.3
+    assert "3/3 setnet: " in proc.stderr  # progress on stderr, JSON alone on stdout
     assert out["run_id"] in {r["run_id"] for r in json.loads(run_cli(["runs", "list"], env).stdout)}
     # refusals, in this process (the command line's main): exit 2 and the field named
     assert main(["train", "--dataset", "ads", "--model", "auto", "--set", "k=3"]) == 2
@@ -256,20 +262,28 @@ def test_training_monitor_starts_auto_and_shows_the_table(env):
     assert (minutes.min, minutes.max, minutes.value, minutes.help) == (opt.lo, opt.hi, opt.default, opt.help)
     assert at.checkbox(key="tm_auto_keep").value is False
     assert "auto" not in at.multiselect(key="tm_auto_candidates").options
-    minutes.set_value(0.2)
-    at.multiselect(key="tm_auto_candidates").set_value(["strongest_site", "weighted_centroid"])
+    minutes.set_value(0.2)  # setnet gets what strongest_site leaves of 12 s: over 10 s, so it trains
+    at.multiselect(key="tm_auto_candidates").set_value(["strongest_site", "setnet"])
     at.button(key="tm_start").click()
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     run_id = at.success[0].value.split("**")[1]
     assert run_id.startswith("auto-ads-")
     job = next(j for j in REGISTRY.list(kind="train") if j.label == run_id)
+    while "setnet" not in job.snapshot()["stage"] and not job.finished:
+        time.sleep(0.2)
+    at.run()
+    assert not job.finished, job.snapshot()  # setnet trains for seconds
+    assert any(i.value.startswith(f"{run_id} is choosing a model") and "2/2 setnet: " in i.value for i in at.info), (
+        [i.value for i in at.info], at.selectbox(key="tm_selected").value)
+    assert any("2/2 setnet: " in p.proto.text for p in at.get("progress"))
     assert job.wait(120) and job.state == "done", job.error
     at.run()
     table = at.dataframe[0].value
     chosen = table.loc[table["run"] == run_id, "model"].item()
-    assert chosen in ("strongest_site", "weighted_centroid")
+    assert chosen in ("strongest_site", "setnet")
     assert any(m.value.startswith(f"**Chosen by auto:** {chosen} (") for m in at.markdown)
     candidates = at.dataframe[1].value
-    assert list(candidates["model"]) == ["strongest_site", "weighted_centroid"]
+    assert list(candidates["model"]) == ["strongest_site", "setnet"]
+    assert list(candidates["status"]) == ["trained", "trained"]
     assert candidates.loc[candidates["chosen"], "model"].item() == chosen

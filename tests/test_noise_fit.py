@@ -82,7 +82,7 @@ def synthetic_ws(tmp_path_factory: pytest.TempPathFactory, workspace_env) -> Pat
 @pytest.fixture(scope="module")
 def synthetic_fit(synthetic_ws: Path, workspace_env) -> NoiseFit:
     with workspace_env(synthetic_ws):
-        return fit_noise("synthetic", NoiseFitConfig(bootstrap=10))
+        return fit_noise("synthetic", NoiseFitConfig(bootstrap=20))
 
 
 def test_recovers_the_parameters_it_was_made_with(synthetic_fit: NoiseFit) -> None:
@@ -99,6 +99,7 @@ def test_recovers_the_parameters_it_was_made_with(synthetic_fit: NoiseFit) -> No
     assert fit.quantization_db == TRUE["step_db"]
     assert TRUE["sensitivity_dbm"] <= fit.floor_dbm <= TRUE["sensitivity_dbm"] + 1
     assert abs(fit.sensitivity_dbm - TRUE["sensitivity_dbm"]) <= 1.5
+    assert fit.warnings == (), fit.warnings
 
 
 def independent_set(seed: int = 2, places: int = 2000, area_m: float = 1500.0) -> MeasurementSet:
@@ -136,10 +137,20 @@ def test_recovers_an_independent_simulation(workspace: Path) -> None:
     assert abs(fit.exponent.value - TRUE["exponent"]) <= 0.15, fit.exponent
 
 
-def test_intervals_and_per_node_figures(synthetic_fit: NoiseFit) -> None:
+def test_intervals_and_per_node_figures(synthetic_fit: NoiseFit, synthetic_ws: Path, workspace_env) -> None:
     fit = synthetic_fit
     for est in (fit.exponent, fit.sigma_db, fit.corr_m, fit.nugget_db):
         assert est.lo <= est.hi and est.hi - est.lo < 0.5 * abs(est.value), est
+    # squares of 5 correlation distances are resampled together: nearby samples share their shadowing,
+    # and resampling single samples gives intervals that are too narrow
+    assert fit.block_m == pytest.approx(5 * fit.corr_m.value)
+    assert fit.exponent.lo <= TRUE["exponent"] <= fit.exponent.hi, fit.exponent
+    with workspace_env(synthetic_ws):
+        single = fit_noise("synthetic", NoiseFitConfig(bootstrap=20, block_m=0.0))
+    assert single.block_m == 0.0 and single.sigma_db.value == fit.sigma_db.value
+    for name in ("exponent", "intercept_db"):
+        wide, narrow = getattr(fit, name), getattr(single, name)
+        assert wide.hi - wide.lo > 1.5 * (narrow.hi - narrow.lo), (name, wide, narrow)
     assert len(fit.nodes) == NODES
     assert abs(sum(n.offset_db for n in fit.nodes)) < 1e-6  # offsets are relative to the mean intercept
     own = [n.own_exponent for n in fit.nodes if n.own_exponent is not None]
@@ -228,6 +239,7 @@ def test_antwerp_is_plausible(shared_data: Path, tmp_path_factory: pytest.TempPa
     assert fit["quantization_db"] == 1.0 and -140 <= fit["floor_dbm"] <= -110
     assert fit["nodes_used"] == 37 and len(fit["nodes_skipped"]) == 5
     assert "shadowing sigma" in proc.stderr and "[" in proc.stderr  # the figures with their intervals
+    assert "fits poorly" not in proc.stderr
     saved = json.loads((out / "noise_fit.json").read_text(encoding="utf-8"))
     assert saved["generation_options"]["rss_quantization_db"] == 1.0
 

@@ -291,8 +291,9 @@ def _fit_rows(fit: NoiseFit) -> list[dict]:
 
 
 def _show_fit(fit: NoiseFit) -> None:
+    unit = f"{fit.block_m:.0f} m squares of samples" if fit.block_m else "samples"
     st.caption(f"{fit.samples:,} samples, {fit.reports:,} reports, {fit.nodes_used} nodes; intervals: bootstrap over "
-               f"samples, B = {fit.bootstrap}. RSS floor {fit.floor_dbm:.1f} dBm (lowest report), sensitivity "
+               f"{unit}, B = {fit.bootstrap}. RSS floor {fit.floor_dbm:.1f} dBm (lowest report), sensitivity "
                f"{fit.sensitivity_dbm:.1f} dBm, quantization step {fit.quantization_db:g} dB.")
     st.dataframe(pd.DataFrame(_fit_rows(fit)), hide_index=True)
     for line in fit.warnings:

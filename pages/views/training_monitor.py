@@ -178,7 +178,8 @@ def live_panel() -> None:
         if job.state == "failed" and job.label not in known:
             st.error(f"{job.label}: {job.error}")
     st.subheader("Runs")
-    if not runs:
+    starting = [j.label for j in REGISTRY.list(kind="train") if not j.finished and j.label not in known]
+    if not runs and not starting:
         st.info("No runs yet.")
         return
     table = pd.DataFrame([{
@@ -188,9 +189,9 @@ def live_panel() -> None:
         "best val median (m)": r.get("median_m"), "best val P95 (m)": r.get("p95_m"), "best epoch": r.get("epoch"),
         "duration (s)": r.get("seconds"), "created": r.get("created_utc"), "owner": r.get("owner"),
     } for r in reversed(runs)])
-    st.dataframe(table, hide_index=True, width="stretch")
+    if runs:  # a first run (or a model selection) that is starting has no row yet, but can be selected
+        st.dataframe(table, hide_index=True, width="stretch")
 
-    starting = [j.label for j in REGISTRY.list(kind="train") if not j.finished and j.label not in known]
     ids = starting + [r["run_id"] for r in reversed(runs)]
     if st.session_state.get("tm_selected") not in ids:
         st.session_state["tm_selected"] = ids[0]
@@ -199,7 +200,13 @@ def live_panel() -> None:
     if row is None:
         job = _job_for(run_id)
         queued = job is not None and job.state == "queued"
-        st.info(f"{run_id} is {job.snapshot()['stage']}." if queued else f"{run_id} is starting (loading the dataset).")
+        if queued:
+            st.info(f"{run_id} is {job.snapshot()['stage']}.")
+        elif job is not None and run_id.startswith(f"{auto.AUTO_MODEL}-"):  # a selection: its run appears at the end
+            st.info(f"{run_id} is choosing a model; the best candidate's run appears here when all are trained "
+                    f"(now: {job.snapshot()['stage']}).")
+        else:
+            st.info(f"{run_id} is starting (loading the dataset).")
         return
     if row.get("state") == "failed":
         st.error(f"{run_id} failed: {row.get('error')}")

@@ -17,8 +17,9 @@ Antwerp LoRaWAN set, or a generated one), :func:`fit_noise` fits
   the censoring level of the fit) and the quantization step (the common spacing of the values);
 - the fraction of (sample, node) pairs in which the node was not heard, binned by distance.
 
-Confidence intervals are percentile intervals of a bootstrap over samples (fixed seed): each
-round reweights the samples and refits the path loss and the variogram on the same pairs.
+Confidence intervals are percentile intervals of a spatial block bootstrap (fixed seed): each
+round reweights squares of samples (default side: 5 fitted correlation distances, since nearby
+samples share their shadowing) and refits the path loss and the variogram on the same pairs.
 :func:`generation_fields` turns a fit into the options of a
 :class:`~rflocal_core.dataset.config.GenerationConfig` ("generate like this dataset").
 
@@ -52,6 +53,8 @@ CONFIDENCE = 0.95
 MIN_NODE_REPORTS = 20
 #: A variogram bin needs this many pairs to be fitted.
 MIN_BIN_PAIRS = 30
+#: Default bootstrap block side, in fitted correlation distances.
+BLOCK_CORRS = 5.0
 #: Shortest distance used in the path loss (m): the model is undefined at 0.
 MIN_DISTANCE_M = 1.0
 #: The variogram uses the heard reports whose fitted mean lies this many σ above their node's floor
@@ -69,6 +72,9 @@ class NoiseFitConfig:
         ``all`` (every sample with a truth) or one split.
     bootstrap : int
         Bootstrap rounds for the confidence intervals (0: none).
+    block_m : float or None
+        Side of the squares of samples resampled together (spatial block bootstrap: nearby samples
+        share their shadowing); None: ``BLOCK_CORRS`` fitted correlation distances; 0: single samples.
     seed : int
         Seed of the bootstrap and of the pair sampling.
     neighbours : int
@@ -82,6 +88,9 @@ class NoiseFitConfig:
     split: str = option("all", choices=("all", *SPLITS), label="Split", help="samples to fit: all or one split")
     bootstrap: int = option(30, lo=0, hi=2000, label="Bootstrap rounds",
                             help="bootstrap rounds over samples for the confidence intervals (0: none)")
+    block_m: float | None = option(None, lo=0.0, hi=1e6, unit="m", none_means=f"{BLOCK_CORRS:g} x the correlation distance",
+                                   label="Bootstrap block (m)",
+                                   help="side of the squares resampled together by the bootstrap (0: single samples)")
     seed: int = seed_option(0, help="seed of the bootstrap and of the pair sampling")
     neighbours: int = option(12, lo=1, hi=200, label="Neighbour pairs per report",
                              help="nearest reports of the same node paired with each report (short lags)")
@@ -167,6 +176,7 @@ class NoiseFit(JsonResult):
     quantization_db: float
     variogram_reports: int
     bootstrap: int
+    block_m: float
     seed: int
     nodes: tuple[NodeFit, ...]
     variogram: Variogram
@@ -178,7 +188,8 @@ class NoiseFit(JsonResult):
 
     def summary_lines(self) -> list[str]:
         """The main figures, one per line, with their intervals (for the command line's stderr)."""
-        pct = f"{CONFIDENCE:.0%} bootstrap interval over samples, B={self.bootstrap}"
+        unit = f"{self.block_m:.0f} m blocks" if self.block_m else "samples"
+        pct = f"{CONFIDENCE:.0%} bootstrap interval over {unit}, B={self.bootstrap}"
         return [
             (f"{self.dataset} ({self.split}, {self.mode}): {self.samples:,} samples, {self.reports:,} reports, "
              f"{self.nodes_used} nodes; values [{pct}]"),
@@ -644,15 +655,27 @@ def _fit_round(fit: _Fit, weights: np.ndarray | None, start: np.ndarray | None) 
     return _Point(theta, c0, c1, a), residual
 
 
-def _bootstrap(fit: _Fit, start: np.ndarray, config: NoiseFitConfig) -> list[_Point]:
-    """Refit with the samples reweighted by multinomial counts (a bootstrap over samples)."""
+def _blocks(fit: _Fit, point: _Point, config: NoiseFitConfig) -> tuple[np.ndarray, float]:
+    """Each link's bootstrap unit: its square of ``block_m`` (default: ``BLOCK_CORRS`` fitted correlation
+    distances), or its sample when the block size is 0 or there is no correlation distance."""
+    size = config.block_m if config.block_m is not None else BLOCK_CORRS * point.corr_m
+    if not np.isfinite(size) or size <= 0:
+        return np.unique(fit.links.sample, return_inverse=True)[1], 0.0
+    cells = np.floor(fit.links.xy / size).astype(np.int64)
+    return np.unique(cells, axis=0, return_inverse=True)[1].ravel(), float(size)
+
+
+def _bootstrap(fit: _Fit, point: _Point, config: NoiseFitConfig) -> tuple[list[_Point], float]:
+    """Refit with the blocks (or samples) reweighted by multinomial counts: a spatial block bootstrap,
+    since nearby samples share their shadowing. Returns the rounds and the block size (0: samples)."""
     rng = np.random.default_rng(config.seed + 1)
-    ids, inverse = np.unique(fit.links.sample, return_inverse=True)
+    unit, size = _blocks(fit, point, config)
+    units = int(unit.max()) + 1
     out = []
     for _ in range(config.bootstrap):
-        counts = rng.multinomial(len(ids), np.full(len(ids), 1.0 / len(ids))).astype(np.float64)
-        out.append(_fit_round(fit, counts[inverse], start)[0])
-    return out
+        counts = rng.multinomial(units, np.full(units, 1.0 / units)).astype(np.float64)
+        out.append(_fit_round(fit, counts[unit], point.theta)[0])
+    return out, size
 
 
 def _estimate(value: float, rounds: list[float]) -> Estimate:
@@ -685,6 +708,10 @@ def _warnings(links: Links, point: _Point, pairs: Pairs) -> list[str]:
     if np.isfinite(point.corr_m) and point.corr_m > 0.5 * pairs.edges[-1]:
         out.append(f"the correlation distance {point.corr_m:.0f} m is over half the largest lag fitted "
                    f"({pairs.edges[-1]:.0f} m): the variogram barely levels off, the value is uncertain")
+    if not 1.0 <= point.exponent <= 6.0 or point.residual_sigma_db > 15.0:
+        out.append(f"the log-distance model fits poorly (exponent {point.exponent:.1f}, residual sigma "
+                   f"{point.residual_sigma_db:.1f} dB): line-of-sight and blocked links, or coverage holes counted as "
+                   "below the floor, do not follow one log-normal law; the generation options are of limited use")
     if not np.isfinite(point.sill):
         out.append("too few variogram bins with enough pairs: sigma, correlation distance and nugget are not fitted")
     return out
@@ -703,7 +730,7 @@ def fit_noise(dataset: str, config: NoiseFitConfig | None = None) -> NoiseFit:
     links = load_links(dataset, config.split)
     fit, theta, notes = _prepare(links, config)
     point, residual = _fit_round(fit, None, theta)
-    rounds = _bootstrap(fit, theta, config)
+    rounds, block_m = _bootstrap(fit, point, config)
     lag, gamma, count = semivariogram(residual, fit.pairs)
     model = exponential_model(lag, point.nugget, point.sill, point.corr_m)
     heard = links.heard
@@ -714,7 +741,7 @@ def fit_noise(dataset: str, config: NoiseFitConfig | None = None) -> NoiseFit:
         reports=int(heard.sum()), nodes_used=len(np.unique(links.node[heard])), **_estimates(point, rounds),
         floor_dbm=float(np.min(links.rss[heard])), sensitivity_dbm=float(np.median(fit.floor_dbm)),
         quantization_db=quantization_step(links.rss[heard]),
-        variogram_reports=len(fit.reports), bootstrap=config.bootstrap, seed=config.seed,
+        variogram_reports=len(fit.reports), bootstrap=config.bootstrap, block_m=block_m, seed=config.seed,
         nodes=_node_fits(fit.links, fit.weights, fit.floor_dbm, theta),
         variogram=Variogram(tuple(lag.tolist()), tuple(gamma.tolist()), tuple(int(c) for c in count),
                             tuple(model.tolist())),

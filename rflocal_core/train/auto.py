@@ -155,6 +155,8 @@ class AutoResult(JsonResult):
     max_minutes: float
     stopped: str
     candidates: tuple[Candidate, ...]
+    #: The chosen run's sigma scale fitted on the validation split (None: its model gives no sigma).
+    sigma_scale: float | None = json_field(default=None, omit_none=True)
     warnings: tuple[str, ...] = json_field(default=(), omit_empty=True)
 
 
@@ -331,7 +333,7 @@ def auto_train(
     chosen = results[best.run_id]
     return AutoResult(run_id=run_id, model=best.model, dataset=dataset, summary=chosen.summary, seconds=seconds,
                       max_minutes=cfg.max_minutes, stopped=chosen.stopped, candidates=tuple(rows),
-                      warnings=tuple(warnings))
+                      sigma_scale=chosen.sigma_scale, warnings=tuple(warnings))
 
 
 def _next_candidate(
