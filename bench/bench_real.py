@@ -287,19 +287,33 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [m for m in registered() if not args.only or m in args.only.split(",")]
     seeds = list(range(max(1, args.seeds)))
     options = model_options(args.set)
-    command = " ".join(["bench/bench_real.py", *(sys.argv[1:] if argv is None else argv)])
+    bench = {"command": " ".join(["bench/bench_real.py", *(sys.argv[1:] if argv is None else argv)]),
+             "code": code_version(), "epochs": args.epochs, "max_minutes": args.max_minutes}
     done: dict[str, Any] = {}
     for name in names:
         real = SETS[name]
         datasets = [ensure_dataset(real, Path(args.data), seed) for seed in seeds]
         rows = bench_set(real, wanted, seeds=seeds, epochs=args.epochs, max_minutes=args.max_minutes,
                          options=options)
-        done[name] = {"command": command, "options": options, "seeds": seeds, "epochs": args.epochs, "max_minutes": args.max_minutes,
-                      "split": real.split, "datasets": datasets, "rows": [r.to_json() for r in rows],
-                      "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        done[name] = {"split": real.split, "datasets": datasets,
+                      "rows": [{**r.to_json(), "bench": {**bench, "options": options.get(r.model),
+                                                         "finished_utc": finished}} for r in rows]}
         print(table(rows))
     write_results(Path(args.out), done)
     return 0
+
+
+def code_version() -> str:
+    """``git describe``-like id of the code that ran (commit, ``+dirty`` with uncommitted changes)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=HERE.parent, capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+    commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def model_options(items: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -318,10 +332,11 @@ def model_options(items: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 
 def write_results(target: Path, done: dict[str, Any]) -> dict[str, Any]:
-    """Write the sets in ``done`` into ``target``, keeping the other sets a former run wrote there.
+    """Write the rows in ``done`` into ``target``, keeping the rows a former run wrote for other models and sets.
 
-    A re-run of one set (``--sets duke``) so leaves the other's figures in place; ``table`` is
-    the markdown table of every set in the file.
+    A re-run of one set (``--sets duke``) or of some models (``--only lgbm``) so replaces only
+    those rows; each row keeps the command and code it ran with (``bench``). ``table`` is the
+    markdown table of every row in the file.
     """
     from rflocal_core.workspace import atomic_write_text
 
@@ -331,13 +346,24 @@ def write_results(target: Path, done: dict[str, Any]) -> dict[str, Any]:
             sets = dict(json.loads(target.read_text()).get("sets") or {})
         except (ValueError, AttributeError):  # not a file of this bench: replaced
             sets = {}
-    sets.update(done)
+    for name, new in done.items():
+        rerun = {r["model"] for r in new["rows"]}
+        kept = [r for r in (sets.get(name) or {}).get("rows", []) if r["model"] not in rerun]
+        sets[name] = {**new, "rows": order_rows([*kept, *new["rows"]])}
     rows = [Row(r["set"], r["model"], r["kind"], list(r["runs"]), r.get("skipped"))
             for name in SETS if name in sets for r in sets[name]["rows"]]
     out = {"sets": {name: sets[name] for name in SETS if name in sets}, "table": table(rows)}
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(target, json.dumps(out, indent=2, allow_nan=False))
     return out
+
+
+def order_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows in the registry's order (networks first), models no longer registered last."""
+    from rflocal_core.train import models as registered
+
+    order = {m: i for i, m in enumerate(registered())}
+    return sorted(rows, key=lambda r: order.get(r["model"], len(order)))
 
 
 if __name__ == "__main__":

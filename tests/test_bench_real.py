@@ -121,18 +121,22 @@ def test_cli_refuses_unknown_names(bench: ModuleType, tmp_path: Path, capsys: py
     assert not (tmp_path / "real.json").exists()
 
 
-def test_results_file_keeps_the_sets_not_rerun(bench: ModuleType, tmp_path: Path, workspace: Path) -> None:
-    def done(name: str, median: float) -> dict:
+def test_results_file_keeps_the_rows_not_rerun(bench: ModuleType, tmp_path: Path, workspace: Path) -> None:
+    def done(name: str, model: str, median: float) -> dict:
         run = {"seed": 0, "dataset": name, "test_median_m": median, "test_mean_m": 2 * median, "test_p95_m": 5 * median,
                "inside_1sigma": 0.4, "inside_2sigma": 0.85, "val_median_m": median, "train_s": 1.0}
-        return {name: {"rows": [bench.Row(name, "knn", "baseline", [run]).to_json()], "seeds": [0]}}
+        kind = "network" if model == "heimdall" else "baseline"
+        return {name: {"rows": [{**bench.Row(name, model, kind, [run]).to_json(), "bench": {"command": model}}]}}
 
     target = tmp_path / "real.json"
     target.write_text("[1, 2]")  # not a file of this bench: replaced
-    bench.write_results(target, done("duke", 140.0))
-    bench.write_results(target, done("antwerp", 160.0))
-    out = bench.write_results(target, done("duke", 120.0))  # re-run of one set
+    bench.write_results(target, done("duke", "knn", 140.0))
+    bench.write_results(target, done("antwerp", "knn", 160.0))
+    bench.write_results(target, done("duke", "heimdall", 130.0))  # another model of a set: added
+    out = bench.write_results(target, done("duke", "knn", 120.0))  # re-run of one model: replaced
     assert json.loads(target.read_text()) == out and list(out["sets"]) == ["antwerp", "duke"]
+    assert [r["model"] for r in out["sets"]["duke"]["rows"]] == ["heimdall", "knn"]  # registry order
     lines = out["table"].splitlines()
     assert "| antwerp | knn | 1 | 160 | 320 | 800 | 40% | 85% | 1 |" in lines
     assert "| duke | knn | 1 | 120 | 240 | 600 | 40% | 85% | 1 |" in lines and "| duke | knn | 1 | 140 |" not in out["table"]
+    assert "| duke | heimdall | 1 | 130 |" in out["table"]
