@@ -250,8 +250,22 @@ def table(rows: Sequence[Row]) -> str:
         for p in PUBLISHED.get(name, []):
             lines.append(f"| {name} | {p['model']}: {p['setting']} | – | {_fmt(p['median_m'])} | "
                          f"{_fmt(p['mean_m'])} | – | – | – | – |")
+    versus = [line for name in sets if (line := against_knn(name, [r for r in rows if r.set == name]))]
     skipped = [f"- {r.set} / {r.model}: {r.skipped}" for r in rows if r.skipped]
-    return "\n".join(lines + ([""] + ["Skipped or refused:"] + skipped if skipped else []))
+    return "\n".join(lines + ([""] + versus if versus else [])
+                     + ([""] + ["Skipped or refused:"] + skipped if skipped else []))
+
+
+def against_knn(name: str, rows: Sequence[Row]) -> str | None:
+    """One line: the model of lowest median other than knn, against knn (median and mean ratios)."""
+    knn = next((r for r in rows if r.model == "knn" and r.runs), None)
+    others = [r for r in rows if r.model != "knn" and r.figure("test_median_m") is not None]
+    if knn is None or not others or not knn.figure("test_median_m") or not knn.figure("test_mean_m"):
+        return None
+    best = min(others, key=lambda r: r.figure("test_median_m"))
+    med, mean = best.figure("test_median_m"), best.figure("test_mean_m")
+    return (f"- {name}: best model other than knn (lowest median): {best.model}, {med:.0f} m median / {mean:.0f} m mean = "
+            f"{med / knn.figure('test_median_m'):.2f} / {mean / knn.figure('test_mean_m'):.2f} x knn's")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -266,11 +280,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--set", action="append", default=[], metavar="MODEL:KEY=VALUE",
                         help="a model option for this bench (repeatable), e.g. fpnet:rss_offset_db=0")
     parser.add_argument("--out", default=str(HERE / "results" / "real.json"))
+    parser.add_argument("--table", action="store_true", help="only print (and refresh) the table of --out")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.table:
+        print(write_results(Path(args.out), {})["table"])
+        return 0
     os.environ["RFLOCAL_WORKSPACE"] = args.workspace
     Path(args.workspace).mkdir(parents=True, exist_ok=True)
     import torch

@@ -140,3 +140,5 @@ def test_results_file_keeps_the_rows_not_rerun(bench: ModuleType, tmp_path: Path
     assert "| antwerp | knn | 1 | 160 | 320 | 800 | 40% | 85% | 1 |" in lines
     assert "| duke | knn | 1 | 120 | 240 | 600 | 40% | 85% | 1 |" in lines and "| duke | knn | 1 | 140 |" not in out["table"]
     assert "| duke | heimdall | 1 | 130 |" in out["table"]
+    assert ("- duke: best model other than knn (lowest median): heimdall, 130 m median / 260 m mean = 1.08 / 1.08 x "
+            "knn's") in lines
