@@ -46,8 +46,10 @@ from pathlib import Path
 from typing import Any
 
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # the bench shares 2 cores; before numpy/torch load
-    os.environ.setdefault(_var, "2")
+# One thread per process: on the busy shared 2 cores, two torch threads spin against each other and
+# a network ran 1-2 epochs in 3 minutes instead of 8 (run several bench processes instead).
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # before numpy/torch load
+    os.environ.setdefault(_var, "1")
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data" / "real"
 #: Side of the Duke split squares, metres.
@@ -293,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.workspace).mkdir(parents=True, exist_ok=True)
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     from rflocal_core.train import models as registered
 
     names = [s for s in args.sets.split(",") if s]
