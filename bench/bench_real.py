@@ -238,7 +238,9 @@ def table(rows: Sequence[Row]) -> str:
     """Markdown table of the measured rows (medians over seeds), the skips and the published figures."""
     lines = ["| set | model | runs | test median m | test mean m | test P95 m | inside 1σ | inside 2σ | train s |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
+    sets = dict.fromkeys(r.set for r in rows)
+    last = {r.set: r for r in rows if r.runs}
+    for r in [r for name in sets for r in rows if r.set == name]:
         if not r.runs:
             continue
         pct = [_fmt(None if r.figure(k) is None else 100 * r.figure(k), ".0f") + ("%" if r.figure(k) is not None
@@ -247,11 +249,9 @@ def table(rows: Sequence[Row]) -> str:
         lines.append(f"| {r.set} | {r.model} | {len(r.runs)} | {_fmt(r.figure('test_median_m'))} | "
                      f"{_fmt(r.figure('test_mean_m'))} | {_fmt(r.figure('test_p95_m'))} | {pct[0]} | {pct[1]} | "
                      f"{_fmt(r.figure('train_s'))} |")
-    sets = dict.fromkeys(r.set for r in rows)
-    for name in sets:
-        for p in PUBLISHED.get(name, []):
-            lines.append(f"| {name} | {p['model']}: {p['setting']} | – | {_fmt(p['median_m'])} | "
-                         f"{_fmt(p['mean_m'])} | – | – | – | – |")
+        if r is last.get(r.set):  # the published figures of a set right under its measured rows
+            lines += [f"| {r.set} | {p['model']}: {p['setting']} | – | {_fmt(p['median_m'])} | "
+                      f"{_fmt(p['mean_m'])} | – | – | – | – |" for p in PUBLISHED.get(r.set, [])]
     versus = [line for name in sets if (line := against_knn(name, [r for r in rows if r.set == name]))]
     skipped = [f"- {r.set} / {r.model}: {r.skipped}" for r in rows if r.skipped]
     return "\n".join(lines + ([""] + versus if versus else [])
