@@ -26,7 +26,7 @@ from pathlib import Path
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
 HERE = Path(__file__).resolve().parent
 
-MODELS = ("setnet", "heimdall", "knn", "weighted_centroid", "strongest_site", "log_distance")
+MODELS = ("setnet", "heimdall", "knn", "lgbm", "knn_lgbm", "weighted_centroid", "strongest_site", "log_distance")
 
 
 def main(argv: list[str] | None = None) -> int:

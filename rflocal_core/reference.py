@@ -81,6 +81,9 @@ class RunReference:
     scene_hashes : dict of str to str
         Per scene, the content digest of its files (``content_sha256``) where the dataset
         recorded it: a scene of the same name elsewhere is told apart by it (empty for older runs).
+    held_out : tuple of str
+        Scenes of the dataset without a training sample (held out as ``test_unseen``): the run
+        knows their frame and nodes but learned nothing there (empty for older runs).
     """
 
     dataset: str
@@ -97,6 +100,7 @@ class RunReference:
     area_m: list[float]
     config: dict[str, Any] = field(default_factory=dict)
     scene_hashes: dict[str, str] = field(default_factory=dict)
+    held_out: tuple[str, ...] = ()
 
     def frame(self, scene: str) -> LocalFrame:
         return LocalFrame.from_dict(self.frames[scene])
@@ -112,6 +116,7 @@ class RunReference:
         fields = {k: v for k, v in d.items() if k != "format"}
         fields["scenes"] = tuple(fields["scenes"])
         fields["features"] = tuple(fields["features"])
+        fields["held_out"] = tuple(fields.get("held_out", ()))
         return cls(**fields)
 
 
@@ -192,6 +197,7 @@ def build_reference(dataset: str, train: Inputs) -> RunReference:
         frames=frames, nodes=nodes, slots=int(train.node_mask.shape[1]), fixed_slots=bool(fixed),
         features=tuple(features), ranges=ranges, area_m=area, config={k: config[k] for k in keep if k in config},
         scene_hashes={k: str(v) for k, v in (attrs.get("scene_hashes") or {}).items() if v and k in train.scenes},
+        held_out=tuple(s for i, s in enumerate(train.scenes) if not (train.scene_idx == i).any()),
     )
 
 
@@ -568,6 +574,20 @@ def file_fit_problem(ms: MeasurementSet, ref: RunReference) -> str | None:
     return None
 
 
+def held_out_problem(ms: MeasurementSet, ref: RunReference) -> str | None:
+    """Why a file is of a scene the run's dataset held out of training (``test_unseen``); None when not."""
+    if ms.mode != ref.mode:
+        return None
+    try:
+        scene = _choose_scene(ms, ref, "the model")
+    except InferenceInputError:
+        return None
+    if scene not in ref.held_out:
+        return None
+    return (f"scene: the file is for scene {scene!r}, which dataset {ref.dataset!r} held out of training (its "
+            "test_unseen split): the model learned nothing there")
+
+
 def _workspace_scene(name: str | None) -> dict[str, Any] | None:
     """``scene.json`` of the workspace scene ``name``; None when there is none of that name."""
     if name is None:
@@ -581,15 +601,32 @@ def _workspace_scene(name: str | None) -> dict[str, Any] | None:
         return None
 
 
-def _new_scene_frame(ms: MeasurementSet, ref: RunReference, meta: dict[str, Any] | None) -> tuple[LocalFrame, str]:
+def _run_scene(ms: MeasurementSet, ref: RunReference) -> str | None:
+    """The run's scene a file that does not fit it is of, by name, or (naming none) by a node id it
+    shares with exactly one of them; None: a scene the run does not know."""
+    if ref.source == "import":
+        if ms.scene is not None and ref.declared_scene is not None:
+            return ref.scenes[0] if ms.scene == ref.declared_scene else None
+        candidates: tuple[str, ...] = ref.scenes[:1]
+    else:
+        if ms.scene is not None:
+            return ms.scene if ms.scene in ref.scenes else None
+        candidates = ref.scenes
+    ids = {node.id for node in ms.nodes}
+    hits = [s for s in candidates if ids & {row["id"] for row in ref.nodes.get(s, [])}]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _new_scene_frame(ms: MeasurementSet, ref: RunReference, known: str | None,
+                     meta: dict[str, Any] | None) -> tuple[LocalFrame, str]:
     """The frame of a file's own scene, and where it came from.
 
-    The run's frame for a scene it knows by name; the workspace scene's; a frame centred on
+    The run's frame for a scene it knows (``known``); the workspace scene's; a frame centred on
     the file's nodes when every placed node is given in lat/lon; else the file's own metres
     (not geo-referenced).
     """
-    if ms.scene is not None and ms.scene in ref.frames:
-        return ref.frame(ms.scene), f"the frame of scene {ms.scene!r} as the run knows it"
+    if known is not None:
+        return ref.frame(known), f"the frame of scene {known!r} as the run knows it"
     if meta is not None:
         return LocalFrame.from_dict(meta["frame"]), f"the frame of workspace scene {ms.scene!r}"
     placed = [n for n in ms.nodes if n.has_position]
@@ -603,12 +640,12 @@ def _new_scene_frame(ms: MeasurementSet, ref: RunReference, meta: dict[str, Any]
     return frame, "the file's own metres (x_m, y_m; not geo-referenced)"
 
 
-def _new_scene_nodes(ms: MeasurementSet, ref: RunReference, meta: dict[str, Any] | None,
+def _new_scene_nodes(ms: MeasurementSet, ref: RunReference, known: str | None, meta: dict[str, Any] | None,
                      frame: LocalFrame) -> tuple[list[dict[str, Any]], list[str]]:
     """The file's nodes in file order, placed by the file, else by the workspace scene's sites, else by
-    the run's nodes of a scene it knows by that name; and the ids left without a position."""
+    the run's nodes of the scene it knows (``known``); and the ids left without a position."""
     sites = {str(s["id"]): s for s in (meta or {}).get("sites", [])}
-    trained = {row["id"]: row for row in ref.nodes.get(ms.scene or "", [])} if ms.scene in ref.scenes else {}
+    trained = {row["id"]: row for row in ref.nodes.get(known, [])} if known is not None else {}
     table, unplaced = [], []
     for i, node in enumerate(ms.nodes):
         xy = _xy_of(node, frame, f"nodes[{i}]")
@@ -645,14 +682,16 @@ def new_scene_reference(ms: MeasurementSet, ref: RunReference) -> NewScene:
 
     Its nodes are the file's (in file order), placed where the file says, else where the
     workspace scene of the file's name has the site of that id, else where the run had it
-    (a scene the run knows by that name); its frame as :func:`_new_scene_frame` chooses. The
+    (a scene the run knows: by the file's scene name, or, naming none, by a node id they
+    share); its frame as :func:`_new_scene_frame` chooses. The
     run's features, ranges and receiver settings are kept: the model reads the file as it
     read its training data, in the coordinates of this scene.
     """
-    name = ms.scene or UNNAMED_SCENE
-    meta = _workspace_scene(ms.scene)
-    frame, frame_note = _new_scene_frame(ms, ref, meta)
-    table, unplaced = _new_scene_nodes(ms, ref, meta, frame)
+    known = _run_scene(ms, ref)
+    name = ms.scene or known or UNNAMED_SCENE
+    meta = _workspace_scene(ms.scene) if known is None else None
+    frame, frame_note = _new_scene_frame(ms, ref, known, meta)
+    table, unplaced = _new_scene_nodes(ms, ref, known, meta, frame)
     area, extent_from = _new_scene_extent(meta, table)
     notes = [(f"scene {name!r}: the model was not trained on this scene or these nodes; predicted in the scene's own "
               f"coordinates from the file's {len(table)} node(s), in {frame_note}")]
@@ -670,4 +709,4 @@ def replace_reference(ref: RunReference, scene: str, frame: LocalFrame, table: l
     ranges = {k: v for k, v in ref.ranges.items() if k != "toa_ns"}
     return replace(ref, source="import", scenes=(scene,), declared_scene=scene, frames={scene: frame.to_dict()},
                    nodes={scene: table}, slots=len(table), fixed_slots=True, ranges=ranges, area_m=area_m,
-                   scene_hashes={})
+                   scene_hashes={}, held_out=())

@@ -228,6 +228,8 @@ def test_unfit_models_are_skipped_on_real_antwerp_and_the_result_evaluates(env):
     for model in ("map_matching", "mapformer", "locheatmap"):
         assert rows[model].status == "skipped" and "radio maps" in rows[model].reason
     assert rows["knn"].status == rows["weighted_centroid"].status == "planned"
+    for model, kind in (("aoa_triangulation", "angle-of-arrival"), ("toa_multilateration", "time-of-arrival")):
+        assert rows[model].status == "skipped" and rows[model].reason.startswith(f"locates from {kind} reports")
     result = auto_train("antw-auto", config={"max_minutes": 0.2, "candidates": ("knn", "map_matching",
                                                                                  "weighted_centroid")})
     table = {c.model: c for c in result.candidates}

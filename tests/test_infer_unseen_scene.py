@@ -205,3 +205,37 @@ def test_a_geometric_run_is_scored_on_a_dataset_of_another_city(env, tmp_path):
     assert out.scene_check.status == "other" and out.summary.count == 30 and out.summary.p95_m < 1.0
     with pytest.raises(OtherSceneError, match="allow-other-scene"):
         evaluate_run(env["runs"]["knn"], "farcity-ds", split="test")
+
+
+def test_a_file_naming_no_scene_with_a_new_node_stays_in_the_run_scene(env, tmp_path):
+    """Known node ids without positions and one new node: the run's scene and frame, its node positions."""
+    doc = json.loads(json.dumps(env["doc"]))
+    doc.pop("scene", None)
+    for node in doc["nodes"]:
+        for key in ("lat", "lon", "x_m", "y_m", "alt_m"):
+            node.pop(key, None)
+        node["position"] = None
+    doc["nodes"].append({"id": "newcomer", "x_m": 60.0, "y_m": -40.0, "alt_m": 20.0})
+    first = doc["samples"][0]
+    tx, ty = first["truth"]["x_m"], first["truth"]["y_m"]
+    dist = float(np.sqrt((tx - 60.0) ** 2 + (ty + 40.0) ** 2 + (20.0 - DEVICE_Z_M) ** 2))
+    t_s = max(r.get("t_s", 0.0) for r in first["reports"])
+    first["reports"].append({"node": "newcomer", "t_s": t_s, "toa_ns": dist / C_M_PER_NS})
+    run = env["runs"]["toa_multilateration"]
+    out = predict_file(run, _file(tmp_path, doc)).runs[0]
+    assert out.new_scene and out.scene == "small" and not out.bad_samples
+    assert any("the frame of scene 'small' as the run knows it" in w for w in out.warnings), out.warnings
+    assert out.georeferenced is None  # the run's geo-referenced frame, not the file's bare metres
+    before = predict_file(run, _file(tmp_path, env["doc"], "before.json")).runs[0]
+    # the other samples report the training nodes only, placed where the run had them: the same answers
+    assert [(p.x_m, p.y_m, p.lat) for p in out.predictions[1:]] == [(p.x_m, p.y_m, p.lat) for p in before.predictions[1:]]
+
+
+def test_a_new_scene_without_any_node_position_is_refused(env, tmp_path):
+    doc = _city_doc("nowhere")
+    for node in doc["nodes"]:
+        for key in ("x_m", "y_m", "alt_m"):
+            node.pop(key)
+        node["position"] = None
+    with pytest.raises(InferenceInputError, match="none of its 4 node\\(s\\) has a position"):
+        predict_file(env["runs"]["toa_multilateration"], _file(tmp_path, doc))

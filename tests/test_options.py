@@ -26,6 +26,7 @@ from rflocal_core.models.baselines import KNNConfig, LogDistanceConfig, MapMatch
 from rflocal_core.models.locheatmap import LocHeatmapConfig
 from rflocal_core.models.mapformer import MapFormerConfig
 from rflocal_core.models.nets import HeimdallConfig, NetConfig, SetNetConfig
+from rflocal_core.models.trees import KNNLGBMConfig, LGBMConfig
 from rflocal_core.options import check_value, flag_values, option_of, option_paths, options
 from rflocal_core.scene import MaterialConfig, ProceduralConfig, SceneConfig, SiteConfig
 from rflocal_core.scene.importer import SceneImportConfig
@@ -51,6 +52,8 @@ CONFIGS: dict[type, tuple[dict[str, Any], str]] = {
     LogDistanceConfig: ({}, ""),
     KNNConfig: ({}, ""),
     MapMatchingConfig: ({}, ""),
+    LGBMConfig: ({}, ""),
+    KNNLGBMConfig: ({}, ""),
     NoiseFitConfig: ({}, ""),
 }
 
@@ -113,7 +116,7 @@ MESSAGES = [
     (MapFormerConfig, {"map_rotation_deg": 90}, "map_rotation_deg: expected a number in [0.0, 45.0] deg, got 90"),
     (LocHeatmapConfig, {"aoa_sigma_deg": 0}, "aoa_sigma_deg: expected a number in [0.1, 90.0] deg, got 0"),
     (KNNConfig, {"k": 0}, "k: expected None or an integer >= 1, got 0"),
-    (KNNConfig, {"floor_dbm": 5}, "floor_dbm: expected a number in [-300, 0] dBm, got 5"),
+    (KNNConfig, {"floor_dbm": 5}, "floor_dbm: expected None or a number in [-300, 0] dBm, got 5"),
     (MapMatchingConfig, {"sigma_db": 0}, "sigma_db: expected None or a number in (0, 50] dB, got 0"),
     (MapMatchingConfig, {"batch_size": 0}, "batch_size: expected an integer in [1, 4096], got 0"),
     (WeightedCentroidConfig, {"offset_db": 0}, "offset_db: expected a number in (0, 100] dB, got 0"),
@@ -377,8 +380,9 @@ def test_set_overrides_the_json_config_and_none_means_none() -> None:
 BAD_SETS = [
     ("knn", "k=0", "k: expected None or an integer >= 1, got 0"),
     ("knn", "k=three", "k: expected None or an integer >= 1, got 'three'"),
-    ("knn", "floor_dbm=5", "floor_dbm: expected a number in [-300, 0] dBm, got 5.0"),
-    ("knn", "kk=1", "set: knn has no option 'kk'; expected one of k, k_choices, floor_dbm"),
+    ("knn", "floor_dbm=5", "floor_dbm: expected None or a number in [-300, 0] dBm, got 5.0"),
+    ("knn", "kk=1", ("set: knn has no option 'kk'; expected one of k, k_choices, floor_dbm, floor_choices, metric, "
+                     "weighting, softmin_scale, select_by")),
     ("knn", "k", "set: expected KEY=VALUE, got 'k'"),
     ("weighted_centroid", "weighting=cubic", "weighting: expected one of db, power, got 'cubic'"),
     ("setnet", "layers=13", "layers: expected an integer in [1, 12], got 13"),
@@ -410,7 +414,7 @@ def test_set_reaches_the_saved_run_config(workspace: Path, capsys: pytest.Captur
                  "--set", "k=3", "--set", "k_choices=1,3"]) == 0
     run_id = json.loads(capsys.readouterr().out)["run_id"]
     saved = json.loads((workspace / "runs" / run_id / "config.json").read_text())["model_config"]
-    assert saved == {"k": 3, "k_choices": [1, 3], "floor_dbm": -110.0}
+    assert {key: saved[key] for key in ("k", "k_choices", "floor_dbm")} == {"k": 3, "k_choices": [1, 3], "floor_dbm": -110.0}
 
 
 def test_module_help_in_a_fresh_process() -> None:
@@ -609,7 +613,7 @@ def test_a_changed_model_option_reaches_the_saved_run_config(page_workspace: Pat
     at.button(key="tm_start").click().run()
     run_id = _wait_for_run(at)
     saved = json.loads((page_workspace / "runs" / run_id / "config.json").read_text())["model_config"]
-    assert saved == {"k": 3, "k_choices": [1, 3], "floor_dbm": -110.0}
+    assert {key: saved[key] for key in ("k", "k_choices", "floor_dbm")} == {"k": 3, "k_choices": [1, 3], "floor_dbm": -110.0}
 
     at.selectbox(key="tm_model").set_value("log_distance").run()  # a nested config's options: dotted
     at.selectbox(key="tm_opt_log_distance_centroid.weighting").set_value("power")

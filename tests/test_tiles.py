@@ -43,6 +43,12 @@ def test_two_tiny_tiles_of_different_morphology(workspace: Path) -> None:
                                        f"--scene tile3-p01 --unseen {result.unseen[0]}")
     again = build_tiles(config)  # a repeated command keeps what is there
     assert not any(t.built for t in again.tiles) and again.scenes == result.scenes and again.unseen == result.unseen
+    # the same names asked with other options: refused, not silently kept
+    with pytest.raises(InvalidInputError, match="^tile 'tile3-p00': a scene of that name is in the workspace with "
+                                                "other options \\(size_m"):
+        build_tiles(TilesConfig(**{**TINY, "size_m": (300.0, 400.0)}))
+    with pytest.raises(InvalidInputError, match="sites.mode 'ue' \\(asked 'emitter'\\)"):
+        build_tiles(TilesConfig(**TINY, sites=SiteConfig(mode="emitter")))
 
 
 def test_a_tile_draw_does_not_depend_on_the_count_and_covers_the_ranges() -> None:
@@ -140,6 +146,28 @@ def test_one_command_builds_the_tiles_and_a_dataset_with_a_whole_tile_unseen(wor
         assert {x.scenes[i] for i in np.unique(x.scene_idx)} <= set(seen), split
     # the printed one-liner is the same dataset: these scenes, that one held out
     assert out["generate_command"].replace("DATASET", "world") == generate_command(tuple(scenes), tuple(unseen), "world")
+    _predict_the_held_out_tile_from_a_file(workspace, unseen[0])
+
+
+def _predict_the_held_out_tile_from_a_file(workspace: Path, tile: str) -> None:
+    """A file of the held-out tile: a geometric run predicts it as a new scene; kNN refuses (no fingerprints)."""
+    from rflocal_core.dataset import export_dataset
+    from rflocal_core.errors import InferenceInputError
+    from rflocal_core.infer import evaluate_run, predict_file
+    from rflocal_core.measurements import dumps_measurements
+    from rflocal_core.train import train
+
+    path = workspace / "unseen.json"
+    path.write_text(dumps_measurements(export_dataset("world", split="test_unseen")))
+    toa = train("world", "toa_multilateration").run_id
+    out = predict_file(toa, path).runs[0]
+    assert out.scene == tile and out.new_scene and len(out.predictions) > 0
+    # the same samples, the same answers as scoring the split
+    errors = np.array([p.error_m for p in out.predictions])
+    assert np.median(errors) == pytest.approx(evaluate_run(toa, "world", split="test_unseen").summary.median_m, abs=0.01)
+    knn = train("world", "knn").run_id
+    with pytest.raises(InferenceInputError, match=f"scene '{tile}', which dataset 'world' held out of training"):
+        predict_file(knn, path)
 
 
 def test_pick_unseen_is_reproducible() -> None:
@@ -161,3 +189,12 @@ def test_help_shows_every_tiles_flag_with_its_default(capsys: pytest.CaptureFixt
     for flag in ("--osm", "--bundled", "--generate", "--set", "--mode", "--site-height-m"):
         assert flag in out
     assert "--site-seed" not in out and "--sites " not in out  # drawn per tile
+
+
+def test_an_osm_folder_gives_one_tile_per_file(osm_dir: Path, tmp_path: Path) -> None:
+    from rflocal_core.scene.tiles import osm_files
+
+    found = osm_files((str(osm_dir),))
+    assert [p.name for p in found] == sorted(p.name for p in osm_dir.glob("*.osm")) and len(found) == 3
+    with pytest.raises(InvalidInputError, match="holds no .osm file"):
+        osm_files((str(tmp_path),))

@@ -26,6 +26,7 @@ from rflocal_core.reference import (
     NewScene,
     RunReference,
     file_fit_problem,
+    held_out_problem,
     measurements_to_inputs,
     new_scene_reference,
 )
@@ -96,8 +97,14 @@ def file_inputs(run: LoadedRun, ms: MeasurementSet) -> FileInputs:
         the scene and why.
     """
     ref = run.reference
-    problem = file_fit_problem(ms, ref)
+    # a held-out scene of the run's own dataset: its maps are there (map models), and networks are scored
+    # on it (the unseen-scene benchmark); a geometric model reads it as a new scene, kNN has no fingerprints
+    fingerprints = not run.any_scene and not run.needs_maps and not hasattr(run.model, "net")
+    held = held_out_problem(ms, ref) if run.any_scene or fingerprints else None
+    problem = held or file_fit_problem(ms, ref)
     why = scene_refusal(run) if problem is not None else None
+    if held is not None and why is not None:
+        raise InferenceInputError(_refused(held, why))
     if problem is None or why is not None:
         try:
             x, bad, warnings, flags = measurements_to_inputs(ms, ref, run_id=run.run_id, maps=run.scene_maps())
@@ -107,6 +114,14 @@ def file_inputs(run: LoadedRun, ms: MeasurementSet) -> FileInputs:
             raise InferenceInputError(_refused(str(exc), why)) from None
         return FileInputs(x, bad, warnings, flags, ref)
     new = new_scene_reference(ms, ref)
+    placed = any(row["x_m"] is not None for row in new.reference.nodes[new.name])
+    if not placed and not any(r.node is None for s in ms.samples for r in s.reports):  # no mobile report either
+        name = run.config.get("model") or "the model"
+        msg = (f"nodes: the file is for scene {new.name!r}, which run {run.run_id!r} was not trained on, and none of "
+               f"its {len(ms.nodes)} node(s) has a position (in the file, a workspace scene of that name or the run); "
+               f"{name} places a sample from its nodes' positions: give each node lat/lon or x_m/y_m, or name the "
+               "workspace scene whose sites they are")
+        raise InferenceInputError(msg)
     x, bad, warnings, flags = measurements_to_inputs(ms, new.reference, run_id=run.run_id)
     return FileInputs(x, bad, [*new.notes, *warnings], flags, new.reference, new)
 

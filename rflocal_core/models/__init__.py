@@ -29,13 +29,19 @@ from rflocal_core.models.inputs import Inputs, Prediction, SceneMaps, errors_m, 
 # first, so each class has registered itself (models.registry) before any lookup by name.
 from rflocal_core.models.mapformer import MapFormer
 from rflocal_core.models.locheatmap import LocHeatmap  # after mapformer: the registry keeps this order
+from rflocal_core.models.fpnet import FPNet, FPNetKNN  # after locheatmap: the registry keeps this order
 from rflocal_core.models.registry import BASELINES, NETWORKS, register
+from rflocal_core.models.trees import KNNLightGBM, LightGBMFingerprint
 
 __all__ = [
     "BASELINES",
+    "FPNet",
+    "FPNetKNN",
     "AoATriangulation",
     "Inputs",
     "KNNFingerprint",
+    "KNNLightGBM",
+    "LightGBMFingerprint",
     "LocHeatmap",
     "LogDistanceMultilateration",
     "MapFormer",

@@ -65,6 +65,9 @@ class Baseline(abc.ABC):
     needs_maps: ClassVar[bool] = False
     #: Whether it places each report at its node's position (reports of nodes of unknown position are ignored).
     needs_node_positions: ClassVar[bool] = False
+    #: The report field (of :class:`~rflocal_core.models.inputs.Inputs`) it locates from, None: any; on a
+    #: dataset without such reports it only falls back (model selection, train/auto.py, skips it there).
+    needs_measurement: ClassVar[str | None] = None
     #: Whether it predicts in a scene it was not trained on from the nodes the data gives (the geometric
     #: methods); False: what it learned belongs to its training scenes (fingerprints, radio maps).
     any_scene: ClassVar[bool] = False
@@ -443,6 +446,7 @@ class AoATriangulation(Baseline):
 
     any_scene = True
     needs_node_positions = True
+    needs_measurement = "aoa_deg"
     config_cls = AoAConfig
 
     def _predict(self, x: Inputs) -> Prediction:
@@ -503,6 +507,7 @@ class ToAMultilateration(Baseline):
 
     any_scene = True
     needs_node_positions = True
+    needs_measurement = "toa_ns"
     config_cls = ToAConfig
 
     def _fit(self, train: Inputs, val: Inputs | None) -> dict[str, Any]:
@@ -535,6 +540,10 @@ class ToAMultilateration(Baseline):
 # --------------------------------------------------------------------------- 5
 
 
+#: How kNN ranks the (k, floor) candidates it tries on the validation split.
+KNN_CRITERIA = ("median", "mean", "median_mean")
+
+
 @dataclass(frozen=True)
 class KNNConfig:
     """kNN fingerprinting.
@@ -542,94 +551,170 @@ class KNNConfig:
     Parameters
     ----------
     k : int or None
-        Neighbours; None chooses k on the validation split from ``k_choices`` by median error.
+        Neighbours; None chooses k on the validation split from ``k_choices`` by ``select_by``.
     k_choices : tuple of int
-    floor_dbm : float
-        Value of a missing RSS in a fingerprint.
+    floor_dbm : float or None
+        Value of a missing RSS ("not heard": information, not missing at random) in a
+        fingerprint; None chooses it on the validation split from ``floor_choices``.
+    floor_choices : tuple of float
+    metric : str
+        ``"euclidean"`` or ``"manhattan"`` distance between fingerprints (dB).
+    weighting : str
+        ``"inverse"``: w = 1/d; ``"softmin"``: w = exp(-(d - d_nearest) / tau) with tau =
+        ``softmin_scale`` x the median nearest-fingerprint distance of the training set
+        (leave-one-out), so far neighbours fade smoothly instead of by 1/d.
+    softmin_scale : float
+    select_by : str
+        Validation criterion for k and the floor: ``"median"``, ``"mean"`` or
+        ``"median_mean"`` (their average; the median alone picks k = 1, whose mean error is poor).
     """
 
     k: int | None = option(None, lo=1, none_means="chosen on the validation split", help="neighbours")
     # checked by hand: a list of integers
     k_choices: tuple[int, ...] = option((1, 3, 5, 7, 11, 15), check=False, help="candidates for k")
-    floor_dbm: float = option(-130.0, lo=-300, hi=0, unit="dBm", help="value of a missing RSS in a fingerprint")
+    floor_dbm: float | None = option(None, lo=-300, hi=0, unit="dBm", none_means="chosen on the validation split",
+                                     help="value of a missing RSS (not heard) in a fingerprint")
+    floor_choices: tuple[float, ...] = option((-110.0, -120.0, -125.0, -130.0, -140.0), check=False, unit="dBm",
+                                              help="candidates for the not-heard floor")
+    metric: str = option("euclidean", choices=("euclidean", "manhattan"), help="fingerprint distance (dB)")
+    weighting: str = option("softmin", choices=("inverse", "softmin"),
+                            help="neighbour weights: 1/d, or exp(-(d - d_nearest)/tau)")
+    softmin_scale: float = option(0.5, lo=0, hi=100, lo_open=True,
+                                  help="softmin tau as a multiple of the median nearest-fingerprint distance")
+    select_by: str = option("median_mean", choices=KNN_CRITERIA,
+                            help="validation criterion for k and the floor: median, mean or their average")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "k_choices", tuple(self.k_choices))
+        object.__setattr__(self, "floor_choices", tuple(self.floor_choices))
         check_options(self)
         if not self.k_choices or not all(isinstance(k, int) and k >= 1 for k in self.k_choices):
             msg = f"k_choices: expected integers >= 1, got {self.k_choices!r}"
+            raise InvalidInputError(msg)
+        if not self.floor_choices or not all(isinstance(f, (int, float)) and -300 <= f <= 0
+                                             for f in self.floor_choices):
+            msg = f"floor_choices: expected numbers in [-300, 0] dBm, got {self.floor_choices!r}"
             raise InvalidInputError(msg)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def knn_criterion(err: np.ndarray, select_by: str) -> float:
+    """The validation score (m, lower is better) of errors ``err`` under ``select_by`` (see :class:`KNNConfig`)."""
+    med, mean = float(np.median(err)), float(np.mean(err))
+    return {"median": med, "mean": mean, "median_mean": 0.5 * (med + mean)}[select_by]
+
+
 @register("knn")
 class KNNFingerprint(Baseline):
-    """k nearest training fingerprints (Euclidean in dB over the fixed node slots), per scene.
+    """k nearest training fingerprints over the fixed node slots, per scene.
 
-    Missing RSS becomes ``floor_dbm``. The estimate is the inverse-distance weighted mean of
-    the k neighbours' positions; ``sigma_m`` is their weighted spread (NaN for k = 1).
+    Missing RSS becomes the floor (``floor_dbm``, or the one chosen on val). The estimate is
+    the weighted mean of the k neighbours' positions (``weighting``); ``sigma_m`` is their
+    weighted spread (NaN for k = 1). The state keeps the chosen ``k``, ``floor_dbm``,
+    ``tau_db`` and the validation table ``val_table`` (one row per candidate tried).
     Needs fixed node slots (not drone surveys).
     """
 
     config_cls = KNNConfig
     needs_fixed_slots: ClassVar[bool] = True  # model selection (train/auto.py) skips it where slots vary
 
-    def _features(self, x: Inputs) -> np.ndarray:
+    def _raw(self, x: Inputs) -> np.ndarray:
         if x.fixed_slots <= 0:
             msg = f"dataset {x.dataset!r}: kNN fingerprinting needs fixed node slots (same nodes every sample); it has none"
             raise InvalidInputError(msg)
-        f = x.rss_dbm[:, : x.fixed_slots]
-        return np.where(np.isfinite(f), f, self.config.floor_dbm)
+        return x.rss_dbm[:, : x.fixed_slots]
+
+    def _features(self, x: Inputs, floor: float | None = None) -> np.ndarray:
+        f = self._raw(x)
+        if floor is None:  # states saved before the floor was tuned keep it in the config only
+            floor = self._state.get("floor_dbm", self.config.floor_dbm)
+        return np.where(np.isfinite(f), f, float(floor))
 
     def _fit(self, train: Inputs, val: Inputs | None) -> dict[str, Any]:
-        feats = self._features(train)
+        raw = self._raw(train)
         ok = np.isfinite(train.truth_m).all(1)
+        if not ok.any():
+            msg = f"train: split {train.split!r} of {train.dataset!r} has no sample with a true position"
+            raise InvalidInputError(msg)
+        cfg = self.config
+        ks = cfg.k_choices if cfg.k is None else (cfg.k,)
+        floors = cfg.floor_choices if cfg.floor_dbm is None else (cfg.floor_dbm,)
+        tuned = len(ks) > 1 or len(floors) > 1
+        if tuned and (val is None or not np.isfinite(val.truth_m).all(1).any()):
+            msg = "val: KNNConfig.k or floor_dbm is None, so they are chosen on a validation split with true positions; pass val"
+            raise InvalidInputError(msg)
+        table = []
+        best: dict[str, Any] | None = None
+        for floor in floors:
+            state = self._fingerprint_state(train, raw, ok, float(floor), ks[0])
+            if not tuned:
+                return state
+            self._state = state
+            vok = np.isfinite(val.truth_m).all(1)
+            for k, pred in self._predict_ks(val, ks):
+                err = errors_m(pred, val)[vok]
+                score = knn_criterion(err, cfg.select_by)
+                table.append({"k": int(k), "floor_dbm": float(floor), "median_m": float(np.median(err)),
+                              "mean_m": float(np.mean(err)), "score_m": score})
+                if best is None or (score, k) < (best["score"], best["k"]):
+                    best = {"score": score, "k": int(k), "state": state}
+        assert best is not None
+        state = dict(best["state"], k=best["k"], val_table=table)
+        # the k column for the chosen floor, as before (older readers show it)
+        state["val_median_m"] = {str(r["k"]): r["median_m"] for r in table if r["floor_dbm"] == state["floor_dbm"]}
+        return state
+
+    def _fingerprint_state(self, train: Inputs, raw: np.ndarray, ok: np.ndarray, floor: float,
+                           k: int) -> dict[str, Any]:
+        """Fingerprints per scene at ``floor`` and the softmin bandwidth (median leave-one-out nearest distance)."""
+        feats = np.where(np.isfinite(raw), raw, floor)
         db: dict[str, Any] = {}
+        nearest = []
         for i, scene in enumerate(train.scenes):
             rows = ok & (train.scene_idx == i)
             if rows.any():
-                db[scene] = {"rss_dbm": feats[rows].astype(np.float32), "pos_m": train.truth_m[rows].astype(np.float64)}
-        if not db:
-            msg = f"train: split {train.split!r} of {train.dataset!r} has no sample with a true position"
-            raise InvalidInputError(msg)
-        state: dict[str, Any] = {"fingerprints": db, "k": self.config.k,
-                                 "val_median_m": {}}
-        if self.config.k is None:
-            if val is None or not np.isfinite(val.truth_m).all(1).any():
-                msg = "val: KNNConfig.k is None, so k is chosen on a validation split with true positions; pass val"
-                raise InvalidInputError(msg)
-            self._state = state
-            medians = {}
-            vok = np.isfinite(val.truth_m).all(1)
-            for k in self.config.k_choices:
-                state["k"] = k
-                err = errors_m(self._predict(val), val)[vok]
-                medians[k] = float(np.median(err))
-            state["k"] = min(medians, key=lambda k: (medians[k], k))
-            state["val_median_m"] = {str(k): v for k, v in medians.items()}
-        return state
+                ref = feats[rows].astype(np.float32)
+                db[scene] = {"rss_dbm": ref, "pos_m": train.truth_m[rows].astype(np.float64)}
+                probe = ref[:: max(1, len(ref) // 1000)].astype(np.float64)  # at most ~1000 rows: cheap
+                if len(ref) > 1:
+                    d = _fingerprint_distance(probe, ref.astype(np.float64), self.config.metric)
+                    nearest.append(np.sort(d, axis=1)[:, 1])  # column 0 is the probe itself
+        tau = float(np.median(np.concatenate(nearest))) if nearest else 1.0
+        return {"fingerprints": db, "k": int(k), "floor_dbm": floor,
+                "tau_db": max(tau * self.config.softmin_scale, 1e-3), "val_median_m": {}, "val_table": []}
+
+    def _weighting(self) -> tuple[str, float]:
+        """(weighting, tau_db); states saved before softmin weights (no ``tau_db``) keep 1/d."""
+        if "tau_db" not in self._state:
+            return "inverse", 1.0
+        return self.config.weighting, float(self._state["tau_db"])
 
     def _predict(self, x: Inputs) -> Prediction:
-        st = self._state
+        ((_, pred),) = self._predict_ks(x, (int(self._state["k"]),))
+        return pred
+
+    def _predict_ks(self, x: Inputs, ks: tuple[int, ...]) -> list[tuple[int, Prediction]]:
+        """One prediction of ``x`` per k of ``ks`` (the distances are computed once)."""
         feats = self._features(x).astype(np.float64)
-        pos = np.full((len(x), 2), np.nan)
-        sig = np.full((len(x), 2), np.nan)
+        pos = np.full((len(ks), len(x), 2), np.nan)
+        sig = np.full((len(ks), len(x), 2), np.nan)
         for i, scene in enumerate(x.scenes):
             rows = np.flatnonzero(x.scene_idx == i)
             if len(rows) == 0:
                 continue
             ref, ref_pos = self._fingerprints(scene, feats.shape[1])
-            k = min(int(st["k"]), len(ref))
             for start in range(0, len(rows), 1024):
                 r = rows[start:start + 1024]
-                nn, w = _neighbours(feats[r], ref, k)
-                p = (w[..., None] * ref_pos[nn]).sum(1)
-                pos[r] = p
-                if k > 1:
-                    sig[r] = np.sqrt((w[..., None] * (ref_pos[nn] - p[:, None]) ** 2).sum(1))
-        return Prediction(pos, sig, {"k": int(st["k"])})
+                d = _fingerprint_distance(feats[r], ref, self.config.metric)
+                for j, k in enumerate(ks):
+                    nn, w = _neighbour_weights(d, min(int(k), len(ref)), *self._weighting())
+                    p = (w[..., None] * ref_pos[nn]).sum(1)
+                    pos[j, r] = p
+                    if nn.shape[1] > 1:
+                        sig[j, r] = np.sqrt((w[..., None] * (ref_pos[nn] - p[:, None]) ** 2).sum(1))
+        return [(int(k), Prediction(pos[j], sig[j], {"k": int(k)})) for j, k in enumerate(ks)]
 
     def _fingerprints(self, scene: str, slots: int) -> tuple[np.ndarray, np.ndarray]:
         """The training fingerprints [M, slots] (dB) of ``scene`` and their positions [M, 2]."""
@@ -642,6 +727,32 @@ class KNNFingerprint(Baseline):
             msg = f"x: {slots} fingerprint slots, but the model was trained on {ref.shape[1]}"
             raise InvalidInputError(msg)
         return ref, np.asarray(db[scene]["pos_m"], dtype=np.float64)
+
+    def neighbours(self, x: Inputs, *, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The k neighbours of every sample of ``x``: positions [N, k, 2], weights [N, k] and distances [N, k] (dB).
+
+        ``exclude_self``: ``x`` is the training split itself and each sample's own fingerprint
+        (distance 0 at its own row) is left out: out-of-fold neighbours for stacking. Samples of
+        scenes with fewer than k + 1 fingerprints get NaN.
+        """
+        _check_inputs(x, "x")
+        self._require_fit()
+        feats = self._features(x).astype(np.float64)
+        k = int(self._state["k"])
+        out_pos, out_w, out_d = np.full((len(x), k, 2), np.nan), np.full((len(x), k), np.nan), np.full((len(x), k), np.nan)
+        for i, scene in enumerate(x.scenes):
+            rows = np.flatnonzero(x.scene_idx == i)
+            ref, ref_pos = self._fingerprints(scene, feats.shape[1]) if len(rows) else (None, None)
+            if ref is None or len(ref) < k + int(exclude_self):
+                continue
+            for start in range(0, len(rows), 1024):
+                r = rows[start:start + 1024]
+                d = _fingerprint_distance(feats[r], ref, self.config.metric)
+                if exclude_self:  # the sample's own row: the nearest at distance 0 (its position equal too)
+                    d[np.arange(len(r)), np.argmin(d, axis=1)] = np.inf
+                nn, w = _neighbour_weights(d, k, *self._weighting())
+                out_pos[r], out_w[r], out_d[r] = ref_pos[nn], w, np.take_along_axis(d, nn, 1)
+        return out_pos, out_w, out_d
 
     def posterior(self, x: Inputs, i: int) -> tuple[np.ndarray, Grid]:
         """The weights of sample ``i``'s k neighbours spread over a grid [ny, nx] (sums to 1), and the grid.
@@ -658,7 +769,8 @@ class KNNFingerprint(Baseline):
             raise InvalidInputError(msg)
         feats = self._features(x).astype(np.float64)
         ref, ref_pos = self._fingerprints(x.scenes[int(x.scene_idx[i])], feats.shape[1])
-        nn, w = _neighbours(feats[i:i + 1], ref, min(int(self._state["k"]), len(ref)))
+        d = _fingerprint_distance(feats[i:i + 1], ref, self.config.metric)
+        nn, w = _neighbour_weights(d, min(int(self._state["k"]), len(ref)), *self._weighting())
         lo, hi = ref_pos.min(0), ref_pos.max(0)
         spacing = math.sqrt(max(float(np.prod(hi - lo)), 1.0) / len(ref_pos))
         lo, hi = lo - 3 * spacing, hi + 3 * spacing  # room for the Gaussians of neighbours at the edge
@@ -674,13 +786,25 @@ class KNNFingerprint(Baseline):
         return heat / heat.sum(), grid
 
 
-def _neighbours(q: np.ndarray, ref: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest fingerprints of ``ref`` to each row of ``q`` (Euclidean in dB): indices and
-    inverse-distance weights, each [N, k] (weights sum to 1)."""
+def _fingerprint_distance(q: np.ndarray, ref: np.ndarray, metric: str) -> np.ndarray:
+    """Distances [N, M] (dB) between the fingerprints ``q`` [N, S] and ``ref`` [M, S]."""
+    if metric == "manhattan":
+        out = np.empty((len(q), len(ref)))
+        for s in range(0, len(q), 64):  # [64, M, S] at a time: bounded memory
+            out[s:s + 64] = np.abs(q[s:s + 64, None, :] - ref[None]).sum(-1)
+        return out
     d2 = (q**2).sum(1)[:, None] + (ref**2).sum(1)[None] - 2 * q @ ref.T
-    d = np.sqrt(np.maximum(d2, 0.0))
-    nn = np.argpartition(d, k - 1, axis=1)[:, :k] if k < len(ref) else np.tile(np.arange(len(ref)), (len(q), 1))
-    w = 1.0 / (np.take_along_axis(d, nn, 1) + 1e-6)
+    return np.sqrt(np.maximum(d2, 0.0))
+
+
+def _neighbour_weights(d: np.ndarray, k: int, weighting: str, tau: float) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest columns of the distances ``d`` [N, M] per row and their weights, each [N, k] (weights sum to 1)."""
+    nn = np.argpartition(d, k - 1, axis=1)[:, :k] if k < d.shape[1] else np.tile(np.arange(d.shape[1]), (len(d), 1))
+    dk = np.take_along_axis(d, nn, 1)
+    if weighting == "softmin":
+        w = np.exp(-(dk - dk.min(1, keepdims=True)) / tau)
+    else:
+        w = 1.0 / (dk + 1e-6)
     return nn, w / w.sum(1, keepdims=True)
 
 

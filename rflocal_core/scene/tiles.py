@@ -11,7 +11,8 @@ some of them are drawn to be held out whole as the ``test_unseen`` split::
     result.generate_command           # the same as one `data generate` command line
 
 Tile ``k`` of a seed is the same whatever the count, and a tile already in the workspace under its
-name is kept (so a repeated command resumes where an earlier one stopped).
+name is kept when it is that tile (so a repeated command resumes where an earlier one stopped);
+one of the same name built with other options is refused.
 """
 
 from __future__ import annotations
@@ -244,6 +245,22 @@ def _existing(name: str) -> dict[str, Any] | None:
     return load_scene_meta(name)
 
 
+def _kept_differences(meta: dict[str, Any], config: TilesConfig, kind: str, what: Any) -> list[str]:
+    """What differs between a scene already in the workspace and the tile asked for (empty: the same tile)."""
+    source = dict(meta.get("source") or {})
+    if kind == "procedural":
+        want = asdict(what)
+        diffs = [f"{k} {source.get(k)!r} (asked {v!r})" for k, v in want.items() if source.get(k) != v]
+    else:
+        file = Path(what).name
+        diffs = [] if source.get("file") == file else [f"source {source.get('file')!r} (asked {file!r})"]
+    have = meta.get("site_config") or {}
+    for key, value in asdict(config.sites).items():
+        if key not in ("count", "seed", "custom") and have.get(key) != value:
+            diffs.append(f"sites.{key} {have.get(key)!r} (asked {value!r})")
+    return diffs
+
+
 def _build_tile(config: TilesConfig, index: int, name: str, kind: str, what: Any, user: User) -> None:
     """Build (or import) one tile into the workspace."""
     from rflocal_core.scene.importer import SceneImportConfig, import_scene
@@ -311,6 +328,11 @@ def build_tiles(config: TilesConfig, *, progress: ProgressFn | None = None, user
         report(f"tile {i + 1}/{len(plan)}: {name}", i / len(plan))
         meta = _existing(name)
         built = meta is None
+        diffs = [] if built else _kept_differences(meta, config, kind, what)
+        if diffs:
+            msg = (f"tile {name!r}: a scene of that name is in the workspace with other options ({'; '.join(diffs[:4])}); "
+                   f"delete it (scene delete {name}) or choose another --seed or --prefix")
+            raise InvalidInputError(msg)
         if built:
             index = i if kind == "procedural" else 1000 + i - config.count  # a procedural tile's draw is its own
             try:

@@ -291,6 +291,9 @@ def _train_network(
     spec = FeatureSpec.fit(train_in)
     torch_seed(seed)
     net = build_network(model, model_config, vocab_size=len(spec.node_keys))
+    prepare = getattr(net, "prepare", None)  # networks fitted to the training split beyond the weights (fpnet)
+    if prepare is not None:
+        prepare(train_in, spec)
     run_id = run_id or new_run_id(model, dataset)
     config = {
         "run_id": run_id, "kind": "network", "model": model, "model_config": net.config.to_dict(),

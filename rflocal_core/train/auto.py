@@ -12,7 +12,10 @@ The candidates are every registered model (:data:`~rflocal_core.models.registry.
 later join by themselves) that fits the dataset. A model is skipped, with the reason in the table,
 when it reads radio maps and the dataset has none (imported measurements), when it places reports at
 their nodes' positions and no node of the train split has a known position, or when it fingerprints
-the fixed node slots (class attribute ``needs_fixed_slots``) and the dataset's slots vary. A model
+the fixed node slots (class attribute ``needs_fixed_slots``) and the dataset's slots vary, or when it
+locates from one kind of report (class attribute ``needs_measurement``: angles of arrival, times of
+arrival) and no node of known position reports it in the train split (it would only fall back to
+the weighted centroid). A model
 that refuses the dataset when trained (an :class:`~rflocal_core.errors.InvalidInputError`) is skipped
 too, with its message.
 
@@ -69,6 +72,8 @@ AUTO_TAG = "auto"
 MIN_NETWORK_SECONDS = 10.0
 #: Of a network's share, what its epoch loop gets (the rest: loading the data, the last validation).
 NETWORK_SHARE_FRACTION = 0.9
+#: The report fields of :class:`~rflocal_core.models.inputs.Inputs`, and what the table calls them.
+MEASUREMENTS = {"rss_dbm": "received power", "toa_ns": "time-of-arrival", "aoa_deg": "angle-of-arrival"}
 #: How the candidates are compared (kept in the table).
 CRITERION = "lowest validation median error, then lowest validation mean error"
 
@@ -167,15 +172,19 @@ class DatasetTraits:
     has_maps: bool
     positioned_nodes: bool
     fixed_slots: int
+    #: The report fields (``rss_dbm``, ``toa_ns``, ``aoa_deg``) that some node of known position reports.
+    measurements: frozenset[str] = frozenset(MEASUREMENTS)
 
 
 def dataset_traits(dataset: str) -> DatasetTraits:
-    """Whether ``dataset`` has radio maps, nodes of known position in its train split, and fixed slots."""
+    """Whether ``dataset`` has radio maps, nodes of known position in its train split, fixed slots, and
+    which kinds of report its nodes of known position give."""
     root = open_dataset(dataset)
     x = load_transformed(dataset, "train", None, with_maps=False)
-    reported = x.node_mask & (np.isfinite(x.rss_dbm) | np.isfinite(x.toa_ns) | np.isfinite(x.aoa_deg))
-    return DatasetTraits(has_maps="scenes" in root, positioned_nodes=bool((reported & x.known_nodes).any()),
-                         fixed_slots=int(x.fixed_slots))
+    known = x.node_mask & x.known_nodes
+    given = frozenset(f for f in MEASUREMENTS if (known & np.isfinite(getattr(x, f))).any())
+    return DatasetTraits(has_maps="scenes" in root, positioned_nodes=bool(given), fixed_slots=int(x.fixed_slots),
+                         measurements=given)
 
 
 def model_needs_fixed_slots(model: str) -> bool:
@@ -192,6 +201,10 @@ def unfit_reason(model: str, dataset: str, traits: DatasetTraits) -> str | None:
                "has a known position"
     if model_needs_fixed_slots(model) and traits.fixed_slots <= 0:
         return f"fingerprints the fixed node slots; the slots of {dataset!r} hold other nodes in each sample"
+    field = getattr(NETWORKS.get(model) or BASELINES.get(model), "needs_measurement", None)
+    if field is not None and field not in traits.measurements:
+        return f"locates from {MEASUREMENTS.get(field, field)} reports; no node of known position reports one in " \
+               f"the train split of {dataset!r} (it would only fall back to the weighted centroid)"
     return None
 
 

@@ -5,6 +5,12 @@ clipping; validation median error every epoch; the best model kept as ``model.pt
 stopping on the validation median; a wall-clock budget; CPU by default, CUDA with bfloat16
 autocast when present. After every epoch ``resume.pt`` holds the optimizer, schedule and
 random state, so a cancelled or interrupted run continues where it stopped.
+
+The cosine schedule runs over the run's *progress* (:meth:`_Loop.progress`): the fraction of the
+planned steps done or, with a time budget, of the budget spent if that is further. A run that the
+budget stops after 3 of 60 epochs has warmed up, decayed and ends at the floor rate (1% of ``lr``)
+like a 60-epoch run does, instead of stopping at its peak rate. Warm-up lasts ``warmup_epochs`` or
+:data:`WARMUP_MAX_FRACTION` of the progress, whichever ends first.
 """
 
 from __future__ import annotations
@@ -20,17 +26,22 @@ import torch
 
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.metrics import ErrorSummary, error_summary
-from rflocal_core.models.inputs import Inputs
 from rflocal_core.models.features import Batch, make_batch
+from rflocal_core.models.inputs import Inputs
 from rflocal_core.models.maps import MapSource
-from rflocal_core.models.neural import NeuralModel
 from rflocal_core.models.nets import LocNet
+from rflocal_core.models.neural import NeuralModel
 from rflocal_core.options import check_options, option
 from rflocal_core.progress import ProgressFn, Step, StepProgressFn, as_progress
 from rflocal_core.train.runs import StopReason, append_metrics, read_torch, save_checkpoint, write_torch
 from rflocal_core.validation import dataclass_from_dict
 
 RESUME_FORMAT = "rflocal-resume/1"
+#: The cosine schedule's warm-up ends by this fraction of the run's progress (of the epochs a
+#: time budget lets run), whatever ``warmup_epochs`` says.
+WARMUP_MAX_FRACTION = 0.1
+#: The cosine schedule decays to this fraction of ``lr``.
+LR_FLOOR_FRACTION = 0.01
 
 
 @dataclass(frozen=True)
@@ -46,17 +57,19 @@ class TrainConfig:
         Peak learning rate of AdamW.
     weight_decay : float
     schedule : str
-        ``"cosine"`` (warm-up, then cosine decay to 1% of ``lr``) or ``"plateau"``
-        (warm-up, then halve the rate after ``plateau_patience`` epochs without a better
-        validation median).
+        ``"cosine"`` (warm-up, then cosine decay to 1% of ``lr`` at the end of the epochs or of
+        ``max_minutes``, whichever comes first) or ``"plateau"`` (warm-up, then halve the rate
+        after ``plateau_patience`` epochs without a better validation median).
     warmup_epochs : float
-        Linear warm-up length in epochs.
+        Linear warm-up length in epochs (cosine: at most 10% of the run's epochs, or of the
+        time budget).
     grad_clip : float
         Maximum gradient norm (0 disables clipping).
     patience : int
         Stop after this many epochs without a better validation median (0: never stop early).
     max_minutes : float or None
-        Wall-clock budget; the epoch that runs out is cut short, validated and kept.
+        Wall-clock budget; the epoch that runs out is cut short, validated and kept. The cosine
+        schedule ends with it.
     device : str
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda"``.
     amp : bool
@@ -181,7 +194,9 @@ class _Loop:
     """The moving parts of one training run; :func:`fit_network` drives it epoch by epoch.
 
     ``state`` is what ``resume.pt`` keeps (epoch, step, best so far, early-stop and plateau
-    counters, time spent), plain values only.
+    counters, time spent, the schedule's progress and where its warm-up ended), plain values only.
+    ``anchor`` is the progress and time spent when this stretch of the run started (0, 0 unless
+    resumed): a resumed run spreads the rest of its schedule over the rest of its budget.
     """
 
     path: Path
@@ -201,6 +216,8 @@ class _Loop:
     state: dict[str, Any]
     t_start: float
     deadline: float | None
+    anchor: tuple[float, float] = (0.0, 0.0)
+    epoch_progress: float = 0.0
     last_report: float = 0.0
 
     @classmethod
@@ -221,32 +238,51 @@ class _Loop:
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         gen = torch.Generator().manual_seed(seed)
         state = {"epoch": 0, "step": 0, "best_median": math.inf, "best_epoch": -1, "best": None, "bad_epochs": 0,
-                 "plateau_scale": 1.0, "plateau_bad": 0, "plateau_best": math.inf, "elapsed_s": 0.0}
+                 "plateau_scale": 1.0, "plateau_bad": 0, "plateau_best": math.inf, "elapsed_s": 0.0,
+                 "progress": 0.0, "warmup_end": None, "lr": 0.0}
         if resume is not None:
             net.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in resume["net"].items()})
             opt.load_state_dict(resume["optimizer"])
             gen.set_state(torch.as_tensor(np.asarray(resume["generator"]), dtype=torch.uint8))
-            state.update(resume["state"])
+            _upgrade_state(state, resume["state"], cfg, steps_per_epoch=math.ceil(len(train_b) / cfg.batch_size))
         t_start = time.perf_counter() - state["elapsed_s"]
         deadline = None if cfg.max_minutes is None else t_start + 60 * cfg.max_minutes
         return cls(path, model, cfg, net, device, train_b, train_rows, train_src, val_b, val_in, val_src, opt, gen,
-                   report, state, t_start, deadline)
+                   report, state, t_start, deadline, anchor=(float(state["progress"]), float(state["elapsed_s"])))
 
     @property
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.train_b) / self.cfg.batch_size)
 
-    def lr_at(self, step: int) -> float:
-        """Linear warm-up, then cosine decay to 1% of ``lr`` or the plateau-halved rate."""
-        cfg = self.cfg
-        warmup_steps = int(cfg.warmup_epochs * self.steps_per_epoch)
-        total_steps = cfg.epochs * self.steps_per_epoch
-        if step < warmup_steps:
-            return cfg.lr * (step + 1) / warmup_steps
-        if cfg.schedule == "cosine":
-            t = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
-            return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
-        return cfg.lr * self.state["plateau_scale"]
+    def progress(self) -> float:
+        """How far the run is through its schedule, in [0, 1]: the fraction of the planned steps done or,
+        with a time budget, of the budget spent, whichever is further (never less than at the start).
+
+        After a resume the time fraction continues from the progress reached (``anchor``), spread over
+        the budget left, so a run resumed with another budget does not jump back up its schedule.
+        """
+        state = self.state
+        p = max(state["step"] / (self.cfg.epochs * self.steps_per_epoch), self.anchor[0])
+        if self.deadline is not None:
+            p0, e0 = self.anchor
+            budget_s = 60.0 * float(self.cfg.max_minutes or 0.0)
+            spent = time.perf_counter() - self.t_start
+            p = max(p, 1.0 if budget_s <= e0 else p0 + (1.0 - p0) * (spent - e0) / (budget_s - e0))
+        return min(p, 1.0)
+
+    def next_lr(self) -> float:
+        """The rate of the next step: linear warm-up, then cosine decay over :meth:`progress` to 1% of
+        ``lr``, or the plateau-halved rate; the end of a cosine warm-up is kept in ``state``."""
+        cfg, state = self.cfg, self.state
+        step = state["step"]
+        warmup_steps = cfg.warmup_epochs * self.steps_per_epoch
+        if cfg.schedule == "plateau":  # as before: warm-up in steps, then the plateau-halved rate
+            if step < int(warmup_steps):
+                return cfg.lr * (step + 1) / int(warmup_steps)
+            return cfg.lr * state["plateau_scale"]
+        rate, state["warmup_end"] = cosine_rate(cfg.lr, step=step, warmup_steps=warmup_steps, progress=self.progress(),
+                                                warmup_end=state["warmup_end"])
+        return rate
 
     def epochs_done(self, done: float) -> Step:
         """Progress in epochs; training is the last stage, so its time left is the job's."""
@@ -257,6 +293,7 @@ class _Loop:
         """One pass over the shuffled train split: summed losses, samples seen, whether time ran out."""
         cfg, net = self.cfg, self.net
         net.train()
+        self.epoch_progress = self.progress()  # the augmentation schedule moves on at epoch starts
         order = torch.randperm(len(self.train_b), generator=self.gen)
         sums: dict[str, float] = {}
         seen = 0
@@ -272,7 +309,8 @@ class _Loop:
             if now - self.last_report > 0.25 or b == 0:  # every epoch says it started, however short
                 self.last_report = now
                 done = epoch + (b + 1) / self.steps_per_epoch
-                self.report(f"epoch {epoch + 1}/{cfg.epochs}", done / cfg.epochs, step=self.epochs_done(done))
+                self.report(f"epoch {epoch + 1}/{cfg.epochs}", max(done / cfg.epochs, self.progress()),
+                            step=self.epochs_done(done))
             if self.deadline is not None and now > self.deadline:
                 return sums, seen, True
         return sums, seen, False
@@ -282,11 +320,12 @@ class _Loop:
         cfg, net, device = self.cfg, self.net, self.device
         base = self.train_b.index(rows)
         inp = base if self.train_src is None else self.train_src.batch(base, self.train_rows[rows])
-        batch = net.augment(inp, epoch_fraction=epoch / cfg.epochs, extent_m=self.model.spec.extent_m,
+        batch = net.augment(inp, epoch_fraction=self.epoch_progress, extent_m=self.model.spec.extent_m,
                             generator=self.gen)
         batch = (batch.compact() if self.train_src is None else batch).to(device)
+        self.state["lr"] = lr = self.next_lr()
         for group in self.opt.param_groups:
-            group["lr"] = self.lr_at(self.state["step"])
+            group["lr"] = lr
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
             out = net(batch)
             loss, parts = net.loss(batch, out, stage=stage)
@@ -310,9 +349,10 @@ class _Loop:
         val_summary = val.to_json()  # plain values: the row goes to metrics.jsonl, the best to resume.pt
         state["epoch"] = epoch + 1
         state["elapsed_s"] = time.perf_counter() - self.t_start
+        state["progress"] = self.progress()
         row = {"epoch": epoch + 1, "stage": stage, "train_loss": sums["loss"] / max(seen, 1),
                **{f"train_{k}_loss": v / max(seen, 1) for k, v in sums.items() if k != "loss"},
-               "val_loss": val_loss, "val": val_summary, "lr": self.lr_at(max(state["step"] - 1, 0)),
+               "val_loss": val_loss, "val": val_summary, "lr": state["lr"], "progress": round(state["progress"], 4),
                "seconds": round(time.perf_counter() - t_epoch, 3), "elapsed_s": round(state["elapsed_s"], 3),
                "samples": seen}
         median = val.median_m
@@ -328,8 +368,9 @@ class _Loop:
         row["best"] = improved
         append_metrics(self.path, row)
         _save_resume(self.path, self.net, self.opt, self.gen, state)
-        self.report(f"epoch {epoch + 1}/{cfg.epochs} val median {median:.2f} m", (epoch + 1) / cfg.epochs,
-                    step=self.epochs_done(epoch + 1))
+        # the job's fraction: of the epochs or, with a time budget, of the schedule, whichever is further
+        self.report(f"epoch {epoch + 1}/{cfg.epochs} val median {median:.2f} m",
+                    max((epoch + 1) / cfg.epochs, state["progress"]), step=self.epochs_done(epoch + 1))
 
     def _plateau(self, median: float) -> None:
         """Halve the rate after ``plateau_patience`` epochs without a better validation median."""
@@ -341,6 +382,45 @@ class _Loop:
             if state["plateau_bad"] >= self.cfg.plateau_patience:
                 state["plateau_scale"] *= 0.5
                 state["plateau_bad"] = 0
+
+
+def cosine_rate(lr: float, *, step: int, warmup_steps: float, progress: float, warmup_end: float | None
+                ) -> tuple[float, float | None]:
+    """The cosine schedule's rate at ``step`` and ``progress`` (in [0, 1]), and where its warm-up ended.
+
+    Linear warm-up over ``warmup_steps`` steps or :data:`WARMUP_MAX_FRACTION` of the progress, whichever
+    ends first; then cosine decay over the rest of the progress, to :data:`LR_FLOOR_FRACTION` of ``lr``
+    at progress 1.
+
+    Parameters
+    ----------
+    warmup_end : float or None
+        The progress at which the warm-up ended (None: not yet); pass back what the last call returned.
+
+    Returns
+    -------
+    rate : float
+    warmup_end : float or None
+    """
+    if warmup_end is None:
+        ramp = 1.0 if warmup_steps <= 0 else max((step + 1) / warmup_steps, progress / WARMUP_MAX_FRACTION)
+        if ramp < 1.0:
+            return lr * ramp, None
+        warmup_end = progress
+    t = min(max((progress - warmup_end) / (1.0 - warmup_end), 0.0), 1.0) if warmup_end < 1.0 else 1.0
+    return lr * (LR_FLOOR_FRACTION + (1 - LR_FLOOR_FRACTION) * 0.5 * (1 + math.cos(math.pi * t))), warmup_end
+
+
+def _upgrade_state(state: dict[str, Any], saved: dict[str, Any], cfg: TrainConfig, *, steps_per_epoch: int) -> None:
+    """Fill ``state`` from a ``resume.pt`` state; one written before the schedule kept its progress
+    gets the step fraction and the warm-up end of the step-based schedule it ran."""
+    state.update(saved)
+    if "progress" in saved:
+        return
+    total = cfg.epochs * steps_per_epoch
+    state["progress"] = min(state["step"] / total, 1.0)
+    warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
+    state["warmup_end"] = min(warmup_steps / total, 1.0) if state["step"] >= warmup_steps else None
 
 
 def _validate(model: NeuralModel, val_b: Batch, val_in: Inputs, source: MapSource | None
