@@ -84,6 +84,15 @@ def staged_dir(final: Path) -> Iterator[Path]:
         raise
 
 
+def rename_dir(src: Path, final: Path) -> None:
+    """Give a finished folder its final name (one rename: never half there).
+
+    Refuses (``OSError``) where ``final`` exists and is not empty, so a concurrent writer of
+    the same name loses instead of overwriting.
+    """
+    os.rename(src, final)
+
+
 def temp_path(final: Path) -> Path:
     """A fresh temporary name beside ``final``: ``.tmp-<name>-<8 hex digits>`` (files and folders alike)."""
     return final.parent / f"{TEMP_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"

@@ -76,7 +76,8 @@ def test_auto_chooses_the_val_best_within_the_budget_and_writes_one_ordinary_run
     # the budget: networks share what the baselines left, each stopped by its share; the whole roughly on time
     nets = [c for c in trained if c.kind == "network"]
     assert nets and all(c.max_minutes is not None and c.max_minutes < budget for c in nets)
-    assert sum(c.max_minutes for c in nets) <= budget
+    # the first network gets at most an equal share; time a network leaves unused goes to the later ones
+    assert nets[0].max_minutes <= budget / len([c for c in result.candidates if c.kind == "network"])
     assert all(c.stopped.startswith(("time budget reached", "early stop", "all epochs")) for c in nets)
     # wall time on a shared machine: the shares are the contract; loading and scoring runs add a little
     assert result.seconds <= 60 * budget + 30, result.seconds

@@ -458,7 +458,8 @@ def test_models_and_nodes_of_unknown_position(tmp_path: Path, workspace: Path) -
                                                     r"position \(A, B, C\); choose knn or heimdall"):
             train("none", model)
     fitted = train("none", "knn")
-    assert not fitted.warnings and "warnings" not in fitted.to_json() and fitted.summary.median_m < 100
+    # a guess anywhere on the 1.8 km walk is about 600 m off; kNN over the unplaced cells' RSS is not
+    assert not fitted.warnings and "warnings" not in fitted.to_json() and fitted.summary.median_m < 200
 
 
 def test_spatial_block_split(tmp_path: Path, workspace: Path) -> None:

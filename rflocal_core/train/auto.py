@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -62,7 +61,7 @@ from rflocal_core.train import (
 )
 from rflocal_core.train.runs import AUTO_CANDIDATE_TAG, new_run_id, run_dir, runs_dir
 from rflocal_core.validation import dataclass_from_dict
-from rflocal_core.workspace import atomic_write_text, validate_name
+from rflocal_core.workspace import atomic_write_text, rename_dir, validate_name
 
 #: The model name that asks for a selection (``train --model auto``).
 AUTO_MODEL = "auto"
@@ -420,7 +419,7 @@ def _make_result_run(cand_id: str, run_id: str, rows: list[Candidate], cfg: Auto
         "candidates": [r.to_json() for r in rows],
     }
     atomic_write_text(path / "config.json", json.dumps(config, indent=2))
-    os.replace(path, runs_dir() / validate_name(run_id, field="run"))  # the finished run appears under its id
+    rename_dir(path, runs_dir() / validate_name(run_id, field="run"))  # the finished run appears under its id
 
 
 def auto_table(run_id: str) -> dict[str, Any] | None:
