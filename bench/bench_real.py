@@ -156,29 +156,16 @@ def ensure_dataset(real: RealSet, data_root: Path, seed: int) -> dict[str, Any]:
             "split": (attrs.get("input") or {}).get("split")}
 
 
-#: Measurements a geometric baseline solves from: without them it only returns its weighted-centroid
-#: fallback, which the table would show as if it were the method's figure.
-NEEDS_MEASUREMENT = {"aoa_triangulation": ("aoa_deg", "bearings (AoA)"),
-                     "toa_multilateration": ("toa_ns", "times of arrival (ToA)")}
-
-
 def skip_reason(model: str, dataset: str) -> str | None:
-    """Why ``model`` cannot run on ``dataset`` before trying it (None: try it)."""
-    import numpy as np
+    """Why ``model`` cannot run on ``dataset`` before trying it (None: try it): the rules of ``--model auto``."""
+    from rflocal_core.train.auto import dataset_traits, unfit_reason
 
-    from rflocal_core.dataset import open_dataset
-    from rflocal_core.train import model_needs_maps, model_needs_node_positions
+    if dataset not in _TRAITS:  # one read of the train split per dataset, not one per model
+        _TRAITS[dataset] = dataset_traits(dataset)
+    return unfit_reason(model, dataset, _TRAITS[dataset])
 
-    group = open_dataset(dataset)
-    if model_needs_maps(model) and "scenes" not in group:
-        return "needs radio maps; a measurement set has none"
-    if model_needs_node_positions(model) and not np.asarray(group["samples/node_pos_known"][...]).any():
-        return "needs node positions; every node of this set has an unknown position"
-    if model in NEEDS_MEASUREMENT:
-        key, words = NEEDS_MEASUREMENT[model]
-        if not np.isfinite(np.asarray(group[f"samples/{key}"][...])).any():
-            return f"solves from {words}; the set has none (it would only return its weighted-centroid fallback)"
-    return None
+
+_TRAITS: dict[str, Any] = {}
 
 
 def run_model(dataset: str, model: str, *, seed: int, epochs: int, max_minutes: float,

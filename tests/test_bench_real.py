@@ -84,13 +84,14 @@ def test_duke_slice_split_by_area_and_fingerprint_models_only(bench: ModuleType,
     assert knn.runs[1]["test_median_m"] != run["test_median_m"]  # another area split
     assert 0.0 <= run["inside_1sigma"] <= run["inside_2sigma"] <= 1.0
     for model in ("setnet", "strongest_site"):
-        assert by[model].skipped == "needs node positions; every node of this set has an unknown position"
+        assert by[model].skipped.startswith("places reports at their nodes' positions; no node reporting in the "
+                                            "train split of 'duke-b200-s0' has a known position")
         assert not by[model].runs
-    assert by["map_matching"].skipped == "needs radio maps; a measurement set has none"
+    assert by["map_matching"].skipped.startswith("reads radio maps and scene rasters; 'duke-b200-s0' has none")
 
     text = bench.table(rows)
     assert f"| duke | knn | 2 | {knn.figure('test_median_m'):.0f} | {knn.figure('test_mean_m'):.0f} |" in text
-    assert "- duke / map_matching: needs radio maps" in text and "| duke | setnet |" not in text
+    assert "- duke / map_matching: reads radio maps" in text and "| duke | setnet |" not in text
     median = (knn.runs[0]["test_median_m"] + knn.runs[1]["test_median_m"]) / 2
     assert json.loads(json.dumps(knn.to_json()))["median_over_seeds"]["test_median_m"] == pytest.approx(median)
 
@@ -102,7 +103,8 @@ def test_antwerp_slice_network_over_seeds_and_published_rows(bench: ModuleType, 
     assert info["dataset"] == "antwerp" and info["splits"]["test"] == 300 and info["splits"]["train"] + info["splits"]["val"] == 300
     rows = bench.bench_set(real, ["heimdall", "toa_multilateration"], seeds=[0, 1, 2], epochs=1, max_minutes=0.5)
     net, toa = rows
-    assert toa.skipped.startswith("solves from times of arrival (ToA); the set has none") and not toa.runs
+    assert toa.skipped.startswith("locates from time-of-arrival reports; no node of known position reports one") \
+        and not toa.runs
     assert net.skipped is None and [r["seed"] for r in net.runs] == [0, 1, 2]  # one dataset, three seeds
     assert {r["dataset"] for r in net.runs} == {"antwerp"}
     assert len({r["test_median_m"] for r in net.runs}) > 1  # the seeds differ
