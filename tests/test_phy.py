@@ -1,0 +1,167 @@
+"""Physics of the PHY/MAC reports (rflocal_core.phy): RSRQ, SINR, CQI, rank, beams, Doppler."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rflocal_core import phy
+from rflocal_core.errors import InvalidInputError
+
+NUM = phy.Numerology(scs_khz=30, n_rb=51)
+NO_NOISE = -np.inf
+
+
+def one_cell_rsrq(load: float) -> float:
+    rsrp = np.array([-80.0])
+    rssi = phy.rssi_dbm(rsrp, np.array([load]), noise_per_re_dbm=NO_NOISE, n_rb=NUM.n_rb)
+    return float(phy.rsrq_db(rsrp, rssi, n_rb=NUM.n_rb)[0])
+
+
+def test_rsrq_is_n_rsrp_over_rssi_by_construction():
+    rng = np.random.default_rng(0)
+    rsrp = rng.uniform(-120, -70, size=(50, 5))
+    load = rng.uniform(0, 1, size=(50, 5))
+    noise = NUM.noise_per_re_dbm(7.0)
+    rssi = phy.rssi_dbm(rsrp, load, noise_per_re_dbm=noise, n_rb=NUM.n_rb)
+    rsrq = phy.rsrq_db(rsrp, rssi[:, None], n_rb=NUM.n_rb)
+    # RSSI from its definition: N resource blocks, RS REs always on, data REs with the load, plus noise.
+    lin = 10 ** (rsrp / 10)
+    rssi_mw = NUM.n_rb * ((lin * (2 + 10 * load)).sum(-1) + 12 * 10 ** (noise / 10))
+    np.testing.assert_allclose(10 ** (rsrq / 10), NUM.n_rb * lin / rssi_mw[:, None], rtol=1e-9)
+
+
+def test_one_cell_no_noise_rsrq_rs_only_and_full_load():
+    assert one_cell_rsrq(0.0) == pytest.approx(-3.01, abs=0.01)  # 2 RS REs of 12 in an RS symbol
+    assert one_cell_rsrq(1.0) == pytest.approx(-10.79, abs=0.01)  # all 12 REs: 10·log10(1/12)
+    loads = np.linspace(0, 1, 11)
+    assert np.all(np.diff([one_cell_rsrq(x) for x in loads]) < 0)
+
+
+def test_rsrq_falls_towards_floor_as_neighbours_load_rises():
+    rsrp = np.full(7, -80.0)  # serving and six neighbours heard as strongly
+    values = []
+    for neighbour_load in np.linspace(0, 1, 6):
+        load = np.array([1.0] + [neighbour_load] * 6)
+        rssi = phy.rssi_dbm(rsrp, load, noise_per_re_dbm=NO_NOISE, n_rb=NUM.n_rb)
+        values.append(float(phy.rsrq_db(rsrp, rssi, n_rb=NUM.n_rb)[0]))
+    assert values[0] == pytest.approx(10 * np.log10(1 / (12 + 6 * 2)), abs=1e-6)
+    assert np.all(np.diff(values) < 0)
+    assert values[-1] == pytest.approx(-19.24, abs=0.01)  # 1/84
+    # more neighbours: the report stops at the floor of its range
+    assert phy.quantize(values[-1] - 3.0, phy.RATIO_STEP_DB, phy.RSRQ_RANGE_DB) == -19.5
+
+
+def test_sinr_falls_as_a_neighbours_load_rises():
+    rsrp = np.array([-80.0, -86.0])
+    sinr = [float(phy.sinr_db(rsrp, np.array([0.5, x]), noise_per_re_dbm=NUM.noise_per_re_dbm(7.0))[0])
+            for x in np.linspace(0, 1, 6)]
+    assert np.all(np.diff(sinr) < 0)
+    # full load, no noise: the power ratio
+    full = phy.sinr_db(rsrp, np.array([1.0, 1.0]), noise_per_re_dbm=NO_NOISE)
+    assert full[0] == pytest.approx(6.0)
+
+
+def test_cqi_monotone_in_sinr_and_table_ends():
+    sinr = np.linspace(-20, 40, 601)
+    cqi = phy.cqi_from_sinr(sinr)
+    assert np.all(np.diff(cqi.astype(int)) >= 0)
+    assert cqi[0] == 0 and cqi[-1] == 15
+    assert set(np.unique(cqi)) == set(range(16))
+    assert phy.cqi_from_sinr(np.array([np.nan]))[0] == -1
+    # each threshold is where its CQI starts
+    assert list(phy.cqi_from_sinr(np.array(phy.CQI_SINR_DB))) == list(range(1, 16))
+
+
+def single_path(bearing_deg: float, elevation_deg: float = -5.0):
+    """Arrays of one LoS link [1, 1, 1] leaving the site at a compass bearing."""
+    az = np.radians(bearing_deg)
+    el = np.radians(elevation_deg)
+    u_t = np.array([np.sin(az) * np.cos(el), np.cos(az) * np.cos(el), np.sin(el)])
+    shape = (1, 1, 1)
+    return (np.full(shape, 1e-5 + 0j), np.full(shape, 1e-6), np.ones(shape, bool),
+            u_t.reshape(1, 1, 1, 3), -u_t.reshape(1, 1, 1, 3))
+
+
+@pytest.mark.parametrize("sectors", [[30.0], list(phy.OMNI_SECTORS_DEG)])
+def test_los_best_beam_points_within_half_a_beam_width(sectors):
+    setup = phy.ArraySetup(beams=8)
+    centre = sectors[0]
+    for bearing in np.linspace(centre - 55, centre + 55, 23):
+        ch = phy.link_channel(*single_path(bearing), sectors=[sectors], setup=setup, bandwidth_hz=20e6)
+        best = int(np.argmax(ch.beam_gain[0, 0]))
+        sector, beam = divmod(best, setup.beams)
+        pointed = phy.beam_bearing_deg(beam, beams=setup.beams, sector_azimuth_deg=sectors[sector])
+        off = np.radians((bearing - sectors[sector] + 180) % 360 - 180)
+        # half the beam width in sin(ψ) is 1/B; the elevation shrinks the projection by cos(el)
+        s_true = np.sin(off) * np.cos(np.radians(5.0))
+        s_beam = np.sin(np.radians((pointed - sectors[sector] + 180) % 360 - 180))
+        assert abs(s_true - s_beam) <= 1 / setup.beams + 1e-9, (bearing, pointed)
+        if len(sectors) == 1:
+            assert abs((pointed - bearing + 180) % 360 - 180) < 15.0
+        # the best beam gains up to B (9 dB for 8 elements) over one element
+        assert 1.0 < ch.beam_gain[0, 0, best] <= setup.beams + 1e-9
+
+
+def test_no_beam_gain_behind_a_sector_panel():
+    ch = phy.link_channel(*single_path(210.0), sectors=[[30.0]], setup=phy.ArraySetup(), bandwidth_hz=20e6)
+    assert np.all(ch.beam_gain[0, 0] == 0.0)
+
+
+def test_rank_one_path_is_one_two_separated_paths_at_high_sinr_is_two():
+    setup = phy.ArraySetup(beams=8, gnb_antennas=4, ue_antennas=2)
+    a, tau, valid, u_t, u_r = single_path(10.0)
+    one = phy.link_channel(a, tau, valid, u_t, u_r, sectors=[[0.0]], setup=setup, bandwidth_hz=20e6)
+    assert one.eig[0, 0, 0] == pytest.approx(8.0)  # 2 x 4 array gain
+    assert one.eig[0, 0, 1] == pytest.approx(0.0, abs=1e-9)
+    assert phy.rank_indicator(one.eig, np.array([[30.0]]), gnb_antennas=4)[0, 0] == 1
+    second = single_path(-40.0)
+    u_r2 = -phy.direction(np.radians(90.0), np.radians(200.0)).reshape(1, 1, 1, 3)  # arrives from elsewhere
+    two = phy.link_channel(np.concatenate([a, second[0] * np.exp(1j)], -1),
+                           np.concatenate([tau, second[1] * 1.3], -1), np.ones((1, 1, 2), bool),
+                           np.concatenate([u_t, second[3]], 2), np.concatenate([u_r, u_r2], 2),
+                           sectors=[[0.0]], setup=setup, bandwidth_hz=20e6)
+    assert two.eig[0, 0, 1] > 0.5
+    assert phy.rank_indicator(two.eig, np.array([[30.0]]), gnb_antennas=4)[0, 0] == 2
+    assert phy.rank_indicator(two.eig, np.array([[-5.0]]), gnb_antennas=4)[0, 0] == 1
+    assert phy.rank_indicator(two.eig, np.array([[np.nan]]), gnb_antennas=4)[0, 0] == -1
+
+
+def test_doppler_towards_and_across_the_source():
+    towards = np.array([0.0, 1.0, 0.0])  # the wave arrives from the north
+    f = phy.doppler_hz(np.array([0.0, 10.0, 0.0]), towards, freq_hz=3.5e9)
+    assert f == pytest.approx(10.0 * 3.5e9 / 299_792_458.0)
+    assert phy.doppler_hz(np.array([10.0, 0.0, 0.0]), towards, freq_hz=3.5e9) == pytest.approx(0.0)
+    assert phy.doppler_hz(np.array([0.0, -10.0, 0.0]), towards, freq_hz=3.5e9) < 0
+
+
+def test_numerology_checks_name_the_option():
+    assert phy.Numerology(scs_khz=15, n_rb=106).bandwidth_hz == pytest.approx(19.08e6)
+    with pytest.raises(InvalidInputError, match="phy_scs_khz"):
+        phy.Numerology(scs_khz=25, n_rb=51)
+    with pytest.raises(InvalidInputError, match="phy_n_rb"):
+        phy.Numerology(scs_khz=30, n_rb=0)
+
+
+def test_reports_mask_missing_reports_and_mark_the_serving_cell():
+    n, t, s = 2, 3, 3
+    rx = np.array([-60.0, -70.0, -75.0])[None, None, :].repeat(n, 0).repeat(t, 1)
+    rx[1, :, 2] = np.nan  # not heard
+    present = np.isfinite(rx)
+    present[0, 2, :] = False  # no report at that step
+    setup = phy.ArraySetup()
+    chans = [phy.link_channel(*single_path(b), sectors=[[0.0]], setup=setup, bandwidth_hz=20e6)
+             for b in (-20.0, 0.0, 20.0)]
+    cat = {k: np.concatenate([getattr(c, k) for c in chans], 1)[0][None, None].repeat(n, 0).repeat(t, 1)
+           for k in ("beam_gain", "eig", "arrival_dir")}
+    out = phy.phy_reports(rx_power_dbm=rx, load=np.full((n, s), 0.5), channel=phy.LinkChannel(**cat),
+                          velocity_m_s=np.zeros((n, t, 3)), present=present, numerology=NUM, noise_figure_db=7.0,
+                          setup=setup, freq_hz=3.5e9, neighbours=1)
+    assert out.serving[0, 0].tolist() == [1, 0, 0]
+    assert out.neighbour_rank[0, 0].tolist() == [0, 1, -1]
+    assert np.isnan(out.rsrq_db[0, 2]).all() and (out.cqi[0, 2] == -1).all() and np.isnan(out.rssi_dbm[0, 2])
+    assert np.isnan(out.sinr_db[1, :, 2]).all() and (out.beam_id[1, :, 2] == -1).all()
+    assert np.all(out.rsrq_db[present] % 0.5 == 0) and np.all(out.rsrp_dbm[present] % 1 == 0)
+    assert np.all(out.beam_rsrp_dbm[present] > out.rsrp_dbm[present])  # beamforming gain
+    assert out.doppler_hz[present].tolist() == [0.0] * int(present.sum())
+    assert (out.beam_top_ids[present][:, 0] == out.beam_id[present]).all()
