@@ -23,8 +23,9 @@ Conventions (documented here once)
   are those of Kawser et al., "Downlink SNR to CQI Mapping for Different Multiple Antenna
   Techniques in LTE", IJIEE 2(5), 2012 (:data:`CQI_SINR_DB`).
 - Arrays: uniform linear arrays, half-wavelength spacing, horizontal. A gNB sector's array axis
-  is perpendicular to its boresight; its elements radiate forward only (nothing behind the
-  panel). The UE array lies along x (east).
+  is perpendicular to its boresight; its elements have the horizontal pattern of TS 38.901
+  Table 7.3-1, −min(12·(φ/65°)², 30) dB at φ off boresight (30 dB front-to-back). The UE
+  array lies along x (east), its elements isotropic.
 - SSB beams: a DFT codebook of ``beams`` beams per sector on a ``beams``-element array; beam
   ``b`` points at ``sin ψ = (2b + 1 − B)/B`` off boresight (±61° for B = 8), so the beam
   width in ``sin ψ`` is ``2/B``. A site with an azimuth has one sector; an omni site three
@@ -53,6 +54,9 @@ RSRQ_RANGE_DB = (-19.5, -3.0)
 #: Reported SINR range, dB (TS 38.133 SS-SINR) and the step of both.
 SINR_RANGE_DB = (-23.0, 40.0)
 RATIO_STEP_DB = 0.5
+#: Element pattern of a gNB panel (TS 38.901 Table 7.3-1): half-power beam width and front-to-back ratio.
+ELEMENT_HPBW_DEG = 65.0
+ELEMENT_FRONT_BACK_DB = 30.0
 #: Azimuths of the sectors of an omni site, degrees.
 OMNI_SECTORS_DEG = (0.0, 120.0, 240.0)
 
@@ -209,6 +213,14 @@ def sector_frame(azimuth_deg: float) -> tuple[np.ndarray, np.ndarray]:
     return boresight, axis
 
 
+def element_gain(u: np.ndarray, boresight: np.ndarray) -> np.ndarray:
+    """Power gain (linear, 1 on boresight) of a panel element towards directions ``u`` [..., 3], horizontal pattern."""
+    horizontal = u[..., :2]
+    cos_off = (horizontal @ boresight[:2]) / np.maximum(np.linalg.norm(horizontal, axis=-1), 1e-12)
+    off_deg = np.degrees(np.arccos(np.clip(cos_off, -1.0, 1.0)))
+    return 10.0 ** (-np.minimum(12.0 * (off_deg / ELEMENT_HPBW_DEG) ** 2, ELEMENT_FRONT_BACK_DB) / 10.0)
+
+
 def ula_response(u: np.ndarray, axis: np.ndarray, n: int) -> np.ndarray:
     """Response [..., n] of an n-element half-wavelength ULA along ``axis`` to directions ``u`` [..., 3]."""
     return np.exp(1j * np.pi * np.arange(n) * (u @ axis)[..., None])
@@ -259,11 +271,12 @@ class LinkChannel:
     Attributes
     ----------
     beam_gain : ndarray [rx, tx, sectors·beams]
-        Power gain (linear, over isotropic) of every SSB beam; NaN for sectors a site lacks or
-        links without a path; 0 for beams that get nothing (all paths behind their panel).
+        Power gain (linear, over one isotropic element) of every SSB beam, element pattern
+        included; NaN for sectors a site lacks or links without a path.
     eig : ndarray [rx, tx, min(ue, gnb antennas)]
         Eigenvalues (descending) of the wideband covariance of the MIMO channel of the best
-        sector, normalized by the link's path power (one path: λ₁ = ue·gnb antennas).
+        sector, normalized by the link's path power (one path on boresight: λ₁ = ue·gnb antennas;
+        off boresight times the element gain).
     arrival_dir : ndarray [rx, tx, 3]
         Unit vector from the device towards where the strongest path arrives from.
     """
@@ -274,13 +287,13 @@ class LinkChannel:
 
 
 def _beam_gains(power: np.ndarray, u_t: np.ndarray, sectors: list[float], beams: int) -> tuple[np.ndarray, np.ndarray]:
-    """Beam gains [rx, len(sectors)·beams] of one site's links and each path's front mask [rx, sectors, p]."""
+    """Beam gains [rx, len(sectors)·beams] of one site's links and each path's element gain [rx, sectors, p]."""
     codebook = beam_directions(beams)
     total = power.sum(-1)
     gains, fronts = [], []
     for az in sectors:
         boresight, axis = sector_frame(az)
-        front = (u_t @ boresight) > 0
+        front = element_gain(u_t, boresight)
         offset = (u_t @ axis)[..., None] - codebook  # [rx, p, B]
         n = np.arange(beams)
         factor = np.abs(np.exp(1j * np.pi * n * offset[..., None]).sum(-1)) ** 2 / beams
@@ -292,9 +305,12 @@ def _beam_gains(power: np.ndarray, u_t: np.ndarray, sectors: list[float], beams:
 
 def _mimo_eig(a: np.ndarray, tau: np.ndarray, u_t: np.ndarray, u_r: np.ndarray, front: np.ndarray,
               axis: np.ndarray, setup: ArraySetup, bandwidth_hz: float) -> np.ndarray:
-    """Eigenvalues [rx, R] of the wideband covariance of one site's MIMO channel (the sector ``axis`` per rx)."""
+    """Eigenvalues [rx, R] of the wideband covariance of one site's MIMO channel (the sector ``axis`` per rx).
+
+    ``front`` [rx, p] is each path's element power gain in that sector.
+    """
     offsets = (np.arange(setup.subcarriers) + 0.5) / setup.subcarriers * bandwidth_hz - bandwidth_hz / 2
-    coef = a[:, None, :] * np.exp(-2j * np.pi * offsets[None, :, None] * tau[:, None, :]) * front[:, None, :]
+    coef = a[:, None, :] * np.exp(-2j * np.pi * offsets[None, :, None] * tau[:, None, :]) * np.sqrt(front)[:, None, :]
     b_r = ula_response(u_r, np.array([1.0, 0.0, 0.0]), setup.ue_antennas)  # [rx, p, ue]
     phase_t = np.einsum("rpc,rc->rp", u_t, axis)
     b_t = np.exp(1j * np.pi * np.arange(setup.gnb_antennas) * phase_t[..., None])  # [rx, p, gnb]

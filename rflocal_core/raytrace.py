@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from rflocal_core import settings
 from rflocal_core.backend import ensure_backend
 from rflocal_core.constants import SPEED_OF_LIGHT_M_S
 from rflocal_core.errors import InvalidInputError
+from rflocal_core.phy import ArraySetup, LinkChannel, direction, link_channel
 from rflocal_core.scene.sites import sionna_orientation_rad
 from rflocal_core.scene.store import load_scene_meta, scene_dir
 
@@ -378,6 +379,9 @@ class PathFeatures:
         -1 if no path at all.
     delay_spread_ns : RMS delay spread, power-weighted.
     path_gain_db : sum of path powers (incoherent), in dB.
+    channel : LinkChannel or None
+        SSB beam gains, MIMO eigenvalues and arrival direction per link (:func:`rflocal_core.phy.link_channel`),
+        when :func:`compute_paths` was given a :class:`PhySpec`.
     """
 
     toa_ns: np.ndarray
@@ -385,6 +389,39 @@ class PathFeatures:
     los: np.ndarray
     delay_spread_ns: np.ndarray
     path_gain_db: np.ndarray
+    channel: LinkChannel | None = None
+
+
+@dataclass(frozen=True)
+class PhySpec:
+    """What :func:`compute_paths` needs to keep each link's channel for the PHY reports.
+
+    Attributes
+    ----------
+    sectors : list of list of float
+        Sector azimuths of every transmitter of the scene (:func:`rflocal_core.phy.site_sectors`).
+    arrays : ArraySetup
+    bandwidth_hz : float
+        Band of the wideband MIMO covariance.
+    """
+
+    sectors: list[list[float]]
+    arrays: ArraySetup
+    bandwidth_hz: float
+
+
+class _Traced(NamedTuple):
+    """One batch of paths [rx, tx, p] (``inter`` [depth, rx, tx, p])."""
+
+    power: np.ndarray
+    tau: np.ndarray
+    phi: np.ndarray
+    valid: np.ndarray
+    inter: np.ndarray
+    a: np.ndarray
+    theta_t: np.ndarray
+    theta_r: np.ndarray
+    phi_r: np.ndarray
 
 
 def compute_paths(
@@ -397,6 +434,7 @@ def compute_paths(
     seed: int = 42,
     diffraction: bool = False,
     on_batch: Any = None,
+    phy: PhySpec | None = None,
 ) -> PathFeatures:
     """Trace exact paths between every transmitter of ``scene`` and each position.
 
@@ -415,6 +453,8 @@ def compute_paths(
         Receivers per solver call (bounds memory).
     on_batch : callable, optional
         ``on_batch(done, total)`` after each batch (progress; may raise to cancel).
+    phy : PhySpec, optional
+        Also keep each link's channel (beams, MIMO, arrival direction) as ``channel``.
     """
     ensure_backend()
     from sionna.rt import PathSolver
@@ -424,28 +464,44 @@ def compute_paths(
     num_sites = len(scene.transmitters)
     out = {k: np.full((n, num_sites), np.nan) for k in ("toa_ns", "aoa_deg", "delay_spread_ns", "path_gain_db")}
     los = np.full((n, num_sites), -1, dtype=np.int8)
+    channels = []
     solver = PathSolver()
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         traced = _trace_batch(solver, scene, positions_m[start:stop], first=start, max_depth=max_depth,
                               samples_per_src=samples_per_src, seed=seed, diffraction=diffraction)
-        features, direct = _link_features(*traced)
+        features, direct = _link_features(*traced[:5])
         for key, value in features.items():
             out[key][start:stop] = value
         los[start:stop] = direct
+        if phy is not None:
+            channels.append(_link_channel(traced, phy))
         if on_batch is not None:
             on_batch(stop, n)
-    return PathFeatures(out["toa_ns"], out["aoa_deg"], los, out["delay_spread_ns"], out["path_gain_db"])
+    channel = None
+    if phy is not None and channels:
+        channel = LinkChannel(*(np.concatenate([getattr(c, k) for c in channels]) for k in
+                                ("beam_gain", "eig", "arrival_dir")))
+    return PathFeatures(out["toa_ns"], out["aoa_deg"], los, out["delay_spread_ns"], out["path_gain_db"], channel)
+
+
+def _link_channel(traced: _Traced, phy: PhySpec) -> LinkChannel:
+    """The PHY channel summary of a batch: departure and arrival unit vectors from Sionna's angles."""
+    u_t = direction(traced.theta_t, traced.phi)
+    u_r = direction(traced.theta_r, traced.phi_r)
+    return link_channel(traced.a, traced.tau, traced.valid, u_t, u_r, sectors=phy.sectors, setup=phy.arrays,
+                        bandwidth_hz=phy.bandwidth_hz)
 
 
 def _trace_batch(
     solver: Any, scene: Any, positions_m: np.ndarray, *, first: int, max_depth: int, samples_per_src: int,
     seed: int, diffraction: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> _Traced:
     """Paths from every transmitter to receivers added at ``positions_m`` (removed again afterwards).
 
-    Returns power [rx, tx, p], delay ``tau`` (s), departure azimuth ``phi_t`` (rad), ``valid`` and
-    interaction types [depth, rx, tx, p]; at least one (invalid) path per link.
+    Returns power [rx, tx, p], delay ``tau`` (s), departure azimuth ``phi_t`` (rad), ``valid``,
+    interaction types [depth, rx, tx, p], the complex coefficients and the other angles; at least
+    one (invalid) path per link.
     """
     from sionna.rt import Receiver
 
@@ -459,19 +515,18 @@ def _trace_batch(
                        max_num_paths_per_src=max(10_000, 500 * len(names)), synthetic_array=True, seed=seed,
                        diffraction=diffraction)
         a_re, a_im = paths.a
-        power = np.asarray(a_re.numpy()) ** 2 + np.asarray(a_im.numpy()) ** 2  # [rx, 1, tx, 1, p]
-        power = power[:, 0, :, 0, :]
-        tau = np.asarray(paths.tau.numpy())  # [rx, tx, p]
-        phi = np.asarray(paths.phi_t.numpy())
+        a = (np.asarray(a_re.numpy()) + 1j * np.asarray(a_im.numpy()))[:, 0, :, 0, :]  # [rx, tx, p]
+        angles = [np.asarray(getattr(paths, k).numpy()) for k in ("tau", "phi_t", "theta_t", "theta_r", "phi_r")]
         valid = np.asarray(paths.valid.numpy()).astype(bool)
         inter = np.asarray(paths.interactions.numpy())  # [depth, rx, tx, p]
     finally:
         for name in names:
             scene.remove(name)
     if valid.shape[-1] == 0:  # no path at all in this batch: one invalid placeholder path
-        power, tau, phi, valid = (np.pad(v, [(0, 0)] * (v.ndim - 1) + [(0, 1)]) for v in (power, tau, phi, valid))
+        a, valid, *angles = (np.pad(v, [(0, 0)] * (v.ndim - 1) + [(0, 1)]) for v in (a, valid, *angles))
         inter = np.pad(inter, [(0, 0)] * (inter.ndim - 1) + [(0, 1)])
-    return power, tau, phi, valid, inter
+    tau, phi, theta_t, theta_r, phi_r = angles
+    return _Traced(np.abs(a) ** 2, tau, phi, valid, inter, a, theta_t, theta_r, phi_r)
 
 
 def _link_features(

@@ -30,8 +30,10 @@ from rflocal_core.dataset import GenerationConfig, generate_dataset, open_datase
 from rflocal_core.dataset.rasters import Grid, load_footprints_m
 from rflocal_core.dataset.shadowing import gudmundson_field
 from rflocal_core.dataset.synth import TA_STEP_S, noise_floor_dbm, synthesize
+from rflocal_core.phy import ArraySetup, beam_directions, element_gain, sector_frame, site_sectors
 from rflocal_core.raytrace import (
     SPEED_OF_LIGHT_M_S,
+    PhySpec,
     compute_paths,
     compute_radio_map,
     friis_path_gain_db,
@@ -148,6 +150,34 @@ def test_free_space_paths_friis_toa_and_bearing(ws: Path) -> None:
     assert _angle_diff(feats.aoa_deg, bearing).max() < 1.0, (feats.aoa_deg, bearing)
     # A single direct path has no delay spread.
     np.testing.assert_allclose(feats.delay_spread_ns, 0.0, atol=1e-3)
+
+
+@pytest.mark.raytrace
+def test_free_space_phy_channel_rank_arrival_and_best_beam(ws: Path) -> None:
+    """One direct path per link: rank 1 at the full 2 x 4 array gain, arrival from the site, LoS best beam on the bearing."""
+    meta = load_scene_meta(OPEN)
+    sites = _site_xyz(meta)
+    targets = _targets()
+    setup = ArraySetup(beams=8, gnb_antennas=4, ue_antennas=2)
+    sectors = [site_sectors(s) for s in meta["sites"]]
+    spec = PhySpec(sectors=sectors, arrays=setup, bandwidth_hz=20e6)
+    ch = compute_paths(load_rt_scene(OPEN), targets, max_depth=0, samples_per_src=10_000, phy=spec).channel
+    np.testing.assert_allclose(ch.eig[..., 1], 0.0, atol=1e-3)
+    towards_site = sites[None, :, :] - targets[:, None, :]
+    towards_site /= np.linalg.norm(towards_site, axis=-1, keepdims=True)
+    np.testing.assert_allclose(ch.arrival_dir, towards_site, atol=1e-3)
+    bearing = _compass(-towards_site[..., 0], -towards_site[..., 1])
+    cos_el = np.hypot(towards_site[..., 0], towards_site[..., 1])
+    for i in range(len(targets)):
+        for j in range(len(sites)):
+            sector, beam = divmod(int(np.argmax(ch.beam_gain[i, j])), setup.beams)
+            off = np.radians((bearing[i, j] - sectors[j][sector] + 180.0) % 360.0 - 180.0)
+            assert abs(off) < np.radians(90.0)  # the sector that faces the target
+            # 2 x 4 array gain times the element's
+            gain = element_gain(-towards_site[i, j] * np.array([1, 1, 0]), sector_frame(sectors[j][sector])[0])
+            assert ch.eig[i, j, 0] == pytest.approx(8.0 * gain, rel=1e-3)
+            # half a beam width in sin(angle off boresight) is 1/B; the elevation shrinks the projection
+            assert abs(np.sin(off) * cos_el[i, j] - beam_directions(setup.beams)[beam]) <= 1 / setup.beams + 1e-3
 
 
 @pytest.mark.raytrace

@@ -50,6 +50,11 @@ CHEAP: dict[str, Any] = {"cell_size_m": 4.0, "map_samples_per_tx": 1_000_000, "t
 #: (measured, 200 receivers x 4 sites, identical calls: ToA within 2e-5 ns, delay spread within
 #: 0.2 ns, path power within 0.08 dB). Everything else must be bit-identical, radio maps included.
 PATH_FEATURES = ("toa_ns", "delay_spread_ns", "aoa_deg", "ta")
+#: PHY fields from the paths' channel (rflocal_core.phy): the same jitter, compared within a tolerance each.
+PHY_PATH_TOLERANCE = {"beam_gain": 0.05, "eig": 0.05, "arrival_dir": 1e-3, "beam_rsrp_dbm": 1.0,
+                      "beam_top_rsrp_dbm": 1.0, "doppler_hz": 1.0}
+#: PHY integers from the paths' channel: equal but for a rare flip (best beam, rank).
+PHY_PATH_INTEGERS = ("beam_id", "beam_top_ids", "ri")
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +92,9 @@ def assert_same_data(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None
         x, y = a[key], b[key]
         assert x.shape == y.shape and x.dtype == y.dtype, key
         leaf = key.rsplit("/", 1)[-1]
+        if leaf in PHY_PATH_TOLERANCE or leaf in PHY_PATH_INTEGERS:
+            _assert_close_phy(leaf, x, y)
+            continue
         if leaf not in PATH_FEATURES:
             np.testing.assert_array_equal(x, y, err_msg=key)
             continue
@@ -100,6 +108,18 @@ def assert_same_data(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None
             np.testing.assert_allclose(x, y, atol=0.5, rtol=0.01, err_msg=key)
         else:  # whole degrees / timing-advance steps: equal but for a rare flip of the strongest path
             assert np.mean(x != y) <= 0.01, f"{key}: {np.sum(x != y)} of {x.size} differ"
+
+
+def _assert_close_phy(leaf: str, x: np.ndarray, y: np.ndarray) -> None:
+    """PHY fields derived from PathSolver's paths: within the tolerance, or integers equal but for rare flips."""
+    if leaf in PHY_PATH_INTEGERS:
+        assert np.mean(x != y) <= 0.02, f"{leaf}: {np.sum(x != y)} of {x.size} differ"
+        return
+    # a link on the edge of having a path may flip between NaN and a value: rare
+    assert np.mean(np.isnan(x) != np.isnan(y)) <= 0.01, leaf
+    both = ~np.isnan(x) & ~np.isnan(y)
+    close = np.isclose(x[both], y[both], rtol=PHY_PATH_TOLERANCE[leaf], atol=PHY_PATH_TOLERANCE[leaf])
+    assert close.mean() >= 0.99, f"{leaf}: {np.sum(~close)} of {close.size} differ"
 
 
 # --------------------------------------------------------------------------- layout
@@ -153,6 +173,12 @@ def test_layout_shapes_and_attributes(ws: Path) -> None:
         **{k: (N, T, S) for k in ("rss_dbm", "snr_db", "toa_ns", "aoa_deg", "delay_spread_ns", "pg_true_db",
                                   "ta", "los")},
         **{f"mask_{k}": (N, T, S) for k in ("rss_dbm", "toa_ns", "ta", "aoa_deg", "snr_db")},
+        # PHY/MAC reports (ue mode with timing): per report, the device's RSSI per step, the top 4 beams
+        **{k: (N, T, S) for k in ("rsrp_dbm", "rsrq_db", "sinr_db", "cqi", "ri", "beam_id", "beam_rsrp_dbm",
+                                  "doppler_hz", "serving", "neighbour_rank", "phy_mask")},
+        **{f"mask_{k}": (N, T, S) for k in ("rsrq_db", "sinr_db", "cqi", "ri", "beam_id", "beam_rsrp_dbm",
+                                            "doppler_hz", "serving")},
+        "rssi_dbm": (N, T), "beam_top_ids": (N, T, S, 4), "beam_top_rsrp_dbm": (N, T, S, 4),
     }
     assert {k: s[k].shape for k in shapes} == shapes
     assert set(dict(s.members())) == set(shapes)
@@ -185,6 +211,35 @@ def test_report_fields_have_presence_masks(ws: Path) -> None:
         assert mask.dtype == bool and mask.shape == values.shape
         assert np.array_equal(mask, np.isfinite(values)) and mask.any(), key
     assert np.array_equal(np.asarray(s["mask_ta"][...]), np.asarray(s["ta"][...]) >= 0)
+
+
+def test_phy_reports_stored_with_masks(ws: Path) -> None:
+    """ue mode with timing: PHY/MAC fields per report, masked where there is no report."""
+    s = open_dataset("main")["samples"]
+    rss = np.asarray(s["rss_dbm"][...])
+    made = np.asarray(s["phy_mask"][...])
+    assert made.shape == rss.shape and np.array_equal(made, np.isfinite(rss))  # no dropout: every report
+    for key in ("rsrq_db", "sinr_db", "cqi", "serving"):
+        assert np.array_equal(np.asarray(s[f"mask_{key}"][...]), made), key
+    rsrq = np.asarray(s["rsrq_db"][...])[made]
+    assert rsrq.min() >= -19.5 and rsrq.max() <= -3.0 and np.all(rsrq % 0.5 == 0)
+    cqi = np.asarray(s["cqi"][...])[made]
+    sinr = np.asarray(s["sinr_db"][...])[made]
+    order = np.lexsort((cqi, sinr))  # reports of the same (rounded) SINR may straddle a CQI threshold
+    assert np.all(np.diff(cqi[order].astype(int)) >= 0)  # CQI monotone in SINR across the dataset
+    # one serving cell per report step, the strongest RSRP
+    serving = np.asarray(s["serving"][...])
+    some = made.any(-1)
+    assert np.all((serving == 1).sum(-1)[some] == 1)
+    rsrp = np.where(made, np.asarray(s["rsrp_dbm"][...]), -np.inf)
+    best = np.take_along_axis(rsrp, np.argmax(serving == 1, -1)[..., None], -1)[..., 0]
+    assert np.all(best[some] >= rsrp.max(-1)[some] - 1.0)  # ties within the 1 dB step
+    ri = np.asarray(s["ri"][...])[made]
+    assert set(np.unique(ri[ri >= 0])) <= {1, 2} and (ri == 1).any()
+    beam = np.asarray(s["beam_id"][...])[made]
+    assert beam.max() < 24 and (beam >= 0).mean() > 0.5
+    # a stationary target has no Doppler
+    assert np.all(np.asarray(s["doppler_hz"][...])[made & np.isfinite(np.asarray(s["doppler_hz"][...]))] == 0)
 
 
 def test_splits_partition_the_samples(ws: Path) -> None:

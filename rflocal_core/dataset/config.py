@@ -10,6 +10,7 @@ from typing import Any
 from rflocal_core import settings
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.options import check_options, option, seed_option
+from rflocal_core.phy import Numerology
 from rflocal_core.workspace import validate_name
 
 MOTIONS = ("stationary", "pedestrian", "vehicular")
@@ -94,6 +95,17 @@ class GenerationConfig:
     drone_altitude_m, drone_spacing_m : float
     drone_points : int
     drone_map_samples_per_tx : int
+    phy : bool
+        PHY/MAC reports in ``ue`` mode with timing (:mod:`rflocal_core.phy`): RSRP, RSSI, RSRQ,
+        SINR, CQI, rank, SSB beams, serving cell and neighbours, Doppler.
+    phy_scs_khz, phy_n_rb : int
+        OFDM numerology of the measured band (bandwidth 12 · n_rb · scs).
+    phy_load : tuple of float
+        (min, max) load of every cell, drawn per sample and cell.
+    phy_beams, phy_gnb_antennas, phy_ue_antennas : int
+        SSB beams per sector and the MIMO array sizes.
+    phy_neighbours, phy_top_beams : int
+        Neighbour-list length K and the number of beams whose L1-RSRP is stored.
     split : tuple of float
         Train / val / test fractions of the samples of the seen scenes.
     unseen_scenes : tuple of str
@@ -173,6 +185,20 @@ class GenerationConfig:
     drone_points: int = option(16, lo=1, hi=256, label="Points per sample", help="measurement points per sample")
     drone_map_samples_per_tx: int = option(2_000_000, lo=1000, hi=10**9, label="Rays per waypoint",
                                            flag="drone-map-samples", help="rays per waypoint")
+    phy: bool = option(True, label="PHY/MAC reports",
+                       help="RSRQ, SINR, CQI, rank, SSB beams, serving cell, Doppler from the paths (ue mode, "
+                            "with timing)")
+    phy_scs_khz: int = option(30, lo=15, hi=120, unit="kHz", label="Subcarrier spacing (kHz)",
+                              help="OFDM subcarrier spacing: 15, 30, 60 or 120 kHz")
+    phy_n_rb: int = option(51, lo=1, hi=275, label="Resource blocks", help="resource blocks measured (N of RSRQ)")
+    phy_load: tuple[float, float] = option((0.2, 0.8), lo=0.0, hi=1.0, label="Cell load",
+                                           help="share of data resource elements in use, drawn per sample and cell")
+    phy_beams: int = option(8, lo=1, hi=64, label="SSB beams per sector", help="DFT beams of each gNB sector")
+    phy_gnb_antennas: int = option(4, lo=1, hi=64, label="gNB MIMO antennas", help="MIMO antennas of a gNB sector")
+    phy_ue_antennas: int = option(2, lo=1, hi=8, label="UE MIMO antennas", help="MIMO antennas of the device")
+    phy_neighbours: int = option(8, lo=0, hi=64, label="Neighbour list (K)",
+                                 help="neighbours ranked by RSRP after the serving cell")
+    phy_top_beams: int = option(4, lo=1, hi=16, label="Beams reported", help="L1-RSRP of the best beams stored")
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     unseen_scenes: tuple[str, ...] = ()
 
@@ -206,6 +232,8 @@ class GenerationConfig:
                 msg = f"sequence_length: a drone survey is one pass per sample; expected (1, 1), got {self.sequence_length!r}"
                 raise InvalidInputError(msg)
             check_options(self, only=DRONE_OPTIONS)
+        if self.phy:
+            Numerology(scs_khz=self.phy_scs_khz, n_rb=self.phy_n_rb)  # 15/30/60/120 kHz only
         if len(self.split) != 3 or any(not isinstance(f, (int, float)) or f < 0 for f in self.split) or abs(sum(self.split) - 1) > 1e-6:
             msg = f"split: expected three fractions (train, val, test) >= 0 summing to 1, got {self.split!r}"
             raise InvalidInputError(msg)
@@ -248,5 +276,5 @@ class GenerationConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationConfig:
-        tuples = ("scenes", "sequence_length", "interval_s", "emitter_power_dbm", "split", "unseen_scenes")
+        tuples = ("scenes", "sequence_length", "interval_s", "emitter_power_dbm", "split", "unseen_scenes", "phy_load")
         return cls(**{k: (tuple(v) if k in tuples else v) for k, v in data.items()})

@@ -29,13 +29,18 @@ from rflocal_core.dataset.shadowing import gudmundson_field
 from rflocal_core.dataset.synth import Reports, noise_floor_dbm, synthesize
 from rflocal_core.errors import DatasetExistsError, InvalidInputError
 from rflocal_core.geo import LocalFrame
+from rflocal_core.phy import PhyReports
 from rflocal_core.progress import ProgressFn, Step, StepProgressFn, as_progress, sub_progress
 from rflocal_core.scene.store import load_scene_meta
 
 #: Receivers per PathSolver call; also the granularity of resuming.
 PATH_BATCH = 100
 
-_PURPOSE = {"shadowing": 1, "positions": 2, "motion": 3, "power": 4, "reports": 5, "splits": 6, "flight": 7}
+_PURPOSE = {"shadowing": 1, "positions": 2, "motion": 3, "power": 4, "reports": 5, "splits": 6, "flight": 7,
+            "load": 8}
+
+#: Per-link channel summaries kept with the paths for the PHY reports (ue mode).
+PHY_PATH_KEYS = ("beam_gain", "eig", "arrival_dir")
 
 
 def _rng(config: GenerationConfig, scene_index: int, purpose: str) -> np.random.Generator:
@@ -198,20 +203,25 @@ def _generate_scene(
         if drone:
             features = _drone_paths(group, scene, sites, motion.pos, motion.slots, config, report, seconds, resumed)
         else:
-            features = _paths(group, scene, motion.pos, motion.step_mask, config, report, seconds, resumed)
+            phy_spec = _phy_spec(sites, config) if _phy_on(mode, config) else None
+            features = _paths(group, scene, motion.pos, motion.step_mask, config, report, seconds, resumed,
+                              phy=phy_spec)
 
     # Reports.
     report("synthesizing reports", 0.95)
     t0 = time.perf_counter()
     reps = _synthesize_reports(maps, motion, features, config, _rng(config, index, "reports"),
                                top_k=0 if drone else config.top_k)
+    phy_reps = None
+    if features is not None and "beam_gain" in features:
+        phy_reps = _phy_reports(maps, motion, features, reps, sites, config, _rng(config, index, "load"))
     pos = motion.pos
     frame = LocalFrame.from_dict(meta["frame"])
     lat, lon = frame.to_latlon(pos[..., 0], pos[..., 1])
     _add_seconds(seconds, "reports", time.perf_counter() - t0)
     return {"scene": scene, "index": index, "mode": mode, "pos": pos, "latlon": np.stack([lat, lon], -1),
             "t_s": motion.t_s, "step_mask": motion.step_mask, "site_pos": site_pos, "node_pos": site_pos[motion.slots],
-            "tx_power": motion.emitter_power, "reports": reps}
+            "tx_power": motion.emitter_power, "reports": reps, "phy": phy_reps}
 
 
 def _read_maps(group: zarr.Group) -> _SceneMaps:
@@ -344,6 +354,64 @@ def _synthesize_reports(
     )
 
 
+def _phy_on(mode: str, config: GenerationConfig) -> bool:
+    """PHY/MAC reports are made in ue mode with timing (the paths' channel), unless switched off."""
+    return config.phy and config.timing and mode == "ue" and config.survey == "fixed"
+
+
+def _phy_spec(sites: list[dict[str, Any]], config: GenerationConfig) -> Any:
+    """What the path tracer keeps of each link for the PHY reports: sectors, arrays, band."""
+    from rflocal_core.phy import ArraySetup, Numerology, site_sectors
+    from rflocal_core.raytrace import PhySpec
+
+    arrays = ArraySetup(beams=config.phy_beams, gnb_antennas=config.phy_gnb_antennas,
+                        ue_antennas=config.phy_ue_antennas)
+    band = Numerology(scs_khz=config.phy_scs_khz, n_rb=config.phy_n_rb).bandwidth_hz
+    return PhySpec(sectors=[site_sectors(s) for s in sites], arrays=arrays, bandwidth_hz=band)
+
+
+def _velocity(pos: np.ndarray, t_s: np.ndarray, step_mask: np.ndarray) -> np.ndarray:
+    """Velocity [n, T, 3] at each report: towards the next report (the last one: from the one before)."""
+    n, steps, _ = pos.shape
+    vel = np.zeros((n, steps, 3))
+    if steps < 2:
+        return vel
+    dt = np.diff(t_s, axis=1)
+    both = step_mask[:, 1:] & step_mask[:, :-1] & (dt > 0)
+    forward = np.where(both[..., None], np.diff(pos, axis=1) / np.where(dt > 0, dt, 1.0)[..., None], 0.0)
+    vel[:, :-1] = forward
+    last = step_mask & ~np.concatenate([both, np.zeros((n, 1), bool)], 1)  # no report after this one
+    vel[:, 1:] = np.where(last[:, 1:, None], forward, vel[:, 1:])
+    return vel
+
+
+def _phy_reports(maps: _SceneMaps, motion: _Motion, features: dict[str, np.ndarray], reps: Reports,
+                 sites: list[dict[str, Any]], config: GenerationConfig, rng: np.random.Generator) -> PhyReports:
+    """RSRQ, SINR, CQI, rank, beams, serving cell, Doppler of every report (ue mode), from every cell heard."""
+    from rflocal_core.phy import ArraySetup, LinkChannel, Numerology, phy_reports
+
+    pos = motion.pos
+    iy, ix = maps.grid.cell_of(pos[..., 0], pos[..., 1])
+    pg = np.moveaxis(maps.path_gain_db[:, iy, ix], 0, -1).astype(np.float64)  # [n, T, S]
+    shadow = np.moveaxis(maps.grid.bilinear(maps.shadowing_db, pos[..., 0], pos[..., 1]), 0, -1)
+    rx = np.where(np.isfinite(pg), motion.link_power + pg + shadow, np.nan)
+    load = rng.uniform(*config.phy_load, size=(len(pos), len(sites)))
+    present = np.isfinite(reps.rss_dbm) | np.isfinite(reps.toa_ns) | np.isfinite(reps.aoa_deg)
+    out = phy_reports(
+        rx_power_dbm=rx, load=load, channel=LinkChannel(*(features[k] for k in PHY_PATH_KEYS)),
+        velocity_m_s=_velocity(pos, motion.t_s, motion.step_mask), present=present,
+        numerology=Numerology(scs_khz=config.phy_scs_khz, n_rb=config.phy_n_rb),
+        noise_figure_db=config.noise_figure_db,
+        setup=ArraySetup(beams=config.phy_beams, gnb_antennas=config.phy_gnb_antennas,
+                         ue_antennas=config.phy_ue_antennas),
+        freq_hz=float(sites[0]["freq_hz"]), neighbours=config.phy_neighbours, top_beams=config.phy_top_beams)
+    if config.dropout > 0:  # each feature of a report missing at random, as the others
+        for key in ("rsrq_db", "sinr_db", "beam_rsrp_dbm", "doppler_hz"):
+            value = getattr(out, key)
+            setattr(out, key, np.where(rng.random(value.shape) >= config.dropout, value, np.nan).astype(value.dtype))
+    return out
+
+
 def _waypoint_grid_shape(waypoints: list[dict[str, Any]]) -> list[int]:
     return [max(w["grid"][0] for w in waypoints) + 1, max(w["grid"][1] for w in waypoints) + 1]
 
@@ -449,24 +517,17 @@ def _drone_paths(
 
 def _paths(
     group: zarr.Group, scene: str, pos: np.ndarray, step_mask: np.ndarray, config: GenerationConfig,
-    report: StepProgressFn, seconds: dict[str, float], resumed: list[str],
+    report: StepProgressFn, seconds: dict[str, float], resumed: list[str], *, phy: Any = None,
 ) -> dict[str, np.ndarray]:
+    """Exact-path features [n, T, S] at every report position, and with ``phy`` each link's channel [n, T, S, ...]."""
     from rflocal_core.raytrace import compute_paths, load_rt_scene
 
     n, steps, _ = pos.shape
     flat = pos[step_mask]  # only positions where a report is made
     m = len(flat)
     num_batches = (m + PATH_BATCH - 1) // PATH_BATCH
-    names = ("toa_ns", "aoa_deg", "delay_spread_ns", "los")
-    paths = group.require_group("paths")
-    if "done" not in paths or paths["done"].shape != (num_batches,):
-        num_sites = len(group.attrs["site_ids"])
-        for key in names:
-            dtype = np.int8 if key == "los" else np.float32
-            paths.create_array(key, shape=(m, num_sites), chunks=(PATH_BATCH, num_sites), dtype=dtype,
-                               fill_value=-1 if key == "los" else np.nan, overwrite=True)
-        paths.create_array("done", shape=(num_batches,), chunks=(max(num_batches, 1),), dtype=bool,
-                           fill_value=False, overwrite=True)
+    names = ("toa_ns", "aoa_deg", "delay_spread_ns", "los") + (PHY_PATH_KEYS if phy is not None else ())
+    paths = _path_arrays(group, m, num_batches, names, phy)
     done = np.asarray(paths["done"][...])
     if done.any():
         resumed.append(f"{scene}: {int(done.sum())}/{num_batches} path batches")
@@ -482,18 +543,68 @@ def _paths(
                step=Step("exact paths", int(done.sum()), num_batches))
         feats = compute_paths(rt_scene, flat[sl], max_depth=config.paths_max_depth,
                               samples_per_src=config.paths_samples_per_src, batch_size=PATH_BATCH, seed=config.seed,
-                              diffraction=config.paths_diffraction)
+                              diffraction=config.paths_diffraction, phy=phy)
         for key in names:
-            paths[key][sl] = getattr(feats, key)
+            paths[key][sl] = getattr(feats.channel, key) if key in PHY_PATH_KEYS else getattr(feats, key)
         done[b] = True
         paths["done"][b] = True  # written last: a batch counts only once all its arrays are stored
     _add_seconds(seconds, "paths", time.perf_counter() - t0)
     out = {}
     for key in names:
         values = np.asarray(paths[key][...])
-        full = np.full((n, steps, values.shape[1]), -1 if key == "los" else np.nan, dtype=values.dtype)
+        full = np.full((n, steps, *values.shape[1:]), -1 if key == "los" else np.nan, dtype=values.dtype)
         full[step_mask] = values
         out[key] = full
+    return out
+
+
+def _path_arrays(group: zarr.Group, m: int, num_batches: int, names: tuple[str, ...], phy: Any) -> zarr.Group:
+    """The ``paths`` group of a scene: one row per report position, made anew unless a resumable one is there."""
+    paths = group.require_group("paths")
+    if "done" in paths and paths["done"].shape == (num_batches,) and all(k in paths for k in names):
+        return paths
+    num_sites = len(group.attrs["site_ids"])
+    extra = {}
+    if phy is not None:
+        rank = min(phy.arrays.ue_antennas, phy.arrays.gnb_antennas)
+        extra = {"beam_gain": (max(len(s) for s in phy.sectors) * phy.arrays.beams,), "eig": (rank,),
+                 "arrival_dir": (3,)}
+    for key in names:
+        dtype = np.int8 if key == "los" else np.float32
+        shape = (m, num_sites, *extra.get(key, ()))
+        paths.create_array(key, shape=shape, chunks=(PATH_BATCH, *shape[1:]), dtype=dtype,
+                           fill_value=-1 if key == "los" else np.nan, overwrite=True)
+    paths.create_array("done", shape=(num_batches,), chunks=(max(num_batches, 1),), dtype=bool,
+                       fill_value=False, overwrite=True)
+    return paths
+
+
+def _phy_samples(per_scene: list[dict[str, Any]], s_max: int) -> dict[str, np.ndarray]:
+    """The PHY report arrays of all scenes, padded to ``s_max`` slots (empty if no scene has them).
+
+    A scene without PHY reports (emitter mode, no timing) is all missing (NaN, -1); ``phy_mask``
+    [n, T, S] says where a PHY report was made.
+    """
+    made = [p["phy"] for p in per_scene if p["phy"] is not None]
+    if not made:
+        return {}
+    out: dict[str, np.ndarray] = {}
+    for key, template in vars(made[0]).items():
+        fill = -1 if template.dtype.kind in "iu" else np.nan
+        parts = []
+        for p in per_scene:
+            n, steps = p["pos"].shape[:2]
+            if p["phy"] is None:
+                shape = (n, steps) if template.ndim == 2 else (n, steps, s_max, *template.shape[3:])
+                parts.append(np.full(shape, fill, dtype=template.dtype))
+                continue
+            value = getattr(p["phy"], key)
+            if value.ndim > 2:  # slots are axis 2
+                widths = [(0, 0), (0, 0), (0, s_max - value.shape[2])] + [(0, 0)] * (value.ndim - 3)
+                value = np.pad(value, widths, constant_values=fill)
+            parts.append(value)
+        out[key] = np.concatenate(parts)
+    out["phy_mask"] = out["serving"] >= 0
     return out
 
 
@@ -529,6 +640,7 @@ def _write_samples(root: zarr.Group, per_scene: list[dict[str, Any]], config: Ge
         "node_mask": node_mask,
         "tx_power_dbm": np.concatenate([p["tx_power"] for p in per_scene]).astype(np.float32),
         **cat,
+        **_phy_samples(per_scene, s_max),
     }
     store.write_samples(samples, arrays)
 

@@ -141,13 +141,15 @@ def write_array(group: zarr.Group, name: str, data: np.ndarray, *, chunk_rows: i
 
 #: Report fields that get an explicit presence mask ``mask_<field>`` in ``samples/``.
 MASKED_FIELDS = ("rss_dbm", "toa_ns", "ta", "aoa_deg", "snr_db")
+#: PHY/MAC report fields (ue mode, :mod:`rflocal_core.phy`), masked the same way when present.
+PHY_MASKED_FIELDS = ("rsrq_db", "sinr_db", "cqi", "ri", "beam_id", "beam_rsrp_dbm", "doppler_hz", "serving")
 
 
 def write_samples(group: zarr.Group, arrays: dict[str, np.ndarray]) -> None:
     """Write the ``samples/`` arrays, plus a presence mask for each report field."""
     for key, value in arrays.items():
         write_array(group, key, value, chunk_rows=SAMPLE_CHUNK)
-    for key in MASKED_FIELDS:
+    for key in (*MASKED_FIELDS, *PHY_MASKED_FIELDS):
         if key in arrays:
             values = np.asarray(arrays[key])
             present = values >= 0 if values.dtype.kind in "iu" else np.isfinite(values)
