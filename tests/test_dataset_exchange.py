@@ -28,6 +28,7 @@ from rflocal_core.dataset.store import position_extent_m
 from rflocal_core.errors import InvalidInputError, SceneNotFoundError
 from rflocal_core.geo import LocalFrame
 from rflocal_core.measurements import (
+    PHY_FIELDS,
     MeasurementFormatError,
     MeasurementSet,
     Node,
@@ -159,6 +160,10 @@ def test_export_generated_nodes_reports_truth(gen: Path) -> None:
         assert (smp.truth.lat, smp.truth.lon) == (float(lat), float(lon))
         assert smp.truth.alt_m == 1.5
     assert with_toa > 0  # timing was generated
+    # PHY/MAC fields: one serving cell per sample, CQI and RSRQ with every report
+    for smp in ms.samples:
+        assert sum(r.serving == 1 for r in smp.reports) == 1
+        assert all(r.cqi is not None and r.rsrq_db is not None and r.serving is not None for r in smp.reports)
     # limit keeps the first samples; the default split is test
     limited = export_dataset(DATASET, split="train", scene="xb", limit=3)
     assert [x.id for x in limited.samples] == [x.id for x in ms.samples[:3]]
@@ -197,8 +202,9 @@ def test_round_trip_generated(gen: Path, tmp_path: Path) -> None:
     assert new.attrs["source"] == IMPORT_SOURCE and new.attrs["mode"] == "ue"
     assert "scenes" not in new
     assert new["samples"].attrs["sample_ids"] == [smp.id for smp in ms.samples]
+    # the PHY/MAC fields (ue mode with timing) travel too, masked where absent
     for key in ("rss_dbm", "toa_ns", "aoa_deg", "snr_db", "ta", "pos_m", "latlon", "t_s", "step_mask",
-                "node_pos_m", "node_mask"):
+                "node_pos_m", "node_mask", *PHY_FIELDS, "mask_rsrq_db", "mask_serving", "phy_mask"):
         a = np.asarray(orig["samples"][key][...])[rows]
         b = np.asarray(new["samples"][key][...]).astype(a.dtype)
         assert a.shape == b.shape, key

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -173,3 +175,28 @@ def test_reports_mask_missing_reports_and_mark_the_serving_cell():
     assert np.all(out.beam_rsrp_dbm[present] > out.rsrp_dbm[present])  # beamforming gain
     assert out.doppler_hz[present].tolist() == [0.0] * int(present.sum())
     assert (out.beam_top_ids[present][:, 0] == out.beam_id[present]).all()
+
+
+def phy_document(**report) -> dict:
+    return {"format": "rflocal-measurements/1", "mode": "ue",
+            "nodes": [{"id": "c1", "x_m": 0.0, "y_m": 0.0}, {"id": "c2", "x_m": 100.0, "y_m": 0.0}],
+            "samples": [{"id": "s1", "truth": {"x_m": 10.0, "y_m": 5.0},
+                         "reports": [{"node": "c1", "rss_dbm": -80.0, **report},
+                                     {"node": "c2", "rss_dbm": -95.0, "serving": 0}]}]}
+
+
+def test_measurement_format_carries_phy_fields_and_checks_their_ranges():
+    from rflocal_core.measurements import MeasurementFormatError, dumps_measurements, parse_measurements
+
+    fields = {"rsrq_db": -11.5, "sinr_db": 7.5, "cqi": 8, "ri": 2, "beam_id": 13, "beam_rsrp_dbm": -98.0,
+              "doppler_hz": -42.0, "serving": 1}
+    ms = parse_measurements(phy_document(**fields))
+    first, second = ms.samples[0].reports
+    assert first.phy == fields and second.phy == {"serving": 0}
+    assert parse_measurements(json.loads(dumps_measurements(ms))) == ms  # written and read back
+    with pytest.raises(MeasurementFormatError, match=r"samples\[0\]\.reports\[0\]\.cqi.*integer in \[0, 15\].*16"):
+        parse_measurements(phy_document(cqi=16))
+    with pytest.raises(MeasurementFormatError, match=r"reports\[0\]\.rsrq_db.*\[-43, 20\]"):
+        parse_measurements(phy_document(rsrq_db=-50))
+    with pytest.raises(MeasurementFormatError, match=r"reports\[0\]\.serving"):
+        parse_measurements(phy_document(serving=2))

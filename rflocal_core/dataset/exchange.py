@@ -58,6 +58,8 @@ from rflocal_core.errors import DatasetExistsError, InvalidInputError, SceneNotF
 from rflocal_core.geo import LocalFrame
 from rflocal_core.measurements.format import (
     AOA_RANGE_DEG,
+    FIELDS,
+    PHY_FIELDS,
     RSS_RANGE_DBM,
     SNR_RANGE_DB,
     TA_RANGE,
@@ -88,6 +90,11 @@ _FLOAT_FIELDS: dict[str, tuple[float, float]] = {
     "aoa_deg": AOA_RANGE_DEG,
     "snr_db": SNR_RANGE_DB,
 }
+
+#: Storage dtype of the PHY/MAC report fields (:data:`~rflocal_core.measurements.format.PHY_FIELDS`), as generated.
+_PHY_DTYPES: dict[str, Any] = {"rsrq_db": np.float32, "sinr_db": np.float32, "cqi": np.int8, "ri": np.int8,
+                               "beam_id": np.int16, "beam_rsrp_dbm": np.float32, "doppler_hz": np.float32,
+                               "serving": np.int8}
 
 #: Arrays of generated datasets that a measurement file cannot fill (written as missing on import).
 _UNKNOWN_FLOAT_FIELDS = ("delay_spread_ns", "pg_true_db")
@@ -192,7 +199,31 @@ def _reports_of(
                                       if np.isfinite(fields[key][t, s])}
             if ta_ok[t, s]:
                 values["ta"] = int(ta[t, s])
+            values.update(_phy_values(rows, i, t, s, dropped))
             out.append((int(t), int(s), values))
+    return out
+
+
+def _phy_keys(samples: zarr.Group) -> tuple[str, ...]:
+    """The PHY/MAC report fields a dataset holds (generated in ue mode with timing, or imported with them)."""
+    return tuple(key for key in PHY_FIELDS if key in samples)
+
+
+def _phy_values(rows: dict[str, np.ndarray], i: int, t: int, s: int, dropped: dict[str, int]) -> dict[str, Any]:
+    """The PHY/MAC fields of one report that are present and within the format's ranges (others counted)."""
+    out: dict[str, Any] = {}
+    for key in PHY_FIELDS:
+        if key not in rows:
+            continue
+        value = rows[key][i, t, s]
+        integer = FIELDS[key].kind == "integer"
+        if (value < 0) if integer else not np.isfinite(value):
+            continue
+        lo, hi = FIELDS[key].bounds
+        if not lo <= value <= hi:
+            dropped[key] = dropped.get(key, 0) + 1
+            continue
+        out[key] = int(value) if integer else _short(value)
     return out
 
 
@@ -219,7 +250,8 @@ def _export_generated(
     nodes = _site_nodes(group, frame, mode)
     site_ids = [node.id for node in nodes]
 
-    rows = _read_rows(root["samples"], indices, ("pos_m", "latlon", "t_s", "step_mask", "ta", *_FLOAT_FIELDS))
+    rows = _read_rows(root["samples"], indices, ("pos_m", "latlon", "t_s", "step_mask", "ta", *_FLOAT_FIELDS,
+                                                 *_phy_keys(root["samples"])))
     slots = np.arange(len(site_ids))
     dropped: dict[str, int] = {}
     out: list[Sample] = []
@@ -337,7 +369,7 @@ def _export_imported(
     num_nodes = len(nodes)
     sample_ids = list(samples.attrs.get("sample_ids", []))
     rows = _read_rows(samples, indices, ("pos_m", "latlon", "t_s", "step_mask", "node_mask", "node_pos_m",
-                                         "node_latlon", "ta", *_FLOAT_FIELDS))
+                                         "node_latlon", "ta", *_FLOAT_FIELDS, *_phy_keys(samples)))
     dropped: dict[str, int] = {}
     out: list[Sample] = []
     for i, k in enumerate(indices):
@@ -797,6 +829,9 @@ def _build_arrays(ms: MeasurementSet, frame: LocalFrame, use_xy: bool) -> tuple[
         xyz, ll = _place([ms.nodes[s] for s in known], frame, use_xy)
         a["node_pos_m"][:, known], a["node_latlon"][:, known], a["node_pos_known"][:, known] = xyz[None], ll[None], True
 
+    phy = [key for key in PHY_FIELDS if any(getattr(r, key) is not None for smp in ms.samples for r in smp.reports)]
+    for key in phy:
+        a[key] = np.full(shape, -1 if np.dtype(_PHY_DTYPES[key]).kind == "i" else np.nan, dtype=_PHY_DTYPES[key])
     mobile_items, mobile_where, truth_items, truth_where = _fill_reports(ms, times, a)
     if mobile_items:
         xyz, ll = _place(mobile_items, frame, use_xy)
@@ -825,7 +860,10 @@ def _build_arrays(ms: MeasurementSet, frame: LocalFrame, use_xy: bool) -> tuple[
         **{key: a[key] for key in (*_FLOAT_FIELDS, *_UNKNOWN_FLOAT_FIELDS)},
         "ta": a["ta"],
         "los": np.full(shape, -1, dtype=np.int8),
+        **{key: a[key] for key in phy},
     }
+    if phy:  # where a report carries any PHY/MAC field, as generated datasets' phy_mask
+        arrays["phy_mask"] = np.any([a[k] >= 0 if a[k].dtype.kind == "i" else np.isfinite(a[k]) for k in phy], 0)
     # As for generated datasets: the mean number of node slots with an RSS report per sample.
     with_rss = np.isfinite(a["rss_dbm"]).any(1).sum(-1)
     info = {"has_truth": has_truth, "mobile_slots": int(mobile_slots), "no_alt": no_alt,
@@ -874,6 +912,8 @@ def _fill_reports(ms: MeasurementSet, times: list[list[float]], a: dict[str, np.
                     a[key][i, k, s] = value
             if report.ta is not None:
                 a["ta"][i, k, s] = report.ta
+            for key, value in report.phy.items():
+                a[key][i, k, s] = value
         a["node_mask"][i, num_nodes:num_nodes + m] = True
         if sample.truth is not None:
             truth_items.append(sample.truth)

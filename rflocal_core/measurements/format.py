@@ -84,6 +84,11 @@ FAULT_FIELDS: tuple[str, ...] = ("rss_dbm", "toa_ns")
 #: Measurement fields of a report; a report carries at least one of them.
 MEASUREMENT_FIELDS: tuple[str, ...] = ("rss_dbm", "toa_ns", "ta", "aoa_deg", "snr_db")
 
+#: Optional PHY/MAC fields of a report (a 5G/LTE network's own reports, :mod:`rflocal_core.phy`);
+#: they come with at least one of :data:`MEASUREMENT_FIELDS`.
+PHY_FIELDS: tuple[str, ...] = ("rsrq_db", "sinr_db", "cqi", "ri", "beam_id", "beam_rsrp_dbm", "doppler_hz",
+                               "serving")
+
 # Accepted ranges (inclusive); ``None`` means unbounded on that side.
 LAT_RANGE_DEG = (-90.0, 90.0)
 LON_RANGE_DEG = (-180.0, 180.0)
@@ -98,6 +103,14 @@ TA_RANGE = (0, 65535)
 AOA_RANGE_DEG = (0.0, 360.0)
 SNR_RANGE_DB = (-50.0, 100.0)
 T_RANGE_S = (0.0, None)
+#: NR SS-RSRQ and SS-SINR reporting ranges (TS 38.133), dB.
+RSRQ_RANGE_DB = (-43.0, 20.0)
+SINR_RANGE_DB = (-23.0, 40.0)
+CQI_RANGE = (0, 15)
+RI_RANGE = (1, 8)
+BEAM_ID_RANGE = (0, 4095)
+DOPPLER_RANGE_HZ = (-1e5, 1e5)
+SERVING_RANGE = (0, 1)
 
 
 @dataclass(frozen=True)
@@ -132,6 +145,16 @@ FIELDS: dict[str, FieldSpec] = {
     "aoa_deg": FieldSpec("number", AOA_RANGE_DEG, "Angle of arrival: compass bearing, degrees clockwise from north, "
                                                   "of the direction from the node to the target as seen at the node."),
     "snr_db": FieldSpec("number", SNR_RANGE_DB, "Signal-to-noise ratio, dB."),
+    "rsrq_db": FieldSpec("number", RSRQ_RANGE_DB, "Reference signal received quality N·RSRP/RSSI of the node's "
+                                                  "cell, dB."),
+    "sinr_db": FieldSpec("number", SINR_RANGE_DB, "Signal-to-interference-plus-noise ratio of the node's cell, dB."),
+    "cqi": FieldSpec("integer", CQI_RANGE, "Channel quality indicator (TS 38.214 Table 5.2.2.1-2), 0-15."),
+    "ri": FieldSpec("integer", RI_RANGE, "Rank indicator: MIMO layers the device asks for, 1-8."),
+    "beam_id": FieldSpec("integer", BEAM_ID_RANGE, "Best SSB beam of the node's cell (its index)."),
+    "beam_rsrp_dbm": FieldSpec("number", RSS_RANGE_DBM, "L1-RSRP of the best SSB beam, dBm."),
+    "doppler_hz": FieldSpec("number", DOPPLER_RANGE_HZ, "Doppler shift of the strongest path, Hz (positive: "
+                                                        "moving towards it)."),
+    "serving": FieldSpec("integer", SERVING_RANGE, "1 if the node's cell serves the device, 0 for a neighbour."),
 }
 
 #: Survey columns and targets: the field of :data:`FIELDS` whose range they take, and what they hold.
@@ -154,7 +177,7 @@ SAMPLE_KEYS: tuple[str, ...] = ("id", "reports", "truth")
 POSITION_KEYS: tuple[str, ...] = ("lat", "lon", "x_m", "y_m", "alt_m")
 #: A position field and the one it must come with.
 POSITION_PAIRS: tuple[tuple[str, str], ...] = (("lat", "lon"), ("lon", "lat"), ("x_m", "y_m"), ("y_m", "x_m"))
-REPORT_KEYS: tuple[str, ...] = ("node", "t_s", *MEASUREMENT_FIELDS, *POSITION_KEYS)
+REPORT_KEYS: tuple[str, ...] = ("node", "t_s", *MEASUREMENT_FIELDS, *POSITION_KEYS, *PHY_FIELDS)
 SURVEY_SOURCE_KEYS: tuple[str, ...] = ("features", "targets")
 SURVEY_FEATURE_KEYS: tuple[str, ...] = ("x", "y", "rssi")
 SURVEY_TARGET_KEYS: tuple[str, ...] = ("source_x", "source_y")
@@ -469,6 +492,8 @@ class Report:
         Signal-to-noise ratio in dB, in [-50, 100].
     lat, lon, x_m, y_m, alt_m : float, optional
         The report's own position (a mobile sensor, e.g. a drone survey) instead of ``node``.
+    rsrq_db, sinr_db, cqi, ri, beam_id, beam_rsrp_dbm, doppler_hz, serving : optional
+        PHY/MAC fields (:data:`PHY_FIELDS`, ranges in :data:`FIELDS`), with at least one measurement.
     """
 
     node: str | None = None
@@ -483,10 +508,20 @@ class Report:
     x_m: float | None = None
     y_m: float | None = None
     alt_m: float | None = None
+    rsrq_db: float | None = None
+    sinr_db: float | None = None
+    cqi: int | None = None
+    ri: int | None = None
+    beam_id: int | None = None
+    beam_rsrp_dbm: float | None = None
+    doppler_hz: float | None = None
+    serving: int | None = None
 
     def __post_init__(self) -> None:
         if self.node is not None:
             _text(self.node, "node", "a node id (a non-empty string)")
+        for name in PHY_FIELDS:
+            _set(self, name, _opt_field(name, getattr(self, name)))
         _set(self, "t_s", _field("t_s", self.t_s))
         for name in _MEASUREMENT_RANGES:
             _set(self, name, _opt_field(name, getattr(self, name)))
@@ -521,6 +556,11 @@ class Report:
     def measurements(self) -> dict[str, float | int]:
         """The measurement fields that are present, e.g. ``{"rss_dbm": -87.0}``."""
         return {name: getattr(self, name) for name in MEASUREMENT_FIELDS if getattr(self, name) is not None}
+
+    @property
+    def phy(self) -> dict[str, float | int]:
+        """The PHY/MAC fields that are present, e.g. ``{"rsrq_db": -11.5, "cqi": 9}``."""
+        return {name: getattr(self, name) for name in PHY_FIELDS if getattr(self, name) is not None}
 
 
 @dataclass(frozen=True)
@@ -1212,6 +1252,7 @@ def _sample_dict(sample: Sample) -> dict[str, Any]:
         item: dict[str, Any] = {"node": report.node} if report.node is not None else _present(report, POSITION_KEYS)
         item["t_s"] = report.t_s
         item.update(_present(report, MEASUREMENT_FIELDS))
+        item.update(_present(report, PHY_FIELDS))
         out["reports"].append(item)
     if sample.truth is not None:
         out["truth"] = _present(sample.truth, POSITION_KEYS)
