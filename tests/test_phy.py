@@ -200,3 +200,30 @@ def test_measurement_format_carries_phy_fields_and_checks_their_ranges():
         parse_measurements(phy_document(rsrq_db=-50))
     with pytest.raises(MeasurementFormatError, match=r"reports\[0\]\.serving"):
         parse_measurements(phy_document(serving=2))
+
+
+def test_csv_import_vocabulary_reads_phy_columns():
+    from rflocal_core.measurements.columns import guess_columns
+    from rflocal_core.measurements.table import read_table
+
+    header = ["sample", "PCI", "lat", "lon", "RSRP", "RSRQ", "SINR", "CQI", "RI", "SSB index", "L1-RSRP",
+              "Doppler", "serving"]
+    columns = guess_columns(header)
+    assert {k: columns[k] for k in ("rss_dbm", "rsrq_db", "sinr_db", "cqi", "ri", "beam_id", "beam_rsrp_dbm",
+                                    "doppler_hz", "serving")} == {
+        "rss_dbm": "RSRP", "rsrq_db": "RSRQ", "sinr_db": "SINR", "cqi": "CQI", "ri": "RI", "beam_id": "SSB index",
+        "beam_rsrp_dbm": "L1-RSRP", "doppler_hz": "Doppler", "serving": "serving"}
+    rows = [
+        "1,c1,48.0,11.0,-80,-11.5,7.5,8,2,13,-71,12.0,1",
+        "1,c2,48.0,11.0,-95,-18,-3,2,1,5,-88,,0",
+        "1,c2,48.0,11.0,-97,-18,-3,3,1,5,-88,,0",  # repeated: merged (median, integers rounded)
+        "2,c1,48.001,11.0,-82,-12,6,99,1,13,-73,3.0,1",  # CQI 99 out of range: that value removed
+    ]
+    table = read_table(("\n".join([",".join(header), *rows]) + "\n").encode(), kind="csv", columns=columns)
+    first, second = table.measurements.samples
+    by_node = {r.node: r for r in first.reports}
+    assert by_node["c1"].phy == {"rsrq_db": -11.5, "sinr_db": 7.5, "cqi": 8, "ri": 2, "beam_id": 13,
+                                 "beam_rsrp_dbm": -71.0, "doppler_hz": 12.0, "serving": 1}
+    assert by_node["c2"].cqi in (2, 3) and by_node["c2"].doppler_hz is None and by_node["c2"].serving == 0
+    assert second.reports[0].cqi is None and second.reports[0].rsrq_db == -12.0
+    assert any(issue.reason == "cqi_out_of_range" for issue in table.report.issues)

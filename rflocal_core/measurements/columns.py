@@ -30,10 +30,21 @@ COLUMN_KEYS: dict[str, str] = {
     "tx_power_dbm": "transmit power of the node in dBm (ue mode), in [-100, 100]",
     "truth_lat": "true latitude of the located device (ue) or emitter (emitter)",
     "truth_lon": "true longitude of the located device or emitter",
+    "rsrq_db": "PHY: RSRQ of the node's cell in dB, in [-43, 20] (optional, with a measurement)",
+    "sinr_db": "PHY: SINR of the node's cell in dB, in [-23, 40]",
+    "cqi": "PHY: channel quality indicator, an integer in [0, 15]",
+    "ri": "PHY: rank indicator, an integer in [1, 8]",
+    "beam_id": "PHY: best SSB beam index, an integer in [0, 4095]",
+    "beam_rsrp_dbm": "PHY: L1-RSRP of the best SSB beam in dBm, in [-200, 30]",
+    "doppler_hz": "PHY: Doppler shift in Hz, in [-1e5, 1e5]",
+    "serving": "PHY: 1 if the node's cell serves the device, 0 for a neighbour",
 }
 
 #: Measurement keys; at least one is mapped, and a row keeps at least one to be used.
 MEASUREMENT_KEYS: tuple[str, ...] = ("rss_dbm", "toa_ns", "ta", "aoa_deg")
+
+#: Optional PHY/MAC keys (the format's ``PHY_FIELDS``): carried with a row's measurements.
+PHY_KEYS: tuple[str, ...] = ("rsrq_db", "sinr_db", "cqi", "ri", "beam_id", "beam_rsrp_dbm", "doppler_hz", "serving")
 
 # Header names (lower case, letters and digits only) that guess_columns maps to each key.
 _GUESSES: dict[str, tuple[str, ...]] = {
@@ -53,6 +64,14 @@ _GUESSES: dict[str, tuple[str, ...]] = {
     "ta": ("ta", "timingadvance"),
     "aoa_deg": ("aoadeg", "aoa", "doa", "bearing", "angle"),
     "tx_power_dbm": ("txpowerdbm", "txpower", "eirp", "txdbm"),
+    "rsrq_db": ("rsrqdb", "rsrq", "ssrsrq"),
+    "sinr_db": ("sinrdb", "sinr", "sssinr"),
+    "cqi": ("cqi", "cqiindex"),
+    "ri": ("ri", "rank", "rankindicator"),
+    "beam_id": ("beamid", "beam", "ssbindex", "ssbidx", "ssbid"),
+    "beam_rsrp_dbm": ("beamrsrpdbm", "beamrsrp", "l1rsrp", "ssbrsrp"),
+    "doppler_hz": ("dopplerhz", "doppler"),
+    "serving": ("serving", "isserving", "servingcell"),
     "truth_lat": ("truthlat", "truelat", "gtlat", "reflat", "targetlat", "sourcelat", "emitterlat", "sourcex"),
     "truth_lon": ("truthlon", "truelon", "gtlon", "reflon", "targetlon", "sourcelon", "emitterlon", "sourcey"),
 }

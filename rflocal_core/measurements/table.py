@@ -28,6 +28,9 @@ Keys (:data:`COLUMN_KEYS` has the help text of each):
 - ``truth_lat``, ``truth_lon``: the true position of the located device or emitter (in
   ``ue`` mode an alternative to ``lat``/``lon``; giving both is refused).
 - ``rss_dbm``, ``toa_ns``, ``ta``, ``aoa_deg``: the measurements (at least one is mapped).
+- ``rsrq_db``, ``sinr_db``, ``cqi``, ``ri``, ``beam_id``, ``beam_rsrp_dbm``, ``doppler_hz``,
+  ``serving``: optional PHY/MAC fields, kept with a row's measurements (a row with only these
+  is not a report).
 
 A sample's truth is the one of its latest used row (by time, then by row) that has a valid
 position, as the format keeps the truth at the last report time. Node positions come from
@@ -60,10 +63,11 @@ import pandas as pd
 
 from rflocal_core.errors import InvalidInputError, MeasurementFormatError, TableFormatError
 from rflocal_core.geo import equirectangular_m
-from rflocal_core.measurements.columns import COLUMN_KEYS, MEASUREMENT_KEYS, parse_list
+from rflocal_core.measurements.columns import COLUMN_KEYS, MEASUREMENT_KEYS, PHY_KEYS, parse_list
 from rflocal_core.measurements.format import (
     ALT_RANGE_M,
     AOA_RANGE_DEG,
+    FIELDS,
     LAT_RANGE_DEG,
     LON_RANGE_DEG,
     MODES,
@@ -116,7 +120,10 @@ _RANGES: dict[str, tuple[float, float]] = {
     "lat": LAT_RANGE_DEG, "lon": LON_RANGE_DEG, "alt_m": ALT_RANGE_M,
     "rss_dbm": RSS_RANGE_DBM, "toa_ns": TOA_RANGE_NS, "ta": TA_RANGE, "aoa_deg": AOA_RANGE_DEG,
     "tx_power_dbm": TX_POWER_RANGE_DBM, "truth_lat": LAT_RANGE_DEG, "truth_lon": LON_RANGE_DEG,
+    **{key: FIELDS[key].bounds for key in PHY_KEYS},
 }
+#: Keys whose values are integers.
+_INTEGER_KEYS = ("ta", *(key for key in PHY_KEYS if FIELDS[key].kind == "integer"))
 _PAIRS = (("lat", "lon"), ("node_lat", "node_lon"), ("truth_lat", "truth_lon"))
 
 # --------------------------------------------------------------------------- results
@@ -623,14 +630,14 @@ def _in_range(key: str, values: np.ndarray) -> np.ndarray:
     lo, hi = _RANGES[key]
     with np.errstate(invalid="ignore"):
         ok = (values >= lo) & (values <= hi)
-        if key == "ta":
+        if key in _INTEGER_KEYS:
             ok &= values == np.round(values)
     return ok | np.isnan(values)
 
 
 def _expected(key: str) -> str:
     lo, hi = _RANGES[key]
-    kind = "an integer" if key == "ta" else "a number"
+    kind = "an integer" if key in _INTEGER_KEYS else "a number"
     return f"{kind} in [{lo:g}, {hi:g}]"
 
 
@@ -903,7 +910,7 @@ def _merge_duplicates(t: pd.DataFrame, sample_id: Mapping[int, str], issues: _Is
                samples=[sample_id[int(c)] for c in codes[:LISTED]])
     agg: dict[str, Any] = {"row": "min"}
     work = t
-    for key in ("rss_dbm", "toa_ns", "ta"):
+    for key in ("rss_dbm", "toa_ns", "ta", *PHY_KEYS):
         if key in t:
             agg[key] = "median"
     if "aoa_deg" in t:
@@ -911,8 +918,9 @@ def _merge_duplicates(t: pd.DataFrame, sample_id: Mapping[int, str], issues: _Is
         work = t.assign(_sin=np.sin(rad), _cos=np.cos(rad))
         agg.update(_sin="mean", _cos="mean")
     out = work.groupby(["code", "node", "t_s"], sort=False).agg(agg).reset_index()
-    if "ta" in out:
-        out["ta"] = np.round(out["ta"].to_numpy())
+    for key in _INTEGER_KEYS:  # the median of an even count of integers may fall between two
+        if key in out:
+            out[key] = np.round(out[key].to_numpy())
     if "aoa_deg" in t:
         deg = np.degrees(np.arctan2(out.pop("_sin").to_numpy(), out.pop("_cos").to_numpy())) % 360.0
         out["aoa_deg"] = np.where(np.isfinite(deg), np.round(deg, 6) % 360.0, np.nan)
@@ -966,10 +974,13 @@ def _reports(t: pd.DataFrame, spec: TableSpec) -> list[Report]:
                               alt_m=_value(col["alt_m"][k])))
         return out
     node = t["node"].to_numpy()
+    phy = {key: t[key].to_numpy() for key in PHY_KEYS if key in t}
     for k in range(n):
+        extra = {key: (_value(v[k]) if FIELDS[key].kind == "number" else None if np.isnan(v[k]) else int(v[k]))
+                 for key, v in phy.items()}
         out.append(Report(node=str(node[k]), t_s=float(t_s[k]), rss_dbm=_value(col["rss_dbm"][k]),
                           toa_ns=_value(col["toa_ns"][k]), ta=None if np.isnan(col["ta"][k]) else int(col["ta"][k]),
-                          aoa_deg=_value(col["aoa_deg"][k])))
+                          aoa_deg=_value(col["aoa_deg"][k]), **extra))
     return out
 
 
