@@ -460,6 +460,11 @@ DATA_WIDGETS = {
     "dg_drone_points": (GenerationConfig, "drone_points"),
     "dg_rss_step": (GenerationConfig, "rss_quantization_db"),
     "dg_fit_split": (NoiseFitConfig, "split"), "dg_fit_boot": (NoiseFitConfig, "bootstrap"),
+    "dg_phy": (GenerationConfig, "phy"), "dg_phy_scs": (GenerationConfig, "phy_scs_khz"),
+    "dg_phy_rb": (GenerationConfig, "phy_n_rb"), "dg_phy_beams": (GenerationConfig, "phy_beams"),
+    "dg_phy_load_min": (GenerationConfig, "phy_load", {"index": 0}),
+    "dg_phy_load_max": (GenerationConfig, "phy_load", {"index": 1}),
+    "dg_phy_gnb": (GenerationConfig, "phy_gnb_antennas"), "dg_phy_ue": (GenerationConfig, "phy_ue_antennas"),
 }
 TRAIN_WIDGETS = {
     "tm_epochs": (TrainConfig, "epochs"), "tm_batch": (TrainConfig, "batch_size"), "tm_lr": (TrainConfig, "lr"),

@@ -75,6 +75,27 @@ def test_page_without_scenes_points_to_the_scene_builder(tmp_path, monkeypatch):
     assert "Scene Builder" in at.info[0].value
 
 
+def test_phy_histograms_of_a_dataset_with_phy_reports(app):
+    """A dataset whose reports carry PHY/MAC fields shows their histograms; one without shows none."""
+    import json
+
+    from rflocal_core.dataset import import_measurements
+
+    reports = [{"node": "c1", "rss_dbm": -80.0 - k, "rsrq_db": -11.5 - k / 2, "sinr_db": 7.5 - k, "cqi": 8 - k % 3,
+                "ri": 1 + k % 2, "beam_id": k % 8, "doppler_hz": float(k)} for k in range(6)]
+    doc = {"format": "rflocal-measurements/1", "mode": "ue", "nodes": [{"id": "c1", "lat": 48.0, "lon": 11.0}],
+           "samples": [{"id": f"s{k}", "reports": [r], "truth": {"lat": 48.0 + k * 1e-4, "lon": 11.001}}
+                       for k, r in enumerate(reports)]}
+    import_measurements(json.dumps(doc).encode(), name="physet")
+    app.run()
+    app.selectbox(key="dg_open").set_value("physet").run()
+    assert not app.exception
+    assert "PHY/MAC reports" in [h.value for h in app.subheader]
+    labels = {json.loads(chart.proto.spec)["layout"]["xaxis"]["title"]["text"] for chart in app.get("plotly_chart")}
+    assert {"RSRQ (dB)", "SINR (dB)", "CQI", "Rank (RI)", "Best SSB beam", "Doppler (Hz)"} <= labels
+    assert "Beam L1-RSRP (dBm)" not in labels  # not in this file
+
+
 def test_import_measurements_through_the_page(app, tmp_path):
     survey = (ROOT / "assets" / "example_survey.json").read_bytes()
     # AppTest has no file-uploader driver; the page's import calls the core with the uploaded bytes,

@@ -21,7 +21,7 @@ from rflocal_core import dataset as ds
 from rflocal_core.access import allowed
 from rflocal_core.dataset.noisefit import NoiseFit, NoiseFitConfig, fit_noise, generation_fields
 from rflocal_core.dataset.table_import import import_table
-from rflocal_core.dataset.view import dataset_overview, split_rows, split_text, stage_rows
+from rflocal_core.dataset.view import PHY_HISTOGRAMS, dataset_overview, split_rows, split_text, stage_rows
 from rflocal_core.errors import RFLocalInputError
 from rflocal_core.jobs import REGISTRY
 from rflocal_core.measurements import MAX_MEASUREMENT_FILE_BYTES
@@ -112,6 +112,19 @@ with tab_gen:
             drone_alt = number(c[1], ds.GenerationConfig, "drone_altitude_m", key="dg_drone_alt")
             drone_spacing = number(c[2], ds.GenerationConfig, "drone_spacing_m", key="dg_drone_spacing")
             drone_points = number(c[3], ds.GenerationConfig, "drone_points", key="dg_drone_points")
+        with st.expander("PHY/MAC reports (ue mode, with timing)"):
+            c = st.columns(4)
+            phy_on = toggle(c[0], ds.GenerationConfig, "phy", key="dg_phy")
+            scs = number(c[1], ds.GenerationConfig, "phy_scs_khz", key="dg_phy_scs")
+            n_rb = number(c[2], ds.GenerationConfig, "phy_n_rb", key="dg_phy_rb")
+            beams = number(c[3], ds.GenerationConfig, "phy_beams", key="dg_phy_beams")
+            c = st.columns(4)
+            load_min = number(c[0], ds.GenerationConfig, "phy_load", index=0, key="dg_phy_load_min",
+                              label="Cell load, min")
+            load_max = number(c[1], ds.GenerationConfig, "phy_load", index=1, key="dg_phy_load_max",
+                              label="Cell load, max")
+            gnb_ant = number(c[2], ds.GenerationConfig, "phy_gnb_antennas", key="dg_phy_gnb")
+            ue_ant = number(c[3], ds.GenerationConfig, "phy_ue_antennas", key="dg_phy_ue")
         if st.button("Generate dataset", type="primary", key="dg_start"):
             try:
                 config = ds.GenerationConfig(
@@ -125,7 +138,9 @@ with tab_gen:
                     top_k=int(top_k), dropout=float(dropout), sequence_length=(int(seq_min), int(seq_max)),
                     motion=motion, emitter_power_dbm=(float(p_min), float(p_max)), unseen_scenes=tuple(unseen),
                     survey=survey, drone_altitude_m=float(drone_alt), drone_spacing_m=float(drone_spacing),
-                    drone_points=int(drone_points),
+                    drone_points=int(drone_points), phy=phy_on, phy_scs_khz=int(scs), phy_n_rb=int(n_rb),
+                    phy_beams=int(beams), phy_load=(float(load_min), float(load_max)),
+                    phy_gnb_antennas=int(gnb_ant), phy_ue_antennas=int(ue_ant),
                 )
                 config.check_size()  # the cap on samples per job, refused here rather than in the job
             except RFLocalInputError as exc:
@@ -169,6 +184,21 @@ with tab_gen:
 
     jobs_panel()
 
+
+
+def _phy_histograms(values: dict) -> None:
+    """Histograms of the PHY/MAC report fields a dataset holds (ue mode with timing), three a row."""
+    shown = [(key, v) for key, v in values.items() if len(v)]
+    if not shown:
+        return
+    st.subheader("PHY/MAC reports")
+    for start in range(0, len(shown), 3):
+        cols = st.columns(3)
+        for col, (key, v) in zip(cols, shown[start:start + 3]):
+            integer = v.dtype.kind in "iu"
+            fig = px.histogram(x=v, nbins=int(v.max() - v.min() + 1) if integer else 60,
+                               labels={"x": PHY_HISTOGRAMS[key]})
+            col.plotly_chart(fig, width="stretch", key=f"dg_phy_{key}")
 
 
 def _table_mapping(header: TableHeader) -> dict:
@@ -383,6 +413,7 @@ with tab_data:
                                          width="stretch")
                     else:
                         col.caption(f"No {label} in this dataset.")
+                _phy_histograms(view["phy_values"])
                 with st.expander("Attributes"):
                     st.json(view["attrs"], expanded=False)
                 _noise_panel(chosen_ds)

@@ -25,7 +25,8 @@ def dataset_overview(name: str, *, max_points: int = 3000, seed: int = 0) -> dic
         strided to at most :data:`MAX_MAP_SIDE` cells a side), ``extent_m`` (x_min, y_min,
         x_max, y_max: the area the maps cover, i.e. the scene); ``samples``: ``x_m``,
         ``y_m``, ``scene`` per shown sample and ``split``; ``values``: finite
-        ``rss_dbm``, ``toa_ns``, ``aoa_deg`` (each at most 20,000 values).
+        ``rss_dbm``, ``toa_ns``, ``aoa_deg`` (each at most 20,000 values); ``phy_values``:
+        the same for the PHY/MAC fields the dataset holds (:data:`PHY_HISTOGRAMS`; empty without).
     """
     root = open_dataset(name)
     attrs = dict(root.attrs)
@@ -60,11 +61,8 @@ def dataset_overview(name: str, *, max_points: int = 3000, seed: int = 0) -> dic
     first = pos[:, 0, :]
     names = attrs.get("config", {}).get("scenes", [])
     scene_idx = np.asarray(s["scene_idx"][...])
-    values = {}
-    for key in ("rss_dbm", "toa_ns", "aoa_deg"):
-        v = np.asarray(s[key][...]).ravel()
-        v = v[np.isfinite(v)]
-        values[key] = rng.choice(v, size=min(len(v), 20_000), replace=False) if len(v) else v
+    values = {key: _present_values(s, key, rng) for key in ("rss_dbm", "toa_ns", "aoa_deg")}
+    phy_values = {key: _present_values(s, key, rng) for key in PHY_HISTOGRAMS if key in s}
     return {
         "attrs": attrs,
         "scenes": scenes,
@@ -74,7 +72,21 @@ def dataset_overview(name: str, *, max_points: int = 3000, seed: int = 0) -> dic
             "split": list(split_of[shown]),
         },
         "values": values,
+        "phy_values": phy_values,
     }
+
+
+#: PHY/MAC report fields shown as histograms, with their axis labels.
+PHY_HISTOGRAMS: dict[str, str] = {"rsrq_db": "RSRQ (dB)", "sinr_db": "SINR (dB)", "cqi": "CQI", "ri": "Rank (RI)",
+                                  "beam_id": "Best SSB beam", "beam_rsrp_dbm": "Beam L1-RSRP (dBm)",
+                                  "doppler_hz": "Doppler (Hz)"}
+
+
+def _present_values(samples: Any, key: str, rng: np.random.Generator) -> np.ndarray:
+    """The present values of a report field (finite; integers >= 0), at most 20,000 drawn at random."""
+    v = np.asarray(samples[key][...]).ravel()
+    v = v[v >= 0] if v.dtype.kind in "iu" else v[np.isfinite(v)]
+    return rng.choice(v, size=min(len(v), 20_000), replace=False) if len(v) else v
 
 
 #: Generation stages as a summary names them, in the order they run.
