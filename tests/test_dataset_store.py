@@ -494,13 +494,29 @@ def test_pedestrian_sequences(ws: Path) -> None:
     np.testing.assert_array_equal(item["target_m"].numpy(), pos[k, lengths[k] - 1].astype(np.float32))
 
 
+def test_vehicular_phy_doppler(ws: Path) -> None:
+    """Moving at 10 m/s: Doppler within ±v/λ and mostly non-zero."""
+    base = {"scenes": (CITY,), "samples_per_scene": 20, "cell_size_m": 4.0, "map_samples_per_tx": 1_000_000,
+            "paths_samples_per_src": 10_000, "sequence_length": (3, 4), "motion": "vehicular"}
+    generate_dataset(GenerationConfig(name="drive", **base))
+    s = open_dataset("drive")["samples"]
+    made = np.asarray(s["phy_mask"][...])
+    doppler = np.asarray(s["doppler_hz"][...])[made]
+    doppler = doppler[np.isfinite(doppler)]
+    freq = load_scene_meta(CITY)["sites"][0]["freq_hz"]
+    limit = 10.0 * freq / 299_792_458.0
+    assert len(doppler) > 30 and np.abs(doppler).max() <= limit + 0.5  # 1 Hz steps
+    assert np.mean(np.abs(doppler) >= 1.0) > 0.8
+
+
 # --------------------------------------------------------------------------- command line
 
 
 def test_cli_generate_list_show_delete(workspace: Path, run_cli) -> None:
     build_scene(SceneConfig(name="cli-city", procedural=ProceduralConfig(size_m=200.0), sites=SiteConfig(count=4)))
     gen = run_cli(["data", "generate", "--scene", "cli-city", "--name", "cli-ds", "--samples", "50",
-                   "--map-samples", "1000000", "--no-timing", "--cell-size-m", "4"], workspace, timeout=300)
+                   "--map-samples", "1000000", "--no-timing", "--no-phy", "--phy-scs-khz", "15",
+                   "--cell-size-m", "4"], workspace, timeout=300)
     assert gen.returncode == 0, gen.stderr
     out = json.loads(gen.stdout)
     assert out["name"] == "cli-ds" and out["samples"] == 50
@@ -516,6 +532,7 @@ def test_cli_generate_list_show_delete(workspace: Path, run_cli) -> None:
     attrs = json.loads(show.stdout)
     assert attrs["complete"] is True and attrs["config"]["samples_per_scene"] == 50
     assert attrs["config"]["timing"] is False and attrs["config"]["scenes"] == ["cli-city"]
+    assert attrs["config"]["phy"] is False and attrs["config"]["phy_scs_khz"] == 15
 
     deleted = run_cli(["data", "delete", "cli-ds"], workspace)
     assert deleted.returncode == 0 and json.loads(deleted.stdout) == {"deleted": "cli-ds"}
@@ -527,5 +544,7 @@ def test_cli_generate_list_show_delete(workspace: Path, run_cli) -> None:
     assert "error: scene: no scene named 'nowhere'" in bad.stderr
     bad_seq = run_cli(["data", "generate", "--scene", "cli-city", "--name", "x", "--sequence", "5,2"], workspace)
     assert bad_seq.returncode == 2 and "sequence_length[1]" in bad_seq.stderr
+    bad_scs = run_cli(["data", "generate", "--scene", "cli-city", "--name", "x", "--phy-scs-khz", "25"], workspace)
+    assert bad_scs.returncode == 2 and "phy_scs_khz: expected one of 15, 30, 60, 120 kHz, got 25" in bad_scs.stderr
     missing = run_cli(["data", "show", "cli-ds"], workspace)
     assert missing.returncode == 2 and "no dataset named 'cli-ds'" in missing.stderr
