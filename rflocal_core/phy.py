@@ -17,8 +17,8 @@ Conventions (documented here once)
   cell and no noise RSRQ = N·RSRP/RSSI = 1/(2 + 10·load): −3.0 dB at load 0, −10.8 dB at load 1.
 - Transmit power is spread evenly over all resource elements: RSRP = received power −
   10·log10(12·n_rb).
-- Reported RSRQ is clamped to TS 36.133's range [−19.5, −3] dB in 0.5 dB steps; SINR is reported
-  in 0.5 dB steps over [−23, 40] dB (TS 38.133 SS-SINR); powers in 1 dB steps.
+- Reported RSRQ is clamped to NR's SS-RSRQ range [−43, 20] dB and SINR to SS-SINR's [−23, 40] dB
+  (TS 38.133), both in 0.5 dB steps; powers in 1 dB steps.
 - CQI: TS 38.214 Table 5.2.2.1-2 (4-bit CQI, up to 64QAM); the SINR thresholds (10% BLER, SISO)
   are those of Kawser et al., "Downlink SNR to CQI Mapping for Different Multiple Antenna
   Techniques in LTE", IJIEE 2(5), 2012 (:data:`CQI_SINR_DB`).
@@ -49,8 +49,9 @@ SCS_KHZ: tuple[int, ...] = (15, 30, 60, 120)
 RE_PER_RB = 12
 #: Resource elements of a resource block that carry reference signals in an RS-bearing symbol.
 RS_RE_PER_RB = 2
-#: Reported RSRQ range, dB (TS 36.133 Table 9.1.7-1) and its step.
-RSRQ_RANGE_DB = (-19.5, -3.0)
+#: Reported RSRQ range, dB: NR SS-RSRQ (TS 38.133; LTE's TS 36.133 range stops at −19.5 dB, where more
+#: than half of a dense network's neighbour reports would pile up) and its step.
+RSRQ_RANGE_DB = (-43.0, 20.0)
 #: Reported SINR range, dB (TS 38.133 SS-SINR) and the step of both.
 SINR_RANGE_DB = (-23.0, 40.0)
 RATIO_STEP_DB = 0.5
@@ -226,6 +227,15 @@ def ula_response(u: np.ndarray, axis: np.ndarray, n: int) -> np.ndarray:
     return np.exp(1j * np.pi * np.arange(n) * (u @ axis)[..., None])
 
 
+def array_factor(offset: np.ndarray, n: int) -> np.ndarray:
+    """|Σₖ exp(jπ·k·offset)|² over k < n: the power of an n-element half-wavelength ULA steered
+    ``offset`` (in sin ψ) away from a direction, sin²(nπx/2) / sin²(πx/2), n² at x = 0."""
+    half = np.pi * np.asarray(offset, dtype=np.float64) / 2
+    den = np.sin(half) ** 2
+    tiny = den < 1e-12
+    return np.where(tiny, float(n * n), np.sin(n * half) ** 2 / np.where(tiny, 1.0, den))
+
+
 def beam_directions(beams: int) -> np.ndarray:
     """``sin ψ`` off boresight of the DFT codebook's beams: (2b + 1 − B)/B."""
     return (2.0 * np.arange(beams) + 1.0 - beams) / beams
@@ -295,8 +305,7 @@ def _beam_gains(power: np.ndarray, u_t: np.ndarray, sectors: list[float], beams:
         boresight, axis = sector_frame(az)
         front = element_gain(u_t, boresight)
         offset = (u_t @ axis)[..., None] - codebook  # [rx, p, B]
-        n = np.arange(beams)
-        factor = np.abs(np.exp(1j * np.pi * n * offset[..., None]).sum(-1)) ** 2 / beams
+        factor = array_factor(offset, beams) / beams
         with np.errstate(invalid="ignore", divide="ignore"):
             gains.append((power[..., None] * factor * front[..., None]).sum(-2) / total[:, None])
         fronts.append(front)
@@ -314,8 +323,8 @@ def _mimo_eig(a: np.ndarray, tau: np.ndarray, u_t: np.ndarray, u_r: np.ndarray, 
     b_r = ula_response(u_r, np.array([1.0, 0.0, 0.0]), setup.ue_antennas)  # [rx, p, ue]
     phase_t = np.einsum("rpc,rc->rp", u_t, axis)
     b_t = np.exp(1j * np.pi * np.arange(setup.gnb_antennas) * phase_t[..., None])  # [rx, p, gnb]
-    h = np.einsum("rkp,rpu,rpg->rkug", coef, b_r, np.conj(b_t))
-    cov = np.einsum("rkug,rkvg->ruv", h, np.conj(h)) / setup.subcarriers
+    h = np.swapaxes(coef[..., None] * b_r[:, None], -1, -2) @ np.conj(b_t)[:, None]  # [rx, k, ue, gnb]
+    cov = (h @ np.conj(np.swapaxes(h, -1, -2))).mean(1)
     total = (np.abs(a) ** 2).sum(-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         eig = np.linalg.eigvalsh(cov)[..., ::-1] / total[:, None]
@@ -348,15 +357,26 @@ def link_channel(a: np.ndarray, tau: np.ndarray, valid: np.ndarray, u_t: np.ndar
     rank_max = min(setup.ue_antennas, setup.gnb_antennas)
     eig = np.full((num_rx, num_tx, rank_max), np.nan)
     a = np.where(valid, a, 0.0)
+    tau = np.where(valid, tau, 0.0)  # an invalid path's delay and angles may be NaN: they must weigh nothing
+    u_t = np.where(valid[..., None], np.nan_to_num(u_t), 0.0)
+    u_r = np.where(valid[..., None], np.nan_to_num(u_r), 0.0)
     power = np.abs(a) ** 2
     has = valid.any(-1) & (power.sum(-1) > 0)
     for t, site_sectors_deg in enumerate(sectors):
-        gains, front = _beam_gains(power[:, t], u_t[:, t], site_sectors_deg, setup.beams)
+        # the path axis is padded to the busiest link: each link's valid paths first, the rest cut
+        order = np.argsort(~valid[:, t], axis=-1, kind="stable")[:, : max(int(valid[:, t].sum(-1).max()), 1)]
+
+        def take(v: np.ndarray, t: int = t, order: np.ndarray = order) -> np.ndarray:
+            idx = order.reshape(*order.shape, *([1] * (v.ndim - 3)))
+            return np.take_along_axis(v[:, t], idx, 1)
+
+        at, taut, utt, urt, pw = take(a), take(tau), take(u_t), take(u_r), take(power)
+        gains, front = _beam_gains(pw, utt, site_sectors_deg, setup.beams)
         beam_gain[:, t, : gains.shape[-1]] = gains
         best = np.argmax(np.nan_to_num(gains, nan=-1.0), -1) // setup.beams  # sector of the best beam
         axes = np.stack([sector_frame(az)[1] for az in site_sectors_deg])[best]
-        eig[:, t] = _mimo_eig(a[:, t], tau[:, t], u_t[:, t], u_r[:, t],
-                              np.take_along_axis(front, best[:, None, None], 1)[:, 0], axes, setup, bandwidth_hz)
+        eig[:, t] = _mimo_eig(at, taut, utt, urt, np.take_along_axis(front, best[:, None, None], 1)[:, 0], axes,
+                              setup, bandwidth_hz)
     strongest = np.argmax(power, -1)
     arrival = np.take_along_axis(u_r, strongest[..., None, None], 2)[:, :, 0]
     beam_gain[~has] = np.nan

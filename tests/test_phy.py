@@ -50,8 +50,9 @@ def test_rsrq_falls_towards_floor_as_neighbours_load_rises():
     assert values[0] == pytest.approx(10 * np.log10(1 / (12 + 6 * 2)), abs=1e-6)
     assert np.all(np.diff(values) < 0)
     assert values[-1] == pytest.approx(-19.24, abs=0.01)  # 1/84
-    # more neighbours: the report stops at the floor of its range
-    assert phy.quantize(values[-1] - 3.0, phy.RATIO_STEP_DB, phy.RSRQ_RANGE_DB) == -19.5
+    # the report keeps 0.5 dB steps and stops at the floor of NR's range
+    assert phy.quantize(values[-1], phy.RATIO_STEP_DB, phy.RSRQ_RANGE_DB) == -19.0
+    assert phy.quantize(values[-1] - 30.0, phy.RATIO_STEP_DB, phy.RSRQ_RANGE_DB) == -43.0
 
 
 def test_sinr_falls_as_a_neighbours_load_rises():

@@ -39,6 +39,34 @@ def _row(run_id: str) -> dict:
     return next(r for r in list_runs() if r["run_id"] == run_id)
 
 
+def test_phy_token_features_are_read_and_travel_in_the_checkpoint(ws):
+    """phy_features: the PHY/MAC fields of the generated dataset become token columns, masked where absent."""
+    from dataclasses import replace
+
+    from rflocal_core.models.features import PHY_COLUMNS, TOKEN_COLUMNS, FeatureSpec, make_batch
+    from rflocal_core.models.nets import build_network
+
+    result = train("eds", "setnet", model_config={"phy_features": True}, train_config={"epochs": 1, "batch_size": 64},
+                   seed=3)
+    config = json.loads((ws / "runs" / result.run_id / "config.json").read_text())
+    assert config["features"]["phy"] is True and config["model_config"]["phy_features"] is True
+    loaded = load_run(result.run_id)
+    x = load_inputs("eds", "val", with_maps=False)
+    assert x.phy is not None and x.phy.shape == (*x.node_mask.shape, len(PHY_COLUMNS) // 2)
+    batch = make_batch(x, FeatureSpec.from_dict(config["features"]))
+    assert batch.feats.shape[-1] == len(TOKEN_COLUMNS) + len(PHY_COLUMNS)
+    ok = batch.feats[..., len(TOKEN_COLUMNS) + 1::2].numpy() > 0
+    np.testing.assert_array_equal(ok, np.isfinite(x.phy) & x.node_mask[..., None])
+    assert ok[..., 0].sum() > 0.5 * batch.mask.sum().item()  # RSRQ with most reports
+    a = loaded.predict(x)
+    np.testing.assert_array_equal(a.position_m, load_run(result.run_id).predict(x).position_m)
+    without = loaded.predict(replace(x, phy=None))  # masked: the network reads them
+    assert not np.allclose(a.position_m, without.position_m)
+    # heimdall takes the same wider tokens
+    heimdall = build_network("heimdall", {"phy_features": True}, vocab_size=len(config["features"]["node_keys"]))
+    assert heimdall(batch.index(slice(0, 8)))["mu"].shape == (8, 2)
+
+
 @pytest.mark.parametrize("model", ["setnet", "heimdall"])
 def test_network_run_files_and_identical_reload(ws, model):
     result = train("eds", model, train_config={"epochs": 4, "batch_size": 32}, seed=3)

@@ -16,6 +16,11 @@ Token features (all per slot, ``ok`` flags are 1 where the value is present):
 ``tx``              known transmit power / 50 dBm
 ``node_id``         index in the node vocabulary (0: unknown node)
 ==================  ============================================================
+
+With :attr:`FeatureSpec.phy` (the ``phy_features`` option of ``setnet`` and ``heimdall``), the
+PHY/MAC report fields follow as :data:`PHY_COLUMNS`, each a value and an ``ok`` flag (0 where
+the report lacks it): RSRQ (+20)/20 dB, SINR (+10)/40 dB, CQI/15, rank/4, serving (0/1), beam
+L1-RSRP as ``rss``, Doppler/500 Hz (clipped to ±2).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import torch
 
 from rflocal_core.constants import C_M_PER_NS
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.models.inputs import Inputs, search_bounds
+from rflocal_core.models.inputs import PHY_INPUT_FIELDS, Inputs, search_bounds
 
 RSS_MIN_DBM, RSS_MAX_DBM = -120.0, -30.0
 NODE_Z_SCALE_M = 100.0
@@ -40,6 +45,15 @@ AGE_SCALE_S = 10.0
 
 #: Columns of the dense per-token feature vector (see :func:`token_features`).
 TOKEN_COLUMNS = ("node_z", "pos_ok", "rss", "rss_ok", "aoa_sin", "aoa_cos", "aoa_ok", "toa", "toa_ok", "tx", "tx_ok")
+
+#: PHY/MAC token columns appended when :attr:`FeatureSpec.phy` (a value and its ``ok`` flag per field of
+#: :data:`~rflocal_core.models.inputs.PHY_INPUT_FIELDS`), and how each value is scaled: (offset, scale, clip).
+PHY_SCALING: dict[str, tuple[float, float, float]] = {
+    "rsrq_db": (20.0, 20.0, 2.0), "sinr_db": (10.0, 40.0, 2.0), "cqi": (0.0, 15.0, 1.0), "ri": (0.0, 4.0, 2.0),
+    "serving": (0.0, 1.0, 1.0), "beam_rsrp_dbm": (-RSS_MIN_DBM, RSS_MAX_DBM - RSS_MIN_DBM, 1.5),
+    "doppler_hz": (0.0, 500.0, 2.0),
+}
+PHY_COLUMNS = tuple(c for key in PHY_INPUT_FIELDS for c in (key, f"{key}_ok"))
 
 
 @dataclass(frozen=True)
@@ -56,26 +70,30 @@ class FeatureSpec:
         Node vocabulary (``"<scene>#<site>"``); index i + 1 in ``node_id``; 0 is unknown.
     max_slots : int
         Report slots per sample in training (informative; any count is accepted).
+    phy : bool
+        Append the PHY/MAC token columns :data:`PHY_COLUMNS` (masked where a report lacks them).
     """
 
     origin_m: tuple[float, float]
     extent_m: float
     node_keys: tuple[str, ...]
     max_slots: int
+    phy: bool = False
 
     @classmethod
-    def fit(cls, train: Inputs) -> FeatureSpec:
+    def fit(cls, train: Inputs, *, phy: bool = False) -> FeatureSpec:
         b = search_bounds(train)
         extent = max(b[1] - b[0], b[3] - b[2], 1.0)
         cx, cy = (b[0] + b[1]) / 2, (b[2] + b[3]) / 2
         keys = node_keys(train)
         vocab = sorted({k for k in keys[train.node_mask].ravel().tolist() if k})
-        return cls((cx - extent / 2, cy - extent / 2), float(extent), tuple(vocab), int(train.node_mask.shape[1]))
+        return cls((cx - extent / 2, cy - extent / 2), float(extent), tuple(vocab), int(train.node_mask.shape[1]),
+                   bool(phy))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
         return cls(tuple(float(v) for v in d["origin_m"]), float(d["extent_m"]), tuple(d["node_keys"]),
-                   int(d["max_slots"]))
+                   int(d["max_slots"]), bool(d.get("phy", False)))  # checkpoints before PHY features: off
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,7 +126,7 @@ class Batch:
     Attributes
     ----------
     node_xy : [N, S, 2] float32, normalized (0 where unknown)
-    feats : [N, S, F] float32, :data:`TOKEN_COLUMNS`
+    feats : [N, S, F] float32, :data:`TOKEN_COLUMNS` (then :data:`PHY_COLUMNS` with PHY features)
     node_id : [N, S] int64
     mask : [N, S] bool, slots that carry at least one measurement
     truth : [N, 2] float32, normalized (NaN where absent)
@@ -174,6 +192,25 @@ class Batch:
         return self.feats[..., TOKEN_COLUMNS.index(name)]
 
 
+def phy_token_columns(x: Inputs) -> np.ndarray:
+    """[N, S, len(PHY_COLUMNS)] float32: each PHY/MAC field scaled (:data:`PHY_SCALING`) and its ``ok`` flag."""
+    n, s = x.node_mask.shape
+    phy = x.phy if x.phy is not None else np.full((n, s, len(PHY_INPUT_FIELDS)), np.nan)
+    cols = []
+    for k, key in enumerate(PHY_INPUT_FIELDS):
+        offset, scale, clip = PHY_SCALING[key]
+        ok = np.isfinite(phy[..., k]) & x.node_mask
+        value = np.clip((np.nan_to_num(phy[..., k]) + offset) / scale, -clip, clip)
+        cols += [value * ok, ok]
+    return np.stack(cols, -1).astype(np.float32)
+
+
+def token_width(spec_or_phy: FeatureSpec | bool) -> int:
+    """Width of a token's feature vector: :data:`TOKEN_COLUMNS`, plus :data:`PHY_COLUMNS` with PHY features."""
+    phy = spec_or_phy.phy if isinstance(spec_or_phy, FeatureSpec) else bool(spec_or_phy)
+    return len(TOKEN_COLUMNS) + (len(PHY_COLUMNS) if phy else 0)
+
+
 def make_batch(x: Inputs, spec: FeatureSpec, *, unknown_nodes: str = "allow") -> Batch:
     """Encode :class:`Inputs` as a :class:`Batch`.
 
@@ -204,6 +241,8 @@ def make_batch(x: Inputs, spec: FeatureSpec, *, unknown_nodes: str = "allow") ->
         "tx_ok": tx_ok,
     }
     feats = np.stack([np.asarray(cols[c], dtype=np.float32) for c in TOKEN_COLUMNS], axis=-1)
+    if spec.phy:
+        feats = np.concatenate([feats, phy_token_columns(x)], axis=-1)
     mask = x.node_mask & (rss_ok | aoa_ok | toa_ok)
     keys = node_keys(x)
     lookup = {k: i + 1 for i, k in enumerate(spec.node_keys)}

@@ -101,6 +101,9 @@ class Inputs:
     step_age_s : ndarray [N, T], optional
         Seconds from each report time to the sample's last one (0 at the last, NaN for
         padding steps); None with ``rss_steps_dbm``.
+    phy : ndarray [N, S, P], optional
+        PHY/MAC report fields :data:`PHY_INPUT_FIELDS` at the sample's last valid step (NaN where
+        missing); None when the dataset has none.
     """
 
     dataset: str
@@ -128,6 +131,7 @@ class Inputs:
     top_k: int = 0
     rss_steps_dbm: np.ndarray | None = None
     step_age_s: np.ndarray | None = None
+    phy: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -142,6 +146,8 @@ class Inputs:
         """The samples ``rows`` (an index array, boolean mask or slice)."""
         steps = {} if self.rss_steps_dbm is None else {"rss_steps_dbm": self.rss_steps_dbm[rows],
                                                        "step_age_s": self.step_age_s[rows]}
+        if self.phy is not None:
+            steps["phy"] = self.phy[rows]
         return replace(self, **{f: getattr(self, f)[rows] for f in self.SLOT_FIELDS + self.SAMPLE_FIELDS}, **steps)
 
     def slots(self, cols: np.ndarray | slice) -> Inputs:
@@ -153,6 +159,8 @@ class Inputs:
         sel = np.arange(self.node_mask.shape[1])[cols]
         fixed = self.fixed_slots if np.array_equal(sel[: self.fixed_slots], np.arange(self.fixed_slots)) else 0
         steps = {} if self.rss_steps_dbm is None else {"rss_steps_dbm": self.rss_steps_dbm[:, :, sel]}
+        if self.phy is not None:
+            steps["phy"] = self.phy[:, sel]
         return replace(self, fixed_slots=fixed, **{f: getattr(self, f)[:, sel] for f in self.SLOT_FIELDS}, **steps)
 
     @property
@@ -180,6 +188,26 @@ def read_scene_maps(root: Any, name: str) -> SceneMaps:
                if key in sg}
     return SceneMaps(name, Grid.from_dict(sg.attrs["grid"]), pg, np.asarray(sg["footprint"][...]) == 0, site_pos,
                      site_tx, rasters)
+
+
+#: PHY/MAC report fields read into :attr:`Inputs.phy` (those a dataset holds; integers' -1 is NaN).
+PHY_INPUT_FIELDS: tuple[str, ...] = ("rsrq_db", "sinr_db", "cqi", "ri", "serving", "beam_rsrp_dbm", "doppler_hz")
+
+
+def _read_phy(g: Any, read: Any, step_mask: np.ndarray) -> np.ndarray | None:
+    """PHY/MAC fields [N, S, P] at each sample's last valid step, or None if the dataset has none."""
+    if not any(key in g for key in PHY_INPUT_FIELDS):
+        return None
+    last = np.where(step_mask.any(1), step_mask.shape[1] - 1 - np.argmax(step_mask[:, ::-1], axis=1), 0)
+    cols = []
+    for key in PHY_INPUT_FIELDS:
+        if key not in g:
+            cols.append(np.full((len(last), g["node_mask"].shape[1]), np.nan))
+            continue
+        values = read(key)
+        values = np.where(values >= 0, values, np.nan) if values.dtype.kind in "iu" else values.astype(np.float64)
+        cols.append(_last_step(values.astype(np.float64), last))
+    return np.stack(cols, -1)
 
 
 def _last_step(values: np.ndarray, last: np.ndarray) -> np.ndarray:
@@ -244,7 +272,17 @@ def load_inputs(dataset: str, split: str, *, with_maps: bool = True, max_steps: 
         rss_noise_db=float(config.get("rss_noise_db", 0.0 if "rss_quantization_db" in config else np.nan)),
         top_k=int(config.get("top_k", 0) or 0),
         rss_steps_dbm=rss_t if rss_t.shape[1] > 1 else None, step_age_s=step_age if rss_t.shape[1] > 1 else None,
+        phy=_read_phy(g, read, _valid_steps(read, max_steps)),
     )
+
+
+def _valid_steps(read: Any, max_steps: int | None) -> np.ndarray:
+    """The report steps used (the last ``max_steps`` valid ones), as :func:`_read_steps` keeps them."""
+    step_mask = read("step_mask").astype(bool)
+    if max_steps is not None:
+        from_end = np.cumsum(step_mask[:, ::-1], axis=1)[:, ::-1]  # valid steps at or after each step
+        step_mask &= from_end <= max_steps
+    return step_mask
 
 
 def _read_steps(read: Any, has_times: bool, has_los: bool, max_steps: int | None) -> dict[str, np.ndarray]:
@@ -253,10 +291,7 @@ def _read_steps(read: Any, has_times: bool, has_los: bool, max_steps: int | None
     ``rss`` [N, S] is the mean over the valid steps; ``toa``, ``aoa``, ``los`` and ``pos``
     are taken at the last valid step; ``rss_t`` [N, T, S] and ``step_age`` [N, T] keep the steps.
     """
-    step_mask = read("step_mask").astype(bool)
-    if max_steps is not None:
-        from_end = np.cumsum(step_mask[:, ::-1], axis=1)[:, ::-1]  # valid steps at or after each step
-        step_mask &= from_end <= max_steps
+    step_mask = _valid_steps(read, max_steps)
     last = np.where(step_mask.any(1), step_mask.shape[1] - 1 - np.argmax(step_mask[:, ::-1], axis=1), 0)
     rss_t = read("rss_dbm").astype(np.float64)
     rss_t = np.where(step_mask[..., None], rss_t, np.nan)

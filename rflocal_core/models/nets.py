@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.models.features import TOKEN_COLUMNS, Batch
+from rflocal_core.models.features import TOKEN_COLUMNS, Batch, token_width
 from rflocal_core.models.registry import NETWORKS, register
 from rflocal_core.options import check_options, option, redefault
 from rflocal_core.validation import check_choice, dataclass_from_dict
@@ -132,6 +132,12 @@ class NetConfig:
         return dataclass_from_dict(cls, d, field=cls.__name__)
 
 
+def phy_features_option() -> Any:
+    """The ``phy_features`` option of the networks that read PHY/MAC report tokens (``setnet``, ``heimdall``)."""
+    return option(False, help="PHY/MAC token features (RSRQ, SINR, CQI, rank, serving, beam L1-RSRP, Doppler), "
+                              "masked where a report lacks them")
+
+
 def check_encoder(config: Any) -> None:
     """Check that ``heads`` divides ``d_model`` (the ranges of ``pe_freqs``, ``layers``, ``heads`` are options)."""
     if config.d_model % config.heads:
@@ -154,6 +160,8 @@ class SetNetConfig(NetConfig):
     aux_epochs : int
         Two-stage training: the first ``aux_epochs`` epochs train the auxiliary heads only,
         then position and auxiliary losses jointly; 0 trains jointly from the start.
+    phy_features : bool
+        Read the PHY/MAC report fields as token features (:data:`~rflocal_core.models.features.PHY_COLUMNS`).
     """
 
     pe_freqs: int = option(6, lo=1, hi=16, help="frequencies of the sinusoidal position encoding")
@@ -161,6 +169,7 @@ class SetNetConfig(NetConfig):
     heads: int = option(4, lo=1, hi=16, help="attention heads (dividing d_model)")
     aux_weight: float = option(0.5, lo=0.0, hi=100.0, help="weight of the auxiliary bearing/distance losses")
     aux_epochs: int = option(0, lo=0, hi=10_000, help="epochs that train the auxiliary heads only (0: joint)")
+    phy_features: bool = phy_features_option()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -177,6 +186,8 @@ class HeimdallConfig(NetConfig):
         Width of the learnable per-node embedding (0 disables it).
     geometry : bool
         Use the pairwise geometry encoder.
+    phy_features : bool
+        Read the PHY/MAC report fields as token features (:data:`~rflocal_core.models.features.PHY_COLUMNS`).
     """
 
     node_dropout: tuple[float, ...] = redefault(NetConfig, "node_dropout", (0.0, 0.2, 0.5))
@@ -184,6 +195,7 @@ class HeimdallConfig(NetConfig):
     position_jitter_m: float = redefault(NetConfig, "position_jitter_m", 1.0)
     node_embedding_dim: int = option(16, lo=0, hi=512, help="width of the learnable per-node embedding (0: none)")
     geometry: bool = option(True, help="the pairwise geometry encoder")
+    phy_features: bool = phy_features_option()
 
 
 # --------------------------------------------------------------------------- models
@@ -266,7 +278,7 @@ class SetNet(LocNet):
     def __init__(self, config: SetNetConfig, *, vocab_size: int = 0) -> None:
         super().__init__(config, vocab_size=vocab_size)
         d = config.d_model
-        in_dim = 4 * config.pe_freqs + len(TOKEN_COLUMNS)
+        in_dim = 4 * config.pe_freqs + token_width(config.phy_features)
         self.token_mlp = mlp([in_dim, 2 * d, d])
         layer = nn.TransformerEncoderLayer(d, config.heads, 2 * d, config.dropout, activation="gelu",
                                            batch_first=True, norm_first=True)
@@ -319,7 +331,7 @@ class Heimdall(LocNet):
             nn.init.normal_(self.node_embedding.weight, std=0.02)
             with torch.no_grad():
                 self.node_embedding.weight[0].zero_()  # unknown nodes: no identity
-        self.node_mlp = mlp([2 + len(TOKEN_COLUMNS) + e, 2 * d, d], final_act=True)
+        self.node_mlp = mlp([2 + token_width(config.phy_features) + e, 2 * d, d], final_act=True)
         # pair features: dx, dy, distance, bearing sin/cos, dz, both-positions-known
         self.pair_mlp = mlp([7 + 2 * d, d, d], final_act=True) if config.geometry else None
         self.node_mlp2 = mlp([2 * d if config.geometry else d, d, d], final_act=True)
