@@ -26,7 +26,7 @@ import numpy as np
 from rflocal_core.errors import DatasetNotFoundError, InferenceInputError, InvalidInputError
 from rflocal_core.geo import LocalFrame
 from rflocal_core.measurements import MeasurementSet
-from rflocal_core.models.inputs import Inputs, SceneMaps, read_scene_maps
+from rflocal_core.models.inputs import PHY_INPUT_FIELDS, Inputs, SceneMaps, read_scene_maps
 from rflocal_core.results import JsonResult
 from rflocal_core.workspace import atomic_write_text
 
@@ -380,6 +380,7 @@ def measurements_to_inputs(
         rss_quantization_db=float(cfg.get("rss_quantization_db", 0.0) or 0.0),
         rss_noise_db=float(cfg.get("rss_noise_db", np.nan)),
         top_k=int(cfg.get("top_k", 0) or 0), rss_steps_dbm=a["rss_steps"], step_age_s=a["step_age"],
+        phy=a["phy"] if np.isfinite(a["phy"]).any() else None,
     )
     return x, bad, warnings, flags
 
@@ -426,6 +427,7 @@ def _fixed_slots(ms: MeasurementSet, ref: RunReference, table: list[dict[str, An
         "slot_site": np.full((n, slots), -1, dtype=np.int64), "truth": np.full((n, 2), np.nan),
         "truth_z": np.full(n, np.nan), "rss_steps": np.full((n, n_steps, slots), np.nan) if n_steps > 1 else None,
         "step_age": np.full((n, n_steps), np.nan) if n_steps > 1 else None,
+        "phy": np.full((n, slots, len(PHY_INPUT_FIELDS)), np.nan),
     }
     for s, row in enumerate(table):
         if row["x_m"] is not None:
@@ -472,6 +474,9 @@ def _fill_sample(a: dict[str, Any], row: int, sample: Any, slot_of: dict[str, in
                 a["toa"][row, s] = report.toa_ns
             if report.aoa_deg is not None and use["aoa_deg"]:
                 a["aoa"][row, s] = report.aoa_deg
+            for k, key in enumerate(PHY_INPUT_FIELDS):  # PHY/MAC fields at the last time, as in training
+                if getattr(report, key) is not None:
+                    a["phy"][row, s, k] = getattr(report, key)
     for s, values in sums.items():
         a["rss"][row, s] = float(np.mean(values))
     if a["rss_steps"] is not None:

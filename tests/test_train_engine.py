@@ -43,6 +43,8 @@ def test_phy_token_features_are_read_and_travel_in_the_checkpoint(ws):
     """phy_features: the PHY/MAC fields of the generated dataset become token columns, masked where absent."""
     from dataclasses import replace
 
+    from rflocal_core.dataset import export_dataset
+    from rflocal_core.infer.predict import predict_measurements
     from rflocal_core.models.features import PHY_COLUMNS, TOKEN_COLUMNS, FeatureSpec, make_batch
     from rflocal_core.models.nets import build_network
 
@@ -62,6 +64,14 @@ def test_phy_token_features_are_read_and_travel_in_the_checkpoint(ws):
     np.testing.assert_array_equal(a.position_m, load_run(result.run_id).predict(x).position_m)
     without = loaded.predict(replace(x, phy=None))  # masked: the network reads them
     assert not np.allclose(a.position_m, without.position_m)
+    # a measurement file carries them too: the exported split predicts as the dataset does
+    ms = export_dataset("eds", split="val")
+    by_file = predict_measurements(loaded, ms)
+    rows = {int(r["id"].rsplit("-", 1)[1]): r for r in by_file.to_json()["predictions"]}
+    k = [i for i, row in enumerate(x.indices) if int(row) in rows]
+    assert len(k) == len(x.indices)
+    np.testing.assert_allclose([[rows[int(x.indices[i])]["x_m"], rows[int(x.indices[i])]["y_m"]] for i in k],
+                               a.position_m[k], atol=0.05)
     # heimdall takes the same wider tokens
     heimdall = build_network("heimdall", {"phy_features": True}, vocab_size=len(config["features"]["node_keys"]))
     assert heimdall(batch.index(slice(0, 8)))["mu"].shape == (8, 2)
