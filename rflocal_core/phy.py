@@ -419,9 +419,12 @@ class PhyReports:
     doppler_hz : float32
         Doppler shift of the strongest path, 1 Hz steps.
     serving : int8
-        1 for the serving cell (strongest RSRP), 0 for the others.
+        1 for the serving cell (the strongest at the first report; then changed by A3/A5 handovers), 0 for
+        the others.
     neighbour_rank : int8
         0 serving, 1..K the K strongest neighbours, −1 otherwise.
+    event_a3, event_a5 : int8
+        1 where an A3 / A5 event fires for this cell (:func:`serving_along`), 0 otherwise.
     """
 
     rsrp_dbm: np.ndarray
@@ -437,6 +440,8 @@ class PhyReports:
     doppler_hz: np.ndarray
     serving: np.ndarray
     neighbour_rank: np.ndarray
+    event_a3: np.ndarray
+    event_a5: np.ndarray
 
 
 def _beam_reports(rsrp: np.ndarray, beam_gain: np.ndarray, top: int) -> tuple[np.ndarray, ...]:
@@ -452,16 +457,75 @@ def _beam_reports(rsrp: np.ndarray, beam_gain: np.ndarray, top: int) -> tuple[np
     return top_ids[..., 0], top_rsrp[..., 0], top_ids, top_rsrp
 
 
-def _cell_ranks(rsrp: np.ndarray, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
-    """Serving flag (strongest RSRP) and neighbour rank (0 serving, 1..K) over the cells (axis −1)."""
-    ranked = np.where(np.isfinite(rsrp), rsrp, -np.inf)
+#: Measurement events (TS 38.331): A3 a neighbour offset better than the serving cell; A5 the serving
+#: cell below the first RSRP threshold and a neighbour above the second; both after a time to trigger
+#: counted in consecutive reports. A fired event hands the device over to that neighbour.
+A3_OFFSET_DB = 3.0
+A5_THRESHOLDS_DBM = (-110.0, -105.0)
+TIME_TO_TRIGGER_REPORTS = 2
+
+
+def serving_along(rsrp: np.ndarray, steps: np.ndarray, *, offset_db: float = A3_OFFSET_DB,
+                  thresholds_dbm: tuple[float, float] = A5_THRESHOLDS_DBM,
+                  time_to_trigger: int = TIME_TO_TRIGGER_REPORTS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The serving cell along each sequence, with A3/A5 events and the handovers they trigger.
+
+    The first report is served by the strongest cell (and so is a report whose serving cell is
+    no longer heard); afterwards the serving cell changes only when an A3 or A5 event fires for
+    a neighbour, to the strongest neighbour that fired.
+
+    Parameters
+    ----------
+    rsrp : ndarray [n, T, S]
+        RSRP of every cell (NaN: not heard).
+    steps : ndarray [n, T] bool
+        Steps with a report (the others keep the state).
+
+    Returns
+    -------
+    serving : ndarray [n, T] int
+        Serving cell index (−1 where none is heard).
+    a3, a5 : ndarray [n, T, S] bool
+        Where an event fires (once, when its condition has held for ``time_to_trigger`` reports).
+    """
+    n, steps_max, cells = rsrp.shape
+    level = np.where(np.isfinite(rsrp), rsrp, -np.inf)
+    serving = np.full((n, steps_max), -1, dtype=np.int64)
+    a3 = np.zeros(rsrp.shape, dtype=bool)
+    a5 = np.zeros(rsrp.shape, dtype=bool)
+    current = np.full(n, -1, dtype=np.int64)
+    count3 = np.zeros((n, cells), dtype=np.int64)
+    count5 = np.zeros((n, cells), dtype=np.int64)
+    rows = np.arange(n)
+    for t in range(steps_max):
+        now, live = level[:, t], steps[:, t] & np.isfinite(level[:, t]).any(-1)
+        lost = live & ((current < 0) | ~np.isfinite(now[rows, np.maximum(current, 0)]))
+        current = np.where(lost, np.argmax(now, -1), current)
+        own = now[rows, np.maximum(current, 0)][:, None]
+        other = np.isfinite(now) & (np.arange(cells)[None] != current[:, None]) & ~lost[:, None] & live[:, None]
+        count3 = np.where(other & (now > own + offset_db), count3 + 1, np.where(live[:, None], 0, count3))
+        count5 = np.where(other & (own < thresholds_dbm[0]) & (now > thresholds_dbm[1]), count5 + 1,
+                          np.where(live[:, None], 0, count5))
+        a3[:, t], a5[:, t] = count3 == time_to_trigger, count5 == time_to_trigger
+        fired = a3[:, t] | a5[:, t]
+        handover = fired.any(-1)
+        current = np.where(handover, np.argmax(np.where(fired, now, -np.inf), -1), current)
+        count3[handover], count5[handover] = 0, 0
+        serving[:, t] = np.where(live, current, -1)
+    return serving, a3, a5
+
+
+def _cell_ranks(rsrp: np.ndarray, serving: np.ndarray, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
+    """Serving flag and neighbour rank (0 serving, 1..K the strongest others) over the cells (axis −1)."""
+    cells = rsrp.shape[-1]
+    is_serving = (np.arange(cells) == serving[..., None]) & (serving[..., None] >= 0)
+    ranked = np.where(is_serving, np.inf, np.where(np.isfinite(rsrp), rsrp, -np.inf))
     order = np.argsort(-ranked, axis=-1, kind="stable")
     rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(rsrp.shape[-1]), axis=-1)
+    np.put_along_axis(rank, order, np.arange(cells), axis=-1)
     heard = np.isfinite(rsrp)
-    serving = np.where(heard, rank == 0, False)
     neighbour_rank = np.where(heard & (rank <= neighbours), rank, -1)
-    return serving, neighbour_rank
+    return np.where(heard, is_serving, False), neighbour_rank
 
 
 def phy_reports(*, rx_power_dbm: np.ndarray, load: np.ndarray, channel: LinkChannel, velocity_m_s: np.ndarray,
@@ -492,7 +556,8 @@ def phy_reports(*, rx_power_dbm: np.ndarray, load: np.ndarray, channel: LinkChan
     ri = rank_indicator(channel.eig, sinr, gnb_antennas=setup.gnb_antennas)
     beam_id, beam_rsrp, top_ids, top_rsrp = _beam_reports(rsrp, channel.beam_gain, top_beams)
     doppler = doppler_hz(velocity_m_s[:, :, None, :], channel.arrival_dir, freq_hz=freq_hz)
-    serving, neighbour_rank = _cell_ranks(rsrp, neighbours)
+    serving_cell, a3, a5 = serving_along(rsrp, present.any(-1))
+    serving, neighbour_rank = _cell_ranks(rsrp, serving_cell, neighbours)
 
     def num(x: np.ndarray, step: float, bounds: tuple[float, float] | None = None) -> np.ndarray:
         return np.where(present, quantize(x, step, bounds), np.nan).astype(np.float32)
@@ -509,4 +574,5 @@ def phy_reports(*, rx_power_dbm: np.ndarray, load: np.ndarray, channel: LinkChan
         beam_top_ids=np.where(present[..., None], top_ids, -1).astype(np.int16),
         beam_top_rsrp_dbm=np.where(present[..., None], quantize(top_rsrp, 1.0), np.nan).astype(np.float32),
         doppler_hz=num(doppler, 1.0), serving=whole(serving, np.int8), neighbour_rank=whole(neighbour_rank, np.int8),
+        event_a3=whole(a3, np.int8), event_a5=whole(a5, np.int8),
     )

@@ -175,7 +175,7 @@ def test_layout_shapes_and_attributes(ws: Path) -> None:
         **{f"mask_{k}": (N, T, S) for k in ("rss_dbm", "toa_ns", "ta", "aoa_deg", "snr_db")},
         # PHY/MAC reports (ue mode with timing): per report, the device's RSSI per step, the top 4 beams
         **{k: (N, T, S) for k in ("rsrp_dbm", "rsrq_db", "sinr_db", "cqi", "ri", "beam_id", "beam_rsrp_dbm",
-                                  "doppler_hz", "serving", "neighbour_rank", "phy_mask")},
+                                  "doppler_hz", "serving", "neighbour_rank", "event_a3", "event_a5", "phy_mask")},
         **{f"mask_{k}": (N, T, S) for k in ("rsrq_db", "sinr_db", "cqi", "ri", "beam_id", "beam_rsrp_dbm",
                                             "doppler_hz", "serving")},
         "rssi_dbm": (N, T), "beam_top_ids": (N, T, S, 4), "beam_top_rsrp_dbm": (N, T, S, 4),
@@ -507,6 +507,18 @@ def test_vehicular_phy_doppler(ws: Path) -> None:
     limit = 10.0 * freq / 299_792_458.0
     assert len(doppler) > 30 and np.abs(doppler).max() <= limit + 0.5  # 1 Hz steps
     assert np.mean(np.abs(doppler) >= 1.0) > 0.8
+    # at most one serving cell per report step; it changes at a step where an A3/A5 event fires for the
+    # new cell, or where the old one is no longer heard (not reported)
+    serving = np.asarray(s["serving"][...]) == 1
+    assert (serving.sum(-1) <= 1).all()
+    events = (np.asarray(s["event_a3"][...]) == 1) | (np.asarray(s["event_a5"][...]) == 1)
+    rsrp = np.asarray(s["rsrp_dbm"][...])
+    cell = np.where(serving.any(-1), serving.argmax(-1), -1)
+    both = (cell[:, 1:] >= 0) & (cell[:, :-1] >= 0)
+    changed = both & (cell[:, 1:] != cell[:, :-1])
+    fired = events[:, 1:][changed, cell[:, 1:][changed]]
+    old_gone = np.isnan(rsrp[:, 1:][changed, cell[:, :-1][changed]])
+    assert np.all(fired | old_gone)
 
 
 # --------------------------------------------------------------------------- command line

@@ -228,3 +228,25 @@ def test_csv_import_vocabulary_reads_phy_columns():
     assert by_node["c2"].cqi in (2, 3) and by_node["c2"].doppler_hz is None and by_node["c2"].serving == 0
     assert second.reports[0].cqi is None and second.reports[0].rsrq_db == -12.0
     assert any(issue.reason == "cqi_out_of_range" for issue in table.report.issues)
+
+
+def test_a3_hands_over_after_the_time_to_trigger_and_a5_below_threshold():
+    steps = np.ones((1, 5), bool)
+    # cell 1 rises 4 dB above cell 0 from step 1 on: A3 (3 dB) fires after 2 reports, at step 2
+    rsrp = np.array([[[-80.0, -85.0], [-80.0, -76.0], [-80.0, -76.0], [-80.0, -76.0], [-80.0, -76.0]]])
+    serving, a3, a5 = phy.serving_along(rsrp, steps)
+    assert serving[0].tolist() == [0, 0, 1, 1, 1]
+    assert a3[0, :, 1].tolist() == [False, False, True, False, False] and not a3[0, :, 0].any() and not a5.any()
+    # 2 dB better is within the offset: no event, no handover (the serving cell is sticky)
+    serving, a3, _ = phy.serving_along(rsrp - np.array([0.0, 2.0]), steps)
+    assert serving[0].tolist() == [0] * 5 and not a3.any()
+    # a gap in the sequence keeps the state; one report above the offset is not enough
+    gap = np.array([[True, True, False, True, True]])
+    flicker = np.array([[[-80.0, -85.0], [-80.0, -76.0], [np.nan, np.nan], [-80.0, -85.0], [-80.0, -76.0]]])
+    serving, a3, _ = phy.serving_along(flicker, gap)
+    assert serving[0].tolist() == [0, 0, -1, 0, 0] and not a3.any()
+    # A5: the serving cell falls below -110 dBm with a neighbour above -105 dBm (8 dB better: no A3 at 10 dB)
+    weak = np.array([[[-100.0, -104.0], [-112.0, -104.0], [-112.0, -104.0], [-112.0, -104.0]]])
+    serving, a3, a5 = phy.serving_along(weak, np.ones((1, 4), bool), offset_db=10.0)
+    assert a5[0, :, 1].tolist() == [False, False, True, False] and serving[0].tolist() == [0, 0, 1, 1]
+    assert not a3.any()
