@@ -331,7 +331,9 @@ def _train_network(
 ) -> TrainResult:
     dist = dist or Dist()
     report = dist.main_only(report)
-    prep = dist.agree(lambda: _prepare_network(dataset, model, model_config, seed, report, transform,
+    # in DDP nothing is said before every rank has its data (an input error is then one line, on every rank)
+    quiet = report if not dist.on else _silent
+    prep = dist.agree(lambda: _prepare_network(dataset, model, model_config, seed, quiet, transform,
                                                allow_large_extent=allow_large_extent))
     run_id = dist.broadcast(run_id or new_run_id(model, dataset))  # rank 0's id (it holds the time)
     net = prep.net
@@ -349,6 +351,10 @@ def _train_network(
     result = _run_network(path, config, NeuralModel(model, net, prep.spec), cfg, prep.train_in, prep.val_in, report,
                           None, dist)
     return replace(result, warnings=tuple(prep.warnings))
+
+
+def _silent(stage: str, fraction: float, *, step: Any = None) -> None:
+    """A progress callback that says nothing."""
 
 
 def _create_network_run(run_id: str, config: dict[str, Any], dataset: str, train_in: Inputs, dist: Dist) -> Path:
@@ -390,7 +396,8 @@ def resume(run_id: str, *, progress: ProgressFn | None = None, max_minutes: floa
     device = str((config.get("train_config") or {}).get("device", "auto"))
     with distributed.session(device) as dist:
         report = dist.main_only(report)
-        cfg, net, payload, train_in, val_in = dist.agree(lambda: _resume_inputs(path, config, max_minutes, report))
+        quiet = report if not dist.on else _silent  # as train: nothing said before every rank has its data
+        cfg, net, payload, train_in, val_in = dist.agree(lambda: _resume_inputs(path, config, max_minutes, quiet))
         if dist.is_main:
             write_status(path, state="running")
         spec = FeatureSpec.from_dict(config["features"])

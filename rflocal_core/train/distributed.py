@@ -30,6 +30,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,6 +200,8 @@ class Dist:
         """
         if not self.on:
             return net
+        # a convolution's gradient in another memory layout than its weight: slower, not wrong
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" \
             else None
         return torch.nn.parallel.DistributedDataParallel(net, device_ids=ids, find_unused_parameters=find_unused)
