@@ -1,13 +1,15 @@
 """Training throughput with DistributedDataParallel: 1 process against N DDP processes on CPU (gloo).
 
-Run:  .venv/bin/python bench/bench_ddp.py [--samples 3000] [--epochs 6] [--model setnet] [--nproc 2]
+Run:  .venv/bin/python bench/bench_ddp.py [--samples 3000] [--epochs 6] [--model setnet] [--nproc 2] [--repeats 3]
 
 Builds a 240 m procedural scene with 5 sites and a generated dataset in a temporary workspace, then
 trains the same network with the same options and seed by the command line: in one process, and with
 ``--nproc N`` (torchrun's launcher, N gloo ranks). Each process gets one thread (OMP_NUM_THREADS=1),
 so N processes use N cores; ``--threads`` also times one process with N threads (the machine's
 other way to use N cores). Throughput: training samples over the epochs' seconds (``metrics.jsonl``;
-an epoch's time includes its validation pass); ``wall_s`` adds start-up and data loading.
+an epoch's time includes its validation pass); ``wall_s`` adds start-up and data loading. With
+``--repeats R`` the configurations alternate (1, N, 1, N, ...) so that a machine whose load changes
+weighs on both alike, and the figures are medians over the repeats.
 Prints one JSON object; ``--out`` also
 writes it.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,6 +67,7 @@ def main() -> int:
     parser.add_argument("--model", default="setnet")
     parser.add_argument("--nproc", type=int, default=2)
     parser.add_argument("--threads", action="store_true", help="also time one process with --nproc threads")
+    parser.add_argument("--repeats", type=int, default=1, help="alternate the configurations this many times")
     parser.add_argument("--out", default=None, help="also write the JSON here")
     args = parser.parse_args()
     ws = Path(tempfile.mkdtemp(prefix="rflocal-bench-ddp-"))
@@ -77,13 +81,14 @@ def main() -> int:
                                       cell_size_m=4.0, map_samples_per_tx=1_000_000, paths_samples_per_src=10_000,
                                       min_sites=2))
     load = os.getloadavg()[0]
-    runs = [_train(ws, args, nproc=1, threads=1), _train(ws, args, nproc=args.nproc, threads=1)]
-    if args.threads:
-        runs.append(_train(ws, args, nproc=1, threads=args.nproc))
+    configs = [(1, 1), (args.nproc, 1)] + ([(1, args.nproc)] if args.threads else [])
+    runs = [_train(ws, args, nproc=n, threads=t) for _ in range(args.repeats) for n, t in configs]
+    median = {f"{n}x{t}": statistics.median(r["samples_per_s"] for r in runs
+                                            if (r["nproc"], r["threads_per_process"]) == (n, t)) for n, t in configs}
     out = {"model": args.model, "samples": args.samples, "epochs": args.epochs, "batch_size": args.batch_size,
            "cpu_count": os.cpu_count(), "load_1min_at_start": round(load, 2), "load_1min_at_end":
-           round(os.getloadavg()[0], 2), "runs": runs,
-           "ddp_speedup": round(runs[1]["samples_per_s"] / runs[0]["samples_per_s"], 3)}
+           round(os.getloadavg()[0], 2), "median_samples_per_s": median, "runs": runs,
+           "ddp_speedup": round(median[f"{args.nproc}x1"] / median["1x1"], 3)}
     text = json.dumps(out, indent=2)
     print(text)
     if args.out:
