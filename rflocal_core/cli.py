@@ -131,7 +131,8 @@ _GROUPS = {"SceneConfig": "scene", "ProceduralConfig": "procedural city (--proce
            "MaterialConfig": "materials", "SiteConfig": "sites", "SceneImportConfig": "import",
            "GenerationConfig": "dataset", "TilesConfig": "tiles (procedural ranges: MIN,MAX)",
            "TrainConfig": "network training (override --train-config)",
-           "AutoConfig": "model selection (--model auto; its budget is --max-minutes)"}
+           "AutoConfig": "model selection (--model auto; its budget is --max-minutes)",
+           "LaunchConfig": "several training processes (DistributedDataParallel; or start under torchrun)"}
 
 
 def _add_data_parsers(sub: Any) -> None:
@@ -428,6 +429,9 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     from rflocal_core.train.auto import AutoConfig
 
     add_flags(parser.add_argument_group(_GROUPS["AutoConfig"]), AutoConfig)
+    from rflocal_core.train.distributed import LaunchConfig
+
+    add_flags(parser.add_argument_group(_GROUPS["LaunchConfig"]), LaunchConfig)
 
 
 def train_configs(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -474,6 +478,38 @@ def _train_auto(args: argparse.Namespace) -> Any:
     auto = {**flag_values(args, AutoConfig), **({} if budget is None else {"max_minutes": budget})}
     return auto_train(args.dataset, config=auto, train_config=train_config, seed=args.seed,
                       progress=_stderr_progress(), allow_large_extent=args.allow_large_extent)
+
+
+def _launch_ranks(args: argparse.Namespace, argv: Sequence[str]) -> int | None:
+    """``train --nproc N`` (N > 1): run this command as N DDP ranks through torchrun's launcher and
+    return its exit status; None when this process trains by itself."""
+    from rflocal_core.errors import InvalidInputError
+    from rflocal_core.models.registry import NETWORKS
+    from rflocal_core.options import flag_values
+    from rflocal_core.train import distributed
+
+    nproc = distributed.LaunchConfig(**flag_values(args, distributed.LaunchConfig)).nproc
+    if distributed.launched() and args.model not in NETWORKS:
+        msg = (f"model: under torchrun, train trains one network with DDP ({', '.join(NETWORKS)}); {args.model!r} "
+               "is not one: run it without torchrun")
+        raise InvalidInputError(msg)
+    if nproc == 1:
+        return None
+    if distributed.launched():
+        msg = f"nproc: --nproc {nproc} starts torchrun itself; under torchrun leave it out (--nproc-per-node sets it)"
+        raise InvalidInputError(msg)
+    if args.model not in NETWORKS:
+        msg = (f"nproc: --nproc {nproc} trains one network with DDP ({', '.join(NETWORKS)}); "
+               f"{args.model!r} is not one: leave --nproc out")
+        raise InvalidInputError(msg)
+    return distributed.launch(distributed.without_nproc(argv), nproc)
+
+
+def _is_rank_zero() -> bool:
+    """Whether this process prints the result: always, except a torchrun rank other than 0."""
+    import os
+
+    return os.environ.get("RANK", "0") in ("", "0")
 
 
 def _models(args: argparse.Namespace) -> Any:
@@ -780,8 +816,12 @@ def _attach_negative_values(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    args = build_parser().parse_args(_attach_negative_values(list(sys.argv[1:] if argv is None else argv)))
+    argv = _attach_negative_values(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(argv)
     try:
+        status = _launch_ranks(args, argv) if args.cmd == "train" else None
+        if status is not None:
+            return status
         result = _run(args)
     except RFLocalInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -791,5 +831,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
     from rflocal_core.results import JsonResult
 
+    if not _is_rank_zero():  # every rank returns the same result; one prints it
+        return 0
     print(json.dumps(result.to_json() if isinstance(result, JsonResult) else result, indent=2))
     return 0

@@ -31,6 +31,7 @@ from rflocal_core.options import check_value, flag_values, option_of, option_pat
 from rflocal_core.scene import MaterialConfig, ProceduralConfig, SceneConfig, SiteConfig
 from rflocal_core.scene.importer import SceneImportConfig
 from rflocal_core.train import TrainConfig
+from rflocal_core.train.distributed import LaunchConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,6 +44,7 @@ CONFIGS: dict[type, tuple[dict[str, Any], str]] = {
     SceneImportConfig: ({"name": "x", "path": "scene.xml"}, ""),
     GenerationConfig: ({"name": "d", "scenes": ("s",), "mode": "emitter", "survey": "drone"}, ""),
     TrainConfig: ({}, ""),
+    LaunchConfig: ({}, ""),
     NetConfig: ({}, ""),
     SetNetConfig: ({}, ""),
     HeimdallConfig: ({}, ""),
@@ -262,7 +264,7 @@ def test_help_works(command: list[str], capsys: pytest.CaptureFixture[str]) -> N
     (["scene", "import"], (SceneImportConfig, SiteConfig)),
     (["data", "generate"], (GenerationConfig,)),
     (["data", "fit-noise"], (NoiseFitConfig,)),
-    (["train"], (TrainConfig,)),
+    (["train"], (TrainConfig, LaunchConfig)),
 ], ids=lambda c: " ".join(c) if isinstance(c, list) else "")
 def test_help_shows_every_flag_with_its_default(command: list[str], classes: tuple[type, ...],
                                                 capsys: pytest.CaptureFixture[str]) -> None:
