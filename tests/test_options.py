@@ -30,6 +30,7 @@ from rflocal_core.models.trees import KNNLGBMConfig, LGBMConfig
 from rflocal_core.options import check_value, flag_values, option_of, option_paths, options
 from rflocal_core.scene import MaterialConfig, ProceduralConfig, SceneConfig, SiteConfig
 from rflocal_core.scene.importer import SceneImportConfig
+from rflocal_core.tracking import TrackConfig
 from rflocal_core.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +56,7 @@ CONFIGS: dict[type, tuple[dict[str, Any], str]] = {
     LGBMConfig: ({}, ""),
     KNNLGBMConfig: ({}, ""),
     NoiseFitConfig: ({}, ""),
+    TrackConfig: ({}, ""),
 }
 
 
