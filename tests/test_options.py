@@ -265,6 +265,7 @@ def test_help_works(command: list[str], capsys: pytest.CaptureFixture[str]) -> N
     (["data", "generate"], (GenerationConfig,)),
     (["data", "fit-noise"], (NoiseFitConfig,)),
     (["train"], (TrainConfig,)),
+    (["predict"], (TrackConfig,)),
 ], ids=lambda c: " ".join(c) if isinstance(c, list) else "")
 def test_help_shows_every_flag_with_its_default(command: list[str], classes: tuple[type, ...],
                                                 capsys: pytest.CaptureFixture[str]) -> None:
