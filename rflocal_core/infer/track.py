@@ -134,3 +134,17 @@ def predict_tracked_file(run_ids: list[str] | str, source: str | os.PathLike[str
                 res = replace(res, warnings=(*res.warnings, note))
         runs.append(track_prediction(res, result.measurements, config, mask=mask))
     return replace(result, runs=tuple(runs))
+
+
+def sequence_lines(res: RunPrediction, sample_id: str) -> dict[str, list[float | None]] | None:
+    """The tracked sequence of ``sample_id`` in time order, for a map: ``raw_x``, ``raw_y`` (the model's
+    positions), ``tracked_x``, ``tracked_y``, ``truth_x``, ``truth_y`` (None where absent); None when
+    ``res`` is not tracked or the sample has no sequence."""
+    row = next((p for p in res.predictions if p.id == sample_id), None)
+    if res.track is None or row is None or row.sequence is None:
+        return None
+    rows = sorted((p for p in res.predictions if p.sequence == row.sequence), key=lambda p: p.t_s or 0.0)
+    return {"raw_x": [p.x_m for p in rows], "raw_y": [p.y_m for p in rows],
+            "tracked_x": [p.tracked_x_m for p in rows], "tracked_y": [p.tracked_y_m for p in rows],
+            "truth_x": [p.truth.x_m if p.truth else None for p in rows],
+            "truth_y": [p.truth.y_m if p.truth else None for p in rows]}
