@@ -68,13 +68,13 @@ def _train(dataset: str, epochs: int) -> dict[str, str]:
     import torch
 
     from rflocal_core.train import train
-    from rflocal_core.train.runs import run_dir
+    from rflocal_core.train.runs import runs_dir
 
     torch.set_num_threads(1)
     runs = {"knn": f"{dataset}-knn", "mapformer": f"{dataset}-mapformer-e{epochs}"}
-    if not (run_dir(runs["knn"]) / "model.pt").is_file():
+    if not (runs_dir() / runs["knn"] / "model.pt").is_file():
         train(dataset, "knn", run_id=runs["knn"])
-    if not (run_dir(runs["mapformer"]) / "model.pt").is_file():  # trained once per dataset and epochs
+    if not (runs_dir() / runs["mapformer"] / "model.pt").is_file():  # trained once per dataset and epochs
         t0 = time.time()
         train(dataset, "mapformer", seed=0, run_id=runs["mapformer"], model_config={"d_model": 64, "heads": 4, "layers": 2},
               train_config={"epochs": epochs})
