@@ -19,7 +19,7 @@ Figures: error at the last report of each test sequence (median, P95, m), and ov
 
 Run::
 
-    .venv/bin/python bench/bench_tracking.py             # ~25 min on 2 busy cores
+    .venv/bin/python bench/bench_tracking.py             # ~25 min on 2 busy cores (mapformer training: 10-12 min per dataset)
     .venv/bin/python bench/bench_tracking.py --quick     # 300 sequences, 2 epochs: a smoke run
 
 Workspace ``bench/workspace-tracking`` (reused); results ``bench/results/tracking[-quick].json``.
