@@ -295,7 +295,7 @@ def _a_changed_value(opt: Any) -> Any:
     if opt.kind == "bool":
         return not opt.default
     if opt.choices:
-        return next(c for c in opt.choices if c != opt.default)
+        return next((c for c in opt.choices if c != opt.default), None)  # one choice: nothing to change
     if opt.kind == "list":
         return tuple(opt.default[:-1]) if len(opt.default) > 2 else (*opt.default, opt.default[-1])
     if opt.kind not in ("int", "float"):

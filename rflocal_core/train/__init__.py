@@ -275,7 +275,7 @@ def _train_network(
 ) -> TrainResult:
     attrs = dict(open_dataset(dataset).attrs)
     cfg = train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(train_config)
-    build_network(model, model_config, vocab_size=0)  # validates the model options before anything is written
+    frame = build_network(model, model_config, vocab_size=0).config.frame  # checks the options before any write
     report("loading data", 0.0)
     with_maps = model_needs_maps(model)
     train_in = load_transformed(dataset, "train", transform, with_maps=with_maps)
@@ -288,7 +288,7 @@ def _train_network(
                "measurements); train it on a generated dataset, or choose setnet or heimdall")
         raise InvalidInputError(msg)
     warnings = node_position_warnings(model, dataset, train_in)
-    spec = FeatureSpec.fit(train_in)
+    spec = FeatureSpec.fit(train_in, frame=frame)
     torch_seed(seed)
     net = build_network(model, model_config, vocab_size=len(spec.node_keys))
     prepare = getattr(net, "prepare", None)  # networks fitted to the training split beyond the weights (fpnet)
