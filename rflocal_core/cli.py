@@ -126,13 +126,22 @@ def _scene_tiles_flags(parser: argparse.ArgumentParser) -> None:
     add_flags(parser.add_argument_group(_GROUPS["SiteConfig"]), SiteConfig, skip=("count", "seed"))
 
 
+def _track_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``predict --track``: the tracker's options."""
+    from rflocal_core.options import add_flags
+    from rflocal_core.tracking import TrackConfig
+
+    add_flags(parser.add_argument_group(_GROUPS["TrackConfig"]), TrackConfig)
+
+
 #: Titles of the flag groups in ``--help``, by config class.
 _GROUPS = {"SceneConfig": "scene", "ProceduralConfig": "procedural city (--procedural)",
            "MaterialConfig": "materials", "SiteConfig": "sites", "SceneImportConfig": "import",
            "GenerationConfig": "dataset", "TilesConfig": "tiles (procedural ranges: MIN,MAX)",
            "TrainConfig": "network training (override --train-config)",
            "AutoConfig": "model selection (--model auto; its budget is --max-minutes)",
-           "LaunchConfig": "several training processes (DistributedDataParallel; or start under torchrun)"}
+           "LaunchConfig": "several training processes (DistributedDataParallel; or start under torchrun)",
+           "TrackConfig": "tracking over time (--track; files whose samples carry a sequence id and t_s)"}
 
 
 def _add_data_parsers(sub: Any) -> None:
@@ -158,6 +167,9 @@ def _add_data_parsers(sub: Any) -> None:
     export.add_argument("--out", required=True, metavar="FILE.json", help="file to write (atomically)")
     export.add_argument("--limit", type=int, default=None, help="export only the first N samples of the split")
     export.add_argument("--scene", default=None, help="export this scene's samples (needed for multi-scene splits)")
+    export.add_argument("--sequences", choices=("per-report", "history"), default=None,
+                        help="moving samples as sequences for predict --track: one sample per report time with its "
+                             "truth (per-report: that time's reports; history: the reports so far)")
     imp = data_sub.add_parser("import", help="turn a measurement file or table into a dataset (no radio maps)")
     imp.add_argument("file", metavar="FILE", help="an rflocal-measurements/1 (or survey) .json file, or a .csv, .tsv "
                      "or .parquet table with one row per measurement")
@@ -254,7 +266,13 @@ def _export(args: argparse.Namespace) -> dict[str, Any]:
     from rflocal_core.errors import InvalidInputError
     from rflocal_core.measurements import MAX_MEASUREMENT_FILE_BYTES, dump_measurements
 
-    ms = export_dataset(args.dataset, split=args.split, limit=args.limit, scene=args.scene)
+    if args.sequences:
+        from rflocal_core.dataset.sequences import export_sequences
+
+        ms = export_sequences(args.dataset, split=args.split, limit=args.limit, scene=args.scene,
+                              history=args.sequences == "history")
+    else:
+        ms = export_dataset(args.dataset, split=args.split, limit=args.limit, scene=args.scene)
     try:
         path = dump_measurements(ms, args.out)
     except OSError as exc:
@@ -366,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", default=None, metavar="predictions.json", help="also write the result here (atomically)")
     pr.add_argument("--strict", action="store_true",
                     help="refuse a file with GPS / RSS sentinels, outliers or duplicate ids instead of dropping them")
+    _track_flags(pr)
     ab = sub.add_parser("ablate", help="run an ablation study: train and test each variant, print the table")
     ab.add_argument("--study", required=True, help="features, sparsity, dropout, locheatmap-modes, "
                     "mapformer-physics or map-corruption")
@@ -526,10 +545,13 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
     from pathlib import Path
 
     from rflocal_core.errors import InvalidInputError
-    from rflocal_core.infer import predict_file
+    from rflocal_core.infer.track import predict_tracked_file
+    from rflocal_core.options import flag_values
+    from rflocal_core.tracking import TrackConfig
     from rflocal_core.workspace import atomic_write_text
 
-    result = predict_file(args.run, args.input, strict=args.strict)
+    track = TrackConfig(**flag_values(args, TrackConfig))
+    result = predict_tracked_file(args.run, args.input, track, strict=args.strict)
     quality = result.file.quality
     _warn_quality(quality)
     for run in result.runs:

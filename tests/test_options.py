@@ -30,6 +30,7 @@ from rflocal_core.models.trees import KNNLGBMConfig, LGBMConfig
 from rflocal_core.options import check_value, flag_values, option_of, option_paths, options
 from rflocal_core.scene import MaterialConfig, ProceduralConfig, SceneConfig, SiteConfig
 from rflocal_core.scene.importer import SceneImportConfig
+from rflocal_core.tracking import TrackConfig
 from rflocal_core.train import TrainConfig
 from rflocal_core.train.distributed import LaunchConfig
 
@@ -57,6 +58,7 @@ CONFIGS: dict[type, tuple[dict[str, Any], str]] = {
     LGBMConfig: ({}, ""),
     KNNLGBMConfig: ({}, ""),
     NoiseFitConfig: ({}, ""),
+    TrackConfig: ({}, ""),
 }
 
 
@@ -265,6 +267,7 @@ def test_help_works(command: list[str], capsys: pytest.CaptureFixture[str]) -> N
     (["data", "generate"], (GenerationConfig,)),
     (["data", "fit-noise"], (NoiseFitConfig,)),
     (["train"], (TrainConfig, LaunchConfig)),
+    (["predict"], (TrackConfig,)),
 ], ids=lambda c: " ".join(c) if isinstance(c, list) else "")
 def test_help_shows_every_flag_with_its_default(command: list[str], classes: tuple[type, ...],
                                                 capsys: pytest.CaptureFixture[str]) -> None:

@@ -150,7 +150,7 @@ _MEASUREMENT_RANGES: dict[str, tuple[float | None, float | None]] = {
 # Allowed keys, in the order they are written.
 TOP_KEYS: tuple[str, ...] = ("format", "mode", "scene", "notes", "nodes", "samples")
 NODE_KEYS: tuple[str, ...] = ("id", "lat", "lon", "x_m", "y_m", "alt_m", "tx_power_dbm", "position")
-SAMPLE_KEYS: tuple[str, ...] = ("id", "reports", "truth")
+SAMPLE_KEYS: tuple[str, ...] = ("id", "reports", "truth", "sequence")
 POSITION_KEYS: tuple[str, ...] = ("lat", "lon", "x_m", "y_m", "alt_m")
 #: A position field and the one it must come with.
 POSITION_PAIRS: tuple[tuple[str, str], ...] = (("lat", "lon"), ("lon", "lat"), ("x_m", "y_m"), ("y_m", "x_m"))
@@ -525,11 +525,16 @@ class Report:
 
 @dataclass(frozen=True)
 class Sample:
-    """One localization problem: reports (one or many per node) and, if known, the true position."""
+    """One localization problem: reports (one or many per node) and, if known, the true position.
+
+    ``sequence``: the id of the track the sample belongs to (a moving device's reports over time,
+    one sample per report time; ``predict --track`` filters each sequence); None for a snapshot.
+    """
 
     id: str
     reports: tuple[Report, ...]
     truth: Position | None = None
+    sequence: str | None = None
 
     def __post_init__(self) -> None:
         _text(self.id, "id")
@@ -547,6 +552,8 @@ class Sample:
         if self.truth is not None and not isinstance(self.truth, Position):
             msg = f"expected a Position or None, got {_show(self.truth)}"
             raise MeasurementFormatError(msg, path="truth")
+        if self.sequence is not None:
+            _text(self.sequence, "sequence", "a sequence id (a non-empty string) or null")
 
 
 @dataclass(frozen=True)
@@ -667,7 +674,7 @@ class MeasurementSet:
             if sample.truth is not None:
                 truth = filled[pos]
                 pos += 1
-            samples.append(Sample(sample.id, reports, truth))
+            samples.append(replace(sample, reports=reports, truth=truth))
         return replace(self, nodes=tuple(filled[: len(self.nodes)]), samples=tuple(samples))
 
 
@@ -988,7 +995,7 @@ def _parse_sample(
         msg = f"expected at least one report left, got none ({len(faults)} had faulty values)"
         faults.append(Dropped("too_few_reports", "samples", sample_id, f"{path}.reports", msg))
         return None
-    return _build(Sample, path, id=sample_id, reports=tuple(reports), truth=truth)
+    return _build(Sample, path, id=sample_id, reports=tuple(reports), truth=truth, sequence=raw.get("sequence"))
 
 
 def _parse_survey(obj: Mapping[str, Any], on_error: str, on_fault: str = "raise") -> MeasurementSet:
@@ -1215,6 +1222,8 @@ def _sample_dict(sample: Sample) -> dict[str, Any]:
         out["reports"].append(item)
     if sample.truth is not None:
         out["truth"] = _present(sample.truth, POSITION_KEYS)
+    if sample.sequence is not None:
+        out["sequence"] = sample.sequence
     return out
 
 

@@ -142,7 +142,10 @@ def _defs() -> dict[str, Any]:
         {"id": {"description": "Unique among samples (not checked by this schema); default s-<index>.",
                 "type": ["string", "null"], "pattern": _TEXT_PATTERN},
          "reports": {"type": "array", "minItems": 1, "items": _ref("report")},
-         "truth": {"description": "The true position, for evaluation.", "anyOf": [_ref("position"), {"type": "null"}]}},
+         "truth": {"description": "The true position, for evaluation.", "anyOf": [_ref("position"), {"type": "null"}]},
+         "sequence": {"description": "Id of the track the sample belongs to (one sample per report time of a "
+                                     "moving device); tracking filters each sequence.",
+                      "type": ["string", "null"], "pattern": _TEXT_PATTERN}},
         required=["reports"],
     )
     defs["document"] = _object(
