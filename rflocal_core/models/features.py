@@ -42,6 +42,17 @@ AGE_SCALE_S = 10.0
 TOKEN_COLUMNS = ("node_z", "pos_ok", "rss", "rss_ok", "aoa_sin", "aoa_cos", "aoa_ok", "toa", "toa_ok", "tx", "tx_ok")
 
 
+def tracing() -> bool:
+    """Whether a network is being traced for export (``torch.export``, ONNX).
+
+    A forward pass may take a shortcut on its data (``if not mask.any(): return zeros``) when
+    the general path gives the same answer; a traced graph must keep the general path, since it
+    would otherwise hold only the branch of the example input.
+    """
+    exporting = getattr(torch.compiler, "is_exporting", None)
+    return bool(torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling() or (exporting and exporting()))
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     """Normalization fitted on a training split.

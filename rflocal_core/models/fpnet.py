@@ -121,7 +121,7 @@ def fixed_vector(batch: Batch, vocab_size: int) -> tuple[torch.Tensor, torch.Ten
     Slot order does not matter (a compacted batch gives the same vector); reports of nodes
     outside the vocabulary (id 0) are left out.
     """
-    n = len(batch)
+    n = batch.mask.shape[0]  # not len(): a traced (ONNX) batch size stays symbolic
     ids = batch.node_id
     ok = batch.mask & (batch.col("rss_ok") > 0) & (ids > 0) & (ids <= vocab_size)
     rss = batch.col("rss") * (RSS_MAX_DBM - RSS_MIN_DBM) + RSS_MIN_DBM
