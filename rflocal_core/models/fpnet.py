@@ -253,14 +253,29 @@ def nearest(query_dbm: torch.Tensor, db_dbm: torch.Tensor, k: int, *, not_heard_
     exclude : [N, M] bool, optional
         Pairs that may not be neighbours (leave-one-out in training).
     """
-    q = torch.nan_to_num(query_dbm, nan=not_heard_dbm).clamp_min(not_heard_dbm)
-    db = torch.nan_to_num(db_dbm, nan=not_heard_dbm).clamp_min(not_heard_dbm)
+    # relative to the floor (the same distances): cdist's |q|^2 + |db|^2 - 2 q.db form loses float32
+    # digits on values near -130 dBm, enough to reorder near-tied neighbours between backends (ONNX)
+    q = torch.nan_to_num(query_dbm, nan=not_heard_dbm).clamp_min(not_heard_dbm) - not_heard_dbm
+    db = torch.nan_to_num(db_dbm, nan=not_heard_dbm).clamp_min(not_heard_dbm) - not_heard_dbm
     d = torch.cdist(q, db)
     if exclude is not None:
         d = d.masked_fill(exclude, float("inf"))
     k = min(k, db.shape[0])
-    dist, idx = d.topk(k, dim=1, largest=False)
-    return dist, idx
+    _, idx = tie_ordered(d).topk(k, dim=1, largest=False)
+    return torch.gather(d, 1, idx), idx
+
+
+def tie_ordered(d: torch.Tensor) -> torch.Tensor:
+    """float64 keys [N, M] ordered as ``d`` [N, M] (float32, >= 0), equal distances by their index (lower first).
+
+    Fingerprints tie (equal quantized RSS), and which tied neighbour ``topk`` keeps is left to
+    the backend (PyTorch and onnxruntime differ): the key decides. ``d * (1 + j 2^-24 / M)``
+    stays below the next float32 above ``d`` (spacing at least ``d 2^-24``); zeros are ordered
+    by ``j 1e-200``, which no non-zero float32 distance notices in float64.
+    """
+    m = d.shape[1]
+    j = torch.arange(m, device=d.device, dtype=torch.float64)
+    return d.double() * (1.0 + j * (2.0 ** -24 / m)) + j * 1e-200
 
 
 def same_position(truth: torch.Tensor, db_pos: torch.Tensor) -> torch.Tensor:

@@ -177,9 +177,10 @@ def export_graph(model: NeuralModel, example: Batch | MapBatch, path: Path) -> t
     batch, slots = torch.export.Dim("batch", min=1), torch.export.Dim("slots", min=1)
     dynamic = {k: ({0: batch, 1: slots} if k in SLOT_INPUTS else {0: batch}) for k in feed}
     with _quiet(), torch.no_grad():
+        # optimize=False: onnxruntime optimizes the graph itself when it loads it (export ~40% faster, same latency)
         program = torch.onnx.export(graph, tuple(torch.from_numpy(v) for v in feed.values()), dynamo=True,
                                     dynamic_shapes=dynamic, input_names=list(feed), output_names=list(outputs),
-                                    opset_version=OPSET, verbose=False)
+                                    opset_version=OPSET, optimize=False, verbose=False)
         program.save(str(path))
     return tuple(feed), outputs
 
