@@ -366,12 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", default=None, metavar="predictions.json", help="also write the result here (atomically)")
     pr.add_argument("--strict", action="store_true",
                     help="refuse a file with GPS / RSS sentinels, outliers or duplicate ids instead of dropping them")
-    ex = sub.add_parser("export", help="export a network run as an ONNX graph, checked against PyTorch on the "
-                        "validation split (a baseline is refused, exit 2)")
-    ex.add_argument("--run", required=True)
-    ex.add_argument("--format", default="onnx", choices=("onnx",), help="the graph format (onnx)")
-    ex.add_argument("--out", default=None, metavar="FILE.onnx",
-                    help="where to write it (atomically); default the run's model.onnx, which --backend onnxruntime runs")
+    _add_export_parser(sub)
     ab = sub.add_parser("ablate", help="run an ablation study: train and test each variant, print the table")
     ab.add_argument("--study", required=True, help="features, sparsity, dropout, locheatmap-modes, "
                     "mapformer-physics or map-corruption")
@@ -414,6 +409,15 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("actor", "action", "target"):
         log.add_argument(f"--{flag}", default=None, help=f"only the entries of this {flag}")
     return parser
+
+
+def _add_export_parser(sub: Any) -> None:
+    ex = sub.add_parser("export", help="export a network run as an ONNX graph, checked against PyTorch on the "
+                        "validation split (a baseline is refused, exit 2)")
+    ex.add_argument("--run", required=True)
+    ex.add_argument("--format", default="onnx", choices=("onnx",), help="the graph format (onnx)")
+    ex.add_argument("--out", default=None, metavar="FILE.onnx",
+                    help="where to write it (atomically); default the run's model.onnx, which --backend onnxruntime runs")
 
 
 def _auth_hash() -> dict[str, str]:
