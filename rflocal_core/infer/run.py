@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from rflocal_core.access import LOCAL_USER, User, require
-from rflocal_core.errors import CheckpointError, InvalidInputError
+from rflocal_core.errors import CheckpointError, DatasetNotFoundError, InvalidInputError
 from rflocal_core.models.features import make_batch
 from rflocal_core.models.inputs import Inputs, Prediction
 from rflocal_core.models.neural import NeuralModel
@@ -193,8 +193,13 @@ def _network(run: LoadedRun) -> NeuralModel:
 def _check_inputs(run: LoadedRun) -> Inputs:
     """Up to :data:`VERIFY_SAMPLES` samples of the run's validation split (its own view of the data)."""
     dataset = run.config["dataset"]
-    val = load_transformed(dataset, "val", InputTransform.from_dict(run.config.get("input_transform")),
-                           with_maps=run.needs_maps)
+    try:
+        val = load_transformed(dataset, "val", InputTransform.from_dict(run.config.get("input_transform")),
+                               with_maps=run.needs_maps)
+    except DatasetNotFoundError:
+        msg = (f"dataset: run {run.run_id!r} was trained on {dataset!r}, which is not in this workspace; an ONNX "
+               "export is checked against PyTorch on its val split")
+        raise InvalidInputError(msg) from None
     if len(val) == 0:
         msg = f"dataset: the val split of {dataset!r} holds no samples; an ONNX export is checked on it"
         raise InvalidInputError(msg)

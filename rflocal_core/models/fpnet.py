@@ -45,7 +45,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.models.features import RSS_MAX_DBM, RSS_MIN_DBM, TOKEN_COLUMNS, Batch, FeatureSpec, make_batch
+from rflocal_core.models.features import (
+    RSS_MAX_DBM,
+    RSS_MIN_DBM,
+    TOKEN_COLUMNS,
+    Batch,
+    FeatureSpec,
+    index_ordered,
+    make_batch,
+)
 from rflocal_core.models.inputs import Inputs
 from rflocal_core.models.nets import LocNet, NetConfig, gaussian_beta_nll
 from rflocal_core.models.registry import register
@@ -253,29 +261,19 @@ def nearest(query_dbm: torch.Tensor, db_dbm: torch.Tensor, k: int, *, not_heard_
     exclude : [N, M] bool, optional
         Pairs that may not be neighbours (leave-one-out in training).
     """
-    # relative to the floor (the same distances): cdist's |q|^2 + |db|^2 - 2 q.db form loses float32
-    # digits on values near -130 dBm, enough to reorder near-tied neighbours between backends (ONNX)
+    # relative to the floor (the same distances): the |q|^2 + |db|^2 - 2 q.db form (cdist's for more than
+    # 25 rows, written out: ONNX has no cdist) loses float32 digits on values near -130 dBm
     q = torch.nan_to_num(query_dbm, nan=not_heard_dbm).clamp_min(not_heard_dbm) - not_heard_dbm
     db = torch.nan_to_num(db_dbm, nan=not_heard_dbm).clamp_min(not_heard_dbm) - not_heard_dbm
-    d = torch.cdist(q, db)
+    d2 = (q * q).sum(1, keepdim=True) + (db * db).sum(1).unsqueeze(0) - 2.0 * (q @ db.transpose(0, 1))
+    d = d2.clamp_min(0.0).sqrt()
     if exclude is not None:
         d = d.masked_fill(exclude, float("inf"))
     k = min(k, db.shape[0])
-    _, idx = tie_ordered(d).topk(k, dim=1, largest=False)
+    # ranked on distances rounded to 1e-3 dB: the last float32 bits of a matrix product differ between
+    # backends (PyTorch, onnxruntime), and equal fingerprints must tie exactly to be ordered by index
+    _, idx = index_ordered(torch.round(d * 1000.0) / 1000.0, largest=False).topk(k, dim=1, largest=False)
     return torch.gather(d, 1, idx), idx
-
-
-def tie_ordered(d: torch.Tensor) -> torch.Tensor:
-    """float64 keys [N, M] ordered as ``d`` [N, M] (float32, >= 0), equal distances by their index (lower first).
-
-    Fingerprints tie (equal quantized RSS), and which tied neighbour ``topk`` keeps is left to
-    the backend (PyTorch and onnxruntime differ): the key decides. ``d * (1 + j 2^-24 / M)``
-    stays below the next float32 above ``d`` (spacing at least ``d 2^-24``); zeros are ordered
-    by ``j 1e-200``, which no non-zero float32 distance notices in float64.
-    """
-    m = d.shape[1]
-    j = torch.arange(m, device=d.device, dtype=torch.float64)
-    return d.double() * (1.0 + j * (2.0 ** -24 / m)) + j * 1e-200
 
 
 def same_position(truth: torch.Tensor, db_pos: torch.Tensor) -> torch.Tensor:

@@ -92,7 +92,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.models.features import AGE_SCALE_S, NODE_Z_SCALE_M, TOKEN_COLUMNS, TX_SCALE_DBM, Batch, tracing
+from rflocal_core.models.features import (
+    AGE_SCALE_S,
+    NODE_Z_SCALE_M,
+    TOKEN_COLUMNS,
+    TX_SCALE_DBM,
+    Batch,
+    index_ordered,
+    tracing,
+)
 from rflocal_core.models.maps import SCENE_CHANNELS, MapBatch, aoa_loglik, lookup, rss_unit_to_dbm, unit_to_pg_db
 from rflocal_core.models.nets import LocNet, NetConfig, SetNetConfig, check_encoder, gaussian_beta_nll, mlp, sinusoidal
 from rflocal_core.models.registry import register
@@ -608,7 +616,7 @@ class MapFormer(LocNet):
         f_mu = cells.unsqueeze(0) + offset
         f_sigma = F.softplus(fine[..., 2:] - 2.0) * size + c.sigma_min
         k = min(c.top_k, g_cells ** 2)
-        top = logits.detach().topk(k, dim=1).indices  # [N, K], best first
+        top = index_ordered(logits.detach(), largest=True).topk(k, dim=1).indices  # [N, K], best first; ties by index
         idx = top.unsqueeze(-1).expand(-1, -1, 2)
         mu_k, sigma_k = torch.gather(f_mu, 1, idx), torch.gather(f_sigma, 1, idx)
         prob_k = torch.softmax(torch.gather(logits, 1, top), dim=1)
