@@ -378,13 +378,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--allow-other-scene", action="store_true",
                     help="evaluate even when the dataset is of another place than the run's training data (its "
                     "scene digest, frame or nodes differ); refused without it (exit 2)")
-    pr = sub.add_parser("predict", help="predict the positions of the samples of a measurement file")
+    pr = sub.add_parser("predict", help="predict the positions of the samples of a measurement file",
+                        flags=_predict_flags)
     pr.add_argument("--run", required=True, action="append", help="run id (repeat to compare several)")
     pr.add_argument("--input", required=True, metavar="FILE.json", help="an rflocal-measurements/1 or survey file")
     pr.add_argument("--out", default=None, metavar="predictions.json", help="also write the result here (atomically)")
     pr.add_argument("--strict", action="store_true",
                     help="refuse a file with GPS / RSS sentinels, outliers or duplicate ids instead of dropping them")
     _track_flags(pr)
+    _add_export_parser(sub)
     ab = sub.add_parser("ablate", help="run an ablation study: train and test each variant, print the table")
     ab.add_argument("--study", required=True, help="features, sparsity, dropout, locheatmap-modes, "
                     "mapformer-physics or map-corruption")
@@ -427,6 +429,15 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("actor", "action", "target"):
         log.add_argument(f"--{flag}", default=None, help=f"only the entries of this {flag}")
     return parser
+
+
+def _add_export_parser(sub: Any) -> None:
+    ex = sub.add_parser("export", help="export a network run as an ONNX graph, checked against PyTorch on the "
+                        "validation split (a baseline is refused, exit 2)")
+    ex.add_argument("--run", required=True)
+    ex.add_argument("--format", default="onnx", choices=("onnx",), help="the graph format (onnx)")
+    ex.add_argument("--out", default=None, metavar="FILE.onnx",
+                    help="where to write it (atomically); default the run's model.onnx, which --backend onnxruntime runs")
 
 
 def _auth_hash() -> dict[str, str]:
@@ -541,17 +552,26 @@ def _models(args: argparse.Namespace) -> Any:
     return [{key: value for key, value in describe_model(name).items() if key != "options"} for name in models()]
 
 
+def _predict_flags(parser: argparse.ArgumentParser) -> None:
+    from rflocal_core.models.onnx_export import PredictOptions
+    from rflocal_core.options import add_flags
+
+    add_flags(parser, PredictOptions)
+
+
 def _predict(args: argparse.Namespace) -> dict[str, Any]:
     from pathlib import Path
 
     from rflocal_core.errors import InvalidInputError
     from rflocal_core.infer.track import predict_tracked_file
+    from rflocal_core.models.onnx_export import PredictOptions
     from rflocal_core.options import flag_values
     from rflocal_core.tracking import TrackConfig
     from rflocal_core.workspace import atomic_write_text
 
     track = TrackConfig(**flag_values(args, TrackConfig))
-    result = predict_tracked_file(args.run, args.input, track, strict=args.strict)
+    options = PredictOptions(**flag_values(args, PredictOptions))
+    result = predict_tracked_file(args.run, args.input, track, strict=args.strict, backend=options.backend)
     quality = result.file.quality
     _warn_quality(quality)
     for run in result.runs:
@@ -752,6 +772,10 @@ def _run(args: argparse.Namespace) -> Any:
                                progress=_stderr_progress())
     if args.cmd == "predict":
         return _predict(args)
+    if args.cmd == "export":
+        from rflocal_core.infer import export_onnx
+
+        return export_onnx(args.run, out=args.out)
     if args.cmd == "auth":
         return _auth_hash()
     if args.cmd == "audit":

@@ -26,6 +26,7 @@ from rflocal_core.models.baselines import KNNConfig, LogDistanceConfig, MapMatch
 from rflocal_core.models.locheatmap import LocHeatmapConfig
 from rflocal_core.models.mapformer import MapFormerConfig
 from rflocal_core.models.nets import HeimdallConfig, NetConfig, SetNetConfig
+from rflocal_core.models.onnx_export import PredictOptions
 from rflocal_core.models.trees import KNNLGBMConfig, LGBMConfig
 from rflocal_core.options import check_value, flag_values, option_of, option_paths, options
 from rflocal_core.scene import MaterialConfig, ProceduralConfig, SceneConfig, SiteConfig
@@ -59,6 +60,7 @@ CONFIGS: dict[type, tuple[dict[str, Any], str]] = {
     KNNLGBMConfig: ({}, ""),
     NoiseFitConfig: ({}, ""),
     TrackConfig: ({}, ""),
+    PredictOptions: ({}, ""),
 }
 
 

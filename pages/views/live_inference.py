@@ -17,6 +17,7 @@ from rflocal_core import demo, infer
 from rflocal_core.dataset.sequences import export_sequences
 from rflocal_core.errors import RFLocalInputError
 from rflocal_core.measurements import MAX_MEASUREMENT_FILE_BYTES, check_quality, load_measurements
+from rflocal_core.models.onnx_export import PredictOptions
 from rflocal_core.tracking import TrackConfig
 from rflocal_core.train import list_runs
 
@@ -38,9 +39,9 @@ if not st.session_state.get("li_demo_checked"):
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def cached_run(run_id: str, stamp: int) -> infer.LoadedRun:
-    """A run loaded once per checkpoint version (``stamp``: model.pt mtime)."""
-    return infer.load_run(run_id)
+def cached_run(run_id: str, stamp: int, backend: str = "torch") -> infer.LoadedRun:
+    """A run loaded once per checkpoint version (``stamp``: model.pt mtime) and backend."""
+    return infer.load_run(run_id, backend=backend)
 
 
 show_ablation = st.checkbox("Show ablation runs", key="li_show_ablation",
@@ -58,8 +59,10 @@ done_ids = [r["run_id"] for r in runs]
 # before that both demo runs (the demo's kNN has a posterior).
 own = sorted((r for r in runs if r["run_id"] not in demo.DEMO_RUNS), key=lambda r: r.get("created_utc") or "")
 default = [own[-1]["run_id"]] if own else [r for r in demo.DEMO_RUNS if r in done_ids] or [done_ids[-1]]
-chosen_runs = st.multiselect("Runs", done_ids, default=default, key="li_runs",
-                             help="Several runs are compared side by side on the same samples.")
+c = st.columns([4, 1])
+chosen_runs = c[0].multiselect("Runs", done_ids, default=default, key="li_runs",
+                               help="Several runs are compared side by side on the same samples.")
+backend = choice(c[1], PredictOptions, "backend", key="li_backend")
 if not chosen_runs:
     st.info("Choose at least one run.")
     st.stop()
@@ -126,7 +129,9 @@ if quality.faulty:
 results, models = [], {}
 for run_id in chosen_runs:
     try:
-        run = cached_run(*infer.checkpoint_stamp(run_id))
+        # onnxruntime: the first use exports the network and checks it against PyTorch (seconds)
+        with st.spinner(f"Loading {run_id} ({backend}) ..."):
+            run = cached_run(*infer.checkpoint_stamp(run_id), backend)
         res = infer.predict_measurements(run, ms)
     except RFLocalInputError as exc:
         st.error(f"**{run_id}**: {exc}")
@@ -170,7 +175,7 @@ cols = st.columns(len(results))
 for col, res in zip(cols, results):
     row = res.sample(sample_id)
     with col:
-        st.markdown(f"**{res.model}** · `{res.run_id}`")
+        st.markdown(f"**{res.model}** · `{res.run_id}`" + (f" · {res.backend}" if res.backend else ""))
         st.metric("Predicted position", f"{row.lat:.6f}, {row.lon:.6f}",
                   help=f"scene metres: x = {row.x_m} m, y = {row.y_m} m")
         sigma = (f"σx {row.sigma_x_m:.1f} m · σy {row.sigma_y_m:.1f} m" if row.sigma_x_m is not None

@@ -110,7 +110,7 @@ def _with_track(pred: PredictedSample, seq: str, t_s: float, xy: np.ndarray, sig
 
 
 def predict_tracked_file(run_ids: list[str] | str, source: str | os.PathLike[str] | bytes, config: TrackConfig, *,
-                         strict: bool = False) -> FilePrediction:
+                         strict: bool = False, backend: str = "torch") -> FilePrediction:
     """:func:`~rflocal_core.infer.predict.predict_file`, then each run's sequences tracked (``config.method``).
 
     Raises :class:`~rflocal_core.errors.InferenceInputError` naming the field when the file has no
@@ -120,7 +120,7 @@ def predict_tracked_file(run_ids: list[str] | str, source: str | os.PathLike[str
 
     if config.method is not None:  # refuse a file without sequences before predicting it
         sample_times(check_quality(load_measurements(source, on_error="collect", on_fault="drop"), strict=strict)[0])
-    result = predict_file(run_ids, source, strict=strict)
+    result = predict_file(run_ids, source, strict=strict, backend=backend)
     if config.method is None or result.measurements is None:
         return result
     runs = []

@@ -57,6 +57,33 @@ AGE_SCALE_S = 10.0
 TOKEN_COLUMNS = ("node_z", "pos_ok", "rss", "rss_ok", "aoa_sin", "aoa_cos", "aoa_ok", "toa", "toa_ok", "tx", "tx_ok")
 
 
+def tracing() -> bool:
+    """Whether a network is being traced for export (``torch.export``, ONNX).
+
+    A forward pass may take a shortcut on its data (``if not mask.any(): return zeros``) when
+    the general path gives the same answer; a traced graph must keep the general path, since it
+    would otherwise hold only the branch of the example input.
+    """
+    exporting = getattr(torch.compiler, "is_exporting", None)
+    return bool(torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling() or (exporting and exporting()))
+
+
+def index_ordered(x: torch.Tensor, *, largest: bool) -> torch.Tensor:
+    """float64 keys [N, M] that order ``x`` [N, M] (float32) as ``x`` does, equal values by index (lower first).
+
+    For ``topk``: which of tied values it keeps is left to the backend, and PyTorch and
+    onnxruntime choose differently; with these keys an exported graph picks what PyTorch picks.
+    Adding ``j |x| 2^-24 / M`` stays within the gap to the next float32 (at least ``|x| 2^-24``);
+    zeros are ordered by ``j 1e-200``, which no non-zero float32 notices in float64.
+    """
+    m = x.shape[1]
+    j = torch.arange(m, device=x.device, dtype=torch.float64)
+    x64 = x.double()
+    finite = torch.where(torch.isfinite(x64), x64.abs(), torch.zeros_like(x64))  # inf * 0 would be NaN
+    step = (finite * (2.0 ** -24 / m) + 1e-200) * j
+    return x64 - step if largest else x64 + step
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     """Normalization fitted on a training split.

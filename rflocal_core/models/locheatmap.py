@@ -560,7 +560,7 @@ class LocHeatmap(LocNet):
     def forward(self, batch: MapBatch | Batch) -> dict[str, torch.Tensor]:
         c = self.config
         base = batch.base if isinstance(batch, MapBatch) else batch
-        n, res = len(base), c.res
+        n, res = base.mask.shape[0], c.res  # not len(): a traced (ONNX) batch size stays symbolic
         reports = self._inputs(base)
         seen = reports
         if self.training and self.has_completion and c.holdout_fraction > 0:
@@ -602,7 +602,7 @@ class LocHeatmap(LocNet):
         if BP_CHANNEL in self.in_idx:
             bp = backprojection(base, c.res, sigma_deg=c.aoa_sigma_deg).to(r.dtype)
         else:
-            bp = r.new_zeros(len(base), 1, c.res, c.res)
+            bp = r.new_zeros(base.mask.shape[0], 1, c.res, c.res)
         return torch.cat([r, bp], 1)
 
     def _holdout(self, base: Batch) -> Batch:

@@ -18,6 +18,10 @@ uncertainty per axis::
     node distances, bearings and height differences; max + mean + quality-weighted
     (RSS) pooling; global fusion; position and uncertainty heads trained with Gaussian NLL.
     Node dropout (progressive), RSS noise and node position jitter augment training.
+    Optional per-receiver calibration (``use_calibration``): a learned RSS gain and offset per
+    known node, identity at the start (a receiver whose gain is off by some dB is corrected
+    before anything reads its RSS). Finite outputs and gradients for any mask, an empty set
+    and a batch of one included (the pooling weights of an empty set are zero, not NaN).
 
 Uncertainty: ``sigma = softplus(s) + sigma_min`` keeps it positive and away from collapse;
 the position loss is the beta-NLL of Seitzer et al. (2022): the Gaussian NLL weighted by
@@ -184,6 +188,9 @@ class HeimdallConfig(NetConfig):
         Width of the learnable per-node embedding (0 disables it).
     geometry : bool
         Use the pairwise geometry encoder.
+    use_calibration : bool
+        Per-receiver calibration layers: for each known node a learned gain and offset of its
+        RSS feature (``rss * (1 + g) + o``, both 0 at the start; unknown nodes are not calibrated).
     """
 
     node_dropout: tuple[float, ...] = redefault(NetConfig, "node_dropout", (0.0, 0.2, 0.5))
@@ -191,6 +198,7 @@ class HeimdallConfig(NetConfig):
     position_jitter_m: float = redefault(NetConfig, "position_jitter_m", 1.0)
     node_embedding_dim: int = option(16, lo=0, hi=512, help="width of the learnable per-node embedding (0: none)")
     geometry: bool = option(True, help="the pairwise geometry encoder")
+    use_calibration: bool = option(False, help="per-receiver calibration: a learned RSS gain and offset per known node")
 
 
 # --------------------------------------------------------------------------- models
@@ -337,8 +345,23 @@ class Heimdall(LocNet):
         self.fusion = mlp([3 * d, 2 * d, 2 * d], final_act=True)
         self.drop = nn.Dropout(config.dropout)
         self.position_head = mlp([2 * d, d, 4])
+        # per node id: RSS gain and offset; row 0 (unknown node) stays at zero (padding_idx: no gradient)
+        self.calibration = nn.Embedding(vocab_size + 1, 2, padding_idx=0) if config.use_calibration else None
+        if self.calibration is not None:
+            nn.init.zeros_(self.calibration.weight)
+
+    def calibrated(self, batch: Batch) -> Batch:
+        """``batch`` with each known node's RSS feature through its calibration (itself without calibration)."""
+        if self.calibration is None:
+            return batch
+        cal = self.calibration(batch.node_id.clamp(0, self.vocab_size))  # [N, S, 2]
+        i = TOKEN_COLUMNS.index("rss")
+        rss = (batch.col("rss") * (1.0 + cal[..., 0]) + cal[..., 1]) * batch.col("rss_ok")
+        feats = torch.cat([batch.feats[..., :i], rss.unsqueeze(-1), batch.feats[..., i + 1:]], dim=-1)
+        return batch.with_tokens(feats=feats)
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        batch = self.calibrated(batch)
         mask = batch.mask
         parts = [batch.node_xy, batch.feats]
         if self.node_embedding is not None:
@@ -350,7 +373,8 @@ class Heimdall(LocNet):
         h = self.drop(self.node_mlp2(h))
         score = self.quality(h)[..., 0] + self.rss_temperature * batch.col("rss")
         w = torch.softmax(score.masked_fill(~mask, float("-inf")), dim=1)
-        w = torch.nan_to_num(w, nan=0.0) * mask  # an empty set gives NaN softmax: zero weights
+        # an empty set gives NaN softmax: zero weights (no NaN gradient either: masked_fill passes none back)
+        w = torch.nan_to_num(w, nan=0.0) * mask
         weighted = (w.unsqueeze(-1) * h).sum(1)
         g = self.fusion(torch.cat([_masked_max(h, mask), _masked_mean(h, mask), weighted], dim=-1))
         mu, sigma = self._head_out(self.drop(g))
