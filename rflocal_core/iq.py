@@ -169,7 +169,8 @@ def doppler_hz(velocity_m_s: np.ndarray, direction: np.ndarray, carrier_hz: floa
         Departure direction of each path at the emitter (unit vectors).
     carrier_hz : float
     """
-    return np.asarray(direction, dtype=float) @ np.asarray(velocity_m_s, dtype=float) * carrier_hz / SPEED_OF_LIGHT_M_S
+    projected = np.sum(np.asarray(direction, dtype=float) * np.asarray(velocity_m_s, dtype=float), axis=-1)
+    return projected * carrier_hz / SPEED_OF_LIGHT_M_S
 
 
 def channel(burst: np.ndarray, *, n: int, sample_rate_hz: float, gains: np.ndarray, delays_s: np.ndarray,
@@ -200,26 +201,26 @@ def channel(burst: np.ndarray, *, n: int, sample_rate_hz: float, gains: np.ndarr
     if gains.size == 0:
         return np.zeros(n, dtype=complex)
     length = len(burst)
-    size = 1 << math.ceil(math.log2(2 * n + length + 8))
-    buf = np.zeros(size, dtype=complex)
-    buf[n: n + length] = burst  # n zeros before: captures starting up to n samples early
-    # capture sample m reads burst sample m + shift, i.e. buf[m + shift + n]
+    # capture sample m reads burst sample m + shift - n, i.e. buf[m + shift]
     shift = (offset_s - delays_s) * sample_rate_hz + n  # [P]
-    if np.any(shift < 0) or np.any(shift + n > size):
+    # the buffer holds the burst and every read (a capture starting up to n samples before the burst)
+    size = 1 << math.ceil(math.log2(max(n + length, math.ceil(float(shift.max())) + n) + 1))
+    buf = np.zeros(size, dtype=complex)
+    buf[n: n + length] = burst  # n zeros before
+    if np.any(shift < 0):
         msg = (f"offset_s: the capture must overlap the burst's buffer; got a read {float(shift.min()) - n:.1f} "
                f"samples from its start")
         raise InvalidInputError(msg)
     freqs = np.fft.fftfreq(size)
     spectrum = np.fft.fft(buf)
+    ramp = np.exp(2j * np.pi * freqs[None, :] * shift[:, None])  # advance each path by its shift
     if doppler is None or not np.any(doppler):
-        ramp = np.exp(2j * np.pi * freqs[None, :] * shift[:, None])  # advance by shift
-        return np.fft.ifft(spectrum * (gains @ ramp))[:n]
-    out = np.zeros(n, dtype=complex)
+        return np.fft.ifft(spectrum * np.sum(gains[:, None] * ramp, axis=0))[:n]  # not matmul: BLAS threads
+    waves = np.fft.ifft(spectrum[None, :] * ramp, axis=1)[:, :n]  # [P, n], one batched transform
     t_s = (np.arange(n) / sample_rate_hz) + offset_s  # time since the burst's start
-    for g, s, f_d, tau in zip(gains, shift, np.asarray(doppler, dtype=float).reshape(-1), delays_s):
-        wave = np.fft.ifft(spectrum * np.exp(2j * np.pi * freqs * s))[:n]
-        out += g * wave * np.exp(2j * np.pi * f_d * (t_s - tau))
-    return out
+    doppler = np.asarray(doppler, dtype=float).reshape(-1)
+    rotation = np.exp(2j * np.pi * doppler[:, None] * (t_s[None, :] - delays_s[:, None]))
+    return np.sum(gains[:, None] * waves * rotation, axis=0)
 
 
 def apply_lo(x: np.ndarray, *, sample_rate_hz: float, offset_hz: float, phase_rad: float = 0.0,
@@ -338,14 +339,15 @@ def _blackman_harris(size: int) -> np.ndarray:
     return 0.35875 - 0.48829 * np.cos(k) + 0.14128 * np.cos(2 * k) - 0.01168 * np.cos(3 * k)
 
 
-def noise_density_mw_hz(x: np.ndarray, *, occupied_hz: float, sample_rate_hz: float = SAMPLE_RATE_HZ) -> float:
+def noise_density_mw_hz(x: np.ndarray, *, occupied_hz: float, sample_rate_hz: float = SAMPLE_RATE_HZ,
+                        psd: tuple[np.ndarray, np.ndarray] | None = None) -> float:
     """Noise density: the median PSD outside the occupied band (four 240 kHz bins of guard), mW/Hz.
 
     The median, not the mean: the bins next to the band hold what the signal splatters. With
     fewer than four bins outside the band (a signal as wide as the sample rate) the lowest tenth
-    of the bins is taken, an upper bound.
+    of the bins is taken, an upper bound. ``psd``: :func:`welch_psd` of ``x`` if already computed.
     """
-    freqs, psd = welch_psd(x, sample_rate_hz=sample_rate_hz)
+    freqs, psd = welch_psd(x, sample_rate_hz=sample_rate_hz) if psd is None else psd
     guard = GUARD_BINS * sample_rate_hz / PSD_SEGMENT  # the window's main lobe is 4 bins each side
     outside = np.abs(freqs) > occupied_hz / 2 + guard
     if outside.sum() >= 4:
@@ -353,31 +355,35 @@ def noise_density_mw_hz(x: np.ndarray, *, occupied_hz: float, sample_rate_hz: fl
     return float(np.mean(np.sort(psd)[: max(len(psd) // 10, 1)]))
 
 
-def estimate_snr_db(x: np.ndarray, *, occupied_hz: float, sample_rate_hz: float = SAMPLE_RATE_HZ) -> float:
+def estimate_snr_db(x: np.ndarray, *, occupied_hz: float, sample_rate_hz: float = SAMPLE_RATE_HZ,
+                    psd: tuple[np.ndarray, np.ndarray] | None = None) -> float:
     """SNR over the capture: signal energy / noise energy, both over the whole sampled band.
 
     The noise density comes from the bins outside the occupied band
     (:func:`noise_density_mw_hz`); the signal is the rest of the capture's power.
     """
-    noise = noise_density_mw_hz(x, occupied_hz=occupied_hz, sample_rate_hz=sample_rate_hz) * sample_rate_hz
+    noise = noise_density_mw_hz(x, occupied_hz=occupied_hz, sample_rate_hz=sample_rate_hz, psd=psd) * sample_rate_hz
     total = float(np.mean(np.abs(x) ** 2))
     signal = max(total - noise, total * 1e-6)
     return float(10 * np.log10(signal / noise))
 
 
-def band_power_dbm(x: np.ndarray, *, occupied_hz: float, sample_rate_hz: float = SAMPLE_RATE_HZ) -> float:
+def band_power_dbm(x: np.ndarray, *, occupied_hz: float, sample_rate_hz: float = SAMPLE_RATE_HZ,
+                   psd: tuple[np.ndarray, np.ndarray] | None = None) -> float:
     """Signal power in the occupied band (and the window's main lobe around it) over the capture, noise removed, dBm."""
-    freqs, psd = welch_psd(x, sample_rate_hz=sample_rate_hz)
-    noise = noise_density_mw_hz(x, occupied_hz=occupied_hz, sample_rate_hz=sample_rate_hz)
+    psd = welch_psd(x, sample_rate_hz=sample_rate_hz) if psd is None else psd
+    noise = noise_density_mw_hz(x, occupied_hz=occupied_hz, sample_rate_hz=sample_rate_hz, psd=psd)
+    freqs, psd = psd
     inside = np.abs(freqs) <= occupied_hz / 2 + GUARD_BINS * sample_rate_hz / PSD_SEGMENT
     df = sample_rate_hz / len(freqs)
     power = float(np.sum(np.maximum(psd[inside] - noise, 0.0)) * df)
     return float(10 * np.log10(max(power, 1e-30)))
 
 
-def psd_summary_db(x: np.ndarray, *, bands: int = 16, sample_rate_hz: float = SAMPLE_RATE_HZ) -> np.ndarray:
+def psd_summary_db(x: np.ndarray, *, bands: int = 16, sample_rate_hz: float = SAMPLE_RATE_HZ,
+                   psd: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Mean PSD in ``bands`` equal sub-bands from -fs/2 to fs/2, dBm/Hz."""
-    _, psd = welch_psd(x, sample_rate_hz=sample_rate_hz)
+    _, psd = welch_psd(x, sample_rate_hz=sample_rate_hz) if psd is None else psd
     if len(psd) % bands:
         msg = f"bands: expected a divisor of the {len(psd)} PSD bins, got {bands}"
         raise InvalidInputError(msg)

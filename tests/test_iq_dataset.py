@@ -97,13 +97,13 @@ def test_tdoa_of_stored_captures_is_the_distance_difference_over_c(ws: Path) -> 
     codes, scale = np.asarray(samples["iq"][:, 0]), np.asarray(samples["iq_scale"][:, 0])
     pos = np.asarray(samples["pos_m"][:, 0], dtype=float)
     nodes = np.asarray(samples["node_pos_m"][0], dtype=float)
-    t0 = np.asarray(samples["iq_t0_s"][:, 0])
+    t0 = np.asarray(samples["iq_t0_s"][:, 0])  # [N, S]: every receiver starts at the report time
     checked = 0
     for i in range(len(pos)):
         d = np.linalg.norm(nodes - pos[i], axis=-1)
         ref = iq.dequantize(codes[i, 0], float(scale[i, 0]))
         for s in (1, 2):
-            tdoa, _ = iq.tdoa_s(ref, iq.dequantize(codes[i, s], float(scale[i, s])), start_difference_s=t0[i] - t0[i])
+            tdoa, _ = iq.tdoa_s(ref, iq.dequantize(codes[i, s], float(scale[i, s])), start_difference_s=t0[i, s] - t0[i, 0])
             assert abs(tdoa - (d[s] - d[0]) / C) < 0.25 / 30.72e6, (i, s, tdoa * C, d[s] - d[0])
             checked += 1
     assert checked == 2 * len(pos)
@@ -144,3 +144,55 @@ def test_cli_iq_flag_is_the_option() -> None:
     assert config.iq is True and config.iq_waveform == "gfsk" and config.iq_bandwidth_hz == 2e6
     default = command_config(build_parser().parse_args(["data", "generate", "--name", "d", "--scene", "s"]))
     assert default.iq is False
+
+
+@pytest.mark.raytrace
+def test_iq_export_import_round_trip(ws: Path, tmp_path: Path) -> None:
+    from rflocal_core.dataset import export_dataset, import_measurements
+    from rflocal_core.measurements import dump_measurements, load_measurements
+
+    ms = export_dataset(DATASET, split="train")
+    reports = [r for sample in ms.samples for r in sample.reports]
+    assert all(r.iq is not None and len(r.iq.i) == len(r.iq.q) == iq.CAPTURE_SAMPLES for r in reports)
+    assert reports[0].iq.sample_rate_hz == 30.72e6
+    path = dump_measurements(ms, tmp_path / "iq.json")
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    assert list(raw["samples"][0]["reports"][0]["iq"]) == ["sample_rate_hz", "t0_s", "i", "q"]
+    back = load_measurements(path)
+    import_measurements(back, name="iqback", scene=SCENE)
+    src, dst = open_dataset(DATASET)["samples"], open_dataset("iqback")["samples"]
+    assert dict(dst.attrs)["iq"]["sample_rate_hz"] == 30.72e6
+    rows = np.asarray(open_dataset(DATASET)["splits/train"][...])
+    ids = [s.id for s in back.samples]
+    for k, sample_id in enumerate(ids[:4]):
+        row = rows[k]
+        assert sample_id == f"{DATASET}-{row}"
+        for s in range(3):  # node slots keep the sites' order
+            a = iq.dequantize(np.asarray(src["iq"][row, 0, s]), float(src["iq_scale"][row, 0, s]))
+            b = iq.dequantize(np.asarray(dst["iq"][k, 0, s]), float(dst["iq_scale"][k, 0, s]))
+            assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max()
+            assert float(dst["iq_t0_s"][k, 0, s]) == pytest.approx(float(src["iq_t0_s"][row, 0, s]))
+    assert np.asarray(dst["mask_iq"][...]).sum() == len(reports)
+
+
+def test_measurement_format_reads_and_refuses_iq_objects() -> None:
+    from rflocal_core.errors import MeasurementFormatError
+    from rflocal_core.measurements import parse_measurements
+
+    def doc(capture: Any) -> dict[str, Any]:
+        return {"format": "rflocal-measurements/1", "mode": "emitter", "nodes": [{"id": "a", "x_m": 0, "y_m": 0}],
+                "samples": [{"id": "s", "reports": [{"node": "a", "iq": capture}], "truth": {"x_m": 1, "y_m": 2}}]}
+
+    good = {"sample_rate_hz": 30.72e6, "t0_s": 12.5, "i": [1, 2.5, -3], "q": [0, 0.25, 1e-6]}
+    report = parse_measurements(doc(good)).samples[0].reports[0]  # a capture alone is a report
+    assert report.iq.i == (1.0, 2.5, -3.0) and report.iq.t0_s == 12.5
+    for bad, message in (
+        ({**good, "q": [1, 2]}, r"reports\[0\].iq.q: expected as many q samples as i samples \(3\), got 2"),
+        ({k: v for k, v in good.items() if k != "t0_s"}, r"reports\[0\].iq: expected sample_rate_hz, t0_s, i, q"),
+        ({**good, "i": [1, "x", 3]}, r"reports\[0\].iq.i\[1\]: expected a finite number, got \"x\""),
+        ({**good, "sample_rate_hz": 0}, r"iq.sample_rate_hz: expected a number in \[1, 1e11\], got 0"),
+        ({**good, "gain": 1}, r"iq.gain: unknown key"),
+        ([1, 2], r"reports\[0\].iq: expected an IQ capture"),
+    ):
+        with pytest.raises(MeasurementFormatError, match=message):
+            parse_measurements(doc(bad))

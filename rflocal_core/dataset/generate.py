@@ -563,8 +563,8 @@ def _write_iq(samples: zarr.Group, per_scene: list[dict[str, Any]], s_max: int, 
                 fill = False if value.dtype == bool else (0 if value.dtype.kind in "iu" else np.nan)
                 value = np.pad(value, widths, constant_values=fill)
             parts.append(value)
-        # a capture is 4 kB (int16): 32 samples of 8 receivers make a 1 MB chunk
-        store.write_array(samples, key, np.concatenate(parts), chunk_rows=32 if key == "iq" else store.SAMPLE_CHUNK)
+        store.write_array(samples, key, np.concatenate(parts),
+                          chunk_rows=store.IQ_CHUNK if key == "iq" else store.SAMPLE_CHUNK)
     samples.attrs["iq"] = capture_attrs(config, per_scene[0]["carrier_hz"])
 
 

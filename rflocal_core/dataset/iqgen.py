@@ -8,7 +8,7 @@ the captures (:mod:`rflocal_core.iq`), never copied from the paths.
 
 Arrays (``samples/`` of the dataset, ``[N, T, S, ...]``; see :mod:`rflocal_core.dataset.store`):
 ``iq`` codes ``[..., 2, n]`` (int16 or int8), ``iq_scale`` (√mW per code), ``iq_t0_s`` the
-capture start ``[N, T]``, ``mask_iq``, and ``iq_snr_db``, ``iq_power_dbm``,
+capture start on the common clock, ``mask_iq``, and ``iq_snr_db``, ``iq_power_dbm``,
 ``iq_freq_offset_hz``, ``iq_psd_db [..., 16]``.
 """
 
@@ -85,7 +85,6 @@ def synthesize_iq(*, pos: np.ndarray, t_s: np.ndarray, present: np.ndarray, taps
                             rng=rng)
         t0 = float(t_s[i, t])
         start = t0 + rng.uniform(*LEAD_SAMPLES) / fs
-        out["iq_t0_s"][i, t] = t0
         for s in np.flatnonzero(out["mask_iq"][i, t]):
             link = {key: value[i, t, s] for key, value in taps.items()}
             imp = iq.Impairments(lo_offset_hz=carrier_hz * 1e-6 * (ppm[s] + drift[s] * t0),
@@ -97,7 +96,7 @@ def synthesize_iq(*, pos: np.ndarray, t_s: np.ndarray, present: np.ndarray, taps
             codes, scale = iq.synthesize_capture(burst, gains=gains, delays_s=delays, burst_start_s=start,
                                                  capture_start_s=t0, impairments=imp, rng=rng, n=size,
                                                  sample_rate_hz=fs, doppler=doppler)
-            out["iq"][i, t, s] = codes
+            out["iq"][i, t, s], out["iq_t0_s"][i, t, s] = codes, t0
             _features(out, (i, t, s), iq.dequantize(codes, scale), scale, config)
     return out
 
@@ -107,7 +106,7 @@ def _empty(n: int, steps: int, sites: int, config: GenerationConfig) -> dict[str
     out = {key: np.full(shape, np.nan, np.float32) for key in FEATURES if key != "mask_iq"}
     out["iq_psd_db"] = np.full((*shape, PSD_BANDS), np.nan, np.float32)
     out["iq"] = np.zeros((*shape, 2, iq.CAPTURE_SAMPLES), dtype=config.iq_adc)
-    out["iq_t0_s"] = np.full((n, steps), np.nan, np.float64)
+    out["iq_t0_s"] = np.full(shape, np.nan, np.float64)
     return out
 
 
@@ -124,9 +123,10 @@ def _link_channel(link: dict[str, np.ndarray], gain_db: float, velocity: np.ndar
 def _features(out: dict[str, np.ndarray], at: tuple[int, int, int], x: np.ndarray, scale: float,
               config: GenerationConfig) -> None:
     fs, bw = config.iq_sample_rate_hz, config.iq_bandwidth_hz
+    psd = iq.welch_psd(x, sample_rate_hz=fs)  # once for the three PSD-based features
     out["iq_scale"][at] = scale
-    out["iq_snr_db"][at] = iq.estimate_snr_db(x, occupied_hz=bw, sample_rate_hz=fs)
-    out["iq_power_dbm"][at] = iq.band_power_dbm(x, occupied_hz=bw, sample_rate_hz=fs)
+    out["iq_snr_db"][at] = iq.estimate_snr_db(x, occupied_hz=bw, sample_rate_hz=fs, psd=psd)
+    out["iq_power_dbm"][at] = iq.band_power_dbm(x, occupied_hz=bw, sample_rate_hz=fs, psd=psd)
     out["iq_freq_offset_hz"][at] = iq.estimate_frequency_offset_hz(x, kind=config.iq_waveform, occupied_hz=bw,
                                                                    sample_rate_hz=fs)
-    out["iq_psd_db"][at] = iq.psd_summary_db(x, bands=PSD_BANDS, sample_rate_hz=fs)
+    out["iq_psd_db"][at] = iq.psd_summary_db(x, bands=PSD_BANDS, sample_rate_hz=fs, psd=psd)
