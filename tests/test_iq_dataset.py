@@ -196,3 +196,23 @@ def test_measurement_format_reads_and_refuses_iq_objects() -> None:
     ):
         with pytest.raises(MeasurementFormatError, match=message):
             parse_measurements(doc(bad))
+
+
+@pytest.mark.raytrace
+def test_tdoa_multilateration_locates_from_the_captures(ws: Path) -> None:
+    """Free space, direct paths, no jitter: three masts fix the emitter to about a metre (the
+    quarter-sample TDoA error is 2.4 m of range difference); it needs no training."""
+    from rflocal_core.models import BASELINES, errors_m, load_inputs
+
+    train, test = load_inputs(DATASET, "train"), load_inputs(DATASET, "val")
+    assert train.iq is not None and train.iq.shape[1:] == (3, 2, iq.CAPTURE_SAMPLES)
+    assert train.iq_sample_rate_hz == 30.72e6 and np.isfinite(train.iq_scale).all()
+    model = BASELINES["tdoa_multilateration"]().fit(train)
+    for x in (train, test):
+        pred = model.predict(x)
+        assert pred.info["fallbacks"] == 0
+        err = errors_m(pred, x)
+        assert np.median(err) < 3.0 and err.max() < 10.0, err
+    # without captures it falls back to the weighted centroid, sample by sample
+    bare = test.slots(np.array([0, 1]))  # two receivers: one difference, no fix
+    assert model.predict(bare).info["fallbacks"] == len(bare)
