@@ -216,3 +216,19 @@ def test_tdoa_multilateration_locates_from_the_captures(ws: Path) -> None:
     # without captures it falls back to the weighted centroid, sample by sample
     bare = test.slots(np.array([0, 1]))  # two receivers: one difference, no fix
     assert model.predict(bare).info["fallbacks"] == len(bare)
+
+
+@pytest.mark.raytrace
+def test_tdoa_run_predicts_a_measurement_file_from_its_captures(ws: Path, tmp_path: Path) -> None:
+    """The IQ objects of an uploaded file reach the model: the file path locates as the dataset path does."""
+    from rflocal_core.dataset import export_dataset
+    from rflocal_core.infer import predict_file
+    from rflocal_core.measurements import dump_measurements
+    from rflocal_core.train import train
+
+    run = train(DATASET, "tdoa_multilateration").run_id
+    path = dump_measurements(export_dataset(DATASET, split="val"), tmp_path / "val.json")
+    out = predict_file(run, path).runs[0]
+    assert out.predictions and not out.bad_samples
+    errors = np.array([p.error_m for p in out.predictions])
+    assert np.median(errors) < 3.0, errors

@@ -70,3 +70,37 @@ def import_arrays(ms: MeasurementSet, where: list[tuple[int, int, int, int]],
              "units": "iq codes x iq_scale = the file's i + j q (sqrt(mW) when written by RFLocal); "
                       "iq_t0_s: capture start, common clock"}
     return out, attrs
+
+
+def file_captures(samples: list[Any], slot_of: dict[str, int | None], shape: tuple[int, int]) -> dict[str, Any]:
+    """The ``Inputs`` capture fields (``iq``, ``iq_scale``, ``iq_t0_s``, ``iq_sample_rate_hz``) of a file's samples.
+
+    Per sample the captures of node reports at its last report time, in the node's slot; a
+    capture of another sample rate or length than the file's first is left out. ``{}`` when the
+    file has none.
+
+    Parameters
+    ----------
+    samples : list of Sample
+        The samples, in the rows of the inputs.
+    slot_of : dict
+        Node id -> slot.
+    shape : (N, S)
+    """
+    first = next((r.iq for sample in samples for r in sample.reports if r.iq is not None and r.node is not None), None)
+    if first is None:
+        return {}
+    rate, size = first.sample_rate_hz, len(first.i)
+    out = {"iq": np.zeros((*shape, 2, size), np.int16), "iq_scale": np.full(shape, np.nan),
+           "iq_t0_s": np.full(shape, np.nan), "iq_sample_rate_hz": float(rate)}
+    for row, sample in enumerate(samples):
+        last = max(float(np.float32(r.t_s)) for r in sample.reports)
+        for r in sample.reports:
+            if r.iq is None or r.node is None or float(np.float32(r.t_s)) != last or slot_of.get(r.node) is None:
+                continue
+            if r.iq.sample_rate_hz != rate or len(r.iq.i) != size:
+                continue
+            s = slot_of[r.node]
+            codes, scale = iq.quantize(np.asarray(r.iq.i) + 1j * np.asarray(r.iq.q), adc="int16")
+            out["iq"][row, s], out["iq_scale"][row, s], out["iq_t0_s"][row, s] = codes, scale, r.iq.t0_s
+    return out
