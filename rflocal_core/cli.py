@@ -358,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="fit a model on a dataset and save it as a run", flags=_train_flags)
     tr.add_argument("--dataset", required=True)
     tr.add_argument("--model", required=True, help="setnet, heimdall, mapformer, locheatmap, fpnet, fpnet_knn, "
-                    "strongest_site, weighted_centroid, log_distance, aoa_triangulation, toa_multilateration, knn, "
+                    "strongest_site, weighted_centroid, log_distance, aoa_triangulation, toa_multilateration, "
+                    "tdoa_multilateration, knn, "
                     "map_matching, lgbm or knn_lgbm "
                     "(`rflocal models` lists them); auto: train every model that fits the dataset within "
                     "--max-minutes (all together, default 10) and keep the best on the validation split")

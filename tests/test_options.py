@@ -465,6 +465,8 @@ DATA_WIDGETS = {
     "dg_pmax": (GenerationConfig, "emitter_power_dbm", {"index": 1}), "dg_survey": (GenerationConfig, "survey"),
     "dg_drone_alt": (GenerationConfig, "drone_altitude_m"), "dg_drone_spacing": (GenerationConfig, "drone_spacing_m"),
     "dg_drone_points": (GenerationConfig, "drone_points"),
+    "dg_iq": (GenerationConfig, "iq"), "dg_iq_waveform": (GenerationConfig, "iq_waveform"),
+    "dg_iq_bw": (GenerationConfig, "iq_bandwidth_hz"),
     "dg_rss_step": (GenerationConfig, "rss_quantization_db"),
     "dg_fit_split": (NoiseFitConfig, "split"), "dg_fit_boot": (NoiseFitConfig, "bootstrap"),
 }
