@@ -18,14 +18,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rflocal_core import settings
 from rflocal_core.backend import ensure_backend
+from rflocal_core.cluster import ExecutorConfig, run_tasks
 from rflocal_core.constants import SPEED_OF_LIGHT_M_S
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.scene.sites import sionna_orientation_rad
@@ -149,6 +150,7 @@ def compute_radio_map(
     on_site: Any = None,
     reproducible: bool = True,
     workers: int | None = None,
+    executor: ExecutorConfig | None = None,
 ) -> RadioMap:
     """Compute path gain and RSS maps of every site with Sionna's ``RadioMapSolver``.
 
@@ -173,6 +175,11 @@ def compute_radio_map(
     diffraction : bool
         Include (first-order wedge) diffraction: slower, but street canyons out of
         sight of a rooftop site are no longer left without signal.
+    workers : int, optional
+        Child processes of the local executor (default: one per core, at most one per site).
+    executor : ExecutorConfig, optional
+        ``executor="ray"``: one Ray task per site (:mod:`rflocal_core.cluster`), the same maps bit
+        for bit; default the local executor.
     """
     if not 0.5 <= cell_size_m <= 20.0:
         msg = f"cell_size_m: expected a number in [0.5, 20] m, got {cell_size_m!r}"
@@ -191,13 +198,9 @@ def compute_radio_map(
     solve = {"center_m": tuple(center_m), "size_m": tuple(size_m), "plane_height_m": plane_height_m,
              "cell_size_m": cell_size_m, "samples_per_tx": samples_per_tx, "max_depth": max_depth, "seed": seed,
              "diffraction": diffraction}
-    if workers is None:
-        workers = min(os.cpu_count() or 1, len(sites)) if reproducible and backend_device() == "cpu" else 1
     t0 = time.perf_counter()
-    if workers > 1:
-        gain, centres = _solve_sites_in_processes(name, sites, solve, workers, on_site)
-    else:
-        gain, centres = solve_sites_here(name, sites, solve, on_site=on_site, reproducible=reproducible)
+    gain, centres = _solve_all(name, sites, solve, workers=workers, executor=executor, on_site=on_site,
+                               reproducible=reproducible)
     seconds = time.perf_counter() - t0
     with np.errstate(divide="ignore"):
         gain_db = 10.0 * np.log10(gain)
@@ -212,6 +215,18 @@ def compute_radio_map(
         site_ids=[str(s["id"]) for s in sites],
         seconds=seconds,
     )
+
+
+def _solve_all(name: str, sites: list[dict[str, Any]], solve: dict[str, Any], *, workers: int | None,
+               executor: ExecutorConfig | None, on_site: Any, reproducible: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Maps of all sites on the executor asked for: Ray tasks, child processes, or this process."""
+    if executor is not None and executor.uses_ray:
+        return _solve_sites_on_ray(name, sites, solve, executor, on_site, reproducible=reproducible)
+    if workers is None:
+        workers = min(os.cpu_count() or 1, len(sites)) if reproducible and backend_device() == "cpu" else 1
+    if workers > 1:
+        return _solve_sites_in_processes(name, sites, solve, workers, on_site)
+    return solve_sites_here(name, sites, solve, on_site=on_site, reproducible=reproducible)
 
 
 @contextlib.contextmanager
@@ -285,6 +300,61 @@ def _solve_sites_in_processes(name: str, sites: list[dict[str, Any]], solve: dic
         return np.stack(gains), parts[0]["centres"]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _solve_sites_on_ray(name: str, sites: list[dict[str, Any]], solve: dict[str, Any], executor: ExecutorConfig,
+                        on_site: Any, *, reproducible: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Maps of all sites, one Ray task per site; progress as each finishes, in any order."""
+    done = 0
+
+    def finished(index: int, result: Any) -> None:
+        nonlocal done
+        done += 1
+        if on_site is not None:
+            on_site(done, len(sites))
+
+    workspace = str(settings.workspace_dir())
+    calls = [(workspace, name, site, solve, reproducible) for site in sites]
+    names = [f"radio map of site {site['id']!r} of scene {name!r}" for site in sites]
+    results = run_tasks(site_map_task, calls, config=executor, names=names, on_done=finished)
+    return np.stack([gain for gain, _ in results]), results[0][1]
+
+
+#: The scene a Ray worker traced last, kept loaded for the next task on the same scene:
+#: ``(key, scene)`` where the key names the workspace, scene, file time, frequency and pattern.
+_WORKER_SCENE: dict[str, Any] = {}
+
+
+def _worker_scene(name: str, site: dict[str, Any]) -> Any:
+    """The scene ``name`` without transmitters, loaded once per worker process and scene."""
+    xml = scene_dir(name) / "scene.xml"
+    key = (str(xml), xml.stat().st_mtime_ns, float(site["freq_hz"]), site.get("pattern", "iso"))
+    if _WORKER_SCENE.get("key") != key:
+        _WORKER_SCENE.clear()  # one scene at a time: a worker may serve many workspaces
+        scene = load_rt_scene(name, sites=[site])
+        scene.remove(str(site["id"]))
+        _WORKER_SCENE.update(key=key, scene=scene)
+    return _WORKER_SCENE["scene"]
+
+
+def site_map_task(workspace: str, name: str, site: dict[str, Any], solve: dict[str, Any],
+                  reproducible: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A Ray task: the linear gain map [ny, nx] of one site and the cell centres [ny, nx, 3].
+
+    The same solver call as :func:`solve_sites_here` (hence the same map bit for bit); the scene
+    stays loaded in the worker for its next site.
+    """
+    from sionna.rt import RadioMapSolver
+
+    with settings.use_workspace(workspace):
+        scene = _worker_scene(name, site)
+        add_site(scene, site)
+        try:
+            with _reproducible_threads(enabled=reproducible):
+                gain, centres = _solve_sites(RadioMapSolver(), scene, [site], on_site=None, **solve)
+        finally:
+            scene.remove(str(site["id"]))
+    return gain[0], centres
 
 
 def run_children(commands: list[list[str]], *, on_line: Any, log_dir: Path, what: str = "worker") -> None:

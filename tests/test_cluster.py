@@ -1,0 +1,115 @@
+"""Generation units as Ray tasks (issue 16): same maps as the child processes, retries, cancel, bad addresses.
+
+One local Ray cluster of 2 CPUs serves the module (starting one costs seconds); it is stopped after
+the last test, so no Ray process outlives the tests.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from rflocal_core import cluster
+from rflocal_core.cluster import ExecutorConfig
+from rflocal_core.errors import ClusterTaskError, ClusterUnavailableError, InvalidInputError
+
+RAY2 = ExecutorConfig(executor="ray", ray_cpus=2)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(monkeypatch_module: pytest.MonkeyPatch) -> dict[str, float]:
+    """A local Ray cluster of 2 CPUs for the module, shut down afterwards."""
+    monkeypatch_module.delenv(cluster.RAY_ADDRESS_ENV, raising=False)
+    cluster.shutdown()
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import the tests: send _sleep, _root
+    try:
+        yield cluster.connect(RAY2)
+    finally:
+        cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module() -> pytest.MonkeyPatch:
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+def test_radio_maps_on_ray_match_the_child_processes_bit_for_bit(workspace, ray_cluster):
+    """One Ray task per site (2 at a time) gives the maps of 1 and of 2 child processes exactly."""
+    from rflocal_core.raytrace import compute_radio_map
+    from rflocal_core.scene import ProceduralConfig, SceneConfig, SiteConfig, build_scene
+
+    build_scene(SceneConfig(name="rep", procedural=ProceduralConfig(size_m=160, seed=5), sites=SiteConfig(count=3)))
+    kwargs = {"cell_size_m": 4.0, "samples_per_tx": 300_000, "diffraction": True}
+    one = compute_radio_map("rep", workers=1, **kwargs)
+    two = compute_radio_map("rep", workers=2, **kwargs)
+    seen = []
+    ray = compute_radio_map("rep", executor=RAY2, on_site=lambda done, total: seen.append((done, total)), **kwargs)
+    again = compute_radio_map("rep", executor=RAY2, **kwargs)  # workers keep the scene loaded: still the same
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    assert np.isfinite(ray.path_gain_db).mean() > 0.2
+    for other in (one, two, again):
+        assert np.array_equal(ray.path_gain_db, other.path_gain_db)
+        assert np.array_equal(ray.x_m, other.x_m) and np.array_equal(ray.y_m, other.y_m)
+    assert ray.site_ids == one.site_ids
+
+
+def _root(x: float) -> float:
+    return math.sqrt(x)
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def test_a_failing_task_is_retried_then_fails_the_job_with_its_error(ray_cluster):
+    with pytest.raises(ClusterTaskError, match=r"square root of -1 failed after 3 tries: ValueError: math domain"):
+        cluster.run_tasks(_root, [(4.0,), (-1.0,)], config=RAY2, names=["square root of 4", "square root of -1"])
+    assert cluster.run_tasks(_root, [(4.0,), (9.0,)], config=RAY2, names=["a", "b"]) == [2.0, 3.0]
+
+
+def test_a_progress_callback_that_raises_cancels_the_pending_tasks(ray_cluster):
+    """Cancel: the long tasks still running are cancelled, so both CPUs serve the next job at once."""
+    seen = []
+
+    def cancel(index: int, result: object) -> None:
+        seen.append(index)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cluster.run_tasks(_sleep, [(0.0,), (3600.0,), (3600.0,)], config=RAY2, names=["a", "b", "c"],
+                          on_done=cancel)
+    assert seen == [0]
+    import ray
+
+    for _ in range(120):  # the hour-long tasks, were they still running, would hold both CPUs for an hour
+        if ray.available_resources().get("CPU", 0.0) == 2.0:
+            break
+        time.sleep(0.5)
+    assert ray.available_resources().get("CPU", 0.0) == 2.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_address_is_refused_naming_it():
+    address = f"127.0.0.1:{_free_port()}"
+    with pytest.raises(ClusterUnavailableError, match=rf"ray_address: no Ray cluster answers at '{address}'"):
+        cluster.probe(address, timeout_s=2.0)
+    with pytest.raises(InvalidInputError, match=r"ray_address: expected HOST:PORT .*got 'nowhere'"):
+        cluster.probe("nowhere")
+    with pytest.raises(InvalidInputError, match=r"ray_address: applies with executor 'ray'"):
+        ExecutorConfig(ray_address=address)
+    with pytest.raises(InvalidInputError, match=r"executor: expected one of local, ray, got 'dask'"):
+        ExecutorConfig(executor="dask")
