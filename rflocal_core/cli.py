@@ -129,7 +129,8 @@ def _scene_tiles_flags(parser: argparse.ArgumentParser) -> None:
 #: Titles of the flag groups in ``--help``, by config class.
 _GROUPS = {"SceneConfig": "scene", "ProceduralConfig": "procedural city (--procedural)",
            "MaterialConfig": "materials", "SiteConfig": "sites", "SceneImportConfig": "import",
-           "GenerationConfig": "dataset", "TilesConfig": "tiles (procedural ranges: MIN,MAX)",
+           "GenerationConfig": "dataset", "ExecutorConfig": "executor (radio maps and path batches on Ray)",
+           "TilesConfig": "tiles (procedural ranges: MIN,MAX)",
            "TrainConfig": "network training (override --train-config)",
            "AutoConfig": "model selection (--model auto; its budget is --max-minutes)"}
 
@@ -178,10 +179,12 @@ def _add_data_parsers(sub: Any) -> None:
 
 def _generate_flags(parser: argparse.ArgumentParser) -> None:
     """The option flags of ``data generate`` (``--no-diffraction`` turns it off in maps and paths)."""
+    from rflocal_core.cluster import ExecutorConfig
     from rflocal_core.dataset import GenerationConfig
     from rflocal_core.options import add_flags
 
     add_flags(parser.add_argument_group(_GROUPS["GenerationConfig"]), GenerationConfig)
+    add_flags(parser.add_argument_group(_GROUPS["ExecutorConfig"]), ExecutorConfig)
 
 
 def _fit_noise_flags(parser: argparse.ArgumentParser) -> None:
@@ -311,8 +314,13 @@ def _run_data(args: argparse.Namespace) -> Any:
     from rflocal_core import dataset
 
     if args.data_cmd == "generate":
+        from rflocal_core.cluster import ExecutorConfig
+        from rflocal_core.options import flag_values
+
         config = command_config(args)
-        return dataset.generate_dataset(config, progress=_stderr_progress(every=True), restart=args.restart)
+        executor = ExecutorConfig(**flag_values(args, ExecutorConfig))
+        return dataset.generate_dataset(config, progress=_stderr_progress(every=True), restart=args.restart,
+                                        executor=executor)
     if args.data_cmd == "list":
         return dataset.list_datasets()
     if args.data_cmd == "show":

@@ -21,6 +21,7 @@ import zarr
 
 from rflocal_core import __version__
 from rflocal_core.access import LOCAL_USER, User, require
+from rflocal_core.cluster import LOCAL, ExecutorConfig
 from rflocal_core.dataset import store
 from rflocal_core.dataset.config import GenerationConfig
 from rflocal_core.dataset.rasters import Grid, load_footprints_m, rasterize_scene
@@ -43,7 +44,8 @@ def _rng(config: GenerationConfig, scene_index: int, purpose: str) -> np.random.
 
 
 def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = None, restart: bool = False,
-                     owner: str | None = None, user: User = LOCAL_USER) -> dict[str, Any]:
+                     owner: str | None = None, user: User = LOCAL_USER,
+                     executor: ExecutorConfig | None = None) -> dict[str, Any]:
     """Generate ``config.name`` into ``workspace/datasets``; resume an interrupted run.
 
     Parameters
@@ -60,6 +62,10 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
         ``owner`` attribute, shown in dataset lists (a resumed generation keeps the first owner).
     user : User
         Who asks (default: the command line's :data:`~rflocal_core.access.LOCAL_USER`); a viewer is refused.
+    executor : ExecutorConfig, optional
+        Where radio maps and path batches run (:mod:`rflocal_core.cluster`); default child processes
+        here. No part of the data: the same dataset on any executor, and a run interrupted on one
+        resumes on another.
 
     Returns
     -------
@@ -77,6 +83,7 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
     owner = user.name if owner is None else owner
     config.check_size()  # the cap on what one job may request (issue 20), before any work
     report = as_progress(progress)
+    executor = LOCAL if executor is None else executor
     final = store.dataset_path(config.name)
     if final.exists():
         msg = f"name: a dataset named {config.name!r} already exists; choose another name or delete it first"
@@ -92,7 +99,7 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
         # scenes are parts of the job: the first ones time the ones left
         sub = sub_progress(report, prefix=f"{scene}: ", span=(i / n_scenes, (i + 0.95) / n_scenes), part=i,
                            parts=n_scenes)
-        per_scene.append(_generate_scene(root, i, scene, meta, config, sub, seconds, resumed))
+        per_scene.append(_generate_scene(root, i, scene, meta, config, sub, seconds, resumed, executor))
 
     report("writing samples", 0.97)
     t0 = time.perf_counter()
@@ -169,7 +176,7 @@ class _Motion:
 
 def _generate_scene(
     root: zarr.Group, index: int, scene: str, meta: dict[str, Any], config: GenerationConfig,
-    report: StepProgressFn, seconds: dict[str, float], resumed: list[str],
+    report: StepProgressFn, seconds: dict[str, float], resumed: list[str], executor: ExecutorConfig,
 ) -> dict[str, Any]:
     mode = config.mode or meta["mode"]
     drone = config.survey == "drone"
@@ -184,7 +191,7 @@ def _generate_scene(
         maps = _read_maps(group)
     else:
         maps = _compute_maps(group, index, scene, meta, sites, site_pos, footprints, mode=mode, config=config,
-                             report=report, seconds=seconds)
+                             report=report, seconds=seconds, executor=executor)
 
     # Positions and motion (cheap and deterministic: recomputed on resume).
     report("sampling positions", 0.2)
@@ -223,12 +230,12 @@ def _read_maps(group: zarr.Group) -> _SceneMaps:
 def _compute_maps(
     group: zarr.Group, index: int, scene: str, meta: dict[str, Any], sites: list[dict[str, Any]],
     site_pos: np.ndarray, footprints: tuple[list[Any], list[float], list[str]], *, mode: str,
-    config: GenerationConfig, report: StepProgressFn, seconds: dict[str, float],
+    config: GenerationConfig, report: StepProgressFn, seconds: dict[str, float], executor: ExecutorConfig,
 ) -> _SceneMaps:
     """Radio maps (Sionna RT), rasters and shadowing of a scene, written to ``group``."""
     drone = config.survey == "drone"
     t0 = time.perf_counter()
-    rm = _radio_maps(scene, sites, config, report)
+    rm = _radio_maps(scene, sites, config, report, executor)
     _add_seconds(seconds, "radio_maps", time.perf_counter() - t0)
     grid = Grid(float(rm.x_m[0]), float(rm.y_m[0]), config.cell_size_m, len(rm.x_m), len(rm.y_m))
     pg_map = rm.path_gain_db.astype(np.float32)
@@ -254,7 +261,8 @@ def _compute_maps(
     return _SceneMaps(grid, pg_map, rasters["footprint"], shadow)
 
 
-def _radio_maps(scene: str, sites: list[dict[str, Any]], config: GenerationConfig, report: StepProgressFn) -> Any:
+def _radio_maps(scene: str, sites: list[dict[str, Any]], config: GenerationConfig, report: StepProgressFn,
+                executor: ExecutorConfig) -> Any:
     """One path-gain map per site (or drone waypoint) from Sionna's ``RadioMapSolver``."""
     from rflocal_core.raytrace import compute_radio_map
 
@@ -263,7 +271,7 @@ def _radio_maps(scene: str, sites: list[dict[str, Any]], config: GenerationConfi
     return compute_radio_map(scene, cell_size_m=config.cell_size_m, plane_height_m=config.plane_height_m,
                              samples_per_tx=config.drone_map_samples_per_tx if drone else config.map_samples_per_tx,
                              max_depth=config.map_max_depth, seed=config.seed, diffraction=config.map_diffraction,
-                             sites=sites if drone else None,
+                             sites=sites if drone else None, executor=executor,
                              on_site=lambda done, total: report(f"radio maps (Sionna RT) {done}/{total} sites",
                                                                 0.15 * done / total,
                                                                 step=Step("radio maps", done, total)))
