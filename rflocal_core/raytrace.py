@@ -320,21 +320,26 @@ def _solve_sites_on_ray(name: str, sites: list[dict[str, Any]], solve: dict[str,
     return np.stack([gain for gain, _ in results]), results[0][1]
 
 
-#: The scene a Ray worker traced last, kept loaded for the next task on the same scene:
-#: ``(key, scene)`` where the key names the workspace, scene, file time, frequency and pattern.
+#: The scene a Ray worker traced last, kept loaded for its next task on the same scene:
+#: ``key`` (scene files and their times, and what the scene was loaded for) and ``scene``.
 _WORKER_SCENE: dict[str, Any] = {}
 
 
-def _worker_scene(name: str, site: dict[str, Any]) -> Any:
-    """The scene ``name`` without transmitters, loaded once per worker process and scene."""
-    xml = scene_dir(name) / "scene.xml"
-    key = (str(xml), xml.stat().st_mtime_ns, float(site["freq_hz"]), site.get("pattern", "iso"))
+def _worker_scene(name: str, purpose: tuple[Any, ...], load: Any) -> Any:
+    """``load()`` once per worker process, scene and ``purpose``; a changed scene file loads again."""
+    folder = scene_dir(name)
+    key = (str(folder), *((folder / f).stat().st_mtime_ns for f in ("scene.xml", "scene.json")), *purpose)
     if _WORKER_SCENE.get("key") != key:
-        _WORKER_SCENE.clear()  # one scene at a time: a worker may serve many workspaces
-        scene = load_rt_scene(name, sites=[site])
-        scene.remove(str(site["id"]))
-        _WORKER_SCENE.update(key=key, scene=scene)
+        _WORKER_SCENE.clear()  # one scene at a time: a worker may serve many scenes and workspaces
+        _WORKER_SCENE.update(key=key, scene=load())
     return _WORKER_SCENE["scene"]
+
+
+def _map_scene(name: str, site: dict[str, Any]) -> Any:
+    """The scene ``name`` without transmitters, for maps at the site's frequency and antenna pattern."""
+    scene = load_rt_scene(name, sites=[site])
+    scene.remove(str(site["id"]))
+    return scene
 
 
 def site_map_task(workspace: str, name: str, site: dict[str, Any], solve: dict[str, Any],
@@ -347,7 +352,8 @@ def site_map_task(workspace: str, name: str, site: dict[str, Any], solve: dict[s
     from sionna.rt import RadioMapSolver
 
     with settings.use_workspace(workspace):
-        scene = _worker_scene(name, site)
+        purpose = ("map", float(site["freq_hz"]), site.get("pattern", "iso"))
+        scene = _worker_scene(name, purpose, lambda: _map_scene(name, site))
         add_site(scene, site)
         try:
             with _reproducible_threads(enabled=reproducible):
@@ -355,6 +361,18 @@ def site_map_task(workspace: str, name: str, site: dict[str, Any], solve: dict[s
         finally:
             scene.remove(str(site["id"]))
     return gain[0], centres
+
+
+def path_batch_task(workspace: str, name: str, positions_m: np.ndarray, options: dict[str, Any]) -> PathFeatures:
+    """A Ray task: :func:`compute_paths` from every site of scene ``name`` to ``positions_m``.
+
+    One Dr.Jit thread (the task asked Ray for one CPU); the scene stays loaded in the worker for
+    its next batch.
+    """
+    with settings.use_workspace(workspace):
+        scene = _worker_scene(name, ("paths",), lambda: load_rt_scene(name))
+        with _reproducible_threads(enabled=True):
+            return compute_paths(scene, positions_m, **options)
 
 
 def run_children(commands: list[list[str]], *, on_line: Any, log_dir: Path, what: str = "worker") -> None:

@@ -205,7 +205,8 @@ def _generate_scene(
         if drone:
             features = _drone_paths(group, scene, sites, motion.pos, motion.slots, config, report, seconds, resumed)
         else:
-            features = _paths(group, scene, motion.pos, motion.step_mask, config, report, seconds, resumed)
+            features = _paths(group, scene, motion.pos, motion.step_mask, config, report, seconds, resumed,
+                              executor)
 
     # Reports.
     report("synthesizing reports", 0.95)
@@ -455,54 +456,106 @@ def _drone_paths(
     return {key: np.asarray(paths[key][...])[:, None, :].repeat(steps, axis=1) for key in names}
 
 
+_PATH_KEYS = ("toa_ns", "aoa_deg", "delay_spread_ns", "los")
+
+
 def _paths(
     group: zarr.Group, scene: str, pos: np.ndarray, step_mask: np.ndarray, config: GenerationConfig,
-    report: StepProgressFn, seconds: dict[str, float], resumed: list[str],
+    report: StepProgressFn, seconds: dict[str, float], resumed: list[str], executor: ExecutorConfig = LOCAL,
 ) -> dict[str, np.ndarray]:
-    from rflocal_core.raytrace import compute_paths, load_rt_scene
+    """Exact-path features at every report position, one ``PATH_BATCH`` of positions at a time.
 
+    Each finished batch is stored in the partial store with its ``done`` flag (a killed run resumes
+    after it); the batches run here, or as Ray tasks with the Ray executor.
+    """
     n, steps, _ = pos.shape
     flat = pos[step_mask]  # only positions where a report is made
-    m = len(flat)
-    num_batches = (m + PATH_BATCH - 1) // PATH_BATCH
-    names = ("toa_ns", "aoa_deg", "delay_spread_ns", "los")
-    paths = group.require_group("paths")
-    if "done" not in paths or paths["done"].shape != (num_batches,):
-        num_sites = len(group.attrs["site_ids"])
-        for key in names:
-            dtype = np.int8 if key == "los" else np.float32
-            paths.create_array(key, shape=(m, num_sites), chunks=(PATH_BATCH, num_sites), dtype=dtype,
-                               fill_value=-1 if key == "los" else np.nan, overwrite=True)
-        paths.create_array("done", shape=(num_batches,), chunks=(max(num_batches, 1),), dtype=bool,
-                           fill_value=False, overwrite=True)
+    num_batches = (len(flat) + PATH_BATCH - 1) // PATH_BATCH
+    paths = _path_store(group, len(flat), num_batches)
     done = np.asarray(paths["done"][...])
     if done.any():
         resumed.append(f"{scene}: {int(done.sum())}/{num_batches} path batches")
-    rt_scene = None
     t0 = time.perf_counter()
-    for b in range(num_batches):
-        if done[b]:
-            continue
-        if rt_scene is None:
-            rt_scene = load_rt_scene(scene)
-        sl = slice(b * PATH_BATCH, min((b + 1) * PATH_BATCH, m))
-        report(f"exact paths (Sionna PathSolver) {sl.stop}/{m}", 0.25 + 0.7 * b / max(num_batches, 1),
-               step=Step("exact paths", int(done.sum()), num_batches))
-        feats = compute_paths(rt_scene, flat[sl], max_depth=config.paths_max_depth,
-                              samples_per_src=config.paths_samples_per_src, batch_size=PATH_BATCH, seed=config.seed,
-                              diffraction=config.paths_diffraction)
-        for key in names:
-            paths[key][sl] = getattr(feats, key)
-        done[b] = True
-        paths["done"][b] = True  # written last: a batch counts only once all its arrays are stored
+    trace = _trace_batches_on_ray if executor.uses_ray else _trace_batches_here
+    trace(paths, done, scene, flat, config, report, executor)
     _add_seconds(seconds, "paths", time.perf_counter() - t0)
     out = {}
-    for key in names:
+    for key in _PATH_KEYS:
         values = np.asarray(paths[key][...])
         full = np.full((n, steps, values.shape[1]), -1 if key == "los" else np.nan, dtype=values.dtype)
         full[step_mask] = values
         out[key] = full
     return out
+
+
+def _path_store(group: zarr.Group, m: int, num_batches: int) -> zarr.Group:
+    """The ``paths`` group of a scene: features [m, sites] and a ``done`` flag per batch (kept when it fits)."""
+    paths = group.require_group("paths")
+    if "done" not in paths or paths["done"].shape != (num_batches,):
+        num_sites = len(group.attrs["site_ids"])
+        for key in _PATH_KEYS:
+            dtype = np.int8 if key == "los" else np.float32
+            paths.create_array(key, shape=(m, num_sites), chunks=(PATH_BATCH, num_sites), dtype=dtype,
+                               fill_value=-1 if key == "los" else np.nan, overwrite=True)
+        paths.create_array("done", shape=(num_batches,), chunks=(max(num_batches, 1),), dtype=bool,
+                           fill_value=False, overwrite=True)
+    return paths
+
+
+def _path_options(config: GenerationConfig) -> dict[str, Any]:
+    return {"max_depth": config.paths_max_depth, "samples_per_src": config.paths_samples_per_src,
+            "batch_size": PATH_BATCH, "seed": config.seed, "diffraction": config.paths_diffraction}
+
+
+def _store_batch(paths: zarr.Group, done: np.ndarray, b: int, features: Any) -> None:
+    """Batch ``b``'s features into the store; its ``done`` flag last (a batch counts once all is stored)."""
+    sl = slice(b * PATH_BATCH, b * PATH_BATCH + len(features.toa_ns))
+    for key in _PATH_KEYS:
+        paths[key][sl] = getattr(features, key)
+    done[b] = True
+    paths["done"][b] = True
+
+
+def _trace_batches_here(paths: zarr.Group, done: np.ndarray, scene: str, flat: np.ndarray, config: GenerationConfig,
+                        report: StepProgressFn, executor: ExecutorConfig) -> None:
+    """The batches not done yet, one after the other in this process (one scene loaded for all)."""
+    from rflocal_core.raytrace import compute_paths, load_rt_scene
+
+    m, num_batches = len(flat), len(done)
+    rt_scene = None
+    for b in range(num_batches):
+        if done[b]:
+            continue
+        if rt_scene is None:
+            rt_scene = load_rt_scene(scene)
+        stop = min((b + 1) * PATH_BATCH, m)
+        report(f"exact paths (Sionna PathSolver) {stop}/{m}", 0.25 + 0.7 * b / max(num_batches, 1),
+               step=Step("exact paths", int(done.sum()), num_batches))
+        _store_batch(paths, done, b, compute_paths(rt_scene, flat[b * PATH_BATCH:stop], **_path_options(config)))
+
+
+def _trace_batches_on_ray(paths: zarr.Group, done: np.ndarray, scene: str, flat: np.ndarray,
+                          config: GenerationConfig, report: StepProgressFn, executor: ExecutorConfig) -> None:
+    """The batches not done yet as Ray tasks; each stored here as it finishes (in any order)."""
+    from rflocal_core import settings
+    from rflocal_core.cluster import run_tasks
+    from rflocal_core.raytrace import path_batch_task
+
+    num_batches = len(done)
+    todo = [b for b in range(num_batches) if not done[b]]
+    workspace, options = str(settings.workspace_dir()), _path_options(config)
+    calls = [(workspace, scene, flat[b * PATH_BATCH:(b + 1) * PATH_BATCH], options) for b in todo]
+    names = [f"path batch {b + 1}/{num_batches} of scene {scene!r}" for b in todo]
+
+    def finished(i: int, features: Any) -> None:
+        _store_batch(paths, done, todo[i], features)
+        count = int(done.sum())
+        report(f"exact paths (Sionna PathSolver on Ray) {count}/{num_batches} batches",
+               0.25 + 0.7 * count / max(num_batches, 1), step=Step("exact paths", count, num_batches))
+
+    report("exact paths (Sionna PathSolver on Ray)", 0.25 + 0.7 * int(done.sum()) / max(num_batches, 1),
+           step=Step("exact paths", int(done.sum()), num_batches))
+    run_tasks(path_batch_task, calls, config=executor, names=names, on_done=finished)
 
 
 def _write_samples(root: zarr.Group, per_scene: list[dict[str, Any]], config: GenerationConfig) -> dict[str, Any]:
