@@ -7,9 +7,13 @@ the last test, so no Ray process outlives the tests.
 from __future__ import annotations
 
 import math
+import os
+import signal
 import socket
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,11 +94,10 @@ def test_a_progress_callback_that_raises_cancels_the_pending_tasks(ray_cluster):
     assert seen == [0]
     import ray
 
-    for _ in range(120):  # the hour-long tasks, were they still running, would hold both CPUs for an hour
-        if ray.available_resources().get("CPU", 0.0) == 2.0:
-            break
-        time.sleep(0.5)
-    assert ray.available_resources().get("CPU", 0.0) == 2.0
+    # Were the hour-long tasks still queued or running, they would hold both CPUs for an hour.
+    follow = [ray.remote(_sleep).options(num_cpus=1).remote(0.0) for _ in range(2)]
+    ready, _ = ray.wait(follow, num_returns=2, timeout=120)
+    assert len(ready) == 2
 
 
 def _free_port() -> int:
@@ -118,8 +121,8 @@ def test_an_unreachable_address_is_refused_naming_it():
 def _small_generation(name: str, **overrides):
     from rflocal_core.dataset import GenerationConfig
 
-    return GenerationConfig(name=name, scenes=("gen",), samples_per_scene=220, cell_size_m=4.0,
-                            map_samples_per_tx=300_000, paths_samples_per_src=20_000, min_sites=1, **overrides)
+    return GenerationConfig(name=name, scenes=("gen",), samples_per_scene=150, cell_size_m=4.0,
+                            map_samples_per_tx=100_000, paths_samples_per_src=10_000, min_sites=1, **overrides)
 
 
 def test_a_generation_on_ray_equals_the_local_one_and_resumes_after_a_cancel(workspace, ray_cluster):
@@ -140,7 +143,7 @@ def test_a_generation_on_ray_equals_the_local_one_and_resumes_after_a_cancel(wor
     with pytest.raises(KeyboardInterrupt):
         generate_dataset(_small_generation("ray"), progress=cancel_after_a_batch, executor=RAY2)
     result = generate_dataset(_small_generation("ray"), executor=RAY2)
-    assert "gen: radio maps" in result["resumed"] and "gen: 1/3 path batches" in result["resumed"]
+    assert "gen: radio maps" in result["resumed"] and "gen: 1/2 path batches" in result["resumed"]
 
     here = zarr.open_group(str(workspace / "datasets" / "here"), mode="r")
     ray = zarr.open_group(str(workspace / "datasets" / "ray"), mode="r")
@@ -152,3 +155,59 @@ def test_a_generation_on_ray_equals_the_local_one_and_resumes_after_a_cancel(wor
     assert np.array_equal(here["scenes/gen/paths/los"][...], ray["scenes/gen/paths/los"][...])
     assert np.array_equal(here["samples/pos_m"][...], ray["samples/pos_m"][...])
     assert np.array_equal(np.isnan(here["samples/rss_dbm"][...]), np.isnan(ray["samples/rss_dbm"][...]))
+
+
+@pytest.fixture
+def head_node(monkeypatch: pytest.MonkeyPatch):
+    """A Ray head of 1 CPU started with ``ray start --head --block`` (a cluster to join); stopped by its pid."""
+    cluster.shutdown()  # leave the module's local cluster: a process joins one cluster at a time
+    port = _free_port()
+    # The head takes this driver's token mode (Ray 2.60 turns tokens on in a process that started a local
+    # cluster; a driver without RAY_AUTH_MODE has them off): a cluster the driver is allowed to join.
+    env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
+    ray_cli = Path(sys.executable).parent / "ray"
+    head = subprocess.Popen([str(ray_cli), "start", "--head", "--block", "--num-cpus", "1", "--port", str(port),
+                             "--include-dashboard", "false", "--disable-usage-stats"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+    try:
+        for _ in range(120):
+            try:
+                cluster.probe(f"127.0.0.1:{port}", timeout_s=1.0)
+                break
+            except ClusterUnavailableError:
+                time.sleep(0.5)
+        monkeypatch.setenv(cluster.RAY_ADDRESS_ENV, f"127.0.0.1:{port}")
+        yield f"127.0.0.1:{port}"
+    finally:
+        cluster.shutdown()
+        os.killpg(head.pid, signal.SIGTERM)  # the head's own session: ray start, its GCS, raylet and workers
+        try:
+            head.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # ray start --block takes 30 s to stop what it started
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+
+
+def test_joining_a_running_cluster_through_ray_address_gives_the_same_maps(workspace, head_node):
+    """$RAY_ADDRESS names a cluster of 1 CPU (this package shipped to its workers): the maps of here."""
+    from rflocal_core.raytrace import compute_radio_map
+    from rflocal_core.scene import ProceduralConfig, SceneConfig, SiteConfig, build_scene
+
+    build_scene(SceneConfig(name="rep", procedural=ProceduralConfig(size_m=160, seed=5), sites=SiteConfig(count=2)))
+    kwargs = {"cell_size_m": 4.0, "samples_per_tx": 100_000, "diffraction": True}
+    here = compute_radio_map("rep", workers=1, **kwargs)
+    joined = compute_radio_map("rep", executor=ExecutorConfig(executor="ray"), **kwargs)
+    import ray
+
+    assert ray.cluster_resources()["CPU"] == 1.0  # the head started above, not a new local cluster
+    assert np.array_equal(here.path_gain_db, joined.path_gain_db)
+
+
+def test_data_generate_with_an_unreachable_ray_address_fails_naming_it(workspace, run_cli):
+    """Exit status 2 within the probe's timeout, the address and how to start a cluster in the message."""
+    address = f"127.0.0.1:{_free_port()}"
+    proc = run_cli(["data", "generate", "--scene", "nowhere", "--name", "d", "--executor", "ray",
+                    "--ray-address", address], workspace, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert f"ray_address: no Ray cluster answers at '{address}'" in proc.stderr
+    assert "ray start --head --port" in proc.stderr

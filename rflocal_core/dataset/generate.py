@@ -21,7 +21,7 @@ import zarr
 
 from rflocal_core import __version__
 from rflocal_core.access import LOCAL_USER, User, require
-from rflocal_core.cluster import LOCAL, ExecutorConfig
+from rflocal_core.cluster import LOCAL, ExecutorConfig, connect
 from rflocal_core.dataset import store
 from rflocal_core.dataset.config import GenerationConfig
 from rflocal_core.dataset.rasters import Grid, load_footprints_m, rasterize_scene
@@ -88,6 +88,8 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
     if final.exists():
         msg = f"name: a dataset named {config.name!r} already exists; choose another name or delete it first"
         raise DatasetExistsError(msg)
+    if executor.uses_ray:
+        connect(executor)  # an unreachable cluster fails here, before any work
     metas = [load_scene_meta(s) for s in config.scenes]  # fails early on unknown scenes
     partial, root = _open_partial(config, restart=restart, owner=owner)
 
