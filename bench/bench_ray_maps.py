@@ -1,6 +1,6 @@
 """Radio maps on Ray against the child processes (issue 16): 6 sites, 512 m x 512 m at 1 m.
 
-Run:  .venv/bin/python bench/bench_ray_maps.py [--repeats 1] [--map-samples 10000000] [--cell 1.0]
+Run:  .venv/bin/python bench/bench_ray_maps.py [--repeats 2] [--map-samples 10000000] [--cell 1.0]
 
 Prints one JSON object (also written to bench/results/ray_maps.json): wall time of the 6 maps of the
 default procedural city (512 m, 6 rooftop sites at 3.5 GHz, diffraction) with
@@ -42,7 +42,7 @@ def _timed(fn, repeats: int) -> tuple[float, object]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2, help="alternating runs of the two 2-worker paths")
     parser.add_argument("--map-samples", type=int, default=10_000_000, help="rays per site")
     parser.add_argument("--cell", type=float, default=1.0, help="cell size, m")
     args = parser.parse_args()
@@ -60,17 +60,24 @@ def main() -> int:
     kwargs = {"cell_size_m": args.cell, "samples_per_tx": args.map_samples, "max_depth": 3, "diffraction": True,
               "plane_height_m": 1.5}
     seconds, maps = {}, {}
-    seconds["local_1"], maps["local_1"] = _timed(lambda: compute_radio_map("bench", workers=1, **kwargs), args.repeats)
-    seconds["local_children_2"], maps["local_children_2"] = _timed(
-        lambda: compute_radio_map("bench", workers=2, **kwargs), args.repeats)
-    for cpus in (2, 1):
-        cluster.shutdown()
-        ray = ExecutorConfig(executor="ray", ray_cpus=cpus)
-        t0 = time.perf_counter()
-        maps[f"ray_{cpus}_cold"] = compute_radio_map("bench", executor=ray, **kwargs)
-        seconds[f"ray_{cpus}_cold"] = time.perf_counter() - t0
-        seconds[f"ray_{cpus}"], maps[f"ray_{cpus}"] = _timed(
-            lambda ray=ray: compute_radio_map("bench", executor=ray, **kwargs), args.repeats)
+    seconds["local_1"], maps["local_1"] = _timed(lambda: compute_radio_map("bench", workers=1, **kwargs), 1)
+    cluster.shutdown()
+    ray2 = ExecutorConfig(executor="ray", ray_cpus=2)
+    t0 = time.perf_counter()
+    maps["ray_2_cold"] = compute_radio_map("bench", executor=ray2, **kwargs)
+    seconds["ray_2_cold"] = time.perf_counter() - t0
+    # the two 2-worker paths alternate, so that a change of load on a shared machine hits both alike
+    runs: dict[str, list[float]] = {"local_children_2": [], "ray_2": []}
+    for _ in range(args.repeats):
+        for key, executor, workers in (("local_children_2", None, 2), ("ray_2", ray2, None)):
+            t0 = time.perf_counter()
+            maps[key] = compute_radio_map("bench", workers=workers, executor=executor, **kwargs)
+            runs[key].append(time.perf_counter() - t0)
+    seconds.update({k: statistics.median(v) for k, v in runs.items()})
+    cluster.shutdown()
+    ray1 = ExecutorConfig(executor="ray", ray_cpus=1)
+    maps["ray_1_cold"] = compute_radio_map("bench", executor=ray1, **kwargs)
+    seconds["ray_1"], maps["ray_1"] = _timed(lambda: compute_radio_map("bench", executor=ray1, **kwargs), 1)
     cluster.shutdown()
     ref = maps["local_1"].path_gain_db
     result = {
@@ -79,6 +86,7 @@ def main() -> int:
         "cpus": os.cpu_count(),
         "load_1min_at_end": os.getloadavg()[0],
         "repeats": args.repeats,
+        "runs_2_workers": {k: [round(t, 2) for t in v] for k, v in runs.items()},
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "ray_2_over_children_2": round(seconds["ray_2"] / seconds["local_children_2"], 3),
         "ray_2_cold_over_children_2": round(seconds["ray_2_cold"] / seconds["local_children_2"], 3),

@@ -144,6 +144,9 @@ def _add_data_parsers(sub: Any) -> None:
     gen.add_argument("--name", required=True, help="dataset name")
     gen.add_argument("--unseen", action="append", default=[], help="scene held out as test_unseen")
     gen.add_argument("--restart", action="store_true", help="discard an interrupted run instead of resuming")
+    gen.add_argument("--out", default=None, metavar="FOLDER_OR_URL",
+                     help="write OUT/NAME instead of the workspace: a folder, or an fsspec URL (s3://bucket/datasets) "
+                     "that every Ray worker sees")
     gen.add_argument("--like", default=None, metavar="DATASET", help="take the shadowing, noise, quantization and "
                      "sensitivity from the measurement model fitted on DATASET (see data fit-noise); flags given win")
     data_sub.add_parser("list", help="list datasets")
@@ -320,7 +323,7 @@ def _run_data(args: argparse.Namespace) -> Any:
         config = command_config(args)
         executor = ExecutorConfig(**flag_values(args, ExecutorConfig))
         return dataset.generate_dataset(config, progress=_stderr_progress(every=True), restart=args.restart,
-                                        executor=executor)
+                                        executor=executor, out=args.out)
     if args.data_cmd == "list":
         return dataset.list_datasets()
     if args.data_cmd == "show":

@@ -211,3 +211,30 @@ def test_data_generate_with_an_unreachable_ray_address_fails_naming_it(workspace
     assert proc.returncode == 2, proc.stderr
     assert f"ray_address: no Ray cluster answers at '{address}'" in proc.stderr
     assert "ray start --head --port" in proc.stderr
+
+
+def test_a_dataset_written_to_an_fsspec_url_on_ray(workspace, ray_cluster):
+    """``out="memory://..."``: Zarr v3 through fsspec holds the partial store, then the complete dataset."""
+    import fsspec
+    import zarr
+
+    from rflocal_core.dataset import generate_dataset
+    from rflocal_core.scene import ProceduralConfig, SceneConfig, SiteConfig, build_scene
+
+    build_scene(SceneConfig(name="gen", procedural=ProceduralConfig(size_m=160, seed=3), sites=SiteConfig(count=3)))
+    result = generate_dataset(_small_generation("url", timing=False), executor=RAY2, out="memory://rflocal-test/ds")
+    assert result["path"] == "memory://rflocal-test/ds/url"
+    group = zarr.open_group(result["path"], mode="r")
+    assert group.attrs["complete"] and group["samples/rss_dbm"].shape[0] == 150
+    assert fsspec.filesystem("memory").ls("/rflocal-test/ds", detail=False) == ["/rflocal-test/ds/url"]
+    assert not (workspace / "datasets" / "url").exists()
+
+
+def test_a_url_whose_scheme_has_no_installed_implementation_names_the_package():
+    from rflocal_core.dataset.location import store_location
+
+    with pytest.raises(InvalidInputError, match=r"out: the scheme 's3' of 's3://bucket/x' needs the package s3fs"):
+        store_location("d", "s3://bucket/x")
+    with pytest.raises(InvalidInputError, match=r"out: no fsspec implementation knows the scheme 'nosuch'"):
+        store_location("d", "nosuch://bucket/x")
+    assert store_location("d", "file:///tmp/somewhere/").final == "file:///tmp/somewhere/d"

@@ -9,11 +9,9 @@ the same configuration always gives the same dataset, resumed or not.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +22,7 @@ from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.cluster import LOCAL, ExecutorConfig, connect
 from rflocal_core.dataset import store
 from rflocal_core.dataset.config import GenerationConfig
+from rflocal_core.dataset.location import StoreLocation, exists, remove, rename, store_location
 from rflocal_core.dataset.rasters import Grid, load_footprints_m, rasterize_scene
 from rflocal_core.dataset.sampling import candidate_cells, sample_positions, trajectories
 from rflocal_core.dataset.shadowing import gudmundson_field
@@ -45,8 +44,8 @@ def _rng(config: GenerationConfig, scene_index: int, purpose: str) -> np.random.
 
 def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = None, restart: bool = False,
                      owner: str | None = None, user: User = LOCAL_USER,
-                     executor: ExecutorConfig | None = None) -> dict[str, Any]:
-    """Generate ``config.name`` into ``workspace/datasets``; resume an interrupted run.
+                     executor: ExecutorConfig | None = None, out: str | None = None) -> dict[str, Any]:
+    """Generate ``config.name`` into ``workspace/datasets`` (or ``out``); resume an interrupted run.
 
     Parameters
     ----------
@@ -66,6 +65,9 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
         Where radio maps and path batches run (:mod:`rflocal_core.cluster`); default child processes
         here. No part of the data: the same dataset on any executor, and a run interrupted on one
         resumes on another.
+    out : str, optional
+        A folder or an fsspec URL (``s3://bucket/datasets``; :mod:`~rflocal_core.dataset.location`)
+        to write ``<out>/<name>`` to instead of the workspace: a store every worker of a cluster sees.
 
     Returns
     -------
@@ -84,14 +86,14 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
     config.check_size()  # the cap on what one job may request (issue 20), before any work
     report = as_progress(progress)
     executor = LOCAL if executor is None else executor
-    final = store.dataset_path(config.name)
-    if final.exists():
+    where = store_location(config.name, out)
+    if exists(where.final):
         msg = f"name: a dataset named {config.name!r} already exists; choose another name or delete it first"
         raise DatasetExistsError(msg)
     if executor.uses_ray:
         connect(executor)  # an unreachable cluster fails here, before any work
     metas = [load_scene_meta(s) for s in config.scenes]  # fails early on unknown scenes
-    partial, root = _open_partial(config, restart=restart, owner=owner)
+    root = _open_partial(config, where, restart=restart, owner=owner)
 
     seconds: dict[str, float] = {}
     resumed: list[str] = []
@@ -103,6 +105,14 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
                            parts=n_scenes)
         per_scene.append(_generate_scene(root, i, scene, meta, config, sub, seconds, resumed, executor))
 
+    counts = _finish(root, where, per_scene, metas, config, report, seconds)
+    return {"name": config.name, "path": where.final, "samples": counts["samples"], "splits": counts["splits"],
+            "seconds": {k: round(v, 3) for k, v in seconds.items()}, "resumed": resumed}
+
+
+def _finish(root: zarr.Group, where: StoreLocation, per_scene: list[dict[str, Any]], metas: list[dict[str, Any]],
+            config: GenerationConfig, report: StepProgressFn, seconds: dict[str, float]) -> dict[str, Any]:
+    """Write the samples and the attributes, then rename the partial store to its final name; the counts."""
     report("writing samples", 0.97)
     t0 = time.perf_counter()
     counts = _write_samples(root, per_scene, config)
@@ -116,30 +126,32 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
         "scene_hashes": {m["name"]: m.get("content_sha256") for m in metas},
         "versions": _versions(),
     })
-    os.rename(partial, final)
+    rename(where.partial, where.final)
     report("done", 1.0)
-    return {"name": config.name, "path": str(final), "samples": counts["samples"], "splits": counts["splits"],
-            "seconds": {k: round(v, 3) for k, v in seconds.items()}, "resumed": resumed}
+    return counts
 
 
-def _open_partial(config: GenerationConfig, *, restart: bool, owner: str) -> tuple[Path, zarr.Group]:
-    """The folder and store of an interrupted generation of the same configuration (resumed), or a new one."""
-    partial = store.partial_path(config.name)
-    if partial.exists() and restart:
-        store.delete_dataset(config.name, partial=True, actor=owner)
-    if partial.exists():
-        root = zarr.open_group(str(partial), mode="a")
+def _open_partial(config: GenerationConfig, where: StoreLocation, *, restart: bool, owner: str) -> zarr.Group:
+    """The store of an interrupted generation of the same configuration (resumed), or a new one."""
+    partial = where.partial
+    if exists(partial) and restart:
+        if where.in_workspace:
+            store.delete_dataset(config.name, partial=True, actor=owner)  # audited
+        else:
+            remove(partial)
+    if exists(partial):
+        root = zarr.open_group(partial, mode="a")
         if root.attrs.get("digest") != config.digest():
             msg = (
                 f"name: an interrupted generation of {config.name!r} with another configuration exists; "
                 "restart it (--restart) or choose another name"
             )
             raise InvalidInputError(msg)
-        return partial, root
-    root = zarr.open_group(str(partial), mode="w")
+        return root
+    root = zarr.open_group(partial, mode="w")
     root.attrs.update({"format": store.FORMAT, "complete": False, "digest": config.digest(),
                        "config": config.to_dict(), "owner": owner})
-    return partial, root
+    return root
 
 
 def _versions() -> dict[str, str]:
