@@ -375,6 +375,17 @@ def path_batch_task(workspace: str, name: str, positions_m: np.ndarray, options:
             return compute_paths(scene, positions_m, **options)
 
 
+def drone_paths_task(workspace: str, name: str, waypoint: dict[str, Any], positions_m: np.ndarray,
+                     options: dict[str, Any]) -> PathFeatures:
+    """A Ray task: :func:`compute_paths` from one drone waypoint (the transmitter ``"drone"``) to ``positions_m``."""
+    with settings.use_workspace(workspace):
+        purpose = ("drone", float(waypoint["freq_hz"]), waypoint.get("pattern", "iso"))
+        scene = _worker_scene(name, purpose, lambda: load_rt_scene(name, sites=[{**waypoint, "id": "drone"}]))
+        scene.get("drone").position = [waypoint["x_m"], waypoint["y_m"], waypoint["z_m"]]
+        with _reproducible_threads(enabled=True):
+            return compute_paths(scene, positions_m, **options)
+
+
 def run_children(commands: list[list[str]], *, on_line: Any, log_dir: Path, what: str = "worker") -> None:
     """Run child processes at once; pass each stdout line to ``on_line``; raise if one fails.
 

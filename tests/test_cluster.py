@@ -22,6 +22,8 @@ from rflocal_core import cluster
 from rflocal_core.cluster import ExecutorConfig
 from rflocal_core.errors import ClusterTaskError, ClusterUnavailableError, InvalidInputError
 
+pytestmark = pytest.mark.raytrace
+
 RAY2 = ExecutorConfig(executor="ray", ray_cpus=2)
 
 
@@ -238,3 +240,24 @@ def test_a_url_whose_scheme_has_no_installed_implementation_names_the_package():
     with pytest.raises(InvalidInputError, match=r"out: no fsspec implementation knows the scheme 'nosuch'"):
         store_location("d", "nosuch://bucket/x")
     assert store_location("d", "file:///tmp/somewhere/").final == "file:///tmp/somewhere/d"
+
+
+def test_a_drone_survey_on_ray_equals_the_local_one(workspace, ray_cluster):
+    """Waypoint maps and one path task per waypoint: the same maps, delays within the solver's repeatability."""
+    import zarr
+
+    from rflocal_core.dataset import GenerationConfig, generate_dataset
+    from rflocal_core.scene import ProceduralConfig, SceneConfig, SiteConfig, build_scene
+
+    build_scene(SceneConfig(name="dr", procedural=ProceduralConfig(size_m=160, seed=3), sites=SiteConfig(count=3)))
+    drone = {"scenes": ("dr",), "samples_per_scene": 40, "mode": "emitter", "survey": "drone",
+             "drone_spacing_m": 80.0, "drone_points": 4, "cell_size_m": 4.0, "drone_map_samples_per_tx": 100_000,
+             "paths_samples_per_src": 10_000, "min_sites": 1}
+    generate_dataset(GenerationConfig(name="here", **drone))
+    generate_dataset(GenerationConfig(name="ray", **drone), executor=RAY2)
+    here = zarr.open_group(str(workspace / "datasets" / "here"), mode="r")
+    ray = zarr.open_group(str(workspace / "datasets" / "ray"), mode="r")
+    assert np.array_equal(here["scenes/dr/path_gain_db"][...], ray["scenes/dr/path_gain_db"][...])
+    a, b = here["scenes/dr/paths/toa_ns"][...], ray["scenes/dr/paths/toa_ns"][...]
+    assert np.isfinite(a).mean() > 0.5 and np.array_equal(np.isfinite(a), np.isfinite(b))
+    assert np.nanmax(np.abs(a - b)) < 1e-3

@@ -35,6 +35,9 @@ from rflocal_core.scene.store import load_scene_meta
 #: Receivers per PathSolver call; also the granularity of resuming.
 PATH_BATCH = 100
 
+#: The exact-path features kept per link.
+_PATH_KEYS = ("toa_ns", "aoa_deg", "delay_spread_ns", "los")
+
 _PURPOSE = {"shadowing": 1, "positions": 2, "motion": 3, "power": 4, "reports": 5, "splits": 6, "flight": 7}
 
 
@@ -217,7 +220,8 @@ def _generate_scene(
     features = None
     if config.timing:
         if drone:
-            features = _drone_paths(group, scene, sites, motion.pos, motion.slots, config, report, seconds, resumed)
+            features = _drone_paths(group, scene, sites, motion.pos, motion.slots, config, report, seconds, resumed,
+                                    executor)
         else:
             features = _paths(group, scene, motion.pos, motion.step_mask, config, report, seconds, resumed,
                               executor)
@@ -423,21 +427,19 @@ def _flight_lines(n: int, grid_shape: list[int], config: GenerationConfig, rng: 
 def _drone_paths(
     group: zarr.Group, scene: str, waypoints: list[dict[str, Any]], pos: np.ndarray, slots: np.ndarray,
     config: GenerationConfig, report: StepProgressFn, seconds: dict[str, float], resumed: list[str],
+    executor: ExecutorConfig = LOCAL,
 ) -> dict[str, np.ndarray]:
     """Exact paths between each sample's emitter and its own drone waypoints only.
 
     One waypoint at a time is the transmitter (reciprocity), with the emitters that
-    the drone visits there as receivers; resumable per waypoint.
+    the drone visits there as receivers; resumable per waypoint (here, or a Ray task per waypoint).
     """
-    from rflocal_core.raytrace import compute_paths, load_rt_scene
-
     n, steps, _ = pos.shape
-    names = ("toa_ns", "aoa_deg", "delay_spread_ns", "los")
     num_wp = len(waypoints)
     paths = group.require_group("paths")
     shape = (n, slots.shape[1])
     if "done" not in paths or paths["done"].shape != (num_wp,):
-        for key in names:
+        for key in _PATH_KEYS:
             dtype = np.int8 if key == "los" else np.float32
             paths.create_array(key, shape=shape, chunks=shape, dtype=dtype,
                                fill_value=-1 if key == "los" else np.nan, overwrite=True)
@@ -446,31 +448,69 @@ def _drone_paths(
     if done.any():
         resumed.append(f"{scene}: {int(done.sum())}/{num_wp} drone waypoints")
     t0 = time.perf_counter()
+    # the emitters each waypoint serves: (sample, slot) pairs; waypoints serving none are done at once
+    links = {w: np.nonzero(slots == w) for w in range(num_wp) if not done[w]}
+    trace = _drone_waypoints_on_ray if executor.uses_ray else _drone_waypoints_here
+    trace(paths, done, scene, waypoints, pos, links, config, report, executor)
+    _add_seconds(seconds, "paths", time.perf_counter() - t0)
+    return {key: np.asarray(paths[key][...])[:, None, :].repeat(steps, axis=1) for key in _PATH_KEYS}
+
+
+def _store_waypoint(paths: zarr.Group, done: np.ndarray, w: int, link: tuple[np.ndarray, np.ndarray],
+                    features: Any) -> None:
+    """Waypoint ``w``'s links into the store (only those, not the whole array); its ``done`` flag last."""
+    sample_idx, slot_idx = link
+    if features is not None:
+        for key in _PATH_KEYS:
+            paths[key].vindex[sample_idx, slot_idx] = getattr(features, key)[:, 0]
+    done[w] = True
+    paths["done"][w] = True
+
+
+def _drone_waypoints_here(paths: zarr.Group, done: np.ndarray, scene: str, waypoints: list[dict[str, Any]],
+                          pos: np.ndarray, links: dict[int, tuple[np.ndarray, np.ndarray]], config: GenerationConfig,
+                          report: StepProgressFn, executor: ExecutorConfig) -> None:
+    """The waypoints not done yet in this process: one transmitter moved from waypoint to waypoint."""
+    from rflocal_core.raytrace import compute_paths, load_rt_scene
+
+    num_wp = len(waypoints)
     rt_scene = None
-    for w in range(num_wp):
-        if done[w]:
-            continue
-        sample_idx, slot_idx = np.nonzero(slots == w)
+    for w, link in links.items():
         report(f"exact paths (Sionna PathSolver), waypoint {w + 1}/{num_wp}", 0.25 + 0.7 * w / num_wp,
                step=Step("exact paths", int(done.sum()), num_wp))
-        if len(sample_idx):
-            # One transmitter, moved from waypoint to waypoint (loading the scene is the slow part).
-            if rt_scene is None:
+        features = None
+        if len(link[0]):
+            if rt_scene is None:  # loading the scene is the slow part
                 rt_scene = load_rt_scene(scene, sites=[{**waypoints[w], "id": "drone"}])
             wp = waypoints[w]
             rt_scene.get("drone").position = [wp["x_m"], wp["y_m"], wp["z_m"]]
-            feats = compute_paths(rt_scene, pos[sample_idx, 0], max_depth=config.paths_max_depth,
-                                  samples_per_src=config.paths_samples_per_src, batch_size=PATH_BATCH,
-                                  seed=config.seed, diffraction=config.paths_diffraction)
-            for key in names:  # only this waypoint's links, not the whole array
-                paths[key].vindex[sample_idx, slot_idx] = getattr(feats, key)[:, 0]
-        done[w] = True
-        paths["done"][w] = True
-    _add_seconds(seconds, "paths", time.perf_counter() - t0)
-    return {key: np.asarray(paths[key][...])[:, None, :].repeat(steps, axis=1) for key in names}
+            features = compute_paths(rt_scene, pos[link[0], 0], **_path_options(config))
+        _store_waypoint(paths, done, w, link, features)
 
 
-_PATH_KEYS = ("toa_ns", "aoa_deg", "delay_spread_ns", "los")
+def _drone_waypoints_on_ray(paths: zarr.Group, done: np.ndarray, scene: str, waypoints: list[dict[str, Any]],
+                            pos: np.ndarray, links: dict[int, tuple[np.ndarray, np.ndarray]],
+                            config: GenerationConfig, report: StepProgressFn, executor: ExecutorConfig) -> None:
+    """The waypoints not done yet, one Ray task per waypoint that serves an emitter; stored as each finishes."""
+    from rflocal_core import settings
+    from rflocal_core.cluster import run_tasks
+    from rflocal_core.raytrace import drone_paths_task
+
+    num_wp = len(waypoints)
+    for w in [w for w, link in links.items() if not len(link[0])]:
+        _store_waypoint(paths, done, w, links[w], None)
+    todo = [w for w, link in links.items() if len(link[0])]
+    workspace, options = str(settings.workspace_dir()), _path_options(config)
+    calls = [(workspace, scene, waypoints[w], pos[links[w][0], 0], options) for w in todo]
+    names = [f"exact paths of drone waypoint {w + 1}/{num_wp} of scene {scene!r}" for w in todo]
+
+    def finished(i: int, features: Any) -> None:
+        _store_waypoint(paths, done, todo[i], links[todo[i]], features)
+        count = int(done.sum())
+        report(f"exact paths (Sionna PathSolver on Ray) {count}/{num_wp} waypoints", 0.25 + 0.7 * count / num_wp,
+               step=Step("exact paths", count, num_wp))
+
+    run_tasks(drone_paths_task, calls, config=executor, names=names, on_done=finished)
 
 
 def _paths(
