@@ -151,6 +151,8 @@ def compute_radio_map(
     reproducible: bool = True,
     workers: int | None = None,
     executor: ExecutorConfig | None = None,
+    known: MapsSoFar | None = None,
+    on_map: Any = None,
 ) -> RadioMap:
     """Compute path gain and RSS maps of every site with Sionna's ``RadioMapSolver``.
 
@@ -180,6 +182,11 @@ def compute_radio_map(
     executor : ExecutorConfig, optional
         ``executor="ray"``: one Ray task per site (:mod:`rflocal_core.cluster`), the same maps bit
         for bit; default the local executor.
+    known : MapsSoFar, optional
+        Ray executor: maps of sites traced by an interrupted run (not traced again).
+    on_map : callable, optional
+        Ray executor: ``on_map(site_index, linear_gain, cell_centres)`` here as each site's task
+        finishes (to keep it for a resumed run); may raise to cancel.
     """
     if not 0.5 <= cell_size_m <= 20.0:
         msg = f"cell_size_m: expected a number in [0.5, 20] m, got {cell_size_m!r}"
@@ -199,8 +206,11 @@ def compute_radio_map(
              "cell_size_m": cell_size_m, "samples_per_tx": samples_per_tx, "max_depth": max_depth, "seed": seed,
              "diffraction": diffraction}
     t0 = time.perf_counter()
+    if (known is not None or on_map is not None) and not (executor is not None and executor.uses_ray):
+        msg = "known, on_map: apply with the Ray executor (one task per site), got the local executor"
+        raise ValueError(msg)
     gain, centres = _solve_all(name, sites, solve, workers=workers, executor=executor, on_site=on_site,
-                               reproducible=reproducible)
+                               reproducible=reproducible, known=known, on_map=on_map)
     seconds = time.perf_counter() - t0
     with np.errstate(divide="ignore"):
         gain_db = 10.0 * np.log10(gain)
@@ -218,10 +228,12 @@ def compute_radio_map(
 
 
 def _solve_all(name: str, sites: list[dict[str, Any]], solve: dict[str, Any], *, workers: int | None,
-               executor: ExecutorConfig | None, on_site: Any, reproducible: bool) -> tuple[np.ndarray, np.ndarray]:
+               executor: ExecutorConfig | None, on_site: Any, reproducible: bool, known: MapsSoFar | None,
+               on_map: Any) -> tuple[np.ndarray, np.ndarray]:
     """Maps of all sites on the executor asked for: Ray tasks, child processes, or this process."""
     if executor is not None and executor.uses_ray:
-        return _solve_sites_on_ray(name, sites, solve, executor, on_site, reproducible=reproducible)
+        return _solve_sites_on_ray(name, sites, solve, executor, on_site, reproducible=reproducible,
+                                   known=known or MapsSoFar({}, None), on_map=on_map)
     if workers is None:
         workers = min(os.cpu_count() or 1, len(sites)) if reproducible and backend_device() == "cpu" else 1
     if workers > 1:
@@ -302,22 +314,35 @@ def _solve_sites_in_processes(name: str, sites: list[dict[str, Any]], solve: dic
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@dataclass
+class MapsSoFar:
+    """The sites an interrupted run traced: linear gain [ny, nx] by site index, and the cell centres."""
+
+    gains: dict[int, np.ndarray]
+    centres: np.ndarray | None
+
+
 def _solve_sites_on_ray(name: str, sites: list[dict[str, Any]], solve: dict[str, Any], executor: ExecutorConfig,
-                        on_site: Any, *, reproducible: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Maps of all sites, one Ray task per site; progress as each finishes, in any order."""
-    done = 0
+                        on_site: Any, *, reproducible: bool, known: MapsSoFar,
+                        on_map: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Maps of all sites, one Ray task per site not ``known``; progress as each finishes, in any order."""
+    todo = [k for k in range(len(sites)) if k not in known.gains]
+    done = len(sites) - len(todo)
 
     def finished(index: int, result: Any) -> None:
         nonlocal done
         done += 1
+        if on_map is not None:
+            on_map(todo[index], *result)
         if on_site is not None:
             on_site(done, len(sites))
 
     workspace = str(settings.workspace_dir())
-    calls = [(workspace, name, site, solve, reproducible) for site in sites]
-    names = [f"radio map of site {site['id']!r} of scene {name!r}" for site in sites]
-    results = run_tasks(site_map_task, calls, config=executor, names=names, on_done=finished)
-    return np.stack([gain for gain, _ in results]), results[0][1]
+    calls = [(workspace, name, sites[k], solve, reproducible) for k in todo]
+    names = [f"radio map of site {sites[k]['id']!r} of scene {name!r}" for k in todo]
+    results = dict(zip(todo, run_tasks(site_map_task, calls, config=executor, names=names, on_done=finished)))
+    gains = [known.gains[k] if k in known.gains else results[k][0] for k in range(len(sites))]
+    return np.stack(gains), results[todo[0]][1] if todo else known.centres
 
 
 #: The scene a Ray worker traced last, kept loaded for its next task on the same scene:

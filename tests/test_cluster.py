@@ -129,7 +129,7 @@ def _small_generation(name: str, **overrides):
 
 def test_a_generation_on_ray_equals_the_local_one_and_resumes_after_a_cancel(workspace, ray_cluster):
     """Maps bit for bit, exact paths within the solver's repeatability; a cancelled Ray run keeps its
-    finished path batches in the partial store and the next run resumes after them."""
+    finished site maps and path batches in the partial store and the next run resumes after them."""
     import zarr
 
     from rflocal_core.dataset import generate_dataset
@@ -138,12 +138,24 @@ def test_a_generation_on_ray_equals_the_local_one_and_resumes_after_a_cancel(wor
     build_scene(SceneConfig(name="gen", procedural=ProceduralConfig(size_m=160, seed=3), sites=SiteConfig(count=3)))
     generate_dataset(_small_generation("here"))
 
-    def cancel_after_a_batch(stage: str, fraction: float) -> None:
-        if "on Ray) 1/" in stage:
-            raise KeyboardInterrupt
+    stages: list[str] = []
 
-    with pytest.raises(KeyboardInterrupt):
-        generate_dataset(_small_generation("ray"), progress=cancel_after_a_batch, executor=RAY2)
+    def cancel_at(marker: str):
+        def progress(stage: str, fraction: float) -> None:
+            stages.append(stage)
+            if marker in stage:
+                raise KeyboardInterrupt
+        return progress
+
+    with pytest.raises(KeyboardInterrupt):  # after the first of 3 site maps
+        generate_dataset(_small_generation("ray"), progress=cancel_at("1/3 sites"), executor=RAY2)
+    kept = zarr.open_group(str(workspace / "datasets" / ".partial-ray"), mode="r")["scenes/gen/site_maps/done"]
+    assert kept[...].tolist().count(True) == 1
+    stages.clear()
+    with pytest.raises(KeyboardInterrupt):  # after the first of 2 path batches
+        generate_dataset(_small_generation("ray"), progress=cancel_at("on Ray) 1/"), executor=RAY2)
+    assert [s for s in stages if s.endswith(" sites")] == ["gen: radio maps (Sionna RT) 2/3 sites",
+                                                           "gen: radio maps (Sionna RT) 3/3 sites"]
     result = generate_dataset(_small_generation("ray"), executor=RAY2)
     assert "gen: radio maps" in result["resumed"] and "gen: 1/2 path batches" in result["resumed"]
 

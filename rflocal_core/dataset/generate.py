@@ -38,6 +38,9 @@ PATH_BATCH = 100
 #: The exact-path features kept per link.
 _PATH_KEYS = ("toa_ns", "aoa_deg", "delay_spread_ns", "los")
 
+#: Group of the partial store holding single-site maps of a scene until all its maps are done.
+_SITE_MAPS = "site_maps"
+
 _PURPOSE = {"shadowing": 1, "positions": 2, "motion": 3, "power": 4, "reports": 5, "splits": 6, "flight": 7}
 
 
@@ -208,7 +211,7 @@ def _generate_scene(
         maps = _read_maps(group)
     else:
         maps = _compute_maps(group, index, scene, meta, sites, site_pos, footprints, mode=mode, config=config,
-                             report=report, seconds=seconds, executor=executor)
+                             report=report, seconds=seconds, executor=executor, resumed=resumed)
 
     # Positions and motion (cheap and deterministic: recomputed on resume).
     report("sampling positions", 0.2)
@@ -250,11 +253,12 @@ def _compute_maps(
     group: zarr.Group, index: int, scene: str, meta: dict[str, Any], sites: list[dict[str, Any]],
     site_pos: np.ndarray, footprints: tuple[list[Any], list[float], list[str]], *, mode: str,
     config: GenerationConfig, report: StepProgressFn, seconds: dict[str, float], executor: ExecutorConfig,
+    resumed: list[str],
 ) -> _SceneMaps:
     """Radio maps (Sionna RT), rasters and shadowing of a scene, written to ``group``."""
     drone = config.survey == "drone"
     t0 = time.perf_counter()
-    rm = _radio_maps(scene, sites, config, report, executor)
+    rm = _radio_maps(group, scene, sites, config, report, executor, resumed)
     _add_seconds(seconds, "radio_maps", time.perf_counter() - t0)
     grid = Grid(float(rm.x_m[0]), float(rm.y_m[0]), config.cell_size_m, len(rm.x_m), len(rm.y_m))
     pg_map = rm.path_gain_db.astype(np.float32)
@@ -276,24 +280,61 @@ def _compute_maps(
                         "survey": config.survey,
                         "waypoint_grid": _waypoint_grid_shape(sites) if drone else None,
                         "frame": meta["frame"], "extent_m": meta["extent_m"], "maps_done": True})
+    if _SITE_MAPS in group:
+        del group[_SITE_MAPS]  # the maps of single sites, now in path_gain_db
     _add_seconds(seconds, "rasters", time.perf_counter() - t0)
     return _SceneMaps(grid, pg_map, rasters["footprint"], shadow)
 
 
-def _radio_maps(scene: str, sites: list[dict[str, Any]], config: GenerationConfig, report: StepProgressFn,
-                executor: ExecutorConfig) -> Any:
-    """One path-gain map per site (or drone waypoint) from Sionna's ``RadioMapSolver``."""
+def _radio_maps(group: zarr.Group, scene: str, sites: list[dict[str, Any]], config: GenerationConfig,
+                report: StepProgressFn, executor: ExecutorConfig, resumed: list[str]) -> Any:
+    """One path-gain map per site (or drone waypoint) from Sionna's ``RadioMapSolver``.
+
+    On Ray (one task per site) each finished site's map is kept in the partial store, and a
+    resumed run traces only the others.
+    """
     from rflocal_core.raytrace import compute_radio_map
 
     drone = config.survey == "drone"
-    report("radio maps (Sionna RT)", 0.0, step=Step("radio maps", 0, len(sites)))
+    keep: dict[str, Any] = {}
+    if executor.uses_ray:
+        known = _maps_so_far(group, len(sites))
+        if known.gains:
+            resumed.append(f"{scene}: {len(known.gains)}/{len(sites)} radio maps")
+        keep = {"known": known, "on_map": lambda k, gain, centres: _keep_site_map(group, k, gain, centres, len(sites))}
+    report("radio maps (Sionna RT)", 0.0, step=Step("radio maps", len(keep["known"].gains) if keep else 0, len(sites)))
     return compute_radio_map(scene, cell_size_m=config.cell_size_m, plane_height_m=config.plane_height_m,
                              samples_per_tx=config.drone_map_samples_per_tx if drone else config.map_samples_per_tx,
                              max_depth=config.map_max_depth, seed=config.seed, diffraction=config.map_diffraction,
-                             sites=sites if drone else None, executor=executor,
+                             sites=sites if drone else None, executor=executor, **keep,
                              on_site=lambda done, total: report(f"radio maps (Sionna RT) {done}/{total} sites",
                                                                 0.15 * done / total,
                                                                 step=Step("radio maps", done, total)))
+
+
+def _maps_so_far(group: zarr.Group, num_sites: int) -> Any:
+    """The single-site maps an interrupted Ray run kept (:class:`~rflocal_core.raytrace.MapsSoFar`)."""
+    from rflocal_core.raytrace import MapsSoFar
+
+    kept = group.get(_SITE_MAPS)
+    if kept is None or "done" not in kept or kept["done"].shape != (num_sites,):
+        return MapsSoFar({}, None)
+    done = np.flatnonzero(np.asarray(kept["done"][...]))
+    return MapsSoFar({int(k): np.asarray(kept["gain"][int(k)]) for k in done}, np.asarray(kept["centres"][...]))
+
+
+def _keep_site_map(group: zarr.Group, k: int, gain: np.ndarray, centres: np.ndarray, num_sites: int) -> None:
+    """Site ``k``'s linear gain map into the partial store; its ``done`` flag last."""
+    kept = group.get(_SITE_MAPS)
+    if kept is None or "done" not in kept or kept["done"].shape != (num_sites,):
+        kept = group.require_group(_SITE_MAPS)
+        kept.create_array("gain", shape=(num_sites, *gain.shape), chunks=(1, *gain.shape), dtype=gain.dtype,
+                          overwrite=True)
+        store.write_array(kept, "centres", centres)
+        kept.create_array("done", shape=(num_sites,), chunks=(num_sites,), dtype=bool, fill_value=False,
+                          overwrite=True)
+    kept["gain"][k] = gain
+    kept["done"][k] = True
 
 
 def _ue_maps(
