@@ -182,18 +182,11 @@ def compute_radio_map(
     executor : ExecutorConfig, optional
         ``executor="ray"``: one Ray task per site (:mod:`rflocal_core.cluster`), the same maps bit
         for bit; default the local executor.
-    known : MapsSoFar, optional
-        Ray executor: maps of sites traced by an interrupted run (not traced again).
-    on_map : callable, optional
-        Ray executor: ``on_map(site_index, linear_gain, cell_centres)`` here as each site's task
-        finishes (to keep it for a resumed run); may raise to cancel.
+    known, on_map : MapsSoFar, callable, optional
+        Ray executor: maps an interrupted run traced (not traced again); ``on_map(site_index,
+        linear_gain, cell_centres)`` as each site's task finishes (to keep it; may raise to cancel).
     """
-    if not 0.5 <= cell_size_m <= 20.0:
-        msg = f"cell_size_m: expected a number in [0.5, 20] m, got {cell_size_m!r}"
-        raise InvalidInputError(msg)
-    if not 0.1 <= plane_height_m <= 500.0:
-        msg = f"plane_height_m: expected a number in [0.1, 500] m, got {plane_height_m!r}"
-        raise InvalidInputError(msg)
+    _check_grid(cell_size_m, plane_height_m)
     ensure_backend()
     meta = load_scene_meta(name)
     sites = meta["sites"] if sites is None else sites
@@ -206,9 +199,6 @@ def compute_radio_map(
              "cell_size_m": cell_size_m, "samples_per_tx": samples_per_tx, "max_depth": max_depth, "seed": seed,
              "diffraction": diffraction}
     t0 = time.perf_counter()
-    if (known is not None or on_map is not None) and not (executor is not None and executor.uses_ray):
-        msg = "known, on_map: apply with the Ray executor (one task per site), got the local executor"
-        raise ValueError(msg)
     gain, centres = _solve_all(name, sites, solve, workers=workers, executor=executor, on_site=on_site,
                                reproducible=reproducible, known=known, on_map=on_map)
     seconds = time.perf_counter() - t0
@@ -227,10 +217,22 @@ def compute_radio_map(
     )
 
 
+def _check_grid(cell_size_m: float, plane_height_m: float) -> None:
+    if not 0.5 <= cell_size_m <= 20.0:
+        msg = f"cell_size_m: expected a number in [0.5, 20] m, got {cell_size_m!r}"
+        raise InvalidInputError(msg)
+    if not 0.1 <= plane_height_m <= 500.0:
+        msg = f"plane_height_m: expected a number in [0.1, 500] m, got {plane_height_m!r}"
+        raise InvalidInputError(msg)
+
+
 def _solve_all(name: str, sites: list[dict[str, Any]], solve: dict[str, Any], *, workers: int | None,
                executor: ExecutorConfig | None, on_site: Any, reproducible: bool, known: MapsSoFar | None,
                on_map: Any) -> tuple[np.ndarray, np.ndarray]:
     """Maps of all sites on the executor asked for: Ray tasks, child processes, or this process."""
+    if (known is not None or on_map is not None) and not (executor is not None and executor.uses_ray):
+        msg = "known, on_map: apply with the Ray executor (one task per site), got the local executor"
+        raise ValueError(msg)
     if executor is not None and executor.uses_ray:
         return _solve_sites_on_ray(name, sites, solve, executor, on_site, reproducible=reproducible,
                                    known=known or MapsSoFar({}, None), on_map=on_map)
