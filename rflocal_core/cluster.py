@@ -47,6 +47,9 @@ POLL_S = 0.5
 
 _LOCK = threading.Lock()
 
+#: The address this process joined through :func:`connect` (``"local"``: a cluster it started).
+_JOINED: dict[str, str] = {}
+
 
 @dataclass(frozen=True)
 class ExecutorConfig:
@@ -122,19 +125,26 @@ def probe(address: str, *, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
 def connect(config: ExecutorConfig) -> dict[str, float]:
     """Join (or start) the Ray cluster of ``config`` once per process; its resources (``CPU``, ``GPU``, ...).
 
-    A process already connected keeps its cluster (``ray.shutdown()`` to change it).
+    A process already connected keeps its cluster (:func:`shutdown` to change it); asking it for
+    another address is refused, naming both.
     """
     import ray
 
+    address = config.address()
     with _LOCK:
+        joined = _JOINED.get("address")
+        if ray.is_initialized() and joined is not None and joined != (address or "local"):
+            msg = (f"ray_address: this process already runs its tasks on {joined!r}, got {address or 'local'!r}; "
+                   "restart the workbench to join another cluster")
+            raise InvalidInputError(msg)
         if not ray.is_initialized():
-            address = config.address()
             if address is not None:
                 probe(address)
                 ray.init(address=address, runtime_env=_runtime_env(), log_to_driver=False)
             else:
                 ray.init(address="local", num_cpus=config.ray_cpus or os.cpu_count() or 1, include_dashboard=False,
                          log_to_driver=False)
+            _JOINED["address"] = address or "local"
         return dict(ray.cluster_resources())
 
 
@@ -151,6 +161,7 @@ def shutdown() -> None:
     with _LOCK:
         if ray.is_initialized():
             ray.shutdown()
+        _JOINED.clear()
 
 
 def _task_options(resources: dict[str, float]) -> dict[str, Any]:

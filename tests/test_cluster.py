@@ -76,6 +76,12 @@ def _sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
+def test_a_process_joined_to_one_cluster_refuses_another(ray_cluster):
+    with pytest.raises(InvalidInputError, match=r"ray_address: this process already runs its tasks on 'local', "
+                                                 r"got '10.0.0.5:6379'; restart the workbench"):
+        cluster.connect(ExecutorConfig(executor="ray", ray_address="10.0.0.5:6379"))
+
+
 def test_a_failing_task_is_retried_then_fails_the_job_with_its_error(ray_cluster):
     with pytest.raises(ClusterTaskError, match=r"square root of -1 failed after 3 tries: ValueError: math domain"):
         cluster.run_tasks(_root, [(4.0,), (-1.0,)], config=RAY2, names=["square root of 4", "square root of -1"])
