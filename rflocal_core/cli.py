@@ -137,7 +137,8 @@ def _track_flags(parser: argparse.ArgumentParser) -> None:
 #: Titles of the flag groups in ``--help``, by config class.
 _GROUPS = {"SceneConfig": "scene", "ProceduralConfig": "procedural city (--procedural)",
            "MaterialConfig": "materials", "SiteConfig": "sites", "SceneImportConfig": "import",
-           "GenerationConfig": "dataset", "TilesConfig": "tiles (procedural ranges: MIN,MAX)",
+           "GenerationConfig": "dataset", "ExecutorConfig": "executor (radio maps and path batches on Ray)",
+           "TilesConfig": "tiles (procedural ranges: MIN,MAX)",
            "TrainConfig": "network training (override --train-config)",
            "AutoConfig": "model selection (--model auto; its budget is --max-minutes)",
            "LaunchConfig": "several training processes (DistributedDataParallel; or start under torchrun)",
@@ -153,6 +154,9 @@ def _add_data_parsers(sub: Any) -> None:
     gen.add_argument("--name", required=True, help="dataset name")
     gen.add_argument("--unseen", action="append", default=[], help="scene held out as test_unseen")
     gen.add_argument("--restart", action="store_true", help="discard an interrupted run instead of resuming")
+    gen.add_argument("--out", default=None, metavar="FOLDER_OR_URL",
+                     help="write OUT/NAME instead of the workspace: a folder, or an fsspec URL (s3://bucket/datasets) "
+                     "that every Ray worker sees")
     gen.add_argument("--like", default=None, metavar="DATASET", help="take the shadowing, noise, quantization and "
                      "sensitivity from the measurement model fitted on DATASET (see data fit-noise); flags given win")
     data_sub.add_parser("list", help="list datasets")
@@ -191,10 +195,12 @@ def _add_data_parsers(sub: Any) -> None:
 
 def _generate_flags(parser: argparse.ArgumentParser) -> None:
     """The option flags of ``data generate`` (``--no-diffraction`` turns it off in maps and paths)."""
+    from rflocal_core.cluster import ExecutorConfig
     from rflocal_core.dataset import GenerationConfig
     from rflocal_core.options import add_flags
 
     add_flags(parser.add_argument_group(_GROUPS["GenerationConfig"]), GenerationConfig)
+    add_flags(parser.add_argument_group(_GROUPS["ExecutorConfig"]), ExecutorConfig)
 
 
 def _fit_noise_flags(parser: argparse.ArgumentParser) -> None:
@@ -330,8 +336,13 @@ def _run_data(args: argparse.Namespace) -> Any:
     from rflocal_core import dataset
 
     if args.data_cmd == "generate":
+        from rflocal_core.cluster import ExecutorConfig
+        from rflocal_core.options import flag_values
+
         config = command_config(args)
-        return dataset.generate_dataset(config, progress=_stderr_progress(every=True), restart=args.restart)
+        executor = ExecutorConfig(**flag_values(args, ExecutorConfig))
+        return dataset.generate_dataset(config, progress=_stderr_progress(every=True), restart=args.restart,
+                                        executor=executor, out=args.out)
     if args.data_cmd == "list":
         return dataset.list_datasets()
     if args.data_cmd == "show":

@@ -18,14 +18,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rflocal_core import settings
 from rflocal_core.backend import ensure_backend
+from rflocal_core.cluster import ExecutorConfig, run_tasks
 from rflocal_core.constants import SPEED_OF_LIGHT_M_S
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.scene.sites import sionna_orientation_rad
@@ -149,6 +150,9 @@ def compute_radio_map(
     on_site: Any = None,
     reproducible: bool = True,
     workers: int | None = None,
+    executor: ExecutorConfig | None = None,
+    known: MapsSoFar | None = None,
+    on_map: Any = None,
 ) -> RadioMap:
     """Compute path gain and RSS maps of every site with Sionna's ``RadioMapSolver``.
 
@@ -173,13 +177,16 @@ def compute_radio_map(
     diffraction : bool
         Include (first-order wedge) diffraction: slower, but street canyons out of
         sight of a rooftop site are no longer left without signal.
+    workers : int, optional
+        Child processes of the local executor (default: one per core, at most one per site).
+    executor : ExecutorConfig, optional
+        ``executor="ray"``: one Ray task per site (:mod:`rflocal_core.cluster`), the same maps bit
+        for bit; default the local executor.
+    known, on_map : MapsSoFar, callable, optional
+        Ray executor: maps an interrupted run traced (not traced again); ``on_map(site_index,
+        linear_gain, cell_centres)`` as each site's task finishes (to keep it; may raise to cancel).
     """
-    if not 0.5 <= cell_size_m <= 20.0:
-        msg = f"cell_size_m: expected a number in [0.5, 20] m, got {cell_size_m!r}"
-        raise InvalidInputError(msg)
-    if not 0.1 <= plane_height_m <= 500.0:
-        msg = f"plane_height_m: expected a number in [0.1, 500] m, got {plane_height_m!r}"
-        raise InvalidInputError(msg)
+    _check_grid(cell_size_m, plane_height_m)
     ensure_backend()
     meta = load_scene_meta(name)
     sites = meta["sites"] if sites is None else sites
@@ -191,13 +198,9 @@ def compute_radio_map(
     solve = {"center_m": tuple(center_m), "size_m": tuple(size_m), "plane_height_m": plane_height_m,
              "cell_size_m": cell_size_m, "samples_per_tx": samples_per_tx, "max_depth": max_depth, "seed": seed,
              "diffraction": diffraction}
-    if workers is None:
-        workers = min(os.cpu_count() or 1, len(sites)) if reproducible and backend_device() == "cpu" else 1
     t0 = time.perf_counter()
-    if workers > 1:
-        gain, centres = _solve_sites_in_processes(name, sites, solve, workers, on_site)
-    else:
-        gain, centres = solve_sites_here(name, sites, solve, on_site=on_site, reproducible=reproducible)
+    gain, centres = _solve_all(name, sites, solve, workers=workers, executor=executor, on_site=on_site,
+                               reproducible=reproducible, known=known, on_map=on_map)
     seconds = time.perf_counter() - t0
     with np.errstate(divide="ignore"):
         gain_db = 10.0 * np.log10(gain)
@@ -212,6 +215,32 @@ def compute_radio_map(
         site_ids=[str(s["id"]) for s in sites],
         seconds=seconds,
     )
+
+
+def _check_grid(cell_size_m: float, plane_height_m: float) -> None:
+    if not 0.5 <= cell_size_m <= 20.0:
+        msg = f"cell_size_m: expected a number in [0.5, 20] m, got {cell_size_m!r}"
+        raise InvalidInputError(msg)
+    if not 0.1 <= plane_height_m <= 500.0:
+        msg = f"plane_height_m: expected a number in [0.1, 500] m, got {plane_height_m!r}"
+        raise InvalidInputError(msg)
+
+
+def _solve_all(name: str, sites: list[dict[str, Any]], solve: dict[str, Any], *, workers: int | None,
+               executor: ExecutorConfig | None, on_site: Any, reproducible: bool, known: MapsSoFar | None,
+               on_map: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Maps of all sites on the executor asked for: Ray tasks, child processes, or this process."""
+    if (known is not None or on_map is not None) and not (executor is not None and executor.uses_ray):
+        msg = "known, on_map: apply with the Ray executor (one task per site), got the local executor"
+        raise ValueError(msg)
+    if executor is not None and executor.uses_ray:
+        return _solve_sites_on_ray(name, sites, solve, executor, on_site, reproducible=reproducible,
+                                   known=known or MapsSoFar({}, None), on_map=on_map)
+    if workers is None:
+        workers = min(os.cpu_count() or 1, len(sites)) if reproducible and backend_device() == "cpu" else 1
+    if workers > 1:
+        return _solve_sites_in_processes(name, sites, solve, workers, on_site)
+    return solve_sites_here(name, sites, solve, on_site=on_site, reproducible=reproducible)
 
 
 @contextlib.contextmanager
@@ -285,6 +314,103 @@ def _solve_sites_in_processes(name: str, sites: list[dict[str, Any]], solve: dic
         return np.stack(gains), parts[0]["centres"]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@dataclass
+class MapsSoFar:
+    """The sites an interrupted run traced: linear gain [ny, nx] by site index, and the cell centres."""
+
+    gains: dict[int, np.ndarray]
+    centres: np.ndarray | None
+
+
+def _solve_sites_on_ray(name: str, sites: list[dict[str, Any]], solve: dict[str, Any], executor: ExecutorConfig,
+                        on_site: Any, *, reproducible: bool, known: MapsSoFar,
+                        on_map: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Maps of all sites, one Ray task per site not ``known``; progress as each finishes, in any order."""
+    todo = [k for k in range(len(sites)) if k not in known.gains]
+    done = len(sites) - len(todo)
+
+    def finished(index: int, result: Any) -> None:
+        nonlocal done
+        done += 1
+        if on_map is not None:
+            on_map(todo[index], *result)
+        if on_site is not None:
+            on_site(done, len(sites))
+
+    workspace = str(settings.workspace_dir())
+    calls = [(workspace, name, sites[k], solve, reproducible) for k in todo]
+    names = [f"radio map of site {sites[k]['id']!r} of scene {name!r}" for k in todo]
+    results = dict(zip(todo, run_tasks(site_map_task, calls, config=executor, names=names, on_done=finished)))
+    gains = [known.gains[k] if k in known.gains else results[k][0] for k in range(len(sites))]
+    return np.stack(gains), results[todo[0]][1] if todo else known.centres
+
+
+#: The scene a Ray worker traced last, kept loaded for its next task on the same scene:
+#: ``key`` (scene files and their times, and what the scene was loaded for) and ``scene``.
+_WORKER_SCENE: dict[str, Any] = {}
+
+
+def _worker_scene(name: str, purpose: tuple[Any, ...], load: Any) -> Any:
+    """``load()`` once per worker process, scene and ``purpose``; a changed scene file loads again."""
+    folder = scene_dir(name)
+    key = (str(folder), *((folder / f).stat().st_mtime_ns for f in ("scene.xml", "scene.json")), *purpose)
+    if _WORKER_SCENE.get("key") != key:
+        _WORKER_SCENE.clear()  # one scene at a time: a worker may serve many scenes and workspaces
+        _WORKER_SCENE.update(key=key, scene=load())
+    return _WORKER_SCENE["scene"]
+
+
+def _map_scene(name: str, site: dict[str, Any]) -> Any:
+    """The scene ``name`` without transmitters, for maps at the site's frequency and antenna pattern."""
+    scene = load_rt_scene(name, sites=[site])
+    scene.remove(str(site["id"]))
+    return scene
+
+
+def site_map_task(workspace: str, name: str, site: dict[str, Any], solve: dict[str, Any],
+                  reproducible: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A Ray task: the linear gain map [ny, nx] of one site and the cell centres [ny, nx, 3].
+
+    The same solver call as :func:`solve_sites_here` (hence the same map bit for bit); the scene
+    stays loaded in the worker for its next site.
+    """
+    from sionna.rt import RadioMapSolver
+
+    with settings.use_workspace(workspace):
+        purpose = ("map", float(site["freq_hz"]), site.get("pattern", "iso"))
+        scene = _worker_scene(name, purpose, lambda: _map_scene(name, site))
+        add_site(scene, site)
+        try:
+            with _reproducible_threads(enabled=reproducible):
+                gain, centres = _solve_sites(RadioMapSolver(), scene, [site], on_site=None, **solve)
+        finally:
+            scene.remove(str(site["id"]))
+    return gain[0], centres
+
+
+def path_batch_task(workspace: str, name: str, positions_m: np.ndarray, options: dict[str, Any]) -> PathFeatures:
+    """A Ray task: :func:`compute_paths` from every site of scene ``name`` to ``positions_m``.
+
+    One Dr.Jit thread (the task asked Ray for one CPU); the scene stays loaded in the worker for
+    its next batch.
+    """
+    with settings.use_workspace(workspace):
+        scene = _worker_scene(name, ("paths",), lambda: load_rt_scene(name))
+        with _reproducible_threads(enabled=True):
+            return compute_paths(scene, positions_m, **options)
+
+
+def drone_paths_task(workspace: str, name: str, waypoint: dict[str, Any], positions_m: np.ndarray,
+                     options: dict[str, Any]) -> PathFeatures:
+    """A Ray task: :func:`compute_paths` from one drone waypoint (the transmitter ``"drone"``) to ``positions_m``."""
+    with settings.use_workspace(workspace):
+        purpose = ("drone", float(waypoint["freq_hz"]), waypoint.get("pattern", "iso"))
+        scene = _worker_scene(name, purpose, lambda: load_rt_scene(name, sites=[{**waypoint, "id": "drone"}]))
+        scene.get("drone").position = [waypoint["x_m"], waypoint["y_m"], waypoint["z_m"]]
+        with _reproducible_threads(enabled=True):
+            return compute_paths(scene, positions_m, **options)
 
 
 def run_children(commands: list[list[str]], *, on_line: Any, log_dir: Path, what: str = "worker") -> None:
