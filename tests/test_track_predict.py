@@ -101,7 +101,8 @@ def test_files_without_sequences_or_times_are_refused_naming_the_field(tmp_path:
     assert "track: expected one of kalman, particle or None, got 'ukf'" in capsys.readouterr().err
 
 
-def test_a_moving_dataset_exports_as_sequences_and_tracks(workspace: Path, tiny_dataset) -> None:
+def test_a_moving_dataset_exports_as_sequences_and_tracks(workspace: Path, tiny_dataset,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
     tiny_dataset("trk", "trkds", samples=100, timing=False, sequence_length=(5, 5), motion="vehicular")
     whole = export_dataset("trkds", split="test", limit=6)
     ms = export_sequences("trkds", split="test", limit=6)
@@ -117,6 +118,11 @@ def test_a_moving_dataset_exports_as_sequences_and_tracks(workspace: Path, tiny_
         last = [s for s in history.samples if s.sequence == sample.id][-1]
         assert sorted(last.reports, key=lambda r: (r.t_s, r.node)) == sorted(sample.reports,
                                                                                key=lambda r: (r.t_s, r.node))
+    # the command line writes the same file
+    assert main(["data", "export", "--dataset", "trkds", "--limit", "6", "--sequences", "per-report",
+                 "--out", str(workspace / "walks.json")]) == 0
+    assert json.loads(capsys.readouterr().out)["samples"] == len(ms.samples)
+    assert load_measurements(workspace / "walks.json") == load_measurements(dumps_measurements(ms).encode())
     run = load_run(train("trkds", "knn").run_id)
     res = predict_measurements(run, ms)
     tracked = track_prediction(res, ms, TrackConfig(method="kalman", motion="vehicular"))

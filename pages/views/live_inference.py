@@ -214,6 +214,7 @@ for res in results:
     ring = infer.ellipse_xy(row, k=2)
     points += list(zip(*ring)) if ring else []
     points += [(row.truth.x_m, row.truth.y_m)] if row.truth else []
+    points += [(row.tracked_x_m, row.tracked_y_m)] if row.tracked_x_m is not None else []
 view = infer.scene_map(models[results[0].run_id], results[0].scene, points)
 heat_model = next((r.model for r in results if r.run_id == heat_run), None)
 fig = map_figure(view, results, sample_id, heat=heats.get(heat_run), heat_label=f"posterior of {heat_model}",
