@@ -390,14 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--allow-other-scene", action="store_true",
                     help="evaluate even when the dataset is of another place than the run's training data (its "
                     "scene digest, frame or nodes differ); refused without it (exit 2)")
-    pr = sub.add_parser("predict", help="predict the positions of the samples of a measurement file",
-                        flags=_predict_flags)
-    pr.add_argument("--run", required=True, action="append", help="run id (repeat to compare several)")
-    pr.add_argument("--input", required=True, metavar="FILE.json", help="an rflocal-measurements/1 or survey file")
-    pr.add_argument("--out", default=None, metavar="predictions.json", help="also write the result here (atomically)")
-    pr.add_argument("--strict", action="store_true",
-                    help="refuse a file with GPS / RSS sentinels, outliers or duplicate ids instead of dropping them")
-    _track_flags(pr)
+    _add_predict_parser(sub)
     _add_export_parser(sub)
     ab = sub.add_parser("ablate", help="run an ablation study: train and test each variant, print the table")
     ab.add_argument("--study", required=True, help="features, sparsity, dropout, locheatmap-modes, "
@@ -441,6 +434,17 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("actor", "action", "target"):
         log.add_argument(f"--{flag}", default=None, help=f"only the entries of this {flag}")
     return parser
+
+
+def _add_predict_parser(sub: Any) -> None:
+    pr = sub.add_parser("predict", help="predict the positions of the samples of a measurement file",
+                        flags=_predict_flags)
+    pr.add_argument("--run", required=True, action="append", help="run id (repeat to compare several)")
+    pr.add_argument("--input", required=True, metavar="FILE.json", help="an rflocal-measurements/1 or survey file")
+    pr.add_argument("--out", default=None, metavar="predictions.json", help="also write the result here (atomically)")
+    pr.add_argument("--strict", action="store_true",
+                    help="refuse a file with GPS / RSS sentinels, outliers or duplicate ids instead of dropping them")
+    _track_flags(pr)
 
 
 def _add_export_parser(sub: Any) -> None:
