@@ -104,6 +104,14 @@ class Inputs:
     phy : ndarray [N, S, P], optional
         PHY/MAC report fields :data:`PHY_INPUT_FIELDS` at the sample's last valid step (NaN where
         missing); None when the dataset has none.
+    iq : ndarray [N, S, 2, n] int, optional
+        IQ captures at the last valid step as ADC codes (datasets with captures, else None).
+    iq_scale : ndarray [N, S], optional
+        √mW per code of each capture; NaN: no capture.
+    iq_t0_s : ndarray [N, S], optional
+        Start of each capture on the receivers' common clock, seconds.
+    iq_sample_rate_hz : float
+        Sample rate of the captures (NaN without).
     """
 
     dataset: str
@@ -132,6 +140,10 @@ class Inputs:
     rss_steps_dbm: np.ndarray | None = None
     step_age_s: np.ndarray | None = None
     phy: np.ndarray | None = None
+    iq: np.ndarray | None = None
+    iq_scale: np.ndarray | None = None
+    iq_t0_s: np.ndarray | None = None
+    iq_sample_rate_hz: float = float("nan")
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -141,6 +153,8 @@ class Inputs:
                                               "tx_power_dbm", "slot_site")
     #: Fields indexed [N, ...] (per sample).
     SAMPLE_FIELDS: ClassVar[tuple[str, ...]] = ("indices", "truth_m", "truth_z_m", "scene_idx")
+    #: Optional fields indexed [N, S, ...] (None without IQ captures).
+    IQ_FIELDS: ClassVar[tuple[str, ...]] = ("iq", "iq_scale", "iq_t0_s")
 
     def subset(self, rows: np.ndarray | slice) -> Inputs:
         """The samples ``rows`` (an index array, boolean mask or slice)."""
@@ -148,6 +162,7 @@ class Inputs:
                                                        "step_age_s": self.step_age_s[rows]}
         if self.phy is not None:
             steps["phy"] = self.phy[rows]
+        steps.update({f: getattr(self, f)[rows] for f in self.IQ_FIELDS if getattr(self, f) is not None})
         return replace(self, **{f: getattr(self, f)[rows] for f in self.SLOT_FIELDS + self.SAMPLE_FIELDS}, **steps)
 
     def slots(self, cols: np.ndarray | slice) -> Inputs:
@@ -161,6 +176,7 @@ class Inputs:
         steps = {} if self.rss_steps_dbm is None else {"rss_steps_dbm": self.rss_steps_dbm[:, :, sel]}
         if self.phy is not None:
             steps["phy"] = self.phy[:, sel]
+        steps.update({f: getattr(self, f)[:, sel] for f in self.IQ_FIELDS if getattr(self, f) is not None})
         return replace(self, fixed_slots=fixed, **{f: getattr(self, f)[:, sel] for f in self.SLOT_FIELDS}, **steps)
 
     @property
@@ -194,11 +210,10 @@ def read_scene_maps(root: Any, name: str) -> SceneMaps:
 PHY_INPUT_FIELDS: tuple[str, ...] = ("rsrq_db", "sinr_db", "cqi", "ri", "serving", "beam_rsrp_dbm", "doppler_hz")
 
 
-def _read_phy(g: Any, read: Any, step_mask: np.ndarray) -> np.ndarray | None:
-    """PHY/MAC fields [N, S, P] at each sample's last valid step, or None if the dataset has none."""
+def _read_phy(g: Any, read: Any, last: np.ndarray) -> np.ndarray | None:
+    """PHY/MAC fields [N, S, P] at each sample's last valid step ``last`` [N], or None if the dataset has none."""
     if not any(key in g for key in PHY_INPUT_FIELDS):
         return None
-    last = np.where(step_mask.any(1), step_mask.shape[1] - 1 - np.argmax(step_mask[:, ::-1], axis=1), 0)
     cols = []
     for key in PHY_INPUT_FIELDS:
         if key not in g:
@@ -272,17 +287,24 @@ def load_inputs(dataset: str, split: str, *, with_maps: bool = True, max_steps: 
         rss_noise_db=float(config.get("rss_noise_db", 0.0 if "rss_quantization_db" in config else np.nan)),
         top_k=int(config.get("top_k", 0) or 0),
         rss_steps_dbm=rss_t if rss_t.shape[1] > 1 else None, step_age_s=step_age if rss_t.shape[1] > 1 else None,
-        phy=_read_phy(g, read, _valid_steps(read, max_steps)),
+        **_read_captures(g, idx, steps["last"]),
+        phy=_read_phy(g, read, steps["last"]),
     )
 
 
-def _valid_steps(read: Any, max_steps: int | None) -> np.ndarray:
-    """The report steps used (the last ``max_steps`` valid ones), as :func:`_read_steps` keeps them."""
-    step_mask = read("step_mask").astype(bool)
-    if max_steps is not None:
-        from_end = np.cumsum(step_mask[:, ::-1], axis=1)[:, ::-1]  # valid steps at or after each step
-        step_mask &= from_end <= max_steps
-    return step_mask
+def _read_captures(g: Any, idx: np.ndarray, last: np.ndarray) -> dict[str, Any]:
+    """The IQ captures at each sample's last valid step (``iq``, ``iq_scale``, ``iq_t0_s``), if the dataset has any."""
+    if "mask_iq" not in g or "iq" not in g:
+        return {}
+    rows = np.arange(len(idx))
+
+    def read(key: str) -> np.ndarray:  # only the split's rows: the captures are the largest arrays
+        return np.asarray(g[key].oindex[idx])[rows, last] if len(idx) else np.zeros((0, *g[key].shape[2:]))
+
+    mask = read("mask_iq").astype(bool)
+    return {"iq": read("iq"), "iq_scale": np.where(mask, read("iq_scale").astype(np.float64), np.nan),
+            "iq_t0_s": read("iq_t0_s").astype(np.float64),
+            "iq_sample_rate_hz": float(dict(g.attrs).get("iq", {}).get("sample_rate_hz", np.nan))}
 
 
 def _read_steps(read: Any, has_times: bool, has_los: bool, max_steps: int | None) -> dict[str, np.ndarray]:
@@ -291,7 +313,10 @@ def _read_steps(read: Any, has_times: bool, has_los: bool, max_steps: int | None
     ``rss`` [N, S] is the mean over the valid steps; ``toa``, ``aoa``, ``los`` and ``pos``
     are taken at the last valid step; ``rss_t`` [N, T, S] and ``step_age`` [N, T] keep the steps.
     """
-    step_mask = _valid_steps(read, max_steps)
+    step_mask = read("step_mask").astype(bool)
+    if max_steps is not None:
+        from_end = np.cumsum(step_mask[:, ::-1], axis=1)[:, ::-1]  # valid steps at or after each step
+        step_mask &= from_end <= max_steps
     last = np.where(step_mask.any(1), step_mask.shape[1] - 1 - np.argmax(step_mask[:, ::-1], axis=1), 0)
     rss_t = read("rss_dbm").astype(np.float64)
     rss_t = np.where(step_mask[..., None], rss_t, np.nan)
@@ -306,6 +331,7 @@ def _read_steps(read: Any, has_times: bool, has_los: bool, max_steps: int | None
         "aoa": _last_step(read("aoa_deg").astype(np.float64), last),
         "los": _last_step(read("los"), last).astype(np.int8) if has_los else np.full(rss.shape, -1, np.int8),
         "pos": _last_step(read("pos_m").astype(np.float64), last),
+        "last": last,
     }
 
 
