@@ -302,7 +302,7 @@ def _prepare_network(dataset: str, model: str, model_config: dict[str, Any] | No
     """Check the dataset and the options, load the splits, build the network (writes nothing)."""
     check_extent(dataset, allow_large_extent=allow_large_extent)
     attrs = dict(open_dataset(dataset).attrs)
-    build_network(model, model_config, vocab_size=0)  # validates the model options before anything is written
+    frame = build_network(model, model_config, vocab_size=0).config.frame  # checks the options before any write
     report("loading data", 0.0)
     with_maps = model_needs_maps(model)
     train_in = load_transformed(dataset, "train", transform, with_maps=with_maps)
@@ -315,7 +315,7 @@ def _prepare_network(dataset: str, model: str, model_config: dict[str, Any] | No
                "measurements); train it on a generated dataset, or choose setnet or heimdall")
         raise InvalidInputError(msg)
     warnings = node_position_warnings(model, dataset, train_in)
-    spec = FeatureSpec.fit(train_in)
+    spec = FeatureSpec.fit(train_in, frame=frame)
     torch_seed(seed)
     net = build_network(model, model_config, vocab_size=len(spec.node_keys))
     prepare = getattr(net, "prepare", None)  # networks fitted to the training split beyond the weights (fpnet)

@@ -544,7 +544,7 @@ def _validate(model: NeuralModel, val_b: Batch, val_in: Inputs, source: MapSourc
             loss_sum += float(net.loss(part, out)[0]) * len(part)
             mus.append(out["mu"].float().cpu().numpy())
     mu = np.concatenate(mus).astype(np.float64) if mus else np.zeros((0, 2))
-    err = dist.concat(np.hypot(*(model.spec.to_metres(mu) - val_in.truth_m[rows]).T))
+    err = dist.concat(np.hypot(*(labeled.to_metres(mu, model.spec) - val_in.truth_m[rows]).T))
     loss_sum, count = dist.sum([loss_sum, len(labeled)])
     return error_summary(err), loss_sum / max(count, 1)
 
