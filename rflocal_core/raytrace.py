@@ -504,6 +504,8 @@ class PathFeatures:
         -1 if no path at all.
     delay_spread_ns : RMS delay spread, power-weighted.
     path_gain_db : sum of path powers (incoherent), in dB.
+    taps : PathTaps or None
+        The strongest paths themselves (``compute_paths(..., taps=K)``), for IQ synthesis.
     """
 
     toa_ns: np.ndarray
@@ -511,6 +513,27 @@ class PathFeatures:
     los: np.ndarray
     delay_spread_ns: np.ndarray
     path_gain_db: np.ndarray
+    taps: PathTaps | None = None
+
+
+@dataclass
+class PathTaps:
+    """The K strongest paths of each link, strongest first; arrays [num_positions, num_sites, K].
+
+    Attributes
+    ----------
+    gain_re, gain_im : complex amplitude gain of the path (Sionna's ``paths.a``, carrier phase
+        included); 0 where there is no path.
+    delay_ns : propagation delay; NaN where there is no path.
+    direction : [..., K, 3] unit vector at the position (the target) along which the path
+        leaves it towards the site (Sionna's ``theta_r``/``phi_r`` of the position as receiver):
+        a target moving with velocity v sees a Doppler shift ``v · direction / λ`` on that path.
+    """
+
+    gain_re: np.ndarray
+    gain_im: np.ndarray
+    delay_ns: np.ndarray
+    direction: np.ndarray
 
 
 def compute_paths(
@@ -523,6 +546,7 @@ def compute_paths(
     seed: int = 42,
     diffraction: bool = False,
     on_batch: Any = None,
+    taps: int = 0,
 ) -> PathFeatures:
     """Trace exact paths between every transmitter of ``scene`` and each position.
 
@@ -541,6 +565,8 @@ def compute_paths(
         Receivers per solver call (bounds memory).
     on_batch : callable, optional
         ``on_batch(done, total)`` after each batch (progress; may raise to cancel).
+    taps : int
+        Keep the ``taps`` strongest paths of each link (:class:`PathTaps`); 0 keeps none.
     """
     ensure_backend()
     from sionna.rt import PathSolver
@@ -550,28 +576,64 @@ def compute_paths(
     num_sites = len(scene.transmitters)
     out = {k: np.full((n, num_sites), np.nan) for k in ("toa_ns", "aoa_deg", "delay_spread_ns", "path_gain_db")}
     los = np.full((n, num_sites), -1, dtype=np.int8)
+    kept = _empty_taps(n, num_sites, taps) if taps else None
     solver = PathSolver()
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        traced = _trace_batch(solver, scene, positions_m[start:stop], first=start, max_depth=max_depth,
-                              samples_per_src=samples_per_src, seed=seed, diffraction=diffraction)
+        traced, rx_side = _trace_batch(solver, scene, positions_m[start:stop], first=start, max_depth=max_depth,
+                                       samples_per_src=samples_per_src, seed=seed, diffraction=diffraction)
         features, direct = _link_features(*traced)
         for key, value in features.items():
             out[key][start:stop] = value
         los[start:stop] = direct
+        if kept is not None:
+            for key, value in _strongest_taps(traced[1], traced[3], *rx_side, count=taps).items():
+                getattr(kept, key)[start:stop] = value
         if on_batch is not None:
             on_batch(stop, n)
-    return PathFeatures(out["toa_ns"], out["aoa_deg"], los, out["delay_spread_ns"], out["path_gain_db"])
+    return PathFeatures(out["toa_ns"], out["aoa_deg"], los, out["delay_spread_ns"], out["path_gain_db"], kept)
+
+
+def _empty_taps(n: int, num_sites: int, count: int) -> PathTaps:
+    shape = (n, num_sites, count)
+    return PathTaps(np.zeros(shape, np.float32), np.zeros(shape, np.float32), np.full(shape, np.nan, np.float32),
+                    np.full((*shape, 3), np.nan, np.float32))
+
+
+def _strongest_taps(tau: np.ndarray, valid: np.ndarray, a: np.ndarray, theta_r: np.ndarray, phi_r: np.ndarray, *,
+                    count: int) -> dict[str, np.ndarray]:
+    """The ``count`` strongest valid paths of each link [rx, tx, count] (zeros/NaN where fewer)."""
+    power = np.where(valid, np.abs(a) ** 2, -1.0)
+    order = np.argsort(-power, axis=-1, kind="stable")[..., :count]
+
+    def take(v: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(v, order, -1)
+
+    ok = take(valid)
+    gain = np.where(ok, take(a), 0.0)
+    theta, phi = take(theta_r), take(phi_r)
+    direction = np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)], -1)
+    out = {"gain_re": gain.real, "gain_im": gain.imag, "delay_ns": np.where(ok, take(tau) * 1e9, np.nan),
+           "direction": np.where(ok[..., None], direction, np.nan)}
+    pad = count - order.shape[-1]  # fewer candidate paths than taps in this batch
+    if pad > 0:
+        fills = {"gain_re": 0.0, "gain_im": 0.0, "delay_ns": np.nan, "direction": np.nan}
+        for key, value in out.items():
+            widths = [(0, 0)] * value.ndim
+            widths[2] = (0, pad)
+            out[key] = np.pad(value, widths, constant_values=fills[key])
+    return out
 
 
 def _trace_batch(
     solver: Any, scene: Any, positions_m: np.ndarray, *, first: int, max_depth: int, samples_per_src: int,
     seed: int, diffraction: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
     """Paths from every transmitter to receivers added at ``positions_m`` (removed again afterwards).
 
     Returns power [rx, tx, p], delay ``tau`` (s), departure azimuth ``phi_t`` (rad), ``valid`` and
-    interaction types [depth, rx, tx, p]; at least one (invalid) path per link.
+    interaction types [depth, rx, tx, p]; then the complex gain ``a`` and the arrival angles
+    ``theta_r``, ``phi_r`` (rad) at the receivers [rx, tx, p]. At least one (invalid) path per link.
     """
     from sionna.rt import Receiver
 
@@ -585,19 +647,21 @@ def _trace_batch(
                        max_num_paths_per_src=max(10_000, 500 * len(names)), synthetic_array=True, seed=seed,
                        diffraction=diffraction)
         a_re, a_im = paths.a
-        power = np.asarray(a_re.numpy()) ** 2 + np.asarray(a_im.numpy()) ** 2  # [rx, 1, tx, 1, p]
-        power = power[:, 0, :, 0, :]
+        a = (np.asarray(a_re.numpy()) + 1j * np.asarray(a_im.numpy()))[:, 0, :, 0, :]  # [rx, 1, tx, 1, p]
+        power = np.abs(a) ** 2
         tau = np.asarray(paths.tau.numpy())  # [rx, tx, p]
         phi = np.asarray(paths.phi_t.numpy())
+        theta_r, phi_r = np.asarray(paths.theta_r.numpy()), np.asarray(paths.phi_r.numpy())
         valid = np.asarray(paths.valid.numpy()).astype(bool)
         inter = np.asarray(paths.interactions.numpy())  # [depth, rx, tx, p]
     finally:
         for name in names:
             scene.remove(name)
     if valid.shape[-1] == 0:  # no path at all in this batch: one invalid placeholder path
-        power, tau, phi, valid = (np.pad(v, [(0, 0)] * (v.ndim - 1) + [(0, 1)]) for v in (power, tau, phi, valid))
+        power, tau, phi, valid, a, theta_r, phi_r = (np.pad(v, [(0, 0)] * (v.ndim - 1) + [(0, 1)])
+                                                     for v in (power, tau, phi, valid, a, theta_r, phi_r))
         inter = np.pad(inter, [(0, 0)] * (inter.ndim - 1) + [(0, 1)])
-    return power, tau, phi, valid, inter
+    return (power, tau, phi, valid, inter), (a, theta_r, phi_r)
 
 
 def _link_features(

@@ -113,6 +113,10 @@ with tab_gen:
             drone_alt = number(c[1], ds.GenerationConfig, "drone_altitude_m", key="dg_drone_alt")
             drone_spacing = number(c[2], ds.GenerationConfig, "drone_spacing_m", key="dg_drone_spacing")
             drone_points = number(c[3], ds.GenerationConfig, "drone_points", key="dg_drone_points")
+            c = st.columns(4)
+            iq = toggle(c[0], ds.GenerationConfig, "iq", key="dg_iq")
+            iq_waveform = choice(c[1], ds.GenerationConfig, "iq_waveform", key="dg_iq_waveform")
+            iq_bandwidth = number(c[2], ds.GenerationConfig, "iq_bandwidth_hz", key="dg_iq_bw")
         with st.expander("Executor (Ray)"):
             st.caption("Where radio maps and path batches run: child processes here, or Ray tasks on a local Ray "
                        "cluster or the one at the address given (its nodes must see this workspace). The data is "
@@ -131,7 +135,8 @@ with tab_gen:
                     top_k=int(top_k), dropout=float(dropout), sequence_length=(int(seq_min), int(seq_max)),
                     motion=motion, emitter_power_dbm=(float(p_min), float(p_max)), unseen_scenes=tuple(unseen),
                     survey=survey, drone_altitude_m=float(drone_alt), drone_spacing_m=float(drone_spacing),
-                    drone_points=int(drone_points),
+                    drone_points=int(drone_points), iq=iq, iq_waveform=iq_waveform,
+                    iq_bandwidth_hz=float(iq_bandwidth),
                 )
                 config.check_size()  # the cap on samples per job, refused here rather than in the job
                 executor = ExecutorConfig(**executor_values)

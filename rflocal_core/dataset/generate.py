@@ -41,7 +41,8 @@ _PATH_KEYS = ("toa_ns", "aoa_deg", "delay_spread_ns", "los")
 #: Group of the partial store holding single-site maps of a scene until all its maps are done.
 _SITE_MAPS = "site_maps"
 
-_PURPOSE = {"shadowing": 1, "positions": 2, "motion": 3, "power": 4, "reports": 5, "splits": 6, "flight": 7}
+_PURPOSE = {"shadowing": 1, "positions": 2, "motion": 3, "power": 4, "reports": 5, "splits": 6, "flight": 7,
+            "iq": 8}
 
 
 def _rng(config: GenerationConfig, scene_index: int, purpose: str) -> np.random.Generator:
@@ -113,7 +114,8 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
 
     counts = _finish(root, where, per_scene, metas, config, report, seconds)
     return {"name": config.name, "path": where.final, "samples": counts["samples"], "splits": counts["splits"],
-            "seconds": {k: round(v, 3) for k, v in seconds.items()}, "resumed": resumed}
+            "seconds": {k: round(v, 3) for k, v in seconds.items()}, "resumed": resumed,
+            **{k: counts[k] for k in ("iq_captures", "iq_ms_per_capture", "iq_ms_per_sample") if k in counts}}
 
 
 def _finish(root: zarr.Group, where: StoreLocation, per_scene: list[dict[str, Any]], metas: list[dict[str, Any]],
@@ -123,6 +125,9 @@ def _finish(root: zarr.Group, where: StoreLocation, per_scene: list[dict[str, An
     t0 = time.perf_counter()
     counts = _write_samples(root, per_scene, config)
     seconds["write"] = time.perf_counter() - t0
+    if counts.get("iq_captures"):  # the IQ cost, next to the other generation figures
+        counts["iq_ms_per_capture"] = round(1000 * seconds["iq"] / counts["iq_captures"], 3)
+        counts["iq_ms_per_sample"] = round(1000 * seconds["iq"] / max(counts["samples"], 1), 3)
     root.attrs.update({
         "complete": True,
         "mode": per_scene[0]["mode"] if len({p["mode"] for p in per_scene}) == 1 else "mixed",
@@ -199,6 +204,9 @@ def _generate_scene(
     report: StepProgressFn, seconds: dict[str, float], resumed: list[str], executor: ExecutorConfig,
 ) -> dict[str, Any]:
     mode = config.mode or meta["mode"]
+    if config.iq and mode != "emitter":
+        msg = f"iq: IQ captures need emitter mode; scene {scene!r} is in {mode!r} mode (set mode 'emitter')"
+        raise InvalidInputError(msg)
     drone = config.survey == "drone"
     sites = _drone_waypoints(meta, config) if drone else meta["sites"]
     site_pos = np.array([[s["x_m"], s["y_m"], s["z_m"]] for s in sites], dtype=np.float64)
@@ -238,9 +246,16 @@ def _generate_scene(
     frame = LocalFrame.from_dict(meta["frame"])
     lat, lon = frame.to_latlon(pos[..., 0], pos[..., 1])
     _add_seconds(seconds, "reports", time.perf_counter() - t0)
+    captures = None
+    if config.iq and features is not None:
+        report("synthesizing IQ captures", 0.96)
+        t0 = time.perf_counter()
+        captures = _iq_captures(maps, motion, features, reps, meta, config, index)
+        _add_seconds(seconds, "iq", time.perf_counter() - t0)
     return {"scene": scene, "index": index, "mode": mode, "pos": pos, "latlon": np.stack([lat, lon], -1),
             "t_s": motion.t_s, "step_mask": motion.step_mask, "site_pos": site_pos, "node_pos": site_pos[motion.slots],
-            "tx_power": motion.emitter_power, "reports": reps}
+            "tx_power": motion.emitter_power, "reports": reps, "iq": captures,
+            "carrier_hz": float(meta["sites"][0]["freq_hz"]) if meta["sites"] else None}
 
 
 def _read_maps(group: zarr.Group) -> _SceneMaps:
@@ -398,10 +413,9 @@ def _synthesize_reports(
     n, steps = pos.shape[:2]
     iy, ix = maps.grid.cell_of(pos[..., 0], pos[..., 1])
     pg_all = np.moveaxis(maps.path_gain_db[:, iy, ix], 0, -1)  # [n, T, num_sites]
-    shadow_all = np.moveaxis(maps.grid.bilinear(maps.shadowing_db, pos[..., 0], pos[..., 1]), 0, -1)
     take = np.broadcast_to(slots[:, None, :], (n, steps, slots.shape[1]))
     pg = np.take_along_axis(pg_all, take, axis=-1)  # [n, T, S]
-    shadow_at = np.take_along_axis(shadow_all, take, axis=-1)
+    shadow_at = _link_shadow(maps, motion)
     return synthesize(
         pg_db=pg, shadow_db=shadow_at, tx_power_dbm=motion.link_power,
         toa_true_ns=None if features is None else features["toa_ns"],
@@ -410,6 +424,14 @@ def _synthesize_reports(
         delay_spread_ns=None if features is None else features["delay_spread_ns"],
         step_mask=motion.step_mask, config=config, rng=rng, top_k=top_k,
     )
+
+
+def _link_shadow(maps: _SceneMaps, motion: _Motion) -> np.ndarray:
+    """The shadow fading [n, T, S] of each sample's slots at its positions."""
+    pos, slots = motion.pos, motion.slots
+    shadow_all = np.moveaxis(maps.grid.bilinear(maps.shadowing_db, pos[..., 0], pos[..., 1]), 0, -1)
+    take = np.broadcast_to(slots[:, None, :], (*pos.shape[:2], slots.shape[1]))
+    return np.take_along_axis(shadow_all, take, axis=-1)
 
 
 def _waypoint_grid_shape(waypoints: list[dict[str, Any]]) -> list[int]:
@@ -554,6 +576,13 @@ def _drone_waypoints_on_ray(paths: zarr.Group, done: np.ndarray, scene: str, way
     run_tasks(drone_paths_task, calls, config=executor, names=names, on_done=finished)
 
 
+#: Exact-path arrays of a scene's partial store: dtype, fill, trailing shape (``taps``: the IQ taps).
+_PATH_ARRAYS = {"toa_ns": (np.float32, np.nan, ()), "aoa_deg": (np.float32, np.nan, ()),
+                "delay_spread_ns": (np.float32, np.nan, ()), "los": (np.int8, -1, ())}
+_TAP_ARRAYS = {"gain_re": (np.float32, 0.0, ("taps",)), "gain_im": (np.float32, 0.0, ("taps",)),
+               "delay_ns": (np.float32, np.nan, ("taps",)), "direction": (np.float32, np.nan, ("taps", 3))}
+
+
 def _paths(
     group: zarr.Group, scene: str, pos: np.ndarray, step_mask: np.ndarray, config: GenerationConfig,
     report: StepProgressFn, seconds: dict[str, float], resumed: list[str], executor: ExecutorConfig = LOCAL,
@@ -565,8 +594,13 @@ def _paths(
     """
     n, steps, _ = pos.shape
     flat = pos[step_mask]  # only positions where a report is made
-    num_batches = (len(flat) + PATH_BATCH - 1) // PATH_BATCH
-    paths = _path_store(group, len(flat), num_batches)
+    from rflocal_core.dataset.iqgen import IQ_TAPS
+
+    m = len(flat)
+    num_batches = (m + PATH_BATCH - 1) // PATH_BATCH
+    taps = IQ_TAPS if config.iq else 0
+    arrays = {**_PATH_ARRAYS, **({f"tap_{k}": v for k, v in _TAP_ARRAYS.items()} if taps else {})}
+    paths = _path_store(group, arrays, m=m, num_batches=num_batches, taps=taps)
     done = np.asarray(paths["done"][...])
     if done.any():
         resumed.append(f"{scene}: {int(done.sum())}/{num_batches} path batches")
@@ -575,38 +609,44 @@ def _paths(
     trace(paths, done, scene, flat, config, report, executor)
     _add_seconds(seconds, "paths", time.perf_counter() - t0)
     out = {}
-    for key in _PATH_KEYS:
+    for key, (_, fill, _) in arrays.items():
         values = np.asarray(paths[key][...])
-        full = np.full((n, steps, values.shape[1]), -1 if key == "los" else np.nan, dtype=values.dtype)
+        full = np.full((n, steps, *values.shape[1:]), fill, dtype=values.dtype)
         full[step_mask] = values
         out[key] = full
     return out
 
 
-def _path_store(group: zarr.Group, m: int, num_batches: int) -> zarr.Group:
-    """The ``paths`` group of a scene: features [m, sites] and a ``done`` flag per batch (kept when it fits)."""
+def _path_store(group: zarr.Group, arrays: dict[str, tuple[Any, Any, tuple]], *, m: int, num_batches: int,
+                taps: int) -> zarr.Group:
+    """The ``paths`` group of a scene's partial store, (re)created unless it holds these batches already."""
     paths = group.require_group("paths")
-    if "done" not in paths or paths["done"].shape != (num_batches,):
-        num_sites = len(group.attrs["site_ids"])
-        for key in _PATH_KEYS:
-            dtype = np.int8 if key == "los" else np.float32
-            paths.create_array(key, shape=(m, num_sites), chunks=(PATH_BATCH, num_sites), dtype=dtype,
-                               fill_value=-1 if key == "los" else np.nan, overwrite=True)
-        paths.create_array("done", shape=(num_batches,), chunks=(max(num_batches, 1),), dtype=bool,
-                           fill_value=False, overwrite=True)
+    if "done" in paths and paths["done"].shape == (num_batches,) and all(key in paths for key in arrays):
+        return paths
+    num_sites = len(group.attrs["site_ids"])
+    for key, (dtype, fill, tail) in arrays.items():
+        shape = (m, num_sites, *(taps if d == "taps" else d for d in tail))
+        paths.create_array(key, shape=shape, chunks=(PATH_BATCH, *shape[1:]), dtype=dtype, fill_value=fill,
+                           overwrite=True)
+    paths.create_array("done", shape=(num_batches,), chunks=(max(num_batches, 1),), dtype=bool,
+                       fill_value=False, overwrite=True)
     return paths
 
 
 def _path_options(config: GenerationConfig) -> dict[str, Any]:
+    from rflocal_core.dataset.iqgen import IQ_TAPS
+
     return {"max_depth": config.paths_max_depth, "samples_per_src": config.paths_samples_per_src,
-            "batch_size": PATH_BATCH, "seed": config.seed, "diffraction": config.paths_diffraction}
+            "batch_size": PATH_BATCH, "seed": config.seed, "diffraction": config.paths_diffraction,
+            "taps": IQ_TAPS if config.iq else 0}
 
 
 def _store_batch(paths: zarr.Group, done: np.ndarray, b: int, features: Any) -> None:
     """Batch ``b``'s features into the store; its ``done`` flag last (a batch counts once all is stored)."""
     sl = slice(b * PATH_BATCH, b * PATH_BATCH + len(features.toa_ns))
-    for key in _PATH_KEYS:
-        paths[key][sl] = getattr(features, key)
+    for key in paths.array_keys():  # the exact-path arrays, and the IQ taps when the store has them
+        if key != "done":
+            paths[key][sl] = getattr(features.taps, key[4:]) if key.startswith("tap_") else getattr(features, key)
     done[b] = True
     paths["done"][b] = True
 
@@ -653,6 +693,38 @@ def _trace_batches_on_ray(paths: zarr.Group, done: np.ndarray, scene: str, flat:
     run_tasks(path_batch_task, calls, config=executor, names=names, on_done=finished)
 
 
+def _iq_captures(maps: _SceneMaps, motion: _Motion, features: dict[str, np.ndarray], reps: Reports,
+                 meta: dict[str, Any], config: GenerationConfig, index: int) -> dict[str, np.ndarray]:
+    """Each present report's IQ capture and the features estimated from it (:mod:`rflocal_core.dataset.iqgen`)."""
+    from rflocal_core.dataset.iqgen import synthesize_iq
+
+    present = np.isfinite(reps.rss_dbm) | np.isfinite(reps.toa_ns)
+    taps = {key[4:]: value for key, value in features.items() if key.startswith("tap_")}
+    gain_db = motion.link_power + _link_shadow(maps, motion)
+    return synthesize_iq(pos=motion.pos, t_s=motion.t_s, present=present, taps=taps, gain_db=gain_db,
+                         carrier_hz=float(meta["sites"][0]["freq_hz"]), config=config,
+                         rng=_rng(config, index, "iq"))
+
+
+def _write_iq(samples: zarr.Group, per_scene: list[dict[str, Any]], s_max: int, config: GenerationConfig) -> None:
+    """The IQ captures and their features, node slots padded to ``s_max`` (axis 2), in small chunks."""
+    from rflocal_core.dataset.iqgen import capture_attrs
+
+    for key in per_scene[0]["iq"]:
+        parts = []
+        for p in per_scene:
+            value = p["iq"][key]
+            if value.ndim >= 3:
+                widths = [(0, 0)] * value.ndim
+                widths[2] = (0, s_max - value.shape[2])
+                fill = False if value.dtype == bool else (0 if value.dtype.kind in "iu" else np.nan)
+                value = np.pad(value, widths, constant_values=fill)
+            parts.append(value)
+        store.write_array(samples, key, np.concatenate(parts),
+                          chunk_rows=store.IQ_CHUNK if key == "iq" else store.SAMPLE_CHUNK)
+    samples.attrs["iq"] = capture_attrs(config, per_scene[0]["carrier_hz"])
+
+
 def _write_samples(root: zarr.Group, per_scene: list[dict[str, Any]], config: GenerationConfig) -> dict[str, Any]:
     s_max = max(p["node_pos"].shape[1] for p in per_scene)
 
@@ -687,6 +759,8 @@ def _write_samples(root: zarr.Group, per_scene: list[dict[str, Any]], config: Ge
         **cat,
     }
     store.write_samples(samples, arrays)
+    if per_scene[0].get("iq") is not None:
+        _write_iq(samples, per_scene, s_max, config)
 
     # Splits: whole unseen scenes to test_unseen; the rest shuffled into train/val/test.
     rng = _rng(config, 0, "splits")
@@ -701,7 +775,11 @@ def _write_samples(root: zarr.Group, per_scene: list[dict[str, Any]], config: Ge
     for key, idx in splits.items():
         store.write_array(group, key, idx.astype(np.int64), chunk_rows=max(len(idx), 1))
     present = np.isfinite(cat["rss_dbm"])
-    return {
+    extra = {}
+    if per_scene[0].get("iq") is not None:
+        captures = int(sum(np.count_nonzero(p["iq"]["mask_iq"]) for p in per_scene))
+        extra = {"iq_captures": captures}
+    return {**extra,
         "samples": int(len(scene_idx)),
         "splits": {k: int(len(v)) for k, v in splits.items()},
         "sites_max": int(s_max),

@@ -78,6 +78,16 @@ class PredictedSample(JsonResult):
     candidates: tuple[Candidate, ...] = ()
     #: Physics residual at the prediction (mapformer): a confidence signal; None for other models.
     residual_db: float | None = json_field(default=None, omit_none=True)
+    #: Tracked (``predict --track``, see :mod:`rflocal_core.infer.track`): the sample's sequence, its time
+    #: (the latest ``t_s`` of its reports), the filtered position, its 1σ and error; None (not in the
+    #: JSON) when not tracked.
+    sequence: str | None = json_field(default=None, omit_none=True)
+    t_s: float | None = json_field(default=None, omit_none=True)
+    tracked_x_m: float | None = json_field(default=None, omit_none=True)
+    tracked_y_m: float | None = json_field(default=None, omit_none=True)
+    tracked_sigma_x_m: float | None = json_field(default=None, omit_none=True)
+    tracked_sigma_y_m: float | None = json_field(default=None, omit_none=True)
+    tracked_error_m: float | None = json_field(default=None, omit_none=True)
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,10 @@ class RunPrediction(JsonResult):
     #: True (and in the JSON) when the file's scene or nodes are not the run's training ones and the model
     #: predicted in the file's own scene (a geometric model; see :mod:`rflocal_core.infer.anyscene`).
     new_scene: bool | None = json_field(default=None, omit_none=True)
+    #: The filter that tracked the file's sequences (``kalman``, ``particle``; None: not tracked).
+    track: str | None = json_field(default=None, omit_none=True)
+    #: ``"onnxruntime"`` (and in the JSON) when the network ran in onnxruntime; None: PyTorch or Python.
+    backend: str | None = json_field(default=None, omit_none=True)
 
     def sample(self, sample_id: str) -> PredictedSample:
         """The prediction of sample ``sample_id``."""
@@ -137,6 +151,8 @@ class FilePrediction(JsonResult):
 
     file: FileSummary
     runs: tuple[RunPrediction, ...]
+    #: The file as predicted (after the quality checks): for tracking its sequences (not in the JSON).
+    measurements: MeasurementSet | None = json_field(default=None, json=False)
 
 
 # --------------------------------------------------------------------------- predicting
@@ -207,7 +223,8 @@ def predict_measurements(
     x, bad, warnings, flags, ref = read.inputs, read.bad, read.warnings, read.flags, read.reference
     empty = RunPrediction(run.run_id, run.config.get("model"), ref.mode, None, (),
                           tuple(sorted(bad, key=lambda b: b.index)), tuple(warnings),
-                          new_scene=True if read.new_scene else None)
+                          new_scene=True if read.new_scene else None,
+                          backend=None if run.backend == "torch" else run.backend)
     if x is None:
         return empty
     scene = x.scenes[int(x.scene_idx[0])]
@@ -284,7 +301,7 @@ def sample_heatmap(run: LoadedRun, ms: MeasurementSet, sample_id: str) -> Heatma
 
 def predict_file(
     run_ids: list[str] | str, source: str | os.PathLike[str] | bytes, *, heatmaps: bool = False,
-    strict: bool = False,
+    strict: bool = False, backend: str = "torch",
 ) -> FilePrediction:
     """Read a measurement file leniently, check its quality and predict it with one or several runs.
 
@@ -296,7 +313,8 @@ def predict_file(
     ``scene``, ``quality``: what was dropped, by reason) and ``runs`` (one
     :class:`RunPrediction` per run); a file-level problem (not JSON, wrong format) raises
     :class:`~rflocal_core.measurements.MeasurementFormatError`, a fault with ``strict``
-    :class:`~rflocal_core.errors.MeasurementQualityError`.
+    :class:`~rflocal_core.errors.MeasurementQualityError`. ``backend``: what runs the networks
+    (``"torch"`` or ``"onnxruntime"``, see :func:`~rflocal_core.infer.run.load_run`).
     """
     from rflocal_core.measurements import check_quality, load_measurements
 
@@ -306,6 +324,6 @@ def predict_file(
         raise InferenceInputError(msg)
     raw = load_measurements(source, on_error="collect", on_fault="drop")
     ms, quality = check_quality(raw, strict=strict)
-    runs = tuple(predict_measurements(load_run(r), ms, heatmaps=heatmaps) for r in ids)
+    runs = tuple(predict_measurements(load_run(r, backend=backend), ms, heatmaps=heatmaps) for r in ids)
     read = len(raw.samples) + len(raw.errors) + sum(d.unit == "samples" for d in raw.dropped)
-    return FilePrediction(FileSummary(read, len(ms.errors), ms.mode, ms.scene, quality), runs)
+    return FilePrediction(FileSummary(read, len(ms.errors), ms.mode, ms.scene, quality), runs, ms)

@@ -2,23 +2,48 @@
 
     run = load_run("setnet-demo-...")      # rebuilt from config.json and model.pt (weights_only=True)
     pred = run.predict(inputs)             # a Prediction, its sigma times the run's sigma_scale
+    export_onnx("setnet-demo-...")         # the network as runs/<id>/model.onnx, checked against PyTorch
+    run = load_run("setnet-demo-...", backend="onnxruntime")   # predicts through that graph
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rflocal_core.access import LOCAL_USER, User, require
-from rflocal_core.errors import CheckpointError, InvalidInputError
+from rflocal_core.errors import CheckpointError, DatasetNotFoundError, InvalidInputError
+from rflocal_core.models.features import make_batch
 from rflocal_core.models.inputs import Inputs, Prediction
 from rflocal_core.models.neural import NeuralModel
+from rflocal_core.models.onnx_export import (
+    BACKENDS,
+    EXPORT_TOLERANCE,
+    OPSET,
+    OnnxModel,
+    compare_backends,
+    export_graph,
+    exportable,
+    onnx_session,
+)
 from rflocal_core.models.registry import BASELINES, NETWORKS
 from rflocal_core.models.transforms import InputTransform, load_transformed
 from rflocal_core.reference import RunReference, run_reference, scene_maps_of
+from rflocal_core.results import JsonResult
 from rflocal_core.train.calibrate import SigmaCalibration, calibrate_run_folder, scale_sigma, sigma_scale_of
 from rflocal_core.train.runs import load_checkpoint, run_dir
+from rflocal_core.validation import check_choice
+from rflocal_core.workspace import atomic_path, atomic_write_text
+
+#: The run's ONNX graph (what the onnxruntime backend runs) and its record (see :func:`export_onnx`).
+ONNX_FILE, ONNX_RECORD = "model.onnx", "model.onnx.json"
+#: Validation samples an export is checked on (evenly spread over the split).
+VERIFY_SAMPLES = 512
 
 
 @dataclass
@@ -77,6 +102,11 @@ class LoadedRun:
         return bool(getattr(self.model, "needs_maps", False))
 
     @property
+    def backend(self) -> str:
+        """What runs the model: ``"onnxruntime"`` for a network loaded with that backend, else ``"torch"``."""
+        return str(getattr(self.model, "backend", "torch"))
+
+    @property
     def sigma_scale(self) -> float:
         """The scale of the model's sigma fitted on the validation split (1 for runs written before)."""
         return sigma_scale_of(self.config)
@@ -87,8 +117,21 @@ class LoadedRun:
         return scale_sigma(self.model.predict(x), self.sigma_scale)
 
 
-def load_run(run_id: str) -> LoadedRun:
-    """Rebuild a run's model from ``config.json`` and ``model.pt`` (``weights_only=True``)."""
+def load_run(run_id: str, *, backend: str = "torch") -> LoadedRun:
+    """Rebuild a run's model from ``config.json`` and ``model.pt`` (``weights_only=True``).
+
+    ``backend``: ``"torch"``, or ``"onnxruntime"``: a network then predicts through its ONNX
+    graph (exported and checked by :func:`export_onnx` when missing or older than ``model.pt``);
+    a baseline runs in Python either way.
+    """
+    check_choice("backend", backend, BACKENDS)
+    run = _load_torch(run_id)
+    if backend == "onnxruntime" and isinstance(run.model, NeuralModel):
+        run.model = onnx_model(run)
+    return run
+
+
+def _load_torch(run_id: str) -> LoadedRun:
     path = run_dir(run_id)
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     payload = load_checkpoint(run_id)
@@ -104,6 +147,139 @@ def load_run(run_id: str) -> LoadedRun:
         raise CheckpointError(msg)
     cls = BASELINES[name]
     return LoadedRun(run_id, config, cls.from_state(payload["config"] or None, payload["state"]))
+
+
+# --------------------------------------------------------------------------- ONNX
+
+
+@dataclass(frozen=True)
+class OnnxExport(JsonResult):
+    """An exported network: where, its graph inputs and outputs, and how closely onnxruntime follows PyTorch.
+
+    ``max_abs_diff``: per output (``mu``, ``sigma`` on the unit square; ``residual_db`` in dB), the
+    largest difference between onnxruntime and PyTorch over ``checked_samples`` samples of the
+    run's ``split``; each is at most ``tolerance`` (else the export is refused).
+    """
+
+    run_id: str
+    model: str
+    path: str
+    bytes: int
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    split: str
+    checked_samples: int
+    max_abs_diff: dict[str, float]
+    tolerance: float
+    opset: int
+    export_s: float
+
+
+def _network(run: LoadedRun) -> NeuralModel:
+    """The run's network, or an error saying why it cannot be exported."""
+    model = run.model
+    if not isinstance(model, NeuralModel):
+        name = run.config.get("model")
+        msg = (f"run {run.run_id!r}: model {name!r} is a baseline, not a network; only networks "
+               f"({', '.join(NETWORKS)}) export to ONNX")
+        raise InvalidInputError(msg)
+    why = exportable(model)
+    if why:
+        msg = f"run {run.run_id!r}: {why}"
+        raise InvalidInputError(msg)
+    return model
+
+
+def _check_inputs(run: LoadedRun) -> Inputs:
+    """Up to :data:`VERIFY_SAMPLES` samples of the run's validation split (its own view of the data)."""
+    dataset = run.config["dataset"]
+    try:
+        val = load_transformed(dataset, "val", InputTransform.from_dict(run.config.get("input_transform")),
+                               with_maps=run.needs_maps)
+    except DatasetNotFoundError:
+        msg = (f"dataset: run {run.run_id!r} was trained on {dataset!r}, which is not in this workspace; an ONNX "
+               "export is checked against PyTorch on its val split")
+        raise InvalidInputError(msg) from None
+    if len(val) == 0:
+        msg = f"dataset: the val split of {dataset!r} holds no samples; an ONNX export is checked on it"
+        raise InvalidInputError(msg)
+    rows = np.unique(np.linspace(0, len(val) - 1, min(VERIFY_SAMPLES, len(val))).round().astype(int))
+    return val.subset(rows)
+
+
+def write_onnx(run: LoadedRun, target: Path) -> OnnxExport:
+    """Export ``run``'s network to ``target`` (atomically) after checking it against PyTorch on the validation split.
+
+    Raises :class:`InvalidInputError` for a baseline, a network that cannot be a graph, or an
+    export whose outputs differ from PyTorch's by more than :data:`EXPORT_TOLERANCE` (nothing is
+    written then).
+    """
+    model = _network(run)
+    x = _check_inputs(run)
+    batch, source = make_batch(x, model.spec), model.map_source(x)
+    example = next(model.inputs(batch, source, size=64))
+    t0 = time.perf_counter()
+    with atomic_path(target) as tmp:
+        names, outputs = export_graph(model, example, tmp)
+        onnx = OnnxModel.wrap(model, onnx_session(tmp), target)
+        worst = compare_backends(model, onnx, batch, source)
+        bad = {k: v for k, v in worst.items() if not v <= EXPORT_TOLERANCE}
+        if bad:
+            msg = (f"run {run.run_id!r}: the ONNX graph of {model.name} differs from PyTorch by "
+                   f"{', '.join(f'{k} {v:.3g}' for k, v in bad.items())} on {len(x)} validation samples; expected at "
+                   f"most {EXPORT_TOLERANCE:g} (nothing written)")
+            raise InvalidInputError(msg)
+    return OnnxExport(run.run_id, model.name, str(target), target.stat().st_size, names, outputs, "val", len(x),
+                      {k: float(f"{v:.3g}") for k, v in worst.items()}, EXPORT_TOLERANCE, OPSET,
+                      round(time.perf_counter() - t0, 2))
+
+
+def export_onnx(run_id: str, *, out: str | Path | None = None, user: User = LOCAL_USER) -> OnnxExport:
+    """Export a network run as ONNX: ``out``, or the run's own ``model.onnx`` (what ``--backend onnxruntime`` runs).
+
+    Dynamic batch and report-slot axes; map networks take their maps as graph inputs (see
+    :mod:`rflocal_core.models.onnx_export`). Checked before it is written: onnxruntime's outputs
+    equal PyTorch's within :data:`EXPORT_TOLERANCE` on (up to :data:`VERIFY_SAMPLES` of) the
+    validation split.
+
+    Raises
+    ------
+    InvalidInputError
+        A baseline (not a network), mapformer with ``refine_steps > 0``, an empty validation
+        split, a graph that differs from PyTorch, or an ``out`` that cannot be written.
+    """
+    require(user, "train")
+    run = _load_torch(run_id)
+    if out is None:
+        return _export_to_run(run)
+    target = Path(out)
+    try:
+        return write_onnx(run, target)
+    except OSError as exc:
+        msg = f"out: cannot write {str(out)!r} ({exc.strerror or exc}); expected a writable file path"
+        raise InvalidInputError(msg) from None
+
+
+def _export_to_run(run: LoadedRun) -> OnnxExport:
+    """Export into the run folder with a record of the checkpoint it was made from."""
+    folder = run_dir(run.run_id)
+    result = write_onnx(run, folder / ONNX_FILE)
+    record = {**result.to_json(), "model_pt_mtime_ns": checkpoint_stamp(run.run_id)[1]}
+    atomic_write_text(folder / ONNX_RECORD, json.dumps(record, indent=2))
+    return result
+
+
+def onnx_model(run: LoadedRun) -> OnnxModel:
+    """``run``'s network on onnxruntime: its ``model.onnx``, exported first when missing or older than ``model.pt``."""
+    folder = run_dir(run.run_id)
+    path, record = folder / ONNX_FILE, folder / ONNX_RECORD
+    try:
+        stamp = json.loads(record.read_text(encoding="utf-8")).get("model_pt_mtime_ns")
+    except (OSError, ValueError):
+        stamp = None
+    if not path.is_file() or stamp != checkpoint_stamp(run.run_id)[1]:
+        _export_to_run(run)
+    return OnnxModel.wrap(_network(run), onnx_session(path), path)
 
 
 def calibrate_run(run_id: str, *, user: User = LOCAL_USER) -> SigmaCalibration:

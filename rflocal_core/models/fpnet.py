@@ -45,7 +45,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.models.features import RSS_MAX_DBM, RSS_MIN_DBM, TOKEN_COLUMNS, Batch, FeatureSpec, make_batch
+from rflocal_core.models.features import (
+    RSS_MAX_DBM,
+    RSS_MIN_DBM,
+    TOKEN_COLUMNS,
+    Batch,
+    FeatureSpec,
+    index_ordered,
+    make_batch,
+)
 from rflocal_core.models.inputs import Inputs
 from rflocal_core.models.nets import LocNet, NetConfig, gaussian_beta_nll
 from rflocal_core.models.registry import register
@@ -76,6 +84,9 @@ class FPNetConfig(NetConfig):
         the Gaussian NLL of sigma around the detached position; ``"nll"``: the beta-NLL of
         position and sigma together (it trusts easy samples more and lags on the hard ones).
     """
+
+    # it reads fixed node slots or the maps of its training scenes: positions in their square only
+    frame: str = option("scene", choices=("scene",), help="scene only: positions in the training scenes' square")
 
     d_model: int = redefault(NetConfig, "d_model", 256)
     dropout: float = redefault(NetConfig, "dropout", 0.1)
@@ -121,7 +132,7 @@ def fixed_vector(batch: Batch, vocab_size: int) -> tuple[torch.Tensor, torch.Ten
     Slot order does not matter (a compacted batch gives the same vector); reports of nodes
     outside the vocabulary (id 0) are left out.
     """
-    n = len(batch)
+    n = batch.mask.shape[0]  # not len(): a traced (ONNX) batch size stays symbolic
     ids = batch.node_id
     ok = batch.mask & (batch.col("rss_ok") > 0) & (ids > 0) & (ids <= vocab_size)
     rss = batch.col("rss") * (RSS_MAX_DBM - RSS_MIN_DBM) + RSS_MIN_DBM
@@ -253,14 +264,19 @@ def nearest(query_dbm: torch.Tensor, db_dbm: torch.Tensor, k: int, *, not_heard_
     exclude : [N, M] bool, optional
         Pairs that may not be neighbours (leave-one-out in training).
     """
-    q = torch.nan_to_num(query_dbm, nan=not_heard_dbm).clamp_min(not_heard_dbm)
-    db = torch.nan_to_num(db_dbm, nan=not_heard_dbm).clamp_min(not_heard_dbm)
-    d = torch.cdist(q, db)
+    # relative to the floor (the same distances): the |q|^2 + |db|^2 - 2 q.db form (cdist's for more than
+    # 25 rows, written out: ONNX has no cdist) loses float32 digits on values near -130 dBm
+    q = torch.nan_to_num(query_dbm, nan=not_heard_dbm).clamp_min(not_heard_dbm) - not_heard_dbm
+    db = torch.nan_to_num(db_dbm, nan=not_heard_dbm).clamp_min(not_heard_dbm) - not_heard_dbm
+    d2 = (q * q).sum(1, keepdim=True) + (db * db).sum(1).unsqueeze(0) - 2.0 * (q @ db.transpose(0, 1))
+    d = d2.clamp_min(0.0).sqrt()
     if exclude is not None:
         d = d.masked_fill(exclude, float("inf"))
     k = min(k, db.shape[0])
-    dist, idx = d.topk(k, dim=1, largest=False)
-    return dist, idx
+    # ranked on distances rounded to 1e-3 dB: the last float32 bits of a matrix product differ between
+    # backends (PyTorch, onnxruntime), and equal fingerprints must tie exactly to be ordered by index
+    _, idx = index_ordered(torch.round(d * 1000.0) / 1000.0, largest=False).topk(k, dim=1, largest=False)
+    return torch.gather(d, 1, idx), idx
 
 
 def same_position(truth: torch.Tensor, db_pos: torch.Tensor) -> torch.Tensor:

@@ -389,6 +389,9 @@ class LocHeatmapConfig(NetConfig):
         mean gradient is then the squared error's).
     """
 
+    # it reads fixed node slots or the maps of its training scenes: positions in their square only
+    frame: str = option("scene", choices=("scene",), help="scene only: positions in the training scenes' square")
+
     beta: float = redefault(NetConfig, "beta", 1.0)
     mode: str = option("proposal", choices=MODES, help="the localization mode (see the module doc)")
     res: int = option(32, lo=8, hi=512, help="cells per side of every raster and of the heatmap")
@@ -557,7 +560,7 @@ class LocHeatmap(LocNet):
     def forward(self, batch: MapBatch | Batch) -> dict[str, torch.Tensor]:
         c = self.config
         base = batch.base if isinstance(batch, MapBatch) else batch
-        n, res = len(base), c.res
+        n, res = base.mask.shape[0], c.res  # not len(): a traced (ONNX) batch size stays symbolic
         reports = self._inputs(base)
         seen = reports
         if self.training and self.has_completion and c.holdout_fraction > 0:
@@ -599,7 +602,7 @@ class LocHeatmap(LocNet):
         if BP_CHANNEL in self.in_idx:
             bp = backprojection(base, c.res, sigma_deg=c.aoa_sigma_deg).to(r.dtype)
         else:
-            bp = r.new_zeros(len(base), 1, c.res, c.res)
+            bp = r.new_zeros(base.mask.shape[0], 1, c.res, c.res)
         return torch.cat([r, bp], 1)
 
     def _holdout(self, base: Batch) -> Batch:

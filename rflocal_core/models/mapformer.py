@@ -92,7 +92,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.models.features import AGE_SCALE_S, NODE_Z_SCALE_M, TOKEN_COLUMNS, TX_SCALE_DBM, Batch
+from rflocal_core.models.features import (
+    AGE_SCALE_S,
+    NODE_Z_SCALE_M,
+    TOKEN_COLUMNS,
+    TX_SCALE_DBM,
+    Batch,
+    index_ordered,
+    tracing,
+)
 from rflocal_core.models.maps import SCENE_CHANNELS, MapBatch, aoa_loglik, lookup, rss_unit_to_dbm, unit_to_pg_db
 from rflocal_core.models.nets import LocNet, NetConfig, SetNetConfig, check_encoder, gaussian_beta_nll, mlp, sinusoidal
 from rflocal_core.models.registry import register
@@ -167,6 +175,9 @@ class MapFormerConfig(NetConfig):
         Training: uniform random rotation within +-map_rotation_deg and scaling within
         +-map_scale about the square's centre (0 disables).
     """
+
+    # it reads fixed node slots or the maps of its training scenes: positions in their square only
+    frame: str = option("scene", choices=("scene",), help="scene only: positions in the training scenes' square")
 
     node_dropout: tuple[float, ...] = redefault(NetConfig, "node_dropout", (0.0, 0.1, 0.2))
     pe_freqs: int = redefault(SetNetConfig, "pe_freqs", 6)
@@ -305,7 +316,7 @@ def physics_loglik(batch: MapBatch, *, rss_sigma_db: float, toa_sigma_m: float, 
     r2 = dx * dx + dy * dy  # [N, S, H, W]
 
     toa_on = (known & (b.col("toa_ok") > 0.5))[..., None, None]
-    if batch.extent_m is not None and bool(toa_on.any()):
+    if batch.extent_m is not None and (tracing() or bool(toa_on.any())):
         ext = float(batch.extent_m)
         dz = (b.col("node_z") * NODE_Z_SCALE_M / ext)[..., None, None].to(maps.dtype)
         e = (b.col("toa")[..., None, None].to(maps.dtype) - torch.sqrt(r2 + dz * dz)) * ext  # m
@@ -489,7 +500,7 @@ class MapFormer(LocNet):
             msg = f"mapformer: expected a MapBatch (report tokens with maps), got {type(batch).__name__}"
             raise InvalidInputError(msg)
         c = self.config
-        n = len(batch.base)
+        n = batch.base.mask.shape[0]  # not len(): a traced (ONNX) batch size stays symbolic
         g_cells = c.grid_cells
         dev = batch.base.feats.device
 
@@ -533,7 +544,7 @@ class MapFormer(LocNet):
     def _encode_reports(self, b: Batch) -> torch.Tensor:
         """The radio encoder: report tokens (and history tokens) -> the CLS embedding [N, d]."""
         c = self.config
-        n = len(b)
+        n = b.mask.shape[0]
         tokens = torch.cat([sinusoidal(b.node_xy, c.pe_freqs) * b.col("pos_ok").unsqueeze(-1), b.feats], dim=-1)
         ids = self.node_embedding(b.node_id.clamp(0, self.vocab_size))
         h = self.token_mlp(tokens) + ids
@@ -550,7 +561,7 @@ class MapFormer(LocNet):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The map context of the radio embedding [N, d], and the cell tokens with map features added."""
         c = self.config
-        n, g_cells = len(radio), c.grid_cells
+        n, g_cells = radio.shape[0], c.grid_cells
         x = self._rasters(batch, loglik, rss)  # [N, C, H, W]
         grid, extent = self.map_encoder(x)
         th, tw = grid.shape[-2:]
@@ -577,7 +588,7 @@ class MapFormer(LocNet):
     def _cell_logits(self, radio: torch.Tensor, ctx: torch.Tensor,
                      cell_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Fuse radio and map context into the cell tokens (FiLM, convolutions): cell tokens [N, G*G, d], logits."""
-        n, d, g_cells = len(radio), self.config.d_model, self.config.grid_cells
+        n, d, g_cells = radio.shape[0], self.config.d_model, self.config.grid_cells
         fused = self.drop(self.fuse(torch.cat([radio, ctx], dim=-1)))  # [N, d]
         gamma, beta = self.film(fused).unsqueeze(1).chunk(2, dim=-1)
         cell_h = self.cell_norm(cell_h) * (1 + gamma) + beta
@@ -608,7 +619,7 @@ class MapFormer(LocNet):
         f_mu = cells.unsqueeze(0) + offset
         f_sigma = F.softplus(fine[..., 2:] - 2.0) * size + c.sigma_min
         k = min(c.top_k, g_cells ** 2)
-        top = logits.detach().topk(k, dim=1).indices  # [N, K], best first
+        top = index_ordered(logits.detach(), largest=True).topk(k, dim=1).indices  # [N, K], best first; ties by index
         idx = top.unsqueeze(-1).expand(-1, -1, 2)
         mu_k, sigma_k = torch.gather(f_mu, 1, idx), torch.gather(f_sigma, 1, idx)
         prob_k = torch.softmax(torch.gather(logits, 1, top), dim=1)

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.models.features import RSS_MAX_DBM, RSS_MIN_DBM, Batch
+from rflocal_core.models.features import RSS_MAX_DBM, RSS_MIN_DBM, Batch, tracing
 
 #: AoA likelihood: probability that a reported bearing points at the target (else uniform:
 #: NLoS, reflections).
@@ -89,7 +89,7 @@ def aoa_loglik(base: Batch, h: int, w: int, *, sigma_deg: float) -> torch.Tensor
     """
     dev, dtype = base.feats.device, base.feats.dtype
     on = (base.mask & (base.col("pos_ok") > 0.5) & (base.col("aoa_ok") > 0.5))[..., None, None]
-    if not bool(on.any()):
+    if not tracing() and not bool(on.any()):  # a shortcut; an exported graph keeps the general path
         return torch.zeros(len(base), h, w, device=dev, dtype=dtype)
     ys = (torch.arange(h, device=dev, dtype=dtype) + 0.5) / h
     xs = (torch.arange(w, device=dev, dtype=dtype) + 0.5) / w

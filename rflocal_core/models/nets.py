@@ -18,6 +18,10 @@ uncertainty per axis::
     node distances, bearings and height differences; max + mean + quality-weighted
     (RSS) pooling; global fusion; position and uncertainty heads trained with Gaussian NLL.
     Node dropout (progressive), RSS noise and node position jitter augment training.
+    Optional per-receiver calibration (``use_calibration``): a learned RSS gain and offset per
+    known node, identity at the start (a receiver whose gain is off by some dB is corrected
+    before anything reads its RSS). Finite outputs and gradients for any mask, an empty set
+    and a batch of one included (the pooling weights of an empty set are zero, not NaN).
 
 Uncertainty: ``sigma = softplus(s) + sigma_min`` keeps it positive and away from collapse;
 the position loss is the beta-NLL of Seitzer et al. (2022): the Gaussian NLL weighted by
@@ -36,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.models.features import TOKEN_COLUMNS, Batch
+from rflocal_core.models.features import FRAMES, TOKEN_COLUMNS, Batch, token_columns
 from rflocal_core.models.registry import NETWORKS, register
 from rflocal_core.options import check_options, option, redefault
 from rflocal_core.validation import check_choice, dataclass_from_dict
@@ -104,6 +108,10 @@ class NetConfig:
         Uniform noise +-rss_noise_db added to training RSS.
     position_jitter_m : float
         Gaussian jitter (m, 1 sigma) added to training node positions.
+    frame : str
+        ``"scene"``: positions in the training split's square; ``"sample"``: metres relative to each
+        sample's reporting nodes, so the network predicts in any scene, of any size (issue 19; see
+        :mod:`rflocal_core.models.features`). Networks that read maps or fixed node slots: scene only.
     """
 
     d_model: int = option(64, lo=8, hi=1024, help="token width")
@@ -116,6 +124,9 @@ class NetConfig:
     rss_noise_db: float = option(0.0, lo=0.0, hi=20.0, unit="dB", help="uniform noise added to training RSS")
     position_jitter_m: float = option(0.0, lo=0.0, hi=100.0, unit="m",
                                       help="Gaussian jitter (1 sigma) added to training node positions")
+    frame: str = option("scene", choices=FRAMES,
+                        help="scene: positions in the training scenes' square; sample: metres relative to each "
+                             "sample's nodes (predicts in any scene, of any size)")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "node_dropout", tuple(float(v) for v in self.node_dropout))
@@ -177,6 +188,9 @@ class HeimdallConfig(NetConfig):
         Width of the learnable per-node embedding (0 disables it).
     geometry : bool
         Use the pairwise geometry encoder.
+    use_calibration : bool
+        Per-receiver calibration layers: for each known node a learned gain and offset of its
+        RSS feature (``rss * (1 + g) + o``, both 0 at the start; unknown nodes are not calibrated).
     """
 
     node_dropout: tuple[float, ...] = redefault(NetConfig, "node_dropout", (0.0, 0.2, 0.5))
@@ -184,6 +198,7 @@ class HeimdallConfig(NetConfig):
     position_jitter_m: float = redefault(NetConfig, "position_jitter_m", 1.0)
     node_embedding_dim: int = option(16, lo=0, hi=512, help="width of the learnable per-node embedding (0: none)")
     geometry: bool = option(True, help="the pairwise geometry encoder")
+    use_calibration: bool = option(False, help="per-receiver calibration: a learned RSS gain and offset per known node")
 
 
 # --------------------------------------------------------------------------- models
@@ -235,7 +250,9 @@ class LocNet(nn.Module):
             feats[..., i] = feats[..., i] + noise * feats[..., TOKEN_COLUMNS.index("rss_ok")]
         node_xy = batch.node_xy
         if c.position_jitter_m > 0:
-            jitter = torch.randn(node_xy.shape, generator=generator) * (c.position_jitter_m / extent_m)
+            # metres to units: the side of each sample's square (sample frame) or the scene's
+            unit_m = extent_m if batch.scale_m is None else batch.scale_m.to(node_xy.dtype).view(-1, 1, 1)
+            jitter = torch.randn(node_xy.shape, generator=generator) * (c.position_jitter_m / unit_m)
             node_xy = node_xy + jitter * batch.col("pos_ok").unsqueeze(-1)
         return batch.with_tokens(node_xy=node_xy, feats=feats, mask=mask)
 
@@ -266,7 +283,7 @@ class SetNet(LocNet):
     def __init__(self, config: SetNetConfig, *, vocab_size: int = 0) -> None:
         super().__init__(config, vocab_size=vocab_size)
         d = config.d_model
-        in_dim = 4 * config.pe_freqs + len(TOKEN_COLUMNS)
+        in_dim = 4 * config.pe_freqs + len(token_columns(config.frame))
         self.token_mlp = mlp([in_dim, 2 * d, d])
         layer = nn.TransformerEncoderLayer(d, config.heads, 2 * d, config.dropout, activation="gelu",
                                            batch_first=True, norm_first=True)
@@ -319,7 +336,7 @@ class Heimdall(LocNet):
             nn.init.normal_(self.node_embedding.weight, std=0.02)
             with torch.no_grad():
                 self.node_embedding.weight[0].zero_()  # unknown nodes: no identity
-        self.node_mlp = mlp([2 + len(TOKEN_COLUMNS) + e, 2 * d, d], final_act=True)
+        self.node_mlp = mlp([2 + len(token_columns(config.frame)) + e, 2 * d, d], final_act=True)
         # pair features: dx, dy, distance, bearing sin/cos, dz, both-positions-known
         self.pair_mlp = mlp([7 + 2 * d, d, d], final_act=True) if config.geometry else None
         self.node_mlp2 = mlp([2 * d if config.geometry else d, d, d], final_act=True)
@@ -328,8 +345,23 @@ class Heimdall(LocNet):
         self.fusion = mlp([3 * d, 2 * d, 2 * d], final_act=True)
         self.drop = nn.Dropout(config.dropout)
         self.position_head = mlp([2 * d, d, 4])
+        # per node id: RSS gain and offset; row 0 (unknown node) stays at zero (padding_idx: no gradient)
+        self.calibration = nn.Embedding(vocab_size + 1, 2, padding_idx=0) if config.use_calibration else None
+        if self.calibration is not None:
+            nn.init.zeros_(self.calibration.weight)
+
+    def calibrated(self, batch: Batch) -> Batch:
+        """``batch`` with each known node's RSS feature through its calibration (itself without calibration)."""
+        if self.calibration is None:
+            return batch
+        cal = self.calibration(batch.node_id.clamp(0, self.vocab_size))  # [N, S, 2]
+        i = TOKEN_COLUMNS.index("rss")
+        rss = (batch.col("rss") * (1.0 + cal[..., 0]) + cal[..., 1]) * batch.col("rss_ok")
+        feats = torch.cat([batch.feats[..., :i], rss.unsqueeze(-1), batch.feats[..., i + 1:]], dim=-1)
+        return batch.with_tokens(feats=feats)
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        batch = self.calibrated(batch)
         mask = batch.mask
         parts = [batch.node_xy, batch.feats]
         if self.node_embedding is not None:
@@ -341,7 +373,8 @@ class Heimdall(LocNet):
         h = self.drop(self.node_mlp2(h))
         score = self.quality(h)[..., 0] + self.rss_temperature * batch.col("rss")
         w = torch.softmax(score.masked_fill(~mask, float("-inf")), dim=1)
-        w = torch.nan_to_num(w, nan=0.0) * mask  # an empty set gives NaN softmax: zero weights
+        # an empty set gives NaN softmax: zero weights (no NaN gradient either: masked_fill passes none back)
+        w = torch.nan_to_num(w, nan=0.0) * mask
         weighted = (w.unsqueeze(-1) * h).sum(1)
         g = self.fusion(torch.cat([_masked_max(h, mask), _masked_mean(h, mask), weighted], dim=-1))
         mu, sigma = self._head_out(self.drop(g))

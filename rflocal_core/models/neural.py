@@ -16,18 +16,14 @@ import torch
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.features import Batch, FeatureSpec, make_batch
 from rflocal_core.models.inputs import Inputs, Prediction
-from rflocal_core.models.maps import MapSource
+from rflocal_core.models.maps import MapBatch, MapSource
 from rflocal_core.models.nets import LocNet, build_network
 from rflocal_core.models.registry import NETWORKS
 
 #: Samples per forward pass when predicting a whole split.
 PREDICT_CHUNK = 2048
-
-
-def _no_grad(items: Iterator[Any]) -> Iterator[Any]:
-    """Iterate under ``torch.no_grad`` (the network runs while the generator advances)."""
-    with torch.no_grad():
-        yield from items
+#: The network outputs a prediction reads (``residual_db``: mapformer's physics residual).
+PREDICT_OUTPUTS = ("mu", "sigma", "residual_db")
 
 
 @dataclass
@@ -47,7 +43,9 @@ class NeuralModel:
             raise InvalidInputError(msg)
         cfg = payload.get("config") or {}
         spec = FeatureSpec.from_dict(cfg["features"])
-        net = build_network(name, cfg.get("model_config"), vocab_size=len(spec.node_keys))
+        # the spec says how the inputs were encoded; configs from before frames existed leave it out
+        model_config = {**(cfg.get("model_config") or {}), "frame": spec.frame}
+        net = build_network(name, model_config, vocab_size=len(spec.node_keys))
         state = {k: torch.as_tensor(np.asarray(v)) for k, v in payload["state"].items()}
         try:
             net.load_state_dict(state)
@@ -63,6 +61,11 @@ class NeuralModel:
         return {"model_config": self.net.config.to_dict(), "features": self.spec.to_dict()}
 
     @property
+    def any_scene(self) -> bool:
+        """Whether it predicts in a scene it was not trained on: trained in the sample frame, without maps."""
+        return self.spec.frame == "sample" and not self.needs_maps
+
+    @property
     def needs_maps(self) -> bool:
         """Whether the network reads radio maps and scene rasters (``mapformer``, ``locheatmap``)."""
         return bool(getattr(self.net, "needs_maps", False))
@@ -76,6 +79,18 @@ class NeuralModel:
         """The maps of ``x`` on this model's grid (None for networks without maps)."""
         return MapSource.from_inputs(x, self.spec, res=self.map_res) if self.needs_maps else None
 
+    def inputs(self, batch: Batch, source: MapSource | None, rows: np.ndarray | None = None, *,
+               size: int = PREDICT_CHUNK) -> Iterator[Batch | MapBatch]:
+        """The network's inputs for ``batch`` in chunks of ``size`` samples, on the CPU.
+
+        ``rows``: the rows of ``source``'s inputs that ``batch`` holds (default: all, in order).
+        Set networks get :meth:`Batch.compact`-ed tokens; map networks a :class:`MapBatch`.
+        """
+        rows = np.arange(len(batch)) if rows is None else np.asarray(rows)
+        for start in range(0, len(batch), size):
+            part = batch.index(slice(start, start + size))
+            yield part.compact() if source is None else source.batch(part, rows[start:start + size])
+
     def chunks(self, batch: Batch, source: MapSource | None, rows: np.ndarray | None = None, *,
                size: int = PREDICT_CHUNK) -> Iterator[tuple[Any, dict[str, torch.Tensor]]]:
         """``(input, output)`` of the network over ``batch`` in chunks (the caller sets the mode).
@@ -83,12 +98,18 @@ class NeuralModel:
         ``rows``: the rows of ``source``'s inputs that ``batch`` holds (default: all, in order).
         """
         device = next(self.net.parameters()).device
-        rows = np.arange(len(batch)) if rows is None else np.asarray(rows)
-        for start in range(0, len(batch), size):
-            part = batch.index(slice(start, start + size))
-            inp = part.compact() if source is None else source.batch(part, rows[start:start + size])
+        for inp in self.inputs(batch, source, rows, size=size):
             inp = inp.to(device)
             yield inp, self.net(inp)
+
+    def forward_numpy(self, inp: Batch | MapBatch) -> dict[str, np.ndarray]:
+        """The outputs a prediction reads (``mu``, ``sigma``, ``residual_db`` where given) of one chunk,
+        float32 on the CPU; the network is in eval mode (this is what another backend replaces)."""
+        device = next(self.net.parameters()).device
+        # mapformer's refinement re-enables gradients for the position inside (not under inference_mode)
+        with torch.no_grad():
+            out = self.net(inp.to(device))
+        return {k: out[k].detach().float().cpu().numpy() for k in PREDICT_OUTPUTS if k in out}
 
     def predict_batch(self, batch: Batch, source: MapSource | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Normalized (mu, sigma), each [N, 2] float64, for an encoded batch (eval mode)."""
@@ -100,12 +121,12 @@ class NeuralModel:
         self.net.eval()
         mus, sigmas, residuals = [], [], []
         try:
-            # mapformer's refinement re-enables gradients for the position inside (not under inference_mode)
-            for _, out in _no_grad(self.chunks(batch, source)):
-                mus.append(out["mu"].detach().float().cpu().numpy())
-                sigmas.append(out["sigma"].detach().float().cpu().numpy())
+            for inp in self.inputs(batch, source):
+                out = self.forward_numpy(inp)
+                mus.append(out["mu"])
+                sigmas.append(out["sigma"])
                 if "residual_db" in out:
-                    residuals.append(out["residual_db"].detach().float().cpu().numpy())
+                    residuals.append(out["residual_db"])
         finally:
             self.net.train(was_training)
         if not mus:
@@ -119,9 +140,9 @@ class NeuralModel:
         ``info["residual_db"]`` [N]: for networks with a physics residual (``mapformer``), the RMS
         difference (dB) between the observed RSS and the maps at the predicted position.
         """
-        mu, sigma, residual = self._predict_all(make_batch(x, self.spec, unknown_nodes=unknown_nodes),
-                                                self.map_source(x))
+        batch = make_batch(x, self.spec, unknown_nodes=unknown_nodes)
+        mu, sigma, residual = self._predict_all(batch, self.map_source(x))
         info: dict[str, Any] = {"model": self.name}
         if residual is not None:
             info["residual_db"] = residual
-        return Prediction(self.spec.to_metres(mu), sigma * self.spec.extent_m, info)
+        return Prediction(batch.to_metres(mu, self.spec), sigma * batch.scales(self.spec)[:, None], info)
