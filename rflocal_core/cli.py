@@ -126,12 +126,23 @@ def _scene_tiles_flags(parser: argparse.ArgumentParser) -> None:
     add_flags(parser.add_argument_group(_GROUPS["SiteConfig"]), SiteConfig, skip=("count", "seed"))
 
 
+def _track_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``predict --track``: the tracker's options."""
+    from rflocal_core.options import add_flags
+    from rflocal_core.tracking import TrackConfig
+
+    add_flags(parser.add_argument_group(_GROUPS["TrackConfig"]), TrackConfig)
+
+
 #: Titles of the flag groups in ``--help``, by config class.
 _GROUPS = {"SceneConfig": "scene", "ProceduralConfig": "procedural city (--procedural)",
            "MaterialConfig": "materials", "SiteConfig": "sites", "SceneImportConfig": "import",
-           "GenerationConfig": "dataset", "TilesConfig": "tiles (procedural ranges: MIN,MAX)",
+           "GenerationConfig": "dataset", "ExecutorConfig": "executor (radio maps and path batches on Ray)",
+           "TilesConfig": "tiles (procedural ranges: MIN,MAX)",
            "TrainConfig": "network training (override --train-config)",
-           "AutoConfig": "model selection (--model auto; its budget is --max-minutes)"}
+           "AutoConfig": "model selection (--model auto; its budget is --max-minutes)",
+           "LaunchConfig": "several training processes (DistributedDataParallel; or start under torchrun)",
+           "TrackConfig": "tracking over time (--track; files whose samples carry a sequence id and t_s)"}
 
 
 def _add_data_parsers(sub: Any) -> None:
@@ -143,6 +154,9 @@ def _add_data_parsers(sub: Any) -> None:
     gen.add_argument("--name", required=True, help="dataset name")
     gen.add_argument("--unseen", action="append", default=[], help="scene held out as test_unseen")
     gen.add_argument("--restart", action="store_true", help="discard an interrupted run instead of resuming")
+    gen.add_argument("--out", default=None, metavar="FOLDER_OR_URL",
+                     help="write OUT/NAME instead of the workspace: a folder, or an fsspec URL (s3://bucket/datasets) "
+                     "that every Ray worker sees")
     gen.add_argument("--like", default=None, metavar="DATASET", help="take the shadowing, noise, quantization and "
                      "sensitivity from the measurement model fitted on DATASET (see data fit-noise); flags given win")
     data_sub.add_parser("list", help="list datasets")
@@ -157,6 +171,9 @@ def _add_data_parsers(sub: Any) -> None:
     export.add_argument("--out", required=True, metavar="FILE.json", help="file to write (atomically)")
     export.add_argument("--limit", type=int, default=None, help="export only the first N samples of the split")
     export.add_argument("--scene", default=None, help="export this scene's samples (needed for multi-scene splits)")
+    export.add_argument("--sequences", choices=("per-report", "history"), default=None,
+                        help="moving samples as sequences for predict --track: one sample per report time with its "
+                             "truth (per-report: that time's reports; history: the reports so far)")
     imp = data_sub.add_parser("import", help="turn a measurement file or table into a dataset (no radio maps)")
     imp.add_argument("file", metavar="FILE", help="an rflocal-measurements/1 (or survey) .json file, or a .csv, .tsv "
                      "or .parquet table with one row per measurement")
@@ -178,10 +195,12 @@ def _add_data_parsers(sub: Any) -> None:
 
 def _generate_flags(parser: argparse.ArgumentParser) -> None:
     """The option flags of ``data generate`` (``--no-diffraction`` turns it off in maps and paths)."""
+    from rflocal_core.cluster import ExecutorConfig
     from rflocal_core.dataset import GenerationConfig
     from rflocal_core.options import add_flags
 
     add_flags(parser.add_argument_group(_GROUPS["GenerationConfig"]), GenerationConfig)
+    add_flags(parser.add_argument_group(_GROUPS["ExecutorConfig"]), ExecutorConfig)
 
 
 def _fit_noise_flags(parser: argparse.ArgumentParser) -> None:
@@ -253,7 +272,13 @@ def _export(args: argparse.Namespace) -> dict[str, Any]:
     from rflocal_core.errors import InvalidInputError
     from rflocal_core.measurements import MAX_MEASUREMENT_FILE_BYTES, dump_measurements
 
-    ms = export_dataset(args.dataset, split=args.split, limit=args.limit, scene=args.scene)
+    if args.sequences:
+        from rflocal_core.dataset.sequences import export_sequences
+
+        ms = export_sequences(args.dataset, split=args.split, limit=args.limit, scene=args.scene,
+                              history=args.sequences == "history")
+    else:
+        ms = export_dataset(args.dataset, split=args.split, limit=args.limit, scene=args.scene)
     try:
         path = dump_measurements(ms, args.out)
     except OSError as exc:
@@ -311,8 +336,13 @@ def _run_data(args: argparse.Namespace) -> Any:
     from rflocal_core import dataset
 
     if args.data_cmd == "generate":
+        from rflocal_core.cluster import ExecutorConfig
+        from rflocal_core.options import flag_values
+
         config = command_config(args)
-        return dataset.generate_dataset(config, progress=_stderr_progress(every=True), restart=args.restart)
+        executor = ExecutorConfig(**flag_values(args, ExecutorConfig))
+        return dataset.generate_dataset(config, progress=_stderr_progress(every=True), restart=args.restart,
+                                        executor=executor, out=args.out)
     if args.data_cmd == "list":
         return dataset.list_datasets()
     if args.data_cmd == "show":
@@ -339,7 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="fit a model on a dataset and save it as a run", flags=_train_flags)
     tr.add_argument("--dataset", required=True)
     tr.add_argument("--model", required=True, help="setnet, heimdall, mapformer, locheatmap, fpnet, fpnet_knn, "
-                    "strongest_site, weighted_centroid, log_distance, aoa_triangulation, toa_multilateration, knn, "
+                    "strongest_site, weighted_centroid, log_distance, aoa_triangulation, toa_multilateration, "
+                    "tdoa_multilateration, knn, "
                     "map_matching, lgbm or knn_lgbm "
                     "(`rflocal models` lists them); auto: train every model that fits the dataset within "
                     "--max-minutes (all together, default 10) and keep the best on the validation split")
@@ -359,13 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--allow-other-scene", action="store_true",
                     help="evaluate even when the dataset is of another place than the run's training data (its "
                     "scene digest, frame or nodes differ); refused without it (exit 2)")
-    pr = sub.add_parser("predict", help="predict the positions of the samples of a measurement file",
-                        flags=_predict_flags)
-    pr.add_argument("--run", required=True, action="append", help="run id (repeat to compare several)")
-    pr.add_argument("--input", required=True, metavar="FILE.json", help="an rflocal-measurements/1 or survey file")
-    pr.add_argument("--out", default=None, metavar="predictions.json", help="also write the result here (atomically)")
-    pr.add_argument("--strict", action="store_true",
-                    help="refuse a file with GPS / RSS sentinels, outliers or duplicate ids instead of dropping them")
+    _add_predict_parser(sub)
     _add_export_parser(sub)
     ab = sub.add_parser("ablate", help="run an ablation study: train and test each variant, print the table")
     ab.add_argument("--study", required=True, help="features, sparsity, dropout, locheatmap-modes, "
@@ -411,6 +436,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_predict_parser(sub: Any) -> None:
+    pr = sub.add_parser("predict", help="predict the positions of the samples of a measurement file",
+                        flags=_predict_flags)
+    pr.add_argument("--run", required=True, action="append", help="run id (repeat to compare several)")
+    pr.add_argument("--input", required=True, metavar="FILE.json", help="an rflocal-measurements/1 or survey file")
+    pr.add_argument("--out", default=None, metavar="predictions.json", help="also write the result here (atomically)")
+    pr.add_argument("--strict", action="store_true",
+                    help="refuse a file with GPS / RSS sentinels, outliers or duplicate ids instead of dropping them")
+    _track_flags(pr)
+
+
 def _add_export_parser(sub: Any) -> None:
     ex = sub.add_parser("export", help="export a network run as an ONNX graph, checked against PyTorch on the "
                         "validation split (a baseline is refused, exit 2)")
@@ -439,6 +475,9 @@ def _train_flags(parser: argparse.ArgumentParser) -> None:
     from rflocal_core.train.auto import AutoConfig
 
     add_flags(parser.add_argument_group(_GROUPS["AutoConfig"]), AutoConfig)
+    from rflocal_core.train.distributed import LaunchConfig
+
+    add_flags(parser.add_argument_group(_GROUPS["LaunchConfig"]), LaunchConfig)
 
 
 def train_configs(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -487,6 +526,38 @@ def _train_auto(args: argparse.Namespace) -> Any:
                       progress=_stderr_progress(), allow_large_extent=args.allow_large_extent)
 
 
+def _launch_ranks(args: argparse.Namespace, argv: Sequence[str]) -> int | None:
+    """``train --nproc N`` (N > 1): run this command as N DDP ranks through torchrun's launcher and
+    return its exit status; None when this process trains by itself."""
+    from rflocal_core.errors import InvalidInputError
+    from rflocal_core.models.registry import NETWORKS
+    from rflocal_core.options import flag_values
+    from rflocal_core.train import distributed
+
+    nproc = distributed.LaunchConfig(**flag_values(args, distributed.LaunchConfig)).nproc
+    if distributed.launched() and args.model not in NETWORKS:
+        msg = (f"model: under torchrun, train trains one network with DDP ({', '.join(NETWORKS)}); {args.model!r} "
+               "is not one: run it without torchrun")
+        raise InvalidInputError(msg)
+    if nproc == 1:
+        return None
+    if distributed.launched():
+        msg = f"nproc: --nproc {nproc} starts torchrun itself; under torchrun leave it out (--nproc-per-node sets it)"
+        raise InvalidInputError(msg)
+    if args.model not in NETWORKS:
+        msg = (f"nproc: --nproc {nproc} trains one network with DDP ({', '.join(NETWORKS)}); "
+               f"{args.model!r} is not one: leave --nproc out")
+        raise InvalidInputError(msg)
+    return distributed.launch(distributed.without_nproc(argv), nproc)
+
+
+def _is_rank_zero() -> bool:
+    """Whether this process prints the result: always, except a torchrun rank other than 0."""
+    import os
+
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
 def _models(args: argparse.Namespace) -> Any:
     """``models``: every model's name and kind, or (``models NAME``) one model's options."""
     from rflocal_core.models.registry import describe_model
@@ -508,13 +579,15 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
     from pathlib import Path
 
     from rflocal_core.errors import InvalidInputError
-    from rflocal_core.infer import predict_file
+    from rflocal_core.infer.track import predict_tracked_file
     from rflocal_core.models.onnx_export import PredictOptions
     from rflocal_core.options import flag_values
+    from rflocal_core.tracking import TrackConfig
     from rflocal_core.workspace import atomic_write_text
 
+    track = TrackConfig(**flag_values(args, TrackConfig))
     options = PredictOptions(**flag_values(args, PredictOptions))
-    result = predict_file(args.run, args.input, strict=args.strict, backend=options.backend)
+    result = predict_tracked_file(args.run, args.input, track, strict=args.strict, backend=options.backend)
     quality = result.file.quality
     _warn_quality(quality)
     for run in result.runs:
@@ -805,8 +878,12 @@ def _attach_negative_values(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    args = build_parser().parse_args(_attach_negative_values(list(sys.argv[1:] if argv is None else argv)))
+    argv = _attach_negative_values(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(argv)
     try:
+        status = _launch_ranks(args, argv) if args.cmd == "train" else None
+        if status is not None:
+            return status
         result = _run(args)
     except RFLocalInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -816,5 +893,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
     from rflocal_core.results import JsonResult
 
+    if not _is_rank_zero():  # every rank returns the same result; one prints it
+        return 0
     print(json.dumps(result.to_json() if isinstance(result, JsonResult) else result, indent=2))
     return 0

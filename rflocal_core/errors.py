@@ -192,3 +192,11 @@ class ServingError(RFLocalInputError, RuntimeError):
     The message names the address and how to configure sign-in or opt out (``RFLOCAL_AUTH=none``);
     ``python -m rflocal_core serve`` exits 2 with it.
     """
+
+
+class ClusterUnavailableError(RFLocalInputError, ConnectionError):
+    """No Ray cluster answers at the address given (``--ray-address`` or ``$RAY_ADDRESS``); the message names it."""
+
+
+class ClusterTaskError(RuntimeError):
+    """A Ray task failed on every try (:data:`rflocal_core.cluster.TASK_RETRIES` retries); names the task and its error."""

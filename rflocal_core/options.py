@@ -105,6 +105,8 @@ class Option:
             return "true or false"
         if self.choices:
             return f"one of {', '.join(self.choices)}"
+        if self.kind == "str":
+            return "a text"
         kind = self.item if self.kind in ("pair", "list") else self.kind
         noun = "an integer" if kind == "int" else "a number"
         if self.kind == "pair":
@@ -313,7 +315,7 @@ def flag_help(opt: Option) -> str:
     """The help of ``opt``'s flag: its help text, the allowed values and the default."""
     if opt.kind == "bool":  # a flag that turns on or off what the option describes
         return f"{'turn off' if (opt.flag_name or '').startswith('--no-') else 'turn on'} {opt.help}"
-    allowed = "" if opt.kind == "other" else opt.range_text()
+    allowed = "" if opt.kind == "other" or (opt.kind == "str" and not opt.choices) else opt.range_text()
     parts = [p for p in (opt.help, allowed, f"default {_shown(opt.default, opt)}") if p]
     return "; ".join(parts)
 
@@ -465,7 +467,7 @@ def describe(cls: type) -> list[dict[str, Any]]:
     rows = []
     for name, owner, leaf in option_paths(cls):
         opt = option_of(owner, leaf)
-        allowed = "" if opt.kind == "other" else opt.range_text()
+        allowed = "" if opt.kind == "other" or (opt.kind == "str" and not opt.choices) else opt.range_text()
         rows.append({"name": name, "kind": opt.kind, "default": _plain(opt.default),
                      "allowed": f"{'None or ' if opt.nullable else ''}{allowed}", "lo": opt.lo, "hi": opt.hi,
                      "choices": list(opt.choices), "unit": opt.unit, "help": opt.help,

@@ -18,14 +18,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rflocal_core import settings
 from rflocal_core.backend import ensure_backend
+from rflocal_core.cluster import ExecutorConfig, run_tasks
 from rflocal_core.constants import SPEED_OF_LIGHT_M_S
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.scene.sites import sionna_orientation_rad
@@ -149,6 +150,9 @@ def compute_radio_map(
     on_site: Any = None,
     reproducible: bool = True,
     workers: int | None = None,
+    executor: ExecutorConfig | None = None,
+    known: MapsSoFar | None = None,
+    on_map: Any = None,
 ) -> RadioMap:
     """Compute path gain and RSS maps of every site with Sionna's ``RadioMapSolver``.
 
@@ -173,13 +177,16 @@ def compute_radio_map(
     diffraction : bool
         Include (first-order wedge) diffraction: slower, but street canyons out of
         sight of a rooftop site are no longer left without signal.
+    workers : int, optional
+        Child processes of the local executor (default: one per core, at most one per site).
+    executor : ExecutorConfig, optional
+        ``executor="ray"``: one Ray task per site (:mod:`rflocal_core.cluster`), the same maps bit
+        for bit; default the local executor.
+    known, on_map : MapsSoFar, callable, optional
+        Ray executor: maps an interrupted run traced (not traced again); ``on_map(site_index,
+        linear_gain, cell_centres)`` as each site's task finishes (to keep it; may raise to cancel).
     """
-    if not 0.5 <= cell_size_m <= 20.0:
-        msg = f"cell_size_m: expected a number in [0.5, 20] m, got {cell_size_m!r}"
-        raise InvalidInputError(msg)
-    if not 0.1 <= plane_height_m <= 500.0:
-        msg = f"plane_height_m: expected a number in [0.1, 500] m, got {plane_height_m!r}"
-        raise InvalidInputError(msg)
+    _check_grid(cell_size_m, plane_height_m)
     ensure_backend()
     meta = load_scene_meta(name)
     sites = meta["sites"] if sites is None else sites
@@ -191,13 +198,9 @@ def compute_radio_map(
     solve = {"center_m": tuple(center_m), "size_m": tuple(size_m), "plane_height_m": plane_height_m,
              "cell_size_m": cell_size_m, "samples_per_tx": samples_per_tx, "max_depth": max_depth, "seed": seed,
              "diffraction": diffraction}
-    if workers is None:
-        workers = min(os.cpu_count() or 1, len(sites)) if reproducible and backend_device() == "cpu" else 1
     t0 = time.perf_counter()
-    if workers > 1:
-        gain, centres = _solve_sites_in_processes(name, sites, solve, workers, on_site)
-    else:
-        gain, centres = solve_sites_here(name, sites, solve, on_site=on_site, reproducible=reproducible)
+    gain, centres = _solve_all(name, sites, solve, workers=workers, executor=executor, on_site=on_site,
+                               reproducible=reproducible, known=known, on_map=on_map)
     seconds = time.perf_counter() - t0
     with np.errstate(divide="ignore"):
         gain_db = 10.0 * np.log10(gain)
@@ -212,6 +215,32 @@ def compute_radio_map(
         site_ids=[str(s["id"]) for s in sites],
         seconds=seconds,
     )
+
+
+def _check_grid(cell_size_m: float, plane_height_m: float) -> None:
+    if not 0.5 <= cell_size_m <= 20.0:
+        msg = f"cell_size_m: expected a number in [0.5, 20] m, got {cell_size_m!r}"
+        raise InvalidInputError(msg)
+    if not 0.1 <= plane_height_m <= 500.0:
+        msg = f"plane_height_m: expected a number in [0.1, 500] m, got {plane_height_m!r}"
+        raise InvalidInputError(msg)
+
+
+def _solve_all(name: str, sites: list[dict[str, Any]], solve: dict[str, Any], *, workers: int | None,
+               executor: ExecutorConfig | None, on_site: Any, reproducible: bool, known: MapsSoFar | None,
+               on_map: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Maps of all sites on the executor asked for: Ray tasks, child processes, or this process."""
+    if (known is not None or on_map is not None) and not (executor is not None and executor.uses_ray):
+        msg = "known, on_map: apply with the Ray executor (one task per site), got the local executor"
+        raise ValueError(msg)
+    if executor is not None and executor.uses_ray:
+        return _solve_sites_on_ray(name, sites, solve, executor, on_site, reproducible=reproducible,
+                                   known=known or MapsSoFar({}, None), on_map=on_map)
+    if workers is None:
+        workers = min(os.cpu_count() or 1, len(sites)) if reproducible and backend_device() == "cpu" else 1
+    if workers > 1:
+        return _solve_sites_in_processes(name, sites, solve, workers, on_site)
+    return solve_sites_here(name, sites, solve, on_site=on_site, reproducible=reproducible)
 
 
 @contextlib.contextmanager
@@ -285,6 +314,103 @@ def _solve_sites_in_processes(name: str, sites: list[dict[str, Any]], solve: dic
         return np.stack(gains), parts[0]["centres"]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@dataclass
+class MapsSoFar:
+    """The sites an interrupted run traced: linear gain [ny, nx] by site index, and the cell centres."""
+
+    gains: dict[int, np.ndarray]
+    centres: np.ndarray | None
+
+
+def _solve_sites_on_ray(name: str, sites: list[dict[str, Any]], solve: dict[str, Any], executor: ExecutorConfig,
+                        on_site: Any, *, reproducible: bool, known: MapsSoFar,
+                        on_map: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Maps of all sites, one Ray task per site not ``known``; progress as each finishes, in any order."""
+    todo = [k for k in range(len(sites)) if k not in known.gains]
+    done = len(sites) - len(todo)
+
+    def finished(index: int, result: Any) -> None:
+        nonlocal done
+        done += 1
+        if on_map is not None:
+            on_map(todo[index], *result)
+        if on_site is not None:
+            on_site(done, len(sites))
+
+    workspace = str(settings.workspace_dir())
+    calls = [(workspace, name, sites[k], solve, reproducible) for k in todo]
+    names = [f"radio map of site {sites[k]['id']!r} of scene {name!r}" for k in todo]
+    results = dict(zip(todo, run_tasks(site_map_task, calls, config=executor, names=names, on_done=finished)))
+    gains = [known.gains[k] if k in known.gains else results[k][0] for k in range(len(sites))]
+    return np.stack(gains), results[todo[0]][1] if todo else known.centres
+
+
+#: The scene a Ray worker traced last, kept loaded for its next task on the same scene:
+#: ``key`` (scene files and their times, and what the scene was loaded for) and ``scene``.
+_WORKER_SCENE: dict[str, Any] = {}
+
+
+def _worker_scene(name: str, purpose: tuple[Any, ...], load: Any) -> Any:
+    """``load()`` once per worker process, scene and ``purpose``; a changed scene file loads again."""
+    folder = scene_dir(name)
+    key = (str(folder), *((folder / f).stat().st_mtime_ns for f in ("scene.xml", "scene.json")), *purpose)
+    if _WORKER_SCENE.get("key") != key:
+        _WORKER_SCENE.clear()  # one scene at a time: a worker may serve many scenes and workspaces
+        _WORKER_SCENE.update(key=key, scene=load())
+    return _WORKER_SCENE["scene"]
+
+
+def _map_scene(name: str, site: dict[str, Any]) -> Any:
+    """The scene ``name`` without transmitters, for maps at the site's frequency and antenna pattern."""
+    scene = load_rt_scene(name, sites=[site])
+    scene.remove(str(site["id"]))
+    return scene
+
+
+def site_map_task(workspace: str, name: str, site: dict[str, Any], solve: dict[str, Any],
+                  reproducible: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A Ray task: the linear gain map [ny, nx] of one site and the cell centres [ny, nx, 3].
+
+    The same solver call as :func:`solve_sites_here` (hence the same map bit for bit); the scene
+    stays loaded in the worker for its next site.
+    """
+    from sionna.rt import RadioMapSolver
+
+    with settings.use_workspace(workspace):
+        purpose = ("map", float(site["freq_hz"]), site.get("pattern", "iso"))
+        scene = _worker_scene(name, purpose, lambda: _map_scene(name, site))
+        add_site(scene, site)
+        try:
+            with _reproducible_threads(enabled=reproducible):
+                gain, centres = _solve_sites(RadioMapSolver(), scene, [site], on_site=None, **solve)
+        finally:
+            scene.remove(str(site["id"]))
+    return gain[0], centres
+
+
+def path_batch_task(workspace: str, name: str, positions_m: np.ndarray, options: dict[str, Any]) -> PathFeatures:
+    """A Ray task: :func:`compute_paths` from every site of scene ``name`` to ``positions_m``.
+
+    One Dr.Jit thread (the task asked Ray for one CPU); the scene stays loaded in the worker for
+    its next batch.
+    """
+    with settings.use_workspace(workspace):
+        scene = _worker_scene(name, ("paths",), lambda: load_rt_scene(name))
+        with _reproducible_threads(enabled=True):
+            return compute_paths(scene, positions_m, **options)
+
+
+def drone_paths_task(workspace: str, name: str, waypoint: dict[str, Any], positions_m: np.ndarray,
+                     options: dict[str, Any]) -> PathFeatures:
+    """A Ray task: :func:`compute_paths` from one drone waypoint (the transmitter ``"drone"``) to ``positions_m``."""
+    with settings.use_workspace(workspace):
+        purpose = ("drone", float(waypoint["freq_hz"]), waypoint.get("pattern", "iso"))
+        scene = _worker_scene(name, purpose, lambda: load_rt_scene(name, sites=[{**waypoint, "id": "drone"}]))
+        scene.get("drone").position = [waypoint["x_m"], waypoint["y_m"], waypoint["z_m"]]
+        with _reproducible_threads(enabled=True):
+            return compute_paths(scene, positions_m, **options)
 
 
 def run_children(commands: list[list[str]], *, on_line: Any, log_dir: Path, what: str = "worker") -> None:
@@ -378,6 +504,8 @@ class PathFeatures:
         -1 if no path at all.
     delay_spread_ns : RMS delay spread, power-weighted.
     path_gain_db : sum of path powers (incoherent), in dB.
+    taps : PathTaps or None
+        The strongest paths themselves (``compute_paths(..., taps=K)``), for IQ synthesis.
     """
 
     toa_ns: np.ndarray
@@ -385,6 +513,27 @@ class PathFeatures:
     los: np.ndarray
     delay_spread_ns: np.ndarray
     path_gain_db: np.ndarray
+    taps: PathTaps | None = None
+
+
+@dataclass
+class PathTaps:
+    """The K strongest paths of each link, strongest first; arrays [num_positions, num_sites, K].
+
+    Attributes
+    ----------
+    gain_re, gain_im : complex amplitude gain of the path (Sionna's ``paths.a``, carrier phase
+        included); 0 where there is no path.
+    delay_ns : propagation delay; NaN where there is no path.
+    direction : [..., K, 3] unit vector at the position (the target) along which the path
+        leaves it towards the site (Sionna's ``theta_r``/``phi_r`` of the position as receiver):
+        a target moving with velocity v sees a Doppler shift ``v · direction / λ`` on that path.
+    """
+
+    gain_re: np.ndarray
+    gain_im: np.ndarray
+    delay_ns: np.ndarray
+    direction: np.ndarray
 
 
 def compute_paths(
@@ -397,6 +546,7 @@ def compute_paths(
     seed: int = 42,
     diffraction: bool = False,
     on_batch: Any = None,
+    taps: int = 0,
 ) -> PathFeatures:
     """Trace exact paths between every transmitter of ``scene`` and each position.
 
@@ -415,6 +565,8 @@ def compute_paths(
         Receivers per solver call (bounds memory).
     on_batch : callable, optional
         ``on_batch(done, total)`` after each batch (progress; may raise to cancel).
+    taps : int
+        Keep the ``taps`` strongest paths of each link (:class:`PathTaps`); 0 keeps none.
     """
     ensure_backend()
     from sionna.rt import PathSolver
@@ -424,28 +576,64 @@ def compute_paths(
     num_sites = len(scene.transmitters)
     out = {k: np.full((n, num_sites), np.nan) for k in ("toa_ns", "aoa_deg", "delay_spread_ns", "path_gain_db")}
     los = np.full((n, num_sites), -1, dtype=np.int8)
+    kept = _empty_taps(n, num_sites, taps) if taps else None
     solver = PathSolver()
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        traced = _trace_batch(solver, scene, positions_m[start:stop], first=start, max_depth=max_depth,
-                              samples_per_src=samples_per_src, seed=seed, diffraction=diffraction)
+        traced, rx_side = _trace_batch(solver, scene, positions_m[start:stop], first=start, max_depth=max_depth,
+                                       samples_per_src=samples_per_src, seed=seed, diffraction=diffraction)
         features, direct = _link_features(*traced)
         for key, value in features.items():
             out[key][start:stop] = value
         los[start:stop] = direct
+        if kept is not None:
+            for key, value in _strongest_taps(traced[1], traced[3], *rx_side, count=taps).items():
+                getattr(kept, key)[start:stop] = value
         if on_batch is not None:
             on_batch(stop, n)
-    return PathFeatures(out["toa_ns"], out["aoa_deg"], los, out["delay_spread_ns"], out["path_gain_db"])
+    return PathFeatures(out["toa_ns"], out["aoa_deg"], los, out["delay_spread_ns"], out["path_gain_db"], kept)
+
+
+def _empty_taps(n: int, num_sites: int, count: int) -> PathTaps:
+    shape = (n, num_sites, count)
+    return PathTaps(np.zeros(shape, np.float32), np.zeros(shape, np.float32), np.full(shape, np.nan, np.float32),
+                    np.full((*shape, 3), np.nan, np.float32))
+
+
+def _strongest_taps(tau: np.ndarray, valid: np.ndarray, a: np.ndarray, theta_r: np.ndarray, phi_r: np.ndarray, *,
+                    count: int) -> dict[str, np.ndarray]:
+    """The ``count`` strongest valid paths of each link [rx, tx, count] (zeros/NaN where fewer)."""
+    power = np.where(valid, np.abs(a) ** 2, -1.0)
+    order = np.argsort(-power, axis=-1, kind="stable")[..., :count]
+
+    def take(v: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(v, order, -1)
+
+    ok = take(valid)
+    gain = np.where(ok, take(a), 0.0)
+    theta, phi = take(theta_r), take(phi_r)
+    direction = np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)], -1)
+    out = {"gain_re": gain.real, "gain_im": gain.imag, "delay_ns": np.where(ok, take(tau) * 1e9, np.nan),
+           "direction": np.where(ok[..., None], direction, np.nan)}
+    pad = count - order.shape[-1]  # fewer candidate paths than taps in this batch
+    if pad > 0:
+        fills = {"gain_re": 0.0, "gain_im": 0.0, "delay_ns": np.nan, "direction": np.nan}
+        for key, value in out.items():
+            widths = [(0, 0)] * value.ndim
+            widths[2] = (0, pad)
+            out[key] = np.pad(value, widths, constant_values=fills[key])
+    return out
 
 
 def _trace_batch(
     solver: Any, scene: Any, positions_m: np.ndarray, *, first: int, max_depth: int, samples_per_src: int,
     seed: int, diffraction: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
     """Paths from every transmitter to receivers added at ``positions_m`` (removed again afterwards).
 
     Returns power [rx, tx, p], delay ``tau`` (s), departure azimuth ``phi_t`` (rad), ``valid`` and
-    interaction types [depth, rx, tx, p]; at least one (invalid) path per link.
+    interaction types [depth, rx, tx, p]; then the complex gain ``a`` and the arrival angles
+    ``theta_r``, ``phi_r`` (rad) at the receivers [rx, tx, p]. At least one (invalid) path per link.
     """
     from sionna.rt import Receiver
 
@@ -459,19 +647,21 @@ def _trace_batch(
                        max_num_paths_per_src=max(10_000, 500 * len(names)), synthetic_array=True, seed=seed,
                        diffraction=diffraction)
         a_re, a_im = paths.a
-        power = np.asarray(a_re.numpy()) ** 2 + np.asarray(a_im.numpy()) ** 2  # [rx, 1, tx, 1, p]
-        power = power[:, 0, :, 0, :]
+        a = (np.asarray(a_re.numpy()) + 1j * np.asarray(a_im.numpy()))[:, 0, :, 0, :]  # [rx, 1, tx, 1, p]
+        power = np.abs(a) ** 2
         tau = np.asarray(paths.tau.numpy())  # [rx, tx, p]
         phi = np.asarray(paths.phi_t.numpy())
+        theta_r, phi_r = np.asarray(paths.theta_r.numpy()), np.asarray(paths.phi_r.numpy())
         valid = np.asarray(paths.valid.numpy()).astype(bool)
         inter = np.asarray(paths.interactions.numpy())  # [depth, rx, tx, p]
     finally:
         for name in names:
             scene.remove(name)
     if valid.shape[-1] == 0:  # no path at all in this batch: one invalid placeholder path
-        power, tau, phi, valid = (np.pad(v, [(0, 0)] * (v.ndim - 1) + [(0, 1)]) for v in (power, tau, phi, valid))
+        power, tau, phi, valid, a, theta_r, phi_r = (np.pad(v, [(0, 0)] * (v.ndim - 1) + [(0, 1)])
+                                                     for v in (power, tau, phi, valid, a, theta_r, phi_r))
         inter = np.pad(inter, [(0, 0)] * (inter.ndim - 1) + [(0, 1)])
-    return power, tau, phi, valid, inter
+    return (power, tau, phi, valid, inter), (a, theta_r, phi_r)
 
 
 def _link_features(

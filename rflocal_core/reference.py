@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from rflocal_core.dataset.iqexchange import file_captures
 from rflocal_core.errors import DatasetNotFoundError, InferenceInputError, InvalidInputError
 from rflocal_core.geo import LocalFrame
 from rflocal_core.measurements import MeasurementSet
@@ -380,6 +381,7 @@ def measurements_to_inputs(
         rss_quantization_db=float(cfg.get("rss_quantization_db", 0.0) or 0.0),
         rss_noise_db=float(cfg.get("rss_noise_db", np.nan)),
         top_k=int(cfg.get("top_k", 0) or 0), rss_steps_dbm=a["rss_steps"], step_age_s=a["step_age"],
+        **file_captures([sample for _, sample in keep], slot_of, a["rss"].shape),
     )
     return x, bad, warnings, flags
 

@@ -188,7 +188,7 @@ MALFORMED: list[tuple[str, bytes, str, str]] = [
     ("reports-empty", edit(_set(_sample0, "reports", [])), "samples[0].reports",
      "expected a non-empty list of reports, got []"),
     ("sample-key-unknown", edit(_set(_sample0, "colour", "red")), "samples[0].colour",
-     "unknown key; expected one of id, reports, truth"),
+     "unknown key; expected one of id, reports, truth, sequence"),
     ("sample-not-object", edit(lambda d: d["samples"].__setitem__(0, "s-1")), "samples[0]",
      'expected a sample object {"id": ..., "reports": [...]}, got "s-1"'),
     ("sample-id-duplicate", edit(_dup_sample), "samples[1].id",

@@ -31,7 +31,9 @@ from rflocal_core.models.trees import KNNLGBMConfig, LGBMConfig
 from rflocal_core.options import check_value, flag_values, option_of, option_paths, options
 from rflocal_core.scene import MaterialConfig, ProceduralConfig, SceneConfig, SiteConfig
 from rflocal_core.scene.importer import SceneImportConfig
+from rflocal_core.tracking import TrackConfig
 from rflocal_core.train import TrainConfig
+from rflocal_core.train.distributed import LaunchConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,6 +46,7 @@ CONFIGS: dict[type, tuple[dict[str, Any], str]] = {
     SceneImportConfig: ({"name": "x", "path": "scene.xml"}, ""),
     GenerationConfig: ({"name": "d", "scenes": ("s",), "mode": "emitter", "survey": "drone"}, ""),
     TrainConfig: ({}, ""),
+    LaunchConfig: ({}, ""),
     NetConfig: ({}, ""),
     SetNetConfig: ({}, ""),
     HeimdallConfig: ({}, ""),
@@ -56,6 +59,7 @@ CONFIGS: dict[type, tuple[dict[str, Any], str]] = {
     LGBMConfig: ({}, ""),
     KNNLGBMConfig: ({}, ""),
     NoiseFitConfig: ({}, ""),
+    TrackConfig: ({}, ""),
     PredictOptions: ({}, ""),
 }
 
@@ -264,7 +268,8 @@ def test_help_works(command: list[str], capsys: pytest.CaptureFixture[str]) -> N
     (["scene", "import"], (SceneImportConfig, SiteConfig)),
     (["data", "generate"], (GenerationConfig,)),
     (["data", "fit-noise"], (NoiseFitConfig,)),
-    (["train"], (TrainConfig,)),
+    (["train"], (TrainConfig, LaunchConfig)),
+    (["predict"], (TrackConfig,)),
 ], ids=lambda c: " ".join(c) if isinstance(c, list) else "")
 def test_help_shows_every_flag_with_its_default(command: list[str], classes: tuple[type, ...],
                                                 capsys: pytest.CaptureFixture[str]) -> None:
@@ -294,7 +299,7 @@ def _a_changed_value(opt: Any) -> Any:
     if opt.kind == "bool":
         return not opt.default
     if opt.choices:
-        return next(c for c in opt.choices if c != opt.default)
+        return next((c for c in opt.choices if c != opt.default), None)  # one choice: nothing to change
     if opt.kind == "list":
         return tuple(opt.default[:-1]) if len(opt.default) > 2 else (*opt.default, opt.default[-1])
     if opt.kind not in ("int", "float"):
@@ -460,6 +465,8 @@ DATA_WIDGETS = {
     "dg_pmax": (GenerationConfig, "emitter_power_dbm", {"index": 1}), "dg_survey": (GenerationConfig, "survey"),
     "dg_drone_alt": (GenerationConfig, "drone_altitude_m"), "dg_drone_spacing": (GenerationConfig, "drone_spacing_m"),
     "dg_drone_points": (GenerationConfig, "drone_points"),
+    "dg_iq": (GenerationConfig, "iq"), "dg_iq_waveform": (GenerationConfig, "iq_waveform"),
+    "dg_iq_bw": (GenerationConfig, "iq_bandwidth_hz"),
     "dg_rss_step": (GenerationConfig, "rss_quantization_db"),
     "dg_fit_split": (NoiseFitConfig, "split"), "dg_fit_boot": (NoiseFitConfig, "bootstrap"),
 }

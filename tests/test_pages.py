@@ -110,3 +110,26 @@ def test_bbox_source_offline_says_so(app, monkeypatch):
     app.run()
     assert not app.exception
     assert "offline" in app.error[0].value and "procedural" in app.error[0].value
+
+
+def test_scene_builder_tile_set_tab_builds_tiles(app, tmp_path):
+    """The "Tile set" tab is `scene tiles`: two tiny procedural tiles, one held out, and the command line."""
+    app.switch_page("pages/views/scene_builder.py")
+    app.run()
+    for key, value in {"sbt_count": 2, "sbt_seed": 3, "sbt_unseen": 1, "sbt_size_m_lo": 150.0,
+                       "sbt_size_m_hi": 220.0, "sbt_block_m_lo": 30.0, "sbt_block_m_hi": 45.0,
+                       "sbt_street_width_m_lo": 4.0, "sbt_street_width_m_hi": 8.0, "sbt_site_count_lo": 2,
+                       "sbt_site_count_hi": 3}.items():
+        app.number_input(key=key).set_value(value)
+    app.button(key="sbt_build").click()
+    app.run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    assert "2 tiles (2 built now, 0 kept), 1 held out" in app.success[0].value
+    assert sorted(p.name for p in (tmp_path / "ws" / "scenes").iterdir()) == ["tile3-p00", "tile3-p01"]
+    assert any("data generate --name DATASET --scene tile3-p00 --scene tile3-p01 --unseen" in c.value for c in app.code)
+    # A range the core refuses is named on the page, nothing built.
+    app.number_input(key="sbt_block_m_lo").set_value(30.0)
+    app.text_input(key="sbt_osm").set_value(str(tmp_path / "missing.osm"))
+    app.button(key="sbt_build").click()
+    app.run()
+    assert not app.exception and "missing.osm" in app.error[0].value

@@ -111,3 +111,13 @@ def test_import_names_its_upload_limits_and_every_problem(tmp_path, monkeypatch)
     at.run()
     (shown,) = [e.value for e in at.error]
     assert shown.splitlines()[0] == "2 problems:" and shown.splitlines()[2].startswith("- samples: expected a non-empty")
+
+
+def test_executor_options_come_from_the_core_and_are_checked(app):
+    """The executor widgets are ExecutorConfig's options; a Ray address with the local executor is refused."""
+    assert app.selectbox(key="dg_exec_executor").options == ["local", "ray"]
+    app.text_input(key="dg_exec_ray_address").set_value("10.0.0.5:6379")
+    app.button(key="dg_start").click()
+    app.run()
+    assert not app.exception
+    assert "ray_address: applies with executor 'ray', got '10.0.0.5:6379' with executor 'local'" in app.error[0].value

@@ -16,9 +16,10 @@ from pages.views.plots import (
 )
 from pages.views.refresh import job_line, rerun_when_a_job_ends
 from pages.views.signin import current_user
-from pages.views.widgets import choice, error_text, multi, number, text, toggle, upload_limit_mib
+from pages.views.widgets import choice, error_text, multi, number, option_widgets, text, toggle, upload_limit_mib
 from rflocal_core import dataset as ds
 from rflocal_core.access import allowed
+from rflocal_core.cluster import ExecutorConfig
 from rflocal_core.dataset.noisefit import NoiseFit, NoiseFitConfig, fit_noise, generation_fields
 from rflocal_core.dataset.table_import import import_table
 from rflocal_core.dataset.view import dataset_overview, split_rows, split_text, stage_rows
@@ -112,6 +113,15 @@ with tab_gen:
             drone_alt = number(c[1], ds.GenerationConfig, "drone_altitude_m", key="dg_drone_alt")
             drone_spacing = number(c[2], ds.GenerationConfig, "drone_spacing_m", key="dg_drone_spacing")
             drone_points = number(c[3], ds.GenerationConfig, "drone_points", key="dg_drone_points")
+            c = st.columns(4)
+            iq = toggle(c[0], ds.GenerationConfig, "iq", key="dg_iq")
+            iq_waveform = choice(c[1], ds.GenerationConfig, "iq_waveform", key="dg_iq_waveform")
+            iq_bandwidth = number(c[2], ds.GenerationConfig, "iq_bandwidth_hz", key="dg_iq_bw")
+        with st.expander("Executor (Ray)"):
+            st.caption("Where radio maps and path batches run: child processes here, or Ray tasks on a local Ray "
+                       "cluster or the one at the address given (its nodes must see this workspace). The data is "
+                       "the same on either.")
+            executor_values, _ = option_widgets(st, ExecutorConfig, key="dg_exec", columns=3)
         if st.button("Generate dataset", type="primary", key="dg_start"):
             try:
                 config = ds.GenerationConfig(
@@ -125,15 +135,18 @@ with tab_gen:
                     top_k=int(top_k), dropout=float(dropout), sequence_length=(int(seq_min), int(seq_max)),
                     motion=motion, emitter_power_dbm=(float(p_min), float(p_max)), unseen_scenes=tuple(unseen),
                     survey=survey, drone_altitude_m=float(drone_alt), drone_spacing_m=float(drone_spacing),
-                    drone_points=int(drone_points),
+                    drone_points=int(drone_points), iq=iq, iq_waveform=iq_waveform,
+                    iq_bandwidth_hz=float(iq_bandwidth),
                 )
                 config.check_size()  # the cap on samples per job, refused here rather than in the job
+                executor = ExecutorConfig(**executor_values)
             except RFLocalInputError as exc:
                 st.error(str(exc))
             else:
                 try:
                     job = REGISTRY.submit("generate", config.name,
-                                          lambda ctx: ds.generate_dataset(config, progress=ctx.progress, user=user),
+                                          lambda ctx: ds.generate_dataset(config, progress=ctx.progress, user=user,
+                                                                          executor=executor),
                                           owner=user.name)
                 except RFLocalInputError as exc:  # the job quota: too many jobs running and waiting
                     st.error(str(exc))

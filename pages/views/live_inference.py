@@ -14,9 +14,11 @@ from pages.views.refresh import rerun_when_a_job_ends
 from pages.views.widgets import choice, error_text, upload_limit_mib
 from rflocal_core import dataset as ds
 from rflocal_core import demo, infer
+from rflocal_core.dataset.sequences import export_sequences
 from rflocal_core.errors import RFLocalInputError
 from rflocal_core.measurements import MAX_MEASUREMENT_FILE_BYTES, check_quality, load_measurements
 from rflocal_core.models.onnx_export import PredictOptions
+from rflocal_core.tracking import TrackConfig
 from rflocal_core.train import list_runs
 
 EXAMPLES = ["example_measurements.json", "example_single.json", "example_measurements_format.json",
@@ -89,10 +91,15 @@ try:
         if not names:
             st.info("No datasets in the workspace: generate or import one on the Data Generation page.")
         else:
-            c = st.columns(2)
+            c = st.columns(3)
             chosen = c[0].selectbox("Dataset", names, key="li_dataset")
             limit = int(c[1].number_input("Samples", 1, 500, 20, key="li_limit"))
-            ms, label = ds.export_dataset(chosen, split="test", limit=limit), f"{chosen} (test split)"
+            as_sequences = c[2].checkbox("As sequences", key="li_sequences",
+                                         help="a moving sample as one sample per report time, each with its truth, "
+                                              "to track (datasets generated with motion)")
+            ms = (export_sequences(chosen, split="test", limit=limit) if as_sequences
+                  else ds.export_dataset(chosen, split="test", limit=limit))
+            label = f"{chosen} (test split{', sequences' if as_sequences else ''})"
     else:
         if st.button("New demo sample", key="li_new_demo"):
             st.session_state["li_demo_seed"] = random.randrange(10**6)
@@ -146,6 +153,20 @@ results = [r for r in results if r.predictions]
 if not results:
     st.stop()
 
+# --------------------------------------------------------------------------- tracking (files with sequences)
+
+if any(s.sequence is not None for s in ms.samples):
+    c = st.columns(2)
+    method = choice(c[0], TrackConfig, "method", key="li_track", none_label="none")
+    motion = choice(c[1], TrackConfig, "motion", key="li_track_motion")
+    if method is not None:
+        try:
+            config = TrackConfig(method=method, motion=motion)
+            results = [infer.track_prediction(res, ms, config, mask=infer.run_outdoor_mask(models[res.run_id], res.scene)
+                                              if method == "particle" else None) for res in results]
+        except RFLocalInputError as exc:
+            st.error(error_text(exc))
+
 ids = [p.id for p in results[0].predictions]
 sample_id = st.selectbox("Sample", ids, key="li_sample") if len(ids) > 1 else ids[0]
 st.subheader(f"Sample {sample_id}")
@@ -162,6 +183,10 @@ for col, res in zip(cols, results):
         err = f" · error **{row.error_m:.1f} m**" if row.error_m is not None else ""
         st.markdown(f"x = {row.x_m:.1f} m, y = {row.y_m:.1f} m · {sigma}{err} · "
                     f"{res.predict_ms:.1f} ms for {len(res.predictions)} sample(s)")
+        if row.tracked_x_m is not None:
+            terr = f" · error **{row.tracked_error_m:.1f} m**" if row.tracked_error_m is not None else ""
+            st.markdown(f"tracked ({res.track}, sequence `{row.sequence}`, t = {row.t_s:g} s): "
+                        f"x = {row.tracked_x_m:.1f} m, y = {row.tracked_y_m:.1f} m{terr}")
         for flag in row.flags:
             st.warning(flag)
         if row.candidates:
@@ -189,11 +214,22 @@ for res in results:
     ring = infer.ellipse_xy(row, k=2)
     points += list(zip(*ring)) if ring else []
     points += [(row.truth.x_m, row.truth.y_m)] if row.truth else []
+    points += [(row.tracked_x_m, row.tracked_y_m)] if row.tracked_x_m is not None else []
 view = infer.scene_map(models[results[0].run_id], results[0].scene, points)
 heat_model = next((r.model for r in results if r.run_id == heat_run), None)
-st.plotly_chart(map_figure(view, results, sample_id, heat=heats.get(heat_run),
-                           heat_label=f"posterior of {heat_model}", focus=focus),
-                width="stretch", key="li_map", config={"scrollZoom": True, "displaylogo": False})
+fig = map_figure(view, results, sample_id, heat=heats.get(heat_run), heat_label=f"posterior of {heat_model}",
+                 focus=focus)
+for res in results:  # a tracked sequence: the model's positions over time and the filtered track
+    lines = infer.sequence_lines(res, sample_id)
+    if lines:
+        fig.add_trace(go.Scatter(x=lines["raw_x"], y=lines["raw_y"], mode="lines+markers", name=f"raw track ({res.model})",
+                                 line={"dash": "dot", "width": 1}, marker={"size": 4}))
+        fig.add_trace(go.Scatter(x=lines["tracked_x"], y=lines["tracked_y"], mode="lines",
+                                 name=f"tracked ({res.track}, {res.model})", line={"width": 3}))
+        if any(v is not None for v in lines["truth_x"]):
+            fig.add_trace(go.Scatter(x=lines["truth_x"], y=lines["truth_y"], mode="lines", name="true track",
+                                     line={"color": "#1a7f37", "width": 1}))
+st.plotly_chart(fig, width="stretch", key="li_map", config={"scrollZoom": True, "displaylogo": False})
 heat_note = (f"shaded: the posterior of **{heat_model}** (`{heat_run}`), by the colour bar as a fraction of its peak "
              f"(cells under {HEAT_FLOOR:g} of it left clear)" if heat_run else
              "no posterior: none of the chosen runs has one (kNN and map matching do: add `demo-knn`)")

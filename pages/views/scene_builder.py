@@ -17,6 +17,7 @@ from rflocal_core.scene.osm_xml import describe as describe_footprints
 from rflocal_core.workspace import name_from_file
 
 from pages.views import boxmap
+from pages.views.scene_tiles import render_tiles_tab
 from pages.views.signin import current_user
 from pages.views.widgets import choice, number, radio, text, toggle
 
@@ -130,7 +131,7 @@ def render_import_notes(meta: dict) -> None:
         st.warning(line)
 
 
-tab_build, tab_scenes = st.tabs(["Build a scene", "Scenes"])
+tab_build, tab_tiles, tab_scenes = st.tabs(["Build a scene", "Tile set", "Scenes"])
 
 with tab_build:
     source = SOURCES[radio(st, "Source", list(SOURCES), horizontal=True, key="sb_source")]
@@ -289,6 +290,9 @@ with tab_build:
     if built and built in {s["name"] for s in sc.list_scenes()}:
         st.subheader(f"Scene {built}")
         render_scene(built, key="built")
+
+with tab_tiles:
+    render_tiles_tab(user)
 
 with tab_scenes:
     scenes = sc.list_scenes()

@@ -156,6 +156,18 @@ def text(where: Any, label: str, *, value: str, key: str, **kwargs: Any) -> str:
     return result
 
 
+def text_option(where: Any, cls: type, name: str, *, key: str, label: str | None = None) -> str | None:
+    """A ``text_input`` for the free-text option ``name`` of ``cls``; empty stands for None where allowed."""
+    opt = option_of(cls, name)
+    _seed(key, opt, lambda v: "" if v is None else v)
+    default = "" if opt.default is None else opt.default
+    hint = f"{opt.help}; empty: {opt.none_means}" if opt.nullable and opt.none_means else opt.help
+    typed = where.text_input(label or opt.label, value=default, help=hint or None, key=key).strip()
+    result = None if opt.nullable and not typed else typed
+    _keep(key, result, opt.default)
+    return result
+
+
 def multi(where: Any, label: str, choices: Sequence[str], *, default: Sequence[str], key: str,
           **kwargs: Any) -> list[str]:
     """A remembered ``multiselect`` (a saved item no longer among ``choices`` drops the saved value)."""
@@ -214,6 +226,8 @@ def option_widgets(where: Any, cls: type, *, key: str, columns: int = 3) -> tupl
         elif opt.kind in ("int", "float"):
             put_path(values, path, number(at, owner, name, key=wkey, label=label, none_value=none_value(opt)
                                           if opt.nullable else None, format="%g" if opt.kind == "float" else None))
+        elif opt.kind == "str":
+            put_path(values, path, text_option(at, owner, name, key=wkey, label=label))
         else:
             _seed(wkey, opt)
             default = ",".join(str(v) for v in opt.default)

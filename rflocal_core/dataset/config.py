@@ -13,6 +13,9 @@ from rflocal_core.options import check_options, option, seed_option
 from rflocal_core.workspace import validate_name
 
 MOTIONS = ("stationary", "pedestrian", "vehicular")
+#: IQ burst waveforms and ADC formats (the same as :mod:`rflocal_core.iq`, which checks them too).
+IQ_WAVEFORMS = ("ofdm", "gfsk", "fm")
+IQ_ADCS = ("int16", "int8")
 SURVEYS = ("fixed", "drone")
 SAMPLINGS = ("uniform", "coverage")
 #: Options of drone surveys only (checked when ``survey == "drone"``).
@@ -85,6 +88,15 @@ class GenerationConfig:
         ``"stationary"``, ``"pedestrian"`` (1 m/s) or ``"vehicular"`` (10 m/s).
     emitter_power_dbm : tuple of float
         (min, max) of the unknown transmit power in ``emitter`` mode, drawn per sample.
+    iq : bool
+        ``emitter`` mode: synthesize each report's IQ capture (:mod:`rflocal_core.iq`) from the
+        exact paths and estimate SNR, band power, PSD and frequency offset from it.
+    iq_waveform, iq_bandwidth_hz, iq_sample_rate_hz, iq_adc : str, float, float, str
+        The emitter's burst, and the receivers' sample rate and ADC format.
+    iq_lo_ppm, iq_lo_drift_ppm_s : float
+        Spread of each receiver's fixed oscillator offset and of its drift.
+    iq_jitter_ns : float
+        Spread of each receiver's capture-start error against GPS time.
     survey : str
         ``"fixed"``: the scene's sites measure. ``"drone"`` (``emitter`` mode): a drone
         measures at ``drone_points`` waypoints along a flight line at ``drone_altitude_m``,
@@ -164,6 +176,22 @@ class GenerationConfig:
     emitter_power_dbm: tuple[float, float] = option((10.0, 30.0), lo=-50.0, hi=80.0, unit="dBm",
                                                     label="Emitter power (dBm)",
                                                     help="unknown transmit power in emitter mode, drawn per sample")
+    iq: bool = option(False, label="IQ captures (emitter mode)",
+                      help="also synthesize each report's IQ capture from the exact paths, and features estimated "
+                           "from it (emitter mode, fixed sensors, timing on)")
+    iq_waveform: str = option("ofdm", choices=IQ_WAVEFORMS, label="IQ waveform",
+                              help="the emitter's burst: ofdm, gfsk or narrowband fm")
+    iq_bandwidth_hz: float = option(18e6, lo=1e3, hi=1e9, unit="Hz", label="IQ signal bandwidth (Hz)",
+                                    help="occupied bandwidth of the emitter's burst (below the IQ sample rate)")
+    iq_sample_rate_hz: float = option(30.72e6, lo=1e6, hi=1e9, unit="Hz", label="IQ sample rate (Hz)",
+                                      help="receiver sample rate: 30.72 MS/s is 9.76 m of propagation per sample")
+    iq_adc: str = option("int16", choices=IQ_ADCS, label="IQ ADC", help="ADC sample format of the stored captures")
+    iq_lo_ppm: float = option(0.5, lo=0.0, hi=100.0, unit="ppm", label="LO offset σ (ppm)",
+                              help="spread of each receiver's fixed local-oscillator offset")
+    iq_lo_drift_ppm_s: float = option(0.01, lo=0.0, hi=10.0, unit="ppm/s", label="LO drift σ (ppm/s)",
+                                      help="spread of each receiver's oscillator drift")
+    iq_jitter_ns: float = option(10.0, lo=0.0, hi=1e4, unit="ns", label="Capture timing jitter σ (ns)",
+                                 help="error of each receiver's capture start against GPS time")
     survey: str = option("fixed", choices=SURVEYS, label="Sensors",
                          help="fixed: the scene's sites measure; drone (emitter mode): points along a flight line")
     drone_altitude_m: float = option(40.0, lo=2.0, hi=500.0, unit="m", label="Drone altitude (m)",
@@ -206,8 +234,22 @@ class GenerationConfig:
                 msg = f"sequence_length: a drone survey is one pass per sample; expected (1, 1), got {self.sequence_length!r}"
                 raise InvalidInputError(msg)
             check_options(self, only=DRONE_OPTIONS)
+        self._check_iq()
         if len(self.split) != 3 or any(not isinstance(f, (int, float)) or f < 0 for f in self.split) or abs(sum(self.split) - 1) > 1e-6:
             msg = f"split: expected three fractions (train, val, test) >= 0 summing to 1, got {self.split!r}"
+            raise InvalidInputError(msg)
+
+    def _check_iq(self) -> None:
+        """IQ captures need an emitter, fixed sensors, exact paths and a band below the sample rate."""
+        if not self.iq:
+            return
+        if self.mode == "ue" or self.survey == "drone" or not self.timing:
+            msg = (f"iq: IQ captures need mode 'emitter', survey 'fixed' and timing on; got mode {self.mode!r}, "
+                   f"survey {self.survey!r}, timing {self.timing}")
+            raise InvalidInputError(msg)
+        if self.iq_bandwidth_hz >= self.iq_sample_rate_hz:
+            msg = (f"iq_bandwidth_hz: expected a bandwidth below the IQ sample rate {self.iq_sample_rate_hz:g} Hz, "
+                   f"got {self.iq_bandwidth_hz:g}")
             raise InvalidInputError(msg)
 
     @property

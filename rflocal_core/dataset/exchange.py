@@ -53,7 +53,7 @@ import zarr
 
 from rflocal_core import __version__
 from rflocal_core.access import LOCAL_USER, User, require
-from rflocal_core.dataset import store
+from rflocal_core.dataset import iqexchange, store
 from rflocal_core.errors import DatasetExistsError, InvalidInputError, SceneNotFoundError
 from rflocal_core.geo import LocalFrame
 from rflocal_core.measurements.format import (
@@ -219,14 +219,19 @@ def _export_generated(
     nodes = _site_nodes(group, frame, mode)
     site_ids = [node.id for node in nodes]
 
-    rows = _read_rows(root["samples"], indices, ("pos_m", "latlon", "t_s", "step_mask", "ta", *_FLOAT_FIELDS))
+    samples = root["samples"]
+    captures = iqexchange.has_captures(samples)
+    rows = _read_rows(samples, indices, ("pos_m", "latlon", "t_s", "step_mask", "ta", *_FLOAT_FIELDS,
+                                         *(iqexchange.ROWS if captures else ())))
+    rate = dict(samples.attrs).get("iq", {}).get("sample_rate_hz")
     slots = np.arange(len(site_ids))
     dropped: dict[str, int] = {}
     out: list[Sample] = []
     empty = 0
     for i, k in enumerate(indices):
         reports = [
-            Report(node=site_ids[s], t_s=_short(rows["t_s"][i, t]), **values)
+            Report(node=site_ids[s], t_s=_short(rows["t_s"][i, t]), **values,
+                   **(iqexchange.capture_of(rows, i, t, s, rate) if captures else {}))
             for t, s, values in _reports_of(rows, i, slots, dropped)
         ]
         if not reports:
@@ -336,8 +341,10 @@ def _export_imported(
     nodes = tuple(Node(**row) for row in attrs.get("nodes", []))
     num_nodes = len(nodes)
     sample_ids = list(samples.attrs.get("sample_ids", []))
+    captures = iqexchange.has_captures(samples)
     rows = _read_rows(samples, indices, ("pos_m", "latlon", "t_s", "step_mask", "node_mask", "node_pos_m",
-                                         "node_latlon", "ta", *_FLOAT_FIELDS))
+                                         "node_latlon", "ta", *_FLOAT_FIELDS, *(iqexchange.ROWS if captures else ())))
+    rate = dict(samples.attrs).get("iq", {}).get("sample_rate_hz")
     dropped: dict[str, int] = {}
     out: list[Sample] = []
     for i, k in enumerate(indices):
@@ -345,6 +352,8 @@ def _export_imported(
         reports = []
         for t, s, values in _reports_of(rows, i, slots, dropped):
             t_s = float(rows["t_s"][i, t])
+            if captures:
+                values = {**values, **iqexchange.capture_of(rows, i, t, s, rate)}
             if s < num_nodes:
                 reports.append(Report(node=nodes[s].id, t_s=t_s, **values))
                 continue
@@ -521,6 +530,8 @@ def import_measurements(
         **_scene_attrs(scene_name), "config": {"name": name, "scenes": [scene_name] if scene_name else [],
                                                "source": IMPORT_SOURCE, "split": list(fractions), "seed": int(seed)},
     }
+    if info["iq"] is not None:
+        attrs["iq"] = info["iq"]  # written on samples/, as in generated datasets
     seconds = _write_import(partial, final, name, ms, arrays, splits, attrs, counts, report, started)
     return ImportResult(
         name=name, path=str(final), samples=counts["samples"], splits=counts["splits"], unlabeled=counts["unlabeled"],
@@ -640,6 +651,8 @@ def _write_import(partial: Path, final: Path, name: str, ms: MeasurementSet, arr
         group = root.require_group("samples")
         store.write_samples(group, arrays)
         group.attrs["sample_ids"] = [sample.id for sample in ms.samples]
+        if "iq" in attrs:
+            group.attrs["iq"] = attrs.pop("iq")
         split_group = root.require_group("splits")
         for key, idx in splits.items():
             store.write_array(split_group, key, idx.astype(np.int64), chunk_rows=max(len(idx), 1))
@@ -797,7 +810,9 @@ def _build_arrays(ms: MeasurementSet, frame: LocalFrame, use_xy: bool) -> tuple[
         xyz, ll = _place([ms.nodes[s] for s in known], frame, use_xy)
         a["node_pos_m"][:, known], a["node_latlon"][:, known], a["node_pos_known"][:, known] = xyz[None], ll[None], True
 
-    mobile_items, mobile_where, truth_items, truth_where = _fill_reports(ms, times, a)
+    where: list[tuple[int, int, int, int]] = []
+    mobile_items, mobile_where, truth_items, truth_where = _fill_reports(ms, times, a, where)
+    captures, iq_attrs = iqexchange.import_arrays(ms, where, shape)
     if mobile_items:
         xyz, ll = _place(mobile_items, frame, use_xy)
         rows, cols = np.array(mobile_where).T
@@ -825,20 +840,23 @@ def _build_arrays(ms: MeasurementSet, frame: LocalFrame, use_xy: bool) -> tuple[
         **{key: a[key] for key in (*_FLOAT_FIELDS, *_UNKNOWN_FLOAT_FIELDS)},
         "ta": a["ta"],
         "los": np.full(shape, -1, dtype=np.int8),
+        **captures,
     }
     # As for generated datasets: the mean number of node slots with an RSS report per sample.
     with_rss = np.isfinite(a["rss_dbm"]).any(1).sum(-1)
     info = {"has_truth": has_truth, "mobile_slots": int(mobile_slots), "no_alt": no_alt,
-            "reports_mean": float(with_rss.mean()) if n else 0.0}
+            "reports_mean": float(with_rss.mean()) if n else 0.0, "iq": iq_attrs}
     return arrays, info
 
 
-def _fill_reports(ms: MeasurementSet, times: list[list[float]], a: dict[str, np.ndarray]
+def _fill_reports(ms: MeasurementSet, times: list[list[float]], a: dict[str, np.ndarray],
+                  where: list[tuple[int, int, int, int]] | None = None,
                   ) -> tuple[list[Report], list[tuple[int, int]], list[Position], list[tuple[int, int]]]:
     """Put every report's values into ``a`` (at its time step and node or mobile slot).
 
     Returns the mobile reports and the truths with their (sample, slot) and (sample, last
-    step), to be placed in the frame all at once.
+    step), to be placed in the frame all at once; ``where`` (a list) gets each report's
+    (sample, report, step, slot).
     """
     num_nodes = len(ms.nodes)
     node_index = {node.id: s for s, node in enumerate(ms.nodes)}
@@ -868,6 +886,8 @@ def _fill_reports(ms: MeasurementSet, times: list[list[float]], a: dict[str, np.
                 m += 1
                 mobile_items.append(report)
                 mobile_where.append((i, s))
+            if where is not None:
+                where.append((i, j, k, s))
             for key in _FLOAT_FIELDS:
                 value = getattr(report, key)
                 if value is not None:

@@ -9,11 +9,9 @@ the same configuration always gives the same dataset, resumed or not.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,8 +19,10 @@ import zarr
 
 from rflocal_core import __version__
 from rflocal_core.access import LOCAL_USER, User, require
+from rflocal_core.cluster import LOCAL, ExecutorConfig, connect
 from rflocal_core.dataset import store
 from rflocal_core.dataset.config import GenerationConfig
+from rflocal_core.dataset.location import StoreLocation, exists, remove, rename, store_location
 from rflocal_core.dataset.rasters import Grid, load_footprints_m, rasterize_scene
 from rflocal_core.dataset.sampling import candidate_cells, sample_positions, trajectories
 from rflocal_core.dataset.shadowing import gudmundson_field
@@ -35,7 +35,14 @@ from rflocal_core.scene.store import load_scene_meta
 #: Receivers per PathSolver call; also the granularity of resuming.
 PATH_BATCH = 100
 
-_PURPOSE = {"shadowing": 1, "positions": 2, "motion": 3, "power": 4, "reports": 5, "splits": 6, "flight": 7}
+#: The exact-path features kept per link.
+_PATH_KEYS = ("toa_ns", "aoa_deg", "delay_spread_ns", "los")
+
+#: Group of the partial store holding single-site maps of a scene until all its maps are done.
+_SITE_MAPS = "site_maps"
+
+_PURPOSE = {"shadowing": 1, "positions": 2, "motion": 3, "power": 4, "reports": 5, "splits": 6, "flight": 7,
+            "iq": 8}
 
 
 def _rng(config: GenerationConfig, scene_index: int, purpose: str) -> np.random.Generator:
@@ -43,8 +50,9 @@ def _rng(config: GenerationConfig, scene_index: int, purpose: str) -> np.random.
 
 
 def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = None, restart: bool = False,
-                     owner: str | None = None, user: User = LOCAL_USER) -> dict[str, Any]:
-    """Generate ``config.name`` into ``workspace/datasets``; resume an interrupted run.
+                     owner: str | None = None, user: User = LOCAL_USER,
+                     executor: ExecutorConfig | None = None, out: str | None = None) -> dict[str, Any]:
+    """Generate ``config.name`` into ``workspace/datasets`` (or ``out``); resume an interrupted run.
 
     Parameters
     ----------
@@ -60,6 +68,13 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
         ``owner`` attribute, shown in dataset lists (a resumed generation keeps the first owner).
     user : User
         Who asks (default: the command line's :data:`~rflocal_core.access.LOCAL_USER`); a viewer is refused.
+    executor : ExecutorConfig, optional
+        Where radio maps and path batches run (:mod:`rflocal_core.cluster`); default child processes
+        here. No part of the data: the same dataset on any executor, and a run interrupted on one
+        resumes on another.
+    out : str, optional
+        A folder or an fsspec URL (``s3://bucket/datasets``; :mod:`~rflocal_core.dataset.location`)
+        to write ``<out>/<name>`` to instead of the workspace: a store every worker of a cluster sees.
 
     Returns
     -------
@@ -77,12 +92,15 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
     owner = user.name if owner is None else owner
     config.check_size()  # the cap on what one job may request (issue 20), before any work
     report = as_progress(progress)
-    final = store.dataset_path(config.name)
-    if final.exists():
+    executor = LOCAL if executor is None else executor
+    where = store_location(config.name, out)
+    if exists(where.final):
         msg = f"name: a dataset named {config.name!r} already exists; choose another name or delete it first"
         raise DatasetExistsError(msg)
+    if executor.uses_ray:
+        connect(executor)  # an unreachable cluster fails here, before any work
     metas = [load_scene_meta(s) for s in config.scenes]  # fails early on unknown scenes
-    partial, root = _open_partial(config, restart=restart, owner=owner)
+    root = _open_partial(config, where, restart=restart, owner=owner)
 
     seconds: dict[str, float] = {}
     resumed: list[str] = []
@@ -92,12 +110,24 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
         # scenes are parts of the job: the first ones time the ones left
         sub = sub_progress(report, prefix=f"{scene}: ", span=(i / n_scenes, (i + 0.95) / n_scenes), part=i,
                            parts=n_scenes)
-        per_scene.append(_generate_scene(root, i, scene, meta, config, sub, seconds, resumed))
+        per_scene.append(_generate_scene(root, i, scene, meta, config, sub, seconds, resumed, executor))
 
+    counts = _finish(root, where, per_scene, metas, config, report, seconds)
+    return {"name": config.name, "path": where.final, "samples": counts["samples"], "splits": counts["splits"],
+            "seconds": {k: round(v, 3) for k, v in seconds.items()}, "resumed": resumed,
+            **{k: counts[k] for k in ("iq_captures", "iq_ms_per_capture", "iq_ms_per_sample") if k in counts}}
+
+
+def _finish(root: zarr.Group, where: StoreLocation, per_scene: list[dict[str, Any]], metas: list[dict[str, Any]],
+            config: GenerationConfig, report: StepProgressFn, seconds: dict[str, float]) -> dict[str, Any]:
+    """Write the samples and the attributes, then rename the partial store to its final name; the counts."""
     report("writing samples", 0.97)
     t0 = time.perf_counter()
     counts = _write_samples(root, per_scene, config)
     seconds["write"] = time.perf_counter() - t0
+    if counts.get("iq_captures"):  # the IQ cost, next to the other generation figures
+        counts["iq_ms_per_capture"] = round(1000 * seconds["iq"] / counts["iq_captures"], 3)
+        counts["iq_ms_per_sample"] = round(1000 * seconds["iq"] / max(counts["samples"], 1), 3)
     root.attrs.update({
         "complete": True,
         "mode": per_scene[0]["mode"] if len({p["mode"] for p in per_scene}) == 1 else "mixed",
@@ -107,30 +137,32 @@ def generate_dataset(config: GenerationConfig, *, progress: ProgressFn | None = 
         "scene_hashes": {m["name"]: m.get("content_sha256") for m in metas},
         "versions": _versions(),
     })
-    os.rename(partial, final)
+    rename(where.partial, where.final)
     report("done", 1.0)
-    return {"name": config.name, "path": str(final), "samples": counts["samples"], "splits": counts["splits"],
-            "seconds": {k: round(v, 3) for k, v in seconds.items()}, "resumed": resumed}
+    return counts
 
 
-def _open_partial(config: GenerationConfig, *, restart: bool, owner: str) -> tuple[Path, zarr.Group]:
-    """The folder and store of an interrupted generation of the same configuration (resumed), or a new one."""
-    partial = store.partial_path(config.name)
-    if partial.exists() and restart:
-        store.delete_dataset(config.name, partial=True, actor=owner)
-    if partial.exists():
-        root = zarr.open_group(str(partial), mode="a")
+def _open_partial(config: GenerationConfig, where: StoreLocation, *, restart: bool, owner: str) -> zarr.Group:
+    """The store of an interrupted generation of the same configuration (resumed), or a new one."""
+    partial = where.partial
+    if exists(partial) and restart:
+        if where.in_workspace:
+            store.delete_dataset(config.name, partial=True, actor=owner)  # audited
+        else:
+            remove(partial)
+    if exists(partial):
+        root = zarr.open_group(partial, mode="a")
         if root.attrs.get("digest") != config.digest():
             msg = (
                 f"name: an interrupted generation of {config.name!r} with another configuration exists; "
                 "restart it (--restart) or choose another name"
             )
             raise InvalidInputError(msg)
-        return partial, root
-    root = zarr.open_group(str(partial), mode="w")
+        return root
+    root = zarr.open_group(partial, mode="w")
     root.attrs.update({"format": store.FORMAT, "complete": False, "digest": config.digest(),
                        "config": config.to_dict(), "owner": owner})
-    return partial, root
+    return root
 
 
 def _versions() -> dict[str, str]:
@@ -169,9 +201,12 @@ class _Motion:
 
 def _generate_scene(
     root: zarr.Group, index: int, scene: str, meta: dict[str, Any], config: GenerationConfig,
-    report: StepProgressFn, seconds: dict[str, float], resumed: list[str],
+    report: StepProgressFn, seconds: dict[str, float], resumed: list[str], executor: ExecutorConfig,
 ) -> dict[str, Any]:
     mode = config.mode or meta["mode"]
+    if config.iq and mode != "emitter":
+        msg = f"iq: IQ captures need emitter mode; scene {scene!r} is in {mode!r} mode (set mode 'emitter')"
+        raise InvalidInputError(msg)
     drone = config.survey == "drone"
     sites = _drone_waypoints(meta, config) if drone else meta["sites"]
     site_pos = np.array([[s["x_m"], s["y_m"], s["z_m"]] for s in sites], dtype=np.float64)
@@ -184,7 +219,7 @@ def _generate_scene(
         maps = _read_maps(group)
     else:
         maps = _compute_maps(group, index, scene, meta, sites, site_pos, footprints, mode=mode, config=config,
-                             report=report, seconds=seconds)
+                             report=report, seconds=seconds, executor=executor, resumed=resumed)
 
     # Positions and motion (cheap and deterministic: recomputed on resume).
     report("sampling positions", 0.2)
@@ -196,9 +231,11 @@ def _generate_scene(
     features = None
     if config.timing:
         if drone:
-            features = _drone_paths(group, scene, sites, motion.pos, motion.slots, config, report, seconds, resumed)
+            features = _drone_paths(group, scene, sites, motion.pos, motion.slots, config, report, seconds, resumed,
+                                    executor)
         else:
-            features = _paths(group, scene, motion.pos, motion.step_mask, config, report, seconds, resumed)
+            features = _paths(group, scene, motion.pos, motion.step_mask, config, report, seconds, resumed,
+                              executor)
 
     # Reports.
     report("synthesizing reports", 0.95)
@@ -209,9 +246,16 @@ def _generate_scene(
     frame = LocalFrame.from_dict(meta["frame"])
     lat, lon = frame.to_latlon(pos[..., 0], pos[..., 1])
     _add_seconds(seconds, "reports", time.perf_counter() - t0)
+    captures = None
+    if config.iq and features is not None:
+        report("synthesizing IQ captures", 0.96)
+        t0 = time.perf_counter()
+        captures = _iq_captures(maps, motion, features, reps, meta, config, index)
+        _add_seconds(seconds, "iq", time.perf_counter() - t0)
     return {"scene": scene, "index": index, "mode": mode, "pos": pos, "latlon": np.stack([lat, lon], -1),
             "t_s": motion.t_s, "step_mask": motion.step_mask, "site_pos": site_pos, "node_pos": site_pos[motion.slots],
-            "tx_power": motion.emitter_power, "reports": reps}
+            "tx_power": motion.emitter_power, "reports": reps, "iq": captures,
+            "carrier_hz": float(meta["sites"][0]["freq_hz"]) if meta["sites"] else None}
 
 
 def _read_maps(group: zarr.Group) -> _SceneMaps:
@@ -223,12 +267,13 @@ def _read_maps(group: zarr.Group) -> _SceneMaps:
 def _compute_maps(
     group: zarr.Group, index: int, scene: str, meta: dict[str, Any], sites: list[dict[str, Any]],
     site_pos: np.ndarray, footprints: tuple[list[Any], list[float], list[str]], *, mode: str,
-    config: GenerationConfig, report: StepProgressFn, seconds: dict[str, float],
+    config: GenerationConfig, report: StepProgressFn, seconds: dict[str, float], executor: ExecutorConfig,
+    resumed: list[str],
 ) -> _SceneMaps:
     """Radio maps (Sionna RT), rasters and shadowing of a scene, written to ``group``."""
     drone = config.survey == "drone"
     t0 = time.perf_counter()
-    rm = _radio_maps(scene, sites, config, report)
+    rm = _radio_maps(group, scene, sites, config, report, executor, resumed)
     _add_seconds(seconds, "radio_maps", time.perf_counter() - t0)
     grid = Grid(float(rm.x_m[0]), float(rm.y_m[0]), config.cell_size_m, len(rm.x_m), len(rm.y_m))
     pg_map = rm.path_gain_db.astype(np.float32)
@@ -250,23 +295,61 @@ def _compute_maps(
                         "survey": config.survey,
                         "waypoint_grid": _waypoint_grid_shape(sites) if drone else None,
                         "frame": meta["frame"], "extent_m": meta["extent_m"], "maps_done": True})
+    if _SITE_MAPS in group:
+        del group[_SITE_MAPS]  # the maps of single sites, now in path_gain_db
     _add_seconds(seconds, "rasters", time.perf_counter() - t0)
     return _SceneMaps(grid, pg_map, rasters["footprint"], shadow)
 
 
-def _radio_maps(scene: str, sites: list[dict[str, Any]], config: GenerationConfig, report: StepProgressFn) -> Any:
-    """One path-gain map per site (or drone waypoint) from Sionna's ``RadioMapSolver``."""
+def _radio_maps(group: zarr.Group, scene: str, sites: list[dict[str, Any]], config: GenerationConfig,
+                report: StepProgressFn, executor: ExecutorConfig, resumed: list[str]) -> Any:
+    """One path-gain map per site (or drone waypoint) from Sionna's ``RadioMapSolver``.
+
+    On Ray (one task per site) each finished site's map is kept in the partial store, and a
+    resumed run traces only the others.
+    """
     from rflocal_core.raytrace import compute_radio_map
 
     drone = config.survey == "drone"
-    report("radio maps (Sionna RT)", 0.0, step=Step("radio maps", 0, len(sites)))
+    keep: dict[str, Any] = {}
+    if executor.uses_ray:
+        known = _maps_so_far(group, len(sites))
+        if known.gains:
+            resumed.append(f"{scene}: {len(known.gains)}/{len(sites)} radio maps")
+        keep = {"known": known, "on_map": lambda k, gain, centres: _keep_site_map(group, k, gain, centres, len(sites))}
+    report("radio maps (Sionna RT)", 0.0, step=Step("radio maps", len(keep["known"].gains) if keep else 0, len(sites)))
     return compute_radio_map(scene, cell_size_m=config.cell_size_m, plane_height_m=config.plane_height_m,
                              samples_per_tx=config.drone_map_samples_per_tx if drone else config.map_samples_per_tx,
                              max_depth=config.map_max_depth, seed=config.seed, diffraction=config.map_diffraction,
-                             sites=sites if drone else None,
+                             sites=sites if drone else None, executor=executor, **keep,
                              on_site=lambda done, total: report(f"radio maps (Sionna RT) {done}/{total} sites",
                                                                 0.15 * done / total,
                                                                 step=Step("radio maps", done, total)))
+
+
+def _maps_so_far(group: zarr.Group, num_sites: int) -> Any:
+    """The single-site maps an interrupted Ray run kept (:class:`~rflocal_core.raytrace.MapsSoFar`)."""
+    from rflocal_core.raytrace import MapsSoFar
+
+    kept = group.get(_SITE_MAPS)
+    if kept is None or "done" not in kept or kept["done"].shape != (num_sites,):
+        return MapsSoFar({}, None)
+    done = np.flatnonzero(np.asarray(kept["done"][...]))
+    return MapsSoFar({int(k): np.asarray(kept["gain"][int(k)]) for k in done}, np.asarray(kept["centres"][...]))
+
+
+def _keep_site_map(group: zarr.Group, k: int, gain: np.ndarray, centres: np.ndarray, num_sites: int) -> None:
+    """Site ``k``'s linear gain map into the partial store; its ``done`` flag last."""
+    kept = group.get(_SITE_MAPS)
+    if kept is None or "done" not in kept or kept["done"].shape != (num_sites,):
+        kept = group.require_group(_SITE_MAPS)
+        kept.create_array("gain", shape=(num_sites, *gain.shape), chunks=(1, *gain.shape), dtype=gain.dtype,
+                          overwrite=True)
+        store.write_array(kept, "centres", centres)
+        kept.create_array("done", shape=(num_sites,), chunks=(num_sites,), dtype=bool, fill_value=False,
+                          overwrite=True)
+    kept["gain"][k] = gain
+    kept["done"][k] = True
 
 
 def _ue_maps(
@@ -330,10 +413,9 @@ def _synthesize_reports(
     n, steps = pos.shape[:2]
     iy, ix = maps.grid.cell_of(pos[..., 0], pos[..., 1])
     pg_all = np.moveaxis(maps.path_gain_db[:, iy, ix], 0, -1)  # [n, T, num_sites]
-    shadow_all = np.moveaxis(maps.grid.bilinear(maps.shadowing_db, pos[..., 0], pos[..., 1]), 0, -1)
     take = np.broadcast_to(slots[:, None, :], (n, steps, slots.shape[1]))
     pg = np.take_along_axis(pg_all, take, axis=-1)  # [n, T, S]
-    shadow_at = np.take_along_axis(shadow_all, take, axis=-1)
+    shadow_at = _link_shadow(maps, motion)
     return synthesize(
         pg_db=pg, shadow_db=shadow_at, tx_power_dbm=motion.link_power,
         toa_true_ns=None if features is None else features["toa_ns"],
@@ -342,6 +424,14 @@ def _synthesize_reports(
         delay_spread_ns=None if features is None else features["delay_spread_ns"],
         step_mask=motion.step_mask, config=config, rng=rng, top_k=top_k,
     )
+
+
+def _link_shadow(maps: _SceneMaps, motion: _Motion) -> np.ndarray:
+    """The shadow fading [n, T, S] of each sample's slots at its positions."""
+    pos, slots = motion.pos, motion.slots
+    shadow_all = np.moveaxis(maps.grid.bilinear(maps.shadowing_db, pos[..., 0], pos[..., 1]), 0, -1)
+    take = np.broadcast_to(slots[:, None, :], (*pos.shape[:2], slots.shape[1]))
+    return np.take_along_axis(shadow_all, take, axis=-1)
 
 
 def _waypoint_grid_shape(waypoints: list[dict[str, Any]]) -> list[int]:
@@ -400,21 +490,19 @@ def _flight_lines(n: int, grid_shape: list[int], config: GenerationConfig, rng: 
 def _drone_paths(
     group: zarr.Group, scene: str, waypoints: list[dict[str, Any]], pos: np.ndarray, slots: np.ndarray,
     config: GenerationConfig, report: StepProgressFn, seconds: dict[str, float], resumed: list[str],
+    executor: ExecutorConfig = LOCAL,
 ) -> dict[str, np.ndarray]:
     """Exact paths between each sample's emitter and its own drone waypoints only.
 
     One waypoint at a time is the transmitter (reciprocity), with the emitters that
-    the drone visits there as receivers; resumable per waypoint.
+    the drone visits there as receivers; resumable per waypoint (here, or a Ray task per waypoint).
     """
-    from rflocal_core.raytrace import compute_paths, load_rt_scene
-
     n, steps, _ = pos.shape
-    names = ("toa_ns", "aoa_deg", "delay_spread_ns", "los")
     num_wp = len(waypoints)
     paths = group.require_group("paths")
     shape = (n, slots.shape[1])
     if "done" not in paths or paths["done"].shape != (num_wp,):
-        for key in names:
+        for key in _PATH_KEYS:
             dtype = np.int8 if key == "los" else np.float32
             paths.create_array(key, shape=shape, chunks=shape, dtype=dtype,
                                fill_value=-1 if key == "los" else np.nan, overwrite=True)
@@ -423,78 +511,218 @@ def _drone_paths(
     if done.any():
         resumed.append(f"{scene}: {int(done.sum())}/{num_wp} drone waypoints")
     t0 = time.perf_counter()
+    # the emitters each waypoint serves: (sample, slot) pairs; waypoints serving none are done at once
+    links = {w: np.nonzero(slots == w) for w in range(num_wp) if not done[w]}
+    trace = _drone_waypoints_on_ray if executor.uses_ray else _drone_waypoints_here
+    trace(paths, done, scene, waypoints, pos, links, config, report, executor)
+    _add_seconds(seconds, "paths", time.perf_counter() - t0)
+    return {key: np.asarray(paths[key][...])[:, None, :].repeat(steps, axis=1) for key in _PATH_KEYS}
+
+
+def _store_waypoint(paths: zarr.Group, done: np.ndarray, w: int, link: tuple[np.ndarray, np.ndarray],
+                    features: Any) -> None:
+    """Waypoint ``w``'s links into the store (only those, not the whole array); its ``done`` flag last."""
+    sample_idx, slot_idx = link
+    if features is not None:
+        for key in _PATH_KEYS:
+            paths[key].vindex[sample_idx, slot_idx] = getattr(features, key)[:, 0]
+    done[w] = True
+    paths["done"][w] = True
+
+
+def _drone_waypoints_here(paths: zarr.Group, done: np.ndarray, scene: str, waypoints: list[dict[str, Any]],
+                          pos: np.ndarray, links: dict[int, tuple[np.ndarray, np.ndarray]], config: GenerationConfig,
+                          report: StepProgressFn, executor: ExecutorConfig) -> None:
+    """The waypoints not done yet in this process: one transmitter moved from waypoint to waypoint."""
+    from rflocal_core.raytrace import compute_paths, load_rt_scene
+
+    num_wp = len(waypoints)
     rt_scene = None
-    for w in range(num_wp):
-        if done[w]:
-            continue
-        sample_idx, slot_idx = np.nonzero(slots == w)
+    for w, link in links.items():
         report(f"exact paths (Sionna PathSolver), waypoint {w + 1}/{num_wp}", 0.25 + 0.7 * w / num_wp,
                step=Step("exact paths", int(done.sum()), num_wp))
-        if len(sample_idx):
-            # One transmitter, moved from waypoint to waypoint (loading the scene is the slow part).
-            if rt_scene is None:
+        features = None
+        if len(link[0]):
+            if rt_scene is None:  # loading the scene is the slow part
                 rt_scene = load_rt_scene(scene, sites=[{**waypoints[w], "id": "drone"}])
             wp = waypoints[w]
             rt_scene.get("drone").position = [wp["x_m"], wp["y_m"], wp["z_m"]]
-            feats = compute_paths(rt_scene, pos[sample_idx, 0], max_depth=config.paths_max_depth,
-                                  samples_per_src=config.paths_samples_per_src, batch_size=PATH_BATCH,
-                                  seed=config.seed, diffraction=config.paths_diffraction)
-            for key in names:  # only this waypoint's links, not the whole array
-                paths[key].vindex[sample_idx, slot_idx] = getattr(feats, key)[:, 0]
-        done[w] = True
-        paths["done"][w] = True
-    _add_seconds(seconds, "paths", time.perf_counter() - t0)
-    return {key: np.asarray(paths[key][...])[:, None, :].repeat(steps, axis=1) for key in names}
+            features = compute_paths(rt_scene, pos[link[0], 0], **_path_options(config))
+        _store_waypoint(paths, done, w, link, features)
+
+
+def _drone_waypoints_on_ray(paths: zarr.Group, done: np.ndarray, scene: str, waypoints: list[dict[str, Any]],
+                            pos: np.ndarray, links: dict[int, tuple[np.ndarray, np.ndarray]],
+                            config: GenerationConfig, report: StepProgressFn, executor: ExecutorConfig) -> None:
+    """The waypoints not done yet, one Ray task per waypoint that serves an emitter; stored as each finishes."""
+    from rflocal_core import settings
+    from rflocal_core.cluster import run_tasks
+    from rflocal_core.raytrace import drone_paths_task
+
+    num_wp = len(waypoints)
+    for w in [w for w, link in links.items() if not len(link[0])]:
+        _store_waypoint(paths, done, w, links[w], None)
+    todo = [w for w, link in links.items() if len(link[0])]
+    workspace, options = str(settings.workspace_dir()), _path_options(config)
+    calls = [(workspace, scene, waypoints[w], pos[links[w][0], 0], options) for w in todo]
+    names = [f"exact paths of drone waypoint {w + 1}/{num_wp} of scene {scene!r}" for w in todo]
+
+    def finished(i: int, features: Any) -> None:
+        _store_waypoint(paths, done, todo[i], links[todo[i]], features)
+        count = int(done.sum())
+        report(f"exact paths (Sionna PathSolver on Ray) {count}/{num_wp} waypoints", 0.25 + 0.7 * count / num_wp,
+               step=Step("exact paths", count, num_wp))
+
+    run_tasks(drone_paths_task, calls, config=executor, names=names, on_done=finished)
+
+
+#: Exact-path arrays of a scene's partial store: dtype, fill, trailing shape (``taps``: the IQ taps).
+_PATH_ARRAYS = {"toa_ns": (np.float32, np.nan, ()), "aoa_deg": (np.float32, np.nan, ()),
+                "delay_spread_ns": (np.float32, np.nan, ()), "los": (np.int8, -1, ())}
+_TAP_ARRAYS = {"gain_re": (np.float32, 0.0, ("taps",)), "gain_im": (np.float32, 0.0, ("taps",)),
+               "delay_ns": (np.float32, np.nan, ("taps",)), "direction": (np.float32, np.nan, ("taps", 3))}
 
 
 def _paths(
     group: zarr.Group, scene: str, pos: np.ndarray, step_mask: np.ndarray, config: GenerationConfig,
-    report: StepProgressFn, seconds: dict[str, float], resumed: list[str],
+    report: StepProgressFn, seconds: dict[str, float], resumed: list[str], executor: ExecutorConfig = LOCAL,
 ) -> dict[str, np.ndarray]:
-    from rflocal_core.raytrace import compute_paths, load_rt_scene
+    """Exact-path features at every report position, one ``PATH_BATCH`` of positions at a time.
 
+    Each finished batch is stored in the partial store with its ``done`` flag (a killed run resumes
+    after it); the batches run here, or as Ray tasks with the Ray executor.
+    """
     n, steps, _ = pos.shape
     flat = pos[step_mask]  # only positions where a report is made
+    from rflocal_core.dataset.iqgen import IQ_TAPS
+
     m = len(flat)
     num_batches = (m + PATH_BATCH - 1) // PATH_BATCH
-    names = ("toa_ns", "aoa_deg", "delay_spread_ns", "los")
-    paths = group.require_group("paths")
-    if "done" not in paths or paths["done"].shape != (num_batches,):
-        num_sites = len(group.attrs["site_ids"])
-        for key in names:
-            dtype = np.int8 if key == "los" else np.float32
-            paths.create_array(key, shape=(m, num_sites), chunks=(PATH_BATCH, num_sites), dtype=dtype,
-                               fill_value=-1 if key == "los" else np.nan, overwrite=True)
-        paths.create_array("done", shape=(num_batches,), chunks=(max(num_batches, 1),), dtype=bool,
-                           fill_value=False, overwrite=True)
+    taps = IQ_TAPS if config.iq else 0
+    arrays = {**_PATH_ARRAYS, **({f"tap_{k}": v for k, v in _TAP_ARRAYS.items()} if taps else {})}
+    paths = _path_store(group, arrays, m=m, num_batches=num_batches, taps=taps)
     done = np.asarray(paths["done"][...])
     if done.any():
         resumed.append(f"{scene}: {int(done.sum())}/{num_batches} path batches")
-    rt_scene = None
     t0 = time.perf_counter()
+    trace = _trace_batches_on_ray if executor.uses_ray else _trace_batches_here
+    trace(paths, done, scene, flat, config, report, executor)
+    _add_seconds(seconds, "paths", time.perf_counter() - t0)
+    out = {}
+    for key, (_, fill, _) in arrays.items():
+        values = np.asarray(paths[key][...])
+        full = np.full((n, steps, *values.shape[1:]), fill, dtype=values.dtype)
+        full[step_mask] = values
+        out[key] = full
+    return out
+
+
+def _path_store(group: zarr.Group, arrays: dict[str, tuple[Any, Any, tuple]], *, m: int, num_batches: int,
+                taps: int) -> zarr.Group:
+    """The ``paths`` group of a scene's partial store, (re)created unless it holds these batches already."""
+    paths = group.require_group("paths")
+    if "done" in paths and paths["done"].shape == (num_batches,) and all(key in paths for key in arrays):
+        return paths
+    num_sites = len(group.attrs["site_ids"])
+    for key, (dtype, fill, tail) in arrays.items():
+        shape = (m, num_sites, *(taps if d == "taps" else d for d in tail))
+        paths.create_array(key, shape=shape, chunks=(PATH_BATCH, *shape[1:]), dtype=dtype, fill_value=fill,
+                           overwrite=True)
+    paths.create_array("done", shape=(num_batches,), chunks=(max(num_batches, 1),), dtype=bool,
+                       fill_value=False, overwrite=True)
+    return paths
+
+
+def _path_options(config: GenerationConfig) -> dict[str, Any]:
+    from rflocal_core.dataset.iqgen import IQ_TAPS
+
+    return {"max_depth": config.paths_max_depth, "samples_per_src": config.paths_samples_per_src,
+            "batch_size": PATH_BATCH, "seed": config.seed, "diffraction": config.paths_diffraction,
+            "taps": IQ_TAPS if config.iq else 0}
+
+
+def _store_batch(paths: zarr.Group, done: np.ndarray, b: int, features: Any) -> None:
+    """Batch ``b``'s features into the store; its ``done`` flag last (a batch counts once all is stored)."""
+    sl = slice(b * PATH_BATCH, b * PATH_BATCH + len(features.toa_ns))
+    for key in paths.array_keys():  # the exact-path arrays, and the IQ taps when the store has them
+        if key != "done":
+            paths[key][sl] = getattr(features.taps, key[4:]) if key.startswith("tap_") else getattr(features, key)
+    done[b] = True
+    paths["done"][b] = True
+
+
+def _trace_batches_here(paths: zarr.Group, done: np.ndarray, scene: str, flat: np.ndarray, config: GenerationConfig,
+                        report: StepProgressFn, executor: ExecutorConfig) -> None:
+    """The batches not done yet, one after the other in this process (one scene loaded for all)."""
+    from rflocal_core.raytrace import compute_paths, load_rt_scene
+
+    m, num_batches = len(flat), len(done)
+    rt_scene = None
     for b in range(num_batches):
         if done[b]:
             continue
         if rt_scene is None:
             rt_scene = load_rt_scene(scene)
-        sl = slice(b * PATH_BATCH, min((b + 1) * PATH_BATCH, m))
-        report(f"exact paths (Sionna PathSolver) {sl.stop}/{m}", 0.25 + 0.7 * b / max(num_batches, 1),
+        stop = min((b + 1) * PATH_BATCH, m)
+        report(f"exact paths (Sionna PathSolver) {stop}/{m}", 0.25 + 0.7 * b / max(num_batches, 1),
                step=Step("exact paths", int(done.sum()), num_batches))
-        feats = compute_paths(rt_scene, flat[sl], max_depth=config.paths_max_depth,
-                              samples_per_src=config.paths_samples_per_src, batch_size=PATH_BATCH, seed=config.seed,
-                              diffraction=config.paths_diffraction)
-        for key in names:
-            paths[key][sl] = getattr(feats, key)
-        done[b] = True
-        paths["done"][b] = True  # written last: a batch counts only once all its arrays are stored
-    _add_seconds(seconds, "paths", time.perf_counter() - t0)
-    out = {}
-    for key in names:
-        values = np.asarray(paths[key][...])
-        full = np.full((n, steps, values.shape[1]), -1 if key == "los" else np.nan, dtype=values.dtype)
-        full[step_mask] = values
-        out[key] = full
-    return out
+        _store_batch(paths, done, b, compute_paths(rt_scene, flat[b * PATH_BATCH:stop], **_path_options(config)))
+
+
+def _trace_batches_on_ray(paths: zarr.Group, done: np.ndarray, scene: str, flat: np.ndarray,
+                          config: GenerationConfig, report: StepProgressFn, executor: ExecutorConfig) -> None:
+    """The batches not done yet as Ray tasks; each stored here as it finishes (in any order)."""
+    from rflocal_core import settings
+    from rflocal_core.cluster import run_tasks
+    from rflocal_core.raytrace import path_batch_task
+
+    num_batches = len(done)
+    todo = [b for b in range(num_batches) if not done[b]]
+    workspace, options = str(settings.workspace_dir()), _path_options(config)
+    calls = [(workspace, scene, flat[b * PATH_BATCH:(b + 1) * PATH_BATCH], options) for b in todo]
+    names = [f"path batch {b + 1}/{num_batches} of scene {scene!r}" for b in todo]
+
+    def finished(i: int, features: Any) -> None:
+        _store_batch(paths, done, todo[i], features)
+        count = int(done.sum())
+        report(f"exact paths (Sionna PathSolver on Ray) {count}/{num_batches} batches",
+               0.25 + 0.7 * count / max(num_batches, 1), step=Step("exact paths", count, num_batches))
+
+    report("exact paths (Sionna PathSolver on Ray)", 0.25 + 0.7 * int(done.sum()) / max(num_batches, 1),
+           step=Step("exact paths", int(done.sum()), num_batches))
+    run_tasks(path_batch_task, calls, config=executor, names=names, on_done=finished)
+
+
+def _iq_captures(maps: _SceneMaps, motion: _Motion, features: dict[str, np.ndarray], reps: Reports,
+                 meta: dict[str, Any], config: GenerationConfig, index: int) -> dict[str, np.ndarray]:
+    """Each present report's IQ capture and the features estimated from it (:mod:`rflocal_core.dataset.iqgen`)."""
+    from rflocal_core.dataset.iqgen import synthesize_iq
+
+    present = np.isfinite(reps.rss_dbm) | np.isfinite(reps.toa_ns)
+    taps = {key[4:]: value for key, value in features.items() if key.startswith("tap_")}
+    gain_db = motion.link_power + _link_shadow(maps, motion)
+    return synthesize_iq(pos=motion.pos, t_s=motion.t_s, present=present, taps=taps, gain_db=gain_db,
+                         carrier_hz=float(meta["sites"][0]["freq_hz"]), config=config,
+                         rng=_rng(config, index, "iq"))
+
+
+def _write_iq(samples: zarr.Group, per_scene: list[dict[str, Any]], s_max: int, config: GenerationConfig) -> None:
+    """The IQ captures and their features, node slots padded to ``s_max`` (axis 2), in small chunks."""
+    from rflocal_core.dataset.iqgen import capture_attrs
+
+    for key in per_scene[0]["iq"]:
+        parts = []
+        for p in per_scene:
+            value = p["iq"][key]
+            if value.ndim >= 3:
+                widths = [(0, 0)] * value.ndim
+                widths[2] = (0, s_max - value.shape[2])
+                fill = False if value.dtype == bool else (0 if value.dtype.kind in "iu" else np.nan)
+                value = np.pad(value, widths, constant_values=fill)
+            parts.append(value)
+        store.write_array(samples, key, np.concatenate(parts),
+                          chunk_rows=store.IQ_CHUNK if key == "iq" else store.SAMPLE_CHUNK)
+    samples.attrs["iq"] = capture_attrs(config, per_scene[0]["carrier_hz"])
 
 
 def _write_samples(root: zarr.Group, per_scene: list[dict[str, Any]], config: GenerationConfig) -> dict[str, Any]:
@@ -531,6 +759,8 @@ def _write_samples(root: zarr.Group, per_scene: list[dict[str, Any]], config: Ge
         **cat,
     }
     store.write_samples(samples, arrays)
+    if per_scene[0].get("iq") is not None:
+        _write_iq(samples, per_scene, s_max, config)
 
     # Splits: whole unseen scenes to test_unseen; the rest shuffled into train/val/test.
     rng = _rng(config, 0, "splits")
@@ -545,7 +775,11 @@ def _write_samples(root: zarr.Group, per_scene: list[dict[str, Any]], config: Ge
     for key, idx in splits.items():
         store.write_array(group, key, idx.astype(np.int64), chunk_rows=max(len(idx), 1))
     present = np.isfinite(cat["rss_dbm"])
-    return {
+    extra = {}
+    if per_scene[0].get("iq") is not None:
+        captures = int(sum(np.count_nonzero(p["iq"]["mask_iq"]) for p in per_scene))
+        extra = {"iq_captures": captures}
+    return {**extra,
         "samples": int(len(scene_idx)),
         "splits": {k: int(len(v)) for k, v in splits.items()},
         "sites_max": int(s_max),

@@ -16,6 +16,11 @@ Layout of ``workspace/datasets/<name>/`` (a Zarr v3 group)::
         rss_dbm, snr_db, toa_ns, aoa_deg, delay_spread_ns, pg_true_db [N, T, S] (NaN: missing)
         ta [N, T, S] (-1: missing), los [N, T, S] (1 LoS, 0 NLoS, -1 unknown)
         mask_rss_dbm, mask_toa_ns, mask_ta, mask_aoa_deg, mask_snr_db [N, T, S] bool (True: present)
+        optional IQ captures (``data generate --iq``, or an import with ``iq`` objects; attrs ``iq``:
+        sample rate, samples, adc, ...): iq [N, T, S, 2, n] int16/int8 codes, iq_scale [N, T, S]
+        (sqrt(mW) per code), iq_t0_s [N, T, S] capture start on the common clock, mask_iq [N, T, S];
+        generated ones also iq_snr_db, iq_power_dbm, iq_freq_offset_hz [N, T, S] and iq_psd_db
+        [N, T, S, 16], estimated from the captures (``rflocal_core.dataset.iqgen``)
     splits/train, splits/val, splits/test, splits/test_unseen   sample indices
 
 Imported datasets (``data import``, attrs ``source: "import"``; see ``exchange.py``) have no
@@ -47,6 +52,8 @@ from rflocal_core.workspace import subdir, validate_name
 FORMAT = "rflocal-dataset/1"
 PARTIAL_PREFIX = ".partial-"
 SAMPLE_CHUNK = 512
+#: Rows per chunk of ``samples/iq`` (a capture is 4 kB in int16: 32 rows of 8 receivers make 1 MB).
+IQ_CHUNK = 32
 SPLITS = ("train", "val", "test", "test_unseen")
 
 
@@ -146,7 +153,7 @@ MASKED_FIELDS = ("rss_dbm", "toa_ns", "ta", "aoa_deg", "snr_db")
 def write_samples(group: zarr.Group, arrays: dict[str, np.ndarray]) -> None:
     """Write the ``samples/`` arrays, plus a presence mask for each report field."""
     for key, value in arrays.items():
-        write_array(group, key, value, chunk_rows=SAMPLE_CHUNK)
+        write_array(group, key, value, chunk_rows=IQ_CHUNK if key == "iq" else SAMPLE_CHUNK)
     for key in MASKED_FIELDS:
         if key in arrays:
             values = np.asarray(arrays[key])

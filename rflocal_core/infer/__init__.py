@@ -28,6 +28,13 @@ from rflocal_core.infer.predict import (
 )
 from rflocal_core.infer.run import LoadedRun, OnnxExport, calibrate_run, checkpoint_stamp, export_onnx, load_run
 from rflocal_core.infer.scene_check import SceneCheck, check_scene
+from rflocal_core.infer.track import (
+    predict_tracked_file,
+    run_outdoor_mask,
+    sample_times,
+    sequence_lines,
+    track_prediction,
+)
 from rflocal_core.infer.views import (
     ELLIPSE_LEVELS,
     FOCUS_MIN_M,
@@ -47,6 +54,7 @@ __all__ = [
     "FilePrediction", "FileSummary", "Heatmap", "LoadedRun", "OnnxExport", "Place", "PredictedSample",
     "RunPrediction", "SceneCheck", "SceneMap", "calibrate_run", "check_scene", "checkpoint_stamp", "ellipse_latlon",
     "ellipse_xy", "evaluate_run", "evaluation_cache_path", "export_onnx", "heat_points", "load_run", "predict_file",
-    "predict_measurements", "predictions_table", "report_timeline", "sample_heatmap", "scale_bar_length", "scene_map",
-    "scene_overlay",
+    "predict_measurements", "predict_tracked_file", "predictions_table", "report_timeline", "run_outdoor_mask",
+    "sample_heatmap", "sample_times", "scale_bar_length", "scene_map", "scene_overlay", "sequence_lines",
+    "track_prediction",
 ]

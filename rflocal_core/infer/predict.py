@@ -78,6 +78,16 @@ class PredictedSample(JsonResult):
     candidates: tuple[Candidate, ...] = ()
     #: Physics residual at the prediction (mapformer): a confidence signal; None for other models.
     residual_db: float | None = json_field(default=None, omit_none=True)
+    #: Tracked (``predict --track``, see :mod:`rflocal_core.infer.track`): the sample's sequence, its time
+    #: (the latest ``t_s`` of its reports), the filtered position, its 1σ and error; None (not in the
+    #: JSON) when not tracked.
+    sequence: str | None = json_field(default=None, omit_none=True)
+    t_s: float | None = json_field(default=None, omit_none=True)
+    tracked_x_m: float | None = json_field(default=None, omit_none=True)
+    tracked_y_m: float | None = json_field(default=None, omit_none=True)
+    tracked_sigma_x_m: float | None = json_field(default=None, omit_none=True)
+    tracked_sigma_y_m: float | None = json_field(default=None, omit_none=True)
+    tracked_error_m: float | None = json_field(default=None, omit_none=True)
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,8 @@ class RunPrediction(JsonResult):
     #: True (and in the JSON) when the file's scene or nodes are not the run's training ones and the model
     #: predicted in the file's own scene (a geometric model; see :mod:`rflocal_core.infer.anyscene`).
     new_scene: bool | None = json_field(default=None, omit_none=True)
+    #: The filter that tracked the file's sequences (``kalman``, ``particle``; None: not tracked).
+    track: str | None = json_field(default=None, omit_none=True)
     #: ``"onnxruntime"`` (and in the JSON) when the network ran in onnxruntime; None: PyTorch or Python.
     backend: str | None = json_field(default=None, omit_none=True)
 
@@ -139,6 +151,8 @@ class FilePrediction(JsonResult):
 
     file: FileSummary
     runs: tuple[RunPrediction, ...]
+    #: The file as predicted (after the quality checks): for tracking its sequences (not in the JSON).
+    measurements: MeasurementSet | None = json_field(default=None, json=False)
 
 
 # --------------------------------------------------------------------------- predicting
@@ -312,4 +326,4 @@ def predict_file(
     ms, quality = check_quality(raw, strict=strict)
     runs = tuple(predict_measurements(load_run(r, backend=backend), ms, heatmaps=heatmaps) for r in ids)
     read = len(raw.samples) + len(raw.errors) + sum(d.unit == "samples" for d in raw.dropped)
-    return FilePrediction(FileSummary(read, len(ms.errors), ms.mode, ms.scene, quality), runs)
+    return FilePrediction(FileSummary(read, len(ms.errors), ms.mode, ms.scene, quality), runs, ms)

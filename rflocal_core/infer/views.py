@@ -70,6 +70,9 @@ def predictions_table(results: list[RunPrediction]) -> list[dict[str, Any]]:
                          "lat": p.lat, "lon": p.lon, "sigma_x_m": p.sigma_x_m, "sigma_y_m": p.sigma_y_m,
                          "truth_x_m": p.truth.x_m if p.truth else None, "truth_y_m": p.truth.y_m if p.truth else None,
                          "error_m": p.error_m, "flags": "; ".join(p.flags)})
+            if res.track is not None:  # tracked: the sequence, the time and the filtered position next to the raw one
+                rows[-1].update({"sequence": p.sequence, "t_s": p.t_s, "tracked_x_m": p.tracked_x_m,
+                                 "tracked_y_m": p.tracked_y_m, "tracked_error_m": p.tracked_error_m})
     return rows
 
 

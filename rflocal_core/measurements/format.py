@@ -98,6 +98,10 @@ TA_RANGE = (0, 65535)
 AOA_RANGE_DEG = (0.0, 360.0)
 SNR_RANGE_DB = (-50.0, 100.0)
 T_RANGE_S = (0.0, None)
+IQ_SAMPLE_RATE_RANGE_HZ = (1.0, 1e11)
+IQ_T0_RANGE_S = (None, None)
+#: Samples of an IQ capture (``i`` and ``q`` each).
+IQ_SAMPLES_RANGE = (1, 65536)
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,9 @@ FIELDS: dict[str, FieldSpec] = {
     "aoa_deg": FieldSpec("number", AOA_RANGE_DEG, "Angle of arrival: compass bearing, degrees clockwise from north, "
                                                   "of the direction from the node to the target as seen at the node."),
     "snr_db": FieldSpec("number", SNR_RANGE_DB, "Signal-to-noise ratio, dB."),
+    "sample_rate_hz": FieldSpec("number", IQ_SAMPLE_RATE_RANGE_HZ, "IQ capture: sample rate, Hz."),
+    "t0_s": FieldSpec("number", IQ_T0_RANGE_S, "IQ capture: time of its first sample on the receivers' common "
+                                               "clock (e.g. GPS), seconds."),
 }
 
 #: Survey columns and targets: the field of :data:`FIELDS` whose range they take, and what they hold.
@@ -150,11 +157,13 @@ _MEASUREMENT_RANGES: dict[str, tuple[float | None, float | None]] = {
 # Allowed keys, in the order they are written.
 TOP_KEYS: tuple[str, ...] = ("format", "mode", "scene", "notes", "nodes", "samples")
 NODE_KEYS: tuple[str, ...] = ("id", "lat", "lon", "x_m", "y_m", "alt_m", "tx_power_dbm", "position")
-SAMPLE_KEYS: tuple[str, ...] = ("id", "reports", "truth")
+SAMPLE_KEYS: tuple[str, ...] = ("id", "reports", "truth", "sequence")
 POSITION_KEYS: tuple[str, ...] = ("lat", "lon", "x_m", "y_m", "alt_m")
 #: A position field and the one it must come with.
 POSITION_PAIRS: tuple[tuple[str, str], ...] = (("lat", "lon"), ("lon", "lat"), ("x_m", "y_m"), ("y_m", "x_m"))
-REPORT_KEYS: tuple[str, ...] = ("node", "t_s", *MEASUREMENT_FIELDS, *POSITION_KEYS)
+REPORT_KEYS: tuple[str, ...] = ("node", "t_s", *MEASUREMENT_FIELDS, *POSITION_KEYS, "iq")
+#: Keys of a report's optional IQ capture, in the order written.
+IQ_KEYS: tuple[str, ...] = ("sample_rate_hz", "t0_s", "i", "q")
 SURVEY_SOURCE_KEYS: tuple[str, ...] = ("features", "targets")
 SURVEY_FEATURE_KEYS: tuple[str, ...] = ("x", "y", "rssi")
 SURVEY_TARGET_KEYS: tuple[str, ...] = ("source_x", "source_y")
@@ -446,6 +455,56 @@ class Node:
         return Position(self.lat, self.lon, self.x_m, self.y_m, self.alt_m)
 
 
+def _samples(values: Any, path: str) -> tuple[float, ...]:
+    """IQ samples: a list of finite numbers of an accepted length, as floats."""
+    lo, hi = IQ_SAMPLES_RANGE
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Sequence) or not lo <= len(values) <= hi:
+        msg = f"expected a list of {lo} to {hi} numbers, got {_show(values)}"
+        raise MeasurementFormatError(msg, path=path)
+    bad = next((k for k, v in enumerate(values) if not _is_number(v) or not math.isfinite(v)), None)
+    if bad is not None:
+        msg = f"expected a finite number, got {_show(values[bad])}"
+        raise MeasurementFormatError(msg, path=f"{path}[{bad}]")
+    return tuple(float(v) for v in values)
+
+
+@dataclass(frozen=True)
+class IQCapture:
+    """A report's raw capture: complex baseband samples ``i + j q`` from ``t0_s`` at ``sample_rate_hz``.
+
+    Parameters
+    ----------
+    sample_rate_hz : float
+        In [1, 1e11] Hz.
+    t0_s : float
+        Time of the first sample on the receivers' common clock (GPS), seconds.
+    i, q : sequence of float
+        In-phase and quadrature samples, as many of each (1 to 65536). RFLocal writes them in √mW
+        (``i² + q²`` is the instantaneous power in mW); uncalibrated captures (ADC counts) are
+        read all the same, their band power is then relative.
+    """
+
+    sample_rate_hz: float
+    t0_s: float
+    i: tuple[float, ...]
+    q: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        _set(self, "sample_rate_hz", _field("sample_rate_hz", self.sample_rate_hz))
+        _set(self, "t0_s", _field("t0_s", self.t0_s))
+        for name in ("i", "q"):
+            _set(self, name, _samples(getattr(self, name), name))
+        if len(self.i) != len(self.q):
+            msg = f"expected as many q samples as i samples ({len(self.i)}), got {len(self.q)}"
+            raise MeasurementFormatError(msg, path="q")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``iq`` object of the format."""
+        return {"sample_rate_hz": self.sample_rate_hz, "t0_s": self.t0_s, "i": list(self.i), "q": list(self.q)}
+
+
 @dataclass(frozen=True)
 class Report:
     """The measurements of one node (or one mobile sensor) at one time.
@@ -469,6 +528,8 @@ class Report:
         Signal-to-noise ratio in dB, in [-50, 100].
     lat, lon, x_m, y_m, alt_m : float, optional
         The report's own position (a mobile sensor, e.g. a drone survey) instead of ``node``.
+    iq : IQCapture, optional
+        The raw capture the measurements came from (complex baseband samples).
     """
 
     node: str | None = None
@@ -483,10 +544,14 @@ class Report:
     x_m: float | None = None
     y_m: float | None = None
     alt_m: float | None = None
+    iq: IQCapture | None = None
 
     def __post_init__(self) -> None:
         if self.node is not None:
             _text(self.node, "node", "a node id (a non-empty string)")
+        if self.iq is not None and not isinstance(self.iq, IQCapture):
+            msg = f"expected an IQCapture or None, got {_show(self.iq)}"
+            raise MeasurementFormatError(msg, path="iq")
         _set(self, "t_s", _field("t_s", self.t_s))
         for name in _MEASUREMENT_RANGES:
             _set(self, name, _opt_field(name, getattr(self, name)))
@@ -501,7 +566,7 @@ class Report:
         if self.node is None and not has_own:
             msg = "expected a node id or the report's own position (lat/lon or x_m/y_m), got neither"
             raise MeasurementFormatError(msg, path="node")
-        if all(getattr(self, name) is None for name in MEASUREMENT_FIELDS):
+        if all(getattr(self, name) is None for name in MEASUREMENT_FIELDS) and self.iq is None:
             msg = f"expected at least one measurement ({', '.join(MEASUREMENT_FIELDS)}), got none"
             raise MeasurementFormatError(msg, path="")
 
@@ -525,11 +590,16 @@ class Report:
 
 @dataclass(frozen=True)
 class Sample:
-    """One localization problem: reports (one or many per node) and, if known, the true position."""
+    """One localization problem: reports (one or many per node) and, if known, the true position.
+
+    ``sequence``: the id of the track the sample belongs to (a moving device's reports over time,
+    one sample per report time; ``predict --track`` filters each sequence); None for a snapshot.
+    """
 
     id: str
     reports: tuple[Report, ...]
     truth: Position | None = None
+    sequence: str | None = None
 
     def __post_init__(self) -> None:
         _text(self.id, "id")
@@ -547,6 +617,8 @@ class Sample:
         if self.truth is not None and not isinstance(self.truth, Position):
             msg = f"expected a Position or None, got {_show(self.truth)}"
             raise MeasurementFormatError(msg, path="truth")
+        if self.sequence is not None:
+            _text(self.sequence, "sequence", "a sequence id (a non-empty string) or null")
 
 
 @dataclass(frozen=True)
@@ -667,7 +739,7 @@ class MeasurementSet:
             if sample.truth is not None:
                 truth = filled[pos]
                 pos += 1
-            samples.append(Sample(sample.id, reports, truth))
+            samples.append(replace(sample, reports=reports, truth=truth))
         return replace(self, nodes=tuple(filled[: len(self.nodes)]), samples=tuple(samples))
 
 
@@ -973,6 +1045,8 @@ def _parse_sample(
         t_s = raw_report.get("t_s")
         fields = {key: raw_report.get(key) for key in REPORT_KEYS}
         fields["t_s"] = 0.0 if t_s is None else t_s
+        if fields["iq"] is not None:
+            fields["iq"] = _parse_iq(fields["iq"], f"{rpath}.iq")
         report = _build(Report, rpath, **fields)
         if report.node is not None and report.node not in node_index:
             raise _unknown_node(report.node, known).within(rpath)
@@ -988,7 +1062,17 @@ def _parse_sample(
         msg = f"expected at least one report left, got none ({len(faults)} had faulty values)"
         faults.append(Dropped("too_few_reports", "samples", sample_id, f"{path}.reports", msg))
         return None
-    return _build(Sample, path, id=sample_id, reports=tuple(reports), truth=truth)
+    return _build(Sample, path, id=sample_id, reports=tuple(reports), truth=truth, sequence=raw.get("sequence"))
+
+
+def _parse_iq(raw: Any, path: str) -> IQCapture:
+    raw = _object(raw, path, 'an IQ capture {"sample_rate_hz": ..., "t0_s": ..., "i": [...], "q": [...]}')
+    _known_keys(raw, IQ_KEYS, path)
+    missing = [key for key in IQ_KEYS if raw.get(key) is None]
+    if missing:
+        msg = f"expected {', '.join(IQ_KEYS)}, got no {', '.join(missing)}"
+        raise MeasurementFormatError(msg, path=path)
+    return _build(IQCapture, path, **{key: raw[key] for key in IQ_KEYS})
 
 
 def _parse_survey(obj: Mapping[str, Any], on_error: str, on_fault: str = "raise") -> MeasurementSet:
@@ -1212,9 +1296,13 @@ def _sample_dict(sample: Sample) -> dict[str, Any]:
         item: dict[str, Any] = {"node": report.node} if report.node is not None else _present(report, POSITION_KEYS)
         item["t_s"] = report.t_s
         item.update(_present(report, MEASUREMENT_FIELDS))
+        if report.iq is not None:
+            item["iq"] = report.iq.to_dict()
         out["reports"].append(item)
     if sample.truth is not None:
         out["truth"] = _present(sample.truth, POSITION_KEYS)
+    if sample.sequence is not None:
+        out["sequence"] = sample.sequence
     return out
 
 

@@ -508,7 +508,7 @@ def _rebuild(
         if reports == sample.reports and truth is sample.truth:
             samples.append(sample)
         else:
-            samples.append(Sample(sample.id, reports, truth))
+            samples.append(replace(sample, reports=reports, truth=truth))
     return nodes, tuple(samples)
 
 

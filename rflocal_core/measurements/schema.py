@@ -25,6 +25,8 @@ from rflocal_core.measurements.format import (
     DOCUMENT_KEYS,
     FIELDS,
     FORMAT_ID,
+    IQ_KEYS,
+    IQ_SAMPLES_RANGE,
     MAX_MEASUREMENT_FILE_BYTES,
     MEASUREMENT_FIELDS,
     MODES,
@@ -126,23 +128,38 @@ def _defs() -> dict[str, Any]:
         allOf=[_ref("position_rules"),
                {"if": {"required": ["position"]}, "then": _absent(*POSITION_KEYS), "else": _ref("has_position")}],
     )
+    samples = {"type": "array", "minItems": IQ_SAMPLES_RANGE[0], "maxItems": IQ_SAMPLES_RANGE[1],
+               "items": {"type": "number"}}
+    defs["iq"] = _object(
+        "A raw IQ capture: complex baseband samples i + j q from t0_s at sample_rate_hz (RFLocal writes them in "
+        "sqrt(mW): i^2 + q^2 is the instantaneous power in mW).", IQ_KEYS,
+        {"sample_rate_hz": _ref("sample_rate_hz"), "t0_s": _ref("t0_s"),
+         "i": {"description": "In-phase samples.", **samples},
+         "q": {"description": "Quadrature samples, as many as i (not checked by this schema).", **samples}},
+        required=list(IQ_KEYS), allOf=[_present(key) for key in IQ_KEYS],
+    )
     defs["report"] = _object(
         "The measurements of one node (node) or of a mobile sensor at its own position (lat/lon or x_m/y_m), "
         "with at least one measurement.", REPORT_KEYS,
         {"node": {"description": 'Id of a node listed in "nodes" (not checked by this schema).',
                   "type": ["string", "null"], "pattern": _TEXT_PATTERN},
-         **{key: _ref(key) for key in ("t_s", *MEASUREMENT_FIELDS)}, **position_props},
+         **{key: _ref(key) for key in ("t_s", *MEASUREMENT_FIELDS)}, **position_props,
+         "iq": {"description": "The raw capture the measurements came from (optional).",
+                "anyOf": [_ref("iq"), {"type": "null"}]}},
         allOf=[_ref("position_rules"),
                {"if": _present("node"), "then": _absent(*POSITION_KEYS), "else": _ref("has_position")},
-               {"description": f"At least one of {', '.join(MEASUREMENT_FIELDS)}.",
-                **_any_present(MEASUREMENT_FIELDS)}],
+               {"description": f"At least one of {', '.join(MEASUREMENT_FIELDS)}, or an iq capture.",
+                **_any_present((*MEASUREMENT_FIELDS, "iq"))}],
     )
     defs["sample"] = _object(
         "One localization problem: reports and, if known, the true position.", SAMPLE_KEYS,
         {"id": {"description": "Unique among samples (not checked by this schema); default s-<index>.",
                 "type": ["string", "null"], "pattern": _TEXT_PATTERN},
          "reports": {"type": "array", "minItems": 1, "items": _ref("report")},
-         "truth": {"description": "The true position, for evaluation.", "anyOf": [_ref("position"), {"type": "null"}]}},
+         "truth": {"description": "The true position, for evaluation.", "anyOf": [_ref("position"), {"type": "null"}]},
+         "sequence": {"description": "Id of the track the sample belongs to (one sample per report time of a "
+                                     "moving device); tracking filters each sequence.",
+                      "type": ["string", "null"], "pattern": _TEXT_PATTERN}},
         required=["reports"],
     )
     defs["document"] = _object(

@@ -20,6 +20,7 @@ from rflocal_core.models.baselines import (
     LogDistanceMultilateration,
     MapMatching,
     StrongestSite,
+    TDoAMultilateration,
     ToAMultilateration,
     WeightedCentroid,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "Prediction",
     "SceneMaps",
     "StrongestSite",
+    "TDoAMultilateration",
     "ToAMultilateration",
     "WeightedCentroid",
     "errors_m",

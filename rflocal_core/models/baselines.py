@@ -12,7 +12,7 @@ and a 1-sigma uncertainty per axis where the method has one)::
 
 Methods: :class:`StrongestSite`, :class:`WeightedCentroid`,
 :class:`LogDistanceMultilateration`, :class:`AoATriangulation`, :class:`ToAMultilateration`,
-:class:`KNNFingerprint`, :class:`MapMatching`.
+:class:`TDoAMultilateration`, :class:`KNNFingerprint`, :class:`MapMatching`.
 
 Any scene: nothing fitted on the training scenes bounds a prediction. The geometric methods
 (centroids, log-distance, AoA, ToA) solve in the coordinates of the data they predict and
@@ -32,7 +32,8 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.special import log_ndtr
 
-from rflocal_core.constants import C_M_PER_NS
+from rflocal_core import iq
+from rflocal_core.constants import C_M_PER_NS, SPEED_OF_LIGHT_M_S
 from rflocal_core.dataset.rasters import Grid
 from rflocal_core.errors import InvalidInputError, NotFittedError
 from rflocal_core.models.inputs import Inputs, Prediction, SceneMaps, errors_m, scene_extent
@@ -535,6 +536,128 @@ class ToAMultilateration(Baseline):
             pos[i] = sol.x
             sig[i] = _cov_sigma(sol.jac, float(np.sum(sol.fun**2)) / max(len(cols) - 2, 1), cap)
         return Prediction(pos, sig, {"fallbacks": fallbacks, "target_z_m": z})
+
+
+@dataclass(frozen=True)
+class TDoAConfig(ToAConfig):
+    """Robust range-difference least squares from cross-correlated IQ captures.
+
+    Parameters
+    ----------
+    min_quality : float
+        Least normalized correlation peak of a pair (in [0, 1]); weaker pairs are left out. The
+        default sits just above what noise alone reaches: the largest of ~2000 lags of two
+        independent 1024-sample noise captures is about sqrt(ln 2048 / 1024) = 0.09.
+    """
+
+    min_quality: float = option(0.1, lo=0, hi=1, help="least normalized correlation peak of a receiver pair")
+
+
+@register("tdoa_multilateration")
+class TDoAMultilateration(Baseline):
+    """Time differences of arrival from the IQ captures (>= 3 receivers), else the weighted centroid.
+
+    Needs a dataset with captures (``data generate --iq``). Per sample the reference is the
+    receiver whose capture is strongest; every other capture is cross-correlated with it
+    (:func:`rflocal_core.iq.tdoa_s`: sub-sample peak, plus the difference of the capture
+    starts on the common clock), giving range differences ``c · tdoa``. Minimizes the soft-L1
+    loss (scale ``loss_scale_m``) of ``|p - n_s| - |p - n_ref| - c · tdoa_s`` in the
+    coordinates of the scene given (3-D, device at ``device_height_m``), from the reference
+    node, the centroid of the receivers and the RSS-weighted centroid; clamped to the scene's
+    extent. Nothing is fitted but the device height. Uncertainty (> 2 differences): residual
+    variance times diag((J^T J)^-1).
+    """
+
+    any_scene = True
+    needs_node_positions = True
+    needs_measurement = "iq_scale"
+    config_cls = TDoAConfig
+
+    def _fit(self, train: Inputs, val: Inputs | None) -> dict[str, Any]:
+        return {"target_z_m": _target_height(train, self.config.device_height_m)}
+
+    def _predict(self, x: Inputs) -> Prediction:
+        z = self._state["target_z_m"]
+        ext = scene_extent(x)
+        centroid, _ = _weighted_centroid(x, self.config, ext)
+        pos = _clip(centroid, ext)
+        sig = np.full_like(pos, np.nan)
+        fallbacks = 0
+        for i in range(len(x)):
+            pairs = _range_differences(x, i, self.config.min_quality)
+            if pairs is None:
+                fallbacks += 1
+                continue
+            ref, nodes, diff, power_db = pairs
+            lo, hi, cap = _box(ext[i])
+
+            def res(p: np.ndarray, r: np.ndarray = ref, n: np.ndarray = nodes, d: np.ndarray = diff) -> np.ndarray:
+                return _dist3(p, n, z) - _dist3(p, r[None], z) - d
+
+            sol = _hyperbola_fix(res, [ref[:2], nodes[:, :2].mean(0), centroid[i], *_corners(lo, hi)], lo, hi,
+                                 self.config.loss_scale_m,
+                                 misfit=lambda p, n=np.vstack([ref, nodes]), w=power_db: _power_misfit(p, n, w, z))
+            pos[i] = sol.x
+            if len(diff) > 2:
+                sig[i] = _cov_sigma(sol.jac, float(np.sum(sol.fun**2)) / (len(diff) - 2), cap)
+        return Prediction(pos, sig, {"fallbacks": fallbacks, "target_z_m": z})
+
+
+def _corners(lo: np.ndarray, hi: np.ndarray) -> list[np.ndarray]:
+    """Starts on a 3 x 3 grid over the box (a far branch of a hyperbola is reached from nearby only)."""
+    steps = (1 / 6, 1 / 2, 5 / 6)
+    return [lo + (hi - lo) * np.array([fx, fy]) for fx in steps for fy in steps]
+
+
+def _hyperbola_fix(res: Any, starts: list[np.ndarray], lo: np.ndarray, hi: np.ndarray, f_scale: float, *,
+                   misfit: Any) -> Any:
+    """Soft-L1 least squares from every start; of the fixes as good as the best, the one of least ``misfit``.
+
+    Two range differences (three receivers) cross in up to two points that fit equally well:
+    the received powers (:func:`_power_misfit`) tell which.
+    """
+    sols = []
+    for x0 in starts:
+        x0 = np.clip(x0, lo + 1e-6, hi - 1e-6)
+        sols.append(least_squares(res, x0, bounds=(lo, hi), loss="soft_l1", f_scale=f_scale, method="trf"))
+    best = min(sol.cost for sol in sols)
+    good = [sol for sol in sols if sol.cost <= best + 1e-3 * f_scale**2]  # as good: within 3% of the scale
+    return min(good, key=lambda sol: misfit(sol.x))
+
+
+def _power_misfit(p: np.ndarray, nodes: np.ndarray, power_db: np.ndarray, z: float) -> float:
+    """How badly the powers fit a log-distance law ``A - 10 n log10 d`` (n >= 0) from ``p``: residual sum of squares."""
+    logd = np.log10(np.maximum(_dist3(p, nodes, z), 1.0))
+    a = np.column_stack([np.ones_like(logd), -10 * logd])
+    coef, *_ = np.linalg.lstsq(a, power_db, rcond=None)
+    if coef[1] < 0:  # power growing with distance: fit the best flat law instead
+        return float(np.sum((power_db - power_db.mean()) ** 2)) + 1e6
+    return float(np.sum((a @ coef - power_db) ** 2))
+
+
+def _range_differences(x: Inputs, i: int, min_quality: float) -> tuple[np.ndarray, ...] | None:
+    """Sample ``i``: the reference node [3], the other nodes [K, 3], ``c · tdoa`` [K] (m) and the capture
+    powers (dB) [K + 1], reference first; None below 2 pairs."""
+    if x.iq is None or x.iq_scale is None or x.iq_t0_s is None:
+        return None
+    cols = np.flatnonzero(np.isfinite(x.iq_scale[i]) & x.known_nodes[i])
+    if len(cols) < 3:
+        return None
+    captures = {s: iq.dequantize(x.iq[i, s], float(x.iq_scale[i, s])) for s in cols}
+    ref = max(cols, key=lambda s: float(np.mean(np.abs(captures[s]) ** 2)))
+    keep, diff = [], []
+    for s in cols:
+        if s == ref:
+            continue
+        tdoa, quality = iq.tdoa_s(captures[ref], captures[s], sample_rate_hz=x.iq_sample_rate_hz,
+                                  start_difference_s=float(x.iq_t0_s[i, s] - x.iq_t0_s[i, ref]))
+        if quality >= min_quality:
+            keep.append(s)
+            diff.append(tdoa * SPEED_OF_LIGHT_M_S)
+    if len(keep) < 2:
+        return None
+    power_db = np.array([10 * np.log10(max(float(np.mean(np.abs(captures[s]) ** 2)), 1e-30)) for s in [ref, *keep]])
+    return x.node_pos_m[i, ref], x.node_pos_m[i, keep], np.asarray(diff), power_db
 
 
 # --------------------------------------------------------------------------- 5

@@ -7,7 +7,7 @@ so a model is rebuilt and fed exactly as it was trained.
 Token features (all per slot, ``ok`` flags are 1 where the value is present):
 
 ==================  ============================================================
-``node_xy``         node x, y min-max normalized to the scene extent ([0, 1])
+``node_xy``         node x, y in units of the training extent from the frame origin (see below)
 ``node_z``          node height / 100 m
 ``pos_ok``          node position known
 ``rss``             RSS mapped from [-120, -30] dBm to [0, 1] (clipped to [-0.5, 1.5])
@@ -16,6 +16,15 @@ Token features (all per slot, ``ok`` flags are 1 where the value is present):
 ``tx``              known transmit power / 50 dBm
 ``node_id``         index in the node vocabulary (0: unknown node)
 ==================  ============================================================
+
+Frames (:attr:`FeatureSpec.frame`): ``"scene"`` places every sample in the training split's square
+(origin and side fitted once), so a scene larger than or away from the training scenes is squeezed
+into it. ``"sample"`` gives each sample its own square, centred on the centroid of its reporting
+nodes of known position, of side twice their largest distance from it (at least
+:data:`MIN_SAMPLE_SCALE` of the training side): node positions, ToA and the prediction are relative
+to the nodes and their spread, the same in any scene of any size (issue 19), and the side itself is
+one more token column, ``log_scale`` = ln(side / 1 km), since RSS speaks in absolute metres. Each
+sample's origin and side travel in :attr:`Batch.origin_m` and :attr:`Batch.scale_m`.
 """
 
 from __future__ import annotations
@@ -31,6 +40,12 @@ from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.inputs import Inputs, search_bounds
 
 RSS_MIN_DBM, RSS_MAX_DBM = -120.0, -30.0
+#: Frames of :class:`FeatureSpec` (see the module docstring).
+FRAMES = ("scene", "sample")
+#: Smallest side of a sample's square, as a fraction of the training side (nodes in one spot, one node).
+MIN_SAMPLE_SCALE = 0.25
+#: Unit of the ``log_scale`` column (m).
+SCALE_REF_M = 1000.0
 NODE_Z_SCALE_M = 100.0
 TX_SCALE_DBM = 50.0
 
@@ -83,26 +98,34 @@ class FeatureSpec:
         Node vocabulary (``"<scene>#<site>"``); index i + 1 in ``node_id``; 0 is unknown.
     max_slots : int
         Report slots per sample in training (informative; any count is accepted).
+    frame : str
+        ``"scene"`` (one square for every sample) or ``"sample"`` (origin at each sample's nodes);
+        checkpoints from before frames existed are ``"scene"``.
     """
 
     origin_m: tuple[float, float]
     extent_m: float
     node_keys: tuple[str, ...]
     max_slots: int
+    frame: str = "scene"
 
     @classmethod
-    def fit(cls, train: Inputs) -> FeatureSpec:
+    def fit(cls, train: Inputs, *, frame: str = "scene") -> FeatureSpec:
+        if frame not in FRAMES:
+            msg = f"frame: expected one of {', '.join(FRAMES)}, got {frame!r}"
+            raise InvalidInputError(msg)
         b = search_bounds(train)
         extent = max(b[1] - b[0], b[3] - b[2], 1.0)
         cx, cy = (b[0] + b[1]) / 2, (b[2] + b[3]) / 2
         keys = node_keys(train)
         vocab = sorted({k for k in keys[train.node_mask].ravel().tolist() if k})
-        return cls((cx - extent / 2, cy - extent / 2), float(extent), tuple(vocab), int(train.node_mask.shape[1]))
+        return cls((cx - extent / 2, cy - extent / 2), float(extent), tuple(vocab), int(train.node_mask.shape[1]),
+                   frame)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
         return cls(tuple(float(v) for v in d["origin_m"]), float(d["extent_m"]), tuple(d["node_keys"]),
-                   int(d["max_slots"]))
+                   int(d["max_slots"]), str(d.get("frame", "scene")))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,6 +135,35 @@ class FeatureSpec:
 
     def to_metres(self, xy_unit: np.ndarray) -> np.ndarray:
         return np.asarray(xy_unit) * self.extent_m + np.asarray(self.origin_m)
+
+    def frames(self, x: Inputs) -> tuple[np.ndarray, np.ndarray]:
+        """Origin [N, 2] (m) and side [N] (m) of each sample's square (see the module docstring).
+
+        Scene frame: the spec's square for all. Sample frame: centred on the centroid of the reporting
+        nodes of known position, side twice their largest distance from it, at least
+        ``MIN_SAMPLE_SCALE * extent_m``; a sample without such a node gets the spec's square.
+        """
+        n = x.node_mask.shape[0]
+        origin = np.broadcast_to(np.asarray(self.origin_m, dtype=np.float64), (n, 2)).copy()
+        scale = np.full(n, float(self.extent_m))
+        if self.frame == "scene":
+            return origin, scale
+        heard = np.isfinite(x.rss_dbm) | np.isfinite(x.aoa_deg) | np.isfinite(x.toa_ns)
+        use = x.node_mask & x.known_nodes & heard
+        count = use.sum(1)
+        xy = np.where(use[..., None], np.nan_to_num(x.node_pos_m[..., :2]), 0.0)
+        centroid = xy.sum(1) / np.maximum(count, 1)[:, None]
+        spread = np.where(use, np.hypot(*(xy - centroid[:, None]).transpose(2, 0, 1)), 0.0).max(1, initial=0.0)
+        own = np.maximum(2.0 * spread, MIN_SAMPLE_SCALE * self.extent_m)
+        has = count > 0
+        scale = np.where(has, own, scale)
+        origin = np.where(has[:, None], centroid - scale[:, None] / 2, origin)
+        return origin, scale
+
+
+def token_columns(frame: str) -> tuple[str, ...]:
+    """Columns of a token in ``frame``: :data:`TOKEN_COLUMNS`, then ``log_scale`` in the sample frame."""
+    return (*TOKEN_COLUMNS, "log_scale") if frame == "sample" else TOKEN_COLUMNS
 
 
 def node_keys(x: Inputs) -> np.ndarray:
@@ -144,6 +196,11 @@ class Batch:
         and slot; None when no sample has an earlier report.
     hist_mask : [N, T, S] bool or None
         Where ``hist`` holds a report: an RSS at an earlier time of a slot that reports now.
+    origin_m : [N, 2] float64 or None
+        Origin (m) of each sample's square (:meth:`FeatureSpec.frames`). None in hand-built batches
+        (the spec's square).
+    scale_m : [N] float64 or None
+        Side (m) of each sample's square: metres = unit x scale_m + origin_m.
     """
 
     node_xy: torch.Tensor
@@ -153,18 +210,33 @@ class Batch:
     truth: torch.Tensor
     hist: torch.Tensor | None = None
     hist_mask: torch.Tensor | None = None
+    origin_m: torch.Tensor | None = None
+    scale_m: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.mask.shape[0]
 
     def to(self, device: torch.device | str) -> Batch:
         hist = {} if self.hist is None else {"hist": self.hist.to(device), "hist_mask": self.hist_mask.to(device)}
-        return Batch(*(t.to(device) for t in (self.node_xy, self.feats, self.node_id, self.mask, self.truth)), **hist)
+        # the origins stay on the host: they only map predictions back to metres
+        scale = None if self.scale_m is None else self.scale_m.to(device)  # augmentation scales jitter by it
+        return Batch(*(t.to(device) for t in (self.node_xy, self.feats, self.node_id, self.mask, self.truth)), **hist,
+                     origin_m=self.origin_m, scale_m=scale)
 
     def index(self, rows: torch.Tensor | np.ndarray | slice) -> Batch:
         hist = {} if self.hist is None else {"hist": self.hist[rows], "hist_mask": self.hist_mask[rows]}
+        frame = {k: None if getattr(self, k) is None else getattr(self, k)[rows] for k in ("origin_m", "scale_m")}
         return Batch(self.node_xy[rows], self.feats[rows], self.node_id[rows], self.mask[rows], self.truth[rows],
-                     **hist)
+                     **hist, **frame)
+
+    def to_metres(self, xy_unit: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+        """[N, 2] positions of this batch's samples in metres from their frame units."""
+        origin = np.asarray(spec.origin_m) if self.origin_m is None else self.origin_m.cpu().numpy()
+        return np.asarray(xy_unit) * self.scales(spec)[:, None] + origin
+
+    def scales(self, spec: FeatureSpec) -> np.ndarray:
+        """[N] side (m) of each sample's square (a length in units times it is metres)."""
+        return np.full(len(self), spec.extent_m) if self.scale_m is None else self.scale_m.cpu().numpy()
 
     def with_tokens(self, *, node_xy: torch.Tensor | None = None, feats: torch.Tensor | None = None,
                     mask: torch.Tensor | None = None, truth: torch.Tensor | None = None,
@@ -176,7 +248,8 @@ class Batch:
         if hm is not None:
             hm = hm & mask.unsqueeze(1)
         return Batch(self.node_xy if node_xy is None else node_xy, self.feats if feats is None else feats,
-                     self.node_id, mask, self.truth if truth is None else truth, self.hist, hm)
+                     self.node_id, mask, self.truth if truth is None else truth, self.hist, hm, self.origin_m,
+                     self.scale_m)
 
     def compact(self) -> Batch:
         """Move each sample's reporting slots to the front and drop slots no sample uses.
@@ -195,7 +268,8 @@ class Batch:
             return torch.gather(t, 1, idx)
 
         # the history is dropped: only mapformer reads it, and it is never compacted (its maps follow the slots)
-        return Batch(take(self.node_xy), take(self.feats), take(self.node_id), take(self.mask), self.truth)
+        return Batch(take(self.node_xy), take(self.feats), take(self.node_id), take(self.mask), self.truth,
+                     origin_m=self.origin_m, scale_m=self.scale_m)
 
     def col(self, name: str) -> torch.Tensor:
         return self.feats[..., TOKEN_COLUMNS.index(name)]
@@ -215,14 +289,16 @@ def make_batch(x: Inputs, spec: FeatureSpec, *, unknown_nodes: str = "allow") ->
         raise InvalidInputError(msg)
     n, s = x.node_mask.shape
     known = x.known_nodes
-    xy = np.where(known[..., None], spec.to_unit(np.nan_to_num(x.node_pos_m[..., :2])), 0.0)
+    origin, scale = spec.frames(x)
+    xy = np.where(known[..., None], (np.nan_to_num(x.node_pos_m[..., :2]) - origin[:, None]) / scale[:, None, None],
+                  0.0)
     z = np.where(np.isfinite(x.node_pos_m[..., 2]), x.node_pos_m[..., 2], 0.0) / NODE_Z_SCALE_M
     rss_ok = np.isfinite(x.rss_dbm) & x.node_mask
     rss = np.clip((np.nan_to_num(x.rss_dbm, nan=RSS_MIN_DBM) - RSS_MIN_DBM) / (RSS_MAX_DBM - RSS_MIN_DBM), -0.5, 1.5)
     aoa_ok = np.isfinite(x.aoa_deg) & x.node_mask
     aoa = np.deg2rad(np.nan_to_num(x.aoa_deg))
     toa_ok = np.isfinite(x.toa_ns) & x.node_mask
-    toa = np.clip(np.nan_to_num(x.toa_ns) * C_M_PER_NS / spec.extent_m, 0.0, 4.0)
+    toa = np.clip(np.nan_to_num(x.toa_ns) * C_M_PER_NS / scale[:, None], 0.0, 4.0)
     tx_ok = np.isfinite(x.tx_power_dbm) & x.node_mask
     tx = np.nan_to_num(x.tx_power_dbm) / TX_SCALE_DBM
     cols = {
@@ -230,7 +306,9 @@ def make_batch(x: Inputs, spec: FeatureSpec, *, unknown_nodes: str = "allow") ->
         "aoa_cos": np.cos(aoa) * aoa_ok, "aoa_ok": aoa_ok, "toa": toa * toa_ok, "toa_ok": toa_ok, "tx": tx * tx_ok,
         "tx_ok": tx_ok,
     }
-    feats = np.stack([np.asarray(cols[c], dtype=np.float32) for c in TOKEN_COLUMNS], axis=-1)
+    if spec.frame == "sample":
+        cols["log_scale"] = np.broadcast_to(np.log(scale / SCALE_REF_M)[:, None], (n, s))
+    feats = np.stack([np.asarray(cols[c], dtype=np.float32) for c in token_columns(spec.frame)], axis=-1)
     mask = x.node_mask & (rss_ok | aoa_ok | toa_ok)
     keys = node_keys(x)
     lookup = {k: i + 1 for i, k in enumerate(spec.node_keys)}
@@ -245,7 +323,7 @@ def make_batch(x: Inputs, spec: FeatureSpec, *, unknown_nodes: str = "allow") ->
         msg = (f"x: node ids {sorted(unknown)[:5]} were never seen in training "
                f"(the model knows {len(spec.node_keys)} nodes, e.g. {list(spec.node_keys[:3])})")
         raise InvalidInputError(msg)
-    truth = spec.to_unit(x.truth_m).astype(np.float32)
+    truth = ((x.truth_m - origin) / scale[:, None]).astype(np.float32)
     hist = hist_mask = None
     if x.rss_steps_dbm is not None and x.step_age_s is not None:
         age = x.step_age_s[..., None]  # [N, T, 1]
@@ -257,4 +335,5 @@ def make_batch(x: Inputs, spec: FeatureSpec, *, unknown_nodes: str = "allow") ->
             hist = torch.from_numpy(np.stack([h_rss * hm, h_age * hm], -1).astype(np.float32))
             hist_mask = torch.from_numpy(hm)
     return Batch(torch.from_numpy(xy.astype(np.float32)), torch.from_numpy(feats), torch.from_numpy(ids),
-                 torch.from_numpy(mask), torch.from_numpy(truth), hist, hist_mask)
+                 torch.from_numpy(mask), torch.from_numpy(truth), hist, hist_mask, torch.from_numpy(origin),
+                 torch.from_numpy(scale))

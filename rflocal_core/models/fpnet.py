@@ -85,6 +85,9 @@ class FPNetConfig(NetConfig):
         position and sigma together (it trusts easy samples more and lags on the hard ones).
     """
 
+    # it reads fixed node slots or the maps of its training scenes: positions in their square only
+    frame: str = option("scene", choices=("scene",), help="scene only: positions in the training scenes' square")
+
     d_model: int = redefault(NetConfig, "d_model", 256)
     dropout: float = redefault(NetConfig, "dropout", 0.1)
     beta: float = redefault(NetConfig, "beta", 0.0)

@@ -101,6 +101,14 @@ class Inputs:
     step_age_s : ndarray [N, T], optional
         Seconds from each report time to the sample's last one (0 at the last, NaN for
         padding steps); None with ``rss_steps_dbm``.
+    iq : ndarray [N, S, 2, n] int, optional
+        IQ captures at the last valid step as ADC codes (datasets with captures, else None).
+    iq_scale : ndarray [N, S], optional
+        √mW per code of each capture; NaN: no capture.
+    iq_t0_s : ndarray [N, S], optional
+        Start of each capture on the receivers' common clock, seconds.
+    iq_sample_rate_hz : float
+        Sample rate of the captures (NaN without).
     """
 
     dataset: str
@@ -128,6 +136,10 @@ class Inputs:
     top_k: int = 0
     rss_steps_dbm: np.ndarray | None = None
     step_age_s: np.ndarray | None = None
+    iq: np.ndarray | None = None
+    iq_scale: np.ndarray | None = None
+    iq_t0_s: np.ndarray | None = None
+    iq_sample_rate_hz: float = float("nan")
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -137,11 +149,14 @@ class Inputs:
                                               "tx_power_dbm", "slot_site")
     #: Fields indexed [N, ...] (per sample).
     SAMPLE_FIELDS: ClassVar[tuple[str, ...]] = ("indices", "truth_m", "truth_z_m", "scene_idx")
+    #: Optional fields indexed [N, S, ...] (None without IQ captures).
+    IQ_FIELDS: ClassVar[tuple[str, ...]] = ("iq", "iq_scale", "iq_t0_s")
 
     def subset(self, rows: np.ndarray | slice) -> Inputs:
         """The samples ``rows`` (an index array, boolean mask or slice)."""
         steps = {} if self.rss_steps_dbm is None else {"rss_steps_dbm": self.rss_steps_dbm[rows],
                                                        "step_age_s": self.step_age_s[rows]}
+        steps.update({f: getattr(self, f)[rows] for f in self.IQ_FIELDS if getattr(self, f) is not None})
         return replace(self, **{f: getattr(self, f)[rows] for f in self.SLOT_FIELDS + self.SAMPLE_FIELDS}, **steps)
 
     def slots(self, cols: np.ndarray | slice) -> Inputs:
@@ -153,6 +168,7 @@ class Inputs:
         sel = np.arange(self.node_mask.shape[1])[cols]
         fixed = self.fixed_slots if np.array_equal(sel[: self.fixed_slots], np.arange(self.fixed_slots)) else 0
         steps = {} if self.rss_steps_dbm is None else {"rss_steps_dbm": self.rss_steps_dbm[:, :, sel]}
+        steps.update({f: getattr(self, f)[:, sel] for f in self.IQ_FIELDS if getattr(self, f) is not None})
         return replace(self, fixed_slots=fixed, **{f: getattr(self, f)[:, sel] for f in self.SLOT_FIELDS}, **steps)
 
     @property
@@ -244,7 +260,23 @@ def load_inputs(dataset: str, split: str, *, with_maps: bool = True, max_steps: 
         rss_noise_db=float(config.get("rss_noise_db", 0.0 if "rss_quantization_db" in config else np.nan)),
         top_k=int(config.get("top_k", 0) or 0),
         rss_steps_dbm=rss_t if rss_t.shape[1] > 1 else None, step_age_s=step_age if rss_t.shape[1] > 1 else None,
+        **_read_captures(g, idx, steps["last"]),
     )
+
+
+def _read_captures(g: Any, idx: np.ndarray, last: np.ndarray) -> dict[str, Any]:
+    """The IQ captures at each sample's last valid step (``iq``, ``iq_scale``, ``iq_t0_s``), if the dataset has any."""
+    if "mask_iq" not in g or "iq" not in g:
+        return {}
+    rows = np.arange(len(idx))
+
+    def read(key: str) -> np.ndarray:  # only the split's rows: the captures are the largest arrays
+        return np.asarray(g[key].oindex[idx])[rows, last] if len(idx) else np.zeros((0, *g[key].shape[2:]))
+
+    mask = read("mask_iq").astype(bool)
+    return {"iq": read("iq"), "iq_scale": np.where(mask, read("iq_scale").astype(np.float64), np.nan),
+            "iq_t0_s": read("iq_t0_s").astype(np.float64),
+            "iq_sample_rate_hz": float(dict(g.attrs).get("iq", {}).get("sample_rate_hz", np.nan))}
 
 
 def _read_steps(read: Any, has_times: bool, has_los: bool, max_steps: int | None) -> dict[str, np.ndarray]:
@@ -271,6 +303,7 @@ def _read_steps(read: Any, has_times: bool, has_los: bool, max_steps: int | None
         "aoa": _last_step(read("aoa_deg").astype(np.float64), last),
         "los": _last_step(read("los"), last).astype(np.int8) if has_los else np.full(rss.shape, -1, np.int8),
         "pos": _last_step(read("pos_m").astype(np.float64), last),
+        "last": last,
     }
 
 

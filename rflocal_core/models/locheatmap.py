@@ -389,6 +389,9 @@ class LocHeatmapConfig(NetConfig):
         mean gradient is then the squared error's).
     """
 
+    # it reads fixed node slots or the maps of its training scenes: positions in their square only
+    frame: str = option("scene", choices=("scene",), help="scene only: positions in the training scenes' square")
+
     beta: float = redefault(NetConfig, "beta", 1.0)
     mode: str = option("proposal", choices=MODES, help="the localization mode (see the module doc)")
     res: int = option(32, lo=8, hi=512, help="cells per side of every raster and of the heatmap")

@@ -176,6 +176,9 @@ class MapFormerConfig(NetConfig):
         +-map_scale about the square's centre (0 disables).
     """
 
+    # it reads fixed node slots or the maps of its training scenes: positions in their square only
+    frame: str = option("scene", choices=("scene",), help="scene only: positions in the training scenes' square")
+
     node_dropout: tuple[float, ...] = redefault(NetConfig, "node_dropout", (0.0, 0.1, 0.2))
     pe_freqs: int = redefault(SetNetConfig, "pe_freqs", 6)
     layers: int = redefault(SetNetConfig, "layers", 2)

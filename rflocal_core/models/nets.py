@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.models.features import TOKEN_COLUMNS, Batch
+from rflocal_core.models.features import FRAMES, TOKEN_COLUMNS, Batch, token_columns
 from rflocal_core.models.registry import NETWORKS, register
 from rflocal_core.options import check_options, option, redefault
 from rflocal_core.validation import check_choice, dataclass_from_dict
@@ -108,6 +108,10 @@ class NetConfig:
         Uniform noise +-rss_noise_db added to training RSS.
     position_jitter_m : float
         Gaussian jitter (m, 1 sigma) added to training node positions.
+    frame : str
+        ``"scene"``: positions in the training split's square; ``"sample"``: metres relative to each
+        sample's reporting nodes, so the network predicts in any scene, of any size (issue 19; see
+        :mod:`rflocal_core.models.features`). Networks that read maps or fixed node slots: scene only.
     """
 
     d_model: int = option(64, lo=8, hi=1024, help="token width")
@@ -120,6 +124,9 @@ class NetConfig:
     rss_noise_db: float = option(0.0, lo=0.0, hi=20.0, unit="dB", help="uniform noise added to training RSS")
     position_jitter_m: float = option(0.0, lo=0.0, hi=100.0, unit="m",
                                       help="Gaussian jitter (1 sigma) added to training node positions")
+    frame: str = option("scene", choices=FRAMES,
+                        help="scene: positions in the training scenes' square; sample: metres relative to each "
+                             "sample's nodes (predicts in any scene, of any size)")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "node_dropout", tuple(float(v) for v in self.node_dropout))
@@ -243,7 +250,9 @@ class LocNet(nn.Module):
             feats[..., i] = feats[..., i] + noise * feats[..., TOKEN_COLUMNS.index("rss_ok")]
         node_xy = batch.node_xy
         if c.position_jitter_m > 0:
-            jitter = torch.randn(node_xy.shape, generator=generator) * (c.position_jitter_m / extent_m)
+            # metres to units: the side of each sample's square (sample frame) or the scene's
+            unit_m = extent_m if batch.scale_m is None else batch.scale_m.to(node_xy.dtype).view(-1, 1, 1)
+            jitter = torch.randn(node_xy.shape, generator=generator) * (c.position_jitter_m / unit_m)
             node_xy = node_xy + jitter * batch.col("pos_ok").unsqueeze(-1)
         return batch.with_tokens(node_xy=node_xy, feats=feats, mask=mask)
 
@@ -274,7 +283,7 @@ class SetNet(LocNet):
     def __init__(self, config: SetNetConfig, *, vocab_size: int = 0) -> None:
         super().__init__(config, vocab_size=vocab_size)
         d = config.d_model
-        in_dim = 4 * config.pe_freqs + len(TOKEN_COLUMNS)
+        in_dim = 4 * config.pe_freqs + len(token_columns(config.frame))
         self.token_mlp = mlp([in_dim, 2 * d, d])
         layer = nn.TransformerEncoderLayer(d, config.heads, 2 * d, config.dropout, activation="gelu",
                                            batch_first=True, norm_first=True)
@@ -327,7 +336,7 @@ class Heimdall(LocNet):
             nn.init.normal_(self.node_embedding.weight, std=0.02)
             with torch.no_grad():
                 self.node_embedding.weight[0].zero_()  # unknown nodes: no identity
-        self.node_mlp = mlp([2 + len(TOKEN_COLUMNS) + e, 2 * d, d], final_act=True)
+        self.node_mlp = mlp([2 + len(token_columns(config.frame)) + e, 2 * d, d], final_act=True)
         # pair features: dx, dy, distance, bearing sin/cos, dz, both-positions-known
         self.pair_mlp = mlp([7 + 2 * d, d, d], final_act=True) if config.geometry else None
         self.node_mlp2 = mlp([2 * d if config.geometry else d, d, d], final_act=True)

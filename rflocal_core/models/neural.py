@@ -43,7 +43,9 @@ class NeuralModel:
             raise InvalidInputError(msg)
         cfg = payload.get("config") or {}
         spec = FeatureSpec.from_dict(cfg["features"])
-        net = build_network(name, cfg.get("model_config"), vocab_size=len(spec.node_keys))
+        # the spec says how the inputs were encoded; configs from before frames existed leave it out
+        model_config = {**(cfg.get("model_config") or {}), "frame": spec.frame}
+        net = build_network(name, model_config, vocab_size=len(spec.node_keys))
         state = {k: torch.as_tensor(np.asarray(v)) for k, v in payload["state"].items()}
         try:
             net.load_state_dict(state)
@@ -57,6 +59,11 @@ class NeuralModel:
 
     def checkpoint_config(self) -> dict[str, Any]:
         return {"model_config": self.net.config.to_dict(), "features": self.spec.to_dict()}
+
+    @property
+    def any_scene(self) -> bool:
+        """Whether it predicts in a scene it was not trained on: trained in the sample frame, without maps."""
+        return self.spec.frame == "sample" and not self.needs_maps
 
     @property
     def needs_maps(self) -> bool:
@@ -133,9 +140,9 @@ class NeuralModel:
         ``info["residual_db"]`` [N]: for networks with a physics residual (``mapformer``), the RMS
         difference (dB) between the observed RSS and the maps at the predicted position.
         """
-        mu, sigma, residual = self._predict_all(make_batch(x, self.spec, unknown_nodes=unknown_nodes),
-                                                self.map_source(x))
+        batch = make_batch(x, self.spec, unknown_nodes=unknown_nodes)
+        mu, sigma, residual = self._predict_all(batch, self.map_source(x))
         info: dict[str, Any] = {"model": self.name}
         if residual is not None:
             info["residual_db"] = residual
-        return Prediction(self.spec.to_metres(mu), sigma * self.spec.extent_m, info)
+        return Prediction(batch.to_metres(mu, self.spec), sigma * batch.scales(self.spec)[:, None], info)

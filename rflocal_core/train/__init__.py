@@ -9,10 +9,15 @@ Public API::
     result = train("ds", "map_matching")     # TrainResult: run_id, summary.median_m, stopped, ...
     result = train("ds", "heimdall", train_config={"epochs": 40, "max_minutes": 5})
     result = resume(result.run_id)           # continue a cancelled or interrupted network run
+
+Under ``torchrun`` (``RANK``, ``WORLD_SIZE`` set) :func:`train` and :func:`resume` train a network
+with DistributedDataParallel on every rank (:mod:`rflocal_core.train.distributed`); rank 0 writes
+the run, every rank returns the same result.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, replace
@@ -35,7 +40,9 @@ from rflocal_core.models.transforms import InputTransform, load_transformed
 from rflocal_core.progress import JobCancelled, ProgressFn, StepProgressFn, as_progress
 from rflocal_core.reference import write_reference
 from rflocal_core.results import JsonResult, json_field
+from rflocal_core.train import distributed
 from rflocal_core.train.calibrate import SigmaCalibration, calibrate_run_folder
+from rflocal_core.train.distributed import Dist
 from rflocal_core.train.engine import FitResult, TrainConfig, fit_network, load_resume
 from rflocal_core.train.runs import (
     StopReason,
@@ -176,20 +183,30 @@ def train(
         :func:`rflocal_core.metrics.error_summary`), ``seconds``, ``stopped`` (why it stopped:
         "fitted", "all epochs done (60/60)", "early stop at epoch 41 (patience 15)", "time budget
         reached at epoch 23/60"; also in the run's ``status.json``), ``warnings``.
+
+    Raises
+    ------
+    InvalidInputError
+        Under torchrun, a model that is not a network (baselines fit in one process).
     """
     require(user, "train")
     owner = user.name if owner is None else owner
     report = as_progress(progress)
     transform = (input_transform if isinstance(input_transform, InputTransform)
                  else InputTransform.from_dict(input_transform))
-    if model in NETWORKS or model in BASELINES:
-        check_extent(dataset, allow_large_extent=allow_large_extent)
     if model in NETWORKS:
-        return _train_network(dataset, model, model_config, train_config, seed, report, run_id, transform, tags,
-                              owner=owner)
+        cfg = train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(train_config)
+        with distributed.session(cfg.device) as dist:
+            return _train_network(dataset, model, model_config, cfg, seed, report, run_id, transform, tags,
+                                  owner=owner, allow_large_extent=allow_large_extent, dist=dist)
     if model not in BASELINES:
         msg = f"model: expected one of {', '.join(models())}, got {model!r}"
         raise InvalidInputError(msg)
+    if distributed.launched():
+        msg = (f"model: {model} is a baseline, fitted in one process; DDP (torchrun, --nproc) trains the networks "
+               f"({', '.join(NETWORKS)}): run it without torchrun")
+        raise InvalidInputError(msg)
+    check_extent(dataset, allow_large_extent=allow_large_extent)
     return _train_baseline(dataset, model, model_config, seed, report, run_id, transform, tags, owner=owner)
 
 
@@ -268,14 +285,24 @@ def _dataset_digest(attrs: dict[str, Any]) -> str | None:
     return attrs.get("digest") or (attrs.get("input") or {}).get("sha256")
 
 
-def _train_network(
-    dataset: str, model: str, model_config: dict[str, Any] | None, train_config: Any, seed: int,
-    report: StepProgressFn, run_id: str | None, transform: InputTransform, tags: tuple[str, ...] = (), *,
-    owner: str = "local",
-) -> TrainResult:
+@dataclass(frozen=True)
+class _Prepared:
+    """What a network run is trained on: read and checked before anything is written."""
+
+    attrs: dict[str, Any]
+    train_in: Inputs
+    val_in: Inputs
+    spec: FeatureSpec
+    net: Any
+    warnings: list[str]
+
+
+def _prepare_network(dataset: str, model: str, model_config: dict[str, Any] | None, seed: int,
+                     report: StepProgressFn, transform: InputTransform, *, allow_large_extent: bool) -> _Prepared:
+    """Check the dataset and the options, load the splits, build the network (writes nothing)."""
+    check_extent(dataset, allow_large_extent=allow_large_extent)
     attrs = dict(open_dataset(dataset).attrs)
-    cfg = train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(train_config)
-    build_network(model, model_config, vocab_size=0)  # validates the model options before anything is written
+    frame = build_network(model, model_config, vocab_size=0).config.frame  # checks the options before any write
     report("loading data", 0.0)
     with_maps = model_needs_maps(model)
     train_in = load_transformed(dataset, "train", transform, with_maps=with_maps)
@@ -288,33 +315,67 @@ def _train_network(
                "measurements); train it on a generated dataset, or choose setnet or heimdall")
         raise InvalidInputError(msg)
     warnings = node_position_warnings(model, dataset, train_in)
-    spec = FeatureSpec.fit(train_in)
+    spec = FeatureSpec.fit(train_in, frame=frame)
     torch_seed(seed)
     net = build_network(model, model_config, vocab_size=len(spec.node_keys))
     prepare = getattr(net, "prepare", None)  # networks fitted to the training split beyond the weights (fpnet)
     if prepare is not None:
         prepare(train_in, spec)
-    run_id = run_id or new_run_id(model, dataset)
+    return _Prepared(attrs, train_in, val_in, spec, net, warnings)
+
+
+def _train_network(
+    dataset: str, model: str, model_config: dict[str, Any] | None, cfg: TrainConfig, seed: int,
+    report: StepProgressFn, run_id: str | None, transform: InputTransform, tags: tuple[str, ...] = (), *,
+    owner: str = "local", allow_large_extent: bool = False, dist: Dist | None = None,
+) -> TrainResult:
+    dist = dist or Dist()
+    report = dist.main_only(report)
+    # in DDP nothing is said before every rank has its data (an input error is then one line, on every rank)
+    quiet = report if not dist.on else _silent
+    prep = dist.agree(lambda: _prepare_network(dataset, model, model_config, seed, quiet, transform,
+                                               allow_large_extent=allow_large_extent))
+    run_id = dist.broadcast(run_id or new_run_id(model, dataset))  # rank 0's id (it holds the time)
+    net = prep.net
     config = {
         "run_id": run_id, "kind": "network", "model": model, "model_config": net.config.to_dict(),
-        "train_config": cfg.to_dict(), "features": spec.to_dict(), "dataset": dataset,
-        "dataset_digest": _dataset_digest(attrs), "seed": seed, "parameters": sum(p.numel() for p in net.parameters()),
+        "train_config": cfg.to_dict(), "features": prep.spec.to_dict(), "dataset": dataset,
+        "dataset_digest": _dataset_digest(prep.attrs), "seed": seed,
+        "parameters": sum(p.numel() for p in net.parameters()),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "input_transform": transform.to_dict(),
         "tags": list(tags), "owner": owner,
     }
+    if dist.on:
+        config["ddp"] = {"world_size": dist.world, "backend": "nccl" if dist.device.type == "cuda" else "gloo"}
+    path = dist.agree(lambda: _create_network_run(run_id, config, dataset, prep.train_in, dist))
+    result = _run_network(path, config, NeuralModel(model, net, prep.spec), cfg, prep.train_in, prep.val_in, report,
+                          None, dist)
+    return replace(result, warnings=tuple(prep.warnings))
+
+
+def _silent(stage: str, fraction: float, *, step: Any = None) -> None:
+    """A progress callback that says nothing."""
+
+
+def _create_network_run(run_id: str, config: dict[str, Any], dataset: str, train_in: Inputs, dist: Dist) -> Path:
+    """Rank 0 creates the run folder and its reference (the other ranks just name it)."""
+    if not dist.is_main:
+        return runs_dir() / run_id
     path = create_run(run_id, config)
     try:
         write_reference(path, dataset, train_in)
     except BaseException as exc:
         write_status(path, state="failed", error=f"{type(exc).__name__}: {exc}", stop=StopReason("failed"))
         raise
-    result = _run_network(path, config, NeuralModel(model, net, spec), cfg, train_in, val_in, report, None)
-    return replace(result, warnings=tuple(warnings))
+    return path
 
 
 def resume(run_id: str, *, progress: ProgressFn | None = None, max_minutes: float | None = None,
            user: User = LOCAL_USER) -> TrainResult:
     """Continue a network run that was cancelled, interrupted or failed from its last finished epoch.
+
+    Under torchrun every rank continues from the same ``resume.pt`` (any world size: a run trained
+    with DDP resumes in one process, and the other way round).
 
     Parameters
     ----------
@@ -332,6 +393,22 @@ def resume(run_id: str, *, progress: ProgressFn | None = None, max_minutes: floa
     report = as_progress(progress)
     path = run_dir(run_id)
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    device = str((config.get("train_config") or {}).get("device", "auto"))
+    with distributed.session(device) as dist:
+        report = dist.main_only(report)
+        quiet = report if not dist.on else _silent  # as train: nothing said before every rank has its data
+        cfg, net, payload, train_in, val_in = dist.agree(lambda: _resume_inputs(path, config, max_minutes, quiet))
+        if dist.is_main:
+            write_status(path, state="running")
+        spec = FeatureSpec.from_dict(config["features"])
+        return _run_network(path, config, NeuralModel(config["model"], net, spec), cfg, train_in, val_in, report,
+                            payload, dist)
+
+
+def _resume_inputs(path: Path, config: dict[str, Any], max_minutes: float | None, report: StepProgressFn
+                   ) -> tuple[TrainConfig, Any, dict[str, Any], Inputs, Inputs]:
+    """Check that the run can be resumed; its options, network, ``resume.pt`` payload and splits."""
+    run_id = path.name
     if config.get("kind") != "network":
         msg = f"run {run_id!r}: only network runs can be resumed; {config.get('model')!r} is fitted in one step"
         raise InvalidInputError(msg)
@@ -357,37 +434,44 @@ def resume(run_id: str, *, progress: ProgressFn | None = None, max_minutes: floa
     transform = InputTransform.from_dict(config.get("input_transform"))
     train_in = load_transformed(config["dataset"], "train", transform, with_maps=with_maps)
     val_in = load_transformed(config["dataset"], "val", transform, with_maps=with_maps)
-    write_status(path, state="running")
-    return _run_network(path, config, NeuralModel(config["model"], net, spec), cfg, train_in, val_in, report, payload)
+    return cfg, net, payload, train_in, val_in
 
 
 def _run_network(
     path: Path, config: dict[str, Any], model: NeuralModel, cfg: TrainConfig, train_in: Inputs, val_in: Inputs,
-    report: StepProgressFn, payload: dict[str, Any] | None,
+    report: StepProgressFn, payload: dict[str, Any] | None, dist: Dist | None = None,
 ) -> TrainResult:
+    dist = dist or Dist()
     run_id = config["run_id"]
-    with active(run_id):
-        return _run_network_locked(path, config, model, cfg, train_in, val_in, report, payload)
+    with active(run_id) if dist.is_main else contextlib.nullcontext():
+        result = _run_network_locked(path, config, model, cfg, train_in, val_in, report, payload, dist)
+    return dist.broadcast(result)  # rank 0's (its calibration, its times): the same result on every rank
 
 
 def _run_network_locked(
     path: Path, config: dict[str, Any], model: NeuralModel, cfg: TrainConfig, train_in: Inputs, val_in: Inputs,
-    report: StepProgressFn, payload: dict[str, Any] | None,
-) -> TrainResult:
+    report: StepProgressFn, payload: dict[str, Any] | None, dist: Dist,
+) -> TrainResult | None:
+    """Fit, calibrate and write the status (rank 0: the others return None and take rank 0's result)."""
+    main = dist.is_main
     try:
         out: FitResult = fit_network(path, model, cfg, train_in, val_in, seed=int(config["seed"]), progress=report,
-                                     resume=payload)
+                                     resume=payload, dist=dist)
+        if not main:
+            return None
         cal = _calibrate_network(path, val_in)
         best = {"median_m": out.best.median_m, "p95_m": out.best.p95_m, "mean_m": out.best.mean_m,
                 "seconds": out.seconds, "epoch": out.best_epoch, "epochs_run": out.epochs_run,
                 "stop_reason": out.stop_reason}
         write_status(path, state="done", best=best, stop=out.stop)
     except (JobCancelled, KeyboardInterrupt):  # the best checkpoint and resume.pt stay: resumable
-        write_status(path, state="cancelled", best=_best_so_far(path), stop=_stopped_in(path, "cancelled", cfg))
+        if main:
+            write_status(path, state="cancelled", best=_best_so_far(path), stop=_stopped_in(path, "cancelled", cfg))
         raise
     except BaseException as exc:
-        write_status(path, state="failed", error=f"{type(exc).__name__}: {exc}", best=_best_so_far(path),
-                     stop=_stopped_in(path, "failed", cfg))
+        if main:
+            write_status(path, state="failed", error=f"{type(exc).__name__}: {exc}", best=_best_so_far(path),
+                         stop=_stopped_in(path, "failed", cfg))
         raise
     report("done", 1.0)
     return TrainResult(run_id=config["run_id"], model=config["model"], dataset=config["dataset"], summary=out.best,

@@ -72,7 +72,8 @@ MIN_NETWORK_SECONDS = 10.0
 #: Of a network's share, what its epoch loop gets (the rest: loading the data, the last validation).
 NETWORK_SHARE_FRACTION = 0.9
 #: The report fields of :class:`~rflocal_core.models.inputs.Inputs`, and what the table calls them.
-MEASUREMENTS = {"rss_dbm": "received power", "toa_ns": "time-of-arrival", "aoa_deg": "angle-of-arrival"}
+MEASUREMENTS = {"rss_dbm": "received power", "toa_ns": "time-of-arrival", "aoa_deg": "angle-of-arrival",
+                "iq_scale": "IQ capture"}
 #: How the candidates are compared (kept in the table).
 CRITERION = "lowest validation median error, then lowest validation mean error"
 
@@ -181,7 +182,8 @@ def dataset_traits(dataset: str) -> DatasetTraits:
     root = open_dataset(dataset)
     x = load_transformed(dataset, "train", None, with_maps=False)
     known = x.node_mask & x.known_nodes
-    given = frozenset(f for f in MEASUREMENTS if (known & np.isfinite(getattr(x, f))).any())
+    given = frozenset(f for f in MEASUREMENTS
+                      if getattr(x, f) is not None and (known & np.isfinite(getattr(x, f))).any())
     return DatasetTraits(has_maps="scenes" in root, positioned_nodes=bool(given), fixed_slots=int(x.fixed_slots),
                          measurements=given)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,8 @@ from rflocal_core.models.maps import MapSource
 from rflocal_core.models.nets import LocNet
 from rflocal_core.models.neural import NeuralModel
 from rflocal_core.options import check_options, option
-from rflocal_core.progress import ProgressFn, Step, StepProgressFn, as_progress
+from rflocal_core.progress import JobCancelled, ProgressFn, Step, StepProgressFn, as_progress
+from rflocal_core.train.distributed import Dist
 from rflocal_core.train.runs import StopReason, append_metrics, read_torch, save_checkpoint, write_torch
 from rflocal_core.validation import dataclass_from_dict
 
@@ -141,7 +142,7 @@ class FitResult:
 
 def fit_network(
     path: Path, model: NeuralModel, cfg: TrainConfig, train_in: Inputs, val_in: Inputs, *, seed: int,
-    progress: ProgressFn, resume: dict[str, Any] | None = None,
+    progress: ProgressFn, resume: dict[str, Any] | None = None, dist: Dist | None = None,
 ) -> FitResult:
     """Train ``model.net`` and keep the best epoch in ``path/model.pt``.
 
@@ -151,6 +152,9 @@ def fit_network(
         The run folder (``metrics.jsonl``, ``model.pt``, ``resume.pt`` are written there).
     resume : dict, optional
         The payload of ``resume.pt`` to continue from.
+    dist : Dist, optional
+        This process's rank in a DDP run (:mod:`rflocal_core.train.distributed`); every rank calls
+        this alike, rank 0 alone writes the files and reports progress.
     progress : callable(stage, fraction[, step])
         Called every few tenths of a second, with the epochs done as a
         :class:`~rflocal_core.progress.Step` (and the time budget left) when it takes ``step``;
@@ -165,7 +169,8 @@ def fit_network(
         (validation summary of the best epoch), ``seconds``.
     """
     torch.manual_seed(seed)
-    loop = _Loop.start(path, model, cfg, train_in, val_in, seed=seed, report=as_progress(progress), resume=resume)
+    loop = _Loop.start(path, model, cfg, train_in, val_in, seed=seed, report=as_progress(progress), resume=resume,
+                       dist=dist or Dist())
     aux_epochs = int(getattr(loop.net.config, "aux_epochs", 0))
     stop_reason = "epochs"
     for epoch in range(int(loop.state["epoch"]), cfg.epochs):
@@ -173,6 +178,7 @@ def fit_network(
         stage = "aux" if epoch < aux_epochs else "joint"
         sums, seen, out_of_time = loop.train_epoch(epoch, stage)
         loop.end_epoch(epoch, stage, sums, seen, t_epoch)
+        loop.check_cancel()
         if out_of_time:
             stop_reason = "time limit"
             break
@@ -219,12 +225,17 @@ class _Loop:
     anchor: tuple[float, float] = (0.0, 0.0)
     epoch_progress: float = 0.0
     last_report: float = 0.0
+    dist: Dist = field(default_factory=Dist)
+    seed: int = 0
+    fwd: torch.nn.Module | None = None  # what the forward pass goes through: DDP's wrapper, or the net
+    aug_gen: torch.Generator | None = None  # DDP: this rank's augmentation (None: ``gen``, as one process)
+    cancel_pending: bool = False  # DDP: rank 0's progress callback asked to cancel; every rank stops
 
     @classmethod
     def start(cls, path: Path, model: NeuralModel, cfg: TrainConfig, train_in: Inputs, val_in: Inputs, *, seed: int,
-              report: StepProgressFn, resume: dict[str, Any] | None) -> _Loop:
+              report: StepProgressFn, resume: dict[str, Any] | None, dist: Dist) -> _Loop:
         """Batches, optimizer and state, from scratch or from a ``resume.pt`` payload."""
-        device = cfg.resolved_device()
+        device = dist.device if dist.on else cfg.resolved_device()
         net: LocNet = model.net.to(device)
         train_b = make_batch(train_in, model.spec)
         val_b = make_batch(val_in, model.spec)
@@ -247,8 +258,56 @@ class _Loop:
             _upgrade_state(state, resume["state"], cfg, steps_per_epoch=math.ceil(len(train_b) / cfg.batch_size))
         t_start = time.perf_counter() - state["elapsed_s"]
         deadline = None if cfg.max_minutes is None else t_start + 60 * cfg.max_minutes
-        return cls(path, model, cfg, net, device, train_b, train_rows, train_src, val_b, val_in, val_src, opt, gen,
-                   report, state, t_start, deadline, anchor=(float(state["progress"]), float(state["elapsed_s"])))
+        loop = cls(path, model, cfg, net, device, train_b, train_rows, train_src, val_b, val_in, val_src, opt, gen,
+                   report, state, t_start, deadline, anchor=(float(state["progress"]), float(state["elapsed_s"])),
+                   dist=dist, seed=seed)
+        if dist.on:
+            unused = dist.sum([float(loop.leaves_parameters_unused())])[0] > 0
+            loop.fwd = dist.wrap(net, device, find_unused=unused)
+            loop.report = dist.main_only(loop.deferred_cancel(report))
+        return loop
+
+    def leaves_parameters_unused(self) -> bool:
+        """Whether a training step (of each stage the run has) leaves a parameter without a gradient:
+        DDP must then look for such parameters every step, which costs a pass over the graph.
+
+        One forward and backward pass on two samples; the random state and the gradients are left
+        as they were.
+        """
+        net = self.net
+        stages = ["joint"] + (["aux"] if int(getattr(net.config, "aux_epochs", 0)) > 0 else [])
+        rows = torch.arange(min(2, len(self.train_b)))
+        base = self.train_b.index(rows)
+        inp = base.compact() if self.train_src is None else self.train_src.batch(base, self.train_rows[rows])
+        inp = inp.to(self.device)
+        unused = False
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            net.train()
+            for stage in stages:
+                net.zero_grad(set_to_none=True)
+                loss, _ = net.loss(inp, net(inp), stage=stage)
+                loss.backward()
+                unused = unused or any(p.requires_grad and p.grad is None for p in net.parameters())
+        net.zero_grad(set_to_none=True)
+        return unused
+
+    def deferred_cancel(self, report: StepProgressFn) -> StepProgressFn:
+        """``report`` whose cancel is noted (and acted on by every rank after the next step) instead
+        of raised on rank 0 alone."""
+
+        def wrapped(stage: str, fraction: float, *, step: Step | None = None) -> None:
+            try:
+                report(stage, fraction, step=step)
+            except JobCancelled:
+                self.cancel_pending = True
+
+        return wrapped
+
+    def check_cancel(self) -> None:
+        """DDP: stop every rank when rank 0's callback asked to cancel at the epoch's end."""
+        if self.dist.on and self.dist.from_main([float(self.cancel_pending)])[0] > 0:
+            raise JobCancelled("cancelled")
 
     @property
     def steps_per_epoch(self) -> int:
@@ -290,17 +349,25 @@ class _Loop:
         return Step("epochs", done, self.cfg.epochs, limit_s=limit, last=True)
 
     def train_epoch(self, epoch: int, stage: str) -> tuple[dict[str, float], int, bool]:
-        """One pass over the shuffled train split: summed losses, samples seen, whether time ran out."""
+        """One pass over the shuffled train split: summed losses, samples seen, whether time ran out.
+
+        In DDP every rank draws the same order and takes its share of each global batch; the sums
+        and the count are of every rank's share.
+        """
         cfg, net = self.cfg, self.net
         net.train()
-        self.epoch_progress = self.progress()  # the augmentation schedule moves on at epoch starts
+        self.start_epoch(epoch)
         order = torch.randperm(len(self.train_b), generator=self.gen)
         sums: dict[str, float] = {}
         seen = 0
+        out_of_time = False
         for b in range(self.steps_per_epoch):
             rows = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            loss, parts = self.train_step(epoch, b, rows, stage)
-            n = len(rows)
+            if len(rows) < self.dist.world:  # a tail too short to give every rank a sample
+                continue
+            mine = self.dist.share(rows)
+            loss, parts, out_of_time = self.train_step(epoch, b, mine, stage, batch_rows=len(rows))
+            n = len(mine)
             seen += n
             sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * n
             for k, v in parts.items():
@@ -311,41 +378,72 @@ class _Loop:
                 done = epoch + (b + 1) / self.steps_per_epoch
                 self.report(f"epoch {epoch + 1}/{cfg.epochs}", max(done / cfg.epochs, self.progress()),
                             step=self.epochs_done(done))
-            if self.deadline is not None and now > self.deadline:
-                return sums, seen, True
-        return sums, seen, False
+            if out_of_time:
+                break
+        return *self.summed(sums, seen), out_of_time
 
-    def train_step(self, epoch: int, b: int, rows: torch.Tensor, stage: str) -> tuple[torch.Tensor, dict[str, float]]:
-        """One optimizer step on the samples ``rows`` (augmented); returns the loss and its parts."""
+    def start_epoch(self, epoch: int) -> None:
+        """The augmentation schedule moves on at epoch starts (rank 0's progress in DDP, whose ranks
+        augment with their own generator, seeded by seed, rank and epoch: a resumed run draws alike)."""
+        self.epoch_progress = self.dist.from_main([self.progress()])[0]
+        if self.dist.on:
+            self.aug_gen = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 1_009 + self.dist.rank)
+
+    def summed(self, sums: dict[str, float], seen: int) -> tuple[dict[str, float], int]:
+        """The epoch's loss sums and samples over every rank (this rank's alone outside DDP)."""
+        if not self.dist.on:
+            return sums, seen
+        keys = sorted(sums)
+        total = self.dist.sum([*(sums[k] for k in keys), seen])
+        return dict(zip(keys, total[:-1], strict=True)), round(total[-1])
+
+    def train_step(self, epoch: int, b: int, rows: torch.Tensor, stage: str, *, batch_rows: int
+                   ) -> tuple[torch.Tensor, dict[str, float], bool]:
+        """One optimizer step on the samples ``rows`` (augmented) of a global batch of ``batch_rows``;
+        returns the loss, its parts and whether the time budget ran out."""
         cfg, net, device = self.cfg, self.net, self.device
         base = self.train_b.index(rows)
         inp = base if self.train_src is None else self.train_src.batch(base, self.train_rows[rows])
         batch = net.augment(inp, epoch_fraction=self.epoch_progress, extent_m=self.model.spec.extent_m,
-                            generator=self.gen)
+                            generator=self.gen if self.aug_gen is None else self.aug_gen)
         batch = (batch.compact() if self.train_src is None else batch).to(device)
-        self.state["lr"] = lr = self.next_lr()
-        for group in self.opt.param_groups:
-            group["lr"] = lr
+        fwd = self.fwd if self.fwd is not None else net
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
-            out = net(batch)
+            out = fwd(batch)
             loss, parts = net.loss(batch, out, stage=stage)
-        if not torch.isfinite(loss):
+        finite = bool(torch.isfinite(loss))
+        if not finite and not self.dist.on:
             msg = (f"training diverged at epoch {epoch + 1}, step {b + 1}: loss is {float(loss)}; "
                    f"lower lr (now {cfg.lr})")
             raise FloatingPointError(msg)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        # DDP averages the ranks' gradients: weigh each share's mean loss by its size, so the step is
+        # that of the mean over the global batch
+        scale = self.dist.world * len(rows) / batch_rows
+        (loss if scale == 1 else loss * scale).backward()
+        out_of_time = self.deadline is not None and time.perf_counter() > self.deadline
+        lr, bad_rank, cancel, out_of_time = self.dist.step_flags(lr=self.next_lr(), finite=finite,
+                                                                 cancel=self.cancel_pending, out_of_time=out_of_time)
+        if bad_rank >= 0:
+            msg = (f"training diverged at epoch {epoch + 1}, step {b + 1}: loss is not finite on rank {bad_rank}; "
+                   f"lower lr (now {cfg.lr})")
+            raise FloatingPointError(msg)
+        self.state["lr"] = lr
+        for group in self.opt.param_groups:
+            group["lr"] = lr
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
         self.opt.step()
         self.state["step"] += 1
-        return loss, parts
+        if cancel:
+            raise JobCancelled("cancelled")
+        return loss, parts, out_of_time
 
     def end_epoch(self, epoch: int, stage: str, sums: dict[str, float], seen: int, t_epoch: float) -> None:
         """Validate; keep the best model, count epochs without progress, adapt a plateau schedule; write
         the epoch's metrics row and ``resume.pt``."""
         cfg, state = self.cfg, self.state
-        val, val_loss = _validate(self.model, self.val_b, self.val_in, self.val_src)
+        val, val_loss = _validate(self.model, self.val_b, self.val_in, self.val_src, self.dist)
         val_summary = val.to_json()  # plain values: the row goes to metrics.jsonl, the best to resume.pt
         state["epoch"] = epoch + 1
         state["elapsed_s"] = time.perf_counter() - self.t_start
@@ -359,15 +457,17 @@ class _Loop:
         improved = stage == "joint" and math.isfinite(median) and median < state["best_median"] * (1 - 1e-4)
         if improved:
             state.update(best_median=median, best_epoch=epoch + 1, best=val_summary, bad_epochs=0)
-            save_checkpoint(self.path, model=self.model.name, config=self.model.checkpoint_config(),
-                            state=self.net.state_dict())
+            if self.dist.is_main:  # rank 0 writes the run; the other ranks took the same decision
+                save_checkpoint(self.path, model=self.model.name, config=self.model.checkpoint_config(),
+                                state=self.net.state_dict())
         elif stage == "joint":
             state["bad_epochs"] += 1
         if cfg.schedule == "plateau" and stage == "joint":
             self._plateau(median)
         row["best"] = improved
-        append_metrics(self.path, row)
-        _save_resume(self.path, self.net, self.opt, self.gen, state)
+        if self.dist.is_main:
+            append_metrics(self.path, row)
+            _save_resume(self.path, self.net, self.opt, self.gen, state)
         # the job's fraction: of the epochs or, with a time budget, of the schedule, whichever is further
         self.report(f"epoch {epoch + 1}/{cfg.epochs} val median {median:.2f} m",
                     max((epoch + 1) / cfg.epochs, state["progress"]), step=self.epochs_done(epoch + 1))
@@ -423,21 +523,30 @@ def _upgrade_state(state: dict[str, Any], saved: dict[str, Any], cfg: TrainConfi
     state["warmup_end"] = min(warmup_steps / total, 1.0) if state["step"] >= warmup_steps else None
 
 
-def _validate(model: NeuralModel, val_b: Batch, val_in: Inputs, source: MapSource | None
+def _validate(model: NeuralModel, val_b: Batch, val_in: Inputs, source: MapSource | None, dist: Dist | None = None
               ) -> tuple[ErrorSummary, float]:
-    """Validation error summary and mean loss, from one forward pass over the samples with truth."""
+    """Validation error summary and mean loss, from one forward pass over the samples with truth.
+
+    In DDP each rank validates its share of those samples; the errors and loss sums of every share
+    are joined, so every rank gets the figures of the whole split.
+    """
+    dist = dist or Dist()
     net = model.net
     net.eval()
     ok = np.isfinite(val_in.truth_m).all(1)
-    labeled = val_b.index(torch.from_numpy(ok))
+    rows = np.flatnonzero(ok)
+    if dist.on:
+        rows = rows[dist.share(torch.arange(len(rows))).numpy()]
+    labeled = val_b.index(torch.from_numpy(rows))
     loss_sum, mus = 0.0, []
     with torch.no_grad():
-        for part, out in model.chunks(labeled, source, np.flatnonzero(ok)):
+        for part, out in model.chunks(labeled, source, rows):
             loss_sum += float(net.loss(part, out)[0]) * len(part)
             mus.append(out["mu"].float().cpu().numpy())
     mu = np.concatenate(mus).astype(np.float64) if mus else np.zeros((0, 2))
-    err = np.hypot(*(model.spec.to_metres(mu) - val_in.truth_m[ok]).T)
-    return error_summary(err), loss_sum / max(len(labeled), 1)
+    err = dist.concat(np.hypot(*(labeled.to_metres(mu, model.spec) - val_in.truth_m[rows]).T))
+    loss_sum, count = dist.sum([loss_sum, len(labeled)])
+    return error_summary(err), loss_sum / max(count, 1)
 
 
 def _save_resume(path: Path, net: LocNet, opt: torch.optim.Optimizer, gen: torch.Generator,

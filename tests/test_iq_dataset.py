@@ -1,0 +1,234 @@
+"""IQ captures in a generated emitter dataset (``data generate --mode emitter --iq``).
+
+A scene with no buildings in the middle (two 4 m huts in far corners) and three 10 m masts;
+direct paths only (``paths_max_depth=0``), no capture jitter: the cross-correlation of two stored
+captures gives the difference of the emitter's distances to the two masts over c, within a
+quarter sample, and the stored taps are Friis amplitude at delay d/c along the direction of
+the mast.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rflocal_core import iq, settings
+from rflocal_core.dataset import GenerationConfig, generate_dataset, open_dataset
+from rflocal_core.errors import InvalidInputError
+from rflocal_core.raytrace import compute_paths, friis_path_gain_db, load_rt_scene
+from rflocal_core.scene import CustomSite, SceneConfig, SiteConfig, build_scene, load_scene_meta
+
+C = 299_792_458.0
+LAT0, LON0 = 48.0, 11.0
+MASTS = {"a": (0.0, 0.0), "b": (-70.0, 50.0), "c": (60.0, -40.0)}
+SCENE, DATASET = "iqopen", "iqds"
+
+
+def _hut(lat: float, lon: float) -> dict[str, Any]:
+    dlat, dlon = 4.0 / 111_320.0, 4.0 / (111_320.0 * math.cos(math.radians(lat)))
+    ring = [[lon, lat], [lon + dlon, lat], [lon + dlon, lat + dlat], [lon, lat + dlat], [lon, lat]]
+    return {"type": "Feature", "properties": {"height": "6"}, "geometry": {"type": "Polygon", "coordinates": [ring]}}
+
+
+@pytest.fixture(scope="module")
+def iq_ws(tmp_path_factory: pytest.TempPathFactory, workspace_env) -> Path:
+    ws = tmp_path_factory.mktemp("iq_ws")
+    half_lat, half_lon = 150.0 / 111_320.0, 150.0 / (111_320.0 * math.cos(math.radians(LAT0)))
+    features = [_hut(LAT0 - half_lat, LON0 - half_lon), _hut(LAT0 + half_lat - 4e-5, LON0 + half_lon - 6e-5)]
+    geojson = ws / "huts.geojson"
+    geojson.write_text(json.dumps({"type": "FeatureCollection", "features": features}), encoding="utf-8")
+    masts = tuple(CustomSite(x_m=x, y_m=y, height_m=10.0, mount="ground", id=k) for k, (x, y) in MASTS.items())
+    with workspace_env(ws):
+        build_scene(SceneConfig(name=SCENE, source="geojson_file", path=str(geojson),
+                                sites=SiteConfig(placement="custom", custom=masts)))
+        generate_dataset(GenerationConfig(
+            name=DATASET, scenes=(SCENE,), samples_per_scene=16, mode="emitter", iq=True, iq_jitter_ns=0.0,
+            cell_size_m=4.0, map_samples_per_tx=1_000_000, map_max_depth=0, paths_max_depth=0,
+            paths_samples_per_src=10_000, min_sites=3, max_distance_m=120.0, shadowing_sigma_db=0.0,
+            emitter_power_dbm=(20.0, 20.0)))
+    return ws
+
+
+@pytest.fixture
+def ws(iq_ws: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(settings.WORKSPACE_ENV, str(iq_ws))
+    return iq_ws
+
+
+@pytest.mark.raytrace
+def test_dataset_stores_captures_masks_and_estimated_features(ws: Path) -> None:
+    root = open_dataset(DATASET)
+    samples = root["samples"]
+    n = samples["pos_m"].shape[0]
+    assert samples["iq"].shape == (n, 1, 3, 2, iq.CAPTURE_SAMPLES) and samples["iq"].dtype == np.int16
+    assert samples["iq"].chunks[0] <= 32  # small chunks: 4 kB per capture
+    attrs = dict(samples.attrs)["iq"]
+    assert attrs["sample_rate_hz"] == 30.72e6 and attrs["waveform"] == "ofdm" and attrs["adc"] == "int16"
+    mask = np.asarray(samples["mask_iq"][...])
+    assert mask.all()  # every mast is in sight of every emitter
+    for key in ("iq_scale", "iq_snr_db", "iq_power_dbm", "iq_freq_offset_hz"):
+        assert np.isfinite(np.asarray(samples[key][...])[mask]).all(), key
+    assert np.asarray(samples["iq_psd_db"][...]).shape == (n, 1, 3, 16)
+    # Features come from the captures: the SNR read back from a stored capture is the stored one.
+    x = iq.dequantize(np.asarray(samples["iq"][0, 0, 0]), float(samples["iq_scale"][0, 0, 0]))
+    assert iq.estimate_snr_db(x, occupied_hz=18e6) == pytest.approx(float(samples["iq_snr_db"][0, 0, 0]), abs=1e-3)
+    # The estimated band power follows the free-space budget: 20 dBm + Friis (direct path only),
+    # times the burst's share of the capture; within 1.5 dB (the ground is not traced at depth 0).
+    pos = np.asarray(samples["pos_m"][:, 0])
+    nodes = np.asarray(samples["node_pos_m"][0])
+    d = np.linalg.norm(pos[:, None, :] - nodes[None, :, :], axis=-1)
+    budget = 20.0 + friis_path_gain_db(d, 3.5e9) + 10 * np.log10(attrs["burst_samples"] / iq.CAPTURE_SAMPLES)
+    power = np.asarray(samples["iq_power_dbm"][:, 0])
+    assert np.abs(power - budget).max() < 1.5, np.abs(power - budget).max()
+    # Every receiver's oscillator is off by its own fixed ppm: the offsets differ between masts.
+    offsets = np.asarray(samples["iq_freq_offset_hz"][:, 0])
+    assert np.ptp(np.median(offsets, axis=0)) > 100.0
+    assert root.attrs["counts"]["iq_captures"] == int(mask.sum()) and root.attrs["counts"]["iq_ms_per_capture"] > 0
+
+
+@pytest.mark.raytrace
+def test_tdoa_of_stored_captures_is_the_distance_difference_over_c(ws: Path) -> None:
+    samples = open_dataset(DATASET)["samples"]
+    codes, scale = np.asarray(samples["iq"][:, 0]), np.asarray(samples["iq_scale"][:, 0])
+    pos = np.asarray(samples["pos_m"][:, 0], dtype=float)
+    nodes = np.asarray(samples["node_pos_m"][0], dtype=float)
+    t0 = np.asarray(samples["iq_t0_s"][:, 0])  # [N, S]: every receiver starts at the report time
+    checked = 0
+    for i in range(len(pos)):
+        d = np.linalg.norm(nodes - pos[i], axis=-1)
+        ref = iq.dequantize(codes[i, 0], float(scale[i, 0]))
+        for s in (1, 2):
+            tdoa, _ = iq.tdoa_s(ref, iq.dequantize(codes[i, s], float(scale[i, s])), start_difference_s=t0[i, s] - t0[i, 0])
+            assert abs(tdoa - (d[s] - d[0]) / C) < 0.25 / 30.72e6, (i, s, tdoa * C, d[s] - d[0])
+            checked += 1
+    assert checked == 2 * len(pos)
+
+
+@pytest.mark.raytrace
+def test_path_taps_are_friis_amplitude_at_d_over_c_towards_the_site(ws: Path) -> None:
+    meta = load_scene_meta(SCENE)
+    sites = np.array([[s["x_m"], s["y_m"], s["z_m"]] for s in meta["sites"]])
+    targets = np.array([[20.0, 30.0, 1.5], [-40.0, -10.0, 1.5], [5.0, -60.0, 1.5]])
+    feats = compute_paths(load_rt_scene(SCENE), targets, max_depth=0, samples_per_src=10_000, taps=4)
+    taps = feats.taps
+    assert taps is not None and taps.delay_ns.shape == (3, 3, 4) and taps.direction.shape == (3, 3, 4, 3)
+    d = np.linalg.norm(targets[:, None, :] - sites[None, :, :], axis=-1)
+    np.testing.assert_allclose(taps.delay_ns[..., 0], d / C * 1e9, atol=0.05)
+    amplitude = np.hypot(taps.gain_re[..., 0], taps.gain_im[..., 0])
+    np.testing.assert_allclose(20 * np.log10(amplitude), friis_path_gain_db(d, meta["sites"][0]["freq_hz"]), atol=0.05)
+    towards = (sites[None, :, :] - targets[:, None, :]) / d[..., None]
+    np.testing.assert_allclose(taps.direction[..., 0, :], towards, atol=1e-3)
+    assert np.isnan(taps.delay_ns[..., 1:]).all() and (taps.gain_re[..., 1:] == 0).all()  # one path per link
+
+
+def test_iq_needs_emitter_mode_fixed_sensors_and_timing() -> None:
+    with pytest.raises(InvalidInputError, match="iq: IQ captures need mode 'emitter'"):
+        GenerationConfig(name="x", scenes=("a",), mode="ue", iq=True)
+    with pytest.raises(InvalidInputError, match="iq: IQ captures need mode 'emitter'"):
+        GenerationConfig(name="x", scenes=("a",), mode="emitter", iq=True, timing=False)
+    with pytest.raises(InvalidInputError, match="iq_bandwidth_hz: expected a bandwidth below the IQ sample rate"):
+        GenerationConfig(name="x", scenes=("a",), mode="emitter", iq=True, iq_bandwidth_hz=40e6)
+
+
+def test_cli_iq_flag_is_the_option() -> None:
+    from rflocal_core.cli import build_parser, command_config
+
+    args = build_parser().parse_args(["data", "generate", "--name", "d", "--scene", "s", "--mode", "emitter",
+                                      "--iq", "--iq-waveform", "gfsk", "--iq-bandwidth-hz", "2e6"])
+    config = command_config(args)
+    assert config.iq is True and config.iq_waveform == "gfsk" and config.iq_bandwidth_hz == 2e6
+    default = command_config(build_parser().parse_args(["data", "generate", "--name", "d", "--scene", "s"]))
+    assert default.iq is False
+
+
+@pytest.mark.raytrace
+def test_iq_export_import_round_trip(ws: Path, tmp_path: Path) -> None:
+    from rflocal_core.dataset import export_dataset, import_measurements
+    from rflocal_core.measurements import dump_measurements, load_measurements
+
+    ms = export_dataset(DATASET, split="train")
+    reports = [r for sample in ms.samples for r in sample.reports]
+    assert all(r.iq is not None and len(r.iq.i) == len(r.iq.q) == iq.CAPTURE_SAMPLES for r in reports)
+    assert reports[0].iq.sample_rate_hz == 30.72e6
+    path = dump_measurements(ms, tmp_path / "iq.json")
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    assert list(raw["samples"][0]["reports"][0]["iq"]) == ["sample_rate_hz", "t0_s", "i", "q"]
+    back = load_measurements(path)
+    import_measurements(back, name="iqback", scene=SCENE)
+    src, dst = open_dataset(DATASET)["samples"], open_dataset("iqback")["samples"]
+    assert dict(dst.attrs)["iq"]["sample_rate_hz"] == 30.72e6
+    rows = np.asarray(open_dataset(DATASET)["splits/train"][...])
+    ids = [s.id for s in back.samples]
+    for k, sample_id in enumerate(ids[:4]):
+        row = rows[k]
+        assert sample_id == f"{DATASET}-{row}"
+        for s in range(3):  # node slots keep the sites' order
+            a = iq.dequantize(np.asarray(src["iq"][row, 0, s]), float(src["iq_scale"][row, 0, s]))
+            b = iq.dequantize(np.asarray(dst["iq"][k, 0, s]), float(dst["iq_scale"][k, 0, s]))
+            assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max()
+            assert float(dst["iq_t0_s"][k, 0, s]) == pytest.approx(float(src["iq_t0_s"][row, 0, s]))
+    assert np.asarray(dst["mask_iq"][...]).sum() == len(reports)
+
+
+def test_measurement_format_reads_and_refuses_iq_objects() -> None:
+    from rflocal_core.errors import MeasurementFormatError
+    from rflocal_core.measurements import parse_measurements
+
+    def doc(capture: Any) -> dict[str, Any]:
+        return {"format": "rflocal-measurements/1", "mode": "emitter", "nodes": [{"id": "a", "x_m": 0, "y_m": 0}],
+                "samples": [{"id": "s", "reports": [{"node": "a", "iq": capture}], "truth": {"x_m": 1, "y_m": 2}}]}
+
+    good = {"sample_rate_hz": 30.72e6, "t0_s": 12.5, "i": [1, 2.5, -3], "q": [0, 0.25, 1e-6]}
+    report = parse_measurements(doc(good)).samples[0].reports[0]  # a capture alone is a report
+    assert report.iq.i == (1.0, 2.5, -3.0) and report.iq.t0_s == 12.5
+    for bad, message in (
+        ({**good, "q": [1, 2]}, r"reports\[0\].iq.q: expected as many q samples as i samples \(3\), got 2"),
+        ({k: v for k, v in good.items() if k != "t0_s"}, r"reports\[0\].iq: expected sample_rate_hz, t0_s, i, q"),
+        ({**good, "i": [1, "x", 3]}, r"reports\[0\].iq.i\[1\]: expected a finite number, got \"x\""),
+        ({**good, "sample_rate_hz": 0}, r"iq.sample_rate_hz: expected a number in \[1, 1e11\], got 0"),
+        ({**good, "gain": 1}, r"iq.gain: unknown key"),
+        ([1, 2], r"reports\[0\].iq: expected an IQ capture"),
+    ):
+        with pytest.raises(MeasurementFormatError, match=message):
+            parse_measurements(doc(bad))
+
+
+@pytest.mark.raytrace
+def test_tdoa_multilateration_locates_from_the_captures(ws: Path) -> None:
+    """Free space, direct paths, no jitter: three masts fix the emitter to about a metre (the
+    quarter-sample TDoA error is 2.4 m of range difference); it needs no training."""
+    from rflocal_core.models import BASELINES, errors_m, load_inputs
+
+    train, test = load_inputs(DATASET, "train"), load_inputs(DATASET, "val")
+    assert train.iq is not None and train.iq.shape[1:] == (3, 2, iq.CAPTURE_SAMPLES)
+    assert train.iq_sample_rate_hz == 30.72e6 and np.isfinite(train.iq_scale).all()
+    model = BASELINES["tdoa_multilateration"]().fit(train)
+    for x in (train, test):
+        pred = model.predict(x)
+        assert pred.info["fallbacks"] == 0
+        err = errors_m(pred, x)
+        assert np.median(err) < 3.0 and err.max() < 10.0, err
+    # without captures it falls back to the weighted centroid, sample by sample
+    bare = test.slots(np.array([0, 1]))  # two receivers: one difference, no fix
+    assert model.predict(bare).info["fallbacks"] == len(bare)
+
+
+@pytest.mark.raytrace
+def test_tdoa_run_predicts_a_measurement_file_from_its_captures(ws: Path, tmp_path: Path) -> None:
+    """The IQ objects of an uploaded file reach the model: the file path locates as the dataset path does."""
+    from rflocal_core.dataset import export_dataset
+    from rflocal_core.infer import predict_file
+    from rflocal_core.measurements import dump_measurements
+    from rflocal_core.train import train
+
+    run = train(DATASET, "tdoa_multilateration").run_id
+    path = dump_measurements(export_dataset(DATASET, split="val"), tmp_path / "val.json")
+    out = predict_file(run, path).runs[0]
+    assert out.predictions and not out.bad_samples
+    errors = np.array([p.error_m for p in out.predictions])
+    assert np.median(errors) < 3.0, errors
