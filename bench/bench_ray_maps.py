@@ -2,7 +2,7 @@
 
 Run:  .venv/bin/python bench/bench_ray_maps.py [--repeats 2] [--map-samples 10000000] [--cell 1.0]
 
-Prints one JSON object (also written to bench/results/ray_maps.json): wall time of the 6 maps of the
+Prints one JSON object (also written to bench/results/ray_maps_<cell>m.json): wall time of the 6 maps of the
 default procedural city (512 m, 6 rooftop sites at 3.5 GHz, diffraction) with
 
 - ``local_1``: one worker, in this process;
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-OUT = Path(__file__).resolve().parent / "results" / "ray_maps.json"
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _timed(fn, repeats: int) -> tuple[float, object]:
@@ -93,7 +93,8 @@ def main() -> int:
         "ray_1_over_ray_2": round(seconds["ray_1"] / seconds["ray_2"], 3),
         "bit_for_bit_equal_to_local_1": {k: bool(np.array_equal(m.path_gain_db, ref)) for k, m in maps.items()},
     }
-    OUT.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    out = RESULTS / f"ray_maps_{args.cell:g}m.json"
+    out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=1))
     return 0
 

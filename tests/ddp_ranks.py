@@ -6,6 +6,7 @@
   workspace ``EMPTY_WS`` (a machine where the dataset is missing); exits with its status.
 - ``cancel DATASET RUN_ID TRAIN_CONFIG_JSON MODEL_CONFIG_JSON``: train, rank 0's progress callback
   cancelling after the first validated epoch; prints ``cancelled`` on rank 0.
+- ``models DATASET``: train every network for one epoch; rank 0 prints ``{model: run_id}``.
 """
 
 from __future__ import annotations
@@ -35,10 +36,19 @@ def _cancel(dataset: str, run_id: str, train_config: str, model_config: str) -> 
     return 1
 
 
+def _models(dataset: str) -> int:
+    from rflocal_core.models.registry import NETWORKS
+
+    runs = {m: train(dataset, m, train_config={"epochs": 1, "batch_size": 64}, seed=1).run_id for m in NETWORKS}
+    if os.environ["RANK"] == "0":
+        print(json.dumps(runs))
+    return 0
+
+
 if __name__ == "__main__":
     mode, rest = sys.argv[1], sys.argv[2:]
     if mode == "cli":
         if os.environ["RANK"] == "1":
             os.environ[settings.WORKSPACE_ENV] = rest[0]
         sys.exit(main(rest[1:]))
-    sys.exit(_cancel(*rest))
+    sys.exit(_models(*rest) if mode == "models" else _cancel(*rest))

@@ -20,6 +20,7 @@ import torch
 from rflocal_core import settings
 from rflocal_core.infer import evaluate_run, load_run
 from rflocal_core.models import errors_m, load_inputs
+from rflocal_core.models.registry import NETWORKS
 from rflocal_core.train import read_metrics, train
 from rflocal_core.train.distributed import without_nproc
 
@@ -97,6 +98,19 @@ def test_torchrun_two_ranks_give_an_ordinary_run_with_the_single_process_paramet
     assert np.isfinite(pred.position_m).all()
     assert np.median(errors_m(pred, x)) == pytest.approx(result["median_m"], rel=1e-5)
     assert evaluate_run(run_id, DATASET, split="test").summary.count > 0
+
+
+def test_every_network_trains_in_the_same_two_ranks_and_loads_in_one_process(ws):
+    """One torchrun, one ``train`` per network in turn (the ranks' process group serves them all)."""
+    proc = _torchrun(ws, str(ROOT / "tests" / "ddp_ranks.py"), "models", DATASET)
+    assert proc.returncode == 0, proc.stderr
+    runs = json.loads(proc.stdout)
+    assert sorted(runs) == sorted(NETWORKS)
+    x = load_inputs(DATASET, "val")
+    for model, run_id in runs.items():
+        config = json.loads((ws / "runs" / run_id / "config.json").read_text())
+        assert config["model"] == model and config["ddp"]["world_size"] == 2
+        assert np.isfinite(load_run(run_id).predict(x).position_m).all(), model
 
 
 def test_cancelled_ddp_run_resumes_on_every_rank_to_the_same_parameters(ws, single):

@@ -24,6 +24,7 @@ What keeps the ranks in step (:class:`Dist`):
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import os
@@ -225,8 +226,9 @@ def session(device: str = "auto") -> Iterator[Dist]:
     """The process group of a torchrun rank for the block (``Dist()`` outside torchrun).
 
     ``device``: a :class:`~rflocal_core.train.engine.TrainConfig` device; CUDA (``"cuda"``, or
-    ``"auto"`` with a GPU) uses NCCL on GPU ``LOCAL_RANK``, CPU uses gloo. A group that is already up
-    (the caller's own) is used and left up.
+    ``"auto"`` with a GPU) uses NCCL on GPU ``LOCAL_RANK``, CPU uses gloo. The group is started by
+    the first call and stays up until the process exits: torchrun's rendezvous store does not take a
+    second start of the default group (a second ``train`` in the same ranks would hang).
     """
     if not launched():
         yield Dist()
@@ -237,14 +239,19 @@ def session(device: str = "auto") -> Iterator[Dist]:
     dev = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(dev)
-    owned = not torch_dist.is_initialized()
-    if owned:
+    if not torch_dist.is_initialized():
         torch_dist.init_process_group("nccl" if cuda else "gloo", timeout=COLLECTIVE_TIMEOUT)
-    try:
-        yield Dist(rank=rank, world=world, local_rank=local_rank, on=True, device=dev)
-    finally:
-        if owned and torch_dist.is_initialized():
-            torch_dist.destroy_process_group()
+        atexit.register(_destroy)
+    elif cuda != (torch_dist.get_backend() == "nccl"):
+        msg = (f"device: {device!r} needs the {'nccl' if cuda else 'gloo'} backend, but this process's group "
+               f"already uses {torch_dist.get_backend()} (one device per torchrun process)")
+        raise InvalidInputError(msg)
+    yield Dist(rank=rank, world=world, local_rank=local_rank, on=True, device=dev)
+
+
+def _destroy() -> None:
+    if torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
 
 
 def without_nproc(argv: Sequence[str]) -> list[str]:
