@@ -28,8 +28,9 @@ Conventions (documented here once)
   array lies along x (east), its elements isotropic.
 - SSB beams: a DFT codebook of ``beams`` beams per sector on a ``beams``-element array; beam
   ``b`` points at ``sin ψ = (2b + 1 − B)/B`` off boresight (±61° for B = 8), so the beam
-  width in ``sin ψ`` is ``2/B``. A site with an azimuth has one sector; an omni site three
-  (azimuths 0°, 120°, 240°). Beam ids count ``sector · B + b``.
+  width in ``sin ψ`` is ``2/B``. A sectorized site (a directional pattern and an azimuth) has
+  one sector; an omni site (``iso`` pattern) three (azimuths 0°, 120°, 240°). Beam ids count
+  ``sector · B + b``.
 - Doppler: ``f_D = v · u / λ`` with ``u`` the unit vector from the device towards where the
   strongest path arrives from (positive when moving towards it).
 """
