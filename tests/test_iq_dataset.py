@@ -232,3 +232,53 @@ def test_tdoa_run_predicts_a_measurement_file_from_its_captures(ws: Path, tmp_pa
     assert out.predictions and not out.bad_samples
     errors = np.array([p.error_m for p in out.predictions])
     assert np.median(errors) < 3.0, errors
+
+
+@pytest.mark.raytrace
+def test_heimdall_with_iq_trains_predicts_and_needs_captures(ws: Path, tmp_path: Path) -> None:
+    """heimdall use_iq through the run machinery on the ray-traced captures: a run that loads and
+    predicts its dataset and a measurement file (captures read from the file's iq objects); a
+    dataset without captures is refused naming use_iq."""
+    from rflocal_core.dataset import export_dataset
+    from rflocal_core.errors import InvalidInputError
+    from rflocal_core.infer import predict_file
+    from rflocal_core.measurements import dump_measurements
+    from rflocal_core.train import train
+
+    options = {"use_iq": True, "iq_width": 4, "d_model": 16, "node_embedding_dim": 0}
+    run = train(DATASET, "heimdall", model_config=options, train_config={"epochs": 2, "batch_size": 8})
+    assert run.run_id
+    path = dump_measurements(export_dataset(DATASET, split="val"), tmp_path / "val.json")
+    out = predict_file(run.run_id, path).runs[0]
+    assert out.predictions and not out.bad_samples
+    assert all(p.x_m is not None and np.isfinite(p.x_m) for p in out.predictions)
+    bare = tmp_path / "bare.json"
+    doc = json.loads(path.read_text())
+    for sample in doc["samples"]:
+        for report in sample["reports"]:
+            report.pop("iq", None)
+    bare.write_text(json.dumps(doc))
+    assert predict_file(run.run_id, bare).runs[0].predictions  # reports without captures: the branch adds zeros
+    with pytest.raises(InvalidInputError, match="^use_iq: heimdall reads IQ captures, but dataset"):
+        train(_no_iq_dataset(tmp_path), "heimdall", model_config=options, train_config={"epochs": 1})
+
+
+def _no_iq_dataset(tmp_path: Path) -> str:
+    """The IQ dataset's train and val splits imported back, as they were split, without their captures."""
+    from rflocal_core.dataset import export_dataset, import_measurements
+    from rflocal_core.measurements import dump_measurements
+
+    samples, fixed = [], {}
+    for split in ("train", "val"):
+        path = dump_measurements(export_dataset(DATASET, split=split), tmp_path / f"{split}.json")
+        doc = json.loads(path.read_text())
+        for sample in doc["samples"]:
+            fixed[sample["id"]] = split
+            for report in sample["reports"]:
+                report.pop("iq", None)
+        samples += doc["samples"]
+    doc["samples"] = samples
+    path = tmp_path / "noiq.json"
+    path.write_text(json.dumps(doc))
+    import_measurements(path, name="noiq", fixed_splits=fixed)
+    return "noiq"

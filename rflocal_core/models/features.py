@@ -116,6 +116,8 @@ class FeatureSpec:
         checkpoints from before frames existed are ``"scene"``.
     phy : bool
         Append the PHY/MAC token columns :data:`PHY_COLUMNS` (masked where a report lacks them).
+    iq : bool
+        Carry each report's IQ capture (:attr:`Batch.iq`) for networks with an IQ branch.
     """
 
     origin_m: tuple[float, float]
@@ -124,9 +126,10 @@ class FeatureSpec:
     max_slots: int
     frame: str = "scene"
     phy: bool = False
+    iq: bool = False
 
     @classmethod
-    def fit(cls, train: Inputs, *, frame: str = "scene", phy: bool = False) -> FeatureSpec:
+    def fit(cls, train: Inputs, *, frame: str = "scene", phy: bool = False, iq: bool = False) -> FeatureSpec:
         if frame not in FRAMES:
             msg = f"frame: expected one of {', '.join(FRAMES)}, got {frame!r}"
             raise InvalidInputError(msg)
@@ -136,13 +139,13 @@ class FeatureSpec:
         keys = node_keys(train)
         vocab = sorted({k for k in keys[train.node_mask].ravel().tolist() if k})
         return cls((cx - extent / 2, cy - extent / 2), float(extent), tuple(vocab), int(train.node_mask.shape[1]),
-                   frame, bool(phy))
+                   frame, bool(phy), bool(iq))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
         return cls(tuple(float(v) for v in d["origin_m"]), float(d["extent_m"]), tuple(d["node_keys"]),
                    int(d["max_slots"]), str(d.get("frame", "scene")),
-                   bool(d.get("phy", False)))  # checkpoints before PHY features: off
+                   bool(d.get("phy", False)), bool(d.get("iq", False)))  # checkpoints before these: off
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -218,6 +221,11 @@ class Batch:
         (the spec's square).
     scale_m : [N] float64 or None
         Side (m) of each sample's square: metres = unit x scale_m + origin_m.
+    iq : [N, S, 2, n] int16 or None
+        Each report's IQ capture as ADC codes (:attr:`FeatureSpec.iq`; the IQ branch scales each
+        capture to unit RMS, so the per-capture scale is not needed).
+    iq_ok : [N, S] bool or None
+        Where ``iq`` holds a capture.
     """
 
     node_xy: torch.Tensor
@@ -229,6 +237,8 @@ class Batch:
     hist_mask: torch.Tensor | None = None
     origin_m: torch.Tensor | None = None
     scale_m: torch.Tensor | None = None
+    iq: torch.Tensor | None = None
+    iq_ok: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.mask.shape[0]
@@ -237,12 +247,14 @@ class Batch:
         hist = {} if self.hist is None else {"hist": self.hist.to(device), "hist_mask": self.hist_mask.to(device)}
         # the origins stay on the host: they only map predictions back to metres
         scale = None if self.scale_m is None else self.scale_m.to(device)  # augmentation scales jitter by it
+        iq = {} if self.iq is None else {"iq": self.iq.to(device), "iq_ok": self.iq_ok.to(device)}
         return Batch(*(t.to(device) for t in (self.node_xy, self.feats, self.node_id, self.mask, self.truth)), **hist,
-                     origin_m=self.origin_m, scale_m=scale)
+                     origin_m=self.origin_m, scale_m=scale, **iq)
 
     def index(self, rows: torch.Tensor | np.ndarray | slice) -> Batch:
         hist = {} if self.hist is None else {"hist": self.hist[rows], "hist_mask": self.hist_mask[rows]}
-        frame = {k: None if getattr(self, k) is None else getattr(self, k)[rows] for k in ("origin_m", "scale_m")}
+        frame = {k: None if getattr(self, k) is None else getattr(self, k)[rows]
+                 for k in ("origin_m", "scale_m", "iq", "iq_ok")}
         return Batch(self.node_xy[rows], self.feats[rows], self.node_id[rows], self.mask[rows], self.truth[rows],
                      **hist, **frame)
 
@@ -266,7 +278,7 @@ class Batch:
             hm = hm & mask.unsqueeze(1)
         return Batch(self.node_xy if node_xy is None else node_xy, self.feats if feats is None else feats,
                      self.node_id, mask, self.truth if truth is None else truth, self.hist, hm, self.origin_m,
-                     self.scale_m)
+                     self.scale_m, self.iq, self.iq_ok)
 
     def compact(self) -> Batch:
         """Move each sample's reporting slots to the front and drop slots no sample uses.
@@ -285,8 +297,9 @@ class Batch:
             return torch.gather(t, 1, idx)
 
         # the history is dropped: only mapformer reads it, and it is never compacted (its maps follow the slots)
+        iq = {} if self.iq is None else {"iq": take(self.iq), "iq_ok": take(self.iq_ok)}
         return Batch(take(self.node_xy), take(self.feats), take(self.node_id), take(self.mask), self.truth,
-                     origin_m=self.origin_m, scale_m=self.scale_m)
+                     origin_m=self.origin_m, scale_m=self.scale_m, **iq)
 
     def col(self, name: str) -> torch.Tensor:
         return self.feats[..., TOKEN_COLUMNS.index(name)]
@@ -346,7 +359,10 @@ def make_batch(x: Inputs, spec: FeatureSpec, *, unknown_nodes: str = "allow") ->
     feats = np.stack([np.asarray(cols[c], dtype=np.float32) for c in token_columns(spec.frame)], axis=-1)
     if spec.phy:
         feats = np.concatenate([feats, phy_token_columns(x)], axis=-1)
-    mask = x.node_mask & (rss_ok | aoa_ok | toa_ok)
+    heard = rss_ok | aoa_ok | toa_ok
+    if spec.iq and x.iq_scale is not None:  # a capture is a measurement of its own
+        heard = heard | np.isfinite(x.iq_scale)
+    mask = x.node_mask & heard
     keys = node_keys(x)
     lookup = {k: i + 1 for i, k in enumerate(spec.node_keys)}
     ids = np.zeros((n, s), dtype=np.int64)
@@ -373,4 +389,13 @@ def make_batch(x: Inputs, spec: FeatureSpec, *, unknown_nodes: str = "allow") ->
             hist_mask = torch.from_numpy(hm)
     return Batch(torch.from_numpy(xy.astype(np.float32)), torch.from_numpy(feats), torch.from_numpy(ids),
                  torch.from_numpy(mask), torch.from_numpy(truth), hist, hist_mask, torch.from_numpy(origin),
-                 torch.from_numpy(scale))
+                 torch.from_numpy(scale), *(iq_tensors(x, mask) if spec.iq else (None, None)))
+
+
+def iq_tensors(x: Inputs, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(iq [N, S, 2, n] int16, iq_ok [N, S])`` of :attr:`Batch` from ``x``'s captures (all absent without)."""
+    n, s = mask.shape
+    if x.iq is None:
+        return torch.zeros((n, s, 2, 1), dtype=torch.int16), torch.zeros((n, s), dtype=torch.bool)
+    ok = mask & np.isfinite(x.iq_scale)
+    return torch.from_numpy(np.ascontiguousarray(x.iq).astype(np.int16, copy=False)), torch.from_numpy(ok)

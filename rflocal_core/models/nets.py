@@ -41,6 +41,7 @@ from torch import nn
 
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.features import FRAMES, TOKEN_COLUMNS, Batch, token_width
+from rflocal_core.models.iqenc import IQEncoder, IQEncoderConfig
 from rflocal_core.models.registry import NETWORKS, register
 from rflocal_core.options import check_options, option, redefault
 from rflocal_core.validation import check_choice, dataclass_from_dict
@@ -202,6 +203,12 @@ class HeimdallConfig(NetConfig):
     use_calibration : bool
         Per-receiver calibration layers: for each known node a learned gain and offset of its
         RSS feature (``rss * (1 + g) + o``, both 0 at the start; unknown nodes are not calibrated).
+    use_iq : bool
+        The IQ branch: each report's capture through :class:`~rflocal_core.models.iqenc.IQEncoder`
+        (an embedding and its onset, also relative to the sample's mean onset: the time differences
+        of arrival) joins the report's token (datasets generated with ``--iq``).
+    iq_width : int
+        Stem width of the IQ encoder (16: 0.55 M parameters; about 20 is the design's 0.8 M).
     """
 
     node_dropout: tuple[float, ...] = redefault(NetConfig, "node_dropout", (0.0, 0.2, 0.5))
@@ -211,6 +218,15 @@ class HeimdallConfig(NetConfig):
     geometry: bool = option(True, help="the pairwise geometry encoder")
     phy_features: bool = phy_features_option()
     use_calibration: bool = option(False, help="per-receiver calibration: a learned RSS gain and offset per known node")
+    use_iq: bool = option(False, help="IQ branch: each report's capture through a 1D EfficientNet encoder")
+    iq_width: int = option(16, lo=4, hi=64, help="stem width of the IQ encoder (its stages are multiples)")
+
+
+#: Columns an IQ token adds after the encoder's embedding: onset relative to the sample's mean, present.
+IQ_EXTRA = 2
+#: The relative onset is a fraction of the capture (1024 samples: 10 km at 30.72 MS/s); a city's
+#: time differences are a few hundredths of it, scaled towards 1 here.
+ONSET_SCALE = 20.0
 
 
 # --------------------------------------------------------------------------- models
@@ -348,7 +364,10 @@ class Heimdall(LocNet):
             nn.init.normal_(self.node_embedding.weight, std=0.02)
             with torch.no_grad():
                 self.node_embedding.weight[0].zero_()  # unknown nodes: no identity
-        self.node_mlp = mlp([2 + token_width(config.frame, phy=config.phy_features) + e, 2 * d, d], final_act=True)
+        self.iq_encoder = IQEncoder(IQEncoderConfig(width=config.iq_width, out_dim=d)) if config.use_iq else None
+        iq_width = d + IQ_EXTRA if config.use_iq else 0
+        self.node_mlp = mlp([2 + token_width(config.frame, phy=config.phy_features) + e + iq_width, 2 * d, d],
+                            final_act=True)
         # pair features: dx, dy, distance, bearing sin/cos, dz, both-positions-known
         self.pair_mlp = mlp([7 + 2 * d, d, d], final_act=True) if config.geometry else None
         self.node_mlp2 = mlp([2 * d if config.geometry else d, d, d], final_act=True)
@@ -379,6 +398,8 @@ class Heimdall(LocNet):
         if self.node_embedding is not None:
             ids = batch.node_id.clamp(0, self.vocab_size)
             parts.append(self.node_embedding(ids))
+        if self.iq_encoder is not None:
+            parts.append(self._iq_tokens(batch))
         h = self.node_mlp(torch.cat(parts, dim=-1))  # [N, S, d]
         if self.pair_mlp is not None:
             h = torch.cat([h, self._geometry(batch, h)], dim=-1)
@@ -391,6 +412,23 @@ class Heimdall(LocNet):
         g = self.fusion(torch.cat([_masked_max(h, mask), _masked_mean(h, mask), weighted], dim=-1))
         mu, sigma = self._head_out(self.drop(g))
         return {"mu": mu, "sigma": sigma, "weights": w}
+
+    def _iq_tokens(self, batch: Batch) -> torch.Tensor:
+        """[N, S, d + IQ_EXTRA]: each capture's embedding, its onset relative to the sample's mean onset
+        (x ONSET_SCALE) and a present flag; zeros where a report has no capture (or the batch none)."""
+        n, s = batch.mask.shape
+        out = batch.feats.new_zeros((n, s, self.config.d_model + IQ_EXTRA))
+        if batch.iq is None:
+            return out
+        ok = batch.iq_ok & batch.mask
+        if not bool(ok.any()):
+            return out
+        emb, onset = self.iq_encoder(batch.iq[ok].to(out.dtype))
+        full = out.new_zeros((n, s)).masked_scatter(ok, onset)
+        mean = (full * ok).sum(1, keepdim=True) / ok.sum(1, keepdim=True).clamp_min(1)
+        rel = ((full - mean) * ok)[ok] * ONSET_SCALE
+        token = torch.cat([emb, rel.unsqueeze(-1), torch.ones_like(rel).unsqueeze(-1)], dim=-1)
+        return out.masked_scatter(ok.unsqueeze(-1).expand_as(out), token)
 
     def _geometry(self, batch: Batch, h: torch.Tensor) -> torch.Tensor:
         """Per node: masked mean over the other reporting nodes of an MLP of the pair geometry."""

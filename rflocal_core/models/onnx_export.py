@@ -107,6 +107,9 @@ def exportable(model: NeuralModel) -> str | None:
     if refine > 0:
         return (f"refine_steps: {model.name} refines its position with {refine} gradient steps at inference, "
                 "which an ONNX graph cannot do; expected refine_steps=0 (train it again without refinement)")
+    if getattr(model.net.config, "use_iq", False):
+        return (f"use_iq: this {model.name} reads IQ captures, which its ONNX graph does not take as inputs yet; "
+                "expected use_iq=false (the captures' branch runs in PyTorch)")
     return None
 
 

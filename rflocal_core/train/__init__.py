@@ -315,8 +315,13 @@ def _prepare_network(dataset: str, model: str, model_config: dict[str, Any] | No
         msg = (f"model: {model} reads radio maps and scene rasters, but dataset {dataset!r} has none (imported "
                "measurements); train it on a generated dataset, or choose setnet or heimdall")
         raise InvalidInputError(msg)
+    if getattr(probe, "use_iq", False) and train_in.iq is None:
+        msg = (f"use_iq: {model} reads IQ captures, but dataset {dataset!r} has none; generate one with --iq "
+               "(emitter mode) or train without use_iq")
+        raise InvalidInputError(msg)
     warnings = node_position_warnings(model, dataset, train_in)
-    spec = FeatureSpec.fit(train_in, frame=frame, phy=getattr(probe, "phy_features", False))
+    spec = FeatureSpec.fit(train_in, frame=frame, phy=getattr(probe, "phy_features", False),
+                           iq=getattr(probe, "use_iq", False))
     torch_seed(seed)
     net = build_network(model, model_config, vocab_size=len(spec.node_keys))
     prepare = getattr(net, "prepare", None)  # networks fitted to the training split beyond the weights (fpnet)
