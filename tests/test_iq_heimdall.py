@@ -41,7 +41,7 @@ def _iq_inputs(n: int, rng: np.random.Generator, *, with_rss: bool = False) -> I
         lead = rng.uniform(20, 150)  # the emission time is unknown: only differences tell
         for j in range(s):
             x = np.zeros(N_IQ, complex)
-            start = int(round(lead + dist[i, j] / (C_M_PER_NS * 1e9) * FS))
+            start = round(lead + dist[i, j] / (C_M_PER_NS * 1e9) * FS)
             x[start:start + BURST] = burst[: N_IQ - start]
             x += (rng.normal(size=N_IQ) + 1j * rng.normal(size=N_IQ)) * 0.05
             codes[i, j] = np.clip(np.round(np.stack([x.real, x.imag]) * 8000), -32767, 32767)
