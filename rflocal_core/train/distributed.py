@@ -308,11 +308,15 @@ def _failed(exc: Any, logs: Path) -> int:
     codes = {f.local_rank: int(f.exitcode) for f in exc.failures.values()}
     main = codes.get(0)
     for rank in sorted(r for r in codes if r != 0):
-        if main == codes[rank] == 2:
-            continue  # an agreed input error: rank 0 printed the same line
+        # an agreed input error: rank 0 printed the same line (a rank still exiting when the launcher
+        # stops the others is reported as killed by a signal, or has already written that line)
+        if main == 2 and codes[rank] in (2, -15, -9):
+            continue
         lines = [ln for p in logs.glob(f"**/attempt_*/{rank}/stderr.log")
                  for ln in p.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
         tail = lines[-1] if lines else f"exit status {codes[rank]}"
+        if main == 2 and tail.startswith("error: "):
+            continue
         print(f"rank {rank}: {tail}", file=sys.stderr)
     if main is not None and main > 0:
         return main
