@@ -6,7 +6,7 @@ ablation), tdoa_multilateration (cross-correlated captures, least squares), setn
 P95 and mean error, and heimdall-IQ's batch-1 latency (P50/P95/P99) in PyTorch. Networks train
 under the same time budget each. Prints one JSON object (also written to bench/results/iq.json)::
 
-    PYTHONPATH=$PWD python bench/bench_iq.py [--samples 1500] [--minutes 4]
+    PYTHONPATH=$PWD python bench/bench_iq.py [--samples 1500] [--minutes 4] [--models "heimdall + IQ,knn"]
 """
 
 from __future__ import annotations
@@ -52,7 +52,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=1500)
     parser.add_argument("--minutes", type=float, default=4.0, help="time budget of each network")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of: " + ", ".join(MODELS))
+    parser.add_argument("--out", default="iq.json", help="file name under bench/results")
     args = parser.parse_args()
+    chosen = [m.strip() for m in args.models.split(",") if m.strip()]
     os.environ["RFLOCAL_WORKSPACE"] = tempfile.mkdtemp(prefix="rflocal-bench-iq-")
 
     import torch
@@ -68,7 +71,8 @@ def main() -> int:
                                             mode="emitter", iq=True, cell_size_m=2.0, map_samples_per_tx=2_000_000))
     out = {"samples": gen["samples"], "generation_s": gen["seconds"], "iq_ms_per_capture": gen.get("iq_ms_per_capture"),
            "minutes_per_network": args.minutes, "models": {}}
-    for shown, (model, options) in MODELS.items():
+    for shown in chosen:
+        model, options = MODELS[shown]
         t0 = time.perf_counter()
         tc = {"epochs": 400, "max_minutes": args.minutes} if options is not None and model != "knn" else None
         result = train("iq", model, model_config=options, train_config=tc, seed=0)
@@ -80,7 +84,7 @@ def main() -> int:
         out["models"][shown] = row
         print(shown, row, flush=True)
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
-    (ROOT / "bench" / "results" / "iq.json").write_text(json.dumps(out, indent=1))
+    (ROOT / "bench" / "results" / args.out).write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
     return 0
 
