@@ -662,11 +662,9 @@ def _paths(
     """
     n, steps, _ = pos.shape
     flat = pos[step_mask]  # only positions where a report is made
-    from rflocal_core.dataset.iqgen import IQ_TAPS
-
     m = len(flat)
     num_batches = (m + PATH_BATCH - 1) // PATH_BATCH
-    taps = IQ_TAPS if config.iq else 0
+    taps = _path_options(config)["taps"]  # the store holds the taps the traced batches return
     arrays = {**_PATH_ARRAYS, **({f"tap_{k}": v for k, v in _TAP_ARRAYS.items()} if taps else {}),
               **(_phy_arrays(phy) if phy is not None else {})}
     paths = _path_store(group, arrays, m=m, num_batches=num_batches, taps=taps)
