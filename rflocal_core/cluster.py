@@ -140,12 +140,24 @@ def connect(config: ExecutorConfig) -> dict[str, float]:
         if not ray.is_initialized():
             if address is not None:
                 probe(address)
-                ray.init(address=address, runtime_env=_runtime_env(), log_to_driver=False)
+                _join(address)
             else:
                 ray.init(address="local", num_cpus=config.ray_cpus or os.cpu_count() or 1, include_dashboard=False,
                          log_to_driver=False)
             _JOINED["address"] = address or "local"
         return dict(ray.cluster_resources())
+
+
+def _join(address: str) -> None:
+    """``ray.init`` on an address that answered the probe; what answers may still not be a Ray head."""
+    import ray
+
+    try:
+        ray.init(address=address, runtime_env=_runtime_env(), log_to_driver=False)
+    except ConnectionError as exc:  # e.g. another service on that port
+        msg = (f"ray_address: {address!r} answers, but not as a Ray cluster's head ({exc}); give the address "
+               "printed by 'ray start --head' (host:port of its GCS, port 6379 by default)")
+        raise ClusterUnavailableError(msg) from exc
 
 
 def _runtime_env() -> dict[str, Any]:
