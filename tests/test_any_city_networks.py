@@ -49,7 +49,7 @@ def _inputs(nodes: np.ndarray, truth: np.ndarray, *, bearings: bool = False, sce
 
 def _scene_maps(name: str, nodes: np.ndarray, half_m: float, cell_m: float = 10.0) -> SceneMaps:
     """Free-space path-gain maps of ``nodes`` [S, 3] over the square [-half_m, half_m]^2 (no buildings)."""
-    k = int(round(2 * half_m / cell_m))
+    k = round(2 * half_m / cell_m)
     grid = Grid(-half_m + cell_m / 2, -half_m + cell_m / 2, cell_m, k, k)
     gx, gy = np.meshgrid(grid.x_m, grid.y_m)
     d = np.sqrt((gx[None] - nodes[:, 0, None, None]) ** 2 + (gy[None] - nodes[:, 1, None, None]) ** 2
