@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from rflocal_core.dataset import export_dataset
+from rflocal_core.errors import InferenceInputError
 from rflocal_core.infer import evaluate_run, load_run, predict_measurements
 from rflocal_core.models import errors_m, load_inputs
 from rflocal_core.models.features import FeatureSpec, make_batch
@@ -113,3 +116,6 @@ def test_a_window_frame_run_trains_evaluates_and_predicts_files(env):
     for row in out.predictions:
         assert row.error_m == pytest.approx(by_id[row.id], abs=0.5)
     assert evaluate_run(run_id, "mnds").summary.count == len(x)
+    # a file of another scene brings no maps: refused, naming what would work
+    with pytest.raises(InferenceInputError, match="evaluate the run on it"):
+        predict_measurements(run, dataclasses.replace(export_dataset("mnds", split="test"), scene="elsewhere"), top_k=0)
