@@ -31,7 +31,8 @@ one more token column, ``log_scale`` = ln(side / 1 km), since RSS speaks in abso
 sample's origin and side travel in :attr:`Batch.origin_m` and :attr:`Batch.scale_m`.
 ``"window"`` (map networks, :data:`MAP_FRAMES`) gives each sample a square of fixed metres
 (:attr:`FeatureSpec.window_cells` cells of :attr:`FeatureSpec.cell_m`) around a first estimate of its
-position from its own reports (:func:`~rflocal_core.models.window.coarse_position`), kept inside its
+position from its own reports (:func:`~rflocal_core.models.window.map_position` on its scene's maps,
+else :func:`~rflocal_core.models.window.coarse_position` from the geometry alone), kept inside its
 scene where the scene is larger, on the lattice of ``cell_m`` multiples: its maps are cut from the
 scene's at that cell size (:class:`~rflocal_core.models.maps.WindowMapSource`), the same in any scene.
 """
@@ -47,7 +48,7 @@ import torch
 from rflocal_core.constants import C_M_PER_NS
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.inputs import PHY_INPUT_FIELDS, Inputs, scene_extent, search_bounds
-from rflocal_core.models.window import coarse_position
+from rflocal_core.models.window import coarse_position, map_position
 
 RSS_MIN_DBM, RSS_MAX_DBM = -120.0, -30.0
 #: Frames of :class:`FeatureSpec` (see the module docstring).
@@ -214,6 +215,8 @@ class FeatureSpec:
         centre = np.stack([(ext[:, 0] + ext[:, 1]) / 2, (ext[:, 2] + ext[:, 3]) / 2], 1)
         centre = np.where(np.isfinite(centre), centre, fallback + self.extent_m / 2)
         first, has = coarse_position(x)
+        mapped, on_map = map_position(x)  # the scene's own maps, where it has them: far fewer windows miss
+        first, has = np.where(on_map[:, None], mapped, first), has | on_map
         origin = np.where(has[:, None], first, centre) - side / 2
         for axis in (0, 1):
             lo, hi = ext[:, 2 * axis], ext[:, 2 * axis + 1]
