@@ -26,7 +26,7 @@ from rflocal_core.dataset.location import StoreLocation, exists, remove, rename,
 from rflocal_core.dataset.rasters import Grid, load_footprints_m, rasterize_scene
 from rflocal_core.dataset.sampling import candidate_cells, sample_positions, trajectories
 from rflocal_core.dataset.shadowing import gudmundson_field
-from rflocal_core.dataset.synth import Reports, noise_floor_dbm, synthesize
+from rflocal_core.dataset.synth import Reports, synthesize
 from rflocal_core.errors import DatasetExistsError, InvalidInputError
 from rflocal_core.geo import LocalFrame
 from rflocal_core.phy import PhyReports
@@ -295,6 +295,7 @@ def _compute_maps(
         rss_map, sinr = _ue_maps(pg_map, sites, config)
         store.write_array(group, "rss_dbm", rss_map)
         store.write_array(group, "sinr_db", sinr)
+        group.attrs["sinr_load"] = map_load(config, len(sites)).tolist()
     store.write_array(group, "shadowing_db", shadow)
     for key, value in rasters.items():
         store.write_array(group, key, value)
@@ -363,14 +364,25 @@ def _keep_site_map(group: zarr.Group, k: int, gain: np.ndarray, centres: np.ndar
 def _ue_maps(
     pg_map: np.ndarray, sites: list[dict[str, Any]], config: GenerationConfig,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """RSS maps (dBm) and SINR maps (dB, float32) of the base stations, for ue mode."""
+    """RSS maps (dBm) and SINR maps (dB, float32) of the base stations, for ue mode.
+
+    The SINR map is what a device in each map cell would report for each cell
+    (:func:`rflocal_core.phy.sinr_map_db`): every cell at the middle of ``phy_load``
+    (:func:`map_load`), noise per resource element of the PHY numerology.
+    """
+    from rflocal_core.phy import Numerology, sinr_map_db
+
     tx = np.array([s.get("tx_power_dbm") or 0.0 for s in sites], dtype=np.float32)
     rss_map = pg_map + tx[:, None, None]
-    lin = np.where(np.isfinite(rss_map), 10 ** (rss_map / 10), 0.0)
-    noise = 10 ** (noise_floor_dbm(config.bandwidth_hz, config.noise_figure_db) / 10)
-    with np.errstate(divide="ignore"):
-        sinr = 10 * np.log10(lin / (lin.sum(0, keepdims=True) - lin + noise))
-    return rss_map, sinr.astype(np.float32)
+    sinr = sinr_map_db(pg_map, tx, map_load(config, len(sites)),
+                       numerology=Numerology(scs_khz=config.phy_scs_khz, n_rb=config.phy_n_rb),
+                       noise_figure_db=config.noise_figure_db)
+    return rss_map, sinr
+
+
+def map_load(config: GenerationConfig, num_sites: int) -> np.ndarray:
+    """Load of every cell [num_sites] behind the SINR maps: the middle of ``phy_load`` (reports draw theirs)."""
+    return np.full(num_sites, float(np.mean(config.phy_load)))
 
 
 def _link_power(

@@ -6,7 +6,9 @@ Layout of ``workspace/datasets/<name>/`` (a Zarr v3 group)::
     scenes/<scene>/             per scene, on its own grid (attrs: grid, site ids, mode, frame)
         path_gain_db [S, ny, nx]   ray-traced path gain per site (-inf: no ray)
         rss_dbm      [S, ny, nx]   ue mode: site power + path gain
-        sinr_db      [S, ny, nx]   ue mode: each site against the others and the noise floor
+        sinr_db      [S, ny, nx]   ue mode: each cell's SINR against the others (each at the load in
+                                   attrs ``sinr_load`` [S]) and the noise of a resource element, as
+                                   a report's (``rflocal_core.phy.sinr_map_db``)
         shadowing_db [S, ny, nx]   the shadow-fading field that was applied
         building_height_m, footprint, material, roads [ny, nx]
         site_pos_m   [S, 3]
