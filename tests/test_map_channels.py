@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
 import numpy as np
+import pytest
 
 from rflocal_core import phy
-from rflocal_core.dataset.rasters import Grid
+from rflocal_core.constants import SPEED_OF_LIGHT_M_S
+from rflocal_core.dataset.rasters import Grid, scene_grid
 from rflocal_core.raytrace import friis_path_gain_db
 
 NUM = phy.Numerology(scs_khz=30, n_rb=51)
@@ -64,3 +72,97 @@ def test_sinr_map_falls_where_a_neighbour_s_load_rises():
     assert np.all(high[0][both] < low[0][both])
     assert np.median(low[0][both] - high[0][both]) > 1.0
     np.testing.assert_allclose(high[1], low[1])
+
+
+# --------------------------------------------------------------------------- ToA / AoA maps
+
+def test_interpolation_is_exact_on_planes_and_wraps_angles():
+    """Bilinear on a plane is exact; angles across north interpolate on the circle; no-path nodes mask."""
+    from rflocal_core.dataset.timing_maps import coarse_grid, interpolate
+
+    grid = Grid(0.0, 0.0, 2.0, 13, 9)
+    coarse = coarse_grid(grid, 4)
+    assert (coarse.nx, coarse.ny) == (4, 3) and coarse.x_m[-1] >= grid.x_m[-1] and coarse.y_m[-1] >= grid.y_m[-1]
+    cx, cy = np.meshgrid(coarse.x_m, coarse.y_m)
+    fx, fy = np.meshgrid(grid.x_m, grid.y_m)
+    plane, mask = interpolate((3.0 * cx - 2.0 * cy + 1.0)[None], factor=4, shape=(grid.ny, grid.nx))
+    assert mask.all()
+    np.testing.assert_allclose(plane[0], 3.0 * fx - 2.0 * fy + 1.0, atol=1e-9)
+    angles = np.where(cx < 10.0, 350.0, 10.0)  # west half at 350°, east half at 10°
+    interp, _ = interpolate(angles[None], factor=4, shape=(grid.ny, grid.nx), circular=True)
+    spread = np.minimum(interp, 360.0 - interp)  # distance from north
+    assert spread.max() <= 10.0 + 1e-6  # never through 180° as a plain average would go
+    holes = np.ones((coarse.ny, coarse.nx))
+    holes[:, :2] = np.nan  # the west half has no path
+    values, mask = interpolate(holes[None], factor=4, shape=(grid.ny, grid.nx))
+    assert not mask[0, :, :6].any() and mask[0, :, 6:].all()  # nodes at fine x 4 (none) and 8: masked up to half-way
+    np.testing.assert_allclose(values[0][mask[0]], 1.0)
+
+
+LAT0, LON0 = 48.0, 11.0
+
+
+def _hut(lat: float, lon: float, side_m: float = 4.0) -> dict[str, Any]:
+    """A square 6 m building of ``side_m`` with its south-west corner at (lat, lon)."""
+    dlat = side_m / 111_320.0
+    dlon = side_m / (111_320.0 * math.cos(math.radians(lat)))
+    ring = [[lon, lat], [lon + dlon, lat], [lon + dlon, lat + dlat], [lon, lat + dlat], [lon, lat]]
+    return {"type": "Feature", "properties": {"height": "6"}, "geometry": {"type": "Polygon", "coordinates": [ring]}}
+
+
+@pytest.fixture(scope="module")
+def open_ws(tmp_path_factory: pytest.TempPathFactory, workspace_env) -> Path:
+    """A 120 m open scene (two huts in far corners: the scene's extent) with two 10 m masts."""
+    from rflocal_core.scene import CustomSite, SceneConfig, SiteConfig, build_scene
+
+    ws = tmp_path_factory.mktemp("timing_maps_ws")
+    half_lat, hut = 60.0 / 111_320.0, 4.0 / 111_320.0
+    half_lon = 60.0 / (111_320.0 * math.cos(math.radians(LAT0)))
+    hut_lon = 4.0 / (111_320.0 * math.cos(math.radians(LAT0)))
+    features = [_hut(LAT0 - half_lat, LON0 - half_lon), _hut(LAT0 + half_lat - hut, LON0 + half_lon - hut_lon)]
+    path = ws / "huts.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}), encoding="utf-8")
+    masts = (CustomSite(x_m=-20.0, y_m=10.0, height_m=10.0, mount="ground", id="a"),
+             CustomSite(x_m=30.0, y_m=-25.0, height_m=10.0, mount="ground", id="b"))
+    with workspace_env(ws):
+        build_scene(SceneConfig(name="open", source="geojson_file", path=str(path),
+                                sites=SiteConfig(placement="custom", custom=masts)))
+    return ws
+
+
+@pytest.mark.raytrace
+def test_los_toa_map_is_distance_over_c_and_aoa_map_is_the_bearing(open_ws: Path, workspace_env) -> None:
+    """Line of sight everywhere: ToA map = 3-D distance / c within a map cell, AoA map = bearing from the site."""
+    from rflocal_core.dataset.timing_maps import timing_maps
+    from rflocal_core.scene import load_scene_meta
+
+    with workspace_env(open_ws):
+        meta = load_scene_meta("open")
+        grid = scene_grid(meta, 4.0)
+        t0 = time.perf_counter()
+        maps = timing_maps("open", meta["sites"], grid, factor=4, plane_height_m=1.5, max_depth=0,
+                           samples_per_src=10_000, seed=1, diffraction=False)
+        print(f"timing maps: {maps.coarse.nx}x{maps.coarse.ny} nodes x {len(meta['sites'])} sites, "
+              f"{maps.seconds:.2f} s paths, {time.perf_counter() - t0:.2f} s in all")
+    assert maps.toa_ns.shape == (2, grid.ny, grid.nx)
+    # the first node lies inside the south-west hut (no direct path there): masked, with its neighbourhood only
+    assert not maps.mask[:, 0, 0].any() and maps.mask.mean() > 0.95
+    np.testing.assert_array_equal(np.isfinite(maps.toa_ns), maps.mask)
+    np.testing.assert_array_equal(np.isfinite(maps.aoa_deg), maps.mask)
+    fx, fy = np.meshgrid(grid.x_m, grid.y_m)
+    for k, site in enumerate(meta["sites"]):
+        dx, dy = fx - site["x_m"], fy - site["y_m"]
+        horizontal = np.hypot(dx, dy)
+        # the cone's tip is not bilinear: leave the nodes around it out
+        far = (horizontal >= 2 * maps.coarse.cell_m) & maps.mask[k]
+        # next to a node without a path the map takes the nodes with one (up to half a coarse cell away)
+        unmasked = ~maps.mask[k]
+        near_hole = np.hypot(fx - fx[unmasked].max(), fy - fy[unmasked].max()) <= maps.coarse.cell_m
+        distance = np.hypot(horizontal, site["z_m"] - 1.5)
+        toa_err = np.abs(maps.toa_ns[k] * 1e-9 * SPEED_OF_LIGHT_M_S - distance)
+        assert toa_err[far & ~near_hole].max() <= grid.cell_m
+        assert toa_err[far].max() <= maps.coarse.cell_m / 2
+        bearing = np.mod(np.degrees(np.arctan2(dx, dy)), 360.0)
+        err = np.abs((maps.aoa_deg[k] - bearing + 180.0) % 360.0 - 180.0)
+        assert err[far & ~near_hole].max() < 3.0, err[far & ~near_hole].max()
+        assert np.median(err[far]) < 1.0

@@ -118,6 +118,11 @@ class GenerationConfig:
         SSB beams per sector and the MIMO array sizes.
     phy_neighbours, phy_top_beams : int
         Neighbour-list length K and the number of beams whose L1-RSRP is stored.
+    timing_maps : bool
+        Also ToA and AoA maps per site next to the path-gain maps (:mod:`rflocal_core.dataset.timing_maps`):
+        ``PathSolver`` with the exact-path settings on a grid ``timing_map_factor`` times coarser, interpolated.
+    timing_map_factor : int
+        Coarsening of the ToA/AoA grid per axis (``factor``² fewer traced positions than map cells).
     split : tuple of float
         Train / val / test fractions of the samples of the seen scenes.
     unseen_scenes : tuple of str
@@ -227,6 +232,11 @@ class GenerationConfig:
     phy_neighbours: int = option(8, lo=0, hi=64, label="Neighbour list (K)",
                                  help="neighbours ranked by RSRP after the serving cell")
     phy_top_beams: int = option(4, lo=1, hi=16, label="Beams reported", help="L1-RSRP of the best beams stored")
+    timing_maps: bool = option(False, label="ToA/AoA maps",
+                               help="ToA and AoA maps per site from exact paths on a coarser grid, interpolated "
+                                    "(costs a PathSolver run over that grid)")
+    timing_map_factor: int = option(4, lo=1, hi=32, label="ToA/AoA map coarsening",
+                                    help="ToA/AoA maps traced every N radio-map cells per axis")
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     unseen_scenes: tuple[str, ...] = ()
 
@@ -260,6 +270,9 @@ class GenerationConfig:
                 msg = f"sequence_length: a drone survey is one pass per sample; expected (1, 1), got {self.sequence_length!r}"
                 raise InvalidInputError(msg)
             check_options(self, only=DRONE_OPTIONS)
+        if self.timing_maps and self.survey == "drone":
+            msg = "timing_maps: ToA/AoA maps are made for the scene's fixed sites; expected survey 'fixed', got 'drone'"
+            raise InvalidInputError(msg)
         if self.phy:
             Numerology(scs_khz=self.phy_scs_khz, n_rb=self.phy_n_rb)  # 15/30/60/120 kHz only
         self._check_iq()

@@ -285,6 +285,8 @@ def _compute_maps(
     _add_seconds(seconds, "radio_maps", time.perf_counter() - t0)
     grid = Grid(float(rm.x_m[0]), float(rm.y_m[0]), config.cell_size_m, len(rm.x_m), len(rm.y_m))
     pg_map = rm.path_gain_db.astype(np.float32)
+    if config.timing_maps:
+        _write_timing_maps(group, scene, sites, grid, config, report, seconds)
     report("rasters", 0.15)
     t0 = time.perf_counter()
     rasters = rasterize_scene(scene, meta, grid, footprints)
@@ -308,6 +310,23 @@ def _compute_maps(
         del group[_SITE_MAPS]  # the maps of single sites, now in path_gain_db
     _add_seconds(seconds, "rasters", time.perf_counter() - t0)
     return _SceneMaps(grid, pg_map, rasters["footprint"], shadow)
+
+
+def _write_timing_maps(group: zarr.Group, scene: str, sites: list[dict[str, Any]], grid: Grid,
+                       config: GenerationConfig, report: StepProgressFn, seconds: dict[str, float]) -> None:
+    """ToA and AoA maps per site (:mod:`rflocal_core.dataset.timing_maps`) and their mask, into ``group``."""
+    from rflocal_core.dataset.timing_maps import timing_maps
+
+    report("ToA/AoA maps (Sionna PathSolver)", 0.15)
+    t0 = time.perf_counter()
+    maps = timing_maps(scene, sites, grid, factor=config.timing_map_factor, plane_height_m=config.plane_height_m,
+                       max_depth=config.paths_max_depth, samples_per_src=config.paths_samples_per_src,
+                       seed=config.seed, diffraction=config.paths_diffraction, batch_size=PATH_BATCH)
+    store.write_array(group, "toa_ns", maps.toa_ns)
+    store.write_array(group, "aoa_deg", maps.aoa_deg)
+    store.write_array(group, "mask_timing", maps.mask)
+    group.attrs["timing_grid"] = maps.coarse.to_dict()
+    _add_seconds(seconds, "timing_maps", time.perf_counter() - t0)
 
 
 def _radio_maps(group: zarr.Group, scene: str, sites: list[dict[str, Any]], config: GenerationConfig,

@@ -10,6 +10,10 @@ Layout of ``workspace/datasets/<name>/`` (a Zarr v3 group)::
                                    attrs ``sinr_load`` [S]) and the noise of a resource element, as
                                    a report's (``rflocal_core.phy.sinr_map_db``)
         shadowing_db [S, ny, nx]   the shadow-fading field that was applied
+        toa_ns, aoa_deg [S, ny, nx]  optional (``timing_maps``): first-path delay (ns) and the strongest
+                                   path's bearing at the site (degrees) from PathSolver on the coarser
+                                   grid of attrs ``timing_grid``, interpolated; NaN where no path
+        mask_timing  [S, ny, nx]   True where toa_ns/aoa_deg hold a value
         building_height_m, footprint, material, roads [ny, nx]
         site_pos_m   [S, 3]
     samples/                    one row per sample, T report times, S node slots
