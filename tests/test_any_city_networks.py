@@ -77,8 +77,10 @@ def test_frames_old_checkpoints_and_map_networks() -> None:
     accept the scene frame only; an unknown frame is named."""
     spec = FeatureSpec.from_dict({"origin_m": [0, 0], "extent_m": 500.0, "node_keys": ["a#0"], "max_slots": 4})
     assert spec.frame == "scene"
-    for name in ("mapformer", "locheatmap", "fpnet"):
-        with pytest.raises(InvalidInputError, match="^frame: expected one of scene, got .sample."):
+    with pytest.raises(InvalidInputError, match="^frame: expected one of scene, got .sample."):
+        build_network("fpnet", {"frame": "sample"}, vocab_size=1)
+    for name in ("mapformer", "locheatmap"):  # the window frame instead (see test_map_networks_*)
+        with pytest.raises(InvalidInputError, match="^frame: expected one of scene, window, got .sample."):
             build_network(name, {"frame": "sample"}, vocab_size=1)
     with pytest.raises(InvalidInputError, match="frame"):
         build_network("setnet", {"frame": "world"}, vocab_size=1)

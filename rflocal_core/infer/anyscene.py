@@ -100,7 +100,8 @@ def file_inputs(run: LoadedRun, ms: MeasurementSet) -> FileInputs:
     # a held-out scene of the run's own dataset: its maps are there (map models), and networks are scored
     # on it (the unseen-scene benchmark); a geometric model reads it as a new scene, kNN has no fingerprints
     fingerprints = not run.any_scene and not run.needs_maps and not hasattr(run.model, "net")
-    held = held_out_problem(ms, ref) if run.any_scene or fingerprints else None
+    # a file brings no maps: a map network (window frame or not) reads those of the run's dataset, as before
+    held = held_out_problem(ms, ref) if (run.any_scene and not run.needs_maps) or fingerprints else None
     problem = held or file_fit_problem(ms, ref)
     why = scene_refusal(run) if problem is not None else None
     if held is not None and why is not None:

@@ -80,9 +80,8 @@ class LoadedRun:
     @property
     def any_scene(self) -> bool:
         """Whether the model predicts in a scene it was not trained on (geometric baselines; a network
-        that declares ``any_scene``); never a model that needs the radio maps of its scenes."""
-        if self.needs_maps:
-            return False
+        that declares ``any_scene``: a set network in the sample frame, a map network in the window frame,
+        which reads the maps that come with the data, e.g. a dataset of that scene); never map matching."""
         flag = getattr(self.model, "any_scene", None)
         if flag is None:  # a network: its LocNet says
             flag = getattr(getattr(self.model, "net", None), "any_scene", False)

@@ -29,6 +29,11 @@ nodes of known position, of side twice their largest distance from it (at least
 to the nodes and their spread, the same in any scene of any size (issue 19), and the side itself is
 one more token column, ``log_scale`` = ln(side / 1 km), since RSS speaks in absolute metres. Each
 sample's origin and side travel in :attr:`Batch.origin_m` and :attr:`Batch.scale_m`.
+``"window"`` (map networks, :data:`MAP_FRAMES`) gives each sample a square of fixed metres
+(:attr:`FeatureSpec.window_cells` cells of :attr:`FeatureSpec.cell_m`) around a first estimate of its
+position from its own reports (:func:`~rflocal_core.models.window.coarse_position`), kept inside its
+scene where the scene is larger, on the lattice of ``cell_m`` multiples: its maps are cut from the
+scene's at that cell size (:class:`~rflocal_core.models.maps.WindowMapSource`), the same in any scene.
 """
 
 from __future__ import annotations
@@ -41,11 +46,14 @@ import torch
 
 from rflocal_core.constants import C_M_PER_NS
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.models.inputs import PHY_INPUT_FIELDS, Inputs, search_bounds
+from rflocal_core.models.inputs import PHY_INPUT_FIELDS, Inputs, scene_extent, search_bounds
+from rflocal_core.models.window import coarse_position
 
 RSS_MIN_DBM, RSS_MAX_DBM = -120.0, -30.0
 #: Frames of :class:`FeatureSpec` (see the module docstring).
 FRAMES = ("scene", "sample")
+#: Frames of the map networks (``mapformer``, ``locheatmap``).
+MAP_FRAMES = ("scene", "window")
 #: Smallest side of a sample's square, as a fraction of the training side (nodes in one spot, one node).
 MIN_SAMPLE_SCALE = 0.25
 #: Unit of the ``log_scale`` column (m).
@@ -118,6 +126,8 @@ class FeatureSpec:
         Append the PHY/MAC token columns :data:`PHY_COLUMNS` (masked where a report lacks them).
     iq : bool
         Carry each report's IQ capture (:attr:`Batch.iq`) for networks with an IQ branch.
+    cell_m, window_cells : float, int
+        ``"window"`` frame: the cell size (m) and cells per side of each sample's window (0 otherwise).
     """
 
     origin_m: tuple[float, float]
@@ -127,25 +137,39 @@ class FeatureSpec:
     frame: str = "scene"
     phy: bool = False
     iq: bool = False
+    cell_m: float = 0.0
+    window_cells: int = 0
+
+    @property
+    def window_m(self) -> float:
+        """Side (m) of a sample's window in the ``"window"`` frame."""
+        return self.cell_m * self.window_cells
 
     @classmethod
-    def fit(cls, train: Inputs, *, frame: str = "scene", phy: bool = False, iq: bool = False) -> FeatureSpec:
-        if frame not in FRAMES:
-            msg = f"frame: expected one of {', '.join(FRAMES)}, got {frame!r}"
+    def fit(cls, train: Inputs, *, frame: str = "scene", phy: bool = False, iq: bool = False,
+            window: tuple[float, int] | None = None) -> FeatureSpec:
+        """Fit on a training split; ``window``: ``(cell_m, cells)`` of the ``"window"`` frame (required there)."""
+        if frame not in (*FRAMES, "window"):
+            msg = f"frame: expected one of {', '.join((*FRAMES, 'window'))}, got {frame!r}"
+            raise InvalidInputError(msg)
+        if frame == "window" and (window is None or not window[0] > 0 or int(window[1]) < 1):
+            msg = f"window: the window frame needs a cell size > 0 m and at least one cell, got {window!r}"
             raise InvalidInputError(msg)
         b = search_bounds(train)
         extent = max(b[1] - b[0], b[3] - b[2], 1.0)
         cx, cy = (b[0] + b[1]) / 2, (b[2] + b[3]) / 2
         keys = node_keys(train)
         vocab = sorted({k for k in keys[train.node_mask].ravel().tolist() if k})
+        cell, cells = (float(window[0]), int(window[1])) if frame == "window" and window else (0.0, 0)
         return cls((cx - extent / 2, cy - extent / 2), float(extent), tuple(vocab), int(train.node_mask.shape[1]),
-                   frame, bool(phy), bool(iq))
+                   frame, bool(phy), bool(iq), cell, cells)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
         return cls(tuple(float(v) for v in d["origin_m"]), float(d["extent_m"]), tuple(d["node_keys"]),
                    int(d["max_slots"]), str(d.get("frame", "scene")),
-                   bool(d.get("phy", False)), bool(d.get("iq", False)))  # checkpoints before these: off
+                   bool(d.get("phy", False)), bool(d.get("iq", False)),  # checkpoints before these: off
+                   float(d.get("cell_m", 0.0)), int(d.get("window_cells", 0)))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -168,6 +192,8 @@ class FeatureSpec:
         scale = np.full(n, float(self.extent_m))
         if self.frame == "scene":
             return origin, scale
+        if self.frame == "window":
+            return self._windows(x, origin)
         heard = np.isfinite(x.rss_dbm) | np.isfinite(x.aoa_deg) | np.isfinite(x.toa_ns)
         use = x.node_mask & x.known_nodes & heard
         count = use.sum(1)
@@ -179,6 +205,23 @@ class FeatureSpec:
         scale = np.where(has, own, scale)
         origin = np.where(has[:, None], centroid - scale[:, None] / 2, origin)
         return origin, scale
+
+    def _windows(self, x: Inputs, fallback: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Window frame: a ``window_m`` square on the ``cell_m`` lattice around each sample's first estimate,
+        shifted inside its scene's extent where the scene is wider (a target inside the scene stays inside)."""
+        side, cell = self.window_m, self.cell_m
+        ext = scene_extent(x)  # [N, 4]: x0, x1, y0, y1 of the scene being predicted, never the training one
+        centre = np.stack([(ext[:, 0] + ext[:, 1]) / 2, (ext[:, 2] + ext[:, 3]) / 2], 1)
+        centre = np.where(np.isfinite(centre), centre, fallback + self.extent_m / 2)
+        first, has = coarse_position(x)
+        origin = np.where(has[:, None], first, centre) - side / 2
+        for axis in (0, 1):
+            lo, hi = ext[:, 2 * axis], ext[:, 2 * axis + 1]
+            wide = np.isfinite(lo) & np.isfinite(hi) & (hi - lo >= side)
+            narrow = np.isfinite(lo) & np.isfinite(hi) & ~wide
+            inside = np.clip(origin[:, axis], lo, np.where(wide, hi - side, lo))
+            origin[:, axis] = np.where(wide, inside, np.where(narrow, centre[:, axis] - side / 2, origin[:, axis]))
+        return np.round(origin / cell) * cell, np.full(len(origin), side)
 
 
 def token_columns(frame: str) -> tuple[str, ...]:

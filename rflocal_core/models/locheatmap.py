@@ -88,7 +88,7 @@ from torch import nn
 
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.features import Batch
-from rflocal_core.models.maps import SCENE_CHANNELS, MapBatch, aoa_loglik
+from rflocal_core.models.maps import SCENE_CHANNELS, MapBatch, MapFrameConfig, aoa_loglik
 from rflocal_core.models.nets import LocNet, NetConfig, gaussian_beta_nll, mlp
 from rflocal_core.models.registry import register
 from rflocal_core.options import option, redefault
@@ -340,7 +340,7 @@ def _check_widths(field: str, value: Any, lo_levels: int, hi_levels: int) -> tup
 
 
 @dataclass(frozen=True)
-class LocHeatmapConfig(NetConfig):
+class LocHeatmapConfig(MapFrameConfig):
     """``locheatmap`` options (see :class:`~rflocal_core.models.nets.NetConfig` for the common ones).
 
     Parameters
@@ -348,7 +348,8 @@ class LocHeatmapConfig(NetConfig):
     mode : str
         One of :data:`MODES` (see the module doc).
     res : int
-        Cells per side of the unit-square grid of every raster and of the heatmap; divisible by
+        Cells per side of the unit-square grid of every raster and of the heatmap (in the ``window``
+        frame, :class:`~rflocal_core.models.maps.MapFrameConfig`, the window is ``res`` cells of ``cell_m``); divisible by
         ``2 ** len(completion_channels)`` and ``2 ** (len(unet_channels) - 1)``.
     completion_channels : tuple of int
         Widths of the completion encoder levels (each halves the resolution); the decoder mirrors them.
@@ -389,9 +390,8 @@ class LocHeatmapConfig(NetConfig):
         mean gradient is then the squared error's).
     """
 
-    # it reads fixed node slots or the maps of its training scenes: positions in their square only
-    frame: str = option("scene", choices=("scene",), help="scene only: positions in the training scenes' square")
-
+    # a 32-cell window of 16 m is 512 m, as mapformer's 64 of 8 m
+    cell_m: float = redefault(MapFrameConfig, "cell_m", 16.0)
     beta: float = redefault(NetConfig, "beta", 1.0)
     mode: str = option("proposal", choices=MODES, help="the localization mode (see the module doc)")
     res: int = option(32, lo=8, hi=512, help="cells per side of every raster and of the heatmap")
@@ -415,6 +415,9 @@ class LocHeatmapConfig(NetConfig):
     aoa_sigma_deg: float = option(7.0, lo=0.1, hi=90.0, unit="deg", help="spread of the back-projected bearings")
     aoa_prior: bool = option(True, help="the back-projection added to the heatmap logits")
     position_loss: str = option("both", choices=("nll", "euclidean", "both"), help="nll, euclidean or both")
+
+    def window_cells(self) -> int:
+        return int(self.res)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -101,7 +101,15 @@ from rflocal_core.models.features import (
     index_ordered,
     tracing,
 )
-from rflocal_core.models.maps import SCENE_CHANNELS, MapBatch, aoa_loglik, lookup, rss_unit_to_dbm, unit_to_pg_db
+from rflocal_core.models.maps import (
+    SCENE_CHANNELS,
+    MapBatch,
+    MapFrameConfig,
+    aoa_loglik,
+    lookup,
+    rss_unit_to_dbm,
+    unit_to_pg_db,
+)
 from rflocal_core.models.nets import LocNet, NetConfig, SetNetConfig, check_encoder, gaussian_beta_nll, mlp, sinusoidal
 from rflocal_core.models.registry import register
 from rflocal_core.options import option, redefault
@@ -129,7 +137,7 @@ _GROUPS = (("rss", "rss_ok"), ("aoa_sin", "aoa_cos", "aoa_ok"), ("toa", "toa_ok"
 
 
 @dataclass(frozen=True)
-class MapFormerConfig(NetConfig):
+class MapFormerConfig(MapFrameConfig):
     """``mapformer`` options (see :class:`~rflocal_core.models.nets.NetConfig` for the common ones).
 
     Parameters
@@ -146,7 +154,8 @@ class MapFormerConfig(NetConfig):
         Transformer layers over the map tokens (0: the embedding only).
     map_res : int
         Cells per side of the map grid the model is fed (read by the map source; the network
-        itself accepts any grid).
+        itself accepts any grid). In the ``window`` frame (see :class:`~rflocal_core.models.maps.MapFrameConfig`)
+        the window is ``map_res`` cells of ``cell_m``.
     use_radio_maps, use_scene : bool
         Use the radio-map (site maps) stream / the scene-raster stream.
     grid_cells : int
@@ -176,9 +185,6 @@ class MapFormerConfig(NetConfig):
         +-map_scale about the square's centre (0 disables).
     """
 
-    # it reads fixed node slots or the maps of its training scenes: positions in their square only
-    frame: str = option("scene", choices=("scene",), help="scene only: positions in the training scenes' square")
-
     node_dropout: tuple[float, ...] = redefault(NetConfig, "node_dropout", (0.0, 0.1, 0.2))
     pe_freqs: int = redefault(SetNetConfig, "pe_freqs", 6)
     layers: int = redefault(SetNetConfig, "layers", 2)
@@ -202,6 +208,9 @@ class MapFormerConfig(NetConfig):
     temporal_dropout: float = option(0.2, lo=0.0, hi=0.9, help="training: drop each earlier report")
     map_rotation_deg: float = option(5.0, lo=0.0, hi=45.0, unit="deg", help="training: random map rotation")
     map_scale: float = option(0.05, lo=0.0, hi=0.5, help="training: random map scaling")
+
+    def window_cells(self) -> int:
+        return int(self.map_res)
 
     def __post_init__(self) -> None:
         super().__post_init__()

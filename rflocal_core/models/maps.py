@@ -16,6 +16,14 @@ Contract of a batch (``N`` samples, ``S`` report slots, ``H x W`` cells, ``C`` s
     MapBatch.site_has_map   [N, S] bool           the slot's node has a radio map at all
     MapBatch.scene_rasters  [N, C, H, W] float32  SCENE_CHANNELS of the sample's scene
     MapBatch.extent_m       float or None         side of the unit square in metres (None: unknown)
+
+Frames (:class:`MapFrameConfig`, ``frame``): in the ``scene`` frame the unit square is the
+training split's square and each scene's maps are resampled onto one ``H x W`` grid of it,
+whatever the scene's size. In the ``window`` frame (issue 19) each sample has its own square of
+fixed metres, ``W`` cells of ``cell_m`` around a first estimate of its position
+(:meth:`~rflocal_core.models.features.FeatureSpec.frames`): every scene's maps are resampled once
+onto the lattice of ``cell_m`` multiples (:class:`WindowMapSource`) and each sample's window is cut
+from them, so a cell is ``cell_m`` metres in every scene and ``extent_m`` is the window's side.
 """
 
 from __future__ import annotations
@@ -29,7 +37,9 @@ import torch
 import torch.nn.functional as F
 
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.models.features import RSS_MAX_DBM, RSS_MIN_DBM, Batch, tracing
+from rflocal_core.models.features import MAP_FRAMES, RSS_MAX_DBM, RSS_MIN_DBM, Batch, tracing
+from rflocal_core.models.nets import NetConfig
+from rflocal_core.options import option
 
 #: AoA likelihood: probability that a reported bearing points at the target (else uniform:
 #: NLoS, reflections).
@@ -104,6 +114,36 @@ def aoa_loglik(base: Batch, h: int, w: int, *, sigma_deg: float) -> torch.Tensor
     return torch.where(on, torch.logaddexp(inlier, uniform), torch.zeros_like(inlier)).sum(1)  # masked: NaN-safe
 
 
+@dataclass(frozen=True)
+class MapFrameConfig(NetConfig):
+    """The frame options of the map networks (``mapformer``, ``locheatmap``): one definition for both.
+
+    Parameters
+    ----------
+    frame : str
+        ``"scene"``: positions and maps on the training scenes' square (one grid per scene, whatever
+        its size); ``"window"``: a window of :meth:`window_cells` cells of ``cell_m`` around each
+        sample's first position estimate, positions in metres of the window, so the network
+        predicts in any scene, of any size (issue 19).
+    cell_m : float
+        ``"window"`` frame: the cell size (m) of the maps fed to the network.
+    """
+
+    # the scene frame reads the maps of its training scenes' square; the window one any scene's
+    frame: str = option("scene", choices=MAP_FRAMES,
+                        help="scene: maps and positions on the training scenes' square; window: a window of fixed "
+                             "metres around each sample (predicts in any scene, of any size)")
+    cell_m: float = option(8.0, lo=0.5, hi=100.0, unit="m", help="window frame: map cell size")
+
+    def window_cells(self) -> int:
+        """Cells per side of the map grid (the network's own resolution option)."""
+        raise NotImplementedError
+
+    def window(self) -> tuple[float, int] | None:
+        """``(cell_m, cells)`` of the window frame for :meth:`FeatureSpec.fit`; None in the scene frame."""
+        return (float(self.cell_m), int(self.window_cells())) if self.frame == "window" else None
+
+
 @dataclass
 class MapBatch:
     """Report tokens plus the maps of each slot's node and of each sample's scene (see module doc)."""
@@ -132,6 +172,40 @@ class MapBatch:
 
 
 # --------------------------------------------------------------------------- from datasets
+
+
+def resample_scene(maps: Any, gx: np.ndarray, gy: np.ndarray, inside: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One scene's maps at the points ``gx, gy`` [h, w] (m): ``(site_maps [K, h, w], site_ok [K, h, w],
+    rasters [C, h, w])``, path gain normalized (:func:`pg_to_unit`), rasters :data:`SCENE_CHANNELS`.
+
+    Path gain is bilinear (no ray counts as :data:`PG_MIN_DB`, a ray where over half the weight has
+    one); classes and masks take the nearest cell. ``inside`` [h, w]: points on the scene's grid;
+    elsewhere no ray and zero rasters (default: the grid's border value, as the scene frame reads it).
+    """
+    from rflocal_core.dataset.rasters import MATERIAL_CLASSES
+
+    h, w = gx.shape
+    pg = maps.path_gain_db.astype(np.float64)
+    ray = np.isfinite(pg)
+    floor = np.where(ray, pg, PG_MIN_DB)
+    pg_unit = maps.grid.bilinear(floor, gx.ravel(), gy.ravel()).reshape(-1, h, w)
+    ok = maps.grid.bilinear(ray.astype(np.float64), gx.ravel(), gy.ravel()).reshape(-1, h, w) > 0.5
+    if inside is not None:
+        ok = ok & inside
+    site_maps = np.where(ok, np.clip((pg_unit - PG_MIN_DB) / (PG_MAX_DB - PG_MIN_DB), -0.5, 1.5), 0.0)
+    r = maps.rasters
+    iy, ix = maps.grid.cell_of(gx, gy)  # nearest cell: classes and masks are not interpolated
+
+    def sample(key: str, scale: float) -> np.ndarray:
+        if key not in r:
+            return np.zeros((h, w))
+        v = np.asarray(r[key], dtype=np.float64)[iy, ix] / scale
+        return v if inside is None else np.where(inside, v, 0.0)
+
+    rasters = np.stack([sample("building_height_m", 100.0), sample("footprint", 1.0), sample("roads", 1.0),
+                        sample("material", len(MATERIAL_CLASSES) - 1)])
+    return site_maps, ok, rasters
 
 
 class MapSource:
@@ -171,8 +245,8 @@ class MapSource:
         Raises :class:`~rflocal_core.errors.InvalidInputError` when ``x`` has no maps (imported
         measurements, or loaded with ``with_maps=False``).
         """
-        from rflocal_core.dataset.rasters import MATERIAL_CLASSES
-
+        if spec.frame == "window":
+            return WindowMapSource.from_inputs(x, spec, res=res)
         if not x.maps:
             msg = (f"dataset {x.dataset!r}: map-conditioned models need the radio maps of a generated dataset "
                    "(imported measurements have none)")
@@ -185,25 +259,12 @@ class MapSource:
             maps = x.maps.get(name)
             if maps is None:
                 continue
-            pg = maps.path_gain_db.astype(np.float64)
-            ray = np.isfinite(pg)
-            floor = np.where(ray, pg, PG_MIN_DB)
-            pg_unit = maps.grid.bilinear(floor, gx.ravel(), gy.ravel()).reshape(-1, res, res)
-            ok = maps.grid.bilinear(ray.astype(np.float64), gx.ravel(), gy.ravel()).reshape(-1, res, res) > 0.5
-            site_maps.append(np.where(ok, np.clip((pg_unit - PG_MIN_DB) / (PG_MAX_DB - PG_MIN_DB), -0.5, 1.5), 0.0))
+            sm, ok, r = resample_scene(maps, gx, gy)
+            site_maps.append(sm)
             site_ok.append(ok)
             offsets[g] = k
-            k += len(pg)
-            r = maps.rasters
-
-            def sample(key: str, scale: float) -> np.ndarray:
-                if key not in r:
-                    return np.zeros((res, res))
-                iy, ix = maps.grid.cell_of(gx, gy)  # nearest cell: classes and masks are not interpolated
-                return np.asarray(r[key], dtype=np.float64)[iy, ix] / scale
-
-            rasters.append(np.stack([sample("building_height_m", 100.0), sample("footprint", 1.0),
-                                     sample("roads", 1.0), sample("material", len(MATERIAL_CLASSES) - 1)]))
+            k += len(sm)
+            rasters.append(r)
         slot_map = np.full(x.slot_site.shape, -1, dtype=np.int64)
         for g, off in offsets.items():
             rows = x.scene_idx == g
@@ -229,3 +290,102 @@ class MapSource:
         idx = slot.clamp_min(0)
         return MapBatch(base, self.site_maps[idx] * has[..., None, None], self.site_ok[idx] & has[..., None, None],
                         has, self.scene_rasters[self.scene[rows]], self.extent_m)
+
+
+class WindowMapSource(MapSource):
+    """The maps of a set of samples in the ``window`` frame: each scene's maps once on the lattice of
+    ``cell_m`` multiples, and per sample the first lattice cell of its window (see the module doc).
+
+    Windows reaching past a scene's maps see no ray and zero rasters there. Built by
+    :meth:`MapSource.from_inputs` for a window-frame spec; :meth:`batch` cuts the windows.
+
+    Parameters
+    ----------
+    lattices : list of (site_maps [K, H, W], site_ok [K, H, W], rasters [C, H, W]) or None
+        Per scene of the inputs (None: no maps).
+    slot_map : Tensor [N, S] int64
+        Row of the scene's ``site_maps`` for each slot's node (-1: none).
+    scene : Tensor [N] int64
+    start : Tensor [N, 2] int64
+        Lattice (column, row) of each sample's window's south-west cell in its scene's lattice.
+    cells : int
+        Cells per window side.
+    extent_m : float
+        The window's side (m).
+    """
+
+    def __init__(self, lattices: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None], slot_map: torch.Tensor,
+                 scene: torch.Tensor, start: torch.Tensor, cells: int, extent_m: float) -> None:
+        self.lattices, self.slot_map, self.scene, self.start = lattices, slot_map, scene, start
+        self.cells, self.extent_m = int(cells), float(extent_m)
+
+    @property
+    def res(self) -> int:
+        return self.cells
+
+    @classmethod
+    def from_inputs(cls, x: Any, spec: Any, *, res: int) -> WindowMapSource:
+        """Resample each scene's maps onto the ``spec.cell_m`` lattice; place each sample's window."""
+        if not x.maps:
+            msg = (f"dataset {x.dataset!r}: map-conditioned models need the radio maps of a generated dataset "
+                   "(imported measurements have none)")
+            raise InvalidInputError(msg)
+        if int(res) != spec.window_cells:
+            msg = f"res: the window frame of this model has {spec.window_cells} cells per side, got {res!r}"
+            raise InvalidInputError(msg)
+        cell = float(spec.cell_m)
+        origin, _ = spec.frames(x)
+        first = np.round(origin / cell).astype(np.int64)  # window origins lie on the lattice
+        start = np.zeros_like(first)
+        lattices: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = []
+        for g, name in enumerate(x.scenes):
+            maps = x.maps.get(name)
+            if maps is None:
+                lattices.append(None)
+                continue
+            x0, y0, x1, y1 = maps.grid.extent_m
+            k0 = np.floor(np.array([x0, y0]) / cell).astype(np.int64)
+            k1 = np.ceil(np.array([x1, y1]) / cell).astype(np.int64)
+            gx, gy = np.meshgrid((np.arange(k0[0], k1[0]) + 0.5) * cell, (np.arange(k0[1], k1[1]) + 0.5) * cell)
+            inside = (gx >= x0) & (gx <= x1) & (gy >= y0) & (gy <= y1)
+            sm, ok, r = resample_scene(maps, gx, gy, inside)
+            lattices.append((torch.from_numpy(sm.astype(np.float32)), torch.from_numpy(ok),
+                             torch.from_numpy(r.astype(np.float32))))
+            rows = x.scene_idx == g
+            start[rows] = first[rows] - k0
+        return cls(lattices, torch.from_numpy(np.where(x.slot_site >= 0, x.slot_site, -1).astype(np.int64)),
+                   torch.from_numpy(np.asarray(x.scene_idx, dtype=np.int64)), torch.from_numpy(start),
+                   spec.window_cells, spec.window_m)
+
+    def batch(self, base: Batch, rows: torch.Tensor | np.ndarray | slice) -> MapBatch:
+        """The :class:`MapBatch` of samples ``rows``: each sample's window cut from its scene's lattice."""
+        if isinstance(rows, np.ndarray):
+            rows = torch.from_numpy(rows)
+        slot, scene, start = self.slot_map[rows], self.scene[rows], self.start[rows]
+        n, s = slot.shape
+        w = self.cells
+        site_maps = torch.zeros((n, s, w, w))
+        site_ok = torch.zeros((n, s, w, w), dtype=torch.bool)
+        rasters = torch.zeros((n, len(SCENE_CHANNELS), w, w))
+        has = torch.zeros((n, s), dtype=torch.bool)
+        ar = torch.arange(w)
+        for g in torch.unique(scene).tolist():
+            lat = self.lattices[g] if g < len(self.lattices) else None
+            if lat is None:
+                continue
+            sm, ok, r = lat
+            sel = torch.nonzero(scene == g)[:, 0]
+            ix, iy = start[sel, 0:1] + ar, start[sel, 1:2] + ar  # [m, W]
+            valid = ((iy >= 0) & (iy < r.shape[1]))[:, :, None] & ((ix >= 0) & (ix < r.shape[2]))[:, None, :]
+            iy, ix = iy.clamp(0, r.shape[1] - 1), ix.clamp(0, r.shape[2] - 1)
+            rasters[sel] = r[:, iy[:, :, None], ix[:, None, :]].permute(1, 0, 2, 3) * valid[:, None]
+            if len(sm) == 0:
+                continue
+            sl = slot[sel]
+            on = (sl >= 0) & (sl < len(sm))
+            idx = sl.clamp(0, len(sm) - 1)[:, :, None, None]
+            cut = valid[:, None] & on[..., None, None]
+            site_maps[sel] = sm[idx, iy[:, None, :, None], ix[:, None, None, :]] * cut
+            site_ok[sel] = ok[idx, iy[:, None, :, None], ix[:, None, None, :]] & cut
+            has[sel] = on
+        return MapBatch(base, site_maps, site_ok, has, rasters, self.extent_m)

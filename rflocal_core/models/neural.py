@@ -15,7 +15,7 @@ import torch
 
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.features import Batch, FeatureSpec, make_batch
-from rflocal_core.models.inputs import Inputs, Prediction
+from rflocal_core.models.inputs import Inputs, Prediction, scene_extent
 from rflocal_core.models.maps import MapBatch, MapSource
 from rflocal_core.models.nets import LocNet, build_network
 from rflocal_core.models.registry import NETWORKS
@@ -62,8 +62,9 @@ class NeuralModel:
 
     @property
     def any_scene(self) -> bool:
-        """Whether it predicts in a scene it was not trained on: trained in the sample frame, without maps."""
-        return self.spec.frame == "sample" and not self.needs_maps
+        """Whether it predicts in a scene it was not trained on: a set network trained in the sample frame, or
+        a map network in the window frame (given that scene's maps with the inputs, as a dataset holds them)."""
+        return self.spec.frame == ("window" if self.needs_maps else "sample")
 
     @property
     def needs_maps(self) -> bool:
@@ -72,7 +73,7 @@ class NeuralModel:
 
     @property
     def map_res(self) -> int:
-        """Cells per side of the unit-square map grid the network reads."""
+        """Cells per side of the map grid the network reads (of the training square, or of each window)."""
         return int(getattr(self.net.config, "map_res", None) or getattr(self.net.config, "res", 64))
 
     def map_source(self, x: Inputs) -> MapSource | None:
@@ -145,4 +146,8 @@ class NeuralModel:
         info: dict[str, Any] = {"model": self.name}
         if residual is not None:
             info["residual_db"] = residual
-        return Prediction(batch.to_metres(mu, self.spec), sigma * batch.scales(self.spec)[:, None], info)
+        pos = batch.to_metres(mu, self.spec)
+        if self.spec.frame == "window":  # a window may reach past its scene: stay in the scene given, not the training one
+            ext = scene_extent(x)
+            pos = np.stack([np.clip(pos[:, 0], ext[:, 0], ext[:, 1]), np.clip(pos[:, 1], ext[:, 2], ext[:, 3])], 1)
+        return Prediction(pos, sigma * batch.scales(self.spec)[:, None], info)
