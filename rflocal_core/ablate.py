@@ -126,6 +126,9 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
           tuple(Variant(f"{name}: {k.replace('_', ' ')}", model=model, test_transform={"map_corruption": k})
                 for model, name in (("mapformer", "mapformer"), ("map_matching", "map matching"))
                 for k in ("none", "buildings_removed", "buildings_added", "materials_wrong", "maps_missing"))),
+    Study("map-channels", "mapformer with and without the SINR/ToA/AoA map stream (a dataset generated with "
+          "--timing-maps; without those maps the stream is zeros).", "mapformer",
+          (Variant("path gain + scene"), Variant("+ SINR/ToA/AoA maps", model_config={"use_map_channels": True}))),
 )}
 
 

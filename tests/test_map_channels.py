@@ -166,3 +166,99 @@ def test_los_toa_map_is_distance_over_c_and_aoa_map_is_the_bearing(open_ws: Path
         err = np.abs((maps.aoa_deg[k] - bearing + 180.0) % 360.0 - 180.0)
         assert err[far & ~near_hole].max() < 3.0, err[far & ~near_hole].max()
         assert np.median(err[far]) < 1.0
+
+
+# --------------------------------------------------------------------------- generated, read, fed to mapformer
+
+TM_DS = "tmds"
+
+
+@pytest.fixture(scope="module")
+def timing_ds(open_ws: Path, workspace_env) -> Path:
+    """A small ue dataset on the open scene with ToA/AoA maps (8 m maps, traced every 2 cells)."""
+    from rflocal_core.dataset import GenerationConfig, generate_dataset
+
+    with workspace_env(open_ws):
+        generate_dataset(GenerationConfig(
+            name=TM_DS, scenes=("open",), samples_per_scene=80, mode="ue", cell_size_m=8.0, min_sites=1,
+            map_samples_per_tx=100_000, map_max_depth=1, paths_samples_per_src=10_000, paths_max_depth=1,
+            timing_maps=True, timing_map_factor=2))
+    return open_ws
+
+
+@pytest.mark.raytrace
+def test_generated_maps_are_stored_read_and_the_toa_stream_peaks_at_the_truth(timing_ds: Path, workspace_env):
+    """Zarr holds ToA/AoA maps with their mask; mapformer's map-channel stream matches the reports best near the truth."""
+    import torch
+
+    from rflocal_core.dataset import open_dataset
+    from rflocal_core.models.features import FeatureSpec, make_batch
+    from rflocal_core.models.inputs import load_inputs
+    from rflocal_core.models.mapformer import CHANNEL_STREAM, channel_stream
+    from rflocal_core.models.maps import MAP_CHANNELS, MapSource, lookup
+
+    with workspace_env(timing_ds):
+        g = open_dataset(TM_DS)["scenes/open"]
+        toa, mask = np.asarray(g["toa_ns"]), np.asarray(g["mask_timing"])
+        assert toa.shape == np.asarray(g["path_gain_db"]).shape == np.asarray(g["sinr_db"]).shape
+        np.testing.assert_array_equal(np.isfinite(toa), mask)
+        assert mask.mean() > 0.9 and g.attrs["timing_grid"]["cell_m"] == 16.0
+        train, x = load_inputs(TM_DS, "train"), load_inputs(TM_DS, "train")
+    assert set(x.maps["open"].channels) == {"sinr_db", "toa_ns", "aoa_deg"}
+    spec = FeatureSpec.fit(train)
+    src = MapSource.from_inputs(x, spec, res=32, channels=True)
+    mb = src.batch(make_batch(x, spec), np.arange(len(x)))
+    assert mb.site_channels.shape == (len(x), x.node_mask.shape[1], len(MAP_CHANNELS), 32, 32)
+    stream = channel_stream(mb)
+    assert stream.shape == (len(x), len(CHANNEL_STREAM), 32, 32)
+    truth = torch.from_numpy(spec.to_unit(x.truth_m)).float()
+    at_truth = lookup(stream, truth).numpy()  # [N, 5]
+    toa_match, aoa_match = at_truth[:, 0], at_truth[:, 2]
+    assert np.median(toa_match) > 0.8 and np.median(aoa_match) > 0.95
+    # the truth's cell beats most cells of its own map: the ToA/AoA maps locate the device
+    rank = (stream[:, 0] * stream[:, 2] > torch.from_numpy(toa_match * aoa_match)[:, None, None]).float().mean((1, 2))
+    assert np.median(rank.numpy()) < 0.05
+    assert MapSource.from_inputs(x, spec, res=32).batch(make_batch(x, spec), np.arange(2)).site_channels is None
+
+
+@pytest.mark.raytrace
+def test_mapformer_reads_the_stream_trains_on_it_and_keeps_it_consistent_under_rotation(timing_ds: Path,
+                                                                                          workspace_env):
+    """With ``use_map_channels`` the stream reaches the loss's gradient; rotating the batch turns the AoA maps with
+    the reported bearings (the AoA match at the moved truth is unchanged); the ablation study has both arms."""
+    import torch
+
+    from rflocal_core.ablate import STUDIES
+    from rflocal_core.models.features import FeatureSpec, make_batch
+    from rflocal_core.models.inputs import load_inputs
+    from rflocal_core.models.mapformer import MapFormer, MapFormerConfig, channel_stream
+    from rflocal_core.models.maps import MapSource, lookup
+
+    with workspace_env(timing_ds):
+        x = load_inputs(TM_DS, "train")
+    spec = FeatureSpec.fit(x)
+    rows = np.arange(16)
+    mb = MapSource.from_inputs(x, spec, res=32, channels=True).batch(make_batch(x, spec).index(rows), rows)
+    torch.manual_seed(0)
+    # no physics prior: it starts the heads at zero, and no gradient would reach the map encoder at first
+    config = {"d_model": 32, "heads": 2, "layers": 1, "map_res": 32, "grid_cells": 8, "physics_prior": False}
+    with_stream = MapFormer(MapFormerConfig.from_dict({**config, "use_map_channels": True}), vocab_size=4)
+    without = MapFormer(MapFormerConfig.from_dict(config), vocab_size=4)
+    assert with_stream.map_channels == without.map_channels + 5
+    out = with_stream(mb)
+    loss, _ = with_stream.loss(mb, out)
+    loss.backward()
+    first = with_stream.map_encoder.parameters().__next__()  # the embedding over the input channels
+    assert first.grad is not None and float(first.grad[:, -5:].abs().sum()) > 0  # the last 5 inputs: the stream
+
+    rotate = MapFormer(MapFormerConfig.from_dict({**config, "use_map_channels": True, "map_rotation_deg": 30.0,
+                                                  "map_scale": 0.0, "feature_dropout": 0.0,
+                                                  "node_dropout": [0.0], "rss_noise_db": 0.0,
+                                                  "position_jitter_m": 0.0}), vocab_size=4)
+    moved = rotate.augment(mb, epoch_fraction=1.0, extent_m=spec.extent_m, generator=torch.Generator().manual_seed(3))
+    assert not torch.equal(moved.site_channels, mb.site_channels)
+    before = lookup(channel_stream(mb), mb.base.truth.float())[:, 2]
+    after = lookup(channel_stream(moved), moved.base.truth.float())[:, 2]
+    assert float((before - after).abs().median()) < 0.02
+    arms = {v.name: v.model_config for v in STUDIES["map-channels"].variants}
+    assert arms == {"path gain + scene": {}, "+ SINR/ToA/AoA maps": {"use_map_channels": True}}

@@ -42,6 +42,9 @@ class SceneMaps:
     rasters : dict of str to ndarray [ny, nx]
         Scene rasters on the same grid: ``building_height_m``, ``footprint``, ``material``
         (class index), ``roads`` (those the dataset has).
+    channels : dict of str to ndarray [M, ny, nx]
+        Per-site map channels beyond path gain (issue 18), those the dataset has (:data:`MAP_CHANNEL_KEYS`):
+        ``sinr_db`` (ue mode), ``toa_ns`` and ``aoa_deg`` (``timing_maps``; NaN where no path).
     """
 
     name: str
@@ -51,6 +54,7 @@ class SceneMaps:
     site_pos_m: np.ndarray
     tx_power_dbm: np.ndarray
     rasters: dict[str, np.ndarray] = field(default_factory=dict)
+    channels: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -202,8 +206,13 @@ def read_scene_maps(root: Any, name: str) -> SceneMaps:
             site_tx[m] = float(np.median(rss_map[m][ok] - pg[m][ok])) if ok.any() else np.nan
     rasters = {key: np.asarray(sg[key][...]) for key in ("building_height_m", "footprint", "material", "roads")
                if key in sg}
+    channels = {key: np.asarray(sg[key][...], dtype=np.float32) for key in MAP_CHANNEL_KEYS if key in sg}
     return SceneMaps(name, Grid.from_dict(sg.attrs["grid"]), pg, np.asarray(sg["footprint"][...]) == 0, site_pos,
-                     site_tx, rasters)
+                     site_tx, rasters, channels)
+
+
+#: Per-site map channels a generated dataset may hold beside path gain (``scenes/<s>/...``).
+MAP_CHANNEL_KEYS: tuple[str, ...] = ("sinr_db", "toa_ns", "aoa_deg")
 
 
 #: PHY/MAC report fields read into :attr:`Inputs.phy` (those a dataset holds; integers' -1 is NaN).

@@ -110,6 +110,9 @@ def exportable(model: NeuralModel) -> str | None:
     if getattr(model.net.config, "use_iq", False):
         return (f"use_iq: this {model.name} reads IQ captures, which its ONNX graph does not take as inputs yet; "
                 "expected use_iq=false (the captures' branch runs in PyTorch)")
+    if getattr(model.net.config, "use_map_channels", False):
+        return (f"use_map_channels: this {model.name} reads SINR/ToA/AoA maps, which its ONNX graph does not take "
+                "as inputs yet; expected use_map_channels=false")
     return None
 
 
