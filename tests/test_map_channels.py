@@ -113,7 +113,7 @@ def _hut(lat: float, lon: float, side_m: float = 4.0) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def open_ws(tmp_path_factory: pytest.TempPathFactory, workspace_env) -> Path:
     """A 120 m open scene (two huts in far corners: the scene's extent) with two 10 m masts."""
-    from rflocal_core.scene import CustomSite, SceneConfig, SiteConfig, build_scene
+    from rflocal_core.scene import CustomSite, MaterialConfig, SceneConfig, SiteConfig, build_scene
 
     ws = tmp_path_factory.mktemp("timing_maps_ws")
     half_lat, hut = 60.0 / 111_320.0, 4.0 / 111_320.0
@@ -127,6 +127,10 @@ def open_ws(tmp_path_factory: pytest.TempPathFactory, workspace_env) -> Path:
     with workspace_env(ws):
         build_scene(SceneConfig(name="open", source="geojson_file", path=str(path),
                                 sites=SiteConfig(placement="custom", custom=masts)))
+        # the same place at 28 GHz: the ITU ground models stop at 10 GHz, concrete holds to 100 GHz
+        build_scene(SceneConfig(name="open28", source="geojson_file", path=str(path),
+                                materials=MaterialConfig(building="concrete", ground="concrete"),
+                                sites=SiteConfig(placement="custom", custom=masts, freq_hz=28e9)))
     return ws
 
 
@@ -175,12 +179,12 @@ TM_DS = "tmds"
 
 @pytest.fixture(scope="module")
 def timing_ds(open_ws: Path, workspace_env) -> Path:
-    """A small ue dataset on the open scene with ToA/AoA maps (8 m maps, traced every 2 cells)."""
+    """A small ue dataset on the open scene at 3.5 and at 28 GHz with ToA/AoA maps (8 m maps, traced every 2 cells)."""
     from rflocal_core.dataset import GenerationConfig, generate_dataset
 
     with workspace_env(open_ws):
         generate_dataset(GenerationConfig(
-            name=TM_DS, scenes=("open",), samples_per_scene=80, mode="ue", cell_size_m=8.0, min_sites=1,
+            name=TM_DS, scenes=("open", "open28"), samples_per_scene=60, mode="ue", cell_size_m=8.0, min_sites=1,
             map_samples_per_tx=100_000, map_max_depth=1, paths_samples_per_src=10_000, paths_max_depth=1,
             timing_maps=True, timing_map_factor=2))
     return open_ws
@@ -262,3 +266,24 @@ def test_mapformer_reads_the_stream_trains_on_it_and_keeps_it_consistent_under_r
     assert float((before - after).abs().median()) < 0.02
     arms = {v.name: v.model_config for v in STUDIES["map-channels"].variants}
     assert arms == {"path gain + scene": {}, "+ SINR/ToA/AoA maps": {"use_map_channels": True}}
+
+
+@pytest.mark.raytrace
+def test_a_dataset_mixes_two_bands_of_one_place(timing_ds: Path, workspace_env):
+    """Each sample carries its scene's band; at 28 GHz the maps lose 20·log10(8) = 18.1 dB against 3.5 GHz in line
+    of sight, and the ToA maps do not depend on the band."""
+    from rflocal_core.dataset import open_dataset
+
+    with workspace_env(timing_ds):
+        root = open_dataset(TM_DS)
+        carrier = np.asarray(root["samples/carrier_hz"])
+        scene = np.asarray(root["samples/scene_idx"])
+        low, high = root["scenes/open"], root["scenes/open28"]
+        pg_low, pg_high = np.asarray(low["path_gain_db"]), np.asarray(high["path_gain_db"])
+        toa_low, toa_high = np.asarray(low["toa_ns"]), np.asarray(high["toa_ns"])
+    np.testing.assert_array_equal(carrier, np.where(scene == 0, 3.5e9, 28e9))
+    both = np.isfinite(pg_low) & np.isfinite(pg_high)
+    assert both.mean() > 0.9
+    assert np.median((pg_high - pg_low)[both]) == pytest.approx(-20 * np.log10(8.0), abs=1.5)
+    timed = np.isfinite(toa_low) & np.isfinite(toa_high)
+    assert timed.mean() > 0.9 and np.abs(toa_high - toa_low)[timed].max() < 1.0

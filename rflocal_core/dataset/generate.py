@@ -894,6 +894,9 @@ def _write_samples(root: zarr.Group, per_scene: list[dict[str, Any]], config: Ge
         "node_pos_m": node_pos,
         "node_mask": node_mask,
         "tx_power_dbm": np.concatenate([p["tx_power"] for p in per_scene]).astype(np.float32),
+        # the band of each sample: its scene's carrier (scenes of one city at two bands make a mixed-band dataset)
+        "carrier_hz": np.concatenate([np.full(n, np.nan if p["carrier_hz"] is None else p["carrier_hz"])
+                                      for p, n in zip(per_scene, n_each)]).astype(np.float64),
         **cat,
         **_phy_samples(per_scene, s_max),
     }
