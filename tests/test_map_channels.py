@@ -223,6 +223,12 @@ def test_generated_maps_are_stored_read_and_the_toa_stream_peaks_at_the_truth(ti
     rank = (stream[:, 0] * stream[:, 2] > torch.from_numpy(toa_match * aoa_match)[:, None, None]).float().mean((1, 2))
     assert np.median(rank.numpy()) < 0.05
     assert MapSource.from_inputs(x, spec, res=32).batch(make_batch(x, spec), np.arange(2)).site_channels is None
+    # the window frame cuts the same channels around each sample (16 cells of 8 m)
+    window = FeatureSpec.fit(train, frame="window", window=(8.0, 16))
+    wb = MapSource.from_inputs(x, window, res=16, channels=True).batch(make_batch(x, window), np.arange(len(x)))
+    assert wb.site_channels.shape == (len(x), x.node_mask.shape[1], len(MAP_CHANNELS), 16, 16)
+    at_truth = lookup(channel_stream(wb), wb.base.truth.float()).numpy()  # the truth in its own window
+    assert np.median(at_truth[:, 0]) > 0.8 and np.median(at_truth[:, 2]) > 0.95
 
 
 @pytest.mark.raytrace
