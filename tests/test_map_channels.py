@@ -293,3 +293,34 @@ def test_a_dataset_mixes_two_bands_of_one_place(timing_ds: Path, workspace_env):
     assert np.median((pg_high - pg_low)[both]) == pytest.approx(-20 * np.log10(8.0), abs=1.5)
     timed = np.isfinite(toa_low) & np.isfinite(toa_high)
     assert timed.mean() > 0.9 and np.abs(toa_high - toa_low)[timed].max() < 1.0
+
+
+@pytest.mark.raytrace
+def test_band_token_feature_trains_and_travels_in_the_checkpoint(timing_ds: Path, workspace_env):
+    """``band_feature``: each sample's band (3.5 GHz: 0, 28 GHz: 1) is a token column, read by setnet and heimdall."""
+    from dataclasses import replace
+
+    from rflocal_core.infer import load_run
+    from rflocal_core.models.features import BAND_COLUMNS, FeatureSpec, make_batch, token_width
+    from rflocal_core.models.inputs import load_inputs
+    from rflocal_core.models.nets import build_network
+    from rflocal_core.train import train
+
+    with workspace_env(timing_ds):
+        result = train(TM_DS, "setnet", model_config={"band_feature": True, "d_model": 32, "layers": 1},
+                       train_config={"epochs": 1, "batch_size": 32}, seed=1)
+        loaded = load_run(result.run_id)
+        x = load_inputs(TM_DS, "val", with_maps=False)
+    spec = loaded.model.spec
+    assert spec.band is True and FeatureSpec.from_dict(spec.to_dict()).band is True
+    np.testing.assert_array_equal(x.carrier_hz, np.where(x.scene_idx == 0, 3.5e9, 28e9))
+    batch = make_batch(x, spec)
+    width = token_width(spec.frame, band=True)
+    assert batch.feats.shape[-1] == width
+    band, ok = batch.feats[..., width - len(BAND_COLUMNS)].numpy(), batch.feats[..., width - 1].numpy() > 0
+    np.testing.assert_array_equal(ok, x.node_mask)
+    np.testing.assert_allclose(band[ok], np.where(x.scene_idx == 0, 0.0, 1.0)[:, None].repeat(ok.shape[1], 1)[ok])
+    a = loaded.predict(x)
+    assert not np.allclose(a.position_m, loaded.predict(replace(x, carrier_hz=None)).position_m)  # it is read
+    heimdall = build_network("heimdall", {"band_feature": True}, vocab_size=len(spec.node_keys))
+    assert heimdall(batch.index(slice(0, 8)))["mu"].shape == (8, 2)

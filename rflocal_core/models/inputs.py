@@ -116,6 +116,9 @@ class Inputs:
         Start of each capture on the receivers' common clock, seconds.
     iq_sample_rate_hz : float
         Sample rate of the captures (NaN without).
+    carrier_hz : ndarray [N], optional
+        The band of each sample (its scene's carrier; a dataset may mix bands); None when the
+        dataset does not say (imports, datasets before it).
     """
 
     dataset: str
@@ -148,6 +151,7 @@ class Inputs:
     iq_scale: np.ndarray | None = None
     iq_t0_s: np.ndarray | None = None
     iq_sample_rate_hz: float = float("nan")
+    carrier_hz: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -166,6 +170,8 @@ class Inputs:
                                                        "step_age_s": self.step_age_s[rows]}
         if self.phy is not None:
             steps["phy"] = self.phy[rows]
+        if self.carrier_hz is not None:
+            steps["carrier_hz"] = self.carrier_hz[rows]
         steps.update({f: getattr(self, f)[rows] for f in self.IQ_FIELDS if getattr(self, f) is not None})
         return replace(self, **{f: getattr(self, f)[rows] for f in self.SLOT_FIELDS + self.SAMPLE_FIELDS}, **steps)
 
@@ -298,6 +304,7 @@ def load_inputs(dataset: str, split: str, *, with_maps: bool = True, max_steps: 
         rss_steps_dbm=rss_t if rss_t.shape[1] > 1 else None, step_age_s=step_age if rss_t.shape[1] > 1 else None,
         **_read_captures(g, idx, steps["last"]),
         phy=_read_phy(g, read, steps["last"]),
+        carrier_hz=np.asarray(read("carrier_hz"), dtype=np.float64) if "carrier_hz" in g else None,
     )
 
 
