@@ -175,3 +175,55 @@ def test_log_distance_within_1_2x_of_a_textbook_fit_of_the_same_law(ws: dict[str
     print(f"\nlog_distance: {len(rows)} unseen samples with >= 2 RSS reports; median {np.median(our_err):.1f} m, "
           f"textbook {np.median(ref_err):.1f} m")
     assert np.median(our_err) <= 1.2 * np.median(ref_err)
+
+
+SET_NETS = {"setnet": {"d_model": 16, "layers": 1, "heads": 2},
+            "heimdall": {"d_model": 16, "node_embedding_dim": 0}}
+
+
+def test_every_network_predicts_inside_the_unseen_scene(ws: dict[str, Inputs]) -> None:
+    """Every network, trained briefly on the 240 m scene in the frame that predicts in any scene (setnet,
+    heimdall: sample; mapformer, locheatmap: window, on the unseen scene's own maps): its predictions on
+    the never-seen 640 m scene lie in that scene's extent and reach beyond the training one. fpnet and
+    fpnet_knn (fingerprints of the training scenes' nodes) are tied to their scenes: not any_scene."""
+    import torch
+
+    from rflocal_core.models import NETWORKS
+    from rflocal_core.models.features import FeatureSpec, make_batch
+    from rflocal_core.models.nets import build_network
+    from rflocal_core.models.neural import NeuralModel
+    from tests.test_any_city_networks import MAP_NETS, train_map_network
+
+    torch.set_num_threads(1)
+    train, te = ws["train"], ws["test_unseen"]
+    ext, box = scene_extent(te), search_bounds(train)
+    truth_out = (np.abs(te.truth_m) > 150).any(1)
+    models = {name: train_map_network(name, "window", train, 30, {**MAP_NETS[name], "cell_m": 8.0})
+              for name in MAP_NETS}
+    for name, cfg in SET_NETS.items():
+        torch.manual_seed(0)
+        spec = FeatureSpec.fit(train, frame="sample")
+        net = build_network(name, {**cfg, "frame": "sample"}, vocab_size=len(spec.node_keys))
+        batch, opt = make_batch(train, spec), torch.optim.AdamW(net.parameters(), lr=2e-3)
+        for _ in range(60):
+            part = batch.index(torch.randint(0, len(batch), (32,))).compact()
+            loss, _ = net.loss(part, net(part))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        models[name] = NeuralModel(name, net.eval(), spec)
+    for name in NETWORKS:
+        if name.startswith("fpnet"):  # scene frame only: refused in another scene at the run level
+            assert build_network(name, {}, vocab_size=1).config.frame == "scene"
+            continue
+        model = models[name]
+        assert model.any_scene, name
+        pos = model.predict(te).position_m
+        assert np.isfinite(pos).all(), name
+        inside = (pos[:, 0] >= ext[:, 0]) & (pos[:, 0] <= ext[:, 1]) & (pos[:, 1] >= ext[:, 2]) & (pos[:, 1] <= ext[:, 3])
+        assert inside.all(), name
+        beyond = (pos[:, 0] < box[0]) | (pos[:, 0] > box[1]) | (pos[:, 1] < box[2]) | (pos[:, 1] > box[3])
+        err = np.hypot(*(pos - te.truth_m).T)
+        print(f"\n{name}: unseen 640 m scene median {np.median(err):.0f} m, beyond the training extent "
+              f"{beyond[truth_out].mean():.0%} where the truth is")
+        assert beyond[truth_out].mean() >= 0.3, (name, beyond[truth_out].mean())

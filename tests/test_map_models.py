@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from rflocal_core.dataset import export_dataset
+from rflocal_core.errors import InferenceInputError
 from rflocal_core.infer import evaluate_run, load_run, predict_measurements
 from rflocal_core.models import errors_m, load_inputs
 from rflocal_core.models.features import FeatureSpec, make_batch
@@ -92,3 +95,27 @@ def test_mapformer_refines_its_position_at_inference(env):
     x = load_inputs("mnds", "test")
     pred = run.predict(x)
     assert np.isfinite(pred.position_m).all() and np.isfinite(pred.info["residual_db"]).any()
+
+
+def test_a_window_frame_run_trains_evaluates_and_predicts_files(env):
+    """Issue 19: mapformer with ``frame=window`` through the whole path: trained by the engine, a run
+    that predicts in any scene (given that scene's maps), evaluated, and reading files with its
+    dataset's maps as before; the same predictions from the file and from the dataset."""
+    small = {"d_model": 16, "heads": 2, "layers": 1, "map_layers": 0, "grid_cells": 8, "top_k": 2}
+    run_id = train("mnds", "mapformer", model_config={**small, "frame": "window", "cell_m": 4.0, "map_res": 32},
+                   train_config={"epochs": 1, "batch_size": 64}).run_id
+    run = load_run(run_id)
+    assert run.any_scene and run.needs_maps and run.model.spec.window_m == 128.0
+    x = load_inputs("mnds", "test")
+    pred = run.predict(x)
+    ext = x.maps["mn"].grid.extent_m
+    assert ((pred.position_m >= [ext[0], ext[1]]) & (pred.position_m <= [ext[2], ext[3]])).all()
+    by_id = {f"mnds-{int(i)}": e for i, e in zip(x.indices, errors_m(pred, x))}
+    out = predict_measurements(run, export_dataset("mnds", split="test"), top_k=0)
+    assert not out.bad_samples and len(out.predictions) == len(x)
+    for row in out.predictions:
+        assert row.error_m == pytest.approx(by_id[row.id], abs=0.5)
+    assert evaluate_run(run_id, "mnds").summary.count == len(x)
+    # a file of another scene brings no maps: refused, naming what would work
+    with pytest.raises(InferenceInputError, match="evaluate the run on it"):
+        predict_measurements(run, dataclasses.replace(export_dataset("mnds", split="test"), scene="elsewhere"), top_k=0)

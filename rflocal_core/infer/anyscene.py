@@ -67,6 +67,10 @@ def scene_refusal(run: LoadedRun) -> str | None:
     """Why ``run`` cannot predict in a scene it was not trained on; None when it can."""
     name = run.config.get("model") or getattr(run.model, "name", "the model")
     scenes = ", ".join(repr(s) for s in run.reference.scenes)
+    if run.needs_maps and run.any_scene:  # window frame: any scene, given its maps (a file has none)
+        return (f"{name} predicts from radio maps, which a file does not bring, and the run has those of its "
+                f"training scene(s) {scenes} only (generate a dataset of this scene and evaluate the run on it: "
+                "trained with frame=window, it predicts in any scene whose maps come with the data)")
     if run.needs_maps:
         return (f"{name} predicts from radio maps, and the run has those of its training scene(s) {scenes} only "
                 "(generate a dataset of this scene and train on it)")

@@ -150,7 +150,7 @@ class NeuralModel:
         if residual is not None:
             info["residual_db"] = residual
         pos = batch.to_metres(mu, self.spec)
-        if self.spec.frame == "window":  # a window may reach past its scene: stay in the scene given, not the training one
+        if self.any_scene:  # a window or a sample's square may reach past its scene: stay in the scene given
             ext = scene_extent(x)
             pos = np.stack([np.clip(pos[:, 0], ext[:, 0], ext[:, 1]), np.clip(pos[:, 1], ext[:, 2], ext[:, 3])], 1)
         return Prediction(pos, sigma * batch.scales(self.spec)[:, None], info)
