@@ -129,6 +129,9 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
     Study("map-channels", "mapformer with and without the SINR/ToA/AoA map stream (a dataset generated with "
           "--timing-maps; without those maps the stream is zeros).", "mapformer",
           (Variant("path gain + scene"), Variant("+ SINR/ToA/AoA maps", model_config={"use_map_channels": True}))),
+    Study("band-feature", "setnet on a dataset that mixes bands (one place built at two carriers), without and with "
+          "each sample's band as a token feature.", "setnet",
+          (Variant("no band feature"), Variant("band feature", model_config={"band_feature": True}))),
 )}
 
 

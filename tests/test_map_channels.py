@@ -300,6 +300,7 @@ def test_band_token_feature_trains_and_travels_in_the_checkpoint(timing_ds: Path
     """``band_feature``: each sample's band (3.5 GHz: 0, 28 GHz: 1) is a token column, read by setnet and heimdall."""
     from dataclasses import replace
 
+    from rflocal_core.ablate import STUDIES
     from rflocal_core.infer import load_run
     from rflocal_core.models.features import BAND_COLUMNS, FeatureSpec, make_batch, token_width
     from rflocal_core.models.inputs import load_inputs
@@ -324,3 +325,5 @@ def test_band_token_feature_trains_and_travels_in_the_checkpoint(timing_ds: Path
     assert not np.allclose(a.position_m, loaded.predict(replace(x, carrier_hz=None)).position_m)  # it is read
     heimdall = build_network("heimdall", {"band_feature": True}, vocab_size=len(spec.node_keys))
     assert heimdall(batch.index(slice(0, 8)))["mu"].shape == (8, 2)
+    arms = {v.name: v.model_config for v in STUDIES["band-feature"].variants}
+    assert arms == {"no band feature": {}, "band feature": {"band_feature": True}}
