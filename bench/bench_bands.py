@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     rss = np.asarray(root["samples/rss_dbm"])
     scene = np.asarray(root["samples/scene_idx"])
     result: dict = {"args": vars(args), "seconds": out["seconds"], "samples": out["samples"],
-                    "pg_28_minus_35_db_median": float(np.median((high - low)[both])),
+                    "pg_28_minus_35_db_median": float(np.median(high[both] - low[both])),
                     "cells_with_ray": {"3.5GHz": float(np.isfinite(low).mean()), "28GHz": float(np.isfinite(high).mean())},
                     "reports_per_sample": {"3.5GHz": float(np.isfinite(rss[scene == 0]).any(1).sum(-1).mean()),
                                            "28GHz": float(np.isfinite(rss[scene == 1]).any(1).sum(-1).mean())}}

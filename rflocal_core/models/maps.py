@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rflocal_core.constants import C_M_PER_NS
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.features import MAP_FRAMES, RSS_MAX_DBM, RSS_MIN_DBM, Batch, tracing
 from rflocal_core.models.nets import NetConfig
@@ -56,8 +57,6 @@ SCENE_CHANNELS = ("height", "footprint", "road", "material")
 #: whether the ToA/AoA maps hold a value there (0/1). 0 where a map has no value (or the dataset none).
 MAP_CHANNELS = ("sinr", "toa_m", "aoa_sin", "aoa_cos", "timing_ok")
 SINR_MIN_DB, SINR_MAX_DB = -23.0, 40.0
-#: Metres per nanosecond of propagation.
-_C_M_PER_NS = 0.299792458
 
 #: Path gain is normalized as ``(pg_db - PG_MIN_DB) / (PG_MAX_DB - PG_MIN_DB)``; no ray -> 0.
 PG_MIN_DB, PG_MAX_DB = -170.0, -40.0
@@ -245,7 +244,7 @@ def resample_channels(maps: Any, gx: np.ndarray, gy: np.ndarray, inside: np.ndar
     if "toa_ns" in ch and "aoa_deg" in ch:
         toa, aoa = np.asarray(ch["toa_ns"], dtype=np.float64), np.asarray(ch["aoa_deg"], dtype=np.float64)
         ok = np.isfinite(toa) & np.isfinite(aoa)
-        dist, good = interp(toa * _C_M_PER_NS, ok)
+        dist, good = interp(toa * C_M_PER_NS, ok)
         rad = np.radians(np.where(ok, aoa, 0.0))
         sin, _ = interp(np.sin(rad), ok)
         cos, _ = interp(np.cos(rad), ok)
