@@ -120,18 +120,18 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
            Variant("no OSM stream", model_config={"use_scene": False}),
            Variant("no fine head", model_config={"top_k": 0}),
            Variant("no physics prior", model_config={"physics_prior": False}))),
-    Study("map-corruption", "Map-based models when the maps are wrong at test time: buildings removed or added, "
-          "materials wrong, maps missing (mapformer, and map matching for reference; each model is trained once "
-          "and tested on every corruption).", "mapformer",
-          tuple(Variant(f"{name}: {k.replace('_', ' ')}", model=model, test_transform={"map_corruption": k})
-                for model, name in (("mapformer", "mapformer"), ("map_matching", "map matching"))
-                for k in ("none", "buildings_removed", "buildings_added", "materials_wrong", "maps_missing"))),
     Study("map-channels", "mapformer with and without the SINR/ToA/AoA map stream (a dataset generated with "
           "--timing-maps; without those maps the stream is zeros).", "mapformer",
           (Variant("path gain + scene"), Variant("+ SINR/ToA/AoA maps", model_config={"use_map_channels": True}))),
     Study("band-feature", "setnet on a dataset that mixes bands (one place built at two carriers), without and with "
           "each sample's band as a token feature.", "setnet",
           (Variant("no band feature"), Variant("band feature", model_config={"band_feature": True}))),
+    Study("map-corruption", "Map-based models when the maps are wrong at test time: buildings removed or added, "
+          "materials wrong, maps missing (mapformer, and map matching for reference; each model is trained once "
+          "and tested on every corruption).", "mapformer",
+          tuple(Variant(f"{name}: {k.replace('_', ' ')}", model=model, test_transform={"map_corruption": k})
+                for model, name in (("mapformer", "mapformer"), ("map_matching", "map matching"))
+                for k in ("none", "buildings_removed", "buildings_added", "materials_wrong", "maps_missing"))),
 )}
 
 

@@ -107,6 +107,11 @@ class GenerationConfig:
     drone_altitude_m, drone_spacing_m : float
     drone_points : int
     drone_map_samples_per_tx : int
+    timing_maps : bool
+        Also ToA and AoA maps per site next to the path-gain maps (:mod:`rflocal_core.dataset.timing_maps`):
+        ``PathSolver`` with the exact-path settings on a grid ``timing_map_factor`` times coarser, interpolated.
+    timing_map_factor : int
+        Coarsening of the ToA/AoA grid per axis (``factor``² fewer traced positions than map cells).
     phy : bool
         PHY/MAC reports in ``ue`` mode with timing (:mod:`rflocal_core.phy`): RSRP, RSSI, RSRQ,
         SINR, CQI, rank, SSB beams, serving cell and neighbours, Doppler.
@@ -118,11 +123,6 @@ class GenerationConfig:
         SSB beams per sector and the MIMO array sizes.
     phy_neighbours, phy_top_beams : int
         Neighbour-list length K and the number of beams whose L1-RSRP is stored.
-    timing_maps : bool
-        Also ToA and AoA maps per site next to the path-gain maps (:mod:`rflocal_core.dataset.timing_maps`):
-        ``PathSolver`` with the exact-path settings on a grid ``timing_map_factor`` times coarser, interpolated.
-    timing_map_factor : int
-        Coarsening of the ToA/AoA grid per axis (``factor``² fewer traced positions than map cells).
     split : tuple of float
         Train / val / test fractions of the samples of the seen scenes.
     unseen_scenes : tuple of str
@@ -218,6 +218,11 @@ class GenerationConfig:
     drone_points: int = option(16, lo=1, hi=256, label="Points per sample", help="measurement points per sample")
     drone_map_samples_per_tx: int = option(2_000_000, lo=1000, hi=10**9, label="Rays per waypoint",
                                            flag="drone-map-samples", help="rays per waypoint")
+    timing_maps: bool = option(False, label="ToA/AoA maps",
+                               help="ToA and AoA maps per site from exact paths on a coarser grid, interpolated "
+                                    "(costs a PathSolver run over that grid)")
+    timing_map_factor: int = option(4, lo=1, hi=32, label="ToA/AoA map coarsening",
+                                    help="ToA/AoA maps traced every N radio-map cells per axis")
     phy: bool = option(True, label="PHY/MAC reports",
                        help="RSRQ, SINR, CQI, rank, SSB beams, serving cell, Doppler from the paths (ue mode, "
                             "with timing)")
@@ -232,11 +237,6 @@ class GenerationConfig:
     phy_neighbours: int = option(8, lo=0, hi=64, label="Neighbour list (K)",
                                  help="neighbours ranked by RSRP after the serving cell")
     phy_top_beams: int = option(4, lo=1, hi=16, label="Beams reported", help="L1-RSRP of the best beams stored")
-    timing_maps: bool = option(False, label="ToA/AoA maps",
-                               help="ToA and AoA maps per site from exact paths on a coarser grid, interpolated "
-                                    "(costs a PathSolver run over that grid)")
-    timing_map_factor: int = option(4, lo=1, hi=32, label="ToA/AoA map coarsening",
-                                    help="ToA/AoA maps traced every N radio-map cells per axis")
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     unseen_scenes: tuple[str, ...] = ()
 
