@@ -106,6 +106,12 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
           (Variant("dropout 0%"),
            Variant("dropout 20%", train_transform={"feature_dropout": 0.2}, test_transform={}),
            Variant("dropout 50%", train_transform={"feature_dropout": 0.5}, test_transform={}))),
+    Study("map-channels", "mapformer with and without the SINR/ToA/AoA map stream (a dataset generated with "
+          "--timing-maps; without those maps the stream is zeros).", "mapformer",
+          (Variant("path gain + scene"), Variant("+ SINR/ToA/AoA maps", model_config={"use_map_channels": True}))),
+    Study("band-feature", "setnet on a dataset that mixes bands (one place built at two carriers), without and with "
+          "each sample's band as a token feature.", "setnet",
+          (Variant("no band feature"), Variant("band feature", model_config={"band_feature": True}))),
     Study("locheatmap-modes", "The ten modes of the sparse-to-dense heatmap model (locheatmap), and proposal "
           "without the AoA log-prior and without the AoA back-projection channel.", "locheatmap",
           (*(Variant(m, model_config={"mode": m}) for m in _LOCHEATMAP_MODES),

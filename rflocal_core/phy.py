@@ -170,6 +170,30 @@ def sinr_db(rsrp: np.ndarray, load: np.ndarray, *, noise_per_re_dbm: float) -> n
         return np.where(own > 0, 10.0 * np.log10(np.maximum(own, 1e-300) / interference), np.nan)
 
 
+def sinr_map_db(path_gain_db: np.ndarray, tx_power_dbm: np.ndarray, load: np.ndarray, *, numerology: Numerology,
+                noise_figure_db: float) -> np.ndarray:
+    """SINR map of every cell [S, ny, nx] from its path-gain map, as :func:`sinr_db` makes a report's SINR.
+
+    Each map cell is a device there: the cell's RSRP from its transmit power and path gain
+    (no shadowing), the others interfering with their load, plus the noise of one resource
+    element. A cell without a ray (``-inf``) neither serves nor interferes there (NaN).
+
+    Parameters
+    ----------
+    path_gain_db : ndarray [S, ny, nx]
+        Path gain of each cell (site), dB; ``-inf`` or NaN where no ray arrived.
+    tx_power_dbm : ndarray [S]
+    load : ndarray [S]
+        Share of data resource elements in use per cell, 0..1.
+    numerology : Numerology
+    noise_figure_db : float
+    """
+    rx = np.asarray(path_gain_db, dtype=np.float64) + np.asarray(tx_power_dbm, dtype=np.float64)[:, None, None]
+    rsrp = rsrp_dbm(np.moveaxis(rx, 0, -1), numerology)  # [ny, nx, S]: cells on the last axis, as in reports
+    sinr = sinr_db(rsrp, np.asarray(load, dtype=np.float64), noise_per_re_dbm=numerology.noise_per_re_dbm(noise_figure_db))
+    return np.moveaxis(sinr, -1, 0).astype(np.float32)
+
+
 def cqi_from_sinr(sinr: np.ndarray) -> np.ndarray:
     """CQI 0..15 of TS 38.214 Table 5.2.2.1-2 from SINR (dB) by :data:`CQI_SINR_DB`; −1 where SINR is NaN."""
     sinr = np.asarray(sinr, dtype=np.float64)

@@ -135,6 +135,10 @@ with tab_gen:
                               label="Cell load, max")
             gnb_ant = number(c[2], ds.GenerationConfig, "phy_gnb_antennas", key="dg_phy_gnb")
             ue_ant = number(c[3], ds.GenerationConfig, "phy_ue_antennas", key="dg_phy_ue")
+        with st.expander("ToA/AoA maps"):
+            c = st.columns(4)
+            timing_maps = toggle(c[0], ds.GenerationConfig, "timing_maps", key="dg_timing_maps")
+            timing_factor = number(c[1], ds.GenerationConfig, "timing_map_factor", key="dg_timing_factor")
         if st.button("Generate dataset", type="primary", key="dg_start"):
             try:
                 config = ds.GenerationConfig(
@@ -151,7 +155,8 @@ with tab_gen:
                     drone_points=int(drone_points), phy=phy_on, phy_scs_khz=int(scs), phy_n_rb=int(n_rb),
                     phy_beams=int(beams), phy_load=(float(load_min), float(load_max)),
                     phy_gnb_antennas=int(gnb_ant), phy_ue_antennas=int(ue_ant), iq=iq, iq_waveform=iq_waveform,
-                    iq_bandwidth_hz=float(iq_bandwidth),
+                    iq_bandwidth_hz=float(iq_bandwidth), timing_maps=timing_maps,
+                    timing_map_factor=int(timing_factor),
                 )
                 config.check_size()  # the cap on samples per job, refused here rather than in the job
                 executor = ExecutorConfig(**executor_values)

@@ -107,6 +107,11 @@ class GenerationConfig:
     drone_altitude_m, drone_spacing_m : float
     drone_points : int
     drone_map_samples_per_tx : int
+    timing_maps : bool
+        Also ToA and AoA maps per site next to the path-gain maps (:mod:`rflocal_core.dataset.timing_maps`):
+        ``PathSolver`` with the exact-path settings on a grid ``timing_map_factor`` times coarser, interpolated.
+    timing_map_factor : int
+        Coarsening of the ToA/AoA grid per axis (``factor``² fewer traced positions than map cells).
     phy : bool
         PHY/MAC reports in ``ue`` mode with timing (:mod:`rflocal_core.phy`): RSRP, RSSI, RSRQ,
         SINR, CQI, rank, SSB beams, serving cell and neighbours, Doppler.
@@ -213,6 +218,11 @@ class GenerationConfig:
     drone_points: int = option(16, lo=1, hi=256, label="Points per sample", help="measurement points per sample")
     drone_map_samples_per_tx: int = option(2_000_000, lo=1000, hi=10**9, label="Rays per waypoint",
                                            flag="drone-map-samples", help="rays per waypoint")
+    timing_maps: bool = option(False, label="ToA/AoA maps",
+                               help="ToA and AoA maps per site from exact paths on a coarser grid, interpolated "
+                                    "(costs a PathSolver run over that grid)")
+    timing_map_factor: int = option(4, lo=1, hi=32, label="ToA/AoA map coarsening",
+                                    help="ToA/AoA maps traced every N radio-map cells per axis")
     phy: bool = option(True, label="PHY/MAC reports",
                        help="RSRQ, SINR, CQI, rank, SSB beams, serving cell, Doppler from the paths (ue mode, "
                             "with timing)")
@@ -260,6 +270,9 @@ class GenerationConfig:
                 msg = f"sequence_length: a drone survey is one pass per sample; expected (1, 1), got {self.sequence_length!r}"
                 raise InvalidInputError(msg)
             check_options(self, only=DRONE_OPTIONS)
+        if self.timing_maps and self.survey == "drone":
+            msg = "timing_maps: ToA/AoA maps are made for the scene's fixed sites; expected survey 'fixed', got 'drone'"
+            raise InvalidInputError(msg)
         if self.phy:
             Numerology(scs_khz=self.phy_scs_khz, n_rb=self.phy_n_rb)  # 15/30/60/120 kHz only
         self._check_iq()

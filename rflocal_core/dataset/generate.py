@@ -26,7 +26,7 @@ from rflocal_core.dataset.location import StoreLocation, exists, remove, rename,
 from rflocal_core.dataset.rasters import Grid, load_footprints_m, rasterize_scene
 from rflocal_core.dataset.sampling import candidate_cells, sample_positions, trajectories
 from rflocal_core.dataset.shadowing import gudmundson_field
-from rflocal_core.dataset.synth import Reports, noise_floor_dbm, synthesize
+from rflocal_core.dataset.synth import Reports, synthesize
 from rflocal_core.errors import DatasetExistsError, InvalidInputError
 from rflocal_core.geo import LocalFrame
 from rflocal_core.phy import PhyReports
@@ -285,6 +285,8 @@ def _compute_maps(
     _add_seconds(seconds, "radio_maps", time.perf_counter() - t0)
     grid = Grid(float(rm.x_m[0]), float(rm.y_m[0]), config.cell_size_m, len(rm.x_m), len(rm.y_m))
     pg_map = rm.path_gain_db.astype(np.float32)
+    if config.timing_maps:
+        _write_timing_maps(group, scene, sites, grid, config, report, seconds)
     report("rasters", 0.15)
     t0 = time.perf_counter()
     rasters = rasterize_scene(scene, meta, grid, footprints)
@@ -295,6 +297,7 @@ def _compute_maps(
         rss_map, sinr = _ue_maps(pg_map, sites, config)
         store.write_array(group, "rss_dbm", rss_map)
         store.write_array(group, "sinr_db", sinr)
+        group.attrs["sinr_load"] = map_load(config, len(sites)).tolist()
     store.write_array(group, "shadowing_db", shadow)
     for key, value in rasters.items():
         store.write_array(group, key, value)
@@ -307,6 +310,23 @@ def _compute_maps(
         del group[_SITE_MAPS]  # the maps of single sites, now in path_gain_db
     _add_seconds(seconds, "rasters", time.perf_counter() - t0)
     return _SceneMaps(grid, pg_map, rasters["footprint"], shadow)
+
+
+def _write_timing_maps(group: zarr.Group, scene: str, sites: list[dict[str, Any]], grid: Grid,
+                       config: GenerationConfig, report: StepProgressFn, seconds: dict[str, float]) -> None:
+    """ToA and AoA maps per site (:mod:`rflocal_core.dataset.timing_maps`) and their mask, into ``group``."""
+    from rflocal_core.dataset.timing_maps import timing_maps
+
+    report("ToA/AoA maps (Sionna PathSolver)", 0.15)
+    t0 = time.perf_counter()
+    maps = timing_maps(scene, sites, grid, factor=config.timing_map_factor, plane_height_m=config.plane_height_m,
+                       max_depth=config.paths_max_depth, samples_per_src=config.paths_samples_per_src,
+                       seed=config.seed, diffraction=config.paths_diffraction, batch_size=PATH_BATCH)
+    store.write_array(group, "toa_ns", maps.toa_ns)
+    store.write_array(group, "aoa_deg", maps.aoa_deg)
+    store.write_array(group, "mask_timing", maps.mask)
+    group.attrs["timing_grid"] = maps.coarse.to_dict()
+    _add_seconds(seconds, "timing_maps", time.perf_counter() - t0)
 
 
 def _radio_maps(group: zarr.Group, scene: str, sites: list[dict[str, Any]], config: GenerationConfig,
@@ -363,14 +383,25 @@ def _keep_site_map(group: zarr.Group, k: int, gain: np.ndarray, centres: np.ndar
 def _ue_maps(
     pg_map: np.ndarray, sites: list[dict[str, Any]], config: GenerationConfig,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """RSS maps (dBm) and SINR maps (dB, float32) of the base stations, for ue mode."""
+    """RSS maps (dBm) and SINR maps (dB, float32) of the base stations, for ue mode.
+
+    The SINR map is what a device in each map cell would report for each cell
+    (:func:`rflocal_core.phy.sinr_map_db`): every cell at the middle of ``phy_load``
+    (:func:`map_load`), noise per resource element of the PHY numerology.
+    """
+    from rflocal_core.phy import Numerology, sinr_map_db
+
     tx = np.array([s.get("tx_power_dbm") or 0.0 for s in sites], dtype=np.float32)
     rss_map = pg_map + tx[:, None, None]
-    lin = np.where(np.isfinite(rss_map), 10 ** (rss_map / 10), 0.0)
-    noise = 10 ** (noise_floor_dbm(config.bandwidth_hz, config.noise_figure_db) / 10)
-    with np.errstate(divide="ignore"):
-        sinr = 10 * np.log10(lin / (lin.sum(0, keepdims=True) - lin + noise))
-    return rss_map, sinr.astype(np.float32)
+    sinr = sinr_map_db(pg_map, tx, map_load(config, len(sites)),
+                       numerology=Numerology(scs_khz=config.phy_scs_khz, n_rb=config.phy_n_rb),
+                       noise_figure_db=config.noise_figure_db)
+    return rss_map, sinr
+
+
+def map_load(config: GenerationConfig, num_sites: int) -> np.ndarray:
+    """Load of every cell [num_sites] behind the SINR maps: the middle of ``phy_load`` (reports draw theirs)."""
+    return np.full(num_sites, float(np.mean(config.phy_load)))
 
 
 def _link_power(
@@ -863,6 +894,9 @@ def _write_samples(root: zarr.Group, per_scene: list[dict[str, Any]], config: Ge
         "node_pos_m": node_pos,
         "node_mask": node_mask,
         "tx_power_dbm": np.concatenate([p["tx_power"] for p in per_scene]).astype(np.float32),
+        # the band of each sample: its scene's carrier (scenes of one city at two bands make a mixed-band dataset)
+        "carrier_hz": np.concatenate([np.full(n, np.nan if p["carrier_hz"] is None else p["carrier_hz"])
+                                      for p, n in zip(per_scene, n_each)]).astype(np.float64),
         **cat,
         **_phy_samples(per_scene, s_max),
     }

@@ -6,13 +6,20 @@ Layout of ``workspace/datasets/<name>/`` (a Zarr v3 group)::
     scenes/<scene>/             per scene, on its own grid (attrs: grid, site ids, mode, frame)
         path_gain_db [S, ny, nx]   ray-traced path gain per site (-inf: no ray)
         rss_dbm      [S, ny, nx]   ue mode: site power + path gain
-        sinr_db      [S, ny, nx]   ue mode: each site against the others and the noise floor
+        sinr_db      [S, ny, nx]   ue mode: each cell's SINR against the others (each at the load in
+                                   attrs ``sinr_load`` [S]) and the noise of a resource element, as
+                                   a report's (``rflocal_core.phy.sinr_map_db``)
         shadowing_db [S, ny, nx]   the shadow-fading field that was applied
+        toa_ns, aoa_deg [S, ny, nx]  optional (``timing_maps``): first-path delay (ns) and the strongest
+                                   path's bearing at the site (degrees) from PathSolver on the coarser
+                                   grid of attrs ``timing_grid``, interpolated; NaN where no path
+        mask_timing  [S, ny, nx]   True where toa_ns/aoa_deg hold a value
         building_height_m, footprint, material, roads [ny, nx]
         site_pos_m   [S, 3]
     samples/                    one row per sample, T report times, S node slots
         scene_idx [N], pos_m [N, T, 3], latlon [N, T, 2], t_s [N, T], step_mask [N, T]
-        node_pos_m [N, S, 3], node_mask [N, S], tx_power_dbm [N]
+        node_pos_m [N, S, 3], node_mask [N, S], tx_power_dbm [N], carrier_hz [N] (the band of the sample's
+        scene; datasets before it lack it)
         rss_dbm, snr_db, toa_ns, aoa_deg, delay_spread_ns, pg_true_db [N, T, S] (NaN: missing)
         ta [N, T, S] (-1: missing), los [N, T, S] (1 LoS, 0 NLoS, -1 unknown)
         mask_rss_dbm, mask_toa_ns, mask_ta, mask_aoa_deg, mask_snr_db [N, T, S] bool (True: present)

@@ -77,6 +77,10 @@ PHY_SCALING: dict[str, tuple[float, float, float]] = {
     "doppler_hz": (0.0, 500.0, 2.0),
 }
 PHY_COLUMNS = tuple(c for key in PHY_INPUT_FIELDS for c in (key, f"{key}_ok"))
+#: Band token columns appended when :attr:`FeatureSpec.band` (issue 18): log2(carrier / BAND_REF_HZ) / 3
+#: (3.5 GHz: 0, 28 GHz: 1), the same for every report of a sample, and its ``ok`` flag.
+BAND_COLUMNS = ("band", "band_ok")
+BAND_REF_HZ = 3.5e9
 
 
 def tracing() -> bool:
@@ -129,6 +133,8 @@ class FeatureSpec:
         Carry each report's IQ capture (:attr:`Batch.iq`) for networks with an IQ branch.
     cell_m, window_cells : float, int
         ``"window"`` frame: the cell size (m) and cells per side of each sample's window (0 otherwise).
+    band : bool
+        Append the band token columns :data:`BAND_COLUMNS` (after the PHY ones; masked where the band is unknown).
     """
 
     origin_m: tuple[float, float]
@@ -140,6 +146,7 @@ class FeatureSpec:
     iq: bool = False
     cell_m: float = 0.0
     window_cells: int = 0
+    band: bool = False
 
     @property
     def window_m(self) -> float:
@@ -148,7 +155,7 @@ class FeatureSpec:
 
     @classmethod
     def fit(cls, train: Inputs, *, frame: str = "scene", phy: bool = False, iq: bool = False,
-            window: tuple[float, int] | None = None) -> FeatureSpec:
+            window: tuple[float, int] | None = None, band: bool = False) -> FeatureSpec:
         """Fit on a training split; ``window``: ``(cell_m, cells)`` of the ``"window"`` frame (required there)."""
         if frame not in (*FRAMES, "window"):
             msg = f"frame: expected one of {', '.join((*FRAMES, 'window'))}, got {frame!r}"
@@ -163,14 +170,14 @@ class FeatureSpec:
         vocab = sorted({k for k in keys[train.node_mask].ravel().tolist() if k})
         cell, cells = (float(window[0]), int(window[1])) if frame == "window" and window else (0.0, 0)
         return cls((cx - extent / 2, cy - extent / 2), float(extent), tuple(vocab), int(train.node_mask.shape[1]),
-                   frame, bool(phy), bool(iq), cell, cells)
+                   frame, bool(phy), bool(iq), cell, cells, bool(band))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
         return cls(tuple(float(v) for v in d["origin_m"]), float(d["extent_m"]), tuple(d["node_keys"]),
                    int(d["max_slots"]), str(d.get("frame", "scene")),
                    bool(d.get("phy", False)), bool(d.get("iq", False)),  # checkpoints before these: off
-                   float(d.get("cell_m", 0.0)), int(d.get("window_cells", 0)))
+                   float(d.get("cell_m", 0.0)), int(d.get("window_cells", 0)), bool(d.get("band", False)))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -364,9 +371,21 @@ def phy_token_columns(x: Inputs) -> np.ndarray:
     return np.stack(cols, -1).astype(np.float32)
 
 
-def token_width(frame: str, *, phy: bool = False) -> int:
-    """Width of a token's feature vector: :func:`token_columns` of ``frame``, plus :data:`PHY_COLUMNS` with PHY."""
-    return len(token_columns(frame)) + (len(PHY_COLUMNS) if phy else 0)
+def token_width(frame: str, *, phy: bool = False, band: bool = False) -> int:
+    """Width of a token's feature vector: :func:`token_columns` of ``frame``, plus :data:`PHY_COLUMNS` with PHY and
+    :data:`BAND_COLUMNS` with the band."""
+    return len(token_columns(frame)) + (len(PHY_COLUMNS) if phy else 0) + (len(BAND_COLUMNS) if band else 0)
+
+
+def band_token_columns(x: Inputs) -> np.ndarray:
+    """[N, S, 2] float32: each sample's band (:data:`BAND_COLUMNS`) on every slot, 0 where unknown."""
+    n = x.node_mask.shape[0]
+    carrier = np.full(n, np.nan) if x.carrier_hz is None else np.asarray(x.carrier_hz, dtype=np.float64)
+    ok = (np.isfinite(carrier) & (carrier > 0))[:, None] & x.node_mask
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = np.clip(np.log2(np.where(np.isfinite(carrier) & (carrier > 0), carrier, BAND_REF_HZ) / BAND_REF_HZ)
+                        / 3.0, -2.0, 2.0)
+    return np.stack([value[:, None] * ok, ok], -1).astype(np.float32)
 
 
 def make_batch(x: Inputs, spec: FeatureSpec, *, unknown_nodes: str = "allow") -> Batch:
@@ -405,6 +424,8 @@ def make_batch(x: Inputs, spec: FeatureSpec, *, unknown_nodes: str = "allow") ->
     feats = np.stack([np.asarray(cols[c], dtype=np.float32) for c in token_columns(spec.frame)], axis=-1)
     if spec.phy:
         feats = np.concatenate([feats, phy_token_columns(x)], axis=-1)
+    if spec.band:
+        feats = np.concatenate([feats, band_token_columns(x)], axis=-1)
     heard = rss_ok | aoa_ok | toa_ok
     if spec.iq and x.iq_scale is not None:  # a capture is a measurement of its own
         heard = heard | np.isfinite(x.iq_scale)

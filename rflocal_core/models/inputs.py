@@ -42,6 +42,9 @@ class SceneMaps:
     rasters : dict of str to ndarray [ny, nx]
         Scene rasters on the same grid: ``building_height_m``, ``footprint``, ``material``
         (class index), ``roads`` (those the dataset has).
+    channels : dict of str to ndarray [M, ny, nx]
+        Per-site map channels beyond path gain (issue 18), those the dataset has (:data:`MAP_CHANNEL_KEYS`):
+        ``sinr_db`` (ue mode), ``toa_ns`` and ``aoa_deg`` (``timing_maps``; NaN where no path).
     """
 
     name: str
@@ -51,6 +54,7 @@ class SceneMaps:
     site_pos_m: np.ndarray
     tx_power_dbm: np.ndarray
     rasters: dict[str, np.ndarray] = field(default_factory=dict)
+    channels: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,6 +116,9 @@ class Inputs:
         Start of each capture on the receivers' common clock, seconds.
     iq_sample_rate_hz : float
         Sample rate of the captures (NaN without).
+    carrier_hz : ndarray [N], optional
+        The band of each sample (its scene's carrier; a dataset may mix bands); None when the
+        dataset does not say (imports, datasets before it).
     """
 
     dataset: str
@@ -144,6 +151,7 @@ class Inputs:
     iq_scale: np.ndarray | None = None
     iq_t0_s: np.ndarray | None = None
     iq_sample_rate_hz: float = float("nan")
+    carrier_hz: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -162,6 +170,8 @@ class Inputs:
                                                        "step_age_s": self.step_age_s[rows]}
         if self.phy is not None:
             steps["phy"] = self.phy[rows]
+        if self.carrier_hz is not None:
+            steps["carrier_hz"] = self.carrier_hz[rows]
         steps.update({f: getattr(self, f)[rows] for f in self.IQ_FIELDS if getattr(self, f) is not None})
         return replace(self, **{f: getattr(self, f)[rows] for f in self.SLOT_FIELDS + self.SAMPLE_FIELDS}, **steps)
 
@@ -202,8 +212,13 @@ def read_scene_maps(root: Any, name: str) -> SceneMaps:
             site_tx[m] = float(np.median(rss_map[m][ok] - pg[m][ok])) if ok.any() else np.nan
     rasters = {key: np.asarray(sg[key][...]) for key in ("building_height_m", "footprint", "material", "roads")
                if key in sg}
+    channels = {key: np.asarray(sg[key][...], dtype=np.float32) for key in MAP_CHANNEL_KEYS if key in sg}
     return SceneMaps(name, Grid.from_dict(sg.attrs["grid"]), pg, np.asarray(sg["footprint"][...]) == 0, site_pos,
-                     site_tx, rasters)
+                     site_tx, rasters, channels)
+
+
+#: Per-site map channels a generated dataset may hold beside path gain (``scenes/<s>/...``).
+MAP_CHANNEL_KEYS: tuple[str, ...] = ("sinr_db", "toa_ns", "aoa_deg")
 
 
 #: PHY/MAC report fields read into :attr:`Inputs.phy` (those a dataset holds; integers' -1 is NaN).
@@ -289,6 +304,7 @@ def load_inputs(dataset: str, split: str, *, with_maps: bool = True, max_steps: 
         rss_steps_dbm=rss_t if rss_t.shape[1] > 1 else None, step_age_s=step_age if rss_t.shape[1] > 1 else None,
         **_read_captures(g, idx, steps["last"]),
         phy=_read_phy(g, read, steps["last"]),
+        carrier_hz=np.asarray(read("carrier_hz"), dtype=np.float64) if "carrier_hz" in g else None,
     )
 
 

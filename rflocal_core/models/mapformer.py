@@ -30,7 +30,15 @@ Map encoder
       emitter mode), as ``exp(-mse / (2 * 8 dB)^2)`` and ``rms / 20 dB``; whether the cell
       has any degree of freedom left (the classic map-matching surface, as an input); and
       the RSS, ToA and AoA log-likelihoods of :func:`physics_loglik`, scaled;
-    * scene stream (``use_scene``): the 4 :data:`~rflocal_core.models.maps.SCENE_CHANNELS`.
+    * scene stream (``use_scene``): the 4 :data:`~rflocal_core.models.maps.SCENE_CHANNELS`;
+    * map-channel stream (``use_map_channels``, off by default; issue 18), 5 channels
+      (:data:`CHANNEL_STREAM`) from each slot's SINR, ToA and AoA maps
+      (:data:`~rflocal_core.models.maps.MAP_CHANNELS`; datasets generated with ``timing_maps``):
+      per cell how well the reported ToA matches the ray-traced ToA map (``exp(-mean e^2 / 2
+      (20 m)^2)`` over the slots that report ToA and have a map value) and the reported AoA the
+      AoA map (mean ``(1 + cos)/2``), each with its "any slot" flag, and the best SINR of the
+      reporting slots' cells. Unlike the ToA/AoA log-likelihoods (straight lines to the node)
+      these hold the ray-traced NLoS geometry.
 
     ViT-style patch embedding (``map_encoder="patch"``, ``patch_size`` cells a patch) or a
     small strided CNN (``"cnn"``), sinusoidal position of each token, ``map_layers``
@@ -102,6 +110,7 @@ from rflocal_core.models.features import (
     tracing,
 )
 from rflocal_core.models.maps import (
+    MAP_CHANNELS,
     SCENE_CHANNELS,
     MapBatch,
     MapFrameConfig,
@@ -116,6 +125,10 @@ from rflocal_core.options import option, redefault
 
 #: Radio-map stream channels (see the module doc).
 RADIO_CHANNELS = ("mean_pg", "coverage", "match", "rms", "informative", "rss_ll", "toa_ll", "aoa_ll")
+#: Map-channel stream channels (``use_map_channels``, see the module doc).
+CHANNEL_STREAM = ("toa_match", "toa_informative", "aoa_match", "aoa_informative", "sinr_best")
+#: Metres scale of the ToA match against the ToA maps.
+TOA_MATCH_M = 20.0
 #: Terms of the physics prior (:func:`physics_loglik`), in order; "indoor" is the footprint penalty.
 PRIOR_TERMS = ("rss", "toa", "aoa", "indoor")
 #: Log-likelihood (nats) of a report from a site whose map has no ray at the cell.
@@ -183,6 +196,8 @@ class MapFormerConfig(MapFrameConfig):
     map_rotation_deg, map_scale : float
         Training: uniform random rotation within +-map_rotation_deg and scaling within
         +-map_scale about the square's centre (0 disables).
+    use_map_channels : bool
+        The map-channel stream (SINR, ToA and AoA maps per site; zeros where a dataset has none).
     """
 
     node_dropout: tuple[float, ...] = redefault(NetConfig, "node_dropout", (0.0, 0.1, 0.2))
@@ -208,6 +223,7 @@ class MapFormerConfig(MapFrameConfig):
     temporal_dropout: float = option(0.2, lo=0.0, hi=0.9, help="training: drop each earlier report")
     map_rotation_deg: float = option(5.0, lo=0.0, hi=45.0, unit="deg", help="training: random map rotation")
     map_scale: float = option(0.05, lo=0.0, hi=0.5, help="training: random map scaling")
+    use_map_channels: bool = option(False, help="the SINR/ToA/AoA map stream (datasets generated with timing_maps)")
 
     def window_cells(self) -> int:
         return int(self.map_res)
@@ -364,6 +380,35 @@ def radio_channels(batch: MapBatch, loglik: torch.Tensor,
     return torch.cat([torch.stack([mean_pg, coverage, match, rms, informative], dim=1), ll], dim=1)
 
 
+def channel_stream(batch: MapBatch) -> torch.Tensor:
+    """[N, 5, H, W] the map-channel stream (:data:`CHANNEL_STREAM`) from ``batch.site_channels``, slot-order invariant.
+
+    Zeros where the batch has no channels (a dataset without SINR/ToA/AoA maps).
+    """
+    b = batch.base
+    n, _, h, w = batch.site_maps.shape
+    if batch.site_channels is None:
+        return torch.zeros(n, len(CHANNEL_STREAM), h, w, device=b.feats.device, dtype=torch.float32)
+    ch = batch.site_channels.float()  # [N, S, E, H, W]
+    idx = {k: MAP_CHANNELS.index(k) for k in MAP_CHANNELS}
+    has = (b.mask & batch.site_has_map)[..., None, None]
+    timing = has & (ch[:, :, idx["timing_ok"]] > 0.5)
+    toa_on = timing & (b.col("toa_ok") > 0.5)[..., None, None]
+    ext = float(batch.extent_m) if batch.extent_m is not None else 0.0
+    err = (b.col("toa")[..., None, None].float() * ext - ch[:, :, idx["toa_m"]]) / TOA_MATCH_M
+    n_toa = toa_on.float().sum(1)
+    mean_sq = torch.where(toa_on, err * err, torch.zeros_like(err)).sum(1) / n_toa.clamp_min(1.0)
+    toa_any = (n_toa > 0.5) & (ext > 0)
+    toa_match = torch.exp(-0.5 * mean_sq) * toa_any
+    aoa_on = timing & (b.col("aoa_ok") > 0.5)[..., None, None]
+    cos_d = (b.col("aoa_sin")[..., None, None].float() * ch[:, :, idx["aoa_sin"]]
+             + b.col("aoa_cos")[..., None, None].float() * ch[:, :, idx["aoa_cos"]])
+    n_aoa = aoa_on.float().sum(1)
+    aoa_match = torch.where(aoa_on, 0.5 * (1.0 + cos_d), torch.zeros_like(cos_d)).sum(1) / n_aoa.clamp_min(1.0)
+    sinr_best = torch.where(has, ch[:, :, idx["sinr"]], torch.zeros_like(cos_d)).amax(1)
+    return torch.stack([toa_match, toa_any.float(), aoa_match, (n_aoa > 0.5).float(), sinr_best], dim=1)
+
+
 def _pool_prior(total: torch.Tensor, g: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Prior [N, H, W] -> (log-sum-exp per coarse cell [N, g*g], mean offset in each cell [N, g*g, 2]).
 
@@ -464,7 +509,7 @@ class MapFormer(LocNet):
         self.radio_norm = nn.LayerNorm(d)
 
         self.map_channels = (len(RADIO_CHANNELS) if c.use_radio_maps else 0) + (
-            len(SCENE_CHANNELS) if c.use_scene else 0)
+            len(SCENE_CHANNELS) if c.use_scene else 0) + (len(CHANNEL_STREAM) if c.use_map_channels else 0)
         cm = self.map_channels
         if cm:
             self.map_encoder = _MapEncoder(cm, d, c.map_encoder, c.patch_size)
@@ -663,6 +708,8 @@ class MapFormer(LocNet):
             parts.append(radio_channels(batch, loglik, rss))
         if self.config.use_scene:
             parts.append(batch.scene_rasters.float())
+        if self.config.use_map_channels:
+            parts.append(channel_stream(batch))
         return torch.cat(parts, dim=1)
 
     def _soft_argmax(self, logits: torch.Tensor, cells: torch.Tensor, size: float
@@ -837,8 +884,26 @@ class MapFormer(LocNet):
         site_maps = site_maps * site_ok
         sgrid = F.affine_grid(aff.to(scene.dtype), list(scene.shape), align_corners=False)
         scene = F.grid_sample(scene, sgrid, mode="nearest", padding_mode="zeros", align_corners=False)
+        extra = None if batch.site_channels is None else _move_channels(batch.site_channels, aff, cos, sin, scale)
         return MapBatch(b.with_tokens(node_xy=node_xy, feats=feats, truth=truth), site_maps, site_ok,
-                        batch.site_has_map, scene, batch.extent_m)
+                        batch.site_has_map, scene, batch.extent_m, extra)
+
+
+def _move_channels(channels: torch.Tensor, aff: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                   scale: torch.Tensor) -> torch.Tensor:
+    """The map channels [N, S, E, H, W] under the rotation/scaling of :meth:`MapFormer._geometric`: resampled
+    (nearest: no angle is averaged), the AoA bearings turned like the reported ones and the ToA distances scaled."""
+    n, s, e, h, w = channels.shape
+    flat = channels.reshape(n, s * e, h, w)
+    grid = F.affine_grid(aff.to(flat.dtype), list(flat.shape), align_corners=False)
+    moved = F.grid_sample(flat, grid, mode="nearest", padding_mode="zeros", align_corners=False).reshape(n, s, e, h, w)
+    si, ci, ti = (MAP_CHANNELS.index(k) for k in ("aoa_sin", "aoa_cos", "toa_m"))
+    s0, c0 = moved[:, :, si].clone(), moved[:, :, ci].clone()
+    cs, sn = cos.view(n, 1, 1, 1).to(flat.dtype), sin.view(n, 1, 1, 1).to(flat.dtype)
+    moved[:, :, si] = s0 * cs - c0 * sn
+    moved[:, :, ci] = c0 * cs + s0 * sn
+    moved[:, :, ti] = moved[:, :, ti] * scale.view(n, 1, 1, 1).to(flat.dtype)
+    return moved
 
 
 #: The map-conditioned networks of this module, for the registry of the training engine.

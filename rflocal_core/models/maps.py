@@ -16,6 +16,8 @@ Contract of a batch (``N`` samples, ``S`` report slots, ``H x W`` cells, ``C`` s
     MapBatch.site_has_map   [N, S] bool           the slot's node has a radio map at all
     MapBatch.scene_rasters  [N, C, H, W] float32  SCENE_CHANNELS of the sample's scene
     MapBatch.extent_m       float or None         side of the unit square in metres (None: unknown)
+    MapBatch.site_channels  [N, S, E, H, W] float32 or None  MAP_CHANNELS of the slot's node (issue 18; read
+                                                  only for models that ask: ``channels=True``)
 
 Frames (:class:`MapFrameConfig`, ``frame``): in the ``scene`` frame the unit square is the
 training split's square and each scene's maps are resampled onto one ``H x W`` grid of it,
@@ -36,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rflocal_core.constants import C_M_PER_NS
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.features import MAP_FRAMES, RSS_MAX_DBM, RSS_MIN_DBM, Batch, tracing
 from rflocal_core.models.nets import NetConfig
@@ -48,6 +51,12 @@ AOA_INLIER_PROB = 0.6
 #: Scene raster channels, in order: building height / 100 m, footprint (0/1), road (0/1),
 #: material class / (number of classes - 1) (0: none).
 SCENE_CHANNELS = ("height", "footprint", "road", "material")
+
+#: Per-site map channels beyond path gain (issue 18), in order: SINR scaled from SS-SINR's [-23, 40] dB to
+#: [0, 1]; ToA as a distance (c x ToA, metres); the AoA at the site as (sin, cos) of its compass bearing;
+#: whether the ToA/AoA maps hold a value there (0/1). 0 where a map has no value (or the dataset none).
+MAP_CHANNELS = ("sinr", "toa_m", "aoa_sin", "aoa_cos", "timing_ok")
+SINR_MIN_DB, SINR_MAX_DB = -23.0, 40.0
 
 #: Path gain is normalized as ``(pg_db - PG_MIN_DB) / (PG_MAX_DB - PG_MIN_DB)``; no ray -> 0.
 PG_MIN_DB, PG_MAX_DB = -170.0, -40.0
@@ -154,17 +163,20 @@ class MapBatch:
     site_has_map: torch.Tensor
     scene_rasters: torch.Tensor
     extent_m: float | None = None
+    site_channels: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.base)
 
     def to(self, device: torch.device | str) -> MapBatch:
         return MapBatch(self.base.to(device), self.site_maps.to(device), self.site_ok.to(device),
-                        self.site_has_map.to(device), self.scene_rasters.to(device), self.extent_m)
+                        self.site_has_map.to(device), self.scene_rasters.to(device), self.extent_m,
+                        None if self.site_channels is None else self.site_channels.to(device))
 
     def index(self, rows: torch.Tensor | slice) -> MapBatch:
         return MapBatch(self.base.index(rows), self.site_maps[rows], self.site_ok[rows], self.site_has_map[rows],
-                        self.scene_rasters[rows], self.extent_m)
+                        self.scene_rasters[rows], self.extent_m,
+                        None if self.site_channels is None else self.site_channels[rows])
 
     def with_base(self, base: Batch) -> MapBatch:
         """The same maps with other tokens (augmentation changes masks and features, not slots)."""
@@ -208,6 +220,40 @@ def resample_scene(maps: Any, gx: np.ndarray, gy: np.ndarray, inside: np.ndarray
     return site_maps, ok, rasters
 
 
+def resample_channels(maps: Any, gx: np.ndarray, gy: np.ndarray, inside: np.ndarray | None = None) -> np.ndarray:
+    """One scene's :data:`MAP_CHANNELS` at the points ``gx, gy`` [h, w] (m): [K, E, h, w] float32.
+
+    NaN-aware bilinear (a value where over half of the weight has one, as path gain); the AoA
+    through its unit vector. ``inside`` as for :func:`resample_scene`. Channels the scene lacks
+    (``maps.channels``: an older dataset, emitter mode, no ``timing_maps``) stay 0.
+    """
+    h, w = gx.shape
+    out = np.zeros((len(maps.path_gain_db), len(MAP_CHANNELS), h, w), dtype=np.float32)
+    ch = getattr(maps, "channels", None) or {}
+
+    def interp(field: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        num = maps.grid.bilinear(np.where(ok, field, 0.0), gx.ravel(), gy.ravel()).reshape(-1, h, w)
+        weight = maps.grid.bilinear(ok.astype(np.float64), gx.ravel(), gy.ravel()).reshape(-1, h, w)
+        good = weight > 0.5 if inside is None else (weight > 0.5) & inside
+        return np.where(good, num / np.maximum(weight, 1e-9), 0.0), good
+
+    if "sinr_db" in ch:
+        sinr = np.asarray(ch["sinr_db"], dtype=np.float64)
+        value, good = interp(sinr, np.isfinite(sinr))
+        out[:, 0] = np.where(good, np.clip((value - SINR_MIN_DB) / (SINR_MAX_DB - SINR_MIN_DB), 0.0, 1.0), 0.0)
+    if "toa_ns" in ch and "aoa_deg" in ch:
+        toa, aoa = np.asarray(ch["toa_ns"], dtype=np.float64), np.asarray(ch["aoa_deg"], dtype=np.float64)
+        ok = np.isfinite(toa) & np.isfinite(aoa)
+        dist, good = interp(toa * C_M_PER_NS, ok)
+        rad = np.radians(np.where(ok, aoa, 0.0))
+        sin, _ = interp(np.sin(rad), ok)
+        cos, _ = interp(np.cos(rad), ok)
+        norm = np.maximum(np.hypot(sin, cos), 1e-9)
+        out[:, 1], out[:, 2], out[:, 3] = dist, np.where(good, sin / norm, 0.0), np.where(good, cos / norm, 0.0)
+        out[:, 4] = good
+    return out
+
+
 class MapSource:
     """The maps of a set of samples, resampled once per scene, gathered per minibatch.
 
@@ -227,39 +273,46 @@ class MapSource:
     scene : Tensor [N] int64
     extent_m : float, optional
         Side of the unit square in metres (passed on to every batch).
+    site_channels : Tensor [K, E, H, W], optional
+        :data:`MAP_CHANNELS` of every site (``from_inputs(..., channels=True)``).
     """
 
     def __init__(self, site_maps: torch.Tensor, site_ok: torch.Tensor, scene_rasters: torch.Tensor,
-                 slot_map: torch.Tensor, scene: torch.Tensor, extent_m: float | None = None) -> None:
+                 slot_map: torch.Tensor, scene: torch.Tensor, extent_m: float | None = None,
+                 site_channels: torch.Tensor | None = None) -> None:
         self.site_maps, self.site_ok, self.scene_rasters = site_maps, site_ok, scene_rasters
         self.slot_map, self.scene, self.extent_m = slot_map, scene, extent_m
+        self.site_channels = site_channels
 
     @property
     def res(self) -> int:
         return int(self.site_maps.shape[-1])
 
     @classmethod
-    def from_inputs(cls, x: Any, spec: Any, *, res: int) -> MapSource:
+    def from_inputs(cls, x: Any, spec: Any, *, res: int, channels: bool = False) -> MapSource:
         """Resample the radio maps and scene rasters of ``x.maps`` onto the unit square of ``spec``.
 
-        Raises :class:`~rflocal_core.errors.InvalidInputError` when ``x`` has no maps (imported
+        ``channels``: also each site's :data:`MAP_CHANNELS` (SINR, ToA, AoA maps). Raises
+        :class:`~rflocal_core.errors.InvalidInputError` when ``x`` has no maps (imported
         measurements, or loaded with ``with_maps=False``).
         """
         if spec.frame == "window":
-            return WindowMapSource.from_inputs(x, spec, res=res)
+            return WindowMapSource.from_inputs(x, spec, res=res, channels=channels)
         if not x.maps:
             msg = (f"dataset {x.dataset!r}: map-conditioned models need the radio maps of a generated dataset "
                    "(imported measurements have none)")
             raise InvalidInputError(msg)
         centres = (np.arange(res) + 0.5) / res
         gx, gy = np.meshgrid(spec.origin_m[0] + centres * spec.extent_m, spec.origin_m[1] + centres * spec.extent_m)
-        site_maps, site_ok, rasters, offsets = [], [], [], {}
+        site_maps, site_ok, rasters, offsets, extra = [], [], [], {}, []
         k = 0
         for g, name in enumerate(x.scenes):
             maps = x.maps.get(name)
             if maps is None:
                 continue
             sm, ok, r = resample_scene(maps, gx, gy)
+            if channels:
+                extra.append(resample_channels(maps, gx, gy))
             site_maps.append(sm)
             site_ok.append(ok)
             offsets[g] = k
@@ -275,7 +328,9 @@ class MapSource:
                    torch.from_numpy(np.stack(rasters).astype(np.float32)) if rasters else
                    torch.zeros((1, len(SCENE_CHANNELS), res, res)),
                    torch.from_numpy(slot_map), torch.from_numpy(np.asarray(x.scene_idx, dtype=np.int64)),
-                   float(spec.extent_m))
+                   float(spec.extent_m),
+                   torch.from_numpy(np.concatenate(extra or [np.zeros((1, len(MAP_CHANNELS), res, res), np.float32)]))
+                   if channels else None)
 
     def batch(self, base: Batch, rows: torch.Tensor | np.ndarray | slice) -> MapBatch:
         """The :class:`MapBatch` of samples ``rows`` (rows of the inputs this source was built from).
@@ -288,8 +343,9 @@ class MapSource:
         slot = self.slot_map[rows]
         has = slot >= 0
         idx = slot.clamp_min(0)
+        extra = None if self.site_channels is None else self.site_channels[idx] * has[..., None, None, None]
         return MapBatch(base, self.site_maps[idx] * has[..., None, None], self.site_ok[idx] & has[..., None, None],
-                        has, self.scene_rasters[self.scene[rows]], self.extent_m)
+                        has, self.scene_rasters[self.scene[rows]], self.extent_m, extra)
 
 
 class WindowMapSource(MapSource):
@@ -312,19 +368,24 @@ class WindowMapSource(MapSource):
         Cells per window side.
     extent_m : float
         The window's side (m).
+    channel_lattices : list of Tensor [K, E, H, W] or None, optional
+        Per scene, its sites' :data:`MAP_CHANNELS` on the lattice (``channels=True``).
     """
 
     def __init__(self, lattices: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None], slot_map: torch.Tensor,
-                 scene: torch.Tensor, start: torch.Tensor, cells: int, extent_m: float) -> None:
+                 scene: torch.Tensor, start: torch.Tensor, cells: int, extent_m: float,
+                 channel_lattices: list[torch.Tensor | None] | None = None) -> None:
         self.lattices, self.slot_map, self.scene, self.start = lattices, slot_map, scene, start
         self.cells, self.extent_m = int(cells), float(extent_m)
+        self.channel_lattices = channel_lattices
+        self.site_channels = None
 
     @property
     def res(self) -> int:
         return self.cells
 
     @classmethod
-    def from_inputs(cls, x: Any, spec: Any, *, res: int) -> WindowMapSource:
+    def from_inputs(cls, x: Any, spec: Any, *, res: int, channels: bool = False) -> WindowMapSource:
         """Resample each scene's maps onto the ``spec.cell_m`` lattice; place each sample's window."""
         if not x.maps:
             msg = (f"dataset {x.dataset!r}: map-conditioned models need the radio maps of a generated dataset "
@@ -338,10 +399,12 @@ class WindowMapSource(MapSource):
         first = np.round(origin / cell).astype(np.int64)  # window origins lie on the lattice
         start = np.zeros_like(first)
         lattices: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = []
+        extra: list[torch.Tensor | None] = []
         for g, name in enumerate(x.scenes):
             maps = x.maps.get(name)
             if maps is None:
                 lattices.append(None)
+                extra.append(None)
                 continue
             x0, y0, x1, y1 = maps.grid.extent_m
             k0 = np.floor(np.array([x0, y0]) / cell).astype(np.int64)
@@ -351,11 +414,12 @@ class WindowMapSource(MapSource):
             sm, ok, r = resample_scene(maps, gx, gy, inside)
             lattices.append((torch.from_numpy(sm.astype(np.float32)), torch.from_numpy(ok),
                              torch.from_numpy(r.astype(np.float32))))
+            extra.append(torch.from_numpy(resample_channels(maps, gx, gy, inside)) if channels else None)
             rows = x.scene_idx == g
             start[rows] = first[rows] - k0
         return cls(lattices, torch.from_numpy(np.where(x.slot_site >= 0, x.slot_site, -1).astype(np.int64)),
                    torch.from_numpy(np.asarray(x.scene_idx, dtype=np.int64)), torch.from_numpy(start),
-                   spec.window_cells, spec.window_m)
+                   spec.window_cells, spec.window_m, extra if channels else None)
 
     def batch(self, base: Batch, rows: torch.Tensor | np.ndarray | slice) -> MapBatch:
         """The :class:`MapBatch` of samples ``rows``: each sample's window cut from its scene's lattice."""
@@ -368,6 +432,7 @@ class WindowMapSource(MapSource):
         site_ok = torch.zeros((n, s, w, w), dtype=torch.bool)
         rasters = torch.zeros((n, len(SCENE_CHANNELS), w, w))
         has = torch.zeros((n, s), dtype=torch.bool)
+        extra = None if self.channel_lattices is None else torch.zeros((n, s, len(MAP_CHANNELS), w, w))
         ar = torch.arange(w)
         for g in torch.unique(scene).tolist():
             lat = self.lattices[g] if g < len(self.lattices) else None
@@ -388,4 +453,14 @@ class WindowMapSource(MapSource):
             site_maps[sel] = sm[idx, iy[:, None, :, None], ix[:, None, None, :]] * cut
             site_ok[sel] = ok[idx, iy[:, None, :, None], ix[:, None, None, :]] & cut
             has[sel] = on
-        return MapBatch(base, site_maps, site_ok, has, rasters, self.extent_m)
+            if extra is not None and self.channel_lattices[g] is not None:
+                extra[sel] = self._cut_channels(self.channel_lattices[g], idx, iy, ix, cut)
+        return MapBatch(base, site_maps, site_ok, has, rasters, self.extent_m, extra)
+
+    @staticmethod
+    def _cut_channels(lattice: torch.Tensor, idx: torch.Tensor, iy: torch.Tensor, ix: torch.Tensor,
+                      cut: torch.Tensor) -> torch.Tensor:
+        """The windows [m, S, E, W, W] of the channel lattice [K, E, H, W] (``idx`` [m, S, 1, 1], ``iy``/``ix`` [m, W])."""
+        e = torch.arange(lattice.shape[1])[None, None, :, None, None]
+        out = lattice[idx[..., None], e, iy[:, None, None, :, None], ix[:, None, None, None, :]]
+        return out * cut[:, :, None]

@@ -150,6 +150,11 @@ def phy_features_option() -> Any:
                               "masked where a report lacks them")
 
 
+def band_feature_option() -> Any:
+    """The ``band_feature`` option of ``setnet`` and ``heimdall``: each sample's band as a token feature (issue 18)."""
+    return option(False, help="the band of each sample (its carrier, for datasets that mix bands) as a token feature")
+
+
 def check_encoder(config: Any) -> None:
     """Check that ``heads`` divides ``d_model`` (the ranges of ``pe_freqs``, ``layers``, ``heads`` are options)."""
     if config.d_model % config.heads:
@@ -174,6 +179,8 @@ class SetNetConfig(NetConfig):
         then position and auxiliary losses jointly; 0 trains jointly from the start.
     phy_features : bool
         Read the PHY/MAC report fields as token features (:data:`~rflocal_core.models.features.PHY_COLUMNS`).
+    band_feature : bool
+        Read each sample's band as a token feature (:data:`~rflocal_core.models.features.BAND_COLUMNS`).
     """
 
     pe_freqs: int = option(6, lo=1, hi=16, help="frequencies of the sinusoidal position encoding")
@@ -182,6 +189,7 @@ class SetNetConfig(NetConfig):
     aux_weight: float = option(0.5, lo=0.0, hi=100.0, help="weight of the auxiliary bearing/distance losses")
     aux_epochs: int = option(0, lo=0, hi=10_000, help="epochs that train the auxiliary heads only (0: joint)")
     phy_features: bool = phy_features_option()
+    band_feature: bool = band_feature_option()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -209,6 +217,8 @@ class HeimdallConfig(NetConfig):
         of arrival) joins the report's token (datasets generated with ``--iq``).
     iq_width : int
         Stem width of the IQ encoder (16: 0.55 M parameters; about 20 is the design's 0.8 M).
+    band_feature : bool
+        Read each sample's band as a token feature (:data:`~rflocal_core.models.features.BAND_COLUMNS`).
     """
 
     node_dropout: tuple[float, ...] = redefault(NetConfig, "node_dropout", (0.0, 0.2, 0.5))
@@ -220,6 +230,7 @@ class HeimdallConfig(NetConfig):
     use_calibration: bool = option(False, help="per-receiver calibration: a learned RSS gain and offset per known node")
     use_iq: bool = option(False, help="IQ branch: each report's capture through a 1D EfficientNet encoder")
     iq_width: int = option(16, lo=4, hi=64, help="stem width of the IQ encoder (its stages are multiples)")
+    band_feature: bool = band_feature_option()
 
 
 #: Columns an IQ token adds after the encoder's embedding: onset relative to the sample's mean, present.
@@ -311,7 +322,7 @@ class SetNet(LocNet):
     def __init__(self, config: SetNetConfig, *, vocab_size: int = 0) -> None:
         super().__init__(config, vocab_size=vocab_size)
         d = config.d_model
-        in_dim = 4 * config.pe_freqs + token_width(config.frame, phy=config.phy_features)
+        in_dim = 4 * config.pe_freqs + token_width(config.frame, phy=config.phy_features, band=config.band_feature)
         self.token_mlp = mlp([in_dim, 2 * d, d])
         layer = nn.TransformerEncoderLayer(d, config.heads, 2 * d, config.dropout, activation="gelu",
                                            batch_first=True, norm_first=True)
@@ -366,7 +377,8 @@ class Heimdall(LocNet):
                 self.node_embedding.weight[0].zero_()  # unknown nodes: no identity
         self.iq_encoder = IQEncoder(IQEncoderConfig(width=config.iq_width, out_dim=d)) if config.use_iq else None
         iq_width = d + IQ_EXTRA if config.use_iq else 0
-        self.node_mlp = mlp([2 + token_width(config.frame, phy=config.phy_features) + e + iq_width, 2 * d, d],
+        self.node_mlp = mlp([2 + token_width(config.frame, phy=config.phy_features, band=config.band_feature) + e
+                             + iq_width, 2 * d, d],
                             final_act=True)
         # pair features: dx, dy, distance, bearing sin/cos, dz, both-positions-known
         self.pair_mlp = mlp([7 + 2 * d, d, d], final_act=True) if config.geometry else None

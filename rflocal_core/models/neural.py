@@ -78,7 +78,10 @@ class NeuralModel:
 
     def map_source(self, x: Inputs) -> MapSource | None:
         """The maps of ``x`` on this model's grid (None for networks without maps)."""
-        return MapSource.from_inputs(x, self.spec, res=self.map_res) if self.needs_maps else None
+        if not self.needs_maps:
+            return None
+        channels = bool(getattr(self.net.config, "use_map_channels", False))  # SINR/ToA/AoA maps (issue 18)
+        return MapSource.from_inputs(x, self.spec, res=self.map_res, channels=channels)
 
     def inputs(self, batch: Batch, source: MapSource | None, rows: np.ndarray | None = None, *,
                size: int = PREDICT_CHUNK) -> Iterator[Batch | MapBatch]:

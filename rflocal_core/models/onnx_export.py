@@ -103,6 +103,9 @@ class MapGraph(nn.Module):
 
 def exportable(model: NeuralModel) -> str | None:
     """Why ``model`` cannot be exported as a graph that predicts like it, or None when it can."""
+    if getattr(model.net.config, "use_map_channels", False):
+        return (f"use_map_channels: this {model.name} reads SINR/ToA/AoA maps, which its ONNX graph does not take "
+                "as inputs yet; expected use_map_channels=false")
     refine = int(getattr(model.net.config, "refine_steps", 0) or 0)
     if refine > 0:
         return (f"refine_steps: {model.name} refines its position with {refine} gradient steps at inference, "

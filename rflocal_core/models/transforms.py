@@ -149,8 +149,12 @@ def corrupt_maps(maps: SceneMaps, kind: str, rng: np.random.Generator) -> SceneM
             lut = np.arange(int(m.max()) + 1)
             lut[classes] = shuffled
             r["material"] = lut[m].astype(m.dtype)
-    elif kind == "maps_missing":
+    channels = maps.channels
+    if kind == "maps_missing":
         pg = pg.copy()
         pg[1::2] = -np.inf
+        channels = {k: v.copy() for k, v in maps.channels.items()}
+        for v in channels.values():  # the SINR/ToA/AoA maps of those sites are absent too
+            v[1::2] = np.nan
     outdoor = (r["footprint"] == 0) if "footprint" in r else maps.outdoor
-    return replace(maps, path_gain_db=pg, rasters=r, outdoor=outdoor)
+    return replace(maps, path_gain_db=pg, rasters=r, outdoor=outdoor, channels=channels)

@@ -321,7 +321,7 @@ def _prepare_network(dataset: str, model: str, model_config: dict[str, Any] | No
         raise InvalidInputError(msg)
     warnings = node_position_warnings(model, dataset, train_in)
     spec = FeatureSpec.fit(train_in, frame=frame, phy=getattr(probe, "phy_features", False),
-                           iq=getattr(probe, "use_iq", False),
+                           iq=getattr(probe, "use_iq", False), band=getattr(probe, "band_feature", False),
                            window=probe.window() if hasattr(probe, "window") else None)  # map networks' window frame
     torch_seed(seed)
     net = build_network(model, model_config, vocab_size=len(spec.node_keys))
