@@ -244,7 +244,8 @@ def run_network(shown: str, dataset: str, seen: Any, unseen: Any, minutes: float
     return row
 
 
-def run_tile(key: str, scene: str, base: str, models: list[str], minutes: float, cell_m: float) -> dict[str, Any]:
+def run_tile(key: str, scene: str, base: str, models: list[str], minutes: float, cell_m: float,
+             save: Any) -> dict[str, Any]:
     from rflocal_core.models import load_inputs
 
     dataset = held_out_dataset(base, scene)
@@ -261,6 +262,7 @@ def run_tile(key: str, scene: str, base: str, models: list[str], minutes: float,
         else:
             rows[name] = run_network(name, dataset, seen, unseen, minutes)
         print(f"  {name}: {json.dumps(rows[name])} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        save(key, scene, {name: rows[name]})  # each row as it comes: a killed run keeps the ones done
     return rows
 
 
@@ -331,17 +333,22 @@ def main() -> int:
     torch.set_num_threads(1)
     load0 = os.getloadavg()[0]
     scenes, base = build_data(args.samples, args.cell)
-    for key in tiles:
-        rows = run_tile(key, scenes[key], base, models, args.minutes, args.cell)
+
+    def save(key: str, scene: str, rows: dict[str, Any]) -> None:
         results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"tiles": {}}  # a parallel run's rows
-        tile = results["tiles"].setdefault(key, {"scene": scenes[key], "models": {}})
+        tile = results["tiles"].setdefault(key, {"scene": scene, "models": {}})
         tile["models"].update(rows)
-        tile["run"] = {"date_utc": datetime.now(UTC).isoformat(timespec="minutes"), "dataset": base,
-                       "minutes_per_network": args.minutes, "samples_per_tile": args.samples, "cell_m": args.cell,
-                       "load_1min": [round(load0, 1), round(os.getloadavg()[0], 1)], "cpus": os.cpu_count(),
-                       "command": " ".join(["python", *sys.argv])}
+        runs = tile.setdefault("runs", {})
+        runs.update({name: {"date_utc": datetime.now(UTC).isoformat(timespec="minutes"), "dataset": base,
+                            "minutes_per_network": args.minutes, "samples_per_tile": args.samples, "cell_m": args.cell,
+                            "load_1min": [round(load0, 1), round(os.getloadavg()[0], 1)], "cpus": os.cpu_count(),
+                            "command": " ".join(["python", *sys.argv])} for name in rows})
         RESULTS.parent.mkdir(exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=1))
+
+    for key in tiles:
+        run_tile(key, scenes[key], base, models, args.minutes, args.cell, save)
+    results = json.loads(RESULTS.read_text())
     print(table(results))
     return 0
 
