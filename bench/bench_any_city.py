@@ -9,7 +9,9 @@ the other tiles' samples; every model trains on the others and is tested on it:
 - ``textbook ToA``: the reference, a soft-L1 range solver from the nearest node
   (:mod:`rflocal_core.models.textbook`), on the samples with >= 3 ToA reports;
 - ``physics prior``: mapformer's physics log-likelihood (RSS + ToA + AoA + indoor terms, its
-  default spreads) with the tile's true radio maps on the tile's own grid, argmax, nothing learned;
+  default spreads) with the tile's true radio maps on the tile's own grid (cells of ``--cell``, at
+  most 384 a side), argmax, nothing learned; ``physics prior (mapformer grid)``: the same on the
+  square and 64 x 64 cells mapformer reads the maps on (its training square, as it is on main);
 - the baselines (map matching, the geometric ones; kNN refuses a scene it has no fingerprints of);
 - the networks, each ``--minutes`` of training (torch 1 thread): setnet and heimdall in the scene
   and in the sample frame, mapformer as it is.
@@ -55,7 +57,7 @@ BASELINE_MODELS = ("strongest_site", "weighted_centroid", "log_distance", "aoa_t
 NETWORKS = {"setnet (scene)": ("setnet", {"frame": "scene"}), "setnet (sample)": ("setnet", {"frame": "sample"}),
             "heimdall (scene)": ("heimdall", {"frame": "scene"}),
             "heimdall (sample)": ("heimdall", {"frame": "sample"}), "mapformer": ("mapformer", {})}
-REFERENCES = ("textbook ToA", "physics prior")
+REFERENCES = ("textbook ToA", "physics prior", "physics prior (mapformer grid)")
 ALL_MODELS = (*REFERENCES, *BASELINE_MODELS, *NETWORKS)
 #: Geometric baseline -> the textbook solver kind it is measured against.
 GEOMETRIC = {"toa_multilateration": "toa", "aoa_triangulation": "aoa", "log_distance": "rss"}
@@ -126,8 +128,11 @@ def held_out_dataset(base: str, scene: str) -> str:
 # --------------------------------------------------------------------------- references
 
 
-def physics_prior(x: Any, cell_m: float, chunk: int = 8) -> np.ndarray:
-    """Argmax of mapformer's physics log-likelihood with ``x``'s true maps, on each scene's own grid. [N, 2] m."""
+def physics_prior(x: Any, cell_m: float, chunk: int = 8, *, spec: Any = None, res: int | None = None) -> np.ndarray:
+    """Argmax of mapformer's physics log-likelihood with ``x``'s true maps, on each scene's own grid. [N, 2] m.
+
+    With ``spec`` and ``res``: on that square instead (mapformer's: its training square, ``res`` cells a side).
+    """
     import torch
 
     from rflocal_core.models.features import FeatureSpec, make_batch
@@ -145,10 +150,11 @@ def physics_prior(x: Any, cell_m: float, chunk: int = 8) -> np.ndarray:
         part = x.subset(rows)
         x0, x1, y0, y1 = ext[rows[0]]
         side = max(x1 - x0, y1 - y0)
-        spec = FeatureSpec(((x0 + x1 - side) / 2, (y0 + y1 - side) / 2), float(side), (), part.node_mask.shape[1])
-        res = int(min(384, np.ceil(side / cell_m)))
-        source = MapSource.from_inputs(part, spec, res=res)
-        batch = make_batch(part, spec)
+        own = FeatureSpec(((x0 + x1 - side) / 2, (y0 + y1 - side) / 2), float(side), (), part.node_mask.shape[1])
+        square = spec or own
+        cells = res or int(min(384, np.ceil(side / cell_m)))
+        source = MapSource.from_inputs(part, square, res=cells)
+        batch = make_batch(part, square)
         unit = np.zeros((len(part), 2))
         with torch.no_grad():
             for s in range(0, len(part), chunk):
@@ -159,7 +165,7 @@ def physics_prior(x: Any, cell_m: float, chunk: int = 8) -> np.ndarray:
                 h, w = ll.shape[-2:]
                 best = ll.reshape(len(sl), -1).argmax(1).numpy()
                 unit[sl] = np.column_stack([(best % w + 0.5) / w, (best // w + 0.5) / h])
-        out[rows] = spec.to_metres(unit)
+        out[rows] = square.to_metres(unit)
     return out
 
 
@@ -196,13 +202,18 @@ def _vs_textbook(name: str, model: Any, x: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- models
 
 
-def run_reference(name: str, seen: Any, unseen: Any, cell_m: float) -> dict[str, Any]:
+def run_reference(name: str, train: Any, seen: Any, unseen: Any, cell_m: float) -> dict[str, Any]:
+    from rflocal_core.models.features import FeatureSpec
+    from rflocal_core.models.mapformer import MapFormerConfig
     from rflocal_core.models.textbook import textbook_fixes
 
     row: dict[str, Any] = {}
     for key, x in (("seen", seen), ("unseen", unseen)):
         if name == "physics prior":
             row[key] = _stats(_err(physics_prior(x, cell_m), x))
+        elif name == "physics prior (mapformer grid)":  # the square and cells mapformer reads the maps on
+            grid = {"spec": FeatureSpec.fit(train), "res": MapFormerConfig().map_res}
+            row[key] = _stats(_err(physics_prior(x, cell_m, **grid), x))
         else:
             rows, fixes = textbook_fixes(x, "toa")
             row[key] = _stats(np.hypot(*(fixes - x.truth_m[rows]).T))
@@ -256,7 +267,7 @@ def run_tile(key: str, scene: str, base: str, models: list[str], minutes: float,
     for name in models:
         t0 = time.perf_counter()
         if name in REFERENCES:
-            rows[name] = run_reference(name, seen, unseen, cell_m)
+            rows[name] = run_reference(name, train, seen, unseen, cell_m)
         elif name in BASELINE_MODELS:
             rows[name] = run_baseline(name, train, val, seen, unseen)
         else:
