@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.optimize import least_squares
 
 from rflocal_core.constants import C_M_PER_NS
 from rflocal_core.dataset.rasters import Grid
@@ -27,6 +26,7 @@ from rflocal_core.models import (
     load_inputs,
 )
 from rflocal_core.models.inputs import scene_extent, search_bounds
+from rflocal_core.models.textbook import textbook_fixes
 
 DEVICE_Z_M = 1.5
 #: The hand-built scene: 1.5 km square centred on the origin, four rooftop nodes near its corners.
@@ -114,35 +114,13 @@ def test_every_baseline_predicts_inside_the_unseen_scene(ws: dict[str, Inputs]) 
         assert beyond[truth_out].mean() >= 0.3, (name, beyond[truth_out].mean())
 
 
-def _textbook_toa(nodes: np.ndarray, rng: np.ndarray) -> np.ndarray:
-    """Soft-L1 range least squares from the nearest node, node heights, 1.5 m device (scipy defaults)."""
-    def res(p: np.ndarray) -> np.ndarray:
-        return np.sqrt(((p - nodes[:, :2]) ** 2).sum(1) + (nodes[:, 2] - DEVICE_Z_M) ** 2) - rng
-
-    return least_squares(res, nodes[np.argmin(rng), :2] + 0.5, loss="soft_l1").x
-
-
-def _textbook_aoa(nodes: np.ndarray, theta: np.ndarray) -> np.ndarray:
-    """Soft-L1 least squares of the wrapped bearing residuals (degrees) from the mean of the nodes."""
-    def res(p: np.ndarray) -> np.ndarray:
-        pred = np.degrees(np.arctan2(p[0] - nodes[:, 0], p[1] - nodes[:, 1]))
-        return (pred - theta + 180) % 360 - 180
-
-    return least_squares(res, nodes[:, :2].mean(0) + 0.5, loss="soft_l1").x
-
-
-@pytest.mark.parametrize(("name", "field", "least", "textbook"),
-                         [("toa_multilateration", "toa_ns", 3, _textbook_toa),
-                          ("aoa_triangulation", "aoa_deg", 2, _textbook_aoa)])
-def test_within_1_2x_of_a_textbook_solver_on_the_unseen_scene(ws: dict[str, Inputs], name: str, field: str,
-                                                              least: int, textbook) -> None:
+@pytest.mark.parametrize(("name", "kind", "least"), [("toa_multilateration", "toa", 3), ("aoa_triangulation", "aoa", 2)])
+def test_within_1_2x_of_a_textbook_solver_on_the_unseen_scene(ws: dict[str, Inputs], name: str, kind: str,
+                                                              least: int) -> None:
+    """The core's textbook solvers (rflocal_core/models/textbook.py) on the same samples."""
     train, te = ws["train"], ws["test_unseen"]
-    values = getattr(te, field)
-    ok = np.isfinite(values) & te.known_nodes
-    rows = np.flatnonzero(ok.sum(1) >= least)
+    rows, ref = textbook_fixes(te, kind)
     assert len(rows) >= 40
-    scale = C_M_PER_NS if field == "toa_ns" else 1.0
-    ref = np.array([textbook(te.node_pos_m[i, ok[i]], values[i, ok[i]] * scale) for i in rows])
     ref_err = np.hypot(*(ref - te.truth_m[rows]).T)
     ours = BASELINES[name]().fit(train).predict(te.subset(rows))
     our_err = errors_m(ours, te.subset(rows))
@@ -157,20 +135,9 @@ def test_log_distance_within_1_2x_of_a_textbook_fit_of_the_same_law(ws: dict[str
     train, te = ws["train"], ws["test_unseen"]
     model = LogDistanceMultilateration().fit(train)
     st = model.state_dict()
-    ok = np.isfinite(te.rss_dbm) & te.known_nodes
-    rows = np.flatnonzero(ok.sum(1) >= 2)
+    rows, ref = textbook_fixes(te, "rss", g0_db=st["g0_db"], n=st["n"], device_z_m=st["target_z_m"])
     assert len(rows) >= 100
-
-    def textbook(i: int) -> np.ndarray:
-        nodes, y = te.node_pos_m[i, ok[i]], te.rss_dbm[i, ok[i]] - te.tx_power_dbm[i, ok[i]]
-
-        def res(p: np.ndarray) -> np.ndarray:
-            d = np.sqrt(((p - nodes[:, :2]) ** 2).sum(1) + (nodes[:, 2] - st["target_z_m"]) ** 2)
-            return y - (st["g0_db"] - 10 * st["n"] * np.log10(np.maximum(d, 1.0)))
-
-        return least_squares(res, nodes[np.argmax(y), :2] + 0.5).x
-
-    ref_err = np.hypot(*(np.array([textbook(i) for i in rows]) - te.truth_m[rows]).T)
+    ref_err = np.hypot(*(ref - te.truth_m[rows]).T)
     our_err = errors_m(model.predict(te.subset(rows)), te.subset(rows))
     print(f"\nlog_distance: {len(rows)} unseen samples with >= 2 RSS reports; median {np.median(our_err):.1f} m, "
           f"textbook {np.median(ref_err):.1f} m")

@@ -77,10 +77,14 @@ def runs_dir() -> Path:
 
 
 def new_run_id(model: str, dataset: str) -> str:
-    """A readable unique id: ``<model>-<dataset>-<UTC time>-<4 hex>``."""
+    """A readable unique id: ``<model>-<dataset>-<UTC time>-<4 hex>``, at most 64 characters.
+
+    A long model or dataset name is cut, never the time and the hex: they keep ids unique.
+    """
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    raw = f"{model}-{dataset}-{stamp}-{uuid.uuid4().hex[:4]}"
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", raw)[:64]
+    tail = f"-{stamp}-{uuid.uuid4().hex[:4]}"
+    head = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{model}-{dataset}")[:64 - len(tail)]
+    return head + tail
 
 
 def run_dir(run_id: str) -> Path:

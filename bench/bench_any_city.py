@@ -1,0 +1,446 @@
+"""Issue 19 benchmark: leave-one-city-out over real-morphology tiles, every model, one run.
+
+Tiles: the three OpenStreetMap extracts of ``../shared/data/osm`` (West Oakland, Aguascalientes,
+a Bavarian village) and a scene shipped with Sionna (``--bundled``: ``etoile`` by default; ``munich``
+cannot be a test at these settings, see :func:`tile_facts`), built with ``build_tiles`` and ray-traced
+once into one dataset (ue mode, RSS + ToA + AoA, coarse maps). For each held-out tile, a copy of
+that dataset whose ``test_unseen`` split is the whole tile and whose train/val/test splits are
+the other tiles' samples; every model trains on the others and is tested on it:
+
+- ``textbook ToA``: the reference, a soft-L1 range solver from the nearest node
+  (:mod:`rflocal_core.models.textbook`), on the samples with >= 3 ToA reports;
+- ``physics prior``: mapformer's physics log-likelihood (RSS + ToA + AoA + indoor terms, its
+  default spreads) with the tile's true radio maps on the tile's own grid (cells of ``--cell``, at
+  most 384 a side), argmax, nothing learned; ``physics prior (mapformer grid)``: the same on the
+  square and 64 x 64 cells mapformer reads the maps on (its training square, as it is on main);
+- the baselines (map matching, the geometric ones; kNN refuses a scene it has no fingerprints of);
+- the networks, each ``--minutes`` of training (torch 1 thread): setnet and heimdall in the scene
+  and in the sample frame, mapformer as it is.
+
+Each row: median / P95 on the held-out tile next to the same model's seen error (the test split
+of the training tiles, less the samples of a tile that cannot be a test: :func:`tile_facts`). The
+geometric baselines are also compared with the textbook solver of their kind on the same held-out
+samples (the issue's 1.2x goal). Scenes and datasets are kept in ``bench/workspace-any-city`` and
+reused; results merge into ``bench/results/any_city.json`` (``--seen-only``: measure the seen
+error of the stored rows again, networks from their saved runs)::
+
+    PYTHONPATH=$PWD nice -n 10 python bench/bench_any_city.py [--tiles etoile,oakland] [--models setnet,knn] [--out any_city.json]
+    PYTHONPATH=$PWD python bench/bench_any_city.py --table        # the markdown table of the JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+WORKSPACE = ROOT / "bench" / "workspace-any-city"
+RESULTS = ROOT / "bench" / "results" / "any_city.json"  # --out replaces it
+OSM_DIR = ROOT.parent / "shared" / "data" / "osm"
+if not OSM_DIR.is_dir():  # a worktree beside the main checkout
+    OSM_DIR = Path("/work/shared/data/osm")
+
+#: Tile key: (kind, OSM file stem or bundled scene); the Sionna scene is ``--bundled``'s.
+TILES = {"oakland": ("osm", "West-Oakland"), "aguascalientes": ("osm", "aguascalientes"),
+         "bavaria": ("osm", "bavaria_village_48.135_10.068")}
+#: Sionna scenes ``--bundled`` may add as the fourth tile.
+BUNDLED = ("etoile", "munich", "florence", "san_francisco")
+#: Baselines run (kNN to show that it refuses a new scene).
+BASELINE_MODELS = ("strongest_site", "weighted_centroid", "log_distance", "aoa_triangulation",
+                   "toa_multilateration", "map_matching", "knn")
+#: Networks: shown name -> (model, model options).
+NETWORKS = {"setnet (scene)": ("setnet", {"frame": "scene"}), "setnet (sample)": ("setnet", {"frame": "sample"}),
+            "heimdall (scene)": ("heimdall", {"frame": "scene"}),
+            "heimdall (sample)": ("heimdall", {"frame": "sample"}), "mapformer": ("mapformer", {})}
+REFERENCES = ("textbook ToA", "physics prior", "physics prior (mapformer grid)")
+ALL_MODELS = (*REFERENCES, *BASELINE_MODELS, *NETWORKS)
+#: Geometric baseline -> the textbook solver kind it is measured against.
+GEOMETRIC = {"toa_multilateration": "toa", "aoa_triangulation": "aoa", "log_distance": "rss"}
+
+
+# --------------------------------------------------------------------------- data
+
+
+def build_data(samples: int, cell_m: float, bundled: str) -> tuple[dict[str, str], str]:
+    """Build the tiles and the one dataset over all of them (kept when present): tile key -> scene, dataset."""
+    from rflocal_core.dataset import GenerationConfig, generate_dataset
+    from rflocal_core.dataset.store import dataset_path
+    from rflocal_core.scene.tiles import TilesConfig, build_tiles
+
+    osm = tuple(str(OSM_DIR / f"{stem}.osm") for kind, stem in TILES.values() if kind == "osm")
+    tiles = build_tiles(TilesConfig(count=0, seed=0, prefix="ac", unseen=0, osm=osm, bundled=(bundled,)))
+    scenes = {}
+    for key, (kind, stem) in {**TILES, bundled: ("bundled", bundled)}.items():
+        scenes[key] = next(t.name for t in tiles.tiles if t.kind == kind and (
+            Path(str(t.source)).stem == stem if kind == "osm" else t.source == stem))
+    name = f"ac-all-{samples}-{cell_m:g}m".replace(".", "p") + ("" if bundled == "munich" else f"-{bundled}")
+    if not dataset_path(name).exists():
+        t0 = time.perf_counter()
+        generate_dataset(GenerationConfig(name=name, scenes=tuple(scenes.values()), samples_per_scene=samples,
+                                          mode="ue", cell_size_m=cell_m, map_samples_per_tx=1_000_000,
+                                          paths_samples_per_src=10_000),
+                         progress=lambda stage, fraction, **_: print(f"  {fraction:4.0%} {stage}", flush=True))
+        print(f"dataset {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+    return scenes, name
+
+
+def held_out_dataset(base: str, scene: str) -> str:
+    """A copy of ``base`` with ``scene`` as its ``test_unseen`` split and the other scenes' splits (kept when present)."""
+    import zarr
+
+    from rflocal_core.dataset import store
+    from rflocal_core.models import load_inputs
+
+    name = f"{base}-lo-{scene}"
+    if store.dataset_path(name).exists():
+        return name
+    tmp = store.dataset_path(name).with_name(f".{name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(store.dataset_path(base), tmp)
+    root = zarr.open_group(str(tmp), mode="a")
+    scenes = tuple(root.attrs["config"]["scenes"])
+    scene_idx = np.asarray(root["samples/scene_idx"][...])
+    out = scene_idx == scenes.index(scene)
+    group = root["splits"]
+    splits = {k: np.asarray(group[k][...]) for k in ("train", "val", "test")}
+    splits = {k: v[~out[v]] for k, v in splits.items()}
+    splits["test_unseen"] = np.flatnonzero(out)
+    for key, idx in splits.items():  # overwrites the split
+        store.write_array(group, key, idx.astype(np.int64), chunk_rows=max(len(idx), 1))
+    config = dict(root.attrs["config"])
+    config["unseen_scenes"] = [scene]
+    config["name"] = name
+    root.attrs["config"] = config
+    root.attrs["digest"] = f"{root.attrs.get('digest')}-lo-{scene}"  # another dataset: another digest
+    counts = dict(root.attrs.get("counts") or {})
+    counts["splits"] = {k: len(v) for k, v in splits.items()}
+    root.attrs["counts"] = counts
+    tmp.rename(store.dataset_path(name))
+    assert len(load_inputs(name, "test_unseen", with_maps=False)) == int(out.sum())
+    return name
+
+
+# --------------------------------------------------------------------------- references
+
+
+def physics_prior(x: Any, cell_m: float, chunk: int = 8, *, spec: Any = None, res: int | None = None) -> np.ndarray:
+    """Argmax of mapformer's physics log-likelihood with ``x``'s true maps, on each scene's own grid. [N, 2] m.
+
+    With ``spec`` and ``res``: on that square instead (mapformer's: its training square, ``res`` cells a side).
+    """
+    import torch
+
+    from rflocal_core.models.features import FeatureSpec, make_batch
+    from rflocal_core.models.inputs import scene_extent
+    from rflocal_core.models.mapformer import MapFormerConfig, physics_loglik
+    from rflocal_core.models.maps import MapSource
+
+    cfg = MapFormerConfig()
+    out = np.full((len(x), 2), np.nan)
+    ext = scene_extent(x)
+    for i in range(len(x.scenes)):
+        rows = np.flatnonzero(x.scene_idx == i)
+        if len(rows) == 0:
+            continue
+        part = x.subset(rows)
+        x0, x1, y0, y1 = ext[rows[0]]
+        side = max(x1 - x0, y1 - y0)
+        own = FeatureSpec(((x0 + x1 - side) / 2, (y0 + y1 - side) / 2), float(side), (), part.node_mask.shape[1])
+        square = spec or own
+        cells = res or int(min(384, np.ceil(side / cell_m)))
+        source = MapSource.from_inputs(part, square, res=cells)
+        batch = make_batch(part, square)
+        unit = np.zeros((len(part), 2))
+        with torch.no_grad():
+            for s in range(0, len(part), chunk):
+                sl = np.arange(s, min(s + chunk, len(part)))
+                mb = source.batch(batch.index(torch.from_numpy(sl)), sl)
+                ll = physics_loglik(mb, rss_sigma_db=cfg.prior_rss_sigma_db, toa_sigma_m=cfg.prior_toa_sigma_m,
+                                    aoa_sigma_deg=cfg.prior_aoa_sigma_deg).sum(1)  # [B, H, W]
+                h, w = ll.shape[-2:]
+                best = ll.reshape(len(sl), -1).argmax(1).numpy()
+                unit[sl] = np.column_stack([(best % w + 0.5) / w, (best // w + 0.5) / h])
+        out[rows] = square.to_metres(unit)
+    return out
+
+
+def _stats(err: np.ndarray) -> dict[str, Any]:
+    err = err[np.isfinite(err)]
+    if len(err) == 0:
+        return {"n": 0}
+    return {"n": len(err), "median_m": round(float(np.median(err)), 1),
+            "p95_m": round(float(np.percentile(err, 95)), 1)}
+
+
+def _err(pos: np.ndarray, x: Any) -> np.ndarray:
+    return np.hypot(*(pos - x.truth_m).T)
+
+
+def _vs_textbook(name: str, model: Any, x: Any) -> dict[str, Any]:
+    """A geometric baseline against the textbook solver of its kind, on the same samples of ``x``."""
+    from rflocal_core.models.textbook import textbook_fixes
+
+    kind = GEOMETRIC[name]
+    law = {}
+    if kind == "rss":
+        st = model.state_dict()
+        law = {"g0_db": st["g0_db"], "n": st["n"], "device_z_m": st["target_z_m"]}
+    rows, ref = textbook_fixes(x, kind, **law)
+    if len(rows) == 0:
+        return {"n": 0}
+    ours = np.median(_err(model.predict(x.subset(rows)).position_m, x.subset(rows)))
+    theirs = np.median(np.hypot(*(ref - x.truth_m[rows]).T))
+    return {"n": len(rows), "median_m": round(float(ours), 1), "textbook_median_m": round(float(theirs), 1),
+            "ratio": round(float(ours / max(theirs, 1e-9)), 2)}
+
+
+# --------------------------------------------------------------------------- models
+
+
+def run_reference(name: str, train: Any, seen: Any, unseen: Any, cell_m: float, *,
+                  only_seen: bool = False) -> dict[str, Any]:
+    from rflocal_core.models.features import FeatureSpec
+    from rflocal_core.models.mapformer import MapFormerConfig
+    from rflocal_core.models.textbook import textbook_fixes
+
+    row: dict[str, Any] = {}
+    for key, x in (("seen", seen), ("unseen", unseen))[:1 if only_seen else 2]:
+        if name == "physics prior":
+            row[key] = _stats(_err(physics_prior(x, cell_m), x))
+        elif name == "physics prior (mapformer grid)":  # the square and cells mapformer reads the maps on
+            grid = {"spec": FeatureSpec.fit(train), "res": MapFormerConfig().map_res}
+            row[key] = _stats(_err(physics_prior(x, cell_m, **grid), x))
+        else:
+            rows, fixes = textbook_fixes(x, "toa")
+            row[key] = _stats(np.hypot(*(fixes - x.truth_m[rows]).T))
+    return row
+
+
+def run_baseline(name: str, train: Any, val: Any, seen: Any, unseen: Any) -> dict[str, Any]:
+    from rflocal_core.errors import InvalidInputError
+    from rflocal_core.models import BASELINES
+
+    t0 = time.perf_counter()
+    model = BASELINES[name]().fit(train, val)
+    row: dict[str, Any] = {"seen": _stats(_err(model.predict(seen).position_m, seen))}
+    try:
+        row["unseen"] = _stats(_err(model.predict(unseen).position_m, unseen))
+    except InvalidInputError as exc:  # a model tied to its training scenes says so
+        row["unseen"] = {"refused": str(exc)[:160]}
+    if name in GEOMETRIC:
+        row["vs_textbook"] = _vs_textbook(name, model, unseen)
+    row["seconds"] = round(time.perf_counter() - t0, 1)
+    return row
+
+
+def run_network(shown: str, dataset: str, seen: Any, unseen: Any, minutes: float) -> dict[str, Any]:
+    from rflocal_core.infer import load_run
+    from rflocal_core.train import train
+
+    model, options = NETWORKS[shown]
+    t0 = time.perf_counter()
+    result = train(dataset, model, model_config=options, train_config={"epochs": 1000, "max_minutes": minutes}, seed=0)
+    secs = time.perf_counter() - t0
+    net = load_run(result.run_id).model
+    row: dict[str, Any] = {"seen": _stats(_err(net.predict(seen).position_m, seen)),
+                           "unseen": _stats(_err(net.predict(unseen).position_m, unseen)),
+                           "train_s": round(secs, 1), "run": result.run_id}
+    for key in ("best_epoch", "epochs_run", "stopped"):
+        if getattr(result, key, None) is not None:
+            row[key] = getattr(result, key)
+    return row
+
+
+def tile_facts(x: Any, cell_m: float) -> dict[str, Any]:
+    """What a held-out tile's samples cover: their spread and reports; ``excluded`` says why a tile cannot be a test.
+
+    Sionna's munich at 1e6 rays per site and 4 m cells: 1.5-8.6% of its cells have a ray from a site and
+    almost none from three, so all 500 samples fell in two 4 m cells where PathSolver found no path (no ToA/AoA).
+    """
+    span = (x.truth_m.max(0) - x.truth_m.min(0)).round(1)
+    facts = {"samples": len(x), "span_m": span.tolist(),
+             **{f"{k}_per_sample": round(float(np.isfinite(getattr(x, f)).sum(1).mean()), 2)
+                for k, f in (("rss", "rss_dbm"), ("toa", "toa_ns"), ("aoa", "aoa_deg"))}}
+    why = []
+    if span.max() < 10 * cell_m:
+        why.append(f"its samples span only {span.max():.0f} m")
+    if facts["toa_per_sample"] == 0:
+        why.append("no ToA report (no path found)")
+    if why:
+        facts["excluded"] = "; ".join(why)
+    return facts
+
+
+def seen_again(key: str, scene: str, models: list[str], train: Any, val: Any, seen: Any, cell_m: float,
+               save: Any) -> dict[str, Any]:
+    """The seen error of each stored row measured again on ``seen`` (held-out rows kept; networks not retrained)."""
+    from rflocal_core.infer import load_run
+    from rflocal_core.models import BASELINES
+
+    old = (json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}).get("tiles", {}).get(key, {}).get("models", {})
+    rows = {}
+    for name in models:
+        if name not in old:
+            continue
+        row = dict(old[name])
+        if name in REFERENCES:
+            row["seen"] = run_reference(name, train, seen, seen, cell_m, only_seen=True)["seen"]
+        elif name in BASELINE_MODELS:
+            row["seen"] = _stats(_err(BASELINES[name]().fit(train, val).predict(seen).position_m, seen))
+        else:
+            row["seen"] = _stats(_err(load_run(row["run"]).model.predict(seen).position_m, seen))
+        rows[name] = row
+        print(f"  {name}: seen {row['seen']}", flush=True)
+        save(key, scene, {name: row})
+    return rows
+
+
+def run_tile(key: str, scene: str, base: str, models: list[str], minutes: float, cell_m: float,
+             save: Any, *, seen_only: bool = False) -> dict[str, Any]:
+    from rflocal_core.models import load_inputs
+
+    dataset = held_out_dataset(base, scene)
+    train, val = load_inputs(dataset, "train"), load_inputs(dataset, "val")
+    seen, unseen = load_inputs(dataset, "test"), load_inputs(dataset, "test_unseen")
+    print(f"== {key} ({scene}): train {len(train)}, seen test {len(seen)}, held out {len(unseen)}", flush=True)
+    facts = tile_facts(unseen, cell_m)
+    junk = [i for i, s in enumerate(seen.scenes) if s != scene and "excluded" in tile_facts(
+        load_inputs(held_out_dataset(base, s), "test_unseen", with_maps=False), cell_m)]
+    if junk:  # the seen error is measured on tiles that can be a test (they still train on the others)
+        seen = seen.subset(~np.isin(seen.scene_idx, junk))
+        facts["seen_leaves_out"] = [seen.scenes[i] for i in junk]
+    facts["seen_samples"] = len(seen)
+    save(key, scene, {}, facts=facts)
+    if "excluded" in facts:
+        print(f"  excluded as a held-out tile: {facts['excluded']}", flush=True)
+        return {}
+    rows: dict[str, Any] = {}
+    if seen_only:  # re-measure the seen error of the rows there are (networks: their saved runs)
+        return seen_again(key, scene, models, train, val, seen, cell_m, save)
+    for name in models:
+        t0 = time.perf_counter()
+        if name in REFERENCES:
+            rows[name] = run_reference(name, train, seen, unseen, cell_m)
+        elif name in BASELINE_MODELS:
+            rows[name] = run_baseline(name, train, val, seen, unseen)
+        else:
+            rows[name] = run_network(name, dataset, seen, unseen, minutes)
+        print(f"  {name}: {json.dumps(rows[name])} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        save(key, scene, {name: rows[name]})  # each row as it comes: a killed run keeps the ones done
+    return rows
+
+
+# --------------------------------------------------------------------------- table
+
+
+def _cell(stats: dict[str, Any] | None) -> str:
+    if not stats:
+        return "-"
+    if "refused" in stats:
+        return "refuses"
+    if not stats.get("n"):
+        return "no samples"
+    return f"{stats['median_m']:.0f} / {stats['p95_m']:.0f}"
+
+
+def table(results: dict[str, Any]) -> str:
+    """Markdown: per held-out tile and model, held-out and seen median / P95 (m), the ratio, and the 1.2x check."""
+    lines = [("| held-out tile | model | held-out median / P95 (m) | seen median / P95 (m) | held-out / seen median "
+             "| vs textbook (same samples) |"), "|---|---|---|---|---|---|"]
+    for key, tile in results.get("tiles", {}).items():
+        if "excluded" in tile.get("held_out", {}):
+            lines.append(f"| {key} | (not a test: {tile['held_out']['excluded']}) | | | | |")
+            continue
+        for name in ALL_MODELS:
+            row = tile.get("models", {}).get(name)
+            if row is None:
+                continue
+            un, se = row.get("unseen", {}), row.get("seen", {})
+            ratio = (f"{un['median_m'] / max(se['median_m'], 1e-9):.1f}x" if un.get("n") and se.get("n") else "-")
+            vt = row.get("vs_textbook")
+            check = "-"
+            if vt and vt.get("n"):
+                check = (f"{vt['median_m']:.0f} vs {vt['textbook_median_m']:.0f} m ({vt['ratio']:.2f}x, "
+                         f"{'ok' if vt['ratio'] <= 1.2 else 'MISSES 1.2x'}, n={vt['n']})")
+            lines.append(f"| {key} | {name} | {_cell(un)} | {_cell(se)} | {ratio} | {check} |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _parse() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bundled", default="etoile", choices=BUNDLED, help="the Sionna scene of the fourth tile")
+    ap.add_argument("--tiles", default=None, help="held-out tiles to run (default all), of: "
+                    + ", ".join(TILES) + " and the --bundled one")
+    ap.add_argument("--out", default="any_city.json", help="results file under bench/results")
+    ap.add_argument("--models", default=",".join(ALL_MODELS), help="models to run (comma-separated), of: "
+                    + ", ".join(ALL_MODELS))
+    ap.add_argument("--minutes", type=float, default=2.5, help="training time of each network")
+    ap.add_argument("--samples", type=int, default=500, help="samples per tile")
+    ap.add_argument("--cell", type=float, default=4.0, help="radio-map cell (m)")
+    ap.add_argument("--table", action="store_true", help="only print the table of bench/results/any_city.json")
+    ap.add_argument("--seen-only", action="store_true",
+                    help="measure the seen error of the stored rows again (networks from their saved runs)")
+    return ap.parse_args()
+
+
+def main() -> int:
+    global RESULTS  # one results file per run, named by --out
+    args = _parse()
+    RESULTS = RESULTS.with_name(args.out)
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"tiles": {}}
+    if args.table:
+        print(table(results))
+        return 0
+    known = [*TILES, args.bundled]
+    tiles = [t.strip() for t in (args.tiles or ",".join(known)).split(",") if t.strip()]
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    bad = [t for t in tiles if t not in known] + [m for m in models if m not in ALL_MODELS]
+    if bad:
+        print(f"error: unknown tile or model {bad}", file=sys.stderr)
+        return 2
+    os.environ["RFLOCAL_WORKSPACE"] = str(WORKSPACE)
+    WORKSPACE.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    torch.set_num_threads(1)
+    load0 = os.getloadavg()[0]
+    scenes, base = build_data(args.samples, args.cell, args.bundled)
+
+    def save(key: str, scene: str, rows: dict[str, Any], *, facts: dict[str, Any] | None = None) -> None:
+        results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"tiles": {}}  # a parallel run's rows
+        tile = results["tiles"].setdefault(key, {"scene": scene, "models": {}})
+        tile["models"].update(rows)
+        if facts is not None:
+            tile["held_out"] = facts
+            if "excluded" in facts:
+                tile["models"] = {}
+        runs = tile.setdefault("runs", {})
+        runs.update({name: {"date_utc": datetime.now(UTC).isoformat(timespec="minutes"), "dataset": base,
+                            "minutes_per_network": args.minutes, "samples_per_tile": args.samples, "cell_m": args.cell,
+                            "load_1min": [round(load0, 1), round(os.getloadavg()[0], 1)], "cpus": os.cpu_count(),
+                            "command": " ".join(["python", *sys.argv])} for name in rows})
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=1))
+
+    for key in tiles:
+        run_tile(key, scenes[key], base, models, args.minutes, args.cell, save, seen_only=args.seen_only)
+    results = json.loads(RESULTS.read_text())
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
