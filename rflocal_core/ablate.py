@@ -86,6 +86,19 @@ _LOCHEATMAP_MODES = ("proposal", "DCAe", "DCAe_simple", "LocUNet", "LocUNet_soft
                      "proposal_aoa_only", "proposal_gaussian_dsnt", "proposal_gaussian_softargmax", "proposal_dsnt")
 _ALL = ("rss", "toa", "aoa")
 
+
+def _layer_variants(model: str) -> tuple[Variant, ...]:
+    """RT only / + PHY / + MAC / + beams (each layer adds its PHY/MAC fields to the ones below) for ``model``."""
+    from rflocal_core.models.transforms import PHY_LAYERS
+
+    out, kept = [Variant(f"{model}: RT only", model=model)], ()
+    for layer, label in (("phy", "PHY"), ("mac", "MAC"), ("beams", "beams")):
+        kept = (*kept, *PHY_LAYERS[layer])
+        out.append(Variant(f"{model}: + {label}", model=model, model_config={"phy_features": True},
+                           train_transform={"phy_fields": list(kept)}))
+    return tuple(out)
+
+
 #: The ready-made studies, by name.
 STUDIES: dict[str, Study] = {s.name: s for s in (
     Study("features", "Which measurements matter: RSS only, RSS + ToA, RSS + AoA, all (setnet).", "setnet",
@@ -120,6 +133,10 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
            Variant("no OSM stream", model_config={"use_scene": False}),
            Variant("no fine head", model_config={"top_k": 0}),
            Variant("no physics prior", model_config={"physics_prior": False}))),
+    Study("feature-layers", "What each layer of a network's reports is worth: ray-traced RSS/ToA/AoA only, + PHY "
+          "(RSRQ, SINR, CQI, rank), + MAC (serving cell, neighbour rank, A3/A5 events), + beams (best SSB beam id "
+          "and L1-RSRP), for setnet and heimdall (needs a ue dataset with PHY reports).", "setnet",
+          (*_layer_variants("setnet"), *_layer_variants("heimdall"))),
     Study("map-corruption", "Map-based models when the maps are wrong at test time: buildings removed or added, "
           "materials wrong, maps missing (mapformer, and map matching for reference; each model is trained once "
           "and tested on every corruption).", "mapformer",
