@@ -8,7 +8,7 @@ permutation importance of each "+ beams" run (every feature shuffled on the test
 Run::
 
     nice -n 10 .venv/bin/python bench/bench_feature_layers.py [--samples 1500] [--minutes 2] [--repeats 3] \\
-        [--workspace /tmp/rflocal-bench-layers]
+        [--seeds 1] [--workspace /tmp/rflocal-bench-layers]
 
 Writes ``bench/results/feature_layers.json``. A workspace that already holds the dataset is reused.
 """
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=2.0, help="training budget per variant")
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per variant (the summary: mean and std over them)")
     parser.add_argument("--workspace", default="/tmp/rflocal-bench-layers")
     args = parser.parse_args(argv)
     os.environ["RFLOCAL_WORKSPACE"] = args.workspace
@@ -58,13 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     out: dict = {"dataset_s": round(_dataset(args.samples), 1), "minutes_per_variant": args.minutes}
     t0 = time.perf_counter()
     study = run_study("feature-layers", "phyds", epochs=args.epochs, max_minutes_per_variant=args.minutes,
-                      name="feature-layers-phyds")
+                      seeds=args.seeds, name=f"feature-layers-phyds-{args.seeds}seeds")
     out["study_s"] = round(time.perf_counter() - t0, 1)
-    out["rows"] = [{k: r[k] for k in ("variant", "median_m", "p95_m", "mean_m", "train_s", "run_id")}
+    out["rows"] = [{k: r[k] for k in ("variant", "seed", "median_m", "p95_m", "mean_m", "train_s", "run_id")}
                    for r in study["rows"]]
+    out["summary"] = study["summary"]
     out["importance"] = {}
     for row in study["rows"]:
-        if row["variant"].endswith("+ beams"):
+        if row["variant"].endswith("+ beams") and row["seed"] == 0:
             imp = permutation_importance(row["run_id"], repeats=args.repeats)
             out["importance"][row["variant"]] = imp.to_json()
     print(json.dumps(out, indent=1))
