@@ -169,6 +169,17 @@ def _check_available(study: Study) -> None:
         raise InvalidInputError(msg)
 
 
+def _check_phy(st: Study, chosen: list[Variant], dataset: str, root: Any) -> None:
+    """Variants that read PHY/MAC fields need a dataset that has them (else they only repeat the RT variant)."""
+    from rflocal_core.models.inputs import PHY_INPUT_FIELDS
+
+    reads = [v.name for v in chosen if {**st.model_config, **v.model_config}.get("phy_features")]
+    if reads and not any(key in root["samples"] for key in PHY_INPUT_FIELDS):
+        msg = (f"dataset: {dataset!r} has no PHY/MAC reports, which the variants {reads} read; generate a ue dataset "
+               "with timing and PHY on (the default), or import a file with them")
+        raise InvalidInputError(msg)
+
+
 def check_study(
     study: str | Study, dataset: str, *, seeds: int = 1, max_minutes_per_variant: float | None = None,
     epochs: int | None = None, variants: list[str] | None = None, name: str | None = None,
@@ -202,7 +213,7 @@ def check_study(
     for v in chosen:  # every transform is checked before anything runs
         InputTransform.from_dict(v.train_transform)
         InputTransform.from_dict(_test_transform(v))
-    open_dataset(dataset)
+    _check_phy(st, chosen, dataset, open_dataset(dataset))
     folder_name = validate_name(name or f"{st.name}-{dataset}", field="name")
     with _ACTIVE_LOCK:
         if folder_name in _ACTIVE:

@@ -39,7 +39,7 @@ def _report(node: int, d: float, bearing: float, rss: np.ndarray, rank: int, rng
                   beam_rsrp_dbm=float(rss[node] + 9))
 
 
-def _measurements(n: int = 240) -> MeasurementSet:
+def _measurements(n: int = 240, *, phy: bool = True) -> MeasurementSet:
     """A ue-mode measurement file with PHY/MAC fields on every report (log-distance RSS, 2 dB noise)."""
     rng = np.random.default_rng(5)
     nodes = tuple(Node(f"c{k}", **_latlon(x, y), tx_power_dbm=30.0) for k, (x, y) in enumerate(NODES))
@@ -52,6 +52,8 @@ def _measurements(n: int = 240) -> MeasurementSet:
         order = np.argsort(-rss, kind="stable")
         bearing = np.degrees(np.arctan2(p[0] - xy[:, 0], p[1] - xy[:, 1])) % 360
         reports = tuple(_report(int(k), float(d[k]), float(bearing[k]), rss, r, rng) for r, k in enumerate(order[:5]))
+        if not phy:
+            reports = tuple(Report(node=r.node, rss_dbm=r.rss_dbm, toa_ns=r.toa_ns) for r in reports)
         samples.append(Sample(f"s{i}", reports, Position(**_latlon(float(p[0]), float(p[1])))))
     return MeasurementSet(mode="ue", scene=None, nodes=nodes, samples=tuple(samples))
 
@@ -65,6 +67,7 @@ def ws(tmp_path_factory, workspace_env):
     path.mkdir()
     with workspace_env(path):
         import_measurements(_measurements(), name="phyfile")
+        import_measurements(_measurements(40, phy=False), name="plainfile")
         runs = {"wc": train("phyfile", "weighted_centroid").run_id,
                 "setnet": train("phyfile", "setnet", model_config={"phy_features": True, "d_model": 32, "layers": 1},
                                 train_config={"epochs": 3, "batch_size": 32}, seed=1).run_id}
@@ -156,6 +159,10 @@ def test_feature_layer_study_adds_each_layer(env):
     cfg = json.loads((env[0] / "runs" / rows["setnet: + beams"]["run_id"] / "config.json").read_text())
     assert cfg["features"]["phy"] is True and cfg["input_transform"]["phy_fields"][-1] == "beam_rsrp_dbm"
     assert rows["setnet: RT only"]["parameters"] < rows["setnet: + beams"]["parameters"]  # wider tokens
+    with pytest.raises(InvalidInputError, match=r"dataset: 'plainfile' has no PHY/MAC reports, which the variants "
+                                                r"\['setnet: \+ PHY'\] read"):
+        ablate.check_study("feature-layers", "plainfile", variants=["setnet: RT only", "setnet: + PHY"])
+    ablate.check_study("feature-layers", "plainfile", variants=["setnet: RT only"])  # the RT variant runs anywhere
 
 
 def _sequence_reports(period: int) -> phy.PhyReports:
