@@ -438,8 +438,8 @@ def _add_ablate_parser(sub: Any) -> None:
                     "mapformer-physics, feature-layers or map-corruption (required without an action)")
     ab.add_argument("--dataset", default=None, help="required with --study; importance: default the run's own")
     ab.add_argument("--run", default=None, help="importance: the run")
-    ab.add_argument("--split", default="test", help="importance: the split (default test)")
-    ab.add_argument("--repeats", type=int, default=5, help="importance: shuffles per feature (default 5)")
+    ab.add_argument("--split", default=None, help="importance: the split (default test)")
+    ab.add_argument("--repeats", type=int, default=None, help="importance: shuffles per feature (default 5)")
     ab.add_argument("--features", default=None, metavar="A,B", help="importance: only these features")
     ab.add_argument("--seeds", type=int, default=1)
     ab.add_argument("--max-minutes-per-variant", type=float, default=None)
@@ -596,8 +596,9 @@ def _importance(args: argparse.Namespace) -> Any:
         msg = "run: 'ablate importance' needs --run RUN_ID"
         raise InvalidInputError(msg)
     features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else None
-    return permutation_importance(args.run, dataset=args.dataset, split=args.split, repeats=args.repeats,
-                                  features=features, progress=_stderr_progress())
+    given = {k: v for k, v in (("split", args.split), ("repeats", args.repeats)) if v is not None}  # else the core's
+    return permutation_importance(args.run, dataset=args.dataset, features=features, progress=_stderr_progress(),
+                                  **given)
 
 
 def _predict(args: argparse.Namespace) -> dict[str, Any]:
