@@ -86,6 +86,19 @@ _LOCHEATMAP_MODES = ("proposal", "DCAe", "DCAe_simple", "LocUNet", "LocUNet_soft
                      "proposal_aoa_only", "proposal_gaussian_dsnt", "proposal_gaussian_softargmax", "proposal_dsnt")
 _ALL = ("rss", "toa", "aoa")
 
+
+def _layer_variants(model: str) -> tuple[Variant, ...]:
+    """RT only / + PHY / + MAC / + beams (each layer adds its PHY/MAC fields to the ones below) for ``model``."""
+    from rflocal_core.models.transforms import PHY_LAYERS
+
+    out, kept = [Variant(f"{model}: RT only", model=model)], ()
+    for layer, label in (("phy", "PHY"), ("mac", "MAC"), ("beams", "beams")):
+        kept = (*kept, *PHY_LAYERS[layer])
+        out.append(Variant(f"{model}: + {label}", model=model, model_config={"phy_features": True},
+                           train_transform={"phy_fields": list(kept)}))
+    return tuple(out)
+
+
 #: The ready-made studies, by name.
 STUDIES: dict[str, Study] = {s.name: s for s in (
     Study("features", "Which measurements matter: RSS only, RSS + ToA, RSS + AoA, all (setnet).", "setnet",
@@ -126,6 +139,10 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
            Variant("no OSM stream", model_config={"use_scene": False}),
            Variant("no fine head", model_config={"top_k": 0}),
            Variant("no physics prior", model_config={"physics_prior": False}))),
+    Study("feature-layers", "What each layer of a network's reports is worth: ray-traced RSS/ToA/AoA only, + PHY "
+          "(RSRQ, SINR, CQI, rank), + MAC (serving cell, neighbour rank, A3/A5 events), + beams (best SSB beam id "
+          "and L1-RSRP), for setnet and heimdall (needs a ue dataset with PHY reports).", "setnet",
+          (*_layer_variants("setnet"), *_layer_variants("heimdall"))),
     Study("map-corruption", "Map-based models when the maps are wrong at test time: buildings removed or added, "
           "materials wrong, maps missing (mapformer, and map matching for reference; each model is trained once "
           "and tested on every corruption).", "mapformer",
@@ -155,6 +172,17 @@ def _check_available(study: Study) -> None:
     if missing:
         msg = (f"study: {study.name!r} needs the model(s) {', '.join(missing)}, which this version does not have yet "
                f"(available: {', '.join(models())})")
+        raise InvalidInputError(msg)
+
+
+def _check_phy(st: Study, chosen: list[Variant], dataset: str, root: Any) -> None:
+    """Variants that read PHY/MAC fields need a dataset that has them (else they only repeat the RT variant)."""
+    from rflocal_core.models.inputs import PHY_INPUT_FIELDS
+
+    reads = [v.name for v in chosen if {**st.model_config, **v.model_config}.get("phy_features")]
+    if reads and not any(key in root["samples"] for key in PHY_INPUT_FIELDS):
+        msg = (f"dataset: {dataset!r} has no PHY/MAC reports, which the variants {reads} read; generate a ue dataset "
+               "with timing and PHY on (the default), or import a file with them")
         raise InvalidInputError(msg)
 
 
@@ -191,7 +219,7 @@ def check_study(
     for v in chosen:  # every transform is checked before anything runs
         InputTransform.from_dict(v.train_transform)
         InputTransform.from_dict(_test_transform(v))
-    open_dataset(dataset)
+    _check_phy(st, chosen, dataset, open_dataset(dataset))
     folder_name = validate_name(name or f"{st.name}-{dataset}", field="name")
     with _ACTIVE_LOCK:
         if folder_name in _ACTIVE:

@@ -392,15 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "scene digest, frame or nodes differ); refused without it (exit 2)")
     _add_predict_parser(sub)
     _add_export_parser(sub)
-    ab = sub.add_parser("ablate", help="run an ablation study: train and test each variant, print the table")
-    ab.add_argument("--study", required=True, help="features, sparsity, dropout, locheatmap-modes, "
-                    "mapformer-physics or map-corruption")
-    ab.add_argument("--dataset", required=True)
-    ab.add_argument("--seeds", type=int, default=1)
-    ab.add_argument("--max-minutes-per-variant", type=float, default=None)
-    ab.add_argument("--epochs", type=int, default=None, help="networks: maximum epochs per variant")
-    ab.add_argument("--variants", default=None, metavar="A,B", help="run only these variants (comma-separated)")
-    ab.add_argument("--name", default=None, help="results folder under workspace/ablations")
+    _add_ablate_parser(sub)
     models = sub.add_parser("models", help="list the models, or one model's options (default, range, unit, help)")
     models.add_argument("model", nargs="?", default=None, help="a model name: print its options")
     demo = sub.add_parser("demo", help="the shipped demo models: rebuild them, or install them into the workspace")
@@ -434,6 +426,26 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("actor", "action", "target"):
         log.add_argument(f"--{flag}", default=None, help=f"only the entries of this {flag}")
     return parser
+
+
+def _add_ablate_parser(sub: Any) -> None:
+    """``ablate``: a study, or ``ablate importance`` (permutation importance of a run)."""
+    ab = sub.add_parser("ablate", help="run an ablation study: train and test each variant, print the table; "
+                        "'ablate importance --run R': permutation importance of each feature of a run")
+    ab.add_argument("action", nargs="?", choices=["importance"], default=None,
+                    help="importance: shuffle each feature of --run across the split's samples, print the error added")
+    ab.add_argument("--study", default=None, help="features, sparsity, dropout, locheatmap-modes, "
+                    "mapformer-physics, feature-layers or map-corruption (required without an action)")
+    ab.add_argument("--dataset", default=None, help="required with --study; importance: default the run's own")
+    ab.add_argument("--run", default=None, help="importance: the run")
+    ab.add_argument("--split", default=None, help="importance: the split (default test)")
+    ab.add_argument("--repeats", type=int, default=None, help="importance: shuffles per feature (default 5)")
+    ab.add_argument("--features", default=None, metavar="A,B", help="importance: only these features")
+    ab.add_argument("--seeds", type=int, default=1)
+    ab.add_argument("--max-minutes-per-variant", type=float, default=None)
+    ab.add_argument("--epochs", type=int, default=None, help="networks: maximum epochs per variant")
+    ab.add_argument("--variants", default=None, metavar="A,B", help="run only these variants (comma-separated)")
+    ab.add_argument("--name", default=None, help="results folder under workspace/ablations")
 
 
 def _add_predict_parser(sub: Any) -> None:
@@ -573,6 +585,20 @@ def _predict_flags(parser: argparse.ArgumentParser) -> None:
     from rflocal_core.options import add_flags
 
     add_flags(parser, PredictOptions)
+
+
+def _importance(args: argparse.Namespace) -> Any:
+    """``ablate importance``: permutation importance of ``--run``'s features."""
+    from rflocal_core.errors import InvalidInputError
+    from rflocal_core.importance import permutation_importance
+
+    if args.run is None:
+        msg = "run: 'ablate importance' needs --run RUN_ID"
+        raise InvalidInputError(msg)
+    features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else None
+    given = {k: v for k, v in (("split", args.split), ("repeats", args.repeats)) if v is not None}  # else the core's
+    return permutation_importance(args.run, dataset=args.dataset, features=features, progress=_stderr_progress(),
+                                  **given)
 
 
 def _predict(args: argparse.Namespace) -> dict[str, Any]:
@@ -772,9 +798,16 @@ def _run(args: argparse.Namespace) -> Any:
         from rflocal_core.infer import evaluate_run
 
         return evaluate_run(args.run, args.dataset, split=args.split, allow_other_scene=args.allow_other_scene)
+    if args.cmd == "ablate" and args.action == "importance":
+        return _importance(args)
     if args.cmd == "ablate":
         from rflocal_core.ablate import run_study
+        from rflocal_core.errors import InvalidInputError
 
+        for flag in ("study", "dataset"):
+            if getattr(args, flag) is None:
+                msg = f"{flag}: --{flag} is required to run a study (or use 'ablate importance --run R')"
+                raise InvalidInputError(msg)
         variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
         return run_study(args.study, args.dataset, seeds=args.seeds, epochs=args.epochs, variants=variants,
                          max_minutes_per_variant=args.max_minutes_per_variant, name=args.name,

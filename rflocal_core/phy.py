@@ -37,7 +37,7 @@ Conventions (documented here once)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -553,9 +553,51 @@ def _cell_ranks(rsrp: np.ndarray, serving: np.ndarray, neighbours: int) -> tuple
     return np.where(heard, is_serving, False), neighbour_rank
 
 
+#: Reporting periods (the design: L1 faster than RRC). L1 quantities (beam reports, CQI, rank, SINR, Doppler)
+#: are fresh at every report; the RRC measurement report (RSRP, RSRQ, neighbour list) is refreshed at every
+#: ``rrc_period``-th report of a sequence (the 1st, the (k+1)-th, ...) and its values are held in between.
+RRC_FIELDS: tuple[str, ...] = ("rsrp_dbm", "rsrq_db", "neighbour_rank")
+L1_FIELDS: tuple[str, ...] = ("beam_id", "beam_rsrp_dbm", "beam_top_ids", "beam_top_rsrp_dbm", "cqi", "ri", "sinr_db")
+#: Default RRC period, in reports (with 0.1-0.5 s between reports: an RRC report every 0.4-2 s).
+RRC_PERIOD_REPORTS = 4
+
+
+def rrc_source_steps(steps: np.ndarray, period: int) -> np.ndarray:
+    """[n, T] index of the step whose RRC report holds at each step (−1 before the first report).
+
+    ``steps`` [n, T] bool: steps with a report. The RRC report is made at reports 0, k, 2k, ... of each
+    sequence (k = ``period``), counted over the steps with a report.
+    """
+    t_max = steps.shape[1]
+    count = np.cumsum(steps, axis=1) - 1  # report index of each step (valid where steps)
+    refresh = steps & (count % max(int(period), 1) == 0)
+    idx = np.where(refresh, np.arange(t_max)[None, :], -1)
+    return np.maximum.accumulate(idx, axis=1)
+
+
+def hold_rrc(reports: PhyReports, present: np.ndarray, *, period: int) -> PhyReports:
+    """``reports`` with the :data:`RRC_FIELDS` refreshed every ``period``-th report and held in between.
+
+    A cell reported now carries the values of the last RRC report (missing if that report lacked the
+    cell); a cell not reported now stays missing. The serving cell, events and L1 fields are untouched.
+    """
+    if period <= 1:
+        return reports
+    src = rrc_source_steps(present.any(-1), period)
+    take = np.maximum(src, 0)[..., None]
+    out = {}
+    for key in RRC_FIELDS:
+        value = getattr(reports, key)
+        fill = -1 if value.dtype.kind in "iu" else np.nan
+        held = np.take_along_axis(value, np.broadcast_to(take, value.shape), axis=1)
+        out[key] = np.where(present & (src >= 0)[..., None], held, fill).astype(value.dtype)
+    return replace(reports, **out)
+
+
 def phy_reports(*, rx_power_dbm: np.ndarray, load: np.ndarray, channel: LinkChannel, velocity_m_s: np.ndarray,
                 present: np.ndarray, numerology: Numerology, noise_figure_db: float, setup: ArraySetup,
-                freq_hz: float, neighbours: int = 8, top_beams: int = 4) -> PhyReports:
+                freq_hz: float, neighbours: int = 8, top_beams: int = 4,
+                rrc_period: int = RRC_PERIOD_REPORTS) -> PhyReports:
     """PHY/MAC reports of every cell at every step.
 
     Parameters
@@ -570,6 +612,8 @@ def phy_reports(*, rx_power_dbm: np.ndarray, load: np.ndarray, channel: LinkChan
     velocity_m_s : ndarray [n, T, 3]
     present : ndarray [n, T, S] bool
         Where a report is made; every field is masked elsewhere.
+    rrc_period : int
+        RRC fields refreshed every this many reports and held in between (:func:`hold_rrc`; 1: every report).
     """
     load = load[:, None, :] if load.ndim == 2 else load
     noise_re = numerology.noise_per_re_dbm(noise_figure_db)
@@ -591,7 +635,7 @@ def phy_reports(*, rx_power_dbm: np.ndarray, load: np.ndarray, channel: LinkChan
         return np.where(present, x, -1).astype(dtype)
 
     some = present.any(-1)
-    return PhyReports(
+    fresh = PhyReports(
         rsrp_dbm=num(rsrp, 1.0), rssi_dbm=np.where(some, quantize(rssi, 1.0), np.nan).astype(np.float32),
         rsrq_db=num(rsrq, RATIO_STEP_DB, RSRQ_RANGE_DB), sinr_db=num(sinr, RATIO_STEP_DB, SINR_RANGE_DB),
         cqi=whole(cqi, np.int8), ri=whole(ri, np.int8), beam_id=whole(beam_id, np.int16),
@@ -601,3 +645,4 @@ def phy_reports(*, rx_power_dbm: np.ndarray, load: np.ndarray, channel: LinkChan
         doppler_hz=num(doppler, 1.0), serving=whole(serving, np.int8), neighbour_rank=whole(neighbour_rank, np.int8),
         event_a3=whole(a3, np.int8), event_a5=whole(a5, np.int8),
     )
+    return hold_rrc(fresh, present, period=rrc_period)

@@ -519,6 +519,13 @@ def test_vehicular_phy_doppler(ws: Path) -> None:
     fired = events[:, 1:][changed, cell[:, 1:][changed]]
     old_gone = np.isnan(rsrp[:, 1:][changed, cell[:, :-1][changed]])
     assert np.all(fired | old_gone)
+    # reporting periods (phy_rrc_period 4): along these 3-4 report sequences RSRP (RRC) is held from the
+    # first report, the best beam's L1-RSRP is fresh at every report
+    both_made = made[:, 0] & made[:, 1]
+    assert both_made.sum() > 20 and np.array_equal(rsrp[:, 1][both_made], rsrp[:, 0][both_made])
+    beam = np.asarray(s["beam_rsrp_dbm"][...])
+    fresh = both_made & np.isfinite(beam[:, 0]) & np.isfinite(beam[:, 1])
+    assert np.mean(beam[:, 1][fresh] != beam[:, 0][fresh]) > 0.3
 
 
 # --------------------------------------------------------------------------- command line

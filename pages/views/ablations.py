@@ -9,11 +9,12 @@ import streamlit as st
 from pages.views.refresh import job_line, rerun_when_a_job_ends
 from pages.views.signin import current_user
 from pages.views.widgets import bounded, multi, select
-from rflocal_core import ablate
+from rflocal_core import ablate, importance
 from rflocal_core import dataset as ds
 from rflocal_core.access import allowed
 from rflocal_core.errors import RFLocalInputError
 from rflocal_core.jobs import REGISTRY
+from rflocal_core.train import list_runs
 
 st.title("Ablations")
 st.caption(
@@ -135,4 +136,59 @@ def live_panel() -> None:
                        key="ab-csv")
 
 
+LAYER_COLOURS = {"rt": "#4C78A8", "phy": "#F58518", "mac": "#54A24B", "beams": "#B279A2", "other": "#9D9D9D"}
+
+
+def _importance_chart(result: importance.ImportanceResult) -> None:
+    rows = list(result.features)
+    bars = go.Figure(go.Bar(
+        x=[r.feature for r in rows], y=[r.delta_median_m for r in rows],
+        marker_color=[LAYER_COLOURS.get(r.layer, "#9D9D9D") for r in rows],
+        error_y={"type": "data", "array": [r.delta_median_std_m or 0.0 for r in rows],
+                 "visible": any(r.delta_median_std_m for r in rows)},
+        hovertext=[f"layer {r.layer}, present in {100 * r.present:.0f}% of the reports" for r in rows]))
+    bars.update_layout(yaxis_title="median error added when shuffled (m)", height=340,
+                       margin={"t": 10, "b": 10, "l": 10, "r": 10})
+    st.plotly_chart(bars, key="imp-bars")
+    st.dataframe(pd.DataFrame([{"feature": r.feature, "layer": r.layer, "present": r.present,
+                                "Δ median m": r.delta_median_m, "± median": r.delta_median_std_m,
+                                "Δ mean m": r.delta_mean_m, "± mean": r.delta_mean_std_m} for r in rows])
+                 .astype({"± median": float, "± mean": float}).round(3), hide_index=True, width="stretch")
+
+
+@st.fragment(run_every=2.0)
+def importance_panel() -> None:
+    st.subheader("Permutation importance")
+    st.caption("Each feature a run reads is shuffled across the test samples, slot by slot (reports that lack it "
+               "still lack it); the bar is the median test error it adds, over the repeats. Colours: the layer "
+               "(RT, PHY, MAC, beams, other).")
+    runs = [r["run_id"] for r in list_runs() if r.get("state") == "done"]
+    if not runs:
+        st.info("No finished runs yet: train one (or run a study) first.")
+        return
+    c = st.columns([3, 1, 1])
+    run_id = select(c[0], "Run", runs, key="imp_run")
+    repeats = int(bounded(c[1], "Repeats", 1, 50, 5, key="imp_repeats"))
+    for job in REGISTRY.list(kind="importance"):
+        if not job.finished:
+            st.progress(job.snapshot()["fraction"], text=job_line(job.snapshot()))
+        elif job.state == "failed" and job.label == run_id:
+            st.error(f"{job.label}: {job.error}")
+    if allowed(user, "ablate") and c[2].button("Compute", key="imp_start"):
+        try:
+            REGISTRY.submit("importance", run_id, lambda ctx: importance.permutation_importance(
+                run_id, repeats=repeats, progress=ctx.progress, user=user), owner=user.name)
+        except RFLocalInputError as exc:  # the job quota
+            st.error(str(exc))
+    result = importance.load_importance(run_id)
+    if result is None:
+        st.info(f"No permutation importance of {run_id} yet: press Compute.")
+        return
+    st.markdown(f"`{result.model}` on `{result.dataset}` ({result.split}, {result.count} samples, "
+                f"{result.repeats} repeats): median {result.baseline_median_m:.1f} m, mean "
+                f"{result.baseline_mean_m:.1f} m unshuffled.")
+    _importance_chart(result)
+
+
 live_panel()
+importance_panel()

@@ -10,7 +10,7 @@ from typing import Any
 from rflocal_core import settings
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.options import check_options, option, seed_option
-from rflocal_core.phy import Numerology
+from rflocal_core.phy import RRC_PERIOD_REPORTS, Numerology
 from rflocal_core.workspace import validate_name
 
 MOTIONS = ("stationary", "pedestrian", "vehicular")
@@ -123,6 +123,10 @@ class GenerationConfig:
         SSB beams per sector and the MIMO array sizes.
     phy_neighbours, phy_top_beams : int
         Neighbour-list length K and the number of beams whose L1-RSRP is stored.
+    phy_rrc_period : int
+        Reporting periods in sequences: L1 quantities (beams, CQI, rank, SINR) are fresh at every
+        report, RRC ones (RSRP, RSRQ, neighbour list) every ``phy_rrc_period``-th report and held in
+        between (:func:`rflocal_core.phy.hold_rrc`; 1: every report).
     split : tuple of float
         Train / val / test fractions of the samples of the seen scenes.
     unseen_scenes : tuple of str
@@ -237,6 +241,9 @@ class GenerationConfig:
     phy_neighbours: int = option(8, lo=0, hi=64, label="Neighbour list (K)",
                                  help="neighbours ranked by RSRP after the serving cell")
     phy_top_beams: int = option(4, lo=1, hi=16, label="Beams reported", help="L1-RSRP of the best beams stored")
+    phy_rrc_period: int = option(RRC_PERIOD_REPORTS, lo=1, hi=1000, label="RRC period (reports)",
+                                 help="RSRP/RSRQ/neighbours refreshed every k-th report of a sequence and held in "
+                                      "between; L1 beams/CQI/rank every report")
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     unseen_scenes: tuple[str, ...] = ()
 

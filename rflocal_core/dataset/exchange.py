@@ -94,7 +94,8 @@ _FLOAT_FIELDS: dict[str, tuple[float, float]] = {
 #: Storage dtype of the PHY/MAC report fields (:data:`~rflocal_core.measurements.format.PHY_FIELDS`), as generated.
 _PHY_DTYPES: dict[str, Any] = {"rsrq_db": np.float32, "sinr_db": np.float32, "cqi": np.int8, "ri": np.int8,
                                "beam_id": np.int16, "beam_rsrp_dbm": np.float32, "doppler_hz": np.float32,
-                               "serving": np.int8}
+                               "serving": np.int8, "neighbour_rank": np.int8, "event_a3": np.int8,
+                               "event_a5": np.int8}
 
 #: Arrays of generated datasets that a measurement file cannot fill (written as missing on import).
 _UNKNOWN_FLOAT_FIELDS = ("delay_spread_ns", "pg_true_db")

@@ -515,7 +515,8 @@ def _phy_reports(maps: _SceneMaps, motion: _Motion, features: dict[str, np.ndarr
         noise_figure_db=config.noise_figure_db,
         setup=ArraySetup(beams=config.phy_beams, gnb_antennas=config.phy_gnb_antennas,
                          ue_antennas=config.phy_ue_antennas),
-        freq_hz=float(sites[0]["freq_hz"]), neighbours=config.phy_neighbours, top_beams=config.phy_top_beams)
+        freq_hz=float(sites[0]["freq_hz"]), neighbours=config.phy_neighbours, top_beams=config.phy_top_beams,
+        rrc_period=config.phy_rrc_period)
     if config.dropout > 0:  # each feature of a report missing at random, as the others
         for key in ("rsrq_db", "sinr_db", "beam_rsrp_dbm", "doppler_hz"):
             value = getattr(out, key)

@@ -156,7 +156,8 @@ def write_array(group: zarr.Group, name: str, data: np.ndarray, *, chunk_rows: i
 #: Report fields that get an explicit presence mask ``mask_<field>`` in ``samples/``.
 MASKED_FIELDS = ("rss_dbm", "toa_ns", "ta", "aoa_deg", "snr_db")
 #: PHY/MAC report fields (ue mode, :mod:`rflocal_core.phy`), masked the same way when present.
-PHY_MASKED_FIELDS = ("rsrq_db", "sinr_db", "cqi", "ri", "beam_id", "beam_rsrp_dbm", "doppler_hz", "serving")
+PHY_MASKED_FIELDS = ("rsrq_db", "sinr_db", "cqi", "ri", "beam_id", "beam_rsrp_dbm", "doppler_hz", "serving",
+                     "neighbour_rank", "event_a3", "event_a5")
 
 
 def write_samples(group: zarr.Group, arrays: dict[str, np.ndarray]) -> None:

@@ -38,13 +38,17 @@ COLUMN_KEYS: dict[str, str] = {
     "beam_rsrp_dbm": "PHY: L1-RSRP of the best SSB beam in dBm, in [-200, 30]",
     "doppler_hz": "PHY: Doppler shift in Hz, in [-1e5, 1e5]",
     "serving": "PHY: 1 if the node's cell serves the device, 0 for a neighbour",
+    "neighbour_rank": "MAC: place of the cell in the measurement report, 0 serving, 1..K the strongest neighbours",
+    "event_a3": "MAC: 1 if an A3 event fired for the cell at this report",
+    "event_a5": "MAC: 1 if an A5 event fired for the cell at this report",
 }
 
 #: Measurement keys; at least one is mapped, and a row keeps at least one to be used.
 MEASUREMENT_KEYS: tuple[str, ...] = ("rss_dbm", "toa_ns", "ta", "aoa_deg")
 
 #: Optional PHY/MAC keys (the format's ``PHY_FIELDS``): carried with a row's measurements.
-PHY_KEYS: tuple[str, ...] = ("rsrq_db", "sinr_db", "cqi", "ri", "beam_id", "beam_rsrp_dbm", "doppler_hz", "serving")
+PHY_KEYS: tuple[str, ...] = ("rsrq_db", "sinr_db", "cqi", "ri", "beam_id", "beam_rsrp_dbm", "doppler_hz", "serving",
+                              "neighbour_rank", "event_a3", "event_a5")
 
 # Header names (lower case, letters and digits only) that guess_columns maps to each key.
 _GUESSES: dict[str, tuple[str, ...]] = {
@@ -72,6 +76,9 @@ _GUESSES: dict[str, tuple[str, ...]] = {
     "beam_rsrp_dbm": ("beamrsrpdbm", "beamrsrp", "l1rsrp", "ssbrsrp"),
     "doppler_hz": ("dopplerhz", "doppler"),
     "serving": ("serving", "isserving", "servingcell"),
+    "neighbour_rank": ("neighbourrank", "neighborrank", "ncellrank"),
+    "event_a3": ("eventa3", "a3"),
+    "event_a5": ("eventa5", "a5"),
     "truth_lat": ("truthlat", "truelat", "gtlat", "reflat", "targetlat", "sourcelat", "emitterlat", "sourcex"),
     "truth_lon": ("truthlon", "truelon", "gtlon", "reflon", "targetlon", "sourcelon", "emitterlon", "sourcey"),
 }

@@ -87,7 +87,7 @@ MEASUREMENT_FIELDS: tuple[str, ...] = ("rss_dbm", "toa_ns", "ta", "aoa_deg", "sn
 #: Optional PHY/MAC fields of a report (a 5G/LTE network's own reports, :mod:`rflocal_core.phy`);
 #: they come with at least one of :data:`MEASUREMENT_FIELDS`.
 PHY_FIELDS: tuple[str, ...] = ("rsrq_db", "sinr_db", "cqi", "ri", "beam_id", "beam_rsrp_dbm", "doppler_hz",
-                               "serving")
+                               "serving", "neighbour_rank", "event_a3", "event_a5")
 
 # Accepted ranges (inclusive); ``None`` means unbounded on that side.
 LAT_RANGE_DEG = (-90.0, 90.0)
@@ -111,6 +111,9 @@ RI_RANGE = (1, 8)
 BEAM_ID_RANGE = (0, 4095)
 DOPPLER_RANGE_HZ = (-1e5, 1e5)
 SERVING_RANGE = (0, 1)
+#: Place of a cell in the device's measurement report: 0 serving, 1..K the K strongest neighbours.
+NEIGHBOUR_RANK_RANGE = (0, 255)
+EVENT_RANGE = (0, 1)
 IQ_SAMPLE_RATE_RANGE_HZ = (1.0, 1e11)
 IQ_T0_RANGE_S = (None, None)
 #: Samples of an IQ capture (``i`` and ``q`` each).
@@ -159,6 +162,12 @@ FIELDS: dict[str, FieldSpec] = {
     "doppler_hz": FieldSpec("number", DOPPLER_RANGE_HZ, "Doppler shift of the strongest path, Hz (positive: "
                                                         "moving towards it)."),
     "serving": FieldSpec("integer", SERVING_RANGE, "1 if the node's cell serves the device, 0 for a neighbour."),
+    "neighbour_rank": FieldSpec("integer", NEIGHBOUR_RANK_RANGE, "Place of the node's cell in the measurement "
+                                                                 "report: 0 serving, 1..K the strongest neighbours."),
+    "event_a3": FieldSpec("integer", EVENT_RANGE, "1 if an A3 event (neighbour offset better than the serving "
+                                                  "cell, TS 38.331) fired for the node's cell at this report."),
+    "event_a5": FieldSpec("integer", EVENT_RANGE, "1 if an A5 event (serving below and neighbour above their "
+                                                  "thresholds, TS 38.331) fired for the node's cell at this report."),
     "sample_rate_hz": FieldSpec("number", IQ_SAMPLE_RATE_RANGE_HZ, "IQ capture: sample rate, Hz."),
     "t0_s": FieldSpec("number", IQ_T0_RANGE_S, "IQ capture: time of its first sample on the receivers' common "
                                                "clock (e.g. GPS), seconds."),
@@ -551,7 +560,7 @@ class Report:
         Signal-to-noise ratio in dB, in [-50, 100].
     lat, lon, x_m, y_m, alt_m : float, optional
         The report's own position (a mobile sensor, e.g. a drone survey) instead of ``node``.
-    rsrq_db, sinr_db, cqi, ri, beam_id, beam_rsrp_dbm, doppler_hz, serving : optional
+    rsrq_db, sinr_db, cqi, ri, beam_id, beam_rsrp_dbm, doppler_hz, serving, neighbour_rank, event_a3, event_a5 : optional
         PHY/MAC fields (:data:`PHY_FIELDS`, ranges in :data:`FIELDS`), with at least one measurement.
     iq : IQCapture, optional
         The raw capture the measurements came from (complex baseband samples).
@@ -577,6 +586,9 @@ class Report:
     beam_rsrp_dbm: float | None = None
     doppler_hz: float | None = None
     serving: int | None = None
+    neighbour_rank: int | None = None
+    event_a3: int | None = None
+    event_a5: int | None = None
     iq: IQCapture | None = None
 
     def __post_init__(self) -> None:

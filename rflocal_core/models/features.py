@@ -20,7 +20,8 @@ Token features (all per slot, ``ok`` flags are 1 where the value is present):
 With :attr:`FeatureSpec.phy` (the ``phy_features`` option of ``setnet`` and ``heimdall``), the
 PHY/MAC report fields follow as :data:`PHY_COLUMNS`, each a value and an ``ok`` flag (0 where
 the report lacks it): RSRQ (+20)/20 dB, SINR (+10)/40 dB, CQI/15, rank/4, serving (0/1), beam
-L1-RSRP as ``rss``, Doppler/500 Hz (clipped to ±2).
+L1-RSRP as ``rss``, Doppler/500 Hz (clipped to ±2), best beam id/32, neighbour rank/8 (0 serving;
+cells outside the report's top K are masked), A3 and A5 events (0/1).
 Frames (:attr:`FeatureSpec.frame`): ``"scene"`` places every sample in the training split's square
 (origin and side fitted once), so a scene larger than or away from the training scenes is squeezed
 into it. ``"sample"`` gives each sample its own square, centred on the centroid of its reporting
@@ -74,7 +75,8 @@ TOKEN_COLUMNS = ("node_z", "pos_ok", "rss", "rss_ok", "aoa_sin", "aoa_cos", "aoa
 PHY_SCALING: dict[str, tuple[float, float, float]] = {
     "rsrq_db": (20.0, 20.0, 2.0), "sinr_db": (10.0, 40.0, 2.0), "cqi": (0.0, 15.0, 1.0), "ri": (0.0, 4.0, 2.0),
     "serving": (0.0, 1.0, 1.0), "beam_rsrp_dbm": (-RSS_MIN_DBM, RSS_MAX_DBM - RSS_MIN_DBM, 1.5),
-    "doppler_hz": (0.0, 500.0, 2.0),
+    "doppler_hz": (0.0, 500.0, 2.0), "beam_id": (0.0, 32.0, 4.0), "neighbour_rank": (0.0, 8.0, 4.0),
+    "event_a3": (0.0, 1.0, 1.0), "event_a5": (0.0, 1.0, 1.0),
 }
 PHY_COLUMNS = tuple(c for key in PHY_INPUT_FIELDS for c in (key, f"{key}_ok"))
 #: Band token columns appended when :attr:`FeatureSpec.band` (issue 18): log2(carrier / BAND_REF_HZ) / 3

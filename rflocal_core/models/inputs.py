@@ -222,7 +222,8 @@ MAP_CHANNEL_KEYS: tuple[str, ...] = ("sinr_db", "toa_ns", "aoa_deg")
 
 
 #: PHY/MAC report fields read into :attr:`Inputs.phy` (those a dataset holds; integers' -1 is NaN).
-PHY_INPUT_FIELDS: tuple[str, ...] = ("rsrq_db", "sinr_db", "cqi", "ri", "serving", "beam_rsrp_dbm", "doppler_hz")
+PHY_INPUT_FIELDS: tuple[str, ...] = ("rsrq_db", "sinr_db", "cqi", "ri", "serving", "beam_rsrp_dbm", "doppler_hz",
+                                     "beam_id", "neighbour_rank", "event_a3", "event_a5")
 
 
 def _read_phy(g: Any, read: Any, last: np.ndarray) -> np.ndarray | None:

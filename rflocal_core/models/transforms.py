@@ -15,13 +15,20 @@ from typing import Any
 import numpy as np
 
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.models.inputs import Inputs, SceneMaps, load_inputs
+from rflocal_core.models.inputs import PHY_INPUT_FIELDS, Inputs, SceneMaps, load_inputs
 from rflocal_core.validation import check_int, check_number, dataclass_from_dict
 
 FEATURES = ("rss", "toa", "aoa")
 #: Test-time corruptions of the radio maps and scene rasters a map-conditioned model reads.
 MAP_CORRUPTIONS = ("none", "buildings_removed", "buildings_added", "materials_wrong", "maps_missing")
 _FIELD_OF = {"rss": "rss_dbm", "toa": "toa_ns", "aoa": "aoa_deg"}
+#: The PHY/MAC report fields of each feature layer above the ray-traced one (RSS/ToA/AoA), for the layer
+#: study: RSRP is the RSS token here (RSS − 10·log10(12·N_RB)) and the timing advance is the ToA token.
+PHY_LAYERS: dict[str, tuple[str, ...]] = {
+    "phy": ("rsrq_db", "sinr_db", "cqi", "ri"),
+    "mac": ("serving", "neighbour_rank", "event_a3", "event_a5"),
+    "beams": ("beam_id", "beam_rsrp_dbm"),
+}
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,9 @@ class InputTransform:
         Fraction of the (node, feature) measurements removed at random, in [0, 0.95].
     map_corruption : str
         One of :data:`MAP_CORRUPTIONS` (test time: what the maps get wrong).
+    phy_fields : tuple of str or None
+        PHY/MAC report fields kept (of :data:`~rflocal_core.models.inputs.PHY_INPUT_FIELDS`); the others
+        become missing. None: all (``[]``: none).
     seed : int
         Seed of the random parts (dropout, corruption).
     """
@@ -50,6 +60,7 @@ class InputTransform:
     max_steps: int | None = None
     feature_dropout: float = 0.0
     map_corruption: str = "none"
+    phy_fields: tuple[str, ...] | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -66,6 +77,12 @@ class InputTransform:
         if self.map_corruption not in MAP_CORRUPTIONS:
             msg = f"map_corruption: expected one of {', '.join(MAP_CORRUPTIONS)}, got {self.map_corruption!r}"
             raise InvalidInputError(msg)
+        if self.phy_fields is not None:
+            kept = tuple(self.phy_fields) if isinstance(self.phy_fields, (list, tuple)) else None
+            if kept is None or any(f not in PHY_INPUT_FIELDS for f in kept):
+                msg = f"phy_fields: expected a list of {', '.join(PHY_INPUT_FIELDS)}, got {self.phy_fields!r}"
+                raise InvalidInputError(msg)
+            object.__setattr__(self, "phy_fields", kept)
         check_int("seed", self.seed, 0, 2**31 - 1)
 
     @property
@@ -75,6 +92,10 @@ class InputTransform:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["features"] = list(self.features)
+        if self.phy_fields is not None:
+            d["phy_fields"] = list(self.phy_fields)
+        else:
+            del d["phy_fields"]  # runs from before it read the same
         return d
 
     @classmethod
@@ -111,6 +132,10 @@ def apply_transform(x: Inputs, t: InputTransform) -> Inputs:
             fields[name][rng.random(fields[name].shape) < t.feature_dropout] = np.nan
     if x.rss_steps_dbm is not None:  # a slot whose RSS is gone loses it at every time
         fields["rss_steps_dbm"] = np.where(np.isfinite(fields["rss_dbm"])[:, None, :], x.rss_steps_dbm, np.nan)
+    if x.phy is not None and t.phy_fields is not None:
+        dropped = [k for k, key in enumerate(PHY_INPUT_FIELDS) if key not in t.phy_fields]
+        fields["phy"] = x.phy.copy()
+        fields["phy"][..., dropped] = np.nan
     out = replace(x, **fields)
     if t.map_corruption != "none" and x.maps:
         out = replace(out, maps={k: corrupt_maps(m, t.map_corruption, rng) for k, m in x.maps.items()})
