@@ -394,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export_parser(sub)
     ab = sub.add_parser("ablate", help="run an ablation study: train and test each variant, print the table")
     ab.add_argument("--study", required=True, help="features, sparsity, dropout, locheatmap-modes, "
-                    "mapformer-physics or map-corruption")
+                    "mapformer-physics, map-corruption, iq or receivers")
     ab.add_argument("--dataset", required=True)
     ab.add_argument("--seeds", type=int, default=1)
     ab.add_argument("--max-minutes-per-variant", type=float, default=None)
