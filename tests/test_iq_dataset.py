@@ -337,10 +337,11 @@ def test_iq_study_pair_trains_with_its_options_and_reports_calibration(ws: Path)
 
 
 @pytest.mark.raytrace
-def test_heimdall_with_iq_predicts_a_file_with_captures_alike_in_onnxruntime(ws: Path, iq_run: str, tmp_path: Path,
-                                                                              run_cli: Any) -> None:
+def test_heimdall_with_iq_predicts_a_file_with_captures_alike_in_onnxruntime(ws: Path, iq_run: str,
+                                                                              tmp_path: Path) -> None:
     """The captures are graph inputs (batch and receiver axes dynamic, 1024 samples fixed), the export is checked
-    within 1e-4 on val, and ``predict --backend onnxruntime`` of a file with captures gives PyTorch's positions."""
+    within 1e-4 on val, and predicting a file with captures through onnxruntime (what ``predict --backend
+    onnxruntime`` calls; its command line is tested in tests/test_onnx.py) gives PyTorch's positions."""
     from rflocal_core.dataset import export_dataset
     from rflocal_core.infer import predict_file
     from rflocal_core.infer.run import ONNX_RECORD
@@ -348,24 +349,19 @@ def test_heimdall_with_iq_predicts_a_file_with_captures_alike_in_onnxruntime(ws:
     from rflocal_core.models.onnx_export import EXPORT_TOLERANCE, onnx_session
 
     path = dump_measurements(export_dataset(DATASET, split="train"), tmp_path / "train.json")  # the most samples
-    res = run_cli(["predict", "--run", iq_run, "--input", str(path), "--backend", "onnxruntime"], ws, timeout=300)
-    assert res.returncode == 0, res.stderr
-    got = json.loads(res.stdout)
-    folder = ws / "runs" / iq_run
-    record = json.loads((folder / ONNX_RECORD).read_text())
-    assert record["checked_samples"] > 0 and max(record["max_abs_diff"].values()) <= EXPORT_TOLERANCE
-    shapes = {i.name: i.shape for i in onnx_session(folder / "model.onnx").get_inputs()}
-    assert shapes["iq"][2:] == [2, iq.CAPTURE_SAMPLES] and all(isinstance(d, str) for d in shapes["iq"][:2])
-    want = predict_file(iq_run, path).runs[0].predictions
-    assert got["backend"] == "onnxruntime" and len(got["predictions"]) == len(want) > 0
-    for a, b in zip(got["predictions"], want, strict=True):
-        assert a["id"] == b.id and abs(a["x_m"] - b.x_m) <= 0.011 and abs(a["y_m"] - b.y_m) <= 0.011
     bare = json.loads(path.read_text())  # reports without captures: zeros and iq_ok false in the graph
     for sample in bare["samples"]:
         for report in sample["reports"]:
             report.pop("iq", None)
     (tmp_path / "bare.json").write_text(json.dumps(bare))
-    onnx, torch_ = (predict_file(iq_run, tmp_path / "bare.json", backend=b).runs[0].predictions
-                    for b in ("onnxruntime", "torch"))
-    assert [c for p in onnx for c in (p.x_m, p.y_m)] == pytest.approx([c for p in torch_ for c in (p.x_m, p.y_m)],
-                                                                       abs=0.011)
+    for file in (path, tmp_path / "bare.json"):
+        onnx, torch_ = (predict_file(iq_run, file, backend=b).runs[0] for b in ("onnxruntime", "torch"))
+        assert onnx.backend == "onnxruntime" and len(onnx.predictions) == len(torch_.predictions) > 0
+        assert [p.id for p in onnx.predictions] == [p.id for p in torch_.predictions]
+        assert [c for p in onnx.predictions for c in (p.x_m, p.y_m)] == pytest.approx(
+            [c for p in torch_.predictions for c in (p.x_m, p.y_m)], abs=0.011)
+    folder = ws / "runs" / iq_run
+    record = json.loads((folder / ONNX_RECORD).read_text())  # made at first use, checked on val
+    assert record["checked_samples"] > 0 and max(record["max_abs_diff"].values()) <= EXPORT_TOLERANCE
+    shapes = {i.name: i.shape for i in onnx_session(folder / "model.onnx").get_inputs()}
+    assert shapes["iq"][2:] == [2, iq.CAPTURE_SAMPLES] and all(isinstance(d, str) for d in shapes["iq"][:2])
