@@ -53,7 +53,7 @@ OPSET = 18
 SET_INPUTS = ("node_xy", "feats", "node_id", "mask")
 IQ_INPUTS = ("iq", "iq_ok")
 MAP_INPUTS = ("site_maps", "site_ok", "site_has_map", "scene_rasters")
-SLOT_INPUTS = ("node_xy", "feats", "node_id", "mask", "site_maps", "site_ok", "site_has_map", "iq", "iq_ok")
+SLOT_INPUTS = (*SET_INPUTS, "site_maps", "site_ok", "site_has_map", *IQ_INPUTS)
 
 
 @dataclass(frozen=True)
