@@ -99,6 +99,19 @@ def _layer_variants(model: str) -> tuple[Variant, ...]:
     return tuple(out)
 
 
+#: Receivers reporting at test time in the "receivers" study (None: all).
+RECEIVER_COUNTS = (None, 7, 5, 3, 2)
+
+
+def _receivers_variants() -> tuple[Variant, ...]:
+    models = (("heimdall + IQ", "heimdall", {"use_iq": True}), ("heimdall", "heimdall", {}),
+              ("tdoa", "tdoa_multilateration", {}))
+    rss = {"features": ["rss"]}
+    return tuple(Variant(f"{shown}: {k or 'all'} receivers", model=model, model_config=config, train_transform=rss,
+                         test_transform=rss if k is None else {**rss, "max_sites": k, "site_choice": "random"})
+                 for shown, model, config in models for k in RECEIVER_COUNTS)
+
+
 #: The ready-made studies, by name.
 STUDIES: dict[str, Study] = {s.name: s for s in (
     Study("features", "Which measurements matter: RSS only, RSS + ToA, RSS + AoA, all (setnet).", "setnet",
@@ -149,6 +162,18 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
           tuple(Variant(f"{name}: {k.replace('_', ' ')}", model=model, test_transform={"map_corruption": k})
                 for model, name in (("mapformer", "mapformer"), ("map_matching", "map matching"))
                 for k in ("none", "buildings_removed", "buildings_added", "materials_wrong", "maps_missing"))),
+    Study("iq", "IQ captures vs features (emitter datasets generated with --iq): heimdall with and without its IQ "
+          "branch, on all features and on RSS only (no ToA/AoA: the timing must then come from the captures), and "
+          "tdoa_multilateration as the classical peer.", "heimdall",
+          (Variant("heimdall + IQ, all features", model_config={"use_iq": True}),
+           Variant("heimdall, all features"),
+           Variant("heimdall + IQ, RSS only", model_config={"use_iq": True}, train_transform={"features": ["rss"]}),
+           Variant("heimdall, RSS only", train_transform={"features": ["rss"]}),
+           Variant("tdoa_multilateration", model="tdoa_multilateration"))),
+    Study("receivers", "Robustness to receivers failing (emitter datasets with --iq and >= 7 receivers): each model "
+          "is trained once on every receiver (RSS and captures, no ToA/AoA) and tested with all, 7, 5, 3 and 2 "
+          "receivers reporting, a random draw per sample (site_choice=random): heimdall with and without IQ, "
+          "tdoa_multilateration as the peer.", "heimdall", _receivers_variants()),
 )}
 
 
@@ -370,8 +395,35 @@ def _run_variant(
     step = max(1, len(xs) // 200)
     row = {"variant": v.name, "seed": seed, "model": model, "run_id": run_id, "median_m": s.median_m,
            "p95_m": s.p95_m, "mean_m": s.mean_m, "rmse_m": s.rmse_m, "count": s.count,
-           "train_s": round(train_s, 2), "infer_ms": round(infer_ms, 4), "parameters": _parameters(run)}
+           "train_s": round(train_s, 2), "infer_ms": round(infer_ms, 4), "parameters": _parameters(run),
+           **calibration_columns(run, pred, x)}
     return row, {"x_m": [float(v) for v in xs[::step]], "fraction": [float(f) for f in frac[::step]]}
+
+
+#: Calibration columns of a row: the run's sigma scale, the fractions inside the 1σ and 2σ ellipses on the
+#: validation split before/after temperature scaling (train/calibrate.py's record, where the scale was fitted)
+#: and the same on the test split (the scale applied to data it never saw). None: the model has no sigma.
+CALIBRATION_KEYS = ("sigma_scale", "val_in_1sigma_before", "val_in_1sigma_after", "val_in_2sigma_before",
+                    "val_in_2sigma_after", "test_in_1sigma_before", "test_in_1sigma_after", "test_in_2sigma_before",
+                    "test_in_2sigma_after")
+
+
+def calibration_columns(run: Any, pred: Any, x: Any) -> dict[str, float | None]:
+    """:data:`CALIBRATION_KEYS` of a run's test prediction ``pred`` (calibrated, as runs predict) of ``x``."""
+    from rflocal_core.metrics import ellipse_d2
+
+    record = run.config.get("sigma_calibration") or {}
+    scale = record.get("scale")
+    out: dict[str, float | None] = {"sigma_scale": scale}
+    for k in (1, 2):
+        for when in ("before", "after"):
+            out[f"val_in_{k}sigma_{when}"] = record.get(f"inside_{k}sigma_{when}")
+    d2_after, _, has_sigma = ellipse_d2(pred.position_m - x.truth_m, pred.sigma_m)
+    d2_before = d2_after * float(run.sigma_scale) ** 2  # sigma_after = scale * sigma_before
+    for k in (1, 2):
+        for when, d2 in (("before", d2_before), ("after", d2_after)):
+            out[f"test_in_{k}sigma_{when}"] = float(np.mean(d2 <= k * k)) if has_sigma.any() else None
+    return out
 
 
 def _parameters(run: Any) -> int | None:
@@ -385,8 +437,8 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for name in dict.fromkeys(r["variant"] for r in rows):
         part = [r for r in rows if r["variant"] == name]
         entry: dict[str, Any] = {"variant": name, "seeds": len(part)}
-        for key in ("median_m", "p95_m", "mean_m", "train_s", "infer_ms"):
-            vals = np.array([r[key] for r in part if r[key] is not None], dtype=float)
+        for key in ("median_m", "p95_m", "mean_m", "train_s", "infer_ms", *CALIBRATION_KEYS):
+            vals = np.array([r[key] for r in part if r.get(key) is not None], dtype=float)  # older rows lack some
             entry[key] = float(vals.mean()) if len(vals) else None
             entry[f"{key}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else None
         entry["parameters"] = part[0].get("parameters")
@@ -403,7 +455,7 @@ def rows_csv(rows: list[dict[str, Any]]) -> str:
     """The result rows as CSV text."""
     buf = io.StringIO()
     keys = ["variant", "seed", "model", "median_m", "p95_m", "mean_m", "rmse_m", "count", "train_s", "infer_ms",
-            "parameters", "run_id"]
+            "parameters", *CALIBRATION_KEYS, "run_id"]
     writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
     writer.writeheader()
     for r in rows:

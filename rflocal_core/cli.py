@@ -435,7 +435,8 @@ def _add_ablate_parser(sub: Any) -> None:
     ab.add_argument("action", nargs="?", choices=["importance"], default=None,
                     help="importance: shuffle each feature of --run across the split's samples, print the error added")
     ab.add_argument("--study", default=None, help="features, sparsity, dropout, locheatmap-modes, "
-                    "mapformer-physics, feature-layers or map-corruption (required without an action)")
+                    "mapformer-physics, feature-layers, map-corruption, map-channels, band-feature, iq or receivers "
+                    "(required without an action)")
     ab.add_argument("--dataset", default=None, help="required with --study; importance: default the run's own")
     ab.add_argument("--run", default=None, help="importance: the run")
     ab.add_argument("--split", default=None, help="importance: the split (default test)")

@@ -143,6 +143,7 @@ def test_the_page_runs_a_study_and_shows_its_table(env):
     assert not at.exception and at.selectbox(key="ab_open").value == "page-features"
     table = at.dataframe[-1].value
     assert list(table["variant"]) == ["rss", "rss+toa"] and table["median m"].notna().all()
+    assert table["test in 1σ"].str.fullmatch(r"\d+% → \d+%").all()  # σ coverage before → after temperature scaling
     assert len(at.get("plotly_chart")) == 2
 
 

@@ -235,7 +235,7 @@ def test_tdoa_run_predicts_a_measurement_file_from_its_captures(ws: Path, tmp_pa
 
 
 @pytest.mark.raytrace
-def test_heimdall_with_iq_trains_predicts_and_needs_captures(ws: Path, tmp_path: Path) -> None:
+def test_heimdall_with_iq_trains_predicts_and_needs_captures(ws: Path, iq_run: str, tmp_path: Path) -> None:
     """heimdall use_iq through the run machinery on the ray-traced captures: a run that loads and
     predicts its dataset and a measurement file (captures read from the file's iq objects); a
     dataset without captures is refused naming use_iq."""
@@ -246,10 +246,8 @@ def test_heimdall_with_iq_trains_predicts_and_needs_captures(ws: Path, tmp_path:
     from rflocal_core.train import train
 
     options = {"use_iq": True, "iq_width": 4, "d_model": 16, "node_embedding_dim": 0}
-    run = train(DATASET, "heimdall", model_config=options, train_config={"epochs": 2, "batch_size": 8})
-    assert run.run_id
     path = dump_measurements(export_dataset(DATASET, split="val"), tmp_path / "val.json")
-    out = predict_file(run.run_id, path).runs[0]
+    out = predict_file(iq_run, path).runs[0]
     assert out.predictions and not out.bad_samples
     assert all(p.x_m is not None and np.isfinite(p.x_m) for p in out.predictions)
     bare = tmp_path / "bare.json"
@@ -258,7 +256,7 @@ def test_heimdall_with_iq_trains_predicts_and_needs_captures(ws: Path, tmp_path:
         for report in sample["reports"]:
             report.pop("iq", None)
     bare.write_text(json.dumps(doc))
-    assert predict_file(run.run_id, bare).runs[0].predictions  # reports without captures: the branch adds zeros
+    assert predict_file(iq_run, bare).runs[0].predictions  # reports without captures: the branch adds zeros
     with pytest.raises(InvalidInputError, match="^use_iq: heimdall reads IQ captures, but dataset"):
         train(_no_iq_dataset(tmp_path), "heimdall", model_config=options, train_config={"epochs": 1})
 
@@ -282,3 +280,88 @@ def _no_iq_dataset(tmp_path: Path) -> str:
     path.write_text(json.dumps(doc))
     import_measurements(path, name="noiq", fixed_splits=fixed)
     return "noiq"
+
+
+@pytest.fixture(scope="module")
+def iq_run(iq_ws: Path, workspace_env: Any) -> str:
+    """A small heimdall with the IQ branch trained on the captures (2 epochs)."""
+    from rflocal_core.train import train
+
+    options = {"use_iq": True, "iq_width": 4, "d_model": 16, "node_embedding_dim": 0}
+    with workspace_env(iq_ws):
+        return train(DATASET, "heimdall", model_config=options, train_config={"epochs": 2, "batch_size": 8},
+                     seed=0).run_id
+
+
+@pytest.mark.raytrace
+def test_receiver_dropout_removes_the_captures_of_the_receivers_it_drops(ws: Path) -> None:
+    from rflocal_core.models import load_inputs
+    from rflocal_core.models.transforms import InputTransform, apply_transform
+
+    x = load_inputs(DATASET, "train", with_maps=False)
+    heard = np.isfinite(x.iq_scale)
+    assert (heard.sum(1) == 3).any()
+    for choice in ("strongest", "random"):
+        y = apply_transform(x, InputTransform(features=("rss",), max_sites=2, site_choice=choice, seed=1))
+        kept = np.isfinite(y.iq_scale)
+        assert (kept.sum(1) == np.minimum(heard.sum(1), 2)).all() and not (kept & ~heard).any()
+        assert np.array_equal(kept & np.isfinite(x.rss_dbm), np.isfinite(y.rss_dbm))  # RSS goes with its capture
+        assert np.isnan(y.toa_ns).all() and np.isnan(y.aoa_deg).all()
+    strongest = apply_transform(x, InputTransform(max_sites=1))
+    rss = np.where(heard, x.rss_dbm, -np.inf)
+    assert np.array_equal(np.argmax(np.isfinite(strongest.iq_scale), 1), np.argmax(rss, 1))
+    with pytest.raises(InvalidInputError, match="site_choice: expected one of strongest, random, got 'weakest'"):
+        InputTransform(site_choice="weakest")
+
+
+@pytest.mark.raytrace
+def test_iq_study_pair_trains_with_its_options_and_reports_calibration(ws: Path) -> None:
+    from rflocal_core import ablate
+    from rflocal_core.infer import load_run
+
+    pair = ["heimdall + IQ, RSS only", "heimdall, RSS only"]
+    out = ablate.run_study("iq", DATASET, epochs=1, variants=pair, name="iq-pair")
+    assert out["state"] == "done" and [r["variant"] for r in out["rows"]] == pair
+    for row, use_iq in zip(out["rows"], (True, False), strict=True):
+        config = load_run(row["run_id"]).config
+        assert config["model_config"]["use_iq"] is use_iq and config["input_transform"]["features"] == ["rss"]
+        assert np.isfinite(row["median_m"]) and set(ablate.CALIBRATION_KEYS) <= set(row)
+        record = config["sigma_calibration"]  # the val record, as train/calibrate.py kept it
+        assert row["sigma_scale"] == record["scale"] and row["val_in_1sigma_after"] == record["inside_1sigma_after"]
+        for when in ("before", "after"):
+            one, two = row[f"test_in_1sigma_{when}"], row[f"test_in_2sigma_{when}"]
+            assert 0.0 <= one <= two <= 1.0
+    saved = ablate.load_ablation("iq-pair")
+    assert saved["summary"][0]["test_in_2sigma_after"] == out["rows"][0]["test_in_2sigma_after"]
+    assert "test_in_1sigma_before" in ablate.rows_csv(saved["rows"]).splitlines()[0]
+
+
+@pytest.mark.raytrace
+def test_heimdall_with_iq_predicts_a_file_with_captures_alike_in_onnxruntime(ws: Path, iq_run: str,
+                                                                              tmp_path: Path) -> None:
+    """The captures are graph inputs (batch and receiver axes dynamic, 1024 samples fixed), the export is checked
+    within 1e-4 on val, and predicting a file with captures through onnxruntime (what ``predict --backend
+    onnxruntime`` calls; its command line is tested in tests/test_onnx.py) gives PyTorch's positions."""
+    from rflocal_core.dataset import export_dataset
+    from rflocal_core.infer import predict_file
+    from rflocal_core.infer.run import ONNX_RECORD
+    from rflocal_core.measurements import dump_measurements
+    from rflocal_core.models.onnx_export import EXPORT_TOLERANCE, onnx_session
+
+    path = dump_measurements(export_dataset(DATASET, split="train"), tmp_path / "train.json")  # the most samples
+    bare = json.loads(path.read_text())  # reports without captures: zeros and iq_ok false in the graph
+    for sample in bare["samples"]:
+        for report in sample["reports"]:
+            report.pop("iq", None)
+    (tmp_path / "bare.json").write_text(json.dumps(bare))
+    for file in (path, tmp_path / "bare.json"):
+        onnx, torch_ = (predict_file(iq_run, file, backend=b).runs[0] for b in ("onnxruntime", "torch"))
+        assert onnx.backend == "onnxruntime" and len(onnx.predictions) == len(torch_.predictions) > 0
+        assert [p.id for p in onnx.predictions] == [p.id for p in torch_.predictions]
+        assert [c for p in onnx.predictions for c in (p.x_m, p.y_m)] == pytest.approx(
+            [c for p in torch_.predictions for c in (p.x_m, p.y_m)], abs=0.011)
+    folder = ws / "runs" / iq_run
+    record = json.loads((folder / ONNX_RECORD).read_text())  # made at first use, checked on val
+    assert record["checked_samples"] > 0 and max(record["max_abs_diff"].values()) <= EXPORT_TOLERANCE
+    shapes = {i.name: i.shape for i in onnx_session(folder / "model.onnx").get_inputs()}
+    assert shapes["iq"][2:] == [2, iq.CAPTURE_SAMPLES] and all(isinstance(d, str) for d in shapes["iq"][:2])

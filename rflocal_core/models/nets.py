@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.models.features import FRAMES, TOKEN_COLUMNS, Batch, token_width
+from rflocal_core.models.features import FRAMES, TOKEN_COLUMNS, Batch, token_width, tracing
 from rflocal_core.models.iqenc import IQEncoder, IQEncoderConfig
 from rflocal_core.models.registry import NETWORKS, register
 from rflocal_core.options import check_options, option, redefault
@@ -434,6 +434,8 @@ class Heimdall(LocNet):
         if batch.iq is None:
             return out
         ok = batch.iq_ok & batch.mask
+        if tracing():
+            return self._iq_tokens_dense(batch, ok)
         if not bool(ok.any()):
             return out
         emb, onset = self.iq_encoder(batch.iq[ok].to(out.dtype))
@@ -442,6 +444,18 @@ class Heimdall(LocNet):
         rel = ((full - mean) * ok)[ok] * ONSET_SCALE
         token = torch.cat([emb, rel.unsqueeze(-1), torch.ones_like(rel).unsqueeze(-1)], dim=-1)
         return out.masked_scatter(ok.unsqueeze(-1).expand_as(out), token)
+
+    def _iq_tokens_dense(self, batch: Batch, ok: torch.Tensor) -> torch.Tensor:
+        """:meth:`_iq_tokens` for an exported graph: every slot's capture through the encoder (absent ones are
+        zeros, finite there), then masked. The same tokens: the encoder treats each capture on its own (GroupNorm
+        per sample), while selecting the present ones has a size the graph cannot know."""
+        n, s = ok.shape
+        emb, onset = self.iq_encoder(batch.iq.reshape(n * s, *batch.iq.shape[2:]).to(batch.feats.dtype))
+        okf = ok.to(batch.feats.dtype)
+        emb, onset = emb.reshape(n, s, -1) * okf.unsqueeze(-1), onset.reshape(n, s) * okf
+        mean = onset.sum(1, keepdim=True) / okf.sum(1, keepdim=True).clamp_min(1)
+        rel = (onset - mean) * okf * ONSET_SCALE
+        return torch.cat([emb, rel.unsqueeze(-1), okf.unsqueeze(-1)], dim=-1)
 
     def _geometry(self, batch: Batch, h: torch.Tensor) -> torch.Tensor:
         """Per node: masked mean over the other reporting nodes of an MLP of the pair geometry."""

@@ -5,6 +5,7 @@ map networks, of a :class:`~rflocal_core.models.maps.MapBatch`) as named inputs,
 batch and report-slot axes dynamic, and returns what a prediction reads::
 
     inputs   node_xy [N, S, 2] f32, feats [N, S, F] f32, node_id [N, S] i64, mask [N, S] bool
+             (heimdall with use_iq also) iq [N, S, 2, 1024] i16, iq_ok [N, S] bool
              (mapformer, locheatmap also) site_maps [N, S, H, W] f32, site_ok [N, S, H, W] bool,
              site_has_map [N, S] bool, scene_rasters [N, C, H, W] f32
     outputs  mu [N, 2], sigma [N, 2] on the unit square (mapformer also residual_db [N])
@@ -17,7 +18,8 @@ The normalization (:class:`~rflocal_core.models.features.FeatureSpec`) and the m
 Python as for PyTorch; only the network runs in onnxruntime. Exported in eval mode: no dropout,
 no augmentation; mapformer's inference-time refinement (Adam steps on the position,
 ``refine_steps > 0``) and earlier-report history tokens are not part of a graph (see
-:func:`exportable`).
+:func:`exportable`). A network with an IQ branch takes each report's capture as ADC codes, a fixed
+:data:`~rflocal_core.iq.CAPTURE_SAMPLES` per capture (a report without one: zeros and ``iq_ok`` false).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.features import Batch
 from rflocal_core.models.maps import MapBatch, MapSource
 from rflocal_core.models.neural import PREDICT_OUTPUTS, NeuralModel
@@ -48,8 +51,9 @@ EXPORT_TOLERANCE = 1e-4
 OPSET = 18
 #: Graph inputs of every network, then of the map networks; those with a report-slot axis.
 SET_INPUTS = ("node_xy", "feats", "node_id", "mask")
+IQ_INPUTS = ("iq", "iq_ok")
 MAP_INPUTS = ("site_maps", "site_ok", "site_has_map", "scene_rasters")
-SLOT_INPUTS = ("node_xy", "feats", "node_id", "mask", "site_maps", "site_ok", "site_has_map")
+SLOT_INPUTS = (*SET_INPUTS, "site_maps", "site_ok", "site_has_map", *IQ_INPUTS)
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,15 @@ class SetGraph(nn.Module):
         return tuple(out[k] for k in self.outputs)
 
 
+class IQSetGraph(SetGraph):
+    """A set network with an IQ branch (heimdall ``use_iq``): the captures and their mask are two more inputs."""
+
+    def forward(self, node_xy: torch.Tensor, feats: torch.Tensor, node_id: torch.Tensor,  # type: ignore[override]
+                mask: torch.Tensor, iq: torch.Tensor, iq_ok: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.net(Batch(node_xy, feats, node_id, mask, torch.zeros_like(node_xy[:, 0]), iq=iq, iq_ok=iq_ok))
+        return tuple(out[k] for k in self.outputs)
+
+
 class MapGraph(nn.Module):
     """A map network (mapformer, locheatmap) with tensor inputs; the unit square's side is a constant."""
 
@@ -110,9 +123,6 @@ def exportable(model: NeuralModel) -> str | None:
     if refine > 0:
         return (f"refine_steps: {model.name} refines its position with {refine} gradient steps at inference, "
                 "which an ONNX graph cannot do; expected refine_steps=0 (train it again without refinement)")
-    if getattr(model.net.config, "use_iq", False):
-        return (f"use_iq: this {model.name} reads IQ captures, which its ONNX graph does not take as inputs yet; "
-                "expected use_iq=false (the captures' branch runs in PyTorch)")
     return None
 
 
@@ -125,10 +135,25 @@ def onnx_feed(inp: Batch | MapBatch) -> dict[str, np.ndarray]:
 
     feed = {"node_xy": arr(base.node_xy, np.float32), "feats": arr(base.feats, np.float32),
             "node_id": arr(base.node_id, np.int64), "mask": arr(base.mask, np.bool_)}
+    if base.iq is not None:
+        feed.update(iq=arr(_full_captures(base.iq), np.int16), iq_ok=arr(base.iq_ok, np.bool_))
     if isinstance(inp, MapBatch):
         feed.update(site_maps=arr(inp.site_maps, np.float32), site_ok=arr(inp.site_ok, np.bool_),
                     site_has_map=arr(inp.site_has_map, np.bool_), scene_rasters=arr(inp.scene_rasters, np.float32))
     return feed
+
+
+def _full_captures(iq_codes: torch.Tensor) -> torch.Tensor:
+    """Captures of the graph's fixed length: a batch without any (one placeholder sample) becomes zeros."""
+    from rflocal_core.iq import CAPTURE_SAMPLES
+
+    n = iq_codes.shape[-1]
+    if n == CAPTURE_SAMPLES:
+        return iq_codes
+    if n == 1 and not bool(iq_codes.any()):
+        return iq_codes.new_zeros((*iq_codes.shape[:-1], CAPTURE_SAMPLES))
+    msg = f"iq: expected captures of {CAPTURE_SAMPLES} samples for the ONNX graph, got {n}"
+    raise InvalidInputError(msg)
 
 
 def _pad_slot(t: torch.Tensor) -> torch.Tensor:
@@ -145,7 +170,8 @@ def example_input(inp: Batch | MapBatch) -> Batch | MapBatch:
     rows = torch.arange(n) % base.mask.shape[0]
     pick = inp.index(rows)
     b = pick.base if isinstance(pick, MapBatch) else pick
-    padded = Batch(*(_pad_slot(t) for t in (b.node_xy, b.feats, b.node_id, b.mask)), b.truth)
+    iq = {} if b.iq is None else {"iq": _pad_slot(_full_captures(b.iq)), "iq_ok": _pad_slot(b.iq_ok)}
+    padded = Batch(*(_pad_slot(t) for t in (b.node_xy, b.feats, b.node_id, b.mask)), b.truth, **iq)
     if not isinstance(pick, MapBatch):
         return padded
     return MapBatch(padded, _pad_slot(pick.site_maps), _pad_slot(pick.site_ok), _pad_slot(pick.site_has_map),
@@ -178,7 +204,11 @@ def export_graph(model: NeuralModel, example: Batch | MapBatch, path: Path) -> t
         out = net(example)
     outputs = tuple(k for k in PREDICT_OUTPUTS if k in out)
     maps = isinstance(example, MapBatch)
-    graph = (MapGraph(net, outputs, example.extent_m) if maps else SetGraph(net, outputs)).eval()
+    if maps:
+        graph: nn.Module = MapGraph(net, outputs, example.extent_m)
+    else:
+        graph = (IQSetGraph if example.iq is not None else SetGraph)(net, outputs)
+    graph.eval()
     feed = onnx_feed(example)
     batch, slots = torch.export.Dim("batch", min=1), torch.export.Dim("slots", min=1)
     dynamic = {k: ({0: batch, 1: slots} if k in SLOT_INPUTS else {0: batch}) for k in feed}

@@ -21,6 +21,8 @@ from rflocal_core.validation import check_int, check_number, dataclass_from_dict
 FEATURES = ("rss", "toa", "aoa")
 #: Test-time corruptions of the radio maps and scene rasters a map-conditioned model reads.
 MAP_CORRUPTIONS = ("none", "buildings_removed", "buildings_added", "materials_wrong", "maps_missing")
+#: Which reporting nodes ``max_sites`` keeps: the strongest by RSS, or a random draw (receivers failing).
+SITE_CHOICES = ("strongest", "random")
 _FIELD_OF = {"rss": "rss_dbm", "toa": "toa_ns", "aoa": "aoa_deg"}
 #: The PHY/MAC report fields of each feature layer above the ray-traced one (RSS/ToA/AoA), for the layer
 #: study: RSRP is the RSS token here (RSS − 10·log10(12·N_RB)) and the timing advance is the ToA token.
@@ -40,7 +42,11 @@ class InputTransform:
     features : tuple of str
         Measurement types kept (of ``rss``, ``toa``, ``aoa``); the others become missing.
     max_sites : int or None
-        Keep only the ``max_sites`` strongest reporting nodes (by RSS) of each sample.
+        Keep only ``max_sites`` reporting nodes of each sample (which: ``site_choice``); the
+        others lose every measurement, their IQ capture included.
+    site_choice : str
+        ``"strongest"`` (by RSS; the default) or ``"random"`` (a uniform draw among the reporting
+        nodes, seeded: receivers that fail whatever they heard).
     max_steps : int or None
         Keep only the last ``max_steps`` report times of each sequence (RSS is averaged over
         the steps kept).
@@ -57,6 +63,7 @@ class InputTransform:
 
     features: tuple[str, ...] = FEATURES
     max_sites: int | None = None
+    site_choice: str = "strongest"
     max_steps: int | None = None
     feature_dropout: float = 0.0
     map_corruption: str = "none"
@@ -71,6 +78,9 @@ class InputTransform:
         object.__setattr__(self, "features", feats)
         if self.max_sites is not None:
             check_int("max_sites", self.max_sites, 1, 1000)
+        if self.site_choice not in SITE_CHOICES:
+            msg = f"site_choice: expected one of {', '.join(SITE_CHOICES)}, got {self.site_choice!r}"
+            raise InvalidInputError(msg)
         if self.max_steps is not None:
             check_int("max_steps", self.max_steps, 1, 100_000)
         check_number("feature_dropout", self.feature_dropout, 0.0, 0.95)
@@ -119,27 +129,42 @@ def apply_transform(x: Inputs, t: InputTransform) -> Inputs:
     for feat, name in _FIELD_OF.items():
         if feat not in t.features:
             fields[name][:] = np.nan
+    keep_capture = np.ones(x.node_mask.shape, bool)
     if t.max_sites is not None:
-        strength = np.where(np.isfinite(x.rss_dbm), x.rss_dbm, -np.inf)
-        reporting = np.isfinite(fields["rss_dbm"]) | np.isfinite(fields["toa_ns"]) | np.isfinite(fields["aoa_deg"])
-        strength = np.where(reporting, strength, -np.inf)
-        rank = np.argsort(np.argsort(-strength, axis=1, kind="stable"), axis=1)  # 0 = strongest
-        drop = (rank >= t.max_sites) | ~reporting
-        for name in fields:
-            fields[name][drop] = np.nan
+        drop = _dropped_sites(x, fields, t, rng)
+        for values in fields.values():
+            values[drop] = np.nan
+        keep_capture = ~drop
     if t.feature_dropout > 0:
-        for name in fields:
-            fields[name][rng.random(fields[name].shape) < t.feature_dropout] = np.nan
+        for values in fields.values():
+            values[rng.random(values.shape) < t.feature_dropout] = np.nan
     if x.rss_steps_dbm is not None:  # a slot whose RSS is gone loses it at every time
         fields["rss_steps_dbm"] = np.where(np.isfinite(fields["rss_dbm"])[:, None, :], x.rss_steps_dbm, np.nan)
     if x.phy is not None and t.phy_fields is not None:
         dropped = [k for k, key in enumerate(PHY_INPUT_FIELDS) if key not in t.phy_fields]
         fields["phy"] = x.phy.copy()
         fields["phy"][..., dropped] = np.nan
+    if x.iq_scale is not None and not keep_capture.all():  # a dropped receiver's capture goes with it
+        fields["iq_scale"] = np.where(keep_capture, x.iq_scale, np.nan)
     out = replace(x, **fields)
     if t.map_corruption != "none" and x.maps:
         out = replace(out, maps={k: corrupt_maps(m, t.map_corruption, rng) for k, m in x.maps.items()})
     return out
+
+
+def _dropped_sites(x: Inputs, fields: dict[str, np.ndarray], t: InputTransform,
+                   rng: np.random.Generator) -> np.ndarray:
+    """[N, S] bool: the slots :attr:`InputTransform.max_sites` removes (and those not reporting)."""
+    reporting = np.isfinite(fields["rss_dbm"]) | np.isfinite(fields["toa_ns"]) | np.isfinite(fields["aoa_deg"])
+    if x.iq_scale is not None:  # a capture is a report of its own (the IQ branch, TDoA)
+        reporting |= np.isfinite(x.iq_scale) & x.node_mask
+    if t.site_choice == "random":
+        strength = rng.random(reporting.shape)
+    else:
+        strength = np.where(np.isfinite(x.rss_dbm), x.rss_dbm, -1e9)  # heard without RSS: after the others
+    strength = np.where(reporting, strength, -np.inf)
+    rank = np.argsort(np.argsort(-strength, axis=1, kind="stable"), axis=1)  # 0 = strongest
+    return (rank >= t.max_sites) | ~reporting
 
 
 def corrupt_maps(maps: SceneMaps, kind: str, rng: np.random.Generator) -> SceneMaps:
