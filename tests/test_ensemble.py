@@ -40,7 +40,8 @@ def test_ensemble_run_trains_members_chooses_weights_and_predicts_alone(antwerp:
     from rflocal_core.infer.run import load_run
     from rflocal_core.train import train
 
-    cfg = {"members": "knn,lgbm,fpnet", "member_set": MEMBER_SET, "max_minutes": 0.05, "epochs": 2}
+    cfg = {"members": "knn,nn1=knn,lgbm,fpnet", "member_set": MEMBER_SET + ";nn1:k=1", "max_minutes": 0.05,
+           "epochs": 2, "combine": "median", "weight_step": 0.25}
     with workspace_env(antwerp["ws"]):
         result = train("antw", "ensemble", model_config=cfg)
         run = load_run(result.run_id)
@@ -52,8 +53,9 @@ def test_ensemble_run_trains_members_chooses_weights_and_predicts_alone(antwerp:
     np.testing.assert_allclose(again.position_m, pred.position_m)  # the saved state predicts alone
     state = run.model.state_dict()
     w = np.asarray(state["weights"])
-    assert state["members"] == ["knn", "lgbm", "fpnet"] and state["kinds"] == ["baseline", "baseline", "network"]
-    assert w.shape == (3,) and np.isclose(w.sum(), 1.0) and (w >= 0).all()
+    assert state["members"] == ["knn", "nn1", "lgbm", "fpnet"] and state["models"] == ["knn", "knn", "lgbm", "fpnet"]
+    assert state["kinds"] == ["baseline", "baseline", "baseline", "network"] and state["states"][1]["k"] == 1
+    assert w.shape == (4,) and np.isclose(w.sum(), 1.0) and (w >= 0).all()
     search = state["search"]
     # the grid holds every member alone, so the chosen weights score at least as well on val as the best one
     assert search["chosen_m"] <= min(search["members_alone_m"].values()) + 1e-9
@@ -86,7 +88,9 @@ def test_combination_mean_median_and_mixture_sigma() -> None:
     ({"members": "knn"}, "members: expected 2 to 6"),
     ({"members": "knn,ensemble"}, "ensemble not allowed"),
     ({"members": "knn,nosuch"}, "nosuch not allowed"),
-    ({"members": "knn,lgbm", "member_set": "fpnet:d_model=32"}, "member_set: expected MODEL:KEY=VALUE"),
+    ({"members": "knn,lgbm", "member_set": "fpnet:d_model=32"}, "member_set: expected NAME:KEY=VALUE"),
+    ({"members": "knn,knn"}, "members: expected 2 to 6 different names"),
+    ({"members": "knn,nn1=knn", "member_set": "nn1:k=0"}, "k: expected"),
     ({"members": "knn,lgbm", "member_set": "lgbm:num_leaves=1"}, "num_leaves"),
     ({"combine": "mode"}, "combine"),
 ])

@@ -50,10 +50,11 @@ class EnsembleConfig:
     Parameters
     ----------
     members : str
-        Comma-separated registered models (2 to :data:`MAX_MEMBERS`, no ``ensemble``).
+        Comma-separated registered models (2 to :data:`MAX_MEMBERS`, no ``ensemble``); ``ALIAS=MODEL``
+        names a member, so one model can join twice with other options (``"knn,nn1=knn"``).
     member_set : str
-        Options of the members, ``MODEL:KEY=VALUE`` separated by ``;`` (as ``train --set``), e.g.
-        ``"fpnet:rss_offset_db=0;knn:floor_dbm=-140"``.
+        Options of the members by name, ``NAME:KEY=VALUE`` separated by ``;`` (as ``train --set``),
+        e.g. ``"fpnet:rss_offset_db=0;nn1:k=1"``.
     combine : str
         ``"mean"``: weighted mean of the members' positions; ``"median"``: weighted geometric median.
     weight_step : float
@@ -82,17 +83,28 @@ class EnsembleConfig:
 
     def __post_init__(self) -> None:
         check_options(self)
-        names = self.member_names()
-        bad = [n for n in names if n == "ensemble" or (n not in BASELINES and n not in NETWORKS)]
-        if bad or not 2 <= len(names) <= MAX_MEMBERS or len(set(names)) < len(names):
+        members = self.member_models()
+        bad = [m for m in members.values() if m == "ensemble" or (m not in BASELINES and m not in NETWORKS)]
+        names = [n.strip() for n in str(self.members).split(",") if n.strip()]
+        if bad or not 2 <= len(names) <= MAX_MEMBERS or len(members) < len(names):
             known = ", ".join(n for n in [*NETWORKS, *BASELINES] if n != "ensemble")
-            msg = (f"members: expected 2 to {MAX_MEMBERS} different models among {known}, got {self.members!r}"
-                   + (f" ({', '.join(bad)} not allowed)" if bad else ""))
+            msg = (f"members: expected 2 to {MAX_MEMBERS} different names (MODEL or ALIAS=MODEL) of models among "
+                   f"{known}, got {self.members!r}" + (f" ({', '.join(bad)} not allowed)" if bad else ""))
             raise InvalidInputError(msg)
         self.member_configs()  # checks every member option now, before anything is fitted
 
     def member_names(self) -> list[str]:
-        return [n.strip() for n in str(self.members).split(",") if n.strip()]
+        """The members' names (an alias where given), in order."""
+        return list(self.member_models())
+
+    def member_models(self) -> dict[str, str]:
+        """``{name: model}``: ``"nn1=knn"`` is a member named ``nn1`` of model ``knn`` (one model twice)."""
+        out = {}
+        for item in (n.strip() for n in str(self.members).split(",")):
+            if item:
+                alias, _, model = item.rpartition("=")
+                out[alias.strip() or model.strip()] = model.strip()
+        return out
 
     def member_configs(self) -> dict[str, dict[str, Any]]:
         """``{member: model_config}`` from ``member_set`` (checked by each member's options)."""
@@ -102,11 +114,12 @@ class EnsembleConfig:
                 continue
             name, sep, assignment = item.partition(":")
             if not sep or name.strip() not in self.member_names():
-                msg = (f"member_set: expected MODEL:KEY=VALUE with MODEL among the members "
+                msg = (f"member_set: expected NAME:KEY=VALUE with NAME among the members "
                        f"({self.members}), got {item!r}")
                 raise InvalidInputError(msg)
             by_model.setdefault(name.strip(), []).append(assignment)
-        return {name: model_config(name, None, items) for name, items in by_model.items()}
+        models = self.member_models()
+        return {name: model_config(models[name], None, items) for name, items in by_model.items()}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,7 +160,7 @@ def mixture_sigma(pos: np.ndarray, sigma: np.ndarray, weights: np.ndarray, centr
 class Ensemble(Baseline):
     """Weighted combination of fitted members (see the module docstring).
 
-    The state: ``members`` (names), ``kinds``, ``states`` (each baseline's state, or a network's
+    The state: ``members`` (names), ``models``, ``kinds``, ``states`` (each baseline's state, or a network's
     ``{"config", "state"}`` checkpoint payload), ``weights``, ``search`` (the validation score of
     each member alone and of the chosen weights).
     """
@@ -160,18 +173,19 @@ class Ensemble(Baseline):
         if val is None or not np.isfinite(val.truth_m).all(1).any():
             msg = f"val: {self.name} chooses its weights on a validation split with true positions; pass val"
             raise InvalidInputError(msg)
-        names = self.config.member_names()
+        models = self.config.member_models()
         configs = self.config.member_configs()
-        networks = sum(1 for n in names if n in NETWORKS)
+        networks = sum(1 for m in models.values() if m in NETWORKS)
         states, kinds = [], []
-        for name in names:
-            if name in NETWORKS:
-                states.append(self._train_network(name, configs.get(name), train, val, networks))
+        for name, model in models.items():
+            if model in NETWORKS:
+                states.append(self._train_network(model, configs.get(name), train, val, networks))
                 kinds.append("network")
             else:
-                states.append(BASELINES[name](configs.get(name)).fit(train, val).state_dict())
+                states.append(BASELINES[model](configs.get(name)).fit(train, val).state_dict())
                 kinds.append("baseline")
-        self._state = {"members": names, "kinds": kinds, "states": states, "configs": configs}
+        self._state = {"members": list(models), "models": list(models.values()), "kinds": kinds, "states": states,
+                       "configs": configs}
         self._cache = None
         ok = np.isfinite(val.truth_m).all(1)
         preds = self._member_predictions(val.subset(ok))
@@ -215,11 +229,11 @@ class Ensemble(Baseline):
 
             st = self._state
             cache = []
-            for name, kind, state in zip(st["members"], st["kinds"], st["states"], strict=True):
+            for name, model, kind, state in zip(st["members"], st["models"], st["kinds"], st["states"], strict=True):
                 if kind == "network":
-                    cache.append(NeuralModel.from_checkpoint({"model": name, **state}))
+                    cache.append(NeuralModel.from_checkpoint({"model": model, **state}))
                 else:
-                    cache.append(BASELINES[name].from_state((st.get("configs") or {}).get(name), state))
+                    cache.append(BASELINES[model].from_state((st.get("configs") or {}).get(name), state))
             self._cache = cache
         return cache
 
