@@ -70,9 +70,9 @@ class EnsembleConfig:
     """
 
     # baselines only by default (seconds); add fpnet_knn with a max_minutes budget for the best on real data
-    members: str = option("knn,lgbm,knn_lgbm", check=False,
+    members: str = option("knn,lgbm,knn_lgbm",
                           help="comma-separated models combined (2-6, fitted on the same splits)")
-    member_set: str = option("", check=False, help="member options: MODEL:KEY=VALUE separated by ';'")
+    member_set: str = option("", help="member options: MODEL:KEY=VALUE separated by ';'")
     combine: str = option("mean", choices=("mean", "median"), help="weighted mean or weighted geometric median")
     weight_step: float = option(0.1, lo=0.01, hi=1.0, help="step of the weight grid searched on val")
     select_by: str = option("median_mean", choices=KNN_CRITERIA, help="validation criterion of the weights")
