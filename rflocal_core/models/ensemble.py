@@ -66,7 +66,7 @@ class EnsembleConfig:
     epochs : int
         Most epochs of each network member.
     seed : int
-        Seed of the network members.
+        Seed of the network members (plus the member's place in ``members``).
     """
 
     # baselines only by default (seconds); add fpnet_knn with a max_minutes budget for the best on real data
@@ -177,9 +177,10 @@ class Ensemble(Baseline):
         configs = self.config.member_configs()
         networks = sum(1 for m in models.values() if m in NETWORKS)
         states, kinds = [], []
-        for name, model in models.items():
-            if model in NETWORKS:
-                states.append(self._train_network(model, configs.get(name), train, val, networks))
+        for i, (name, model) in enumerate(models.items()):
+            if model in NETWORKS:  # seed + place: two members of one network (aliases) differ
+                states.append(self._train_network(model, configs.get(name), train, val, networks,
+                                                  seed=self.config.seed + i))
                 kinds.append("network")
             else:
                 states.append(BASELINES[model](configs.get(name)).fit(train, val).state_dict())
@@ -194,7 +195,7 @@ class Ensemble(Baseline):
         return self._state
 
     def _train_network(self, name: str, cfg: dict[str, Any] | None, train: Inputs, val: Inputs,
-                       networks: int) -> dict[str, Any]:
+                       networks: int, *, seed: int) -> dict[str, Any]:
         """Train one network member in a scratch folder; its checkpoint payload (config, numpy weights)."""
         # imported here: the epoch loop (rflocal_core.train) sits above the models
         import torch
@@ -208,14 +209,14 @@ class Ensemble(Baseline):
         c = self.config
         probe = build_network(name, cfg, vocab_size=0).config
         spec = FeatureSpec.fit(train, frame=probe.frame)
-        torch.manual_seed(c.seed)
+        torch.manual_seed(seed)
         net = build_network(name, cfg, vocab_size=len(spec.node_keys))
         prepare = getattr(net, "prepare", None)
         if prepare is not None:
             prepare(train, spec)
         tc = TrainConfig(epochs=c.epochs, max_minutes=max(c.max_minutes / networks, 0.01), device="cpu")
         with tempfile.TemporaryDirectory(prefix="rflocal-ensemble-") as tmp:
-            fit_network(Path(tmp), NeuralModel(name, net, spec), tc, train, val, seed=c.seed,
+            fit_network(Path(tmp), NeuralModel(name, net, spec), tc, train, val, seed=seed,
                         progress=lambda *a, **k: None)
             payload = read_torch(Path(tmp) / "model.pt", run_id=f"ensemble member {name}",
                                  expected_format=CHECKPOINT_FORMAT)
