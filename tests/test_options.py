@@ -587,6 +587,8 @@ def _check_model_widgets(at: AppTest, model: str) -> int:
             assert (widget.min, widget.max) == (lo, opt.hi), key
             assert widget.value == (lo if opt.default is None else opt.default), key
             assert widget.help == opt.help, key
+        elif opt.kind == "str":  # a free text (ensemble's members)
+            assert texts[key].value == opt.default, key
         else:
             assert texts[key].value == ",".join(str(v) for v in opt.default), key
     return len(option_paths(cls))
