@@ -55,6 +55,7 @@ def test_ensemble_run_trains_members_chooses_weights_and_predicts_alone(antwerp:
     w = np.asarray(state["weights"])
     assert state["members"] == ["knn", "nn1", "lgbm", "fpnet"] and state["models"] == ["knn", "knn", "lgbm", "fpnet"]
     assert state["kinds"] == ["baseline", "baseline", "baseline", "network"] and state["states"][1]["k"] == 1
+    assert state["states"][3]["fit"]["epochs_run"] >= 1  # what the network member's epoch loop did
     assert w.shape == (4,) and np.isclose(w.sum(), 1.0) and (w >= 0).all()
     search = state["search"]
     # the grid holds every member alone, so the chosen weights score at least as well on val as the best one
@@ -93,6 +94,7 @@ def test_combination_mean_median_and_mixture_sigma() -> None:
     ({"members": "knn,nn1=knn", "member_set": "nn1:k=0"}, "k: expected"),
     ({"members": "knn,lgbm", "member_set": "lgbm:num_leaves=1"}, "num_leaves"),
     ({"combine": "mode"}, "combine"),
+    ({"members": "knn,lgbm"}, "member_set: expected NAME:KEY=VALUE with NAME among the members"),  # nn1:k=1 left
 ])
 def test_bad_options_are_refused_naming_the_field(cfg: dict, match: str) -> None:
     with pytest.raises(InvalidInputError, match=match):
