@@ -77,6 +77,10 @@ def test_combination_mean_median_and_mixture_sigma() -> None:
     median = combine_positions(pos, w, "median")
     assert mean[0, 0] == pytest.approx(1010 / 3)
     assert 0.0 <= median[0, 0] <= 10.0 + 1e-6  # the geometric median ignores the outlier
+    gap = pos.copy()
+    gap[0] = np.nan  # a member without a position there: the others decide
+    np.testing.assert_allclose(combine_positions(gap, w, "mean"), [[505.0, 0.0]])
+    assert np.isnan(combine_positions(gap, np.array([1.0, 0.0, 0.0]), "median")).all()
     sig = np.array([[[3.0, 3.0]], [[4.0, 4.0]], [[np.nan, np.nan]]])
     s = mixture_sigma(pos[:2], sig[:2], np.array([0.5, 0.5]), np.array([[5.0, 0.0]]))
     # spread 25 m^2 in x (0 in y) plus the mean variance (9 + 16) / 2

@@ -137,15 +137,23 @@ def simplex_grid(members: int, step: float) -> np.ndarray:
 
 
 def combine_positions(pos: np.ndarray, weights: np.ndarray, how: str) -> np.ndarray:
-    """[M, N, 2] member positions, [M] weights -> [N, 2]: weighted mean or weighted geometric median."""
-    w = weights[:, None, None]
-    mean = (w * pos).sum(0)
+    """[M, N, 2] member positions, [M] weights -> [N, 2]: weighted mean or weighted geometric median.
+
+    A member without a position for a sample (NaN) leaves it to the others (weights renormalized);
+    NaN where no weighted member has one.
+    """
+    ok = np.isfinite(pos).all(-1)  # [M, N]
+    w = np.where(ok, weights[:, None], 0.0)
+    total = w.sum(0)
+    w = w / np.where(total > 0, total, np.nan)
+    pos = np.where(ok[..., None], pos, 0.0)
+    mean = (w[..., None] * pos).sum(0)
     if how == "mean":
         return mean
     est = mean
     for _ in range(MEDIAN_ITERATIONS):  # Weiszfeld from the mean
         d = np.hypot(*(pos - est[None]).transpose(2, 0, 1))  # [M, N]
-        inv = weights[:, None] / np.maximum(d, 1e-3)
+        inv = w / np.maximum(d, 1e-3)
         est = (inv[..., None] * pos).sum(0) / inv.sum(0)[:, None]
     return est
 
@@ -219,7 +227,7 @@ class Ensemble(Baseline):
         prepare = getattr(net, "prepare", None)
         if prepare is not None:
             prepare(train, spec)
-        tc = TrainConfig(epochs=c.epochs, max_minutes=max(c.max_minutes / networks, 0.01), device="cpu")
+        tc = TrainConfig(epochs=c.epochs, max_minutes=max(c.max_minutes / networks, 0.01))
         with tempfile.TemporaryDirectory(prefix="rflocal-ensemble-") as tmp:
             fit = fit_network(Path(tmp), NeuralModel(name, net, spec), tc, train, val, seed=seed,
                               progress=lambda *a, **k: None)
