@@ -371,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--model", required=True, help="setnet, heimdall, mapformer, locheatmap, fpnet, fpnet_knn, "
                     "strongest_site, weighted_centroid, log_distance, aoa_triangulation, toa_multilateration, "
                     "tdoa_multilateration, knn, "
-                    "map_matching, lgbm or knn_lgbm "
+                    "map_matching, lgbm, knn_lgbm or ensemble "
                     "(`rflocal models` lists them); auto: train every model that fits the dataset within "
                     "--max-minutes (all together, default 10) and keep the best on the validation split")
     tr.add_argument("--config", metavar="JSON", default=None, help="model configuration as a JSON object")

@@ -101,7 +101,7 @@ def test_models_join_their_registry_by_decorator() -> None:
     assert list(NETWORKS) == ["setnet", "heimdall", "mapformer", "locheatmap", "fpnet", "fpnet_knn"]
     assert list(BASELINES) == ["strongest_site", "weighted_centroid", "log_distance", "aoa_triangulation",
                                "toa_multilateration", "tdoa_multilateration", "knn", "map_matching", "lgbm",
-                               "knn_lgbm"]
+                               "knn_lgbm", "ensemble"]
     for name, cls in {**NETWORKS, **BASELINES}.items():
         assert cls.name == name
     assert {cls.kind for cls in NETWORKS.values()} == {"network"}

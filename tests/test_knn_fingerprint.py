@@ -88,6 +88,14 @@ def test_softmin_and_manhattan_options(antwerp: dict[str, Inputs]) -> None:
     np.testing.assert_allclose((w[..., None] * pos).sum(1), model.predict(te).position_m, atol=1e-6)
 
 
+def test_softmin_tau_has_a_floor(antwerp: dict[str, Inputs]) -> None:
+    """Where the median nearest-fingerprint distance is tiny (Duke: 0 dB), tau stays at ``softmin_min_db``."""
+    tr = antwerp["train"].subset(slice(0, 600))
+    free = KNNFingerprint({"k": 4, "floor_dbm": -125.0, "softmin_min_db": 1e-3}).fit(tr).state_dict()["tau_db"]
+    floored = KNNFingerprint({"k": 4, "floor_dbm": -125.0, "softmin_min_db": 4 * free}).fit(tr).state_dict()["tau_db"]
+    assert free >= 1e-3 and floored == pytest.approx(4 * free)
+
+
 def test_neighbours_leave_the_sample_itself_out(antwerp: dict[str, Inputs]) -> None:
     tr = antwerp["train"].subset(slice(0, 300))
     model = KNNFingerprint({"k": 3, "floor_dbm": -125.0}).fit(tr)

@@ -341,7 +341,8 @@ def test_models_lists_the_options_of_every_model_with_the_api_defaults(model: st
         default = _at_path(cls(), path)  # the dataclass's own default, nested configs included
         assert row["default"] == (list(default) if isinstance(default, tuple) else default), path
         assert (row["lo"], row["hi"], row["unit"], row["help"]) == (opt.lo, opt.hi, opt.unit, opt.help), row["name"]
-        assert row["choices"] == list(opt.choices) and row["allowed"].endswith(opt.range_text() if opt.kind != "other" else "")
+        free = opt.kind == "other" or (opt.kind == "str" and not opt.choices)  # a free text: describe() says nothing
+        assert row["choices"] == list(opt.choices) and row["allowed"].endswith("" if free else opt.range_text())
     # no --set, no --config: the model's own defaults
     config, train_config = train_configs(parse("train", "--dataset", "d", "--model", model))
     assert (config, train_config) == ({}, {})
@@ -587,6 +588,8 @@ def _check_model_widgets(at: AppTest, model: str) -> int:
             assert (widget.min, widget.max) == (lo, opt.hi), key
             assert widget.value == (lo if opt.default is None else opt.default), key
             assert widget.help == opt.help, key
+        elif opt.kind == "str":  # a free text (ensemble's members)
+            assert texts[key].value == opt.default, key
         else:
             assert texts[key].value == ",".join(str(v) for v in opt.default), key
     return len(option_paths(cls))

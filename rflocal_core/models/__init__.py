@@ -33,9 +33,11 @@ from rflocal_core.models.locheatmap import LocHeatmap  # after mapformer: the re
 from rflocal_core.models.fpnet import FPNet, FPNetKNN  # after locheatmap: the registry keeps this order
 from rflocal_core.models.registry import BASELINES, NETWORKS, register
 from rflocal_core.models.trees import KNNLightGBM, LightGBMFingerprint
+from rflocal_core.models.ensemble import Ensemble  # after trees: it combines registered models
 
 __all__ = [
     "BASELINES",
+    "Ensemble",
     "FPNet",
     "FPNetKNN",
     "AoATriangulation",

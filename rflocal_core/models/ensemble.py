@@ -1,0 +1,284 @@
+"""``ensemble``: several fingerprint models fitted together, their positions combined with weights chosen on val.
+
+A baseline (``kind = "baseline"``: one run, fitted in one step) that fits each of its members on
+the same train/val splits and keeps them all in its state::
+
+    model = Ensemble({"members": "knn,nn1=knn,knn_lgbm,fpnet_knn", "member_set": "nn1:k=1",
+                      "max_minutes": 6}).fit(train, val)
+    pred = model.predict(test)     # position_m [N, 2], sigma_m [N, 2]; info["weights"]
+
+Members are registered models by name (not ``ensemble``): baselines are fitted as such; networks
+are trained by the workbench's epoch loop (:func:`rflocal_core.train.engine.fit_network`, best
+epoch on val kept) in a scratch folder, with ``max_minutes`` shared equally between them, and
+their weights travel in the ensemble's state, so the run predicts alone (``predict``, Live
+Inference, Metrics).
+
+Combination: the weights are the point of a simplex grid (step ``weight_step``) that scores best
+on the validation split by ``select_by``; the position is their weighted mean (``combine="mean"``)
+or weighted geometric median (``"median"``: robust to one member's outlier). The members tuned
+on the same val split (early stopping, kNN's k and floor), so the val score is optimistic for
+all of them alike. Sigma per axis: the square root of the weighted spread of the members'
+positions plus the weighted mean of their own variances (a mixture's variance), where members
+give one; the run's sigma scale is then fitted on val as for any run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rflocal_core.errors import InvalidInputError
+from rflocal_core.models.baselines import KNN_CRITERIA, Baseline, knn_criterion
+from rflocal_core.models.inputs import Inputs, Prediction, errors_m
+from rflocal_core.models.registry import BASELINES, NETWORKS, model_config, register
+from rflocal_core.options import check_options, option
+
+#: Most members (the weight grid grows as step^-(members - 1)).
+MAX_MEMBERS = 6
+#: Weiszfeld iterations of the weighted geometric median.
+MEDIAN_ITERATIONS = 30
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """``ensemble`` options (see the module docstring).
+
+    Parameters
+    ----------
+    members : str
+        Comma-separated registered models (2 to :data:`MAX_MEMBERS`, no ``ensemble``); ``ALIAS=MODEL``
+        names a member, so one model can join twice with other options (``"knn,nn1=knn"``).
+    member_set : str
+        Options of the members by name, ``NAME:KEY=VALUE`` separated by ``;`` (as ``train --set``),
+        e.g. ``"fpnet:rss_offset_db=0;nn1:k=1"``.
+    combine : str
+        ``"mean"``: weighted mean of the members' positions; ``"median"``: weighted geometric median.
+    weight_step : float
+        Step of the simplex grid of weights searched on val.
+    select_by : str
+        Validation criterion of the weights: ``"median"``, ``"mean"`` or ``"median_mean"``.
+    max_minutes : float
+        Training budget of the network members together (shared equally).
+    epochs : int
+        Most epochs of each network member.
+    seed : int
+        Seed of the network members (plus the member's place in ``members``).
+    """
+
+    # baselines only by default (minutes at most; Antwerp: 162 m median / 267 m mean, against knn_lgbm's
+    # 171 / 279); add fpnet_knn and fpnet with a max_minutes budget for the best on real data (README)
+    members: str = option("knn,nn1=knn,lgbm,knn_lgbm",
+                          help="comma-separated models combined (2-6, fitted on the same splits; ALIAS=MODEL)")
+    member_set: str = option("nn1:k=1", help="member options: NAME:KEY=VALUE separated by ';'")
+    # the geometric median follows the members that agree (Antwerp: 167 m median against 175 m for the mean)
+    combine: str = option("median", choices=("mean", "median"), help="weighted mean or weighted geometric median")
+    weight_step: float = option(0.1, lo=0.01, hi=1.0, help="step of the weight grid searched on val")
+    select_by: str = option("median_mean", choices=KNN_CRITERIA, help="validation criterion of the weights")
+    max_minutes: float = option(10.0, lo=0.01, hi=60 * 24 * 30, unit="min",
+                                help="training budget of the network members together")
+    epochs: int = option(200, lo=1, hi=100_000, help="most epochs of each network member")
+    seed: int = option(0, lo=0, hi=2**31 - 1, help="seed of the network members")
+
+    def __post_init__(self) -> None:
+        check_options(self)
+        members = self.member_models()
+        bad = [m for m in members.values() if m == "ensemble" or (m not in BASELINES and m not in NETWORKS)]
+        names = [n.strip() for n in str(self.members).split(",") if n.strip()]
+        if bad or not 2 <= len(names) <= MAX_MEMBERS or len(members) < len(names):
+            known = ", ".join(n for n in [*NETWORKS, *BASELINES] if n != "ensemble")
+            msg = (f"members: expected 2 to {MAX_MEMBERS} different names (MODEL or ALIAS=MODEL) of models among "
+                   f"{known}, got {self.members!r}" + (f" ({', '.join(bad)} not allowed)" if bad else ""))
+            raise InvalidInputError(msg)
+        self.member_configs()  # checks every member option now, before anything is fitted
+
+    def member_names(self) -> list[str]:
+        """The members' names (an alias where given), in order."""
+        return list(self.member_models())
+
+    def member_models(self) -> dict[str, str]:
+        """``{name: model}``: ``"nn1=knn"`` is a member named ``nn1`` of model ``knn`` (one model twice)."""
+        out = {}
+        for item in (n.strip() for n in str(self.members).split(",")):
+            if item:
+                alias, _, model = item.rpartition("=")
+                out[alias.strip() or model.strip()] = model.strip()
+        return out
+
+    def member_configs(self) -> dict[str, dict[str, Any]]:
+        """``{member: model_config}`` from ``member_set`` (checked by each member's options)."""
+        by_model: dict[str, list[str]] = {}
+        for item in (s.strip() for s in str(self.member_set).split(";")):
+            if not item:
+                continue
+            name, sep, assignment = item.partition(":")
+            if not sep or name.strip() not in self.member_names():
+                msg = (f"member_set: expected NAME:KEY=VALUE with NAME among the members "
+                       f"({self.members}), got {item!r} (the default member_set sets nn1's k; "
+                       "set member_set= to clear it)")
+                raise InvalidInputError(msg)
+            by_model.setdefault(name.strip(), []).append(assignment)
+        models = self.member_models()
+        return {name: model_config(models[name], None, items) for name, items in by_model.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def simplex_grid(members: int, step: float) -> np.ndarray:
+    """Every weight vector [G, members] with entries on multiples of ``step`` summing to 1."""
+    n = max(1, round(1.0 / step))
+    rows = [c for c in itertools.product(range(n + 1), repeat=members - 1) if sum(c) <= n]
+    return np.array([[*c, n - sum(c)] for c in rows], dtype=np.float64) / n
+
+
+def combine_positions(pos: np.ndarray, weights: np.ndarray, how: str) -> np.ndarray:
+    """[M, N, 2] member positions, [M] weights -> [N, 2]: weighted mean or weighted geometric median.
+
+    A member without a position for a sample (NaN) leaves it to the others (weights renormalized);
+    NaN where no weighted member has one.
+    """
+    ok = np.isfinite(pos).all(-1)  # [M, N]
+    w = np.where(ok, weights[:, None], 0.0)
+    total = w.sum(0)
+    w = w / np.where(total > 0, total, np.nan)
+    pos = np.where(ok[..., None], pos, 0.0)
+    mean = (w[..., None] * pos).sum(0)
+    if how == "mean":
+        return mean
+    est = mean
+    for _ in range(MEDIAN_ITERATIONS):  # Weiszfeld from the mean
+        d = np.hypot(*(pos - est[None]).transpose(2, 0, 1))  # [M, N]
+        inv = w / np.maximum(d, 1e-3)
+        est = (inv[..., None] * pos).sum(0) / inv.sum(0)[:, None]
+    return est
+
+
+def mixture_sigma(pos: np.ndarray, sigma: np.ndarray, weights: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Per-axis 1-sigma [N, 2]: weighted spread of the members around ``centre`` plus their mean variance."""
+    w = weights[:, None, None]
+    spread = (w * (pos - centre[None]) ** 2).sum(0)
+    has = np.isfinite(sigma).all(-1)  # [M, N]: members without a sigma add only their spread
+    ws = np.where(has, weights[:, None], 0.0)
+    own = (ws[..., None] * np.where(has[..., None], sigma, 0.0) ** 2).sum(0) / np.maximum(ws.sum(0), 1e-12)[:, None]
+    return np.sqrt(spread + own)
+
+
+@register("ensemble")
+class Ensemble(Baseline):
+    """Weighted combination of fitted members (see the module docstring).
+
+    The state: ``members`` (names), ``models``, ``kinds``, ``states`` (each baseline's state, or a
+    network's ``{"config", "state"}`` checkpoint payload and ``"fit"``: its best epoch, epochs run,
+    why it stopped), ``weights``, ``search`` (the validation score of each member alone and of the
+    chosen weights).
+    """
+
+    config_cls = EnsembleConfig
+    #: It fingerprints the fixed node slots (model selection skips it on data without them).
+    needs_fixed_slots = True
+
+    def _fit(self, train: Inputs, val: Inputs | None) -> dict[str, Any]:
+        if val is None or not np.isfinite(val.truth_m).all(1).any():
+            msg = f"val: {self.name} chooses its weights on a validation split with true positions; pass val"
+            raise InvalidInputError(msg)
+        models = self.config.member_models()
+        configs = self.config.member_configs()
+        networks = sum(1 for m in models.values() if m in NETWORKS)
+        states, kinds = [], []
+        for i, (name, model) in enumerate(models.items()):
+            if model in NETWORKS:  # seed + place: two members of one network (aliases) differ
+                states.append(self._train_network(model, configs.get(name), train, val, networks,
+                                                  seed=self.config.seed + i))
+                kinds.append("network")
+            else:
+                states.append(BASELINES[model](configs.get(name)).fit(train, val).state_dict())
+                kinds.append("baseline")
+        self._state = {"members": list(models), "models": list(models.values()), "kinds": kinds, "states": states,
+                       "configs": configs}
+        self._cache = None
+        ok = np.isfinite(val.truth_m).all(1)
+        preds = self._member_predictions(val.subset(ok))
+        weights, search = self._choose_weights(preds, val.subset(ok))
+        self._state.update({"weights": weights.tolist(), "search": search})
+        return self._state
+
+    def _train_network(self, name: str, cfg: dict[str, Any] | None, train: Inputs, val: Inputs,
+                       networks: int, *, seed: int) -> dict[str, Any]:
+        """Train one network member in a scratch folder; its checkpoint payload (config, numpy weights)."""
+        # imported here: the epoch loop (rflocal_core.train) sits above the models
+        import torch
+
+        from rflocal_core.models.features import FeatureSpec
+        from rflocal_core.models.nets import build_network
+        from rflocal_core.models.neural import NeuralModel
+        from rflocal_core.train.engine import TrainConfig, fit_network
+        from rflocal_core.train.runs import CHECKPOINT_FORMAT, read_torch
+
+        c = self.config
+        probe = build_network(name, cfg, vocab_size=0).config
+        spec = FeatureSpec.fit(train, frame=probe.frame)
+        torch.manual_seed(seed)
+        net = build_network(name, cfg, vocab_size=len(spec.node_keys))
+        prepare = getattr(net, "prepare", None)
+        if prepare is not None:
+            prepare(train, spec)
+        tc = TrainConfig(epochs=c.epochs, max_minutes=max(c.max_minutes / networks, 0.01))
+        with tempfile.TemporaryDirectory(prefix="rflocal-ensemble-") as tmp:
+            fit = fit_network(Path(tmp), NeuralModel(name, net, spec), tc, train, val, seed=seed,
+                              progress=lambda *a, **k: None)
+            payload = read_torch(Path(tmp) / "model.pt", run_id=f"ensemble member {name}",
+                                 expected_format=CHECKPOINT_FORMAT)
+        return {"config": payload["config"], "state": {k: v.cpu().numpy() for k, v in payload["state"].items()},
+                "fit": {"best_epoch": int(fit.best_epoch), "epochs_run": int(fit.epochs_run),
+                        "stop_reason": fit.stop_reason, "seconds": float(fit.seconds)}}
+
+    def _members(self) -> list[Any]:
+        """The fitted members (baselines, or :class:`~rflocal_core.models.neural.NeuralModel`), built once."""
+        cache = getattr(self, "_cache", None)
+        if cache is None:
+            from rflocal_core.models.neural import NeuralModel
+
+            st = self._state
+            cache = []
+            for name, model, kind, state in zip(st["members"], st["models"], st["kinds"], st["states"], strict=True):
+                if kind == "network":
+                    cache.append(NeuralModel.from_checkpoint({"model": model, "config": state["config"],
+                                                              "state": state["state"]}))
+                else:
+                    cache.append(BASELINES[model].from_state((st.get("configs") or {}).get(name), state))
+            self._cache = cache
+        return cache
+
+    def _member_predictions(self, x: Inputs) -> list[Prediction]:
+        return [m.predict(x) for m in self._members()]
+
+    def _choose_weights(self, preds: list[Prediction], val: Inputs) -> tuple[np.ndarray, dict[str, Any]]:
+        """The grid point of best validation score; the scores of each member alone and of the choice."""
+        c = self.config
+        pos = np.stack([p.position_m for p in preds])
+        grid = simplex_grid(len(preds), c.weight_step)
+        truth = val.truth_m
+
+        def score(w: np.ndarray) -> float:
+            return knn_criterion(np.hypot(*(combine_positions(pos, w, c.combine) - truth).T), c.select_by)
+
+        scores = np.array([score(w) for w in grid])
+        best = grid[int(np.argmin(scores))]
+        alone = {name: knn_criterion(errors_m(p, val), c.select_by)
+                 for name, p in zip(self._state["members"], preds, strict=True)}
+        return best, {"criterion": c.select_by, "grid_points": len(grid), "members_alone_m": alone,
+                      "chosen_m": float(scores.min())}
+
+    def _predict(self, x: Inputs) -> Prediction:
+        preds = self._member_predictions(x)
+        weights = np.asarray(self._state["weights"], dtype=np.float64)
+        pos = np.stack([p.position_m for p in preds])
+        sig = np.stack([p.sigma_m for p in preds])
+        centre = combine_positions(pos, weights, self.config.combine)
+        sigma = mixture_sigma(pos, sig, weights, centre)
+        return Prediction(centre, sigma, {"weights": dict(zip(self._state["members"], weights.tolist(), strict=True))})

@@ -1,0 +1,105 @@
+"""The ``ensemble`` model: members fitted together, weights on val, a run that predicts alone (issue 15)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rflocal_core.errors import InvalidInputError
+from rflocal_core.models import Ensemble, errors_m, load_inputs
+from rflocal_core.models.ensemble import combine_positions, mixture_sigma, simplex_grid
+
+#: Antwerp messages imported (80/10/10): enough for the members to differ, small for the test budget.
+MESSAGES = 1500
+
+#: Small members: the test checks the machinery, bench/bench_real.py the accuracy.
+MEMBER_SET = ("lgbm:num_leaves=15;lgbm:max_rounds=120;lgbm:sigma_folds=0;"
+              "fpnet:d_model=32;fpnet:blocks=1;fpnet:rss_offset_db=0")
+
+
+@pytest.fixture(scope="module")
+def antwerp(shared_data: Path, tmp_path_factory: pytest.TempPathFactory, workspace_env) -> dict:
+    ws = tmp_path_factory.mktemp("ensemble") / "workspace"
+    ws.mkdir()
+    folder = shared_data / "real" / "antwerp_lorawan"
+    if not folder.is_dir():
+        pytest.skip(f"real Antwerp LoRaWAN data not found at {folder}")
+    from rflocal_core.dataset import import_measurements
+    from rflocal_core.measurements import convert_antwerp
+
+    with workspace_env(ws):
+        import_measurements(convert_antwerp(folder, split="test", limit=MESSAGES), name="antw",
+                            split_fractions=(0.8, 0.1, 0.1))
+    return {"ws": ws}
+
+
+def test_ensemble_run_trains_members_chooses_weights_and_predicts_alone(antwerp: dict, workspace_env) -> None:
+    from rflocal_core.infer import evaluate_run
+    from rflocal_core.infer.run import load_run
+    from rflocal_core.train import train
+
+    cfg = {"members": "knn,nn1=knn,lgbm,fpnet", "member_set": MEMBER_SET + ";nn1:k=1", "max_minutes": 0.05,
+           "epochs": 2, "combine": "median", "weight_step": 0.25}
+    with workspace_env(antwerp["ws"]):
+        result = train("antw", "ensemble", model_config=cfg)
+        run = load_run(result.run_id)
+        test = load_inputs("antw", "test")
+        pred = run.predict(test)
+        again = Ensemble.from_state(run.model.config, run.model.state_dict()).predict(test)
+        evaluated = evaluate_run(result.run_id, "antw", split="test")
+    assert isinstance(run.model, Ensemble)
+    np.testing.assert_allclose(again.position_m, pred.position_m)  # the saved state predicts alone
+    state = run.model.state_dict()
+    w = np.asarray(state["weights"])
+    assert state["members"] == ["knn", "nn1", "lgbm", "fpnet"] and state["models"] == ["knn", "knn", "lgbm", "fpnet"]
+    assert state["kinds"] == ["baseline", "baseline", "baseline", "network"] and state["states"][1]["k"] == 1
+    assert state["states"][3]["fit"]["epochs_run"] >= 1  # what the network member's epoch loop did
+    assert w.shape == (4,) and np.isclose(w.sum(), 1.0) and (w >= 0).all()
+    search = state["search"]
+    # the grid holds every member alone, so the chosen weights score at least as well on val as the best one
+    assert search["chosen_m"] <= min(search["members_alone_m"].values()) + 1e-9
+    # kNN's sigma is 0 where its neighbours coincide; the others' are positive
+    assert np.isfinite(pred.position_m).all() and np.isfinite(pred.sigma_m).all() and (pred.sigma_m >= 0).all()
+    err = errors_m(pred, test)
+    print(f"ensemble weights {w.round(2)}, test median {np.median(err):.0f} m, val {search}")
+    assert evaluated.summary.count > 0 and np.isfinite(evaluated.summary.median_m)
+
+
+def test_combination_mean_median_and_mixture_sigma() -> None:
+    grid = simplex_grid(3, 0.25)
+    assert len(grid) == 15 and np.allclose(grid.sum(1), 1) and (grid >= 0).all()
+    assert any(np.allclose(g, [1, 0, 0]) for g in grid)  # every member alone is a grid point
+    pos = np.array([[[0.0, 0.0]], [[10.0, 0.0]], [[1000.0, 0.0]]])  # two agree, one is far off
+    w = np.full(3, 1 / 3)
+    mean = combine_positions(pos, w, "mean")
+    median = combine_positions(pos, w, "median")
+    assert mean[0, 0] == pytest.approx(1010 / 3)
+    assert 0.0 <= median[0, 0] <= 10.0 + 1e-6  # the geometric median ignores the outlier
+    gap = pos.copy()
+    gap[0] = np.nan  # a member without a position there: the others decide
+    np.testing.assert_allclose(combine_positions(gap, w, "mean"), [[505.0, 0.0]])
+    assert np.isnan(combine_positions(gap, np.array([1.0, 0.0, 0.0]), "median")).all()
+    sig = np.array([[[3.0, 3.0]], [[4.0, 4.0]], [[np.nan, np.nan]]])
+    s = mixture_sigma(pos[:2], sig[:2], np.array([0.5, 0.5]), np.array([[5.0, 0.0]]))
+    # spread 25 m^2 in x (0 in y) plus the mean variance (9 + 16) / 2
+    np.testing.assert_allclose(s, [[np.sqrt(25 + 12.5), np.sqrt(12.5)]])
+    s = mixture_sigma(pos, sig, np.array([0.5, 0.0, 0.5]), np.array([[500.0, 0.0]]))
+    assert np.isfinite(s).all()  # a member without sigma adds its spread only
+
+
+@pytest.mark.parametrize(("cfg", "match"), [
+    ({"members": "knn"}, "members: expected 2 to 6"),
+    ({"members": "knn,ensemble"}, "ensemble not allowed"),
+    ({"members": "knn,nosuch"}, "nosuch not allowed"),
+    ({"members": "knn,lgbm", "member_set": "fpnet:d_model=32"}, "member_set: expected NAME:KEY=VALUE"),
+    ({"members": "knn,knn"}, "members: expected 2 to 6 different names"),
+    ({"members": "knn,nn1=knn", "member_set": "nn1:k=0"}, "k: expected"),
+    ({"members": "knn,lgbm", "member_set": "lgbm:num_leaves=1"}, "num_leaves"),
+    ({"combine": "mode"}, "combine"),
+    ({"members": "knn,lgbm"}, "member_set: expected NAME:KEY=VALUE with NAME among the members"),  # nn1:k=1 left
+])
+def test_bad_options_are_refused_naming_the_field(cfg: dict, match: str) -> None:
+    with pytest.raises(InvalidInputError, match=match):
+        Ensemble(cfg)
