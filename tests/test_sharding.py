@@ -111,6 +111,10 @@ def test_a_rank_reads_only_the_chunks_of_its_share(ws):
         assert set(np.asarray(rows) // ds.chunk_rows) <= read
         shares.append(set(rows))
     assert not shares[0] & shares[1]
+    # the same batches read a buffer block at a time
+    streamed = [b["index"].tolist() for b in sampler.stream(ZarrSamples(DATASET), 256)]
+    loaded = [b["index"].tolist() for b in torch.utils.data.DataLoader(ds, batch_sampler=sampler.batches(256))]
+    assert streamed == loaded and len(streamed) == 8
     assert len(shares[0]) == len(shares[1]) == len(ZarrSamples(DATASET)) // 2 // 128 * 128  # whole steps of 128
 
 
