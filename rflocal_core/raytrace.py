@@ -187,7 +187,7 @@ def compute_radio_map(
     known, on_map, sink : MapsSoFar, callable, MapSink, optional
         Ray executor: maps an interrupted run traced (not traced again); ``on_map(site_index,
         linear_gain, cell_centres)`` as each site's task finishes (to keep it; may raise to cancel);
-        where each task writes its map itself (``on_map`` then gets ``None, None``).
+        where each task writes its map itself (``on_map`` then gets ``None`` and the sink's receipt).
     """
     _check_grid(cell_size_m, plane_height_m)
     ensure_backend()
@@ -344,13 +344,14 @@ class MapSink:
     Attributes
     ----------
     write : callable
-        ``write(site_index, linear_gain [ny, nx], cell_centres [ny, nx, 3])``, run in the worker
-        (a module-level function or a ``functools.partial`` of one: it travels to the worker).
+        ``write(site_index, linear_gain [ny, nx], cell_centres [ny, nx, 3]) -> receipt``, run in the
+        worker (a module-level function or a ``functools.partial`` of one: it travels to the worker);
+        the task returns ``None, receipt``.
     read : callable
         ``read() -> (linear_gain [num_sites, ny, nx], cell_centres)``, run here once every site is stored.
     """
 
-    write: Callable[[int, np.ndarray, np.ndarray], None]
+    write: Callable[[int, np.ndarray, np.ndarray], Any]
     read: Callable[[], tuple[np.ndarray, np.ndarray]]
 
 
@@ -405,13 +406,13 @@ def _map_scene(name: str, site: dict[str, Any]) -> Any:
 
 
 def site_map_task(workspace: str, name: str, site: dict[str, Any], solve: dict[str, Any],
-                  reproducible: bool, write: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
-                  index: int = 0) -> tuple[np.ndarray | None, np.ndarray | None]:
+                  reproducible: bool, write: Callable[[int, np.ndarray, np.ndarray], Any] | None = None,
+                  index: int = 0) -> tuple[np.ndarray | None, Any]:
     """A Ray task: the linear gain map [ny, nx] of one site and the cell centres [ny, nx, 3].
 
     The same solver call as :func:`solve_sites_here` (hence the same map bit for bit); the scene
     stays loaded in the worker for its next site. With ``write`` (:attr:`MapSink.write`) the task
-    stores them itself, as site ``index``, and returns ``None, None``.
+    stores them itself, as site ``index``, and returns ``None`` and what ``write`` returned (a receipt).
     """
     from sionna.rt import RadioMapSolver
 
@@ -425,8 +426,7 @@ def site_map_task(workspace: str, name: str, site: dict[str, Any], solve: dict[s
         finally:
             scene.remove(str(site["id"]))
     if write is not None:
-        write(index, gain[0], centres)
-        return None, None
+        return None, write(index, gain[0], centres)
     return gain[0], centres
 
 

@@ -304,3 +304,21 @@ def test_a_drone_survey_on_ray_equals_the_local_one(workspace, ray_cluster):
     assert np.array_equal(here["scenes/dr/path_gain_db"][...], ray["scenes/dr/path_gain_db"][...])
     a, b = here["scenes/dr/paths/toa_ns"][...], ray["scenes/dr/paths/toa_ns"][...]
     _same_delays(a, b)
+
+
+def test_a_region_the_driver_reads_differently_from_its_worker_fails_naming_the_store(tmp_path):
+    """A worker's receipt (the SHA-256 of its map as it reads it back) is checked against the driver's view:
+    a worker writing to a folder the driver does not see (no shared mount) fails the job, not a hole."""
+    import zarr
+
+    from rflocal_core.dataset.partial import check_site_map, site_map_store, write_site_map
+
+    shared, elsewhere = (site_map_store(zarr.open_group(str(tmp_path / d), mode="w"), 2, (3, 4)) for d in "ab")
+    gain, centres = np.arange(12.0).reshape(3, 4), np.zeros((3, 4, 3), np.float32)
+    check_site_map(shared, 1, write_site_map(str(tmp_path / "a" / "site_maps"), 1, gain, centres))
+    assert np.array_equal(shared["gain"][1], gain)
+    receipt = write_site_map(str(tmp_path / "b" / "site_maps"), 0, gain, centres)  # the worker's own disk
+    with pytest.raises(InvalidInputError, match=r"out: a Ray worker wrote the radio map of site 0 into '.*/a', but "
+                                                r"this process reads other data there; .* every node sees"):
+        check_site_map(shared, 0, receipt)
+    check_site_map(elsewhere, 0, receipt)

@@ -31,7 +31,15 @@ from rflocal_core.dataset.location import (
     store_location,
     worker_location,
 )
-from rflocal_core.dataset.partial import SITE_MAPS, put_path_rows, put_site_map, site_map_store
+from rflocal_core.dataset.partial import (
+    SITE_MAPS,
+    check_receipt,
+    check_site_map,
+    path_rows_receipt,
+    put_path_rows,
+    put_site_map,
+    site_map_store,
+)
 from rflocal_core.dataset.rasters import Grid, load_footprints_m, rasterize_scene
 from rflocal_core.dataset.sampling import candidate_cells, sample_positions, trajectories
 from rflocal_core.dataset.shadowing import gudmundson_field
@@ -364,9 +372,12 @@ def _map_sink(kept: zarr.Group) -> Any:
     return None if url is None else MapSink(partial(write_site_map, url), partial(read_site_maps, url))
 
 
-def _keep_site_map(kept: zarr.Group, k: int, gain: np.ndarray | None, centres: np.ndarray | None) -> None:
-    """Site ``k``'s map into the partial store (``None``: its task wrote it); its ``done`` flag last."""
-    if gain is not None:
+def _keep_site_map(kept: zarr.Group, k: int, gain: np.ndarray | None, centres: Any) -> None:
+    """Site ``k``'s map into the partial store (``gain`` None: its task wrote it, ``centres`` is then the
+    task's receipt, checked against what this process reads); its ``done`` flag last."""
+    if gain is None:
+        check_site_map(kept, k, centres)
+    else:
         put_site_map(kept, k, gain, centres)
     kept["done"][k] = True
 
@@ -728,9 +739,11 @@ def _path_options(config: GenerationConfig, phy: Any = None) -> dict[str, Any]:
 
 
 def _store_batch(paths: zarr.Group, done: np.ndarray, b: int, features: Any) -> None:
-    """Batch ``b``'s features into the store (``None``: its task wrote them); its ``done`` flag last
-    (a batch counts once all is stored)."""
-    if features is not None:
+    """Batch ``b``'s features into the store (a receipt: its task wrote them, checked here); its ``done``
+    flag last (a batch counts once all is stored)."""
+    if isinstance(features, str):
+        check_receipt(paths, f"path batch {b + 1}", features, path_rows_receipt(paths, b, PATH_BATCH))
+    else:
         put_path_rows(paths, b, features, batch=PATH_BATCH, phy_keys=PHY_PATH_KEYS)
     done[b] = True
     paths["done"][b] = True

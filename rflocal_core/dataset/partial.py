@@ -8,15 +8,23 @@ tasks never write the same chunk. The driver writes the metadata (it makes the a
 ``done`` flag once the task has returned (the flags share one chunk: only the driver writes them), the
 attributes, the samples, and the final rename. A ``memory://`` store lives in the driver's process
 alone: there the workers return their arrays and the driver writes them, as before.
+
+Each worker returns a receipt: the SHA-256 of its region as it reads it back. The driver reads the
+same region before it sets the ``done`` flag; a store the driver sees differently (a folder that is
+not one shared mount on a cluster of several machines) fails the job naming the location, instead of
+a dataset with holes.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from rflocal_core.dataset.location import open_group
+from rflocal_core.errors import InvalidInputError
 
 #: Group of a scene's partial store holding single-site maps until all the scene's maps are done.
 SITE_MAPS = "site_maps"
@@ -49,15 +57,46 @@ def put_site_map(kept: Any, k: int, gain: np.ndarray, centres: np.ndarray) -> No
         kept["centres"][...] = centres
 
 
-def write_site_map(location: str, k: int, gain: np.ndarray, centres: np.ndarray) -> None:
-    """In a Ray worker: site ``k``'s map into the ``site_maps`` group at ``location`` (a folder or URL)."""
-    put_site_map(open_group(location, mode="r+"), k, gain, centres)
+def receipt(arrays: Iterable[np.ndarray]) -> str:
+    """SHA-256 of arrays' bytes, in order: what a worker wrote, as it reads it back."""
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def check_receipt(group: Any, what: str, expected: str, found: str) -> None:
+    """Refuse a region the driver reads differently from the worker that wrote it, naming the store."""
+    if expected != found:
+        where = getattr(group.store, "root", None) or getattr(group.store, "path", None) or group.store
+        msg = (f"out: a Ray worker wrote {what} into {str(where)!r}, but this process reads other data there; on "
+               "a cluster of several machines the store must be one every node sees (a shared mount, s3://, gs://)")
+        raise InvalidInputError(msg)
+
+
+def write_site_map(location: str, k: int, gain: np.ndarray, centres: np.ndarray) -> str:
+    """In a Ray worker: site ``k``'s map into the ``site_maps`` group at ``location`` (a folder or URL);
+    its :func:`receipt`."""
+    kept = open_group(location, mode="r+")
+    put_site_map(kept, k, gain, centres)
+    return receipt([kept["gain"][k]])
+
+
+def check_site_map(kept: Any, k: int, worker_receipt: str) -> None:
+    """Site ``k``'s map as the driver reads it is what its worker wrote (:func:`check_receipt`)."""
+    check_receipt(kept, f"the radio map of site {k}", worker_receipt, receipt([kept["gain"][k]]))
 
 
 def read_site_maps(location: str) -> tuple[np.ndarray, np.ndarray]:
     """Every site's linear gain map [num_sites, ny, nx] and the cell centres, from the group at ``location``."""
     kept = open_group(location)
     return np.asarray(kept["gain"][...]), np.asarray(kept["centres"][...])
+
+
+def path_rows_receipt(paths: Any, b: int, batch: int) -> str:
+    """:func:`receipt` of batch ``b``'s rows of every array of ``paths`` but ``done``."""
+    sl = slice(b * batch, (b + 1) * batch)
+    return receipt(paths[key][sl] for key in sorted(paths.array_keys()) if key != "done")
 
 
 def put_path_rows(paths: Any, b: int, features: Any, *, batch: int, phy_keys: tuple[str, ...]) -> None:
@@ -71,10 +110,12 @@ def put_path_rows(paths: Any, b: int, features: Any, *, batch: int, phy_keys: tu
 
 
 def path_batch_write_task(location: str, b: int, batch: int, phy_keys: tuple[str, ...], workspace: str, scene: str,
-                          positions_m: np.ndarray, options: dict[str, Any]) -> None:
+                          positions_m: np.ndarray, options: dict[str, Any]) -> str:
     """A Ray task: :func:`~rflocal_core.raytrace.path_batch_task`, its features written by the worker into
-    the ``paths`` group at ``location`` (batch ``b``'s rows: whole chunks); returns nothing."""
+    the ``paths`` group at ``location`` (batch ``b``'s rows: whole chunks); returns their :func:`receipt`."""
     from rflocal_core.raytrace import path_batch_task
 
     features = path_batch_task(workspace, scene, positions_m, options)
-    put_path_rows(open_group(location, mode="r+"), b, features, batch=batch, phy_keys=phy_keys)
+    paths = open_group(location, mode="r+")
+    put_path_rows(paths, b, features, batch=batch, phy_keys=phy_keys)
+    return path_rows_receipt(paths, b, batch)
