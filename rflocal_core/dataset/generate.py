@@ -35,10 +35,13 @@ from rflocal_core.dataset.partial import (
     SITE_MAPS,
     check_receipt,
     check_site_map,
+    path_batch_write_task,
     path_rows_receipt,
     put_path_rows,
     put_site_map,
+    read_site_maps,
     site_map_store,
+    write_site_map,
 )
 from rflocal_core.dataset.rasters import Grid, load_footprints_m, rasterize_scene
 from rflocal_core.dataset.sampling import candidate_cells, sample_positions, trajectories
@@ -356,7 +359,7 @@ def _maps_so_far(kept: zarr.Group) -> Any:
     from rflocal_core.raytrace import MapsSoFar
 
     done = np.asarray(kept["done"][...])
-    centres = np.asarray(kept["centres"][...]) if done[0] else None  # stored with site 0's map
+    centres = np.asarray(kept["centres"][...]) if len(done) and done[0] else None  # stored with site 0's map
     return MapsSoFar({int(k): np.asarray(kept["gain"][int(k)]) for k in np.flatnonzero(done)}, centres)
 
 
@@ -365,7 +368,6 @@ def _map_sink(kept: zarr.Group) -> Any:
     the workers cannot see the store (``memory://``: the driver writes what they return)."""
     from functools import partial
 
-    from rflocal_core.dataset.partial import read_site_maps, write_site_map
     from rflocal_core.raytrace import MapSink
 
     url = worker_location(kept)
@@ -774,7 +776,6 @@ def _trace_batches_on_ray(paths: zarr.Group, done: np.ndarray, scene: str, flat:
     it sees the store, else returns them and they are stored here; the ``done`` flags are set here."""
     from rflocal_core import settings
     from rflocal_core.cluster import run_tasks
-    from rflocal_core.dataset.partial import path_batch_write_task
     from rflocal_core.raytrace import path_batch_task
 
     num_batches = len(done)
