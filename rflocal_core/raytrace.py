@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,6 +154,7 @@ def compute_radio_map(
     executor: ExecutorConfig | None = None,
     known: MapsSoFar | None = None,
     on_map: Any = None,
+    sink: MapSink | None = None,
 ) -> RadioMap:
     """Compute path gain and RSS maps of every site with Sionna's ``RadioMapSolver``.
 
@@ -183,25 +184,24 @@ def compute_radio_map(
     executor : ExecutorConfig, optional
         ``executor="ray"``: one Ray task per site (:mod:`rflocal_core.cluster`), the same maps bit
         for bit; default the local executor.
-    known, on_map : MapsSoFar, callable, optional
+    known, on_map, sink : MapsSoFar, callable, MapSink, optional
         Ray executor: maps an interrupted run traced (not traced again); ``on_map(site_index,
-        linear_gain, cell_centres)`` as each site's task finishes (to keep it; may raise to cancel).
+        linear_gain, cell_centres)`` as each site's task finishes (to keep it; may raise to cancel);
+        where each task writes its map itself (``on_map`` then gets ``None`` and the sink's receipt).
     """
     _check_grid(cell_size_m, plane_height_m)
     ensure_backend()
     meta = load_scene_meta(name)
     sites = meta["sites"] if sites is None else sites
     ext = meta["extent_m"]
-    if center_m is None:
-        center_m = ((ext["x_min"] + ext["x_max"]) / 2, (ext["y_min"] + ext["y_max"]) / 2)
-    if size_m is None:
-        size_m = (ext["width"], ext["height"])
+    center_m = ((ext["x_min"] + ext["x_max"]) / 2, (ext["y_min"] + ext["y_max"]) / 2) if center_m is None else center_m
+    size_m = (ext["width"], ext["height"]) if size_m is None else size_m
     solve = {"center_m": tuple(center_m), "size_m": tuple(size_m), "plane_height_m": plane_height_m,
              "cell_size_m": cell_size_m, "samples_per_tx": samples_per_tx, "max_depth": max_depth, "seed": seed,
              "diffraction": diffraction}
     t0 = time.perf_counter()
     gain, centres = _solve_all(name, sites, solve, workers=workers, executor=executor, on_site=on_site,
-                               reproducible=reproducible, known=known, on_map=on_map)
+                               reproducible=reproducible, known=known, on_map=on_map, sink=sink)
     seconds = time.perf_counter() - t0
     with np.errstate(divide="ignore"):
         gain_db = 10.0 * np.log10(gain)
@@ -218,6 +218,17 @@ def compute_radio_map(
     )
 
 
+def map_shape(name: str, cell_size_m: float) -> tuple[int, int]:
+    """``(ny, nx)`` of the maps :func:`compute_radio_map` makes of the whole scene ``name``.
+
+    Sionna's planar radio map has ``ceil(size / cell_size)`` cells per side, computed in float32
+    (``mi.Point2f``); a store for the maps is made before any is traced (:class:`MapSink`).
+    """
+    ext = load_scene_meta(name)["extent_m"]
+    cell = np.float32(cell_size_m)
+    return int(np.ceil(np.float32(ext["height"]) / cell)), int(np.ceil(np.float32(ext["width"]) / cell))
+
+
 def _check_grid(cell_size_m: float, plane_height_m: float) -> None:
     if not 0.5 <= cell_size_m <= 20.0:
         msg = f"cell_size_m: expected a number in [0.5, 20] m, got {cell_size_m!r}"
@@ -229,14 +240,15 @@ def _check_grid(cell_size_m: float, plane_height_m: float) -> None:
 
 def _solve_all(name: str, sites: list[dict[str, Any]], solve: dict[str, Any], *, workers: int | None,
                executor: ExecutorConfig | None, on_site: Any, reproducible: bool, known: MapsSoFar | None,
-               on_map: Any) -> tuple[np.ndarray, np.ndarray]:
+               on_map: Any, sink: MapSink | None) -> tuple[np.ndarray, np.ndarray]:
     """Maps of all sites on the executor asked for: Ray tasks, child processes, or this process."""
-    if (known is not None or on_map is not None) and not (executor is not None and executor.uses_ray):
-        msg = "known, on_map: apply with the Ray executor (one task per site), got the local executor"
+    if (known is not None or on_map is not None or sink is not None) and not (executor is not None
+                                                                              and executor.uses_ray):
+        msg = "known, on_map, sink: apply with the Ray executor (one task per site), got the local executor"
         raise ValueError(msg)
     if executor is not None and executor.uses_ray:
         return _solve_sites_on_ray(name, sites, solve, executor, on_site, reproducible=reproducible,
-                                   known=known or MapsSoFar({}, None), on_map=on_map)
+                                   known=known or MapsSoFar({}, None), on_map=on_map, sink=sink)
     if workers is None:
         workers = min(os.cpu_count() or 1, len(sites)) if reproducible and backend_device() == "cpu" else 1
     if workers > 1:
@@ -325,10 +337,31 @@ class MapsSoFar:
     centres: np.ndarray | None
 
 
+@dataclass(frozen=True)
+class MapSink:
+    """Where Ray tasks write their site maps themselves: a store every worker sees.
+
+    Attributes
+    ----------
+    write : callable
+        ``write(site_index, linear_gain [ny, nx], cell_centres [ny, nx, 3]) -> receipt``, run in the
+        worker (a module-level function or a ``functools.partial`` of one: it travels to the worker);
+        the task returns ``None, receipt``.
+    read : callable
+        ``read() -> (linear_gain [num_sites, ny, nx], cell_centres)``, run here once every site is stored.
+    """
+
+    write: Callable[[int, np.ndarray, np.ndarray], Any]
+    read: Callable[[], tuple[np.ndarray, np.ndarray]]
+
+
 def _solve_sites_on_ray(name: str, sites: list[dict[str, Any]], solve: dict[str, Any], executor: ExecutorConfig,
                         on_site: Any, *, reproducible: bool, known: MapsSoFar,
-                        on_map: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Maps of all sites, one Ray task per site not ``known``; progress as each finishes, in any order."""
+                        on_map: Any, sink: MapSink | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Maps of all sites, one Ray task per site not ``known``; progress as each finishes, in any order.
+
+    With ``sink`` the tasks write their maps into the store and return nothing; the maps are read from it.
+    """
     todo = [k for k in range(len(sites)) if k not in known.gains]
     done = len(sites) - len(todo)
 
@@ -341,9 +374,11 @@ def _solve_sites_on_ray(name: str, sites: list[dict[str, Any]], solve: dict[str,
             on_site(done, len(sites))
 
     workspace = str(settings.workspace_dir())
-    calls = [(workspace, name, sites[k], solve, reproducible) for k in todo]
+    calls = [(workspace, name, sites[k], solve, reproducible, None if sink is None else sink.write, k) for k in todo]
     names = [f"radio map of site {sites[k]['id']!r} of scene {name!r}" for k in todo]
     results = dict(zip(todo, run_tasks(site_map_task, calls, config=executor, names=names, on_done=finished)))
+    if sink is not None:
+        return sink.read()
     gains = [known.gains[k] if k in known.gains else results[k][0] for k in range(len(sites))]
     return np.stack(gains), results[todo[0]][1] if todo else known.centres
 
@@ -371,11 +406,13 @@ def _map_scene(name: str, site: dict[str, Any]) -> Any:
 
 
 def site_map_task(workspace: str, name: str, site: dict[str, Any], solve: dict[str, Any],
-                  reproducible: bool) -> tuple[np.ndarray, np.ndarray]:
+                  reproducible: bool, write: Callable[[int, np.ndarray, np.ndarray], Any] | None = None,
+                  index: int = 0) -> tuple[np.ndarray | None, Any]:
     """A Ray task: the linear gain map [ny, nx] of one site and the cell centres [ny, nx, 3].
 
     The same solver call as :func:`solve_sites_here` (hence the same map bit for bit); the scene
-    stays loaded in the worker for its next site.
+    stays loaded in the worker for its next site. With ``write`` (:attr:`MapSink.write`) the task
+    stores them itself, as site ``index``, and returns ``None`` and what ``write`` returned (a receipt).
     """
     from sionna.rt import RadioMapSolver
 
@@ -388,6 +425,8 @@ def site_map_task(workspace: str, name: str, site: dict[str, Any], solve: dict[s
                 gain, centres = _solve_sites(RadioMapSolver(), scene, [site], on_site=None, **solve)
         finally:
             scene.remove(str(site["id"]))
+    if write is not None:
+        return None, write(index, gain[0], centres)
     return gain[0], centres
 
 

@@ -240,21 +240,40 @@ def test_data_generate_with_an_unreachable_ray_address_fails_naming_it(workspace
     assert "ray start --head --port" in proc.stderr
 
 
-def test_a_dataset_written_to_an_fsspec_url_on_ray(workspace, ray_cluster):
-    """``out="memory://..."``: Zarr v3 through fsspec holds the partial store, then the complete dataset."""
+def test_ray_workers_write_their_own_chunks_to_a_file_url_as_the_driver_does_to_memory(workspace, ray_cluster,
+                                                                                      tmp_path):
+    """``out="file://..."``: every worker sees the store and writes its site map and path batch itself
+    (the driver: the arrays, the ``done`` flags, the samples, the rename); ``out="memory://..."`` lives in
+    the driver's process alone, so there the driver writes what the tasks return (as before). The same
+    maps bit for bit, the same delays within the solver's repeatability, the same samples."""
     import fsspec
     import zarr
 
     from rflocal_core.dataset import generate_dataset
+    from rflocal_core.dataset.location import open_group, worker_location
     from rflocal_core.scene import ProceduralConfig, SceneConfig, SiteConfig, build_scene
 
     build_scene(SceneConfig(name="gen", procedural=ProceduralConfig(size_m=160, seed=3), sites=SiteConfig(count=3)))
-    result = generate_dataset(_small_generation("url", timing=False), executor=RAY2, out="memory://rflocal-test/ds")
-    assert result["path"] == "memory://rflocal-test/ds/url"
-    group = zarr.open_group(result["path"], mode="r")
-    assert group.attrs["complete"] and group["samples/rss_dbm"].shape[0] == 150
+    memory = generate_dataset(_small_generation("url"), executor=RAY2, out="memory://rflocal-test/ds")
+    assert memory["path"] == "memory://rflocal-test/ds/url"
     assert fsspec.filesystem("memory").ls("/rflocal-test/ds", detail=False) == ["/rflocal-test/ds/url"]
+    url = f"file://{tmp_path}/out"
+    written = generate_dataset(_small_generation("url"), executor=RAY2, out=url)
+    assert written["path"] == f"{url}/url" and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["url"]
     assert not (workspace / "datasets" / "url").exists()
+
+    a, b = zarr.open_group(memory["path"], mode="r"), zarr.open_group(written["path"], mode="r")
+    assert a.attrs["complete"] and b.attrs["complete"] and b["samples/rss_dbm"].shape[0] == 150
+    assert np.array_equal(a["scenes/gen/path_gain_db"][...], b["scenes/gen/path_gain_db"][...])
+    assert np.isfinite(b["scenes/gen/path_gain_db"][...]).mean() > 0.2
+    _same_delays(a["scenes/gen/paths/toa_ns"][...], b["scenes/gen/paths/toa_ns"][...])
+    assert b["scenes/gen/paths/done"][...].all()
+    assert np.array_equal(a["samples/pos_m"][...], b["samples/pos_m"][...])
+    # where a worker opens the store: the file URL of the group; none for the driver's memory
+    group = open_group(f"{url}/url", mode="r")["scenes/gen/paths"]
+    assert worker_location(group) == f"{url}/url/scenes/gen/paths"
+    assert worker_location(zarr.open_group(memory["path"], mode="r")["scenes/gen"]) is None
+    assert worker_location(zarr.open_group(str(tmp_path / "out" / "url"), mode="r")) == str(tmp_path / "out" / "url")
 
 
 def test_a_url_whose_scheme_has_no_installed_implementation_names_the_package():
@@ -285,3 +304,21 @@ def test_a_drone_survey_on_ray_equals_the_local_one(workspace, ray_cluster):
     assert np.array_equal(here["scenes/dr/path_gain_db"][...], ray["scenes/dr/path_gain_db"][...])
     a, b = here["scenes/dr/paths/toa_ns"][...], ray["scenes/dr/paths/toa_ns"][...]
     _same_delays(a, b)
+
+
+def test_a_region_the_driver_reads_differently_from_its_worker_fails_naming_the_store(tmp_path):
+    """A worker's receipt (the SHA-256 of its map as it reads it back) is checked against the driver's view:
+    a worker writing to a folder the driver does not see (no shared mount) fails the job, not a hole."""
+    import zarr
+
+    from rflocal_core.dataset.partial import check_site_map, site_map_store, write_site_map
+
+    shared, elsewhere = (site_map_store(zarr.open_group(str(tmp_path / d), mode="w"), 2, (3, 4)) for d in "ab")
+    gain, centres = np.arange(12.0).reshape(3, 4), np.zeros((3, 4, 3), np.float32)
+    check_site_map(shared, 1, write_site_map(str(tmp_path / "a" / "site_maps"), 1, gain, centres))
+    assert np.array_equal(shared["gain"][1], gain)
+    receipt = write_site_map(str(tmp_path / "b" / "site_maps"), 0, gain, centres)  # the worker's own disk
+    with pytest.raises(InvalidInputError, match=r"out: a Ray worker wrote the radio map of site 0 into '.*/a', but "
+                                                r"this process reads other data there; .* every node sees"):
+        check_site_map(shared, 0, receipt)
+    check_site_map(elsewhere, 0, receipt)

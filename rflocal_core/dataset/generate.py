@@ -22,7 +22,27 @@ from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.cluster import LOCAL, ExecutorConfig, connect
 from rflocal_core.dataset import store
 from rflocal_core.dataset.config import GenerationConfig
-from rflocal_core.dataset.location import StoreLocation, exists, remove, rename, store_location
+from rflocal_core.dataset.location import (
+    StoreLocation,
+    exists,
+    open_group,
+    remove,
+    rename,
+    store_location,
+    worker_location,
+)
+from rflocal_core.dataset.partial import (
+    SITE_MAPS,
+    check_receipt,
+    check_site_map,
+    path_batch_write_task,
+    path_rows_receipt,
+    put_path_rows,
+    put_site_map,
+    read_site_maps,
+    site_map_store,
+    write_site_map,
+)
 from rflocal_core.dataset.rasters import Grid, load_footprints_m, rasterize_scene
 from rflocal_core.dataset.sampling import candidate_cells, sample_positions, trajectories
 from rflocal_core.dataset.shadowing import gudmundson_field
@@ -38,9 +58,6 @@ PATH_BATCH = 100
 
 #: The exact-path features kept per link.
 _PATH_KEYS = ("toa_ns", "aoa_deg", "delay_spread_ns", "los")
-
-#: Group of the partial store holding single-site maps of a scene until all its maps are done.
-_SITE_MAPS = "site_maps"
 
 _PURPOSE = {"shadowing": 1, "positions": 2, "motion": 3, "power": 4, "reports": 5, "splits": 6, "flight": 7,
             "iq": 8, "load": 9}
@@ -155,7 +172,7 @@ def _open_partial(config: GenerationConfig, where: StoreLocation, *, restart: bo
         else:
             remove(partial)
     if exists(partial):
-        root = zarr.open_group(partial, mode="a")
+        root = open_group(partial, mode="a")
         if root.attrs.get("digest") != config.digest():
             msg = (
                 f"name: an interrupted generation of {config.name!r} with another configuration exists; "
@@ -163,7 +180,7 @@ def _open_partial(config: GenerationConfig, where: StoreLocation, *, restart: bo
             )
             raise InvalidInputError(msg)
         return root
-    root = zarr.open_group(partial, mode="w")
+    root = open_group(partial, mode="w")
     root.attrs.update({"format": store.FORMAT, "complete": False, "digest": config.digest(),
                        "config": config.to_dict(), "owner": owner})
     return root
@@ -306,8 +323,8 @@ def _compute_maps(
                         "survey": config.survey,
                         "waypoint_grid": _waypoint_grid_shape(sites) if drone else None,
                         "frame": meta["frame"], "extent_m": meta["extent_m"], "maps_done": True})
-    if _SITE_MAPS in group:
-        del group[_SITE_MAPS]  # the maps of single sites, now in path_gain_db
+    if SITE_MAPS in group:
+        del group[SITE_MAPS]  # the maps of single sites, now in path_gain_db
     _add_seconds(seconds, "rasters", time.perf_counter() - t0)
     return _SceneMaps(grid, pg_map, rasters["footprint"], shadow)
 
@@ -333,18 +350,20 @@ def _radio_maps(group: zarr.Group, scene: str, sites: list[dict[str, Any]], conf
                 report: StepProgressFn, executor: ExecutorConfig, resumed: list[str]) -> Any:
     """One path-gain map per site (or drone waypoint) from Sionna's ``RadioMapSolver``.
 
-    On Ray (one task per site) each finished site's map is kept in the partial store, and a
-    resumed run traces only the others.
+    On Ray (one task per site) each finished site's map is kept in the partial store (written by the
+    worker itself where it sees the store), and a resumed run traces only the others.
     """
-    from rflocal_core.raytrace import compute_radio_map
+    from rflocal_core.raytrace import compute_radio_map, map_shape
 
     drone = config.survey == "drone"
     keep: dict[str, Any] = {}
     if executor.uses_ray:
-        known = _maps_so_far(group, len(sites))
+        kept = site_map_store(group, len(sites), map_shape(scene, config.cell_size_m))
+        known = _maps_so_far(kept)
         if known.gains:
             resumed.append(f"{scene}: {len(known.gains)}/{len(sites)} radio maps")
-        keep = {"known": known, "on_map": lambda k, gain, centres: _keep_site_map(group, k, gain, centres, len(sites))}
+        keep = {"known": known, "on_map": lambda k, gain, centres: _keep_site_map(kept, k, gain, centres),
+                "sink": _map_sink(kept)}
     report("radio maps (Sionna RT)", 0.0, step=Step("radio maps", len(keep["known"].gains) if keep else 0, len(sites)))
     return compute_radio_map(scene, cell_size_m=config.cell_size_m, plane_height_m=config.plane_height_m,
                              samples_per_tx=config.drone_map_samples_per_tx if drone else config.map_samples_per_tx,
@@ -355,28 +374,33 @@ def _radio_maps(group: zarr.Group, scene: str, sites: list[dict[str, Any]], conf
                                                                 step=Step("radio maps", done, total)))
 
 
-def _maps_so_far(group: zarr.Group, num_sites: int) -> Any:
+def _maps_so_far(kept: zarr.Group) -> Any:
     """The single-site maps an interrupted Ray run kept (:class:`~rflocal_core.raytrace.MapsSoFar`)."""
     from rflocal_core.raytrace import MapsSoFar
 
-    kept = group.get(_SITE_MAPS)
-    if kept is None or "done" not in kept or kept["done"].shape != (num_sites,):
-        return MapsSoFar({}, None)
-    done = np.flatnonzero(np.asarray(kept["done"][...]))
-    return MapsSoFar({int(k): np.asarray(kept["gain"][int(k)]) for k in done}, np.asarray(kept["centres"][...]))
+    done = np.asarray(kept["done"][...])
+    centres = np.asarray(kept["centres"][...]) if len(done) and done[0] else None  # stored with site 0's map
+    return MapsSoFar({int(k): np.asarray(kept["gain"][int(k)]) for k in np.flatnonzero(done)}, centres)
 
 
-def _keep_site_map(group: zarr.Group, k: int, gain: np.ndarray, centres: np.ndarray, num_sites: int) -> None:
-    """Site ``k``'s linear gain map into the partial store; its ``done`` flag last."""
-    kept = group.get(_SITE_MAPS)
-    if kept is None or "done" not in kept or kept["done"].shape != (num_sites,):
-        kept = group.require_group(_SITE_MAPS)
-        kept.create_array("gain", shape=(num_sites, *gain.shape), chunks=(1, *gain.shape), dtype=gain.dtype,
-                          overwrite=True)
-        store.write_array(kept, "centres", centres)
-        kept.create_array("done", shape=(num_sites,), chunks=(num_sites,), dtype=bool, fill_value=False,
-                          overwrite=True)
-    kept["gain"][k] = gain
+def _map_sink(kept: zarr.Group) -> Any:
+    """Where Ray tasks write their maps themselves (:class:`~rflocal_core.raytrace.MapSink`); None when
+    the workers cannot see the store (``memory://``: the driver writes what they return)."""
+    from functools import partial
+
+    from rflocal_core.raytrace import MapSink
+
+    url = worker_location(kept)
+    return None if url is None else MapSink(partial(write_site_map, url), partial(read_site_maps, url))
+
+
+def _keep_site_map(kept: zarr.Group, k: int, gain: np.ndarray | None, centres: Any) -> None:
+    """Site ``k``'s map into the partial store (``gain`` None: its task wrote it, ``centres`` is then the
+    task's receipt, checked against what this process reads); its ``done`` flag last."""
+    if gain is None:
+        check_site_map(kept, k, centres)
+    else:
+        put_site_map(kept, k, gain, centres)
     kept["done"][k] = True
 
 
@@ -749,13 +773,12 @@ def _path_options(config: GenerationConfig, phy: Any = None) -> dict[str, Any]:
 
 
 def _store_batch(paths: zarr.Group, done: np.ndarray, b: int, features: Any) -> None:
-    """Batch ``b``'s features into the store; its ``done`` flag last (a batch counts once all is stored)."""
-    sl = slice(b * PATH_BATCH, b * PATH_BATCH + len(features.toa_ns))
-    for key in paths.array_keys():  # the exact-path arrays, and the IQ taps when the store has them
-        if key in PHY_PATH_KEYS:
-            paths[key][sl] = getattr(features.channel, key)
-        elif key != "done":
-            paths[key][sl] = getattr(features.taps, key[4:]) if key.startswith("tap_") else getattr(features, key)
+    """Batch ``b``'s features into the store (a receipt: its task wrote them, checked here); its ``done``
+    flag last (a batch counts once all is stored)."""
+    if isinstance(features, str):
+        check_receipt(paths, f"path batch {b + 1}", features, path_rows_receipt(paths, b, PATH_BATCH))
+    else:
+        put_path_rows(paths, b, features, batch=PATH_BATCH, phy_keys=PHY_PATH_KEYS)
     done[b] = True
     paths["done"][b] = True
 
@@ -781,7 +804,8 @@ def _trace_batches_here(paths: zarr.Group, done: np.ndarray, scene: str, flat: n
 def _trace_batches_on_ray(paths: zarr.Group, done: np.ndarray, scene: str, flat: np.ndarray,
                           config: GenerationConfig, report: StepProgressFn, executor: ExecutorConfig, *,
                           phy: Any = None) -> None:
-    """The batches not done yet as Ray tasks; each stored here as it finishes (in any order)."""
+    """The batches not done yet as Ray tasks, in any order; each writes its rows into the store itself where
+    it sees the store, else returns them and they are stored here; the ``done`` flags are set here."""
     from rflocal_core import settings
     from rflocal_core.cluster import run_tasks
     from rflocal_core.raytrace import path_batch_task
@@ -790,6 +814,10 @@ def _trace_batches_on_ray(paths: zarr.Group, done: np.ndarray, scene: str, flat:
     todo = [b for b in range(num_batches) if not done[b]]
     workspace, options = str(settings.workspace_dir()), _path_options(config, phy)
     calls = [(workspace, scene, flat[b * PATH_BATCH:(b + 1) * PATH_BATCH], options) for b in todo]
+    url = worker_location(paths)
+    task = path_batch_task if url is None else path_batch_write_task
+    if url is not None:
+        calls = [(url, b, PATH_BATCH, PHY_PATH_KEYS, *call) for b, call in zip(todo, calls)]
     names = [f"path batch {b + 1}/{num_batches} of scene {scene!r}" for b in todo]
 
     def finished(i: int, features: Any) -> None:
@@ -800,7 +828,7 @@ def _trace_batches_on_ray(paths: zarr.Group, done: np.ndarray, scene: str, flat:
 
     report("exact paths (Sionna PathSolver on Ray)", 0.25 + 0.7 * int(done.sum()) / max(num_batches, 1),
            step=Step("exact paths", int(done.sum()), num_batches))
-    run_tasks(path_batch_task, calls, config=executor, names=names, on_done=finished)
+    run_tasks(task, calls, config=executor, names=names, on_done=finished)
 
 
 def _iq_captures(maps: _SceneMaps, motion: _Motion, features: dict[str, np.ndarray], reps: Reports,

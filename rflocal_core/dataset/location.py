@@ -87,6 +87,36 @@ def check_scheme(url: str) -> None:
         raise InvalidInputError(msg) from exc
 
 
+def open_group(location: str, *, mode: str = "r") -> Any:
+    """The Zarr group at a folder or URL; ``file://`` stores make their folders as chunks are written."""
+    import zarr
+
+    options = {"auto_mkdir": True} if location.lower().startswith("file://") and mode != "r" else None
+    return zarr.open_group(location, mode=mode, storage_options=options)
+
+
+#: fsspec file systems that live in one process: another process (a Ray worker) cannot write there.
+PROCESS_LOCAL = ("memory",)
+
+
+def worker_location(group: Any) -> str | None:
+    """A folder or URL where another process (a Ray worker) opens ``group`` to write into it; None
+    where only this process sees it (``memory://``, or a store of another kind)."""
+    from zarr.storage import FsspecStore, LocalStore
+
+    store = group.store
+    if isinstance(store, LocalStore):
+        base = str(store.root)
+    elif isinstance(store, FsspecStore):
+        protocols = store.fs.protocol if isinstance(store.fs.protocol, tuple) else (store.fs.protocol,)
+        if any(p in PROCESS_LOCAL for p in protocols):
+            return None
+        base = store.fs.unstrip_protocol(store.path)
+    else:
+        return None
+    return f"{base.rstrip('/')}/{group.path}" if group.path else base
+
+
 def _fs(url: str) -> tuple[Any, str]:
     from fsspec.core import url_to_fs
 
