@@ -571,6 +571,20 @@ def _is_rank_zero() -> bool:
     return os.environ.get("RANK", "0") in ("", "0")
 
 
+#: Seconds a DDP rank other than 0 waits before exiting on an input error: every rank reads the same
+#: inputs, so rank 0 meets the same error; the launcher stops the others at the first failure, and when
+#: that is rank 0's it shows rank 0's line once (a loaded machine otherwise let rank 1 exit first, rank 0
+#: be killed after printing, and the launcher add rank 1's copy).
+RANK_ERROR_GRACE_S = 10.0
+
+
+def _let_rank_zero_fail_first() -> None:
+    import time
+
+    if not _is_rank_zero():
+        time.sleep(RANK_ERROR_GRACE_S)
+
+
 def _models(args: argparse.Namespace) -> Any:
     """``models``: every model's name and kind, or (``models NAME``) one model's options."""
     from rflocal_core.models.registry import describe_model
@@ -921,6 +935,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = _run(args)
     except RFLocalInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        _let_rank_zero_fail_first()
         return 2
     except BackendUnavailableError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -77,7 +77,11 @@ def _generate(page, shots: Path, workspace: Path) -> None:
     page.get_by_text("walk: 300 samples").first.wait_for(timeout=420_000)
     page.wait_for_timeout(2000)  # the page redraws itself once the job has ended
     wait_idle(page)
-    assert page.get_by_role("heading", name="Generation jobs").count() == 1
+    from playwright.sync_api import expect
+
+    # while that whole-page redraw runs, the old elements stay until it ends (two headings for a
+    # moment on a loaded machine); one heading once it is done, not two for good
+    expect(page.get_by_role("heading", name="Generation jobs")).to_have_count(1, timeout=30_000)
     page.screenshot(path=str(shots / "2-dataset.png"), full_page=True)
     assert (workspace / "datasets" / "walk").is_dir()
 

@@ -475,6 +475,7 @@ DATA_WIDGETS = {
     "dg_phy_load_min": (GenerationConfig, "phy_load", {"index": 0}),
     "dg_phy_load_max": (GenerationConfig, "phy_load", {"index": 1}),
     "dg_phy_gnb": (GenerationConfig, "phy_gnb_antennas"), "dg_phy_ue": (GenerationConfig, "phy_ue_antennas"),
+    "dg_phy_rrc": (GenerationConfig, "phy_rrc_period"),
     "dg_timing_maps": (GenerationConfig, "timing_maps"), "dg_timing_factor": (GenerationConfig, "timing_map_factor"),
 }
 TRAIN_WIDGETS = {

@@ -135,6 +135,7 @@ with tab_gen:
                               label="Cell load, max")
             gnb_ant = number(c[2], ds.GenerationConfig, "phy_gnb_antennas", key="dg_phy_gnb")
             ue_ant = number(c[3], ds.GenerationConfig, "phy_ue_antennas", key="dg_phy_ue")
+            rrc_period = number(st.columns(4)[0], ds.GenerationConfig, "phy_rrc_period", key="dg_phy_rrc")
         with st.expander("ToA/AoA maps"):
             c = st.columns(4)
             timing_maps = toggle(c[0], ds.GenerationConfig, "timing_maps", key="dg_timing_maps")
@@ -154,7 +155,8 @@ with tab_gen:
                     survey=survey, drone_altitude_m=float(drone_alt), drone_spacing_m=float(drone_spacing),
                     drone_points=int(drone_points), phy=phy_on, phy_scs_khz=int(scs), phy_n_rb=int(n_rb),
                     phy_beams=int(beams), phy_load=(float(load_min), float(load_max)),
-                    phy_gnb_antennas=int(gnb_ant), phy_ue_antennas=int(ue_ant), iq=iq, iq_waveform=iq_waveform,
+                    phy_gnb_antennas=int(gnb_ant), phy_ue_antennas=int(ue_ant),
+                    phy_rrc_period=int(rrc_period), iq=iq, iq_waveform=iq_waveform,
                     iq_bandwidth_hz=float(iq_bandwidth), timing_maps=timing_maps,
                     timing_map_factor=int(timing_factor),
                 )
