@@ -170,8 +170,26 @@ def sinr_db(rsrp: np.ndarray, load: np.ndarray, *, noise_per_re_dbm: float) -> n
         return np.where(own > 0, 10.0 * np.log10(np.maximum(own, 1e-300) / interference), np.nan)
 
 
+def band_levels(rsrp: np.ndarray, load: np.ndarray, freqs: np.ndarray, *, noise_per_re_dbm: float,
+                n_rb: int) -> tuple[np.ndarray, np.ndarray]:
+    """RSSI of each cell's band and SINR of each cell [..., S], only cells of the same carrier counting.
+
+    ``freqs`` [S] is each cell's carrier; with one carrier this is :func:`rssi_dbm` (broadcast over the
+    cells) and :func:`sinr_db` themselves.
+    """
+    rsrp = np.asarray(rsrp, dtype=np.float64)
+    rssi_cell = np.full(rsrp.shape, np.nan)
+    sinr = np.full(rsrp.shape, np.nan)
+    for freq in np.unique(freqs):
+        on = freqs == freq
+        band = rsrp if on.all() else np.where(on, rsrp, np.nan)
+        rssi_cell[..., on] = rssi_dbm(band, load, noise_per_re_dbm=noise_per_re_dbm, n_rb=n_rb)[..., None]
+        sinr[..., on] = sinr_db(band, load, noise_per_re_dbm=noise_per_re_dbm)[..., on]
+    return rssi_cell, sinr
+
+
 def sinr_map_db(path_gain_db: np.ndarray, tx_power_dbm: np.ndarray, load: np.ndarray, *, numerology: Numerology,
-                noise_figure_db: float) -> np.ndarray:
+                noise_figure_db: float, freq_hz: np.ndarray | None = None) -> np.ndarray:
     """SINR map of every cell [S, ny, nx] from its path-gain map, as :func:`sinr_db` makes a report's SINR.
 
     Each map cell is a device there: the cell's RSRP from its transmit power and path gain
@@ -187,10 +205,17 @@ def sinr_map_db(path_gain_db: np.ndarray, tx_power_dbm: np.ndarray, load: np.nda
         Share of data resource elements in use per cell, 0..1.
     numerology : Numerology
     noise_figure_db : float
+    freq_hz : ndarray [S], optional
+        Carrier of each cell: only cells of the same band interfere (default: all on one band).
     """
     rx = np.asarray(path_gain_db, dtype=np.float64) + np.asarray(tx_power_dbm, dtype=np.float64)[:, None, None]
     rsrp = rsrp_dbm(np.moveaxis(rx, 0, -1), numerology)  # [ny, nx, S]: cells on the last axis, as in reports
-    sinr = sinr_db(rsrp, np.asarray(load, dtype=np.float64), noise_per_re_dbm=numerology.noise_per_re_dbm(noise_figure_db))
+    noise_re = numerology.noise_per_re_dbm(noise_figure_db)
+    if freq_hz is None or len(np.unique(freq_hz)) == 1:
+        sinr = sinr_db(rsrp, np.asarray(load, dtype=np.float64), noise_per_re_dbm=noise_re)
+    else:
+        _, sinr = band_levels(rsrp, np.asarray(load, dtype=np.float64), np.asarray(freq_hz, dtype=np.float64),
+                              noise_per_re_dbm=noise_re, n_rb=numerology.n_rb)
     return np.moveaxis(sinr, -1, 0).astype(np.float32)
 
 
@@ -410,7 +435,7 @@ def link_channel(a: np.ndarray, tau: np.ndarray, valid: np.ndarray, u_t: np.ndar
     return LinkChannel(beam_gain, eig, arrival)
 
 
-def doppler_hz(velocity_m_s: np.ndarray, arrival_dir: np.ndarray, *, freq_hz: float) -> np.ndarray:
+def doppler_hz(velocity_m_s: np.ndarray, arrival_dir: np.ndarray, *, freq_hz: float | np.ndarray) -> np.ndarray:
     """Doppler shift of the strongest path, ``v · u / λ`` (positive when moving towards the source)."""
     return (np.asarray(velocity_m_s) * np.asarray(arrival_dir)).sum(-1) * freq_hz / SPEED_OF_LIGHT_M_S
 
@@ -596,7 +621,7 @@ def hold_rrc(reports: PhyReports, present: np.ndarray, *, period: int) -> PhyRep
 
 def phy_reports(*, rx_power_dbm: np.ndarray, load: np.ndarray, channel: LinkChannel, velocity_m_s: np.ndarray,
                 present: np.ndarray, numerology: Numerology, noise_figure_db: float, setup: ArraySetup,
-                freq_hz: float, neighbours: int = 8, top_beams: int = 4,
+                freq_hz: float | np.ndarray, neighbours: int = 8, top_beams: int = 4,
                 rrc_period: int = RRC_PERIOD_REPORTS) -> PhyReports:
     """PHY/MAC reports of every cell at every step.
 
@@ -612,20 +637,25 @@ def phy_reports(*, rx_power_dbm: np.ndarray, load: np.ndarray, channel: LinkChan
     velocity_m_s : ndarray [n, T, 3]
     present : ndarray [n, T, S] bool
         Where a report is made; every field is masked elsewhere.
+    freq_hz : float or ndarray [S]
+        Carrier of every cell (Doppler); cells on different carriers neither add to each other's RSSI
+        nor interfere (a multi-band scene's co-sited cells).
     rrc_period : int
         RRC fields refreshed every this many reports and held in between (:func:`hold_rrc`; 1: every report).
     """
     load = load[:, None, :] if load.ndim == 2 else load
     noise_re = numerology.noise_per_re_dbm(noise_figure_db)
     rsrp = rsrp_dbm(rx_power_dbm, numerology)
-    rssi = rssi_dbm(rsrp, load, noise_per_re_dbm=noise_re, n_rb=numerology.n_rb)
-    rsrq = rsrq_db(rsrp, rssi[..., None], n_rb=numerology.n_rb)
-    sinr = sinr_db(rsrp, load, noise_per_re_dbm=noise_re)
+    freqs = np.broadcast_to(np.asarray(freq_hz, dtype=np.float64), rsrp.shape[-1:])
+    rssi_cell, sinr = band_levels(rsrp, load, freqs, noise_per_re_dbm=noise_re, n_rb=numerology.n_rb)
+    rsrq = rsrq_db(rsrp, rssi_cell, n_rb=numerology.n_rb)
     cqi = cqi_from_sinr(sinr)
     ri = rank_indicator(channel.eig, sinr, gnb_antennas=setup.gnb_antennas)
     beam_id, beam_rsrp, top_ids, top_rsrp = _beam_reports(rsrp, channel.beam_gain, top_beams)
-    doppler = doppler_hz(velocity_m_s[:, :, None, :], channel.arrival_dir, freq_hz=freq_hz)
+    doppler = doppler_hz(velocity_m_s[:, :, None, :], channel.arrival_dir, freq_hz=freqs)
     serving_cell, a3, a5 = serving_along(rsrp, present.any(-1))
+    # the device's RSSI: over the serving cell's band (one band: the only one)
+    rssi = np.take_along_axis(rssi_cell, np.maximum(serving_cell, 0)[..., None], -1)[..., 0]
     serving, neighbour_rank = _cell_ranks(rsrp, serving_cell, neighbours)
 
     def num(x: np.ndarray, step: float, bounds: tuple[float, float] | None = None) -> np.ndarray:

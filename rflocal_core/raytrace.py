@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -437,9 +437,9 @@ def path_batch_task(workspace: str, name: str, positions_m: np.ndarray, options:
     its next batch.
     """
     with settings.use_workspace(workspace):
-        scene = _worker_scene(name, ("paths",), lambda: load_rt_scene(name))
+        scenes = _worker_scene(name, ("paths",), lambda: band_scenes(name))
         with _reproducible_threads(enabled=True):
-            return compute_paths(scene, positions_m, **options)
+            return compute_band_paths(scenes, positions_m, **options)
 
 
 def drone_paths_task(workspace: str, name: str, waypoint: dict[str, Any], positions_m: np.ndarray,
@@ -512,6 +512,8 @@ def _solve_sites(solver: Any, scene: Any, sites: list[dict[str, Any]], *, center
         if k > 0:
             scene.remove(str(sites[k - 1]["id"]))
             add_site(scene, site)
+        if float(scene.frequency[0]) != float(site["freq_hz"]):  # a cell on another band: materials at its carrier
+            scene.frequency = float(site["freq_hz"])
         rm = solver(
             scene,
             center=[float(center_m[0]), float(center_m[1]), float(plane_height_m)],
@@ -647,6 +649,76 @@ def compute_paths(
             on_batch(stop, n)
     return PathFeatures(out["toa_ns"], out["aoa_deg"], los, out["delay_spread_ns"], out["path_gain_db"], kept,
                         _concat_channels(channels))
+
+
+@dataclass(frozen=True)
+class BandScene:
+    """The Sionna scene of one carrier: its cells as transmitters, ``scene.frequency`` at the carrier.
+
+    Attributes
+    ----------
+    freq_hz : float
+    columns : ndarray [k] int
+        Indices of those cells among all the sites.
+    scene : sionna.rt.Scene
+    num_sites : int
+        How many sites in all (the width of merged results).
+    """
+
+    freq_hz: float
+    columns: np.ndarray
+    scene: Any
+    num_sites: int
+
+
+def band_scenes(name: str, *, sites: list[dict[str, Any]] | None = None) -> list[BandScene]:
+    """One scene per carrier of ``sites`` (default the scene's): a scene traces at one frequency.
+
+    A scene of one band gives one :class:`BandScene` with every site, as :func:`load_rt_scene` did.
+    """
+    sites = load_scene_meta(name)["sites"] if sites is None else sites
+    groups: dict[float, list[int]] = {}
+    for k, site in enumerate(sites):
+        groups.setdefault(float(site["freq_hz"]), []).append(k)
+    return [BandScene(freq, np.asarray(cols), load_rt_scene(name, sites=[sites[k] for k in cols]), len(sites))
+            for freq, cols in groups.items()]
+
+
+def compute_band_paths(scenes: list[BandScene], positions_m: np.ndarray, *, phy: PhySpec | None = None,
+                       **options: Any) -> PathFeatures:
+    """:func:`compute_paths` at every band's scene, merged into one [num_positions, num_sites] result.
+
+    Each band is traced at its own carrier (materials and path gains at that frequency); one band
+    is :func:`compute_paths` itself.
+    """
+    parts = []
+    for band in scenes:
+        sub = None if phy is None else replace(phy, sectors=[phy.sectors[k] for k in band.columns])
+        parts.append(compute_paths(band.scene, positions_m, phy=sub, **options))
+    if len(scenes) == 1 and len(scenes[0].columns) == scenes[0].num_sites:
+        return parts[0]
+    return merge_band_paths(parts, [b.columns for b in scenes], scenes[0].num_sites)
+
+
+def merge_band_paths(parts: list[PathFeatures], columns: list[np.ndarray], num_sites: int) -> PathFeatures:
+    """The per-band results ``parts`` (sites ``columns`` of each) as one over ``num_sites`` sites."""
+
+    def merged(arrays: list[np.ndarray], fill: Any) -> np.ndarray:
+        tail = tuple(max(a.shape[k] for a in arrays) for k in range(2, arrays[0].ndim))
+        out = np.full((arrays[0].shape[0], num_sites, *tail), fill, dtype=arrays[0].dtype)
+        for a, cols in zip(arrays, columns):
+            out[(slice(None), cols, *(slice(0, w) for w in a.shape[2:]))] = a
+        return out
+
+    first = parts[0]
+    fields = {key: merged([getattr(p, key) for p in parts], -1 if key == "los" else np.nan)
+              for key in ("toa_ns", "aoa_deg", "los", "delay_spread_ns", "path_gain_db")}
+    taps = None if first.taps is None else PathTaps(
+        *(merged([getattr(p.taps, key) for p in parts], 0.0 if key.startswith("gain") else np.nan)
+          for key in ("gain_re", "gain_im", "delay_ns", "direction")))
+    channel = None if first.channel is None else LinkChannel(
+        *(merged([getattr(p.channel, key) for p in parts], np.nan) for key in ("beam_gain", "eig", "arrival_dir")))
+    return PathFeatures(**fields, taps=taps, channel=channel)
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,7 @@ def test_layout_shapes_and_attributes(ws: Path) -> None:
     shapes = {
         "scene_idx": (N,), "pos_m": (N, T, 3), "latlon": (N, T, 2), "t_s": (N, T), "step_mask": (N, T),
         "node_pos_m": (N, S, 3), "node_mask": (N, S), "tx_power_dbm": (N,), "carrier_hz": (N,),
+        "node_carrier_hz": (N, S),
         **{k: (N, T, S) for k in ("rss_dbm", "snr_db", "toa_ns", "aoa_deg", "delay_spread_ns", "pg_true_db",
                                   "ta", "los")},
         **{f"mask_{k}": (N, T, S) for k in ("rss_dbm", "toa_ns", "ta", "aoa_deg", "snr_db")},

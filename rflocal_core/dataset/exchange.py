@@ -331,11 +331,12 @@ def _site_nodes(group: zarr.Group, frame: LocalFrame, mode: str | None) -> tuple
     site_pos = np.asarray(group["site_pos_m"][...], dtype=np.float64)
     lat, lon = frame.to_latlon(site_pos[:, 0], site_pos[:, 1])
     tx_power = _site_tx_power(group, len(site_ids)) if mode == "ue" else [None] * len(site_ids)
+    carrier = dict(group.attrs).get("site_freq_hz") or [None] * len(site_ids)  # datasets before bands: unknown
     geo = frame.georeferenced
     return tuple(
         Node(site_ids[s], lat=float(lat[s]) if geo else None, lon=float(lon[s]) if geo else None,
              x_m=_short(site_pos[s, 0]), y_m=_short(site_pos[s, 1]), alt_m=_short(site_pos[s, 2]),
-             tx_power_dbm=tx_power[s])
+             tx_power_dbm=tx_power[s], carrier_hz=carrier[s])
         for s in range(len(site_ids))
     )
 
@@ -734,7 +735,7 @@ def _node_attrs(ms: MeasurementSet) -> dict[str, Any]:
 
 
 def _node_row(node: Node) -> dict[str, Any]:
-    keys = ("id", "lat", "lon", "x_m", "y_m", "alt_m", "tx_power_dbm")
+    keys = ("id", "lat", "lon", "x_m", "y_m", "alt_m", "tx_power_dbm", "carrier_hz")
     return {key: getattr(node, key) for key in keys if getattr(node, key) is not None}
 
 
@@ -879,6 +880,10 @@ def _build_arrays(ms: MeasurementSet, frame: LocalFrame, use_xy: bool) -> tuple[
         **{key: a[key] for key in phy},
         **captures,
     }
+    if any(node.carrier_hz is not None for node in ms.nodes):  # each file node's band (mobile slots: unknown)
+        carrier = np.full((n, shape[2]), np.nan)
+        carrier[:, :num_nodes] = [np.nan if node.carrier_hz is None else node.carrier_hz for node in ms.nodes]
+        arrays["node_carrier_hz"] = carrier
     if phy:  # where a report carries any PHY/MAC field, as generated datasets' phy_mask
         arrays["phy_mask"] = np.any([a[k] >= 0 if a[k].dtype.kind == "i" else np.isfinite(a[k]) for k in phy], 0)
     # As for generated datasets: the mean number of node slots with an RSS report per sample.

@@ -51,6 +51,7 @@ from rflocal_core.errors import DatasetExistsError, InvalidInputError
 from rflocal_core.geo import LocalFrame
 from rflocal_core.phy import PhyReports
 from rflocal_core.progress import ProgressFn, Step, StepProgressFn, as_progress, sub_progress
+from rflocal_core.scene.sites import site_carriers
 from rflocal_core.scene.store import load_scene_meta
 
 #: Receivers per PathSolver call; also the granularity of resuming.
@@ -277,10 +278,18 @@ def _generate_scene(
         t0 = time.perf_counter()
         captures = _iq_captures(maps, motion, features, reps, meta, config, index)
         _add_seconds(seconds, "iq", time.perf_counter() - t0)
+    carriers = site_carriers(meta["sites"])
     return {"scene": scene, "index": index, "mode": mode, "pos": pos, "latlon": np.stack([lat, lon], -1),
             "t_s": motion.t_s, "step_mask": motion.step_mask, "site_pos": site_pos, "node_pos": site_pos[motion.slots],
             "tx_power": motion.emitter_power, "reports": reps, "phy": phy_reps, "iq": captures,
-            "carrier_hz": float(meta["sites"][0]["freq_hz"]) if meta["sites"] else None}
+            # the sample's band when its scene has one; a multi-band scene's bands are per node
+            "carrier_hz": carriers[0] if len(carriers) == 1 else None,
+            "node_carrier": site_freqs(sites)[motion.slots]}
+
+
+def site_freqs(sites: list[dict[str, Any]]) -> np.ndarray:
+    """The carrier of every site (cell) [num_sites], Hz."""
+    return np.array([float(s["freq_hz"]) for s in sites], dtype=np.float64)
 
 
 def _read_maps(group: zarr.Group) -> _SceneMaps:
@@ -320,6 +329,7 @@ def _compute_maps(
         store.write_array(group, key, value)
     store.write_array(group, "site_pos_m", site_pos.astype(np.float32))
     group.attrs.update({"grid": grid.to_dict(), "site_ids": [s["id"] for s in sites], "mode": mode,
+                        "site_freq_hz": site_freqs(sites).tolist(),
                         "survey": config.survey,
                         "waypoint_grid": _waypoint_grid_shape(sites) if drone else None,
                         "frame": meta["frame"], "extent_m": meta["extent_m"], "maps_done": True})
@@ -419,7 +429,7 @@ def _ue_maps(
     rss_map = pg_map + tx[:, None, None]
     sinr = sinr_map_db(pg_map, tx, map_load(config, len(sites)),
                        numerology=Numerology(scs_khz=config.phy_scs_khz, n_rb=config.phy_n_rb),
-                       noise_figure_db=config.noise_figure_db)
+                       noise_figure_db=config.noise_figure_db, freq_hz=site_freqs(sites))
     return rss_map, sinr
 
 
@@ -539,7 +549,7 @@ def _phy_reports(maps: _SceneMaps, motion: _Motion, features: dict[str, np.ndarr
         noise_figure_db=config.noise_figure_db,
         setup=ArraySetup(beams=config.phy_beams, gnb_antennas=config.phy_gnb_antennas,
                          ue_antennas=config.phy_ue_antennas),
-        freq_hz=float(sites[0]["freq_hz"]), neighbours=config.phy_neighbours, top_beams=config.phy_top_beams,
+        freq_hz=site_freqs(sites), neighbours=config.phy_neighbours, top_beams=config.phy_top_beams,
         rrc_period=config.phy_rrc_period)
     if config.dropout > 0:  # each feature of a report missing at random, as the others
         for key in ("rsrq_db", "sinr_db", "beam_rsrp_dbm", "doppler_hz"):
@@ -786,19 +796,20 @@ def _store_batch(paths: zarr.Group, done: np.ndarray, b: int, features: Any) -> 
 def _trace_batches_here(paths: zarr.Group, done: np.ndarray, scene: str, flat: np.ndarray, config: GenerationConfig,
                         report: StepProgressFn, executor: ExecutorConfig, *, phy: Any = None) -> None:
     """The batches not done yet, one after the other in this process (one scene loaded for all)."""
-    from rflocal_core.raytrace import compute_paths, load_rt_scene
+    from rflocal_core.raytrace import band_scenes, compute_band_paths
 
     m, num_batches = len(flat), len(done)
-    rt_scene = None
+    rt_scenes = None
     for b in range(num_batches):
         if done[b]:
             continue
-        if rt_scene is None:
-            rt_scene = load_rt_scene(scene)
+        if rt_scenes is None:
+            rt_scenes = band_scenes(scene)  # one per carrier: each band traced at its own frequency
         stop = min((b + 1) * PATH_BATCH, m)
         report(f"exact paths (Sionna PathSolver) {stop}/{m}", 0.25 + 0.7 * b / max(num_batches, 1),
                step=Step("exact paths", int(done.sum()), num_batches))
-        _store_batch(paths, done, b, compute_paths(rt_scene, flat[b * PATH_BATCH:stop], **_path_options(config, phy)))
+        _store_batch(paths, done, b, compute_band_paths(rt_scenes, flat[b * PATH_BATCH:stop],
+                                                        **_path_options(config, phy)))
 
 
 def _trace_batches_on_ray(paths: zarr.Group, done: np.ndarray, scene: str, flat: np.ndarray,
@@ -926,6 +937,8 @@ def _write_samples(root: zarr.Group, per_scene: list[dict[str, Any]], config: Ge
         # the band of each sample: its scene's carrier (scenes of one city at two bands make a mixed-band dataset)
         "carrier_hz": np.concatenate([np.full(n, np.nan if p["carrier_hz"] is None else p["carrier_hz"])
                                       for p, n in zip(per_scene, n_each)]).astype(np.float64),
+        # the carrier of each node slot (co-sited cells of a multi-band scene are nodes of their own)
+        "node_carrier_hz": np.concatenate([pad(p["node_carrier"], np.nan) for p in per_scene]).astype(np.float64),
         **cat,
         **_phy_samples(per_scene, s_max),
     }

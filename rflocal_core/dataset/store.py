@@ -19,7 +19,9 @@ Layout of ``workspace/datasets/<name>/`` (a Zarr v3 group)::
     samples/                    one row per sample, T report times, S node slots
         scene_idx [N], pos_m [N, T, 3], latlon [N, T, 2], t_s [N, T], step_mask [N, T]
         node_pos_m [N, S, 3], node_mask [N, S], tx_power_dbm [N], carrier_hz [N] (the band of the sample's
-        scene; datasets before it lack it)
+        scene, NaN when the scene carries several; datasets before it lack it), node_carrier_hz [N, S]
+        (the carrier of each node slot: a multi-band scene's co-sited cells are nodes of their own;
+        older datasets lack it)
         rss_dbm, snr_db, toa_ns, aoa_deg, delay_spread_ns, pg_true_db [N, T, S] (NaN: missing)
         ta [N, T, S] (-1: missing), los [N, T, S] (1 LoS, 0 NLoS, -1 unknown)
         mask_rss_dbm, mask_toa_ns, mask_ta, mask_aoa_deg, mask_snr_db [N, T, S] bool (True: present)

@@ -132,14 +132,15 @@ def timing_maps(scene: str, sites: list[dict[str, Any]], grid: Grid, *, factor: 
     batch_size : int
         Nodes per solver call (bounds memory).
     """
-    from rflocal_core.raytrace import compute_paths, load_rt_scene
+    from rflocal_core.raytrace import band_scenes, compute_band_paths
 
     coarse = coarse_grid(grid, factor)
     gx, gy = np.meshgrid(coarse.x_m, coarse.y_m)
     nodes = np.column_stack([gx.ravel(), gy.ravel(), np.full(gx.size, float(plane_height_m))])
     t0 = time.perf_counter()
-    feats = compute_paths(load_rt_scene(scene, sites=sites), nodes, max_depth=max_depth,
-                          samples_per_src=samples_per_src, batch_size=batch_size, seed=seed, diffraction=diffraction)
+    feats = compute_band_paths(band_scenes(scene, sites=sites), nodes, max_depth=max_depth,  # each band at its carrier
+                               samples_per_src=samples_per_src, batch_size=batch_size, seed=seed,
+                               diffraction=diffraction)
     seconds = time.perf_counter() - t0
     shape = (len(sites), coarse.ny, coarse.nx)
     toa, toa_ok = interpolate(feats.toa_ns.T.reshape(shape), factor=factor, shape=(grid.ny, grid.nx))

@@ -96,6 +96,8 @@ LON_RANGE_DEG = (-180.0, 180.0)
 XY_RANGE_M = (-1e7, 1e7)
 ALT_RANGE_M = (-1000.0, 1e5)
 TX_POWER_RANGE_DBM = (-100.0, 100.0)
+#: A node's carrier frequency, Hz (100 MHz to 100 GHz: what RFLocal's scenes trace).
+CARRIER_RANGE_HZ = (1e8, 1e11)
 RSS_RANGE_DBM = (-200.0, 30.0)
 TOA_RANGE_NS = (0.0, 1e7)
 #: Timing-advance index, in units of 16 Ts (LTE / NR).
@@ -144,6 +146,8 @@ FIELDS: dict[str, FieldSpec] = {
     "y_m": FieldSpec("number", XY_RANGE_M, "Scene metres north of the scene's origin (its centre)."),
     "alt_m": FieldSpec("number", ALT_RANGE_M, "Height, metres."),
     "tx_power_dbm": FieldSpec("number", TX_POWER_RANGE_DBM, "Transmit power of the node (ue mode), dBm."),
+    "carrier_hz": FieldSpec("number", CARRIER_RANGE_HZ, "Carrier frequency of the node's cell, Hz: co-sited "
+                                                        "cells on several bands are nodes of their own."),
     "t_s": FieldSpec("number", T_RANGE_S, "Time of the report, seconds (default 0); reports of a node at "
                                           "different times form a sequence."),
     "rss_dbm": FieldSpec("number", RSS_RANGE_DBM, "Received signal strength, dBm."),
@@ -188,7 +192,7 @@ _MEASUREMENT_RANGES: dict[str, tuple[float | None, float | None]] = {
 
 # Allowed keys, in the order they are written.
 TOP_KEYS: tuple[str, ...] = ("format", "mode", "scene", "notes", "nodes", "samples")
-NODE_KEYS: tuple[str, ...] = ("id", "lat", "lon", "x_m", "y_m", "alt_m", "tx_power_dbm", "position")
+NODE_KEYS: tuple[str, ...] = ("id", "lat", "lon", "x_m", "y_m", "alt_m", "tx_power_dbm", "carrier_hz", "position")
 SAMPLE_KEYS: tuple[str, ...] = ("id", "reports", "truth", "sequence")
 POSITION_KEYS: tuple[str, ...] = ("lat", "lon", "x_m", "y_m", "alt_m")
 #: A position field and the one it must come with.
@@ -456,6 +460,8 @@ class Node:
         Antenna height in metres.
     tx_power_dbm : float, optional
         Transmit power (ue mode), in dBm.
+    carrier_hz : float, optional
+        Carrier frequency of the node's cell, Hz (a site with cells on several bands is one node per band).
 
     A node with neither lat/lon nor x_m/y_m has an unknown position (written as
     ``"position": null``): fingerprinting can still use its measurements.
@@ -468,11 +474,13 @@ class Node:
     y_m: float | None = None
     alt_m: float | None = None
     tx_power_dbm: float | None = None
+    carrier_hz: float | None = None
 
     def __post_init__(self) -> None:
         _text(self.id, "id")
         _check_position_fields(self, required=False)
         _set(self, "tx_power_dbm", _opt_field("tx_power_dbm", self.tx_power_dbm))
+        _set(self, "carrier_hz", _opt_field("carrier_hz", self.carrier_hz))
 
     @property
     def has_position(self) -> bool:
@@ -1065,7 +1073,8 @@ def _parse_node(raw: Any, path: str) -> Node:
     elif not coords:
         msg = 'expected lat/lon or x_m/y_m, or "position": null if the node\'s position is unknown, got neither'
         raise MeasurementFormatError(msg, path=path)
-    return _build(Node, path, id=raw["id"], tx_power_dbm=raw.get("tx_power_dbm"), **_position_fields(raw))
+    return _build(Node, path, id=raw["id"], tx_power_dbm=raw.get("tx_power_dbm"), carrier_hz=raw.get("carrier_hz"),
+                  **_position_fields(raw))
 
 
 def _parse_sample(
@@ -1336,7 +1345,7 @@ def _present(obj: Any, keys: tuple[str, ...]) -> dict[str, Any]:
 
 def _node_dict(node: Node) -> dict[str, Any]:
     out: dict[str, Any] = {"id": node.id}
-    out.update(_present(node, ("lat", "lon", "x_m", "y_m", "alt_m", "tx_power_dbm")))
+    out.update(_present(node, ("lat", "lon", "x_m", "y_m", "alt_m", "tx_power_dbm", "carrier_hz")))
     if not node.has_position:
         out["position"] = None
     return out

@@ -123,7 +123,7 @@ def _defs() -> dict[str, Any]:
         'A known node (base station, gateway, receiver). A node whose position is unknown says so with '
         '"position": null.', NODE_KEYS,
         {"id": {"description": "Unique among nodes (not checked by this schema).", **text},
-         **position_props, "tx_power_dbm": _ref("tx_power_dbm"),
+         **position_props, "tx_power_dbm": _ref("tx_power_dbm"), "carrier_hz": _ref("carrier_hz"),
          "position": {"description": "Only null: the node's position is unknown.", "type": "null"}},
         required=["id"],
         allOf=[_ref("position_rules"),

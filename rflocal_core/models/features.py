@@ -379,15 +379,26 @@ def token_width(frame: str, *, phy: bool = False, band: bool = False) -> int:
     return len(token_columns(frame)) + (len(PHY_COLUMNS) if phy else 0) + (len(BAND_COLUMNS) if band else 0)
 
 
-def band_token_columns(x: Inputs) -> np.ndarray:
-    """[N, S, 2] float32: each sample's band (:data:`BAND_COLUMNS`) on every slot, 0 where unknown."""
-    n = x.node_mask.shape[0]
+def node_carriers(x: Inputs) -> np.ndarray:
+    """[N, S] carrier of every slot, Hz (NaN: unknown): the node's own (multi-band scenes, files with
+    ``carrier_hz``), else its sample's band."""
+    n, s = x.node_mask.shape
     carrier = np.full(n, np.nan) if x.carrier_hz is None else np.asarray(x.carrier_hz, dtype=np.float64)
-    ok = (np.isfinite(carrier) & (carrier > 0))[:, None] & x.node_mask
+    out = np.broadcast_to(carrier[:, None], (n, s))
+    if x.node_carrier_hz is not None:
+        own = np.asarray(x.node_carrier_hz, dtype=np.float64)
+        out = np.where(np.isfinite(own), own, out)
+    return out
+
+
+def band_token_columns(x: Inputs) -> np.ndarray:
+    """[N, S, 2] float32: each slot's band (:data:`BAND_COLUMNS`), 0 where unknown."""
+    carrier = node_carriers(x)
+    known = np.isfinite(carrier) & (carrier > 0)
+    ok = known & x.node_mask
     with np.errstate(invalid="ignore", divide="ignore"):
-        value = np.clip(np.log2(np.where(np.isfinite(carrier) & (carrier > 0), carrier, BAND_REF_HZ) / BAND_REF_HZ)
-                        / 3.0, -2.0, 2.0)
-    return np.stack([value[:, None] * ok, ok], -1).astype(np.float32)
+        value = np.clip(np.log2(np.where(known, carrier, BAND_REF_HZ) / BAND_REF_HZ) / 3.0, -2.0, 2.0)
+    return np.stack([value * ok, ok], -1).astype(np.float32)
 
 
 def make_batch(x: Inputs, spec: FeatureSpec, *, unknown_nodes: str = "allow") -> Batch:

@@ -119,6 +119,9 @@ class Inputs:
     carrier_hz : ndarray [N], optional
         The band of each sample (its scene's carrier; a dataset may mix bands); None when the
         dataset does not say (imports, datasets before it).
+    node_carrier_hz : ndarray [N, S], optional
+        The carrier of each node slot (NaN: unknown): a multi-band scene's co-sited cells, or an
+        imported file's nodes with ``carrier_hz``; None when the dataset does not say.
     """
 
     dataset: str
@@ -152,6 +155,7 @@ class Inputs:
     iq_t0_s: np.ndarray | None = None
     iq_sample_rate_hz: float = float("nan")
     carrier_hz: np.ndarray | None = None
+    node_carrier_hz: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -172,6 +176,8 @@ class Inputs:
             steps["phy"] = self.phy[rows]
         if self.carrier_hz is not None:
             steps["carrier_hz"] = self.carrier_hz[rows]
+        if self.node_carrier_hz is not None:
+            steps["node_carrier_hz"] = self.node_carrier_hz[rows]
         steps.update({f: getattr(self, f)[rows] for f in self.IQ_FIELDS if getattr(self, f) is not None})
         return replace(self, **{f: getattr(self, f)[rows] for f in self.SLOT_FIELDS + self.SAMPLE_FIELDS}, **steps)
 
@@ -186,6 +192,8 @@ class Inputs:
         steps = {} if self.rss_steps_dbm is None else {"rss_steps_dbm": self.rss_steps_dbm[:, :, sel]}
         if self.phy is not None:
             steps["phy"] = self.phy[:, sel]
+        if self.node_carrier_hz is not None:
+            steps["node_carrier_hz"] = self.node_carrier_hz[:, sel]
         steps.update({f: getattr(self, f)[:, sel] for f in self.IQ_FIELDS if getattr(self, f) is not None})
         return replace(self, fixed_slots=fixed, **{f: getattr(self, f)[:, sel] for f in self.SLOT_FIELDS}, **steps)
 
@@ -306,6 +314,7 @@ def load_inputs(dataset: str, split: str, *, with_maps: bool = True, max_steps: 
         **_read_captures(g, idx, steps["last"]),
         phy=_read_phy(g, read, steps["last"]),
         carrier_hz=np.asarray(read("carrier_hz"), dtype=np.float64) if "carrier_hz" in g else None,
+        node_carrier_hz=np.asarray(read("node_carrier_hz"), dtype=np.float64) if "node_carrier_hz" in g else None,
     )
 
 

@@ -102,6 +102,7 @@ from torch import nn
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.features import (
     AGE_SCALE_S,
+    BAND_COLUMNS,
     NODE_Z_SCALE_M,
     TOKEN_COLUMNS,
     TX_SCALE_DBM,
@@ -119,7 +120,16 @@ from rflocal_core.models.maps import (
     rss_unit_to_dbm,
     unit_to_pg_db,
 )
-from rflocal_core.models.nets import LocNet, NetConfig, SetNetConfig, check_encoder, gaussian_beta_nll, mlp, sinusoidal
+from rflocal_core.models.nets import (
+    LocNet,
+    NetConfig,
+    SetNetConfig,
+    band_feature_option,
+    check_encoder,
+    gaussian_beta_nll,
+    mlp,
+    sinusoidal,
+)
 from rflocal_core.models.registry import register
 from rflocal_core.options import option, redefault
 
@@ -198,6 +208,9 @@ class MapFormerConfig(MapFrameConfig):
         +-map_scale about the square's centre (0 disables).
     use_map_channels : bool
         The map-channel stream (SINR, ToA and AoA maps per site; zeros where a dataset has none).
+    band_feature : bool
+        Each token's band (its node's carrier: a multi-band scene's co-sited cells, or the sample's
+        band) as two token columns, as setnet's (masked where a dataset does not say).
     """
 
     node_dropout: tuple[float, ...] = redefault(NetConfig, "node_dropout", (0.0, 0.1, 0.2))
@@ -224,6 +237,7 @@ class MapFormerConfig(MapFrameConfig):
     map_rotation_deg: float = option(5.0, lo=0.0, hi=45.0, unit="deg", help="training: random map rotation")
     map_scale: float = option(0.05, lo=0.0, hi=0.5, help="training: random map scaling")
     use_map_channels: bool = option(False, help="the SINR/ToA/AoA map stream (datasets generated with timing_maps)")
+    band_feature: bool = band_feature_option()
 
     def window_cells(self) -> int:
         return int(self.map_res)
@@ -497,7 +511,8 @@ class MapFormer(LocNet):
         super().__init__(config, vocab_size=vocab_size)
         c = config
         d = c.d_model
-        self.token_mlp = mlp([4 * c.pe_freqs + len(TOKEN_COLUMNS), 2 * d, d])
+        self.token_mlp = mlp([4 * c.pe_freqs + len(TOKEN_COLUMNS) + (len(BAND_COLUMNS) if c.band_feature else 0),
+                              2 * d, d])
         self.node_embedding = nn.Embedding(vocab_size + 1, d, padding_idx=0)
         nn.init.normal_(self.node_embedding.weight, std=0.02)
         with torch.no_grad():

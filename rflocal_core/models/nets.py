@@ -152,8 +152,10 @@ def phy_features_option() -> Any:
 
 
 def band_feature_option() -> Any:
-    """The ``band_feature`` option of ``setnet`` and ``heimdall``: each sample's band as a token feature (issue 18)."""
-    return option(False, help="the band of each sample (its carrier, for datasets that mix bands) as a token feature")
+    """The ``band_feature`` option of ``setnet``, ``heimdall`` and ``mapformer``: each token's band as a feature
+    (issue 18)."""
+    return option(False, help="the band of each token (its node's carrier, else its sample's: datasets that mix "
+                              "bands) as a token feature")
 
 
 def check_encoder(config: Any) -> None:

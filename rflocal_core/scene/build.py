@@ -232,13 +232,14 @@ def _assign_building_materials(config: SceneConfig, buildings: list[fp.Building]
     for b, name in zip(buildings, names):
         b.material = name
     lo, hi = config.materials.valid_freq_range_ghz({row.get("itu_type") for row in table if row["kind"] == "itu"})
-    freq_ghz = config.sites.freq_hz / 1e9
-    if not lo <= freq_ghz <= hi:
-        msg = (
-            f"sites.freq_hz: {config.sites.freq_hz:.4g} Hz is outside [{lo:g}, {hi:g}] GHz, where the ITU "
-            "models of the chosen materials are defined; pick another frequency or materials"
-        )
-        raise InvalidInputError(msg)
+    field = "sites.bands" if config.sites.multiband else "sites.freq_hz"
+    for freq in config.sites.carriers:  # materials must be defined at every band a cell transmits on
+        if not lo <= freq / 1e9 <= hi:
+            msg = (
+                f"{field}: {freq:.4g} Hz is outside [{lo:g}, {hi:g}] GHz, where the ITU "
+                "models of the chosen materials are defined; pick another frequency or materials"
+            )
+            raise InvalidInputError(msg)
     return table
 
 

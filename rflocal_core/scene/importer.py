@@ -225,7 +225,8 @@ def import_scene(config: SceneImportConfig, *, progress: ProgressFn | None = Non
         copied = copy_meshes(xml, tmp)
         write_xml(xml, tmp)
         report("loading with Sionna RT", 0.15)
-        objects, info, tris, ground, shift = _load_and_level(xml, tmp, config.sites.freq_hz, warnings)
+        objects, info, tris, ground, shift = _load_and_level(xml, tmp, config.sites.carriers if config.sites.multiband
+                                                                    else config.sites.freq_hz, warnings)
         extent = _check_extent(ground.extent, xml.path.name)
         report("rasterizing roofs", 0.5)
         raster = rasterize_top(tris, ~ground.mask, extent, config.raster_cell_m)
@@ -261,7 +262,7 @@ def import_scene(config: SceneImportConfig, *, progress: ProgressFn | None = Non
     )
 
 
-def _load_and_level(xml: XmlScene, folder: Path, freq_hz: float,
+def _load_and_level(xml: XmlScene, folder: Path, freq_hz: float | tuple[float, ...],
                     warnings: list[str]) -> tuple[list[MeshObject], dict[str, Any], Triangles, Ground, float]:
     """Load the copied scene, find its ground and move it to z = 0 (XML and triangles); return the shift."""
     objects, info = load_objects(folder / "scene.xml", freq_hz)
@@ -349,8 +350,11 @@ def _check_custom_sites(sites: SiteConfig, *, georeferenced: bool) -> None:
 # --------------------------------------------------------------------------- Sionna
 
 
-def load_objects(xml_path: Path, freq_hz: float) -> tuple[list[MeshObject], dict[str, Any]]:
-    """Load the scene with Sionna RT (one object per shape) and return its triangles and materials."""
+def load_objects(xml_path: Path, freq_hz: float | tuple[float, ...]) -> tuple[list[MeshObject], dict[str, Any]]:
+    """Load the scene with Sionna RT (one object per shape) and return its triangles and materials.
+
+    ``freq_hz``: the carrier, or every band of a multi-band scene (each one checked against the materials).
+    """
     from rflocal_core.backend import ensure_backend
 
     ensure_backend()
@@ -362,11 +366,13 @@ def load_objects(xml_path: Path, freq_hz: float) -> tuple[list[MeshObject], dict
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         msg = f"scene_xml: Sionna RT cannot load the scene: {first[:400]}"
         raise SceneImportError(msg) from None
-    try:
-        scene.frequency = float(freq_hz)
-    except ValueError as exc:
-        msg = f"sites.freq_hz: {freq_hz:.4g} Hz: {exc}; {_itu_ranges(scene)}"
-        raise InvalidInputError(msg) from None
+    for freq in (freq_hz,) if isinstance(freq_hz, (int, float)) else freq_hz:  # materials defined at every band
+        try:
+            scene.frequency = float(freq)
+        except ValueError as exc:
+            field = "sites.freq_hz" if isinstance(freq_hz, (int, float)) else "sites.bands"
+            msg = f"{field}: {freq:.4g} Hz: {exc}; {_itu_ranges(scene)}"
+            raise InvalidInputError(msg) from None
     objects, materials = [], {}
     for name, obj in scene.objects.items():
         mesh = obj.mi_mesh
@@ -454,7 +460,9 @@ def _sites_on_surfaces(sites: list[dict[str, Any]], raster: RoofRaster, ground_z
     height may be lower; sloped roofs, edges). Ground: above the ground's cell (a terrain).
     """
     top = np.where(np.isfinite(raster.top_z_m), raster.top_z_m, -np.inf)
-    for i, site in enumerate(sites):
+    masts = list(dict.fromkeys(s.get("mast", s["id"]) for s in sites))  # co-sited band cells share a mast
+    for site in sites:
+        i = masts.index(site.get("mast", site["id"]))
         above = config.custom[i].height_m if config.placement == "custom" else config.height_m
         iy, ix = raster.cell_of(site["x_m"], site["y_m"])
         if site["mount"] == "rooftop":

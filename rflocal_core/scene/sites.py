@@ -44,16 +44,46 @@ class CustomSite:
     height_m: float = 10.0
     mount: str = "ground"
     id: str | None = None
+    bands: tuple[float, ...] | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, index: int) -> CustomSite:
-        known = {"x_m", "y_m", "lat", "lon", "height_m", "mount", "id"}
+        known = {"x_m", "y_m", "lat", "lon", "height_m", "mount", "id", "bands"}
         unknown = set(data) - known
         if unknown:
             msg = f"sites[{index}]: unknown field(s) {sorted(unknown)}; expected some of {sorted(known)}"
             raise InvalidInputError(msg)
         clean = {k: (None if _missing(v) else v) for k, v in data.items()}
+        if clean.get("bands") is not None:
+            clean["bands"] = parse_bands(clean["bands"], field=f"sites[{index}].bands")
         return cls(**clean)
+
+
+def parse_bands(value: Any, *, field: str = "sites.bands") -> tuple[float, ...]:
+    """Carriers in Hz from a list or a comma-separated text (``"3.5e9,28e9"``), each checked, none twice.
+
+    Raises
+    ------
+    InvalidInputError
+        Naming ``field``, the value and the range ([1e8, 1e11] Hz).
+    """
+    items = str(value).split(",") if isinstance(value, str) else list(value)
+    try:
+        bands = tuple(float(v) for v in items if not (isinstance(v, str) and not v.strip()))
+    except (TypeError, ValueError):
+        msg = f"{field}: expected comma-separated carriers in Hz (e.g. 3.5e9,28e9), got {value!r}"
+        raise InvalidInputError(msg) from None
+    for k, f in enumerate(bands):
+        check_number(f"{field}[{k}]", f, 1e8, 1e11, "Hz")
+    if len(set(bands)) != len(bands):
+        msg = f"{field}: expected distinct carriers, got {list(bands)}"
+        raise InvalidInputError(msg)
+    return bands
+
+
+def band_label(freq_hz: float) -> str:
+    """A short name of a carrier for cell ids: ``3.5e9`` -> ``"3.5G"``, ``868e6`` -> ``"868M"``."""
+    return f"{freq_hz / 1e9:g}G" if freq_hz >= 1e9 else f"{freq_hz / 1e6:g}M"
 
 
 @dataclass(frozen=True)
@@ -106,6 +136,9 @@ class SiteConfig:
                                        help="sector bearing, clockwise from north")
     downtilt_deg: float = option(6.0, lo=-90.0, hi=90.0, unit="degrees", label="Downtilt (°)",
                                  help="downtilt below the horizon")
+    bands: tuple[float, ...] = option((), lo=1e8, hi=1e11, unit="Hz", label="Bands (Hz)", check=False,
+                                      help="carriers of every site, one cell per site and band (e.g. 3.5e9,28e9; "
+                                           "empty: one cell at freq_hz)")
     custom: tuple[CustomSite, ...] = field(default_factory=tuple)
     seed: int = seed_option(settings.scene_seed, flag="site-seed",
                             help="seed of random and rooftop placement (when not given: --seed)")
@@ -116,6 +149,23 @@ class SiteConfig:
         if self.placement == "custom" and not self.custom:
             msg = "sites.custom: placement 'custom' needs at least one site, got none"
             raise InvalidInputError(msg)
+        object.__setattr__(self, "bands", parse_bands(self.bands))
+
+    def site_bands(self, index: int) -> tuple[float, ...]:
+        """The carriers of site ``index``: its own list (custom sites), else :attr:`bands`, else ``(freq_hz,)``."""
+        own = self.custom[index].bands if self.placement == "custom" and index < len(self.custom) else None
+        return tuple(own) if own else (self.bands or (self.freq_hz,))
+
+    @property
+    def carriers(self) -> tuple[float, ...]:
+        """Every carrier some site of this configuration transmits on, ascending."""
+        count = len(self.custom) if self.placement == "custom" else self.count
+        return tuple(sorted({f for i in range(count) for f in self.site_bands(i)}))
+
+    @property
+    def multiband(self) -> bool:
+        """Whether sites carry cells on their own band lists (``bands`` or a custom site's ``bands``)."""
+        return bool(self.bands) or (self.placement == "custom" and any(c.bands for c in self.custom))
 
 
 #: A site placed in the scene, before its record: x, y, z (m), mount, and the building it stands on.
@@ -143,11 +193,28 @@ def place_sites(
         placed = [_custom_site(site, i, buildings, tree, extent, frame) for i, site in enumerate(config.custom)]
 
     records = [_site_record(config, i, site, extent, frame) for i, site in enumerate(placed)]
+    if config.multiband:
+        records = band_cells(records, [config.site_bands(i) for i in range(len(records))])
     ids = [r["id"] for r in records]
     if len(set(ids)) != len(ids):
         msg = f"sites: duplicate site ids {sorted({i for i in ids if ids.count(i) > 1})}; expected unique ids"
         raise InvalidInputError(msg)
     return records
+
+
+def band_cells(records: list[dict[str, Any]], bands: list[tuple[float, ...]]) -> list[dict[str, Any]]:
+    """One cell record per site and band: id ``"<site>/<band>"`` (``site-0/28G``), ``mast`` the site's id.
+
+    Each cell is a node of its own, with the site's position and antenna and its own carrier
+    (``freq_hz``): a network's co-sited cells on several bands.
+    """
+    return [{**r, "id": f"{r['id']}/{band_label(f)}", "mast": r["id"], "freq_hz": float(f)}
+            for r, fs in zip(records, bands) for f in fs]
+
+
+def site_carriers(sites: list[dict[str, Any]]) -> list[float]:
+    """The distinct carriers (``freq_hz``) of site records, in the order they first appear."""
+    return list(dict.fromkeys(float(s["freq_hz"]) for s in sites))
 
 
 def _building_at(tree: shapely.STRtree | None, buildings: list[Building], x: float, y: float) -> Building | None:

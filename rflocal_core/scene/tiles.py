@@ -256,9 +256,15 @@ def _kept_differences(meta: dict[str, Any], config: TilesConfig, kind: str, what
         diffs = [] if source.get("file") == file else [f"source {source.get('file')!r} (asked {file!r})"]
     have = meta.get("site_config") or {}
     for key, value in asdict(config.sites).items():
-        if key not in ("count", "seed", "custom") and have.get(key) != value:
+        had = have.get(key, () if key == "bands" else None)  # scenes from before bands: one carrier
+        if key not in ("count", "seed", "custom") and _same(had) != _same(value):
             diffs.append(f"sites.{key} {have.get(key)!r} (asked {value!r})")
     return diffs
+
+
+def _same(value: Any) -> Any:
+    """A site option as compared: lists (from JSON) and tuples alike."""
+    return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
 def _build_tile(config: TilesConfig, index: int, name: str, kind: str, what: Any, user: User) -> None:

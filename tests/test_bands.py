@@ -1,0 +1,181 @@
+"""One scene with several bands (issue 18): a cell per site and band, maps and paths traced at each carrier,
+the carrier in the dataset, in measurement files and in the models' tokens."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rflocal_core.errors import InvalidInputError
+from rflocal_core.raytrace import friis_path_gain_db
+from rflocal_core.scene.sites import CustomSite, SiteConfig
+
+LAT0, LON0 = 48.0, 11.0
+BANDS = (3.5e9, 28e9)
+DS = "twoband"
+FREE_SPACE_DB = 20 * math.log10(BANDS[1] / BANDS[0])  # 18.06 dB more loss at 28 GHz
+
+
+def _hut(lat: float, lon: float, side_m: float = 4.0) -> dict:
+    dlat = side_m / 111_320.0
+    dlon = side_m / (111_320.0 * math.cos(math.radians(lat)))
+    ring = [[lon, lat], [lon + dlon, lat], [lon + dlon, lat + dlat], [lon, lat + dlat], [lon, lat]]
+    return {"type": "Feature", "properties": {"height": "6"}, "geometry": {"type": "Polygon", "coordinates": [ring]}}
+
+
+MASTS = (CustomSite(x_m=-20.0, y_m=10.0, height_m=10.0, mount="ground", id="a"),
+         CustomSite(x_m=30.0, y_m=-25.0, height_m=10.0, mount="ground", id="b"))
+
+
+@pytest.fixture(scope="module")
+def bands_ws(tmp_path_factory: pytest.TempPathFactory, workspace_env) -> Path:
+    """A 120 m open scene (two huts in far corners), two masts with a 3.5 and a 28 GHz cell each (concrete
+    ground: the ITU ground models stop at 10 GHz), the same masts at 3.5 GHz only, and a small ue dataset of
+    line-of-sight maps and paths (depth 0) over the two-band scene."""
+    from rflocal_core.dataset import GenerationConfig, generate_dataset
+    from rflocal_core.scene import MaterialConfig, SceneConfig, build_scene
+
+    ws = tmp_path_factory.mktemp("bands_ws")
+    half_lat, hut = 60.0 / 111_320.0, 4.0 / 111_320.0
+    half_lon = 60.0 / (111_320.0 * math.cos(math.radians(LAT0)))
+    hut_lon = 4.0 / (111_320.0 * math.cos(math.radians(LAT0)))
+    path = ws / "huts.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _hut(LAT0 - half_lat, LON0 - half_lon), _hut(LAT0 + half_lat - hut, LON0 + half_lon - hut_lon)]}))
+    concrete = MaterialConfig(building="concrete", ground="concrete")
+    with workspace_env(ws):
+        build_scene(SceneConfig(name="two", source="geojson_file", path=str(path), materials=concrete,
+                                sites=SiteConfig(placement="custom", custom=MASTS, bands=BANDS)))
+        out = generate_dataset(GenerationConfig(
+            name=DS, scenes=("two",), samples_per_scene=40, mode="ue", cell_size_m=8.0, min_sites=1,
+            map_samples_per_tx=20_000, map_max_depth=0, paths_samples_per_src=2_000, paths_max_depth=0))
+    print(out["seconds"])
+    return ws
+
+
+def test_site_bands_are_checked_and_a_custom_site_may_carry_its_own() -> None:
+    config = SiteConfig(placement="custom", custom=(MASTS[0], CustomSite(x_m=1.0, y_m=2.0, bands=(28e9,))),
+                        bands="3.5e9, 28e9")
+    assert config.bands == BANDS and config.multiband
+    assert [config.site_bands(i) for i in range(2)] == [BANDS, (28e9,)] and config.carriers == BANDS
+    assert CustomSite.from_dict({"x_m": 1, "y_m": 2, "bands": "3.5e9,28e9"}, index=0).bands == BANDS
+    assert not SiteConfig().multiband and SiteConfig().carriers == (3.5e9,)
+    with pytest.raises(InvalidInputError, match=re.escape(
+            "sites.bands[1]: expected a number in [100000000.0, 100000000000.0] Hz, got 300000000000.0")):
+        SiteConfig(bands=(3.5e9, 3e11))
+    with pytest.raises(InvalidInputError, match=r"^sites.bands: expected distinct carriers"):
+        SiteConfig(bands=(3.5e9, 3.5e9))
+
+
+@pytest.mark.raytrace
+def test_two_bands_give_a_cell_per_site_and_band_traced_at_its_carrier(bands_ws: Path, workspace_env) -> None:
+    """Two nodes per mast; in line of sight the 28 GHz map is 20·log10(8) = 18.1 dB below the 3.5 GHz one cell by
+    cell, and exact paths are Friis at each cell's own carrier."""
+    from rflocal_core.dataset import open_dataset
+    from rflocal_core.raytrace import band_scenes, compute_band_paths
+    from rflocal_core.scene import load_scene_meta
+
+    with workspace_env(bands_ws):
+        sites = load_scene_meta("two")["sites"]
+        root = open_dataset(DS)
+        pg = np.asarray(root["scenes/two/path_gain_db"])
+        node_carrier = np.asarray(root["samples/node_carrier_hz"])
+        carrier = np.asarray(root["samples/carrier_hz"])
+        rsrq = np.asarray(root["samples/rsrq_db"])
+        scenes = band_scenes("two")
+        probe = np.array([[0.0, 0.0, 1.5], [40.0, 30.0, 1.5], [-35.0, -20.0, 1.5]])
+        paths = compute_band_paths(scenes, probe, max_depth=0, samples_per_src=2_000)
+    assert [(s["id"], s["mast"], s["freq_hz"]) for s in sites] == [
+        ("a/3.5G", "a", 3.5e9), ("a/28G", "a", 28e9), ("b/3.5G", "b", 3.5e9), ("b/28G", "b", 28e9)]
+    assert [(b.freq_hz, b.columns.tolist()) for b in scenes] == [(3.5e9, [0, 2]), (28e9, [1, 3])]
+    for low, high in ((0, 1), (2, 3)):  # the same mast: rays alike, gain ∝ λ²
+        both = np.isfinite(pg[low]) & np.isfinite(pg[high])
+        assert both.mean() > 0.9
+        np.testing.assert_allclose(pg[low][both] - pg[high][both], FREE_SPACE_DB, atol=0.01)
+    xyz = np.array([[s["x_m"], s["y_m"], s["z_m"]] for s in sites])
+    d = np.linalg.norm(probe[:, None] - xyz[None], axis=-1)
+    friis = np.stack([friis_path_gain_db(d[:, k], s["freq_hz"]) for k, s in enumerate(sites)], -1)
+    np.testing.assert_allclose(paths.path_gain_db, friis, atol=0.01)
+    np.testing.assert_allclose(paths.toa_ns[:, 0], paths.toa_ns[:, 1], atol=1e-3)  # same mast, same delay
+    assert (paths.los == 1).all()
+    np.testing.assert_array_equal(node_carrier, np.broadcast_to([3.5e9, 28e9, 3.5e9, 28e9], node_carrier.shape))
+    assert np.isnan(carrier).all()  # the sample's band is no longer one: the nodes say
+    # each band has its own RSSI: the best 28 GHz cell's RSRQ is at least 1/(2 cells · 12 REs) = -13.8 dB, not
+    # buried under the 18 dB stronger 3.5 GHz cells (about -29 dB if they shared one RSSI)
+    best28 = np.nanmax(np.where(np.isfinite(rsrq[..., [1, 3]]), rsrq[..., [1, 3]], -np.inf), -1)
+    assert np.isfinite(best28).mean() > 0.5 and best28[np.isfinite(best28)].min() >= -14.1
+
+
+def test_a_single_band_scene_is_unchanged() -> None:
+    """Without bands a site is one node: the site's id, its carrier, no mast (scenes before bands read alike)."""
+    from rflocal_core.geo import LocalFrame
+    from rflocal_core.scene.sites import place_sites
+
+    frame, extent = LocalFrame.at(LAT0, LON0), (-60.0, -60.0, 60.0, 60.0)
+    one = place_sites(SiteConfig(placement="custom", custom=MASTS), [], extent, frame)
+    two = place_sites(SiteConfig(placement="custom", custom=MASTS, bands=BANDS), [], extent, frame)
+    assert [(s["id"], s["freq_hz"]) for s in one] == [("a", 3.5e9), ("b", 3.5e9)]
+    assert not any("mast" in s for s in one)
+    for k, site in enumerate(one):  # each cell is its mast's record, but for its id, mast and carrier
+        for cell, freq in zip(two[2 * k: 2 * k + 2], BANDS):
+            assert {**cell, "id": site["id"], "freq_hz": 3.5e9} == {**site, "mast": site["id"]}
+            assert cell["freq_hz"] == freq
+
+
+@pytest.mark.raytrace
+def test_a_cell_map_does_not_depend_on_the_band_traced_before(bands_ws: Path, workspace_env) -> None:
+    """Maps of several bands in one scene set the carrier per cell: the 3.5 GHz cell's map traced after a 28 GHz
+    cell is the map it has alone, bit for bit; a scene of one band is one :class:`BandScene` of every site."""
+    from rflocal_core.raytrace import band_scenes, compute_radio_map
+    from rflocal_core.scene import load_scene_meta
+
+    with workspace_env(bands_ws):
+        two = load_scene_meta("two")["sites"]
+        (only,) = band_scenes("two", sites=[two[0], two[2]])
+        kwargs = {"cell_size_m": 8.0, "samples_per_tx": 20_000, "max_depth": 0, "workers": 1}
+        alone = compute_radio_map("two", sites=[two[0]], **kwargs)
+        after = compute_radio_map("two", sites=[two[1], two[0]], **kwargs)  # 28 GHz first: the carrier changes
+    assert only.freq_hz == 3.5e9 and only.columns.tolist() == [0, 1] and only.num_sites == 2
+    np.testing.assert_array_equal(alone.path_gain_db[0], after.path_gain_db[1])
+    assert np.nanmax(after.path_gain_db[0]) < np.nanmax(after.path_gain_db[1]) - 17.0
+
+
+def test_measurement_files_carry_each_node_carrier(workspace: Path) -> None:
+    """A node's ``carrier_hz`` is read, written and imported as the node slots' carrier; a wrong one is refused."""
+    from rflocal_core.dataset.exchange import import_measurements
+    from rflocal_core.measurements import (
+        MeasurementFormatError,
+        MeasurementSet,
+        Node,
+        Position,
+        Report,
+        Sample,
+        dump_measurements,
+        load_measurements,
+    )
+    from rflocal_core.models.inputs import load_inputs
+
+    nodes = (Node("a/3.5G", lat=51.0, lon=4.0, tx_power_dbm=43.0, carrier_hz=3.5e9),
+             Node("a/28G", lat=51.0, lon=4.0, tx_power_dbm=43.0, carrier_hz=28e9), Node("c", lat=51.001, lon=4.0))
+    samples = tuple(Sample(f"s{i}", (Report("a/3.5G", rss_dbm=-70.0 - i), Report("a/28G", rss_dbm=-90.0 - i),
+                                     Report("c", rss_dbm=-80.0)), Position(lat=51.0 + 1e-4 * i, lon=4.0001))
+                    for i in range(6))
+    ms = MeasurementSet("ue", None, nodes=nodes, samples=samples)
+    path = workspace / "m.json"
+    dump_measurements(ms, path)
+    doc = json.loads(path.read_text())
+    assert [n.get("carrier_hz") for n in doc["nodes"]] == [3.5e9, 28e9, None]
+    assert load_measurements(path).nodes == nodes
+    import_measurements(path, name="imp")
+    x = load_inputs("imp", "train", with_maps=False)
+    np.testing.assert_array_equal(x.node_carrier_hz[:, :2], np.broadcast_to([3.5e9, 28e9], (len(x), 2)))
+    assert np.isnan(x.node_carrier_hz[:, 2]).all()
+    doc["nodes"][0]["carrier_hz"] = 5.0
+    path.write_text(json.dumps(doc))
+    with pytest.raises(MeasurementFormatError, match=r"nodes\[0\]\.carrier_hz"):
+        load_measurements(path)
