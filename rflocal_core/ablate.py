@@ -138,6 +138,12 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
     Study("band-feature", "setnet on a dataset that mixes bands (one place built at two carriers), without and with "
           "each sample's band as a token feature.", "setnet",
           (Variant("no band feature"), Variant("band feature", model_config={"band_feature": True}))),
+    Study("bands", "setnet on a scene whose sites carry cells on two bands (3.5 and 28 GHz): trained and tested on "
+          "one band's cells only, or on both bands' cells, without and with the band token feature.", "setnet",
+          (Variant("3.5 GHz cells", train_transform={"bands": [3.5e9]}),
+           Variant("28 GHz cells", train_transform={"bands": [28e9]}),
+           Variant("both bands"),
+           Variant("both bands + band feature", model_config={"band_feature": True}))),
     Study("locheatmap-modes", "The ten modes of the sparse-to-dense heatmap model (locheatmap), and proposal "
           "without the AoA log-prior and without the AoA back-projection channel.", "locheatmap",
           (*(Variant(m, model_config={"mode": m}) for m in _LOCHEATMAP_MODES),

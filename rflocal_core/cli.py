@@ -435,7 +435,7 @@ def _add_ablate_parser(sub: Any) -> None:
     ab.add_argument("action", nargs="?", choices=["importance"], default=None,
                     help="importance: shuffle each feature of --run across the split's samples, print the error added")
     ab.add_argument("--study", default=None, help="features, sparsity, dropout, locheatmap-modes, "
-                    "mapformer-physics, feature-layers, map-corruption, map-channels, band-feature, iq or receivers "
+                    "mapformer-physics, feature-layers, map-corruption, map-channels, band-feature, bands, iq or receivers "
                     "(required without an action)")
     ab.add_argument("--dataset", default=None, help="required with --study; importance: default the run's own")
     ab.add_argument("--run", default=None, help="importance: the run")

@@ -179,3 +179,51 @@ def test_measurement_files_carry_each_node_carrier(workspace: Path) -> None:
     path.write_text(json.dumps(doc))
     with pytest.raises(MeasurementFormatError, match=r"nodes\[0\]\.carrier_hz"):
         load_measurements(path)
+
+
+@pytest.mark.raytrace
+def test_one_band_view_and_the_band_token_of_mapformer(bands_ws: Path, workspace_env) -> None:
+    """The ``bands`` study's one-band arm hears only that band's cells; mapformer reads each token's carrier."""
+    from dataclasses import replace
+
+    import torch
+
+    from rflocal_core.ablate import STUDIES
+    from rflocal_core.models.features import BAND_COLUMNS, FeatureSpec, make_batch
+    from rflocal_core.models.maps import MapSource
+    from rflocal_core.models.nets import build_network
+    from rflocal_core.models.transforms import InputTransform, load_transformed
+
+    with workspace_env(bands_ws):
+        both = load_transformed(DS, "train", None, with_maps=True)
+        low = load_transformed(DS, "train", InputTransform(bands=(3.5e9,)), with_maps=False)
+    heard = np.isfinite(both.rss_dbm)
+    assert heard[:, [1, 3]].any() and heard[:, [0, 2]].any()
+    assert not np.isfinite(low.rss_dbm[:, [1, 3]]).any()
+    np.testing.assert_array_equal(low.rss_dbm[:, [0, 2]], both.rss_dbm[:, [0, 2]])
+    assert InputTransform.from_dict(InputTransform(bands=(3.5e9,)).to_dict()).bands == (3.5e9,)
+    assert "bands" not in InputTransform().to_dict()  # runs from before it read the same
+    with pytest.raises(InvalidInputError, match=r"^bands\[0\]: expected a number in"):
+        InputTransform(bands=(5.0,))
+    arms = {v.name: (v.train_transform, v.model_config) for v in STUDIES["bands"].variants}
+    assert arms == {"3.5 GHz cells": ({"bands": [3.5e9]}, {}), "28 GHz cells": ({"bands": [28e9]}, {}),
+                    "both bands": ({}, {}), "both bands + band feature": ({}, {"band_feature": True})}
+
+    spec = FeatureSpec.fit(both, band=True)
+    batch = make_batch(both, spec)
+    band = batch.feats[..., -len(BAND_COLUMNS)].numpy()
+    np.testing.assert_allclose(band[:, [0, 2]], 0.0)
+    np.testing.assert_allclose(band[:, [1, 3]], 1.0)  # log2(28 / 3.5) / 3
+    torch.manual_seed(0)
+    net = build_network("mapformer", {"band_feature": True, "d_model": 16, "heads": 2, "layers": 1, "map_layers": 0,
+                                      "map_res": 16, "grid_cells": 4, "top_k": 0, "physics_prior": False},
+                        vocab_size=len(spec.node_keys))
+    net.eval()
+    src = MapSource.from_inputs(both, spec, res=16)
+    rows = np.arange(4)
+    with torch.no_grad():
+        out = net(src.batch(make_batch(both, spec).index(rows), rows))
+        swapped = replace(both, node_carrier_hz=both.node_carrier_hz[:, [1, 0, 3, 2]])
+        moved = net(src.batch(make_batch(swapped, spec).index(rows), rows))
+    assert out["mu"].shape == (4, 2)
+    assert not torch.allclose(out["coarse_logits"], moved["coarse_logits"])  # the band is read

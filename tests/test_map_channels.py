@@ -322,7 +322,8 @@ def test_band_token_feature_trains_and_travels_in_the_checkpoint(timing_ds: Path
     np.testing.assert_array_equal(ok, x.node_mask)
     np.testing.assert_allclose(band[ok], np.where(x.scene_idx == 0, 0.0, 1.0)[:, None].repeat(ok.shape[1], 1)[ok])
     a = loaded.predict(x)
-    assert not np.allclose(a.position_m, loaded.predict(replace(x, carrier_hz=None)).position_m)  # it is read
+    unknown = replace(x, carrier_hz=None, node_carrier_hz=None)
+    assert not np.allclose(a.position_m, loaded.predict(unknown).position_m)  # it is read
     heimdall = build_network("heimdall", {"band_feature": True}, vocab_size=len(spec.node_keys))
     assert heimdall(batch.index(slice(0, 8)))["mu"].shape == (8, 2)
     arms = {v.name: v.model_config for v in STUDIES["band-feature"].variants}

@@ -217,7 +217,7 @@ MALFORMED: list[tuple[str, bytes, str, str]] = [
     ("node-tx-power-string", edit(_set(_node0, "tx_power_dbm", "43")), "nodes[0].tx_power_dbm",
      'expected a number in [-100, 100], got "43"'),
     ("node-key-unknown", edit(_set(_node0, "height", 3)), "nodes[0].height",
-     "unknown key; expected one of id, lat, lon, x_m, y_m, alt_m, tx_power_dbm, position"),
+     "unknown key; expected one of id, lat, lon, x_m, y_m, alt_m, tx_power_dbm, carrier_hz, position"),
     ("node-alt-boolean", edit(_set(_node0, "alt_m", False)), "nodes[0].alt_m",
      "expected a number in [-1000, 100000], got false"),
 ]

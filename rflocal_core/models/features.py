@@ -48,7 +48,7 @@ import torch
 
 from rflocal_core.constants import C_M_PER_NS
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.models.inputs import PHY_INPUT_FIELDS, Inputs, scene_extent, search_bounds
+from rflocal_core.models.inputs import PHY_INPUT_FIELDS, Inputs, node_carriers, scene_extent, search_bounds
 from rflocal_core.models.window import coarse_position, map_position
 
 RSS_MIN_DBM, RSS_MAX_DBM = -120.0, -30.0
@@ -377,18 +377,6 @@ def token_width(frame: str, *, phy: bool = False, band: bool = False) -> int:
     """Width of a token's feature vector: :func:`token_columns` of ``frame``, plus :data:`PHY_COLUMNS` with PHY and
     :data:`BAND_COLUMNS` with the band."""
     return len(token_columns(frame)) + (len(PHY_COLUMNS) if phy else 0) + (len(BAND_COLUMNS) if band else 0)
-
-
-def node_carriers(x: Inputs) -> np.ndarray:
-    """[N, S] carrier of every slot, Hz (NaN: unknown): the node's own (multi-band scenes, files with
-    ``carrier_hz``), else its sample's band."""
-    n, s = x.node_mask.shape
-    carrier = np.full(n, np.nan) if x.carrier_hz is None else np.asarray(x.carrier_hz, dtype=np.float64)
-    out = np.broadcast_to(carrier[:, None], (n, s))
-    if x.node_carrier_hz is not None:
-        own = np.asarray(x.node_carrier_hz, dtype=np.float64)
-        out = np.where(np.isfinite(own), own, out)
-    return out
 
 
 def band_token_columns(x: Inputs) -> np.ndarray:

@@ -203,6 +203,18 @@ class Inputs:
         return self.node_mask & np.isfinite(self.node_pos_m[..., :2]).all(-1)
 
 
+def node_carriers(x: Inputs) -> np.ndarray:
+    """[N, S] carrier of every slot, Hz (NaN: unknown): the node's own (multi-band scenes, files with
+    ``carrier_hz``), else its sample's band."""
+    n, s = x.node_mask.shape
+    carrier = np.full(n, np.nan) if x.carrier_hz is None else np.asarray(x.carrier_hz, dtype=np.float64)
+    out = np.broadcast_to(carrier[:, None], (n, s))
+    if x.node_carrier_hz is not None:
+        own = np.asarray(x.node_carrier_hz, dtype=np.float64)
+        out = np.where(np.isfinite(own), own, out)
+    return out
+
+
 def read_scene_maps(root: Any, name: str) -> SceneMaps:
     """The radio maps of scene ``name`` in an open generated dataset (``root["scenes/<name>"]``).
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.models.inputs import PHY_INPUT_FIELDS, Inputs, SceneMaps, load_inputs
+from rflocal_core.models.inputs import PHY_INPUT_FIELDS, Inputs, SceneMaps, load_inputs, node_carriers
 from rflocal_core.validation import check_int, check_number, dataclass_from_dict
 
 FEATURES = ("rss", "toa", "aoa")
@@ -57,6 +57,9 @@ class InputTransform:
     phy_fields : tuple of str or None
         PHY/MAC report fields kept (of :data:`~rflocal_core.models.inputs.PHY_INPUT_FIELDS`); the others
         become missing. None: all (``[]``: none).
+    bands : tuple of float or None
+        Carriers (Hz) whose cells are kept: the node slots on other bands lose every measurement
+        (a network seen on one band only). None: all.
     seed : int
         Seed of the random parts (dropout, corruption).
     """
@@ -68,6 +71,7 @@ class InputTransform:
     feature_dropout: float = 0.0
     map_corruption: str = "none"
     phy_fields: tuple[str, ...] | None = None
+    bands: tuple[float, ...] | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -93,6 +97,14 @@ class InputTransform:
                 msg = f"phy_fields: expected a list of {', '.join(PHY_INPUT_FIELDS)}, got {self.phy_fields!r}"
                 raise InvalidInputError(msg)
             object.__setattr__(self, "phy_fields", kept)
+        if self.bands is not None:
+            kept = tuple(self.bands) if isinstance(self.bands, (list, tuple)) else ()
+            if not kept:
+                msg = f"bands: expected a non-empty list of carriers in Hz, got {self.bands!r}"
+                raise InvalidInputError(msg)
+            for k, f in enumerate(kept):
+                check_number(f"bands[{k}]", f, 1e8, 1e11, "Hz")
+            object.__setattr__(self, "bands", tuple(float(f) for f in kept))
         check_int("seed", self.seed, 0, 2**31 - 1)
 
     @property
@@ -106,6 +118,10 @@ class InputTransform:
             d["phy_fields"] = list(self.phy_fields)
         else:
             del d["phy_fields"]  # runs from before it read the same
+        if self.bands is not None:
+            d["bands"] = list(self.bands)
+        else:
+            del d["bands"]
         return d
 
     @classmethod
@@ -130,11 +146,16 @@ def apply_transform(x: Inputs, t: InputTransform) -> Inputs:
         if feat not in t.features:
             fields[name][:] = np.nan
     keep_capture = np.ones(x.node_mask.shape, bool)
+    if t.bands is not None:  # the cells of other bands are not heard
+        off = ~np.isin(node_carriers(x), t.bands)
+        for values in fields.values():
+            values[off] = np.nan
+        keep_capture = ~off
     if t.max_sites is not None:
         drop = _dropped_sites(x, fields, t, rng)
         for values in fields.values():
             values[drop] = np.nan
-        keep_capture = ~drop
+        keep_capture &= ~drop
     if t.feature_dropout > 0:
         for values in fields.values():
             values[rng.random(values.shape) < t.feature_dropout] = np.nan
