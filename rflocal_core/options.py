@@ -307,6 +307,8 @@ def _shown(value: Any, opt: Option) -> str:
     if value is None:
         return f"none: {opt.none_means}" if opt.none_means else "none"
     if isinstance(value, (tuple, list)):
+        if not value:
+            return "none"
         value = ",".join(str(v) for v in value)
     return f"{value}{' ' + opt.unit if opt.unit else ''}"
 
