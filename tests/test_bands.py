@@ -227,3 +227,22 @@ def test_one_band_view_and_the_band_token_of_mapformer(bands_ws: Path, workspace
         moved = net(src.batch(make_batch(swapped, spec).index(rows), rows))
     assert out["mu"].shape == (4, 2)
     assert not torch.allclose(out["coarse_logits"], moved["coarse_logits"])  # the band is read
+
+
+def test_cells_of_another_band_neither_add_to_rssi_nor_interfere() -> None:
+    """RSSI, RSRQ and SINR within each band: a cell alone on its band has the lone cell's RSRQ and no interference."""
+    from rflocal_core import phy
+
+    rsrp = np.array([[-80.0, -85.0, -100.0]])  # two 3.5 GHz cells, one 28 GHz cell
+    load = np.array([1.0, 1.0, 1.0])
+    freqs = np.array([3.5e9, 3.5e9, 28e9])
+    noise = -np.inf  # no noise: ratios of cells only
+    rssi, sinr = phy.band_levels(rsrp, load, freqs, noise_per_re_dbm=noise, n_rb=51)
+    one_rssi, one_sinr = phy.band_levels(rsrp, load, np.full(3, 3.5e9), noise_per_re_dbm=noise, n_rb=51)
+    np.testing.assert_allclose(one_rssi, phy.rssi_dbm(rsrp, load, noise_per_re_dbm=noise, n_rb=51)[:, None]
+                               * np.ones(3))
+    np.testing.assert_allclose(one_sinr, phy.sinr_db(rsrp, load, noise_per_re_dbm=noise))
+    rsrq = phy.rsrq_db(rsrp, rssi, n_rb=51)
+    assert rsrq[0, 2] == pytest.approx(-10 * np.log10(12.0))  # alone on 28 GHz at full load: -10.8 dB
+    assert np.isinf(sinr[0, 2])  # nothing else on its band, no noise
+    np.testing.assert_allclose(sinr[0, :2], [5.0, -5.0])  # the two 3.5 GHz cells interfere only with each other
