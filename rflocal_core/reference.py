@@ -382,9 +382,22 @@ def measurements_to_inputs(
         rss_noise_db=float(cfg.get("rss_noise_db", np.nan)),
         top_k=int(cfg.get("top_k", 0) or 0), rss_steps_dbm=a["rss_steps"], step_age_s=a["step_age"],
         phy=a["phy"] if np.isfinite(a["phy"]).any() else None,
+        node_carrier_hz=file_carriers(ms, slot_of, a["node_mask"].shape),
         **file_captures([sample for _, sample in keep], slot_of, a["rss"].shape),
     )
     return x, bad, warnings, flags
+
+
+def file_carriers(ms: MeasurementSet, slot_of: dict[str, int | None], shape: tuple[int, int]) -> np.ndarray | None:
+    """[N, S] carrier of each slot from the file nodes' ``carrier_hz`` (NaN elsewhere); None if no node says."""
+    given = {slot_of.get(node.id): node.carrier_hz for node in ms.nodes if node.carrier_hz is not None}
+    given.pop(None, None)
+    if not given:
+        return None
+    out = np.full(shape, np.nan)
+    for slot, carrier in given.items():
+        out[:, slot] = carrier
+    return out
 
 
 def _usable_samples(ms: MeasurementSet, ref: RunReference, scene: str, slot_of: dict[str, int | None],

@@ -159,6 +159,7 @@ def test_measurement_files_carry_each_node_carrier(workspace: Path) -> None:
         load_measurements,
     )
     from rflocal_core.models.inputs import load_inputs
+    from rflocal_core.reference import file_carriers
 
     nodes = (Node("a/3.5G", lat=51.0, lon=4.0, tx_power_dbm=43.0, carrier_hz=3.5e9),
              Node("a/28G", lat=51.0, lon=4.0, tx_power_dbm=43.0, carrier_hz=28e9), Node("c", lat=51.001, lon=4.0))
@@ -175,6 +176,11 @@ def test_measurement_files_carry_each_node_carrier(workspace: Path) -> None:
     x = load_inputs("imp", "train", with_maps=False)
     np.testing.assert_array_equal(x.node_carrier_hz[:, :2], np.broadcast_to([3.5e9, 28e9], (len(x), 2)))
     assert np.isnan(x.node_carrier_hz[:, 2]).all()
+    # predicting from a file: the file nodes' carriers go to their training slots
+    carriers = file_carriers(ms, {"a/3.5G": 1, "a/28G": 0, "c": None}, (2, 3))
+    np.testing.assert_array_equal(carriers, [[28e9, 3.5e9, np.nan]] * 2)
+    only_c = MeasurementSet("ue", None, nodes=nodes[2:], samples=(Sample("z", (Report("c", rss_dbm=-80.0),)),))
+    assert file_carriers(only_c, {"c": 0}, (1, 1)) is None  # no node says: unknown, as before
     doc["nodes"][0]["carrier_hz"] = 5.0
     path.write_text(json.dumps(doc))
     with pytest.raises(MeasurementFormatError, match=r"nodes\[0\]\.carrier_hz"):
