@@ -65,6 +65,9 @@ def test_site_bands_are_checked_and_a_custom_site_may_carry_its_own() -> None:
     assert [config.site_bands(i) for i in range(2)] == [BANDS, (28e9,)] and config.carriers == BANDS
     assert CustomSite.from_dict({"x_m": 1, "y_m": 2, "bands": "3.5e9,28e9"}, index=0).bands == BANDS
     assert not SiteConfig().multiband and SiteConfig().carriers == (3.5e9,)
+    from rflocal_core.cli import build_parser, command_config
+    args = build_parser().parse_args(["scene", "build", "--procedural", "--name", "x", "--bands", "3.5e9,28e9"])
+    assert command_config(args).sites.bands == BANDS
     with pytest.raises(InvalidInputError, match=re.escape(
             "sites.bands[1]: expected a number in [100000000.0, 100000000000.0] Hz, got 300000000000.0")):
         SiteConfig(bands=(3.5e9, 3e11))
