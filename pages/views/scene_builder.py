@@ -208,6 +208,9 @@ with tab_build:
         azimuth = number(c[4], sc.SiteConfig, "azimuth_deg", key="sb_az", none_value=-1.0,
                          label="Azimuth (° from N, -1 = towards centre)")
         downtilt = number(c[5], sc.SiteConfig, "downtilt_deg", key="sb_tilt")
+        # the core parses and checks the list (sites.bands); empty: one cell per site at the frequency above
+        bands = text(st, "Bands (Hz): a cell per band on every site, e.g. 3.5e9,28e9; empty: the frequency above",
+                     value="", key="sb_bands")
         custom_rows = None
         if placement == "custom":
             st.markdown("Custom sites: scene metres (x east, y north, origin at the centre) or lat/lon.")
@@ -242,7 +245,8 @@ with tab_build:
                 materials=sc.MaterialConfig(building=material, randomize=randomize, ground=ground),
                 sites=sc.SiteConfig(mode=mode, placement=placement, count=int(count), mount=mount, height_m=float(height),
                                     freq_hz=freq_hz, tx_power_dbm=float(power), pattern=pattern,
-                                    azimuth_deg=azimuth, downtilt_deg=float(downtilt), custom=custom, **seed),
+                                    azimuth_deg=azimuth, downtilt_deg=float(downtilt), custom=custom, bands=bands,
+                                    **seed),
                 **seed,
             )
             summary = sc.build_scene(config, progress=lambda stage, f: bar.progress(min(f, 1.0), text=stage),
