@@ -40,10 +40,12 @@ class MotionPreset:
 
 
 #: Process-noise presets: a walker (about 1 m/s, gentle turns) and a vehicle (about 10 m/s, turns at
-#: junctions, braking); q as in Bar-Shalom's continuous white-noise acceleration model.
+#: junctions); q as in Bar-Shalom's continuous white-noise acceleration model. The vehicle's: 10 m/s in an
+#: unknown direction is 10/√2 ≈ 7 m/s per axis; its heading wandering by about 0.35 rad a second changes
+#: the velocity by about 3.5 m/s a second across the track, q ≈ 3.5²/2 ≈ 6 m²/s³ per axis.
 MOTION_PRESETS: dict[str, MotionPreset] = {
     "pedestrian": MotionPreset(accel_psd_m2_s3=0.5, speed_sigma_m_s=1.5),
-    "vehicular": MotionPreset(accel_psd_m2_s3=10.0, speed_sigma_m_s=12.0),
+    "vehicular": MotionPreset(accel_psd_m2_s3=6.0, speed_sigma_m_s=7.0),
 }
 
 #: Squared Mahalanobis distance of an innovation beyond which its noise is inflated (χ² 2 dof, 99%).
