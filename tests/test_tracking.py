@@ -118,3 +118,17 @@ def test_sigma_floor_resists_confidently_wrong_reports() -> None:
     assert floored < 0.7 * plain
     assert floored < 0.7 * raw
     assert particles < 0.7 * raw
+
+
+def test_vehicular_preset_follows_a_car_turning_at_a_junction() -> None:
+    # a car at 10 m/s, 20 s east then 20 s north (a right-angle turn), reports 20 m off each second
+    t = np.arange(40) * 1.0
+    truth = np.where(t[:, None] < 20, np.column_stack([10 * t, 0 * t]), np.column_stack([200 + 0 * t, 10 * (t - 20)]))
+    z = truth + np.random.default_rng(0).normal(0.0, 20.0, truth.shape)
+    s = np.full_like(z, 20.0)
+    raw = _rmse(z[5:], truth[5:])
+    car = _rmse(kalman_track(t, z, s, motion="vehicular").xy[5:], truth[5:])
+    walker = _rmse(kalman_track(t, z, s, motion="pedestrian").xy[5:], truth[5:])
+    particles = _rmse(particle_track(t, z, s, motion="vehicular", particles=1000, seed=0).xy[5:], truth[5:])
+    assert car < 0.85 * raw and particles < 0.85 * raw
+    assert walker > raw  # a walker's preset cannot keep up with the car: it lags behind at the turn
