@@ -13,6 +13,8 @@ track comes out:
 - :func:`particle_track`: the same motion as a particle filter whose particles live in outdoor
   cells only (:class:`OutdoorMask`): a particle that moves into or through a building is killed,
   and the estimate is always an outdoor position.
+- Both floor each report's σ (:func:`floored_sigma`: ``sigma_floor`` × the median σ of the recent
+  reports, in quadrature): a model's σ is often far too small where it is confidently wrong.
 """
 
 from __future__ import annotations
