@@ -131,3 +131,24 @@ def test_lags_alone_place_the_emitter() -> None:
     middle = np.median(np.hypot(*(NODES[:, :2].mean(0) - test.truth_m).T))
     print(f"median error from the lags {err:.0f} m, the receivers' middle {middle:.0f} m")
     assert err < 0.4 * middle, (err, middle)
+
+
+def test_encoder_crop_window_sits_on_the_onset() -> None:
+    """``iq_crop``: the encoder reads a window starting a quarter of itself before the energy onset, inside the
+    capture, and reports the onset on the whole capture's scale; an all-zero capture stays finite."""
+    from rflocal_core.models.iqenc import IQEncoder, IQEncoderConfig, crop_start
+
+    rng = np.random.default_rng(4)
+    onsets = np.array([500.0, 2.5, 1000.0])
+    codes = _los_captures(onsets[None], np.ones((1, 3)), rng)[0].astype(np.float32)  # [3, 2, 1024]
+    power = torch.from_numpy(codes).pow(2).sum(1, keepdim=True)
+    starts = crop_start(torch.nn.functional.avg_pool1d(power, 9, 1, 4, count_include_pad=False), 128)
+    assert starts.tolist()[1:] == [0, 1024 - 128]  # kept inside the capture
+    assert 500 - 32 <= int(starts[0]) <= 500  # the burst's ramp: half power a few samples after it starts
+    torch.manual_seed(0)
+    enc = IQEncoder(IQEncoderConfig(width=8, out_dim=16, crop=128, stem_stride=2)).eval()
+    with torch.no_grad():
+        emb, onset = enc(torch.cat([torch.from_numpy(codes), torch.zeros(1, 2, 1024)]))
+    assert torch.isfinite(emb).all() and torch.isfinite(onset).all()
+    lo, hi = starts.double() / 1024, (starts.double() + 128) / 1024
+    assert torch.all((onset[:3] >= lo) & (onset[:3] <= hi))

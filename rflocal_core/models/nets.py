@@ -218,6 +218,10 @@ class HeimdallConfig(NetConfig):
         of arrival) joins the report's token (datasets generated with ``--iq``).
     iq_width : int
         Stem width of the IQ encoder (16: 0.55 M parameters; about 20 is the design's 0.8 M).
+    iq_crop : int
+        Samples of each capture the IQ encoder reads, a window around its energy onset (0: all 1,024).
+    iq_stem_stride : int
+        Stride of the IQ encoder's stem (2 halves the time steps of every stage).
     iq_lags : bool
         IQ timing features computed from the captures before the network
         (:data:`~rflocal_core.models.features.IQ_LAG_COLUMNS`: each capture's cross-correlation lag against
@@ -236,6 +240,9 @@ class HeimdallConfig(NetConfig):
     use_calibration: bool = option(False, help="per-receiver calibration: a learned RSS gain and offset per known node")
     use_iq: bool = option(False, help="IQ branch: each report's capture through a 1D EfficientNet encoder")
     iq_width: int = option(16, lo=4, hi=64, help="stem width of the IQ encoder (its stages are multiples)")
+    iq_crop: int = option(0, lo=0, hi=1024, help="samples the IQ encoder reads around each capture's energy onset "
+                                                  "(0: all)")
+    iq_stem_stride: int = option(1, lo=1, hi=4, help="stride of the IQ encoder's stem")
     iq_lags: bool = option(False, help="IQ timing: each capture's cross-correlation lag (TDoA) as token and pair "
                                        "features")
     band_feature: bool = band_feature_option()
@@ -385,7 +392,8 @@ class Heimdall(LocNet):
             nn.init.normal_(self.node_embedding.weight, std=0.02)
             with torch.no_grad():
                 self.node_embedding.weight[0].zero_()  # unknown nodes: no identity
-        self.iq_encoder = IQEncoder(IQEncoderConfig(width=config.iq_width, out_dim=d)) if config.use_iq else None
+        self.iq_encoder = IQEncoder(IQEncoderConfig(width=config.iq_width, out_dim=d, crop=config.iq_crop,
+                                                    stem_stride=config.iq_stem_stride)) if config.use_iq else None
         iq_width = d + IQ_EXTRA if config.use_iq else 0
         self.node_mlp = mlp([2 + token_width(config.frame, phy=config.phy_features, band=config.band_feature,
                                              iq_lags=config.iq_lags) + e + iq_width, 2 * d, d],
