@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft
 
 from rflocal_core.constants import SPEED_OF_LIGHT_M_S
 from rflocal_core.errors import InvalidInputError
@@ -521,8 +522,9 @@ def lags_to_strongest(codes: np.ndarray, scale: np.ndarray, *, t0_s: np.ndarray 
     The estimator of :func:`tdoa_s` (cross spectrum of zero-padded FFTs, correlation magnitude
     on a ``1 / upsample`` sample grid, parabola through the peak), evaluated on that grid only
     within one sample of the integer-lag peak (a small DFT instead of an ``upsample``-times
-    longer inverse FFT): the same lags and qualities at a fraction of the cost, so that a
-    network's features and ``tdoa_multilateration`` read the captures alike.
+    longer inverse FFT), in single precision: the same lags (within 1e-3 sample) and qualities at
+    a fraction of the cost, so that a network's features and ``tdoa_multilateration`` read the
+    captures alike.
 
     Parameters
     ----------
@@ -568,33 +570,36 @@ def _lag_grid(size: int, upsample: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     """Bins (as :func:`tdoa_s` keeps them), fine offsets (one sample either side), unit phasors, fine-grid DFT."""
     freq = np.fft.fftfreq(size) * size
     offsets = np.arange(-upsample, upsample + 1) / upsample
-    turns = np.exp(2j * np.pi * np.arange(size) / size)
-    return freq, offsets, turns, np.exp(2j * np.pi * freq[:, None] * offsets[None] / size)
+    turns = np.exp(2j * np.pi * np.arange(size) / size).astype(np.complex64)
+    return freq, offsets, turns, np.exp(2j * np.pi * freq[:, None] * offsets[None] / size).astype(np.complex64)
 
 
 def _lag_chunk(codes: np.ndarray, scale: np.ndarray, ok: np.ndarray, upsample: int
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`lags_to_strongest` for a few samples: lags in samples, qualities, reference slots."""
     b, s, _, n = codes.shape
-    x = (codes[..., 0, :].astype(np.float64) + 1j * codes[..., 1, :]) * scale[..., None]
-    energy = np.sum(np.abs(x) ** 2, -1)  # [b, s]
+    # single precision: half the FFT time of batch-1 inference; the lags stay within 1e-3 sample of tdoa_s
+    x = (codes[..., 0, :].astype(np.float32) + 1j * codes[..., 1, :].astype(np.float32)) / np.float32(1 << 15)
+    gain = np.where(ok, scale, 0.0) * (1 << 15)
+    energy = np.sum(np.abs(x.astype(np.complex128)) ** 2, -1) * gain**2  # [b, s], mW x samples
     reference = np.where(ok.any(1), np.argmax(np.where(ok, energy, -1.0), 1), -1)
     size = 1 << math.ceil(math.log2(2 * n))
-    spectra = np.fft.fft(x, size)
+    spectra = scipy.fft.fft(x, size, workers=1)
     ref_spec = spectra[np.arange(b), np.maximum(reference, 0)]
     cross = spectra * np.conj(ref_spec)[:, None]
-    coarse = np.argmax(np.abs(np.fft.ifft(cross)), -1)  # [b, s]: integer lag of the peak (mod size)
+    coarse = np.argmax(np.abs(scipy.fft.ifft(cross, workers=1)), -1)  # [b, s]: integer lag of the peak (mod size)
     freq, offsets, turns, fine = _lag_grid(size, upsample)
     rotated = cross * turns[(freq[None, None].astype(np.int64) * coarse[..., None]) % size]  # peak moved to lag 0
-    corr = np.abs(rotated @ fine) / size  # [b, s, 2u + 1]: the correlation on the fine grid around the peak
+    corr = np.abs(rotated @ fine).astype(np.float64) / size  # [b, s, 2u + 1]: correlation around the peak
     k = np.clip(np.argmax(corr, -1), 1, 2 * upsample - 1)
     y0, y1, y2 = (np.take_along_axis(corr, (k + d)[..., None], -1)[..., 0] for d in (-1, 0, 1))
     denom = y0 - 2 * y1 + y2
     frac = np.where(denom != 0, 0.5 * (y0 - y2) / np.where(denom != 0, denom, 1.0), 0.0)
     lag = coarse + offsets[k] + frac / upsample
     lag = np.where(lag > size / 2, lag - size, lag)
-    ref_energy = np.take_along_axis(energy, np.maximum(reference, 0)[:, None], 1)
-    norm = np.sqrt(energy * ref_energy)
+    unscaled = energy / np.where(gain > 0, gain, 1.0) ** 2  # the correlation above is of the unscaled codes
+    ref_energy = np.take_along_axis(unscaled, np.maximum(reference, 0)[:, None], 1)
+    norm = np.sqrt(unscaled * ref_energy)
     q = np.minimum(y1 / np.where(norm > 0, norm, 1.0), 1.0)
     lag = np.where(ok, lag, np.nan)
     q = np.where(ok, q, np.nan)

@@ -57,7 +57,7 @@ def test_lags_are_the_delay_differences_and_equal_tdoa_s() -> None:
     for i, j in zip(*np.nonzero(ok)):
         lag, q = iqmod.tdoa_s(iqmod.dequantize(codes[i, 2], scale[i, 2]), iqmod.dequantize(codes[i, j], scale[i, j]),
                               start_difference_s=t0[i, j] - t0[i, 2])
-        assert abs(lag - tdoa[i, j]) * FS < 1e-6 and abs(q - quality[i, j]) < 1e-9
+        assert abs(lag - tdoa[i, j]) * FS < 1e-3 and abs(q - quality[i, j]) < 1e-5  # single precision
     none, _, no_ref = iqmod.lags_to_strongest(codes[:1], np.full((1, 4), np.nan))
     assert np.isnan(none).all() and no_ref.tolist() == [-1]
 
