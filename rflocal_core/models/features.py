@@ -21,7 +21,9 @@ With :attr:`FeatureSpec.phy` (the ``phy_features`` option of ``setnet`` and ``he
 PHY/MAC report fields follow as :data:`PHY_COLUMNS`, each a value and an ``ok`` flag (0 where
 the report lacks it): RSRQ (+20)/20 dB, SINR (+10)/40 dB, CQI/15, rank/4, serving (0/1), beam
 L1-RSRP as ``rss``, Doppler/500 Hz (clipped to ±2), best beam id/32, neighbour rank/8 (0 serving;
-cells outside the report's top K are masked), A3 and A5 events (0/1).
+cells outside the report's top K are masked), A3 and A5 events (0/1). With :attr:`FeatureSpec.iq_lags`
+(heimdall's ``iq_lags``) the IQ timing columns :data:`IQ_LAG_COLUMNS` come last: each capture's lag
+against the sample's strongest capture (:func:`iq_lag_columns`).
 Frames (:attr:`FeatureSpec.frame`): ``"scene"`` places every sample in the training split's square
 (origin and side fitted once), so a scene larger than or away from the training scenes is squeezed
 into it. ``"sample"`` gives each sample its own square, centred on the centroid of its reporting
@@ -275,7 +277,8 @@ class Batch:
     Attributes
     ----------
     node_xy : [N, S, 2] float32, normalized (0 where unknown)
-    feats : [N, S, F] float32, :data:`TOKEN_COLUMNS` (then :data:`PHY_COLUMNS` with PHY features)
+    feats : [N, S, F] float32, :data:`TOKEN_COLUMNS` (then :data:`PHY_COLUMNS` with PHY features, ...,
+        :data:`IQ_LAG_COLUMNS` last with IQ lags)
     node_id : [N, S] int64
     mask : [N, S] bool, slots that carry at least one measurement
     truth : [N, 2] float32, normalized (NaN where absent)
