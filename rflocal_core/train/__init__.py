@@ -315,13 +315,15 @@ def _prepare_network(dataset: str, model: str, model_config: dict[str, Any] | No
         msg = (f"model: {model} reads radio maps and scene rasters, but dataset {dataset!r} has none (imported "
                "measurements); train it on a generated dataset, or choose setnet or heimdall")
         raise InvalidInputError(msg)
-    if getattr(probe, "use_iq", False) and train_in.iq is None:
-        msg = (f"use_iq: {model} reads IQ captures, but dataset {dataset!r} has none; generate one with --iq "
-               "(emitter mode) or train without use_iq")
-        raise InvalidInputError(msg)
+    for flag in ("use_iq", "iq_lags"):
+        if getattr(probe, flag, False) and train_in.iq is None:
+            msg = (f"{flag}: {model} reads IQ captures, but dataset {dataset!r} has none; generate one with --iq "
+                   f"(emitter mode) or train without {flag}")
+            raise InvalidInputError(msg)
     warnings = node_position_warnings(model, dataset, train_in)
     spec = FeatureSpec.fit(train_in, frame=frame, phy=getattr(probe, "phy_features", False),
                            iq=getattr(probe, "use_iq", False), band=getattr(probe, "band_feature", False),
+                           iq_lags=getattr(probe, "iq_lags", False),
                            window=probe.window() if hasattr(probe, "window") else None)  # map networks' window frame
     torch_seed(seed)
     net = build_network(model, model_config, vocab_size=len(spec.node_keys))
