@@ -9,9 +9,9 @@ only, on both bands' cells, and on both with the band token feature.
 Run::
 
     .venv/bin/python bench/bench_bands_scene.py [--size 300] [--sites 6] [--samples 600] [--minutes 2] \
-        [--seeds 1] [--workspace /tmp/rflocal-bench-bands-scene]
+        [--seeds 1] [--workspace /tmp/rflocal-bench-bands-scene] [--out bands_scene.json]
 
-Writes ``bench/results/bands_scene.json``.
+Writes ``bench/results/bands_scene.json`` (``--out``).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=2.0, help="training budget per variant")
     parser.add_argument("--seeds", type=int, default=1, help="seeds per variant")
     parser.add_argument("--workspace", default="/tmp/rflocal-bench-bands-scene")
+    parser.add_argument("--out", default="bands_scene.json", help="file name under bench/results")
     args = parser.parse_args(argv)
     os.environ["RFLOCAL_WORKSPACE"] = args.workspace
     sys.path.insert(0, str(HERE.parent))
@@ -69,9 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     study = ablate.run_study("bands", "bands2", seeds=args.seeds, max_minutes_per_variant=args.minutes, name="bench")
     result["ablation"] = [{k: r[k] for k in ("variant", "seed", "median_m", "p95_m", "mean_m", "train_s")}
                           for r in study["rows"]]
+    arms: dict[str, list[dict]] = {}
+    for r in result["ablation"]:
+        arms.setdefault(r["variant"], []).append(r)
+    result["ablation_mean"] = {v: {k: float(np.mean([r[k] for r in rs])) for k in ("median_m", "p95_m", "mean_m")}
+                               for v, rs in arms.items()}
     print(json.dumps(result, indent=1))
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "bands_scene.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    (HERE / "results" / args.out).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return 0
 
 
