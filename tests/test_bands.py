@@ -184,6 +184,9 @@ def test_measurement_files_carry_each_node_carrier(workspace: Path) -> None:
     np.testing.assert_array_equal(carriers, [[28e9, 3.5e9, np.nan]] * 2)
     only_c = MeasurementSet("ue", None, nodes=nodes[2:], samples=(Sample("z", (Report("c", rss_dbm=-80.0),)),))
     assert file_carriers(only_c, {"c": 0}, (1, 1)) is None  # no node says: unknown, as before
+    from rflocal_core.measurements.table import read_nodes
+    table = b"id,lat,lon,carrier_hz\na/3.5G,51.0,4.0,3.5e9\na/28G,51.0,4.0,28e9\nc,51.001,4.0,\n"
+    assert [n.carrier_hz for n in read_nodes(table, kind="csv")] == [3.5e9, 28e9, None]  # a nodes CSV says it too
     doc["nodes"][0]["carrier_hz"] = 5.0
     path.write_text(json.dumps(doc))
     with pytest.raises(MeasurementFormatError, match=r"nodes\[0\]\.carrier_hz"):

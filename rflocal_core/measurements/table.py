@@ -1017,12 +1017,13 @@ _NODE_TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "lon": ("lon", "lng", "long", "longitude", "nodelon"),
     "alt_m": ("altm", "alt", "altitude", "heightm", "height", "nodealtm"),
     "tx_power_dbm": ("txpowerdbm", "txpower"),
+    "carrier_hz": ("carrierhz", "carrier", "freqhz", "frequencyhz"),
 }
 
 
 def read_nodes(source: str | os.PathLike[str] | bytes, *, kind: str | None = None,
                max_bytes: int = MAX_NODES_FILE_BYTES) -> tuple[Node, ...]:
-    """Read a nodes table: CSV/TSV with columns id, lat, lon[, alt_m][, tx_power_dbm], or JSON.
+    """Read a nodes table: CSV/TSV with columns id, lat, lon[, alt_m][, tx_power_dbm][, carrier_hz], or JSON.
 
     JSON is a list of node objects as in ``rflocal-measurements/1`` (``id``, ``lat``, ``lon``,
     ``alt_m``, ``tx_power_dbm``, or ``"position": null``), or an object with such a ``nodes``
