@@ -86,7 +86,7 @@ class TrainConfig:
         split's arrays exceed ``memory_budget_mb``). The run's ``config.json`` records what was used.
     memory_budget_mb : float
         ``"auto"``: the largest train split (its rows of every ``samples/`` array, uncompressed) read
-        into memory.
+        into memory (0: stream every split).
     """
 
     epochs: int = option(60, lo=1, hi=100_000, label="Epochs", help="networks: maximum epochs")
@@ -109,8 +109,8 @@ class TrainConfig:
     data_loading: str = option("auto", choices=("memory", "stream", "auto"), label="Data loading",
                                help="networks: read the train split into memory, stream it in chunk-aligned blocks "
                                     "(each DDP rank its own chunks), or auto (stream above memory_budget_mb)")
-    memory_budget_mb: float = option(2048.0, lo=1.0, hi=1e9, unit="MB", label="Memory budget (MB)",
-                                     help="data_loading auto: stream a train split whose arrays exceed this")
+    memory_budget_mb: float = option(2048.0, lo=0.0, hi=1e9, unit="MB", label="Memory budget (MB)",
+                                     help="data_loading auto: stream a train split whose arrays exceed this (0: always)")
 
     def __post_init__(self) -> None:
         check_options(self)
