@@ -1,10 +1,10 @@
 """Training throughput and peak memory: the train split streamed against read into memory (issue 16).
 
-Run:  .venv/bin/python bench/bench_stream_train.py [--samples 100000] [--gateways 16] [--epochs 2]
+Run:  .venv/bin/python bench/bench_stream_train.py [--samples 5000] [--tile 40] [--gateways 16] [--epochs 2]
       [--batch 256] [--out bench/results/stream_train.json]
 
-Imports ``--samples`` synthetic measurements heard by ``--gateways`` gateways (no ray tracing) as a
-dataset, then trains ``setnet`` (d_model 32, 1 layer) on it once with ``data_loading="memory"`` and once
+Imports ``--samples`` synthetic measurements heard by ``--gateways`` gateways (no ray tracing), repeats
+that dataset ``--tile`` times into a larger one (same chunks, each split every copy's rows), then trains ``setnet`` (d_model 32, 1 layer) on it once with ``data_loading="memory"`` and once
 with ``"stream"``, each in a fresh process (one thread) so that its peak resident memory is its own.
 Per mode it prints the median training samples/s over the epochs (``samples / seconds`` of each
 ``metrics.jsonl`` row: the epoch's training and validation), the wall time of ``train`` (loading,
@@ -48,6 +48,31 @@ def _measurements(n: int, gateways: int):
     return MeasurementSet("ue", None, nodes, tuple(samples))
 
 
+def _tile(src_name: str, name: str, times: int) -> None:
+    """Dataset ``name``: every ``samples/`` array of ``src_name`` repeated ``times`` times (same chunks), each
+    split the source's rows of every copy (importing 10^5 measurements one by one takes many minutes)."""
+    import numpy as np
+    import zarr
+
+    from rflocal_core import settings
+    from rflocal_core.dataset.store import open_dataset
+
+    src = open_dataset(src_name)
+    dst = zarr.open_group(settings.workspace_dir() / "datasets" / name, mode="w")
+    n = int(src["samples/pos_m"].shape[0])
+    for group in ("samples", "splits"):
+        dst.create_group(group)
+    for key in src["samples"].array_keys():
+        a = src[f"samples/{key}"]
+        out = dst.create_array(f"samples/{key}", shape=(n * times, *a.shape[1:]), dtype=a.dtype, chunks=a.chunks,
+                               fill_value=a.fill_value)
+        out[...] = np.concatenate([np.asarray(a[...])] * times)
+    for key in src["splits"].array_keys():
+        idx = np.asarray(src[f"splits/{key}"][...])
+        dst.create_array(f"splits/{key}", data=np.concatenate([idx + k * n for k in range(times)]))
+    dst.attrs.update({**dict(src.attrs), "counts": {**dict(src.attrs)["counts"], "samples": n * times}})
+
+
 def _rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -82,7 +107,8 @@ def child(mode: str, epochs: int, batch: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=100_000)
+    parser.add_argument("--samples", type=int, default=5_000, help="measurements imported")
+    parser.add_argument("--tile", type=int, default=40, help="the imported dataset repeated this many times")
     parser.add_argument("--gateways", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch", type=int, default=256)
@@ -98,8 +124,10 @@ def main() -> int:
     from rflocal_core.train.stream import split_megabytes
 
     t0 = time.perf_counter()
-    import_measurements(_measurements(args.samples, args.gateways), name=DATASET)
-    out = {"samples": args.samples, "gateways": args.gateways, "epochs": args.epochs, "batch": args.batch,
+    import_measurements(_measurements(args.samples, args.gateways), name="base")
+    _tile("base", DATASET, args.tile)
+    out = {"samples": args.samples * args.tile, "imported": args.samples, "tile": args.tile,
+           "gateways": args.gateways, "epochs": args.epochs, "batch": args.batch,
            "import_s": round(time.perf_counter() - t0, 1),
            "train_split_mb": round(split_megabytes(open_dataset(DATASET), "train"), 1),
            "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "load_before": os.getloadavg()}
