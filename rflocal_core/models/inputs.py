@@ -246,7 +246,7 @@ def _last_step(values: np.ndarray, last: np.ndarray) -> np.ndarray:
 
 
 def load_inputs(dataset: str, split: str, *, with_maps: bool = True, max_steps: int | None = None,
-                rows: np.ndarray | None = None, root: Any = None,
+                rows: np.ndarray | None = None, root: Any = None, split_index: np.ndarray | None = None,
                 scene_maps: dict[str, SceneMaps] | None = None) -> Inputs:
     """Read one split of a dataset (or some of its samples) as :class:`Inputs`.
 
@@ -265,6 +265,8 @@ def load_inputs(dataset: str, split: str, *, with_maps: bool = True, max_steps: 
         that hold them are read); default the whole split.
     root : zarr.Group, optional
         The dataset's group, already open (default: ``open_dataset(dataset)``).
+    split_index : ndarray of int, optional
+        ``splits/<split>``, already read (a reader of many blocks reads it once).
     scene_maps : dict of str to SceneMaps, optional
         Every scene's maps, already read (:func:`read_scene_maps`): a reader of many blocks reads them once.
 
@@ -281,7 +283,7 @@ def load_inputs(dataset: str, split: str, *, with_maps: bool = True, max_steps: 
     root = open_dataset(dataset) if root is None else root
     attrs = dict(root.attrs)
     config = attrs.get("config", {}) or {}
-    idx = np.asarray(root[f"splits/{split}"][...], dtype=np.int64)
+    idx = np.asarray(root[f"splits/{split}"][...] if split_index is None else split_index, dtype=np.int64)
     if rows is not None:
         idx = idx[np.asarray(rows, dtype=np.int64)]
     g = root["samples"]

@@ -138,7 +138,8 @@ class StreamedSplit:
         """The samples at ``rows`` (positions in the split), in that order; only their chunks are read."""
         t = self.transform
         x = load_inputs(self.dataset, self.split, with_maps=self.with_maps, max_steps=t.max_steps,
-                        rows=np.asarray(rows, dtype=np.int64), root=self.root, scene_maps=self.maps)
+                        rows=np.asarray(rows, dtype=np.int64), root=self.root, split_index=self.indices,
+                        scene_maps=self.maps)
         return apply_transform(x, t)
 
     def summary(self, *, rank: int = 0, world: int = 1) -> StreamSummary:
