@@ -127,3 +127,12 @@ def test_a_bad_data_loading_value_is_refused_naming_it(ws, capsys):
     with pytest.raises(InvalidInputError, match="data_loading: 'stream' cannot be used here: fpnet"):
         train(DATASET, "fpnet", train_config={"data_loading": "stream"}, run_id="refused")
     assert not (ws / "runs" / "refused").exists()
+
+
+def test_some_rows_of_a_split_read_as_the_same_rows_of_the_whole_split(ws):
+    whole = load_inputs(DATASET, "train", with_maps=False)
+    rows = np.array([700, 3, 1200, 3, 511, 512])  # unsorted, repeated, across chunks
+    part = load_inputs(DATASET, "train", with_maps=False, rows=rows)
+    expected = whole.subset(rows)
+    for name in (*expected.SLOT_FIELDS, *expected.SAMPLE_FIELDS):
+        np.testing.assert_array_equal(getattr(part, name), getattr(expected, name), err_msg=name)
