@@ -1,7 +1,8 @@
 """Issue 17 benchmark: localization from IQ captures in the default procedural city (emitter mode).
 
 One run: a ray-traced IQ dataset (6 rooftop receivers, OFDM bursts, int16 captures), then, on its
-test split, heimdall with the IQ branch (use_iq), heimdall without it (features only: the no-IQ
+test split, heimdall with the IQ branch (use_iq), heimdall with the captures' lags as features
+(iq_lags), heimdall without either (features only: the no-IQ
 ablation), tdoa_multilateration (cross-correlated captures, least squares), setnet and kNN: median,
 P95 and mean error, and heimdall-IQ's batch-1 latency (P50/P95/P99) in PyTorch. Networks train
 under the same time budget each. Prints one JSON object (also written to bench/results/iq.json)::
@@ -26,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 MODELS = {  # name shown: (model, model options)
     "heimdall + IQ": ("heimdall", {"use_iq": True}),
+    "heimdall + IQ lags": ("heimdall", {"iq_lags": True}),  # the captures' cross-correlation lags as features
     "heimdall (no IQ)": ("heimdall", {}),
     "tdoa_multilateration": ("tdoa_multilateration", None),
     "setnet": ("setnet", {}),

@@ -21,6 +21,8 @@ Run::
 
     .venv/bin/python bench/bench_tracking.py             # ~25 min on 2 busy cores (mapformer training: 10-12 min per dataset)
     .venv/bin/python bench/bench_tracking.py --quick     # 300 sequences, 2 epochs: a smoke run
+    .venv/bin/python bench/bench_tracking.py --variants  # the tracker's defaults part by part, on the val split
+    .venv/bin/python bench/bench_tracking.py --motions vehicular   # one motion only
 
 Workspace ``bench/workspace-tracking`` (reused); results ``bench/results/tracking[-quick].json``.
 """
@@ -43,7 +45,7 @@ import numpy as np
 MOTIONS = ("pedestrian", "vehicular")
 
 
-def _prepare(samples: int, steps: int, suffix: str) -> list[str]:
+def _prepare(samples: int, steps: int, suffix: str, motions: tuple[str, ...] = MOTIONS) -> list[str]:
     from rflocal_core.dataset import GenerationConfig, generate_dataset, list_datasets
     from rflocal_core.scene import ProceduralConfig, SceneConfig, SiteConfig, build_scene, list_scenes
 
@@ -52,7 +54,7 @@ def _prepare(samples: int, steps: int, suffix: str) -> list[str]:
                                 sites=SiteConfig(count=6)))
     have = {d["name"] for d in list_datasets()}
     names = []
-    for motion in MOTIONS:
+    for motion in motions:
         name = f"track-{motion}{suffix}"
         if name not in have:
             t0 = time.time()
@@ -127,6 +129,61 @@ def _evaluate(dataset: str, motion: str, runs: dict[str, str]) -> list[dict]:
     return rows
 
 
+#: ``--variants``: what the tracker's defaults are made of, each on its own, on the validation split
+#: (label, vehicular preset (q, speed σ) or None for the default, σ floor).
+VARIANTS = (("before: q 10, speed 12, no floor", (10.0, 12.0), 0.0), ("physics preset only", None, 0.0),
+            ("σ floor 2 only", (10.0, 12.0), 2.0), ("preset + floor 1", None, 1.0),
+            ("preset + floor 2 (default)", None, 2.0), ("preset + floor 3", None, 3.0))
+
+
+def _variants(dataset: str, motion: str, runs: dict[str, str], split: str) -> list[dict]:
+    """Every model's predictions of ``split`` tracked with each of :data:`VARIANTS` (presets swapped in place)."""
+    from rflocal_core import tracking
+    from rflocal_core.dataset.sequences import export_sequences
+    from rflocal_core.infer import load_run, predict_measurements, run_outdoor_mask, track_prediction
+    from rflocal_core.tracking import MotionPreset, TrackConfig
+
+    default = tracking.MOTION_PRESETS["vehicular"]
+    rows = []
+    for label, ms in (("knn", export_sequences(dataset, split=split)), ("mapformer", export_sequences(dataset, split=split)),
+                      ("mapformer+history", export_sequences(dataset, split=split, history=True))):
+        run = load_run(runs[label.split("+")[0]])
+        res = predict_measurements(run, ms, top_k=0)
+        mask = run_outdoor_mask(run, res.scene)
+        last, every = _errors(res, ms, tracked=False)
+        rows.append({"motion": motion, "model": label, "track": "per-report", "variant": "",
+                     "last": _stats(last), "every": _stats(every)})
+        for variant, preset, floor in VARIANTS:
+            tracking.MOTION_PRESETS["vehicular"] = MotionPreset(*preset) if preset else default
+            try:
+                for method in ("kalman", "particle"):
+                    out = track_prediction(res, ms, TrackConfig(method=method, motion=motion, sigma_floor=floor),
+                                           mask=mask if method == "particle" else None)
+                    last, every = _errors(out, ms, tracked=True)
+                    rows.append({"motion": motion, "model": label, "track": method, "variant": variant,
+                                 "last": _stats(last), "every": _stats(every)})
+                    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+            finally:
+                tracking.MOTION_PRESETS["vehicular"] = default
+    return rows
+
+
+def _variants_table(rows: list[dict]) -> str:
+    lines = ["| motion | model | variant | Kalman last median / P95 (m) | change | particle last median / P95 (m) | change |",
+             "|---|---|---|---|---|---|---|"]
+    base = {(r["motion"], r["model"]): r["last"]["p95_m"] for r in rows if r["track"] == "per-report"}
+    cell = {(r["motion"], r["model"], r["variant"], r["track"]): r["last"] for r in rows}
+    for (motion, model), b in base.items():
+        lines.append(f"| {motion} | {model} | per-report | {cell[(motion, model, '', 'per-report')]['median_m']} / {b} "
+                     "| | | |")
+        for variant, _, _ in VARIANTS:
+            k, p = cell[(motion, model, variant, "kalman")], cell[(motion, model, variant, "particle")]
+            lines.append(f"| {motion} | {model} | {variant} | {k['median_m']} / {k['p95_m']} | "
+                         f"{100 * (k['p95_m'] - b) / b:+.0f}% | {p['median_m']} / {p['p95_m']} | "
+                         f"{100 * (p['p95_m'] - b) / b:+.0f}% |")
+    return "\n".join(lines)
+
+
 def _table(rows: list[dict]) -> str:
     lines = [("| motion | model | predictions | last report median / P95 (m) | every report median / P95 (m) | "
              "P95 change at the last report |"), "|---|---|---|---|---|---|"]
@@ -145,14 +202,21 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=None, help="sequences per dataset (default 1500)")
     parser.add_argument("--steps", type=int, default=12, help="report times per sequence")
     parser.add_argument("--epochs", type=int, default=None, help="mapformer epochs (default 30)")
+    parser.add_argument("--variants", action="store_true",
+                        help="instead: the tracker's default (vehicular preset, σ floor) part by part, on the val split")
+    parser.add_argument("--motions", default=",".join(MOTIONS), help="comma-separated motions to run (default both)")
     args = parser.parse_args()
     samples = args.samples or (300 if args.quick else 1500)
     epochs = args.epochs or (2 if args.quick else 30)
     suffix = "-quick" if args.quick else ""
+    motions = tuple(m for m in MOTIONS if m in args.motions.split(","))
     rows = []
-    for dataset, motion in zip(_prepare(samples, args.steps, suffix), MOTIONS):
-        rows += _evaluate(dataset, motion, _train(dataset, epochs))
-    print(_table(rows))
+    for dataset, motion in zip(_prepare(samples, args.steps, suffix, motions), motions):
+        runs = _train(dataset, epochs)
+        rows += _variants(dataset, motion, runs, "val") if args.variants else _evaluate(dataset, motion, runs)
+    print(_variants_table(rows) if args.variants else _table(rows))
+    suffix += "-variants" if args.variants else ""
+    suffix += "" if motions == MOTIONS else "-" + "-".join(motions)
     out = HERE / "results" / f"tracking{suffix}.json"
     out.write_text(json.dumps({"samples": samples, "steps": args.steps, "epochs": epochs, "rows": rows}, indent=2) + "\n")
     print(f"wrote {out}", file=sys.stderr)

@@ -105,7 +105,7 @@ RECEIVER_COUNTS = (None, 7, 5, 3, 2)
 
 def _receivers_variants() -> tuple[Variant, ...]:
     models = (("heimdall + IQ", "heimdall", {"use_iq": True}), ("heimdall", "heimdall", {}),
-              ("tdoa", "tdoa_multilateration", {}))
+              ("heimdall + IQ lags", "heimdall", {"iq_lags": True}), ("tdoa", "tdoa_multilateration", {}))
     rss = {"features": ["rss"]}
     return tuple(Variant(f"{shown}: {k or 'all'} receivers", model=model, model_config=config, train_transform=rss,
                          test_transform=rss if k is None else {**rss, "max_sites": k, "site_choice": "random"})
@@ -163,17 +163,21 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
                 for model, name in (("mapformer", "mapformer"), ("map_matching", "map matching"))
                 for k in ("none", "buildings_removed", "buildings_added", "materials_wrong", "maps_missing"))),
     Study("iq", "IQ captures vs features (emitter datasets generated with --iq): heimdall with and without its IQ "
-          "branch, on all features and on RSS only (no ToA/AoA: the timing must then come from the captures), and "
-          "tdoa_multilateration as the classical peer.", "heimdall",
+          "branch, on all features and on RSS only (no ToA/AoA: the timing must then come from the captures), with "
+          "the captures' cross-correlation lags as features (iq_lags), and tdoa_multilateration as the classical "
+          "peer.", "heimdall",
           (Variant("heimdall + IQ, all features", model_config={"use_iq": True}),
            Variant("heimdall, all features"),
            Variant("heimdall + IQ, RSS only", model_config={"use_iq": True}, train_transform={"features": ["rss"]}),
            Variant("heimdall, RSS only", train_transform={"features": ["rss"]}),
+           Variant("heimdall + IQ lags, RSS only", model_config={"iq_lags": True},
+                   train_transform={"features": ["rss"]}),
+           Variant("heimdall + IQ lags, all features", model_config={"iq_lags": True}),
            Variant("tdoa_multilateration", model="tdoa_multilateration"))),
     Study("receivers", "Robustness to receivers failing (emitter datasets with --iq and >= 7 receivers): each model "
           "is trained once on every receiver (RSS and captures, no ToA/AoA) and tested with all, 7, 5, 3 and 2 "
-          "receivers reporting, a random draw per sample (site_choice=random): heimdall with and without IQ, "
-          "tdoa_multilateration as the peer.", "heimdall", _receivers_variants()),
+          "receivers reporting, a random draw per sample (site_choice=random): heimdall with and without IQ, with the "
+          "captures' lags (iq_lags), and tdoa_multilateration as the peer.", "heimdall", _receivers_variants()),
 )}
 
 

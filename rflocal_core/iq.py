@@ -21,10 +21,12 @@ interpolation).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.fft
 
 from rflocal_core.constants import SPEED_OF_LIGHT_M_S
 from rflocal_core.errors import InvalidInputError
@@ -506,3 +508,100 @@ def tdoa_s(reference: np.ndarray, other: np.ndarray, *, sample_rate_hz: float = 
         lag -= size
     norm = math.sqrt(float(np.sum(np.abs(a) ** 2) * np.sum(np.abs(b) ** 2))) or 1.0
     return float(lag / sample_rate_hz + start_difference_s), float(min(y1 / norm, 1.0))
+
+
+#: Captures cross-correlated at once by :func:`lags_to_strongest` (bounds its memory).
+LAG_CHUNK = 64
+
+
+def lags_to_strongest(codes: np.ndarray, scale: np.ndarray, *, t0_s: np.ndarray | None = None,
+                      sample_rate_hz: float = SAMPLE_RATE_HZ, upsample: int = 8
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every capture's time difference of arrival after its sample's strongest capture, vectorized.
+
+    The estimator of :func:`tdoa_s` (cross spectrum of zero-padded FFTs, correlation magnitude
+    on a ``1 / upsample`` sample grid, parabola through the peak), evaluated on that grid only
+    within one sample of the integer-lag peak (a small DFT instead of an ``upsample``-times
+    longer inverse FFT), in single precision: the same lags (within 1e-3 sample) and qualities at
+    a fraction of the cost, so that a network's features and ``tdoa_multilateration`` read the
+    captures alike.
+
+    Parameters
+    ----------
+    codes : ndarray [N, S, 2, n]
+        ADC codes (I, Q) of each sample's captures.
+    scale : ndarray [N, S]
+        √mW per code; NaN (or not > 0) where a report has no capture. Only the choice of the
+        strongest capture (the reference) depends on it.
+    t0_s : ndarray [N, S], optional
+        Capture starts on the common clock (added to the lags as in :func:`tdoa_s`).
+    sample_rate_hz : float
+    upsample : int
+
+    Returns
+    -------
+    tdoa_s : ndarray [N, S]
+        Arrival minus the reference's arrival, seconds (0 at the reference, NaN without a capture).
+    quality : ndarray [N, S]
+        Peak of the normalized correlation magnitude in [0, 1] (1 at the reference, NaN without).
+    reference : ndarray [N] int
+        Slot of each sample's strongest capture (-1 where a sample has none).
+    """
+    codes = np.asarray(codes)
+    scale = np.asarray(scale, dtype=np.float64)
+    n_samples, slots = scale.shape
+    ok = np.isfinite(scale) & (scale > 0)
+    tdoa = np.full((n_samples, slots), np.nan)
+    quality = np.full((n_samples, slots), np.nan)
+    reference = np.full(n_samples, -1, dtype=np.int64)
+    for lo in range(0, n_samples, LAG_CHUNK):
+        rows = slice(lo, min(lo + LAG_CHUNK, n_samples))
+        t, q, r = _lag_chunk(codes[rows], np.where(ok[rows], scale[rows], 0.0), ok[rows], upsample)
+        tdoa[rows], quality[rows], reference[rows] = t / sample_rate_hz, q, r
+    if t0_s is not None:
+        t0 = np.nan_to_num(np.asarray(t0_s, dtype=np.float64))
+        ref_t0 = np.take_along_axis(t0, np.maximum(reference, 0)[:, None], 1)
+        tdoa = tdoa + (t0 - ref_t0)
+    return tdoa, quality, reference
+
+
+@functools.lru_cache(maxsize=4)
+def _lag_grid(size: int, upsample: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Bins (as :func:`tdoa_s` keeps them), fine offsets (one sample either side), unit phasors, fine-grid DFT."""
+    freq = np.fft.fftfreq(size) * size
+    offsets = np.arange(-upsample, upsample + 1) / upsample
+    turns = np.exp(2j * np.pi * np.arange(size) / size).astype(np.complex64)
+    return freq, offsets, turns, np.exp(2j * np.pi * freq[:, None] * offsets[None] / size).astype(np.complex64)
+
+
+def _lag_chunk(codes: np.ndarray, scale: np.ndarray, ok: np.ndarray, upsample: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`lags_to_strongest` for a few samples: lags in samples, qualities, reference slots."""
+    b, s, _, n = codes.shape
+    # single precision: half the FFT time of batch-1 inference; the lags stay within 1e-3 sample of tdoa_s
+    x = (codes[..., 0, :].astype(np.float32) + 1j * codes[..., 1, :].astype(np.float32)) / np.float32(1 << 15)
+    gain = np.where(ok, scale, 0.0) * (1 << 15)
+    energy = np.sum(np.abs(x.astype(np.complex128)) ** 2, -1) * gain**2  # [b, s], mW x samples
+    reference = np.where(ok.any(1), np.argmax(np.where(ok, energy, -1.0), 1), -1)
+    size = 1 << math.ceil(math.log2(2 * n))
+    spectra = scipy.fft.fft(x, size, workers=1)
+    ref_spec = spectra[np.arange(b), np.maximum(reference, 0)]
+    cross = spectra * np.conj(ref_spec)[:, None]
+    coarse = np.argmax(np.abs(scipy.fft.ifft(cross, workers=1)), -1)  # [b, s]: integer lag of the peak (mod size)
+    freq, offsets, turns, fine = _lag_grid(size, upsample)
+    rotated = cross * turns[(freq[None, None].astype(np.int64) * coarse[..., None]) % size]  # peak moved to lag 0
+    corr = np.abs(rotated @ fine).astype(np.float64) / size  # [b, s, 2u + 1]: correlation around the peak
+    k = np.clip(np.argmax(corr, -1), 1, 2 * upsample - 1)
+    y0, y1, y2 = (np.take_along_axis(corr, (k + d)[..., None], -1)[..., 0] for d in (-1, 0, 1))
+    denom = y0 - 2 * y1 + y2
+    frac = np.where(denom != 0, 0.5 * (y0 - y2) / np.where(denom != 0, denom, 1.0), 0.0)
+    lag = coarse + offsets[k] + frac / upsample
+    lag = np.where(lag > size / 2, lag - size, lag)
+    unscaled = energy / np.where(gain > 0, gain, 1.0) ** 2  # the correlation above is of the unscaled codes
+    ref_energy = np.take_along_axis(unscaled, np.maximum(reference, 0)[:, None], 1)
+    norm = np.sqrt(unscaled * ref_energy)
+    q = np.minimum(y1 / np.where(norm > 0, norm, 1.0), 1.0)
+    lag = np.where(ok, lag, np.nan)
+    q = np.where(ok, q, np.nan)
+    own = (np.arange(s)[None] == reference[:, None]) & ok
+    return np.where(own, 0.0, lag), np.where(own, 1.0, q), reference

@@ -13,6 +13,8 @@ track comes out:
 - :func:`particle_track`: the same motion as a particle filter whose particles live in outdoor
   cells only (:class:`OutdoorMask`): a particle that moves into or through a building is killed,
   and the estimate is always an outdoor position.
+- Both floor each report's σ (:func:`floored_sigma`: ``sigma_floor`` × the median σ of the recent
+  reports, in quadrature): a model's σ is often far too small where it is confidently wrong.
 """
 
 from __future__ import annotations
@@ -40,16 +42,23 @@ class MotionPreset:
 
 
 #: Process-noise presets: a walker (about 1 m/s, gentle turns) and a vehicle (about 10 m/s, turns at
-#: junctions, braking); q as in Bar-Shalom's continuous white-noise acceleration model.
+#: junctions); q as in Bar-Shalom's continuous white-noise acceleration model. The vehicle's: 10 m/s in an
+#: unknown direction is 10/√2 ≈ 7 m/s per axis; its heading wandering by about 0.35 rad a second changes
+#: the velocity by about 3.5 m/s a second across the track, q ≈ 3.5²/2 ≈ 6 m²/s³ per axis.
 MOTION_PRESETS: dict[str, MotionPreset] = {
     "pedestrian": MotionPreset(accel_psd_m2_s3=0.5, speed_sigma_m_s=1.5),
-    "vehicular": MotionPreset(accel_psd_m2_s3=10.0, speed_sigma_m_s=12.0),
+    "vehicular": MotionPreset(accel_psd_m2_s3=6.0, speed_sigma_m_s=7.0),
 }
 
 #: Squared Mahalanobis distance of an innovation beyond which its noise is inflated (χ² 2 dof, 99%).
 GATE_D2 = 9.21
 #: Degrees of freedom of the particle filter's Student-t likelihood (heavy tails: outliers weigh little).
 STUDENT_NU = 4.0
+#: Default σ floor, in medians of the recent reports' σ (see :func:`floored_sigma`); chosen on the validation split
+#: of the tracking benchmark's datasets (bench/bench_tracking.py), not on its test split.
+SIGMA_FLOOR = 2.0
+#: How many recent reports the σ floor's median runs over (causal: a report never sees later ones).
+SIGMA_FLOOR_WINDOW = 32
 
 
 @dataclass(frozen=True)
@@ -69,6 +78,11 @@ class TrackConfig:
     default_sigma_m: float = option(25.0, lo=0.1, hi=1e5, unit="m", flag="track-sigma-m",
                                     label="σ where the model gives none (m)",
                                     help="measurement σ for predictions without an uncertainty")
+    sigma_floor: float = option(SIGMA_FLOOR, lo=0.0, hi=100.0, flag="track-sigma-floor",
+                                label="σ floor (× median σ of recent reports)",
+                                help="each report's σ gets this many times the median σ of the last 32 reports added "
+                                     "in quadrature (a model's σ is too small where it is confidently wrong); 0: "
+                                     "the σ as given")
     seed: int = seed_option(0, help="seed of the particle filter", flag="track-seed")
 
     def __post_init__(self) -> None:
@@ -127,9 +141,9 @@ class Track:
 # --------------------------------------------------------------------------- inputs
 
 
-def _checked(t_s: np.ndarray, z_m: np.ndarray, sigma_m: np.ndarray | None,
-             default_sigma_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Times [T], positions [T, 2] (NaN: no position) and σ [T, 2] (the default where missing)."""
+def _checked(t_s: np.ndarray, z_m: np.ndarray, sigma_m: np.ndarray | None, default_sigma_m: float,
+             sigma_floor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Times [T], positions [T, 2] (NaN: no position) and σ [T, 2] (floored; the default where missing)."""
     t = np.asarray(t_s, float).reshape(-1)
     z = np.asarray(z_m, float).reshape(len(t), 2)
     if len(t) == 0:
@@ -138,9 +152,44 @@ def _checked(t_s: np.ndarray, z_m: np.ndarray, sigma_m: np.ndarray | None,
     if not np.isfinite(t).all() or (np.diff(t) < 0).any():
         msg = f"t_s: expected finite report times in increasing order, got {t.tolist()[:8]}"
         raise InvalidInputError(msg)
-    s = np.full((len(t), 2), float(default_sigma_m)) if sigma_m is None else np.asarray(sigma_m, float).reshape(len(t), 2)
-    s = np.where(np.isfinite(s) & (s > 0), s, float(default_sigma_m))
+    s = np.full((len(t), 2), np.nan) if sigma_m is None else np.asarray(sigma_m, float).reshape(len(t), 2)
+    given = np.isfinite(s) & (s > 0)
+    # the floor is for a model's own σ; the default stands in as the user set it
+    s = np.where(given, floored_sigma(z, np.where(given, s, np.nan), sigma_floor), float(default_sigma_m))
     return t, z, s
+
+
+def floored_sigma(z_m: np.ndarray, sigma_m: np.ndarray, factor: float, *,
+                  window: int = SIGMA_FLOOR_WINDOW) -> np.ndarray:
+    """Each report's σ [T, 2] with ``factor`` × the median σ of the last ``window`` reports added in quadrature.
+
+    Why: a model's σ says how much its candidates disagree, not how far it can be off. kNN's
+    neighbours often agree on a wrong street (σ of a few metres, error of tens): the filter then
+    follows that report and discards the good ones after it as outliers. The floor is relative (a
+    scene of metres or kilometres alike) and causal (the median of the reports up to this one,
+    those with a position only), so live tracking gets what the benchmark measures.
+
+    Parameters
+    ----------
+    z_m : ndarray [T, 2]
+        Positions; NaN rows (no position) do not count towards the median.
+    sigma_m : ndarray [T, 2]
+        1σ per axis; NaN (no σ) counts towards no median and stays NaN.
+    factor : float
+        Floor in medians of σ; 0 returns ``sigma_m`` unchanged.
+    """
+    s = np.asarray(sigma_m, float)
+    if factor <= 0:
+        return s
+    seen = np.where(np.isfinite(z_m).all(axis=1, keepdims=True) & np.isfinite(s), s, np.nan)
+    padded = np.concatenate([np.full((window - 1, 2), np.nan), seen])
+    recent = np.lib.stride_tricks.sliding_window_view(padded, window, axis=0)  # [T, 2, window]
+    flat = recent.reshape(len(s), -1)
+    has = np.isfinite(flat).any(axis=1)
+    median = np.full(len(s), np.nan)
+    median[has] = np.nanmedian(flat[has], axis=1)
+    # a row with a position and a σ is in its own window; the others (before any) keep their σ
+    return np.sqrt(s**2 + (factor * np.nan_to_num(median)[:, None]) ** 2)
 
 
 def _transition(dt: float, q: float) -> tuple[np.ndarray, np.ndarray]:
@@ -156,7 +205,8 @@ def _transition(dt: float, q: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def kalman_track(t_s: np.ndarray, z_m: np.ndarray, sigma_m: np.ndarray | None = None, *,
-                 motion: str = "pedestrian", smooth: bool = False, default_sigma_m: float = 25.0) -> Track:
+                 motion: str = "pedestrian", smooth: bool = False, default_sigma_m: float = 25.0,
+                 sigma_floor: float = SIGMA_FLOOR) -> Track:
     """Constant-velocity Kalman filter over one sequence.
 
     Parameters
@@ -171,6 +221,8 @@ def kalman_track(t_s: np.ndarray, z_m: np.ndarray, sigma_m: np.ndarray | None = 
         Process-noise preset (:data:`MOTION_PRESETS`).
     smooth : bool
         Run the Rauch–Tung–Striebel smoother backwards (each estimate also uses later reports).
+    sigma_floor : float
+        σ floor in medians of the recent reports' σ (:func:`floored_sigma`; 0: the σ as given).
 
     Returns
     -------
@@ -178,7 +230,7 @@ def kalman_track(t_s: np.ndarray, z_m: np.ndarray, sigma_m: np.ndarray | None = 
         Filtered (or smoothed) positions and their 1σ.
     """
     preset = _preset(motion)
-    t, z, s = _checked(t_s, z_m, sigma_m, default_sigma_m)
+    t, z, s = _checked(t_s, z_m, sigma_m, default_sigma_m, sigma_floor)
     n = len(t)
     means, covs, pred_means, pred_covs, fs = (np.zeros((n, 4)), np.zeros((n, 4, 4)), np.zeros((n, 4)),
                                               np.zeros((n, 4, 4)), np.zeros((n, 4, 4)))
@@ -239,7 +291,7 @@ def _preset(motion: str) -> MotionPreset:
 
 def particle_track(t_s: np.ndarray, z_m: np.ndarray, sigma_m: np.ndarray | None = None, *,
                    mask: OutdoorMask | None = None, motion: str = "pedestrian", particles: int = 2000,
-                   seed: int = 0, default_sigma_m: float = 25.0) -> Track:
+                   seed: int = 0, default_sigma_m: float = 25.0, sigma_floor: float = SIGMA_FLOOR) -> Track:
     """A particle filter over one sequence whose particles stay in outdoor cells.
 
     Constant-velocity motion with the white-noise acceleration of ``motion``; a particle whose
@@ -251,7 +303,7 @@ def particle_track(t_s: np.ndarray, z_m: np.ndarray, sigma_m: np.ndarray | None 
     ``mask`` (None: no buildings), ``particles`` and ``seed``.
     """
     preset = _preset(motion)
-    t, z, s = _checked(t_s, z_m, sigma_m, default_sigma_m)
+    t, z, s = _checked(t_s, z_m, sigma_m, default_sigma_m, sigma_floor)
     mask = mask if mask is not None else OutdoorMask(Grid(0.0, 0.0, 1.0, 1, 1), np.ones((1, 1), bool))
     rng = np.random.default_rng(seed)
     state: np.ndarray | None = None
@@ -359,9 +411,9 @@ def track(t_s: np.ndarray, z_m: np.ndarray, sigma_m: np.ndarray | None, config: 
     """Track one sequence with ``config.method`` (``kalman`` or ``particle``; ``mask`` for the latter)."""
     if config.method == "kalman":
         return kalman_track(t_s, z_m, sigma_m, motion=config.motion, smooth=config.smooth,
-                            default_sigma_m=config.default_sigma_m)
+                            default_sigma_m=config.default_sigma_m, sigma_floor=config.sigma_floor)
     if config.method == "particle":
         return particle_track(t_s, z_m, sigma_m, mask=mask, motion=config.motion, particles=config.particles,
-                              seed=config.seed, default_sigma_m=config.default_sigma_m)
+                              seed=config.seed, default_sigma_m=config.default_sigma_m, sigma_floor=config.sigma_floor)
     msg = f"track: expected one of {', '.join(TRACK_METHODS)}, got {config.method!r}"
     raise InvalidInputError(msg)

@@ -177,7 +177,7 @@ def test_layout_shapes_and_attributes(ws: Path) -> None:
         **{k: (N, T, S) for k in ("rsrp_dbm", "rsrq_db", "sinr_db", "cqi", "ri", "beam_id", "beam_rsrp_dbm",
                                   "doppler_hz", "serving", "neighbour_rank", "event_a3", "event_a5", "phy_mask")},
         **{f"mask_{k}": (N, T, S) for k in ("rsrq_db", "sinr_db", "cqi", "ri", "beam_id", "beam_rsrp_dbm",
-                                            "doppler_hz", "serving")},
+                                            "doppler_hz", "serving", "neighbour_rank", "event_a3", "event_a5")},
         "rssi_dbm": (N, T), "beam_top_ids": (N, T, S, 4), "beam_top_rsrp_dbm": (N, T, S, 4),
     }
     assert {k: s[k].shape for k in shapes} == shapes

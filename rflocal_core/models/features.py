@@ -21,7 +21,9 @@ With :attr:`FeatureSpec.phy` (the ``phy_features`` option of ``setnet`` and ``he
 PHY/MAC report fields follow as :data:`PHY_COLUMNS`, each a value and an ``ok`` flag (0 where
 the report lacks it): RSRQ (+20)/20 dB, SINR (+10)/40 dB, CQI/15, rank/4, serving (0/1), beam
 L1-RSRP as ``rss``, Doppler/500 Hz (clipped to ±2), best beam id/32, neighbour rank/8 (0 serving;
-cells outside the report's top K are masked), A3 and A5 events (0/1).
+cells outside the report's top K are masked), A3 and A5 events (0/1). With :attr:`FeatureSpec.iq_lags`
+(heimdall's ``iq_lags``) the IQ timing columns :data:`IQ_LAG_COLUMNS` come last: each capture's lag
+against the sample's strongest capture (:func:`iq_lag_columns`).
 Frames (:attr:`FeatureSpec.frame`): ``"scene"`` places every sample in the training split's square
 (origin and side fitted once), so a scene larger than or away from the training scenes is squeezed
 into it. ``"sample"`` gives each sample its own square, centred on the centroid of its reporting
@@ -46,8 +48,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from rflocal_core.constants import C_M_PER_NS
+from rflocal_core.constants import C_M_PER_NS, SPEED_OF_LIGHT_M_S
 from rflocal_core.errors import InvalidInputError
+from rflocal_core.iq import lags_to_strongest
 from rflocal_core.models.inputs import PHY_INPUT_FIELDS, Inputs, scene_extent, search_bounds
 from rflocal_core.models.window import coarse_position, map_position
 
@@ -83,6 +86,14 @@ PHY_COLUMNS = tuple(c for key in PHY_INPUT_FIELDS for c in (key, f"{key}_ok"))
 #: (3.5 GHz: 0, 28 GHz: 1), the same for every report of a sample, and its ``ok`` flag.
 BAND_COLUMNS = ("band", "band_ok")
 BAND_REF_HZ = 3.5e9
+#: IQ timing token columns appended when :attr:`FeatureSpec.iq_lags` (issue 17): each capture's time difference
+#: of arrival after the sample's strongest capture (:func:`~rflocal_core.iq.lags_to_strongest`) as a range
+#: difference ``c * tdoa`` in frame units (clipped to ±4), the normalized correlation peak, and the ``ok`` flag.
+IQ_LAG_COLUMNS = ("iq_lag", "iq_lag_q", "iq_lag_ok")
+#: Least correlation peak of a lag that counts (``tdoa_multilateration``'s default ``min_quality``).
+LAG_MIN_QUALITY = 0.1
+#: Largest excess of a lag's range difference over the two receivers' distance (NLoS, a sample's error), m.
+LAG_MARGIN_M = 50.0
 
 
 def tracing() -> bool:
@@ -137,6 +148,8 @@ class FeatureSpec:
         ``"window"`` frame: the cell size (m) and cells per side of each sample's window (0 otherwise).
     band : bool
         Append the band token columns :data:`BAND_COLUMNS` (after the PHY ones; masked where the band is unknown).
+    iq_lags : bool
+        Append the IQ timing columns :data:`IQ_LAG_COLUMNS` (last; masked where a report has no capture).
     """
 
     origin_m: tuple[float, float]
@@ -149,6 +162,7 @@ class FeatureSpec:
     cell_m: float = 0.0
     window_cells: int = 0
     band: bool = False
+    iq_lags: bool = False
 
     @property
     def window_m(self) -> float:
@@ -157,14 +171,15 @@ class FeatureSpec:
 
     @classmethod
     def fit(cls, train: Inputs, *, frame: str = "scene", phy: bool = False, iq: bool = False,
-            window: tuple[float, int] | None = None, band: bool = False) -> FeatureSpec:
+            window: tuple[float, int] | None = None, band: bool = False, iq_lags: bool = False) -> FeatureSpec:
         """Fit on a training split; ``window``: ``(cell_m, cells)`` of the ``"window"`` frame (required there)."""
         return cls.from_bounds(search_bounds(train), split_vocab(train), int(train.node_mask.shape[1]), frame=frame,
-                               phy=phy, iq=iq, window=window, band=band)
+                               phy=phy, iq=iq, window=window, band=band, iq_lags=iq_lags)
 
     @classmethod
     def from_bounds(cls, b: list[float], vocab: set[str], max_slots: int, *, frame: str = "scene", phy: bool = False,
-                    iq: bool = False, window: tuple[float, int] | None = None, band: bool = False) -> FeatureSpec:
+                    iq: bool = False, window: tuple[float, int] | None = None, band: bool = False,
+                    iq_lags: bool = False) -> FeatureSpec:
         """As :meth:`fit`, from the split's :func:`~rflocal_core.models.inputs.search_bounds` ``b`` and its
         :func:`split_vocab` (a split read in blocks: the bounds of its box, the union of its vocabularies)."""
         if frame not in (*FRAMES, "window"):
@@ -177,14 +192,15 @@ class FeatureSpec:
         cx, cy = (b[0] + b[1]) / 2, (b[2] + b[3]) / 2
         cell, cells = (float(window[0]), int(window[1])) if frame == "window" and window else (0.0, 0)
         return cls((cx - extent / 2, cy - extent / 2), float(extent), tuple(sorted(vocab)), int(max_slots),
-                   frame, bool(phy), bool(iq), cell, cells, bool(band))
+                   frame, bool(phy), bool(iq), cell, cells, bool(band), bool(iq_lags))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
         return cls(tuple(float(v) for v in d["origin_m"]), float(d["extent_m"]), tuple(d["node_keys"]),
                    int(d["max_slots"]), str(d.get("frame", "scene")),
                    bool(d.get("phy", False)), bool(d.get("iq", False)),  # checkpoints before these: off
-                   float(d.get("cell_m", 0.0)), int(d.get("window_cells", 0)), bool(d.get("band", False)))
+                   float(d.get("cell_m", 0.0)), int(d.get("window_cells", 0)), bool(d.get("band", False)),
+                   bool(d.get("iq_lags", False)))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -273,7 +289,8 @@ class Batch:
     Attributes
     ----------
     node_xy : [N, S, 2] float32, normalized (0 where unknown)
-    feats : [N, S, F] float32, :data:`TOKEN_COLUMNS` (then :data:`PHY_COLUMNS` with PHY features)
+    feats : [N, S, F] float32, :data:`TOKEN_COLUMNS` (then :data:`PHY_COLUMNS` with PHY features, ...,
+        :data:`IQ_LAG_COLUMNS` last with IQ lags)
     node_id : [N, S] int64
     mask : [N, S] bool, slots that carry at least one measurement
     truth : [N, 2] float32, normalized (NaN where absent)
@@ -384,10 +401,35 @@ def phy_token_columns(x: Inputs) -> np.ndarray:
     return np.stack(cols, -1).astype(np.float32)
 
 
-def token_width(frame: str, *, phy: bool = False, band: bool = False) -> int:
-    """Width of a token's feature vector: :func:`token_columns` of ``frame``, plus :data:`PHY_COLUMNS` with PHY and
-    :data:`BAND_COLUMNS` with the band."""
-    return len(token_columns(frame)) + (len(PHY_COLUMNS) if phy else 0) + (len(BAND_COLUMNS) if band else 0)
+def token_width(frame: str, *, phy: bool = False, band: bool = False, iq_lags: bool = False) -> int:
+    """Width of a token's feature vector: :func:`token_columns` of ``frame``, plus :data:`PHY_COLUMNS` with PHY,
+    :data:`BAND_COLUMNS` with the band and :data:`IQ_LAG_COLUMNS` with the IQ timing."""
+    return (len(token_columns(frame)) + (len(PHY_COLUMNS) if phy else 0) + (len(BAND_COLUMNS) if band else 0)
+            + (len(IQ_LAG_COLUMNS) if iq_lags else 0))
+
+
+def iq_lag_columns(x: Inputs, mask: np.ndarray, scale_m: np.ndarray) -> np.ndarray:
+    """[N, S, 3] float32 :data:`IQ_LAG_COLUMNS`: each capture's range difference to the sample's strongest capture
+    (``c * tdoa`` over the frame side ``scale_m`` [N]), its correlation quality and ``ok``; 0 without a capture.
+
+    A lag counts (``ok``) where its correlation peak reaches :data:`LAG_MIN_QUALITY` (below, noise alone could
+    have made it) and its range difference is one geometry allows: at most the distance between the two
+    receivers plus :data:`LAG_MARGIN_M` (a noise peak can lie a kilometre away, and one such value swamps
+    the others).
+    """
+    n, s = mask.shape
+    if x.iq is None or x.iq_scale is None:
+        return np.zeros((n, s, len(IQ_LAG_COLUMNS)), np.float32)
+    # the strongest of the captures that count here (a receiver a transform dropped is no reference)
+    scale = np.where(mask, x.iq_scale, np.nan)
+    tdoa, quality, ref = lags_to_strongest(x.iq, scale, t0_s=x.iq_t0_s, sample_rate_hz=x.iq_sample_rate_hz)
+    rd = np.nan_to_num(tdoa) * SPEED_OF_LIGHT_M_S
+    pos = x.node_pos_m
+    baseline = np.linalg.norm(pos - np.take_along_axis(pos, np.maximum(ref, 0)[:, None, None], 1), axis=-1)
+    baseline = np.where(np.isfinite(baseline), baseline, np.inf)  # a node of unknown position: quality alone
+    ok = np.isfinite(tdoa) & (np.nan_to_num(quality) >= LAG_MIN_QUALITY) & (np.abs(rd) <= baseline + LAG_MARGIN_M)
+    lag = np.clip(rd / scale_m[:, None], -4.0, 4.0)
+    return np.stack([lag * ok, np.nan_to_num(quality) * ok, ok], -1).astype(np.float32)
 
 
 def band_token_columns(x: Inputs) -> np.ndarray:
@@ -440,9 +482,11 @@ def make_batch(x: Inputs, spec: FeatureSpec, *, unknown_nodes: str = "allow") ->
     if spec.band:
         feats = np.concatenate([feats, band_token_columns(x)], axis=-1)
     heard = rss_ok | aoa_ok | toa_ok
-    if spec.iq and x.iq_scale is not None:  # a capture is a measurement of its own
+    if (spec.iq or spec.iq_lags) and x.iq_scale is not None:  # a capture is a measurement of its own
         heard = heard | np.isfinite(x.iq_scale)
     mask = x.node_mask & heard
+    if spec.iq_lags:
+        feats = np.concatenate([feats, iq_lag_columns(x, mask, scale)], axis=-1)
     keys = node_keys(x)
     lookup = {k: i + 1 for i, k in enumerate(spec.node_keys)}
     ids = np.zeros((n, s), dtype=np.int64)

@@ -218,6 +218,15 @@ class HeimdallConfig(NetConfig):
         of arrival) joins the report's token (datasets generated with ``--iq``).
     iq_width : int
         Stem width of the IQ encoder (16: 0.55 M parameters; about 20 is the design's 0.8 M).
+    iq_crop : int
+        Samples of each capture the IQ encoder reads, a window around its energy onset (0: all 1,024).
+    iq_stem_stride : int
+        Stride of the IQ encoder's stem (2 halves the time steps of every stage).
+    iq_lags : bool
+        IQ timing features computed from the captures before the network
+        (:data:`~rflocal_core.models.features.IQ_LAG_COLUMNS`: each capture's cross-correlation lag against
+        the sample's strongest, as ``tdoa_multilateration`` measures it): the token gets the range difference
+        relative to the mean over the sample's captures, and the geometry encoder each pair's difference.
     band_feature : bool
         Read each sample's band as a token feature (:data:`~rflocal_core.models.features.BAND_COLUMNS`).
     """
@@ -231,11 +240,18 @@ class HeimdallConfig(NetConfig):
     use_calibration: bool = option(False, help="per-receiver calibration: a learned RSS gain and offset per known node")
     use_iq: bool = option(False, help="IQ branch: each report's capture through a 1D EfficientNet encoder")
     iq_width: int = option(16, lo=4, hi=64, help="stem width of the IQ encoder (its stages are multiples)")
+    iq_crop: int = option(0, lo=0, hi=1024, help="samples the IQ encoder reads around each capture's energy onset "
+                                                  "(0: all)")
+    iq_stem_stride: int = option(1, lo=1, hi=4, help="stride of the IQ encoder's stem")
+    iq_lags: bool = option(False, help="IQ timing: each capture's cross-correlation lag (TDoA) as token and pair "
+                                       "features")
     band_feature: bool = band_feature_option()
 
 
 #: Columns an IQ token adds after the encoder's embedding: onset relative to the sample's mean, present.
 IQ_EXTRA = 2
+#: Pair features :attr:`HeimdallConfig.iq_lags` adds to the geometry encoder: range difference, both timed.
+PAIR_LAG_EXTRA = 2
 #: The relative onset is a fraction of the capture (1024 samples: 10 km at 30.72 MS/s); a city's
 #: time differences are a few hundredths of it, scaled towards 1 here.
 ONSET_SCALE = 20.0
@@ -376,13 +392,15 @@ class Heimdall(LocNet):
             nn.init.normal_(self.node_embedding.weight, std=0.02)
             with torch.no_grad():
                 self.node_embedding.weight[0].zero_()  # unknown nodes: no identity
-        self.iq_encoder = IQEncoder(IQEncoderConfig(width=config.iq_width, out_dim=d)) if config.use_iq else None
+        self.iq_encoder = IQEncoder(IQEncoderConfig(width=config.iq_width, out_dim=d, crop=config.iq_crop,
+                                                    stem_stride=config.iq_stem_stride)) if config.use_iq else None
         iq_width = d + IQ_EXTRA if config.use_iq else 0
-        self.node_mlp = mlp([2 + token_width(config.frame, phy=config.phy_features, band=config.band_feature) + e
-                             + iq_width, 2 * d, d],
+        self.node_mlp = mlp([2 + token_width(config.frame, phy=config.phy_features, band=config.band_feature,
+                                             iq_lags=config.iq_lags) + e + iq_width, 2 * d, d],
                             final_act=True)
-        # pair features: dx, dy, distance, bearing sin/cos, dz, both-positions-known
-        self.pair_mlp = mlp([7 + 2 * d, d, d], final_act=True) if config.geometry else None
+        # pair features: dx, dy, distance, bearing sin/cos, dz, both-positions-known (+ range difference, both timed)
+        pair_in = 7 + (PAIR_LAG_EXTRA if config.iq_lags else 0)
+        self.pair_mlp = mlp([pair_in + 2 * d, d, d], final_act=True) if config.geometry else None
         self.node_mlp2 = mlp([2 * d if config.geometry else d, d, d], final_act=True)
         self.quality = nn.Linear(d, 1)
         self.rss_temperature = nn.Parameter(torch.tensor(4.0))
@@ -405,7 +423,7 @@ class Heimdall(LocNet):
         return batch.with_tokens(feats=feats)
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        batch = self.calibrated(batch)
+        batch = self.centred_lags(self.calibrated(batch))
         mask = batch.mask
         parts = [batch.node_xy, batch.feats]
         if self.node_embedding is not None:
@@ -425,6 +443,17 @@ class Heimdall(LocNet):
         g = self.fusion(torch.cat([_masked_max(h, mask), _masked_mean(h, mask), weighted], dim=-1))
         mu, sigma = self._head_out(self.drop(g))
         return {"mu": mu, "sigma": sigma, "weights": w}
+
+    def centred_lags(self, batch: Batch) -> Batch:
+        """``batch`` with the IQ lag column relative to the mean over the sample's timed reports (unchanged without
+        ``iq_lags``): the same whichever receiver was the reference, or was dropped."""
+        if not self.config.iq_lags:
+            return batch
+        lag, ok = batch.feats[..., -3], batch.feats[..., -1] * batch.mask.to(batch.feats.dtype)
+        mean = (lag * ok).sum(1, keepdim=True) / ok.sum(1, keepdim=True).clamp_min(1.0)
+        feats = torch.cat([batch.feats[..., :-3], ((lag - mean) * ok).unsqueeze(-1), batch.feats[..., -2:-1],
+                           ok.unsqueeze(-1)], dim=-1)
+        return batch.with_tokens(feats=feats)
 
     def _iq_tokens(self, batch: Batch) -> torch.Tensor:
         """[N, S, d + IQ_EXTRA]: each capture's embedding, its onset relative to the sample's mean onset
@@ -470,7 +499,12 @@ class Heimdall(LocNet):
         s = h.shape[1]
         hj = h.unsqueeze(1).expand(-1, s, -1, -1)
         hi = h.unsqueeze(2).expand(-1, -1, s, -1)
-        pair = torch.cat([delta * both, dist * both, unit * both, dz, both, hi, hj], dim=-1)
+        parts = [delta * both, dist * both, unit * both, dz, both]
+        if self.config.iq_lags:  # range difference of the pair: the hyperbola through both nodes the target is on
+            lag, timed = batch.feats[..., -3], batch.feats[..., -1]
+            pair_timed = (timed.unsqueeze(1) * timed.unsqueeze(2)).unsqueeze(-1)
+            parts += [(lag.unsqueeze(1) - lag.unsqueeze(2)).unsqueeze(-1) * pair_timed, pair_timed]
+        pair = torch.cat([*parts, hi, hj], dim=-1)
         e = self.pair_mlp(pair)  # [N, S, S, d]
         pm = batch.mask.unsqueeze(1) & batch.mask.unsqueeze(2) & ~torch.eye(s, dtype=torch.bool, device=h.device)
         w = pm.to(h.dtype).unsqueeze(-1)

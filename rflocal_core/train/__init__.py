@@ -339,13 +339,14 @@ def _prepare_network(dataset: str, model: str, model_config: dict[str, Any] | No
         msg = (f"model: {model} reads radio maps and scene rasters, but dataset {dataset!r} has none (imported "
                "measurements); train it on a generated dataset, or choose setnet or heimdall")
         raise InvalidInputError(msg)
-    if getattr(probe, "use_iq", False) and head.iq is None:
-        msg = (f"use_iq: {model} reads IQ captures, but dataset {dataset!r} has none; generate one with --iq "
-               "(emitter mode) or train without use_iq")
-        raise InvalidInputError(msg)
+    for flag in ("use_iq", "iq_lags"):
+        if getattr(probe, flag, False) and head.iq is None:
+            msg = (f"{flag}: {model} reads IQ captures, but dataset {dataset!r} has none; generate one with --iq "
+                   f"(emitter mode) or train without {flag}")
+            raise InvalidInputError(msg)
     warnings = node_position_warnings(model, dataset, head)  # streamed: of the first block
     options = {"frame": probe.frame, "phy": getattr(probe, "phy_features", False), "iq": getattr(probe, "use_iq", False),
-               "band": getattr(probe, "band_feature", False),
+               "band": getattr(probe, "band_feature", False), "iq_lags": getattr(probe, "iq_lags", False),
                "window": probe.window() if hasattr(probe, "window") else None}  # map networks' window frame
     prep = _Prepared(attrs, train_in, val_in, None, None, warnings, loading, head, options)
     if isinstance(train_in, StreamedSplit):
