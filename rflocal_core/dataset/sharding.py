@@ -185,3 +185,17 @@ class ChunkShardSampler(torch.utils.data.Sampler[int]):
             while len(pending) >= mine and done < len(steps):
                 yield default_collate(pending[:mine])
                 pending, done = pending[mine:], done + 1
+
+    def step_blocks(self, batch_size: int) -> Iterator[np.ndarray]:
+        """This rank's rows of :meth:`batches`, a whole number of steps at a time (about ``buffer`` rows).
+
+        What a reader that turns each block into one array set reads (training's streaming path,
+        :mod:`rflocal_core.train.stream`): the rows of :meth:`stream`'s buffer blocks, cut at step
+        boundaries instead of carrying a step's rows over to the next block.
+        """
+        steps = self.batches(batch_size)
+        mine = len(steps[0]) if steps else 0
+        rows = self.positions()[:len(steps) * mine]
+        per = max(1, self.buffer // max(mine, 1)) * mine
+        for start in range(0, len(rows), max(per, 1)):
+            yield rows[start:start + per]

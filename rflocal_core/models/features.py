@@ -173,19 +173,25 @@ class FeatureSpec:
     def fit(cls, train: Inputs, *, frame: str = "scene", phy: bool = False, iq: bool = False,
             window: tuple[float, int] | None = None, band: bool = False, iq_lags: bool = False) -> FeatureSpec:
         """Fit on a training split; ``window``: ``(cell_m, cells)`` of the ``"window"`` frame (required there)."""
+        return cls.from_bounds(search_bounds(train), split_vocab(train), int(train.node_mask.shape[1]), frame=frame,
+                               phy=phy, iq=iq, window=window, band=band, iq_lags=iq_lags)
+
+    @classmethod
+    def from_bounds(cls, b: list[float], vocab: set[str], max_slots: int, *, frame: str = "scene", phy: bool = False,
+                    iq: bool = False, window: tuple[float, int] | None = None, band: bool = False,
+                    iq_lags: bool = False) -> FeatureSpec:
+        """As :meth:`fit`, from the split's :func:`~rflocal_core.models.inputs.search_bounds` ``b`` and its
+        :func:`split_vocab` (a split read in blocks: the bounds of its box, the union of its vocabularies)."""
         if frame not in (*FRAMES, "window"):
             msg = f"frame: expected one of {', '.join((*FRAMES, 'window'))}, got {frame!r}"
             raise InvalidInputError(msg)
         if frame == "window" and (window is None or not window[0] > 0 or int(window[1]) < 1):
             msg = f"window: the window frame needs a cell size > 0 m and at least one cell, got {window!r}"
             raise InvalidInputError(msg)
-        b = search_bounds(train)
         extent = max(b[1] - b[0], b[3] - b[2], 1.0)
         cx, cy = (b[0] + b[1]) / 2, (b[2] + b[3]) / 2
-        keys = node_keys(train)
-        vocab = sorted({k for k in keys[train.node_mask].ravel().tolist() if k})
         cell, cells = (float(window[0]), int(window[1])) if frame == "window" and window else (0.0, 0)
-        return cls((cx - extent / 2, cy - extent / 2), float(extent), tuple(vocab), int(train.node_mask.shape[1]),
+        return cls((cx - extent / 2, cy - extent / 2), float(extent), tuple(sorted(vocab)), int(max_slots),
                    frame, bool(phy), bool(iq), cell, cells, bool(band), bool(iq_lags))
 
     @classmethod
@@ -254,6 +260,12 @@ class FeatureSpec:
 def token_columns(frame: str) -> tuple[str, ...]:
     """Columns of a token in ``frame``: :data:`TOKEN_COLUMNS`, then ``log_scale`` in the sample frame."""
     return (*TOKEN_COLUMNS, "log_scale") if frame == "sample" else TOKEN_COLUMNS
+
+
+def split_vocab(x: Inputs) -> set[str]:
+    """The node identity keys (:func:`node_keys`) of the slots holding a node in ``x``."""
+    keys = node_keys(x)
+    return {k for k in keys[x.node_mask].ravel().tolist() if k}
 
 
 def node_keys(x: Inputs) -> np.ndarray:

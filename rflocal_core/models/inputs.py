@@ -265,8 +265,10 @@ def _last_step(values: np.ndarray, last: np.ndarray) -> np.ndarray:
     return values[np.arange(len(last)), last]
 
 
-def load_inputs(dataset: str, split: str, *, with_maps: bool = True, max_steps: int | None = None) -> Inputs:
-    """Read one split of a dataset as :class:`Inputs`.
+def load_inputs(dataset: str, split: str, *, with_maps: bool = True, max_steps: int | None = None,
+                rows: np.ndarray | None = None, root: Any = None, split_index: np.ndarray | None = None,
+                scene_maps: dict[str, SceneMaps] | None = None) -> Inputs:
+    """Read one split of a dataset (or some of its samples) as :class:`Inputs`.
 
     Parameters
     ----------
@@ -278,6 +280,15 @@ def load_inputs(dataset: str, split: str, *, with_maps: bool = True, max_steps: 
         Also read the per-scene radio maps (generated datasets only).
     max_steps : int, optional
         Use only the last ``max_steps`` valid report times of each sample (sparser sequences).
+    rows : ndarray of int, optional
+        Only these positions of the split, in this order (streaming: only the chunks of ``samples/``
+        that hold them are read); default the whole split.
+    root : zarr.Group, optional
+        The dataset's group, already open (default: ``open_dataset(dataset)``).
+    split_index : ndarray of int, optional
+        ``splits/<split>``, already read (a reader of many blocks reads it once).
+    scene_maps : dict of str to SceneMaps, optional
+        Every scene's maps, already read (:func:`read_scene_maps`): a reader of many blocks reads them once.
 
     Returns
     -------
@@ -289,14 +300,14 @@ def load_inputs(dataset: str, split: str, *, with_maps: bool = True, max_steps: 
     if split not in SPLITS:
         msg = f"split: expected one of {', '.join(SPLITS)}, got {split!r}"
         raise InvalidInputError(msg)
-    root = open_dataset(dataset)
+    root = open_dataset(dataset) if root is None else root
     attrs = dict(root.attrs)
     config = attrs.get("config", {}) or {}
-    idx = np.asarray(root[f"splits/{split}"][...], dtype=np.int64)
+    idx = np.asarray(root[f"splits/{split}"][...] if split_index is None else split_index, dtype=np.int64)
+    if rows is not None:
+        idx = idx[np.asarray(rows, dtype=np.int64)]
     g = root["samples"]
-
-    def read(key: str) -> np.ndarray:
-        return np.asarray(g[key][...])[idx]
+    read = _row_reader(g, idx, whole=rows is None)
 
     steps = _read_steps(read, "t_s" in g, "los" in g, max_steps)
     node_pos = read("node_pos_m").astype(np.float64)
@@ -306,7 +317,7 @@ def load_inputs(dataset: str, split: str, *, with_maps: bool = True, max_steps: 
     scene_idx = read("scene_idx").astype(np.int64) if "scene_idx" in g else np.zeros(len(idx), np.int64)
     scenes = tuple(config.get("scenes") or ())
     if "scenes" in root:
-        slots = _generated_slots(root, config, scenes, scene_idx, node_pos, with_maps=with_maps)
+        slots = _generated_slots(root, config, scenes, scene_idx, node_pos, with_maps=with_maps, cached=scene_maps)
     else:
         slots = _imported_slots(attrs, len(idx), steps["rss"].shape[1])
         scenes = scenes or (str(attrs.get("scene") or dataset),)
@@ -328,6 +339,21 @@ def load_inputs(dataset: str, split: str, *, with_maps: bool = True, max_steps: 
         carrier_hz=np.asarray(read("carrier_hz"), dtype=np.float64) if "carrier_hz" in g else None,
         node_carrier_hz=np.asarray(read("node_carrier_hz"), dtype=np.float64) if "node_carrier_hz" in g else None,
     )
+
+
+def _row_reader(g: Any, idx: np.ndarray, *, whole: bool) -> Any:
+    """``read(key)``: the rows ``idx`` of ``g[key]``. ``whole``: read the array, then index (a whole split);
+    else only the chunks holding ``idx`` (each row read once, in sorted order, then put in ``idx``'s order)."""
+    if whole:
+        return lambda key: np.asarray(g[key][...])[idx]
+    unique, back = np.unique(idx, return_inverse=True)
+
+    def read(key: str) -> np.ndarray:
+        if not len(unique):
+            return np.zeros((0, *g[key].shape[1:]), dtype=g[key].dtype)
+        return np.asarray(g[key].get_orthogonal_selection((unique,)))[back]
+
+    return read
 
 
 def _read_captures(g: Any, idx: np.ndarray, last: np.ndarray) -> dict[str, Any]:
@@ -374,14 +400,16 @@ def _read_steps(read: Any, has_times: bool, has_los: bool, max_steps: int | None
 
 
 def _generated_slots(root: Any, config: dict[str, Any], scenes: tuple[str, ...], scene_idx: np.ndarray,
-                     node_pos: np.ndarray, *, with_maps: bool) -> dict[str, Any]:
-    """Site of each slot (the scene's site within 5 cm of the node), its transmit power, and the maps."""
+                     node_pos: np.ndarray, *, with_maps: bool, cached: dict[str, SceneMaps] | None = None
+                     ) -> dict[str, Any]:
+    """Site of each slot (the scene's site within 5 cm of the node), its transmit power, and the maps
+    (``cached``: the scenes' maps, already read)."""
     n, s = node_pos.shape[:2]
     tx = np.full((n, s), np.nan)
     slot_site = np.full((n, s), -1, dtype=np.int64)
     maps: dict[str, SceneMaps] = {}
     for i, name in enumerate(scenes):
-        scene_maps = read_scene_maps(root, name)
+        scene_maps = cached[name] if cached is not None and name in cached else read_scene_maps(root, name)
         site_pos, site_tx = scene_maps.site_pos_m, scene_maps.tx_power_dbm
         rows = scene_idx == i
         if rows.any():
@@ -443,13 +471,28 @@ def search_bounds(train: Inputs) -> list[float]:
     The extent of the *training* scenes: the geometric baselines no longer use it (they use
     :func:`scene_extent` of the data they predict); the networks' normalization still does.
     """
-    pts = [train.truth_m[np.isfinite(train.truth_m).all(1)],
-           train.node_pos_m[..., :2][train.known_nodes]]
-    pts = np.concatenate([p.reshape(-1, 2) for p in pts])
-    if len(pts) == 0:
+    box = points_box(train)
+    if box is None:
         msg = f"train: split {train.split!r} of {train.dataset!r} has neither true positions nor known node positions"
         raise InvalidInputError(msg)
-    lo, hi = pts.min(0), pts.max(0)
+    return box_bounds(*box)
+
+
+def points_box(x: Inputs) -> tuple[np.ndarray, np.ndarray] | None:
+    """Lowest and highest x, y [2] of the true positions and known node positions of ``x`` (None: none).
+
+    The box of a split read in blocks is the box of the blocks' boxes (:func:`box_bounds` then gives its
+    :func:`search_bounds`).
+    """
+    pts = [x.truth_m[np.isfinite(x.truth_m).all(1)], x.node_pos_m[..., :2][x.known_nodes]]
+    pts = np.concatenate([p.reshape(-1, 2) for p in pts])
+    if len(pts) == 0:
+        return None
+    return pts.min(0), pts.max(0)
+
+
+def box_bounds(lo: np.ndarray, hi: np.ndarray) -> list[float]:
+    """:func:`search_bounds` of the box ``lo``, ``hi``: widened by 10% of its larger side (at least 1 m)."""
     margin = 0.1 * max(float((hi - lo).max()), 10.0)
     return [float(lo[0] - margin), float(hi[0] + margin), float(lo[1] - margin), float(hi[1] + margin)]
 

@@ -60,6 +60,7 @@ from rflocal_core.train.runs import (
     save_checkpoint,
     write_status,
 )
+from rflocal_core.train.stream import StreamedSplit, StreamSummary, merge_summaries, resolve_loading
 
 __all__ = ["CheckpointError", "RunNotFoundError", "StopReason", "TrainConfig", "TrainResult", "check_extent",
            "delete_run", "list_runs", "models", "read_metrics", "resume", "runs_dir", "train"]
@@ -287,50 +288,87 @@ def _dataset_digest(attrs: dict[str, Any]) -> str | None:
 
 @dataclass(frozen=True)
 class _Prepared:
-    """What a network run is trained on: read and checked before anything is written."""
+    """What a network run is trained on: read and checked before anything is written.
+
+    Streamed (``loading["mode"] == "stream"``): ``train_in`` is a :class:`StreamedSplit`, ``head`` its
+    first block (checks, warnings, the run's reference), and ``spec`` and ``net`` come once every rank's
+    ``part`` of the feature frame is in (:func:`_build_network`).
+    """
 
     attrs: dict[str, Any]
-    train_in: Inputs
+    train_in: Inputs | StreamedSplit
     val_in: Inputs
-    spec: FeatureSpec
+    spec: FeatureSpec | None
     net: Any
     warnings: list[str]
+    loading: dict[str, Any]
+    head: Inputs
+    spec_options: dict[str, Any]
+    part: StreamSummary | None = None
+
+
+#: Rows of a streamed split read for the checks before training (its first, in store order).
+HEAD_ROWS = 2048
 
 
 def _prepare_network(dataset: str, model: str, model_config: dict[str, Any] | None, seed: int,
-                     report: StepProgressFn, transform: InputTransform, *, allow_large_extent: bool) -> _Prepared:
-    """Check the dataset and the options, load the splits, build the network (writes nothing)."""
+                     report: StepProgressFn, transform: InputTransform, *, allow_large_extent: bool,
+                     cfg: TrainConfig, dist: Dist) -> _Prepared:
+    """Check the dataset and the options, load the splits, build the network (writes nothing).
+
+    Streamed, the network is not built yet: this rank's part of the feature frame is read instead.
+    """
     check_extent(dataset, allow_large_extent=allow_large_extent)
     attrs = dict(open_dataset(dataset).attrs)
-    probe = build_network(model, model_config, vocab_size=0).config  # checks the options before any write
-    frame = probe.frame
+    probe_net = build_network(model, model_config, vocab_size=0)  # checks the options before any write
+    probe = probe_net.config
+    loading = resolve_loading(cfg.data_loading, cfg.memory_budget_mb, dataset, net=probe_net, model=model,
+                              transform=transform)
     report("loading data", 0.0)
     with_maps = model_needs_maps(model)
-    train_in = load_transformed(dataset, "train", transform, with_maps=with_maps)
+    if loading["mode"] == "stream":
+        train_in: Inputs | StreamedSplit = StreamedSplit(dataset, "train", transform, with_maps=with_maps)
+        head = train_in.read(np.sort(np.argsort(train_in.indices, kind="stable")[:HEAD_ROWS]))
+    else:
+        train_in = head = load_transformed(dataset, "train", transform, with_maps=with_maps)
     val_in = load_transformed(dataset, "val", transform, with_maps=with_maps)
     if len(train_in) == 0 or len(val_in) == 0:
         msg = f"dataset {dataset!r}: train and val splits must both hold samples"
         raise InvalidInputError(msg)
-    if with_maps and not train_in.maps:
+    if with_maps and not head.maps:
         msg = (f"model: {model} reads radio maps and scene rasters, but dataset {dataset!r} has none (imported "
                "measurements); train it on a generated dataset, or choose setnet or heimdall")
         raise InvalidInputError(msg)
     for flag in ("use_iq", "iq_lags"):
-        if getattr(probe, flag, False) and train_in.iq is None:
+        if getattr(probe, flag, False) and head.iq is None:
             msg = (f"{flag}: {model} reads IQ captures, but dataset {dataset!r} has none; generate one with --iq "
                    f"(emitter mode) or train without {flag}")
             raise InvalidInputError(msg)
-    warnings = node_position_warnings(model, dataset, train_in)
-    spec = FeatureSpec.fit(train_in, frame=frame, phy=getattr(probe, "phy_features", False),
-                           iq=getattr(probe, "use_iq", False), band=getattr(probe, "band_feature", False),
-                           iq_lags=getattr(probe, "iq_lags", False),
-                           window=probe.window() if hasattr(probe, "window") else None)  # map networks' window frame
+    warnings = node_position_warnings(model, dataset, head)  # streamed: of the first block
+    options = {"frame": probe.frame, "phy": getattr(probe, "phy_features", False), "iq": getattr(probe, "use_iq", False),
+               "band": getattr(probe, "band_feature", False), "iq_lags": getattr(probe, "iq_lags", False),
+               "window": probe.window() if hasattr(probe, "window") else None}  # map networks' window frame
+    prep = _Prepared(attrs, train_in, val_in, None, None, warnings, loading, head, options)
+    if isinstance(train_in, StreamedSplit):
+        return replace(prep, part=train_in.summary(rank=dist.rank, world=dist.world))
+    return _build_network(prep, model, model_config, seed, FeatureSpec.fit(train_in, **options))
+
+
+def _build_network(prep: _Prepared, model: str, model_config: dict[str, Any] | None, seed: int, spec: FeatureSpec
+                   ) -> _Prepared:
+    """The network of ``prep`` on the feature frame ``spec`` (seeded; fitted to the split where it must be)."""
     torch_seed(seed)
     net = build_network(model, model_config, vocab_size=len(spec.node_keys))
     prepare = getattr(net, "prepare", None)  # networks fitted to the training split beyond the weights (fpnet)
     if prepare is not None:
-        prepare(train_in, spec)
-    return _Prepared(attrs, train_in, val_in, spec, net, warnings)
+        prepare(prep.train_in, spec)  # in memory: resolve_loading streams no such network
+    return replace(prep, spec=spec, net=net)
+
+
+def _streamed_spec(prep: _Prepared, parts: list[StreamSummary]) -> FeatureSpec:
+    """The feature frame of a streamed split from every rank's part (as :meth:`FeatureSpec.fit` of the whole)."""
+    bounds, vocab, slots = merge_summaries(parts)
+    return FeatureSpec.from_bounds(bounds, vocab, slots, **prep.spec_options)
 
 
 def _train_network(
@@ -343,7 +381,10 @@ def _train_network(
     # in DDP nothing is said before every rank has its data (an input error is then one line, on every rank)
     quiet = report if not dist.on else _silent
     prep = dist.agree(lambda: _prepare_network(dataset, model, model_config, seed, quiet, transform,
-                                               allow_large_extent=allow_large_extent))
+                                               allow_large_extent=allow_large_extent, cfg=cfg, dist=dist))
+    if prep.part is not None:  # streamed: the frame from every rank's share of the split
+        parts = dist.gather_objects(prep.part)
+        prep = dist.agree(lambda: _build_network(prep, model, model_config, seed, _streamed_spec(prep, parts)))
     run_id = dist.broadcast(run_id or new_run_id(model, dataset))  # rank 0's id (it holds the time)
     net = prep.net
     config = {
@@ -352,11 +393,11 @@ def _train_network(
         "dataset_digest": _dataset_digest(prep.attrs), "seed": seed,
         "parameters": sum(p.numel() for p in net.parameters()),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "input_transform": transform.to_dict(),
-        "tags": list(tags), "owner": owner,
+        "tags": list(tags), "owner": owner, "data_loading": prep.loading,
     }
     if dist.on:
         config["ddp"] = {"world_size": dist.world, "backend": "nccl" if dist.device.type == "cuda" else "gloo"}
-    path = dist.agree(lambda: _create_network_run(run_id, config, dataset, prep.train_in, dist))
+    path = dist.agree(lambda: _create_network_run(run_id, config, dataset, prep.head, dist))
     result = _run_network(path, config, NeuralModel(model, net, prep.spec), cfg, prep.train_in, prep.val_in, report,
                           None, dist)
     return replace(result, warnings=tuple(prep.warnings))
@@ -415,8 +456,9 @@ def resume(run_id: str, *, progress: ProgressFn | None = None, max_minutes: floa
 
 
 def _resume_inputs(path: Path, config: dict[str, Any], max_minutes: float | None, report: StepProgressFn
-                   ) -> tuple[TrainConfig, Any, dict[str, Any], Inputs, Inputs]:
-    """Check that the run can be resumed; its options, network, ``resume.pt`` payload and splits."""
+                   ) -> tuple[TrainConfig, Any, dict[str, Any], Inputs | StreamedSplit, Inputs]:
+    """Check that the run can be resumed; its options, network, ``resume.pt`` payload and splits (the train
+    split read as the run read it: streamed or in memory, as its ``config.json`` records)."""
     run_id = path.name
     if config.get("kind") != "network":
         msg = f"run {run_id!r}: only network runs can be resumed; {config.get('model')!r} is fitted in one step"
@@ -441,13 +483,16 @@ def _resume_inputs(path: Path, config: dict[str, Any], max_minutes: float | None
     report("loading data", 0.0)
     with_maps = model_needs_maps(config["model"])
     transform = InputTransform.from_dict(config.get("input_transform"))
-    train_in = load_transformed(config["dataset"], "train", transform, with_maps=with_maps)
+    streamed = (config.get("data_loading") or {}).get("mode") == "stream"  # runs before it: in memory
+    train_in = (StreamedSplit(config["dataset"], "train", transform, with_maps=with_maps) if streamed
+                else load_transformed(config["dataset"], "train", transform, with_maps=with_maps))
     val_in = load_transformed(config["dataset"], "val", transform, with_maps=with_maps)
     return cfg, net, payload, train_in, val_in
 
 
 def _run_network(
-    path: Path, config: dict[str, Any], model: NeuralModel, cfg: TrainConfig, train_in: Inputs, val_in: Inputs,
+    path: Path, config: dict[str, Any], model: NeuralModel, cfg: TrainConfig, train_in: Inputs | StreamedSplit,
+    val_in: Inputs,
     report: StepProgressFn, payload: dict[str, Any] | None, dist: Dist | None = None,
 ) -> TrainResult:
     dist = dist or Dist()
@@ -458,7 +503,8 @@ def _run_network(
 
 
 def _run_network_locked(
-    path: Path, config: dict[str, Any], model: NeuralModel, cfg: TrainConfig, train_in: Inputs, val_in: Inputs,
+    path: Path, config: dict[str, Any], model: NeuralModel, cfg: TrainConfig, train_in: Inputs | StreamedSplit,
+    val_in: Inputs,
     report: StepProgressFn, payload: dict[str, Any] | None, dist: Dist,
 ) -> TrainResult | None:
     """Fit, calibrate and write the status (rank 0: the others return None and take rank 0's result)."""

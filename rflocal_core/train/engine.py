@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rflocal_core.dataset.sharding import ChunkShardSampler
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.metrics import ErrorSummary, error_summary
 from rflocal_core.models.features import Batch, make_batch
@@ -35,6 +37,7 @@ from rflocal_core.options import check_options, option
 from rflocal_core.progress import JobCancelled, ProgressFn, Step, StepProgressFn, as_progress
 from rflocal_core.train.distributed import Dist
 from rflocal_core.train.runs import StopReason, append_metrics, read_torch, save_checkpoint, write_torch
+from rflocal_core.train.stream import StreamedSplit
 from rflocal_core.validation import dataclass_from_dict
 
 RESUME_FORMAT = "rflocal-resume/1"
@@ -76,6 +79,14 @@ class TrainConfig:
     amp : bool
         bfloat16 autocast on CUDA (ignored on CPU).
     plateau_patience : int
+    data_loading : str
+        ``"memory"`` (the train split read whole into memory), ``"stream"`` (read in chunk-aligned
+        blocks through :class:`~rflocal_core.dataset.sharding.ChunkShardSampler`, each DDP rank only
+        the chunks of its share: :mod:`rflocal_core.train.stream`) or ``"auto"`` (stream when the
+        split's arrays exceed ``memory_budget_mb``). The run's ``config.json`` records what was used.
+    memory_budget_mb : float
+        ``"auto"``: the largest train split (its rows of every ``samples/`` array, uncompressed) read
+        into memory (0: stream every split).
     """
 
     epochs: int = option(60, lo=1, hi=100_000, label="Epochs", help="networks: maximum epochs")
@@ -95,6 +106,11 @@ class TrainConfig:
     amp: bool = option(True, label="bfloat16 autocast", help="bfloat16 autocast on CUDA")
     plateau_patience: int = option(4, lo=1, hi=1000, label="Plateau patience",
                                    help="epochs without a better validation median before halving the rate (plateau)")
+    data_loading: str = option("auto", choices=("memory", "stream", "auto"), label="Data loading",
+                               help="networks: read the train split into memory, stream it in chunk-aligned blocks "
+                                    "(each DDP rank its own chunks), or auto (stream above memory_budget_mb)")
+    memory_budget_mb: float = option(2048.0, lo=0.0, hi=1e9, unit="MB", label="Memory budget (MB)",
+                                     help="data_loading auto: stream a train split whose arrays exceed this (0: always)")
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -141,7 +157,7 @@ class FitResult:
 
 
 def fit_network(
-    path: Path, model: NeuralModel, cfg: TrainConfig, train_in: Inputs, val_in: Inputs, *, seed: int,
+    path: Path, model: NeuralModel, cfg: TrainConfig, train_in: Inputs | StreamedSplit, val_in: Inputs, *, seed: int,
     progress: ProgressFn, resume: dict[str, Any] | None = None, dist: Dist | None = None,
 ) -> FitResult:
     """Train ``model.net`` and keep the best epoch in ``path/model.pt``.
@@ -150,6 +166,8 @@ def fit_network(
     ----------
     path : Path
         The run folder (``metrics.jsonl``, ``model.pt``, ``resume.pt`` are written there).
+    train_in : Inputs or StreamedSplit
+        The train split in memory, or read in blocks each epoch (:mod:`rflocal_core.train.stream`).
     resume : dict, optional
         The payload of ``resume.pt`` to continue from.
     dist : Dist, optional
@@ -210,8 +228,8 @@ class _Loop:
     cfg: TrainConfig
     net: LocNet
     device: torch.device
-    train_b: Batch
-    train_rows: torch.Tensor  # rows of train_in (the map source's samples)
+    train_b: Batch | None  # None: streamed
+    train_rows: torch.Tensor | None  # rows of train_in (the map source's samples)
     train_src: MapSource | None
     val_b: Batch
     val_in: Inputs
@@ -230,20 +248,20 @@ class _Loop:
     fwd: torch.nn.Module | None = None  # what the forward pass goes through: DDP's wrapper, or the net
     aug_gen: torch.Generator | None = None  # DDP: this rank's augmentation (None: ``gen``, as one process)
     cancel_pending: bool = False  # DDP: rank 0's progress callback asked to cancel; every rank stops
+    stream: StreamedSplit | None = None  # the train split read in blocks (train_b is then None)
+    sampler: ChunkShardSampler | None = None  # this rank's order and chunks of a streamed split
+    n_steps: int = 0  # optimizer steps per epoch
 
     @classmethod
-    def start(cls, path: Path, model: NeuralModel, cfg: TrainConfig, train_in: Inputs, val_in: Inputs, *, seed: int,
-              report: StepProgressFn, resume: dict[str, Any] | None, dist: Dist) -> _Loop:
+    def start(cls, path: Path, model: NeuralModel, cfg: TrainConfig, train_in: Inputs | StreamedSplit, val_in: Inputs,
+              *, seed: int, report: StepProgressFn, resume: dict[str, Any] | None, dist: Dist) -> _Loop:
         """Batches, optimizer and state, from scratch or from a ``resume.pt`` payload."""
         device = dist.device if dist.on else cfg.resolved_device()
         net: LocNet = model.net.to(device)
-        train_b = make_batch(train_in, model.spec)
         val_b = make_batch(val_in, model.spec)
-        keep = torch.isfinite(train_b.truth).all(1)
-        train_b = train_b.index(keep)
-        train_rows = torch.nonzero(keep).squeeze(1)
-        train_src, val_src = model.map_source(train_in), model.map_source(val_in)
-        if len(train_b) == 0 or not torch.isfinite(val_b.truth).all(1).any():
+        val_src = model.map_source(val_in)
+        train_b, train_rows, train_src, sampler, n_steps = _train_source(model, cfg, train_in, seed=seed, dist=dist)
+        if n_steps == 0 or not torch.isfinite(val_b.truth).all(1).any():
             msg = "dataset: train and val splits must both hold samples with a true position"
             raise InvalidInputError(msg)
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -255,12 +273,13 @@ class _Loop:
             net.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in resume["net"].items()})
             opt.load_state_dict(resume["optimizer"])
             gen.set_state(torch.as_tensor(np.asarray(resume["generator"]), dtype=torch.uint8))
-            _upgrade_state(state, resume["state"], cfg, steps_per_epoch=math.ceil(len(train_b) / cfg.batch_size))
+            _upgrade_state(state, resume["state"], cfg, steps_per_epoch=n_steps)
         t_start = time.perf_counter() - state["elapsed_s"]
         deadline = None if cfg.max_minutes is None else t_start + 60 * cfg.max_minutes
         loop = cls(path, model, cfg, net, device, train_b, train_rows, train_src, val_b, val_in, val_src, opt, gen,
                    report, state, t_start, deadline, anchor=(float(state["progress"]), float(state["elapsed_s"])),
-                   dist=dist, seed=seed)
+                   dist=dist, seed=seed, stream=train_in if sampler is not None else None, sampler=sampler,
+                   n_steps=n_steps)
         if dist.on:
             unused = dist.sum([float(loop.leaves_parameters_unused())])[0] > 0
             loop.fwd = dist.wrap(net, device, find_unused=unused)
@@ -276,10 +295,7 @@ class _Loop:
         """
         net = self.net
         stages = ["joint"] + (["aux"] if int(getattr(net.config, "aux_epochs", 0)) > 0 else [])
-        rows = torch.arange(min(2, len(self.train_b)))
-        base = self.train_b.index(rows)
-        inp = base.compact() if self.train_src is None else self.train_src.batch(base, self.train_rows[rows])
-        inp = inp.to(self.device)
+        inp = self.probe_input().to(self.device)
         unused = False
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
@@ -309,9 +325,19 @@ class _Loop:
         if self.dist.on and self.dist.from_main([float(self.cancel_pending)])[0] > 0:
             raise JobCancelled("cancelled")
 
+    def probe_input(self) -> Any:
+        """The network's input for (at most) the first two train samples."""
+        if self.stream is not None:
+            x = self.stream.read(np.arange(min(2, len(self.stream))))
+            base, src, rows = make_batch(x, self.model.spec), self.model.map_source(x), torch.arange(len(x))
+        else:
+            rows = torch.arange(min(2, len(self.train_b)))
+            base, src, rows = self.train_b.index(rows), self.train_src, self.train_rows[rows]
+        return base.compact() if src is None else src.batch(base, rows)
+
     @property
     def steps_per_epoch(self) -> int:
-        return math.ceil(len(self.train_b) / self.cfg.batch_size)
+        return self.n_steps
 
     def progress(self) -> float:
         """How far the run is through its schedule, in [0, 1]: the fraction of the planned steps done or,
@@ -357,17 +383,12 @@ class _Loop:
         cfg, net = self.cfg, self.net
         net.train()
         self.start_epoch(epoch)
-        order = torch.randperm(len(self.train_b), generator=self.gen)
         sums: dict[str, float] = {}
         seen = 0
         out_of_time = False
-        for b in range(self.steps_per_epoch):
-            rows = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            if len(rows) < self.dist.world:  # a tail too short to give every rank a sample
-                continue
-            mine = self.dist.share(rows)
-            loss, parts, out_of_time = self.train_step(epoch, b, mine, stage, batch_rows=len(rows))
-            n = len(mine)
+        for b, (base, src, src_rows, batch_rows) in self.epoch_steps(epoch):
+            loss, parts, out_of_time = self.train_step(epoch, b, base, src, src_rows, stage, batch_rows=batch_rows)
+            n = len(base)
             seen += n
             sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * n
             for k, v in parts.items():
@@ -381,6 +402,26 @@ class _Loop:
             if out_of_time:
                 break
         return *self.summed(sums, seen), out_of_time
+
+    def epoch_steps(self, epoch: int) -> Iterator[tuple[int, tuple[Batch, MapSource | None, torch.Tensor, int]]]:
+        """The epoch's steps: ``(step, (this rank's samples, their map source, their rows of it, global batch))``.
+
+        In memory: a shuffle of the whole split drawn from ``gen`` (every rank alike), each rank its
+        share of each global batch. Streamed: the sampler's order, read a block at a time.
+        """
+        bs = self.cfg.batch_size
+        if self.sampler is not None and self.stream is not None:
+            self.sampler.set_epoch(epoch)
+            steps = self.stream.steps(self.sampler, bs, self.model)
+            yield from enumerate((base, src, rows, bs) for base, src, rows in steps)
+            return
+        order = torch.randperm(len(self.train_b), generator=self.gen)
+        for b in range(self.steps_per_epoch):
+            rows = order[b * bs:(b + 1) * bs]
+            if len(rows) < self.dist.world:  # a tail too short to give every rank a sample
+                continue
+            mine = self.dist.share(rows)
+            yield b, (self.train_b.index(mine), self.train_src, self.train_rows[mine], len(rows))
 
     def start_epoch(self, epoch: int) -> None:
         """The augmentation schedule moves on at epoch starts (rank 0's progress in DDP, whose ranks
@@ -397,16 +438,16 @@ class _Loop:
         total = self.dist.sum([*(sums[k] for k in keys), seen])
         return dict(zip(keys, total[:-1], strict=True)), round(total[-1])
 
-    def train_step(self, epoch: int, b: int, rows: torch.Tensor, stage: str, *, batch_rows: int
-                   ) -> tuple[torch.Tensor, dict[str, float], bool]:
-        """One optimizer step on the samples ``rows`` (augmented) of a global batch of ``batch_rows``;
-        returns the loss, its parts and whether the time budget ran out."""
+    def train_step(self, epoch: int, b: int, base: Batch, src: MapSource | None, src_rows: torch.Tensor, stage: str,
+                   *, batch_rows: int) -> tuple[torch.Tensor, dict[str, float], bool]:
+        """One optimizer step on the samples ``base`` (augmented; ``src_rows``: their rows of the map
+        source ``src``) of a global batch of ``batch_rows``; returns the loss, its parts and whether the
+        time budget ran out."""
         cfg, net, device = self.cfg, self.net, self.device
-        base = self.train_b.index(rows)
-        inp = base if self.train_src is None else self.train_src.batch(base, self.train_rows[rows])
+        inp = base if src is None else src.batch(base, src_rows)
         batch = net.augment(inp, epoch_fraction=self.epoch_progress, extent_m=self.model.spec.extent_m,
                             generator=self.gen if self.aug_gen is None else self.aug_gen)
-        batch = (batch.compact() if self.train_src is None else batch).to(device)
+        batch = (batch.compact() if src is None else batch).to(device)
         fwd = self.fwd if self.fwd is not None else net
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
             out = fwd(batch)
@@ -419,7 +460,7 @@ class _Loop:
         self.opt.zero_grad(set_to_none=True)
         # DDP averages the ranks' gradients: weigh each share's mean loss by its size, so the step is
         # that of the mean over the global batch
-        scale = self.dist.world * len(rows) / batch_rows
+        scale = self.dist.world * len(base) / batch_rows
         (loss if scale == 1 else loss * scale).backward()
         out_of_time = self.deadline is not None and time.perf_counter() > self.deadline
         lr, bad_rank, cancel, out_of_time = self.dist.step_flags(lr=self.next_lr(), finite=finite,
@@ -482,6 +523,20 @@ class _Loop:
             if state["plateau_bad"] >= self.cfg.plateau_patience:
                 state["plateau_scale"] *= 0.5
                 state["plateau_bad"] = 0
+
+
+def _train_source(model: NeuralModel, cfg: TrainConfig, train_in: Inputs | StreamedSplit, *, seed: int, dist: Dist
+                  ) -> tuple[Batch | None, torch.Tensor | None, MapSource | None, ChunkShardSampler | None, int]:
+    """The train split's batch, its rows with a true position and its map source (in memory), or the
+    streaming sampler (streamed); and the steps per epoch."""
+    if isinstance(train_in, StreamedSplit):
+        sampler = ChunkShardSampler(train_in, num_replicas=dist.world, rank=dist.rank, seed=seed)
+        return None, None, None, sampler, len(sampler.batches(cfg.batch_size))
+    train_b = make_batch(train_in, model.spec)
+    keep = torch.isfinite(train_b.truth).all(1)
+    train_b = train_b.index(keep)
+    return (train_b, torch.nonzero(keep).squeeze(1), model.map_source(train_in), None,
+            math.ceil(len(train_b) / cfg.batch_size))
 
 
 def cosine_rate(lr: float, *, step: int, warmup_steps: float, progress: float, warmup_end: float | None
