@@ -91,7 +91,8 @@ def _cache_key(run_path: Path, dataset_zarr: Path) -> dict[str, Any]:
     model = (run_path / "model.pt").stat()
     config = json.loads((run_path / "config.json").read_text(encoding="utf-8"))
     return {"version": METRICS_VERSION, "model_mtime_ns": model.st_mtime_ns, "model_size": model.st_size,
-            "dataset_mtime_ns": dataset_zarr.stat().st_mtime_ns, "sigma_scale": config.get("sigma_scale")}
+            "dataset_mtime_ns": dataset_zarr.stat().st_mtime_ns, "sigma_scale": config.get("sigma_scale"),
+            "sigma_power": config.get("sigma_power")}
 
 
 def evaluation_cache_path(run_id: str, dataset: str, split: str) -> Path:
