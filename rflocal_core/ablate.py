@@ -32,6 +32,7 @@ import numpy as np
 from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.progress import JobCancelled, ProgressFn, StepProgressFn, as_progress, sub_progress
+from rflocal_core.train.calibrate import unscale_sigma
 from rflocal_core.train.runs import ABLATION_TAG
 from rflocal_core.workspace import atomic_write_text, subdir, validate_name
 
@@ -429,7 +430,9 @@ def calibration_columns(run: Any, pred: Any, x: Any) -> dict[str, float | None]:
         for when in ("before", "after"):
             out[f"val_in_{k}sigma_{when}"] = record.get(f"inside_{k}sigma_{when}")
     d2_after, _, has_sigma = ellipse_d2(pred.position_m - x.truth_m, pred.sigma_m)
-    d2_before = d2_after * float(run.sigma_scale) ** 2  # sigma_after = scale * sigma_before
+    m = run.sigma_map  # the model's own sigma back from the calibrated one
+    d2_before, _, _ = ellipse_d2(pred.position_m - x.truth_m, unscale_sigma(pred.sigma_m, m["scale"], power=m["power"],
+                                                                            ref_m=m["ref_m"]))
     for k in (1, 2):
         for when, d2 in (("before", d2_before), ("after", d2_after)):
             out[f"test_in_{k}sigma_{when}"] = float(np.mean(d2 <= k * k)) if has_sigma.any() else None

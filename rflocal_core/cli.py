@@ -410,8 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     rres = runs_sub.add_parser("resume", help="continue a cancelled or interrupted network run")
     rres.add_argument("run")
     rres.add_argument("--max-minutes", type=float, default=None, help="new wall-clock budget for the whole run")
-    rcal = runs_sub.add_parser("calibrate", help="fit a run's sigma scale on its validation split again "
-                               "(runs trained before scales were kept)")
+    rcal = runs_sub.add_parser("calibrate", help="fit a run's sigma scale (and power) on its validation split again "
+                               "(runs trained before they were kept)")
     rcal.add_argument("run")
     auth = sub.add_parser("auth", help="sign-in of the workbench: make a password hash")
     auth_sub = auth.add_subparsers(dest="auth_cmd", required=True, parser_class=_Parser)

@@ -9,7 +9,7 @@ import pytest
 
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models import Ensemble, errors_m, load_inputs
-from rflocal_core.models.ensemble import combine_positions, mixture_sigma, simplex_grid
+from rflocal_core.models.ensemble import combine_positions, mixture_sigma, simplex_grid, snap_to_positions
 
 #: Antwerp messages imported (80/10/10): enough for the members to differ, small for the test budget.
 MESSAGES = 1500
@@ -67,6 +67,22 @@ def test_ensemble_run_trains_members_chooses_weights_and_predicts_alone(antwerp:
     assert evaluated.summary.count > 0 and np.isfinite(evaluated.summary.median_m)
 
 
+def test_snap_pulls_estimates_to_the_training_positions(antwerp: dict, workspace_env) -> None:
+    ref = np.array([[0.0, 0.0], [10.0, 0.0], [100.0, 0.0]])
+    np.testing.assert_allclose(snap_to_positions(np.array([[4.0, 3.0], [90.0, 0.0]]), ref, 2), [[5.0, 0.0], [55.0, 0.0]])
+    with workspace_env(antwerp["ws"]):
+        train, val, test = (load_inputs("antw", s) for s in ("train", "val", "test"))
+    plain = Ensemble({"members": "knn,nn1=knn", "weight_step": 0.5}).fit(train, val)
+    snapped = Ensemble({"members": "knn,nn1=knn", "weight_step": 0.5, "snap_k": 1}).fit(train, val)
+    p, q = plain.predict(test), snapped.predict(test)
+    known = {tuple(t) for t in train.truth_m.round(6)}
+    assert all(tuple(t) in known for t in q.position_m.round(6))  # k = 1: every estimate is a training position
+    assert not np.allclose(p.position_m, q.position_m)
+    np.testing.assert_allclose(q.sigma_m, p.sigma_m)  # the snap moves the estimate, not its sigma
+    again = Ensemble.from_state(snapped.config, snapped.state_dict()).predict(test)
+    np.testing.assert_allclose(again.position_m, q.position_m)
+
+
 def test_combination_mean_median_and_mixture_sigma() -> None:
     grid = simplex_grid(3, 0.25)
     assert len(grid) == 15 and np.allclose(grid.sum(1), 1) and (grid >= 0).all()
@@ -98,6 +114,7 @@ def test_combination_mean_median_and_mixture_sigma() -> None:
     ({"members": "knn,nn1=knn", "member_set": "nn1:k=0"}, "k: expected"),
     ({"members": "knn,lgbm", "member_set": "lgbm:num_leaves=1"}, "num_leaves"),
     ({"combine": "mode"}, "combine"),
+    ({"snap_k": -1}, "snap_k"),
     ({"members": "knn,lgbm"}, "member_set: expected NAME:KEY=VALUE with NAME among the members"),  # nn1:k=1 left
 ])
 def test_bad_options_are_refused_naming_the_field(cfg: dict, match: str) -> None:

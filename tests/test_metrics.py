@@ -357,7 +357,7 @@ def test_metrics_page_shows_cdf_and_table(ws, monkeypatch: pytest.MonkeyPatch) -
     assert len(errors.columns) <= 9 and len(success.columns) <= 9
     cal = next(d.value for d in at.dataframe if "σ scale" in d.value.columns)  # the run's fitted sigma scale
     assert list(cal["run"]) == list(ws["runs"].values())
-    assert cal["σ scale"].isna().iloc[0]  # weighted_centroid gives no sigma: no scale
+    assert cal["σ scale"].isna().iloc[0] and cal["σ power"].isna().iloc[0]  # weighted_centroid gives no sigma: no scale
     assert any("non-Bayesian" in c.value for c in at.caption)
     at.selectbox(key="mx_split").set_value("test_unseen")
     at.run()

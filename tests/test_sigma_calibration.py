@@ -12,7 +12,7 @@ from rflocal_core import settings
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.metrics import EXPECTED_1SIGMA, EXPECTED_2SIGMA, calibration
 from rflocal_core.models.inputs import Prediction
-from rflocal_core.train.calibrate import fit_sigma_scale, scale_sigma, sigma_scale_of
+from rflocal_core.train.calibrate import fit_sigma_scale, scale_sigma, sigma_map_of, sigma_scale_of, unscale_sigma
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ANTWERP = SHARED_DATA / "real" / "antwerp_lorawan"
@@ -79,6 +79,34 @@ def test_scale_of_a_run_config() -> None:
             sigma_scale_of({"sigma_scale": bad})
 
 
+def test_power_fixes_a_wrong_shape() -> None:
+    """The model's ellipses are right on average but their sizes too alike (σ_model = sqrt(σ_true · 30 m)):
+    no single scale brings both the 1σ and 2σ coverage to target; the exponent (p ≈ 2) does, and
+    the map round-trips through a run's config."""
+    rng = np.random.default_rng(4)
+    true_sigma = np.exp(rng.uniform(np.log(2.0), np.log(500.0), size=(4000, 1))) * rng.uniform(0.5, 1.0, size=(4000, 2))
+    err = rng.normal(size=(4000, 2)) * true_sigma
+    g = np.sqrt(true_sigma.prod(1))[:, None]
+    model_sigma = true_sigma / g * np.sqrt(g * 30.0)  # same aspect ratio, sizes compressed
+    one = fit_sigma_scale(err, model_sigma, method="coverage")
+    pw = fit_sigma_scale(err, model_sigma)
+    assert pw.method == "power" and pw.power == pytest.approx(2.0, abs=0.3) and pw.ref_m > 0
+    worst = lambda c: max(abs(c.inside_1sigma_after - EXPECTED_1SIGMA), abs(c.inside_2sigma_after - EXPECTED_2SIGMA))
+    assert worst(one) > 0.03 and worst(pw) < 0.015
+    pred = scale_sigma(Prediction(err, model_sigma), pw.scale, power=pw.power, ref_m=pw.ref_m)
+    c = calibration(pred.position_m, pred.sigma_m)  # applied: what the fit reported
+    assert c.inside_1sigma == pytest.approx(pw.inside_1sigma_after) and c.inside_2sigma == pytest.approx(pw.inside_2sigma_after)
+    np.testing.assert_allclose(pred.sigma_m[:, 0] / pred.sigma_m[:, 1], model_sigma[:, 0] / model_sigma[:, 1])
+    back = unscale_sigma(pred.sigma_m, pw.scale, power=pw.power, ref_m=pw.ref_m)
+    np.testing.assert_allclose(back, model_sigma, rtol=1e-9)
+    # Gaussian errors with the right shape keep p = 1 (a second parameter must earn its place)
+    assert fit_sigma_scale(err, true_sigma * 2.0).power == 1.0
+    assert sigma_map_of({}) == {"scale": 1.0, "power": 1.0, "ref_m": None}  # runs written before
+    assert sigma_map_of({"sigma_scale": 2.0, "sigma_power": 1.5, "sigma_ref_m": 40.0})["power"] == 1.5
+    with pytest.raises(InvalidInputError, match="sigma_power"):
+        sigma_map_of({"sigma_power": -1.0})
+
+
 # --------------------------------------------------------------------------- runs
 
 
@@ -103,7 +131,8 @@ def test_baseline_run_stores_and_applies_its_scale(calib_ws: Path, monkeypatch: 
     config = json.loads((calib_ws / "runs" / result.run_id / "config.json").read_text(encoding="utf-8"))
     scale = config["sigma_scale"]
     assert scale is not None and scale > 0 and result.sigma_scale == scale
-    assert config["sigma_calibration"]["method"] == "coverage" and config["sigma_calibration"]["count"] > 0
+    assert config["sigma_calibration"]["method"] == "power" and config["sigma_calibration"]["count"] > 0
+    assert config["sigma_power"] == 1.0  # under 100 val samples: one scale
 
     run = load_run(result.run_id)
     assert run.sigma_scale == scale
@@ -125,6 +154,16 @@ def test_baseline_run_stores_and_applies_its_scale(calib_ws: Path, monkeypatch: 
     assert not old.cached and old.sigma_scale == 1.0
     unscaled = calibration(raw.position_m - test.truth_m, raw.sigma_m)
     assert old.calibration.inside_1sigma == pytest.approx(unscaled.inside_1sigma)
+
+    # a run whose config holds a power: predict applies it (the cache key holds it too)
+    config.update({"sigma_scale": 1.5, "sigma_power": 2.0, "sigma_ref_m": 10.0})
+    (calib_ws / "runs" / result.run_id / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    g = np.sqrt(raw.sigma_m.prod(1))[:, None]
+    np.testing.assert_allclose(load_run(result.run_id).predict(test).sigma_m, raw.sigma_m * 1.5 * g / 10.0)
+    powered = evaluate_run(result.run_id, "calds", split="test")
+    assert not powered.cached
+    expected = calibration(raw.position_m - test.truth_m, raw.sigma_m * 1.5 * g / 10.0)
+    assert powered.calibration.inside_2sigma == pytest.approx(expected.inside_2sigma)
 
     # `runs calibrate` fits it again from the model's own sigma: the same scale as training fitted
     again = calibrate_run(result.run_id)

@@ -61,6 +61,8 @@ class EvaluationResult(JsonResult):
     #: The scale applied to the model's sigma (fitted on the run's validation split; 1 for runs
     #: written before; None when the model gives no sigma).
     sigma_scale: float | None = None
+    #: The exponent on the ellipse size fitted with the scale (1: one scale; None without sigma).
+    sigma_power: float | None = None
     crlb: CrlbSummary
     cdf: Cdf
     spatial: SpatialErrorMap
@@ -91,7 +93,8 @@ def _cache_key(run_path: Path, dataset_zarr: Path) -> dict[str, Any]:
     model = (run_path / "model.pt").stat()
     config = json.loads((run_path / "config.json").read_text(encoding="utf-8"))
     return {"version": METRICS_VERSION, "model_mtime_ns": model.st_mtime_ns, "model_size": model.st_size,
-            "dataset_mtime_ns": dataset_zarr.stat().st_mtime_ns, "sigma_scale": config.get("sigma_scale")}
+            "dataset_mtime_ns": dataset_zarr.stat().st_mtime_ns, "sigma_scale": config.get("sigma_scale"),
+            "sigma_power": config.get("sigma_power")}
 
 
 def evaluation_cache_path(run_id: str, dataset: str, split: str) -> Path:
@@ -207,6 +210,7 @@ def _evaluate(run_id: str, dataset: str, split: str, dataset_config: dict[str, A
         breakdowns=breakdowns(err, x, training_scenes=training),
         calibration=cal,
         sigma_scale=run.sigma_scale if cal.available else None,
+        sigma_power=run.sigma_map["power"] if cal.available else None,
         crlb=crlb_summary(x, err, dataset_config),
         cdf=cdf_points(err),
         spatial=spatial_error_map(x.truth_m, err),

@@ -35,7 +35,13 @@ from rflocal_core.models.registry import BASELINES, NETWORKS
 from rflocal_core.models.transforms import InputTransform, load_transformed
 from rflocal_core.reference import RunReference, run_reference, scene_maps_of
 from rflocal_core.results import JsonResult
-from rflocal_core.train.calibrate import SigmaCalibration, calibrate_run_folder, scale_sigma, sigma_scale_of
+from rflocal_core.train.calibrate import (
+    SigmaCalibration,
+    calibrate_run_folder,
+    scale_sigma,
+    sigma_map_of,
+    sigma_scale_of,
+)
 from rflocal_core.train.runs import load_checkpoint, run_dir
 from rflocal_core.validation import check_choice
 from rflocal_core.workspace import atomic_path, atomic_write_text
@@ -110,10 +116,17 @@ class LoadedRun:
         """The scale of the model's sigma fitted on the validation split (1 for runs written before)."""
         return sigma_scale_of(self.config)
 
+    @property
+    def sigma_map(self) -> dict[str, Any]:
+        """The run's whole sigma calibration: ``scale``, ``power`` and ``ref_m`` (see :mod:`rflocal_core.train.calibrate`)."""
+        return sigma_map_of(self.config)
+
     def predict(self, x: Inputs) -> Prediction:
-        """Positions [N, 2] and the calibrated uncertainty (the model's sigma times :attr:`sigma_scale`)
-        for the samples of ``x``: the one place a run predicts (``predict``, Live Inference, Metrics)."""
-        return scale_sigma(self.model.predict(x), self.sigma_scale)
+        """Positions [N, 2] and the calibrated uncertainty (the model's sigma times :attr:`sigma_scale`, and
+        the size factor of ``sigma_power`` where fitted) for the samples of ``x``: the one place a run
+        predicts (``predict``, Live Inference, Metrics)."""
+        m = self.sigma_map
+        return scale_sigma(self.model.predict(x), m["scale"], power=m["power"], ref_m=m["ref_m"])
 
 
 def load_run(run_id: str, *, backend: str = "torch") -> LoadedRun:

@@ -68,6 +68,10 @@ class EnsembleConfig:
         Most epochs of each network member.
     seed : int
         Seed of the network members (plus the member's place in ``members``).
+    snap_k : int
+        After combining, move the estimate to the mean of the ``snap_k`` training positions nearest
+        to it (0: off): the targets were where the training data was taken (roads, walks), so an
+        estimate between them is pulled back (Antwerp: 152 -> 145 m median at 10, mean unchanged).
     """
 
     # baselines only by default (minutes at most; Antwerp: 162 m median / 267 m mean, against knn_lgbm's
@@ -83,6 +87,8 @@ class EnsembleConfig:
                                 help="training budget of the network members together")
     epochs: int = option(200, lo=1, hi=100_000, help="most epochs of each network member")
     seed: int = option(0, lo=0, hi=2**31 - 1, help="seed of the network members")
+    snap_k: int = option(0, lo=0, hi=1000, help="pull the estimate to the mean of its k nearest training positions "
+                         "(0: off)")
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -205,6 +211,10 @@ class Ensemble(Baseline):
         preds = self._member_predictions(val.subset(ok))
         weights, search = self._choose_weights(preds, val.subset(ok))
         self._state.update({"weights": weights.tolist(), "search": search})
+        if self.config.snap_k > 0:  # the training positions per scene, for the snap at predict time
+            has = np.isfinite(train.truth_m).all(1)
+            by_scene = {scene: train.truth_m[has & (train.scene_idx == i)] for i, scene in enumerate(train.scenes)}
+            self._state["snap_positions"] = {scene: pos for scene, pos in by_scene.items() if len(pos)}
         return self._state
 
     def _train_network(self, name: str, cfg: dict[str, Any] | None, train: Inputs, val: Inputs,
@@ -281,4 +291,30 @@ class Ensemble(Baseline):
         sig = np.stack([p.sigma_m for p in preds])
         centre = combine_positions(pos, weights, self.config.combine)
         sigma = mixture_sigma(pos, sig, weights, centre)
+        if self.config.snap_k > 0:
+            centre = self._snap(x, centre)
         return Prediction(centre, sigma, {"weights": dict(zip(self._state["members"], weights.tolist(), strict=True))})
+
+    def _snap(self, x: Inputs, centre: np.ndarray) -> np.ndarray:
+        """``centre`` [N, 2] moved to the mean of its ``snap_k`` nearest training positions (scene by scene)."""
+        out = centre.copy()
+        stored = self._state.get("snap_positions") or {}
+        for i, scene in enumerate(x.scenes):
+            ref = np.asarray(stored.get(scene, np.zeros((0, 2))), dtype=np.float64)
+            rows = np.flatnonzero((x.scene_idx == i) & np.isfinite(centre).all(1))
+            if len(ref) == 0 or len(rows) == 0:  # a scene without training positions keeps its estimate
+                continue
+            k = min(int(self.config.snap_k), len(ref))
+            out[rows] = snap_to_positions(centre[rows], ref, k)
+        return out
+
+
+def snap_to_positions(points: np.ndarray, ref: np.ndarray, k: int) -> np.ndarray:
+    """Mean [N, 2] of the ``k`` positions of ``ref`` [M, 2] nearest to each of ``points`` [N, 2]."""
+    out = np.empty_like(points)
+    for start in range(0, len(points), 1024):  # [1024, M] distances at a time: bounded memory
+        p = points[start:start + 1024]
+        d = (p**2).sum(1)[:, None] + (ref**2).sum(1)[None] - 2 * p @ ref.T
+        nn = np.argpartition(d, k - 1, axis=1)[:, :k] if k < len(ref) else np.tile(np.arange(len(ref)), (len(p), 1))
+        out[start:start + 1024] = ref[nn].mean(1)
+    return out
