@@ -51,6 +51,7 @@ def synthetic_inputs(n: int, *, nodes: int = 5, seed: int = 0, split: str = "tra
 
 def _model(name: str, x: Inputs, **options) -> NeuralModel:
     spec = FeatureSpec.fit(x)
+    options = {"frame": "scene", **options}  # the frame of the spec (the set networks' default is sample)
     torch.manual_seed(0)
     if options == NO_AUGMENT:
         names = {f.name for f in fields(NETWORKS[name].config_cls)}
