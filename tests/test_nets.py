@@ -51,11 +51,11 @@ def synthetic_inputs(n: int, *, nodes: int = 5, seed: int = 0, split: str = "tra
 
 def _model(name: str, x: Inputs, **options) -> NeuralModel:
     spec = FeatureSpec.fit(x)
-    options = {"frame": "scene", **options}  # the frame of the spec (the set networks' default is sample)
     torch.manual_seed(0)
     if options == NO_AUGMENT:
         names = {f.name for f in fields(NETWORKS[name].config_cls)}
         options = {**options, **{k: v for k, v in NO_FP_AUGMENT.items() if k in names}}
+    options = {"frame": "scene", **options}  # the frame of the spec (the set networks' default is sample)
     net = build_network(name, options, vocab_size=len(spec.node_keys))
     if hasattr(net, "prepare"):  # as the run machinery does (fpnet: output scale, fingerprint database)
         net.prepare(x, spec)
