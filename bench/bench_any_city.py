@@ -14,7 +14,8 @@ the other tiles' samples; every model trains on the others and is tested on it:
   most 384 a side), argmax, nothing learned; ``physics prior (mapformer grid)``: the same on the
   square and 64 x 64 cells mapformer reads the maps on (its training square, as it is on main);
   ``physics prior (window 8 m)`` / ``(window 4 m)``: the same on the window mapformer reads in the
-  window frame (64 cells of 8 m or 4 m around the window centre); ``window centre``: the first position the window frame centres each sample's window on
+  window frame (64 cells of 8 m or 4 m around the window centre); ``window centre``: the first
+  position the window frame centres each sample's window on
   (:func:`rflocal_core.models.window.map_position`, nothing learned);
 - the baselines (map matching, the geometric ones; kNN refuses a scene it has no fingerprints of);
 - the networks, each ``--minutes`` of training (torch 1 thread): setnet and heimdall in the scene
@@ -66,7 +67,8 @@ BASELINE_MODELS = ("strongest_site", "weighted_centroid", "log_distance", "aoa_t
 NETWORKS = {"setnet (scene)": ("setnet", {"frame": "scene"}), "setnet (sample)": ("setnet", {"frame": "sample"}),
             "heimdall (scene)": ("heimdall", {"frame": "scene"}),
             "heimdall (sample)": ("heimdall", {"frame": "sample"}),
-            "mapformer": ("mapformer", {"frame": "scene"}), "mapformer (window 8 m)": ("mapformer", {"frame": "window", "cell_m": 8.0}),
+            "mapformer": ("mapformer", {"frame": "scene"}),
+            "mapformer (window 8 m)": ("mapformer", {"frame": "window", "cell_m": 8.0}),
             "mapformer (window 4 m)": ("mapformer", {"frame": "window", "cell_m": 4.0}),
             "locheatmap (scene)": ("locheatmap", {"frame": "scene"}),
             "locheatmap (window)": ("locheatmap", {"frame": "window"})}
@@ -184,7 +186,7 @@ def physics_prior(x: Any, cell_m: float, chunk: int = 8, *, spec: Any = None, re
 
 
 def physics_prior_window(x: Any, train: Any, cell_m: float, chunk: int = 8) -> np.ndarray:
-    """The same argmax on the windows mapformer reads in the window frame (``map_res`` cells of ``cell_m``). [N, 2] m."""
+    """The same argmax on the windows mapformer reads in the window frame: ``map_res`` cells of ``cell_m``. [N, 2] m."""
     import torch
 
     from rflocal_core.models.features import FeatureSpec, make_batch
@@ -199,8 +201,9 @@ def physics_prior_window(x: Any, train: Any, cell_m: float, chunk: int = 8) -> n
     with torch.no_grad():
         for s in range(0, len(x), chunk):
             sl = np.arange(s, min(s + chunk, len(x)))
-            ll = physics_loglik(source.batch(batch.index(torch.from_numpy(sl)), sl), rss_sigma_db=cfg.prior_rss_sigma_db,
-                                toa_sigma_m=cfg.prior_toa_sigma_m, aoa_sigma_deg=cfg.prior_aoa_sigma_deg).sum(1)
+            mb = source.batch(batch.index(torch.from_numpy(sl)), sl)
+            ll = physics_loglik(mb, rss_sigma_db=cfg.prior_rss_sigma_db, toa_sigma_m=cfg.prior_toa_sigma_m,
+                                aoa_sigma_deg=cfg.prior_aoa_sigma_deg).sum(1)
             h, w = ll.shape[-2:]
             best = ll.reshape(len(sl), -1).argmax(1).numpy()
             unit[sl] = np.column_stack([(best % w + 0.5) / w, (best // w + 0.5) / h])

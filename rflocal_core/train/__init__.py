@@ -436,7 +436,8 @@ def _resume_inputs(path: Path, config: dict[str, Any], max_minutes: float | None
     cfg = TrainConfig.from_dict(tc)
     spec = FeatureSpec.from_dict(config["features"])
     # the spec says how the inputs were encoded; configs from before frames existed leave the frame out
-    net = build_network(config["model"], {**config["model_config"], "frame": spec.frame}, vocab_size=len(spec.node_keys))
+    options = {**config["model_config"], "frame": spec.frame}
+    net = build_network(config["model"], options, vocab_size=len(spec.node_keys))
     report("loading data", 0.0)
     with_maps = model_needs_maps(config["model"])
     transform = InputTransform.from_dict(config.get("input_transform"))
