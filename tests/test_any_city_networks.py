@@ -305,17 +305,18 @@ def test_a_window_keeps_the_ranges_of_nodes_many_windows_away() -> None:
     assert again.col("toa_ok")[0, 0] == 0 and again.col("toa")[0, 0] == 0 and again.mask[0, 0]  # RSS, AoA remain
 
 
-def test_the_default_frames_predict_in_any_scene() -> None:
-    """The defaults follow bench_any_city.py (issue 19: leave-one-city-out on real tiles): setnet and heimdall
-    in the sample frame, mapformer and locheatmap in the window frame (mapformer 64 cells of 4 m), so a run
-    trained with default options predicts in a scene it never saw; fpnet keeps its only frame, scene; a
+def test_the_map_networks_default_to_the_window_frame() -> None:
+    """The map networks' defaults follow bench_any_city.py (issue 19: leave-one-city-out on real tiles):
+    mapformer and locheatmap in the window frame (mapformer 64 cells of 4 m), so a run trained with default
+    options predicts in a scene it never saw; setnet and heimdall stay in the scene frame (the sample frame
+    lost on a seen real RSS-only city: README "Networks in any scene"), fpnet has only that one; a
     checkpoint from before frames existed still loads as scene (test_frames_old_checkpoints_and_map_networks)."""
     data = _small_map_scenes(1, 4, np.random.default_rng(0))
-    want = {"setnet": "sample", "heimdall": "sample", "mapformer": "window", "locheatmap": "window", "fpnet": "scene"}
+    want = {"setnet": "scene", "heimdall": "scene", "mapformer": "window", "locheatmap": "window", "fpnet": "scene"}
     for name, frame in want.items():
         probe = build_network(name, {}, vocab_size=0).config
         assert probe.frame == frame, name
-        if name == "fpnet":
+        if frame == "scene":
             continue
         # as the training engine builds a run (train._prepare_network): the spec in the option's frame
         spec = FeatureSpec.fit(data, frame=probe.frame, window=probe.window() if hasattr(probe, "window") else None)

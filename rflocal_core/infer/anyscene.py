@@ -86,8 +86,7 @@ def scene_refusal(run: LoadedRun) -> str | None:
 
 def _refused(problem: str, why: str) -> str:
     return (f"{problem}; {why}, so it cannot predict there. Models that predict in any scene from the nodes' "
-            f"positions: {', '.join(any_scene_models())}, and setnet or heimdall trained in the sample frame "
-            "(their default)")
+            f"positions: {', '.join(any_scene_models())}, and setnet or heimdall trained with --set frame=sample")
 
 
 def file_inputs(run: LoadedRun, ms: MeasurementSet) -> FileInputs:
