@@ -13,9 +13,14 @@ the other tiles' samples; every model trains on the others and is tested on it:
   default spreads) with the tile's true radio maps on the tile's own grid (cells of ``--cell``, at
   most 384 a side), argmax, nothing learned; ``physics prior (mapformer grid)``: the same on the
   square and 64 x 64 cells mapformer reads the maps on (its training square, as it is on main);
+  ``physics prior (window 8 m)`` / ``(window 4 m)``: the same on the window mapformer reads in the
+  window frame (64 cells of 8 m or 4 m around the window centre); ``window centre``: the first
+  position the window frame centres each sample's window on
+  (:func:`rflocal_core.models.window.map_position`, nothing learned);
 - the baselines (map matching, the geometric ones; kNN refuses a scene it has no fingerprints of);
 - the networks, each ``--minutes`` of training (torch 1 thread): setnet and heimdall in the scene
-  and in the sample frame, mapformer as it is.
+  and in the sample frame, mapformer (``mapformer``: the scene frame) and locheatmap in the scene
+  and in the window frame.
 
 Each row: median / P95 on the held-out tile next to the same model's seen error (the test split
 of the training tiles, less the samples of a tile that cannot be a test: :func:`tile_facts`). The
@@ -61,8 +66,14 @@ BASELINE_MODELS = ("strongest_site", "weighted_centroid", "log_distance", "aoa_t
 #: Networks: shown name -> (model, model options).
 NETWORKS = {"setnet (scene)": ("setnet", {"frame": "scene"}), "setnet (sample)": ("setnet", {"frame": "sample"}),
             "heimdall (scene)": ("heimdall", {"frame": "scene"}),
-            "heimdall (sample)": ("heimdall", {"frame": "sample"}), "mapformer": ("mapformer", {})}
-REFERENCES = ("textbook ToA", "physics prior", "physics prior (mapformer grid)")
+            "heimdall (sample)": ("heimdall", {"frame": "sample"}),
+            "mapformer": ("mapformer", {"frame": "scene"}),
+            "mapformer (window 8 m)": ("mapformer", {"frame": "window", "cell_m": 8.0}),
+            "mapformer (window 4 m)": ("mapformer", {"frame": "window", "cell_m": 4.0}),
+            "locheatmap (scene)": ("locheatmap", {"frame": "scene"}),
+            "locheatmap (window)": ("locheatmap", {"frame": "window"})}
+REFERENCES = ("textbook ToA", "physics prior", "physics prior (mapformer grid)", "window centre",
+              "physics prior (window 8 m)", "physics prior (window 4 m)")
 ALL_MODELS = (*REFERENCES, *BASELINE_MODELS, *NETWORKS)
 #: Geometric baseline -> the textbook solver kind it is measured against.
 GEOMETRIC = {"toa_multilateration": "toa", "aoa_triangulation": "aoa", "log_distance": "rss"}
@@ -174,6 +185,31 @@ def physics_prior(x: Any, cell_m: float, chunk: int = 8, *, spec: Any = None, re
     return out
 
 
+def physics_prior_window(x: Any, train: Any, cell_m: float, chunk: int = 8) -> np.ndarray:
+    """The same argmax on the windows mapformer reads in the window frame: ``map_res`` cells of ``cell_m``. [N, 2] m."""
+    import torch
+
+    from rflocal_core.models.features import FeatureSpec, make_batch
+    from rflocal_core.models.mapformer import MapFormerConfig, physics_loglik
+    from rflocal_core.models.maps import MapSource
+
+    cfg = MapFormerConfig(frame="window", cell_m=cell_m)
+    spec = FeatureSpec.fit(train, frame="window", window=cfg.window())
+    source = MapSource.from_inputs(x, spec, res=cfg.map_res)
+    batch = make_batch(x, spec)
+    unit = np.zeros((len(x), 2))
+    with torch.no_grad():
+        for s in range(0, len(x), chunk):
+            sl = np.arange(s, min(s + chunk, len(x)))
+            mb = source.batch(batch.index(torch.from_numpy(sl)), sl)
+            ll = physics_loglik(mb, rss_sigma_db=cfg.prior_rss_sigma_db, toa_sigma_m=cfg.prior_toa_sigma_m,
+                                aoa_sigma_deg=cfg.prior_aoa_sigma_deg).sum(1)
+            h, w = ll.shape[-2:]
+            best = ll.reshape(len(sl), -1).argmax(1).numpy()
+            unit[sl] = np.column_stack([(best % w + 0.5) / w, (best // w + 0.5) / h])
+    return batch.to_metres(unit, spec)
+
+
 def _stats(err: np.ndarray) -> dict[str, Any]:
     err = err[np.isfinite(err)]
     if len(err) == 0:
@@ -212,11 +248,17 @@ def run_reference(name: str, train: Any, seen: Any, unseen: Any, cell_m: float, 
     from rflocal_core.models.features import FeatureSpec
     from rflocal_core.models.mapformer import MapFormerConfig
     from rflocal_core.models.textbook import textbook_fixes
+    from rflocal_core.models.window import map_position
 
     row: dict[str, Any] = {}
     for key, x in (("seen", seen), ("unseen", unseen))[:1 if only_seen else 2]:
         if name == "physics prior":
             row[key] = _stats(_err(physics_prior(x, cell_m), x))
+        elif name.startswith("physics prior (window"):  # "physics prior (window 4 m)": cells of 4 m
+            row[key] = _stats(_err(physics_prior_window(x, train, float(name.split()[-2])), x))
+        elif name == "window centre":  # where the window frame centres each sample's window (nothing learned)
+            fix, ok = map_position(x)
+            row[key] = _stats(np.where(ok, _err(fix, x), np.nan))
         elif name == "physics prior (mapformer grid)":  # the square and cells mapformer reads the maps on
             grid = {"spec": FeatureSpec.fit(train), "res": MapFormerConfig().map_res}
             row[key] = _stats(_err(physics_prior(x, cell_m, **grid), x))

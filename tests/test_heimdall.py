@@ -28,7 +28,7 @@ def _masks(n: int, s: int) -> dict[str, torch.Tensor]:
 def test_finite_outputs_and_gradients_with_any_receivers_masked(n, calibration):
     spec = FeatureSpec.fit(synthetic_inputs(32, nodes=5))
     torch.manual_seed(0)
-    net = build_network("heimdall", {"use_calibration": calibration, "dropout": 0.1},
+    net = build_network("heimdall", {"use_calibration": calibration, "dropout": 0.1, "frame": "scene"},
                         vocab_size=len(spec.node_keys))
     base = make_batch(synthetic_inputs(n, nodes=5, seed=n), spec)
     gen = torch.Generator().manual_seed(0)
@@ -53,11 +53,13 @@ def test_calibration_shifts_one_receivers_rss_and_starts_as_identity():
     x = synthetic_inputs(8, nodes=5, seed=3)
     spec = FeatureSpec.fit(x)
     torch.manual_seed(0)
-    plain = build_network("heimdall", {"use_calibration": False}, vocab_size=len(spec.node_keys)).eval()
+    plain = build_network("heimdall", {"use_calibration": False, "frame": "scene"},
+                          vocab_size=len(spec.node_keys)).eval()
     with torch.no_grad():  # weights larger than the default init: the output reacts to every RSS
         for p in plain.parameters():
             p.normal_(0.0, 0.5)
-    calib = build_network("heimdall", {"use_calibration": True}, vocab_size=len(spec.node_keys)).eval()
+    calib = build_network("heimdall", {"use_calibration": True, "frame": "scene"},
+                          vocab_size=len(spec.node_keys)).eval()
     calib.load_state_dict({**plain.state_dict(), "calibration.weight": torch.zeros(len(spec.node_keys) + 1, 2)})
     batch = make_batch(x, spec)
     with torch.no_grad():

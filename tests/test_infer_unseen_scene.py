@@ -43,7 +43,8 @@ def ws(tmp_path_factory: pytest.TempPathFactory, workspace_env, tiny_dataset):
     with workspace_env(path):
         tiny_dataset("small", "smallds", samples=150, cell_size_m=8.0, map_samples_per_tx=200_000,
                      paths_samples_per_src=4000)
-        runs = {m: train("smallds", m, train_config={"epochs": 2}, seed=0).run_id for m in GEOMETRIC + TIED}
+        runs = {m: train("smallds", m, model_config={"frame": "scene"} if m == "setnet" else None,  # tied: scene frame
+                         train_config={"epochs": 2}, seed=0).run_id for m in GEOMETRIC + TIED}
         build_scene(SceneConfig(name="bigtown", procedural=ProceduralConfig(size_m=1500, seed=3),
                                 sites=SiteConfig(count=4)))
         doc = to_json_dict(export_dataset("smallds", split="test", limit=8))

@@ -57,7 +57,7 @@ def _iq_inputs(n: int, rng: np.random.Generator, *, with_rss: bool = False) -> I
 def _model(x: Inputs, *, use_iq: bool) -> NeuralModel:
     spec = FeatureSpec.fit(x, iq=use_iq)
     torch.manual_seed(0)
-    net = build_network("heimdall", {**SMALL, "use_iq": use_iq}, vocab_size=len(spec.node_keys))
+    net = build_network("heimdall", {**SMALL, "use_iq": use_iq, "frame": "scene"}, vocab_size=len(spec.node_keys))
     return NeuralModel("heimdall", net, spec)
 
 

@@ -55,6 +55,7 @@ def _model(name: str, x: Inputs, **options) -> NeuralModel:
     if options == NO_AUGMENT:
         names = {f.name for f in fields(NETWORKS[name].config_cls)}
         options = {**options, **{k: v for k, v in NO_FP_AUGMENT.items() if k in names}}
+    options = {"frame": "scene", **options}  # the frame of the spec (the set networks' default is sample)
     net = build_network(name, options, vocab_size=len(spec.node_keys))
     if hasattr(net, "prepare"):  # as the run machinery does (fpnet: output scale, fingerprint database)
         net.prepare(x, spec)

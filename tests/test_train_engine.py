@@ -45,7 +45,7 @@ def test_phy_token_features_are_read_and_travel_in_the_checkpoint(ws):
 
     from rflocal_core.dataset import export_dataset
     from rflocal_core.infer.predict import predict_measurements
-    from rflocal_core.models.features import PHY_COLUMNS, TOKEN_COLUMNS, FeatureSpec, make_batch
+    from rflocal_core.models.features import PHY_COLUMNS, FeatureSpec, make_batch, token_columns
     from rflocal_core.models.nets import build_network
 
     result = train("eds", "setnet", model_config={"phy_features": True}, train_config={"epochs": 1, "batch_size": 64},
@@ -56,8 +56,9 @@ def test_phy_token_features_are_read_and_travel_in_the_checkpoint(ws):
     x = load_inputs("eds", "val", with_maps=False)
     assert x.phy is not None and x.phy.shape == (*x.node_mask.shape, len(PHY_COLUMNS) // 2)
     batch = make_batch(x, FeatureSpec.from_dict(config["features"]))
-    assert batch.feats.shape[-1] == len(TOKEN_COLUMNS) + len(PHY_COLUMNS)
-    ok = batch.feats[..., len(TOKEN_COLUMNS) + 1::2].numpy() > 0
+    base = len(token_columns(config["features"]["frame"]))  # the PHY columns follow the frame's own
+    assert batch.feats.shape[-1] == base + len(PHY_COLUMNS)
+    ok = batch.feats[..., base + 1::2].numpy() > 0
     np.testing.assert_array_equal(ok, np.isfinite(x.phy) & x.node_mask[..., None])
     assert ok[..., 0].sum() > 0.5 * batch.mask.sum().item()  # RSRQ with most reports
     a = loaded.predict(x)

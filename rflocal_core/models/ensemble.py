@@ -231,7 +231,7 @@ class Ensemble(Baseline):
 
         c = self.config
         probe = build_network(name, cfg, vocab_size=0).config
-        spec = FeatureSpec.fit(train, frame=probe.frame)
+        spec = FeatureSpec.fit(train, frame=probe.frame, window=probe.window() if hasattr(probe, "window") else None)
         torch.manual_seed(seed)
         net = build_network(name, cfg, vocab_size=len(spec.node_keys))
         prepare = getattr(net, "prepare", None)

@@ -12,7 +12,7 @@ Token features (all per slot, ``ok`` flags are 1 where the value is present):
 ``pos_ok``          node position known
 ``rss``             RSS mapped from [-120, -30] dBm to [0, 1] (clipped to [-0.5, 1.5])
 ``aoa``             (sin, cos) of the compass bearing node -> target
-``toa``             ToA x c / scene extent (a distance in extent units, clipped to 4)
+``toa``             ToA x c / the frame's side (a distance in sides; a range over :data:`TOA_MAX_SIDES` is dropped)
 ``tx``              known transmit power / 50 dBm
 ``node_id``         index in the node vocabulary (0: unknown node)
 ==================  ============================================================
@@ -65,6 +65,11 @@ MIN_SAMPLE_SCALE = 0.25
 SCALE_REF_M = 1000.0
 NODE_Z_SCALE_M = 100.0
 TX_SCALE_DBM = 50.0
+#: Longest ToA range a token holds, in sides of its frame's square (scene and sample frames; the window
+#: frame's window is small against the scenes it is cut from, so ranges of many sides are ordinary there).
+#: A longer range is dropped (``toa_ok`` false), not shortened: a shortened range pulls the physics
+#: prior and the network toward its node (issue 19: a 256 m window in a 1.7 km city).
+TOA_MAX_SIDES, WINDOW_TOA_MAX_SIDES = 4.0, 16.0
 
 #: Columns of an earlier report (:attr:`Batch.hist`): RSS as the ``rss`` feature, age / AGE_SCALE_S.
 HIST_COLUMNS = ("rss", "age")
@@ -464,8 +469,10 @@ def make_batch(x: Inputs, spec: FeatureSpec, *, unknown_nodes: str = "allow") ->
     rss = np.clip((np.nan_to_num(x.rss_dbm, nan=RSS_MIN_DBM) - RSS_MIN_DBM) / (RSS_MAX_DBM - RSS_MIN_DBM), -0.5, 1.5)
     aoa_ok = np.isfinite(x.aoa_deg) & x.node_mask
     aoa = np.deg2rad(np.nan_to_num(x.aoa_deg))
-    toa_ok = np.isfinite(x.toa_ns) & x.node_mask
-    toa = np.clip(np.nan_to_num(x.toa_ns) * C_M_PER_NS / scale[:, None], 0.0, 4.0)
+    toa = np.nan_to_num(x.toa_ns) * C_M_PER_NS / scale[:, None]
+    toa_ok = np.isfinite(x.toa_ns) & x.node_mask & (toa <= (WINDOW_TOA_MAX_SIDES if spec.frame == "window" else
+                                                            TOA_MAX_SIDES))
+    toa = np.clip(toa, 0.0, None)
     tx_ok = np.isfinite(x.tx_power_dbm) & x.node_mask
     tx = np.nan_to_num(x.tx_power_dbm) / TX_SCALE_DBM
     cols = {

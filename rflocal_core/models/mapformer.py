@@ -214,6 +214,9 @@ class MapFormerConfig(MapFrameConfig):
     """
 
     node_dropout: tuple[float, ...] = redefault(NetConfig, "node_dropout", (0.0, 0.1, 0.2))
+    # 64 cells of 4 m: a 256 m window; the physics prior at 8 m cells was twice as far off on the held-out
+    # real tiles as at 4 m (bench_any_city.py, issue 19)
+    cell_m: float = redefault(MapFrameConfig, "cell_m", 4.0)
     pe_freqs: int = redefault(SetNetConfig, "pe_freqs", 6)
     layers: int = redefault(SetNetConfig, "layers", 2)
     heads: int = redefault(SetNetConfig, "heads", 4)

@@ -130,16 +130,17 @@ class MapFrameConfig(NetConfig):
     Parameters
     ----------
     frame : str
-        ``"scene"``: positions and maps on the training scenes' square (one grid per scene, whatever
-        its size); ``"window"``: a window of :meth:`window_cells` cells of ``cell_m`` around each
+        ``"window"`` (default): a window of :meth:`window_cells` cells of ``cell_m`` around each
         sample's first position estimate, positions in metres of the window, so the network
-        predicts in any scene, of any size (issue 19).
+        predicts in any scene, of any size (issue 19); ``"scene"``: positions and maps on the
+        training scenes' square (one grid per scene, whatever its size; runs from before frames).
     cell_m : float
         ``"window"`` frame: the cell size (m) of the maps fed to the network.
     """
 
-    # the scene frame reads the maps of its training scenes' square; the window one any scene's
-    frame: str = option("scene", choices=MAP_FRAMES,
+    # the scene frame reads the maps of its training scenes' square; the window one any scene's (the default:
+    # it beat scene on every held-out real tile, bench_any_city.py, issue 19)
+    frame: str = option("window", choices=MAP_FRAMES,
                         help="scene: maps and positions on the training scenes' square; window: a window of fixed "
                              "metres around each sample (predicts in any scene, of any size)")
     cell_m: float = option(8.0, lo=0.5, hi=100.0, unit="m", help="window frame: map cell size")

@@ -110,9 +110,11 @@ class NetConfig:
     position_jitter_m : float
         Gaussian jitter (m, 1 sigma) added to training node positions.
     frame : str
-        ``"scene"``: positions in the training split's square; ``"sample"``: metres relative to each
-        sample's reporting nodes, so the network predicts in any scene, of any size (issue 19; see
-        :mod:`rflocal_core.models.features`). Networks that read maps or fixed node slots: scene only.
+        ``"scene"`` (default): positions in the training split's square; ``"sample"``: metres relative
+        to each sample's reporting nodes, so the network predicts in any scene, of any size (issue 19;
+        see :mod:`rflocal_core.models.features`).
+        ``fpnet`` reads fixed node slots: scene only; the map networks have ``scene`` and ``window``
+        (:class:`~rflocal_core.models.maps.MapFrameConfig`).
     """
 
     d_model: int = option(64, lo=8, hi=1024, help="token width")
@@ -125,6 +127,8 @@ class NetConfig:
     rss_noise_db: float = option(0.0, lo=0.0, hi=20.0, unit="dB", help="uniform noise added to training RSS")
     position_jitter_m: float = option(0.0, lo=0.0, hi=100.0, unit="m",
                                       help="Gaussian jitter (1 sigma) added to training node positions")
+    # scene by default: sample beat it on every held-out real tile (bench_any_city.py, issue 19), but lost
+    # on a seen real RSS-only city in a short run (tests/test_measurement_quality.py, Antwerp: 528 vs 382 m)
     frame: str = option("scene", choices=FRAMES,
                         help="scene: positions in the training scenes' square; sample: metres relative to each "
                              "sample's nodes (predicts in any scene, of any size)")

@@ -479,7 +479,9 @@ def _resume_inputs(path: Path, config: dict[str, Any], max_minutes: float | None
         tc["max_minutes"] = max_minutes
     cfg = TrainConfig.from_dict(tc)
     spec = FeatureSpec.from_dict(config["features"])
-    net = build_network(config["model"], config["model_config"], vocab_size=len(spec.node_keys))
+    # the spec says how the inputs were encoded; configs from before frames existed leave the frame out
+    options = {**config["model_config"], "frame": spec.frame}
+    net = build_network(config["model"], options, vocab_size=len(spec.node_keys))
     report("loading data", 0.0)
     with_maps = model_needs_maps(config["model"])
     transform = InputTransform.from_dict(config.get("input_transform"))
