@@ -131,7 +131,7 @@ def test_bad_sites_file(workspace: Path, tmp_path: Path, run_cli: Any) -> None:
     proc = run_cli(["scene", "build", "--procedural", "--name", "x", "--sites-file", str(bad)], workspace)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip() == ("error: sites[0]: unknown field(s) ['colour']; expected some of "
-                                   "['height_m', 'id', 'lat', 'lon', 'mount', 'x_m', 'y_m']")
+                                   "['bands', 'height_m', 'id', 'lat', 'lon', 'mount', 'x_m', 'y_m']")
 
 
 @pytest.mark.raytrace
