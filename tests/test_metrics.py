@@ -35,7 +35,7 @@ from rflocal_core.metrics import (
 ROOT = Path(__file__).resolve().parents[1]
 DS = "mxds"
 KEYS = ("run_id", "model", "dataset", "split", "count", "missing", "mean_m", "rmse_m", "median_m", "p67_m", "p80_m",
-        "p95_m", "success_rates", "breakdowns", "calibration", "sigma_scale", "crlb", "cdf", "spatial", "inference_ms_per_sample",
+        "p95_m", "success_rates", "breakdowns", "calibration", "sigma_scale", "sigma_power", "crlb", "cdf", "spatial", "inference_ms_per_sample",
         "cached")
 
 
