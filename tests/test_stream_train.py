@@ -136,3 +136,31 @@ def test_some_rows_of_a_split_read_as_the_same_rows_of_the_whole_split(ws):
     expected = whole.subset(rows)
     for name in (*expected.SLOT_FIELDS, *expected.SAMPLE_FIELDS):
         np.testing.assert_array_equal(getattr(part, name), getattr(expected, name), err_msg=name)
+
+
+def test_two_ddp_ranks_stream_their_shares_into_an_ordinary_run(ws):
+    """``torchrun`` with ``--data-loading stream``: both ranks stream, rank 0 writes one ordinary run."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, settings.WORKSPACE_ENV: str(ws), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", "rflocal_core", "train", "--dataset", DATASET, "--model", "setnet", "--seed", "3",
+                           "--data-loading", "stream", "--config", json.dumps(MODEL_CONFIG),
+                           "--train-config", json.dumps(TRAIN_CONFIG)],
+                          capture_output=True, text=True, env=env, cwd=root, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stderr
+    run_id = json.loads(proc.stdout)["run_id"]  # rank 0 alone prints the result
+    config = _config(ws, run_id)
+    assert config["ddp"] == {"world_size": 2, "backend": "gloo"} and config["data_loading"]["mode"] == "stream"
+    assert config["train_config"]["batch_size"] == 64  # the global batch, as configured
+    n = len(load_inputs(DATASET, "train", with_maps=False))
+    rows = [json.loads(line) for line in (ws / "runs" / run_id / "metrics.jsonl").open()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]  # written once, by rank 0
+    assert [r["samples"] for r in rows] == [n // 64 * 64] * 3  # both ranks' shares of every whole step
+    pred = load_run(run_id).predict(load_inputs(DATASET, "test"))
+    assert np.isfinite(pred.position_m).all()
