@@ -260,24 +260,13 @@ def _generate_scene(
             features = _paths(group, scene, motion.pos, motion.step_mask, config, report, seconds, resumed,
                               executor, phy=phy_spec)
 
-    # Reports.
-    report("synthesizing reports", 0.95)
-    t0 = time.perf_counter()
-    reps = _synthesize_reports(maps, motion, features, config, _rng(config, index, "reports"),
-                               top_k=0 if drone else config.top_k)
-    phy_reps = None
-    if features is not None and "beam_gain" in features:
-        phy_reps = _phy_reports(maps, motion, features, reps, sites, config, _rng(config, index, "load"))
+    # Reports (and IQ captures): one unit of work, a Ray task with the Ray executor.
+    job = SynthesisJob(maps=maps, motion=motion, features=features, config=config, index=index, sites=sites,
+                       meta=meta, top_k=0 if drone else config.top_k)
+    reps, phy_reps, captures = _synthesize(job, scene, report, seconds, executor)
     pos = motion.pos
     frame = LocalFrame.from_dict(meta["frame"])
     lat, lon = frame.to_latlon(pos[..., 0], pos[..., 1])
-    _add_seconds(seconds, "reports", time.perf_counter() - t0)
-    captures = None
-    if config.iq and features is not None:
-        report("synthesizing IQ captures", 0.96)
-        t0 = time.perf_counter()
-        captures = _iq_captures(maps, motion, features, reps, meta, config, index)
-        _add_seconds(seconds, "iq", time.perf_counter() - t0)
     carriers = site_carriers(meta["sites"])
     return {"scene": scene, "index": index, "mode": mode, "pos": pos, "latlon": np.stack([lat, lon], -1),
             "t_s": motion.t_s, "step_mask": motion.step_mask, "site_pos": site_pos, "node_pos": site_pos[motion.slots],
@@ -285,6 +274,62 @@ def _generate_scene(
             # the sample's band when its scene has one; a multi-band scene's bands are per node
             "carrier_hz": carriers[0] if len(carriers) == 1 else None,
             "node_carrier": site_freqs(sites)[motion.slots]}
+
+
+@dataclass(frozen=True)
+class SynthesisJob:
+    """What one scene's report synthesis reads: a unit of work that runs here or as a Ray task.
+
+    Its random draws come from the generators of (seed, scene index, purpose), so where it runs
+    changes nothing in the dataset.
+    """
+
+    maps: _SceneMaps
+    motion: _Motion
+    features: dict[str, np.ndarray] | None
+    config: GenerationConfig
+    index: int
+    sites: list[dict[str, Any]]
+    meta: dict[str, Any]
+    top_k: int
+
+
+def synthesize_scene(job: SynthesisJob) -> tuple[Reports, PhyReports | None, dict[str, np.ndarray] | None,
+                                                 dict[str, float]]:
+    """One scene's reports, PHY reports and IQ captures, and the seconds each took (a Ray task's body)."""
+    t0 = time.perf_counter()
+    reps = _synthesize_reports(job.maps, job.motion, job.features, job.config, _rng(job.config, job.index, "reports"),
+                               top_k=job.top_k)
+    phy_reps = None
+    if job.features is not None and "beam_gain" in job.features:
+        phy_reps = _phy_reports(job.maps, job.motion, job.features, reps, job.sites, job.config,
+                                _rng(job.config, job.index, "load"))
+    seconds = {"reports": time.perf_counter() - t0}
+    captures = None
+    if job.config.iq and job.features is not None:
+        t0 = time.perf_counter()
+        captures = _iq_captures(job.maps, job.motion, job.features, reps, job.meta, job.config, job.index)
+        seconds["iq"] = time.perf_counter() - t0
+    return reps, phy_reps, captures, seconds
+
+
+def _synthesize(job: SynthesisJob, scene: str, report: StepProgressFn, seconds: dict[str, float],
+                executor: ExecutorConfig) -> tuple[Reports, PhyReports | None, dict[str, np.ndarray] | None]:
+    """:func:`synthesize_scene` in this process, or as one Ray task with the Ray executor."""
+    with_iq = job.config.iq and job.features is not None
+    what = "synthesizing reports and IQ captures" if with_iq else "synthesizing reports"
+    if executor.uses_ray:
+        from rflocal_core.cluster import run_tasks
+
+        report(f"{what} (on Ray)", 0.95)
+        reps, phy_reps, captures, took = run_tasks(synthesize_scene, [(job,)], config=executor,
+                                                   names=[f"report synthesis of scene {scene!r}"])[0]
+    else:
+        report(what, 0.95)
+        reps, phy_reps, captures, took = synthesize_scene(job)
+    for key, value in took.items():
+        _add_seconds(seconds, key, value)
+    return reps, phy_reps, captures
 
 
 def site_freqs(sites: list[dict[str, Any]]) -> np.ndarray:
