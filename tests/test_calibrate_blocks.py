@@ -1,0 +1,90 @@
+"""Block cross-validated sigma calibration (issue 15): out-of-fold predictions over squares of train + val.
+
+The fit itself is :func:`rflocal_core.train.calibrate.fit_sigma_scale` (tests/test_sigma_calibration.py);
+here: how squares are dealt to folds, that the predictions are out of fold, and that training
+records where the map was fitted. On a slice of the real Duke CBRS drive test (skipped when
+``../shared/data`` is absent).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rflocal_core.errors import InvalidInputError
+from rflocal_core.train.calibrate import block_folds
+
+DUKE_COLUMNS = {"node": "PCI", "lat": "latitude", "lon": "longitude", "rss_dbm": "rsrp"}
+
+
+def test_block_folds_deal_whole_squares() -> None:
+    rng = np.random.default_rng(0)
+    pos = rng.uniform(0, 1000, size=(2000, 2))
+    pos[5] = np.nan
+    fold = block_folds(pos, block_m=100.0, folds=4, seed=1)
+    assert fold[5] == -1 and set(np.unique(fold)) == {-1, 0, 1, 2, 3}
+    square = [tuple(s) for s in np.floor(pos[np.isfinite(pos).all(1)] / 100.0).astype(int)]
+    owner: dict[tuple[int, ...], int] = {}
+    for s, f in zip(square, fold[fold >= 0], strict=True):
+        assert owner.setdefault(s, int(f)) == f  # a square never on two folds
+    counts = np.bincount(list(owner.values()))
+    assert counts.min() == 25 and counts.max() == 25  # 100 squares dealt in turn
+    assert not np.array_equal(fold, block_folds(pos, block_m=100.0, folds=4, seed=2))  # the seed shuffles
+    with pytest.raises(InvalidInputError, match="calibration_block_m"):
+        block_folds(pos, block_m=1e5, folds=4)
+    with pytest.raises(InvalidInputError, match="calibration_folds"):
+        block_folds(pos, block_m=100.0, folds=1)
+
+
+@pytest.fixture
+def duke_slice(shared_data: Path, workspace: Path, tmp_path: Path) -> str:
+    """The west part of the Duke drive test (3,057 samples), split by 100 m squares."""
+    from rflocal_core.dataset.table_import import import_table
+
+    src = shared_data / "real" / "duke_cbrs" / "Duke_CBRS.csv"
+    if not src.is_file():
+        pytest.skip(f"{src} is absent")
+    with src.open(encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if float(r["longitude"]) < -78.94]
+    out = tmp_path / "duke_west.csv"
+    with out.open("w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    import_table(out, name="dw", columns=DUKE_COLUMNS, group_by=["latitude", "longitude", "device"],
+                 split_fractions=(0.8, 0.1, 0.1), split_block_m=100.0, seed=0)
+    return "dw"
+
+
+def test_knn_run_calibrated_on_blocks(duke_slice: str) -> None:
+    from rflocal_core.models import KNNFingerprint, load_inputs
+    from rflocal_core.train import train
+    from rflocal_core.train.calibrate import out_of_block
+    from rflocal_core.train.runs import run_dir
+
+    tc = {"calibration": "blocks", "calibration_block_m": 100.0, "calibration_folds": 4}
+    run = train(duke_slice, "knn", model_config={"k": 7, "floor_dbm": -140.0}, train_config=tc, seed=3)
+    config = json.loads((run_dir(run.run_id) / "config.json").read_text(encoding="utf-8"))
+    rec = config["sigma_calibration"]
+    tr, va = load_inputs(duke_slice, "train"), load_inputs(duke_slice, "val")
+    assert (rec["source"], rec["block_m"], rec["folds"]) == ("blocks", 100.0, 4)
+    assert rec["count"] > len(va) and config["sigma_scale"] == rec["scale"] == run.sigma_scale
+    # the same out-of-fold predictions again: same folds (the run's seed), and out of fold indeed:
+    # worse than the full model on its own training rows (where each sample finds itself)
+    make = lambda: KNNFingerprint({"k": 7, "floor_dbm": -140.0})  # noqa: E731
+    err, sig, fold = out_of_block(make, tr, va, block_m=100.0, folds=4, seed=3)
+    assert np.isfinite(err).all() and len(err) == len(tr) + len(va) and set(np.unique(fold)) == {0, 1, 2, 3}
+    own = make().fit(tr).predict(tr)
+    assert np.median(np.linalg.norm(err, axis=1)) > 2 * np.median(np.linalg.norm(own.position_m - tr.truth_m, axis=1))
+    # the default stays val; networks are trained once, so they refuse blocks; a bad value is refused
+    val_run = train(duke_slice, "knn", model_config={"k": 7, "floor_dbm": -140.0}, seed=3)
+    val_rec = json.loads((run_dir(val_run.run_id) / "config.json").read_text(encoding="utf-8"))["sigma_calibration"]
+    assert val_rec["source"] == "val" and val_rec["count"] == len(va) and val_rec["folds"] is None
+    with pytest.raises(InvalidInputError, match="calibration: 'blocks'.*network"):
+        train(duke_slice, "heimdall", train_config={"calibration": "blocks"})
+    with pytest.raises(InvalidInputError, match="calibration"):
+        train(duke_slice, "knn", train_config={"calibration": "folds"})
