@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.train.calibrate import block_folds
+from rflocal_core.metrics import EXPECTED_1SIGMA, EXPECTED_2SIGMA
+from rflocal_core.train.calibrate import block_folds, fit_sigma_folds, fit_sigma_scale, size_factor
 
 DUKE_COLUMNS = {"node": "PCI", "lat": "latitude", "lon": "longitude", "rss_dbm": "rsrp"}
 
@@ -38,6 +39,29 @@ def test_block_folds_deal_whole_squares() -> None:
         block_folds(pos, block_m=1e5, folds=4)
     with pytest.raises(InvalidInputError, match="calibration_folds"):
         block_folds(pos, block_m=100.0, folds=1)
+
+
+def _worst_fold_gap(err: np.ndarray, sigma: np.ndarray, fold: np.ndarray) -> float:
+    d2 = ((err / sigma) ** 2).sum(1)
+    return max(max(abs(np.mean(d2[fold == f] <= 1) - EXPECTED_1SIGMA), abs(np.mean(d2[fold == f] <= 4) - EXPECTED_2SIGMA))
+               for f in np.unique(fold))
+
+
+def test_fold_robust_fit_serves_the_hard_fold() -> None:
+    """Nine easy folds and one whose errors are three times larger (an unlike area): the pooled fit
+    follows the easy ones; the fold-robust fit balances the worst fold."""
+    rng = np.random.default_rng(4)
+    fold = np.repeat(np.arange(10), 300)
+    sigma = rng.uniform(5.0, 50.0, size=(3000, 2))
+    err = rng.normal(size=(3000, 2)) * sigma * np.where(fold == 9, 3.0, 1.0)[:, None]
+    pooled, robust = fit_sigma_scale(err, sigma), fit_sigma_folds(err, sigma, fold)
+
+    def applied(cal):
+        return sigma * cal.scale * size_factor(sigma, cal.power, cal.ref_m)
+
+    assert _worst_fold_gap(err, applied(robust), fold) < _worst_fold_gap(err, applied(pooled), fold) - 0.1
+    assert robust.scale > pooled.scale and robust.count == 3000
+    assert fit_sigma_folds(err[:5], sigma[:5], fold[:5]).scale is None  # too few samples: no map
 
 
 @pytest.fixture
@@ -75,8 +99,8 @@ def test_knn_run_calibrated_on_blocks(duke_slice: str) -> None:
     assert rec["count"] > len(va) and config["sigma_scale"] == rec["scale"] == run.sigma_scale
     # the same out-of-fold predictions again: same folds (the run's seed), and out of fold indeed:
     # worse than the full model on its own training rows (where each sample finds itself)
-    make = lambda: KNNFingerprint({"k": 7, "floor_dbm": -140.0})  # noqa: E731
-    err, sig, fold = out_of_block(make, tr, va, block_m=100.0, folds=4, seed=3)
+    make = lambda: KNNFingerprint({"k": 7, "floor_dbm": -140.0})
+    err, _, fold = out_of_block(make, tr, va, block_m=100.0, folds=4, seed=3)
     assert np.isfinite(err).all() and len(err) == len(tr) + len(va) and set(np.unique(fold)) == {0, 1, 2, 3}
     own = make().fit(tr).predict(tr)
     assert np.median(np.linalg.norm(err, axis=1)) > 2 * np.median(np.linalg.norm(own.position_m - tr.truth_m, axis=1))
