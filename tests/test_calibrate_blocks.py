@@ -104,6 +104,11 @@ def test_knn_run_calibrated_on_blocks(duke_slice: str) -> None:
     assert np.isfinite(err).all() and len(err) == len(tr) + len(va) and set(np.unique(fold)) == {0, 1, 2, 3}
     own = make().fit(tr).predict(tr)
     assert np.median(np.linalg.norm(err, axis=1)) > 2 * np.median(np.linalg.norm(own.position_m - tr.truth_m, axis=1))
+    # runs calibrate fits a blocks run on blocks again: the same folds, the same map
+    from rflocal_core.infer import calibrate_run
+
+    again = calibrate_run(run.run_id)
+    assert (again.source, again.folds) == ("blocks", 4) and again.scale == pytest.approx(rec["scale"])
     # the default stays val; networks are trained once, so they refuse blocks; a bad value is refused
     val_run = train(duke_slice, "knn", model_config={"k": 7, "floor_dbm": -140.0}, seed=3)
     val_rec = json.loads((run_dir(val_run.run_id) / "config.json").read_text(encoding="utf-8"))["sigma_calibration"]
