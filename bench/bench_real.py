@@ -271,7 +271,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-minutes", type=float, default=3.0, help="time budget per network run")
     parser.add_argument("--set", action="append", default=[], metavar="MODEL:KEY=VALUE",
                         help="a model option for this bench (repeatable), e.g. fpnet:rss_offset_db=0")
-    parser.add_argument("--calibration", default="val", choices=("val", "blocks"),
+    parser.add_argument("--calibration", default="val", choices=("val", "blocks", "auto"),
                         help="where baselines fit their sigma map (train --calibration; networks: val)")
     parser.add_argument("--out", default=str(HERE / "results" / "real.json"))
     parser.add_argument("--table", action="store_true", help="only print (and refresh) the table of --out")

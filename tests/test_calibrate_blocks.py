@@ -17,7 +17,13 @@ import pytest
 
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.metrics import EXPECTED_1SIGMA, EXPECTED_2SIGMA
-from rflocal_core.train.calibrate import block_folds, fit_sigma_folds, fit_sigma_scale, size_factor
+from rflocal_core.train.calibrate import (
+    block_folds,
+    fit_sigma_folds,
+    fit_sigma_scale,
+    resolve_calibration,
+    size_factor,
+)
 
 DUKE_COLUMNS = {"node": "PCI", "lat": "latitude", "lon": "longitude", "rss_dbm": "rsrp"}
 
@@ -39,6 +45,15 @@ def test_block_folds_deal_whole_squares() -> None:
         block_folds(pos, block_m=1e5, folds=4)
     with pytest.raises(InvalidInputError, match="calibration_folds"):
         block_folds(pos, block_m=100.0, folds=1)
+
+
+def test_auto_calibrates_as_the_dataset_was_split() -> None:
+    area = {"kind": "spatial blocks", "block_m": 150.0, "blocks": {"train": 9, "val": 2, "test": 2}}
+    assert resolve_calibration("auto", 200.0, area) == ("blocks", 150.0)
+    assert resolve_calibration("auto", 200.0, {"kind": "random"}) == ("val", 200.0)
+    assert resolve_calibration("auto", 200.0, None) == ("val", 200.0)
+    assert resolve_calibration("blocks", 80.0, None) == ("blocks", 80.0)  # as asked
+    assert resolve_calibration("val", 200.0, area) == ("val", 200.0)
 
 
 def _worst_fold_gap(err: np.ndarray, sigma: np.ndarray, fold: np.ndarray) -> float:
@@ -90,7 +105,7 @@ def test_knn_run_calibrated_on_blocks(duke_slice: str) -> None:
     from rflocal_core.train.calibrate import out_of_block
     from rflocal_core.train.runs import run_dir
 
-    tc = {"calibration": "blocks", "calibration_block_m": 100.0, "calibration_folds": 4}
+    tc = {"calibration": "auto", "calibration_folds": 4}  # the slice is split by 100 m squares: blocks of 100 m
     run = train(duke_slice, "knn", model_config={"k": 7, "floor_dbm": -140.0}, train_config=tc, seed=3)
     config = json.loads((run_dir(run.run_id) / "config.json").read_text(encoding="utf-8"))
     rec = config["sigma_calibration"]

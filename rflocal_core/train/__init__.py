@@ -41,7 +41,13 @@ from rflocal_core.progress import JobCancelled, ProgressFn, StepProgressFn, as_p
 from rflocal_core.reference import write_reference
 from rflocal_core.results import JsonResult, json_field
 from rflocal_core.train import distributed
-from rflocal_core.train.calibrate import SigmaCalibration, calibrate_blocks, calibrate_run_folder, store_calibration
+from rflocal_core.train.calibrate import (
+    SigmaCalibration,
+    calibrate_blocks,
+    calibrate_run_folder,
+    resolve_calibration,
+    store_calibration,
+)
 from rflocal_core.train.distributed import Dist
 from rflocal_core.train.engine import FitResult, TrainConfig, fit_network, load_resume
 from rflocal_core.train.runs import (
@@ -275,10 +281,12 @@ def _train_baseline(
 def _calibrate_baseline(path: Path, model: str, instance: Any, pred: Any, train_in: Inputs, val_in: Inputs,
                         cfg: TrainConfig, seed: int) -> SigmaCalibration:
     """Fit the run's sigma map on val, or on out-of-fold predictions over squares (``cfg.calibration``)."""
-    if cfg.calibration != "blocks":
+    split = (dict(open_dataset(train_in.dataset).attrs).get("input") or {}).get("split")
+    source, block_m = resolve_calibration(cfg.calibration, cfg.calibration_block_m, split)
+    if source != "blocks":
         return calibrate_run_folder(path, pred, val_in)
     cal = calibrate_blocks(lambda: BASELINES[model](instance.config), train_in, val_in,
-                           block_m=cfg.calibration_block_m, folds=cfg.calibration_folds, seed=seed)
+                           block_m=block_m, folds=cfg.calibration_folds, seed=seed)
     store_calibration(path, cal)
     return cal
 
