@@ -281,7 +281,9 @@ def _train_baseline(
 def _calibrate_baseline(path: Path, model: str, instance: Any, pred: Any, train_in: Inputs, val_in: Inputs,
                         cfg: TrainConfig, seed: int) -> SigmaCalibration:
     """Fit the run's sigma map on val, or on out-of-fold predictions over squares (``cfg.calibration``)."""
-    split = (dict(open_dataset(train_in.dataset).attrs).get("input") or {}).get("split")
+    split = None
+    if cfg.calibration == "auto":  # as the dataset was split (its import record says)
+        split = (dict(open_dataset(train_in.dataset).attrs).get("input") or {}).get("split")
     source, block_m = resolve_calibration(cfg.calibration, cfg.calibration_block_m, split)
     if source != "blocks":
         return calibrate_run_folder(path, pred, val_in)
