@@ -169,14 +169,15 @@ _TRAITS: dict[str, Any] = {}
 
 
 def run_model(dataset: str, model: str, *, seed: int, epochs: int, max_minutes: float,
-              model_config: dict[str, Any] | None = None) -> dict[str, Any]:
+              model_config: dict[str, Any] | None = None, calibration: str = "val") -> dict[str, Any]:
     """Train ``model`` on ``dataset`` with ``seed`` (and ``model_config``), evaluate on test: one run's figures."""
     from rflocal_core.infer import evaluate_run
     from rflocal_core.models.registry import NETWORKS
     from rflocal_core.train import train
 
     t0 = time.perf_counter()
-    tc = {"epochs": epochs, "max_minutes": max_minutes} if model in NETWORKS else None
+    # networks are calibrated on val; baselines where --calibration says (blocks: 200 m squares, 5 folds)
+    tc = {"epochs": epochs, "max_minutes": max_minutes} if model in NETWORKS else {"calibration": calibration}
     result = train(dataset, model, model_config=model_config, train_config=tc, seed=seed, tags=("bench_real",))
     train_s = time.perf_counter() - t0
     test = evaluate_run(result.run_id, dataset, split="test")
@@ -191,7 +192,8 @@ def run_model(dataset: str, model: str, *, seed: int, epochs: int, max_minutes: 
 
 
 def bench_set(real: RealSet, models: Sequence[str], *, seeds: Sequence[int], epochs: int,
-              max_minutes: float, options: dict[str, dict[str, Any]] | None = None) -> list[Row]:
+              max_minutes: float, options: dict[str, dict[str, Any]] | None = None,
+              calibration: str = "val") -> list[Row]:
     """Every model of ``models`` on ``real``: networks once per seed, baselines once per distinct dataset."""
     from rflocal_core.errors import RFLocalInputError
     from rflocal_core.models.registry import NETWORKS
@@ -210,7 +212,8 @@ def bench_set(real: RealSet, models: Sequence[str], *, seeds: Sequence[int], epo
             try:
                 row.runs.append({"dataset": dataset, **run_model(dataset, model, seed=seed, epochs=epochs,
                                                                  max_minutes=max_minutes,
-                                                                 model_config=(options or {}).get(model))})
+                                                                 model_config=(options or {}).get(model),
+                                                                 calibration=calibration)})
             except RFLocalInputError as exc:  # a model that refuses this set says why
                 row.skipped = f"refused: {exc}"
         print(json.dumps(row.to_json()), file=sys.stderr, flush=True)
@@ -268,6 +271,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-minutes", type=float, default=3.0, help="time budget per network run")
     parser.add_argument("--set", action="append", default=[], metavar="MODEL:KEY=VALUE",
                         help="a model option for this bench (repeatable), e.g. fpnet:rss_offset_db=0")
+    parser.add_argument("--calibration", default="val", choices=("val", "blocks", "auto"),
+                        help="where baselines fit their sigma map (train --calibration; networks: val)")
     parser.add_argument("--out", default=str(HERE / "results" / "real.json"))
     parser.add_argument("--table", action="store_true", help="only print (and refresh) the table of --out")
     return parser.parse_args(argv)
@@ -295,13 +300,14 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(max(1, args.seeds)))
     options = model_options(args.set)
     bench = {"command": " ".join(["bench/bench_real.py", *(sys.argv[1:] if argv is None else argv)]),
-             "code": code_version(), "epochs": args.epochs, "max_minutes": args.max_minutes}
+             "code": code_version(), "epochs": args.epochs, "max_minutes": args.max_minutes,
+             "calibration": args.calibration}
     done: dict[str, Any] = {}
     for name in names:
         real = SETS[name]
         datasets = [ensure_dataset(real, Path(args.data), seed) for seed in seeds]
         rows = bench_set(real, wanted, seeds=seeds, epochs=args.epochs, max_minutes=args.max_minutes,
-                         options=options)
+                         options=options, calibration=args.calibration)
         finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         done[name] = {"split": real.split, "datasets": datasets,
                       "rows": [{**r.to_json(), "bench": {**bench, "options": options.get(r.model),

@@ -37,10 +37,12 @@ from rflocal_core.reference import RunReference, run_reference, scene_maps_of
 from rflocal_core.results import JsonResult
 from rflocal_core.train.calibrate import (
     SigmaCalibration,
+    calibrate_blocks,
     calibrate_run_folder,
     scale_sigma,
     sigma_map_of,
     sigma_scale_of,
+    store_calibration,
 )
 from rflocal_core.train.runs import load_checkpoint, run_dir
 from rflocal_core.validation import check_choice
@@ -297,6 +299,9 @@ def onnx_model(run: LoadedRun) -> OnnxModel:
 def calibrate_run(run_id: str, *, user: User = LOCAL_USER) -> SigmaCalibration:
     """Fit (again) a run's sigma scale on its dataset's validation split and keep it in its ``config.json``.
 
+    A baseline run calibrated on blocks (``train --calibration blocks``) is calibrated on blocks
+    again, with its squares, folds and seed.
+
     Training does this at its end; this is for runs trained before scales were kept, or whose
     dataset's validation split changed. The run's own view of the data (its input transform)
     is used, and the model's own sigma, not the currently scaled one.
@@ -319,6 +324,14 @@ def calibrate_run(run_id: str, *, user: User = LOCAL_USER) -> SigmaCalibration:
     if len(val) == 0:
         msg = f"dataset: the val split of {run.config['dataset']!r} holds no samples; the sigma scale is fitted on it"
         raise InvalidInputError(msg)
+    record = run.config.get("sigma_calibration") or {}
+    if record.get("source") == "blocks" and run.config.get("kind") == "baseline":  # as it was trained: on blocks
+        transform = InputTransform.from_dict(run.config.get("input_transform"))
+        train = load_transformed(run.config["dataset"], "train", transform, with_maps=run.needs_maps)
+        cal = calibrate_blocks(lambda: type(run.model)(run.model.config), train, val, block_m=float(record["block_m"]),
+                               folds=int(record["folds"]), seed=int(run.config.get("seed", 0)))
+        store_calibration(run_dir(run_id), cal)
+        return cal
     return calibrate_run_folder(run_dir(run_id), run.model.predict(val), val)
 
 

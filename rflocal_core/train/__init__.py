@@ -41,7 +41,13 @@ from rflocal_core.progress import JobCancelled, ProgressFn, StepProgressFn, as_p
 from rflocal_core.reference import write_reference
 from rflocal_core.results import JsonResult, json_field
 from rflocal_core.train import distributed
-from rflocal_core.train.calibrate import SigmaCalibration, calibrate_run_folder
+from rflocal_core.train.calibrate import (
+    SigmaCalibration,
+    calibrate_blocks,
+    calibrate_run_folder,
+    resolve_calibration,
+    store_calibration,
+)
 from rflocal_core.train.distributed import Dist
 from rflocal_core.train.engine import FitResult, TrainConfig, fit_network, load_resume
 from rflocal_core.train.runs import (
@@ -155,7 +161,8 @@ def train(
     model_config : dict, optional
         Options of the model (e.g. :class:`~rflocal_core.models.nets.HeimdallConfig`).
     train_config : dict or TrainConfig, optional
-        Epoch loop options for networks (ignored by baselines).
+        Epoch loop options for networks; baselines read only ``calibration`` (``"blocks"``: the
+        sigma map fitted on out-of-fold predictions over squares, :func:`~rflocal_core.train.calibrate.calibrate_blocks`).
     progress : callable(stage, fraction[, step]), optional
         Progress reports (with the epochs done as a :class:`~rflocal_core.progress.Step` when it
         takes ``step``); may raise to cancel (:class:`~rflocal_core.progress.JobCancelled`).
@@ -197,6 +204,10 @@ def train(
                  else InputTransform.from_dict(input_transform))
     if model in NETWORKS:
         cfg = train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(train_config)
+        if cfg.calibration == "blocks":
+            msg = (f"calibration: 'blocks' fits the model once more per fold of squares, which a baseline does in "
+                   f"seconds; {model} is a network, trained once: use 'val'")
+            raise InvalidInputError(msg)
         with distributed.session(cfg.device) as dist:
             return _train_network(dataset, model, model_config, cfg, seed, report, run_id, transform, tags,
                                   owner=owner, allow_large_extent=allow_large_extent, dist=dist)
@@ -208,12 +219,16 @@ def train(
                f"({', '.join(NETWORKS)}): run it without torchrun")
         raise InvalidInputError(msg)
     check_extent(dataset, allow_large_extent=allow_large_extent)
-    return _train_baseline(dataset, model, model_config, seed, report, run_id, transform, tags, owner=owner)
+    # baselines read only the calibration options of the training configuration
+    cal_cfg = train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(train_config)
+    return _train_baseline(dataset, model, model_config, seed, report, run_id, transform, tags, owner=owner,
+                           calibration=cal_cfg)
 
 
 def _train_baseline(
     dataset: str, model: str, model_config: dict[str, Any] | None, seed: int, report: StepProgressFn,
     run_id: str | None, transform: InputTransform, tags: tuple[str, ...] = (), *, owner: str = "local",
+    calibration: TrainConfig | None = None,
 ) -> TrainResult:
     attrs = dict(open_dataset(dataset).attrs)  # fails early on an unknown dataset
     instance = BASELINES[model](model_config)  # validates the configuration before anything is written
@@ -246,7 +261,9 @@ def _train_baseline(
         seconds = round(time.perf_counter() - t0, 3)
         append_metrics(path, {"epoch": 0, "stage": "fit", "val": summary.to_json(), "seconds": seconds})
         save_checkpoint(path, model=model, config=instance.config, state=instance.state_dict())
-        cal = calibrate_run_folder(path, pred, val_in)  # before "done": a finished run has its scale
+        report("calibrating", 0.85)
+        # before "done": a finished run has its scale
+        cal = _calibrate_baseline(path, model, instance, pred, train_in, val_in, calibration or TrainConfig(), seed)
         best = {"median_m": summary.median_m, "p95_m": summary.p95_m, "mean_m": summary.mean_m, "seconds": seconds}
         write_status(path, state="done", best=best, stop=StopReason("fitted"))
     except JobCancelled:
@@ -259,6 +276,21 @@ def _train_baseline(
     return TrainResult(run_id=run_id, model=model, dataset=dataset, summary=summary, seconds=seconds,
                        inference_ms_per_sample=round(per_sample_ms, 4), stopped="fitted", warnings=tuple(warnings),
                        sigma_scale=cal.scale)
+
+
+def _calibrate_baseline(path: Path, model: str, instance: Any, pred: Any, train_in: Inputs, val_in: Inputs,
+                        cfg: TrainConfig, seed: int) -> SigmaCalibration:
+    """Fit the run's sigma map on val, or on out-of-fold predictions over squares (``cfg.calibration``)."""
+    split = None
+    if cfg.calibration == "auto":  # as the dataset was split (its import record says)
+        split = (dict(open_dataset(train_in.dataset).attrs).get("input") or {}).get("split")
+    source, block_m = resolve_calibration(cfg.calibration, cfg.calibration_block_m, split)
+    if source != "blocks":
+        return calibrate_run_folder(path, pred, val_in)
+    cal = calibrate_blocks(lambda: BASELINES[model](instance.config), train_in, val_in,
+                           block_m=block_m, folds=cfg.calibration_folds, seed=seed)
+    store_calibration(path, cal)
+    return cal
 
 
 def check_extent(dataset: str, *, allow_large_extent: bool = False) -> dict[str, Any]:

@@ -87,6 +87,13 @@ class TrainConfig:
     memory_budget_mb : float
         ``"auto"``: the largest train split (its rows of every ``samples/`` array, uncompressed) read
         into memory (0: stream every split).
+    calibration : str
+        Where the sigma map is fitted at the end (:mod:`rflocal_core.train.calibrate`): ``"val"``, or
+        ``"blocks"`` (baselines only: out-of-fold predictions over squares of train + val, the model
+        fitted once more per fold), or ``"auto"`` (baselines: blocks of the split's own squares for a
+        dataset split by area, val otherwise; networks: val).
+    calibration_block_m, calibration_folds : float, int
+        ``"blocks"``: the side of the squares and how many folds they are dealt to.
     """
 
     epochs: int = option(60, lo=1, hi=100_000, label="Epochs", help="networks: maximum epochs")
@@ -111,6 +118,14 @@ class TrainConfig:
                                     "(each DDP rank its own chunks), or auto (stream above memory_budget_mb)")
     memory_budget_mb: float = option(2048.0, lo=0.0, hi=1e9, unit="MB", label="Memory budget (MB)",
                                      help="data_loading auto: stream a train split whose arrays exceed this (0: always)")
+    calibration: str = option("val", choices=("val", "blocks", "auto"), label="Sigma calibration",
+                              help="fit the sigma map on val, or on out-of-fold predictions over squares of "
+                                   "train + val (blocks; baselines: refits the model per fold), or auto (blocks of "
+                                   "the split's squares for a dataset split by area, else val)")
+    calibration_block_m: float = option(200.0, lo=1.0, hi=1e6, unit="m", label="Calibration squares (m)",
+                                        help="calibration blocks: side of the squares dealt to the folds")
+    calibration_folds: int = option(5, lo=2, hi=50, label="Calibration folds",
+                                    help="calibration blocks: folds of squares (the model is fitted once per fold)")
 
     def __post_init__(self) -> None:
         check_options(self)
