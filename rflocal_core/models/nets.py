@@ -239,7 +239,8 @@ class HeimdallConfig(NetConfig):
         Weight of an auxiliary training loss on the IQ encoder (``use_iq``): the differences of its onsets
         must give the captures' cross-correlation lags against the sample's strongest capture
         (:func:`~rflocal_core.models.iqenc.capture_lags`, computed from the captures on each batch, not from
-        the truth), in samples. 0: off. Training only: the graph and predictions are the network's own.
+        the truth), in samples. 0: off; without ``use_iq`` it does nothing (as ``iq_crop``). Training only: the graph
+        and predictions are the network's own.
     """
 
     node_dropout: tuple[float, ...] = redefault(NetConfig, "node_dropout", (0.0, 0.2, 0.5))
@@ -260,12 +261,6 @@ class HeimdallConfig(NetConfig):
     iq_lag_aux: float = option(0.0, lo=0.0, hi=100.0, help="weight of a training loss making the IQ encoder's onset "
                                                            "differences equal the captures' cross-correlation lags "
                                                            "(use_iq; 0: off)")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.iq_lag_aux > 0 and not self.use_iq:
-            msg = f"iq_lag_aux: {self.iq_lag_aux} trains the IQ encoder's onsets, expected use_iq=true (or 0)"
-            raise InvalidInputError(msg)
 
 
 #: Columns an IQ token adds after the encoder's embedding: onset relative to the sample's mean, present.
