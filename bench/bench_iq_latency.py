@@ -13,7 +13,9 @@ one thread, P50/P95/P99 in ms:
   captures (what ``predict --backend onnxruntime`` and a server do per request once the JSON is parsed:
   reading the reports and captures, then the predict path, then the output rows).
 
-Each figure is given as wall-clock time (``*_ms``) and as the CPU time of the calling thread
+``onnxruntime predict, G ms between requests`` (``--gaps-ms``): the same calls with a pause before each, as
+a server answering requests as they come (a process that waited gets a core sooner than one that never
+yields; back to back, the bench is a CPU hog the scheduler preempts). Each figure is given as wall-clock time (``*_ms``) and as the CPU time of the calling thread
 (``cpu_*_ms``): on a shared machine the wall-clock P95 is mostly the scheduler (a request that waits for
 a core), while the CPU time is what the request costs, close to its latency on an idle machine. Then,
 with ``--seconds`` > 0, requests/s of 8 client threads sending single-sample files (the first ``--files``
@@ -45,10 +47,13 @@ def _percentiles(wall: list[float], cpu: list[float]) -> dict[str, float]:
     return out
 
 
-def _timed(calls: int, step: Callable[[int], object]) -> dict[str, float]:
-    """Wall-clock and thread CPU time (ms) of ``step(i)`` for ``i`` in 10 warm-up calls then ``calls``."""
+def _timed(calls: int, step: Callable[[int], object], *, gap_s: float = 0.0) -> dict[str, float]:
+    """Wall-clock and thread CPU time (ms) of ``step(i)`` for ``i`` in 10 warm-up calls then ``calls``; with
+    ``gap_s`` the caller sleeps that long before each call (requests as they come, not back to back)."""
     wall, cpu = [], []
     for i in range(10 + calls):
+        if gap_s:
+            time.sleep(gap_s)
         c0, t0 = time.thread_time(), time.perf_counter()
         step(i)
         wall.append(1000 * (time.perf_counter() - t0))
@@ -89,6 +94,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=10.0, help="throughput run length (0: none)")
     parser.add_argument("--files", type=int, default=40, help="test samples sent as single-sample files")
+    parser.add_argument("--gaps-ms", default="5,20", help="also onnxruntime predict with these pauses between "
+                                                         "requests (comma-separated ms; empty: none)")
     args = parser.parse_args()
 
     import torch
@@ -106,6 +113,9 @@ def main() -> int:
     for name, run in runs.items():
         out[f"{name} predict"] = _timed(args.repeats, lambda i, run=run: run.predict(ones[i % len(ones)]))
     onnx_run = runs["onnxruntime"]
+    for gap in (float(g) for g in args.gaps_ms.split(",") if g.strip()):
+        out[f"onnxruntime predict, {gap:g} ms between requests"] = _timed(
+            args.repeats, lambda i: onnx_run.predict(ones[i % len(ones)]), gap_s=gap / 1000)
     out["onnxruntime phases"] = _phases(onnx_run.model, ones, args.repeats)
     files = _single_files(args.dataset, args.files)
     out["onnxruntime file request"] = _timed(args.repeats,
