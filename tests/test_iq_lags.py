@@ -152,3 +152,29 @@ def test_encoder_crop_window_sits_on_the_onset() -> None:
     assert torch.isfinite(emb).all() and torch.isfinite(onset).all()
     lo, hi = starts.double() / 1024, (starts.double() + 128) / 1024
     assert torch.all((onset[:3] >= lo) & (onset[:3] <= hi))
+
+
+def test_batch_one_paths_equal_the_general_ones() -> None:
+    """The batch-1 shortcuts of the predict path: compacting one sample keeps its reporting slots in order (as
+    the general gather does), and quantizing captures at once gives each capture's own codes and scale."""
+    rng = np.random.default_rng(5)
+    x = _iq_inputs(3, rng, with_rss=True)
+    model = _lag_model(x)
+    batch = make_batch(x, model.spec)
+    mask = batch.mask.clone()
+    mask[0, [1, 3]] = False
+    mask[1, :] = False
+    batch = batch.with_tokens(mask=mask)
+    for row, keep in ((0, 3), (1, 1)):
+        one = batch.index(slice(row, row + 1)).compact()
+        ref = batch.index(slice(row, row + 2)).compact().index(slice(0, 1))  # the general path, two samples
+        assert one.mask.shape == (1, keep)
+        for a, b in ((one.node_xy, ref.node_xy[:, :keep]), (one.feats, ref.feats[:, :keep]),
+                     (one.node_id, ref.node_id[:, :keep]), (one.mask, ref.mask[:, :keep])):
+            assert torch.equal(a, b)
+    z = rng.normal(size=(4, 64)) + 1j * rng.normal(size=(4, 64))
+    z[2] = 0.0
+    codes, scales = iqmod.quantize_rows(z)
+    for k in range(4):
+        c, sc = iqmod.quantize(z[k])
+        assert np.array_equal(codes[k], c) and scales[k] == sc

@@ -93,6 +93,7 @@ def file_captures(samples: list[Any], slot_of: dict[str, int | None], shape: tup
     rate, size = first.sample_rate_hz, len(first.i)
     out = {"iq": np.zeros((*shape, 2, size), np.int16), "iq_scale": np.full(shape, np.nan),
            "iq_t0_s": np.full(shape, np.nan), "iq_sample_rate_hz": float(rate)}
+    where, captures = [], []
     for row, sample in enumerate(samples):
         last = max(float(np.float32(r.t_s)) for r in sample.reports)
         for r in sample.reports:
@@ -100,7 +101,12 @@ def file_captures(samples: list[Any], slot_of: dict[str, int | None], shape: tup
                 continue
             if r.iq.sample_rate_hz != rate or len(r.iq.i) != size:
                 continue
-            s = slot_of[r.node]
-            codes, scale = iq.quantize(np.asarray(r.iq.i) + 1j * np.asarray(r.iq.q), adc="int16")
-            out["iq"][row, s], out["iq_scale"][row, s], out["iq_t0_s"][row, s] = codes, scale, r.iq.t0_s
+            where.append((row, slot_of[r.node]))
+            captures.append(r.iq)
+    if captures:  # one array and one quantization for all (a single-sample request is on the latency path)
+        rows, slots = np.array(where).T
+        codes, scales = iq.quantize_rows(np.array([c.i for c in captures]) + 1j * np.array([c.q for c in captures]),
+                                         adc="int16")
+        out["iq"][rows, slots], out["iq_scale"][rows, slots] = codes, scales
+        out["iq_t0_s"][rows, slots] = [c.t0_s for c in captures]
     return out

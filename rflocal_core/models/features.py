@@ -378,6 +378,13 @@ class Batch:
         keep = max(int(self.mask.sum(1).max()) if n else 0, 1)
         if keep == s:
             return self
+        iq = {}
+        if n == 1 and keep == int(self.mask.sum()):  # batch-1 inference: the reporting slots in order, one index each
+            pick = self.mask[0]
+            if self.iq is not None:
+                iq = {"iq": self.iq[:, pick], "iq_ok": self.iq_ok[:, pick]}
+            return Batch(self.node_xy[:, pick], self.feats[:, pick], self.node_id[:, pick], self.mask[:, pick],
+                         self.truth, origin_m=self.origin_m, scale_m=self.scale_m, **iq)
         order = torch.argsort((~self.mask).to(torch.int8), dim=1, stable=True)[:, :keep]
 
         def take(t: torch.Tensor) -> torch.Tensor:
@@ -385,7 +392,8 @@ class Batch:
             return torch.gather(t, 1, idx)
 
         # the history is dropped: only mapformer reads it, and it is never compacted (its maps follow the slots)
-        iq = {} if self.iq is None else {"iq": take(self.iq), "iq_ok": take(self.iq_ok)}
+        if self.iq is not None:
+            iq = {"iq": take(self.iq), "iq_ok": take(self.iq_ok)}
         return Batch(take(self.node_xy), take(self.feats), take(self.node_id), take(self.mask), self.truth,
                      origin_m=self.origin_m, scale_m=self.scale_m, **iq)
 

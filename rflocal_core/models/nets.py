@@ -41,7 +41,7 @@ from torch import nn
 
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.features import FRAMES, TOKEN_COLUMNS, Batch, token_width, tracing
-from rflocal_core.models.iqenc import IQEncoder, IQEncoderConfig
+from rflocal_core.models.iqenc import LAG_TARGET_MIN_QUALITY, IQEncoder, IQEncoderConfig, capture_lags
 from rflocal_core.models.registry import NETWORKS, register
 from rflocal_core.options import check_options, option, redefault
 from rflocal_core.validation import check_choice, dataclass_from_dict
@@ -235,6 +235,12 @@ class HeimdallConfig(NetConfig):
         relative to the mean over the sample's captures, and the geometry encoder each pair's difference.
     band_feature : bool
         Read each sample's band as a token feature (:data:`~rflocal_core.models.features.BAND_COLUMNS`).
+    iq_lag_aux : float
+        Weight of an auxiliary training loss on the IQ encoder (``use_iq``): the differences of its onsets
+        must give the captures' cross-correlation lags against the sample's strongest capture
+        (:func:`~rflocal_core.models.iqenc.capture_lags`, computed from the captures on each batch, not from
+        the truth), in samples. 0: off; without ``use_iq`` it does nothing (as ``iq_crop``). Training only: the graph
+        and predictions are the network's own.
     """
 
     node_dropout: tuple[float, ...] = redefault(NetConfig, "node_dropout", (0.0, 0.2, 0.5))
@@ -252,6 +258,9 @@ class HeimdallConfig(NetConfig):
     iq_lags: bool = option(False, help="IQ timing: each capture's cross-correlation lag (TDoA) as token and pair "
                                        "features")
     band_feature: bool = band_feature_option()
+    iq_lag_aux: float = option(0.0, lo=0.0, hi=100.0, help="weight of a training loss making the IQ encoder's onset "
+                                                           "differences equal the captures' cross-correlation lags "
+                                                           "(use_iq; 0: off)")
 
 
 #: Columns an IQ token adds after the encoder's embedding: onset relative to the sample's mean, present.
@@ -327,12 +336,17 @@ class LocNet(nn.Module):
         aux = self._aux_loss(batch, out)
         if aux is not None:
             parts["aux"] = float(aux.detach())
-            weight = getattr(self.config, "aux_weight", 0.0)
+            weight = self.aux_weight
             total = aux if stage == "aux" else pos + weight * aux
         return total, parts
 
     def _aux_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> torch.Tensor | None:
         return None
+
+    @property
+    def aux_weight(self) -> float:
+        """Weight of :meth:`_aux_loss` in the joint loss."""
+        return float(getattr(self.config, "aux_weight", 0.0))
 
 
 @register("setnet")
@@ -435,8 +449,10 @@ class Heimdall(LocNet):
         if self.node_embedding is not None:
             ids = batch.node_id.clamp(0, self.vocab_size)
             parts.append(self.node_embedding(ids))
+        onset = None
         if self.iq_encoder is not None:
-            parts.append(self._iq_tokens(batch))
+            tokens, onset = self._iq_tokens(batch)
+            parts.append(tokens)
         h = self.node_mlp(torch.cat(parts, dim=-1))  # [N, S, d]
         if self.pair_mlp is not None:
             h = torch.cat([h, self._geometry(batch, h)], dim=-1)
@@ -448,7 +464,10 @@ class Heimdall(LocNet):
         weighted = (w.unsqueeze(-1) * h).sum(1)
         g = self.fusion(torch.cat([_masked_max(h, mask), _masked_mean(h, mask), weighted], dim=-1))
         mu, sigma = self._head_out(self.drop(g))
-        return {"mu": mu, "sigma": sigma, "weights": w}
+        out = {"mu": mu, "sigma": sigma, "weights": w}
+        if onset is not None:
+            out["iq_onset"] = onset
+        return out
 
     def centred_lags(self, batch: Batch) -> Batch:
         """``batch`` with the IQ lag column relative to the mean over the sample's timed reports (unchanged without
@@ -461,26 +480,27 @@ class Heimdall(LocNet):
                            ok.unsqueeze(-1)], dim=-1)
         return batch.with_tokens(feats=feats)
 
-    def _iq_tokens(self, batch: Batch) -> torch.Tensor:
+    def _iq_tokens(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """[N, S, d + IQ_EXTRA]: each capture's embedding, its onset relative to the sample's mean onset
-        (x ONSET_SCALE) and a present flag; zeros where a report has no capture (or the batch none)."""
+        (x ONSET_SCALE) and a present flag; zeros where a report has no capture (or the batch none). Also
+        the onsets [N, S] (fractions of the capture, 0 where none), which :meth:`_aux_loss` reads."""
         n, s = batch.mask.shape
         out = batch.feats.new_zeros((n, s, self.config.d_model + IQ_EXTRA))
         if batch.iq is None:
-            return out
+            return out, out.new_zeros((n, s))
         ok = batch.iq_ok & batch.mask
         if tracing():
             return self._iq_tokens_dense(batch, ok)
         if not bool(ok.any()):
-            return out
+            return out, out.new_zeros((n, s))
         emb, onset = self.iq_encoder(batch.iq[ok].to(out.dtype))
         full = out.new_zeros((n, s)).masked_scatter(ok, onset)
         mean = (full * ok).sum(1, keepdim=True) / ok.sum(1, keepdim=True).clamp_min(1)
         rel = ((full - mean) * ok)[ok] * ONSET_SCALE
         token = torch.cat([emb, rel.unsqueeze(-1), torch.ones_like(rel).unsqueeze(-1)], dim=-1)
-        return out.masked_scatter(ok.unsqueeze(-1).expand_as(out), token)
+        return out.masked_scatter(ok.unsqueeze(-1).expand_as(out), token), full
 
-    def _iq_tokens_dense(self, batch: Batch, ok: torch.Tensor) -> torch.Tensor:
+    def _iq_tokens_dense(self, batch: Batch, ok: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`_iq_tokens` for an exported graph: every slot's capture through the encoder (absent ones are
         zeros, finite there), then masked. The same tokens: the encoder treats each capture on its own (GroupNorm
         per sample), while selecting the present ones has a size the graph cannot know."""
@@ -490,7 +510,31 @@ class Heimdall(LocNet):
         emb, onset = emb.reshape(n, s, -1) * okf.unsqueeze(-1), onset.reshape(n, s) * okf
         mean = onset.sum(1, keepdim=True) / okf.sum(1, keepdim=True).clamp_min(1)
         rel = (onset - mean) * okf * ONSET_SCALE
-        return torch.cat([emb, rel.unsqueeze(-1), okf.unsqueeze(-1)], dim=-1)
+        return torch.cat([emb, rel.unsqueeze(-1), okf.unsqueeze(-1)], dim=-1), onset
+
+    @property
+    def aux_weight(self) -> float:
+        return float(self.config.iq_lag_aux) if self.iq_encoder is not None else 0.0
+
+    def _aux_loss(self, batch: Batch, out: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """With ``iq_lag_aux``: the onsets' differences against the lags the captures give (Huber, samples).
+
+        Each sample's reference is its strongest report by RSS (the first capture without RSS); a lag counts
+        where its correlation peak reaches :data:`~rflocal_core.models.iqenc.LAG_TARGET_MIN_QUALITY`. The
+        onsets are capture-local, and so are these lags (no capture start is added)."""
+        if self.config.iq_lag_aux <= 0 or batch.iq is None or "iq_onset" not in out:
+            return None
+        ok = batch.iq_ok & batch.mask
+        strength = torch.where(ok, batch.col("rss") + batch.col("rss_ok"), torch.full_like(batch.col("rss"), -9.0))
+        reference = strength.argmax(1)
+        lag, quality = capture_lags(batch.iq, ok, reference)
+        n = batch.iq.shape[-1]
+        onset = out["iq_onset"] * n
+        ref_onset = onset.gather(1, reference.unsqueeze(1))
+        has_ref = ok.gather(1, reference.unsqueeze(1))
+        timed = (ok & has_ref & (quality >= LAG_TARGET_MIN_QUALITY)).to(onset.dtype)
+        err = F.smooth_l1_loss(onset - ref_onset, lag, reduction="none", beta=1.0)
+        return (err * timed).sum() / timed.sum().clamp_min(1.0)
 
     def _geometry(self, batch: Batch, h: torch.Tensor) -> torch.Tensor:
         """Per node: masked mean over the other reporting nodes of an MLP of the pair geometry."""
