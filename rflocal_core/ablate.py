@@ -431,8 +431,11 @@ def calibration_columns(run: Any, pred: Any, x: Any) -> dict[str, float | None]:
             out[f"val_in_{k}sigma_{when}"] = record.get(f"inside_{k}sigma_{when}")
     d2_after, _, has_sigma = ellipse_d2(pred.position_m - x.truth_m, pred.sigma_m)
     m = run.sigma_map  # the model's own sigma back from the calibrated one
-    d2_before, _, _ = ellipse_d2(pred.position_m - x.truth_m, unscale_sigma(pred.sigma_m, m["scale"], power=m["power"],
-                                                                            ref_m=m["ref_m"]))
+    if m["power"] > 0 or m["ref_m"] is None:
+        own = unscale_sigma(pred.sigma_m, m["scale"], power=m["power"], ref_m=m["ref_m"])
+    else:  # a power of 0 gives every sample one sigma: nothing to invert, predict the model's own again
+        own = run.model.predict(x).sigma_m
+    d2_before, _, _ = ellipse_d2(pred.position_m - x.truth_m, own)
     for k in (1, 2):
         for when, d2 in (("before", d2_before), ("after", d2_after)):
             out[f"test_in_{k}sigma_{when}"] = float(np.mean(d2 <= k * k)) if has_sigma.any() else None

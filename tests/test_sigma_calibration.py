@@ -99,6 +99,8 @@ def test_power_fixes_a_wrong_shape() -> None:
     np.testing.assert_allclose(pred.sigma_m[:, 0] / pred.sigma_m[:, 1], model_sigma[:, 0] / model_sigma[:, 1])
     back = unscale_sigma(pred.sigma_m, pw.scale, power=pw.power, ref_m=pw.ref_m)
     np.testing.assert_allclose(back, model_sigma, rtol=1e-9)
+    with pytest.raises(ValueError, match="sigma_power"):  # power 0: one size for all, nothing to invert
+        unscale_sigma(pred.sigma_m, pw.scale, power=0.0, ref_m=pw.ref_m)
     # Gaussian errors with the right shape keep p = 1 (a second parameter must earn its place)
     assert fit_sigma_scale(err, true_sigma * 2.0).power == 1.0
     assert sigma_map_of({}) == {"scale": 1.0, "power": 1.0, "ref_m": None}  # runs written before

@@ -220,6 +220,10 @@ def scale_sigma(pred: Prediction, scale: float | None, *, power: float = 1.0, re
 def unscale_sigma(sigma_m: np.ndarray, scale: float | None, *, power: float = 1.0,
                   ref_m: float | None = None) -> np.ndarray:
     """The model's own sigma [N, 2] from a calibrated one (the inverse of :func:`scale_sigma`)."""
+    if ref_m is not None and not power > 0:
+        # power 0 maps every sigma to one size: the model's own sigma cannot be recovered from it
+        msg = f"sigma_power: the model's own sigma is recoverable for a power > 0, got {power!r}"
+        raise ValueError(msg)
     sigma = np.asarray(sigma_m, dtype=float) / (1.0 if scale is None else float(scale))
     if power == 1.0 or ref_m is None:
         return sigma
