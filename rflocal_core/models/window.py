@@ -147,8 +147,6 @@ MAP_SEARCH_CELL_M = 16.0
 SEARCH_CHUNK = 64
 #: Coarse cells of the first stage kept as candidates for the fine stage of :func:`map_position` (``fine_m``).
 SEARCH_CANDIDATES = 24
-#: The fine stage searches each candidate's 3 x 3 coarse cells (half a side, in coarse cells).
-FINE_REACH_CELLS = 1.5
 
 
 @dataclass(frozen=True)
@@ -234,17 +232,30 @@ def _map_at(maps: object, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, n
     return pg.reshape(len(raw), *shape), ~np.asarray(maps.outdoor, bool)[iy, ix]
 
 
+def _candidate_cells(top: np.ndarray, nx: int, ny: int) -> np.ndarray:
+    """[n, U] coarse cells (``iy * nx + ix``) within one cell of the candidates ``top`` [n, M], each once (rows
+    padded with their best candidate): the union of their 3 x 3 neighbourhoods, which mostly overlap."""
+    d = np.arange(-1, 2)
+    iy = np.clip(top[..., None, None] // nx + d[:, None], 0, ny - 1)
+    ix = np.clip(top[..., None, None] % nx + d[None, :], 0, nx - 1)
+    cells = np.sort((iy * nx + ix).reshape(len(top), -1), axis=1)
+    dup = np.zeros(cells.shape, bool)
+    dup[:, 1:] = cells[:, 1:] == cells[:, :-1]
+    order = np.argsort(dup, axis=1, kind="stable")  # the distinct cells first
+    cells = np.take_along_axis(cells, order, 1)[:, :int((~dup).sum(1).max())]
+    filler = np.take_along_axis(dup, order, 1)[:, :cells.shape[1]]
+    return np.where(filler, top[:, :1], cells)
+
+
 def _fine_search(x: Inputs, part: np.ndarray, maps: object, centres: np.ndarray, coarse_m: float, fine_m: float,
                  sp: Spreads) -> np.ndarray:
-    """[n, 2] best point of the ``fine_m`` window lattice (:func:`lattice_phase`) near the candidate centres
-    [n, M, 2] (each candidate's 3 x 3 coarse cells), under spreads ``sp``."""
-    reach = FINE_REACH_CELLS * coarse_m
+    """[n, 2] best point of the ``fine_m`` window lattice (:func:`lattice_phase`) inside the coarse cells of
+    centres [n, U, 2], under spreads ``sp``."""
     phase = np.mod(np.array([maps.grid.x0_m, maps.grid.y0_m]) - fine_m / 2, fine_m)
-    lo = np.floor((centres - phase - reach) / fine_m)  # [n, M, 2] first fine cell of each candidate's square
-    m = int(np.ceil(2 * reach / fine_m)) + 1
-    step = np.arange(m)
-    px = (lo[..., 0, None, None] + step[None, None, None, :] + 0.5) * fine_m + phase[0]  # [n, M, 1, m]
-    py = (lo[..., 1, None, None] + step[None, None, :, None] + 0.5) * fine_m + phase[1]  # [n, M, m, 1]
+    lo = np.ceil((centres - coarse_m / 2 - phase) / fine_m - 0.5 - 1e-9)  # [n, U, 2] first fine cell in each
+    step = np.arange(int(np.ceil(coarse_m / fine_m - 1e-9)))
+    px = (lo[..., 0, None, None] + step[None, None, None, :] + 0.5) * fine_m + phase[0]  # [n, U, 1, m]
+    py = (lo[..., 1, None, None] + step[None, None, :, None] + 0.5) * fine_m + phase[1]  # [n, U, m, 1]
     px, py = np.broadcast_arrays(px, py)
     px, py = px.reshape(len(part), -1), py.reshape(len(part), -1)  # [n, P]
     pg, indoor = _map_at(maps, px, py)  # [K, n, P], [n, P]
@@ -278,13 +289,13 @@ def map_position(x: Inputs, *, fine_m: float | None = None, spreads: Spreads = P
             continue
         x0, y0, x1, y1 = maps.grid.extent_m
         gx, gy = np.meshgrid(np.arange(x0 + cell_m / 2, x1, cell_m), np.arange(y0 + cell_m / 2, y1, cell_m))
-        cx, cy = gx.ravel(), gy.ravel()
+        (ny, nx), cx, cy = gx.shape, gx.ravel(), gy.ravel()
         pg, _ = _map_at(maps, cx, cy)
         for start in range(0, len(rows), SEARCH_CHUNK):
             part = rows[start:start + SEARCH_CHUNK]
             ll = _search_terms(x, part, pg, cx, cy)
             if fine:
-                top = np.argsort(-ll, axis=1, kind="stable")[:, :SEARCH_CANDIDATES]
+                top = _candidate_cells(np.argsort(-ll, axis=1, kind="stable")[:, :SEARCH_CANDIDATES], nx, ny)
                 out[part] = _fine_search(x, part, maps, np.stack([cx[top], cy[top]], -1), cell_m, fine_m, spreads)
             else:
                 best = ll.argmax(1)
