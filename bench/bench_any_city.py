@@ -10,13 +10,16 @@ the other tiles' samples; every model trains on the others and is tested on it:
 - ``textbook ToA``: the reference, a soft-L1 range solver from the nearest node
   (:mod:`rflocal_core.models.textbook`), on the samples with >= 3 ToA reports;
 - ``physics prior``: mapformer's physics log-likelihood (RSS + ToA + AoA + indoor terms, its
-  default spreads) with the tile's true radio maps on the tile's own grid (cells of ``--cell``, at
-  most 384 a side), argmax, nothing learned; ``physics prior (mapformer grid)``: the same on the
+  default spreads) with the tile's true radio maps on the tile's own map cells (no resampling; a grid
+  of more than :data:`MAX_PRIOR_CELLS` a side is resampled), argmax, nothing learned; ``physics prior (mapformer grid)``: the same on the
   square and 64 x 64 cells mapformer reads the maps on (its training square, as it is on main);
   ``physics prior (window 8 m)`` / ``(window 4 m)``: the same on the window mapformer reads in the
   window frame (64 cells of 8 m or 4 m around the window centre); ``window centre``: the first
-  position the window frame centres each sample's window on
-  (:func:`rflocal_core.models.window.map_position`, nothing learned);
+  position the window frame centres each sample's window on (its default ``window_centre="prior"``: the
+  prior's argmax on the 4 m window lattice near the best cells of a 16 m search,
+  :func:`rflocal_core.models.window.map_position`, nothing learned), with the share of targets outside
+  their 256 m window; ``window centre (16 m search)``: the same for ``window_centre="search"`` (the 16 m
+  search's best cell, the window frame's centring before 2026-12-03);
 - the baselines (map matching, the geometric ones; kNN refuses a scene it has no fingerprints of);
 - the networks, each ``--minutes`` of training (torch 1 thread): setnet and heimdall in the scene
   and in the sample frame, mapformer (``mapformer``: the scene frame) and locheatmap in the scene
@@ -415,7 +418,9 @@ def _cell(stats: dict[str, Any] | None) -> str:
         return "refuses"
     if not stats.get("n"):
         return "no samples"
-    return f"{stats['median_m']:.0f} / {stats['p95_m']:.0f}"
+    med = f"{stats['median_m']:.1f}" if stats["median_m"] < 10 else f"{stats['median_m']:.0f}"
+    outside = f" ({100 * stats['outside_window']:.1f}% outside)" if "outside_window" in stats else ""
+    return f"{med} / {stats['p95_m']:.0f}{outside}"
 
 
 def table(results: dict[str, Any]) -> str:
