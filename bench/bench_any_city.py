@@ -19,7 +19,9 @@ the other tiles' samples; every model trains on the others and is tested on it:
   prior's argmax on the 4 m window lattice near the best cells of a 16 m search,
   :func:`rflocal_core.models.window.map_position`, nothing learned), with the share of targets outside
   their 256 m window; ``window centre (16 m search)``: the same for ``window_centre="search"`` (the 16 m
-  search's best cell, the window frame's centring before 2026-12-03);
+  search's best cell, the window frame's centring before 2026-12-03); ``mapformer (untrained)``: mapformer
+  with its default options before any training step (its heads start at zero: its physics prior decoded
+  by its own head, nothing learned);
 - the baselines (map matching, the geometric ones; kNN refuses a scene it has no fingerprints of);
 - the networks, each ``--minutes`` of training (torch 1 thread): setnet and heimdall in the scene
   and in the sample frame, mapformer (``mapformer``: the scene frame) and locheatmap in the scene
@@ -76,7 +78,7 @@ NETWORKS = {"setnet (scene)": ("setnet", {"frame": "scene"}), "setnet (sample)":
             "locheatmap (scene)": ("locheatmap", {"frame": "scene"}),
             "locheatmap (window)": ("locheatmap", {"frame": "window"})}
 REFERENCES = ("textbook ToA", "physics prior", "physics prior (mapformer grid)", "window centre (16 m search)",
-              "window centre", "physics prior (window 8 m)", "physics prior (window 4 m)")
+              "window centre", "physics prior (window 8 m)", "physics prior (window 4 m)", "mapformer (untrained)")
 ALL_MODELS = (*REFERENCES, *BASELINE_MODELS, *NETWORKS)
 #: Largest grid side (cells) of the ``physics prior`` reference (memory); a larger scene's grid is resampled.
 MAX_PRIOR_CELLS = 512
@@ -213,6 +215,22 @@ def window_centre(x: Any, train: Any, centre: str, cell_m: float = 4.0) -> dict[
             "search_s": round(secs, 1)}
 
 
+def untrained_mapformer(train: Any) -> Any:
+    """mapformer with its default options before any training step: its logit and fine heads start at zero,
+    so it answers its physics prior through its own head (the best 16 m cell by log-sum-exp, the prior's
+    mean within it), nothing learned."""
+    import torch
+
+    from rflocal_core.models.features import FeatureSpec
+    from rflocal_core.models.nets import build_network
+    from rflocal_core.models.neural import NeuralModel
+
+    torch.manual_seed(0)
+    probe = build_network("mapformer", {}, vocab_size=0).config
+    spec = FeatureSpec.fit(train, frame=probe.frame, window=probe.window())
+    return NeuralModel("mapformer", build_network("mapformer", {}, vocab_size=len(spec.node_keys)).eval(), spec)
+
+
 def physics_prior_window(x: Any, train: Any, cell_m: float, chunk: int = 8) -> np.ndarray:
     """The same argmax on the windows mapformer reads in the window frame: ``map_res`` cells of ``cell_m``. [N, 2] m."""
     import torch
@@ -283,6 +301,8 @@ def run_reference(name: str, train: Any, seen: Any, unseen: Any, cell_m: float, 
             row[key] = _stats(_err(physics_prior(x, cell_m), x))
         elif name.startswith("physics prior (window"):  # "physics prior (window 4 m)": cells of 4 m
             row[key] = _stats(_err(physics_prior_window(x, train, float(name.split()[-2])), x))
+        elif name == "mapformer (untrained)":  # its prior through its own head: nothing learned (heads start at 0)
+            row[key] = _stats(_err(untrained_mapformer(train).predict(x).position_m, x))
         elif name.startswith("window centre"):  # where the window frame centres each sample's window (nothing learned)
             row[key] = window_centre(x, train, "search" if "search" in name else "prior")
         elif name == "physics prior (mapformer grid)":  # the square and cells mapformer reads the maps on
