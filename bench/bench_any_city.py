@@ -10,13 +10,18 @@ the other tiles' samples; every model trains on the others and is tested on it:
 - ``textbook ToA``: the reference, a soft-L1 range solver from the nearest node
   (:mod:`rflocal_core.models.textbook`), on the samples with >= 3 ToA reports;
 - ``physics prior``: mapformer's physics log-likelihood (RSS + ToA + AoA + indoor terms, its
-  default spreads) with the tile's true radio maps on the tile's own grid (cells of ``--cell``, at
-  most 384 a side), argmax, nothing learned; ``physics prior (mapformer grid)``: the same on the
+  default spreads) with the tile's true radio maps on the tile's own map cells (no resampling; a grid
+  of more than :data:`MAX_PRIOR_CELLS` a side is resampled), argmax, nothing learned; ``physics prior (mapformer grid)``: the same on the
   square and 64 x 64 cells mapformer reads the maps on (its training square, as it is on main);
   ``physics prior (window 8 m)`` / ``(window 4 m)``: the same on the window mapformer reads in the
   window frame (64 cells of 8 m or 4 m around the window centre); ``window centre``: the first
-  position the window frame centres each sample's window on
-  (:func:`rflocal_core.models.window.map_position`, nothing learned);
+  position the window frame centres each sample's window on (its default ``window_centre="prior"``: the
+  prior's argmax on the 4 m window lattice near the best cells of a 16 m search,
+  :func:`rflocal_core.models.window.map_position`, nothing learned), with the share of targets outside
+  their 256 m window; ``window centre (16 m search)``: the same for ``window_centre="search"`` (the 16 m
+  search's best cell, the window frame's centring before 2026-12-03); ``mapformer (untrained)``: mapformer
+  with its default options before any training step (its heads start at zero: its physics prior decoded
+  by its own head, nothing learned);
 - the baselines (map matching, the geometric ones; kNN refuses a scene it has no fingerprints of);
 - the networks, each ``--minutes`` of training (torch 1 thread): setnet and heimdall in the scene
   and in the sample frame, mapformer (``mapformer``: the scene frame) and locheatmap in the scene
@@ -72,9 +77,11 @@ NETWORKS = {"setnet (scene)": ("setnet", {"frame": "scene"}), "setnet (sample)":
             "mapformer (window 4 m)": ("mapformer", {"frame": "window", "cell_m": 4.0}),
             "locheatmap (scene)": ("locheatmap", {"frame": "scene"}),
             "locheatmap (window)": ("locheatmap", {"frame": "window"})}
-REFERENCES = ("textbook ToA", "physics prior", "physics prior (mapformer grid)", "window centre",
-              "physics prior (window 8 m)", "physics prior (window 4 m)")
+REFERENCES = ("textbook ToA", "physics prior", "physics prior (mapformer grid)", "window centre (16 m search)",
+              "window centre", "physics prior (window 8 m)", "physics prior (window 4 m)", "mapformer (untrained)")
 ALL_MODELS = (*REFERENCES, *BASELINE_MODELS, *NETWORKS)
+#: Largest grid side (cells) of the ``physics prior`` reference (memory); a larger scene's grid is resampled.
+MAX_PRIOR_CELLS = 512
 #: Geometric baseline -> the textbook solver kind it is measured against.
 GEOMETRIC = {"toa_multilateration": "toa", "aoa_triangulation": "aoa", "log_distance": "rss"}
 
@@ -167,8 +174,14 @@ def physics_prior(x: Any, cell_m: float, chunk: int = 8, *, spec: Any = None, re
         x0, x1, y0, y1 = ext[rows[0]]
         side = max(x1 - x0, y1 - y0)
         own = FeatureSpec(((x0 + x1 - side) / 2, (y0 + y1 - side) / 2), float(side), (), part.node_mask.shape[1])
+        cells = int(min(MAX_PRIOR_CELLS, np.ceil(side / cell_m)))
+        grid = (part.maps or {}).get(part.scenes[i]).grid if part.maps else None
+        if grid is not None and max(grid.nx, grid.ny) <= MAX_PRIOR_CELLS:  # the scene's own map cells: no resampling
+            cells = max(grid.nx, grid.ny)
+            own = FeatureSpec((grid.x0_m - grid.cell_m / 2, grid.y0_m - grid.cell_m / 2), cells * grid.cell_m, (),
+                              part.node_mask.shape[1])
         square = spec or own
-        cells = res or int(min(384, np.ceil(side / cell_m)))
+        cells = res or cells
         source = MapSource.from_inputs(part, square, res=cells)
         batch = make_batch(part, square)
         unit = np.zeros((len(part), 2))
@@ -183,6 +196,39 @@ def physics_prior(x: Any, cell_m: float, chunk: int = 8, *, spec: Any = None, re
                 unit[sl] = np.column_stack([(best % w + 0.5) / w, (best // w + 0.5) / h])
         out[rows] = square.to_metres(unit)
     return out
+
+
+def window_centre(x: Any, train: Any, centre: str, cell_m: float = 4.0) -> dict[str, Any]:
+    """Where mapformer's window frame (64 cells of ``cell_m``) centres each window (``centre``: its
+    ``window_centre``), as error stats, and the share of samples whose target falls outside their window."""
+    from rflocal_core.models.features import FeatureSpec
+    from rflocal_core.models.mapformer import MapFormerConfig
+    from rflocal_core.models.window import map_position
+
+    t0 = time.perf_counter()
+    fix, ok = map_position(x, fine_m=cell_m if centre == "prior" else None)
+    secs = time.perf_counter() - t0
+    spec = FeatureSpec.fit(train, frame="window", window=MapFormerConfig(cell_m=cell_m, window_centre=centre).window())
+    origin, side = spec.frames(x)
+    inside = ((x.truth_m >= origin) & (x.truth_m < origin + side[:, None])).all(1)
+    return {**_stats(np.where(ok, _err(fix, x), np.nan)), "outside_window": round(float(1 - inside.mean()), 3),
+            "search_s": round(secs, 1)}
+
+
+def untrained_mapformer(train: Any) -> Any:
+    """mapformer with its default options before any training step: its logit and fine heads start at zero,
+    so it answers its physics prior through its own head (the best 16 m cell by log-sum-exp, the prior's
+    mean within it), nothing learned."""
+    import torch
+
+    from rflocal_core.models.features import FeatureSpec
+    from rflocal_core.models.nets import build_network
+    from rflocal_core.models.neural import NeuralModel
+
+    torch.manual_seed(0)
+    probe = build_network("mapformer", {}, vocab_size=0).config
+    spec = FeatureSpec.fit(train, frame=probe.frame, window=probe.window())
+    return NeuralModel("mapformer", build_network("mapformer", {}, vocab_size=len(spec.node_keys)).eval(), spec)
 
 
 def physics_prior_window(x: Any, train: Any, cell_m: float, chunk: int = 8) -> np.ndarray:
@@ -248,7 +294,6 @@ def run_reference(name: str, train: Any, seen: Any, unseen: Any, cell_m: float, 
     from rflocal_core.models.features import FeatureSpec
     from rflocal_core.models.mapformer import MapFormerConfig
     from rflocal_core.models.textbook import textbook_fixes
-    from rflocal_core.models.window import map_position
 
     row: dict[str, Any] = {}
     for key, x in (("seen", seen), ("unseen", unseen))[:1 if only_seen else 2]:
@@ -256,9 +301,10 @@ def run_reference(name: str, train: Any, seen: Any, unseen: Any, cell_m: float, 
             row[key] = _stats(_err(physics_prior(x, cell_m), x))
         elif name.startswith("physics prior (window"):  # "physics prior (window 4 m)": cells of 4 m
             row[key] = _stats(_err(physics_prior_window(x, train, float(name.split()[-2])), x))
-        elif name == "window centre":  # where the window frame centres each sample's window (nothing learned)
-            fix, ok = map_position(x)
-            row[key] = _stats(np.where(ok, _err(fix, x), np.nan))
+        elif name == "mapformer (untrained)":  # its prior through its own head: nothing learned (heads start at 0)
+            row[key] = _stats(_err(untrained_mapformer(train).predict(x).position_m, x))
+        elif name.startswith("window centre"):  # where the window frame centres each sample's window (nothing learned)
+            row[key] = window_centre(x, train, "search" if "search" in name else "prior")
         elif name == "physics prior (mapformer grid)":  # the square and cells mapformer reads the maps on
             grid = {"spec": FeatureSpec.fit(train), "res": MapFormerConfig().map_res}
             row[key] = _stats(_err(physics_prior(x, cell_m, **grid), x))
@@ -392,7 +438,9 @@ def _cell(stats: dict[str, Any] | None) -> str:
         return "refuses"
     if not stats.get("n"):
         return "no samples"
-    return f"{stats['median_m']:.0f} / {stats['p95_m']:.0f}"
+    med = f"{stats['median_m']:.1f}" if stats["median_m"] < 10 else f"{stats['median_m']:.0f}"
+    outside = f" ({100 * stats['outside_window']:.1f}% outside)" if "outside_window" in stats else ""
+    return f"{med} / {stats['p95_m']:.0f}{outside}"
 
 
 def table(results: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ from rflocal_core.models.features import SCALE_REF_M, TOKEN_COLUMNS, FeatureSpec
 from rflocal_core.models.maps import WindowMapSource, pg_to_unit
 from rflocal_core.models.nets import build_network
 from rflocal_core.models.neural import NeuralModel
-from rflocal_core.models.window import MAP_SEARCH_CELL_M, coarse_position, map_position
+from rflocal_core.models.window import MAP_SEARCH_CELL_M, coarse_position, lattice_phase, map_position
 
 DEVICE_Z_M = 1.5
 #: The unseen scene: 1.5 km square, four rooftop nodes near its corners (as in test_any_city_baselines).
@@ -192,6 +192,48 @@ def test_map_position_searches_the_whole_scene_it_is_given() -> None:
     assert not map_position(_inputs(BIG_NODES[None].copy(), FAR_TARGETS[:1]))[1].any()  # no maps
 
 
+def test_windows_centre_on_the_physics_priors_argmax_on_the_scenes_own_cells() -> None:
+    """window_centre="prior" (issue 19: a 16 m search's best cell left 11.6% of Paris's targets outside their
+    256 m window): the centre is the physics prior's argmax at cell_m, on a lattice through the centres of the
+    scene's own map cells (here 4 m cells offset 1 m from the 4 m multiples), so a window copies the maps
+    instead of interpolating between cells, and mapformer's prior in that window peaks at its centre."""
+    from rflocal_core.models.mapformer import MapFormerConfig, physics_loglik
+
+    nodes = BIG_NODES * np.array([0.5, 0.5, 1.0])
+    targets = np.random.default_rng(0).uniform(-360.0, 360.0, (6, 2))  # windows inside the 806 m scene
+    maps = {"odd": _scene_maps("odd", nodes, 403.0, cell_m=4.0)}
+    x = _inputs(np.broadcast_to(nodes, (6, 4, 3)).copy(), targets, bearings=True, scenes=("odd",), maps=maps)
+    phase = lattice_phase(x, 4.0)
+    assert np.allclose(phase, 1.0)
+    coarse, _ = map_position(x)
+    fix, ok = map_position(x, fine_m=4.0)
+    assert ok.all() and np.abs(fix - targets).max() <= 4.0 < np.abs(coarse - targets).max()  # within a cell
+    assert np.allclose(((fix - phase) / 4.0 - 0.5) % 1.0, 0.0)  # a cell centre of the window lattice
+    train = _small_map_scenes(1, 4, np.random.default_rng(0))
+    cfg = MapFormerConfig(cell_m=4.0, map_res=16, grid_cells=4)
+    assert cfg.window() == (4.0, 16, "prior")
+    spec = FeatureSpec.fit(train, frame="window", window=cfg.window())
+    assert spec.centre == "prior" and FeatureSpec.from_dict(spec.to_dict()) == spec
+    old = {k: v for k, v in spec.to_dict().items() if k != "centre"}
+    assert FeatureSpec.from_dict(old).centre == "search"  # runs from before the option: as they were trained
+    with pytest.raises(InvalidInputError, match="^window_centre: "):
+        FeatureSpec.fit(train, frame="window", window=(4.0, 16, "middle"))
+    batch = make_batch(x, spec)
+    origin = batch.origin_m.numpy()
+    assert np.allclose(origin + 30.0, fix)  # in cell 7 of the 16 (an even window has no middle cell)
+    mb = WindowMapSource.from_inputs(x, spec, res=16).batch(batch, np.arange(6))
+    grid = maps["odd"].grid
+    ix = np.rint((origin[:, 0, None] + 2.0 + 4.0 * np.arange(16) - grid.x0_m) / 4.0).astype(int)  # [6, 16]
+    iy = np.rint((origin[:, 1, None] + 2.0 + 4.0 * np.arange(16) - grid.y0_m) / 4.0).astype(int)
+    want = maps["odd"].path_gain_db[:, iy[:, :, None], ix[:, None, :]].transpose(1, 0, 2, 3)  # [6, 4, 16, 16]
+    assert torch.allclose(mb.site_maps, pg_to_unit(torch.from_numpy(want)).float(), atol=1e-6)  # copied
+    ll = physics_loglik(mb, rss_sigma_db=cfg.prior_rss_sigma_db, toa_sigma_m=cfg.prior_toa_sigma_m,
+                        aoa_sigma_deg=cfg.prior_aoa_sigma_deg).sum(1)
+    best = ll.reshape(6, -1).argmax(1).numpy()
+    unit = np.column_stack([(best % 16 + 0.5) / 16, (best // 16 + 0.5) / 16])
+    assert np.allclose(batch.to_metres(unit, spec), fix, atol=1e-3)
+
+
 def test_window_frame_cuts_the_maps_at_a_fixed_cell_size() -> None:
     """In the window frame a cell is cell_m metres in any scene: the window of a far target in an unseen
     1.5 km scene holds that scene's own path gain at its cell centres, lies on the cell_m lattice around
@@ -321,4 +363,4 @@ def test_the_map_networks_default_to_the_window_frame() -> None:
         # as the training engine builds a run (train._prepare_network): the spec in the option's frame
         spec = FeatureSpec.fit(data, frame=probe.frame, window=probe.window() if hasattr(probe, "window") else None)
         assert NeuralModel(name, build_network(name, {}, vocab_size=len(spec.node_keys)), spec).any_scene, name
-    assert build_network("mapformer", {}, vocab_size=0).config.window() == (4.0, 64)
+    assert build_network("mapformer", {}, vocab_size=0).config.window() == (4.0, 64, "prior")

@@ -34,9 +34,11 @@ one more token column, ``log_scale`` = ln(side / 1 km), since RSS speaks in abso
 sample's origin and side travel in :attr:`Batch.origin_m` and :attr:`Batch.scale_m`.
 ``"window"`` (map networks, :data:`MAP_FRAMES`) gives each sample a square of fixed metres
 (:attr:`FeatureSpec.window_cells` cells of :attr:`FeatureSpec.cell_m`) around a first estimate of its
-position from its own reports (:func:`~rflocal_core.models.window.map_position` on its scene's maps,
-else :func:`~rflocal_core.models.window.coarse_position` from the geometry alone), kept inside its
-scene where the scene is larger, on the lattice of ``cell_m`` multiples: its maps are cut from the
+position from its own reports (:func:`~rflocal_core.models.window.map_position` on its scene's maps: with
+:attr:`FeatureSpec.centre` ``"prior"`` the physics prior's argmax at ``cell_m``; else
+:func:`~rflocal_core.models.window.coarse_position` from the geometry alone), kept inside its
+scene where the scene is larger, on its scene's lattice of ``cell_m`` cells (through the centres of the
+scene's map cells, :func:`~rflocal_core.models.window.lattice_phase`): its maps are cut from the
 scene's at that cell size (:class:`~rflocal_core.models.maps.WindowMapSource`), the same in any scene.
 """
 
@@ -52,13 +54,15 @@ from rflocal_core.constants import C_M_PER_NS, SPEED_OF_LIGHT_M_S
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.iq import lags_to_strongest
 from rflocal_core.models.inputs import PHY_INPUT_FIELDS, Inputs, node_carriers, scene_extent, search_bounds
-from rflocal_core.models.window import coarse_position, map_position
+from rflocal_core.models.window import coarse_position, lattice_phase, map_position
 
 RSS_MIN_DBM, RSS_MAX_DBM = -120.0, -30.0
 #: Frames of :class:`FeatureSpec` (see the module docstring).
 FRAMES = ("scene", "sample")
 #: Frames of the map networks (``mapformer``, ``locheatmap``).
 MAP_FRAMES = ("scene", "window")
+#: Where the window frame centres a window (:attr:`FeatureSpec.centre`).
+WINDOW_CENTRES = ("search", "prior")
 #: Smallest side of a sample's square, as a fraction of the training side (nodes in one spot, one node).
 MIN_SAMPLE_SCALE = 0.25
 #: Unit of the ``log_scale`` column (m).
@@ -155,6 +159,10 @@ class FeatureSpec:
         Append the band token columns :data:`BAND_COLUMNS` (after the PHY ones; masked where the band is unknown).
     iq_lags : bool
         Append the IQ timing columns :data:`IQ_LAG_COLUMNS` (last; masked where a report has no capture).
+    centre : str
+        ``"window"`` frame: where a window is centred (:data:`WINDOW_CENTRES`): ``"search"``, physics map
+        matching at 16 m (checkpoints from before this field); ``"prior"``, then the physics prior's argmax
+        at ``cell_m`` around its best 16 m cells (:func:`~rflocal_core.models.window.map_position`).
     """
 
     origin_m: tuple[float, float]
@@ -168,6 +176,7 @@ class FeatureSpec:
     window_cells: int = 0
     band: bool = False
     iq_lags: bool = False
+    centre: str = "search"
 
     @property
     def window_m(self) -> float:
@@ -176,14 +185,16 @@ class FeatureSpec:
 
     @classmethod
     def fit(cls, train: Inputs, *, frame: str = "scene", phy: bool = False, iq: bool = False,
-            window: tuple[float, int] | None = None, band: bool = False, iq_lags: bool = False) -> FeatureSpec:
-        """Fit on a training split; ``window``: ``(cell_m, cells)`` of the ``"window"`` frame (required there)."""
+            window: tuple[float, int] | tuple[float, int, str] | None = None, band: bool = False,
+            iq_lags: bool = False) -> FeatureSpec:
+        """Fit on a training split; ``window``: ``(cell_m, cells[, centre])`` of the ``"window"`` frame (required
+        there; ``centre`` ``"search"`` by default)."""
         return cls.from_bounds(search_bounds(train), split_vocab(train), int(train.node_mask.shape[1]), frame=frame,
                                phy=phy, iq=iq, window=window, band=band, iq_lags=iq_lags)
 
     @classmethod
     def from_bounds(cls, b: list[float], vocab: set[str], max_slots: int, *, frame: str = "scene", phy: bool = False,
-                    iq: bool = False, window: tuple[float, int] | None = None, band: bool = False,
+                    iq: bool = False, window: tuple[float, int] | tuple[float, int, str] | None = None, band: bool = False,
                     iq_lags: bool = False) -> FeatureSpec:
         """As :meth:`fit`, from the split's :func:`~rflocal_core.models.inputs.search_bounds` ``b`` and its
         :func:`split_vocab` (a split read in blocks: the bounds of its box, the union of its vocabularies)."""
@@ -196,8 +207,12 @@ class FeatureSpec:
         extent = max(b[1] - b[0], b[3] - b[2], 1.0)
         cx, cy = (b[0] + b[1]) / 2, (b[2] + b[3]) / 2
         cell, cells = (float(window[0]), int(window[1])) if frame == "window" and window else (0.0, 0)
+        centre = str(window[2]) if frame == "window" and window and len(window) > 2 else "search"
+        if centre not in WINDOW_CENTRES:
+            msg = f"window_centre: expected one of {', '.join(WINDOW_CENTRES)}, got {centre!r}"
+            raise InvalidInputError(msg)
         return cls((cx - extent / 2, cy - extent / 2), float(extent), tuple(sorted(vocab)), int(max_slots),
-                   frame, bool(phy), bool(iq), cell, cells, bool(band), bool(iq_lags))
+                   frame, bool(phy), bool(iq), cell, cells, bool(band), bool(iq_lags), centre)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
@@ -205,7 +220,7 @@ class FeatureSpec:
                    int(d["max_slots"]), str(d.get("frame", "scene")),
                    bool(d.get("phy", False)), bool(d.get("iq", False)),  # checkpoints before these: off
                    float(d.get("cell_m", 0.0)), int(d.get("window_cells", 0)), bool(d.get("band", False)),
-                   bool(d.get("iq_lags", False)))
+                   bool(d.get("iq_lags", False)), str(d.get("centre", "search")))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -250,7 +265,8 @@ class FeatureSpec:
         centre = np.stack([(ext[:, 0] + ext[:, 1]) / 2, (ext[:, 2] + ext[:, 3]) / 2], 1)
         centre = np.where(np.isfinite(centre), centre, fallback + self.extent_m / 2)
         first, has = coarse_position(x)
-        mapped, on_map = map_position(x)  # the scene's own maps, where it has them: far fewer windows miss
+        fine = self.cell_m if self.centre == "prior" else None  # the prior's argmax: fewer windows miss (issue 19)
+        mapped, on_map = map_position(x, fine_m=fine)  # the scene's own maps, where it has them: far fewer miss
         first, has = np.where(on_map[:, None], mapped, first), has | on_map
         origin = np.where(has[:, None], first, centre) - side / 2
         for axis in (0, 1):
@@ -259,7 +275,10 @@ class FeatureSpec:
             narrow = np.isfinite(lo) & np.isfinite(hi) & ~wide
             inside = np.clip(origin[:, axis], lo, np.where(wide, hi - side, lo))
             origin[:, axis] = np.where(wide, inside, np.where(narrow, centre[:, axis] - side / 2, origin[:, axis]))
-        return np.round(origin / cell) * cell, np.full(len(origin), side)
+        phase = lattice_phase(x, cell)  # on the scene's own map cells: windows copy the maps, not interpolate
+        # half a cell up, never to even: a first estimate on a cell centre (the prior's) is then always the
+        # window's cell W/2 - 1 (np.round flipped between two cells by the parity of the lattice index)
+        return np.floor((origin - phase) / cell + 0.5 + 1e-6) * cell + phase, np.full(len(origin), side)
 
 
 def token_columns(frame: str) -> tuple[str, ...]:

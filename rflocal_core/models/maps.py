@@ -24,7 +24,8 @@ training split's square and each scene's maps are resampled onto one ``H x W`` g
 whatever the scene's size. In the ``window`` frame (issue 19) each sample has its own square of
 fixed metres, ``W`` cells of ``cell_m`` around a first estimate of its position
 (:meth:`~rflocal_core.models.features.FeatureSpec.frames`): every scene's maps are resampled once
-onto the lattice of ``cell_m`` multiples (:class:`WindowMapSource`) and each sample's window is cut
+onto a lattice of ``cell_m`` cells through the centres of its own map cells
+(:func:`~rflocal_core.models.window.lattice_phase`; :class:`WindowMapSource`) and each sample's window is cut
 from them, so a cell is ``cell_m`` metres in every scene and ``extent_m`` is the window's side.
 """
 
@@ -40,8 +41,9 @@ import torch.nn.functional as F
 
 from rflocal_core.constants import C_M_PER_NS
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.models.features import MAP_FRAMES, RSS_MAX_DBM, RSS_MIN_DBM, Batch, tracing
+from rflocal_core.models.features import MAP_FRAMES, RSS_MAX_DBM, RSS_MIN_DBM, WINDOW_CENTRES, Batch, tracing
 from rflocal_core.models.nets import NetConfig
+from rflocal_core.models.window import lattice_phase
 from rflocal_core.options import option
 
 #: AoA likelihood: probability that a reported bearing points at the target (else uniform:
@@ -136,6 +138,11 @@ class MapFrameConfig(NetConfig):
         training scenes' square (one grid per scene, whatever its size; runs from before frames).
     cell_m : float
         ``"window"`` frame: the cell size (m) of the maps fed to the network.
+    window_centre : str
+        ``"window"`` frame: where each window is centred: ``"prior"`` (default), the argmax of the physics
+        prior (mapformer's, RSS + ToA + AoA + footprints) on the ``cell_m`` lattice near the 24 best cells of
+        a 16 m physics search over the whole scene; ``"search"``, that 16 m search's best cell (runs from
+        before this option).
     """
 
     # the scene frame reads the maps of its training scenes' square; the window one any scene's (the default:
@@ -144,14 +151,18 @@ class MapFrameConfig(NetConfig):
                         help="scene: maps and positions on the training scenes' square; window: a window of fixed "
                              "metres around each sample (predicts in any scene, of any size)")
     cell_m: float = option(8.0, lo=0.5, hi=100.0, unit="m", help="window frame: map cell size")
+    # the prior's argmax at cell_m: fewer windows miss their target than around the 16 m search's best cell
+    window_centre: str = option("prior", choices=WINDOW_CENTRES,
+                                help="window frame: centre on the physics prior's argmax (prior) or on a 16 m "
+                                     "map-matching search (search)")
 
     def window_cells(self) -> int:
         """Cells per side of the map grid (the network's own resolution option)."""
         raise NotImplementedError
 
-    def window(self) -> tuple[float, int] | None:
-        """``(cell_m, cells)`` of the window frame for :meth:`FeatureSpec.fit`; None in the scene frame."""
-        return (float(self.cell_m), int(self.window_cells())) if self.frame == "window" else None
+    def window(self) -> tuple[float, int, str] | None:
+        """``(cell_m, cells, centre)`` of the window frame for :meth:`FeatureSpec.fit`; None in the scene frame."""
+        return (float(self.cell_m), int(self.window_cells()), self.window_centre) if self.frame == "window" else None
 
 
 @dataclass
@@ -351,7 +362,8 @@ class MapSource:
 
 class WindowMapSource(MapSource):
     """The maps of a set of samples in the ``window`` frame: each scene's maps once on the lattice of
-    ``cell_m`` multiples, and per sample the first lattice cell of its window (see the module doc).
+    ``cell_m`` cells (:func:`~rflocal_core.models.window.lattice_phase`), and per sample the first lattice cell
+    of its window (see the module doc).
 
     Windows reaching past a scene's maps see no ray and zero rasters there. Built by
     :meth:`MapSource.from_inputs` for a window-frame spec; :meth:`batch` cuts the windows.
@@ -397,7 +409,8 @@ class WindowMapSource(MapSource):
             raise InvalidInputError(msg)
         cell = float(spec.cell_m)
         origin, _ = spec.frames(x)
-        first = np.round(origin / cell).astype(np.int64)  # window origins lie on the lattice
+        phase = lattice_phase(x, cell)  # each scene's lattice: on its own map cells
+        first = np.round((origin - phase) / cell).astype(np.int64)  # window origins lie on the lattice
         start = np.zeros_like(first)
         lattices: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = []
         extra: list[torch.Tensor | None] = []
@@ -408,9 +421,11 @@ class WindowMapSource(MapSource):
                 extra.append(None)
                 continue
             x0, y0, x1, y1 = maps.grid.extent_m
-            k0 = np.floor(np.array([x0, y0]) / cell).astype(np.int64)
-            k1 = np.ceil(np.array([x1, y1]) / cell).astype(np.int64)
-            gx, gy = np.meshgrid((np.arange(k0[0], k1[0]) + 0.5) * cell, (np.arange(k0[1], k1[1]) + 0.5) * cell)
+            ph = np.mod(np.array([maps.grid.x0_m, maps.grid.y0_m]) - cell / 2, cell)  # as lattice_phase
+            k0 = np.floor((np.array([x0, y0]) - ph) / cell).astype(np.int64)
+            k1 = np.ceil((np.array([x1, y1]) - ph) / cell).astype(np.int64)
+            gx, gy = np.meshgrid((np.arange(k0[0], k1[0]) + 0.5) * cell + ph[0],
+                                 (np.arange(k0[1], k1[1]) + 0.5) * cell + ph[1])
             inside = (gx >= x0) & (gx <= x1) & (gy >= y0) & (gy <= y1)
             sm, ok, r = resample_scene(maps, gx, gy, inside)
             lattices.append((torch.from_numpy(sm.astype(np.float32)), torch.from_numpy(ok),

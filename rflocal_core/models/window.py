@@ -23,9 +23,16 @@ Where the sample's scene has radio maps (always, for the map networks), :func:`m
 used instead: physics map matching with every measured quantity over the whole scene at a coarse
 cell, which NLoS ToA misleads far less (ray-traced 768 m city never seen: median 22 m against
 138 m, 2% against 24% of first estimates more than 256 m off; bench_any_city_networks.py --raytraced).
+With ``fine_m`` (the window frame's default ``window_centre="prior"``) a second stage searches the best
+coarse cells again on the window's own ``fine_m`` lattice (:func:`lattice_phase`) with mapformer's
+physics prior, so the window is centred on that prior's argmax::
+
+    xy, ok = map_position(x, fine_m=4.0)   # [N, 2] m on the 4 m lattice, [N] bool (False: no maps)
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -136,19 +143,46 @@ def coarse_position(x: Inputs) -> tuple[np.ndarray, np.ndarray]:
 
 #: Cell (m) of the scene-wide physics search of :func:`map_position`.
 MAP_SEARCH_CELL_M = 16.0
-#: Spreads of its terms: RSS against the maps (dB), line-of-sight ToA (m), AoA inliers (deg); NLoS ToA
-#: excess scale (m); no ray where a node reports (nats); probability of an AoA inlier.
-SEARCH_RSS_DB, SEARCH_TOA_M, SEARCH_AOA_DEG, SEARCH_NLOS_M, SEARCH_NO_RAY, SEARCH_AOA_IN = 8.0, 10.0, 10.0, 40.0, 8.0, 0.6
 #: Samples per chunk of the search (memory: chunk x slots x cells).
 SEARCH_CHUNK = 64
+#: Coarse cells of the first stage kept as candidates for the fine stage of :func:`map_position` (``fine_m``).
+SEARCH_CANDIDATES = 24
 
 
-def _search_terms(x: Inputs, rows: np.ndarray, pg: np.ndarray, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
-    """[n, C] log-likelihood of samples ``rows`` at the cells (``cx, cy`` [C]; ``pg`` [K, C] dB, NaN: no ray)."""
+@dataclass(frozen=True)
+class Spreads:
+    """Spreads of the terms of the physics search: RSS against the maps (dB), line-of-sight ToA (m), AoA
+    inliers (deg); NLoS ToA excess scale (m); no ray where a node reports (nats); probability of an AoA
+    inlier; a cell inside a building footprint (nats, 0: no such term)."""
+
+    rss_db: float
+    toa_m: float
+    aoa_deg: float
+    nlos_m: float = 40.0
+    no_ray_nats: float = 8.0
+    aoa_inlier: float = 0.6
+    indoor_nats: float = 0.0
+
+
+#: The coarse search's spreads: wide enough for a 16 m cell (a target up to 11 m from its centre).
+SEARCH = Spreads(8.0, 10.0, 10.0)
+#: mapformer's physics prior (its default spreads and footprint penalty, ``models.mapformer``): the fine
+#: stage, whose argmax is then the prior's own argmax on the window lattice.
+PRIOR_SPREADS = Spreads(6.5, 4.0, 7.0, indoor_nats=3.0)
+
+
+def _search_terms(x: Inputs, rows: np.ndarray, pg: np.ndarray, cx: np.ndarray, cy: np.ndarray,
+                  sp: Spreads = SEARCH) -> np.ndarray:
+    """[n, C] log-likelihood of samples ``rows`` at points ``cx, cy`` ([C] shared, or [n, C] per sample);
+    ``pg`` [K, C] or [n, K, C] dB (NaN: no ray)."""
+    n = len(rows)
     site = x.slot_site[rows]
     use = x.node_mask[rows] & x.known_nodes[rows]
-    has_map = (site >= 0) & (site < len(pg))
-    g = pg[np.clip(site, 0, len(pg) - 1)] if len(pg) else np.full((*site.shape, len(cx)), np.nan)  # [n, S, C]
+    pg = pg if pg.ndim == 3 else pg[None]
+    k = pg.shape[1]
+    has_map = (site >= 0) & (site < k)
+    cx, cy = np.atleast_2d(cx)[:, None, :], np.atleast_2d(cy)[:, None, :]  # [n or 1, 1, C]
+    g = pg[np.arange(n)[:, None] % len(pg), np.clip(site, 0, k - 1)] if k else np.full((*site.shape, cx.shape[-1]), np.nan)
     rss_on = (x.node_mask[rows] & np.isfinite(x.rss_dbm[rows]) & has_map)[..., None]
     ray = np.isfinite(g)
     tx = x.tx_power_dbm[rows][..., None]
@@ -156,48 +190,116 @@ def _search_terms(x: Inputs, rows: np.ndarray, pg: np.ndarray, cx: np.ndarray, c
     unknown = rss_on & ray & ~np.isfinite(tx)  # emitter mode: the transmit power profiled out
     offset = (r * unknown).sum(1, keepdims=True) / np.maximum(unknown.sum(1, keepdims=True), 1)
     r = np.where(unknown, r - offset, r)
-    ll = -(r**2).sum(1) / (2 * SEARCH_RSS_DB**2) - SEARCH_NO_RAY * (rss_on & ~ray).sum(1)
+    ll = -(r**2).sum(1) / (2 * sp.rss_db**2) - sp.no_ray_nats * (rss_on & ~ray).sum(1)
     xy, z = x.node_pos_m[rows][..., :2], x.node_pos_m[rows][..., 2]
     dx, dy = cx - np.nan_to_num(xy[..., 0:1]), cy - np.nan_to_num(xy[..., 1:2])  # [n, S, C]
     toa_on = (use & np.isfinite(x.toa_ns[rows]))[..., None]
     e = np.nan_to_num(x.toa_ns[rows])[..., None] * C_M_PER_NS - np.sqrt(dx**2 + dy**2 + (np.nan_to_num(z, nan=DEVICE_Z_M)[..., None] - DEVICE_Z_M) ** 2)
-    los = np.log(0.5) - 0.5 * (e / SEARCH_TOA_M) ** 2 - np.log(SEARCH_TOA_M * np.sqrt(2 * np.pi))
-    nlos = np.log(0.5 / SEARCH_NLOS_M) - np.maximum(e, 0) / SEARCH_NLOS_M - 0.5 * (np.minimum(e, 0) / SEARCH_TOA_M) ** 2
+    los = np.log(0.5) - 0.5 * (e / sp.toa_m) ** 2 - np.log(sp.toa_m * np.sqrt(2 * np.pi))
+    nlos = np.log(0.5 / sp.nlos_m) - np.maximum(e, 0) / sp.nlos_m - 0.5 * (np.minimum(e, 0) / sp.toa_m) ** 2
     ll = ll + np.where(toa_on, np.logaddexp(los, nlos), 0.0).sum(1)
     aoa_on = (use & np.isfinite(x.aoa_deg[rows]))[..., None]
     theta = np.deg2rad(np.nan_to_num(x.aoa_deg[rows]))[..., None]
     cos_d = (np.sin(theta) * dx + np.cos(theta) * dy) / np.maximum(np.hypot(dx, dy), 1e-6)
-    kappa = 1.0 / np.deg2rad(SEARCH_AOA_DEG) ** 2
-    inlier = np.log(SEARCH_AOA_IN) + kappa * (cos_d - 1) + 0.5 * np.log(kappa / (2 * np.pi))
-    uniform = np.log((1 - SEARCH_AOA_IN) / (2 * np.pi))
+    kappa = 1.0 / np.deg2rad(sp.aoa_deg) ** 2
+    inlier = np.log(sp.aoa_inlier) + kappa * (cos_d - 1) + 0.5 * np.log(kappa / (2 * np.pi))
+    uniform = np.log((1 - sp.aoa_inlier) / (2 * np.pi))
     return ll + np.where(aoa_on, np.logaddexp(inlier, uniform), 0.0).sum(1)
 
 
-def map_position(x: Inputs) -> tuple[np.ndarray, np.ndarray]:
+def lattice_phase(x: Inputs, cell_m: float) -> np.ndarray:
+    """[N, 2] offset (m, in [0, cell_m)) of the window lattice of each sample's scene: its cells' centres lie at
+    ``phase + (k + 1/2) cell_m``, on the centres of the scene's own map cells where those are ``cell_m`` (or a
+    divisor of it) wide, so a window copies the maps instead of interpolating between cells. 0 without maps."""
+    out = np.zeros((len(x.indices), 2))
+    for g, name in enumerate(x.scenes):
+        maps = (x.maps or {}).get(name)
+        if maps is not None:
+            grid = maps.grid
+            out[x.scene_idx == g] = np.mod(np.array([grid.x0_m, grid.y0_m]) - cell_m / 2, cell_m)
+    return out
+
+
+def _map_at(maps: object, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Path gain [K, *P] dB (NaN: no ray, bilinear where over half the weight has one) and the indoor
+    mask [*P] of a scene's maps at points ``px, py`` [*P] (as the window lattice resamples them)."""
+    raw = maps.path_gain_db.astype(np.float64)
+    ok = np.isfinite(raw)
+    shape = px.shape
+    ray = maps.grid.bilinear(ok.astype(float), px.ravel(), py.ravel()) > 0.5
+    pg = np.where(ray, maps.grid.bilinear(np.where(ok, raw, -170.0), px.ravel(), py.ravel()), np.nan)
+    iy, ix = maps.grid.cell_of(px, py)
+    return pg.reshape(len(raw), *shape), ~np.asarray(maps.outdoor, bool)[iy, ix]
+
+
+def _candidate_cells(top: np.ndarray, nx: int, ny: int) -> np.ndarray:
+    """[n, U] coarse cells (``iy * nx + ix``) within one cell of the candidates ``top`` [n, M], each once (rows
+    padded with their best candidate): the union of their 3 x 3 neighbourhoods, which mostly overlap."""
+    d = np.arange(-1, 2)
+    iy = np.clip(top[..., None, None] // nx + d[:, None], 0, ny - 1)
+    ix = np.clip(top[..., None, None] % nx + d[None, :], 0, nx - 1)
+    cells = np.sort((iy * nx + ix).reshape(len(top), -1), axis=1)
+    dup = np.zeros(cells.shape, bool)
+    dup[:, 1:] = cells[:, 1:] == cells[:, :-1]
+    order = np.argsort(dup, axis=1, kind="stable")  # the distinct cells first
+    cells = np.take_along_axis(cells, order, 1)[:, :int((~dup).sum(1).max())]
+    filler = np.take_along_axis(dup, order, 1)[:, :cells.shape[1]]
+    return np.where(filler, top[:, :1], cells)
+
+
+def _fine_search(x: Inputs, part: np.ndarray, maps: object, centres: np.ndarray, coarse_m: float, fine_m: float,
+                 sp: Spreads) -> np.ndarray:
+    """[n, 2] best point of the ``fine_m`` window lattice (:func:`lattice_phase`) inside the coarse cells of
+    centres [n, U, 2], under spreads ``sp``."""
+    phase = np.mod(np.array([maps.grid.x0_m, maps.grid.y0_m]) - fine_m / 2, fine_m)
+    lo = np.ceil((centres - coarse_m / 2 - phase) / fine_m - 0.5 - 1e-9)  # [n, U, 2] first fine cell in each
+    step = np.arange(int(np.ceil(coarse_m / fine_m - 1e-9)))
+    px = (lo[..., 0, None, None] + step[None, None, None, :] + 0.5) * fine_m + phase[0]  # [n, U, 1, m]
+    py = (lo[..., 1, None, None] + step[None, None, :, None] + 0.5) * fine_m + phase[1]  # [n, U, m, 1]
+    px, py = np.broadcast_arrays(px, py)
+    px, py = px.reshape(len(part), -1), py.reshape(len(part), -1)  # [n, P]
+    pg, indoor = _map_at(maps, px, py)  # [K, n, P], [n, P]
+    ll = _search_terms(x, part, pg.transpose(1, 0, 2), px, py, sp) - sp.indoor_nats * indoor
+    x0, y0, x1, y1 = maps.grid.extent_m
+    ll = np.where((px < x0) | (px > x1) | (py < y0) | (py > y1), -np.inf, ll)  # off the scene's maps
+    best = ll.argmax(1)
+    return np.stack([px[np.arange(len(part)), best], py[np.arange(len(part)), best]], 1)
+
+
+def map_position(x: Inputs, *, fine_m: float | None = None, spreads: Spreads = PRIOR_SPREADS,
+                 cell_m: float = MAP_SEARCH_CELL_M) -> tuple[np.ndarray, np.ndarray]:
     """A first position [N, 2] from the scene's own maps, and [N] where there is one (the scene has maps).
 
-    Physics map matching over the whole scene at :data:`MAP_SEARCH_CELL_M` (the RSS against each
-    reporting node's path-gain map, tx profiled out where unknown; ToA as a line-of-sight / NLoS
-    mixture; AoA as a von Mises / uniform mixture): the best cell's centre. Nothing learned.
+    Physics map matching over the whole scene at ``cell_m`` (the RSS against each reporting node's
+    path-gain map, tx profiled out where unknown; ToA as a line-of-sight / NLoS mixture; AoA as a
+    von Mises / uniform mixture; :data:`SEARCH` spreads): the best cell's centre. Nothing learned.
+    With ``fine_m`` (finer than ``cell_m``), a second stage: the :data:`SEARCH_CANDIDATES` best coarse
+    cells and their neighbours searched again on the ``fine_m`` lattice of the window frame
+    (:func:`lattice_phase`) with ``spreads`` (default mapformer's physics prior,
+    footprints included): the best fine cell's centre, the prior's own argmax where it lies in a
+    candidate's reach, at a small part of the cost of a fine search over the whole scene.
     """
     out = np.full((len(x.indices), 2), np.nan)
     ok = np.zeros(len(x.indices), bool)
+    fine = fine_m is not None and 0 < fine_m < cell_m
     for g, name in enumerate(x.scenes):
         maps = (x.maps or {}).get(name)
         rows = np.flatnonzero(x.scene_idx == g)
         if maps is None or not len(rows):
             continue
         x0, y0, x1, y1 = maps.grid.extent_m
-        cell = MAP_SEARCH_CELL_M
-        gx, gy = np.meshgrid(np.arange(x0 + cell / 2, x1, cell), np.arange(y0 + cell / 2, y1, cell))
-        cx, cy = gx.ravel(), gy.ravel()
-        raw = maps.path_gain_db.astype(np.float64)
-        ray = maps.grid.bilinear(np.isfinite(raw).astype(float), cx, cy) > 0.5
-        pg = np.where(ray, maps.grid.bilinear(np.where(np.isfinite(raw), raw, -170.0), cx, cy), np.nan)
+        gx, gy = np.meshgrid(np.arange(x0 + cell_m / 2, x1, cell_m), np.arange(y0 + cell_m / 2, y1, cell_m))
+        (ny, nx), cx, cy = gx.shape, gx.ravel(), gy.ravel()
+        pg, _ = _map_at(maps, cx, cy)
         for start in range(0, len(rows), SEARCH_CHUNK):
             part = rows[start:start + SEARCH_CHUNK]
-            best = _search_terms(x, part, pg, cx, cy).argmax(1)
-            out[part] = np.stack([cx[best], cy[best]], 1)
+            ll = _search_terms(x, part, pg, cx, cy)
+            if fine:
+                top = _candidate_cells(np.argsort(-ll, axis=1, kind="stable")[:, :SEARCH_CANDIDATES], nx, ny)
+                out[part] = _fine_search(x, part, maps, np.stack([cx[top], cy[top]], -1), cell_m, fine_m, spreads)
+            else:
+                best = ll.argmax(1)
+                out[part] = np.stack([cx[best], cy[best]], 1)
             heard = np.isfinite(x.rss_dbm[part]) | np.isfinite(x.toa_ns[part]) | np.isfinite(x.aoa_deg[part])
             ok[part] = (x.node_mask[part] & heard & (x.known_nodes[part] | (x.slot_site[part] >= 0))).any(1)
     return out, ok
