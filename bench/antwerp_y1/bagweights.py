@@ -4,7 +4,7 @@ tau 2 dB) in place of knn. Then the snap (k=10)."""
 import sys
 
 import numpy as np
-from common import errs, fig, fill, geomedian, score, topk
+from common import errs, fig, fill, geomedian, topk
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
 from rflocal_core.models.ensemble import combine_positions, simplex_grid, snap_to_positions
