@@ -9,7 +9,13 @@ import pytest
 
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models import Ensemble, errors_m, load_inputs
-from rflocal_core.models.ensemble import combine_positions, mixture_sigma, simplex_grid, snap_to_positions
+from rflocal_core.models.ensemble import (
+    bagged_weights,
+    combine_positions,
+    mixture_sigma,
+    simplex_grid,
+    snap_to_positions,
+)
 
 #: Antwerp messages imported (80/10/10): enough for the members to differ, small for the test budget.
 MESSAGES = 1500
@@ -83,6 +89,21 @@ def test_snap_pulls_estimates_to_the_training_positions(antwerp: dict, workspace
     np.testing.assert_allclose(again.position_m, q.position_m)
 
 
+def test_bagged_weights_average_the_choices_on_val_resamples(antwerp: dict, workspace_env) -> None:
+    grid = simplex_grid(2, 0.5)  # [0, 1], [0.5, 0.5], [1, 0]
+    err = np.array([[1.0, 1.0, 1.0, 1.0], [2.0, 2.0, 2.0, 2.0], [3.0, 3.0, 3.0, 3.0]])
+    np.testing.assert_allclose(bagged_weights(grid, err, "mean", bags=5, seed=0), grid[0])  # best on every resample
+    err = np.array([[0.0, 0.0, 9.0, 9.0], [9.0, 9.0, 0.0, 0.0], [5.0, 5.0, 5.0, 5.0]])  # which wins depends on the draw
+    w = bagged_weights(grid, err, "mean", bags=200, seed=1)
+    assert np.isclose(w.sum(), 1.0) and 0.1 < w[0] < 0.9  # a mixture of the two winners' weights
+    np.testing.assert_allclose(w, bagged_weights(grid, err, "mean", bags=200, seed=1))  # seeded
+    with workspace_env(antwerp["ws"]):
+        train, val = load_inputs("antw", "train"), load_inputs("antw", "val")
+    model = Ensemble({"members": "knn,nn1=knn", "weight_step": 0.25, "weight_bags": 20}).fit(train, val)
+    st = model.state_dict()
+    assert st["search"]["bags"] == 20 and np.isclose(sum(st["weights"]), 1.0)
+
+
 def test_combination_mean_median_and_mixture_sigma() -> None:
     grid = simplex_grid(3, 0.25)
     assert len(grid) == 15 and np.allclose(grid.sum(1), 1) and (grid >= 0).all()
@@ -115,6 +136,7 @@ def test_combination_mean_median_and_mixture_sigma() -> None:
     ({"members": "knn,lgbm", "member_set": "lgbm:num_leaves=1"}, "num_leaves"),
     ({"combine": "mode"}, "combine"),
     ({"snap_k": -1}, "snap_k"),
+    ({"weight_bags": -1}, "weight_bags"),
     ({"members": "knn,lgbm"}, "member_set: expected NAME:KEY=VALUE with NAME among the members"),  # nn1:k=1 left
 ])
 def test_bad_options_are_refused_naming_the_field(cfg: dict, match: str) -> None:

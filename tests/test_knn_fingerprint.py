@@ -9,7 +9,7 @@ import pytest
 
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models import Inputs, KNNFingerprint, errors_m, load_inputs
-from rflocal_core.models.baselines import KNNConfig, knn_criterion
+from rflocal_core.models.baselines import KNNConfig, knn_criterion, weighted_geometric_median
 
 
 def antwerp_subset(shared_data: Path, workspace: Path, name: str) -> dict[str, Inputs]:
@@ -88,6 +88,26 @@ def test_softmin_and_manhattan_options(antwerp: dict[str, Inputs]) -> None:
     np.testing.assert_allclose((w[..., None] * pos).sum(1), model.predict(te).position_m, atol=1e-6)
 
 
+def test_median_estimate_is_the_neighbours_geometric_median(antwerp: dict[str, Inputs]) -> None:
+    """``estimate="median"``: the weighted geometric median of the k neighbours (follows the ones that agree)."""
+    pts = np.array([[[0.0, 0.0], [10.0, 0.0], [1000.0, 0.0]]])
+    gm = weighted_geometric_median(pts, np.array([[0.4, 0.3, 0.3]]))
+    assert 0.0 <= gm[0, 0] <= 10.0 + 1e-6 and abs(gm[0, 1]) < 1e-9  # the mean would be at 303 m
+    rng = np.random.default_rng(0)
+    cloud, w = rng.normal(size=(1, 7, 2)) * 50, rng.uniform(0.1, 1, size=(1, 7))
+    cost = lambda p: (w[0] * np.hypot(*(cloud[0] - p).T)).sum()
+    best = weighted_geometric_median(cloud, w)[0]
+    assert all(cost(best) <= cost(best + d) + 1e-6 for d in np.array([[1, 0], [-1, 0], [0, 1], [0, -1]]) * 0.5)
+    te = antwerp["test"].subset(slice(0, 60))
+    tr = antwerp["train"].subset(slice(0, 600))
+    cfg = {"k": 6, "floor_dbm": -120.0}
+    mean_model = KNNFingerprint(cfg).fit(tr)
+    med = KNNFingerprint({**cfg, "estimate": "median"}).fit(tr).predict(te)
+    pos, w, _ = mean_model.neighbours(te)
+    np.testing.assert_allclose(med.position_m, weighted_geometric_median(pos, w), atol=1e-6)
+    assert not np.allclose(med.position_m, mean_model.predict(te).position_m)
+
+
 def test_softmin_tau_has_a_floor(antwerp: dict[str, Inputs]) -> None:
     """Where the median nearest-fingerprint distance is tiny (Duke: 0 dB), tau stays at ``softmin_min_db``."""
     tr = antwerp["train"].subset(slice(0, 600))
@@ -115,3 +135,5 @@ def test_criterion_and_bad_options() -> None:
         KNNConfig(select_by="p95")
     with pytest.raises(InvalidInputError, match="metric"):
         KNNConfig(metric="cosine")
+    with pytest.raises(InvalidInputError, match="estimate"):
+        KNNConfig(estimate="mode")

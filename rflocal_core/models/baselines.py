@@ -717,6 +717,10 @@ class KNNConfig:
     select_by : str
         Validation criterion for k and the floor: ``"median"``, ``"mean"`` or
         ``"median_mean"`` (their average; the median alone picks k = 1, whose mean error is poor).
+    estimate : str
+        ``"mean"``: the weighted mean of the k neighbours' positions; ``"median"``: their weighted
+        geometric median, which stays with the neighbours that agree when they point to two places
+        (the mean falls between them, where no training position is).
     """
 
     k: int | None = option(None, lo=1, none_means="chosen on the validation split", help="neighbours")
@@ -737,6 +741,9 @@ class KNNConfig:
                                    help="smallest softmin tau (about the RSS step)")
     select_by: str = option("median_mean", choices=KNN_CRITERIA,
                             help="validation criterion for k and the floor: median, mean or their average")
+    # Antwerp, k = 15, tau 2 dB: 131 m median / 295 m mean on x_test against 182 / 315 for the mean (README)
+    estimate: str = option("mean", choices=("mean", "median"),
+                           help="position from the neighbours: weighted mean or weighted geometric median")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "k_choices", tuple(self.k_choices))
@@ -866,6 +873,8 @@ class KNNFingerprint(Baseline):
                 for j, k in enumerate(ks):
                     nn, w = _neighbour_weights(d, min(int(k), len(ref)), *self._weighting())
                     p = (w[..., None] * ref_pos[nn]).sum(1)
+                    if self.config.estimate == "median" and nn.shape[1] > 1:
+                        p = weighted_geometric_median(ref_pos[nn], w, start=p)
                     pos[j, r] = p
                     if nn.shape[1] > 1:
                         sig[j, r] = np.sqrt((w[..., None] * (ref_pos[nn] - p[:, None]) ** 2).sum(1))
@@ -950,6 +959,23 @@ def _fingerprint_distance(q: np.ndarray, ref: np.ndarray, metric: str) -> np.nda
         return out
     d2 = (q**2).sum(1)[:, None] + (ref**2).sum(1)[None] - 2 * q @ ref.T
     return np.sqrt(np.maximum(d2, 0.0))
+
+
+#: Weiszfeld iterations of :func:`weighted_geometric_median`.
+GEOMEDIAN_ITERATIONS = 30
+
+
+def weighted_geometric_median(pts: np.ndarray, w: np.ndarray, *, start: np.ndarray | None = None) -> np.ndarray:
+    """Weighted geometric median [N, 2] of the points ``pts`` [N, K, 2] with weights ``w`` [N, K] (Weiszfeld).
+
+    ``start`` [N, 2]: the first iterate (default: the weighted mean).
+    """
+    est = (w[..., None] * pts).sum(1) / w.sum(1)[:, None] if start is None else start
+    for _ in range(GEOMEDIAN_ITERATIONS):
+        d = np.hypot(pts[..., 0] - est[:, None, 0], pts[..., 1] - est[:, None, 1])
+        inv = w / np.maximum(d, 1e-3)  # a point at the estimate: a large finite weight, not a division by 0
+        est = (inv[..., None] * pts).sum(1) / inv.sum(1)[:, None]
+    return est
 
 
 def _neighbour_weights(d: np.ndarray, k: int, weighting: str, tau: float) -> tuple[np.ndarray, np.ndarray]:
