@@ -8,9 +8,11 @@ permutation importance of each "+ beams" run (every feature shuffled on the test
 Run::
 
     nice -n 10 .venv/bin/python bench/bench_feature_layers.py [--samples 1500] [--minutes 2] [--repeats 3] \\
-        [--seeds 1] [--workspace /tmp/rflocal-bench-layers]
+        [--seeds 1] [--workspace /tmp/rflocal-bench-layers] [--variants "mapformer: RT only,mapformer: + beams"] \\
+        [--out feature_layers.json]
 
-Writes ``bench/results/feature_layers.json``. A workspace that already holds the dataset is reused.
+Writes ``bench/results/feature_layers.json`` (or ``--out``). A workspace that already holds the dataset is
+reused. ``--variants`` runs some of the study's variants (all by default); ``--repeats 0`` skips the importance.
 """
 
 from __future__ import annotations
@@ -47,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=1, help="seeds per variant (the summary: mean and std over them)")
     parser.add_argument("--workspace", default="/tmp/rflocal-bench-layers")
+    parser.add_argument("--variants", default=None, help="comma-separated variant names (default: all)")
+    parser.add_argument("--out", default="feature_layers.json", help="file name under bench/results")
     args = parser.parse_args(argv)
+    variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
     os.environ["RFLOCAL_WORKSPACE"] = args.workspace
     sys.path.insert(0, str(HERE.parent))
     import torch
@@ -59,19 +64,20 @@ def main(argv: list[str] | None = None) -> int:
     out: dict = {"dataset_s": round(_dataset(args.samples), 1), "minutes_per_variant": args.minutes}
     t0 = time.perf_counter()
     study = run_study("feature-layers", "phyds", epochs=args.epochs, max_minutes_per_variant=args.minutes,
-                      seeds=args.seeds, name=f"feature-layers-phyds-{args.seeds}seeds")
+                      seeds=args.seeds, variants=variants,
+                      name=f"feature-layers-phyds-{args.seeds}seeds" + (f"-{len(variants)}v" if variants else ""))
     out["study_s"] = round(time.perf_counter() - t0, 1)
     out["rows"] = [{k: r[k] for k in ("variant", "seed", "median_m", "p95_m", "mean_m", "train_s", "run_id")}
                    for r in study["rows"]]
     out["summary"] = study["summary"]
     out["importance"] = {}
     for row in study["rows"]:
-        if row["variant"].endswith("+ beams") and row["seed"] == 0:
+        if args.repeats > 0 and row["variant"].endswith("+ beams") and row["seed"] == 0:
             imp = permutation_importance(row["run_id"], repeats=args.repeats)
             out["importance"][row["variant"]] = imp.to_json()
     print(json.dumps(out, indent=1))
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "feature_layers.json").write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    (HERE / "results" / args.out).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     return 0
 
 
