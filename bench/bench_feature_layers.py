@@ -8,9 +8,11 @@ permutation importance of each "+ beams" run (every feature shuffled on the test
 Run::
 
     nice -n 10 .venv/bin/python bench/bench_feature_layers.py [--samples 1500] [--minutes 2] [--repeats 3] \\
-        [--seeds 1] [--workspace /tmp/rflocal-bench-layers]
+        [--seeds 1] [--workspace /tmp/rflocal-bench-layers] [--variants "mapformer: RT only,mapformer: + beams"] \\
+        [--out feature_layers.json] [--sequence 3,5]
 
-Writes ``bench/results/feature_layers.json``. A workspace that already holds the dataset is reused.
+Writes ``bench/results/feature_layers.json`` (or ``--out``). A workspace that already holds the dataset is
+reused. ``--variants`` runs some of the study's variants (all by default); ``--repeats 0`` skips the importance.
 """
 
 from __future__ import annotations
@@ -25,18 +27,26 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def _dataset(samples: int) -> float:
-    """Build the scene and the dataset unless the workspace has them; seconds spent."""
+def _dataset(samples: int, sequence: tuple[int, int] | None = None) -> tuple[str, float]:
+    """Build the scene and the dataset unless the workspace has them: its name and the seconds spent.
+
+    ``sequence``: vehicular sequences of that many reports (dataset ``physeq``; A3/A5 events and the RRC
+    reporting period need them), else snapshots (``phyds``).
+    """
     from rflocal_core.dataset import GenerationConfig, generate_dataset, list_datasets
     from rflocal_core.scene import ProceduralConfig, SceneConfig, SiteConfig, build_scene
+    from rflocal_core.scene.store import list_scenes
 
-    if any(d["name"] == "phyds" for d in list_datasets()):
-        return 0.0
+    name = "physeq" if sequence else "phyds"
+    if any(d["name"] == name for d in list_datasets()):
+        return name, 0.0
     t0 = time.perf_counter()
-    build_scene(SceneConfig(name="city", procedural=ProceduralConfig(size_m=300.0), sites=SiteConfig(count=6)))
-    generate_dataset(GenerationConfig(name="phyds", scenes=("city",), samples_per_scene=samples, cell_size_m=4.0,
-                                      map_samples_per_tx=2_000_000, paths_samples_per_src=10_000))
-    return time.perf_counter() - t0
+    if not any(s["name"] == "city" for s in list_scenes()):
+        build_scene(SceneConfig(name="city", procedural=ProceduralConfig(size_m=300.0), sites=SiteConfig(count=6)))
+    motion = {"motion": "vehicular", "sequence_length": sequence} if sequence else {}
+    generate_dataset(GenerationConfig(name=name, scenes=("city",), samples_per_scene=samples, cell_size_m=4.0,
+                                      map_samples_per_tx=2_000_000, paths_samples_per_src=10_000, **motion))
+    return name, time.perf_counter() - t0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=1, help="seeds per variant (the summary: mean and std over them)")
     parser.add_argument("--workspace", default="/tmp/rflocal-bench-layers")
+    parser.add_argument("--variants", default=None, help="comma-separated variant names (default: all)")
+    parser.add_argument("--out", default="feature_layers.json", help="file name under bench/results")
+    parser.add_argument("--sequence", default=None, metavar="MIN,MAX",
+                        help="vehicular sequences of MIN-MAX reports instead of snapshots (dataset physeq)")
     args = parser.parse_args(argv)
+    sequence = tuple(int(v) for v in args.sequence.split(",")) if args.sequence else None
+    variants = [v.strip() for v in args.variants.split(",")] if args.variants else None
     os.environ["RFLOCAL_WORKSPACE"] = args.workspace
     sys.path.insert(0, str(HERE.parent))
     import torch
@@ -56,22 +72,24 @@ def main(argv: list[str] | None = None) -> int:
     from rflocal_core.ablate import run_study
     from rflocal_core.importance import permutation_importance
 
-    out: dict = {"dataset_s": round(_dataset(args.samples), 1), "minutes_per_variant": args.minutes}
+    dataset, seconds = _dataset(args.samples, sequence)
+    out: dict = {"dataset": dataset, "dataset_s": round(seconds, 1), "minutes_per_variant": args.minutes}
     t0 = time.perf_counter()
-    study = run_study("feature-layers", "phyds", epochs=args.epochs, max_minutes_per_variant=args.minutes,
-                      seeds=args.seeds, name=f"feature-layers-phyds-{args.seeds}seeds")
+    study = run_study("feature-layers", dataset, epochs=args.epochs, max_minutes_per_variant=args.minutes,
+                      seeds=args.seeds, variants=variants, name=f"feature-layers-{dataset}-{args.seeds}seeds-"
+                      f"{args.minutes:g}min" + (f"-{len(variants)}v" if variants else ""))
     out["study_s"] = round(time.perf_counter() - t0, 1)
     out["rows"] = [{k: r[k] for k in ("variant", "seed", "median_m", "p95_m", "mean_m", "train_s", "run_id")}
                    for r in study["rows"]]
     out["summary"] = study["summary"]
     out["importance"] = {}
     for row in study["rows"]:
-        if row["variant"].endswith("+ beams") and row["seed"] == 0:
+        if args.repeats > 0 and row["variant"].endswith("+ beams") and row["seed"] == 0:
             imp = permutation_importance(row["run_id"], repeats=args.repeats)
             out["importance"][row["variant"]] = imp.to_json()
     print(json.dumps(out, indent=1))
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "feature_layers.json").write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    (HERE / "results" / args.out).write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     return 0
 
 

@@ -161,8 +161,9 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
            Variant("no physics prior", model_config={"physics_prior": False}))),
     Study("feature-layers", "What each layer of a network's reports is worth: ray-traced RSS/ToA/AoA only, + PHY "
           "(RSRQ, SINR, CQI, rank), + MAC (serving cell, neighbour rank, A3/A5 events), + beams (best SSB beam id "
-          "and L1-RSRP), for setnet and heimdall (needs a ue dataset with PHY reports).", "setnet",
-          (*_layer_variants("setnet"), *_layer_variants("heimdall"))),
+          "and L1-RSRP), for setnet, heimdall and mapformer (needs a ue dataset with PHY reports; mapformer a "
+          "generated one, with maps).", "setnet",
+          (*_layer_variants("setnet"), *_layer_variants("heimdall"), *_layer_variants("mapformer"))),
     Study("map-corruption", "Map-based models when the maps are wrong at test time: buildings removed or added, "
           "materials wrong, maps missing (mapformer, and map matching for reference; each model is trained once "
           "and tested on every corruption).", "mapformer",

@@ -258,3 +258,65 @@ def test_cells_of_another_band_neither_add_to_rssi_nor_interfere() -> None:
     assert rsrq[0, 2] == pytest.approx(-10 * np.log10(12.0))  # alone on 28 GHz at full load: -10.8 dB
     assert np.isinf(sinr[0, 2])  # nothing else on its band, no noise
     np.testing.assert_allclose(sinr[0, :2], [5.0, -5.0])  # the two 3.5 GHz cells interfere only with each other
+
+
+def test_scene_builder_sites_table_names_each_node_band(bands_ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Scenes tab's sites table: a row per cell with its mast, band and carrier (the core's site_table)."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("RFLOCAL_WORKSPACE", str(bands_ws))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "views" / "scene_builder.py"),
+                           default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    table = next(d.value for d in at.dataframe if "band" in d.value.columns)
+    assert list(table.columns[:4]) == ["id", "mast", "band", "freq_hz"]
+    assert table["band"].tolist() == ["3.5G", "28G"] * 2 and table["mast"].tolist() == ["a", "a", "b", "b"]
+    np.testing.assert_allclose(table["freq_hz"], [*BANDS, *BANDS])
+
+
+def test_drone_waypoints_fly_every_band_at_its_own_wavelength(bands_ws: Path, workspace_env) -> None:
+    """A drone survey of a two-band scene: each waypoint is a node per band on that band's carrier (its maps and
+    paths traced there), and each point of a flight line is measured on both bands."""
+    from rflocal_core.constants import SPEED_OF_LIGHT_M_S
+    from rflocal_core.dataset.config import GenerationConfig
+    from rflocal_core.dataset.generate import drone_waypoints, flight_slots, site_freqs
+    from rflocal_core.scene.store import load_scene_meta
+
+    with workspace_env(bands_ws):
+        meta = load_scene_meta("two")
+    config = GenerationConfig(name="d", scenes=("two",), mode="emitter", survey="drone", drone_spacing_m=40.0,
+                              drone_points=4)
+    waypoints = drone_waypoints(meta, config)
+    assert len(waypoints) == 3 * 3 * 2  # a 120 m scene, 40 m spacing, two bands
+    assert [w["freq_hz"] for w in waypoints[:4]] == [*BANDS, *BANDS]
+    assert [w["id"] for w in waypoints[:2]] == ["wp-0-0/3.5G", "wp-0-0/28G"]
+    slots = flight_slots(6, waypoints, config, np.random.default_rng(0))
+    assert slots.shape == (6, 8)
+    carrier = site_freqs(waypoints)[slots]
+    np.testing.assert_allclose(SPEED_OF_LIGHT_M_S / carrier[:, ::2], SPEED_OF_LIGHT_M_S / 3.5e9)  # 8.6 cm
+    np.testing.assert_allclose(SPEED_OF_LIGHT_M_S / carrier[:, 1::2], SPEED_OF_LIGHT_M_S / 28e9)  # 1.1 cm
+    xy = np.array([[w["x_m"], w["y_m"]] for w in waypoints])[slots]
+    np.testing.assert_array_equal(xy[:, ::2], xy[:, 1::2])  # both bands at each point of the line
+    one = {**meta, "sites": [s for s in meta["sites"] if s["freq_hz"] == BANDS[0]]}
+    assert [w["id"] for w in drone_waypoints(one, config)[:2]] == ["wp-0-0", "wp-0-1"]  # one band: as before
+
+
+def test_iq_captures_shift_by_each_receiver_carrier_doppler() -> None:
+    """An emitter at 10 m/s along +x, both paths leaving along +x, receiver 0 on 3.5 GHz and receiver 1 on
+    28 GHz: against a still emitter (same draws), the estimated frequency offsets move by v/λ of each carrier."""
+    from rflocal_core.constants import SPEED_OF_LIGHT_M_S
+    from rflocal_core.dataset.config import GenerationConfig
+    from rflocal_core.dataset.iqgen import synthesize_iq
+
+    config = GenerationConfig(name="x", scenes=("a",), mode="emitter", iq=True)
+    taps = {"gain_re": np.full((1, 2, 2, 1), 1e-3), "gain_im": np.zeros((1, 2, 2, 1)),
+            "delay_ns": np.array([[[[400.0], [700.0]]] * 2]), "direction": np.array([[[[[1.0, 0.0, 0.0]]] * 2] * 2])}
+    out = {}
+    for name, dx in (("still", 0.0), ("moving", 5.0)):
+        out[name] = synthesize_iq(pos=np.array([[[0.0, 0.0, 1.5], [dx, 0.0, 1.5]]]), t_s=np.array([[0.0, 0.5]]),
+                                  present=np.ones((1, 2, 2), bool), taps=taps, gain_db=np.full((1, 2, 2), 20.0),
+                                  carrier_hz=np.array([list(BANDS)]), config=config, rng=np.random.default_rng(3))
+    shift = out["moving"]["iq_freq_offset_hz"] - out["still"]["iq_freq_offset_hz"]  # [1, T, S]
+    expected = 10.0 * np.asarray(BANDS) / SPEED_OF_LIGHT_M_S  # 116.7 and 934 Hz
+    np.testing.assert_allclose(shift[0], np.broadcast_to(expected, (2, 2)), rtol=0.03, atol=5.0)

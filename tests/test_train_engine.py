@@ -78,6 +78,49 @@ def test_phy_token_features_are_read_and_travel_in_the_checkpoint(ws):
     assert heimdall(batch.index(slice(0, 8)))["mu"].shape == (8, 2)
 
 
+def test_mapformer_phy_tokens_train_predict_with_and_without_them_and_old_checkpoints_load(ws):
+    """mapformer's phy_features: one epoch on the generated PHY reports; a measurement file with the PHY/MAC
+    fields and the same file without them both predict (masked, not refused), differently; a checkpoint
+    from before the option (no ``phy_features``, no ``features.phy``) loads as a network without it."""
+    from dataclasses import replace
+
+    import torch
+
+    from rflocal_core.dataset import export_dataset
+    from rflocal_core.infer.predict import predict_measurements
+    from rflocal_core.measurements.format import PHY_FIELDS
+    from rflocal_core.models.features import PHY_COLUMNS, TOKEN_COLUMNS
+    from rflocal_core.models.nets import build_network
+    from rflocal_core.models.neural import NeuralModel
+
+    small = {"d_model": 16, "heads": 2, "layers": 1, "map_layers": 0, "map_res": 16, "grid_cells": 4, "top_k": 0,
+             "physics_prior": False}  # the network alone: its tokens move the output
+    result = train("eds", "mapformer", model_config={**small, "phy_features": True},
+                   train_config={"epochs": 1, "batch_size": 128}, seed=3)
+    config = json.loads((ws / "runs" / result.run_id / "config.json").read_text())
+    assert config["features"]["phy"] is True and config["model_config"]["phy_features"] is True
+    loaded = load_run(result.run_id)
+    width = loaded.model.net.token_mlp[0].in_features - 4 * loaded.model.net.config.pe_freqs
+    assert width == len(TOKEN_COLUMNS) + len(PHY_COLUMNS)
+    ms = export_dataset("eds", split="val")
+    ms = replace(ms, samples=ms.samples[:24])
+    assert any(r.rsrq_db is not None for s in ms.samples for r in s.reports)
+    bare = replace(ms, samples=tuple(replace(s, reports=tuple(replace(r, **dict.fromkeys(PHY_FIELDS)) for r in
+                                                               s.reports)) for s in ms.samples))
+    rows = [{p.id: (p.x_m, p.y_m) for p in predict_measurements(loaded, m).predictions} for m in (ms, bare)]
+    assert set(rows[0]) == set(rows[1]) == {s.id for s in ms.samples}
+    a, b = (np.array([r[k] for k in sorted(r)]) for r in rows)
+    assert np.isfinite(a).all() and np.isfinite(b).all() and not np.allclose(a, b)  # the fields are read
+    # a checkpoint written before the option: its keys absent, the weights of a network without PHY columns
+    torch.manual_seed(0)
+    before = build_network("mapformer", small, vocab_size=len(config["features"]["node_keys"]))
+    features = {k: v for k, v in config["features"].items() if k != "phy"}
+    old = NeuralModel.from_checkpoint({"model": "mapformer", "config": {"model_config": small, "features": features},
+                                       "state": {k: v.numpy() for k, v in before.state_dict().items()}})
+    assert old.net.config.phy_features is False and old.spec.phy is False
+    assert old.net.token_mlp[0].in_features == 4 * old.net.config.pe_freqs + len(TOKEN_COLUMNS)
+
+
 @pytest.mark.parametrize("model", ["setnet", "heimdall"])
 def test_network_run_files_and_identical_reload(ws, model):
     result = train("eds", model, train_config={"epochs": 4, "batch_size": 32}, seed=3)

@@ -82,7 +82,7 @@ def render_scene(name: str, *, key: str) -> None:
     if notes:
         st.warning("\n".join(f"- {line}" for line in notes))
     with st.expander("Sites"):
-        st.dataframe(pd.DataFrame(meta["sites"]), hide_index=True)
+        st.dataframe(pd.DataFrame(view["site_table"]), hide_index=True)  # each node's band (carrier) too
     with st.expander("Materials"):
         st.dataframe(pd.DataFrame(meta["materials"]["table"]), hide_index=True)
     with st.expander("scene.json"):

@@ -51,7 +51,7 @@ from rflocal_core.errors import DatasetExistsError, InvalidInputError
 from rflocal_core.geo import LocalFrame
 from rflocal_core.phy import PhyReports
 from rflocal_core.progress import ProgressFn, Step, StepProgressFn, as_progress, sub_progress
-from rflocal_core.scene.sites import site_carriers
+from rflocal_core.scene.sites import band_label, site_carriers
 from rflocal_core.scene.store import load_scene_meta
 
 #: Receivers per PathSolver call; also the granularity of resuming.
@@ -230,7 +230,7 @@ def _generate_scene(
         msg = f"iq: IQ captures need emitter mode; scene {scene!r} is in {mode!r} mode (set mode 'emitter')"
         raise InvalidInputError(msg)
     drone = config.survey == "drone"
-    sites = _drone_waypoints(meta, config) if drone else meta["sites"]
+    sites = drone_waypoints(meta, config) if drone else meta["sites"]
     site_pos = np.array([[s["x_m"], s["y_m"], s["z_m"]] for s in sites], dtype=np.float64)
     group = root.require_group(f"scenes/{scene}")
     footprints = load_footprints_m(scene, meta)  # read and projected once: rasters and sampling use them
@@ -262,7 +262,7 @@ def _generate_scene(
 
     # Reports (and IQ captures): one unit of work, a Ray task with the Ray executor.
     job = SynthesisJob(maps=maps, motion=motion, features=features, config=config, index=index, sites=sites,
-                       meta=meta, top_k=0 if drone else config.top_k)
+                       top_k=0 if drone else config.top_k)
     reps, phy_reps, captures = _synthesize(job, scene, report, seconds, executor)
     pos = motion.pos
     frame = LocalFrame.from_dict(meta["frame"])
@@ -290,7 +290,6 @@ class SynthesisJob:
     config: GenerationConfig
     index: int
     sites: list[dict[str, Any]]
-    meta: dict[str, Any]
     top_k: int
 
 
@@ -308,7 +307,8 @@ def synthesize_scene(job: SynthesisJob) -> tuple[Reports, PhyReports | None, dic
     captures = None
     if job.config.iq and job.features is not None:
         t0 = time.perf_counter()
-        captures = _iq_captures(job.maps, job.motion, job.features, reps, job.meta, job.config, job.index)
+        captures = _iq_captures(job.maps, job.motion, job.features, reps, site_freqs(job.sites)[job.motion.slots],
+                                job.config, job.index)
         seconds["iq"] = time.perf_counter() - t0
     return reps, phy_reps, captures, seconds
 
@@ -515,7 +515,7 @@ def _sample_motion(
     pos = np.concatenate([xy, np.full((n, steps, 1), config.plane_height_m)], axis=-1)
     # Which site (or drone waypoint) fills each node slot of each sample: [n, S].
     if config.survey == "drone":
-        slots = _flight_lines(n, group.attrs["waypoint_grid"], config, _rng(config, index, "flight"))
+        slots = flight_slots(n, sites, config, _rng(config, index, "flight"))
         link_power = link_power[..., : slots.shape[1]]
     else:
         slots = np.broadcast_to(np.arange(len(sites))[None], (n, len(sites)))
@@ -613,19 +613,34 @@ def _waypoint_grid_shape(waypoints: list[dict[str, Any]]) -> list[int]:
     return [max(w["grid"][0] for w in waypoints) + 1, max(w["grid"][1] for w in waypoints) + 1]
 
 
-def _drone_waypoints(meta: dict[str, Any], config: GenerationConfig) -> list[dict[str, Any]]:
-    """Waypoints on a grid over the scene at the drone's altitude, as site records."""
+def drone_waypoints(meta: dict[str, Any], config: GenerationConfig) -> list[dict[str, Any]]:
+    """Waypoints on a grid over the scene at the drone's altitude, as site records: one per grid point and
+    carrier of the scene's cells (the drone measures every band at each point; in a multi-band scene each
+    is a node on its own carrier, id ``wp-<row>-<col>/<band>``, so its maps and paths are traced there)."""
     ext = meta["extent_m"]
     spacing = config.drone_spacing_m
     xs = np.arange(ext["x_min"] + spacing / 2, ext["x_max"], spacing)
     ys = np.arange(ext["y_min"] + spacing / 2, ext["y_max"], spacing)
-    freq = meta["sites"][0]["freq_hz"] if meta["sites"] else 3.5e9
+    carriers = site_carriers(meta["sites"]) or [3.5e9]
     waypoints = []
     for j, y in enumerate(ys):
         for i, x in enumerate(xs):
-            waypoints.append({"id": f"wp-{j}-{i}", "x_m": float(x), "y_m": float(y), "z_m": config.drone_altitude_m,
-                              "freq_hz": freq, "pattern": "iso", "tx_power_dbm": None, "grid": [j, i]})
+            for freq in carriers:
+                band = f"/{band_label(freq)}" if len(carriers) > 1 else ""
+                waypoints.append({"id": f"wp-{j}-{i}{band}", "x_m": float(x), "y_m": float(y),
+                                  "z_m": config.drone_altitude_m, "freq_hz": freq, "pattern": "iso",
+                                  "tx_power_dbm": None, "grid": [j, i]})
     return waypoints
+
+
+def flight_slots(n: int, waypoints: list[dict[str, Any]], config: GenerationConfig,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Waypoint indices [n, drone_points x bands] of each sample's flight line (:func:`_flight_lines`), every
+    band measured at each point of the line, in the order of :func:`drone_waypoints`."""
+    grid = _waypoint_grid_shape(waypoints)
+    bands = len(waypoints) // (grid[0] * grid[1])
+    line = _flight_lines(n, grid, config, rng)
+    return (line[..., None] * bands + np.arange(bands)).reshape(n, -1)
 
 
 def _flight_lines(n: int, grid_shape: list[int], config: GenerationConfig, rng: np.random.Generator) -> np.ndarray:
@@ -722,6 +737,8 @@ def _drone_waypoints_here(paths: zarr.Group, done: np.ndarray, scene: str, waypo
                 rt_scene = load_rt_scene(scene, sites=[{**waypoints[w], "id": "drone"}])
             wp = waypoints[w]
             rt_scene.get("drone").position = [wp["x_m"], wp["y_m"], wp["z_m"]]
+            if float(rt_scene.frequency[0]) != float(wp["freq_hz"]):  # a waypoint of another band: its carrier
+                rt_scene.frequency = float(wp["freq_hz"])
             features = compute_paths(rt_scene, pos[link[0], 0], **_path_options(config))
         _store_waypoint(paths, done, w, link, features)
 
@@ -888,15 +905,16 @@ def _trace_batches_on_ray(paths: zarr.Group, done: np.ndarray, scene: str, flat:
 
 
 def _iq_captures(maps: _SceneMaps, motion: _Motion, features: dict[str, np.ndarray], reps: Reports,
-                 meta: dict[str, Any], config: GenerationConfig, index: int) -> dict[str, np.ndarray]:
-    """Each present report's IQ capture and the features estimated from it (:mod:`rflocal_core.dataset.iqgen`)."""
+                 carriers: np.ndarray, config: GenerationConfig, index: int) -> dict[str, np.ndarray]:
+    """Each present report's IQ capture and the features estimated from it (:mod:`rflocal_core.dataset.iqgen`);
+    ``carriers`` [n, S]: each slot's node carrier (a multi-band scene's cells, drone waypoints per band)."""
     from rflocal_core.dataset.iqgen import synthesize_iq
 
     present = np.isfinite(reps.rss_dbm) | np.isfinite(reps.toa_ns)
     taps = {key[4:]: value for key, value in features.items() if key.startswith("tap_")}
     gain_db = motion.link_power + _link_shadow(maps, motion)
     return synthesize_iq(pos=motion.pos, t_s=motion.t_s, present=present, taps=taps, gain_db=gain_db,
-                         carrier_hz=float(meta["sites"][0]["freq_hz"]), config=config,
+                         carrier_hz=carriers, config=config,
                          rng=_rng(config, index, "iq"))
 
 
@@ -916,7 +934,9 @@ def _write_iq(samples: zarr.Group, per_scene: list[dict[str, Any]], s_max: int, 
             parts.append(value)
         store.write_array(samples, key, np.concatenate(parts),
                           chunk_rows=store.IQ_CHUNK if key == "iq" else store.SAMPLE_CHUNK)
-    samples.attrs["iq"] = capture_attrs(config, per_scene[0]["carrier_hz"])
+    # one carrier for every capture, else None: each capture is at its node's (samples/node_carrier_hz)
+    carriers = {float(c) for p in per_scene for c in np.unique(p["node_carrier"])}
+    samples.attrs["iq"] = capture_attrs(config, carriers.pop() if len(carriers) == 1 else None)
 
 
 def _phy_samples(per_scene: list[dict[str, Any]], s_max: int) -> dict[str, np.ndarray]:

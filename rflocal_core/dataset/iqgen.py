@@ -32,8 +32,9 @@ PSD_BANDS = 16
 FEATURES = ("iq_scale", "iq_snr_db", "iq_power_dbm", "iq_freq_offset_hz", "iq_psd_db", "mask_iq")
 
 
-def capture_attrs(config: GenerationConfig, carrier_hz: float) -> dict[str, Any]:
-    """What a reader needs to interpret the stored captures (``samples`` attrs ``iq``)."""
+def capture_attrs(config: GenerationConfig, carrier_hz: float | None) -> dict[str, Any]:
+    """What a reader needs to interpret the stored captures (``samples`` attrs ``iq``); ``carrier_hz`` None:
+    the receivers are on several carriers, each capture at its node's (``samples/node_carrier_hz``)."""
     return {"sample_rate_hz": config.iq_sample_rate_hz, "samples": iq.CAPTURE_SAMPLES, "adc": config.iq_adc,
             "waveform": config.iq_waveform, "bandwidth_hz": config.iq_bandwidth_hz, "carrier_hz": carrier_hz,
             "burst_samples": BURST_SAMPLES,
@@ -53,7 +54,7 @@ def velocities(pos: np.ndarray, t_s: np.ndarray) -> np.ndarray:
 
 
 def synthesize_iq(*, pos: np.ndarray, t_s: np.ndarray, present: np.ndarray, taps: dict[str, np.ndarray],
-                  gain_db: np.ndarray, carrier_hz: float, config: GenerationConfig,
+                  gain_db: np.ndarray, carrier_hz: float | np.ndarray, config: GenerationConfig,
                   rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Captures and their estimated features for every present report.
 
@@ -68,11 +69,14 @@ def synthesize_iq(*, pos: np.ndarray, t_s: np.ndarray, present: np.ndarray, taps
         :class:`~rflocal_core.raytrace.PathTaps`.
     gain_db : ndarray [n, T, S]
         Transmit power (dBm) plus shadow fading (dB) of each link: scales the path gains.
-    carrier_hz : float
+    carrier_hz : float or ndarray [n, S]
+        The carrier of every receiver (node slot): its Doppler shifts and oscillator offset scale with it
+        (a multi-band scene's cells are nodes on their own carriers).
     config : GenerationConfig
     rng : numpy.random.Generator
     """
     n, steps, sites = present.shape
+    carriers = np.broadcast_to(np.asarray(carrier_hz, dtype=np.float64), (n, sites))
     fs, size = config.iq_sample_rate_hz, iq.CAPTURE_SAMPLES
     ppm = rng.normal(0.0, config.iq_lo_ppm, sites)  # each receiver's oscillator, fixed
     drift = rng.normal(0.0, config.iq_lo_drift_ppm_s, sites)
@@ -87,11 +91,12 @@ def synthesize_iq(*, pos: np.ndarray, t_s: np.ndarray, present: np.ndarray, taps
         start = t0 + rng.uniform(*LEAD_SAMPLES) / fs
         for s in np.flatnonzero(out["mask_iq"][i, t]):
             link = {key: value[i, t, s] for key, value in taps.items()}
-            imp = iq.Impairments(lo_offset_hz=carrier_hz * 1e-6 * (ppm[s] + drift[s] * t0),
+            carrier = float(carriers[i, s])
+            imp = iq.Impairments(lo_offset_hz=carrier * 1e-6 * (ppm[s] + drift[s] * t0),
                                  lo_phase_rad=float(rng.uniform(0, 2 * np.pi)),
                                  jitter_s=float(rng.normal(0.0, config.iq_jitter_ns * 1e-9)),
                                  noise_figure_db=config.noise_figure_db, adc=config.iq_adc)
-            gains, delays, doppler = _link_channel(link, gain_db[i, t, s], vel[i, t], carrier_hz,
+            gains, delays, doppler = _link_channel(link, gain_db[i, t, s], vel[i, t], carrier,
                                                    latest_s=size / fs - (start - t0))
             codes, scale = iq.synthesize_capture(burst, gains=gains, delays_s=delays, burst_start_s=start,
                                                  capture_start_s=t0, impairments=imp, rng=rng, n=size,

@@ -17,7 +17,7 @@ Token features (all per slot, ``ok`` flags are 1 where the value is present):
 ``node_id``         index in the node vocabulary (0: unknown node)
 ==================  ============================================================
 
-With :attr:`FeatureSpec.phy` (the ``phy_features`` option of ``setnet`` and ``heimdall``), the
+With :attr:`FeatureSpec.phy` (the ``phy_features`` option of ``setnet``, ``heimdall`` and ``mapformer``), the
 PHY/MAC report fields follow as :data:`PHY_COLUMNS`, each a value and an ``ok`` flag (0 where
 the report lacks it): RSRQ (+20)/20 dB, SINR (+10)/40 dB, CQI/15, rank/4, serving (0/1), beam
 L1-RSRP as ``rss``, Doppler/500 Hz (clipped to ±2), best beam id/32, neighbour rank/8 (0 serving;

@@ -12,7 +12,9 @@ Architecture
 Radio encoder
     One token per report slot: the sinusoidal encoding of the node position (as ``setnet``),
     the token features (:data:`~rflocal_core.models.features.TOKEN_COLUMNS`, their ``ok``
-    flags are the feature masks) and a learned node-id embedding (id 0, unknown node: zero).
+    flags are the feature masks; with ``phy_features`` the PHY/MAC report fields
+    :data:`~rflocal_core.models.features.PHY_COLUMNS` follow, masked where a report lacks them; with
+    ``band_feature`` the band) and a learned node-id embedding (id 0, unknown node: zero).
     For sequences, one more token per earlier report time and slot (the RSS then, the
     slot's position encoding and node-id embedding, and the age in seconds before the
     current report as the time embedding, plus a learned "earlier report" embedding). A
@@ -102,12 +104,12 @@ from torch import nn
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.features import (
     AGE_SCALE_S,
-    BAND_COLUMNS,
     NODE_Z_SCALE_M,
     TOKEN_COLUMNS,
     TX_SCALE_DBM,
     Batch,
     index_ordered,
+    token_width,
     tracing,
 )
 from rflocal_core.models.maps import (
@@ -128,6 +130,7 @@ from rflocal_core.models.nets import (
     check_encoder,
     gaussian_beta_nll,
     mlp,
+    phy_features_option,
     sinusoidal,
 )
 from rflocal_core.models.registry import register
@@ -208,6 +211,9 @@ class MapFormerConfig(MapFrameConfig):
         +-map_scale about the square's centre (0 disables).
     use_map_channels : bool
         The map-channel stream (SINR, ToA and AoA maps per site; zeros where a dataset has none).
+    phy_features : bool
+        The PHY/MAC report fields as token columns (:data:`~rflocal_core.models.features.PHY_COLUMNS`, each
+        with its ``ok`` flag: masked where a report lacks them), as setnet's and heimdall's.
     band_feature : bool
         Each token's band (its node's carrier: a multi-band scene's co-sited cells, or the sample's
         band) as two token columns, as setnet's (masked where a dataset does not say).
@@ -240,6 +246,7 @@ class MapFormerConfig(MapFrameConfig):
     map_rotation_deg: float = option(5.0, lo=0.0, hi=45.0, unit="deg", help="training: random map rotation")
     map_scale: float = option(0.05, lo=0.0, hi=0.5, help="training: random map scaling")
     use_map_channels: bool = option(False, help="the SINR/ToA/AoA map stream (datasets generated with timing_maps)")
+    phy_features: bool = phy_features_option()
     band_feature: bool = band_feature_option()
 
     def window_cells(self) -> int:
@@ -514,7 +521,8 @@ class MapFormer(LocNet):
         super().__init__(config, vocab_size=vocab_size)
         c = config
         d = c.d_model
-        self.token_mlp = mlp([4 * c.pe_freqs + len(TOKEN_COLUMNS) + (len(BAND_COLUMNS) if c.band_feature else 0),
+        # the map frames have no log_scale column: the token is TOKEN_COLUMNS, then PHY/MAC, then the band
+        self.token_mlp = mlp([4 * c.pe_freqs + token_width("scene", phy=c.phy_features, band=c.band_feature),
                               2 * d, d])
         self.node_embedding = nn.Embedding(vocab_size + 1, d, padding_idx=0)
         nn.init.normal_(self.node_embedding.weight, std=0.02)

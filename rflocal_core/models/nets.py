@@ -149,7 +149,8 @@ class NetConfig:
 
 
 def phy_features_option() -> Any:
-    """The ``phy_features`` option of the networks that read PHY/MAC report tokens (``setnet``, ``heimdall``)."""
+    """The ``phy_features`` option of the networks that read PHY/MAC report tokens (``setnet``, ``heimdall``,
+    ``mapformer``)."""
     return option(False, help="PHY/MAC token features (RSRQ, SINR, CQI, rank, serving, beam L1-RSRP, Doppler, beam id, "
                               "neighbour rank, A3/A5 events), "
                               "masked where a report lacks them")

@@ -13,6 +13,7 @@ from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.errors import SceneNotFoundError
 from rflocal_core.geo import LocalFrame
 from rflocal_core.scene.build import scenes_dir
+from rflocal_core.scene.sites import band_label
 from rflocal_core.workspace import TEMP_PREFIX, validate_name
 
 
@@ -102,6 +103,27 @@ def height_legend(h_min: float, h_max: float) -> list[dict[str, Any]]:
     return rows
 
 
+#: Leading columns of :func:`site_table`, in order; the other keys of a site record follow.
+SITE_TABLE_COLUMNS = ("id", "mast", "band", "freq_hz", "x_m", "y_m", "z_m", "mount", "pattern", "tx_power_dbm",
+                      "azimuth_deg", "downtilt_deg")
+
+
+def site_table(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sites of a scene as table rows: :data:`SITE_TABLE_COLUMNS` first, then the record's other keys.
+
+    ``band`` names each node's carrier (``"3.5G"``, ``"28G"``; a multi-band scene's co-sited cells are one row
+    each, their ``mast`` the site's id) and ``mast`` is the id itself for a site of one band.
+    """
+    rows = []
+    for site in meta.get("sites", []):
+        freq = site.get("freq_hz")
+        row = {**site, "mast": site.get("mast", site.get("id")),
+               "band": band_label(float(freq)) if freq is not None else None}
+        rows.append({**{k: row.get(k) for k in SITE_TABLE_COLUMNS}, **{k: v for k, v in row.items()
+                                                                       if k not in SITE_TABLE_COLUMNS}})
+    return rows
+
+
 def view_data(name: str, *, colour_by: str = "height") -> dict[str, Any]:
     """Data for a 3D view of a scene (pydeck or any deck.gl client).
 
@@ -110,7 +132,8 @@ def view_data(name: str, *, colour_by: str = "height") -> dict[str, Any]:
     dict
         ``buildings``: rows with ``polygon`` (list of rings of [lon, lat]), ``height_m``,
         ``material``, ``colour`` ([r, g, b]); ``sites``: rows with ``lon``, ``lat``,
-        ``z_m``, ``id``; ``centre``: (lat, lon); ``legend``: colour legend rows.
+        ``z_m``, ``id``; ``site_table``: every site's record (:func:`site_table`: with its band);
+        ``centre``: (lat, lon); ``legend``: colour legend rows.
     """
     if colour_by not in ("height", "material"):
         msg = f"colour_by: expected 'height' or 'material', got {colour_by!r}"
@@ -144,6 +167,7 @@ def view_data(name: str, *, colour_by: str = "height") -> dict[str, Any]:
     return {
         "buildings": rows,
         "sites": sites,
+        "site_table": site_table(meta),
         "centre": ((bbox["south"] + bbox["north"]) / 2, (bbox["west"] + bbox["east"]) / 2),
         "legend": legend,
         "meta": meta,
