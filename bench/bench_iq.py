@@ -4,8 +4,10 @@ One run: a ray-traced IQ dataset (6 rooftop receivers, OFDM bursts, int16 captur
 test split, heimdall with the IQ branch (use_iq), heimdall with the captures' lags as features
 (iq_lags), heimdall without either (features only: the no-IQ
 ablation), tdoa_multilateration (cross-correlated captures, least squares), setnet and kNN: median,
-P95 and mean error, and heimdall-IQ's batch-1 latency (P50/P95/P99) in PyTorch. Networks train
-under the same time budget each. Prints one JSON object (also written to bench/results/iq.json)::
+P95 and mean error; for each IQ heimdall (captures or lags) the batch-1 latency P50/P95/P99 in
+PyTorch and onnxruntime and the requests/s of 8 clients through the predict path
+(``bench/bench_iq_latency.py`` on the run, after exporting it to ONNX); the IQ generation cost per
+capture. Networks train under the same time budget each. Prints one JSON object (also written to bench/results/iq.json)::
 
     PYTHONPATH=$PWD python bench/bench_iq.py [--samples 1500] [--minutes 4] [--models "heimdall + IQ,knn"]
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +53,21 @@ def _latency_ms(run_id: str, dataset: str, repeats: int = 200) -> dict[str, floa
     return {f"p{q}_ms": round(float(np.percentile(times, q)), 2) for q in (50, 95, 99)}
 
 
+def _onnx_latency(run_id: str, dataset: str) -> dict:
+    """``bench/bench_iq_latency.py`` on a run (export to ONNX, then PyTorch and onnxruntime batch-1 latency and
+    8-client requests/s), in its own process: a network's latency is not measured beside a training."""
+    cmd = [sys.executable, str(ROOT / "bench" / "bench_iq_latency.py"), "--run", run_id, "--dataset", dataset,
+           "--repeats", "300", "--seconds", "10"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+    got = json.loads(proc.stdout)
+    keep = ("torch predict", "onnxruntime predict", "onnxruntime file request", "onnxruntime throughput, 8 clients",
+            "load_before", "load_after")
+    return {k: got[k] for k in keep if k in got}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=1500)
@@ -81,8 +99,9 @@ def main() -> int:
         summary = evaluate_run(result.run_id, "iq", split="test").summary
         row = {"median_m": round(summary.median_m, 1), "p95_m": round(summary.p95_m, 1),
                "mean_m": round(summary.mean_m, 1), "train_s": round(time.perf_counter() - t0, 1)}
-        if shown == "heimdall + IQ":
+        if shown.startswith("heimdall + IQ"):
             row["latency_batch1"] = _latency_ms(result.run_id, "iq")
+            row["latency"] = _onnx_latency(result.run_id, "iq")
         out["models"][shown] = row
         print(shown, row, flush=True)
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
