@@ -484,6 +484,10 @@ TRAIN_WIDGETS = {
     "tm_warmup": (TrainConfig, "warmup_epochs"), "tm_patience": (TrainConfig, "patience"),
     "tm_device": (TrainConfig, "device"),
 }
+BASELINE_TRAIN_WIDGETS = {
+    "tm_calibration": (TrainConfig, "calibration"), "tm_cal_block": (TrainConfig, "calibration_block_m"),
+    "tm_cal_folds": (TrainConfig, "calibration_folds"),
+}
 
 
 def _check_widgets(at: AppTest, widgets: dict[str, tuple[Any, ...]]) -> None:
@@ -544,6 +548,9 @@ def test_training_monitor_widgets_are_the_options(page_workspace: Path) -> None:
     at = _page("training_monitor.py")
     assert at.selectbox(key="tm_model").value == "setnet"  # a network: its training options are shown
     _check_widgets(at, TRAIN_WIDGETS)
+    at.selectbox(key="tm_model").set_value("knn").run()  # a baseline: where its sigma is calibrated
+    assert not at.exception, at.exception
+    _check_widgets(at, BASELINE_TRAIN_WIDGETS)
 
 
 def test_a_page_widget_value_reaches_the_config_in_field_units(page_workspace: Path) -> None:
@@ -563,7 +570,7 @@ def test_a_page_widget_value_reaches_the_config_in_field_units(page_workspace: P
 
 
 def test_every_widget_table_names_real_options() -> None:
-    for table in (SCENE_WIDGETS, IMPORT_WIDGETS, DATA_WIDGETS, TRAIN_WIDGETS):
+    for table in (SCENE_WIDGETS, IMPORT_WIDGETS, DATA_WIDGETS, TRAIN_WIDGETS, BASELINE_TRAIN_WIDGETS):
         for cls, name, *_ in table.values():
             assert dataclasses.is_dataclass(cls) and name in options(cls)
 
@@ -645,3 +652,24 @@ def test_a_changed_model_option_reaches_the_saved_run_config(page_workspace: Pat
     at.text_input(key="tm_opt_knn_k_choices").set_value("1,x")
     at.button(key="tm_start").click().run()
     assert [e.value for e in at.error] == ["k_choices: expected a comma-separated list of integers, got '1,x'"]
+
+
+def test_a_baseline_started_on_the_page_is_calibrated_where_the_page_says(page_workspace: Path) -> None:
+    import json
+
+    from rflocal_core.jobs import REGISTRY
+
+    at = _page("training_monitor.py")
+    at.selectbox(key="tm_dataset").set_value("ex")
+    at.selectbox(key="tm_model").set_value("knn").run()
+    at.selectbox(key="tm_calibration").set_value("blocks")
+    at.number_input(key="tm_cal_block").set_value(40.0)
+    at.number_input(key="tm_cal_folds").set_value(3)
+    at.button(key="tm_start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    run_id = at.success[0].value.split("**")[1]
+    job = next(j for j in REGISTRY.list(kind="train") if j.label == run_id)
+    assert job.wait(60) and job.state == "done", job.error
+    config = json.loads((page_workspace / "runs" / run_id / "config.json").read_text(encoding="utf-8"))
+    record = config["sigma_calibration"]
+    assert (record["source"], record["block_m"], record["folds"]) == ("blocks", 40.0, 3), record

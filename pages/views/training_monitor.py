@@ -90,6 +90,12 @@ with st.expander("Start a run", expanded=st.session_state.setdefault("tm_form_op
             train_config["warmup_epochs"] = number(c[1], tr.TrainConfig, "warmup_epochs", key="tm_warmup")
             train_config["patience"] = number(c[2], tr.TrainConfig, "patience", key="tm_patience")
             train_config["device"] = choice(c[3], tr.TrainConfig, "device", key="tm_device")
+        else:  # a baseline is fitted once; where its sigma is calibrated is its one training option
+            c = st.columns(3)
+            train_config["calibration"] = choice(c[0], tr.TrainConfig, "calibration", key="tm_calibration")
+            train_config["calibration_block_m"] = number(c[1], tr.TrainConfig, "calibration_block_m",
+                                                         key="tm_cal_block")
+            train_config["calibration_folds"] = number(c[2], tr.TrainConfig, "calibration_folds", key="tm_cal_folds")
         with st.expander("Model options", key="tm_model_options"):  # from the model's config fields, as `models NAME`
             if model == auto.AUTO_MODEL:
                 model_values, model_lists = {}, []
@@ -110,8 +116,7 @@ with st.expander("Start a run", expanded=st.session_state.setdefault("tm_form_op
                 tr.check_extent(dataset, allow_large_extent=large)  # refused here, on the page, not in a job
                 # checked here so a bad option is reported on the page, not in a job
                 model_config = registry.model_config(model, model_values, model_lists)
-                if model in NETWORKS:
-                    tr.TrainConfig.from_dict(train_config)
+                tr.TrainConfig.from_dict(train_config)
             except RFLocalInputError as exc:
                 st.error(str(exc))
             else:
