@@ -53,3 +53,21 @@ def density_mode(pts, w, h):
 
 def score(e):
     return 0.5 * (np.median(e) + e.mean())
+
+
+def report_sigmas(by, ens, z):
+    """Each candidate sigma of ``by[split][name]``: its scale + power fitted on val, its val and test coverage."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from rflocal_core.metrics import calibration
+    from rflocal_core.models.inputs import Prediction
+    from rflocal_core.train.calibrate import fit_sigma_scale, scale_sigma
+
+    for k in by["val"]:
+        cal = fit_sigma_scale(ens["val"] - z["val_truth"], by["val"][k])
+        q = scale_sigma(Prediction(ens["test"], by["test"][k]), cal.scale, power=cal.power, ref_m=cal.ref_m)
+        cc = calibration(q.position_m - z["test_truth"], q.sigma_m)
+        print(f"{k:16s} p={cal.power:g} val {100*cal.inside_1sigma_after:.0f}/{100*cal.inside_2sigma_after:.0f} "
+              f"test {100*cc.inside_1sigma:.1f}/{100*cc.inside_2sigma:.1f}")

@@ -5,13 +5,10 @@ import sys
 
 import lightgbm as lgb
 import numpy as np
-from common import errs, fill, geomedian, topk
+from common import errs, fill, geomedian, report_sigmas, topk
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
-from rflocal_core.metrics import calibration
 from rflocal_core.models.ensemble import combine_positions
-from rflocal_core.models.inputs import Prediction
-from rflocal_core.train.calibrate import fit_sigma_scale, scale_sigma
 
 z = np.load(sys.argv[1]); w = z["weights"]
 tr = z["train_truth"]; ok = np.isfinite(tr).all(1); tr = tr[ok]
@@ -47,9 +44,4 @@ for sp in ("val", "test"):
     print(sp, "corr(log err, log sigma_pred)", np.corrcoef(np.log(e + 20), np.log(s))[0, 1].round(3),
           "corr with log mixture spread", np.corrcoef(np.log(e + 20), np.log(spread.mean(1) + 1))[0, 1].round(3))
     by[sp] = {"errmodel": np.column_stack([s, s]), "errmodel+spread": np.sqrt(s[:, None] ** 2 + spread**2)}
-for k in by["val"]:
-    cal = fit_sigma_scale(ENS["val"] - z["val_truth"], by["val"][k])
-    q = scale_sigma(Prediction(ENS["test"], by["test"][k]), cal.scale, power=cal.power, ref_m=cal.ref_m)
-    cc = calibration(q.position_m - z["test_truth"], q.sigma_m)
-    print(f"{k:16s} p={cal.power:g} val {100*cal.inside_1sigma_after:.0f}/{100*cal.inside_2sigma_after:.0f} "
-          f"test {100*cc.inside_1sigma:.1f}/{100*cc.inside_2sigma:.1f}")
+report_sigmas(by, ENS, z)

@@ -3,12 +3,9 @@ fingerprints' positions around the estimate), and mixes; each fitted on val (sca
 import sys
 
 import numpy as np
-from common import fill, topk
+from common import fill, report_sigmas, topk
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
-from rflocal_core.metrics import calibration
-from rflocal_core.models.inputs import Prediction
-from rflocal_core.train.calibrate import fit_sigma_scale, scale_sigma
 
 z = np.load(sys.argv[1])
 w = z["weights"]
@@ -35,9 +32,4 @@ for sp in ("val", "test"):
         out[f"max(mix,knn{K})"] = np.maximum(mix, ks)
         out[f"rss(mix,knn{K})"] = np.sqrt(mix**2 + ks**2)
     by[sp] = out
-for k in by["val"]:
-    cal = fit_sigma_scale(ENS["val"] - z["val_truth"], by["val"][k])
-    q = scale_sigma(Prediction(ENS["test"], by["test"][k]), cal.scale, power=cal.power, ref_m=cal.ref_m)
-    cc = calibration(q.position_m - z["test_truth"], q.sigma_m)
-    print(f"{k:16s} p={cal.power:g} val {100*cal.inside_1sigma_after:.0f}/{100*cal.inside_2sigma_after:.0f} "
-          f"test {100*cc.inside_1sigma:.1f}/{100*cc.inside_2sigma:.1f}")
+report_sigmas(by, ENS, z)
