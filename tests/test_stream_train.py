@@ -140,19 +140,11 @@ def test_some_rows_of_a_split_read_as_the_same_rows_of_the_whole_split(ws):
 
 def test_two_ddp_ranks_stream_their_shares_into_an_ordinary_run(ws):
     """``torchrun`` with ``--data-loading stream``: both ranks stream, rank 0 writes one ordinary run."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from tests.test_ddp import _torchrun
 
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, settings.WORKSPACE_ENV: str(ws), "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           "-m", "rflocal_core", "train", "--dataset", DATASET, "--model", "setnet", "--seed", "3",
-                           "--data-loading", "stream", "--config", json.dumps(MODEL_CONFIG),
-                           "--train-config", json.dumps(TRAIN_CONFIG)],
-                          capture_output=True, text=True, env=env, cwd=root, timeout=240, check=False)
+    proc = _torchrun(ws, "-m", "rflocal_core", "train", "--dataset", DATASET, "--model", "setnet", "--seed", "3",
+                     "--data-loading", "stream", "--config", json.dumps(MODEL_CONFIG),
+                     "--train-config", json.dumps(TRAIN_CONFIG))
     assert proc.returncode == 0, proc.stderr
     run_id = json.loads(proc.stdout)["run_id"]  # rank 0 alone prints the result
     config = _config(ws, run_id)
