@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, __file__.rsplit("/", 2)[0] + "/antwerp_y1")
-from common import errs, fig, geomedian, score  # noqa: E402
+from common import errs, fig, geomedian, score
 
 
 def fit_gateways(pos, rss, gw, *, min_heard=30):
@@ -48,7 +48,7 @@ def fit_gateways(pos, rss, gw, *, min_heard=30):
             Hm = np.array([[s.sum(), (s * x).sum()], [(s * x).sum(), (s * x * x).sum()]]) + 1e-3 * np.eye(2)
             w = w + np.linalg.solve(Hm, gr)
         a0[g], a1[g] = w
-    return dict(A=A, n=n, sig=sig, a0=a0, a1=a1, ok=np.isfinite(gw[:, :2]).all(1))
+    return {"A": A, "n": n, "sig": sig, "a0": a0, "a1": a1, "ok": np.isfinite(gw[:, :2]).all(1)}
 
 
 def phys_terms(cand, gw, m):
@@ -102,8 +102,8 @@ def main():
     for part in ("val", "test"):
         rss = z[f"{part}_rss"]
         D = fp_dist(np.where(np.isfinite(rss), rss, floor), ftr)
-        cache[part] = dict(D=D, P=phys_ll(rss, mu, lph, lpn, m), Pr=phys_ll(rss, mu, lph, lpn, m, use_det=False),
-                           Pd=phys_ll(rss, mu, lph, lpn, m, use_rss=False), truth=z[f"{part}_truth"])
+        cache[part] = {"D": D, "P": phys_ll(rss, mu, lph, lpn, m), "Pr": phys_ll(rss, mu, lph, lpn, m, use_det=False),
+                           "Pd": phys_ll(rss, mu, lph, lpn, m, use_rss=False), "truth": z[f"{part}_truth"]}
     # physics alone: argmax and top-M geometric median
     for key in ("P", "Pr", "Pd"):
         for part in ("val",):

@@ -13,7 +13,7 @@ from scipy.optimize import minimize
 from scipy.special import log_ndtr
 
 sys.path.insert(0, __file__.rsplit("/", 2)[0] + "/antwerp_y1")
-from common import errs, fig, geomedian, score  # noqa: E402
+from common import errs, fig, geomedian, score
 
 
 def tobit_fit(ld, y, heard, F):
@@ -45,7 +45,7 @@ def fit_gateways(pos, rss, gw, *, min_heard=30):
         F[g] = np.percentile(rss[h, g], 1)
         A[g], n[g], sig[g] = tobit_fit(ld[:, g], np.where(h, rss[:, g], 0.0), h, F[g])
         use[g] = True
-    return dict(A=A, n=n, sig=sig, F=F, ok=use)
+    return {"A": A, "n": n, "sig": sig, "F": F, "ok": use}
 
 
 def terms(cand, gw, m, eps):
@@ -101,13 +101,13 @@ def main():
     print("floors", np.round(m["F"][m["ok"]], 0))
     floor = -120.0
     ftr = np.where(np.isfinite(rtr), rtr, floor)
-    grid = dict(eps=(1e-3, 1e-2), sb=(3.0, 8.0), tau=(1.5, 2.0, 3.0), ar=(0.0, 0.03, 0.1, 0.3), ad=(0.0, 0.03, 0.1, 0.3),
-                ens_s=(None, 100.0, 300.0))
+    grid = {"eps": (1e-3, 1e-2), "sb": (3.0, 8.0), "tau": (1.5, 2.0, 3.0), "ar": (0.0, 0.03, 0.1, 0.3), "ad": (0.0, 0.03, 0.1, 0.3),
+                "ens_s": (None, 100.0, 300.0)}
     parts = {}
     for part in ("val", "test"):
         rss = z[f"{part}_rss"]
-        parts[part] = dict(D=fp_dist(np.where(np.isfinite(rss), rss, floor), ftr), truth=z[f"{part}_truth"],
-                           ens=None if e is None else e[f"{part}_ens_pos"])
+        parts[part] = {"D": fp_dist(np.where(np.isfinite(rss), rss, floor), ftr), "truth": z[f"{part}_truth"],
+                           "ens": None if e is None else e[f"{part}_ens_pos"]}
     if e is not None:
         for part in ("val", "test"):
             print(f"ensemble {part}: {fig(errs(parts[part]['ens'], parts[part]['truth']))}")
@@ -126,7 +126,7 @@ def main():
                             p = answer(c["D"], lr, ld, tr, tau=tau, ar=ar, ad=ad, ens=None if es is None else c["ens"],
                                        ens_s=es)
                             ev = errs(p, c["truth"])
-                            res.append((score(ev), dict(eps=eps, sb=sb, tau=tau, ar=ar, ad=ad, ens_s=es), fig(ev)))
+                            res.append((score(ev), {"eps": eps, "sb": sb, "tau": tau, "ar": ar, "ad": ad, "ens_s": es}, fig(ev)))
     res.sort(key=lambda r: r[0])
     for r in res[:15]:
         print(f"val score {r[0]:.0f} {r[1]} val {r[2]}")

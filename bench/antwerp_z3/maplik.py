@@ -10,7 +10,7 @@ import numpy as np
 from geo2 import fit_gateways, fp_dist, terms
 
 sys.path.insert(0, __file__.rsplit("/", 2)[0] + "/antwerp_y1")
-from common import errs, fig, geomedian, score  # noqa: E402
+from common import errs, fig, geomedian, score
 
 
 def radio_map(tr, rtr, mu, h, a=2.0, pfloor=0.01):
@@ -49,8 +49,8 @@ def main():
     P = {}
     for part in ("val", "test"):
         rss = z[f"{part}_rss"]
-        P[part] = dict(rss=rss, D=fp_dist(np.where(np.isfinite(rss), rss, -120.0), ftr), truth=z[f"{part}_truth"],
-                       ens=e[f"{part}_ens_pos"])
+        P[part] = {"rss": rss, "D": fp_dist(np.where(np.isfinite(rss), rss, -120.0), ftr), "truth": z[f"{part}_truth"],
+                       "ens": e[f"{part}_ens_pos"]}
     res = []
     M = 30
     for h in (50.0, 100.0, 200.0):
@@ -73,7 +73,7 @@ def main():
                             sv = np.take_along_axis(sc, idx, 1)
                             w = np.exp(sv - sv.max(1, keepdims=True)); w /= w.sum(1, keepdims=True)
                             ev = errs(geomedian(tr[idx], w), c["truth"])
-                            res.append((score(ev), ev.mean(), dict(h=h, s=s, det=det, beta=beta, tau=tau, ens_s=es),
+                            res.append((score(ev), ev.mean(), {"h": h, "s": s, "det": det, "beta": beta, "tau": tau, "ens_s": es},
                                         fig(ev)))
         print("h", h, "done", flush=True)
     for key, name in ((0, "score"), (1, "mean")):

@@ -7,7 +7,7 @@ from geo2 import fit_gateways, fp_dist, terms
 from maplik import ll, radio_map
 
 sys.path.insert(0, __file__.rsplit("/", 2)[0] + "/antwerp_y1")
-from common import errs, fig, geomedian, score  # noqa: E402
+from common import errs, fig, geomedian, score
 
 z = np.load(sys.argv[1]); e = np.load(sys.argv[2])
 gw = z["train_nodepos"][0]; tr, rtr = z["train_truth"], z["train_rss"]
@@ -19,8 +19,8 @@ ftr = np.where(np.isfinite(rtr), rtr, -120.0)
 P = {}
 for part in ("val", "test"):
     rss = z[f"{part}_rss"]
-    P[part] = dict(rss=rss, D=fp_dist(np.where(np.isfinite(rss), rss, -120.0), ftr), truth=z[f"{part}_truth"],
-                   ens=e[f"{part}_ens_pos"])
+    P[part] = {"rss": rss, "D": fp_dist(np.where(np.isfinite(rss), rss, -120.0), ftr), "truth": z[f"{part}_truth"],
+                   "ens": e[f"{part}_ens_pos"]}
 maps = {h: radio_map(tr, rtr, mu, h) for h in (35.0, 50.0, 75.0, 100.0)}
 
 

@@ -5,7 +5,7 @@ import numpy as np
 from geo2 import fit_gateways, fp_dist, ll_parts, terms
 
 sys.path.insert(0, __file__.rsplit("/", 2)[0] + "/antwerp_y1")
-from common import errs  # noqa: E402
+from common import errs
 
 z = np.load(sys.argv[1]); e = np.load(sys.argv[2])
 gw = z["train_nodepos"][0]; tr, rtr = z["train_truth"], z["train_rss"]

@@ -37,6 +37,7 @@ from rflocal_core.constants import C_M_PER_NS, SPEED_OF_LIGHT_M_S
 from rflocal_core.dataset.rasters import Grid
 from rflocal_core.errors import InvalidInputError, NotFittedError
 from rflocal_core.models.inputs import Inputs, Prediction, SceneMaps, errors_m, scene_extent
+from rflocal_core.models.radiomap import fit_radio_map, radio_map_loglik
 from rflocal_core.models.registry import register
 from rflocal_core.options import check_options, option
 
@@ -721,6 +722,15 @@ class KNNConfig:
         ``"mean"``: the weighted mean of the k neighbours' positions; ``"median"``: their weighted
         geometric median, which stays with the neighbours that agree when they point to two places
         (the mean falls between them, where no training position is).
+    radio_map_m : float or None
+        Bandwidth (m) of a smoothed radio map over the training positions
+        (:mod:`rflocal_core.models.radiomap`): the neighbours are then the training positions of
+        best score ``-d / tau + radio_map_weight x`` the fingerprint's log-likelihood on the map
+        (heard RSS and not-heard nodes against the map's averages, with the nodes' path loss as
+        prior). None: fingerprint distance only. Needs ``weighting="softmin"``.
+    radio_map_weight : float
+    radio_map_sigma_db : float
+        Spread (dB) of a heard RSS around the map's mean.
     """
 
     k: int | None = option(None, lo=1, none_means="chosen on the validation split", help="neighbours")
@@ -744,6 +754,12 @@ class KNNConfig:
     # Antwerp, k = 15, tau 2 dB: 131 m median / 295 m mean on x_test against 182 / 315 for the mean (README)
     estimate: str = option("mean", choices=("mean", "median"),
                            help="position from the neighbours: weighted mean or weighted geometric median")
+    # Antwerp (bench/antwerp_z3, val chooses): 35 m, weight 0.5, 3 dB, k = 30: 86 m median against 131 m
+    radio_map_m: float | None = option(None, lo=0, hi=10000, lo_open=True, unit="m", none_means="off",
+                                       help="bandwidth of a smoothed radio map scoring the training positions")
+    radio_map_weight: float = option(0.5, lo=0, hi=100, help="weight of the radio-map log-likelihood")
+    radio_map_sigma_db: float = option(3.0, lo=0, hi=50, lo_open=True, unit="dB",
+                                       help="spread of a heard RSS around the radio map's mean")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "k_choices", tuple(self.k_choices))
@@ -755,6 +771,9 @@ class KNNConfig:
         if not self.floor_choices or not all(isinstance(f, (int, float)) and -300 <= f <= 0
                                              for f in self.floor_choices):
             msg = f"floor_choices: expected numbers in [-300, 0] dBm, got {self.floor_choices!r}"
+            raise InvalidInputError(msg)
+        if self.radio_map_m is not None and self.weighting != "softmin":
+            msg = f"weighting: the radio map (radio_map_m={self.radio_map_m}) needs 'softmin', got {self.weighting!r}"
             raise InvalidInputError(msg)
 
     def to_dict(self) -> dict[str, Any]:
@@ -808,8 +827,9 @@ class KNNFingerprint(Baseline):
             raise InvalidInputError(msg)
         table = []
         best: dict[str, Any] | None = None
+        maps = self._radio_maps(train, raw, ok)  # independent of the floor: fitted once
         for floor in floors:
-            state = self._fingerprint_state(train, raw, ok, float(floor), ks[0])
+            state = self._fingerprint_state(train, raw, ok, float(floor), ks[0], maps)
             if not tuned:
                 return state
             self._state = state
@@ -827,9 +847,25 @@ class KNNFingerprint(Baseline):
         state["val_median_m"] = {str(r["k"]): r["median_m"] for r in table if r["floor_dbm"] == state["floor_dbm"]}
         return state
 
+    def _radio_maps(self, train: Inputs, raw: np.ndarray, ok: np.ndarray) -> dict[str, dict[str, Any]]:
+        """Per scene the radio map of :mod:`~rflocal_core.models.radiomap` (empty when ``radio_map_m`` is None)."""
+        if self.config.radio_map_m is None:
+            return {}
+        maps = {}
+        for i, scene in enumerate(train.scenes):
+            rows = ok & (train.scene_idx == i)
+            if rows.any():
+                node_xy = train.node_pos_m[rows, : raw.shape[1], :2]
+                known = np.isfinite(node_xy).all(-1)
+                first = np.argmax(known, axis=0)  # fixed slots: a node's position is the same in every sample
+                xy = np.where(known.any(0)[:, None], node_xy[first, np.arange(raw.shape[1])], np.nan)
+                maps[scene] = fit_radio_map(train.truth_m[rows], raw[rows], xy, bandwidth_m=self.config.radio_map_m)
+        return maps
+
     def _fingerprint_state(self, train: Inputs, raw: np.ndarray, ok: np.ndarray, floor: float,
-                           k: int) -> dict[str, Any]:
-        """Fingerprints per scene at ``floor`` and the softmin bandwidth (median leave-one-out nearest distance)."""
+                           k: int, maps: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Fingerprints per scene at ``floor`` (with their radio map of ``maps``) and the softmin bandwidth
+        (median leave-one-out nearest distance)."""
         feats = np.where(np.isfinite(raw), raw, floor)
         db: dict[str, Any] = {}
         nearest = []
@@ -838,6 +874,8 @@ class KNNFingerprint(Baseline):
             if rows.any():
                 ref = feats[rows].astype(np.float32)
                 db[scene] = {"rss_dbm": ref, "pos_m": train.truth_m[rows].astype(np.float64)}
+                if maps and scene in maps:
+                    db[scene].update({k: maps[scene][k] for k in ("p_heard", "mean_dbm")})
                 probe = ref[:: max(1, len(ref) // 1000)].astype(np.float64)  # at most ~1000 rows: cheap
                 if len(ref) > 1:
                     d = _fingerprint_distance(probe, ref.astype(np.float64), self.config.metric)
@@ -860,6 +898,7 @@ class KNNFingerprint(Baseline):
     def _predict_ks(self, x: Inputs, ks: tuple[int, ...]) -> list[tuple[int, Prediction]]:
         """One prediction of ``x`` per k of ``ks`` (the distances are computed once)."""
         feats = self._features(x).astype(np.float64)
+        raw = self._raw(x)
         pos = np.full((len(ks), len(x), 2), np.nan)
         sig = np.full((len(ks), len(x), 2), np.nan)
         for i, scene in enumerate(x.scenes):
@@ -869,7 +908,7 @@ class KNNFingerprint(Baseline):
             ref, ref_pos = self._fingerprints(scene, feats.shape[1])
             for start in range(0, len(rows), 1024):
                 r = rows[start:start + 1024]
-                d = _fingerprint_distance(feats[r], ref, self.config.metric)
+                d = self._map_score(_fingerprint_distance(feats[r], ref, self.config.metric), raw[r], scene)
                 for j, k in enumerate(ks):
                     nn, w = _neighbour_weights(d, min(int(k), len(ref)), *self._weighting())
                     p = (w[..., None] * ref_pos[nn]).sum(1)
@@ -879,6 +918,17 @@ class KNNFingerprint(Baseline):
                     if nn.shape[1] > 1:
                         sig[j, r] = np.sqrt((w[..., None] * (ref_pos[nn] - p[:, None]) ** 2).sum(1))
         return [(int(k), Prediction(pos[j], sig[j], {"k": int(k)})) for j, k in enumerate(ks)]
+
+    def _map_score(self, d: np.ndarray, raw: np.ndarray, scene: str) -> np.ndarray:
+        """The distances ``d`` [N, M] (dB) less tau x ``radio_map_weight`` x the radio-map log-likelihood of
+        the fingerprints ``raw`` [N, S] at the M training positions (``d`` as it is without a map), so the
+        softmin weights become exp(-d / tau + weight x log-likelihood) up to a constant per row."""
+        db = self._state["fingerprints"][scene]
+        if "p_heard" not in db:
+            return d
+        ll = radio_map_loglik(raw, np.asarray(db["p_heard"]), np.asarray(db["mean_dbm"]), self.config.radio_map_sigma_db)
+        ll -= ll.max(1, keepdims=True)  # 0 at the best position: the score stays near the dB scale
+        return d - float(self._state["tau_db"]) * self.config.radio_map_weight * ll
 
     def _fingerprints(self, scene: str, slots: int) -> tuple[np.ndarray, np.ndarray]:
         """The training fingerprints [M, slots] (dB) of ``scene`` and their positions [M, 2]."""
@@ -914,6 +964,7 @@ class KNNFingerprint(Baseline):
                 d = _fingerprint_distance(feats[r], ref, self.config.metric)
                 if exclude_self:  # the sample's own row: the nearest at distance 0 (its position equal too)
                     d[np.arange(len(r)), np.argmin(d, axis=1)] = np.inf
+                d = self._map_score(d, self._raw(x)[r], scene)
                 nn, w = _neighbour_weights(d, k, *self._weighting())
                 out_pos[r], out_w[r], out_d[r] = ref_pos[nn], w, np.take_along_axis(d, nn, 1)
         return out_pos, out_w, out_d
@@ -934,6 +985,7 @@ class KNNFingerprint(Baseline):
         feats = self._features(x).astype(np.float64)
         ref, ref_pos = self._fingerprints(x.scenes[int(x.scene_idx[i])], feats.shape[1])
         d = _fingerprint_distance(feats[i:i + 1], ref, self.config.metric)
+        d = self._map_score(d, self._raw(x)[i:i + 1], x.scenes[int(x.scene_idx[i])])
         nn, w = _neighbour_weights(d, min(int(self._state["k"]), len(ref)), *self._weighting())
         lo, hi = ref_pos.min(0), ref_pos.max(0)
         spacing = math.sqrt(max(float(np.prod(hi - lo)), 1.0) / len(ref_pos))

@@ -1,0 +1,109 @@
+"""A smoothed radio map over the training positions: how likely a fingerprint is at each of them (issue 15).
+
+kNN compares a fingerprint with single training fingerprints, each one noisy report. The radio map
+averages the training reports around every training position instead (Gaussian kernel of
+``bandwidth_m``): per fixed node slot the chance the node is heard there and the mean RSS when it
+is. Where few reports lie around a position, the map leans on a physical prior: each node's
+censored (Tobit) log-distance path loss fitted on the training reports (the gateway geometry, where
+node positions are known), else the node's mean heard RSS. The log-likelihood of a fingerprint at a
+candidate position counts the heard nodes (RSS within ``sigma_db`` of the map, one common device
+offset profiled out) and the nodes not heard (not being heard by a node that is usually heard there
+is information).
+
+Measured on Antwerp LoRaWAN (README "Radio-map posterior"): ``knn`` with the map scores 86 m
+median against 131 m for the geometric median of plain neighbours.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rflocal_core.dataset.noisefit import Links, fit_censored_path_loss
+
+#: Pseudo-count of the prior in the kernel averages (a position with kernel weight w leans w : 2 on its data).
+PRIOR_COUNT = 2.0
+#: Prior chance a node is heard where the map has no reports.
+PRIOR_HEARD = 0.5
+#: The map's chance of being heard stays in [CLIP, 1 - CLIP]: no single node vetoes a place.
+HEARD_CLIP = 0.05
+#: Spread (dB) of the one device offset common to all nodes of a fingerprint (profiled out).
+OFFSET_SIGMA_DB = 6.0
+#: A node needs this many heard reports for its own path-loss fit.
+MIN_REPORTS = 20
+#: Distances below this (m) count as this in the path loss.
+MIN_DISTANCE_M = 10.0
+#: Own path-loss exponents are clipped into this range (a node heard over a short span of distance).
+EXPONENT_RANGE = (1.5, 6.0)
+
+
+def _distances(pos: np.ndarray, node_xy: np.ndarray) -> np.ndarray:
+    """Distances [M, S] (m, at least MIN_DISTANCE_M) from positions [M, 2] to nodes [S, 2] (NaN node: NaN)."""
+    d = np.hypot(pos[:, None, 0] - node_xy[None, :, 0], pos[:, None, 1] - node_xy[None, :, 1])
+    return np.maximum(d, MIN_DISTANCE_M)
+
+
+def path_loss_prior(pos: np.ndarray, raw: np.ndarray, node_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per slot the censored log-distance fit ``(P0, n, sigma)`` [S, 3] and its mean RSS [M, S] at ``pos``.
+
+    Slots without a position or with fewer than MIN_REPORTS heard reports get NaN parameters and
+    their mean heard RSS (the mean of all heard reports where never heard) as the mean everywhere.
+    """
+    heard = np.isfinite(raw)
+    overall = float(np.nanmean(raw)) if heard.any() else -100.0
+    params = np.full((raw.shape[1], 3), np.nan)
+    d = _distances(pos, node_xy)
+    prior = np.empty(raw.shape, dtype=np.float64)
+    for s in range(raw.shape[1]):
+        h = heard[:, s]
+        prior[:, s] = float(raw[h, s].mean()) if h.any() else overall
+        if h.sum() < MIN_REPORTS or not np.isfinite(node_xy[s]).all():
+            continue
+        floor = np.array([np.percentile(raw[h, s], 1)])
+        links = Links(rss=raw[:, s], dist_m=d[:, s], node=np.zeros(len(raw), np.int64), sample=np.arange(len(raw)),
+                      xy=pos, node_names=[str(s)], samples=len(raw), mode="emitter")
+        p0, n, sigma = fit_censored_path_loss(links, floor)
+        n = float(np.clip(n, *EXPONENT_RANGE))
+        params[s] = (p0, n, sigma)
+        prior[:, s] = p0 - 10.0 * n * np.log10(d[:, s])
+    return params, prior
+
+
+def fit_radio_map(pos: np.ndarray, raw: np.ndarray, node_xy: np.ndarray, *, bandwidth_m: float,
+                  chunk: int = 1024) -> dict[str, Any]:
+    """The radio map at the training positions ``pos`` [M, 2] from their reports ``raw`` [M, S] (NaN: not heard).
+
+    Returns ``p_heard`` and ``mean_dbm`` [M, S] (float32) and the slots' path-loss fits ``path_loss`` [S, 3].
+    """
+    params, prior = path_loss_prior(pos, raw, node_xy)
+    heard = np.isfinite(raw).astype(np.float64)
+    rss = np.where(heard > 0, raw, 0.0)
+    p = np.empty(raw.shape, np.float32)
+    mean = np.empty(raw.shape, np.float32)
+    for s in range(0, len(pos), chunk):  # [chunk, M] kernel rows at a time: bounded memory
+        d2 = ((pos[s:s + chunk, None, :] - pos[None]) ** 2).sum(-1)
+        k = np.exp(-0.5 * d2 / bandwidth_m**2)
+        kh = k @ heard
+        p[s:s + chunk] = (kh + PRIOR_COUNT * PRIOR_HEARD) / (k.sum(1)[:, None] + PRIOR_COUNT)
+        mean[s:s + chunk] = (k @ (heard * rss) + PRIOR_COUNT * prior[s:s + chunk]) / (kh + PRIOR_COUNT)
+    return {"p_heard": np.clip(p, HEARD_CLIP, 1 - HEARD_CLIP), "mean_dbm": mean, "path_loss": params}
+
+
+def radio_map_loglik(raw: np.ndarray, p_heard: np.ndarray, mean_dbm: np.ndarray, sigma_db: float) -> np.ndarray:
+    """Log-likelihood [N, M] of the fingerprints ``raw`` [N, S] (NaN: not heard) at the map's M positions.
+
+    Heard node: ``log p_heard - (r - b - mean)^2 / (2 sigma^2)``; not heard: ``log(1 - p_heard)``; the
+    device offset ``b`` ~ N(0, OFFSET_SIGMA_DB^2) common to the fingerprint's nodes is maximized out.
+    All sums are matrix products (no [N, M, S] array).
+    """
+    h = np.isfinite(raw)
+    hw = h.astype(np.float64) / sigma_db**2
+    r = np.where(h, raw, 0.0)
+    mu = mean_dbm.astype(np.float64)
+    s_rr = (hw * r * r).sum(1)[:, None] - 2.0 * (hw * r) @ mu.T + hw @ (mu * mu).T
+    s_r = (hw * r).sum(1)[:, None] - hw @ mu.T
+    s_w = hw.sum(1)[:, None]
+    rss_term = -0.5 * (s_rr - s_r**2 / (s_w + 1.0 / OFFSET_SIGMA_DB**2))
+    p = p_heard.astype(np.float64)
+    return rss_term + h.astype(np.float64) @ np.log(p).T + (~h).astype(np.float64) @ np.log1p(-p).T
