@@ -162,9 +162,17 @@ def test_radio_map_scores_training_positions(antwerp: dict[str, Inputs]) -> None
     busy = int(np.argmax(np.isfinite(raw).sum(0)))
     p = (w @ np.isfinite(raw[:, busy]) + PRIOR_COUNT * PRIOR_HEARD) / (w.sum() + PRIOR_COUNT)
     assert m["p_heard"][7, busy] == pytest.approx(np.clip(p, 0.05, 0.95), rel=1e-5)
+    h = np.isfinite(raw[:, busy])
+    mean = float(m["mean_dbm"][7, busy])
+    spread = np.sqrt((w[h] @ (raw[h, busy] - mean) ** 2 + PRIOR_COUNT * 3.0**2) / (w[h].sum() + PRIOR_COUNT))
+    assert m["spread_db"][7, busy] == pytest.approx(max(spread, 1.0), rel=1e-4)  # local spread, prior 3 dB
     p0, n, sigma = m["path_loss"][busy]
     assert 1.5 <= n <= 6.0 and -60 < p0 < 40 and 2 < sigma < 15  # a censored log-distance fit of that gateway
+    few = te.subset(slice(0, 100))
     again = KNNFingerprint.from_state(model.config.to_dict(), model.state_dict())
-    np.testing.assert_allclose(again.predict(te).position_m, model.predict(te).position_m)
+    np.testing.assert_allclose(again.predict(few).position_m, model.predict(few).position_m)
+    local = KNNFingerprint({**cfg, "radio_map_m": 35.0, "radio_map_spread": "local", "radio_map_weight": 1.0}).fit(tr)
+    assert "spread_db" in local.state_dict()["fingerprints"][tr.scenes[0]]
+    assert not np.allclose(local.predict(few).position_m, model.predict(few).position_m)
     with pytest.raises(InvalidInputError, match="weighting"):
         KNNConfig(radio_map_m=35.0, weighting="inverse")

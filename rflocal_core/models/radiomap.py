@@ -24,6 +24,8 @@ from rflocal_core.dataset.noisefit import Links, fit_censored_path_loss
 
 #: Pseudo-count of the prior in the kernel averages (a position with kernel weight w leans w : 2 on its data).
 PRIOR_COUNT = 2.0
+#: Smallest local RSS spread (dB): a place heard with the same RSS every time is not infinitely sure.
+MIN_SPREAD_DB = 1.0
 #: Prior chance a node is heard where the map has no reports.
 PRIOR_HEARD = 0.5
 #: The map's chance of being heard stays in [CLIP, 1 - CLIP]: no single node vetoes a place.
@@ -71,39 +73,49 @@ def path_loss_prior(pos: np.ndarray, raw: np.ndarray, node_xy: np.ndarray) -> tu
 
 
 def fit_radio_map(pos: np.ndarray, raw: np.ndarray, node_xy: np.ndarray, *, bandwidth_m: float,
-                  chunk: int = 1024) -> dict[str, Any]:
+                  sigma_db: float = 3.0, chunk: int = 1024) -> dict[str, Any]:
     """The radio map at the training positions ``pos`` [M, 2] from their reports ``raw`` [M, S] (NaN: not heard).
 
-    Returns ``p_heard`` and ``mean_dbm`` [M, S] (float32) and the slots' path-loss fits ``path_loss`` [S, 3].
+    Returns ``p_heard``, ``mean_dbm`` and ``spread_db`` [M, S] (float32) and the slots' path-loss fits
+    ``path_loss`` [S, 3]. ``spread_db`` is the local RSS spread: the kernel average of the squared
+    deviations from ``mean_dbm``, with ``sigma_db`` as its prior (same pseudo-count).
     """
     params, prior = path_loss_prior(pos, raw, node_xy)
     heard = np.isfinite(raw).astype(np.float64)
     rss = np.where(heard > 0, raw, 0.0)
     p = np.empty(raw.shape, np.float32)
     mean = np.empty(raw.shape, np.float32)
+    spread = np.empty(raw.shape, np.float32)
     for s in range(0, len(pos), chunk):  # [chunk, M] kernel rows at a time: bounded memory
         d2 = ((pos[s:s + chunk, None, :] - pos[None]) ** 2).sum(-1)
         k = np.exp(-0.5 * d2 / bandwidth_m**2)
-        kh = k @ heard
+        kh, kr = k @ heard, k @ (heard * rss)
         p[s:s + chunk] = (kh + PRIOR_COUNT * PRIOR_HEARD) / (k.sum(1)[:, None] + PRIOR_COUNT)
-        mean[s:s + chunk] = (k @ (heard * rss) + PRIOR_COUNT * prior[s:s + chunk]) / (kh + PRIOR_COUNT)
-    return {"p_heard": np.clip(p, HEARD_CLIP, 1 - HEARD_CLIP), "mean_dbm": mean, "path_loss": params}
+        m = (kr + PRIOR_COUNT * prior[s:s + chunk]) / (kh + PRIOR_COUNT)
+        dev2 = k @ (heard * rss * rss) - 2.0 * m * kr + m * m * kh  # sum of k (r - m)^2 over the heard reports
+        mean[s:s + chunk] = m
+        spread[s:s + chunk] = np.sqrt(np.maximum((dev2 + PRIOR_COUNT * sigma_db**2) / (kh + PRIOR_COUNT),
+                                                 MIN_SPREAD_DB**2))
+    return {"p_heard": np.clip(p, HEARD_CLIP, 1 - HEARD_CLIP), "mean_dbm": mean, "spread_db": spread,
+            "path_loss": params}
 
 
-def radio_map_loglik(raw: np.ndarray, p_heard: np.ndarray, mean_dbm: np.ndarray, sigma_db: float) -> np.ndarray:
+def radio_map_loglik(raw: np.ndarray, p_heard: np.ndarray, mean_dbm: np.ndarray,
+                     sigma_db: float | np.ndarray) -> np.ndarray:
     """Log-likelihood [N, M] of the fingerprints ``raw`` [N, S] (NaN: not heard) at the map's M positions.
 
-    Heard node: ``log p_heard - (r - b - mean)^2 / (2 sigma^2)``; not heard: ``log(1 - p_heard)``; the
-    device offset ``b`` ~ N(0, OFFSET_SIGMA_DB^2) common to the fingerprint's nodes is maximized out.
-    All sums are matrix products (no [N, M, S] array).
+    Heard node: ``log p_heard - (r - b - mean)^2 / (2 sigma^2) - log sigma``; not heard:
+    ``log(1 - p_heard)``; the device offset ``b`` ~ N(0, OFFSET_SIGMA_DB^2) common to the
+    fingerprint's nodes is maximized out. ``sigma_db``: one spread, or one per position and node
+    [M, S] (the map's ``spread_db``). All sums are matrix products (no [N, M, S] array).
     """
-    h = np.isfinite(raw)
-    hw = h.astype(np.float64) / sigma_db**2
-    r = np.where(h, raw, 0.0)
+    h = np.isfinite(raw).astype(np.float64)
+    r = np.where(h > 0, raw, 0.0)
     mu = mean_dbm.astype(np.float64)
-    s_rr = (hw * r * r).sum(1)[:, None] - 2.0 * (hw * r) @ mu.T + hw @ (mu * mu).T
-    s_r = (hw * r).sum(1)[:, None] - hw @ mu.T
-    s_w = hw.sum(1)[:, None]
-    rss_term = -0.5 * (s_rr - s_r**2 / (s_w + 1.0 / OFFSET_SIGMA_DB**2))
+    iv = np.broadcast_to(1.0 / np.asarray(sigma_db, dtype=np.float64) ** 2, mu.shape)
+    s_rr = (h * r * r) @ iv.T - 2.0 * (h * r) @ (mu * iv).T + h @ (mu * mu * iv).T
+    s_r = (h * r) @ iv.T - h @ (mu * iv).T
+    s_w = h @ iv.T
+    rss_term = -0.5 * (s_rr - s_r**2 / (s_w + 1.0 / OFFSET_SIGMA_DB**2)) + 0.5 * h @ np.log(iv).T
     p = p_heard.astype(np.float64)
-    return rss_term + h.astype(np.float64) @ np.log(p).T + (~h).astype(np.float64) @ np.log1p(-p).T
+    return rss_term + h @ np.log(p).T + (1.0 - h) @ np.log1p(-p).T
