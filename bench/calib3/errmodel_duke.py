@@ -36,8 +36,23 @@ def fp(x):
     return np.where(np.isfinite(f), f, FLOOR)
 
 
+def pattern_feats(q, pool_fp, pool_pos):
+    """Per query: how many pool samples hear the same set of cells, and how far apart they lie (log1p, metres)."""
+    def keys(f):
+        return (f > FLOOR + 0.5) @ (1 << np.arange(f.shape[1], dtype=np.int64))
+    qk, pk = keys(q), keys(pool_fp)
+    out = np.zeros((len(q), 2))
+    for k in np.unique(qk):
+        sel = pk == k
+        n = int(sel.sum())
+        sp = np.sqrt(((pool_pos[sel] - pool_pos[sel].mean(0)) ** 2).sum(1).mean()) if n else 0.0
+        out[qk == k] = (np.log1p(n), np.log1p(sp))
+    return out
+
+
 def neighbour_feats(q, pool_fp, pool_pos, ks=(1, 5, 20)):
-    """Per query: fingerprint distances to the k-th nearest pool fingerprints, spatial spread of the 10/40 nearest."""
+    """Per query: fingerprint distances to the k-th nearest pool fingerprints, spatial spread of the 10/40 nearest,
+    ties with the nearest, and the same-cells pattern count / spread."""
     out = np.zeros((len(q), len(ks) + 3))
     for a in range(0, len(q), 500):
         d = np.sqrt(((q[a:a + 500, None, :] - pool_fp[None]) ** 2).sum(-1))
@@ -52,7 +67,7 @@ def neighbour_feats(q, pool_fp, pool_pos, ks=(1, 5, 20)):
             c = p[:, :k].mean(1, keepdims=True)
             out[a:a + 500, len(ks) + j] = np.log1p(np.sqrt(((p[:, :k] - c) ** 2).sum(-1).mean(1)))
         out[a:a + 500, -1] = (d <= dd[:, :1] + 0.5).sum(1)  # ties with the nearest (ambiguity)
-    return out
+    return np.column_stack([out, pattern_feats(q, pool_fp, pool_pos)])
 
 
 def signal_feats(x):
@@ -86,7 +101,7 @@ def oof_rows(name, tr, va, seed):
     ft, fv = fold[: len(tr)], fold[len(tr):]
     n = len(fold)
     err, sig = np.full((n, 2), np.nan), np.full((n, 2), np.nan)
-    nb = np.full((n, 6), np.nan)
+    nb = np.full((n, 8), np.nan)
     ftr_all = fp(tr)
     for f in range(int(fold.max()) + 1):
         keep = ft != f
@@ -109,25 +124,61 @@ def train_booster(F, y, params):
     return lgb.train(params, lgb.Dataset(F, y), num_boost_round=ROUNDS)
 
 
-def learned_sigma(F_oof, e_oof, fold, F_test, params, sig_oof, sig_test, shape):
-    """Out-of-fold learned sigma [N, 2] for the fit rows and the test sigma from a booster on all rows."""
-    r = np.linalg.norm(e_oof, axis=1)
-    y = np.log(r + 10.0) if params["objective"] == "l2" else r
-    s_oof = np.full(len(F_oof), np.nan)
-    for f in np.unique(fold):
-        b = train_booster(F_oof[fold != f], y[fold != f], params)
-        s_oof[fold == f] = b.predict(F_oof[fold == f])
-    s_test = train_booster(F_oof, y, params).predict(F_test)
+def boost_sigma(F_fit, r_fit, fold_fit, F_eval, params):
+    """Learned sigma: out-of-fold over ``fold_fit`` for the fit rows, a booster on every fit row for ``F_eval``."""
+    y = np.log(r_fit + 10.0) if params["objective"] == "l2" else r_fit
+    s_fit = np.full(len(F_fit), np.nan)
+    for f in np.unique(fold_fit):
+        s_fit[fold_fit == f] = train_booster(F_fit[fold_fit != f], y[fold_fit != f], params).predict(F_fit[fold_fit == f])
+    s_eval = train_booster(F_fit, y, params).predict(F_eval)
     if params["objective"] == "l2":
-        s_oof, s_test = np.exp(s_oof), np.exp(s_test)
-    s_oof, s_test = np.maximum(s_oof, 1.0), np.maximum(s_test, 1.0)
+        s_fit, s_eval = np.exp(s_fit), np.exp(s_eval)
+    iso = [np.column_stack([v, v]) for v in (np.maximum(s_fit, 1.0), np.maximum(s_eval, 1.0))]
+    return iso[0], iso[1]
 
-    def out(s, sig):
-        if not shape:
-            return np.column_stack([s, s])
-        g = np.sqrt(np.abs(sig[:, 0] * sig[:, 1])) + 1e-6
-        return sig * (s / g)[:, None]
-    return out(s_oof, sig_oof), out(s_test, sig_test)
+
+#: Feature columns whose distribution does not depend on the pool's density (see --features).
+FEATURES = ["heard", "strongest", "gap", "rss_std", "log_sigma", "sigma_ratio", "d1", "d5", "d20", "spread10", "spread40", "ties", "same_n", "same_spread"]
+STABLE = [i for i, n in enumerate(FEATURES) if n not in ("d5", "d20", "ties", "same_n")]
+L2 = PARAMS
+Q865 = {**PARAMS, "objective": "quantile", "alpha": 0.865}
+Q5 = {**PARAMS, "objective": "quantile", "alpha": 0.5}
+
+
+def method_table():
+    """name -> (learned-sigma params or None for the model's own sigma, fit: 'folds' | 'power' | 'scale')."""
+    return {"model sigma, worst-fold (today's blocks)": (None, "folds"),
+            "model sigma, pooled power": (None, "power"),
+            "errmodel l2 log|e|, worst-fold": (L2, "folds"),
+            "errmodel l2 log|e|, pooled power": (L2, "power"),
+            "errmodel q0.865, worst-fold": (Q865, "folds"),
+            "errmodel q0.865, pooled scale": (Q865, "scale"),
+            "errmodel q0.5, worst-fold": (Q5, "folds"),
+            "errmodel q0.5, pooled power": (Q5, "power")}
+
+
+def apply_method(spec, e, s, fold, F, s_eval, F_eval):
+    """(sigma of the fit rows, sigma of the eval rows, fitted map) of one method."""
+    from rflocal_core.train.calibrate import fit_sigma_folds, fit_sigma_scale
+
+    params, fit = spec
+    if params is not None:
+        s, s_eval = boost_sigma(F, np.linalg.norm(e, axis=1), fold, F_eval, params)
+    if fit == "folds":
+        cal = fit_sigma_folds(e, s, fold)
+    else:
+        cal = fit_sigma_scale(e, s, method="power" if fit == "power" else "coverage")
+    return s, s_eval, cal
+
+
+def lofo(spec, e, s, fold, F):
+    """Each fold of squares as a pseudo test area: the method fitted on the other folds, coverage on it."""
+    out = []
+    for f in np.unique(fold):
+        fit, ev = fold != f, fold == f
+        _, s_ev, cal = apply_method(spec, e[fit], s[fit], fold[fit], F[fit], s[ev], F[ev])
+        out.append(coverage(e[ev], s_ev, cal))
+    return out
 
 
 def coverage(e, s, cal):
@@ -145,32 +196,12 @@ def fold_gaps(e, s, cal, fold):
     return worst, (cs[:, 0].min(), cs[:, 0].max()), (cs[:, 1].min(), cs[:, 1].max())
 
 
-def oof_quantile(F_oof, r, fold, F_test, alpha):
-    params = {**PARAMS, "objective": "quantile", "alpha": alpha}
-    q = np.full(len(F_oof), np.nan)
-    for f in np.unique(fold):
-        q[fold == f] = train_booster(F_oof[fold != f], r[fold != f], params).predict(F_oof[fold == f])
-    return np.maximum(q, 1.0), np.maximum(train_booster(F_oof, r, params).predict(F_test), 1.0)
-
-
-def blend_rows(F_oof, e_oof, fold, F_test):
-    """sigma = q39^(1-a) (q86/2)^a, a and the scale chosen by the worst fold (out-of-fold quantile boosters)."""
-    from rflocal_core.train.calibrate import fit_sigma_folds
-
-    r = np.linalg.norm(e_oof, axis=1)
-    q1o, q1t = oof_quantile(F_oof, r, fold, F_test, 0.393)
-    q2o, q2t = oof_quantile(F_oof, r, fold, F_test, 0.865)
-    best = None
-    for a in np.linspace(0, 1, 11):
-        so = q1o ** (1 - a) * (q2o / 2) ** a
-        cal = fit_sigma_folds(e_oof, np.column_stack([so, so]), fold)
-        w = fold_gaps(e_oof, np.column_stack([so, so]), cal, fold)[0]
-        if best is None or w < best[0]:
-            best = (w, a, cal)
-    _, a, cal = best
-    st = q1t ** (1 - a) * (q2t / 2) ** a
-    so = q1o ** (1 - a) * (q2o / 2) ** a
-    return a, cal, np.column_stack([so, so]), np.column_stack([st, st])
+def band(e, s):
+    """Most points between the 1σ and 2σ shares any one scale gives (>= 27 is needed for both goals)."""
+    d = np.sqrt(((e / s) ** 2).sum(1))
+    d = d[np.isfinite(d)]
+    grid = np.quantile(d, np.linspace(0.01, 0.99, 197))
+    return max(100 * (np.mean(d <= 2 * g) - np.mean(d <= g)) for g in grid)
 
 
 def ok(c):
@@ -192,51 +223,60 @@ def rank_corr(a, b):
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def run_split(args, seed):
+def load_split(args, seed):
+    """Val, test and out-of-block rows of one split (cached in WORKSPACE/calib3-cache)."""
     from bench.bench_real import SETS, ensure_dataset
     from rflocal_core.models import load_inputs
-    from rflocal_core.train.calibrate import fit_sigma_folds, fit_sigma_scale
 
-    t0 = time.perf_counter()
+    cache = Path(args.workspace) / "calib3-cache" / f"{args.model}-s{seed}.npz"
+    if cache.exists():
+        return dict(np.load(cache))
     ds = ensure_dataset(SETS["duke"], DATA, seed)["dataset"]
     tr, va, te = (load_inputs(ds, s) for s in ("train", "val", "test"))
     m = make_model(args.model).fit(tr, va)
     pv, pt = m.predict(va), m.predict(te)
-    et, st = pt.position_m - te.truth_m, pt.sigma_m
-    ev, sv = pv.position_m - va.truth_m, pv.sigma_m
     e_oof, s_oof, fold, F_oof = oof_rows(args.model, tr, va, seed)
     good = np.isfinite(e_oof).all(1) & np.isfinite(s_oof).all(1) & (s_oof > 0).all(1)
-    e_oof, s_oof, fold, F_oof = e_oof[good], s_oof[good], fold[good], F_oof[good]
-    F_test = np.column_stack([signal_feats(te), sigma_feats(st), neighbour_feats(fp(te), fp(tr), tr.truth_m)])
-    ht = signal_feats(te)[:, 0].astype(int)
+    st = pt.sigma_m
+    d = {"ds": ds, "ev": pv.position_m - va.truth_m, "sv": pv.sigma_m, "et": pt.position_m - te.truth_m, "st": st,
+         "e_oof": e_oof[good], "s_oof": s_oof[good], "fold": fold[good], "F_oof": F_oof[good],
+         "F_test": np.column_stack([signal_feats(te), sigma_feats(st), neighbour_feats(fp(te), fp(tr), tr.truth_m)]),
+         "ht": signal_feats(te)[:, 0].astype(int)}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **d)
+    return d
+
+
+def run_split(args, seed, tally):
+    from rflocal_core.train.calibrate import fit_sigma_scale
+
+    t0 = time.perf_counter()
+    d = load_split(args, seed)
+    et, st, ht = d["et"], d["st"], d["ht"]
+    e_oof, s_oof, fold, F_oof, F_test = d["e_oof"], d["s_oof"], d["fold"], d["F_oof"], d["F_test"]
+    if args.features == "stable":
+        F_oof, F_test = F_oof[:, STABLE], F_test[:, STABLE]
     rt = np.linalg.norm(et, axis=1)
-    print(f"{ds} {args.model} test med/mean {np.median(rt):.0f}/{rt.mean():.0f} n_oof {len(e_oof)} "
+    print(f"{d['ds']} {args.model} test med/mean {np.median(rt):.0f}/{rt.mean():.0f} n_oof {len(e_oof)} "
           f"rank corr |e|~sigma test {rank_corr(rt, np.sqrt(st.prod(1))):.2f}", flush=True)
-    rows, fitrows = {}, {}
-    cal = fit_sigma_scale(ev, sv)
-    rows["val power (today's val)"] = (st, cal)
-    cal = fit_sigma_folds(e_oof, s_oof, fold)
-    rows["blocks worst-fold (today's blocks)"] = (st, cal)
-    fitrows["blocks worst-fold (today's blocks)"] = s_oof
-    a, cal, so, stt = blend_rows(F_oof, e_oof, fold, F_test)
-    rows[f"errmodel q39/q86 blend a={a:.1f}, worst-fold"] = (stt, cal)
-    fitrows[f"errmodel q39/q86 blend a={a:.1f}, worst-fold"] = so
-    for label, params, shape in (("l2 log|e| iso", PARAMS, False), ("l2 log|e| shape", PARAMS, True),
-                                 ("quantile 0.865 iso", {**PARAMS, "objective": "quantile", "alpha": 0.865}, False)):
-        so, stt = learned_sigma(F_oof, e_oof, fold, F_test, params, s_oof, st, shape)
-        print(f"  {label}: rank corr |e|~learned oof {rank_corr(np.linalg.norm(e_oof, axis=1), so[:, 0]):.2f} "
-              f"test {rank_corr(rt, np.sqrt(stt.prod(1))):.2f}", flush=True)
-        rows[f"errmodel {label}, worst-fold"] = (stt, fit_sigma_folds(e_oof, so, fold))
-        fitrows[f"errmodel {label}, worst-fold"] = so
-        rows[f"errmodel {label}, pooled power"] = (stt, fit_sigma_scale(e_oof, so))
-        rows[f"errmodel {label}, pooled scale"] = (stt, fit_sigma_scale(e_oof, so, method="coverage"))
-    for label, (s, c) in rows.items():
-        cv = coverage(et, s, c)
-        print(f"  {label:42s} s={c.scale:.3f} p={c.power:g} test {cv[0]:.0f}/{cv[1]:.0f} {ok(cv)}  "
-              f"[{heard_cov(et, s, c, ht)}]", flush=True)
-        if label in fitrows:
-            w, r1, r2 = fold_gaps(e_oof, fitrows[label], c, fold)
-            print(f"      oof folds: worst gap {w:.0f} points, 1σ {r1[0]:.0f}-{r1[1]:.0f}, 2σ {r2[0]:.0f}-{r2[1]:.0f}")
+    cal = fit_sigma_scale(d["ev"], d["sv"])
+    cv = coverage(et, st, cal)
+    print(f"  {'model sigma, val power (today default)':42s} s={cal.scale:.3f} p={cal.power:g} test {cv[0]:.0f}/{cv[1]:.0f} "
+          f"{ok(cv)}  [{heard_cov(et, st, cal, ht)}]", flush=True)
+    tally.setdefault("model sigma, val power (today default)", []).append(ok(cv) == "OK")
+    for label, spec in method_table().items():
+        s_fit, s_te, cal = apply_method(spec, e_oof, s_oof, fold, F_oof, st, F_test)
+        cv = coverage(et, s_te, cal)
+        ps = lofo(spec, e_oof, s_oof, fold, F_oof) if args.lofo else []
+        n_ok = sum(ok(c) == "OK" for c in ps)
+        tally.setdefault(label, []).append(ok(cv) == "OK")
+        tally.setdefault(label + " [pseudo-test folds]", []).extend(ok(c) == "OK" for c in ps)
+        print(f"  {label:42s} s={cal.scale:.3f} p={cal.power:g} test {cv[0]:.0f}/{cv[1]:.0f} {ok(cv)}  "
+              f"[{heard_cov(et, s_te, cal, ht)}] rank corr test {rank_corr(rt, np.sqrt(s_te.prod(1))):.2f} "
+              f"band fit {band(e_oof, s_fit):.0f} test {band(et, s_te):.0f}", flush=True)
+        if ps:
+            print("      pseudo-test folds (fit on the other 4): "
+                  + " ".join(f"{a:.0f}/{b:.0f}" for a, b in ps) + f"  within 10 points: {n_ok}/{len(ps)}", flush=True)
     print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
 
 
@@ -245,10 +285,18 @@ def main():
     ap.add_argument("workspace")
     ap.add_argument("--model", default="knn")
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--lofo", action="store_true", help="also each fold of squares as a pseudo test area")
+    ap.add_argument("--features", default="all", choices=("all", "stable"),
+                    help="stable: leave out the features that depend on the pool's density (5th / 20th nearest "
+                         "distance, ties, same-cells count), which is lower out of fold than for test")
     args = ap.parse_args()
     os.environ["RFLOCAL_WORKSPACE"] = args.workspace
+    tally = {}
     for seed in (int(s) for s in args.seeds.split(",")):
-        run_split(args, seed)
+        run_split(args, seed, tally)
+    print(f"## {args.model}: within 10 points of 39/86")
+    for label, v in tally.items():
+        print(f"  {label:56s} {sum(v)}/{len(v)}")
 
 
 if __name__ == "__main__":
