@@ -208,13 +208,6 @@ def coverage(e, s, cal):
     return 100 * np.mean(d2 <= 1), 100 * np.mean(d2 <= 4)
 
 
-def fold_gaps(e, s, cal, fold):
-    """(worst fold's larger gap in points, per-fold 1σ range, 2σ range) of a fitted map on the fit rows."""
-    cs = np.array([coverage(e[fold == f], s[fold == f], cal) for f in np.unique(fold)])
-    worst = np.max(np.maximum(np.abs(cs[:, 0] - 39.3), np.abs(cs[:, 1] - 86.5)))
-    return worst, (cs[:, 0].min(), cs[:, 0].max()), (cs[:, 1].min(), cs[:, 1].max())
-
-
 def band(e, s):
     """Most points between the 1σ and 2σ shares any one scale gives (>= 27 is needed for both goals)."""
     d = np.sqrt(((e / s) ** 2).sum(1))
