@@ -5,11 +5,14 @@ out-of-block predictions over 200 m squares of train + val (5 folds, what ``--ca
 uses) are collected together with features of each sample that any fingerprint model has: cells
 heard, strongest RSS, RSS spread, the model's own sigma, fingerprint distances to the fold's
 training pool (nearest, 5th, 20th) and the spatial spread of the nearest fingerprints' positions.
-A LightGBM regressor of log(|error| + 10 m) is trained out-of-fold (fold f predicted by a booster
-of the other folds), the resulting sigma gets its scale (+ power) from the worst-fold fit, and a
-booster on every out-of-fold row gives test's sigma. Test is reported, never used to fit.
+A LightGBM regressor of log(|error| + 10 m) (or a quantile of |error|) is trained out-of-fold
+(fold f predicted by a booster of the other folds); the resulting sigma gets its scale (+ power)
+pooled, worst-fold, or the scale that puts most folds within 10 points (``method_table``), and a
+booster on every out-of-fold row gives test's sigma. ``--lofo``: each fold of squares also serves
+as a pseudo test area, everything fitted on the other folds. Test is reported, never used to fit.
 
-Usage: PYTHONPATH=$PWD python bench/calib3/errmodel_duke.py WORKSPACE [--model knn] [--seeds 0,1,2]
+Usage: PYTHONPATH=$PWD python bench/calib3/errmodel_duke.py WORKSPACE [--model knn|lgbm|knn_lgbm] [--seeds 0,1,2]
+       [--lofo] [--features all|stable] [--only 'METHOD;METHOD']
 """
 from __future__ import annotations
 
