@@ -108,12 +108,14 @@ def _values(x: Inputs, feature: str) -> np.ndarray:
 def shuffle_feature(x: Inputs, feature: str, rng: np.random.Generator) -> Inputs:
     """``x`` with ``feature``'s present values permuted across samples, slot by slot (absent ones stay absent).
 
-    RSS moves with its earlier reports (``rss_steps_dbm``): a sample gets another sample's whole RSS history.
+    A feature moves with its earlier reports (``rss_steps_dbm``, ``phy_steps``): a sample gets another sample's
+    whole history of it.
     """
     values = _values(x, feature)
     present = np.isfinite(values) & x.node_mask
     out = values.copy()
-    steps = None if feature != "rss" or x.rss_steps_dbm is None else x.rss_steps_dbm.copy()
+    src_steps = _history_of(x, feature)
+    steps = None if src_steps is None else src_steps.copy()  # never write into x's arrays
     for j in range(values.shape[1]):
         rows = np.flatnonzero(present[:, j])
         if len(rows) < 2:
@@ -121,12 +123,26 @@ def shuffle_feature(x: Inputs, feature: str, rng: np.random.Generator) -> Inputs
         src = rows[rng.permutation(len(rows))]
         out[rows, j] = values[src, j]
         if steps is not None:
-            steps[rows, :, j] = x.rss_steps_dbm[src, :, j]
+            steps[rows, :, j] = src_steps[src, :, j]
     if feature in RT_FEATURES:
         return replace(x, **{RT_FEATURES[feature]: out}, **({} if steps is None else {"rss_steps_dbm": steps}))
+    k = PHY_INPUT_FIELDS.index(feature)
     phy = x.phy.copy()
-    phy[..., PHY_INPUT_FIELDS.index(feature)] = out
-    return replace(x, phy=phy)
+    phy[..., k] = out
+    if steps is None:
+        return replace(x, phy=phy)
+    phy_steps = x.phy_steps.copy()
+    phy_steps[..., k] = steps
+    return replace(x, phy=phy, phy_steps=phy_steps)
+
+
+def _history_of(x: Inputs, feature: str) -> np.ndarray | None:
+    """[N, T, S] values of ``feature`` at every report time (None: no history of it)."""
+    if feature == "rss":
+        return x.rss_steps_dbm
+    if feature in PHY_INPUT_FIELDS and x.phy_steps is not None:
+        return x.phy_steps[..., PHY_INPUT_FIELDS.index(feature)]
+    return None
 
 
 def _load(run_id: str, dataset: str | None, split: str) -> tuple[Any, str, Inputs]:

@@ -515,6 +515,26 @@ A5_THRESHOLDS_DBM = (-110.0, -105.0)
 TIME_TO_TRIGGER_REPORTS = 2
 
 
+#: The measured PHY quantities feature dropout removes (:func:`drop_fields`); the integer reports stay.
+DROPOUT_FIELDS = ("rsrq_db", "sinr_db", "beam_rsrp_dbm", "doppler_hz")
+
+
+def drop_fields(reports: PhyReports, rate: float, rng: np.random.Generator) -> PhyReports:
+    """``reports`` with each of :data:`DROPOUT_FIELDS` of each report missing (NaN) with probability ``rate``.
+
+    Feature dropout as for RSS, ToA and AoA (``GenerationConfig.dropout``): one draw per field and report,
+    field by field in :data:`DROPOUT_FIELDS` order. CQI, rank, beam id, the serving cell, the neighbour rank and
+    the events are kept (a report that carries them carries them whole).
+    """
+    if rate <= 0:
+        return reports
+    dropped = {}
+    for key in DROPOUT_FIELDS:
+        value = getattr(reports, key)
+        dropped[key] = np.where(rng.random(value.shape) >= rate, value, np.nan).astype(value.dtype)
+    return replace(reports, **dropped)
+
+
 def serving_along(rsrp: np.ndarray, steps: np.ndarray, *, offset_db: float = A3_OFFSET_DB,
                   thresholds_dbm: tuple[float, float] = A5_THRESHOLDS_DBM,
                   time_to_trigger: int = TIME_TO_TRIGGER_REPORTS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

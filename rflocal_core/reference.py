@@ -382,6 +382,7 @@ def measurements_to_inputs(
         rss_noise_db=float(cfg.get("rss_noise_db", np.nan)),
         top_k=int(cfg.get("top_k", 0) or 0), rss_steps_dbm=a["rss_steps"], step_age_s=a["step_age"],
         phy=a["phy"] if np.isfinite(a["phy"]).any() else None,
+        phy_steps=a["phy_steps"] if a["phy_steps"] is not None and np.isfinite(a["phy_steps"]).any() else None,
         node_carrier_hz=file_carriers(ms, slot_of, a["node_mask"].shape),
         **file_captures([sample for _, sample in keep], slot_of, a["rss"].shape),
     )
@@ -443,6 +444,7 @@ def _fixed_slots(ms: MeasurementSet, ref: RunReference, table: list[dict[str, An
         "truth_z": np.full(n, np.nan), "rss_steps": np.full((n, n_steps, slots), np.nan) if n_steps > 1 else None,
         "step_age": np.full((n, n_steps), np.nan) if n_steps > 1 else None,
         "phy": np.full((n, slots, len(PHY_INPUT_FIELDS)), np.nan),
+        "phy_steps": np.full((n, n_steps, slots, len(PHY_INPUT_FIELDS)), np.nan, np.float32) if n_steps > 1 else None,
     }
     for s, row in enumerate(table):
         if row["x_m"] is not None:
@@ -484,14 +486,14 @@ def _fill_sample(a: dict[str, Any], row: int, sample: Any, slot_of: dict[str, in
         if report.rss_dbm is not None and use["rss_dbm"]:
             sums.setdefault(s, []).append(report.rss_dbm)
             step_sums.setdefault((step_of[float(np.float32(report.t_s))], s), []).append(report.rss_dbm)
+        if a["phy_steps"] is not None:  # every time's PHY/MAC fields: mapformer's history tokens read them
+            _put_phy(a["phy_steps"][row, step_of[float(np.float32(report.t_s))], s], report)
         if report.t_s == last_t:
             if report.toa_ns is not None and use["toa_ns"]:
                 a["toa"][row, s] = report.toa_ns
             if report.aoa_deg is not None and use["aoa_deg"]:
                 a["aoa"][row, s] = report.aoa_deg
-            for k, key in enumerate(PHY_INPUT_FIELDS):  # PHY/MAC fields at the last time, as in training
-                if getattr(report, key) is not None:
-                    a["phy"][row, s, k] = getattr(report, key)
+            _put_phy(a["phy"][row, s], report)  # PHY/MAC fields at the last time, as in training
     for s, values in sums.items():
         a["rss"][row, s] = float(np.mean(values))
     if a["rss_steps"] is not None:
@@ -503,6 +505,13 @@ def _fill_sample(a: dict[str, Any], row: int, sample: Any, slot_of: dict[str, in
             a["truth"][row] = xy
         a["truth_z"][row] = np.nan if sample.truth.alt_m is None else sample.truth.alt_m
     return _range_flags(a["rss"][row], a["toa"][row], ref)
+
+
+def _put_phy(out: np.ndarray, report: Any) -> None:
+    """Write the PHY/MAC fields ``report`` gives into ``out`` [P] (in :data:`PHY_INPUT_FIELDS` order)."""
+    for k, key in enumerate(PHY_INPUT_FIELDS):
+        if getattr(report, key) is not None:
+            out[k] = getattr(report, key)
 
 
 def _range_flags(rss: np.ndarray, toa: np.ndarray, ref: RunReference) -> list[str]:

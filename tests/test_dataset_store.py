@@ -527,6 +527,23 @@ def test_vehicular_phy_doppler(ws: Path) -> None:
     beam = np.asarray(s["beam_rsrp_dbm"][...])
     fresh = both_made & np.isfinite(beam[:, 0]) & np.isfinite(beam[:, 1])
     assert np.mean(beam[:, 1][fresh] != beam[:, 0][fresh]) > 0.3
+    # the loader keeps every report time's fields; with hist_phy they follow RSS and age in the history
+    # (mapformer's earlier-report tokens), masked where a report lacks them
+    from rflocal_core.models.features import HIST_COLUMNS, PHY_COLUMNS, FeatureSpec, make_batch
+    from rflocal_core.models.inputs import load_inputs
+
+    x = load_inputs("drive", "train", with_maps=False)
+    steps = np.asarray(s["step_mask"][...])[x.indices]
+    assert x.phy_steps is not None and x.phy_steps.shape == (len(x), 4, *x.phy.shape[1:])
+    last = steps.shape[1] - 1 - np.argmax(steps[:, ::-1], axis=1)
+    np.testing.assert_array_equal(x.phy_steps[np.arange(len(x)), last], x.phy.astype(np.float32))
+    assert np.isnan(x.phy_steps[~steps]).all()
+    b = make_batch(x, FeatureSpec.fit(x, phy=True, hist_phy=True))
+    assert b.hist.shape[-1] == len(HIST_COLUMNS) + len(PHY_COLUMNS)
+    ok = b.hist[..., len(HIST_COLUMNS) + 1::2].numpy() > 0
+    np.testing.assert_array_equal(ok, np.isfinite(x.phy_steps) & b.hist_mask.numpy()[..., None])
+    assert ok[..., PHY_COLUMNS.index("doppler_hz") // 2].sum() > 10
+    assert make_batch(x, FeatureSpec.fit(x, phy=True)).hist.shape[-1] == len(HIST_COLUMNS)
 
 
 # --------------------------------------------------------------------------- command line

@@ -426,3 +426,42 @@ def test_temporal_dropout_drops_earlier_reports_in_training_only():
     loss, _ = net.loss(a, net(a))
     loss.backward()
     assert torch.isfinite(loss) and net.hist_mlp[0].weight.grad.abs().sum() > 0
+
+
+def test_history_tokens_read_their_phy_columns_masked_where_absent_and_old_weights_load():
+    """history_phy: an earlier report's PHY/MAC columns move the output; all absent (zeros, ``ok`` 0) is the same
+    as a history without them; weights from before the option (no PHY inputs in hist_mlp) compute what they did."""
+    from rflocal_core.models.features import PHY_COLUMNS
+
+    mb = synthetic(4, res=16, seed=23)
+    b = mb.base
+    n, s = b.mask.shape
+    feats = torch.cat([b.feats, torch.zeros(n, s, len(PHY_COLUMNS))], -1)  # current reports: no PHY fields
+    hb = _with_history(mb.with_base(b.with_tokens(feats=feats)))
+    h = hb.base.hist
+    g = torch.Generator().manual_seed(5)
+    phy = torch.stack([torch.ones(h.shape[:-1]) if c.endswith("_ok") else torch.rand(h.shape[:-1], generator=g)
+                       for c in PHY_COLUMNS], -1)  # every field reported
+
+    def with_hist(hist: torch.Tensor) -> MapBatch:
+        return hb.with_base(Batch(*(getattr(hb.base, k) for k in ("node_xy", "feats", "node_id", "mask", "truth")),
+                                  hist, hb.base.hist_mask))
+
+    options = {"grid_cells": 4, "physics_prior": False, "phy_features": True}
+    net = net_for(**options).eval()
+    assert net.hist_mlp[0].in_features == 4 * net.config.pe_freqs + 3 + len(PHY_COLUMNS)
+    with torch.no_grad():
+        read = net(with_hist(torch.cat([h, phy], -1)))["coarse_logits"]
+        absent = net(with_hist(torch.cat([h, torch.zeros_like(phy)], -1)))["coarse_logits"]
+        narrow = net(with_hist(h))["coarse_logits"]  # a history of RSS and age only: PHY absent
+    assert not torch.allclose(read, absent)
+    torch.testing.assert_close(absent, narrow)
+    # a checkpoint from before history_phy: hist_mlp without the PHY inputs; loaded, the PHY columns do nothing
+    old = net_for(**options, history_phy=False).eval()
+    assert old.hist_mlp[0].in_features == 4 * old.config.pe_freqs + 3
+    loaded = MapFormer(MapFormerConfig.from_dict({**SMALL, **options}), vocab_size=4).eval()
+    loaded.load_state_dict(dict(old.state_dict()))
+    with torch.no_grad():
+        before = old(with_hist(h))["coarse_logits"]
+        after = loaded(with_hist(torch.cat([h, phy], -1)))["coarse_logits"]
+    torch.testing.assert_close(before, after)

@@ -178,6 +178,31 @@ def test_reports_mask_missing_reports_and_mark_the_serving_cell():
     assert (out.beam_top_ids[present][:, 0] == out.beam_id[present]).all()
 
 
+def test_feature_dropout_removes_the_measured_fields_at_its_rate_and_keeps_the_integer_reports():
+    n, t, s = 400, 2, 3
+    rx = np.array([-60.0, -70.0, -75.0])[None, None, :].repeat(n, 0).repeat(t, 1)
+    present = np.ones((n, t, s), bool)
+    setup = phy.ArraySetup()
+    chans = [phy.link_channel(*single_path(b), sectors=[[0.0]], setup=setup, bandwidth_hz=20e6)
+             for b in (-20.0, 0.0, 20.0)]
+    cat = {k: np.concatenate([getattr(c, k) for c in chans], 1)[0][None, None].repeat(n, 0).repeat(t, 1)
+           for k in ("beam_gain", "eig", "arrival_dir")}
+    full = phy.phy_reports(rx_power_dbm=rx, load=np.full((n, s), 0.5), channel=phy.LinkChannel(**cat),
+                           velocity_m_s=np.ones((n, t, 3)), present=present, numerology=NUM, noise_figure_db=7.0,
+                           setup=setup, freq_hz=3.5e9, neighbours=2)
+    assert phy.drop_fields(full, 0.0, np.random.default_rng(0)) is full
+    out = phy.drop_fields(full, 0.3, np.random.default_rng(0))
+    for key in phy.DROPOUT_FIELDS:
+        assert np.isfinite(getattr(full, key)).all(), key
+        assert np.isnan(getattr(out, key)).mean() == pytest.approx(0.3, abs=0.03), key
+        kept = np.isfinite(getattr(out, key))
+        np.testing.assert_array_equal(getattr(out, key)[kept], getattr(full, key)[kept])
+    for key in ("cqi", "ri", "beam_id", "serving", "neighbour_rank", "rsrp_dbm"):
+        np.testing.assert_array_equal(getattr(out, key), getattr(full, key))
+    # the fields are dropped independently of one another
+    assert 0.05 < (np.isnan(out.rsrq_db) & np.isnan(out.sinr_db)).mean() < 0.15
+
+
 def phy_document(**report) -> dict:
     return {"format": "rflocal-measurements/1", "mode": "ue",
             "nodes": [{"id": "c1", "x_m": 0.0, "y_m": 0.0}, {"id": "c2", "x_m": 100.0, "y_m": 0.0}],

@@ -578,7 +578,7 @@ def _velocity(pos: np.ndarray, t_s: np.ndarray, step_mask: np.ndarray) -> np.nda
 def _phy_reports(maps: _SceneMaps, motion: _Motion, features: dict[str, np.ndarray], reps: Reports,
                  sites: list[dict[str, Any]], config: GenerationConfig, rng: np.random.Generator) -> PhyReports:
     """RSRQ, SINR, CQI, rank, beams, serving cell, Doppler of every report (ue mode), from every cell heard."""
-    from rflocal_core.phy import ArraySetup, LinkChannel, Numerology, phy_reports
+    from rflocal_core.phy import ArraySetup, LinkChannel, Numerology, drop_fields, phy_reports
 
     pos = motion.pos
     iy, ix = maps.grid.cell_of(pos[..., 0], pos[..., 1])
@@ -596,11 +596,9 @@ def _phy_reports(maps: _SceneMaps, motion: _Motion, features: dict[str, np.ndarr
                          ue_antennas=config.phy_ue_antennas),
         freq_hz=site_freqs(sites), neighbours=config.phy_neighbours, top_beams=config.phy_top_beams,
         rrc_period=config.phy_rrc_period)
-    if config.dropout > 0:  # each feature of a report missing at random, as the others
-        for key in ("rsrq_db", "sinr_db", "beam_rsrp_dbm", "doppler_hz"):
-            value = getattr(out, key)
-            setattr(out, key, np.where(rng.random(value.shape) >= config.dropout, value, np.nan).astype(value.dtype))
-    return out
+    return drop_fields(out, config.dropout, rng)  # each feature of a report missing at random, as the others
+
+
 def _link_shadow(maps: _SceneMaps, motion: _Motion) -> np.ndarray:
     """The shadow fading [n, T, S] of each sample's slots at its positions."""
     pos, slots = motion.pos, motion.slots

@@ -75,7 +75,8 @@ TX_SCALE_DBM = 50.0
 #: prior and the network toward its node (issue 19: a 256 m window in a 1.7 km city).
 TOA_MAX_SIDES, WINDOW_TOA_MAX_SIDES = 4.0, 16.0
 
-#: Columns of an earlier report (:attr:`Batch.hist`): RSS as the ``rss`` feature, age / AGE_SCALE_S.
+#: Columns of an earlier report (:attr:`Batch.hist`): RSS as the ``rss`` feature, age / AGE_SCALE_S; with
+#: :attr:`FeatureSpec.hist_phy` the report's :data:`PHY_COLUMNS` follow (masked where it lacks them).
 HIST_COLUMNS = ("rss", "age")
 AGE_SCALE_S = 10.0
 
@@ -163,6 +164,9 @@ class FeatureSpec:
         ``"window"`` frame: where a window is centred (:data:`WINDOW_CENTRES`): ``"search"``, physics map
         matching at 16 m (checkpoints from before this field); ``"prior"``, then the physics prior's argmax
         at ``cell_m`` around its best 16 m cells (:func:`~rflocal_core.models.window.map_position`).
+    hist_phy : bool
+        Earlier reports (:attr:`Batch.hist`) carry the :data:`PHY_COLUMNS` after :data:`HIST_COLUMNS`
+        (mapformer's history tokens; off in checkpoints from before this field).
     """
 
     origin_m: tuple[float, float]
@@ -177,6 +181,7 @@ class FeatureSpec:
     band: bool = False
     iq_lags: bool = False
     centre: str = "search"
+    hist_phy: bool = False
 
     @property
     def window_m(self) -> float:
@@ -186,16 +191,16 @@ class FeatureSpec:
     @classmethod
     def fit(cls, train: Inputs, *, frame: str = "scene", phy: bool = False, iq: bool = False,
             window: tuple[float, int] | tuple[float, int, str] | None = None, band: bool = False,
-            iq_lags: bool = False) -> FeatureSpec:
+            iq_lags: bool = False, hist_phy: bool = False) -> FeatureSpec:
         """Fit on a training split; ``window``: ``(cell_m, cells[, centre])`` of the ``"window"`` frame (required
         there; ``centre`` ``"search"`` by default)."""
         return cls.from_bounds(search_bounds(train), split_vocab(train), int(train.node_mask.shape[1]), frame=frame,
-                               phy=phy, iq=iq, window=window, band=band, iq_lags=iq_lags)
+                               phy=phy, iq=iq, window=window, band=band, iq_lags=iq_lags, hist_phy=hist_phy)
 
     @classmethod
     def from_bounds(cls, b: list[float], vocab: set[str], max_slots: int, *, frame: str = "scene", phy: bool = False,
                     iq: bool = False, window: tuple[float, int] | tuple[float, int, str] | None = None, band: bool = False,
-                    iq_lags: bool = False) -> FeatureSpec:
+                    iq_lags: bool = False, hist_phy: bool = False) -> FeatureSpec:
         """As :meth:`fit`, from the split's :func:`~rflocal_core.models.inputs.search_bounds` ``b`` and its
         :func:`split_vocab` (a split read in blocks: the bounds of its box, the union of its vocabularies)."""
         if frame not in (*FRAMES, "window"):
@@ -212,7 +217,7 @@ class FeatureSpec:
             msg = f"window_centre: expected one of {', '.join(WINDOW_CENTRES)}, got {centre!r}"
             raise InvalidInputError(msg)
         return cls((cx - extent / 2, cy - extent / 2), float(extent), tuple(sorted(vocab)), int(max_slots),
-                   frame, bool(phy), bool(iq), cell, cells, bool(band), bool(iq_lags), centre)
+                   frame, bool(phy), bool(iq), cell, cells, bool(band), bool(iq_lags), centre, bool(hist_phy))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
@@ -220,7 +225,7 @@ class FeatureSpec:
                    int(d["max_slots"]), str(d.get("frame", "scene")),
                    bool(d.get("phy", False)), bool(d.get("iq", False)),  # checkpoints before these: off
                    float(d.get("cell_m", 0.0)), int(d.get("window_cells", 0)), bool(d.get("band", False)),
-                   bool(d.get("iq_lags", False)), str(d.get("centre", "search")))
+                   bool(d.get("iq_lags", False)), str(d.get("centre", "search")), bool(d.get("hist_phy", False)))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -318,9 +323,10 @@ class Batch:
     node_id : [N, S] int64
     mask : [N, S] bool, slots that carry at least one measurement
     truth : [N, 2] float32, normalized (NaN where absent)
-    hist : [N, T, S, 2] float32 or None
+    hist : [N, T, S, H] float32 or None
         Earlier reports of the slots (sequences only): :data:`HIST_COLUMNS` per report time
-        and slot; None when no sample has an earlier report.
+        and slot (then :data:`PHY_COLUMNS` with :attr:`FeatureSpec.hist_phy`); None when no sample has an
+        earlier report.
     hist_mask : [N, T, S] bool or None
         Where ``hist`` holds a report: an RSS at an earlier time of a slot that reports now.
     origin_m : [N, 2] float64 or None
@@ -424,10 +430,16 @@ def phy_token_columns(x: Inputs) -> np.ndarray:
     """[N, S, len(PHY_COLUMNS)] float32: each PHY/MAC field scaled (:data:`PHY_SCALING`) and its ``ok`` flag."""
     n, s = x.node_mask.shape
     phy = x.phy if x.phy is not None else np.full((n, s, len(PHY_INPUT_FIELDS)), np.nan)
+    return scale_phy(phy, x.node_mask)
+
+
+def scale_phy(phy: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """[..., len(PHY_COLUMNS)] float32 of PHY/MAC fields ``phy`` [..., P] (NaN: absent) where ``present`` [...]:
+    each value scaled (:data:`PHY_SCALING`), then its ``ok`` flag; 0 where absent."""
     cols = []
     for k, key in enumerate(PHY_INPUT_FIELDS):
         offset, scale, clip = PHY_SCALING[key]
-        ok = np.isfinite(phy[..., k]) & x.node_mask
+        ok = np.isfinite(phy[..., k]) & present
         value = np.clip((np.nan_to_num(phy[..., k]) + offset) / scale, -clip, clip)
         cols += [value * ok, ok]
     return np.stack(cols, -1).astype(np.float32)
@@ -534,19 +546,34 @@ def make_batch(x: Inputs, spec: FeatureSpec, *, unknown_nodes: str = "allow") ->
                f"(the model knows {len(spec.node_keys)} nodes, e.g. {list(spec.node_keys[:3])})")
         raise InvalidInputError(msg)
     truth = ((x.truth_m - origin) / scale[:, None]).astype(np.float32)
-    hist = hist_mask = None
-    if x.rss_steps_dbm is not None and x.step_age_s is not None:
-        age = x.step_age_s[..., None]  # [N, T, 1]
-        hm = np.isfinite(x.rss_steps_dbm) & np.isfinite(age) & (age > 0) & mask[:, None, :]
-        if hm.any():
-            h_rss = np.clip((np.nan_to_num(x.rss_steps_dbm, nan=RSS_MIN_DBM) - RSS_MIN_DBM)
-                            / (RSS_MAX_DBM - RSS_MIN_DBM), -0.5, 1.5)
-            h_age = np.broadcast_to(np.nan_to_num(age) / AGE_SCALE_S, h_rss.shape)
-            hist = torch.from_numpy(np.stack([h_rss * hm, h_age * hm], -1).astype(np.float32))
-            hist_mask = torch.from_numpy(hm)
+    hist, hist_mask = history_tensors(x, mask, phy=spec.hist_phy)
     return Batch(torch.from_numpy(xy.astype(np.float32)), torch.from_numpy(feats), torch.from_numpy(ids),
                  torch.from_numpy(mask), torch.from_numpy(truth), hist, hist_mask, torch.from_numpy(origin),
                  torch.from_numpy(scale), *(iq_tensors(x, mask) if spec.iq else (None, None)))
+
+
+def history_tensors(x: Inputs, mask: np.ndarray, *, phy: bool = False
+                    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``(hist [N, T, S, H], hist_mask [N, T, S])`` of :attr:`Batch` (None, None without earlier reports).
+
+    An earlier report is a slot's RSS at an earlier time of a slot that reports now (``mask`` [N, S]);
+    with ``phy`` its PHY/MAC fields (:attr:`Inputs.phy_steps`) follow as :data:`PHY_COLUMNS`, masked where
+    that report lacks them (all masked where the inputs hold none).
+    """
+    if x.rss_steps_dbm is None or x.step_age_s is None:
+        return None, None
+    age = x.step_age_s[..., None]  # [N, T, 1]
+    hm = np.isfinite(x.rss_steps_dbm) & np.isfinite(age) & (age > 0) & mask[:, None, :]
+    if not hm.any():
+        return None, None
+    h_rss = np.clip((np.nan_to_num(x.rss_steps_dbm, nan=RSS_MIN_DBM) - RSS_MIN_DBM)
+                    / (RSS_MAX_DBM - RSS_MIN_DBM), -0.5, 1.5)
+    h_age = np.broadcast_to(np.nan_to_num(age) / AGE_SCALE_S, h_rss.shape)
+    cols = [np.stack([h_rss * hm, h_age * hm], -1).astype(np.float32)]
+    if phy:
+        cols.append(scale_phy(x.phy_steps, hm) if x.phy_steps is not None
+                    else np.zeros((*hm.shape, len(PHY_COLUMNS)), np.float32))
+    return torch.from_numpy(np.concatenate(cols, -1)), torch.from_numpy(hm)
 
 
 def iq_tensors(x: Inputs, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -108,6 +108,9 @@ class Inputs:
     phy : ndarray [N, S, P], optional
         PHY/MAC report fields :data:`PHY_INPUT_FIELDS` at the sample's last valid step (NaN where
         missing); None when the dataset has none.
+    phy_steps : ndarray [N, T, S, P] float32, optional
+        The same fields at every report time (NaN: not reported, or no such step): the earlier reports'
+        PHY/MAC columns of mapformer's history tokens; None for snapshots or without PHY fields.
     iq : ndarray [N, S, 2, n] int, optional
         IQ captures at the last valid step as ADC codes (datasets with captures, else None).
     iq_scale : ndarray [N, S], optional
@@ -150,6 +153,7 @@ class Inputs:
     rss_steps_dbm: np.ndarray | None = None
     step_age_s: np.ndarray | None = None
     phy: np.ndarray | None = None
+    phy_steps: np.ndarray | None = None
     iq: np.ndarray | None = None
     iq_scale: np.ndarray | None = None
     iq_t0_s: np.ndarray | None = None
@@ -174,6 +178,8 @@ class Inputs:
                                                        "step_age_s": self.step_age_s[rows]}
         if self.phy is not None:
             steps["phy"] = self.phy[rows]
+        if self.phy_steps is not None:
+            steps["phy_steps"] = self.phy_steps[rows]
         if self.carrier_hz is not None:
             steps["carrier_hz"] = self.carrier_hz[rows]
         if self.node_carrier_hz is not None:
@@ -192,6 +198,8 @@ class Inputs:
         steps = {} if self.rss_steps_dbm is None else {"rss_steps_dbm": self.rss_steps_dbm[:, :, sel]}
         if self.phy is not None:
             steps["phy"] = self.phy[:, sel]
+        if self.phy_steps is not None:
+            steps["phy_steps"] = self.phy_steps[:, :, sel]
         if self.node_carrier_hz is not None:
             steps["node_carrier_hz"] = self.node_carrier_hz[:, sel]
         steps.update({f: getattr(self, f)[:, sel] for f in self.IQ_FIELDS if getattr(self, f) is not None})
@@ -246,19 +254,26 @@ PHY_INPUT_FIELDS: tuple[str, ...] = ("rsrq_db", "sinr_db", "cqi", "ri", "serving
                                      "beam_id", "neighbour_rank", "event_a3", "event_a5")
 
 
-def _read_phy(g: Any, read: Any, last: np.ndarray) -> np.ndarray | None:
-    """PHY/MAC fields [N, S, P] at each sample's last valid step ``last`` [N], or None if the dataset has none."""
+def _read_phy(g: Any, read: Any, last: np.ndarray, step_mask: np.ndarray) -> dict[str, np.ndarray | None]:
+    """PHY/MAC fields: ``phy`` [N, S, P] at each sample's last valid step ``last`` [N], and with several steps
+    ``phy_steps`` [N, T, S, P] (float32; NaN outside ``step_mask`` [N, T]); ``{}`` if the dataset has none."""
     if not any(key in g for key in PHY_INPUT_FIELDS):
-        return None
+        return {}
+    n, t = step_mask.shape
     cols = []
     for key in PHY_INPUT_FIELDS:
         if key not in g:
-            cols.append(np.full((len(last), g["node_mask"].shape[1]), np.nan))
+            cols.append(np.full((n, t, g["node_mask"].shape[1]), np.nan, np.float32))
             continue
-        values = read(key)
-        values = np.where(values >= 0, values, np.nan) if values.dtype.kind in "iu" else values.astype(np.float64)
-        cols.append(_last_step(values.astype(np.float64), last))
-    return np.stack(cols, -1)
+        values = read(key)  # stored as float32 or int8: float32 holds them exactly
+        cols.append(np.where(values >= 0, values, np.nan).astype(np.float32) if values.dtype.kind in "iu"
+                    else values.astype(np.float32))
+    steps = np.stack(cols, -1)  # [N, T, S, P]
+    phy = steps[np.arange(n), last].astype(np.float64)
+    if t < 2:  # a snapshot has no earlier reports (as rss_steps_dbm)
+        return {"phy": phy}
+    steps[~step_mask] = np.nan
+    return {"phy": phy, "phy_steps": steps}
 
 
 def _last_step(values: np.ndarray, last: np.ndarray) -> np.ndarray:
@@ -335,7 +350,7 @@ def load_inputs(dataset: str, split: str, *, with_maps: bool = True, max_steps: 
         top_k=int(config.get("top_k", 0) or 0),
         rss_steps_dbm=rss_t if rss_t.shape[1] > 1 else None, step_age_s=step_age if rss_t.shape[1] > 1 else None,
         **_read_captures(g, idx, steps["last"]),
-        phy=_read_phy(g, read, steps["last"]),
+        **_read_phy(g, read, steps["last"], steps["step_mask"]),
         carrier_hz=np.asarray(read("carrier_hz"), dtype=np.float64) if "carrier_hz" in g else None,
         node_carrier_hz=np.asarray(read("node_carrier_hz"), dtype=np.float64) if "node_carrier_hz" in g else None,
     )
@@ -395,7 +410,7 @@ def _read_steps(read: Any, has_times: bool, has_los: bool, max_steps: int | None
         "aoa": _last_step(read("aoa_deg").astype(np.float64), last),
         "los": _last_step(read("los"), last).astype(np.int8) if has_los else np.full(rss.shape, -1, np.int8),
         "pos": _last_step(read("pos_m").astype(np.float64), last),
-        "last": last,
+        "last": last, "step_mask": step_mask,
     }
 
 

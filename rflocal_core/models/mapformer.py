@@ -17,7 +17,9 @@ Radio encoder
     ``band_feature`` the band) and a learned node-id embedding (id 0, unknown node: zero).
     For sequences, one more token per earlier report time and slot (the RSS then, the
     slot's position encoding and node-id embedding, and the age in seconds before the
-    current report as the time embedding, plus a learned "earlier report" embedding). A
+    current report as the time embedding, plus a learned "earlier report" embedding; with
+    ``phy_features`` and ``history_phy`` also that report's PHY/MAC columns, masked where it
+    lacks them). A
     masked transformer encoder with a CLS token over both; the CLS output is the radio
     embedding. Snapshot datasets have no earlier reports, and the network is then the same
     as without the history stream. Temporal dropout (``temporal_dropout``) drops earlier
@@ -95,7 +97,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -104,7 +106,9 @@ from torch import nn
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.features import (
     AGE_SCALE_S,
+    HIST_COLUMNS,
     NODE_Z_SCALE_M,
+    PHY_COLUMNS,
     TOKEN_COLUMNS,
     TX_SCALE_DBM,
     Batch,
@@ -158,6 +162,9 @@ MATCH_SIGMA_DB, RMS_SCALE_DB = 8.0, 20.0
 SUB_CELLS = 4
 #: The physics loss is the mean squared residual in dB^2 divided by this.
 PHYSICS_SCALE_DB2 = 100.0
+
+#: Inputs of a history token after its position encoding: RSS, age, log age (then PHY/MAC, ``history_phy``).
+HIST_BASE = 3
 
 _GROUPS = (("rss", "rss_ok"), ("aoa_sin", "aoa_cos", "aoa_ok"), ("toa", "toa_ok"))
 
@@ -217,6 +224,10 @@ class MapFormerConfig(MapFrameConfig):
     band_feature : bool
         Each token's band (its node's carrier: a multi-band scene's co-sited cells, or the sample's
         band) as two token columns, as setnet's (masked where a dataset does not say).
+    history_phy : bool
+        With ``phy_features``: the history tokens (earlier reports of a sequence) carry that report's
+        PHY/MAC columns too (masked where it lacks them). A checkpoint from before this option loads
+        with it on and zero weights on those columns: the network it was.
     """
 
     node_dropout: tuple[float, ...] = redefault(NetConfig, "node_dropout", (0.0, 0.1, 0.2))
@@ -248,6 +259,8 @@ class MapFormerConfig(MapFrameConfig):
     use_map_channels: bool = option(False, help="the SINR/ToA/AoA map stream (datasets generated with timing_maps)")
     phy_features: bool = phy_features_option()
     band_feature: bool = band_feature_option()
+    history_phy: bool = option(True, help="with phy_features: earlier reports' history tokens carry their PHY/MAC "
+                                          "columns too")
 
     def window_cells(self) -> int:
         return int(self.map_res)
@@ -570,8 +583,18 @@ class MapFormer(LocNet):
                 nn.init.zeros_(self.fine_head.weight)
                 nn.init.zeros_(self.fine_head.bias)
         # history tokens (earlier report times); built last, so snapshot data trains as before
-        self.hist_mlp = mlp([4 * c.pe_freqs + 3, 2 * d, d])
+        self.hist_phy = len(PHY_COLUMNS) if c.phy_features and c.history_phy else 0
+        self.hist_mlp = mlp([4 * c.pe_freqs + HIST_BASE + self.hist_phy, 2 * d, d])
         self.hist_type = nn.Parameter(torch.randn(1, 1, 1, d) * 0.02)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """Load weights; a checkpoint whose history tokens had no PHY/MAC columns (from before ``history_phy``)
+        gets zero weights on them, so the network computes what it did."""
+        key = "hist_mlp.0.weight"
+        saved, own = state_dict.get(key), self.hist_mlp[0].weight
+        if saved is not None and self.hist_phy and tuple(saved.shape) == (own.shape[0], own.shape[1] - self.hist_phy):
+            state_dict = {**state_dict, key: torch.cat([saved, saved.new_zeros(own.shape[0], self.hist_phy)], 1)}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # ----------------------------------------------------------------- forward
 
@@ -712,16 +735,20 @@ class MapFormer(LocNet):
     def _history(self, b: Batch, pe: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """History tokens [N, K, d] and their mask [N, K]: one per (earlier time, slot) that any sample uses.
 
-        Token: MLP(node position encoding, RSS, age, log age) + node-id embedding + a learned
-        "earlier report" embedding; the age (seconds before the current report) is the time
-        embedding.
+        Token: MLP(node position encoding, RSS, age, log age[, the report's PHY/MAC columns]) +
+        node-id embedding + a learned "earlier report" embedding; the age (seconds before the
+        current report) is the time embedding. PHY/MAC columns a batch does not carry (a
+        ``hist`` of :data:`HIST_COLUMNS` only) are zeros: absent, as their ``ok`` flags say.
         """
         hm = b.hist_mask
         hist = torch.where(hm.unsqueeze(-1), b.hist.to(pe.dtype), torch.zeros((), dtype=pe.dtype, device=pe.device))
         n, t, s, _ = hist.shape
         age = hist[..., 1:2]
-        x = torch.cat([pe.unsqueeze(1).expand(n, t, s, -1), hist[..., :1], age,
-                       torch.log1p(age.clamp_min(0) * AGE_SCALE_S) / 5.0], dim=-1)
+        parts = [pe.unsqueeze(1).expand(n, t, s, -1), hist[..., :1], age, torch.log1p(age.clamp_min(0) * AGE_SCALE_S) / 5.0]
+        if self.hist_phy:
+            phy = hist[..., len(HIST_COLUMNS):len(HIST_COLUMNS) + self.hist_phy]
+            parts.append(F.pad(phy, (0, self.hist_phy - phy.shape[-1])))
+        x = torch.cat(parts, dim=-1)
         ht = self.hist_mlp(x) + ids.unsqueeze(1) + self.hist_type  # [N, T, S, d]
         ht, hm = ht.reshape(n, t * s, -1), hm.reshape(n, t * s)
         used = hm.any(0)

@@ -165,6 +165,9 @@ def apply_transform(x: Inputs, t: InputTransform) -> Inputs:
         dropped = [k for k, key in enumerate(PHY_INPUT_FIELDS) if key not in t.phy_fields]
         fields["phy"] = x.phy.copy()
         fields["phy"][..., dropped] = np.nan
+        if x.phy_steps is not None:  # the earlier reports' fields too (mapformer's history tokens)
+            fields["phy_steps"] = x.phy_steps.copy()
+            fields["phy_steps"][..., dropped] = np.nan
     if x.iq_scale is not None and not keep_capture.all():  # a dropped receiver's capture goes with it
         fields["iq_scale"] = np.where(keep_capture, x.iq_scale, np.nan)
     out = replace(x, **fields)

@@ -379,6 +379,8 @@ def _prepare_network(dataset: str, model: str, model_config: dict[str, Any] | No
     warnings = node_position_warnings(model, dataset, head)  # streamed: of the first block
     options = {"frame": probe.frame, "phy": getattr(probe, "phy_features", False), "iq": getattr(probe, "use_iq", False),
                "band": getattr(probe, "band_feature", False), "iq_lags": getattr(probe, "iq_lags", False),
+               # mapformer's history tokens: the earlier reports' PHY/MAC columns
+               "hist_phy": getattr(probe, "phy_features", False) and getattr(probe, "history_phy", False),
                "window": probe.window() if hasattr(probe, "window") else None}  # map networks' window frame
     prep = _Prepared(attrs, train_in, val_in, None, None, warnings, loading, head, options)
     if isinstance(train_in, StreamedSplit):
