@@ -18,11 +18,16 @@ setup-test:
 run: setup
 	$(PY) -m rflocal_core serve --address $(ADDRESS) --port $(PORT)
 
+# The suite runs in 2 pytest-xdist workers, one per core; each test file runs whole on one worker
+# (tests/conftest.py: the browser tests together, the heaviest files first). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
+TEST_ARGS := -n $(TEST_WORKERS) --dist loadfile
+
 test: setup-test
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(TEST_ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not browser"
+	$(PY) -m pytest -q $(TEST_ARGS) -m "not browser"
 
 demo-scene: setup
 	$(PY) -m rflocal_core scene build --procedural --seed 7 --site-seed 0 --name demo

@@ -15,6 +15,13 @@ from typing import Any
 
 import pytest
 
+#: ``make test`` runs the suite in 2 pytest-xdist workers, one per core: torch, OpenMP and BLAS take
+#: one thread each there, and in the command-line runs a worker starts (2 workers x 2 threads on 2
+#: cores oversubscribe them). Set before anything imports torch; an explicit setting wins.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_threads, "1")
+
 from rflocal_core import settings
 
 REPO_ROOT = Path(__file__).parents[1]
@@ -130,6 +137,47 @@ def tiny_dataset():
 def workspace_env():
     """``with workspace_env(path):`` points ``$RFLOCAL_WORKSPACE`` at ``path`` (for session/module fixtures)."""
     return use_workspace
+
+
+#: The heaviest test files (a serial run's durations, 2026-12-03), heaviest first; under xdist they are
+#: handed out first, so that no long file starts last. A stale list costs balance, never correctness.
+HEAVY_MODULES = ("browser", "test_dataset_store.py", "test_onnx.py", "test_ddp.py", "test_iq_heimdall.py",
+                 "test_infer.py", "test_demo.py", "test_scene_import.py", "test_dataset_exchange.py",
+                 "test_dataset_drone.py", "test_time_budget.py", "test_nets.py", "test_train_engine.py",
+                 "test_measurement_quality.py", "test_scene_check.py", "test_train_runs.py", "test_cluster.py")
+
+
+def xdist_scope(nodeid: str) -> str:
+    """The unit a worker runs whole and in order: the test's file, so that its module fixtures (datasets,
+    trained runs, a Ray cluster) are built once; the browser tests are one unit (one Chromium and one
+    served app at a time). Named groups by file, not ``xdist_group`` marks: pytest-xdist 3.8's
+    ``loadgroup`` cannot rename pytest 9.2's node ids, so it ignores the marks."""
+    module = nodeid.split("::", 1)[0]
+    return "browser" if module.startswith("tests/test_browser") else module
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``make test`` runs ``-n 2 --dist loadfile``: files (and the browser group) go to the workers as
+    units, heaviest first (:data:`HEAVY_MODULES`, then the files' order)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class ModuleScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+    config.option.loadscopereorder = False  # keep the order the workers collected (below), not by test count
+    return ModuleScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In an xdist worker, the heavy files first (every worker sorts alike: they must collect the same list);
+    a plain run keeps the files' order."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        rank = {name: i for i, name in enumerate(HEAVY_MODULES)}
+        items.sort(key=lambda item: rank.get(xdist_scope(item.nodeid).removeprefix("tests/"), len(rank)))
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -31,10 +31,11 @@ def antwerp_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def test_split(antwerp_dir: Path) -> tuple[MeasurementSet, float]:
-    """The converted test split and the seconds the conversion took."""
-    start = time.perf_counter()
+    """The converted test split and the CPU seconds the conversion took (not wall seconds: on a loaded
+    machine those measure the load)."""
+    start = time.process_time()
     ms = convert_antwerp(antwerp_dir, split="test")
-    return ms, time.perf_counter() - start
+    return ms, time.process_time() - start
 
 
 def test_test_split_counts(test_split: tuple[MeasurementSet, float]) -> None:
@@ -81,8 +82,8 @@ def test_five_gateways_without_position(test_split: tuple[MeasurementSet, float]
 
 def test_conversion_is_fast(test_split: tuple[MeasurementSet, float]) -> None:
     _, seconds = test_split
-    print(f"convert_antwerp(split='test'): {seconds:.2f} s")
-    assert seconds < 10.0, f"converting 8307 messages took {seconds:.1f} s; expected a few seconds at most"
+    print(f"convert_antwerp(split='test'): {seconds:.2f} CPU s")
+    assert seconds < 10.0, f"converting 8307 messages took {seconds:.1f} CPU s; expected a few seconds at most"
 
 
 def test_converted_set_is_a_valid_file(test_split: tuple[MeasurementSet, float]) -> None:

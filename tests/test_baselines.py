@@ -205,12 +205,14 @@ def test_map_matching_speed() -> None:
                np.full((n, 6), 20.0), np.broadcast_to(np.arange(6), (n, 6)).copy(), truth, np.full(n, 1.5),
                np.zeros(n, np.int64), ("s",), {"s": maps}, 6, -120.0, 6.0, 0.0, 8)
     model = MapMatching().fit(x)
-    t0 = time.perf_counter()
+    # CPU time, not wall time: on a loaded machine (other tests, other jobs) the wall clock measures the load
+    t0, c0 = time.perf_counter(), time.process_time()
     pred = model.predict(x)
-    rate = n / (time.perf_counter() - t0)
-    print(f"map matching: {rate:.0f} samples/s on 256x256, 6 sites; median error {np.median(errors_m(pred, x)):.1f} m")
+    rate, cpu_rate = n / (time.perf_counter() - t0), n / (time.process_time() - c0)
+    print(f"map matching: {rate:.0f} samples/s ({cpu_rate:.0f} per CPU second) on 256x256, 6 sites; "
+          f"median error {np.median(errors_m(pred, x)):.1f} m")
     assert np.isfinite(pred.position_m).all()
-    assert rate > 50  # the target is ~100/s; margin for loaded CI machines
+    assert cpu_rate > 50  # the target is ~100/s; margin for slower CPUs
 
 
 def test_antwerp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
