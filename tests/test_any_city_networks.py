@@ -364,3 +364,42 @@ def test_the_map_networks_default_to_the_window_frame() -> None:
         spec = FeatureSpec.fit(data, frame=probe.frame, window=probe.window() if hasattr(probe, "window") else None)
         assert NeuralModel(name, build_network(name, {}, vocab_size=len(spec.node_keys)), spec).any_scene, name
     assert build_network("mapformer", {}, vocab_size=0).config.window() == (4.0, 64, "prior")
+
+
+def test_the_engine_keeps_the_untrained_network_when_no_epoch_beats_it(tmp_path) -> None:
+    """initial_validation (issue 19: a few CPU epochs of mapformer ended worse at the median than its untrained
+    self, its physics prior through its head): the engine validates before the first step (epoch 0) and keeps
+    that state unless a trained epoch beats it. One epoch at a rate that wrecks the network: the run keeps
+    epoch 0, its checkpoint predicts as the untrained network, and says so; without the option it keeps epoch 1."""
+    from rflocal_core.metrics import error_summary
+    from rflocal_core.train.engine import TrainConfig, fit_network
+    from rflocal_core.train.runs import CHECKPOINT_FORMAT, read_torch
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(3)
+    data = _small_map_scenes(1, 24, rng)
+    train_in, val_in = data.subset(np.arange(0, 24, 2)), data.subset(np.arange(1, 24, 2))
+    cfg = {**MAP_NETS["mapformer"], "frame": "window"}
+    runs = {}
+    for keep in (True, False):
+        torch.manual_seed(0)
+        spec = FeatureSpec.fit(train_in, frame="window", window=build_network("mapformer", cfg, vocab_size=0)
+                               .config.window())
+        model = NeuralModel("mapformer", build_network("mapformer", cfg, vocab_size=len(spec.node_keys)), spec)
+        untrained = model.predict(val_in).position_m
+        path = tmp_path / f"keep-{keep}"
+        path.mkdir()
+        tc = TrainConfig(epochs=1, batch_size=6, lr=0.5, warmup_epochs=0.0, grad_clip=0.0, weight_decay=0.0,
+                         device="cpu", initial_validation=keep)
+        runs[keep] = fit_network(path, model, tc, train_in, val_in, seed=0, progress=None)
+        saved = read_torch(path / "model.pt", run_id=path.name, expected_format=CHECKPOINT_FORMAT)
+        model.net.load_state_dict(saved["state"])
+        runs[keep, "kept"] = model.predict(val_in).position_m
+        runs[keep, "untrained"] = untrained
+    kept = runs[True]
+    first = error_summary(np.hypot(*(runs[True, "untrained"] - val_in.truth_m).T))
+    assert kept.best_epoch == 0 and kept.epochs_run == 1 and kept.initial.median_m == pytest.approx(first.median_m)
+    assert kept.best.median_m == pytest.approx(first.median_m)
+    np.testing.assert_allclose(runs[True, "kept"], runs[True, "untrained"])  # model.pt: the untrained state
+    off = runs[False]
+    assert off.best_epoch == 1 and off.initial is None and off.best.median_m > first.median_m  # the wreck kept
