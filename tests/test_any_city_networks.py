@@ -364,3 +364,69 @@ def test_the_map_networks_default_to_the_window_frame() -> None:
         spec = FeatureSpec.fit(data, frame=probe.frame, window=probe.window() if hasattr(probe, "window") else None)
         assert NeuralModel(name, build_network(name, {}, vocab_size=len(spec.node_keys)), spec).any_scene, name
     assert build_network("mapformer", {}, vocab_size=0).config.window() == (4.0, 64, "prior")
+
+
+def test_the_engine_keeps_the_untrained_network_when_no_epoch_beats_it(tmp_path) -> None:
+    """initial_validation (issue 19: a few CPU epochs of mapformer ended worse at the median than its untrained
+    self, its physics prior through its head): the engine validates before the first step (epoch 0) and keeps
+    that state unless a trained epoch beats it. One epoch at a rate that wrecks the network: the run keeps
+    epoch 0, its checkpoint predicts as the untrained network, and says so; without the option it keeps epoch 1."""
+    from rflocal_core.metrics import error_summary
+    from rflocal_core.train.engine import TrainConfig, fit_network
+    from rflocal_core.train.runs import CHECKPOINT_FORMAT, read_torch
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(3)
+    data = _small_map_scenes(1, 24, rng)
+    train_in, val_in = data.subset(np.arange(0, 24, 2)), data.subset(np.arange(1, 24, 2))
+    cfg = {**MAP_NETS["mapformer"], "frame": "window"}
+    runs = {}
+    for keep in (True, False):
+        torch.manual_seed(0)
+        spec = FeatureSpec.fit(train_in, frame="window", window=build_network("mapformer", cfg, vocab_size=0)
+                               .config.window())
+        model = NeuralModel("mapformer", build_network("mapformer", cfg, vocab_size=len(spec.node_keys)), spec)
+        untrained = model.predict(val_in).position_m
+        path = tmp_path / f"keep-{keep}"
+        path.mkdir()
+        tc = TrainConfig(epochs=1, batch_size=6, lr=0.5, warmup_epochs=0.0, grad_clip=0.0, weight_decay=0.0,
+                         device="cpu", initial_validation=keep)
+        runs[keep] = fit_network(path, model, tc, train_in, val_in, seed=0, progress=None)
+        saved = read_torch(path / "model.pt", run_id=path.name, expected_format=CHECKPOINT_FORMAT)
+        model.net.load_state_dict(saved["state"])
+        runs[keep, "kept"] = model.predict(val_in).position_m
+        runs[keep, "untrained"] = untrained
+    kept = runs[True]
+    first = error_summary(np.hypot(*(runs[True, "untrained"] - val_in.truth_m).T))
+    assert kept.best_epoch == 0 and kept.epochs_run == 1 and kept.initial.median_m == pytest.approx(first.median_m)
+    assert kept.best.median_m == pytest.approx(first.median_m)
+    np.testing.assert_allclose(runs[True, "kept"], runs[True, "untrained"])  # model.pt: the untrained state
+    off = runs[False]
+    assert off.best_epoch == 1 and off.initial is None and off.best.median_m > first.median_m  # the wreck kept
+
+
+def test_mapformer_reads_its_prior_finer_than_the_map_cells() -> None:
+    """prior_subcell (issue 19: with 4 m map cells the prior's argmax is ~1.5 m off at the median on the real
+    held-out tiles however right the likelihood): untrained, mapformer answers the prior's posterior mean on
+    points within a map cell of its best one (ToA and AoA exact at each point), here 16 m cells with noise-free
+    ToA and bearings: within 2 m of every target, where the prior's mean over the coarse cell's map cells
+    (prior_subcell=0, as a checkpoint from before the option loads) is several metres off."""
+    torch.set_num_threads(1)
+    nodes = BIG_NODES * np.array([0.25, 0.25, 1.0])
+    targets = np.random.default_rng(4).uniform(-150.0, 150.0, (12, 2))
+    maps = {"coarse": _scene_maps("coarse", nodes, 192.0, cell_m=16.0)}
+    x = _inputs(np.broadcast_to(nodes, (12, 4, 3)).copy(), targets, bearings=True, scenes=("coarse",), maps=maps)
+    cfg = {**MAP_NETS["mapformer"], "cell_m": 16.0, "map_res": 16, "grid_cells": 4, "frame": "window"}
+    err = {}
+    for points in (4, 0):
+        torch.manual_seed(0)
+        spec = FeatureSpec.fit(x, frame="window", window=build_network("mapformer", cfg, vocab_size=0).config.window())
+        net = build_network("mapformer", {**cfg, "prior_subcell": points}, vocab_size=len(spec.node_keys))
+        model = NeuralModel("mapformer", net.eval(), spec)
+        err[points] = np.hypot(*(model.predict(x).position_m - targets).T)
+    print("errors (m), prior_subcell 4 / 0:", err[4].round(2), err[0].round(2))
+    assert err[4].max() < 2.0 and np.median(err[0]) > 2 * np.median(err[4]), err
+    saved = {k: v for k, v in model.checkpoint_config()["model_config"].items() if k != "prior_subcell"}
+    old = NeuralModel.from_checkpoint({"model": "mapformer", "state": model.net.state_dict(),
+                                       "config": {**model.checkpoint_config(), "model_config": saved}})
+    assert old.net.config.prior_subcell == 0 and build_network("mapformer", {}, vocab_size=0).config.prior_subcell == 4

@@ -229,11 +229,12 @@ def test_a_time_budget_stops_the_run_and_bounds_its_time_left(ws):
 
 
 def test_early_stop_is_recorded_with_its_epoch(ws):
-    # a learning rate too small to move the validation median: the second epoch is no better
+    # a learning rate too small to move the validation median: the first epoch is no better than the untrained
+    # network (epoch 0, initial_validation), which is kept
     result = train("eds", "setnet", train_config={"epochs": 30, "patience": 1, "lr": 1e-7, "warmup_epochs": 0},
                    run_id="stops-early")
-    assert result.stop_reason == "early stopping" and result.epochs_run == 2
-    assert result.stopped == "early stop at epoch 2 (patience 1)" == _row("stops-early")["stopped"]
+    assert result.stop_reason == "early stopping" and result.epochs_run == 1 and result.best_epoch == 0
+    assert result.stopped == "early stop at epoch 1 (patience 1)" == _row("stops-early")["stopped"]
 
 
 def test_corrupt_network_checkpoint_is_a_clear_error(ws):

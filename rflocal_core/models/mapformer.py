@@ -122,6 +122,7 @@ from rflocal_core.models.maps import (
     MapBatch,
     MapFrameConfig,
     aoa_loglik,
+    aoa_loglik_at,
     lookup,
     rss_unit_to_dbm,
     unit_to_pg_db,
@@ -205,6 +206,13 @@ class MapFormerConfig(MapFrameConfig):
         rather than the matching itself.
     prior_rss_sigma_db, prior_toa_sigma_m, prior_aoa_sigma_deg : float
         Spreads of the prior's RSS (shadowing + noise), line-of-sight ToA and inlier AoA terms.
+    prior_subcell : int
+        With ``physics_prior`` and ``top_k > 0``: the best coarse cell's offset starts from the prior's
+        posterior mean on ``prior_subcell`` x ``prior_subcell`` points per map cell within one map cell
+        of the centre of the prior's best map cell in it (ToA and AoA at each point, RSS and footprint of
+        the map cell holding it: :func:`subcell_offset`), instead of the prior's mean over the coarse
+        cell's map cells, so the output is finer than the map cells (0: as before the option; runs
+        trained before it load so).
     refine_steps : int
         Inference-time gradient steps on the position against the physics residual (eval only).
     refine_lr : float
@@ -250,6 +258,11 @@ class MapFormerConfig(MapFrameConfig):
     prior_rss_sigma_db: float = option(6.5, lo=0.1, hi=50.0, unit="dB", help="spread of the prior's RSS term")
     prior_toa_sigma_m: float = option(4.0, lo=0.1, hi=1000.0, unit="m", help="spread of the prior's ToA term")
     prior_aoa_sigma_deg: float = option(7.0, lo=0.1, hi=90.0, unit="deg", help="spread of the prior's AoA term")
+    # the prior's posterior mean on 1 m points around its best 4 m cell: held-out median 1.6 -> 1.5 m
+    # (Aguascalientes), 1.8 -> 1.6 m (Oakland) untrained (bench_any_city.py, issue 19)
+    prior_subcell: int = option(4, lo=0, hi=16, help="points per map cell side of the prior's posterior mean around "
+                                                     "its best map cell in the output's coarse cell (0: the prior's "
+                                                     "mean over the coarse cell)")
     refine_steps: int = option(0, lo=0, hi=1000, help="inference-time gradient steps against the physics residual")
     refine_lr: float = option(0.005, lo=1e-5, hi=0.5, help="step size of the refinement, in unit-square units")
     feature_dropout: float = option(0.1, lo=0.0, hi=0.9, help="training: drop each measurement group of a token")
@@ -261,6 +274,9 @@ class MapFormerConfig(MapFrameConfig):
     band_feature: bool = band_feature_option()
     history_phy: bool = option(True, help="with phy_features: earlier reports' history tokens carry their PHY/MAC "
                                           "columns too")
+
+    #: Options a checkpoint without them was trained without: their value then (not the default now).
+    checkpoint_defaults: ClassVar[dict[str, int]] = {"prior_subcell": 0}
 
     def window_cells(self) -> int:
         return int(self.map_res)
@@ -370,29 +386,37 @@ def physics_loglik(batch: MapBatch, *, rss_sigma_db: float, toa_sigma_m: float, 
     sq, _, no_ray = rss_cells(batch) if cells is None else cells
     rss = -sq / (2 * rss_sigma_db ** 2) - NO_RAY_NATS * no_ray
 
-    known = b.mask & (b.col("pos_ok") > 0.5)
     ys = (torch.arange(h, device=dev, dtype=maps.dtype) + 0.5) / h
     xs = (torch.arange(w, device=dev, dtype=maps.dtype) + 0.5) / w
     dx = xs.view(1, 1, 1, w) - b.node_xy[..., 0, None, None].to(maps.dtype)  # [N, S, 1, W]
     dy = ys.view(1, 1, h, 1) - b.node_xy[..., 1, None, None].to(maps.dtype)  # [N, S, H, 1]
-    r2 = dx * dx + dy * dy  # [N, S, H, W]
-
-    toa_on = (known & (b.col("toa_ok") > 0.5))[..., None, None]
-    if batch.extent_m is not None and (tracing() or bool(toa_on.any())):
-        ext = float(batch.extent_m)
-        dz = (b.col("node_z") * NODE_Z_SCALE_M / ext)[..., None, None].to(maps.dtype)
-        e = (b.col("toa")[..., None, None].to(maps.dtype) - torch.sqrt(r2 + dz * dz)) * ext  # m
-        s_los = toa_sigma_m
-        los = math.log(TOA_LOS_PROB) - 0.5 * (e / s_los) ** 2 - math.log(s_los * math.sqrt(2 * math.pi))
-        nlos = (math.log(1 - TOA_LOS_PROB) - math.log(TOA_NLOS_SCALE_M) - e.clamp_min(0) / TOA_NLOS_SCALE_M
-                - 0.5 * (e.clamp_max(0) / s_los) ** 2)
-        toa = torch.where(toa_on, torch.logaddexp(los, nlos), torch.zeros_like(los)).sum(1)  # masked: NaN-safe
-    else:
+    toa = toa_loglik_at(batch, dx, dy, toa_sigma_m=toa_sigma_m)
+    if toa is None:
         toa = torch.zeros(n, h, w, device=dev, dtype=maps.dtype)
 
     aoa = aoa_loglik(b, h, w, sigma_deg=aoa_sigma_deg).to(maps.dtype)
     indoor = -INDOOR_NATS * (batch.scene_rasters[:, SCENE_CHANNELS.index("footprint")].float() > 0.5).to(maps.dtype)
     return torch.stack([rss, toa, aoa, indoor], dim=1)
+
+
+def toa_loglik_at(batch: MapBatch, dx: torch.Tensor, dy: torch.Tensor, *, toa_sigma_m: float) -> torch.Tensor | None:
+    """The ToA term of :func:`physics_loglik` at any points: ``dx``, ``dy`` [N, S, *P] (broadcastable) are point -
+    node (unit square) per slot; returns [N, *P] summed over the slots, or None where it is zero for every point
+    (no ToA report of a known node, or no metres to compare in)."""
+    b = batch.base
+    dtype = dx.dtype
+    extra = (1,) * (max(dx.dim(), dy.dim()) - 2)
+    toa_on = (b.mask & (b.col("pos_ok") > 0.5) & (b.col("toa_ok") > 0.5)).view(*b.mask.shape, *extra)
+    if batch.extent_m is None or not (tracing() or bool(toa_on.any())):
+        return None
+    ext = float(batch.extent_m)
+    dz = (b.col("node_z") * NODE_Z_SCALE_M / ext).view(*b.mask.shape, *extra).to(dtype)
+    e = (b.col("toa").view(*b.mask.shape, *extra).to(dtype) - torch.sqrt(dx * dx + dy * dy + dz * dz)) * ext  # m
+    s_los = toa_sigma_m
+    los = math.log(TOA_LOS_PROB) - 0.5 * (e / s_los) ** 2 - math.log(s_los * math.sqrt(2 * math.pi))
+    nlos = (math.log(1 - TOA_LOS_PROB) - math.log(TOA_NLOS_SCALE_M) - e.clamp_min(0) / TOA_NLOS_SCALE_M
+            - 0.5 * (e.clamp_max(0) / s_los) ** 2)
+    return torch.where(toa_on, torch.logaddexp(los, nlos), torch.zeros_like(los)).sum(1)  # masked: NaN-safe
 
 
 def radio_channels(batch: MapBatch, loglik: torch.Tensor,
@@ -466,6 +490,50 @@ def _pool_prior(total: torch.Tensor, g: int) -> tuple[torch.Tensor, torch.Tensor
     gy, gx = torch.meshgrid(sub_y, sub_x, indexing="ij")
     offset = torch.stack([weights @ gx.reshape(-1), weights @ gy.reshape(-1)], dim=-1)
     return lse, offset
+
+
+def subcell_offset(batch: MapBatch, loglik: torch.Tensor, weight: torch.Tensor, cell: torch.Tensor, g: int,
+                   points: int, *, toa_sigma_m: float, aoa_sigma_deg: float) -> torch.Tensor | None:
+    """[N, 2] the weighted prior's posterior mean near its best map cell within coarse cell ``cell`` [N], as an
+    offset (unit square) from that coarse cell's centre; None where the raster side is not a multiple of ``g``.
+
+    The map cells quantize the prior: on the real tiles of bench_any_city.py its argmax is ~1.5 m off at the
+    median with 4 m cells even where the likelihood is right. ToA and AoA are geometry, known at any point,
+    so they are evaluated on ``points`` x ``points`` points per map cell within one map cell of the
+    best one's centre (RSS and footprint terms: those of the map cell holding the point), and the output
+    is the mean under that local posterior (``loglik`` [N, 4, H, W] per term, ``weight`` [4] of each term).
+    """
+    n, _, h, w = loglik.shape
+    if h % g or w % g:
+        return None
+    ky, kx = h // g, w // g
+    dev, dtype = loglik.device, loglik.dtype
+    total = (loglik * weight.view(1, -1, 1, 1)).sum(1)
+    blocks = total.view(n, g, ky, g, kx).permute(0, 1, 3, 2, 4).reshape(n, g * g, ky * kx)
+    block = torch.gather(blocks, 1, cell.view(n, 1, 1).expand(n, 1, ky * kx))[:, 0]  # [N, ky * kx]
+    sub = index_ordered(block.detach(), largest=True).topk(1, dim=1).indices[:, 0]
+    iy = (cell // g) * ky + sub // kx  # the best map cell in the coarse cell
+    ix = (cell % g) * kx + sub % kx
+    d = (torch.arange(2 * points, device=dev, dtype=dtype) + 0.5) / points - 1.0  # map cells from its centre
+    px = ((ix.to(dtype) + 0.5).view(n, 1, 1) + d.view(1, 1, -1)).expand(n, 2 * points, 2 * points)
+    py = ((iy.to(dtype) + 0.5).view(n, 1, 1) + d.view(1, -1, 1)).expand(n, 2 * points, 2 * points)
+    px, py = px.reshape(n, -1), py.reshape(n, -1)  # [N, P], map cells
+    inside = (px >= 0) & (px < w) & (py >= 0) & (py < h)
+    at = py.floor().clamp(0, h - 1).long() * w + px.floor().clamp(0, w - 1).long()
+    cells_ll = (loglik[:, [0, 3]] * weight[[0, 3]].view(1, -1, 1, 1)).sum(1).reshape(n, -1)  # RSS + footprint
+    ll = torch.gather(cells_ll, 1, at)
+    ux, uy = px / w, py / h  # unit square
+    b = batch.base
+    dx = ux.unsqueeze(1) - b.node_xy[..., 0, None].to(dtype)  # [N, S, P]
+    dy = uy.unsqueeze(1) - b.node_xy[..., 1, None].to(dtype)
+    toa = toa_loglik_at(batch, dx, dy, toa_sigma_m=toa_sigma_m)
+    if toa is not None:
+        ll = ll + weight[1] * toa
+    ll = ll + weight[2] * aoa_loglik_at(b, dx, dy, sigma_deg=aoa_sigma_deg).to(dtype)
+    p = torch.softmax(ll.masked_fill(~inside, float("-inf")), dim=1)
+    mean = torch.stack([(p * ux).sum(1), (p * uy).sum(1)], dim=1)
+    centre = torch.stack([(cell % g).to(dtype) + 0.5, (cell // g).to(dtype) + 0.5], dim=1) / g
+    return mean - centre
 
 
 # --------------------------------------------------------------------------- modules
@@ -626,6 +694,8 @@ class MapFormer(LocNet):
         if self.prior_weight is not None and loglik is not None:
             prior_logits, prior_offset = self._prior_logits(loglik)
             logits = logits + prior_logits
+            if c.prior_subcell > 0 and self.fine_head is not None:
+                prior_offset = self._subcell_prior(batch, loglik, logits, prior_offset)
 
         out: dict[str, torch.Tensor] = {"coarse_logits": logits}
         if self.fine_head is not None:
@@ -700,13 +770,28 @@ class MapFormer(LocNet):
         cell_h = self.cell_mlp(sq.flatten(2).transpose(1, 2))  # [N, G*G, d]
         return cell_h, self.logit_head(cell_h)[..., 0]  # [N, G*G]
 
-    def _prior_logits(self, loglik: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The weighted physics prior pooled to coarse cells: logits [N, G*G] and its mean offset in each cell."""
+    def _prior_term_weights(self, loglik: torch.Tensor) -> torch.Tensor:
+        """[4] the learned weight of each prior term (0 for a stream switched off)."""
         c = self.config
         use = torch.tensor([c.use_radio_maps, True, True, c.use_scene], device=loglik.device, dtype=loglik.dtype)
-        weight = F.softplus(self.prior_weight) * use
+        return F.softplus(self.prior_weight) * use
+
+    def _prior_logits(self, loglik: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weighted physics prior pooled to coarse cells: logits [N, G*G] and its mean offset in each cell."""
+        weight = self._prior_term_weights(loglik)
         prior = (loglik * weight.view(1, -1, 1, 1)).sum(1)  # [N, H, W]
-        return _pool_prior(prior, c.grid_cells)
+        return _pool_prior(prior, self.config.grid_cells)
+
+    def _subcell_prior(self, batch: MapBatch, loglik: torch.Tensor, logits: torch.Tensor,
+                       prior_offset: torch.Tensor) -> torch.Tensor:
+        """``prior_offset`` with the best coarse cell's offset from :func:`subcell_offset` (``prior_subcell``)."""
+        c = self.config
+        best = index_ordered(logits.detach(), largest=True).topk(1, dim=1).indices[:, 0]  # the output's cell
+        fine = subcell_offset(batch, loglik, self._prior_term_weights(loglik), best, c.grid_cells, c.prior_subcell,
+                              toa_sigma_m=c.prior_toa_sigma_m, aoa_sigma_deg=c.prior_aoa_sigma_deg)
+        if fine is None:
+            return prior_offset
+        return prior_offset.scatter(1, best.view(-1, 1, 1).expand(-1, 1, 2), fine.unsqueeze(1).to(prior_offset.dtype))
 
     def _fine_positions(
         self, cell_h: torch.Tensor, logits: torch.Tensor, cells: torch.Tensor, prior_offset: torch.Tensor | None,

@@ -116,9 +116,20 @@ def aoa_loglik(base: Batch, h: int, w: int, *, sigma_deg: float) -> torch.Tensor
     xs = (torch.arange(w, device=dev, dtype=dtype) + 0.5) / w
     dx = xs.view(1, 1, 1, w) - base.node_xy[..., 0, None, None].to(dtype)  # [N, S, 1, W]
     dy = ys.view(1, 1, h, 1) - base.node_xy[..., 1, None, None].to(dtype)  # [N, S, H, 1]
+    return aoa_loglik_at(base, dx, dy, sigma_deg=sigma_deg)
+
+
+def aoa_loglik_at(base: Batch, dx: torch.Tensor, dy: torch.Tensor, *, sigma_deg: float) -> torch.Tensor:
+    """The AoA log-likelihood of :func:`aoa_loglik` at any points: ``dx``, ``dy`` [N, S, *P] (broadcastable) are
+    point - node (unit square), per slot; returns [N, *P], summed over the slots."""
+    dtype = dx.dtype
+    extra = (1,) * (max(dx.dim(), dy.dim()) - 2)
+    on = (base.mask & (base.col("pos_ok") > 0.5) & (base.col("aoa_ok") > 0.5)).view(*base.mask.shape, *extra)
     dist = (dx * dx + dy * dy).clamp_min(1e-12).sqrt()
     # the aoa features are (sin, cos) of the compass bearing: (east, north) of the direction
-    cos_d = (base.col("aoa_sin")[..., None, None] * dx + base.col("aoa_cos")[..., None, None] * dy) / dist
+    sin_b = base.col("aoa_sin").view(*base.mask.shape, *extra).to(dtype)
+    cos_b = base.col("aoa_cos").view(*base.mask.shape, *extra).to(dtype)
+    cos_d = (sin_b * dx + cos_b * dy) / dist
     kappa = 1.0 / math.radians(sigma_deg) ** 2
     inlier = math.log(AOA_INLIER_PROB) + kappa * (cos_d - 1) + 0.5 * math.log(kappa / (2 * math.pi))
     uniform = torch.full_like(inlier, math.log((1 - AOA_INLIER_PROB) / (2 * math.pi)))

@@ -44,7 +44,9 @@ class NeuralModel:
         cfg = payload.get("config") or {}
         spec = FeatureSpec.from_dict(cfg["features"])
         # the spec says how the inputs were encoded; configs from before frames existed leave it out
-        model_config = {**(cfg.get("model_config") or {}), "frame": spec.frame}
+        # an option added since keeps the behaviour the run was trained with (``checkpoint_defaults``)
+        before = getattr(NETWORKS[name].config_cls, "checkpoint_defaults", {})
+        model_config = {**before, **(cfg.get("model_config") or {}), "frame": spec.frame}
         net = build_network(name, model_config, vocab_size=len(spec.node_keys))
         state = {k: torch.as_tensor(np.asarray(v)) for k, v in payload["state"].items()}
         try:

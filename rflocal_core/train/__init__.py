@@ -554,6 +554,8 @@ def _run_network_locked(
         best = {"median_m": out.best.median_m, "p95_m": out.best.p95_m, "mean_m": out.best.mean_m,
                 "seconds": out.seconds, "epoch": out.best_epoch, "epochs_run": out.epochs_run,
                 "stop_reason": out.stop_reason}
+        if out.initial is not None:  # the untrained network's figures (epoch 0; the best when no epoch beat it)
+            best["initial_median_m"] = out.initial.median_m
         write_status(path, state="done", best=best, stop=out.stop)
     except (JobCancelled, KeyboardInterrupt):  # the best checkpoint and resume.pt stay: resumable
         if main:

@@ -94,6 +94,11 @@ class TrainConfig:
         dataset split by area, val otherwise; networks: val).
     calibration_block_m, calibration_folds : float, int
         ``"blocks"``: the side of the squares and how many folds they are dealt to.
+    initial_validation : bool
+        Validate the network before its first step too (epoch 0) and keep it as the best state until a
+        trained epoch beats it on the validation median: a network that starts from a prior (mapformer's
+        heads start at zero: its physics prior decoded by its own head) then never ends worse on
+        validation than where it started. The run records it (``best_epoch`` 0, ``initial``).
     """
 
     epochs: int = option(60, lo=1, hi=100_000, label="Epochs", help="networks: maximum epochs")
@@ -126,6 +131,9 @@ class TrainConfig:
                                         help="calibration blocks: side of the squares dealt to the folds")
     calibration_folds: int = option(5, lo=2, hi=50, label="Calibration folds",
                                     help="calibration blocks: folds of squares (the model is fitted once per fold)")
+    initial_validation: bool = option(True, label="Keep the untrained network if best",
+                                      help="validate before the first step (epoch 0) and keep that state unless a "
+                                           "trained epoch beats it on the validation median")
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -158,9 +166,12 @@ class FitResult:
     stop : StopReason
         Why it stopped, as the run's ``status.json`` says it.
     best : ErrorSummary
-        Validation summary of the best epoch.
+        Validation summary of the best epoch (``best_epoch`` 0: the network before training, kept because
+        no trained epoch beat it; ``initial_validation``).
     seconds : float
         Training time, over every resumption.
+    initial : ErrorSummary or None
+        Validation summary of the network before its first step (None: ``initial_validation`` off).
     """
 
     best_epoch: int
@@ -169,6 +180,7 @@ class FitResult:
     stop: StopReason
     best: ErrorSummary
     seconds: float
+    initial: ErrorSummary | None = None
 
 
 def fit_network(
@@ -204,6 +216,8 @@ def fit_network(
     torch.manual_seed(seed)
     loop = _Loop.start(path, model, cfg, train_in, val_in, seed=seed, report=as_progress(progress), resume=resume,
                        dist=dist or Dist())
+    if cfg.initial_validation and resume is None:
+        loop.validate_initial()
     aux_epochs = int(getattr(loop.net.config, "aux_epochs", 0))
     stop_reason = "epochs"
     for epoch in range(int(loop.state["epoch"]), cfg.epochs):
@@ -219,13 +233,14 @@ def fit_network(
             stop_reason = "early stopping"
             break
     state = loop.state
-    if state["best"] is None:
+    if state["best"] is None or state["epoch"] <= aux_epochs:
         msg = "no epoch of joint training finished (all epochs were auxiliary?); raise epochs above aux_epochs"
         raise InvalidInputError(msg)
     kind = {"epochs": "epochs", "time limit": "time_budget", "early stopping": "early_stop"}[stop_reason]
     stop = StopReason(kind, int(state["epoch"]), cfg.epochs, cfg.patience if kind == "early_stop" else None)
+    initial = state.get("initial")
     return FitResult(state["best_epoch"], state["epoch"], stop_reason, stop, ErrorSummary.from_json(state["best"]),
-                     round(state["elapsed_s"], 3))
+                     round(state["elapsed_s"], 3), None if initial is None else ErrorSummary.from_json(initial))
 
 
 @dataclass
@@ -494,6 +509,19 @@ class _Loop:
         if cancel:
             raise JobCancelled("cancelled")
         return loss, parts, out_of_time
+
+    def validate_initial(self) -> None:
+        """Epoch 0: validate the network before its first step and keep it as the best state so far (its
+        checkpoint written), so a trained epoch must beat it on the validation median to replace it."""
+        val, _ = _validate(self.model, self.val_b, self.val_in, self.val_src, self.dist)
+        summary = val.to_json()
+        self.state["initial"] = summary
+        if not math.isfinite(val.median_m):
+            return
+        self.state.update(best_median=val.median_m, best_epoch=0, best=summary)
+        if self.dist.is_main:
+            save_checkpoint(self.path, model=self.model.name, config=self.model.checkpoint_config(),
+                            state=self.net.state_dict())
 
     def end_epoch(self, epoch: int, stage: str, sums: dict[str, float], seen: int, t_epoch: float) -> None:
         """Validate; keep the best model, count epochs without progress, adapt a plateau schedule; write
