@@ -483,7 +483,7 @@ TRAIN_WIDGETS = {
     "tm_epochs": (TrainConfig, "epochs"), "tm_batch": (TrainConfig, "batch_size"), "tm_lr": (TrainConfig, "lr"),
     "tm_minutes": (TrainConfig, "max_minutes", {"none_value": 0.0}), "tm_schedule": (TrainConfig, "schedule"),
     "tm_warmup": (TrainConfig, "warmup_epochs"), "tm_patience": (TrainConfig, "patience"),
-    "tm_device": (TrainConfig, "device"),
+    "tm_device": (TrainConfig, "device"), "tm_initial_val": (TrainConfig, "initial_validation"),
 }
 BASELINE_TRAIN_WIDGETS = {
     "tm_calibration": (TrainConfig, "calibration"), "tm_cal_block": (TrainConfig, "calibration_block_m"),

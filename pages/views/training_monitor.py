@@ -90,6 +90,7 @@ with st.expander("Start a run", expanded=st.session_state.setdefault("tm_form_op
             train_config["warmup_epochs"] = number(c[1], tr.TrainConfig, "warmup_epochs", key="tm_warmup")
             train_config["patience"] = number(c[2], tr.TrainConfig, "patience", key="tm_patience")
             train_config["device"] = choice(c[3], tr.TrainConfig, "device", key="tm_device")
+            train_config["initial_validation"] = toggle(st, tr.TrainConfig, "initial_validation", key="tm_initial_val")
         else:  # a baseline is fitted once; where its sigma is calibrated is its one training option
             c = st.columns(3)
             train_config["calibration"] = choice(c[0], tr.TrainConfig, "calibration", key="tm_calibration")
