@@ -826,6 +826,24 @@ def _trace_batch(
     return (power, tau, phi, valid, inter), (a, theta_r, phi_r), theta_t
 
 
+#: Paths within this of the strongest (dB) count as tied with it; the earliest of them is "the strongest".
+PATH_TIE_DB = 1e-3
+
+
+def strongest_path(power: np.ndarray, tau: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Index [...] of each link's strongest path (``power``, ``tau``, ``valid`` [..., paths]).
+
+    Dr.Jit sums a path's contributions in parallel, so two paths of equal power (a symmetric street)
+    differ in the last bits from run to run and a plain argmax flips between them: their AoAs can be
+    tens of degrees apart. Paths within ``PATH_TIE_DB`` of the maximum are tied, and the earliest wins.
+    """
+    with np.errstate(divide="ignore"):
+        db = np.where(valid & (power > 0), 10.0 * np.log10(np.where(power > 0, power, 1.0)), -np.inf)
+    best = db.max(-1, keepdims=True)
+    tied = valid & (db >= best - PATH_TIE_DB)
+    return np.where(tied, tau, np.inf).argmin(-1)
+
+
 def _link_features(
     power: np.ndarray, tau: np.ndarray, phi: np.ndarray, valid: np.ndarray, inter: np.ndarray,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -837,7 +855,7 @@ def _link_features(
     total = power.sum(-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         first = np.where(valid, tau, np.inf).min(-1)
-        strongest = np.argmax(power, axis=-1)
+        strongest = strongest_path(power, tau, valid)
         phi_best = np.take_along_axis(phi, strongest[..., None], -1)[..., 0]
         mean_tau = (power * tau).sum(-1) / total
         spread = np.sqrt(np.maximum((power * (tau - mean_tau[..., None]) ** 2).sum(-1) / total, 0.0))

@@ -204,3 +204,19 @@ def test_children_that_flood_stderr_do_not_hang(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match=r"worker 1 failed: boom: the last line"):
         run_children([[sys.executable, "-c", flood], [sys.executable, "-c", fail]], on_line=lines.append,
                      log_dir=tmp_path)
+
+
+def test_strongest_path_breaks_near_ties_by_arrival_whatever_the_last_bits():
+    """Two equally strong paths that differ in the last bits (parallel sums) give the same answer both ways."""
+    from rflocal_core.raytrace import strongest_path
+
+    tau = np.array([[3e-7, 1e-7, 2e-7]])
+    valid = np.ones((1, 3), bool)
+    for eps in (1e-9, -1e-9):  # path 0 or path 1 slightly stronger
+        power = np.array([[1e-9 * (1 + eps), 1e-9, 1e-12]])
+        assert strongest_path(power, tau, valid)[0] == 1  # tied: the earlier one
+    clear = np.array([[2e-9, 1e-9, 1e-12]])  # 3 dB apart: the stronger, though later
+    assert strongest_path(clear, tau, valid)[0] == 0
+    # an invalid path never wins, however strong; a link without paths gives a harmless index
+    assert strongest_path(np.array([[5e-9, 1e-9, 1e-12]]), tau, np.array([[False, True, True]]))[0] == 1
+    assert strongest_path(np.zeros((1, 3)), tau, np.zeros((1, 3), bool))[0] in (0, 1, 2)
