@@ -960,7 +960,7 @@ class KNNFingerprint(Baseline):
         """
         _check_inputs(x, "x")
         self._require_fit()
-        feats = self._features(x).astype(np.float64)
+        feats, raw = self._features(x).astype(np.float64), self._raw(x)
         k = int(self._state["k"])
         out_pos, out_w, out_d = np.full((len(x), k, 2), np.nan), np.full((len(x), k), np.nan), np.full((len(x), k), np.nan)
         for i, scene in enumerate(x.scenes):
@@ -973,7 +973,7 @@ class KNNFingerprint(Baseline):
                 d = _fingerprint_distance(feats[r], ref, self.config.metric)
                 if exclude_self:  # the sample's own row: the nearest at distance 0 (its position equal too)
                     d[np.arange(len(r)), np.argmin(d, axis=1)] = np.inf
-                d = self._map_score(d, self._raw(x)[r], scene)
+                d = self._map_score(d, raw[r], scene)
                 nn, w = _neighbour_weights(d, k, *self._weighting())
                 out_pos[r], out_w[r], out_d[r] = ref_pos[nn], w, np.take_along_axis(d, nn, 1)
         return out_pos, out_w, out_d

@@ -516,9 +516,13 @@ class _Loop:
         val, _ = _validate(self.model, self.val_b, self.val_in, self.val_src, self.dist)
         summary = val.to_json()
         self.state["initial"] = summary
-        if not math.isfinite(val.median_m):
-            return
-        self.state.update(best_median=val.median_m, best_epoch=0, best=summary)
+        if math.isfinite(val.median_m):
+            self._keep_best(0, val.median_m, summary)
+
+    def _keep_best(self, epoch: int, median: float, summary: dict) -> None:
+        """Record ``epoch`` as the best so far and write its checkpoint (rank 0 writes the run; the other
+        ranks took the same decision)."""
+        self.state.update(best_median=median, best_epoch=epoch, best=summary)
         if self.dist.is_main:
             save_checkpoint(self.path, model=self.model.name, config=self.model.checkpoint_config(),
                             state=self.net.state_dict())
@@ -540,10 +544,8 @@ class _Loop:
         median = val.median_m
         improved = stage == "joint" and math.isfinite(median) and median < state["best_median"] * (1 - 1e-4)
         if improved:
-            state.update(best_median=median, best_epoch=epoch + 1, best=val_summary, bad_epochs=0)
-            if self.dist.is_main:  # rank 0 writes the run; the other ranks took the same decision
-                save_checkpoint(self.path, model=self.model.name, config=self.model.checkpoint_config(),
-                                state=self.net.state_dict())
+            state["bad_epochs"] = 0
+            self._keep_best(epoch + 1, median, val_summary)
         elif stage == "joint":
             state["bad_epochs"] += 1
         if cfg.schedule == "plateau" and stage == "joint":
