@@ -955,8 +955,10 @@ class KNNFingerprint(Baseline):
         """The k neighbours of every sample of ``x``: positions [N, k, 2], weights [N, k] and distances [N, k] (dB).
 
         ``exclude_self``: ``x`` is the training split itself and each sample's own fingerprint
-        (distance 0 at its own row) is left out: out-of-fold neighbours for stacking. Samples of
-        scenes with fewer than k + 1 fingerprints get NaN.
+        (distance 0 at its own row) is left out: out-of-fold neighbours for stacking. The radio map
+        (``radio_map_m``) is not refitted without the sample: its own report stays in the map's kernel
+        averages (one report of many at 35 m on Antwerp). Samples of scenes with fewer than k + 1
+        fingerprints get NaN.
         """
         _check_inputs(x, "x")
         self._require_fit()
