@@ -97,33 +97,38 @@ def pseudo_areas(eo, so, ho, fold):
     return {k: sum(v) for k, v in wins.items()}
 
 
-for path in sys.argv[1:]:
-    z = np.load(path)
-    if "e_oof" not in z:
-        antwerp(z, path)
-        continue
-    eo, so, ho, fold = z["e_oof"], z["s_oof"], z["h_oof"], z["fold"]
-    good = np.isfinite(eo).all(1) & np.isfinite(so).all(1) & (so > 0).all(1)
-    eo, so, ho, fold = eo[good], so[good], ho[good], fold[good]
-    et, st, ht = z["et"], z["st"], z["ht"]
-    ev, sv, hv = z["ev"], z["sv"], z["hv"]
-    r = np.linalg.norm
-    print(path)
-    for lo, hi in ((1, 1), (2, 2), (3, 99)):
-        so_g, te_g = (ho >= lo) & (ho <= hi), (ht >= lo) & (ht <= hi)
-        print(f"  heard {lo}{'+' if hi > lo else ''}: share oof {np.mean(so_g):.2f} test {np.mean(te_g):.2f}; "
-              f"median error oof {np.median(r(eo[so_g], axis=1)):.0f} m, test {np.median(r(et[te_g], axis=1)):.0f} m")
-    res = [row("val one map", cov(et, apply(fit_sigma_scale(ev, sv), st))),
-           row("blocks one map (worst fold)", cov(et, apply(fit_sigma_folds(eo, so, fold), st)))]
-    for edges in ((1, 2, 3), (1, 2)):
-        name = "1|2|3+" if len(edges) == 3 else "1|2+"
-        for label, fit in (("worst fold", fit_folds), ("pooled", fit_pooled), ("pooled scale only", fit_pooled_scale)):
-            s_new, cals = per_group(fit, eo, so, ho, fold, st, ht, edges)
-            res.append(row(f"groups {name} {label} [" + ", ".join(
-                f"s {c.scale:.2f} p {c.power:g}" for c in cals) + "]", cov(et, s_new)))
-    s_new, _ = per_group(fit_folds, eo, so, ho, fold, st, ht, (1, 2, 3))
-    gt = group_of(ht, (1, 2, 3))
-    res.append("groups 1|2|3+ worst fold, test per group: " + ", ".join(
-        "{} {:.0f}/{:.0f}".format(("1", "2", "3+")[i], *cov(et[gt == i], s_new[gt == i])) for i in range(3)))
-    print("  " + "\n  ".join(res))
-    print("  pseudo test areas within 10 points (of 5):", pseudo_areas(eo, so, ho, fold))
+def main():
+    for path in sys.argv[1:]:
+        z = np.load(path)
+        if "e_oof" not in z:
+            antwerp(z, path)
+            continue
+        eo, so, ho, fold = z["e_oof"], z["s_oof"], z["h_oof"], z["fold"]
+        good = np.isfinite(eo).all(1) & np.isfinite(so).all(1) & (so > 0).all(1)
+        eo, so, ho, fold = eo[good], so[good], ho[good], fold[good]
+        et, st, ht = z["et"], z["st"], z["ht"]
+        ev, sv, hv = z["ev"], z["sv"], z["hv"]
+        r = np.linalg.norm
+        print(path)
+        for lo, hi in ((1, 1), (2, 2), (3, 99)):
+            so_g, te_g = (ho >= lo) & (ho <= hi), (ht >= lo) & (ht <= hi)
+            print(f"  heard {lo}{'+' if hi > lo else ''}: share oof {np.mean(so_g):.2f} test {np.mean(te_g):.2f}; "
+                  f"median error oof {np.median(r(eo[so_g], axis=1)):.0f} m, test {np.median(r(et[te_g], axis=1)):.0f} m")
+        res = [row("val one map", cov(et, apply(fit_sigma_scale(ev, sv), st))),
+               row("blocks one map (worst fold)", cov(et, apply(fit_sigma_folds(eo, so, fold), st)))]
+        for edges in ((1, 2, 3), (1, 2)):
+            name = "1|2|3+" if len(edges) == 3 else "1|2+"
+            for label, fit in (("worst fold", fit_folds), ("pooled", fit_pooled), ("pooled scale only", fit_pooled_scale)):
+                s_new, cals = per_group(fit, eo, so, ho, fold, st, ht, edges)
+                res.append(row(f"groups {name} {label} [" + ", ".join(
+                    f"s {c.scale:.2f} p {c.power:g}" for c in cals) + "]", cov(et, s_new)))
+        s_new, _ = per_group(fit_folds, eo, so, ho, fold, st, ht, (1, 2, 3))
+        gt = group_of(ht, (1, 2, 3))
+        res.append("groups 1|2|3+ worst fold, test per group: " + ", ".join(
+            "{} {:.0f}/{:.0f}".format(("1", "2", "3+")[i], *cov(et[gt == i], s_new[gt == i])) for i in range(3)))
+        print("  " + "\n  ".join(res))
+        print("  pseudo test areas within 10 points (of 5):", pseudo_areas(eo, so, ho, fold))
+
+
+if __name__ == "__main__":
+    main()
