@@ -136,6 +136,8 @@ def test_tempered_answer_hedges_and_sigma_sees_two_modes(antwerp: dict[str, Inpu
     assert not np.allclose(hedged.position_m, base.predict(te).position_m)
     with pytest.raises(InvalidInputError, match="estimate_temperature"):
         KNNConfig(estimate_temperature=0.0)
+    with pytest.raises(InvalidInputError, match="estimate"):
+        posterior_answer(pts, w, estimate="mode")
 
 
 def test_softmin_tau_has_a_floor(antwerp: dict[str, Inputs]) -> None:

@@ -1073,6 +1073,9 @@ def posterior_answer(pts: np.ndarray, w: np.ndarray, *, estimate: str = "median"
     if not temperature > 0:
         msg = f"temperature: expected a number > 0, got {temperature!r}"
         raise InvalidInputError(msg)
+    if estimate not in ("mean", "median"):
+        msg = f"estimate: expected one of mean, median, got {estimate!r}"
+        raise InvalidInputError(msg)
     wt = w
     if temperature != 1.0:
         wt = np.power(w, 1.0 / temperature)
