@@ -9,7 +9,7 @@ import pytest
 
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models import Inputs, KNNFingerprint, errors_m, load_inputs
-from rflocal_core.models.baselines import KNNConfig, knn_criterion, weighted_geometric_median
+from rflocal_core.models.baselines import KNNConfig, knn_criterion, posterior_answer, weighted_geometric_median
 
 
 def antwerp_subset(shared_data: Path, workspace: Path, name: str) -> dict[str, Inputs]:
@@ -106,6 +106,38 @@ def test_median_estimate_is_the_neighbours_geometric_median(antwerp: dict[str, I
     pos, w, _ = mean_model.neighbours(te)
     np.testing.assert_allclose(med.position_m, weighted_geometric_median(pos, w), atol=1e-6)
     assert not np.allclose(med.position_m, mean_model.predict(te).position_m)
+
+
+def test_tempered_answer_hedges_and_sigma_sees_two_modes(antwerp: dict[str, Inputs]) -> None:
+    """``estimate_temperature`` (issue 15): the answer's weights tempered, the sigma from the untempered ones."""
+    # a posterior with one candidate holding 55% and two others 1 km away holding 22.5% each
+    pts, w = np.array([[[0.0, 0.0], [1000.0, 0.0], [1000.0, 1000.0]]]), np.array([[0.55, 0.225, 0.225]])
+    p1, s1 = posterior_answer(pts, w, estimate="median")
+    np.testing.assert_allclose(p1, [[0.0, 0.0]], atol=1.0)  # over half the weight: stays on it
+    p3, _ = posterior_answer(pts, w, estimate="median", temperature=3.0)
+    wt = w[0] ** (1 / 3) / (w[0] ** (1 / 3)).sum()  # 0.40 / 0.30 / 0.30: no candidate holds half
+    cost = lambda p: (wt * np.hypot(*(pts[0] - p).T)).sum()
+    steps = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    assert all(cost(p3[0]) <= cost(p3[0] + d) + 1e-6 for d in steps)  # the tempered weights' geometric median
+    assert 100.0 < p3[0, 0] < 1000.0 and 0.0 < p3[0, 1] < p3[0, 0]  # left A for the other two, inside the triangle
+    # sigma: the RMS distance of the (untempered) posterior around the answer, per axis
+    np.testing.assert_allclose(s1, [[np.sqrt(0.45) * 1000.0, np.sqrt(0.225) * 1000.0]], rtol=1e-3)
+    _, s_one = posterior_answer(np.array([[[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]]]), w, estimate="median")
+    assert (s_one < 5.0).all() and (s1 > 100 * s_one).all()  # one mode: small; two modes 1 km apart: large
+    # the kNN answers so from its own neighbours
+    tr, te = antwerp["train"].subset(slice(0, 600)), antwerp["test"].subset(slice(0, 60))
+    cfg = {"k": 50, "floor_dbm": -120.0, "estimate": "median"}
+    base = KNNFingerprint(cfg).fit(tr)
+    hedged = KNNFingerprint({**cfg, "estimate_temperature": 3.0}).fit(tr).predict(te)
+    nb_pos, nb_w, _ = base.neighbours(te)
+    want_p, want_s = posterior_answer(nb_pos, nb_w, estimate="median", temperature=3.0)
+    np.testing.assert_allclose(hedged.position_m, want_p, atol=1e-6)
+    np.testing.assert_allclose(hedged.sigma_m, want_s, atol=1e-6)
+    assert not np.allclose(hedged.position_m, base.predict(te).position_m)
+    with pytest.raises(InvalidInputError, match="estimate_temperature"):
+        KNNConfig(estimate_temperature=0.0)
+    with pytest.raises(InvalidInputError, match="estimate"):
+        posterior_answer(pts, w, estimate="mode")
 
 
 def test_softmin_tau_has_a_floor(antwerp: dict[str, Inputs]) -> None:

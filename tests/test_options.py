@@ -390,8 +390,8 @@ BAD_SETS = [
     ("knn", "k=three", "k: expected None or an integer >= 1, got 'three'"),
     ("knn", "floor_dbm=5", "floor_dbm: expected None or a number in [-300, 0] dBm, got 5.0"),
     ("knn", "kk=1", ("set: knn has no option 'kk'; expected one of k, k_choices, floor_dbm, floor_choices, metric, "
-                     "weighting, softmin_scale, softmin_min_db, select_by, estimate, radio_map_m, radio_map_weight, "
-                     "radio_map_sigma_db, radio_map_spread")),
+                     "weighting, softmin_scale, softmin_min_db, select_by, estimate, estimate_temperature, "
+                     "radio_map_m, radio_map_weight, radio_map_sigma_db, radio_map_spread")),
     ("knn", "k", "set: expected KEY=VALUE, got 'k'"),
     ("weighted_centroid", "weighting=cubic", "weighting: expected one of db, power, got 'cubic'"),
     ("setnet", "layers=13", "layers: expected an integer in [1, 12], got 13"),

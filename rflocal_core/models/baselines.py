@@ -722,6 +722,13 @@ class KNNConfig:
         ``"mean"``: the weighted mean of the k neighbours' positions; ``"median"``: their weighted
         geometric median, which stays with the neighbours that agree when they point to two places
         (the mean falls between them, where no training position is).
+    estimate_temperature : float
+        Temperature T of the answer: the estimate uses the neighbours' weights raised to 1/T
+        (renormalized), while ``sigma_m`` stays the spread of the untempered weights around it. With
+        many neighbours (k in the hundreds) the weights are the model's posterior over the training
+        positions; T > 1 flattens it, so the geometric median hedges between the places it finds
+        plausible instead of following the best one, and the spread then counts how far the other
+        places lie from that answer. 1: the weights as they are.
     radio_map_m : float or None
         Bandwidth (m) of a smoothed radio map over the training positions
         (:mod:`rflocal_core.models.radiomap`): the neighbours are then the training positions of
@@ -757,6 +764,10 @@ class KNNConfig:
     # Antwerp, k = 15, tau 2 dB: 131 m median / 295 m mean on x_test against 182 / 315 for the mean (README)
     estimate: str = option("mean", choices=("mean", "median"),
                            help="position from the neighbours: weighted mean or weighted geometric median")
+    # Antwerp radio-map kNN, k = 1000 (bench/antwerp_b15, val chooses): T = 3 holds val 1σ / 2σ at 48% / 77% where
+    # T = 1 (k = 30) gave 52% / 73%, for a median of 104 m against 49 m (README "Radio-map posterior")
+    estimate_temperature: float = option(1.0, lo=0, hi=100, lo_open=True,
+                                         help="temperature of the answer's weights (> 1: hedge between modes)")
     # Antwerp (bench/antwerp_z3, val chooses): 35 m, weight 0.5, 3 dB, k = 30: 86 m median against 131 m
     radio_map_m: float | None = option(None, lo=0, hi=10000, lo_open=True, unit="m", none_means="off",
                                        help="bandwidth of a smoothed radio map scoring the training positions")
@@ -797,8 +808,9 @@ class KNNFingerprint(Baseline):
     """k nearest training fingerprints over the fixed node slots, per scene.
 
     Missing RSS becomes the floor (``floor_dbm``, or the one chosen on val). The estimate is
-    the weighted mean of the k neighbours' positions (``weighting``); ``sigma_m`` is their
-    weighted spread (NaN for k = 1). The state keeps the chosen ``k``, ``floor_dbm``,
+    the weighted mean (or geometric median, ``estimate``) of the k neighbours' positions
+    (``weighting``, tempered by ``estimate_temperature``); ``sigma_m`` is their weighted spread
+    around it (NaN for k = 1; :func:`posterior_answer`). The state keeps the chosen ``k``, ``floor_dbm``,
     ``tau_db`` and the validation table ``val_table`` (one row per candidate tried).
     Needs fixed node slots (not drone surveys).
     """
@@ -919,12 +931,8 @@ class KNNFingerprint(Baseline):
                 d = self._map_score(_fingerprint_distance(feats[r], ref, self.config.metric), raw[r], scene)
                 for j, k in enumerate(ks):
                     nn, w = _neighbour_weights(d, min(int(k), len(ref)), *self._weighting())
-                    p = (w[..., None] * ref_pos[nn]).sum(1)
-                    if self.config.estimate == "median" and nn.shape[1] > 1:
-                        p = weighted_geometric_median(ref_pos[nn], w, start=p)
-                    pos[j, r] = p
-                    if nn.shape[1] > 1:
-                        sig[j, r] = np.sqrt((w[..., None] * (ref_pos[nn] - p[:, None]) ** 2).sum(1))
+                    pos[j, r], sig[j, r] = posterior_answer(ref_pos[nn], w, estimate=self.config.estimate,
+                                                            temperature=self.config.estimate_temperature)
         return [(int(k), Prediction(pos[j], sig[j], {"k": int(k)})) for j, k in enumerate(ks)]
 
     def _map_score(self, d: np.ndarray, raw: np.ndarray, scene: str) -> np.ndarray:
@@ -1039,6 +1047,45 @@ def weighted_geometric_median(pts: np.ndarray, w: np.ndarray, *, start: np.ndarr
         inv = w / np.maximum(d, 1e-3)  # a point at the estimate: a large finite weight, not a division by 0
         est = (inv[..., None] * pts).sum(1) / inv.sum(1)[:, None]
     return est
+
+
+def posterior_answer(pts: np.ndarray, w: np.ndarray, *, estimate: str = "median",
+                     temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """The answer [N, 2] and its per-axis 1-sigma [N, 2] from candidates ``pts`` [N, K, 2] of weights ``w`` [N, K].
+
+    Parameters
+    ----------
+    pts, w
+        Candidate positions (m) and their weights (each row sums to 1): a discrete posterior.
+    estimate : str
+        ``"mean"``: the weighted mean; ``"median"``: the weighted geometric median (the point of least
+        expected distance to the candidates, so of least expected error if the posterior is right).
+    temperature : float
+        The answer uses ``w ** (1 / temperature)``, renormalized: above 1 it hedges between the modes
+        of the posterior (the geometric median leaves a mode that holds less than half of the weight).
+
+    Returns
+    -------
+    position, sigma
+        ``sigma`` is the RMS distance per axis of the candidates around the answer under the
+        untempered ``w`` (a posterior with two distant modes gives a large sigma); NaN for K = 1.
+    """
+    if not temperature > 0:
+        msg = f"temperature: expected a number > 0, got {temperature!r}"
+        raise InvalidInputError(msg)
+    if estimate not in ("mean", "median"):
+        msg = f"estimate: expected one of mean, median, got {estimate!r}"
+        raise InvalidInputError(msg)
+    wt = w
+    if temperature != 1.0:
+        wt = np.power(w, 1.0 / temperature)
+        wt = wt / wt.sum(1, keepdims=True)
+    p = (wt[..., None] * pts).sum(1)
+    if pts.shape[1] <= 1:
+        return p, np.full(p.shape, np.nan)
+    if estimate == "median":
+        p = weighted_geometric_median(pts, wt, start=p)
+    return p, np.sqrt((w[..., None] * (pts - p[:, None]) ** 2).sum(1))
 
 
 def _neighbour_weights(d: np.ndarray, k: int, weighting: str, tau: float) -> tuple[np.ndarray, np.ndarray]:
