@@ -508,14 +508,14 @@ def same_tile(name: str, tiles: dict[str, str], base: str, minutes: float, cell_
                "same_tile_seen": _errors_of(name, seen_model, own, cell_m),
                "held_out_whole_tile": _errors_of(name, held_model, whole, cell_m),
                "tile_test_indices": own.indices.tolist(), "held_out_fit": held_facts, "seen_fit": seen_facts}
-        row["ratio"] = _median_ratio(row["held_out"], row["same_tile_seen"])
+        row["ratio"] = median_ratio(row["held_out"], row["same_tile_seen"])
         print(f"  {key}: {json.dumps({k: v for k, v in row.items() if k != 'tile_test_indices'})}", flush=True)
         save(key, scene, name, row)
         rows[key] = row
     return rows
 
 
-def _median_ratio(held: dict[str, Any], seen: dict[str, Any]) -> float | None:
+def median_ratio(held: dict[str, Any], seen: dict[str, Any]) -> float | None:
     """Held-out over seen median, None without both."""
     if not (held.get("n") and seen.get("n")):
         return None
@@ -558,7 +558,7 @@ def same_tile_table(results: dict[str, Any]) -> str:
                 continue
             old = tile.get("models", {}).get(name, {})
             un, se = old.get("unseen", {}), old.get("seen", {})
-            old_ratio = _median_ratio(un, se)
+            old_ratio = median_ratio(un, se)
             epochs = "-"
             if "epochs_run" in row.get("held_out_fit", {}):
                 fits = row["held_out_fit"], row["seen_fit"]

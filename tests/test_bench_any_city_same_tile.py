@@ -47,7 +47,7 @@ def test_same_tile_table_puts_both_ratios_side_by_side(bench: ModuleType) -> Non
     row = {"held_out": {"n": 52, "median_m": 10.0, "p95_m": 150.0},
            "same_tile_seen": {"n": 52, "median_m": 5.0, "p95_m": 90.0},
            "held_out_whole_tile": {"n": 500, "median_m": 11.0, "p95_m": 140.0},
-           "ratio": bench._median_ratio({"n": 52, "median_m": 10.0}, {"n": 52, "median_m": 5.0}),
+           "ratio": bench.median_ratio({"n": 52, "median_m": 10.0}, {"n": 52, "median_m": 5.0}),
            "held_out_fit": {"epochs_run": 4, "best_epoch": 0}, "seen_fit": {"epochs_run": 3, "best_epoch": 2}}
     results = {"tiles": {"etoile": {"models": {"mapformer (window 4 m)": {
         "unseen": {"n": 500, "median_m": 10.0, "p95_m": 150.0}, "seen": {"n": 159, "median_m": 1.6, "p95_m": 5.0}}},
@@ -57,4 +57,4 @@ def test_same_tile_table_puts_both_ratios_side_by_side(bench: ModuleType) -> Non
     assert line == ("| etoile | mapformer (window 4 m) | 10 / 150 | 5.0 / 90 | 2.0x | 11 / 140 | 6.2x "
                     "| 4 (best 0); 3 (best 2) |")
     assert "10 vs 5 m (2.0x, n=52)" in bench.table(results)
-    assert bench._median_ratio({"n": 0}, {"n": 52, "median_m": 5.0}) is None
+    assert bench.median_ratio({"n": 0}, {"n": 52, "median_m": 5.0}) is None
