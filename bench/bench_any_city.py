@@ -32,10 +32,17 @@ of the training tiles, less the samples of a tile that cannot be a test: :func:`
 geometric baselines are also compared with the textbook solver of their kind on the same held-out
 samples (the issue's 1.2x goal). Scenes and datasets are kept in ``bench/workspace-any-city`` and
 reused; results merge into ``bench/results/any_city.json`` (``--seen-only``: measure the seen
-error of the stored rows again, networks from their saved runs)::
+error of the stored rows again, networks from their saved runs).
+
+``--same-tile``: the degradation from not having seen the tile, on identical samples: each model trained the same
+way and for the same time once on every tile's train split (the base dataset) and once per tile without that tile
+(its held-out dataset), both evaluated on that tile's own test split (the held-out model's prediction of the whole
+tile, restricted to the test split's sample indices); stored under ``tiles.<tile>.same_tile`` (the rows above kept)::
 
     PYTHONPATH=$PWD nice -n 10 python bench/bench_any_city.py [--tiles etoile,oakland] [--models setnet,knn] [--out any_city.json]
     PYTHONPATH=$PWD python bench/bench_any_city.py --table        # the markdown table of the JSON
+    PYTHONPATH=$PWD nice -n 10 python bench/bench_any_city.py --same-tile --models "physics prior,map_matching"
+    PYTHONPATH=$PWD python bench/bench_any_city.py --same-tile --table   # held out vs same-tile seen
 """
 
 from __future__ import annotations
@@ -428,6 +435,93 @@ def run_tile(key: str, scene: str, base: str, models: list[str], minutes: float,
     return rows
 
 
+# --------------------------------------------------------------------------- same tile seen vs held out
+
+
+def positions_of(indices: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Positions in ``indices`` (a split's dataset sample indices) of each of ``wanted``, in ``wanted``'s order.
+
+    Raises ``ValueError`` naming the missing samples when ``wanted`` is not a subset of ``indices``.
+    """
+    indices, wanted = np.asarray(indices), np.asarray(wanted)
+    order = np.argsort(indices, kind="stable")
+    at = np.minimum(np.searchsorted(indices[order], wanted), max(len(indices) - 1, 0))
+    found = indices[order][at] == wanted if len(indices) else np.zeros(len(wanted), dtype=bool)
+    if not np.all(found):
+        missing = wanted[~found]
+        raise ValueError(f"wanted: {len(missing)} sample(s) not in the split, e.g. {missing[:5].tolist()}")
+    return order[at]
+
+
+def fit_model(name: str, dataset: str, minutes: float) -> tuple[Any, dict[str, Any]]:
+    """``name`` fitted on ``dataset``'s train split as the held-out rows fit it (networks: ``minutes`` of training,
+    torch 1 thread); references learn nothing and get the train split itself. Returns the model and run facts."""
+    from rflocal_core.infer import load_run
+    from rflocal_core.models import BASELINES, load_inputs
+    from rflocal_core.train import train
+
+    t0 = time.perf_counter()
+    if name in REFERENCES:
+        return load_inputs(dataset, "train"), {}
+    if name in BASELINE_MODELS:
+        model = BASELINES[name]().fit(load_inputs(dataset, "train"), load_inputs(dataset, "val"))
+        return model, {"fit_s": round(time.perf_counter() - t0, 1)}
+    net, options = NETWORKS[name]
+    result = train(dataset, net, model_config=options, train_config={"epochs": 1000, "max_minutes": minutes}, seed=0)
+    facts = {"train_s": round(time.perf_counter() - t0, 1), "run": result.run_id,
+             **{k: getattr(result, k) for k in ("best_epoch", "epochs_run", "stopped") if getattr(result, k, None)
+                is not None}}
+    return load_run(result.run_id).model, facts
+
+
+def _errors_of(name: str, model: Any, x: Any, cell_m: float) -> dict[str, Any]:
+    """Median / P95 of ``model`` on ``x``; a reference's ``model`` is its train split (it learns nothing)."""
+    if name in REFERENCES:
+        return run_reference(name, model, x, x, cell_m, only_seen=True)["seen"]
+    return _stats(_err(model.predict(x).position_m, x))
+
+
+def same_tile(name: str, tiles: dict[str, str], base: str, minutes: float, cell_m: float,
+              save: Any) -> dict[str, Any]:
+    """Held out vs seen on the same samples: ``name`` trained on every tile's train split (``base``) and, per tile,
+    on the other tiles only (the held-out dataset), both evaluated on that tile's own test split.
+
+    ``tiles``: tile key -> scene. The held-out model's figure is taken from its prediction of the whole tile,
+    restricted to the dataset sample indices of the tile's test split (:func:`positions_of`).
+    """
+    from rflocal_core.models import load_inputs
+
+    test = load_inputs(base, "test")
+    seen_model, seen_facts = fit_model(name, base, minutes)
+    print(f"  {name} on every tile: {json.dumps(seen_facts)}", flush=True)
+    rows = {}
+    for key, scene in tiles.items():
+        dataset = held_out_dataset(base, scene)
+        whole = load_inputs(dataset, "test_unseen")
+        if "excluded" in tile_facts(whole, cell_m):
+            continue
+        own = test.subset(test.scene_idx == test.scenes.index(scene))
+        held = whole.subset(positions_of(whole.indices, own.indices))
+        assert np.array_equal(held.truth_m, own.truth_m)
+        held_model, held_facts = fit_model(name, dataset, minutes)
+        row = {"held_out": _errors_of(name, held_model, held, cell_m),
+               "same_tile_seen": _errors_of(name, seen_model, own, cell_m),
+               "held_out_whole_tile": _errors_of(name, held_model, whole, cell_m),
+               "tile_test_indices": own.indices.tolist(), "held_out_fit": held_facts, "seen_fit": seen_facts}
+        row["ratio"] = median_ratio(row["held_out"], row["same_tile_seen"])
+        print(f"  {key}: {json.dumps({k: v for k, v in row.items() if k != 'tile_test_indices'})}", flush=True)
+        save(key, scene, name, row)
+        rows[key] = row
+    return rows
+
+
+def median_ratio(held: dict[str, Any], seen: dict[str, Any]) -> float | None:
+    """Held-out over seen median, None without both."""
+    if not (held.get("n") and seen.get("n")):
+        return None
+    return round(held["median_m"] / max(seen["median_m"], 1e-9), 2)
+
+
 # --------------------------------------------------------------------------- table
 
 
@@ -443,13 +537,47 @@ def _cell(stats: dict[str, Any] | None) -> str:
     return f"{med} / {stats['p95_m']:.0f}{outside}"
 
 
+def _same_tile_cell(row: dict[str, Any] | None) -> str:
+    """``held-out vs same-tile seen median (ratio, n)`` of a :func:`same_tile` row, ``-`` without one."""
+    if not row or row.get("ratio") is None:
+        return "-"
+    held, seen = row["held_out"], row["same_tile_seen"]
+    return f"{held['median_m']:g} vs {seen['median_m']:g} m ({row['ratio']:.1f}x, n={held['n']})"
+
+
+def same_tile_table(results: dict[str, Any]) -> str:
+    """Markdown: per tile and model with a :func:`same_tile` row, the held-out and same-tile seen median / P95 on the
+    tile's test split, their ratio, and the ratio against the other tiles' test split (the ``seen`` column)."""
+    lines = ["| tile | model | held out, tile test (m) | same-tile seen, tile test (m) | held-out / same-tile seen "
+             "| held out, whole tile (m) | old ratio: held-out / other tiles' seen | epochs (held out; seen) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for key, tile in results.get("tiles", {}).items():
+        for name in ALL_MODELS:
+            row = tile.get("same_tile", {}).get(name)
+            if not row:
+                continue
+            old = tile.get("models", {}).get(name, {})
+            un, se = old.get("unseen", {}), old.get("seen", {})
+            old_ratio = median_ratio(un, se)
+            epochs = "-"
+            if "epochs_run" in row.get("held_out_fit", {}):
+                fits = row["held_out_fit"], row["seen_fit"]
+                epochs = "; ".join(f"{f['epochs_run']} (best {f.get('best_epoch')})" for f in fits)
+            ratio = "-" if row.get("ratio") is None else f"{row['ratio']:.1f}x"
+            lines.append(f"| {key} | {name} | {_cell(row['held_out'])} | {_cell(row['same_tile_seen'])} | {ratio} "
+                         f"| {_cell(row.get('held_out_whole_tile'))} | "
+                         f"{'-' if old_ratio is None else f'{old_ratio:.1f}x'} | {epochs} |")
+    return "\n".join(lines)
+
+
 def table(results: dict[str, Any]) -> str:
     """Markdown: per held-out tile and model, held-out and seen median / P95 (m), the ratio, and the 1.2x check."""
     lines = [("| held-out tile | model | held-out median / P95 (m) | seen median / P95 (m) | held-out / seen median "
-             "| vs textbook (same samples) |"), "|---|---|---|---|---|---|"]
+             "| held-out / same-tile seen (tile's test split) | vs textbook (same samples) |"),
+             "|---|---|---|---|---|---|---|"]
     for key, tile in results.get("tiles", {}).items():
         if "excluded" in tile.get("held_out", {}):
-            lines.append(f"| {key} | (not a test: {tile['held_out']['excluded']}) | | | | |")
+            lines.append(f"| {key} | (not a test: {tile['held_out']['excluded']}) | | | | | |")
             continue
         for name in ALL_MODELS:
             row = tile.get("models", {}).get(name)
@@ -462,7 +590,8 @@ def table(results: dict[str, Any]) -> str:
             if vt and vt.get("n"):
                 check = (f"{vt['median_m']:.0f} vs {vt['textbook_median_m']:.0f} m ({vt['ratio']:.2f}x, "
                          f"{'ok' if vt['ratio'] <= 1.2 else 'MISSES 1.2x'}, n={vt['n']})")
-            lines.append(f"| {key} | {name} | {_cell(un)} | {_cell(se)} | {ratio} | {check} |")
+            same = _same_tile_cell(tile.get("same_tile", {}).get(name))
+            lines.append(f"| {key} | {name} | {_cell(un)} | {_cell(se)} | {ratio} | {same} | {check} |")
     return "\n".join(lines)
 
 
@@ -481,6 +610,9 @@ def _parse() -> argparse.Namespace:
     ap.add_argument("--samples", type=int, default=500, help="samples per tile")
     ap.add_argument("--cell", type=float, default=4.0, help="radio-map cell (m)")
     ap.add_argument("--table", action="store_true", help="only print the table of bench/results/any_city.json")
+    ap.add_argument("--same-tile", action="store_true",
+                    help="held out vs seen on the same samples: each model trained on every tile's train split and, "
+                    "per tile, without that tile, both tested on the tile's test split (with --table: that table)")
     ap.add_argument("--seen-only", action="store_true",
                     help="measure the seen error of the stored rows again (networks from their saved runs)")
     return ap.parse_args()
@@ -492,7 +624,7 @@ def main() -> int:
     RESULTS = RESULTS.with_name(args.out)
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"tiles": {}}
     if args.table:
-        print(table(results))
+        print(same_tile_table(results) if args.same_tile else table(results))
         return 0
     known = [*TILES, args.bundled]
     tiles = [t.strip() for t in (args.tiles or ",".join(known)).split(",") if t.strip()]
@@ -518,18 +650,35 @@ def main() -> int:
             if "excluded" in facts:
                 tile["models"] = {}
         runs = tile.setdefault("runs", {})
-        runs.update({name: {"date_utc": datetime.now(UTC).isoformat(timespec="minutes"), "dataset": base,
-                            "minutes_per_network": args.minutes, "samples_per_tile": args.samples, "cell_m": args.cell,
-                            "load_1min": [round(load0, 1), round(os.getloadavg()[0], 1)], "cpus": os.cpu_count(),
-                            "command": " ".join(["python", *sys.argv])} for name in rows})
+        runs.update({name: _run_facts(args, base, load0) for name in rows})
         RESULTS.parent.mkdir(exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=1))
 
+    def save_same(key: str, scene: str, name: str, row: dict[str, Any]) -> None:
+        results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"tiles": {}}
+        tile = results["tiles"].setdefault(key, {"scene": scene, "models": {}})
+        tile.setdefault("same_tile", {})[name] = {**row, **_run_facts(args, base, load0)}
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=1))
+
+    if args.same_tile:  # every model trained once on all tiles, and once per tile without it
+        for name in models:
+            same_tile(name, {key: scenes[key] for key in tiles}, base, args.minutes, args.cell, save_same)
+        print(same_tile_table(json.loads(RESULTS.read_text())))
+        return 0
     for key in tiles:
         run_tile(key, scenes[key], base, models, args.minutes, args.cell, save, seen_only=args.seen_only)
     results = json.loads(RESULTS.read_text())
     print(table(results))
     return 0
+
+
+def _run_facts(args: argparse.Namespace, base: str, load0: float) -> dict[str, Any]:
+    """When, on what and under which load a row was measured, and the command that measures it again."""
+    return {"date_utc": datetime.now(UTC).isoformat(timespec="minutes"), "dataset": base,
+            "minutes_per_network": args.minutes, "samples_per_tile": args.samples, "cell_m": args.cell,
+            "load_1min": [round(load0, 1), round(os.getloadavg()[0], 1)], "cpus": os.cpu_count(),
+            "command": " ".join(["python", *sys.argv])}
 
 
 if __name__ == "__main__":
