@@ -26,5 +26,6 @@ for s in [int(a) for a in sys.argv[2:]]:
     for lo, hi, name in ((1, 1, "1"), (2, 2, "2"), (3, 6, "3+")):
         m = (nh >= lo) & (nh <= hi)
         parts.append(f"{name} cell(s) {m.mean():.0%}: model {np.median(e_m[m]):.0f} / kNN {np.median(e_k[m]):.0f} m")
-    print(f"split {s} test: model {np.median(e_m):.0f} / {e_m.mean():.0f} m, kNN {np.median(e_k):.0f} / {e_k.mean():.0f} m; "
-          + "; ".join(parts) + f"; model answers off walked ground (> 50 m from any train position): {np.mean(walk > 50):.0%}")
+    print(f"split {s} test: model {np.median(e_m):.0f} / {e_m.mean():.0f} m, "
+          f"kNN {np.median(e_k):.0f} / {e_k.mean():.0f} m; " + "; ".join(parts)
+          + f"; model answers off walked ground (> 50 m from any train position): {np.mean(walk > 50):.0%}")

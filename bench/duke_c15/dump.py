@@ -23,5 +23,5 @@ for s in (0, 1, 2):
         out[f"{n}_knn"] = m.predict(x).position_m
         out[f"{n}_nnpos"], out[f"{n}_nnw"], _ = m.neighbours(x)
     e = np.linalg.norm(out["test_knn"] - out["test_xy"], axis=1)
-    print(f"{ds}: kNN k {m._state['k']}, floor {m._state['floor_dbm']}, test median {np.median(e):.0f} m, mean {e.mean():.0f} m")
+    print(f"{ds}: kNN test median {np.median(e):.0f} m, mean {e.mean():.0f} m, k {out['test_nnw'].shape[1]}")
     np.savez(out_dir / f"duke_s{s}.npz", **out)

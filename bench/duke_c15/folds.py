@@ -27,7 +27,8 @@ TAU_DB = 1.0
 def fold_configs() -> list[dict]:
     """The few configurations scored on the folds (all of study.py's would take hours on the shared cores)."""
     def c(tau, prior, alpha, knn_h):
-        return {"tau": tau, "prior_h_m": prior[0], "prior_eps": prior[1], "alpha": alpha, "knn_h_m": knn_h, "how": "gmed"}
+        return {"tau": tau, "prior_h_m": prior[0], "prior_eps": prior[1], "alpha": alpha, "knn_h_m": knn_h,
+                "how": "gmed"}
     none, walked = (None, 0), (100, 0.3)
     return [c(1.0, none, 0.0, None), c(1.0, walked, 0.0, None), c(0.3, walked, 0.0, None),
             c(1.0, none, 1.0, 200), c(1.0, none, 1.0, 100), c(0.3, none, 1.0, 200), c(1.0, walked, 1.0, 200),

@@ -79,7 +79,8 @@ def fit_cells(xy: np.ndarray, rss: np.ndarray, seed: int) -> list[dict[str, floa
         cells.append(p)
         good = np.sum(np.array(scores) < nll + 0.01)
         print(f"  cell {'ABCDEF'[c]}: " + ", ".join(f"{k} {float(v):.2f}" for k, v in p.items())
-              + f"; heard {np.isfinite(rss[:, c]).mean():.2f}; residual sigma {cf.residual_sigma(p, xy, rss[:, c]):.1f} dB;"
+              + f"; heard {np.isfinite(rss[:, c]).mean():.2f};"
+              f" residual sigma {cf.residual_sigma(p, xy, rss[:, c]):.1f} dB;"
               f" {good}/{len(scores)} starts at the best; {time.time() - t:.0f} s", flush=True)
     return cells
 
