@@ -16,10 +16,12 @@ the other tiles' samples; every model trains on the others and is tested on it:
   ``physics prior (window 8 m)`` / ``(window 4 m)``: the same on the window mapformer reads in the
   window frame (64 cells of 8 m or 4 m around the window centre); ``window centre``: the first
   position the window frame centres each sample's window on (its default ``window_centre="prior"``: the
-  prior's argmax on the 4 m window lattice near the best cells of a 16 m search,
+  prior's argmax over the scene's whole 4 m window lattice, exact branch and bound,
   :func:`rflocal_core.models.window.map_position`, nothing learned), with the share of targets outside
-  their 256 m window; ``window centre (16 m search)``: the same for ``window_centre="search"`` (the 16 m
-  search's best cell, the window frame's centring before 2026-12-03); ``mapformer (untrained)``: mapformer
+  their 256 m window; ``window centre (top 24)``: ``window_centre="prior_top24"`` (that argmax searched near
+  the 24 best cells of a 16 m search only: ``"prior"`` before 2026-12-03 12:30 UTC); ``window centre (16 m
+  search)``: ``window_centre="search"`` (the 16 m search's best cell, the window frame's centring before
+  2026-12-03 05:30 UTC); ``mapformer (untrained)``: mapformer
   with its default options before any training step (its heads start at zero: its physics prior decoded
   by its own head, nothing learned);
 - the baselines (map matching, the geometric ones; kNN refuses a scene it has no fingerprints of);
@@ -84,8 +86,11 @@ NETWORKS = {"setnet (scene)": ("setnet", {"frame": "scene"}), "setnet (sample)":
             "mapformer (window 4 m)": ("mapformer", {"frame": "window", "cell_m": 4.0}),
             "locheatmap (scene)": ("locheatmap", {"frame": "scene"}),
             "locheatmap (window)": ("locheatmap", {"frame": "window"})}
-REFERENCES = ("textbook ToA", "physics prior", "physics prior (mapformer grid)", "window centre (16 m search)",
-              "window centre", "physics prior (window 8 m)", "physics prior (window 4 m)", "mapformer (untrained)")
+#: The ``window centre`` rows: shown name -> ``window_centre``.
+WINDOW_CENTRE_ROWS = {"window centre (16 m search)": "search", "window centre (top 24)": "prior_top24",
+                      "window centre": "prior"}
+REFERENCES = ("textbook ToA", "physics prior", "physics prior (mapformer grid)", *WINDOW_CENTRE_ROWS,
+              "physics prior (window 8 m)", "physics prior (window 4 m)", "mapformer (untrained)")
 ALL_MODELS = (*REFERENCES, *BASELINE_MODELS, *NETWORKS)
 #: Largest grid side (cells) of the ``physics prior`` reference (memory); a larger scene's grid is resampled.
 MAX_PRIOR_CELLS = 512
@@ -213,7 +218,7 @@ def window_centre(x: Any, train: Any, centre: str, cell_m: float = 4.0) -> dict[
     from rflocal_core.models.window import map_position
 
     t0 = time.perf_counter()
-    fix, ok = map_position(x, fine_m=cell_m if centre == "prior" else None)
+    fix, ok = map_position(x, fine_m=cell_m if centre != "search" else None, exact=centre == "prior")
     secs = time.perf_counter() - t0
     spec = FeatureSpec.fit(train, frame="window", window=MapFormerConfig(cell_m=cell_m, window_centre=centre).window())
     origin, side = spec.frames(x)
@@ -311,7 +316,7 @@ def run_reference(name: str, train: Any, seen: Any, unseen: Any, cell_m: float, 
         elif name == "mapformer (untrained)":  # its prior through its own head: nothing learned (heads start at 0)
             row[key] = _stats(_err(untrained_mapformer(train).predict(x).position_m, x))
         elif name.startswith("window centre"):  # where the window frame centres each sample's window (nothing learned)
-            row[key] = window_centre(x, train, "search" if "search" in name else "prior")
+            row[key] = window_centre(x, train, WINDOW_CENTRE_ROWS[name])
         elif name == "physics prior (mapformer grid)":  # the square and cells mapformer reads the maps on
             grid = {"spec": FeatureSpec.fit(train), "res": MapFormerConfig().map_res}
             row[key] = _stats(_err(physics_prior(x, cell_m, **grid), x))

@@ -19,7 +19,7 @@ from rflocal_core.models.features import SCALE_REF_M, TOKEN_COLUMNS, FeatureSpec
 from rflocal_core.models.maps import WindowMapSource, pg_to_unit
 from rflocal_core.models.nets import build_network
 from rflocal_core.models.neural import NeuralModel
-from rflocal_core.models.window import MAP_SEARCH_CELL_M, coarse_position, lattice_phase, map_position
+from rflocal_core.models.window import MAP_SEARCH_CELL_M, Spreads, coarse_position, lattice_phase, map_position
 
 DEVICE_Z_M = 1.5
 #: The unseen scene: 1.5 km square, four rooftop nodes near its corners (as in test_any_city_baselines).
@@ -232,6 +232,26 @@ def test_windows_centre_on_the_physics_priors_argmax_on_the_scenes_own_cells() -
     best = ll.reshape(6, -1).argmax(1).numpy()
     unit = np.column_stack([(best % 16 + 0.5) / 16, (best // 16 + 0.5) / 16])
     assert np.allclose(batch.to_metres(unit, spec), fix, atol=1e-3)
+
+
+
+def test_window_centre_is_the_priors_argmax_over_the_whole_scene() -> None:
+    """window_centre="prior" searches the prior's whole lattice (issue 19: near the 24 best cells of the 16 m
+    search it missed the argmax of 2% of Paris's samples, whose targets then fell outside their window). Here
+    the ToA reports point at one place and the bearings at another 320 m off: the 16 m search (ToA sharp)
+    ranks the first place's cells far above the second's, the prior given here (ToA spread 1 km, bearings
+    1 deg) peaks at the second; only the exact search finds it, and both agree on an ordinary sample."""
+    nodes = BIG_NODES * np.array([0.5, 0.5, 1.0])
+    toa_at, aoa_at = np.array([[100.0, -50.0], [20.0, 30.0]]), np.array([[-150.0, 200.0], [20.0, 30.0]])
+    maps = {"odd": _scene_maps("odd", nodes, 403.0, cell_m=4.0)}
+    x = _inputs(np.broadcast_to(nodes, (2, 4, 3)).copy(), aoa_at, bearings=True, scenes=("odd",), maps=maps)
+    x.toa_ns[:] = _inputs(np.broadcast_to(nodes, (2, 4, 3)).copy(), toa_at).toa_ns
+    x.rss_dbm[:] = np.nan
+    spreads = Spreads(6.5, 1000.0, 1.0, nlos_m=1000.0)
+    fix, ok = map_position(x, fine_m=4.0, spreads=spreads)
+    near, _ = map_position(x, fine_m=4.0, spreads=spreads, exact=False)
+    assert ok.all() and (np.abs(fix - aoa_at) <= 4.0).all()  # the bearings' crossing, within a cell
+    assert np.hypot(*(near[0] - aoa_at[0])) > 200.0 and np.allclose(near[1], fix[1])
 
 
 def test_window_frame_cuts_the_maps_at_a_fixed_cell_size() -> None:

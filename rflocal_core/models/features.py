@@ -62,7 +62,7 @@ FRAMES = ("scene", "sample")
 #: Frames of the map networks (``mapformer``, ``locheatmap``).
 MAP_FRAMES = ("scene", "window")
 #: Where the window frame centres a window (:attr:`FeatureSpec.centre`).
-WINDOW_CENTRES = ("search", "prior")
+WINDOW_CENTRES = ("search", "prior", "prior_top24")
 #: Smallest side of a sample's square, as a fraction of the training side (nodes in one spot, one node).
 MIN_SAMPLE_SCALE = 0.25
 #: Unit of the ``log_scale`` column (m).
@@ -162,8 +162,10 @@ class FeatureSpec:
         Append the IQ timing columns :data:`IQ_LAG_COLUMNS` (last; masked where a report has no capture).
     centre : str
         ``"window"`` frame: where a window is centred (:data:`WINDOW_CENTRES`): ``"search"``, physics map
-        matching at 16 m (checkpoints from before this field); ``"prior"``, then the physics prior's argmax
-        at ``cell_m`` around its best 16 m cells (:func:`~rflocal_core.models.window.map_position`).
+        matching at 16 m (checkpoints from before this field); ``"prior"``, the physics prior's argmax over
+        the scene's whole ``cell_m`` lattice (exact branch and bound, since 2026-12-03 12:30 UTC);
+        ``"prior_top24"``, that argmax searched only near the 24 best 16 m cells (``"prior"`` before then)
+        (:func:`~rflocal_core.models.window.map_position`).
     hist_phy : bool
         Earlier reports (:attr:`Batch.hist`) carry the :data:`PHY_COLUMNS` after :data:`HIST_COLUMNS`
         (mapformer's history tokens; off in checkpoints from before this field).
@@ -270,8 +272,9 @@ class FeatureSpec:
         centre = np.stack([(ext[:, 0] + ext[:, 1]) / 2, (ext[:, 2] + ext[:, 3]) / 2], 1)
         centre = np.where(np.isfinite(centre), centre, fallback + self.extent_m / 2)
         first, has = coarse_position(x)
-        fine = self.cell_m if self.centre == "prior" else None  # the prior's argmax: fewer windows miss (issue 19)
-        mapped, on_map = map_position(x, fine_m=fine)  # the scene's own maps, where it has them: far fewer miss
+        fine = self.cell_m if self.centre != "search" else None  # the prior's argmax: fewer windows miss (issue 19)
+        # the scene's own maps, where it has them: far fewer miss; "prior_top24": near the 16 m search's best cells
+        mapped, on_map = map_position(x, fine_m=fine, exact=self.centre == "prior")
         first, has = np.where(on_map[:, None], mapped, first), has | on_map
         origin = np.where(has[:, None], first, centre) - side / 2
         for axis in (0, 1):

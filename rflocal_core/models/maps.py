@@ -151,9 +151,11 @@ class MapFrameConfig(NetConfig):
         ``"window"`` frame: the cell size (m) of the maps fed to the network.
     window_centre : str
         ``"window"`` frame: where each window is centred: ``"prior"`` (default), the argmax of the physics
-        prior (mapformer's, RSS + ToA + AoA + footprints) on the ``cell_m`` lattice near the 24 best cells of
-        a 16 m physics search over the whole scene; ``"search"``, that 16 m search's best cell (runs from
-        before this option).
+        prior (mapformer's, RSS + ToA + AoA + footprints) over the scene's whole ``cell_m`` lattice (exact
+        branch and bound; since 2026-12-03 12:30 UTC); ``"prior_top24"``, that argmax searched only near the 24
+        best cells of a 16 m physics search over the whole scene (``"prior"`` before then: it missed the
+        argmax for 2% of Paris's samples); ``"search"``, that 16 m search's best cell (runs from before this
+        option).
     """
 
     # the scene frame reads the maps of its training scenes' square; the window one any scene's (the default:
@@ -164,8 +166,9 @@ class MapFrameConfig(NetConfig):
     cell_m: float = option(8.0, lo=0.5, hi=100.0, unit="m", help="window frame: map cell size")
     # the prior's argmax at cell_m: fewer windows miss their target than around the 16 m search's best cell
     window_centre: str = option("prior", choices=WINDOW_CENTRES,
-                                help="window frame: centre on the physics prior's argmax (prior) or on a 16 m "
-                                     "map-matching search (search)")
+                                help="window frame: centre on the physics prior's argmax over the scene (prior), "
+                                     "that argmax near the 24 best cells of a 16 m map-matching search "
+                                     "(prior_top24), or on that search's best cell (search)")
 
     def window_cells(self) -> int:
         """Cells per side of the map grid (the network's own resolution option)."""
