@@ -19,7 +19,8 @@ from rflocal_core.models.features import SCALE_REF_M, TOKEN_COLUMNS, FeatureSpec
 from rflocal_core.models.maps import WindowMapSource, pg_to_unit
 from rflocal_core.models.nets import build_network
 from rflocal_core.models.neural import NeuralModel
-from rflocal_core.models.window import MAP_SEARCH_CELL_M, Spreads, coarse_position, lattice_phase, map_position
+from rflocal_core.models.window import (MAP_SEARCH_CELL_M, PRIOR_SPREADS, Spreads, block_bound, coarse_position,
+                                        lattice_phase, map_position, scene_blocks, search_loglik)
 
 DEVICE_Z_M = 1.5
 #: The unseen scene: 1.5 km square, four rooftop nodes near its corners (as in test_any_city_baselines).
@@ -252,6 +253,42 @@ def test_window_centre_is_the_priors_argmax_over_the_whole_scene() -> None:
     near, _ = map_position(x, fine_m=4.0, spreads=spreads, exact=False)
     assert ok.all() and (np.abs(fix - aoa_at) <= 4.0).all()  # the bearings' crossing, within a cell
     assert np.hypot(*(near[0] - aoa_at[0])) > 200.0 and np.allclose(near[1], fix[1])
+
+
+def test_the_block_bound_is_above_every_point_of_its_block() -> None:
+    """The exact window centre is only exact if each block's bound is >= the prior at every lattice point of
+    the block: checked by brute force on a scene whose maps have no ray over part of it (blocks half with a
+    ray: those points pay no_ray_nats, less than a large RSS residual), with a node inside the scene (every
+    bearing is reachable from a block holding it) and reports of every kind, some wrong on purpose."""
+    rng = np.random.default_rng(3)
+    nodes = np.array([[-150.0, -120.0, 25.0], [130.0, -140.0, 31.0], [6.0, 10.0, 18.0], [-120.0, 150.0, 40.0]])
+    maps = _scene_maps("holes", nodes, 200.0, cell_m=4.0)
+    maps.path_gain_db[:2, 20:57, 30:61] = np.nan  # no ray from nodes 0 and 1 over a patch
+    truth = rng.uniform(-190.0, 190.0, (24, 2))
+    x = _inputs(np.broadcast_to(nodes, (24, 4, 3)).copy(), truth, bearings=True, scenes=("holes",),
+                maps={"holes": maps})
+    x.rss_dbm[::3] += rng.normal(0.0, 25.0, x.rss_dbm[::3].shape)  # residuals far beyond no_ray_nats' worth
+    x.toa_ns[1::4] *= 1.4
+    x.aoa_deg[2::5] = (x.aoa_deg[2::5] + 120.0) % 360
+    sp, fine_m, side = PRIOR_SPREADS, 4.0, 8
+    blocks = scene_blocks(maps, fine_m, side)
+    assert (blocks.ray & ~blocks.ray_all).any()  # the patch's edges make partial blocks
+    offsets = (np.arange(side) - (side - 1) / 2) * fine_m
+    ox, oy = np.meshgrid(offsets, offsets)
+    px = blocks.centres_m[:, 0, None] + ox.ravel()  # [C, side * side] each block's lattice points
+    py = blocks.centres_m[:, 1, None] + oy.ravel()
+    inside = (np.abs(px) <= 200.0) & (np.abs(py) <= 200.0)
+    pts_x, pts_y = px[inside], py[inside]
+    block_of = np.broadcast_to(np.arange(len(px))[:, None], px.shape)[inside]
+    iy, ix = maps.grid.cell_of(pts_x, pts_y)  # the lattice points are the 4 m cells' centres
+    pg = maps.path_gain_db[:, iy, ix].astype(np.float64)
+    rows = np.arange(len(truth))
+    ll = search_loglik(x, rows, pg, pts_x, pts_y, sp)  # [n, P]
+    brute = np.full((len(rows), len(px)), -np.inf)
+    np.maximum.at(brute.T, block_of, ll.T)
+    bound = block_bound(x, rows, blocks, sp)
+    assert np.isfinite(brute).any(1).all()
+    assert (bound >= brute - 1e-9).all(), float((brute - bound).max())
 
 
 def test_window_frame_cuts_the_maps_at_a_fixed_cell_size() -> None:

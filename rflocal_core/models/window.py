@@ -176,7 +176,7 @@ SEARCH = Spreads(8.0, 10.0, 10.0)
 PRIOR_SPREADS = Spreads(6.5, 4.0, 7.0, indoor_nats=3.0)
 
 
-def _search_terms(x: Inputs, rows: np.ndarray, pg: np.ndarray, cx: np.ndarray, cy: np.ndarray,
+def search_loglik(x: Inputs, rows: np.ndarray, pg: np.ndarray, cx: np.ndarray, cy: np.ndarray,
                   sp: Spreads = SEARCH) -> np.ndarray:
     """[n, C] log-likelihood of samples ``rows`` at points ``cx, cy`` ([C] shared, or [n, C] per sample);
     ``pg`` [K, C] or [n, K, C] dB (NaN: no ray)."""
@@ -264,7 +264,7 @@ def _fine_search(x: Inputs, part: np.ndarray, maps: object, centres: np.ndarray,
     px, py = np.broadcast_arrays(px, py)
     px, py = px.reshape(len(part), -1), py.reshape(len(part), -1)  # [n, P]
     pg, indoor = _map_at(maps, px, py)  # [K, n, P], [n, P]
-    ll = _search_terms(x, part, pg.transpose(1, 0, 2), px, py, sp) - sp.indoor_nats * indoor
+    ll = search_loglik(x, part, pg.transpose(1, 0, 2), px, py, sp) - sp.indoor_nats * indoor
     x0, y0, x1, y1 = maps.grid.extent_m
     ll = np.where((px < x0) | (px > x1) | (py < y0) | (py > y1), -np.inf, ll)  # off the scene's maps
     best, at = ll.argmax(1), np.arange(len(part))
@@ -277,14 +277,15 @@ class Blocks:
     coarse cells of the exact search, :func:`map_position`), with what bounds the prior over each block:
     ``centres_m`` [C, 2] (m), ``half_m`` (m, half the side of the square through the block's point centres),
     ``pg_lo_db`` / ``pg_hi_db`` [K, C] the least / greatest path gain of each site over the block's points with
-    a ray (0 where none), ``ray`` [K, C] whether any point has one, ``indoor`` [C] whether every point is in a
-    footprint."""
+    a ray (0 where none), ``ray`` [K, C] whether any point has one, ``ray_all`` [K, C] whether every point has
+    one, ``indoor`` [C] whether every point is in a footprint."""
 
     centres_m: np.ndarray
     half_m: float
     pg_lo_db: np.ndarray
     pg_hi_db: np.ndarray
     ray: np.ndarray
+    ray_all: np.ndarray
     indoor: np.ndarray
 
 
@@ -301,18 +302,20 @@ def scene_blocks(maps: object, fine_m: float, side: int) -> Blocks:
     pad = ((0, nby * side - len(py)), (0, nbx * side - len(px)))
     pg = np.pad(pg, ((0, 0), *pad), constant_values=np.nan).reshape(len(pg), nby, side, nbx, side)
     indoor = np.pad(indoor, pad, constant_values=True).reshape(nby, side, nbx, side)
+    lattice = np.pad(np.ones((len(py), len(px)), bool), pad).reshape(nby, side, nbx, side)  # padding: no point
     ray = np.isfinite(pg)
+    ray_all = (ray | ~lattice).all((2, 4)).reshape(len(pg), -1)
     lo = np.where(ray, pg, np.inf).min((2, 4)).reshape(len(pg), -1)
     hi = np.where(ray, pg, -np.inf).max((2, 4)).reshape(len(pg), -1)
     any_ray = ray.any((2, 4)).reshape(len(pg), -1)
     half = (side - 1) * fine_m / 2
     cx, cy = np.meshgrid(px[0] + half + side * fine_m * np.arange(nbx), py[0] + half + side * fine_m * np.arange(nby))
     return Blocks(np.stack([cx.ravel(), cy.ravel()], 1), float(half), np.where(any_ray, lo, 0.0),
-                  np.where(any_ray, hi, 0.0), any_ray, indoor.all((1, 3)).ravel())
+                  np.where(any_ray, hi, 0.0), any_ray, ray_all, indoor.all((1, 3)).ravel())
 
 
-def _bound_terms(x: Inputs, rows: np.ndarray, bl: Blocks, sp: Spreads) -> np.ndarray:
-    """[n, C] upper bound of :func:`_search_terms` (spreads ``sp``, less the footprint term) of samples ``rows``
+def block_bound(x: Inputs, rows: np.ndarray, bl: Blocks, sp: Spreads) -> np.ndarray:
+    """[n, C] upper bound of :func:`search_loglik` (spreads ``sp``, less the footprint term) of samples ``rows``
     over every point of each block: each term at its best over the block (RSS residual against the block's
     path-gain interval, 0 where the transmit power is profiled out; ToA and AoA at the 3D distance and bearing
     of the block's square closest to the report (AoA: of the circle round it), both terms being unimodal at a zero
@@ -328,6 +331,8 @@ def _bound_terms(x: Inputs, rows: np.ndarray, bl: Blocks, sp: Spreads) -> np.nda
         need = (x.rss_dbm[rows] - x.tx_power_dbm[rows])[..., None]  # NaN where tx is profiled out: bound 0
         r = np.maximum(0.0, np.maximum(need - bl.pg_hi_db[s], bl.pg_lo_db[s] - need))
         ll = -np.where(rss_on & ray & np.isfinite(need), r, 0.0) ** 2 / (2 * sp.rss_db**2)
+        # a block's points without a ray pay no_ray_nats, which can be less than the residual of those with one
+        ll = np.where(rss_on & ray & ~bl.ray_all[s], np.maximum(ll, -sp.no_ray_nats), ll)
         ll = ll.sum(1) - sp.no_ray_nats * (rss_on & ~ray).sum(1)
     dx = bl.centres_m[:, 0] - np.nan_to_num(x.node_pos_m[rows][..., 0:1])  # [n, S, C]
     dy = bl.centres_m[:, 1] - np.nan_to_num(x.node_pos_m[rows][..., 1:2])
@@ -345,7 +350,8 @@ def _bound_terms(x: Inputs, rows: np.ndarray, bl: Blocks, sp: Spreads) -> np.nda
         dist = np.maximum(np.hypot(dx, dy), 1e-6)
         theta = np.deg2rad(np.nan_to_num(x.aoa_deg[rows]))[..., None]
         off = np.arccos(np.clip((np.sin(theta) * dx + np.cos(theta) * dy) / dist, -1.0, 1.0))
-        off = np.maximum(off - np.arcsin(np.minimum(np.sqrt(2) * h / dist, 1.0)), 0.0)
+        reach = np.sqrt(2) * h / dist  # the circle's angular radius; >= 1: it holds the node, every bearing
+        off = np.where(reach >= 1.0, 0.0, np.maximum(off - np.arcsin(np.minimum(reach, 1.0)), 0.0))
         kappa = 1.0 / np.deg2rad(sp.aoa_deg) ** 2
         inlier = np.log(sp.aoa_inlier) + kappa * (np.cos(off) - 1) + 0.5 * np.log(kappa / (2 * np.pi))
         ll = ll + np.where(aoa_on, np.logaddexp(inlier, np.log((1 - sp.aoa_inlier) / (2 * np.pi))), 0.0).sum(1)
@@ -353,12 +359,12 @@ def _bound_terms(x: Inputs, rows: np.ndarray, bl: Blocks, sp: Spreads) -> np.nda
 
 
 def _exact_search(x: Inputs, part: np.ndarray, maps: object, bl: Blocks, fine_m: float, sp: Spreads) -> np.ndarray:
-    """[n, 2] argmax of :func:`_search_terms` (spreads ``sp``, footprints included) over the whole ``fine_m``
+    """[n, 2] argmax of :func:`search_loglik` (spreads ``sp``, footprints included) over the whole ``fine_m``
     lattice of the scene, by branch and bound: blocks searched point by point in the order of their
-    :func:`_bound_terms`, :data:`SEARCH_CANDIDATES` first, then four times more each round, until the best
+    :func:`block_bound`, :data:`SEARCH_CANDIDATES` first, then four times more each round, until the best
     block left unsearched cannot beat the best point found (nothing left to chance; cost: the bound over
     every block plus the few blocks searched)."""
-    bound = _bound_terms(x, part, bl, sp) - sp.indoor_nats * bl.indoor
+    bound = block_bound(x, part, bl, sp) - sp.indoor_nats * bl.indoor
     order = np.argsort(-bound, axis=1, kind="stable")
     out, best = np.full((len(part), 2), np.nan), np.full(len(part), -np.inf)
     todo, done, step = np.arange(len(part)), 0, SEARCH_CANDIDATES
@@ -366,7 +372,7 @@ def _exact_search(x: Inputs, part: np.ndarray, maps: object, bl: Blocks, fine_m:
     while len(todo) and done < bound.shape[1]:
         cells = order[todo, done:done + step]
         xy, ll = _fine_search(x, part[todo], maps, bl.centres_m[cells], side_m, fine_m, sp)
-        better = ll > best[todo]
+        better = (ll > best[todo]) | np.isnan(out[todo, 0])  # a point even where every one is -inf
         out[todo[better]], best[todo[better]] = xy[better], ll[better]
         done, step = done + step, step * 4
         nxt = bound[todo, order[todo, done]] if done < bound.shape[1] else np.full(len(todo), -np.inf)
@@ -409,11 +415,11 @@ def map_position(x: Inputs, *, fine_m: float | None = None, spreads: Spreads = P
             if blocks is not None:
                 out[part] = _exact_search(x, part, maps, blocks, fine_m, spreads)
             elif fine:
-                ll = _search_terms(x, part, pg, cx, cy)
+                ll = search_loglik(x, part, pg, cx, cy)
                 top = _candidate_cells(np.argsort(-ll, axis=1, kind="stable")[:, :SEARCH_CANDIDATES], nx, ny)
                 out[part] = _fine_search(x, part, maps, np.stack([cx[top], cy[top]], -1), cell_m, fine_m, spreads)[0]
             else:
-                best = _search_terms(x, part, pg, cx, cy).argmax(1)
+                best = search_loglik(x, part, pg, cx, cy).argmax(1)
                 out[part] = np.stack([cx[best], cy[best]], 1)
             heard = np.isfinite(x.rss_dbm[part]) | np.isfinite(x.toa_ns[part]) | np.isfinite(x.aoa_deg[part])
             ok[part] = (x.node_mask[part] & heard & (x.known_nodes[part] | (x.slot_site[part] >= 0))).any(1)
