@@ -828,20 +828,30 @@ def _trace_batch(
 
 #: Paths within this of the strongest (dB) count as tied with it; the earliest of them is "the strongest".
 PATH_TIE_DB = 1e-3
+#: Tied paths within this of the earliest delay (s) arrive together (mirror images in a symmetric street have
+#: equal delays up to the last bits too); among those the smallest azimuth in [0, 2 pi) wins.
+PATH_TIE_S = 1e-12
 
 
-def strongest_path(power: np.ndarray, tau: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Index [...] of each link's strongest path (``power``, ``tau``, ``valid`` [..., paths]).
+def strongest_path(power: np.ndarray, tau: np.ndarray, valid: np.ndarray, phi: np.ndarray | None = None) -> np.ndarray:
+    """Index [...] of each link's strongest path (``power``, ``tau``, ``valid``, azimuth ``phi`` rad [..., paths]).
 
     Dr.Jit sums a path's contributions in parallel, so two paths of equal power (a symmetric street)
     differ in the last bits from run to run and a plain argmax flips between them: their AoAs can be
-    tens of degrees apart. Paths within ``PATH_TIE_DB`` of the maximum are tied, and the earliest wins.
+    tens of degrees apart. Paths within ``PATH_TIE_DB`` of the maximum are tied, and the earliest wins;
+    two mirror-image paths also arrive together (within ``PATH_TIE_S``), so among those the smallest
+    azimuth wins (with ``phi``; without it, the earliest by the last bits).
     """
     with np.errstate(divide="ignore"):
         db = np.where(valid & (power > 0), 10.0 * np.log10(np.where(power > 0, power, 1.0)), -np.inf)
     best = db.max(-1, keepdims=True)
     tied = valid & (db >= best - PATH_TIE_DB)
-    return np.where(tied, tau, np.inf).argmin(-1)
+    t = np.where(tied, tau, np.inf)
+    if phi is None:
+        return t.argmin(-1)
+    together = tied & (t <= t.min(-1, keepdims=True) + PATH_TIE_S)
+    # a link without a valid path: every key inf, argmin 0 (a harmless index, as before)
+    return np.where(together, np.mod(phi, 2 * np.pi), np.inf).argmin(-1)
 
 
 def _link_features(
@@ -855,7 +865,7 @@ def _link_features(
     total = power.sum(-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         first = np.where(valid, tau, np.inf).min(-1)
-        strongest = strongest_path(power, tau, valid)
+        strongest = strongest_path(power, tau, valid, phi)
         phi_best = np.take_along_axis(phi, strongest[..., None], -1)[..., 0]
         mean_tau = (power * tau).sum(-1) / total
         spread = np.sqrt(np.maximum((power * (tau - mean_tau[..., None]) ** 2).sum(-1) / total, 0.0))

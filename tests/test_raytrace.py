@@ -220,3 +220,13 @@ def test_strongest_path_breaks_near_ties_by_arrival_whatever_the_last_bits():
     # an invalid path never wins, however strong; a link without paths gives a harmless index
     assert strongest_path(np.array([[5e-9, 1e-9, 1e-12]]), tau, np.array([[False, True, True]]))[0] == 1
     assert strongest_path(np.zeros((1, 3)), tau, np.zeros((1, 3), bool))[0] in (0, 1, 2)
+    # mirror images: equally strong and arriving together up to the last bits, bearings 40 deg apart: the
+    # smaller azimuth wins whichever is a hair stronger or earlier
+    phi = np.deg2rad(np.array([[70.0, 30.0, 200.0]]))
+    for eps in (1e-9, -1e-9):
+        power = np.array([[1e-9 * (1 + eps), 1e-9, 1e-12]])
+        same = np.array([[1e-7 * (1 - eps), 1e-7 * (1 + eps), 2e-7]])
+        assert strongest_path(power, same, valid, phi)[0] == 1
+        assert strongest_path(power, same, valid)[0] == (0 if eps > 0 else 1)  # by the bits alone: flips
+    later = np.deg2rad(np.array([[30.0, 70.0, 200.0]]))  # the smaller azimuth arrives later: the earlier wins
+    assert strongest_path(power, tau, valid, later)[0] == 1
