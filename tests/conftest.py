@@ -6,11 +6,13 @@ every fixture that hands out a scene also points the environment at its workspac
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -131,6 +133,22 @@ def build_tiny_dataset(scene: str, dataset: str, *, samples: int = 400, **genera
 def tiny_dataset():
     """``tiny_dataset(scene, dataset, samples=400, **generation)``: see :func:`build_tiny_dataset`."""
     return build_tiny_dataset
+
+
+def load_bench_module(name: str) -> ModuleType:
+    """``bench/<name>.py`` imported as the module ``name`` (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "bench" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def load_bench():
+    """``load_bench(name)``: ``bench/<name>.py`` as a module (:func:`load_bench_module`)."""
+    return load_bench_module
 
 
 @pytest.fixture(scope="session")

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
 @pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    """``bench/bench_any_city.py`` as a module (bench/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("bench_any_city", ROOT / "bench" / "bench_any_city.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_any_city"] = module
-    spec.loader.exec_module(module)
-    return module
+def bench(load_bench) -> ModuleType:
+    """``bench/bench_any_city.py`` as a module."""
+    return load_bench("bench_any_city")
 
 
 def test_positions_of_finds_each_wanted_sample_in_its_order(bench: ModuleType) -> None:

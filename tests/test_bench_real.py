@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import sys
@@ -12,18 +11,10 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
 @pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    """``bench/bench_real.py`` as a module (bench/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("bench_real", ROOT / "bench" / "bench_real.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_real"] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
+def bench(load_bench) -> ModuleType:
+    """``bench/bench_real.py`` as a module."""
+    return load_bench("bench_real")
 
 
 def _head(src: Path, dst: Path, rows: int) -> None:
