@@ -169,15 +169,23 @@ _TRAITS: dict[str, Any] = {}
 
 
 def run_model(dataset: str, model: str, *, seed: int, epochs: int, max_minutes: float,
-              model_config: dict[str, Any] | None = None, calibration: str = "val") -> dict[str, Any]:
-    """Train ``model`` on ``dataset`` with ``seed`` (and ``model_config``), evaluate on test: one run's figures."""
+              model_config: dict[str, Any] | None = None, calibration: str = "val",
+              refit: bool = False) -> dict[str, Any]:
+    """Train ``model`` on ``dataset`` with ``seed`` (and ``model_config``), evaluate on test: one run's figures.
+
+    ``refit``: a baseline that can (``can_refit``) is fitted once more on train + val with its val choices
+    fixed (``train --refit``); the others are trained as usual. The run's ``refit`` says which happened.
+    """
     from rflocal_core.infer import evaluate_run
-    from rflocal_core.models.registry import NETWORKS
+    from rflocal_core.models.registry import BASELINES, NETWORKS
     from rflocal_core.train import train
 
     t0 = time.perf_counter()
     # networks are calibrated on val; baselines where --calibration says (blocks: 200 m squares, 5 folds)
     tc = {"epochs": epochs, "max_minutes": max_minutes} if model in NETWORKS else {"calibration": calibration}
+    refit = bool(refit and model in BASELINES and BASELINES[model].can_refit)
+    if refit:
+        tc["refit"] = True
     result = train(dataset, model, model_config=model_config, train_config=tc, seed=seed, tags=("bench_real",))
     train_s = time.perf_counter() - t0
     test = evaluate_run(result.run_id, dataset, split="test")
@@ -188,12 +196,12 @@ def run_model(dataset: str, model: str, *, seed: int, epochs: int, max_minutes: 
                "inside_2sigma": cal.inside_2sigma if cal.available else None}
     finite = {k: (float(v) if v is not None and math.isfinite(v) else None) for k, v in figures.items()}
     return {"seed": seed, "run_id": result.run_id, **finite, "test_count": test.summary.count,
-            "train_s": round(train_s, 1), "stopped": result.stopped}
+            "train_s": round(train_s, 1), "stopped": result.stopped, "refit": refit}
 
 
 def bench_set(real: RealSet, models: Sequence[str], *, seeds: Sequence[int], epochs: int,
               max_minutes: float, options: dict[str, dict[str, Any]] | None = None,
-              calibration: str = "val") -> list[Row]:
+              calibration: str = "val", refit: bool = False) -> list[Row]:
     """Every model of ``models`` on ``real``: networks once per seed, baselines once per distinct dataset."""
     from rflocal_core.errors import RFLocalInputError
     from rflocal_core.models.registry import NETWORKS
@@ -213,7 +221,7 @@ def bench_set(real: RealSet, models: Sequence[str], *, seeds: Sequence[int], epo
                 row.runs.append({"dataset": dataset, **run_model(dataset, model, seed=seed, epochs=epochs,
                                                                  max_minutes=max_minutes,
                                                                  model_config=(options or {}).get(model),
-                                                                 calibration=calibration)})
+                                                                 calibration=calibration, refit=refit)})
             except RFLocalInputError as exc:  # a model that refuses this set says why
                 row.skipped = f"refused: {exc}"
         print(json.dumps(row.to_json()), file=sys.stderr, flush=True)
@@ -273,6 +281,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="a model option for this bench (repeatable), e.g. fpnet:rss_offset_db=0")
     parser.add_argument("--calibration", default="val", choices=("val", "blocks", "auto"),
                         help="where baselines fit their sigma map (train --calibration; networks: val)")
+    parser.add_argument("--refit", action="store_true",
+                        help="baselines that can (knn): refit on train + val after choosing on val (train --refit)")
     parser.add_argument("--out", default=str(HERE / "results" / "real.json"))
     parser.add_argument("--table", action="store_true", help="only print (and refresh) the table of --out")
     return parser.parse_args(argv)
@@ -301,13 +311,13 @@ def main(argv: list[str] | None = None) -> int:
     options = model_options(args.set)
     bench = {"command": " ".join(["bench/bench_real.py", *(sys.argv[1:] if argv is None else argv)]),
              "code": code_version(), "epochs": args.epochs, "max_minutes": args.max_minutes,
-             "calibration": args.calibration}
+             "calibration": args.calibration, "refit": args.refit}
     done: dict[str, Any] = {}
     for name in names:
         real = SETS[name]
         datasets = [ensure_dataset(real, Path(args.data), seed) for seed in seeds]
         rows = bench_set(real, wanted, seeds=seeds, epochs=args.epochs, max_minutes=args.max_minutes,
-                         options=options, calibration=args.calibration)
+                         options=options, calibration=args.calibration, refit=args.refit)
         finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         done[name] = {"split": real.split, "datasets": datasets,
                       "rows": [{**r.to_json(), "bench": {**bench, "options": options.get(r.model),

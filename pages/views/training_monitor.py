@@ -16,7 +16,7 @@ from rflocal_core.access import allowed
 from rflocal_core.errors import RFLocalInputError
 from rflocal_core.jobs import REGISTRY
 from rflocal_core.models import registry
-from rflocal_core.models.registry import NETWORKS, config_class
+from rflocal_core.models.registry import BASELINES, NETWORKS, config_class
 from rflocal_core.options import option_paths
 from rflocal_core.train import auto
 from rflocal_core.train.runs import new_run_id
@@ -91,12 +91,14 @@ with st.expander("Start a run", expanded=st.session_state.setdefault("tm_form_op
             train_config["patience"] = number(c[2], tr.TrainConfig, "patience", key="tm_patience")
             train_config["device"] = choice(c[3], tr.TrainConfig, "device", key="tm_device")
             train_config["initial_validation"] = toggle(st, tr.TrainConfig, "initial_validation", key="tm_initial_val")
-        else:  # a baseline is fitted once; where its sigma is calibrated is its one training option
+        else:  # a baseline is fitted once: where its sigma is calibrated, and (knn) a refit on train + val
             c = st.columns(3)
             train_config["calibration"] = choice(c[0], tr.TrainConfig, "calibration", key="tm_calibration")
             train_config["calibration_block_m"] = number(c[1], tr.TrainConfig, "calibration_block_m",
                                                          key="tm_cal_block")
             train_config["calibration_folds"] = number(c[2], tr.TrainConfig, "calibration_folds", key="tm_cal_folds")
+            if BASELINES[model].can_refit:
+                train_config["refit"] = toggle(st, tr.TrainConfig, "refit", key="tm_refit")
         with st.expander("Model options", key="tm_model_options"):  # from the model's config fields, as `models NAME`
             if model == auto.AUTO_MODEL:
                 model_values, model_lists = {}, []

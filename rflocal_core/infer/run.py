@@ -301,6 +301,8 @@ def calibrate_run(run_id: str, *, user: User = LOCAL_USER) -> SigmaCalibration:
 
     A baseline run calibrated on blocks (``train --calibration blocks``) is calibrated on blocks
     again, with its squares, folds and seed.
+    A run refitted on train + val (``train --refit``) is calibrated, as in training, on the val
+    predictions of its model fitted on train alone (its options hold the val choices).
 
     Training does this at its end; this is for runs trained before scales were kept, or whose
     dataset's validation split changed. The run's own view of the data (its input transform)
@@ -332,7 +334,12 @@ def calibrate_run(run_id: str, *, user: User = LOCAL_USER) -> SigmaCalibration:
                                folds=int(record["folds"]), seed=int(run.config.get("seed", 0)))
         store_calibration(run_dir(run_id), cal)
         return cal
-    return calibrate_run_folder(run_dir(run_id), run.model.predict(val), val)
+    model = run.model
+    if run.config.get("refit"):  # its model has seen val: calibrate its choices fitted on train alone, as training did
+        train = load_transformed(run.config["dataset"], "train", InputTransform.from_dict(run.config.get("input_transform")),
+                                 with_maps=run.needs_maps)
+        model = type(run.model)(run.model.config).fit(train)
+    return calibrate_run_folder(run_dir(run_id), model.predict(val), val)
 
 
 def checkpoint_stamp(run_id: str) -> tuple[str, int]:

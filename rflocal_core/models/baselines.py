@@ -76,6 +76,9 @@ class Baseline(abc.ABC):
     #: methods); False: what it learned belongs to its training scenes (fingerprints, radio maps).
     any_scene: ClassVar[bool] = False
     config_cls: ClassVar[type] = _NoConfig
+    #: Whether :meth:`frozen_config` can fix what the fit chose on val, so that the model can be fitted
+    #: again on train + val without a validation split (``train --refit``).
+    can_refit: ClassVar[bool] = False
 
     def __init__(self, config: Any = None) -> None:
         if config is None:
@@ -102,6 +105,18 @@ class Baseline(abc.ABC):
         _check_inputs(x, "x")
         self._require_fit()
         return self._predict(x)
+
+    def frozen_config(self) -> dict[str, Any]:
+        """The fitted model's options with what it chose on val fixed (for a refit on train + val without val).
+
+        Raises
+        ------
+        InvalidInputError
+            The model cannot be refitted (``can_refit`` is False).
+        """
+        self._require_fit()
+        msg = f"refit: {self.name} cannot fix its validation choices for a refit on train + val (models that can: knn)"
+        raise InvalidInputError(msg)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything fitted, as plain numpy arrays and python values."""
@@ -817,6 +832,13 @@ class KNNFingerprint(Baseline):
 
     config_cls = KNNConfig
     needs_fixed_slots: ClassVar[bool] = True  # model selection (train/auto.py) skips it where slots vary
+    can_refit: ClassVar[bool] = True
+
+    def frozen_config(self) -> dict[str, Any]:
+        """The options with the k and floor chosen on val fixed (a refit on train + val then needs no val)."""
+        self._require_fit()
+        assert self._state is not None
+        return {**self.config.to_dict(), "k": int(self._state["k"]), "floor_dbm": float(self._state["floor_dbm"])}
 
     def _raw(self, x: Inputs) -> np.ndarray:
         if x.fixed_slots <= 0:

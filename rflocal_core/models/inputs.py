@@ -211,6 +211,40 @@ class Inputs:
         return self.node_mask & np.isfinite(self.node_pos_m[..., :2]).all(-1)
 
 
+#: Optional per-sample fields of :class:`Inputs` (None where the dataset has none), besides the IQ ones.
+OPTIONAL_SAMPLE_FIELDS = ("rss_steps_dbm", "step_age_s", "phy", "phy_steps", "carrier_hz", "node_carrier_hz")
+
+
+def join_inputs(a: Inputs, b: Inputs) -> Inputs:
+    """The samples of ``a`` followed by those of ``b``, two splits of one dataset (e.g. train + val for a refit).
+
+    Scenes are matched by name (``b``'s scene indices are remapped); the split is named ``"a+b"``.
+
+    Raises
+    ------
+    InvalidInputError
+        The two are of different datasets, report slots, fixed slots, or one has an optional field
+        (steps, PHY, carriers, IQ) the other lacks.
+    """
+    if a.dataset != b.dataset or a.rss_dbm.shape[1:] != b.rss_dbm.shape[1:] or a.fixed_slots != b.fixed_slots:
+        msg = (f"b: expected a split of dataset {a.dataset!r} with {a.rss_dbm.shape[1]} slots ({a.fixed_slots} fixed), "
+               f"got {b.dataset!r} with {b.rss_dbm.shape[1]} ({b.fixed_slots} fixed)")
+        raise InvalidInputError(msg)
+    scenes = a.scenes + tuple(s for s in b.scenes if s not in a.scenes)
+    remap = np.array([scenes.index(s) for s in b.scenes], dtype=np.int64)
+    fields = {f: np.concatenate([getattr(a, f), getattr(b, f)]) for f in a.SLOT_FIELDS + a.SAMPLE_FIELDS}
+    fields["scene_idx"] = np.concatenate([a.scene_idx, remap[b.scene_idx]]).astype(a.scene_idx.dtype)
+    for f in OPTIONAL_SAMPLE_FIELDS + a.IQ_FIELDS:
+        va, vb = getattr(a, f), getattr(b, f)
+        if (va is None) != (vb is None):
+            msg = f"b: field {f!r} is present in only one of splits {a.split!r} and {b.split!r}; expected both or neither"
+            raise InvalidInputError(msg)
+        if va is not None:
+            fields[f] = np.concatenate([va, vb])
+    maps = None if a.maps is None and b.maps is None else {**(b.maps or {}), **(a.maps or {})}
+    return replace(a, split=f"{a.split}+{b.split}", scenes=scenes, maps=maps, **fields)
+
+
 def node_carriers(x: Inputs) -> np.ndarray:
     """[N, S] carrier of every slot, Hz (NaN: unknown): the node's own (multi-band scenes, files with
     ``carrier_hz``), else its sample's band."""

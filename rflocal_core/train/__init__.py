@@ -32,7 +32,7 @@ from rflocal_core.dataset.store import open_dataset, position_extent_m
 from rflocal_core.errors import CheckpointError, InvalidInputError, RunNotFoundError
 from rflocal_core.metrics import ErrorSummary, error_summary
 from rflocal_core.models.features import FeatureSpec
-from rflocal_core.models.inputs import Inputs, errors_m
+from rflocal_core.models.inputs import Inputs, errors_m, join_inputs
 from rflocal_core.models.nets import build_network
 from rflocal_core.models.neural import NeuralModel
 from rflocal_core.models.registry import BASELINES, NETWORKS
@@ -67,6 +67,7 @@ from rflocal_core.train.runs import (
     write_status,
 )
 from rflocal_core.train.stream import StreamedSplit, StreamSummary, merge_summaries, resolve_loading
+from rflocal_core.workspace import atomic_write_text
 
 __all__ = ["CheckpointError", "RunNotFoundError", "StopReason", "TrainConfig", "TrainResult", "check_extent",
            "delete_run", "list_runs", "models", "read_metrics", "resume", "runs_dir", "train"]
@@ -208,6 +209,9 @@ def train(
             msg = (f"calibration: 'blocks' fits the model once more per fold of squares, which a baseline does in "
                    f"seconds; {model} is a network, trained once: use 'val'")
             raise InvalidInputError(msg)
+        if cfg.refit:
+            msg = f"refit: True fits a baseline once more on train + val; {model} is a network, trained once: use False"
+            raise InvalidInputError(msg)
         with distributed.session(cfg.device) as dist:
             return _train_network(dataset, model, model_config, cfg, seed, report, run_id, transform, tags,
                                   owner=owner, allow_large_extent=allow_large_extent, dist=dist)
@@ -221,6 +225,10 @@ def train(
     check_extent(dataset, allow_large_extent=allow_large_extent)
     # baselines read only the calibration options of the training configuration
     cal_cfg = train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(train_config)
+    if cal_cfg.refit and not BASELINES[model].can_refit:
+        refittable = ", ".join(name for name, cls in BASELINES.items() if cls.can_refit)
+        msg = f"refit: {model} cannot fix its validation choices for a refit on train + val; models that can: {refittable}"
+        raise InvalidInputError(msg)
     return _train_baseline(dataset, model, model_config, seed, report, run_id, transform, tags, owner=owner,
                            calibration=cal_cfg)
 
@@ -264,6 +272,9 @@ def _train_baseline(
         report("calibrating", 0.85)
         # before "done": a finished run has its scale
         cal = _calibrate_baseline(path, model, instance, pred, train_in, val_in, calibration or TrainConfig(), seed)
+        if calibration is not None and calibration.refit:
+            report("refitting on train + val", 0.9)
+            _refit_baseline(path, model, instance, train_in, val_in)
         best = {"median_m": summary.median_m, "p95_m": summary.p95_m, "mean_m": summary.mean_m, "seconds": seconds}
         write_status(path, state="done", best=best, stop=StopReason("fitted"))
     except JobCancelled:
@@ -291,6 +302,21 @@ def _calibrate_baseline(path: Path, model: str, instance: Any, pred: Any, train_
                            block_m=block_m, folds=cfg.calibration_folds, seed=seed)
     store_calibration(path, cal)
     return cal
+
+
+def _refit_baseline(path: Path, model: str, instance: Any, train_in: Inputs, val_in: Inputs) -> None:
+    """Fit ``model`` again on train + val with the choices ``instance`` made on val fixed; keep it as the run's model.
+
+    The run's ``config.json`` records it under ``refit`` (samples, the fixed options); the val figures and
+    the sigma map stay those of ``instance`` (fitted on train only), the honest ones.
+    """
+    frozen = instance.frozen_config()
+    both = join_inputs(train_in, val_in)
+    refitted = BASELINES[model](frozen).fit(both)
+    save_checkpoint(path, model=model, config=refitted.config, state=refitted.state_dict())
+    config = json.loads((path / "config.json").read_text())
+    config["refit"] = {"samples": len(both), "train_samples": len(train_in), "model_config": refitted.config.to_dict()}
+    atomic_write_text(path / "config.json", json.dumps(config, indent=2))
 
 
 def check_extent(dataset: str, *, allow_large_extent: bool = False) -> dict[str, Any]:

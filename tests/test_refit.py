@@ -1,0 +1,80 @@
+"""``train --refit`` (issue 15): a baseline chooses on val, then is fitted again on train + val with those choices.
+
+On Antwerp's published test file imported 80/10/10 (skipped when ``../shared/data`` is absent).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rflocal_core.errors import InvalidInputError
+
+
+@pytest.fixture(scope="module")
+def antwerp_ds(shared_data: Path, tmp_path_factory: pytest.TempPathFactory, workspace_env):
+    from rflocal_core.dataset import import_measurements
+    from rflocal_core.measurements import convert_antwerp
+
+    folder = shared_data / "real" / "antwerp_lorawan"
+    if not folder.is_dir():
+        pytest.skip(f"real Antwerp LoRaWAN data not found at {folder}")
+    ws = tmp_path_factory.mktemp("refit") / "workspace"
+    ws.mkdir()
+    with workspace_env(ws):
+        import_measurements(convert_antwerp(folder, split="test"), name="antr", split_fractions=(0.8, 0.1, 0.1))
+        yield "antr"
+
+
+def test_join_inputs(antwerp_ds: str) -> None:
+    from rflocal_core.models import load_inputs
+    from rflocal_core.models.inputs import join_inputs
+
+    tr, va = load_inputs(antwerp_ds, "train"), load_inputs(antwerp_ds, "val")
+    both = join_inputs(tr, va)
+    assert len(both) == len(tr) + len(va) and both.split == "train+val" and both.fixed_slots == tr.fixed_slots
+    np.testing.assert_array_equal(both.rss_dbm[len(tr):], va.rss_dbm)
+    np.testing.assert_array_equal(both.truth_m[: len(tr)], tr.truth_m)
+    other = replace(va, scenes=("elsewhere",), dataset=tr.dataset)  # b's scenes are matched by name
+    mixed = join_inputs(tr, other)
+    assert mixed.scenes == (*tr.scenes, "elsewhere") and (mixed.scene_idx[len(tr):] == len(tr.scenes)).all()
+    with pytest.raises(InvalidInputError, match="slots"):
+        join_inputs(tr, va.slots(slice(0, 5)))
+
+
+def test_knn_refit_keeps_val_choices_and_grows_the_pool(antwerp_ds: str) -> None:
+    from rflocal_core.infer import load_run
+    from rflocal_core.models import load_inputs
+    from rflocal_core.train import train
+    from rflocal_core.train.runs import run_dir
+
+    tr, va = load_inputs(antwerp_ds, "train"), load_inputs(antwerp_ds, "val")
+    cfg = {"floor_dbm": -120.0, "k_choices": [1, 5, 15]}
+    plain = train(antwerp_ds, "knn", model_config=cfg, seed=0)
+    refit = train(antwerp_ds, "knn", model_config=cfg, train_config={"refit": True}, seed=0)
+    # val figures and the sigma map are the fit on train's (val is not in-sample); the model is the refit
+    assert refit.summary.median_m == pytest.approx(plain.summary.median_m)
+    assert refit.sigma_scale == pytest.approx(plain.sigma_scale)
+    config = json.loads((run_dir(refit.run_id) / "config.json").read_text(encoding="utf-8"))
+    chosen = load_run(plain.run_id).model.state_dict()["k"]
+    assert config["refit"]["samples"] == len(tr) + len(va) and config["refit"]["train_samples"] == len(tr)
+    assert config["refit"]["model_config"]["k"] == chosen  # the val choice, fixed
+    model = load_run(refit.run_id).model
+    assert model.config.k == chosen and model.state_dict()["k"] == chosen
+    (pool,) = model.state_dict()["fingerprints"].values()
+    assert len(pool["pos_m"]) == len(tr) + len(va)
+    # each val message now finds its own fingerprint: the nearest neighbour is itself
+    near = model.neighbours(va.subset(slice(0, 50)))[0][:, 0]
+    assert np.median(np.hypot(*(near - va.truth_m[:50]).T)) < 1.0
+    # runs calibrate on a refit run: its choices fitted on train alone predict val, as in training
+    from rflocal_core.infer import calibrate_run
+
+    assert calibrate_run(refit.run_id).scale == pytest.approx(plain.sigma_scale)
+    with pytest.raises(InvalidInputError, match="refit: lgbm cannot.*knn"):
+        train(antwerp_ds, "lgbm", train_config={"refit": True})
+    with pytest.raises(InvalidInputError, match="refit.*network"):
+        train(antwerp_ds, "fpnet", train_config={"refit": True})
