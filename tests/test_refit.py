@@ -78,3 +78,25 @@ def test_knn_refit_keeps_val_choices_and_grows_the_pool(antwerp_ds: str) -> None
         train(antwerp_ds, "lgbm", train_config={"refit": True})
     with pytest.raises(InvalidInputError, match="refit.*network"):
         train(antwerp_ds, "fpnet", train_config={"refit": True})
+
+
+def test_ensemble_refits_its_knn_members_only(antwerp_ds: str) -> None:
+    from rflocal_core.models import Ensemble, load_inputs
+    from rflocal_core.models.inputs import join_inputs
+
+    tr, va = load_inputs(antwerp_ds, "train"), load_inputs(antwerp_ds, "val")
+    cfg = {"members": "knn,nn1=knn,lgbm", "member_set": "knn:floor_dbm=-120;nn1:k=1;nn1:floor_dbm=-120;lgbm:max_rounds=30",
+           "snap_k": 5}
+    ens = Ensemble(cfg).fit(tr, va)
+    again = ens.refit(join_inputs(tr, va))
+    old, new = ens.state_dict(), again.state_dict()
+    assert new["refitted"] == ["knn", "nn1"] and new["weights"] == old["weights"]
+    assert new["states"][2] is old["states"][2]  # lgbm: val stopped its boosters; kept as fitted
+    assert new["configs"]["knn"]["k"] == old["states"][0]["k"]  # the k knn chose on val, fixed
+    for i in (0, 1):
+        (pool,) = new["states"][i]["fingerprints"].values()
+        assert len(pool["pos_m"]) == len(tr) + len(va)
+    (snap,) = new["snap_positions"].values()
+    assert len(snap) == len(tr) + len(va)
+    te = load_inputs(antwerp_ds, "test").subset(slice(0, 100))
+    assert np.isfinite(again.predict(te).position_m).all()

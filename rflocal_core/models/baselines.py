@@ -76,8 +76,8 @@ class Baseline(abc.ABC):
     #: methods); False: what it learned belongs to its training scenes (fingerprints, radio maps).
     any_scene: ClassVar[bool] = False
     config_cls: ClassVar[type] = _NoConfig
-    #: Whether :meth:`frozen_config` can fix what the fit chose on val, so that the model can be fitted
-    #: again on train + val without a validation split (``train --refit``).
+    #: Whether :meth:`refit` can fit the model again on train + val with what it chose on val fixed
+    #: (``train --refit``; by default through :meth:`frozen_config`).
     can_refit: ClassVar[bool] = False
 
     def __init__(self, config: Any = None) -> None:
@@ -117,6 +117,10 @@ class Baseline(abc.ABC):
         self._require_fit()
         msg = f"refit: {self.name} cannot fix its validation choices for a refit on train + val (models that can: knn)"
         raise InvalidInputError(msg)
+
+    def refit(self, data: Inputs) -> Baseline:
+        """A new model fitted on ``data`` (train + val) with the choices this fitted one made on val fixed."""
+        return type(self)(self.frozen_config()).fit(data)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything fitted, as plain numpy arrays and python values."""

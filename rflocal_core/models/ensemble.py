@@ -28,7 +28,7 @@ import itertools
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -209,6 +209,27 @@ class Ensemble(Baseline):
     config_cls = EnsembleConfig
     #: It fingerprints the fixed node slots (model selection skips it on data without them).
     needs_fixed_slots = True
+    #: Its members that can (``knn``) are refitted on train + val; the others and the weights stay.
+    can_refit: ClassVar[bool] = True
+
+    def refit(self, data: Inputs) -> Ensemble:
+        """A copy whose refittable baseline members (``can_refit``: ``knn``) are fitted again on ``data`` (train +
+        val) with their val choices fixed; the other members (networks, boosters: val stopped them), the
+        weights chosen on val and the answer rule stay. The state lists the refitted members (``refitted``)."""
+        self._require_fit()
+        st = dict(self._state)
+        states, configs, done = list(st["states"]), dict(st.get("configs") or {}), []
+        for i, (name, model, kind) in enumerate(zip(st["members"], st["models"], st["kinds"], strict=True)):
+            if kind == "baseline" and BASELINES[model].can_refit:
+                member = BASELINES[model].from_state(configs.get(name), states[i]).refit(data)
+                states[i], configs[name] = member.state_dict(), member.config.to_dict()
+                done.append(name)
+        st.update(states=states, configs=configs, refitted=done)
+        if "snap_positions" in st:
+            has = np.isfinite(data.truth_m).all(1)
+            by_scene = {scene: data.truth_m[has & (data.scene_idx == i)] for i, scene in enumerate(data.scenes)}
+            st["snap_positions"] = {scene: pos for scene, pos in by_scene.items() if len(pos)}
+        return type(self).from_state(self.config, st)
 
     def _fit(self, train: Inputs, val: Inputs | None) -> dict[str, Any]:
         if val is None or not np.isfinite(val.truth_m).all(1).any():

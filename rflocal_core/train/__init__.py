@@ -310,9 +310,8 @@ def _refit_baseline(path: Path, model: str, instance: Any, train_in: Inputs, val
     The run's ``config.json`` records it under ``refit`` (samples, the fixed options); the val figures and
     the sigma map stay those of ``instance`` (fitted on train only), the honest ones.
     """
-    frozen = instance.frozen_config()
     both = join_inputs(train_in, val_in)
-    refitted = BASELINES[model](frozen).fit(both)
+    refitted = instance.refit(both)
     save_checkpoint(path, model=model, config=refitted.config, state=refitted.state_dict())
     config = json.loads((path / "config.json").read_text())
     config["refit"] = {"samples": len(both), "train_samples": len(train_in), "model_config": refitted.config.to_dict()}
