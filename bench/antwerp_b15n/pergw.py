@@ -40,7 +40,7 @@ def scores(th, rows):
     return (-torch.exp(dw) * D[rows] + (Q_RSS[rows] * a).sum(-1) + (Q_P[rows] * b).sum(-1) + (Q_N[rows] * c).sum(-1))
 
 
-def fit(rows, lam, loss, steps=60):
+def fit(rows, lam, loss, steps=40):
     th = {"g": torch.zeros(4, dtype=torch.float32, requires_grad=True)}
     th.update({n: torch.zeros(S, dtype=torch.float32, requires_grad=True) for n in "abc"})
     free = [th["g"]] if lam is None else list(th.values())  # None: the four global weights only
@@ -80,8 +80,9 @@ if __name__ == "__main__":
     e0 = answer(zero, np.arange(N))
     print(f"today's weights: val {np.median(e0):.0f} / {e0.mean():.1f}", flush=True)
     folds = np.random.default_rng(0).permutation(N) % 5
-    for loss in ("exp_dist", "ce"):
-        for lam in (None, 1e-1, 1e-2, 1e-3):  # None: the four global weights only
+    # the expected distance is not a proper score (it sharpens without bound: NaN); the cross-entropy is
+    for loss in ("ce",):
+        for lam in (None, 1e-2):  # None: the four global weights only
             e = np.empty(N)
             for f in range(5):
                 th = fit(np.flatnonzero(folds != f), lam, loss)
