@@ -78,6 +78,10 @@ def test_knn_refit_keeps_val_choices_and_grows_the_pool(antwerp_ds: str) -> None
         train(antwerp_ds, "lgbm", train_config={"refit": True})
     with pytest.raises(InvalidInputError, match="refit.*network"):
         train(antwerp_ds, "fpnet", train_config={"refit": True})
+    from rflocal_core.train.auto import auto_train
+
+    with pytest.raises(InvalidInputError, match="refit: auto"):
+        auto_train(antwerp_ds, train_config={"refit": True})
 
 
 def test_ensemble_refits_its_knn_members_only(antwerp_ds: str) -> None:

@@ -242,7 +242,10 @@ def check_auto(dataset: str, config: AutoConfig | dict[str, Any] | None = None, 
 def _checked(dataset: str, config: AutoConfig | dict[str, Any] | None, train_config: dict[str, Any] | None,
              run_id: str | None, allow_large_extent: bool) -> tuple[AutoConfig, list[Candidate]]:
     cfg = config if isinstance(config, AutoConfig) else AutoConfig.from_dict(config)
-    TrainConfig.from_dict({k: v for k, v in (train_config or {}).items() if k != "max_minutes"})
+    if TrainConfig.from_dict({k: v for k, v in (train_config or {}).items() if k != "max_minutes"}).refit:
+        msg = ("refit: auto compares its candidates on val, so none is refitted on train + val; train the chosen "
+               "model again with --refit (knn, ensemble)")
+        raise InvalidInputError(msg)
     check_extent(dataset, allow_large_extent=allow_large_extent)
     if run_id is not None and (runs_dir() / validate_name(run_id, field="run")).exists():
         msg = f"run: a run {run_id!r} exists already; choose another id"
