@@ -209,9 +209,7 @@ def train(
             msg = (f"calibration: 'blocks' fits the model once more per fold of squares, which a baseline does in "
                    f"seconds; {model} is a network, trained once: use 'val'")
             raise InvalidInputError(msg)
-        if cfg.refit:
-            msg = f"refit: True fits a baseline once more on train + val; {model} is a network, trained once: use False"
-            raise InvalidInputError(msg)
+        _check_refit(model, cfg.refit)
         with distributed.session(cfg.device) as dist:
             return _train_network(dataset, model, model_config, cfg, seed, report, run_id, transform, tags,
                                   owner=owner, allow_large_extent=allow_large_extent, dist=dist)
@@ -225,10 +223,7 @@ def train(
     check_extent(dataset, allow_large_extent=allow_large_extent)
     # baselines read only the calibration options of the training configuration
     cal_cfg = train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(train_config)
-    if cal_cfg.refit and not BASELINES[model].can_refit:
-        refittable = ", ".join(name for name, cls in BASELINES.items() if cls.can_refit)
-        msg = f"refit: {model} cannot fix its validation choices for a refit on train + val; models that can: {refittable}"
-        raise InvalidInputError(msg)
+    _check_refit(model, cal_cfg.refit)
     return _train_baseline(dataset, model, model_config, seed, report, run_id, transform, tags, owner=owner,
                            calibration=cal_cfg)
 
@@ -302,6 +297,19 @@ def _calibrate_baseline(path: Path, model: str, instance: Any, pred: Any, train_
                            block_m=block_m, folds=cfg.calibration_folds, seed=seed)
     store_calibration(path, cal)
     return cal
+
+
+def _check_refit(model: str, refit: bool) -> None:
+    """Refuse ``refit`` for a network (trained once) or a baseline that cannot fix its val choices."""
+    if not refit:
+        return
+    if model in NETWORKS:
+        msg = f"refit: True fits a baseline once more on train + val; {model} is a network, trained once: use False"
+        raise InvalidInputError(msg)
+    if not BASELINES[model].can_refit:
+        refittable = ", ".join(name for name, cls in BASELINES.items() if cls.can_refit)
+        msg = f"refit: {model} cannot fix its validation choices for a refit on train + val; models that can: {refittable}"
+        raise InvalidInputError(msg)
 
 
 def _refit_baseline(path: Path, model: str, instance: Any, train_in: Inputs, val_in: Inputs) -> None:
