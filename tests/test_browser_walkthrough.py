@@ -39,9 +39,23 @@ def shots(request: pytest.FixtureRequest) -> Iterator[Path]:
 
 
 def _open(page, name: str) -> None:
-    """Click a page in the sidebar and wait for its title."""
-    page.get_by_test_id("stSidebarNav").get_by_text(name, exact=True).click()
-    page.get_by_role("heading", name=name).first.wait_for(timeout=60_000)
+    """Click a page in the sidebar and wait for its title.
+
+    A click that lands while the current page redraws itself (a job that just ended) can be lost
+    (seen once under load: no Training Monitor heading within 60 s), so the click is repeated, up to
+    three times, 40 s apart; a page that never shows its title still fails.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    heading = page.get_by_role("heading", name=name).first
+    for attempt in range(3):
+        page.get_by_test_id("stSidebarNav").get_by_text(name, exact=True).click()
+        try:
+            heading.wait_for(timeout=40_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
     wait_idle(page)
 
 
