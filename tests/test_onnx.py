@@ -115,7 +115,7 @@ def runs(tmp_path_factory, workspace_env, tiny_dataset):
 
 def test_export_and_predict_with_onnxruntime_from_the_command_line(runs, run_cli, monkeypatch, tmp_path):
     from rflocal_core import settings
-    from rflocal_core.infer import load_run
+    from rflocal_core.infer import load_run, predict_file
     from rflocal_core.infer.anyscene import file_inputs
     from rflocal_core.measurements import load_measurements
 
@@ -133,13 +133,15 @@ def test_export_and_predict_with_onnxruntime_from_the_command_line(runs, run_cli
     onnx_doc = json.loads(res.stdout)
     assert onnx_doc["backend"] == "onnxruntime"
     assert (runs["path"] / "runs" / runs["net"] / "model.onnx").is_file()  # the run's own graph, made on first use
-    torch_doc = json.loads(run_cli(["predict", "--run", runs["net"], "--input", str(runs["file"])], runs["path"]).stdout)
+    # The torch side in this process, not a third command: the command line prints exactly the core's JSON
+    # (test_infer.py::test_cli_predict_gives_the_core_numbers), so this is what `predict` without --backend prints.
+    monkeypatch.setenv(settings.WORKSPACE_ENV, str(runs["path"]))
+    torch_doc = predict_file(runs["net"], runs["file"]).runs[0].to_json()
     assert "backend" not in torch_doc
     for a, b in zip(onnx_doc["predictions"], torch_doc["predictions"], strict=True):
         assert a["id"] == b["id"] and abs(a["x_m"] - b["x_m"]) <= 0.011 and abs(a["y_m"] - b["y_m"]) <= 0.011
 
     # the same positions and sigmas within 1e-4 of the unit square, unrounded
-    monkeypatch.setenv(settings.WORKSPACE_ENV, str(runs["path"]))
     run_t, run_o = load_run(runs["net"]), load_run(runs["net"], backend="onnxruntime")
     assert run_o.backend == "onnxruntime" and run_t.backend == "torch"
     x = file_inputs(run_t, load_measurements(runs["file"])).inputs
