@@ -174,7 +174,8 @@ def _add_data_parsers(sub: Any) -> None:
     export.add_argument("--sequences", choices=("per-report", "history"), default=None,
                         help="moving samples as sequences for predict --track: one sample per report time with its "
                              "truth (per-report: that time's reports; history: the reports so far)")
-    imp = data_sub.add_parser("import", help="turn a measurement file or table into a dataset (no radio maps)")
+    imp = data_sub.add_parser("import", help="turn a measurement file or table into a dataset (no radio maps)",
+                              flags=_data_import_flags)
     imp.add_argument("file", metavar="FILE", help="an rflocal-measurements/1 (or survey) .json file, or a .csv, .tsv "
                      "or .parquet table with one row per measurement")
     imp.add_argument("--name", required=True, help="dataset name")
@@ -185,7 +186,6 @@ def _add_data_parsers(sub: Any) -> None:
     imp.add_argument("--strict", action="store_true",
                      help="refuse a file with GPS / RSS sentinels, outliers or duplicate ids instead of dropping them")
     imp.add_argument("--min-reports", type=int, default=1, help="drop samples left with fewer reports after cleaning")
-    _add_table_arguments(imp.add_argument_group("tables (.csv, .tsv, .parquet)"))
     fit = data_sub.add_parser("fit-noise", help="fit the measurement model of a dataset with known node and true "
                               "positions: path loss, shadowing sigma and correlation distance, floor, quantization",
                               flags=_fit_noise_flags)
@@ -231,6 +231,12 @@ def _fit_noise(args: argparse.Namespace) -> Any:
             msg = f"out: cannot write {args.out!r} ({exc.strerror or exc}); expected a writable folder"
             raise InvalidInputError(msg) from None
     return fit
+
+
+def _data_import_flags(parser: argparse.ArgumentParser) -> None:
+    """The table flags of ``data import``, added when it is used (their help names the column keys, whose
+    module imports pandas: ``--help`` of other commands and their error paths should not pay for it)."""
+    _add_table_arguments(parser.add_argument_group("tables (.csv, .tsv, .parquet)"))
 
 
 def _add_table_arguments(group: Any) -> None:
@@ -457,7 +463,6 @@ def _add_predict_parser(sub: Any) -> None:
     pr.add_argument("--out", default=None, metavar="predictions.json", help="also write the result here (atomically)")
     pr.add_argument("--strict", action="store_true",
                     help="refuse a file with GPS / RSS sentinels, outliers or duplicate ids instead of dropping them")
-    _track_flags(pr)
 
 
 def _add_export_parser(sub: Any) -> None:
@@ -600,6 +605,7 @@ def _predict_flags(parser: argparse.ArgumentParser) -> None:
     from rflocal_core.options import add_flags
 
     add_flags(parser, PredictOptions)
+    _track_flags(parser)  # here, not when the parser is built: the tracker's module imports the dataset package
 
 
 def _importance(args: argparse.Namespace) -> Any:
