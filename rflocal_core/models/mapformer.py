@@ -109,8 +109,10 @@ from rflocal_core.models.features import (
     HIST_COLUMNS,
     NODE_Z_SCALE_M,
     PHY_COLUMNS,
+    TOA_MAX_SIDES,
     TOKEN_COLUMNS,
     TX_SCALE_DBM,
+    WINDOW_TOA_MAX_SIDES,
     Batch,
     index_ordered,
     token_width,
@@ -1010,7 +1012,10 @@ class MapFormer(LocNet):
         feats[..., si] = (s0 * cs - c0 * sn) * feats[..., oi]
         feats[..., ci] = (c0 * cs + s0 * sn) * feats[..., oi]
         ti, tok = TOKEN_COLUMNS.index("toa"), TOKEN_COLUMNS.index("toa_ok")
-        feats[..., ti] = (feats[..., ti] * scale.unsqueeze(1)).clamp(0.0, 4.0) * feats[..., tok]
+        # the frame's range of ToA (in sides): the window frame keeps ranges up to 16 window sides, and clamping
+        # them at 4 put far nodes 4 sides away, which wrecked the prior's ToA term (issue 19)
+        top = WINDOW_TOA_MAX_SIDES if c.frame == "window" else TOA_MAX_SIDES
+        feats[..., ti] = (feats[..., ti] * scale.unsqueeze(1)).clamp(0.0, top) * feats[..., tok]
         # output grid point q samples the input at c + A^-1 (q - c) (grid coords are 2u - 1, centred)
         inv = torch.linalg.inv(a)
         aff = torch.cat([inv, torch.zeros(n, 2, 1, device=dev, dtype=inv.dtype)], dim=2)
