@@ -368,6 +368,21 @@ def test_pool_prior_is_the_log_sum_exp_and_the_mean_offset_in_each_cell():
     assert lse2.shape == (2, g * g) and torch.isfinite(lse2).all() and off2.abs().max() < 1e-6
 
 
+def test_max_pooled_prior_picks_the_cell_of_the_sharp_peak_over_a_broad_one():
+    """prior_pool="max": the coarse cell holding the prior's best map cell wins, even where another coarse cell
+    holds more prior mass (log-sum-exp picks that one); its offset is that map cell's centre."""
+    g, k = 4, 4
+    total = torch.full((1, g * k, g * k), -1e4)
+    total[0, 0:4, 0:4] = -1.0  # coarse cell 0: 16 map cells at -1 (mass e^-1 * 16 ~ 5.9)
+    total[0, 9, 14] = 0.0  # coarse cell (row 2, col 3): one map cell at 0 (mass 1)
+    lse, _ = _pool_prior(total, g, "lse")
+    peak, offset = _pool_prior(total, g, "max")
+    sharp = 2 * g + 3
+    assert int(lse[0].argmax()) == 0 and int(peak[0].argmax()) == sharp
+    assert math.isclose(float(peak[0, 0]), -1.0) and math.isclose(float(peak[0, sharp]), 0.0)
+    torch.testing.assert_close(offset[0, sharp], torch.tensor([14.5 / 16 - 3.5 / 4, 9.5 / 16 - 2.5 / 4]))
+
+
 def test_the_prior_makes_an_untrained_network_locate_consistent_data():
     mb = _with_extent(synthetic(16, res=32, seed=14))
     with torch.no_grad():
