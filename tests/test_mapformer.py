@@ -393,6 +393,28 @@ def test_the_prior_makes_an_untrained_network_locate_consistent_data():
     assert float(err_on.median()) < 15.0 < float(err_off.median())
 
 
+def test_untrained_max_pooled_network_answers_the_priors_argmax():
+    """prior_pool="max" (prior_subcell=0): the untrained network's answer is the centre of the prior's best map cell
+    over the whole raster, on noisy data where that is not the truth; "lse" leaves it where another coarse cell
+    holds more prior mass (issue 19: 15% of held-out Paris samples)."""
+    res = 32
+    mb = _with_extent(synthetic(48, res=res, seed=21, noise_db=8.0))
+    b = mb.base
+    feats = b.feats.clone()
+    for col in ("aoa_sin", "aoa_cos", "aoa_ok", "toa", "toa_ok"):  # RSS alone: a broad, many-peaked prior
+        feats[..., TOKEN_COLUMNS.index(col)] = 0.0
+    mb = mb.with_base(Batch(b.node_xy, feats, b.node_id, b.mask, b.truth))
+    kw = {"grid_cells": 8, "prior_subcell": 0, "use_scene": False}
+    with torch.no_grad():
+        mu = {pool: net_for(prior_pool=pool, **kw).eval()(mb)["mu"] for pool in ("max", "lse")}
+        ll = physics_loglik(mb, rss_sigma_db=6.5, toa_sigma_m=4.0, aoa_sigma_deg=7.0)[:, :3].sum(1).flatten(1)
+    best = ll.argmax(1)
+    argmax = torch.stack([best % res, best // res], -1).float().add(0.5) / res
+    torch.testing.assert_close(mu["max"], argmax, atol=1e-6, rtol=0)
+    off = (mu["lse"] - argmax).norm(dim=-1) * res  # map cells
+    assert int((off > 2).sum()) >= 1, off
+
+
 def test_a_checkpoint_whose_weights_do_not_fit_is_refused_with_a_clear_error():
     from rflocal_core.models.features import FeatureSpec
     from rflocal_core.models.neural import NeuralModel
