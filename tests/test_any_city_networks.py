@@ -487,5 +487,6 @@ def test_mapformer_reads_its_prior_finer_than_the_map_cells() -> None:
              if k not in ("prior_subcell", "prior_pool")}  # a checkpoint from before both options
     old = NeuralModel.from_checkpoint({"model": "mapformer", "state": model.net.state_dict(),
                                        "config": {**model.checkpoint_config(), "model_config": saved}})
-    assert old.net.config.prior_subcell == 0 and build_network("mapformer", {}, vocab_size=0).config.prior_subcell == 4
-    assert old.net.config.prior_pool == "lse" and build_network("mapformer", {}, vocab_size=0).config.prior_pool == "max"
+    now = build_network("mapformer", {}, vocab_size=0).config
+    assert old.net.config.prior_subcell == 0 and now.prior_subcell == 4
+    assert old.net.config.prior_pool == "lse" and now.prior_pool == "max"

@@ -797,7 +797,7 @@ class MapFormer(LocNet):
         return F.softplus(self.prior_weight) * use
 
     def _prior_logits(self, loglik: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The weighted physics prior pooled to coarse cells: logits [N, G*G] and its mean offset in each cell."""
+        """The weighted physics prior pooled to coarse cells (``prior_pool``): logits [N, G*G], its offset in each."""
         weight = self._prior_term_weights(loglik)
         prior = (loglik * weight.view(1, -1, 1, 1)).sum(1)  # [N, H, W]
         return _pool_prior(prior, self.config.grid_cells, self.config.prior_pool)
