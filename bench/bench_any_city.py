@@ -229,8 +229,9 @@ def window_centre(x: Any, train: Any, centre: str, cell_m: float = 4.0) -> dict[
 
 def untrained_mapformer(train: Any) -> Any:
     """mapformer with its default options before any training step: its logit and fine heads start at zero,
-    so it answers its physics prior through its own head (the best 16 m cell by log-sum-exp; within it, the
-    prior's posterior mean on 1 m points near its best 4 m cell, ``prior_subcell``), nothing learned."""
+    so it answers its physics prior through its own head (the 16 m cell holding the prior's best 4 m cell,
+    ``prior_pool="max"``, the log-sum-exp's best before 2026-12-03 15:00 UTC; within it, the prior's posterior
+    mean on 1 m points near that best 4 m cell, ``prior_subcell``), nothing learned."""
     import torch
 
     from rflocal_core.models.features import FeatureSpec

@@ -483,7 +483,10 @@ def test_mapformer_reads_its_prior_finer_than_the_map_cells() -> None:
         err[points] = np.hypot(*(model.predict(x).position_m - targets).T)
     print("errors (m), prior_subcell 4 / 0:", err[4].round(2), err[0].round(2))
     assert err[4].max() < 2.0 and np.median(err[0]) > 2 * np.median(err[4]), err
-    saved = {k: v for k, v in model.checkpoint_config()["model_config"].items() if k != "prior_subcell"}
+    saved = {k: v for k, v in model.checkpoint_config()["model_config"].items()
+             if k not in ("prior_subcell", "prior_pool")}  # a checkpoint from before both options
     old = NeuralModel.from_checkpoint({"model": "mapformer", "state": model.net.state_dict(),
                                        "config": {**model.checkpoint_config(), "model_config": saved}})
-    assert old.net.config.prior_subcell == 0 and build_network("mapformer", {}, vocab_size=0).config.prior_subcell == 4
+    now = build_network("mapformer", {}, vocab_size=0).config
+    assert old.net.config.prior_subcell == 0 and now.prior_subcell == 4
+    assert old.net.config.prior_pool == "lse" and now.prior_pool == "max"

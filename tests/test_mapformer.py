@@ -270,6 +270,24 @@ def test_augmentation_moves_maps_positions_and_measurements_together():
     assert torch.equal(off.base.truth, mb.base.truth) and torch.equal(off.site_maps, mb.site_maps)
 
 
+def test_augmentation_keeps_far_nodes_toa_in_the_window_frame():
+    """The window frame keeps ToA ranges up to 16 window sides (a node 1 km from a 256 m window); the rotation and
+    scaling once clamped every range at 4 sides, so the prior's ToA term put such a target 4 sides from its node
+    and the training data's prior was wrong for ~15% of samples (coarse cross-entropy ~300 nats, issue 19)."""
+    mb = synthetic(16, res=32, seed=3)
+    b = mb.base
+    node_xy = b.node_xy.clone()
+    node_xy[:, 0] = torch.tensor([6.0, 0.5])  # ~5.5 sides east of every target
+    feats = b.feats.clone()
+    feats[..., TOKEN_COLUMNS.index("toa")] = (b.truth[:, None] - node_xy).norm(dim=-1)
+    mb = mb.with_base(Batch(node_xy, feats, b.node_id, b.mask, b.truth))
+    net = net_for(frame="window", map_rotation_deg=5.0, map_scale=0.05, node_dropout=[0.0], feature_dropout=0.0)
+    a = net.augment(mb, epoch_fraction=0.0, extent_m=EXTENT_M, generator=torch.Generator().manual_seed(2)).base
+    far = (a.truth[:, None] - a.node_xy).norm(dim=-1)[:, 0]
+    assert float(far.min()) > 4.5
+    torch.testing.assert_close(a.col("toa")[:, 0], far, atol=1e-5, rtol=0)
+
+
 # --------------------------------------------------------------------------- physics prior
 
 
@@ -350,6 +368,21 @@ def test_pool_prior_is_the_log_sum_exp_and_the_mean_offset_in_each_cell():
     assert lse2.shape == (2, g * g) and torch.isfinite(lse2).all() and off2.abs().max() < 1e-6
 
 
+def test_max_pooled_prior_picks_the_cell_of_the_sharp_peak_over_a_broad_one():
+    """prior_pool="max": the coarse cell holding the prior's best map cell wins, even where another coarse cell
+    holds more prior mass (log-sum-exp picks that one); its offset is that map cell's centre."""
+    g, k = 4, 4
+    total = torch.full((1, g * k, g * k), -1e4)
+    total[0, 0:4, 0:4] = -1.0  # coarse cell 0: 16 map cells at -1 (mass e^-1 * 16 ~ 5.9)
+    total[0, 9, 14] = 0.0  # coarse cell (row 2, col 3): one map cell at 0 (mass 1)
+    lse, _ = _pool_prior(total, g, "lse")
+    peak, offset = _pool_prior(total, g, "max")
+    sharp = 2 * g + 3
+    assert int(lse[0].argmax()) == 0 and int(peak[0].argmax()) == sharp
+    assert math.isclose(float(peak[0, 0]), -1.0) and math.isclose(float(peak[0, sharp]), 0.0)
+    torch.testing.assert_close(offset[0, sharp], torch.tensor([14.5 / 16 - 3.5 / 4, 9.5 / 16 - 2.5 / 4]))
+
+
 def test_the_prior_makes_an_untrained_network_locate_consistent_data():
     mb = _with_extent(synthetic(16, res=32, seed=14))
     with torch.no_grad():
@@ -358,6 +391,28 @@ def test_the_prior_makes_an_untrained_network_locate_consistent_data():
     err_on = (on["mu"] - mb.base.truth).norm(dim=-1) * EXTENT_M
     err_off = (off["mu"] - mb.base.truth).norm(dim=-1) * EXTENT_M
     assert float(err_on.median()) < 15.0 < float(err_off.median())
+
+
+def test_untrained_max_pooled_network_answers_the_priors_argmax():
+    """prior_pool="max" (prior_subcell=0): the untrained network's answer is the centre of the prior's best map cell
+    over the whole raster, on noisy data where that is not the truth; "lse" leaves it where another coarse cell
+    holds more prior mass (issue 19: 15% of held-out Paris samples)."""
+    res = 32
+    mb = _with_extent(synthetic(48, res=res, seed=21, noise_db=8.0))
+    b = mb.base
+    feats = b.feats.clone()
+    for col in ("aoa_sin", "aoa_cos", "aoa_ok", "toa", "toa_ok"):  # RSS alone: a broad, many-peaked prior
+        feats[..., TOKEN_COLUMNS.index(col)] = 0.0
+    mb = mb.with_base(Batch(b.node_xy, feats, b.node_id, b.mask, b.truth))
+    kw = {"grid_cells": 8, "prior_subcell": 0, "use_scene": False}
+    with torch.no_grad():
+        mu = {pool: net_for(prior_pool=pool, **kw).eval()(mb)["mu"] for pool in ("max", "lse")}
+        ll = physics_loglik(mb, rss_sigma_db=6.5, toa_sigma_m=4.0, aoa_sigma_deg=7.0)[:, :3].sum(1).flatten(1)
+    best = ll.argmax(1)
+    argmax = torch.stack([best % res, best // res], -1).float().add(0.5) / res
+    torch.testing.assert_close(mu["max"], argmax, atol=1e-6, rtol=0)
+    off = (mu["lse"] - argmax).norm(dim=-1) * res  # map cells
+    assert int((off > 2).sum()) >= 1, off
 
 
 def test_a_checkpoint_whose_weights_do_not_fit_is_refused_with_a_clear_error():

@@ -53,8 +53,9 @@ Physics prior (``physics_prior``)
     :func:`physics_loglik` at every map cell (RSS against the radio maps; ToA and AoA against
     the geometry of the known nodes, robust to NLoS; building footprints), summed with a
     learned positive weight per term (starting at 1, the likelihood as derived), is
-    log-sum-exp pooled onto the coarse cells and added to the coarse logits; each fine offset
-    starts from the prior's mean within its cell. The network's own logits and offsets are
+    pooled onto the coarse cells (``prior_pool``: the best map cell of each, or the log-sum-exp)
+    and added to the coarse logits; each fine offset starts from the prior's best map cell (or its
+    mean) within its cell. The network's own logits and offsets are
     then corrections to physics map matching with all measured quantities, so it is useful
     from the first epoch and learns where the physics is wrong (NLoS, map error).
 Coarse head
@@ -109,8 +110,10 @@ from rflocal_core.models.features import (
     HIST_COLUMNS,
     NODE_Z_SCALE_M,
     PHY_COLUMNS,
+    TOA_MAX_SIDES,
     TOKEN_COLUMNS,
     TX_SCALE_DBM,
+    WINDOW_TOA_MAX_SIDES,
     Batch,
     index_ordered,
     token_width,
@@ -213,6 +216,12 @@ class MapFormerConfig(MapFrameConfig):
         the map cell holding it: :func:`subcell_offset`), instead of the prior's mean over the coarse
         cell's map cells, so the output is finer than the map cells (0: as before the option; runs
         trained before it load so).
+    prior_pool : str
+        With ``physics_prior``: how the prior's map cells score each coarse cell. ``"lse"``: their
+        log-sum-exp (the coarse cell's marginal likelihood; runs trained before the option load so);
+        ``"max"`` (default): the best of them, so that the logits are the prior's log-likelihood on the map
+        cells plus the network's correction per coarse cell, and the untrained network answers the prior's
+        argmax (refined by ``prior_subcell``) instead of the coarse cell holding the most prior mass.
     refine_steps : int
         Inference-time gradient steps on the position against the physics residual (eval only).
     refine_lr : float
@@ -263,6 +272,12 @@ class MapFormerConfig(MapFrameConfig):
     prior_subcell: int = option(4, lo=0, hi=16, help="points per map cell side of the prior's posterior mean around "
                                                      "its best map cell in the output's coarse cell (0: the prior's "
                                                      "mean over the coarse cell)")
+    # max: the untrained network answers the prior's argmax (the window's own centre), refined; lse left it for a
+    # coarse cell of more prior mass on 15% of the held-out Paris samples: P95 123 m where the argmax has 96 m
+    # (bench_any_city.py, issue 19; validation did not separate them, see README "Any city")
+    prior_pool: str = option("max", choices=("lse", "max"),
+                             help="how the prior scores a coarse cell: log-sum-exp of its map cells (its mass) or "
+                                  "their max (the prior's argmax on the map cells wins)")
     refine_steps: int = option(0, lo=0, hi=1000, help="inference-time gradient steps against the physics residual")
     refine_lr: float = option(0.005, lo=1e-5, hi=0.5, help="step size of the refinement, in unit-square units")
     feature_dropout: float = option(0.1, lo=0.0, hi=0.9, help="training: drop each measurement group of a token")
@@ -276,7 +291,7 @@ class MapFormerConfig(MapFrameConfig):
                                           "columns too")
 
     #: Options a checkpoint without them was trained without: their value then (not the default now).
-    checkpoint_defaults: ClassVar[dict[str, int]] = {"prior_subcell": 0}
+    checkpoint_defaults: ClassVar[dict[str, int | str]] = {"prior_subcell": 0, "prior_pool": "lse"}
 
     def window_cells(self) -> int:
         return int(self.map_res)
@@ -470,11 +485,14 @@ def channel_stream(batch: MapBatch) -> torch.Tensor:
     return torch.stack([toa_match, toa_any.float(), aoa_match, (n_aoa > 0.5).float(), sinr_best], dim=1)
 
 
-def _pool_prior(total: torch.Tensor, g: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prior [N, H, W] -> (log-sum-exp per coarse cell [N, g*g], mean offset in each cell [N, g*g, 2]).
+def _pool_prior(total: torch.Tensor, g: int, pool: str = "lse") -> tuple[torch.Tensor, torch.Tensor]:
+    """Prior [N, H, W] -> (its score per coarse cell [N, g*g], an offset in each cell [N, g*g, 2]).
 
-    The offset (unit square, relative to the cell centre) is the prior-weighted mean of the
-    sub-cell centres. Rasters whose side is not a multiple of ``g`` are resampled first.
+    ``pool="lse"``: the log-sum-exp over the cell's sub-cells (its marginal likelihood) and the
+    prior-weighted mean of the sub-cell centres. ``pool="max"``: the largest sub-cell value and that
+    sub-cell's centre, so that the best coarse cell (network logits at zero) holds the prior's argmax
+    over the whole raster (decoding on the fine lattice). Offsets are in unit-square units, relative to
+    the cell centre. Rasters whose side is not a multiple of ``g`` are resampled first.
     """
     n, h, w = total.shape
     if h % g or w % g:
@@ -483,13 +501,15 @@ def _pool_prior(total: torch.Tensor, g: int) -> tuple[torch.Tensor, torch.Tensor
         h = w = g * SUB_CELLS
     ky, kx = h // g, w // g
     blocks = total.view(n, g, ky, g, kx).permute(0, 1, 3, 2, 4).reshape(n, g * g, ky * kx)
-    lse = torch.logsumexp(blocks, dim=-1)
-    weights = torch.softmax(blocks, dim=-1)
     sub_y = ((torch.arange(ky, device=total.device, dtype=total.dtype) + 0.5) / ky - 0.5) / g
     sub_x = ((torch.arange(kx, device=total.device, dtype=total.dtype) + 0.5) / kx - 0.5) / g
     gy, gx = torch.meshgrid(sub_y, sub_x, indexing="ij")
-    offset = torch.stack([weights @ gx.reshape(-1), weights @ gy.reshape(-1)], dim=-1)
-    return lse, offset
+    sub = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=-1)  # [ky * kx, 2]
+    if pool == "max":
+        score, at = blocks.max(dim=-1)
+        return score, sub[at]
+    weights = torch.softmax(blocks, dim=-1)
+    return torch.logsumexp(blocks, dim=-1), weights @ sub
 
 
 def subcell_offset(batch: MapBatch, loglik: torch.Tensor, weight: torch.Tensor, cell: torch.Tensor, g: int,
@@ -777,10 +797,10 @@ class MapFormer(LocNet):
         return F.softplus(self.prior_weight) * use
 
     def _prior_logits(self, loglik: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The weighted physics prior pooled to coarse cells: logits [N, G*G] and its mean offset in each cell."""
+        """The weighted physics prior pooled to coarse cells (``prior_pool``): logits [N, G*G], its offset in each."""
         weight = self._prior_term_weights(loglik)
         prior = (loglik * weight.view(1, -1, 1, 1)).sum(1)  # [N, H, W]
-        return _pool_prior(prior, self.config.grid_cells)
+        return _pool_prior(prior, self.config.grid_cells, self.config.prior_pool)
 
     def _subcell_prior(self, batch: MapBatch, loglik: torch.Tensor, logits: torch.Tensor,
                        prior_offset: torch.Tensor) -> torch.Tensor:
@@ -1010,7 +1030,10 @@ class MapFormer(LocNet):
         feats[..., si] = (s0 * cs - c0 * sn) * feats[..., oi]
         feats[..., ci] = (c0 * cs + s0 * sn) * feats[..., oi]
         ti, tok = TOKEN_COLUMNS.index("toa"), TOKEN_COLUMNS.index("toa_ok")
-        feats[..., ti] = (feats[..., ti] * scale.unsqueeze(1)).clamp(0.0, 4.0) * feats[..., tok]
+        # the frame's range of ToA (in sides): the window frame keeps ranges up to 16 window sides, and clamping
+        # them at 4 put far nodes 4 sides away, which wrecked the prior's ToA term (issue 19)
+        top = WINDOW_TOA_MAX_SIDES if c.frame == "window" else TOA_MAX_SIDES
+        feats[..., ti] = (feats[..., ti] * scale.unsqueeze(1)).clamp(0.0, top) * feats[..., tok]
         # output grid point q samples the input at c + A^-1 (q - c) (grid coords are 2u - 1, centred)
         inv = torch.linalg.inv(a)
         aff = torch.cat([inv, torch.zeros(n, 2, 1, device=dev, dtype=inv.dtype)], dim=2)
