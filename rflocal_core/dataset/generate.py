@@ -56,6 +56,8 @@ from rflocal_core.scene.store import load_scene_meta
 
 #: Receivers per PathSolver call; also the granularity of resuming.
 PATH_BATCH = 100
+#: Path batches each child process takes at least (:func:`path_workers`).
+PATH_BATCHES_PER_WORKER = 4
 
 #: The exact-path features kept per link.
 _PATH_KEYS = ("toa_ns", "aoa_deg", "delay_spread_ns", "los")
@@ -855,10 +857,15 @@ def _store_batch(paths: zarr.Group, done: np.ndarray, b: int, features: Any) -> 
 
 def _trace_batches_here(paths: zarr.Group, done: np.ndarray, scene: str, flat: np.ndarray, config: GenerationConfig,
                         report: StepProgressFn, executor: ExecutorConfig, *, phy: Any = None) -> None:
-    """The batches not done yet, one after the other in this process (one scene loaded for all)."""
+    """The batches not done yet, one after the other in this process (one scene loaded for all), or in
+    child processes where there are enough of them (:func:`path_workers`)."""
     from rflocal_core.raytrace import band_scenes, compute_band_paths
 
     m, num_batches = len(flat), len(done)
+    workers = path_workers(int((~done).sum()))
+    if workers > 1:
+        _trace_batches_in_children(paths, done, scene, flat, config, report, workers, phy=phy)
+        return
     rt_scenes = None
     for b in range(num_batches):
         if done[b]:
@@ -870,6 +877,54 @@ def _trace_batches_here(paths: zarr.Group, done: np.ndarray, scene: str, flat: n
                step=Step("exact paths", int(done.sum()), num_batches))
         _store_batch(paths, done, b, compute_band_paths(rt_scenes, flat[b * PATH_BATCH:stop],
                                                         **_path_options(config, phy)))
+
+
+def path_workers(batches: int) -> int:
+    """How many child processes trace ``batches`` path batches on this machine (1: this process).
+
+    A batch is solved on one Dr.Jit thread wherever it runs (the same paths bit for bit; the
+    solver's threads race, :func:`rflocal_core.raytrace.compute_paths`), so on a CPU the cores are used
+    by one child process per core, as for the radio maps. A child costs seconds to start (Sionna,
+    the scene), so each takes at least :data:`PATH_BATCHES_PER_WORKER` batches; a GPU runs them here.
+    """
+    import os
+
+    from rflocal_core.raytrace import backend_device
+
+    if batches < 2 * PATH_BATCHES_PER_WORKER or backend_device() != "cpu":
+        return 1
+    return max(1, min(os.cpu_count() or 1, batches // PATH_BATCHES_PER_WORKER))
+
+
+def _trace_batches_in_children(paths: zarr.Group, done: np.ndarray, scene: str, flat: np.ndarray,
+                               config: GenerationConfig, report: StepProgressFn, workers: int, *,
+                               phy: Any = None) -> None:
+    """The batches not done yet in ``workers`` child processes (each batch one task, any order; the rows and
+    ``done`` flags are stored here). A cancel (``report`` raising) drops the batches not started."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from rflocal_core import settings
+    from rflocal_core.raytrace import path_batch_task
+
+    num_batches = len(done)
+    todo = [b for b in range(num_batches) if not done[b]]
+    workspace, options = str(settings.workspace_dir()), _path_options(config, phy)
+    what = f"exact paths (Sionna PathSolver, {workers} processes)"
+    report(what, 0.25 + 0.7 * int(done.sum()) / num_batches, step=Step("exact paths", int(done.sum()), num_batches))
+    # spawn: a forked child would inherit Dr.Jit's threads and LLVM state of this process
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(path_batch_task, workspace, scene, flat[b * PATH_BATCH:(b + 1) * PATH_BATCH],
+                               options): b for b in todo}
+        try:
+            for future in as_completed(futures):
+                _store_batch(paths, done, futures[future], future.result())
+                count = int(done.sum())
+                report(f"{what} {count}/{num_batches} batches", 0.25 + 0.7 * count / num_batches,
+                       step=Step("exact paths", count, num_batches))
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def _trace_batches_on_ray(paths: zarr.Group, done: np.ndarray, scene: str, flat: np.ndarray,
