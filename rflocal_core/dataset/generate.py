@@ -899,32 +899,47 @@ def path_workers(batches: int) -> int:
 def _trace_batches_in_children(paths: zarr.Group, done: np.ndarray, scene: str, flat: np.ndarray,
                                config: GenerationConfig, report: StepProgressFn, workers: int, *,
                                phy: Any = None) -> None:
-    """The batches not done yet in ``workers`` child processes (each batch one task, any order; the rows and
-    ``done`` flags are stored here). A cancel (``report`` raising) drops the batches not started."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    """The batches not done yet in ``workers`` child processes (batches dealt round-robin; rows and ``done``
+    flags stored here as each batch finishes). A cancel (``report`` raising) stops the children.
+
+    Children are fresh interpreters (``python -m rflocal_core.pathworker``), not multiprocessing
+    spawns: a spawn re-runs the caller's main script (a Streamlit page, seen in the tests).
+    """
+    import pickle
+    import shutil
+    import sys
+    import tempfile
+    from pathlib import Path
 
     from rflocal_core import settings
-    from rflocal_core.raytrace import path_batch_task
+    from rflocal_core.raytrace import run_children
 
     num_batches = len(done)
     todo = [b for b in range(num_batches) if not done[b]]
-    workspace, options = str(settings.workspace_dir()), _path_options(config, phy)
     what = f"exact paths (Sionna PathSolver, {workers} processes)"
     report(what, 0.25 + 0.7 * int(done.sum()) / num_batches, step=Step("exact paths", int(done.sum()), num_batches))
-    # spawn: a forked child would inherit Dr.Jit's threads and LLVM state of this process
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(path_batch_task, workspace, scene, flat[b * PATH_BATCH:(b + 1) * PATH_BATCH],
-                               options): b for b in todo}
-        try:
-            for future in as_completed(futures):
-                _store_batch(paths, done, futures[future], future.result())
-                count = int(done.sum())
-                report(f"{what} {count}/{num_batches} batches", 0.25 + 0.7 * count / num_batches,
-                       step=Step("exact paths", count, num_batches))
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-paths-", dir=settings.workspace_dir()))
+    try:
+        job = {"workspace": str(settings.workspace_dir()), "scene": scene, "options": _path_options(config, phy),
+               "out_dir": str(tmp)}
+        commands = []
+        for w in range(workers):
+            batches = [(b, flat[b * PATH_BATCH:(b + 1) * PATH_BATCH]) for b in todo[w::workers]]
+            (tmp / f"job-{w}.pkl").write_bytes(pickle.dumps({**job, "batches": batches}))
+            commands.append([sys.executable, "-m", "rflocal_core.pathworker", str(tmp / f"job-{w}.pkl")])
+
+        def on_line(line: str) -> None:
+            if not line.startswith("batch-done "):
+                return
+            b = int(line.split()[1])
+            _store_batch(paths, done, b, pickle.loads((tmp / f"batch-{b}.pkl").read_bytes()))  # our children's files
+            count = int(done.sum())
+            report(f"{what} {count}/{num_batches} batches", 0.25 + 0.7 * count / num_batches,
+                   step=Step("exact paths", count, num_batches))
+
+        run_children(commands, on_line=on_line, log_dir=tmp, what="path worker")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _trace_batches_on_ray(paths: zarr.Group, done: np.ndarray, scene: str, flat: np.ndarray,
