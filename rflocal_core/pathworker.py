@@ -10,7 +10,6 @@ and prints ``batch-done INDEX``.
 
 from __future__ import annotations
 
-import os
 import pickle
 import sys
 from pathlib import Path
@@ -18,15 +17,13 @@ from pathlib import Path
 
 def main(job_path: str) -> int:
     from rflocal_core.raytrace import path_batch_task
+    from rflocal_core.workspace import atomic_write_bytes
 
     job = pickle.loads(Path(job_path).read_bytes())  # our parent's own file, see the module docstring
     out_dir = Path(job["out_dir"])
     for index, positions_m in job["batches"]:
         features = path_batch_task(job["workspace"], job["scene"], positions_m, job["options"])
-        out = out_dir / f"batch-{index}.pkl"
-        tmp = out_dir / f"batch-{index}.pkl.tmp"
-        tmp.write_bytes(pickle.dumps(features))
-        os.replace(tmp, out)
+        atomic_write_bytes(out_dir / f"batch-{index}.pkl", pickle.dumps(features))
         print(f"batch-done {index}", flush=True)
     return 0
 
