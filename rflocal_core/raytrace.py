@@ -441,13 +441,12 @@ def site_map_task(workspace: str, name: str, site: dict[str, Any], solve: dict[s
 def path_batch_task(workspace: str, name: str, positions_m: np.ndarray, options: dict[str, Any]) -> PathFeatures:
     """A Ray task: :func:`compute_paths` from every site of scene ``name`` to ``positions_m``.
 
-    One Dr.Jit thread (the task asked Ray for one CPU); the scene stays loaded in the worker for
-    its next batch.
+    One Dr.Jit thread (``compute_paths(reproducible=True)``; the task asked Ray for one CPU); the
+    scene stays loaded in the worker for its next batch.
     """
     with settings.use_workspace(workspace):
         scenes = _worker_scene(name, ("paths",), lambda: band_scenes(name))
-        with _reproducible_threads(enabled=True):
-            return compute_band_paths(scenes, positions_m, **options)
+        return compute_band_paths(scenes, positions_m, **options)  # one thread: compute_paths' reproducible
 
 
 def drone_paths_task(workspace: str, name: str, waypoint: dict[str, Any], positions_m: np.ndarray,
@@ -457,8 +456,7 @@ def drone_paths_task(workspace: str, name: str, waypoint: dict[str, Any], positi
         purpose = ("drone", float(waypoint["freq_hz"]), waypoint.get("pattern", "iso"))
         scene = _worker_scene(name, purpose, lambda: load_rt_scene(name, sites=[{**waypoint, "id": "drone"}]))
         scene.get("drone").position = [waypoint["x_m"], waypoint["y_m"], waypoint["z_m"]]
-        with _reproducible_threads(enabled=True):
-            return compute_paths(scene, positions_m, **options)
+        return compute_paths(scene, positions_m, **options)  # one thread: its reproducible default
 
 
 def run_children(commands: list[list[str]], *, on_line: Any, log_dir: Path, what: str = "worker") -> None:
