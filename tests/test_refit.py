@@ -74,6 +74,13 @@ def test_knn_refit_keeps_val_choices_and_grows_the_pool(antwerp_ds: str) -> None
     from rflocal_core.infer import calibrate_run
 
     assert calibrate_run(refit.run_id).scale == pytest.approx(plain.sigma_scale)
+    # scored on val, the refit run is in-sample (flagged), the train-only run is not; test is neither
+    from rflocal_core.infer import evaluate_run
+
+    on_val = evaluate_run(refit.run_id, antwerp_ds, split="val")
+    assert on_val.in_sample and on_val.to_json()["in_sample"] is True and on_val.summary.median_m < 1.0
+    assert not evaluate_run(plain.run_id, antwerp_ds, split="val").in_sample
+    assert not evaluate_run(refit.run_id, antwerp_ds, split="test").in_sample
     with pytest.raises(InvalidInputError, match="refit: lgbm cannot.*knn"):
         train(antwerp_ds, "lgbm", train_config={"refit": True})
     with pytest.raises(InvalidInputError, match="refit.*network"):
@@ -104,3 +111,13 @@ def test_ensemble_refits_its_knn_members_only(antwerp_ds: str) -> None:
     assert len(snap) == len(tr) + len(va)
     te = load_inputs(antwerp_ds, "test").subset(slice(0, 100))
     assert np.isfinite(again.predict(te).position_m).all()
+
+
+def test_fitted_on_split_names_the_samples_a_model_was_fitted_on() -> None:
+    from rflocal_core.infer.evaluate import fitted_on_split
+
+    plain, refit = {"dataset": "ds"}, {"dataset": "ds", "refit": {"samples": 10}}
+    assert fitted_on_split(plain, "ds", "train") and fitted_on_split(refit, "ds", "train")
+    assert fitted_on_split(refit, "ds", "val") and not fitted_on_split(plain, "ds", "val")
+    assert not any(fitted_on_split(c, "ds", "test") for c in (plain, refit))
+    assert not fitted_on_split(refit, "other", "val") and not fitted_on_split(refit, "other", "train")

@@ -86,7 +86,7 @@ def _summary(results: list[EvaluationResult]) -> None:
 
 
 def _scene_warnings(results: list[EvaluationResult]) -> None:
-    """Red above the results for a run scored on another place; a note where that is unknown."""
+    """Red above the results for a run scored on another place; a note where that is unknown or in-sample."""
     for r in results:
         check = r.scene_check
         if check.other_scene:
@@ -95,6 +95,9 @@ def _scene_warnings(results: list[EvaluationResult]) -> None:
                      "accuracy:\n\n" + "\n".join(f"- {p}" for p in check.problems))
         elif check.status == "unknown":
             st.warning(check.summary(r.run_id, r.dataset) + ".")
+        if r.in_sample:
+            st.warning(f"**{r.run_id} was fitted on the {r.split} split of {r.dataset!r}**: its figures there are "
+                       "in-sample, not an accuracy; score it on the test split.")
 
 
 def _breakdown(results: list[EvaluationResult], key: str) -> None:

@@ -41,7 +41,7 @@ from rflocal_core.train.runs import run_dir
 from rflocal_core.workspace import atomic_write_text, validate_name
 
 #: Bump when the content of :func:`evaluate_run` changes: older caches are then recomputed.
-METRICS_VERSION = 3
+METRICS_VERSION = 4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +71,9 @@ class EvaluationResult(JsonResult):
     training_scenes: tuple[str, ...] | None
     #: Whether the dataset shows the place the run was trained on (digests, frame, nodes).
     scene_check: SceneCheck = field(default_factory=lambda: SceneCheck(status="unknown"))
+    #: True when the model was fitted on this split's samples (the run's own dataset: ``train``, or ``val`` of a
+    #: run refitted on train + val): its figures are in-sample, not an accuracy.
+    in_sample: bool = False
     #: True when read from the cache.
     cached: bool = False
 
@@ -87,6 +90,17 @@ def _training_scenes(train_dataset: str | None) -> list[str] | None:
     unseen = set(config.get("unseen_scenes") or ())
     scenes = [str(s) for s in (config.get("scenes") or ()) if s not in unseen]
     return scenes or [str(attrs.get("scene") or train_dataset)]
+
+
+def fitted_on_split(run_config: dict[str, Any], dataset: str, split: str) -> bool:
+    """Whether a run's model was fitted on the samples of ``split`` of ``dataset``.
+
+    Its own dataset's ``train`` split always; its ``val`` split too when the run was refitted on train + val
+    (``config.json`` holds ``refit``). Another dataset's splits are other samples.
+    """
+    if run_config.get("dataset") != dataset:
+        return False
+    return split == "train" or (split == "val" and bool(run_config.get("refit")))
 
 
 def _cache_key(run_path: Path, dataset_zarr: Path) -> dict[str, Any]:
@@ -216,4 +230,5 @@ def _evaluate(run_id: str, dataset: str, split: str, dataset_config: dict[str, A
         spatial=spatial_error_map(x.truth_m, err),
         inference_ms_per_sample=round(1000 * seconds / max(len(x), 1), 4),
         training_scenes=tuple(training) if training is not None else None, scene_check=scene,
+        in_sample=fitted_on_split(run.config, dataset, split),
     )
