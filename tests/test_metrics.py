@@ -271,7 +271,8 @@ def test_evaluate_run_keys_json_and_cache(ws) -> None:
     first = evaluate_run(run_id, DS, split="test", use_cache=True)
     assert isinstance(first, EvaluationResult)
     plain = first.to_json()
-    assert list(plain) == [*KEYS[:-1], "training_scenes", "scene_check", "cached"]
+    assert list(plain) == [*KEYS[:-1], "training_scenes", "scene_check", "in_sample", "cached"]
+    assert plain["in_sample"] is False  # test samples: never fitted on
     assert first.scene_check.status == "same" and first.scene_check.problems == ()  # its own data
     json.dumps(plain, allow_nan=False)
     assert first.run_id == run_id and first.model == "knn" and first.summary.count > 0
