@@ -10,6 +10,8 @@ Reads brief C15's dump (``duke_s{i}.npz`` of ``bench/duke_c15/dump.py``) and its
 Usage from the project root::
 
     PYTHONPATH=$PWD OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/duke_d16/dump_answers.py C15_DUMP OUT 0 1 2
+    # the second configuration set ("not heard" down-weighted), into d16nh_s{i}.npz:
+    ... dump_answers.py C15_DUMP OUT 0 1 2 --set d16nh
 """
 from __future__ import annotations
 
@@ -44,11 +46,40 @@ def configs() -> list[dict]:
     return out
 
 
+def configs_not_heard() -> list[dict]:
+    """The second set: "not heard" weighted by beta < 1 in the likelihood. Near the one-cell test groups the
+    training walks heard other cells than the test walks (the heard set depends on the walk: serving cell,
+    phone), so "not heard" may mislead; beta 0 keeps only the heard cells' RSRP."""
+    out = []
+    for beta in (0.0, 0.3):
+        for h, eps in ((None, 0.0), (200, 0.3), (400, 0.01)):
+            for alpha in (0.0, 1.0):
+                out.append({"tau": 1.0, "prior_h_m": h, "prior_eps": eps, "alpha": alpha, "knn_h_m": 200,
+                            "beta": beta})
+    return out
+
+
+CONFIG_SETS = {"d16": configs, "d16nh": configs_not_heard}
+
+
 def name(c: dict) -> str:
     """Short label of a configuration."""
     p = "flat" if c["prior_h_m"] is None else f"walk{c['prior_h_m']}/{c['prior_eps']:g}"
     k = f"+knn{c['knn_h_m']}" if c["alpha"] else ""
-    return f"t{c['tau']:g}-{p}{k}"
+    b = f"-nh{c['beta']:g}" if c.get("beta", 1.0) != 1.0 else ""
+    return f"t{c['tau']:g}{b}-{p}{k}"
+
+
+def grid_loglik_parts(cells: list[dict], g: np.ndarray, rss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``cellfit.grid_loglik`` split into the heard reports' terms and the not-heard terms [N, G] each."""
+    heard, nh = np.zeros((len(rss), len(g)), np.float32), np.zeros((len(rss), len(g)), np.float32)
+    for c, p in enumerate(cells):
+        r = rss[:, c:c + 1]
+        ll = cf.loglik(p, cf.mean_dbm(p, g)[None, :], r)
+        h = np.isfinite(r)
+        heard += np.where(h, ll, 0.0)
+        nh += np.where(h, 0.0, ll)
+    return heard, nh
 
 
 def answer_and_cov(g: np.ndarray, lp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -83,10 +114,10 @@ def part(ref_xy, cells, g, q_rss, nnpos, nnw, cfgs, chunk: int = 800) -> dict:
 
 def part_chunk(ref_xy, cells, g, q_rss, nnpos, nnw, cfgs, priors: dict) -> dict:
     """:func:`part` for one chunk (``priors`` caches the walked-ground priors across chunks)."""
-    ll = cf.grid_loglik(cells, g, q_rss)
+    ll_heard, ll_nh = grid_loglik_parts(cells, g, q_rss)
     blurs, out = {}, {}
     for c in cfgs:
-        lp = c["tau"] * ll
+        lp = c["tau"] * (ll_heard + c.get("beta", 1.0) * ll_nh)
         if c["prior_h_m"]:
             key = (c["prior_h_m"], c["prior_eps"])
             if key not in priors:
@@ -100,12 +131,13 @@ def part_chunk(ref_xy, cells, g, q_rss, nnpos, nnw, cfgs, priors: dict) -> dict:
     return out
 
 
-def run_split(dump: Path, out: Path, s: int) -> None:
-    """Out-of-fold (train + val) and test answers of kNN and every configuration, into ``d16_s{s}.npz``."""
+def run_split(dump: Path, out: Path, s: int, cset: str = "d16") -> None:
+    """Out-of-fold (train + val) and test answers of kNN and every configuration of the set ``cset``, into
+    ``{cset}_s{s}.npz``."""
     z = dict(np.load(dump / f"duke_s{s}.npz"))
     cells = json.loads((dump / f"c15_s{s}_cells.json").read_text())
     g = cf.grid(z["train_xy"], STEP_M, st.MARGIN_M)
-    cfgs = configs()
+    cfgs = CONFIG_SETS[cset]()
     xy, rss = np.r_[z["train_xy"], z["val_xy"]], np.r_[z["train_rss"], z["val_rss"]]
     k = z["val_nnw"].shape[1]
     sq = np.floor(xy / c15_folds.BLOCK_M).astype(int)
@@ -131,10 +163,13 @@ def run_split(dump: Path, out: Path, s: int) -> None:
     for n in oof_ans:
         res[f"oof_ans/{n}"], res[f"oof_cov/{n}"] = oof_ans[n], oof_cov[n]
         res[f"test_ans/{n}"], res[f"test_cov/{n}"] = test[n]
-    np.savez(out / f"d16_s{s}.npz", **res)
+    np.savez(out / f"{cset}_s{s}.npz", **res)
     print(f"split {s}: written", flush=True)
 
 
 if __name__ == "__main__":
-    for a in sys.argv[3:]:
-        run_split(Path(sys.argv[1]), Path(sys.argv[2]), int(a))
+    args = sys.argv[1:]
+    cset = args.pop(args.index("--set") + 1) if "--set" in args else "d16"
+    args = [a for a in args if a != "--set"]
+    for a in args[2:]:
+        run_split(Path(args[0]), Path(args[1]), int(a), cset)

@@ -1,7 +1,7 @@
 """Duke CBRS (issue 15, brief D16): gating by cells heard and sigma maps, chosen out of fold, read on test.
 
-Reads ``d16_s{i}.npz`` of ``dump_answers.py`` (out-of-fold answers over 5 folds of 200 m squares of train + val,
-test answers, posterior spreads). For each split:
+Reads ``d16_s{i}.npz`` (and ``d16nh_s{i}.npz`` if present) of ``dump_answers.py`` (out-of-fold answers over 5 folds
+of 200 m squares of train + val, test answers, posterior spreads). For each split:
 
 - every candidate (kNN, each fitted-cell grid posterior) alone: out-of-fold and test median / mean;
 - gating: per group of cells heard (1, 2, 3+) the candidate with the best out-of-fold (median + mean) / 2 of
@@ -40,16 +40,21 @@ def score(e: np.ndarray, how: str) -> float:
 
 
 def load(path: Path) -> dict:
-    """Per candidate: oof / test answers and spreads; rows, folds, groups and truths."""
+    """Per candidate: oof / test answers and spreads; rows, folds, groups and truths. ``path``: the
+    ``d16_s{i}.npz`` of ``dump_answers.py``; the ``d16nh_s{i}.npz`` next to it (second set) joins if present."""
     z = np.load(path)
-    names = sorted({k.split("/", 1)[1] for k in z.files if k.startswith("test_ans/")})
     rows = z["oof_fold"] >= 0
-    d = {"names": names, "fold": z["oof_fold"][rows], "oof_xy": z["oof_xy"][rows], "test_xy": z["test_xy"],
+    d = {"names": [], "fold": z["oof_fold"][rows], "oof_xy": z["oof_xy"][rows], "test_xy": z["test_xy"],
          "oof_g": group_of(z["oof_rss"][rows]), "test_g": group_of(z["test_rss"])}
-    for n in names:
-        for part in ("oof", "test"):
-            r = rows if part == "oof" else slice(None)
-            d[f"{part}_ans/{n}"], d[f"{part}_cov/{n}"] = z[f"{part}_ans/{n}"][r], z[f"{part}_cov/{n}"][r]
+    more = path.with_name(path.name.replace("d16_", "d16nh_"))
+    for zz in [z] + ([np.load(more)] if more.exists() else []):
+        if not np.array_equal(zz["oof_fold"], z["oof_fold"]):
+            raise ValueError(f"{more}: other out-of-fold rows than {path}")
+        for n in sorted({k.split("/", 1)[1] for k in zz.files if k.startswith("test_ans/")} - set(d["names"])):
+            d["names"].append(n)
+            for part in ("oof", "test"):
+                r = rows if part == "oof" else slice(None)
+                d[f"{part}_ans/{n}"], d[f"{part}_cov/{n}"] = zz[f"{part}_ans/{n}"][r], zz[f"{part}_cov/{n}"][r]
     return d
 
 
@@ -118,6 +123,10 @@ def split_report(d: dict, s: int) -> dict:
                                 "test": [float(np.median(et)), float(et.mean())], "by_group_oof_test": by}
         print(f"  {n:26s} oof {np.median(eo):4.0f} / {eo.mean():4.0f}  test {np.median(et):4.0f} / {et.mean():4.0f}"
               f" ({np.median(et) / knn_t:.2f}x)  groups oof|test " + "  ".join(f"{a:.0f}|{b:.0f}" for a, b in by))
+    best = min(d["names"], key=lambda n: float(np.median(err_of(d, "test", n))))
+    rec["best_single_on_test_reference"] = best
+    print(f"  best single candidate on test (reference, not a result): {best} "
+          f"{np.median(err_of(d, 'test', best)):.0f} m = {np.median(err_of(d, 'test', best)) / knn_t:.2f}x kNN")
     for how in ("median_mean", "median", "test_reference"):
         choice = []
         for g in range(3):
