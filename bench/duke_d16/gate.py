@@ -11,7 +11,8 @@ of 200 m squares of train + val, test answers, posterior spreads). For each spli
   floored at ``SIGMA_FLOOR_M``; calibrated with the core's worst-fold power map (``fit_sigma_folds``) once, or
   once per group of cells heard, or with the spread's power per group; test shares inside 1 and 2 sigma.
 
-Usage from the project root: ``PYTHONPATH=$PWD .venv/bin/python bench/duke_d16/gate.py OUT 0 1 2``
+Usage from the project root: ``PYTHONPATH=$PWD .venv/bin/python bench/duke_d16/gate.py OUT 0 1 2 [--first-set]``
+(``--first-set``: the candidates of ``d16_s{i}.npz`` only, the pool measured before the second set was added)
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def score(e: np.ndarray, how: str) -> float:
     return float(np.median(e)) if how == "median" else float((np.median(e) + np.mean(e)) / 2)
 
 
-def load(path: Path) -> dict:
+def load(path: Path, second_set: bool = True) -> dict:
     """Per candidate: oof / test answers and spreads; rows, folds, groups and truths. ``path``: the
     ``d16_s{i}.npz`` of ``dump_answers.py``; the ``d16nh_s{i}.npz`` next to it (second set) joins if present."""
     z = np.load(path)
@@ -47,7 +48,7 @@ def load(path: Path) -> dict:
     d = {"names": [], "fold": z["oof_fold"][rows], "oof_xy": z["oof_xy"][rows], "test_xy": z["test_xy"],
          "oof_g": group_of(z["oof_rss"][rows]), "test_g": group_of(z["test_rss"])}
     more = path.with_name(path.name.replace("d16_", "d16nh_"))
-    for zz in [z] + ([np.load(more)] if more.exists() else []):
+    for zz in [z] + ([np.load(more)] if second_set and more.exists() else []):
         if not np.array_equal(zz["oof_fold"], z["oof_fold"]):
             raise ValueError(f"{more}: other out-of-fold rows than {path}")
         for n in sorted({k.split("/", 1)[1] for k in zz.files if k.startswith("test_ans/")} - set(d["names"])):
@@ -145,6 +146,9 @@ def split_report(d: dict, s: int) -> dict:
 
 
 if __name__ == "__main__":
-    out = Path(sys.argv[1])
-    recs = [split_report(load(out / f"d16_s{int(a)}.npz"), int(a)) for a in sys.argv[2:]]
-    (out / "d16_gate.json").write_text(json.dumps(recs, indent=1))
+    args = sys.argv[1:]
+    first_only = "--first-set" in args  # the first configuration set alone (as measured before the second)
+    args = [a for a in args if a != "--first-set"]
+    out = Path(args[0])
+    recs = [split_report(load(out / f"d16_s{int(a)}.npz", not first_only), int(a)) for a in args[1:]]
+    (out / ("d16_gate_first.json" if first_only else "d16_gate.json")).write_text(json.dumps(recs, indent=1))
