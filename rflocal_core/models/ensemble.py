@@ -25,9 +25,9 @@ Hedged answer (``posterior_member``, issue 15): a ``knn`` member joins the geome
 posterior over its ``posterior_k`` best training positions (softmin weights ** 1 / ``posterior_temperature``,
 with the member's weight in all) instead of its one answer, so the answer hedges between the places that
 member finds plausible; with ``sigma_mass`` the σ is the radius around that answer holding that share of the
-member's (untempered) posterior, over 2. On Antwerp (brief B16, chosen on val) this brings the best ensemble's
-1σ / 2σ shares from 50% / 73% to 42% / 79% on test (the goal band 29–49% / ≥ 76.5%), at 119 m median instead
-of 101 m and about the same mean (237 m against 236 m).
+member's (untempered) posterior, over 2. On Antwerp (brief B16, T 2 and 0.8 chosen on val) this brings the
+best ensemble's 1σ / 2σ shares on test from 50% / 73% to 42% / 78% (the goal band: 29–49% / >= 76.5%), at 117 m
+median instead of 101 m and the same mean (236 m; one bench_real run, README "A hedged ensemble answer").
 """
 
 from __future__ import annotations
