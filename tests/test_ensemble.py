@@ -142,3 +142,41 @@ def test_combination_mean_median_and_mixture_sigma() -> None:
 def test_bad_options_are_refused_naming_the_field(cfg: dict, match: str) -> None:
     with pytest.raises(InvalidInputError, match=match):
         Ensemble(cfg)
+
+
+def test_hedged_answer_and_credible_radius() -> None:
+    from rflocal_core.models.ensemble import credible_radius, hedged_answer
+
+    # one other member at the origin (weight 0.5); the posterior member (weight 0.5): 0.9 at x = 0, 0.1 at x = 1000
+    pos = np.zeros((1, 1, 2))
+    post_pos = np.array([[[0.0, 0.0], [1000.0, 0.0]]])
+    post_w = np.array([[0.9, 0.1]])
+    sharp, s1 = hedged_answer(pos, np.array([0.5]), post_pos, post_w, temperature=1.0, how="mean")
+    flat, _ = hedged_answer(pos, np.array([0.5]), post_pos, post_w, temperature=100.0, how="mean")
+    assert sharp[0, 0] == pytest.approx(50.0)  # 0.5 x 0.1 x 1000
+    assert 240.0 < flat[0, 0] < 250.0  # tempered towards 0.5 / 0.5 within the member: 0.5 x ~0.49 x 1000
+    # sigma: RMS around the answer under the untempered weights (0.5 + 0.45 at 0, 0.05 at 1000)
+    assert s1[0, 0] == pytest.approx(np.sqrt(0.95 * 50.0**2 + 0.05 * 950.0**2))
+    # the radius around the origin holding 0.8 of the weight: 0 (floored to 1 m); 0.95: the far candidate
+    assert credible_radius(post_pos, post_w, np.zeros((1, 2)), 0.8)[0] == pytest.approx(1.0)
+    assert credible_radius(post_pos, post_w, np.zeros((1, 2)), 0.95)[0] == pytest.approx(np.hypot(1000.0, 1.0))
+
+
+def test_posterior_member_hedges_the_answer_and_gives_the_radius_sigma(antwerp: dict, workspace_env) -> None:
+    with workspace_env(antwerp["ws"]):
+        train, val, test = (load_inputs("antw", s) for s in ("train", "val", "test"))
+    base = {"members": "knn,kmap=knn", "member_set": "kmap:k=10;kmap:radio_map_m=35;kmap:floor_dbm=-120",
+            "weight_step": 0.5}
+    plain = Ensemble(base).fit(train, val)
+    hedged = Ensemble.from_state({**base, "posterior_member": "kmap", "posterior_k": 200, "sigma_mass": 0.8},
+                                 plain.state_dict())
+    p, q = plain.predict(test), hedged.predict(test)
+    assert np.isfinite(q.position_m).all() and not np.allclose(p.position_m, q.position_m)
+    np.testing.assert_allclose(q.sigma_m[:, 0], q.sigma_m[:, 1])  # a radius: the same on both axes
+    assert (q.sigma_m >= 0.5).all()  # at least the 1 m floor over 2
+    again = Ensemble.from_state(hedged.config, hedged.state_dict()).predict(test)
+    np.testing.assert_allclose(again.position_m, q.position_m)
+    with pytest.raises(InvalidInputError, match="posterior_member: expected '' or the name of a knn member"):
+        Ensemble({**base, "posterior_member": "knn2"})
+    with pytest.raises(InvalidInputError, match="sigma_mass: expected 0 without a posterior_member"):
+        Ensemble({**base, "sigma_mass": 0.8}).fit(train, val)
