@@ -59,6 +59,7 @@ tile, restricted to the test split's sample indices); stored under ``tiles.<tile
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -157,6 +158,8 @@ def held_out_dataset(base: str, scene: str, train_only: tuple[str, ...] = (), li
     from rflocal_core.models import load_inputs
 
     name = f"{base}-lo-{scene}"
+    if len(name) > 64:  # a dataset name's limit (a long base: --train-extra): cut, made unique by a digest
+        name = f"{name[:55]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
     if store.dataset_path(name).exists():
         return name
     tmp = store.dataset_path(name).with_name(f".{name}.tmp")
@@ -480,7 +483,7 @@ def run_tile(key: str, scene: str, base: str, models: list[str], minutes: float,
                                 for s in train_only}
         print(f"  training-only tiles: {json.dumps(facts['train_extra'])}", flush=True)
     junk = [i for i in np.unique(seen.scene_idx) if seen.scenes[i] != scene and "excluded" in tile_facts(
-        load_inputs(held_out_dataset(base, seen.scenes[i], train_only, like), "test_unseen", with_maps=False), cell_m)]
+        load_inputs(held_out_dataset(like or base, seen.scenes[i]), "test_unseen", with_maps=False), cell_m)]
     if junk:  # the seen error is measured on tiles that can be a test (they still train on the others)
         seen = seen.subset(~np.isin(seen.scene_idx, junk))
         facts["seen_leaves_out"] = [seen.scenes[i] for i in junk]
@@ -758,7 +761,8 @@ def main() -> int:
 def _run_facts(args: argparse.Namespace, base: str, load0: float) -> dict[str, Any]:
     """When, on what and under which load a row was measured, and the command that measures it again."""
     return {"date_utc": datetime.now(UTC).isoformat(timespec="minutes"), "dataset": base,
-            "train_extra": args.train_extra, "minutes_per_network": args.minutes, "samples_per_tile": args.samples, "cell_m": args.cell,
+            "train_extra": args.train_extra, "minutes_per_network": args.minutes, "samples_per_tile": args.samples,
+            "cell_m": args.cell,
             "load_1min": [round(load0, 1), round(os.getloadavg()[0], 1)], "cpus": os.cpu_count(),
             "command": " ".join(["python", *sys.argv])}
 
