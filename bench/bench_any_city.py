@@ -36,6 +36,15 @@ samples (the issue's 1.2x goal). Scenes and datasets are kept in ``bench/workspa
 reused; results merge into ``bench/results/any_city.json`` (``--seen-only``: measure the seen
 error of the stored rows again, networks from their saved runs).
 
+``--train-extra munich``: Sionna scenes added as training-only tiles (to train on a dense European city when Paris
+is held out): generated with the same settings into one dataset with the other tiles (``...-x-munich``); in each
+held-out copy all their samples are in train, and the other tiles keep the train/val/test splits of the dataset
+without them (:func:`splits_like`), so val, the seen test and the held-out tile are the samples of the runs
+without them. Use another ``--out``::
+
+    PYTHONPATH=$PWD nice -n 10 python bench/bench_any_city.py --train-extra munich --tiles etoile \
+        --models "physics prior,mapformer (window 4 m)" --out any_city-x-munich.json
+
 ``--same-tile``: the degradation from not having seen the tile, on identical samples: each model trained the same
 way and for the same time once on every tile's train split (the base dataset) and once per tile without that tile
 (its held-out dataset), both evaluated on that tile's own test split (the held-out model's prediction of the whole
@@ -50,6 +59,7 @@ tile, restricted to the test split's sample indices); stored under ``tiles.<tile
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -101,19 +111,30 @@ GEOMETRIC = {"toa_multilateration": "toa", "aoa_triangulation": "aoa", "log_dist
 # --------------------------------------------------------------------------- data
 
 
-def build_data(samples: int, cell_m: float, bundled: str) -> tuple[dict[str, str], str]:
-    """Build the tiles and the one dataset over all of them (kept when present): tile key -> scene, dataset."""
+def dataset_name(samples: int, cell_m: float, bundled: str, extra: tuple[str, ...] = ()) -> str:
+    """The one dataset's name: ``ac-all-500-4m-etoile``; with training-only tiles ``...-etoile-x-munich``."""
+    name = f"ac-all-{samples}-{cell_m:g}m".replace(".", "p") + ("" if bundled == "munich" else f"-{bundled}")
+    return name + "".join(f"-x-{e}" for e in extra)
+
+
+def build_data(samples: int, cell_m: float, bundled: str,
+               extra: tuple[str, ...] = ()) -> tuple[dict[str, str], str]:
+    """Build the tiles and the one dataset over all of them (kept when present): tile key -> scene, dataset.
+
+    ``extra``: Sionna scenes added after the others as training-only tiles (``--train-extra``), generated with the
+    same settings in the same dataset; their scene keys are their names.
+    """
     from rflocal_core.dataset import GenerationConfig, generate_dataset
     from rflocal_core.dataset.store import dataset_path
     from rflocal_core.scene.tiles import TilesConfig, build_tiles
 
     osm = tuple(str(OSM_DIR / f"{stem}.osm") for kind, stem in TILES.values() if kind == "osm")
-    tiles = build_tiles(TilesConfig(count=0, seed=0, prefix="ac", unseen=0, osm=osm, bundled=(bundled,)))
+    tiles = build_tiles(TilesConfig(count=0, seed=0, prefix="ac", unseen=0, osm=osm, bundled=(bundled, *extra)))
     scenes = {}
-    for key, (kind, stem) in {**TILES, bundled: ("bundled", bundled)}.items():
+    for key, (kind, stem) in {**TILES, **{b: ("bundled", b) for b in (bundled, *extra)}}.items():
         scenes[key] = next(t.name for t in tiles.tiles if t.kind == kind and (
             Path(str(t.source)).stem == stem if kind == "osm" else t.source == stem))
-    name = f"ac-all-{samples}-{cell_m:g}m".replace(".", "p") + ("" if bundled == "munich" else f"-{bundled}")
+    name = dataset_name(samples, cell_m, bundled, extra)
     if not dataset_path(name).exists():
         t0 = time.perf_counter()
         generate_dataset(GenerationConfig(name=name, scenes=tuple(scenes.values()), samples_per_scene=samples,
@@ -124,14 +145,21 @@ def build_data(samples: int, cell_m: float, bundled: str) -> tuple[dict[str, str
     return scenes, name
 
 
-def held_out_dataset(base: str, scene: str) -> str:
-    """A copy of ``base`` with ``scene`` as its ``test_unseen`` split and the other scenes' splits (kept when present)."""
+def held_out_dataset(base: str, scene: str, train_only: tuple[str, ...] = (), like: str | None = None) -> str:
+    """A copy of ``base`` with ``scene`` as its ``test_unseen`` split and the other scenes' splits (kept when present).
+
+    ``train_only``: scenes whose val and test samples go to the train split too (training-only tiles). ``like``: a
+    dataset whose samples are ``base``'s first ones (the same tiles, same positions, checked); its train/val/test
+    splits are used for them, so the val and seen test samples are the ones of the runs without the extra tiles.
+    """
     import zarr
 
     from rflocal_core.dataset import store
     from rflocal_core.models import load_inputs
 
     name = f"{base}-lo-{scene}"
+    if len(name) > 64:  # a dataset name's limit (a long base: --train-extra): cut, made unique by a digest
+        name = f"{name[:55]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
     if store.dataset_path(name).exists():
         return name
     tmp = store.dataset_path(name).with_name(f".{name}.tmp")
@@ -143,7 +171,10 @@ def held_out_dataset(base: str, scene: str) -> str:
     out = scene_idx == scenes.index(scene)
     group = root["splits"]
     splits = {k: np.asarray(group[k][...]) for k in ("train", "val", "test")}
+    if like is not None:
+        splits = splits_like(root, like, splits)
     splits = {k: v[~out[v]] for k, v in splits.items()}
+    splits = move_to_train(splits, scene_idx, [scenes.index(s) for s in train_only])
     splits["test_unseen"] = np.flatnonzero(out)
     for key, idx in splits.items():  # overwrites the split
         store.write_array(group, key, idx.astype(np.int64), chunk_rows=max(len(idx), 1))
@@ -158,6 +189,35 @@ def held_out_dataset(base: str, scene: str) -> str:
     tmp.rename(store.dataset_path(name))
     assert len(load_inputs(name, "test_unseen", with_maps=False)) == int(out.sum())
     return name
+
+
+def splits_like(root: Any, like: str, splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``splits`` with the train/val/test splits of dataset ``like`` for its samples, which must be the first ones of
+    ``root`` (the same positions); the samples after them keep their split in ``splits``.
+
+    Raises ``ValueError`` naming ``like`` when its samples are not ``root``'s first ones.
+    """
+    import zarr
+
+    from rflocal_core.dataset import store
+
+    ref = zarr.open_group(str(store.dataset_path(like)), mode="r")
+    n = ref["samples/scene_idx"].shape[0]
+    same = n <= root["samples/scene_idx"].shape[0] and np.array_equal(
+        np.asarray(ref["samples/pos_m"][...]), np.asarray(root["samples/pos_m"][:n]), equal_nan=True)
+    if not same:
+        msg = f"like: the samples of {like!r} are not the first {n} of this dataset (positions differ)"
+        raise ValueError(msg)
+    out = {k: np.asarray(ref["splits"][k][...]) for k in splits}
+    return {k: np.sort(np.concatenate([out[k], v[v >= n]])) for k, v in splits.items()}
+
+
+def move_to_train(splits: dict[str, np.ndarray], scene_idx: np.ndarray, scenes: list[int]) -> dict[str, np.ndarray]:
+    """``splits`` (split -> sample indices) with the val and test samples of ``scenes`` (scene indices) in train."""
+    moved = {k: v[np.isin(scene_idx[v], scenes)] for k, v in splits.items() if k != "train"}
+    out = {k: (v if k == "train" else v[~np.isin(scene_idx[v], scenes)]) for k, v in splits.items()}
+    out["train"] = np.sort(np.concatenate([splits["train"], *moved.values()]))
+    return out
 
 
 # --------------------------------------------------------------------------- references
@@ -407,16 +467,23 @@ def seen_again(key: str, scene: str, models: list[str], train: Any, val: Any, se
 
 
 def run_tile(key: str, scene: str, base: str, models: list[str], minutes: float, cell_m: float,
-             save: Any, *, seen_only: bool = False) -> dict[str, Any]:
+             save: Any, *, seen_only: bool = False, train_only: tuple[str, ...] = (),
+             like: str | None = None) -> dict[str, Any]:
+    """Every model of ``models`` held out on tile ``key`` (scene ``scene``); ``train_only`` and ``like``: see
+    :func:`held_out_dataset` (``--train-extra``: the extra tiles' facts are stored with the held-out tile's)."""
     from rflocal_core.models import load_inputs
 
-    dataset = held_out_dataset(base, scene)
+    dataset = held_out_dataset(base, scene, train_only, like)
     train, val = load_inputs(dataset, "train"), load_inputs(dataset, "val")
     seen, unseen = load_inputs(dataset, "test"), load_inputs(dataset, "test_unseen")
     print(f"== {key} ({scene}): train {len(train)}, seen test {len(seen)}, held out {len(unseen)}", flush=True)
     facts = tile_facts(unseen, cell_m)
-    junk = [i for i, s in enumerate(seen.scenes) if s != scene and "excluded" in tile_facts(
-        load_inputs(held_out_dataset(base, s), "test_unseen", with_maps=False), cell_m)]
+    if train_only:  # what the training-only tiles bring (their samples are all in train)
+        facts["train_extra"] = {s: tile_facts(train.subset(train.scene_idx == train.scenes.index(s)), cell_m)
+                                for s in train_only}
+        print(f"  training-only tiles: {json.dumps(facts['train_extra'])}", flush=True)
+    junk = [i for i in np.unique(seen.scene_idx) if seen.scenes[i] != scene and "excluded" in tile_facts(
+        load_inputs(held_out_dataset(like or base, seen.scenes[i]), "test_unseen", with_maps=False), cell_m)]
     if junk:  # the seen error is measured on tiles that can be a test (they still train on the others)
         seen = seen.subset(~np.isin(seen.scene_idx, junk))
         facts["seen_leaves_out"] = [seen.scenes[i] for i in junk]
@@ -607,6 +674,9 @@ def table(results: dict[str, Any]) -> str:
 def _parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundled", default="etoile", choices=BUNDLED, help="the Sionna scene of the fourth tile")
+    ap.add_argument("--train-extra", default="", help="Sionna scenes added as training-only tiles (comma-separated, "
+                    "of: " + ", ".join(BUNDLED) + "; not --bundled's), same generation settings, one dataset with the "
+                    "others; the other tiles keep the splits of the dataset without them. Use another --out")
     ap.add_argument("--tiles", default=None, help="held-out tiles to run (default all), of: "
                     + ", ".join(TILES) + " and the --bundled one")
     ap.add_argument("--out", default="any_city.json", help="results file under bench/results")
@@ -635,9 +705,14 @@ def main() -> int:
     known = [*TILES, args.bundled]
     tiles = [t.strip() for t in (args.tiles or ",".join(known)).split(",") if t.strip()]
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    extra = tuple(e.strip() for e in args.train_extra.split(",") if e.strip())
     bad = [t for t in tiles if t not in known] + [m for m in models if m not in ALL_MODELS]
+    bad += [e for e in extra if e not in BUNDLED or e == args.bundled]
+    if extra and args.same_tile:
+        bad.append("--same-tile with --train-extra")
     if bad:
-        print(f"error: unknown tile or model {bad}", file=sys.stderr)
+        print(f"error: unknown tile, model or --train-extra scene {bad} (--train-extra: of {', '.join(BUNDLED)}, "
+              f"not --bundled's {args.bundled!r})", file=sys.stderr)
         return 2
     os.environ["RFLOCAL_WORKSPACE"] = str(WORKSPACE)
     WORKSPACE.mkdir(parents=True, exist_ok=True)
@@ -645,7 +720,10 @@ def main() -> int:
 
     torch.set_num_threads(1)
     load0 = os.getloadavg()[0]
-    scenes, base = build_data(args.samples, args.cell, args.bundled)
+    like = None
+    if extra:  # the dataset without the extra tiles: its splits for the same tiles' samples
+        like = build_data(args.samples, args.cell, args.bundled)[1]
+    scenes, base = build_data(args.samples, args.cell, args.bundled, extra)
 
     def save(key: str, scene: str, rows: dict[str, Any], *, facts: dict[str, Any] | None = None) -> None:
         results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"tiles": {}}  # a parallel run's rows
@@ -673,7 +751,8 @@ def main() -> int:
         print(same_tile_table(json.loads(RESULTS.read_text())))
         return 0
     for key in tiles:
-        run_tile(key, scenes[key], base, models, args.minutes, args.cell, save, seen_only=args.seen_only)
+        run_tile(key, scenes[key], base, models, args.minutes, args.cell, save, seen_only=args.seen_only,
+                 train_only=tuple(scenes[e] for e in extra), like=like)
     results = json.loads(RESULTS.read_text())
     print(table(results))
     return 0
@@ -682,7 +761,8 @@ def main() -> int:
 def _run_facts(args: argparse.Namespace, base: str, load0: float) -> dict[str, Any]:
     """When, on what and under which load a row was measured, and the command that measures it again."""
     return {"date_utc": datetime.now(UTC).isoformat(timespec="minutes"), "dataset": base,
-            "minutes_per_network": args.minutes, "samples_per_tile": args.samples, "cell_m": args.cell,
+            "train_extra": args.train_extra, "minutes_per_network": args.minutes, "samples_per_tile": args.samples,
+            "cell_m": args.cell,
             "load_1min": [round(load0, 1), round(os.getloadavg()[0], 1)], "cpus": os.cpu_count(),
             "command": " ".join(["python", *sys.argv])}
 

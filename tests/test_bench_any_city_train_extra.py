@@ -1,0 +1,67 @@
+"""bench/bench_any_city.py --train-extra: training-only tiles and the splits they leave to the other tiles (no data)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+import zarr
+
+from rflocal_core.dataset import store
+from rflocal_core.settings import use_workspace
+
+
+@pytest.fixture(scope="module")
+def bench(load_bench) -> ModuleType:
+    """``bench/bench_any_city.py`` as a module."""
+    return load_bench("bench_any_city")
+
+
+def _dataset(path: Path, pos_m: np.ndarray, scene_idx: np.ndarray, splits: dict[str, list[int]]) -> zarr.Group:
+    """A dataset store with just the arrays the split helpers read."""
+    root = zarr.open_group(str(path), mode="w")
+    store.write_array(root.require_group("samples"), "pos_m", pos_m, chunk_rows=len(pos_m))
+    store.write_array(root["samples"], "scene_idx", scene_idx, chunk_rows=len(scene_idx))
+    for key, idx in splits.items():
+        store.write_array(root.require_group("splits"), key, np.asarray(idx, dtype=np.int64), chunk_rows=8)
+    return root
+
+
+def test_move_to_train_puts_every_sample_of_the_extra_tiles_in_train(bench: ModuleType) -> None:
+    """Scene 2's val and test samples go to train; the other scenes' splits are untouched."""
+    scene_idx = np.array([0, 0, 1, 1, 2, 2, 2, 0])
+    splits = {"train": np.array([0, 2, 4]), "val": np.array([1, 5]), "test": np.array([3, 6, 7])}
+    out = bench.move_to_train(splits, scene_idx, [2])
+    assert out["train"].tolist() == [0, 2, 4, 5, 6]
+    assert out["val"].tolist() == [1]
+    assert out["test"].tolist() == [3, 7]
+    assert bench.move_to_train(splits, scene_idx, [])["train"].tolist() == [0, 2, 4]
+
+
+def test_splits_like_reuses_the_smaller_datasets_splits(bench: ModuleType, tmp_path: Path) -> None:
+    """The first samples (the same tiles, same positions) get the splits of the dataset without the extra tile;
+    the extra tile's samples keep theirs; other positions are refused naming the dataset."""
+    pos = np.arange(18, dtype=float).reshape(6, 3)
+    with use_workspace(tmp_path):
+        _dataset(store.dataset_path("small"), pos[:4], np.array([0, 0, 1, 1]),
+                 {"train": [0, 3], "val": [1], "test": [2]})
+        big = _dataset(tmp_path / "big", pos, np.array([0, 0, 1, 1, 2, 2]),
+                       {"train": [1, 2, 4, 5], "val": [3], "test": [0]})
+        own = {k: np.asarray(big["splits"][k][...]) for k in ("train", "val", "test")}
+        out = bench.splits_like(big, "small", own)
+        assert {k: v.tolist() for k, v in out.items()} == {"train": [0, 3, 4, 5], "val": [1], "test": [2]}
+        other = _dataset(tmp_path / "other", pos + 1.0, np.array([0, 0, 1, 1, 2, 2]), {"train": [0]})
+        with pytest.raises(ValueError, match="'small' are not the first 4"):
+            bench.splits_like(other, "small", {"train": np.array([0])})
+
+
+def test_train_extra_refuses_the_held_out_scene(bench: ModuleType, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """The held-out Sionna scene cannot also be a training-only tile: exit 2, one line naming it."""
+    monkeypatch.setattr(sys, "argv", ["bench_any_city.py", "--bundled", "etoile", "--train-extra", "etoile"])
+    assert bench.main() == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "['etoile']" in err[0] and "--train-extra" in err[0]
