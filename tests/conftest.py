@@ -166,11 +166,13 @@ def _keep_stage(group: Path, entry: Path) -> None:
     renamed into place; another worker may have put the same entry there first)."""
     import shutil
 
-    tmp = entry.with_name(f".tmp-{entry.name}-{os.getpid()}")
+    from rflocal_core.workspace import rename_dir, temp_path
+
+    tmp = temp_path(entry)
     shutil.copytree(group, tmp)
     try:
-        tmp.rename(entry)
-    except OSError:
+        rename_dir(tmp, entry)
+    except OSError:  # the same entry, kept by another worker first
         shutil.rmtree(tmp)
 
 
@@ -231,7 +233,8 @@ def tiny_stage_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory):
     """``tiny_dataset(scene, dataset, samples=400, **generation)``: :func:`build_tiny_dataset` with the
-    session's stage cache (:func:`tiny_stage_cache`)."""
+    session's stage cache (:func:`tiny_stage_cache`); ``cache=None`` builds afresh (a resumed dataset
+    records the times of the stages it ran only)."""
     import functools
 
     return functools.partial(build_tiny_dataset, cache=tiny_stage_cache(tmp_path_factory))
