@@ -118,21 +118,126 @@ def list_scene_entries():
     return scene_entries
 
 
-def build_tiny_dataset(scene: str, dataset: str, *, samples: int = 400, **generation: Any) -> None:
-    """A 240 m procedural scene with 5 sites and a small generated dataset on it (4 m maps, few rays)."""
+#: The generation stages a tiny dataset's build can start from (:func:`build_tiny_dataset`): the stage,
+#: the progress text the product reports once that stage's work is in the partial store, and the
+#: configuration fields that stage never reads (besides the names). Latest stage first.
+#: ``maps``: radio maps, rasters, shadowing and SINR maps (``_compute_maps`` of ``generate.py``; it reads
+#: no sample count, motion or timing); ``paths``: the exact paths of every report position as well.
+TINY_STAGES = (
+    ("paths", "synthesizing reports", ()),
+    ("maps", "sampling positions", ("samples_per_scene", "sequence_length", "interval_s", "motion", "timing")),
+)
+
+
+class _StopGeneration(Exception):
+    """Raised by a progress callback to stop a generation once a stage is in its partial store."""
+
+
+def _generate_until(config: Any, text: str | None) -> bool:
+    """Run ``generate_dataset(config)`` until the product reports ``text`` (None: its first report),
+    then stop it, as a cancelled job stops: the partial store keeps the work done. False when it
+    finished without reporting ``text``."""
+    from rflocal_core.dataset import generate_dataset
+
+    def stop(stage: str, fraction: float) -> None:
+        if text is None or stage.endswith(text):
+            raise _StopGeneration(stage)
+
+    try:
+        generate_dataset(config, progress=stop)
+    except _StopGeneration:
+        return True
+    return False
+
+
+def _stage_key(meta: dict[str, Any], config: Any, ignored: tuple[str, ...]) -> str:
+    """Hash of what a stage's stored work depends on: the scene (its files and ``scene.json`` but its
+    name and time) and the configuration (but its names and ``ignored``)."""
+    import hashlib
+
+    scene = {k: v for k, v in meta.items() if k not in ("name", "created_utc")}
+    options = {k: v for k, v in config.to_dict().items() if k not in ("name", "scenes", *ignored)}
+    text = json.dumps({"scene": scene, "config": options}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _keep_stage(group: Path, entry: Path) -> None:
+    """Copy a partial store's scene group into the cache as ``entry`` (whole or not at all: a copy is
+    renamed into place; another worker may have put the same entry there first)."""
+    import shutil
+
+    from rflocal_core.workspace import rename_dir, temp_path
+
+    tmp = temp_path(entry)
+    shutil.copytree(group, tmp)
+    try:
+        rename_dir(tmp, entry)
+    except OSError:  # the same entry, kept by another worker first
+        shutil.rmtree(tmp)
+
+
+def build_tiny_dataset(scene: str, dataset: str, *, samples: int = 400, cache: Path | None = None,
+                       **generation: Any) -> str | None:
+    """A 240 m procedural scene with 5 sites and a small generated dataset on it (4 m maps, few rays).
+
+    With ``cache`` (a folder), the generation's expensive stages (:data:`TINY_STAGES`) are shared: the
+    scene group of the partial store, as the product wrote it once a stage was done, is kept there
+    under a hash of what the stage depends on. A later build whose hash matches lets the product
+    open its partial store, puts that group in it under its own scene name, and resumes the
+    generation as the product resumes an interrupted one: the same dataset, byte for byte, but for
+    the stage times and date (``tests/test_tiny_dataset_cache.py``). The scene is always built.
+
+    Returns
+    -------
+    str or None
+        The stage the generation resumed after (``"maps"``, ``"paths"``), None if it started afresh.
+    """
+    import shutil
+
     from rflocal_core.dataset import GenerationConfig, generate_dataset
-    from rflocal_core.scene import ProceduralConfig, SceneConfig, SiteConfig, build_scene
+    from rflocal_core.dataset.store import partial_path
+    from rflocal_core.scene import ProceduralConfig, SceneConfig, SiteConfig, build_scene, load_scene_meta
 
     build_scene(SceneConfig(name=scene, procedural=ProceduralConfig(size_m=240, seed=4), sites=SiteConfig(count=5)))
     options = {"cell_size_m": 4.0, "map_samples_per_tx": 1_000_000, "paths_samples_per_src": 10_000, "min_sites": 2,
                **generation}
-    generate_dataset(GenerationConfig(name=dataset, scenes=(scene,), samples_per_scene=samples, **options))
+    config = GenerationConfig(name=dataset, scenes=(scene,), samples_per_scene=samples, **options)
+    if cache is None:
+        generate_dataset(config)
+        return None
+    meta = load_scene_meta(scene)
+    stages = [(name, text, cache / f"{name}-{_stage_key(meta, config, ignored)}")
+              for name, text, ignored in TINY_STAGES if config.timing or name != "paths"]
+    hit = next((i for i, (_, _, entry) in enumerate(stages) if entry.is_dir()), len(stages))
+    group = partial_path(dataset) / "scenes" / scene
+    if hit < len(stages):
+        _generate_until(config, None)  # the product makes the partial store and its (empty) scene group
+        shutil.rmtree(group)
+        shutil.copytree(stages[hit][2], group)
+    for _, text, entry in reversed(stages[:hit]):  # the stages not kept yet, earliest first
+        if not _generate_until(config, text):
+            return None  # finished without the report: nothing to keep (a renamed stage text)
+        cache.mkdir(parents=True, exist_ok=True)
+        _keep_stage(group, entry)
+    generate_dataset(config)  # resumes the partial store
+    return stages[hit][0] if hit < len(stages) else None
+
+
+def tiny_stage_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's cache of tiny-dataset stages: one for all xdist workers of the session (their
+    base folders' parent, which is the session's), the session's base folder in a plain run."""
+    root = tmp_path_factory.getbasetemp()
+    return (root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root) / "tiny-dataset-stages"
 
 
 @pytest.fixture(scope="session")
-def tiny_dataset():
-    """``tiny_dataset(scene, dataset, samples=400, **generation)``: see :func:`build_tiny_dataset`."""
-    return build_tiny_dataset
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory):
+    """``tiny_dataset(scene, dataset, samples=400, **generation)``: :func:`build_tiny_dataset` with the
+    session's stage cache (:func:`tiny_stage_cache`); ``cache=None`` builds afresh (a resumed dataset
+    records the times of the stages it ran only)."""
+    import functools
+
+    return functools.partial(build_tiny_dataset, cache=tiny_stage_cache(tmp_path_factory))
 
 
 def load_bench_module(name: str) -> ModuleType:
