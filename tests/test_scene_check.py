@@ -167,6 +167,30 @@ def test_metrics_page_warns_in_red_above_the_results_for_another_scene(ws, monke
     assert not at.exception and not at.error, [e.value for e in at.error]
 
 
+def test_metrics_page_warns_above_in_sample_figures(ws, monkeypatch) -> None:
+    """A run scored on samples it was fitted on (val of a ``--refit`` run) is flagged above its figures."""
+    from rflocal_core.train import train
+    from rflocal_core.train.runs import delete_run
+
+    monkeypatch.setenv(settings.WORKSPACE_ENV, str(ws["path"]))
+    refit = train(USER_DS, "knn", train_config={"refit": True}).run_id
+    try:
+        at = _page("pages/views/metrics.py")
+        at.selectbox(key="mx_dataset").set_value(USER_DS)
+        at.selectbox(key="mx_split").set_value("val")
+        at.run()
+        at.multiselect(key="mx_runs").set_value([refit, ws["own"]])
+        at.run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        flagged = [w.value for w in at.warning if "in-sample" in w.value]
+        assert len(flagged) == 1 and refit in flagged[0] and "val split" in flagged[0]  # the plain run is not
+        at.selectbox(key="mx_split").set_value("test")
+        at.run()
+        assert not [w.value for w in at.warning if "in-sample" in w.value]
+    finally:  # the other tests of the module count this workspace's runs
+        delete_run(refit)
+
+
 def test_ablation_runs_are_left_out_of_run_pickers_by_default(ws, monkeypatch: pytest.MonkeyPatch) -> None:
     from rflocal_core.train import list_runs
 
