@@ -800,7 +800,10 @@ def _paths(
     if done.any():
         resumed.append(f"{scene}: {int(done.sum())}/{num_batches} path batches")
     t0 = time.perf_counter()
-    trace = _trace_batches_on_ray if executor.uses_ray else _trace_batches_here
+    if executor.uses_ray:
+        trace = _trace_batches_on_ray
+    else:  # children where there are enough batches for them (path_workers), else this process
+        trace = _trace_batches_in_children if path_workers(int((~done).sum())) > 1 else _trace_batches_here
     trace(paths, done, scene, flat, config, report, executor, phy=phy)
     _add_seconds(seconds, "paths", time.perf_counter() - t0)
     out = {}
@@ -857,15 +860,10 @@ def _store_batch(paths: zarr.Group, done: np.ndarray, b: int, features: Any) -> 
 
 def _trace_batches_here(paths: zarr.Group, done: np.ndarray, scene: str, flat: np.ndarray, config: GenerationConfig,
                         report: StepProgressFn, executor: ExecutorConfig, *, phy: Any = None) -> None:
-    """The batches not done yet, one after the other in this process (one scene loaded for all), or in
-    child processes where there are enough of them (:func:`path_workers`)."""
+    """The batches not done yet, one after the other in this process (one scene loaded for all)."""
     from rflocal_core.raytrace import band_scenes, compute_band_paths
 
     m, num_batches = len(flat), len(done)
-    workers = path_workers(int((~done).sum()))
-    if workers > 1:
-        _trace_batches_in_children(paths, done, scene, flat, config, report, workers, phy=phy)
-        return
     rt_scenes = None
     for b in range(num_batches):
         if done[b]:
@@ -897,10 +895,10 @@ def path_workers(batches: int) -> int:
 
 
 def _trace_batches_in_children(paths: zarr.Group, done: np.ndarray, scene: str, flat: np.ndarray,
-                               config: GenerationConfig, report: StepProgressFn, workers: int, *,
+                               config: GenerationConfig, report: StepProgressFn, executor: ExecutorConfig, *,
                                phy: Any = None) -> None:
-    """The batches not done yet in ``workers`` child processes (batches dealt round-robin; rows and ``done``
-    flags stored here as each batch finishes). A cancel (``report`` raising) stops the children.
+    """The batches not done yet in :func:`path_workers` child processes (batches dealt round-robin; rows and
+    ``done`` flags stored here as each batch finishes). A cancel (``report`` raising) stops the children.
 
     Children are fresh interpreters (``python -m rflocal_core.pathworker``), not multiprocessing
     spawns: a spawn re-runs the caller's main script (a Streamlit page, seen in the tests).
@@ -916,6 +914,7 @@ def _trace_batches_in_children(paths: zarr.Group, done: np.ndarray, scene: str, 
 
     num_batches = len(done)
     todo = [b for b in range(num_batches) if not done[b]]
+    workers = path_workers(len(todo))
     what = f"exact paths (Sionna PathSolver, {workers} processes)"
     report(what, 0.25 + 0.7 * int(done.sum()) / num_batches, step=Step("exact paths", int(done.sum()), num_batches))
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-paths-", dir=settings.workspace_dir()))
@@ -953,6 +952,7 @@ def _trace_batches_on_ray(paths: zarr.Group, done: np.ndarray, scene: str, flat:
 
     num_batches = len(done)
     todo = [b for b in range(num_batches) if not done[b]]
+    workers = path_workers(len(todo))
     workspace, options = str(settings.workspace_dir()), _path_options(config, phy)
     calls = [(workspace, scene, flat[b * PATH_BATCH:(b + 1) * PATH_BATCH], options) for b in todo]
     url = worker_location(paths)
