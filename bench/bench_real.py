@@ -170,11 +170,12 @@ _TRAITS: dict[str, Any] = {}
 
 def run_model(dataset: str, model: str, *, seed: int, epochs: int, max_minutes: float,
               model_config: dict[str, Any] | None = None, calibration: str = "val",
-              refit: bool = False) -> dict[str, Any]:
+              refit: bool = False, sigma_radii: str = "gaussian") -> dict[str, Any]:
     """Train ``model`` on ``dataset`` with ``seed`` (and ``model_config``), evaluate on test: one run's figures.
 
     ``refit``: a baseline that can (``can_refit``) is fitted once more on train + val with its val choices
     fixed (``train --refit``); the others are trained as usual. The run's ``refit`` says which happened.
+    ``sigma_radii``: ``train --sigma-radii`` (every model).
     """
     from rflocal_core.infer import evaluate_run
     from rflocal_core.models.registry import BASELINES, NETWORKS
@@ -183,6 +184,7 @@ def run_model(dataset: str, model: str, *, seed: int, epochs: int, max_minutes: 
     t0 = time.perf_counter()
     # networks are calibrated on val; baselines where --calibration says (blocks: 200 m squares, 5 folds)
     tc = {"epochs": epochs, "max_minutes": max_minutes} if model in NETWORKS else {"calibration": calibration}
+    tc["sigma_radii"] = sigma_radii
     refit = bool(refit and model in BASELINES and BASELINES[model].can_refit)
     if refit:
         tc["refit"] = True
@@ -193,7 +195,8 @@ def run_model(dataset: str, model: str, *, seed: int, epochs: int, max_minutes: 
     figures = {"val_median_m": result.summary.median_m, "test_median_m": test.summary.median_m,
                "test_mean_m": test.summary.mean_m, "test_p95_m": test.summary.p95_m,
                "inside_1sigma": cal.inside_1sigma if cal.available else None,
-               "inside_2sigma": cal.inside_2sigma if cal.available else None}
+               "inside_2sigma": cal.inside_2sigma if cal.available else None,
+               "ratio_2sigma": cal.ratio_2sigma if cal.available else None}
     finite = {k: (float(v) if v is not None and math.isfinite(v) else None) for k, v in figures.items()}
     return {"seed": seed, "run_id": result.run_id, **finite, "test_count": test.summary.count,
             "train_s": round(train_s, 1), "stopped": result.stopped, "refit": refit}
@@ -201,7 +204,7 @@ def run_model(dataset: str, model: str, *, seed: int, epochs: int, max_minutes: 
 
 def bench_set(real: RealSet, models: Sequence[str], *, seeds: Sequence[int], epochs: int,
               max_minutes: float, options: dict[str, dict[str, Any]] | None = None,
-              calibration: str = "val", refit: bool = False) -> list[Row]:
+              calibration: str = "val", refit: bool = False, sigma_radii: str = "gaussian") -> list[Row]:
     """Every model of ``models`` on ``real``: networks once per seed, baselines once per distinct dataset."""
     from rflocal_core.errors import RFLocalInputError
     from rflocal_core.models.registry import NETWORKS
@@ -221,7 +224,8 @@ def bench_set(real: RealSet, models: Sequence[str], *, seeds: Sequence[int], epo
                 row.runs.append({"dataset": dataset, **run_model(dataset, model, seed=seed, epochs=epochs,
                                                                  max_minutes=max_minutes,
                                                                  model_config=(options or {}).get(model),
-                                                                 calibration=calibration, refit=refit)})
+                                                                 calibration=calibration, refit=refit,
+                                                                 sigma_radii=sigma_radii)})
             except RFLocalInputError as exc:  # a model that refuses this set says why
                 row.skipped = f"refused: {exc}"
         print(json.dumps(row.to_json()), file=sys.stderr, flush=True)
@@ -283,6 +287,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="where baselines fit their sigma map (train --calibration; networks: val)")
     parser.add_argument("--refit", action="store_true",
                         help="baselines that can (knn): refit on train + val after choosing on val (train --refit)")
+    parser.add_argument("--sigma-radii", default="gaussian", choices=("gaussian", "quantile"),
+                        help="the 1σ and 2σ radii: gaussian (2σ = 2 × 1σ) or fitted apart (train --sigma-radii)")
     parser.add_argument("--out", default=str(HERE / "results" / "real.json"))
     parser.add_argument("--table", action="store_true", help="only print (and refresh) the table of --out")
     return parser.parse_args(argv)
@@ -311,13 +317,14 @@ def main(argv: list[str] | None = None) -> int:
     options = model_options(args.set)
     bench = {"command": " ".join(["bench/bench_real.py", *(sys.argv[1:] if argv is None else argv)]),
              "code": code_version(), "epochs": args.epochs, "max_minutes": args.max_minutes,
-             "calibration": args.calibration, "refit": args.refit}
+             "calibration": args.calibration, "refit": args.refit, "sigma_radii": args.sigma_radii}
     done: dict[str, Any] = {}
     for name in names:
         real = SETS[name]
         datasets = [ensure_dataset(real, Path(args.data), seed) for seed in seeds]
         rows = bench_set(real, wanted, seeds=seeds, epochs=args.epochs, max_minutes=args.max_minutes,
-                         options=options, calibration=args.calibration, refit=args.refit)
+                         options=options, calibration=args.calibration, refit=args.refit,
+                         sigma_radii=args.sigma_radii)
         finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         done[name] = {"split": real.split, "datasets": datasets,
                       "rows": [{**r.to_json(), "bench": {**bench, "options": options.get(r.model),

@@ -132,3 +132,40 @@ def test_knn_run_calibrated_on_blocks(duke_slice: str) -> None:
         train(duke_slice, "heimdall", train_config={"calibration": "blocks"})
     with pytest.raises(InvalidInputError, match="calibration"):
         train(duke_slice, "knn", train_config={"calibration": "folds"})
+
+
+def test_quantile_radii_fit_the_heavy_tail(duke_slice: str) -> None:
+    """``sigma_radii`` "quantile" (brief D17): the 1σ and 2σ radii fitted apart on the out-of-fold rows.
+
+    Duke's errors are heavier-tailed than a Gaussian against kNN's σ, so the fitted 2σ ellipse is more
+    than twice the 1σ one; evaluation, ``runs calibrate`` and ``predict``'s ellipses use that ratio.
+    """
+    from rflocal_core.infer import PredictedSample, calibrate_run, ellipse_k, evaluate_run, load_run
+    from rflocal_core.models import load_inputs
+    from rflocal_core.train import train
+    from rflocal_core.train.runs import run_dir
+
+    tc = {"calibration": "auto", "calibration_folds": 4, "sigma_radii": "quantile"}
+    run = train(duke_slice, "knn", model_config={"k": 7, "floor_dbm": -140.0}, train_config=tc, seed=3)
+    config = json.loads((run_dir(run.run_id) / "config.json").read_text(encoding="utf-8"))
+    rec, ratio = config["sigma_calibration"], config["sigma_ratio_2"]
+    assert (rec["method"], rec["source"], rec["ratio_2sigma"], config["sigma_power"]) == ("quantile", "blocks", ratio, 1.0)
+    assert ratio > 2.5  # heavy-tailed: a Gaussian's 2σ ellipse would hold far fewer than 86.5%
+    assert abs(rec["inside_1sigma_after"] - EXPECTED_1SIGMA) < 0.01
+    assert abs(rec["inside_2sigma_after"] - EXPECTED_2SIGMA) < 0.01
+    # evaluation counts the 2σ share inside the fitted radius, on the run's calibrated sigma
+    test = evaluate_run(run.run_id, duke_slice, split="test")
+    x = load_inputs(duke_slice, "test")
+    pred = load_run(run.run_id).predict(x)
+    d = np.sqrt((((pred.position_m - x.truth_m) / pred.sigma_m) ** 2).sum(1))
+    assert test.calibration.ratio_2sigma == ratio
+    assert test.calibration.inside_2sigma == pytest.approx(float(np.mean(d <= ratio)))
+    assert test.calibration.inside_1sigma == pytest.approx(float(np.mean(d <= 1.0)))
+    # runs calibrate fits the radii apart again, the same way; a map's drawn 2σ ellipse is ratio × 1σ
+    again = calibrate_run(run.run_id)
+    assert (again.method, again.source) == ("quantile", "blocks") and again.ratio_2sigma == pytest.approx(ratio)
+    row = PredictedSample(id="s", x_m=0.0, y_m=0.0, lat=None, lon=None, sigma_x_m=1.0, sigma_y_m=1.0, truth=None,
+                          error_m=None, flags=(), ratio_2sigma=ratio)
+    assert ellipse_k(row, 1) == 1.0 and ellipse_k(row, 2) == ratio
+    with pytest.raises(InvalidInputError, match="sigma_radii"):
+        train(duke_slice, "knn", train_config={"sigma_radii": "student"})

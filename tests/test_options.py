@@ -484,10 +484,11 @@ TRAIN_WIDGETS = {
     "tm_minutes": (TrainConfig, "max_minutes", {"none_value": 0.0}), "tm_schedule": (TrainConfig, "schedule"),
     "tm_warmup": (TrainConfig, "warmup_epochs"), "tm_patience": (TrainConfig, "patience"),
     "tm_device": (TrainConfig, "device"), "tm_initial_val": (TrainConfig, "initial_validation"),
+    "tm_sigma_radii_net": (TrainConfig, "sigma_radii"),
 }
 BASELINE_TRAIN_WIDGETS = {
     "tm_calibration": (TrainConfig, "calibration"), "tm_cal_block": (TrainConfig, "calibration_block_m"),
-    "tm_cal_folds": (TrainConfig, "calibration_folds"),
+    "tm_cal_folds": (TrainConfig, "calibration_folds"), "tm_sigma_radii": (TrainConfig, "sigma_radii"),
 }
 
 

@@ -103,7 +103,7 @@ def test_power_fixes_a_wrong_shape() -> None:
         unscale_sigma(pred.sigma_m, pw.scale, power=0.0, ref_m=pw.ref_m)
     # Gaussian errors with the right shape keep p = 1 (a second parameter must earn its place)
     assert fit_sigma_scale(err, true_sigma * 2.0).power == 1.0
-    assert sigma_map_of({}) == {"scale": 1.0, "power": 1.0, "ref_m": None}  # runs written before
+    assert sigma_map_of({}) == {"scale": 1.0, "power": 1.0, "ref_m": None, "ratio_2sigma": 2.0}  # runs written before
     assert sigma_map_of({"sigma_scale": 2.0, "sigma_power": 1.5, "sigma_ref_m": 40.0})["power"] == 1.5
     with pytest.raises(InvalidInputError, match="sigma_power"):
         sigma_map_of({"sigma_power": -1.0})

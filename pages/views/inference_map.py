@@ -47,7 +47,7 @@ def _heat(heat: infer.Heatmap, label: str) -> go.Heatmap:
 def _run_traces(res: infer.RunPrediction, row: infer.PredictedSample, colour: str) -> list[go.Scatter]:
     traces = []
     for level, width, dash in ((1, 2.5, "solid"), (2, 1.2, "dot")):
-        ring = infer.ellipse_xy(row, k=level)
+        ring = infer.ellipse_xy(row, k=infer.ellipse_k(row, level))
         if ring:
             traces.append(go.Scatter(
                 x=ring[0], y=ring[1], mode="lines", line={"color": colour, "width": width, "dash": dash},

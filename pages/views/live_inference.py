@@ -211,7 +211,7 @@ focus = c[1].toggle("Zoom to the sample", key="li_focus",
 points = [(r.sample(sample_id).x_m, r.sample(sample_id).y_m) for r in results]
 for res in results:
     row = res.sample(sample_id)
-    ring = infer.ellipse_xy(row, k=2)
+    ring = infer.ellipse_xy(row, k=infer.ellipse_k(row, 2))
     points += list(zip(*ring)) if ring else []
     points += [(row.truth.x_m, row.truth.y_m)] if row.truth else []
     points += [(row.tracked_x_m, row.tracked_y_m)] if row.tracked_x_m is not None else []
@@ -235,7 +235,8 @@ heat_note = (f"shaded: the posterior of **{heat_model}** (`{heat_run}`), by the 
              "no posterior: none of the chosen runs has one (kNN and map matching do: add `demo-knn`)")
 bar_m = view.focus_scale_bar_m if focus and view.focus_m else view.scale_bar_m
 st.caption(f"Scene metres of the run's frame (x east, y north); the bar below the scene is {bar_m:g} m. "
-           "Dots: predictions (one colour per run) with their 1σ (39%, solid) and 2σ (86%, dotted) ellipses; "
+           "Dots: predictions (one colour per run) with their 1σ (39%, solid) and 2σ (86%, dotted) ellipses "
+           "(2σ is the run's fitted multiple of 1σ when trained with sigma radii 'quantile'); "
            f"green ×: the true position when the file gives it; black triangles: nodes; grey: buildings; {heat_note}.")
 
 # --------------------------------------------------------------------------- timeline, batch

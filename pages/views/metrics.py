@@ -123,7 +123,7 @@ def _calibration(results: list[EvaluationResult]) -> None:
     for r in results:
         c = r.calibration
         table.append({"run": r.run_id, "with σ": c.count, "no σ": c.no_sigma, "σ scale": _fmt(r.sigma_scale),
-                      "σ power": _fmt(r.sigma_power),
+                      "σ power": _fmt(r.sigma_power), "2σ radius (× 1σ)": _fmt(c.ratio_2sigma),
                       "inside 1σ %": _fmt(c.inside_1sigma, 100), "expected 1σ %": _fmt(c.expected_1sigma, 100),
                       "inside 2σ %": _fmt(c.inside_2sigma, 100), "expected 2σ %": _fmt(c.expected_2sigma, 100),
                       "median σ m": _fmt(c.median_sigma_m)})

@@ -91,12 +91,14 @@ with st.expander("Start a run", expanded=st.session_state.setdefault("tm_form_op
             train_config["patience"] = number(c[2], tr.TrainConfig, "patience", key="tm_patience")
             train_config["device"] = choice(c[3], tr.TrainConfig, "device", key="tm_device")
             train_config["initial_validation"] = toggle(st, tr.TrainConfig, "initial_validation", key="tm_initial_val")
+            train_config["sigma_radii"] = choice(st, tr.TrainConfig, "sigma_radii", key="tm_sigma_radii_net")
         else:  # a baseline is fitted once: where its sigma is calibrated, and (knn) a refit on train + val
-            c = st.columns(3)
+            c = st.columns(4)
             train_config["calibration"] = choice(c[0], tr.TrainConfig, "calibration", key="tm_calibration")
             train_config["calibration_block_m"] = number(c[1], tr.TrainConfig, "calibration_block_m",
                                                          key="tm_cal_block")
             train_config["calibration_folds"] = number(c[2], tr.TrainConfig, "calibration_folds", key="tm_cal_folds")
+            train_config["sigma_radii"] = choice(c[3], tr.TrainConfig, "sigma_radii", key="tm_sigma_radii")
             if BASELINES[model].can_refit:
                 train_config["refit"] = toggle(st, tr.TrainConfig, "refit", key="tm_refit")
         with st.expander("Model options", key="tm_model_options"):  # from the model's config fields, as `models NAME`

@@ -108,7 +108,7 @@ def _cache_key(run_path: Path, dataset_zarr: Path) -> dict[str, Any]:
     config = json.loads((run_path / "config.json").read_text(encoding="utf-8"))
     return {"version": METRICS_VERSION, "model_mtime_ns": model.st_mtime_ns, "model_size": model.st_size,
             "dataset_mtime_ns": dataset_zarr.stat().st_mtime_ns, "sigma_scale": config.get("sigma_scale"),
-            "sigma_power": config.get("sigma_power")}
+            "sigma_power": config.get("sigma_power"), "sigma_ratio_2": config.get("sigma_ratio_2")}
 
 
 def evaluation_cache_path(run_id: str, dataset: str, split: str) -> Path:
@@ -217,7 +217,8 @@ def _evaluate(run_id: str, dataset: str, split: str, dataset_config: dict[str, A
     err = errors_m(pred, x)
     # seen in training: by the run's dataset, else its reference; never a same-named scene of another place
     training = scene.seen_in_training(_training_scenes(run.config.get("dataset")))
-    cal = calibration(pred.position_m - x.truth_m, pred.sigma_m)  # of the calibrated sigma (run.predict scales it)
+    # of the calibrated sigma (run.predict scales it), with the run's 2σ radius
+    cal = calibration(pred.position_m - x.truth_m, pred.sigma_m, ratio_2sigma=run.sigma_map["ratio_2sigma"])
     return EvaluationResult(
         run_id=run_id, model=run.config.get("model"), dataset=dataset, split=split,
         summary=error_summary(err),

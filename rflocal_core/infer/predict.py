@@ -76,6 +76,9 @@ class PredictedSample(JsonResult):
     flags: tuple[str, ...]
     #: Posterior modes, for models with a posterior.
     candidates: tuple[Candidate, ...] = ()
+    #: The 2σ ellipse (meant to hold 86.5%) over the 1σ one where the run fitted it (``sigma_radii``
+    #: "quantile": heavy-tailed errors); None (not in the JSON): 2, a Gaussian's.
+    ratio_2sigma: float | None = json_field(default=None, omit_none=True)
     #: Physics residual at the prediction (mapformer): a confidence signal; None for other models.
     residual_db: float | None = json_field(default=None, omit_none=True)
     #: Tracked (``predict --track``, see :mod:`rflocal_core.infer.track`): the sample's sequence, its time
@@ -258,6 +261,8 @@ def _rows(run: LoadedRun, x: Inputs, pred: Prediction, sample_ids: list[str], fl
     box, area_text = area[0].area_m, area[1]
     margin = 0.1 * max(box[1] - box[0], box[3] - box[2], 10.0) if np.isfinite(box).all() else 0.0
     rows, maps_out = [], {}
+    ratio = run.sigma_map["ratio_2sigma"]
+    ratio_2sigma = round(ratio, 4) if ratio != 2.0 else None  # a fitted 2σ radius (sigma_radii "quantile")
     for r, sid in enumerate(sample_ids):
         px, py = (float(v) for v in pred.position_m[r])
         row_flags = list(flags[r])
@@ -281,6 +286,7 @@ def _rows(run: LoadedRun, x: Inputs, pred: Prediction, sample_ids: list[str], fl
             error_m=_finite(errors[r], 2) if truth is not None else None, flags=tuple(row_flags),
             candidates=candidates,
             residual_db=_finite(pred.info["residual_db"][r], 2) if "residual_db" in pred.info else None,
+            ratio_2sigma=ratio_2sigma,
         ))
     return rows, maps_out
 

@@ -301,6 +301,7 @@ def calibrate_run(run_id: str, *, user: User = LOCAL_USER) -> SigmaCalibration:
 
     A baseline run calibrated on blocks (``train --calibration blocks``) is calibrated on blocks
     again, with its squares, folds and seed.
+    A run whose radii were fitted apart (``sigma_radii`` ``"quantile"``) is fitted so again.
     A run refitted on train + val (``train --refit``) is calibrated, as in training, on the val
     predictions of its model fitted on train alone (its options hold the val choices).
 
@@ -327,11 +328,12 @@ def calibrate_run(run_id: str, *, user: User = LOCAL_USER) -> SigmaCalibration:
         msg = f"dataset: the val split of {run.config['dataset']!r} holds no samples; the sigma scale is fitted on it"
         raise InvalidInputError(msg)
     record = run.config.get("sigma_calibration") or {}
+    radii = "quantile" if record.get("method") == "quantile" else "gaussian"  # as it was trained
     if record.get("source") == "blocks" and run.config.get("kind") == "baseline":  # as it was trained: on blocks
         transform = InputTransform.from_dict(run.config.get("input_transform"))
         train = load_transformed(run.config["dataset"], "train", transform, with_maps=run.needs_maps)
         cal = calibrate_blocks(lambda: type(run.model)(run.model.config), train, val, block_m=float(record["block_m"]),
-                               folds=int(record["folds"]), seed=int(run.config.get("seed", 0)))
+                               folds=int(record["folds"]), seed=int(run.config.get("seed", 0)), radii=radii)
         store_calibration(run_dir(run_id), cal)
         return cal
     model = run.model
@@ -339,7 +341,7 @@ def calibrate_run(run_id: str, *, user: User = LOCAL_USER) -> SigmaCalibration:
         train = load_transformed(run.config["dataset"], "train", InputTransform.from_dict(run.config.get("input_transform")),
                                  with_maps=run.needs_maps)
         model = type(run.model)(run.model.config).fit(train)
-    return calibrate_run_folder(run_dir(run_id), model.predict(val), val)
+    return calibrate_run_folder(run_dir(run_id), model.predict(val), val, radii=radii)
 
 
 def checkpoint_stamp(run_id: str) -> tuple[str, int]:

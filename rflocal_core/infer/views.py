@@ -196,6 +196,13 @@ def scene_map(run: LoadedRun, scene: str, points_m: list[tuple[float, float]] = 
                     scale_bar_length(focus[1] - focus[0]) if focus else None)
 
 
+def ellipse_k(row: PredictedSample, level: int) -> float:
+    """The multiple of the 1σ ellipse that draws ``level`` (1 or 2): 2σ is the run's fitted ratio where it has one."""
+    if level == 2 and row.ratio_2sigma is not None:
+        return float(row.ratio_2sigma)
+    return float(level)
+
+
 def ellipse_xy(row: PredictedSample, *, k: float = 1.0, points: int = 48) -> tuple[list[float], list[float]] | None:
     """The k-sigma ellipse of a predicted sample in scene metres, ``(xs, ys)`` (None without an uncertainty)."""
     sx, sy, x, y = row.sigma_x_m, row.sigma_y_m, row.x_m, row.y_m

@@ -306,6 +306,8 @@ class Calibration(JsonResult):
     inside_1sigma: float | None = None
     inside_2sigma: float | None = None
     median_sigma_m: float | None = None
+    #: The 2σ ellipse over the 1σ one: 2 for a Gaussian; a run's fitted ratio with ``sigma_radii`` "quantile".
+    ratio_2sigma: float = 2.0
     reliability: Reliability = json_field(default_factory=Reliability)
 
 
@@ -345,12 +347,14 @@ def ellipse_d2(error_xy_m: np.ndarray, sigma_m: np.ndarray) -> tuple[np.ndarray,
     return ((e[has_sigma] / s[has_sigma]) ** 2).sum(1), valid, has_sigma
 
 
-def calibration(error_xy_m: np.ndarray, sigma_m: np.ndarray) -> Calibration:
+def calibration(error_xy_m: np.ndarray, sigma_m: np.ndarray, *, ratio_2sigma: float = 2.0) -> Calibration:
     """Uncertainty calibration of per-axis 1-sigma estimates.
 
     x and y are treated as independent Gaussians: d² = (ex/σx)² + (ey/σy)² follows a
     chi-square law with 2 degrees of freedom when the sigmas are right, so
-    P(d² ≤ t) = 1 - exp(-t/2).
+    P(d² ≤ t) = 1 - exp(-t/2). A run whose 2σ radius was fitted apart from its 1σ one
+    (``sigma_radii`` "quantile", a heavy-tailed radial law) passes its ``ratio_2sigma``: the
+    2σ ellipse is then d ≤ ratio_2sigma (the reliability curve stays the Gaussian one).
 
     Parameters
     ----------
@@ -365,7 +369,7 @@ def calibration(error_xy_m: np.ndarray, sigma_m: np.ndarray) -> Calibration:
     Calibration
         ``available`` (False when no sample has a sigma), ``count`` (samples used),
         ``no_sigma``, ``inside_1sigma`` (fraction with d² ≤ 1; expected
-        ``expected_1sigma`` ≈ 0.393), ``inside_2sigma`` (d² ≤ 4; expected ≈ 0.865),
+        ``expected_1sigma`` ≈ 0.393), ``inside_2sigma`` (d² ≤ ratio_2sigma², 4 by default; expected ≈ 0.865),
         ``median_sigma_m`` (median of the per-sample RMS sigma), and ``reliability``:
         ``nominal`` levels p and the ``observed`` fraction with d² ≤ -2 ln(1 - p).
     """
@@ -379,7 +383,8 @@ def calibration(error_xy_m: np.ndarray, sigma_m: np.ndarray) -> Calibration:
     return Calibration(
         **counts,
         inside_1sigma=float(np.mean(d2 <= 1.0)),
-        inside_2sigma=float(np.mean(d2 <= 4.0)),
+        inside_2sigma=float(np.mean(d2 <= float(ratio_2sigma) ** 2)),
+        ratio_2sigma=float(ratio_2sigma),
         median_sigma_m=float(np.median(np.sqrt((s[has_sigma] ** 2).mean(1)))),
         reliability=Reliability(list(RELIABILITY_LEVELS), [float(np.mean(d2 <= t)) for t in thresholds]),
     )

@@ -292,9 +292,9 @@ def _calibrate_baseline(path: Path, model: str, instance: Any, pred: Any, train_
         split = (dict(open_dataset(train_in.dataset).attrs).get("input") or {}).get("split")
     source, block_m = resolve_calibration(cfg.calibration, cfg.calibration_block_m, split)
     if source != "blocks":
-        return calibrate_run_folder(path, pred, val_in)
+        return calibrate_run_folder(path, pred, val_in, radii=cfg.sigma_radii)
     cal = calibrate_blocks(lambda: BASELINES[model](instance.config), train_in, val_in,
-                           block_m=block_m, folds=cfg.calibration_folds, seed=seed)
+                           block_m=block_m, folds=cfg.calibration_folds, seed=seed, radii=cfg.sigma_radii)
     store_calibration(path, cal)
     return cal
 
@@ -583,7 +583,7 @@ def _run_network_locked(
                                      resume=payload, dist=dist)
         if not main:
             return None
-        cal = _calibrate_network(path, val_in)
+        cal = _calibrate_network(path, val_in, cfg.sigma_radii)
         best = {"median_m": out.best.median_m, "p95_m": out.best.p95_m, "mean_m": out.best.mean_m,
                 "seconds": out.seconds, "epoch": out.best_epoch, "epochs_run": out.epochs_run,
                 "stop_reason": out.stop_reason}
@@ -605,10 +605,10 @@ def _run_network_locked(
                        stop_reason=out.stop_reason, stopped=out.stop.text, sigma_scale=cal.scale)
 
 
-def _calibrate_network(path: Path, val_in: Inputs) -> SigmaCalibration:
-    """Fit the sigma scale of the best epoch (``model.pt``, not the last one in memory) on the val split."""
+def _calibrate_network(path: Path, val_in: Inputs, radii: str = "gaussian") -> SigmaCalibration:
+    """Fit the sigma map of the best epoch (``model.pt``, not the last one in memory) on the val split."""
     best = NeuralModel.from_checkpoint(load_checkpoint(path.name))
-    return calibrate_run_folder(path, best.predict(val_in), val_in)
+    return calibrate_run_folder(path, best.predict(val_in), val_in, radii=radii)
 
 
 def _stopped_in(path: Path, kind: str, cfg: TrainConfig) -> StopReason:

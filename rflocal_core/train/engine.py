@@ -94,6 +94,11 @@ class TrainConfig:
         dataset split by area, val otherwise; networks: val).
     calibration_block_m, calibration_folds : float, int
         ``"blocks"``: the side of the squares and how many folds they are dealt to.
+    sigma_radii : str
+        ``"gaussian"``: the 2σ ellipse is twice the 1σ one and the scale (+ power) map is fitted as
+        before; ``"quantile"``: the 1σ and 2σ radii are fitted apart on the calibration rows (39.3% and
+        86.5% of them inside), for errors heavier-tailed than a Gaussian (Duke CBRS; see
+        :func:`rflocal_core.train.calibrate.fit_sigma_quantiles`).
     refit : bool
         Baselines that can fix their validation choices (``can_refit``: ``knn``): after the fit on
         train, its validation figures and the sigma calibration, fit the model once more on train + val
@@ -136,6 +141,9 @@ class TrainConfig:
                                         help="calibration blocks: side of the squares dealt to the folds")
     calibration_folds: int = option(5, lo=2, hi=50, label="Calibration folds",
                                     help="calibration blocks: folds of squares (the model is fitted once per fold)")
+    sigma_radii: str = option("gaussian", choices=("gaussian", "quantile"), label="Sigma radii",
+                              help="gaussian: the 2σ ellipse is twice the 1σ one; quantile: the 1σ and 2σ radii "
+                                   "fitted apart on the calibration rows (39.3 and 86.5 percent inside), for heavy tails")
     # Antwerp radio-map knn (35 m, k 30): x_test 72.7 / 257.4 m -> 71.0 / 253.7 m with 11% more fingerprints (README)
     refit: bool = option(False, label="Refit on train + val",
                          help="baselines (knn): after choosing and calibrating on val, fit again on train + val with "
