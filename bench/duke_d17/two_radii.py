@@ -8,12 +8,13 @@ of the Gaussian's r = 2), so each share has its own, wider window of scales.
 
 Usage (from the project root; the dumps of ``bench/duke_d15/dump_oof.py``)::
 
-    PYTHONPATH=$PWD python bench/duke_d17/two_radii.py DUMP_DIR [MODEL ...]
+    PYTHONPATH=$PWD python bench/duke_d17/two_radii.py DUMP_DIR [MODEL ...]   # -> results/duke-d17-two-radii.json
 
 Variants (pre-registered): ``blocks`` (today's one map, worst fold), ``A`` two radii worst fold,
 ``B`` two radii pooled (conformal quantiles, p = 1), ``C`` two radii worst fold on the goal band.
 Each is fitted on the out-of-block rows of train + val, then measured on test, and on 15 pseudo-test
-areas (each fold fitted on the other four).
+areas (each fold fitted on the other four). ``Bval`` (added after the others, not pre-registered): B's
+quantiles fitted on the val split instead (``--calibration val --sigma-radii quantile``).
 """
 import json
 import math
@@ -67,10 +68,10 @@ def fit(e, s, fold, variant):
     fits = []
     for p in POWER_GRID:
         rho = radius(e, s, p, ref)
-        grid = math.sqrt(max(float(np.median(rho**2)), 1e-12)) * np.asarray(FOLD_SCALE_GRID) * np.r_[1.0]
+        grid = math.sqrt(max(float(np.median(rho**2)), 1e-12)) * np.asarray(FOLD_SCALE_GRID)
         g1, d1 = fold_curves(rho, fold, grid, P1, BAND1)
-        g2, d2 = fold_curves(rho, fold, np.r_[grid, grid * 2, grid * 4, grid * 8], P2, BAND2)
-        big = np.r_[grid, grid * 2, grid * 4, grid * 8]
+        big = np.r_[grid, grid * 2, grid * 4, grid * 8]  # the 2σ radius may be many 1σ radii
+        g2, d2 = fold_curves(rho, fold, big, P2, BAND2)
         i, j = pick(g1, d1, variant == "C"), pick(g2, d2, variant == "C")
         key = (max(d1[i], d2[j]), max(g1[i], g2[j])) if variant == "C" else (max(g1[i], g2[j]), 0.0)
         fits.append((key, abs(p - 1.0), p, float(grid[i]), float(big[j])))
@@ -96,13 +97,13 @@ def study(path, variants):
     e, s, fold = d["e_oof"][ok], d["s_oof"][ok], d["fold"][ok]
     out = {}
     for v in variants:
-        fitter = fit_blocks if v == "blocks" else (lambda a, b, c, v=v: fit(a, b, c, v))
-        p, ref, r1, r2 = fitter(e, s, fold)
+        fitter = fit_blocks if v == "blocks" else (lambda a, b, c, v=v: fit(a, b, c, v.rstrip("val")))
+        p, ref, r1, r2 = fitter(d["ev"], d["sv"], None) if v == "Bval" else fitter(e, s, fold)
         test = shares(radius(d["et"], d["st"], p, ref), r1, r2)
         val = shares(radius(d["ev"], d["sv"], p, ref), r1, r2)
         oof = [shares(radius(e[fold == f], s[fold == f], p, ref), r1, r2) for f in np.unique(fold)]
         pseudo = []
-        for f in np.unique(fold):
+        for f in np.unique(fold) if v != "Bval" else ():  # val has no folds of squares
             m = fold != f
             pp, rr, a1, a2 = fitter(e[m], s[m], fold[m])
             pseudo.append(shares(radius(e[~m], s[~m], pp, rr), a1, a2))
@@ -114,23 +115,24 @@ def study(path, variants):
 def main():
     dump = Path(sys.argv[1])
     models = sys.argv[2:] or ["knn_lgbm", "knn"]
-    variants = ["blocks", "A", "B", "C"]
+    variants = ["blocks", "A", "B", "C", "Bval"]
     res = {}
     for m in models:
         for sp in (0, 1, 2):
             res[f"{m}-s{sp}"] = r = study(dump / f"{m}-s{sp}.npz", variants)
             for v in variants:
                 x = r[v]
+                pseudo = x["pseudo_ok"] if x["pseudo"] else "-"
                 print(f"{m:9s} s{sp} {v:6s} p={x['power']:.1f} ratio={x['ratio']:.2f}  test {100*x['test'][0]:.0f}/"
-                      f"{100*x['test'][1]:.0f} {'OK' if x['test_ok'] else '--'}  pseudo {x['pseudo_ok']}/5  folds "
+                      f"{100*x['test'][1]:.0f} {'OK' if x['test_ok'] else '--'}  pseudo {pseudo}/5  folds "
                       + " ".join(f"{100*a:.0f}/{100*b:.0f}" for a, b in x["oof_folds"]), flush=True)
     for m in models:
         for v in variants:
             t = sum(res[f"{m}-s{sp}"][v]["test_ok"] for sp in (0, 1, 2))
             ps = sum(res[f"{m}-s{sp}"][v]["pseudo_ok"] for sp in (0, 1, 2))
             print(f"{m:9s} {v:6s} test splits within goal {t}/3, pseudo areas {ps}/15")
-    if len(sys.argv) > 1:
-        Path("/work/scratch/d17/two_radii.json").write_text(json.dumps(res, indent=1))
+    out = Path(__file__).resolve().parents[1] / "results" / "duke-d17-two-radii.json"
+    out.write_text(json.dumps(res, indent=1))
 
 
 if __name__ == "__main__":

@@ -53,8 +53,9 @@ from rflocal_core.infer.views import (
 __all__ = [
     "CANDIDATE_RADIUS_M", "ELLIPSE_LEVELS", "FOCUS_MIN_M", "TOP_CANDIDATES", "Candidate", "EvaluationResult",
     "FilePrediction", "FileSummary", "Heatmap", "LoadedRun", "OnnxExport", "Place", "PredictedSample",
-    "RunPrediction", "SceneCheck", "SceneMap", "calibrate_run", "check_scene", "checkpoint_stamp", "ellipse_k", "ellipse_latlon",
-    "ellipse_xy", "evaluate_run", "evaluation_cache_path", "export_onnx", "heat_points", "load_run", "predict_file",
+    "RunPrediction", "SceneCheck", "SceneMap", "calibrate_run", "check_scene", "checkpoint_stamp", "ellipse_k",
+    "ellipse_latlon", "ellipse_xy", "evaluate_run", "evaluation_cache_path", "export_onnx", "heat_points", "load_run",
+    "predict_file",
     "predict_measurements", "predict_tracked_file", "predictions_table", "report_timeline", "run_outdoor_mask",
     "sample_heatmap", "sample_times", "scale_bar_length", "scene_map", "scene_overlay", "sequence_lines",
     "track_prediction",

@@ -263,7 +263,7 @@ def check_sigma_radii(radii: str) -> str:
 
 def calibrate_prediction(pred: Prediction, x: Inputs, *, method: str = "power",
                          radii: str = "gaussian") -> SigmaCalibration:
-    """:func:`fit_sigma_scale` (or, with ``radii`` ``"quantile"``, :func:`fit_sigma_quantiles`) of a prediction of ``x``."""
+    """:func:`fit_sigma_scale` of a prediction of ``x`` (``radii`` ``"quantile"``: :func:`fit_sigma_quantiles`)."""
     if check_sigma_radii(radii) == "quantile":
         return fit_sigma_quantiles(pred.position_m - x.truth_m, pred.sigma_m)
     return fit_sigma_scale(pred.position_m - x.truth_m, pred.sigma_m, method=method)
@@ -298,7 +298,7 @@ def unscale_sigma(sigma_m: np.ndarray, scale: float | None, *, power: float = 1.
 
 
 def sigma_map_of(config: dict[str, Any]) -> dict[str, Any]:
-    """``{"scale", "power", "ref_m", "ratio_2sigma"}`` of a run's ``config.json`` (1, 1, None, 2 for runs written before)."""
+    """``{"scale", "power", "ref_m", "ratio_2sigma"}`` of a run's ``config.json`` (1, 1, None, 2 for older runs)."""
     power, ref = config.get("sigma_power", 1.0), config.get("sigma_ref_m")
     ok = isinstance(power, (int, float)) and math.isfinite(power) and power >= 0 and (
         ref is None or (isinstance(ref, (int, float)) and math.isfinite(ref) and ref > 0))
@@ -308,7 +308,8 @@ def sigma_map_of(config: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInputError(msg)
     ratio = config.get("sigma_ratio_2", GAUSSIAN_RATIO_2SIGMA)
     if not (isinstance(ratio, (int, float)) and math.isfinite(ratio) and ratio >= 1):
-        msg = f"sigma_ratio_2: expected a number >= 1 (the 2σ ellipse over the 1σ one) in the run's config.json, got {ratio!r}"
+        msg = (f"sigma_ratio_2: expected a number >= 1 (the 2σ ellipse over the 1σ one) in the run's config.json, "
+               f"got {ratio!r}")
         raise InvalidInputError(msg)
     return {"scale": sigma_scale_of(config), "power": float(power), "ref_m": None if ref is None else float(ref),
             "ratio_2sigma": float(ratio)}
@@ -342,7 +343,7 @@ def store_calibration(path: Path, cal: SigmaCalibration) -> None:
 
 
 def calibrate_run_folder(path: Path, pred: Prediction, val: Inputs, *, radii: str = "gaussian") -> SigmaCalibration:
-    """Fit the sigma map of a run (``radii``: see the module docstring) on its validation prediction; keep it in ``path/config.json``."""
+    """Fit a run's sigma map (``radii``: see the module docstring) on its val prediction; keep it in its config.json."""
     cal = calibrate_prediction(pred, val, radii=radii)
     store_calibration(path, cal)
     return cal

@@ -143,7 +143,7 @@ class TrainConfig:
                                     help="calibration blocks: folds of squares (the model is fitted once per fold)")
     sigma_radii: str = option("gaussian", choices=("gaussian", "quantile"), label="Sigma radii",
                               help="gaussian: the 2σ ellipse is twice the 1σ one; quantile: the 1σ and 2σ radii "
-                                   "fitted apart on the calibration rows (39.3 and 86.5 percent inside), for heavy tails")
+                                   "fitted apart on the calibration rows (39.3 and 86.5 percent inside), heavy tails")
     # Antwerp radio-map knn (35 m, k 30): x_test 72.7 / 257.4 m -> 71.0 / 253.7 m with 11% more fingerprints (README)
     refit: bool = option(False, label="Refit on train + val",
                          help="baselines (knn): after choosing and calibrating on val, fit again on train + val with "
