@@ -162,6 +162,9 @@ def test_quantile_radii_fit_the_heavy_tail(duke_slice: str) -> None:
     assert test.calibration.ratio_2sigma == ratio
     assert test.calibration.inside_2sigma == pytest.approx(float(np.mean(d <= ratio)))
     assert test.calibration.inside_1sigma == pytest.approx(float(np.mean(d <= 1.0)))
+    level = test.calibration.reliability.nominal.index(0.5)  # the run's radial law: d² <= (-2 ln 0.5)^log2(ratio)
+    expected = float(np.mean(d**2 <= (-2 * np.log(0.5)) ** np.log2(ratio)))
+    assert test.calibration.reliability.observed[level] == pytest.approx(expected)
     # runs calibrate fits the radii apart again, the same way; a map's drawn 2σ ellipse is ratio × 1σ
     again = calibrate_run(run.run_id)
     assert (again.method, again.source) == ("quantile", "blocks") and again.ratio_2sigma == pytest.approx(ratio)

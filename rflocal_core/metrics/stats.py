@@ -353,8 +353,10 @@ def calibration(error_xy_m: np.ndarray, sigma_m: np.ndarray, *, ratio_2sigma: fl
     x and y are treated as independent Gaussians: d² = (ex/σx)² + (ey/σy)² follows a
     chi-square law with 2 degrees of freedom when the sigmas are right, so
     P(d² ≤ t) = 1 - exp(-t/2). A run whose 2σ radius was fitted apart from its 1σ one
-    (``sigma_radii`` "quantile", a heavy-tailed radial law) passes its ``ratio_2sigma``: the
-    2σ ellipse is then d ≤ ratio_2sigma (the reliability curve stays the Gaussian one).
+    (``sigma_radii`` "quantile", heavy-tailed errors) passes its ``ratio_2sigma`` = r: its law is
+    then P(d² ≤ t^γ) = 1 - exp(-t/2) with γ = log2(r) (d^(2/γ) chi-square; γ = 1 the Gaussian), whose
+    39.3% radius is 1 and 86.5% radius is r, so the 2σ ellipse is d ≤ r and the reliability levels
+    use the same law.
 
     Parameters
     ----------
@@ -371,7 +373,7 @@ def calibration(error_xy_m: np.ndarray, sigma_m: np.ndarray, *, ratio_2sigma: fl
         ``no_sigma``, ``inside_1sigma`` (fraction with d² ≤ 1; expected
         ``expected_1sigma`` ≈ 0.393), ``inside_2sigma`` (d² ≤ ratio_2sigma², 4 by default; expected ≈ 0.865),
         ``median_sigma_m`` (median of the per-sample RMS sigma), and ``reliability``:
-        ``nominal`` levels p and the ``observed`` fraction with d² ≤ -2 ln(1 - p).
+        ``nominal`` levels p and the ``observed`` fraction with d² ≤ (-2 ln(1 - p))^γ (γ = 1 by default).
     """
     d2, valid, has_sigma = ellipse_d2(error_xy_m, sigma_m)
     s = np.asarray(sigma_m, dtype=float)
@@ -379,7 +381,9 @@ def calibration(error_xy_m: np.ndarray, sigma_m: np.ndarray, *, ratio_2sigma: fl
               "no_sigma": int((valid & ~has_sigma).sum())}
     if not has_sigma.any():
         return Calibration(**counts)
-    thresholds = -2.0 * np.log1p(-np.asarray(RELIABILITY_LEVELS))
+    # the run's radial law: d² ≤ t^γ holds the level p with t = -2 ln(1 - p) (γ = 1: the Gaussian's chi-square)
+    gamma = math.log2(float(ratio_2sigma))
+    thresholds = (-2.0 * np.log1p(-np.asarray(RELIABILITY_LEVELS))) ** gamma
     return Calibration(
         **counts,
         inside_1sigma=float(np.mean(d2 <= 1.0)),

@@ -40,11 +40,12 @@ The radii of the two ellipses (``TrainConfig.sigma_radii``): ``"gaussian"`` (def
 ellipse at twice the 1σ one, as a Gaussian has it, and fits the map above. ``"quantile"``
 (:func:`fit_sigma_quantiles`) fits the two radii apart on the same rows (val or the out-of-fold
 blocks, pooled): the 1σ ellipse is scaled to hold 39.3% of them and the "2σ" ellipse, the one meant
-to hold 86.5%, is ``ratio_2sigma`` times the 1σ one (the ratio of the two quantiles of the radius: a
-heavy-tailed radial law instead of the Gaussian's 2). On Duke CBRS (issue 15, brief D17) the errors are
-so heavy-tailed against every σ that no single scale puts both shares within 10 points of 39 / 86 in an
-unseen area, while each share alone has a wide enough window of scales; with blocks and two radii the
-best model (``knn_lgbm``) is within the goal on all three test splits. Kept as ``sigma_ratio_2`` in
+to hold 86.5%, is ``ratio_2sigma`` = r times the 1σ one (the ratio of the two quantiles of the radius)
+instead of the Gaussian's 2: a heavy-tailed radial law, P(d² ≤ t^γ) = 1 − exp(−t/2) with γ = log2 r, from
+which :func:`rflocal_core.metrics.calibration` also reads its reliability levels. On Duke CBRS (issue 15,
+brief D17) the errors are so heavy-tailed against every σ that no single scale puts both shares within
+10 points of 39 / 86 in an unseen area, while each share alone has a wide enough window of scales; with
+blocks and two radii the best model (``knn_lgbm``) is within the goal on all three test splits. Kept as ``sigma_ratio_2`` in
 ``config.json`` (2 for runs written before); evaluation counts a sample inside the 2σ ellipse when its
 radius is at most that ratio, and ``predict`` reports it with each sample.
 
