@@ -45,9 +45,9 @@ instead of the Gaussian's 2: a heavy-tailed radial law, P(d² ≤ t^γ) = 1 − 
 which :func:`rflocal_core.metrics.calibration` also reads its reliability levels. On Duke CBRS (issue 15,
 brief D17) the errors are so heavy-tailed against every σ that no single scale puts both shares within
 10 points of 39 / 86 in an unseen area, while each share alone has a wide enough window of scales;
-with blocks and two radii the best model (``knn_lgbm``) is within the goal on all three test splits. Kept as ``sigma_ratio_2`` in
-``config.json`` (2 for runs written before); evaluation counts a sample inside the 2σ ellipse when its
-radius is at most that ratio, and ``predict`` reports it with each sample.
+with blocks and two radii the best model (``knn_lgbm``) is within the goal on all three test splits.
+Kept as ``sigma_ratio_2`` in ``config.json`` (2 for runs written before); evaluation counts a sample
+inside the 2σ ellipse when its radius is at most that ratio, and ``predict`` reports it with each sample.
 
 Why the default fit matches coverage and not the likelihood: real errors are heavy-tailed (on
 Antwerp LoRaWAN a few messages land kilometres off with a small kNN spread), and the Gaussian
