@@ -29,8 +29,8 @@ member's (untempered) posterior, over 2. On Antwerp (brief B16, T 2 and 0.8 chos
 best ensemble's 1σ / 2σ shares on test from 50% / 73% to 42% / 78% (the goal band: 29–49% / >= 76.5%), at 117 m
 median instead of 101 m and the same mean (236 m; one bench_real run, README "A hedged ensemble answer").
 With ``hedge="search"`` the model chooses T and the mass itself on val when it fits (the rule in
-:class:`EnsembleConfig`; on that run T 3 / 0.7: 121 m / 237 m, 42% / 79% on test; README "Stacking on folds of
-x_val").
+:class:`EnsembleConfig`; in a new Antwerp run it chose T 2 / 0.8: 119 m / 236 m, 42% / 79% on test; README
+"Stacking on folds of x_val").
 """
 
 from __future__ import annotations
