@@ -10,6 +10,9 @@ import pytest
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models import Ensemble, errors_m, load_inputs
 from rflocal_core.models.ensemble import (
+    HEDGE_GAP,
+    HEDGE_MASSES,
+    HEDGE_TEMPERATURES,
     bagged_weights,
     combine_positions,
     mixture_sigma,
@@ -180,3 +183,36 @@ def test_posterior_member_hedges_the_answer_and_gives_the_radius_sigma(antwerp: 
         Ensemble({**base, "posterior_member": "knn2"})
     with pytest.raises(InvalidInputError, match="sigma_mass: expected 0 without a posterior_member"):
         Ensemble({**base, "sigma_mass": 0.8}).fit(train, val)
+
+
+def test_hedge_search_chooses_temperature_and_mass_on_val_by_the_rule(antwerp: dict, workspace_env) -> None:
+    with workspace_env(antwerp["ws"]):
+        train, val, test = (load_inputs("antw", s) for s in ("train", "val", "test"))
+    base = {"members": "knn,kmap=knn", "member_set": "kmap:k=10;kmap:radio_map_m=35;kmap:floor_dbm=-120",
+            "weight_step": 0.5, "posterior_member": "kmap", "posterior_k": 200, "sigma_mass": 0.8}
+    model = Ensemble({**base, "hedge": "search"}).fit(train, val)
+    chosen = model.state_dict()["hedge"]
+    rows = chosen["candidates"]
+    assert len(rows) == len(HEDGE_TEMPERATURES) * len(HEDGE_MASSES)
+    qualified = [r for r in rows if r["gap"] <= HEDGE_GAP]
+    pick = min(qualified, key=lambda r: r["val_mean_m"]) if qualified else min(rows, key=lambda r: r["gap"])
+    assert (chosen["temperature"], chosen["sigma_mass"]) == (pick["temperature"], pick["sigma_mass"])
+    assert model.hedge_params() == (pick["temperature"], pick["sigma_mass"])
+    # it predicts as the fixed hedge with the chosen pair, and the choice survives the state and a refit
+    fixed = Ensemble.from_state({**base, "posterior_temperature": pick["temperature"],
+                                 "sigma_mass": pick["sigma_mass"]}, model.state_dict())
+    p, q = model.predict(test), fixed.predict(test)
+    np.testing.assert_allclose(p.position_m, q.position_m)
+    np.testing.assert_allclose(p.sigma_m, q.sigma_m)
+    assert model.refit(val).hedge_params() == model.hedge_params()
+    # a bound on the val median no candidate meets: the least coverage gap, said so
+    capped = Ensemble.from_state({**base, "hedge": "search", "hedge_median_m": 1e-3}, model.state_dict())
+    hedge = capped._search_hedge(val, np.stack([m.predict(val).position_m for m in capped._members()]),  # noqa: SLF001
+                                 np.asarray(model.state_dict()["weights"]))
+    assert hedge["rule"].startswith("none within the rule")
+    assert hedge["temperature"] == min(rows, key=lambda r: r["gap"])["temperature"]
+    with pytest.raises(InvalidInputError, match="hedge: expected 'fixed' without a posterior_member"):
+        Ensemble({"members": "knn,kmap=knn", "member_set": "", "hedge": "search"}).fit(train, val)
+    with pytest.raises(InvalidInputError, match="hedge: 'search' needs a fit that searched"):
+        unsearched = {k: v for k, v in model.state_dict().items() if k != "hedge"}
+        Ensemble.from_state({**base, "hedge": "search"}, unsearched).predict(test)

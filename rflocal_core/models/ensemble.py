@@ -28,6 +28,9 @@ member finds plausible; with ``sigma_mass`` the σ is the radius around that ans
 member's (untempered) posterior, over 2. On Antwerp (brief B16, T 2 and 0.8 chosen on val) this brings the
 best ensemble's 1σ / 2σ shares on test from 50% / 73% to 42% / 78% (the goal band: 29–49% / >= 76.5%), at 117 m
 median instead of 101 m and the same mean (236 m; one bench_real run, README "A hedged ensemble answer").
+With ``hedge="search"`` the model chooses T and the mass itself on val when it fits (the rule in
+:class:`EnsembleConfig`; in a new Antwerp run it chose T 2 / 0.8: 119 m / 236 m, 42% / 79% on test; README
+"Stacking on folds of x_val").
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from rflocal_core.errors import InvalidInputError
+from rflocal_core.metrics.stats import EXPECTED_1SIGMA, EXPECTED_2SIGMA
 from rflocal_core.models.baselines import (
     KNN_CRITERIA,
     Baseline,
@@ -60,6 +64,12 @@ MEDIAN_ITERATIONS = 30
 RADIUS_FLOOR_M = 1.0
 #: Samples hedged at a time (the posterior is [rows, posterior_k, 2]: bounded memory).
 HEDGE_ROWS = 1024
+#: ``hedge="search"``: the temperatures and credible masses tried on val (B16's study: T 2-3 and 0.7-0.8 won).
+HEDGE_TEMPERATURES = (1.0, 2.0, 3.0, 4.0)
+HEDGE_MASSES = (0.6, 0.7, 0.8, 0.9)
+#: ``hedge="search"``: a candidate qualifies if its val 1σ and 2σ shares (after the run's kind of σ map) are
+#: both within this of 39.3% / 86.5% (half the goal's 10 points: val is a few hundred samples).
+HEDGE_GAP = 0.05
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,14 @@ class EnsembleConfig:
     sigma_mass : float
         0: σ is the spread of the members and the posterior around the answer. In (0, 1]: σ per axis is the
         radius around the answer holding this share of the member's untempered posterior, over 2.
+    hedge : str
+        ``"fixed"``: ``posterior_temperature`` and ``sigma_mass`` as set. ``"search"``: chosen when the model fits,
+        on val, among :data:`HEDGE_TEMPERATURES` x :data:`HEDGE_MASSES`: the candidates whose val 1σ / 2σ shares
+        (after a σ map fitted on val, as the run's) are within :data:`HEDGE_GAP` of 39.3% / 86.5% and whose val
+        median is at most ``hedge_median_m``, then the least val mean (none qualifies: the least coverage gap).
+        The choice and every candidate's val figures are kept in the state (``hedge``).
+    hedge_median_m : float
+        ``hedge="search"``: the largest val median of a candidate (0: no bound).
     """
 
     # baselines only by default (minutes at most; Antwerp: 162 m median / 267 m mean, against knn_lgbm's
@@ -131,6 +149,11 @@ class EnsembleConfig:
                                           help="the posterior's weights ** (1 / T) for the answer (T > 1 hedges)")
     sigma_mass: float = option(0.0, lo=0.0, hi=1.0, help="σ: the radius around the answer holding this share of "
                                "the posterior member's weights, over 2 (0: the spread around the answer)")
+    # Antwerp (brief B17): with hedge_median_m=120 the model makes B16's choice itself (README)
+    hedge: str = option("fixed", choices=("fixed", "search"), help="posterior_temperature and sigma_mass as set, "
+                        "or chosen on val: val 1σ/2σ within 5 points of 39/86%, then the least val mean")
+    hedge_median_m: float = option(0.0, lo=0.0, hi=1e7, unit="m", help="hedge=search: the largest val median of "
+                                   "a candidate (0: no bound)")
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -155,6 +178,9 @@ class EnsembleConfig:
         alone stays settable)."""
         if self.sigma_mass > 0 and not str(self.posterior_member).strip():
             msg = f"sigma_mass: expected 0 without a posterior_member, got {self.sigma_mass!r}"
+            raise InvalidInputError(msg)
+        if self.hedge == "search" and not str(self.posterior_member).strip():
+            msg = f"hedge: expected 'fixed' without a posterior_member, got {self.hedge!r}"
             raise InvalidInputError(msg)
 
     def member_names(self) -> list[str]:
@@ -351,6 +377,9 @@ class Ensemble(Baseline):
         preds = self._member_predictions(val.subset(ok))
         weights, search = self._choose_weights(preds, val.subset(ok))
         self._state.update({"weights": weights.tolist(), "search": search})
+        if self.config.hedge == "search":
+            self._state["hedge"] = self._search_hedge(val.subset(ok), np.stack([p.position_m for p in preds]),
+                                                      weights)
         if self.config.snap_k > 0:  # the training positions per scene, for the snap at predict time
             has = np.isfinite(train.truth_m).all(1)
             by_scene = {scene: train.truth_m[has & (train.scene_idx == i)] for i, scene in enumerate(train.scenes)}
@@ -443,29 +472,69 @@ class Ensemble(Baseline):
             centre = self._snap(x, centre)
         return Prediction(centre, sigma, {"weights": dict(zip(self._state["members"], weights.tolist(), strict=True))})
 
+    def hedge_params(self) -> tuple[float, float]:
+        """The (temperature, sigma_mass) the model predicts with: chosen on val (``hedge="search"``) or set."""
+        chosen = self._state.get("hedge") if self._state and self.config.hedge == "search" else None
+        if self.config.hedge == "search" and not chosen:
+            msg = "hedge: 'search' needs a fit that searched (this state has no hedge choice); fit again or set 'fixed'"
+            raise InvalidInputError(msg)
+        if chosen:
+            return float(chosen["temperature"]), float(chosen["sigma_mass"])
+        return float(self.config.posterior_temperature), float(self.config.sigma_mass)
+
     def _hedge(self, x: Inputs, pos: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Answer and σ [N, 2] with ``posterior_member``'s posterior in place of its answer (module docstring)."""
-        c = self.config
-        i = self._state["members"].index(str(c.posterior_member).strip())
+        temperature, mass = self.hedge_params()
+        return self._hedges(x, pos, weights, (temperature,), (mass,))[temperature, mass]
+
+    def _hedges(self, x: Inputs, pos: np.ndarray, weights: np.ndarray, temperatures: tuple[float, ...],
+                masses: tuple[float, ...]) -> dict[tuple[float, float], tuple[np.ndarray, np.ndarray]]:
+        """``{(T, mass): (answer, σ)}`` [N, 2] each, the posterior searched once per chunk for every pair."""
+        i = self._state["members"].index(str(self.config.posterior_member).strip())
         wide = getattr(self, "_wide", None)
         if wide is None:  # the member with k = posterior_k (at most its smallest scene's pool)
             st = self._state["states"][i]
             pool = min(len(db["pos_m"]) for db in st["fingerprints"].values())
             cfg = (self._state.get("configs") or {}).get(self._state["members"][i])
-            wide = self._wide = KNNFingerprint.from_state(cfg, {**st, "k": min(int(c.posterior_k), pool)})
+            wide = self._wide = KNNFingerprint.from_state(cfg, {**st, "k": min(int(self.config.posterior_k), pool)})
         others = [j for j in range(len(weights)) if j != i]
-        answer, sigma = np.full((len(x), 2), np.nan), np.full((len(x), 2), np.nan)
+        out = {(t, m): (np.full((len(x), 2), np.nan), np.full((len(x), 2), np.nan))
+               for t in temperatures for m in masses}
         for s in range(0, len(x), HEDGE_ROWS):
             rows = slice(s, s + HEDGE_ROWS)
             post_pos, post_w, _ = wide.neighbours(x.subset(rows))
             ok = np.isfinite(post_w).all(1)  # a scene with fewer fingerprints than k: NaN, left as is
-            a, sp = hedged_answer(pos[others][:, rows][:, ok], weights[others], post_pos[ok], post_w[ok],
-                                  temperature=c.posterior_temperature, how=c.combine)
-            if c.sigma_mass > 0:
-                sp = np.repeat(credible_radius(post_pos[ok], post_w[ok], a, c.sigma_mass)[:, None] / 2.0, 2, 1)
             idx = np.arange(len(x))[rows][ok]
-            answer[idx], sigma[idx] = a, sp
-        return answer, sigma
+            for t in temperatures:
+                a, sp = hedged_answer(pos[others][:, rows][:, ok], weights[others], post_pos[ok], post_w[ok],
+                                      temperature=t, how=self.config.combine)
+                for m in masses:  # mass 0: the spread; else the credible radius over 2 on both axes
+                    r = credible_radius(post_pos[ok], post_w[ok], a, m)[:, None] if m > 0 else None
+                    sig = sp if r is None else np.repeat(r, 2, 1) / 2
+                    out[t, m][0][idx], out[t, m][1][idx] = a, sig
+        return out
+
+    def _search_hedge(self, val: Inputs, pos: np.ndarray, weights: np.ndarray) -> dict[str, Any]:
+        """``hedge="search"``: (T, mass) by the rule of :class:`EnsembleConfig` on ``val``, with every candidate."""
+        # imported here: the σ map (rflocal_core.train) sits above the models
+        from rflocal_core.train.calibrate import fit_sigma_scale
+
+        rows = []
+        for (t, m), (answer, sigma) in self._hedges(val, pos, weights, HEDGE_TEMPERATURES, HEDGE_MASSES).items():
+            e = np.hypot(*(answer - val.truth_m).T)
+            cal = fit_sigma_scale(answer - val.truth_m, sigma)
+            c1, c2 = cal.inside_1sigma_after, cal.inside_2sigma_after
+            gap = 1.0 if c1 is None or c2 is None else max(abs(c1 - EXPECTED_1SIGMA), abs(c2 - EXPECTED_2SIGMA))
+            rows.append({"temperature": t, "sigma_mass": m, "val_median_m": float(np.nanmedian(e)),
+                         "val_mean_m": float(np.nanmean(e)), "val_inside_1sigma": c1, "val_inside_2sigma": c2,
+                         "gap": float(gap)})
+        cap = float(self.config.hedge_median_m)
+        ok = [r for r in rows if r["gap"] <= HEDGE_GAP and (cap <= 0 or r["val_median_m"] <= cap)]
+        best = min(ok, key=lambda r: r["val_mean_m"]) if ok else min(rows, key=lambda r: r["gap"])
+        rule = (f"val gap <= {HEDGE_GAP}" + (f", val median <= {cap:g} m" if cap > 0 else "") + ", least val mean"
+                if ok else f"none within the rule: least val gap (gap <= {HEDGE_GAP} wanted)")
+        return {"temperature": best["temperature"], "sigma_mass": best["sigma_mass"], "rule": rule,
+                "candidates": rows}
 
     def _snap(self, x: Inputs, centre: np.ndarray) -> np.ndarray:
         """``centre`` [N, 2] moved to the mean of its ``snap_k`` nearest training positions (scene by scene)."""
