@@ -62,6 +62,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -84,6 +85,16 @@ TILES = {"oakland": ("osm", "West-Oakland"), "aguascalientes": ("osm", "aguascal
          "bavaria": ("osm", "bavaria_village_48.135_10.068")}
 #: Sionna scenes ``--bundled`` may add as the fourth tile.
 BUNDLED = ("etoile", "munich", "florence", "san_francisco")
+#: Procedural training-only tiles (``--train-extra pd1-p00``: tile 0 of seed 1 drawn from preset ``pd``; the name is the
+#: tile's scene name): preset -> the ``TilesConfig`` ranges its tiles draw from. Chosen (brief A21) as tiles where the
+#: physics prior fails as it does on Paris (few line-of-sight ranges), not on any held-out figure.
+PROCEDURAL_EXTRA = {
+    "pd": {"size_m": (600.0, 900.0), "block_m": (40.0, 80.0), "street_width_m": (5.0, 10.0),  # dense, narrow, tall
+           "mean_height_m": (20.0, 40.0), "open_square_fraction": (0.0, 0.05), "site_count": (4, 6)},
+    "pm": {"size_m": (700.0, 900.0), "block_m": (80.0, 140.0), "street_width_m": (10.0, 25.0),  # Paris-like blocks
+           "mean_height_m": (15.0, 25.0), "open_square_fraction": (0.0, 0.1), "site_count": (4, 6)},
+}
+PROCEDURAL_NAME = re.compile(r"^(?P<preset>[a-z]+)(?P<seed>[0-9]+)-p(?P<k>[0-9]{2})$")
 #: Baselines run (kNN to show that it refuses a new scene).
 BASELINE_MODELS = ("strongest_site", "weighted_centroid", "log_distance", "aoa_triangulation",
                    "toa_multilateration", "map_matching", "knn")
@@ -112,26 +123,52 @@ GEOMETRIC = {"toa_multilateration": "toa", "aoa_triangulation": "aoa", "log_dist
 
 
 def dataset_name(samples: int, cell_m: float, bundled: str, extra: tuple[str, ...] = ()) -> str:
-    """The one dataset's name: ``ac-all-500-4m-etoile``; with training-only tiles ``...-etoile-x-munich``."""
+    """The one dataset's name: ``ac-all-500-4m-etoile``; with training-only tiles ``...-etoile-x-munich`` (a name over
+    64 characters, a dataset name's limit, is cut and made unique by a digest)."""
     name = f"ac-all-{samples}-{cell_m:g}m".replace(".", "p") + ("" if bundled == "munich" else f"-{bundled}")
-    return name + "".join(f"-x-{e}" for e in extra)
+    return short_name(name + "".join(f"-x-{e}" for e in extra))
+
+
+def short_name(name: str, limit: int = 64) -> str:
+    """``name`` when it fits a dataset name's ``limit``, else its first characters and a digest of the whole."""
+    if len(name) <= limit:
+        return name
+    return f"{name[:limit - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def procedural_extra(name: str) -> Any:
+    """The ``TilesConfig`` whose last procedural tile is the training-only tile ``name`` (``pd1-p02``: preset ``pd``
+    of :data:`PROCEDURAL_EXTRA`, seed 1, tile 2; its scene is named ``name``), or None when ``name`` is not of that
+    form or names no preset."""
+    from rflocal_core.scene.tiles import TilesConfig
+
+    match = PROCEDURAL_NAME.match(name)
+    if match is None or match["preset"] not in PROCEDURAL_EXTRA:
+        return None
+    return TilesConfig(count=int(match["k"]) + 1, seed=int(match["seed"]), prefix=match["preset"], unseen=0,
+                       **PROCEDURAL_EXTRA[match["preset"]])
 
 
 def build_data(samples: int, cell_m: float, bundled: str,
                extra: tuple[str, ...] = ()) -> tuple[dict[str, str], str]:
     """Build the tiles and the one dataset over all of them (kept when present): tile key -> scene, dataset.
 
-    ``extra``: Sionna scenes added after the others as training-only tiles (``--train-extra``), generated with the
-    same settings in the same dataset; their scene keys are their names.
+    ``extra``: Sionna scenes or procedural tiles (:func:`procedural_extra`) added after the others, in that order, as
+    training-only tiles (``--train-extra``), generated with the same settings in the same dataset; their scene keys
+    are their names.
     """
     from rflocal_core.dataset import GenerationConfig, generate_dataset
     from rflocal_core.dataset.store import dataset_path
     from rflocal_core.scene.tiles import TilesConfig, build_tiles
 
     osm = tuple(str(OSM_DIR / f"{stem}.osm") for kind, stem in TILES.values() if kind == "osm")
-    tiles = build_tiles(TilesConfig(count=0, seed=0, prefix="ac", unseen=0, osm=osm, bundled=(bundled, *extra)))
+    sionna = tuple(e for e in extra if e in BUNDLED)
+    tiles = build_tiles(TilesConfig(count=0, seed=0, prefix="ac", unseen=0, osm=osm, bundled=(bundled, *sionna)))
     scenes = {}
     for key, (kind, stem) in {**TILES, **{b: ("bundled", b) for b in (bundled, *extra)}}.items():
+        if key in extra and key not in BUNDLED:  # a procedural tile: built by its own draw, named as asked
+            scenes[key] = next(t.name for t in build_tiles(procedural_extra(key)).tiles if t.name == key)
+            continue
         scenes[key] = next(t.name for t in tiles.tiles if t.kind == kind and (
             Path(str(t.source)).stem == stem if kind == "osm" else t.source == stem))
     name = dataset_name(samples, cell_m, bundled, extra)
@@ -157,9 +194,7 @@ def held_out_dataset(base: str, scene: str, train_only: tuple[str, ...] = (), li
     from rflocal_core.dataset import store
     from rflocal_core.models import load_inputs
 
-    name = f"{base}-lo-{scene}"
-    if len(name) > 64:  # a dataset name's limit (a long base: --train-extra): cut, made unique by a digest
-        name = f"{name[:55]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    name = short_name(f"{base}-lo-{scene}")  # a long base (--train-extra): cut, made unique by a digest
     if store.dataset_path(name).exists():
         return name
     tmp = store.dataset_path(name).with_name(f".{name}.tmp")
@@ -404,7 +439,10 @@ def run_baseline(name: str, train: Any, val: Any, seen: Any, unseen: Any) -> dic
     return row
 
 
-def run_network(shown: str, dataset: str, seen: Any, unseen: Any, minutes: float) -> dict[str, Any]:
+def run_network(shown: str, dataset: str, seen: Any, unseen: Any, minutes: float,
+                prior_err: np.ndarray | None = None) -> dict[str, Any]:
+    """``shown`` trained ``minutes`` on ``dataset``; with ``prior_err`` (the physics prior's errors on ``unseen``)
+    also its per-sample comparison with the prior there (:func:`versus_prior`)."""
     from rflocal_core.infer import load_run
     from rflocal_core.train import train
 
@@ -413,13 +451,36 @@ def run_network(shown: str, dataset: str, seen: Any, unseen: Any, minutes: float
     result = train(dataset, model, model_config=options, train_config={"epochs": 1000, "max_minutes": minutes}, seed=0)
     secs = time.perf_counter() - t0
     net = load_run(result.run_id).model
-    row: dict[str, Any] = {"seen": _stats(_err(net.predict(seen).position_m, seen)),
-                           "unseen": _stats(_err(net.predict(unseen).position_m, unseen)),
+    err = _err(net.predict(unseen).position_m, unseen)
+    row: dict[str, Any] = {"seen": _stats(_err(net.predict(seen).position_m, seen)), "unseen": _stats(err),
                            "train_s": round(secs, 1), "run": result.run_id}
+    if prior_err is not None:
+        row["vs_prior"] = versus_prior(err, prior_err)
     for key in ("best_epoch", "epochs_run", "stopped"):
         if getattr(result, key, None) is not None:
             row[key] = getattr(result, key)
     return row
+
+
+def versus_prior(err: np.ndarray, prior_err: np.ndarray, far_m: float = 10.0) -> dict[str, Any]:
+    """A model's errors against the physics prior's on the same samples (m, [N] each).
+
+    ``prior_far``: the samples the prior has more than ``far_m`` off (on Paris its wrong mode, where few ranges are
+    line-of-sight); ``fixed``: the share of those the model brings within ``far_m``; ``broken``: the share of the
+    others it takes beyond ``far_m``; their medians; ``better_1m`` / ``worse_1m``: the shares of all samples where
+    it is more than 1 m better / worse than the prior.
+    """
+    far = prior_err > far_m
+
+    def share(mask: np.ndarray) -> float | None:
+        return round(float(mask.mean()), 3) if len(mask) else None
+
+    def median(values: np.ndarray) -> float | None:
+        return round(float(np.median(values)), 1) if len(values) else None
+
+    return {"prior_far": int(far.sum()), "fixed": share(err[far] <= far_m), "broken": share(err[~far] > far_m),
+            "prior_far_median_m": median(prior_err[far]), "model_on_prior_far_median_m": median(err[far]),
+            "better_1m": share(err < prior_err - 1.0), "worse_1m": share(err > prior_err + 1.0)}
 
 
 def tile_facts(x: Any, cell_m: float) -> dict[str, Any]:
@@ -495,6 +556,9 @@ def run_tile(key: str, scene: str, base: str, models: list[str], minutes: float,
     rows: dict[str, Any] = {}
     if seen_only:  # re-measure the seen error of the rows there are (networks: their saved runs)
         return seen_again(key, scene, models, train, val, seen, cell_m, save)
+    prior_err = None  # the prior's per-sample errors on the tile, for the networks' rows (versus_prior)
+    if any(name in NETWORKS for name in models):
+        prior_err = _err(physics_prior(unseen, cell_m), unseen)
     for name in models:
         t0 = time.perf_counter()
         if name in REFERENCES:
@@ -502,7 +566,7 @@ def run_tile(key: str, scene: str, base: str, models: list[str], minutes: float,
         elif name in BASELINE_MODELS:
             rows[name] = run_baseline(name, train, val, seen, unseen)
         else:
-            rows[name] = run_network(name, dataset, seen, unseen, minutes)
+            rows[name] = run_network(name, dataset, seen, unseen, minutes, prior_err)
         print(f"  {name}: {json.dumps(rows[name])} ({time.perf_counter() - t0:.0f} s)", flush=True)
         save(key, scene, {name: rows[name]})  # each row as it comes: a killed run keeps the ones done
     return rows
@@ -674,9 +738,10 @@ def table(results: dict[str, Any]) -> str:
 def _parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundled", default="etoile", choices=BUNDLED, help="the Sionna scene of the fourth tile")
-    ap.add_argument("--train-extra", default="", help="Sionna scenes added as training-only tiles (comma-separated, "
-                    "of: " + ", ".join(BUNDLED) + "; not --bundled's), same generation settings, one dataset with the "
-                    "others; the other tiles keep the splits of the dataset without them. Use another --out")
+    ap.add_argument("--train-extra", default="", help="training-only tiles (comma-separated): Sionna scenes, of: "
+                    + ", ".join(BUNDLED) + " (not --bundled's), or procedural tiles PRESET<seed>-p<kk> (tile kk of "
+                    "that seed, presets: " + ", ".join(PROCEDURAL_EXTRA) + "), same generation settings, one dataset "
+                    "with the others; the other tiles keep the splits of the dataset without them. Use another --out")
     ap.add_argument("--tiles", default=None, help="held-out tiles to run (default all), of: "
                     + ", ".join(TILES) + " and the --bundled one")
     ap.add_argument("--out", default="any_city.json", help="results file under bench/results")
@@ -707,12 +772,13 @@ def main() -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     extra = tuple(e.strip() for e in args.train_extra.split(",") if e.strip())
     bad = [t for t in tiles if t not in known] + [m for m in models if m not in ALL_MODELS]
-    bad += [e for e in extra if e not in BUNDLED or e == args.bundled]
+    bad += [e for e in extra if (e not in BUNDLED and procedural_extra(e) is None) or e == args.bundled]
     if extra and args.same_tile:
         bad.append("--same-tile with --train-extra")
     if bad:
         print(f"error: unknown tile, model or --train-extra scene {bad} (--train-extra: of {', '.join(BUNDLED)}, "
-              f"not --bundled's {args.bundled!r})", file=sys.stderr)
+              f"not --bundled's {args.bundled!r}, or PRESET<seed>-p<kk> of presets {', '.join(PROCEDURAL_EXTRA)})",
+              file=sys.stderr)
         return 2
     os.environ["RFLOCAL_WORKSPACE"] = str(WORKSPACE)
     WORKSPACE.mkdir(parents=True, exist_ok=True)

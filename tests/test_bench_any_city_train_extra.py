@@ -65,3 +65,47 @@ def test_train_extra_refuses_the_held_out_scene(bench: ModuleType, monkeypatch: 
     assert bench.main() == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "['etoile']" in err[0] and "--train-extra" in err[0]
+
+
+def test_procedural_training_tiles_are_named_by_preset_seed_and_index(bench: ModuleType) -> None:
+    """``pd1-p02`` is tile 2 of seed 1 drawn from preset ``pd``'s ranges; other names are not procedural tiles."""
+    from rflocal_core.scene.tiles import draw_procedural
+
+    config = bench.procedural_extra("pd1-p02")
+    assert (config.prefix, config.seed, config.count, config.unseen) == ("pd", 1, 3, 0)
+    preset = bench.PROCEDURAL_EXTRA["pd"]
+    drawn = draw_procedural(config, 2)
+    assert preset["size_m"][0] <= drawn.size_m <= preset["size_m"][1]
+    assert preset["street_width_m"][0] <= drawn.street_width_m <= preset["street_width_m"][1]
+    assert preset["mean_height_m"][0] <= drawn.mean_height_m <= preset["mean_height_m"][1]
+    assert drawn != draw_procedural(config, 1)
+    for name in ("munich", "zz1-p00", "pd1-p2", "pd-p02", "pd1-p02x"):
+        assert bench.procedural_extra(name) is None, name
+
+
+def test_train_extra_refuses_an_unknown_procedural_preset(bench: ModuleType, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown preset is refused before anything is built: exit 2, one line naming it and the presets."""
+    monkeypatch.setattr(sys, "argv", ["bench_any_city.py", "--train-extra", "pd1-p00,zz1-p00"])
+    assert bench.main() == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "['zz1-p00']" in err[0] and "pd, pm" in err[0]
+
+
+def test_long_dataset_names_are_cut_and_kept_apart(bench: ModuleType) -> None:
+    """Many training-only tiles give a name over 64 characters: cut to 64, different tiles a different name."""
+    short = bench.dataset_name(500, 4.0, "etoile", ("pd1-p00",))
+    assert short == "ac-all-500-4m-etoile-x-pd1-p00"
+    many = bench.dataset_name(500, 4.0, "etoile", ("pd1-p00", "pd1-p01", "pd1-p02", "pm1-p00", "pm1-p01"))
+    other = bench.dataset_name(500, 4.0, "etoile", ("pd1-p00", "pd1-p01", "pd1-p02", "pm1-p00", "pm1-p02"))
+    assert len(many) == len(other) == 64 and many != other
+
+
+def test_versus_prior_counts_the_priors_wrong_mode_samples_a_model_fixes(bench: ModuleType) -> None:
+    """Of the two samples the prior has > 10 m off the model fixes one; it breaks one of the three others."""
+    prior = np.array([2.0, 3.0, 4.0, 40.0, 80.0])
+    model = np.array([2.0, 12.0, 1.0, 5.0, 90.0])
+    out = bench.versus_prior(model, prior)
+    assert out["prior_far"] == 2 and out["fixed"] == 0.5 and out["broken"] == 0.333
+    assert out["prior_far_median_m"] == 60.0 and out["model_on_prior_far_median_m"] == 47.5
+    assert out["better_1m"] == 0.4 and out["worse_1m"] == 0.4
