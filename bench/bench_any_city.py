@@ -157,8 +157,6 @@ def build_data(samples: int, cell_m: float, bundled: str,
     training-only tiles (``--train-extra``), generated with the same settings in the same dataset; their scene keys
     are their names.
     """
-    from rflocal_core.dataset import GenerationConfig, generate_dataset
-    from rflocal_core.dataset.store import dataset_path
     from rflocal_core.scene.tiles import TilesConfig, build_tiles
 
     osm = tuple(str(OSM_DIR / f"{stem}.osm") for kind, stem in TILES.values() if kind == "osm")
@@ -172,14 +170,23 @@ def build_data(samples: int, cell_m: float, bundled: str,
         scenes[key] = next(t.name for t in tiles.tiles if t.kind == kind and (
             Path(str(t.source)).stem == stem if kind == "osm" else t.source == stem))
     name = dataset_name(samples, cell_m, bundled, extra)
-    if not dataset_path(name).exists():
-        t0 = time.perf_counter()
-        generate_dataset(GenerationConfig(name=name, scenes=tuple(scenes.values()), samples_per_scene=samples,
-                                          mode="ue", cell_size_m=cell_m, map_samples_per_tx=1_000_000,
-                                          paths_samples_per_src=10_000),
-                         progress=lambda stage, fraction, **_: print(f"  {fraction:4.0%} {stage}", flush=True))
-        print(f"dataset {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+    generate_tiles(name, tuple(scenes.values()), samples, cell_m)
     return scenes, name
+
+
+def generate_tiles(name: str, scenes: tuple[str, ...], samples: int, cell_m: float) -> None:
+    """Dataset ``name`` over ``scenes`` with the tiles' generation settings (ue mode, ``samples`` a scene, radio-map
+    cells of ``cell_m``, 1e6 rays a site, 1e4 path samples a source); kept when present."""
+    from rflocal_core.dataset import GenerationConfig, generate_dataset
+    from rflocal_core.dataset.store import dataset_path
+
+    if dataset_path(name).exists():
+        return
+    t0 = time.perf_counter()
+    generate_dataset(GenerationConfig(name=name, scenes=scenes, samples_per_scene=samples, mode="ue",
+                                      cell_size_m=cell_m, map_samples_per_tx=1_000_000, paths_samples_per_src=10_000),
+                     progress=lambda stage, fraction, **_: print(f"  {fraction:4.0%} {stage}", flush=True))
+    print(f"dataset {name}: {time.perf_counter() - t0:.0f} s", flush=True)
 
 
 def held_out_dataset(base: str, scene: str, train_only: tuple[str, ...] = (), like: str | None = None) -> str:

@@ -109,3 +109,18 @@ def test_versus_prior_counts_the_priors_wrong_mode_samples_a_model_fixes(bench: 
     assert out["prior_far"] == 2 and out["fixed"] == 0.5 and out["broken"] == 0.333
     assert out["prior_far_median_m"] == 60.0 and out["model_on_prior_far_median_m"] == 47.5
     assert out["better_1m"] == 0.4 and out["worse_1m"] == 0.4
+
+
+def test_the_prior_tiles_candidates_are_training_tiles_bench_any_city_takes(load_bench) -> None:
+    """Every candidate of ``bench/bench_prior_tiles.py`` is a tile ``--train-extra`` accepts; the table marks a
+    candidate Paris-like by the share of samples the prior has > 10 m off, and the bench's own tiles not at all."""
+    tiles = load_bench("bench_prior_tiles")
+    ac = load_bench("bench_any_city")
+    assert all(c in ac.BUNDLED or ac.procedural_extra(c) is not None for c in tiles.CANDIDATES)
+    row = {"prior_median_m": 10.4, "prior_p95_m": 76.7, "share_over_10m": 0.514, "share_over_50m": 0.104,
+           "toa_per_sample": 1.95, "los_toa_per_sample": 0.13, "nlos_share_of_toa": 0.936}
+    out = tiles.table({"tiles": {"pm1-p00": {"role": "candidate", **row},
+                                 "sf": {"role": "candidate", **row, "share_over_10m": 0.26},
+                                 "etoile": {"role": "bench tile", **row}}}).splitlines()
+    assert out[2] == "| pm1-p00 | candidate | 10.4 / 76.7 | 51% | 10% | 1.95 / 0.13 | 94% | yes |"
+    assert out[3].endswith("| no |") and out[4].endswith("| - |")
