@@ -11,7 +11,7 @@ of samples it has more than 10 m and 50 m off; ToA reports and line-of-sight ToA
 the ToA reports. Scenes and the candidates' dataset are kept in ``bench/workspace-any-city``; results in
 ``bench/results/prior_tiles.json``::
 
-    PYTHONPATH=$PWD nice -n 10 python bench/bench_prior_tiles.py            # about 7 min of ray tracing, 2 of priors
+    PYTHONPATH=$PWD nice -n 10 python bench/bench_prior_tiles.py   # 7 min of ray tracing, 9 of priors (load 5)
     PYTHONPATH=$PWD python bench/bench_prior_tiles.py --table
 """
 
