@@ -189,19 +189,22 @@ def generate_tiles(name: str, scenes: tuple[str, ...], samples: int, cell_m: flo
     print(f"dataset {name}: {time.perf_counter() - t0:.0f} s", flush=True)
 
 
-def held_out_dataset(base: str, scene: str, train_only: tuple[str, ...] = (), like: str | None = None) -> str:
+def held_out_dataset(base: str, scene: str, train_only: tuple[str, ...] = (), like: str | None = None, *,
+                     extra_val: bool = False) -> str:
     """A copy of ``base`` with ``scene`` as its ``test_unseen`` split and the other scenes' splits (kept when present).
 
     ``train_only``: scenes whose val and test samples go to the train split too (training-only tiles). ``like``: a
     dataset whose samples are ``base``'s first ones (the same tiles, same positions, checked); its train/val/test
     splits are used for them, so the val and seen test samples are the ones of the runs without the extra tiles.
+    ``extra_val``: the ``train_only`` scenes keep their val samples in val (the epoch is chosen on them too; only
+    their test samples go to train); another dataset (``...-xv``).
     """
     import zarr
 
     from rflocal_core.dataset import store
     from rflocal_core.models import load_inputs
 
-    name = short_name(f"{base}-lo-{scene}")  # a long base (--train-extra): cut, made unique by a digest
+    name = short_name(f"{base}-lo-{scene}" + ("-xv" if extra_val else ""))  # a long base (--train-extra): cut, made unique by a digest
     if store.dataset_path(name).exists():
         return name
     tmp = store.dataset_path(name).with_name(f".{name}.tmp")
@@ -216,7 +219,7 @@ def held_out_dataset(base: str, scene: str, train_only: tuple[str, ...] = (), li
     if like is not None:
         splits = splits_like(root, like, splits)
     splits = {k: v[~out[v]] for k, v in splits.items()}
-    splits = move_to_train(splits, scene_idx, [scenes.index(s) for s in train_only])
+    splits = move_to_train(splits, scene_idx, [scenes.index(s) for s in train_only], keep_val=extra_val)
     splits["test_unseen"] = np.flatnonzero(out)
     for key, idx in splits.items():  # overwrites the split
         store.write_array(group, key, idx.astype(np.int64), chunk_rows=max(len(idx), 1))
@@ -254,10 +257,13 @@ def splits_like(root: Any, like: str, splits: dict[str, np.ndarray]) -> dict[str
     return {k: np.sort(np.concatenate([out[k], v[v >= n]])) for k, v in splits.items()}
 
 
-def move_to_train(splits: dict[str, np.ndarray], scene_idx: np.ndarray, scenes: list[int]) -> dict[str, np.ndarray]:
-    """``splits`` (split -> sample indices) with the val and test samples of ``scenes`` (scene indices) in train."""
-    moved = {k: v[np.isin(scene_idx[v], scenes)] for k, v in splits.items() if k != "train"}
-    out = {k: (v if k == "train" else v[~np.isin(scene_idx[v], scenes)]) for k, v in splits.items()}
+def move_to_train(splits: dict[str, np.ndarray], scene_idx: np.ndarray, scenes: list[int], *,
+                  keep_val: bool = False) -> dict[str, np.ndarray]:
+    """``splits`` (split -> sample indices) with the val and test samples of ``scenes`` (scene indices) in train
+    (``keep_val``: only their test samples)."""
+    kept = ("train", "val") if keep_val else ("train",)
+    moved = {k: v[np.isin(scene_idx[v], scenes)] for k, v in splits.items() if k not in kept}
+    out = {k: (v if k in kept else v[~np.isin(scene_idx[v], scenes)]) for k, v in splits.items()}
     out["train"] = np.sort(np.concatenate([splits["train"], *moved.values()]))
     return out
 
@@ -536,12 +542,12 @@ def seen_again(key: str, scene: str, models: list[str], train: Any, val: Any, se
 
 def run_tile(key: str, scene: str, base: str, models: list[str], minutes: float, cell_m: float,
              save: Any, *, seen_only: bool = False, train_only: tuple[str, ...] = (),
-             like: str | None = None) -> dict[str, Any]:
+             like: str | None = None, extra_val: bool = False) -> dict[str, Any]:
     """Every model of ``models`` held out on tile ``key`` (scene ``scene``); ``train_only`` and ``like``: see
     :func:`held_out_dataset` (``--train-extra``: the extra tiles' facts are stored with the held-out tile's)."""
     from rflocal_core.models import load_inputs
 
-    dataset = held_out_dataset(base, scene, train_only, like)
+    dataset = held_out_dataset(base, scene, train_only, like, extra_val=extra_val)
     train, val = load_inputs(dataset, "train"), load_inputs(dataset, "val")
     seen, unseen = load_inputs(dataset, "test"), load_inputs(dataset, "test_unseen")
     print(f"== {key} ({scene}): train {len(train)}, seen test {len(seen)}, held out {len(unseen)}", flush=True)
@@ -749,6 +755,8 @@ def _parse() -> argparse.Namespace:
                     + ", ".join(BUNDLED) + " (not --bundled's), or procedural tiles PRESET<seed>-p<kk> (tile kk of "
                     "that seed, presets: " + ", ".join(PROCEDURAL_EXTRA) + "), same generation settings, one dataset "
                     "with the others; the other tiles keep the splits of the dataset without them. Use another --out")
+    ap.add_argument("--extra-val", action="store_true", help="the --train-extra tiles keep their val samples in val "
+                    "(the kept epoch is chosen on them too); only their test samples go to train. Use another --out")
     ap.add_argument("--tiles", default=None, help="held-out tiles to run (default all), of: "
                     + ", ".join(TILES) + " and the --bundled one")
     ap.add_argument("--out", default="any_city.json", help="results file under bench/results")
@@ -782,6 +790,8 @@ def main() -> int:
     bad += [e for e in extra if (e not in BUNDLED and procedural_extra(e) is None) or e == args.bundled]
     if extra and args.same_tile:
         bad.append("--same-tile with --train-extra")
+    if args.extra_val and not extra:
+        bad.append("--extra-val without --train-extra")
     if bad:
         print(f"error: unknown tile, model or --train-extra scene {bad} (--train-extra: of {', '.join(BUNDLED)}, "
               f"not --bundled's {args.bundled!r}, or PRESET<seed>-p<kk> of presets {', '.join(PROCEDURAL_EXTRA)})",
@@ -825,7 +835,7 @@ def main() -> int:
         return 0
     for key in tiles:
         run_tile(key, scenes[key], base, models, args.minutes, args.cell, save, seen_only=args.seen_only,
-                 train_only=tuple(scenes[e] for e in extra), like=like)
+                 train_only=tuple(scenes[e] for e in extra), like=like, extra_val=args.extra_val)
     results = json.loads(RESULTS.read_text())
     print(table(results))
     return 0
@@ -834,7 +844,7 @@ def main() -> int:
 def _run_facts(args: argparse.Namespace, base: str, load0: float) -> dict[str, Any]:
     """When, on what and under which load a row was measured, and the command that measures it again."""
     return {"date_utc": datetime.now(UTC).isoformat(timespec="minutes"), "dataset": base,
-            "train_extra": args.train_extra, "minutes_per_network": args.minutes, "samples_per_tile": args.samples,
+            "train_extra": args.train_extra, "extra_val": args.extra_val, "minutes_per_network": args.minutes, "samples_per_tile": args.samples,
             "cell_m": args.cell,
             "load_1min": [round(load0, 1), round(os.getloadavg()[0], 1)], "cpus": os.cpu_count(),
             "command": " ".join(["python", *sys.argv])}

@@ -39,6 +39,8 @@ def test_move_to_train_puts_every_sample_of_the_extra_tiles_in_train(bench: Modu
     assert out["val"].tolist() == [1]
     assert out["test"].tolist() == [3, 7]
     assert bench.move_to_train(splits, scene_idx, [])["train"].tolist() == [0, 2, 4]
+    kept = bench.move_to_train(splits, scene_idx, [2], keep_val=True)  # --extra-val: scene 2's val stays in val
+    assert kept["train"].tolist() == [0, 2, 4, 6] and kept["val"].tolist() == [1, 5] and kept["test"].tolist() == [3, 7]
 
 
 def test_splits_like_reuses_the_smaller_datasets_splits(bench: ModuleType, tmp_path: Path) -> None:
