@@ -40,7 +40,9 @@ error of the stored rows again, networks from their saved runs).
 is held out): generated with the same settings into one dataset with the other tiles (``...-x-munich``); in each
 held-out copy all their samples are in train, and the other tiles keep the train/val/test splits of the dataset
 without them (:func:`splits_like`), so val, the seen test and the held-out tile are the samples of the runs
-without them. Use another ``--out``::
+without them. Procedural tiles too, by scene name (``--train-extra pm1-p00,pm1-p01,pd1-p01``: presets of
+:data:`PROCEDURAL_EXTRA`, tiles where the prior fails as on Paris, see ``bench_prior_tiles.py``); ``--extra-val``: their
+val samples stay in val. Use another ``--out``::
 
     PYTHONPATH=$PWD nice -n 10 python bench/bench_any_city.py --train-extra munich --tiles etoile \
         --models "physics prior,mapformer (window 4 m)" --out any_city-x-munich.json
