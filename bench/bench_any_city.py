@@ -40,7 +40,9 @@ error of the stored rows again, networks from their saved runs).
 is held out): generated with the same settings into one dataset with the other tiles (``...-x-munich``); in each
 held-out copy all their samples are in train, and the other tiles keep the train/val/test splits of the dataset
 without them (:func:`splits_like`), so val, the seen test and the held-out tile are the samples of the runs
-without them. Use another ``--out``::
+without them. Procedural tiles too, by scene name (``--train-extra pm1-p00,pm1-p01,pd1-p01``: presets of
+:data:`PROCEDURAL_EXTRA`, tiles where the prior fails as on Paris, see ``bench_prior_tiles.py``); ``--extra-val``: their
+val samples stay in val. Use another ``--out``::
 
     PYTHONPATH=$PWD nice -n 10 python bench/bench_any_city.py --train-extra munich --tiles etoile \
         --models "physics prior,mapformer (window 4 m)" --out any_city-x-munich.json
@@ -62,6 +64,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -84,6 +87,16 @@ TILES = {"oakland": ("osm", "West-Oakland"), "aguascalientes": ("osm", "aguascal
          "bavaria": ("osm", "bavaria_village_48.135_10.068")}
 #: Sionna scenes ``--bundled`` may add as the fourth tile.
 BUNDLED = ("etoile", "munich", "florence", "san_francisco")
+#: Procedural training-only tiles (``--train-extra pd1-p00``: tile 0 of seed 1 drawn from preset ``pd``; the name is the
+#: tile's scene name): preset -> the ``TilesConfig`` ranges its tiles draw from. Chosen (brief A21) as tiles where the
+#: physics prior fails as it does on Paris (few line-of-sight ranges), not on any held-out figure.
+PROCEDURAL_EXTRA = {
+    "pd": {"size_m": (600.0, 900.0), "block_m": (40.0, 80.0), "street_width_m": (5.0, 10.0),  # dense, narrow, tall
+           "mean_height_m": (20.0, 40.0), "open_square_fraction": (0.0, 0.05), "site_count": (4, 6)},
+    "pm": {"size_m": (700.0, 900.0), "block_m": (80.0, 140.0), "street_width_m": (10.0, 25.0),  # Paris-like blocks
+           "mean_height_m": (15.0, 25.0), "open_square_fraction": (0.0, 0.1), "site_count": (4, 6)},
+}
+PROCEDURAL_NAME = re.compile(r"^(?P<preset>[a-z]+)(?P<seed>[0-9]+)-p(?P<k>[0-9]{2})$")
 #: Baselines run (kNN to show that it refuses a new scene).
 BASELINE_MODELS = ("strongest_site", "weighted_centroid", "log_distance", "aoa_triangulation",
                    "toa_multilateration", "map_matching", "knn")
@@ -112,54 +125,88 @@ GEOMETRIC = {"toa_multilateration": "toa", "aoa_triangulation": "aoa", "log_dist
 
 
 def dataset_name(samples: int, cell_m: float, bundled: str, extra: tuple[str, ...] = ()) -> str:
-    """The one dataset's name: ``ac-all-500-4m-etoile``; with training-only tiles ``...-etoile-x-munich``."""
+    """The one dataset's name: ``ac-all-500-4m-etoile``; with training-only tiles ``...-etoile-x-munich`` (a name over
+    64 characters, a dataset name's limit, is cut and made unique by a digest)."""
     name = f"ac-all-{samples}-{cell_m:g}m".replace(".", "p") + ("" if bundled == "munich" else f"-{bundled}")
-    return name + "".join(f"-x-{e}" for e in extra)
+    return short_name(name + "".join(f"-x-{e}" for e in extra))
+
+
+def short_name(name: str, limit: int = 64) -> str:
+    """``name`` when it fits a dataset name's ``limit``, else its first characters and a digest of the whole."""
+    if len(name) <= limit:
+        return name
+    return f"{name[:limit - 9]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def procedural_extra(name: str) -> Any:
+    """The ``TilesConfig`` whose last procedural tile is the training-only tile ``name`` (``pd1-p02``: preset ``pd``
+    of :data:`PROCEDURAL_EXTRA`, seed 1, tile 2; its scene is named ``name``), or None when ``name`` is not of that
+    form or names no preset."""
+    from rflocal_core.scene.tiles import TilesConfig
+
+    match = PROCEDURAL_NAME.match(name)
+    if match is None or match["preset"] not in PROCEDURAL_EXTRA:
+        return None
+    return TilesConfig(count=int(match["k"]) + 1, seed=int(match["seed"]), prefix=match["preset"], unseen=0,
+                       **PROCEDURAL_EXTRA[match["preset"]])
 
 
 def build_data(samples: int, cell_m: float, bundled: str,
                extra: tuple[str, ...] = ()) -> tuple[dict[str, str], str]:
     """Build the tiles and the one dataset over all of them (kept when present): tile key -> scene, dataset.
 
-    ``extra``: Sionna scenes added after the others as training-only tiles (``--train-extra``), generated with the
-    same settings in the same dataset; their scene keys are their names.
+    ``extra``: Sionna scenes or procedural tiles (:func:`procedural_extra`) added after the others, in that order, as
+    training-only tiles (``--train-extra``), generated with the same settings in the same dataset; their scene keys
+    are their names.
     """
-    from rflocal_core.dataset import GenerationConfig, generate_dataset
-    from rflocal_core.dataset.store import dataset_path
     from rflocal_core.scene.tiles import TilesConfig, build_tiles
 
     osm = tuple(str(OSM_DIR / f"{stem}.osm") for kind, stem in TILES.values() if kind == "osm")
-    tiles = build_tiles(TilesConfig(count=0, seed=0, prefix="ac", unseen=0, osm=osm, bundled=(bundled, *extra)))
+    sionna = tuple(e for e in extra if e in BUNDLED)
+    tiles = build_tiles(TilesConfig(count=0, seed=0, prefix="ac", unseen=0, osm=osm, bundled=(bundled, *sionna)))
     scenes = {}
     for key, (kind, stem) in {**TILES, **{b: ("bundled", b) for b in (bundled, *extra)}}.items():
+        if key in extra and key not in BUNDLED:  # a procedural tile: built by its own draw, named as asked
+            scenes[key] = next(t.name for t in build_tiles(procedural_extra(key)).tiles if t.name == key)
+            continue
         scenes[key] = next(t.name for t in tiles.tiles if t.kind == kind and (
             Path(str(t.source)).stem == stem if kind == "osm" else t.source == stem))
     name = dataset_name(samples, cell_m, bundled, extra)
-    if not dataset_path(name).exists():
-        t0 = time.perf_counter()
-        generate_dataset(GenerationConfig(name=name, scenes=tuple(scenes.values()), samples_per_scene=samples,
-                                          mode="ue", cell_size_m=cell_m, map_samples_per_tx=1_000_000,
-                                          paths_samples_per_src=10_000),
-                         progress=lambda stage, fraction, **_: print(f"  {fraction:4.0%} {stage}", flush=True))
-        print(f"dataset {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+    generate_tiles(name, tuple(scenes.values()), samples, cell_m)
     return scenes, name
 
 
-def held_out_dataset(base: str, scene: str, train_only: tuple[str, ...] = (), like: str | None = None) -> str:
+def generate_tiles(name: str, scenes: tuple[str, ...], samples: int, cell_m: float) -> None:
+    """Dataset ``name`` over ``scenes`` with the tiles' generation settings (ue mode, ``samples`` a scene, radio-map
+    cells of ``cell_m``, 1e6 rays a site, 1e4 path samples a source); kept when present."""
+    from rflocal_core.dataset import GenerationConfig, generate_dataset
+    from rflocal_core.dataset.store import dataset_path
+
+    if dataset_path(name).exists():
+        return
+    t0 = time.perf_counter()
+    generate_dataset(GenerationConfig(name=name, scenes=scenes, samples_per_scene=samples, mode="ue",
+                                      cell_size_m=cell_m, map_samples_per_tx=1_000_000, paths_samples_per_src=10_000),
+                     progress=lambda stage, fraction, **_: print(f"  {fraction:4.0%} {stage}", flush=True))
+    print(f"dataset {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def held_out_dataset(base: str, scene: str, train_only: tuple[str, ...] = (), like: str | None = None, *,
+                     extra_val: bool = False) -> str:
     """A copy of ``base`` with ``scene`` as its ``test_unseen`` split and the other scenes' splits (kept when present).
 
     ``train_only``: scenes whose val and test samples go to the train split too (training-only tiles). ``like``: a
     dataset whose samples are ``base``'s first ones (the same tiles, same positions, checked); its train/val/test
     splits are used for them, so the val and seen test samples are the ones of the runs without the extra tiles.
+    ``extra_val``: the ``train_only`` scenes keep their val samples in val (the epoch is chosen on them too; only
+    their test samples go to train); another dataset (``...-xv``).
     """
     import zarr
 
     from rflocal_core.dataset import store
     from rflocal_core.models import load_inputs
 
-    name = f"{base}-lo-{scene}"
-    if len(name) > 64:  # a dataset name's limit (a long base: --train-extra): cut, made unique by a digest
-        name = f"{name[:55]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    name = short_name(f"{base}-lo-{scene}" + ("-xv" if extra_val else ""))  # a long base (--train-extra): cut, made unique by a digest
     if store.dataset_path(name).exists():
         return name
     tmp = store.dataset_path(name).with_name(f".{name}.tmp")
@@ -174,7 +221,7 @@ def held_out_dataset(base: str, scene: str, train_only: tuple[str, ...] = (), li
     if like is not None:
         splits = splits_like(root, like, splits)
     splits = {k: v[~out[v]] for k, v in splits.items()}
-    splits = move_to_train(splits, scene_idx, [scenes.index(s) for s in train_only])
+    splits = move_to_train(splits, scene_idx, [scenes.index(s) for s in train_only], keep_val=extra_val)
     splits["test_unseen"] = np.flatnonzero(out)
     for key, idx in splits.items():  # overwrites the split
         store.write_array(group, key, idx.astype(np.int64), chunk_rows=max(len(idx), 1))
@@ -212,10 +259,13 @@ def splits_like(root: Any, like: str, splits: dict[str, np.ndarray]) -> dict[str
     return {k: np.sort(np.concatenate([out[k], v[v >= n]])) for k, v in splits.items()}
 
 
-def move_to_train(splits: dict[str, np.ndarray], scene_idx: np.ndarray, scenes: list[int]) -> dict[str, np.ndarray]:
-    """``splits`` (split -> sample indices) with the val and test samples of ``scenes`` (scene indices) in train."""
-    moved = {k: v[np.isin(scene_idx[v], scenes)] for k, v in splits.items() if k != "train"}
-    out = {k: (v if k == "train" else v[~np.isin(scene_idx[v], scenes)]) for k, v in splits.items()}
+def move_to_train(splits: dict[str, np.ndarray], scene_idx: np.ndarray, scenes: list[int], *,
+                  keep_val: bool = False) -> dict[str, np.ndarray]:
+    """``splits`` (split -> sample indices) with the val and test samples of ``scenes`` (scene indices) in train
+    (``keep_val``: only their test samples)."""
+    kept = ("train", "val") if keep_val else ("train",)
+    moved = {k: v[np.isin(scene_idx[v], scenes)] for k, v in splits.items() if k not in kept}
+    out = {k: (v if k in kept else v[~np.isin(scene_idx[v], scenes)]) for k, v in splits.items()}
     out["train"] = np.sort(np.concatenate([splits["train"], *moved.values()]))
     return out
 
@@ -404,7 +454,10 @@ def run_baseline(name: str, train: Any, val: Any, seen: Any, unseen: Any) -> dic
     return row
 
 
-def run_network(shown: str, dataset: str, seen: Any, unseen: Any, minutes: float) -> dict[str, Any]:
+def run_network(shown: str, dataset: str, seen: Any, unseen: Any, minutes: float,
+                prior_err: np.ndarray | None = None) -> dict[str, Any]:
+    """``shown`` trained ``minutes`` on ``dataset``; with ``prior_err`` (the physics prior's errors on ``unseen``)
+    also its per-sample comparison with the prior there (:func:`versus_prior`)."""
     from rflocal_core.infer import load_run
     from rflocal_core.train import train
 
@@ -413,13 +466,36 @@ def run_network(shown: str, dataset: str, seen: Any, unseen: Any, minutes: float
     result = train(dataset, model, model_config=options, train_config={"epochs": 1000, "max_minutes": minutes}, seed=0)
     secs = time.perf_counter() - t0
     net = load_run(result.run_id).model
-    row: dict[str, Any] = {"seen": _stats(_err(net.predict(seen).position_m, seen)),
-                           "unseen": _stats(_err(net.predict(unseen).position_m, unseen)),
+    err = _err(net.predict(unseen).position_m, unseen)
+    row: dict[str, Any] = {"seen": _stats(_err(net.predict(seen).position_m, seen)), "unseen": _stats(err),
                            "train_s": round(secs, 1), "run": result.run_id}
+    if prior_err is not None:
+        row["vs_prior"] = versus_prior(err, prior_err)
     for key in ("best_epoch", "epochs_run", "stopped"):
         if getattr(result, key, None) is not None:
             row[key] = getattr(result, key)
     return row
+
+
+def versus_prior(err: np.ndarray, prior_err: np.ndarray, far_m: float = 10.0) -> dict[str, Any]:
+    """A model's errors against the physics prior's on the same samples (m, [N] each).
+
+    ``prior_far``: the samples the prior has more than ``far_m`` off (on Paris its wrong mode, where few ranges are
+    line-of-sight); ``fixed``: the share of those the model brings within ``far_m``; ``broken``: the share of the
+    others it takes beyond ``far_m``; their medians; ``better_1m`` / ``worse_1m``: the shares of all samples where
+    it is more than 1 m better / worse than the prior.
+    """
+    far = prior_err > far_m
+
+    def share(mask: np.ndarray) -> float | None:
+        return round(float(mask.mean()), 3) if len(mask) else None
+
+    def median(values: np.ndarray) -> float | None:
+        return round(float(np.median(values)), 1) if len(values) else None
+
+    return {"prior_far": int(far.sum()), "fixed": share(err[far] <= far_m), "broken": share(err[~far] > far_m),
+            "prior_far_median_m": median(prior_err[far]), "model_on_prior_far_median_m": median(err[far]),
+            "better_1m": share(err < prior_err - 1.0), "worse_1m": share(err > prior_err + 1.0)}
 
 
 def tile_facts(x: Any, cell_m: float) -> dict[str, Any]:
@@ -468,12 +544,12 @@ def seen_again(key: str, scene: str, models: list[str], train: Any, val: Any, se
 
 def run_tile(key: str, scene: str, base: str, models: list[str], minutes: float, cell_m: float,
              save: Any, *, seen_only: bool = False, train_only: tuple[str, ...] = (),
-             like: str | None = None) -> dict[str, Any]:
+             like: str | None = None, extra_val: bool = False) -> dict[str, Any]:
     """Every model of ``models`` held out on tile ``key`` (scene ``scene``); ``train_only`` and ``like``: see
     :func:`held_out_dataset` (``--train-extra``: the extra tiles' facts are stored with the held-out tile's)."""
     from rflocal_core.models import load_inputs
 
-    dataset = held_out_dataset(base, scene, train_only, like)
+    dataset = held_out_dataset(base, scene, train_only, like, extra_val=extra_val)
     train, val = load_inputs(dataset, "train"), load_inputs(dataset, "val")
     seen, unseen = load_inputs(dataset, "test"), load_inputs(dataset, "test_unseen")
     print(f"== {key} ({scene}): train {len(train)}, seen test {len(seen)}, held out {len(unseen)}", flush=True)
@@ -495,6 +571,9 @@ def run_tile(key: str, scene: str, base: str, models: list[str], minutes: float,
     rows: dict[str, Any] = {}
     if seen_only:  # re-measure the seen error of the rows there are (networks: their saved runs)
         return seen_again(key, scene, models, train, val, seen, cell_m, save)
+    prior_err = None  # the prior's per-sample errors on the tile, for the networks' rows (versus_prior)
+    if any(name in NETWORKS for name in models):
+        prior_err = _err(physics_prior(unseen, cell_m), unseen)
     for name in models:
         t0 = time.perf_counter()
         if name in REFERENCES:
@@ -502,7 +581,7 @@ def run_tile(key: str, scene: str, base: str, models: list[str], minutes: float,
         elif name in BASELINE_MODELS:
             rows[name] = run_baseline(name, train, val, seen, unseen)
         else:
-            rows[name] = run_network(name, dataset, seen, unseen, minutes)
+            rows[name] = run_network(name, dataset, seen, unseen, minutes, prior_err)
         print(f"  {name}: {json.dumps(rows[name])} ({time.perf_counter() - t0:.0f} s)", flush=True)
         save(key, scene, {name: rows[name]})  # each row as it comes: a killed run keeps the ones done
     return rows
@@ -674,9 +753,12 @@ def table(results: dict[str, Any]) -> str:
 def _parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundled", default="etoile", choices=BUNDLED, help="the Sionna scene of the fourth tile")
-    ap.add_argument("--train-extra", default="", help="Sionna scenes added as training-only tiles (comma-separated, "
-                    "of: " + ", ".join(BUNDLED) + "; not --bundled's), same generation settings, one dataset with the "
-                    "others; the other tiles keep the splits of the dataset without them. Use another --out")
+    ap.add_argument("--train-extra", default="", help="training-only tiles (comma-separated): Sionna scenes, of: "
+                    + ", ".join(BUNDLED) + " (not --bundled's), or procedural tiles PRESET<seed>-p<kk> (tile kk of "
+                    "that seed, presets: " + ", ".join(PROCEDURAL_EXTRA) + "), same generation settings, one dataset "
+                    "with the others; the other tiles keep the splits of the dataset without them. Use another --out")
+    ap.add_argument("--extra-val", action="store_true", help="the --train-extra tiles keep their val samples in val "
+                    "(the kept epoch is chosen on them too); only their test samples go to train. Use another --out")
     ap.add_argument("--tiles", default=None, help="held-out tiles to run (default all), of: "
                     + ", ".join(TILES) + " and the --bundled one")
     ap.add_argument("--out", default="any_city.json", help="results file under bench/results")
@@ -707,12 +789,15 @@ def main() -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     extra = tuple(e.strip() for e in args.train_extra.split(",") if e.strip())
     bad = [t for t in tiles if t not in known] + [m for m in models if m not in ALL_MODELS]
-    bad += [e for e in extra if e not in BUNDLED or e == args.bundled]
+    bad += [e for e in extra if (e not in BUNDLED and procedural_extra(e) is None) or e == args.bundled]
     if extra and args.same_tile:
         bad.append("--same-tile with --train-extra")
+    if args.extra_val and not extra:
+        bad.append("--extra-val without --train-extra")
     if bad:
         print(f"error: unknown tile, model or --train-extra scene {bad} (--train-extra: of {', '.join(BUNDLED)}, "
-              f"not --bundled's {args.bundled!r})", file=sys.stderr)
+              f"not --bundled's {args.bundled!r}, or PRESET<seed>-p<kk> of presets {', '.join(PROCEDURAL_EXTRA)})",
+              file=sys.stderr)
         return 2
     os.environ["RFLOCAL_WORKSPACE"] = str(WORKSPACE)
     WORKSPACE.mkdir(parents=True, exist_ok=True)
@@ -752,7 +837,7 @@ def main() -> int:
         return 0
     for key in tiles:
         run_tile(key, scenes[key], base, models, args.minutes, args.cell, save, seen_only=args.seen_only,
-                 train_only=tuple(scenes[e] for e in extra), like=like)
+                 train_only=tuple(scenes[e] for e in extra), like=like, extra_val=args.extra_val)
     results = json.loads(RESULTS.read_text())
     print(table(results))
     return 0
@@ -761,7 +846,7 @@ def main() -> int:
 def _run_facts(args: argparse.Namespace, base: str, load0: float) -> dict[str, Any]:
     """When, on what and under which load a row was measured, and the command that measures it again."""
     return {"date_utc": datetime.now(UTC).isoformat(timespec="minutes"), "dataset": base,
-            "train_extra": args.train_extra, "minutes_per_network": args.minutes, "samples_per_tile": args.samples,
+            "train_extra": args.train_extra, "extra_val": args.extra_val, "minutes_per_network": args.minutes, "samples_per_tile": args.samples,
             "cell_m": args.cell,
             "load_1min": [round(load0, 1), round(os.getloadavg()[0], 1)], "cpus": os.cpu_count(),
             "command": " ".join(["python", *sys.argv])}

@@ -39,6 +39,8 @@ def test_move_to_train_puts_every_sample_of_the_extra_tiles_in_train(bench: Modu
     assert out["val"].tolist() == [1]
     assert out["test"].tolist() == [3, 7]
     assert bench.move_to_train(splits, scene_idx, [])["train"].tolist() == [0, 2, 4]
+    kept = bench.move_to_train(splits, scene_idx, [2], keep_val=True)  # --extra-val: scene 2's val stays in val
+    assert kept["train"].tolist() == [0, 2, 4, 6] and kept["val"].tolist() == [1, 5] and kept["test"].tolist() == [3, 7]
 
 
 def test_splits_like_reuses_the_smaller_datasets_splits(bench: ModuleType, tmp_path: Path) -> None:
@@ -65,3 +67,62 @@ def test_train_extra_refuses_the_held_out_scene(bench: ModuleType, monkeypatch: 
     assert bench.main() == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "['etoile']" in err[0] and "--train-extra" in err[0]
+
+
+def test_procedural_training_tiles_are_named_by_preset_seed_and_index(bench: ModuleType) -> None:
+    """``pd1-p02`` is tile 2 of seed 1 drawn from preset ``pd``'s ranges; other names are not procedural tiles."""
+    from rflocal_core.scene.tiles import draw_procedural
+
+    config = bench.procedural_extra("pd1-p02")
+    assert (config.prefix, config.seed, config.count, config.unseen) == ("pd", 1, 3, 0)
+    preset = bench.PROCEDURAL_EXTRA["pd"]
+    drawn = draw_procedural(config, 2)
+    assert preset["size_m"][0] <= drawn.size_m <= preset["size_m"][1]
+    assert preset["street_width_m"][0] <= drawn.street_width_m <= preset["street_width_m"][1]
+    assert preset["mean_height_m"][0] <= drawn.mean_height_m <= preset["mean_height_m"][1]
+    assert drawn != draw_procedural(config, 1)
+    for name in ("munich", "zz1-p00", "pd1-p2", "pd-p02", "pd1-p02x"):
+        assert bench.procedural_extra(name) is None, name
+
+
+def test_train_extra_refuses_an_unknown_procedural_preset(bench: ModuleType, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown preset is refused before anything is built: exit 2, one line naming it and the presets."""
+    monkeypatch.setattr(sys, "argv", ["bench_any_city.py", "--train-extra", "pd1-p00,zz1-p00"])
+    assert bench.main() == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "['zz1-p00']" in err[0] and "pd, pm" in err[0]
+
+
+def test_long_dataset_names_are_cut_and_kept_apart(bench: ModuleType) -> None:
+    """Many training-only tiles give a name over 64 characters: cut to 64, different tiles a different name."""
+    short = bench.dataset_name(500, 4.0, "etoile", ("pd1-p00",))
+    assert short == "ac-all-500-4m-etoile-x-pd1-p00"
+    many = bench.dataset_name(500, 4.0, "etoile", ("pd1-p00", "pd1-p01", "pd1-p02", "pm1-p00", "pm1-p01"))
+    other = bench.dataset_name(500, 4.0, "etoile", ("pd1-p00", "pd1-p01", "pd1-p02", "pm1-p00", "pm1-p02"))
+    assert len(many) == len(other) == 64 and many != other
+
+
+def test_versus_prior_counts_the_priors_wrong_mode_samples_a_model_fixes(bench: ModuleType) -> None:
+    """Of the two samples the prior has > 10 m off the model fixes one; it breaks one of the three others."""
+    prior = np.array([2.0, 3.0, 4.0, 40.0, 80.0])
+    model = np.array([2.0, 12.0, 1.0, 5.0, 90.0])
+    out = bench.versus_prior(model, prior)
+    assert out["prior_far"] == 2 and out["fixed"] == 0.5 and out["broken"] == 0.333
+    assert out["prior_far_median_m"] == 60.0 and out["model_on_prior_far_median_m"] == 47.5
+    assert out["better_1m"] == 0.4 and out["worse_1m"] == 0.4
+
+
+def test_the_prior_tiles_candidates_are_training_tiles_bench_any_city_takes(load_bench) -> None:
+    """Every candidate of ``bench/bench_prior_tiles.py`` is a tile ``--train-extra`` accepts; the table marks a
+    candidate Paris-like by the share of samples the prior has > 10 m off, and the bench's own tiles not at all."""
+    tiles = load_bench("bench_prior_tiles")
+    ac = load_bench("bench_any_city")
+    assert all(c in ac.BUNDLED or ac.procedural_extra(c) is not None for c in tiles.CANDIDATES)
+    row = {"prior_median_m": 10.4, "prior_p95_m": 76.7, "share_over_10m": 0.514, "share_over_50m": 0.104,
+           "toa_per_sample": 1.95, "los_toa_per_sample": 0.13, "nlos_share_of_toa": 0.936}
+    out = tiles.table({"tiles": {"pm1-p00": {"role": "candidate", **row},
+                                 "sf": {"role": "candidate", **row, "share_over_10m": 0.26},
+                                 "etoile": {"role": "bench tile", **row}}}).splitlines()
+    assert out[2] == "| pm1-p00 | candidate | 10.4 / 76.7 | 51% | 10% | 1.95 / 0.13 | 94% | yes |"
+    assert out[3].endswith("| no |") and out[4].endswith("| - |")
