@@ -108,11 +108,17 @@ NETWORKS = {"setnet (scene)": ("setnet", {"frame": "scene"}), "setnet (sample)":
             "mapformer (window 8 m)": ("mapformer", {"frame": "window", "cell_m": 8.0}),
             "mapformer (window 4 m)": ("mapformer", {"frame": "window", "cell_m": 4.0}),
             "locheatmap (scene)": ("locheatmap", {"frame": "scene"}),
-            "locheatmap (window)": ("locheatmap", {"frame": "window"})}
+            "locheatmap (window)": ("locheatmap", {"frame": "window"}),
+            "mapformer (window 4 m + map channels)": ("mapformer", {"frame": "window", "cell_m": 4.0,
+                                                                   "use_map_channels": True})}
+#: Rows that read the ToA/AoA maps of the dataset (``use_map_channels``): they need ``--timing-maps``.
+MAP_CHANNEL_ROWS = ("physics prior (ToA/AoA maps)", "physics prior (line or maps)",
+                    *(k for k, (_, o) in NETWORKS.items() if o.get("use_map_channels")))
 #: The ``window centre`` rows: shown name -> ``window_centre``.
 WINDOW_CENTRE_ROWS = {"window centre (16 m search)": "search", "window centre (top 24)": "prior_top24",
                       "window centre": "prior"}
-REFERENCES = ("textbook ToA", "physics prior", "physics prior (mapformer grid)", *WINDOW_CENTRE_ROWS,
+REFERENCES = ("textbook ToA", "physics prior", "physics prior (ToA/AoA maps)", "physics prior (line or maps)",
+              "physics prior (mapformer grid)", *WINDOW_CENTRE_ROWS,
               "physics prior (window 8 m)", "physics prior (window 4 m)", "mapformer (untrained)")
 ALL_MODELS = (*REFERENCES, *BASELINE_MODELS, *NETWORKS)
 #: Largest grid side (cells) of the ``physics prior`` reference (memory); a larger scene's grid is resampled.
@@ -124,10 +130,13 @@ GEOMETRIC = {"toa_multilateration": "toa", "aoa_triangulation": "aoa", "log_dist
 # --------------------------------------------------------------------------- data
 
 
-def dataset_name(samples: int, cell_m: float, bundled: str, extra: tuple[str, ...] = ()) -> str:
+def dataset_name(samples: int, cell_m: float, bundled: str, extra: tuple[str, ...] = (), *,
+                 timing_maps: bool = False) -> str:
     """The one dataset's name: ``ac-all-500-4m-etoile``; with training-only tiles ``...-etoile-x-munich`` (a name over
-    64 characters, a dataset name's limit, is cut and made unique by a digest)."""
-    name = f"ac-all-{samples}-{cell_m:g}m".replace(".", "p") + ("" if bundled == "munich" else f"-{bundled}")
+    64 characters, a dataset name's limit, is cut and made unique by a digest); with ToA/AoA maps (``--timing-maps``)
+    ``ac-all-500-4m-tm-etoile``."""
+    name = f"ac-all-{samples}-{cell_m:g}m".replace(".", "p") + ("-tm" if timing_maps else "")
+    name += "" if bundled == "munich" else f"-{bundled}"
     return short_name(name + "".join(f"-x-{e}" for e in extra))
 
 
@@ -151,13 +160,16 @@ def procedural_extra(name: str) -> Any:
                        **PROCEDURAL_EXTRA[match["preset"]])
 
 
-def build_data(samples: int, cell_m: float, bundled: str,
-               extra: tuple[str, ...] = ()) -> tuple[dict[str, str], str]:
+def build_data(samples: int, cell_m: float, bundled: str, extra: tuple[str, ...] = (), *,
+               timing_maps: bool = False) -> tuple[dict[str, str], str]:
     """Build the tiles and the one dataset over all of them (kept when present): tile key -> scene, dataset.
 
     ``extra``: Sionna scenes or procedural tiles (:func:`procedural_extra`) added after the others, in that order, as
     training-only tiles (``--train-extra``), generated with the same settings in the same dataset; their scene keys
     are their names.
+    ``timing_maps``: the dataset also holds ToA and AoA maps per site (the dataset option ``timing_maps``: exact paths
+    every 4 map cells, interpolated), for the rows that read them (:data:`MAP_CHANNEL_ROWS`); its seconds of ray
+    tracing are printed and kept in the dataset's ``seconds`` attribute.
     """
     from rflocal_core.scene.tiles import TilesConfig, build_tiles
 
@@ -171,24 +183,27 @@ def build_data(samples: int, cell_m: float, bundled: str,
             continue
         scenes[key] = next(t.name for t in tiles.tiles if t.kind == kind and (
             Path(str(t.source)).stem == stem if kind == "osm" else t.source == stem))
-    name = dataset_name(samples, cell_m, bundled, extra)
-    generate_tiles(name, tuple(scenes.values()), samples, cell_m)
+    name = dataset_name(samples, cell_m, bundled, extra, timing_maps=timing_maps)
+    generate_tiles(name, tuple(scenes.values()), samples, cell_m, timing_maps=timing_maps)
     return scenes, name
 
 
-def generate_tiles(name: str, scenes: tuple[str, ...], samples: int, cell_m: float) -> None:
+def generate_tiles(name: str, scenes: tuple[str, ...], samples: int, cell_m: float, *,
+                   timing_maps: bool = False) -> None:
     """Dataset ``name`` over ``scenes`` with the tiles' generation settings (ue mode, ``samples`` a scene, radio-map
-    cells of ``cell_m``, 1e6 rays a site, 1e4 path samples a source); kept when present."""
+    cells of ``cell_m``, 1e6 rays a site, 1e4 path samples a source; ``timing_maps``: ToA/AoA maps too); kept when
+    present. Prints the seconds of each stage."""
     from rflocal_core.dataset import GenerationConfig, generate_dataset
     from rflocal_core.dataset.store import dataset_path
 
     if dataset_path(name).exists():
         return
     t0 = time.perf_counter()
-    generate_dataset(GenerationConfig(name=name, scenes=scenes, samples_per_scene=samples, mode="ue",
-                                      cell_size_m=cell_m, map_samples_per_tx=1_000_000, paths_samples_per_src=10_000),
-                     progress=lambda stage, fraction, **_: print(f"  {fraction:4.0%} {stage}", flush=True))
-    print(f"dataset {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+    done = generate_dataset(GenerationConfig(name=name, scenes=scenes, samples_per_scene=samples, mode="ue",
+                                             cell_size_m=cell_m, map_samples_per_tx=1_000_000,
+                                             paths_samples_per_src=10_000, timing_maps=timing_maps),
+                            progress=lambda stage, fraction, **_: print(f"  {fraction:4.0%} {stage}", flush=True))
+    print(f"dataset {name}: {time.perf_counter() - t0:.0f} s, by stage {json.dumps(done['seconds'])}", flush=True)
 
 
 def held_out_dataset(base: str, scene: str, train_only: tuple[str, ...] = (), like: str | None = None, *,
@@ -273,10 +288,14 @@ def move_to_train(splits: dict[str, np.ndarray], scene_idx: np.ndarray, scenes: 
 # --------------------------------------------------------------------------- references
 
 
-def physics_prior(x: Any, cell_m: float, chunk: int = 8, *, spec: Any = None, res: int | None = None) -> np.ndarray:
+def physics_prior(x: Any, cell_m: float, chunk: int = 8, *, spec: Any = None, res: int | None = None,
+                  timing: bool = False, either: bool = False) -> np.ndarray:
     """Argmax of mapformer's physics log-likelihood with ``x``'s true maps, on each scene's own grid. [N, 2] m.
 
     With ``spec`` and ``res``: on that square instead (mapformer's: its training square, ``res`` cells a side).
+    ``timing``: its ToA and AoA terms with the ray-traced ToA/AoA maps in place of straight lines
+    (:func:`timing_map_terms`; a dataset made with ``timing_maps``); with ``either``, each of the two terms is the
+    even mixture of its straight-line and its map version (the sample's ranges follow one or the other).
     """
     import torch
 
@@ -304,7 +323,7 @@ def physics_prior(x: Any, cell_m: float, chunk: int = 8, *, spec: Any = None, re
                               part.node_mask.shape[1])
         square = spec or own
         cells = res or cells
-        source = MapSource.from_inputs(part, square, res=cells)
+        source = MapSource.from_inputs(part, square, res=cells, channels=timing)
         batch = make_batch(part, square)
         unit = np.zeros((len(part), 2))
         with torch.no_grad():
@@ -312,12 +331,48 @@ def physics_prior(x: Any, cell_m: float, chunk: int = 8, *, spec: Any = None, re
                 sl = np.arange(s, min(s + chunk, len(part)))
                 mb = source.batch(batch.index(torch.from_numpy(sl)), sl)
                 ll = physics_loglik(mb, rss_sigma_db=cfg.prior_rss_sigma_db, toa_sigma_m=cfg.prior_toa_sigma_m,
-                                    aoa_sigma_deg=cfg.prior_aoa_sigma_deg).sum(1)  # [B, H, W]
+                                    aoa_sigma_deg=cfg.prior_aoa_sigma_deg)  # [B, 4, H, W]
+                if timing:
+                    toa, aoa = timing_map_terms(mb, toa_sigma_m=cfg.prior_toa_sigma_m,
+                                                aoa_sigma_deg=cfg.prior_aoa_sigma_deg)
+                    if either:
+                        toa = torch.logaddexp(toa, ll[:, 1]) - np.log(2.0)
+                        aoa = torch.logaddexp(aoa, ll[:, 2]) - np.log(2.0)
+                    ll[:, 1], ll[:, 2] = toa, aoa
+                ll = ll.sum(1)  # [B, H, W]
                 h, w = ll.shape[-2:]
                 best = ll.reshape(len(sl), -1).argmax(1).numpy()
                 unit[sl] = np.column_stack([(best % w + 0.5) / w, (best // w + 0.5) / h])
         out[rows] = square.to_metres(unit)
     return out
+
+
+def timing_map_terms(mb: Any, *, toa_sigma_m: float, aoa_sigma_deg: float) -> tuple[Any, Any]:
+    """The ToA and AoA terms of ``physics_loglik`` [N, H, W] with the ray-traced maps of ``mb.site_channels`` in place
+    of the straight lines node -> cell: the same likelihoods (LoS/NLoS mixture, von Mises and uniform) of the
+    reported ToA against the map's first-path distance and of the reported bearing against the map's bearing, at
+    every cell where the slot's node has a map value; the straight line where it has none."""
+    import torch
+
+    from rflocal_core.models.features import NODE_Z_SCALE_M
+    from rflocal_core.models.mapformer import toa_loglik_at
+    from rflocal_core.models.maps import MAP_CHANNELS, aoa_loglik_at
+
+    b, ch = mb.base, mb.site_channels.float()  # [N, S, E, H, W]
+    n, s, _, h, w = ch.shape
+    ok = (mb.site_has_map[..., None, None] & (ch[:, :, MAP_CHANNELS.index("timing_ok")] > 0.5))
+    ys = (torch.arange(h, dtype=ch.dtype) + 0.5) / h
+    xs = (torch.arange(w, dtype=ch.dtype) + 0.5) / w
+    dx = (xs.view(1, 1, 1, w) - b.node_xy[..., 0, None, None].to(ch.dtype)).expand(n, s, h, w)
+    dy = (ys.view(1, 1, h, 1) - b.node_xy[..., 1, None, None].to(ch.dtype)).expand(n, s, h, w)
+    ext = float(mb.extent_m)
+    dz = (b.col("node_z") * NODE_Z_SCALE_M / ext)[..., None, None].to(ch.dtype)
+    # a point whose straight line from the node (node height included) is as long as the map's first path
+    flat = ((ch[:, :, MAP_CHANNELS.index("toa_m")] / ext) ** 2 - dz ** 2).clamp_min(0).sqrt()
+    toa = toa_loglik_at(mb, torch.where(ok, flat, dx), torch.where(ok, 0.0, dy), toa_sigma_m=toa_sigma_m)
+    aoa = aoa_loglik_at(b, torch.where(ok, ch[:, :, MAP_CHANNELS.index("aoa_sin")], dx),
+                        torch.where(ok, ch[:, :, MAP_CHANNELS.index("aoa_cos")], dy), sigma_deg=aoa_sigma_deg)
+    return (torch.zeros(n, h, w) if toa is None else toa), aoa
 
 
 def window_centre(x: Any, train: Any, centre: str, cell_m: float = 4.0) -> dict[str, Any]:
@@ -422,6 +477,10 @@ def run_reference(name: str, train: Any, seen: Any, unseen: Any, cell_m: float, 
     for key, x in (("seen", seen), ("unseen", unseen))[:1 if only_seen else 2]:
         if name == "physics prior":
             row[key] = _stats(_err(physics_prior(x, cell_m), x))
+        elif name == "physics prior (ToA/AoA maps)":  # a new prior: the ray-traced ToA/AoA maps, not straight lines
+            row[key] = _stats(_err(physics_prior(x, cell_m, timing=True), x))
+        elif name == "physics prior (line or maps)":  # its ToA/AoA terms: straight line or maps, even odds
+            row[key] = _stats(_err(physics_prior(x, cell_m, timing=True, either=True), x))
         elif name.startswith("physics prior (window"):  # "physics prior (window 4 m)": cells of 4 m
             row[key] = _stats(_err(physics_prior_window(x, train, float(name.split()[-2])), x))
         elif name == "mapformer (untrained)":  # its prior through its own head: nothing learned (heads start at 0)
@@ -762,11 +821,14 @@ def _parse() -> argparse.Namespace:
     ap.add_argument("--tiles", default=None, help="held-out tiles to run (default all), of: "
                     + ", ".join(TILES) + " and the --bundled one")
     ap.add_argument("--out", default="any_city.json", help="results file under bench/results")
-    ap.add_argument("--models", default=",".join(ALL_MODELS), help="models to run (comma-separated), of: "
-                    + ", ".join(ALL_MODELS))
+    ap.add_argument("--models", default=None, help="models to run (comma-separated; default all, less "
+                    + ", ".join(MAP_CHANNEL_ROWS) + " without --timing-maps), of: " + ", ".join(ALL_MODELS))
     ap.add_argument("--minutes", type=float, default=2.5, help="training time of each network")
     ap.add_argument("--samples", type=int, default=500, help="samples per tile")
     ap.add_argument("--cell", type=float, default=4.0, help="radio-map cell (m)")
+    ap.add_argument("--timing-maps", action="store_true",
+                    help="the dataset with ToA/AoA maps per site (another dataset, ...-tm-...: ray-traced again); "
+                    "needed by the rows " + ", ".join(MAP_CHANNEL_ROWS) + ". Use another --out")
     ap.add_argument("--table", action="store_true", help="only print the table of bench/results/any_city.json")
     ap.add_argument("--same-tile", action="store_true",
                     help="held out vs seen on the same samples: each model trained on every tile's train split and, "
@@ -786,7 +848,8 @@ def main() -> int:
         return 0
     known = [*TILES, args.bundled]
     tiles = [t.strip() for t in (args.tiles or ",".join(known)).split(",") if t.strip()]
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    default = [m for m in ALL_MODELS if args.timing_maps or m not in MAP_CHANNEL_ROWS]
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else default
     extra = tuple(e.strip() for e in args.train_extra.split(",") if e.strip())
     bad = [t for t in tiles if t not in known] + [m for m in models if m not in ALL_MODELS]
     bad += [e for e in extra if (e not in BUNDLED and procedural_extra(e) is None) or e == args.bundled]
@@ -794,10 +857,12 @@ def main() -> int:
         bad.append("--same-tile with --train-extra")
     if args.extra_val and not extra:
         bad.append("--extra-val without --train-extra")
+    if not args.timing_maps:
+        bad += [f"{m} without --timing-maps" for m in models if m in MAP_CHANNEL_ROWS]
     if bad:
         print(f"error: unknown tile, model or --train-extra scene {bad} (--train-extra: of {', '.join(BUNDLED)}, "
-              f"not --bundled's {args.bundled!r}, or PRESET<seed>-p<kk> of presets {', '.join(PROCEDURAL_EXTRA)})",
-              file=sys.stderr)
+              f"not --bundled's {args.bundled!r}, or PRESET<seed>-p<kk> of presets {', '.join(PROCEDURAL_EXTRA)}; "
+              f"{', '.join(MAP_CHANNEL_ROWS)}: with --timing-maps)", file=sys.stderr)
         return 2
     os.environ["RFLOCAL_WORKSPACE"] = str(WORKSPACE)
     WORKSPACE.mkdir(parents=True, exist_ok=True)
@@ -807,8 +872,8 @@ def main() -> int:
     load0 = os.getloadavg()[0]
     like = None
     if extra:  # the dataset without the extra tiles: its splits for the same tiles' samples
-        like = build_data(args.samples, args.cell, args.bundled)[1]
-    scenes, base = build_data(args.samples, args.cell, args.bundled, extra)
+        like = build_data(args.samples, args.cell, args.bundled, timing_maps=args.timing_maps)[1]
+    scenes, base = build_data(args.samples, args.cell, args.bundled, extra, timing_maps=args.timing_maps)
 
     def save(key: str, scene: str, rows: dict[str, Any], *, facts: dict[str, Any] | None = None) -> None:
         results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"tiles": {}}  # a parallel run's rows
@@ -846,8 +911,8 @@ def main() -> int:
 def _run_facts(args: argparse.Namespace, base: str, load0: float) -> dict[str, Any]:
     """When, on what and under which load a row was measured, and the command that measures it again."""
     return {"date_utc": datetime.now(UTC).isoformat(timespec="minutes"), "dataset": base,
-            "train_extra": args.train_extra, "extra_val": args.extra_val, "minutes_per_network": args.minutes, "samples_per_tile": args.samples,
-            "cell_m": args.cell,
+            "train_extra": args.train_extra, "extra_val": args.extra_val, "minutes_per_network": args.minutes,
+            "samples_per_tile": args.samples, "cell_m": args.cell, "timing_maps": args.timing_maps,
             "load_1min": [round(load0, 1), round(os.getloadavg()[0], 1)], "cpus": os.cpu_count(),
             "command": " ".join(["python", *sys.argv])}
 

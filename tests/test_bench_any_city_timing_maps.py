@@ -1,0 +1,111 @@
+"""bench/bench_any_city.py --timing-maps: another dataset, and the map-channel rows refused without it (no data)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from rflocal_core.constants import C_M_PER_NS
+from rflocal_core.dataset.rasters import Grid
+from rflocal_core.models import Inputs
+from rflocal_core.models.inputs import SceneMaps
+
+
+@pytest.fixture(scope="module")
+def bench(load_bench) -> ModuleType:
+    """``bench/bench_any_city.py`` as a module."""
+    return load_bench("bench_any_city")
+
+
+def test_timing_maps_name_another_dataset(bench: ModuleType) -> None:
+    """The dataset with ToA/AoA maps is never the one without (it is ray-traced again, with the maps)."""
+    assert bench.dataset_name(500, 4.0, "etoile") == "ac-all-500-4m-etoile"
+    assert bench.dataset_name(500, 4.0, "etoile", timing_maps=True) == "ac-all-500-4m-tm-etoile"
+    assert bench.dataset_name(500, 4.0, "etoile", ("munich",), timing_maps=True) == "ac-all-500-4m-tm-etoile-x-munich"
+
+
+def test_map_channel_rows_read_the_timing_maps(bench: ModuleType) -> None:
+    """The map-channel row is mapformer (window 4 m) with ``use_map_channels`` and nothing else changed."""
+    assert bench.MAP_CHANNEL_ROWS == ("physics prior (ToA/AoA maps)", "physics prior (line or maps)",
+                                      "mapformer (window 4 m + map channels)")
+    model, options = bench.NETWORKS["mapformer (window 4 m + map channels)"]
+    assert (model, options) == ("mapformer", {**bench.NETWORKS["mapformer (window 4 m)"][1], "use_map_channels": True})
+
+
+def test_map_channel_row_refused_without_timing_maps(bench: ModuleType, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --timing-maps the dataset has no ToA/AoA maps (the stream would read zeros): exit 2, one line."""
+    monkeypatch.setattr(sys, "argv", ["bench_any_city.py", "--tiles", "etoile", "--models",
+                                      "physics prior,mapformer (window 4 m + map channels)"])
+    assert bench.main() == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "mapformer (window 4 m + map channels) without --timing-maps" in err[0]
+
+
+def test_mode_figures_count_the_priors_wrong_modes_fixed_and_broken(load_bench) -> None:
+    """bench_any_city_modes.py: of the prior's 3 wrong modes (> 10 m) the model fixes 2; of its 2 good samples it
+    breaks 1; a sample without an error in both is left out."""
+    modes = load_bench("bench_any_city_modes")
+    prior = np.array([50.0, 12.0, 30.0, 2.0, 9.0, np.nan])
+    model = np.array([3.0, 10.0, 40.0, 20.0, 1.0, 1.0])
+    out = modes.mode_figures(prior, model, 10.0)
+    assert (out["n"], out["wrong_mode"], out["fixed"], out["broken"], out["better"]) == (5, 3, 0.667, 0.5, 0.6)
+    assert out["wrong_mode_median_m"] == {"prior": 30.0, "model": 10.0}
+
+
+def _free_space_scene(bias_m: np.ndarray) -> Inputs:
+    """A 400 m square, four rooftop nodes, free-space path gain; ToA maps and reports the straight line node ->
+    target (device at 1.5 m) plus ``bias_m`` [4] per node (an excess path everywhere), AoA maps and reports the
+    bearing node -> target. Six targets at cell centres."""
+    nodes = np.array([[-190.0, -185.0, 25.0], [185.0, -190.0, 31.0], [190.0, 185.0, 18.0], [-185.0, 190.0, 40.0]])
+    half, cell = 200.0, 10.0
+    k = round(2 * half / cell)
+    grid = Grid(-half + cell / 2, -half + cell / 2, cell, k, k)
+    gx, gy = np.meshgrid(grid.x_m, grid.y_m)
+    dx, dy = gx[None] - nodes[:, 0, None, None], gy[None] - nodes[:, 1, None, None]
+    dist = np.sqrt(dx**2 + dy**2 + (nodes[:, 2, None, None] - 1.5) ** 2)
+    pg = -(32.4 + 20 * np.log10(3.5) + 20 * np.log10(dist))
+    channels = {"toa_ns": ((dist + bias_m[:, None, None]) / C_M_PER_NS).astype(np.float32),
+                "aoa_deg": (np.degrees(np.arctan2(dx, dy)) % 360).astype(np.float32)}
+    maps = SceneMaps("hand", grid, pg.astype(np.float32), np.ones((k, k), bool), nodes.copy(), np.full(4, 20.0),
+                     channels=channels)
+    truth = np.array([[-105.0, 45.0], [55.0, -135.0], [125.0, 115.0], [5.0, 5.0], [-155.0, -65.0], [95.0, 25.0]])
+    n = len(truth)
+    d = truth[:, None, :] - nodes[None, :, :2]
+    true = np.sqrt((d**2).sum(-1) + (nodes[None, :, 2] - 1.5) ** 2)
+    aoa = np.degrees(np.arctan2(d[..., 0], d[..., 1])) % 360
+    node = np.broadcast_to(nodes, (n, 4, 3)).copy()
+    return Inputs("hand", "test", "ue", np.arange(n), 20.0 - (32.4 + 20 * np.log10(3.5) + 20 * np.log10(true)),
+                  (true + bias_m) / C_M_PER_NS, aoa, np.ones((n, 4), np.int8), node, np.ones((n, 4), bool),
+                  np.full((n, 4), 20.0), np.broadcast_to(np.arange(4), (n, 4)).copy(), truth, np.full(n, 1.5),
+                  np.zeros(n, np.int64), ("hand",), {"hand": maps}, 4)
+
+
+def test_the_toa_aoa_map_prior_is_the_straight_line_one_in_free_space_and_follows_an_excess_path(bench) -> None:
+    """``physics prior (ToA/AoA maps)``: where the maps are the straight lines both priors find every target on its
+    cell; where ToA-only reports and the maps carry an excess path (60-140 m, per node), the straight-line prior
+    misses and the ones reading the maps (alone, or as one of two explanations) do not."""
+    exact = _free_space_scene(np.zeros(4))
+    for timing in (False, True):
+        assert np.abs(bench.physics_prior(exact, 10.0, timing=timing) - exact.truth_m).max() < 1.0
+    biased = _free_space_scene(np.array([140.0, 60.0, 100.0, 80.0]))
+    biased = replace(biased, rss_dbm=np.full_like(biased.rss_dbm, np.nan), aoa_deg=np.full_like(biased.aoa_deg, np.nan))
+    line = np.hypot(*(bench.physics_prior(biased, 10.0) - biased.truth_m).T)
+    maps = np.hypot(*(bench.physics_prior(biased, 10.0, timing=True) - biased.truth_m).T)
+    assert maps.max() < 1.0 and np.median(line) > 20.0, (maps, line)
+    either = np.hypot(*(bench.physics_prior(biased, 10.0, timing=True, either=True) - biased.truth_m).T)
+    assert either.max() < 1.0, either  # ``physics prior (line or maps)``: the maps explain the ranges, the line not
+
+
+def test_the_default_models_leave_the_map_rows_out_without_timing_maps(bench: ModuleType,
+                                                                        monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A run of every model without --timing-maps is not refused for the map rows (an unknown tile still is)."""
+    monkeypatch.setattr(sys, "argv", ["bench_any_city.py", "--tiles", "nowhere"])
+    assert bench.main() == 2
+    err = capsys.readouterr().err
+    assert "['nowhere']" in err and "without --timing-maps" not in err
