@@ -23,11 +23,14 @@ the other tiles' samples; every model trains on the others and is tested on it:
   search)``: ``window_centre="search"`` (the 16 m search's best cell, the window frame's centring before
   2026-12-03 05:30 UTC); ``mapformer (untrained)``: mapformer
   with its default options before any training step (its heads start at zero: its physics prior decoded
-  by its own head, nothing learned);
+  by its own head, nothing learned); ``mapformer (untrained, line-or-maps prior)``: the same with
+  ``prior_timing="line_or_maps"`` (its ToA/AoA terms the even mixture of straight line and ray-traced maps, as
+  ``physics prior (line or maps)``; needs ``--timing-maps``);
 - the baselines (map matching, the geometric ones; kNN refuses a scene it has no fingerprints of);
 - the networks, each ``--minutes`` of training (torch 1 thread): setnet and heimdall in the scene
   and in the sample frame, mapformer (``mapformer``: the scene frame) and locheatmap in the scene
-  and in the window frame.
+  and in the window frame; ``mapformer (window 4 m, line-or-maps prior)``: its prior with ``prior_timing=
+  "line_or_maps"`` (needs ``--timing-maps``; its fair reference is ``physics prior (line or maps)``).
 
 Each row: median / P95 on the held-out tile next to the same model's seen error (the test split
 of the training tiles, less the samples of a tile that cannot be a test: :func:`tile_facts`). The
@@ -110,16 +113,23 @@ NETWORKS = {"setnet (scene)": ("setnet", {"frame": "scene"}), "setnet (sample)":
             "locheatmap (scene)": ("locheatmap", {"frame": "scene"}),
             "locheatmap (window)": ("locheatmap", {"frame": "window"}),
             "mapformer (window 4 m + map channels)": ("mapformer", {"frame": "window", "cell_m": 4.0,
-                                                                   "use_map_channels": True})}
+                                                                   "use_map_channels": True}),
+            "mapformer (window 4 m, line-or-maps prior)": ("mapformer", {"frame": "window", "cell_m": 4.0,
+                                                                        "prior_timing": "line_or_maps"})}
+#: The ``mapformer (untrained...)`` rows: shown name -> mapformer options (the defaults otherwise).
+UNTRAINED_ROWS = {"mapformer (untrained)": {},
+                  "mapformer (untrained, line-or-maps prior)": {"prior_timing": "line_or_maps"}}
 #: Rows that read the ToA/AoA maps of the dataset (``use_map_channels``): they need ``--timing-maps``.
 MAP_CHANNEL_ROWS = ("physics prior (ToA/AoA maps)", "physics prior (line or maps)",
-                    *(k for k, (_, o) in NETWORKS.items() if o.get("use_map_channels")))
+                    *(k for k, o in UNTRAINED_ROWS.items() if o.get("prior_timing", "line") != "line"),
+                    *(k for k, (_, o) in NETWORKS.items() if o.get("use_map_channels")
+                      or o.get("prior_timing", "line") != "line"))
 #: The ``window centre`` rows: shown name -> ``window_centre``.
 WINDOW_CENTRE_ROWS = {"window centre (16 m search)": "search", "window centre (top 24)": "prior_top24",
                       "window centre": "prior"}
 REFERENCES = ("textbook ToA", "physics prior", "physics prior (ToA/AoA maps)", "physics prior (line or maps)",
               "physics prior (mapformer grid)", *WINDOW_CENTRE_ROWS,
-              "physics prior (window 8 m)", "physics prior (window 4 m)", "mapformer (untrained)")
+              "physics prior (window 8 m)", "physics prior (window 4 m)", *UNTRAINED_ROWS)
 ALL_MODELS = (*REFERENCES, *BASELINE_MODELS, *NETWORKS)
 #: Largest grid side (cells) of the ``physics prior`` reference (memory); a larger scene's grid is resampled.
 MAX_PRIOR_CELLS = 512
@@ -294,14 +304,15 @@ def physics_prior(x: Any, cell_m: float, chunk: int = 8, *, spec: Any = None, re
 
     With ``spec`` and ``res``: on that square instead (mapformer's: its training square, ``res`` cells a side).
     ``timing``: its ToA and AoA terms with the ray-traced ToA/AoA maps in place of straight lines
-    (:func:`timing_map_terms`; a dataset made with ``timing_maps``); with ``either``, each of the two terms is the
-    even mixture of its straight-line and its map version (the sample's ranges follow one or the other).
+    (:func:`rflocal_core.models.mapformer.timing_map_terms`; a dataset made with ``timing_maps``); with ``either``,
+    each of the two terms is the even mixture of its straight-line and its map version (the sample's ranges follow
+    one or the other): mapformer's ``prior_timing="line_or_maps"`` (:func:`~rflocal_core.models.mapformer.mix_timing_maps`).
     """
     import torch
 
     from rflocal_core.models.features import FeatureSpec, make_batch
     from rflocal_core.models.inputs import scene_extent
-    from rflocal_core.models.mapformer import MapFormerConfig, physics_loglik
+    from rflocal_core.models.mapformer import MapFormerConfig, mix_timing_maps, physics_loglik, timing_map_terms
     from rflocal_core.models.maps import MapSource
 
     cfg = MapFormerConfig()
@@ -332,47 +343,19 @@ def physics_prior(x: Any, cell_m: float, chunk: int = 8, *, spec: Any = None, re
                 mb = source.batch(batch.index(torch.from_numpy(sl)), sl)
                 ll = physics_loglik(mb, rss_sigma_db=cfg.prior_rss_sigma_db, toa_sigma_m=cfg.prior_toa_sigma_m,
                                     aoa_sigma_deg=cfg.prior_aoa_sigma_deg)  # [B, 4, H, W]
-                if timing:
-                    toa, aoa = timing_map_terms(mb, toa_sigma_m=cfg.prior_toa_sigma_m,
-                                                aoa_sigma_deg=cfg.prior_aoa_sigma_deg)
+                if timing:  # mapformer's prior_timing="line_or_maps" (either), or the map terms alone
+                    terms = timing_map_terms(mb, toa_sigma_m=cfg.prior_toa_sigma_m,
+                                             aoa_sigma_deg=cfg.prior_aoa_sigma_deg)
                     if either:
-                        toa = torch.logaddexp(toa, ll[:, 1]) - np.log(2.0)
-                        aoa = torch.logaddexp(aoa, ll[:, 2]) - np.log(2.0)
-                    ll[:, 1], ll[:, 2] = toa, aoa
+                        ll = mix_timing_maps(ll, terms)
+                    elif terms is not None:
+                        ll[:, 1], ll[:, 2] = terms
                 ll = ll.sum(1)  # [B, H, W]
                 h, w = ll.shape[-2:]
                 best = ll.reshape(len(sl), -1).argmax(1).numpy()
                 unit[sl] = np.column_stack([(best % w + 0.5) / w, (best // w + 0.5) / h])
         out[rows] = square.to_metres(unit)
     return out
-
-
-def timing_map_terms(mb: Any, *, toa_sigma_m: float, aoa_sigma_deg: float) -> tuple[Any, Any]:
-    """The ToA and AoA terms of ``physics_loglik`` [N, H, W] with the ray-traced maps of ``mb.site_channels`` in place
-    of the straight lines node -> cell: the same likelihoods (LoS/NLoS mixture, von Mises and uniform) of the
-    reported ToA against the map's first-path distance and of the reported bearing against the map's bearing, at
-    every cell where the slot's node has a map value; the straight line where it has none."""
-    import torch
-
-    from rflocal_core.models.features import NODE_Z_SCALE_M
-    from rflocal_core.models.mapformer import toa_loglik_at
-    from rflocal_core.models.maps import MAP_CHANNELS, aoa_loglik_at
-
-    b, ch = mb.base, mb.site_channels.float()  # [N, S, E, H, W]
-    n, s, _, h, w = ch.shape
-    ok = (mb.site_has_map[..., None, None] & (ch[:, :, MAP_CHANNELS.index("timing_ok")] > 0.5))
-    ys = (torch.arange(h, dtype=ch.dtype) + 0.5) / h
-    xs = (torch.arange(w, dtype=ch.dtype) + 0.5) / w
-    dx = (xs.view(1, 1, 1, w) - b.node_xy[..., 0, None, None].to(ch.dtype)).expand(n, s, h, w)
-    dy = (ys.view(1, 1, h, 1) - b.node_xy[..., 1, None, None].to(ch.dtype)).expand(n, s, h, w)
-    ext = float(mb.extent_m)
-    dz = (b.col("node_z") * NODE_Z_SCALE_M / ext)[..., None, None].to(ch.dtype)
-    # a point whose straight line from the node (node height included) is as long as the map's first path
-    flat = ((ch[:, :, MAP_CHANNELS.index("toa_m")] / ext) ** 2 - dz ** 2).clamp_min(0).sqrt()
-    toa = toa_loglik_at(mb, torch.where(ok, flat, dx), torch.where(ok, 0.0, dy), toa_sigma_m=toa_sigma_m)
-    aoa = aoa_loglik_at(b, torch.where(ok, ch[:, :, MAP_CHANNELS.index("aoa_sin")], dx),
-                        torch.where(ok, ch[:, :, MAP_CHANNELS.index("aoa_cos")], dy), sigma_deg=aoa_sigma_deg)
-    return (torch.zeros(n, h, w) if toa is None else toa), aoa
 
 
 def window_centre(x: Any, train: Any, centre: str, cell_m: float = 4.0) -> dict[str, Any]:
@@ -392,8 +375,9 @@ def window_centre(x: Any, train: Any, centre: str, cell_m: float = 4.0) -> dict[
             "search_s": round(secs, 1)}
 
 
-def untrained_mapformer(train: Any) -> Any:
-    """mapformer with its default options before any training step: its logit and fine heads start at zero,
+def untrained_mapformer(train: Any, options: dict[str, Any] | None = None) -> Any:
+    """mapformer with its default options (but ``options``) before any training step: its logit and fine heads
+    start at zero,
     so it answers its physics prior through its own head (the 16 m cell holding the prior's best 4 m cell,
     ``prior_pool="max"``, the log-sum-exp's best before 2026-12-03 15:00 UTC; within it, the prior's posterior
     mean on 1 m points near that best 4 m cell, ``prior_subcell``), nothing learned."""
@@ -404,9 +388,10 @@ def untrained_mapformer(train: Any) -> Any:
     from rflocal_core.models.neural import NeuralModel
 
     torch.manual_seed(0)
-    probe = build_network("mapformer", {}, vocab_size=0).config
+    options = options or {}
+    probe = build_network("mapformer", options, vocab_size=0).config
     spec = FeatureSpec.fit(train, frame=probe.frame, window=probe.window())
-    return NeuralModel("mapformer", build_network("mapformer", {}, vocab_size=len(spec.node_keys)).eval(), spec)
+    return NeuralModel("mapformer", build_network("mapformer", options, vocab_size=len(spec.node_keys)).eval(), spec)
 
 
 def physics_prior_window(x: Any, train: Any, cell_m: float, chunk: int = 8) -> np.ndarray:
@@ -483,8 +468,8 @@ def run_reference(name: str, train: Any, seen: Any, unseen: Any, cell_m: float, 
             row[key] = _stats(_err(physics_prior(x, cell_m, timing=True, either=True), x))
         elif name.startswith("physics prior (window"):  # "physics prior (window 4 m)": cells of 4 m
             row[key] = _stats(_err(physics_prior_window(x, train, float(name.split()[-2])), x))
-        elif name == "mapformer (untrained)":  # its prior through its own head: nothing learned (heads start at 0)
-            row[key] = _stats(_err(untrained_mapformer(train).predict(x).position_m, x))
+        elif name in UNTRAINED_ROWS:  # its prior through its own head: nothing learned (heads start at 0)
+            row[key] = _stats(_err(untrained_mapformer(train, UNTRAINED_ROWS[name]).predict(x).position_m, x))
         elif name.startswith("window centre"):  # where the window frame centres each sample's window (nothing learned)
             row[key] = window_centre(x, train, WINDOW_CENTRE_ROWS[name])
         elif name == "physics prior (mapformer grid)":  # the square and cells mapformer reads the maps on

@@ -29,11 +29,18 @@ def test_timing_maps_name_another_dataset(bench: ModuleType) -> None:
 
 
 def test_map_channel_rows_read_the_timing_maps(bench: ModuleType) -> None:
-    """The map-channel row is mapformer (window 4 m) with ``use_map_channels`` and nothing else changed."""
+    """The map-channel rows are mapformer (window 4 m) with ``use_map_channels`` or ``prior_timing="line_or_maps"``
+    and nothing else changed (its untrained row: the defaults but that)."""
     assert bench.MAP_CHANNEL_ROWS == ("physics prior (ToA/AoA maps)", "physics prior (line or maps)",
-                                      "mapformer (window 4 m + map channels)")
+                                      "mapformer (untrained, line-or-maps prior)",
+                                      "mapformer (window 4 m + map channels)",
+                                      "mapformer (window 4 m, line-or-maps prior)")
+    window = bench.NETWORKS["mapformer (window 4 m)"][1]
     model, options = bench.NETWORKS["mapformer (window 4 m + map channels)"]
-    assert (model, options) == ("mapformer", {**bench.NETWORKS["mapformer (window 4 m)"][1], "use_map_channels": True})
+    assert (model, options) == ("mapformer", {**window, "use_map_channels": True})
+    model, options = bench.NETWORKS["mapformer (window 4 m, line-or-maps prior)"]
+    assert (model, options) == ("mapformer", {**window, "prior_timing": "line_or_maps"})
+    assert bench.UNTRAINED_ROWS["mapformer (untrained, line-or-maps prior)"] == {"prior_timing": "line_or_maps"}
 
 
 def test_map_channel_row_refused_without_timing_maps(bench: ModuleType, monkeypatch: pytest.MonkeyPatch,
@@ -109,3 +116,29 @@ def test_the_default_models_leave_the_map_rows_out_without_timing_maps(bench: Mo
     assert bench.main() == 2
     err = capsys.readouterr().err
     assert "['nowhere']" in err and "without --timing-maps" not in err
+
+
+def test_mapformer_line_or_maps_prior_follows_an_excess_path_and_line_is_unchanged(bench: ModuleType) -> None:
+    """mapformer's ``prior_timing="line_or_maps"`` (window frame, untrained: its prior through its own head): where
+    ToA-only reports and the maps carry a 60-140 m excess path it answers near the truth and ``"line"`` misses; with
+    ``"line"`` the maps change nothing (its outputs with and without the map channels are the same)."""
+    import torch
+
+    from rflocal_core.models.features import make_batch
+    from rflocal_core.models.maps import MapSource
+
+    biased = _free_space_scene(np.array([140.0, 60.0, 100.0, 80.0]))
+    biased = replace(biased, rss_dbm=np.full_like(biased.rss_dbm, np.nan), aoa_deg=np.full_like(biased.aoa_deg, np.nan))
+    err = {}
+    for timing in ("line", "line_or_maps"):
+        model = bench.untrained_mapformer(biased, {"prior_timing": timing})
+        err[timing] = np.hypot(*(model.predict(biased).position_m - biased.truth_m).T)
+    assert err["line_or_maps"].max() < 5.0 and np.median(err["line"]) > 20.0, err
+    line = bench.untrained_mapformer(biased, {"prior_timing": "line"})
+    batch = make_batch(biased, line.spec)
+    with_maps = MapSource.from_inputs(biased, line.spec, res=line.map_res, channels=True).batch(batch, np.arange(len(biased)))
+    assert with_maps.site_channels is not None
+    with torch.no_grad():
+        a, b = line.net(with_maps), line.net(replace(with_maps, site_channels=None))
+    for key in ("mu", "sigma", "coarse_logits"):
+        assert torch.equal(a[key], b[key]), key

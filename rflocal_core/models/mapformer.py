@@ -170,6 +170,9 @@ PHYSICS_SCALE_DB2 = 100.0
 #: Inputs of a history token after its position encoding: RSS, age, log age (then PHY/MAC, ``history_phy``).
 HIST_BASE = 3
 
+#: ``prior_timing``: the ToA/AoA terms of the prior against straight lines, or as well the ray-traced maps.
+PRIOR_TIMINGS = ("line", "line_or_maps")
+
 _GROUPS = (("rss", "rss_ok"), ("aoa_sin", "aoa_cos", "aoa_ok"), ("toa", "toa_ok"))
 
 
@@ -245,6 +248,14 @@ class MapFormerConfig(MapFrameConfig):
         With ``phy_features``: the history tokens (earlier reports of a sequence) carry that report's
         PHY/MAC columns too (masked where it lacks them). A checkpoint from before this option loads
         with it on and zero weights on those columns: the network it was.
+    prior_timing : str
+        The ToA and AoA terms of :func:`physics_loglik` (the prior, and the radio stream's log-likelihood
+        channels). ``"line"`` (default; runs trained before the option load so): against the straight line
+        node -> cell. ``"line_or_maps"``: each the even mixture of that and the same likelihood against the
+        slot's ray-traced ToA/AoA maps (:func:`timing_map_terms`, :func:`mix_timing_maps`; the sample's ranges
+        follow one or the other), also on the sub-cell points (:func:`subcell_offset`); where a batch has no
+        map channels, or a slot no map value at a cell, the straight line. The window frame's centring
+        (``window_centre``) still uses the straight lines.
     """
 
     node_dropout: tuple[float, ...] = redefault(NetConfig, "node_dropout", (0.0, 0.1, 0.2))
@@ -289,12 +300,22 @@ class MapFormerConfig(MapFrameConfig):
     band_feature: bool = band_feature_option()
     history_phy: bool = option(True, help="with phy_features: earlier reports' history tokens carry their PHY/MAC "
                                           "columns too")
+    # line_or_maps: on Paris (etoile) held out the prior so mixed is 4.7 / 35.6 m (median / P95) where the straight
+    # line's is 9.6 / 95.6 m, within 0.1 m of it on the three OSM tiles (bench_any_city.py --timing-maps, issue 19)
+    prior_timing: str = option("line", choices=PRIOR_TIMINGS,
+                               help="the prior's ToA and AoA terms: against the straight line node -> cell (line), or "
+                                    "each the even mixture of that and the ray-traced ToA/AoA maps (line_or_maps; "
+                                    "datasets generated with timing_maps, straight line where a site has no map)")
 
     #: Options a checkpoint without them was trained without: their value then (not the default now).
     checkpoint_defaults: ClassVar[dict[str, int | str]] = {"prior_subcell": 0, "prior_pool": "lse"}
 
     def window_cells(self) -> int:
         return int(self.map_res)
+
+    def reads_map_channels(self) -> bool:
+        """Whether the network reads the SINR/ToA/AoA maps (the stream, or the prior's ``line_or_maps``)."""
+        return bool(self.use_map_channels or self.prior_timing != "line")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -434,6 +455,47 @@ def toa_loglik_at(batch: MapBatch, dx: torch.Tensor, dy: torch.Tensor, *, toa_si
     return torch.where(toa_on, torch.logaddexp(los, nlos), torch.zeros_like(los)).sum(1)  # masked: NaN-safe
 
 
+def timing_map_terms(batch: MapBatch, *, toa_sigma_m: float, aoa_sigma_deg: float
+                     ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The ToA and AoA terms of :func:`physics_loglik` [N, H, W] each, with the ray-traced maps of
+    ``batch.site_channels`` in place of the straight lines node -> cell; None where the batch has no map channels.
+
+    The same likelihoods (LoS/NLoS mixture; von Mises and uniform) of the reported ToA against the map's
+    first-path distance and of the reported bearing against the map's bearing, at every cell where the slot's
+    node has a map value (``timing_ok``); the straight line where it has none.
+    """
+    if batch.site_channels is None:
+        return None
+    b, ch = batch.base, batch.site_channels.float()  # [N, S, E, H, W]
+    n, _, _, h, w = ch.shape
+    dev = ch.device
+    ok = batch.site_has_map[..., None, None] & (ch[:, :, MAP_CHANNELS.index("timing_ok")] > 0.5)
+    ys = (torch.arange(h, device=dev, dtype=ch.dtype) + 0.5) / h
+    xs = (torch.arange(w, device=dev, dtype=ch.dtype) + 0.5) / w
+    dx = (xs.view(1, 1, 1, w) - b.node_xy[..., 0, None, None].to(ch.dtype)).expand_as(ok)
+    dy = (ys.view(1, 1, h, 1) - b.node_xy[..., 1, None, None].to(ch.dtype)).expand_as(ok)
+    toa = None
+    if batch.extent_m is not None:
+        ext = float(batch.extent_m)
+        dz = (b.col("node_z") * NODE_Z_SCALE_M / ext)[..., None, None].to(ch.dtype)
+        # the point whose straight line from the node (node height included) is as long as the map's first path
+        flat = ((ch[:, :, MAP_CHANNELS.index("toa_m")] / ext) ** 2 - dz ** 2).clamp_min(0).sqrt()
+        toa = toa_loglik_at(batch, torch.where(ok, flat, dx), torch.where(ok, 0.0, dy), toa_sigma_m=toa_sigma_m)
+    aoa = aoa_loglik_at(b, torch.where(ok, ch[:, :, MAP_CHANNELS.index("aoa_sin")], dx),
+                        torch.where(ok, ch[:, :, MAP_CHANNELS.index("aoa_cos")], dy), sigma_deg=aoa_sigma_deg)
+    return (torch.zeros(n, h, w, device=dev, dtype=ch.dtype) if toa is None else toa), aoa.to(ch.dtype)
+
+
+def mix_timing_maps(loglik: torch.Tensor, terms: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """``loglik`` [N, 4, H, W] (:func:`physics_loglik`) with its ToA and AoA terms each the even mixture of the
+    straight-line term and the map term of ``terms`` (:func:`timing_map_terms`), ``prior_timing="line_or_maps"``:
+    the sample's ranges and bearings follow either. Unchanged where ``terms`` is None (no map channels)."""
+    if terms is None:
+        return loglik
+    toa, aoa = (torch.logaddexp(t.to(loglik.dtype), loglik[:, k]) - math.log(2.0) for k, t in zip((1, 2), terms))
+    return torch.cat([loglik[:, :1], toa.unsqueeze(1), aoa.unsqueeze(1), loglik[:, 3:]], dim=1)
+
+
 def radio_channels(batch: MapBatch, loglik: torch.Tensor,
                    cells: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """[N, 8, H, W] the radio-map stream (:data:`RADIO_CHANNELS`), invariant to slot order.
@@ -513,7 +575,8 @@ def _pool_prior(total: torch.Tensor, g: int, pool: str = "lse") -> tuple[torch.T
 
 
 def subcell_offset(batch: MapBatch, loglik: torch.Tensor, weight: torch.Tensor, cell: torch.Tensor, g: int,
-                   points: int, *, toa_sigma_m: float, aoa_sigma_deg: float) -> torch.Tensor | None:
+                   points: int, *, toa_sigma_m: float, aoa_sigma_deg: float,
+                   timing: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor | None:
     """[N, 2] the weighted prior's posterior mean near its best map cell within coarse cell ``cell`` [N], as an
     offset (unit square) from that coarse cell's centre; None where the raster side is not a multiple of ``g``.
 
@@ -522,6 +585,8 @@ def subcell_offset(batch: MapBatch, loglik: torch.Tensor, weight: torch.Tensor, 
     so they are evaluated on ``points`` x ``points`` points per map cell within one map cell of the
     best one's centre (RSS and footprint terms: those of the map cell holding the point), and the output
     is the mean under that local posterior (``loglik`` [N, 4, H, W] per term, ``weight`` [4] of each term).
+    ``timing``: the ToA and AoA map terms (:func:`timing_map_terms`, ``prior_timing="line_or_maps"``), each
+    mixed evenly with the straight line at a point as the map cell holding it has them.
     """
     n, _, h, w = loglik.shape
     if h % g or w % g:
@@ -547,9 +612,14 @@ def subcell_offset(batch: MapBatch, loglik: torch.Tensor, weight: torch.Tensor, 
     dx = ux.unsqueeze(1) - b.node_xy[..., 0, None].to(dtype)  # [N, S, P]
     dy = uy.unsqueeze(1) - b.node_xy[..., 1, None].to(dtype)
     toa = toa_loglik_at(batch, dx, dy, toa_sigma_m=toa_sigma_m)
+    aoa = aoa_loglik_at(b, dx, dy, sigma_deg=aoa_sigma_deg).to(dtype)
+    if timing is not None:  # the map terms of the map cell holding each point, or the line at the point
+        toa = torch.zeros_like(ll) if toa is None else toa
+        toa, aoa = (torch.logaddexp(line, torch.gather(t.to(dtype).reshape(n, -1), 1, at)) - math.log(2.0)
+                    for line, t in zip((toa, aoa), timing))
     if toa is not None:
         ll = ll + weight[1] * toa
-    ll = ll + weight[2] * aoa_loglik_at(b, dx, dy, sigma_deg=aoa_sigma_deg).to(dtype)
+    ll = ll + weight[2] * aoa
     p = torch.softmax(ll.masked_fill(~inside, float("-inf")), dim=1)
     mean = torch.stack([(p * ux).sum(1), (p * uy).sum(1)], dim=1)
     centre = torch.stack([(cell % g).to(dtype) + 0.5, (cell // g).to(dtype) + 0.5], dim=1) / g
@@ -700,11 +770,14 @@ class MapFormer(LocNet):
         # map encoder, cross-attention
         cells = _centres(g_cells, g_cells, (1.0, 1.0), dev)  # [G*G, 2]
         cell_h = self.cell_pos(sinusoidal(cells, c.pe_freqs)).unsqueeze(0).expand(n, -1, -1)
-        loglik = rss = None
+        loglik = rss = timing = None
         if c.physics_prior or c.use_radio_maps:
             rss = rss_cells(batch)  # once, for the prior and the radio-map stream
             loglik = physics_loglik(batch, rss_sigma_db=c.prior_rss_sigma_db, toa_sigma_m=c.prior_toa_sigma_m,
                                     aoa_sigma_deg=c.prior_aoa_sigma_deg, cells=rss)  # [N, 4, H, W]
+            if c.prior_timing == "line_or_maps":
+                timing = timing_map_terms(batch, toa_sigma_m=c.prior_toa_sigma_m, aoa_sigma_deg=c.prior_aoa_sigma_deg)
+                loglik = mix_timing_maps(loglik, timing)
         if self.map_channels:
             ctx, cell_h = self._map_context(batch, loglik, rss, radio, cells, cell_h)
         else:
@@ -715,7 +788,7 @@ class MapFormer(LocNet):
             prior_logits, prior_offset = self._prior_logits(loglik)
             logits = logits + prior_logits
             if c.prior_subcell > 0 and self.fine_head is not None:
-                prior_offset = self._subcell_prior(batch, loglik, logits, prior_offset)
+                prior_offset = self._subcell_prior(batch, loglik, logits, prior_offset, timing)
 
         out: dict[str, torch.Tensor] = {"coarse_logits": logits}
         if self.fine_head is not None:
@@ -802,13 +875,14 @@ class MapFormer(LocNet):
         prior = (loglik * weight.view(1, -1, 1, 1)).sum(1)  # [N, H, W]
         return _pool_prior(prior, self.config.grid_cells, self.config.prior_pool)
 
-    def _subcell_prior(self, batch: MapBatch, loglik: torch.Tensor, logits: torch.Tensor,
-                       prior_offset: torch.Tensor) -> torch.Tensor:
-        """``prior_offset`` with the best coarse cell's offset from :func:`subcell_offset` (``prior_subcell``)."""
+    def _subcell_prior(self, batch: MapBatch, loglik: torch.Tensor, logits: torch.Tensor, prior_offset: torch.Tensor,
+                       timing: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``prior_offset`` with the best coarse cell's offset from :func:`subcell_offset` (``prior_subcell``;
+        ``timing``: the map terms of ``prior_timing="line_or_maps"``)."""
         c = self.config
         best = index_ordered(logits.detach(), largest=True).topk(1, dim=1).indices[:, 0]  # the output's cell
         fine = subcell_offset(batch, loglik, self._prior_term_weights(loglik), best, c.grid_cells, c.prior_subcell,
-                              toa_sigma_m=c.prior_toa_sigma_m, aoa_sigma_deg=c.prior_aoa_sigma_deg)
+                              toa_sigma_m=c.prior_toa_sigma_m, aoa_sigma_deg=c.prior_aoa_sigma_deg, timing=timing)
         if fine is None:
             return prior_offset
         return prior_offset.scatter(1, best.view(-1, 1, 1).expand(-1, 1, 2), fine.unsqueeze(1).to(prior_offset.dtype))

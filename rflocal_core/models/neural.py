@@ -82,7 +82,8 @@ class NeuralModel:
         """The maps of ``x`` on this model's grid (None for networks without maps)."""
         if not self.needs_maps:
             return None
-        channels = bool(getattr(self.net.config, "use_map_channels", False))  # SINR/ToA/AoA maps (issue 18)
+        reads = getattr(self.net.config, "reads_map_channels", None)  # SINR/ToA/AoA maps (issues 18, 19)
+        channels = bool(reads()) if callable(reads) else bool(getattr(self.net.config, "use_map_channels", False))
         return MapSource.from_inputs(x, self.spec, res=self.map_res, channels=channels)
 
     def inputs(self, batch: Batch, source: MapSource | None, rows: np.ndarray | None = None, *,

@@ -119,6 +119,9 @@ def exportable(model: NeuralModel) -> str | None:
     if getattr(model.net.config, "use_map_channels", False):
         return (f"use_map_channels: this {model.name} reads SINR/ToA/AoA maps, which its ONNX graph does not take "
                 "as inputs yet; expected use_map_channels=false")
+    if getattr(model.net.config, "prior_timing", "line") != "line":
+        return (f"prior_timing: this {model.name}'s prior reads ToA/AoA maps, which its ONNX graph does not take "
+                "as inputs yet; expected prior_timing=line")
     refine = int(getattr(model.net.config, "refine_steps", 0) or 0)
     if refine > 0:
         return (f"refine_steps: {model.name} refines its position with {refine} gradient steps at inference, "
