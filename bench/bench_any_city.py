@@ -23,13 +23,13 @@ the other tiles' samples; every model trains on the others and is tested on it:
   search)``: ``window_centre="search"`` (the 16 m search's best cell, the window frame's centring before
   2026-12-03 05:30 UTC); ``mapformer (untrained)``: mapformer
   with its default options before any training step (its heads start at zero: its physics prior decoded
-  by its own head, nothing learned); ``mapformer (untrained, line-or-maps prior)``: the same with
+  by its own head, nothing learned); ``mapformer (untrained + line-or-maps prior)``: the same with
   ``prior_timing="line_or_maps"`` (its ToA/AoA terms the even mixture of straight line and ray-traced maps, as
   ``physics prior (line or maps)``; needs ``--timing-maps``);
 - the baselines (map matching, the geometric ones; kNN refuses a scene it has no fingerprints of);
 - the networks, each ``--minutes`` of training (torch 1 thread): setnet and heimdall in the scene
   and in the sample frame, mapformer (``mapformer``: the scene frame) and locheatmap in the scene
-  and in the window frame; ``mapformer (window 4 m, line-or-maps prior)``: its prior with ``prior_timing=
+  and in the window frame; ``mapformer (window 4 m + line-or-maps prior)``: its prior with ``prior_timing=
   "line_or_maps"`` (needs ``--timing-maps``; its fair reference is ``physics prior (line or maps)``).
 
 Each row: median / P95 on the held-out tile next to the same model's seen error (the test split
@@ -114,11 +114,11 @@ NETWORKS = {"setnet (scene)": ("setnet", {"frame": "scene"}), "setnet (sample)":
             "locheatmap (window)": ("locheatmap", {"frame": "window"}),
             "mapformer (window 4 m + map channels)": ("mapformer", {"frame": "window", "cell_m": 4.0,
                                                                    "use_map_channels": True}),
-            "mapformer (window 4 m, line-or-maps prior)": ("mapformer", {"frame": "window", "cell_m": 4.0,
+            "mapformer (window 4 m + line-or-maps prior)": ("mapformer", {"frame": "window", "cell_m": 4.0,
                                                                         "prior_timing": "line_or_maps"})}
 #: The ``mapformer (untrained...)`` rows: shown name -> mapformer options (the defaults otherwise).
 UNTRAINED_ROWS = {"mapformer (untrained)": {},
-                  "mapformer (untrained, line-or-maps prior)": {"prior_timing": "line_or_maps"}}
+                  "mapformer (untrained + line-or-maps prior)": {"prior_timing": "line_or_maps"}}
 #: Rows that read the ToA/AoA maps of the dataset (``use_map_channels``): they need ``--timing-maps``.
 MAP_CHANNEL_ROWS = ("physics prior (ToA/AoA maps)", "physics prior (line or maps)",
                     *(k for k, o in UNTRAINED_ROWS.items() if o.get("prior_timing", "line") != "line"),

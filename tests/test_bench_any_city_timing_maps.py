@@ -32,15 +32,16 @@ def test_map_channel_rows_read_the_timing_maps(bench: ModuleType) -> None:
     """The map-channel rows are mapformer (window 4 m) with ``use_map_channels`` or ``prior_timing="line_or_maps"``
     and nothing else changed (its untrained row: the defaults but that)."""
     assert bench.MAP_CHANNEL_ROWS == ("physics prior (ToA/AoA maps)", "physics prior (line or maps)",
-                                      "mapformer (untrained, line-or-maps prior)",
+                                      "mapformer (untrained + line-or-maps prior)",
                                       "mapformer (window 4 m + map channels)",
-                                      "mapformer (window 4 m, line-or-maps prior)")
+                                      "mapformer (window 4 m + line-or-maps prior)")
     window = bench.NETWORKS["mapformer (window 4 m)"][1]
     model, options = bench.NETWORKS["mapformer (window 4 m + map channels)"]
     assert (model, options) == ("mapformer", {**window, "use_map_channels": True})
-    model, options = bench.NETWORKS["mapformer (window 4 m, line-or-maps prior)"]
+    model, options = bench.NETWORKS["mapformer (window 4 m + line-or-maps prior)"]
     assert (model, options) == ("mapformer", {**window, "prior_timing": "line_or_maps"})
-    assert bench.UNTRAINED_ROWS["mapformer (untrained, line-or-maps prior)"] == {"prior_timing": "line_or_maps"}
+    assert bench.UNTRAINED_ROWS["mapformer (untrained + line-or-maps prior)"] == {"prior_timing": "line_or_maps"}
+    assert not [m for m in bench.ALL_MODELS if "," in m]  # --models is comma-separated
 
 
 def test_map_channel_row_refused_without_timing_maps(bench: ModuleType, monkeypatch: pytest.MonkeyPatch,
