@@ -306,7 +306,8 @@ def physics_prior(x: Any, cell_m: float, chunk: int = 8, *, spec: Any = None, re
     ``timing``: its ToA and AoA terms with the ray-traced ToA/AoA maps in place of straight lines
     (:func:`rflocal_core.models.mapformer.timing_map_terms`; a dataset made with ``timing_maps``); with ``either``,
     each of the two terms is the even mixture of its straight-line and its map version (the sample's ranges follow
-    one or the other): mapformer's ``prior_timing="line_or_maps"`` (:func:`~rflocal_core.models.mapformer.mix_timing_maps`).
+    one or the other): mapformer's ``prior_timing="line_or_maps"``
+    (:func:`~rflocal_core.models.mapformer.mix_timing_maps`).
     """
     import torch
 

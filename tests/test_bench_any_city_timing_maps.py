@@ -137,7 +137,8 @@ def test_mapformer_line_or_maps_prior_follows_an_excess_path_and_line_is_unchang
     assert err["line_or_maps"].max() < 5.0 and np.median(err["line"]) > 20.0, err
     line = bench.untrained_mapformer(biased, {"prior_timing": "line"})
     batch = make_batch(biased, line.spec)
-    with_maps = MapSource.from_inputs(biased, line.spec, res=line.map_res, channels=True).batch(batch, np.arange(len(biased)))
+    source = MapSource.from_inputs(biased, line.spec, res=line.map_res, channels=True)
+    with_maps = source.batch(batch, np.arange(len(biased)))
     assert with_maps.site_channels is not None
     with torch.no_grad():
         a, b = line.net(with_maps), line.net(replace(with_maps, site_channels=None))
