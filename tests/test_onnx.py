@@ -92,6 +92,8 @@ def test_mapformer_with_refinement_is_not_exportable():
     assert exportable(model) is None
     refining = MapFormer(MapFormerConfig.from_dict({**test_mapformer.SMALL, "refine_steps": 5}), vocab_size=4)
     assert "refine_steps" in exportable(NeuralModel("mapformer", refining, model.spec))
+    maps = MapFormer(MapFormerConfig.from_dict({**test_mapformer.SMALL, "prior_timing": "line_or_maps"}), vocab_size=4)
+    assert "prior_timing" in exportable(NeuralModel("mapformer", maps, model.spec))  # its graph has no map inputs
 
 
 @pytest.fixture(scope="module")
