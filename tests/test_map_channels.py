@@ -328,3 +328,23 @@ def test_band_token_feature_trains_and_travels_in_the_checkpoint(timing_ds: Path
     assert heimdall(batch.index(slice(0, 8)))["mu"].shape == (8, 2)
     arms = {v.name: v.model_config for v in STUDIES["band-feature"].variants}
     assert arms == {"no band feature": {}, "band feature": {"band_feature": True}}
+
+
+def test_line_or_maps_prior_is_refused_on_data_without_timing_maps(timing_ds: Path, workspace_env) -> None:
+    """``prior_timing="line_or_maps"`` trains only where the dataset has ToA/AoA maps (it would silently be the
+    straight line elsewhere); ``line`` is never refused."""
+    from dataclasses import replace
+
+    from rflocal_core.errors import InvalidInputError
+    from rflocal_core.models.inputs import load_inputs
+    from rflocal_core.models.mapformer import MapFormerConfig
+    from rflocal_core.models.neural import check_timing_maps
+
+    with workspace_env(timing_ds):
+        x = load_inputs(TM_DS, "val")
+    maps_prior = MapFormerConfig.from_dict({"prior_timing": "line_or_maps"})
+    check_timing_maps(maps_prior, x)  # this dataset has them
+    bare = replace(x, maps={name: replace(m, channels={}) for name, m in x.maps.items()})
+    with pytest.raises(InvalidInputError, match=r"prior_timing: 'line_or_maps' .* has none; expected 'line'"):
+        check_timing_maps(maps_prior, bare)
+    check_timing_maps(MapFormerConfig(), bare)

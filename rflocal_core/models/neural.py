@@ -159,3 +159,16 @@ class NeuralModel:
             ext = scene_extent(x)
             pos = np.stack([np.clip(pos[:, 0], ext[:, 0], ext[:, 1]), np.clip(pos[:, 1], ext[:, 2], ext[:, 3])], 1)
         return Prediction(pos, sigma * batch.scales(self.spec)[:, None], info)
+
+
+def check_timing_maps(net_config: Any, x: Inputs) -> None:
+    """Refuse to train a network with ``prior_timing="line_or_maps"`` on data without ToA/AoA maps: the option
+    would silently be the straight line (it falls back per site, which suits prediction, not training)."""
+    timing = getattr(net_config, "prior_timing", "line")
+    if timing == "line" or not x.maps:
+        return
+    if any("toa_ns" in maps.channels and "aoa_deg" in maps.channels for maps in x.maps.values()):
+        return
+    msg = (f"prior_timing: {timing!r} reads the ToA/AoA maps, but dataset {x.dataset!r} has none; expected "
+           "'line', or a dataset generated with timing_maps")
+    raise InvalidInputError(msg)

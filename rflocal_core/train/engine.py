@@ -32,7 +32,7 @@ from rflocal_core.models.features import Batch, make_batch
 from rflocal_core.models.inputs import Inputs
 from rflocal_core.models.maps import MapSource
 from rflocal_core.models.nets import LocNet
-from rflocal_core.models.neural import NeuralModel
+from rflocal_core.models.neural import NeuralModel, check_timing_maps
 from rflocal_core.options import check_options, option
 from rflocal_core.progress import JobCancelled, ProgressFn, Step, StepProgressFn, as_progress
 from rflocal_core.train.distributed import Dist
@@ -305,6 +305,7 @@ class _Loop:
         """Batches, optimizer and state, from scratch or from a ``resume.pt`` payload."""
         device = dist.device if dist.on else cfg.resolved_device()
         net: LocNet = model.net.to(device)
+        check_timing_maps(model.net.config, val_in)  # before any work: an option that would do nothing
         val_b = make_batch(val_in, model.spec)
         val_src = model.map_source(val_in)
         train_b, train_rows, train_src, sampler, n_steps = _train_source(model, cfg, train_in, seed=seed, dist=dist)
