@@ -330,6 +330,7 @@ def test_band_token_feature_trains_and_travels_in_the_checkpoint(timing_ds: Path
     assert arms == {"no band feature": {}, "band feature": {"band_feature": True}}
 
 
+@pytest.mark.raytrace
 def test_line_or_maps_prior_is_refused_on_data_without_timing_maps(timing_ds: Path, workspace_env) -> None:
     """``prior_timing="line_or_maps"`` trains only where the dataset has ToA/AoA maps (it would silently be the
     straight line elsewhere); ``line`` is never refused."""
