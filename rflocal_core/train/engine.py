@@ -33,6 +33,7 @@ from rflocal_core.models.inputs import Inputs
 from rflocal_core.models.maps import MapSource
 from rflocal_core.models.nets import LocNet
 from rflocal_core.models.neural import NeuralModel, check_timing_maps
+from rflocal_core.train.calibrate import SIGMA_RADII
 from rflocal_core.options import check_options, option
 from rflocal_core.progress import JobCancelled, ProgressFn, Step, StepProgressFn, as_progress
 from rflocal_core.train.distributed import Dist
@@ -141,7 +142,7 @@ class TrainConfig:
                                         help="calibration blocks: side of the squares dealt to the folds")
     calibration_folds: int = option(5, lo=2, hi=50, label="Calibration folds",
                                     help="calibration blocks: folds of squares (the model is fitted once per fold)")
-    sigma_radii: str = option("gaussian", choices=("gaussian", "quantile"), label="Sigma radii",
+    sigma_radii: str = option("gaussian", choices=SIGMA_RADII, label="Sigma radii",
                               help="gaussian: the 2σ ellipse is twice the 1σ one; quantile: the 1σ and 2σ radii "
                                    "fitted apart on the calibration rows (39.3 and 86.5 percent inside), heavy tails")
     # Antwerp radio-map knn (35 m, k 30): x_test 72.7 / 257.4 m -> 71.0 / 253.7 m with 11% more fingerprints (README)
