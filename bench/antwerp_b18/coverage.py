@@ -66,4 +66,5 @@ def main() -> None:
     table("TEST (description only) best member per message (oracle)", near_test, best)
 
 
-main()
+if __name__ == "__main__":
+    main()

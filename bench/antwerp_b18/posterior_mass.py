@@ -40,4 +40,5 @@ def main() -> None:
               f"{np.median(spread[rows]):.0f} m; gateways heard median {np.median(o['heard'][rows]):.0f}")
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -68,4 +68,5 @@ def main() -> None:
                           for j, nm in enumerate(o["names"])) + " m mean")
 
 
-main()
+if __name__ == "__main__":
+    main()
