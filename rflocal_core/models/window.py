@@ -28,6 +28,10 @@ coarse cells again on the window's own ``fine_m`` lattice (:func:`lattice_phase`
 physics prior, so the window is centred on that prior's argmax::
 
     xy, ok = map_position(x, fine_m=4.0)   # [N, 2] m on the 4 m lattice, [N] bool (False: no maps)
+
+With mapformer's ``prior_timing="line_or_maps"`` that prior's ToA and AoA terms are each the even mixture of the
+straight lines and the scene's ray-traced ToA/AoA maps, and so are the search's (``prior_timing=``; the block bounds
+too, :class:`BlockTiming`), so the window is centred on the argmax of the prior the network reads.
 """
 
 from __future__ import annotations
