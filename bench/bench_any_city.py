@@ -21,7 +21,9 @@ the other tiles' samples; every model trains on the others and is tested on it:
   their 256 m window; ``window centre (top 24)``: ``window_centre="prior_top24"`` (that argmax searched near
   the 24 best cells of a 16 m search only: ``"prior"`` before 2026-12-03 12:30 UTC); ``window centre (16 m
   search)``: ``window_centre="search"`` (the 16 m search's best cell, the window frame's centring before
-  2026-12-03 05:30 UTC); ``mapformer (untrained)``: mapformer
+  2026-12-03 05:30 UTC); ``window centre (line or maps)``: the window centre of ``prior_timing="line_or_maps"`` (the
+  argmax of ``physics prior (line or maps)`` on the 4 m lattice; needs ``--timing-maps``); ``mapformer
+  (untrained)``: mapformer
   with its default options before any training step (its heads start at zero: its physics prior decoded
   by its own head, nothing learned); ``mapformer (untrained + line-or-maps prior)``: the same with
   ``prior_timing="line_or_maps"`` (its ToA/AoA terms the even mixture of straight line and ray-traced maps, as
@@ -120,13 +122,14 @@ NETWORKS = {"setnet (scene)": ("setnet", {"frame": "scene"}), "setnet (sample)":
 UNTRAINED_ROWS = {"mapformer (untrained)": {},
                   "mapformer (untrained + line-or-maps prior)": {"prior_timing": "line_or_maps"}}
 #: Rows that read the ToA/AoA maps of the dataset (``use_map_channels``): they need ``--timing-maps``.
-MAP_CHANNEL_ROWS = ("physics prior (ToA/AoA maps)", "physics prior (line or maps)",
+MAP_CHANNEL_ROWS = ("physics prior (ToA/AoA maps)", "physics prior (line or maps)", "window centre (line or maps)",
                     *(k for k, o in UNTRAINED_ROWS.items() if o.get("prior_timing", "line") != "line"),
                     *(k for k, (_, o) in NETWORKS.items() if o.get("use_map_channels")
                       or o.get("prior_timing", "line") != "line"))
-#: The ``window centre`` rows: shown name -> ``window_centre``.
-WINDOW_CENTRE_ROWS = {"window centre (16 m search)": "search", "window centre (top 24)": "prior_top24",
-                      "window centre": "prior"}
+#: The ``window centre`` rows: shown name -> ``window_centre`` (and the prior's ToA/AoA terms, ``prior_timing``).
+WINDOW_CENTRE_ROWS = {"window centre (16 m search)": ("search", "line"),
+                      "window centre (top 24)": ("prior_top24", "line"), "window centre": ("prior", "line"),
+                      "window centre (line or maps)": ("prior", "line_or_maps")}
 REFERENCES = ("textbook ToA", "physics prior", "physics prior (ToA/AoA maps)", "physics prior (line or maps)",
               "physics prior (mapformer grid)", *WINDOW_CENTRE_ROWS,
               "physics prior (window 8 m)", "physics prior (window 4 m)", *UNTRAINED_ROWS)
@@ -359,17 +362,20 @@ def physics_prior(x: Any, cell_m: float, chunk: int = 8, *, spec: Any = None, re
     return out
 
 
-def window_centre(x: Any, train: Any, centre: str, cell_m: float = 4.0) -> dict[str, Any]:
+def window_centre(x: Any, train: Any, centre: str, cell_m: float = 4.0, timing: str = "line") -> dict[str, Any]:
     """Where mapformer's window frame (64 cells of ``cell_m``) centres each window (``centre``: its
-    ``window_centre``), as error stats, and the share of samples whose target falls outside their window."""
+    ``window_centre``; ``timing``: its ``prior_timing``), as error stats, and the share of samples whose target falls
+    outside their window."""
     from rflocal_core.models.features import FeatureSpec
     from rflocal_core.models.mapformer import MapFormerConfig
     from rflocal_core.models.window import map_position
 
     t0 = time.perf_counter()
-    fix, ok = map_position(x, fine_m=cell_m if centre != "search" else None, exact=centre == "prior")
+    fix, ok = map_position(x, fine_m=cell_m if centre != "search" else None, exact=centre == "prior",
+                           prior_timing=timing)
     secs = time.perf_counter() - t0
-    spec = FeatureSpec.fit(train, frame="window", window=MapFormerConfig(cell_m=cell_m, window_centre=centre).window())
+    cfg = MapFormerConfig(cell_m=cell_m, window_centre=centre, prior_timing=timing)
+    spec = FeatureSpec.fit(train, frame="window", window=cfg.window())
     origin, side = spec.frames(x)
     inside = ((x.truth_m >= origin) & (x.truth_m < origin + side[:, None])).all(1)
     return {**_stats(np.where(ok, _err(fix, x), np.nan)), "outside_window": round(float(1 - inside.mean()), 3),
@@ -472,7 +478,8 @@ def run_reference(name: str, train: Any, seen: Any, unseen: Any, cell_m: float, 
         elif name in UNTRAINED_ROWS:  # its prior through its own head: nothing learned (heads start at 0)
             row[key] = _stats(_err(untrained_mapformer(train, UNTRAINED_ROWS[name]).predict(x).position_m, x))
         elif name.startswith("window centre"):  # where the window frame centres each sample's window (nothing learned)
-            row[key] = window_centre(x, train, WINDOW_CENTRE_ROWS[name])
+            centre, timing = WINDOW_CENTRE_ROWS[name]
+            row[key] = window_centre(x, train, centre, timing=timing)
         elif name == "physics prior (mapformer grid)":  # the square and cells mapformer reads the maps on
             grid = {"spec": FeatureSpec.fit(train), "res": MapFormerConfig().map_res}
             row[key] = _stats(_err(physics_prior(x, cell_m, **grid), x))

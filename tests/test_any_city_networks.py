@@ -212,13 +212,15 @@ def test_windows_centre_on_the_physics_priors_argmax_on_the_scenes_own_cells() -
     assert np.allclose(((fix - phase) / 4.0 - 0.5) % 1.0, 0.0)  # a cell centre of the window lattice
     train = _small_map_scenes(1, 4, np.random.default_rng(0))
     cfg = MapFormerConfig(cell_m=4.0, map_res=16, grid_cells=4)
-    assert cfg.window() == (4.0, 16, "prior")
+    assert cfg.window() == (4.0, 16, "prior", "line")
     spec = FeatureSpec.fit(train, frame="window", window=cfg.window())
     assert spec.centre == "prior" and FeatureSpec.from_dict(spec.to_dict()) == spec
     old = {k: v for k, v in spec.to_dict().items() if k != "centre"}
     assert FeatureSpec.from_dict(old).centre == "search"  # runs from before the option: as they were trained
     with pytest.raises(InvalidInputError, match="^window_centre: "):
         FeatureSpec.fit(train, frame="window", window=(4.0, 16, "middle"))
+    with pytest.raises(InvalidInputError, match="^prior_timing: "):
+        FeatureSpec.fit(train, frame="window", window=(4.0, 16, "prior", "maps"))
     batch = make_batch(x, spec)
     origin = batch.origin_m.numpy()
     assert np.allclose(origin + 30.0, fix)  # in cell 7 of the 16 (an even window has no middle cell)
@@ -420,7 +422,7 @@ def test_the_map_networks_default_to_the_window_frame() -> None:
         # as the training engine builds a run (train._prepare_network): the spec in the option's frame
         spec = FeatureSpec.fit(data, frame=probe.frame, window=probe.window() if hasattr(probe, "window") else None)
         assert NeuralModel(name, build_network(name, {}, vocab_size=len(spec.node_keys)), spec).any_scene, name
-    assert build_network("mapformer", {}, vocab_size=0).config.window() == (4.0, 64, "prior")
+    assert build_network("mapformer", {}, vocab_size=0).config.window() == (4.0, 64, "prior", "line")
 
 
 def test_the_engine_keeps_the_untrained_network_when_no_epoch_beats_it(tmp_path) -> None:

@@ -30,9 +30,9 @@ def test_timing_maps_name_another_dataset(bench: ModuleType) -> None:
 
 def test_map_channel_rows_read_the_timing_maps(bench: ModuleType) -> None:
     """The map-channel rows are mapformer (window 4 m) with ``use_map_channels`` or ``prior_timing="line_or_maps"``
-    and nothing else changed (its untrained row: the defaults but that)."""
+    and nothing else changed (its untrained row: the defaults but that; its window centre: the same but its prior)."""
     assert bench.MAP_CHANNEL_ROWS == ("physics prior (ToA/AoA maps)", "physics prior (line or maps)",
-                                      "mapformer (untrained + line-or-maps prior)",
+                                      "window centre (line or maps)", "mapformer (untrained + line-or-maps prior)",
                                       "mapformer (window 4 m + map channels)",
                                       "mapformer (window 4 m + line-or-maps prior)")
     window = bench.NETWORKS["mapformer (window 4 m)"][1]
@@ -41,6 +41,8 @@ def test_map_channel_rows_read_the_timing_maps(bench: ModuleType) -> None:
     model, options = bench.NETWORKS["mapformer (window 4 m + line-or-maps prior)"]
     assert (model, options) == ("mapformer", {**window, "prior_timing": "line_or_maps"})
     assert bench.UNTRAINED_ROWS["mapformer (untrained + line-or-maps prior)"] == {"prior_timing": "line_or_maps"}
+    assert bench.WINDOW_CENTRE_ROWS["window centre (line or maps)"] == ("prior", "line_or_maps")
+    assert bench.WINDOW_CENTRE_ROWS["window centre"] == ("prior", "line")
     assert not [m for m in bench.ALL_MODELS if "," in m]  # --models is comma-separated
 
 

@@ -54,7 +54,7 @@ from rflocal_core.constants import C_M_PER_NS, SPEED_OF_LIGHT_M_S
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.iq import lags_to_strongest
 from rflocal_core.models.inputs import PHY_INPUT_FIELDS, Inputs, node_carriers, scene_extent, search_bounds
-from rflocal_core.models.window import coarse_position, lattice_phase, map_position
+from rflocal_core.models.window import PRIOR_TIMINGS, coarse_position, lattice_phase, map_position
 
 RSS_MIN_DBM, RSS_MAX_DBM = -120.0, -30.0
 #: Frames of :class:`FeatureSpec` (see the module docstring).
@@ -133,6 +133,10 @@ def index_ordered(x: torch.Tensor, *, largest: bool) -> torch.Tensor:
     return x64 - step if largest else x64 + step
 
 
+#: The window frame's ``(cell_m, cells[, centre[, centre_timing]])`` (:meth:`FeatureSpec.fit`).
+WindowArg = tuple[float, int] | tuple[float, int, str] | tuple[float, int, str, str]
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     """Normalization fitted on a training split.
@@ -169,6 +173,10 @@ class FeatureSpec:
     hist_phy : bool
         Earlier reports (:attr:`Batch.hist`) carry the :data:`PHY_COLUMNS` after :data:`HIST_COLUMNS`
         (mapformer's history tokens; off in checkpoints from before this field).
+    centre_timing : str
+        ``"window"`` frame, ``centre`` ``"prior"`` / ``"prior_top24"``: the ToA/AoA terms of the prior the window is
+        centred with (:data:`~rflocal_core.models.window.PRIOR_TIMINGS`): ``"line"`` (checkpoints from before this
+        field), or ``"line_or_maps"`` (mapformer's ``prior_timing``: the network's own prior).
     """
 
     origin_m: tuple[float, float]
@@ -184,6 +192,7 @@ class FeatureSpec:
     iq_lags: bool = False
     centre: str = "search"
     hist_phy: bool = False
+    centre_timing: str = "line"
 
     @property
     def window_m(self) -> float:
@@ -192,16 +201,16 @@ class FeatureSpec:
 
     @classmethod
     def fit(cls, train: Inputs, *, frame: str = "scene", phy: bool = False, iq: bool = False,
-            window: tuple[float, int] | tuple[float, int, str] | None = None, band: bool = False,
+            window: WindowArg | None = None, band: bool = False,
             iq_lags: bool = False, hist_phy: bool = False) -> FeatureSpec:
-        """Fit on a training split; ``window``: ``(cell_m, cells[, centre])`` of the ``"window"`` frame (required
-        there; ``centre`` ``"search"`` by default)."""
+        """Fit on a training split; ``window``: ``(cell_m, cells[, centre[, centre_timing]])`` of the ``"window"``
+        frame (required there; ``centre`` ``"search"``, ``centre_timing`` ``"line"`` by default)."""
         return cls.from_bounds(search_bounds(train), split_vocab(train), int(train.node_mask.shape[1]), frame=frame,
                                phy=phy, iq=iq, window=window, band=band, iq_lags=iq_lags, hist_phy=hist_phy)
 
     @classmethod
     def from_bounds(cls, b: list[float], vocab: set[str], max_slots: int, *, frame: str = "scene", phy: bool = False,
-                    iq: bool = False, window: tuple[float, int] | tuple[float, int, str] | None = None, band: bool = False,
+                    iq: bool = False, window: WindowArg | None = None, band: bool = False,
                     iq_lags: bool = False, hist_phy: bool = False) -> FeatureSpec:
         """As :meth:`fit`, from the split's :func:`~rflocal_core.models.inputs.search_bounds` ``b`` and its
         :func:`split_vocab` (a split read in blocks: the bounds of its box, the union of its vocabularies)."""
@@ -218,8 +227,12 @@ class FeatureSpec:
         if centre not in WINDOW_CENTRES:
             msg = f"window_centre: expected one of {', '.join(WINDOW_CENTRES)}, got {centre!r}"
             raise InvalidInputError(msg)
+        timing = str(window[3]) if frame == "window" and window and len(window) > 3 else "line"
+        if timing not in PRIOR_TIMINGS:
+            msg = f"prior_timing: expected one of {', '.join(PRIOR_TIMINGS)}, got {timing!r}"
+            raise InvalidInputError(msg)
         return cls((cx - extent / 2, cy - extent / 2), float(extent), tuple(sorted(vocab)), int(max_slots),
-                   frame, bool(phy), bool(iq), cell, cells, bool(band), bool(iq_lags), centre, bool(hist_phy))
+                   frame, bool(phy), bool(iq), cell, cells, bool(band), bool(iq_lags), centre, bool(hist_phy), timing)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
@@ -227,7 +240,8 @@ class FeatureSpec:
                    int(d["max_slots"]), str(d.get("frame", "scene")),
                    bool(d.get("phy", False)), bool(d.get("iq", False)),  # checkpoints before these: off
                    float(d.get("cell_m", 0.0)), int(d.get("window_cells", 0)), bool(d.get("band", False)),
-                   bool(d.get("iq_lags", False)), str(d.get("centre", "search")), bool(d.get("hist_phy", False)))
+                   bool(d.get("iq_lags", False)), str(d.get("centre", "search")), bool(d.get("hist_phy", False)),
+                   str(d.get("centre_timing", "line")))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -274,7 +288,8 @@ class FeatureSpec:
         first, has = coarse_position(x)
         fine = self.cell_m if self.centre != "search" else None  # the prior's argmax: fewer windows miss (issue 19)
         # the scene's own maps, where it has them: far fewer miss; "prior_top24": near the 16 m search's best cells
-        mapped, on_map = map_position(x, fine_m=fine, exact=self.centre == "prior")
+        # centre_timing: the network's own prior (mapformer's prior_timing), ToA/AoA maps and all
+        mapped, on_map = map_position(x, fine_m=fine, exact=self.centre == "prior", prior_timing=self.centre_timing)
         first, has = np.where(on_map[:, None], mapped, first), has | on_map
         origin = np.where(has[:, None], first, centre) - side / 2
         for axis in (0, 1):

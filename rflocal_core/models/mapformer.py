@@ -142,6 +142,7 @@ from rflocal_core.models.nets import (
     sinusoidal,
 )
 from rflocal_core.models.registry import register
+from rflocal_core.models.window import PRIOR_TIMINGS
 from rflocal_core.options import option, redefault
 
 #: Radio-map stream channels (see the module doc).
@@ -170,8 +171,6 @@ PHYSICS_SCALE_DB2 = 100.0
 #: Inputs of a history token after its position encoding: RSS, age, log age (then PHY/MAC, ``history_phy``).
 HIST_BASE = 3
 
-#: ``prior_timing``: the ToA/AoA terms of the prior against straight lines, or as well the ray-traced maps.
-PRIOR_TIMINGS = ("line", "line_or_maps")
 
 _GROUPS = (("rss", "rss_ok"), ("aoa_sin", "aoa_cos", "aoa_ok"), ("toa", "toa_ok"))
 
@@ -255,7 +254,8 @@ class MapFormerConfig(MapFrameConfig):
         slot's ray-traced ToA/AoA maps (:func:`timing_map_terms`, :func:`mix_timing_maps`; the sample's ranges
         follow one or the other), also on the sub-cell points (:func:`subcell_offset`); where a batch has no
         map channels, or a slot no map value at a cell, the straight line. The window frame's centring
-        (``window_centre``) still uses the straight lines.
+        (``window_centre`` ``"prior"`` and ``"prior_top24"``) then uses the same mixture (:meth:`centre_timing`;
+        checkpoints from before 2026-12-04 03:00 UTC were centred with straight lines and keep it).
     """
 
     node_dropout: tuple[float, ...] = redefault(NetConfig, "node_dropout", (0.0, 0.1, 0.2))
@@ -312,6 +312,10 @@ class MapFormerConfig(MapFrameConfig):
 
     def window_cells(self) -> int:
         return int(self.map_res)
+
+    def centre_timing(self) -> str:
+        """The window centring's ToA/AoA terms: those of the prior (``prior_timing``)."""
+        return str(self.prior_timing)
 
     def reads_map_channels(self) -> bool:
         """Whether the network reads the SINR/ToA/AoA maps (the stream, or the prior's ``line_or_maps``)."""

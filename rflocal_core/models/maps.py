@@ -39,11 +39,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rflocal_core.constants import C_M_PER_NS
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.features import MAP_FRAMES, RSS_MAX_DBM, RSS_MIN_DBM, WINDOW_CENTRES, Batch, tracing
 from rflocal_core.models.nets import NetConfig
-from rflocal_core.models.window import lattice_phase
+from rflocal_core.models.window import lattice_phase, timing_at
 from rflocal_core.options import option
 
 #: AoA likelihood: probability that a reported bearing points at the target (else uniform:
@@ -174,9 +173,17 @@ class MapFrameConfig(NetConfig):
         """Cells per side of the map grid (the network's own resolution option)."""
         raise NotImplementedError
 
-    def window(self) -> tuple[float, int, str] | None:
-        """``(cell_m, cells, centre)`` of the window frame for :meth:`FeatureSpec.fit`; None in the scene frame."""
-        return (float(self.cell_m), int(self.window_cells()), self.window_centre) if self.frame == "window" else None
+    def centre_timing(self) -> str:
+        """The ToA/AoA terms of the window centring's prior (:data:`~rflocal_core.models.window.PRIOR_TIMINGS`):
+        straight lines, unless the network's own prior mixes in the ToA/AoA maps (mapformer's ``prior_timing``)."""
+        return "line"
+
+    def window(self) -> tuple[float, int, str, str] | None:
+        """``(cell_m, cells, centre, centre_timing)`` of the window frame for :meth:`FeatureSpec.fit`; None in the
+        scene frame."""
+        if self.frame != "window":
+            return None
+        return float(self.cell_m), int(self.window_cells()), self.window_centre, self.centre_timing()
 
 
 @dataclass
@@ -267,16 +274,9 @@ def resample_channels(maps: Any, gx: np.ndarray, gy: np.ndarray, inside: np.ndar
         sinr = np.asarray(ch["sinr_db"], dtype=np.float64)
         value, good = interp(sinr, np.isfinite(sinr))
         out[:, 0] = np.where(good, np.clip((value - SINR_MIN_DB) / (SINR_MAX_DB - SINR_MIN_DB), 0.0, 1.0), 0.0)
-    if "toa_ns" in ch and "aoa_deg" in ch:
-        toa, aoa = np.asarray(ch["toa_ns"], dtype=np.float64), np.asarray(ch["aoa_deg"], dtype=np.float64)
-        ok = np.isfinite(toa) & np.isfinite(aoa)
-        dist, good = interp(toa * C_M_PER_NS, ok)
-        rad = np.radians(np.where(ok, aoa, 0.0))
-        sin, _ = interp(np.sin(rad), ok)
-        cos, _ = interp(np.cos(rad), ok)
-        norm = np.maximum(np.hypot(sin, cos), 1e-9)
-        out[:, 1], out[:, 2], out[:, 3] = dist, np.where(good, sin / norm, 0.0), np.where(good, cos / norm, 0.0)
-        out[:, 4] = good
+    timing = timing_at(maps, gx, gy, inside)  # the window centring reads the same values
+    if timing is not None:
+        out[:, 1], out[:, 2], out[:, 3], out[:, 4] = timing
     return out
 
 

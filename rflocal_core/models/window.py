@@ -28,6 +28,10 @@ coarse cells again on the window's own ``fine_m`` lattice (:func:`lattice_phase`
 physics prior, so the window is centred on that prior's argmax::
 
     xy, ok = map_position(x, fine_m=4.0)   # [N, 2] m on the 4 m lattice, [N] bool (False: no maps)
+
+With mapformer's ``prior_timing="line_or_maps"`` that prior's ToA and AoA terms are each the even mixture of the
+straight lines and the scene's ray-traced ToA/AoA maps, and so are the search's (``prior_timing=``; the block bounds
+too, :class:`BlockTiming`), so the window is centred on the argmax of the prior the network reads.
 """
 
 from __future__ import annotations
@@ -37,8 +41,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from rflocal_core.constants import C_M_PER_NS
+from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.inputs import Inputs
 
+#: mapformer's ``prior_timing`` (its option's choices, and the window centring's): the ToA/AoA terms of the prior
+#: against straight lines node -> point, or each the even mixture of that and the ray-traced ToA/AoA maps.
+PRIOR_TIMINGS = ("line", "line_or_maps")
 #: Device height (m) the ToA ranges are flattened with (a handset; the geometric baselines' default).
 DEVICE_Z_M = 1.5
 #: Soft-L1 scale (m) of the range residuals: NLoS excess beyond it counts linearly.
@@ -176,10 +184,37 @@ SEARCH = Spreads(8.0, 10.0, 10.0)
 PRIOR_SPREADS = Spreads(6.5, 4.0, 7.0, indoor_nats=3.0)
 
 
+def toa_term(e: np.ndarray, sp: Spreads) -> np.ndarray:
+    """The ToA term of one report at a range excess ``e`` (m; reported range less the node's distance, or less the
+    map's first path): line of sight ``N(0, toa_m)`` or an NLoS excess (exponential, ``nlos_m``), even odds, as
+    mapformer's :func:`~rflocal_core.models.mapformer.toa_loglik_at`. Unimodal, at its best at ``e = 0``."""
+    los = np.log(0.5) - 0.5 * (e / sp.toa_m) ** 2 - np.log(sp.toa_m * np.sqrt(2 * np.pi))
+    nlos = np.log(0.5 / sp.nlos_m) - np.maximum(e, 0) / sp.nlos_m - 0.5 * (np.minimum(e, 0) / sp.toa_m) ** 2
+    return np.logaddexp(los, nlos)
+
+
+def aoa_term(cos_d: np.ndarray, sp: Spreads) -> np.ndarray:
+    """The AoA term of one bearing at the cosine ``cos_d`` of its angle off the node's bearing to the point (or off
+    the map's bearing there): von Mises inlier or uniform, as mapformer's
+    :func:`~rflocal_core.models.maps.aoa_loglik_at`. Increasing in ``cos_d``."""
+    kappa = 1.0 / np.deg2rad(sp.aoa_deg) ** 2
+    inlier = np.log(sp.aoa_inlier) + kappa * (cos_d - 1) + 0.5 * np.log(kappa / (2 * np.pi))
+    return np.logaddexp(inlier, np.log((1 - sp.aoa_inlier) / (2 * np.pi)))
+
+
+def mix_line_or_maps(line: np.ndarray, maps: np.ndarray) -> np.ndarray:
+    """A term summed over the slots against straight lines and against the ToA/AoA maps, mixed evenly (the sample's
+    ranges or bearings follow one or the other): mapformer's ``prior_timing="line_or_maps"``
+    (:func:`~rflocal_core.models.mapformer.mix_timing_maps`). Increasing in both, so it also mixes upper bounds."""
+    return np.logaddexp(line, maps) - np.log(2.0)
+
+
 def search_loglik(x: Inputs, rows: np.ndarray, pg: np.ndarray, cx: np.ndarray, cy: np.ndarray,
-                  sp: Spreads = SEARCH) -> np.ndarray:
+                  sp: Spreads = SEARCH, timing: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
     """[n, C] log-likelihood of samples ``rows`` at points ``cx, cy`` ([C] shared, or [n, C] per sample);
-    ``pg`` [K, C] or [n, K, C] dB (NaN: no ray)."""
+    ``pg`` [K, C] or [n, K, C] dB (NaN: no ray). ``timing``: the ToA/AoA maps at the points (:func:`timing_at`,
+    each [K, C] or [n, K, C]): the ToA and AoA terms are then each the even mixture of the straight line and the
+    maps (:func:`mix_line_or_maps`; per slot the straight line where its map has no value)."""
     n = len(rows)
     site = x.slot_site[rows]
     use = x.node_mask[rows] & x.known_nodes[rows]
@@ -199,17 +234,22 @@ def search_loglik(x: Inputs, rows: np.ndarray, pg: np.ndarray, cx: np.ndarray, c
     xy, z = x.node_pos_m[rows][..., :2], x.node_pos_m[rows][..., 2]
     dx, dy = cx - np.nan_to_num(xy[..., 0:1]), cy - np.nan_to_num(xy[..., 1:2])  # [n, S, C]
     toa_on = (use & np.isfinite(x.toa_ns[rows]))[..., None]
-    e = np.nan_to_num(x.toa_ns[rows])[..., None] * C_M_PER_NS - np.sqrt(dx**2 + dy**2 + (np.nan_to_num(z, nan=DEVICE_Z_M)[..., None] - DEVICE_Z_M) ** 2)
-    los = np.log(0.5) - 0.5 * (e / sp.toa_m) ** 2 - np.log(sp.toa_m * np.sqrt(2 * np.pi))
-    nlos = np.log(0.5 / sp.nlos_m) - np.maximum(e, 0) / sp.nlos_m - 0.5 * (np.minimum(e, 0) / sp.toa_m) ** 2
-    ll = ll + np.where(toa_on, np.logaddexp(los, nlos), 0.0).sum(1)
+    rng = np.nan_to_num(x.toa_ns[rows])[..., None] * C_M_PER_NS
+    dz2 = (np.nan_to_num(z, nan=DEVICE_Z_M)[..., None] - DEVICE_Z_M) ** 2
+    toa = toa_term(rng - np.sqrt(dx**2 + dy**2 + dz2), sp)
     aoa_on = (use & np.isfinite(x.aoa_deg[rows]))[..., None]
     theta = np.deg2rad(np.nan_to_num(x.aoa_deg[rows]))[..., None]
-    cos_d = (np.sin(theta) * dx + np.cos(theta) * dy) / np.maximum(np.hypot(dx, dy), 1e-6)
-    kappa = 1.0 / np.deg2rad(sp.aoa_deg) ** 2
-    inlier = np.log(sp.aoa_inlier) + kappa * (cos_d - 1) + 0.5 * np.log(kappa / (2 * np.pi))
-    uniform = np.log((1 - sp.aoa_inlier) / (2 * np.pi))
-    return ll + np.where(aoa_on, np.logaddexp(inlier, uniform), 0.0).sum(1)
+    aoa = aoa_term((np.sin(theta) * dx + np.cos(theta) * dy) / np.maximum(np.hypot(dx, dy), 1e-6), sp)
+    if timing is None:
+        return ll + np.where(toa_on, toa, 0.0).sum(1) + np.where(aoa_on, aoa, 0.0).sum(1)
+    dist, sin, cos, ok = (t if t.ndim == 3 else t[None] for t in timing)
+    at = (np.arange(n)[:, None] % len(dist), np.clip(site, 0, max(len(dist[0]) - 1, 0)))
+    ok = ok[at] & (site >= 0)[..., None] & (site < dist.shape[1])[..., None]  # [n, S, C]: the slot's map has a value
+    toa_map = np.where(ok, toa_term(rng - np.sqrt(np.maximum(dist[at] ** 2, dz2)), sp), toa)
+    aoa_map = np.where(ok, aoa_term(np.sin(theta) * sin[at] + np.cos(theta) * cos[at], sp), aoa)
+    toa, toa_map, aoa, aoa_map = (np.where(on, t, 0.0).sum(1) for on, t in
+                                  ((toa_on, toa), (toa_on, toa_map), (aoa_on, aoa), (aoa_on, aoa_map)))
+    return ll + mix_line_or_maps(toa, toa_map) + mix_line_or_maps(aoa, aoa_map)
 
 
 def lattice_phase(x: Inputs, cell_m: float) -> np.ndarray:
@@ -237,6 +277,37 @@ def _map_at(maps: object, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, n
     return pg.reshape(len(raw), *shape), ~np.asarray(maps.outdoor, bool)[iy, ix]
 
 
+def has_timing_maps(maps: object) -> bool:
+    """Whether a scene's maps hold ray-traced ToA and AoA maps (a dataset generated with ``timing_maps``)."""
+    ch = getattr(maps, "channels", None) or {}
+    return "toa_ns" in ch and "aoa_deg" in ch
+
+
+def timing_at(maps: object, px: np.ndarray, py: np.ndarray, inside: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """A scene's ToA and AoA maps at points ``px, py`` [*P] (m), as the window lattice resamples them: ``(toa_m,
+    aoa_sin, aoa_cos, ok)`` each [K, *P], the first path's length (c x ToA, m) and the unit vector (east, north) of
+    the bearing at the site, where ``ok`` (over half of the bilinear weight has a value; and ``inside``), 0 elsewhere.
+    None where the scene has no such maps. One definition for the window search and
+    :func:`~rflocal_core.models.maps.resample_channels`."""
+    if not has_timing_maps(maps):
+        return None
+    toa, aoa = (np.asarray(maps.channels[k], dtype=np.float64) for k in ("toa_ns", "aoa_deg"))
+    ok = np.isfinite(toa) & np.isfinite(aoa)
+    shape = px.shape
+    weight = maps.grid.bilinear(ok.astype(np.float64), px.ravel(), py.ravel()).reshape(-1, *shape)
+    good = weight > 0.5 if inside is None else (weight > 0.5) & inside
+
+    def interp(field: np.ndarray) -> np.ndarray:
+        num = maps.grid.bilinear(np.where(ok, field, 0.0), px.ravel(), py.ravel()).reshape(-1, *shape)
+        return np.where(good, num / np.maximum(weight, 1e-9), 0.0)
+
+    rad = np.radians(np.where(ok, aoa, 0.0))
+    sin, cos = interp(np.sin(rad)), interp(np.cos(rad))
+    norm = np.maximum(np.hypot(sin, cos), 1e-9)
+    return interp(toa * C_M_PER_NS), np.where(good, sin / norm, 0.0), np.where(good, cos / norm, 0.0), good
+
+
 def _candidate_cells(top: np.ndarray, nx: int, ny: int) -> np.ndarray:
     """[n, U] coarse cells (``iy * nx + ix``) within one cell of the candidates ``top`` [n, M], each once (rows
     padded with their best candidate): the union of their 3 x 3 neighbourhoods, which mostly overlap."""
@@ -253,9 +324,10 @@ def _candidate_cells(top: np.ndarray, nx: int, ny: int) -> np.ndarray:
 
 
 def _fine_search(x: Inputs, part: np.ndarray, maps: object, centres: np.ndarray, coarse_m: float, fine_m: float,
-                 sp: Spreads) -> tuple[np.ndarray, np.ndarray]:
+                 sp: Spreads, timing: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """[n, 2] best point of the ``fine_m`` window lattice (:func:`lattice_phase`) inside the coarse cells of
-    centres [n, U, 2], under spreads ``sp``, and [n] its log-likelihood."""
+    centres [n, U, 2], under spreads ``sp``, and [n] its log-likelihood; ``timing``: ToA and AoA each the mixture
+    of straight lines and the scene's ToA/AoA maps (:func:`search_loglik`), where it has them."""
     phase = np.mod(np.array([maps.grid.x0_m, maps.grid.y0_m]) - fine_m / 2, fine_m)
     lo = np.ceil((centres - coarse_m / 2 - phase) / fine_m - 0.5 - 1e-9)  # [n, U, 2] first fine cell in each
     step = np.arange(int(np.ceil(coarse_m / fine_m - 1e-9)))
@@ -264,11 +336,28 @@ def _fine_search(x: Inputs, part: np.ndarray, maps: object, centres: np.ndarray,
     px, py = np.broadcast_arrays(px, py)
     px, py = px.reshape(len(part), -1), py.reshape(len(part), -1)  # [n, P]
     pg, indoor = _map_at(maps, px, py)  # [K, n, P], [n, P]
-    ll = search_loglik(x, part, pg.transpose(1, 0, 2), px, py, sp) - sp.indoor_nats * indoor
+    tm = timing_at(maps, px, py) if timing else None
+    tm = None if tm is None else tuple(t.transpose(1, 0, 2) for t in tm)
+    ll = search_loglik(x, part, pg.transpose(1, 0, 2), px, py, sp, tm) - sp.indoor_nats * indoor
     x0, y0, x1, y1 = maps.grid.extent_m
     ll = np.where((px < x0) | (px > x1) | (py < y0) | (py > y1), -np.inf, ll)  # off the scene's maps
     best, at = ll.argmax(1), np.arange(len(part))
     return np.stack([px[at, best], py[at, best]], 1), ll[at, best]
+
+
+@dataclass(frozen=True)
+class BlockTiming:
+    """What bounds the ToA/AoA map terms over each block of :class:`Blocks` (``[K, C]`` each): ``toa_lo_m`` /
+    ``toa_hi_m`` the shortest / longest first path of each site's ToA map over the block's points with a value (0
+    where none), ``aoa_mid_rad`` / ``aoa_half_rad`` the centre and half width of an arc of compass bearings holding
+    every bearing of its AoA map there, ``any`` whether any point has a value, ``all`` whether every point has one."""
+
+    toa_lo_m: np.ndarray
+    toa_hi_m: np.ndarray
+    aoa_mid_rad: np.ndarray
+    aoa_half_rad: np.ndarray
+    any: np.ndarray
+    all: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -278,7 +367,8 @@ class Blocks:
     ``centres_m`` [C, 2] (m), ``half_m`` (m, half the side of the square through the block's point centres),
     ``pg_lo_db`` / ``pg_hi_db`` [K, C] the least / greatest path gain of each site over the block's points with
     a ray (0 where none), ``ray`` [K, C] whether any point has one, ``ray_all`` [K, C] whether every point has
-    one, ``indoor`` [C] whether every point is in a footprint."""
+    one, ``indoor`` [C] whether every point is in a footprint; ``timing`` those of the ToA/AoA maps
+    (:class:`BlockTiming`; None: not asked for, or the scene has none)."""
 
     centres_m: np.ndarray
     half_m: float
@@ -287,11 +377,32 @@ class Blocks:
     ray: np.ndarray
     ray_all: np.ndarray
     indoor: np.ndarray
+    timing: BlockTiming | None = None
 
 
-def scene_blocks(maps: object, fine_m: float, side: int) -> Blocks:
+def _block_timing(maps: object, px: np.ndarray, py: np.ndarray, side: int, pad: tuple) -> BlockTiming | None:
+    """:class:`BlockTiming` of a scene's ToA/AoA maps on its lattice points ``px`` [nx], ``py`` [ny] (m), cut into
+    blocks of ``side`` points as :func:`scene_blocks` pads them (``pad``); None without such maps."""
+    tm = timing_at(maps, *np.meshgrid(px, py))
+    if tm is None or not len(tm[0]):
+        return None
+    k, (nby, nbx) = len(tm[0]), (-(-len(py) // side), -(-len(px) // side))
+    dist, sin, cos, ok = (np.pad(t, ((0, 0), *pad)).reshape(k, nby, side, nbx, side) for t in tm)
+    lattice = np.pad(np.ones((len(py), len(px)), bool), pad).reshape(1, nby, side, nbx, side)
+    lo = np.where(ok, dist, np.inf).min((2, 4)).reshape(k, -1)
+    hi = np.where(ok, dist, -np.inf).max((2, 4)).reshape(k, -1)
+    mid = np.arctan2(*(np.where(ok, v, 0.0).sum((2, 4), keepdims=True) for v in (sin, cos)))  # the mean bearing
+    off = np.abs(np.arctan2(sin * np.cos(mid) - cos * np.sin(mid), cos * np.cos(mid) + sin * np.sin(mid)))
+    half = np.where(ok, off, 0.0).max((2, 4)).reshape(k, -1) + 1e-9  # rounding: a bound, never short
+    any_ok = ok.any((2, 4)).reshape(k, -1)
+    return BlockTiming(np.where(any_ok, lo, 0.0), np.where(any_ok, hi, 0.0), mid.reshape(k, -1), half, any_ok,
+                       (ok | ~lattice).all((2, 4)).reshape(k, -1))
+
+
+def scene_blocks(maps: object, fine_m: float, side: int, timing: bool = False) -> Blocks:
     """:class:`Blocks` of a scene's maps: its ``fine_m`` lattice (:func:`lattice_phase`) inside its extent, in
-    blocks of ``side`` points a side from its south-west point (the last ones padded: no ray, indoor)."""
+    blocks of ``side`` points a side from its south-west point (the last ones padded: no ray, indoor);
+    ``timing``: with the bounds of its ToA/AoA maps where it has them."""
     phase = np.mod(np.array([maps.grid.x0_m, maps.grid.y0_m]) - fine_m / 2, fine_m)
     x0, y0, x1, y1 = maps.grid.extent_m
     kx = np.arange(np.ceil((x0 - phase[0]) / fine_m - 0.5 - 1e-9), np.floor((x1 - phase[0]) / fine_m - 0.5 + 1e-9) + 1)
@@ -311,29 +422,31 @@ def scene_blocks(maps: object, fine_m: float, side: int) -> Blocks:
     half = (side - 1) * fine_m / 2
     cx, cy = np.meshgrid(px[0] + half + side * fine_m * np.arange(nbx), py[0] + half + side * fine_m * np.arange(nby))
     return Blocks(np.stack([cx.ravel(), cy.ravel()], 1), float(half), np.where(any_ray, lo, 0.0),
-                  np.where(any_ray, hi, 0.0), any_ray, ray_all, indoor.all((1, 3)).ravel())
+                  np.where(any_ray, hi, 0.0), any_ray, ray_all, indoor.all((1, 3)).ravel(),
+                  _block_timing(maps, px, py, side, pad) if timing else None)
 
 
-def block_bound(x: Inputs, rows: np.ndarray, bl: Blocks, sp: Spreads) -> np.ndarray:
-    """[n, C] upper bound of :func:`search_loglik` (spreads ``sp``, less the footprint term) of samples ``rows``
-    over every point of each block: each term at its best over the block (RSS residual against the block's
-    path-gain interval, 0 where the transmit power is profiled out; ToA and AoA at the 3D distance and bearing
-    of the block's square closest to the report (AoA: of the circle round it), both terms being unimodal at a zero
-    residual)."""
+def _rss_bound(x: Inputs, rows: np.ndarray, bl: Blocks, sp: Spreads) -> np.ndarray:
+    """[n, C] upper bound of the RSS term of :func:`search_loglik` over each block (see :func:`block_bound`)."""
     site, k = x.slot_site[rows], len(bl.ray)
-    use = x.node_mask[rows] & x.known_nodes[rows]
     s = np.clip(site, 0, max(k - 1, 0))
     has_map = (site >= 0) & (site < k)
     rss_on = (x.node_mask[rows] & np.isfinite(x.rss_dbm[rows]) & has_map)[..., None]
-    ll = np.zeros((len(rows), len(bl.centres_m)))
-    if k:
-        ray = bl.ray[s]  # [n, S, C]
-        need = (x.rss_dbm[rows] - x.tx_power_dbm[rows])[..., None]  # NaN where tx is profiled out: bound 0
-        r = np.maximum(0.0, np.maximum(need - bl.pg_hi_db[s], bl.pg_lo_db[s] - need))
-        ll = -np.where(rss_on & ray & np.isfinite(need), r, 0.0) ** 2 / (2 * sp.rss_db**2)
-        # a block's points without a ray pay no_ray_nats, which can be less than the residual of those with one
-        ll = np.where(rss_on & ray & ~bl.ray_all[s], np.maximum(ll, -sp.no_ray_nats), ll)
-        ll = ll.sum(1) - sp.no_ray_nats * (rss_on & ~ray).sum(1)
+    if not k:
+        return np.zeros((len(rows), len(bl.centres_m)))
+    ray = bl.ray[s]  # [n, S, C]
+    need = (x.rss_dbm[rows] - x.tx_power_dbm[rows])[..., None]  # NaN where tx is profiled out: bound 0
+    r = np.maximum(0.0, np.maximum(need - bl.pg_hi_db[s], bl.pg_lo_db[s] - need))
+    ll = -np.where(rss_on & ray & np.isfinite(need), r, 0.0) ** 2 / (2 * sp.rss_db**2)
+    # a block's points without a ray pay no_ray_nats, which can be less than the residual of those with one
+    ll = np.where(rss_on & ray & ~bl.ray_all[s], np.maximum(ll, -sp.no_ray_nats), ll)
+    return ll.sum(1) - sp.no_ray_nats * (rss_on & ~ray).sum(1)
+
+
+def _line_bounds(x: Inputs, rows: np.ndarray, bl: Blocks, sp: Spreads) -> tuple[np.ndarray, np.ndarray | None]:
+    """[n, S, C] upper bounds of the straight-line ToA and AoA terms of each slot over each block (AoA: None where no
+    slot reports a bearing): at the 3D distance and bearing of the block's square closest to the report (AoA: of
+    the circle round it), both terms being unimodal at a zero residual."""
     dx = bl.centres_m[:, 0] - np.nan_to_num(x.node_pos_m[rows][..., 0:1])  # [n, S, C]
     dy = bl.centres_m[:, 1] - np.nan_to_num(x.node_pos_m[rows][..., 1:2])
     h = bl.half_m
@@ -341,21 +454,56 @@ def block_bound(x: Inputs, rows: np.ndarray, bl: Blocks, sp: Spreads) -> np.ndar
     near = np.hypot(np.maximum(np.abs(dx) - h, 0.0), np.maximum(np.abs(dy) - h, 0.0))
     far = np.hypot(np.abs(dx) + h, np.abs(dy) + h)
     rng = np.nan_to_num(x.toa_ns[rows])[..., None] * C_M_PER_NS
-    e = np.minimum(np.maximum(0.0, rng - np.sqrt(far**2 + dz2)), rng - np.sqrt(near**2 + dz2))
-    los = np.log(0.5) - 0.5 * (e / sp.toa_m) ** 2 - np.log(sp.toa_m * np.sqrt(2 * np.pi))
-    nlos = np.log(0.5 / sp.nlos_m) - np.maximum(e, 0) / sp.nlos_m - 0.5 * (np.minimum(e, 0) / sp.toa_m) ** 2
-    ll = ll + np.where((use & np.isfinite(x.toa_ns[rows]))[..., None], np.logaddexp(los, nlos), 0.0).sum(1)
+    toa = toa_term(np.minimum(np.maximum(0.0, rng - np.sqrt(far**2 + dz2)), rng - np.sqrt(near**2 + dz2)), sp)
+    if not np.isfinite(x.aoa_deg[rows]).any():
+        return toa, None
+    dist = np.maximum(np.hypot(dx, dy), 1e-6)  # the bearing's angle off the circle round the block's square
+    theta = np.deg2rad(np.nan_to_num(x.aoa_deg[rows]))[..., None]
+    off = np.arccos(np.clip((np.sin(theta) * dx + np.cos(theta) * dy) / dist, -1.0, 1.0))
+    reach = np.sqrt(2) * h / dist  # the circle's angular radius; >= 1: it holds the node, every bearing
+    off = np.where(reach >= 1.0, 0.0, np.maximum(off - np.arcsin(np.minimum(reach, 1.0)), 0.0))
+    return toa, aoa_term(np.cos(off), sp)
+
+
+def _map_bounds(x: Inputs, rows: np.ndarray, bt: BlockTiming, sp: Spreads, toa: np.ndarray,
+                aoa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[n, S, C] upper bounds of the ToA and AoA map terms of each slot over each block (the straight line's ``toa``,
+    ``aoa`` where the slot's map has no value at some point of it): the range excess against the block's interval
+    of first paths, the bearing's angle off the block's arc of map bearings."""
+    site, k = x.slot_site[rows], len(bt.any)
+    s = np.clip(site, 0, k - 1)
+    has = ((site >= 0) & (site < k))[..., None]
+    dz2 = (np.nan_to_num(x.node_pos_m[rows][..., 2:3], nan=DEVICE_Z_M) - DEVICE_Z_M) ** 2
+    rng = np.nan_to_num(x.toa_ns[rows])[..., None] * C_M_PER_NS
+    near, far = np.sqrt(np.maximum(bt.toa_lo_m[s] ** 2, dz2)), np.sqrt(np.maximum(bt.toa_hi_m[s] ** 2, dz2))
+    toa_map = toa_term(np.minimum(np.maximum(0.0, rng - far), rng - near), sp)
+    theta = np.deg2rad(np.nan_to_num(x.aoa_deg[rows]))[..., None]
+    off = np.abs(np.angle(np.exp(1j * (theta - bt.aoa_mid_rad[s]))))
+    aoa_map = aoa_term(np.cos(np.maximum(off - bt.aoa_half_rad[s], 0.0)), sp)
+    some, every = has & bt.any[s], has & bt.all[s]
+    pairs = ((toa_map, toa), (aoa_map, aoa))
+    return tuple(np.where(every, m, np.where(some, np.maximum(m, line), line)) for m, line in pairs)
+
+
+def block_bound(x: Inputs, rows: np.ndarray, bl: Blocks, sp: Spreads) -> np.ndarray:
+    """[n, C] upper bound of :func:`search_loglik` (spreads ``sp``, less the footprint term; with ``bl.timing``, its
+    ToA and AoA terms each the mixture of straight lines and the ToA/AoA maps) of samples ``rows`` over every point
+    of each block: each term at its best over the block (RSS residual against the block's path-gain interval, 0
+    where the transmit power is profiled out; ToA and AoA: :func:`_line_bounds`, :func:`_map_bounds`; the
+    mixture, increasing in both, of the two bounds)."""
+    use = x.node_mask[rows] & x.known_nodes[rows]
+    toa_on = (use & np.isfinite(x.toa_ns[rows]))[..., None]
     aoa_on = (use & np.isfinite(x.aoa_deg[rows]))[..., None]
-    if aoa_on.any():  # the bearing's angle off the circle round the block's square, seen from the node
-        dist = np.maximum(np.hypot(dx, dy), 1e-6)
-        theta = np.deg2rad(np.nan_to_num(x.aoa_deg[rows]))[..., None]
-        off = np.arccos(np.clip((np.sin(theta) * dx + np.cos(theta) * dy) / dist, -1.0, 1.0))
-        reach = np.sqrt(2) * h / dist  # the circle's angular radius; >= 1: it holds the node, every bearing
-        off = np.where(reach >= 1.0, 0.0, np.maximum(off - np.arcsin(np.minimum(reach, 1.0)), 0.0))
-        kappa = 1.0 / np.deg2rad(sp.aoa_deg) ** 2
-        inlier = np.log(sp.aoa_inlier) + kappa * (np.cos(off) - 1) + 0.5 * np.log(kappa / (2 * np.pi))
-        ll = ll + np.where(aoa_on, np.logaddexp(inlier, np.log((1 - sp.aoa_inlier) / (2 * np.pi))), 0.0).sum(1)
-    return ll
+    ll = _rss_bound(x, rows, bl, sp)
+    toa, aoa = _line_bounds(x, rows, bl, sp)
+    if bl.timing is None:
+        ll = ll + np.where(toa_on, toa, 0.0).sum(1)
+        return ll if aoa is None or not aoa_on.any() else ll + np.where(aoa_on, aoa, 0.0).sum(1)
+    aoa = np.zeros_like(toa) if aoa is None else aoa
+    toa_map, aoa_map = _map_bounds(x, rows, bl.timing, sp, toa, aoa)
+    toa, toa_map, aoa, aoa_map = (np.where(on, t, 0.0).sum(1) for on, t in
+                                  ((toa_on, toa), (toa_on, toa_map), (aoa_on, aoa), (aoa_on, aoa_map)))
+    return ll + mix_line_or_maps(toa, toa_map) + mix_line_or_maps(aoa, aoa_map)
 
 
 def _exact_search(x: Inputs, part: np.ndarray, maps: object, bl: Blocks, fine_m: float, sp: Spreads) -> np.ndarray:
@@ -371,7 +519,7 @@ def _exact_search(x: Inputs, part: np.ndarray, maps: object, bl: Blocks, fine_m:
     side_m = 2 * bl.half_m + fine_m
     while len(todo) and done < bound.shape[1]:
         cells = order[todo, done:done + step]
-        xy, ll = _fine_search(x, part[todo], maps, bl.centres_m[cells], side_m, fine_m, sp)
+        xy, ll = _fine_search(x, part[todo], maps, bl.centres_m[cells], side_m, fine_m, sp, bl.timing is not None)
         better = (ll > best[todo]) | np.isnan(out[todo, 0])  # a point even where every one is -inf
         out[todo[better]], best[todo[better]] = xy[better], ll[better]
         done, step = done + step, step * 4
@@ -381,7 +529,8 @@ def _exact_search(x: Inputs, part: np.ndarray, maps: object, bl: Blocks, fine_m:
 
 
 def map_position(x: Inputs, *, fine_m: float | None = None, spreads: Spreads = PRIOR_SPREADS,
-                 cell_m: float = MAP_SEARCH_CELL_M, exact: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                 cell_m: float = MAP_SEARCH_CELL_M, exact: bool = True,
+                 prior_timing: str = "line") -> tuple[np.ndarray, np.ndarray]:
     """A first position [N, 2] from the scene's own maps, and [N] where there is one (the scene has maps).
 
     Physics map matching over the whole scene at ``cell_m`` (the RSS against each reporting node's
@@ -396,7 +545,14 @@ def map_position(x: Inputs, *, fine_m: float | None = None, spreads: Spreads = P
     prior over each block, searched until no block left can beat the best point found
     (:func:`_exact_search`): the prior's argmax over the whole scene's lattice, always (issue 19: on Paris the
     24 best cells of the 16 m search missed it for 5% of the targets, which then fell outside their window).
+    ``prior_timing`` (:data:`PRIOR_TIMINGS`, mapformer's option of that name): with ``"line_or_maps"`` the ``fine_m``
+    stage's ToA and AoA terms are each the even mixture of the straight lines and the scene's ray-traced ToA/AoA maps
+    (:func:`search_loglik`), where the scene has them, so the window is centred on the argmax of the same prior as the
+    network's (exact: :func:`block_bound` bounds the map terms too); the 16 m stage keeps the straight lines.
     """
+    if prior_timing not in PRIOR_TIMINGS:
+        msg = f"prior_timing: expected one of {', '.join(PRIOR_TIMINGS)}, got {prior_timing!r}"
+        raise InvalidInputError(msg)
     out = np.full((len(x.indices), 2), np.nan)
     ok = np.zeros(len(x.indices), bool)
     fine = fine_m is not None and 0 < fine_m < cell_m
@@ -409,7 +565,8 @@ def map_position(x: Inputs, *, fine_m: float | None = None, spreads: Spreads = P
         gx, gy = np.meshgrid(np.arange(x0 + cell_m / 2, x1, cell_m), np.arange(y0 + cell_m / 2, y1, cell_m))
         (ny, nx), cx, cy = gx.shape, gx.ravel(), gy.ravel()
         pg, _ = _map_at(maps, cx, cy)
-        blocks = scene_blocks(maps, fine_m, max(1, round(EXACT_BLOCK_M / fine_m))) if fine and exact else None
+        timing = prior_timing == "line_or_maps" and has_timing_maps(maps)
+        blocks = scene_blocks(maps, fine_m, max(1, round(EXACT_BLOCK_M / fine_m)), timing) if fine and exact else None
         for start in range(0, len(rows), SEARCH_CHUNK):
             part = rows[start:start + SEARCH_CHUNK]
             if blocks is not None:
@@ -417,7 +574,8 @@ def map_position(x: Inputs, *, fine_m: float | None = None, spreads: Spreads = P
             elif fine:
                 ll = search_loglik(x, part, pg, cx, cy)
                 top = _candidate_cells(np.argsort(-ll, axis=1, kind="stable")[:, :SEARCH_CANDIDATES], nx, ny)
-                out[part] = _fine_search(x, part, maps, np.stack([cx[top], cy[top]], -1), cell_m, fine_m, spreads)[0]
+                out[part] = _fine_search(x, part, maps, np.stack([cx[top], cy[top]], -1), cell_m, fine_m, spreads,
+                                         timing)[0]
             else:
                 best = search_loglik(x, part, pg, cx, cy).argmax(1)
                 out[part] = np.stack([cx[best], cy[best]], 1)
