@@ -127,6 +127,9 @@ MAP_CHANNEL_ROWS = ("physics prior (ToA/AoA maps)", "physics prior (line or maps
 #: The ``window centre`` rows: shown name -> ``window_centre``.
 WINDOW_CENTRE_ROWS = {"window centre (16 m search)": "search", "window centre (top 24)": "prior_top24",
                       "window centre": "prior"}
+#: The physics-prior rows that argmax the whole tile: shown name -> :func:`physics_prior`'s options.
+PRIORS = {"physics prior": {}, "physics prior (ToA/AoA maps)": {"timing": True},
+          "physics prior (line or maps)": {"timing": True, "either": True}}
 REFERENCES = ("textbook ToA", "physics prior", "physics prior (ToA/AoA maps)", "physics prior (line or maps)",
               "physics prior (mapformer grid)", *WINDOW_CENTRE_ROWS,
               "physics prior (window 8 m)", "physics prior (window 4 m)", *UNTRAINED_ROWS)
@@ -461,12 +464,8 @@ def run_reference(name: str, train: Any, seen: Any, unseen: Any, cell_m: float, 
 
     row: dict[str, Any] = {}
     for key, x in (("seen", seen), ("unseen", unseen))[:1 if only_seen else 2]:
-        if name == "physics prior":
-            row[key] = _stats(_err(physics_prior(x, cell_m), x))
-        elif name == "physics prior (ToA/AoA maps)":  # a new prior: the ray-traced ToA/AoA maps, not straight lines
-            row[key] = _stats(_err(physics_prior(x, cell_m, timing=True), x))
-        elif name == "physics prior (line or maps)":  # its ToA/AoA terms: straight line or maps, even odds
-            row[key] = _stats(_err(physics_prior(x, cell_m, timing=True, either=True), x))
+        if name in PRIORS:  # straight lines, the ray-traced ToA/AoA maps, or either (even odds)
+            row[key] = _stats(_err(physics_prior(x, cell_m, **PRIORS[name]), x))
         elif name.startswith("physics prior (window"):  # "physics prior (window 4 m)": cells of 4 m
             row[key] = _stats(_err(physics_prior_window(x, train, float(name.split()[-2])), x))
         elif name in UNTRAINED_ROWS:  # its prior through its own head: nothing learned (heads start at 0)
@@ -501,8 +500,9 @@ def run_baseline(name: str, train: Any, val: Any, seen: Any, unseen: Any) -> dic
 
 def run_network(shown: str, dataset: str, seen: Any, unseen: Any, minutes: float,
                 prior_err: np.ndarray | None = None) -> dict[str, Any]:
-    """``shown`` trained ``minutes`` on ``dataset``; with ``prior_err`` (the physics prior's errors on ``unseen``)
-    also its per-sample comparison with the prior there (:func:`versus_prior`)."""
+    """``shown`` trained ``minutes`` on ``dataset``; with ``prior_err`` (the errors on ``unseen`` of its fair prior,
+    :func:`fair_prior`) also its per-sample comparison with that prior there (:func:`versus_prior`; ``prior`` names
+    it)."""
     from rflocal_core.infer import load_run
     from rflocal_core.train import train
 
@@ -515,11 +515,19 @@ def run_network(shown: str, dataset: str, seen: Any, unseen: Any, minutes: float
     row: dict[str, Any] = {"seen": _stats(_err(net.predict(seen).position_m, seen)), "unseen": _stats(err),
                            "train_s": round(secs, 1), "run": result.run_id}
     if prior_err is not None:
-        row["vs_prior"] = versus_prior(err, prior_err)
+        row["vs_prior"] = {"prior": fair_prior(shown), **versus_prior(err, prior_err)}
     for key in ("best_epoch", "epochs_run", "stopped"):
         if getattr(result, key, None) is not None:
             row[key] = getattr(result, key)
     return row
+
+
+def fair_prior(shown: str) -> str:
+    """The physics-prior row (of :data:`PRIORS`) network row ``shown`` is compared with sample by sample
+    (``vs_prior``): the one it starts from, ``physics prior (line or maps)`` for ``prior_timing="line_or_maps"``
+    (its ToA/AoA terms the mixture of straight line and maps), else the straight-line ``physics prior``."""
+    timing = NETWORKS[shown][1].get("prior_timing", "line")
+    return "physics prior (line or maps)" if timing == "line_or_maps" else "physics prior"
 
 
 def versus_prior(err: np.ndarray, prior_err: np.ndarray, far_m: float = 10.0) -> dict[str, Any]:
@@ -616,9 +624,8 @@ def run_tile(key: str, scene: str, base: str, models: list[str], minutes: float,
     rows: dict[str, Any] = {}
     if seen_only:  # re-measure the seen error of the rows there are (networks: their saved runs)
         return seen_again(key, scene, models, train, val, seen, cell_m, save)
-    prior_err = None  # the prior's per-sample errors on the tile, for the networks' rows (versus_prior)
-    if any(name in NETWORKS for name in models):
-        prior_err = _err(physics_prior(unseen, cell_m), unseen)
+    prior_err = {p: _err(physics_prior(unseen, cell_m, **PRIORS[p]), unseen)  # per sample, for vs_prior
+                 for p in {fair_prior(name) for name in models if name in NETWORKS}}
     for name in models:
         t0 = time.perf_counter()
         if name in REFERENCES:
@@ -626,7 +633,7 @@ def run_tile(key: str, scene: str, base: str, models: list[str], minutes: float,
         elif name in BASELINE_MODELS:
             rows[name] = run_baseline(name, train, val, seen, unseen)
         else:
-            rows[name] = run_network(name, dataset, seen, unseen, minutes, prior_err)
+            rows[name] = run_network(name, dataset, seen, unseen, minutes, prior_err[fair_prior(name)])
         print(f"  {name}: {json.dumps(rows[name])} ({time.perf_counter() - t0:.0f} s)", flush=True)
         save(key, scene, {name: rows[name]})  # each row as it comes: a killed run keeps the ones done
     return rows
