@@ -45,7 +45,8 @@ held-out copy all their samples are in train, and the other tiles keep the train
 without them (:func:`splits_like`), so val, the seen test and the held-out tile are the samples of the runs
 without them. Procedural tiles too, by scene name (``--train-extra pm1-p00,pm1-p01,pd1-p01``: presets of
 :data:`PROCEDURAL_EXTRA`, tiles where the prior fails as on Paris, see ``bench_prior_tiles.py``); ``--extra-val``: their
-val samples stay in val. Use another ``--out``::
+val samples stay in val (``--extra-val-only``: val is theirs alone, the other tiles' val samples in no split). Use
+another ``--out``::
 
     PYTHONPATH=$PWD nice -n 10 python bench/bench_any_city.py --train-extra munich --tiles etoile \
         --models "physics prior,mapformer (window 4 m)" --out any_city-x-munich.json
@@ -220,21 +221,22 @@ def generate_tiles(name: str, scenes: tuple[str, ...], samples: int, cell_m: flo
 
 
 def held_out_dataset(base: str, scene: str, train_only: tuple[str, ...] = (), like: str | None = None, *,
-                     extra_val: bool = False) -> str:
+                     extra_val: bool = False, extra_val_only: bool = False) -> str:
     """A copy of ``base`` with ``scene`` as its ``test_unseen`` split and the other scenes' splits (kept when present).
 
     ``train_only``: scenes whose val and test samples go to the train split too (training-only tiles). ``like``: a
     dataset whose samples are ``base``'s first ones (the same tiles, same positions, checked); its train/val/test
     splits are used for them, so the val and seen test samples are the ones of the runs without the extra tiles.
     ``extra_val``: the ``train_only`` scenes keep their val samples in val (the epoch is chosen on them too; only
-    their test samples go to train); another dataset (``...-xv``).
+    their test samples go to train); another dataset (``...-xv``). ``extra_val_only``: with ``extra_val``, val is
+    only theirs (:func:`val_only_of`; the other scenes' val samples are in no split); another dataset (``...-xvo``).
     """
     import zarr
 
     from rflocal_core.dataset import store
     from rflocal_core.models import load_inputs
 
-    name = short_name(f"{base}-lo-{scene}" + ("-xv" if extra_val else ""))  # a long base (--train-extra): cut, made unique by a digest
+    name = short_name(f"{base}-lo-{scene}" + ("-xvo" if extra_val_only else "-xv" if extra_val else ""))  # a long base (--train-extra): cut, made unique by a digest
     if store.dataset_path(name).exists():
         return name
     tmp = store.dataset_path(name).with_name(f".{name}.tmp")
@@ -250,6 +252,8 @@ def held_out_dataset(base: str, scene: str, train_only: tuple[str, ...] = (), li
         splits = splits_like(root, like, splits)
     splits = {k: v[~out[v]] for k, v in splits.items()}
     splits = move_to_train(splits, scene_idx, [scenes.index(s) for s in train_only], keep_val=extra_val)
+    if extra_val_only:
+        splits = val_only_of(splits, scene_idx, [scenes.index(s) for s in train_only])
     splits["test_unseen"] = np.flatnonzero(out)
     for key, idx in splits.items():  # overwrites the split
         store.write_array(group, key, idx.astype(np.int64), chunk_rows=max(len(idx), 1))
@@ -296,6 +300,13 @@ def move_to_train(splits: dict[str, np.ndarray], scene_idx: np.ndarray, scenes: 
     out = {k: (v if k in kept else v[~np.isin(scene_idx[v], scenes)]) for k, v in splits.items()}
     out["train"] = np.sort(np.concatenate([splits["train"], *moved.values()]))
     return out
+
+
+def val_only_of(splits: dict[str, np.ndarray], scene_idx: np.ndarray, scenes: list[int]) -> dict[str, np.ndarray]:
+    """``splits`` with val reduced to the samples of ``scenes`` (scene indices; ``--extra-val-only``: the epoch is
+    chosen on the training-only tiles, where the prior fails, alone); the others leave val for no split, so train
+    is the same as with ``--extra-val``."""
+    return {**splits, "val": splits["val"][np.isin(scene_idx[splits["val"]], scenes)]}
 
 
 # --------------------------------------------------------------------------- references
@@ -597,12 +608,12 @@ def seen_again(key: str, scene: str, models: list[str], train: Any, val: Any, se
 
 def run_tile(key: str, scene: str, base: str, models: list[str], minutes: float, cell_m: float,
              save: Any, *, seen_only: bool = False, train_only: tuple[str, ...] = (),
-             like: str | None = None, extra_val: bool = False) -> dict[str, Any]:
+             like: str | None = None, extra_val: bool = False, extra_val_only: bool = False) -> dict[str, Any]:
     """Every model of ``models`` held out on tile ``key`` (scene ``scene``); ``train_only`` and ``like``: see
     :func:`held_out_dataset` (``--train-extra``: the extra tiles' facts are stored with the held-out tile's)."""
     from rflocal_core.models import load_inputs
 
-    dataset = held_out_dataset(base, scene, train_only, like, extra_val=extra_val)
+    dataset = held_out_dataset(base, scene, train_only, like, extra_val=extra_val, extra_val_only=extra_val_only)
     train, val = load_inputs(dataset, "train"), load_inputs(dataset, "val")
     seen, unseen = load_inputs(dataset, "test"), load_inputs(dataset, "test_unseen")
     print(f"== {key} ({scene}): train {len(train)}, seen test {len(seen)}, held out {len(unseen)}", flush=True)
@@ -811,6 +822,9 @@ def _parse() -> argparse.Namespace:
                     "with the others; the other tiles keep the splits of the dataset without them. Use another --out")
     ap.add_argument("--extra-val", action="store_true", help="the --train-extra tiles keep their val samples in val "
                     "(the kept epoch is chosen on them too); only their test samples go to train. Use another --out")
+    ap.add_argument("--extra-val-only", action="store_true", help="with --extra-val: val is only the --train-extra "
+                    "tiles' val samples (the epoch is chosen where the prior fails); the other tiles' val samples are "
+                    "left out (train as with --extra-val). Use another --out")
     ap.add_argument("--tiles", default=None, help="held-out tiles to run (default all), of: "
                     + ", ".join(TILES) + " and the --bundled one")
     ap.add_argument("--out", default="any_city.json", help="results file under bench/results")
@@ -850,6 +864,8 @@ def main() -> int:
         bad.append("--same-tile with --train-extra")
     if args.extra_val and not extra:
         bad.append("--extra-val without --train-extra")
+    if args.extra_val_only and not args.extra_val:
+        bad.append("--extra-val-only without --extra-val")
     if not args.timing_maps:
         bad += [f"{m} without --timing-maps" for m in models if m in MAP_CHANNEL_ROWS]
     if bad:
@@ -895,7 +911,8 @@ def main() -> int:
         return 0
     for key in tiles:
         run_tile(key, scenes[key], base, models, args.minutes, args.cell, save, seen_only=args.seen_only,
-                 train_only=tuple(scenes[e] for e in extra), like=like, extra_val=args.extra_val)
+                 train_only=tuple(scenes[e] for e in extra), like=like, extra_val=args.extra_val,
+                 extra_val_only=args.extra_val_only)
     results = json.loads(RESULTS.read_text())
     print(table(results))
     return 0
@@ -904,7 +921,8 @@ def main() -> int:
 def _run_facts(args: argparse.Namespace, base: str, load0: float) -> dict[str, Any]:
     """When, on what and under which load a row was measured, and the command that measures it again."""
     return {"date_utc": datetime.now(UTC).isoformat(timespec="minutes"), "dataset": base,
-            "train_extra": args.train_extra, "extra_val": args.extra_val, "minutes_per_network": args.minutes,
+            "train_extra": args.train_extra, "extra_val": args.extra_val, "extra_val_only": args.extra_val_only,
+            "minutes_per_network": args.minutes,
             "samples_per_tile": args.samples, "cell_m": args.cell, "timing_maps": args.timing_maps,
             "load_1min": [round(load0, 1), round(os.getloadavg()[0], 1)], "cpus": os.cpu_count(),
             "command": " ".join(["python", *sys.argv])}
