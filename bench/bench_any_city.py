@@ -236,7 +236,8 @@ def held_out_dataset(base: str, scene: str, train_only: tuple[str, ...] = (), li
     from rflocal_core.dataset import store
     from rflocal_core.models import load_inputs
 
-    name = short_name(f"{base}-lo-{scene}" + ("-xvo" if extra_val_only else "-xv" if extra_val else ""))  # a long base (--train-extra): cut, made unique by a digest
+    suffix = "-xvo" if extra_val_only else "-xv" if extra_val else ""
+    name = short_name(f"{base}-lo-{scene}{suffix}")  # a long base (--train-extra): cut, made unique by a digest
     if store.dataset_path(name).exists():
         return name
     tmp = store.dataset_path(name).with_name(f".{name}.tmp")
