@@ -47,7 +47,8 @@ held-out copy all their samples are in train, and the other tiles keep the train
 without them (:func:`splits_like`), so val, the seen test and the held-out tile are the samples of the runs
 without them. Procedural tiles too, by scene name (``--train-extra pm1-p00,pm1-p01,pd1-p01``: presets of
 :data:`PROCEDURAL_EXTRA`, tiles where the prior fails as on Paris, see ``bench_prior_tiles.py``); ``--extra-val``: their
-val samples stay in val. Use another ``--out``::
+val samples stay in val (``--extra-val-only``: val is theirs alone, the other tiles' val samples in no split). Use
+another ``--out``::
 
     PYTHONPATH=$PWD nice -n 10 python bench/bench_any_city.py --train-extra munich --tiles etoile \
         --models "physics prior,mapformer (window 4 m)" --out any_city-x-munich.json
@@ -130,6 +131,9 @@ MAP_CHANNEL_ROWS = ("physics prior (ToA/AoA maps)", "physics prior (line or maps
 WINDOW_CENTRE_ROWS = {"window centre (16 m search)": ("search", "line"),
                       "window centre (top 24)": ("prior_top24", "line"), "window centre": ("prior", "line"),
                       "window centre (line or maps)": ("prior", "line_or_maps")}
+#: The physics-prior rows that argmax the whole tile: shown name -> :func:`physics_prior`'s options.
+PRIORS = {"physics prior": {}, "physics prior (ToA/AoA maps)": {"timing": True},
+          "physics prior (line or maps)": {"timing": True, "either": True}}
 REFERENCES = ("textbook ToA", "physics prior", "physics prior (ToA/AoA maps)", "physics prior (line or maps)",
               "physics prior (mapformer grid)", *WINDOW_CENTRE_ROWS,
               "physics prior (window 8 m)", "physics prior (window 4 m)", *UNTRAINED_ROWS)
@@ -220,21 +224,23 @@ def generate_tiles(name: str, scenes: tuple[str, ...], samples: int, cell_m: flo
 
 
 def held_out_dataset(base: str, scene: str, train_only: tuple[str, ...] = (), like: str | None = None, *,
-                     extra_val: bool = False) -> str:
+                     extra_val: bool = False, extra_val_only: bool = False) -> str:
     """A copy of ``base`` with ``scene`` as its ``test_unseen`` split and the other scenes' splits (kept when present).
 
     ``train_only``: scenes whose val and test samples go to the train split too (training-only tiles). ``like``: a
     dataset whose samples are ``base``'s first ones (the same tiles, same positions, checked); its train/val/test
     splits are used for them, so the val and seen test samples are the ones of the runs without the extra tiles.
     ``extra_val``: the ``train_only`` scenes keep their val samples in val (the epoch is chosen on them too; only
-    their test samples go to train); another dataset (``...-xv``).
+    their test samples go to train); another dataset (``...-xv``). ``extra_val_only``: with ``extra_val``, val is
+    only theirs (:func:`val_only_of`; the other scenes' val samples are in no split); another dataset (``...-xvo``).
     """
     import zarr
 
     from rflocal_core.dataset import store
     from rflocal_core.models import load_inputs
 
-    name = short_name(f"{base}-lo-{scene}" + ("-xv" if extra_val else ""))  # a long base (--train-extra): cut, made unique by a digest
+    suffix = "-xvo" if extra_val_only else "-xv" if extra_val else ""
+    name = short_name(f"{base}-lo-{scene}{suffix}")  # a long base (--train-extra): cut, made unique by a digest
     if store.dataset_path(name).exists():
         return name
     tmp = store.dataset_path(name).with_name(f".{name}.tmp")
@@ -250,6 +256,8 @@ def held_out_dataset(base: str, scene: str, train_only: tuple[str, ...] = (), li
         splits = splits_like(root, like, splits)
     splits = {k: v[~out[v]] for k, v in splits.items()}
     splits = move_to_train(splits, scene_idx, [scenes.index(s) for s in train_only], keep_val=extra_val)
+    if extra_val_only:
+        splits = val_only_of(splits, scene_idx, [scenes.index(s) for s in train_only])
     splits["test_unseen"] = np.flatnonzero(out)
     for key, idx in splits.items():  # overwrites the split
         store.write_array(group, key, idx.astype(np.int64), chunk_rows=max(len(idx), 1))
@@ -296,6 +304,13 @@ def move_to_train(splits: dict[str, np.ndarray], scene_idx: np.ndarray, scenes: 
     out = {k: (v if k in kept else v[~np.isin(scene_idx[v], scenes)]) for k, v in splits.items()}
     out["train"] = np.sort(np.concatenate([splits["train"], *moved.values()]))
     return out
+
+
+def val_only_of(splits: dict[str, np.ndarray], scene_idx: np.ndarray, scenes: list[int]) -> dict[str, np.ndarray]:
+    """``splits`` with val reduced to the samples of ``scenes`` (scene indices; ``--extra-val-only``: the epoch is
+    chosen on the training-only tiles, where the prior fails, alone); the others leave val for no split, so train
+    is the same as with ``--extra-val``."""
+    return {**splits, "val": splits["val"][np.isin(scene_idx[splits["val"]], scenes)]}
 
 
 # --------------------------------------------------------------------------- references
@@ -467,12 +482,8 @@ def run_reference(name: str, train: Any, seen: Any, unseen: Any, cell_m: float, 
 
     row: dict[str, Any] = {}
     for key, x in (("seen", seen), ("unseen", unseen))[:1 if only_seen else 2]:
-        if name == "physics prior":
-            row[key] = _stats(_err(physics_prior(x, cell_m), x))
-        elif name == "physics prior (ToA/AoA maps)":  # a new prior: the ray-traced ToA/AoA maps, not straight lines
-            row[key] = _stats(_err(physics_prior(x, cell_m, timing=True), x))
-        elif name == "physics prior (line or maps)":  # its ToA/AoA terms: straight line or maps, even odds
-            row[key] = _stats(_err(physics_prior(x, cell_m, timing=True, either=True), x))
+        if name in PRIORS:  # straight lines, the ray-traced ToA/AoA maps, or either (even odds)
+            row[key] = _stats(_err(physics_prior(x, cell_m, **PRIORS[name]), x))
         elif name.startswith("physics prior (window"):  # "physics prior (window 4 m)": cells of 4 m
             row[key] = _stats(_err(physics_prior_window(x, train, float(name.split()[-2])), x))
         elif name in UNTRAINED_ROWS:  # its prior through its own head: nothing learned (heads start at 0)
@@ -508,8 +519,9 @@ def run_baseline(name: str, train: Any, val: Any, seen: Any, unseen: Any) -> dic
 
 def run_network(shown: str, dataset: str, seen: Any, unseen: Any, minutes: float,
                 prior_err: np.ndarray | None = None) -> dict[str, Any]:
-    """``shown`` trained ``minutes`` on ``dataset``; with ``prior_err`` (the physics prior's errors on ``unseen``)
-    also its per-sample comparison with the prior there (:func:`versus_prior`)."""
+    """``shown`` trained ``minutes`` on ``dataset``; with ``prior_err`` (the errors on ``unseen`` of its fair prior,
+    :func:`fair_prior`) also its per-sample comparison with that prior there (:func:`versus_prior`; ``prior`` names
+    it)."""
     from rflocal_core.infer import load_run
     from rflocal_core.train import train
 
@@ -522,11 +534,19 @@ def run_network(shown: str, dataset: str, seen: Any, unseen: Any, minutes: float
     row: dict[str, Any] = {"seen": _stats(_err(net.predict(seen).position_m, seen)), "unseen": _stats(err),
                            "train_s": round(secs, 1), "run": result.run_id}
     if prior_err is not None:
-        row["vs_prior"] = versus_prior(err, prior_err)
+        row["vs_prior"] = {"prior": fair_prior(shown), **versus_prior(err, prior_err)}
     for key in ("best_epoch", "epochs_run", "stopped"):
         if getattr(result, key, None) is not None:
             row[key] = getattr(result, key)
     return row
+
+
+def fair_prior(shown: str) -> str:
+    """The physics-prior row (of :data:`PRIORS`) network row ``shown`` is compared with sample by sample
+    (``vs_prior``): the one it starts from, ``physics prior (line or maps)`` for ``prior_timing="line_or_maps"``
+    (its ToA/AoA terms the mixture of straight line and maps), else the straight-line ``physics prior``."""
+    timing = NETWORKS[shown][1].get("prior_timing", "line")
+    return "physics prior (line or maps)" if timing == "line_or_maps" else "physics prior"
 
 
 def versus_prior(err: np.ndarray, prior_err: np.ndarray, far_m: float = 10.0) -> dict[str, Any]:
@@ -596,12 +616,12 @@ def seen_again(key: str, scene: str, models: list[str], train: Any, val: Any, se
 
 def run_tile(key: str, scene: str, base: str, models: list[str], minutes: float, cell_m: float,
              save: Any, *, seen_only: bool = False, train_only: tuple[str, ...] = (),
-             like: str | None = None, extra_val: bool = False) -> dict[str, Any]:
+             like: str | None = None, extra_val: bool = False, extra_val_only: bool = False) -> dict[str, Any]:
     """Every model of ``models`` held out on tile ``key`` (scene ``scene``); ``train_only`` and ``like``: see
     :func:`held_out_dataset` (``--train-extra``: the extra tiles' facts are stored with the held-out tile's)."""
     from rflocal_core.models import load_inputs
 
-    dataset = held_out_dataset(base, scene, train_only, like, extra_val=extra_val)
+    dataset = held_out_dataset(base, scene, train_only, like, extra_val=extra_val, extra_val_only=extra_val_only)
     train, val = load_inputs(dataset, "train"), load_inputs(dataset, "val")
     seen, unseen = load_inputs(dataset, "test"), load_inputs(dataset, "test_unseen")
     print(f"== {key} ({scene}): train {len(train)}, seen test {len(seen)}, held out {len(unseen)}", flush=True)
@@ -623,9 +643,8 @@ def run_tile(key: str, scene: str, base: str, models: list[str], minutes: float,
     rows: dict[str, Any] = {}
     if seen_only:  # re-measure the seen error of the rows there are (networks: their saved runs)
         return seen_again(key, scene, models, train, val, seen, cell_m, save)
-    prior_err = None  # the prior's per-sample errors on the tile, for the networks' rows (versus_prior)
-    if any(name in NETWORKS for name in models):
-        prior_err = _err(physics_prior(unseen, cell_m), unseen)
+    prior_err = {p: _err(physics_prior(unseen, cell_m, **PRIORS[p]), unseen)  # per sample, for vs_prior
+                 for p in {fair_prior(name) for name in models if name in NETWORKS}}
     for name in models:
         t0 = time.perf_counter()
         if name in REFERENCES:
@@ -633,7 +652,7 @@ def run_tile(key: str, scene: str, base: str, models: list[str], minutes: float,
         elif name in BASELINE_MODELS:
             rows[name] = run_baseline(name, train, val, seen, unseen)
         else:
-            rows[name] = run_network(name, dataset, seen, unseen, minutes, prior_err)
+            rows[name] = run_network(name, dataset, seen, unseen, minutes, prior_err[fair_prior(name)])
         print(f"  {name}: {json.dumps(rows[name])} ({time.perf_counter() - t0:.0f} s)", flush=True)
         save(key, scene, {name: rows[name]})  # each row as it comes: a killed run keeps the ones done
     return rows
@@ -811,6 +830,9 @@ def _parse() -> argparse.Namespace:
                     "with the others; the other tiles keep the splits of the dataset without them. Use another --out")
     ap.add_argument("--extra-val", action="store_true", help="the --train-extra tiles keep their val samples in val "
                     "(the kept epoch is chosen on them too); only their test samples go to train. Use another --out")
+    ap.add_argument("--extra-val-only", action="store_true", help="with --extra-val: val is only the --train-extra "
+                    "tiles' val samples (the epoch is chosen where the prior fails); the other tiles' val samples are "
+                    "left out (train as with --extra-val). Use another --out")
     ap.add_argument("--tiles", default=None, help="held-out tiles to run (default all), of: "
                     + ", ".join(TILES) + " and the --bundled one")
     ap.add_argument("--out", default="any_city.json", help="results file under bench/results")
@@ -850,6 +872,8 @@ def main() -> int:
         bad.append("--same-tile with --train-extra")
     if args.extra_val and not extra:
         bad.append("--extra-val without --train-extra")
+    if args.extra_val_only and not args.extra_val:
+        bad.append("--extra-val-only without --extra-val")
     if not args.timing_maps:
         bad += [f"{m} without --timing-maps" for m in models if m in MAP_CHANNEL_ROWS]
     if bad:
@@ -895,7 +919,8 @@ def main() -> int:
         return 0
     for key in tiles:
         run_tile(key, scenes[key], base, models, args.minutes, args.cell, save, seen_only=args.seen_only,
-                 train_only=tuple(scenes[e] for e in extra), like=like, extra_val=args.extra_val)
+                 train_only=tuple(scenes[e] for e in extra), like=like, extra_val=args.extra_val,
+                 extra_val_only=args.extra_val_only)
     results = json.loads(RESULTS.read_text())
     print(table(results))
     return 0
@@ -904,7 +929,8 @@ def main() -> int:
 def _run_facts(args: argparse.Namespace, base: str, load0: float) -> dict[str, Any]:
     """When, on what and under which load a row was measured, and the command that measures it again."""
     return {"date_utc": datetime.now(UTC).isoformat(timespec="minutes"), "dataset": base,
-            "train_extra": args.train_extra, "extra_val": args.extra_val, "minutes_per_network": args.minutes,
+            "train_extra": args.train_extra, "extra_val": args.extra_val, "extra_val_only": args.extra_val_only,
+            "minutes_per_network": args.minutes,
             "samples_per_tile": args.samples, "cell_m": args.cell, "timing_maps": args.timing_maps,
             "load_1min": [round(load0, 1), round(os.getloadavg()[0], 1)], "cpus": os.cpu_count(),
             "command": " ".join(["python", *sys.argv])}

@@ -146,3 +146,19 @@ def test_mapformer_line_or_maps_prior_follows_an_excess_path_and_line_is_unchang
         a, b = line.net(with_maps), line.net(replace(with_maps, site_channels=None))
     for key in ("mu", "sigma", "coarse_logits"):
         assert torch.equal(a[key], b[key]), key
+
+
+def test_a_network_row_is_compared_with_the_prior_it_starts_from(bench: ModuleType) -> None:
+    """``vs_prior`` of ``prior_timing="line_or_maps"`` rows is against ``physics prior (line or maps)`` (the prior
+    that follows a 60-140 m excess path), of the straight-line rows against the straight-line ``physics prior``."""
+    assert bench.fair_prior("mapformer (window 4 m + line-or-maps prior)") == "physics prior (line or maps)"
+    assert bench.fair_prior("mapformer (window 4 m)") == "physics prior"
+    assert bench.fair_prior("mapformer (window 4 m + map channels)") == "physics prior"
+    assert set(bench.PRIORS) <= set(bench.REFERENCES)
+    biased = _free_space_scene(np.array([140.0, 60.0, 100.0, 80.0]))
+    biased = replace(biased, rss_dbm=np.full_like(biased.rss_dbm, np.nan), aoa_deg=np.full_like(biased.aoa_deg, np.nan))
+    err = {name: np.hypot(*(bench.physics_prior(biased, 10.0, **bench.PRIORS[bench.fair_prior(name)])
+                            - biased.truth_m).T)
+           for name in ("mapformer (window 4 m + line-or-maps prior)", "mapformer (window 4 m)")}
+    assert err["mapformer (window 4 m + line-or-maps prior)"].max() < 1.0
+    assert np.median(err["mapformer (window 4 m)"]) > 20.0, err

@@ -126,3 +126,24 @@ def test_the_prior_tiles_candidates_are_training_tiles_bench_any_city_takes(load
                                  "etoile": {"role": "bench tile", **row}}}).splitlines()
     assert out[2] == "| pm1-p00 | candidate | 10.4 / 76.7 | 51% | 10% | 1.95 / 0.13 | 94% | yes |"
     assert out[3].endswith("| no |") and out[4].endswith("| - |")
+
+
+def test_extra_val_only_keeps_only_the_extra_tiles_val_and_train_unchanged(bench: ModuleType) -> None:
+    """--extra-val-only: val is scene 2's val samples alone; scene 0's val sample is in no split; train and test are
+    those of --extra-val."""
+    scene_idx = np.array([0, 0, 1, 1, 2, 2, 2, 0])
+    splits = {"train": np.array([0, 2, 4]), "val": np.array([1, 5]), "test": np.array([3, 6, 7])}
+    kept = bench.move_to_train(splits, scene_idx, [2], keep_val=True)
+    out = bench.val_only_of(kept, scene_idx, [2])
+    assert out["val"].tolist() == [5]
+    assert out["train"].tolist() == kept["train"].tolist() and out["test"].tolist() == kept["test"].tolist()
+    assert 1 not in np.concatenate(list(out.values()))
+
+
+def test_extra_val_only_refused_without_extra_val(bench: ModuleType, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """--extra-val-only alone would silently change nothing: exit 2, one line naming it."""
+    monkeypatch.setattr(sys, "argv", ["bench_any_city.py", "--train-extra", "pm1-p00", "--extra-val-only"])
+    assert bench.main() == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--extra-val-only without --extra-val" in err[0]
