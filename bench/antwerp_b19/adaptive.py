@@ -2,8 +2,9 @@
 
 Usage: python adaptive.py WORKSPACE RUN_ID OUT.json VARIANT [VARIANT ...]
 RUN_ID: the ``ensemble --refit`` run of README "A hedged ensemble answer" (its ``kmap`` member: 35 m map, local
-spread, k 30, val choices fixed). VARIANT: ``name:opt=value,opt=value`` overriding kmap's options (``base:`` for
-none), e.g. ``a10:radio_map_adaptive_k=10,radio_map_max_m=300``. Each variant is fitted on 4/5 of all of x_val
+spread, k 30, val choices fixed). VARIANT: ``[MEMBER/]name:opt=value,opt=value`` overriding the options of the
+run's member MEMBER (default kmap; ``base:`` for none), e.g. ``a10:radio_map_adaptive_k=10,radio_map_max_m=300``
+or ``kmap100/base:``. Each variant is fitted on 4/5 of all of x_val
 (8,306 messages; folds at random, seed 0, as bench/antwerp_b17/oof.py) and answers the 5th. Prints and writes
 out-of-fold median / mean, > 1 km share and the mean per band of training messages (of the other folds) within
 100 m of the truth (B18's bands). Test is not touched.
@@ -28,9 +29,10 @@ BANDS = ((0, 1), (1, 5), (5, 20), (20, 50), (50, 200), (200, 10**9))
 FOLDS = 5
 
 
-def parse(spec: str) -> tuple[str, dict]:
-    """``name:opt=value,...`` into the name and the overrides (numbers as numbers)."""
+def parse(spec: str) -> tuple[str, str, dict]:
+    """``[member/]name:opt=value,...`` into the member, the name and the overrides (numbers as numbers)."""
     name, _, rest = spec.partition(":")
+    member, _, _ = name.rpartition("/")
     out = {}
     for kv in filter(None, rest.split(",")):
         key, value = kv.split("=")
@@ -41,7 +43,7 @@ def parse(spec: str) -> tuple[str, dict]:
                 out[key] = float(value)
             except ValueError:
                 out[key] = None if value == "None" else value
-    return name, out
+    return member or "kmap", name, out
 
 
 def main() -> None:
@@ -50,15 +52,15 @@ def main() -> None:
     x = join_inputs(load_inputs(ds, "train"), load_inputs(ds, "val"))
     fold = np.random.default_rng(0).permutation(len(x)) % FOLDS
     st = run.model.state_dict()
-    i = st["members"].index("kmap")
-    config = (st.get("configs") or {}).get("kmap")
     density = np.empty(len(x), np.int64)  # training messages (other folds) within 100 m of the truth
     for f in range(FOLDS):
         held = fold == f
         density[held] = [len(r) for r in cKDTree(x.truth_m[~held]).query_ball_point(x.truth_m[held], 100.0)]
     results = {}
     for spec in sys.argv[4:]:
-        name, over = parse(spec)
+        who, name, over = parse(spec)
+        i = st["members"].index(who)
+        config = (st.get("configs") or {}).get(who)
         pos = np.full((len(x), 2), np.nan)
         t0 = time.time()
         for f in range(FOLDS):
@@ -72,7 +74,7 @@ def main() -> None:
         results[name] = r
         print(f"{name:>10} {over}: {r['median_m']:.1f} / {r['mean_m']:.1f} m, >1 km {r['over_1km'] * 100:.1f}%; "
               f"mean by density {' '.join(f'{v:.0f}' for v in bands.values())} ({r['seconds']:.0f} s)", flush=True)
-        np.save(f"{sys.argv[3]}.{name}.npy", pos)
+        np.save(f"{sys.argv[3]}.{name.replace('/', '-')}.npy", pos)
         Path(sys.argv[3]).write_text(json.dumps({"bands_messages_within_100m": BANDS, "results": results}, indent=1))
 
 
