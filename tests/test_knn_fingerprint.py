@@ -208,3 +208,44 @@ def test_radio_map_scores_training_positions(antwerp: dict[str, Inputs]) -> None
     assert not np.allclose(local.predict(few).position_m, model.predict(few).position_m)
     with pytest.raises(InvalidInputError, match="weighting"):
         KNNConfig(radio_map_m=35.0, weighting="inverse")
+
+
+def test_adaptive_radio_map_bandwidth_helps_thinly_sampled_messages(antwerp: dict[str, Inputs]) -> None:
+    """``radio_map_adaptive_k``: the map's kernel widens where training positions are thin (issue 15, brief B19).
+
+    Held-out Antwerp messages with fewer than 20 training messages within 100 m of their truth are
+    placed better (mean) than with the fixed 35 m map; the width at a position is the distance to its
+    k-th nearest other training position, clipped; off (None) leaves the map as it was.
+    """
+    from scipy.spatial import cKDTree
+
+    from rflocal_core.models.radiomap import adaptive_bandwidth_m, fit_radio_map, heard_prior
+
+    tr, te = antwerp["train"], antwerp["test"]
+    near = np.array([len(r) for r in cKDTree(tr.truth_m).query_ball_point(te.truth_m, 100.0)])
+    thin = te.subset(np.flatnonzero(near < 20))
+    cfg = {"k": 30, "floor_dbm": -120.0, "estimate": "median", "radio_map_m": 35.0, "radio_map_spread": "local",
+           "radio_map_weight": 1.0}
+    fixed = errors_m(KNNFingerprint(cfg).fit(tr).predict(thin), thin)
+    wide = errors_m(KNNFingerprint({**cfg, "radio_map_adaptive_k": 10, "radio_map_max_m": 600.0}).fit(tr).predict(thin),
+                    thin)
+    print(f"{len(thin)} thin messages: fixed {np.median(fixed):.0f}/{fixed.mean():.0f} m, "
+          f"adaptive {np.median(wide):.0f}/{wide.mean():.0f} m")
+    assert wide.mean() < 0.9 * fixed.mean()
+    w = adaptive_bandwidth_m(tr.truth_m, bandwidth_m=35.0, k=10, max_m=600.0)
+    for j in (0, 500, 2000):
+        d = np.sort(np.hypot(*(tr.truth_m - tr.truth_m[j]).T))[10]  # index 0: the position itself
+        assert w[j] == pytest.approx(min(max(d, 35.0), 600.0))
+    assert w.min() == pytest.approx(35.0) and w.max() > 35.0
+    raw, xy = tr.rss_dbm[:, : tr.fixed_slots], tr.node_pos_m[0, : tr.fixed_slots, :2]
+    off = fit_radio_map(tr.truth_m[:300], raw[:300], xy, bandwidth_m=35.0)
+    on = fit_radio_map(tr.truth_m[:300], raw[:300], xy, bandwidth_m=35.0, adaptive_k=1, max_bandwidth_m=35.0)
+    np.testing.assert_array_equal(off["mean_dbm"], on["mean_dbm"])  # every width clipped to 35 m: the fixed map
+    # the heard prior: each node's share of reports, or its censored fit's chance of clearing its floor
+    rate = heard_prior(raw, off["path_loss"], np.full(raw.shape, -100.0), "rate")
+    busy = int(np.argmax(np.isfinite(raw).sum(0)))
+    assert rate[0, busy] == pytest.approx(np.clip(np.isfinite(raw[:, busy]).mean(), 0.05, 0.95))
+    loud = heard_prior(raw, off["path_loss"], np.full(raw.shape, 0.0), "path_loss")
+    assert loud[0, busy] == pytest.approx(0.95)  # 0 dBm at the position: certainly above the floor (clipped)
+    with pytest.raises(InvalidInputError, match="radio_map_heard_prior"):
+        KNNConfig(radio_map_m=35.0, radio_map_heard_prior="always")

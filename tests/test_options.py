@@ -391,7 +391,8 @@ BAD_SETS = [
     ("knn", "floor_dbm=5", "floor_dbm: expected None or a number in [-300, 0] dBm, got 5.0"),
     ("knn", "kk=1", ("set: knn has no option 'kk'; expected one of k, k_choices, floor_dbm, floor_choices, metric, "
                      "weighting, softmin_scale, softmin_min_db, select_by, estimate, estimate_temperature, "
-                     "radio_map_m, radio_map_weight, radio_map_sigma_db, radio_map_spread")),
+                     "radio_map_m, radio_map_weight, radio_map_sigma_db, radio_map_spread, radio_map_adaptive_k, "
+                     "radio_map_max_m, radio_map_heard_prior")),
     ("knn", "k", "set: expected KEY=VALUE, got 'k'"),
     ("weighted_centroid", "weighting=cubic", "weighting: expected one of db, power, got 'cubic'"),
     ("setnet", "layers=13", "layers: expected an integer in [1, 12], got 13"),

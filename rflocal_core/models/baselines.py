@@ -37,7 +37,7 @@ from rflocal_core.constants import C_M_PER_NS, SPEED_OF_LIGHT_M_S
 from rflocal_core.dataset.rasters import Grid
 from rflocal_core.errors import InvalidInputError, NotFittedError
 from rflocal_core.models.inputs import Inputs, Prediction, SceneMaps, errors_m, scene_extent
-from rflocal_core.models.radiomap import fit_radio_map, radio_map_loglik
+from rflocal_core.models.radiomap import HEARD_PRIORS, fit_radio_map, radio_map_loglik
 from rflocal_core.models.registry import register
 from rflocal_core.options import check_options, option
 
@@ -760,6 +760,15 @@ class KNNConfig:
     radio_map_spread : str
         ``"one"``: ``radio_map_sigma_db`` everywhere; ``"local"``: the spread of the training reports
         around each position and node (kernel average of the squared deviations).
+    radio_map_adaptive_k : int or None
+        Adaptive map bandwidth: each position's kernel width is the distance to its k-th nearest
+        training position, clipped to [``radio_map_m``, ``radio_map_max_m``], so thinly sampled
+        places get a smoother map. None: ``radio_map_m`` everywhere.
+    radio_map_max_m : float
+        Widest kernel (m) of the adaptive bandwidth.
+    radio_map_heard_prior : str
+        The map's prior chance of a node being heard where it has few reports: ``"half"`` (0.5),
+        ``"rate"`` (the node's share of training reports) or ``"path_loss"`` (from its censored fit).
     """
 
     k: int | None = option(None, lo=1, none_means="chosen on the validation split", help="neighbours")
@@ -796,6 +805,12 @@ class KNNConfig:
     # Antwerp offline (bench/antwerp_z3/hetero.py, weight 1): val 48 / 245 m against 53 / 249 m for "one"
     radio_map_spread: str = option("one", choices=("one", "local"),
                                    help="RSS spread of the radio map: one value, or local per position and node")
+    radio_map_adaptive_k: int | None = option(None, lo=1, hi=10000, none_means="off",
+                                              help="adaptive map bandwidth: distance to the k-th nearest training position")
+    radio_map_max_m: float = option(300.0, lo=0, hi=10000, lo_open=True, unit="m",
+                                    help="widest kernel of the adaptive map bandwidth")
+    radio_map_heard_prior: str = option("half", choices=HEARD_PRIORS,
+                                        help="the map's prior chance of a node being heard: 0.5, its rate, its path loss")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "k_choices", tuple(self.k_choices))
@@ -903,8 +918,10 @@ class KNNFingerprint(Baseline):
                 known = np.isfinite(node_xy).all(-1)
                 first = np.argmax(known, axis=0)  # fixed slots: a node's position is the same in every sample
                 xy = np.where(known.any(0)[:, None], node_xy[first, np.arange(raw.shape[1])], np.nan)
-                maps[scene] = fit_radio_map(train.truth_m[rows], raw[rows], xy, bandwidth_m=self.config.radio_map_m,
-                                            sigma_db=self.config.radio_map_sigma_db)
+                c = self.config
+                maps[scene] = fit_radio_map(train.truth_m[rows], raw[rows], xy, bandwidth_m=c.radio_map_m,
+                                            sigma_db=c.radio_map_sigma_db, adaptive_k=c.radio_map_adaptive_k,
+                                            max_bandwidth_m=c.radio_map_max_m, heard_prior_kind=c.radio_map_heard_prior)
         return maps
 
     def _fingerprint_state(self, train: Inputs, raw: np.ndarray, ok: np.ndarray, floor: float,

@@ -19,6 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.spatial import cKDTree
+from scipy.stats import norm
 
 from rflocal_core.dataset.noisefit import Links, fit_censored_path_loss
 
@@ -26,8 +28,10 @@ from rflocal_core.dataset.noisefit import Links, fit_censored_path_loss
 PRIOR_COUNT = 2.0
 #: Smallest local RSS spread (dB): a place heard with the same RSS every time is not infinitely sure.
 MIN_SPREAD_DB = 1.0
-#: Prior chance a node is heard where the map has no reports.
+#: Prior chance a node is heard where the map has no reports (``heard_prior="half"``).
 PRIOR_HEARD = 0.5
+#: Where the map's prior chance of being heard comes from (see :func:`heard_prior`).
+HEARD_PRIORS = ("half", "rate", "path_loss")
 #: The map's chance of being heard stays in [CLIP, 1 - CLIP]: no single node vetoes a place.
 HEARD_CLIP = 0.05
 #: Spread (dB) of the one device offset common to all nodes of a fingerprint (profiled out).
@@ -72,15 +76,54 @@ def path_loss_prior(pos: np.ndarray, raw: np.ndarray, node_xy: np.ndarray) -> tu
     return params, prior
 
 
+def adaptive_bandwidth_m(pos: np.ndarray, *, bandwidth_m: float, k: int, max_m: float) -> np.ndarray:
+    """Per position [M] the distance to its ``k``-th nearest other training position, clipped to
+    [``bandwidth_m``, ``max_m``] (a balloon kernel: wide where the reports are thin, so a thinly
+    sampled place is compared with a smoother map instead of one noisy report)."""
+    d, _ = cKDTree(pos).query(pos, k=min(k + 1, len(pos)))  # column 0: the position itself
+    d = d.reshape(len(pos), -1)[:, -1]
+    return np.clip(d, bandwidth_m, max(max_m, bandwidth_m))
+
+
+def heard_prior(raw: np.ndarray, params: np.ndarray, prior_dbm: np.ndarray, kind: str) -> np.ndarray | float:
+    """The map's prior chance [M, S] (or one number) that a node is heard at each position.
+
+    ``"half"``: PRIOR_HEARD everywhere (one report then moves a place to 2/3 or 1/3: every node not
+    heard there costs log 1.5, a thinly sampled place loses to a dense one on the not-heard terms);
+    ``"rate"``: each node's share of training reports that hear it; ``"path_loss"``: the censored
+    fit's chance that the RSS at the position's distance clears the node's floor (1st percentile of
+    its heard RSS), the share where the node has no fit.
+    """
+    if kind == "half":
+        return PRIOR_HEARD
+    if kind not in HEARD_PRIORS:
+        msg = f"heard_prior: expected one of {HEARD_PRIORS}, got {kind!r}"
+        raise ValueError(msg)
+    heard = np.isfinite(raw)
+    p = np.broadcast_to(heard.mean(0), raw.shape).astype(np.float64)
+    if kind == "path_loss":
+        fitted = np.isfinite(params).all(1)
+        floor = np.array([np.percentile(raw[heard[:, s], s], 1) if fitted[s] else np.nan for s in range(raw.shape[1])])
+        z = (prior_dbm - floor) / np.where(fitted, params[:, 2], 1.0)
+        p = np.where(fitted, norm.cdf(z), p)
+    return np.clip(p, HEARD_CLIP, 1 - HEARD_CLIP)
+
+
 def fit_radio_map(pos: np.ndarray, raw: np.ndarray, node_xy: np.ndarray, *, bandwidth_m: float,
-                  sigma_db: float = 3.0, chunk: int = 1024) -> dict[str, Any]:
+                  sigma_db: float = 3.0, chunk: int = 1024, adaptive_k: int | None = None,
+                  max_bandwidth_m: float = 300.0, heard_prior_kind: str = "half") -> dict[str, Any]:
     """The radio map at the training positions ``pos`` [M, 2] from their reports ``raw`` [M, S] (NaN: not heard).
 
     Returns ``p_heard``, ``mean_dbm`` and ``spread_db`` [M, S] (float32) and the slots' path-loss fits
     ``path_loss`` [S, 3]. ``spread_db`` is the local RSS spread: the kernel average of the squared
-    deviations from ``mean_dbm``, with ``sigma_db`` as its prior (same pseudo-count).
+    deviations from ``mean_dbm``, with ``sigma_db`` as its prior (same pseudo-count). ``adaptive_k``:
+    each position's kernel width is :func:`adaptive_bandwidth_m` (None: ``bandwidth_m`` everywhere);
+    ``heard_prior_kind``: see :func:`heard_prior`.
     """
     params, prior = path_loss_prior(pos, raw, node_xy)
+    p_prior = heard_prior(raw, params, prior, heard_prior_kind)
+    width = bandwidth_m if adaptive_k is None else adaptive_bandwidth_m(pos, bandwidth_m=bandwidth_m, k=adaptive_k,
+                                                                         max_m=max_bandwidth_m)
     heard = np.isfinite(raw).astype(np.float64)
     rss = np.where(heard > 0, raw, 0.0)
     p = np.empty(raw.shape, np.float32)
@@ -88,9 +131,11 @@ def fit_radio_map(pos: np.ndarray, raw: np.ndarray, node_xy: np.ndarray, *, band
     spread = np.empty(raw.shape, np.float32)
     for s in range(0, len(pos), chunk):  # [chunk, M] kernel rows at a time: bounded memory
         d2 = ((pos[s:s + chunk, None, :] - pos[None]) ** 2).sum(-1)
-        k = np.exp(-0.5 * d2 / bandwidth_m**2)
+        h = width if adaptive_k is None else width[s:s + chunk, None]
+        k = np.exp(-0.5 * d2 / h**2)
         kh, kr = k @ heard, k @ (heard * rss)
-        p[s:s + chunk] = (kh + PRIOR_COUNT * PRIOR_HEARD) / (k.sum(1)[:, None] + PRIOR_COUNT)
+        pp = p_prior if np.ndim(p_prior) == 0 else p_prior[s:s + chunk]
+        p[s:s + chunk] = (kh + PRIOR_COUNT * pp) / (k.sum(1)[:, None] + PRIOR_COUNT)
         m = (kr + PRIOR_COUNT * prior[s:s + chunk]) / (kh + PRIOR_COUNT)
         dev2 = k @ (heard * rss * rss) - 2.0 * m * kr + m * m * kh  # sum of k (r - m)^2 over the heard reports
         mean[s:s + chunk] = m
