@@ -27,12 +27,16 @@ the other tiles' samples; every model trains on the others and is tested on it:
   with its default options before any training step (its heads start at zero: its physics prior decoded
   by its own head, nothing learned); ``mapformer (untrained + line-or-maps prior)``: the same with
   ``prior_timing="line_or_maps"`` (its ToA/AoA terms the even mixture of straight line and ray-traced maps, as
-  ``physics prior (line or maps)``; needs ``--timing-maps``);
+  ``physics prior (line or maps)``; needs ``--timing-maps``); ``physics prior (line or pooled maps)``, ``window
+  centre (line or pooled maps)`` and ``mapformer (untrained + line-or-pooled-maps prior)``: the same three with
+  ``prior_timing="line_or_pooled_maps"`` (each slot's map terms the even mixture over the 3x3 cells around; brief A26);
 - the baselines (map matching, the geometric ones; kNN refuses a scene it has no fingerprints of);
 - the networks, each ``--minutes`` of training (torch 1 thread): setnet and heimdall in the scene
   and in the sample frame, mapformer (``mapformer``: the scene frame) and locheatmap in the scene
   and in the window frame; ``mapformer (window 4 m + line-or-maps prior)``: its prior with ``prior_timing=
-  "line_or_maps"`` (needs ``--timing-maps``; its fair reference is ``physics prior (line or maps)``).
+  "line_or_maps"`` (needs ``--timing-maps``; its fair reference is ``physics prior (line or maps)``);
+  ``mapformer (window 4 m + line-or-pooled-maps prior)``: the same with ``"line_or_pooled_maps"`` (reference
+  ``physics prior (line or pooled maps)``).
 
 Each row: median / P95 on the held-out tile next to the same model's seen error (the test split
 of the training tiles, less the samples of a tile that cannot be a test: :func:`tile_facts`). The
