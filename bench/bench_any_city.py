@@ -27,12 +27,16 @@ the other tiles' samples; every model trains on the others and is tested on it:
   with its default options before any training step (its heads start at zero: its physics prior decoded
   by its own head, nothing learned); ``mapformer (untrained + line-or-maps prior)``: the same with
   ``prior_timing="line_or_maps"`` (its ToA/AoA terms the even mixture of straight line and ray-traced maps, as
-  ``physics prior (line or maps)``; needs ``--timing-maps``);
+  ``physics prior (line or maps)``; needs ``--timing-maps``); ``physics prior (line or pooled maps)``, ``window
+  centre (line or pooled maps)`` and ``mapformer (untrained + line-or-pooled-maps prior)``: the same three with
+  ``prior_timing="line_or_pooled_maps"`` (each slot's map terms the even mixture over the 3x3 cells around; brief A26);
 - the baselines (map matching, the geometric ones; kNN refuses a scene it has no fingerprints of);
 - the networks, each ``--minutes`` of training (torch 1 thread): setnet and heimdall in the scene
   and in the sample frame, mapformer (``mapformer``: the scene frame) and locheatmap in the scene
   and in the window frame; ``mapformer (window 4 m + line-or-maps prior)``: its prior with ``prior_timing=
-  "line_or_maps"`` (needs ``--timing-maps``; its fair reference is ``physics prior (line or maps)``).
+  "line_or_maps"`` (needs ``--timing-maps``; its fair reference is ``physics prior (line or maps)``);
+  ``mapformer (window 4 m + line-or-pooled-maps prior)``: the same with ``"line_or_pooled_maps"`` (reference
+  ``physics prior (line or pooled maps)``).
 
 Each row: median / P95 on the held-out tile next to the same model's seen error (the test split
 of the training tiles, less the samples of a tile that cannot be a test: :func:`tile_facts`). The
@@ -82,6 +86,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from rflocal_core.models.window import map_pool_cells  # noqa: E402 (after ROOT is on the path)
+
 WORKSPACE = ROOT / "bench" / "workspace-any-city"
 RESULTS = ROOT / "bench" / "results" / "any_city.json"  # --out replaces it
 OSM_DIR = ROOT.parent / "shared" / "data" / "osm"
@@ -118,23 +124,34 @@ NETWORKS = {"setnet (scene)": ("setnet", {"frame": "scene"}), "setnet (sample)":
             "mapformer (window 4 m + map channels)": ("mapformer", {"frame": "window", "cell_m": 4.0,
                                                                    "use_map_channels": True}),
             "mapformer (window 4 m + line-or-maps prior)": ("mapformer", {"frame": "window", "cell_m": 4.0,
-                                                                        "prior_timing": "line_or_maps"})}
+                                                                        "prior_timing": "line_or_maps"}),
+            "mapformer (window 4 m + line-or-pooled-maps prior)": ("mapformer", {
+                "frame": "window", "cell_m": 4.0, "prior_timing": "line_or_pooled_maps"})}
 #: The ``mapformer (untrained...)`` rows: shown name -> mapformer options (the defaults otherwise).
 UNTRAINED_ROWS = {"mapformer (untrained)": {},
-                  "mapformer (untrained + line-or-maps prior)": {"prior_timing": "line_or_maps"}}
+                  "mapformer (untrained + line-or-maps prior)": {"prior_timing": "line_or_maps"},
+                  "mapformer (untrained + line-or-pooled-maps prior)": {"prior_timing": "line_or_pooled_maps"}}
 #: Rows that read the ToA/AoA maps of the dataset (``use_map_channels``): they need ``--timing-maps``.
 MAP_CHANNEL_ROWS = ("physics prior (ToA/AoA maps)", "physics prior (line or maps)", "window centre (line or maps)",
+                    "physics prior (line or pooled maps)", "window centre (line or pooled maps)",
                     *(k for k, o in UNTRAINED_ROWS.items() if o.get("prior_timing", "line") != "line"),
                     *(k for k, (_, o) in NETWORKS.items() if o.get("use_map_channels")
                       or o.get("prior_timing", "line") != "line"))
 #: The ``window centre`` rows: shown name -> ``window_centre`` (and the prior's ToA/AoA terms, ``prior_timing``).
 WINDOW_CENTRE_ROWS = {"window centre (16 m search)": ("search", "line"),
                       "window centre (top 24)": ("prior_top24", "line"), "window centre": ("prior", "line"),
-                      "window centre (line or maps)": ("prior", "line_or_maps")}
+                      "window centre (line or maps)": ("prior", "line_or_maps"),
+                      "window centre (line or pooled maps)": ("prior", "line_or_pooled_maps")}
 #: The physics-prior rows that argmax the whole tile: shown name -> :func:`physics_prior`'s options.
 PRIORS = {"physics prior": {}, "physics prior (ToA/AoA maps)": {"timing": True},
-          "physics prior (line or maps)": {"timing": True, "either": True}}
+          "physics prior (line or maps)": {"timing": True, "either": True},
+          "physics prior (line or pooled maps)": {"timing": True, "either": True,
+                                                  "pool": map_pool_cells("line_or_pooled_maps")}}
+#: The :data:`PRIORS` row of each ``prior_timing``: the prior a network with it starts from (:func:`fair_prior`).
+PRIOR_OF_TIMING = {"line": "physics prior", "line_or_maps": "physics prior (line or maps)",
+                   "line_or_pooled_maps": "physics prior (line or pooled maps)"}
 REFERENCES = ("textbook ToA", "physics prior", "physics prior (ToA/AoA maps)", "physics prior (line or maps)",
+              "physics prior (line or pooled maps)",
               "physics prior (mapformer grid)", *WINDOW_CENTRE_ROWS,
               "physics prior (window 8 m)", "physics prior (window 4 m)", *UNTRAINED_ROWS)
 ALL_MODELS = (*REFERENCES, *BASELINE_MODELS, *NETWORKS)
@@ -317,7 +334,7 @@ def val_only_of(splits: dict[str, np.ndarray], scene_idx: np.ndarray, scenes: li
 
 
 def physics_prior(x: Any, cell_m: float, chunk: int = 8, *, spec: Any = None, res: int | None = None,
-                  timing: bool = False, either: bool = False) -> np.ndarray:
+                  timing: bool = False, either: bool = False, pool: int = 0) -> np.ndarray:
     """Argmax of mapformer's physics log-likelihood with ``x``'s true maps, on each scene's own grid. [N, 2] m.
 
     With ``spec`` and ``res``: on that square instead (mapformer's: its training square, ``res`` cells a side).
@@ -325,7 +342,9 @@ def physics_prior(x: Any, cell_m: float, chunk: int = 8, *, spec: Any = None, re
     (:func:`rflocal_core.models.mapformer.timing_map_terms`; a dataset made with ``timing_maps``); with ``either``,
     each of the two terms is the even mixture of its straight-line and its map version (the sample's ranges follow
     one or the other): mapformer's ``prior_timing="line_or_maps"``
-    (:func:`~rflocal_core.models.mapformer.mix_timing_maps`).
+    (:func:`~rflocal_core.models.mapformer.mix_timing_maps`); ``pool``: each slot's map terms mixed over the map
+    cells within ``pool`` cells (``prior_timing="line_or_pooled_maps"``,
+    :func:`~rflocal_core.models.mapformer.pool_map_cells`).
     """
     import torch
 
@@ -364,7 +383,7 @@ def physics_prior(x: Any, cell_m: float, chunk: int = 8, *, spec: Any = None, re
                                     aoa_sigma_deg=cfg.prior_aoa_sigma_deg)  # [B, 4, H, W]
                 if timing:  # mapformer's prior_timing="line_or_maps" (either), or the map terms alone
                     terms = timing_map_terms(mb, toa_sigma_m=cfg.prior_toa_sigma_m,
-                                             aoa_sigma_deg=cfg.prior_aoa_sigma_deg)
+                                             aoa_sigma_deg=cfg.prior_aoa_sigma_deg, pool=pool)
                     if either:
                         ll = mix_timing_maps(ll, terms)
                     elif terms is not None:
@@ -545,8 +564,7 @@ def fair_prior(shown: str) -> str:
     """The physics-prior row (of :data:`PRIORS`) network row ``shown`` is compared with sample by sample
     (``vs_prior``): the one it starts from, ``physics prior (line or maps)`` for ``prior_timing="line_or_maps"``
     (its ToA/AoA terms the mixture of straight line and maps), else the straight-line ``physics prior``."""
-    timing = NETWORKS[shown][1].get("prior_timing", "line")
-    return "physics prior (line or maps)" if timing == "line_or_maps" else "physics prior"
+    return PRIOR_OF_TIMING[NETWORKS[shown][1].get("prior_timing", "line")]
 
 
 def versus_prior(err: np.ndarray, prior_err: np.ndarray, far_m: float = 10.0) -> dict[str, Any]:

@@ -32,9 +32,19 @@ def test_map_channel_rows_read_the_timing_maps(bench: ModuleType) -> None:
     """The map-channel rows are mapformer (window 4 m) with ``use_map_channels`` or ``prior_timing="line_or_maps"``
     and nothing else changed (its untrained row: the defaults but that; its window centre: the same but its prior)."""
     assert bench.MAP_CHANNEL_ROWS == ("physics prior (ToA/AoA maps)", "physics prior (line or maps)",
-                                      "window centre (line or maps)", "mapformer (untrained + line-or-maps prior)",
+                                      "window centre (line or maps)", "physics prior (line or pooled maps)",
+                                      "window centre (line or pooled maps)",
+                                      "mapformer (untrained + line-or-maps prior)",
+                                      "mapformer (untrained + line-or-pooled-maps prior)",
                                       "mapformer (window 4 m + map channels)",
-                                      "mapformer (window 4 m + line-or-maps prior)")
+                                      "mapformer (window 4 m + line-or-maps prior)",
+                                      "mapformer (window 4 m + line-or-pooled-maps prior)")
+    model, options = bench.NETWORKS["mapformer (window 4 m + line-or-pooled-maps prior)"]
+    assert (model, options) == ("mapformer", {**bench.NETWORKS["mapformer (window 4 m)"][1],
+                                              "prior_timing": "line_or_pooled_maps"})
+    assert bench.PRIORS["physics prior (line or pooled maps)"] == {"timing": True, "either": True, "pool": 1}
+    pooled = "mapformer (window 4 m + line-or-pooled-maps prior)"
+    assert bench.fair_prior(pooled) == "physics prior (line or pooled maps)"
     window = bench.NETWORKS["mapformer (window 4 m)"][1]
     model, options = bench.NETWORKS["mapformer (window 4 m + map channels)"]
     assert (model, options) == ("mapformer", {**window, "use_map_channels": True})

@@ -12,8 +12,8 @@ from rflocal_core.models import Inputs
 from rflocal_core.models.features import FeatureSpec
 from rflocal_core.models.inputs import SceneMaps
 from rflocal_core.models.mapformer import MapFormerConfig
-from rflocal_core.models.window import (PRIOR_SPREADS, block_bound, map_position, scene_blocks, search_loglik,
-                                        timing_at)
+from rflocal_core.models.window import (PRIOR_SPREADS, block_bound, map_position, pooled_timing_at, scene_blocks,
+                                        search_loglik, timing_at)
 
 NODES = np.array([[-280.0, -270.0, 25.0], [275.0, -285.0, 31.0], [285.0, 270.0, 18.0], [-270.0, 280.0, 40.0]])
 #: Excess path (m) of each node's first path everywhere: in its ToA map and in the ranges it reports.
@@ -119,5 +119,56 @@ def test_unknown_prior_timing_is_refused() -> None:
     """A centring asked for with a prior the search does not know: a clear error naming the field."""
     from rflocal_core.errors import InvalidInputError
 
-    with pytest.raises(InvalidInputError, match=r"prior_timing: expected one of line, line_or_maps, got 'maps'"):
+    expected = r"prior_timing: expected one of line, line_or_maps, line_or_pooled_maps, got 'maps'"
+    with pytest.raises(InvalidInputError, match=expected):
         map_position(_excess_path_scene(), fine_m=4.0, prior_timing="maps")
+
+
+def _rough_maps_scene() -> Inputs:
+    """:func:`_excess_path_scene` with bearings, its ToA maps off by up to 12 m from cell to cell (seeded): a map
+    whose first path changes faster than its cells, where pooling its terms moves the prior."""
+    x = _excess_path_scene(aoa=True)
+    maps = x.maps["hand"]
+    rough = np.random.default_rng(7).uniform(-12.0, 12.0, maps.channels["toa_ns"].shape) / C_M_PER_NS
+    channels = {**maps.channels, "toa_ns": (maps.channels["toa_ns"] + rough).astype(np.float32)}
+    from dataclasses import replace
+    return replace(x, maps={"hand": replace(maps, channels=channels)})
+
+
+def test_line_or_pooled_maps_centre_is_the_exact_argmax_of_the_pooled_prior_and_its_bounds_hold() -> None:
+    """``prior_timing="line_or_pooled_maps"`` (brief A26): the window centre is the argmax over the whole lattice of
+    the prior whose map terms are each slot's even mixture over the 3x3 lattice points around (brute force), which
+    is not the unpooled prior's here, and every block bound holds each of its points under it."""
+    x = _rough_maps_scene()
+    maps = x.maps["hand"]
+    px, py = np.meshgrid(maps.grid.x_m, maps.grid.y_m)
+    px, py = px.ravel(), py.ravel()
+    rows = np.arange(len(x.indices))
+    pg = maps.path_gain_db.reshape(len(NODES), -1).astype(np.float64)
+    pooled = search_loglik(x, rows, pg, px, py, PRIOR_SPREADS, pooled_timing_at(maps, px, py, 4.0, 1))
+    plain = search_loglik(x, rows, pg, px, py, PRIOR_SPREADS, timing_at(maps, px, py))
+    brute = np.stack([px[pooled.argmax(1)], py[pooled.argmax(1)]], 1)
+    centre, ok = map_position(x, fine_m=4.0, prior_timing="line_or_pooled_maps")
+    assert ok.all()
+    np.testing.assert_array_equal(centre, brute)
+    assert not np.allclose(pooled, plain)
+    blocks = scene_blocks(maps, 4.0, 8, timing=True, reach=1)
+    corner = blocks.centres_m.min(0) - blocks.half_m - 2.0
+    block = ((py - corner[1]) // 32).astype(int) * len(np.unique(blocks.centres_m[:, 0])) + ((px - corner[0]) // 32)
+    per_block = block_bound(x, rows, blocks, PRIOR_SPREADS)
+    assert (pooled <= per_block[:, block.astype(int)] + 1e-9).all()
+
+
+def test_pooled_map_term_is_the_log_mean_over_the_neighbours_in_torch_as_in_the_search() -> None:
+    """mapformer's :func:`pool_map_cells` (the prior on its raster) is the log of the mean likelihood over the 3x3
+    cells around each cell, the raster's edge cells repeated: the window search's mixture over its shifts."""
+    import torch
+
+    from rflocal_core.models.mapformer import pool_map_cells
+
+    term = torch.from_numpy(np.random.default_rng(3).normal(-3.0, 2.0, (2, 3, 5, 6)))
+    pooled = pool_map_cells(term, 1).numpy()
+    pad = np.pad(term.numpy(), ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge")
+    shifts = np.stack([pad[:, :, dy:dy + 5, dx:dx + 6] for dy in range(3) for dx in range(3)])
+    np.testing.assert_allclose(pooled, np.log(np.exp(shifts).mean(0)), rtol=1e-12)
+    assert torch.equal(pool_map_cells(term, 0), term)

@@ -176,7 +176,8 @@ class FeatureSpec:
     centre_timing : str
         ``"window"`` frame, ``centre`` ``"prior"`` / ``"prior_top24"``: the ToA/AoA terms of the prior the window is
         centred with (:data:`~rflocal_core.models.window.PRIOR_TIMINGS`): ``"line"`` (checkpoints from before this
-        field), or ``"line_or_maps"`` (mapformer's ``prior_timing``: the network's own prior).
+        field), or ``"line_or_maps"`` / ``"line_or_pooled_maps"`` (mapformer's ``prior_timing``: the network's own
+        prior).
     """
 
     origin_m: tuple[float, float]

@@ -142,7 +142,7 @@ from rflocal_core.models.nets import (
     sinusoidal,
 )
 from rflocal_core.models.registry import register
-from rflocal_core.models.window import PRIOR_TIMINGS
+from rflocal_core.models.window import PRIOR_TIMINGS, map_pool_cells
 from rflocal_core.options import option, redefault
 
 #: Radio-map stream channels (see the module doc).
@@ -256,6 +256,11 @@ class MapFormerConfig(MapFrameConfig):
         map channels, or a slot no map value at a cell, the straight line. The window frame's centring
         (``window_centre`` ``"prior"`` and ``"prior_top24"``) then uses the same mixture (:meth:`centre_timing`;
         checkpoints from before 2026-12-04 03:00 UTC were centred with straight lines and keep it).
+        ``"line_or_pooled_maps"`` (brief A26): as ``"line_or_maps"``, each slot's map terms the even mixture of
+        their values over the :data:`~rflocal_core.models.window.MAP_POOL_CELLS` cells around each cell
+        (:func:`pool_map_cells`; the window centring the same, :func:`~rflocal_core.models.window.pooled_timing_at`):
+        the maps are traced every 16 m and interpolated, and a report's first path is often that of a cell next to
+        the target's. The sub-cell points read the pooled map terms of the map cell holding them.
     """
 
     node_dropout: tuple[float, ...] = redefault(NetConfig, "node_dropout", (0.0, 0.1, 0.2))
@@ -305,7 +310,9 @@ class MapFormerConfig(MapFrameConfig):
     prior_timing: str = option("line", choices=PRIOR_TIMINGS,
                                help="the prior's ToA and AoA terms: against the straight line node -> cell (line), or "
                                     "each the even mixture of that and the ray-traced ToA/AoA maps (line_or_maps; "
-                                    "datasets generated with timing_maps, straight line where a site has no map)")
+                                    "datasets generated with timing_maps, straight line where a site has no map), or "
+                                    "that with each report's map terms mixed over the 3x3 map cells around "
+                                    "(line_or_pooled_maps)")
 
     #: Options a checkpoint without them was trained without: their value then (not the default now).
     checkpoint_defaults: ClassVar[dict[str, int | str]] = {"prior_subcell": 0, "prior_pool": "lse"}
@@ -439,10 +446,11 @@ def physics_loglik(batch: MapBatch, *, rss_sigma_db: float, toa_sigma_m: float, 
     return torch.stack([rss, toa, aoa, indoor], dim=1)
 
 
-def toa_loglik_at(batch: MapBatch, dx: torch.Tensor, dy: torch.Tensor, *, toa_sigma_m: float) -> torch.Tensor | None:
+def toa_loglik_at(batch: MapBatch, dx: torch.Tensor, dy: torch.Tensor, *, toa_sigma_m: float,
+                  per_slot: bool = False) -> torch.Tensor | None:
     """The ToA term of :func:`physics_loglik` at any points: ``dx``, ``dy`` [N, S, *P] (broadcastable) are point -
-    node (unit square) per slot; returns [N, *P] summed over the slots, or None where it is zero for every point
-    (no ToA report of a known node, or no metres to compare in)."""
+    node (unit square) per slot; returns [N, *P] summed over the slots (``per_slot``: [N, S, *P]), or None where it
+    is zero for every point (no ToA report of a known node, or no metres to compare in)."""
     b = batch.base
     dtype = dx.dtype
     extra = (1,) * (max(dx.dim(), dy.dim()) - 2)
@@ -456,17 +464,32 @@ def toa_loglik_at(batch: MapBatch, dx: torch.Tensor, dy: torch.Tensor, *, toa_si
     los = math.log(TOA_LOS_PROB) - 0.5 * (e / s_los) ** 2 - math.log(s_los * math.sqrt(2 * math.pi))
     nlos = (math.log(1 - TOA_LOS_PROB) - math.log(TOA_NLOS_SCALE_M) - e.clamp_min(0) / TOA_NLOS_SCALE_M
             - 0.5 * (e.clamp_max(0) / s_los) ** 2)
-    return torch.where(toa_on, torch.logaddexp(los, nlos), torch.zeros_like(los)).sum(1)  # masked: NaN-safe
+    out = torch.where(toa_on, torch.logaddexp(los, nlos), torch.zeros_like(los))  # masked: NaN-safe
+    return out if per_slot else out.sum(1)
 
 
-def timing_map_terms(batch: MapBatch, *, toa_sigma_m: float, aoa_sigma_deg: float
+def pool_map_cells(term: torch.Tensor, reach: int) -> torch.Tensor:
+    """[N, S, H, W] per-slot map term ``term`` as the even mixture of its values over the ``(2 reach + 1)^2`` cells
+    around each cell (log-mean-exp; the raster's edge cells repeated beyond it): the map's value at the target is
+    the map's somewhere within ``reach`` cells (``prior_timing="line_or_pooled_maps"``, :data:`MAP_POOL_CELLS`;
+    :func:`~rflocal_core.models.window.pooled_map_terms` is the window search's same term)."""
+    if reach <= 0:
+        return term
+    n, s, h, w = term.shape
+    pad = F.pad(term.reshape(n * s, 1, h, w), (reach, reach, reach, reach), mode="replicate")[:, 0]
+    shifts = torch.stack([pad[:, dy:dy + h, dx:dx + w] for dy in range(2 * reach + 1) for dx in range(2 * reach + 1)])
+    return (torch.logsumexp(shifts, 0) - math.log(len(shifts))).reshape(n, s, h, w)
+
+
+def timing_map_terms(batch: MapBatch, *, toa_sigma_m: float, aoa_sigma_deg: float, pool: int = 0
                      ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The ToA and AoA terms of :func:`physics_loglik` [N, H, W] each, with the ray-traced maps of
     ``batch.site_channels`` in place of the straight lines node -> cell; None where the batch has no map channels.
 
     The same likelihoods (LoS/NLoS mixture; von Mises and uniform) of the reported ToA against the map's
     first-path distance and of the reported bearing against the map's bearing, at every cell where the slot's
-    node has a map value (``timing_ok``); the straight line where it has none.
+    node has a map value (``timing_ok``); the straight line where it has none. ``pool``: each slot's terms
+    mixed over the cells within ``pool`` cells (:func:`pool_map_cells`) before the sum over the slots.
     """
     if batch.site_channels is None:
         return None
@@ -484,9 +507,12 @@ def timing_map_terms(batch: MapBatch, *, toa_sigma_m: float, aoa_sigma_deg: floa
         dz = (b.col("node_z") * NODE_Z_SCALE_M / ext)[..., None, None].to(ch.dtype)
         # the point whose straight line from the node (node height included) is as long as the map's first path
         flat = ((ch[:, :, MAP_CHANNELS.index("toa_m")] / ext) ** 2 - dz ** 2).clamp_min(0).sqrt()
-        toa = toa_loglik_at(batch, torch.where(ok, flat, dx), torch.where(ok, 0.0, dy), toa_sigma_m=toa_sigma_m)
+        toa = toa_loglik_at(batch, torch.where(ok, flat, dx), torch.where(ok, 0.0, dy), toa_sigma_m=toa_sigma_m,
+                            per_slot=True)
     aoa = aoa_loglik_at(b, torch.where(ok, ch[:, :, MAP_CHANNELS.index("aoa_sin")], dx),
-                        torch.where(ok, ch[:, :, MAP_CHANNELS.index("aoa_cos")], dy), sigma_deg=aoa_sigma_deg)
+                        torch.where(ok, ch[:, :, MAP_CHANNELS.index("aoa_cos")], dy), sigma_deg=aoa_sigma_deg,
+                        per_slot=True)
+    toa, aoa = (None if t is None else pool_map_cells(t, pool).sum(1) for t in (toa, aoa))
     return (torch.zeros(n, h, w, device=dev, dtype=ch.dtype) if toa is None else toa), aoa.to(ch.dtype)
 
 
@@ -779,8 +805,9 @@ class MapFormer(LocNet):
             rss = rss_cells(batch)  # once, for the prior and the radio-map stream
             loglik = physics_loglik(batch, rss_sigma_db=c.prior_rss_sigma_db, toa_sigma_m=c.prior_toa_sigma_m,
                                     aoa_sigma_deg=c.prior_aoa_sigma_deg, cells=rss)  # [N, 4, H, W]
-            if c.prior_timing == "line_or_maps":
-                timing = timing_map_terms(batch, toa_sigma_m=c.prior_toa_sigma_m, aoa_sigma_deg=c.prior_aoa_sigma_deg)
+            if c.prior_timing != "line":
+                timing = timing_map_terms(batch, toa_sigma_m=c.prior_toa_sigma_m, aoa_sigma_deg=c.prior_aoa_sigma_deg,
+                                          pool=map_pool_cells(c.prior_timing))
                 loglik = mix_timing_maps(loglik, timing)
         if self.map_channels:
             ctx, cell_h = self._map_context(batch, loglik, rss, radio, cells, cell_h)

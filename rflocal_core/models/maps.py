@@ -118,9 +118,10 @@ def aoa_loglik(base: Batch, h: int, w: int, *, sigma_deg: float) -> torch.Tensor
     return aoa_loglik_at(base, dx, dy, sigma_deg=sigma_deg)
 
 
-def aoa_loglik_at(base: Batch, dx: torch.Tensor, dy: torch.Tensor, *, sigma_deg: float) -> torch.Tensor:
+def aoa_loglik_at(base: Batch, dx: torch.Tensor, dy: torch.Tensor, *, sigma_deg: float,
+                  per_slot: bool = False) -> torch.Tensor:
     """The AoA log-likelihood of :func:`aoa_loglik` at any points: ``dx``, ``dy`` [N, S, *P] (broadcastable) are
-    point - node (unit square), per slot; returns [N, *P], summed over the slots."""
+    point - node (unit square), per slot; returns [N, *P], summed over the slots (``per_slot``: [N, S, *P])."""
     dtype = dx.dtype
     extra = (1,) * (max(dx.dim(), dy.dim()) - 2)
     on = (base.mask & (base.col("pos_ok") > 0.5) & (base.col("aoa_ok") > 0.5)).view(*base.mask.shape, *extra)
@@ -132,7 +133,8 @@ def aoa_loglik_at(base: Batch, dx: torch.Tensor, dy: torch.Tensor, *, sigma_deg:
     kappa = 1.0 / math.radians(sigma_deg) ** 2
     inlier = math.log(AOA_INLIER_PROB) + kappa * (cos_d - 1) + 0.5 * math.log(kappa / (2 * math.pi))
     uniform = torch.full_like(inlier, math.log((1 - AOA_INLIER_PROB) / (2 * math.pi)))
-    return torch.where(on, torch.logaddexp(inlier, uniform), torch.zeros_like(inlier)).sum(1)  # masked: NaN-safe
+    out = torch.where(on, torch.logaddexp(inlier, uniform), torch.zeros_like(inlier))  # masked: NaN-safe
+    return out if per_slot else out.sum(1)
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,13 @@ from rflocal_core.models.inputs import Inputs
 
 #: mapformer's ``prior_timing`` (its option's choices, and the window centring's): the ToA/AoA terms of the prior
 #: against straight lines node -> point, or each the even mixture of that and the ray-traced ToA/AoA maps.
-PRIOR_TIMINGS = ("line", "line_or_maps")
+#: ``line_or_pooled_maps``: as ``line_or_maps``, each slot's map terms mixed over the map cells within
+#: :data:`MAP_POOL_CELLS` of the point (the maps are traced every 16 m and interpolated: on Paris a report is more
+#: than 8 m shorter than the map's first path at its true 4 m cell for 10% of the reports, 3% at the best of the 3x3
+#: cells around it; brief A26, README "Any city").
+PRIOR_TIMINGS = ("line", "line_or_maps", "line_or_pooled_maps")
+#: Cells (of the lattice the prior is evaluated on) each side over which ``line_or_pooled_maps`` mixes a map term.
+MAP_POOL_CELLS = 1
 #: Device height (m) the ToA ranges are flattened with (a handset; the geometric baselines' default).
 DEVICE_Z_M = 1.5
 #: Soft-L1 scale (m) of the range residuals: NLoS excess beyond it counts linearly.
@@ -202,6 +208,12 @@ def aoa_term(cos_d: np.ndarray, sp: Spreads) -> np.ndarray:
     return np.logaddexp(inlier, np.log((1 - sp.aoa_inlier) / (2 * np.pi)))
 
 
+def map_pool_cells(prior_timing: str) -> int:
+    """Cells each side over which the prior's map terms are mixed (:data:`MAP_POOL_CELLS` for
+    ``"line_or_pooled_maps"``, else 0): one definition for mapformer's prior and the window search."""
+    return MAP_POOL_CELLS if prior_timing == "line_or_pooled_maps" else 0
+
+
 def mix_line_or_maps(line: np.ndarray, maps: np.ndarray) -> np.ndarray:
     """A term summed over the slots against straight lines and against the ToA/AoA maps, mixed evenly (the sample's
     ranges or bearings follow one or the other): mapformer's ``prior_timing="line_or_maps"``
@@ -209,12 +221,26 @@ def mix_line_or_maps(line: np.ndarray, maps: np.ndarray) -> np.ndarray:
     return np.logaddexp(line, maps) - np.log(2.0)
 
 
+def _map_slot_terms(tm: tuple[np.ndarray, ...], site: np.ndarray, n: int, rng: np.ndarray, dz2: np.ndarray,
+                    theta: np.ndarray, line: tuple[np.ndarray, np.ndarray], sp: Spreads
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """[n, S, C] ToA and AoA map terms of each slot with the maps ``tm`` (:func:`timing_at`) at the points, the
+    straight-line terms ``line`` where the slot's map has no value."""
+    dist, sin, cos, ok = (t if t.ndim == 3 else t[None] for t in tm)
+    at = (np.arange(n)[:, None] % len(dist), np.clip(site, 0, max(len(dist[0]) - 1, 0)))
+    ok = ok[at] & (site >= 0)[..., None] & (site < dist.shape[1])[..., None]  # [n, S, C]: the slot's map has a value
+    return (np.where(ok, toa_term(rng - np.sqrt(np.maximum(dist[at] ** 2, dz2)), sp), line[0]),
+            np.where(ok, aoa_term(np.sin(theta) * sin[at] + np.cos(theta) * cos[at], sp), line[1]))
+
+
 def search_loglik(x: Inputs, rows: np.ndarray, pg: np.ndarray, cx: np.ndarray, cy: np.ndarray,
-                  sp: Spreads = SEARCH, timing: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
+                  sp: Spreads = SEARCH, timing: tuple[np.ndarray, ...] | list | None = None) -> np.ndarray:
     """[n, C] log-likelihood of samples ``rows`` at points ``cx, cy`` ([C] shared, or [n, C] per sample);
     ``pg`` [K, C] or [n, K, C] dB (NaN: no ray). ``timing``: the ToA/AoA maps at the points (:func:`timing_at`,
     each [K, C] or [n, K, C]): the ToA and AoA terms are then each the even mixture of the straight line and the
-    maps (:func:`mix_line_or_maps`; per slot the straight line where its map has no value)."""
+    maps (:func:`mix_line_or_maps`; per slot the straight line where its map has no value); a list of ``((dx_m, dy_m),
+    timing)``: the maps at the points shifted so, each slot's map terms mixed evenly over them (``line_or_pooled_maps``,
+    :func:`pooled_timing_at`; mapformer's :func:`~rflocal_core.models.mapformer.pool_map_cells`)."""
     n = len(rows)
     site = x.slot_site[rows]
     use = x.node_mask[rows] & x.known_nodes[rows]
@@ -242,11 +268,16 @@ def search_loglik(x: Inputs, rows: np.ndarray, pg: np.ndarray, cx: np.ndarray, c
     aoa = aoa_term((np.sin(theta) * dx + np.cos(theta) * dy) / np.maximum(np.hypot(dx, dy), 1e-6), sp)
     if timing is None:
         return ll + np.where(toa_on, toa, 0.0).sum(1) + np.where(aoa_on, aoa, 0.0).sum(1)
-    dist, sin, cos, ok = (t if t.ndim == 3 else t[None] for t in timing)
-    at = (np.arange(n)[:, None] % len(dist), np.clip(site, 0, max(len(dist[0]) - 1, 0)))
-    ok = ok[at] & (site >= 0)[..., None] & (site < dist.shape[1])[..., None]  # [n, S, C]: the slot's map has a value
-    toa_map = np.where(ok, toa_term(rng - np.sqrt(np.maximum(dist[at] ** 2, dz2)), sp), toa)
-    aoa_map = np.where(ok, aoa_term(np.sin(theta) * sin[at] + np.cos(theta) * cos[at], sp), aoa)
+    shifts = timing if isinstance(timing, list) else [((0.0, 0.0), timing)]
+    pairs = []
+    for (ox, oy), tm in shifts:  # pooled (line_or_pooled_maps): the map terms at each neighbour, mixed evenly
+        line = (toa, aoa) if ox == oy == 0 else (
+            toa_term(rng - np.sqrt((dx + ox) ** 2 + (dy + oy) ** 2 + dz2), sp),
+            aoa_term((np.sin(theta) * (dx + ox) + np.cos(theta) * (dy + oy)) / np.maximum(np.hypot(dx + ox, dy + oy),
+                                                                                           1e-6), sp))
+        pairs.append(_map_slot_terms(tm, site, n, rng, dz2, theta, line, sp))
+    toa_map, aoa_map = (pairs[0][j] if len(pairs) == 1 else
+                        np.logaddexp.reduce(np.stack([p[j] for p in pairs]), 0) - np.log(len(pairs)) for j in (0, 1))
     toa, toa_map, aoa, aoa_map = (np.where(on, t, 0.0).sum(1) for on, t in
                                   ((toa_on, toa), (toa_on, toa_map), (aoa_on, aoa), (aoa_on, aoa_map)))
     return ll + mix_line_or_maps(toa, toa_map) + mix_line_or_maps(aoa, aoa_map)
@@ -308,6 +339,25 @@ def timing_at(maps: object, px: np.ndarray, py: np.ndarray, inside: np.ndarray |
     return interp(toa * C_M_PER_NS), np.where(good, sin / norm, 0.0), np.where(good, cos / norm, 0.0), good
 
 
+def pooled_timing_at(maps: object, px: np.ndarray, py: np.ndarray, step_m: float, reach: int) -> list | None:
+    """``[((dx_m, dy_m), timing_at(maps, px + dx_m, py + dy_m)), ...]`` for the ``(2 reach + 1)^2`` shifts by
+    ``step_m`` (the lattice's cell), the shifted points held inside the scene's map cells (its edge cells repeated,
+    as :func:`~rflocal_core.models.mapformer.pool_map_cells` pads): what :func:`search_loglik` mixes each slot's
+    map terms over (``line_or_pooled_maps``). None where the scene has no ToA/AoA maps."""
+    if not has_timing_maps(maps):
+        return None
+    if reach <= 0:  # the points themselves, as they are
+        return [((0.0, 0.0), timing_at(maps, px, py))]
+    g = maps.grid
+    out = []
+    for oy in range(-reach, reach + 1):
+        for ox in range(-reach, reach + 1):
+            qx = np.clip(px + ox * step_m, g.x0_m, g.x0_m + (g.nx - 1) * g.cell_m)
+            qy = np.clip(py + oy * step_m, g.y0_m, g.y0_m + (g.ny - 1) * g.cell_m)
+            out.append(((ox * step_m, oy * step_m), timing_at(maps, qx, qy)))
+    return out
+
+
 def _candidate_cells(top: np.ndarray, nx: int, ny: int) -> np.ndarray:
     """[n, U] coarse cells (``iy * nx + ix``) within one cell of the candidates ``top`` [n, M], each once (rows
     padded with their best candidate): the union of their 3 x 3 neighbourhoods, which mostly overlap."""
@@ -324,10 +374,11 @@ def _candidate_cells(top: np.ndarray, nx: int, ny: int) -> np.ndarray:
 
 
 def _fine_search(x: Inputs, part: np.ndarray, maps: object, centres: np.ndarray, coarse_m: float, fine_m: float,
-                 sp: Spreads, timing: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                 sp: Spreads, timing: bool = False, reach: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """[n, 2] best point of the ``fine_m`` window lattice (:func:`lattice_phase`) inside the coarse cells of
     centres [n, U, 2], under spreads ``sp``, and [n] its log-likelihood; ``timing``: ToA and AoA each the mixture
-    of straight lines and the scene's ToA/AoA maps (:func:`search_loglik`), where it has them."""
+    of straight lines and the scene's ToA/AoA maps (:func:`search_loglik`), where it has them; ``reach``: the map
+    terms mixed over the lattice points within ``reach`` cells (:func:`pooled_timing_at`)."""
     phase = np.mod(np.array([maps.grid.x0_m, maps.grid.y0_m]) - fine_m / 2, fine_m)
     lo = np.ceil((centres - coarse_m / 2 - phase) / fine_m - 0.5 - 1e-9)  # [n, U, 2] first fine cell in each
     step = np.arange(int(np.ceil(coarse_m / fine_m - 1e-9)))
@@ -336,8 +387,8 @@ def _fine_search(x: Inputs, part: np.ndarray, maps: object, centres: np.ndarray,
     px, py = np.broadcast_arrays(px, py)
     px, py = px.reshape(len(part), -1), py.reshape(len(part), -1)  # [n, P]
     pg, indoor = _map_at(maps, px, py)  # [K, n, P], [n, P]
-    tm = timing_at(maps, px, py) if timing else None
-    tm = None if tm is None else tuple(t.transpose(1, 0, 2) for t in tm)
+    tm = pooled_timing_at(maps, px, py, fine_m, reach) if timing else None
+    tm = None if tm is None else [(o, tuple(t.transpose(1, 0, 2) for t in m)) for o, m in tm]
     ll = search_loglik(x, part, pg.transpose(1, 0, 2), px, py, sp, tm) - sp.indoor_nats * indoor
     x0, y0, x1, y1 = maps.grid.extent_m
     ll = np.where((px < x0) | (px > x1) | (py < y0) | (py > y1), -np.inf, ll)  # off the scene's maps
@@ -368,7 +419,8 @@ class Blocks:
     ``pg_lo_db`` / ``pg_hi_db`` [K, C] the least / greatest path gain of each site over the block's points with
     a ray (0 where none), ``ray`` [K, C] whether any point has one, ``ray_all`` [K, C] whether every point has
     one, ``indoor`` [C] whether every point is in a footprint; ``timing`` those of the ToA/AoA maps
-    (:class:`BlockTiming`; None: not asked for, or the scene has none)."""
+    (:class:`BlockTiming`; None: not asked for, or the scene has none); ``reach_m``: how far beyond a point the
+    pooled map terms (``line_or_pooled_maps``) look, 0 without."""
 
     centres_m: np.ndarray
     half_m: float
@@ -378,31 +430,38 @@ class Blocks:
     ray_all: np.ndarray
     indoor: np.ndarray
     timing: BlockTiming | None = None
+    reach_m: float = 0.0
 
 
-def _block_timing(maps: object, px: np.ndarray, py: np.ndarray, side: int, pad: tuple) -> BlockTiming | None:
+def _block_timing(maps: object, px: np.ndarray, py: np.ndarray, side: int, pad: tuple, reach: int = 0
+                  ) -> BlockTiming | None:
     """:class:`BlockTiming` of a scene's ToA/AoA maps on its lattice points ``px`` [nx], ``py`` [ny] (m), cut into
-    blocks of ``side`` points as :func:`scene_blocks` pads them (``pad``); None without such maps."""
-    tm = timing_at(maps, *np.meshgrid(px, py))
-    if tm is None or not len(tm[0]):
+    blocks of ``side`` points as :func:`scene_blocks` pads them (``pad``); None without such maps. ``reach``: over
+    the maps at each point's shifts too (:func:`pooled_timing_at`, ``line_or_pooled_maps``)."""
+    step = float(px[1] - px[0]) if len(px) > 1 else float(maps.grid.cell_m)
+    shifts = pooled_timing_at(maps, *np.meshgrid(px, py), step, reach)
+    if shifts is None or not len(shifts[0][1][0]):
         return None
-    k, (nby, nbx) = len(tm[0]), (-(-len(py) // side), -(-len(px) // side))
-    dist, sin, cos, ok = (np.pad(t, ((0, 0), *pad)).reshape(k, nby, side, nbx, side) for t in tm)
-    lattice = np.pad(np.ones((len(py), len(px)), bool), pad).reshape(1, nby, side, nbx, side)
-    lo = np.where(ok, dist, np.inf).min((2, 4)).reshape(k, -1)
-    hi = np.where(ok, dist, -np.inf).max((2, 4)).reshape(k, -1)
-    mid = np.arctan2(*(np.where(ok, v, 0.0).sum((2, 4), keepdims=True) for v in (sin, cos)))  # the mean bearing
+    k, (nby, nbx), r = len(shifts[0][1][0]), (-(-len(py) // side), -(-len(px) // side)), len(shifts)
+    dist, sin, cos, ok = (np.stack([np.pad(tm[j], ((0, 0), *pad)) for _, tm in shifts], 1).reshape(
+        k, r, nby, side, nbx, side) for j in range(4))
+    lattice = np.pad(np.ones((len(py), len(px)), bool), pad).reshape(1, 1, nby, side, nbx, side)
+    axes = (1, 3, 5)
+    lo = np.where(ok, dist, np.inf).min(axes).reshape(k, -1)
+    hi = np.where(ok, dist, -np.inf).max(axes).reshape(k, -1)
+    mid = np.arctan2(*(np.where(ok, v, 0.0).sum(axes, keepdims=True) for v in (sin, cos)))  # the mean bearing
     off = np.abs(np.arctan2(sin * np.cos(mid) - cos * np.sin(mid), cos * np.cos(mid) + sin * np.sin(mid)))
-    half = np.where(ok, off, 0.0).max((2, 4)).reshape(k, -1) + 1e-9  # rounding: a bound, never short
-    any_ok = ok.any((2, 4)).reshape(k, -1)
+    half = np.where(ok, off, 0.0).max(axes).reshape(k, -1) + 1e-9  # rounding: a bound, never short
+    any_ok = ok.any(axes).reshape(k, -1)
     return BlockTiming(np.where(any_ok, lo, 0.0), np.where(any_ok, hi, 0.0), mid.reshape(k, -1), half, any_ok,
-                       (ok | ~lattice).all((2, 4)).reshape(k, -1))
+                       (ok | ~lattice).all(axes).reshape(k, -1))
 
 
-def scene_blocks(maps: object, fine_m: float, side: int, timing: bool = False) -> Blocks:
+def scene_blocks(maps: object, fine_m: float, side: int, timing: bool = False, reach: int = 0) -> Blocks:
     """:class:`Blocks` of a scene's maps: its ``fine_m`` lattice (:func:`lattice_phase`) inside its extent, in
     blocks of ``side`` points a side from its south-west point (the last ones padded: no ray, indoor);
-    ``timing``: with the bounds of its ToA/AoA maps where it has them."""
+    ``timing``: with the bounds of its ToA/AoA maps where it has them (``reach``: over the ``reach`` lattice points
+    around each too, ``line_or_pooled_maps``)."""
     phase = np.mod(np.array([maps.grid.x0_m, maps.grid.y0_m]) - fine_m / 2, fine_m)
     x0, y0, x1, y1 = maps.grid.extent_m
     kx = np.arange(np.ceil((x0 - phase[0]) / fine_m - 0.5 - 1e-9), np.floor((x1 - phase[0]) / fine_m - 0.5 + 1e-9) + 1)
@@ -423,7 +482,7 @@ def scene_blocks(maps: object, fine_m: float, side: int, timing: bool = False) -
     cx, cy = np.meshgrid(px[0] + half + side * fine_m * np.arange(nbx), py[0] + half + side * fine_m * np.arange(nby))
     return Blocks(np.stack([cx.ravel(), cy.ravel()], 1), float(half), np.where(any_ray, lo, 0.0),
                   np.where(any_ray, hi, 0.0), any_ray, ray_all, indoor.all((1, 3)).ravel(),
-                  _block_timing(maps, px, py, side, pad) if timing else None)
+                  _block_timing(maps, px, py, side, pad, reach) if timing else None, reach * fine_m)
 
 
 def _rss_bound(x: Inputs, rows: np.ndarray, bl: Blocks, sp: Spreads) -> np.ndarray:
@@ -443,13 +502,14 @@ def _rss_bound(x: Inputs, rows: np.ndarray, bl: Blocks, sp: Spreads) -> np.ndarr
     return ll.sum(1) - sp.no_ray_nats * (rss_on & ~ray).sum(1)
 
 
-def _line_bounds(x: Inputs, rows: np.ndarray, bl: Blocks, sp: Spreads) -> tuple[np.ndarray, np.ndarray | None]:
+def _line_bounds(x: Inputs, rows: np.ndarray, bl: Blocks, sp: Spreads, grow_m: float = 0.0
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
     """[n, S, C] upper bounds of the straight-line ToA and AoA terms of each slot over each block (AoA: None where no
     slot reports a bearing): at the 3D distance and bearing of the block's square closest to the report (AoA: of
-    the circle round it), both terms being unimodal at a zero residual."""
+    the circle round it), both terms being unimodal at a zero residual. ``grow_m``: over the block grown so much."""
     dx = bl.centres_m[:, 0] - np.nan_to_num(x.node_pos_m[rows][..., 0:1])  # [n, S, C]
     dy = bl.centres_m[:, 1] - np.nan_to_num(x.node_pos_m[rows][..., 1:2])
-    h = bl.half_m
+    h = bl.half_m + grow_m
     dz2 = (np.nan_to_num(x.node_pos_m[rows][..., 2:3], nan=DEVICE_Z_M) - DEVICE_Z_M) ** 2
     near = np.hypot(np.maximum(np.abs(dx) - h, 0.0), np.maximum(np.abs(dy) - h, 0.0))
     far = np.hypot(np.abs(dx) + h, np.abs(dy) + h)
@@ -500,7 +560,11 @@ def block_bound(x: Inputs, rows: np.ndarray, bl: Blocks, sp: Spreads) -> np.ndar
         ll = ll + np.where(toa_on, toa, 0.0).sum(1)
         return ll if aoa is None or not aoa_on.any() else ll + np.where(aoa_on, aoa, 0.0).sum(1)
     aoa = np.zeros_like(toa) if aoa is None else aoa
-    toa_map, aoa_map = _map_bounds(x, rows, bl.timing, sp, toa, aoa)
+    fallback = (toa, aoa)  # pooled: a neighbour without a map value falls back on the line at the neighbour
+    if bl.reach_m > 0:
+        grown = _line_bounds(x, rows, bl, sp, bl.reach_m)
+        fallback = (grown[0], np.zeros_like(toa) if grown[1] is None else grown[1])
+    toa_map, aoa_map = _map_bounds(x, rows, bl.timing, sp, *fallback)
     toa, toa_map, aoa, aoa_map = (np.where(on, t, 0.0).sum(1) for on, t in
                                   ((toa_on, toa), (toa_on, toa_map), (aoa_on, aoa), (aoa_on, aoa_map)))
     return ll + mix_line_or_maps(toa, toa_map) + mix_line_or_maps(aoa, aoa_map)
@@ -519,7 +583,8 @@ def _exact_search(x: Inputs, part: np.ndarray, maps: object, bl: Blocks, fine_m:
     side_m = 2 * bl.half_m + fine_m
     while len(todo) and done < bound.shape[1]:
         cells = order[todo, done:done + step]
-        xy, ll = _fine_search(x, part[todo], maps, bl.centres_m[cells], side_m, fine_m, sp, bl.timing is not None)
+        xy, ll = _fine_search(x, part[todo], maps, bl.centres_m[cells], side_m, fine_m, sp, bl.timing is not None,
+                              round(bl.reach_m / fine_m))
         better = (ll > best[todo]) | np.isnan(out[todo, 0])  # a point even where every one is -inf
         out[todo[better]], best[todo[better]] = xy[better], ll[better]
         done, step = done + step, step * 4
@@ -565,8 +630,10 @@ def map_position(x: Inputs, *, fine_m: float | None = None, spreads: Spreads = P
         gx, gy = np.meshgrid(np.arange(x0 + cell_m / 2, x1, cell_m), np.arange(y0 + cell_m / 2, y1, cell_m))
         (ny, nx), cx, cy = gx.shape, gx.ravel(), gy.ravel()
         pg, _ = _map_at(maps, cx, cy)
-        timing = prior_timing == "line_or_maps" and has_timing_maps(maps)
-        blocks = scene_blocks(maps, fine_m, max(1, round(EXACT_BLOCK_M / fine_m)), timing) if fine and exact else None
+        timing = prior_timing != "line" and has_timing_maps(maps)
+        reach = map_pool_cells(prior_timing) if timing else 0
+        blocks = (scene_blocks(maps, fine_m, max(1, round(EXACT_BLOCK_M / fine_m)), timing, reach)
+                  if fine and exact else None)
         for start in range(0, len(rows), SEARCH_CHUNK):
             part = rows[start:start + SEARCH_CHUNK]
             if blocks is not None:
@@ -575,7 +642,7 @@ def map_position(x: Inputs, *, fine_m: float | None = None, spreads: Spreads = P
                 ll = search_loglik(x, part, pg, cx, cy)
                 top = _candidate_cells(np.argsort(-ll, axis=1, kind="stable")[:, :SEARCH_CANDIDATES], nx, ny)
                 out[part] = _fine_search(x, part, maps, np.stack([cx[top], cy[top]], -1), cell_m, fine_m, spreads,
-                                         timing)[0]
+                                         timing, reach)[0]
             else:
                 best = search_loglik(x, part, pg, cx, cy).argmax(1)
                 out[part] = np.stack([cx[best], cy[best]], 1)
