@@ -2,9 +2,10 @@
 
 AdamW; linear warm-up then cosine decay (or halving on a validation plateau); gradient
 clipping; validation median error every epoch; the best model kept as ``model.pt``; early
-stopping on the validation median; a wall-clock budget; CPU by default, CUDA with bfloat16
-autocast when present. After every epoch ``resume.pt`` holds the optimizer, schedule and
-random state, so a cancelled or interrupted run continues where it stopped.
+stopping on the validation median (or the figure ``TrainConfig.select_on`` names); a wall-clock
+budget; CPU by default, CUDA with bfloat16 autocast when present. After every epoch ``resume.pt``
+holds the optimizer, schedule and random state, so a cancelled or interrupted run continues where it
+stopped.
 
 The cosine schedule runs over the run's *progress* (:meth:`_Loop.progress`): the fraction of the
 planned steps done or, with a time budget, of the budget spent if that is further. A run that the
