@@ -127,6 +127,12 @@ NETWORKS = {"setnet (scene)": ("setnet", {"frame": "scene"}), "setnet (sample)":
                                                                         "prior_timing": "line_or_maps"}),
             "mapformer (window 4 m + line-or-pooled-maps prior)": ("mapformer", {
                 "frame": "window", "cell_m": 4.0, "prior_timing": "line_or_pooled_maps"})}
+#: Rows trained like another with one ``TrainConfig.select_on`` (the validation figure that chooses the epoch kept,
+#: brief A27): shown name -> (the row whose model and options it shares, ``select_on``).
+SELECT_ROWS = {f"mapformer (window 4 m + line-or-maps prior; select on {s})": ("mapformer (window 4 m + line-or-maps "
+                                                                               "prior)", s)
+               for s in ("mean", "over_10m", "p95")}
+NETWORKS.update({shown: NETWORKS[like] for shown, (like, _) in SELECT_ROWS.items()})
 #: The ``mapformer (untrained...)`` rows: shown name -> mapformer options (the defaults otherwise).
 UNTRAINED_ROWS = {"mapformer (untrained)": {},
                   "mapformer (untrained + line-or-maps prior)": {"prior_timing": "line_or_maps"},
@@ -546,7 +552,7 @@ def run_network(shown: str, dataset: str, seen: Any, unseen: Any, minutes: float
 
     model, options = NETWORKS[shown]
     t0 = time.perf_counter()
-    result = train(dataset, model, model_config=options, train_config={"epochs": 1000, "max_minutes": minutes}, seed=0)
+    result = train(dataset, model, model_config=options, train_config=network_train_config(shown, minutes), seed=0)
     secs = time.perf_counter() - t0
     net = load_run(result.run_id).model
     err = _err(net.predict(unseen).position_m, unseen)
@@ -558,6 +564,15 @@ def run_network(shown: str, dataset: str, seen: Any, unseen: Any, minutes: float
         if getattr(result, key, None) is not None:
             row[key] = getattr(result, key)
     return row
+
+
+def network_train_config(shown: str, minutes: float) -> dict[str, Any]:
+    """The ``TrainConfig`` of network row ``shown``: 1000 epochs cut by ``minutes``; a :data:`SELECT_ROWS` row's
+    ``select_on`` (the others: the default, the validation median)."""
+    cfg: dict[str, Any] = {"epochs": 1000, "max_minutes": minutes}
+    if shown in SELECT_ROWS:
+        cfg["select_on"] = SELECT_ROWS[shown][1]
+    return cfg
 
 
 def fair_prior(shown: str) -> str:
@@ -708,7 +723,7 @@ def fit_model(name: str, dataset: str, minutes: float) -> tuple[Any, dict[str, A
         model = BASELINES[name]().fit(load_inputs(dataset, "train"), load_inputs(dataset, "val"))
         return model, {"fit_s": round(time.perf_counter() - t0, 1)}
     net, options = NETWORKS[name]
-    result = train(dataset, net, model_config=options, train_config={"epochs": 1000, "max_minutes": minutes}, seed=0)
+    result = train(dataset, net, model_config=options, train_config=network_train_config(name, minutes), seed=0)
     facts = {"train_s": round(time.perf_counter() - t0, 1), "run": result.run_id,
              **{k: getattr(result, k) for k in ("best_epoch", "epochs_run", "stopped") if getattr(result, k, None)
                 is not None}}

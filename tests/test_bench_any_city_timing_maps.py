@@ -38,7 +38,7 @@ def test_map_channel_rows_read_the_timing_maps(bench: ModuleType) -> None:
                                       "mapformer (untrained + line-or-pooled-maps prior)",
                                       "mapformer (window 4 m + map channels)",
                                       "mapformer (window 4 m + line-or-maps prior)",
-                                      "mapformer (window 4 m + line-or-pooled-maps prior)")
+                                      "mapformer (window 4 m + line-or-pooled-maps prior)", *bench.SELECT_ROWS)
     model, options = bench.NETWORKS["mapformer (window 4 m + line-or-pooled-maps prior)"]
     assert (model, options) == ("mapformer", {**bench.NETWORKS["mapformer (window 4 m)"][1],
                                               "prior_timing": "line_or_pooled_maps"})
@@ -54,6 +54,19 @@ def test_map_channel_rows_read_the_timing_maps(bench: ModuleType) -> None:
     assert bench.WINDOW_CENTRE_ROWS["window centre (line or maps)"] == ("prior", "line_or_maps")
     assert bench.WINDOW_CENTRE_ROWS["window centre"] == ("prior", "line")
     assert not [m for m in bench.ALL_MODELS if "," in m]  # --models is comma-separated
+
+
+def test_select_rows_train_the_same_network_choosing_the_epoch_on_their_figure(bench: ModuleType) -> None:
+    """Brief A27: a ``select on`` row is its row's model and options with ``TrainConfig.select_on``; the other rows
+    keep the default (the validation median)."""
+    from rflocal_core.train import TrainConfig
+
+    base = "mapformer (window 4 m + line-or-maps prior)"
+    row = f"{base[:-1]}; select on mean)"
+    assert bench.SELECT_ROWS[row] == (base, "mean") and bench.NETWORKS[row] == bench.NETWORKS[base]
+    assert bench.network_train_config(row, 2.5) == {"epochs": 1000, "max_minutes": 2.5, "select_on": "mean"}
+    assert TrainConfig.from_dict(bench.network_train_config(base, 2.5)).select_on == "median"
+    assert bench.fair_prior(row) == "physics prior (line or maps)"
 
 
 def test_map_channel_row_refused_without_timing_maps(bench: ModuleType, monkeypatch: pytest.MonkeyPatch,

@@ -2,9 +2,10 @@
 
 AdamW; linear warm-up then cosine decay (or halving on a validation plateau); gradient
 clipping; validation median error every epoch; the best model kept as ``model.pt``; early
-stopping on the validation median; a wall-clock budget; CPU by default, CUDA with bfloat16
-autocast when present. After every epoch ``resume.pt`` holds the optimizer, schedule and
-random state, so a cancelled or interrupted run continues where it stopped.
+stopping on the validation median (or the figure ``TrainConfig.select_on`` names); a wall-clock
+budget; CPU by default, CUDA with bfloat16 autocast when present. After every epoch ``resume.pt``
+holds the optimizer, schedule and random state, so a cancelled or interrupted run continues where it
+stopped.
 
 The cosine schedule runs over the run's *progress* (:meth:`_Loop.progress`): the fraction of the
 planned steps done or, with a time budget, of the budget spent if that is further. A run that the
@@ -47,6 +48,10 @@ RESUME_FORMAT = "rflocal-resume/1"
 WARMUP_MAX_FRACTION = 0.1
 #: The cosine schedule decays to this fraction of ``lr``.
 LR_FLOOR_FRACTION = 0.01
+#: The validation figures that can choose the best epoch (``TrainConfig.select_on``): the median error; the mean
+#: error; the share of samples more than 10 m off; the 95th percentile. Lower is better for each; the mean, the
+#: share and P95 see the tail (the wrong modes a prior gets far off), which the median cannot (README, brief A27).
+SELECT_ON = ("median", "mean", "over_10m", "p95")
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,12 @@ class TrainConfig:
         trained epoch beats it on the validation median: a network that starts from a prior (mapformer's
         heads start at zero: its physics prior decoded by its own head) then never ends worse on
         validation than where it started. The run records it (``best_epoch`` 0, ``initial``).
+    select_on : str
+        The validation figure that chooses the best epoch (the one kept), counts epochs without progress
+        (``patience``) and drives the plateau schedule (:func:`selection_score`, :data:`SELECT_ON`):
+        ``"median"`` (the default; the choice made before this option existed), ``"mean"``, ``"over_10m"``
+        (the share of samples more than 10 m off) or ``"p95"``. Wherever the docs above say "validation
+        median", read this figure.
     """
 
     epochs: int = option(60, lo=1, hi=100_000, label="Epochs", help="networks: maximum epochs")
@@ -152,6 +163,9 @@ class TrainConfig:
     initial_validation: bool = option(True, label="Keep the untrained network if best",
                                       help="validate before the first step (epoch 0) and keep that state unless a "
                                            "trained epoch beats it on the validation median")
+    select_on: str = option("median", choices=SELECT_ON, label="Best epoch chosen on",
+                            help="networks: the validation figure that chooses the epoch kept (and early stopping, "
+                                 "plateau): median error, mean error, share over 10 m off, or P95")
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -315,7 +329,7 @@ class _Loop:
             raise InvalidInputError(msg)
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         gen = torch.Generator().manual_seed(seed)
-        state = {"epoch": 0, "step": 0, "best_median": math.inf, "best_epoch": -1, "best": None, "bad_epochs": 0,
+        state = {"epoch": 0, "step": 0, "best_score": math.inf, "best_epoch": -1, "best": None, "bad_epochs": 0,
                  "plateau_scale": 1.0, "plateau_bad": 0, "plateau_best": math.inf, "elapsed_s": 0.0,
                  "progress": 0.0, "warmup_end": None, "lr": 0.0}
         if resume is not None:
@@ -535,13 +549,14 @@ class _Loop:
         val, _ = _validate(self.model, self.val_b, self.val_in, self.val_src, self.dist)
         summary = val.to_json()
         self.state["initial"] = summary
-        if math.isfinite(val.median_m):
-            self._keep_best(0, val.median_m, summary)
+        score = selection_score(val, self.cfg.select_on)
+        if math.isfinite(score):
+            self._keep_best(0, score, summary)
 
-    def _keep_best(self, epoch: int, median: float, summary: dict) -> None:
-        """Record ``epoch`` as the best so far and write its checkpoint (rank 0 writes the run; the other
-        ranks took the same decision)."""
-        self.state.update(best_median=median, best_epoch=epoch, best=summary)
+    def _keep_best(self, epoch: int, score: float, summary: dict) -> None:
+        """Record ``epoch`` (its validation ``score``, :func:`selection_score`) as the best so far and write its
+        checkpoint (rank 0 writes the run; the other ranks took the same decision)."""
+        self.state.update(best_score=score, best_epoch=epoch, best=summary)
         if self.dist.is_main:
             save_checkpoint(self.path, model=self.model.name, config=self.model.checkpoint_config(),
                             state=self.net.state_dict())
@@ -560,15 +575,15 @@ class _Loop:
                "val_loss": val_loss, "val": val_summary, "lr": state["lr"], "progress": round(state["progress"], 4),
                "seconds": round(time.perf_counter() - t_epoch, 3), "elapsed_s": round(state["elapsed_s"], 3),
                "samples": seen}
-        median = val.median_m
-        improved = stage == "joint" and math.isfinite(median) and median < state["best_median"] * (1 - 1e-4)
+        median, score = val.median_m, selection_score(val, cfg.select_on)
+        improved = stage == "joint" and is_better(score, state["best_score"])
         if improved:
             state["bad_epochs"] = 0
-            self._keep_best(epoch + 1, median, val_summary)
+            self._keep_best(epoch + 1, score, val_summary)
         elif stage == "joint":
             state["bad_epochs"] += 1
         if cfg.schedule == "plateau" and stage == "joint":
-            self._plateau(median)
+            self._plateau(score)
         row["best"] = improved
         if self.dist.is_main:
             append_metrics(self.path, row)
@@ -577,11 +592,11 @@ class _Loop:
         self.report(f"epoch {epoch + 1}/{cfg.epochs} val median {median:.2f} m",
                     max((epoch + 1) / cfg.epochs, state["progress"]), step=self.epochs_done(epoch + 1))
 
-    def _plateau(self, median: float) -> None:
-        """Halve the rate after ``plateau_patience`` epochs without a better validation median."""
+    def _plateau(self, score: float) -> None:
+        """Halve the rate after ``plateau_patience`` epochs without a better validation score."""
         state = self.state
-        if median < state["plateau_best"] * (1 - 1e-4):
-            state["plateau_best"], state["plateau_bad"] = median, 0
+        if is_better(score, state["plateau_best"]):
+            state["plateau_best"], state["plateau_bad"] = score, 0
         else:
             state["plateau_bad"] += 1
             if state["plateau_bad"] >= self.cfg.plateau_patience:
@@ -634,12 +649,44 @@ def _upgrade_state(state: dict[str, Any], saved: dict[str, Any], cfg: TrainConfi
     """Fill ``state`` from a ``resume.pt`` state; one written before the schedule kept its progress
     gets the step fraction and the warm-up end of the step-based schedule it ran."""
     state.update(saved)
+    if "best_median" in saved:  # written before ``select_on``: the median was the score
+        state["best_score"] = state.pop("best_median")
     if "progress" in saved:
         return
     total = cfg.epochs * steps_per_epoch
     state["progress"] = min(state["step"] / total, 1.0)
     warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
     state["warmup_end"] = min(warmup_steps / total, 1.0) if state["step"] >= warmup_steps else None
+
+
+def selection_score(summary: ErrorSummary, select_on: str) -> float:
+    """The validation figure ``select_on`` (:data:`SELECT_ON`) of ``summary``; lower is better; NaN when the
+    summary has no finite error.
+
+    ``"over_10m"`` is one minus the share within 10 m (``success_rates["10m"]``).
+    """
+    if select_on not in SELECT_ON:
+        msg = f"select_on: expected one of {', '.join(SELECT_ON)}, got {select_on!r}"
+        raise InvalidInputError(msg)
+    value = {"median": summary.median_m, "mean": summary.mean_m, "p95": summary.p95_m,
+             "over_10m": None if "10m" not in summary.success_rates else 1.0 - summary.success_rates["10m"]}[select_on]
+    return math.nan if value is None else float(value)
+
+
+def is_better(score: float, best: float) -> bool:
+    """Whether validation ``score`` beats ``best`` (lower is better) by more than a relative 1e-4 (ties keep the
+    earlier epoch); a NaN score never does."""
+    return math.isfinite(score) and score < best * (1 - 1e-4)
+
+
+def choose_epoch(scores: list[float]) -> int:
+    """The epoch (index into ``scores``, in the order validated) that the loop keeps: the first whose score none
+    after it beats (:func:`is_better`); -1 when no score is finite."""
+    best, kept = math.inf, -1
+    for k, score in enumerate(scores):
+        if is_better(score, best):
+            best, kept = score, k
+    return kept
 
 
 def _validate(model: NeuralModel, val_b: Batch, val_in: Inputs, source: MapSource | None, dist: Dist | None = None
