@@ -485,7 +485,7 @@ TRAIN_WIDGETS = {
     "tm_minutes": (TrainConfig, "max_minutes", {"none_value": 0.0}), "tm_schedule": (TrainConfig, "schedule"),
     "tm_warmup": (TrainConfig, "warmup_epochs"), "tm_patience": (TrainConfig, "patience"),
     "tm_device": (TrainConfig, "device"), "tm_initial_val": (TrainConfig, "initial_validation"),
-    "tm_sigma_radii_net": (TrainConfig, "sigma_radii"),
+    "tm_sigma_radii_net": (TrainConfig, "sigma_radii"), "tm_select_on": (TrainConfig, "select_on"),
 }
 BASELINE_TRAIN_WIDGETS = {
     "tm_calibration": (TrainConfig, "calibration"), "tm_cal_block": (TrainConfig, "calibration_block_m"),
@@ -655,6 +655,20 @@ def test_a_changed_model_option_reaches_the_saved_run_config(page_workspace: Pat
     at.text_input(key="tm_opt_knn_k_choices").set_value("1,x")
     at.button(key="tm_start").click().run()
     assert [e.value for e in at.error] == ["k_choices: expected a comma-separated list of integers, got '1,x'"]
+
+
+def test_the_epoch_choice_set_on_the_page_reaches_the_run(page_workspace: Path) -> None:
+    """``select_on`` (the validation figure that keeps an epoch) chosen on the page is the one the run trained with."""
+    import json
+
+    at = _page("training_monitor.py")
+    at.selectbox(key="tm_dataset").set_value("ex")
+    at.selectbox(key="tm_model").set_value("setnet").run()
+    at.number_input(key="tm_epochs").set_value(1)
+    at.selectbox(key="tm_select_on").set_value("over_10m")
+    at.button(key="tm_start").click().run()
+    config = json.loads((page_workspace / "runs" / _wait_for_run(at) / "config.json").read_text(encoding="utf-8"))
+    assert config["train_config"]["select_on"] == "over_10m"
 
 
 def test_a_baseline_started_on_the_page_is_calibrated_where_the_page_says(page_workspace: Path) -> None:

@@ -90,8 +90,10 @@ with st.expander("Start a run", expanded=st.session_state.setdefault("tm_form_op
             train_config["warmup_epochs"] = number(c[1], tr.TrainConfig, "warmup_epochs", key="tm_warmup")
             train_config["patience"] = number(c[2], tr.TrainConfig, "patience", key="tm_patience")
             train_config["device"] = choice(c[3], tr.TrainConfig, "device", key="tm_device")
+            c = st.columns(2)
+            train_config["select_on"] = choice(c[0], tr.TrainConfig, "select_on", key="tm_select_on")
+            train_config["sigma_radii"] = choice(c[1], tr.TrainConfig, "sigma_radii", key="tm_sigma_radii_net")
             train_config["initial_validation"] = toggle(st, tr.TrainConfig, "initial_validation", key="tm_initial_val")
-            train_config["sigma_radii"] = choice(st, tr.TrainConfig, "sigma_radii", key="tm_sigma_radii_net")
         else:  # a baseline is fitted once: where its sigma is calibrated, and (knn) a refit on train + val
             c = st.columns(4)
             train_config["calibration"] = choice(c[0], tr.TrainConfig, "calibration", key="tm_calibration")
