@@ -27,6 +27,9 @@ st = run.model.state_dict()
 i = st["members"].index("lgbm")
 cfg = (st.get("configs") or {}).get("lgbm")
 held = LightGBMFingerprint.from_state(cfg, st["states"][i])
+if "train_samples" not in st["states"][i]:  # a state saved before the count was kept: the factor a new run uses
+    scale = (len(tr) + len(va)) / len(tr)
+    held = LightGBMFingerprint.from_state({**held.config.to_dict(), "refit_rounds_scale": scale}, st["states"][i])
 if "refit" in st["states"][i]:  # the run refitted it: the train-only member is fitted again (deterministic)
     train_only, refitted = LightGBMFingerprint(held.config).fit(tr, va), held
 else:
