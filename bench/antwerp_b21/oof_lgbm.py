@@ -1,8 +1,8 @@
 """Refit of ``lgbm`` on train + val with the val-stopped trees, out of fold on the val split (brief B21).
 
-Usage: python oof_lgbm.py WORKSPACE OUT.json [DATASET]
+Usage: python oof_lgbm.py WORKSPACE OUT.json [DATASET [FOLD_SEED]]
 DATASET (default ``antwerp``, as bench_real imports x_val.csv: train / val inside it). The val split is dealt to 5
-random folds; per fold the booster is early-stopped on the other 4 (fitted on train), then fitted again on train +
+random folds (FOLD_SEED, default 0); per fold the booster is early-stopped on the other 4 (fitted on train), then fitted again on train +
 those 4 with the stopped trees times each factor, and all are scored on the held-out fold. Test is not touched.
 """
 import json
@@ -20,7 +20,8 @@ from rflocal_core.models.inputs import join_inputs  # noqa: E402
 
 ds = sys.argv[3] if len(sys.argv) > 3 else "antwerp"
 tr, va = load_inputs(ds, "train"), load_inputs(ds, "val")
-fold = np.random.default_rng(0).permutation(len(va)) % 5
+fold_seed = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+fold = np.random.default_rng(fold_seed).permutation(len(va)) % 5
 scales = {"train only": 0.0, "x1": 1.0, "x(n+v)/n": None, "x1.25": 1.25, "x1.5": 1.5}
 err = {k: np.zeros(len(va)) for k in scales}
 rounds = []
@@ -39,6 +40,6 @@ rows = {k: {"median_m": float(np.median(e)), "mean_m": float(e.mean()), "p95_m":
         for k, e in err.items()}
 for k, r in rows.items():
     print(f"{k}: {r['median_m']:.1f} / {r['mean_m']:.1f} m, P95 {r['p95_m']:.0f}", flush=True)
-Path(sys.argv[2]).write_text(json.dumps({"dataset": ds, "train": len(tr), "val": len(va), "rounds": rounds,
+Path(sys.argv[2]).write_text(json.dumps({"dataset": ds, "fold_seed": fold_seed, "train": len(tr), "val": len(va), "rounds": rounds,
                                          "rows": rows}, indent=1))
 np.savez(sys.argv[2] + ".npz", fold=fold, **{k.replace("/", "_"): e for k, e in err.items()})
