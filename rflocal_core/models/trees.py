@@ -19,6 +19,9 @@ out-of-fold errors of the position boosters (``sigma_folds`` folds of the traini
 so it learns which fingerprints are hard rather than a constant; the per-axis 1-sigma is its
 prediction over sqrt(2 ln 2) (the median of a 2-D isotropic Gaussian's error norm).
 
+``train --refit`` (:meth:`LightGBMFingerprint.refit`) fits the boosters once more on train + val with
+the trees early stopping chose on val, scaled by ``refit_rounds_scale``; the sigma booster stays.
+
 ``search_trials > 0`` tunes the booster parameters with :func:`rflocal_core.tuning.search`
 (TPE, seeded, scored on the validation split only) and keeps the trials table in the state.
 """
