@@ -81,8 +81,8 @@ def test_knn_refit_keeps_val_choices_and_grows_the_pool(antwerp_ds: str) -> None
     assert on_val.in_sample and on_val.to_json()["in_sample"] is True and on_val.summary.median_m < 1.0
     assert not evaluate_run(plain.run_id, antwerp_ds, split="val").in_sample
     assert not evaluate_run(refit.run_id, antwerp_ds, split="test").in_sample
-    with pytest.raises(InvalidInputError, match="refit: lgbm cannot.*knn"):
-        train(antwerp_ds, "lgbm", train_config={"refit": True})
+    with pytest.raises(InvalidInputError, match="refit: weighted_centroid cannot.*knn.*lgbm"):
+        train(antwerp_ds, "weighted_centroid", train_config={"refit": True})
     with pytest.raises(InvalidInputError, match="refit.*network"):
         train(antwerp_ds, "fpnet", train_config={"refit": True})
     from rflocal_core.train.auto import auto_train
@@ -91,7 +91,7 @@ def test_knn_refit_keeps_val_choices_and_grows_the_pool(antwerp_ds: str) -> None
         auto_train(antwerp_ds, train_config={"refit": True})
 
 
-def test_ensemble_refits_its_knn_members_only(antwerp_ds: str) -> None:
+def test_ensemble_refits_its_knn_and_lgbm_members(antwerp_ds: str) -> None:
     from rflocal_core.models import Ensemble, load_inputs
     from rflocal_core.models.inputs import join_inputs
 
@@ -101,8 +101,11 @@ def test_ensemble_refits_its_knn_members_only(antwerp_ds: str) -> None:
     ens = Ensemble(cfg).fit(tr, va)
     again = ens.refit(join_inputs(tr, va))
     old, new = ens.state_dict(), again.state_dict()
-    assert new["refitted"] == ["knn", "nn1"] and new["weights"] == old["weights"]
-    assert new["states"][2] is old["states"][2]  # lgbm: val stopped its boosters; kept as fitted
+    assert new["refitted"] == ["knn", "nn1", "lgbm"] and new["weights"] == old["weights"]
+    # lgbm: fitted again with the trees val stopped it at, times (train + val) / train; its sigma booster kept
+    scale = (len(tr) + len(va)) / len(tr)
+    assert new["states"][2]["rounds"] == [round(r * scale) for r in old["states"][2]["rounds"]]
+    assert new["states"][2]["boosters"]["sigma"] == old["states"][2]["boosters"]["sigma"]
     assert new["configs"]["knn"]["k"] == old["states"][0]["k"]  # the k knn chose on val, fixed
     for i in (0, 1):
         (pool,) = new["states"][i]["fingerprints"].values()

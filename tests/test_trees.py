@@ -59,6 +59,30 @@ def test_lgbm_state_round_trip(antwerp: dict, lgbm) -> None:
     np.testing.assert_array_equal(other.sigma_m, pred.sigma_m)
 
 
+def test_lgbm_refit_fits_train_plus_val_with_the_val_stopped_trees(antwerp: dict, lgbm) -> None:
+    from rflocal_core.models.inputs import join_inputs
+
+    model, pred, _ = lgbm
+    st = model.state_dict()
+    tr, va = antwerp["train"], antwerp["val"]
+    assert st["train_samples"] == len(tr)
+    # on the same samples with the same trees the refit is the fitted model: same options, rounds and origins
+    same = LightGBMFingerprint.from_state({**model.config.to_dict(), "refit_rounds_scale": 1.0}, st).refit(tr)
+    np.testing.assert_allclose(same.predict(antwerp["test"]).position_m, pred.position_m, rtol=0, atol=1e-6)
+    both = join_inputs(tr, va)
+    again = model.refit(both)  # refit_rounds_scale None: the val-stopped trees times (train + val) / train
+    new = again.state_dict()
+    assert new["rounds"] == [round(r * len(both) / len(tr)) for r in st["rounds"]] != st["rounds"]
+    assert new["refit"] == {"rounds_on_val": st["rounds"], "scale": len(both) / len(tr)}
+    assert new["boosters"]["sigma"] == st["boosters"]["sigma"] and new["boosters"]["x"] != st["boosters"]["x"]
+    assert new["train_samples"] == len(both) and again.config.search_trials == 0
+    # it has learnt val's fingerprints (in sample now): val errors drop well below the fit on train's
+    before, after = errors_m(model.predict(va), va), errors_m(again.predict(va), va)
+    print(f"val in sample after the refit {np.median(after):.0f}/{after.mean():.0f} m, "
+          f"held out before {np.median(before):.0f}/{before.mean():.0f} m")
+    assert np.median(after) < 0.8 * np.median(before)
+
+
 def test_features_nan_for_not_heard_and_refuse_without_fixed_slots(antwerp: dict) -> None:
     te = antwerp["test"]
     f = fingerprint_features(te, geometry=True)
@@ -108,6 +132,12 @@ def test_knn_lgbm_refines_knn(antwerp: dict) -> None:
     knn = errors_m(KNNFingerprint.from_state(model.config.knn, st["knn"]).predict(antwerp["test"]), antwerp["test"])
     print(f"knn_lgbm {np.median(err):.0f}/{err.mean():.0f} m, its kNN {np.median(knn):.0f}/{knn.mean():.0f} m")
     assert err.mean() < knn.mean()
+    from rflocal_core.models.inputs import join_inputs
+
+    again = model.refit(join_inputs(antwerp["train"], antwerp["val"])).state_dict()  # its kNN too, k and floor fixed
+    assert again["knn"]["k"] == st["knn"]["k"] and again["knn"]["floor_dbm"] == -125.0
+    (pool,) = again["knn"]["fingerprints"].values()
+    assert len(pool["pos_m"]) == len(antwerp["train"]) + len(antwerp["val"])
 
 
 def test_search_helper_finds_the_minimum_and_repeats() -> None:

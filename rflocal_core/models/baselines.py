@@ -115,7 +115,8 @@ class Baseline(abc.ABC):
             The model cannot be refitted (``can_refit`` is False).
         """
         self._require_fit()
-        msg = f"refit: {self.name} cannot fix its validation choices for a refit on train + val (models that can: knn)"
+        msg = (f"refit: {self.name} cannot fix its validation choices for a refit on train + val (models that can: "
+               "knn, lgbm, knn_lgbm, ensemble)")
         raise InvalidInputError(msg)
 
     def refit(self, data: Inputs) -> Baseline:

@@ -331,12 +331,12 @@ class Ensemble(Baseline):
     config_cls = EnsembleConfig
     #: It fingerprints the fixed node slots (model selection skips it on data without them).
     needs_fixed_slots = True
-    #: Its members that can (``knn``) are refitted on train + val; the others and the weights stay.
+    #: Its members that can (``knn``, ``lgbm``) are refitted on train + val; the others and the weights stay.
     can_refit: ClassVar[bool] = True
 
     def refit(self, data: Inputs) -> Ensemble:
-        """A copy whose refittable baseline members (``can_refit``: ``knn``) are fitted again on ``data`` (train +
-        val) with their val choices fixed; the other members (networks, boosters: val stopped them), the
+        """A copy whose refittable baseline members (``can_refit``: ``knn``; ``lgbm`` with the trees val stopped it
+        at, scaled) are fitted again on ``data`` (train + val) with their val choices fixed; the networks, the
         weights chosen on val and the answer rule stay. The state lists the refitted members (``refitted``)."""
         self._require_fit()
         st = dict(self._state)

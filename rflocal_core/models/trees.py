@@ -19,6 +19,9 @@ out-of-fold errors of the position boosters (``sigma_folds`` folds of the traini
 so it learns which fingerprints are hard rather than a constant; the per-axis 1-sigma is its
 prediction over sqrt(2 ln 2) (the median of a 2-D isotropic Gaussian's error norm).
 
+``train --refit`` (:meth:`LightGBMFingerprint.refit`) fits the boosters once more on train + val with
+the trees early stopping chose on val, scaled by ``refit_rounds_scale``; the sigma booster stays.
+
 ``search_trials > 0`` tunes the booster parameters with :func:`rflocal_core.tuning.search`
 (TPE, seeded, scored on the validation split only) and keeps the trials table in the state.
 """
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -82,6 +85,10 @@ class LGBMConfig:
     num_threads : int
         LightGBM threads (at most 2: the workbench shares its machine; on a loaded machine 2
         threads spin on each other and run many times slower than 1, measured).
+    refit_rounds_scale : float or None
+        ``train --refit`` (:meth:`LightGBMFingerprint.refit`): the boosters are fitted again on train +
+        val with the trees per axis that early stopping chose on val times this factor; None: times
+        (train + val) / train samples (more data, proportionally more trees). Unused without a refit.
     """
 
     objective: str = option("huber", choices=("huber", "l2", "l1"), help="booster loss")
@@ -101,6 +108,9 @@ class LGBMConfig:
     search_trials: int = option(0, lo=0, hi=1000, help="TPE trials tuning the booster on val (0: none)")
     search_minutes: float = option(10.0, lo=0, hi=1440, lo_open=True, unit="min", help="search time budget")
     num_threads: int = option(1, lo=1, hi=2, help="LightGBM threads (2 is slower on a busy machine)")
+    refit_rounds_scale: float | None = option(None, lo=0.1, hi=10.0, none_means="(train + val) / train samples",
+                                              help="refit on train + val: trees per axis = the val-stopped count "
+                                                   "times this factor")
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -204,6 +214,8 @@ class LightGBMFingerprint(Baseline):
     """
 
     config_cls = LGBMConfig
+    #: ``train --refit``: fitted again on train + val with the val-stopped trees (:meth:`refit`).
+    can_refit: ClassVar[bool] = True
 
     # ----------------------------------------------------------------- features (knn_lgbm adds its own)
 
@@ -231,16 +243,22 @@ class LightGBMFingerprint(Baseline):
 
     # ----------------------------------------------------------------- fit
 
-    def _fit(self, train: Inputs, val: Inputs | None) -> dict[str, Any]:
-        if val is None or not np.isfinite(val.truth_m).all(1).any():
-            msg = f"val: {self.name} stops boosting on a validation split with true positions; pass val"
-            raise InvalidInputError(msg)
+    def _start(self, train: Inputs) -> np.ndarray:
+        """Check ``train``, start the state with the scene origins; the rows with truth."""
         ok = np.isfinite(train.truth_m).all(1)
         if ok.sum() < 10:
             msg = f"train: split {train.split!r} of {train.dataset!r} has {int(ok.sum())} samples with truth; need 10"
             raise InvalidInputError(msg)
         self._state = {"origins": {s: np.median(train.truth_m[ok & (train.scene_idx == i)], axis=0).tolist()
-                                   for i, s in enumerate(train.scenes) if (ok & (train.scene_idx == i)).any()}}
+                                   for i, s in enumerate(train.scenes) if (ok & (train.scene_idx == i)).any()},
+                       "train_samples": int(ok.sum())}
+        return ok
+
+    def _fit(self, train: Inputs, val: Inputs | None) -> dict[str, Any]:
+        if val is None or not np.isfinite(val.truth_m).all(1).any():
+            msg = f"val: {self.name} stops boosting on a validation split with true positions; pass val"
+            raise InvalidInputError(msg)
+        ok = self._start(train)
         self._state.update(self._fit_extra(train, val))
         tr_x = self._design(train, training=True)
         tr = _FeatureView(tr_x[ok], self._target(train, tr_x)[ok])
@@ -260,6 +278,47 @@ class LightGBMFingerprint(Baseline):
 
     def _fit_extra(self, train: Inputs, val: Inputs) -> dict[str, Any]:
         """What a subclass fits before the boosters (kept in the state); none here."""
+        return {}
+
+    # ----------------------------------------------------------------- refit on train + val
+
+    def frozen_config(self) -> dict[str, Any]:
+        """The options with the booster parameters a search chose on val fixed (no search in the refit)."""
+        self._require_fit()
+        assert self._state is not None
+        return {**self.config.to_dict(), **dict(self._state.get("params") or {}), "search_trials": 0}
+
+    def refit(self, data: Inputs) -> LightGBMFingerprint:
+        """A new model fitted on ``data`` (train + val) with what this one chose on val fixed.
+
+        The boosters get the trees per axis that early stopping chose on val (``rounds``) times
+        ``refit_rounds_scale`` (None: samples with truth in ``data`` over those this model was fitted on;
+        1 for a state saved before that count was kept). The sigma booster is this model's (learnt from
+        out-of-fold errors on train, stopped on val; the run's sigma map was fitted on it). The state
+        records ``refit``: the val-stopped rounds and the factor.
+        """
+        self._require_fit()
+        assert self._state is not None
+        scale = self.config.refit_rounds_scale
+        if scale is None:
+            fitted_on = self._state.get("train_samples")
+            scale = int(np.isfinite(data.truth_m).all(1).sum()) / fitted_on if fitted_on else 1.0
+        rounds = [max(1, round(r * scale)) for r in self._state["rounds"]]
+        model = type(self)(self.frozen_config())
+        ok = model._start(data)
+        model._state.update(model._refit_extra(data, self._state))
+        design = model._design(data, training=True)
+        target = model._target(data, design)
+        axes = [_train_booster(model.config, design[ok], target[ok, a], None, rounds=rounds[a]) for a in range(2)]
+        model._state.update({"boosters": {"x": axes[0].model_to_string(), "y": axes[1].model_to_string(),
+                                          "sigma": self._state["boosters"]["sigma"]},
+                             "rounds": rounds, "search": self._state["search"], "params": self._state["params"],
+                             "refit": {"rounds_on_val": list(self._state["rounds"]), "scale": float(scale)}})
+        model._cache = None
+        return model
+
+    def _refit_extra(self, data: Inputs, fitted: dict[str, Any]) -> dict[str, Any]:
+        """What a subclass fits before the boosters of a refit, from the fitted model's state; none here."""
         return {}
 
     def _search(self, tr: _FeatureView, va: _FeatureView, val: Inputs) -> tuple[LGBMConfig, list[dict], dict]:
@@ -360,6 +419,10 @@ class KNNLightGBM(LightGBMFingerprint):
 
     def _fit_extra(self, train: Inputs, val: Inputs) -> dict[str, Any]:
         return {"knn": KNNFingerprint(self.config.knn).fit(train, val).state_dict()}
+
+    def _refit_extra(self, data: Inputs, fitted: dict[str, Any]) -> dict[str, Any]:
+        # the kNN too is refitted with its val choices (k, floor) fixed, as knn's own refit
+        return {"knn": KNNFingerprint.from_state(self.config.knn, fitted["knn"]).refit(data).state_dict()}
 
     def _knn(self) -> KNNFingerprint:
         return KNNFingerprint.from_state(self.config.knn, self._state["knn"])

@@ -106,7 +106,8 @@ class TrainConfig:
         86.5% of them inside), for errors heavier-tailed than a Gaussian (Duke CBRS; see
         :func:`rflocal_core.train.calibrate.fit_sigma_quantiles`).
     refit : bool
-        Baselines that can fix their validation choices (``can_refit``: ``knn``): after the fit on
+        Baselines that can fix their validation choices (``can_refit``: ``knn``, ``lgbm`` and
+        ``knn_lgbm`` with the trees early stopping chose on val, ``ensemble``): after the fit on
         train, its validation figures and the sigma calibration, fit the model once more on train + val
         with those choices fixed and keep that model (standard practice: val chooses, then every
         labelled sample counts). The run's val figures and sigma map stay those of the fit on train.
@@ -158,7 +159,7 @@ class TrainConfig:
                                    "fitted apart on the calibration rows (39.3 and 86.5 percent inside), heavy tails")
     # Antwerp radio-map knn (35 m, k 30): x_test 72.7 / 257.4 m -> 71.0 / 253.7 m with 11% more fingerprints (README)
     refit: bool = option(False, label="Refit on train + val",
-                         help="baselines (knn): after choosing and calibrating on val, fit again on train + val with "
+                         help="baselines (knn, lgbm, ensemble): after choosing and calibrating on val, fit again on train + val with "
                               "the choices fixed and keep that model")
     initial_validation: bool = option(True, label="Keep the untrained network if best",
                                       help="validate before the first step (epoch 0) and keep that state unless a "
