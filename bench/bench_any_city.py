@@ -99,6 +99,9 @@ if not OSM_DIR.is_dir():  # a worktree beside the main checkout
 
 #: The dataset option ``timing_map_factor`` (default, range, help) behind ``--timing-map-factor``.
 TIMING_MAP_FACTOR = option_of(GenerationConfig, "timing_map_factor")
+#: The factor the stored ``-tm`` datasets were traced at: their name stays, any other factor is another name (so a
+#: new default of the option never reuses them).
+STORED_TIMING_MAP_FACTOR = 4
 #: Tile key: (kind, OSM file stem or bundled scene); the Sionna scene is ``--bundled``'s.
 TILES = {"oakland": ("osm", "West-Oakland"), "aguascalientes": ("osm", "aguascalientes"),
          "bavaria": ("osm", "bavaria_village_48.135_10.068")}
@@ -179,9 +182,11 @@ def dataset_name(samples: int, cell_m: float, bundled: str, extra: tuple[str, ..
                  timing_maps: bool = False, timing_map_factor: int | None = None) -> str:
     """The one dataset's name: ``ac-all-500-4m-etoile``; with training-only tiles ``...-etoile-x-munich`` (a name over
     64 characters, a dataset name's limit, is cut and made unique by a digest); with ToA/AoA maps (``--timing-maps``)
-    ``ac-all-500-4m-tm-etoile``, traced every ``timing_map_factor`` cells other than the dataset option's default
-    (``--timing-map-factor``) ``ac-all-500-4m-tm2-etoile`` (another dataset: nothing stored is reused for it)."""
-    factor = "" if timing_map_factor in (None, TIMING_MAP_FACTOR.default) else str(timing_map_factor)
+    ``ac-all-500-4m-tm-etoile`` (traced every 4 cells, :data:`STORED_TIMING_MAP_FACTOR`), every
+    ``timing_map_factor`` cells otherwise (``--timing-map-factor``; None: the dataset option's default)
+    ``ac-all-500-4m-tm2-etoile`` (another dataset: nothing stored is reused for it)."""
+    factor = timing_map_factor or TIMING_MAP_FACTOR.default
+    factor = "" if factor == STORED_TIMING_MAP_FACTOR else str(factor)
     name = f"ac-all-{samples}-{cell_m:g}m".replace(".", "p") + (f"-tm{factor}" if timing_maps else "")
     name += "" if bundled == "munich" else f"-{bundled}"
     return short_name(name + "".join(f"-x-{e}" for e in extra))
@@ -889,7 +894,7 @@ def _parse() -> argparse.Namespace:
                     "needed by the rows " + ", ".join(MAP_CHANNEL_ROWS) + ". Use another --out")
     ap.add_argument("--timing-map-factor", type=int, default=TIMING_MAP_FACTOR.default,
                     help="with --timing-maps: " + flag_help(TIMING_MAP_FACTOR) + " (the dataset option "
-                    "timing_map_factor; another than the default: another dataset, ...-tm2-...). Use another --out")
+                    "timing_map_factor; another than 4, the stored datasets': another dataset, ...-tm2-...). Use another --out")
     ap.add_argument("--table", action="store_true", help="only print the table of bench/results/any_city.json")
     ap.add_argument("--same-tile", action="store_true",
                     help="held out vs seen on the same samples: each model trained on every tile's train split and, "

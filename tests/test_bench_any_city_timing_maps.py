@@ -33,7 +33,8 @@ def test_timing_map_factor_names_another_dataset(bench: ModuleType) -> None:
     ``-tm`` one is never reused for them); the default keeps the stored name."""
     from rflocal_core.dataset import GenerationConfig
 
-    assert bench.TIMING_MAP_FACTOR.default == GenerationConfig.__dataclass_fields__["timing_map_factor"].default == 4
+    assert bench.TIMING_MAP_FACTOR.default == GenerationConfig.__dataclass_fields__["timing_map_factor"].default
+    assert bench.STORED_TIMING_MAP_FACTOR == 4
     assert bench.dataset_name(500, 4.0, "etoile", timing_maps=True, timing_map_factor=4) == "ac-all-500-4m-tm-etoile"
     assert bench.dataset_name(500, 4.0, "etoile", timing_maps=True, timing_map_factor=2) == "ac-all-500-4m-tm2-etoile"
     assert bench.dataset_name(500, 4.0, "etoile", ("munich",), timing_maps=True,
