@@ -894,7 +894,8 @@ def _parse() -> argparse.Namespace:
                     "needed by the rows " + ", ".join(MAP_CHANNEL_ROWS) + ". Use another --out")
     ap.add_argument("--timing-map-factor", type=int, default=TIMING_MAP_FACTOR.default,
                     help="with --timing-maps: " + flag_help(TIMING_MAP_FACTOR) + " (the dataset option "
-                    "timing_map_factor; another than 4, the stored datasets': another dataset, ...-tm2-...). Use another --out")
+                    "timing_map_factor; another than 4, the stored datasets': another dataset, ...-tm2-...). "
+                    "Use another --out")
     ap.add_argument("--table", action="store_true", help="only print the table of bench/results/any_city.json")
     ap.add_argument("--same-tile", action="store_true",
                     help="held out vs seen on the same samples: each model trained on every tile's train split and, "
