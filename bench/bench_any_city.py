@@ -86,7 +86,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from rflocal_core.models.window import map_pool_cells  # noqa: E402 (after ROOT is on the path)
+from rflocal_core.dataset.config import GenerationConfig  # noqa: E402 (after ROOT is on the path)
+from rflocal_core.errors import InvalidInputError  # noqa: E402
+from rflocal_core.models.window import map_pool_cells  # noqa: E402
+from rflocal_core.options import check_value, flag_help, option_of  # noqa: E402
 
 WORKSPACE = ROOT / "bench" / "workspace-any-city"
 RESULTS = ROOT / "bench" / "results" / "any_city.json"  # --out replaces it
@@ -94,6 +97,11 @@ OSM_DIR = ROOT.parent / "shared" / "data" / "osm"
 if not OSM_DIR.is_dir():  # a worktree beside the main checkout
     OSM_DIR = Path("/work/shared/data/osm")
 
+#: The dataset option ``timing_map_factor`` (default, range, help) behind ``--timing-map-factor``.
+TIMING_MAP_FACTOR = option_of(GenerationConfig, "timing_map_factor")
+#: The factor the stored ``-tm`` datasets were traced at: their name stays, any other factor is another name (so a
+#: new default of the option never reuses them).
+STORED_TIMING_MAP_FACTOR = 4
 #: Tile key: (kind, OSM file stem or bundled scene); the Sionna scene is ``--bundled``'s.
 TILES = {"oakland": ("osm", "West-Oakland"), "aguascalientes": ("osm", "aguascalientes"),
          "bavaria": ("osm", "bavaria_village_48.135_10.068")}
@@ -171,11 +179,15 @@ GEOMETRIC = {"toa_multilateration": "toa", "aoa_triangulation": "aoa", "log_dist
 
 
 def dataset_name(samples: int, cell_m: float, bundled: str, extra: tuple[str, ...] = (), *,
-                 timing_maps: bool = False) -> str:
+                 timing_maps: bool = False, timing_map_factor: int | None = None) -> str:
     """The one dataset's name: ``ac-all-500-4m-etoile``; with training-only tiles ``...-etoile-x-munich`` (a name over
     64 characters, a dataset name's limit, is cut and made unique by a digest); with ToA/AoA maps (``--timing-maps``)
-    ``ac-all-500-4m-tm-etoile``."""
-    name = f"ac-all-{samples}-{cell_m:g}m".replace(".", "p") + ("-tm" if timing_maps else "")
+    ``ac-all-500-4m-tm-etoile`` (traced every 4 cells, :data:`STORED_TIMING_MAP_FACTOR`), every
+    ``timing_map_factor`` cells otherwise (``--timing-map-factor``; None: the dataset option's default)
+    ``ac-all-500-4m-tm2-etoile`` (another dataset: nothing stored is reused for it)."""
+    factor = timing_map_factor or TIMING_MAP_FACTOR.default
+    factor = "" if factor == STORED_TIMING_MAP_FACTOR else str(factor)
+    name = f"ac-all-{samples}-{cell_m:g}m".replace(".", "p") + (f"-tm{factor}" if timing_maps else "")
     name += "" if bundled == "munich" else f"-{bundled}"
     return short_name(name + "".join(f"-x-{e}" for e in extra))
 
@@ -201,15 +213,16 @@ def procedural_extra(name: str) -> Any:
 
 
 def build_data(samples: int, cell_m: float, bundled: str, extra: tuple[str, ...] = (), *,
-               timing_maps: bool = False) -> tuple[dict[str, str], str]:
+               timing_maps: bool = False, timing_map_factor: int | None = None) -> tuple[dict[str, str], str]:
     """Build the tiles and the one dataset over all of them (kept when present): tile key -> scene, dataset.
 
     ``extra``: Sionna scenes or procedural tiles (:func:`procedural_extra`) added after the others, in that order, as
     training-only tiles (``--train-extra``), generated with the same settings in the same dataset; their scene keys
     are their names.
     ``timing_maps``: the dataset also holds ToA and AoA maps per site (the dataset option ``timing_maps``: exact paths
-    every 4 map cells, interpolated), for the rows that read them (:data:`MAP_CHANNEL_ROWS`); its seconds of ray
-    tracing are printed and kept in the dataset's ``seconds`` attribute.
+    every ``timing_map_factor`` map cells, interpolated; None: the option's default, 4), for the rows that read them
+    (:data:`MAP_CHANNEL_ROWS`); its seconds of ray tracing are printed and kept in the dataset's ``seconds``
+    attribute.
     """
     from rflocal_core.scene.tiles import TilesConfig, build_tiles
 
@@ -223,16 +236,17 @@ def build_data(samples: int, cell_m: float, bundled: str, extra: tuple[str, ...]
             continue
         scenes[key] = next(t.name for t in tiles.tiles if t.kind == kind and (
             Path(str(t.source)).stem == stem if kind == "osm" else t.source == stem))
-    name = dataset_name(samples, cell_m, bundled, extra, timing_maps=timing_maps)
-    generate_tiles(name, tuple(scenes.values()), samples, cell_m, timing_maps=timing_maps)
+    name = dataset_name(samples, cell_m, bundled, extra, timing_maps=timing_maps, timing_map_factor=timing_map_factor)
+    generate_tiles(name, tuple(scenes.values()), samples, cell_m, timing_maps=timing_maps,
+                   timing_map_factor=timing_map_factor)
     return scenes, name
 
 
 def generate_tiles(name: str, scenes: tuple[str, ...], samples: int, cell_m: float, *,
-                   timing_maps: bool = False) -> None:
+                   timing_maps: bool = False, timing_map_factor: int | None = None) -> None:
     """Dataset ``name`` over ``scenes`` with the tiles' generation settings (ue mode, ``samples`` a scene, radio-map
-    cells of ``cell_m``, 1e6 rays a site, 1e4 path samples a source; ``timing_maps``: ToA/AoA maps too); kept when
-    present. Prints the seconds of each stage."""
+    cells of ``cell_m``, 1e6 rays a site, 1e4 path samples a source; ``timing_maps``: ToA/AoA maps too, traced every
+    ``timing_map_factor`` cells, None: the option's default); kept when present. Prints the seconds of each stage."""
     from rflocal_core.dataset import GenerationConfig, generate_dataset
     from rflocal_core.dataset.store import dataset_path
 
@@ -241,7 +255,8 @@ def generate_tiles(name: str, scenes: tuple[str, ...], samples: int, cell_m: flo
     t0 = time.perf_counter()
     done = generate_dataset(GenerationConfig(name=name, scenes=scenes, samples_per_scene=samples, mode="ue",
                                              cell_size_m=cell_m, map_samples_per_tx=1_000_000,
-                                             paths_samples_per_src=10_000, timing_maps=timing_maps),
+                                             paths_samples_per_src=10_000, timing_maps=timing_maps,
+                                             timing_map_factor=timing_map_factor or TIMING_MAP_FACTOR.default),
                             progress=lambda stage, fraction, **_: print(f"  {fraction:4.0%} {stage}", flush=True))
     print(f"dataset {name}: {time.perf_counter() - t0:.0f} s, by stage {json.dumps(done['seconds'])}", flush=True)
 
@@ -877,6 +892,10 @@ def _parse() -> argparse.Namespace:
     ap.add_argument("--timing-maps", action="store_true",
                     help="the dataset with ToA/AoA maps per site (another dataset, ...-tm-...: ray-traced again); "
                     "needed by the rows " + ", ".join(MAP_CHANNEL_ROWS) + ". Use another --out")
+    ap.add_argument("--timing-map-factor", type=int, default=TIMING_MAP_FACTOR.default,
+                    help="with --timing-maps: " + flag_help(TIMING_MAP_FACTOR) + " (the dataset option "
+                    "timing_map_factor; another than 4, the stored datasets': another dataset, ...-tm2-...). "
+                    "Use another --out")
     ap.add_argument("--table", action="store_true", help="only print the table of bench/results/any_city.json")
     ap.add_argument("--same-tile", action="store_true",
                     help="held out vs seen on the same samples: each model trained on every tile's train split and, "
@@ -909,6 +928,13 @@ def main() -> int:
         bad.append("--extra-val-only without --extra-val")
     if not args.timing_maps:
         bad += [f"{m} without --timing-maps" for m in models if m in MAP_CHANNEL_ROWS]
+    try:
+        check_value("timing_map_factor", args.timing_map_factor, TIMING_MAP_FACTOR)
+    except InvalidInputError as err:
+        print(f"error: --timing-map-factor: {err}", file=sys.stderr)
+        return 2
+    if args.timing_map_factor != TIMING_MAP_FACTOR.default and not args.timing_maps:
+        bad.append("--timing-map-factor without --timing-maps")
     if bad:
         print(f"error: unknown tile, model or --train-extra scene {bad} (--train-extra: of {', '.join(BUNDLED)}, "
               f"not --bundled's {args.bundled!r}, or PRESET<seed>-p<kk> of presets {', '.join(PROCEDURAL_EXTRA)}; "
@@ -922,8 +948,10 @@ def main() -> int:
     load0 = os.getloadavg()[0]
     like = None
     if extra:  # the dataset without the extra tiles: its splits for the same tiles' samples
-        like = build_data(args.samples, args.cell, args.bundled, timing_maps=args.timing_maps)[1]
-    scenes, base = build_data(args.samples, args.cell, args.bundled, extra, timing_maps=args.timing_maps)
+        like = build_data(args.samples, args.cell, args.bundled, timing_maps=args.timing_maps,
+                          timing_map_factor=args.timing_map_factor)[1]
+    scenes, base = build_data(args.samples, args.cell, args.bundled, extra, timing_maps=args.timing_maps,
+                              timing_map_factor=args.timing_map_factor)
 
     def save(key: str, scene: str, rows: dict[str, Any], *, facts: dict[str, Any] | None = None) -> None:
         results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {"tiles": {}}  # a parallel run's rows
@@ -965,6 +993,7 @@ def _run_facts(args: argparse.Namespace, base: str, load0: float) -> dict[str, A
             "train_extra": args.train_extra, "extra_val": args.extra_val, "extra_val_only": args.extra_val_only,
             "minutes_per_network": args.minutes,
             "samples_per_tile": args.samples, "cell_m": args.cell, "timing_maps": args.timing_maps,
+            "timing_map_factor": args.timing_map_factor if args.timing_maps else None,
             "load_1min": [round(load0, 1), round(os.getloadavg()[0], 1)], "cpus": os.cpu_count(),
             "command": " ".join(["python", *sys.argv])}
 

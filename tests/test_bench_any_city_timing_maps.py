@@ -28,6 +28,31 @@ def test_timing_maps_name_another_dataset(bench: ModuleType) -> None:
     assert bench.dataset_name(500, 4.0, "etoile", ("munich",), timing_maps=True) == "ac-all-500-4m-tm-etoile-x-munich"
 
 
+def test_timing_map_factor_names_another_dataset(bench: ModuleType) -> None:
+    """Brief A29: maps traced at another spacing than the dataset option's default are another dataset (the stored
+    ``-tm`` one is never reused for them); the default keeps the stored name."""
+    from rflocal_core.dataset import GenerationConfig
+
+    assert bench.TIMING_MAP_FACTOR.default == GenerationConfig.__dataclass_fields__["timing_map_factor"].default
+    assert bench.STORED_TIMING_MAP_FACTOR == 4
+    assert bench.dataset_name(500, 4.0, "etoile", timing_maps=True, timing_map_factor=4) == "ac-all-500-4m-tm-etoile"
+    assert bench.dataset_name(500, 4.0, "etoile", timing_maps=True, timing_map_factor=2) == "ac-all-500-4m-tm2-etoile"
+    assert bench.dataset_name(500, 4.0, "etoile", ("munich",), timing_maps=True,
+                              timing_map_factor=1) == "ac-all-500-4m-tm1-etoile-x-munich"
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["--timing-maps", "--timing-map-factor", "0"], "timing_map_factor: expected an integer in [1, 32], got 0"),
+    (["--timing-map-factor", "2"], "--timing-map-factor without --timing-maps")])
+def test_timing_map_factor_refused(bench: ModuleType, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str], argv: list[str], says: str) -> None:
+    """A factor out of the dataset option's range, or one without the maps it would set: exit 2, one line."""
+    monkeypatch.setattr(sys, "argv", ["bench_any_city.py", "--tiles", "etoile", "--models", "physics prior", *argv])
+    assert bench.main() == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0]
+
+
 def test_map_channel_rows_read_the_timing_maps(bench: ModuleType) -> None:
     """The map-channel rows are mapformer (window 4 m) with ``use_map_channels`` or ``prior_timing="line_or_maps"``
     and nothing else changed (its untrained row: the defaults but that; its window centre: the same but its prior)."""
