@@ -221,6 +221,14 @@ def mix_line_or_maps(line: np.ndarray, maps: np.ndarray) -> np.ndarray:
     return np.logaddexp(line, maps) - np.log(2.0)
 
 
+def _line_terms(dx: np.ndarray, dy: np.ndarray, rng: np.ndarray, dz2: np.ndarray, theta: np.ndarray, sp: Spreads
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """[n, S, C] ToA and AoA terms of each slot against the straight line node -> point (``dx``, ``dy``: point -
+    node, m; ``rng``: reported range, m; ``dz2``: squared height difference; ``theta``: reported bearing, rad)."""
+    return (toa_term(rng - np.sqrt(dx**2 + dy**2 + dz2), sp),
+            aoa_term((np.sin(theta) * dx + np.cos(theta) * dy) / np.maximum(np.hypot(dx, dy), 1e-6), sp))
+
+
 def _map_slot_terms(tm: tuple[np.ndarray, ...], site: np.ndarray, n: int, rng: np.ndarray, dz2: np.ndarray,
                     theta: np.ndarray, line: tuple[np.ndarray, np.ndarray], sp: Spreads
                     ) -> tuple[np.ndarray, np.ndarray]:
@@ -262,22 +270,17 @@ def search_loglik(x: Inputs, rows: np.ndarray, pg: np.ndarray, cx: np.ndarray, c
     toa_on = (use & np.isfinite(x.toa_ns[rows]))[..., None]
     rng = np.nan_to_num(x.toa_ns[rows])[..., None] * C_M_PER_NS
     dz2 = (np.nan_to_num(z, nan=DEVICE_Z_M)[..., None] - DEVICE_Z_M) ** 2
-    toa = toa_term(rng - np.sqrt(dx**2 + dy**2 + dz2), sp)
     aoa_on = (use & np.isfinite(x.aoa_deg[rows]))[..., None]
     theta = np.deg2rad(np.nan_to_num(x.aoa_deg[rows]))[..., None]
-    aoa = aoa_term((np.sin(theta) * dx + np.cos(theta) * dy) / np.maximum(np.hypot(dx, dy), 1e-6), sp)
+    toa, aoa = _line_terms(dx, dy, rng, dz2, theta, sp)
     if timing is None:
         return ll + np.where(toa_on, toa, 0.0).sum(1) + np.where(aoa_on, aoa, 0.0).sum(1)
     shifts = timing if isinstance(timing, list) else [((0.0, 0.0), timing)]
     pairs = []
     for (ox, oy), tm in shifts:  # pooled (line_or_pooled_maps): the map terms at each neighbour, mixed evenly
-        line = (toa, aoa) if ox == oy == 0 else (
-            toa_term(rng - np.sqrt((dx + ox) ** 2 + (dy + oy) ** 2 + dz2), sp),
-            aoa_term((np.sin(theta) * (dx + ox) + np.cos(theta) * (dy + oy)) / np.maximum(np.hypot(dx + ox, dy + oy),
-                                                                                           1e-6), sp))
+        line = (toa, aoa) if ox == oy == 0 else _line_terms(dx + ox, dy + oy, rng, dz2, theta, sp)
         pairs.append(_map_slot_terms(tm, site, n, rng, dz2, theta, line, sp))
-    toa_map, aoa_map = (pairs[0][j] if len(pairs) == 1 else
-                        np.logaddexp.reduce(np.stack([p[j] for p in pairs]), 0) - np.log(len(pairs)) for j in (0, 1))
+    toa_map, aoa_map = (np.logaddexp.reduce(np.stack([p[j] for p in pairs]), 0) - np.log(len(pairs)) for j in (0, 1))
     toa, toa_map, aoa, aoa_map = (np.where(on, t, 0.0).sum(1) for on, t in
                                   ((toa_on, toa), (toa_on, toa_map), (aoa_on, aoa), (aoa_on, aoa_map)))
     return ll + mix_line_or_maps(toa, toa_map) + mix_line_or_maps(aoa, aoa_map)
