@@ -159,8 +159,8 @@ class TrainConfig:
                                    "fitted apart on the calibration rows (39.3 and 86.5 percent inside), heavy tails")
     # Antwerp radio-map knn (35 m, k 30): x_test 72.7 / 257.4 m -> 71.0 / 253.7 m with 11% more fingerprints (README)
     refit: bool = option(False, label="Refit on train + val",
-                         help="baselines (knn, lgbm, ensemble): after choosing and calibrating on val, fit again on train + val with "
-                              "the choices fixed and keep that model")
+                         help="baselines (knn, lgbm, ensemble): after choosing and calibrating on val, fit again on "
+                              "train + val with the choices fixed and keep that model")
     initial_validation: bool = option(True, label="Keep the untrained network if best",
                                       help="validate before the first step (epoch 0) and keep that state unless a "
                                            "trained epoch beats it on the validation median")
