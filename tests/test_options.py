@@ -486,6 +486,7 @@ TRAIN_WIDGETS = {
     "tm_warmup": (TrainConfig, "warmup_epochs"), "tm_patience": (TrainConfig, "patience"),
     "tm_device": (TrainConfig, "device"), "tm_initial_val": (TrainConfig, "initial_validation"),
     "tm_sigma_radii_net": (TrainConfig, "sigma_radii"), "tm_select_on": (TrainConfig, "select_on"),
+    "tm_refit_net": (TrainConfig, "refit"), "tm_refit_scale": (TrainConfig, "refit_steps_scale", {"none_value": 0.0}),
 }
 BASELINE_TRAIN_WIDGETS = {
     "tm_calibration": (TrainConfig, "calibration"), "tm_cal_block": (TrainConfig, "calibration_block_m"),

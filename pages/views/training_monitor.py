@@ -94,6 +94,11 @@ with st.expander("Start a run", expanded=st.session_state.setdefault("tm_form_op
             train_config["select_on"] = choice(c[0], tr.TrainConfig, "select_on", key="tm_select_on")
             train_config["sigma_radii"] = choice(c[1], tr.TrainConfig, "sigma_radii", key="tm_sigma_radii_net")
             train_config["initial_validation"] = toggle(st, tr.TrainConfig, "initial_validation", key="tm_initial_val")
+            c = st.columns(2)  # a refit: the val-chosen steps again on train + val, no val (README, brief B22)
+            train_config["refit"] = toggle(c[0], tr.TrainConfig, "refit", key="tm_refit_net")
+            train_config["refit_steps_scale"] = number(c[1], tr.TrainConfig, "refit_steps_scale", none_value=0.0,
+                                                       key="tm_refit_scale",
+                                                       label="Refit steps scale (0 = (train + val) / train)")
         else:  # a baseline is fitted once: where its sigma is calibrated, and (knn) a refit on train + val
             c = st.columns(4)
             train_config["calibration"] = choice(c[0], tr.TrainConfig, "calibration", key="tm_calibration")

@@ -337,6 +337,11 @@ def calibrate_run(run_id: str, *, user: User = LOCAL_USER) -> SigmaCalibration:
         store_calibration(run_dir(run_id), cal)
         return cal
     model = run.model
+    if run.config.get("refit") and run.config.get("kind") == "network":  # its network fitted on train alone is gone
+        msg = (f"run: {run_id} is a network refitted on train + val (train --refit); its sigma map was fitted at "
+               "training on the val predictions of its best epoch on train, which the run no longer holds: train it "
+               "again to calibrate it again")
+        raise InvalidInputError(msg)
     if run.config.get("refit"):  # its model has seen val: calibrate its choices fitted on train alone, as training did
         train = load_transformed(run.config["dataset"], "train", InputTransform.from_dict(run.config.get("input_transform")),
                                  with_maps=run.needs_maps)

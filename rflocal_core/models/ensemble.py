@@ -121,6 +121,12 @@ class EnsembleConfig:
         The choice and every candidate's val figures are kept in the state (``hedge``).
     hedge_median_m : float
         ``hedge="search"``: the largest val median of a candidate (0: no bound).
+    refit_networks : bool
+        :meth:`Ensemble.refit` (``train --refit``) trains the network members again too: a new network each (its
+        seed, options and feature frame) on train + val without val for the steps to its val-chosen epoch x
+        (train + val) / train, on its cosine schedule stretched to end where that epoch stood
+        (:func:`rflocal_core.train.engine.fit_fixed`; as long again as their training). False: they keep the fit
+        on train.
     """
 
     # baselines only by default (minutes at most; Antwerp: 162 m median / 267 m mean, against knn_lgbm's
@@ -154,6 +160,8 @@ class EnsembleConfig:
                         "or chosen on val: val 1σ/2σ within 5 points of 39/86%, then the least val mean")
     hedge_median_m: float = option(0.0, lo=0.0, hi=1e7, unit="m", help="hedge=search: the largest val median of "
                                    "a candidate (0: no bound)")
+    refit_networks: bool = option(False, help="refit: train the network members again on train + val for their "
+                                  "val-chosen steps x (train + val) / train (as long again as their training)")
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -336,8 +344,9 @@ class Ensemble(Baseline):
 
     def refit(self, data: Inputs) -> Ensemble:
         """A copy whose refittable baseline members (``can_refit``: ``knn``; ``lgbm`` with the trees val stopped it
-        at, scaled) are fitted again on ``data`` (train + val) with their val choices fixed; the networks, the
-        weights chosen on val and the answer rule stay. The state lists the refitted members (``refitted``)."""
+        at, scaled) are fitted again on ``data`` (train + val) with their val choices fixed, and with
+        ``refit_networks`` its networks trained again on it (:meth:`_refit_network`); the weights chosen on val and
+        the answer rule stay. The state lists the refitted members (``refitted``)."""
         self._require_fit()
         st = dict(self._state)
         states, configs, done = list(st["states"]), dict(st.get("configs") or {}), []
@@ -345,6 +354,9 @@ class Ensemble(Baseline):
             if kind == "baseline" and BASELINES[model].can_refit:
                 member = BASELINES[model].from_state(configs.get(name), states[i]).refit(data)
                 states[i], configs[name] = member.state_dict(), member.config.to_dict()
+                done.append(name)
+            elif kind == "network" and self.config.refit_networks:
+                states[i] = self._refit_network(name, model, states[i], data, seed=self.config.seed + i)
                 done.append(name)
         st.update(states=states, configs=configs, refitted=done)
         if "snap_positions" in st:
@@ -414,7 +426,48 @@ class Ensemble(Baseline):
                                  expected_format=CHECKPOINT_FORMAT)
         return {"config": payload["config"], "state": {k: v.cpu().numpy() for k, v in payload["state"].items()},
                 "fit": {"best_epoch": int(fit.best_epoch), "epochs_run": int(fit.epochs_run),
-                        "stop_reason": fit.stop_reason, "seconds": float(fit.seconds)}}
+                        "stop_reason": fit.stop_reason, "seconds": float(fit.seconds), "best_step": fit.best_step,
+                        "best_progress": fit.best_progress,
+                        "train_samples": int(np.isfinite(train.truth_m).all(1).sum())}}
+
+    def _refit_network(self, name: str, model: str, state: dict[str, Any], data: Inputs, *, seed: int
+                       ) -> dict[str, Any]:
+        """The network member ``name`` trained again on ``data`` (train + val) for its val-chosen steps x (train +
+        val) / train (:func:`~rflocal_core.train.engine.refit_plan`, :func:`~rflocal_core.train.engine.fit_fixed`):
+        a new network with its seed, options and feature frame; its state with ``fit.refit`` (the plan, the run)."""
+        import torch
+
+        from rflocal_core.models.features import FeatureSpec
+        from rflocal_core.models.nets import build_network
+        from rflocal_core.models.neural import NeuralModel
+        from rflocal_core.train.engine import TrainConfig, fit_fixed, refit_plan
+        from rflocal_core.train.runs import CHECKPOINT_FORMAT, read_torch
+
+        fit = dict(state.get("fit") or {})
+        if "train_samples" not in fit:
+            msg = (f"refit_networks: the network member {name!r} was trained before its steps to the val-chosen epoch "
+                   "were kept; fit the ensemble again, or refit with refit_networks False")
+            raise InvalidInputError(msg)
+        tc = TrainConfig(epochs=self.config.epochs)
+        plan = refit_plan(fit.get("best_step"), fit.get("best_progress"), tc, train_samples=int(fit["train_samples"]),
+                          refit_samples=int(np.isfinite(data.truth_m).all(1).sum()))
+        if plan.epochs == 0:  # val chose the untrained network: nothing to train again
+            return {**state, "fit": {**fit, "refit": plan.to_dict()}}
+        spec = FeatureSpec.from_dict(state["config"]["features"])
+        before = getattr(NETWORKS[model].config_cls, "checkpoint_defaults", {})  # as NeuralModel.from_checkpoint
+        options = {**before, **(state["config"].get("model_config") or {}), "frame": spec.frame}
+        torch.manual_seed(seed)
+        net = build_network(model, options, vocab_size=len(spec.node_keys))
+        prepare = getattr(net, "prepare", None)
+        if prepare is not None:
+            prepare(data, spec)
+        with tempfile.TemporaryDirectory(prefix="rflocal-ensemble-") as tmp:
+            run = fit_fixed(Path(tmp), NeuralModel(model, net, spec), tc, data, plan, seed=seed,
+                            progress=lambda *a, **k: None)
+            payload = read_torch(Path(tmp) / "model.pt", run_id=f"ensemble member {name}",
+                                 expected_format=CHECKPOINT_FORMAT)
+        return {"config": payload["config"], "state": {k: v.cpu().numpy() for k, v in payload["state"].items()},
+                "fit": {**fit, "refit": {**plan.to_dict(), **run}}}
 
     def _members(self) -> list[Any]:
         """The fitted members (baselines, or :class:`~rflocal_core.models.neural.NeuralModel`), built once."""

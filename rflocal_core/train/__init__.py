@@ -49,7 +49,7 @@ from rflocal_core.train.calibrate import (
     store_calibration,
 )
 from rflocal_core.train.distributed import Dist
-from rflocal_core.train.engine import FitResult, TrainConfig, fit_network, load_resume
+from rflocal_core.train.engine import FitResult, TrainConfig, fit_fixed, fit_network, load_resume, refit_plan
 from rflocal_core.train.runs import (
     StopReason,
     active,
@@ -209,7 +209,7 @@ def train(
             msg = (f"calibration: 'blocks' fits the model once more per fold of squares, which a baseline does in "
                    f"seconds; {model} is a network, trained once: use 'val'")
             raise InvalidInputError(msg)
-        _check_refit(model, cfg.refit)
+        _check_refit(model, cfg.refit, schedule=cfg.schedule)
         with distributed.session(cfg.device) as dist:
             return _train_network(dataset, model, model_config, cfg, seed, report, run_id, transform, tags,
                                   owner=owner, allow_large_extent=allow_large_extent, dist=dist)
@@ -299,13 +299,17 @@ def _calibrate_baseline(path: Path, model: str, instance: Any, pred: Any, train_
     return cal
 
 
-def _check_refit(model: str, refit: bool) -> None:
-    """Refuse ``refit`` for a network (trained once) or a baseline that cannot fix its val choices."""
+def _check_refit(model: str, refit: bool, *, schedule: str = "cosine") -> None:
+    """Refuse ``refit`` for a baseline that cannot fix its val choices, or a network on the plateau schedule (it
+    follows val, which a refit on train + val has not)."""
     if not refit:
         return
     if model in NETWORKS:
-        msg = f"refit: True fits a baseline once more on train + val; {model} is a network, trained once: use False"
-        raise InvalidInputError(msg)
+        if schedule != "cosine":
+            msg = (f"schedule: a refit of {model} replays the cosine schedule without val; {schedule!r} follows val: "
+                   "use 'cosine' or refit False")
+            raise InvalidInputError(msg)
+        return
     if not BASELINES[model].can_refit:
         refittable = ", ".join(name for name, cls in BASELINES.items() if cls.can_refit)
         msg = f"refit: {model} cannot fix its validation choices for a refit on train + val; models that can: {refittable}"
@@ -452,6 +456,11 @@ def _train_network(
     if prep.part is not None:  # streamed: the frame from every rank's share of the split
         parts = dist.gather_objects(prep.part)
         prep = dist.agree(lambda: _build_network(prep, model, model_config, seed, _streamed_spec(prep, parts)))
+    if cfg.refit and (dist.on or prep.loading["mode"] == "stream"):
+        how = "DDP" if dist.on else "streamed"
+        msg = (f"refit: {model} is refitted on train + val in one process, with both in memory; this run is {how}: "
+               "train without torchrun and with data_loading 'memory', or refit False")
+        raise InvalidInputError(msg)
     run_id = dist.broadcast(run_id or new_run_id(model, dataset))  # rank 0's id (it holds the time)
     net = prep.net
     config = {
@@ -589,6 +598,9 @@ def _run_network_locked(
                 "stop_reason": out.stop_reason}
         if out.initial is not None:  # the untrained network's figures (epoch 0; the best when no epoch beat it)
             best["initial_median_m"] = out.initial.median_m
+        if cfg.refit:
+            report("refitting on train + val", 0.95)
+            _refit_network(path, config, model, cfg, train_in, val_in, out, report)
         write_status(path, state="done", best=best, stop=out.stop)
     except (JobCancelled, KeyboardInterrupt):  # the best checkpoint and resume.pt stay: resumable
         if main:
@@ -603,6 +615,39 @@ def _run_network_locked(
     return TrainResult(run_id=config["run_id"], model=config["model"], dataset=config["dataset"], summary=out.best,
                        seconds=out.seconds, best_epoch=out.best_epoch, epochs_run=out.epochs_run,
                        stop_reason=out.stop_reason, stopped=out.stop.text, sigma_scale=cal.scale)
+
+
+def _refit_network(path: Path, config: dict[str, Any], model: NeuralModel, cfg: TrainConfig,
+                   train_in: Inputs | StreamedSplit, val_in: Inputs, fit: FitResult, report: StepProgressFn) -> None:
+    """Train a new network (the run's seed, options and feature frame) on train + val for the val-chosen steps
+    (:func:`~rflocal_core.train.engine.refit_plan`, :func:`~rflocal_core.train.engine.fit_fixed`) and keep its last
+    state as the run's ``model.pt``.
+
+    The run's ``config.json`` records it under ``refit`` (samples, the plan, the refit's steps and last rate); the val
+    figures and the sigma map stay those of the best epoch on train, the honest ones. A val-chosen epoch 0 (the
+    untrained network) keeps the run's model (``refit.epochs`` 0).
+    """
+    if not isinstance(train_in, Inputs):  # refused before the run started (_train_network); a resumed run
+        msg = "refit: a streamed train split cannot be joined with val in memory; resume with refit False"
+        raise InvalidInputError(msg)
+    both = join_inputs(train_in, val_in)
+    n_train = int(np.isfinite(train_in.truth_m).all(1).sum())
+    n_both = n_train + int(np.isfinite(val_in.truth_m).all(1).sum())
+    plan = refit_plan(fit.best_step, fit.best_progress, cfg, train_samples=n_train, refit_samples=n_both)
+    record: dict[str, Any] = {"samples": n_both, "train_samples": n_train, "best_epoch": fit.best_epoch,
+                              **plan.to_dict()}
+    if plan.epochs > 0:
+        seed = int(config["seed"])
+        torch_seed(seed)
+        net = build_network(model.name, config["model_config"], vocab_size=len(model.spec.node_keys))
+        prepare = getattr(net, "prepare", None)  # fpnet_knn's database: train + val now
+        if prepare is not None:
+            prepare(both, model.spec)
+        record["fit"] = fit_fixed(path, NeuralModel(model.name, net, model.spec), cfg, both, plan, seed=seed,
+                                  progress=report)
+    saved = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    saved["refit"] = record
+    atomic_write_text(path / "config.json", json.dumps(saved, indent=2))
 
 
 def _calibrate_network(path: Path, val_in: Inputs, radii: str = "gaussian") -> SigmaCalibration:

@@ -244,7 +244,7 @@ def _checked(dataset: str, config: AutoConfig | dict[str, Any] | None, train_con
     cfg = config if isinstance(config, AutoConfig) else AutoConfig.from_dict(config)
     if TrainConfig.from_dict({k: v for k, v in (train_config or {}).items() if k != "max_minutes"}).refit:
         msg = ("refit: auto compares its candidates on val, so none is refitted on train + val; train the chosen "
-               "model again with --refit (knn, lgbm, ensemble)")
+               "model again with --refit (knn, lgbm, ensemble, the networks)")
         raise InvalidInputError(msg)
     check_extent(dataset, allow_large_extent=allow_large_extent)
     if run_id is not None and (runs_dir() / validate_name(run_id, field="run")).exists():

@@ -12,6 +12,10 @@ planned steps done or, with a time budget, of the budget spent if that is furthe
 budget stops after 3 of 60 epochs has warmed up, decayed and ends at the floor rate (1% of ``lr``)
 like a 60-epoch run does, instead of stopping at its peak rate. Warm-up lasts ``warmup_epochs`` or
 :data:`WARMUP_MAX_FRACTION` of the progress, whichever ends first.
+
+A refit on train + val (``TrainConfig.refit``; :func:`refit_plan`, :func:`fit_fixed`) runs the same loop without
+validation for a fixed number of epochs: the steps to the val-chosen epoch x ``refit_steps_scale``, on the cosine
+schedule stretched to end at the progress that epoch stood at; the last state is kept.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -107,10 +111,17 @@ class TrainConfig:
         :func:`rflocal_core.train.calibrate.fit_sigma_quantiles`).
     refit : bool
         Baselines that can fix their validation choices (``can_refit``: ``knn``, ``lgbm`` and
-        ``knn_lgbm`` with the trees early stopping chose on val, ``ensemble``): after the fit on
+        ``knn_lgbm`` with the trees early stopping chose on val, ``ensemble``) and networks: after the fit on
         train, its validation figures and the sigma calibration, fit the model once more on train + val
         with those choices fixed and keep that model (standard practice: val chooses, then every
         labelled sample counts). The run's val figures and sigma map stay those of the fit on train.
+        Networks (:func:`fit_fixed`): a new network, same seed and feature frame, trained on train + val
+        without val for the optimizer steps to the val-chosen epoch x ``refit_steps_scale`` (whole epochs),
+        on the cosine schedule stretched to end where the chosen epoch stood; the last state is kept.
+    refit_steps_scale : float or None
+        Networks, ``refit``: the factor on the optimizer steps to the val-chosen epoch. None: samples with
+        truth in train + val over train's, which is as many epochs as val chose, each over train + val
+        (the ``lgbm`` refit's trees x (train + val) / train rule, a step being a tree).
     initial_validation : bool
         Validate the network before its first step too (epoch 0) and keep it as the best state until a
         trained epoch beats it on the validation median: a network that starts from a prior (mapformer's
@@ -159,8 +170,12 @@ class TrainConfig:
                                    "fitted apart on the calibration rows (39.3 and 86.5 percent inside), heavy tails")
     # Antwerp radio-map knn (35 m, k 30): x_test 72.7 / 257.4 m -> 71.0 / 253.7 m with 11% more fingerprints (README)
     refit: bool = option(False, label="Refit on train + val",
-                         help="baselines (knn, lgbm, ensemble): after choosing and calibrating on val, fit again on "
-                              "train + val with the choices fixed and keep that model")
+                         help="knn, lgbm, ensemble, networks: after choosing and calibrating on val, fit again on "
+                              "train + val with the choices fixed (networks: the val-chosen steps) and keep that model")
+    refit_steps_scale: float | None = option(None, lo=0.1, hi=10.0, none_means="(train + val) / train samples",
+                                             label="Refit steps scale",
+                                             help="networks, refit: optimizer steps on train + val = the steps to the "
+                                                  "val-chosen epoch x this (the default: as many epochs as val chose)")
     initial_validation: bool = option(True, label="Keep the untrained network if best",
                                       help="validate before the first step (epoch 0) and keep that state unless a "
                                            "trained epoch beats it on the validation median")
@@ -214,6 +229,9 @@ class FitResult:
     best: ErrorSummary
     seconds: float
     initial: ErrorSummary | None = None
+    #: Optimizer steps done and schedule progress (:meth:`_Loop.progress`) at the best epoch (what a refit replays).
+    best_step: int | None = None
+    best_progress: float | None = None
 
 
 def fit_network(
@@ -273,7 +291,104 @@ def fit_network(
     stop = StopReason(kind, int(state["epoch"]), cfg.epochs, cfg.patience if kind == "early_stop" else None)
     initial = state.get("initial")
     return FitResult(state["best_epoch"], state["epoch"], stop_reason, stop, ErrorSummary.from_json(state["best"]),
-                     round(state["elapsed_s"], 3), None if initial is None else ErrorSummary.from_json(initial))
+                     round(state["elapsed_s"], 3), None if initial is None else ErrorSummary.from_json(initial),
+                     best_step=state.get("best_step"), best_progress=state.get("best_progress"))
+
+
+@dataclass(frozen=True)
+class RefitPlan:
+    """What a network's refit on train + val runs (:func:`refit_plan`, :func:`fit_fixed`).
+
+    Attributes
+    ----------
+    epochs : int
+        Whole epochs over train + val (0: the val-chosen epoch was the untrained network; nothing to refit).
+    plan_epochs : float
+        The cosine schedule's length in those epochs: the refit ends at the progress of the val-chosen epoch.
+    scale : float
+        The factor on the steps to the val-chosen epoch (``TrainConfig.refit_steps_scale`` resolved).
+    steps_on_val : int
+        Optimizer steps to the val-chosen epoch in the fit on train.
+    progress_on_val : float
+        That epoch's schedule progress in the fit on train.
+    """
+
+    epochs: int
+    plan_epochs: float
+    scale: float
+    steps_on_val: int
+    progress_on_val: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def refit_plan(best_step: int | None, best_progress: float | None, cfg: TrainConfig, *, train_samples: int,
+               refit_samples: int) -> RefitPlan:
+    """The epochs and schedule of a refit on ``refit_samples`` (train + val, with truth) after a fit on train whose
+    val-chosen epoch came after ``best_step`` optimizer steps at schedule progress ``best_progress``
+    (:class:`FitResult`).
+
+    Steps = ``best_step`` x ``cfg.refit_steps_scale`` (None: ``refit_samples / train_samples``), rounded to whole
+    epochs of ``ceil(refit_samples / cfg.batch_size)`` steps (at least one unless the chosen epoch is the untrained
+    network); the cosine schedule is stretched so that it ends at ``best_progress``.
+
+    Raises
+    ------
+    InvalidInputError
+        ``best_step`` or ``best_progress`` is None (a fit saved before they were kept), or a sample count is not
+        positive.
+    """
+    if best_step is None or best_progress is None:
+        msg = ("refit: the fit does not record the steps and schedule progress of its best epoch (best_step "
+               f"{best_step}, best_progress {best_progress}: saved before they were kept); train it again")
+        raise InvalidInputError(msg)
+    if train_samples <= 0 or refit_samples <= 0:
+        msg = f"refit: expected positive sample counts, got train {train_samples}, train + val {refit_samples}"
+        raise InvalidInputError(msg)
+    scale = refit_samples / train_samples if cfg.refit_steps_scale is None else float(cfg.refit_steps_scale)
+    per_epoch = math.ceil(refit_samples / cfg.batch_size)
+    epochs = 0 if best_step == 0 else max(1, round(best_step * scale / per_epoch))
+    progress = min(max(float(best_progress), 1e-6), 1.0)
+    return RefitPlan(epochs, epochs / progress, scale, int(best_step), float(best_progress))
+
+
+def fit_fixed(path: Path, model: NeuralModel, cfg: TrainConfig, data: Inputs, plan: RefitPlan, *, seed: int,
+              progress: ProgressFn) -> dict[str, Any]:
+    """Train ``model.net`` on ``data`` (train + val) for exactly ``plan.epochs`` epochs, without validation, and keep
+    the last state in ``path/model.pt`` (a network's refit; :func:`refit_plan`).
+
+    The loop is :func:`fit_network`'s (seeded alike, same steps, augmentation and gradient clipping) with no time
+    budget, no early stopping, and the cosine schedule over ``plan.plan_epochs``.
+
+    Returns
+    -------
+    dict
+        ``epochs``, ``steps``, ``progress`` (the schedule's at the end), ``lr`` (the last rate), ``train_loss`` (of
+        the last epoch), ``seconds``.
+
+    Raises
+    ------
+    InvalidInputError
+        ``cfg.schedule`` is ``"plateau"`` (it follows val, which a refit has not).
+    """
+    if cfg.schedule != "cosine":
+        msg = f"schedule: a refit replays the cosine schedule without val; {cfg.schedule!r} follows val: use 'cosine'"
+        raise InvalidInputError(msg)
+    torch.manual_seed(seed)
+    fixed = replace(cfg, epochs=max(plan.epochs, 1), max_minutes=None, patience=0, initial_validation=False)
+    # the loop's validation inputs are never read here (no epoch is validated)
+    loop = _Loop.start(path, model, fixed, data, data, seed=seed, report=as_progress(progress), resume=None,
+                       dist=Dist())
+    loop.plan_steps = plan.plan_epochs * loop.steps_per_epoch
+    aux_epochs = int(getattr(loop.net.config, "aux_epochs", 0))
+    sums, seen = {"loss": math.nan}, 1
+    for epoch in range(plan.epochs):
+        sums, seen, _ = loop.train_epoch(epoch, "aux" if epoch < aux_epochs else "joint")
+    save_checkpoint(path, model=model.name, config=model.checkpoint_config(), state=loop.net.state_dict())
+    return {"epochs": plan.epochs, "steps": int(loop.state["step"]), "progress": round(loop.progress(), 6),
+            "lr": float(loop.state["lr"]), "train_loss": sums["loss"] / max(seen, 1),
+            "seconds": round(time.perf_counter() - loop.t_start, 3)}
 
 
 @dataclass
@@ -314,6 +429,7 @@ class _Loop:
     stream: StreamedSplit | None = None  # the train split read in blocks (train_b is then None)
     sampler: ChunkShardSampler | None = None  # this rank's order and chunks of a streamed split
     n_steps: int = 0  # optimizer steps per epoch
+    plan_steps: float | None = None  # the cosine schedule's length in steps (None: epochs x steps per epoch)
 
     @classmethod
     def start(cls, path: Path, model: NeuralModel, cfg: TrainConfig, train_in: Inputs | StreamedSplit, val_in: Inputs,
@@ -411,7 +527,7 @@ class _Loop:
         the budget left, so a run resumed with another budget does not jump back up its schedule.
         """
         state = self.state
-        p = max(state["step"] / (self.cfg.epochs * self.steps_per_epoch), self.anchor[0])
+        p = max(state["step"] / (self.plan_steps or self.cfg.epochs * self.steps_per_epoch), self.anchor[0])
         if self.deadline is not None:
             p0, e0 = self.anchor
             budget_s = 60.0 * float(self.cfg.max_minutes or 0.0)
@@ -557,7 +673,8 @@ class _Loop:
     def _keep_best(self, epoch: int, score: float, summary: dict) -> None:
         """Record ``epoch`` (its validation ``score``, :func:`selection_score`) as the best so far and write its
         checkpoint (rank 0 writes the run; the other ranks took the same decision)."""
-        self.state.update(best_score=score, best_epoch=epoch, best=summary)
+        self.state.update(best_score=score, best_epoch=epoch, best=summary, best_step=int(self.state["step"]),
+                          best_progress=float(self.state["progress"]))
         if self.dist.is_main:
             save_checkpoint(self.path, model=self.model.name, config=self.model.checkpoint_config(),
                             state=self.net.state_dict())
