@@ -238,3 +238,17 @@ def test_antwerp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert med["knn"] < 400  # published kNN mean on the full urban set: 398 m
     with pytest.raises(InvalidInputError, match="radio maps"):
         MapMatching().fit(tr)
+
+
+def test_knn_ties_at_the_kth_neighbour_go_to_the_lowest_index_whatever_the_rounding() -> None:
+    """Quantized fingerprints tie often at the k-th distance; the choice must not depend on the machine's partition
+    algorithm or the distances' last bits (the demo's knn moved 0.7 m between two CPUs before)."""
+    from rflocal_core.models.baselines import nearest_columns
+
+    rng = np.random.default_rng(0)
+    d = rng.integers(0, 5, (300, 40)).astype(float)
+    noisy = d + rng.uniform(-1e-12, 1e-12, d.shape)  # what another BLAS leaves in the expansion's last bits
+    for k in (1, 3, 7, 20):
+        want = np.argsort(d, axis=1, kind="stable")[:, :k]  # lowest index first among equal distances
+        assert (nearest_columns(d, k) == np.sort(want, 1)).all()
+        assert (nearest_columns(noisy, k) == np.sort(want, 1)).all()
