@@ -402,30 +402,17 @@ class Ensemble(Baseline):
                        networks: int, *, seed: int) -> dict[str, Any]:
         """Train one network member in a scratch folder; its checkpoint payload (config, numpy weights)."""
         # imported here: the epoch loop (rflocal_core.train) sits above the models
-        import torch
-
         from rflocal_core.models.features import FeatureSpec
         from rflocal_core.models.nets import build_network
-        from rflocal_core.models.neural import NeuralModel
         from rflocal_core.train.engine import TrainConfig, fit_network
-        from rflocal_core.train.runs import CHECKPOINT_FORMAT, read_torch
 
         c = self.config
         probe = build_network(name, cfg, vocab_size=0).config
         spec = FeatureSpec.fit(train, frame=probe.frame, window=probe.window() if hasattr(probe, "window") else None)
-        torch.manual_seed(seed)
-        net = build_network(name, cfg, vocab_size=len(spec.node_keys))
-        prepare = getattr(net, "prepare", None)
-        if prepare is not None:
-            prepare(train, spec)
         tc = TrainConfig(epochs=c.epochs, max_minutes=max(c.max_minutes / networks, 0.01))
-        with tempfile.TemporaryDirectory(prefix="rflocal-ensemble-") as tmp:
-            fit = fit_network(Path(tmp), NeuralModel(name, net, spec), tc, train, val, seed=seed,
-                              progress=lambda *a, **k: None)
-            payload = read_torch(Path(tmp) / "model.pt", run_id=f"ensemble member {name}",
-                                 expected_format=CHECKPOINT_FORMAT)
-        return {"config": payload["config"], "state": {k: v.cpu().numpy() for k, v in payload["state"].items()},
-                "fit": {"best_epoch": int(fit.best_epoch), "epochs_run": int(fit.epochs_run),
+        member, fit = _trained_member(name, name, cfg, spec, train, seed=seed, fit=lambda path, model: fit_network(
+            path, model, tc, train, val, seed=seed, progress=lambda *a, **k: None))
+        return {**member, "fit": {"best_epoch": int(fit.best_epoch), "epochs_run": int(fit.epochs_run),
                         "stop_reason": fit.stop_reason, "seconds": float(fit.seconds), "best_step": fit.best_step,
                         "best_progress": fit.best_progress,
                         "train_samples": int(np.isfinite(train.truth_m).all(1).sum())}}
@@ -435,13 +422,8 @@ class Ensemble(Baseline):
         """The network member ``name`` trained again on ``data`` (train + val) for its val-chosen steps x (train +
         val) / train (:func:`~rflocal_core.train.engine.refit_plan`, :func:`~rflocal_core.train.engine.fit_fixed`):
         a new network with its seed, options and feature frame; its state with ``fit.refit`` (the plan, the run)."""
-        import torch
-
         from rflocal_core.models.features import FeatureSpec
-        from rflocal_core.models.nets import build_network
-        from rflocal_core.models.neural import NeuralModel
         from rflocal_core.train.engine import TrainConfig, fit_fixed, refit_plan
-        from rflocal_core.train.runs import CHECKPOINT_FORMAT, read_torch
 
         fit = dict(state.get("fit") or {})
         if "train_samples" not in fit:
@@ -456,18 +438,9 @@ class Ensemble(Baseline):
         spec = FeatureSpec.from_dict(state["config"]["features"])
         before = getattr(NETWORKS[model].config_cls, "checkpoint_defaults", {})  # as NeuralModel.from_checkpoint
         options = {**before, **(state["config"].get("model_config") or {}), "frame": spec.frame}
-        torch.manual_seed(seed)
-        net = build_network(model, options, vocab_size=len(spec.node_keys))
-        prepare = getattr(net, "prepare", None)
-        if prepare is not None:
-            prepare(data, spec)
-        with tempfile.TemporaryDirectory(prefix="rflocal-ensemble-") as tmp:
-            run = fit_fixed(Path(tmp), NeuralModel(model, net, spec), tc, data, plan, seed=seed,
-                            progress=lambda *a, **k: None)
-            payload = read_torch(Path(tmp) / "model.pt", run_id=f"ensemble member {name}",
-                                 expected_format=CHECKPOINT_FORMAT)
-        return {"config": payload["config"], "state": {k: v.cpu().numpy() for k, v in payload["state"].items()},
-                "fit": {**fit, "refit": {**plan.to_dict(), **run}}}
+        member, run = _trained_member(name, model, options, spec, data, seed=seed, fit=lambda path, net: fit_fixed(
+            path, net, tc, data, plan, seed=seed, progress=lambda *a, **k: None))
+        return {**member, "fit": {**fit, "refit": {**plan.to_dict(), **run}}}
 
     def _members(self) -> list[Any]:
         """The fitted members (baselines, or :class:`~rflocal_core.models.neural.NeuralModel`), built once."""
@@ -601,6 +574,28 @@ class Ensemble(Baseline):
             k = min(int(self.config.snap_k), len(ref))
             out[rows] = snap_to_positions(centre[rows], ref, k)
         return out
+
+
+def _trained_member(name: str, model: str, options: dict[str, Any], spec: Any, data: Inputs, *, seed: int,
+                    fit: Any) -> tuple[dict[str, Any], Any]:
+    """A network member built from ``options`` (seeded; ``prepare`` on ``data``), trained by ``fit(path, model)`` in a
+    temporary run folder; its checkpoint as ``{"config", "state"}`` (numpy) and what ``fit`` returned."""
+    import torch
+
+    from rflocal_core.models.nets import build_network
+    from rflocal_core.models.neural import NeuralModel
+    from rflocal_core.train.runs import CHECKPOINT_FORMAT, read_torch
+
+    torch.manual_seed(seed)
+    net = build_network(model, options, vocab_size=len(spec.node_keys))
+    prepare = getattr(net, "prepare", None)
+    if prepare is not None:
+        prepare(data, spec)
+    with tempfile.TemporaryDirectory(prefix="rflocal-ensemble-") as tmp:
+        result = fit(Path(tmp), NeuralModel(model, net, spec))
+        payload = read_torch(Path(tmp) / "model.pt", run_id=f"ensemble member {name}",
+                             expected_format=CHECKPOINT_FORMAT)
+    return {"config": payload["config"], "state": {k: v.cpu().numpy() for k, v in payload["state"].items()}}, result
 
 
 def snap_to_positions(points: np.ndarray, ref: np.ndarray, k: int) -> np.ndarray:
