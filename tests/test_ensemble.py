@@ -50,7 +50,8 @@ def test_ensemble_run_trains_members_chooses_weights_and_predicts_alone(antwerp:
     from rflocal_core.train import train
 
     cfg = {"members": "knn,nn1=knn,lgbm,fpnet", "member_set": MEMBER_SET + ";nn1:k=1", "max_minutes": 0.05,
-           "epochs": 2, "combine": "median", "weight_step": 0.25}
+           "epochs": 2, "combine": "median", "weight_step": 0.25,
+           "member_train": "fpnet:batch_size=64;fpnet:select_on=mean"}  # e.g. what a network's search chose
     with workspace_env(antwerp["ws"]):
         result = train("antw", "ensemble", model_config=cfg)
         run = load_run(result.run_id)
@@ -65,6 +66,7 @@ def test_ensemble_run_trains_members_chooses_weights_and_predicts_alone(antwerp:
     assert state["members"] == ["knn", "nn1", "lgbm", "fpnet"] and state["models"] == ["knn", "knn", "lgbm", "fpnet"]
     assert state["kinds"] == ["baseline", "baseline", "baseline", "network"] and state["states"][1]["k"] == 1
     assert state["states"][3]["fit"]["epochs_run"] >= 1  # what the network member's epoch loop did
+    assert state["states"][3]["fit"]["train_options"] == {"batch_size": 64, "select_on": "mean"}
     assert w.shape == (4,) and np.isclose(w.sum(), 1.0) and (w >= 0).all()
     search = state["search"]
     # the grid holds every member alone, so the chosen weights score at least as well on val as the best one
@@ -141,6 +143,11 @@ def test_combination_mean_median_and_mixture_sigma() -> None:
     ({"snap_k": -1}, "snap_k"),
     ({"weight_bags": -1}, "weight_bags"),
     ({"members": "knn,lgbm"}, "member_set: expected NAME:KEY=VALUE with NAME among the members"),  # nn1:k=1 left
+    ({"members": "knn,fpnet", "member_set": "", "member_train": "knn:lr=0.01"},
+     "member_train: expected NAME:KEY=VALUE with NAME among the network members \\(fpnet\\)"),
+    ({"members": "knn,fpnet", "member_set": "", "member_train": "fpnet:max_minutes=3"}, "set by the ensemble itself"),
+    ({"members": "knn,fpnet", "member_set": "", "member_train": "fpnet:lr=2"}, "lr: expected a number in"),
+    ({"members": "knn,fpnet", "member_set": "", "member_train": "fpnet:select_on=x"}, "select_on: expected one of"),
 ])
 def test_bad_options_are_refused_naming_the_field(cfg: dict, match: str) -> None:
     with pytest.raises(InvalidInputError, match=match):

@@ -18,7 +18,7 @@ from rflocal_core.jobs import REGISTRY
 from rflocal_core.models import registry
 from rflocal_core.models.registry import BASELINES, NETWORKS, config_class
 from rflocal_core.options import option_paths
-from rflocal_core.train import auto
+from rflocal_core.train import auto, netsearch
 from rflocal_core.train.runs import new_run_id
 
 st.title("Training Monitor")
@@ -94,6 +94,9 @@ with st.expander("Start a run", expanded=st.session_state.setdefault("tm_form_op
             train_config["select_on"] = choice(c[0], tr.TrainConfig, "select_on", key="tm_select_on")
             train_config["sigma_radii"] = choice(c[1], tr.TrainConfig, "sigma_radii", key="tm_sigma_radii_net")
             train_config["initial_validation"] = toggle(st, tr.TrainConfig, "initial_validation", key="tm_initial_val")
+            c = st.columns(2)  # a search of the options on val before the run trains (Optuna TPE, issue 15)
+            train_config["search_trials"] = number(c[0], tr.TrainConfig, "search_trials", key="tm_search_trials")
+            train_config["search_minutes"] = number(c[1], tr.TrainConfig, "search_minutes", key="tm_search_minutes")
             c = st.columns(2)  # a refit: the val-chosen steps again on train + val, no val (README, brief B22)
             train_config["refit"] = toggle(c[0], tr.TrainConfig, "refit", key="tm_refit_net")
             train_config["refit_steps_scale"] = number(c[1], tr.TrainConfig, "refit_steps_scale", none_value=0.0,
@@ -249,6 +252,13 @@ def live_panel() -> None:
             "val median (m)": c.get("val_median_m"), "val mean (m)": c.get("val_mean_m"),
             "seconds": c.get("seconds"), "budget (min)": c.get("max_minutes"), "reason": c.get("reason"),
         } for c in table["candidates"]]), hide_index=True, width="stretch", key=f"tm-auto-{run_id}")
+    search = netsearch.search_table(run_id)
+    if search is not None:
+        done = [t for t in search["trials"] if t.get("state") == "complete"]
+        st.markdown(f"**Options chosen by a search on val:** {len(done)} of {len(search['trials'])} trials "
+                    f"({search['trial_minutes']:.2g} min each at most, {search['seconds']:.0f} s), least val "
+                    f"{search['select_on']} {search['best_value']:.2f}")
+        st.dataframe(pd.DataFrame(search["trials"]), hide_index=True, width="stretch", key=f"tm-search-{run_id}")
 
     c = st.columns(3)
     job = _job_for(run_id)

@@ -54,10 +54,14 @@ from rflocal_core.models.baselines import (
 )
 from rflocal_core.models.inputs import Inputs, Prediction, errors_m
 from rflocal_core.models.registry import BASELINES, NETWORKS, model_config, register
-from rflocal_core.options import check_options, option
+from rflocal_core.options import check_options, option, parse_assignments
 
 #: Most members (the weight grid grows as step^-(members - 1)).
 MAX_MEMBERS = 6
+#: TrainConfig options of a network member that the ensemble sets itself (``member_train`` cannot).
+ENSEMBLE_TRAIN_KEYS = ("epochs", "max_minutes", "refit", "refit_steps_scale", "search_trials", "search_minutes",
+                       "data_loading", "memory_budget_mb", "calibration", "calibration_block_m", "calibration_folds",
+                       "sigma_radii")
 #: Weiszfeld iterations of the weighted geometric median.
 MEDIAN_ITERATIONS = 30
 #: Smallest credible radius (m) of ``sigma_mass``: a posterior on one position would give 0.
@@ -84,6 +88,11 @@ class EnsembleConfig:
     member_set : str
         Options of the members by name, ``NAME:KEY=VALUE`` separated by ``;`` (as ``train --set``),
         e.g. ``"fpnet:rss_offset_db=0;nn1:k=1"``.
+    member_train : str
+        Training options of the network members by name, ``NAME:KEY=VALUE`` separated by ``;``: the
+        :class:`~rflocal_core.train.engine.TrainConfig` options but those the ensemble sets itself
+        (:data:`ENSEMBLE_TRAIN_KEYS`), e.g. ``"fpnet_knn:lr=0.0009;fpnet_knn:batch_size=256;fpnet_knn:select_on=mean"``
+        (what a network's search chose, ``train --search-trials``). Kept through the refit.
     combine : str
         ``"mean"``: weighted mean of the members' positions; ``"median"``: weighted geometric median.
     weight_step : float
@@ -134,6 +143,8 @@ class EnsembleConfig:
     members: str = option("knn,nn1=knn,lgbm,knn_lgbm",
                           help="comma-separated models combined (2-6, fitted on the same splits; ALIAS=MODEL)")
     member_set: str = option("nn1:k=1", help="member options: NAME:KEY=VALUE separated by ';'")
+    member_train: str = option("", help="network members' training options (lr, batch_size, weight_decay, select_on, "
+                                        "...): NAME:KEY=VALUE separated by ';'")
     # the geometric median follows the members that agree (Antwerp: 167 m median against 175 m for the mean)
     combine: str = option("median", choices=("mean", "median"), help="weighted mean or weighted geometric median")
     weight_step: float = option(0.1, lo=0.01, hi=1.0, help="step of the weight grid searched on val")
@@ -174,6 +185,7 @@ class EnsembleConfig:
                    f"{known}, got {self.members!r}" + (f" ({', '.join(bad)} not allowed)" if bad else ""))
             raise InvalidInputError(msg)
         self.member_configs()  # checks every member option now, before anything is fitted
+        self.member_train_configs()
         post = str(self.posterior_member).strip()
         if post and members.get(post) != "knn":
             knns = ", ".join(n for n, m in members.items() if m == "knn") or "none"
@@ -206,19 +218,41 @@ class EnsembleConfig:
 
     def member_configs(self) -> dict[str, dict[str, Any]]:
         """``{member: model_config}`` from ``member_set`` (checked by each member's options)."""
-        by_model: dict[str, list[str]] = {}
-        for item in (s.strip() for s in str(self.member_set).split(";")):
+        by_model = self._assignments("member_set", self.member_names(), "(the default member_set sets nn1's k; "
+                                     "set member_set= to clear it)")
+        models = self.member_models()
+        return {name: model_config(models[name], None, items) for name, items in by_model.items()}
+
+    def member_train_configs(self) -> dict[str, dict[str, Any]]:
+        """``{network member: TrainConfig options}`` from ``member_train`` (checked against TrainConfig)."""
+        from rflocal_core.train.engine import TrainConfig  # the epoch loop sits above the models
+
+        networks = [n for n, m in self.member_models().items() if m in NETWORKS]
+        out = {}
+        for name, items in self._assignments("member_train", networks, "", "network members").items():
+            values = parse_assignments(TrainConfig, items, owner="member_train")
+            owned = sorted(set(values) & set(ENSEMBLE_TRAIN_KEYS))
+            if owned:
+                msg = (f"member_train: {', '.join(owned)} of {name!r} is set by the ensemble itself; expected other "
+                       f"TrainConfig options than {', '.join(ENSEMBLE_TRAIN_KEYS)}, got {values!r}")
+                raise InvalidInputError(msg)
+            TrainConfig.from_dict(values)
+            out[name] = values
+        return out
+
+    def _assignments(self, field: str, names: list[str], hint: str, which: str = "members") -> dict[str, list[str]]:
+        """``{name: ["KEY=VALUE", ...]}`` of the option ``field`` (``NAME:KEY=VALUE;...``), names among ``names``."""
+        out: dict[str, list[str]] = {}
+        for item in (s.strip() for s in str(getattr(self, field)).split(";")):
             if not item:
                 continue
             name, sep, assignment = item.partition(":")
-            if not sep or name.strip() not in self.member_names():
-                msg = (f"member_set: expected NAME:KEY=VALUE with NAME among the members "
-                       f"({self.members}), got {item!r} (the default member_set sets nn1's k; "
-                       "set member_set= to clear it)")
+            if not sep or name.strip() not in names:
+                msg = (f"{field}: expected NAME:KEY=VALUE with NAME among the {which} ({', '.join(names) or 'none'}), "
+                       f"got {item!r} {hint}")
                 raise InvalidInputError(msg)
-            by_model.setdefault(name.strip(), []).append(assignment)
-        models = self.member_models()
-        return {name: model_config(models[name], None, items) for name, items in by_model.items()}
+            out.setdefault(name.strip(), []).append(assignment)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -356,7 +390,8 @@ class Ensemble(Baseline):
                 states[i], configs[name] = member.state_dict(), member.config.to_dict()
                 done.append(name)
             elif kind == "network" and self.config.refit_networks:
-                states[i] = self._refit_network(name, model, states[i], data, seed=self.config.seed + i)
+                states[i] = self._refit_network(name, model, states[i], data, seed=self.config.seed + i,
+                                                train_options=self.config.member_train_configs().get(name))
                 done.append(name)
         st.update(states=states, configs=configs, refitted=done)
         if "snap_positions" in st:
@@ -371,13 +406,13 @@ class Ensemble(Baseline):
             msg = f"val: {self.name} chooses its weights on a validation split with true positions; pass val"
             raise InvalidInputError(msg)
         models = self.config.member_models()
-        configs = self.config.member_configs()
+        configs, trains = self.config.member_configs(), self.config.member_train_configs()
         networks = sum(1 for m in models.values() if m in NETWORKS)
         states, kinds = [], []
         for i, (name, model) in enumerate(models.items()):
             if model in NETWORKS:  # seed + place: two members of one network (aliases) differ
                 states.append(self._train_network(model, configs.get(name), train, val, networks,
-                                                  seed=self.config.seed + i))
+                                                  seed=self.config.seed + i, train_options=trains.get(name)))
                 kinds.append("network")
             else:
                 states.append(BASELINES[model](configs.get(name)).fit(train, val).state_dict())
@@ -399,7 +434,7 @@ class Ensemble(Baseline):
         return self._state
 
     def _train_network(self, name: str, cfg: dict[str, Any] | None, train: Inputs, val: Inputs,
-                       networks: int, *, seed: int) -> dict[str, Any]:
+                       networks: int, *, seed: int, train_options: dict[str, Any] | None = None) -> dict[str, Any]:
         """Train one network member in a scratch folder; its checkpoint payload (config, numpy weights)."""
         # imported here: the epoch loop (rflocal_core.train) sits above the models
         from rflocal_core.models.features import FeatureSpec
@@ -409,16 +444,17 @@ class Ensemble(Baseline):
         c = self.config
         probe = build_network(name, cfg, vocab_size=0).config
         spec = FeatureSpec.fit(train, frame=probe.frame, window=probe.window() if hasattr(probe, "window") else None)
-        tc = TrainConfig(epochs=c.epochs, max_minutes=max(c.max_minutes / networks, 0.01))
+        tc = TrainConfig(**(train_options or {}), epochs=c.epochs, max_minutes=max(c.max_minutes / networks, 0.01))
         member, fit = _trained_member(name, name, cfg, spec, train, seed=seed, fit=lambda path, model: fit_network(
             path, model, tc, train, val, seed=seed, progress=lambda *a, **k: None))
         return {**member, "fit": {"best_epoch": int(fit.best_epoch), "epochs_run": int(fit.epochs_run),
                         "stop_reason": fit.stop_reason, "seconds": float(fit.seconds), "best_step": fit.best_step,
                         "best_progress": fit.best_progress,
-                        "train_samples": int(np.isfinite(train.truth_m).all(1).sum())}}
+                        "train_samples": int(np.isfinite(train.truth_m).all(1).sum()),
+                        "train_options": dict(train_options or {})}}
 
-    def _refit_network(self, name: str, model: str, state: dict[str, Any], data: Inputs, *, seed: int
-                       ) -> dict[str, Any]:
+    def _refit_network(self, name: str, model: str, state: dict[str, Any], data: Inputs, *, seed: int,
+                       train_options: dict[str, Any] | None = None) -> dict[str, Any]:
         """The network member ``name`` trained again on ``data`` (train + val) for its val-chosen steps x (train +
         val) / train (:func:`~rflocal_core.train.engine.refit_plan`, :func:`~rflocal_core.train.engine.fit_fixed`):
         a new network with its seed, options and feature frame; its state with ``fit.refit`` (the plan, the run)."""
@@ -430,7 +466,7 @@ class Ensemble(Baseline):
             msg = (f"refit_networks: the network member {name!r} was trained before its steps to the val-chosen epoch "
                    "were kept; fit the ensemble again, or refit with refit_networks False")
             raise InvalidInputError(msg)
-        tc = TrainConfig(epochs=self.config.epochs)
+        tc = TrainConfig(**(train_options or {}), epochs=self.config.epochs)  # its lr, batch size, ... again
         plan = refit_plan(fit.get("best_step"), fit.get("best_progress"), tc, train_samples=int(fit["train_samples"]),
                           refit_samples=int(np.isfinite(data.truth_m).all(1).sum()))
         if plan.epochs == 0:  # val chose the untrained network: nothing to train again

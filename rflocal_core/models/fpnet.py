@@ -37,7 +37,7 @@ machinery calls before training.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -85,6 +85,11 @@ class FPNetConfig(NetConfig):
         position and sigma together (it trusts easy samples more and lags on the hard ones).
     """
 
+    SEARCH_SPACE: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "d_model": ("choice", (64, 128, 256, 512)), "blocks": ("int", 1, 6), "dropout": ("float", 0.0, 0.3),
+        "gateway_drop": ("float", 0.0, 0.5), "rss_offset_db": ("float", 0.0, 10.0), "rss_noise_db": ("float", 0.0, 4.0),
+    }
+
     # it reads fixed node slots or the maps of its training scenes: positions in their square only
     frame: str = option("scene", choices=("scene",), help="scene only: positions in the training scenes' square")
 
@@ -114,6 +119,10 @@ class FPNetKNNConfig(FPNetConfig):
     not_heard_dbm : float
         RSS of a node that does not hear the sample, for the fingerprint distance.
     """
+
+    SEARCH_SPACE: ClassVar[dict[str, tuple[Any, ...]]] = {
+        **FPNetConfig.SEARCH_SPACE, "neighbours": ("int", 4, 64, "log"), "base_k": ("int", 1, 15),
+    }
 
     d_model: int = redefault(NetConfig, "d_model", 128)  # Antwerp: 157 m median at 128 against 165 m at 64
     # a twin fingerprint (same place, a few dB apart) is the strongest clue; noise and offsets blur it

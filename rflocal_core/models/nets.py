@@ -117,6 +117,9 @@ class NetConfig:
         (:class:`~rflocal_core.models.maps.MapFrameConfig`).
     """
 
+    #: What a hyperparameter search varies besides the training options (:mod:`rflocal_core.train.netsearch`).
+    SEARCH_SPACE: ClassVar[dict[str, tuple[Any, ...]]] = {"dropout": ("float", 0.0, 0.3)}
+
     d_model: int = option(64, lo=8, hi=1024, help="token width")
     dropout: float = option(0.0, lo=0.0, hi=0.9, help="dropout inside the network (0 disables)")
     sigma_min: float = option(1e-3, lo=1e-6, hi=0.5, help="floor of the predicted sigma, in normalized scene units")

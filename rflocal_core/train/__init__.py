@@ -37,7 +37,7 @@ from rflocal_core.models.nets import build_network
 from rflocal_core.models.neural import NeuralModel
 from rflocal_core.models.registry import BASELINES, NETWORKS
 from rflocal_core.models.transforms import InputTransform, load_transformed
-from rflocal_core.progress import JobCancelled, ProgressFn, StepProgressFn, as_progress
+from rflocal_core.progress import JobCancelled, ProgressFn, StepProgressFn, as_progress, sub_progress
 from rflocal_core.reference import write_reference
 from rflocal_core.results import JsonResult, json_field
 from rflocal_core.train import distributed
@@ -50,6 +50,7 @@ from rflocal_core.train.calibrate import (
 )
 from rflocal_core.train.distributed import Dist
 from rflocal_core.train.engine import FitResult, TrainConfig, fit_fixed, fit_network, load_resume, refit_plan
+from rflocal_core.train.netsearch import check_search, search_network
 from rflocal_core.train.runs import (
     StopReason,
     active,
@@ -456,11 +457,20 @@ def _train_network(
     if prep.part is not None:  # streamed: the frame from every rank's share of the split
         parts = dist.gather_objects(prep.part)
         prep = dist.agree(lambda: _build_network(prep, model, model_config, seed, _streamed_spec(prep, parts)))
+    check_search(model, cfg, ddp=dist.on, streamed=prep.loading["mode"] == "stream")
     if cfg.refit and (dist.on or prep.loading["mode"] == "stream"):
         how = "DDP" if dist.on else "streamed"
         msg = (f"refit: {model} is refitted on train + val in one process, with both in memory; this run is {how}: "
                "train without torchrun and with data_loading 'memory', or refit False")
         raise InvalidInputError(msg)
+    searched = None
+    if cfg.search_trials > 0:  # in memory, one process (check_search above)
+        part = cfg.search_minutes / (cfg.search_minutes + (cfg.max_minutes or cfg.search_minutes))  # of the time
+        searched = search_network(model, model_config, cfg, prep.train_in, prep.val_in, prep.spec, seed=seed,
+                                  report=sub_progress(report, prefix="", span=(0.0, part)))
+        model_config, cfg = searched.model_config, searched.train_config
+        prep = _build_network(prep, model, model_config, seed, prep.spec)
+        report = sub_progress(report, prefix="", span=(part, 1.0))
     run_id = dist.broadcast(run_id or new_run_id(model, dataset))  # rank 0's id (it holds the time)
     net = prep.net
     config = {
@@ -471,6 +481,8 @@ def _train_network(
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "input_transform": transform.to_dict(),
         "tags": list(tags), "owner": owner, "data_loading": prep.loading,
     }
+    if searched is not None:
+        config["search"] = searched.record
     if dist.on:
         config["ddp"] = {"world_size": dist.world, "backend": "nccl" if dist.device.type == "cuda" else "gloo"}
     path = dist.agree(lambda: _create_network_run(run_id, config, dataset, prep.head, dist))

@@ -122,6 +122,11 @@ class TrainConfig:
         Networks, ``refit``: the factor on the optimizer steps to the val-chosen epoch. None: samples with
         truth in train + val over train's, which is as many epochs as val chose, each over train + val
         (the ``lgbm`` refit's trees x (train + val) / train rule, a step being a tree).
+    search_trials, search_minutes : int, float
+        Networks: before the run trains, a hyperparameter search (Optuna TPE on the validation split,
+        :mod:`rflocal_core.train.netsearch`) of ``search_trials`` networks, each trained for at most
+        ``search_minutes / search_trials`` minutes; the run then trains with the best options (its
+        ``max_minutes`` on top of the search's) and keeps the trials in its ``config.json``. 0: no search.
     initial_validation : bool
         Validate the network before its first step too (epoch 0) and keep it as the best state until a
         trained epoch beats it on the validation median: a network that starts from a prior (mapformer's
@@ -176,6 +181,10 @@ class TrainConfig:
                                              label="Refit steps scale",
                                              help="networks, refit: optimizer steps on train + val = the steps to the "
                                                   "val-chosen epoch x this (the default: as many epochs as val chose)")
+    search_trials: int = option(0, lo=0, hi=1000, label="Search trials (0 = none)",
+                                help="networks: Optuna TPE trials of the options on val before the run trains (0: none)")
+    search_minutes: float = option(30.0, lo=0.0, hi=60 * 24 * 30, lo_open=True, unit="min", label="Search minutes",
+                                   help="networks, search: the search's time budget, shared by its trials")
     initial_validation: bool = option(True, label="Keep the untrained network if best",
                                       help="validate before the first step (epoch 0) and keep that state unless a "
                                            "trained epoch beats it on the validation median")
