@@ -92,6 +92,8 @@ def test_search_is_refused_where_it_cannot_run(antwerp_ds: str) -> None:
         train(antwerp_ds, "setnet", train_config={"epochs": 1, "search_trials": 2, "data_loading": "stream"})
     with pytest.raises(InvalidInputError, match="search_trials"):
         train(antwerp_ds, "fpnet", train_config={"search_trials": -1})
+    with pytest.raises(InvalidInputError, match="search_trials: .* knn is a baseline"):  # not silently ignored
+        train(antwerp_ds, "knn", train_config={"search_trials": 3})
 
 
 def test_training_monitor_offers_the_search_and_shows_its_trials(searched: dict) -> None:
