@@ -170,8 +170,11 @@ _TRAITS: dict[str, Any] = {}
 
 def run_model(dataset: str, model: str, *, seed: int, epochs: int, max_minutes: float,
               model_config: dict[str, Any] | None = None, calibration: str = "val",
-              refit: bool = False, sigma_radii: str = "gaussian") -> dict[str, Any]:
+              refit: bool = False, sigma_radii: str = "gaussian",
+              train_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train ``model`` on ``dataset`` with ``seed`` (and ``model_config``), evaluate on test: one run's figures.
+
+    ``train_options``: more training options of a network run (``TrainConfig``: lr, batch_size, select_on, ...).
 
     ``refit``: a baseline that can (``can_refit``) is fitted once more on train + val with its val choices
     fixed (``train --refit``); the others are trained as usual. The run's ``refit`` says which happened.
@@ -183,7 +186,8 @@ def run_model(dataset: str, model: str, *, seed: int, epochs: int, max_minutes: 
 
     t0 = time.perf_counter()
     # networks are calibrated on val; baselines where --calibration says (blocks: 200 m squares, 5 folds)
-    tc = {"epochs": epochs, "max_minutes": max_minutes} if model in NETWORKS else {"calibration": calibration}
+    tc = ({"epochs": epochs, "max_minutes": max_minutes, **(train_options or {})} if model in NETWORKS
+          else {"calibration": calibration})
     tc["sigma_radii"] = sigma_radii
     refit = bool(refit and model in BASELINES and BASELINES[model].can_refit)
     if refit:
@@ -204,8 +208,10 @@ def run_model(dataset: str, model: str, *, seed: int, epochs: int, max_minutes: 
 
 def bench_set(real: RealSet, models: Sequence[str], *, seeds: Sequence[int], epochs: int,
               max_minutes: float, options: dict[str, dict[str, Any]] | None = None,
-              calibration: str = "val", refit: bool = False, sigma_radii: str = "gaussian") -> list[Row]:
-    """Every model of ``models`` on ``real``: networks once per seed, baselines once per distinct dataset."""
+              calibration: str = "val", refit: bool = False, sigma_radii: str = "gaussian",
+              train_options: dict[str, Any] | None = None) -> list[Row]:
+    """Every model of ``models`` on ``real``: networks once per seed (with ``train_options``), baselines once per
+    distinct dataset."""
     from rflocal_core.errors import RFLocalInputError
     from rflocal_core.models.registry import NETWORKS
 
@@ -225,7 +231,8 @@ def bench_set(real: RealSet, models: Sequence[str], *, seeds: Sequence[int], epo
                                                                  max_minutes=max_minutes,
                                                                  model_config=(options or {}).get(model),
                                                                  calibration=calibration, refit=refit,
-                                                                 sigma_radii=sigma_radii)})
+                                                                 sigma_radii=sigma_radii,
+                                                                 train_options=train_options)})
             except RFLocalInputError as exc:  # a model that refuses this set says why
                 row.skipped = f"refused: {exc}"
         print(json.dumps(row.to_json()), file=sys.stderr, flush=True)
@@ -283,6 +290,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-minutes", type=float, default=3.0, help="time budget per network run")
     parser.add_argument("--set", action="append", default=[], metavar="MODEL:KEY=VALUE",
                         help="a model option for this bench (repeatable), e.g. fpnet:rss_offset_db=0")
+    parser.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a training option of the network runs (repeatable, TrainConfig), e.g. batch_size=256")
     parser.add_argument("--calibration", default="val", choices=("val", "blocks", "auto"),
                         help="where baselines fit their sigma map (train --calibration; networks: val)")
     parser.add_argument("--refit", action="store_true",
@@ -314,17 +323,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     wanted = [m for m in registered() if not args.only or m in args.only.split(",")]
     seeds = list(range(max(1, args.seeds)))
-    options = model_options(args.set)
+    from rflocal_core.errors import RFLocalInputError
+
+    try:
+        options, train_options = model_options(args.set), training_options(args.train_set)
+    except RFLocalInputError as exc:  # a bad --set or --train-set: one line, exit 2
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     bench = {"command": " ".join(["bench/bench_real.py", *(sys.argv[1:] if argv is None else argv)]),
              "code": code_version(), "epochs": args.epochs, "max_minutes": args.max_minutes,
-             "calibration": args.calibration, "refit": args.refit, "sigma_radii": args.sigma_radii}
+             "calibration": args.calibration, "refit": args.refit, "sigma_radii": args.sigma_radii,
+             "train_options": train_options}
     done: dict[str, Any] = {}
     for name in names:
         real = SETS[name]
         datasets = [ensure_dataset(real, Path(args.data), seed) for seed in seeds]
         rows = bench_set(real, wanted, seeds=seeds, epochs=args.epochs, max_minutes=args.max_minutes,
                          options=options, calibration=args.calibration, refit=args.refit,
-                         sigma_radii=args.sigma_radii)
+                         sigma_radii=args.sigma_radii, train_options=train_options)
         finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         done[name] = {"split": real.split, "datasets": datasets,
                       "rows": [{**r.to_json(), "bench": {**bench, "options": options.get(r.model),
@@ -359,6 +375,22 @@ def model_options(items: Sequence[str]) -> dict[str, dict[str, Any]]:
             raise InvalidInputError(msg)
         by_model.setdefault(model, []).append(assignment)
     return {model: model_config(model, None, assignments) for model, assignments in by_model.items()}
+
+
+def training_options(items: Sequence[str]) -> dict[str, Any]:
+    """``{key: value}`` of the network runs' ``TrainConfig`` from ``["KEY=VALUE", ...]``, checked; the bench's own
+    ``--epochs``, ``--max-minutes`` and ``--refit`` are not among them."""
+    from rflocal_core.errors import InvalidInputError
+    from rflocal_core.options import parse_assignments
+    from rflocal_core.train import TrainConfig
+
+    values = parse_assignments(TrainConfig, items, owner="--train-set")
+    own = sorted(set(values) & {"epochs", "max_minutes", "refit", "calibration", "sigma_radii"})
+    if own:
+        msg = f"--train-set: {', '.join(own)} has its own flag in this bench; got {values!r}"
+        raise InvalidInputError(msg)
+    TrainConfig.from_dict(values)
+    return values
 
 
 def write_results(target: Path, done: dict[str, Any]) -> dict[str, Any]:

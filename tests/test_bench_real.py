@@ -92,8 +92,13 @@ def test_antwerp_slice_network_over_seeds_and_published_rows(bench: ModuleType, 
     real = bench.SETS["antwerp"]
     info = bench.ensure_dataset(real, real_slices, 2)
     assert info["dataset"] == "antwerp" and info["splits"]["test"] == 300 and info["splits"]["train"] + info["splits"]["val"] == 300
-    rows = bench.bench_set(real, ["heimdall", "toa_multilateration"], seeds=[0, 1, 2], epochs=1, max_minutes=0.5)
+    rows = bench.bench_set(real, ["heimdall", "toa_multilateration"], seeds=[0, 1, 2], epochs=1, max_minutes=0.5,
+                           train_options={"batch_size": 64})
     net, toa = rows
+    from rflocal_core.train.runs import run_dir
+
+    config = json.loads((run_dir(net.runs[0]["run_id"]) / "config.json").read_text(encoding="utf-8"))
+    assert config["train_config"]["batch_size"] == 64  # --train-set reaches the network runs
     assert toa.skipped.startswith("locates from time-of-arrival reports; no node of known position reports one") \
         and not toa.runs
     assert net.skipped is None and [r["seed"] for r in net.runs] == [0, 1, 2]  # one dataset, three seeds
@@ -112,6 +117,18 @@ def test_cli_refuses_unknown_names(bench: ModuleType, tmp_path: Path, capsys: py
                        "--out", str(tmp_path / "real.json")])
     assert code == 2 and "unknown set or model: nowhere, nonet" in capsys.readouterr().err
     assert not (tmp_path / "real.json").exists()
+
+
+def test_cli_refuses_bad_options_in_one_line(bench: ModuleType, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--sets", "antwerp", "--only", "fpnet", "--workspace", str(tmp_path / "ws"), "--out", str(tmp_path / "r.json")]
+    assert bench.main([*args, "--train-set", "batch_size=abc"]) == 2
+    assert capsys.readouterr().err == "error: batch_size: expected an integer in [1, 65536], got 'abc'\n"
+    assert bench.main([*args, "--train-set", "max_minutes=3"]) == 2
+    assert "--train-set: max_minutes has its own flag" in capsys.readouterr().err
+    assert bench.main([*args, "--set", "fpnet:d_model=0"]) == 2 and "d_model" in capsys.readouterr().err
+    assert bench.training_options(["batch_size=256", "select_on=mean"]) == {"batch_size": 256, "select_on": "mean"}
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_results_file_keeps_the_rows_not_rerun(bench: ModuleType, tmp_path: Path, workspace: Path) -> None:
