@@ -34,6 +34,7 @@ Prints a markdown table (test median, mean, P95, 1σ/2σ coverage, train seconds
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
 import os
@@ -146,11 +147,16 @@ class Row:
 def ensure_dataset(real: RealSet, data_root: Path, seed: int) -> dict[str, Any]:
     """Import the dataset of ``real`` for ``seed`` into the bench workspace unless it is there; its splits."""
     from rflocal_core.dataset import list_datasets, open_dataset
+    from rflocal_core.workspace import subdir
 
     dataset = real.dataset_for(seed)
-    if dataset not in {d["name"] for d in list_datasets()}:
-        info = real.importer(data_root / real.data_dir, dataset, seed)
-        print(f"imported {dataset}: {info}", file=sys.stderr, flush=True)
+    # bench processes split by --only import the same set side by side: one imports, the others wait and read it
+    lock = subdir("datasets").parent / ".bench-real-import.lock"
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        if dataset not in {d["name"] for d in list_datasets()}:
+            info = real.importer(data_root / real.data_dir, dataset, seed)
+            print(f"imported {dataset}: {info}", file=sys.stderr, flush=True)
     attrs = dict(open_dataset(dataset).attrs)
     return {"dataset": dataset, "splits": (attrs.get("counts") or {}).get("splits"),
             "split": (attrs.get("input") or {}).get("split")}

@@ -152,3 +152,16 @@ def test_results_file_keeps_the_rows_not_rerun(bench: ModuleType, tmp_path: Path
     assert "| duke | heimdall | 1 | 130 |" in out["table"]
     assert ("- duke: best model other than knn (lowest median): heimdall, 130 m median / 260 m mean = 1.08 / 1.08 x "
             "knn's") in lines
+
+
+def test_processes_side_by_side_import_a_set_once(bench: ModuleType, real_slices: Path, workspace: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Bench processes split by --only start together: one imports the set, the others wait and read it (two
+    imports of one name at once once left a half-replaced dataset and a crash)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    real = bench.SETS["antwerp"]
+    with ThreadPoolExecutor(3) as pool:
+        infos = list(pool.map(lambda _: bench.ensure_dataset(real, real_slices, 0), range(3)))
+    assert all(info == infos[0] for info in infos) and infos[0]["splits"]["test"] == 300
+    assert capsys.readouterr().err.count("imported antwerp") == 1
