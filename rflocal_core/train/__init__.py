@@ -224,11 +224,7 @@ def train(
     check_extent(dataset, allow_large_extent=allow_large_extent)
     # baselines read only the calibration options of the training configuration
     cal_cfg = train_config if isinstance(train_config, TrainConfig) else TrainConfig.from_dict(train_config)
-    if cal_cfg.search_trials > 0:
-        msg = (f"search_trials: the training options' search trains networks ({', '.join(NETWORKS)}); {model} is a "
-               f"baseline, got search_trials={cal_cfg.search_trials}: lgbm and knn_lgbm tune with --set "
-               "search_trials=N, knn chooses k and its floor on val itself")
-        raise InvalidInputError(msg)
+    _check_no_search(model, cal_cfg.search_trials)
     _check_refit(model, cal_cfg.refit)
     return _train_baseline(dataset, model, model_config, seed, report, run_id, transform, tags, owner=owner,
                            calibration=cal_cfg)
@@ -303,6 +299,15 @@ def _calibrate_baseline(path: Path, model: str, instance: Any, pred: Any, train_
                            block_m=block_m, folds=cfg.calibration_folds, seed=seed, radii=cfg.sigma_radii)
     store_calibration(path, cal)
     return cal
+
+
+def _check_no_search(model: str, search_trials: int) -> None:
+    """A baseline refuses the networks' search (``search_trials``) rather than ignore it."""
+    if search_trials > 0:
+        msg = (f"search_trials: the training options' search trains networks ({', '.join(NETWORKS)}); {model} is a "
+               f"baseline, got search_trials={search_trials}: lgbm and knn_lgbm tune with --set search_trials=N, knn "
+               "chooses k and its floor on val itself")
+        raise InvalidInputError(msg)
 
 
 def _check_refit(model: str, refit: bool, *, schedule: str = "cosine") -> None:
