@@ -116,4 +116,4 @@ def test_training_monitor_offers_the_search_and_shows_its_trials(searched: dict)
     assert any(m.value.startswith("**Options chosen by a search on val:** ") and "least val mean" in m.value
                for m in at.markdown), [m.value for m in at.markdown]
     trials = at.dataframe[1].value
-    assert len(trials) == 4 and {"value", "mean_m", "blocks", "lr"} <= set(trials.columns)
+    assert len(trials) == 4 and {"val mean (score)", "mean_m", "blocks", "lr"} <= set(trials.columns)

@@ -258,7 +258,8 @@ def live_panel() -> None:
         st.markdown(f"**Options chosen by a search on val:** {len(done)} of {len(search['trials'])} trials "
                     f"({search['trial_minutes']:.2g} min each at most, {search['seconds']:.0f} s), least val "
                     f"{search['select_on']} {search['best_value']:.2f}")
-        st.dataframe(pd.DataFrame(search["trials"]), hide_index=True, width="stretch", key=f"tm-search-{run_id}")
+        trials = pd.DataFrame(search["trials"]).rename(columns={"value": f"val {search['select_on']} (score)"})
+        st.dataframe(trials, hide_index=True, width="stretch", key=f"tm-search-{run_id}")
 
     c = st.columns(3)
     job = _job_for(run_id)
