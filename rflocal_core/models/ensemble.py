@@ -384,6 +384,7 @@ class Ensemble(Baseline):
         self._require_fit()
         st = dict(self._state)
         states, configs, done = list(st["states"]), dict(st.get("configs") or {}), []
+        trains = self.config.member_train_configs()
         for i, (name, model, kind) in enumerate(zip(st["members"], st["models"], st["kinds"], strict=True)):
             if kind == "baseline" and BASELINES[model].can_refit:
                 member = BASELINES[model].from_state(configs.get(name), states[i]).refit(data)
@@ -391,7 +392,7 @@ class Ensemble(Baseline):
                 done.append(name)
             elif kind == "network" and self.config.refit_networks:
                 states[i] = self._refit_network(name, model, states[i], data, seed=self.config.seed + i,
-                                                train_options=self.config.member_train_configs().get(name))
+                                                train_options=trains.get(name))
                 done.append(name)
         st.update(states=states, configs=configs, refitted=done)
         if "snap_positions" in st:
@@ -616,17 +617,11 @@ def _trained_member(name: str, model: str, options: dict[str, Any], spec: Any, d
                     fit: Any) -> tuple[dict[str, Any], Any]:
     """A network member built from ``options`` (seeded; ``prepare`` on ``data``), trained by ``fit(path, model)`` in a
     temporary run folder; its checkpoint as ``{"config", "state"}`` (numpy) and what ``fit`` returned."""
-    import torch
-
-    from rflocal_core.models.nets import build_network
+    from rflocal_core.models.nets import prepared_network
     from rflocal_core.models.neural import NeuralModel
     from rflocal_core.train.runs import CHECKPOINT_FORMAT, read_torch
 
-    torch.manual_seed(seed)
-    net = build_network(model, options, vocab_size=len(spec.node_keys))
-    prepare = getattr(net, "prepare", None)
-    if prepare is not None:
-        prepare(data, spec)
+    net = prepared_network(model, options, spec=spec, data=data, seed=seed)
     with tempfile.TemporaryDirectory(prefix="rflocal-ensemble-") as tmp:
         result = fit(Path(tmp), NeuralModel(model, net, spec))
         payload = read_torch(Path(tmp) / "model.pt", run_id=f"ensemble member {name}",

@@ -574,6 +574,22 @@ def build_network(name: str, config: dict[str, Any] | NetConfig | None, *, vocab
     return cls(cfg, vocab_size=vocab_size)
 
 
+def prepared_network(name: str, config: dict[str, Any] | NetConfig | None, *, spec: Any, data: Any, seed: int
+                     ) -> LocNet:
+    """:func:`build_network` on the feature frame ``spec``, seeded (torch and numpy: one seed, one set of initial
+    weights), then fitted to ``data`` beyond its weights where the network must be (``prepare``: fpnet's output
+    frame, fpnet_knn's fingerprint database). What a run, its refit, a search trial and an ensemble member build."""
+    import numpy as np
+
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    net = build_network(name, config, vocab_size=len(spec.node_keys))
+    prepare = getattr(net, "prepare", None)
+    if prepare is not None:
+        prepare(data, spec)  # in memory: resolve_loading streams no network that has it
+    return net
+
+
 def _bad_config(config: Any) -> dict[str, Any]:
     msg = f"model_config: expected a dict of options, got {type(config).__name__}"
     raise InvalidInputError(msg)

@@ -33,7 +33,7 @@ from rflocal_core.errors import CheckpointError, InvalidInputError, RunNotFoundE
 from rflocal_core.metrics import ErrorSummary, error_summary
 from rflocal_core.models.features import FeatureSpec
 from rflocal_core.models.inputs import Inputs, errors_m, join_inputs
-from rflocal_core.models.nets import build_network
+from rflocal_core.models.nets import build_network, prepared_network
 from rflocal_core.models.neural import NeuralModel
 from rflocal_core.models.registry import BASELINES, NETWORKS
 from rflocal_core.models.transforms import InputTransform, load_transformed
@@ -439,12 +439,7 @@ def _prepare_network(dataset: str, model: str, model_config: dict[str, Any] | No
 def _build_network(prep: _Prepared, model: str, model_config: dict[str, Any] | None, seed: int, spec: FeatureSpec
                    ) -> _Prepared:
     """The network of ``prep`` on the feature frame ``spec`` (seeded; fitted to the split where it must be)."""
-    torch_seed(seed)
-    net = build_network(model, model_config, vocab_size=len(spec.node_keys))
-    prepare = getattr(net, "prepare", None)  # networks fitted to the training split beyond the weights (fpnet)
-    if prepare is not None:
-        prepare(prep.train_in, spec)  # in memory: resolve_loading streams no such network
-    return replace(prep, spec=spec, net=net)
+    return replace(prep, spec=spec, net=prepared_network(model, model_config, spec=spec, data=prep.train_in, seed=seed))
 
 
 def _streamed_spec(prep: _Prepared, parts: list[StreamSummary]) -> FeatureSpec:
@@ -660,11 +655,8 @@ def _refit_network(path: Path, config: dict[str, Any], model: NeuralModel, cfg: 
                               **plan.to_dict()}
     if plan.epochs > 0:
         seed = int(config["seed"])
-        torch_seed(seed)
-        net = build_network(model.name, config["model_config"], vocab_size=len(model.spec.node_keys))
-        prepare = getattr(net, "prepare", None)  # fpnet_knn's database: train + val now
-        if prepare is not None:
-            prepare(both, model.spec)
+        # fpnet_knn's database: train + val now
+        net = prepared_network(model.name, config["model_config"], spec=model.spec, data=both, seed=seed)
         record["fit"] = fit_fixed(path, NeuralModel(model.name, net, model.spec), cfg, both, plan, seed=seed,
                                   progress=report)
     saved = json.loads((path / "config.json").read_text(encoding="utf-8"))
@@ -700,11 +692,3 @@ def _best_so_far(path: Path) -> dict[str, Any] | None:
     return {"median_m": v["median_m"], "p95_m": v["p95_m"], "mean_m": v["mean_m"], "epoch": best[-1]["epoch"],
             "seconds": rows[-1].get("elapsed_s")}
 
-
-def torch_seed(seed: int) -> None:
-    """Seed torch and numpy (network initialization is drawn after this)."""
-    import numpy as np
-    import torch
-
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)

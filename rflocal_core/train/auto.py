@@ -44,7 +44,7 @@ import numpy as np
 
 from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.dataset.store import open_dataset
-from rflocal_core.errors import InvalidInputError, RunNotFoundError
+from rflocal_core.errors import InvalidInputError
 from rflocal_core.metrics import ErrorSummary
 from rflocal_core.models.registry import BASELINES, NETWORKS
 from rflocal_core.models.transforms import load_transformed
@@ -59,7 +59,7 @@ from rflocal_core.train import (
     model_needs_node_positions,
     train,
 )
-from rflocal_core.train.runs import AUTO_CANDIDATE_TAG, new_run_id, run_dir, runs_dir
+from rflocal_core.train.runs import AUTO_CANDIDATE_TAG, config_section, new_run_id, run_dir, runs_dir
 from rflocal_core.validation import dataclass_from_dict
 from rflocal_core.workspace import atomic_write_text, rename_dir, validate_name
 
@@ -429,12 +429,7 @@ def _make_result_run(cand_id: str, run_id: str, rows: list[Candidate], cfg: Auto
 
 def auto_table(run_id: str) -> dict[str, Any] | None:
     """The selection table of a run written by :func:`auto_train` (its ``config.json`` ``"auto"``), else None."""
-    try:
-        config = json.loads((run_dir(run_id) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, RunNotFoundError):
-        return None
-    table = config.get("auto")
-    return table if isinstance(table, dict) else None
+    return config_section(run_id, "auto")
 
 
 def _remove(run_id: str) -> None:

@@ -16,7 +16,6 @@ a network's config class lists in its ``SEARCH_SPACE`` (e.g. width, depth and au
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import tempfile
 import time
@@ -24,15 +23,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from rflocal_core.errors import InvalidInputError, RunNotFoundError
+from rflocal_core.errors import InvalidInputError
 from rflocal_core.models.features import FeatureSpec
 from rflocal_core.models.inputs import Inputs
-from rflocal_core.models.nets import build_network
+from rflocal_core.models.nets import prepared_network
 from rflocal_core.models.neural import NeuralModel
 from rflocal_core.models.registry import NETWORKS
 from rflocal_core.progress import StepProgressFn, sub_progress
 from rflocal_core.train.engine import TrainConfig, fit_network, selection_score
-from rflocal_core.train.runs import run_dir
+from rflocal_core.train.runs import config_section
 from rflocal_core.tuning import SpaceEntry, check_space, search
 
 #: Training options every network's search varies (``TrainConfig`` fields).
@@ -143,26 +142,13 @@ def search_network(
 
 def search_table(run_id: str) -> dict[str, Any] | None:
     """The search a network run made before it trained (its ``config.json`` ``"search"``), else None."""
-    try:
-        config = json.loads((run_dir(run_id) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, RunNotFoundError):
-        return None
-    record = config.get("search")
-    return record if isinstance(record, dict) else None
+    return config_section(run_id, "search")
 
 
 def _trial(model: str, options: dict[str, Any], cfg: TrainConfig, train_in: Inputs, val_in: Inputs,
            spec: FeatureSpec, *, seed: int, report: StepProgressFn) -> Any:
     """One network with ``options`` trained under ``cfg`` in a temporary folder; its :class:`FitResult`."""
-    import numpy as np
-    import torch
-
-    torch.manual_seed(seed)  # as the run seeds its network (train.torch_seed)
-    np.random.seed(seed % 2**32)
-    net = build_network(model, options, vocab_size=len(spec.node_keys))
-    prepare = getattr(net, "prepare", None)  # fpnet's output frame, fpnet_knn's fingerprint database
-    if prepare is not None:
-        prepare(train_in, spec)
+    net = prepared_network(model, options, spec=spec, data=train_in, seed=seed)  # as the run builds its own
     with tempfile.TemporaryDirectory(prefix="rflocal-search-") as tmp:
         return fit_network(Path(tmp), NeuralModel(model, net, spec), cfg, train_in, val_in, seed=seed,
                            progress=report)

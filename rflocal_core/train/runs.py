@@ -97,6 +97,17 @@ def run_dir(run_id: str) -> Path:
     return path
 
 
+def config_section(run_id: str, key: str) -> dict[str, Any] | None:
+    """The object ``key`` of a run's ``config.json`` (what a run records beside its options: ``auto``'s table, a
+    network's ``search``), else None (no such run, no such object, or a config that does not read)."""
+    try:
+        config = json.loads((run_dir(run_id) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, RunNotFoundError):
+        return None
+    section = config.get(key) if isinstance(config, dict) else None
+    return section if isinstance(section, dict) else None
+
+
 def create_run(run_id: str, config: dict[str, Any]) -> Path:
     """Create the folder of a new run with its ``config.json`` and a running status."""
     path = runs_dir() / validate_name(run_id, field="run")
