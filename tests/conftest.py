@@ -62,6 +62,32 @@ def osm_dir(shared_data: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def antwerp_dir(shared_data: Path) -> Path:
+    """``../shared/data/real/antwerp_lorawan`` (the published x/y files); tests needing it skip when absent."""
+    path = shared_data / "real" / "antwerp_lorawan"
+    if not path.is_dir():
+        pytest.skip(f"real Antwerp LoRaWAN data not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def import_antwerp(antwerp_dir: Path):
+    """``import_antwerp(name, limit=None, fractions=(0.8, 0.1, 0.1))``: Antwerp's published test file (its first
+    ``limit`` messages) imported as dataset ``name`` into the current workspace, split at random by
+    ``fractions`` (train, val, test); returns ``name``."""
+
+    def _import(name: str, *, limit: int | None = None, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> str:
+        from rflocal_core.dataset import import_measurements
+        from rflocal_core.measurements import convert_antwerp
+
+        import_measurements(convert_antwerp(antwerp_dir, split="test", limit=limit), name=name,
+                            split_fractions=fractions)
+        return name
+
+    return _import
+
+
 def scene_entries(ws: Path) -> list[str]:
     """Names of everything under ``<ws>/scenes`` (including hidden ``.tmp-*`` folders)."""
     scenes = ws / "scenes"

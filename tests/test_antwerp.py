@@ -16,17 +16,7 @@ from rflocal_core.measurements import (
     load_measurements,
 )
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-ANTWERP = SHARED_DATA / "real" / "antwerp_lorawan"
 UNPOSITIONED = {"004A05D4", "004A0DA4", "C0000209", "004A0D9C", "C000028C"}
-
-
-@pytest.fixture(scope="module")
-def antwerp_dir() -> Path:
-    """``../shared/data/real/antwerp_lorawan``; the tests using it skip when it is absent."""
-    if not ANTWERP.is_dir():
-        pytest.skip(f"real Antwerp LoRaWAN data not found at {ANTWERP} (expected ../shared/data beside the repository)")
-    return ANTWERP
 
 
 @pytest.fixture(scope="module")

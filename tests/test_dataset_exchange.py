@@ -40,8 +40,6 @@ from rflocal_core.measurements import (
     load_measurements,
 )
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-ANTWERP = SHARED_DATA / "real" / "antwerp_lorawan"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCENES = ("xa", "xb")
 DATASET = "gen2"
@@ -86,13 +84,6 @@ def gen(gen_ws: Path, workspace_env: Any) -> Iterator[Path]:
     """``$RFLOCAL_WORKSPACE`` pointed at the generated workspace for one test."""
     with workspace_env(gen_ws):
         yield gen_ws
-
-
-@pytest.fixture(scope="module")
-def antwerp_dir() -> Path:
-    if not ANTWERP.is_dir():
-        pytest.skip(f"real Antwerp LoRaWAN data not found at {ANTWERP} (expected ../shared/data beside the repository)")
-    return ANTWERP
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,18 +28,11 @@ MEMBER_SET = ("lgbm:num_leaves=15;lgbm:max_rounds=120;lgbm:sigma_folds=0;"
 
 
 @pytest.fixture(scope="module")
-def antwerp(shared_data: Path, tmp_path_factory: pytest.TempPathFactory, workspace_env) -> dict:
+def antwerp(import_antwerp, tmp_path_factory: pytest.TempPathFactory, workspace_env) -> dict:
     ws = tmp_path_factory.mktemp("ensemble") / "workspace"
     ws.mkdir()
-    folder = shared_data / "real" / "antwerp_lorawan"
-    if not folder.is_dir():
-        pytest.skip(f"real Antwerp LoRaWAN data not found at {folder}")
-    from rflocal_core.dataset import import_measurements
-    from rflocal_core.measurements import convert_antwerp
-
     with workspace_env(ws):
-        import_measurements(convert_antwerp(folder, split="test", limit=MESSAGES), name="antw",
-                            split_fractions=(0.8, 0.1, 0.1))
+        import_antwerp("antw", limit=MESSAGES)
     return {"ws": ws}
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -12,25 +12,20 @@ from rflocal_core.models import Inputs, KNNFingerprint, errors_m, load_inputs
 from rflocal_core.models.baselines import KNNConfig, knn_criterion, posterior_answer, weighted_geometric_median
 
 
-def antwerp_subset(shared_data: Path, workspace: Path, name: str) -> dict[str, Inputs]:
-    """Antwerp's published test file imported 80/10/10, cut to 2,500 train, all val and 800 test samples."""
-    from rflocal_core.dataset import import_measurements
-    from rflocal_core.measurements import convert_antwerp
-
-    folder = shared_data / "real" / "antwerp_lorawan"
-    if not folder.is_dir():
-        pytest.skip(f"real Antwerp LoRaWAN data not found at {folder}")
-    import_measurements(convert_antwerp(folder, split="test"), name=name, split_fractions=(0.8, 0.1, 0.1))
+def antwerp_subset(import_antwerp: Callable[..., str], name: str) -> dict[str, Inputs]:
+    """Antwerp's published test file imported 80/10/10 (conftest's ``import_antwerp``), cut to 2,500 train, all val
+    and 800 test samples."""
+    import_antwerp(name)
     return {"train": load_inputs(name, "train").subset(slice(0, 2500)), "val": load_inputs(name, "val"),
             "test": load_inputs(name, "test").subset(slice(0, 800))}
 
 
 @pytest.fixture(scope="module")
-def antwerp(shared_data: Path, tmp_path_factory: pytest.TempPathFactory, workspace_env) -> dict[str, Inputs]:
+def antwerp(import_antwerp, tmp_path_factory: pytest.TempPathFactory, workspace_env) -> dict[str, Inputs]:
     ws = tmp_path_factory.mktemp("knn") / "workspace"
     ws.mkdir()
     with workspace_env(ws):
-        return antwerp_subset(shared_data, ws, "antw")
+        return antwerp_subset(import_antwerp, "antw")
 
 
 def _errors(cfg: dict, s: dict[str, Inputs]) -> tuple[KNNFingerprint, np.ndarray]:

@@ -15,19 +15,11 @@ from rflocal_core.errors import InvalidInputError
 
 
 @pytest.fixture(scope="module")
-def antwerp_ds(shared_data: Path, tmp_path_factory: pytest.TempPathFactory, workspace_env):
-    from rflocal_core.dataset import import_measurements
-    from rflocal_core.measurements import convert_antwerp
-
-    folder = shared_data / "real" / "antwerp_lorawan"
-    if not folder.is_dir():
-        pytest.skip(f"real Antwerp LoRaWAN data not found at {folder}")
+def antwerp_ds(import_antwerp, tmp_path_factory: pytest.TempPathFactory, workspace_env):
     ws = tmp_path_factory.mktemp("netsearch") / "workspace"
     ws.mkdir()
     with workspace_env(ws):
-        import_measurements(convert_antwerp(folder, split="test", limit=1500), name="ants",
-                            split_fractions=(0.8, 0.1, 0.1))
-        yield "ants"
+        yield import_antwerp("ants", limit=1500)
 
 
 def test_every_network_has_a_valid_search_space_over_its_own_options() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,18 +15,11 @@ from rflocal_core.errors import InvalidInputError
 
 
 @pytest.fixture(scope="module")
-def antwerp_ds(shared_data: Path, tmp_path_factory: pytest.TempPathFactory, workspace_env):
-    from rflocal_core.dataset import import_measurements
-    from rflocal_core.measurements import convert_antwerp
-
-    folder = shared_data / "real" / "antwerp_lorawan"
-    if not folder.is_dir():
-        pytest.skip(f"real Antwerp LoRaWAN data not found at {folder}")
+def antwerp_ds(import_antwerp, tmp_path_factory: pytest.TempPathFactory, workspace_env):
     ws = tmp_path_factory.mktemp("refit") / "workspace"
     ws.mkdir()
     with workspace_env(ws):
-        import_measurements(convert_antwerp(folder, split="test"), name="antr", split_fractions=(0.8, 0.1, 0.1))
-        yield "antr"
+        yield import_antwerp("antr")
 
 
 def test_join_inputs(antwerp_ds: str) -> None:

@@ -20,11 +20,11 @@ SMALL = {"num_leaves": 15, "max_rounds": 150, "early_stopping_rounds": 20, "sigm
 
 
 @pytest.fixture(scope="module")
-def antwerp(shared_data: Path, tmp_path_factory: pytest.TempPathFactory, workspace_env) -> dict:
+def antwerp(import_antwerp, tmp_path_factory: pytest.TempPathFactory, workspace_env) -> dict:
     ws = tmp_path_factory.mktemp("trees") / "workspace"
     ws.mkdir()
     with workspace_env(ws):
-        splits = antwerp_subset(shared_data, ws, "antw")
+        splits = antwerp_subset(import_antwerp, "antw")
     return {"ws": ws, **splits}
 
 

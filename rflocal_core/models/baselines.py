@@ -79,6 +79,9 @@ class Baseline(abc.ABC):
     #: Whether :meth:`refit` can fit the model again on train + val with what it chose on val fixed
     #: (``train --refit``; by default through :meth:`frozen_config`).
     can_refit: ClassVar[bool] = False
+    #: Option sets that model selection (``train --model auto``) trains besides the defaults, by name
+    #: (the candidate ``MODEL:NAME``); each must be valid options of ``config_cls``.
+    auto_variants: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, config: Any = None) -> None:
         if config is None:
@@ -853,6 +856,13 @@ class KNNFingerprint(Baseline):
     config_cls = KNNConfig
     needs_fixed_slots: ClassVar[bool] = True  # model selection (train/auto.py) skips it where slots vary
     can_refit: ClassVar[bool] = True
+    # radio_map: the neighbours scored on a radio map whose kernel is the distance to the 10th nearest training
+    # position (no bandwidth in metres to guess for a user's data), the answer their geometric median. On the
+    # real Antwerp set it is the best single model of the workbench (README "Model selection: --model auto").
+    auto_variants: ClassVar[dict[str, dict[str, Any]]] = {
+        "radio_map": {"k": 30, "estimate": "median", "radio_map_m": 1.0, "radio_map_adaptive_k": 10,
+                      "radio_map_max_m": 10000.0, "radio_map_spread": "local", "radio_map_weight": 1.0},
+    }
 
     def frozen_config(self) -> dict[str, Any]:
         """The options with the k and floor chosen on val fixed (a refit on train + val then needs no val)."""

@@ -97,8 +97,12 @@ def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def describe_model(model: str) -> dict[str, Any]:
-    """``{"model", "kind", "config", "options": [...]}``: what ``rflocal models NAME`` prints."""
+    """``{"model", "kind", "config", "options": [...], "auto_variants"}``: what ``rflocal models NAME`` prints.
+
+    ``auto_variants``: the option sets model selection (``train --model auto``) trains besides the defaults.
+    """
     cls = model_class(model)
     rows = describe(cls.config_cls)
     return {"model": model, "kind": cls.kind, "needs_maps": bool(getattr(cls, "needs_maps", False)),
-            "config": cls.config_cls.__name__ if rows else None, "options": rows}
+            "config": cls.config_cls.__name__ if rows else None, "options": rows,
+            "auto_variants": dict(getattr(cls, "auto_variants", None) or {})}

@@ -9,7 +9,9 @@ Training Monitor call :func:`auto_train`::
 
 The candidates are every registered model (:data:`~rflocal_core.models.registry.BASELINES`, then
 :data:`~rflocal_core.models.registry.NETWORKS`, read when the selection starts, so models registered
-later join by themselves) that fits the dataset. A model is skipped, with the reason in the table,
+later join by themselves) that fits the dataset, each with its defaults and then with each option set
+it names in its class attribute ``auto_variants`` (the candidate ``MODEL:NAME``, e.g. ``knn:radio_map``:
+options that a user would not know to set, trained as that model with them). A model is skipped, with the reason in the table,
 when it reads radio maps and the dataset has none (imported measurements), when it places reports at
 their nodes' positions and no node of the train split has a known position, or when it fingerprints
 the fixed node slots (class attribute ``needs_fixed_slots``) and the dataset's slots vary, or when it
@@ -76,6 +78,23 @@ MEASUREMENTS = {"rss_dbm": "received power", "toa_ns": "time-of-arrival", "aoa_d
                 "iq_scale": "IQ capture"}
 #: How the candidates are compared (kept in the table).
 CRITERION = "lowest validation median error, then lowest validation mean error"
+#: Separates a model from the name of one of its option sets in a candidate's name (``knn:radio_map``).
+VARIANT_SEP = ":"
+
+
+def model_variants(model: str) -> dict[str, dict[str, Any]]:
+    """The option sets ``model`` has selection train besides its defaults (class attribute ``auto_variants``)."""
+    return dict(getattr(NETWORKS.get(model) or BASELINES.get(model), "auto_variants", None) or {})
+
+
+def candidate_name(model: str, variant: str | None = None) -> str:
+    """``model``, or ``model:variant`` for one of its option sets."""
+    return model if variant is None else f"{model}{VARIANT_SEP}{variant}"
+
+
+def candidate_names() -> list[str]:
+    """Every candidate of a selection, in the order trained: each registered model, then its option sets."""
+    return [candidate_name(m, v) for m in [*BASELINES, *NETWORKS] for v in (None, *model_variants(m))]
 
 
 @dataclass(frozen=True)
@@ -87,7 +106,8 @@ class AutoConfig:
     max_minutes : float
         Wall-clock budget of the whole selection, every candidate together.
     candidates : tuple of str
-        Consider only these models (default: every registered model).
+        Consider only these candidates: a model with its defaults (``knn``) or one of its option sets
+        (``knn:radio_map``). Default: every registered model and every option set.
     keep_candidates : bool
         Keep the runs of the candidates not chosen (tagged ``auto-candidate``; run lists leave them
         out by default); without it they are deleted once the choice is made.
@@ -96,8 +116,9 @@ class AutoConfig:
     max_minutes: float = option(10.0, lo=0.1, hi=60 * 24 * 30, unit="min", label="Time budget (min)", flag=None,
                                 help="auto: wall-clock budget of all candidates together")
     candidates: tuple[str, ...] = option((), check=False, label="Candidates",
-                                         help="auto: comma-separated models to consider (default: every model "
-                                              "that fits the dataset)")
+                                         help="auto: comma-separated candidates to consider, MODEL (its "
+                                              "defaults) or MODEL:VARIANT (an option set; `models` lists them); "
+                                              "default: every model and option set that fits the dataset")
     keep_candidates: bool = option(False, label="Keep the candidates' runs",
                                    help="auto: keep the runs of the candidates not chosen (hidden from run lists)")
 
@@ -107,7 +128,7 @@ class AutoConfig:
             names = tuple(n.strip() for n in names.split(",") if n.strip())
         object.__setattr__(self, "candidates", tuple(names))
         check_options(self)
-        known = [*BASELINES, *NETWORKS]
+        known = candidate_names()
         unknown = [n for n in self.candidates if n not in known]
         if unknown or not all(isinstance(n, str) for n in self.candidates):
             msg = f"candidates: expected names among {', '.join(known)}, got {', '.join(map(str, unknown))}"
@@ -129,6 +150,10 @@ class Candidate(JsonResult):
     model: str
     #: ``"baseline"`` or ``"network"``.
     kind: str
+    #: The name of the model's option set (class attribute ``auto_variants``) it trains with; None: the defaults.
+    variant: str | None = json_field(default=None, omit_none=True)
+    #: Those options.
+    options: dict[str, Any] | None = json_field(default=None, omit_none=True)
     #: ``"trained"``, ``"skipped"`` (does not fit the dataset, or no time left) or ``"failed"``.
     status: str
     reason: str | None = json_field(default=None, omit_none=True)
@@ -144,6 +169,11 @@ class Candidate(JsonResult):
     chosen: bool = False
     #: Its run (the chosen one's, or a kept candidate's).
     run_id: str | None = json_field(default=None, omit_none=True)
+
+    @property
+    def name(self) -> str:
+        """``model``, or ``model:variant``."""
+        return candidate_name(self.model, self.variant)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,6 +193,8 @@ class AutoResult(JsonResult):
     #: The chosen run's sigma scale fitted on the validation split (None: its model gives no sigma).
     sigma_scale: float | None = json_field(default=None, omit_none=True)
     warnings: tuple[str, ...] = json_field(default=(), omit_empty=True)
+    #: The chosen candidate's option set (None: the model's defaults).
+    variant: str | None = json_field(default=None, omit_none=True)
 
 
 @dataclass(frozen=True)
@@ -212,17 +244,18 @@ def unfit_reason(model: str, dataset: str, traits: DatasetTraits) -> str | None:
 def plan(dataset: str, candidates: tuple[str, ...] = ()) -> list[Candidate]:
     """The candidates of a selection on ``dataset``, baselines first: ``"planned"``, or ``"skipped"`` with the reason.
 
-    ``candidates`` restricts them to these models (default: every registered model).
+    ``candidates`` restricts them to these names (:func:`candidate_names`; default: every registered model
+    with its defaults and each of its option sets).
     """
     traits = dataset_traits(dataset)
     rows = []
     for kind, registry in (("baseline", BASELINES), ("network", NETWORKS)):
         for model in registry:
-            if candidates and model not in candidates:
-                continue
-            reason = unfit_reason(model, dataset, traits)
-            rows.append(Candidate(model=model, kind=kind, status="planned" if reason is None else "skipped",
-                                  reason=reason))
+            variants = {None: None, **model_variants(model)}
+            names = [v for v in variants if not candidates or candidate_name(model, v) in candidates]
+            reason = unfit_reason(model, dataset, traits) if names else None
+            rows += [Candidate(model=model, kind=kind, variant=v, options=variants[v],
+                               status="planned" if reason is None else "skipped", reason=reason) for v in names]
     return rows
 
 
@@ -252,7 +285,7 @@ def _checked(dataset: str, config: AutoConfig | dict[str, Any] | None, train_con
         raise InvalidInputError(msg)
     rows = plan(dataset, cfg.candidates)
     if not any(r.status == "planned" for r in rows):
-        reasons = "; ".join(f"{r.model}: {r.reason}" for r in rows) or "no model"
+        reasons = "; ".join(f"{r.name}: {r.reason}" for r in rows) or "no model"
         msg = f"model: auto found no model that fits dataset {dataset!r} ({reasons})"
         raise InvalidInputError(msg)
     return cfg, rows
@@ -332,7 +365,7 @@ def auto_train(
         best = _choose(dataset, rows)
         rows = [replace(r, chosen=r is best, run_id=run_id if r is best else r.run_id if cfg.keep_candidates else None)
                 for r in rows]
-        _make_result_run(best.run_id, run_id, rows, cfg, budget, train_config or {}, seed)
+        _make_result_run(best, run_id, rows, cfg, budget, train_config or {}, seed)
     except BaseException:
         for made in created:  # a cancelled or failed selection leaves nothing behind
             _remove(made)
@@ -350,7 +383,7 @@ def auto_train(
     chosen = results[best.run_id]
     return AutoResult(run_id=run_id, model=best.model, dataset=dataset, summary=chosen.summary, seconds=seconds,
                       max_minutes=cfg.max_minutes, stopped=chosen.stopped, candidates=tuple(rows),
-                      sigma_scale=chosen.sigma_scale, warnings=tuple(warnings))
+                      sigma_scale=chosen.sigma_scale, warnings=tuple(warnings), variant=best.variant)
 
 
 def _next_candidate(
@@ -372,13 +405,13 @@ def _next_candidate(
         tc = {**train_config, "max_minutes": round(max(NETWORK_SHARE_FRACTION * share / 60.0, 0.01), 3)}
     elif left <= 0:
         return replace(row, status="skipped", reason="no time left in the budget")
-    label = f"{i + 1}/{len(rows)} {row.model}"
+    label = f"{i + 1}/{len(rows)} {row.name}"
     budget.tell(f"{label}: starting")
     cand_id = new_run_id(row.model, dataset)
     created.append(cand_id)
     t0 = time.perf_counter()
     try:
-        result = train(dataset, row.model, train_config=tc, seed=seed, progress=budget.sub(label), run_id=cand_id,
+        result = train(dataset, row.model, model_config=row.options, train_config=tc, seed=seed, progress=budget.sub(label), run_id=cand_id,
                        allow_large_extent=allow_large_extent, tags=(AUTO_CANDIDATE_TAG,), owner=owner, user=user)
     except JobCancelled:
         raise
@@ -401,7 +434,7 @@ def _choose(dataset: str, rows: list[Candidate]) -> Candidate:
     done = [(r.val_median_m, r.val_mean_m if _finite(r.val_mean_m) else math.inf, k, r)
             for k, r in enumerate(rows) if r.status == "trained" and _finite(r.val_median_m)]
     if not done:
-        reasons = "; ".join(f"{r.model}: {r.status}, {r.reason or 'no validation figure'}" for r in rows)
+        reasons = "; ".join(f"{r.name}: {r.status}, {r.reason or 'no validation figure'}" for r in rows)
         msg = f"model: auto trained no model on dataset {dataset!r} ({reasons})"
         raise InvalidInputError(msg)
     return min(done, key=lambda t: t[:3])[3]
@@ -411,15 +444,15 @@ def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 
-def _make_result_run(cand_id: str, run_id: str, rows: list[Candidate], cfg: AutoConfig, budget: _Budget,
+def _make_result_run(best: Candidate, run_id: str, rows: list[Candidate], cfg: AutoConfig, budget: _Budget,
                      train_config: dict[str, Any], seed: int) -> None:
     """Turn the chosen candidate's run into the selection's run: the table in its config, its new id and tag."""
-    path = run_dir(cand_id)
+    path = run_dir(best.run_id)
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     config["run_id"] = run_id
     config["tags"] = [t for t in config.get("tags") or () if t != AUTO_CANDIDATE_TAG] + [AUTO_TAG]
     config["auto"] = {
-        "chosen": config["model"], "criterion": CRITERION, "split": "val", "max_minutes": cfg.max_minutes,
+        "chosen": best.name, "criterion": CRITERION, "split": "val", "max_minutes": cfg.max_minutes,
         "seconds": round(time.perf_counter() - budget.start, 3), "seed": seed, "train_config": train_config,
         "candidates": [r.to_json() for r in rows],
     }
