@@ -293,13 +293,16 @@ def test_the_radio_map_option_set_wins_on_real_fingerprints(env, import_antwerp)
     """1,500 real Antwerp messages (80/10/10 at random): the option set a user would not know to set is chosen,
     well ahead of the defaults (README "Model selection": on all of x_val 83 / 242 m on x_test against 191 / 314)."""
     import_antwerp("antv", limit=1500)
-    result = auto_train("antv", config={"max_minutes": 0.3, "candidates": ("knn", "knn:radio_map")})
+    result = auto_train("antv", config={"max_minutes": 0.3, "candidates": ("knn", "knn:radio_map")},
+                        train_config={"sigma_radii": "quantile", "epochs": 3})  # a baseline reads the first only
     table = {c.name: c for c in result.candidates}
     assert table["knn:radio_map"].val_median_m < 0.8 * table["knn"].val_median_m, table
     assert (result.model, result.variant) == ("knn", "radio_map") and table["knn:radio_map"].chosen
     assert auto_table(result.run_id)["chosen"] == "knn:radio_map"
     run = load_run(result.run_id)
     assert run.config["model_config"]["radio_map_adaptive_k"] == 10
+    cal = run.config["sigma_calibration"]
+    assert cal["method"] == "quantile", cal  # the training options of the selection reached the baseline
     test = evaluate_run(result.run_id, "antv", split="test").summary
     assert test.count == 150 and test.median_m < 150, test
 

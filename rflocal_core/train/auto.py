@@ -61,6 +61,7 @@ from rflocal_core.train import (
     model_needs_node_positions,
     train,
 )
+from rflocal_core.train.engine import BASELINE_KEYS
 from rflocal_core.train.runs import AUTO_CANDIDATE_TAG, config_section, new_run_id, run_dir, runs_dir
 from rflocal_core.validation import dataclass_from_dict
 from rflocal_core.workspace import atomic_write_text, rename_dir, validate_name
@@ -330,7 +331,8 @@ def auto_train(
         The budget (``max_minutes``, default 10), the models to consider, whether to keep the others' runs.
     train_config : dict, optional
         Training options of every network candidate (:class:`~rflocal_core.train.TrainConfig`; its
-        ``max_minutes`` is replaced by the candidate's share of the budget).
+        ``max_minutes`` is replaced by the candidate's share of the budget); the baselines read its sigma
+        calibration options (:data:`~rflocal_core.train.engine.BASELINE_KEYS`).
     progress : callable(stage, fraction[, step]), optional
         Progress against the budget; may raise :class:`~rflocal_core.progress.JobCancelled`, which stops the
         selection and deletes the candidates' runs.
@@ -396,7 +398,8 @@ def _next_candidate(
     if row.status != "planned":
         return row
     left = budget.left()
-    tc: dict[str, Any] | None = None
+    # a baseline reads only its sigma calibration's options (--sigma-radii quantile reaches it too)
+    tc: dict[str, Any] = {k: v for k, v in train_config.items() if k in BASELINE_KEYS}
     if row.kind == "network":
         share = left / sum(1 for r in rows[i:] if r.status == "planned" and r.kind == "network")
         if share < MIN_NETWORK_SECONDS:
@@ -411,7 +414,8 @@ def _next_candidate(
     created.append(cand_id)
     t0 = time.perf_counter()
     try:
-        result = train(dataset, row.model, model_config=row.options, train_config=tc, seed=seed, progress=budget.sub(label), run_id=cand_id,
+        result = train(dataset, row.model, model_config=row.options, train_config=tc, seed=seed,
+                       progress=budget.sub(label), run_id=cand_id,
                        allow_large_extent=allow_large_extent, tags=(AUTO_CANDIDATE_TAG,), owner=owner, user=user)
     except JobCancelled:
         raise
@@ -425,7 +429,7 @@ def _next_candidate(
     results[cand_id] = result
     s = result.summary
     return replace(row, status="trained", val_median_m=s.median_m, val_mean_m=s.mean_m, val_p95_m=s.p95_m,
-                   seconds=round(time.perf_counter() - t0, 3), max_minutes=None if tc is None else tc["max_minutes"],
+                   seconds=round(time.perf_counter() - t0, 3), max_minutes=tc.get("max_minutes"),
                    stopped=result.stopped, run_id=cand_id)
 
 

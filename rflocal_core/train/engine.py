@@ -56,6 +56,8 @@ LR_FLOOR_FRACTION = 0.01
 #: error; the share of samples more than 10 m off; the 95th percentile. Lower is better for each; the mean, the
 #: share and P95 see the tail (the wrong modes a prior gets far off), which the median cannot (README, brief A27).
 SELECT_ON = ("median", "mean", "over_10m", "p95")
+#: The options of :class:`TrainConfig` a baseline reads (it is fitted in one step: only its sigma calibration).
+BASELINE_KEYS = ("calibration", "calibration_block_m", "calibration_folds", "sigma_radii")
 
 
 @dataclass(frozen=True)
