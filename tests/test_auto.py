@@ -18,7 +18,7 @@ from rflocal_core.jobs import REGISTRY
 from rflocal_core.models import errors_m, load_inputs
 from rflocal_core.models.baselines import Baseline
 from rflocal_core.models.inputs import Inputs, Prediction
-from rflocal_core.models.registry import BASELINES, NETWORKS, config_class, register
+from rflocal_core.models.registry import BASELINES, NETWORKS, config_class, describe_model, register
 from rflocal_core.options import option_of
 from rflocal_core.progress import JobCancelled
 from rflocal_core.train import list_runs
@@ -152,6 +152,7 @@ def test_every_option_set_is_valid_options_of_its_model_and_a_candidate() -> Non
             assert f"{model}:{name}" in candidate_names()
     names = candidate_names()
     assert names.index("knn:radio_map") == names.index("knn") + 1  # right after the model's defaults
+    assert describe_model("knn")["auto_variants"] == sets["knn"]  # what `models knn` prints
     assert AutoConfig.from_dict({"candidates": "knn, knn:radio_map"}).candidates == ("knn", "knn:radio_map")
     with pytest.raises(InvalidInputError, match="candidates: expected names among .* got knn:nope"):
         AutoConfig.from_dict({"candidates": "knn:nope"})
