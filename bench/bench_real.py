@@ -302,8 +302,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="where baselines fit their sigma map (train --calibration; networks: val)")
     parser.add_argument("--refit", action="store_true",
                         help="baselines that can (knn): refit on train + val after choosing on val (train --refit)")
-    parser.add_argument("--sigma-radii", default="gaussian", choices=("gaussian", "quantile"),
-                        help="the 1σ and 2σ radii: gaussian (2σ = 2 × 1σ) or fitted apart (train --sigma-radii)")
+    parser.add_argument("--sigma-radii", default="gaussian", choices=("gaussian", "quantile", "auto"),
+                        help="the 1σ and 2σ radii: gaussian (2σ = 2 × 1σ; the benchmark's rows so far), fitted "
+                             "apart, or auto (train --sigma-radii, whose default is auto)")
     parser.add_argument("--out", default=str(HERE / "results" / "real.json"))
     parser.add_argument("--table", action="store_true", help="only print (and refresh) the table of --out")
     return parser.parse_args(argv)

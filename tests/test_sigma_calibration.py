@@ -70,6 +70,31 @@ def test_no_sigma_stays_nan() -> None:
         fit_sigma_scale(err, np.ones((3, 2)))
 
 
+def test_auto_radii_keep_a_gaussian_and_fit_heavy_tails_apart() -> None:
+    """``sigma_radii`` "auto": Gaussian errors keep the Gaussian radii; errors with a heavy tail (30% of them
+    eight times wider than their σ says, as real fingerprints' far misses) leave the Gaussian fit more than 10
+    points off the band, and the radii are then fitted apart, both shares on target."""
+    from types import SimpleNamespace
+
+    from rflocal_core.train.calibrate import GAUSSIAN_BAND, calibrate_prediction, gaussian_holds
+
+    err, true_sigma = _gaussian_errors(4000, seed=5)
+    truth = SimpleNamespace(truth_m=np.zeros_like(err))  # calibrate_prediction reads the truth only
+    plain = calibrate_prediction(Prediction(err, true_sigma * 3.0), truth, radii="auto")
+    assert gaussian_holds(plain) and plain.method == "power" and plain.ratio_2sigma == 2.0 and plain.radii == "auto"
+    tail = err * np.where(np.random.default_rng(6).random(len(err)) < 0.3, 8.0, 1.0)[:, None]
+    gauss = calibrate_prediction(Prediction(tail, true_sigma), truth, radii="gaussian")
+    assert not gaussian_holds(gauss)  # no single scale holds both shares: what "auto" reacts to
+    assert max(abs(gauss.inside_1sigma_after - EXPECTED_1SIGMA),
+               abs(gauss.inside_2sigma_after - EXPECTED_2SIGMA)) > GAUSSIAN_BAND
+    auto = calibrate_prediction(Prediction(tail, true_sigma), truth, radii="auto")
+    assert (auto.method, auto.radii) == ("quantile", "auto") and auto.ratio_2sigma > 2.0
+    assert auto.inside_1sigma_after == pytest.approx(EXPECTED_1SIGMA, abs=0.01)
+    assert auto.inside_2sigma_after == pytest.approx(EXPECTED_2SIGMA, abs=0.01)
+    with pytest.raises(InvalidInputError, match="sigma_radii: expected one of gaussian, quantile, auto, got 'x'"):
+        calibrate_prediction(Prediction(err, true_sigma), truth, radii="x")
+
+
 def test_scale_of_a_run_config() -> None:
     assert sigma_scale_of({}) == 1.0  # runs written before scales were kept
     assert sigma_scale_of({"sigma_scale": None}) == 1.0  # a model without sigma

@@ -72,8 +72,8 @@ with st.expander("Start a run", expanded=st.session_state.setdefault("tm_form_op
             c = st.columns(3)
             auto_config = {
                 "max_minutes": number(c[0], auto.AutoConfig, "max_minutes", key="tm_auto_minutes"),
-                "candidates": multi(c[1], "Candidates (none: every model that fits)", auto.candidate_names(), default=[],
-                                    key="tm_auto_candidates"),
+                "candidates": multi(c[1], "Candidates (none: every model that fits)", auto.candidate_names(),
+                                    default=[], key="tm_auto_candidates"),
                 "keep_candidates": toggle(c[2], auto.AutoConfig, "keep_candidates", key="tm_auto_keep"),
             }
         elif model in NETWORKS:
@@ -249,7 +249,8 @@ def live_panel() -> None:
         st.markdown(f"**Chosen by auto:** {table['chosen']} ({table['criterion']}; budget "
                     f"{table['max_minutes']:g} min, took {table['seconds']:.0f} s)")
         st.dataframe(pd.DataFrame([{
-            "model": auto.candidate_name(c["model"], c.get("variant")), "kind": c["kind"], "status": c["status"], "chosen": c.get("chosen", False),
+            "model": auto.candidate_name(c["model"], c.get("variant")), "kind": c["kind"], "status": c["status"],
+            "chosen": c.get("chosen", False),
             "val median (m)": c.get("val_median_m"), "val mean (m)": c.get("val_mean_m"),
             "seconds": c.get("seconds"), "budget (min)": c.get("max_minutes"), "reason": c.get("reason"),
         } for c in table["candidates"]]), hide_index=True, width="stretch", key=f"tm-auto-{run_id}")

@@ -301,7 +301,8 @@ def calibrate_run(run_id: str, *, user: User = LOCAL_USER) -> SigmaCalibration:
 
     A baseline run calibrated on blocks (``train --calibration blocks``) is calibrated on blocks
     again, with its squares, folds and seed.
-    A run whose radii were fitted apart (``sigma_radii`` ``"quantile"``) is fitted so again.
+    A run is fitted with the ``sigma_radii`` it was trained with (``"auto"`` may choose otherwise on new
+    val rows; records written before it was kept: ``"quantile"`` for radii fitted apart, else ``"gaussian"``).
     A run refitted on train + val (``train --refit``) is calibrated, as in training, on the val
     predictions of its model fitted on train alone (its options hold the val choices).
 
@@ -328,7 +329,8 @@ def calibrate_run(run_id: str, *, user: User = LOCAL_USER) -> SigmaCalibration:
         msg = f"dataset: the val split of {run.config['dataset']!r} holds no samples; the sigma scale is fitted on it"
         raise InvalidInputError(msg)
     record = run.config.get("sigma_calibration") or {}
-    radii = "quantile" if record.get("method") == "quantile" else "gaussian"  # as it was trained
+    # as it was trained: the radii it asked for (records before they were kept: what its fit was)
+    radii = record.get("radii") or ("quantile" if record.get("method") == "quantile" else "gaussian")
     if record.get("source") == "blocks" and run.config.get("kind") == "baseline":  # as it was trained: on blocks
         transform = InputTransform.from_dict(run.config.get("input_transform"))
         train = load_transformed(run.config["dataset"], "train", transform, with_maps=run.needs_maps)

@@ -11,13 +11,13 @@ The candidates are every registered model (:data:`~rflocal_core.models.registry.
 :data:`~rflocal_core.models.registry.NETWORKS`, read when the selection starts, so models registered
 later join by themselves) that fits the dataset, each with its defaults and then with each option set
 it names in its class attribute ``auto_variants`` (the candidate ``MODEL:NAME``, e.g. ``knn:radio_map``:
-options that a user would not know to set, trained as that model with them). A model is skipped, with the reason in the table,
-when it reads radio maps and the dataset has none (imported measurements), when it places reports at
-their nodes' positions and no node of the train split has a known position, or when it fingerprints
-the fixed node slots (class attribute ``needs_fixed_slots``) and the dataset's slots vary, or when it
-locates from one kind of report (class attribute ``needs_measurement``: angles of arrival, times of
-arrival) and no node of known position reports it in the train split (it would only fall back to
-the weighted centroid). A model
+options that a user would not know to set, trained as that model with them). A model is skipped, with
+the reason in the table, when it reads radio maps and the dataset has none (imported measurements),
+when it places reports at their nodes' positions and no node of the train split has a known position,
+or when it fingerprints the fixed node slots (class attribute ``needs_fixed_slots``) and the dataset's
+slots vary, or when it locates from one kind of report (class attribute ``needs_measurement``: angles
+of arrival, times of arrival) and no node of known position reports it in the train split (it would
+only fall back to the weighted centroid). A model
 that refuses the dataset when trained (an :class:`~rflocal_core.errors.InvalidInputError`) is skipped
 too, with its message.
 

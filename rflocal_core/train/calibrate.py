@@ -36,7 +36,7 @@ far easier than another's), the fit then sees the spread of errors in unseen squ
 whole train + val area instead of one handful of val squares. The record says which:
 ``source`` (``"val"`` or ``"blocks"``), ``block_m`` and ``folds`` in ``sigma_calibration``.
 
-The radii of the two ellipses (``TrainConfig.sigma_radii``): ``"gaussian"`` (default) keeps the 2σ
+The radii of the two ellipses (``TrainConfig.sigma_radii``): ``"gaussian"`` keeps the 2σ
 ellipse at twice the 1σ one, as a Gaussian has it, and fits the map above. ``"quantile"``
 (:func:`fit_sigma_quantiles`) fits the two radii apart on the same rows (val or the out-of-fold
 blocks, pooled): the 1σ ellipse is scaled to hold 39.3% of them and the "2σ" ellipse, the one meant
@@ -46,7 +46,10 @@ which :func:`rflocal_core.metrics.calibration` also reads its reliability levels
 brief D17) the errors are so heavy-tailed against every σ that no single scale puts both shares within
 10 points of 39 / 86 in an unseen area, while each share alone has a wide enough window of scales;
 with blocks and two radii the best model (``knn_lgbm``) is within the goal on all three test splits.
-Kept as ``sigma_ratio_2`` in ``config.json`` (2 for runs written before); evaluation counts a sample
+``"auto"`` (the default) fits the Gaussian radii and keeps them when both shares inside are within 10 points of
+39.3% / 86.5% on the rows fitted (:func:`gaussian_holds`), else fits the radii apart: a Gaussian where the errors
+look like one, two radii where they are heavy-tailed (real Antwerp: the radio-map kNN's Gaussian fit leaves 51% /
+75% inside on val). Kept as ``sigma_ratio_2`` in ``config.json`` (2 for runs written before); evaluation counts a sample
 inside the 2σ ellipse when its radius is at most that ratio, and ``predict`` reports it with each sample.
 
 Why the default fit matches coverage and not the likelihood: real errors are heavy-tailed (on
@@ -84,7 +87,10 @@ POWER_MIN_GAIN = 0.01
 MIN_POWER_SAMPLES = 100
 
 #: How the radii of the 1σ and 2σ ellipses are fitted (``TrainConfig.sigma_radii``; see the module docstring).
-SIGMA_RADII = ("gaussian", "quantile")
+SIGMA_RADII = ("gaussian", "quantile", "auto")
+#: ``sigma_radii`` "auto" keeps the Gaussian radii when both shares inside land within this of 39.3% and 86.5%
+#: on the rows they were fitted on (the band of issue 15's uncertainty goal), else fits the radii apart.
+GAUSSIAN_BAND = 0.10
 #: The 2σ ellipse over the 1σ one for a Gaussian (and runs written before ``sigma_radii``).
 GAUSSIAN_RATIO_2SIGMA = 2.0
 
@@ -119,6 +125,8 @@ class SigmaCalibration(JsonResult):
     folds: int | None = None
     #: The 2σ ellipse (meant to hold 86.5%) over the 1σ one: 2 (Gaussian) unless ``sigma_radii`` is ``"quantile"``.
     ratio_2sigma: float = GAUSSIAN_RATIO_2SIGMA
+    #: The ``sigma_radii`` asked for (None: a record written before it was kept); a recalibration asks the same.
+    radii: str | None = None
 
 
 def _coverage_scale(d2: np.ndarray) -> float:
@@ -254,6 +262,15 @@ def fit_sigma_quantiles(error_xy_m: np.ndarray, sigma_m: np.ndarray) -> SigmaCal
     )
 
 
+def gaussian_holds(cal: SigmaCalibration) -> bool:
+    """Whether a Gaussian-radii fit puts both shares within :data:`GAUSSIAN_BAND` of 39.3% / 86.5% on its rows
+    (a fit without a scale, too few rows, counts as holding: the quantile fit has no more to go on)."""
+    if cal.scale is None or cal.inside_1sigma_after is None or cal.inside_2sigma_after is None:
+        return True
+    return (abs(cal.inside_1sigma_after - EXPECTED_1SIGMA) <= GAUSSIAN_BAND
+            and abs(cal.inside_2sigma_after - EXPECTED_2SIGMA) <= GAUSSIAN_BAND)
+
+
 def check_sigma_radii(radii: str) -> str:
     """``radii`` if it is one of :data:`SIGMA_RADII`, else a clear error naming the field."""
     if radii not in SIGMA_RADII:
@@ -264,10 +281,16 @@ def check_sigma_radii(radii: str) -> str:
 
 def calibrate_prediction(pred: Prediction, x: Inputs, *, method: str = "power",
                          radii: str = "gaussian") -> SigmaCalibration:
-    """:func:`fit_sigma_scale` of a prediction of ``x`` (``radii`` ``"quantile"``: :func:`fit_sigma_quantiles`)."""
-    if check_sigma_radii(radii) == "quantile":
-        return fit_sigma_quantiles(pred.position_m - x.truth_m, pred.sigma_m)
-    return fit_sigma_scale(pred.position_m - x.truth_m, pred.sigma_m, method=method)
+    """:func:`fit_sigma_scale` of a prediction of ``x`` (``radii`` ``"quantile"``: :func:`fit_sigma_quantiles`;
+    ``"auto"``: the first unless it misses the band, :func:`gaussian_holds`)."""
+    radii = check_sigma_radii(radii)
+    error = pred.position_m - x.truth_m
+    if radii == "quantile":
+        return replace(fit_sigma_quantiles(error, pred.sigma_m), radii=radii)
+    cal = fit_sigma_scale(error, pred.sigma_m, method=method)
+    if radii == "auto" and not gaussian_holds(cal):
+        cal = fit_sigma_quantiles(error, pred.sigma_m)
+    return replace(cal, radii=radii)
 
 
 def scale_sigma(pred: Prediction, scale: float | None, *, power: float = 1.0, ref_m: float | None = None) -> Prediction:
@@ -481,7 +504,9 @@ def calibrate_blocks(make_model: Callable[[], Any], train: Inputs, val: Inputs, 
                      seed: int = 0, radii: str = "gaussian") -> SigmaCalibration:
     """:func:`fit_sigma_folds` (``radii`` ``"quantile"``: :func:`fit_sigma_quantiles`, pooled) on the
     out-of-fold predictions of :func:`out_of_block` (``source`` ``"blocks"``)."""
-    quantile = check_sigma_radii(radii) == "quantile"
+    radii = check_sigma_radii(radii)
     err, sig, fold = out_of_block(make_model, train, val, block_m=block_m, folds=folds, seed=seed)
-    cal = fit_sigma_quantiles(err, sig) if quantile else fit_sigma_folds(err, sig, fold)
-    return replace(cal, source="blocks", block_m=float(block_m), folds=int(folds))
+    cal = fit_sigma_quantiles(err, sig) if radii == "quantile" else fit_sigma_folds(err, sig, fold)
+    if radii == "auto" and not gaussian_holds(cal):
+        cal = fit_sigma_quantiles(err, sig)
+    return replace(cal, source="blocks", block_m=float(block_m), folds=int(folds), radii=radii)

@@ -110,7 +110,9 @@ class TrainConfig:
         ``"gaussian"``: the 2σ ellipse is twice the 1σ one and the scale (+ power) map is fitted as
         before; ``"quantile"``: the 1σ and 2σ radii are fitted apart on the calibration rows (39.3% and
         86.5% of them inside), for errors heavier-tailed than a Gaussian (Duke CBRS; see
-        :func:`rflocal_core.train.calibrate.fit_sigma_quantiles`).
+        :func:`rflocal_core.train.calibrate.fit_sigma_quantiles`); ``"auto"`` (default): the Gaussian fit
+        unless a share it leaves inside is more than 10 points off 39.3% / 86.5% on those rows, then the
+        quantile fit (:func:`rflocal_core.train.calibrate.gaussian_holds`).
     refit : bool
         Baselines that can fix their validation choices (``can_refit``: ``knn``, ``lgbm`` and
         ``knn_lgbm`` with the trees early stopping chose on val, ``ensemble``) and networks: after the fit on
@@ -172,9 +174,10 @@ class TrainConfig:
                                         help="calibration blocks: side of the squares dealt to the folds")
     calibration_folds: int = option(5, lo=2, hi=50, label="Calibration folds",
                                     help="calibration blocks: folds of squares (the model is fitted once per fold)")
-    sigma_radii: str = option("gaussian", choices=SIGMA_RADII, label="Sigma radii",
+    sigma_radii: str = option("auto", choices=SIGMA_RADII, label="Sigma radii",
                               help="gaussian: the 2σ ellipse is twice the 1σ one; quantile: the 1σ and 2σ radii "
-                                   "fitted apart on the calibration rows (39.3 and 86.5 percent inside), heavy tails")
+                                   "fitted apart on the calibration rows (39.3 and 86.5 percent inside), heavy tails; "
+                                   "auto: gaussian unless it leaves a share more than 10 points off on those rows")
     # Antwerp radio-map knn (35 m, k 30): x_test 72.7 / 257.4 m -> 71.0 / 253.7 m with 11% more fingerprints (README)
     refit: bool = option(False, label="Refit on train + val",
                          help="knn, lgbm, ensemble, networks: after choosing and calibrating on val, fit again on "
