@@ -159,6 +159,7 @@ def test_baseline_run_stores_and_applies_its_scale(calib_ws: Path, monkeypatch: 
     scale = config["sigma_scale"]
     assert scale is not None and scale > 0 and result.sigma_scale == scale
     assert config["sigma_calibration"]["method"] == "power" and config["sigma_calibration"]["count"] > 0
+    assert config["sigma_calibration"]["radii"] == "auto"  # the default asked, kept: its Gaussian fit held
     assert config["sigma_power"] == 1.0  # under 100 val samples: one scale
 
     run = load_run(result.run_id)
@@ -194,11 +195,13 @@ def test_baseline_run_stores_and_applies_its_scale(calib_ws: Path, monkeypatch: 
 
     # `runs calibrate` fits it again from the model's own sigma: the same scale as training fitted
     again = calibrate_run(result.run_id)
-    assert again.scale == pytest.approx(scale)
+    assert again.scale == pytest.approx(scale) and again.radii == "gaussian"  # no record left: the fit it had
     assert load_run(result.run_id).sigma_scale == pytest.approx(scale)
     assert evaluate_run(result.run_id, "calds", split="test").sigma_scale == pytest.approx(scale)
     with pytest.raises(AccessDeniedError):
         calibrate_run(result.run_id, user=User("guest", "viewer"))
+    kept = train("calds", "knn", model_config={"k": 5}, seed=0)
+    assert calibrate_run(kept.run_id).radii == "auto"  # asks again what training asked
 
 
 def test_model_without_sigma_keeps_none(calib_ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
