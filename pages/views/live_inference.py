@@ -236,7 +236,8 @@ heat_note = (f"shaded: the posterior of **{heat_model}** (`{heat_run}`), by the 
 bar_m = view.focus_scale_bar_m if focus and view.focus_m else view.scale_bar_m
 st.caption(f"Scene metres of the run's frame (x east, y north); the bar below the scene is {bar_m:g} m. "
            "Dots: predictions (one colour per run) with their 1σ (39%, solid) and 2σ (86%, dotted) ellipses "
-           "(2σ is the run's fitted multiple of 1σ when trained with sigma radii 'quantile'); "
+           "(2σ is the run's fitted multiple of 1σ where its radii were fitted apart: sigma radii 'quantile', "
+           "or 'auto' where the Gaussian radii missed); "
            f"green ×: the true position when the file gives it; black triangles: nodes; grey: buildings; {heat_note}.")
 
 # --------------------------------------------------------------------------- timeline, batch

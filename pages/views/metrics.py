@@ -241,8 +241,9 @@ def main() -> None:
     st.caption("Fraction of true positions inside the predicted 1σ and 2σ ellipses (x and y independent "
                "Gaussians: expected 39.3% and 86.5%), and the observed fraction at each nominal level. Each run's "
                "σ is the model's times its σ scale, fitted on the run's validation split when it was trained "
-               "(1 for runs trained before). A run trained with sigma radii 'quantile' has its 2σ ellipse at "
-               "'2σ radius (× 1σ)' times the 1σ one, and its nominal levels follow that heavier-tailed law.")
+               "(1 for runs trained before). A run whose radii were fitted apart (sigma radii 'quantile', or "
+               "'auto' where the Gaussian radii missed) has its 2σ ellipse at '2σ radius (× 1σ)' times the 1σ "
+               "one, and its nominal levels follow that heavier-tailed law.")
     _calibration(results)
 
     st.subheader("Error over the scene")
