@@ -18,7 +18,7 @@ from rflocal_core.jobs import REGISTRY
 from rflocal_core.models import errors_m, load_inputs
 from rflocal_core.models.baselines import Baseline
 from rflocal_core.models.inputs import Inputs, Prediction
-from rflocal_core.models.registry import BASELINES, NETWORKS, config_class, describe_model, register
+from rflocal_core.models.registry import BASELINES, NETWORKS, config_class, describe_model, model_variants, register
 from rflocal_core.options import option_of
 from rflocal_core.progress import JobCancelled
 from rflocal_core.train import list_runs
@@ -30,7 +30,6 @@ from rflocal_core.train.auto import (
     auto_table,
     auto_train,
     candidate_names,
-    model_variants,
     plan,
     unfit_reason,
 )

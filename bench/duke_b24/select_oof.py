@@ -16,8 +16,7 @@ import numpy as np
 os.environ["RFLOCAL_WORKSPACE"] = sys.argv[1]
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from rflocal_core.models import load_inputs  # noqa: E402
-from rflocal_core.models.registry import BASELINES  # noqa: E402
-from rflocal_core.train.auto import model_variants  # noqa: E402
+from rflocal_core.models.registry import BASELINES, model_variants  # noqa: E402
 from rflocal_core.train.calibrate import out_of_block  # noqa: E402
 
 CANDIDATES = {"knn": ("knn", None), "knn:radio_map": ("knn", model_variants("knn")["radio_map"]),

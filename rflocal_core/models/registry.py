@@ -96,6 +96,12 @@ def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def model_variants(model: str) -> dict[str, dict[str, Any]]:
+    """The option sets ``model`` asks model selection (``train --model auto``) to train besides its defaults
+    (class attribute ``auto_variants``; none for an unknown model)."""
+    return dict(getattr(NETWORKS.get(model) or BASELINES.get(model), "auto_variants", None) or {})
+
+
 def describe_model(model: str) -> dict[str, Any]:
     """``{"model", "kind", "config", "options": [...], "auto_variants"}``: what ``rflocal models NAME`` prints.
 
@@ -105,4 +111,4 @@ def describe_model(model: str) -> dict[str, Any]:
     rows = describe(cls.config_cls)
     return {"model": model, "kind": cls.kind, "needs_maps": bool(getattr(cls, "needs_maps", False)),
             "config": cls.config_cls.__name__ if rows else None, "options": rows,
-            "auto_variants": dict(getattr(cls, "auto_variants", None) or {})}
+            "auto_variants": model_variants(model)}

@@ -9,17 +9,17 @@ Training Monitor call :func:`auto_train`::
 
 The candidates are every registered model (:data:`~rflocal_core.models.registry.BASELINES`, then
 :data:`~rflocal_core.models.registry.NETWORKS`, read when the selection starts, so models registered
-later join by themselves) that fits the dataset, each with its defaults and then with each option set
-it names in its class attribute ``auto_variants`` (the candidate ``MODEL:NAME``, e.g. ``knn:radio_map``:
-options that a user would not know to set, trained as that model with them). A model is skipped, with
-the reason in the table, when it reads radio maps and the dataset has none (imported measurements),
-when it places reports at their nodes' positions and no node of the train split has a known position,
-or when it fingerprints the fixed node slots (class attribute ``needs_fixed_slots``) and the dataset's
-slots vary, or when it locates from one kind of report (class attribute ``needs_measurement``: angles
-of arrival, times of arrival) and no node of known position reports it in the train split (it would
-only fall back to the weighted centroid). A model
-that refuses the dataset when trained (an :class:`~rflocal_core.errors.InvalidInputError`) is skipped
-too, with its message.
+later join by themselves) that fits the dataset, each with its defaults and then with each option set it
+names in its class attribute ``auto_variants`` (:func:`~rflocal_core.models.registry.model_variants`;
+the candidate ``MODEL:NAME``, e.g. ``knn:radio_map``: options that a user would not know to set, trained
+as that model with them). A model is skipped, with the reason in the table, when it reads radio maps and
+the dataset has none (imported measurements), when it places reports at their nodes' positions and no
+node of the train split has a known position, or when it fingerprints the fixed node slots (class
+attribute ``needs_fixed_slots``) and the dataset's slots vary, or when it locates from one kind of
+report (class attribute ``needs_measurement``: angles of arrival, times of arrival) and no node of known
+position reports it in the train split (it would only fall back to the weighted centroid). A model that
+refuses the dataset when trained (an :class:`~rflocal_core.errors.InvalidInputError`) is skipped too,
+with its message.
 
 The budget: the baselines first (they are fitted in one step, usually in seconds), then the networks,
 each with an equal share of the time left (``max_minutes`` of its training, so its epoch loop stops
@@ -48,7 +48,7 @@ from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.dataset.store import open_dataset
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.metrics import ErrorSummary
-from rflocal_core.models.registry import BASELINES, NETWORKS
+from rflocal_core.models.registry import BASELINES, NETWORKS, model_variants
 from rflocal_core.models.transforms import load_transformed
 from rflocal_core.options import check_options, option
 from rflocal_core.progress import JobCancelled, ProgressFn, Step, StepProgressFn, as_progress
@@ -81,11 +81,6 @@ MEASUREMENTS = {"rss_dbm": "received power", "toa_ns": "time-of-arrival", "aoa_d
 CRITERION = "lowest validation median error, then lowest validation mean error"
 #: Separates a model from the name of one of its option sets in a candidate's name (``knn:radio_map``).
 VARIANT_SEP = ":"
-
-
-def model_variants(model: str) -> dict[str, dict[str, Any]]:
-    """The option sets ``model`` has selection train besides its defaults (class attribute ``auto_variants``)."""
-    return dict(getattr(NETWORKS.get(model) or BASELINES.get(model), "auto_variants", None) or {})
 
 
 def candidate_name(model: str, variant: str | None = None) -> str:

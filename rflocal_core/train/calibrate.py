@@ -271,6 +271,18 @@ def gaussian_holds(cal: SigmaCalibration) -> bool:
             and abs(cal.inside_2sigma_after - EXPECTED_2SIGMA) <= GAUSSIAN_BAND)
 
 
+def fit_radii(error_xy_m: np.ndarray, sigma_m: np.ndarray, radii: str,
+              gaussian: Callable[[], SigmaCalibration]) -> SigmaCalibration:
+    """The map ``radii`` asks for on these rows: ``gaussian()`` (the Gaussian-radii fit of the caller),
+    :func:`fit_sigma_quantiles`, or ``"auto"``: the first unless it misses the band (:func:`gaussian_holds`)."""
+    if check_sigma_radii(radii) == "quantile":
+        return replace(fit_sigma_quantiles(error_xy_m, sigma_m), radii=radii)
+    cal = gaussian()
+    if radii == "auto" and not gaussian_holds(cal):
+        cal = fit_sigma_quantiles(error_xy_m, sigma_m)
+    return replace(cal, radii=radii)
+
+
 def check_sigma_radii(radii: str) -> str:
     """``radii`` if it is one of :data:`SIGMA_RADII`, else a clear error naming the field."""
     if radii not in SIGMA_RADII:
@@ -283,14 +295,8 @@ def calibrate_prediction(pred: Prediction, x: Inputs, *, method: str = "power",
                          radii: str = "gaussian") -> SigmaCalibration:
     """:func:`fit_sigma_scale` of a prediction of ``x`` (``radii`` ``"quantile"``: :func:`fit_sigma_quantiles`;
     ``"auto"``: the first unless it misses the band, :func:`gaussian_holds`)."""
-    radii = check_sigma_radii(radii)
     error = pred.position_m - x.truth_m
-    if radii == "quantile":
-        return replace(fit_sigma_quantiles(error, pred.sigma_m), radii=radii)
-    cal = fit_sigma_scale(error, pred.sigma_m, method=method)
-    if radii == "auto" and not gaussian_holds(cal):
-        cal = fit_sigma_quantiles(error, pred.sigma_m)
-    return replace(cal, radii=radii)
+    return fit_radii(error, pred.sigma_m, radii, lambda: fit_sigma_scale(error, pred.sigma_m, method=method))
 
 
 def scale_sigma(pred: Prediction, scale: float | None, *, power: float = 1.0, ref_m: float | None = None) -> Prediction:
@@ -504,9 +510,7 @@ def calibrate_blocks(make_model: Callable[[], Any], train: Inputs, val: Inputs, 
                      seed: int = 0, radii: str = "gaussian") -> SigmaCalibration:
     """:func:`fit_sigma_folds` (``radii`` ``"quantile"``: :func:`fit_sigma_quantiles`, pooled) on the
     out-of-fold predictions of :func:`out_of_block` (``source`` ``"blocks"``)."""
-    radii = check_sigma_radii(radii)
+    check_sigma_radii(radii)  # before the folds are fitted
     err, sig, fold = out_of_block(make_model, train, val, block_m=block_m, folds=folds, seed=seed)
-    cal = fit_sigma_quantiles(err, sig) if radii == "quantile" else fit_sigma_folds(err, sig, fold)
-    if radii == "auto" and not gaussian_holds(cal):
-        cal = fit_sigma_quantiles(err, sig)
-    return replace(cal, source="blocks", block_m=float(block_m), folds=int(folds), radii=radii)
+    cal = fit_radii(err, sig, radii, lambda: fit_sigma_folds(err, sig, fold))
+    return replace(cal, source="blocks", block_m=float(block_m), folds=int(folds))
