@@ -240,15 +240,35 @@ def test_antwerp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         MapMatching().fit(tr)
 
 
-def test_knn_ties_at_the_kth_neighbour_go_to_the_lowest_index_whatever_the_rounding() -> None:
+def test_knn_ties_at_the_kth_neighbour_follow_one_fixed_order_whatever_the_rounding() -> None:
     """Quantized fingerprints tie often at the k-th distance; the choice must not depend on the machine's partition
     algorithm or the distances' last bits (the demo's knn moved 0.7 m between two CPUs before)."""
-    from rflocal_core.models.baselines import nearest_columns
+    from rflocal_core.models.baselines import nearest_columns, tie_order
 
     rng = np.random.default_rng(0)
     d = rng.integers(0, 5, (300, 40)).astype(float)
     noisy = d + rng.uniform(-1e-12, 1e-12, d.shape)  # what another BLAS leaves in the expansion's last bits
+    rank = np.argsort(tie_order(40))  # each column's place in the fixed order
     for k in (1, 3, 7, 20):
-        want = np.argsort(d, axis=1, kind="stable")[:, :k]  # lowest index first among equal distances
+        want = np.stack([np.lexsort((rank, row))[:k] for row in d])  # by distance, then the fixed order
         assert (nearest_columns(d, k) == np.sort(want, 1)).all()
         assert (nearest_columns(noisy, k) == np.sort(want, 1)).all()
+
+
+def test_knn_ties_do_not_favour_the_positions_recorded_first() -> None:
+    """A drive heard as one fingerprint all along (a walk in one or two cells, Duke CBRS): the tied neighbours must
+    be spread over the drive, not be its first k positions (lowest index first answered from the drive's start)."""
+    from rflocal_core.models.baselines import KNNConfig
+
+    def inputs(rss: np.ndarray, truth: np.ndarray) -> Inputs:
+        n, sites = len(rss), np.array([[0.0, 0.0, 30.0], [5000.0, 0.0, 30.0]])
+        return Inputs("drive", "train", "ue", np.arange(n), rss, np.full((n, 2), np.nan), np.full((n, 2), np.nan),
+                      np.full((n, 2), -1, np.int8), np.broadcast_to(sites, (n, 2, 3)).copy(), np.ones((n, 2), bool),
+                      np.full((n, 2), 20.0), np.broadcast_to(np.arange(2), (n, 2)).copy(), truth, np.full(n, 1.5),
+                      np.zeros(n, np.int64), ("s",), None, 2, -130.0, 6.0, 1.0, 2)
+
+    n = 400
+    road = np.column_stack([np.linspace(0.0, 4000.0, n), np.zeros(n)])  # recording order = along the road
+    heard = np.column_stack([np.full(n, -100.0), np.full(n, np.nan)])  # the second node never heard
+    est = KNNFingerprint(KNNConfig(k=15, floor_dbm=-130.0)).fit(inputs(heard, road)).predict(inputs(heard[:1], road[200:201])).position_m[0]
+    assert abs(est[0] - 2000.0) < 1000.0, est  # lowest index first: about 70 m, the drive's start
