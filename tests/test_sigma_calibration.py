@@ -95,6 +95,28 @@ def test_auto_radii_keep_a_gaussian_and_fit_heavy_tails_apart() -> None:
         calibrate_prediction(Prediction(err, true_sigma), truth, radii="x")
 
 
+def test_auto_radii_on_blocks_ask_every_fold() -> None:
+    """With out-of-fold rows (``--calibration blocks``: each fold an unseen area), "auto" keeps the Gaussian radii
+    only if every fold is within the band: one area 1.6 times harder than the four others leaves the pooled rows in
+    the band (what a pooled check would keep) but that fold far out, so the radii are fitted apart."""
+    from rflocal_core.train.calibrate import fit_radii, fit_sigma_folds, fold_shares, gaussian_holds
+
+    rng = np.random.default_rng(7)
+    sigma = rng.uniform(5.0, 60.0, (5000, 2))
+    fold = np.arange(5000) % 5
+    for harder, kept in ((1.0, True), (1.6, False)):
+        err = rng.normal(size=(5000, 2)) * sigma * np.where(fold == 4, harder, 1.0)[:, None]
+        gauss = fit_sigma_folds(err, sigma, fold)
+        shares = fold_shares(err, sigma, fold, gauss)
+        assert len(shares) == 5 and gaussian_holds(gauss)  # pooled: within 10 points both times
+        assert gaussian_holds(gauss, shares) is kept
+        if not kept:
+            assert shares[4][0] < EXPECTED_1SIGMA - 0.1  # the hard area: its 1σ share far under 39.3%
+        cal = fit_radii(err, sigma, "auto", lambda g=gauss: g, fold)
+        assert (cal.method, cal.radii) == (("power", "auto") if kept else ("quantile", "auto"))
+        assert fit_radii(err, sigma, "auto", lambda g=gauss: g).method == "power"  # no folds: the pooled check
+
+
 def test_scale_of_a_run_config() -> None:
     assert sigma_scale_of({}) == 1.0  # runs written before scales were kept
     assert sigma_scale_of({"sigma_scale": None}) == 1.0  # a model without sigma
