@@ -270,5 +270,6 @@ def test_knn_ties_do_not_favour_the_positions_recorded_first() -> None:
     n = 400
     road = np.column_stack([np.linspace(0.0, 4000.0, n), np.zeros(n)])  # recording order = along the road
     heard = np.column_stack([np.full(n, -100.0), np.full(n, np.nan)])  # the second node never heard
-    est = KNNFingerprint(KNNConfig(k=15, floor_dbm=-130.0)).fit(inputs(heard, road)).predict(inputs(heard[:1], road[200:201])).position_m[0]
+    model = KNNFingerprint(KNNConfig(k=15, floor_dbm=-130.0)).fit(inputs(heard, road))
+    est = model.predict(inputs(heard[:1], road[200:201])).position_m[0]
     assert abs(est[0] - 2000.0) < 1000.0, est  # lowest index first: about 70 m, the drive's start

@@ -1151,9 +1151,9 @@ TIE_SEED = 0
 
 def tie_order(m: int) -> np.ndarray:
     """The order [m] in which tied columns of ``m`` are taken, first first: a fixed shuffle (PCG64, :data:`TIE_SEED`),
-    the same on every machine. Not the lowest index: a training set in recording order (a drive, a walk) would then hand every
-    tie to the positions recorded first (Duke CBRS, where most fingerprints have identical twins: kNN 141 m median
-    on split 0 with lowest-index ties, 132 m with these)."""
+    the same on every machine. Not the lowest index: a training set in recording order (a drive, a walk) would then
+    hand every tie to the positions recorded first (Duke CBRS, where most fingerprints have identical twins: kNN
+    141 m median on split 0 with lowest-index ties, 132 m with these)."""
     return np.random.default_rng(TIE_SEED).permutation(m)
 
 
@@ -1182,7 +1182,8 @@ def _neighbour_weights(d: np.ndarray, k: int, weighting: str, tau: float) -> tup
 
     Columns tied with the k-th distance (within :data:`TIE_TOLERANCE`, relative) are taken in a fixed order
     (:func:`tie_order`), so the answer does not depend on the machine: quantized fingerprints tie often (62 of the
-    demo's 800 test rows at the k-th neighbour) and ``argpartition`` breaks ties by its CPU-dispatched algorithm and the distances' rounding.
+    demo's 800 test rows at the k-th neighbour) and ``argpartition`` breaks ties by its CPU-dispatched algorithm and
+    the distances' rounding.
     """
     nn = nearest_columns(d, k) if k < d.shape[1] else np.tile(np.arange(d.shape[1]), (len(d), 1))
     dk = np.take_along_axis(d, nn, 1)

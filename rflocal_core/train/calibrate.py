@@ -51,7 +51,8 @@ with blocks and two radii the best model (``knn_lgbm``) is within the goal on al
 an unseen area, and the Gaussian fit there is the one whose worst fold is best), else fits the radii apart: a
 Gaussian where the errors look like one, two radii where they are heavy-tailed (real Antwerp: the radio-map kNN's
 Gaussian fit leaves 51% / 75% inside on val; Duke's kNN with blocks: 45% / 82% pooled, which the pooled check
-kept, 53% / 81% on test, but one fold at 40% / 72%, so the radii are fitted apart: 40% / 85% on test). Kept as ``sigma_ratio_2`` in ``config.json`` (2 for runs written before); evaluation counts a sample
+kept, 53% / 81% on test, but one fold at 40% / 72%, so the radii are fitted apart: 40% / 85% on test). Kept as
+``sigma_ratio_2`` in ``config.json`` (2 for runs written before); evaluation counts a sample
 inside the 2σ ellipse when its radius is at most that ratio, and ``predict`` reports it with each sample.
 
 Why the default fit matches coverage and not the likelihood: real errors are heavy-tailed (on
