@@ -86,6 +86,26 @@ def test_snap_pulls_estimates_to_the_training_positions(antwerp: dict, workspace
     np.testing.assert_allclose(again.position_m, q.position_m)
 
 
+def test_sigma_member_reports_that_members_own_sigma(antwerp: dict, workspace_env) -> None:
+    """``sigma_member``: the answer is the combination's, the σ that member's own (brief B25: on Duke's area splits
+    kNN's neighbour spread travels to an unseen area better than the members' spread)."""
+    from rflocal_core.models import KNNFingerprint
+
+    with workspace_env(antwerp["ws"]):
+        train, val, test = (load_inputs("antw", s) for s in ("train", "val", "test"))
+    cfg = {"members": "knn,nn1=knn", "weight_step": 0.5}
+    plain = Ensemble(cfg).fit(train, val)
+    own = Ensemble({**cfg, "member_set": "nn1:k=1", "sigma_member": "nn1"}).fit(train, val)
+    p, q = plain.predict(test), own.predict(test)
+    np.testing.assert_allclose(q.position_m, p.position_m)  # the answer does not change
+    np.testing.assert_allclose(q.sigma_m, KNNFingerprint({"k": 1}).fit(train, val).predict(test).sigma_m)
+    assert not np.allclose(q.sigma_m, p.sigma_m)
+    again = Ensemble.from_state(own.config, own.state_dict()).predict(test)
+    np.testing.assert_allclose(again.sigma_m, q.sigma_m)
+    with pytest.raises(InvalidInputError, match="sigma_member: expected '' with a sigma_mass"):
+        Ensemble({**cfg, "sigma_member": "knn", "posterior_member": "knn", "sigma_mass": 0.8}).fit(train, val)
+
+
 def test_bagged_weights_average_the_choices_on_val_resamples(antwerp: dict, workspace_env) -> None:
     grid = simplex_grid(2, 0.5)  # [0, 1], [0.5, 0.5], [1, 0]
     err = np.array([[1.0, 1.0, 1.0, 1.0], [2.0, 2.0, 2.0, 2.0], [3.0, 3.0, 3.0, 3.0]])
@@ -134,6 +154,7 @@ def test_combination_mean_median_and_mixture_sigma() -> None:
     ({"combine": "mode"}, "combine"),
     ({"snap_k": -1}, "snap_k"),
     ({"weight_bags": -1}, "weight_bags"),
+    ({"members": "knn,nn1=knn", "sigma_member": "lgbm"}, "sigma_member: expected '' or a member's name \\(knn, nn1\\)"),
     ({"members": "knn,lgbm"}, "member_set: expected NAME:KEY=VALUE with NAME among the members"),  # nn1:k=1 left
     ({"members": "knn,fpnet", "member_set": "", "member_train": "knn:lr=0.01"},
      "member_train: expected NAME:KEY=VALUE with NAME among the network members \\(fpnet\\)"),
