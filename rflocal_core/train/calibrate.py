@@ -75,7 +75,7 @@ from typing import Any
 import numpy as np
 
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.metrics import EXPECTED_1SIGMA, EXPECTED_2SIGMA, ellipse_d2
+from rflocal_core.metrics import EXPECTED_1SIGMA, EXPECTED_2SIGMA, calibration, ellipse_d2
 from rflocal_core.models.inputs import Inputs, Prediction
 from rflocal_core.results import JsonResult
 from rflocal_core.workspace import atomic_write_text
@@ -278,18 +278,19 @@ def gaussian_holds(cal: SigmaCalibration, folds: list[tuple[float, float]] | Non
 
 def fold_shares(error_xy_m: np.ndarray, sigma_m: np.ndarray, fold: np.ndarray,
                 cal: SigmaCalibration) -> list[tuple[float, float]]:
-    """The shares (1σ, 2σ) of each fold's rows (``fold`` >= 0) inside the ellipses of the map ``cal`` (a fold
-    without a row with a sigma is left out; none without a scale)."""
+    """The shares (1σ, 2σ) of each fold's rows (``fold`` >= 0) inside the ellipses of the map ``cal``, as
+    evaluation counts them (:func:`rflocal_core.metrics.calibration` of :func:`calibrated_sigma`; a fold without a
+    row with a sigma is left out; none without a scale)."""
     if cal.scale is None:
         return []
     error, sigma, fold = np.asarray(error_xy_m, dtype=float), np.asarray(sigma_m, dtype=float), np.asarray(fold)
     out = []
     for f in np.unique(fold[fold >= 0]):
         rows = fold == f
-        d2, _, has = ellipse_d2(error[rows], sigma[rows])
-        if has.any():
-            r2 = d2 / (cal.scale * size_factor(sigma[rows][has], cal.power, cal.ref_m)[:, 0]) ** 2
-            out.append((float(np.mean(r2 <= 1.0)), float(np.mean(r2 <= cal.ratio_2sigma ** 2))))
+        c = calibration(error[rows], calibrated_sigma(sigma[rows], cal.scale, power=cal.power, ref_m=cal.ref_m),
+                        ratio_2sigma=cal.ratio_2sigma)
+        if c.available:
+            out.append((float(c.inside_1sigma), float(c.inside_2sigma)))
     return out
 
 
@@ -301,8 +302,10 @@ def fit_radii(error_xy_m: np.ndarray, sigma_m: np.ndarray, radii: str,
     if check_sigma_radii(radii) == "quantile":
         return replace(fit_sigma_quantiles(error_xy_m, sigma_m), radii=radii)
     cal = gaussian()
-    folds = None if fold is None else fold_shares(error_xy_m, sigma_m, fold, cal)
-    if radii == "auto" and not gaussian_holds(cal, folds):
+    if radii != "auto":
+        return replace(cal, radii=radii)
+    folds = None if fold is None else fold_shares(error_xy_m, sigma_m, fold, cal)  # asked only for "auto"
+    if not gaussian_holds(cal, folds):
         cal = fit_sigma_quantiles(error_xy_m, sigma_m)
     return replace(cal, radii=radii)
 
@@ -330,8 +333,14 @@ def scale_sigma(pred: Prediction, scale: float | None, *, power: float = 1.0, re
     """
     if (scale is None or scale == 1.0) and (power == 1.0 or ref_m is None):
         return pred
-    sigma = np.asarray(pred.sigma_m, dtype=float)
-    return replace(pred, sigma_m=sigma * (1.0 if scale is None else float(scale)) * size_factor(sigma, power, ref_m))
+    return replace(pred, sigma_m=calibrated_sigma(pred.sigma_m, scale, power=power, ref_m=ref_m))
+
+
+def calibrated_sigma(sigma_m: np.ndarray, scale: float | None, *, power: float = 1.0,
+                     ref_m: float | None = None) -> np.ndarray:
+    """[N, 2] the model's sigma times ``scale`` and the size factor of ``power``, ``ref_m`` (NaN stays NaN)."""
+    sigma = np.asarray(sigma_m, dtype=float)
+    return sigma * (1.0 if scale is None else float(scale)) * size_factor(sigma, power, ref_m)
 
 
 def unscale_sigma(sigma_m: np.ndarray, scale: float | None, *, power: float = 1.0,
