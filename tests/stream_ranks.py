@@ -62,6 +62,9 @@ def main(dataset: str, out: str) -> None:
     Path(out, f"rank{rank}.json").write_text(json.dumps({"seen": seen, "chunks": chunks}))
     if rank == 0:
         torch.save(net.module.state_dict(), Path(out, "params.pt"))
+    # Both ranks leave together: a rank that tore gloo down while the other was still in its last
+    # collective aborted at exit once ("terminate called without an active exception").
+    dist.barrier()
     dist.destroy_process_group()
 
 
