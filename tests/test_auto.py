@@ -24,7 +24,7 @@ from rflocal_core.progress import JobCancelled
 from rflocal_core.train import list_runs
 from rflocal_core.train.auto import (
     AUTO_TAG,
-    CRITERION,
+    CRITERIA,
     AutoConfig,
     DatasetTraits,
     auto_table,
@@ -61,6 +61,13 @@ def _run_folders(ws: Path) -> set[str]:
     return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
 
 
+def _one_se_choice(trained: list) -> object:
+    """The candidate select one_se chooses: the first in the table whose val median is within its SE of the lowest."""
+    lowest = min(c.val_median_m for c in trained)
+    assert all(c.val_se_m is not None and c.val_se_m >= 0 for c in trained)
+    return next(c for c in trained if c.val_median_m - lowest <= c.val_se_m + 1e-6)
+
+
 def test_auto_chooses_the_val_best_within_the_budget_and_writes_one_ordinary_run(env):
     before = _run_folders(env)
     budget = 0.4
@@ -70,8 +77,9 @@ def test_auto_chooses_the_val_best_within_the_budget_and_writes_one_ordinary_run
     assert [c.model for c in result.candidates] == ["strongest_site", "weighted_centroid", "knn", "setnet", "heimdall"]
     trained = [c for c in result.candidates if c.status == "trained"]
     assert {"strongest_site", "weighted_centroid", "knn", "setnet"} <= {c.model for c in trained}
-    # chosen on validation: the lowest median (then mean) of the table
-    best = min(trained, key=lambda c: (c.val_median_m, c.val_mean_m))
+    # chosen on validation (select one_se): the first in the table's order whose median is within its standard
+    # error of the lowest; every one before it is further off
+    best = _one_se_choice(trained)
     assert result.model == best.model and [c.model for c in result.candidates if c.chosen] == [best.model]
     assert result.summary.median_m == best.val_median_m and result.summary.mean_m == best.val_mean_m
     # the budget: networks share what the baselines left, each stopped by its share; the whole roughly on time
@@ -90,7 +98,7 @@ def test_auto_chooses_the_val_best_within_the_budget_and_writes_one_ordinary_run
     config = json.loads((env / "runs" / result.run_id / "config.json").read_text())
     assert config["run_id"] == result.run_id and config["model"] == best.model
     assert AUTO_TAG in config["tags"] and AUTO_CANDIDATE_TAG not in config["tags"]
-    assert config["auto"]["chosen"] == best.model and config["auto"]["criterion"] == CRITERION
+    assert config["auto"]["chosen"] == best.model and config["auto"]["criterion"] == CRITERIA["one_se"]
     assert config["auto"]["candidates"] == [c.to_json() for c in result.candidates] == auto_table(result.run_id)[
         "candidates"]
     listed = next(r for r in list_runs(include_ablation=False) if r["run_id"] == result.run_id)
@@ -169,9 +177,16 @@ def test_an_option_set_is_trained_with_its_options_and_named_in_the_table(env):
     for name, row in table.items():
         config = json.loads((env / "runs" / row.run_id / "config.json").read_text())["model_config"]
         assert (config["radio_map_adaptive_k"] == 10) is (name == "knn:radio_map"), config
-    best = min(table.values(), key=lambda c: (c.val_median_m, c.val_mean_m))
+    best = _one_se_choice(list(table.values()))
     assert (result.model, result.variant) == (best.model, best.variant)
     assert auto_table(result.run_id)["chosen"] == best.name
+    # select lowest: the lowest val median, whatever the noise (and the table says so)
+    lowest = auto_train("ads", config={"max_minutes": 0.3, "candidates": ("knn", "knn:radio_map"), "select": "lowest"})
+    rows = [c for c in lowest.candidates if c.status == "trained"]
+    chosen = min(rows, key=lambda c: (c.val_median_m, c.val_mean_m))
+    assert (lowest.model, lowest.variant) == (chosen.model, chosen.variant)
+    assert all(c.val_se_m is None for c in rows)
+    assert auto_table(lowest.run_id)["criterion"] == CRITERIA["lowest"]
 
 
 class _TrainMean(Baseline):

@@ -28,6 +28,7 @@ from rflocal_core.metrics import (
     error_cdf,
     error_summary,
     fit_path_loss_exponent,
+    median_difference_se,
     group_labels,
     spatial_error_map,
 )
@@ -384,3 +385,33 @@ def test_metrics_page_empty_workspace_scores_the_demo_on_its_test_split(tmp_path
     for row in errors.to_dict("records"):
         assert row["samples"] == manifest[row["run"]]["count"]
         assert row["median (m)"] == pytest.approx(manifest[row["run"]]["median_m"], abs=0.01)
+
+
+def test_median_difference_se_draws_squares_and_pairs_the_models():
+    rng = np.random.default_rng(5)
+    truth = np.c_[rng.uniform(0, 1000, 300), rng.uniform(0, 600, 300)]  # 5 x 3 squares of 200 m
+    base = rng.gamma(2.0, 40.0, 300)
+    square = (truth[:, 0] // 200).astype(int)
+    # b: 30 m worse everywhere (a sure difference); c: better in some squares, worse in others (no sure one)
+    swing = np.where(square % 2 == 0, -60.0, 60.0)
+    errors = np.stack([base, base + 30.0, np.maximum(base + swing, 0.0)])
+    se = median_difference_se(errors, truth, 0, draws=400, seed=1)
+    assert se[0] == 0.0 and se[1] == pytest.approx(0.0, abs=1e-9) and se[2] > 15.0
+    # the reference: every draw's squares concatenated, the lower median of each model
+    _, sq = np.unique(np.floor(truth / 200.0), axis=0, return_inverse=True)
+    sq = sq.ravel()
+    draws = np.random.default_rng(1)
+    meds = []
+    for _ in range(400):
+        idx = np.concatenate([np.flatnonzero(sq == g) for g in draws.integers(0, sq.max() + 1, sq.max() + 1)])
+        srt = np.sort(errors[:, idx], axis=1)
+        meds.append(srt[:, (idx.size - 1) // 2])
+    meds = np.array(meds)
+    assert np.allclose(se, (meds - meds[:, [0]]).std(0))
+    # one square: nothing to resample; NaN counts as the largest error; bad shapes are refused naming the field
+    assert np.allclose(median_difference_se(errors, np.zeros((300, 2)), 1), 0.0, atol=1e-9)
+    with_nan = errors.copy()
+    with_nan[1, :200] = np.nan
+    assert np.isfinite(median_difference_se(with_nan, truth, 0, draws=50)).all()
+    with pytest.raises(InvalidInputError, match="errors_m"):
+        median_difference_se(errors[:, :10], truth, 0)

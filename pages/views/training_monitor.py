@@ -75,6 +75,7 @@ with st.expander("Start a run", expanded=st.session_state.setdefault("tm_form_op
                 "candidates": multi(c[1], "Candidates (none: every model that fits)", auto.candidate_names(),
                                     default=[], key="tm_auto_candidates"),
                 "keep_candidates": toggle(c[2], auto.AutoConfig, "keep_candidates", key="tm_auto_keep"),
+                "select": choice(st, auto.AutoConfig, "select", key="tm_auto_select"),
             }
         elif model in NETWORKS:
             c = st.columns(4)
@@ -252,7 +253,7 @@ def live_panel() -> None:
             "model": auto.candidate_name(c["model"], c.get("variant")), "kind": c["kind"], "status": c["status"],
             "chosen": c.get("chosen", False),
             "val median (m)": c.get("val_median_m"), "val mean (m)": c.get("val_mean_m"),
-            "seconds": c.get("seconds"), "budget (min)": c.get("max_minutes"), "reason": c.get("reason"),
+            "SE of the median gap (m)": c.get("val_se_m"), "seconds": c.get("seconds"), "budget (min)": c.get("max_minutes"), "reason": c.get("reason"),
         } for c in table["candidates"]]), hide_index=True, width="stretch", key=f"tm-auto-{run_id}")
     search = netsearch.search_table(run_id)
     if search is not None:

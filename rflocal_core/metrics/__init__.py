@@ -38,6 +38,7 @@ from rflocal_core.metrics.stats import (
     error_cdf,
     error_summary,
     group_labels,
+    median_difference_se,
     reporting_nodes,
     spatial_error_map,
 )
@@ -47,5 +48,5 @@ __all__ = [
     "Calibration", "Cdf", "CrlbSummary", "ErrorSummary", "PathLossFit", "Reliability", "SpatialErrorMap",
     "bound_from_fisher", "breakdown", "breakdowns", "calibration", "cdf_points", "crlb_fisher", "crlb_for_inputs",
     "crlb_rmse_m", "crlb_summary", "dataset_noise", "ellipse_d2", "error_cdf", "error_summary", "fit_path_loss_exponent",
-    "group_labels", "reporting_nodes", "spatial_error_map",
+    "group_labels", "median_difference_se", "reporting_nodes", "spatial_error_map",
 ]

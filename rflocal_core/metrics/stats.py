@@ -11,6 +11,8 @@ typed result with ``to_json()``:
   2-sigma ellipses, and a reliability curve (:class:`Calibration`);
 - :func:`spatial_error_map`: median error per square cell over the true positions
   (:class:`SpatialErrorMap`).
+- :func:`median_difference_se`: how sure a difference of median errors between models is (a
+  bootstrap over squares of the positions; model selection reads it).
 
 The Cramér-Rao bound is in :mod:`rflocal_core.metrics.crlb`; the evaluation of a run, which
 puts all of them together, in :mod:`rflocal_core.infer.evaluate`.
@@ -121,6 +123,58 @@ def error_cdf(errors_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     errors_m = np.asarray(errors_m, dtype=float).ravel()
     x = np.sort(errors_m[np.isfinite(errors_m)])
     return x, np.arange(1, len(x) + 1, dtype=float) / max(len(x), 1)
+
+
+def median_difference_se(errors_m: np.ndarray, truth_m: np.ndarray, ref: int, *, square_m: float = 200.0,
+                         draws: int = 1000, seed: int = 0) -> np.ndarray:
+    """Standard error of each model's median error minus model ``ref``'s, over the squares of the positions.
+
+    A paired bootstrap: each draw resamples the squares of ``square_m`` metres holding the true
+    positions (with replacement, as many as there are) and takes every model's median over the
+    samples of the drawn squares. Squares, not samples, are drawn because errors of neighbouring
+    positions go together: a validation split of three walked areas is three observations, not
+    thousands.
+
+    Parameters
+    ----------
+    errors_m : ndarray [C, N]
+        Errors of C models on the same N samples; NaN and inf count as the largest errors.
+    truth_m : ndarray [N, 2]
+        The samples' true positions (x, y), metres.
+    ref : int
+        The model the differences are taken to.
+
+    Returns
+    -------
+    ndarray [C]
+        The standard deviation of ``median_c - median_ref`` over the draws (0 for ``ref``, and
+        for every model when all samples lie in one square).
+    """
+    errors_m = np.asarray(errors_m, dtype=float)
+    truth_m = np.asarray(truth_m, dtype=float)[:, :2]
+    if errors_m.ndim != 2 or len(truth_m) != errors_m.shape[1] or not 0 <= ref < len(errors_m):
+        msg = (f"errors_m: expected [C, N] errors with N = {len(truth_m)} positions and ref in [0, C), got shape "
+               f"{errors_m.shape} and ref {ref}")
+        raise InvalidInputError(msg)
+    if not np.isfinite(truth_m).all():
+        msg = "truth_m: expected finite positions, got NaN or inf"
+        raise InvalidInputError(msg)
+    errors_m = np.where(np.isfinite(errors_m), errors_m, np.inf)
+    _, square = np.unique(np.floor(truth_m / square_m), axis=0, return_inverse=True)
+    square = square.ravel()
+    n_squares = int(square.max()) + 1 if len(square) else 0
+    order = np.argsort(errors_m, axis=1, kind="stable")
+    rng = np.random.default_rng(seed)
+    med = np.empty((draws, len(errors_m)))
+    for b in range(draws):
+        weight = np.bincount(rng.integers(0, n_squares, n_squares), minlength=n_squares)[square]
+        cum = np.cumsum(weight[order], axis=1)  # each model's samples by error, counted as often as drawn
+        at = (cum >= 0.5 * cum[:, -1:]).argmax(axis=1)
+        med[b] = np.take_along_axis(errors_m, order[np.arange(len(order)), at][:, None], 1)[:, 0]
+    diff = med - med[:, [ref]]
+    with np.errstate(invalid="ignore"):
+        se = np.nan_to_num(np.std(diff, axis=0), nan=0.0, posinf=0.0)
+    return se
 
 
 @dataclass(frozen=True)

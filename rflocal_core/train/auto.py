@@ -26,7 +26,14 @@ each with an equal share of the time left (``max_minutes`` of its training, so i
 on time). A candidate is not started once the budget is spent, and a network not when its share is
 under :data:`MIN_NETWORK_SECONDS`. Each candidate is trained by :func:`rflocal_core.train.train` into
 an ordinary run tagged :data:`~rflocal_core.train.runs.AUTO_CANDIDATE_TAG`; the choice reads the
-validation split only (lowest median error, then lowest mean). The chosen candidate's run becomes
+validation split only: by default (``select="one_se"``) the first candidate in the table's order
+(baselines in the registry's order, from the geometric ones to the ensemble, then the networks) whose
+validation median is within one standard error of the lowest, the error of the difference taken by a
+paired bootstrap over 200 m squares of the validation positions
+(:func:`~rflocal_core.metrics.median_difference_se`): a few walked areas cannot rank models whose
+medians differ by less than that, and the ensemble, whose weights are fitted on that same split, would
+otherwise win them (Duke, README brief B26); ``select="lowest"``: the lowest median, then the lowest mean.
+The chosen candidate's run becomes
 the result: renamed to the auto run's id, tagged ``"auto"`` instead, its ``config.json`` holding the
 table under the key ``"auto"``; so ``predict``, ``evaluate``, Live Inference and Metrics use it like
 any run. The other candidates' runs are deleted (kept, hidden from run lists by default, with
@@ -47,9 +54,11 @@ import numpy as np
 from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.dataset.store import open_dataset
 from rflocal_core.errors import InvalidInputError
-from rflocal_core.metrics import ErrorSummary
+from rflocal_core.infer.run import load_run
+from rflocal_core.metrics import ErrorSummary, median_difference_se
+from rflocal_core.models.inputs import errors_m
 from rflocal_core.models.registry import BASELINES, NETWORKS, model_variants
-from rflocal_core.models.transforms import load_transformed
+from rflocal_core.models.transforms import InputTransform, load_transformed
 from rflocal_core.options import check_options, option
 from rflocal_core.progress import JobCancelled, ProgressFn, Step, StepProgressFn, as_progress
 from rflocal_core.results import JsonResult, json_field
@@ -77,8 +86,15 @@ NETWORK_SHARE_FRACTION = 0.9
 #: The report fields of :class:`~rflocal_core.models.inputs.Inputs`, and what the table calls them.
 MEASUREMENTS = {"rss_dbm": "received power", "toa_ns": "time-of-arrival", "aoa_deg": "angle-of-arrival",
                 "iq_scale": "IQ capture"}
-#: How the candidates are compared (kept in the table).
-CRITERION = "lowest validation median error, then lowest validation mean error"
+#: How the candidates are compared (option ``select``; the words kept in the table).
+CRITERIA = {
+    "one_se": "the first candidate in the table's order whose validation median error is within one standard error "
+              "of the lowest (paired bootstrap over 200 m squares of the validation positions)",
+    "lowest": "lowest validation median error, then lowest validation mean error",
+}
+#: The squares whose samples the bootstrap of ``select="one_se"`` draws together, and how many draws.
+SELECT_SQUARE_M = 200.0
+SELECT_DRAWS = 1000
 #: Separates a model from the name of one of its option sets in a candidate's name (``knn:radio_map``).
 VARIANT_SEP = ":"
 
@@ -117,6 +133,10 @@ class AutoConfig:
                                               "default: every model and option set that fits the dataset")
     keep_candidates: bool = option(False, label="Keep the candidates' runs",
                                    help="auto: keep the runs of the candidates not chosen (hidden from run lists)")
+    select: str = option("one_se", choices=tuple(CRITERIA), label="Choose",
+                         help="auto: one_se: the first candidate in the table's order (simplest first) whose "
+                              "validation median is within one standard error of the lowest (bootstrap over 200 m "
+                              "squares); lowest: the lowest validation median, then mean")
 
     def __post_init__(self) -> None:
         names = self.candidates
@@ -132,7 +152,7 @@ class AutoConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {"max_minutes": self.max_minutes, "candidates": list(self.candidates),
-                "keep_candidates": self.keep_candidates}
+                "keep_candidates": self.keep_candidates, "select": self.select}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> AutoConfig:
@@ -157,6 +177,8 @@ class Candidate(JsonResult):
     val_median_m: float | None = None
     val_mean_m: float | None = None
     val_p95_m: float | None = None
+    #: ``select="one_se"``: the bootstrap standard error of its validation median minus the lowest one.
+    val_se_m: float | None = json_field(default=None, omit_none=True)
     #: Wall-clock seconds of the candidate, loading included.
     seconds: float | None = None
     #: Networks: the training budget it was given.
@@ -359,7 +381,8 @@ def auto_train(
         for i in range(len(rows)):
             rows[i] = _next_candidate(dataset, rows, i, budget, created, results, train_config or {}, seed, owner,
                                       user, allow_large_extent)
-        best = _choose(dataset, rows)
+        budget.tell("comparing the candidates on the validation split")
+        best, rows = _choose(dataset, rows, cfg.select)
         rows = [replace(r, chosen=r is best, run_id=run_id if r is best else r.run_id if cfg.keep_candidates else None)
                 for r in rows]
         _make_result_run(best, run_id, rows, cfg, budget, train_config or {}, seed)
@@ -428,15 +451,37 @@ def _next_candidate(
                    stopped=result.stopped, run_id=cand_id)
 
 
-def _choose(dataset: str, rows: list[Candidate]) -> Candidate:
-    """The trained candidate with the lowest validation median, then mean, then the first."""
+def _choose(dataset: str, rows: list[Candidate], select: str) -> tuple[Candidate, list[Candidate]]:
+    """The chosen candidate by the rule ``select`` (:data:`CRITERIA`), and the table (with ``val_se_m``)."""
     done = [(r.val_median_m, r.val_mean_m if _finite(r.val_mean_m) else math.inf, k, r)
             for k, r in enumerate(rows) if r.status == "trained" and _finite(r.val_median_m)]
     if not done:
         reasons = "; ".join(f"{r.name}: {r.status}, {r.reason or 'no validation figure'}" for r in rows)
         msg = f"model: auto trained no model on dataset {dataset!r} ({reasons})"
         raise InvalidInputError(msg)
-    return min(done, key=lambda t: t[:3])[3]
+    lowest = min(done, key=lambda t: t[:3])[3]
+    if select == "lowest" or len(done) < 2:
+        return lowest, rows
+    ranked = [t[3] for t in done]  # in the table's order
+    errors, truth = zip(*(candidate_val_errors(r.run_id, dataset) for r in ranked), strict=True)
+    if len({len(e) for e in errors}) > 1:  # not the same samples (one split: cannot happen): nothing to pair
+        return lowest, rows
+    e = np.stack(errors)
+    e = np.where(np.isfinite(e), e, np.inf)
+    med = np.median(e, axis=1)
+    ref = int(np.argmin(med))
+    se = median_difference_se(e, truth[0], ref, square_m=SELECT_SQUARE_M, draws=SELECT_DRAWS, seed=0)
+    pick = next(i for i in range(len(ranked)) if med[i] - med[ref] <= se[i])
+    noted = {id(r): replace(r, val_se_m=round(float(s), 3)) for r, s in zip(ranked, se, strict=True)}
+    return noted[id(ranked[pick])], [noted.get(id(r), r) for r in rows]
+
+
+def candidate_val_errors(run_id: str, dataset: str) -> tuple[np.ndarray, np.ndarray]:
+    """A trained run's error on every sample of ``dataset``'s validation split [N], and their true positions [N, 2]."""
+    run = load_run(run_id)
+    x = load_transformed(dataset, "val", InputTransform.from_dict(run.config.get("input_transform")),
+                         with_maps=run.needs_maps)
+    return errors_m(run.predict(x), x), x.truth_m[:, :2]
 
 
 def _finite(value: float | None) -> bool:
@@ -451,7 +496,7 @@ def _make_result_run(best: Candidate, run_id: str, rows: list[Candidate], cfg: A
     config["run_id"] = run_id
     config["tags"] = [t for t in config.get("tags") or () if t != AUTO_CANDIDATE_TAG] + [AUTO_TAG]
     config["auto"] = {
-        "chosen": best.name, "criterion": CRITERION, "split": "val", "max_minutes": cfg.max_minutes,
+        "chosen": best.name, "criterion": CRITERIA[cfg.select], "split": "val", "max_minutes": cfg.max_minutes,
         "seconds": round(time.perf_counter() - budget.start, 3), "seed": seed, "train_config": train_config,
         "candidates": [r.to_json() for r in rows],
     }
