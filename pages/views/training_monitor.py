@@ -253,7 +253,8 @@ def live_panel() -> None:
             "model": auto.candidate_name(c["model"], c.get("variant")), "kind": c["kind"], "status": c["status"],
             "chosen": c.get("chosen", False),
             "val median (m)": c.get("val_median_m"), "val mean (m)": c.get("val_mean_m"),
-            "SE of the median gap (m)": c.get("val_se_m"), "seconds": c.get("seconds"), "budget (min)": c.get("max_minutes"), "reason": c.get("reason"),
+            "SE of the median gap (m)": c.get("val_se_m"), "seconds": c.get("seconds"),
+            "budget (min)": c.get("max_minutes"), "reason": c.get("reason"),
         } for c in table["candidates"]]), hide_index=True, width="stretch", key=f"tm-auto-{run_id}")
     search = netsearch.search_table(run_id)
     if search is not None:
