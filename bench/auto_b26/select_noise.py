@@ -2,11 +2,10 @@
 
 Usage: python select_noise.py WORKSPACE AUTO_RUN_ID [AUTO_RUN_ID ...]
 Each AUTO_RUN_ID: a ``train --model auto --keep-candidates`` run. Every kept candidate predicts the val split
-again (per-sample errors); the val samples are grouped into 200 m squares of their true positions and the squares
-are resampled (2,000 paired bootstrap draws). Printed per candidate: val median, the bootstrap standard error of
-its median's difference to the chosen (lowest val median) candidate, the share of draws where it beats the chosen
-one; then the candidate a one-standard-error rule would choose (the first in the table's order whose median is
-within one standard error of the lowest) and the test median / mean of the chosen and of that one.
+again (``auto.candidate_val_errors``); the core's ``metrics.median_difference_se`` (what ``--select one_se``
+reads) gives each candidate's standard error of its median minus the lowest one, for bootstrap seeds 0-5.
+Printed per candidate: val median, those standard errors; then what each seed's one-SE rule chooses, and the
+test median / mean of the lowest and of the seed-0 choice.
 """
 import os
 import sys
@@ -17,46 +16,30 @@ import numpy as np
 os.environ["RFLOCAL_WORKSPACE"] = sys.argv[1]
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from rflocal_core.infer import evaluate_run, load_run  # noqa: E402
-from rflocal_core.models.inputs import errors_m  # noqa: E402
-from rflocal_core.models.transforms import InputTransform, load_transformed  # noqa: E402
-from rflocal_core.train.auto import auto_table  # noqa: E402
+from rflocal_core.metrics import median_difference_se  # noqa: E402
+from rflocal_core.train.auto import SELECT_DRAWS, SELECT_SQUARE_M, auto_table, candidate_val_errors  # noqa: E402
 
-DRAWS, SQUARE_M = 2000, 200.0
-
-
-def val_errors(run_id: str, dataset: str) -> tuple[np.ndarray, np.ndarray]:
-    run = load_run(run_id)
-    x = load_transformed(dataset, "val", InputTransform.from_dict(run.config.get("input_transform")),
-                         with_maps=run.needs_maps)
-    return errors_m(run.predict(x), x), x.truth_m[:, :2]
+SEEDS = range(6)
 
 
 def main() -> None:
-    rng = np.random.default_rng(0)
     for auto_id in sys.argv[2:]:
-        table = auto_table(auto_id)
         ds = load_run(auto_id).config["dataset"]
-        rows = [r for r in table["candidates"] if r["status"] == "trained" and r.get("run_id")]
+        rows = [r for r in auto_table(auto_id)["candidates"] if r["status"] == "trained" and r.get("run_id")]
         names = [r["model"] + (":" + r["variant"] if r.get("variant") else "") for r in rows]
-        errs, truth = zip(*(val_errors(r["run_id"], ds) for r in rows), strict=True)
-        e = np.stack(errs)  # [C, N]
-        sq = np.floor(truth[0] / SQUARE_M).astype(np.int64)
-        _, group = np.unique(sq, axis=0, return_inverse=True)
-        members = [np.flatnonzero(group.ravel() == g) for g in range(group.max() + 1)]
+        errs, truth = zip(*(candidate_val_errors(r["run_id"], ds) for r in rows), strict=True)
+        e = np.stack(errs)
         meds = np.median(e, 1)
         best = int(np.argmin(meds))
-        boot = np.empty((DRAWS, len(rows)))
-        for b in range(DRAWS):
-            idx = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
-            boot[b] = np.median(e[:, idx], 1)
-        diff = boot - boot[:, [best]]
-        se = diff.std(0)
-        one_se = next(i for i in range(len(rows)) if meds[i] - meds[best] <= se[i])
-        print(f"{auto_id} ({ds}; {e.shape[1]} val samples in {len(members)} squares of {SQUARE_M:.0f} m)")
+        se = np.stack([median_difference_se(e, truth[0], best, square_m=SELECT_SQUARE_M, draws=SELECT_DRAWS,
+                                            seed=s) for s in SEEDS])  # [seeds, C]
+        picks = [next(i for i in range(len(rows)) if meds[i] - meds[best] <= se[s, i]) for s in SEEDS]
+        print(f"{auto_id} ({ds}; {e.shape[1]} val samples)")
         for i, n in enumerate(names):
-            print(f"  {n:16s} val median {meds[i]:7.1f} m  SE of the difference {se[i]:6.1f} m  "
-                  f"beats the lowest in {np.mean(diff[:, i] < 0) * 100:5.1f}% of draws")
-        for label, i in (("lowest val median", best), ("one-SE rule", one_se)):
+            print(f"  {n:16s} val median {meds[i]:7.1f} m (gap {meds[i] - meds[best]:5.1f})  SE over seeds "
+                  f"{se[:, i].min():5.1f}-{se[:, i].max():5.1f} m")
+        print(f"  one-SE choice by seed: {', '.join(names[p] for p in picks)}")
+        for label, i in (("lowest val median", best), ("one-SE rule, seed 0", picks[0])):
             t = evaluate_run(rows[i]["run_id"], ds, split="test").summary
             print(f"  {label}: {names[i]}; test median {t.median_m:.1f} / mean {t.mean_m:.1f} m")
 

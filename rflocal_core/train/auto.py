@@ -141,9 +141,7 @@ class AutoConfig:
     keep_candidates: bool = option(False, label="Keep the candidates' runs",
                                    help="auto: keep the runs of the candidates not chosen (hidden from run lists)")
     select: str = option("one_se", choices=tuple(CRITERIA), label="Choose",
-                         help="auto: one_se: the first candidate in the table's order (simplest first) whose "
-                              "validation median is within one standard error of the lowest (bootstrap over 200 m "
-                              "squares); lowest: the lowest validation median, then mean")
+                         help="auto: " + "; ".join(f"{k}: {v}" for k, v in CRITERIA.items()))
 
     def __post_init__(self) -> None:
         names = self.candidates
@@ -473,9 +471,7 @@ def _choose(dataset: str, rows: list[Candidate], select: str) -> tuple[Candidate
         return lowest, rows
     ranked = [t[3] for t in done]  # in the table's order
     errors, truth = zip(*(candidate_val_errors(r.run_id, dataset) for r in ranked), strict=True)
-    if len({len(e) for e in errors}) > 1:  # not the same samples (one split: cannot happen): nothing to pair
-        return lowest, rows
-    e = np.stack(errors)
+    e = np.stack(errors)  # every candidate predicts the same val samples
     e = np.where(np.isfinite(e), e, np.inf)
     med = np.median(e, axis=1)
     ref = int(np.argmin(med))
