@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rflocal_core.dataset import export_dataset, open_dataset
+from rflocal_core.dataset import export_dataset, import_measurements, open_dataset
 from rflocal_core.dataset.splits import block_splits
 from rflocal_core.dataset.table_import import import_table
 from rflocal_core.errors import InvalidInputError
@@ -482,6 +483,22 @@ def test_spatial_block_split(tmp_path: Path, workspace: Path) -> None:
     assert np.isfinite(x).all()
     with pytest.raises(InvalidInputError, match=r"block\(s\); expected at least 3 \(one per split\)"):
         block_splits(ms, block_m=50_000, fractions=(0.8, 0.1, 0.1))
+
+
+def test_spatial_blocks_are_drawn_from_the_cleaned_truths(tmp_path: Path, workspace: Path) -> None:
+    """A GPS no-fix (0, 0) and a NaN latitude make no square of their own, and no numpy warning."""
+    text = _line_walk(200) + "z1,A,36.0,-78.95,0.0,0.0,-90\nz2,A,36.0,-78.95,nan,-78.94,-91\n"
+    src = _write(tmp_path, "walk.csv", text)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        summary = import_table(src, name="blocks", columns=WALK_COLUMNS, split_block_m=250.0, seed=3)
+    # the same squares as the clean walk's (test_spatial_block_split): before, the (0, 0) fix was a ninth square
+    assert summary.split == {"kind": "spatial blocks", "block_m": 250.0, "blocks": {"train": 6, "val": 1, "test": 1}}
+    assert sum(summary.splits.values()) == 200
+    assert open_dataset("blocks").attrs["input"]["split"] == summary.split
+    with pytest.raises(InvalidInputError, match="split_block_m: expected either split_block_m or fixed_splits"):
+        import_measurements(read_table(src, columns=WALK_COLUMNS).measurements, name="both", split_block_m=250.0,
+                            fixed_splits={"w0": "train"})
 
 
 # --------------------------------------------------------------------------- the real Duke drive test

@@ -54,6 +54,7 @@ import zarr
 from rflocal_core import __version__
 from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.dataset import iqexchange, store
+from rflocal_core.dataset.splits import block_splits
 from rflocal_core.errors import DatasetExistsError, InvalidInputError, SceneNotFoundError
 from rflocal_core.geo import LocalFrame
 from rflocal_core.measurements.format import (
@@ -495,7 +496,7 @@ class ImportResult(JsonResult):
 
 def import_measurements(
     ms_or_path: MeasurementSet | str | os.PathLike[str] | bytes, *, name: str, scene: str | None = None,
-    split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS, seed: int = 0,
+    split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS, seed: int = 0, split_block_m: float | None = None,
     fixed_splits: Mapping[str, str] | None = None, strict: bool = False, min_reports: int = 1,
     quality: QualityReport | None = None, input_info: Mapping[str, Any] | None = None, owner: str | None = None,
     user: User = LOCAL_USER,
@@ -518,8 +519,9 @@ def import_measurements(
     scene : str, optional
         A workspace scene whose local frame to use. Default: the scene the file names, if it
         is in the workspace; else a frame at the centroid of the positions given as lat/lon.
-    split_fractions, seed : sequence of three floats, int
-        Train / val / test fractions (in [0, 1], sum 1) of the samples with a truth; shuffle seed.
+    split_fractions, seed, split_block_m : sequence of three floats, int, float or None
+        Train / val / test fractions (in [0, 1], sum 1) of the samples with a truth; shuffle seed; with
+        ``split_block_m``, whole squares of that many metres of the cleaned truths (not with ``fixed_splits``).
     fixed_splits : mapping of str to str, optional
         Sample id -> ``"train"``, ``"val"`` or ``"test"`` for samples whose split is given.
     strict : bool
@@ -552,6 +554,7 @@ def import_measurements(
     fractions = _check_import_args(name, split_fractions, seed, user)
     final, partial = _free_paths(name)
     ms, report, fixed, loaded_info = _read_and_check(ms_or_path, fixed_splits, strict, min_reports, quality)
+    fixed, block = _block_splits(ms, fixed, split_block_m, fractions, seed)
     frame, frame_source, scene_name = _choose_frame(ms, scene)
     arrays, info = _build_arrays(ms, frame, frame_source.startswith("scene"))
     splits = _assign_splits(ms, info["has_truth"], fixed, fractions, seed)
@@ -559,19 +562,37 @@ def import_measurements(
     attrs = {
         "mode": ms.mode, "scene": scene_name or ms.scene, "frame": frame.to_dict(), "frame_source": frame_source,
         "notes": list(ms.notes), "assumptions": _assumptions(ms, counts, info, report, frame_source, scene_name),
-        "input": dict(input_info) if input_info is not None else loaded_info,
+        "input": _input_attr(input_info, loaded_info, block),
         "owner": user.name if owner is None else owner, **_node_attrs(ms),
         **_scene_attrs(scene_name), "config": {"name": name, "scenes": [scene_name] if scene_name else [],
                                                "source": IMPORT_SOURCE, "split": list(fractions), "seed": int(seed)},
+        **({"iq": info["iq"]} if info["iq"] is not None else {}),  # written on samples/, as in generated datasets
     }
-    if info["iq"] is not None:
-        attrs["iq"] = info["iq"]  # written on samples/, as in generated datasets
     seconds = _write_import(partial, final, name, ms, arrays, splits, attrs, counts, report, started)
     return ImportResult(
         name=name, path=str(final), samples=counts["samples"], splits=counts["splits"], unlabeled=counts["unlabeled"],
         nodes=len(ms.nodes), unknown_position_nodes=sum(not node.has_position for node in ms.nodes),
         mobile_slots=info["mobile_slots"], steps=counts["steps_max"], mode=ms.mode, scene=scene_name or ms.scene,
-        frame_source=frame_source, seconds={"import": seconds}, quality=report)
+        frame_source=frame_source, seconds={"import": seconds}, quality=report, split=block)
+
+
+def _block_splits(ms: MeasurementSet, fixed: dict[str, str], block_m: float | None,
+                  fractions: tuple[float, float, float], seed: int) -> tuple[dict[str, str], dict[str, Any] | None]:
+    """The fixed splits and, with ``block_m``, the squares' description: drawn from the cleaned truths, so a GPS
+    sentinel or an outlier the checks dropped makes no square of its own."""
+    if block_m is None:
+        return fixed, None
+    if fixed:
+        msg = "split_block_m: expected either split_block_m or fixed_splits, got both"
+        raise InvalidInputError(msg)
+    return block_splits(ms, block_m=block_m, fractions=fractions, seed=seed)
+
+
+def _input_attr(given: Mapping[str, Any] | None, loaded: dict[str, Any] | None,
+                block: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The dataset's ``input`` attribute: where the measurements came from and, if drawn, the squares of the split."""
+    source = dict(given) if given is not None else loaded
+    return source if block is None else {**(source or {}), "split": block}
 
 
 def _check_import_args(name: str, split_fractions: Sequence[float], seed: Any,

@@ -53,7 +53,9 @@ def block_splits(
     if len(fractions) != 3:
         msg = f"split_fractions: expected three fractions (train, val, test), got {fractions!r}"
         raise InvalidInputError(msg)
-    labeled = [s for s in ms.samples if s.truth is not None and s.truth.lat is not None]
+    # A truth without a finite lat/lon is unlabeled to the import, not a square here.
+    labeled = [s for s in ms.samples if s.truth is not None and s.truth.lat is not None and s.truth.lon is not None
+               and math.isfinite(s.truth.lat) and math.isfinite(s.truth.lon)]
     if not labeled:
         return {}, {"kind": "spatial blocks", "block_m": float(block_m), "blocks": {}}
     lat = np.array([s.truth.lat for s in labeled])

@@ -22,7 +22,6 @@ from dataclasses import replace
 
 from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.dataset.exchange import DEFAULT_SPLIT_FRACTIONS, ImportResult, import_measurements
-from rflocal_core.dataset.splits import block_splits
 from rflocal_core.measurements.format import Node
 from rflocal_core.measurements.table import MAX_TABLE_FILE_BYTES, MAX_TABLE_ROWS, read_table
 
@@ -77,11 +76,9 @@ def import_table(
     require(user, "import_dataset")  # before reading the table: a viewer's upload costs nothing
     table = read_table(source, columns=columns, mode=mode, group_by=group_by, missing=missing, nodes=nodes,
                        kind=kind, strict=strict, max_bytes=max_bytes, max_rows=max_rows)
-    info, fixed, split = dict(table.input_info), None, None
-    if split_block_m is not None:
-        fixed, split = block_splits(table.measurements, block_m=split_block_m, fractions=split_fractions, seed=seed)
-        info["split"] = split
+    # The blocks are drawn after the quality checks: a (0, 0) fix or an outlier makes no square of its own.
     summary = import_measurements(table.measurements, name=name, scene=scene, split_fractions=split_fractions,
-                                  seed=seed, fixed_splits=fixed, input_info=info, strict=strict,
-                                  min_reports=min_reports, quality=table.report.quality(), owner=owner, user=user)
-    return replace(summary, table=table.report, split=split)
+                                  seed=seed, input_info=dict(table.input_info), strict=strict,
+                                  min_reports=min_reports, quality=table.report.quality(), owner=owner, user=user,
+                                  split_block_m=split_block_m)
+    return replace(summary, table=table.report)
