@@ -234,8 +234,11 @@ def _fit_noise(args: argparse.Namespace) -> Any:
 
 
 def _data_import_flags(parser: argparse.ArgumentParser) -> None:
-    """The table flags of ``data import``, added when it is used (their help names the column keys, whose
-    module imports pandas: ``--help`` of other commands and their error paths should not pay for it)."""
+    """The block split and table flags of ``data import``, added when it is used (the table help names the column
+    keys, whose module imports pandas: ``--help`` of other commands and their error paths should not pay for it)."""
+    from rflocal_core.dataset.splits import BLOCK_SPLIT_HELP
+
+    parser.add_argument("--split-block-m", type=float, default=None, metavar="M", help=BLOCK_SPLIT_HELP)
     _add_table_arguments(parser.add_argument_group("tables (.csv, .tsv, .parquet)"))
 
 
@@ -252,8 +255,6 @@ def _add_table_arguments(group: Any) -> None:
                        help="a measurement value meaning 'not received', e.g. -101 (repeatable, or comma-separated)")
     group.add_argument("--nodes", metavar="NODES.csv|json", default=None,
                        help="node positions: a table id, lat, lon[, alt_m][, tx_power_dbm] (CSV or JSON)")
-    group.add_argument("--split-block-m", type=float, default=None, metavar="M",
-                       help="split by squares of M metres (whole blocks to train, val or test) instead of by sample")
 
 
 def _generation_config(args: argparse.Namespace) -> Any:
@@ -311,10 +312,10 @@ def _import(args: argparse.Namespace) -> Any:
 
     fractions = parse_split_fractions(args.split_fractions)
     common = {"name": args.name, "scene": args.scene, "seed": args.seed, "split_fractions": fractions,
-              "strict": args.strict, "min_reports": args.min_reports}
+              "strict": args.strict, "min_reports": args.min_reports, "split_block_m": args.split_block_m}
     suffix = Path(args.file).suffix.lower()
     table_options = {"--columns": args.columns, "--mode": args.mode, "--group-by": args.group_by,
-                     "--missing": args.missing, "--nodes": args.nodes, "--split-block-m": args.split_block_m}
+                     "--missing": args.missing, "--nodes": args.nodes}
     if suffix == ".json":
         given = [flag for flag, value in table_options.items() if value is not None]
         if given:
@@ -335,7 +336,7 @@ def _import(args: argparse.Namespace) -> Any:
         raise InvalidInputError(msg)
     return import_table(args.file, columns=parse_columns(args.columns), mode=args.mode or "ue",
                         group_by=parse_list(args.group_by), missing=parse_list(args.missing), nodes=args.nodes,
-                        split_block_m=args.split_block_m, **common)
+                        **common)
 
 
 def _run_data(args: argparse.Namespace) -> Any:

@@ -501,6 +501,19 @@ def test_spatial_blocks_are_drawn_from_the_cleaned_truths(tmp_path: Path, worksp
                             fixed_splits={"w0": "train"})
 
 
+def test_json_import_splits_by_squares_on_the_command_line(tmp_path: Path, workspace: Path, run_cli: Any) -> None:
+    """``--split-block-m`` applies to rflocal-measurements/1 JSON as to tables: the same squares."""
+    from rflocal_core.measurements import dump_measurements
+
+    ms = read_table(_write(tmp_path, "walk.csv", _line_walk(200)), columns=WALK_COLUMNS).measurements
+    src = dump_measurements(ms, tmp_path / "walk.json")
+    out = _ok(run_cli(["data", "import", str(src), "--name", "jw", "--split-block-m", "250", "--seed", "3"], workspace))
+    assert out["split"] == {"kind": "spatial blocks", "block_m": 250.0, "blocks": {"train": 6, "val": 1, "test": 1}}
+    assert open_dataset("jw").attrs["input"]["split"] == out["split"]
+    _fails(run_cli(["data", "import", str(src), "--name", "jw2", "--split-block-m", "0.5"], workspace),
+           "split_block_m: expected a number of metres in [1, 100000], got 0.5")
+
+
 # --------------------------------------------------------------------------- the real Duke drive test
 
 
@@ -526,6 +539,49 @@ def test_duke_cbrs_import_and_knn(shared_data: Path, workspace: Path) -> None:
 
 
 # --------------------------------------------------------------------------- the Data Generation page
+
+
+def test_page_imports_split_by_squares(tmp_path: Path, workspace: Path) -> None:
+    """The import tab's "Split by squares" reaches both imports (table and JSON); a bad size is an st.error."""
+    from streamlit.testing.v1 import AppTest
+
+    from rflocal_core.measurements import dumps_measurements
+
+    text = _line_walk(200)
+    root = Path(__file__).resolve().parents[1]
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/views/data_generation.py")
+    at.run()
+    at.file_uploader(key="dg_import_file").set_value(("walk.csv", text.encode(), "text/csv"))
+    at.run()
+    for key, column in {"sample": "walk_id", "node": "cell", "lat": "lat", "lon": "lon", "rss_dbm": "rsrp"}.items():
+        at.selectbox(key=f"dg_tab_{key}").set_value(column)
+    at.number_input(key="dg_import_block").set_value(250.0)
+    at.text_input(key="dg_import_name").set_value("squares")
+    at.button(key="dg_import").click()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    split = open_dataset("squares").attrs["input"]["split"]
+    assert split["block_m"] == 250.0 and sum(split["blocks"].values()) == 8  # the walk's 2 km in 250 m squares
+    blocks = split["blocks"]
+    assert f"Split by squares of 250 m: {blocks['train']} to train, {blocks['val']} to val, {blocks['test']} to test" \
+        in [c.value for c in at.caption]
+    ms = read_table(text.encode(), kind="csv", columns=WALK_COLUMNS).measurements
+    at.file_uploader(key="dg_import_file").set_value(("walk.json", dumps_measurements(ms).encode(), "application/json"))
+    at.text_input(key="dg_import_name").set_value("squares-json")
+    at.run()
+    at.button(key="dg_import").click()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert open_dataset("squares-json").attrs["input"]["split"] == split  # same samples, squares and seed
+    at.number_input(key="dg_import_block").set_value(0.5)
+    at.text_input(key="dg_import_name").set_value("squares-bad")
+    at.run()
+    at.button(key="dg_import").click()
+    at.run()
+    assert not at.exception
+    assert "split_block_m: expected a number of metres in [1, 100000], got 0.5" in at.error[0].value
 
 
 def test_page_maps_previews_and_imports_a_table(workspace: Path) -> None:

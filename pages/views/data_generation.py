@@ -21,6 +21,7 @@ from rflocal_core import dataset as ds
 from rflocal_core.access import allowed
 from rflocal_core.cluster import ExecutorConfig
 from rflocal_core.dataset.noisefit import NoiseFit, NoiseFitConfig, fit_noise, generation_fields
+from rflocal_core.dataset.splits import BLOCK_RANGE_M, BLOCK_SPLIT_HELP
 from rflocal_core.dataset.table_import import import_table
 from rflocal_core.dataset.view import PHY_HISTOGRAMS, dataset_overview, split_rows, split_text, stage_rows
 from rflocal_core.errors import RFLocalInputError
@@ -252,6 +253,10 @@ def _table_mapping(header: TableHeader) -> dict:
 def _show_summary(summary: ds.ImportResult) -> None:
     st.success(f"Imported **{summary.name}**: {summary.samples:,} samples, {summary.nodes:,} nodes.")
     _summary_tables(summary.splits)
+    if summary.split is not None:
+        blocks = summary.split["blocks"]
+        st.caption(f"Split by squares of {summary.split['block_m']:g} m: "
+                   + ", ".join(f"{blocks[k]} to {k}" for k in ("train", "val", "test")))
     quality = summary.quality
     if quality.faulty:
         st.warning(quality.summary())
@@ -270,7 +275,8 @@ def _header(data: bytes, kind: str) -> TableHeader:
     return read_table_header(data, kind=kind)  # every widget change reruns the page: read the header once
 
 
-def _table_tab(data: bytes, kind: str, import_name: str, frame_scene: str | None, strict: bool) -> None:
+def _table_tab(data: bytes, kind: str, import_name: str, frame_scene: str | None, strict: bool,
+               block_m: float | None) -> None:
     """The column mapping, a preview of the first samples, and the import of a table."""
     header = _header(data, kind)
     st.caption(f"{kind.upper()} table: {header.rows:,} rows, columns {', '.join(header.columns)}")
@@ -286,7 +292,7 @@ def _table_tab(data: bytes, kind: str, import_name: str, frame_scene: str | None
                          hide_index=True)
     if c[1].button("Import", key="dg_import"):
         _show_summary(import_table(data, name=import_name, kind=kind, scene=frame_scene, strict=strict, user=user,
-                                   **options))
+                                   split_block_m=block_m, **options))
 
 
 with tab_import:
@@ -299,24 +305,27 @@ with tab_import:
     upload = st.file_uploader(f"Measurement JSON (at most {json_mib} MB) or table (at most {table_mib} MB)",
                               type=["json", "csv", "tsv", "parquet"], key="dg_import_file",
                               max_upload_size=max(json_mib, table_mib))
-    c = st.columns(3)
+    c = st.columns(4)
     import_name = c[0].text_input("Dataset name", value="imported", key="dg_import_name")
     frame_scene = c[1].selectbox("Scene frame", ["(from the file)", *[s["name"] for s in list_scenes()]],
                                  key="dg_import_scene")
     import_strict = c[2].checkbox("Strict quality", key="dg_import_strict",
                                   help="refuse a file with GPS or RSS sentinels, outliers or duplicate ids instead of "
                                        "dropping those parts (see the README: Quality checks)")
+    block_m = c[3].number_input("Split by squares (m)", min_value=0.0, max_value=BLOCK_RANGE_M[1], value=0.0,
+                                step=50.0, key="dg_import_block", help=f"{BLOCK_SPLIT_HELP}; 0: by sample")
+    block_m = float(block_m) if block_m else None
     frame_scene = None if frame_scene == "(from the file)" else frame_scene
     table_kind_ = table_kind(upload.name) if upload is not None else None
     try:
         if table_kind_ is not None:
-            _table_tab(upload.getvalue(), table_kind_, import_name, frame_scene, import_strict)
+            _table_tab(upload.getvalue(), table_kind_, import_name, frame_scene, import_strict, block_m)
         elif st.button("Import", key="dg_import"):
             if upload is None:
                 st.error("file: choose a measurement JSON file or a table to upload")
             else:
                 _show_summary(ds.import_measurements(upload.getvalue(), name=import_name, scene=frame_scene,
-                                                     strict=import_strict, user=user))
+                                                     strict=import_strict, user=user, split_block_m=block_m))
     except RFLocalInputError as exc:
         st.error(error_text(exc))
 

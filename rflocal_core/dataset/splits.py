@@ -20,6 +20,10 @@ from rflocal_core.measurements.format import MeasurementSet
 
 #: Smallest and largest accepted block side, in metres.
 BLOCK_RANGE_M: tuple[float, float] = (1.0, 100_000.0)
+#: What a block split does, for the command line's ``--split-block-m`` and the import page.
+BLOCK_SPLIT_HELP = ("split by squares of this many metres instead of by sample: whole squares go to train, val "
+                    "or test, so neighbouring points of one walk stay on one side "
+                    f"({BLOCK_RANGE_M[0]:g}-{BLOCK_RANGE_M[1]:g} m)")
 
 
 def block_splits(
