@@ -301,6 +301,33 @@ def _export(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _table_options(args: argparse.Namespace, path: str) -> dict[str, Any] | None:
+    """``read_table``'s keywords from the table flags when ``path`` is a table (by its suffix); None for a
+    JSON file, which must come without them (it names its own nodes, mode and samples)."""
+    from pathlib import Path
+
+    from rflocal_core.errors import InvalidInputError
+    from rflocal_core.measurements.columns import parse_columns, parse_list
+    from rflocal_core.measurements.table import TABLE_SUFFIXES
+
+    name = Path(path).name
+    if Path(path).suffix.lower() not in TABLE_SUFFIXES:
+        flags = {"--columns": args.columns, "--mode": args.mode, "--group-by": args.group_by,
+                 "--missing": args.missing, "--nodes": args.nodes}
+        given = [flag for flag, value in flags.items() if value is not None]
+        if given:
+            msg = (f"{given[0]}: applies to tables (.csv, .tsv, .parquet); {name} is read as "
+                   "rflocal-measurements/1 JSON, which names its own nodes, mode and samples")
+            raise InvalidInputError(msg)
+        return None
+    if not args.columns:
+        msg = (f"--columns: a table needs the column mapping, e.g. --columns node=PCI,lat=latitude,lon=longitude,"
+               f"rss_dbm=rsrp; {name} was not read")
+        raise InvalidInputError(msg)
+    return {"columns": parse_columns(args.columns), "mode": args.mode or "ue", "group_by": parse_list(args.group_by),
+            "missing": parse_list(args.missing), "nodes": args.nodes}
+
+
 def _import(args: argparse.Namespace) -> Any:
     """``data import``: a JSON measurement file, or a table (chosen by the file's suffix)."""
     from pathlib import Path
@@ -308,35 +335,22 @@ def _import(args: argparse.Namespace) -> Any:
     from rflocal_core.dataset import import_measurements
     from rflocal_core.dataset.exchange import parse_split_fractions
     from rflocal_core.errors import InvalidInputError
-    from rflocal_core.measurements.columns import parse_columns, parse_list
+    from rflocal_core.measurements.table import TABLE_SUFFIXES
 
     fractions = parse_split_fractions(args.split_fractions)
     common = {"name": args.name, "scene": args.scene, "seed": args.seed, "split_fractions": fractions,
               "strict": args.strict, "min_reports": args.min_reports, "split_block_m": args.split_block_m}
     suffix = Path(args.file).suffix.lower()
-    table_options = {"--columns": args.columns, "--mode": args.mode, "--group-by": args.group_by,
-                     "--missing": args.missing, "--nodes": args.nodes}
-    if suffix == ".json":
-        given = [flag for flag, value in table_options.items() if value is not None]
-        if given:
-            msg = (f"{given[0]}: applies to tables (.csv, .tsv, .parquet); {Path(args.file).name} is read as "
-                   "rflocal-measurements/1 JSON, which names its own nodes, mode and samples")
-            raise InvalidInputError(msg)
-        return import_measurements(args.file, **common)
-    from rflocal_core.dataset.table_import import import_table
-    from rflocal_core.measurements.table import TABLE_SUFFIXES
-
-    if suffix not in TABLE_SUFFIXES:
+    if suffix != ".json" and suffix not in TABLE_SUFFIXES:
         msg = (f"file: expected a .json measurement file or a table ending in {', '.join(TABLE_SUFFIXES)}, "
                f"got {Path(args.file).name!r}")
         raise InvalidInputError(msg)
-    if not args.columns:
-        msg = (f"--columns: a table needs the column mapping, e.g. --columns node=PCI,lat=latitude,lon=longitude,"
-               f"rss_dbm=rsrp; {Path(args.file).name} was not read")
-        raise InvalidInputError(msg)
-    return import_table(args.file, columns=parse_columns(args.columns), mode=args.mode or "ue",
-                        group_by=parse_list(args.group_by), missing=parse_list(args.missing), nodes=args.nodes,
-                        **common)
+    table = _table_options(args, args.file)
+    if table is None:
+        return import_measurements(args.file, **common)
+    from rflocal_core.dataset.table_import import import_table
+
+    return import_table(args.file, **table, **common)
 
 
 def _run_data(args: argparse.Namespace) -> Any:
@@ -460,7 +474,8 @@ def _add_predict_parser(sub: Any) -> None:
     pr = sub.add_parser("predict", help="predict the positions of the samples of a measurement file",
                         flags=_predict_flags)
     pr.add_argument("--run", required=True, action="append", help="run id (repeat to compare several)")
-    pr.add_argument("--input", required=True, metavar="FILE.json", help="an rflocal-measurements/1 or survey file")
+    pr.add_argument("--input", required=True, metavar="FILE", help="an rflocal-measurements/1 or survey .json file, "
+                    "or a .csv, .tsv or .parquet table with one row per measurement (with --columns, as imported)")
     pr.add_argument("--out", default=None, metavar="predictions.json", help="also write the result here (atomically)")
     pr.add_argument("--strict", action="store_true",
                     help="refuse a file with GPS / RSS sentinels, outliers or duplicate ids instead of dropping them")
@@ -607,6 +622,7 @@ def _predict_flags(parser: argparse.ArgumentParser) -> None:
 
     add_flags(parser, PredictOptions)
     _track_flags(parser)  # here, not when the parser is built: the tracker's module imports the dataset package
+    _add_table_arguments(parser.add_argument_group("tables (.csv, .tsv, .parquet): the mapping of the import"))
 
 
 def _importance(args: argparse.Namespace) -> Any:
@@ -635,7 +651,8 @@ def _predict(args: argparse.Namespace) -> dict[str, Any]:
 
     track = TrackConfig(**flag_values(args, TrackConfig))
     options = PredictOptions(**flag_values(args, PredictOptions))
-    result = predict_tracked_file(args.run, args.input, track, strict=args.strict, backend=options.backend)
+    result = predict_tracked_file(args.run, args.input, track, strict=args.strict, backend=options.backend,
+                                  table=_table_options(args, args.input))
     quality = result.file.quality
     _warn_quality(quality)
     for run in result.runs:

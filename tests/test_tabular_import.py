@@ -514,6 +514,46 @@ def test_json_import_splits_by_squares_on_the_command_line(tmp_path: Path, works
            "split_block_m: expected a number of metres in [1, 100000], got 0.5")
 
 
+def test_predict_reads_a_table_with_the_mapping_of_the_import(tmp_path: Path, workspace: Path, run_cli: Any) -> None:
+    """``predict --input new.csv --columns ...``: a user who imported a table predicts new rows of the same kind."""
+    from rflocal_core.infer import predict_file
+    from rflocal_core.train import train
+
+    import_table(_write(tmp_path, "walk.csv", _line_walk(200)), name="walk", columns=WALK_COLUMNS)
+    run = train("walk", "knn").run_id
+    columns = ",".join(f"{k}={v}" for k, v in WALK_COLUMNS.items())
+    new = _write(tmp_path, "new.csv", _line_walk(40) + "z1,A,36.0,-78.95,36.002,-78.94,-999\n")
+    out = _ok(run_cli(["predict", "--run", run, "--input", str(new), "--columns", columns], workspace))
+    # a guess anywhere on the 2 km walk is about 600 m off; measured 67 m
+    assert len(out["predictions"]) == 40 and np.median([p["error_m"] for p in out["predictions"]]) < 150.0
+    assert out["quality"]["reasons"]["table_rss_dbm_out_of_range"]["count"] == 1  # the -999, named by the table
+    direct = predict_file(run, new, table={"columns": WALK_COLUMNS})
+    assert [p.id for p in direct.runs[0].predictions] == [p["id"] for p in out["predictions"]]
+    _fails(run_cli(["predict", "--run", run, "--input", str(new)], workspace),
+           "--columns: a table needs the column mapping", "new.csv was not read")
+    _fails(run_cli(["predict", "--run", run, "--input", str(new), "--columns", columns, "--track", "kalman"],
+                   workspace), "sequence")
+    # Live Inference: the same table uploaded and mapped as on the import tab, the same answers
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "views" / "live_inference.py"),
+                           default_timeout=60)
+    at.run()
+    at.multiselect(key="li_runs").set_value([run])
+    at.file_uploader(key="li_upload").set_value(("new.csv", new.read_bytes(), "text/csv"))
+    at.run()
+    for key, column in WALK_COLUMNS.items():
+        at.selectbox(key=f"li_tab_{key}").set_value(column)
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "table_rss_dbm_out_of_range 1" in at.warning[0].value
+    first = direct.runs[0].predictions[0]
+    assert at.metric[0].value == f"{first.lat:.6f}, {first.lon:.6f}"
+    at.selectbox(key="li_tab_rss_dbm").set_value("(none)")
+    at.run()
+    assert not at.exception and "columns: map at least one measurement key" in at.error[0].value
+
+
 # --------------------------------------------------------------------------- the real Duke drive test
 
 

@@ -16,6 +16,7 @@ from pages.views.plots import (
 )
 from pages.views.refresh import job_line, rerun_when_a_job_ends
 from pages.views.signin import current_user
+from pages.views.table_mapping import table_header, table_mapping
 from pages.views.widgets import choice, error_text, multi, number, option_widgets, text, toggle, upload_limit_mib
 from rflocal_core import dataset as ds
 from rflocal_core.access import allowed
@@ -27,17 +28,7 @@ from rflocal_core.dataset.view import PHY_HISTOGRAMS, dataset_overview, split_ro
 from rflocal_core.errors import RFLocalInputError
 from rflocal_core.jobs import REGISTRY
 from rflocal_core.measurements import MAX_MEASUREMENT_FILE_BYTES
-from rflocal_core.measurements.columns import COLUMN_KEYS, guess_columns, guess_group_by, parse_list
-from rflocal_core.measurements.table import (
-    MAX_NODES_FILE_BYTES,
-    MAX_TABLE_FILE_BYTES,
-    TableHeader,
-    preview_samples,
-    read_nodes,
-    read_table,
-    read_table_header,
-    table_kind,
-)
+from rflocal_core.measurements.table import MAX_TABLE_FILE_BYTES, preview_samples, read_table, table_kind
 from rflocal_core.scene import list_scenes
 
 st.title("Data Generation")
@@ -222,34 +213,6 @@ def _phy_histograms(values: dict) -> None:
             col.plotly_chart(fig, width="stretch", key=f"dg_phy_{key}")
 
 
-def _table_mapping(header: TableHeader) -> dict:
-    """Widgets: mode, one column per key (guessed from the header), grouping, missing values, nodes table."""
-    guess = guess_columns(header.columns)
-    mode = st.radio("Mode", ["ue", "emitter"], horizontal=True, key="dg_tab_mode",
-                    help="ue: the device that measures is located (lat/lon are its position, the truth); emitter: "
-                         "an unknown transmitter is located (lat/lon are a mobile sensor's position)")
-    columns = {}
-    grid = st.columns(4)
-    for k, (key, meaning) in enumerate(COLUMN_KEYS.items()):
-        options = ["(none)", *header.columns]
-        index = options.index(guess[key]) if key in guess else 0
-        chosen = grid[k % 4].selectbox(key, options, index=index, key=f"dg_tab_{key}", help=meaning)
-        if chosen != "(none)":
-            columns[key] = chosen
-    c = st.columns(3)
-    group_by = c[0].multiselect("Group rows into samples by", list(header.columns),
-                                default=guess_group_by(header.columns, columns), key="dg_tab_group",
-                                help="when there is no sample id: the columns whose values identify a sample")
-    missing = c[1].text_input("Missing values (not received)", value="", key="dg_tab_missing",
-                              help="comma-separated, e.g. -101, -200")
-    nodes = c[2].file_uploader("Node positions (optional)", type=["csv", "tsv", "json"], key="dg_tab_nodes",
-                               help="a table id, lat, lon[, alt_m][, tx_power_dbm]",
-                               max_upload_size=upload_limit_mib(MAX_NODES_FILE_BYTES))
-    return {"columns": columns, "mode": mode, "group_by": [] if "sample" in columns else group_by,
-            "missing": parse_list(missing),
-            "nodes": None if nodes is None else read_nodes(nodes.getvalue(), kind=table_kind(nodes.name) or "json")}
-
-
 def _show_summary(summary: ds.ImportResult) -> None:
     st.success(f"Imported **{summary.name}**: {summary.samples:,} samples, {summary.nodes:,} nodes.")
     _summary_tables(summary.splits)
@@ -270,18 +233,13 @@ def _show_summary(summary: ds.ImportResult) -> None:
                          hide_index=True)
 
 
-@st.cache_data(max_entries=2, show_spinner=False)
-def _header(data: bytes, kind: str) -> TableHeader:
-    return read_table_header(data, kind=kind)  # every widget change reruns the page: read the header once
-
-
 def _table_tab(data: bytes, kind: str, import_name: str, frame_scene: str | None, strict: bool,
                block_m: float | None) -> None:
     """The column mapping, a preview of the first samples, and the import of a table."""
-    header = _header(data, kind)
+    header = table_header(data, kind)
     st.caption(f"{kind.upper()} table: {header.rows:,} rows, columns {', '.join(header.columns)}")
     st.dataframe(pd.DataFrame(list(header.preview)), hide_index=True)
-    options = _table_mapping(header)
+    options = table_mapping(header, prefix="dg_tab")
     c = st.columns(2)
     if c[0].button("Preview samples", key="dg_tab_preview"):
         table = read_table(data, kind=kind, **options)

@@ -11,12 +11,14 @@ import streamlit as st
 
 from pages.views.inference_map import HEAT_FLOOR, map_figure
 from pages.views.refresh import rerun_when_a_job_ends
+from pages.views.table_mapping import table_header, table_mapping
 from pages.views.widgets import choice, error_text, upload_limit_mib
 from rflocal_core import dataset as ds
 from rflocal_core import demo, infer
 from rflocal_core.dataset.sequences import export_sequences
 from rflocal_core.errors import RFLocalInputError
 from rflocal_core.measurements import MAX_MEASUREMENT_FILE_BYTES, check_quality, load_measurements
+from rflocal_core.measurements.table import MAX_TABLE_FILE_BYTES, table_kind
 from rflocal_core.models.onnx_export import PredictOptions
 from rflocal_core.tracking import TrackConfig
 from rflocal_core.train import list_runs
@@ -74,15 +76,21 @@ strict = c[1].checkbox("Strict quality", key="li_strict",
                        help="refuse a file with GPS or RSS sentinels, outliers or duplicate ids instead of dropping "
                             "those parts (see the README: Quality checks)")
 data: bytes | None = None
+table: dict | None = None  # read_table's keywords when the upload is a table
 label = ""
 ms = None
 try:
     if source == "Upload a file":
-        limit_mib = upload_limit_mib(MAX_MEASUREMENT_FILE_BYTES)  # Streamlit shows it too: "20MB per file"
-        upload = st.file_uploader(f"Measurement JSON (at most {limit_mib} MB)", type=["json"], key="li_upload",
-                                  max_upload_size=limit_mib)
+        json_mib, table_mib = upload_limit_mib(MAX_MEASUREMENT_FILE_BYTES), upload_limit_mib(MAX_TABLE_FILE_BYTES)
+        upload = st.file_uploader(f"Measurement JSON (at most {json_mib} MB) or table (at most {table_mib} MB), "
+                                  "mapped as on the import tab", type=["json", "csv", "tsv", "parquet"],
+                                  key="li_upload", max_upload_size=max(json_mib, table_mib))
         if upload is not None:
             data, label = upload.getvalue(), upload.name
+            kind = table_kind(upload.name)
+            if kind is not None:
+                with st.expander("Table columns", expanded=True):
+                    table = {**table_mapping(table_header(data, kind), prefix="li_tab"), "kind": kind}
     elif source == "Example file":
         name = st.selectbox("Example", [e for e in EXAMPLES if (demo.ASSETS_DIR / e).is_file()], key="li_example")
         data, label = (demo.ASSETS_DIR / name).read_bytes(), name
@@ -111,8 +119,8 @@ try:
         else:
             st.info("The demo example file is missing: run `make demo-model`.")
     if data is not None:
-        ms = load_measurements(data, on_error="collect", on_fault="drop")
-    if ms is not None:
+        _, ms, quality = infer.read_input(data, table=table, strict=strict)
+    elif ms is not None:
         ms, quality = check_quality(ms, strict=strict)
 except RFLocalInputError as exc:
     st.error(error_text(exc))

@@ -24,6 +24,7 @@ from rflocal_core.infer.predict import (
     RunPrediction,
     predict_file,
     predict_measurements,
+    read_input,
     sample_heatmap,
 )
 from rflocal_core.infer.run import LoadedRun, OnnxExport, calibrate_run, checkpoint_stamp, export_onnx, load_run
@@ -56,7 +57,8 @@ __all__ = [
     "RunPrediction", "SceneCheck", "SceneMap", "calibrate_run", "check_scene", "checkpoint_stamp", "ellipse_k",
     "ellipse_latlon", "ellipse_xy", "evaluate_run", "evaluation_cache_path", "export_onnx", "heat_points", "load_run",
     "predict_file",
-    "predict_measurements", "predict_tracked_file", "predictions_table", "report_timeline", "run_outdoor_mask",
+    "predict_measurements", "predict_tracked_file", "predictions_table", "read_input", "report_timeline",
+    "run_outdoor_mask",
     "sample_heatmap", "sample_times", "scale_bar_length", "scene_map", "scene_overlay", "sequence_lines",
     "track_prediction",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -305,31 +306,51 @@ def sample_heatmap(run: LoadedRun, ms: MeasurementSet, sample_id: str) -> Heatma
     return (predict_measurements(run, one, heatmaps=True, top_k=0).heatmaps or {}).get(sample_id)
 
 
+def read_input(source: str | os.PathLike[str] | bytes, *, table: Mapping[str, Any] | None = None,
+               strict: bool = False) -> tuple[MeasurementSet, MeasurementSet, QualityReport]:
+    """A measurement file read leniently for prediction: as read, after the quality checks, and their report.
+
+    ``table``: the keywords of :func:`~rflocal_core.measurements.table.read_table` (``columns``, ``mode``,
+    ``group_by``, ``missing``, ``nodes``, ``kind``) to read ``source`` as a CSV, TSV or Parquet table, the same
+    mapping an import takes; the table's faulty cells and rows join the report. Otherwise ``source`` is an
+    ``rflocal-measurements/1`` (or survey) JSON file.
+    """
+    from rflocal_core.measurements import check_quality, load_measurements
+    from rflocal_core.measurements.table import read_table
+
+    if table is None:
+        raw, prior = load_measurements(source, on_error="collect", on_fault="drop"), None
+    else:
+        read = read_table(source, strict=strict, **table)
+        raw, prior = read.measurements, read.report.quality()
+    ms, quality = check_quality(raw, strict=strict, prior=prior)
+    return raw, ms, quality
+
+
 def predict_file(
     run_ids: list[str] | str, source: str | os.PathLike[str] | bytes, *, heatmaps: bool = False,
-    strict: bool = False, backend: str = "torch",
+    strict: bool = False, backend: str = "torch", table: Mapping[str, Any] | None = None,
 ) -> FilePrediction:
     """Read a measurement file leniently, check its quality and predict it with one or several runs.
 
     Invalid samples are listed as bad samples; the faults of real logs (GPS and RSS sentinels,
     positions outside the file's extent, duplicate ids, ...) are dropped before predicting
     (:func:`~rflocal_core.measurements.quality.check_quality`), or refused with ``strict``.
+    ``table``: read ``source`` as a table with this column mapping (see :func:`read_input`).
 
     Returns a :class:`FilePrediction`: ``file`` (``samples``, ``invalid``, ``mode``,
     ``scene``, ``quality``: what was dropped, by reason) and ``runs`` (one
     :class:`RunPrediction` per run); a file-level problem (not JSON, wrong format) raises
-    :class:`~rflocal_core.measurements.MeasurementFormatError`, a fault with ``strict``
+    :class:`~rflocal_core.measurements.MeasurementFormatError` (a table's:
+    :class:`~rflocal_core.measurements.table.TableFormatError`), a fault with ``strict``
     :class:`~rflocal_core.errors.MeasurementQualityError`. ``backend``: what runs the networks
     (``"torch"`` or ``"onnxruntime"``, see :func:`~rflocal_core.infer.run.load_run`).
     """
-    from rflocal_core.measurements import check_quality, load_measurements
-
     ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
     if not ids:
         msg = "run: expected at least one run id, got none"
         raise InferenceInputError(msg)
-    raw = load_measurements(source, on_error="collect", on_fault="drop")
-    ms, quality = check_quality(raw, strict=strict)
+    raw, ms, quality = read_input(source, table=table, strict=strict)
     runs = tuple(predict_measurements(load_run(r, backend=backend), ms, heatmaps=heatmaps) for r in ids)
     read = len(raw.samples) + len(raw.errors) + sum(d.unit == "samples" for d in raw.dropped)
     return FilePrediction(FileSummary(read, len(ms.errors), ms.mode, ms.scene, quality), runs, ms)

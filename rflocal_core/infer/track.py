@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
 from rflocal_core.errors import InferenceInputError
-from rflocal_core.infer.predict import FilePrediction, PredictedSample, RunPrediction, predict_file
+from rflocal_core.infer.predict import FilePrediction, PredictedSample, RunPrediction, predict_file, read_input
 from rflocal_core.infer.run import LoadedRun, load_run
 from rflocal_core.infer.views import scene_map
 from rflocal_core.measurements import MeasurementSet
@@ -110,17 +112,17 @@ def _with_track(pred: PredictedSample, seq: str, t_s: float, xy: np.ndarray, sig
 
 
 def predict_tracked_file(run_ids: list[str] | str, source: str | os.PathLike[str] | bytes, config: TrackConfig, *,
-                         strict: bool = False, backend: str = "torch") -> FilePrediction:
+                         strict: bool = False, backend: str = "torch",
+                         table: Mapping[str, Any] | None = None) -> FilePrediction:
     """:func:`~rflocal_core.infer.predict.predict_file`, then each run's sequences tracked (``config.method``).
 
+    ``table``: read ``source`` as a table with this column mapping (:func:`~rflocal_core.infer.predict.read_input`).
     Raises :class:`~rflocal_core.errors.InferenceInputError` naming the field when the file has no
     sequence ids or no report times (before any model runs).
     """
-    from rflocal_core.measurements import check_quality, load_measurements
-
     if config.method is not None:  # refuse a file without sequences before predicting it
-        sample_times(check_quality(load_measurements(source, on_error="collect", on_fault="drop"), strict=strict)[0])
-    result = predict_file(run_ids, source, strict=strict, backend=backend)
+        sample_times(read_input(source, table=table, strict=strict)[1])
+    result = predict_file(run_ids, source, strict=strict, backend=backend, table=table)
     if config.method is None or result.measurements is None:
         return result
     runs = []

@@ -1,0 +1,46 @@
+"""The column mapping of a measurement table (CSV, TSV, Parquet), shared by the import tab and Live Inference."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from pages.views.widgets import upload_limit_mib
+from rflocal_core.measurements.columns import COLUMN_KEYS, guess_columns, guess_group_by, parse_list
+from rflocal_core.measurements.table import MAX_NODES_FILE_BYTES, TableHeader, read_nodes, read_table_header, table_kind
+
+
+@st.cache_data(max_entries=2, show_spinner=False)
+def table_header(data: bytes, kind: str) -> TableHeader:
+    """The table's columns and first rows (every widget change reruns the page: read the header once)."""
+    return read_table_header(data, kind=kind)
+
+
+def table_mapping(header: TableHeader, *, prefix: str) -> dict[str, Any]:
+    """Widgets (keys ``{prefix}_mode``, ``{prefix}_{column key}``, ...): mode, one column per key (guessed from
+    the header), grouping, missing values, nodes table; returns ``read_table``'s keywords."""
+    guess = guess_columns(header.columns)
+    mode = st.radio("Mode", ["ue", "emitter"], horizontal=True, key=f"{prefix}_mode",
+                    help="ue: the device that measures is located (lat/lon are its position, the truth); emitter: "
+                         "an unknown transmitter is located (lat/lon are a mobile sensor's position)")
+    columns = {}
+    grid = st.columns(4)
+    for k, (key, meaning) in enumerate(COLUMN_KEYS.items()):
+        options = ["(none)", *header.columns]
+        index = options.index(guess[key]) if key in guess else 0
+        chosen = grid[k % 4].selectbox(key, options, index=index, key=f"{prefix}_{key}", help=meaning)
+        if chosen != "(none)":
+            columns[key] = chosen
+    c = st.columns(3)
+    group_by = c[0].multiselect("Group rows into samples by", list(header.columns),
+                                default=guess_group_by(header.columns, columns), key=f"{prefix}_group",
+                                help="when there is no sample id: the columns whose values identify a sample")
+    missing = c[1].text_input("Missing values (not received)", value="", key=f"{prefix}_missing",
+                              help="comma-separated, e.g. -101, -200")
+    nodes = c[2].file_uploader("Node positions (optional)", type=["csv", "tsv", "json"], key=f"{prefix}_nodes",
+                               help="a table id, lat, lon[, alt_m][, tx_power_dbm]",
+                               max_upload_size=upload_limit_mib(MAX_NODES_FILE_BYTES))
+    return {"columns": columns, "mode": mode, "group_by": [] if "sample" in columns else group_by,
+            "missing": parse_list(missing),
+            "nodes": None if nodes is None else read_nodes(nodes.getvalue(), kind=table_kind(nodes.name) or "json")}
