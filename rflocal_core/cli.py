@@ -255,6 +255,11 @@ def _add_table_arguments(group: Any) -> None:
                        help="a measurement value meaning 'not received', e.g. -101 (repeatable, or comma-separated)")
     group.add_argument("--nodes", metavar="NODES.csv|json", default=None,
                        help="node positions: a table id, lat, lon[, alt_m][, tx_power_dbm] (CSV or JSON)")
+    group.add_argument("--node-columns", action="append", metavar="COL|GLOB,...",
+                       help="a wide table (one row per sample): the columns, by name or glob ('BS *'), that each hold "
+                            "one node's value; the node is the column's name (repeatable, or comma-separated)")
+    group.add_argument("--node-value", default=None, metavar="KEY",
+                       help="what the node columns of a wide table hold (default rss_dbm)")
 
 
 def _generation_config(args: argparse.Namespace) -> Any:
@@ -313,19 +318,21 @@ def _table_options(args: argparse.Namespace, path: str) -> dict[str, Any] | None
     name = Path(path).name
     if Path(path).suffix.lower() not in TABLE_SUFFIXES:
         flags = {"--columns": args.columns, "--mode": args.mode, "--group-by": args.group_by,
-                 "--missing": args.missing, "--nodes": args.nodes}
+                 "--missing": args.missing, "--nodes": args.nodes, "--node-columns": args.node_columns,
+                 "--node-value": args.node_value}
         given = [flag for flag, value in flags.items() if value is not None]
         if given:
             msg = (f"{given[0]}: applies to tables (.csv, .tsv, .parquet); {name} is read as "
                    "rflocal-measurements/1 JSON, which names its own nodes, mode and samples")
             raise InvalidInputError(msg)
         return None
-    if not args.columns:
+    if not args.columns and not args.node_columns:
         msg = (f"--columns: a table needs the column mapping, e.g. --columns node=PCI,lat=latitude,lon=longitude,"
-               f"rss_dbm=rsrp; {name} was not read")
+               f"rss_dbm=rsrp (or --node-columns for a wide table); {name} was not read")
         raise InvalidInputError(msg)
-    return {"columns": parse_columns(args.columns), "mode": args.mode or "ue", "group_by": parse_list(args.group_by),
-            "missing": parse_list(args.missing), "nodes": args.nodes}
+    return {"columns": parse_columns(args.columns) if args.columns else {}, "mode": args.mode or "ue",
+            "group_by": parse_list(args.group_by), "missing": parse_list(args.missing), "nodes": args.nodes,
+            "node_columns": parse_list(args.node_columns), "node_value": args.node_value or "rss_dbm"}
 
 
 def _import(args: argparse.Namespace) -> Any:

@@ -26,6 +26,7 @@ from rflocal_core.measurements import MeasurementSet, load_measurements
 from rflocal_core.measurements.columns import COLUMN_KEYS, guess_columns, guess_group_by, parse_columns
 from rflocal_core.measurements.table import (
     MAX_TABLE_FILE_BYTES,
+    WIDE_NODE,
     TableFormatError,
     read_nodes,
     read_table,
@@ -552,6 +553,85 @@ def test_predict_reads_a_table_with_the_mapping_of_the_import(tmp_path: Path, wo
     at.selectbox(key="li_tab_rss_dbm").set_value("(none)")
     at.run()
     assert not at.exception and "columns: map at least one measurement key" in at.error[0].value
+
+
+def _antwerp_wide(shared_data: Path, folder: Path, rows: int) -> Path:
+    """Antwerp's x_val.csv (BS 1 ... BS 72, -200 = not received) beside y_val.csv's positions, one wide table."""
+    root = shared_data / "real" / "antwerp_lorawan"
+    if not (root / "x_val.csv").is_file():
+        pytest.skip(f"{root} is absent")
+    x, y = pd.read_csv(root / "x_val.csv", nrows=rows), pd.read_csv(root / "y_val.csv", nrows=rows)
+    path = folder / "antwerp_wide.csv"
+    pd.concat([y, x], axis=1).to_csv(path, index=False)
+    return path
+
+
+def test_a_wide_table_reads_as_the_antwerp_converter(shared_data: Path, tmp_path: Path) -> None:
+    """One row per message, one column per gateway: the same samples, RSS and truths as convert_antwerp."""
+    from rflocal_core.measurements import convert_antwerp
+
+    src = _antwerp_wide(shared_data, tmp_path, 1500)
+    table = read_table(src, columns={"truth_lat": "Latitude", "truth_lon": "Longitude"}, mode="emitter",
+                       node_columns=["BS *"], missing=["-200"])
+    ref = convert_antwerp(shared_data / "real" / "antwerp_lorawan", split="val", limit=1500)
+    ms = table.measurements
+    assert len(ms.samples) == len(ref.samples) == 1500 and ms.samples[0].id == "row-1"
+    for mine, theirs in zip(ms.samples, ref.samples):
+        assert (mine.truth.lat, mine.truth.lon) == (theirs.truth.lat, theirs.truth.lon)
+        assert sorted(r.rss_dbm for r in mine.reports) == sorted(r.rss_dbm for r in theirs.reports)
+    report = table.report
+    assert (report.rows, report.rows_used, report.reports) == (1500, 1500, sum(len(s.reports) for s in ref.samples))
+    assert report.to_dict()["issues"]["missing_value"]["count"] == 1500 * 72 - report.reports  # cells
+    assert table.input_info["node_columns"][:2] == ["BS 1", "BS 2"] and len(table.input_info["node_columns"]) == 72
+    assert WIDE_NODE not in table.input_info["columns"].values()
+    with pytest.raises(InvalidInputError, match="columns: rss_dbm: in a wide table the node columns name the nodes"):
+        read_table(src, columns={"rss_dbm": "BS 1"}, node_columns=["BS *"])
+    with pytest.raises(InvalidInputError, match="map the emitter's true position as truth_lat/truth_lon"):
+        read_table(src, columns={"lat": "Latitude", "lon": "Longitude"}, mode="emitter", node_columns=["BS *"])
+    with pytest.raises(InvalidInputError, match="node_value: expected one of rss_dbm"):
+        read_table(src, columns={}, node_columns=["BS *"], node_value="rsrq")
+    with pytest.raises(TableFormatError, match=r"node_columns: no column matches 'WAP\*'"):
+        read_table(src, columns={}, node_columns=["WAP*"])
+
+
+def test_a_wide_table_imports_trains_and_predicts_on_the_command_line(shared_data: Path, tmp_path: Path,
+                                                                       workspace: Path, run_cli: Any) -> None:
+    src = _antwerp_wide(shared_data, tmp_path, 2000)
+    flags = ["--columns", "truth_lat=Latitude,truth_lon=Longitude", "--mode", "emitter", "--node-columns", "BS *",
+             "--missing", "-200"]
+    out = _ok(run_cli(["data", "import", str(src), "--name", "aw", *flags], workspace))
+    assert out["samples"] == 2000 and out["table"]["rows_used"] == 2000
+    run = _ok(run_cli(["train", "--dataset", "aw", "--model", "knn"], workspace))["run_id"]
+    predicted = _ok(run_cli(["predict", "--run", run, "--input", str(src), *flags], workspace))
+    errors = [p["error_m"] for p in predicted["predictions"]]
+    # the training messages themselves: kNN finds their own fingerprints (a guess over the city is km off)
+    assert len(errors) == 2000 and np.median(errors) < 100.0
+    _fails(run_cli(["data", "import", str(src), "--name", "aw2", "--node-columns", "BS *", "--columns",
+                    "rss_dbm=BS 1"], workspace), "columns: rss_dbm: in a wide table")
+
+
+def test_page_imports_a_wide_table(shared_data: Path, tmp_path: Path, workspace: Path) -> None:
+    """The mapping's "Node columns (wide table)": Antwerp's gateway columns by a glob, emitter mode, on the page."""
+    from streamlit.testing.v1 import AppTest
+
+    src = _antwerp_wide(shared_data, tmp_path, 300)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/views/data_generation.py")
+    at.run()
+    at.file_uploader(key="dg_import_file").set_value(("antwerp_wide.csv", src.read_bytes(), "text/csv"))
+    at.run()
+    at.radio(key="dg_tab_mode").set_value("emitter")
+    at.text_input(key="dg_tab_wide").set_value("BS *")
+    at.text_input(key="dg_tab_missing").set_value("-200")
+    for key, column in {"lat": "(none)", "lon": "(none)", "truth_lat": "Latitude", "truth_lon": "Longitude"}.items():
+        at.selectbox(key=f"dg_tab_{key}").set_value(column)
+    at.text_input(key="dg_import_name").set_value("antwerp-wide")
+    at.button(key="dg_import").click()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.success[0].value.startswith("Imported **antwerp-wide**: 300 samples")
+    assert open_dataset("antwerp-wide").attrs["input"]["node_columns"][0] == "BS 1"
 
 
 # --------------------------------------------------------------------------- the real Duke drive test

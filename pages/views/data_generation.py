@@ -257,7 +257,8 @@ with tab_import:
     st.markdown(
         "Real measurements become a dataset without radio maps, usable by every model that does not need maps: "
         "the `rflocal-measurements/1` JSON format or the survey format (see the README), or a CSV, TSV or "
-        "Parquet table with one row per measurement, whose columns you map below."
+        "Parquet table with one row per measurement (or one row per sample and one column per node: a wide "
+        "table), whose columns you map below."
     )
     json_mib, table_mib = upload_limit_mib(MAX_MEASUREMENT_FILE_BYTES), upload_limit_mib(MAX_TABLE_FILE_BYTES)
     upload = st.file_uploader(f"Measurement JSON (at most {json_mib} MB) or table (at most {table_mib} MB)",

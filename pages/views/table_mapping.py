@@ -7,7 +7,13 @@ from typing import Any
 import streamlit as st
 
 from pages.views.widgets import upload_limit_mib
-from rflocal_core.measurements.columns import COLUMN_KEYS, guess_columns, guess_group_by, parse_list
+from rflocal_core.measurements.columns import (
+    COLUMN_KEYS,
+    MEASUREMENT_KEYS,
+    guess_columns,
+    guess_group_by,
+    parse_list,
+)
 from rflocal_core.measurements.table import MAX_NODES_FILE_BYTES, TableHeader, read_nodes, read_table_header, table_kind
 
 
@@ -21,9 +27,15 @@ def table_mapping(header: TableHeader, *, prefix: str) -> dict[str, Any]:
     """Widgets (keys ``{prefix}_mode``, ``{prefix}_{column key}``, ...): mode, one column per key (guessed from
     the header), grouping, missing values, nodes table; returns ``read_table``'s keywords."""
     guess = guess_columns(header.columns)
-    mode = st.radio("Mode", ["ue", "emitter"], horizontal=True, key=f"{prefix}_mode",
-                    help="ue: the device that measures is located (lat/lon are its position, the truth); emitter: "
-                         "an unknown transmitter is located (lat/lon are a mobile sensor's position)")
+    c = st.columns([1, 3])
+    mode = c[0].radio("Mode", ["ue", "emitter"], horizontal=True, key=f"{prefix}_mode",
+                      help="ue: the device that measures is located (lat/lon are its position, the truth); emitter: "
+                           "an unknown transmitter is located (lat/lon are a mobile sensor's position)")
+    wide = parse_list(c[1].text_input(
+        "Node columns (wide table)", value="", key=f"{prefix}_wide",
+        help="a table with one row per sample and one column per node (e.g. BS 1 ... BS 72): those columns, by name "
+             "or glob, comma-separated (e.g. BS *); each holds that node's RSS and names it. The node and "
+             "measurement keys below and the grouping are then not used: each row is a sample."))
     columns = {}
     grid = st.columns(4)
     for k, (key, meaning) in enumerate(COLUMN_KEYS.items()):
@@ -41,6 +53,10 @@ def table_mapping(header: TableHeader, *, prefix: str) -> dict[str, Any]:
     nodes = c[2].file_uploader("Node positions (optional)", type=["csv", "tsv", "json"], key=f"{prefix}_nodes",
                                help="a table id, lat, lon[, alt_m][, tx_power_dbm]",
                                max_upload_size=upload_limit_mib(MAX_NODES_FILE_BYTES))
-    return {"columns": columns, "mode": mode, "group_by": [] if "sample" in columns else group_by,
+    if wide:  # each row is a sample (or a sample id's rows); the node columns are the nodes and their values
+        group_by = []
+        columns = {key: name for key, name in columns.items() if key not in ("node", *MEASUREMENT_KEYS)}
+    return {"columns": columns, "mode": mode, "node_columns": wide,
+            "group_by": [] if "sample" in columns else group_by,
             "missing": parse_list(missing),
             "nodes": None if nodes is None else read_nodes(nodes.getvalue(), kind=table_kind(nodes.name) or "json")}

@@ -46,8 +46,11 @@ def import_table(
     max_rows: int = MAX_TABLE_ROWS,
     owner: str | None = None,
     user: User = LOCAL_USER,
+    node_columns: Sequence[str] = (),
+    node_value: str = "rss_dbm",
 ) -> ImportResult:
-    """Read a long-layout table and store it as the dataset ``workspace/datasets/<name>``.
+    """Read a table (long layout, or wide with ``node_columns``) and store it as the dataset
+    ``workspace/datasets/<name>``.
 
     Parameters are those of :func:`rflocal_core.measurements.table.read_table` (the table)
     and of :func:`rflocal_core.dataset.import_measurements` (``name``, ``scene``,
@@ -75,7 +78,8 @@ def import_table(
     """
     require(user, "import_dataset")  # before reading the table: a viewer's upload costs nothing
     table = read_table(source, columns=columns, mode=mode, group_by=group_by, missing=missing, nodes=nodes,
-                       kind=kind, strict=strict, max_bytes=max_bytes, max_rows=max_rows)
+                       kind=kind, strict=strict, max_bytes=max_bytes, max_rows=max_rows, node_columns=node_columns,
+                       node_value=node_value)
     # The blocks are drawn after the quality checks: a (0, 0) fix or an outlier makes no square of its own.
     summary = import_measurements(table.measurements, name=name, scene=scene, split_fractions=split_fractions,
                                   seed=seed, input_info=dict(table.input_info), strict=strict,

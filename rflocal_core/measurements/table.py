@@ -32,6 +32,13 @@ Keys (:data:`COLUMN_KEYS` has the help text of each):
   ``serving``: optional PHY/MAC fields, kept with a row's measurements (a row with only these
   is not a report).
 
+A wide table (``node_columns``: fingerprint sets with one row per sample and one column per node, such as
+Antwerp's ``BS 1`` ... ``BS 72``) is melted to this layout first: each received cell of a node column becomes a
+row with the node (the column's name) and its value (``node_value``, default ``rss_dbm``) plus the row's other
+mapped cells; empty and ``missing`` cells are not received; ``columns`` maps no node or measurement key; without
+``sample`` each row is a sample (``row-<n>``); rows with no received cell are counted (``no_node_heard``). Its
+issues count cells, their row numbers name the file's rows, and ``rows_used`` counts file rows.
+
 A sample's truth is the one of its latest used row (by time, then by row) that has a valid
 position, as the format keeps the truth at the last report time. Node positions come from
 the ``node_*`` columns, from a nodes table (:func:`read_nodes`), or are unknown.
@@ -114,6 +121,10 @@ TRUTH_TOLERANCE_M: float = 1.0
 
 #: How many row numbers / values / sample ids an issue lists.
 LISTED: int = 5
+
+#: Internal columns of a wide table melted to the long layout: the node (a column's name), its value, the file's
+#: row number and the sample id (``row-<n>``) of a table without sample ids.
+WIDE_NODE, WIDE_VALUE, WIDE_ROW, WIDE_SAMPLE = "(node column)", "(node columns)", "(row)", "(row id)"
 
 _RANGES: dict[str, tuple[float, float]] = {
     "node_lat": LAT_RANGE_DEG, "node_lon": LON_RANGE_DEG, "node_alt_m": ALT_RANGE_M,
@@ -710,7 +721,8 @@ def _sample_codes(frame: pd.DataFrame, spec: TableSpec) -> tuple[np.ndarray, np.
 def _typed(frame: pd.DataFrame, spec: TableSpec, issues: _Issues, label: str) -> tuple[pd.DataFrame, np.ndarray | None]:
     """One typed column per key (text ids, float numbers with NaN), plus row, code, missing and bad flags."""
     n = len(frame)
-    out: dict[str, Any] = {"row": np.arange(1, n + 1)}
+    # a wide table's melted rows name the file's row they came from
+    out: dict[str, Any] = {"row": frame[WIDE_ROW].to_numpy(np.int64) if WIDE_ROW in frame else np.arange(1, n + 1)}
     codes, ids = _sample_codes(frame, spec)
     out["code"] = codes
     missing_cells = np.zeros(n, dtype=np.int64)
@@ -1147,8 +1159,9 @@ def read_table(
     strict: bool = False,
     max_bytes: int = MAX_TABLE_FILE_BYTES,
     max_rows: int = MAX_TABLE_ROWS,
+    node_columns: Sequence[str] = (), node_value: str = "rss_dbm",
 ) -> TableImport:
-    """Read a long-layout table (one row per measurement) into a :class:`MeasurementSet`.
+    """Read a table into a :class:`MeasurementSet`: long (one row per measurement) or wide (``node_columns``).
 
     Parameters
     ----------
@@ -1173,6 +1186,9 @@ def read_table(
         Refuse the table at the first fault (a bad cell or a dropped row), naming it.
     max_bytes, max_rows : int
         Caps on the file (200 MiB) and on its data rows (2,000,000).
+    node_columns, node_value : sequence of str, str
+        A wide table (one row per sample, e.g. Antwerp's ``BS 1`` ... ``BS 72``): the columns (names or globs,
+        ``"BS *"``) each holding one node's ``node_value``, named by the column; see the module docstring.
 
     Returns
     -------
@@ -1189,28 +1205,126 @@ def read_table(
         a numeric column holds no numbers, no row is usable, the dataset would be too
         large, or (``strict``) a fault.
     """
+    columns = _wide_columns(columns, node_value, group_by, mode) if node_columns else columns
     spec = TableSpec(columns, mode=mode, group_by=tuple(group_by), missing=tuple(missing),
                      nodes_file=nodes is not None)
     kind = _resolve_kind(kind, source)
     data, label, path = _read_source(source, kind, max_bytes)
     node_table = _node_table(nodes)
-    frame, header, ragged = _load_frame(data, kind, label, spec.wanted, spec, max_rows)
     issues = _Issues()
+    frame, header, ragged, rows, wide = _load_rows(data, kind, label, spec, max_rows, node_columns, issues)
     t, ids = _typed(frame, spec, issues, label)
     t = _drop_rows(t.assign(ragged=ragged), spec, issues, len(header))
-    _check_usable(t, len(frame), issues, label)
+    _check_usable(t, rows, issues, label)
     t, node_list = _build_nodes(t, spec, node_table, issues, label)
-    _check_usable(t, len(frame), issues, label)
+    _check_usable(t, rows, issues, label)
     samples = _samples(t, spec, ids, issues, label)
-    rows_used = len(frame) - issues.dropped()
     _check_size(samples, node_list, label)
-    unknown = tuple(node.id for node in node_list if not node.has_position)
-    report = TableReport(kind, len(frame), rows_used, len(samples), sum(len(s.reports) for s in samples),
-                         len(node_list), unknown, tuple(issues.items.values()))
+    used = int(t["row"].nunique()) if wide else rows - issues.dropped()  # a wide table's issues count cells
+    report = _report(kind, rows, used, samples, node_list, issues)
     if strict and report.faults:
         raise _strict_error(report.faults[0], label)
     ms = MeasurementSet(spec.mode, None, node_list, samples, (), tuple(_notes(spec, report, label)))
-    return TableImport(ms, report, _input_info(spec, report, data, path, nodes))
+    wide_info = {"columns": _user_columns(spec), "node_columns": list(wide), "node_value": node_value} if wide else {}
+    return TableImport(ms, report, _input_info(spec, report, data, path, nodes) | wide_info)
+
+
+def _report(kind: str, rows: int, rows_used: int, samples: Sequence[Sample], node_list: Sequence[Node],
+            issues: _Issues) -> TableReport:
+    """The report of a read table (``rows_used``: file rows that gave at least one report)."""
+    unknown = tuple(node.id for node in node_list if not node.has_position)
+    return TableReport(kind, rows, rows_used, len(samples), sum(len(s.reports) for s in samples), len(node_list),
+                       unknown, tuple(issues.items.values()))
+
+
+def _wide_columns(columns: Any, node_value: str, group_by: Sequence[str], mode: str) -> dict[str, str]:
+    """The mapping of a wide table with its internal node, value and sample columns."""
+    if node_value not in MEASUREMENT_KEYS:
+        msg = f"node_value: expected one of {', '.join(MEASUREMENT_KEYS)}, got {node_value!r}"
+        raise InvalidInputError(msg)
+    mapped = _check_columns(columns) if columns else {}
+    taken = [key for key in ("node", *MEASUREMENT_KEYS) if key in mapped]
+    if taken:
+        msg = (f"columns: {taken[0]}: in a wide table the node columns name the nodes and hold their {node_value}; "
+               f"map no node or measurement key, got {taken[0]}={mapped[taken[0]]}")
+        raise InvalidInputError(msg)
+    if mode == "emitter" and "lat" in mapped:
+        msg = (f"columns: lat: in an emitter-mode wide table the node columns are fixed receivers and lat/lon would be "
+               f"a mobile sensor's; map the emitter's true position as truth_lat/truth_lon, got lat={mapped['lat']}")
+        raise InvalidInputError(msg)
+    own = "sample" in mapped or bool(group_by)
+    return {**mapped, "node": WIDE_NODE, node_value: WIDE_VALUE, **({} if own else {"sample": WIDE_SAMPLE})}
+
+
+def _user_columns(spec: TableSpec) -> dict[str, str]:
+    """The mapping as the user gave it (without a wide table's internal columns)."""
+    internal = (WIDE_NODE, WIDE_VALUE, WIDE_SAMPLE)
+    return {key: name for key, name in spec.columns.items() if name not in internal}
+
+
+def _load_rows(data: bytes, kind: str, label: str, spec: TableSpec, max_rows: int, node_columns: Sequence[str],
+               issues: _Issues) -> tuple[pd.DataFrame, list[str], np.ndarray, int, tuple[str, ...]]:
+    """The rows to read (a wide table melted to one row per received cell), the header, the ragged rows, the
+    file's row count and the node columns (empty for a long table)."""
+    if not node_columns:
+        frame, header, ragged = _load_frame(data, kind, label, spec.wanted, spec, max_rows)
+        return frame, header, ragged, len(frame), ()
+    frame, header, ragged = _load_frame(data, kind, label, None, spec, max_rows)
+    own = [name for name in spec.wanted if name not in (WIDE_NODE, WIDE_VALUE, WIDE_SAMPLE)]
+    _check_wanted(header, own, spec, label)
+    wide = _expand_node_columns(header, node_columns, own, label)
+    long, long_ragged = _melt(frame, own, wide, ragged, spec, issues)
+    if len(long) > max_rows:  # the cap holds for the received cells too: they are the rows read from here on
+        msg = (f"{label}: {len(long):,} received node cells is more than the limit of {max_rows:,}; "
+               "split the table into several files")
+        raise TableFormatError(msg)
+    return long, header, long_ragged, len(frame), wide
+
+
+def _expand_node_columns(header: Sequence[str], patterns: Sequence[str], own: Sequence[str],
+                         label: str) -> tuple[str, ...]:
+    """The node columns named or matched (globs) in header order, without the columns mapped to keys."""
+    import fnmatch
+
+    patterns = _check_names(patterns, "node_columns")
+    out: list[str] = []
+    for pattern in patterns:
+        matched = [name for name in header if name and fnmatch.fnmatchcase(name, pattern) and name not in own]
+        if not matched:
+            msg = (f"{label}: node_columns: no column matches {pattern!r} (mapped columns excluded); the columns are "
+                   f"{', '.join(repr(n) for n in header if n)}")
+            raise TableFormatError(msg)
+        out += [name for name in matched if name not in out]
+    return tuple(name for name in header if name in out)
+
+
+def _melt(frame: pd.DataFrame, own: Sequence[str], wide: Sequence[str], ragged: np.ndarray, spec: TableSpec,
+          issues: _Issues) -> tuple[pd.DataFrame, np.ndarray]:
+    """One row per received cell of the node columns (empty and ``missing`` cells are not received)."""
+    rows, nodes, values = [], [], []
+    missing = 0
+    for name in wide:
+        numbers, _, text = _numbers(frame[name])
+        text = _text_cells(frame[name]) if text is None else text
+        absent = _missing_mask(numbers, text, spec.missing)
+        missing += int(absent.sum())
+        r = np.flatnonzero((text != "") & ~absent)
+        rows.append(r)
+        nodes.append(np.full(len(r), name, dtype=object))
+        values.append(text[r])
+    r, node, value = np.concatenate(rows), np.concatenate(nodes), np.concatenate(values)
+    order = np.argsort(r, kind="stable")  # by file row, then node column order
+    r, node, value = r[order], node[order], value[order]
+    if spec.missing:
+        issues.add("missing_value", np.unique(r) + 1, action="value removed (not received)", fault=False,
+                   detail=f"node cells equal to a missing value ({', '.join(spec.missing)})", count=missing)
+    silent = np.setdiff1d(np.arange(len(frame)), r)
+    issues.add("no_node_heard", silent + 1, action="row dropped", fault=False,
+               detail="rows in which no node column holds a received value")
+    long = frame.loc[r, list(own)].reset_index(drop=True)
+    long[WIDE_NODE], long[WIDE_VALUE], long[WIDE_ROW] = node, value, r + 1
+    long[WIDE_SAMPLE] = np.array([f"row-{i}" for i in r + 1], dtype=object)
+    return long, ragged[r]
 
 
 def _input_info(spec: TableSpec, report: TableReport, data: bytes, path: str | None, nodes: Any) -> dict[str, Any]:
