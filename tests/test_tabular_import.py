@@ -594,6 +594,26 @@ def test_a_wide_table_reads_as_the_antwerp_converter(shared_data: Path, tmp_path
         read_table(src, columns={}, node_columns=["WAP*"])
 
 
+def test_a_messy_wide_table_names_the_file_rows(shared_data: Path, tmp_path: Path) -> None:
+    """A stray delimiter, a word, -999 dBm and a row heard by none, in real Antwerp rows: counted by file row."""
+    lines = _antwerp_wide(shared_data, tmp_path, 30).read_text().splitlines()
+    lines[5] += ",extra"  # data row 5
+    lines[7] = lines[7].replace("-200", "abc", 1)
+    lines[9] = lines[9].replace("-200", "-999", 1)
+    lines[11] = ",".join(lines[11].split(",")[:2] + ["-200"] * 72)
+    src = _write(tmp_path, "messy.csv", "\n".join(lines) + "\n")
+    table = read_table(src, columns={"truth_lat": "Latitude", "truth_lon": "Longitude"}, mode="emitter",
+                       node_columns=["BS *"], missing=["-200"])
+    issues = table.report.to_dict()["issues"]
+    assert {k: (v["count"], v["rows"]) for k, v in issues.items() if k != "missing_value"} == {
+        "wrong_field_count": (1, [5]), "no_node_heard": (1, [11]), "rss_dbm_not_a_number": (1, [7]),
+        "rss_dbm_out_of_range": (1, [9]), "no_measurement": (2, [7, 9])}
+    assert (table.report.rows, table.report.rows_used, table.report.samples) == (30, 28, 28)
+    with pytest.raises(TableFormatError, match="wrong_field_count"):
+        read_table(src, columns={"truth_lat": "Latitude", "truth_lon": "Longitude"}, mode="emitter",
+                   node_columns=["BS *"], missing=["-200"], strict=True)
+
+
 def test_a_wide_table_imports_trains_and_predicts_on_the_command_line(shared_data: Path, tmp_path: Path,
                                                                        workspace: Path, run_cli: Any) -> None:
     src = _antwerp_wide(shared_data, tmp_path, 2000)

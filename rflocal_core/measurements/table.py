@@ -652,10 +652,15 @@ def _expected(key: str) -> str:
     return f"{kind} in [{lo:g}, {hi:g}]"
 
 
+def _file_rows(frame: pd.DataFrame) -> np.ndarray:
+    """The file's row number of each row (data rows from 1); a wide table's melted rows name the row they came from."""
+    return frame[WIDE_ROW].to_numpy(np.int64) if WIDE_ROW in frame else np.arange(1, len(frame) + 1)
+
+
 def _number_column(frame: pd.DataFrame, key: str, column: str, spec: TableSpec, issues: _Issues,
                    label: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Values of a numeric key (NaN where removed), where a --missing value was, where a bad value was."""
-    rows = np.arange(1, len(frame) + 1)
+    rows = _file_rows(frame)
     values, bad, text = _numbers(frame[column])
     shown = text if text is not None else frame[column].astype(str).to_numpy(dtype=object)
     missing = _missing_mask(values, text, spec.missing) if key in MEASUREMENT_KEYS and spec.missing else \
@@ -681,7 +686,7 @@ def _time_column(frame: pd.DataFrame, column: str, issues: _Issues, label: str) 
     A text column is read as whichever of the two reads more of its cells; the other cells are bad.
     """
     series = frame[column]
-    rows = np.arange(1, len(frame) + 1)
+    rows = _file_rows(frame)
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
         stamps = pd.to_datetime(series, utc=True)
         return ((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(np.float64, na_value=np.nan)
@@ -721,8 +726,7 @@ def _sample_codes(frame: pd.DataFrame, spec: TableSpec) -> tuple[np.ndarray, np.
 def _typed(frame: pd.DataFrame, spec: TableSpec, issues: _Issues, label: str) -> tuple[pd.DataFrame, np.ndarray | None]:
     """One typed column per key (text ids, float numbers with NaN), plus row, code, missing and bad flags."""
     n = len(frame)
-    # a wide table's melted rows name the file's row they came from
-    out: dict[str, Any] = {"row": frame[WIDE_ROW].to_numpy(np.int64) if WIDE_ROW in frame else np.arange(1, n + 1)}
+    out: dict[str, Any] = {"row": _file_rows(frame)}
     codes, ids = _sample_codes(frame, spec)
     out["code"] = codes
     missing_cells = np.zeros(n, dtype=np.int64)
@@ -1319,7 +1323,10 @@ def _melt(frame: pd.DataFrame, own: Sequence[str], wide: Sequence[str], ragged: 
         issues.add("missing_value", np.unique(r) + 1, action="value removed (not received)", fault=False,
                    detail=f"node cells equal to a missing value ({', '.join(spec.missing)})", count=missing)
     silent = np.setdiff1d(np.arange(len(frame)), r)
-    issues.add("no_node_heard", silent + 1, action="row dropped", fault=False,
+    cut = ragged[silent]  # a ragged row's cells are all empty: name it for what it is
+    issues.add("wrong_field_count", silent[cut] + 1, action="row dropped", fault=True,
+               detail="rows with another number of fields than the header (a stray delimiter or a cut line)")
+    issues.add("no_node_heard", silent[~cut] + 1, action="row dropped", fault=False,
                detail="rows in which no node column holds a received value")
     long = frame.loc[r, list(own)].reset_index(drop=True)
     long[WIDE_NODE], long[WIDE_VALUE], long[WIDE_ROW] = node, value, r + 1
