@@ -584,6 +584,7 @@ def test_a_wide_table_reads_as_the_antwerp_converter(shared_data: Path, tmp_path
     assert report.to_dict()["issues"]["missing_value"]["count"] == 1500 * 72 - report.reports  # cells
     assert table.input_info["node_columns"][:2] == ["BS 1", "BS 2"] and len(table.input_info["node_columns"]) == 72
     assert WIDE_NODE not in table.input_info["columns"].values()
+    assert "wide: one column per node (72 node columns: BS 1, BS 2" in ms.notes[0] and "(row id)" not in ms.notes[0]
     with pytest.raises(InvalidInputError, match="columns: rss_dbm: in a wide table the node columns name the nodes"):
         read_table(src, columns={"rss_dbm": "BS 1"}, node_columns=["BS *"])
     with pytest.raises(InvalidInputError, match="map the emitter's true position as truth_lat/truth_lon"):

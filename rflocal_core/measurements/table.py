@@ -1228,7 +1228,7 @@ def read_table(
     report = _report(kind, rows, used, samples, node_list, issues)
     if strict and report.faults:
         raise _strict_error(report.faults[0], label)
-    ms = MeasurementSet(spec.mode, None, node_list, samples, (), tuple(_notes(spec, report, label)))
+    ms = MeasurementSet(spec.mode, None, node_list, samples, (), tuple(_notes(spec, report, label, wide)))
     wide_info = {"columns": _user_columns(spec), "node_columns": list(wide), "node_value": node_value} if wide else {}
     return TableImport(ms, report, _input_info(spec, report, data, path, nodes) | wide_info)
 
@@ -1383,9 +1383,16 @@ def _strict_error(issue: TableIssue, label: str) -> TableFormatError:
     return TableFormatError(msg)
 
 
-def _notes(spec: TableSpec, report: TableReport, label: str) -> list[str]:
+def _notes(spec: TableSpec, report: TableReport, label: str, wide: Sequence[str] = ()) -> list[str]:
     grouping = (f"samples by the sample id in column {spec.columns['sample']!r}" if "sample" in spec.columns
                 else f"samples grouped by the columns {', '.join(spec.group_by)} (ids row-<first row>)")
+    layout = "one row per measurement"
+    if wide:
+        shown = ", ".join(wide[:5]) + (", ..." if len(wide) > 5 else "")
+        value_key = next(key for key, name in spec.columns.items() if name == WIDE_VALUE)
+        layout = f"wide: one column per node ({len(wide)} node columns: {shown}), each holding its {value_key}"
+        if spec.columns.get("sample") == WIDE_SAMPLE:
+            grouping = "one sample per row (ids row-<n>)"
     if spec.mode == "ue":
         where = ("lat/lon of a row is the position of the device that measures, i.e. the truth"
                  if "lat" in spec.columns else "the truth is truth_lat/truth_lon")
@@ -1394,8 +1401,8 @@ def _notes(spec: TableSpec, report: TableReport, label: str) -> list[str]:
         where += "; the truth is truth_lat/truth_lon" if "truth_lat" in spec.columns else "; no truth is given"
     notes = [
         f"Read from the {report.kind.upper()} table {label}: {report.rows:,} rows, {report.rows_used:,} used, "
-        f"one row per measurement; {grouping}; mode {spec.mode}: {where}; the truth of a sample is its latest "
-        f"row's. Columns: {', '.join(f'{k}={v}' for k, v in spec.columns.items())}.",
+        f"{layout}; {grouping}; mode {spec.mode}: {where}; the truth of a sample is its latest "
+        f"row's. Columns: {', '.join(f'{k}={v}' for k, v in _user_columns(spec).items())}.",
     ]
     if spec.missing:
         notes.append(f"Measurement values {', '.join(spec.missing)} mean 'not received' and were left out.")
