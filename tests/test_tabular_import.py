@@ -613,6 +613,10 @@ def test_a_messy_wide_table_names_the_file_rows(shared_data: Path, tmp_path: Pat
     with pytest.raises(TableFormatError, match="wrong_field_count"):
         read_table(src, columns={"truth_lat": "Latitude", "truth_lon": "Longitude"}, mode="emitter",
                    node_columns=["BS *"], missing=["-200"], strict=True)
+    tiny = _write(tmp_path, "tiny.csv", "lat,lon,G1,G2\n51.2,4.4,-200,-90\n51.21,4.41,-80,\n51.22,4.42,-70,-75\n")
+    small = read_table(tiny, columns={"lat": "lat", "lon": "lon"}, node_columns=["G*"], missing=["-200"])
+    assert small.report.to_dict()["issues"]["missing_value"]["rows"] == [1]  # the row holding the -200 (empty: unheard)
+    assert [len(s.reports) for s in small.measurements.samples] == [1, 1, 2]
 
 
 def test_a_wide_table_imports_trains_and_predicts_on_the_command_line(shared_data: Path, tmp_path: Path,

@@ -1306,12 +1306,14 @@ def _melt(frame: pd.DataFrame, own: Sequence[str], wide: Sequence[str], ragged: 
           issues: _Issues) -> tuple[pd.DataFrame, np.ndarray]:
     """One row per received cell of the node columns (empty and ``missing`` cells are not received)."""
     rows, nodes, values = [], [], []
+    absent_any = np.zeros(len(frame), dtype=bool)
     missing = 0
     for name in wide:
         numbers, _, text = _numbers(frame[name])
         text = _text_cells(frame[name]) if text is None else text
         absent = _missing_mask(numbers, text, spec.missing)
         missing += int(absent.sum())
+        absent_any |= absent
         r = np.flatnonzero((text != "") & ~absent)
         rows.append(r)
         nodes.append(np.full(len(r), name, dtype=object))
@@ -1320,7 +1322,7 @@ def _melt(frame: pd.DataFrame, own: Sequence[str], wide: Sequence[str], ragged: 
     order = np.argsort(r, kind="stable")  # by file row, then node column order
     r, node, value = r[order], node[order], value[order]
     if spec.missing:
-        issues.add("missing_value", np.unique(r) + 1, action="value removed (not received)", fault=False,
+        issues.add("missing_value", np.flatnonzero(absent_any) + 1, action="value removed (not received)", fault=False,
                    detail=f"node cells equal to a missing value ({', '.join(spec.missing)})", count=missing)
     silent = np.setdiff1d(np.arange(len(frame)), r)
     cut = ragged[silent]  # a ragged row's cells are all empty: name it for what it is
