@@ -637,15 +637,8 @@ def test_a_wide_table_imports_trains_and_predicts_on_the_command_line(shared_dat
 
 def test_page_imports_a_wide_table(shared_data: Path, tmp_path: Path, workspace: Path) -> None:
     """The mapping's "Node columns (wide table)": Antwerp's gateway columns by a glob, emitter mode, on the page."""
-    from streamlit.testing.v1 import AppTest
-
     src = _antwerp_wide(shared_data, tmp_path, 300)
-    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
-    at.run()
-    at.switch_page("pages/views/data_generation.py")
-    at.run()
-    at.file_uploader(key="dg_import_file").set_value(("antwerp_wide.csv", src.read_bytes(), "text/csv"))
-    at.run()
+    at = _import_tab("antwerp_wide.csv", src.read_bytes(), "text/csv")
     at.radio(key="dg_tab_mode").set_value("emitter")
     at.text_input(key="dg_tab_wide").set_value("BS *")
     at.text_input(key="dg_tab_missing").set_value("-200")
@@ -686,20 +679,25 @@ def test_duke_cbrs_import_and_knn(shared_data: Path, workspace: Path) -> None:
 # --------------------------------------------------------------------------- the Data Generation page
 
 
-def test_page_imports_split_by_squares(tmp_path: Path, workspace: Path) -> None:
-    """The import tab's "Split by squares" reaches both imports (table and JSON); a bad size is an st.error."""
+def _import_tab(name: str, data: bytes, mime: str) -> Any:
+    """The Data Generation page (through the app's router) with ``data`` uploaded on its import tab."""
     from streamlit.testing.v1 import AppTest
 
-    from rflocal_core.measurements import dumps_measurements
-
-    text = _line_walk(200)
-    root = Path(__file__).resolve().parents[1]
-    at = AppTest.from_file(str(root / "app.py"), default_timeout=60)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
     at.run()
     at.switch_page("pages/views/data_generation.py")
     at.run()
-    at.file_uploader(key="dg_import_file").set_value(("walk.csv", text.encode(), "text/csv"))
+    at.file_uploader(key="dg_import_file").set_value((name, data, mime))
     at.run()
+    return at
+
+
+def test_page_imports_split_by_squares(tmp_path: Path, workspace: Path) -> None:
+    """The import tab's "Split by squares" reaches both imports (table and JSON); a bad size is an st.error."""
+    from rflocal_core.measurements import dumps_measurements
+
+    text = _line_walk(200)
+    at = _import_tab("walk.csv", text.encode(), "text/csv")
     for key, column in {"sample": "walk_id", "node": "cell", "lat": "lat", "lon": "lon", "rss_dbm": "rsrp"}.items():
         at.selectbox(key=f"dg_tab_{key}").set_value(column)
     at.number_input(key="dg_import_block").set_value(250.0)
@@ -730,15 +728,7 @@ def test_page_imports_split_by_squares(tmp_path: Path, workspace: Path) -> None:
 
 
 def test_page_maps_previews_and_imports_a_table(workspace: Path) -> None:
-    from streamlit.testing.v1 import AppTest
-
-    root = Path(__file__).resolve().parents[1]
-    at = AppTest.from_file(str(root / "app.py"), default_timeout=60)
-    at.run()
-    at.switch_page("pages/views/data_generation.py")
-    at.run()
-    at.file_uploader(key="dg_import_file").set_value(("walk.csv", GROUPED.encode(), "text/csv"))
-    at.run()
+    at = _import_tab("walk.csv", GROUPED.encode(), "text/csv")
     assert not at.exception and not at.error, [e.value for e in at.error]
     guessed = {key: at.selectbox(key=f"dg_tab_{key}").value for key in ("sample", "node", "lat", "lon", "rss_dbm")}
     assert guessed == {"sample": "(none)", **DUKE_COLUMNS}

@@ -56,6 +56,7 @@ circular mean for angles), as the format holds one report per node and time.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import hashlib
 import io
 import math
@@ -1288,8 +1289,6 @@ def _load_rows(data: bytes, kind: str, label: str, spec: TableSpec, max_rows: in
 def _expand_node_columns(header: Sequence[str], patterns: Sequence[str], own: Sequence[str],
                          label: str) -> tuple[str, ...]:
     """The node columns named or matched (globs) in header order, without the columns mapped to keys."""
-    import fnmatch
-
     patterns = _check_names(patterns, "node_columns")
     out: list[str] = []
     for pattern in patterns:
