@@ -7,6 +7,7 @@ bearing is measured clockwise from +y.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 import shapely
 from pyproj import CRS, Transformer
+from pyproj.exceptions import CRSError
 
 from rflocal_core import settings
 from rflocal_core.errors import InvalidInputError
@@ -249,3 +251,81 @@ def equirectangular_m(lat: Any, lon: Any, lat0: Any, lon0: Any) -> tuple[np.ndar
     dlon = (lon - np.asarray(lon0, dtype=float) + 180.0) % 360.0 - 180.0
     east = dlon * M_PER_DEG_LAT * np.cos(np.radians(lat0))
     return east, (lat - np.asarray(lat0, dtype=float)) * M_PER_DEG_LAT
+
+
+def parse_crs(text: str | None) -> str | None:
+    """The coordinate reference system of a table's position columns, checked; None for WGS84 degrees.
+
+    ``text`` is anything pyproj reads as a two-dimensional CRS: ``"EPSG:32617"`` (UTM 17N,
+    metres), ``"EPSG:3857"`` (web Mercator), a PROJ string such as ``"+proj=aeqd +lat_0=51.2
+    +lon_0=4.4"`` (metres from a point). None, ``""``, ``"WGS84"`` and ``"EPSG:4326"`` mean
+    WGS84 degrees (no conversion).
+
+    Raises
+    ------
+    InvalidInputError
+        ``crs`` is not a known coordinate reference system, or not a 2-D one.
+    """
+    if text is None or not str(text).strip():
+        return None
+    try:
+        crs = CRS.from_user_input(str(text).strip())
+    except CRSError:
+        msg = (f"crs: {text!r} is not a known coordinate reference system; expected e.g. EPSG:32617 (UTM 17N), "
+               "EPSG:3857 (web Mercator) or a PROJ string, or nothing for WGS84 degrees")
+        raise InvalidInputError(msg) from None
+    if len(crs.axis_info) != 2 or not (crs.is_projected or crs.is_geographic):
+        msg = (f"crs: {text!r} ({crs.name}) is not a two-dimensional map projection or geographic system; expected "
+               "e.g. EPSG:32617 (UTM 17N) or EPSG:3857 (web Mercator)")
+        raise InvalidInputError(msg)
+    return None if crs.equals(CRS.from_epsg(4326)) else crs.to_string()
+
+
+#: How far (degrees) outside a CRS's published area of use a converted point may lie (UTM zones are 6 degrees
+#: wide and data often spill over a zone's edge; a point farther out comes from swapped or wrong coordinates).
+CRS_AREA_MARGIN_DEG: float = 5.0
+
+
+@functools.lru_cache(maxsize=8)
+def _area_of_use(crs: str) -> tuple[float, float, float, float] | None:
+    area = CRS.from_user_input(crs).area_of_use
+    return None if area is None else (area.west, area.south, area.east, area.north)
+
+
+def _in_area(lat: np.ndarray, lon: np.ndarray, crs: str) -> np.ndarray:
+    """Whether each point lies in ``crs``'s area of use, widened by :data:`CRS_AREA_MARGIN_DEG` (True without one)."""
+    area = _area_of_use(crs)
+    if area is None:
+        return np.ones(lat.shape, dtype=bool)
+    west, south, east, north = area
+    m = CRS_AREA_MARGIN_DEG
+    ok = (lat >= south - m) & (lat <= north + m)
+    if west <= east and east - west < 360.0 - 2 * m:  # an area across the antimeridian: latitude only
+        ok &= (lon >= west - m) & (lon <= east + m)
+    return ok
+
+
+@functools.lru_cache(maxsize=8)
+def _wgs84_transformers(crs: str) -> tuple[Transformer, Transformer]:
+    source, wgs84 = CRS.from_user_input(crs), CRS.from_epsg(4326)
+    return (Transformer.from_crs(source, wgs84, always_xy=True), Transformer.from_crs(wgs84, source, always_xy=True))
+
+
+def to_wgs84(x: Any, y: Any, crs: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(lat, lon)`` in WGS84 degrees of points ``x`` (easting, or longitude) and ``y`` (northing, or latitude) in
+    ``crs`` (a :func:`parse_crs` result). NaN stays NaN; a point the CRS cannot place on the Earth is NaN too.
+
+    The inverse projection of a point far outside its domain can wrap to a wrong place on the Earth (UTM with a
+    northing of 1e12 gives 32 N), so each point must come back within 1e-7 of itself through the forward one; and
+    it must lie in the CRS's area of use (widened by :data:`CRS_AREA_MARGIN_DEG`): UTM 17N with easting and northing
+    swapped gives points in South America.
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    inverse, forward = _wgs84_transformers(crs)
+    lon, lat = (np.asarray(v, dtype=float) for v in inverse.transform(x, y))
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90.0) & (np.abs(lon) <= 180.0)
+        x2, y2 = (np.asarray(v, dtype=float) for v in forward.transform(np.where(ok, lon, 0.0), np.where(ok, lat, 0.0)))
+        ok &= (np.abs(x2 - x) <= 1e-7 * (1.0 + np.abs(x))) & (np.abs(y2 - y) <= 1e-7 * (1.0 + np.abs(y)))
+        ok &= _in_area(lat, lon, crs)
+    return np.where(ok, lat, np.nan), np.where(ok, lon, np.nan)

@@ -9,6 +9,7 @@ import streamlit as st
 from pages.views.widgets import upload_limit_mib
 from rflocal_core.measurements.columns import (
     COLUMN_KEYS,
+    CRS_HELP,
     MEASUREMENT_KEYS,
     guess_columns,
     guess_group_by,
@@ -44,13 +45,15 @@ def table_mapping(header: TableHeader, *, prefix: str) -> dict[str, Any]:
         chosen = grid[k % 4].selectbox(key, options, index=index, key=f"{prefix}_{key}", help=meaning)
         if chosen != "(none)":
             columns[key] = chosen
-    c = st.columns(3)
+    c = st.columns(4)
     group_by = c[0].multiselect("Group rows into samples by", list(header.columns),
                                 default=guess_group_by(header.columns, columns), key=f"{prefix}_group",
                                 help="when there is no sample id: the columns whose values identify a sample")
     missing = c[1].text_input("Missing values (not received)", value="", key=f"{prefix}_missing",
                               help="comma-separated, e.g. -101, -200")
-    nodes = c[2].file_uploader("Node positions (optional)", type=["csv", "tsv", "json"], key=f"{prefix}_nodes",
+    crs = c[2].text_input("Coordinates (CRS)", value="", key=f"{prefix}_crs", placeholder="WGS84 degrees",
+                          help=CRS_HELP).strip() or None
+    nodes = c[3].file_uploader("Node positions (optional)", type=["csv", "tsv", "json"], key=f"{prefix}_nodes",
                                help="a table id, lat, lon[, alt_m][, tx_power_dbm]",
                                max_upload_size=upload_limit_mib(MAX_NODES_FILE_BYTES))
     if wide:  # each row is a sample (or a sample id's rows); the node columns are the nodes and their values
@@ -58,5 +61,6 @@ def table_mapping(header: TableHeader, *, prefix: str) -> dict[str, Any]:
         columns = {key: name for key, name in columns.items() if key not in ("node", *MEASUREMENT_KEYS)}
     return {"columns": columns, "mode": mode, "node_columns": wide,
             "group_by": [] if "sample" in columns else group_by,
-            "missing": parse_list(missing),
-            "nodes": None if nodes is None else read_nodes(nodes.getvalue(), kind=table_kind(nodes.name) or "json")}
+            "missing": parse_list(missing), "crs": crs,
+            "nodes": None if nodes is None else read_nodes(nodes.getvalue(), kind=table_kind(nodes.name) or "json",
+                                                           crs=crs)}

@@ -43,6 +43,12 @@ COLUMN_KEYS: dict[str, str] = {
     "event_a5": "MAC: 1 if an A5 event fired for the cell at this report",
 }
 
+#: Help of a table's ``crs`` option (the ``--crs`` flag and the import widgets).
+CRS_HELP: str = ("coordinates of the position columns (lat/lon, node_lat/node_lon, truth_lat/truth_lon): empty for "
+                 "WGS84 degrees, else a coordinate reference system, e.g. EPSG:32617 (UTM 17N) or EPSG:3857 (web "
+                 "Mercator); the lat columns then hold y (northing) and the lon columns x (easting), converted to "
+                 "WGS84 on reading")
+
 #: Measurement keys; at least one is mapped, and a row keeps at least one to be used.
 MEASUREMENT_KEYS: tuple[str, ...] = ("rss_dbm", "toa_ns", "ta", "aoa_deg")
 
@@ -59,8 +65,8 @@ _GUESSES: dict[str, tuple[str, ...]] = {
     "node_lat": ("nodelat", "celllat", "bslat", "sitelat", "gatewaylat", "gwlat", "sensorlat", "txlat"),
     "node_lon": ("nodelon", "celllon", "bslon", "sitelon", "gatewaylon", "gwlon", "sensorlon", "txlon", "nodelng"),
     "node_alt_m": ("nodealtm", "nodealt", "cellalt", "sitealt", "antennaheight", "siteheight", "bsalt"),
-    "lat": ("lat", "latitude", "gpslat"),
-    "lon": ("lon", "lng", "long", "longitude", "gpslon", "gpslng"),
+    "lat": ("lat", "latitude", "gpslat", "northing", "utmnorthing"),
+    "lon": ("lon", "lng", "long", "longitude", "gpslon", "gpslng", "easting", "utmeasting"),
     "alt_m": ("altm", "alt", "altitude", "height", "elevation", "heightm"),
     "rss_dbm": ("rssdbm", "rss", "rsrp", "rssi", "rsrpdbm", "rssidbm", "rxpower", "rxlev", "signal",
                 "signalstrength", "level", "powerdbm"),

@@ -27,6 +27,9 @@ Keys (:data:`COLUMN_KEYS` has the help text of each):
   position); the truth of the emitter is then ``truth_lat``/``truth_lon``.
 - ``truth_lat``, ``truth_lon``: the true position of the located device or emitter (in
   ``ue`` mode an alternative to ``lat``/``lon``; giving both is refused).
+- Positions are WGS84 degrees unless ``crs`` names the table's coordinate reference system (e.g.
+  ``EPSG:32617``, UTM 17N in metres): the ``*lat`` columns then hold y (northing) and the ``*lon`` columns x
+  (easting), converted to WGS84 when read.
 - ``rss_dbm``, ``toa_ns``, ``ta``, ``aoa_deg``: the measurements (at least one is mapped).
 - ``rsrq_db``, ``sinr_db``, ``cqi``, ``ri``, ``beam_id``, ``beam_rsrp_dbm``, ``doppler_hz``,
   ``serving``: optional PHY/MAC fields, kept with a row's measurements (a row with only these
@@ -70,7 +73,7 @@ import numpy as np
 import pandas as pd
 
 from rflocal_core.errors import InvalidInputError, MeasurementFormatError, TableFormatError
-from rflocal_core.geo import equirectangular_m
+from rflocal_core.geo import equirectangular_m, parse_crs, to_wgs84
 from rflocal_core.measurements.columns import COLUMN_KEYS, MEASUREMENT_KEYS, PHY_KEYS, parse_list
 from rflocal_core.measurements.format import (
     ALT_RANGE_M,
@@ -137,6 +140,7 @@ _RANGES: dict[str, tuple[float, float]] = {
 #: Keys whose values are integers.
 _INTEGER_KEYS = ("ta", *(key for key in PHY_KEYS if FIELDS[key].kind == "integer"))
 _PAIRS = (("lat", "lon"), ("node_lat", "node_lon"), ("truth_lat", "truth_lon"))
+_POSITION_KEYS = tuple(key for pair in _PAIRS for key in pair)
 
 # --------------------------------------------------------------------------- results
 
@@ -294,9 +298,11 @@ class TableSpec:
     group_by: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
     nodes_file: bool = False
+    crs: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "columns", _check_columns(self.columns))
+        object.__setattr__(self, "crs", parse_crs(self.crs))
         if self.mode not in MODES:
             msg = f"mode: expected one of {', '.join(MODES)}, got {self.mode!r}"
             raise InvalidInputError(msg)
@@ -675,9 +681,18 @@ def _number_column(frame: pd.DataFrame, key: str, column: str, spec: TableSpec, 
     issues.add(f"{key}_not_a_number", rows[bad], action="value removed", fault=True,
                detail=f"{where}: expected a number", values=shown[bad][:LISTED])
     values = np.where(missing, np.nan, values)
+    if spec.crs and key in _POSITION_KEYS:  # checked once converted (_convert_positions)
+        return values, missing, bad
     outside = ~_in_range(key, values)
+    hint = ""
+    if key in _POSITION_KEYS and outside.any() and np.nanmax(np.abs(values[outside])) > 360.0:
+        hint = "; projected coordinates (metres)? give their crs, e.g. EPSG:32617 (UTM 17N)"
+        if not np.isfinite(values[~outside]).any():  # every position is off: the coordinates, not a few cells
+            msg = (f"{label}: column {column!r} ({key}) holds no value in degrees (e.g. {shown[outside][0]!r}); "
+                   f"expected {_expected(key)}{hint}")
+            raise TableFormatError(msg)
     issues.add(f"{key}_out_of_range", rows[outside], action="value removed", fault=True,
-               detail=f"{where}: expected {_expected(key)}", values=shown[outside][:LISTED])
+               detail=f"{where}: expected {_expected(key)}{hint}", values=shown[outside][:LISTED])
     return np.where(outside, np.nan, values), missing, bad | outside
 
 
@@ -745,6 +760,8 @@ def _typed(frame: pd.DataFrame, spec: TableSpec, issues: _Issues, label: str) ->
             missing_cells += missing
             if key in MEASUREMENT_KEYS:
                 bad_measurement |= bad
+    if spec.crs:
+        _convert_positions(out, spec, issues, label)
     if spec.missing:
         listed = ", ".join(spec.missing)
         issues.add("missing_value", out["row"][missing_cells > 0], action="value removed (not received)",
@@ -753,6 +770,27 @@ def _typed(frame: pd.DataFrame, spec: TableSpec, issues: _Issues, label: str) ->
     out["missing_any"] = missing_cells > 0
     out["bad_any"] = bad_measurement
     return pd.DataFrame(out), ids
+
+
+def _convert_positions(out: dict[str, Any], spec: TableSpec, issues: _Issues, label: str) -> None:
+    """Position pairs in ``spec.crs`` (lat = y, lon = x) -> WGS84 degrees in place; a point off the Earth is removed."""
+    for lat_key, lon_key in _PAIRS:
+        if lat_key not in out:
+            continue
+        y, x = out[lat_key], out[lon_key]
+        lat, lon = to_wgs84(x, y, spec.crs)
+        bad = np.isfinite(x) & np.isfinite(y) & np.isnan(lat)
+        where = f"{lat_key}/{lon_key} (columns {spec.columns[lat_key]!r}, {spec.columns[lon_key]!r})"
+        if bad.any() and not np.isfinite(lat).any():  # the wrong crs, or x and y swapped: not a few bad cells
+            i = int(np.flatnonzero(bad)[0])
+            msg = (f"{label}: {where} hold no point of {spec.crs} in its area of use (e.g. y {y[i]:.10g}, "
+                   f"x {x[i]:.10g}); expected y (northing) in the lat column and x (easting) in the lon column, in "
+                   "that crs")
+            raise TableFormatError(msg)
+        issues.add(f"{lat_key}_out_of_range", out["row"][bad], action="value removed", fault=True,
+                   detail=f"{where}: expected y/x coordinates of a point in the area of use of {spec.crs}",
+                   values=[f"{a:.10g}, {b:.10g}" for a, b in zip(y[bad][:LISTED], x[bad][:LISTED], strict=True)])
+        out[lat_key], out[lon_key] = lat, lon
 
 
 # --------------------------------------------------------------------------- rows
@@ -1030,8 +1068,8 @@ def _samples(t: pd.DataFrame, spec: TableSpec, ids: np.ndarray | None, issues: _
 
 _NODE_TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "id": ("id", "node", "nodeid", "name", "pci", "cell", "cellid", "gateway", "gatewayid", "site", "siteid"),
-    "lat": ("lat", "latitude", "nodelat"),
-    "lon": ("lon", "lng", "long", "longitude", "nodelon"),
+    "lat": ("lat", "latitude", "nodelat", "northing"),
+    "lon": ("lon", "lng", "long", "longitude", "nodelon", "easting"),
     "alt_m": ("altm", "alt", "altitude", "heightm", "height", "nodealtm"),
     "tx_power_dbm": ("txpowerdbm", "txpower"),
     "carrier_hz": ("carrierhz", "carrier", "freqhz", "frequencyhz"),
@@ -1039,8 +1077,11 @@ _NODE_TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
 
 
 def read_nodes(source: str | os.PathLike[str] | bytes, *, kind: str | None = None,
-               max_bytes: int = MAX_NODES_FILE_BYTES) -> tuple[Node, ...]:
+               max_bytes: int = MAX_NODES_FILE_BYTES, crs: str | None = None) -> tuple[Node, ...]:
     """Read a nodes table: CSV/TSV with columns id, lat, lon[, alt_m][, tx_power_dbm][, carrier_hz], or JSON.
+
+    With ``crs``, the lat column holds y (also found as a column named ``northing``) and the lon column x
+    (``easting``).
 
     JSON is a list of node objects as in ``rflocal-measurements/1`` (``id``, ``lat``, ``lon``,
     ``alt_m``, ``tx_power_dbm``, or ``"position": null``), or an object with such a ``nodes``
@@ -1052,6 +1093,9 @@ def read_nodes(source: str | os.PathLike[str] | bytes, *, kind: str | None = Non
     ----------
     kind : {"csv", "tsv", "json"}, optional
         Needed for bytes; a path's suffix gives it otherwise.
+    crs : str, optional
+        The coordinates of a CSV/TSV table's lat (y) and lon (x) columns (:func:`~rflocal_core.geo.parse_crs`);
+        None for WGS84 degrees. JSON nodes are WGS84 by their format.
 
     Raises
     ------
@@ -1065,7 +1109,7 @@ def read_nodes(source: str | os.PathLike[str] | bytes, *, kind: str | None = Non
         msg = f"nodes: expected a .csv, .tsv or .json nodes table, got {kind or Path(str(source)).suffix!r}"
         raise InvalidInputError(msg)
     data, label, _ = _read_source(source, kind, max_bytes, what="nodes table")
-    nodes = _nodes_from_json(data, label) if kind == "json" else _nodes_from_csv(data, kind, label)
+    nodes = _nodes_from_json(data, label) if kind == "json" else _nodes_from_csv(data, kind, label, parse_crs(crs))
     seen: dict[str, int] = {}
     for i, node in enumerate(nodes):
         if node.id in seen:
@@ -1113,7 +1157,7 @@ def _nodes_from_json(data: bytes, label: str) -> list[Node]:
     return out
 
 
-def _nodes_from_csv(data: bytes, kind: str, label: str) -> list[Node]:
+def _nodes_from_csv(data: bytes, kind: str, label: str, crs: str | None) -> list[Node]:
     frame, names, ragged = _load_frame(data, kind, label, None, None, MAX_TABLE_ROWS)
     if ragged.any():
         row = int(np.flatnonzero(ragged)[0]) + 1
@@ -1129,6 +1173,8 @@ def _nodes_from_csv(data: bytes, kind: str, label: str) -> list[Node]:
         raise TableFormatError(msg)
     ids = _text_cells(frame[chosen["id"]])
     values = {key: _numbers(frame[name]) for key, name in chosen.items() if key != "id" and name is not None}
+    if crs:
+        values = _nodes_to_wgs84(values, crs, label, chosen)
     out = []
     for i in range(len(frame)):
         where = f"{label} row {i + 1}"
@@ -1149,6 +1195,19 @@ def _nodes_from_csv(data: bytes, kind: str, label: str) -> list[Node]:
     return out
 
 
+def _nodes_to_wgs84(values: dict[str, tuple], crs: str, label: str, chosen: Mapping[str, str | None]) -> dict:
+    """A nodes table's lat (y) / lon (x) numbers in ``crs`` -> WGS84; a point off the Earth is refused."""
+    (y, y_bad, y_text), (x, x_bad, x_text) = values["lat"], values["lon"]
+    lat, lon = to_wgs84(x, y, crs)
+    off = np.flatnonzero(np.isfinite(x) & np.isfinite(y) & np.isnan(lat))
+    if off.size:
+        i = int(off[0])
+        msg = (f"{label} row {i + 1}, columns {chosen['lat']!r}/{chosen['lon']!r}: expected y/x coordinates in {crs} "
+               f"of a point in its area of use, got {y[i]:.10g}, {x[i]:.10g}")
+        raise TableFormatError(msg)
+    return values | {"lat": (lat, y_bad, y_text), "lon": (lon, x_bad, x_text)}
+
+
 # --------------------------------------------------------------------------- the reader
 
 
@@ -1165,6 +1224,7 @@ def read_table(
     max_bytes: int = MAX_TABLE_FILE_BYTES,
     max_rows: int = MAX_TABLE_ROWS,
     node_columns: Sequence[str] = (), node_value: str = "rss_dbm",
+    crs: str | None = None,
 ) -> TableImport:
     """Read a table into a :class:`MeasurementSet`: long (one row per measurement) or wide (``node_columns``).
 
@@ -1194,6 +1254,10 @@ def read_table(
     node_columns, node_value : sequence of str, str
         A wide table (one row per sample, e.g. Antwerp's ``BS 1`` ... ``BS 72``): the columns (names or globs,
         ``"BS *"``) each holding one node's ``node_value``, named by the column; see the module docstring.
+    crs : str, optional
+        The coordinates of the position columns and of a CSV nodes table (:data:`~rflocal_core.measurements.columns.CRS_HELP`): None for WGS84
+        degrees, else e.g. ``"EPSG:32617"``; the ``*lat`` columns then hold y (northing), the ``*lon`` columns x
+        (easting), converted to WGS84 on reading (a point the CRS cannot place on the Earth is removed).
 
     Returns
     -------
@@ -1212,19 +1276,13 @@ def read_table(
     """
     columns = _wide_columns(columns, node_value, group_by, mode) if node_columns else columns
     spec = TableSpec(columns, mode=mode, group_by=tuple(group_by), missing=tuple(missing),
-                     nodes_file=nodes is not None)
+                     nodes_file=nodes is not None, crs=crs)
     kind = _resolve_kind(kind, source)
     data, label, path = _read_source(source, kind, max_bytes)
-    node_table = _node_table(nodes)
+    node_table = _node_table(nodes, spec.crs)
     issues = _Issues()
     frame, header, ragged, rows, wide = _load_rows(data, kind, label, spec, max_rows, node_columns, issues)
-    t, ids = _typed(frame, spec, issues, label)
-    t = _drop_rows(t.assign(ragged=ragged), spec, issues, len(header))
-    _check_usable(t, rows, issues, label)
-    t, node_list = _build_nodes(t, spec, node_table, issues, label)
-    _check_usable(t, rows, issues, label)
-    samples = _samples(t, spec, ids, issues, label)
-    _check_size(samples, node_list, label)
+    t, node_list, samples = _rows_to_samples(frame, ragged, len(header), rows, spec, node_table, issues, label)
     used = int(t["row"].nunique()) if wide else rows - issues.dropped()  # a wide table's issues count cells
     report = _report(kind, rows, used, samples, node_list, issues)
     if strict and report.faults:
@@ -1232,6 +1290,20 @@ def read_table(
     ms = MeasurementSet(spec.mode, None, node_list, samples, (), tuple(_notes(spec, report, label, wide)))
     wide_info = {"columns": _user_columns(spec), "node_columns": list(wide), "node_value": node_value} if wide else {}
     return TableImport(ms, report, _input_info(spec, report, data, path, nodes) | wide_info)
+
+
+def _rows_to_samples(frame: pd.DataFrame, ragged: np.ndarray, fields: int, rows: int, spec: TableSpec,
+                     node_table: Mapping[str, Node] | None, issues: _Issues,
+                     label: str) -> tuple[pd.DataFrame, tuple[Node, ...], tuple[Sample, ...]]:
+    """The typed rows that are kept, the nodes and the samples (refusing a table with no usable row)."""
+    t, ids = _typed(frame, spec, issues, label)
+    t = _drop_rows(t.assign(ragged=ragged), spec, issues, fields)
+    _check_usable(t, rows, issues, label)
+    t, node_list = _build_nodes(t, spec, node_table, issues, label)
+    _check_usable(t, rows, issues, label)
+    samples = _samples(t, spec, ids, issues, label)
+    _check_size(samples, node_list, label)
+    return t, node_list, samples
 
 
 def _report(kind: str, rows: int, rows_used: int, samples: Sequence[Sample], node_list: Sequence[Node],
@@ -1339,7 +1411,7 @@ def _input_info(spec: TableSpec, report: TableReport, data: bytes, path: str | N
     """Where the measurements came from and how they were read, for the dataset's ``input`` attribute."""
     return {"file": path, "sha256": hashlib.sha256(data).hexdigest(), "kind": report.kind,
             "columns": dict(spec.columns), "mode": spec.mode, "group_by": list(spec.group_by),
-            "missing": list(spec.missing),
+            "missing": list(spec.missing), "crs": spec.crs,
             "nodes_file": str(Path(nodes).resolve()) if isinstance(nodes, (str, os.PathLike)) else None,
             "table": report.to_dict()}
 
@@ -1351,11 +1423,11 @@ def _check_usable(t: pd.DataFrame, rows: int, issues: _Issues, label: str) -> No
         raise TableFormatError(msg)
 
 
-def _node_table(nodes: Any) -> dict[str, Node] | None:
+def _node_table(nodes: Any, crs: str | None) -> dict[str, Node] | None:
     if nodes is None:
         return None
     if isinstance(nodes, (str, os.PathLike, bytes, bytearray, memoryview)):
-        listed = read_nodes(nodes, kind=None if isinstance(nodes, (str, os.PathLike)) else "csv")
+        listed = read_nodes(nodes, kind=None if isinstance(nodes, (str, os.PathLike)) else "csv", crs=crs)
     elif isinstance(nodes, Sequence) and all(isinstance(n, Node) for n in nodes):
         listed = tuple(nodes)
     else:
@@ -1405,6 +1477,8 @@ def _notes(spec: TableSpec, report: TableReport, label: str, wide: Sequence[str]
         f"{layout}; {grouping}; mode {spec.mode}: {where}; the truth of a sample is its latest "
         f"row's. Columns: {', '.join(f'{k}={v}' for k, v in _user_columns(spec).items())}.",
     ]
+    if spec.crs:
+        notes.append(f"Positions were given in {spec.crs} (lat columns y, lon columns x) and converted to WGS84.")
     if spec.missing:
         notes.append(f"Measurement values {', '.join(spec.missing)} mean 'not received' and were left out.")
     for issue in report.issues:
