@@ -619,6 +619,33 @@ def test_a_messy_wide_table_names_the_file_rows(shared_data: Path, tmp_path: Pat
     assert [len(s.reports) for s in small.measurements.samples] == [1, 1, 2]
 
 
+def test_a_european_locale_export_reads_as_the_file_it_came_from(shared_data: Path, tmp_path: Path) -> None:
+    """';' between fields and ',' as the decimal mark (a spreadsheet saved in a Belgian locale): real Antwerp
+    and Duke rows read into the same samples; a comma-delimited file's quoted "1,5" stays a bad cell."""
+    src = _antwerp_wide(shared_data, tmp_path, 300)
+    euro = tmp_path / "antwerp_eu.csv"
+    pd.read_csv(src).to_csv(euro, sep=";", decimal=",", index=False)
+    assert "51,2" in euro.read_text()  # the latitudes are written with a decimal comma
+    options = {"columns": {"truth_lat": "Latitude", "truth_lon": "Longitude"}, "mode": "emitter",
+               "node_columns": ["BS *"], "missing": ["-200"]}
+    ref, mine = read_table(src, **options), read_table(euro, **options)
+    assert mine.report.to_dict() == ref.report.to_dict() and mine.report.to_dict()["issues"].keys() == {"missing_value"}
+    assert [(s.truth.lat, s.truth.lon) for s in mine.measurements.samples] == \
+        [(s.truth.lat, s.truth.lon) for s in ref.measurements.samples]
+    duke = shared_data / "real" / "duke_cbrs" / "Duke_CBRS.csv"
+    if not duke.is_file():
+        pytest.skip(f"{duke} is absent")
+    frame = pd.read_csv(duke, nrows=500)
+    frame.assign(rsrp=frame.rsrp + 0.5).to_csv(tmp_path / "duke_eu.csv", sep=";", decimal=",", index=False)
+    table = read_table(tmp_path / "duke_eu.csv", columns=DUKE_COLUMNS, group_by=DUKE_GROUP)
+    assert not table.report.issues or [i.reason for i in table.report.issues] == ["duplicate_reports_merged"]
+    assert table.measurements.samples[0].reports[0].rss_dbm == frame.rsrp[0] + 0.5  # -123.5: the half kept
+    quoted = _write(tmp_path, "quoted.csv", 'sample,node,rss,lat,lon\ns1,A,"-87,5",51.2,4.4\ns1,B,-90,51.2,4.4\n')
+    issues = read_table(quoted, columns={"sample": "sample", "node": "node", "rss_dbm": "rss", "lat": "lat",
+                                         "lon": "lon"}).report.to_dict()["issues"]
+    assert issues["rss_dbm_not_a_number"]["values"] == ["-87,5"]
+
+
 def test_a_wide_table_imports_trains_and_predicts_on_the_command_line(shared_data: Path, tmp_path: Path,
                                                                        workspace: Path, run_cli: Any) -> None:
     src = _antwerp_wide(shared_data, tmp_path, 2000)

@@ -141,6 +141,10 @@ _RANGES: dict[str, tuple[float, float]] = {
 _INTEGER_KEYS = ("ta", *(key for key in PHY_KEYS if FIELDS[key].kind == "integer"))
 _PAIRS = (("lat", "lon"), ("node_lat", "node_lon"), ("truth_lat", "truth_lon"))
 _POSITION_KEYS = tuple(key for pair in _PAIRS for key in pair)
+# A frame attribute: the CSV is delimited by ';' or tabs, so "51,2134" is a decimal comma (a European locale's
+# spreadsheet export), which a comma-delimited file could only hold quoted, as a thousands separator.
+_DECIMAL_COMMA = "decimal_comma"
+_DECIMAL_COMMA_CELL = r"^[+-]?\d*,\d+(?:[eE][+-]?\d+)?$"
 
 # --------------------------------------------------------------------------- results
 
@@ -525,6 +529,7 @@ def _load_csv(data: bytes, kind: str, label: str, wanted: Sequence[str] | None, 
         msg = f"{label} line {reader.line_num}: not a readable {kind.upper()} row: {exc}"
         raise TableFormatError(msg) from None
     frame = pd.DataFrame({name: pd.Series(column, dtype=object) for name, column in zip(wanted, values)})
+    frame.attrs[_DECIMAL_COMMA] = sep != ","
     return frame, names, np.asarray(ragged, dtype=bool)
 
 
@@ -616,8 +621,11 @@ def _number_text(value: float) -> str:
     return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
 
 
-def _numbers(column: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Values (NaN where absent or not a number), where a cell is not a number, and the text (or None)."""
+def _numbers(column: pd.Series, *, decimal_comma: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Values (NaN where absent or not a number), where a cell is not a number, and the text (or None).
+
+    ``decimal_comma``: a cell such as ``-87,5`` is the number -87.5 (a ';'- or tab-delimited CSV).
+    """
     if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
         values = column.to_numpy(dtype=np.float64, na_value=np.nan)
         bad = np.isinf(values)
@@ -627,6 +635,11 @@ def _numbers(column: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray | No
     values = pd.to_numeric(pd.Series(np.where(empty, None, text), dtype=object), errors="coerce")
     values = values.to_numpy(dtype=np.float64, na_value=np.nan)
     bad = ~empty & ~np.isfinite(values)
+    if decimal_comma and bad.any():
+        comma = bad & pd.Series(text).str.fullmatch(_DECIMAL_COMMA_CELL).to_numpy(dtype=bool)
+        values = values.copy()  # to_numpy may hand back pandas' read-only buffer
+        values[comma] = pd.to_numeric(pd.Series(text[comma]).str.replace(",", ".", regex=False), errors="coerce")
+        bad = ~empty & ~np.isfinite(values)
     return np.where(bad, np.nan, values), bad, text
 
 
@@ -668,7 +681,7 @@ def _number_column(frame: pd.DataFrame, key: str, column: str, spec: TableSpec, 
                    label: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Values of a numeric key (NaN where removed), where a --missing value was, where a bad value was."""
     rows = _file_rows(frame)
-    values, bad, text = _numbers(frame[column])
+    values, bad, text = _numbers(frame[column], decimal_comma=frame.attrs.get(_DECIMAL_COMMA, False))
     shown = text if text is not None else frame[column].astype(str).to_numpy(dtype=object)
     missing = _missing_mask(values, text, spec.missing) if key in MEASUREMENT_KEYS and spec.missing else \
         np.zeros(len(values), dtype=bool)
@@ -706,7 +719,7 @@ def _time_column(frame: pd.DataFrame, column: str, issues: _Issues, label: str) 
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
         stamps = pd.to_datetime(series, utc=True)
         return ((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(np.float64, na_value=np.nan)
-    values, bad, text = _numbers(series)
+    values, bad, text = _numbers(series, decimal_comma=frame.attrs.get(_DECIMAL_COMMA, False))
     if text is not None and bad.any():  # seconds or timestamps: whichever reads more cells
         empty = text == ""
         stamps = pd.to_datetime(pd.Series(np.where(empty, None, text), dtype=object), utc=True, format="ISO8601",
@@ -1172,7 +1185,9 @@ def _nodes_from_csv(data: bytes, kind: str, label: str, crs: str | None) -> list
                f"column among {', '.join(repr(n) for n in names)}")
         raise TableFormatError(msg)
     ids = _text_cells(frame[chosen["id"]])
-    values = {key: _numbers(frame[name]) for key, name in chosen.items() if key != "id" and name is not None}
+    comma = frame.attrs.get(_DECIMAL_COMMA, False)
+    values = {key: _numbers(frame[name], decimal_comma=comma) for key, name in chosen.items()
+              if key != "id" and name is not None}
     if crs:
         values = _nodes_to_wgs84(values, crs, label, chosen)
     out = []
@@ -1380,7 +1395,7 @@ def _melt(frame: pd.DataFrame, own: Sequence[str], wide: Sequence[str], ragged: 
     absent_any = np.zeros(len(frame), dtype=bool)
     missing = 0
     for name in wide:
-        numbers, _, text = _numbers(frame[name])
+        numbers, _, text = _numbers(frame[name], decimal_comma=frame.attrs.get(_DECIMAL_COMMA, False))
         text = _text_cells(frame[name]) if text is None else text
         absent = _missing_mask(numbers, text, spec.missing)
         missing += int(absent.sum())
@@ -1404,6 +1419,7 @@ def _melt(frame: pd.DataFrame, own: Sequence[str], wide: Sequence[str], ragged: 
     long = frame.loc[r, list(own)].reset_index(drop=True)
     long[WIDE_NODE], long[WIDE_VALUE], long[WIDE_ROW] = node, value, r + 1
     long[WIDE_SAMPLE] = np.array([f"row-{i}" for i in r + 1], dtype=object)
+    long.attrs.update(frame.attrs)
     return long, ragged[r]
 
 
