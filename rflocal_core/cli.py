@@ -243,7 +243,7 @@ def _data_import_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_table_arguments(group: Any) -> None:
-    from rflocal_core.measurements.columns import COLUMN_KEYS, CRS_HELP
+    from rflocal_core.measurements.columns import COLUMN_KEYS, CRS_HELP, TIME_FORMAT_HELP
 
     group.add_argument("--columns", action="append", metavar="KEY=COLUMN,...",
                        help=f"which column holds what (repeatable); keys: {', '.join(COLUMN_KEYS)}")
@@ -261,6 +261,7 @@ def _add_table_arguments(group: Any) -> None:
     group.add_argument("--node-value", default=None, metavar="KEY",
                        help="what the node columns of a wide table hold (default rss_dbm)")
     group.add_argument("--crs", default=None, metavar="CRS", help=CRS_HELP)
+    group.add_argument("--time-format", default=None, metavar="FORMAT", help=TIME_FORMAT_HELP)
 
 
 def _generation_config(args: argparse.Namespace) -> Any:
@@ -320,7 +321,7 @@ def _table_options(args: argparse.Namespace, path: str) -> dict[str, Any] | None
     if Path(path).suffix.lower() not in TABLE_SUFFIXES:
         flags = {"--columns": args.columns, "--mode": args.mode, "--group-by": args.group_by,
                  "--missing": args.missing, "--nodes": args.nodes, "--node-columns": args.node_columns,
-                 "--node-value": args.node_value, "--crs": args.crs}
+                 "--node-value": args.node_value, "--crs": args.crs, "--time-format": args.time_format}
         given = [flag for flag, value in flags.items() if value is not None]
         if given:
             msg = (f"{given[0]}: applies to tables (.csv, .tsv, .parquet); {name} is read as "
@@ -334,7 +335,7 @@ def _table_options(args: argparse.Namespace, path: str) -> dict[str, Any] | None
     return {"columns": parse_columns(args.columns) if args.columns else {}, "mode": args.mode or "ue",
             "group_by": parse_list(args.group_by), "missing": parse_list(args.missing), "nodes": args.nodes,
             "node_columns": parse_list(args.node_columns), "node_value": args.node_value or "rss_dbm",
-            "crs": args.crs}
+            "crs": args.crs, "time_format": args.time_format}
 
 
 def _import(args: argparse.Namespace) -> Any:

@@ -225,6 +225,11 @@ def test_page_imports_projected_rows_and_names_a_bad_crs(shared_data: Path, tmp_
     at.run()
     assert not at.exception and "crs: 'EPSG:326170' is not a known coordinate reference system" in at.error[0].value
     at.text_input(key="dg_tab_crs").set_value("EPSG:32617")
+    at.text_input(key="dg_tab_time_format").set_value("%Q")
+    at.button(key="dg_import").click()
+    at.run()
+    assert not at.exception and "time_format: expected a strftime format" in at.error[0].value
+    at.text_input(key="dg_tab_time_format").set_value("")
     at.button(key="dg_import").click()
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]

@@ -783,3 +783,39 @@ def test_page_maps_previews_and_imports_a_table(workspace: Path) -> None:
     at.run()
     assert not at.exception
     assert "expected a header line and rows, got an empty file" in at.error[0].value
+
+
+def test_times_as_epoch_milliseconds_and_in_a_given_format(shared_data: Path, tmp_path: Path, workspace: Path,
+                                                          run_cli: Any) -> None:
+    """Real Duke rows with times as ISO 8601, epoch milliseconds and G-NetTrack's 2019.07.16_10.45.21: the same
+    reports at the same times (the last to the second it keeps); a format that reads nothing is refused."""
+    src = shared_data / "real" / "duke_cbrs" / "Duke_CBRS.csv"
+    if not src.is_file():
+        pytest.skip(f"{src} is absent")
+    frame = pd.read_csv(src, nrows=300).assign(sample=lambda f: np.arange(len(f)) // 6)
+    stamps = pd.Timestamp("2019-07-16 10:45:21", tz="UTC") + pd.to_timedelta(np.arange(300) // 3 * 2.0, unit="s")
+    columns = {"sample": "sample", "time": "time", "node": "PCI", "lat": "latitude", "lon": "longitude",
+               "rss_dbm": "rsrp"}
+    tables = {}
+    for name, cells, fmt in (("iso", stamps.strftime("%Y-%m-%dT%H:%M:%S"), None),
+                             ("ms", (stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1), None),
+                             ("gnet", stamps.strftime("%Y.%m.%d_%H.%M.%S"), "%Y.%m.%d_%H.%M.%S")):
+        frame.assign(time=cells).to_csv(tmp_path / f"{name}.csv", index=False)
+        tables[name] = read_table(tmp_path / f"{name}.csv", columns=columns, time_format=fmt)
+    times = {name: [[(r.node, r.t_s) for r in s.reports] for s in t.measurements.samples] for name, t in tables.items()}
+    assert times["iso"] == times["ms"] == times["gnet"] and {t for s in times["iso"] for _, t in s} == {0.0, 2.0}
+    unit = tables["ms"].report.to_dict()["issues"]["time_unit"]
+    assert unit["count"] == 300 and unit["action"] == "read as milliseconds" and not unit["fault"]
+    assert "time_unit" not in tables["iso"].report.to_dict()["issues"]
+    with pytest.raises(TableFormatError, match="nor ISO 8601 timestamps .*give time_format"):
+        read_table(tmp_path / "gnet.csv", columns=columns)
+    with pytest.raises(TableFormatError, match="holds no timestamp in the format '%d/%m/%Y %H:%M:%S'"):
+        read_table(tmp_path / "iso.csv", columns=columns, time_format="%d/%m/%Y %H:%M:%S")
+    with pytest.raises(InvalidInputError, match="time_format: expected a strftime format"):
+        read_table(tmp_path / "iso.csv", columns=columns, time_format="YYYY-MM-DD")
+    flags = ["--columns", ",".join(f"{k}={v}" for k, v in columns.items())]
+    out = _ok(run_cli(["data", "import", str(tmp_path / "gnet.csv"), "--name", "gnet", *flags,
+                       "--time-format", "%Y.%m.%d_%H.%M.%S"], workspace))
+    assert out["samples"] == 50 and open_dataset("gnet").attrs["input"]["time_format"] == "%Y.%m.%d_%H.%M.%S"
+    _fails(run_cli(["data", "import", str(tmp_path / "gnet.csv"), "--name", "gnet2", *flags, "--time-format", "%Q"],
+                   workspace), "time_format: expected a strftime format")

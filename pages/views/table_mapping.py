@@ -11,6 +11,7 @@ from rflocal_core.measurements.columns import (
     COLUMN_KEYS,
     CRS_HELP,
     MEASUREMENT_KEYS,
+    TIME_FORMAT_HELP,
     guess_columns,
     guess_group_by,
     parse_list,
@@ -45,7 +46,7 @@ def table_mapping(header: TableHeader, *, prefix: str) -> dict[str, Any]:
         chosen = grid[k % 4].selectbox(key, options, index=index, key=f"{prefix}_{key}", help=meaning)
         if chosen != "(none)":
             columns[key] = chosen
-    c = st.columns(4)
+    c = st.columns(5)
     group_by = c[0].multiselect("Group rows into samples by", list(header.columns),
                                 default=guess_group_by(header.columns, columns), key=f"{prefix}_group",
                                 help="when there is no sample id: the columns whose values identify a sample")
@@ -53,7 +54,9 @@ def table_mapping(header: TableHeader, *, prefix: str) -> dict[str, Any]:
                               help="comma-separated, e.g. -101, -200")
     crs = c[2].text_input("Coordinates (CRS)", value="", key=f"{prefix}_crs", placeholder="WGS84 degrees",
                           help=CRS_HELP).strip() or None
-    nodes = c[3].file_uploader("Node positions (optional)", type=["csv", "tsv", "json"], key=f"{prefix}_nodes",
+    time_format = c[3].text_input("Time format", value="", key=f"{prefix}_time_format",
+                                  placeholder="seconds or ISO 8601", help=TIME_FORMAT_HELP).strip() or None
+    nodes = c[4].file_uploader("Node positions (optional)", type=["csv", "tsv", "json"], key=f"{prefix}_nodes",
                                help="a table id, lat, lon[, alt_m][, tx_power_dbm]",
                                max_upload_size=upload_limit_mib(MAX_NODES_FILE_BYTES))
     if wide:  # each row is a sample (or a sample id's rows); the node columns are the nodes and their values
@@ -61,6 +64,6 @@ def table_mapping(header: TableHeader, *, prefix: str) -> dict[str, Any]:
         columns = {key: name for key, name in columns.items() if key not in ("node", *MEASUREMENT_KEYS)}
     return {"columns": columns, "mode": mode, "node_columns": wide,
             "group_by": [] if "sample" in columns else group_by,
-            "missing": parse_list(missing), "crs": crs,
+            "missing": parse_list(missing), "crs": crs, "time_format": time_format,
             "nodes": None if nodes is None else read_nodes(nodes.getvalue(), kind=table_kind(nodes.name) or "json",
                                                            crs=crs)}

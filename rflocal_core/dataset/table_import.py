@@ -49,6 +49,7 @@ def import_table(
     node_columns: Sequence[str] = (),
     node_value: str = "rss_dbm",
     crs: str | None = None,
+    time_format: str | None = None,
 ) -> ImportResult:
     """Read a table (long layout, or wide with ``node_columns``) and store it as the dataset
     ``workspace/datasets/<name>``.
@@ -80,7 +81,7 @@ def import_table(
     require(user, "import_dataset")  # before reading the table: a viewer's upload costs nothing
     table = read_table(source, columns=columns, mode=mode, group_by=group_by, missing=missing, nodes=nodes,
                        kind=kind, strict=strict, max_bytes=max_bytes, max_rows=max_rows, node_columns=node_columns,
-                       node_value=node_value, crs=crs)
+                       node_value=node_value, crs=crs, time_format=time_format)
     # The blocks are drawn after the quality checks: a (0, 0) fix or an outlier makes no square of its own.
     summary = import_measurements(table.measurements, name=name, scene=scene, split_fractions=split_fractions,
                                   seed=seed, input_info=dict(table.input_info), strict=strict,

@@ -49,6 +49,11 @@ CRS_HELP: str = ("coordinates of the position columns (lat/lon, node_lat/node_lo
                  "Mercator); the lat columns then hold y (northing) and the lon columns x (easting), converted to "
                  "WGS84 on reading")
 
+#: Help of a table's ``time_format`` option (the ``--time-format`` flag and the import widgets).
+TIME_FORMAT_HELP: str = ("the format of the time column's timestamps when they are not ISO 8601, in strftime codes, "
+                         "e.g. %Y.%m.%d_%H.%M.%S (G-NetTrack) or %d/%m/%Y %H:%M:%S; read as UTC unless the format "
+                         "has %z; empty: seconds or ISO 8601 (numbers above 1e11 are read as epoch milliseconds)")
+
 #: Measurement keys; at least one is mapped, and a row keeps at least one to be used.
 MEASUREMENT_KEYS: tuple[str, ...] = ("rss_dbm", "toa_ns", "ta", "aoa_deg")
 

@@ -59,6 +59,7 @@ circular mean for angles), as the format holds one report per node and time.
 from __future__ import annotations
 
 import csv
+import datetime
 import fnmatch
 import hashlib
 import io
@@ -303,10 +304,12 @@ class TableSpec:
     missing: tuple[str, ...] = ()
     nodes_file: bool = False
     crs: str | None = None
+    time_format: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "columns", _check_columns(self.columns))
         object.__setattr__(self, "crs", parse_crs(self.crs))
+        object.__setattr__(self, "time_format", _check_time_format(self.time_format))
         if self.mode not in MODES:
             msg = f"mode: expected one of {', '.join(MODES)}, got {self.mode!r}"
             raise InvalidInputError(msg)
@@ -350,6 +353,22 @@ def _check_columns(columns: Any) -> dict[str, str]:
             msg = f"columns: {key}: expected a column name, got {name!r}"
             raise InvalidInputError(msg)
     return {key: columns[key].strip() for key in COLUMN_KEYS if key in columns}
+
+
+def _check_time_format(fmt: Any) -> str | None:
+    """A strftime format that can read back what it writes (None or "" for seconds / ISO 8601)."""
+    if fmt is None or (isinstance(fmt, str) and not fmt.strip()):
+        return None
+    sample = datetime.datetime(2024, 7, 16, 10, 45, 21, tzinfo=datetime.timezone.utc)
+    try:
+        ok = isinstance(fmt, str) and "%" in fmt and bool(datetime.datetime.strptime(sample.strftime(fmt), fmt))
+    except ValueError:
+        ok = False
+    if not ok:
+        msg = (f"time_format: expected a strftime format such as '%Y.%m.%d_%H.%M.%S' or '%d/%m/%Y %H:%M:%S', "
+               f"got {fmt!r}")
+        raise InvalidInputError(msg)
+    return fmt
 
 
 def _check_names(names: Any, what: str) -> tuple[str, ...]:
@@ -709,32 +728,68 @@ def _number_column(frame: pd.DataFrame, key: str, column: str, spec: TableSpec, 
     return np.where(outside, np.nan, values), missing, bad | outside
 
 
-def _time_column(frame: pd.DataFrame, column: str, issues: _Issues, label: str) -> np.ndarray:
-    """Seconds per row (NaN where absent or unreadable): numbers, or ISO 8601 timestamps (naive = UTC).
+def _seconds(stamps: pd.Series) -> np.ndarray:
+    return ((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(np.float64, na_value=np.nan)
 
-    A text column is read as whichever of the two reads more of its cells; the other cells are bad.
+
+def _time_column(frame: pd.DataFrame, column: str, spec: TableSpec, issues: _Issues, label: str) -> np.ndarray:
+    """Seconds per row (NaN where absent or unreadable): numbers, ISO 8601 timestamps (naive = UTC), or
+    timestamps in ``spec.time_format``.
+
+    Without a format, a text column is read as whichever of the two reads more of its cells; the other cells are
+    bad. Numbers above 1e11 are epoch milliseconds (or micro-, nanoseconds): see :func:`_epoch_unit`.
     """
     series = frame[column]
     rows = _file_rows(frame)
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
-        stamps = pd.to_datetime(series, utc=True)
-        return ((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(np.float64, na_value=np.nan)
-    values, bad, text = _numbers(series, decimal_comma=frame.attrs.get(_DECIMAL_COMMA, False))
-    if text is not None and bad.any():  # seconds or timestamps: whichever reads more cells
+        return _seconds(pd.to_datetime(series, utc=True))
+    if spec.time_format:
+        text = _text_cells(series)
         empty = text == ""
-        stamps = pd.to_datetime(pd.Series(np.where(empty, None, text), dtype=object), utc=True, format="ISO8601",
-                                errors="coerce")
-        seconds = ((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(np.float64,
-                                                                                            na_value=np.nan)
-        if np.isfinite(seconds).sum() > np.isfinite(values).sum():
-            values, bad = seconds, ~empty & np.isnan(seconds)
-        if not np.isfinite(values).any():
-            msg = (f"{label}: column {column!r} (time) holds neither numbers (seconds) nor ISO 8601 timestamps "
-                   f"(e.g. {text[bad][0]!r}); check the column mapping")
+        values = _seconds(pd.to_datetime(pd.Series(np.where(empty, None, text), dtype=object), utc=True,
+                                         format=spec.time_format, errors="coerce"))
+        bad, expected = ~empty & np.isnan(values), f"a timestamp in the format {spec.time_format!r}"
+        if bad.any() and not np.isfinite(values).any():
+            msg = (f"{label}: column {column!r} (time) holds no timestamp in the format {spec.time_format!r} "
+                   f"(e.g. {text[bad][0]!r}); check time_format")
             raise TableFormatError(msg)
+    else:
+        values, bad, text = _numbers(series, decimal_comma=frame.attrs.get(_DECIMAL_COMMA, False))
+        expected, numeric = "seconds or an ISO 8601 timestamp", True
+        if text is not None and bad.any():  # seconds or timestamps: whichever reads more cells
+            empty = text == ""
+            seconds = _seconds(pd.to_datetime(pd.Series(np.where(empty, None, text), dtype=object), utc=True,
+                                              format="ISO8601", errors="coerce"))
+            if np.isfinite(seconds).sum() > np.isfinite(values).sum():
+                values, bad, numeric = seconds, ~empty & np.isnan(seconds), False
+            if not np.isfinite(values).any():
+                msg = (f"{label}: column {column!r} (time) holds neither numbers (seconds) nor ISO 8601 timestamps "
+                       f"(e.g. {text[bad][0]!r}); give time_format for other timestamps, or check the column mapping")
+                raise TableFormatError(msg)
+        if numeric:
+            values = _epoch_unit(values, column, rows, issues)
     shown = text if text is not None else series.astype(str).to_numpy(dtype=object)
     issues.add("time_not_a_time", rows[bad], action="value removed", fault=True,
-               detail=f"time (column {column!r}): expected seconds or an ISO 8601 timestamp", values=shown[bad][:LISTED])
+               detail=f"time (column {column!r}): expected {expected}", values=shown[bad][:LISTED])
+    return values
+
+
+#: Epoch times in seconds stay below 1e11 (the year 5138); larger numbers are a finer unit since 1970.
+_EPOCH_UNITS = ((1e17, 1e9, "nanoseconds"), (1e14, 1e6, "microseconds"), (1e11, 1e3, "milliseconds"))
+
+
+def _epoch_unit(values: np.ndarray, column: str, rows: np.ndarray, issues: _Issues) -> np.ndarray:
+    """Numeric times in seconds: a column whose median is above 1e11 holds epoch ms (1e14: µs, 1e17: ns)."""
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return values
+    median = float(np.median(np.abs(finite)))
+    for above, per_second, unit in _EPOCH_UNITS:
+        if median > above:
+            issues.add("time_unit", rows[np.isfinite(values)], action=f"read as {unit}", fault=False,
+                       detail=f"time (column {column!r}): numbers around {median:.4g} are {unit} since 1970 (as "
+                              f"seconds they would be past the year 5000), converted to seconds")
+            return values / per_second
     return values
 
 
@@ -766,7 +821,7 @@ def _typed(frame: pd.DataFrame, spec: TableSpec, issues: _Issues, label: str) ->
         if key == "node":
             out["node"] = _text_cells(frame[column])
         elif key == "time":
-            out["t"] = _time_column(frame, column, issues, label)
+            out["t"] = _time_column(frame, column, spec, issues, label)
         else:
             values, missing, bad = _number_column(frame, key, column, spec, issues, label)
             out[key] = values
@@ -1239,7 +1294,7 @@ def read_table(
     max_bytes: int = MAX_TABLE_FILE_BYTES,
     max_rows: int = MAX_TABLE_ROWS,
     node_columns: Sequence[str] = (), node_value: str = "rss_dbm",
-    crs: str | None = None,
+    crs: str | None = None, time_format: str | None = None,
 ) -> TableImport:
     """Read a table into a :class:`MeasurementSet`: long (one row per measurement) or wide (``node_columns``).
 
@@ -1269,10 +1324,10 @@ def read_table(
     node_columns, node_value : sequence of str, str
         A wide table (one row per sample, e.g. Antwerp's ``BS 1`` ... ``BS 72``): the columns (names or globs,
         ``"BS *"``) each holding one node's ``node_value``, named by the column; see the module docstring.
-    crs : str, optional
-        The coordinates of the position columns and of a CSV nodes table (:data:`~rflocal_core.measurements.columns.CRS_HELP`): None for WGS84
-        degrees, else e.g. ``"EPSG:32617"``; the ``*lat`` columns then hold y (northing), the ``*lon`` columns x
-        (easting), converted to WGS84 on reading (a point the CRS cannot place on the Earth is removed).
+    crs, time_format : str, optional
+        The position columns' and a CSV nodes table's CRS (None: WGS84 degrees; e.g. ``"EPSG:32617"``: ``*lat``
+        columns hold y, ``*lon`` columns x, converted to WGS84; points off the CRS's area are removed), and the
+        strftime format of timestamps that are not ISO 8601 (:mod:`~rflocal_core.measurements.columns` helps).
 
     Returns
     -------
@@ -1291,7 +1346,7 @@ def read_table(
     """
     columns = _wide_columns(columns, node_value, group_by, mode) if node_columns else columns
     spec = TableSpec(columns, mode=mode, group_by=tuple(group_by), missing=tuple(missing),
-                     nodes_file=nodes is not None, crs=crs)
+                     nodes_file=nodes is not None, crs=crs, time_format=time_format)
     kind = _resolve_kind(kind, source)
     data, label, path = _read_source(source, kind, max_bytes)
     node_table = _node_table(nodes, spec.crs)
@@ -1427,7 +1482,7 @@ def _input_info(spec: TableSpec, report: TableReport, data: bytes, path: str | N
     """Where the measurements came from and how they were read, for the dataset's ``input`` attribute."""
     return {"file": path, "sha256": hashlib.sha256(data).hexdigest(), "kind": report.kind,
             "columns": dict(spec.columns), "mode": spec.mode, "group_by": list(spec.group_by),
-            "missing": list(spec.missing), "crs": spec.crs,
+            "missing": list(spec.missing), "crs": spec.crs, "time_format": spec.time_format,
             "nodes_file": str(Path(nodes).resolve()) if isinstance(nodes, (str, os.PathLike)) else None,
             "table": report.to_dict()}
 
