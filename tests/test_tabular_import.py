@@ -819,3 +819,27 @@ def test_times_as_epoch_milliseconds_and_in_a_given_format(shared_data: Path, tm
     assert out["samples"] == 50 and open_dataset("gnet").attrs["input"]["time_format"] == "%Y.%m.%d_%H.%M.%S"
     _fails(run_cli(["data", "import", str(tmp_path / "gnet.csv"), "--name", "gnet2", *flags, "--time-format", "%Q"],
                    workspace), "time_format: expected a strftime format")
+
+
+def test_trailing_delimiters_and_a_unicode_minus_are_no_fault(shared_data: Path, tmp_path: Path) -> None:
+    """Writers that end every line with a delimiter (rows, or the header only) and write -87 as U+2212 -87: real
+    Duke rows read as the original; a stray delimiter inside a row, or a trailing one with a value, is still one."""
+    src = shared_data / "real" / "duke_cbrs" / "Duke_CBRS.csv"
+    if not src.is_file():
+        pytest.skip(f"{src} is absent")
+    lines = src.read_text().splitlines()[:201]
+    ref = read_table(_write(tmp_path, "duke.csv", "\n".join(lines) + "\n"), columns=DUKE_COLUMNS, group_by=DUKE_GROUP)
+    rows_comma = [lines[0], *(line + "," for line in lines[1:])]
+    header_comma = [lines[0] + ",", *lines[1:]]
+    minus = [lines[0], *(line.replace(",-", ",\u2212") for line in lines[1:])]
+    for name, variant in (("rows", rows_comma), ("header", header_comma), ("minus", minus)):
+        table = read_table(_write(tmp_path, f"{name}.csv", "\n".join(variant) + "\n"), columns=DUKE_COLUMNS,
+                           group_by=DUKE_GROUP)
+        assert table.report.to_dict() == ref.report.to_dict(), name
+        assert [[r.rss_dbm for r in s.reports] for s in table.measurements.samples] == \
+            [[r.rss_dbm for r in s.reports] for s in ref.measurements.samples], name
+    assert "\u2212124" in minus[1]
+    messy = [*rows_comma[:3], lines[3] + ",x", lines[4].replace(",", ",,", 1), *rows_comma[5:]]
+    issues = read_table(_write(tmp_path, "messy.csv", "\n".join(messy) + "\n"), columns=DUKE_COLUMNS,
+                        group_by=DUKE_GROUP).report.to_dict()["issues"]
+    assert issues["wrong_field_count"]["rows"] == [3, 4]

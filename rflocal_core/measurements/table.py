@@ -522,7 +522,8 @@ def _load_csv(data: bytes, kind: str, label: str, wanted: Sequence[str] | None, 
 
     Python's csv module reads it (quoted fields, quoted newlines), so a row with a stray
     delimiter, or a truncated last line, is seen rather than silently shifted or padded.
-    Blank lines are skipped and not counted.
+    Blank lines are skipped and not counted. A delimiter that ends every line of some writers
+    (one more, empty, field than the header; or a header ending in an empty name) is no fault.
     """
     text = _decode(data, label)
     sep, header = _csv_header(text, kind, label)
@@ -530,6 +531,8 @@ def _load_csv(data: bytes, kind: str, label: str, wanted: Sequence[str] | None, 
     wanted = list(names if wanted is None else wanted)
     _check_wanted(names, wanted, spec, label)
     index = [names.index(name) for name in wanted]
+    # a trailing delimiter: after every row (one more empty field), or after the header (an empty last name)
+    widths = {len(header), len(header) + 1} | ({len(header) - 1} if len(header) > 1 and not names[-1] else set())
     values: list[list[str]] = [[] for _ in wanted]
     ragged: list[bool] = []
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
@@ -540,10 +543,10 @@ def _load_csv(data: bytes, kind: str, label: str, wanted: Sequence[str] | None, 
                 continue
             if len(ragged) >= max_rows:
                 raise _too_many_rows(label, max_rows + 1, max_rows, at_least=True)
-            ok = len(row) == len(header)
+            ok = len(row) in widths and (len(row) <= len(header) or not row[-1].strip())
             ragged.append(not ok)
             for column, k in zip(values, index):
-                column.append(row[k] if ok else "")
+                column.append(row[k] if ok and k < len(row) else "")
     except csv.Error as exc:
         msg = f"{label} line {reader.line_num}: not a readable {kind.upper()} row: {exc}"
         raise TableFormatError(msg) from None
@@ -651,13 +654,16 @@ def _numbers(column: pd.Series, *, decimal_comma: bool = False) -> tuple[np.ndar
         return np.where(bad, np.nan, values), bad, None
     text = _text_cells(column)
     empty = text == ""
-    values = pd.to_numeric(pd.Series(np.where(empty, None, text), dtype=object), errors="coerce")
+    # U+2212 MINUS SIGN: what typesetting tools and some web tables write for -87
+    cells = pd.Series(np.where(empty, None, text), dtype=object).str.replace("\u2212", "-", regex=False)
+    values = pd.to_numeric(cells, errors="coerce")
     values = values.to_numpy(dtype=np.float64, na_value=np.nan)
     bad = ~empty & ~np.isfinite(values)
     if decimal_comma and bad.any():
-        comma = bad & pd.Series(text).str.fullmatch(_DECIMAL_COMMA_CELL).to_numpy(dtype=bool)
+        cells = cells.fillna("")
+        comma = bad & cells.str.fullmatch(_DECIMAL_COMMA_CELL).to_numpy(dtype=bool)
         values = values.copy()  # to_numpy may hand back pandas' read-only buffer
-        values[comma] = pd.to_numeric(pd.Series(text[comma]).str.replace(",", ".", regex=False), errors="coerce")
+        values[comma] = pd.to_numeric(cells[comma].str.replace(",", ".", regex=False), errors="coerce")
         bad = ~empty & ~np.isfinite(values)
     return np.where(bad, np.nan, values), bad, text
 
