@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -329,3 +330,37 @@ def to_wgs84(x: Any, y: Any, crs: str) -> tuple[np.ndarray, np.ndarray]:
         ok &= (np.abs(x2 - x) <= 1e-7 * (1.0 + np.abs(x))) & (np.abs(y2 - y) <= 1e-7 * (1.0 + np.abs(y)))
         ok &= _in_area(lat, lon, crs)
     return np.where(ok, lat, np.nan), np.where(ok, lon, np.nan)
+
+
+# A coordinate as people write it: 36°00'14.7"N, 36 00 14.7 N, 36:00:14.7, 36°00.245'N, N36.0040, 78.9394W.
+_DEGREES = re.compile(
+    r"""^\s*(?P<pre>[NSEW])?\s*(?P<sign>[+-])?\s*
+    (?P<deg>\d+(?:\.\d+)?)\s*(?:[°º˚d:]\s*|\s+)?
+    (?:(?P<min>\d+(?:\.\d+)?)\s*(?:['′’m:]\s*|\s+)?)?
+    (?:(?P<sec>\d+(?:\.\d+)?)\s*(?:["″”s]|'')?)?
+    \s*(?P<post>[NSEW])?\s*$""", re.VERBOSE | re.IGNORECASE)
+
+
+def parse_degrees(cell: str, *, axis: str) -> float:
+    """Decimal degrees of a coordinate written with a hemisphere letter or in degrees, minutes and seconds.
+
+    ``axis`` is ``"lat"`` (N/S) or ``"lon"`` (E/W). S and W are negative. NaN where the text is not such a
+    coordinate: the wrong letter for the axis (36.1E as a latitude), minutes or seconds of 60 or more, a decimal
+    degree followed by minutes. Plain numbers are not this function's job (they are read as they are).
+    """
+    match = _DEGREES.match(str(cell))
+    if match is None:
+        return math.nan
+    pre, post = (match["pre"] or "").upper(), (match["post"] or "").upper()
+    letters = {"lat": "NS", "lon": "EW"}[axis]
+    if (pre and post) or any(h and h not in letters for h in (pre, post)):
+        return math.nan
+    parts = [match["deg"], match["min"], match["sec"]]
+    if parts[2] is not None and parts[1] is None:
+        return math.nan
+    given = [p for p in parts if p is not None]
+    if any("." in p for p in given[:-1]) or any(float(p) >= 60 for p in given[1:]):
+        return math.nan
+    value = sum(float(p) / 60**i for i, p in enumerate(given))
+    negative = (match["sign"] == "-") or (pre or post) in ("S", "W")
+    return -value if negative else value

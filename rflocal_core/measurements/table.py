@@ -74,7 +74,7 @@ import numpy as np
 import pandas as pd
 
 from rflocal_core.errors import InvalidInputError, MeasurementFormatError, TableFormatError
-from rflocal_core.geo import equirectangular_m, parse_crs, to_wgs84
+from rflocal_core.geo import equirectangular_m, parse_crs, parse_degrees, to_wgs84
 from rflocal_core.measurements.columns import COLUMN_KEYS, MEASUREMENT_KEYS, PHY_KEYS, parse_list
 from rflocal_core.measurements.format import (
     ALT_RANGE_M,
@@ -707,6 +707,8 @@ def _number_column(frame: pd.DataFrame, key: str, column: str, spec: TableSpec, 
     """Values of a numeric key (NaN where removed), where a --missing value was, where a bad value was."""
     rows = _file_rows(frame)
     values, bad, text = _numbers(frame[column], decimal_comma=frame.attrs.get(_DECIMAL_COMMA, False))
+    if key in _POSITION_KEYS and not spec.crs:
+        values, bad = _degree_cells(values, bad, text, key)
     shown = text if text is not None else frame[column].astype(str).to_numpy(dtype=object)
     missing = _missing_mask(values, text, spec.missing) if key in MEASUREMENT_KEYS and spec.missing else \
         np.zeros(len(values), dtype=bool)
@@ -716,8 +718,10 @@ def _number_column(frame: pd.DataFrame, key: str, column: str, spec: TableSpec, 
                f"{COLUMN_KEYS[key]}; check the column mapping")
         raise TableFormatError(msg)
     where = f"{key} (column {column!r})"
+    expected = "a number" + (" of degrees (51.2133, 51.2133N, 51°12'48\"N)" if key in _POSITION_KEYS and not spec.crs
+                             else "")
     issues.add(f"{key}_not_a_number", rows[bad], action="value removed", fault=True,
-               detail=f"{where}: expected a number", values=shown[bad][:LISTED])
+               detail=f"{where}: expected {expected}", values=shown[bad][:LISTED])
     values = np.where(missing, np.nan, values)
     if spec.crs and key in _POSITION_KEYS:  # checked once converted (_convert_positions)
         return values, missing, bad
@@ -732,6 +736,22 @@ def _number_column(frame: pd.DataFrame, key: str, column: str, spec: TableSpec, 
     issues.add(f"{key}_out_of_range", rows[outside], action="value removed", fault=True,
                detail=f"{where}: expected {_expected(key)}{hint}", values=shown[outside][:LISTED])
     return np.where(outside, np.nan, values), missing, bad | outside
+
+
+def _degree_cells(values: np.ndarray, bad: np.ndarray, text: np.ndarray | None,
+                  key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Position cells that are not plain numbers read as degrees with a hemisphere letter or as degrees, minutes
+    and seconds (36°00'14.7"N, 78.9394W; :func:`~rflocal_core.geo.parse_degrees`); the rest stay bad."""
+    if text is None or not bad.any():
+        return values, bad
+    axis = "lat" if key.endswith("lat") else "lon"
+    where = np.flatnonzero(bad)
+    cache: dict[str, float] = {}
+    parsed = np.array([cache.setdefault(t, parse_degrees(t, axis=axis)) if t not in cache else cache[t]
+                       for t in text[where]], dtype=np.float64)
+    values, bad = values.copy(), bad.copy()
+    values[where], bad[where] = parsed, np.isnan(parsed)
+    return values, bad
 
 
 def _seconds(stamps: pd.Series) -> np.ndarray:
@@ -1251,6 +1271,9 @@ def _nodes_from_csv(data: bytes, kind: str, label: str, crs: str | None) -> list
               if key != "id" and name is not None}
     if crs:
         values = _nodes_to_wgs84(values, crs, label, chosen)
+    else:
+        values |= {key: (*_degree_cells(*values[key][:2], values[key][2], key), values[key][2])
+                   for key in ("lat", "lon")}
     out = []
     for i in range(len(frame)):
         where = f"{label} row {i + 1}"

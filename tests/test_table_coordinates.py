@@ -1,8 +1,9 @@
-"""Tables whose positions are projected coordinates (UTM, web Mercator, metres from a point): ``crs``.
+"""Positions as tables write them: projected coordinates (UTM, web Mercator, metres from a point: ``crs``),
+and degrees with hemisphere letters or in degrees, minutes and seconds.
 
 Real drive tests and fingerprint sets often give easting / northing in metres (UJIIndoorLoc: web Mercator);
 the table reader converts them to WGS84 when told their coordinate reference system, and says what it expected
-when it is not told, or told wrong.
+when it is not told, or told wrong. Site lists typed by people give 51°12'48"N.
 """
 
 from __future__ import annotations
@@ -235,3 +236,45 @@ def test_page_imports_projected_rows_and_names_a_bad_crs(shared_data: Path, tmp_
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert at.success[0].value.startswith("Imported **duke-utm**")
     assert open_dataset("duke-utm").attrs["input"]["crs"] == "EPSG:32617"
+
+
+def _dms(value: float, letters: str) -> str:
+    """36.00407567 -> 36°00'14.6724"N: degrees, minutes, seconds to 4 decimals (3 mm), a hemisphere letter."""
+    letter = letters[0] if value >= 0 else letters[1]
+    value = abs(value)
+    degrees, minutes = int(value), int(value * 60 % 60)
+    seconds = value * 3600 - degrees * 3600 - minutes * 60
+    return f"{degrees}°{minutes:02d}'{seconds:07.4f}\"{letter}"
+
+
+def test_degrees_minutes_seconds_and_hemisphere_letters(shared_data: Path, tmp_path: Path) -> None:
+    """Real Duke rows with 36°00'14.6724"N / 78.9394644W, and Antwerp's gateway list in DMS: the same positions;
+    a letter of the other axis is a bad cell."""
+    frame = _duke(shared_data, 400)
+    ref = read_table(_to_csv(frame, tmp_path / "deg.csv"), columns={**UTM_COLUMNS, "lat": "latitude",
+                                                                    "lon": "longitude"}, group_by=["device", "n"])
+    written = frame.assign(latitude=[_dms(v, "NS") for v in frame.latitude],
+                           longitude=[f"{abs(v)}{'W' if v < 0 else 'E'}" for v in frame.longitude])
+    written.loc[7, "latitude"] = "36.0041E"
+    mine = read_table(_to_csv(written, tmp_path / "dms.csv"), columns={**UTM_COLUMNS, "lat": "latitude",
+                                                                       "lon": "longitude"}, group_by=["device", "n"])
+    a, b = _truths(ref), _truths(mine)
+    assert len(a) == 400 and list(b) == [k for k in a if k != "row-8"]  # row 8's latitude has an E
+    assert max(abs(a[k][0] - b[k][0]) + abs(a[k][1] - b[k][1]) for k in b) < 1e-7
+    issue = mine.report.to_dict()["issues"]["lat_not_a_number"]
+    assert issue["rows"] == [8] and issue["values"] == ["36.0041E"] and "51°12'48\"N" in issue["detail"]
+    root = shared_data / "real" / "antwerp_lorawan"
+    if not root.is_dir():
+        pytest.skip(f"{root} is absent")
+    sites = pd.read_csv(root / "bs_to_gateway_crosswalk_from_anantarj.csv").dropna()
+    sites = sites.rename(columns={"gateway_id": "id", "catalogue_latitude": "lat", "catalogue_longitude": "lon"})
+    plain = read_nodes(_to_csv(sites[["id", "lat", "lon"]], tmp_path / "sites.csv"))
+    dms = sites.assign(lat=[_dms(v, "NS") for v in sites.lat], lon=[_dms(v, "EW") for v in sites.lon])
+    typed = read_nodes(_to_csv(dms[["id", "lat", "lon"]], tmp_path / "sites_dms.csv"))
+    assert len(typed) == len(plain) > 30 and "°" in (tmp_path / "sites_dms.csv").read_text()
+    assert max(abs(x.lat - y.lat) + abs(x.lon - y.lon) for x, y in zip(plain, typed)) < 1e-7
+
+
+def _to_csv(frame: pd.DataFrame, path: Path) -> Path:
+    frame.assign(n=range(len(frame))).to_csv(path, index=False)
+    return path
