@@ -746,9 +746,8 @@ def _degree_cells(values: np.ndarray, bad: np.ndarray, text: np.ndarray | None,
         return values, bad
     axis = "lat" if key.endswith("lat") else "lon"
     where = np.flatnonzero(bad)
-    cache: dict[str, float] = {}
-    parsed = np.array([cache.setdefault(t, parse_degrees(t, axis=axis)) if t not in cache else cache[t]
-                       for t in text[where]], dtype=np.float64)
+    unique, inverse = np.unique(text[where].astype(str), return_inverse=True)  # positions repeat: parse each once
+    parsed = np.array([parse_degrees(cell, axis=axis) for cell in unique], dtype=np.float64)[inverse]
     values, bad = values.copy(), bad.copy()
     values[where], bad[where] = parsed, np.isnan(parsed)
     return values, bad
