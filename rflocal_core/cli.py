@@ -261,7 +261,8 @@ def _add_table_arguments(group: Any) -> None:
     group.add_argument("--node-value", default=None, metavar="KEY",
                        help="what the node columns of a wide table hold (default rss_dbm)")
     group.add_argument("--crs", default=None, metavar="CRS", help=CRS_HELP)
-    group.add_argument("--time-format", default=None, metavar="FORMAT", help=TIME_FORMAT_HELP)
+    group.add_argument("--time-format", default=None, metavar="FORMAT",
+                       help=TIME_FORMAT_HELP.replace("%", "%%"))  # argparse formats help with %
 
 
 def _generation_config(args: argparse.Namespace) -> Any:
