@@ -177,7 +177,7 @@ def _add_data_parsers(sub: Any) -> None:
     imp = data_sub.add_parser("import", help="turn a measurement file or table into a dataset (no radio maps)",
                               flags=_data_import_flags)
     imp.add_argument("file", metavar="FILE", help="an rflocal-measurements/1 (or survey) .json file, or a .csv, .tsv "
-                     "or .parquet table with one row per measurement")
+                     "or .parquet / .xlsx table with one row per measurement")
     imp.add_argument("--name", required=True, help="dataset name")
     imp.add_argument("--split-fractions", default="0.8,0.1,0.1", metavar="TRAIN,VAL,TEST",
                      help="fractions of the samples with truth")
@@ -239,7 +239,7 @@ def _data_import_flags(parser: argparse.ArgumentParser) -> None:
     from rflocal_core.dataset.splits import BLOCK_SPLIT_HELP
 
     parser.add_argument("--split-block-m", type=float, default=None, metavar="M", help=BLOCK_SPLIT_HELP)
-    _add_table_arguments(parser.add_argument_group("tables (.csv, .tsv, .parquet)"))
+    _add_table_arguments(parser.add_argument_group("tables (.csv, .tsv, .parquet, .xlsx)"))
 
 
 def _add_table_arguments(group: Any) -> None:
@@ -325,7 +325,7 @@ def _table_options(args: argparse.Namespace, path: str) -> dict[str, Any] | None
                  "--node-value": args.node_value, "--crs": args.crs, "--time-format": args.time_format}
         given = [flag for flag, value in flags.items() if value is not None]
         if given:
-            msg = (f"{given[0]}: applies to tables (.csv, .tsv, .parquet); {name} is read as "
+            msg = (f"{given[0]}: applies to tables (.csv, .tsv, .parquet, .xlsx); {name} is read as "
                    "rflocal-measurements/1 JSON, which names its own nodes, mode and samples")
             raise InvalidInputError(msg)
         return None
@@ -486,7 +486,7 @@ def _add_predict_parser(sub: Any) -> None:
                         flags=_predict_flags)
     pr.add_argument("--run", required=True, action="append", help="run id (repeat to compare several)")
     pr.add_argument("--input", required=True, metavar="FILE", help="an rflocal-measurements/1 or survey .json file, "
-                    "or a .csv, .tsv or .parquet table with one row per measurement (with --columns, as imported)")
+                    "or a .csv, .tsv, .parquet or .xlsx table with one row per measurement (with --columns, as imported)")
     pr.add_argument("--out", default=None, metavar="predictions.json", help="also write the result here (atomically)")
     pr.add_argument("--strict", action="store_true",
                     help="refuse a file with GPS / RSS sentinels, outliers or duplicate ids instead of dropping them")
@@ -633,7 +633,7 @@ def _predict_flags(parser: argparse.ArgumentParser) -> None:
 
     add_flags(parser, PredictOptions)
     _track_flags(parser)  # here, not when the parser is built: the tracker's module imports the dataset package
-    _add_table_arguments(parser.add_argument_group("tables (.csv, .tsv, .parquet): the mapping of the import"))
+    _add_table_arguments(parser.add_argument_group("tables (.csv, .tsv, .parquet, .xlsx): the mapping of the import"))
 
 
 def _importance(args: argparse.Namespace) -> Any:

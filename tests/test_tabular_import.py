@@ -378,7 +378,9 @@ def test_bad_kinds(tmp_path: Path) -> None:
     (tmp_path / "t.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(TableFormatError, match="t.parquet: not a readable Parquet file"):
         read_table(tmp_path / "t.parquet", columns={"sample": "id", "node": "node", "rss_dbm": "rss"})
-    with pytest.raises(TableFormatError, match="expected a table file ending in .csv, .tsv, .parquet, .pq"):
+    with pytest.raises(TableFormatError, match="expected a table file ending in .csv, .tsv, .parquet, .pq, .xlsx"):
+        read_table_header(_write(tmp_path, "t.xls", "x"))
+    with pytest.raises(TableFormatError, match="t.xlsx: not a readable Excel workbook"):
         read_table_header(_write(tmp_path, "t.xlsx", "x"))
     with pytest.raises(TableFormatError, match="no such file"):
         read_table_header(tmp_path / "absent.csv")
@@ -402,9 +404,9 @@ def test_cli_refusals(tmp_path: Path, workspace: Path, run_cli: Any) -> None:
                    workspace), "huge.csv: 209,715,201 bytes (200.0 MiB) is too large; expected at most 209,715,200")
     good_json = Path(__file__).resolve().parents[1] / "assets" / "example_survey.json"
     _fails(run_cli(["data", "import", str(good_json), "--name", "j", "--columns", "node=a"], workspace),
-           "--columns: applies to tables (.csv, .tsv, .parquet)")
+           "--columns: applies to tables (.csv, .tsv, .parquet, .xlsx)")
     _fails(run_cli(["data", "import", str(_write(tmp_path, "x.xls", "a")), "--name", "x"], workspace),
-           "file: expected a .json measurement file or a table ending in .csv, .tsv, .parquet, .pq")
+           "file: expected a .json measurement file or a table ending in .csv, .tsv, .parquet, .pq, .xlsx")
     assert not (workspace / "datasets").exists() or not any((workspace / "datasets").iterdir())
 
 
@@ -843,3 +845,50 @@ def test_trailing_delimiters_and_a_unicode_minus_are_no_fault(shared_data: Path,
     issues = read_table(_write(tmp_path, "messy.csv", "\n".join(messy) + "\n"), columns=DUKE_COLUMNS,
                         group_by=DUKE_GROUP).report.to_dict()["issues"]
     assert issues["wrong_field_count"]["rows"] == [3, 4]
+
+
+def test_an_excel_workbook_reads_as_the_csv_it_was_saved_from(shared_data: Path, tmp_path: Path, workspace: Path,
+                                                              run_cli: Any) -> None:
+    """Real Duke rows saved as .xlsx (numbers, a text cell, dates as Excel dates): the same samples as the CSV;
+    a damaged workbook and an XML entity bomb are refused; data import reads it."""
+    import zipfile
+
+    src = shared_data / "real" / "duke_cbrs" / "Duke_CBRS.csv"
+    if not src.is_file():
+        pytest.skip(f"{src} is absent")
+    frame = pd.read_csv(src, nrows=1500)
+    frame["time"] = pd.Timestamp("2019-07-16 10:45:21") + pd.to_timedelta(np.arange(1500) // 4, unit="s")
+    frame["rsrp"] = frame["rsrp"].astype(object)
+    frame.loc[3, "rsrp"] = "weak"  # one text cell; the others stay numbers in the workbook
+    frame.to_csv(tmp_path / "duke.csv", index=False)
+    frame.to_excel(tmp_path / "duke.xlsx", index=False, sheet_name="walk")
+    options = {"columns": {**DUKE_COLUMNS, "time": "time"}, "group_by": DUKE_GROUP}
+    ref, mine = read_table(tmp_path / "duke.csv", **options), read_table(tmp_path / "duke.xlsx", **options)
+    assert mine.report.to_dict() == {**ref.report.to_dict(), "kind": "xlsx"}
+    assert mine.report.to_dict()["issues"]["rss_dbm_not_a_number"]["rows"] == [4]
+    assert [[(r.node, r.rss_dbm, r.t_s) for r in s.reports] for s in mine.measurements.samples] == \
+        [[(r.node, r.rss_dbm, r.t_s) for r in s.reports] for s in ref.measurements.samples]
+    assert read_table_header(tmp_path / "duke.xlsx").columns == ("PCI", "latitude", "longitude", "device", "rsrp",
+                                                                 "time")
+    bomb = tmp_path / "bomb.xlsx"  # the sheet's XML declares entities that expand (billion laughs): never expanded
+    with zipfile.ZipFile(tmp_path / "duke.xlsx") as zin, zipfile.ZipFile(bomb, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                entities = '<!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+                data = entities.encode() + data
+            zout.writestr(item, data)
+    with pytest.raises(TableFormatError, match=r"bomb.xlsx: not a readable Excel workbook \(.xlsx\): EntitiesForbidden"):
+        read_table(bomb, **options)
+    at = _import_tab("duke.xlsx", (tmp_path / "duke.xlsx").read_bytes(),
+                     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    assert not at.exception and any(c.value.startswith("XLSX table: 1,500 rows, columns PCI, latitude")
+                                    for c in at.caption)
+    at.text_input(key="dg_import_name").set_value("duke-xlsx")
+    at.button(key="dg_import").click()
+    at.run()
+    assert not at.exception and at.success[0].value.startswith("Imported **duke-xlsx**"), [e.value for e in at.error]
+    out = _ok(run_cli(["data", "import", str(tmp_path / "duke.xlsx"), "--name", "dx", "--columns",
+                       "node=PCI,lat=latitude,lon=longitude,rss_dbm=rsrp,time=time", "--group-by",
+                       "latitude,longitude,device"], workspace))
+    assert out["samples"] == ref.report.samples and out["table"]["kind"] == "xlsx"

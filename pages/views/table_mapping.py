@@ -1,4 +1,4 @@
-"""The column mapping of a measurement table (CSV, TSV, Parquet), shared by the import tab and Live Inference."""
+"""The column mapping of a measurement table (CSV, TSV, Parquet, .xlsx), shared by the import tab and Live Inference."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tables (CSV, TSV, Parquet) -> datasets: :func:`read_table`, then the same store as JSON imports.
+"""Tables (CSV, TSV, Parquet, .xlsx) -> datasets: :func:`read_table`, then the same store as JSON imports.
 
 ::
 

@@ -1,4 +1,4 @@
-"""Tabular measurement files (CSV, TSV, Parquet) in the long layout -> :class:`MeasurementSet`.
+"""Tabular measurement files (CSV, TSV, Parquet, Excel .xlsx) in the long layout -> :class:`MeasurementSet`.
 
 Real drive-test and sensor logs come as tables with one row per measurement. This module
 reads such a table, with a mapping from a fixed vocabulary of *keys* to the table's column
@@ -98,10 +98,11 @@ from rflocal_core.measurements.format import (
 from rflocal_core.measurements.quality import QualityReport
 
 #: Kinds of table read by :func:`read_table`.
-TABLE_KINDS: tuple[str, ...] = ("csv", "tsv", "parquet")
+TABLE_KINDS: tuple[str, ...] = ("csv", "tsv", "parquet", "xlsx")
 
 #: File name suffix -> table kind.
-TABLE_SUFFIXES: dict[str, str] = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
+TABLE_SUFFIXES: dict[str, str] = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet",
+                                   ".xlsx": "xlsx"}
 
 #: Largest table file accepted, in bytes (a day of drive tests fits; the Duke file is 1.7 MB).
 MAX_TABLE_FILE_BYTES: int = 200 * 2**20
@@ -580,6 +581,63 @@ def _load_parquet(data: bytes, label: str, wanted: Sequence[str] | None, spec: T
     return frame, names, np.zeros(len(frame), dtype=bool)
 
 
+def _xlsx_cell(value: Any) -> str:
+    """A worksheet cell as the text a CSV would hold: numbers as written, dates as ISO 8601, empty as ""."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, (int, float)):
+        return _number_text(float(value))
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    return str(value).strip()
+
+
+def _load_xlsx(data: bytes, label: str, wanted: Sequence[str] | None, spec: TableSpec | None,
+               max_rows: int) -> tuple[pd.DataFrame, list[str], np.ndarray]:
+    """The wanted columns of an Excel workbook's first sheet, as text (its first row names the columns).
+
+    openpyxl streams the sheet (read-only mode) and, with defusedxml installed, refuses XML entity tricks; cells
+    hold their stored values (formulas: the value Excel cached). Rows are never ragged in a sheet.
+    """
+    import openpyxl
+
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+        rows = book.worksheets[0].iter_rows(values_only=True)
+        header = [_xlsx_cell(v) for v in next(rows, ())]
+        while header and not header[-1]:  # a sheet's used range may run past the last named column
+            header.pop()
+        names = header
+        wanted = list(names if wanted is None else wanted)
+        _check_wanted(names, wanted, spec, label)
+        index = [names.index(name) for name in wanted]
+        values: list[list[str]] = [[] for _ in wanted]
+        count = 0
+        for row in rows:
+            if not any(v is not None and str(v).strip() for v in row):
+                continue  # blank rows are skipped, as in a CSV
+            count += 1
+            if count > max_rows:
+                raise _too_many_rows(label, count, max_rows, at_least=True)
+            for column, k in zip(values, index):
+                column.append(_xlsx_cell(row[k]) if k < len(row) else "")
+        book.close()
+    except TableFormatError:
+        raise
+    except Exception as exc:  # zipfile.BadZipFile, KeyError, XML errors (defusedxml's too) on a foreign file
+        cause = exc.__cause__ or exc.__context__  # openpyxl wraps the XML parser's error in a generic one
+        why = f"{type(cause).__name__}: {cause}; " if cause is not None else ""
+        msg = f"{label}: not a readable Excel workbook (.xlsx): {why}{' '.join(str(exc).split())[:200]}"
+        raise TableFormatError(msg) from None
+    if not any(names):
+        msg = f"{label}: expected a header row naming the columns in the first sheet's first row, got none"
+        raise TableFormatError(msg)
+    frame = pd.DataFrame({name: pd.Series(column, dtype=object) for name, column in zip(wanted, values)})
+    return frame, names, np.zeros(len(frame), dtype=bool)
+
+
 def _too_many_rows(label: str, rows: int, max_rows: int, *, at_least: bool = False) -> TableFormatError:
     counted = f"more than {max_rows:,} rows" if at_least else f"{rows:,} rows"
     msg = f"{label}: {counted} is more than the limit of {max_rows:,} rows; split the table into several files"
@@ -594,6 +652,8 @@ def _load_frame(data: bytes, kind: str, label: str, wanted: Sequence[str] | None
         raise InvalidInputError(msg)
     if kind == "parquet":
         frame, names, ragged = _load_parquet(data, label, wanted, spec, max_rows)
+    elif kind == "xlsx":
+        frame, names, ragged = _load_xlsx(data, label, wanted, spec, max_rows)
     else:
         frame, names, ragged = _load_csv(data, kind, label, wanted, spec, max_rows)
     if len(frame) == 0:
@@ -1343,7 +1403,7 @@ def read_table(
     nodes : path, bytes or sequence of Node, optional
         A nodes table (:func:`read_nodes`; bytes are read as CSV) or the nodes themselves.
         Without it (and without ``node_lat``/``node_lon``) the nodes' positions are unknown.
-    kind : {"csv", "tsv", "parquet"}, optional
+    kind : {"csv", "tsv", "parquet", "xlsx"}, optional
         Default: from the file name's suffix.
     strict : bool
         Refuse the table at the first fault (a bad cell or a dropped row), naming it.
