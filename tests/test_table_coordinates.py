@@ -59,6 +59,32 @@ def _truths(table: Any) -> dict[str, tuple[float, float]]:
     return {s.id: (s.truth.lat, s.truth.lon) for s in table.measurements.samples if s.truth is not None}
 
 
+def _read_wide(frame: pd.DataFrame, path: Path, lat: str, lon: str, crs: str | None) -> Any:
+    """Antwerp's gateway columns beside truth columns ``lat``/``lon`` in ``crs``, written and read as a wide table."""
+    frame.to_csv(path, index=False)
+    return read_table(path, columns={"truth_lat": lat, "truth_lon": lon}, mode="emitter", node_columns=["BS *"],
+                      missing=["-200"], crs=crs)
+
+
+def _ok(proc: Any) -> str:
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _dms(value: float, letters: str) -> str:
+    """36.00407567 -> 36°00'14.6724"N: degrees, minutes, seconds to 4 decimals (3 mm), a hemisphere letter."""
+    letter = letters[0] if value >= 0 else letters[1]
+    value = abs(value)
+    degrees, minutes = int(value), int(value * 60 % 60)
+    seconds = value * 3600 - degrees * 3600 - minutes * 60
+    return f"{degrees}°{minutes:02d}'{seconds:07.4f}\"{letter}"
+
+
+def _to_csv(frame: pd.DataFrame, path: Path) -> Path:
+    frame.assign(n=range(len(frame))).to_csv(path, index=False)
+    return path
+
+
 def test_utm_rows_read_as_the_same_rows_in_degrees(shared_data: Path, tmp_path: Path) -> None:
     """Real Duke rows in UTM 17N: the same samples and positions as the file in degrees; distances kept."""
     degrees, metres = _duke_utm(shared_data, tmp_path, 2000)
@@ -121,24 +147,18 @@ def test_web_mercator_wide_table_and_a_local_frame(shared_data: Path, tmp_path: 
     if not (root / "x_val.csv").is_file():
         pytest.skip(f"{root} is absent")
     x, y = pd.read_csv(root / "x_val.csv", nrows=400), pd.read_csv(root / "y_val.csv", nrows=400)
-    ref = read_table_wide(pd.concat([y, x], axis=1), tmp_path / "deg.csv", "Latitude", "Longitude", None)
+    ref = _read_wide(pd.concat([y, x], axis=1), tmp_path / "deg.csv", "Latitude", "Longitude", None)
     tr = Transformer.from_crs(4326, 3857, always_xy=True)
     mx, my = tr.transform(y.Longitude.to_numpy(), y.Latitude.to_numpy())
     merc = pd.concat([pd.DataFrame({"LATITUDE": my, "LONGITUDE": mx}), x], axis=1)
-    mine = read_table_wide(merc, tmp_path / "merc.csv", "LATITUDE", "LONGITUDE", "EPSG:3857")
+    mine = _read_wide(merc, tmp_path / "merc.csv", "LATITUDE", "LONGITUDE", "EPSG:3857")
     pa, pb = np.array(list(_truths(ref).values())), np.array(list(_truths(mine).values()))
     assert pa.shape == pb.shape == (400, 2) and np.abs(pa - pb).max() < 1e-7
     aeqd = "+proj=aeqd +lat_0=51.2 +lon_0=4.4 +units=m"  # a local x/y frame in metres, anchored at one point
     ex, ny = Transformer.from_crs(4326, aeqd, always_xy=True).transform(y.Longitude.to_numpy(), y.Latitude.to_numpy())
     local = pd.concat([pd.DataFrame({"y_m": ny, "x_m": ex}), x], axis=1)
-    pc = np.array(list(_truths(read_table_wide(local, tmp_path / "local.csv", "y_m", "x_m", aeqd)).values()))
+    pc = np.array(list(_truths(_read_wide(local, tmp_path / "local.csv", "y_m", "x_m", aeqd)).values()))
     assert np.abs(pa - pc).max() < 1e-7
-
-
-def read_table_wide(frame: pd.DataFrame, path: Path, lat: str, lon: str, crs: str | None) -> Any:
-    frame.to_csv(path, index=False)
-    return read_table(path, columns={"truth_lat": lat, "truth_lon": lon}, mode="emitter", node_columns=["BS *"],
-                      missing=["-200"], crs=crs)
 
 
 def test_a_nodes_table_in_the_same_crs(tmp_path: Path) -> None:
@@ -166,11 +186,6 @@ def test_a_nodes_table_in_the_same_crs(tmp_path: Path) -> None:
     with pytest.raises(TableFormatError, match=r"nodes.csv row 2, columns 'northing'/'easting': expected y/x coordinates in "
                                                r"EPSG:32632 of a point in its area of use, got 4000000, 9000000"):
         read_nodes(path, crs="EPSG:32632")
-
-
-def _ok(proc: Any) -> str:
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
 
 
 def test_crs_on_the_command_line_import_and_predict(shared_data: Path, tmp_path: Path, workspace: Path,
@@ -238,15 +253,6 @@ def test_page_imports_projected_rows_and_names_a_bad_crs(shared_data: Path, tmp_
     assert open_dataset("duke-utm").attrs["input"]["crs"] == "EPSG:32617"
 
 
-def _dms(value: float, letters: str) -> str:
-    """36.00407567 -> 36°00'14.6724"N: degrees, minutes, seconds to 4 decimals (3 mm), a hemisphere letter."""
-    letter = letters[0] if value >= 0 else letters[1]
-    value = abs(value)
-    degrees, minutes = int(value), int(value * 60 % 60)
-    seconds = value * 3600 - degrees * 3600 - minutes * 60
-    return f"{degrees}°{minutes:02d}'{seconds:07.4f}\"{letter}"
-
-
 def test_degrees_minutes_seconds_and_hemisphere_letters(shared_data: Path, tmp_path: Path) -> None:
     """Real Duke rows with 36°00'14.6724"N / 78.9394644W, and Antwerp's gateway list in DMS: the same positions;
     a letter of the other axis is a bad cell."""
@@ -273,8 +279,3 @@ def test_degrees_minutes_seconds_and_hemisphere_letters(shared_data: Path, tmp_p
     typed = read_nodes(_to_csv(dms[["id", "lat", "lon"]], tmp_path / "sites_dms.csv"))
     assert len(typed) == len(plain) > 30 and "°" in (tmp_path / "sites_dms.csv").read_text()
     assert max(abs(x.lat - y.lat) + abs(x.lon - y.lon) for x, y in zip(plain, typed)) < 1e-7
-
-
-def _to_csv(frame: pd.DataFrame, path: Path) -> Path:
-    frame.assign(n=range(len(frame))).to_csv(path, index=False)
-    return path

@@ -1330,9 +1330,10 @@ def _nodes_from_csv(data: bytes, kind: str, label: str, crs: str | None) -> list
               if key != "id" and name is not None}
     if crs:
         values = _nodes_to_wgs84(values, crs, label, chosen)
-    else:
-        values |= {key: (*_degree_cells(*values[key][:2], values[key][2], key), values[key][2])
-                   for key in ("lat", "lon")}
+    else:  # 51°12'48"N in a site list typed by hand
+        for key in ("lat", "lon"):
+            numbers, bad, text = values[key]
+            values[key] = (*_degree_cells(numbers, bad, text, key), text)
     out = []
     for i in range(len(frame)):
         where = f"{label} row {i + 1}"
