@@ -223,13 +223,14 @@ def _flatten_coords(coords: Any) -> list[float]:
     return out
 
 
-_TRANSFORMERS: dict[tuple[int, int], Transformer] = {}
+_TRANSFORMERS: dict[tuple[int | str, int | str], Transformer] = {}
 
 
-def _transformer(src: int, dst: int) -> Transformer:
+def _transformer(src: int | str, dst: int | str) -> Transformer:
+    """A cached x/y-ordered transformer between two CRSs (EPSG codes, or anything pyproj reads)."""
     key = (src, dst)
     if key not in _TRANSFORMERS:
-        _TRANSFORMERS[key] = Transformer.from_crs(CRS.from_epsg(src), CRS.from_epsg(dst), always_xy=True)
+        _TRANSFORMERS[key] = Transformer.from_crs(CRS.from_user_input(src), CRS.from_user_input(dst), always_xy=True)
     return _TRANSFORMERS[key]
 
 
@@ -306,12 +307,6 @@ def _in_area(lat: np.ndarray, lon: np.ndarray, crs: str) -> np.ndarray:
     return ok
 
 
-@functools.lru_cache(maxsize=8)
-def _wgs84_transformers(crs: str) -> tuple[Transformer, Transformer]:
-    source, wgs84 = CRS.from_user_input(crs), CRS.from_epsg(4326)
-    return (Transformer.from_crs(source, wgs84, always_xy=True), Transformer.from_crs(wgs84, source, always_xy=True))
-
-
 def to_wgs84(x: Any, y: Any, crs: str) -> tuple[np.ndarray, np.ndarray]:
     """``(lat, lon)`` in WGS84 degrees of points ``x`` (easting, or longitude) and ``y`` (northing, or latitude) in
     ``crs`` (a :func:`parse_crs` result). NaN stays NaN; a point the CRS cannot place on the Earth is NaN too.
@@ -322,7 +317,7 @@ def to_wgs84(x: Any, y: Any, crs: str) -> tuple[np.ndarray, np.ndarray]:
     swapped gives points in South America.
     """
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    inverse, forward = _wgs84_transformers(crs)
+    inverse, forward = _transformer(crs, 4326), _transformer(4326, crs)
     lon, lat = (np.asarray(v, dtype=float) for v in inverse.transform(x, y))
     with np.errstate(invalid="ignore"):
         ok = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90.0) & (np.abs(lon) <= 180.0)

@@ -23,6 +23,7 @@ from rflocal_core.dataset.table_import import import_table
 from rflocal_core.errors import InvalidInputError, TableFormatError
 from rflocal_core.geo import parse_crs, to_wgs84
 from rflocal_core.measurements.table import read_nodes, read_table
+from tests.page_support import import_tab, import_with
 
 UTM_COLUMNS = {"node": "PCI", "lat": "northing", "lon": "easting", "rss_dbm": "rsrp"}
 UTM_GROUP = ("northing", "easting", "device")
@@ -221,34 +222,17 @@ def test_crs_on_the_command_line_import_and_predict(shared_data: Path, tmp_path:
 
 def test_page_imports_projected_rows_and_names_a_bad_crs(shared_data: Path, tmp_path: Path, workspace: Path) -> None:
     """The import tab guesses northing / easting as lat / lon; "Coordinates (CRS)" converts them; errors are shown."""
-    from streamlit.testing.v1 import AppTest
-
     _, metres = _duke_utm(shared_data, tmp_path, 1500)
-    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
-    at.run()
-    at.switch_page("pages/views/data_generation.py")
-    at.run()
-    at.file_uploader(key="dg_import_file").set_value(("duke_utm.csv", metres.read_bytes(), "text/csv"))
-    at.run()
+    at = import_tab("duke_utm.csv", metres.read_bytes(), "text/csv")
     assert at.selectbox(key="dg_tab_lat").value == "northing" and at.selectbox(key="dg_tab_lon").value == "easting"
     assert at.multiselect(key="dg_tab_group").value == ["northing", "easting", "device"]
-    at.text_input(key="dg_import_name").set_value("duke-utm")
-    at.button(key="dg_import").click()
-    at.run()
-    assert not at.exception and "give their crs, e.g. EPSG:32617" in at.error[0].value
-    at.text_input(key="dg_tab_crs").set_value("EPSG:326170")
-    at.button(key="dg_import").click()
-    at.run()
-    assert not at.exception and "crs: 'EPSG:326170' is not a known coordinate reference system" in at.error[0].value
-    at.text_input(key="dg_tab_crs").set_value("EPSG:32617")
-    at.text_input(key="dg_tab_time_format").set_value("%Q")
-    at.button(key="dg_import").click()
-    at.run()
-    assert not at.exception and "time_format: expected a strftime format" in at.error[0].value
-    at.text_input(key="dg_tab_time_format").set_value("")
-    at.button(key="dg_import").click()
-    at.run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
+    for texts, needle in (({"dg_import_name": "duke-utm"}, "give their crs, e.g. EPSG:32617"),
+                          ({"dg_tab_crs": "EPSG:326170"}, "crs: 'EPSG:326170' is not a known coordinate reference system"),
+                          ({"dg_tab_crs": "EPSG:32617", "dg_tab_time_format": "%Q"},
+                           "time_format: expected a strftime format")):
+        assert needle in import_with(at, **texts).error[0].value
+    import_with(at, dg_tab_time_format="")
+    assert not at.error, [e.value for e in at.error]
     assert at.success[0].value.startswith("Imported **duke-utm**")
     assert open_dataset("duke-utm").attrs["input"]["crs"] == "EPSG:32617"
 

@@ -32,6 +32,7 @@ from rflocal_core.measurements.table import (
     read_table,
     read_table_header,
 )
+from tests.page_support import import_tab
 
 DUKE_COLUMNS = {"node": "PCI", "lat": "latitude", "lon": "longitude", "rss_dbm": "rsrp"}
 DUKE_GROUP = ("latitude", "longitude", "device")
@@ -667,7 +668,7 @@ def test_a_wide_table_imports_trains_and_predicts_on_the_command_line(shared_dat
 def test_page_imports_a_wide_table(shared_data: Path, tmp_path: Path, workspace: Path) -> None:
     """The mapping's "Node columns (wide table)": Antwerp's gateway columns by a glob, emitter mode, on the page."""
     src = _antwerp_wide(shared_data, tmp_path, 300)
-    at = _import_tab("antwerp_wide.csv", src.read_bytes(), "text/csv")
+    at = import_tab("antwerp_wide.csv", src.read_bytes(), "text/csv")
     at.radio(key="dg_tab_mode").set_value("emitter")
     at.text_input(key="dg_tab_wide").set_value("BS *")
     at.text_input(key="dg_tab_missing").set_value("-200")
@@ -708,25 +709,12 @@ def test_duke_cbrs_import_and_knn(shared_data: Path, workspace: Path) -> None:
 # --------------------------------------------------------------------------- the Data Generation page
 
 
-def _import_tab(name: str, data: bytes, mime: str) -> Any:
-    """The Data Generation page (through the app's router) with ``data`` uploaded on its import tab."""
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
-    at.run()
-    at.switch_page("pages/views/data_generation.py")
-    at.run()
-    at.file_uploader(key="dg_import_file").set_value((name, data, mime))
-    at.run()
-    return at
-
-
 def test_page_imports_split_by_squares(tmp_path: Path, workspace: Path) -> None:
     """The import tab's "Split by squares" reaches both imports (table and JSON); a bad size is an st.error."""
     from rflocal_core.measurements import dumps_measurements
 
     text = _line_walk(200)
-    at = _import_tab("walk.csv", text.encode(), "text/csv")
+    at = import_tab("walk.csv", text.encode(), "text/csv")
     for key, column in {"sample": "walk_id", "node": "cell", "lat": "lat", "lon": "lon", "rss_dbm": "rsrp"}.items():
         at.selectbox(key=f"dg_tab_{key}").set_value(column)
     at.number_input(key="dg_import_block").set_value(250.0)
@@ -757,7 +745,7 @@ def test_page_imports_split_by_squares(tmp_path: Path, workspace: Path) -> None:
 
 
 def test_page_maps_previews_and_imports_a_table(workspace: Path) -> None:
-    at = _import_tab("walk.csv", GROUPED.encode(), "text/csv")
+    at = import_tab("walk.csv", GROUPED.encode(), "text/csv")
     assert not at.exception and not at.error, [e.value for e in at.error]
     guessed = {key: at.selectbox(key=f"dg_tab_{key}").value for key in ("sample", "node", "lat", "lon", "rss_dbm")}
     assert guessed == {"sample": "(none)", **DUKE_COLUMNS}
@@ -880,7 +868,7 @@ def test_an_excel_workbook_reads_as_the_csv_it_was_saved_from(shared_data: Path,
             zout.writestr(item, data)
     with pytest.raises(TableFormatError, match=r"bomb.xlsx: not a readable Excel workbook \(.xlsx\): EntitiesForbidden"):
         read_table(bomb, **options)
-    at = _import_tab("duke.xlsx", (tmp_path / "duke.xlsx").read_bytes(),
+    at = import_tab("duke.xlsx", (tmp_path / "duke.xlsx").read_bytes(),
                      "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
     assert not at.exception and any(c.value.startswith("XLSX table: 1,500 rows, columns PCI, latitude")
                                     for c in at.caption)

@@ -728,6 +728,11 @@ def _numbers(column: pd.Series, *, decimal_comma: bool = False) -> tuple[np.ndar
     return np.where(bad, np.nan, values), bad, text
 
 
+def _column_numbers(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`_numbers` of a loaded column, with the decimal comma its file allows (``;``- or tab-delimited CSV)."""
+    return _numbers(frame[name], decimal_comma=frame.attrs.get(_DECIMAL_COMMA, False))
+
+
 def _missing_mask(values: np.ndarray, text: np.ndarray | None, missing: tuple[str, ...]) -> np.ndarray:
     """Cells equal to a ``missing`` value, as text or as a number (-101 matches "-101.0")."""
     numbers = []
@@ -766,7 +771,7 @@ def _number_column(frame: pd.DataFrame, key: str, column: str, spec: TableSpec, 
                    label: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Values of a numeric key (NaN where removed), where a --missing value was, where a bad value was."""
     rows = _file_rows(frame)
-    values, bad, text = _numbers(frame[column], decimal_comma=frame.attrs.get(_DECIMAL_COMMA, False))
+    values, bad, text = _column_numbers(frame, column)
     if key in _POSITION_KEYS and not spec.crs:
         values, bad = _degree_cells(values, bad, text, key)
     shown = text if text is not None else frame[column].astype(str).to_numpy(dtype=object)
@@ -839,7 +844,7 @@ def _time_column(frame: pd.DataFrame, column: str, spec: TableSpec, issues: _Iss
                    f"(e.g. {text[bad][0]!r}); check time_format")
             raise TableFormatError(msg)
     else:
-        values, bad, text = _numbers(series, decimal_comma=frame.attrs.get(_DECIMAL_COMMA, False))
+        values, bad, text = _column_numbers(frame, column)
         expected, numeric = "seconds or an ISO 8601 timestamp", True
         if text is not None and bad.any():  # seconds or timestamps: whichever reads more cells
             empty = text == ""
@@ -1325,9 +1330,7 @@ def _nodes_from_csv(data: bytes, kind: str, label: str, crs: str | None) -> list
                f"column among {', '.join(repr(n) for n in names)}")
         raise TableFormatError(msg)
     ids = _text_cells(frame[chosen["id"]])
-    comma = frame.attrs.get(_DECIMAL_COMMA, False)
-    values = {key: _numbers(frame[name], decimal_comma=comma) for key, name in chosen.items()
-              if key != "id" and name is not None}
+    values = {key: _column_numbers(frame, name) for key, name in chosen.items() if key != "id" and name is not None}
     if crs:
         values = _nodes_to_wgs84(values, crs, label, chosen)
     else:  # 51°12'48"N in a site list typed by hand
@@ -1539,7 +1542,7 @@ def _melt(frame: pd.DataFrame, own: Sequence[str], wide: Sequence[str], ragged: 
     absent_any = np.zeros(len(frame), dtype=bool)
     missing = 0
     for name in wide:
-        numbers, _, text = _numbers(frame[name], decimal_comma=frame.attrs.get(_DECIMAL_COMMA, False))
+        numbers, _, text = _column_numbers(frame, name)
         text = _text_cells(frame[name]) if text is None else text
         absent = _missing_mask(numbers, text, spec.missing)
         missing += int(absent.sum())
