@@ -239,11 +239,11 @@ def _data_import_flags(parser: argparse.ArgumentParser) -> None:
     from rflocal_core.dataset.splits import BLOCK_SPLIT_HELP
 
     parser.add_argument("--split-block-m", type=float, default=None, metavar="M", help=BLOCK_SPLIT_HELP)
-    _add_table_arguments(parser.add_argument_group("tables (.csv, .tsv, .parquet, .xlsx)"))
+    _add_table_arguments(parser.add_argument_group("tables (.csv, .tsv, .txt, .parquet, .xlsx)"))
 
 
 def _add_table_arguments(group: Any) -> None:
-    from rflocal_core.measurements.columns import COLUMN_KEYS, CRS_HELP, TIME_FORMAT_HELP
+    from rflocal_core.measurements.columns import COLUMN_KEYS, CRS_HELP, NODE_PAIRS_HELP, TIME_FORMAT_HELP
 
     group.add_argument("--columns", action="append", metavar="KEY=COLUMN,...",
                        help=f"which column holds what (repeatable); keys: {', '.join(COLUMN_KEYS)}")
@@ -258,8 +258,10 @@ def _add_table_arguments(group: Any) -> None:
     group.add_argument("--node-columns", action="append", metavar="COL|GLOB,...",
                        help="a wide table (one row per sample): the columns, by name or glob ('BS *'), that each hold "
                             "one node's value; the node is the column's name (repeatable, or comma-separated)")
+    group.add_argument("--node-pairs", action="append", metavar="ID:VALUE,...",
+                       help=NODE_PAIRS_HELP + " (repeatable, or comma-separated)")
     group.add_argument("--node-value", default=None, metavar="KEY",
-                       help="what the node columns of a wide table hold (default rss_dbm)")
+                       help="what the node columns or node pairs of a wide table hold (default rss_dbm)")
     group.add_argument("--crs", default=None, metavar="CRS", help=CRS_HELP)
     group.add_argument("--time-format", default=None, metavar="FORMAT",
                        help=TIME_FORMAT_HELP.replace("%", "%%"))  # argparse formats help with %
@@ -322,20 +324,21 @@ def _table_options(args: argparse.Namespace, path: str) -> dict[str, Any] | None
     if Path(path).suffix.lower() not in TABLE_SUFFIXES:
         flags = {"--columns": args.columns, "--mode": args.mode, "--group-by": args.group_by,
                  "--missing": args.missing, "--nodes": args.nodes, "--node-columns": args.node_columns,
-                 "--node-value": args.node_value, "--crs": args.crs, "--time-format": args.time_format}
+                 "--node-pairs": args.node_pairs, "--node-value": args.node_value, "--crs": args.crs, "--time-format": args.time_format}
         given = [flag for flag, value in flags.items() if value is not None]
         if given:
-            msg = (f"{given[0]}: applies to tables (.csv, .tsv, .parquet, .xlsx); {name} is read as "
+            msg = (f"{given[0]}: applies to tables (.csv, .tsv, .txt, .parquet, .xlsx); {name} is read as "
                    "rflocal-measurements/1 JSON, which names its own nodes, mode and samples")
             raise InvalidInputError(msg)
         return None
-    if not args.columns and not args.node_columns:
+    if not args.columns and not args.node_columns and not args.node_pairs:
         msg = (f"--columns: a table needs the column mapping, e.g. --columns node=PCI,lat=latitude,lon=longitude,"
-               f"rss_dbm=rsrp (or --node-columns for a wide table); {name} was not read")
+               f"rss_dbm=rsrp (or --node-columns or --node-pairs for a wide table); {name} was not read")
         raise InvalidInputError(msg)
     return {"columns": parse_columns(args.columns) if args.columns else {}, "mode": args.mode or "ue",
             "group_by": parse_list(args.group_by), "missing": parse_list(args.missing), "nodes": args.nodes,
             "node_columns": parse_list(args.node_columns), "node_value": args.node_value or "rss_dbm",
+            "node_pairs": parse_list(args.node_pairs),
             "crs": args.crs, "time_format": args.time_format}
 
 
@@ -486,7 +489,7 @@ def _add_predict_parser(sub: Any) -> None:
                         flags=_predict_flags)
     pr.add_argument("--run", required=True, action="append", help="run id (repeat to compare several)")
     pr.add_argument("--input", required=True, metavar="FILE", help="an rflocal-measurements/1 or survey .json file, "
-                    "or a .csv, .tsv, .parquet or .xlsx table with one row per measurement (with --columns, as imported)")
+                    "or a .csv, .tsv, .txt, .parquet or .xlsx table with one row per measurement (with --columns, as imported)")
     pr.add_argument("--out", default=None, metavar="predictions.json", help="also write the result here (atomically)")
     pr.add_argument("--strict", action="store_true",
                     help="refuse a file with GPS / RSS sentinels, outliers or duplicate ids instead of dropping them")
@@ -633,7 +636,7 @@ def _predict_flags(parser: argparse.ArgumentParser) -> None:
 
     add_flags(parser, PredictOptions)
     _track_flags(parser)  # here, not when the parser is built: the tracker's module imports the dataset package
-    _add_table_arguments(parser.add_argument_group("tables (.csv, .tsv, .parquet, .xlsx): the mapping of the import"))
+    _add_table_arguments(parser.add_argument_group("tables (.csv, .tsv, .txt, .parquet, .xlsx): the mapping of the import"))
 
 
 def _importance(args: argparse.Namespace) -> Any:

@@ -379,7 +379,7 @@ def test_bad_kinds(tmp_path: Path) -> None:
     (tmp_path / "t.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(TableFormatError, match="t.parquet: not a readable Parquet file"):
         read_table(tmp_path / "t.parquet", columns={"sample": "id", "node": "node", "rss_dbm": "rss"})
-    with pytest.raises(TableFormatError, match="expected a table file ending in .csv, .tsv, .parquet, .pq, .xlsx"):
+    with pytest.raises(TableFormatError, match=r"expected a table file ending in \.csv, \.tsv, \.txt, \.parquet, "):
         read_table_header(_write(tmp_path, "t.xls", "x"))
     with pytest.raises(TableFormatError, match="t.xlsx: not a readable Excel workbook"):
         read_table_header(_write(tmp_path, "t.xlsx", "x"))
@@ -405,9 +405,9 @@ def test_cli_refusals(tmp_path: Path, workspace: Path, run_cli: Any) -> None:
                    workspace), "huge.csv: 209,715,201 bytes (200.0 MiB) is too large; expected at most 209,715,200")
     good_json = Path(__file__).resolve().parents[1] / "assets" / "example_survey.json"
     _fails(run_cli(["data", "import", str(good_json), "--name", "j", "--columns", "node=a"], workspace),
-           "--columns: applies to tables (.csv, .tsv, .parquet, .xlsx)")
+           "--columns: applies to tables (.csv, .tsv, .txt, .parquet, .xlsx)")
     _fails(run_cli(["data", "import", str(_write(tmp_path, "x.xls", "a")), "--name", "x"], workspace),
-           "file: expected a .json measurement file or a table ending in .csv, .tsv, .parquet, .pq, .xlsx")
+           "file: expected a .json measurement file or a table ending in .csv, .tsv, .txt, .parquet, .pq, .xlsx")
     assert not (workspace / "datasets").exists() or not any((workspace / "datasets").iterdir())
 
 

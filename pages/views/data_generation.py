@@ -262,7 +262,7 @@ with tab_import:
     )
     json_mib, table_mib = upload_limit_mib(MAX_MEASUREMENT_FILE_BYTES), upload_limit_mib(MAX_TABLE_FILE_BYTES)
     upload = st.file_uploader(f"Measurement JSON (at most {json_mib} MB) or table (at most {table_mib} MB)",
-                              type=["json", "csv", "tsv", "parquet", "xlsx"], key="dg_import_file",
+                              type=["json", "csv", "tsv", "txt", "parquet", "xlsx"], key="dg_import_file",
                               max_upload_size=max(json_mib, table_mib))
     c = st.columns(4)
     import_name = c[0].text_input("Dataset name", value="imported", key="dg_import_name")

@@ -84,7 +84,7 @@ try:
     if source == "Upload a file":
         json_mib, table_mib = upload_limit_mib(MAX_MEASUREMENT_FILE_BYTES), upload_limit_mib(MAX_TABLE_FILE_BYTES)
         upload = st.file_uploader(f"Measurement JSON (at most {json_mib} MB) or table (at most {table_mib} MB), "
-                                  "mapped as on the import tab", type=["json", "csv", "tsv", "parquet", "xlsx"],
+                                  "mapped as on the import tab", type=["json", "csv", "tsv", "txt", "parquet", "xlsx"],
                                   key="li_upload", max_upload_size=max(json_mib, table_mib))
         if upload is not None:
             data, label = upload.getvalue(), upload.name

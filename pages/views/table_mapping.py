@@ -11,6 +11,7 @@ from rflocal_core.measurements.columns import (
     COLUMN_KEYS,
     CRS_HELP,
     MEASUREMENT_KEYS,
+    NODE_PAIRS_HELP,
     TIME_FORMAT_HELP,
     guess_columns,
     guess_group_by,
@@ -29,7 +30,7 @@ def table_mapping(header: TableHeader, *, prefix: str) -> dict[str, Any]:
     """Widgets (keys ``{prefix}_mode``, ``{prefix}_{column key}``, ...): mode, one column per key (guessed from
     the header), grouping, missing values, nodes table; returns ``read_table``'s keywords."""
     guess = guess_columns(header.columns)
-    c = st.columns([1, 3])
+    c = st.columns([1, 2, 2])
     mode = c[0].radio("Mode", ["ue", "emitter"], horizontal=True, key=f"{prefix}_mode",
                       help="ue: the device that measures is located (lat/lon are its position, the truth); emitter: "
                            "an unknown transmitter is located (lat/lon are a mobile sensor's position)")
@@ -38,6 +39,8 @@ def table_mapping(header: TableHeader, *, prefix: str) -> dict[str, Any]:
         help="a table with one row per sample and one column per node (e.g. BS 1 ... BS 72): those columns, by name "
              "or glob, comma-separated (e.g. BS *); each holds that node's RSS and names it. The node and "
              "measurement keys below and the grouping are then not used: each row is a sample."))
+    pairs = parse_list(c[2].text_input("Node column pairs (drive test)", value="", key=f"{prefix}_pairs",
+                                       placeholder="e.g. PCI:RSRP, NCell*:NRxLev*", help=NODE_PAIRS_HELP))
     columns = {}
     grid = st.columns(4)
     for k, (key, meaning) in enumerate(COLUMN_KEYS.items()):
@@ -59,10 +62,10 @@ def table_mapping(header: TableHeader, *, prefix: str) -> dict[str, Any]:
     nodes = c[4].file_uploader("Node positions (optional)", type=["csv", "tsv", "json"], key=f"{prefix}_nodes",
                                help="a table id, lat, lon[, alt_m][, tx_power_dbm]",
                                max_upload_size=upload_limit_mib(MAX_NODES_FILE_BYTES))
-    if wide:  # each row is a sample (or a sample id's rows); the node columns are the nodes and their values
+    if wide or pairs:  # each row is a sample (or a sample id's rows); the node columns are the nodes and their values
         group_by = []
         columns = {key: name for key, name in columns.items() if key not in ("node", *MEASUREMENT_KEYS)}
-    return {"columns": columns, "mode": mode, "node_columns": wide,
+    return {"columns": columns, "mode": mode, "node_columns": wide, "node_pairs": pairs,
             "group_by": [] if "sample" in columns else group_by,
             "missing": parse_list(missing), "crs": crs, "time_format": time_format,
             "nodes": None if nodes is None else read_nodes(nodes.getvalue(), kind=table_kind(nodes.name) or "json",

@@ -48,10 +48,11 @@ def import_table(
     user: User = LOCAL_USER,
     node_columns: Sequence[str] = (),
     node_value: str = "rss_dbm",
+    node_pairs: Sequence[str] = (),
     crs: str | None = None,
     time_format: str | None = None,
 ) -> ImportResult:
-    """Read a table (long layout, or wide with ``node_columns``) and store it as the dataset
+    """Read a table (long layout, or wide with ``node_columns`` or ``node_pairs``) and store it as the dataset
     ``workspace/datasets/<name>``.
 
     Parameters are those of :func:`rflocal_core.measurements.table.read_table` (the table)
@@ -81,7 +82,7 @@ def import_table(
     require(user, "import_dataset")  # before reading the table: a viewer's upload costs nothing
     table = read_table(source, columns=columns, mode=mode, group_by=group_by, missing=missing, nodes=nodes,
                        kind=kind, strict=strict, max_bytes=max_bytes, max_rows=max_rows, node_columns=node_columns,
-                       node_value=node_value, crs=crs, time_format=time_format)
+                       node_value=node_value, node_pairs=node_pairs, crs=crs, time_format=time_format)
     # The blocks are drawn after the quality checks: a (0, 0) fix or an outlier makes no square of its own.
     summary = import_measurements(table.measurements, name=name, scene=scene, split_fractions=split_fractions,
                                   seed=seed, input_info=dict(table.input_info), strict=strict,

@@ -54,6 +54,13 @@ TIME_FORMAT_HELP: str = ("the format of the time column's timestamps when they a
                          "e.g. %Y.%m.%d_%H.%M.%S (G-NetTrack) or %d/%m/%Y %H:%M:%S; read as UTC unless the format "
                          "has %z; empty: seconds or ISO 8601 (numbers above 1e11 are read as epoch milliseconds)")
 
+#: Help of a table's ``node_pairs`` option (the ``--node-pairs`` flag and the import widgets).
+NODE_PAIRS_HELP: str = ("a wide table whose columns come in pairs, a node's id and its value, as drive-test apps export "
+                        "the serving cell and its neighbours: ID:VALUE pairs, comma-separated, two column names "
+                        "(PCI:RSRP) or two patterns with one * each, paired by what the * matches (NCell*:NRxLev*: "
+                        "NCell1 with NRxLev1); the node is the id cell's text, the value its RSS. The node and "
+                        "measurement keys and the grouping are then not used: each row is a sample")
+
 #: Measurement keys; at least one is mapped, and a row keeps at least one to be used.
 MEASUREMENT_KEYS: tuple[str, ...] = ("rss_dbm", "toa_ns", "ta", "aoa_deg")
 

@@ -40,7 +40,10 @@ Antwerp's ``BS 1`` ... ``BS 72``) is melted to this layout first: each received 
 row with the node (the column's name) and its value (``node_value``, default ``rss_dbm``) plus the row's other
 mapped cells; empty and ``missing`` cells are not received; ``columns`` maps no node or measurement key; without
 ``sample`` each row is a sample (``row-<n>``); rows with no received cell are counted (``no_node_heard``). Its
-issues count cells, their row numbers name the file's rows, and ``rows_used`` counts file rows.
+issues count cells, their row numbers name the file's rows, and ``rows_used`` counts file rows. Drive-test exports
+write the cells a phone heard as column pairs instead (``node_pairs``: the serving cell's ``PCI``/``RSRP``, then
+``NCell1``/``NRxLev1`` ...): each received value cell becomes a row whose node is its pair's id cell; a value whose
+id cell is empty or ``missing`` is removed (``pair_without_node``).
 
 A sample's truth is the one of its latest used row (by time, then by row) that has a valid
 position, as the format keeps the truth at the last report time. Node positions come from
@@ -65,6 +68,7 @@ import hashlib
 import io
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,8 +105,9 @@ from rflocal_core.measurements.quality import QualityReport
 TABLE_KINDS: tuple[str, ...] = ("csv", "tsv", "parquet", "xlsx")
 
 #: File name suffix -> table kind.
-TABLE_SUFFIXES: dict[str, str] = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet",
-                                   ".xlsx": "xlsx"}
+# .txt: drive-test apps (G-NetTrack) log tab-separated text; read as CSV, whose delimiter is found on the header line
+TABLE_SUFFIXES: dict[str, str] = {".csv": "csv", ".tsv": "tsv", ".txt": "csv", ".parquet": "parquet",
+                                  ".pq": "parquet", ".xlsx": "xlsx"}
 
 #: Largest table file accepted, in bytes (a day of drive tests fits; the Duke file is 1.7 MB).
 MAX_TABLE_FILE_BYTES: int = 200 * 2**20
@@ -697,6 +702,18 @@ def _text_cells(column: pd.Series) -> np.ndarray:
     return column.astype(object).where(column.notna(), "").astype(str).str.strip().to_numpy(dtype=object)
 
 
+def _id_cells(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """Node ids as text; a whole number written as a float is the integer ("101.0" -> "101"): a numeric id column
+    with an empty cell is saved as floats by pandas and spreadsheets, and 101 must stay one node."""
+    text = _text_cells(frame[column])
+    numbers = _column_numbers(frame, column)[0]
+    whole = np.isfinite(numbers) & (np.mod(numbers, 1) == 0) & (np.abs(numbers) < 1e15)
+    if whole.any():
+        text = text.copy()
+        text[whole] = [str(int(v)) for v in numbers[whole]]
+    return text
+
+
 def _number_text(value: float) -> str:
     if not math.isfinite(value):
         return "" if math.isnan(value) else str(value)
@@ -909,7 +926,7 @@ def _typed(frame: pd.DataFrame, spec: TableSpec, issues: _Issues, label: str) ->
         if key == "sample":
             continue
         if key == "node":
-            out["node"] = _text_cells(frame[column])
+            out["node"] = _id_cells(frame, column)
         elif key == "time":
             out["t"] = _time_column(frame, column, spec, issues, label)
         else:
@@ -1114,8 +1131,7 @@ def _merge_duplicates(t: pd.DataFrame, sample_id: Mapping[int, str], issues: _Is
     size = grouped["row"].transform("size").to_numpy()
     if not (size > 1).any():
         return t
-    first = grouped["row"].transform("min").to_numpy()
-    merged = (size > 1) & (t["row"].to_numpy() != first)
+    merged = grouped.cumcount().to_numpy() > 0  # not by row number: a row of node pairs may name a node twice
     codes = np.unique(t["code"].to_numpy()[merged])
     issues.add("duplicate_reports_merged", t["row"].to_numpy()[merged], action="rows merged", fault=False,
                detail="rows repeating a node at the same time in a sample, merged into one report (the median "
@@ -1381,19 +1397,18 @@ def read_table(
     group_by: Sequence[str] = (),
     missing: Sequence[str | float] = (),
     nodes: str | os.PathLike[str] | bytes | Sequence[Node] | None = None,
-    kind: str | None = None,
-    strict: bool = False,
-    max_bytes: int = MAX_TABLE_FILE_BYTES,
-    max_rows: int = MAX_TABLE_ROWS,
-    node_columns: Sequence[str] = (), node_value: str = "rss_dbm",
+    kind: str | None = None, strict: bool = False,
+    max_bytes: int = MAX_TABLE_FILE_BYTES, max_rows: int = MAX_TABLE_ROWS,
+    node_columns: Sequence[str] = (), node_value: str = "rss_dbm", node_pairs: Sequence[str] = (),
     crs: str | None = None, time_format: str | None = None,
 ) -> TableImport:
-    """Read a table into a :class:`MeasurementSet`: long (one row per measurement) or wide (``node_columns``).
+    """Read a table into a :class:`MeasurementSet`: long (one row per measurement) or wide (``node_columns``,
+    ``node_pairs``).
 
     Parameters
     ----------
     source : str, Path or bytes
-        A ``.csv``, ``.tsv`` or ``.parquet`` file, or its bytes (then give ``kind``).
+        A ``.csv``, ``.tsv``, ``.parquet`` or ``.xlsx`` file, or its bytes (then give ``kind``).
     columns : mapping of str to str
         Key -> column name; keys from :data:`COLUMN_KEYS` (see the module docstring).
     mode : {"ue", "emitter"}
@@ -1413,9 +1428,11 @@ def read_table(
         Refuse the table at the first fault (a bad cell or a dropped row), naming it.
     max_bytes, max_rows : int
         Caps on the file (200 MiB) and on its data rows (2,000,000).
-    node_columns, node_value : sequence of str, str
+    node_columns, node_value, node_pairs : sequence of str, str, sequence of str
         A wide table (one row per sample, e.g. Antwerp's ``BS 1`` ... ``BS 72``): the columns (names or globs,
-        ``"BS *"``) each holding one node's ``node_value``, named by the column; see the module docstring.
+        ``"BS *"``) each holding one node's ``node_value``, named by the column. Or (drive-test exports: the
+        serving cell, neighbours 1..N) column pairs of a node's id and its ``node_value``: ``"PCI:RSRP"``, or
+        ``"NCell*:NRxLev*"`` (``NCell1`` with ``NRxLev1``); the node is the id cell's text. See the module docstring.
     crs, time_format : str, optional
         The position columns' and a CSV nodes table's CRS (None: WGS84 degrees; e.g. ``"EPSG:32617"``: ``*lat``
         columns hold y, ``*lon`` columns x, converted to WGS84; points off the CRS's area are removed), and the
@@ -1436,22 +1453,22 @@ def read_table(
         a numeric column holds no numbers, no row is usable, the dataset would be too
         large, or (``strict``) a fault.
     """
-    columns = _wide_columns(columns, node_value, group_by, mode) if node_columns else columns
+    layout = (node_columns, node_pairs)
+    columns = _wide_columns(columns, node_value, group_by, mode, layout) if any(layout) else columns
     spec = TableSpec(columns, mode=mode, group_by=tuple(group_by), missing=tuple(missing),
                      nodes_file=nodes is not None, crs=crs, time_format=time_format)
     kind = _resolve_kind(kind, source)
     data, label, path = _read_source(source, kind, max_bytes)
     node_table = _node_table(nodes, spec.crs)
     issues = _Issues()
-    frame, header, ragged, rows, wide = _load_rows(data, kind, label, spec, max_rows, node_columns, issues)
+    frame, header, ragged, rows, wide = _load_rows(data, kind, label, spec, max_rows, layout, issues)
     t, node_list, samples = _rows_to_samples(frame, ragged, len(header), rows, spec, node_table, issues, label)
     used = int(t["row"].nunique()) if wide else rows - issues.dropped()  # a wide table's issues count cells
     report = _report(kind, rows, used, samples, node_list, issues)
     if strict and report.faults:
         raise _strict_error(report.faults[0], label)
     ms = MeasurementSet(spec.mode, None, node_list, samples, (), tuple(_notes(spec, report, label, wide)))
-    wide_info = {"columns": _user_columns(spec), "node_columns": list(wide), "node_value": node_value} if wide else {}
-    return TableImport(ms, report, _input_info(spec, report, data, path, nodes) | wide_info)
+    return TableImport(ms, report, _input_info(spec, report, data, path, nodes) | _wide_info(spec, wide, node_value))
 
 
 def _rows_to_samples(frame: pd.DataFrame, ragged: np.ndarray, fields: int, rows: int, spec: TableSpec,
@@ -1476,8 +1493,13 @@ def _report(kind: str, rows: int, rows_used: int, samples: Sequence[Sample], nod
                        unknown, tuple(issues.items.values()))
 
 
-def _wide_columns(columns: Any, node_value: str, group_by: Sequence[str], mode: str) -> dict[str, str]:
-    """The mapping of a wide table with its internal node, value and sample columns."""
+def _wide_columns(columns: Any, node_value: str, group_by: Sequence[str], mode: str,
+                  layout: tuple[Sequence[str], Sequence[str]]) -> dict[str, str]:
+    """The mapping of a wide table with its internal node, value and sample columns (``layout``: the node columns
+    and the node pairs, one of them given)."""
+    if all(layout):
+        msg = f"node_pairs: give node columns or node pairs, not both; got node_columns={list(layout[0])!r}"
+        raise InvalidInputError(msg)
     if node_value not in MEASUREMENT_KEYS:
         msg = f"node_value: expected one of {', '.join(MEASUREMENT_KEYS)}, got {node_value!r}"
         raise InvalidInputError(msg)
@@ -1495,23 +1517,36 @@ def _wide_columns(columns: Any, node_value: str, group_by: Sequence[str], mode: 
     return {**mapped, "node": WIDE_NODE, node_value: WIDE_VALUE, **({} if own else {"sample": WIDE_SAMPLE})}
 
 
+def _wide_info(spec: TableSpec, wide: Sequence[tuple[str | None, str]], node_value: str) -> dict[str, Any]:
+    """What the import records of a wide table's layout (nothing for a long table)."""
+    if not wide:
+        return {}
+    layout = ({"node_columns": [name for _, name in wide]} if wide[0][0] is None
+              else {"node_pairs": [f"{node}:{name}" for node, name in wide]})
+    return {"columns": _user_columns(spec), **layout, "node_value": node_value}
+
+
 def _user_columns(spec: TableSpec) -> dict[str, str]:
     """The mapping as the user gave it (without a wide table's internal columns)."""
     internal = (WIDE_NODE, WIDE_VALUE, WIDE_SAMPLE)
     return {key: name for key, name in spec.columns.items() if name not in internal}
 
 
-def _load_rows(data: bytes, kind: str, label: str, spec: TableSpec, max_rows: int, node_columns: Sequence[str],
-               issues: _Issues) -> tuple[pd.DataFrame, list[str], np.ndarray, int, tuple[str, ...]]:
+def _load_rows(data: bytes, kind: str, label: str, spec: TableSpec, max_rows: int,
+               layout: tuple[Sequence[str], Sequence[str]], issues: _Issues,
+               ) -> tuple[pd.DataFrame, list[str], np.ndarray, int, tuple[tuple[str | None, str], ...]]:
     """The rows to read (a wide table melted to one row per received cell), the header, the ragged rows, the
-    file's row count and the node columns (empty for a long table)."""
-    if not node_columns:
+    file's row count and the wide table's (id column or None, value column) pairs (empty for a long table).
+    ``layout``: the node columns and the node pairs (at most one of them given)."""
+    node_columns, node_pairs = layout
+    if not node_columns and not node_pairs:
         frame, header, ragged = _load_frame(data, kind, label, spec.wanted, spec, max_rows)
         return frame, header, ragged, len(frame), ()
     frame, header, ragged = _load_frame(data, kind, label, None, spec, max_rows)
     own = [name for name in spec.wanted if name not in (WIDE_NODE, WIDE_VALUE, WIDE_SAMPLE)]
     _check_wanted(header, own, spec, label)
-    wide = _expand_node_columns(header, node_columns, own, label)
+    wide = (tuple((None, name) for name in _expand_node_columns(header, node_columns, own, label)) if node_columns
+            else _expand_node_pairs(header, node_pairs, own, label))
     long, long_ragged = _melt(frame, own, wide, ragged, spec, issues)
     if len(long) > max_rows:  # the cap holds for the received cells too: they are the rows read from here on
         msg = (f"{label}: {len(long):,} received node cells is more than the limit of {max_rows:,}; "
@@ -1535,21 +1570,63 @@ def _expand_node_columns(header: Sequence[str], patterns: Sequence[str], own: Se
     return tuple(name for name in header if name in out)
 
 
-def _melt(frame: pd.DataFrame, own: Sequence[str], wide: Sequence[str], ragged: np.ndarray, spec: TableSpec,
-          issues: _Issues) -> tuple[pd.DataFrame, np.ndarray]:
-    """One row per received cell of the node columns (empty and ``missing`` cells are not received)."""
+def _expand_node_pairs(header: Sequence[str], pairs: Sequence[str], own: Sequence[str],
+                       label: str) -> tuple[tuple[str, str], ...]:
+    """The (id column, value column) pairs named or matched by ``ID:VALUE`` patterns, in header order."""
+    pairs = _check_names(pairs, "node_pairs")
+    names = [name for name in header if name and name not in own]
+    out: list[tuple[str, str]] = []
+    for pair in pairs:
+        node, sep, value = (part.strip() for part in pair.partition(":"))
+        if not sep or not node or not value or (node.count("*"), value.count("*")) not in ((0, 0), (1, 1)):
+            msg = (f"node_pairs: expected ID:VALUE, two column names or two patterns with one * each (e.g. "
+                   f"NCell*:NRxLev*), got {pair!r}")
+            raise InvalidInputError(msg)
+        found = _pair_columns(names, node, value)
+        if not found:
+            msg = (f"{label}: node_pairs: no column pair matches {pair!r} (mapped columns excluded); the columns are "
+                   f"{', '.join(repr(n) for n in header if n)}")
+            raise TableFormatError(msg)
+        out += [p for p in found if p not in out]
+    used = [name for p in out for name in p]
+    twice = next((name for name in used if used.count(name) > 1), None)
+    if twice is not None:
+        msg = f"node_pairs: column {twice!r} is in two pairs; expected each column in one pair, got {', '.join(pairs)}"
+        raise InvalidInputError(msg)
+    return tuple(sorted(out, key=lambda p: header.index(p[1])))
+
+
+def _pair_columns(names: Sequence[str], node: str, value: str) -> list[tuple[str, str]]:
+    """The columns ``node`` and ``value`` name, or those their ``*`` match with the same text (NCell1, NRxLev1)."""
+    if "*" not in node:
+        return [(node, value)] if node in names and value in names else []
+    pattern = re.compile(re.escape(node).replace(r"\*", "(.+)"))
+    present = set(names)
+    matched = ((name, pattern.fullmatch(name)) for name in names)
+    return [(name, value.replace("*", m.group(1))) for name, m in matched
+            if m and value.replace("*", m.group(1)) in present]
+
+
+def _melt(frame: pd.DataFrame, own: Sequence[str], wide: Sequence[tuple[str | None, str]], ragged: np.ndarray,
+          spec: TableSpec, issues: _Issues) -> tuple[pd.DataFrame, np.ndarray]:
+    """One row per received cell of the node columns, or of the value columns of node pairs (the node: the pair's
+    id cell). Empty and ``missing`` cells are not received; a value whose id cell is empty or missing is removed."""
     rows, nodes, values = [], [], []
     absent_any = np.zeros(len(frame), dtype=bool)
+    orphans = np.zeros(len(frame), dtype=np.int64)
     missing = 0
-    for name in wide:
+    for id_column, name in wide:
         numbers, _, text = _column_numbers(frame, name)
         text = _text_cells(frame[name]) if text is None else text
         absent = _missing_mask(numbers, text, spec.missing)
         missing += int(absent.sum())
         absent_any |= absent
-        r = np.flatnonzero((text != "") & ~absent)
+        received = (text != "") & ~absent
+        ids = np.full(len(frame), name, dtype=object) if id_column is None else _node_cells(frame, id_column, spec)
+        orphans += received & (ids == "")
+        r = np.flatnonzero(received & (ids != ""))
         rows.append(r)
-        nodes.append(np.full(len(r), name, dtype=object))
+        nodes.append(ids[r])
         values.append(text[r])
     r, node, value = np.concatenate(rows), np.concatenate(nodes), np.concatenate(values)
     order = np.argsort(r, kind="stable")  # by file row, then node column order
@@ -1557,6 +1634,8 @@ def _melt(frame: pd.DataFrame, own: Sequence[str], wide: Sequence[str], ragged: 
     if spec.missing:
         issues.add("missing_value", np.flatnonzero(absent_any) + 1, action="value removed (not received)", fault=False,
                    detail=f"node cells equal to a missing value ({', '.join(spec.missing)})", count=missing)
+    issues.add("pair_without_node", np.flatnonzero(orphans) + 1, action="value removed", fault=True,
+               detail="values of a node pair whose id cell is empty or a missing value", count=int(orphans.sum()))
     silent = np.setdiff1d(np.arange(len(frame)), r)
     cut = ragged[silent]  # a ragged row's cells are all empty: name it for what it is
     issues.add("wrong_field_count", silent[cut] + 1, action="row dropped", fault=True,
@@ -1568,6 +1647,12 @@ def _melt(frame: pd.DataFrame, own: Sequence[str], wide: Sequence[str], ragged: 
     long[WIDE_SAMPLE] = np.array([f"row-{i}" for i in r + 1], dtype=object)
     long.attrs.update(frame.attrs)
     return long, ragged[r]
+
+
+def _node_cells(frame: pd.DataFrame, column: str, spec: TableSpec) -> np.ndarray:
+    """A node pair's id cells (:func:`_id_cells`), ``""`` where empty or a ``missing`` value."""
+    numbers, _, text = _column_numbers(frame, column)
+    return np.where(_missing_mask(numbers, text, spec.missing), "", _id_cells(frame, column))
 
 
 def _input_info(spec: TableSpec, report: TableReport, data: bytes, path: str | None, nodes: Any) -> dict[str, Any]:
@@ -1619,14 +1704,19 @@ def _strict_error(issue: TableIssue, label: str) -> TableFormatError:
     return TableFormatError(msg)
 
 
-def _notes(spec: TableSpec, report: TableReport, label: str, wide: Sequence[str] = ()) -> list[str]:
+def _notes(spec: TableSpec, report: TableReport, label: str,
+           wide: Sequence[tuple[str | None, str]] = ()) -> list[str]:
     grouping = (f"samples by the sample id in column {spec.columns['sample']!r}" if "sample" in spec.columns
                 else f"samples grouped by the columns {', '.join(spec.group_by)} (ids row-<first row>)")
     layout = "one row per measurement"
     if wide:
-        shown = ", ".join(wide[:5]) + (", ..." if len(wide) > 5 else "")
         value_key = next(key for key, name in spec.columns.items() if name == WIDE_VALUE)
-        layout = f"wide: one column per node ({len(wide)} node columns: {shown}), each holding its {value_key}"
+        if wide[0][0] is None:
+            shown = ", ".join(name for _, name in wide[:5]) + (", ..." if len(wide) > 5 else "")
+            layout = f"wide: one column per node ({len(wide)} node columns: {shown}), each holding its {value_key}"
+        else:
+            shown = ", ".join(f"{node}:{name}" for node, name in wide[:5]) + (", ..." if len(wide) > 5 else "")
+            layout = (f"wide: node columns in pairs ({len(wide)} pairs: {shown}), a node's id and its {value_key}")
         if spec.columns.get("sample") == WIDE_SAMPLE:
             grouping = "one sample per row (ids row-<n>)"
     if spec.mode == "ue":
