@@ -256,9 +256,9 @@ def _table_tab(data: bytes, kind: str, import_name: str, frame_scene: str | None
 with tab_import:
     st.markdown(
         "Real measurements become a dataset without radio maps, usable by every model that does not need maps: "
-        "the `rflocal-measurements/1` JSON format or the survey format (see the README), or a CSV, TSV or "
-        "Parquet table with one row per measurement (or one row per sample and one column per node: a wide "
-        "table), whose columns you map below."
+        "the `rflocal-measurements/1` JSON format or the survey format (see the README), or a CSV, TSV, TXT, "
+        "Parquet or Excel table with one row per measurement (or one row per sample with one column per node, a "
+        "wide table, or with the heard cells in column pairs, a drive-test export), whose columns you map below."
     )
     json_mib, table_mib = upload_limit_mib(MAX_MEASUREMENT_FILE_BYTES), upload_limit_mib(MAX_TABLE_FILE_BYTES)
     upload = st.file_uploader(f"Measurement JSON (at most {json_mib} MB) or table (at most {table_mib} MB)",

@@ -28,8 +28,8 @@ EXAMPLES = ["example_measurements.json", "example_single.json", "example_measure
 
 st.title("Live Inference")
 st.caption(
-    "Upload measurements (rflocal-measurements/1, the survey format or a CSV, TSV or Parquet table; see the "
-    "README), choose one or several trained runs, and see each predicted position with its 1σ/2σ uncertainty on "
+    "Upload measurements (rflocal-measurements/1, the survey format or a CSV, TSV, TXT, Parquet or Excel table; see "
+    "the README), choose one or several trained runs, and see each predicted position with its 1σ/2σ uncertainty on "
     "the map."
 )
 rerun_when_a_job_ends()  # the runs to predict with change when a training ends
