@@ -253,8 +253,9 @@ def _add_table_arguments(group: Any) -> None:
                        help="columns whose values identify a sample, when there is no sample id column")
     group.add_argument("--missing", action="append", metavar="VALUE",
                        help="a measurement value meaning 'not received', e.g. -101 (repeatable, or comma-separated)")
-    group.add_argument("--nodes", metavar="NODES.csv|json", default=None,
-                       help="node positions: a table id, lat, lon[, alt_m][, tx_power_dbm] (CSV or JSON)")
+    group.add_argument("--nodes", metavar="NODES.csv|xlsx|json", default=None,
+                       help="node positions: a table id, lat, lon[, alt_m][, tx_power_dbm] (a table file like the "
+                            "measurements', or JSON)")
     group.add_argument("--node-columns", action="append", metavar="COL|GLOB,...",
                        help="a wide table (one row per sample): the columns, by name or glob ('BS *'), that each hold "
                             "one node's value; the node is the column's name (repeatable, or comma-separated)")

@@ -149,3 +149,22 @@ def test_page_imports_a_drive_test_export(shared_data: Path, workspace: Path) ->
     at.button(key="dg_import").click()
     at.run()
     assert not at.exception and "no column pair matches 'PSC:Nope'" in at.error[0].value
+
+
+def test_a_cell_list_in_excel_names_the_cells_as_the_export_does(shared_data: Path, tmp_path: Path) -> None:
+    """Site lists come as workbooks, or as CSVs whose numeric ids went through a float (101.0): both name the
+    export's cells 100 ... 105 and give them their positions."""
+    export = _export(_duke(shared_data, 1500))
+    sites = pd.DataFrame({"PCI": [float(p) for p in PCI.values()], "Latitude": 36.0 + np.arange(6) * 1e-3,
+                          "Longitude": -78.93 - np.arange(6) * 1e-3})
+    sites.to_excel(tmp_path / "sites.xlsx", index=False)
+    sites.to_csv(tmp_path / "sites.csv", index=False)
+    assert "100.0," in (tmp_path / "sites.csv").read_text()
+    export.to_csv(tmp_path / "gnet.csv", index=False)
+    for name in ("sites.xlsx", "sites.csv"):
+        table = read_table(tmp_path / "gnet.csv", columns=POSITIONS, node_pairs=PAIRS, nodes=tmp_path / name)
+        assert [(n.id, n.lat, n.lon) for n in table.measurements.nodes] == \
+            [(str(int(p)), lat, lon) for p, lat, lon in sites.itertuples(index=False)], name
+        assert not table.report.nodes_unknown_position
+    with pytest.raises(InvalidInputError, match="nodes: expected a .json nodes table or one ending in .csv"):
+        read_table(tmp_path / "gnet.csv", columns=POSITIONS, node_pairs=PAIRS, nodes=tmp_path / "sites.xls")

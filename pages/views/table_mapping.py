@@ -59,7 +59,8 @@ def table_mapping(header: TableHeader, *, prefix: str) -> dict[str, Any]:
                           help=CRS_HELP).strip() or None
     time_format = c[3].text_input("Time format", value="", key=f"{prefix}_time_format",
                                   placeholder="seconds or ISO 8601", help=TIME_FORMAT_HELP).strip() or None
-    nodes = c[4].file_uploader("Node positions (optional)", type=["csv", "tsv", "json"], key=f"{prefix}_nodes",
+    nodes = c[4].file_uploader("Node positions (optional)", type=["csv", "tsv", "txt", "parquet", "xlsx", "json"],
+                               key=f"{prefix}_nodes",
                                help="a table id, lat, lon[, alt_m][, tx_power_dbm]",
                                max_upload_size=upload_limit_mib(MAX_NODES_FILE_BYTES))
     if wide or pairs:  # each row is a sample (or a sample id's rows); the node columns are the nodes and their values

@@ -1252,7 +1252,8 @@ _NODE_TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
 
 def read_nodes(source: str | os.PathLike[str] | bytes, *, kind: str | None = None,
                max_bytes: int = MAX_NODES_FILE_BYTES, crs: str | None = None) -> tuple[Node, ...]:
-    """Read a nodes table: CSV/TSV with columns id, lat, lon[, alt_m][, tx_power_dbm][, carrier_hz], or JSON.
+    """Read a nodes table: a table (CSV, TSV, TXT, Parquet, Excel) with columns id, lat, lon[, alt_m][, tx_power_dbm]
+    [, carrier_hz], or JSON.
 
     With ``crs``, the lat column holds y (also found as a column named ``northing``) and the lon column x
     (``easting``).
@@ -1261,14 +1262,15 @@ def read_nodes(source: str | os.PathLike[str] | bytes, *, kind: str | None = Non
     ``alt_m``, ``tx_power_dbm``, or ``"position": null``), or an object with such a ``nodes``
     list (e.g. an ``rflocal-measurements/1`` file). In a CSV, a node whose lat and lon cells
     are both empty has an unknown position. Column names are matched loosely (``latitude``,
-    ``Lon``, ``node_id``, ...).
+    ``Lon``, ``node_id``, ...). A whole-number id is the integer (``101.0`` is the node ``101``), as in
+    :func:`read_table`, so the two name a node alike.
 
     Parameters
     ----------
-    kind : {"csv", "tsv", "json"}, optional
+    kind : {"csv", "tsv", "parquet", "xlsx", "json"}, optional
         Needed for bytes; a path's suffix gives it otherwise.
     crs : str, optional
-        The coordinates of a CSV/TSV table's lat (y) and lon (x) columns (:func:`~rflocal_core.geo.parse_crs`);
+        The coordinates of a table's lat (y) and lon (x) columns (:func:`~rflocal_core.geo.parse_crs`);
         None for WGS84 degrees. JSON nodes are WGS84 by their format.
 
     Raises
@@ -1279,8 +1281,9 @@ def read_nodes(source: str | os.PathLike[str] | bytes, *, kind: str | None = Non
     if kind is None and isinstance(source, (str, os.PathLike)):
         suffix = Path(source).suffix.lower()
         kind = "json" if suffix == ".json" else TABLE_SUFFIXES.get(suffix)
-    if kind not in ("csv", "tsv", "json"):
-        msg = f"nodes: expected a .csv, .tsv or .json nodes table, got {kind or Path(str(source)).suffix!r}"
+    if kind != "json" and kind not in TABLE_KINDS:
+        msg = (f"nodes: expected a .json nodes table or one ending in {', '.join(TABLE_SUFFIXES)}, got "
+               f"{kind or Path(str(source)).suffix!r}")
         raise InvalidInputError(msg)
     data, label, _ = _read_source(source, kind, max_bytes, what="nodes table")
     nodes = _nodes_from_json(data, label) if kind == "json" else _nodes_from_csv(data, kind, label, parse_crs(crs))
@@ -1345,7 +1348,7 @@ def _nodes_from_csv(data: bytes, kind: str, label: str, crs: str | None) -> list
         msg = (f"{label}: expected columns id, lat, lon[, alt_m][, tx_power_dbm]; found no {', '.join(absent)} "
                f"column among {', '.join(repr(n) for n in names)}")
         raise TableFormatError(msg)
-    ids = _text_cells(frame[chosen["id"]])
+    ids = _id_cells(frame, chosen["id"])
     values = {key: _column_numbers(frame, name) for key, name in chosen.items() if key != "id" and name is not None}
     if crs:
         values = _nodes_to_wgs84(values, crs, label, chosen)
