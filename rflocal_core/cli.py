@@ -264,6 +264,8 @@ def _add_table_arguments(group: Any) -> None:
     group.add_argument("--node-value", default=None, metavar="KEY",
                        help="what the node columns or node pairs of a wide table hold (default rss_dbm)")
     group.add_argument("--crs", default=None, metavar="CRS", help=CRS_HELP)
+    group.add_argument("--sheet", default=None, metavar="NAME|N",
+                       help="the sheet of an .xlsx workbook to read: its name, or its number from 1 (default the first)")
     group.add_argument("--time-format", default=None, metavar="FORMAT",
                        help=TIME_FORMAT_HELP.replace("%", "%%"))  # argparse formats help with %
 
@@ -325,7 +327,7 @@ def _table_options(args: argparse.Namespace, path: str) -> dict[str, Any] | None
     if Path(path).suffix.lower() not in TABLE_SUFFIXES:
         flags = {"--columns": args.columns, "--mode": args.mode, "--group-by": args.group_by,
                  "--missing": args.missing, "--nodes": args.nodes, "--node-columns": args.node_columns,
-                 "--node-pairs": args.node_pairs, "--node-value": args.node_value, "--crs": args.crs, "--time-format": args.time_format}
+                 "--node-pairs": args.node_pairs, "--node-value": args.node_value, "--sheet": args.sheet, "--crs": args.crs, "--time-format": args.time_format}
         given = [flag for flag, value in flags.items() if value is not None]
         if given:
             msg = (f"{given[0]}: applies to tables (.csv, .tsv, .txt, .parquet, .xlsx); {name} is read as "
@@ -339,7 +341,7 @@ def _table_options(args: argparse.Namespace, path: str) -> dict[str, Any] | None
     return {"columns": parse_columns(args.columns) if args.columns else {}, "mode": args.mode or "ue",
             "group_by": parse_list(args.group_by), "missing": parse_list(args.missing), "nodes": args.nodes,
             "node_columns": parse_list(args.node_columns), "node_value": args.node_value or "rss_dbm",
-            "node_pairs": parse_list(args.node_pairs),
+            "node_pairs": parse_list(args.node_pairs), "sheet": args.sheet,
             "crs": args.crs, "time_format": args.time_format}
 
 

@@ -32,7 +32,7 @@ from rflocal_core.measurements.table import (
     read_table,
     read_table_header,
 )
-from tests.page_support import import_tab
+from tests.page_support import import_tab, import_with
 
 DUKE_COLUMNS = {"node": "PCI", "lat": "latitude", "lon": "longitude", "rss_dbm": "rsrp"}
 DUKE_GROUP = ("latitude", "longitude", "device")
@@ -880,3 +880,45 @@ def test_an_excel_workbook_reads_as_the_csv_it_was_saved_from(shared_data: Path,
                        "node=PCI,lat=latitude,lon=longitude,rss_dbm=rsrp,time=time", "--group-by",
                        "latitude,longitude,device"], workspace))
     assert out["samples"] == ref.report.samples and out["table"]["kind"] == "xlsx"
+
+
+def test_the_sheet_of_a_workbook_is_chosen_by_name_or_number(shared_data: Path, tmp_path: Path, workspace: Path,
+                                                             run_cli: Any) -> None:
+    """A drive-test workbook with a cover sheet first: --sheet / sheet= / the page's "Sheet" read the data sheet."""
+    src = shared_data / "real" / "duke_cbrs" / "Duke_CBRS.csv"
+    if not src.is_file():
+        pytest.skip(f"{src} is absent")
+    frame = pd.read_csv(src, nrows=800)
+    frame.to_csv(tmp_path / "duke.csv", index=False)
+    with pd.ExcelWriter(tmp_path / "book.xlsx") as book:
+        pd.DataFrame({"Drive test": ["Duke campus", "phones: Pixel, Samsung"]}).to_excel(book, sheet_name="Notes",
+                                                                                         index=False)
+        frame.to_excel(book, sheet_name="Walk 1", index=False)
+    options = {"columns": DUKE_COLUMNS, "group_by": DUKE_GROUP}
+    ref = read_table(tmp_path / "duke.csv", **options)
+    for sheet in ("Walk 1", "2"):
+        mine = read_table(tmp_path / "book.xlsx", sheet=sheet, **options)
+        assert mine.report.to_dict() == {**ref.report.to_dict(), "kind": "xlsx"}, sheet
+        assert mine.input_info["sheet"] == sheet
+    header = read_table_header(tmp_path / "book.xlsx", sheet="Walk 1")
+    assert header.sheets == ("Notes", "Walk 1") and header.columns[:2] == ("PCI", "latitude")
+    with pytest.raises(TableFormatError, match=r"the columns are 'Drive test' \(sheet 'Notes' read; the workbook's "
+                                               r"sheets are 'Notes', 'Walk 1': choose one with sheet\)"):
+        read_table(tmp_path / "book.xlsx", **options)  # the first sheet: the cover
+    with pytest.raises(TableFormatError, match="sheet: no sheet named or numbered '3'; the sheets are 'Notes', 'Walk 1'"):
+        read_table(tmp_path / "book.xlsx", sheet="3", **options)
+    with pytest.raises(InvalidInputError, match="sheet: applies to Excel workbooks"):
+        read_table(tmp_path / "duke.csv", sheet="Walk 1", **options)
+    flags = ["--columns", "node=PCI,lat=latitude,lon=longitude,rss_dbm=rsrp", "--group-by", ",".join(DUKE_GROUP)]
+    out = _ok(run_cli(["data", "import", str(tmp_path / "book.xlsx"), "--name", "wb", "--sheet", "Walk 1", *flags],
+                      workspace))
+    assert out["samples"] == ref.report.samples
+    _fails(run_cli(["data", "import", str(tmp_path / "duke.csv"), "--name", "wb2", "--sheet", "2", *flags], workspace),
+           "sheet: applies to Excel workbooks (.xlsx); duke.csv is a CSV table")
+    at = import_tab("book.xlsx", (tmp_path / "book.xlsx").read_bytes(),
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    at.selectbox(key="dg_tab_sheet").set_value("Walk 1")
+    at.run()
+    assert any(c.value.startswith("XLSX table: 800 rows, columns PCI, latitude") for c in at.caption)
+    import_with(at, dg_import_name="duke-sheet")
+    assert at.success[0].value.startswith(f"Imported **duke-sheet**: {ref.report.samples:,} samples")

@@ -16,7 +16,7 @@ from pages.views.plots import (
 )
 from pages.views.refresh import job_line, rerun_when_a_job_ends
 from pages.views.signin import current_user
-from pages.views.table_mapping import table_header, table_mapping
+from pages.views.table_mapping import table_mapping, table_source
 from pages.views.widgets import choice, error_text, multi, number, option_widgets, text, toggle, upload_limit_mib
 from rflocal_core import dataset as ds
 from rflocal_core.access import allowed
@@ -236,10 +236,10 @@ def _show_summary(summary: ds.ImportResult) -> None:
 def _table_tab(data: bytes, kind: str, import_name: str, frame_scene: str | None, strict: bool,
                block_m: float | None) -> None:
     """The column mapping, a preview of the first samples, and the import of a table."""
-    header = table_header(data, kind)
+    header, sheet = table_source(data, kind, prefix="dg_tab")
     st.caption(f"{kind.upper()} table: {header.rows:,} rows, columns {', '.join(header.columns)}")
     st.dataframe(pd.DataFrame(list(header.preview)), hide_index=True)
-    options = table_mapping(header, prefix="dg_tab")
+    options = {**table_mapping(header, prefix="dg_tab"), "sheet": sheet}
     c = st.columns(2)
     if c[0].button("Preview samples", key="dg_tab_preview"):
         table = read_table(data, kind=kind, **options)

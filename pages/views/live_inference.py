@@ -11,7 +11,7 @@ import streamlit as st
 
 from pages.views.inference_map import HEAT_FLOOR, map_figure
 from pages.views.refresh import rerun_when_a_job_ends
-from pages.views.table_mapping import table_header, table_mapping
+from pages.views.table_mapping import table_mapping, table_source
 from pages.views.widgets import choice, error_text, upload_limit_mib
 from rflocal_core import dataset as ds
 from rflocal_core import demo, infer
@@ -91,7 +91,8 @@ try:
             kind = table_kind(upload.name)
             if kind is not None:
                 with st.expander("Table columns", expanded=True):
-                    table = {**table_mapping(table_header(data, kind), prefix="li_tab"), "kind": kind}
+                    header, sheet = table_source(data, kind, prefix="li_tab")
+                    table = {**table_mapping(header, prefix="li_tab"), "kind": kind, "sheet": sheet}
     elif source == "Example file":
         name = st.selectbox("Example", [e for e in EXAMPLES if (demo.ASSETS_DIR / e).is_file()], key="li_example")
         data, label = (demo.ASSETS_DIR / name).read_bytes(), name

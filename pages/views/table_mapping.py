@@ -20,10 +20,31 @@ from rflocal_core.measurements.columns import (
 from rflocal_core.measurements.table import MAX_NODES_FILE_BYTES, TableHeader, read_nodes, read_table_header, table_kind
 
 
-@st.cache_data(max_entries=2, show_spinner=False)
-def table_header(data: bytes, kind: str) -> TableHeader:
+@st.cache_data(max_entries=4, show_spinner=False)
+def table_header(data: bytes, kind: str, sheet: str | None = None) -> TableHeader:
     """The table's columns and first rows (every widget change reruns the page: read the header once)."""
-    return read_table_header(data, kind=kind)
+    return read_table_header(data, kind=kind, sheet=sheet)
+
+
+def table_source(data: bytes, kind: str, *, prefix: str) -> tuple[TableHeader, str | None]:
+    """The table's header and, for a workbook of several sheets, the sheet chosen first (key ``{prefix}_sheet``)."""
+    header = table_header(data, kind)
+    if len(header.sheets) < 2:
+        return header, None
+    sheet = st.selectbox("Sheet", header.sheets, key=f"{prefix}_sheet", on_change=_guess_mapping,
+                         args=(prefix, data, kind),
+                         help="the workbook's sheet that holds the measurements; its first row names the columns")
+    return (header if sheet == header.sheets[0] else table_header(data, kind, sheet)), sheet
+
+
+def _guess_mapping(prefix: str, data: bytes, kind: str) -> None:
+    """Another sheet has other columns: its column widgets are set to its guesses (set, not dropped: a browser
+    keeps a widget's value otherwise); typed options are kept."""
+    columns = table_header(data, kind, st.session_state[f"{prefix}_sheet"]).columns
+    guess = guess_columns(columns)
+    for key in COLUMN_KEYS:
+        st.session_state[f"{prefix}_{key}"] = guess.get(key, "(none)")
+    st.session_state[f"{prefix}_group"] = guess_group_by(columns, guess)
 
 
 def table_mapping(header: TableHeader, *, prefix: str) -> dict[str, Any]:

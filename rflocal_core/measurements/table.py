@@ -151,6 +151,8 @@ _POSITION_KEYS = tuple(key for pair in _PAIRS for key in pair)
 # A frame attribute: the CSV is delimited by ';' or tabs, so "51,2134" is a decimal comma (a European locale's
 # spreadsheet export), which a comma-delimited file could only hold quoted, as a thousands separator.
 _DECIMAL_COMMA = "decimal_comma"
+#: Frame attribute: a workbook's sheet names.
+_SHEETS = "sheets"
 _DECIMAL_COMMA_CELL = r"^[+-]?\d*,\d+(?:[eE][+-]?\d+)?$"
 
 # --------------------------------------------------------------------------- results
@@ -272,6 +274,8 @@ class TableHeader:
     columns: tuple[str, ...]
     rows: int
     preview: tuple[dict[str, str], ...]
+    #: A workbook's sheet names (empty for other kinds); the header is the chosen sheet's.
+    sheets: tuple[str, ...] = ()
 
 
 class _Issues:
@@ -311,9 +315,11 @@ class TableSpec:
     nodes_file: bool = False
     crs: str | None = None
     time_format: str | None = None
+    sheet: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "columns", _check_columns(self.columns))
+        object.__setattr__(self, "sheet", _check_sheet(self.sheet))
         object.__setattr__(self, "crs", parse_crs(self.crs))
         object.__setattr__(self, "time_format", _check_time_format(self.time_format))
         if self.mode not in MODES:
@@ -375,6 +381,15 @@ def _check_time_format(fmt: Any) -> str | None:
                f"got {fmt!r}")
         raise InvalidInputError(msg)
     return fmt
+
+
+def _check_sheet(sheet: Any) -> str | None:
+    if sheet is None:
+        return None
+    if not isinstance(sheet, str) or not sheet.strip() or len(sheet.strip()) > 31:
+        msg = f"sheet: expected a sheet name (1 to 31 characters, as Excel allows) or number, got {sheet!r}"
+        raise InvalidInputError(msg)
+    return sheet.strip()
 
 
 def _check_names(names: Any, what: str) -> tuple[str, ...]:
@@ -600,8 +615,9 @@ def _xlsx_cell(value: Any) -> str:
 
 
 def _load_xlsx(data: bytes, label: str, wanted: Sequence[str] | None, spec: TableSpec | None,
-               max_rows: int) -> tuple[pd.DataFrame, list[str], np.ndarray]:
-    """The wanted columns of an Excel workbook's first sheet, as text (its first row names the columns).
+               max_rows: int, sheet: str | None = None) -> tuple[pd.DataFrame, list[str], np.ndarray]:
+    """The wanted columns of an Excel workbook's sheet (``sheet``: a name or a number from 1; None: the first), as
+    text (its first row names the columns); ``frame.attrs`` keeps the workbook's sheet names.
 
     openpyxl streams the sheet (read-only mode) and, with defusedxml installed, refuses XML entity tricks; cells
     hold their stored values (formulas: the value Excel cached). Rows are never ragged in a sheet.
@@ -610,13 +626,14 @@ def _load_xlsx(data: bytes, label: str, wanted: Sequence[str] | None, spec: Tabl
 
     try:
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-        rows = book.worksheets[0].iter_rows(values_only=True)
+        chosen = _worksheet(book, sheet, label)
+        rows = chosen.iter_rows(values_only=True)
         header = [_xlsx_cell(v) for v in next(rows, ())]
         while header and not header[-1]:  # a sheet's used range may run past the last named column
             header.pop()
         names = header
         wanted = list(names if wanted is None else wanted)
-        _check_wanted(names, wanted, spec, label)
+        _check_wanted_in_sheet(names, wanted, spec, label, book, chosen)
         index = [names.index(name) for name in wanted]
         values: list[list[str]] = [[] for _ in wanted]
         count = 0
@@ -637,10 +654,37 @@ def _load_xlsx(data: bytes, label: str, wanted: Sequence[str] | None, spec: Tabl
         msg = f"{label}: not a readable Excel workbook (.xlsx): {why}{' '.join(str(exc).split())[:200]}"
         raise TableFormatError(msg) from None
     if not any(names):
-        msg = f"{label}: expected a header row naming the columns in the first sheet's first row, got none"
+        msg = f"{label}: expected a header row naming the columns in the first row of sheet {chosen.title!r}, got none"
         raise TableFormatError(msg)
     frame = pd.DataFrame({name: pd.Series(column, dtype=object) for name, column in zip(wanted, values)})
+    frame.attrs[_SHEETS] = tuple(book.sheetnames)
     return frame, names, np.zeros(len(frame), dtype=bool)
+
+
+def _check_wanted_in_sheet(names: Sequence[str], wanted: Sequence[str], spec: TableSpec | None, label: str,
+                           book: Any, chosen: Any) -> None:
+    """:func:`_check_wanted`, naming the sheet read and the others when the workbook has several."""
+    try:
+        _check_wanted(names, wanted, spec, label)
+    except TableFormatError as exc:
+        if len(book.sheetnames) < 2:
+            raise
+        msg = (f"{exc} (sheet {chosen.title!r} read; the workbook's sheets are "
+               f"{', '.join(repr(n) for n in book.sheetnames)}: choose one with sheet)")
+        raise TableFormatError(msg) from None
+
+
+def _worksheet(book: Any, sheet: str | None, label: str) -> Any:
+    """The sheet named ``sheet``, else the one it numbers (from 1); the first without ``sheet``."""
+    if sheet is None:
+        return book.worksheets[0]
+    if sheet in book.sheetnames:
+        return book[sheet]
+    if sheet.isdigit() and 1 <= int(sheet) <= len(book.worksheets):
+        return book.worksheets[int(sheet) - 1]
+    msg = (f"{label}: sheet: no sheet named or numbered {sheet!r}; the sheets are "
+           f"{', '.join(repr(n) for n in book.sheetnames)}")
+    raise TableFormatError(msg)
 
 
 def _too_many_rows(label: str, rows: int, max_rows: int, *, at_least: bool = False) -> TableFormatError:
@@ -650,15 +694,19 @@ def _too_many_rows(label: str, rows: int, max_rows: int, *, at_least: bool = Fal
 
 
 def _load_frame(data: bytes, kind: str, label: str, wanted: Sequence[str] | None, spec: TableSpec | None,
-                max_rows: int) -> tuple[pd.DataFrame, list[str], np.ndarray]:
-    """The wanted columns (text for CSV/TSV, as stored for Parquet), the header, and the ragged rows."""
+                max_rows: int, sheet: str | None = None) -> tuple[pd.DataFrame, list[str], np.ndarray]:
+    """The wanted columns (text for CSV/TSV, as stored for Parquet), the header, and the ragged rows
+    (``sheet``: a workbook's sheet)."""
     if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
         msg = f"max_rows: expected a positive integer, got {max_rows!r}"
+        raise InvalidInputError(msg)
+    if sheet is not None and kind != "xlsx":
+        msg = f"sheet: applies to Excel workbooks (.xlsx); {label} is a {kind.upper()} table, got sheet={sheet!r}"
         raise InvalidInputError(msg)
     if kind == "parquet":
         frame, names, ragged = _load_parquet(data, label, wanted, spec, max_rows)
     elif kind == "xlsx":
-        frame, names, ragged = _load_xlsx(data, label, wanted, spec, max_rows)
+        frame, names, ragged = _load_xlsx(data, label, wanted, spec, max_rows, sheet)
     else:
         frame, names, ragged = _load_csv(data, kind, label, wanted, spec, max_rows)
     if len(frame) == 0:
@@ -668,8 +716,10 @@ def _load_frame(data: bytes, kind: str, label: str, wanted: Sequence[str] | None
 
 
 def read_table_header(source: str | os.PathLike[str] | bytes, *, kind: str | None = None, preview_rows: int = 5,
-                      max_bytes: int = MAX_TABLE_FILE_BYTES, max_rows: int = MAX_TABLE_ROWS) -> TableHeader:
-    """The columns of a table, its row count and its first rows as text (for choosing a mapping).
+                      max_bytes: int = MAX_TABLE_FILE_BYTES, max_rows: int = MAX_TABLE_ROWS,
+                      sheet: str | None = None) -> TableHeader:
+    """The columns of a table, its row count and its first rows as text (for choosing a mapping); of a workbook's
+    ``sheet`` (default: the first), with the names of all its sheets.
 
     Raises
     ------
@@ -678,10 +728,10 @@ def read_table_header(source: str | os.PathLike[str] | bytes, *, kind: str | Non
     """
     kind = _resolve_kind(kind, source)
     data, label, _ = _read_source(source, kind, max_bytes)
-    frame, names, _ = _load_frame(data, kind, label, None, None, max_rows)
+    frame, names, _ = _load_frame(data, kind, label, None, None, max_rows, _check_sheet(sheet))
     head = frame.head(preview_rows)
     preview = tuple({str(k): _show_cell(v) for k, v in row.items()} for row in head.to_dict("records"))
-    return TableHeader(kind, tuple(names), len(frame), preview)
+    return TableHeader(kind, tuple(names), len(frame), preview, frame.attrs.get(_SHEETS, ()))
 
 
 def _show_cell(value: Any) -> str:
@@ -1403,7 +1453,7 @@ def read_table(
     kind: str | None = None, strict: bool = False,
     max_bytes: int = MAX_TABLE_FILE_BYTES, max_rows: int = MAX_TABLE_ROWS,
     node_columns: Sequence[str] = (), node_value: str = "rss_dbm", node_pairs: Sequence[str] = (),
-    crs: str | None = None, time_format: str | None = None,
+    crs: str | None = None, time_format: str | None = None, sheet: str | None = None,
 ) -> TableImport:
     """Read a table into a :class:`MeasurementSet`: long (one row per measurement) or wide (``node_columns``,
     ``node_pairs``).
@@ -1411,7 +1461,7 @@ def read_table(
     Parameters
     ----------
     source : str, Path or bytes
-        A ``.csv``, ``.tsv``, ``.parquet`` or ``.xlsx`` file, or its bytes (then give ``kind``).
+        A ``.csv``, ``.tsv``, ``.txt``, ``.parquet`` or ``.xlsx`` file, or its bytes (then give ``kind``).
     columns : mapping of str to str
         Key -> column name; keys from :data:`COLUMN_KEYS` (see the module docstring).
     mode : {"ue", "emitter"}
@@ -1425,8 +1475,7 @@ def read_table(
     nodes : path, bytes or sequence of Node, optional
         A nodes table (:func:`read_nodes`; bytes are read as CSV) or the nodes themselves.
         Without it (and without ``node_lat``/``node_lon``) the nodes' positions are unknown.
-    kind : {"csv", "tsv", "parquet", "xlsx"}, optional
-        Default: from the file name's suffix.
+    kind : {"csv", "tsv", "parquet", "xlsx"}, optional (default: from the file name's suffix)
     strict : bool
         Refuse the table at the first fault (a bad cell or a dropped row), naming it.
     max_bytes, max_rows : int
@@ -1436,8 +1485,9 @@ def read_table(
         ``"BS *"``) each holding one node's ``node_value``, named by the column. Or (drive-test exports: the
         serving cell, neighbours 1..N) column pairs of a node's id and its ``node_value``: ``"PCI:RSRP"``, or
         ``"NCell*:NRxLev*"`` (``NCell1`` with ``NRxLev1``); the node is the id cell's text. See the module docstring.
-    crs, time_format : str, optional
-        The position columns' and a CSV nodes table's CRS (None: WGS84 degrees; e.g. ``"EPSG:32617"``: ``*lat``
+    crs, time_format, sheet : str, optional
+        The sheet of an ``.xlsx`` workbook to read (a name, or a number from 1; default the first); the position
+        columns' and a CSV nodes table's CRS (None: WGS84 degrees; e.g. ``"EPSG:32617"``: ``*lat``
         columns hold y, ``*lon`` columns x, converted to WGS84; points off the CRS's area are removed), and the
         strftime format of timestamps that are not ISO 8601 (:mod:`~rflocal_core.measurements.columns` helps).
 
@@ -1459,7 +1509,7 @@ def read_table(
     layout = (node_columns, node_pairs)
     columns = _wide_columns(columns, node_value, group_by, mode, layout) if any(layout) else columns
     spec = TableSpec(columns, mode=mode, group_by=tuple(group_by), missing=tuple(missing),
-                     nodes_file=nodes is not None, crs=crs, time_format=time_format)
+                     nodes_file=nodes is not None, crs=crs, time_format=time_format, sheet=sheet)
     kind = _resolve_kind(kind, source)
     data, label, path = _read_source(source, kind, max_bytes)
     node_table = _node_table(nodes, spec.crs)
@@ -1543,9 +1593,9 @@ def _load_rows(data: bytes, kind: str, label: str, spec: TableSpec, max_rows: in
     ``layout``: the node columns and the node pairs (at most one of them given)."""
     node_columns, node_pairs = layout
     if not node_columns and not node_pairs:
-        frame, header, ragged = _load_frame(data, kind, label, spec.wanted, spec, max_rows)
+        frame, header, ragged = _load_frame(data, kind, label, spec.wanted, spec, max_rows, spec.sheet)
         return frame, header, ragged, len(frame), ()
-    frame, header, ragged = _load_frame(data, kind, label, None, spec, max_rows)
+    frame, header, ragged = _load_frame(data, kind, label, None, spec, max_rows, spec.sheet)
     own = [name for name in spec.wanted if name not in (WIDE_NODE, WIDE_VALUE, WIDE_SAMPLE)]
     _check_wanted(header, own, spec, label)
     wide = (tuple((None, name) for name in _expand_node_columns(header, node_columns, own, label)) if node_columns
@@ -1662,7 +1712,7 @@ def _input_info(spec: TableSpec, report: TableReport, data: bytes, path: str | N
     """Where the measurements came from and how they were read, for the dataset's ``input`` attribute."""
     return {"file": path, "sha256": hashlib.sha256(data).hexdigest(), "kind": report.kind,
             "columns": dict(spec.columns), "mode": spec.mode, "group_by": list(spec.group_by),
-            "missing": list(spec.missing), "crs": spec.crs, "time_format": spec.time_format,
+            "missing": list(spec.missing), "crs": spec.crs, "time_format": spec.time_format, "sheet": spec.sheet,
             "nodes_file": str(Path(nodes).resolve()) if isinstance(nodes, (str, os.PathLike)) else None,
             "table": report.to_dict()}
 
