@@ -168,3 +168,27 @@ def test_a_cell_list_in_excel_names_the_cells_as_the_export_does(shared_data: Pa
         assert not table.report.nodes_unknown_position
     with pytest.raises(InvalidInputError, match="nodes: expected a .json nodes table or one ending in .csv"):
         read_table(tmp_path / "gnet.csv", columns=POSITIONS, node_pairs=PAIRS, nodes=tmp_path / "sites.xls")
+
+
+def test_a_second_file_or_sheet_gets_its_own_column_guesses(shared_data: Path, tmp_path: Path) -> None:
+    """A file without a time column, then the drive-test export with one (and a workbook whose cover sheet maps
+    nothing, then its data sheet): each header's guesses, not the columns the last one left unmapped."""
+    frame = _duke(shared_data, 300)
+    at = import_tab("walk.csv", frame.to_csv(index=False).encode(), "text/csv")
+    assert at.selectbox(key="dg_tab_time").value == "(none)" and at.selectbox(key="dg_tab_node").value == "PCI"
+    at.file_uploader(key="dg_import_file").set_value(("gnet.csv", _export(frame).to_csv(index=False).encode(),
+                                                      "text/csv"))
+    at.run()
+    assert at.selectbox(key="dg_tab_time").value == "Timestamp" and at.selectbox(key="dg_tab_lat").value == "Latitude"
+    with pd.ExcelWriter(tmp_path / "book.xlsx") as book:
+        pd.DataFrame({"Drive test": ["Duke campus"]}).to_excel(book, sheet_name="Notes", index=False)
+        frame.to_excel(book, sheet_name="Walk", index=False)
+    at.file_uploader(key="dg_import_file").set_value(("book.xlsx", (tmp_path / "book.xlsx").read_bytes(),
+                                                      "application/vnd.openxmlformats-officedocument.spreadsheetml"
+                                                      ".sheet"))
+    at.run()
+    assert at.selectbox(key="dg_tab_node").value == "(none)"
+    at.selectbox(key="dg_tab_sheet").set_value("Walk")
+    at.run()
+    assert not at.exception and at.selectbox(key="dg_tab_node").value == "PCI"
+    assert at.multiselect(key="dg_tab_group").value == ["latitude", "longitude", "device"]

@@ -31,26 +31,29 @@ def table_source(data: bytes, kind: str, *, prefix: str) -> tuple[TableHeader, s
     header = table_header(data, kind)
     if len(header.sheets) < 2:
         return header, None
-    sheet = st.selectbox("Sheet", header.sheets, key=f"{prefix}_sheet", on_change=_guess_mapping,
-                         args=(prefix, data, kind),
+    sheet = st.selectbox("Sheet", header.sheets, key=f"{prefix}_sheet",
                          help="the workbook's sheet that holds the measurements; its first row names the columns")
     return (header if sheet == header.sheets[0] else table_header(data, kind, sheet)), sheet
 
 
-def _guess_mapping(prefix: str, data: bytes, kind: str) -> None:
-    """Another sheet has other columns: its column widgets are set to its guesses (set, not dropped: a browser
-    keeps a widget's value otherwise); typed options are kept."""
-    columns = table_header(data, kind, st.session_state[f"{prefix}_sheet"]).columns
+def _guess_anew(columns: tuple[str, ...], prefix: str) -> None:
+    """Another file or sheet has other columns: its column widgets are set to its guesses. Set, not left to the
+    widgets' defaults: a widget keeps its value while it is still an option, and "(none)" always is (the time
+    column of a second file stayed unmapped). Typed options (mode, missing values, CRS, ...) are kept."""
+    seen = f"{prefix}_guessed_for"
+    if st.session_state.get(seen) == columns:
+        return
     guess = guess_columns(columns)
     for key in COLUMN_KEYS:
         st.session_state[f"{prefix}_{key}"] = guess.get(key, "(none)")
-    st.session_state[f"{prefix}_group"] = guess_group_by(columns, guess)
+    st.session_state[f"{prefix}_group"] = list(guess_group_by(columns, guess))
+    st.session_state[seen] = columns
 
 
 def table_mapping(header: TableHeader, *, prefix: str) -> dict[str, Any]:
     """Widgets (keys ``{prefix}_mode``, ``{prefix}_{column key}``, ...): mode, one column per key (guessed from
     the header), grouping, missing values, nodes table; returns ``read_table``'s keywords."""
-    guess = guess_columns(header.columns)
+    _guess_anew(header.columns, prefix)
     c = st.columns([1, 2, 2])
     mode = c[0].radio("Mode", ["ue", "emitter"], horizontal=True, key=f"{prefix}_mode",
                       help="ue: the device that measures is located (lat/lon are its position, the truth); emitter: "
@@ -65,14 +68,12 @@ def table_mapping(header: TableHeader, *, prefix: str) -> dict[str, Any]:
     columns = {}
     grid = st.columns(4)
     for k, (key, meaning) in enumerate(COLUMN_KEYS.items()):
-        options = ["(none)", *header.columns]
-        index = options.index(guess[key]) if key in guess else 0
-        chosen = grid[k % 4].selectbox(key, options, index=index, key=f"{prefix}_{key}", help=meaning)
+        # the value: the guess (_guess_anew) or the user's choice, from the session state
+        chosen = grid[k % 4].selectbox(key, ["(none)", *header.columns], key=f"{prefix}_{key}", help=meaning)
         if chosen != "(none)":
             columns[key] = chosen
     c = st.columns(5)
-    group_by = c[0].multiselect("Group rows into samples by", list(header.columns),
-                                default=guess_group_by(header.columns, columns), key=f"{prefix}_group",
+    group_by = c[0].multiselect("Group rows into samples by", list(header.columns), key=f"{prefix}_group",
                                 help="when there is no sample id: the columns whose values identify a sample")
     missing = c[1].text_input("Missing values (not received)", value="", key=f"{prefix}_missing",
                               help="comma-separated, e.g. -101, -200")
