@@ -265,7 +265,8 @@ def _add_table_arguments(group: Any) -> None:
                        help="what the node columns or node pairs of a wide table hold (default rss_dbm)")
     group.add_argument("--crs", default=None, metavar="CRS", help=CRS_HELP)
     group.add_argument("--sheet", default=None, metavar="NAME|N",
-                       help="the sheet of an .xlsx workbook to read: its name, or its number from 1 (default the first)")
+                       help="the sheet of an .xlsx workbook to read: its name, or its number from 1 (default: the "
+                            "first)")
     group.add_argument("--time-format", default=None, metavar="FORMAT",
                        help=TIME_FORMAT_HELP.replace("%", "%%"))  # argparse formats help with %
 
@@ -327,7 +328,8 @@ def _table_options(args: argparse.Namespace, path: str) -> dict[str, Any] | None
     if Path(path).suffix.lower() not in TABLE_SUFFIXES:
         flags = {"--columns": args.columns, "--mode": args.mode, "--group-by": args.group_by,
                  "--missing": args.missing, "--nodes": args.nodes, "--node-columns": args.node_columns,
-                 "--node-pairs": args.node_pairs, "--node-value": args.node_value, "--sheet": args.sheet, "--crs": args.crs, "--time-format": args.time_format}
+                 "--node-pairs": args.node_pairs, "--node-value": args.node_value, "--sheet": args.sheet,
+                 "--crs": args.crs, "--time-format": args.time_format}
         given = [flag for flag, value in flags.items() if value is not None]
         if given:
             msg = (f"{given[0]}: applies to tables (.csv, .tsv, .txt, .parquet, .xlsx); {name} is read as "
@@ -492,7 +494,7 @@ def _add_predict_parser(sub: Any) -> None:
                         flags=_predict_flags)
     pr.add_argument("--run", required=True, action="append", help="run id (repeat to compare several)")
     pr.add_argument("--input", required=True, metavar="FILE", help="an rflocal-measurements/1 or survey .json file, "
-                    "or a .csv, .tsv, .txt, .parquet or .xlsx table with one row per measurement (with --columns, as imported)")
+                    "or a .csv, .tsv, .txt, .parquet or .xlsx table (with --columns, as imported)")
     pr.add_argument("--out", default=None, metavar="predictions.json", help="also write the result here (atomically)")
     pr.add_argument("--strict", action="store_true",
                     help="refuse a file with GPS / RSS sentinels, outliers or duplicate ids instead of dropping them")
@@ -639,7 +641,8 @@ def _predict_flags(parser: argparse.ArgumentParser) -> None:
 
     add_flags(parser, PredictOptions)
     _track_flags(parser)  # here, not when the parser is built: the tracker's module imports the dataset package
-    _add_table_arguments(parser.add_argument_group("tables (.csv, .tsv, .txt, .parquet, .xlsx): the mapping of the import"))
+    _add_table_arguments(parser.add_argument_group("tables (.csv, .tsv, .txt, .parquet, .xlsx): the import's "
+                                                   "mapping"))
 
 
 def _importance(args: argparse.Namespace) -> Any:

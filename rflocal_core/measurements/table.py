@@ -151,9 +151,9 @@ _POSITION_KEYS = tuple(key for pair in _PAIRS for key in pair)
 # A frame attribute: the CSV is delimited by ';' or tabs, so "51,2134" is a decimal comma (a European locale's
 # spreadsheet export), which a comma-delimited file could only hold quoted, as a thousands separator.
 _DECIMAL_COMMA = "decimal_comma"
-#: Frame attribute: a workbook's sheet names.
-_SHEETS = "sheets"
 _DECIMAL_COMMA_CELL = r"^[+-]?\d*,\d+(?:[eE][+-]?\d+)?$"
+# A frame attribute: a workbook's sheet names.
+_SHEETS = "sheets"
 
 # --------------------------------------------------------------------------- results
 
