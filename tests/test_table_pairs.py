@@ -192,3 +192,12 @@ def test_a_second_file_or_sheet_gets_its_own_column_guesses(shared_data: Path, t
     at.run()
     assert not at.exception and at.selectbox(key="dg_tab_node").value == "PCI"
     assert at.multiselect(key="dg_tab_group").value == ["latitude", "longitude", "device"]
+
+
+def test_ids_written_as_floats_are_the_integers_and_other_ids_stay_as_written(tmp_path: Path) -> None:
+    src = tmp_path / "ids.csv"
+    src.write_text("sample,node,rss,lat,lon\ns1,101.0,-80,36.0,-78.9\ns1,101,-82,36.0,-78.9\ns1,0042,-90,36.0,-78.9\n"
+                   "s1,FF01,-95,36.0,-78.9\ns2,1e3,-99,36.0,-78.9\n", encoding="utf-8")
+    table = read_table(src, columns={"sample": "sample", "node": "node", "rss_dbm": "rss", "lat": "lat", "lon": "lon"})
+    assert sorted(n.id for n in table.measurements.nodes) == ["0042", "101", "1e3", "FF01"]
+    assert table.report.to_dict()["issues"]["duplicate_reports_merged"]["rows"] == [2]  # 101.0 and 101: one node

@@ -154,6 +154,8 @@ _DECIMAL_COMMA = "decimal_comma"
 _DECIMAL_COMMA_CELL = r"^[+-]?\d*,\d+(?:[eE][+-]?\d+)?$"
 # A frame attribute: a workbook's sheet names.
 _SHEETS = "sheets"
+# An integer written as a float ("101.0"): the integer's digits.
+_FLOAT_INTEGER = r"^([+-]?\d+)\.0+$"
 
 # --------------------------------------------------------------------------- results
 
@@ -753,15 +755,11 @@ def _text_cells(column: pd.Series) -> np.ndarray:
 
 
 def _id_cells(frame: pd.DataFrame, column: str) -> np.ndarray:
-    """Node ids as text; a whole number written as a float is the integer ("101.0" -> "101"): a numeric id column
-    with an empty cell is saved as floats by pandas and spreadsheets, and 101 must stay one node."""
+    """Node ids as text; an integer written as a float is the integer ("101.0" -> "101"): a numeric id column with
+    an empty cell is saved as floats by pandas and spreadsheets, and 101 must stay one node. Other text is kept as
+    written ("0042", "1e3", "FF010714")."""
     text = _text_cells(frame[column])
-    numbers = _column_numbers(frame, column)[0]
-    whole = np.isfinite(numbers) & (np.mod(numbers, 1) == 0) & (np.abs(numbers) < 1e15)
-    if whole.any():
-        text = text.copy()
-        text[whole] = [str(int(v)) for v in numbers[whole]]
-    return text
+    return pd.Series(text, dtype=object).str.replace(_FLOAT_INTEGER, r"\1", regex=True).to_numpy(dtype=object)
 
 
 def _number_text(value: float) -> str:
@@ -1312,7 +1310,7 @@ def read_nodes(source: str | os.PathLike[str] | bytes, *, kind: str | None = Non
     ``alt_m``, ``tx_power_dbm``, or ``"position": null``), or an object with such a ``nodes``
     list (e.g. an ``rflocal-measurements/1`` file). In a CSV, a node whose lat and lon cells
     are both empty has an unknown position. Column names are matched loosely (``latitude``,
-    ``Lon``, ``node_id``, ...). A whole-number id is the integer (``101.0`` is the node ``101``), as in
+    ``Lon``, ``node_id``, ...). An integer written as a float is the integer (``101.0`` is the node ``101``), as in
     :func:`read_table`, so the two name a node alike.
 
     Parameters
