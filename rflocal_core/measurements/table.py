@@ -754,11 +754,10 @@ def _text_cells(column: pd.Series) -> np.ndarray:
     return column.astype(object).where(column.notna(), "").astype(str).str.strip().to_numpy(dtype=object)
 
 
-def _id_cells(frame: pd.DataFrame, column: str) -> np.ndarray:
-    """Node ids as text; an integer written as a float is the integer ("101.0" -> "101"): a numeric id column with
-    an empty cell is saved as floats by pandas and spreadsheets, and 101 must stay one node. Other text is kept as
-    written ("0042", "1e3", "FF010714")."""
-    text = _text_cells(frame[column])
+def _id_cells(text: np.ndarray) -> np.ndarray:
+    """Node ids from a column's text; an integer written as a float is the integer ("101.0" -> "101"): a numeric id
+    column with an empty cell is saved as floats by pandas and spreadsheets, and 101 must stay one node. Other text
+    is kept as written ("0042", "1e3", "FF010714")."""
     return pd.Series(text, dtype=object).str.replace(_FLOAT_INTEGER, r"\1", regex=True).to_numpy(dtype=object)
 
 
@@ -796,6 +795,12 @@ def _numbers(column: pd.Series, *, decimal_comma: bool = False) -> tuple[np.ndar
 def _column_numbers(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """:func:`_numbers` of a loaded column, with the decimal comma its file allows (``;``- or tab-delimited CSV)."""
     return _numbers(frame[name], decimal_comma=frame.attrs.get(_DECIMAL_COMMA, False))
+
+
+def _numbers_and_text(frame: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A loaded column's numbers (:func:`_column_numbers`) and its cells as text (:func:`_text_cells`)."""
+    numbers, _, text = _column_numbers(frame, name)
+    return numbers, _text_cells(frame[name]) if text is None else text
 
 
 def _missing_mask(values: np.ndarray, text: np.ndarray | None, missing: tuple[str, ...]) -> np.ndarray:
@@ -974,7 +979,7 @@ def _typed(frame: pd.DataFrame, spec: TableSpec, issues: _Issues, label: str) ->
         if key == "sample":
             continue
         if key == "node":
-            out["node"] = _id_cells(frame, column)
+            out["node"] = _id_cells(_text_cells(frame[column]))
         elif key == "time":
             out["t"] = _time_column(frame, column, spec, issues, label)
         else:
@@ -1396,7 +1401,7 @@ def _nodes_from_csv(data: bytes, kind: str, label: str, crs: str | None) -> list
         msg = (f"{label}: expected columns id, lat, lon[, alt_m][, tx_power_dbm]; found no {', '.join(absent)} "
                f"column among {', '.join(repr(n) for n in names)}")
         raise TableFormatError(msg)
-    ids = _id_cells(frame, chosen["id"])
+    ids = _id_cells(_text_cells(frame[chosen["id"]]))
     values = {key: _column_numbers(frame, name) for key, name in chosen.items() if key != "id" and name is not None}
     if crs:
         values = _nodes_to_wgs84(values, crs, label, chosen)
@@ -1572,9 +1577,13 @@ def _wide_info(spec: TableSpec, wide: Sequence[tuple[str | None, str]], node_val
     """What the import records of a wide table's layout (nothing for a long table)."""
     if not wide:
         return {}
-    layout = ({"node_columns": [name for _, name in wide]} if wide[0][0] is None
-              else {"node_pairs": [f"{node}:{name}" for node, name in wide]})
-    return {"columns": _user_columns(spec), **layout, "node_value": node_value}
+    key = "node_columns" if wide[0][0] is None else "node_pairs"
+    return {"columns": _user_columns(spec), key: _wide_labels(wide), "node_value": node_value}
+
+
+def _wide_labels(wide: Sequence[tuple[str | None, str]]) -> list[str]:
+    """A wide table's node columns by name, or its node pairs as ``ID:VALUE``."""
+    return [name if node is None else f"{node}:{name}" for node, name in wide]
 
 
 def _user_columns(spec: TableSpec) -> dict[str, str]:
@@ -1667,8 +1676,7 @@ def _melt(frame: pd.DataFrame, own: Sequence[str], wide: Sequence[tuple[str | No
     orphans = np.zeros(len(frame), dtype=np.int64)
     missing = 0
     for id_column, name in wide:
-        numbers, _, text = _column_numbers(frame, name)
-        text = _text_cells(frame[name]) if text is None else text
+        numbers, text = _numbers_and_text(frame, name)
         absent = _missing_mask(numbers, text, spec.missing)
         missing += int(absent.sum())
         absent_any |= absent
@@ -1702,8 +1710,8 @@ def _melt(frame: pd.DataFrame, own: Sequence[str], wide: Sequence[tuple[str | No
 
 def _node_cells(frame: pd.DataFrame, column: str, spec: TableSpec) -> np.ndarray:
     """A node pair's id cells (:func:`_id_cells`), ``""`` where empty or a ``missing`` value."""
-    numbers, _, text = _column_numbers(frame, column)
-    return np.where(_missing_mask(numbers, text, spec.missing), "", _id_cells(frame, column))
+    numbers, text = _numbers_and_text(frame, column)
+    return np.where(_missing_mask(numbers, text, spec.missing), "", _id_cells(text))
 
 
 def _input_info(spec: TableSpec, report: TableReport, data: bytes, path: str | None, nodes: Any) -> dict[str, Any]:
@@ -1762,12 +1770,10 @@ def _notes(spec: TableSpec, report: TableReport, label: str,
     layout = "one row per measurement"
     if wide:
         value_key = next(key for key, name in spec.columns.items() if name == WIDE_VALUE)
-        if wide[0][0] is None:
-            shown = ", ".join(name for _, name in wide[:5]) + (", ..." if len(wide) > 5 else "")
-            layout = f"wide: one column per node ({len(wide)} node columns: {shown}), each holding its {value_key}"
-        else:
-            shown = ", ".join(f"{node}:{name}" for node, name in wide[:5]) + (", ..." if len(wide) > 5 else "")
-            layout = (f"wide: node columns in pairs ({len(wide)} pairs: {shown}), a node's id and its {value_key}")
+        shown = ", ".join(_wide_labels(wide[:5])) + (", ..." if len(wide) > 5 else "")
+        layout = (f"wide: one column per node ({len(wide)} node columns: {shown}), each holding its {value_key}"
+                  if wide[0][0] is None else
+                  f"wide: node columns in pairs ({len(wide)} pairs: {shown}), a node's id and its {value_key}")
         if spec.columns.get("sample") == WIDE_SAMPLE:
             grouping = "one sample per row (ids row-<n>)"
     if spec.mode == "ue":
