@@ -243,7 +243,13 @@ def _data_import_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_table_arguments(group: Any) -> None:
-    from rflocal_core.measurements.columns import COLUMN_KEYS, CRS_HELP, NODE_PAIRS_HELP, TIME_FORMAT_HELP
+    from rflocal_core.measurements.columns import (
+        COLUMN_KEYS,
+        CRS_HELP,
+        NODE_PAIRS_HELP,
+        SEQUENCE_GAP_HELP,
+        TIME_FORMAT_HELP,
+    )
 
     group.add_argument("--columns", action="append", metavar="KEY=COLUMN,...",
                        help=f"which column holds what (repeatable); keys: {', '.join(COLUMN_KEYS)}")
@@ -269,6 +275,7 @@ def _add_table_arguments(group: Any) -> None:
                             "first)")
     group.add_argument("--time-format", default=None, metavar="FORMAT",
                        help=TIME_FORMAT_HELP.replace("%", "%%"))  # argparse formats help with %
+    group.add_argument("--sequence-gap-s", default=None, metavar="S", help=SEQUENCE_GAP_HELP)
 
 
 def _generation_config(args: argparse.Namespace) -> Any:
@@ -329,7 +336,7 @@ def _table_options(args: argparse.Namespace, path: str) -> dict[str, Any] | None
         flags = {"--columns": args.columns, "--mode": args.mode, "--group-by": args.group_by,
                  "--missing": args.missing, "--nodes": args.nodes, "--node-columns": args.node_columns,
                  "--node-pairs": args.node_pairs, "--node-value": args.node_value, "--sheet": args.sheet,
-                 "--crs": args.crs, "--time-format": args.time_format}
+                 "--crs": args.crs, "--time-format": args.time_format, "--sequence-gap-s": args.sequence_gap_s}
         given = [flag for flag, value in flags.items() if value is not None]
         if given:
             msg = (f"{given[0]}: applies to tables (.csv, .tsv, .txt, .parquet, .xlsx); {name} is read as "
@@ -344,7 +351,7 @@ def _table_options(args: argparse.Namespace, path: str) -> dict[str, Any] | None
             "group_by": parse_list(args.group_by), "missing": parse_list(args.missing), "nodes": args.nodes,
             "node_columns": parse_list(args.node_columns), "node_value": args.node_value or "rss_dbm",
             "node_pairs": parse_list(args.node_pairs), "sheet": args.sheet,
-            "crs": args.crs, "time_format": args.time_format}
+            "crs": args.crs, "time_format": args.time_format, "sequence_gap_s": args.sequence_gap_s}
 
 
 def _import(args: argparse.Namespace) -> Any:

@@ -415,8 +415,8 @@ def test_cli_refusals(tmp_path: Path, workspace: Path, run_cli: Any) -> None:
 
 
 def test_column_vocabulary_and_guesses() -> None:
-    assert list(COLUMN_KEYS) == ["sample", "time", "node", "node_lat", "node_lon", "node_alt_m", "lat", "lon",
-                                 "alt_m", "rss_dbm", "toa_ns", "ta", "aoa_deg", "tx_power_dbm", "truth_lat",
+    assert list(COLUMN_KEYS) == ["sample", "time", "sequence", "node", "node_lat", "node_lon", "node_alt_m", "lat",
+                                 "lon", "alt_m", "rss_dbm", "toa_ns", "ta", "aoa_deg", "tx_power_dbm", "truth_lat",
                                  "truth_lon", "rsrq_db", "sinr_db", "cqi", "ri", "beam_id", "beam_rsrp_dbm",
                                  "doppler_hz", "serving", "neighbour_rank", "event_a3", "event_a5"]
     header = ["PCI", "latitude", "longitude", "device", "rsrp"]

@@ -12,6 +12,7 @@ from rflocal_core.measurements.columns import (
     CRS_HELP,
     MEASUREMENT_KEYS,
     NODE_PAIRS_HELP,
+    SEQUENCE_GAP_HELP,
     TIME_FORMAT_HELP,
     guess_columns,
     guess_group_by,
@@ -54,7 +55,7 @@ def table_mapping(header: TableHeader, *, prefix: str) -> dict[str, Any]:
     """Widgets (keys ``{prefix}_mode``, ``{prefix}_{column key}``, ...): mode, one column per key (guessed from
     the header), grouping, missing values, nodes table; returns ``read_table``'s keywords."""
     _guess_anew(header.columns, prefix)
-    c = st.columns([1, 2, 2])
+    c = st.columns([1, 2, 2, 1])
     mode = c[0].radio("Mode", ["ue", "emitter"], horizontal=True, key=f"{prefix}_mode",
                       help="ue: the device that measures is located (lat/lon are its position, the truth); emitter: "
                            "an unknown transmitter is located (lat/lon are a mobile sensor's position)")
@@ -65,6 +66,8 @@ def table_mapping(header: TableHeader, *, prefix: str) -> dict[str, Any]:
              "measurement keys below and the grouping are then not used: each row is a sample."))
     pairs = parse_list(c[2].text_input("Node column pairs (drive test)", value="", key=f"{prefix}_pairs",
                                        placeholder="e.g. PCI:RSRP, NCell*:NRxLev*", help=NODE_PAIRS_HELP))
+    gap = c[3].text_input("Track gap (s)", value="", key=f"{prefix}_gap", placeholder="no tracks",
+                          help=SEQUENCE_GAP_HELP).strip() or None
     columns = {}
     grid = st.columns(4)
     for k, (key, meaning) in enumerate(COLUMN_KEYS.items()):
@@ -90,6 +93,6 @@ def table_mapping(header: TableHeader, *, prefix: str) -> dict[str, Any]:
         columns = {key: name for key, name in columns.items() if key not in ("node", *MEASUREMENT_KEYS)}
     return {"columns": columns, "mode": mode, "node_columns": wide, "node_pairs": pairs,
             "group_by": [] if "sample" in columns else group_by,
-            "missing": parse_list(missing), "crs": crs, "time_format": time_format,
+            "missing": parse_list(missing), "crs": crs, "time_format": time_format, "sequence_gap_s": gap,
             "nodes": None if nodes is None else read_nodes(nodes.getvalue(), kind=table_kind(nodes.name) or "json",
                                                            crs=crs)}

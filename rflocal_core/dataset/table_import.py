@@ -52,6 +52,7 @@ def import_table(
     crs: str | None = None,
     time_format: str | None = None,
     sheet: str | None = None,
+    sequence_gap_s: float | None = None,
 ) -> ImportResult:
     """Read a table (long layout, or wide with ``node_columns`` or ``node_pairs``) and store it as the dataset
     ``workspace/datasets/<name>``.
@@ -84,7 +85,7 @@ def import_table(
     table = read_table(source, columns=columns, mode=mode, group_by=group_by, missing=missing, nodes=nodes,
                        kind=kind, strict=strict, max_bytes=max_bytes, max_rows=max_rows, node_columns=node_columns,
                        node_value=node_value, node_pairs=node_pairs, crs=crs, time_format=time_format,
-                       sheet=sheet)
+                       sheet=sheet, sequence_gap_s=sequence_gap_s)
     # The blocks are drawn after the quality checks: a (0, 0) fix or an outlier makes no square of its own.
     summary = import_measurements(table.measurements, name=name, scene=scene, split_fractions=split_fractions,
                                   seed=seed, input_info=dict(table.input_info), strict=strict,

@@ -16,6 +16,9 @@ from rflocal_core.errors import InvalidInputError
 COLUMN_KEYS: dict[str, str] = {
     "sample": "sample id: rows with the same id form one sample (else give group_by)",
     "time": "time of the row: seconds (numbers) or ISO 8601 timestamps; t_s counts from the sample's first row",
+    "sequence": ("track id: the samples with one id are one moving device's track (a walk or drive, one sample per "
+                 "report time), which predict --track follows; needs time, and t_s then counts from the track's "
+                 "first row"),
     "node": "id of the node measured (cell, base station, gateway, fixed receiver)",
     "node_lat": "latitude of the node (WGS84 degrees); one position per node",
     "node_lon": "longitude of the node (WGS84 degrees)",
@@ -61,6 +64,12 @@ NODE_PAIRS_HELP: str = ("a wide table whose columns come in pairs, a node's id a
                         "NCell1 with NRxLev1); the node is the id cell's text, the value its RSS. The node and "
                         "measurement keys and the grouping are then not used: each row is a sample")
 
+#: Help of a table's ``sequence_gap_s`` option (the ``--sequence-gap-s`` flag and the import widgets).
+SEQUENCE_GAP_HELP: str = ("tracks for predict --track from a timed log (needs the time column): a new track starts "
+                          "where more than this many seconds pass without a sample, within each sequence id, or over "
+                          "the whole file when no sequence column is mapped (tracks track-1, track-2, ...); inf: one "
+                          "track per sequence id, or the whole file")
+
 #: Measurement keys; at least one is mapped, and a row keeps at least one to be used.
 MEASUREMENT_KEYS: tuple[str, ...] = ("rss_dbm", "toa_ns", "ta", "aoa_deg")
 
@@ -72,6 +81,7 @@ PHY_KEYS: tuple[str, ...] = ("rsrq_db", "sinr_db", "cqi", "ri", "beam_id", "beam
 _GUESSES: dict[str, tuple[str, ...]] = {
     "sample": ("sample", "sampleid", "messageid", "msgid", "measurementid", "scanid"),
     "time": ("time", "timestamp", "ts", "datetime", "date", "utc", "times", "tsec"),
+    "sequence": ("sequence", "sequenceid", "seq", "track", "trackid", "trip", "tripid", "walk", "walkid"),
     "node": ("node", "nodeid", "pci", "cell", "cellid", "cid", "ecgi", "gateway", "gatewayid", "gwid", "bs",
              "bsid", "site", "siteid", "enb", "gnb", "sensor", "sensorid"),
     "node_lat": ("nodelat", "celllat", "bslat", "sitelat", "gatewaylat", "gwlat", "sensorlat", "txlat"),
@@ -150,6 +160,8 @@ def guess_columns(columns: Sequence[str]) -> dict[str, str]:
             if match is not None:
                 out[key] = match
                 break
+    if "time" not in out:  # a track is ordered by time: without a time column the guess would be refused
+        out.pop("sequence", None)
     return out
 
 

@@ -18,6 +18,11 @@ Keys (:data:`COLUMN_KEYS` has the help text of each):
   ``row-<first row>``.
 - ``time``: seconds (numbers) or ISO 8601 timestamps (naive ones read as UTC); a report's
   ``t_s`` counts from the earliest row of its sample.
+- ``sequence``: a track id (a walk or a drive): a sample's ``sequence`` is the one of its earliest row, and
+  ``t_s`` counts from the earliest row of the track instead, so the samples of a track are ordered in time and
+  ``predict --track`` can follow them. Needs ``time``; rows without a sequence id are dropped. A log of one walk
+  has no such column: ``sequence_gap_s`` makes tracks of the whole file, a new one wherever more than that many
+  seconds pass without a sample (within each sequence id when ``sequence`` is mapped).
 - ``node``, ``node_lat``, ``node_lon``, ``node_alt_m``, ``tx_power_dbm``: the node measured
   and, where the table has them, its position and transmit power (one per node: the most
   frequent value; rows placing a node more than 5 m away from it are dropped).
@@ -318,12 +323,14 @@ class TableSpec:
     crs: str | None = None
     time_format: str | None = None
     sheet: str | None = None
+    sequence_gap_s: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "columns", _check_columns(self.columns))
         object.__setattr__(self, "sheet", _check_sheet(self.sheet))
         object.__setattr__(self, "crs", parse_crs(self.crs))
         object.__setattr__(self, "time_format", _check_time_format(self.time_format))
+        object.__setattr__(self, "sequence_gap_s", _check_gap(self.sequence_gap_s))
         if self.mode not in MODES:
             msg = f"mode: expected one of {', '.join(MODES)}, got {self.mode!r}"
             raise InvalidInputError(msg)
@@ -385,6 +392,20 @@ def _check_time_format(fmt: Any) -> str | None:
     return fmt
 
 
+def _check_gap(gap_s: Any) -> float | None:
+    """A time gap in seconds: > 0, inf allowed (one track per sequence id, or the whole file)."""
+    if gap_s is None:
+        return None
+    try:
+        value = float(gap_s)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(gap_s, bool) or not value > 0:
+        msg = f"sequence_gap_s: expected seconds above 0 (inf: no cut), got {gap_s!r}"
+        raise InvalidInputError(msg)
+    return value
+
+
 def _check_sheet(sheet: Any) -> str | None:
     if sheet is None:
         return None
@@ -432,6 +453,9 @@ def _check_key_combination(spec: TableSpec) -> None:
             problems.append(f"{given} needs {absent} too")
     if "alt_m" in keys and "lat" not in keys:
         problems.append("alt_m needs lat/lon")
+    if ("sequence" in keys or spec.sequence_gap_s is not None) and "time" not in keys:
+        problems.append(f"{'sequence' if 'sequence' in keys else 'sequence_gap_s'} needs time (a track's samples "
+                        "are ordered by their times)")
     if "node_alt_m" in keys and "node_lat" not in keys:
         problems.append("node_alt_m needs node_lat/node_lon")
     node_keys = [key for key in ("node_lat", "node_alt_m", "tx_power_dbm") if key in keys]
@@ -978,8 +1002,8 @@ def _typed(frame: pd.DataFrame, spec: TableSpec, issues: _Issues, label: str) ->
     for key, column in spec.columns.items():
         if key == "sample":
             continue
-        if key == "node":
-            out["node"] = _id_cells(_text_cells(frame[column]))
+        if key in ("node", "sequence"):
+            out[key] = _id_cells(_text_cells(frame[column]))
         elif key == "time":
             out["t"] = _time_column(frame, column, spec, issues, label)
         else:
@@ -1044,6 +1068,9 @@ def _drop_rows(t: pd.DataFrame, spec: TableSpec, issues: _Issues, fields: int) -
     drop("no_sample", t["code"].to_numpy() < 0, what)
     if "t" in t:
         drop("no_time", np.isnan(t["t"].to_numpy()), f"rows without a readable time (column {spec.columns['time']!r})")
+    if "sequence" in t:
+        drop("no_sequence", t["sequence"].to_numpy() == "",
+             f"rows without a sequence id (column {spec.columns['sequence']!r})")
     if spec.mobile:
         ok = np.isfinite(t["lat"].to_numpy()) & np.isfinite(t["lon"].to_numpy())
         drop("no_position", ~ok, "emitter mode, mobile sensors: rows without a valid lat/lon "
@@ -1163,11 +1190,45 @@ def _build_nodes(t: pd.DataFrame, spec: TableSpec, table: Mapping[str, Node] | N
 
 
 def _with_times(t: pd.DataFrame) -> pd.DataFrame:
-    """``t_s``: seconds since the earliest row of the sample (0 without a time column)."""
+    """``t_s``: seconds since the earliest row of the sample, or of its track (``track``: see :func:`_tracks`); 0
+    without a time column."""
     if "t" in t:
-        t_s = t["t"] - t.groupby("code", sort=False)["t"].transform("min")
+        t_s = t["t"] - t.groupby("track" if "track" in t else "code", sort=False)["t"].transform("min")
         return t.assign(t_s=t_s.to_numpy(np.float64))
     return t.assign(t_s=np.zeros(len(t)))
+
+
+def _tracks(t: pd.DataFrame, spec: TableSpec, sample_id: Mapping[int, str],
+            issues: _Issues) -> tuple[pd.DataFrame, dict[int, str]]:
+    """Each sample's sequence as a ``track`` column, and sample code -> sequence: the ``sequence`` cell of the
+    sample's earliest row (by time, then row), cut at time gaps (``sequence_gap_s``); rows naming another sequence
+    than their sample's are counted."""
+    if "sequence" not in t and spec.sequence_gap_s is None:
+        return t, {}
+    by_code = t.sort_values(["t", "row"], kind="stable").groupby("code", sort=False)
+    first = by_code["sequence"].first() if "sequence" in t else pd.Series("track", index=by_code["t"].first().index)
+    if "sequence" in t:
+        other = t["sequence"].to_numpy(dtype=object) != t["code"].map(first).to_numpy(dtype=object)
+        codes = np.unique(t["code"].to_numpy()[other])
+        issues.add("sequence_varies", t["row"].to_numpy()[other], action="the sample's earliest row's sequence is "
+                   "kept", fault=True, detail=f"rows whose sequence (column {spec.columns['sequence']!r}) is not "
+                   "the one of their sample's earliest row; a sample belongs to one track",
+                   samples=[sample_id[int(c)] for c in codes[:LISTED]])
+    if spec.sequence_gap_s is not None:
+        first = _cut_at_gaps(first, by_code["t"].min(), by_code["t"].max(), spec.sequence_gap_s)
+    return t.assign(track=t["code"].map(first).to_numpy(dtype=object)), {int(c): str(q) for c, q in first.items()}
+
+
+def _cut_at_gaps(base: pd.Series, start: pd.Series, end: pd.Series, gap_s: float) -> pd.Series:
+    """Sample code -> track: ``base`` (code -> sequence) with a new track wherever a sample starts more than
+    ``gap_s`` after every earlier sample of its sequence ended; a sequence cut in k tracks gives ``<id>-1`` ...
+    ``<id>-k``."""
+    f = pd.DataFrame({"base": base, "start": start, "end": end}).sort_values(["base", "start"], kind="stable")
+    ended = f.groupby("base", sort=False)["end"].cummax().groupby(f["base"], sort=False).shift()
+    piece = (f["start"] - ended > gap_s).groupby(f["base"], sort=False).cumsum()
+    pieces = piece.groupby(f["base"], sort=False).transform("max")
+    named = [str(b) if n == 0 else f"{b}-{k + 1}" for b, k, n in zip(f["base"], piece, pieces, strict=True)]
+    return pd.Series(named, index=f.index, dtype=object)
 
 
 def _sample_ids(t: pd.DataFrame, ids: np.ndarray | None) -> dict[int, str]:
@@ -1269,8 +1330,9 @@ def _reports(t: pd.DataFrame, spec: TableSpec) -> list[Report]:
 def _samples(t: pd.DataFrame, spec: TableSpec, ids: np.ndarray | None, issues: _Issues,
              label: str) -> tuple[Sample, ...]:
     """The samples of the kept rows, in the order of their first row in the file."""
-    t = _with_times(t)
     sample_id = _sample_ids(t, ids)
+    t, sequence = _tracks(t, spec, sample_id, issues)
+    t = _with_times(t)
     truths = _truths(t, spec, sample_id, issues)
     if not spec.mobile:
         t = _merge_duplicates(t, sample_id, issues)
@@ -1287,7 +1349,7 @@ def _samples(t: pd.DataFrame, spec: TableSpec, ids: np.ndarray | None, issues: _
     out = []
     for k in range(len(starts)):  # codes follow the order of each sample's first row in the file
         code = int(codes[starts[k]])
-        out.append(Sample(sample_id[code], tuple(reports[starts[k]:ends[k]]), truths.get(code)))
+        out.append(Sample(sample_id[code], tuple(reports[starts[k]:ends[k]]), truths.get(code), sequence.get(code)))
     return tuple(out)
 
 
@@ -1448,15 +1510,12 @@ def _nodes_to_wgs84(values: dict[str, tuple], crs: str, label: str, chosen: Mapp
 def read_table(
     source: str | os.PathLike[str] | bytes,
     *,
-    columns: Mapping[str, str],
-    mode: str = "ue",
-    group_by: Sequence[str] = (),
-    missing: Sequence[str | float] = (),
-    nodes: str | os.PathLike[str] | bytes | Sequence[Node] | None = None,
-    kind: str | None = None, strict: bool = False,
+    columns: Mapping[str, str], mode: str = "ue", group_by: Sequence[str] = (), missing: Sequence[str | float] = (),
+    nodes: str | os.PathLike[str] | bytes | Sequence[Node] | None = None, kind: str | None = None, strict: bool = False,
     max_bytes: int = MAX_TABLE_FILE_BYTES, max_rows: int = MAX_TABLE_ROWS,
     node_columns: Sequence[str] = (), node_value: str = "rss_dbm", node_pairs: Sequence[str] = (),
     crs: str | None = None, time_format: str | None = None, sheet: str | None = None,
+    sequence_gap_s: float | None = None,
 ) -> TableImport:
     """Read a table into a :class:`MeasurementSet`: long (one row per measurement) or wide (``node_columns``,
     ``node_pairs``).
@@ -1478,11 +1537,9 @@ def read_table(
     nodes : path, bytes or sequence of Node, optional
         A nodes table (:func:`read_nodes`; bytes are read as CSV) or the nodes themselves.
         Without it (and without ``node_lat``/``node_lon``) the nodes' positions are unknown.
-    kind : {"csv", "tsv", "parquet", "xlsx"}, optional (default: from the file name's suffix)
-    strict : bool
-        Refuse the table at the first fault (a bad cell or a dropped row), naming it.
-    max_bytes, max_rows : int
-        Caps on the file (200 MiB) and on its data rows (2,000,000).
+    kind, strict, max_bytes, max_rows : str, bool, int, int
+        The table kind (csv, tsv, parquet, xlsx; default from the suffix); refuse the table at its first fault (a
+        bad cell or a dropped row), naming it; caps on the file (200 MiB) and on its data rows (2,000,000).
     node_columns, node_value, node_pairs : sequence of str, str, sequence of str
         A wide table (one row per sample, e.g. Antwerp's ``BS 1`` ... ``BS 72``): the columns (names or globs,
         ``"BS *"``) each holding one node's ``node_value``, named by the column. Or (drive-test exports: the
@@ -1493,6 +1550,9 @@ def read_table(
         columns' and a CSV nodes table's CRS (None: WGS84 degrees; e.g. ``"EPSG:32617"``: ``*lat``
         columns hold y, ``*lon`` columns x, converted to WGS84; points off the CRS's area are removed), and the
         strftime format of timestamps that are not ISO 8601 (:mod:`~rflocal_core.measurements.columns` helps).
+    sequence_gap_s : float, optional
+        Tracks (needs ``time``): a new one where more than this many seconds pass without a sample, within each
+        ``sequence`` id, or over the file (``track-1``, ``track-2`` ...; ``inf``: no cut). See the module docstring.
 
     Returns
     -------
@@ -1505,14 +1565,14 @@ def read_table(
     InvalidInputError
         A bad mapping: unknown key, missing pair, an undefined combination (named).
     TableFormatError
-        The file cannot be read, a mapped column is absent (the message lists the header),
-        a numeric column holds no numbers, no row is usable, the dataset would be too
-        large, or (``strict``) a fault.
+        The file cannot be read, a mapped column is absent (the message lists the header), a numeric column holds
+        no numbers, no row is usable, the dataset would be too large, or (``strict``) a fault.
     """
     layout = (node_columns, node_pairs)
     columns = _wide_columns(columns, node_value, group_by, mode, layout) if any(layout) else columns
     spec = TableSpec(columns, mode=mode, group_by=tuple(group_by), missing=tuple(missing),
-                     nodes_file=nodes is not None, crs=crs, time_format=time_format, sheet=sheet)
+                     nodes_file=nodes is not None, crs=crs, time_format=time_format, sheet=sheet,
+                     sequence_gap_s=sequence_gap_s)
     kind = _resolve_kind(kind, source)
     data, label, path = _read_source(source, kind, max_bytes)
     node_table = _node_table(nodes, spec.crs)
@@ -1719,6 +1779,7 @@ def _input_info(spec: TableSpec, report: TableReport, data: bytes, path: str | N
     return {"file": path, "sha256": hashlib.sha256(data).hexdigest(), "kind": report.kind,
             "columns": dict(spec.columns), "mode": spec.mode, "group_by": list(spec.group_by),
             "missing": list(spec.missing), "crs": spec.crs, "time_format": spec.time_format, "sheet": spec.sheet,
+            "sequence_gap_s": spec.sequence_gap_s,
             "nodes_file": str(Path(nodes).resolve()) if isinstance(nodes, (str, os.PathLike)) else None,
             "table": report.to_dict()}
 
@@ -1787,6 +1848,11 @@ def _notes(spec: TableSpec, report: TableReport, label: str,
         f"{layout}; {grouping}; mode {spec.mode}: {where}; the truth of a sample is its latest "
         f"row's. Columns: {', '.join(f'{k}={v}' for k, v in _user_columns(spec).items())}.",
     ]
+    if "sequence" in spec.columns or spec.sequence_gap_s is not None:
+        by = f"the sequence id in column {spec.columns['sequence']!r}" if "sequence" in spec.columns else "time"
+        cut = "" if spec.sequence_gap_s is None else f", cut where {spec.sequence_gap_s:g} s pass without a sample"
+        notes.append(f"Samples belong to tracks by {by}{cut}; t_s counts from each track's first row, so predict "
+                     "--track can follow them.")
     if spec.crs:
         notes.append(f"Positions were given in {spec.crs} (lat columns y, lon columns x) and converted to WGS84.")
     if spec.missing:
@@ -1804,11 +1870,13 @@ def _notes(spec: TableSpec, report: TableReport, label: str,
 def preview_samples(ms: MeasurementSet, *, limit: int = 5) -> list[dict[str, Any]]:
     """The first ``limit`` samples as flat rows (id, truth, reports, nodes, times, RSS), for a preview table."""
     rows = []
+    tracks = any(sample.sequence is not None for sample in ms.samples)
     for sample in ms.samples[:limit]:
         rss = [r.rss_dbm for r in sample.reports if r.rss_dbm is not None]
         times = sorted({r.t_s for r in sample.reports})
         rows.append({
             "sample": sample.id,
+            **({"sequence": sample.sequence} if tracks else {}),
             "truth_lat": sample.truth.lat if sample.truth is not None else None,
             "truth_lon": sample.truth.lon if sample.truth is not None else None,
             "reports": len(sample.reports),
