@@ -236,9 +236,10 @@ def _fit_noise(args: argparse.Namespace) -> Any:
 def _data_import_flags(parser: argparse.ArgumentParser) -> None:
     """The block split and table flags of ``data import``, added when it is used (the table help names the column
     keys, whose module imports pandas: ``--help`` of other commands and their error paths should not pay for it)."""
-    from rflocal_core.dataset.splits import BLOCK_SPLIT_HELP
+    from rflocal_core.dataset.splits import BLOCK_SPLIT_HELP, SEQUENCE_SPLIT_HELP
 
     parser.add_argument("--split-block-m", type=float, default=None, metavar="M", help=BLOCK_SPLIT_HELP)
+    parser.add_argument("--split-by-sequence", action="store_true", help=SEQUENCE_SPLIT_HELP)
     _add_table_arguments(parser.add_argument_group("tables (.csv, .tsv, .txt, .parquet, .xlsx)"))
 
 
@@ -365,7 +366,8 @@ def _import(args: argparse.Namespace) -> Any:
 
     fractions = parse_split_fractions(args.split_fractions)
     common = {"name": args.name, "scene": args.scene, "seed": args.seed, "split_fractions": fractions,
-              "strict": args.strict, "min_reports": args.min_reports, "split_block_m": args.split_block_m}
+              "strict": args.strict, "min_reports": args.min_reports, "split_block_m": args.split_block_m,
+              "split_by_sequence": args.split_by_sequence}
     suffix = Path(args.file).suffix.lower()
     if suffix != ".json" and suffix not in TABLE_SUFFIXES:
         msg = (f"file: expected a .json measurement file or a table ending in {', '.join(TABLE_SUFFIXES)}, "

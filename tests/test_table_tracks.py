@@ -64,10 +64,11 @@ def test_a_sequence_column_and_time_gaps_make_tracks() -> None:
     assert "sequence" not in guess_columns(["Track", "rsrp"])
 
 
-def _timed_walks(shared_data: Path, steps: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Two walks of ``steps`` Duke positions (Samsung and Pixel samples), each the nearest unvisited position 3-40 m
-    from the last, timed at 1.4 m/s, two hours apart, as a G-NetTrack export; and the Duke rows more than 15 m from
-    every walked position (to train on)."""
+def _timed_walks(shared_data: Path, steps: int,
+                 starts: tuple[int, ...] = (0, 5000)) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Walks of ``steps`` Duke positions (Samsung and Pixel samples) from each start, each the nearest unvisited
+    position 3-40 m from the last, timed at 1.4 m/s, two hours apart, as a G-NetTrack export; and the Duke rows more
+    than 15 m from every walked position (to train on)."""
     src = shared_data / "real" / "duke_cbrs" / "Duke_CBRS.csv"
     if not src.is_file():
         pytest.skip(f"{src} is absent")
@@ -78,7 +79,7 @@ def _timed_walks(shared_data: Path, steps: int) -> tuple[pd.DataFrame, pd.DataFr
     x = np.radians(lon - lon.mean()) * np.cos(np.radians(lat.mean())) * 6371e3
     y = np.radians(lat - lat.mean()) * 6371e3
     rows, walked = [], []
-    for w, start in enumerate((0, 5000)):
+    for w, start in enumerate(starts):
         order, t_s = [start], [0.0]
         while len(order) < steps:
             d = np.hypot(x - x[order[-1]], y - y[order[-1]])
@@ -151,3 +152,41 @@ def test_a_timed_drive_test_table_is_tracked(shared_data: Path, tmp_path: Path, 
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert any(m.value.startswith("tracked (kalman, sequence `track-1`, t = 0 s)") for m in at.markdown)
+    at.checkbox(key="li_track_smooth").check()  # the smoother, as --track-smooth: the same tracked errors
+    at.run()
+    shown = at.dataframe[-1].value
+    by_id = {r["id"]: r["tracked_error_m"] for r in rows}
+    assert [round(by_id[i], 2) for i in shown["id"]] == pytest.approx(list(shown["tracked_error_m"]), abs=0.01)
+
+
+def test_an_import_splits_by_track(shared_data: Path, tmp_path: Path, workspace: Path, run_cli: Any) -> None:
+    """``--split-by-sequence`` (page: "Split by track"): whole walks go to train, val or test."""
+    from rflocal_core.dataset import export_dataset
+    from tests.page_support import import_tab, import_with
+
+    walks, _ = _timed_walks(shared_data, 40, (0, 5000, 1000, 2000, 3000, 4000))
+    src = tmp_path / "walks.txt"
+    walks.to_csv(src, sep="\t", index=False)
+    flags = ["data", "import", str(src), *WALK_FLAGS, "--split-by-sequence"]
+    proc = run_cli([*flags, "--name", "walks", "--sequence-gap-s", "600"], workspace)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["split"] == {"kind": "sequences", "sequences": {"train": 4, "val": 1, "test": 1}}
+    assert out["splits"] == {"train": 160, "val": 40, "test": 40, "test_unseen": 0}
+    track = {f"row-{r}": (r - 1) // 40 for r in range(1, 241)}  # walk k: file rows 40k+1 ... 40k+40
+    for split in ("val", "test"):
+        held = {track[s.id] for s in export_dataset("walks", split=split).samples}
+        assert len(held) == 1, (split, held)  # one whole walk
+    for extra, error in (([], "split_by_sequence: 240 of the 240 samples with a truth have no sequence (first: "
+                                  "sample 'row-1')"),
+                         (["--sequence-gap-s", "inf"], "split_by_sequence: the 240 samples with a truth form 1 "
+                                                       "track(s); expected at least 3"),
+                         (["--sequence-gap-s", "600", "--split-block-m", "200"], "split_block_m: expected one of")):
+        bad = run_cli([*flags, "--name", "walks2", *extra], workspace)
+        assert bad.returncode == 2 and bad.stderr.startswith(f"error: {error}"), bad.stderr
+    at = import_tab("walks.txt", src.read_bytes(), "text/plain")
+    at.text_input(key="dg_tab_pairs").set_value("PSC:Level, NCell*:NRxLev*")
+    at.checkbox(key="dg_import_by_track").check()
+    import_with(at, dg_tab_time_format="%Y.%m.%d_%H.%M.%S", dg_tab_gap="600", dg_import_name="walks-page")
+    assert not at.error, [e.value for e in at.error]
+    assert any(c.value == "Split by track: tracks 4 to train, 1 to val, 1 to test" for c in at.caption)

@@ -500,7 +500,7 @@ def test_spatial_blocks_are_drawn_from_the_cleaned_truths(tmp_path: Path, worksp
     assert summary.split == {"kind": "spatial blocks", "block_m": 250.0, "blocks": {"train": 6, "val": 1, "test": 1}}
     assert sum(summary.splits.values()) == 200
     assert open_dataset("blocks").attrs["input"]["split"] == summary.split
-    with pytest.raises(InvalidInputError, match="split_block_m: expected either split_block_m or fixed_splits"):
+    with pytest.raises(InvalidInputError, match="split_block_m: expected one of split_block_m, split_by_sequence"):
         import_measurements(read_table(src, columns=WALK_COLUMNS).measurements, name="both", split_block_m=250.0,
                             fixed_splits={"w0": "train"})
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import plotly.express as px
@@ -22,7 +24,7 @@ from rflocal_core import dataset as ds
 from rflocal_core.access import allowed
 from rflocal_core.cluster import ExecutorConfig
 from rflocal_core.dataset.noisefit import NoiseFit, NoiseFitConfig, fit_noise, generation_fields
-from rflocal_core.dataset.splits import BLOCK_RANGE_M, BLOCK_SPLIT_HELP
+from rflocal_core.dataset.splits import BLOCK_RANGE_M, BLOCK_SPLIT_HELP, SEQUENCE_SPLIT_HELP
 from rflocal_core.dataset.table_import import import_table
 from rflocal_core.dataset.view import PHY_HISTOGRAMS, dataset_overview, split_rows, split_text, stage_rows
 from rflocal_core.errors import RFLocalInputError
@@ -217,9 +219,10 @@ def _show_summary(summary: ds.ImportResult) -> None:
     st.success(f"Imported **{summary.name}**: {summary.samples:,} samples, {summary.nodes:,} nodes.")
     _summary_tables(summary.splits)
     if summary.split is not None:
-        blocks = summary.split["blocks"]
-        st.caption(f"Split by squares of {summary.split['block_m']:g} m: "
-                   + ", ".join(f"{blocks[k]} to {k}" for k in ("train", "val", "test")))
+        by_track = "sequences" in summary.split
+        parts = summary.split["sequences" if by_track else "blocks"]
+        st.caption(("Split by track: tracks " if by_track else f"Split by squares of {summary.split['block_m']:g} m: ")
+                   + ", ".join(f"{parts[k]} to {k}" for k in ("train", "val", "test")))
     quality = summary.quality
     if quality.faulty:
         st.warning(quality.summary())
@@ -234,8 +237,9 @@ def _show_summary(summary: ds.ImportResult) -> None:
 
 
 def _table_tab(data: bytes, kind: str, import_name: str, frame_scene: str | None, strict: bool,
-               block_m: float | None) -> None:
-    """The column mapping, a preview of the first samples, and the import of a table."""
+               split: dict[str, Any]) -> None:
+    """The column mapping, a preview of the first samples, and the import of a table (``split``: how to draw the
+    splits, ``import_table``'s keywords)."""
     header, sheet = table_source(data, kind, prefix="dg_tab")
     st.caption(f"{kind.upper()} table: {header.rows:,} rows, columns {', '.join(header.columns)}")
     st.dataframe(pd.DataFrame(list(header.preview)), hide_index=True)
@@ -250,7 +254,7 @@ def _table_tab(data: bytes, kind: str, import_name: str, frame_scene: str | None
                          hide_index=True)
     if c[1].button("Import", key="dg_import"):
         _show_summary(import_table(data, name=import_name, kind=kind, scene=frame_scene, strict=strict, user=user,
-                                   split_block_m=block_m, **options))
+                                   **split, **options))
 
 
 with tab_import:
@@ -264,7 +268,7 @@ with tab_import:
     upload = st.file_uploader(f"Measurement JSON (at most {json_mib} MB) or table (at most {table_mib} MB)",
                               type=["json", "csv", "tsv", "txt", "parquet", "xlsx"], key="dg_import_file",
                               max_upload_size=max(json_mib, table_mib))
-    c = st.columns(4)
+    c = st.columns(5)
     import_name = c[0].text_input("Dataset name", value="imported", key="dg_import_name")
     frame_scene = c[1].selectbox("Scene frame", ["(from the file)", *[s["name"] for s in list_scenes()]],
                                  key="dg_import_scene")
@@ -273,18 +277,19 @@ with tab_import:
                                        "dropping those parts (see the README: Quality checks)")
     block_m = c[3].number_input("Split by squares (m)", min_value=0.0, max_value=BLOCK_RANGE_M[1], value=0.0,
                                 step=50.0, key="dg_import_block", help=f"{BLOCK_SPLIT_HELP}; 0: by sample")
-    block_m = float(block_m) if block_m else None
+    by_track = c[4].checkbox("Split by track", key="dg_import_by_track", help=SEQUENCE_SPLIT_HELP)
+    split = {"split_block_m": float(block_m) if block_m else None, "split_by_sequence": by_track}
     frame_scene = None if frame_scene == "(from the file)" else frame_scene
     table_kind_ = table_kind(upload.name) if upload is not None else None
     try:
         if table_kind_ is not None:
-            _table_tab(upload.getvalue(), table_kind_, import_name, frame_scene, import_strict, block_m)
+            _table_tab(upload.getvalue(), table_kind_, import_name, frame_scene, import_strict, split)
         elif st.button("Import", key="dg_import"):
             if upload is None:
                 st.error("file: choose a measurement JSON file or a table to upload")
             else:
                 _show_summary(ds.import_measurements(upload.getvalue(), name=import_name, scene=frame_scene,
-                                                     strict=import_strict, user=user, split_block_m=block_m))
+                                                     strict=import_strict, user=user, **split))
     except RFLocalInputError as exc:
         st.error(error_text(exc))
 

@@ -12,7 +12,7 @@ import streamlit as st
 from pages.views.inference_map import HEAT_FLOOR, map_figure
 from pages.views.refresh import rerun_when_a_job_ends
 from pages.views.table_mapping import table_mapping, table_source
-from pages.views.widgets import choice, error_text, upload_limit_mib
+from pages.views.widgets import choice, error_text, toggle, upload_limit_mib
 from rflocal_core import dataset as ds
 from rflocal_core import demo, infer
 from rflocal_core.dataset.sequences import export_sequences
@@ -166,12 +166,13 @@ if not results:
 # --------------------------------------------------------------------------- tracking (files with sequences)
 
 if any(s.sequence is not None for s in ms.samples):
-    c = st.columns(2)
+    c = st.columns([2, 2, 1])
     method = choice(c[0], TrackConfig, "method", key="li_track", none_label="none")
     motion = choice(c[1], TrackConfig, "motion", key="li_track_motion")
+    smooth = toggle(c[2], TrackConfig, "smooth", key="li_track_smooth") if method == "kalman" else False
     if method is not None:
         try:
-            config = TrackConfig(method=method, motion=motion)
+            config = TrackConfig(method=method, motion=motion, smooth=smooth)
             results = [infer.track_prediction(res, ms, config, mask=infer.run_outdoor_mask(models[res.run_id], res.scene)
                                               if method == "particle" else None) for res in results]
         except RFLocalInputError as exc:

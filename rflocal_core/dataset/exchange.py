@@ -54,7 +54,7 @@ import zarr
 from rflocal_core import __version__
 from rflocal_core.access import LOCAL_USER, User, require
 from rflocal_core.dataset import iqexchange, store
-from rflocal_core.dataset.splits import block_splits
+from rflocal_core.dataset.splits import block_splits, sequence_splits
 from rflocal_core.errors import DatasetExistsError, InvalidInputError, SceneNotFoundError
 from rflocal_core.geo import LocalFrame
 from rflocal_core.measurements.format import (
@@ -490,17 +490,17 @@ class ImportResult(JsonResult):
     quality: QualityReport
     #: Tables: rows read and used, and the row-level problems by reason.
     table: TableReport | None = json_field(default=None, omit_none=True)
-    #: Tables split by blocks (``split_block_m``): the block size and the blocks per split.
+    #: Splits drawn by blocks (``split_block_m``: the block size and the blocks per split) or by tracks
+    #: (``split_by_sequence``: the tracks per split).
     split: dict[str, Any] | None = json_field(default=None, omit_none=True)
 
 
 def import_measurements(
     ms_or_path: MeasurementSet | str | os.PathLike[str] | bytes, *, name: str, scene: str | None = None,
     split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS, seed: int = 0, split_block_m: float | None = None,
-    fixed_splits: Mapping[str, str] | None = None, strict: bool = False, min_reports: int = 1,
-    quality: QualityReport | None = None, input_info: Mapping[str, Any] | None = None, owner: str | None = None,
-    user: User = LOCAL_USER,
-) -> ImportResult:
+    split_by_sequence: bool = False, fixed_splits: Mapping[str, str] | None = None, strict: bool = False,
+    min_reports: int = 1, quality: QualityReport | None = None, input_info: Mapping[str, Any] | None = None,
+    owner: str | None = None, user: User = LOCAL_USER) -> ImportResult:
     """Turn measurements into a dataset ``workspace/datasets/<name>`` (same Zarr layout, no maps).
 
     The measurements go through the quality checks first
@@ -521,7 +521,8 @@ def import_measurements(
         is in the workspace; else a frame at the centroid of the positions given as lat/lon.
     split_fractions, seed, split_block_m : sequence of three floats, int, float or None
         Train / val / test fractions (in [0, 1], sum 1) of the samples with a truth; shuffle seed; with
-        ``split_block_m``, whole squares of that many metres of the cleaned truths (not with ``fixed_splits``).
+        ``split_block_m``, whole squares of that many metres of the cleaned truths (not with ``fixed_splits``);
+        with ``split_by_sequence``, whole tracks (the samples' ``sequence`` ids; not with the other two).
     fixed_splits : mapping of str to str, optional
         Sample id -> ``"train"``, ``"val"`` or ``"test"`` for samples whose split is given.
     strict : bool
@@ -554,7 +555,7 @@ def import_measurements(
     fractions = _check_import_args(name, split_fractions, seed, user)
     final, partial = _free_paths(name)
     ms, report, fixed, loaded_info = _read_and_check(ms_or_path, fixed_splits, strict, min_reports, quality)
-    fixed, block = _block_splits(ms, fixed, split_block_m, fractions, seed)
+    fixed, block = _drawn_splits(ms, fixed, (split_block_m, split_by_sequence), fractions, seed)
     frame, frame_source, scene_name = _choose_frame(ms, scene)
     arrays, info = _build_arrays(ms, frame, frame_source.startswith("scene"))
     splits = _assign_splits(ms, info["has_truth"], fixed, fractions, seed)
@@ -576,15 +577,19 @@ def import_measurements(
         frame_source=frame_source, seconds={"import": seconds}, quality=report, split=block)
 
 
-def _block_splits(ms: MeasurementSet, fixed: dict[str, str], block_m: float | None,
+def _drawn_splits(ms: MeasurementSet, fixed: dict[str, str], drawn: tuple[float | None, bool],
                   fractions: tuple[float, float, float], seed: int) -> tuple[dict[str, str], dict[str, Any] | None]:
-    """The fixed splits and, with ``block_m``, the squares' description: drawn from the cleaned truths, so a GPS
-    sentinel or an outlier the checks dropped makes no square of its own."""
-    if block_m is None:
+    """The fixed splits and, with a block size or by tracks (``drawn``), the squares' or tracks' description: drawn
+    from the cleaned samples, so a GPS sentinel or an outlier the checks dropped makes no square of its own."""
+    block_m, by_sequence = drawn
+    if block_m is None and not by_sequence:
         return fixed, None
-    if fixed:
-        msg = "split_block_m: expected either split_block_m or fixed_splits, got both"
+    given = "split_block_m" if block_m is not None else "split_by_sequence"
+    if fixed or (block_m is not None and by_sequence):
+        msg = f"{given}: expected one of split_block_m, split_by_sequence and fixed_splits, got {given} and another"
         raise InvalidInputError(msg)
+    if by_sequence:
+        return sequence_splits(ms, fractions=fractions, seed=seed)
     return block_splits(ms, block_m=block_m, fractions=fractions, seed=seed)
 
 

@@ -1,8 +1,10 @@
-"""Spatial-block splits of measurements: whole squares of the map go to train, val or test.
+"""Spatial-block and track splits of measurements: whole squares of the map, or whole tracks, go to train, val or
+test.
 
 A random split of a drive test puts neighbouring points of one walk on both sides, so a
 fingerprinting model is tested where it was trained. Assigning whole blocks (squares of
-``block_m`` metres) to one split tests it on ground it has not seen. The assignment is given
+``block_m`` metres) to one split tests it on ground it has not seen; assigning whole tracks (the samples' ``sequence``
+ids: walks, drives) tests it on walks it has not seen, as a user's next drive test. The assignment is given
 to :func:`~rflocal_core.dataset.import_measurements` as ``fixed_splits``.
 """
 
@@ -24,6 +26,10 @@ BLOCK_RANGE_M: tuple[float, float] = (1.0, 100_000.0)
 BLOCK_SPLIT_HELP = ("split by squares of this many metres instead of by sample: whole squares go to train, val "
                     "or test, so neighbouring points of one walk stay on one side "
                     f"({BLOCK_RANGE_M[0]:g}-{BLOCK_RANGE_M[1]:g} m)")
+#: What a track split does, for the command line's ``--split-by-sequence`` and the import page.
+SEQUENCE_SPLIT_HELP = ("split by track instead of by sample: each track (the samples' sequence id: a walk or a drive; "
+                       "a table's sequence column or track gap) goes whole to train, val or test, so models are "
+                       "tested on walks they have not seen")
 
 
 def block_splits(
@@ -50,16 +56,8 @@ def block_splits(
             math.isfinite(block_m) and BLOCK_RANGE_M[0] <= block_m <= BLOCK_RANGE_M[1]):
         msg = f"split_block_m: expected a number of metres in [{BLOCK_RANGE_M[0]:g}, {BLOCK_RANGE_M[1]:g}], got {block_m!r}"
         raise InvalidInputError(msg)
-    try:
-        fractions = [float(f) for f in fractions]
-    except (TypeError, ValueError):
-        fractions = []
-    if len(fractions) != 3:
-        msg = f"split_fractions: expected three fractions (train, val, test), got {fractions!r}"
-        raise InvalidInputError(msg)
-    # A truth without a finite lat/lon is unlabeled to the import, not a square here.
-    labeled = [s for s in ms.samples if s.truth is not None and s.truth.lat is not None and s.truth.lon is not None
-               and math.isfinite(s.truth.lat) and math.isfinite(s.truth.lon)]
+    fractions = _fractions(fractions)
+    labeled = _labeled(ms)
     if not labeled:
         return {}, {"kind": "spatial blocks", "block_m": float(block_m), "blocks": {}}
     lat = np.array([s.truth.lat for s in labeled])
@@ -78,6 +76,58 @@ def block_splits(
     info = {"kind": "spatial blocks", "block_m": float(block_m),
             "blocks": {k: int((split_of_block == k).sum()) for k in ("train", "val", "test")}}
     return assigned, info
+
+
+def sequence_splits(ms: MeasurementSet, *, fractions: Sequence[float],
+                    seed: int = 0) -> tuple[dict[str, str], dict[str, Any]]:
+    """Assign every sample with a lat/lon truth to a split by its track (``sequence``), whole tracks to one split.
+
+    The tracks are shuffled (``seed``) and dealt as :func:`block_splits` deals squares.
+
+    Returns
+    -------
+    dict, dict
+        Sample id -> ``"train"``/``"val"``/``"test"``, and a description (``sequences`` per split).
+
+    Raises
+    ------
+    InvalidInputError
+        A sample with a truth has no sequence (the first is named), or fewer than three tracks.
+    """
+    fractions = _fractions(fractions)
+    labeled = _labeled(ms)
+    alone = [s.id for s in labeled if s.sequence is None]
+    if alone:
+        msg = (f"split_by_sequence: {len(alone)} of the {len(labeled)} samples with a truth have no sequence (first: "
+               f"sample {alone[0]!r}); expected each sample's track id (a table's sequence column or sequence_gap_s)")
+        raise InvalidInputError(msg)
+    tracks, track_of = np.unique(np.array([str(s.sequence) for s in labeled], dtype=object), return_inverse=True)
+    if len(tracks) < 3:
+        msg = (f"split_by_sequence: the {len(labeled)} samples with a truth form {len(tracks)} track(s); expected at "
+               "least 3 (one per split): split by sample or by squares")
+        raise InvalidInputError(msg)
+    order = np.random.default_rng(int(seed)).permutation(len(tracks))
+    split_of_track = _assign_blocks(np.bincount(track_of, minlength=len(tracks)), order, fractions)
+    assigned = {s.id: str(split_of_track[track_of[i]]) for i, s in enumerate(labeled)}
+    info = {"kind": "sequences", "sequences": {k: int((split_of_track == k).sum()) for k in ("train", "val", "test")}}
+    return assigned, info
+
+
+def _fractions(fractions: Sequence[float]) -> list[float]:
+    try:
+        out = [float(f) for f in fractions]
+    except (TypeError, ValueError):
+        out = []
+    if len(out) != 3:
+        msg = f"split_fractions: expected three fractions (train, val, test), got {fractions!r}"
+        raise InvalidInputError(msg)
+    return out
+
+
+def _labeled(ms: MeasurementSet) -> list:
+    """The samples with a finite lat/lon truth (any other truth is unlabeled to the import, not a square here)."""
+    return [s for s in ms.samples if s.truth is not None and s.truth.lat is not None and s.truth.lon is not None
+            and math.isfinite(s.truth.lat) and math.isfinite(s.truth.lon)]
 
 
 def _assign_blocks(counts: np.ndarray, order: np.ndarray, fractions: Sequence[float]) -> np.ndarray:

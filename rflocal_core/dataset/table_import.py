@@ -53,6 +53,7 @@ def import_table(
     time_format: str | None = None,
     sheet: str | None = None,
     sequence_gap_s: float | None = None,
+    split_by_sequence: bool = False,
 ) -> ImportResult:
     """Read a table (long layout, or wide with ``node_columns`` or ``node_pairs``) and store it as the dataset
     ``workspace/datasets/<name>``.
@@ -66,6 +67,9 @@ def import_table(
         Split by squares of this many metres instead of by sample
         (:func:`rflocal_core.dataset.splits.block_splits`): neighbouring points of one walk
         then stay on one side.
+    split_by_sequence : bool
+        Split by track instead (:func:`rflocal_core.dataset.splits.sequence_splits`): each ``sequence`` (a
+        ``sequence`` column or ``sequence_gap_s``) goes whole to one split.
 
     Returns
     -------
@@ -73,7 +77,7 @@ def import_table(
         The result of :func:`~rflocal_core.dataset.import_measurements`, with ``table``: the
         :class:`~rflocal_core.measurements.table.TableReport` (rows read and used, samples,
         reports, nodes, nodes of unknown position, issues by reason); with ``split_block_m``,
-        ``split``: the block size and the blocks per split.
+        ``split``: the block size and the blocks per split (``split_by_sequence``: the tracks per split).
 
     Raises
     ------
@@ -90,5 +94,5 @@ def import_table(
     summary = import_measurements(table.measurements, name=name, scene=scene, split_fractions=split_fractions,
                                   seed=seed, input_info=dict(table.input_info), strict=strict,
                                   min_reports=min_reports, quality=table.report.quality(), owner=owner, user=user,
-                                  split_block_m=split_block_m)
+                                  split_block_m=split_block_m, split_by_sequence=split_by_sequence)
     return replace(summary, table=table.report)
