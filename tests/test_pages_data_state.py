@@ -216,3 +216,23 @@ def test_registry_ended_lists_finished_jobs_only(workspace):
     release.set()
     assert running.wait(10)
     assert registry.ended() == {done.id, failed.id, running.id}
+
+
+def test_the_shipped_demo_split_opens_on_the_page(tmp_path, monkeypatch):
+    """The demo test split every workspace gets keeps the maps' footprint but no building heights: the page's
+    dataset view draws its buildings from the footprint (it raised KeyError 'building_height_m' before)."""
+    from rflocal_core import demo
+
+    if not demo.demo_available():
+        pytest.skip("assets/demo is missing (make demo-model)")
+    monkeypatch.setenv("RFLOCAL_WORKSPACE", str(tmp_path / "ws"))
+    demo.install_demo()
+    scene = dataset_overview(demo.DEMO_TEST_DATASET)["scenes"][0]
+    fig = radio_map_figure(scene, 0)
+    assert 0 < np.isfinite(np.asarray(fig.data[1].z, dtype=float)).mean() < 1  # some cells are buildings
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "views" / "data_generation.py"),
+                           default_timeout=60)
+    at.run()
+    at.selectbox(key="dg_open").set_value(demo.DEMO_TEST_DATASET)
+    at.run()
+    assert not at.exception, at.exception

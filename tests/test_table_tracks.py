@@ -92,7 +92,7 @@ def _timed_walks(shared_data: Path, steps: int,
         walked += order
         for i, t in zip(order, t_s, strict=True):
             g = groups.get_group(keys[i]).sort_values("rsrp", ascending=False, kind="stable")
-            stamp = datetime.datetime(2019, 7, 16, 10 + 2 * w) + datetime.timedelta(seconds=round(t))
+            stamp = datetime.datetime(2019, 7, 16, 10) + datetime.timedelta(hours=2 * w, seconds=round(t))
             row = {"Timestamp": stamp.strftime("%Y.%m.%d_%H.%M.%S"), "Longitude": lon[i], "Latitude": lat[i],
                    "PSC": g.PCI.iloc[0], "Level": g.rsrp.iloc[0]}
             for k in range(1, 6):

@@ -21,7 +21,8 @@ def dataset_overview(name: str, *, max_points: int = 3000, seed: int = 0) -> dic
     dict
         ``attrs`` (the dataset's attributes), ``scenes``: list of dicts with ``name``,
         ``x_m``/``y_m`` (axis values), ``path_gain_db`` [S, ny, nx] (NaN: no signal),
-        ``building_height_m`` [ny, nx], ``site_ids``, ``site_xy`` [S, 2] (all maps
+        ``building_height_m`` [ny, nx] (the footprint, 0/1, where a dataset has no heights: the shipped demo
+        split), ``site_ids``, ``site_xy`` [S, 2] (all maps
         strided to at most :data:`MAX_MAP_SIDE` cells a side), ``extent_m`` (x_min, y_min,
         x_max, y_max: the area the maps cover, i.e. the scene); ``samples``: ``x_m``,
         ``y_m``, ``scene`` per shown sample and ``split``; ``values``: finite
@@ -44,7 +45,9 @@ def dataset_overview(name: str, *, max_points: int = 3000, seed: int = 0) -> dic
                 "x_m": grid.x_m[::step], "y_m": grid.y_m[::step],
                 "extent_m": grid.extent_m,
                 "path_gain_db": np.where(np.isfinite(pg), pg, np.nan),
-                "building_height_m": np.asarray(g["building_height_m"][::step, ::step]),
+                # the shipped demo split keeps the footprint (0/1) alone: enough to draw the buildings
+                "building_height_m": np.asarray(g["building_height_m" if "building_height_m" in g else "footprint"]
+                                                [::step, ::step], dtype=np.float32),
                 "material_classes": MATERIAL_CLASSES,
                 "site_ids": list(g.attrs["site_ids"]),
                 "site_xy": np.asarray(g["site_pos_m"][:, :2]),

@@ -422,7 +422,8 @@ def resolve_calibration(calibration: str, block_m: float, split: dict[str, Any] 
     ``"auto"`` calibrates as the dataset was split: on blocks of the split's own squares for a
     dataset split by area (``split`` = its ``input.split`` record, kind ``"spatial blocks"``), on
     val otherwise (a random split: val looks like test, and held-out squares would be harder
-    than test; Antwerp: 64% inside 1σ on blocks). ``"val"`` and ``"blocks"`` are kept as asked.
+    than test; Antwerp: 64% inside 1σ on blocks; a split by track: val holds whole tracks, as
+    test does). ``"val"`` and ``"blocks"`` are kept as asked.
     """
     if calibration != "auto":
         return calibration, float(block_m)
