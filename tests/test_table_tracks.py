@@ -162,6 +162,10 @@ def test_a_timed_drive_test_table_is_tracked(shared_data: Path, tmp_path: Path, 
 def test_an_import_splits_by_track(shared_data: Path, tmp_path: Path, workspace: Path, run_cli: Any) -> None:
     """``--split-by-sequence`` (page: "Split by track"): whole walks go to train, val or test."""
     from rflocal_core.dataset import export_dataset
+    from rflocal_core.infer import predict_tracked_file
+    from rflocal_core.measurements import dump_measurements
+    from rflocal_core.tracking import TrackConfig
+    from rflocal_core.train import train
     from tests.page_support import import_tab, import_with
 
     walks, _ = _timed_walks(shared_data, 40, (0, 5000, 1000, 2000, 3000, 4000))
@@ -175,8 +179,16 @@ def test_an_import_splits_by_track(shared_data: Path, tmp_path: Path, workspace:
     assert out["splits"] == {"train": 160, "val": 40, "test": 40, "test_unseen": 0}
     track = {f"row-{r}": (r - 1) // 40 for r in range(1, 241)}  # walk k: file rows 40k+1 ... 40k+40
     for split in ("val", "test"):
-        held = {track[s.id] for s in export_dataset("walks", split=split).samples}
+        exported = export_dataset("walks", split=split)
+        held = {track[s.id] for s in exported.samples}
         assert len(held) == 1, (split, held)  # one whole walk
+        # the dataset keeps each sample's track: the split exports as a walk to follow again
+        assert {s.sequence for s in exported.samples} == {f"track-{held.pop() + 1}"}
+    dump_measurements(exported, tmp_path / "test.json")
+    tracked = predict_tracked_file(train("walks", "knn").run_id, tmp_path / "test.json", TrackConfig(method="kalman"))
+    rows = tracked.runs[0].predictions
+    assert len(rows) == 40 and all(r.tracked_error_m is not None for r in rows)
+    assert [r.t_s for r in rows] == sorted(r.t_s for r in rows) and rows[0].t_s == 0.0
     for extra, error in (([], "split_by_sequence: 240 of the 240 samples with a truth have no sequence (first: "
                                   "sample 'row-1')"),
                          (["--sequence-gap-s", "inf"], "split_by_sequence: the 240 samples with a truth form 1 "

@@ -375,6 +375,7 @@ def _export_imported(
     nodes = tuple(Node(**row) for row in attrs.get("nodes", []))
     num_nodes = len(nodes)
     sample_ids = list(samples.attrs.get("sample_ids", []))
+    sequences = list(samples.attrs.get("sample_sequences", []))
     captures = iqexchange.has_captures(samples)
     rows = _read_rows(samples, indices, ("pos_m", "latlon", "t_s", "step_mask", "node_mask", "node_pos_m",
                                          "node_latlon", "ta", *_FLOAT_FIELDS, *(iqexchange.ROWS if captures else ()),
@@ -411,7 +412,7 @@ def _export_imported(
                 extra.update(lat=float(latlon[0]), lon=float(latlon[1]))
             truth = Position(alt_m=_short(pos[2]) if np.isfinite(pos[2]) else None, **extra)
         sample_id = sample_ids[k] if k < len(sample_ids) else f"{name}-{int(k)}"
-        out.append(Sample(sample_id, tuple(reports), truth))
+        out.append(Sample(sample_id, tuple(reports), truth, sequences[k] if k < len(sequences) else None))
     notes = list(attrs.get("notes", []))
     notes.append(f"Exported from the imported RFLocal dataset {name!r}, split {split}: {len(out)} of {total} samples.")
     notes += _dropped_note(dropped)
@@ -711,6 +712,8 @@ def _write_import(partial: Path, final: Path, name: str, ms: MeasurementSet, arr
         group = root.require_group("samples")
         store.write_samples(group, arrays)
         group.attrs["sample_ids"] = [sample.id for sample in ms.samples]
+        if any(sample.sequence is not None for sample in ms.samples):  # tracks: an export can be tracked again
+            group.attrs["sample_sequences"] = [sample.sequence for sample in ms.samples]
         if "iq" in attrs:
             group.attrs["iq"] = attrs.pop("iq")
         split_group = root.require_group("splits")
