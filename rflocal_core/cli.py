@@ -142,7 +142,7 @@ _GROUPS = {"SceneConfig": "scene", "ProceduralConfig": "procedural city (--proce
            "TrainConfig": "network training (override --train-config)",
            "AutoConfig": "model selection (--model auto; its budget is --max-minutes)",
            "LaunchConfig": "several training processes (DistributedDataParallel; or start under torchrun)",
-           "TrackConfig": "tracking over time (--track; files whose samples carry a sequence id and t_s)"}
+           "TrackConfig": "tracking over time (--track; samples that carry a sequence id and t_s)"}
 
 
 def _add_data_parsers(sub: Any) -> None:
@@ -355,6 +355,16 @@ def _table_options(args: argparse.Namespace, path: str) -> dict[str, Any] | None
             "crs": args.crs, "time_format": args.time_format, "sequence_gap_s": args.sequence_gap_s}
 
 
+def _evaluate(args: argparse.Namespace) -> Any:
+    """``evaluate``: every figure of a run on a dataset split, with ``--track`` its tracks filtered too."""
+    from rflocal_core.infer import evaluate_run
+    from rflocal_core.options import flag_values
+    from rflocal_core.tracking import TrackConfig
+
+    return evaluate_run(args.run, args.dataset, split=args.split, allow_other_scene=args.allow_other_scene,
+                        track=TrackConfig(**flag_values(args, TrackConfig)))
+
+
 def _import(args: argparse.Namespace) -> Any:
     """``data import``: a JSON measurement file, or a table (chosen by the file's suffix)."""
     from pathlib import Path
@@ -439,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--allow-other-scene", action="store_true",
                     help="evaluate even when the dataset is of another place than the run's training data (its "
                     "scene digest, frame or nodes differ); refused without it (exit 2)")
+    _track_flags(ev)  # --track: the errors of each track filtered over time too (a dataset that keeps tracks)
     _add_predict_parser(sub)
     _add_export_parser(sub)
     _add_ablate_parser(sub)
@@ -863,9 +874,7 @@ def _run(args: argparse.Namespace) -> Any:
     if args.cmd == "models":
         return _models(args)
     if args.cmd == "evaluate":
-        from rflocal_core.infer import evaluate_run
-
-        return evaluate_run(args.run, args.dataset, split=args.split, allow_other_scene=args.allow_other_scene)
+        return _evaluate(args)
     if args.cmd == "ablate" and args.action == "importance":
         return _importance(args)
     if args.cmd == "ablate":

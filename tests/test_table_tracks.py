@@ -26,6 +26,11 @@ WALK_FLAGS = ["--columns", "lat=Latitude,lon=Longitude,time=Timestamp", "--node-
               "--time-format", "%Y.%m.%d_%H.%M.%S"]
 
 
+def _ok(proc: Any) -> str:
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
 def _tracks(source: bytes, columns: dict[str, str], gap: Any = None, **kw: Any) -> list[tuple[str, str, float]]:
     table = read_table(source, kind="csv", columns=columns, group_by=["lat", "lon"], sequence_gap_s=gap, **kw)
     return [(s.id, s.sequence, max(r.t_s for r in s.reports)) for s in table.measurements.samples]
@@ -161,6 +166,8 @@ def test_a_timed_drive_test_table_is_tracked(shared_data: Path, tmp_path: Path, 
 
 def test_an_import_splits_by_track(shared_data: Path, tmp_path: Path, workspace: Path, run_cli: Any) -> None:
     """``--split-by-sequence`` (page: "Split by track"): whole walks go to train, val or test."""
+    from streamlit.testing.v1 import AppTest
+
     from rflocal_core.dataset import export_dataset
     from rflocal_core.infer import predict_tracked_file
     from rflocal_core.measurements import dump_measurements
@@ -185,10 +192,16 @@ def test_an_import_splits_by_track(shared_data: Path, tmp_path: Path, workspace:
         # the dataset keeps each sample's track: the split exports as a walk to follow again
         assert {s.sequence for s in exported.samples} == {f"track-{held.pop() + 1}"}
     dump_measurements(exported, tmp_path / "test.json")
-    tracked = predict_tracked_file(train("walks", "knn").run_id, tmp_path / "test.json", TrackConfig(method="kalman"))
+    run = train("walks", "knn").run_id
+    tracked = predict_tracked_file(run, tmp_path / "test.json", TrackConfig(method="kalman"))
     rows = tracked.runs[0].predictions
     assert len(rows) == 40 and all(r.tracked_error_m is not None for r in rows)
     assert [r.t_s for r in rows] == sorted(r.t_s for r in rows) and rows[0].t_s == 0.0
+    # evaluate --track: the split's tracks filtered as predict --track filters the exported walk
+    scored = json.loads(_ok(run_cli(["evaluate", "--run", run, "--dataset", "walks", "--track", "kalman"], workspace)))
+    assert scored["tracked"]["tracks"] == 1 and scored["tracked"]["untracked"] == 0
+    assert scored["tracked"]["median_m"] == pytest.approx(np.median([r.tracked_error_m for r in rows]), abs=0.01)
+    assert scored["median_m"] == pytest.approx(np.median([r.error_m for r in rows]), abs=0.01)
     for extra, error in (([], "split_by_sequence: 240 of the 240 samples with a truth have no sequence (first: "
                                   "sample 'row-1')"),
                          (["--sequence-gap-s", "inf"], "split_by_sequence: the 240 samples with a truth form 1 "
@@ -196,9 +209,28 @@ def test_an_import_splits_by_track(shared_data: Path, tmp_path: Path, workspace:
                          (["--sequence-gap-s", "600", "--split-block-m", "200"], "split_block_m: expected one of")):
         bad = run_cli([*flags, "--name", "walks2", *extra], workspace)
         assert bad.returncode == 2 and bad.stderr.startswith(f"error: {error}"), bad.stderr
+    _ok(run_cli(["data", "import", str(src), *WALK_FLAGS, "--name", "flat"], workspace))  # no tracks kept
+    bad = run_cli(["evaluate", "--run", run, "--dataset", "flat", "--track", "kalman"], workspace)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: track: dataset 'flat' keeps no tracks"), bad.stderr
     at = import_tab("walks.txt", src.read_bytes(), "text/plain")
     at.text_input(key="dg_tab_pairs").set_value("PSC:Level, NCell*:NRxLev*")
     at.checkbox(key="dg_import_by_track").check()
     import_with(at, dg_tab_time_format="%Y.%m.%d_%H.%M.%S", dg_tab_gap="600", dg_import_name="walks-page")
     assert not at.error, [e.value for e in at.error]
     assert any(c.value == "Split by track: tracks 4 to train, 1 to val, 1 to test" for c in at.caption)
+    # Metrics: a dataset that keeps tracks offers a tracker; the tracked row next to the run's
+    mx = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "pages" / "views" / "metrics.py"),
+                           default_timeout=120)
+    mx.run()
+    mx.selectbox(key="mx_dataset").set_value("walks")
+    mx.multiselect(key="mx_runs").set_value([run])
+    mx.run()
+    mx.selectbox(key="mx_track").set_value("kalman")
+    mx.run()
+    assert not mx.exception and not mx.error, [e.value for e in mx.error]
+    table = mx.dataframe[0].value
+    assert list(table["run"]) == [run, f"{run} tracked"]
+    assert table["median (m)"].iloc[1] == pytest.approx(scored["tracked"]["median_m"], abs=0.01)
+    mx.selectbox(key="mx_dataset").set_value("flat")
+    mx.run()
+    assert "mx_track" not in [s.key for s in mx.selectbox]  # no tracks kept: no tracker offered

@@ -7,13 +7,16 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages.views.refresh import rerun_when_a_job_ends
+from pages.views.widgets import choice, toggle
 from rflocal_core import dataset as ds
 from rflocal_core import demo
 from rflocal_core import train as tr
+from rflocal_core.dataset.sequences import keeps_tracks
 from rflocal_core.dataset.store import SPLITS
 from rflocal_core.errors import RFLocalInputError
 from rflocal_core.infer import EvaluationResult, evaluate_run
 from rflocal_core.metrics import SUCCESS_THRESHOLDS_M
+from rflocal_core.tracking import TrackConfig
 
 st.title("Metrics")
 st.caption(
@@ -34,6 +37,9 @@ def _cdf_figure(results: list[EvaluationResult]) -> go.Figure:
     fig = go.Figure()
     for r in results:
         fig.add_trace(go.Scatter(x=r.cdf.x_m, y=r.cdf.fraction, name=r.run_id, mode="lines", line_shape="hv"))
+        if r.tracked is not None:
+            fig.add_trace(go.Scatter(x=r.tracked.cdf.x_m, y=r.tracked.cdf.fraction, name=f"{r.run_id} tracked",
+                                     mode="lines", line_shape="hv", line={"dash": "dot"}))
     bound = next((r.crlb for r in results if r.crlb.available), None)
     if bound is not None:
         fig.add_trace(go.Scatter(x=bound.cdf.x_m, y=bound.cdf.fraction, name="CRLB (per sample)",
@@ -53,11 +59,14 @@ ERROR_COLUMNS = {"samples": ("%d", "samples with a true position and an estimate
 
 
 def _error_table(results: list[EvaluationResult]) -> pd.DataFrame:
-    """Error percentiles per run, in metres."""
-    return pd.DataFrame([{
-        "run": r.run_id, "model": r.model, "samples": r.summary.count, "mean (m)": _fmt(r.summary.mean_m),
-        "RMSE (m)": _fmt(r.summary.rmse_m), "median (m)": _fmt(r.summary.median_m), "P67 (m)": _fmt(r.summary.p67_m),
-        "P80 (m)": _fmt(r.summary.p80_m), "P95 (m)": _fmt(r.summary.p95_m)} for r in results])
+    """Error percentiles per run, in metres (a tracked run: a second row, its tracks filtered over time)."""
+    rows = []
+    for r in results:
+        for label, s in [(r.run_id, r.summary)] + ([(f"{r.run_id} tracked", r.tracked.summary)] if r.tracked else []):
+            rows.append({"run": label, "model": r.model, "samples": s.count, "mean (m)": _fmt(s.mean_m),
+                         "RMSE (m)": _fmt(s.rmse_m), "median (m)": _fmt(s.median_m), "P67 (m)": _fmt(s.p67_m),
+                         "P80 (m)": _fmt(s.p80_m), "P95 (m)": _fmt(s.p95_m)})
+    return pd.DataFrame(rows)
 
 
 def _success_table(results: list[EvaluationResult]) -> pd.DataFrame:
@@ -157,6 +166,17 @@ def _spatial(result: EvaluationResult) -> None:
     st.caption(f"Cells of {s.cell_m:g} m over the true positions; empty cells are blank.")
 
 
+def _tracker(dataset: str) -> TrackConfig | None:
+    """For a dataset that keeps tracks (an import of timed walks): the tracker to score them with, or None."""
+    if not keeps_tracks(dataset):
+        return None
+    c = st.columns([2, 2, 1])
+    method = choice(c[0], TrackConfig, "method", key="mx_track", none_label="none")
+    motion = choice(c[1], TrackConfig, "motion", key="mx_track_motion")
+    smooth = toggle(c[2], TrackConfig, "smooth", key="mx_track_smooth") if method == "kalman" else False
+    return None if method is None else TrackConfig(method=method, motion=motion, smooth=smooth)
+
+
 def _default_dataset(datasets: list[str], runs: list[dict]) -> int:
     """Index of the dataset of the newest run (the one just trained), else the first."""
     for run in sorted(runs, key=lambda r: r.get("created_utc") or "", reverse=True):
@@ -193,6 +213,7 @@ def main() -> None:
     if not chosen:
         st.info("Choose one or more runs to evaluate.")
         return
+    track = _tracker(dataset)
 
     results = []
     for run_id in chosen:
@@ -200,7 +221,7 @@ def main() -> None:
             try:
                 # the page shows other-scene pairs with a red warning instead of refusing them
                 results.append(evaluate_run(run_id, dataset, split=split, use_cache=not recompute,
-                                            allow_other_scene=True))
+                                            allow_other_scene=True, track=track))
             except RFLocalInputError as exc:
                 st.error(str(exc))
     if not results:

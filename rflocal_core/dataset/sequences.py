@@ -91,3 +91,27 @@ def _truth(last: Position | None, pos: np.ndarray, latlon: np.ndarray) -> Positi
 def _short(value: float) -> float:
     """As the export writes positions: the shortest decimal that reads back as the same float32."""
     return float(str(np.float32(value)))
+
+
+def sample_tracks(name: str, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The track id (None: no track) and time (s: the last report's ``t_s``) of each dataset row of ``indices``.
+
+    Imported datasets keep their samples' tracks (a table's ``sequence`` column or ``sequence_gap_s``, a JSON
+    file's ``sequence``); None for a dataset without any (generated datasets: one moving sample is its own track,
+    see :func:`export_sequences`).
+    """
+    samples = store.open_dataset(name)["samples"]
+    tracks = dict(samples.attrs).get("sample_sequences")
+    if not tracks:
+        return None
+    idx = np.asarray(indices, dtype=np.int64)
+    t_s = np.asarray(samples["t_s"][...], dtype=np.float64)[idx]
+    steps = np.asarray(samples["step_mask"][...], dtype=bool)[idx]
+    last = np.where(steps.any(1), steps.shape[1] - 1 - np.argmax(steps[:, ::-1], axis=1), 0)
+    ids = np.array([tracks[i] if i < len(tracks) else None for i in idx], dtype=object)
+    return ids, t_s[np.arange(len(idx)), last]
+
+
+def keeps_tracks(name: str) -> bool:
+    """Whether the dataset keeps its samples' tracks (:func:`sample_tracks` has something to give)."""
+    return bool(dict(store.open_dataset(name)["samples"].attrs).get("sample_sequences"))

@@ -6,20 +6,29 @@
 
 The cache is ``workspace/runs/<run_id>/eval/<dataset>__<split>.json``, valid while the
 checkpoint and the dataset are unchanged.
+
+A dataset that keeps its samples' tracks (an import of timed walks) can be scored tracked as well:
+``evaluate_run(..., track=TrackConfig(method="kalman", smooth=True))`` adds ``tracked``, the errors after each
+track's answers are filtered over time (:func:`~rflocal_core.infer.track.track_rows`); cached apart per tracker.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from rflocal_core.dataset.sequences import keeps_tracks, sample_tracks
 from rflocal_core.dataset.store import SPLITS, dataset_path, open_dataset
 from rflocal_core.errors import InvalidInputError, OtherSceneError, RFLocalInputError
 from rflocal_core.infer.run import load_run
 from rflocal_core.infer.scene_check import SceneCheck, check_scene
+from rflocal_core.infer.track import track_rows
 from rflocal_core.metrics import (
     Breakdowns,
     Calibration,
@@ -37,11 +46,25 @@ from rflocal_core.metrics import (
 from rflocal_core.models.inputs import errors_m
 from rflocal_core.models.transforms import InputTransform, load_transformed
 from rflocal_core.results import JsonResult, json_field
+from rflocal_core.tracking import TrackConfig
 from rflocal_core.train.runs import run_dir
 from rflocal_core.workspace import atomic_write_text, validate_name
 
 #: Bump when the content of :func:`evaluate_run` changes: older caches are then recomputed.
 METRICS_VERSION = 4
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrackedErrors(JsonResult):
+    """The errors of a run's answers filtered over each track of the split (see :func:`evaluate_run`)."""
+
+    #: The tracker: ``method``, ``motion``, ``smooth`` and the rest of :class:`~rflocal_core.tracking.TrackConfig`.
+    track: dict[str, Any]
+    #: Tracks of the split, and samples without one (not tracked, left out of the figures).
+    tracks: int
+    untracked: int
+    summary: ErrorSummary = json_field(flatten=True)
+    cdf: Cdf
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,6 +97,8 @@ class EvaluationResult(JsonResult):
     #: True when the model was fitted on this split's samples (the run's own dataset: ``train``, or ``val`` of a
     #: run refitted on train + val): its figures are in-sample, not an accuracy.
     in_sample: bool = False
+    #: With a tracker asked for (``track``): the errors after each track is filtered over time.
+    tracked: TrackedErrors | None = json_field(default=None, omit_none=True)
     #: True when read from the cache.
     cached: bool = False
 
@@ -111,13 +136,17 @@ def _cache_key(run_path: Path, dataset_zarr: Path) -> dict[str, Any]:
             "sigma_power": config.get("sigma_power"), "sigma_ratio_2": config.get("sigma_ratio_2")}
 
 
-def evaluation_cache_path(run_id: str, dataset: str, split: str) -> Path:
-    """Where :func:`evaluate_run` caches its result: ``runs/<run_id>/eval/<dataset>__<split>.json``."""
-    return run_dir(run_id) / "eval" / f"{validate_name(dataset, field='dataset')}__{split}.json"
+def evaluation_cache_path(run_id: str, dataset: str, split: str, tracker: dict[str, Any] | None = None) -> Path:
+    """Where :func:`evaluate_run` caches its result: ``runs/<run_id>/eval/<dataset>__<split>.json``; tracked
+    (``tracker``: the :class:`TrackConfig` as a dict), ``<dataset>__<split>__track-<digest of the tracker>.json``."""
+    name = f"{validate_name(dataset, field='dataset')}__{split}"
+    if tracker:
+        name += "__track-" + hashlib.sha256(json.dumps(tracker, sort_keys=True).encode()).hexdigest()[:12]
+    return run_dir(run_id) / "eval" / f"{name}.json"
 
 
 def evaluate_run(run_id: str, dataset: str, *, split: str = "test", use_cache: bool = True,
-                 allow_other_scene: bool = False) -> EvaluationResult:
+                 allow_other_scene: bool = False, track: TrackConfig | None = None) -> EvaluationResult:
     """Evaluate a run on a dataset split: every figure of the Metrics page.
 
     Parameters
@@ -137,6 +166,9 @@ def evaluate_run(run_id: str, dataset: str, *, split: str = "test", use_cache: b
         (:func:`~rflocal_core.infer.scene_check.check_scene` finds a differing scene digest,
         frame or node set); without it that is refused, except for a model that predicts in
         any scene (the geometric baselines, ``any_scene``). The result keeps the check either way.
+    track : TrackConfig, optional
+        Also filter each track's answers over time with this tracker (``method`` not None; no building mask:
+        a particle filter moves in the open) and give their errors (``tracked``); the dataset must keep tracks.
 
     Returns
     -------
@@ -172,13 +204,18 @@ def evaluate_run(run_id: str, dataset: str, *, split: str = "test", use_cache: b
         msg = (f"{scene.summary(run_id, dataset)}; evaluate it anyway with --allow-other-scene "
                "(allow_other_scene=True)")
         raise OtherSceneError(msg)
-    cache = evaluation_cache_path(run_id, dataset, split)
-    key = _cache_key(path, dataset_path(dataset) / "zarr.json")
+    tracker = asdict(track) if track is not None and track.method is not None else None
+    if tracker and not keeps_tracks(dataset):
+        msg = (f"track: dataset {dataset!r} keeps no tracks; expected an import of timed walks (a table's sequence "
+               "column or sequence_gap_s, or a JSON file's sequence)")
+        raise InvalidInputError(msg)
+    cache = evaluation_cache_path(run_id, dataset, split, tracker)
+    key = _cache_key(path, dataset_path(dataset) / "zarr.json") | ({"track": tracker} if tracker else {})
     if use_cache:
         cached = _read_cache(cache, key)
         if cached is not None:
             return replace(cached, cached=True, scene_check=scene)
-    stored = _evaluate(run_id, dataset, split, attrs.get("config") or {}, scene).to_json()
+    stored = _evaluate(run_id, dataset, split, attrs.get("config") or {}, scene, track if tracker else None).to_json()
     del stored["cached"]
     cache.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cache, json.dumps({"key": key, "result": stored}, allow_nan=False))
@@ -202,7 +239,7 @@ def _read_cache(cache: Path, key: dict[str, Any]) -> EvaluationResult | None:
 
 
 def _evaluate(run_id: str, dataset: str, split: str, dataset_config: dict[str, Any],
-              scene: SceneCheck) -> EvaluationResult:
+              scene: SceneCheck, track: TrackConfig | None = None) -> EvaluationResult:
     """Predict the split with the run (in its own view of the data) and compute every figure."""
     run = load_run(run_id)
     # the run's own view of the data (features, sites, steps it was trained with)
@@ -232,4 +269,18 @@ def _evaluate(run_id: str, dataset: str, split: str, dataset_config: dict[str, A
         inference_ms_per_sample=round(1000 * seconds / max(len(x), 1), 4),
         training_scenes=tuple(training) if training is not None else None, scene_check=scene,
         in_sample=fitted_on_split(run.config, dataset, split),
+        tracked=None if track is None else _tracked(dataset, split, x, pred, track),
     )
+
+
+def _tracked(dataset: str, split: str, x: Any, pred: Any, track: TrackConfig) -> TrackedErrors:
+    """The errors of ``pred`` after each track of the split is filtered over time by ``track``."""
+    found = sample_tracks(dataset, x.indices)
+    if found is None or all(seq is None for seq in found[0]):
+        msg = f"track: the {split!r} split of dataset {dataset!r} holds no sample of a track; choose another split"
+        raise InvalidInputError(msg)
+    tracks, t_s = found
+    xy = track_rows(tracks, t_s, pred.position_m, pred.sigma_m, track)
+    err = np.hypot(*(xy - x.truth_m).T)
+    return TrackedErrors(track=asdict(track), tracks=len({s for s in tracks if s is not None}),
+                         untracked=int(sum(s is None for s in tracks)), summary=error_summary(err), cdf=cdf_points(err))

@@ -63,6 +63,19 @@ def sample_times(ms: MeasurementSet) -> dict[str, list[tuple[float, str]]]:
     return out
 
 
+def track_rows(tracks: np.ndarray, t_s: np.ndarray, z_m: np.ndarray, sigma_m: np.ndarray | None,
+               config: TrackConfig) -> np.ndarray:
+    """Tracked positions [N, 2] of rows of several tracks: each track's rows (``tracks`` [N], None: no track)
+    filtered in time order (``t_s`` [N]) from the answers ``z_m`` [N, 2] (NaN: no answer, a step without a report)
+    with their ``sigma_m`` [N, 2]. Rows without a track stay NaN."""
+    out = np.full((len(z_m), 2), np.nan)
+    for seq in dict.fromkeys(s for s in tracks if s is not None):
+        rows = np.flatnonzero(tracks == seq)
+        rows = rows[np.argsort(t_s[rows], kind="stable")]
+        out[rows] = track(t_s[rows], z_m[rows], None if sigma_m is None else sigma_m[rows], config).xy
+    return out
+
+
 def run_outdoor_mask(run: LoadedRun, scene: str | None, points_m: list[tuple[float, float]] = ()) -> OutdoorMask:
     """Where a device of ``scene`` can be: the open cells around the buildings a map of the run shows
     (:func:`~rflocal_core.infer.views.scene_map`), over the scene's extent and ``points_m``."""
