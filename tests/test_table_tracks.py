@@ -150,7 +150,8 @@ def test_a_timed_drive_test_table_is_tracked(shared_data: Path, tmp_path: Path, 
     at.text_input(key="li_tab_time_format").set_value("%Y.%m.%d_%H.%M.%S")
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert "li_track" not in [s.key for s in at.selectbox]  # no tracks yet: no tracker offered
+    assert "li_track" not in [s.key for s in at.selectbox]  # no tracks yet: no tracker offered, a hint how
+    assert any(c.value.startswith("A timed table can be tracked") for c in at.caption)
     at.text_input(key="li_tab_gap").set_value("600")
     at.run()
     at.selectbox(key="li_track").set_value("kalman")

@@ -165,6 +165,9 @@ if not results:
 
 # --------------------------------------------------------------------------- tracking (files with sequences)
 
+if table is not None and "time" in table["columns"] and all(s.sequence is None for s in ms.samples):
+    st.caption("A timed table can be tracked: map its track id to **sequence**, or set **Track gap (s)** (e.g. 60) "
+               "to make tracks of the file where a pause cuts them.")
 if any(s.sequence is not None for s in ms.samples):
     c = st.columns([2, 2, 1])
     method = choice(c[0], TrackConfig, "method", key="li_track", none_label="none")
