@@ -27,7 +27,6 @@ Workspace: a temporary folder; results ``bench/results/table-tracks.json``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import sys
@@ -39,49 +38,15 @@ import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # the walks are the tests' (tests/duke_walks.py)
+
+from tests.duke_walks import Campus, timed_walks  # noqa: E402
+
 DUKE = HERE.parent.parent / "shared" / "data" / "real" / "duke_cbrs" / "Duke_CBRS.csv"
 TRACKERS = {"none": {}, "kalman": {"method": "kalman"}, "kalman+smooth": {"method": "kalman", "smooth": True},
             "particle": {"method": "particle"}}
 TABLE = {"columns": {"lat": "Latitude", "lon": "Longitude", "time": "Timestamp"},
          "node_pairs": ["PSC:Level", "NCell*:NRxLev*"], "time_format": "%Y.%m.%d_%H.%M.%S", "sequence_gap_s": 600}
-
-
-def _samples(duke: pd.DataFrame) -> tuple[list, np.ndarray, np.ndarray]:
-    keys = list(duke.groupby(["latitude", "longitude", "device"], sort=False).groups)
-    lat, lon = np.array([k[0] for k in keys]), np.array([k[1] for k in keys])
-    x = np.radians(lon - lon.mean()) * np.cos(np.radians(lat.mean())) * 6371e3
-    y = np.radians(lat - lat.mean()) * 6371e3
-    return keys, x, y
-
-
-def _walk(x: np.ndarray, y: np.ndarray, start: int, steps: int, taken: list[int]) -> tuple[list[int], list[float]]:
-    order, t_s = [start], [0.0]
-    while len(order) < steps:
-        d = np.hypot(x - x[order[-1]], y - y[order[-1]])
-        d[order + taken] = np.inf
-        d[d < 3.0] = np.inf
-        nxt = int(np.argmin(d))
-        if not d[nxt] < 40.0:
-            break
-        order.append(nxt)
-        t_s.append(t_s[-1] + d[nxt] / 1.4)
-    return order, t_s
-
-
-def _export(duke: pd.DataFrame, keys: list, walks: list[tuple[list[int], list[float]]]) -> pd.DataFrame:
-    groups = duke.groupby(["latitude", "longitude", "device"], sort=False)
-    rows = []
-    for w, (order, t_s) in enumerate(walks):
-        for i, t in zip(order, t_s, strict=True):
-            g = groups.get_group(keys[i]).sort_values("rsrp", ascending=False, kind="stable")
-            stamp = datetime.datetime(2019, 7, 16, 10) + datetime.timedelta(hours=2 * w, seconds=round(t))
-            row = {"Timestamp": stamp.strftime("%Y.%m.%d_%H.%M.%S"), "Longitude": keys[i][1], "Latitude": keys[i][0],
-                   "PSC": g.PCI.iloc[0], "Level": g.rsrp.iloc[0]}
-            for k in range(1, 6):
-                row |= {f"NCell{k}": g.PCI.iloc[k] if k < len(g) else None,
-                        f"NRxLev{k}": g.rsrp.iloc[k] if k < len(g) else None}
-            rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def _one_set(duke: pd.DataFrame, starts: list[int], steps: int, folder: Path) -> dict:
@@ -90,21 +55,14 @@ def _one_set(duke: pd.DataFrame, starts: list[int], steps: int, folder: Path) ->
     from rflocal_core.tracking import TrackConfig
     from rflocal_core.train import train
 
-    keys, x, y = _samples(duke)
-    walks: list[tuple[list[int], list[float]]] = []
-    for start in starts:
-        walks.append(_walk(x, y, start, steps, [i for w in walks for i in w[0]]))
-    near = np.zeros(len(keys), dtype=bool)
-    for i in (i for w in walks for i in w[0]):
-        near |= np.hypot(x - x[i], y - y[i]) < 15.0
-    far = {keys[i] for i in np.flatnonzero(~near)}
+    walks = timed_walks(duke, starts, steps)
     name = f"campus-{starts[0]}"
-    duke[[k in far for k in zip(duke.latitude, duke.longitude, duke.device)]].to_csv(folder / f"{name}.csv", index=False)
-    _export(duke, keys, walks).to_csv(folder / f"{name}.txt", sep="\t", index=False)
+    walks.rest.to_csv(folder / f"{name}.csv", index=False)
+    walks.export.to_csv(folder / f"{name}.txt", sep="\t", index=False)
     import_table(folder / f"{name}.csv", name=name, group_by=["latitude", "longitude", "device"],
                  columns={"node": "PCI", "lat": "latitude", "lon": "longitude", "rss_dbm": "rsrp"})
     run = train(name, "knn").run_id
-    out = {"starts": starts, "samples": [len(w[0]) for w in walks], "walk_m": [round(1.4 * w[1][-1]) for w in walks]}
+    out = {"starts": starts, "samples": walks.samples, "walk_m": [round(1.4 * t) for t in walks.seconds]}
     for label, config in TRACKERS.items():
         res = predict_tracked_file(run, folder / f"{name}.txt", TrackConfig(**config), table=TABLE).runs[0]
         key = "error_m" if label == "none" else "tracked_error_m"
@@ -121,8 +79,8 @@ def main() -> None:
     if not DUKE.is_file():
         sys.exit(f"{DUKE} is absent")
     duke = pd.read_csv(DUKE)
-    keys, x, y = _samples(duke)
-    dense = [i for i in range(len(keys)) if (np.hypot(x - x[i], y - y[i]) < 40.0).sum() > 40]
+    campus = Campus.of(duke)
+    dense = [i for i in range(len(campus.keys)) if campus.near(i, 40.0).sum() > 40]
     rng = np.random.default_rng(0)
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:

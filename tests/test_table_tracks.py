@@ -5,7 +5,6 @@ no times, so positions are chained nearest first and timed at walking speed."""
 
 from __future__ import annotations
 
-import datetime
 import json
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 from rflocal_core.errors import InvalidInputError
 from rflocal_core.measurements.columns import guess_columns
 from rflocal_core.measurements.table import TableFormatError, preview_samples, read_table
+from tests.duke_walks import timed_walks
 
 LOG = "walk,ts,cell,rsrp,lat,lon\n" \
       "w1,0,A,-80,36.0,-78.93\nw1,0,B,-90,36.0,-78.93\nw1,5,A,-81,36.0001,-78.93\nw1,100,A,-81,36.0002,-78.93\n" \
@@ -71,45 +71,14 @@ def test_a_sequence_column_and_time_gaps_make_tracks() -> None:
 
 def _timed_walks(shared_data: Path, steps: int,
                  starts: tuple[int, ...] = (0, 5000)) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Walks of ``steps`` Duke positions (Samsung and Pixel samples) from each start, each the nearest unvisited
-    position 3-40 m from the last, timed at 1.4 m/s, two hours apart, as a G-NetTrack export; and the Duke rows more
-    than 15 m from every walked position (to train on)."""
+    """Walks of ``steps`` real Duke samples from each start as a G-NetTrack export, and the Duke rows away from them
+    (:func:`tests.duke_walks.timed_walks`)."""
     src = shared_data / "real" / "duke_cbrs" / "Duke_CBRS.csv"
     if not src.is_file():
         pytest.skip(f"{src} is absent")
-    duke = pd.read_csv(src)
-    groups = duke.groupby(["latitude", "longitude", "device"], sort=False)
-    keys = list(groups.groups)
-    lat, lon = np.array([k[0] for k in keys]), np.array([k[1] for k in keys])
-    x = np.radians(lon - lon.mean()) * np.cos(np.radians(lat.mean())) * 6371e3
-    y = np.radians(lat - lat.mean()) * 6371e3
-    rows, walked = [], []
-    for w, start in enumerate(starts):
-        order, t_s = [start], [0.0]
-        while len(order) < steps:
-            d = np.hypot(x - x[order[-1]], y - y[order[-1]])
-            d[order + walked] = np.inf
-            d[d < 3.0] = np.inf
-            nxt = int(np.argmin(d))
-            assert d[nxt] < 40.0, "the walk ran out of nearby positions"
-            order.append(nxt)
-            t_s.append(t_s[-1] + d[nxt] / 1.4)
-        walked += order
-        for i, t in zip(order, t_s, strict=True):
-            g = groups.get_group(keys[i]).sort_values("rsrp", ascending=False, kind="stable")
-            stamp = datetime.datetime(2019, 7, 16, 10) + datetime.timedelta(hours=2 * w, seconds=round(t))
-            row = {"Timestamp": stamp.strftime("%Y.%m.%d_%H.%M.%S"), "Longitude": lon[i], "Latitude": lat[i],
-                   "PSC": g.PCI.iloc[0], "Level": g.rsrp.iloc[0]}
-            for k in range(1, 6):
-                row |= {f"NCell{k}": g.PCI.iloc[k] if k < len(g) else None,
-                        f"NRxLev{k}": g.rsrp.iloc[k] if k < len(g) else None}
-            rows.append(row)
-    near = np.zeros(len(keys), dtype=bool)
-    for i in walked:
-        near |= np.hypot(x - x[i], y - y[i]) < 15.0
-    far = {keys[i] for i in np.flatnonzero(~near)}
-    train = duke[[k in far for k in zip(duke.latitude, duke.longitude, duke.device)]]
-    return pd.DataFrame(rows), train
+    walks = timed_walks(pd.read_csv(src), starts, steps)
+    assert len(walks.export) == steps * len(starts), "a walk ran out of nearby positions"
+    return walks.export, walks.rest
 
 
 def test_a_timed_drive_test_table_is_tracked(shared_data: Path, tmp_path: Path, workspace: Path,

@@ -12,7 +12,7 @@ import streamlit as st
 from pages.views.inference_map import HEAT_FLOOR, map_figure
 from pages.views.refresh import rerun_when_a_job_ends
 from pages.views.table_mapping import table_mapping, table_source
-from pages.views.widgets import choice, error_text, toggle, upload_limit_mib
+from pages.views.widgets import choice, error_text, tracker, upload_limit_mib
 from rflocal_core import dataset as ds
 from rflocal_core import demo, infer
 from rflocal_core.dataset.sequences import export_sequences
@@ -20,7 +20,6 @@ from rflocal_core.errors import RFLocalInputError
 from rflocal_core.measurements import MAX_MEASUREMENT_FILE_BYTES, check_quality, load_measurements
 from rflocal_core.measurements.table import MAX_TABLE_FILE_BYTES, table_kind
 from rflocal_core.models.onnx_export import PredictOptions
-from rflocal_core.tracking import TrackConfig
 from rflocal_core.train import list_runs
 
 EXAMPLES = ["example_measurements.json", "example_single.json", "example_measurements_format.json",
@@ -169,15 +168,11 @@ if table is not None and "time" in table["columns"] and all(s.sequence is None f
     st.caption("A timed table can be tracked: map its track id to **sequence**, or set **Track gap (s)** (e.g. 60) "
                "to make tracks of the file where a pause cuts them.")
 if any(s.sequence is not None for s in ms.samples):
-    c = st.columns([2, 2, 1])
-    method = choice(c[0], TrackConfig, "method", key="li_track", none_label="none")
-    motion = choice(c[1], TrackConfig, "motion", key="li_track_motion")
-    smooth = toggle(c[2], TrackConfig, "smooth", key="li_track_smooth") if method == "kalman" else False
-    if method is not None:
+    config = tracker("li_track")
+    if config is not None:
         try:
-            config = TrackConfig(method=method, motion=motion, smooth=smooth)
             results = [infer.track_prediction(res, ms, config, mask=infer.run_outdoor_mask(models[res.run_id], res.scene)
-                                              if method == "particle" else None) for res in results]
+                                              if config.method == "particle" else None) for res in results]
         except RFLocalInputError as exc:
             st.error(error_text(exc))
 

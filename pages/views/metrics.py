@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages.views.refresh import rerun_when_a_job_ends
-from pages.views.widgets import choice, toggle
+from pages.views.widgets import tracker
 from rflocal_core import dataset as ds
 from rflocal_core import demo
 from rflocal_core import train as tr
@@ -168,13 +168,7 @@ def _spatial(result: EvaluationResult) -> None:
 
 def _tracker(dataset: str) -> TrackConfig | None:
     """For a dataset that keeps tracks (an import of timed walks): the tracker to score them with, or None."""
-    if not keeps_tracks(dataset):
-        return None
-    c = st.columns([2, 2, 1])
-    method = choice(c[0], TrackConfig, "method", key="mx_track", none_label="none")
-    motion = choice(c[1], TrackConfig, "motion", key="mx_track_motion")
-    smooth = toggle(c[2], TrackConfig, "smooth", key="mx_track_smooth") if method == "kalman" else False
-    return None if method is None else TrackConfig(method=method, motion=motion, smooth=smooth)
+    return tracker("mx_track") if keeps_tracks(dataset) else None
 
 
 def _default_dataset(datasets: list[str], runs: list[dict]) -> int:

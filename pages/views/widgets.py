@@ -23,6 +23,7 @@ import streamlit as st
 from rflocal_core import settings
 from rflocal_core.formstate import load_form, rule, save_form
 from rflocal_core.options import Option, option_of, option_paths, put_path
+from rflocal_core.tracking import TrackConfig
 
 #: Session-state entry holding, per widget key, the value last saved (or found saved) this session.
 _SAVED = "_forms_saved"
@@ -120,6 +121,16 @@ def toggle(where: Any, cls: type, name: str, *, key: str, label: str | None = No
     value = bool(where.checkbox(label or opt.label, value=opt.default, help=opt.help or None, key=key))
     _keep(key, value, opt.default)
     return value
+
+
+def tracker(key: str) -> TrackConfig | None:
+    """A row of "Tracking", "Motion model" and, for kalman, "Smooth (RTS)" (keys ``key``, ``key_motion``,
+    ``key_smooth``): the tracker chosen, or None for no tracking."""
+    c = st.columns([2, 2, 1])
+    method = choice(c[0], TrackConfig, "method", key=key, none_label="none")
+    motion = choice(c[1], TrackConfig, "motion", key=f"{key}_motion")
+    smooth = toggle(c[2], TrackConfig, "smooth", key=f"{key}_smooth") if method == "kalman" else False
+    return None if method is None else TrackConfig(method=method, motion=motion, smooth=smooth)
 
 
 def select(where: Any, label: str, choices: Sequence[str], *, key: str, index: int = 0, **kwargs: Any) -> Any:

@@ -70,12 +70,8 @@ def block_splits(
         msg = (f"split_block_m: {block_m:g} m blocks put the {len(labeled)} samples with truth into {len(blocks)} "
                "block(s); expected at least 3 (one per split): choose smaller blocks")
         raise InvalidInputError(msg)
-    order = np.random.default_rng(int(seed)).permutation(len(blocks))
-    split_of_block = _assign_blocks(np.bincount(block_of, minlength=len(blocks)), order, fractions)
-    assigned = {s.id: str(split_of_block[block_of[i]]) for i, s in enumerate(labeled)}
-    info = {"kind": "spatial blocks", "block_m": float(block_m),
-            "blocks": {k: int((split_of_block == k).sum()) for k in ("train", "val", "test")}}
-    return assigned, info
+    assigned, per_split = _deal(labeled, block_of, len(blocks), fractions, seed)
+    return assigned, {"kind": "spatial blocks", "block_m": float(block_m), "blocks": per_split}
 
 
 def sequence_splits(ms: MeasurementSet, *, fractions: Sequence[float],
@@ -106,11 +102,18 @@ def sequence_splits(ms: MeasurementSet, *, fractions: Sequence[float],
         msg = (f"split_by_sequence: the {len(labeled)} samples with a truth form {len(tracks)} track(s); expected at "
                "least 3 (one per split): split by sample or by squares")
         raise InvalidInputError(msg)
-    order = np.random.default_rng(int(seed)).permutation(len(tracks))
-    split_of_track = _assign_blocks(np.bincount(track_of, minlength=len(tracks)), order, fractions)
-    assigned = {s.id: str(split_of_track[track_of[i]]) for i, s in enumerate(labeled)}
-    info = {"kind": "sequences", "sequences": {k: int((split_of_track == k).sum()) for k in ("train", "val", "test")}}
-    return assigned, info
+    assigned, per_split = _deal(labeled, track_of, len(tracks), fractions, seed)
+    return assigned, {"kind": "sequences", "sequences": per_split}
+
+
+def _deal(labeled: list, group_of: np.ndarray, groups: int, fractions: Sequence[float],
+          seed: int) -> tuple[dict[str, str], dict[str, int]]:
+    """Sample id -> split, the groups (squares or tracks; ``group_of`` [N] each sample's) shuffled with ``seed`` and
+    dealt by :func:`_assign_blocks`; and the groups per split."""
+    order = np.random.default_rng(int(seed)).permutation(groups)
+    split_of_group = _assign_blocks(np.bincount(group_of, minlength=groups), order, fractions)
+    assigned = {s.id: str(split_of_group[group_of[i]]) for i, s in enumerate(labeled)}
+    return assigned, {k: int((split_of_group == k).sum()) for k in ("train", "val", "test")}
 
 
 def _fractions(fractions: Sequence[float]) -> list[float]:
