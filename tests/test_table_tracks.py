@@ -182,6 +182,12 @@ def test_an_import_splits_by_track(shared_data: Path, tmp_path: Path, workspace:
     _ok(run_cli(["data", "import", str(src), *WALK_FLAGS, "--name", "flat"], workspace))  # no tracks kept
     bad = run_cli(["evaluate", "--run", run, "--dataset", "flat", "--track", "kalman"], workspace)
     assert bad.returncode == 2 and bad.stderr.startswith("error: track: dataset 'flat' keeps no tracks"), bad.stderr
+    # --sequences splits a generated moving sample into steps; an import's samples already are the steps
+    for name, hint in (("walks", True), ("flat", False)):
+        bad = run_cli(["data", "export", "--dataset", name, "--sequences", "per-report", "--out",
+                       str(tmp_path / "seq.json")], workspace)
+        assert bad.returncode == 2 and "one report time per sample" in bad.stderr, bad.stderr
+        assert ("already keep the tracks of the import" in bad.stderr) is hint, bad.stderr
     at = import_tab("walks.txt", src.read_bytes(), "text/plain")
     at.text_input(key="dg_tab_pairs").set_value("PSC:Level, NCell*:NRxLev*")
     at.checkbox(key="dg_import_by_track").check()

@@ -70,8 +70,12 @@ def export_sequences(name: str, *, split: str = "test", limit: int | None = None
             reports = tuple(r for r in sample.reports if (r.t_s <= t if history else r.t_s == t))
             out.append(Sample(f"{sample.id}-t{k}", reports, _truth(sample.truth, pos[step], latlon[step]), sample.id))
     if longest < 2:
+        # an import that keeps its tracks is tracked as exported: its samples are already the track's steps
+        hint = (" Its samples already keep the tracks of the import (each sample a step, with its track id and "
+                "time): export them without --sequences (Live Inference: 'As sequences' off) and track them as they "
+                "are." if keeps_tracks(name) else "")
         msg = (f"dataset: the {split} split of {name!r} has one report time per sample (snapshots); expected a "
-               "dataset generated with motion and --sequence MIN,MAX above 1 to export sequences")
+               f"dataset generated with motion and --sequence MIN,MAX above 1 to export sequences.{hint}")
         raise InvalidInputError(msg)
     note = ("Sequences: each sample of the split is split into one sample per report time (ids <sample>-t<k>, "
             "sequence = the sample's id), truth the position at that time"
