@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 os.environ["RFLOCAL_WORKSPACE"] = sys.argv[1]
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from rflocal_core.infer import load_run
-from rflocal_core.models import KNNFingerprint, load_inputs
-from rflocal_core.models.inputs import join_inputs
+from rflocal_core.infer import load_run  # noqa: E402
+from rflocal_core.models import KNNFingerprint, load_inputs  # noqa: E402
+from rflocal_core.models.inputs import join_inputs  # noqa: E402
 
 run = load_run(sys.argv[2])
 ds = run.config["dataset"]
